@@ -77,7 +77,238 @@ enum wsk_close_code {
     WSK_CLOSE_INTERNAL = 1011,
 };
 
-/* @API@ */
+/* ---------------------------------------------------------------------------------------------
+ * Loop: the state every socket of one libev loop shares (receive buffer, write batching, shared
+ * compressors, logging).  Create one per ev_loop, before any server or client on it.
+ */
+struct ev_loop;
+typedef struct wsk_loop wsk_loop;
+typedef struct wsk_server wsk_server;
+typedef struct wsk_ws wsk_ws;
+typedef struct wsk_request wsk_request;
+typedef struct wsk_response wsk_response;
+
+/* A loop context on `ev` (NULL: libev's default loop).  Free it after its servers and clients. */
+WSK_API wsk_loop *wsk_loop_new(struct ev_loop *ev);
+WSK_API void wsk_loop_free(wsk_loop *loop);
+WSK_API struct ev_loop *wsk_loop_ev(wsk_loop *loop);
+
+enum wsk_log_level { WSK_LOG_ERROR = 0, WSK_LOG_WARN = 1, WSK_LOG_INFO = 2, WSK_LOG_DEBUG = 3 };
+/* Where one-line log messages go (msg has no newline and is valid during the call).  The default
+ * writes lines up to WSK_LOG_WARN to stderr.  fn NULL silences the library. */
+WSK_API void wsk_loop_set_log(wsk_loop *loop, int max_level,
+                              void (*fn)(void *arg, int level, const char *msg), void *arg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Handlers: one table per server (or per client), never per socket.  Copied when the server or
+ * client is created.  Every pointer may be NULL.  Data handed to a handler points into
+ * library buffers and is valid until the handler returns.  Any handler may send, close or
+ * terminate the socket it is given.
+ */
+typedef struct wsk_handlers {
+    /* Server: an upgrade request arrived.  Return 0 to accept (optionally setting user data,
+     * extra response headers and the subprotocol through `res`), or an HTTP status >= 400 to
+     * refuse it with that status (and the body set through `res`, if any). */
+    int (*upgrade)(wsk_server *srv, const wsk_request *req, wsk_response *res);
+    /* The socket is open: the handshake completed. */
+    void (*open)(wsk_ws *ws);
+    /* A whole message (after reassembly and decompression).  op is WSK_OP_TEXT (valid UTF-8,
+     * not NUL-terminated) or WSK_OP_BINARY. */
+    void (*message)(wsk_ws *ws, const void *data, size_t len, wsk_opcode op);
+    /* The socket closed: code is the peer's close code, 1005 when its close frame had none, or
+     * 1006 when the connection ended without a closing handshake.  The socket is freed when this
+     * returns. */
+    void (*close)(wsk_ws *ws, unsigned code, const char *reason, size_t reason_len);
+    /* The send queue, which had backpressure (a send returned -1), has been written out. */
+    void (*drain)(wsk_ws *ws);
+    /* The connection failed: the peer broke the protocol (err WSK_ERR_PROTOCOL, _UTF8, _TOO_BIG,
+     * ...; the peer is sent the matching close code) or a local error occurred.  `close`
+     * follows. */
+    void (*error)(wsk_ws *ws, int err, const char *msg);
+    /* Control frames as they arrive (pings are answered automatically). */
+    void (*ping)(wsk_ws *ws, const void *data, size_t len);
+    void (*pong)(wsk_ws *ws, const void *data, size_t len);
+    /* Server: a plain HTTP request (not an upgrade).  Set the status, headers and body through
+     * `res`; without this handler the server answers 426 Upgrade Required. */
+    void (*request)(wsk_server *srv, const wsk_request *req, wsk_response *res);
+} wsk_handlers;
+
+/* ---------------------------------------------------------------------------------------------
+ * Server
+ */
+typedef struct wsk_server_opts {
+    size_t max_payload;           /* largest message accepted (1009 beyond); 16 MiB */
+    unsigned idle_timeout;        /* seconds without traffic before closing; 120; 0 = never */
+    int send_pings;               /* ping idle sockets at half the idle timeout; 1 */
+    size_t backpressure_limit;    /* bytes queued per socket before sends are dropped; 1 MiB */
+    int close_on_backpressure_limit; /* close (1008) instead of dropping; 0 */
+    int publish_to_self;          /* wsk_publish from a socket reaches that socket too; 0 */
+    size_t max_header;            /* request head cap, 431 beyond; 8 KiB */
+    size_t max_body;              /* plain HTTP request body cap, 413 beyond; 1 MiB */
+    unsigned handshake_timeout;   /* seconds for a client to complete its request head; 10 */
+    unsigned close_timeout;       /* seconds to wait for the peer's close frame; 4 */
+    size_t max_connections;       /* further connections are refused; 0 = no limit */
+    int compress;                 /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
+    int decompress;               /* a wsk_compress_mode for messages received */
+    size_t compress_threshold;    /* messages shorter than this go uncompressed; 64 */
+    const char *tls_cert;         /* PEM certificate chain: serve wss (NULL: plain) */
+    const char *tls_key;          /* PEM private key for tls_cert */
+    const char *tls_key_password; /* NULL when the key is not encrypted */
+    const char *tls_client_ca;    /* PEM CA bundle: require client certificates signed by it */
+} wsk_server_opts;
+
+/* permessage-deflate compressor modes, with Bun's names (see wsk_compress_mode_parse). */
+enum wsk_compress_mode {
+    WSK_COMPRESS_DISABLE = 0,
+    WSK_COMPRESS_SHARED,          /* one compressor for all sockets, no context takeover */
+    WSK_COMPRESS_DEDICATED,       /* one per socket with a 32 KiB window (= 256KB) */
+    WSK_COMPRESS_3KB, WSK_COMPRESS_4KB, WSK_COMPRESS_8KB, WSK_COMPRESS_16KB,
+    WSK_COMPRESS_32KB, WSK_COMPRESS_64KB, WSK_COMPRESS_128KB, WSK_COMPRESS_256KB,
+};
+/* The mode named by "disable", "shared", "dedicated", "3KB" ... "256KB"; WSK_ERR_INVAL otherwise. */
+WSK_API int wsk_compress_mode_parse(const char *name);
+
+/* Fills `o` with the defaults above. */
+WSK_API void wsk_server_opts_init(wsk_server_opts *o);
+
+/* A server on `loop` with a copy of `opts` (NULL: defaults) and of `h`.  NULL on failure (bad TLS
+ * files: the reason is logged).  `user` is returned by wsk_server_user. */
+WSK_API wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts,
+                                   const wsk_handlers *h, void *user);
+/* Listens on host:port (host: an IPv4 or IPv6 literal or a name; NULL or "" = 127.0.0.1; "*" =
+ * every address, both families).  May be called several times.  port 0 picks a free port
+ * (see wsk_server_port).  0 or WSK_ERR_IO / WSK_ERR_DNS (errno set). */
+WSK_API int wsk_server_listen(wsk_server *srv, const char *host, unsigned port);
+/* The port of the first listening socket. */
+WSK_API unsigned wsk_server_port(const wsk_server *srv);
+WSK_API void *wsk_server_user(const wsk_server *srv);
+WSK_API wsk_loop *wsk_server_loop(const wsk_server *srv);
+/* Open WebSocket connections (handshake completed, not yet closed). */
+WSK_API size_t wsk_server_connections(const wsk_server *srv);
+/* Stops listening, sends close `code` (usually 1001) to every socket and terminates those that
+ * have not finished the closing handshake after `grace` seconds.  done(srv, dropped) is called
+ * once every socket is gone; dropped counts the sockets that still had unsent data. */
+WSK_API void wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, double grace,
+                                 void (*done)(wsk_server *srv, size_t dropped));
+/* Terminates every connection (close handlers run) and frees the server. */
+WSK_API void wsk_server_free(wsk_server *srv);
+
+/* ---------------------------------------------------------------------------------------------
+ * Requests (upgrade and plain HTTP) and their responses.  A wsk_request and the strings it
+ * returns are valid only during the handler that received it.
+ */
+WSK_API const char *wsk_request_method(const wsk_request *req, size_t *len);
+/* The path without the query ("/chat"). */
+WSK_API const char *wsk_request_path(const wsk_request *req, size_t *len);
+/* The query without '?' ("" when there is none). */
+WSK_API const char *wsk_request_query(const wsk_request *req, size_t *len);
+/* The first header named `name` (case-insensitive), NULL when absent. */
+WSK_API const char *wsk_request_header(const wsk_request *req, const char *name, size_t *len);
+/* The i-th header, 0 <= i < wsk_request_header_count; 0 or WSK_ERR_INVAL. */
+WSK_API size_t wsk_request_header_count(const wsk_request *req);
+WSK_API int wsk_request_header_at(const wsk_request *req, size_t i, const char **name,
+                                  size_t *name_len, const char **value, size_t *value_len);
+/* Copies the percent-decoded value of query parameter `name` into buf (NUL-terminated, cut to
+ * cap - 1); returns its full decoded length, or -1 when the parameter is absent. */
+WSK_API long wsk_request_query_param(const wsk_request *req, const char *name, char *buf,
+                                     size_t cap);
+/* 1 when the client offered `proto` in Sec-WebSocket-Protocol. */
+WSK_API int wsk_request_offers_protocol(const wsk_request *req, const char *proto);
+/* The body of a plain request (Content-Length bytes), NULL/0 when there is none. */
+WSK_API const void *wsk_request_body(const wsk_request *req, size_t *len);
+/* The peer's address as "1.2.3.4:port" or "[::1]:port" in buf; returns buf. */
+WSK_API const char *wsk_request_remote_address(const wsk_request *req, char *buf, size_t cap);
+
+/* The response to a plain request, or to a refused upgrade.  Strings are copied. */
+WSK_API void wsk_response_status(wsk_response *res, int status);
+/* Adds a header (also to a 101 response: Set-Cookie, ...).  0 or WSK_ERR_INVAL (CR/LF in it). */
+WSK_API int wsk_response_header(wsk_response *res, const char *name, const char *value);
+WSK_API int wsk_response_body(wsk_response *res, const void *data, size_t len);
+/* Upgrade only: the user data of the new socket (wsk_ws_data). */
+WSK_API void wsk_response_set_data(wsk_response *res, void *data);
+/* Upgrade only: the subprotocol to answer with; it must be one the client offered. */
+WSK_API int wsk_response_protocol(wsk_response *res, const char *proto);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sockets
+ */
+enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CLOSED = 3 };
+
+/* Sends a message (op WSK_OP_TEXT or WSK_OP_BINARY; text must be UTF-8).  The bytes are copied.
+ * compress asks for permessage-deflate when it was negotiated.  Sends are batched: everything
+ * sent during one loop iteration leaves in one write at its end.  Returns len when the message
+ * goes out with this iteration's write, -1 when it was queued behind data the peer has not read
+ * yet (backpressure: `drain` follows), 0 when it was dropped (closed socket, or the queue is at
+ * the backpressure limit). */
+WSK_API long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress);
+/* Control frames (payload at most 125 bytes): return values as wsk_send. */
+WSK_API long wsk_ping(wsk_ws *ws, const void *data, size_t len);
+WSK_API long wsk_pong(wsk_ws *ws, const void *data, size_t len);
+/* Runs fn(ws, arg) and writes what it sent at once, in one write, instead of at the end of the
+ * loop iteration. */
+WSK_API void wsk_cork(wsk_ws *ws, void (*fn)(wsk_ws *ws, void *arg), void *arg);
+/* Starts the closing handshake with `code` (0: no code) and reason (at most 123 bytes); the
+ * close handler runs once the peer answers or close_timeout passes. */
+WSK_API void wsk_close(wsk_ws *ws, unsigned code, const char *reason, size_t len);
+/* Drops the connection at once (close handler with 1006). */
+WSK_API void wsk_terminate(wsk_ws *ws);
+
+WSK_API void *wsk_ws_data(const wsk_ws *ws);
+WSK_API void wsk_ws_set_data(wsk_ws *ws, void *data);
+WSK_API int wsk_ws_ready_state(const wsk_ws *ws);
+/* Bytes queued and not yet written to the kernel. */
+WSK_API size_t wsk_ws_buffered(const wsk_ws *ws);
+/* The negotiated subprotocol ("" when none); valid while the socket lives. */
+WSK_API const char *wsk_ws_protocol(const wsk_ws *ws);
+/* 1 when permessage-deflate was negotiated. */
+WSK_API int wsk_ws_compressed(const wsk_ws *ws);
+/* The server the socket belongs to (NULL for client sockets). */
+WSK_API wsk_server *wsk_ws_server(const wsk_ws *ws);
+/* The peer's address as "1.2.3.4:port" or "[::1]:port" in buf; returns buf. */
+WSK_API const char *wsk_ws_remote_address(const wsk_ws *ws, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------------------------------------
+ * Client
+ */
+typedef struct wsk_client_opts {
+    const char *const *headers;   /* extra raw "Name: value" request headers */
+    size_t nheaders;
+    const char *const *protocols; /* subprotocols to offer */
+    size_t nprotocols;
+    const char *origin;           /* Origin header, NULL for none */
+    const char *auth;             /* "user:password" for Basic auth (else the URL's user info) */
+    const char *host;             /* Host header to send instead of the URL's */
+    const char *proxy;            /* "http://host:port": tunnel through an HTTP CONNECT proxy */
+    unsigned connect_timeout;     /* seconds for DNS + TCP + TLS + handshake; 10 */
+    int follow_redirects;         /* follow 301/302/303/307/308; 0 */
+    unsigned max_redirects;       /* 10 */
+    size_t max_payload;           /* as for servers: 16 MiB */
+    unsigned idle_timeout;        /* 0 = never */
+    int send_pings;               /* ping at half the idle timeout; 0 */
+    size_t backpressure_limit;    /* 1 MiB */
+    unsigned close_timeout;       /* seconds to wait for the server to close TCP; 4 */
+    size_t max_header;            /* response head cap; 16 KiB */
+    int compress;                 /* offer permessage-deflate: a wsk_compress_mode; disabled */
+    const char *tls_ca;           /* PEM CA bundle to verify the server (default: the system's) */
+    const char *tls_cert;         /* PEM client certificate */
+    const char *tls_key;          /* PEM key of tls_cert */
+    const char *tls_key_password;
+    int tls_insecure;             /* do not verify the server certificate */
+} wsk_client_opts;
+
+/* Fills `o` with the defaults above. */
+WSK_API void wsk_client_opts_init(wsk_client_opts *o);
+
+/* Connects to a ws:// or wss:// URL without blocking (copies of opts (NULL: defaults) and h are
+ * kept).  The open handler runs once the handshake succeeds; on failure the error handler runs
+ * (WSK_ERR_DNS, _CONNECT, _TIMEOUT, _HANDSHAKE, _TLS, _CERT) and then close with 1006.  Returns
+ * the socket, or NULL with *err set when the URL is invalid or memory is short. */
+WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
+                            const wsk_handlers *h, void *user, int *err);
+
+/* @CLIENT_EXTRA@ */
+
+/* @PUBSUB@ */
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,271 @@
+/* One connection from accept (or connect) to free.
+ *
+ * A read lands in the loop's shared buffer and goes to the phase the connection is in: the HTTP
+ * phase (server.c reads a request head, client.c a response head) or the WebSocket phase
+ * (msg_assemble.c).  Ending a connection closes the fd at once but frees the struct only at the
+ * end of the loop iteration (io_loop.c), so a handler that ends a socket never leaves a dangling
+ * pointer in the code that called it. */
+#include "internal.h"
+#include "io_transport.h"
+#include "pmd_conn.h"
+#include "pubsub.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void on_io(struct ev_loop *ev, ev_io *w, int revents);
+
+struct wsk_ws *wsk_conn_new(wsk_ctx *ctx, int fd)
+{
+    struct wsk_ws *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->ctx = ctx;
+    c->stamp = (uint32_t)ev_now(ctx->loop->ev);
+    ev_io_init(&c->io, on_io, fd, EV_READ);
+    ev_io_start(ctx->loop->ev, &c->io);
+    c->next = ctx->conns;
+    if (ctx->conns) ctx->conns->prev = c;
+    ctx->conns = c;
+    ctx->nconns++;
+    return c;
+}
+
+void wsk_conn_io_events(struct wsk_ws *c, int events)
+{
+    struct ev_loop *ev = c->ctx->loop->ev;
+    ev_io_stop(ev, &c->io);
+    ev_io_set(&c->io, c->io.fd, events);
+    ev_io_start(ev, &c->io);
+}
+
+wsk_cold *wsk_conn_cold(struct wsk_ws *c)
+{
+    if (c->cold) return c->cold;
+    wsk_cold *k = calloc(1, sizeof *k);
+    if (!k) return NULL;
+    wsk_dbuf_init(&k->head, c->ctx->o.max_header);
+    wsk_dbuf_init(&k->msg, c->ctx->o.max_payload);
+    c->cold = k;
+    return k;
+}
+
+void wsk_conn_cold_trim(struct wsk_ws *c)
+{
+    wsk_cold *k = c->cold;
+    if (!k || k->head.p || k->msg.p || k->ctl_len || k->protocol || k->pmd || k->tls ||
+        k->client)
+        return;
+    free(k);
+    c->cold = NULL;
+}
+
+static void cold_free(struct wsk_ws *c)
+{
+    wsk_cold *k = c->cold;
+    if (!k) return;
+    wsk_dbuf_free(&k->head);
+    wsk_dbuf_free(&k->msg);
+    free(k->protocol);
+    wsk_pmd_conn_free(c);
+    free(k);
+    c->cold = NULL;
+}
+
+void wsk_conn_closed(struct wsk_ws *c, unsigned code, const char *reason, size_t len)
+{
+    if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING) {
+        c->state = WSK_ST_DONE;
+        c->ctx->nopen--;
+        wsk_pubsub_conn_gone(c);
+        if (c->ctx->h.close) c->ctx->h.close(c, code, reason ? reason : "", len);
+    }
+    if (c->state == WSK_ST_DEAD) return;
+    c->state = WSK_ST_DONE;
+    c->stamp = (uint32_t)ev_now(c->ctx->loop->ev);
+    /* RFC 6455 7.1.1: the server closes TCP first; a client waits for it (close_timeout). */
+    if (c->ctx->role == WSK_ROLE_SERVER) c->flags |= WSK_F_END_AFTER_FLUSH;
+    wsk_loop_schedule(c->ctx->loop, c);
+}
+
+void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason)
+{
+    if (c->state == WSK_ST_DEAD) return;
+    wsk_ctx *ctx = c->ctx;
+    if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
+        wsk_conn_closed(c, code, reason, reason ? strlen(reason) : 0);
+    c->state = WSK_ST_DEAD;
+    ev_io_stop(ctx->loop->ev, &c->io);
+    wsk_io_release(c);
+    close(c->io.fd);
+    wsk_queue_clear(c);
+    cold_free(c);
+    if (c->prev) c->prev->next = c->next;
+    else ctx->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    ctx->nconns--;
+    wsk_loop_schedule(ctx->loop, c);
+    if (ctx->srv) wsk_server_conn_gone(ctx->srv);
+}
+
+void wsk_conn_free(struct wsk_ws *c)
+{
+    if (c->ctx->role == WSK_ROLE_CLIENT && c->ctx->nconns == 0) wsk_ctx_release(c->ctx);
+    free(c);
+}
+
+void wsk_conn_fail(struct wsk_ws *c, int err, unsigned code, const char *msg)
+{
+    char addr[64];
+    if (c->state == WSK_ST_DEAD || c->state == WSK_ST_DONE) return;
+    wsk_log(c->ctx->loop, WSK_LOG_WARN, "%s: %s (closing with %u)",
+            wsk_addr_string(c->io.fd, addr, sizeof addr), msg, code);
+    if (c->ctx->h.error && c->state != WSK_ST_HTTP) c->ctx->h.error(c, err, msg);
+    if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING) {
+        wsk_send_close(c, code, msg, strlen(msg));
+        wsk_conn_closed(c, code, msg, strlen(msg));
+    }
+    /* RFC 6455 7.1.7: failing the connection closes it, whichever side we are. */
+    c->flags |= WSK_F_END_AFTER_FLUSH;
+    wsk_loop_schedule(c->ctx->loop, c);
+}
+
+void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n)
+{
+    c->state = WSK_ST_OPEN;
+    c->ctx->nopen++;
+    c->stamp = (uint32_t)ev_now(c->ctx->loop->ev);
+    if (c->ctx->h.open) c->ctx->h.open(c);
+    if (n && (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)) wsk_msg_receive(c, rest, n);
+    if (c->state != WSK_ST_DEAD && c->cold) {
+        wsk_dbuf_free(&c->cold->head);
+        wsk_conn_cold_trim(c);
+    }
+}
+
+static void on_readable(struct wsk_ws *c)
+{
+    wsk_loop *loop = c->ctx->loop;
+    long n = wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
+    if (n == WSK_ERR_AGAIN) return;
+    if (n < 0) {
+        if (c->state == WSK_ST_HTTP && c->ctx->role == WSK_ROLE_CLIENT)
+            wsk_client_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
+        wsk_conn_end(c, WSK_CLOSE_ABNORMAL,
+                     n == WSK_ERR_EOF ? "connection closed without a close frame" : "read failed");
+        return;
+    }
+    if (c->state != WSK_ST_HTTP) c->stamp = (uint32_t)ev_now(loop->ev);
+    c->flags &= ~WSK_F_PINGED;
+    switch (c->state) {
+    case WSK_ST_HTTP:
+        if (c->ctx->role == WSK_ROLE_SERVER) wsk_server_http(c, loop->rbuf, (size_t)n);
+        else wsk_client_http(c, loop->rbuf, (size_t)n);
+        break;
+    case WSK_ST_OPEN:
+    case WSK_ST_CLOSING: wsk_msg_receive(c, loop->rbuf, (size_t)n); break;
+    default: break; /* closing: what the peer still sends is read and dropped */
+    }
+}
+
+static void on_io(struct ev_loop *ev, ev_io *w, int revents)
+{
+    struct wsk_ws *c = (struct wsk_ws *)w;
+    (void)ev;
+    if ((revents & EV_WRITE) && wsk_flush(c) < 0) return;
+    if ((revents & EV_READ) && c->state != WSK_ST_DEAD) on_readable(c);
+}
+
+/* Deadlines, checked once a second for every connection of a server or client (one timer per
+ * server, none per socket): the handshake deadline counts from accept, not from the last byte,
+ * so a client trickling its request cannot hold a slot; idle sockets get a ping at half the idle
+ * timeout and are dropped at the full timeout; a closing handshake gets close_timeout. */
+void wsk_ctx_sweep(wsk_ctx *ctx)
+{
+    uint32_t now = (uint32_t)ev_now(ctx->loop->ev);
+    const wsk_server_opts *o = &ctx->o;
+    struct wsk_ws *c = ctx->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        uint32_t idle = now - c->stamp;
+        switch (c->state) {
+        case WSK_ST_HTTP:
+            if (idle >= o->handshake_timeout) {
+                char addr[64];
+                wsk_log(ctx->loop, WSK_LOG_INFO, "%s: handshake timed out after %us",
+                        wsk_addr_string(c->io.fd, addr, sizeof addr), o->handshake_timeout);
+                if (ctx->role == WSK_ROLE_CLIENT)
+                    wsk_client_failed(c, WSK_ERR_TIMEOUT, "handshake timed out");
+                wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "handshake timed out");
+            }
+            break;
+        case WSK_ST_OPEN:
+            if (!o->idle_timeout) break;
+            if (idle >= o->idle_timeout) {
+                char addr[64];
+                wsk_log(ctx->loop, WSK_LOG_INFO, "%s: idle for %us, closing",
+                        wsk_addr_string(c->io.fd, addr, sizeof addr), idle);
+                wsk_send_close(c, WSK_CLOSE_GOING_AWAY, "idle timeout", 12);
+                wsk_conn_closed(c, WSK_CLOSE_ABNORMAL, "idle timeout", 12);
+                c->flags |= WSK_F_END_AFTER_FLUSH;
+            } else if (o->send_pings && idle >= (o->idle_timeout + 1) / 2 &&
+                       !(c->flags & WSK_F_PINGED)) {
+                c->flags |= WSK_F_PINGED;
+                wsk_send_frame(c, WSK_OP_PING, 0, NULL, 0, 1);
+            }
+            break;
+        case WSK_ST_CLOSING:
+        case WSK_ST_DONE:
+            if (idle >= o->close_timeout) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "close timed out");
+            break;
+        default: break;
+        }
+    }
+}
+
+/* ----- public accessors --------------------------------------------------------------------- */
+
+void *wsk_ws_data(const wsk_ws *ws)
+{
+    return ws->user;
+}
+
+void wsk_ws_set_data(wsk_ws *ws, void *data)
+{
+    ws->user = data;
+}
+
+int wsk_ws_ready_state(const wsk_ws *ws)
+{
+    switch (ws->state) {
+    case WSK_ST_HTTP: return WSK_CONNECTING;
+    case WSK_ST_OPEN: return WSK_OPEN;
+    case WSK_ST_CLOSING: return WSK_CLOSING;
+    default: return WSK_CLOSED;
+    }
+}
+
+size_t wsk_ws_buffered(const wsk_ws *ws)
+{
+    return ws->q.bytes;
+}
+
+const char *wsk_ws_protocol(const wsk_ws *ws)
+{
+    return ws->cold && ws->cold->protocol ? ws->cold->protocol : "";
+}
+
+int wsk_ws_compressed(const wsk_ws *ws)
+{
+    return !!(ws->flags & WSK_F_PMD);
+}
+
+wsk_server *wsk_ws_server(const wsk_ws *ws)
+{
+    return ws->ctx->srv;
+}
+
+const char *wsk_ws_remote_address(const wsk_ws *ws, char *buf, size_t cap)
+{
+    return wsk_addr_string(ws->io.fd, buf, cap);
+}

@@ -1,0 +1,255 @@
+/* Requests as handlers see them, and the responses they build. */
+#include "http_exchange.h"
+#include "io_transport.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void wsk_request_init(struct wsk_request *r, const wsk_http_request *h, int fd)
+{
+    memset(r, 0, sizeof *r);
+    r->h = h;
+    r->fd = fd;
+    const char *q = memchr(h->target, '?', h->target_len);
+    r->path = h->target;
+    r->path_len = q ? (size_t)(q - h->target) : h->target_len;
+    r->query = q ? q + 1 : "";
+    r->query_len = q ? h->target_len - r->path_len - 1 : 0;
+}
+
+const char *wsk_request_method(const wsk_request *req, size_t *len)
+{
+    if (len) *len = req->h->method_len;
+    return req->h->method;
+}
+
+const char *wsk_request_path(const wsk_request *req, size_t *len)
+{
+    if (len) *len = req->path_len;
+    return req->path;
+}
+
+const char *wsk_request_query(const wsk_request *req, size_t *len)
+{
+    if (len) *len = req->query_len;
+    return req->query;
+}
+
+const char *wsk_request_header(const wsk_request *req, const char *name, size_t *len)
+{
+    size_t from = 0;
+    const wsk_http_header *h = wsk_http_find(req->h->headers, req->h->nheaders, name, &from);
+    if (!h) return NULL;
+    if (len) *len = h->value_len;
+    return h->value;
+}
+
+size_t wsk_request_header_count(const wsk_request *req)
+{
+    return req->h->nheaders;
+}
+
+int wsk_request_header_at(const wsk_request *req, size_t i, const char **name, size_t *name_len,
+                          const char **value, size_t *value_len)
+{
+    if (i >= req->h->nheaders) return WSK_ERR_INVAL;
+    const wsk_http_header *h = &req->h->headers[i];
+    *name = h->name;
+    *name_len = h->name_len;
+    *value = h->value;
+    *value_len = h->value_len;
+    return 0;
+}
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+long wsk_request_query_param(const wsk_request *req, const char *name, char *buf, size_t cap)
+{
+    size_t nlen = strlen(name);
+    const char *p = req->query, *end = req->query + req->query_len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - p) == nlen && !memcmp(p, name, nlen)) {
+            long out = 0;
+            for (const char *v = eq ? eq + 1 : pe; v < pe; v++, out++) {
+                int ch = (unsigned char)*v;
+                if (ch == '+') ch = ' ';
+                else if (ch == '%' && pe - v > 2 && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
+                    ch = hexval(v[1]) * 16 + hexval(v[2]);
+                    v += 2;
+                }
+                if (cap && (size_t)out < cap - 1) buf[out] = (char)ch;
+            }
+            if (cap) buf[(size_t)out < cap - 1 ? (size_t)out : cap - 1] = 0;
+            return out;
+        }
+        p = pe + 1;
+    }
+    return -1;
+}
+
+int wsk_request_offers_protocol(const wsk_request *req, const char *proto)
+{
+    size_t from = 0;
+    const wsk_http_header *h;
+    while ((h = wsk_http_find(req->h->headers, req->h->nheaders, "sec-websocket-protocol",
+                              &from))) {
+        /* Subprotocol names are case-sensitive (RFC 6455 4.1): compare exactly. */
+        const char *p = h->value, *end = h->value + h->value_len;
+        size_t plen = strlen(proto);
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+            const char *s = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t') p++;
+            if ((size_t)(p - s) == plen && plen && !memcmp(s, proto, plen)) return 1;
+        }
+    }
+    return 0;
+}
+
+const void *wsk_request_body(const wsk_request *req, size_t *len)
+{
+    if (len) *len = req->body_len;
+    return req->body_len ? req->body : NULL;
+}
+
+const char *wsk_request_remote_address(const wsk_request *req, char *buf, size_t cap)
+{
+    return wsk_addr_string(req->fd, buf, cap);
+}
+
+/* ----- responses ------------------------------------------------------------------------------ */
+
+void wsk_response_init(struct wsk_response *res, int upgrade)
+{
+    memset(res, 0, sizeof *res);
+    res->status = 200;
+    res->upgrade = upgrade;
+    wsk_dbuf_init(&res->headers, 16 * 1024);
+    wsk_dbuf_init(&res->body, (size_t)1 << 30);
+}
+
+void wsk_response_free(struct wsk_response *res)
+{
+    wsk_dbuf_free(&res->headers);
+    wsk_dbuf_free(&res->body);
+}
+
+void wsk_response_status(wsk_response *res, int status)
+{
+    if (status >= 100 && status <= 999) res->status = status;
+}
+
+static int has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+int wsk_response_header(wsk_response *res, const char *name, const char *value)
+{
+    if (has_crlf(name) || has_crlf(value) || !*name) return WSK_ERR_INVAL;
+    if (wsk_dbuf_append(&res->headers, name, strlen(name)) < 0 ||
+        wsk_dbuf_append(&res->headers, ": ", 2) < 0 ||
+        wsk_dbuf_append(&res->headers, value, strlen(value)) < 0 ||
+        wsk_dbuf_append(&res->headers, "\r\n", 2) < 0)
+        return WSK_ERR_NOMEM;
+    return 0;
+}
+
+int wsk_response_body(wsk_response *res, const void *data, size_t len)
+{
+    return wsk_dbuf_append(&res->body, data, len);
+}
+
+void wsk_response_set_data(wsk_response *res, void *data)
+{
+    res->data = data;
+}
+
+int wsk_response_protocol(wsk_response *res, const char *proto)
+{
+    if (strlen(proto) >= sizeof res->protocol || has_crlf(proto)) return WSK_ERR_INVAL;
+    strcpy(res->protocol, proto);
+    return 0;
+}
+
+const char *wsk_http_reason(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+int wsk_response_queue(struct wsk_ws *c, const struct wsk_response *res, int keepalive,
+                       int head_only)
+{
+    char line[160];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", res->status,
+                     wsk_http_reason(res->status));
+    size_t blen = res->body.len;
+    char tail[96];
+    int t = snprintf(tail, sizeof tail, "Content-Length: %zu\r\nConnection: %s\r\n\r\n", blen,
+                     keepalive ? "keep-alive" : "close");
+    size_t total = (size_t)n + res->headers.len + (size_t)t + (head_only ? 0 : blen);
+    uint8_t *dst = wsk_queue_reserve(c, total);
+    if (!dst) return WSK_ERR_NOMEM;
+    uint8_t *p = dst;
+    memcpy(p, line, (size_t)n), p += n;
+    if (res->headers.len) memcpy(p, res->headers.p, res->headers.len), p += res->headers.len;
+    memcpy(p, tail, (size_t)t), p += t;
+    if (!head_only && blen) memcpy(p, res->body.p, blen);
+    wsk_queue_commit(c, total);
+    wsk_loop_schedule(c->ctx->loop, c);
+    return 0;
+}
+
+void wsk_http_refuse(struct wsk_ws *c, int status, const char *why, const char *extra)
+{
+    char addr[64];
+    struct wsk_response res;
+    wsk_log(c->ctx->loop, WSK_LOG_INFO, "%s: %d %s: %s",
+            wsk_addr_string(c->io.fd, addr, sizeof addr), status, wsk_http_reason(status), why);
+    wsk_response_init(&res, 0);
+    res.status = status;
+    wsk_response_header(&res, "Content-Type", "text/plain; charset=utf-8");
+    if (extra) wsk_dbuf_append(&res.headers, extra, strlen(extra));
+    wsk_dbuf_append(&res.body, why, strlen(why));
+    wsk_dbuf_append(&res.body, "\n", 1);
+    wsk_response_queue(c, &res, 0, 0);
+    wsk_response_free(&res);
+    c->state = WSK_ST_DONE; /* what the client sends from now on is read and dropped */
+    c->stamp = (uint32_t)ev_now(c->ctx->loop->ev);
+    c->flags |= WSK_F_END_AFTER_FLUSH;
+}

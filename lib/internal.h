@@ -1,0 +1,231 @@
+/* Internal structures shared by the library's files.  Not installed.
+ *
+ * The data path, by file:
+ *   io_tcp.c        sockets: listen, accept, connect, read, writev
+ *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
+ *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
+ *   parse_frame.c   bytes -> frame headers          parse_utf8.c   text validation
+ *   msg_assemble.c  frames -> messages -> handlers  msg_control.c  close payloads
+ *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue
+ *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
+ *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
+ *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
+ */
+#ifndef WSK_INTERNAL_H
+#define WSK_INTERNAL_H
+
+#include "wskit.h"
+#include "buf.h"
+#include "parse_frame.h"
+
+#include <ev.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define WSK_RBUF_SIZE (512 * 1024) /* receive buffer shared by every socket of a loop */
+#define WSK_BLOCK_SIZE (16 * 1024) /* default size of a private send block */
+#define WSK_BLOCK_CACHE 64         /* free blocks a loop keeps for reuse */
+#define WSK_IOV_MAX 64             /* segments gathered by one writev */
+#define WSK_WRITE_MAX (1 << 20)    /* bytes one socket may write per loop iteration */
+
+/* ----- send queue (send_queue.c) ----------------------------------------------------------- */
+
+/* A block of bytes to send.  Private blocks belong to one socket's queue and grow at the tail;
+ * shared blocks hold one framed message queued to many sockets and are freed by the last. */
+typedef struct wsk_block {
+    uint32_t refs;
+    uint32_t len; /* bytes filled */
+    uint32_t cap;
+    uint8_t data[];
+} wsk_block;
+
+/* One queued run of bytes: blk->data[off, off + len). */
+typedef struct wsk_seg {
+    struct wsk_seg *next;
+    wsk_block *blk;
+    uint32_t off, len;
+} wsk_seg;
+
+typedef struct wsk_queue {
+    wsk_seg *head, *tail;
+    size_t bytes;
+} wsk_queue;
+
+/* ----- loop (io_loop.c) ---------------------------------------------------------------------- */
+
+struct wsk_loop {
+    struct ev_loop *ev;
+    ev_prepare flush_watcher; /* writes every dirty socket once per iteration */
+    struct wsk_ws *dirty;     /* sockets with bytes to write or waiting to be freed */
+    uint8_t *rbuf;            /* WSK_RBUF_SIZE bytes, shared by every read */
+    wsk_block *free_blocks[WSK_BLOCK_CACHE];
+    unsigned nfree_blocks;
+    void *pmd_shared;         /* shared compressor state (pmd_conn.c), created on first use */
+    int log_level;
+    void (*log_fn)(void *arg, int level, const char *msg);
+    void *log_arg;
+    int client_rng_ready;
+    uint8_t client_rng[512]; /* mask keys for client frames, refilled from getrandom(2) */
+    unsigned client_rng_pos;
+};
+
+void wsk_log(wsk_loop *loop, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Adds ws to the loop's list of sockets to write (or free) at the end of this iteration. */
+void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *ws);
+/* Writes every dirty socket and frees the ended ones (what the end of each iteration does). */
+void wsk_loop_reap(wsk_loop *loop);
+wsk_block *wsk_block_new(wsk_loop *loop, size_t cap);
+void wsk_block_unref(wsk_loop *loop, wsk_block *b);
+
+/* ----- a set of sockets sharing handlers and options: a server, or one client --------------- */
+
+typedef struct wsk_ctx {
+    wsk_loop *loop;
+    wsk_handlers h;
+    wsk_server_opts o;
+    struct wsk_ws *conns;  /* every connection, doubly linked */
+    size_t nconns;         /* entries in conns */
+    size_t nopen;          /* of which completed the handshake and are not closed */
+    wsk_server *srv;       /* NULL for a client */
+    unsigned role;         /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
+    void *tls;             /* TLS configuration (io_tls.c), NULL for plain TCP */
+} wsk_ctx;
+
+enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
+
+/* ----- connection (conn.c) ------------------------------------------------------------------- */
+
+enum wsk_conn_state {
+    WSK_ST_HTTP = 0,    /* server: reading a request head; client: reading the response head */
+    WSK_ST_OPEN,        /* WebSocket open */
+    WSK_ST_CLOSING,     /* we sent a close frame and wait for the peer's */
+    WSK_ST_DONE,        /* close handler ran; writing what is left, then the fd is closed */
+    WSK_ST_DEAD,        /* fd closed; freed at the end of the iteration */
+};
+
+enum wsk_conn_flag {
+    WSK_F_DIRTY = 1 << 0,        /* on the loop's dirty list */
+    WSK_F_WANT_WRITE = 1 << 1,   /* the kernel buffer was full: EV_WRITE armed */
+    WSK_F_BACKPRESSURE = 1 << 2, /* a send returned -1: call drain when the queue empties */
+    WSK_F_CLOSE_SENT = 1 << 3,
+    WSK_F_END_AFTER_FLUSH = 1 << 4, /* close the fd once the queue is written */
+    WSK_F_PINGED = 1 << 5,       /* an idle ping is outstanding */
+    WSK_F_PAYLOAD = 1 << 6,      /* inside a frame's payload (frame fields below are valid) */
+    WSK_F_FRAGMENTED = 1 << 7,   /* a fragmented message is being assembled */
+    WSK_F_MSG_COMPRESSED = 1 << 8, /* the message being received is compressed (RSV1) */
+    WSK_F_PMD = 1 << 9,          /* permessage-deflate negotiated */
+    WSK_F_TLS = 1 << 10,
+    WSK_F_KEEPALIVE = 1 << 11,   /* plain HTTP: keep the connection after the reply */
+    WSK_F_OVERFLOW = 1 << 12,    /* the queue hit its limit: drop further sends */
+};
+
+/* State a connection needs only now and then: during the handshake, while a message is being
+ * assembled across reads, with compression or TLS.  Allocated on demand, freed when idle, so an
+ * idle plain connection is just struct wsk_ws. */
+typedef struct wsk_cold {
+    wsk_dbuf head;          /* HTTP head (and body) bytes that arrived in pieces */
+    size_t scanned;         /* parser resume point in head */
+    size_t body_need;       /* plain request: bytes of body still to come */
+    wsk_dbuf msg;           /* message being assembled across frames or reads */
+    uint8_t ctl[125];       /* control frame payload split across reads */
+    uint8_t ctl_len;
+    char *protocol;         /* negotiated subprotocol, malloc'd */
+    void *pmd;              /* permessage-deflate state of this socket (pmd_conn.c) */
+    void *tls;              /* TLS session (io_tls.c) */
+    void *client;           /* client handshake state (client.c) */
+    void *subs;             /* topics this socket subscribed to (pubsub.c) */
+} wsk_cold;
+
+struct wsk_ws {
+    ev_io io;                  /* fd and the read/write watcher; io.data unused */
+    wsk_ctx *ctx;
+    struct wsk_ws *prev, *next; /* ctx->conns */
+    struct wsk_ws *dirty_next;  /* loop->dirty */
+    void *user;
+    wsk_cold *cold;
+    wsk_queue q;
+    uint64_t remaining;         /* payload bytes left in the current frame */
+    uint32_t stamp;             /* ev_now() seconds of the last activity (or of accept) */
+    uint32_t utf8;              /* UTF-8 validator state across a text message */
+    uint16_t flags;
+    uint8_t state;
+    uint8_t frame_op;           /* current frame: opcode */
+    uint8_t frame_fin;
+    uint8_t msg_op;             /* opcode of the message being assembled */
+    uint8_t mask_off;
+    uint8_t mask[4];
+    wsk_frame_dec dec;
+    uint8_t pad_;
+};
+
+/* conn.c */
+struct wsk_ws *wsk_conn_new(wsk_ctx *ctx, int fd);
+/* Closes the fd and releases everything but the struct, which is freed at the end of the loop
+ * iteration.  Runs the close handler (code, reason) if the socket was open and it has not run. */
+void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason);
+/* The peer broke the protocol (err) or a limit: logs, runs the error handler, sends close `code`
+ * and ends the connection once it is written. */
+void wsk_conn_fail(struct wsk_ws *c, int err, unsigned code, const char *msg);
+/* The close handler once, then the state DONE: the fd closes after the queue is written. */
+void wsk_conn_closed(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
+wsk_cold *wsk_conn_cold(struct wsk_ws *c);
+/* Frees the cold state when nothing in it is in use. */
+void wsk_conn_cold_trim(struct wsk_ws *c);
+/* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */
+void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n);
+void wsk_conn_io_events(struct wsk_ws *c, int events);
+/* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
+void wsk_conn_free(struct wsk_ws *c);
+/* Frees a client's ctx once its connection is gone (client.c). */
+void wsk_ctx_release(wsk_ctx *ctx);
+void wsk_ctx_sweep(wsk_ctx *ctx); /* idle, handshake and closing deadlines */
+
+/* msg_assemble.c: the bytes of an open socket; returns 0, or < 0 when the socket was ended. */
+int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
+
+/* send_msg.c */
+/* Frames and queues one message or control frame; see wsk_send for the return value. */
+long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data,
+                    size_t len, int force);
+/* Sends close `code` + reason (code 0: empty payload) once; state CLOSING unless already past. */
+void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
+
+/* send_queue.c */
+/* Room for n bytes at the tail of the queue (a private block); commit what was written. */
+uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n);
+void wsk_queue_commit(struct wsk_ws *c, size_t n);
+/* Appends a reference to shared bytes b->data[off, off + len). */
+int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len);
+/* Fills iov with up to max segments (at most WSK_WRITE_MAX bytes); returns the count. */
+int wsk_queue_iov(struct wsk_ws *c, struct iovec *iov, int max);
+/* Drops the first n bytes (they were written). */
+void wsk_queue_consume(struct wsk_ws *c, size_t n);
+void wsk_queue_clear(struct wsk_ws *c);
+
+/* send_flush.c */
+/* Writes the queue (one writev); arms EV_WRITE when bytes remain.  0, or < 0 when the socket
+ * was ended. */
+int wsk_flush(struct wsk_ws *c);
+
+/* server.c */
+/* Bytes of a server connection in the HTTP phase. */
+void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n);
+void wsk_server_conn_gone(wsk_server *srv);
+/* Where pubsub.c keeps the server's topics. */
+void **wsk_server_pubsub(wsk_server *srv);
+const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv);
+
+/* client.c */
+/* Bytes of a client connection in the HTTP phase (the server's response head). */
+void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n);
+/* The connection failed before it opened: reports err/msg through the error handler. */
+void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
+
+/* io_tcp.c */
+int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
+int wsk_tcp_accept(int lfd, int *err);
+int wsk_tcp_nonblock(int fd);
+const char *wsk_addr_string(int fd, char *buf, size_t cap);
+
+#endif

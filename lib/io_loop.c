@@ -1,0 +1,137 @@
+/* wsk_loop: what every socket of one libev loop shares.
+ *
+ * The receive buffer: every read of every socket lands in the same WSK_RBUF_SIZE bytes and is
+ * parsed in place, so a connection owns no receive memory while its messages arrive whole.
+ * The flush: sends only append to a socket's queue and put the socket on the dirty list; an
+ * ev_prepare watcher, which libev runs just before it waits for events again, writes each dirty
+ * socket once.  So whatever a turn of the loop sends to a socket leaves in one writev. */
+#include "internal.h"
+#include "pmd_conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void default_log(void *arg, int level, const char *msg)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    (void)arg;
+    fprintf(stderr, "wskit: %s: %s\n", names[level & 3], msg);
+}
+
+void wsk_log(wsk_loop *loop, int level, const char *fmt, ...)
+{
+    if (!loop->log_fn || level > loop->log_level) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    loop->log_fn(loop->log_arg, level, line);
+}
+
+void wsk_loop_set_log(wsk_loop *loop, int max_level,
+                      void (*fn)(void *arg, int level, const char *msg), void *arg)
+{
+    loop->log_level = max_level;
+    loop->log_fn = fn;
+    loop->log_arg = arg;
+}
+
+/* The end of a loop turn: one write per dirty socket; sockets that ended are freed here, where
+ * no handler can still hold them. */
+void wsk_loop_reap(wsk_loop *loop)
+{
+    while (loop->dirty) {
+        struct wsk_ws *list = loop->dirty;
+        loop->dirty = NULL;
+        while (list) {
+            struct wsk_ws *c = list;
+            list = c->dirty_next;
+            c->flags &= ~WSK_F_DIRTY;
+            if (c->state == WSK_ST_DEAD) wsk_conn_free(c);
+            else wsk_flush(c);
+        }
+    }
+}
+
+static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    wsk_loop_reap(w->data);
+}
+
+void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *c)
+{
+    if (c->flags & WSK_F_DIRTY) return;
+    c->flags |= WSK_F_DIRTY;
+    c->dirty_next = loop->dirty;
+    loop->dirty = c;
+}
+
+wsk_loop *wsk_loop_new(struct ev_loop *ev)
+{
+    wsk_loop *loop = calloc(1, sizeof *loop);
+    if (!loop) return NULL;
+    loop->ev = ev ? ev : ev_default_loop(0);
+    loop->rbuf = malloc(WSK_RBUF_SIZE);
+    if (!loop->ev || !loop->rbuf) {
+        free(loop->rbuf);
+        free(loop);
+        return NULL;
+    }
+    loop->log_level = WSK_LOG_WARN;
+    loop->log_fn = default_log;
+    ev_prepare_init(&loop->flush_watcher, on_prepare);
+    loop->flush_watcher.data = loop;
+    ev_prepare_start(loop->ev, &loop->flush_watcher);
+    ev_unref(loop->ev); /* the flush watcher alone must not keep ev_run going */
+    return loop;
+}
+
+void wsk_loop_free(wsk_loop *loop)
+{
+    if (!loop) return;
+    wsk_loop_reap(loop);
+    ev_ref(loop->ev);
+    ev_prepare_stop(loop->ev, &loop->flush_watcher);
+    for (unsigned i = 0; i < loop->nfree_blocks; i++) free(loop->free_blocks[i]);
+    wsk_pmd_loop_free(loop);
+    free(loop->rbuf);
+    free(loop);
+}
+
+struct ev_loop *wsk_loop_ev(wsk_loop *loop)
+{
+    return loop->ev;
+}
+
+/* Blocks of the default size are recycled through a small per-loop cache: an echo or chat
+ * server fills and frees one per socket per turn. */
+wsk_block *wsk_block_new(wsk_loop *loop, size_t cap)
+{
+    wsk_block *b;
+    if (cap <= WSK_BLOCK_SIZE && loop->nfree_blocks) {
+        b = loop->free_blocks[--loop->nfree_blocks];
+        cap = WSK_BLOCK_SIZE;
+    } else {
+        if (cap < WSK_BLOCK_SIZE) cap = WSK_BLOCK_SIZE;
+        if (cap > UINT32_MAX - sizeof *b) return NULL;
+        b = malloc(sizeof *b + cap);
+        if (!b) return NULL;
+    }
+    b->refs = 1;
+    b->len = 0;
+    b->cap = (uint32_t)cap;
+    return b;
+}
+
+void wsk_block_unref(wsk_loop *loop, wsk_block *b)
+{
+    if (--b->refs) return;
+    if (b->cap == WSK_BLOCK_SIZE && loop->nfree_blocks < WSK_BLOCK_CACHE)
+        loop->free_blocks[loop->nfree_blocks++] = b;
+    else
+        free(b);
+}

@@ -1,0 +1,142 @@
+/* TCP sockets: listening, accepting, reading and writing without blocking or SIGPIPE. */
+#include "internal.h"
+#include "io_transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int wsk_tcp_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static int listen_one(const struct sockaddr *sa, socklen_t len, int dual)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, dual ? &zero : &one, sizeof one);
+    if (bind(fd, sa, len) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Opens listening sockets for host:port into fds (at most max); returns how many, or
+ * WSK_ERR_DNS / WSK_ERR_IO.  "*" listens on [::] accepting IPv4 too (or 0.0.0.0 without IPv6). */
+int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max)
+{
+    if (!host || !*host) host = "127.0.0.1";
+    if (!strcmp(host, "*")) {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+        int fd = listen_one((struct sockaddr *)&a6, sizeof a6, 1);
+        if (fd < 0) {
+            struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+            fd = listen_one((struct sockaddr *)&a4, sizeof a4, 0);
+        }
+        if (fd < 0) return WSK_ERR_IO;
+        fds[0] = fd;
+        return 1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    char pstr[8];
+    snprintf(pstr, sizeof pstr, "%u", port);
+    if (getaddrinfo(host, pstr, &hints, &res) != 0) return WSK_ERR_DNS;
+    int n = 0, err = 0;
+    for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        int fd = listen_one(ai->ai_addr, ai->ai_addrlen, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        fds[n++] = fd;
+        /* A name may resolve to the same address twice (once per socket type); one is enough,
+         * and port 0 must not give two different ports. */
+        if (port == 0) break;
+    }
+    freeaddrinfo(res);
+    if (n == 0) {
+        errno = err;
+        return WSK_ERR_IO;
+    }
+    return n;
+}
+
+/* Accepts one connection, non-blocking, with TCP_NODELAY: frames are written whole, once per
+ * loop iteration, so Nagle's algorithm would only add latency.  -1 with *err = errno. */
+int wsk_tcp_accept(int lfd, int *err)
+{
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+const char *wsk_addr_string(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (cap == 0) return buf;
+    buf[0] = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(buf, cap, "?");
+        return buf;
+    }
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+        snprintf(buf, cap, "%s:%u", host, port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        snprintf(buf, cap, "[%s]:%u", host, port);
+    } else {
+        snprintf(buf, cap, "unix");
+    }
+    return buf;
+}
+
+long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
+{
+    ssize_t n = read(c->io.fd, buf, cap);
+    if (n > 0) return n;
+    if (n == 0) return WSK_ERR_EOF;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return WSK_ERR_AGAIN;
+    return WSK_ERR_IO;
+}
+
+long wsk_io_writev(struct wsk_ws *c, const struct iovec *iov, int n)
+{
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+    if (w >= 0) return w;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return WSK_ERR_AGAIN;
+    return WSK_ERR_IO;
+}
+
+void wsk_io_release(struct wsk_ws *c)
+{
+    (void)c;
+}

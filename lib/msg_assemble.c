@@ -1,0 +1,204 @@
+/* Frames to messages: the WebSocket phase of a read.
+ *
+ * The bytes of a read are in the loop's shared buffer.  Headers are decoded incrementally
+ * (parse_frame.c keeps at most 14 bytes between reads), payloads are unmasked in place a word at
+ * a time, and a message whose frame arrived whole in this read is handed to the message handler
+ * where it lies: no copy, no allocation.  Only a message split across reads or frames is
+ * gathered in the socket's cold buffer, whose cap is the max payload.  Text is validated as it
+ * arrives so invalid UTF-8 fails the connection at the first bad byte (RFC 6455 8.1). */
+#include "internal.h"
+#include "mask.h"
+#include "msg_control.h"
+#include "parse_utf8.h"
+#include "pmd_conn.h"
+
+#include <string.h>
+
+static int fail(struct wsk_ws *c, int err, const char *msg)
+{
+    unsigned code = err == WSK_ERR_UTF8 || err == WSK_ERR_DEFLATE ? WSK_CLOSE_INVALID_DATA
+                    : err == WSK_ERR_TOO_BIG                      ? WSK_CLOSE_TOO_BIG
+                    : err == WSK_ERR_NOMEM                        ? WSK_CLOSE_INTERNAL
+                                                                  : WSK_CLOSE_PROTOCOL;
+    wsk_conn_fail(c, err, code, msg);
+    return err;
+}
+
+static int alive(const struct wsk_ws *c)
+{
+    return c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING;
+}
+
+/* Names the rule a rejected header broke, from its first two bytes, for the log line. */
+static const char *header_error(const struct wsk_ws *c, const uint8_t *p, size_t n, int err)
+{
+    if (err == WSK_ERR_TOO_BIG) return "frame larger than the max payload";
+    uint8_t b0 = c->dec.have ? c->dec.buf[0] : p[0];
+    uint8_t b1 = c->dec.have > 1 ? c->dec.buf[1] : n > (size_t)!c->dec.have ? p[!c->dec.have] : 0;
+    unsigned op = b0 & 15;
+    if ((op >= 3 && op <= 7) || op >= 11) return "reserved opcode";
+    if (b0 & 0x70) return "reserved bits set without an extension that defines them";
+    if ((op & 8) && !(b0 & 0x80)) return "fragmented control frame";
+    if ((op & 8) && (b1 & 127) > 125) return "control frame longer than 125 bytes";
+    if (c->ctx->role == WSK_ROLE_SERVER && !(b1 & 0x80)) return "unmasked frame from a client";
+    if (c->ctx->role == WSK_ROLE_CLIENT && (b1 & 0x80)) return "masked frame from a server";
+    return "invalid frame header";
+}
+
+/* A frame header arrived: check it against the message being assembled (RFC 6455 5.4). */
+static int frame_begin(struct wsk_ws *c, const wsk_frame *f)
+{
+    c->frame_op = f->opcode;
+    c->frame_fin = f->fin;
+    c->remaining = f->len;
+    c->mask_off = 0;
+    memcpy(c->mask, f->mask, 4);
+    if (f->opcode & 8) return 0;
+    if (f->opcode == WSK_OP_CONT) {
+        if (!(c->flags & WSK_F_FRAGMENTED))
+            return fail(c, WSK_ERR_PROTOCOL, "continuation frame without a message to continue");
+    } else {
+        if (c->flags & WSK_F_FRAGMENTED)
+            return fail(c, WSK_ERR_PROTOCOL, "new message inside an unfinished fragmented one");
+        c->msg_op = f->opcode;
+        c->utf8 = WSK_UTF8_ACCEPT;
+        c->flags &= ~WSK_F_MSG_COMPRESSED;
+        if (f->rsv & WSK_RSV1) c->flags |= WSK_F_MSG_COMPRESSED;
+        if (!f->fin) c->flags |= WSK_F_FRAGMENTED;
+    }
+    /* The declared length proves the limit is crossed: fail now, before any payload. */
+    size_t have = c->cold ? c->cold->msg.len : 0;
+    if (!(c->flags & WSK_F_MSG_COMPRESSED) && f->len > c->ctx->o.max_payload - have)
+        return fail(c, WSK_ERR_TOO_BIG, "message larger than the max payload");
+    return 0;
+}
+
+static int deliver(struct wsk_ws *c, const uint8_t *data, size_t len)
+{
+    if (c->msg_op == WSK_OP_TEXT && c->utf8 != WSK_UTF8_ACCEPT)
+        return fail(c, WSK_ERR_UTF8, "text message ends inside a UTF-8 sequence");
+    c->flags &= ~(WSK_F_FRAGMENTED | WSK_F_MSG_COMPRESSED);
+    if (c->ctx->h.message) c->ctx->h.message(c, data, len, (wsk_opcode)c->msg_op);
+    return alive(c) ? 0 : WSK_ERR_CLOSED;
+}
+
+static int on_close_frame(struct wsk_ws *c, const uint8_t *p, size_t n)
+{
+    unsigned code;
+    const uint8_t *reason;
+    size_t rlen;
+    int r = wsk_close_parse(p, n, &code, &reason, &rlen);
+    if (r == WSK_ERR_UTF8) return fail(c, r, "close reason is not valid UTF-8");
+    if (r < 0) return fail(c, r, n == 1 ? "close frame with a 1-byte payload" : "invalid close code");
+    /* RFC 6455 5.5.1: answer with a close frame, echoing the code. */
+    if (!(c->flags & WSK_F_CLOSE_SENT))
+        wsk_send_close(c, code == WSK_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+    wsk_conn_closed(c, code, (const char *)reason, rlen);
+    return WSK_ERR_CLOSED;
+}
+
+static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
+{
+    const wsk_handlers *h = &c->ctx->h;
+    switch (c->frame_op) {
+    case WSK_OP_PING:
+        if (c->state == WSK_ST_OPEN) wsk_send_frame(c, WSK_OP_PONG, 0, p, n, 1);
+        if (h->ping) h->ping(c, p, n);
+        break;
+    case WSK_OP_PONG:
+        if (h->pong) h->pong(c, p, n);
+        break;
+    default: return on_close_frame(c, p, n);
+    }
+    return alive(c) ? 0 : WSK_ERR_CLOSED;
+}
+
+/* Payload bytes of a data frame: p[0..n), the last ones of the frame when c->remaining is 0. */
+static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
+{
+    int last = c->remaining == 0;
+    int end = last && c->frame_fin;
+    int text = c->msg_op == WSK_OP_TEXT;
+
+    if (c->flags & WSK_F_MSG_COMPRESSED) {
+        wsk_cold *k = wsk_conn_cold(c);
+        if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
+        size_t before = k->msg.len;
+        int r = wsk_pmd_inflate(c, p, n, end, &k->msg);
+        if (r < 0)
+            return fail(c, r,
+                        r == WSK_ERR_TOO_BIG ? "message inflates past the max payload"
+                                             : "compressed data does not inflate");
+        if (text && wsk_utf8_validate(&c->utf8, k->msg.p + before, k->msg.len - before) < 0)
+            return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
+    } else {
+        if (text && wsk_utf8_validate(&c->utf8, p, n) < 0)
+            return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
+        /* The common case: a whole unfragmented message in this read, handed over in place. */
+        if (whole && end && !(c->cold && c->cold->msg.len)) return deliver(c, p, n);
+        wsk_cold *k = wsk_conn_cold(c);
+        if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
+        int r = wsk_dbuf_reserve(&k->msg, n + c->remaining);
+        if (r < 0) return fail(c, r, r == WSK_ERR_TOO_BIG ? "message larger than the max payload"
+                                                          : "out of memory");
+        wsk_dbuf_append(&k->msg, p, n);
+    }
+    if (!end) return 0;
+    wsk_cold *k = c->cold;
+    int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
+    if (c->state != WSK_ST_DEAD && c->cold) {
+        wsk_dbuf_free(&c->cold->msg);
+        wsk_conn_cold_trim(c);
+    }
+    return r;
+}
+
+/* Payload bytes of a control frame: handled in place when the frame is whole in this read,
+ * else gathered (at most 125 bytes) in the cold state. */
+static int on_control_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
+{
+    if (whole) return on_control(c, p, n);
+    wsk_cold *k = wsk_conn_cold(c);
+    if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
+    memcpy(k->ctl + k->ctl_len, p, n);
+    k->ctl_len = (uint8_t)(k->ctl_len + n);
+    if (c->remaining) return 0;
+    uint8_t buf[125];
+    size_t len = k->ctl_len;
+    memcpy(buf, k->ctl, len);
+    k->ctl_len = 0;
+    wsk_conn_cold_trim(c);
+    return on_control(c, buf, len);
+}
+
+int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
+{
+    const wsk_ctx *ctx = c->ctx;
+    unsigned dflags = ctx->role == WSK_ROLE_SERVER ? WSK_DEC_REQUIRE_MASK : WSK_DEC_FORBID_MASK;
+    unsigned rsv = (c->flags & WSK_F_PMD) ? WSK_RSV1 : 0;
+    int masked = ctx->role == WSK_ROLE_SERVER;
+
+    while (n && alive(c)) {
+        int whole = 0;
+        if (!(c->flags & WSK_F_PAYLOAD)) {
+            wsk_frame f;
+            int r = wsk_frame_decode(&c->dec, p, n, dflags, rsv, ctx->o.max_payload, &f);
+            if (r < 0) return fail(c, r, header_error(c, p, n, r));
+            if (r == 0) return 0;
+            p += r;
+            n -= (size_t)r;
+            if ((r = frame_begin(c, &f)) < 0) return r;
+            c->flags |= WSK_F_PAYLOAD;
+            whole = f.len <= n;
+        }
+        size_t take = c->remaining < n ? (size_t)c->remaining : n;
+        if (masked) c->mask_off = (uint8_t)wsk_mask(p, take, c->mask, c->mask_off);
+        c->remaining -= take;
+        if (c->remaining == 0) c->flags &= ~WSK_F_PAYLOAD;
+        int r = (c->frame_op & 8) ? on_control_data(c, p, take, whole) : on_data(c, p, take, whole);
+        if (r < 0) return r;
+        p += take;
+        n -= take;
+    }
+    return alive(c) ? 0 : WSK_ERR_CLOSED;
+}

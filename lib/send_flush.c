@@ -1,0 +1,50 @@
+/* Bytes out: one writev per socket per loop iteration.
+ *
+ * Called for every dirty socket at the end of the iteration (io_loop.c) and when EV_WRITE
+ * reports room in the kernel buffer.  Writes first and watches for writability only while bytes
+ * remain (STYLE: never poll for EV_WRITE on a socket with nothing to send).  A socket writes at
+ * most WSK_WRITE_MAX bytes per iteration so one fast reader cannot starve the others. */
+#include "internal.h"
+#include "io_transport.h"
+
+#include <errno.h>
+
+static void want_write(struct wsk_ws *c, int on)
+{
+    if (!!(c->flags & WSK_F_WANT_WRITE) == on) return;
+    c->flags ^= WSK_F_WANT_WRITE;
+    wsk_conn_io_events(c, on ? EV_READ | EV_WRITE : EV_READ);
+}
+
+int wsk_flush(struct wsk_ws *c)
+{
+    if (c->state == WSK_ST_DEAD) return WSK_ERR_CLOSED;
+    if (c->q.bytes) {
+        struct iovec iov[WSK_IOV_MAX];
+        int n = wsk_queue_iov(c, iov, WSK_IOV_MAX);
+        long w = wsk_io_writev(c, iov, n);
+        if (w < 0) {
+            if (w != WSK_ERR_AGAIN) {
+                wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "write failed");
+                return WSK_ERR_IO;
+            }
+            w = 0;
+        }
+        wsk_queue_consume(c, (size_t)w);
+        if (c->q.bytes) {
+            want_write(c, 1);
+            return 0;
+        }
+    }
+    want_write(c, 0);
+    c->flags &= ~WSK_F_OVERFLOW;
+    if (c->flags & WSK_F_END_AFTER_FLUSH) {
+        wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+        return WSK_ERR_CLOSED;
+    }
+    if (c->flags & WSK_F_BACKPRESSURE) {
+        c->flags &= ~WSK_F_BACKPRESSURE;
+        if (c->ctx->h.drain && c->state == WSK_ST_OPEN) c->ctx->h.drain(c);
+    }
+    return 0;
+}
