@@ -124,7 +124,7 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         size_t before = k->msg.len;
-        int r = wsk_pmd_inflate(c, p, n, end, &k->msg);
+        int r = wsk_pmd_conn_inflate(c, p, n, end, &k->msg);
         if (r < 0)
             return fail(c, r,
                         r == WSK_ERR_TOO_BIG ? "message inflates past the max payload"

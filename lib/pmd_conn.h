@@ -10,13 +10,13 @@
 /* Server: answers the request's Sec-WebSocket-Extensions offers per ctx->o.compress and
  * ctx->o.decompress.  Returns 1 and writes the response value into out when permessage-deflate
  * was accepted (the socket gets WSK_F_PMD), 0 when it was not. */
-int wsk_pmd_server_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *out,
+int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *out,
                              size_t cap);
 /* Inflates one payload chunk of a compressed message into out (bounded by out->max); fin on
  * the message's last chunk.  0, WSK_ERR_TOO_BIG, WSK_ERR_DEFLATE or WSK_ERR_NOMEM. */
-int wsk_pmd_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out);
+int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out);
 /* Compresses and queues a message (RSV1 set); return value as wsk_send. */
-long wsk_pmd_send(struct wsk_ws *c, const void *data, size_t len, unsigned op);
+long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned op);
 /* Frees the socket's compression state. */
 void wsk_pmd_conn_free(struct wsk_ws *c);
 /* Frees the loop's shared compressors. */

@@ -70,7 +70,7 @@ long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compr
 {
     if (op != WSK_OP_TEXT && op != WSK_OP_BINARY) return 0;
     if (compress && (ws->flags & WSK_F_PMD) && len >= ws->ctx->o.compress_threshold)
-        return wsk_pmd_send(ws, data, len, op);
+        return wsk_pmd_conn_send(ws, data, len, op);
     return wsk_send_frame(ws, op, 0, data, len, 0);
 }
 

@@ -336,7 +336,7 @@ static void upgrade_request(struct wsk_ws *c, const wsk_http_request *h, const c
     }
     char accept[29], ext[256];
     wsk_accept_key(key, key_len, accept);
-    int pmd = wsk_pmd_server_negotiate(c, h, ext, sizeof ext);
+    int pmd = wsk_pmd_conn_negotiate(c, h, ext, sizeof ext);
     char head[512];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"

@@ -1,0 +1,53 @@
+// WebSocket echo server for Bun (Bun.serve, permessage-deflate off).
+// Every message is sent back on the same connection with its type kept:
+// text as text, binary as binary. Any path is accepted.
+//
+//   PORT=4001 bun scripts/bench/echo-bun.js
+//
+// Environment: PORT (default 4001; 0 = any free port), HOST (127.0.0.1 or
+// ::1). Prints exactly one line on stdout once listening.
+//
+// Bun queues what a slow reader has not taken yet up to its backpressure
+// limit (16 MiB by default) and drops past it; drops are reported on stderr.
+
+function fail(msg) {
+  console.error(`echo-bun: ${msg}`);
+  process.exit(2);
+}
+
+function envInt(name, dflt, min) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return dflt;
+  const n = Number.parseInt(raw, 10);
+  if (!Number.isInteger(n) || String(n) !== raw.trim() || n < min) fail(`bad ${name}: ${raw}`);
+  return n;
+}
+
+const HOST = process.env.HOST || "127.0.0.1";
+if (HOST !== "127.0.0.1" && HOST !== "::1") fail(`HOST must be 127.0.0.1 or ::1, not ${HOST}`);
+const PORT = envInt("PORT", 4001, 0);
+
+let dropped = 0;
+
+const server = Bun.serve({
+  hostname: HOST,
+  port: PORT,
+  fetch(req, srv) {
+    if (srv.upgrade(req)) return undefined;
+    return new Response("WebSocket echo server: send an Upgrade request\n", { status: 426 });
+  },
+  websocket: {
+    perMessageDeflate: false,
+    // A text message arrives as a string and a string is sent as text; a
+    // binary one arrives as a Buffer and a Buffer is sent as binary.
+    message(ws, msg) {
+      if (ws.send(msg) === 0 && dropped++ % 10000 === 0) {
+        console.error(`echo-bun: send dropped a message (${dropped} so far)`);
+      }
+    },
+  },
+});
+
+console.log(
+  `echo-bun listening on ws://${HOST.includes(":") ? `[${HOST}]` : HOST}:${server.port}/ (bun ${Bun.version})`,
+);

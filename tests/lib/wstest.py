@@ -1,0 +1,217 @@
+"""Helpers for wskit's integration tests: start the real binaries on loopback, speak raw
+RFC 6455 over a plain socket, and print TAP lines.  Imported by tests/integration/*.py."""
+import base64
+import hashlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+_n = 0
+_failed = 0
+
+
+def ok(cond, name, detail=""):
+    """One TAP line."""
+    global _n, _failed
+    _n += 1
+    if cond:
+        print(f"ok {_n} - {name}", flush=True)
+    else:
+        _failed += 1
+        print(f"not ok {_n} - {name}" + (f": {detail}" if detail else ""), flush=True)
+    return cond
+
+
+def skip(name, why):
+    global _n
+    _n += 1
+    print(f"ok {_n} - {name} # SKIP {why}", flush=True)
+
+
+def done():
+    sys.exit(1 if _failed else 0)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    """A command (wsserve by default) on a free loopback port, stopped on exit."""
+
+    def __init__(self, *args, prog="wsserve", host="127.0.0.1", port=None, wait=True):
+        self.port = port or free_port()
+        self.host = host
+        h = f"[{host}]" if ":" in host else host
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, prog), *args, "--listen", f"{h}:{self.port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=5.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("server exited: " + self.proc.stderr.read())
+                time.sleep(0.02)
+        raise RuntimeError("server did not start")
+
+    def url(self, path="/"):
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{h}:{self.port}{path}"
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        self.stderr = err
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
+
+
+def accept_key(key):
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def request(key="dGhlIHNhbXBsZSBub25jZQ==", path="/", host="localhost", extra=""):
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+def frame(op, payload=b"", fin=True, mask=True, rsv=0, length=None):
+    """Encodes one frame; length overrides the declared payload length."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv << 4) | op
+    m = 0x80 if mask else 0
+    if n < 126:
+        hdr = struct.pack("!BB", b0, m | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, m | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, m | 127, n)
+    if not mask:
+        return hdr + payload
+    key = os.urandom(4)
+    return hdr + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+
+
+def close_payload(code, reason=b""):
+    return struct.pack("!H", code) + reason
+
+
+class Raw:
+    """A raw WebSocket client over a socket: exact bytes out, frames in."""
+
+    def __init__(self, port, host="127.0.0.1", handshake=True, timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        if handshake:
+            self.send(request())
+            status, headers = self.read_head()
+            assert status == 101, status
+            assert headers.get("sec-websocket-accept") == accept_key("dGhlIHNhbXBsZSBub25jZQ=="), headers
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+
+    def read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        return status, headers
+
+    def read_http(self):
+        """A whole response: status, headers, body (Content-Length)."""
+        status, headers = self.read_head()
+        n = int(headers.get("content-length", "0"))
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, body
+
+    def recv_frame(self):
+        """(fin, opcode, payload) of the next frame."""
+        while len(self.buf) < 2:
+            self._fill()
+        b0, b1 = self.buf[0], self.buf[1]
+        n = b1 & 127
+        off = 2
+        if n == 126:
+            while len(self.buf) < 4:
+                self._fill()
+            n = struct.unpack("!H", self.buf[2:4])[0]
+            off = 4
+        elif n == 127:
+            while len(self.buf) < 10:
+                self._fill()
+            n = struct.unpack("!Q", self.buf[2:10])[0]
+            off = 10
+        if b1 & 0x80:
+            raise AssertionError("server frame is masked")
+        while len(self.buf) < off + n:
+            self._fill()
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return bool(b0 & 0x80), b0 & 15, payload
+
+    def recv_close(self):
+        """The close code (None for an empty close) of the next close frame, skipping others."""
+        while True:
+            fin, op, p = self.recv_frame()
+            if op == 8:
+                return struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
+
+    def eof(self, timeout=3.0):
+        """True when the server closes TCP within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                if not self.sock.recv(65536):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
