@@ -32,7 +32,7 @@ MANS     := $(wildcard man/*.1 man/*.3)
 STATIC   := $(LIBOUT)/libwskit.a
 SHARED   := $(LIBOUT)/libwskit.so.$(VERSION)
 
-.PHONY: all check asan lint fuzz run install uninstall clean bench
+.PHONY: all deps units check asan lint fuzz run install uninstall clean bench
 all: $(STATIC) $(SHARED) $(CMDS)
 
 $(OBJDIR)/%.o: %.c
@@ -58,13 +58,20 @@ $(TESTOUT)/%: tests/unit/%.c tests/unit/test.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -o $@ $< $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
 
-check: all $(UNITS)
+deps:
+	@scripts/install-deps
+
+check: deps
+	@$(MAKE) --no-print-directory all units
 	@WSK_BIN=$(abspath $(BINOUT)) WSK_UNIT=$(abspath $(TESTOUT)) tests/run
+
+units: $(UNITS)
 
 asan:
 	$(MAKE) O=build/asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
 
-run: all
+run: deps
+	@$(MAKE) --no-print-directory all
 	$(BINOUT)/wsserve --echo
 
 lint:
