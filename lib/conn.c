@@ -53,8 +53,8 @@ wsk_cold *wsk_conn_cold(struct wsk_ws *c)
 void wsk_conn_cold_trim(struct wsk_ws *c)
 {
     wsk_cold *k = c->cold;
-    if (!k || k->head.p || k->msg.p || k->ctl_len || k->protocol || k->pmd || k->tls ||
-        k->client)
+    if (!k || k->head.p || k->msg.p || k->ctl_len || k->protocol || k->pmd || k->tls || k->client ||
+        k->subs)
         return;
     free(k);
     c->cold = NULL;
@@ -100,8 +100,10 @@ void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason)
     close(c->io.fd);
     wsk_queue_clear(c);
     cold_free(c);
-    if (c->prev) c->prev->next = c->next;
-    else ctx->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        ctx->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     ctx->nconns--;
     wsk_loop_schedule(ctx->loop, c);
@@ -159,8 +161,10 @@ static void on_readable(struct wsk_ws *c)
     c->flags &= ~WSK_F_PINGED;
     switch (c->state) {
     case WSK_ST_HTTP:
-        if (c->ctx->role == WSK_ROLE_SERVER) wsk_server_http(c, loop->rbuf, (size_t)n);
-        else wsk_client_http(c, loop->rbuf, (size_t)n);
+        if (c->ctx->role == WSK_ROLE_SERVER)
+            wsk_server_http(c, loop->rbuf, (size_t)n);
+        else
+            wsk_client_http(c, loop->rbuf, (size_t)n);
         break;
     case WSK_ST_OPEN:
     case WSK_ST_CLOSING: wsk_msg_receive(c, loop->rbuf, (size_t)n); break;

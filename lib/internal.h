@@ -23,11 +23,11 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define WSK_RBUF_SIZE (512 * 1024) /* receive buffer shared by every socket of a loop */
-#define WSK_BLOCK_SIZE (16 * 1024) /* default size of a private send block */
-#define WSK_BLOCK_CACHE 64         /* free blocks a loop keeps for reuse */
-#define WSK_IOV_MAX 64             /* segments gathered by one writev */
-#define WSK_WRITE_MAX (1 << 20)    /* bytes one socket may write per loop iteration */
+#define WSK_RBUF_SIZE   (512 * 1024) /* receive buffer shared by every socket of a loop */
+#define WSK_BLOCK_SIZE  (16 * 1024)  /* default size of a private send block */
+#define WSK_BLOCK_CACHE 64           /* free blocks a loop keeps for reuse */
+#define WSK_IOV_MAX     64           /* segments gathered by one writev */
+#define WSK_WRITE_MAX   (1 << 20)    /* bytes one socket may write per loop iteration */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
 
@@ -61,7 +61,7 @@ struct wsk_loop {
     uint8_t *rbuf;            /* WSK_RBUF_SIZE bytes, shared by every read */
     wsk_block *free_blocks[WSK_BLOCK_CACHE];
     unsigned nfree_blocks;
-    void *pmd_shared;         /* shared compressor state (pmd_conn.c), created on first use */
+    void *pmd_shared; /* shared compressor state (pmd_conn.c), created on first use */
     int log_level;
     void (*log_fn)(void *arg, int level, const char *msg);
     void *log_arg;
@@ -84,12 +84,12 @@ typedef struct wsk_ctx {
     wsk_loop *loop;
     wsk_handlers h;
     wsk_server_opts o;
-    struct wsk_ws *conns;  /* every connection, doubly linked */
-    size_t nconns;         /* entries in conns */
-    size_t nopen;          /* of which completed the handshake and are not closed */
-    wsk_server *srv;       /* NULL for a client */
-    unsigned role;         /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
-    void *tls;             /* TLS configuration (io_tls.c), NULL for plain TCP */
+    struct wsk_ws *conns; /* every connection, doubly linked */
+    size_t nconns;        /* entries in conns */
+    size_t nopen;         /* of which completed the handshake and are not closed */
+    wsk_server *srv;      /* NULL for a client */
+    unsigned role;        /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
+    void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
 } wsk_ctx;
 
 enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
@@ -97,11 +97,11 @@ enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
 /* ----- connection (conn.c) ------------------------------------------------------------------- */
 
 enum wsk_conn_state {
-    WSK_ST_HTTP = 0,    /* server: reading a request head; client: reading the response head */
-    WSK_ST_OPEN,        /* WebSocket open */
-    WSK_ST_CLOSING,     /* we sent a close frame and wait for the peer's */
-    WSK_ST_DONE,        /* close handler ran; writing what is left, then the fd is closed */
-    WSK_ST_DEAD,        /* fd closed; freed at the end of the iteration */
+    WSK_ST_HTTP = 0, /* server: reading a request head; client: reading the response head */
+    WSK_ST_OPEN,     /* WebSocket open */
+    WSK_ST_CLOSING,  /* we sent a close frame and wait for the peer's */
+    WSK_ST_DONE,     /* close handler ran; writing what is left, then the fd is closed */
+    WSK_ST_DEAD,     /* fd closed; freed at the end of the iteration */
 };
 
 enum wsk_conn_flag {
@@ -110,49 +110,49 @@ enum wsk_conn_flag {
     WSK_F_BACKPRESSURE = 1 << 2, /* a send returned -1: call drain when the queue empties */
     WSK_F_CLOSE_SENT = 1 << 3,
     WSK_F_END_AFTER_FLUSH = 1 << 4, /* close the fd once the queue is written */
-    WSK_F_PINGED = 1 << 5,       /* an idle ping is outstanding */
-    WSK_F_PAYLOAD = 1 << 6,      /* inside a frame's payload (frame fields below are valid) */
-    WSK_F_FRAGMENTED = 1 << 7,   /* a fragmented message is being assembled */
-    WSK_F_MSG_COMPRESSED = 1 << 8, /* the message being received is compressed (RSV1) */
-    WSK_F_PMD = 1 << 9,          /* permessage-deflate negotiated */
+    WSK_F_PINGED = 1 << 5,          /* an idle ping is outstanding */
+    WSK_F_PAYLOAD = 1 << 6,         /* inside a frame's payload (frame fields below are valid) */
+    WSK_F_FRAGMENTED = 1 << 7,      /* a fragmented message is being assembled */
+    WSK_F_MSG_COMPRESSED = 1 << 8,  /* the message being received is compressed (RSV1) */
+    WSK_F_PMD = 1 << 9,             /* permessage-deflate negotiated */
     WSK_F_TLS = 1 << 10,
-    WSK_F_KEEPALIVE = 1 << 11,   /* plain HTTP: keep the connection after the reply */
-    WSK_F_OVERFLOW = 1 << 12,    /* the queue hit its limit: drop further sends */
+    WSK_F_KEEPALIVE = 1 << 11, /* plain HTTP: keep the connection after the reply */
+    WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit: drop further sends */
 };
 
 /* State a connection needs only now and then: during the handshake, while a message is being
  * assembled across reads, with compression or TLS.  Allocated on demand, freed when idle, so an
  * idle plain connection is just struct wsk_ws. */
 typedef struct wsk_cold {
-    wsk_dbuf head;          /* HTTP head (and body) bytes that arrived in pieces */
-    size_t scanned;         /* parser resume point in head */
-    size_t body_need;       /* plain request: bytes of body still to come */
-    wsk_dbuf msg;           /* message being assembled across frames or reads */
-    uint8_t ctl[125];       /* control frame payload split across reads */
+    wsk_dbuf head;    /* HTTP head (and body) bytes that arrived in pieces */
+    size_t scanned;   /* parser resume point in head */
+    size_t body_need; /* plain request: bytes of body still to come */
+    wsk_dbuf msg;     /* message being assembled across frames or reads */
+    uint8_t ctl[125]; /* control frame payload split across reads */
     uint8_t ctl_len;
-    char *protocol;         /* negotiated subprotocol, malloc'd */
-    void *pmd;              /* permessage-deflate state of this socket (pmd_conn.c) */
-    void *tls;              /* TLS session (io_tls.c) */
-    void *client;           /* client handshake state (client.c) */
-    void *subs;             /* topics this socket subscribed to (pubsub.c) */
+    char *protocol; /* negotiated subprotocol, malloc'd */
+    void *pmd;      /* permessage-deflate state of this socket (pmd_conn.c) */
+    void *tls;      /* TLS session (io_tls.c) */
+    void *client;   /* client handshake state (client.c) */
+    void *subs;     /* topics this socket subscribed to (pubsub.c) */
 } wsk_cold;
 
 struct wsk_ws {
-    ev_io io;                  /* fd and the read/write watcher; io.data unused */
+    ev_io io; /* fd and the read/write watcher; io.data unused */
     wsk_ctx *ctx;
     struct wsk_ws *prev, *next; /* ctx->conns */
     struct wsk_ws *dirty_next;  /* loop->dirty */
     void *user;
     wsk_cold *cold;
     wsk_queue q;
-    uint64_t remaining;         /* payload bytes left in the current frame */
-    uint32_t stamp;             /* ev_now() seconds of the last activity (or of accept) */
-    uint32_t utf8;              /* UTF-8 validator state across a text message */
+    uint64_t remaining; /* payload bytes left in the current frame */
+    uint32_t stamp;     /* ev_now() seconds of the last activity (or of accept) */
+    uint32_t utf8;      /* UTF-8 validator state across a text message */
     uint16_t flags;
     uint8_t state;
-    uint8_t frame_op;           /* current frame: opcode */
+    uint8_t frame_op; /* current frame: opcode */
     uint8_t frame_fin;
-    uint8_t msg_op;             /* opcode of the message being assembled */
+    uint8_t msg_op; /* opcode of the message being assembled */
     uint8_t mask_off;
     uint8_t mask[4];
     wsk_frame_dec dec;
@@ -185,9 +185,13 @@ void wsk_ctx_sweep(wsk_ctx *ctx); /* idle, handshake and closing deadlines */
 int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
 
 /* send_msg.c */
+/* The backpressure rule of every send (wsk_server_opts): 1 when `total` more bytes may join c's
+ * queue.  Otherwise 0, after closing c with 1008 (close_on_backpressure_limit) or marking it as
+ * dropping sends (logged once until the queue drains).  The close runs handlers. */
+int wsk_send_admit(struct wsk_ws *c, size_t total);
 /* Frames and queues one message or control frame; see wsk_send for the return value. */
-long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data,
-                    size_t len, int force);
+long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len,
+                    int force);
 /* Sends close `code` + reason (code 0: empty payload) once; state CLOSING unless already past. */
 void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
 

@@ -10,8 +10,7 @@
 /* Server: answers the request's Sec-WebSocket-Extensions offers per ctx->o.compress and
  * ctx->o.decompress.  Returns 1 and writes the response value into out when permessage-deflate
  * was accepted (the socket gets WSK_F_PMD), 0 when it was not. */
-int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *out,
-                             size_t cap);
+int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *out, size_t cap);
 /* Inflates one payload chunk of a compressed message into out (bounded by out->max); fin on
  * the message's last chunk.  0, WSK_ERR_TOO_BIG, WSK_ERR_DEFLATE or WSK_ERR_NOMEM. */
 int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out);

@@ -4,9 +4,16 @@
 
 #include "internal.h"
 
-/* The socket is closing: it leaves all its topics (empty topics are freed). */
+/* Frames up to this size (header + payload) are copied into each subscriber's private tail
+ * block; larger ones are framed once into a shared block that every queue points into.  A copy
+ * of a short chat line costs less than a queue node, and keeps a queue of many small messages
+ * in few segments, so one writev carries them all; a large message is not worth duplicating. */
+#define WSK_PUBLISH_COPY_MAX 1024
+
+/* The socket is closing: it leaves all its topics (empty topics are freed).  conn.c calls it
+ * before the close handler runs. */
 void wsk_pubsub_conn_gone(struct wsk_ws *c);
-/* Frees every topic of the server. */
+/* Frees every topic of the server (its sockets are gone already). */
 void wsk_pubsub_server_free(wsk_server *srv);
 
 #endif

@@ -29,27 +29,32 @@ static void mask_key(wsk_loop *loop, uint8_t key[4])
     loop->client_rng_pos += 4;
 }
 
+int wsk_send_admit(struct wsk_ws *c, size_t total)
+{
+    const wsk_server_opts *o = &c->ctx->o;
+    /* An empty queue takes any one message, so a message over the limit is not lost forever. */
+    if (!c->q.bytes || c->q.bytes + total <= o->backpressure_limit) return 1;
+    if (o->close_on_backpressure_limit) {
+        wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY, "backpressure limit reached");
+    } else if (!(c->flags & WSK_F_OVERFLOW)) {
+        char addr[64];
+        c->flags |= WSK_F_OVERFLOW;
+        wsk_log(c->ctx->loop, WSK_LOG_INFO, "%s: backpressure limit reached, dropping sends",
+                wsk_addr_string(c->io.fd, addr, sizeof addr));
+    }
+    return 0;
+}
+
 /* Queues one frame.  force: control frames we must send (pong, close) skip the backpressure
  * limit. */
-long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data,
-                    size_t len, int force)
+long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len,
+                    int force)
 {
     if (c->state != WSK_ST_OPEN && !(force && c->state == WSK_ST_CLOSING)) return 0;
     int client = c->ctx->role == WSK_ROLE_CLIENT;
     size_t hl = wsk_frame_header_size(len, client), total = hl + len;
-    const wsk_server_opts *o = &c->ctx->o;
 
-    if (!force && c->q.bytes && c->q.bytes + total > o->backpressure_limit) {
-        if (o->close_on_backpressure_limit) {
-            wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY, "backpressure limit reached");
-        } else if (!(c->flags & WSK_F_OVERFLOW)) {
-            char addr[64];
-            c->flags |= WSK_F_OVERFLOW;
-            wsk_log(c->ctx->loop, WSK_LOG_INFO, "%s: backpressure limit reached, dropping sends",
-                    wsk_addr_string(c->io.fd, addr, sizeof addr));
-        }
-        return 0;
-    }
+    if (!force && !wsk_send_admit(c, total)) return 0;
     uint8_t *dst = wsk_queue_reserve(c, total);
     if (!dst) return 0;
     uint8_t key[4];

@@ -309,6 +309,46 @@ WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_op
 /* @CLIENT_EXTRA@ */
 
 /* @PUBSUB@ */
+/* ---------------------------------------------------------------------------------------------
+ * Publish/subscribe (server sockets only), with Bun's semantics.  A topic is any byte string of
+ * at most WSK_TOPIC_MAX bytes, compared byte for byte; it exists while it has subscribers.  A
+ * published message is framed once and the same bytes are queued to every subscriber, each
+ * under its own backpressure policy (as wsk_send).  A socket leaves its topics when it closes,
+ * before its close handler runs.  Any of these may be called from any handler, including while
+ * a publish is under way (a close handler run because a publish closed a socket for
+ * backpressure may subscribe, unsubscribe or publish again).
+ */
+#define WSK_TOPIC_MAX 65535
+
+/* Subscribes an open server socket to `topic` (topic[0..len), copied).  1 when it was added, 0
+ * when the socket was already subscribed, WSK_ERR_STATE (not open, or a client socket),
+ * WSK_ERR_INVAL (len > WSK_TOPIC_MAX) or WSK_ERR_NOMEM. */
+WSK_API int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len);
+/* 1 when the socket was subscribed and has left the topic (freed if it was the last), else 0. */
+WSK_API int wsk_unsubscribe(wsk_ws *ws, const char *topic, size_t len);
+WSK_API int wsk_is_subscribed(const wsk_ws *ws, const char *topic, size_t len);
+/* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
+ * returns their number (fn may be NULL to count only).  The name is NUL-terminated and valid
+ * during the call; fn must not subscribe or unsubscribe this socket. */
+WSK_API size_t wsk_subscriptions(const wsk_ws *ws,
+                                 void (*fn)(void *arg, const char *topic, size_t len), void *arg);
+
+/* Publishes a message (op WSK_OP_TEXT, which must be UTF-8, or WSK_OP_BINARY) to every open
+ * subscriber of `topic` except `from` itself, unless the server's publish_to_self option is on.
+ * `from` need not be subscribed.  The bytes are copied.  compress asks for permessage-deflate on
+ * the subscribers that negotiated it.  Returns the number of sockets the message was queued for
+ * (sockets at their backpressure limit are not counted; a socket past it with
+ * close_on_backpressure_limit is closed with 1008), WSK_ERR_INVAL for another opcode or a
+ * topic over WSK_TOPIC_MAX, WSK_ERR_STATE for a client socket, WSK_ERR_NOMEM. */
+WSK_API long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                         size_t len, wsk_opcode op, int compress);
+/* The same from the server: every open subscriber receives the message. */
+WSK_API long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len,
+                                const void *data, size_t len, wsk_opcode op, int compress);
+/* Subscribers of `topic` (sockets that are open or closing). */
+WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
+/* Topics that have at least one subscriber. */
+WSK_API size_t wsk_server_topics(const wsk_server *srv);
 
 #ifdef __cplusplus
 }

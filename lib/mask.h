@@ -1,0 +1,13 @@
+/* WebSocket payload masking (RFC 6455 section 5.3), internal. */
+#ifndef WSK_MASK_H
+#define WSK_MASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* XORs p[0..n) in place with key, starting at key byte `offset & 3`; returns the offset for the
+ * next call ((offset + n) & 3) so a payload split across reads unmasks in pieces.  Masking and
+ * unmasking are the same operation.  p may have any alignment; n may be 0. */
+size_t wsk_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset);
+
+#endif

@@ -1,0 +1,24 @@
+/* Close frame payloads (RFC 6455 sections 5.5.1 and 7.4), internal. */
+#ifndef WSK_MSG_CONTROL_H
+#define WSK_MSG_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 1 when a close code may be sent on the wire: 1000-1003, 1007-1014, 3000-4999; 0 for 1004,
+ * 1005, 1006, 1015, 0-999, 1016-2999, >= 5000. */
+int wsk_close_code_valid(unsigned code);
+
+/* Parses a received close payload p[0..n).  Empty: *code = 1005 (no status), *reason_len = 0.
+ * One byte, more than 125 bytes, or a code wsk_close_code_valid refuses: WSK_ERR_PROTOCOL.  A
+ * reason that is not UTF-8: WSK_ERR_UTF8.  On success *reason points into p (it borrows p's
+ * storage) and is not NUL-terminated; on error the outputs are not written. */
+int wsk_close_parse(const uint8_t *p, size_t n, unsigned *code, const uint8_t **reason,
+                    size_t *reason_len);
+
+/* Builds a close payload in out: the code (big-endian), then reason[0..len) cut to fit 125
+ * bytes on a UTF-8 character boundary.  code 0 builds an empty payload.  Returns its length.
+ * The caller passes a code accepted by wsk_close_code_valid and a UTF-8 reason (NULL if len 0). */
+size_t wsk_close_build(uint8_t out[125], unsigned code, const char *reason, size_t len);
+
+#endif

@@ -1,0 +1,124 @@
+/* UTF-8 validation: see parse_utf8.h.
+ *
+ * RFC 6455 8.1 has an endpoint fail the connection on invalid UTF-8 in a text message, and lets
+ * it do so as soon as the bytes can no longer be a prefix of valid UTF-8.  An exact automaton
+ * does that: it accepts precisely the grammar of RFC 3629 section 4, so the byte that starts an
+ * overlong form, a surrogate (U+D800..DFFF), a code point above U+10FFFF or a broken sequence
+ * is refused itself, without waiting for the rest of the message.
+ *
+ * Speed: ASCII, the bulk of most text, skips the automaton 16 or 8 bytes at a time.  In the
+ * automaton, a state is a bit offset and each byte class has one 64-bit row holding, at each
+ * state's offset, the 6-bit offset of the next state.  The step is then a shift and a mask: the
+ * table lookup depends only on the input byte, so the chain from one byte to the next is two
+ * cycles instead of a load. */
+#include "parse_utf8.h"
+#include "wskit.h"
+
+#include <string.h>
+
+/* Byte classes: the distinctions RFC 3629's grammar makes between bytes. */
+enum {
+    C_ASC, /* 00..7F */
+    C_CLO, /* 80..8F continuation */
+    C_CMI, /* 90..9F continuation */
+    C_CHI, /* A0..BF continuation */
+    C_L2,  /* C2..DF: 2-byte lead */
+    C_E0,  /* E0: next byte A0..BF, lower would be overlong */
+    C_L3,  /* E1..EC, EE..EF: 3-byte lead */
+    C_ED,  /* ED: next byte 80..9F, higher would be a surrogate */
+    C_F0,  /* F0: next byte 90..BF, lower would be overlong */
+    C_L4,  /* F1..F3: 4-byte lead */
+    C_F4,  /* F4: next byte 80..8F, higher would be above U+10FFFF */
+    C_BAD, /* C0, C1 (always overlong), F5..FF (above U+10FFFF or not UTF-8) */
+    NCLASS
+};
+
+/* States, as bit offsets into a row (9 states x 6 bits fit in 64). */
+enum {
+    S_ACCEPT = WSK_UTF8_ACCEPT, /* between characters */
+    S_REJECT = 6,               /* failed; stays failed */
+    S_TAIL1 = 12,               /* one more continuation byte, any of 80..BF */
+    S_TAIL2 = 18,               /* two more */
+    S_TAIL3 = 24,               /* three more */
+    S_E0 = 30,                  /* after E0 */
+    S_ED = 36,                  /* after ED */
+    S_F0 = 42,                  /* after F0 */
+    S_F4 = 48,                  /* after F4 */
+};
+
+/* A row: where each state goes on a byte of one class. */
+#define ROW(acc, t1, t2, t3, e0, ed, f0, f4)                                                       \
+    ((uint64_t)(acc) << S_ACCEPT | (uint64_t)S_REJECT << S_REJECT | (uint64_t)(t1) << S_TAIL1 |    \
+     (uint64_t)(t2) << S_TAIL2 | (uint64_t)(t3) << S_TAIL3 | (uint64_t)(e0) << S_E0 |              \
+     (uint64_t)(ed) << S_ED | (uint64_t)(f0) << S_F0 | (uint64_t)(f4) << S_F4)
+#define R S_REJECT
+
+/* clang-format off */
+static const uint64_t rows[NCLASS] = {
+    /*          ACCEPT    TAIL1     TAIL2    TAIL3    E0       ED       F0       F4 */
+    [C_ASC] = ROW(S_ACCEPT, R,        R,       R,       R,       R,       R,       R),
+    [C_CLO] = ROW(R,        S_ACCEPT, S_TAIL1, S_TAIL2, R,       S_TAIL1, R,       S_TAIL2),
+    [C_CMI] = ROW(R,        S_ACCEPT, S_TAIL1, S_TAIL2, R,       S_TAIL1, S_TAIL2, R),
+    [C_CHI] = ROW(R,        S_ACCEPT, S_TAIL1, S_TAIL2, S_TAIL1, R,       S_TAIL2, R),
+    [C_L2]  = ROW(S_TAIL1,  R,        R,       R,       R,       R,       R,       R),
+    [C_E0]  = ROW(S_E0,     R,        R,       R,       R,       R,       R,       R),
+    [C_L3]  = ROW(S_TAIL2,  R,        R,       R,       R,       R,       R,       R),
+    [C_ED]  = ROW(S_ED,     R,        R,       R,       R,       R,       R,       R),
+    [C_F0]  = ROW(S_F0,     R,        R,       R,       R,       R,       R,       R),
+    [C_L4]  = ROW(S_TAIL3,  R,        R,       R,       R,       R,       R,       R),
+    [C_F4]  = ROW(S_F4,     R,        R,       R,       R,       R,       R,       R),
+    [C_BAD] = ROW(R,        R,        R,       R,       R,       R,       R,       R),
+};
+
+#define X8(c) c, c, c, c, c, c, c, c
+#define X16(c) X8(c), X8(c)
+static const uint8_t byte_class[256] = {
+    X16(C_ASC), X16(C_ASC), X16(C_ASC), X16(C_ASC), /* 00..3F */
+    X16(C_ASC), X16(C_ASC), X16(C_ASC), X16(C_ASC), /* 40..7F */
+    X16(C_CLO), X16(C_CMI), X16(C_CHI), X16(C_CHI), /* 80..BF */
+    C_BAD, C_BAD, C_L2, C_L2, C_L2, C_L2, C_L2, C_L2, X8(C_L2), X16(C_L2), /* C0..DF */
+    C_E0, C_L3, C_L3, C_L3, C_L3, C_L3, C_L3, C_L3,                        /* E0..E7 */
+    C_L3, C_L3, C_L3, C_L3, C_L3, C_ED, C_L3, C_L3,                        /* E8..EF */
+    C_F0, C_L4, C_L4, C_L4, C_F4, C_BAD, C_BAD, C_BAD, X8(C_BAD),          /* F0..FF */
+};
+/* clang-format on */
+#undef R
+#undef X8
+#undef X16
+
+#define HIGH_BITS 0x8080808080808080ull
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+int wsk_utf8_validate(uint32_t *state, const uint8_t *p, size_t n)
+{
+    uint64_t s = *state;
+    size_t i = 0;
+
+    /* A failed state stays failed; one this function never produced is refused too. */
+    if (s == S_REJECT || s > S_F4 || s % 6) return WSK_ERR_UTF8;
+    while (i < n) {
+        if (s == S_ACCEPT) {
+            while (n - i >= 16 && !((load64(p + i) | load64(p + i + 8)) & HIGH_BITS)) i += 16;
+            if (n - i >= 8 && !(load64(p + i) & HIGH_BITS)) i += 8;
+            while (i < n && p[i] < 0x80) i++;
+            if (i == n) break;
+        }
+        /* Non-ASCII text: stay in the automaton until it is between characters with an ASCII
+         * byte next, so text in other scripts does not pay for ASCII checks per character. */
+        do {
+            s = (rows[byte_class[p[i++]]] >> s) & 63;
+            if (s == S_REJECT) {
+                *state = S_REJECT;
+                return WSK_ERR_UTF8;
+            }
+        } while (i < n && (s != S_ACCEPT || p[i] >= 0x80));
+    }
+    *state = (uint32_t)s;
+    return 0;
+}

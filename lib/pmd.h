@@ -1,0 +1,182 @@
+/* permessage-deflate (RFC 7692): modes, negotiation and the zlib codec (internal).
+ *
+ * Pure modules, no sockets and no event loop: pmd_negotiate.c turns Sec-WebSocket-Extensions
+ * values into per-connection parameters and the header value to send; pmd_codec.c compresses
+ * and decompresses messages under those parameters.
+ *
+ * Memory follows Bun and uWebSockets.  A mode (enum wsk_compress_mode in wskit.h) names what one
+ * socket may spend: "3KB" ... "256KB" is a dedicated deflater of 2^(windowBits+2) +
+ * 2^(memLevel+9) bytes, "dedicated" is "256KB", and "shared" means one deflater (windowBits 15,
+ * memLevel 8) and one inflater (windowBits 15) owned by the loop, reset after every message, so
+ * sockets keep no compression state at all.  A decompressor mode uses the same names; its
+ * inflater gets the window of the same-named compressor ("3KB": 512 bytes).  Dedicated objects
+ * are created on the first compressed message, so an idle socket costs one pointer.
+ */
+#ifndef WSK_PMD_H
+#define WSK_PMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "wskit.h"
+
+/* Room for any header value written here (offer or response), NUL included. */
+#define WSK_PMD_HEADER_MAX 256
+
+/* The loop's shared objects: a deflater and an inflater with a 32 KiB window. */
+#define WSK_PMD_SHARED_BITS 15
+#define WSK_PMD_SHARED_MEM  8
+
+/* ----- modes ---------------------------------------------------------------------------------- */
+
+/* The wsk_compress_mode named by `name`, compared case-insensitively: "disable" (or "false"),
+ * "shared" (or "true"), "dedicated", "3KB", "4KB", "8KB", "16KB", "32KB", "64KB", "128KB",
+ * "256KB".  WSK_ERR_INVAL for NULL or any other string. */
+int wsk_pmd_mode_parse(const char *name);
+
+/* The canonical name of a mode ("disable", "shared", "3KB", ...); "?" when out of range.
+ * Static storage. */
+const char *wsk_pmd_mode_name(int mode);
+
+/* zlib parameters of a mode, as uWebSockets maps them: 3KB 9/1, 4KB 9/2, 8KB 10/3, 16KB 11/4,
+ * 32KB 12/5, 64KB 13/6, 128KB 14/7, 256KB and dedicated 15/8, shared 15/8 (the loop's objects).
+ * Stores windowBits and memLevel through the pointers that are not NULL; 0, or WSK_ERR_INVAL for
+ * WSK_COMPRESS_DISABLE and out-of-range values. */
+int wsk_pmd_mode_zlib(int mode, int *window_bits, int *mem_level);
+
+/* ----- configuration and negotiated parameters ------------------------------------------------ */
+
+/* What one side (a server, or a client) wants.  Both modes WSK_COMPRESS_DISABLE: the extension
+ * is never offered nor accepted.  A disabled decompressor with an enabled compressor acts as
+ * "shared": once the extension is in use the peer may compress, and RFC 7692 has no way to
+ * accept compressed messages in one direction only. */
+typedef struct wsk_pmd_config {
+    int compress;     /* wsk_compress_mode for messages this side sends */
+    int decompress;   /* wsk_compress_mode for messages this side receives */
+    size_t threshold; /* messages shorter than this are sent uncompressed */
+} wsk_pmd_config;
+
+/* The outcome of a negotiation, kept per connection (8 bytes).  All zero: not negotiated.
+ * "deflate" is the direction this side sends, "inflate" the direction it receives.
+ *  - deflate_bits 0: this side never compresses (its compressor is disabled).
+ *  - *_shared: use the loop's shared object (created with WSK_PMD_SHARED_BITS/_MEM, or
+ *    wsk_pmd_inflater_new(WSK_PMD_SHARED_BITS, 1)) rather than one of the socket's own.  Set
+ *    whenever that direction takes no context over and the shared window is allowed, in shared
+ *    and dedicated modes alike: a per-socket object is only worth its memory when it keeps
+ *    context.
+ *  - otherwise create the socket's own objects on first use: wsk_pmd_deflater_new(deflate_bits,
+ *    deflate_mem) and wsk_pmd_inflater_new(inflate_bits, inflate_reset). */
+typedef struct wsk_pmd_params {
+    uint8_t enabled;        /* permessage-deflate is in use on this connection */
+    uint8_t deflate_bits;   /* LZ77 window the messages we send may use, 8..15 (0: never) */
+    uint8_t deflate_mem;    /* zlib memLevel for our own deflater, 1..9 */
+    uint8_t deflate_reset;  /* no context takeover: pass reset_after = 1 to wsk_pmd_deflate */
+    uint8_t deflate_shared; /* compress with the loop's shared deflater */
+    uint8_t inflate_bits;   /* LZ77 window the peer's messages use, 8..15 */
+    uint8_t inflate_reset;  /* the peer takes no context over: fresh inflater per message */
+    uint8_t inflate_shared; /* decompress with the loop's shared inflater */
+} wsk_pmd_params;
+
+/* One header value; the bytes need not be NUL-terminated. */
+typedef struct wsk_pmd_slice {
+    const char *p;
+    size_t len;
+} wsk_pmd_slice;
+
+/* 1 when a message of len bytes goes out compressed on a connection with `p` (negotiated, this
+ * side compresses, len >= cfg->threshold); 0 otherwise. */
+static inline int wsk_pmd_should_compress(const wsk_pmd_config *cfg, const wsk_pmd_params *p,
+                                          size_t len)
+{
+    return p->enabled && p->deflate_bits && len >= cfg->threshold;
+}
+
+/* ----- negotiation (pmd_negotiate.c) ---------------------------------------------------------- */
+
+/* Server: reads every Sec-WebSocket-Extensions value of a request (values[0..n), in order; each
+ * a comma-separated list of offers with ';' parameters, token or quoted values, names compared
+ * case-insensitively) and accepts the first permessage-deflate offer this configuration can
+ * honour (RFC 7692 section 5).  Offers with an unknown, duplicated or invalid parameter are
+ * declined; a syntax error ends that header value.  On acceptance fills *params and writes the
+ * response value ("permessage-deflate; ...", NUL-terminated) into out[0..cap) and returns its
+ * length (> 0).  Returns 0 when nothing is accepted (*params zeroed, out ""), WSK_ERR_INVAL when
+ * a mode is out of range or cap is too small (WSK_PMD_HEADER_MAX always suffices).  Reads the
+ * values only during the call. */
+int wsk_pmd_server_negotiate(const wsk_pmd_config *cfg, const wsk_pmd_slice *values, size_t n,
+                             wsk_pmd_params *params, char *out, size_t cap);
+
+/* Client: writes the offer for `cfg` into out[0..cap), NUL-terminated, e.g.
+ * "permessage-deflate; client_max_window_bits" for dedicated/dedicated.  A small dedicated
+ * decompressor asks for server_max_window_bits and adds a second offer that falls back to the
+ * shared inflater, for servers that cannot lower their window.  Returns the length, 0 when cfg
+ * offers nothing (both modes disabled; out ""), WSK_ERR_INVAL as above. */
+int wsk_pmd_client_offer(const wsk_pmd_config *cfg, char *out, size_t cap);
+
+/* Client: validates the server's Sec-WebSocket-Extensions values (values[0..n)) against the
+ * offers wsk_pmd_client_offer made for the same cfg.  No element at all: returns 0 with *params
+ * zeroed (not negotiated).  Exactly one permessage-deflate element whose parameters are allowed
+ * in a response, in range, not repeated and consistent with one of the offers: fills *params and
+ * returns 0.  Anything else (a malformed value, another extension, a second element, a
+ * parameter we did not offer or that breaks our offer) returns WSK_ERR_HANDSHAKE: the client
+ * must fail the connection (RFC 7692 section 5, RFC 6455 section 9.1). */
+int wsk_pmd_client_accept(const wsk_pmd_config *cfg, const wsk_pmd_slice *values, size_t n,
+                          wsk_pmd_params *params);
+
+/* ----- codec (pmd_codec.c) -------------------------------------------------------------------- */
+
+typedef struct wsk_pmd_deflater wsk_pmd_deflater;
+typedef struct wsk_pmd_inflater wsk_pmd_inflater;
+
+/* A raw-deflate compressor with an LZ77 window of 2^window_bits bytes (8..15) and zlib memLevel
+ * mem_level (1..9).  NULL on bad arguments or out of memory.  Free with wsk_pmd_deflater_free. */
+wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level);
+void wsk_pmd_deflater_free(wsk_pmd_deflater *d);
+
+/* Compresses the whole message in[0..n) and appends the payload to send to `out` (the deflate
+ * data with its final 00 00 ff ff removed, RFC 7692 section 7.2.1; an empty message gives the
+ * single byte 00).  reset_after: drop the context once done (no context takeover).  Returns 0,
+ * WSK_ERR_TOO_BIG when the output (with the 4 bytes removed at the end) would pass out->max,
+ * WSK_ERR_NOMEM, or WSK_ERR_DEFLATE.  On error out is as it was and the deflater is reset, which
+ * is always safe: the peer just sees later messages refer to no earlier one.  Only reads `in`
+ * during the call. */
+int wsk_pmd_deflate(wsk_pmd_deflater *d, const void *in, size_t n, int reset_after, wsk_dbuf *out);
+
+/* Forgets the context: the next message refers to no earlier one. */
+void wsk_pmd_deflater_reset(wsk_pmd_deflater *d);
+
+/* Messages compressed so far (successful wsk_pmd_deflate calls). */
+uint64_t wsk_pmd_deflater_messages(const wsk_pmd_deflater *d);
+
+/* Bytes of heap this deflater holds (the object and zlib's state). */
+size_t wsk_pmd_deflater_memory(const wsk_pmd_deflater *d);
+
+/* A raw-inflate decompressor for a peer whose LZ77 window is 2^window_bits bytes (8..15).
+ * reset_each: the peer takes no context over, so every message starts afresh (always 1 for the
+ * loop's shared inflater).  NULL on bad arguments or out of memory. */
+wsk_pmd_inflater *wsk_pmd_inflater_new(int window_bits, int reset_each);
+void wsk_pmd_inflater_free(wsk_pmd_inflater *i);
+
+/* Decompresses one payload chunk of a compressed message and appends the bytes to `out`.  Call
+ * it for every frame payload, or any piece of one, in order; fin marks the message's last chunk
+ * (the 00 00 ff ff tail is then appended, section 7.2.2).  `out` never grows past out->max: the
+ * moment one more byte would be needed it returns WSK_ERR_TOO_BIG, whatever the compression
+ * ratio.  Data that does not inflate, or a message that does not end on a DEFLATE block
+ * boundary, returns WSK_ERR_DEFLATE.  On any error the message is void (out holds part of it)
+ * and the inflater is reset, ready for another message.  Returns 0 or WSK_ERR_TOO_BIG,
+ * WSK_ERR_DEFLATE, WSK_ERR_NOMEM.  Only reads `in` during the call.
+ * A shared inflater holds one message at a time: feed it a message's chunks without
+ * interleaving another message (for a fragmented message, inflate with the socket's own
+ * inflater or gather the payload first); wsk_pmd_inflater_busy tells whether one is open. */
+int wsk_pmd_inflate(wsk_pmd_inflater *i, const uint8_t *in, size_t n, int fin, wsk_dbuf *out);
+
+/* Abandons any message in progress and forgets the context. */
+void wsk_pmd_inflater_reset(wsk_pmd_inflater *i);
+
+/* 1 while a message is open (a chunk was given without fin), 0 otherwise. */
+int wsk_pmd_inflater_busy(const wsk_pmd_inflater *i);
+
+/* Bytes of heap this inflater holds (the object and zlib's state and window). */
+size_t wsk_pmd_inflater_memory(const wsk_pmd_inflater *i);
+
+#endif

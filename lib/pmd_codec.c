@@ -1,0 +1,312 @@
+/* permessage-deflate compression and decompression on zlib (RFC 7692 section 7.2): see pmd.h. */
+#define ZLIB_CONST
+#include "pmd.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+/* Every message ends with an empty stored block; its last four octets are not sent (7.2.1). */
+static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* Output grows in steps of at least this much (the buffer itself grows geometrically). */
+#define STEP 4096
+
+struct wsk_pmd_deflater {
+    z_stream zs;
+    size_t mem; /* bytes zlib holds */
+    uint64_t messages;
+};
+
+struct wsk_pmd_inflater {
+    z_stream zs;
+    size_t mem;
+    uint8_t reset;    /* reset after every message */
+    uint8_t busy;     /* a message is open */
+    uint8_t boundary; /* the last inflate call stopped between DEFLATE blocks */
+    uint8_t ended;    /* a BFINAL block ended exactly where the last chunk did */
+};
+
+/* zlib allocations go through these so that each object can report what it holds; the size
+ * sits in front of the block. */
+static voidpf counted_alloc(voidpf opaque, uInt items, uInt size)
+{
+    if (size && items > (SIZE_MAX - sizeof(max_align_t)) / size) return Z_NULL;
+    size_t n = (size_t)items * size;
+    max_align_t *h = malloc(sizeof *h + n);
+    if (!h) return Z_NULL;
+    *(size_t *)(void *)h = n;
+    *(size_t *)opaque += n;
+    return h + 1;
+}
+
+static void counted_free(voidpf opaque, voidpf p)
+{
+    if (!p) return;
+    max_align_t *h = (max_align_t *)p - 1;
+    *(size_t *)opaque -= *(size_t *)(void *)h;
+    free(h);
+}
+
+static void stream_init(z_stream *zs, size_t *mem)
+{
+    memset(zs, 0, sizeof *zs);
+    zs->zalloc = counted_alloc;
+    zs->zfree = counted_free;
+    zs->opaque = mem;
+}
+
+/* Makes spare room in out for zlib's output, up to `hint` bytes more: 0, or WSK_ERR_TOO_BIG
+ * when out is at its limit, or WSK_ERR_NOMEM. */
+static int grow(wsk_dbuf *out, size_t hint)
+{
+    size_t room = out->max - out->len;
+    if (!room) return WSK_ERR_TOO_BIG;
+    return wsk_dbuf_reserve(out, hint < room ? hint : room);
+}
+
+static uInt spare(const wsk_dbuf *out)
+{
+    size_t n = out->cap - out->len;
+    return n > UINT_MAX ? UINT_MAX : (uInt)n;
+}
+
+/* ----- deflate ------------------------------------------------------------------------------- */
+
+wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level)
+{
+    if (window_bits < 8 || window_bits > 15 || mem_level < 1 || mem_level > 9) return NULL;
+    /* A negotiated 8 (RFC 7692 7.1.2.1, 7.1.2.2) bounds the LZ77 window this side compresses
+     * with: no match may reach back more than 256 bytes, since the peer may keep only that much.
+     * zlib refuses windowBits 8 for raw deflate, but it never emits a distance beyond its window
+     * size minus MIN_LOOKAHEAD (262), which with windowBits 9 is 250 bytes: a 9-bit deflater
+     * produces a stream that a 256-byte window inflates, so it honours the negotiated 8. */
+    if (window_bits == 8) window_bits = 9;
+    wsk_pmd_deflater *d = malloc(sizeof *d);
+    if (!d) return NULL;
+    d->mem = 0;
+    d->messages = 0;
+    stream_init(&d->zs, &d->mem);
+    if (deflateInit2(&d->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -window_bits, mem_level,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void wsk_pmd_deflater_free(wsk_pmd_deflater *d)
+{
+    if (!d) return;
+    deflateEnd(&d->zs);
+    free(d);
+}
+
+void wsk_pmd_deflater_reset(wsk_pmd_deflater *d)
+{
+    deflateReset(&d->zs);
+}
+
+uint64_t wsk_pmd_deflater_messages(const wsk_pmd_deflater *d)
+{
+    return d->messages;
+}
+
+size_t wsk_pmd_deflater_memory(const wsk_pmd_deflater *d)
+{
+    return sizeof *d + d->mem;
+}
+
+/* Deflates in[0..n) (n <= UINT_MAX) with `flush`, appending everything zlib emits. */
+static int deflate_run(wsk_pmd_deflater *d, const uint8_t *in, uInt n, int flush, wsk_dbuf *out)
+{
+    z_stream *zs = &d->zs;
+    zs->next_in = in;
+    zs->avail_in = n;
+    for (;;) {
+        if (out->cap == out->len) {
+            int rc = grow(out, n / 2 + STEP);
+            if (rc < 0) return rc;
+        }
+        uInt room = spare(out);
+        zs->next_out = out->p + out->len;
+        zs->avail_out = room;
+        int ret = deflate(zs, flush);
+        out->len += room - zs->avail_out;
+        if (ret == Z_STREAM_ERROR) return WSK_ERR_DEFLATE;
+        /* zlib is done once it has taken all input and stopped short of the space given. */
+        if (zs->avail_in == 0 && zs->avail_out > 0) return 0;
+    }
+}
+
+int wsk_pmd_deflate(wsk_pmd_deflater *d, const void *in, size_t n, int reset_after, wsk_dbuf *out)
+{
+    size_t start = out->len;
+    int rc = 0;
+    if (n == 0) {
+        /* 7.2.3.6: an empty message is the single octet 00, an empty stored block without its
+         * last four octets.  zlib would emit nothing when the last message already flushed. */
+        rc = wsk_dbuf_append(out, tail, 1);
+    } else {
+        const uint8_t *p = in;
+        while (n > 0 && rc == 0) {
+            uInt k = n > UINT_MAX ? UINT_MAX : (uInt)n;
+            n -= k;
+            /* 7.2.1: a sync flush ends the message on a byte boundary with an empty stored
+             * block, which the receiver completes. */
+            rc = deflate_run(d, p, k, n ? Z_NO_FLUSH : Z_SYNC_FLUSH, out);
+            p += k;
+        }
+        if (rc == 0 && (out->len - start < 4 || memcmp(out->p + out->len - 4, tail, 4) != 0))
+            rc = WSK_ERR_DEFLATE;
+        if (rc == 0) out->len -= 4;
+    }
+    d->zs.next_in = NULL;
+    d->zs.next_out = NULL;
+    if (rc < 0) {
+        /* The stream has taken input the peer will never see; starting afresh is always
+         * valid, later messages just refer to nothing before this point. */
+        out->len = start;
+        deflateReset(&d->zs);
+        return rc;
+    }
+    if (reset_after) deflateReset(&d->zs);
+    d->messages++;
+    return 0;
+}
+
+/* ----- inflate ------------------------------------------------------------------------------- */
+
+wsk_pmd_inflater *wsk_pmd_inflater_new(int window_bits, int reset_each)
+{
+    if (window_bits < 8 || window_bits > 15) return NULL;
+    wsk_pmd_inflater *i = malloc(sizeof *i);
+    if (!i) return NULL;
+    i->mem = 0;
+    i->reset = reset_each != 0;
+    i->busy = 0;
+    i->boundary = 1;
+    i->ended = 0;
+    stream_init(&i->zs, &i->mem);
+    if (inflateInit2(&i->zs, -window_bits) != Z_OK) {
+        free(i);
+        return NULL;
+    }
+    return i;
+}
+
+void wsk_pmd_inflater_free(wsk_pmd_inflater *i)
+{
+    if (!i) return;
+    inflateEnd(&i->zs);
+    free(i);
+}
+
+void wsk_pmd_inflater_reset(wsk_pmd_inflater *i)
+{
+    inflateReset(&i->zs);
+    i->busy = 0;
+    i->boundary = 1;
+    i->ended = 0;
+}
+
+int wsk_pmd_inflater_busy(const wsk_pmd_inflater *i)
+{
+    return i->busy;
+}
+
+size_t wsk_pmd_inflater_memory(const wsk_pmd_inflater *i)
+{
+    return sizeof *i + i->mem;
+}
+
+/* A block with BFINAL set ends zlib's stream, yet 7.2.1 lets further blocks follow it (after
+ * padding to a byte boundary), and they and later messages still refer to the same LZ77 window
+ * (7.2.3.4).  Start a new stream that has the old window as its dictionary. */
+static int restart(wsk_pmd_inflater *i)
+{
+    uInt have = 0;
+    inflateGetDictionary(&i->zs, NULL, &have);
+    Bytef *dict = NULL;
+    if (have) {
+        dict = malloc(have);
+        if (!dict) return WSK_ERR_NOMEM;
+        inflateGetDictionary(&i->zs, dict, &have);
+    }
+    int ret = inflateReset(&i->zs);
+    if (ret == Z_OK && have) ret = inflateSetDictionary(&i->zs, dict, have);
+    free(dict);
+    return ret == Z_OK ? 0 : ret == Z_MEM_ERROR ? WSK_ERR_NOMEM : WSK_ERR_DEFLATE;
+}
+
+/* Inflates in[0..n) (n <= UINT_MAX) into out, never past out->max: when out is full a
+ * one-byte probe finds out whether zlib has more to give. */
+static int inflate_run(wsk_pmd_inflater *i, const uint8_t *in, uInt n, int flush, wsk_dbuf *out)
+{
+    z_stream *zs = &i->zs;
+    zs->next_in = in;
+    zs->avail_in = n;
+    i->ended = 0;
+    for (;;) {
+        uint8_t probe;
+        if (out->cap == out->len && out->len < out->max) {
+            int rc = grow(out, STEP);
+            if (rc < 0) return rc;
+        }
+        uInt room = spare(out);
+        zs->next_out = room ? out->p + out->len : &probe;
+        zs->avail_out = room ? room : 1;
+        uInt in0 = zs->avail_in, out0 = zs->avail_out;
+        int ret = inflate(zs, flush);
+        uInt made = out0 - zs->avail_out;
+        if (!room && made) return WSK_ERR_TOO_BIG;
+        if (room) out->len += made;
+        if (ret == Z_STREAM_END) {
+            int rc = restart(i);
+            if (rc < 0) return rc;
+            i->boundary = 1;
+            if (zs->avail_in > 0) continue;
+            i->ended = 1;
+            return 0;
+        }
+        if (ret != Z_OK && ret != Z_BUF_ERROR)
+            return ret == Z_MEM_ERROR ? WSK_ERR_NOMEM : WSK_ERR_DEFLATE;
+        /* Under Z_BLOCK, zlib reports (bit 128) that it stopped right after a block. */
+        i->boundary = (zs->data_type & 128) != 0;
+        if (zs->avail_in == 0 && zs->avail_out > 0) return 0;
+        if (!made && zs->avail_in == in0 && zs->avail_out > 0) return WSK_ERR_DEFLATE;
+    }
+}
+
+int wsk_pmd_inflate(wsk_pmd_inflater *i, const uint8_t *in, size_t n, int fin, wsk_dbuf *out)
+{
+    int rc = 0;
+    /* An empty payload is taken as an empty message, as zlib-based peers do, although 7.2.3.6
+     * has a compressed empty message be the octet 00. */
+    if (!i->busy && !n && fin) return 0;
+    i->busy = 1;
+    while (n > 0 && rc == 0) {
+        uInt k = n > UINT_MAX ? UINT_MAX : (uInt)n;
+        rc = inflate_run(i, in, k, Z_SYNC_FLUSH, out);
+        in += k;
+        n -= k;
+    }
+    if (rc == 0 && fin) {
+        /* 7.2.2: put back the four octets the sender removed.  They complete the empty stored
+         * block that ends every message (7.2.1), so zlib must then stand between blocks;
+         * Z_BLOCK makes it stop there and say so.  A message whose data ends with a BFINAL
+         * block (7.2.3.4) is complete as it is: zlib then needs no tail. */
+        if (!i->ended) rc = inflate_run(i, tail, sizeof tail, Z_BLOCK, out);
+        if (rc == 0 && !i->boundary) rc = WSK_ERR_DEFLATE;
+        if (rc == 0) {
+            i->ended = 0;
+            i->busy = 0;
+            if (i->reset) inflateReset(&i->zs);
+        }
+    }
+    i->zs.next_in = NULL;
+    i->zs.next_out = NULL;
+    if (rc < 0) wsk_pmd_inflater_reset(i);
+    return rc;
+}

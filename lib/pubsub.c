@@ -1,0 +1,555 @@
+/* Publish/subscribe: the topics of a server and the sockets subscribed to them.
+ *
+ * Three structures, each O(1) per operation, so thousands of topics and tens of thousands of
+ * subscriptions cost nothing quadratic:
+ *  - the topics, in an open-addressing table keyed by name.  The hash is keyed SipHash-1-3 with
+ *    a random key per server: clients name the topics, and must not be able to pick names that
+ *    collide and turn every lookup into a scan;
+ *  - each topic's subscribers, a dense array that a publish walks;
+ *  - one membership node per (topic, socket): on the socket's list (c->cold->subs, for
+ *    wsk_subscriptions and for leaving every topic at close) and in a second table keyed by the
+ *    pair (wsk_is_subscribed, a repeated subscribe).  The node knows its slot in the topic's
+ *    array, so leaving a topic is a swap with the last subscriber.
+ *
+ * A publish frames the message once.  Short frames are copied into each subscriber's queue,
+ * longer ones are queued by reference to one shared block (see WSK_PUBLISH_COPY_MAX).  Each
+ * subscriber gets the backpressure rule of wsk_send, and that rule may close a socket, running
+ * its close handler, in the middle of the walk; the handler may unsubscribe, subscribe and
+ * publish again.  So while a publish walks a topic (t->busy), leaving only blanks the slot and
+ * joining appends; the array is compacted, or the topic freed, when the last walk ends. */
+#include "pubsub.h"
+#include "pmd_conn.h"
+#include "send_frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+struct member;
+
+struct slot {
+    struct wsk_ws *ws; /* NULL: left during a publish, removed when the walk ends */
+    struct member *m;
+};
+
+struct topic {
+    uint64_t hash;
+    struct slot *subs;
+    uint32_t len, cap; /* slots used (blanks included), allocated */
+    uint32_t live;     /* subscribers: slots whose ws is set */
+    uint32_t busy;     /* publishes walking subs right now */
+    size_t name_len;
+    char name[]; /* NUL-terminated for wsk_subscriptions */
+};
+
+struct member {
+    struct topic *t;
+    struct wsk_ws *ws;
+    struct member *prev, *next; /* the socket's subscriptions: a circular list */
+    uint64_t hash;              /* of (t, ws), in the membership table */
+    uint32_t idx;               /* slot in t->subs */
+};
+
+/* Open addressing with linear probing and backward-shift deletion (no tombstones, so a table
+ * that sees endless subscribe/unsubscribe churn never degrades).  Load stays at most 1/2. */
+struct ptab {
+    uint64_t *h;
+    void **v; /* NULL: empty slot */
+    size_t cap, n;
+};
+
+typedef struct pubsub {
+    struct ptab topics;  /* struct topic *, by name */
+    struct ptab members; /* struct member *, by (topic, socket) */
+    uint64_t k0, k1;     /* hash key */
+} pubsub;
+
+#define PTAB_MIN 16
+
+/* ----- hashing ------------------------------------------------------------------------------- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1, v1 = ROTL(v1, 13), v1 ^= v0, v0 = ROTL(v0, 32);                                  \
+        v2 += v3, v3 = ROTL(v3, 16), v3 ^= v2;                                                     \
+        v0 += v3, v3 = ROTL(v3, 21), v3 ^= v0;                                                     \
+        v2 += v1, v1 = ROTL(v1, 17), v1 ^= v2, v2 = ROTL(v2, 32);                                  \
+    } while (0)
+
+/* SipHash-1-3 (words read in host order: the table needs a keyed hash, not portable values). */
+static uint64_t name_hash(const pubsub *ps, const char *name, size_t n)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ ps->k0, v1 = 0x646f72616e646f6dULL ^ ps->k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ ps->k0, v3 = 0x7465646279746573ULL ^ ps->k1;
+    const uint8_t *p = (const uint8_t *)name, *end = p + (n & ~(size_t)7);
+    uint64_t m, b = (uint64_t)n << 56;
+    for (; p < end; p += 8) {
+        memcpy(&m, p, 8);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (unsigned i = 0; i < (n & 7); i++) b |= (uint64_t)p[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Pointers are not chosen by peers: a strong mix of the pair is enough. */
+static uint64_t pair_hash(const pubsub *ps, const struct topic *t, const struct wsk_ws *ws)
+{
+    uint64_t x = ((uint64_t)(uintptr_t)t * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)(uintptr_t)ws;
+    x ^= ps->k0;
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* ----- the open-addressing table ------------------------------------------------------------- */
+
+static int ptab_resize(struct ptab *t, size_t cap)
+{
+    uint64_t *h = malloc(cap * sizeof *h);
+    void **v = calloc(cap, sizeof *v);
+    if (!h || !v) {
+        free(h);
+        free(v);
+        return WSK_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->v[i]) continue;
+        size_t j = t->h[i] & (cap - 1);
+        while (v[j]) j = (j + 1) & (cap - 1);
+        h[j] = t->h[i];
+        v[j] = t->v[i];
+    }
+    free(t->h);
+    free(t->v);
+    t->h = h;
+    t->v = v;
+    t->cap = cap;
+    return 0;
+}
+
+static int ptab_insert(struct ptab *t, uint64_t h, void *v)
+{
+    if ((t->n + 1) * 2 > t->cap && ptab_resize(t, t->cap ? t->cap * 2 : PTAB_MIN) < 0)
+        return WSK_ERR_NOMEM;
+    size_t mask = t->cap - 1, i = h & mask;
+    while (t->v[i]) i = (i + 1) & mask;
+    t->h[i] = h;
+    t->v[i] = v;
+    t->n++;
+    return 0;
+}
+
+/* Removes v (present, with hash h): the entries after it in its run move back to close the gap
+ * wherever their home slot allows. */
+static void ptab_remove(struct ptab *t, uint64_t h, const void *v)
+{
+    size_t mask = t->cap - 1, i = h & mask;
+    while (t->v[i] != v) i = (i + 1) & mask;
+    for (size_t j = (i + 1) & mask; t->v[j]; j = (j + 1) & mask) {
+        size_t home = t->h[j] & mask;
+        /* j may fill the hole at i unless its home lies cyclically in (i, j]. */
+        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+            t->h[i] = t->h[j];
+            t->v[i] = t->v[j];
+            i = j;
+        }
+    }
+    t->v[i] = NULL;
+    t->n--;
+    /* Give memory back when most topics are gone; a failed shrink just keeps the table. */
+    if (t->cap > PTAB_MIN && t->n * 8 < t->cap) ptab_resize(t, t->cap / 4);
+}
+
+static void ptab_free(struct ptab *t)
+{
+    free(t->h);
+    free(t->v);
+    memset(t, 0, sizeof *t);
+}
+
+/* ----- lookups ------------------------------------------------------------------------------- */
+
+static pubsub *ps_of(const wsk_server *srv)
+{
+    return *wsk_server_pubsub((wsk_server *)srv);
+}
+
+static pubsub *ps_make(wsk_server *srv)
+{
+    void **slot = wsk_server_pubsub(srv);
+    if (*slot) return *slot;
+    pubsub *ps = calloc(1, sizeof *ps);
+    if (!ps) return NULL;
+    uint64_t key[2];
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        /* No entropy yet (early boot): a key from the clock and addresses still differs per
+         * process, which is all the table needs to resist precomputed collisions. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        key[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)ps;
+        key[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)srv;
+    }
+    ps->k0 = key[0];
+    ps->k1 = key[1];
+    *slot = ps;
+    return ps;
+}
+
+static struct topic *topic_find(const pubsub *ps, const char *name, size_t len, uint64_t h)
+{
+    const struct ptab *t = &ps->topics;
+    if (!t->n) return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = h & mask; t->v[i]; i = (i + 1) & mask) {
+        struct topic *tp = t->v[i];
+        if (t->h[i] == h && tp->name_len == len && !memcmp(tp->name, name, len)) return tp;
+    }
+    return NULL;
+}
+
+static struct member *member_find(const pubsub *ps, const struct topic *tp, const struct wsk_ws *ws)
+{
+    const struct ptab *t = &ps->members;
+    if (!t->n) return NULL;
+    uint64_t h = pair_hash(ps, tp, ws);
+    size_t mask = t->cap - 1;
+    for (size_t i = h & mask; t->v[i]; i = (i + 1) & mask) {
+        struct member *m = t->v[i];
+        if (m->t == tp && m->ws == ws) return m;
+    }
+    return NULL;
+}
+
+/* The topic named topic[0..len) and the membership of ws in it, either may be NULL. */
+static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len, struct topic **tp_out)
+{
+    const pubsub *ps = ws->ctx->srv ? ps_of(ws->ctx->srv) : NULL;
+    *tp_out = NULL;
+    if (!ps || len > WSK_TOPIC_MAX) return NULL;
+    struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
+    *tp_out = tp;
+    return tp ? member_find(ps, tp, ws) : NULL;
+}
+
+/* ----- topics and memberships ---------------------------------------------------------------- */
+
+static void topic_free(pubsub *ps, struct topic *tp)
+{
+    ptab_remove(&ps->topics, tp->hash, tp);
+    free(tp->subs);
+    free(tp);
+}
+
+/* After the last walk of a topic: drop the blanks left by sockets that left meanwhile, or the
+ * topic itself when nobody is left. */
+static void topic_settle(pubsub *ps, struct topic *tp)
+{
+    if (tp->busy) return;
+    if (!tp->live) {
+        topic_free(ps, tp);
+        return;
+    }
+    if (tp->len == tp->live) return;
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < tp->len; i++) {
+        if (!tp->subs[i].ws) continue;
+        tp->subs[j] = tp->subs[i];
+        tp->subs[j].m->idx = j;
+        j++;
+    }
+    tp->len = j;
+}
+
+static void member_unlink(struct wsk_ws *c, struct member *m)
+{
+    struct member **head = (struct member **)&c->cold->subs;
+    if (m->next == m) {
+        *head = NULL;
+        return;
+    }
+    m->prev->next = m->next;
+    m->next->prev = m->prev;
+    if (*head == m) *head = m->next;
+}
+
+static void member_drop(pubsub *ps, struct member *m)
+{
+    struct topic *tp = m->t;
+    ptab_remove(&ps->members, m->hash, m);
+    member_unlink(m->ws, m);
+    if (tp->busy) {
+        tp->subs[m->idx].ws = NULL;
+        tp->subs[m->idx].m = NULL;
+    } else {
+        uint32_t last = --tp->len;
+        if (m->idx != last) {
+            tp->subs[m->idx] = tp->subs[last];
+            tp->subs[m->idx].m->idx = m->idx;
+        }
+        /* Shrink a topic that lost most of its crowd. */
+        if (tp->cap > 16 && tp->len * 4 < tp->cap) {
+            struct slot *s = realloc(tp->subs, (tp->cap / 2) * sizeof *s);
+            if (s) {
+                tp->subs = s;
+                tp->cap /= 2;
+            }
+        }
+    }
+    tp->live--;
+    free(m);
+    topic_settle(ps, tp);
+}
+
+int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
+{
+    wsk_server *srv = ws->ctx->srv;
+    if (!srv || ws->state != WSK_ST_OPEN) return WSK_ERR_STATE;
+    if (len > WSK_TOPIC_MAX || (!topic && len)) return WSK_ERR_INVAL;
+    pubsub *ps = ps_make(srv);
+    wsk_cold *k = wsk_conn_cold(ws);
+    if (!ps || !k) return WSK_ERR_NOMEM;
+
+    uint64_t h = name_hash(ps, topic, len);
+    struct topic *tp = topic_find(ps, topic, len, h);
+    if (tp && member_find(ps, tp, ws)) return 0;
+    int made = 0;
+    if (!tp) {
+        tp = calloc(1, sizeof *tp + len + 1);
+        if (!tp) return WSK_ERR_NOMEM;
+        tp->hash = h;
+        tp->name_len = len;
+        if (len) memcpy(tp->name, topic, len);
+        if (ptab_insert(&ps->topics, h, tp) < 0) {
+            free(tp);
+            return WSK_ERR_NOMEM;
+        }
+        made = 1;
+    }
+    struct member *m = malloc(sizeof *m);
+    if (m && tp->len == tp->cap) {
+        uint32_t cap = tp->cap ? tp->cap * 2 : 4;
+        struct slot *s = cap > tp->cap ? realloc(tp->subs, cap * sizeof *s) : NULL;
+        if (s) {
+            tp->subs = s;
+            tp->cap = cap;
+        }
+    }
+    if (m) m->hash = pair_hash(ps, tp, ws);
+    if (!m || tp->len == tp->cap || ptab_insert(&ps->members, m->hash, m) < 0) {
+        free(m);
+        if (made) topic_free(ps, tp);
+        return WSK_ERR_NOMEM;
+    }
+    m->t = tp;
+    m->ws = ws;
+    m->idx = tp->len;
+    tp->subs[tp->len].ws = ws;
+    tp->subs[tp->len].m = m;
+    tp->len++;
+    tp->live++;
+
+    struct member *head = k->subs;
+    if (head) { /* append: wsk_subscriptions lists the oldest first */
+        m->next = head;
+        m->prev = head->prev;
+        head->prev->next = m;
+        head->prev = m;
+    } else {
+        m->next = m->prev = m;
+        k->subs = m;
+    }
+    return 1;
+}
+
+int wsk_unsubscribe(wsk_ws *ws, const char *topic, size_t len)
+{
+    struct topic *tp;
+    struct member *m = lookup(ws, topic, len, &tp);
+    if (!m) return 0;
+    member_drop(ps_of(ws->ctx->srv), m);
+    return 1;
+}
+
+int wsk_is_subscribed(const wsk_ws *ws, const char *topic, size_t len)
+{
+    struct topic *tp;
+    return lookup(ws, topic, len, &tp) != NULL;
+}
+
+size_t wsk_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *topic, size_t len),
+                         void *arg)
+{
+    const struct member *head = ws->cold ? ws->cold->subs : NULL, *m = head;
+    size_t n = 0;
+    if (!head) return 0;
+    do {
+        if (fn) fn(arg, m->t->name, m->t->name_len);
+        n++;
+        m = m->next;
+    } while (m != head);
+    return n;
+}
+
+void wsk_pubsub_conn_gone(struct wsk_ws *c)
+{
+    if (!c->ctx->srv || !c->cold || !c->cold->subs) return;
+    pubsub *ps = ps_of(c->ctx->srv);
+    while (c->cold->subs) member_drop(ps, c->cold->subs);
+}
+
+void wsk_pubsub_server_free(wsk_server *srv)
+{
+    void **slot = wsk_server_pubsub(srv);
+    pubsub *ps = *slot;
+    if (!ps) return;
+    /* Every socket has left already (wsk_server_free ends them first); this only guards
+     * against a topic kept by a walk that never finished. */
+    for (size_t i = 0; i < ps->members.cap; i++) free(ps->members.v[i]);
+    for (size_t i = 0; i < ps->topics.cap; i++) {
+        struct topic *tp = ps->topics.v[i];
+        if (tp) free(tp->subs);
+        free(tp);
+    }
+    ptab_free(&ps->members);
+    ptab_free(&ps->topics);
+    free(ps);
+    *slot = NULL;
+}
+
+size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len)
+{
+    const pubsub *ps = ps_of(srv);
+    if (!ps || len > WSK_TOPIC_MAX) return 0;
+    const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
+    return tp ? tp->live : 0;
+}
+
+size_t wsk_server_topics(const wsk_server *srv)
+{
+    const pubsub *ps = ps_of(srv);
+    return ps ? ps->topics.n : 0;
+}
+
+/* ----- publishing ---------------------------------------------------------------------------- */
+
+/* One message on its way to a topic's subscribers, framed once. */
+struct pub {
+    wsk_loop *loop;
+    const void *data;
+    size_t len;
+    unsigned op;
+    int compress;
+    size_t total;                        /* frame bytes: header + payload */
+    wsk_block *shared;                   /* total > WSK_PUBLISH_COPY_MAX: the frame, once */
+    uint8_t frame[WSK_PUBLISH_COPY_MAX]; /* otherwise: the frame, copied to each queue */
+};
+
+/* The call point for "compressed once when shared": the frame of this publication compressed
+ * by the loop's shared deflater, which takes no context over, so the same bytes are right for
+ * every socket that uses it.  Made at the first such subscriber, then queued by reference like
+ * p->shared.  pmd_conn.c cannot yet say which sockets use the shared deflater nor compress into
+ * a block; until it can, this returns NULL and each socket compresses its own copy. */
+static wsk_block *shared_deflated_frame(struct pub *p, struct wsk_ws *c)
+{
+    (void)p;
+    (void)c;
+    return NULL;
+}
+
+/* Queues the publication on one socket under its backpressure policy; 1 when it was queued. */
+static int deliver(struct wsk_ws *c, struct pub *p)
+{
+    if (c->state != WSK_ST_OPEN) return 0;
+    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->o.compress_threshold) {
+        wsk_block *b = shared_deflated_frame(p, c);
+        if (!b) return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
+        if (!wsk_send_admit(c, b->len) || wsk_queue_share(c, b, 0, b->len) < 0) return 0;
+    } else if (!wsk_send_admit(c, p->total)) {
+        return 0;
+    } else if (!p->shared && p->total <= WSK_PUBLISH_COPY_MAX) {
+        uint8_t *dst = wsk_queue_reserve(c, p->total);
+        if (!dst) return 0;
+        memcpy(dst, p->frame, p->total);
+        wsk_queue_commit(c, p->total);
+    } else {
+        if (!p->shared) {
+            p->shared = wsk_block_new(p->loop, p->total);
+            if (!p->shared) return 0;
+            size_t hl = wsk_frame_header(p->shared->data, 1, 0, p->op, p->len, NULL);
+            if (p->len) memcpy(p->shared->data + hl, p->data, p->len);
+            p->shared->len = (uint32_t)p->total;
+        }
+        if (wsk_queue_share(c, p->shared, 0, p->total) < 0) return 0;
+    }
+    wsk_loop_schedule(c->ctx->loop, c);
+    /* Queued behind bytes the peer has not read: drain tells the application when it has. */
+    if (c->flags & WSK_F_WANT_WRITE) c->flags |= WSK_F_BACKPRESSURE;
+    return 1;
+}
+
+static long publish(wsk_server *srv, const struct wsk_ws *skip, const char *topic, size_t topic_len,
+                    const void *data, size_t len, wsk_opcode op, int compress)
+{
+    if ((op != WSK_OP_TEXT && op != WSK_OP_BINARY) || topic_len > WSK_TOPIC_MAX || (!data && len) ||
+        (!topic && topic_len))
+        return WSK_ERR_INVAL;
+    /* A block holds at most 4 GiB; the largest frame header is 10 bytes. */
+    if (len > UINT32_MAX - sizeof(wsk_block) - WSK_FRAME_HDR_MAX) return WSK_ERR_INVAL;
+    pubsub *ps = ps_of(srv);
+    if (!ps) return 0;
+    struct topic *tp = topic_find(ps, topic, topic_len, name_hash(ps, topic, topic_len));
+    if (!tp || !tp->live) return 0;
+
+    struct pub p;
+    p.loop = wsk_server_loop(srv);
+    p.data = data;
+    p.len = len;
+    p.op = op;
+    p.compress = compress;
+    p.total = wsk_frame_header_size(len, 0) + len;
+    p.shared = NULL;
+    if (p.total <= WSK_PUBLISH_COPY_MAX) {
+        size_t hl = wsk_frame_header(p.frame, 1, 0, op, len, NULL);
+        if (len) memcpy(p.frame + hl, data, len);
+    }
+
+    long n = 0;
+    tp->busy++;
+    /* Sockets that subscribe during this walk are appended past `end` and do not get it. */
+    for (uint32_t i = 0, end = tp->len; i < end; i++) {
+        struct wsk_ws *c = tp->subs[i].ws;
+        if (c && c != skip) n += deliver(c, &p);
+    }
+    tp->busy--;
+    topic_settle(ps, tp);
+    if (p.shared) wsk_block_unref(p.loop, p.shared);
+    return n;
+}
+
+long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *data, size_t len,
+                 wsk_opcode op, int compress)
+{
+    wsk_server *srv = from->ctx->srv;
+    if (!srv) return WSK_ERR_STATE;
+    const struct wsk_ws *skip = wsk_server_opts_of(srv)->publish_to_self ? NULL : from;
+    return publish(srv, skip, topic, topic_len, data, len, op, compress);
+}
+
+long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len, const void *data,
+                        size_t len, wsk_opcode op, int compress)
+{
+    return publish(srv, NULL, topic, topic_len, data, len, op, compress);
+}

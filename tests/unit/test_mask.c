@@ -1,0 +1,97 @@
+/* wsk_mask against a plain byte loop: every length, alignment and key offset, big buffers, and
+ * payloads unmasked in random pieces. */
+#include "mask.h"
+#include "test.h"
+
+#include <stdint.h>
+
+static uint64_t rnd(uint64_t *s)
+{
+    /* xorshift64*: reproducible data without libc's rand state. */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static void fill_random(uint8_t *p, size_t n, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(rnd(s) >> 56);
+}
+
+static void naive(uint8_t *p, size_t n, const uint8_t key[4], size_t offset)
+{
+    for (size_t i = 0; i < n; i++) p[i] ^= key[(offset + i) & 3];
+}
+
+int main(void)
+{
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    enum { BIG = 1 << 20 };
+    static uint8_t a[BIG + 64], b[BIG + 64];
+    uint8_t key[4];
+
+    /* Every length 0..300 at every alignment 0..15 and key offset 0..7 (offsets >= 4 wrap). */
+    int bad = 0, bad_ret = 0, bad_guard = 0;
+    for (size_t len = 0; len <= 300; len++) {
+        for (size_t align = 0; align < 16; align++) {
+            for (size_t off = 0; off < 8; off++) {
+                fill_random(key, 4, &seed);
+                fill_random(a, 340, &seed);
+                memcpy(b, a, 340);
+                size_t r = wsk_mask(a + align, len, key, off);
+                naive(b + align, len, key, off);
+                bad += !EXPECT(!memcmp(a, b, 340), "len %zu align %zu off %zu", len, align, off);
+                bad_ret += !EXPECT(r == ((off + len) & 3), "len %zu off %zu: ret %zu", len, off, r);
+                /* memcmp over 340 bytes also proves nothing outside [align, align+len) moved. */
+                bad_guard += r > 3;
+            }
+        }
+    }
+    CHECK(bad == 0, "every length 0..300 x alignment 0..15 x offset 0..7 matches a byte loop");
+    CHECK(bad_ret == 0 && bad_guard == 0, "returns (offset + n) & 3");
+
+    /* Known answer (RFC 6455 5.7: "Hello" masked with 37 fa 21 3d). */
+    uint8_t hello[] = {'H', 'e', 'l', 'l', 'o'};
+    const uint8_t k57[4] = {0x37, 0xfa, 0x21, 0x3d};
+    const uint8_t want57[] = {0x7f, 0x9f, 0x4d, 0x51, 0x58};
+    CHECK(wsk_mask(hello, 5, k57, 0) == 1 && !memcmp(hello, want57, 5), "RFC 6455 5.7 example");
+    CHECK(wsk_mask(hello, 5, k57, 0) == 1 && !memcmp(hello, "Hello", 5), "masking twice restores");
+    CHECK(wsk_mask(NULL, 0, k57, 2) == 2, "n = 0 touches nothing and keeps the offset");
+
+    /* Large buffers at a few alignments and offsets. */
+    bad = 0;
+    for (size_t align = 0; align < 8; align += 3) {
+        for (size_t off = 0; off < 4; off++) {
+            size_t len = BIG - align * 7 - off;
+            fill_random(key, 4, &seed);
+            fill_random(a, BIG + 64, &seed);
+            memcpy(b, a, BIG + 64);
+            size_t r = wsk_mask(a + align, len, key, off);
+            naive(b + align, len, key, off);
+            bad += !EXPECT(!memcmp(a, b, BIG + 64) && r == ((off + len) & 3), "big %zu", len);
+        }
+    }
+    CHECK(bad == 0, "1 MiB buffers match a byte loop");
+
+    /* A payload unmasked in random pieces, as it arrives from several reads. */
+    bad = 0;
+    for (int round = 0; round < 200; round++) {
+        size_t len = (size_t)(rnd(&seed) % 5000);
+        fill_random(key, 4, &seed);
+        fill_random(a, len, &seed);
+        memcpy(b, a, len);
+        naive(b, len, key, 0);
+        size_t pos = 0, off = 0;
+        while (pos < len) {
+            size_t piece = (size_t)(rnd(&seed) % (round & 1 ? 9 : 700)) + (round & 2 ? 0 : 1);
+            if (piece > len - pos) piece = len - pos;
+            off = wsk_mask(a + pos, piece, key, off);
+            pos += piece;
+        }
+        bad += !EXPECT(!memcmp(a, b, len) && off == (len & 3), "round %d len %zu", round, len);
+    }
+    CHECK(bad == 0, "payloads unmasked in random pieces (including empty ones) match");
+
+    return TEST_DONE();
+}
