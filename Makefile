@@ -75,7 +75,7 @@ run: deps
 	$(BINOUT)/wsserve --echo
 
 lint:
-	clang-format --dry-run -Werror lib/*.c lib/*.h cmd/*.c cmd/*.h tests/unit/*.c tests/fuzz/*.c
+	clang-format --dry-run -Werror $(wildcard lib/*.[ch] cmd/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem --inline-suppr -Ilib lib cmd
 

@@ -98,7 +98,8 @@ static void page(wsk_server *srv, const wsk_request *req, wsk_response *res)
     wsk_response_body(res, body, (size_t)n);
 }
 
-/* ----- options --------------------------------------------------------------------------------- */
+/* ----- options ---------------------------------------------------------------------------------
+ */
 
 static int parse_size(const char *s, size_t *out)
 {
@@ -107,9 +108,21 @@ static int parse_size(const char *s, size_t *out)
     if (end == s) return -1;
     unsigned long long mul = 1;
     switch (*end) {
-    case 'k': case 'K': mul = 1024; end++; break;
-    case 'm': case 'M': mul = 1024 * 1024; end++; break;
-    case 'g': case 'G': mul = 1024ull * 1024 * 1024; end++; break;
+    case 'k':
+    case 'K':
+        mul = 1024;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1024ull * 1024 * 1024;
+        end++;
+        break;
     default: break;
     }
     if (mul > 1 && (*end == 'i' || *end == 'I')) end++;
@@ -182,8 +195,22 @@ static void log_line(void *arg, int level, const char *msg)
 }
 
 enum {
-    O_ECHO = 256, O_CHAT, O_PUBSUB, O_MAXPAYLOAD, O_IDLE, O_NOPINGS, O_BPLIMIT, O_BPCLOSE,
-    O_MAXCONN, O_MAXHEADER, O_HSTIMEOUT, O_COMPRESS, O_CERT, O_KEY, O_KEYPW, O_CLIENTCA,
+    O_ECHO = 256,
+    O_CHAT,
+    O_PUBSUB,
+    O_MAXPAYLOAD,
+    O_IDLE,
+    O_NOPINGS,
+    O_BPLIMIT,
+    O_BPCLOSE,
+    O_MAXCONN,
+    O_MAXHEADER,
+    O_HSTIMEOUT,
+    O_COMPRESS,
+    O_CERT,
+    O_KEY,
+    O_KEYPW,
+    O_CLIENTCA,
 };
 
 int main(int argc, char **argv)
@@ -222,10 +249,14 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "l:vqhV", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
-        case O_ECHO: case O_CHAT: case O_PUBSUB: mode = c; break;
+        case O_ECHO:
+        case O_CHAT:
+        case O_PUBSUB: mode = c; break;
         case 'l':
-            if (nlisten == MAX_LISTEN) bad = 1;
-            else listen[nlisten++] = optarg;
+            if (nlisten == MAX_LISTEN)
+                bad = 1;
+            else
+                listen[nlisten++] = optarg;
             break;
         case O_MAXPAYLOAD: bad = parse_size(optarg, &so.max_payload) < 0 || !so.max_payload; break;
         case O_IDLE: bad = parse_uint(optarg, &so.idle_timeout) < 0; break;
@@ -252,8 +283,8 @@ int main(int argc, char **argv)
         default: fputs(usage, stderr); return 1;
         }
         if (bad) {
-            fprintf(stderr, "wsserve: invalid value for --%s: %s\n",
-                    c == 'l' ? "listen" : "option", optarg ? optarg : "");
+            fprintf(stderr, "wsserve: invalid value for --%s: %s\n", c == 'l' ? "listen" : "option",
+                    optarg ? optarg : "");
             return 1;
         }
     }
@@ -278,8 +309,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     app.loop = wsk_loop_new(NULL);
     if (!app.loop) return 1;
-    wsk_loop_set_log(app.loop, quiet ? WSK_LOG_ERROR : app.verbose > 1 ? WSK_LOG_DEBUG
-                                                 : app.verbose ? WSK_LOG_INFO : WSK_LOG_WARN,
+    wsk_loop_set_log(app.loop,
+                     quiet             ? WSK_LOG_ERROR
+                     : app.verbose > 1 ? WSK_LOG_DEBUG
+                     : app.verbose     ? WSK_LOG_INFO
+                                       : WSK_LOG_WARN,
                      log_line, NULL);
     app.srv = wsk_server_new(app.loop, &so, &h, user);
     if (!app.srv) {
@@ -306,8 +340,7 @@ int main(int argc, char **argv)
         if (!quiet)
             fprintf(stderr, "wsserve: listening on %s://%s%s%s:%u/ (%s)\n",
                     so.tls_cert ? "wss" : "ws", strchr(host, ':') ? "[" : "", host,
-                    strchr(host, ':') ? "]" : "", port ? port : wsk_server_port(app.srv),
-                    "echo");
+                    strchr(host, ':') ? "]" : "", port ? port : wsk_server_port(app.srv), "echo");
     }
     ev_signal_init(&app.sigint, on_signal, SIGINT);
     ev_signal_init(&app.sigterm, on_signal, SIGTERM);

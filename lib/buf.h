@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 typedef struct wsk_dbuf {
-    uint8_t *p;  /* bytes, NULL until the first append */
-    size_t len;  /* bytes in use */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* hard limit on len */
+    uint8_t *p; /* bytes, NULL until the first append */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated */
+    size_t max; /* hard limit on len */
 } wsk_dbuf;
 
 /* An empty buffer that may grow to `max` bytes. */

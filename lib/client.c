@@ -1,17 +1,1046 @@
-#include "internal.h"
+/* The client: a connection by URL and the client side of the opening handshake (RFC 6455 4.1).
+ *
+ * wsk_connect returns at once; the work runs on the loop, one step per event:
+ *   start    a 0 s timer, so that no handler runs inside wsk_connect: resolve the name
+ *            (getaddrinfo blocks, which a client can afford), open a socket, connect without
+ *            blocking;
+ *   connect  EV_WRITE reports the outcome; a refused address falls through to the next one;
+ *   proxy    with an HTTP proxy: CONNECT host:port, then its 2xx answer;
+ *   upgrade  TLS for wss://, the upgrade request, then the response head (wsk_client_http):
+ *            a verified 101 opens the socket (wsk_conn_open), a redirect starts over at the
+ *            Location, anything else is a refusal whose status, headers and body go to the
+ *            error handler.
+ * One ev_timer carries the connect deadline (DNS + TCP + proxy + TLS + handshake); another runs
+ * wsk_ctx_sweep once a second for the idle and closing deadlines of the open socket.
+ *
+ * A client is one connection with a wsk_ctx of its own (the first member of struct wsk_client),
+ * so conn.c, msg_assemble.c and send_msg.c serve it unchanged: ctx->o carries the limits and
+ * ctx->role makes them mask what we send and refuse masked frames.  While it connects, the
+ * socket's own ev_io watcher runs this file's callback instead of conn.c's (there is nothing to
+ * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
+ * the end, across redirects: only its fd changes. */
+#include "io_tls.h"
+#include "io_transport.h"
+#include "msg_handshake.h"
+#include "parse_http.h"
+#include "parse_url.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define REQUEST_MAX (16 * 1024) /* the upgrade request, custom headers included */
+#define BODY_MAX    (64 * 1024) /* body of a refused upgrade kept for the error handler */
+#define HOST_MAX    256         /* a DNS name is at most 253 bytes */
+#define OFFER_MAX   128         /* Sec-WebSocket-Extensions value we offer */
+
+enum phase {
+    PH_START,   /* the deferred start: the deadline timer fires at 0 s */
+    PH_CONNECT, /* TCP connect in progress */
+    PH_PROXY,   /* CONNECT sent to the proxy, waiting for its answer */
+    PH_UPGRADE, /* upgrade request sent, waiting for the response head */
+    PH_BODY,    /* a refusal arrived; reading its body */
+    PH_OPEN,    /* 101 verified: conn.c owns the socket */
+    PH_FAILED,  /* the failure went to the handlers */
+};
+
+typedef struct wsk_client {
+    wsk_ctx ctx; /* first: the ctx of a client socket is its wsk_client */
+    struct wsk_ws *ws;
+    wsk_client_opts o; /* the caller's options, strings copied after the struct */
+    ev_timer tick;     /* wsk_ctx_sweep once a second */
+    ev_timer deadline; /* PH_START: the start; afterwards: the connect timeout */
+    void (*conn_cb)(struct ev_loop *, ev_io *, int); /* conn.c's, restored once connected */
+    struct addrinfo *addrs, *next_addr;
+    int connect_errno; /* of the last address tried */
+    char *url;         /* the URL connected to (the last redirect's), malloc'd */
+    wsk_url u;         /* its parts, pointing into url */
+    wsk_url proxy;     /* o.proxy's parts */
+    char host[HOST_MAX];
+    int same_origin;   /* still on the first URL's host and port: o.auth may be sent */
+    unsigned redirects;
+    uint8_t phase;
+    uint8_t reported; /* error and close handlers ran for a failure */
+    uint8_t chunked;  /* PH_BODY: the body is chunked */
+    int status;       /* status of the last response head, 0 before one */
+    size_t body_need; /* PH_BODY: body bytes expected (SIZE_MAX: until the server closes) */
+    char key[25];     /* Sec-WebSocket-Key of the request in flight */
+    char *request;    /* that request as sent, until the open handler returns */
+    size_t request_len;
+    /* The response, while the open or error handler runs (NULL otherwise). */
+    const wsk_http_response *res;
+    const char *res_head;
+    size_t res_head_len;
+    const uint8_t *body;
+    size_t body_len;
+    wsk_client_timing t;
+    const char *ptrs[]; /* o.headers and o.protocols, then the bytes of every string */
+} wsk_client;
+
+static wsk_client *client_of(const struct wsk_ws *c)
+{
+    return (wsk_client *)c->ctx;
+}
+
+static wsk_client *client_or_null(const wsk_ws *ws)
+{
+    return ws && ws->ctx->role == WSK_ROLE_CLIENT ? client_of(ws) : NULL;
+}
+
+void wsk_client_opts_init(wsk_client_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->connect_timeout = 10;
+    o->max_redirects = 10;
+    o->max_payload = 16u << 20;
+    o->backpressure_limit = 1u << 20;
+    o->close_timeout = 4;
+    o->max_header = 16 * 1024;
+}
+
+/* ----- reporting ----------------------------------------------------------------------------- */
+
+/* The URL without user info, for messages: credentials never reach a log. */
+static const char *where(const wsk_client *cl, char *buf, size_t cap)
+{
+    const wsk_url *u = &cl->u;
+    int v6 = u->ipv6;
+    snprintf(buf, cap, "%s://%s%.*s%s:%u", u->secure ? "wss" : "ws", v6 ? "[" : "",
+             (int)u->host_len, u->host, v6 ? "]" : "", u->port);
+    return buf;
+}
+
+/* The connection failed before it opened: the error handler, then close with 1006, once. */
+static void report(wsk_client *cl, int err, const char *msg)
+{
+    struct wsk_ws *c = cl->ws;
+    char w[HOST_MAX + 16];
+    if (cl->reported) return;
+    cl->reported = 1;
+    cl->phase = PH_FAILED;
+    ev_timer_stop(cl->ctx.loop->ev, &cl->deadline);
+    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "%s: %s", where(cl, w, sizeof w), msg);
+    if (cl->ctx.h.error) cl->ctx.h.error(c, err, msg);
+    if (cl->ctx.h.close) cl->ctx.h.close(c, WSK_CLOSE_ABNORMAL, msg, strlen(msg));
+}
+
+static void fail(wsk_client *cl, int err, const char *msg)
+{
+    report(cl, err, msg);
+    wsk_conn_end(cl->ws, WSK_CLOSE_ABNORMAL, msg);
+}
+
+/* ----- options and URLs ---------------------------------------------------------------------- */
+
+static size_t str_size(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+static const char *str_copy(char **dst, const char *s)
+{
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *r = memcpy(*dst, s, n);
+    *dst += n;
+    return r;
+}
+
+/* One allocation holds the client, the pointer arrays and every string of the options, so the
+ * caller's strings may go away as soon as wsk_connect returns.  A Host option becomes one more
+ * custom header, which the request builder lets replace the generated one. */
+static wsk_client *client_new(const wsk_client_opts *opts)
+{
+    const wsk_client_opts *o = opts;
+    size_t nptr = o->nheaders + (o->host ? 1 : 0) + o->nprotocols, bytes = 0;
+    for (size_t i = 0; i < o->nheaders; ++i) bytes += str_size(o->headers[i]);
+    for (size_t i = 0; i < o->nprotocols; ++i) bytes += str_size(o->protocols[i]);
+    bytes += o->host ? strlen("Host: ") + strlen(o->host) + 1 : 0;
+    bytes += str_size(o->origin) + str_size(o->auth) + str_size(o->proxy) + str_size(o->tls_ca) +
+             str_size(o->tls_cert) + str_size(o->tls_key) + str_size(o->tls_key_password);
+    wsk_client *cl = calloc(1, sizeof *cl + nptr * sizeof(char *) + bytes);
+    if (!cl) return NULL;
+    cl->o = *o;
+    const char **hdrs = cl->ptrs, **protos = cl->ptrs + o->nheaders + (o->host ? 1 : 0);
+    char *s = (char *)(cl->ptrs + nptr);
+    for (size_t i = 0; i < o->nheaders; ++i) hdrs[i] = str_copy(&s, o->headers[i] ? o->headers[i] : "");
+    if (o->host) {
+        hdrs[o->nheaders] = s;
+        s += sprintf(s, "Host: %s", o->host) + 1;
+    }
+    for (size_t i = 0; i < o->nprotocols; ++i)
+        protos[i] = str_copy(&s, o->protocols[i] ? o->protocols[i] : "");
+    cl->o.headers = hdrs;
+    cl->o.nheaders = o->nheaders + (o->host ? 1 : 0);
+    cl->o.protocols = protos;
+    cl->o.origin = str_copy(&s, o->origin);
+    cl->o.auth = str_copy(&s, o->auth);
+    cl->o.host = NULL; /* now one of the headers */
+    cl->o.proxy = str_copy(&s, o->proxy);
+    cl->o.tls_ca = str_copy(&s, o->tls_ca);
+    cl->o.tls_cert = str_copy(&s, o->tls_cert);
+    cl->o.tls_key = str_copy(&s, o->tls_key);
+    cl->o.tls_key_password = str_copy(&s, o->tls_key_password);
+    return cl;
+}
+
+/* Makes s[0..n) the URL to connect to (taking a copy).  0 or WSK_ERR_URL / WSK_ERR_NOMEM. */
+static int set_url(wsk_client *cl, const char *s, size_t n)
+{
+    wsk_url u;
+    char *copy = malloc(n + 1);
+    if (!copy) return WSK_ERR_NOMEM;
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    if (wsk_url_parse(copy, n, &u) < 0 || u.host_len >= HOST_MAX) {
+        free(copy);
+        return WSK_ERR_URL;
+    }
+    free(cl->url);
+    cl->url = copy;
+    cl->u = u;
+    memcpy(cl->host, u.host, u.host_len);
+    cl->host[u.host_len] = '\0';
+    return 0;
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                      : -1;
+}
+
+/* Percent-decodes s[0..n) into out (n + 1 bytes), NUL-terminated (RFC 3986 2.1). */
+static void pct_decode(char *out, const char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; ++i) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+            (lo = hexval(s[i + 2])) >= 0) {
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+}
+
+static void base64(const uint8_t *in, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5), "" for none.  Nothing is offered
+ * until permessage-deflate is wired into the client (wsk_pmd_client_offer for ctx->o.compress
+ * here, wsk_pmd_client_accept on the response), so wsk_handshake_client_verify refuses any
+ * extension in a response. */
+static int offer_extensions(const wsk_client *cl, char *out, size_t cap)
+{
+    (void)cl;
+    (void)cap;
+    out[0] = '\0';
+    return 0;
+}
+
+/* Writes the upgrade request (RFC 6455 4.1) with `key` into out.  Its length, or WSK_ERR_INVAL
+ * (a header with CR or LF, a protocol that is not a token, too large) or WSK_ERR_NOMEM. */
+static int build_request(const wsk_client *cl, char *out, size_t cap, const char *key)
+{
+    const wsk_client_opts *o = &cl->o;
+    char ext[OFFER_MAX];
+    const char *auth = cl->same_origin ? o->auth : NULL;
+    char *userinfo = NULL;
+    /* Basic credentials: the option, else the URL's user info (RFC 7617; percent-decoded,
+     * RFC 3986 3.2.1).  The option goes only to the host it was given for. */
+    if (!auth && cl->u.userinfo) {
+        if (!(userinfo = malloc(cl->u.userinfo_len + 1))) return WSK_ERR_NOMEM;
+        pct_decode(userinfo, cl->u.userinfo, cl->u.userinfo_len);
+        auth = userinfo;
+    }
+    /* The path runs to the end of the URL (a fragment is refused), so it is NUL-terminated. */
+    int n = wsk_handshake_client_request(out, cap, cl->host, cl->u.port, cl->u.secure, cl->u.path,
+                                         key, o->protocols, o->nprotocols, o->origin, auth,
+                                         offer_extensions(cl, ext, sizeof ext) > 0 ? ext : NULL,
+                                         o->headers, o->nheaders);
+    free(userinfo);
+    return n;
+}
+
+/* ----- the steps of a connection ------------------------------------------------------------- */
+
+static void on_connect(struct ev_loop *ev, ev_io *w, int revents);
+static void begin_attempt(wsk_client *cl);
+
+static void arm_deadline(wsk_client *cl, double after)
+{
+    struct ev_loop *ev = cl->ctx.loop->ev;
+    ev_timer_stop(ev, &cl->deadline);
+    ev_timer_set(&cl->deadline, after, 0);
+    ev_timer_start(ev, &cl->deadline);
+}
+
+static int queue_bytes(struct wsk_ws *c, const void *p, size_t n)
+{
+    uint8_t *dst = wsk_queue_reserve(c, n);
+    if (!dst) return WSK_ERR_NOMEM;
+    memcpy(dst, p, n);
+    wsk_queue_commit(c, n);
+    wsk_loop_schedule(c->ctx->loop, c);
+    return 0;
+}
+
+/* Drops a head kept across reads. */
+static void drop_head(struct wsk_ws *c)
+{
+    if (!c->cold) return;
+    wsk_dbuf_free(&c->cold->head);
+    c->cold->head.max = c->ctx->o.max_header;
+    c->cold->scanned = 0;
+    wsk_conn_cold_trim(c);
+}
+
+static int start_tls(wsk_client *cl)
+{
+    if (!cl->ctx.tls && wsk_tls_client_config(&cl->ctx, &cl->o) < 0) {
+        fail(cl, WSK_ERR_TLS, "TLS is not available or its configuration failed");
+        return -1;
+    }
+    int r = wsk_tls_connect(cl->ws, cl->host);
+    if (r < 0) {
+        fail(cl, r == WSK_ERR_CERT ? r : WSK_ERR_TLS, "TLS session could not start");
+        return -1;
+    }
+    /* The handshake runs inside the transport's reads and writes; its end is not observed. */
+    cl->t.tls = -1;
+    return 0;
+}
+
+static void send_upgrade(wsk_client *cl)
+{
+    struct wsk_ws *c = cl->ws;
+    if (cl->u.secure && start_tls(cl) < 0) return;
+    if (wsk_handshake_client_key(cl->key) < 0) {
+        fail(cl, WSK_ERR_IO, "no random bytes for Sec-WebSocket-Key");
+        return;
+    }
+    free(cl->request);
+    cl->request = malloc(REQUEST_MAX);
+    int n = cl->request ? build_request(cl, cl->request, REQUEST_MAX, cl->key) : WSK_ERR_NOMEM;
+    if (n < 0 || queue_bytes(c, cl->request, (size_t)n) < 0) {
+        fail(cl, n == WSK_ERR_INVAL ? n : WSK_ERR_NOMEM,
+             n == WSK_ERR_INVAL ? "upgrade request too large" : "out of memory");
+        return;
+    }
+    cl->request_len = (size_t)n;
+    cl->phase = PH_UPGRADE;
+    c->stamp = (uint32_t)ev_now(cl->ctx.loop->ev);
+}
+
+/* RFC 9110 9.3.6: a tunnel through an HTTP proxy, with Basic credentials from the proxy URL. */
+static void send_connect(wsk_client *cl)
+{
+    const wsk_url *p = &cl->proxy;
+    char auth[512] = "", hostport[HOST_MAX + 16];
+    int v6 = cl->u.ipv6;
+    snprintf(hostport, sizeof hostport, "%s%s%s:%u", v6 ? "[" : "", cl->host, v6 ? "]" : "",
+             cl->u.port);
+    if (p->userinfo && p->userinfo_len < 256) {
+        char plain[257];
+        pct_decode(plain, p->userinfo, p->userinfo_len);
+        memcpy(auth, "Proxy-Authorization: Basic ", 27);
+        base64((const uint8_t *)plain, strlen(plain), auth + 27);
+        strcat(auth, "\r\n");
+    }
+    char req[1024];
+    int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", hostport,
+                     hostport, auth);
+    if (queue_bytes(cl->ws, req, (size_t)n) < 0) {
+        fail(cl, WSK_ERR_NOMEM, "out of memory");
+        return;
+    }
+    cl->phase = PH_PROXY;
+}
+
+static void connected(wsk_client *cl)
+{
+    struct wsk_ws *c = cl->ws;
+    struct ev_loop *ev = cl->ctx.loop->ev;
+    cl->t.connect = ev_time() - cl->t.start;
+    freeaddrinfo(cl->addrs);
+    cl->addrs = cl->next_addr = NULL;
+    ev_io_stop(ev, &c->io);
+    ev_set_cb(&c->io, cl->conn_cb);
+    ev_io_set(&c->io, c->io.fd, EV_READ);
+    ev_io_start(ev, &c->io);
+    if (cl->o.proxy) send_connect(cl);
+    else send_upgrade(cl);
+}
+
+/* Connects to the next address of the name; the socket replaces the connection's fd. */
+static void try_connect(wsk_client *cl)
+{
+    struct wsk_ws *c = cl->ws;
+    struct ev_loop *ev = cl->ctx.loop->ev;
+    for (struct addrinfo *ai; (ai = cl->next_addr);) {
+        cl->next_addr = ai->ai_next;
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+        if (fd < 0) {
+            cl->connect_errno = errno;
+            continue;
+        }
+        /* Frames leave whole, once per loop iteration: Nagle would only add latency. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ev_io_stop(ev, &c->io);
+        close(c->io.fd);
+        ev_set_cb(&c->io, on_connect);
+        ev_io_set(&c->io, fd, EV_WRITE);
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            connected(cl);
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            ev_io_start(ev, &c->io);
+            return;
+        }
+        cl->connect_errno = errno;
+    }
+    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
+    char msg[HOST_MAX + 128];
+    snprintf(msg, sizeof msg, "cannot connect to %s%.*s port %u: %s",
+             cl->o.proxy ? "proxy " : "", (int)to->host_len, to->host, to->port,
+             strerror(cl->connect_errno));
+    fail(cl, WSK_ERR_CONNECT, msg);
+}
+
+static void on_connect(struct ev_loop *ev, ev_io *w, int revents)
+{
+    wsk_client *cl = client_of((struct wsk_ws *)w);
+    int e = 0;
+    socklen_t len = sizeof e;
+    (void)ev;
+    (void)revents;
+    if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0) e = errno;
+    if (e == EINPROGRESS || e == EALREADY) return;
+    if (e) {
+        cl->connect_errno = e;
+        try_connect(cl);
+        return;
+    }
+    connected(cl);
+}
+
+/* Resolves the name (of the proxy, when there is one) and connects.  The connect timeout counts
+ * from here, DNS included. */
+static void begin_attempt(wsk_client *cl)
+{
+    struct ev_loop *ev = cl->ctx.loop->ev;
+    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    char host[HOST_MAX], port[8], msg[HOST_MAX + 96];
+    double timeout = cl->o.connect_timeout;
+
+    memset(&cl->t, 0, sizeof cl->t);
+    cl->t.start = ev_time();
+    cl->t.redirects = cl->redirects;
+    cl->phase = PH_CONNECT;
+    memcpy(host, to->host, to->host_len);
+    host[to->host_len] = '\0';
+    snprintf(port, sizeof port, "%u", to->port);
+    int r = getaddrinfo(host, port, &hints, &res);
+    cl->t.dns = ev_time() - cl->t.start;
+    if (r != 0) {
+        snprintf(msg, sizeof msg, "cannot resolve %s: %s", host,
+                 r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+        fail(cl, WSK_ERR_DNS, msg);
+        return;
+    }
+    cl->addrs = cl->next_addr = res;
+    cl->connect_errno = ECONNREFUSED;
+    if (timeout > 0) {
+        if (cl->t.dns >= timeout) {
+            snprintf(msg, sizeof msg, "resolving %s took longer than %us", host,
+                     cl->o.connect_timeout);
+            fail(cl, WSK_ERR_TIMEOUT, msg);
+            return;
+        }
+        ev_now_update(ev);
+        arm_deadline(cl, timeout - cl->t.dns);
+    }
+    try_connect(cl);
+}
+
+static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    wsk_client *cl = w->data;
+    static const char *const what[] = {
+        [PH_CONNECT] = "connecting timed out",
+        [PH_PROXY] = "no answer from the proxy",
+        [PH_UPGRADE] = "no response to the upgrade request",
+        [PH_BODY] = "the refusal's body did not end",
+    };
+    char msg[96];
+    (void)ev;
+    (void)revents;
+    if (cl->phase == PH_START) {
+        begin_attempt(cl);
+        return;
+    }
+    if (cl->phase > PH_BODY) return;
+    snprintf(msg, sizeof msg, "%s after %us", what[cl->phase], cl->o.connect_timeout);
+    if (cl->phase == PH_BODY) {
+        wsk_client_failed(cl->ws, WSK_ERR_TIMEOUT, msg); /* reports the refusal */
+        wsk_conn_end(cl->ws, WSK_CLOSE_ABNORMAL, msg);
+        return;
+    }
+    fail(cl, WSK_ERR_TIMEOUT, msg);
+}
+
+static void on_tick(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    wsk_ctx_sweep(w->data);
+}
+
+wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
+                    const wsk_handlers *h, void *user, int *err)
+{
+    wsk_client_opts defaults;
+    int dummy, r = 0;
+    if (!err) err = &dummy;
+    if (!opts) {
+        wsk_client_opts_init(&defaults);
+        opts = &defaults;
+    }
+    if (!loop || !url) {
+        *err = WSK_ERR_INVAL;
+        return NULL;
+    }
+    wsk_client *cl = client_new(opts);
+    if (!cl) {
+        *err = WSK_ERR_NOMEM;
+        return NULL;
+    }
+    cl->same_origin = 1;
+    r = set_url(cl, url, strlen(url));
+    /* An https proxy would need TLS inside TLS; only http:// proxies are supported. */
+    if (!r && cl->o.proxy &&
+        (wsk_url_parse(cl->o.proxy, strlen(cl->o.proxy), &cl->proxy) < 0 || cl->proxy.secure ||
+         cl->proxy.host_len >= HOST_MAX))
+        r = WSK_ERR_URL;
+    if (!r) {
+        /* Invalid headers or protocols are the caller's mistake: refuse them now, not later. */
+        char *probe = malloc(REQUEST_MAX);
+        r = probe ? build_request(cl, probe, REQUEST_MAX, "AAAAAAAAAAAAAAAAAAAAAA==") : WSK_ERR_NOMEM;
+        free(probe);
+        if (r > 0) r = 0;
+    }
+    /* The socket exists from the start so the wsk_ws has a valid fd for libev; it is replaced
+     * by one of the right family once the name is resolved. */
+    int fd = r ? -1 : socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (!r && fd < 0) r = WSK_ERR_IO;
+    struct wsk_ws *c = r ? NULL : wsk_conn_new(&cl->ctx, fd);
+    if (!r && !c) r = WSK_ERR_NOMEM;
+    if (r) {
+        if (fd >= 0) close(fd);
+        free(cl->url);
+        free(cl);
+        *err = r;
+        return NULL;
+    }
+
+    wsk_ctx *ctx = &cl->ctx;
+    ctx->loop = loop;
+    ctx->role = WSK_ROLE_CLIENT;
+    if (h) ctx->h = *h;
+    wsk_server_opts_init(&ctx->o);
+    ctx->o.max_payload = opts->max_payload ? opts->max_payload : 16u << 20;
+    ctx->o.idle_timeout = opts->idle_timeout;
+    ctx->o.send_pings = opts->send_pings;
+    ctx->o.backpressure_limit = opts->backpressure_limit ? opts->backpressure_limit : 1u << 20;
+    ctx->o.close_timeout = opts->close_timeout ? opts->close_timeout : 1;
+    ctx->o.max_header = opts->max_header ? opts->max_header : 16 * 1024;
+    ctx->o.compress = opts->compress;
+    ctx->o.decompress = opts->compress;
+    /* The connect deadline is this file's timer, to the millisecond; the sweep's second-grained
+     * handshake deadline is not used. */
+    ctx->o.handshake_timeout = UINT_MAX;
+    if (c->cold) c->cold->head.max = ctx->o.max_header;
+
+    cl->ws = c;
+    c->user = user;
+    ev_io_stop(loop->ev, &c->io);
+    cl->conn_cb = ev_cb(&c->io);
+    ev_set_cb(&c->io, on_connect);
+    ev_timer_init(&cl->tick, on_tick, 1, 1);
+    cl->tick.data = ctx;
+    ev_timer_start(loop->ev, &cl->tick);
+    ev_unref(loop->ev); /* deadlines alone do not keep the loop running */
+    ev_init(&cl->deadline, on_deadline);
+    cl->deadline.data = cl;
+    arm_deadline(cl, 0);
+    *err = 0;
+    return c;
+}
+
+/* ----- the response -------------------------------------------------------------------------- */
+
+static int is_redirect(int status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* 1 when s[0..n) starts with a URI scheme and ':' (RFC 3986 3.1). */
+static int has_scheme(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z') ||
+                     (i && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-' ||
+                            s[i] == '.'))))
+        ++i;
+    return i > 0 && i < n && s[i] == ':';
+}
+
+/* The absolute URL a Location names (RFC 9110 10.2.2: a URI reference, relative to the URL of
+ * the request; RFC 3986 5.2 in the forms servers use), malloc'd; NULL when out of memory. */
+static char *resolve_location(const wsk_client *cl, const char *loc, size_t n)
+{
+    const wsk_url *u = &cl->u;
+    const char *scheme = u->secure ? "wss" : "ws";
+    size_t dir = 0, cap = n + u->host_len + u->path_len + 32;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    if (has_scheme(loc, n)) {
+        snprintf(out, cap, "%.*s", (int)n, loc);
+    } else if (n >= 2 && loc[0] == '/' && loc[1] == '/') {
+        snprintf(out, cap, "%s:%.*s", scheme, (int)n, loc);
+    } else {
+        int v6 = u->ipv6;
+        int k = snprintf(out, cap, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", cl->host,
+                         v6 ? "]" : "", u->port);
+        if (n == 0 || loc[0] != '/') {
+            /* A relative path replaces the last segment of the request's path. */
+            for (size_t i = 0; i < u->path_len && u->path[i] != '?'; ++i)
+                if (u->path[i] == '/') dir = i + 1;
+            if (!dir) out[k++] = '/';
+        }
+        snprintf(out + k, cap - (size_t)k, "%.*s%.*s", (int)dir, u->path, (int)n, loc);
+    }
+    return out;
+}
+
+/* A redirect the caller asked to follow: a new connection to the Location, on the same socket
+ * object. */
+static void follow(wsk_client *cl, const wsk_http_response *res)
+{
+    struct wsk_ws *c = cl->ws;
+    size_t from = 0;
+    char msg[160];
+    const wsk_http_header *loc = wsk_http_find(res->headers, res->nheaders, "location", &from);
+    if (!loc || !loc->value_len) {
+        fail(cl, WSK_ERR_HANDSHAKE, "redirect without a Location");
+        return;
+    }
+    if (cl->redirects >= cl->o.max_redirects) {
+        snprintf(msg, sizeof msg, "too many redirects (more than %u)", cl->o.max_redirects);
+        fail(cl, WSK_ERR_HANDSHAKE, msg);
+        return;
+    }
+    char *next = resolve_location(cl, loc->value, loc->value_len);
+    char old_host[HOST_MAX], w[HOST_MAX + 16];
+    unsigned old_port = cl->u.port;
+    int old_secure = cl->u.secure;
+    memcpy(old_host, cl->host, sizeof old_host);
+    int r = next ? set_url(cl, next, strlen(next)) : WSK_ERR_NOMEM;
+    free(next);
+    if (r < 0) {
+        snprintf(msg, sizeof msg, "%s: %.*s", r == WSK_ERR_URL ? "invalid redirect" : "out of memory",
+                 (int)(loc->value_len < 100 ? loc->value_len : 100), loc->value);
+        fail(cl, r == WSK_ERR_URL ? WSK_ERR_HANDSHAKE : r, msg);
+        return;
+    }
+    /* Credentials given for one host are not handed to another (as curl does). */
+    if (old_port != cl->u.port || old_secure != cl->u.secure || strcasecmp(old_host, cl->host))
+        cl->same_origin = 0;
+    cl->redirects++;
+    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "%d redirect to %s", res->status, where(cl, w, sizeof w));
+    ev_io_stop(cl->ctx.loop->ev, &c->io);
+    wsk_io_release(c);
+    c->flags &= (uint16_t) ~(WSK_F_TLS | WSK_F_WANT_WRITE | WSK_F_END_AFTER_FLUSH |
+                             WSK_F_BACKPRESSURE | WSK_F_OVERFLOW);
+    wsk_queue_clear(c);
+    drop_head(c);
+    shutdown(c->io.fd, SHUT_RDWR); /* closed when the next socket replaces it */
+    free(cl->request);
+    cl->request = NULL;
+    cl->status = 0;
+    cl->res = NULL;
+    cl->phase = PH_START;
+    arm_deadline(cl, 0);
+}
+
+/* Walks a chunked body (RFC 9112 7.1) in p[0..n), decoding it in place when `decode` (the
+ * decoded bytes never overtake the encoded ones).  *len: the data bytes so far.  1 once the
+ * last chunk arrived (trailers are not needed), 0 before, -1 when it is malformed. */
+static int chunked_body(uint8_t *p, size_t n, int decode, size_t *len)
+{
+    size_t i = 0, o = 0;
+    *len = 0;
+    for (;;) {
+        size_t size = 0, digits = 0;
+        int v;
+        while (i < n && (v = hexval(p[i])) >= 0) {
+            if (size > BODY_MAX * 16) return -1;
+            size = size * 16 + (size_t)v;
+            ++digits;
+            ++i;
+        }
+        if (i == n) return 0;
+        if (!digits) return -1;
+        while (i < n && p[i] != '\n') ++i; /* chunk extensions */
+        if (i == n) return 0;
+        ++i;
+        if (size == 0) return 1;
+        size_t take = size < n - i ? size : n - i;
+        if (decode) memmove(p + o, p + i, take);
+        o += take;
+        *len = o;
+        if (take < size) return 0;
+        i += size;
+        if (i < n && p[i] == '\r') ++i;
+        if (i == n) return 0;
+        if (p[i] != '\n') return -1;
+        ++i;
+    }
+}
+
+/* A response other than a 101 we accept: reported with its status, headers and body. */
+static void refused(wsk_client *cl, const wsk_http_response *res, uint8_t *body, size_t n)
+{
+    char msg[256];
+    size_t from = 0, blen = n;
+    const wsk_http_header *loc = wsk_http_find(res->headers, res->nheaders, "location", &from);
+    int rl = (int)(res->reason_len < 64 ? res->reason_len : 64);
+    if (cl->chunked) chunked_body(body, n, 1, &blen);
+    int k = snprintf(msg, sizeof msg, "server answered %d%s%.*s instead of 101 Switching Protocols",
+                     res->status, rl ? " " : "", rl, res->reason);
+    if (loc && is_redirect(res->status))
+        snprintf(msg + k, sizeof msg - (size_t)k, " (Location: %.*s)",
+                 (int)(loc->value_len < 100 ? loc->value_len : 100), loc->value);
+    cl->body = body;
+    cl->body_len = blen;
+    report(cl, WSK_ERR_HANDSHAKE, msg);
+    cl->body = NULL;
+    cl->body_len = 0;
+}
+
+/* How much body a refusal has (RFC 9112 6.3), set in cl->body_need / cl->chunked. */
+static void body_length(wsk_client *cl, const wsk_http_response *res)
+{
+    size_t from = 0;
+    int st = res->status;
+    cl->chunked = 0;
+    cl->body_need = SIZE_MAX;
+    if (st / 100 == 1 || st == 204 || st == 304) {
+        cl->body_need = 0;
+        return;
+    }
+    const wsk_http_header *te = wsk_http_find(res->headers, res->nheaders, "transfer-encoding",
+                                              &from);
+    if (te) {
+        cl->chunked = (uint8_t)wsk_http_has_token(te->value, te->value_len, "chunked");
+        return;
+    }
+    from = 0;
+    const wsk_http_header *cl_h = wsk_http_find(res->headers, res->nheaders, "content-length",
+                                                &from);
+    if (cl_h) {
+        size_t v = 0, i = 0;
+        for (; i < cl_h->value_len && cl_h->value[i] >= '0' && cl_h->value[i] <= '9'; ++i)
+            v = v > BODY_MAX ? v : v * 10 + (size_t)(cl_h->value[i] - '0');
+        if (i == cl_h->value_len && i) cl->body_need = v;
+    }
+}
+
+/* 1 when the body of a refusal is complete in body[0..n). */
+static int body_done(const wsk_client *cl, uint8_t *body, size_t n)
+{
+    size_t len;
+    if (cl->chunked) return chunked_body(body, n, 0, &len) != 0;
+    return n >= cl->body_need;
+}
+
+/* The server accepted: verify its 101 (RFC 6455 4.1) and open. */
+static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *rest, size_t n)
+{
+    struct wsk_ws *c = cl->ws;
+    const wsk_client_opts *o = &cl->o;
+    const char *proto, *why;
+    size_t plen;
+    char ext[OFFER_MAX];
+    cl->t.upgrade = ev_time() - cl->t.start;
+    int offered = offer_extensions(cl, ext, sizeof ext) > 0;
+    if (wsk_handshake_client_verify(res, cl->key, o->protocols, o->nprotocols, offered, &proto,
+                                    &plen, &why) < 0) {
+        fail(cl, WSK_ERR_HANDSHAKE, why);
+        return;
+    }
+    if (proto) {
+        wsk_cold *k = wsk_conn_cold(c);
+        if (!k || !(k->protocol = strndup(proto, plen))) {
+            fail(cl, WSK_ERR_NOMEM, "out of memory");
+            return;
+        }
+    }
+    ev_timer_stop(cl->ctx.loop->ev, &cl->deadline);
+    cl->phase = PH_OPEN;
+    wsk_conn_open(c, rest, n);
+    free(cl->request);
+    cl->request = NULL;
+}
+
+/* Keeps the bytes of an unfinished head (and body) in the cold buffer, up to `max`. */
+static int keep(struct wsk_ws *c, const uint8_t *p, size_t n, int in_cold, size_t max)
+{
+    wsk_cold *k = wsk_conn_cold(c);
+    if (!k) return WSK_ERR_NOMEM;
+    k->head.max = max;
+    return in_cold ? 0 : wsk_dbuf_append(&k->head, p, n);
+}
+
+static void proxy_answered(wsk_client *cl, const wsk_http_response *res, size_t head_len,
+                           size_t n)
+{
+    char msg[160];
+    if (res->status / 100 != 2) {
+        snprintf(msg, sizeof msg, "proxy refused CONNECT with %d %.*s", res->status,
+                 (int)(res->reason_len < 64 ? res->reason_len : 64), res->reason);
+        fail(cl, WSK_ERR_CONNECT, msg);
+        return;
+    }
+    /* The server cannot have spoken before our request: such bytes are not the tunnel's. */
+    if (n > head_len) {
+        fail(cl, WSK_ERR_HTTP, "proxy sent bytes after its answer to CONNECT");
+        return;
+    }
+    drop_head(cl->ws);
+    cl->status = 0;
+    send_upgrade(cl);
+}
+
 void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
 {
-    (void)c;
-    (void)p;
-    (void)n;
+    wsk_client *cl = client_of(c);
+    wsk_cold *k = c->cold;
+    size_t max_head = c->ctx->o.max_header;
+    int in_cold = k && k->head.len, full = 0;
+    if (cl->phase != PH_PROXY && cl->phase != PH_UPGRADE && cl->phase != PH_BODY) return;
+    if (in_cold) {
+        size_t room = k->head.max - k->head.len;
+        if (n >= room) {
+            full = 1;
+            n = room;
+        }
+        if (wsk_dbuf_append(&k->head, p, n) < 0) {
+            fail(cl, WSK_ERR_NOMEM, "out of memory");
+            return;
+        }
+        p = k->head.p;
+        n = k->head.len;
+    }
+    wsk_http_response res;
+    size_t scanned = in_cold ? k->scanned : 0;
+    int r = wsk_http_parse_response((const char *)p, n, &scanned, &res);
+    if (r == 0) {
+        if (full || n >= max_head) {
+            fail(cl, WSK_ERR_HEADER_SIZE, "response head too large");
+        } else if (keep(c, p, n, in_cold, max_head) < 0) {
+            fail(cl, WSK_ERR_NOMEM, "out of memory");
+        } else {
+            c->cold->scanned = scanned;
+        }
+        return;
+    }
+    if (r < 0 || (size_t)r > max_head) {
+        fail(cl, r == WSK_ERR_HTTP ? r : WSK_ERR_HEADER_SIZE,
+             r == WSK_ERR_HTTP ? "malformed HTTP response (is it a WebSocket server?)"
+                               : "response head too large");
+        return;
+    }
+    size_t head_len = (size_t)r;
+    cl->status = res.status;
+    cl->res = &res;
+    cl->res_head = (const char *)p;
+    cl->res_head_len = head_len;
+    if (cl->phase == PH_PROXY) {
+        proxy_answered(cl, &res, head_len, n);
+    } else if (res.status == 101) {
+        accept_101(cl, &res, p + head_len, n - head_len);
+    } else if (is_redirect(res.status) && cl->o.follow_redirects) {
+        follow(cl, &res);
+    } else {
+        /* A refusal: wait for its body (bounded), which usually says why. */
+        if (cl->phase != PH_BODY) body_length(cl, &res);
+        cl->phase = PH_BODY;
+        if (full || body_done(cl, p + head_len, n - head_len)) {
+            refused(cl, &res, p + head_len, n - head_len);
+            wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+        } else if (keep(c, p, n, in_cold, max_head + BODY_MAX) < 0) {
+            fail(cl, WSK_ERR_NOMEM, "out of memory");
+        }
+    }
+    cl->res = NULL;
+    cl->res_head = NULL;
 }
+
 void wsk_client_failed(struct wsk_ws *c, int err, const char *msg)
 {
-    (void)c;
-    (void)err;
-    (void)msg;
+    wsk_client *cl = client_of(c);
+    wsk_cold *k = c->cold;
+    if (cl->reported || cl->phase == PH_OPEN) return;
+    if (cl->phase == PH_BODY && k && k->head.len) {
+        /* A refusal whose body ends with the connection (or its deadline). */
+        wsk_http_response res;
+        size_t scanned = 0;
+        int r = wsk_http_parse_response((const char *)k->head.p, k->head.len, &scanned, &res);
+        if (r > 0) {
+            cl->res = &res;
+            cl->res_head = (const char *)k->head.p;
+            cl->res_head_len = (size_t)r;
+            refused(cl, &res, k->head.p + r, k->head.len - (size_t)r);
+            cl->res = NULL;
+            cl->res_head = NULL;
+            return;
+        }
+    }
+    /* conn.c reports any read failure of the HTTP phase as a handshake error; say which. */
+    if (err == WSK_ERR_HANDSHAKE && (cl->phase == PH_UPGRADE || cl->phase == PH_PROXY)) {
+        if (k && k->head.len) {
+            err = WSK_ERR_HTTP;
+            msg = "connection closed inside the response head";
+        } else {
+            err = WSK_ERR_CONNECT;
+            msg = cl->phase == PH_PROXY ? "proxy closed the connection"
+                                        : "connection closed before the server answered";
+        }
+    }
+    report(cl, err, msg);
 }
+
 void wsk_ctx_release(wsk_ctx *ctx)
 {
-    (void)ctx;
+    wsk_client *cl = (wsk_client *)ctx;
+    struct ev_loop *ev = ctx->loop->ev;
+    if (!cl->reported && cl->phase != PH_OPEN) {
+        /* Ended in the handshake without a report (wsk_terminate, a failed write): the close
+         * handler still runs, once. */
+        static const char why[] = "connection ended during the handshake";
+        cl->reported = 1;
+        if (ctx->h.close) ctx->h.close(cl->ws, WSK_CLOSE_ABNORMAL, why, sizeof why - 1);
+    }
+    ev_ref(ev);
+    ev_timer_stop(ev, &cl->tick);
+    ev_timer_stop(ev, &cl->deadline);
+    if (cl->addrs) freeaddrinfo(cl->addrs);
+    wsk_tls_ctx_free(ctx);
+    free(cl->request);
+    free(cl->url);
+    free(cl);
+}
+
+/* ----- accessors ----------------------------------------------------------------------------- */
+
+int wsk_client_status(const wsk_ws *ws)
+{
+    const wsk_client *cl = client_or_null(ws);
+    return cl ? cl->status : 0;
+}
+
+size_t wsk_client_header_count(const wsk_ws *ws)
+{
+    const wsk_client *cl = client_or_null(ws);
+    return cl && cl->res ? cl->res->nheaders : 0;
+}
+
+int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *name_len,
+                         const char **value, size_t *value_len)
+{
+    const wsk_client *cl = client_or_null(ws);
+    if (!cl || !cl->res || i >= cl->res->nheaders) return WSK_ERR_INVAL;
+    const wsk_http_header *h = &cl->res->headers[i];
+    *name = h->name;
+    *name_len = h->name_len;
+    *value = h->value;
+    *value_len = h->value_len;
+    return 0;
+}
+
+const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len)
+{
+    const wsk_client *cl = client_or_null(ws);
+    size_t from = 0;
+    const wsk_http_header *h =
+        cl && cl->res ? wsk_http_find(cl->res->headers, cl->res->nheaders, name, &from) : NULL;
+    if (len) *len = h ? h->value_len : 0;
+    return h ? h->value : NULL;
+}
+
+const char *wsk_client_response_head(const wsk_ws *ws, size_t *len)
+{
+    const wsk_client *cl = client_or_null(ws);
+    const char *p = cl ? cl->res_head : NULL;
+    if (len) *len = p ? cl->res_head_len : 0;
+    return p;
+}
+
+const void *wsk_client_response_body(const wsk_ws *ws, size_t *len)
+{
+    const wsk_client *cl = client_or_null(ws);
+    const void *p = cl && cl->res ? cl->body : NULL;
+    if (len) *len = p ? cl->body_len : 0;
+    return p;
+}
+
+const char *wsk_client_request_head(const wsk_ws *ws, size_t *len)
+{
+    const wsk_client *cl = client_or_null(ws);
+    const char *p = cl ? cl->request : NULL;
+    if (len) *len = p ? cl->request_len : 0;
+    return p;
+}
+
+const char *wsk_client_url(const wsk_ws *ws)
+{
+    const wsk_client *cl = client_or_null(ws);
+    return cl ? cl->url : NULL;
+}
+
+void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t)
+{
+    const wsk_client *cl = client_or_null(ws);
+    if (cl) *t = cl->t;
+    else memset(t, 0, sizeof *t);
 }

@@ -83,7 +83,8 @@ long wsk_request_query_param(const wsk_request *req, const char *name, char *buf
             long out = 0;
             for (const char *v = eq ? eq + 1 : pe; v < pe; v++, out++) {
                 int ch = (unsigned char)*v;
-                if (ch == '+') ch = ' ';
+                if (ch == '+')
+                    ch = ' ';
                 else if (ch == '%' && pe - v > 2 && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
                     ch = hexval(v[1]) * 16 + hexval(v[2]);
                     v += 2;
@@ -102,8 +103,8 @@ int wsk_request_offers_protocol(const wsk_request *req, const char *proto)
 {
     size_t from = 0;
     const wsk_http_header *h;
-    while ((h = wsk_http_find(req->h->headers, req->h->nheaders, "sec-websocket-protocol",
-                              &from))) {
+    while (
+        (h = wsk_http_find(req->h->headers, req->h->nheaders, "sec-websocket-protocol", &from))) {
         /* Subprotocol names are case-sensitive (RFC 6455 4.1): compare exactly. */
         const char *p = h->value, *end = h->value + h->value_len;
         size_t plen = strlen(proto);

@@ -6,18 +6,18 @@
 #include "parse_http.h"
 
 struct wsk_request {
-    const wsk_http_request *h;  /* parsed head, pointing into the connection's bytes */
+    const wsk_http_request *h; /* parsed head, pointing into the connection's bytes */
     const uint8_t *body;
     size_t body_len;
-    const char *path, *query;   /* split from h->target */
+    const char *path, *query; /* split from h->target */
     size_t path_len, query_len;
     int fd;
 };
 
 struct wsk_response {
     int status;
-    int upgrade;        /* answering an upgrade request */
-    wsk_dbuf headers;   /* "Name: value\r\n" lines added by the handler */
+    int upgrade;      /* answering an upgrade request */
+    wsk_dbuf headers; /* "Name: value\r\n" lines added by the handler */
     wsk_dbuf body;
     void *data;         /* upgrade: user data of the new socket */
     char protocol[128]; /* upgrade: chosen subprotocol, "" for none */

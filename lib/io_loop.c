@@ -49,8 +49,12 @@ void wsk_loop_reap(wsk_loop *loop)
             struct wsk_ws *c = list;
             list = c->dirty_next;
             c->flags &= ~WSK_F_DIRTY;
-            if (c->state == WSK_ST_DEAD) wsk_conn_free(c);
-            else wsk_flush(c);
+            /* A socket waiting for EV_WRITE is written from its watcher: the kernel said it
+             * is full, and asking again would only cost a system call per send. */
+            if (c->state == WSK_ST_DEAD)
+                wsk_conn_free(c);
+            else if (!(c->flags & WSK_F_WANT_WRITE))
+                wsk_flush(c);
         }
     }
 }

@@ -1,16 +1,760 @@
+/* TLS on mbedTLS for server and client sockets: the only file that includes mbedTLS headers.
+ *
+ * The transport is invisible to conn.c: wsk_io_read and wsk_io_writev hand TLS sockets to
+ * wsk_tls_read and wsk_tls_writev, which move plaintext in and out of mbedTLS, and mbedTLS moves
+ * records through recv/send on the socket (bio_recv, bio_send).  Everything is non-blocking:
+ *
+ *  - The handshake runs inside whichever of read or write comes first.  While it is not over,
+ *    writes are held (WSK_F_WANT_WRITE without EV_WRITE, so send_flush.c does not spin on a
+ *    writable socket) and read events drive it; when the handshake has to write more than the
+ *    kernel takes, a second watcher on the fd (`kick`) waits for room and then feeds a read
+ *    event.  Once it is over, held writes are scheduled for the end of the loop turn.
+ *  - Writes fill records: small segments of the queue (one frame each) are copied into one
+ *    16 KiB chunk per mbedtls_ssl_write, so a burst of small frames leaves in a few records
+ *    instead of one record (and 29 bytes of overhead) each; a large segment goes to mbedTLS
+ *    without the copy.  After WANT_WRITE mbedTLS holds the encrypted record and must be called
+ *    again with the same length: `pending` remembers it, and the bytes stay in the send queue
+ *    (not reported written) until the record is out.
+ *  - Reads loop until mbedTLS wants more from the kernel, because records it has already pulled
+ *    in (or that wait in the read-ahead buffer) would never wake the loop again.  The read-ahead
+ *    buffer turns mbedTLS's two recv calls per record (header, then body) into one recv for
+ *    many small records.
+ *
+ * State: the mbedTLS configuration (certificates, keys, RNG) is shared by all the sockets of a
+ * server or client in ctx->tls; each TLS socket has a session in c->cold->tls. */
 #include "io_tls.h"
 #include "io_transport.h"
-int wsk_tls_server_config(wsk_ctx *ctx)
+
+#include <mbedtls/asn1.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509.h>
+#include <mbedtls/x509_crt.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define TLS_CHUNK      16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
+#define TLS_READAHEAD  4096  /* recv size for small reads: several small records per call */
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define SYSTEM_CA_DIR  "/etc/ssl/certs"
+
+/* Forward secrecy (ECDHE) and AEAD ciphers only, strongest first. */
+static const int modern_suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    0,
+};
+
+/* Key exchange groups (and the curves accepted for ECDSA certificates). */
+static const mbedtls_ecp_group_id modern_curves[] = {
+    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_SECP521R1,  MBEDTLS_ECP_DP_NONE,
+};
+
+/* ctx->tls: what every TLS socket of one server or client shares. */
+struct tls_conf {
+    mbedtls_ssl_config conf;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_x509_crt chain; /* our certificate chain (server; client with a certificate) */
+    mbedtls_pk_context key;
+    mbedtls_x509_crt ca; /* trust anchors: for client certificates, or for servers */
+    const char *alpn[2]; /* mbedTLS keeps a pointer to this list */
+    /* Small segments are gathered here into one record.  Shared: a record is built and handed
+     * to mbedTLS (which copies it) within one call, and a retry after WANT_WRITE rebuilds it
+     * from the send queue, which still holds the same bytes. */
+    uint8_t stage[TLS_CHUNK];
+};
+
+/* c->cold->tls: one TLS socket. */
+struct tls_sess {
+    mbedtls_ssl_context ssl;
+    struct wsk_ws *c;
+    ev_io kick;        /* EV_WRITE on the fd while the handshake has output the kernel refused */
+    unsigned hs_done : 1;
+    unsigned held : 1; /* a write waits for the handshake (see hold_writes) */
+    unsigned dead : 1; /* a fatal error: no more records in either direction */
+    unsigned in_read : 1;
+    unsigned sent_in_read : 1; /* mbedTLS wrote while reading after the handshake */
+    int err;                   /* result for the next read, after data that came before it */
+    size_t pending;            /* plaintext length of the record mbedTLS holds after WANT_WRITE */
+    char *host;                /* client: the name or address the certificate must be for */
+    uint8_t ip[16];            /* client: the server's address when the URL names one */
+    size_t iplen;
+    uint8_t first[4]; /* the first bytes the peer sent: tells plaintext HTTP from TLS */
+    size_t nfirst;
+    size_t ra_off, ra_len; /* read-ahead bytes not yet handed to mbedTLS */
+    uint8_t ra[TLS_READAHEAD];
+};
+
+static struct tls_sess *sess_of(struct wsk_ws *c)
 {
-    (void)ctx;
+    return c->cold ? c->cold->tls : NULL;
+}
+
+static const char *tls_strerror(int ret, char *buf, size_t cap)
+{
+    mbedtls_strerror(ret, buf, cap);
+    return buf;
+}
+
+/* ----- socket callbacks for mbedTLS ---------------------------------------------------------- */
+
+static void note_first(struct tls_sess *s, const uint8_t *p, size_t n)
+{
+    while (s->nfirst < sizeof s->first && n--) s->first[s->nfirst++] = *p++;
+}
+
+/* Reads of less than the read-ahead size fill the read-ahead buffer and are served from it;
+ * larger reads (the body of a big record) go straight into mbedTLS's buffer. */
+static int bio_recv(void *arg, unsigned char *buf, size_t len)
+{
+    struct tls_sess *s = arg;
+    if (s->ra_len) {
+        size_t n = len < s->ra_len ? len : s->ra_len;
+        memcpy(buf, s->ra + s->ra_off, n);
+        s->ra_off += n;
+        s->ra_len -= n;
+        return (int)n;
+    }
+    int direct = len >= sizeof s->ra;
+    ssize_t r;
+    do r = recv(s->c->io.fd, direct ? buf : s->ra, direct ? len : sizeof s->ra, 0);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_READ;
+        if (errno == ECONNRESET || errno == EPIPE) return MBEDTLS_ERR_NET_CONN_RESET;
+        return MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+    if (r == 0) return 0; /* EOF: mbedTLS reports MBEDTLS_ERR_SSL_CONN_EOF */
+    note_first(s, direct ? buf : s->ra, (size_t)r);
+    if (direct) return (int)r;
+    size_t n = len < (size_t)r ? len : (size_t)r;
+    memcpy(buf, s->ra, n);
+    s->ra_off = n;
+    s->ra_len = (size_t)r - n;
+    return (int)n;
+}
+
+static int bio_send(void *arg, const unsigned char *buf, size_t len)
+{
+    struct tls_sess *s = arg;
+    if (s->in_read && s->hs_done) s->sent_in_read = 1;
+    ssize_t r;
+    do r = send(s->c->io.fd, buf, len, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0) return (int)r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_WRITE;
+    if (errno == ECONNRESET || errno == EPIPE) return MBEDTLS_ERR_NET_CONN_RESET;
+    return MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+/* mbedTLS 2.28 matches only DNS names; a URL with an address (wss://127.0.0.1/) is checked here
+ * against the certificate's iPAddress entries (RFC 5280 4.2.1.6, RFC 6125 6.2.1). */
+static int verify_ip(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    const struct tls_sess *s = arg;
+    if (depth != 0) return 0;
+    if (crt->ext_types & MBEDTLS_X509_EXT_SUBJECT_ALT_NAME) {
+        for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san; san = san->next) {
+            const mbedtls_x509_buf *b = &san->buf;
+            if ((b->tag & MBEDTLS_ASN1_TAG_CLASS_MASK) == MBEDTLS_ASN1_CONTEXT_SPECIFIC &&
+                (b->tag & MBEDTLS_ASN1_TAG_VALUE_MASK) == MBEDTLS_X509_SAN_IP_ADDRESS &&
+                b->len == s->iplen && !memcmp(b->p, s->ip, s->iplen))
+                return 0;
+        }
+    }
+    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    return 0;
+}
+
+/* ----- why a handshake failed, in one line --------------------------------------------------- */
+
+static const char *alert_name(unsigned a)
+{
+    switch (a) {
+    case 10: return "unexpected message";
+    case 20: return "bad record MAC";
+    case 40: return "handshake failure";
+    case 42: return "bad certificate";
+    case 43: return "unsupported certificate";
+    case 44: return "certificate revoked";
+    case 45: return "certificate expired";
+    case 46: return "certificate unknown";
+    case 47: return "illegal parameter";
+    case 48: return "unknown CA";
+    case 49: return "access denied";
+    case 50: return "decode error";
+    case 51: return "decrypt error";
+    case 70: return "protocol version";
+    case 71: return "insufficient security";
+    case 80: return "internal error";
+    case 90: return "user canceled";
+    case 112: return "unrecognized name";
+    case 116: return "certificate required";
+    case 120: return "no application protocol";
+    default: return "alert";
+    }
+}
+
+/* The certificate problems in `flags` as a short list: "expired, unknown issuer". */
+static void verify_reasons(const struct tls_sess *s, uint32_t flags, char *buf, size_t cap)
+{
+    static const struct {
+        uint32_t flags;
+        const char *why;
+    } reasons[] = {
+        {MBEDTLS_X509_BADCERT_EXPIRED, "expired"},
+        {MBEDTLS_X509_BADCERT_FUTURE, "not yet valid"},
+        {MBEDTLS_X509_BADCERT_NOT_TRUSTED, "unknown issuer (not signed by a trusted CA)"},
+        {MBEDTLS_X509_BADCERT_CN_MISMATCH, "name mismatch"},
+        {MBEDTLS_X509_BADCERT_REVOKED, "revoked"},
+        {MBEDTLS_X509_BADCERT_MISSING, "no certificate"},
+        {MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+             MBEDTLS_X509_BADCERT_NS_CERT_TYPE,
+         "not valid for this use"},
+        {MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY,
+         "weak or unsupported signature or key"},
+    };
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0] && n < cap; i++) {
+        if (!(flags & reasons[i].flags)) continue;
+        int w = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", reasons[i].why);
+        if (w > 0) n += (size_t)w;
+        if (reasons[i].flags == MBEDTLS_X509_BADCERT_CN_MISMATCH && s->host && n < cap) {
+            w = snprintf(buf + n, cap - n, " (the certificate is not for %s)", s->host);
+            if (w > 0) n += (size_t)w;
+        }
+    }
+    if (!n) snprintf(buf, cap, "verification flags 0x%x", (unsigned)flags);
+}
+
+static int looks_like_http(const uint8_t *p, size_t n)
+{
+    if (n < 3) return 0;
+    for (size_t i = 0; i < 3; i++)
+        if (p[i] < 'A' || p[i] > 'Z') return 0;
+    return 1;
+}
+
+/* Writes why the handshake failed into buf; returns WSK_ERR_CERT for a certificate the client
+ * rejected, WSK_ERR_TLS otherwise. */
+static int describe_failure(const struct tls_sess *s, int ret, int server, char *buf, size_t cap)
+{
+    char tmp[160];
+    const mbedtls_ssl_context *ssl = &s->ssl;
+    /* A TLS peer always starts with a handshake record (content type 22). */
+    if (s->nfirst && s->first[0] != 22 && ret != MBEDTLS_ERR_SSL_WANT_WRITE) {
+        if (looks_like_http(s->first, s->nfirst))
+            snprintf(buf, cap, server ? "plaintext HTTP on a TLS port"
+                                      : "the server answered in plaintext HTTP (not a TLS port)");
+        else
+            snprintf(buf, cap, "not TLS (first byte 0x%02x)", s->first[0]);
+        return WSK_ERR_TLS;
+    }
+    switch (ret) {
+    case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+        verify_reasons(s, mbedtls_ssl_get_verify_result(ssl), tmp, sizeof tmp);
+        snprintf(buf, cap, "%scertificate verify failed: %s", server ? "client " : "", tmp);
+        return server ? WSK_ERR_TLS : WSK_ERR_CERT;
+    case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
+        snprintf(buf, cap, "the client sent no certificate (one is required)");
+        break;
+    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
+        /* mbedTLS 2.28 leaves the alert in the record it read. */
+        unsigned a = ssl->in_msgtype == MBEDTLS_SSL_MSG_ALERT && ssl->in_msglen >= 2
+                         ? ssl->in_msg[1]
+                         : 0;
+        snprintf(buf, cap, "the %s sent fatal alert %u (%s)", server ? "client" : "server", a,
+                 alert_name(a));
+        break;
+    }
+    case 0:
+    case MBEDTLS_ERR_SSL_CONN_EOF:
+        snprintf(buf, cap, "the %s closed the connection during the TLS handshake",
+                 server ? "client" : "server");
+        break;
+    case MBEDTLS_ERR_NET_CONN_RESET:
+        snprintf(buf, cap, "connection reset during the TLS handshake");
+        break;
+    case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
+        snprintf(buf, cap, "no cipher suite in common (ECDHE with AES-GCM or ChaCha20 needed)");
+        break;
+    case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION:
+        snprintf(buf, cap, "protocol version not supported (TLS 1.2 needed)");
+        break;
+    case MBEDTLS_ERR_SSL_WANT_WRITE: /* as the last step of an abandoned handshake */
+        snprintf(buf, cap, "the TLS handshake could not be written");
+        break;
+    default:
+        snprintf(buf, cap, "%s", tls_strerror(ret, tmp, sizeof tmp));
+        break;
+    }
     return WSK_ERR_TLS;
 }
-int wsk_tls_accept(struct wsk_ws *c)
+
+/* ----- handshake ------------------------------------------------------------------------------ */
+
+/* Writes wait while the handshake runs: mbedTLS would only answer WANT_READ, and a writable
+ * socket would wake the loop for nothing.  Setting WSK_F_WANT_WRITE without EV_WRITE makes
+ * send_flush.c leave the watcher as it is; handshake_done undoes it. */
+static void hold_writes(struct wsk_ws *c, struct tls_sess *s)
 {
-    (void)c;
-    return WSK_ERR_TLS;
+    s->held = 1;
+    c->flags |= WSK_F_WANT_WRITE;
+    if (c->io.events & EV_WRITE) wsk_conn_io_events(c, EV_READ);
 }
+
+static void on_kick(struct ev_loop *ev, ev_io *w, int revents)
+{
+    (void)revents;
+    ev_io_stop(ev, w);
+    ev_feed_event(ev, &((struct wsk_ws *)w->data)->io, EV_READ);
+}
+
+static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
+{
+    wsk_loop *loop = c->ctx->loop;
+    s->hs_done = 1;
+    ev_io_stop(loop->ev, &s->kick);
+    if (s->held) {
+        s->held = 0;
+        c->flags &= ~WSK_F_WANT_WRITE;
+    }
+    if (c->q.bytes) wsk_loop_schedule(loop, c);
+    if (loop->log_fn && loop->log_level >= WSK_LOG_DEBUG) {
+        char addr[64];
+        const char *alpn = mbedtls_ssl_get_alpn_protocol(&s->ssl);
+        wsk_log(loop, WSK_LOG_DEBUG, "%s: %s, %s%s%s", wsk_addr_string(c->io.fd, addr, sizeof addr),
+                mbedtls_ssl_get_version(&s->ssl), mbedtls_ssl_get_ciphersuite(&s->ssl),
+                alpn ? ", ALPN " : "", alpn ? alpn : "");
+    }
+}
+
+/* The handshake failed: one line for the server's log, or the client's error handler; then the
+ * connection ends. */
+static void handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
+{
+    char why[256], addr[64];
+    int server = c->ctx->role == WSK_ROLE_SERVER;
+    int err = describe_failure(s, ret, server, why, sizeof why);
+    s->dead = 1;
+    if (server) {
+        /* A client that connects and leaves is routine; anything else is worth a warning. */
+        int quiet = (ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == 0) && !s->nfirst;
+        wsk_log(c->ctx->loop, quiet ? WSK_LOG_INFO : WSK_LOG_WARN, "%s: TLS handshake failed: %s",
+                wsk_addr_string(c->io.fd, addr, sizeof addr), why);
+    } else {
+        char msg[300];
+        if (err == WSK_ERR_CERT) snprintf(msg, sizeof msg, "%s", why);
+        else snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
+        wsk_client_failed(c, err, msg);
+    }
+    wsk_conn_end(c, WSK_CLOSE_ABNORMAL, why);
+}
+
+/* Advances the handshake: 0 once it is over, WSK_ERR_AGAIN while it waits for the peer or for
+ * room in the kernel, WSK_ERR_IO when it failed (the connection has been ended). */
+static int handshake(struct wsk_ws *c, struct tls_sess *s)
+{
+    int r = mbedtls_ssl_handshake(&s->ssl);
+    if (r == 0) {
+        handshake_done(c, s);
+        return 0;
+    }
+    if (r == MBEDTLS_ERR_SSL_WANT_READ) return WSK_ERR_AGAIN;
+    if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        ev_io_start(c->ctx->loop->ev, &s->kick);
+        return WSK_ERR_AGAIN;
+    }
+    handshake_failed(c, s, r);
+    return WSK_ERR_IO;
+}
+
+/* ----- reading and writing -------------------------------------------------------------------- */
+
+/* A read failed after the handshake.  The peer's close_notify or EOF is the end of the stream;
+ * other failures are logged when they are the peer's doing (a forged or corrupted record, a
+ * fatal alert) and end the connection. */
+static int read_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
+{
+    char addr[64], why[160];
+    if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_CONN_EOF)
+        return WSK_ERR_EOF;
+    s->dead = 1;
+    if (ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_RECV_FAILED) return WSK_ERR_IO;
+    wsk_log(c->ctx->loop, ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ? WSK_LOG_INFO : WSK_LOG_WARN,
+            "%s: TLS error: %s", wsk_addr_string(c->io.fd, addr, sizeof addr),
+            ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ? "the peer sent a fatal alert"
+                                                       : tls_strerror(ret, why, sizeof why));
+    return WSK_ERR_IO;
+}
+
+/* Input that is already here (read-ahead, or a record mbedTLS holds) wakes no watcher. */
+static int input_buffered(const struct tls_sess *s)
+{
+    return s->ra_len || mbedtls_ssl_check_pending(&s->ssl);
+}
+
+long wsk_tls_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
+{
+    struct tls_sess *s = sess_of(c);
+    if (!s || s->dead) return WSK_ERR_IO;
+    if (s->err) return s->err;
+    if (!s->hs_done) {
+        int r = handshake(c, s);
+        if (r < 0) return r;
+    }
+    size_t got = 0;
+    int idle = 0;
+    while (got < cap) {
+        s->in_read = 1;
+        int r = mbedtls_ssl_read(&s->ssl, buf + got, cap - got);
+        s->in_read = 0;
+        if (s->sent_in_read) {
+            /* Only a renegotiation attempt makes mbedTLS write while it reads (it refuses with
+             * an alert).  That alert may have flushed a record held after WANT_WRITE, which
+             * would then be written twice: no WebSocket peer renegotiates, so end here. */
+            char addr[64];
+            wsk_log(c->ctx->loop, WSK_LOG_WARN, "%s: TLS renegotiation refused, closing",
+                    wsk_addr_string(c->io.fd, addr, sizeof addr));
+            s->dead = 1;
+            r = WSK_ERR_IO;
+        }
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r == MBEDTLS_ERR_SSL_WANT_READ) {
+            /* Also the answer to a warning alert or an empty record: go on while input is
+             * buffered (bounded, in case mbedTLS keeps a message it cannot use yet). */
+            if (input_buffered(s) && ++idle < 64) continue;
+            break;
+        }
+        int e = r == WSK_ERR_IO ? WSK_ERR_IO : read_failed(c, s, r);
+        if (!got) return e;
+        s->err = e; /* hand over the data first; the next read reports the end */
+        ev_feed_event(c->ctx->loop->ev, &c->io, EV_READ);
+        return (long)got;
+    }
+    if (got == cap && input_buffered(s)) ev_feed_event(c->ctx->loop->ev, &c->io, EV_READ);
+    return got ? (long)got : WSK_ERR_AGAIN;
+}
+
+/* A position in an iovec array. */
+struct iov_pos {
+    int i;
+    size_t off;
+};
+
+static void iov_skip(const struct iovec *iov, int n, struct iov_pos *p, size_t len)
+{
+    while (p->i < n) {
+        size_t left = iov[p->i].iov_len - p->off;
+        if (len < left || (len == left && left == 0)) {
+            p->off += len;
+            if (p->off == iov[p->i].iov_len && p->i < n) {
+                p->i++;
+                p->off = 0;
+            }
+            return;
+        }
+        len -= left;
+        p->i++;
+        p->off = 0;
+    }
+}
+
+/* Copies up to cap bytes from p onwards into dst (p does not move); returns how many. */
+static size_t iov_gather(const struct iovec *iov, int n, struct iov_pos p, uint8_t *dst, size_t cap)
+{
+    size_t got = 0;
+    for (; p.i < n && got < cap; p.i++, p.off = 0) {
+        size_t left = iov[p.i].iov_len - p.off;
+        size_t take = left < cap - got ? left : cap - got;
+        memcpy(dst + got, (const uint8_t *)iov[p.i].iov_base + p.off, take);
+        got += take;
+    }
+    return got;
+}
+
+long wsk_tls_writev(struct wsk_ws *c, const struct iovec *iov, int n)
+{
+    struct tls_sess *s = sess_of(c);
+    struct tls_conf *t = c->ctx->tls;
+    if (!s || s->dead) return WSK_ERR_IO;
+    if (!s->hs_done) {
+        int r = handshake(c, s);
+        if (r == WSK_ERR_AGAIN) hold_writes(c, s);
+        if (r < 0) return r;
+    }
+    int max = mbedtls_ssl_get_max_out_record_payload(&s->ssl);
+    size_t room = max > 0 && max < TLS_CHUNK ? (size_t)max : TLS_CHUNK;
+    struct iov_pos p = {0, 0};
+    long done = 0;
+    for (;;) {
+        while (p.i < n && p.off == iov[p.i].iov_len) {
+            p.i++;
+            p.off = 0;
+        }
+        if (p.i == n) break;
+        /* A record held after WANT_WRITE is retried with the same length and bytes. */
+        size_t want = s->pending ? s->pending : room;
+        size_t len = want;
+        const uint8_t *src = (const uint8_t *)iov[p.i].iov_base + p.off;
+        if (iov[p.i].iov_len - p.off < want) {
+            len = iov_gather(iov, n, p, t->stage, want);
+            src = t->stage;
+            if (len < s->pending) return WSK_ERR_IO; /* the queue lost bytes mbedTLS holds */
+        }
+        int r = mbedtls_ssl_write(&s->ssl, src, len);
+        if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+            s->pending = len;
+            break;
+        }
+        if (r < 0) {
+            s->dead = 1;
+            return WSK_ERR_IO;
+        }
+        s->pending = 0;
+        done += r;
+        iov_skip(iov, n, &p, (size_t)r);
+    }
+    /* The handshake may have finished here and pulled in the peer's first records. */
+    if (input_buffered(s)) ev_feed_event(c->ctx->loop->ev, &c->io, EV_READ);
+    return done ? done : (p.i == n ? 0 : WSK_ERR_AGAIN);
+}
+
+/* Sends close_notify (best effort: it is dropped when the kernel has no room) and frees the
+ * session; the fd is closed next. */
+void wsk_tls_release(struct wsk_ws *c)
+{
+    struct tls_sess *s = sess_of(c);
+    if (!s) return;
+    ev_io_stop(c->ctx->loop->ev, &s->kick);
+    if (s->hs_done && !s->dead) mbedtls_ssl_close_notify(&s->ssl);
+    mbedtls_ssl_free(&s->ssl);
+    free(s->host);
+    free(s);
+    c->cold->tls = NULL;
+    c->flags &= ~WSK_F_TLS;
+}
+
+/* ----- configuration -------------------------------------------------------------------------- */
+
+static void conf_free(struct tls_conf *t)
+{
+    mbedtls_ssl_config_free(&t->conf);
+    mbedtls_x509_crt_free(&t->chain);
+    mbedtls_x509_crt_free(&t->ca);
+    mbedtls_pk_free(&t->key);
+    mbedtls_ctr_drbg_free(&t->drbg);
+    mbedtls_entropy_free(&t->entropy);
+    free(t);
+}
+
 void wsk_tls_ctx_free(wsk_ctx *ctx)
 {
-    (void)ctx;
+    if (!ctx->tls) return;
+    conf_free(ctx->tls);
+    ctx->tls = NULL;
+}
+
+/* The settings both sides share: TLS 1.2 at least, modern suites and curves, ALPN http/1.1 (a
+ * WebSocket handshake is HTTP/1.1, RFC 6455 section 4.1), no renegotiation (the default). */
+static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
+{
+    char why[128];
+    struct tls_conf *t = malloc(sizeof *t);
+    if (!t) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: out of memory");
+        return NULL;
+    }
+    mbedtls_ssl_config_init(&t->conf);
+    mbedtls_entropy_init(&t->entropy);
+    mbedtls_ctr_drbg_init(&t->drbg);
+    mbedtls_x509_crt_init(&t->chain);
+    mbedtls_x509_crt_init(&t->ca);
+    mbedtls_pk_init(&t->key);
+    t->alpn[0] = "http/1.1";
+    t->alpn[1] = NULL;
+    int r = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
+                                  (const unsigned char *)"wskit", 5);
+    if (!r)
+        r = mbedtls_ssl_config_defaults(&t->conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                        MBEDTLS_SSL_PRESET_DEFAULT);
+    if (!r) r = mbedtls_ssl_conf_alpn_protocols(&t->conf, t->alpn);
+    if (r) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
+        conf_free(t);
+        return NULL;
+    }
+    mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
+    mbedtls_ssl_conf_min_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(&t->conf, modern_suites);
+    mbedtls_ssl_conf_curves(&t->conf, modern_curves);
+    return t;
+}
+
+/* Our certificate chain and its key (a key file of NULL: the key is in the certificate file). */
+static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const char *key,
+                    const char *password)
+{
+    char why[128];
+    if (!key) key = cert;
+    int r = mbedtls_x509_crt_parse_file(&t->chain, cert);
+    if (r) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: certificate %s: %s", cert,
+                r > 0 ? "some certificates could not be parsed" : tls_strerror(r, why, sizeof why));
+        return WSK_ERR_TLS;
+    }
+    r = mbedtls_pk_parse_keyfile(&t->key, key, password);
+    if (r) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s: %s", key,
+                r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED ? "the key is encrypted: a password is needed"
+                : r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ? "wrong password"
+                                                        : tls_strerror(r, why, sizeof why));
+        return WSK_ERR_TLS;
+    }
+    if (mbedtls_pk_check_pair(&t->chain.pk, &t->key)) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s does not match certificate %s", key, cert);
+        return WSK_ERR_TLS;
+    }
+    r = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, &t->key);
+    if (r) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
+        return WSK_ERR_TLS;
+    }
+    return 0;
+}
+
+/* A CA bundle: certificates mbedTLS cannot parse are skipped (a system bundle may have some);
+ * a bundle with none usable is an error. */
+static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const char *dir)
+{
+    char why[128];
+    int r = file ? mbedtls_x509_crt_parse_file(&t->ca, file) : MBEDTLS_ERR_X509_FILE_IO_ERROR;
+    if (r < 0 && dir) r = mbedtls_x509_crt_parse_path(&t->ca, dir);
+    if (r < 0 || t->ca.version == 0) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: CA certificates %s: %s", file ? file : dir,
+                r < 0 ? tls_strerror(r, why, sizeof why) : "no usable certificate");
+        return WSK_ERR_TLS;
+    }
+    mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
+    return 0;
+}
+
+int wsk_tls_server_config(wsk_ctx *ctx)
+{
+    const wsk_server_opts *o = &ctx->o;
+    struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_SERVER);
+    if (!t) return WSK_ERR_TLS;
+    if (load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password) < 0 ||
+        (o->tls_client_ca && load_ca(ctx, t, o->tls_client_ca, NULL) < 0)) {
+        conf_free(t);
+        return WSK_ERR_TLS;
+    }
+    mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                                          : MBEDTLS_SSL_VERIFY_NONE);
+    ctx->tls = t;
+    return 0;
+}
+
+int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o)
+{
+    struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_CLIENT);
+    if (!t) return WSK_ERR_TLS;
+    int r = 0;
+    if (o->tls_insecure) {
+        wsk_log(ctx->loop, WSK_LOG_WARN,
+                "TLS: not verifying the server certificate (insecure: anyone on the path can "
+                "impersonate the server)");
+        mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_NONE);
+    } else {
+        r = o->tls_ca ? load_ca(ctx, t, o->tls_ca, NULL)
+                      : load_ca(ctx, t, SYSTEM_CA_FILE, SYSTEM_CA_DIR);
+        mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    }
+    if (!r && o->tls_cert) r = load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password);
+    if (r) {
+        conf_free(t);
+        return WSK_ERR_TLS;
+    }
+    ctx->tls = t;
+    return 0;
+}
+
+/* ----- sessions ------------------------------------------------------------------------------- */
+
+static struct tls_sess *sess_new(struct wsk_ws *c)
+{
+    struct tls_conf *t = c->ctx->tls;
+    wsk_cold *k = wsk_conn_cold(c);
+    if (!t || !k) return NULL;
+    struct tls_sess *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    mbedtls_ssl_init(&s->ssl);
+    if (mbedtls_ssl_setup(&s->ssl, &t->conf)) {
+        mbedtls_ssl_free(&s->ssl);
+        free(s);
+        return NULL;
+    }
+    s->c = c;
+    mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
+    ev_io_init(&s->kick, on_kick, c->io.fd, EV_WRITE);
+    s->kick.data = c;
+    k->tls = s;
+    c->flags |= WSK_F_TLS;
+    return s;
+}
+
+int wsk_tls_accept(struct wsk_ws *c)
+{
+    return sess_new(c) ? 0 : WSK_ERR_NOMEM;
+}
+
+int wsk_tls_connect(struct wsk_ws *c, const char *host)
+{
+    struct tls_sess *s = sess_new(c);
+    if (!s) return WSK_ERR_NOMEM;
+    size_t len = strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') { /* an IPv6 literal from a URL */
+        host++;
+        len -= 2;
+    }
+    s->host = strndup(host, len);
+    if (!s->host) {
+        wsk_tls_release(c);
+        return WSK_ERR_NOMEM;
+    }
+    /* An address gets neither SNI (RFC 6066 section 3 allows only names) nor mbedTLS's name
+     * check: verify_ip compares it with the certificate's addresses. */
+    if (inet_pton(AF_INET, s->host, s->ip) == 1) {
+        s->iplen = 4;
+    } else if (inet_pton(AF_INET6, s->host, s->ip) == 1) {
+        s->iplen = 16;
+    } else if (mbedtls_ssl_set_hostname(&s->ssl, s->host)) {
+        wsk_tls_release(c);
+        return WSK_ERR_TLS;
+    }
+    if (s->iplen) mbedtls_ssl_set_verify(&s->ssl, verify_ip, s);
+    /* The client speaks first: once the socket is writable (connected), the kick starts the
+     * handshake through the read path, whether or not a request is queued yet. */
+    ev_io_start(c->ctx->loop->ev, &s->kick);
+    return 0;
 }

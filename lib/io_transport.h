@@ -8,7 +8,7 @@
 #include "internal.h"
 
 #define WSK_ERR_AGAIN (-1000) /* internal: would block */
-#define WSK_ERR_EOF (-1001)   /* internal: the peer closed its side */
+#define WSK_ERR_EOF   (-1001) /* internal: the peer closed its side */
 
 /* Reads up to cap bytes: > 0 bytes read, WSK_ERR_AGAIN, WSK_ERR_EOF or WSK_ERR_IO. */
 long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap);

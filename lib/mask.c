@@ -20,6 +20,7 @@ static inline void xor_word(uint8_t *p, uint64_t k)
 size_t wsk_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset)
 {
     size_t next = (offset + n) & 3;
+    if (n == 0) return next; /* p may then be NULL, and C leaves even NULL + 0 undefined */
     /* The key three times over: rep + o, for any o in 0..3, is the key stream starting at key
      * byte o for the next 8 bytes, which covers the head, the tail and the widened key without
      * depending on byte order or carrying the offset through the byte loops. */

@@ -89,7 +89,8 @@ static int on_close_frame(struct wsk_ws *c, const uint8_t *p, size_t n)
     size_t rlen;
     int r = wsk_close_parse(p, n, &code, &reason, &rlen);
     if (r == WSK_ERR_UTF8) return fail(c, r, "close reason is not valid UTF-8");
-    if (r < 0) return fail(c, r, n == 1 ? "close frame with a 1-byte payload" : "invalid close code");
+    if (r < 0)
+        return fail(c, r, n == 1 ? "close frame with a 1-byte payload" : "invalid close code");
     /* RFC 6455 5.5.1: answer with a close frame, echoing the code. */
     if (!(c->flags & WSK_F_CLOSE_SENT))
         wsk_send_close(c, code == WSK_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
@@ -139,8 +140,10 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         int r = wsk_dbuf_reserve(&k->msg, n + c->remaining);
-        if (r < 0) return fail(c, r, r == WSK_ERR_TOO_BIG ? "message larger than the max payload"
-                                                          : "out of memory");
+        if (r < 0)
+            return fail(c, r,
+                        r == WSK_ERR_TOO_BIG ? "message larger than the max payload"
+                                             : "out of memory");
         wsk_dbuf_append(&k->msg, p, n);
     }
     if (!end) return 0;

@@ -48,14 +48,14 @@ size_t wsk_close_build(uint8_t out[125], unsigned code, const char *reason, size
     if (code == 0) return 0;
     out[0] = (uint8_t)(code >> 8);
     out[1] = (uint8_t)code;
-    if (len > REASON_MAX) {
-        /* Cutting inside a character would make the peer fail the connection with 1007
-         * (8.1): back off over continuation bytes to the start of the character that straddles
-         * the limit (a character has at most 3 of them). */
-        const uint8_t *r = (const uint8_t *)reason;
-        len = REASON_MAX;
-        for (int k = 0; k < 3 && (r[len] & 0xC0) == 0x80; k++) len--;
-    }
-    if (len) memcpy(out + 2, reason, len);
-    return 2 + len;
+    /* Keep the longest run of whole, valid characters that fits.  A reason cut inside a
+     * character, or one that is not UTF-8 at all, would make the peer fail the connection with
+     * 1007 (8.1) instead of closing with our code. */
+    const uint8_t *r = (const uint8_t *)reason;
+    size_t max = len < REASON_MAX ? len : REASON_MAX, keep = 0;
+    uint32_t st = WSK_UTF8_ACCEPT;
+    for (size_t i = 0; i < max && wsk_utf8_validate(&st, r + i, 1) == 0; i++)
+        if (st == WSK_UTF8_ACCEPT) keep = i + 1;
+    if (keep) memcpy(out + 2, reason, keep);
+    return 2 + keep;
 }

@@ -17,8 +17,9 @@ int wsk_close_parse(const uint8_t *p, size_t n, unsigned *code, const uint8_t **
                     size_t *reason_len);
 
 /* Builds a close payload in out: the code (big-endian), then reason[0..len) cut to fit 125
- * bytes on a UTF-8 character boundary.  code 0 builds an empty payload.  Returns its length.
- * The caller passes a code accepted by wsk_close_code_valid and a UTF-8 reason (NULL if len 0). */
+ * bytes on a UTF-8 character boundary (a reason that is not UTF-8 is also cut before its first
+ * invalid byte).  code 0 builds an empty payload.  Returns its length.  The caller passes a
+ * code accepted by wsk_close_code_valid; reason may be NULL when len is 0. */
 size_t wsk_close_build(uint8_t out[125], unsigned code, const char *reason, size_t len);
 
 #endif

@@ -46,7 +46,7 @@ enum {
     S_F4 = 48,                  /* after F4 */
 };
 
-/* A row: where each state goes on a byte of one class. */
+/* A row: where each state goes on a byte of one class (REJECT always stays REJECT). */
 #define ROW(acc, t1, t2, t3, e0, ed, f0, f4)                                                       \
     ((uint64_t)(acc) << S_ACCEPT | (uint64_t)S_REJECT << S_REJECT | (uint64_t)(t1) << S_TAIL1 |    \
      (uint64_t)(t2) << S_TAIL2 | (uint64_t)(t3) << S_TAIL3 | (uint64_t)(e0) << S_E0 |              \
@@ -55,7 +55,7 @@ enum {
 
 /* clang-format off */
 static const uint64_t rows[NCLASS] = {
-    /*          ACCEPT    TAIL1     TAIL2    TAIL3    E0       ED       F0       F4 */
+    /*            ACCEPT    TAIL1     TAIL2    TAIL3    E0       ED       F0       F4 */
     [C_ASC] = ROW(S_ACCEPT, R,        R,       R,       R,       R,       R,       R),
     [C_CLO] = ROW(R,        S_ACCEPT, S_TAIL1, S_TAIL2, R,       S_TAIL1, R,       S_TAIL2),
     [C_CMI] = ROW(R,        S_ACCEPT, S_TAIL1, S_TAIL2, R,       S_TAIL1, S_TAIL2, R),

@@ -119,12 +119,15 @@ int wsk_pmd_client_offer(const wsk_pmd_config *cfg, char *out, size_t cap);
  * in a response, in range, not repeated and consistent with one of the offers: fills *params and
  * returns 0.  Anything else (a malformed value, another extension, a second element, a
  * parameter we did not offer or that breaks our offer) returns WSK_ERR_HANDSHAKE: the client
- * must fail the connection (RFC 7692 section 5, RFC 6455 section 9.1). */
+ * must fail the connection (RFC 7692 section 5, RFC 6455 sections 4.1 and 9.1).  Reads the
+ * values only during the call. */
 int wsk_pmd_client_accept(const wsk_pmd_config *cfg, const wsk_pmd_slice *values, size_t n,
                           wsk_pmd_params *params);
 
 /* ----- codec (pmd_codec.c) -------------------------------------------------------------------- */
 
+/* Buffers: `out` is always the caller's wsk_dbuf; these functions only append to it, growing it
+ * within out->max, and keep no pointer to it or to `in` once they return. */
 typedef struct wsk_pmd_deflater wsk_pmd_deflater;
 typedef struct wsk_pmd_inflater wsk_pmd_inflater;
 
@@ -136,10 +139,10 @@ void wsk_pmd_deflater_free(wsk_pmd_deflater *d);
 /* Compresses the whole message in[0..n) and appends the payload to send to `out` (the deflate
  * data with its final 00 00 ff ff removed, RFC 7692 section 7.2.1; an empty message gives the
  * single byte 00).  reset_after: drop the context once done (no context takeover).  Returns 0,
- * WSK_ERR_TOO_BIG when the output (with the 4 bytes removed at the end) would pass out->max,
- * WSK_ERR_NOMEM, or WSK_ERR_DEFLATE.  On error out is as it was and the deflater is reset, which
- * is always safe: the peer just sees later messages refer to no earlier one.  Only reads `in`
- * during the call. */
+ * WSK_ERR_TOO_BIG when the compressed bytes, with the 4 removed at the end, do not fit in
+ * out->max, WSK_ERR_NOMEM, or WSK_ERR_DEFLATE.  On error out is as it was and the deflater is
+ * reset, which is always safe: the peer just sees later messages refer to no earlier one.  Only
+ * reads `in` during the call. */
 int wsk_pmd_deflate(wsk_pmd_deflater *d, const void *in, size_t n, int reset_after, wsk_dbuf *out);
 
 /* Forgets the context: the next message refers to no earlier one. */
@@ -173,7 +176,7 @@ int wsk_pmd_inflate(wsk_pmd_inflater *i, const uint8_t *in, size_t n, int fin, w
 /* Abandons any message in progress and forgets the context. */
 void wsk_pmd_inflater_reset(wsk_pmd_inflater *i);
 
-/* 1 while a message is open (a chunk was given without fin), 0 otherwise. */
+/* 1 while a message is open (payload was given, its fin not yet), 0 otherwise. */
 int wsk_pmd_inflater_busy(const wsk_pmd_inflater *i);
 
 /* Bytes of heap this inflater holds (the object and zlib's state and window). */

@@ -10,7 +10,7 @@
 /* Every message ends with an empty stored block; its last four octets are not sent (7.2.1). */
 static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
 
-/* Output grows in steps of at least this much (the buffer itself grows geometrically). */
+/* Inflated output grows in steps of at least this much (the buffer grows geometrically). */
 #define STEP 4096
 
 struct wsk_pmd_deflater {
@@ -23,7 +23,7 @@ struct wsk_pmd_inflater {
     z_stream zs;
     size_t mem;
     uint8_t reset;    /* reset after every message */
-    uint8_t busy;     /* a message is open */
+    uint8_t busy;     /* payload of an unfinished message is inside */
     uint8_t boundary; /* the last inflate call stopped between DEFLATE blocks */
     uint8_t ended;    /* a BFINAL block ended exactly where the last chunk did */
 };
@@ -126,7 +126,7 @@ static int deflate_run(wsk_pmd_deflater *d, const uint8_t *in, uInt n, int flush
     zs->avail_in = n;
     for (;;) {
         if (out->cap == out->len) {
-            int rc = grow(out, n / 2 + STEP);
+            int rc = grow(out, n / 2 + 64);
             if (rc < 0) return rc;
         }
         uInt room = spare(out);
@@ -249,7 +249,7 @@ static int inflate_run(wsk_pmd_inflater *i, const uint8_t *in, uInt n, int flush
     zs->avail_in = n;
     i->ended = 0;
     for (;;) {
-        uint8_t probe;
+        uint8_t probe = 0;
         if (out->cap == out->len && out->len < out->max) {
             int rc = grow(out, STEP);
             if (rc < 0) return rc;
@@ -285,7 +285,7 @@ int wsk_pmd_inflate(wsk_pmd_inflater *i, const uint8_t *in, size_t n, int fin, w
     /* An empty payload is taken as an empty message, as zlib-based peers do, although 7.2.3.6
      * has a compressed empty message be the octet 00. */
     if (!i->busy && !n && fin) return 0;
-    i->busy = 1;
+    if (n) i->busy = 1;
     while (n > 0 && rc == 0) {
         uInt k = n > UINT_MAX ? UINT_MAX : (uInt)n;
         rc = inflate_run(i, in, k, Z_SYNC_FLUSH, out);

@@ -115,7 +115,7 @@ static long value(cursor *c, char *v, size_t cap)
             if (n <= cap) n++;
         }
         c->pos++;
-        /* RFC 6455 section 9.1: an unquoted value must be a token. */
+        /* RFC 6455 section 9.1: once unquoted, the value must still be a token. */
         for (size_t i = 0; i < n && i < cap; i++)
             if (!is_tchar((unsigned char)v[i])) return (long)cap + 1;
         return n ? (long)n : (long)cap + 1;
@@ -403,7 +403,7 @@ int wsk_pmd_client_accept(const wsk_pmd_config *cfg, const wsk_pmd_slice *values
         int is_pmd, k;
         pmd_ext e;
         while ((k = next_element(&c, &is_pmd, &e)) > 0) {
-            /* RFC 6455 section 9.1: only extensions we offered, and we offered one element. */
+            /* RFC 6455 section 4.1: only extensions we offered, and only one of ours. */
             if (!is_pmd || ++count > 1) return WSK_ERR_HANDSHAKE;
             r = e;
         }

@@ -22,8 +22,10 @@ static wsk_seg *seg_new(wsk_block *b, size_t off, size_t len)
 
 static void seg_append(wsk_queue *q, wsk_seg *s)
 {
-    if (q->tail) q->tail->next = s;
-    else q->head = s;
+    if (q->tail)
+        q->tail->next = s;
+    else
+        q->head = s;
     q->tail = s;
 }
 

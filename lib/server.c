@@ -22,13 +22,13 @@ struct wsk_server {
     void *user;
     ev_io listen[MAX_LISTEN];
     int nlisten;
-    int paused;          /* listeners stopped: out of descriptors or at max_connections */
-    ev_timer tick;       /* deadlines, once a second */
-    ev_timer resume;     /* retry accepting after EMFILE */
-    ev_timer grace;      /* shutdown deadline */
+    int paused;      /* listeners stopped: out of descriptors or at max_connections */
+    ev_timer tick;   /* deadlines, once a second */
+    ev_timer resume; /* retry accepting after EMFILE */
+    ev_timer grace;  /* shutdown deadline */
     int shutting_down;
     void (*done)(wsk_server *srv, size_t dropped);
-    void *pubsub;        /* topics (pubsub.c) */
+    void *pubsub; /* topics (pubsub.c) */
 };
 
 void wsk_server_opts_init(wsk_server_opts *o)
@@ -50,8 +50,10 @@ static void listeners_set(wsk_server *srv, int on)
     if (srv->paused == !on) return;
     srv->paused = !on;
     for (int i = 0; i < srv->nlisten; i++) {
-        if (on) ev_io_start(srv->ctx.loop->ev, &srv->listen[i]);
-        else ev_io_stop(srv->ctx.loop->ev, &srv->listen[i]);
+        if (on)
+            ev_io_start(srv->ctx.loop->ev, &srv->listen[i]);
+        else
+            ev_io_stop(srv->ctx.loop->ev, &srv->listen[i]);
     }
 }
 
@@ -71,8 +73,8 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
     (void)revents;
     for (int i = 0; i < 256 && !srv->shutting_down; i++) {
         if (at_limit(srv)) {
-            wsk_log(srv->ctx.loop, WSK_LOG_WARN, "%zu connections: at max_connections, pausing accept",
-                    srv->ctx.nconns);
+            wsk_log(srv->ctx.loop, WSK_LOG_WARN,
+                    "%zu connections: at max_connections, pausing accept", srv->ctx.nconns);
             listeners_set(srv, 0);
             return;
         }
@@ -157,8 +159,10 @@ wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const ws
     srv->ctx.loop = loop;
     srv->ctx.srv = srv;
     srv->ctx.role = WSK_ROLE_SERVER;
-    if (opts) srv->ctx.o = *opts;
-    else wsk_server_opts_init(&srv->ctx.o);
+    if (opts)
+        srv->ctx.o = *opts;
+    else
+        wsk_server_opts_init(&srv->ctx.o);
     if (h) srv->ctx.h = *h;
     srv->user = user;
     if (srv->ctx.o.tls_cert && wsk_tls_server_config(&srv->ctx) < 0) {
@@ -198,8 +202,7 @@ unsigned wsk_server_port(const wsk_server *srv)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (!srv->nlisten || getsockname(srv->listen[0].fd, (struct sockaddr *)&ss, &len) < 0)
-        return 0;
+    if (!srv->nlisten || getsockname(srv->listen[0].fd, (struct sockaddr *)&ss, &len) < 0) return 0;
     if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
@@ -246,8 +249,10 @@ void wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, dou
     stop_listening(srv);
     for (struct wsk_ws *c = srv->ctx.conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == WSK_ST_OPEN) wsk_close(c, code, reason, reason ? strlen(reason) : 0);
-        else if (c->state == WSK_ST_HTTP) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+        if (c->state == WSK_ST_OPEN)
+            wsk_close(c, code, reason, reason ? strlen(reason) : 0);
+        else if (c->state == WSK_ST_HTTP)
+            wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
     }
     ev_timer_set(&srv->grace, srv->ctx.nconns ? grace : 0, 0);
     ev_timer_start(srv->ctx.loop->ev, &srv->grace);
@@ -402,8 +407,10 @@ void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n)
                 wsk_http_refuse(c, 431, "request head too large", NULL);
                 return;
             }
-            if (keep(c, p, n, in_cold) < 0) wsk_http_refuse(c, 431, "request head too large", NULL);
-            else c->cold->scanned = scanned;
+            if (keep(c, p, n, in_cold) < 0)
+                wsk_http_refuse(c, 431, "request head too large", NULL);
+            else
+                c->cold->scanned = scanned;
             return;
         }
         if (r < 0) {
@@ -433,7 +440,8 @@ void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n)
         }
         /* A plain request: its body by Content-Length; chunked bodies are not accepted. */
         size_t from = 0, body_len = 0;
-        const wsk_http_header *te = wsk_http_find(h.headers, h.nheaders, "transfer-encoding", &from);
+        const wsk_http_header *te =
+            wsk_http_find(h.headers, h.nheaders, "transfer-encoding", &from);
         if (te) {
             wsk_http_refuse(c, 411, "send the body with a Content-Length", NULL);
             return;

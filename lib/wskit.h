@@ -26,27 +26,27 @@ extern "C" {
 enum wsk_error {
     WSK_OK = 0,
     /* The peer broke the protocol (each maps to the close code the RFC names). */
-    WSK_ERR_PROTOCOL = -1,   /* 1002: framing or state error */
-    WSK_ERR_UTF8 = -2,       /* 1007: invalid UTF-8 in a text message or close reason */
-    WSK_ERR_TOO_BIG = -3,    /* 1009: message larger than the configured maximum */
-    WSK_ERR_POLICY = -4,     /* 1008: refused by policy */
-    WSK_ERR_DEFLATE = -5,    /* 1007: compressed data that does not inflate */
+    WSK_ERR_PROTOCOL = -1, /* 1002: framing or state error */
+    WSK_ERR_UTF8 = -2,     /* 1007: invalid UTF-8 in a text message or close reason */
+    WSK_ERR_TOO_BIG = -3,  /* 1009: message larger than the configured maximum */
+    WSK_ERR_POLICY = -4,   /* 1008: refused by policy */
+    WSK_ERR_DEFLATE = -5,  /* 1007: compressed data that does not inflate */
     /* HTTP and handshake. */
-    WSK_ERR_HTTP = -10,      /* malformed HTTP message (400) */
+    WSK_ERR_HTTP = -10,        /* malformed HTTP message (400) */
     WSK_ERR_HEADER_SIZE = -11, /* header block over its cap (431) */
-    WSK_ERR_HANDSHAKE = -12, /* the handshake was refused or is invalid */
-    WSK_ERR_URL = -13,       /* malformed or unsupported URL */
+    WSK_ERR_HANDSHAKE = -12,   /* the handshake was refused or is invalid */
+    WSK_ERR_URL = -13,         /* malformed or unsupported URL */
     /* Local conditions. */
     WSK_ERR_NOMEM = -20,
-    WSK_ERR_INVAL = -21,     /* invalid argument */
-    WSK_ERR_STATE = -22,     /* operation not valid in the current state */
-    WSK_ERR_IO = -23,        /* read/write failed (errno has details where it applies) */
-    WSK_ERR_CLOSED = -24,    /* the connection is closed */
+    WSK_ERR_INVAL = -21,  /* invalid argument */
+    WSK_ERR_STATE = -22,  /* operation not valid in the current state */
+    WSK_ERR_IO = -23,     /* read/write failed (errno has details where it applies) */
+    WSK_ERR_CLOSED = -24, /* the connection is closed */
     WSK_ERR_TIMEOUT = -25,
     WSK_ERR_DNS = -26,
     WSK_ERR_CONNECT = -27,
     WSK_ERR_TLS = -28,
-    WSK_ERR_CERT = -29,      /* the peer's certificate did not verify */
+    WSK_ERR_CERT = -29, /* the peer's certificate did not verify */
 };
 
 /* A static, one-line description of an error code. */
@@ -68,8 +68,8 @@ enum wsk_close_code {
     WSK_CLOSE_GOING_AWAY = 1001,
     WSK_CLOSE_PROTOCOL = 1002,
     WSK_CLOSE_UNSUPPORTED = 1003,
-    WSK_CLOSE_NO_STATUS = 1005,   /* never sent: reported when a close frame had no code */
-    WSK_CLOSE_ABNORMAL = 1006,    /* never sent: reported when TCP closed without a close frame */
+    WSK_CLOSE_NO_STATUS = 1005, /* never sent: reported when a close frame had no code */
+    WSK_CLOSE_ABNORMAL = 1006,  /* never sent: reported when TCP closed without a close frame */
     WSK_CLOSE_INVALID_DATA = 1007,
     WSK_CLOSE_POLICY = 1008,
     WSK_CLOSE_TOO_BIG = 1009,
@@ -137,17 +137,17 @@ typedef struct wsk_handlers {
  * Server
  */
 typedef struct wsk_server_opts {
-    size_t max_payload;           /* largest message accepted (1009 beyond); 16 MiB */
-    unsigned idle_timeout;        /* seconds without traffic before closing; 120; 0 = never */
-    int send_pings;               /* ping idle sockets at half the idle timeout; 1 */
-    size_t backpressure_limit;    /* bytes queued per socket before sends are dropped; 1 MiB */
+    size_t max_payload;              /* largest message accepted (1009 beyond); 16 MiB */
+    unsigned idle_timeout;           /* seconds without traffic before closing; 120; 0 = never */
+    int send_pings;                  /* ping idle sockets at half the idle timeout; 1 */
+    size_t backpressure_limit;       /* bytes queued per socket before sends are dropped; 1 MiB */
     int close_on_backpressure_limit; /* close (1008) instead of dropping; 0 */
-    int publish_to_self;          /* wsk_publish from a socket reaches that socket too; 0 */
-    size_t max_header;            /* request head cap, 431 beyond; 8 KiB */
-    size_t max_body;              /* plain HTTP request body cap, 413 beyond; 1 MiB */
-    unsigned handshake_timeout;   /* seconds for a client to complete its request head; 10 */
-    unsigned close_timeout;       /* seconds to wait for the peer's close frame; 4 */
-    size_t max_connections;       /* further connections are refused; 0 = no limit */
+    int publish_to_self;             /* wsk_publish from a socket reaches that socket too; 0 */
+    size_t max_header;               /* request head cap, 431 beyond; 8 KiB */
+    size_t max_body;                 /* plain HTTP request body cap, 413 beyond; 1 MiB */
+    unsigned handshake_timeout;      /* seconds for a client to complete its request head; 10 */
+    unsigned close_timeout;          /* seconds to wait for the peer's close frame; 4 */
+    size_t max_connections;          /* further connections are refused; 0 = no limit */
     int compress;                 /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
     int decompress;               /* a wsk_compress_mode for messages received */
     size_t compress_threshold;    /* messages shorter than this go uncompressed; 64 */
@@ -160,12 +160,19 @@ typedef struct wsk_server_opts {
 /* permessage-deflate compressor modes, with Bun's names (see wsk_compress_mode_parse). */
 enum wsk_compress_mode {
     WSK_COMPRESS_DISABLE = 0,
-    WSK_COMPRESS_SHARED,          /* one compressor for all sockets, no context takeover */
-    WSK_COMPRESS_DEDICATED,       /* one per socket with a 32 KiB window (= 256KB) */
-    WSK_COMPRESS_3KB, WSK_COMPRESS_4KB, WSK_COMPRESS_8KB, WSK_COMPRESS_16KB,
-    WSK_COMPRESS_32KB, WSK_COMPRESS_64KB, WSK_COMPRESS_128KB, WSK_COMPRESS_256KB,
+    WSK_COMPRESS_SHARED,    /* one compressor for all sockets, no context takeover */
+    WSK_COMPRESS_DEDICATED, /* one per socket with a 32 KiB window (= 256KB) */
+    WSK_COMPRESS_3KB,
+    WSK_COMPRESS_4KB,
+    WSK_COMPRESS_8KB,
+    WSK_COMPRESS_16KB,
+    WSK_COMPRESS_32KB,
+    WSK_COMPRESS_64KB,
+    WSK_COMPRESS_128KB,
+    WSK_COMPRESS_256KB,
 };
-/* The mode named by "disable", "shared", "dedicated", "3KB" ... "256KB"; WSK_ERR_INVAL otherwise. */
+/* The mode named by "disable", "shared", "dedicated", "3KB" ... "256KB"; WSK_ERR_INVAL otherwise.
+ */
 WSK_API int wsk_compress_mode_parse(const char *name);
 
 /* Fills `o` with the defaults above. */
@@ -271,29 +278,29 @@ WSK_API const char *wsk_ws_remote_address(const wsk_ws *ws, char *buf, size_t ca
  * Client
  */
 typedef struct wsk_client_opts {
-    const char *const *headers;   /* extra raw "Name: value" request headers */
+    const char *const *headers; /* extra raw "Name: value" request headers */
     size_t nheaders;
     const char *const *protocols; /* subprotocols to offer */
     size_t nprotocols;
-    const char *origin;           /* Origin header, NULL for none */
-    const char *auth;             /* "user:password" for Basic auth (else the URL's user info) */
-    const char *host;             /* Host header to send instead of the URL's */
-    const char *proxy;            /* "http://host:port": tunnel through an HTTP CONNECT proxy */
-    unsigned connect_timeout;     /* seconds for DNS + TCP + TLS + handshake; 10 */
-    int follow_redirects;         /* follow 301/302/303/307/308; 0 */
-    unsigned max_redirects;       /* 10 */
-    size_t max_payload;           /* as for servers: 16 MiB */
-    unsigned idle_timeout;        /* 0 = never */
-    int send_pings;               /* ping at half the idle timeout; 0 */
-    size_t backpressure_limit;    /* 1 MiB */
-    unsigned close_timeout;       /* seconds to wait for the server to close TCP; 4 */
-    size_t max_header;            /* response head cap; 16 KiB */
-    int compress;                 /* offer permessage-deflate: a wsk_compress_mode; disabled */
-    const char *tls_ca;           /* PEM CA bundle to verify the server (default: the system's) */
-    const char *tls_cert;         /* PEM client certificate */
-    const char *tls_key;          /* PEM key of tls_cert */
+    const char *origin;        /* Origin header, NULL for none */
+    const char *auth;          /* "user:password" for Basic auth (else the URL's user info) */
+    const char *host;          /* Host header to send instead of the URL's */
+    const char *proxy;         /* "http://host:port": tunnel through an HTTP CONNECT proxy */
+    unsigned connect_timeout;  /* seconds for DNS + TCP + TLS + handshake; 10 */
+    int follow_redirects;      /* follow 301/302/303/307/308; 0 */
+    unsigned max_redirects;    /* 10 */
+    size_t max_payload;        /* as for servers: 16 MiB */
+    unsigned idle_timeout;     /* 0 = never */
+    int send_pings;            /* ping at half the idle timeout; 0 */
+    size_t backpressure_limit; /* 1 MiB */
+    unsigned close_timeout;    /* seconds to wait for the server to close TCP; 4 */
+    size_t max_header;         /* response head cap; 16 KiB */
+    int compress;              /* offer permessage-deflate: a wsk_compress_mode; disabled */
+    const char *tls_ca;        /* PEM CA bundle to verify the server (default: the system's) */
+    const char *tls_cert;      /* PEM client certificate */
+    const char *tls_key;       /* PEM key of tls_cert */
     const char *tls_key_password;
-    int tls_insecure;             /* do not verify the server certificate */
+    int tls_insecure; /* do not verify the server certificate */
 } wsk_client_opts;
 
 /* Fills `o` with the defaults above. */

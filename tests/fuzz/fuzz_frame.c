@@ -144,7 +144,17 @@ static int frame_end(struct peer *c)
 {
     c->in_payload = 0;
     if (c->f.opcode == WSK_OP_CLOSE) return close_frame(c);
-    if (c->f.opcode & 8) return 0;
+    if (c->f.opcode & 8) {
+        /* Any bytes as a reason: wsk_close_build keeps a prefix that parses back. */
+        uint8_t out[125];
+        unsigned code, want = 3000 + (unsigned)c->ctrl_len;
+        const uint8_t *reason;
+        size_t rlen, m = wsk_close_build(out, want, (const char *)c->ctrl, c->ctrl_len);
+        ENSURE(m >= 2 && m <= 125 && m - 2 <= c->ctrl_len);
+        ENSURE(wsk_close_parse(out, m, &code, &reason, &rlen) == 0 && code == want);
+        ENSURE(rlen == m - 2 && !memcmp(reason, c->ctrl, rlen));
+        return 0;
+    }
     if (c->f.fin) {
         if (c->msg == WSK_OP_TEXT && !c->compressed) {
             ENSURE(c->utf8 == c->utf8_bytewise);

@@ -164,6 +164,28 @@ static void build(void)
     }
     CHECK(bad == 0, "long reasons are cut on a character boundary and parse back");
 
+    /* Reasons that are not UTF-8 are cut before the first invalid byte. */
+    static const struct {
+        const char *in;
+        size_t keep;
+    } invalid[] = {
+        {"ab\xFF"
+         "cd",
+         2},
+        {"ab\xE2\x82", 2},
+        {"\xC0\xAF", 0},
+        {"ok\xED\xA0\x80", 2},
+        {"\xE2\x82\xAC\x80", 3},
+    };
+    bad = 0;
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        n = wsk_close_build(out, 1000, invalid[i].in, strlen(invalid[i].in));
+        bad += !EXPECT(n == 2 + invalid[i].keep && !memcmp(out + 2, invalid[i].in, n - 2) &&
+                           wsk_close_parse(out, n, &code, &reason, &rlen) == 0,
+                       "invalid reason %zu: %zu", i, n);
+    }
+    CHECK(bad == 0, "reasons that are not UTF-8 are cut before the first invalid byte");
+
     r = "\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5";
     n = wsk_close_build(out, 1011, r, strlen(r));
     CHECK(wsk_close_parse(out, n, &code, &reason, &rlen) == 0 && code == 1011 &&

@@ -28,11 +28,12 @@ int main(void)
 {
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     enum { BIG = 1 << 20 };
-    static uint8_t a[BIG + 64], b[BIG + 64];
+    /* 16-aligned, so "alignment" below is the real address modulo 16. */
+    static _Alignas(16) uint8_t a[BIG + 64], b[BIG + 64];
     uint8_t key[4];
 
     /* Every length 0..300 at every alignment 0..15 and key offset 0..7 (offsets >= 4 wrap). */
-    int bad = 0, bad_ret = 0, bad_guard = 0;
+    int bad = 0, bad_ret = 0;
     for (size_t len = 0; len <= 300; len++) {
         for (size_t align = 0; align < 16; align++) {
             for (size_t off = 0; off < 8; off++) {
@@ -41,15 +42,14 @@ int main(void)
                 memcpy(b, a, 340);
                 size_t r = wsk_mask(a + align, len, key, off);
                 naive(b + align, len, key, off);
+                /* Comparing all 340 bytes also proves nothing outside the range changed. */
                 bad += !EXPECT(!memcmp(a, b, 340), "len %zu align %zu off %zu", len, align, off);
                 bad_ret += !EXPECT(r == ((off + len) & 3), "len %zu off %zu: ret %zu", len, off, r);
-                /* memcmp over 340 bytes also proves nothing outside [align, align+len) moved. */
-                bad_guard += r > 3;
             }
         }
     }
     CHECK(bad == 0, "every length 0..300 x alignment 0..15 x offset 0..7 matches a byte loop");
-    CHECK(bad_ret == 0 && bad_guard == 0, "returns (offset + n) & 3");
+    CHECK(bad_ret == 0, "returns (offset + n) & 3");
 
     /* Known answer (RFC 6455 5.7: "Hello" masked with 37 fa 21 3d). */
     uint8_t hello[] = {'H', 'e', 'l', 'l', 'o'};

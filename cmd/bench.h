@@ -1,0 +1,223 @@
+/* wsbench internals: the load engine (bench_engine.c), its scenarios (bench_scenario.c), the
+ * latency histogram (bench_hist.c), the reports (bench_report.c) and the optional TLS transport
+ * (bench_tls.c).  Every non-ws*.c file of cmd/ is linked into every command, so everything here
+ * is named wb_ and nothing runs unless wsbench calls it.
+ *
+ * The data path of one connection, by file:
+ *   bench_engine.c    socket, connect, handshake, one read per event into the thread's buffer,
+ *                     frames decoded in place, one writev per connection per loop turn
+ *   bench_scenario.c  what to send and what a received message means (echo, chat, ...)
+ *   bench_hist.c      latencies into log-linear buckets
+ *   bench_report.c    summary, JSON, CSV, thresholds, the compare table
+ */
+#ifndef WB_BENCH_H
+#define WB_BENCH_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "parse_frame.h"
+
+/* ----- histogram (bench_hist.c) -------------------------------------------------------------- */
+
+/* HDR-style log-linear buckets over nanoseconds: values below 2^WB_HIST_SUB are exact, above
+ * that every power of two is cut into 2^(WB_HIST_SUB - 1) equal buckets, so any value is known
+ * to within 1/64 (1.6%) and the whole uint64_t range fits in a fixed 30 KB. */
+#define WB_HIST_SUB 7
+#define WB_HIST_BUCKETS ((64 - WB_HIST_SUB + 2) << (WB_HIST_SUB - 1))
+
+/* One writer (a worker thread) updates it with relaxed atomic stores; another thread may copy it
+ * at any time with wb_hist_add (a snapshot that is consistent enough for statistics). */
+typedef struct wb_hist {
+    uint64_t count, sum, min, max;
+    uint64_t b[WB_HIST_BUCKETS];
+} wb_hist;
+
+void wb_hist_reset(wb_hist *h);
+/* Records one value (single writer). */
+void wb_hist_record(wb_hist *h, uint64_t v);
+/* dst += src (src read with relaxed atomic loads: src may be live). */
+void wb_hist_add(wb_hist *dst, const wb_hist *src);
+/* dst -= src: what was recorded between two snapshots (min and max are those of dst). */
+void wb_hist_sub(wb_hist *dst, const wb_hist *src);
+/* The value at quantile q (0..1): the middle of its bucket, clamped to [min, max]; 0 when
+ * empty. */
+uint64_t wb_hist_quantile(const wb_hist *h, double q);
+double wb_hist_mean(const wb_hist *h);
+
+/* Single-writer counters that another thread reads: relaxed loads and stores compile to plain
+ * moves, where an atomic add would cost a locked instruction per update. */
+static inline void wb_add(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+static inline uint64_t wb_get(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* ----- options ------------------------------------------------------------------------------- */
+
+enum wb_scenario { WB_ECHO, WB_CHAT, WB_PUBSUB, WB_CONNECT, WB_HOLD, WB_NSCENARIOS };
+
+#define WB_MAX_HEADERS 32
+#define WB_MAX_PROTOS 8
+#define WB_MAX_THRESHOLDS 16
+#define WB_MAX_THREADS 64
+
+/* A check of the result ("p99<5ms"): metric, comparison, value in the metric's unit (ns for
+ * times, messages/s for rate, ...). */
+typedef struct wb_threshold {
+    char text[48];
+    int metric; /* enum wb_metric (bench_report.c) */
+    int op;     /* '<', '>', 'l' (<=), 'g' (>=) */
+    double value;
+} wb_threshold;
+
+typedef struct wb_opts {
+    int scenario;
+    unsigned conns;           /* -c: connections (chat: clients; connect: concurrent slots) */
+    unsigned threads;         /* -t */
+    double duration;          /* -d seconds; 0 = until -n or a signal */
+    double warmup;            /* --warmup seconds, not measured */
+    uint64_t count;           /* -n messages (connect: connections); 0 = no limit */
+    size_t size;              /* -s payload bytes */
+    unsigned window;          /* --window: messages in flight per connection (closed loop) */
+    double rate;              /* --rate messages/s over all connections (open loop); 0 = off */
+    int binary;               /* --binary */
+    int compress;             /* --compress: offer permessage-deflate */
+    int verify;               /* --verify: check every payload byte of replies */
+    double connect_timeout;   /* seconds for TCP + TLS + handshake (+ "ready" for chat) */
+    double stop_timeout;      /* seconds for the closing handshakes at the end */
+    unsigned connect_concurrency; /* connections being set up at once, per thread */
+    unsigned source_ips;      /* spread connections over 127.0.0.1 .. 127.0.0.N; 0 = auto */
+    const char *headers[WB_MAX_HEADERS];
+    size_t nheaders;
+    const char *protos[WB_MAX_PROTOS];
+    size_t nprotos;
+    const char *origin;
+    unsigned round_delay_ms;  /* chat: a finished round starts the next at this tick (Bun: 64) */
+    unsigned publishers, subscribers, topics; /* pubsub */
+    const char *tls_ca, *tls_cert, *tls_key;
+    int tls_insecure;
+    int pid;                  /* server process whose CPU time is measured; 0 = none */
+    /* output */
+    int json, quiet, status, markdown;
+    const char *csv;          /* per-second series: file name, "-" for stdout */
+    wb_threshold thresholds[WB_MAX_THRESHOLDS];
+    unsigned nthresholds;
+    /* compare */
+    unsigned rounds;
+    double pause;
+} wb_opts;
+
+const char *wb_scenario_name(int s);
+
+/* ----- results ------------------------------------------------------------------------------- */
+
+enum wb_err {
+    WB_E_CONNECT,   /* TCP connect failed */
+    WB_E_TIMEOUT,   /* connect, handshake or "ready" took longer than --connect-timeout */
+    WB_E_HANDSHAKE, /* upgrade refused or the response is not a valid handshake */
+    WB_E_TLS,
+    WB_E_PROTOCOL,  /* a frame from the server broke RFC 6455 */
+    WB_E_CLOSED,    /* the server closed the connection (close frame) during the run */
+    WB_E_RESET,     /* the connection ended without a close frame (reset, EOF) */
+    WB_E_MISMATCH,  /* an echo reply differs from what was sent */
+    WB_E_DEFLATE,   /* a compressed message did not inflate */
+    WB_E_UNCLEAN,   /* no closing handshake within --stop-timeout at the end */
+    WB_E_COUNT
+};
+const char *wb_err_name(int e);
+
+/* Counters of one worker thread (single writer, read by the main thread with wb_get). */
+typedef struct wb_counters {
+    uint64_t msgs_rx, bytes_rx; /* data messages and their payload bytes received */
+    uint64_t msgs_tx, bytes_tx; /* data messages and payload bytes handed to the kernel */
+    uint64_t opened;            /* handshakes completed */
+    uint64_t closed;            /* connections ended (any way) */
+    uint64_t rounds;            /* chat: rounds completed */
+    uint64_t err[WB_E_COUNT];
+} wb_counters;
+
+/* One run of one scenario against one server. */
+typedef struct wb_result {
+    char url[256];
+    char label[64];
+    int scenario;
+    int ok;                   /* the run happened (at least one connection opened) */
+    char fail[256];           /* why not, or the first error seen */
+    double seconds;           /* measured wall time */
+    wb_counters c;            /* over the measured time (opened/closed/err: whole run) */
+    unsigned conns_wanted, conns_open;
+    wb_hist lat;              /* echo/pubsub: latency; chat: round time; connect: whole cycle */
+    wb_hist conn;             /* TCP connect to handshake done */
+    double cpu_user, cpu_sys; /* wsbench, measured time */
+    double busy_max;          /* the busiest thread's CPU / wall over the measured time */
+    double busy_sec_max;      /* the busiest thread in its busiest measured second */
+    unsigned threads;
+    double server_cpu;        /* seconds of --pid's CPU over the measured time; < 0: unknown */
+    uint64_t *series;         /* messages received in each measured second */
+    size_t nseries, cap_series;
+    double *series_busy;      /* the busiest thread's CPU share in each second */
+} wb_result;
+
+void wb_result_free(wb_result *r);
+double wb_rate(const wb_result *r);    /* messages received per second */
+double wb_saturated(const wb_result *r); /* the busy share when wsbench was its own limit, else 0 */
+
+/* ----- engine (bench_engine.c) --------------------------------------------------------------- */
+
+/* Runs o->scenario against url and fills *res (zeroed by the caller, label set).  Output while
+ * it runs (per-second lines, status line) follows o.  Returns 0, or -1 with res->fail set when
+ * no measurement could be made.  *stop (set from a signal handler) ends the run early. */
+int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop);
+
+/* 1 once *stop asked twice: give up at once. */
+extern volatile int wb_interrupted;
+
+/* ----- reports (bench_report.c) -------------------------------------------------------------- */
+
+/* Parses "p99<5ms" into t; 0 or -1. */
+int wb_threshold_parse(const char *s, wb_threshold *t);
+/* Prints each threshold's verdict on out; returns the number that failed. */
+unsigned wb_thresholds_check(const wb_opts *o, const wb_result *r, FILE *out);
+void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out);
+void wb_report_json(const wb_opts *o, const wb_result *r, unsigned nr, int compare, FILE *out);
+int wb_report_csv(const wb_opts *o, const wb_result *r, const char *path);
+/* The compare table: runs[round * ntargets + target]. */
+void wb_report_compare(const wb_opts *o, const wb_result *runs, unsigned ntargets,
+                       unsigned rounds, FILE *out);
+
+/* Numbers for people: "1,234,567", "12.3 ms", "45.6 MB/s". */
+char *wb_fmt_count(char *buf, size_t cap, uint64_t v);
+char *wb_fmt_time(char *buf, size_t cap, double ns);
+
+/* ----- TLS (bench_tls.c) ----------------------------------------------------------------------- */
+
+typedef struct wb_tls_conf wb_tls_conf;
+typedef struct wb_tls wb_tls;
+
+/* The client configuration for a run (NULL with *why set on failure). */
+wb_tls_conf *wb_tls_conf_new(const wb_opts *o, const char *host, char *why, size_t cap);
+void wb_tls_conf_free(wb_tls_conf *cf);
+/* A session over the connected socket fd. */
+wb_tls *wb_tls_new(wb_tls_conf *cf, int fd);
+void wb_tls_free(wb_tls *s);
+/* Advances the TLS handshake: 1 done, 0 wants more I/O (*want_write set when it waits to
+ * write), -1 failed (message in why). */
+int wb_tls_handshake(wb_tls *s, int *want_write, char *why, size_t cap);
+/* As read(2) and writev(2) on the session: bytes, -1 with errno EAGAIN when it would block, -1
+ * with another errno on failure, 0 on a clean end. */
+long wb_tls_read(wb_tls *s, void *buf, size_t n);
+long wb_tls_writev(wb_tls *s, const struct iovec *iov, int n);
+/* Bytes the session already decrypted and holds (a read will return them without the
+ * socket). */
+size_t wb_tls_pending(wb_tls *s);
+
+#endif

@@ -1,0 +1,415 @@
+/* The JSON control protocol of wsserve --pubsub: see jsonproto.h and wsserve(1).
+ *
+ * Requests are parsed with cJSON and copied into a jp_request; replies are built with cJSON.
+ * Deliveries are escaped by hand: they are the hot path of a broker, and a message may hold
+ * U+0000, which cJSON's NUL-terminated strings cannot carry. */
+#include "jsonproto.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ----- base64 -------------------------------------------------------------------------------- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t jp_base64_encode(const uint8_t *in, size_t n, char *out)
+{
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = b64[v >> 18];
+        out[o++] = b64[(v >> 12) & 63];
+        out[o++] = b64[(v >> 6) & 63];
+        out[o++] = b64[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+        out[o++] = b64[v >> 18];
+        out[o++] = b64[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_value(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
+    return -1;
+}
+
+long jp_base64_decode(const char *in, size_t n, uint8_t *out)
+{
+    if (n % 4) return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4], pad = 0;
+        for (int j = 0; j < 4; j++) {
+            char ch = in[i + j];
+            /* '=' only in the last quantum, at most two, and nothing after them. */
+            if (ch == '=' && i + 4 == n && j >= 2 && (j == 3 || in[i + 3] == '=')) {
+                v[j] = 0;
+                pad++;
+            } else if ((v[j] = b64_value(ch)) < 0) {
+                return -1;
+            }
+        }
+        uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | v[3];
+        out[o++] = (uint8_t)(x >> 16);
+        if (pad < 2) out[o++] = (uint8_t)(x >> 8);
+        if (pad < 1) out[o++] = (uint8_t)x;
+    }
+    return (long)o;
+}
+
+/* ----- requests ------------------------------------------------------------------------------ */
+
+static const char *const op_names[] = {NULL, "subscribe", "unsubscribe", "publish", "list", "ping"};
+
+const char *jp_op_name(int op)
+{
+    return op >= JP_SUBSCRIBE && op <= JP_PING ? op_names[op] : "unknown";
+}
+
+const char *jp_error_name(int err)
+{
+    switch (err) {
+    case JP_EBADJSON: return "bad_json";
+    case JP_EBADREQ: return "bad_request";
+    case JP_EUNKNOWN: return "unknown_op";
+    case JP_ETOPIC: return "bad_topic";
+    case JP_EFORBIDDEN: return "forbidden";
+    case JP_ELIMIT: return "too_many_subscriptions";
+    default: return "internal";
+    }
+}
+
+static int refuse(jp_request *rq, int err, const char *why)
+{
+    snprintf(rq->why, sizeof rq->why, "%s", why);
+    return err;
+}
+
+/* cJSON ends strings at U+0000: an escaped NUL inside a string would silently cut a topic or
+ * a message.  Outside strings a backslash is a syntax error anyway, so a plain scan that skips
+ * escaped backslashes finds every \u0000. */
+static int has_escaped_nul(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] != '\\') continue;
+        if (p[i + 1] == 'u' && i + 5 < n && !memcmp(p + i + 2, "0000", 4)) return 1;
+        i++; /* the escaped character, a backslash included */
+    }
+    return 0;
+}
+
+static int read_id(const cJSON *doc, jp_request *rq)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    if (!id) return JP_OK;
+    if (!cJSON_IsNumber(id) && !cJSON_IsString(id))
+        return refuse(rq, JP_EBADREQ, "\"id\" must be a number or a string");
+    char *text = cJSON_PrintUnformatted(id);
+    if (!text) return refuse(rq, JP_ENOMEM, "out of memory");
+    size_t n = strlen(text);
+    int r = JP_OK;
+    if (n <= JP_ID_MAX)
+        memcpy(rq->id, text, n + 1);
+    else
+        r = refuse(rq, JP_EBADREQ, "\"id\" is too long");
+    cJSON_free(text);
+    return r;
+}
+
+static int read_topics(const cJSON *doc, jp_request *rq, size_t max_topics)
+{
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(doc, "topic");
+    const cJSON *many = cJSON_GetObjectItemCaseSensitive(doc, "topics");
+    if (one && many) return refuse(rq, JP_EBADREQ, "give \"topic\" or \"topics\", not both");
+    if (rq->op == JP_PUBLISH && many) return refuse(rq, JP_EBADREQ, "publish takes one \"topic\"");
+    if (one) {
+        if (!cJSON_IsString(one)) return refuse(rq, JP_EBADREQ, "\"topic\" must be a string");
+        rq->topics = malloc(sizeof *rq->topics);
+        if (!rq->topics) return refuse(rq, JP_ENOMEM, "out of memory");
+        rq->topics[0].name = one->valuestring;
+        rq->topics[0].len = strlen(one->valuestring);
+        rq->ntopics = 1;
+        return JP_OK;
+    }
+    if (!many) return refuse(rq, JP_EBADREQ, "missing \"topic\"");
+    if (!cJSON_IsArray(many)) return refuse(rq, JP_EBADREQ, "\"topics\" must be an array");
+    size_t n = (size_t)cJSON_GetArraySize(many);
+    if (!n) return refuse(rq, JP_EBADREQ, "\"topics\" is empty");
+    if (n > max_topics) return refuse(rq, JP_ELIMIT, "too many topics in one request");
+    rq->topics = malloc(n * sizeof *rq->topics);
+    if (!rq->topics) return refuse(rq, JP_ENOMEM, "out of memory");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, many)
+    {
+        if (!cJSON_IsString(t)) return refuse(rq, JP_EBADREQ, "\"topics\" must hold strings");
+        rq->topics[rq->ntopics].name = t->valuestring;
+        rq->topics[rq->ntopics].len = strlen(t->valuestring);
+        rq->ntopics++;
+    }
+    return JP_OK;
+}
+
+static int read_data(const cJSON *doc, jp_request *rq)
+{
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
+    const cJSON *bin = cJSON_GetObjectItemCaseSensitive(doc, "binary");
+    if (bin && !cJSON_IsBool(bin)) return refuse(rq, JP_EBADREQ, "\"binary\" must be a boolean");
+    if (!cJSON_IsString(data)) return refuse(rq, JP_EBADREQ, "publish needs \"data\", a string");
+    size_t n = strlen(data->valuestring);
+    rq->binary = cJSON_IsTrue(bin);
+    if (!rq->binary) {
+        rq->data = (const uint8_t *)data->valuestring;
+        rq->len = n;
+        return JP_OK;
+    }
+    rq->decoded_ = malloc(n / 4 * 3 + 1);
+    if (!rq->decoded_) return refuse(rq, JP_ENOMEM, "out of memory");
+    long d = jp_base64_decode(data->valuestring, n, rq->decoded_);
+    if (d < 0) return refuse(rq, JP_EBADREQ, "\"data\" is not base64 (with \"binary\": true)");
+    rq->data = rq->decoded_;
+    rq->len = (size_t)d;
+    return JP_OK;
+}
+
+int jp_parse(const void *msg, size_t len, size_t max_topics, jp_request *rq)
+{
+    memset(rq, 0, sizeof *rq);
+    const char *text = msg, *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!doc) return refuse(rq, JP_EBADJSON, "not valid JSON");
+    rq->doc_ = doc;
+    for (; end && end < text + len; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
+            return refuse(rq, JP_EBADJSON, "text after the JSON value");
+    if (!cJSON_IsObject(doc)) return refuse(rq, JP_EBADJSON, "a request is a JSON object");
+    int r = read_id(doc, rq);
+    if (r < 0) return r;
+    if (has_escaped_nul(text, len))
+        return refuse(rq, JP_EBADREQ,
+                      "strings may not contain \\u0000: send such data as base64 with "
+                      "\"binary\": true");
+
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(doc, "op");
+    if (!cJSON_IsString(op)) return refuse(rq, JP_EBADREQ, "missing \"op\" (a string)");
+    for (int i = JP_SUBSCRIBE; i <= JP_PING; i++)
+        if (!strcmp(op->valuestring, op_names[i])) rq->op = i;
+    if (!rq->op) {
+        snprintf(rq->why, sizeof rq->why, "unknown op \"%.64s\"", op->valuestring);
+        return JP_EUNKNOWN;
+    }
+    if (rq->op == JP_SUBSCRIBE || rq->op == JP_UNSUBSCRIBE || rq->op == JP_PUBLISH) {
+        if ((r = read_topics(doc, rq, max_topics)) < 0) return r;
+    }
+    if (rq->op == JP_PUBLISH) return read_data(doc, rq);
+    return JP_OK;
+}
+
+void jp_request_free(jp_request *rq)
+{
+    cJSON_Delete(rq->doc_);
+    free(rq->topics);
+    free(rq->decoded_);
+    rq->doc_ = NULL;
+    rq->topics = NULL;
+    rq->decoded_ = NULL;
+}
+
+/* ----- replies (cJSON) ----------------------------------------------------------------------- */
+
+/* Adds key: p[0..n) as a string (cJSON wants it NUL-terminated). */
+static int add_strn(cJSON *obj, const char *key, const char *p, size_t n)
+{
+    char small[256], *s = n < sizeof small ? small : malloc(n + 1);
+    if (!s) return -1;
+    if (n) memcpy(s, p, n);
+    s[n] = '\0';
+    int ok = cJSON_AddStringToObject(obj, key, s) != NULL;
+    if (s != small) free(s);
+    return ok ? 0 : -1;
+}
+
+static cJSON *reply(const char *type, const char *op, const char *id)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    int ok = cJSON_AddStringToObject(o, "type", type) != NULL;
+    if (ok && op) ok = cJSON_AddStringToObject(o, "op", op) != NULL;
+    /* id is JSON text this module printed from the request (a number or a string). */
+    if (ok && id && *id) ok = cJSON_AddRawToObject(o, "id", id) != NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static char *finish(cJSON *o, int ok, size_t *len)
+{
+    char *s = o && ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (s && len) *len = strlen(s);
+    return s;
+}
+
+char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, size_t *len)
+{
+    cJSON *o = reply("ack", "publish", id);
+    int ok = o && !add_strn(o, "topic", topic, tlen) &&
+             cJSON_AddNumberToObject(o, "receivers", (double)receivers);
+    return finish(o, ok, len);
+}
+
+char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
+                    size_t subscriptions, size_t *len)
+{
+    cJSON *o = reply("ack", jp_op_name(op), id);
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "topics") : NULL;
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *s = cJSON_CreateString(t[i].name);
+        ok = s && cJSON_AddItemToArray(arr, s);
+    }
+    ok = ok && cJSON_AddNumberToObject(o, "subscriptions", (double)subscriptions);
+    return finish(o, ok, len);
+}
+
+char *jp_ack_ping(const char *id, size_t *len)
+{
+    return finish(reply("ack", "ping", id), 1, len);
+}
+
+char *jp_error(const char *id, int err, const char *msg, size_t *len)
+{
+    cJSON *o = reply("error", NULL, id);
+    int ok = o && cJSON_AddStringToObject(o, "error", jp_error_name(err)) &&
+             cJSON_AddStringToObject(o, "message", msg ? msg : "");
+    return finish(o, ok, len);
+}
+
+char *jp_http_published(const char *topic, size_t tlen, long receivers, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && !add_strn(o, "topic", topic, tlen) &&
+             cJSON_AddNumberToObject(o, "receivers", (double)receivers);
+    return finish(o, ok, len);
+}
+
+char *jp_http_error(const char *code, const char *msg, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && cJSON_AddStringToObject(o, "error", code) &&
+             cJSON_AddStringToObject(o, "message", msg ? msg : "");
+    return finish(o, ok, len);
+}
+
+/* ----- deliveries (by hand) ------------------------------------------------------------------ */
+
+/* Bytes of p[0..n) as the inside of a JSON string (RFC 8259 section 7: '"', '\' and controls
+ * escaped; UTF-8 passes through), written to out when it is not NULL. */
+static size_t escape(const uint8_t *p, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = p[i];
+        const char *rep = NULL;
+        switch (ch) {
+        case '"': rep = "\\\""; break;
+        case '\\': rep = "\\\\"; break;
+        case '\n': rep = "\\n"; break;
+        case '\r': rep = "\\r"; break;
+        case '\t': rep = "\\t"; break;
+        case '\b': rep = "\\b"; break;
+        case '\f': rep = "\\f"; break;
+        default: break;
+        }
+        if (rep) {
+            if (out) memcpy(out + o, rep, 2);
+            o += 2;
+        } else if (ch < 0x20) {
+            if (out) {
+                memcpy(out + o, "\\u00", 4);
+                out[o + 4] = hex[ch >> 4];
+                out[o + 5] = hex[ch & 15];
+            }
+            o += 6;
+        } else {
+            if (out) out[o] = (char)ch;
+            o++;
+        }
+    }
+    return o;
+}
+
+char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                  size_t *len)
+{
+    static const char a[] = "{\"type\":\"message\",\"topic\":\"", b[] = "\",\"data\":\"",
+                      c_text[] = "\"}", c_bin[] = "\",\"binary\":true}";
+    const uint8_t *t = (const uint8_t *)topic, *d = data;
+    size_t te = escape(t, tlen, NULL);
+    size_t de = binary ? (dlen + 2) / 3 * 4 : escape(d, dlen, NULL);
+    const char *c = binary ? c_bin : c_text;
+    size_t cl = binary ? sizeof c_bin - 1 : sizeof c_text - 1;
+    size_t total = sizeof a - 1 + te + sizeof b - 1 + de + cl;
+    char *s = malloc(total + 1), *o = s;
+    if (!s) return NULL;
+    memcpy(o, a, sizeof a - 1);
+    o += sizeof a - 1;
+    o += escape(t, tlen, o);
+    memcpy(o, b, sizeof b - 1);
+    o += sizeof b - 1;
+    o += binary ? jp_base64_encode(d, dlen, o) : escape(d, dlen, o);
+    memcpy(o, c, cl + 1);
+    if (len) *len = total;
+    return s;
+}
+
+/* ----- replies as a client reads them -------------------------------------------------------- */
+
+static void copy_str(const cJSON *item, char *dst, size_t cap)
+{
+    if (cJSON_IsString(item)) snprintf(dst, cap, "%s", item->valuestring);
+}
+
+int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
+{
+    memset(r, 0, sizeof *r);
+    r->receivers = -1;
+    cJSON *doc = cJSON_ParseWithLength(msg, len);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return JP_EBADJSON;
+    }
+    char type[16] = "";
+    copy_str(cJSON_GetObjectItemCaseSensitive(doc, "type"), type, sizeof type);
+    r->type = !strcmp(type, "ack")       ? JP_R_ACK
+              : !strcmp(type, "error")   ? JP_R_ERROR
+              : !strcmp(type, "message") ? JP_R_MESSAGE
+                                         : JP_R_OTHER;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    if (cJSON_IsNumber(id) || cJSON_IsString(id)) {
+        char *text = cJSON_PrintUnformatted(id);
+        if (text && strlen(text) <= JP_ID_MAX) strcpy(r->id, text);
+        cJSON_free(text);
+    }
+    copy_str(cJSON_GetObjectItemCaseSensitive(doc, "op"), r->op, sizeof r->op);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(doc, "receivers");
+    if (cJSON_IsNumber(n)) r->receivers = (long)n->valuedouble;
+    copy_str(cJSON_GetObjectItemCaseSensitive(doc, "error"), r->error, sizeof r->error);
+    copy_str(cJSON_GetObjectItemCaseSensitive(doc, "message"), r->message, sizeof r->message);
+    cJSON_Delete(doc);
+    return JP_OK;
+}

@@ -1,0 +1,104 @@
+/* The JSON control protocol of `wsserve --pubsub` (described in wsserve(1)): requests parsed,
+ * replies and deliveries built.  Bytes in, bytes out: no sockets.  cJSON is used here and
+ * nowhere else.
+ *
+ * Requests (text messages):
+ *   {"op":"subscribe","topic":"a"}     or "topics":["a","b"]    optional "id": number or string
+ *   {"op":"unsubscribe","topic":"a"}   or "topics"
+ *   {"op":"publish","topic":"a","data":"text"}    "binary":true: data is base64, sent as binary
+ *   {"op":"list"}   {"op":"ping"}
+ * Replies carry the request's id: {"type":"ack","op":...,"id":...,...} or
+ * {"type":"error","id":...,"error":CODE,"message":TEXT}.  Deliveries:
+ * {"type":"message","topic":T,"data":...} (with "binary":true and base64 data for binary). */
+#ifndef WSK_JSONPROTO_H
+#define WSK_JSONPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JP_ID_MAX 80 /* longest id echoed, as JSON text */
+
+enum jp_op { JP_SUBSCRIBE = 1, JP_UNSUBSCRIBE, JP_PUBLISH, JP_LIST, JP_PING };
+
+/* Why a request was refused: the "error" member of the reply is jp_error_name(code). */
+enum jp_err {
+    JP_OK = 0,
+    JP_EBADJSON = -1,   /* "bad_json": not a JSON object */
+    JP_EBADREQ = -2,    /* "bad_request": a member is missing or of the wrong type */
+    JP_EUNKNOWN = -3,   /* "unknown_op" */
+    JP_ETOPIC = -4,     /* "bad_topic": the server's topic rules (serve_pubsub.c) */
+    JP_EFORBIDDEN = -5, /* "forbidden": publishing or subscribing needs the token */
+    JP_ELIMIT = -6,     /* "too_many_subscriptions" */
+    JP_ENOMEM = -7,     /* "internal" */
+};
+
+struct jp_topic {
+    const char *name; /* NUL-terminated */
+    size_t len;
+};
+
+/* A parsed request.  Every pointer is owned by it until jp_request_free. */
+typedef struct jp_request {
+    int op;                  /* a jp_op */
+    char id[JP_ID_MAX + 1];  /* the "id" member as JSON text, "" when absent or unusable */
+    struct jp_topic *topics; /* "topic", or the elements of "topics" */
+    size_t ntopics;
+    const uint8_t *data; /* publish: the payload (decoded from base64 when binary) */
+    size_t len;
+    int binary;    /* publish: "binary": true */
+    char why[160]; /* a refused request: what was wrong, for the reply */
+    void *doc_;    /* parsed document and decoded payload (private) */
+    uint8_t *decoded_;
+} jp_request;
+
+/* Parses one request msg[0..len) (need not be NUL-terminated).  JP_OK and *rq filled, or a
+ * negative jp_err with rq->why and, when it could be read, rq->id set.  "topics" may hold at
+ * most max_topics names.  Text data may not contain U+0000 (cJSON strings end there): such
+ * requests are refused with a hint to send base64.  Call jp_request_free whatever it returns. */
+int jp_parse(const void *msg, size_t len, size_t max_topics, jp_request *rq);
+void jp_request_free(jp_request *rq);
+/* "bad_json", "bad_request", ... for a jp_err; "internal" for anything else. */
+const char *jp_error_name(int err);
+/* "subscribe", "unsubscribe", ... for a jp_op. */
+const char *jp_op_name(int op);
+
+/* Replies and deliveries: NUL-terminated JSON text in a malloc'd string, for free(); its length
+ * in *len when len is not NULL.  NULL when memory is short. */
+/* {"type":"ack","op":"publish","id":ID,"topic":T,"receivers":N} */
+char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, size_t *len);
+/* {"type":"ack","op":OP,"id":ID,"topics":[...],"subscriptions":N} for subscribe, unsubscribe and
+ * list (subscriptions: how many the socket has now). */
+char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
+                    size_t subscriptions, size_t *len);
+/* {"type":"ack","op":"ping","id":ID} */
+char *jp_ack_ping(const char *id, size_t *len);
+/* {"type":"error","id":ID,"error":jp_error_name(err),"message":MSG} */
+char *jp_error(const char *id, int err, const char *msg, size_t *len);
+/* {"type":"message","topic":T,"data":...}: text data must be UTF-8 (any code point, U+0000
+ * included); binary data goes as base64 with "binary":true. */
+char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                  size_t *len);
+/* The answers to POST /publish/TOPIC: {"topic":T,"receivers":N} and {"error":CODE,"message":M}. */
+char *jp_http_published(const char *topic, size_t tlen, long receivers, size_t *len);
+char *jp_http_error(const char *code, const char *msg, size_t *len);
+
+/* A reply as a client (wspub) reads it. */
+enum jp_reply_type { JP_R_OTHER = 0, JP_R_ACK, JP_R_ERROR, JP_R_MESSAGE };
+typedef struct jp_reply {
+    int type;               /* a jp_reply_type */
+    char id[JP_ID_MAX + 1]; /* "id" as JSON text, "" when absent */
+    char op[16];            /* ack: the operation */
+    long receivers;         /* ack of a publish: receivers; -1 when absent */
+    char error[32];         /* error: the code */
+    char message[160];      /* error: the text */
+} jp_reply;
+
+/* Parses a server message; JP_OK, or JP_EBADJSON when it is not a JSON object. */
+int jp_parse_reply(const void *msg, size_t len, jp_reply *r);
+
+/* Base64 (RFC 4648, with padding).  encode writes 4 * ceil(n / 3) bytes and a NUL to out;
+ * decode returns the decoded length, or -1 for anything but canonical padded base64. */
+size_t jp_base64_encode(const uint8_t *in, size_t n, char *out);
+long jp_base64_decode(const char *in, size_t n, uint8_t *out);
+
+#endif

@@ -1,0 +1,138 @@
+/* Fuzz target for permessage-deflate: negotiation and the codec.
+ *
+ * Input layout: byte 0 picks the compressor and decompressor modes, byte 1 the length of a
+ * header slice, byte 2 the inflater's window and reset mode, byte 3 seeds the chunking.  The
+ * header slice (cut in two values) is negotiated as a server and validated as a client; the rest
+ * is inflated in random chunks with a small output limit, then compressed and inflated back,
+ * which must give the same bytes.
+ *
+ * Build: clang -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_pmd.c
+ *        lib/pmd_negotiate.c lib/pmd_codec.c lib/buf.c -lz */
+#include "pmd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define NMODES (WSK_COMPRESS_256KB + 1)
+
+static uint32_t next(uint32_t *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return *s >> 16;
+}
+
+static void check_params(const wsk_pmd_params *p)
+{
+    if (!p->enabled) {
+        static const wsk_pmd_params zero;
+        if (memcmp(p, &zero, sizeof zero)) abort();
+        return;
+    }
+    if (p->deflate_bits && (p->deflate_bits < 8 || p->deflate_bits > 15)) abort();
+    if (p->deflate_bits && (p->deflate_mem < 1 || p->deflate_mem > 9)) abort();
+    if (p->inflate_bits < 8 || p->inflate_bits > 15) abort();
+    if (p->deflate_shared && !p->deflate_reset) abort();
+    if (p->inflate_shared && !p->inflate_reset) abort();
+}
+
+static void negotiate(const wsk_pmd_config *cfg, const uint8_t *h, size_t n, size_t cut)
+{
+    wsk_pmd_slice v[2] = {{(const char *)h, cut}, {(const char *)h + cut, n - cut}};
+    wsk_pmd_params p;
+    char out[WSK_PMD_HEADER_MAX];
+    int r = wsk_pmd_server_negotiate(cfg, v, 2, &p, out, sizeof out);
+    if (r < 0 || (size_t)r >= sizeof out || strlen(out) != (size_t)r || (r > 0) != p.enabled)
+        abort();
+    check_params(&p);
+    /* Whatever was accepted, the answer is itself well formed. */
+    if (r > 0) {
+        wsk_pmd_slice s = {out, (size_t)r};
+        wsk_pmd_params q;
+        wsk_pmd_config any = {WSK_COMPRESS_DEDICATED, WSK_COMPRESS_DEDICATED, 0};
+        int a = wsk_pmd_client_accept(&any, &s, 1, &q);
+        if (a != 0 && a != WSK_ERR_HANDSHAKE) abort();
+    }
+    int a = wsk_pmd_client_accept(cfg, v, 2, &p);
+    if (a != 0 && a != WSK_ERR_HANDSHAKE) abort();
+    check_params(&p);
+}
+
+/* Inflates in[0..n) as messages of random chunks; errors just start the next message. */
+static void inflate_junk(wsk_pmd_inflater *inf, const uint8_t *in, size_t n, size_t max,
+                         uint32_t *seed)
+{
+    wsk_dbuf out;
+    wsk_dbuf_init(&out, max);
+    size_t at = 0;
+    while (at < n) {
+        size_t k = 1 + next(seed) % 64;
+        if (k > n - at) k = n - at;
+        int fin = at + k == n || next(seed) % 4 == 0;
+        int rc = wsk_pmd_inflate(inf, in + at, k, fin, &out);
+        if (rc != 0 && rc != WSK_ERR_TOO_BIG && rc != WSK_ERR_DEFLATE) abort();
+        if (out.len > max || out.cap > max) abort();
+        if (rc || fin) out.len = 0;
+        at += k;
+    }
+    wsk_dbuf_free(&out);
+}
+
+/* Compresses msg twice (the second time referring to the first unless reset) and inflates
+ * each in random chunks: the bytes must come back. */
+static void round_trip(int bits, int mem, int reset, const uint8_t *msg, size_t n, uint32_t *seed)
+{
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(bits, mem);
+    wsk_pmd_inflater *inf = wsk_pmd_inflater_new(bits, reset);
+    if (!d || !inf) abort();
+    for (int round = 0; round < 2; round++) {
+        wsk_dbuf z, out;
+        wsk_dbuf_init(&z, 2 * n + 64);
+        wsk_dbuf_init(&out, n);
+        if (wsk_pmd_deflate(d, msg, n, reset, &z) != 0) abort();
+        size_t at = 0;
+        do {
+            size_t k = next(seed) % (z.len + 1 - at);
+            if (wsk_pmd_inflate(inf, z.p + at, k, at + k == z.len, &out) != 0) abort();
+            at += k;
+        } while (at < z.len || wsk_pmd_inflater_busy(inf));
+        if (out.len != n || (n && memcmp(out.p, msg, n))) abort();
+        wsk_dbuf_free(&z);
+        wsk_dbuf_free(&out);
+    }
+    if (wsk_pmd_deflater_messages(d) != 2) abort();
+    wsk_pmd_deflater_free(d);
+    wsk_pmd_inflater_free(inf);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 4) return 0;
+    wsk_pmd_config cfg = {data[0] % NMODES, (data[0] >> 4) % NMODES, 0};
+    size_t hlen = data[1] < size - 4 ? data[1] : size - 4;
+    int bits = 8 + (data[2] & 7), reset = (data[2] >> 3) & 1, mem = 1 + (data[2] >> 4) % 9;
+    uint32_t seed = data[3];
+    const uint8_t *h = data + 4, *rest = h + hlen;
+    size_t nrest = size - 4 - hlen;
+
+    negotiate(&cfg, h, hlen, hlen ? seed % (hlen + 1) : 0);
+
+    /* Our own offer is always answerable by any server configuration. */
+    char offer[WSK_PMD_HEADER_MAX], resp[WSK_PMD_HEADER_MAX];
+    wsk_pmd_config srv = {seed % NMODES, (seed >> 4) % NMODES, 0};
+    int n = wsk_pmd_client_offer(&cfg, offer, sizeof offer);
+    wsk_pmd_slice so = {offer, n > 0 ? (size_t)n : 0};
+    wsk_pmd_params sp, cp;
+    int r = wsk_pmd_server_negotiate(&srv, &so, 1, &sp, resp, sizeof resp);
+    wsk_pmd_slice sr = {resp, r > 0 ? (size_t)r : 0};
+    if (n < 0 || r < 0 || wsk_pmd_client_accept(&cfg, &sr, r > 0, &cp) != 0) abort();
+
+    wsk_pmd_inflater *inf = wsk_pmd_inflater_new(bits, reset);
+    if (!inf) abort();
+    inflate_junk(inf, rest, nrest, 1 + (seed * 61) % 4096, &seed);
+    wsk_pmd_inflater_free(inf);
+
+    round_trip(bits, mem, reset, rest, nrest, &seed);
+    return 0;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# make install with PREFIX and DESTDIR: binaries, libraries with their soname links, the
+# header, wskit.pc and the man pages land where they should, and a program builds against them.
+set -u
+cd "$(dirname "$0")/../.."
+n=0 failed=0
+check() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; failed=1; fi; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+make -s install DESTDIR="$tmp/root" PREFIX=/opt/wskit >"$tmp/log" 2>&1
+check "make install succeeds" '[ $? -eq 0 ] || { cat "$tmp/log"; false; }'
+r="$tmp/root/opt/wskit"
+check "commands installed" '[ -x "$r/bin/wsserve" ]'
+check "static and shared library with soname links" \
+    '[ -f "$r/lib/libwskit.a" ] && [ -L "$r/lib/libwskit.so" ] && [ -L "$r/lib/libwskit.so.0" ]'
+check "soname is libwskit.so.0" 'objdump -p "$r/lib/libwskit.so" | grep -q "SONAME *libwskit.so.0"'
+check "only wsk_ symbols exported" \
+    '! nm -D --defined-only "$r/lib/libwskit.so" | awk "{print \$3}" | grep -v "^wsk_" | grep -v "^_" | grep -q .'
+check "header installed" '[ -f "$r/include/wskit.h" ]'
+check "pkg-config file names the prefix" 'grep -q "^prefix=/opt/wskit" "$r/lib/pkgconfig/wskit.pc"'
+check "man pages installed" '[ -f "$r/share/man/man1/wsserve.1" ]'
+cat >"$tmp/app.c" <<'C'
+#include <wskit.h>
+#include <stdio.h>
+int main(void) { puts(wsk_strerror(WSK_ERR_UTF8)); return 0; }
+C
+check "a program builds and runs against the installed library" \
+    'cc -I"$r/include" "$tmp/app.c" -L"$r/lib" -lwskit -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson -o "$tmp/app" &&
+     LD_LIBRARY_PATH="$r/lib" "$tmp/app" | grep -q UTF-8'
+exit $failed
