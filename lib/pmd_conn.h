@@ -16,6 +16,20 @@ int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *
 int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out);
 /* Compresses and queues a message (RSV1 set); return value as wsk_send. */
 long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned op);
+/* Client: the Sec-WebSocket-Extensions offer for ctx->o.compress/decompress into out; returns its
+ * length, 0 when nothing is offered. */
+int wsk_pmd_conn_offer(const wsk_ctx *ctx, char *out, size_t cap);
+/* Client: validates the server's answer to that offer; 0 (the socket gets WSK_F_PMD when the
+ * extension was accepted) or WSK_ERR_HANDSHAKE: the client must fail the connection. */
+int wsk_pmd_conn_accept(struct wsk_ws *c, const wsk_http_response *res);
+/* 1 when the socket compresses with the loop's shared deflater (no context takeover): a
+ * message published to many such sockets is compressed once, by wsk_pmd_shared_compress. */
+int wsk_pmd_conn_shares_deflater(const struct wsk_ws *c);
+/* Compresses one message with the loop's shared deflater; returns the payload to send with RSV1
+ * (valid until the next compression on this loop) and its length, or NULL on failure. */
+const void *wsk_pmd_shared_compress(wsk_loop *loop, const void *data, size_t len, size_t *out_len);
+/* Messages the loop's shared deflater has compressed (for tests). */
+uint64_t wsk_pmd_shared_messages(const wsk_loop *loop);
 /* Frees the socket's compression state. */
 void wsk_pmd_conn_free(struct wsk_ws *c);
 /* Frees the loop's shared compressors. */
