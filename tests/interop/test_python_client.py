@@ -40,7 +40,19 @@ async def run(url, compression):
     ok(ws.close_code == 4001, f"close code 4001 echoed {tag}", str(ws.close_code))
 
 
+async def negotiated(url):
+    async with websockets.connect(url) as ws:
+        return ws.response_headers.get("Sec-WebSocket-Extensions")
+
+
 with Server("--echo") as srv:
     asyncio.run(run(srv.url(), None))
     asyncio.run(run(srv.url(), "deflate"))
+    ok(asyncio.run(negotiated(srv.url())) is None, "no permessage-deflate unless --compress")
+
+for mode in ("shared", "dedicated", "4KB", "64KB"):
+    with Server("--echo", f"--compress={mode}") as srv:
+        ext = asyncio.run(negotiated(srv.url()))
+        ok(ext and ext.startswith("permessage-deflate"), f"--compress={mode} negotiated: {ext}")
+        asyncio.run(run(srv.url(), "deflate"))
 done()
