@@ -9,8 +9,8 @@
  * 2^(memLevel+9) bytes, "dedicated" is "256KB", and "shared" means one deflater (windowBits 15,
  * memLevel 8) and one inflater (windowBits 15) owned by the loop, reset after every message, so
  * sockets keep no compression state at all.  A decompressor mode uses the same names; its
- * inflater gets the window of the same-named compressor ("3KB": 512 bytes).  Dedicated objects
- * are created on the first compressed message, so an idle socket costs one pointer.
+ * inflater gets the window of the same-named compressor ("3KB": 512 bytes).  The connection
+ * creates dedicated objects on the first compressed message, so an idle socket costs a pointer.
  */
 #ifndef WSK_PMD_H
 #define WSK_PMD_H

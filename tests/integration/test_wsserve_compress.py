@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""wsserve --compress against raw frames: RFC 7692 rules on the wire (RSV1 placement, the
+stripped 00 00 ff ff tail, fragmented compressed messages), the inflate bound (a compressed bomb
+gets 1009 without the server allocating its size) and corrupt data (1007)."""
+import os
+import sys
+import zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import Raw, Server, done, frame, ok, request  # noqa: E402
+
+TEXT, BINARY, CONT, PING = 1, 2, 0, 9
+
+
+def deflate(data, wbits=15):
+    c = zlib.compressobj(9, zlib.DEFLATED, -wbits)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def inflate(data):
+    return zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+
+
+def connect(port, offer="permessage-deflate; client_max_window_bits"):
+    c = Raw(port, handshake=False)
+    c.send(request(extra=f"Sec-WebSocket-Extensions: {offer}\r\n"))
+    st, h = c.read_head()
+    return c, st, h.get("sec-websocket-extensions", "")
+
+
+def expect_close(port, data, code, name):
+    c, st, ext = connect(port)
+    try:
+        c.send(data)
+        got = c.recv_close()
+        ok(got == code, name, f"close {got}")
+    except Exception as e:  # noqa: BLE001
+        ok(False, name, repr(e))
+    c.close()
+
+
+with Server("--echo", "--compress", "--max-payload", "1M") as srv:
+    c, st, ext = connect(srv.port)
+    ok(st == 101 and ext.startswith("permessage-deflate") and "server_no_context_takeover" in ext,
+       f"shared compressor answers server_no_context_takeover: {ext}")
+    msg = b"hello compressed world " * 50
+    c.close()
+
+    # Read the reply with its RSV bits.
+    c, st, ext = connect(srv.port)
+    c.send(frame(TEXT, deflate(msg), rsv=4))
+    while len(c.buf) < 2:
+        c._fill()
+    rsv1 = bool(c.buf[0] & 0x40)
+    fin, op, p = c.recv_frame()
+    ok(rsv1 and op == TEXT and inflate(p) == msg, "compressed text echoed compressed (RSV1, tail stripped)")
+    # Fragmented compressed message: RSV1 on the first frame only.
+    z = deflate(msg * 3)
+    c.send(frame(TEXT, z[:10], fin=False, rsv=4) + frame(PING, b"x") + frame(CONT, z[10:20], fin=False)
+           + frame(CONT, z[20:]))
+    fin, op, p = c.recv_frame()
+    ok(op == 10 and p == b"x", "ping inside a fragmented compressed message answered")
+    fin, op, p = c.recv_frame()
+    ok(op == TEXT and inflate(p) == msg * 3, "fragmented compressed message reassembled and inflated")
+    c.send(frame(BINARY, b"short uncompressed"))
+    fin, op, p = c.recv_frame()
+    ok(op == BINARY and p == b"short uncompressed", "uncompressed message on a compressed connection")
+    c.close()
+
+    expect_close(srv.port, frame(PING, b"x", rsv=4), 1002, "RSV1 on a control frame: 1002")
+    expect_close(srv.port, frame(TEXT, deflate(b"ab")[:1], fin=False, rsv=4) + frame(CONT, b"x", rsv=4),
+                 1002, "RSV1 on a continuation frame: 1002")
+    expect_close(srv.port, frame(BINARY, b"\xff\xff\xff\xff garbage", rsv=4), 1007,
+                 "compressed data that does not inflate: 1007")
+    expect_close(srv.port, frame(TEXT, deflate("bad \xed\xa0\x80 text".encode("latin-1")), rsv=4), 1007,
+                 "compressed text that inflates to invalid UTF-8: 1007")
+    bomb = deflate(b"\0" * (64 << 20))
+    ok(len(bomb) < 100000, f"a {len(bomb)}-byte bomb of 64 MiB")
+    expect_close(srv.port, frame(BINARY, bomb, rsv=4), 1009, "compressed bomb stops at the max payload: 1009")
+    c = Raw(srv.port)
+    c.send(frame(TEXT, "still here"))
+    ok(c.recv_frame() == (True, TEXT, b"still here"), "server still serves after the bomb")
+    c.close()
+    rss = 0
+    with open(f"/proc/{srv.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1])
+    ok(0 < rss < 48 * 1024, f"server peak RSS {rss} KiB: the 64 MiB bomb was never inflated whole")
+
+    c, st, ext = connect(srv.port, offer="permessage-deflate; unknown_param")
+    ok(st == 101 and ext == "", "an offer with an unknown parameter is declined, not fatal")
+    c.close()
+    c, st, ext = connect(srv.port, offer="x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10, permessage-deflate")
+    ok(st == 101 and ext == "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+       f"shared compressor skips an offer it cannot honour and takes the next: {ext}")
+    c.close()
+
+with Server("--echo") as srv:
+    c, st, ext = connect(srv.port)
+    ok(st == 101 and ext == "", "without --compress the extension is not accepted")
+    c.send(frame(TEXT, deflate(b"x"), rsv=4))
+    ok(c.recv_close() == 1002, "RSV1 without the extension: 1002")
+    c.close()
+
+with Server("--echo", "--compress=dedicated") as srv:
+    c, st, ext = connect(srv.port)
+    ok(st == 101 and ext == "permessage-deflate", f"dedicated compressor keeps context: {ext}")
+    # With context takeover the client's second message may refer to the first.
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    dec = zlib.decompressobj(-15)
+    good = True
+    for i in range(5):
+        m = b"repeated payload with context %d " % (i % 2) * 20
+        z = comp.compress(m) + comp.flush(zlib.Z_SYNC_FLUSH)
+        c.send(frame(TEXT, z[:-4], rsv=4))
+        fin, op, p = c.recv_frame()
+        good &= dec.decompress(p + b"\x00\x00\xff\xff") == m
+    ok(good, "context takeover in both directions over 5 messages")
+    c.close()
+done()
