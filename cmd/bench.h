@@ -114,6 +114,7 @@ typedef struct wb_opts {
     /* compare */
     unsigned rounds;
     double pause;
+    int compare;              /* part of a compare: no per-second output */
 } wb_opts;
 
 const char *wb_scenario_name(int s);
@@ -145,6 +146,14 @@ typedef struct wb_counters {
     uint64_t err[WB_E_COUNT];
 } wb_counters;
 
+/* One measured second. */
+typedef struct wb_second {
+    uint64_t msgs, bytes;    /* received (connect: connections opened) */
+    uint64_t errors;         /* new errors */
+    uint64_t p50, p99, max;  /* latency (ns) of what arrived in this second */
+    double busy;             /* the busiest wsbench thread's CPU share */
+} wb_second;
+
 /* One run of one scenario against one server. */
 typedef struct wb_result {
     char url[256];
@@ -154,7 +163,8 @@ typedef struct wb_result {
     char fail[256];           /* why not, or the first error seen */
     double seconds;           /* measured wall time */
     wb_counters c;            /* over the measured time (opened/closed/err: whole run) */
-    unsigned conns_wanted, conns_open;
+    unsigned conns_wanted, conns_open; /* connections asked for; opened (ever) */
+    uint64_t opened_all;      /* handshakes completed over the whole run */
     wb_hist lat;              /* echo/pubsub: latency; chat: round time; connect: whole cycle */
     wb_hist conn;             /* TCP connect to handshake done */
     double cpu_user, cpu_sys; /* wsbench, measured time */
@@ -162,9 +172,8 @@ typedef struct wb_result {
     double busy_sec_max;      /* the busiest thread in its busiest measured second */
     unsigned threads;
     double server_cpu;        /* seconds of --pid's CPU over the measured time; < 0: unknown */
-    uint64_t *series;         /* messages received in each measured second */
+    wb_second *series;        /* each measured second */
     size_t nseries, cap_series;
-    double *series_busy;      /* the busiest thread's CPU share in each second */
 } wb_result;
 
 void wb_result_free(wb_result *r);

@@ -171,6 +171,8 @@ struct wb_state {
     /* Prebuilt frames (scenario data). */
     uint8_t *pool;              /* echo: pool_frames masked frames of frame_size bytes */
     uint32_t pool_size, frame_size, pool_frames;
+    uint8_t *zpool;             /* the same frames compressed (RSV1), for --compress */
+    uint32_t zpool_size, zframe_size;
     uint8_t *payload;           /* the unmasked payload every echo message carries */
     size_t payload_len;
     uint8_t *batch[8];          /* chat: the batch, with 8 sets of masking keys */

@@ -525,11 +525,49 @@ static void on_tick(struct ev_loop *ev, ev_timer *w, int revents)
     wsk_ctx_sweep(w->data);
 }
 
+/* The ctx of a client: its limits in the server options that conn.c and the send path read. */
+static void ctx_init(wsk_ctx *ctx, wsk_loop *loop, const wsk_client_opts *o, const wsk_handlers *h)
+{
+    ctx->loop = loop;
+    ctx->role = WSK_ROLE_CLIENT;
+    if (h) ctx->h = *h;
+    wsk_server_opts_init(&ctx->o);
+    ctx->o.max_payload = o->max_payload ? o->max_payload : 16u << 20;
+    ctx->o.idle_timeout = o->idle_timeout;
+    ctx->o.send_pings = o->send_pings;
+    ctx->o.backpressure_limit = o->backpressure_limit ? o->backpressure_limit : 1u << 20;
+    ctx->o.close_timeout = o->close_timeout ? o->close_timeout : 1;
+    ctx->o.max_header = o->max_header ? o->max_header : 16 * 1024;
+    ctx->o.compress = o->compress;
+    ctx->o.decompress = o->compress;
+    /* The connect deadline is this file's timer, to the millisecond; the sweep's second-grained
+     * handshake deadline is not used. */
+    ctx->o.handshake_timeout = UINT_MAX;
+}
+
+/* Checks what the caller controls: the URL, the proxy URL, and that the request can be built
+ * (no CR or LF in a header, protocols that are tokens).  0, WSK_ERR_URL or WSK_ERR_INVAL. */
+static int check_args(wsk_client *cl, const char *url)
+{
+    int r = set_url(cl, url, strlen(url));
+    if (r < 0) return r;
+    /* An https proxy would need TLS inside TLS; only http:// proxies are supported. */
+    if (cl->o.proxy &&
+        (wsk_url_parse(cl->o.proxy, strlen(cl->o.proxy), &cl->proxy) < 0 || cl->proxy.secure ||
+         cl->proxy.host_len >= HOST_MAX))
+        return WSK_ERR_URL;
+    char *probe = malloc(REQUEST_MAX);
+    if (!probe) return WSK_ERR_NOMEM;
+    r = build_request(cl, probe, REQUEST_MAX, "AAAAAAAAAAAAAAAAAAAAAA==");
+    free(probe);
+    return r < 0 ? r : 0;
+}
+
 wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
                     const wsk_handlers *h, void *user, int *err)
 {
     wsk_client_opts defaults;
-    int dummy, r = 0;
+    int dummy;
     if (!err) err = &dummy;
     if (!opts) {
         wsk_client_opts_init(&defaults);
@@ -545,19 +583,8 @@ wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts
         return NULL;
     }
     cl->same_origin = 1;
-    r = set_url(cl, url, strlen(url));
-    /* An https proxy would need TLS inside TLS; only http:// proxies are supported. */
-    if (!r && cl->o.proxy &&
-        (wsk_url_parse(cl->o.proxy, strlen(cl->o.proxy), &cl->proxy) < 0 || cl->proxy.secure ||
-         cl->proxy.host_len >= HOST_MAX))
-        r = WSK_ERR_URL;
-    if (!r) {
-        /* Invalid headers or protocols are the caller's mistake: refuse them now, not later. */
-        char *probe = malloc(REQUEST_MAX);
-        r = probe ? build_request(cl, probe, REQUEST_MAX, "AAAAAAAAAAAAAAAAAAAAAA==") : WSK_ERR_NOMEM;
-        free(probe);
-        if (r > 0) r = 0;
-    }
+    ctx_init(&cl->ctx, loop, opts, h);
+    int r = check_args(cl, url);
     /* The socket exists from the start so the wsk_ws has a valid fd for libev; it is replaced
      * by one of the right family once the name is resolved. */
     int fd = r ? -1 : socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -571,32 +598,13 @@ wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts
         *err = r;
         return NULL;
     }
-
-    wsk_ctx *ctx = &cl->ctx;
-    ctx->loop = loop;
-    ctx->role = WSK_ROLE_CLIENT;
-    if (h) ctx->h = *h;
-    wsk_server_opts_init(&ctx->o);
-    ctx->o.max_payload = opts->max_payload ? opts->max_payload : 16u << 20;
-    ctx->o.idle_timeout = opts->idle_timeout;
-    ctx->o.send_pings = opts->send_pings;
-    ctx->o.backpressure_limit = opts->backpressure_limit ? opts->backpressure_limit : 1u << 20;
-    ctx->o.close_timeout = opts->close_timeout ? opts->close_timeout : 1;
-    ctx->o.max_header = opts->max_header ? opts->max_header : 16 * 1024;
-    ctx->o.compress = opts->compress;
-    ctx->o.decompress = opts->compress;
-    /* The connect deadline is this file's timer, to the millisecond; the sweep's second-grained
-     * handshake deadline is not used. */
-    ctx->o.handshake_timeout = UINT_MAX;
-    if (c->cold) c->cold->head.max = ctx->o.max_header;
-
     cl->ws = c;
     c->user = user;
     ev_io_stop(loop->ev, &c->io);
     cl->conn_cb = ev_cb(&c->io);
     ev_set_cb(&c->io, on_connect);
     ev_timer_init(&cl->tick, on_tick, 1, 1);
-    cl->tick.data = ctx;
+    cl->tick.data = &cl->ctx;
     ev_timer_start(loop->ev, &cl->tick);
     ev_unref(loop->ev); /* deadlines alone do not keep the loop running */
     ev_init(&cl->deadline, on_deadline);

@@ -120,6 +120,7 @@ const char *wsk_addr_string(int fd, char *buf, size_t cap)
 
 long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
 {
+    if (c->flags & WSK_F_TLS) return wsk_tls_read(c, buf, cap);
     ssize_t n = read(c->io.fd, buf, cap);
     if (n > 0) return n;
     if (n == 0) return WSK_ERR_EOF;
@@ -129,6 +130,7 @@ long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
 
 long wsk_io_writev(struct wsk_ws *c, const struct iovec *iov, int n)
 {
+    if (c->flags & WSK_F_TLS) return wsk_tls_writev(c, iov, n);
     struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
     if (w >= 0) return w;
@@ -138,5 +140,5 @@ long wsk_io_writev(struct wsk_ws *c, const struct iovec *iov, int n)
 
 void wsk_io_release(struct wsk_ws *c)
 {
-    (void)c;
+    if (c->flags & WSK_F_TLS) wsk_tls_release(c);
 }

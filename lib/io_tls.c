@@ -30,6 +30,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509.h>
@@ -83,7 +84,7 @@ struct tls_conf {
 struct tls_sess {
     mbedtls_ssl_context ssl;
     struct wsk_ws *c;
-    ev_io kick;        /* EV_WRITE on the fd while the handshake has output the kernel refused */
+    ev_io kick; /* EV_WRITE on the fd while the handshake has output the kernel refused */
     unsigned hs_done : 1;
     unsigned held : 1; /* a write waits for the handshake (see hold_writes) */
     unsigned dead : 1; /* a fatal error: no more records in either direction */
@@ -257,11 +258,12 @@ static int describe_failure(const struct tls_sess *s, int ret, int server, char 
 {
     char tmp[160];
     const mbedtls_ssl_context *ssl = &s->ssl;
-    /* A TLS peer always starts with a handshake record (content type 22). */
-    if (s->nfirst && s->first[0] != 22 && ret != MBEDTLS_ERR_SSL_WANT_WRITE) {
+    /* TLS records start with a content type from 20 to 23 (RFC 5246 6.2.1). */
+    if (s->nfirst && (s->first[0] < 20 || s->first[0] > 23)) {
         if (looks_like_http(s->first, s->nfirst))
-            snprintf(buf, cap, server ? "plaintext HTTP on a TLS port"
-                                      : "the server answered in plaintext HTTP (not a TLS port)");
+            snprintf(buf, cap,
+                     server ? "plaintext HTTP on a TLS port"
+                            : "the server answered in plaintext HTTP (not a TLS port)");
         else
             snprintf(buf, cap, "not TLS (first byte 0x%02x)", s->first[0]);
         return WSK_ERR_TLS;
@@ -276,9 +278,8 @@ static int describe_failure(const struct tls_sess *s, int ret, int server, char 
         break;
     case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
         /* mbedTLS 2.28 leaves the alert in the record it read. */
-        unsigned a = ssl->in_msgtype == MBEDTLS_SSL_MSG_ALERT && ssl->in_msglen >= 2
-                         ? ssl->in_msg[1]
-                         : 0;
+        unsigned a =
+            ssl->in_msgtype == MBEDTLS_SSL_MSG_ALERT && ssl->in_msglen >= 2 ? ssl->in_msg[1] : 0;
         snprintf(buf, cap, "the %s sent fatal alert %u (%s)", server ? "client" : "server", a,
                  alert_name(a));
         break;
@@ -300,9 +301,7 @@ static int describe_failure(const struct tls_sess *s, int ret, int server, char 
     case MBEDTLS_ERR_SSL_WANT_WRITE: /* as the last step of an abandoned handshake */
         snprintf(buf, cap, "the TLS handshake could not be written");
         break;
-    default:
-        snprintf(buf, cap, "%s", tls_strerror(ret, tmp, sizeof tmp));
-        break;
+    default: snprintf(buf, cap, "%s", tls_strerror(ret, tmp, sizeof tmp)); break;
     }
     return WSK_ERR_TLS;
 }
@@ -360,8 +359,10 @@ static void handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
                 wsk_addr_string(c->io.fd, addr, sizeof addr), why);
     } else {
         char msg[300];
-        if (err == WSK_ERR_CERT) snprintf(msg, sizeof msg, "%s", why);
-        else snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
+        if (err == WSK_ERR_CERT)
+            snprintf(msg, sizeof msg, "%s", why);
+        else
+            snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
         wsk_client_failed(c, err, msg);
     }
     wsk_conn_end(c, WSK_CLOSE_ABNORMAL, why);
@@ -379,6 +380,7 @@ static int handshake(struct wsk_ws *c, struct tls_sess *s)
     if (r == MBEDTLS_ERR_SSL_WANT_READ) return WSK_ERR_AGAIN;
     if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
         ev_io_start(c->ctx->loop->ev, &s->kick);
+        fprintf(stderr, "DBG kick\n");
         return WSK_ERR_AGAIN;
     }
     handshake_failed(c, s, r);
@@ -425,6 +427,7 @@ long wsk_tls_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
         s->in_read = 1;
         int r = mbedtls_ssl_read(&s->ssl, buf + got, cap - got);
         s->in_read = 0;
+        int e;
         if (s->sent_in_read) {
             /* Only a renegotiation attempt makes mbedTLS write while it reads (it refuses with
              * an alert).  That alert may have flushed a record held after WANT_WRITE, which
@@ -433,19 +436,18 @@ long wsk_tls_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
             wsk_log(c->ctx->loop, WSK_LOG_WARN, "%s: TLS renegotiation refused, closing",
                     wsk_addr_string(c->io.fd, addr, sizeof addr));
             s->dead = 1;
-            r = WSK_ERR_IO;
-        }
-        if (r > 0) {
+            e = WSK_ERR_IO;
+        } else if (r > 0) {
             got += (size_t)r;
             continue;
-        }
-        if (r == MBEDTLS_ERR_SSL_WANT_READ) {
+        } else if (r == MBEDTLS_ERR_SSL_WANT_READ) {
             /* Also the answer to a warning alert or an empty record: go on while input is
              * buffered (bounded, in case mbedTLS keeps a message it cannot use yet). */
             if (input_buffered(s) && ++idle < 64) continue;
             break;
+        } else {
+            e = read_failed(c, s, r);
         }
-        int e = r == WSK_ERR_IO ? WSK_ERR_IO : read_failed(c, s, r);
         if (!got) return e;
         s->err = e; /* hand over the data first; the next read reports the end */
         ev_feed_event(c->ctx->loop->ev, &c->io, EV_READ);
@@ -463,14 +465,10 @@ struct iov_pos {
 
 static void iov_skip(const struct iovec *iov, int n, struct iov_pos *p, size_t len)
 {
-    while (p->i < n) {
+    while (len && p->i < n) {
         size_t left = iov[p->i].iov_len - p->off;
-        if (len < left || (len == left && left == 0)) {
+        if (len < left) {
             p->off += len;
-            if (p->off == iov[p->i].iov_len && p->i < n) {
-                p->i++;
-                p->off = 0;
-            }
             return;
         }
         len -= left;
@@ -524,6 +522,7 @@ long wsk_tls_writev(struct wsk_ws *c, const struct iovec *iov, int n)
         int r = mbedtls_ssl_write(&s->ssl, src, len);
         if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
             s->pending = len;
+            fprintf(stderr, "DBG pending %zu\n", len);
             break;
         }
         if (r < 0) {
@@ -670,7 +669,7 @@ int wsk_tls_server_config(wsk_ctx *ctx)
         return WSK_ERR_TLS;
     }
     mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                                          : MBEDTLS_SSL_VERIFY_NONE);
+                                                         : MBEDTLS_SSL_VERIFY_NONE);
     ctx->tls = t;
     return 0;
 }

@@ -494,9 +494,17 @@ static int deliver(struct wsk_ws *c, struct pub *p)
         }
         if (wsk_queue_share(c, p->shared, 0, p->total) < 0) return 0;
     }
-    wsk_loop_schedule(c->ctx->loop, c);
     /* Queued behind bytes the peer has not read: drain tells the application when it has. */
-    if (c->flags & WSK_F_WANT_WRITE) c->flags |= WSK_F_BACKPRESSURE;
+    if (c->flags & WSK_F_WANT_WRITE) {
+        c->flags |= WSK_F_BACKPRESSURE;
+    } else if (c->q.bytes >= c->ctx->o.backpressure_limit / 2) {
+        /* A burst of publishes within one loop turn (every member of a room sending at once)
+         * would otherwise pile up until the end-of-turn flush and hit the limit although the
+         * peer reads fine: write now while the kernel takes it. */
+        wsk_flush(c);
+        return 1;
+    }
+    wsk_loop_schedule(c->ctx->loop, c);
     return 1;
 }
 

@@ -313,7 +313,40 @@ WSK_API void wsk_client_opts_init(wsk_client_opts *o);
 WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
                             const wsk_handlers *h, void *user, int *err);
 
-/* @CLIENT_EXTRA@ */
+/* The HTTP exchange of a client's opening handshake, for diagnostics.  The status stays valid
+ * for the life of the socket; the rest only during the open handler, and during the error
+ * handler of a refused or invalid handshake (NULL or 0 elsewhere, and for server sockets).
+ * Strings are not NUL-terminated unless stated. */
+/* The status of the last response head: 101 once open, the refusal's status (403, 200, ...)
+ * when the server refused, 0 before any response. */
+WSK_API int wsk_client_status(const wsk_ws *ws);
+/* The first response header named `name` (case-insensitive), NULL when absent. */
+WSK_API const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len);
+/* The i-th response header, 0 <= i < wsk_client_header_count; 0 or WSK_ERR_INVAL. */
+WSK_API size_t wsk_client_header_count(const wsk_ws *ws);
+WSK_API int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *name_len,
+                                 const char **value, size_t *value_len);
+/* The response head as received: status line, headers and the empty line. */
+WSK_API const char *wsk_client_response_head(const wsk_ws *ws, size_t *len);
+/* The body of a refused handshake (de-chunked; at most 64 KiB), NULL when it had none. */
+WSK_API const void *wsk_client_response_body(const wsk_ws *ws, size_t *len);
+/* The upgrade request as sent (NUL-terminated). */
+WSK_API const char *wsk_client_request_head(const wsk_ws *ws, size_t *len);
+/* The URL being connected to, as given or as the last followed redirect named it
+ * (NUL-terminated; valid while the socket lives). */
+WSK_API const char *wsk_client_url(const wsk_ws *ws);
+
+/* How long the phases of the last connection attempt took, in seconds from `start`, each
+ * counting from the start (like curl's -w times); 0 for a phase not reached. */
+typedef struct wsk_client_timing {
+    double start;       /* ev_time() when the attempt began (after any redirect) */
+    double dns;         /* the name resolved (the proxy's, with a proxy) */
+    double connect;     /* TCP connected (to the proxy, with a proxy) */
+    double tls;         /* -1 for wss://: TLS runs inside the transport and is not timed */
+    double upgrade;     /* the 101 response arrived */
+    unsigned redirects; /* redirects followed before this attempt */
+} wsk_client_timing;
+WSK_API void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t);
 
 /* @PUBSUB@ */
 /* ---------------------------------------------------------------------------------------------
