@@ -28,7 +28,7 @@
 /* HDR-style log-linear buckets over nanoseconds: values below 2^WB_HIST_SUB are exact, above
  * that every power of two is cut into 2^(WB_HIST_SUB - 1) equal buckets, so any value is known
  * to within 1/64 (1.6%) and the whole uint64_t range fits in a fixed 30 KB. */
-#define WB_HIST_SUB 7
+#define WB_HIST_SUB     7
 #define WB_HIST_BUCKETS ((64 - WB_HIST_SUB + 2) << (WB_HIST_SUB - 1))
 
 /* One writer (a worker thread) updates it with relaxed atomic stores; another thread may copy it
@@ -65,10 +65,10 @@ static inline uint64_t wb_get(const uint64_t *p)
 
 enum wb_scenario { WB_ECHO, WB_CHAT, WB_PUBSUB, WB_CONNECT, WB_HOLD, WB_NSCENARIOS };
 
-#define WB_MAX_HEADERS 32
-#define WB_MAX_PROTOS 8
+#define WB_MAX_HEADERS    32
+#define WB_MAX_PROTOS     8
 #define WB_MAX_THRESHOLDS 16
-#define WB_MAX_THREADS 64
+#define WB_MAX_THREADS    64
 
 /* A check of the result ("p99<5ms"): metric, comparison, value in the metric's unit (ns for
  * times, messages/s for rate, ...). */
@@ -81,40 +81,40 @@ typedef struct wb_threshold {
 
 typedef struct wb_opts {
     int scenario;
-    unsigned conns;           /* -c: connections (chat: clients; connect: concurrent slots) */
-    unsigned threads;         /* -t */
-    double duration;          /* -d seconds; 0 = until -n or a signal */
-    double warmup;            /* --warmup seconds, not measured */
-    uint64_t count;           /* -n messages (connect: connections); 0 = no limit */
-    size_t size;              /* -s payload bytes */
-    unsigned window;          /* --window: messages in flight per connection (closed loop) */
-    double rate;              /* --rate messages/s over all connections (open loop); 0 = off */
-    int binary;               /* --binary */
-    int compress;             /* --compress: offer permessage-deflate */
-    int verify;               /* --verify: check every payload byte of replies */
-    double connect_timeout;   /* seconds for TCP + TLS + handshake (+ "ready" for chat) */
-    double stop_timeout;      /* seconds for the closing handshakes at the end */
+    unsigned conns;               /* -c: connections (chat: clients; connect: concurrent slots) */
+    unsigned threads;             /* -t */
+    double duration;              /* -d seconds; 0 = until -n or a signal */
+    double warmup;                /* --warmup seconds, not measured */
+    uint64_t count;               /* -n messages (connect: connections); 0 = no limit */
+    size_t size;                  /* -s payload bytes */
+    unsigned window;              /* --window: messages in flight per connection (closed loop) */
+    double rate;                  /* --rate messages/s over all connections (open loop); 0 = off */
+    int binary;                   /* --binary */
+    int compress;                 /* --compress: offer permessage-deflate */
+    int verify;                   /* --verify: check every payload byte of replies */
+    double connect_timeout;       /* seconds for TCP + TLS + handshake (+ "ready" for chat) */
+    double stop_timeout;          /* seconds for the closing handshakes at the end */
     unsigned connect_concurrency; /* connections being set up at once, per thread */
-    unsigned source_ips;      /* spread connections over 127.0.0.1 .. 127.0.0.N; 0 = auto */
+    unsigned source_ips;          /* spread connections over 127.0.0.1 .. 127.0.0.N; 0 = auto */
     const char *headers[WB_MAX_HEADERS];
     size_t nheaders;
     const char *protos[WB_MAX_PROTOS];
     size_t nprotos;
     const char *origin;
-    unsigned round_delay_ms;  /* chat: a finished round starts the next at this tick (Bun: 64) */
+    unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
     unsigned publishers, subscribers, topics; /* pubsub */
     const char *tls_ca, *tls_cert, *tls_key;
     int tls_insecure;
-    int pid;                  /* server process whose CPU time is measured; 0 = none */
+    int pid; /* server process whose CPU time is measured; 0 = none */
     /* output */
     int json, quiet, status, markdown;
-    const char *csv;          /* per-second series: file name, "-" for stdout */
+    const char *csv; /* per-second series: file name, "-" for stdout */
     wb_threshold thresholds[WB_MAX_THRESHOLDS];
     unsigned nthresholds;
     /* compare */
     unsigned rounds;
     double pause;
-    int compare;              /* part of a compare: no per-second output */
+    int compare; /* part of a compare: no per-second output */
 } wb_opts;
 
 const char *wb_scenario_name(int s);
@@ -126,12 +126,12 @@ enum wb_err {
     WB_E_TIMEOUT,   /* connect, handshake or "ready" took longer than --connect-timeout */
     WB_E_HANDSHAKE, /* upgrade refused or the response is not a valid handshake */
     WB_E_TLS,
-    WB_E_PROTOCOL,  /* a frame from the server broke RFC 6455 */
-    WB_E_CLOSED,    /* the server closed the connection (close frame) during the run */
-    WB_E_RESET,     /* the connection ended without a close frame (reset, EOF) */
-    WB_E_MISMATCH,  /* an echo reply differs from what was sent */
-    WB_E_DEFLATE,   /* a compressed message did not inflate */
-    WB_E_UNCLEAN,   /* no closing handshake within --stop-timeout at the end */
+    WB_E_PROTOCOL, /* a frame from the server broke RFC 6455 */
+    WB_E_CLOSED,   /* the server closed the connection (close frame) during the run */
+    WB_E_RESET,    /* the connection ended without a close frame (reset, EOF) */
+    WB_E_MISMATCH, /* an echo reply differs from what was sent */
+    WB_E_DEFLATE,  /* a compressed message did not inflate */
+    WB_E_UNCLEAN,  /* no closing handshake within --stop-timeout at the end */
     WB_E_COUNT
 };
 const char *wb_err_name(int e);
@@ -143,15 +143,16 @@ typedef struct wb_counters {
     uint64_t opened;            /* handshakes completed */
     uint64_t closed;            /* connections ended (any way) */
     uint64_t rounds;            /* chat: rounds completed */
+    uint64_t deflate;           /* handshakes that negotiated permessage-deflate */
     uint64_t err[WB_E_COUNT];
 } wb_counters;
 
 /* One measured second. */
 typedef struct wb_second {
-    uint64_t msgs, bytes;    /* received (connect: connections opened) */
-    uint64_t errors;         /* new errors */
-    uint64_t p50, p99, max;  /* latency (ns) of what arrived in this second */
-    double busy;             /* the busiest wsbench thread's CPU share */
+    uint64_t msgs, bytes;   /* received (connect: connections opened) */
+    uint64_t errors;        /* new errors */
+    uint64_t p50, p99, max; /* latency (ns) of what arrived in this second */
+    double busy;            /* the busiest wsbench thread's CPU share */
 } wb_second;
 
 /* One run of one scenario against one server. */
@@ -159,25 +160,25 @@ typedef struct wb_result {
     char url[256];
     char label[64];
     int scenario;
-    int ok;                   /* the run happened (at least one connection opened) */
-    char fail[256];           /* why not, or the first error seen */
-    double seconds;           /* measured wall time */
-    wb_counters c;            /* over the measured time (opened/closed/err: whole run) */
+    int ok;                            /* the run happened (at least one connection opened) */
+    char fail[512];                    /* why not, or the first error seen */
+    double seconds;                    /* measured wall time */
+    wb_counters c;                     /* over the measured time (opened/closed/err: whole run) */
     unsigned conns_wanted, conns_open; /* connections asked for; opened (ever) */
-    uint64_t opened_all;      /* handshakes completed over the whole run */
+    uint64_t opened_all;               /* handshakes completed over the whole run */
     wb_hist lat;              /* echo/pubsub: latency; chat: round time; connect: whole cycle */
     wb_hist conn;             /* TCP connect to handshake done */
     double cpu_user, cpu_sys; /* wsbench, measured time */
     double busy_max;          /* the busiest thread's CPU / wall over the measured time */
     double busy_sec_max;      /* the busiest thread in its busiest measured second */
     unsigned threads;
-    double server_cpu;        /* seconds of --pid's CPU over the measured time; < 0: unknown */
-    wb_second *series;        /* each measured second */
+    double server_cpu; /* seconds of --pid's CPU over the measured time; < 0: unknown */
+    wb_second *series; /* each measured second */
     size_t nseries, cap_series;
 } wb_result;
 
 void wb_result_free(wb_result *r);
-double wb_rate(const wb_result *r);    /* messages received per second */
+double wb_rate(const wb_result *r);      /* messages received per second */
 double wb_saturated(const wb_result *r); /* the busy share when wsbench was its own limit, else 0 */
 
 /* ----- engine (bench_engine.c) --------------------------------------------------------------- */
@@ -200,14 +201,15 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out);
 void wb_report_json(const wb_opts *o, const wb_result *r, unsigned nr, int compare, FILE *out);
 int wb_report_csv(const wb_opts *o, const wb_result *r, const char *path);
 /* The compare table: runs[round * ntargets + target]. */
-void wb_report_compare(const wb_opts *o, const wb_result *runs, unsigned ntargets,
-                       unsigned rounds, FILE *out);
+void wb_report_compare(const wb_opts *o, const wb_result *runs, unsigned ntargets, unsigned rounds,
+                       FILE *out);
 
 /* Numbers for people: "1,234,567", "12.3 ms", "45.6 MB/s". */
 char *wb_fmt_count(char *buf, size_t cap, uint64_t v);
 char *wb_fmt_time(char *buf, size_t cap, double ns);
 
-/* ----- TLS (bench_tls.c) ----------------------------------------------------------------------- */
+/* ----- TLS (bench_tls.c) -----------------------------------------------------------------------
+ */
 
 typedef struct wb_tls_conf wb_tls_conf;
 typedef struct wb_tls wb_tls;

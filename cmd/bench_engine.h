@@ -11,10 +11,10 @@
 
 #include <ev.h>
 
-#define WB_RBUF (256 * 1024) /* a worker's receive buffer, shared by its connections */
-#define WB_HEAD 16           /* first payload bytes of a message kept for the scenario */
-#define WB_CTL_MAX 8192      /* handshake request and queued control frames */
-#define WB_HEAD_MAX 16384    /* response head cap */
+#define WB_RBUF     (256 * 1024) /* a worker's receive buffer, shared by its connections */
+#define WB_HEAD     16           /* first payload bytes of a message kept for the scenario */
+#define WB_CTL_MAX  8192         /* handshake request and queued control frames */
+#define WB_HEAD_MAX 16384        /* response head cap */
 
 enum wb_phase { WB_P_CONNECT = 0, WB_P_RUN, WB_P_STOP };
 
@@ -24,8 +24,8 @@ enum wb_conn_state {
     WB_C_TLS,        /* TLS handshake */
     WB_C_HANDSHAKE,  /* request sent, reading the response head */
     WB_C_OPEN,
-    WB_C_CLOSING,    /* our close frame is queued or sent; waiting for the server's */
-    WB_C_DRAIN,      /* close frames exchanged; waiting for the server to close TCP */
+    WB_C_CLOSING, /* our close frame is queued or sent; waiting for the server's */
+    WB_C_DRAIN,   /* close frames exchanged; waiting for the server to close TCP */
 };
 
 enum wb_conn_flag {
@@ -45,13 +45,13 @@ typedef struct wb_cold {
     char key[25];
     uint8_t head[WB_HEAD_MAX]; /* response head as it arrives */
     size_t head_len, head_scanned;
-    uint8_t ctl[WB_CTL_MAX];   /* bytes to write after the data stream */
+    uint8_t ctl[WB_CTL_MAX]; /* bytes to write after the data stream */
     size_t ctl_len, ctl_off;
-    uint8_t cpay[125];         /* control frame payload across reads */
+    uint8_t cpay[125]; /* control frame payload across reads */
     uint8_t cpay_len;
     wb_tls *tls;
-    void *inflater;            /* permessage-deflate (wsk_pmd_inflater) */
-    uint8_t *zmsg;             /* the inflated message */
+    void *inflater; /* permessage-deflate (wsk_pmd_inflater) */
+    uint8_t *zmsg;  /* the inflated message */
     size_t zmsg_len, zmsg_cap;
 } wb_cold;
 
@@ -59,7 +59,7 @@ typedef struct wb_thread wb_thread;
 typedef struct wb_state wb_state;
 
 typedef struct wb_conn {
-    ev_io io;                   /* first: the watcher is the connection */
+    ev_io io; /* first: the watcher is the connection */
     wb_thread *t;
     wb_cold *cold;
     struct wb_conn *dirty_next;
@@ -68,23 +68,25 @@ typedef struct wb_conn {
     const uint8_t *sbase;
     uint32_t ssize, soff;
     uint64_t sunsent;
-    uint64_t owed;              /* frames the scenario wants sent, not yet in the stream */
+    uint64_t owed; /* frames the scenario wants sent, not yet in the stream */
     /* Receive state. */
-    uint64_t remaining;         /* payload bytes left in the current frame */
-    uint64_t msg_len;           /* payload bytes of the current message so far */
+    uint64_t remaining; /* payload bytes left in the current frame */
+    uint64_t msg_len;   /* payload bytes of the current message so far */
     wsk_frame_dec dec;
     uint8_t state, op, fin, msg_op, hlen, rsv;
     uint16_t flags;
     uint8_t head[WB_HEAD];
-    uint32_t id;                /* 0 .. connections - 1 */
-    uint32_t local;             /* index among the thread's open connections (open loop) */
+    uint32_t id;    /* 0 .. connections - 1 */
+    uint32_t local; /* index among the thread's open connections (open loop) */
     /* Scenario state. */
-    uint64_t sent, recvd;       /* data messages */
-    uint64_t quota;             /* -n share; 0 = none */
-    uint64_t t0;                /* when the connection (or connect cycle) started, ns */
-    uint64_t *ring;             /* closed loop: send times of the messages in flight */
+    uint64_t sent, recvd; /* data messages */
+    uint64_t quota;       /* -n share; 0 = none */
+    uint64_t t0;          /* when the connection (or connect cycle) started, ns */
+    uint64_t t_drain;     /* when the close frames were exchanged, ns */
+    uint64_t *ring;       /* closed loop: send times of the messages in flight */
     uint32_t ring_mask, ring_head, ring_tail;
-    uint64_t sched;             /* open loop: messages scheduled so far */
+    uint64_t sched; /* open loop: messages scheduled so far */
+    uint8_t *own;   /* pubsub publisher: frames built as they are sent */
 } wb_conn;
 
 struct wb_thread {
@@ -93,33 +95,34 @@ struct wb_thread {
     pthread_t tid;
     clockid_t cpu_clock;
     struct ev_loop *ev;
-    ev_prepare prep;            /* the once-per-turn flush */
-    ev_async wake;              /* the main thread or another worker has news */
-    ev_timer timer;             /* deadlines, every 100 ms */
-    ev_io tfd_io;               /* timerfd for the open-loop schedule (ns resolution) */
+    ev_prepare prep; /* the once-per-turn flush */
+    ev_async wake;   /* the main thread or another worker has news */
+    ev_timer timer;  /* deadlines, every 100 ms */
+    ev_io tfd_io;    /* timerfd for the open-loop schedule (ns resolution) */
     int tfd;
     uint8_t *rbuf;
     wb_conn *conns;
     unsigned nconns;
-    unsigned next;              /* next connection to start */
-    unsigned connecting, live;  /* being set up; with an fd */
+    unsigned next;             /* next connection to start */
+    unsigned connecting, live; /* being set up; with an fd */
     wb_conn *dirty;
-    uint64_t now;               /* ns: refreshed after each read and at each turn */
+    uint64_t now; /* ns: refreshed after each read and at each turn */
     uint64_t rng;
     int phase_seen;
     int stopping;
     uint64_t stop_deadline;
     uint64_t round_seen;
     uint64_t rx_turn;           /* data messages received since the last turn */
+    uint64_t rx_msgs, rx_bytes; /* received, not yet added to st (wb_counts_flush) */
     /* Open loop. */
-    wb_conn **open;             /* the open connections, in schedule order */
+    wb_conn **open; /* the open connections, in schedule order */
     unsigned nopen;
     uint64_t rate_t0, rate_j;
-    double rate_interval;       /* ns between two sends of this thread */
+    double rate_interval; /* ns between two sends of this thread */
     /* Read by the main thread. */
     wb_counters st;
     wb_hist lat, conn;
-    uint64_t done;              /* 1 once the loop has ended */
+    uint64_t done; /* 1 once the loop has ended */
     char pad[64];
 };
 
@@ -128,8 +131,9 @@ typedef struct wb_scen {
     /* Prebuilt frames and anything else shared by the threads; 0 or -1 with why set. */
     int (*setup)(wb_state *s, char *why, size_t cap);
     void (*teardown)(wb_state *s);
-    /* Appends this connection's query (e.g. "name=Alice0") to the request path. */
-    void (*query)(wb_state *s, wb_conn *c, char *buf, size_t cap);
+    /* The request target of this connection, from the URL's (s->path): "/?name=Alice0",
+     * "/wsbench-3" ... */
+    void (*path)(wb_state *s, wb_conn *c, char *buf, size_t cap);
     /* The handshake completed. */
     void (*open)(wb_thread *t, wb_conn *c);
     /* A whole data message (inflated when compressed) when WB_F_HOOK is set; head holds its
@@ -165,36 +169,38 @@ struct wb_state {
     char path[1024];
     char userinfo[256];
     int has_userinfo;
-    unsigned nsrc;              /* source addresses 127.0.0.1 .. 127.0.0.nsrc (0: any) */
+    unsigned nsrc; /* source addresses 127.0.0.1 .. 127.0.0.nsrc (0: any) */
     wb_tls_conf *tls;
-    char offer[128];            /* Sec-WebSocket-Extensions offer ("" for none) */
+    char offer[128]; /* Sec-WebSocket-Extensions offer ("" for none) */
     /* Prebuilt frames (scenario data). */
-    uint8_t *pool;              /* echo: pool_frames masked frames of frame_size bytes */
+    uint8_t *pool; /* echo: pool_frames masked frames of frame_size bytes */
     uint32_t pool_size, frame_size, pool_frames;
-    uint8_t *zpool;             /* the same frames compressed (RSV1), for --compress */
+    uint8_t *zpool; /* the same frames compressed (RSV1), for --compress */
     uint32_t zpool_size, zframe_size;
-    uint8_t *payload;           /* the unmasked payload every echo message carries */
+    uint8_t *payload; /* the unmasked payload every echo message carries */
     size_t payload_len;
-    uint8_t *batch[8];          /* chat: the batch, with 8 sets of masking keys */
+    uint8_t *batch[8]; /* chat: the batch, with 8 sets of masking keys */
     uint32_t batch_len, batch_msgs;
-    uint64_t per_round;         /* chat: messages received by all clients in a round */
-    uint64_t max_rounds;        /* chat: from -n; 0 = no limit */
+    uint64_t per_round;  /* chat: messages received by all clients in a round */
+    uint64_t max_rounds; /* chat: from -n; 0 = no limit */
+    unsigned publishers; /* pubsub: connections 0 .. publishers - 1 publish */
     /* Coordination (atomics). */
     int phase;
-    unsigned total;             /* connections */
-    unsigned n_settled;         /* connection attempts finished (open or failed) */
-    unsigned n_open;            /* ever opened */
-    unsigned n_ready;           /* chat: had their first message */
-    unsigned n_done;            /* reached their -n quota */
-    unsigned n_ended;           /* open connections that ended during the run */
+    unsigned total;      /* connections */
+    unsigned n_settled;  /* connection attempts finished (open or failed) */
+    unsigned n_open;     /* ever opened */
+    unsigned n_ready;    /* chat: had their first message */
+    unsigned n_done;     /* reached their -n quota */
+    unsigned n_ended;    /* open connections that ended during the run */
+    unsigned n_pub_open; /* pubsub: publishers open */
     unsigned threads_done;
     int64_t chat_remaining;
-    uint64_t chat_round;        /* rounds started */
-    int round_done;             /* --round-delay: a round finished, the next waits for a tick */
-    uint64_t round_t0;          /* ns when the current round started */
-    uint64_t t_run;             /* ns when the run phase began */
+    uint64_t chat_round; /* rounds started */
+    int round_done;      /* --round-delay: a round finished, the next waits for a tick */
+    uint64_t round_t0;   /* ns when the current round started */
+    uint64_t t_run;      /* ns when the run phase began */
     int first_err_set;
-    char first_err[256];
+    char first_err[200];
     /* Main thread. */
     struct ev_loop *main_ev;
     ev_async main_wake;
@@ -208,6 +214,9 @@ uint64_t wb_rand(uint64_t *state);
 /* Fills p with random bytes from getrandom(2). */
 void wb_random_bytes(void *p, size_t n);
 
+/* Adds what the current read received to the counters the main thread reads: before anything
+ * that makes the main thread take its final snapshot (wb_wake_main after a quota). */
+void wb_counts_flush(wb_thread *t);
 /* Queues c for the end-of-turn write. */
 void wb_conn_dirty(wb_thread *t, wb_conn *c);
 /* Records an error of kind e; the first message of a run is kept for the report. */
@@ -226,8 +235,8 @@ void wb_wake_workers(wb_state *s, wb_thread *except);
 /* Arms the thread's timerfd for the absolute time ns (CLOCK_MONOTONIC). */
 void wb_wake_at(wb_thread *t, uint64_t ns);
 /* Builds one masked client frame into out (header + payload); returns its length. */
-size_t wb_frame_build(uint8_t *out, unsigned op, unsigned rsv, const uint8_t *payload,
-                      size_t len, const uint8_t key[4]);
+size_t wb_frame_build(uint8_t *out, unsigned op, unsigned rsv, const uint8_t *payload, size_t len,
+                      const uint8_t key[4]);
 
 static inline unsigned wb_atomic_inc(unsigned *p)
 {

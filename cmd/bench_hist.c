@@ -83,6 +83,7 @@ void wb_hist_sub(wb_hist *dst, const wb_hist *src)
 uint64_t wb_hist_quantile(const wb_hist *h, double q)
 {
     if (!h->count) return 0;
+    if (q >= 1) return h->max;
     uint64_t want = (uint64_t)(q * (double)h->count + 0.999999);
     if (want < 1) want = 1;
     if (want > h->count) want = h->count;

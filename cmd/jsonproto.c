@@ -6,6 +6,7 @@
 #include "jsonproto.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,22 +111,36 @@ static int has_escaped_nul(const char *p, size_t n)
     return 0;
 }
 
+/* An id (a number or a string) as JSON text in out.  Whole numbers, the usual ids, are printed
+ * here: cJSON prints every number with sprintf and reads it back with sscanf, which costs more
+ * than the rest of a request.  JP_OK, JP_EBADREQ (longer than JP_ID_MAX) or JP_ENOMEM. */
+static int print_id(const cJSON *id, char out[JP_ID_MAX + 1])
+{
+    double v = id->valuedouble;
+    if (cJSON_IsNumber(id) && v == floor(v) && fabs(v) < 9007199254740992.0) {
+        snprintf(out, JP_ID_MAX + 1, "%lld", (long long)v);
+        return JP_OK;
+    }
+    char *text = cJSON_PrintUnformatted(id);
+    if (!text) return JP_ENOMEM;
+    size_t n = strlen(text);
+    int r = n <= JP_ID_MAX ? JP_OK : JP_EBADREQ;
+    if (r == JP_OK) memcpy(out, text, n + 1);
+    cJSON_free(text);
+    return r;
+}
+
 static int read_id(const cJSON *doc, jp_request *rq)
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
     if (!id) return JP_OK;
-    if (!cJSON_IsNumber(id) && !cJSON_IsString(id))
+    /* cJSON prints an out-of-range number (1e999) as null: refuse it rather than echo null. */
+    if (!(cJSON_IsNumber(id) && isfinite(id->valuedouble)) && !cJSON_IsString(id))
         return refuse(rq, JP_EBADREQ, "\"id\" must be a number or a string");
-    char *text = cJSON_PrintUnformatted(id);
-    if (!text) return refuse(rq, JP_ENOMEM, "out of memory");
-    size_t n = strlen(text);
-    int r = JP_OK;
-    if (n <= JP_ID_MAX)
-        memcpy(rq->id, text, n + 1);
-    else
-        r = refuse(rq, JP_EBADREQ, "\"id\" is too long");
-    cJSON_free(text);
-    return r;
+    int r = print_id(id, rq->id);
+    if (r == JP_ENOMEM) return refuse(rq, r, "out of memory");
+    if (r < 0) return refuse(rq, JP_EBADREQ, "\"id\" is too long");
+    return JP_OK;
 }
 
 static int read_topics(const cJSON *doc, jp_request *rq, size_t max_topics)
@@ -263,14 +278,6 @@ static char *finish(cJSON *o, int ok, size_t *len)
     return s;
 }
 
-char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, size_t *len)
-{
-    cJSON *o = reply("ack", "publish", id);
-    int ok = o && !add_strn(o, "topic", topic, tlen) &&
-             cJSON_AddNumberToObject(o, "receivers", (double)receivers);
-    return finish(o, ok, len);
-}
-
 char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
                     size_t subscriptions, size_t *len)
 {
@@ -353,28 +360,52 @@ static size_t escape(const uint8_t *p, size_t n, char *out)
     return o;
 }
 
-char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
-                  size_t *len)
+/* {a}topic{b}data{c}, topic and data escaped (data as base64 when binary). */
+static char *wrap(const char *a, const char *b, const char *c, const char *topic, size_t tlen,
+                  const void *data, size_t dlen, int binary, size_t *len)
 {
-    static const char a[] = "{\"type\":\"message\",\"topic\":\"", b[] = "\",\"data\":\"",
-                      c_text[] = "\"}", c_bin[] = "\",\"binary\":true}";
     const uint8_t *t = (const uint8_t *)topic, *d = data;
+    size_t al = strlen(a), bl = strlen(b), cl = strlen(c);
     size_t te = escape(t, tlen, NULL);
     size_t de = binary ? (dlen + 2) / 3 * 4 : escape(d, dlen, NULL);
-    const char *c = binary ? c_bin : c_text;
-    size_t cl = binary ? sizeof c_bin - 1 : sizeof c_text - 1;
-    size_t total = sizeof a - 1 + te + sizeof b - 1 + de + cl;
+    size_t total = al + te + bl + de + cl;
     char *s = malloc(total + 1), *o = s;
     if (!s) return NULL;
-    memcpy(o, a, sizeof a - 1);
-    o += sizeof a - 1;
+    memcpy(o, a, al);
+    o += al;
     o += escape(t, tlen, o);
-    memcpy(o, b, sizeof b - 1);
-    o += sizeof b - 1;
+    memcpy(o, b, bl);
+    o += bl;
     o += binary ? jp_base64_encode(d, dlen, o) : escape(d, dlen, o);
     memcpy(o, c, cl + 1);
     if (len) *len = total;
     return s;
+}
+
+char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                  size_t *len)
+{
+    return wrap("{\"type\":\"message\",\"topic\":\"", "\",\"data\":\"",
+                binary ? "\",\"binary\":true}" : "\"}", topic, tlen, data, dlen, binary, len);
+}
+
+char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                         unsigned long id, size_t *len)
+{
+    char c[64];
+    snprintf(c, sizeof c, "\",%s\"id\":%lu}", binary ? "\"binary\":true," : "", id);
+    return wrap("{\"op\":\"publish\",\"topic\":\"", "\",\"data\":\"", c, topic, tlen, data, dlen,
+                binary, len);
+}
+
+/* The acknowledgement of every publish: built like a delivery, for the same reason. */
+char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, size_t *len)
+{
+    char a[JP_ID_MAX + 64], c[48];
+    snprintf(a, sizeof a, "{\"type\":\"ack\",\"op\":\"publish\"%s%s,\"topic\":\"",
+             id && *id ? ",\"id\":" : "", id && *id ? id : "");
+    snprintf(c, sizeof c, "\",\"receivers\":%ld}", receivers);
+    return wrap(a, c, "", topic, tlen, "", 0, 0, len);
 }
 
 /* ----- replies as a client reads them -------------------------------------------------------- */
@@ -400,11 +431,7 @@ int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
               : !strcmp(type, "message") ? JP_R_MESSAGE
                                          : JP_R_OTHER;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
-    if (cJSON_IsNumber(id) || cJSON_IsString(id)) {
-        char *text = cJSON_PrintUnformatted(id);
-        if (text && strlen(text) <= JP_ID_MAX) strcpy(r->id, text);
-        cJSON_free(text);
-    }
+    if (cJSON_IsNumber(id) || cJSON_IsString(id)) print_id(id, r->id);
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "op"), r->op, sizeof r->op);
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(doc, "receivers");
     if (cJSON_IsNumber(n)) r->receivers = (long)n->valuedouble;

@@ -82,6 +82,11 @@ char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen,
 char *jp_http_published(const char *topic, size_t tlen, long receivers, size_t *len);
 char *jp_http_error(const char *code, const char *msg, size_t *len);
 
+/* A client's request {"op":"publish","topic":T,"data":...,"id":id} (text data must be UTF-8;
+ * binary goes as base64 with "binary":true), built by hand like a delivery. */
+char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                         unsigned long id, size_t *len);
+
 /* A reply as a client (wspub) reads it. */
 enum jp_reply_type { JP_R_OTHER = 0, JP_R_ACK, JP_R_ERROR, JP_R_MESSAGE };
 typedef struct jp_reply {

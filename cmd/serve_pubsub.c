@@ -560,7 +560,7 @@ static void broker_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
     struct client *cl = wsk_ws_data(ws);
     if (cl->json) {
         if (op != WSK_OP_TEXT)
-            send_error(ws, "", JP_EBADJSON, "the control protocol speaks JSON in text messages");
+            send_error(ws, "", JP_EBADREQ, "the control protocol speaks JSON in text messages");
         else
             json_request(ws, cl, data, len);
         return;

@@ -20,6 +20,7 @@
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
  * the end, across redirects: only its fd changes. */
 #include "io_tls.h"
+#include "pmd_conn.h"
 #include "io_transport.h"
 #include "msg_handshake.h"
 #include "parse_http.h"
@@ -39,8 +40,9 @@
 
 #define REQUEST_MAX (16 * 1024) /* the upgrade request, custom headers included */
 #define BODY_MAX    (64 * 1024) /* body of a refused upgrade kept for the error handler */
+#define BODY_WAIT   2.0         /* seconds that body may take after the head */
 #define HOST_MAX    256         /* a DNS name is at most 253 bytes */
-#define OFFER_MAX   128         /* Sec-WebSocket-Extensions value we offer */
+#define OFFER_MAX   256         /* Sec-WebSocket-Extensions value we offer (WSK_PMD_HEADER_MAX) */
 
 enum phase {
     PH_START,   /* the deferred start: the deadline timer fires at 0 s */
@@ -65,7 +67,7 @@ typedef struct wsk_client {
     wsk_url u;         /* its parts, pointing into url */
     wsk_url proxy;     /* o.proxy's parts */
     char host[HOST_MAX];
-    int same_origin;   /* still on the first URL's host and port: o.auth may be sent */
+    int same_origin; /* still on the first URL's host and port: o.auth may be sent */
     unsigned redirects;
     uint8_t phase;
     uint8_t reported; /* error and close handlers ran for a failure */
@@ -106,15 +108,16 @@ void wsk_client_opts_init(wsk_client_opts *o)
     o->max_header = 16 * 1024;
 }
 
-/* ----- reporting ----------------------------------------------------------------------------- */
+/* ----- reporting ------------------------------------------------------------------------------ */
 
-/* The URL without user info, for messages: credentials never reach a log. */
+/* The URL without user info, for log lines: credentials never reach a log. */
 static const char *where(const wsk_client *cl, char *buf, size_t cap)
 {
     const wsk_url *u = &cl->u;
     int v6 = u->ipv6;
-    snprintf(buf, cap, "%s://%s%.*s%s:%u", u->secure ? "wss" : "ws", v6 ? "[" : "",
-             (int)u->host_len, u->host, v6 ? "]" : "", u->port);
+    snprintf(buf, cap, "%s://%s%.*s%s:%u%s%.*s", u->secure ? "wss" : "ws", v6 ? "[" : "",
+             (int)u->host_len, u->host, v6 ? "]" : "", u->port, u->path[0] == '/' ? "" : "/",
+             (int)(u->path_len < 200 ? u->path_len : 200), u->path);
     return buf;
 }
 
@@ -122,7 +125,7 @@ static const char *where(const wsk_client *cl, char *buf, size_t cap)
 static void report(wsk_client *cl, int err, const char *msg)
 {
     struct wsk_ws *c = cl->ws;
-    char w[HOST_MAX + 16];
+    char w[HOST_MAX + 224];
     if (cl->reported) return;
     cl->reported = 1;
     cl->phase = PH_FAILED;
@@ -138,7 +141,7 @@ static void fail(wsk_client *cl, int err, const char *msg)
     wsk_conn_end(cl->ws, WSK_CLOSE_ABNORMAL, msg);
 }
 
-/* ----- options and URLs ---------------------------------------------------------------------- */
+/* ----- options and URLs ----------------------------------------------------------------------- */
 
 static size_t str_size(const char *s)
 {
@@ -171,7 +174,8 @@ static wsk_client *client_new(const wsk_client_opts *opts)
     cl->o = *o;
     const char **hdrs = cl->ptrs, **protos = cl->ptrs + o->nheaders + (o->host ? 1 : 0);
     char *s = (char *)(cl->ptrs + nptr);
-    for (size_t i = 0; i < o->nheaders; ++i) hdrs[i] = str_copy(&s, o->headers[i] ? o->headers[i] : "");
+    for (size_t i = 0; i < o->nheaders; ++i)
+        hdrs[i] = str_copy(&s, o->headers[i] ? o->headers[i] : "");
     if (o->host) {
         hdrs[o->nheaders] = s;
         s += sprintf(s, "Host: %s", o->host) + 1;
@@ -214,9 +218,9 @@ static int set_url(wsk_client *cl, const char *s, size_t n)
 
 static int hexval(int c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'                     ? c - '0'
            : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
-                                                      : -1;
+                                                    : -1;
 }
 
 /* Percent-decodes s[0..n) into out (n + 1 bytes), NUL-terminated (RFC 3986 2.1). */
@@ -251,16 +255,13 @@ static void base64(const uint8_t *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5), "" for none.  Nothing is offered
- * until permessage-deflate is wired into the client (wsk_pmd_client_offer for ctx->o.compress
- * here, wsk_pmd_client_accept on the response), so wsk_handshake_client_verify refuses any
- * extension in a response. */
+/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->o.compress, "" for none;
+ * returns its length. */
 static int offer_extensions(const wsk_client *cl, char *out, size_t cap)
 {
-    (void)cl;
-    (void)cap;
-    out[0] = '\0';
-    return 0;
+    int n = wsk_pmd_conn_offer(&cl->ctx, out, cap);
+    if (n <= 0) out[0] = '\0';
+    return n;
 }
 
 /* Writes the upgrade request (RFC 6455 4.1) with `key` into out.  Its length, or WSK_ERR_INVAL
@@ -287,10 +288,9 @@ static int build_request(const wsk_client *cl, char *out, size_t cap, const char
     return n;
 }
 
-/* ----- the steps of a connection ------------------------------------------------------------- */
+/* ----- the steps of a connection -------------------------------------------------------------- */
 
 static void on_connect(struct ev_loop *ev, ev_io *w, int revents);
-static void begin_attempt(wsk_client *cl);
 
 static void arm_deadline(wsk_client *cl, double after)
 {
@@ -323,7 +323,7 @@ static void drop_head(struct wsk_ws *c)
 static int start_tls(wsk_client *cl)
 {
     if (!cl->ctx.tls && wsk_tls_client_config(&cl->ctx, &cl->o) < 0) {
-        fail(cl, WSK_ERR_TLS, "TLS is not available or its configuration failed");
+        fail(cl, WSK_ERR_TLS, "TLS configuration failed");
         return -1;
     }
     int r = wsk_tls_connect(cl->ws, cl->host);
@@ -331,7 +331,8 @@ static int start_tls(wsk_client *cl)
         fail(cl, r == WSK_ERR_CERT ? r : WSK_ERR_TLS, "TLS session could not start");
         return -1;
     }
-    /* The handshake runs inside the transport's reads and writes; its end is not observed. */
+    /* The handshake runs inside the transport's reads and writes: -1 until
+     * wsk_client_tls_done. */
     cl->t.tls = -1;
     return 0;
 }
@@ -375,7 +376,7 @@ static void send_connect(wsk_client *cl)
     char req[1024];
     int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", hostport,
                      hostport, auth);
-    if (queue_bytes(cl->ws, req, (size_t)n) < 0) {
+    if (n < 0 || (size_t)n >= sizeof req || queue_bytes(cl->ws, req, (size_t)n) < 0) {
         fail(cl, WSK_ERR_NOMEM, "out of memory");
         return;
     }
@@ -393,8 +394,10 @@ static void connected(wsk_client *cl)
     ev_set_cb(&c->io, cl->conn_cb);
     ev_io_set(&c->io, c->io.fd, EV_READ);
     ev_io_start(ev, &c->io);
-    if (cl->o.proxy) send_connect(cl);
-    else send_upgrade(cl);
+    if (cl->o.proxy)
+        send_connect(cl);
+    else
+        send_upgrade(cl);
 }
 
 /* Connects to the next address of the name; the socket replaces the connection's fd. */
@@ -404,8 +407,8 @@ static void try_connect(wsk_client *cl)
     struct ev_loop *ev = cl->ctx.loop->ev;
     for (struct addrinfo *ai; (ai = cl->next_addr);) {
         cl->next_addr = ai->ai_next;
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
             cl->connect_errno = errno;
             continue;
@@ -429,9 +432,8 @@ static void try_connect(wsk_client *cl)
     }
     const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
     char msg[HOST_MAX + 128];
-    snprintf(msg, sizeof msg, "cannot connect to %s%.*s port %u: %s",
-             cl->o.proxy ? "proxy " : "", (int)to->host_len, to->host, to->port,
-             strerror(cl->connect_errno));
+    snprintf(msg, sizeof msg, "cannot connect to %s%.*s port %u: %s", cl->o.proxy ? "proxy " : "",
+             (int)to->host_len, to->host, to->port, strerror(cl->connect_errno));
     fail(cl, WSK_ERR_CONNECT, msg);
 }
 
@@ -499,23 +501,25 @@ static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
         [PH_CONNECT] = "connecting timed out",
         [PH_PROXY] = "no answer from the proxy",
         [PH_UPGRADE] = "no response to the upgrade request",
-        [PH_BODY] = "the refusal's body did not end",
     };
     char msg[96];
     (void)ev;
     (void)revents;
-    if (cl->phase == PH_START) {
-        begin_attempt(cl);
-        return;
+    switch (cl->phase) {
+    case PH_START: begin_attempt(cl); break;
+    case PH_CONNECT:
+    case PH_PROXY:
+    case PH_UPGRADE:
+        snprintf(msg, sizeof msg, "%s after %us", what[cl->phase], cl->o.connect_timeout);
+        fail(cl, WSK_ERR_TIMEOUT, msg);
+        break;
+    case PH_BODY:
+        /* The refusal is reported with as much of its body as arrived. */
+        wsk_client_failed(cl->ws, WSK_ERR_TIMEOUT, "the refusal's body did not end");
+        wsk_conn_end(cl->ws, WSK_CLOSE_ABNORMAL, NULL);
+        break;
+    default: break;
     }
-    if (cl->phase > PH_BODY) return;
-    snprintf(msg, sizeof msg, "%s after %us", what[cl->phase], cl->o.connect_timeout);
-    if (cl->phase == PH_BODY) {
-        wsk_client_failed(cl->ws, WSK_ERR_TIMEOUT, msg); /* reports the refusal */
-        wsk_conn_end(cl->ws, WSK_CLOSE_ABNORMAL, msg);
-        return;
-    }
-    fail(cl, WSK_ERR_TIMEOUT, msg);
 }
 
 static void on_tick(struct ev_loop *ev, ev_timer *w, int revents)
@@ -552,9 +556,8 @@ static int check_args(wsk_client *cl, const char *url)
     int r = set_url(cl, url, strlen(url));
     if (r < 0) return r;
     /* An https proxy would need TLS inside TLS; only http:// proxies are supported. */
-    if (cl->o.proxy &&
-        (wsk_url_parse(cl->o.proxy, strlen(cl->o.proxy), &cl->proxy) < 0 || cl->proxy.secure ||
-         cl->proxy.host_len >= HOST_MAX))
+    if (cl->o.proxy && (wsk_url_parse(cl->o.proxy, strlen(cl->o.proxy), &cl->proxy) < 0 ||
+                        cl->proxy.secure || cl->proxy.host_len >= HOST_MAX))
         return WSK_ERR_URL;
     char *probe = malloc(REQUEST_MAX);
     if (!probe) return WSK_ERR_NOMEM;
@@ -614,7 +617,7 @@ wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts
     return c;
 }
 
-/* ----- the response -------------------------------------------------------------------------- */
+/* ----- the response --------------------------------------------------------------------------- */
 
 static int is_redirect(int status)
 {
@@ -625,9 +628,9 @@ static int is_redirect(int status)
 static int has_scheme(const char *s, size_t n)
 {
     size_t i = 0;
-    while (i < n && (((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z') ||
-                     (i && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-' ||
-                            s[i] == '.'))))
+    while (i < n &&
+           (((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z') ||
+            (i && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-' || s[i] == '.'))))
         ++i;
     return i > 0 && i < n && s[i] == ':';
 }
@@ -647,10 +650,15 @@ static char *resolve_location(const wsk_client *cl, const char *loc, size_t n)
         snprintf(out, cap, "%s:%.*s", scheme, (int)n, loc);
     } else {
         int v6 = u->ipv6;
-        int k = snprintf(out, cap, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", cl->host,
-                         v6 ? "]" : "", u->port);
-        if (n == 0 || loc[0] != '/') {
-            /* A relative path replaces the last segment of the request's path. */
+        int k = snprintf(out, cap, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", cl->host, v6 ? "]" : "",
+                         u->port);
+        if (n && loc[0] == '?') {
+            /* A query alone replaces the request's query. */
+            while (dir < u->path_len && u->path[dir] != '?') ++dir;
+            if (!dir || u->path[0] != '/') out[k++] = '/';
+        } else if (n == 0 || loc[0] != '/') {
+            /* A relative path replaces the last segment of the request's path (dot segments
+             * are left for the server to resolve). */
             for (size_t i = 0; i < u->path_len && u->path[i] != '?'; ++i)
                 if (u->path[i] == '/') dir = i + 1;
             if (!dir) out[k++] = '/';
@@ -678,14 +686,15 @@ static void follow(wsk_client *cl, const wsk_http_response *res)
         return;
     }
     char *next = resolve_location(cl, loc->value, loc->value_len);
-    char old_host[HOST_MAX], w[HOST_MAX + 16];
+    char old_host[HOST_MAX], w[HOST_MAX + 224];
     unsigned old_port = cl->u.port;
     int old_secure = cl->u.secure;
     memcpy(old_host, cl->host, sizeof old_host);
     int r = next ? set_url(cl, next, strlen(next)) : WSK_ERR_NOMEM;
     free(next);
     if (r < 0) {
-        snprintf(msg, sizeof msg, "%s: %.*s", r == WSK_ERR_URL ? "invalid redirect" : "out of memory",
+        snprintf(msg, sizeof msg, "%s: %.*s",
+                 r == WSK_ERR_URL ? "invalid redirect" : "out of memory",
                  (int)(loc->value_len < 100 ? loc->value_len : 100), loc->value);
         fail(cl, r == WSK_ERR_URL ? WSK_ERR_HANDSHAKE : r, msg);
         return;
@@ -776,15 +785,15 @@ static void body_length(wsk_client *cl, const wsk_http_response *res)
         cl->body_need = 0;
         return;
     }
-    const wsk_http_header *te = wsk_http_find(res->headers, res->nheaders, "transfer-encoding",
-                                              &from);
+    const wsk_http_header *te =
+        wsk_http_find(res->headers, res->nheaders, "transfer-encoding", &from);
     if (te) {
         cl->chunked = (uint8_t)wsk_http_has_token(te->value, te->value_len, "chunked");
         return;
     }
     from = 0;
-    const wsk_http_header *cl_h = wsk_http_find(res->headers, res->nheaders, "content-length",
-                                                &from);
+    const wsk_http_header *cl_h =
+        wsk_http_find(res->headers, res->nheaders, "content-length", &from);
     if (cl_h) {
         size_t v = 0, i = 0;
         for (; i < cl_h->value_len && cl_h->value[i] >= '0' && cl_h->value[i] <= '9'; ++i)
@@ -816,6 +825,11 @@ static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *re
         fail(cl, WSK_ERR_HANDSHAKE, why);
         return;
     }
+    /* RFC 7692 5: an extension answer that does not fit our offer fails the connection. */
+    if (offered && wsk_pmd_conn_accept(c, res) < 0) {
+        fail(cl, WSK_ERR_HANDSHAKE, "server answered an invalid permessage-deflate response");
+        return;
+    }
     if (proto) {
         wsk_cold *k = wsk_conn_cold(c);
         if (!k || !(k->protocol = strndup(proto, plen))) {
@@ -839,8 +853,7 @@ static int keep(struct wsk_ws *c, const uint8_t *p, size_t n, int in_cold, size_
     return in_cold ? 0 : wsk_dbuf_append(&k->head, p, n);
 }
 
-static void proxy_answered(wsk_client *cl, const wsk_http_response *res, size_t head_len,
-                           size_t n)
+static void proxy_answered(wsk_client *cl, const wsk_http_response *res, size_t head_len, size_t n)
 {
     char msg[160];
     if (res->status / 100 != 2) {
@@ -910,9 +923,17 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
     } else if (is_redirect(res.status) && cl->o.follow_redirects) {
         follow(cl, &res);
     } else {
-        /* A refusal: wait for its body (bounded), which usually says why. */
-        if (cl->phase != PH_BODY) body_length(cl, &res);
+        /* A refusal: wait for its body, which usually says why, for BODY_WAIT at most (the
+         * answer is known; only the explanation is missing). */
+        if (cl->phase != PH_BODY) {
+            body_length(cl, &res);
+            arm_deadline(cl, BODY_WAIT);
+        }
         cl->phase = PH_BODY;
+        if (n >= max_head + BODY_MAX) {
+            full = 1;
+            n = max_head + BODY_MAX;
+        }
         if (full || body_done(cl, p + head_len, n - head_len)) {
             refused(cl, &res, p + head_len, n - head_len);
             wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
@@ -958,6 +979,12 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg)
     report(cl, err, msg);
 }
 
+void wsk_client_tls_done(struct wsk_ws *c)
+{
+    wsk_client *cl = client_of(c);
+    if (c->ctx->role == WSK_ROLE_CLIENT && cl->t.tls < 0) cl->t.tls = ev_time() - cl->t.start;
+}
+
 void wsk_ctx_release(wsk_ctx *ctx)
 {
     wsk_client *cl = (wsk_client *)ctx;
@@ -979,7 +1006,7 @@ void wsk_ctx_release(wsk_ctx *ctx)
     free(cl);
 }
 
-/* ----- accessors ----------------------------------------------------------------------------- */
+/* ----- accessors ------------------------------------------------------------------------------ */
 
 int wsk_client_status(const wsk_ws *ws)
 {
@@ -1049,6 +1076,8 @@ const char *wsk_client_url(const wsk_ws *ws)
 void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t)
 {
     const wsk_client *cl = client_or_null(ws);
-    if (cl) *t = cl->t;
-    else memset(t, 0, sizeof *t);
+    if (cl)
+        *t = cl->t;
+    else
+        memset(t, 0, sizeof *t);
 }

@@ -129,6 +129,7 @@ void wsk_conn_fail(struct wsk_ws *c, int err, unsigned code, const char *msg)
     }
     /* RFC 6455 7.1.7: failing the connection closes it, whichever side we are. */
     c->flags |= WSK_F_END_AFTER_FLUSH;
+    if (c->ctx->role == WSK_ROLE_SERVER) c->flags |= WSK_F_LINGER;
     wsk_loop_schedule(c->ctx->loop, c);
 }
 
@@ -157,7 +158,9 @@ static void on_readable(struct wsk_ws *c)
                      n == WSK_ERR_EOF ? "connection closed without a close frame" : "read failed");
         return;
     }
-    if (c->state != WSK_ST_HTTP) c->stamp = (uint32_t)ev_now(loop->ev);
+    /* What a closed socket still reads does not postpone its close_timeout. */
+    if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
+        c->stamp = (uint32_t)ev_now(loop->ev);
     c->flags &= ~WSK_F_PINGED;
     switch (c->state) {
     case WSK_ST_HTTP:

@@ -252,5 +252,5 @@ void wsk_http_refuse(struct wsk_ws *c, int status, const char *why, const char *
     wsk_response_free(&res);
     c->state = WSK_ST_DONE; /* what the client sends from now on is read and dropped */
     c->stamp = (uint32_t)ev_now(c->ctx->loop->ev);
-    c->flags |= WSK_F_END_AFTER_FLUSH;
+    c->flags |= WSK_F_END_AFTER_FLUSH | WSK_F_LINGER;
 }

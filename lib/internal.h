@@ -118,6 +118,7 @@ enum wsk_conn_flag {
     WSK_F_TLS = 1 << 10,
     WSK_F_KEEPALIVE = 1 << 11, /* plain HTTP: keep the connection after the reply */
     WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit: drop further sends */
+    WSK_F_LINGER = 1 << 13,    /* with END_AFTER_FLUSH: shut down writing, drain until EOF */
 };
 
 /* State a connection needs only now and then: during the handshake, while a message is being
@@ -225,6 +226,8 @@ const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv);
 void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n);
 /* The connection failed before it opened: reports err/msg through the error handler. */
 void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
+/* The TLS handshake of a client connection completed (its time for wsk_client_timing). */
+void wsk_client_tls_done(struct wsk_ws *c);
 
 /* io_tcp.c */
 int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);

@@ -130,7 +130,9 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
             return fail(c, r,
                         r == WSK_ERR_TOO_BIG ? "message inflates past the max payload"
                                              : "compressed data does not inflate");
-        if (text && wsk_utf8_validate(&c->utf8, k->msg.p + before, k->msg.len - before) < 0)
+        /* A fragment may inflate to nothing yet, with msg.p still NULL. */
+        if (text && k->msg.len > before &&
+            wsk_utf8_validate(&c->utf8, k->msg.p + before, k->msg.len - before) < 0)
             return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
     } else {
         if (text && wsk_utf8_validate(&c->utf8, p, n) < 0)

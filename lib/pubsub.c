@@ -12,10 +12,12 @@
  *    array, so leaving a topic is a swap with the last subscriber.
  *
  * A publish frames the message once.  Short frames are copied into each subscriber's queue,
- * longer ones are queued by reference to one shared block (see WSK_PUBLISH_COPY_MAX).  Each
- * subscriber gets the backpressure rule of wsk_send, and that rule may close a socket, running
- * its close handler, in the middle of the walk; the handler may unsubscribe, subscribe and
- * publish again.  So while a publish walks a topic (t->busy), leaving only blanks the slot and
+ * longer ones are queued by reference to one shared block (see WSK_PUBLISH_COPY_MAX).  With
+ * compression, sockets on the loop's shared deflater get one frame compressed once; sockets
+ * with their own deflater (context takeover) compress their own copy.  Each subscriber gets
+ * the backpressure rule of wsk_send, and that rule may close a socket, running its close
+ * handler, in the middle of the walk; the handler may unsubscribe, subscribe and publish
+ * again.  So while a publish walks a topic (t->busy), leaving only blanks the slot and
  * joining appends; the array is compacted, or the topic freed, when the last walk ends. */
 #include "pubsub.h"
 #include "pmd_conn.h"
@@ -182,6 +184,17 @@ static void ptab_free(struct ptab *t)
 
 /* ----- lookups ------------------------------------------------------------------------------- */
 
+/* A topic argument: NULL stands for the empty name; 0, or -1 for NULL with a length or a name
+ * over WSK_TOPIC_MAX. */
+static int topic_arg(const char **topic, size_t len)
+{
+    if (!*topic) {
+        if (len) return -1;
+        *topic = "";
+    }
+    return len > WSK_TOPIC_MAX ? -1 : 0;
+}
+
 static pubsub *ps_of(const wsk_server *srv)
 {
     return *wsk_server_pubsub((wsk_server *)srv);
@@ -190,8 +203,9 @@ static pubsub *ps_of(const wsk_server *srv)
 static pubsub *ps_make(wsk_server *srv)
 {
     void **slot = wsk_server_pubsub(srv);
-    if (*slot) return *slot;
-    pubsub *ps = calloc(1, sizeof *ps);
+    pubsub *ps = *slot;
+    if (ps) return ps;
+    ps = calloc(1, sizeof *ps);
     if (!ps) return NULL;
     uint64_t key[2];
     if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
@@ -238,7 +252,7 @@ static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len, st
 {
     const pubsub *ps = ws->ctx->srv ? ps_of(ws->ctx->srv) : NULL;
     *tp_out = NULL;
-    if (!ps || len > WSK_TOPIC_MAX) return NULL;
+    if (!ps || topic_arg(&topic, len) < 0) return NULL;
     struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
     *tp_out = tp;
     return tp ? member_find(ps, tp, ws) : NULL;
@@ -317,7 +331,7 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
 {
     wsk_server *srv = ws->ctx->srv;
     if (!srv || ws->state != WSK_ST_OPEN) return WSK_ERR_STATE;
-    if (len > WSK_TOPIC_MAX || (!topic && len)) return WSK_ERR_INVAL;
+    if (topic_arg(&topic, len) < 0) return WSK_ERR_INVAL;
     pubsub *ps = ps_make(srv);
     wsk_cold *k = wsk_conn_cold(ws);
     if (!ps || !k) return WSK_ERR_NOMEM;
@@ -432,7 +446,7 @@ void wsk_pubsub_server_free(wsk_server *srv)
 size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len)
 {
     const pubsub *ps = ps_of(srv);
-    if (!ps || len > WSK_TOPIC_MAX) return 0;
+    if (!ps || topic_arg(&topic, len) < 0) return 0;
     const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
     return tp ? tp->live : 0;
 }
@@ -452,48 +466,79 @@ struct pub {
     size_t len;
     unsigned op;
     int compress;
-    size_t total;                        /* frame bytes: header + payload */
-    wsk_block *shared;                   /* total > WSK_PUBLISH_COPY_MAX: the frame, once */
+    size_t total;        /* frame bytes: header + payload */
+    wsk_block *shared;   /* total > WSK_PUBLISH_COPY_MAX: the frame, once */
+    wsk_block *deflated; /* the frame compressed by the shared deflater */
+    int deflate_failed;
     uint8_t frame[WSK_PUBLISH_COPY_MAX]; /* otherwise: the frame, copied to each queue */
 };
 
-/* The call point for "compressed once when shared": the frame of this publication compressed
- * by the loop's shared deflater, which takes no context over, so the same bytes are right for
- * every socket that uses it.  Made at the first such subscriber, then queued by reference like
- * p->shared.  pmd_conn.c cannot yet say which sockets use the shared deflater nor compress into
- * a block; until it can, this returns NULL and each socket compresses its own copy. */
-static wsk_block *shared_deflated_frame(struct pub *p, struct wsk_ws *c)
+/* The publication framed once, for every socket that takes it uncompressed: a short frame
+ * was built in p->frame; a long one goes into a shared block, made at the first subscriber. */
+static wsk_block *plain_frame(struct pub *p)
 {
-    (void)p;
-    (void)c;
-    return NULL;
+    if (p->total <= WSK_PUBLISH_COPY_MAX || p->shared) return p->shared;
+    p->shared = wsk_block_new(p->loop, p->total);
+    if (!p->shared) return NULL;
+    size_t hl = wsk_frame_header(p->shared->data, 1, 0, p->op, p->len, NULL);
+    if (p->len) memcpy(p->shared->data + hl, p->data, p->len);
+    p->shared->len = (uint32_t)p->total;
+    return p->shared;
+}
+
+/* "Compressed once when shared": sockets that compress with the loop's shared deflater take
+ * no context over, so the same compressed frame is right for all of them.  It is made at the
+ * first such subscriber; NULL for any other socket (its own deflater keeps context: it
+ * compresses its own copy) or when compression failed. */
+static wsk_block *deflated_frame(struct pub *p, struct wsk_ws *c)
+{
+    if (!wsk_pmd_conn_shares_deflater(c)) return NULL;
+    if (p->deflated || p->deflate_failed) return p->deflated;
+    size_t zlen, total;
+    const void *z = wsk_pmd_shared_compress(p->loop, p->data, p->len, &zlen);
+    wsk_block *b = NULL;
+    if (z && zlen <= UINT32_MAX - sizeof *b - WSK_FRAME_HDR_MAX) {
+        total = wsk_frame_header_size(zlen, 0) + zlen;
+        b = wsk_block_new(p->loop, total);
+    }
+    if (!b) {
+        p->deflate_failed = 1;
+        return NULL;
+    }
+    size_t hl = wsk_frame_header(b->data, 1, WSK_RSV1, p->op, zlen, NULL);
+    memcpy(b->data + hl, z, zlen); /* z lives only until the next compression on this loop */
+    b->len = (uint32_t)total;
+    p->deflated = b;
+    return b;
+}
+
+/* Appends a frame to c's queue: short ones copied into its private tail block, long ones by
+ * reference to the block b that holds them.  1 when queued. */
+static int enqueue(struct wsk_ws *c, wsk_block *b, const uint8_t *bytes, size_t n)
+{
+    if (n > WSK_PUBLISH_COPY_MAX) return wsk_queue_share(c, b, 0, n) == 0;
+    uint8_t *dst = wsk_queue_reserve(c, n);
+    if (!dst) return 0;
+    memcpy(dst, bytes, n);
+    wsk_queue_commit(c, n);
+    return 1;
 }
 
 /* Queues the publication on one socket under its backpressure policy; 1 when it was queued. */
 static int deliver(struct wsk_ws *c, struct pub *p)
 {
     if (c->state != WSK_ST_OPEN) return 0;
+    wsk_block *b;
+    size_t n;
     if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->o.compress_threshold) {
-        wsk_block *b = shared_deflated_frame(p, c);
-        if (!b) return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
-        if (!wsk_send_admit(c, b->len) || wsk_queue_share(c, b, 0, b->len) < 0) return 0;
-    } else if (!wsk_send_admit(c, p->total)) {
-        return 0;
-    } else if (!p->shared && p->total <= WSK_PUBLISH_COPY_MAX) {
-        uint8_t *dst = wsk_queue_reserve(c, p->total);
-        if (!dst) return 0;
-        memcpy(dst, p->frame, p->total);
-        wsk_queue_commit(c, p->total);
+        if (!(b = deflated_frame(p, c))) return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
+        n = b->len;
     } else {
-        if (!p->shared) {
-            p->shared = wsk_block_new(p->loop, p->total);
-            if (!p->shared) return 0;
-            size_t hl = wsk_frame_header(p->shared->data, 1, 0, p->op, p->len, NULL);
-            if (p->len) memcpy(p->shared->data + hl, p->data, p->len);
-            p->shared->len = (uint32_t)p->total;
-        }
-        if (wsk_queue_share(c, p->shared, 0, p->total) < 0) return 0;
+        b = plain_frame(p);
+        n = p->total;
+        if (!b && n > WSK_PUBLISH_COPY_MAX) return 0;
     }
+    if (!wsk_send_admit(c, n) || !enqueue(c, b, b ? b->data : p->frame, n)) return 0;
     /* Queued behind bytes the peer has not read: drain tells the application when it has. */
     if (c->flags & WSK_F_WANT_WRITE) {
         c->flags |= WSK_F_BACKPRESSURE;
@@ -511,8 +556,8 @@ static int deliver(struct wsk_ws *c, struct pub *p)
 static long publish(wsk_server *srv, const struct wsk_ws *skip, const char *topic, size_t topic_len,
                     const void *data, size_t len, wsk_opcode op, int compress)
 {
-    if ((op != WSK_OP_TEXT && op != WSK_OP_BINARY) || topic_len > WSK_TOPIC_MAX || (!data && len) ||
-        (!topic && topic_len))
+    if ((op != WSK_OP_TEXT && op != WSK_OP_BINARY) || topic_arg(&topic, topic_len) < 0 ||
+        (!data && len))
         return WSK_ERR_INVAL;
     /* A block holds at most 4 GiB; the largest frame header is 10 bytes. */
     if (len > UINT32_MAX - sizeof(wsk_block) - WSK_FRAME_HDR_MAX) return WSK_ERR_INVAL;
@@ -528,7 +573,8 @@ static long publish(wsk_server *srv, const struct wsk_ws *skip, const char *topi
     p.op = op;
     p.compress = compress;
     p.total = wsk_frame_header_size(len, 0) + len;
-    p.shared = NULL;
+    p.shared = p.deflated = NULL;
+    p.deflate_failed = 0;
     if (p.total <= WSK_PUBLISH_COPY_MAX) {
         size_t hl = wsk_frame_header(p.frame, 1, 0, op, len, NULL);
         if (len) memcpy(p.frame + hl, data, len);
@@ -544,6 +590,7 @@ static long publish(wsk_server *srv, const struct wsk_ws *skip, const char *topi
     tp->busy--;
     topic_settle(ps, tp);
     if (p.shared) wsk_block_unref(p.loop, p.shared);
+    if (p.deflated) wsk_block_unref(p.loop, p.deflated);
     return n;
 }
 

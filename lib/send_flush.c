@@ -8,6 +8,7 @@
 #include "io_transport.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 
 static void want_write(struct wsk_ws *c, int on)
 {
@@ -39,6 +40,14 @@ int wsk_flush(struct wsk_ws *c)
     want_write(c, 0);
     c->flags &= ~WSK_F_OVERFLOW;
     if (c->flags & WSK_F_END_AFTER_FLUSH) {
+        /* Closing with unread input sends a reset, which may destroy the close frame or error
+         * reply before the peer reads it (a browser still sending a message over the limit
+         * reports 1006): stop writing and drain the peer until its EOF or close_timeout. */
+        if ((c->flags & WSK_F_LINGER) && !(c->flags & WSK_F_TLS) &&
+            shutdown(c->io.fd, SHUT_WR) == 0) {
+            c->flags &= ~(WSK_F_END_AFTER_FLUSH | WSK_F_LINGER);
+            return 0;
+        }
         wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
         return WSK_ERR_CLOSED;
     }

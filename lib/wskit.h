@@ -309,7 +309,8 @@ WSK_API void wsk_client_opts_init(wsk_client_opts *o);
 /* Connects to a ws:// or wss:// URL without blocking (copies of opts (NULL: defaults) and h are
  * kept).  The open handler runs once the handshake succeeds; on failure the error handler runs
  * (WSK_ERR_DNS, _CONNECT, _TIMEOUT, _HANDSHAKE, _TLS, _CERT) and then close with 1006.  Returns
- * the socket, or NULL with *err set when the URL is invalid or memory is short. */
+ * the socket, or NULL with *err set when the URL is invalid (WSK_ERR_URL), a header or protocol
+ * cannot go in a request (WSK_ERR_INVAL: CR or LF, not a token) or memory is short. */
 WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
                             const wsk_handlers *h, void *user, int *err);
 
@@ -342,7 +343,7 @@ typedef struct wsk_client_timing {
     double start;       /* ev_time() when the attempt began (after any redirect) */
     double dns;         /* the name resolved (the proxy's, with a proxy) */
     double connect;     /* TCP connected (to the proxy, with a proxy) */
-    double tls;         /* -1 for wss://: TLS runs inside the transport and is not timed */
+    double tls;         /* the TLS handshake completed; 0 for ws://, -1 when not known */
     double upgrade;     /* the 101 response arrived */
     unsigned redirects; /* redirects followed before this attempt */
 } wsk_client_timing;
@@ -351,7 +352,8 @@ WSK_API void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t);
 /* @PUBSUB@ */
 /* ---------------------------------------------------------------------------------------------
  * Publish/subscribe (server sockets only), with Bun's semantics.  A topic is any byte string of
- * at most WSK_TOPIC_MAX bytes, compared byte for byte; it exists while it has subscribers.  A
+ * at most WSK_TOPIC_MAX bytes (topic NULL with len 0 is the empty one), compared byte for byte;
+ * it exists while it has subscribers.  Each server has its own topics.  A
  * published message is framed once and the same bytes are queued to every subscriber, each
  * under its own backpressure policy (as wsk_send).  A socket leaves its topics when it closes,
  * before its close handler runs.  Any of these may be called from any handler, including while
@@ -378,8 +380,9 @@ WSK_API size_t wsk_subscriptions(const wsk_ws *ws,
  * `from` need not be subscribed.  The bytes are copied.  compress asks for permessage-deflate on
  * the subscribers that negotiated it.  Returns the number of sockets the message was queued for
  * (sockets at their backpressure limit are not counted; a socket past it with
- * close_on_backpressure_limit is closed with 1008), WSK_ERR_INVAL for another opcode or a
- * topic over WSK_TOPIC_MAX, WSK_ERR_STATE for a client socket, WSK_ERR_NOMEM. */
+ * close_on_backpressure_limit is closed with 1008, its close handler running before this
+ * returns), WSK_ERR_INVAL for another opcode or a topic over WSK_TOPIC_MAX, WSK_ERR_STATE for
+ * a client socket.  Compressed once for every subscriber on the shared compressor. */
 WSK_API long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
                          size_t len, wsk_opcode op, int compress);
 /* The same from the server: every open subscriber receives the message. */

@@ -1,0 +1,100 @@
+/* Helpers shared by the commands in cmd/: option tables, option values (sizes, durations,
+ * numbers, addresses), colours, a few output formats and the version line.  Nothing here knows
+ * about WebSockets; each helper is small enough to read in one look. */
+#ifndef WSK_CLI_H
+#define WSK_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* The exit status of a usage error, for every command. */
+#define CLI_EXIT_USAGE 1
+
+/* ----- options -------------------------------------------------------------------------------- */
+
+/* One command-line option.  A table ends with an entry whose name is NULL. */
+typedef struct cli_option {
+    const char *name; /* long name without "--" */
+    int key;          /* the short option letter, or a value above 255 for a long-only option */
+    const char *arg;  /* the argument's name in --help ("URL"), NULL for a flag; "[=NAME]" for
+                       * an optional argument, given as --name=VALUE */
+    const char *help; /* one line for --help; NULL leaves the option out of the help */
+} cli_option;
+
+#define CLI_MAX_OPTIONS 96
+
+/* getopt_long(3) over a table: returns the key of the next option with its argument in *arg
+ * (NULL for a flag), -1 once the options end (optind is the first operand), or '?' after
+ * getopt has printed what was wrong on stderr. */
+int cli_next_option(int argc, char **argv, const cli_option *opts, const char **arg);
+
+/* Prints the table as aligned help lines: "  -c, --connect URL    Connect to URL". */
+void cli_print_options(FILE *f, const cli_option *opts);
+
+/* "prog: message" on stderr (printf-style; the newline is added). */
+void cli_warn(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* cli_warn, then "Try 'prog --help'." and exit(CLI_EXIT_USAGE). */
+_Noreturn void cli_usage_error(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prints "prog VERSION (wskit VERSION, libev MAJOR.MINOR)". */
+void cli_print_version(FILE *f, const char *prog);
+
+/* ----- option values: 0 on success, -1 (and *out untouched) otherwise ------------------------- */
+
+/* A decimal integer in [min, max]. */
+int cli_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
+/* Seconds: "1.5", "250ms", "2s", "3m", "1h"; not negative. */
+int cli_parse_duration(const char *s, double *out);
+
+/* Bytes: "1024", "64K", "16M", "1G" (also "KB", "KiB", ...: all powers of 1024). */
+int cli_parse_size(const char *s, size_t *out);
+
+/* A listening address: "PORT", "HOST:PORT", "[IPV6]:PORT" or "*:PORT".  The host, without
+ * brackets, goes to host[0..cap) ("" when only a port was given); the port must be 0..65535. */
+int cli_parse_hostport(const char *s, char *host, size_t cap, unsigned *port);
+
+/* ----- colours -------------------------------------------------------------------------------- */
+
+enum cli_color {
+    CLI_RESET,
+    CLI_BOLD,
+    CLI_DIM,
+    CLI_RED,
+    CLI_GREEN,
+    CLI_YELLOW,
+    CLI_BLUE,
+    CLI_MAGENTA,
+    CLI_CYAN,
+};
+
+/* 1 when output to `f` should be coloured: not `disabled` (a --no-color option), NO_COLOR unset
+ * or empty (https://no-color.org), TERM not "dumb", and f a terminal. */
+int cli_color_wanted(FILE *f, int disabled);
+
+/* The escape sequence that selects c, or "" when !on. */
+const char *cli_color(int on, enum cli_color c);
+
+/* ----- formats -------------------------------------------------------------------------------- */
+
+/* Base64 (RFC 4648 section 4) of in[0..n) into out, NUL-terminated; out needs
+ * cli_base64_size(n) bytes.  Returns the length. */
+#define cli_base64_size(n) (((n) + 2) / 3 * 4 + 1)
+size_t cli_base64(const void *in, size_t n, char *out);
+
+/* A hex dump of p[0..n): 16 bytes a line, offset, bytes and their printable ASCII, each line
+ * after `indent`. */
+void cli_hexdump(FILE *f, const void *p, size_t n, const char *indent);
+
+/* 1 when p[0..n) is well-formed UTF-8 (RFC 3629), 0 otherwise. */
+int cli_utf8_valid(const void *p, size_t n);
+
+/* Lowercase hex digits of p[0..n) on one line, without a newline. */
+void cli_hex(FILE *f, const void *p, size_t n);
+
+/* The local time of day of t (seconds since the epoch) as "HH:MM:SS.mmm" in buf; returns buf. */
+const char *cli_clock(double t, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,304 @@
+#!/usr/bin/python3
+"""Slow consumers: a client that stops reading while the server keeps sending to it.  The
+server queues at most --backpressure-limit for it (then drops, or closes with 1008 under
+--close-on-backpressure), logs that once, and everyone else keeps receiving.  The server's
+memory is measured (VmRSS in /proc/PID/status), not assumed.
+
+Cases: wsserve --echo with a client that floods 40 MiB of echo requests without reading, and
+(when wsserve has --pubsub) a topic with ten subscribers that read and one that does not."""
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import BIN, Raw, Server, done, ok, request, skip  # noqa: E402
+
+TEXT, BINARY, CLOSE = 1, 2, 8
+LIMIT = 256 * 1024
+FLOOD_MSG, FLOOD_COUNT = 64 * 1024, 640  # 40 MiB sent by the slow client
+# Growth allowed for the server's RSS while 40 MiB are aimed at a client that does not read:
+# the capped queue plus allocator slack; without the cap it would grow by tens of MiB.
+RSS_SLACK = 3 << 20
+
+
+def sanitized():
+    """ASan and valgrind keep freed memory in quarantine: RSS says nothing there."""
+    if os.environ.get("WSK_VALGRIND"):
+        return True
+    try:
+        with open(os.path.join(BIN, "wsserve"), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+def rss(pid):
+    """The process's resident set in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def mask(payload, key):
+    n = len(payload)
+    if not n:
+        return b""
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
+
+
+def wsframe(op, payload):
+    """A masked frame, masked at C speed (wstest.frame masks byte by byte)."""
+    n = len(payload)
+    if n < 126:
+        hdr = struct.pack("!BB", 0x80 | op, 0x80 | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", 0x80 | op, 0x80 | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", 0x80 | op, 0x80 | 127, n)
+    key = os.urandom(4)
+    return hdr + key + mask(payload, key)
+
+
+def connect(port, path="/", rcvbuf=None, timeout=5.0):
+    """A Raw client; rcvbuf set before connect bounds what the kernel buffers for it."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    c = Raw.__new__(Raw)
+    c.sock, c.buf = s, b""
+    c.send(request(path=path))
+    status, _ = c.read_head()
+    assert status == 101, status
+    return c
+
+
+def read_all(c, quiet=1.0, limit=30.0):
+    """Reads frames until none arrives for `quiet` seconds: (bytes of data frames, close code)."""
+    got, end = 0, time.time() + limit
+    c.sock.settimeout(quiet)
+    try:
+        while time.time() < end:
+            fin, op, p = c.recv_frame()
+            if op == CLOSE:
+                return got, struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
+            got += len(p)
+    except (socket.timeout, EOFError, ConnectionError):
+        pass
+    return got, None
+
+
+def fast_echo(port, rounds, results, i):
+    """A client that reads everything: `rounds` echo round trips of 1 KiB."""
+    try:
+        c = connect(port)
+        good = 0
+        for r in range(rounds):
+            data = os.urandom(1024)
+            c.send(wsframe(BINARY, data))
+            fin, op, p = c.recv_frame()
+            good += p == data
+        c.close()
+        results[i] = good
+    except Exception as e:  # noqa: BLE001
+        results[i] = repr(e)
+
+
+def flood(c):
+    """The slow client: sends FLOOD_COUNT echo requests and reads nothing."""
+    msg = wsframe(BINARY, b"s" * FLOOD_MSG)
+    c.sock.settimeout(20)
+    for _ in range(FLOOD_COUNT):
+        c.send(msg)
+
+
+def log_count(srv, what):
+    return sum(what in line for line in srv.stderr.splitlines())
+
+
+def logged_once(name, n, dropped):
+    """The drop is logged when the queue first hits the limit and again only after it emptied.
+    The kernel's send buffer of a socket that does not read still grows (autotuning, up to
+    tcp_wmem's maximum) and empties the queue into it a few times: a few lines, never one per
+    dropped message."""
+    ok(1 <= n <= 32 and n * 10 <= max(dropped, 10),
+       f"{name}: the limit is logged once per episode, not per dropped message",
+       f"{n} lines for {dropped} dropped messages")
+
+
+def echo_case(close_on_limit):
+    name = "--close-on-backpressure" if close_on_limit else "drop"
+    args = ["--echo", "-v", "--backpressure-limit", "256K"]
+    if close_on_limit:
+        args.append("--close-on-backpressure")
+    srv = Server(*args)
+    dropped = 0
+    try:
+        # Warm up: the loop's receive buffer and block cache are in the baseline.
+        w = connect(srv.port)
+        for n in (1 << 20, 65536, 1024):
+            w.send(wsframe(BINARY, b"w" * n))
+            w.recv_frame()
+        w.close()
+        time.sleep(0.2)
+        before = rss(srv.proc.pid)
+
+        slow = connect(srv.port, rcvbuf=4096)
+        results = [None] * 10
+        threads = [threading.Thread(target=fast_echo, args=(srv.port, 200, results, i))
+                   for i in range(len(results))]
+        flooder = threading.Thread(target=flood, args=(slow,))
+        for t in threads + [flooder]:
+            t.start()
+        for t in threads + [flooder]:
+            t.join(60)
+        time.sleep(0.3)
+        after = rss(srv.proc.pid)
+        ok(all(r == 200 for r in results),
+           f"echo ({name}): 10 clients get all 200 echoes while one client does not read",
+           str(results))
+        grew = after - before
+        msg = (f"echo ({name}): server RSS grows {grew // 1024} KiB (from {before // 1024} KiB) "
+               f"while {FLOOD_MSG * FLOOD_COUNT >> 20} MiB are echoed to a client that does not "
+               f"read (limit {LIMIT // 1024} KiB)")
+        print(f"# {msg}", flush=True)
+        name_rss = f"echo ({name}): server RSS stays within the limit plus {RSS_SLACK >> 20} MiB"
+        if sanitized():
+            skip(name_rss, "RSS is not meaningful under ASan or valgrind")
+        else:
+            ok(grew < LIMIT + RSS_SLACK, name_rss, f"grew {grew // 1024} KiB")
+
+        got, code = read_all(slow)
+        dropped = FLOOD_COUNT - got // (FLOOD_MSG + 10)
+        if close_on_limit:
+            ok(code == 1008, "echo (--close-on-backpressure): the slow client gets close 1008",
+               f"code {code} after {got} bytes")
+            ok(slow.eof(), "echo (--close-on-backpressure): then the server closes TCP")
+        else:
+            ok(0 < got < FLOOD_MSG * FLOOD_COUNT // 2,
+               "echo (drop): the slow client gets what was queued, the rest was dropped",
+               f"{got} of {FLOOD_MSG * FLOOD_COUNT} bytes")
+            slow.sock.settimeout(5)
+            slow.send(wsframe(TEXT, b"after"))
+            fin, op, p = slow.recv_frame()
+            ok(p == b"after", "echo (drop): once drained, the slow client is served again")
+        slow.close()
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, f"echo ({name}): server exits 0", f"rc={rc}")
+    if close_on_limit:
+        n = log_count(srv, "backpressure limit reached (closing with 1008)")
+        ok(n == 1, f"echo ({name}): the close is logged once", f"{n} lines")
+    else:
+        logged_once(f"echo ({name})", log_count(srv, "backpressure limit reached, dropping sends"),
+                    dropped)
+
+
+def subscriber(port, count, results, i, ready):
+    """Reads `count` messages from /news; results[i] = how many arrived in order."""
+    try:
+        c = connect(port, path="/news")
+        ready.release()
+        c.sock.settimeout(20)
+        good = 0
+        for k in range(count):
+            fin, op, p = c.recv_frame()
+            good += p[:4] == struct.pack("!I", k)
+        results[i] = good
+        c.close()
+    except Exception as e:  # noqa: BLE001
+        results[i] = repr(e)
+        ready.release()
+
+
+def pubsub_case(close_on_limit):
+    name = "--close-on-backpressure" if close_on_limit else "drop"
+    count, size, batch, nsubs = 1600, 16 * 1024, 8, 10  # 25 MiB published
+    args = ["--pubsub", "-v", "--backpressure-limit", "256K"]
+    if close_on_limit:
+        args.append("--close-on-backpressure")
+    srv = Server(*args)
+    dropped = 0
+    try:
+        w = connect(srv.port, path="/warm")
+        w2 = connect(srv.port, path="/warm")
+        for n in (1 << 20, 65536):
+            w.send(wsframe(BINARY, b"w" * n))
+            w2.recv_frame()
+        w.close()
+        w2.close()
+        time.sleep(0.2)
+        before = rss(srv.proc.pid)
+        slow = connect(srv.port, path="/news", rcvbuf=4096)
+        results = [None] * nsubs
+        ready = threading.Semaphore(0)
+        threads = [threading.Thread(target=subscriber, args=(srv.port, count, results, i, ready))
+                   for i in range(nsubs)]
+        for t in threads:
+            t.start()
+        for _ in threads:
+            ready.acquire(timeout=10)
+        pub = connect(srv.port, path="/news")
+        pad = b"p" * (size - 4)
+        # Batches small enough for readers that keep up; the slow one falls behind at once.
+        for k in range(0, count, batch):
+            pub.send(b"".join(wsframe(BINARY, struct.pack("!I", j) + pad)
+                              for j in range(k, k + batch)))
+            time.sleep(0.002)
+        for t in threads:
+            t.join(60)
+        time.sleep(0.3)
+        after = rss(srv.proc.pid)
+        ok(all(r == count for r in results),
+           f"pubsub ({name}): {nsubs} subscribers get all {count} messages in order while one "
+           "does not read", str(results))
+        grew = after - before
+        print(f"# pubsub ({name}): server RSS grows {grew // 1024} KiB (from {before // 1024} KiB) "
+              f"while {count * size >> 20} MiB are published to a subscriber that does not read",
+              flush=True)
+        name_rss = f"pubsub ({name}): server RSS stays within the limit plus {RSS_SLACK >> 20} MiB"
+        if sanitized():
+            skip(name_rss, "RSS is not meaningful under ASan or valgrind")
+        else:
+            ok(grew < LIMIT + RSS_SLACK, name_rss, f"grew {grew // 1024} KiB")
+        got, code = read_all(slow)
+        dropped = count - got // (size + 4)
+        if close_on_limit:
+            ok(code == 1008, f"pubsub ({name}): the slow subscriber gets close 1008",
+               f"code {code} after {got} bytes")
+        else:
+            ok(0 < got < count * size // 2,
+               f"pubsub ({name}): the slow subscriber got what was queued, the rest dropped",
+               f"{got} of {count * size} bytes")
+        pub.close()
+        slow.close()
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, f"pubsub ({name}): server exits 0", f"rc={rc}")
+    if close_on_limit:
+        n = log_count(srv, "backpressure limit reached (closing with 1008)")
+        ok(n == 1, f"pubsub ({name}): the close is logged once", f"{n} lines")
+    else:
+        logged_once(f"pubsub ({name})", log_count(srv, "backpressure limit reached, dropping sends"),
+                    dropped)
+
+
+echo_case(False)
+echo_case(True)
+help_text = subprocess.run([os.path.join(BIN, "wsserve"), "--help"], capture_output=True,
+                           text=True).stdout
+if re.search(r"--pubsub\b", help_text):
+    pubsub_case(False)
+    pubsub_case(True)
+else:
+    skip("pubsub: a subscriber that does not read", "wsserve has no --pubsub")
+done()

@@ -1,0 +1,276 @@
+#!/usr/bin/python3
+"""wss:// served by wsserve, with Python's websockets (OpenSSL) as the TLS client.
+
+Echo over TLS 1.2 with a modern suite and ALPN http/1.1, by name and by address, large and
+many small messages, concurrent clients; an encrypted server key; clients refused for weak
+suites or old protocol versions; client certificates required, missing and from another CA;
+plaintext HTTP, garbage, a client that connects and leaves, and a stalled handshake each
+costing the server one log line and nothing else.  Certificates come from scripts/mkcerts."""
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from wstest import BIN, Server, done, ok, skip  # noqa: E402
+
+import websockets  # noqa: E402
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion.TLSv1_1
+
+
+class TLSServer(Server):
+    """wsserve with its log read while it runs (the lines of one peer can be counted)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def url(self, path="/", host="localhost"):
+        return f"wss://{host}:{self.port}{path}"
+
+    def peer_lines(self, local_port, wait_for=None, timeout=4.0):
+        """The log lines about the client whose local port is local_port; with wait_for, first
+        waits (bounded) until one of them contains it."""
+        tag = f"127.0.0.1:{local_port}:"
+        end = time.time() + timeout
+        while True:
+            got = [x for x in list(self.lines) if tag in x]
+            if not wait_for or any(wait_for in x for x in got) or time.time() > end:
+                return got
+            time.sleep(0.05)
+
+    def stop(self, sig=None, timeout=5.0):
+        import signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(2)
+        self.stderr = "\n".join(self.lines)
+        return self.proc.returncode
+
+
+def client_ctx(certs, cert=None, key=None, password=None):
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    if cert:
+        ctx.load_cert_chain(os.path.join(certs, cert), os.path.join(certs, key), password=password)
+    return ctx
+
+
+async def echo_checks(srv, certs):
+    ctx = client_ctx(certs)
+    async with websockets.connect(srv.url(), ssl=ctx, max_size=None) as ws:
+        sslobj = ws.transport.get_extra_info("ssl_object")
+        ok(sslobj.version() == "TLSv1.2", "TLS 1.2 negotiated", sslobj.version())
+        cipher = sslobj.cipher()[0]
+        ok(cipher.startswith("ECDHE") and ("GCM" in cipher or "CHACHA20" in cipher),
+           "an ECDHE + AEAD cipher suite", cipher)
+        ok(sslobj.selected_alpn_protocol() == "http/1.1", "ALPN http/1.1",
+           str(sslobj.selected_alpn_protocol()))
+        await ws.send("hello over TLS")
+        ok(await ws.recv() == "hello over TLS", "text echo over wss://")
+        data = os.urandom(70000)
+        await ws.send(data)
+        ok(await ws.recv() == data, "binary echo over wss://")
+        big = os.urandom(4 << 20)
+        await ws.send(big)
+        ok(await ws.recv() == big, "4 MiB echo over wss://")
+        for i in range(2000):
+            await ws.send(f"small {i}")
+        got = [await ws.recv() for _ in range(2000)]
+        ok(got == [f"small {i}" for i in range(2000)], "2000 small messages echoed in order")
+
+    async with websockets.connect(srv.url(host="127.0.0.1"), ssl=ctx) as ws:
+        await ws.send("by address")
+        ok(await ws.recv() == "by address", "wss://127.0.0.1 (the certificate names the address)")
+
+    async def one(i):
+        async with websockets.connect(srv.url(), ssl=ctx) as ws:
+            for j in range(50):
+                await ws.send(f"{i}:{j}")
+                if await ws.recv() != f"{i}:{j}":
+                    return False
+            return True
+
+    results = await asyncio.gather(*(one(i) for i in range(20)))
+    ok(all(results), "20 concurrent TLS clients, 50 echoes each")
+
+
+def raw_probe(srv, data, timeout=5.0):
+    """Sends data to the TLS port; (closed by the server?, local port, seconds until closed)."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
+    port = s.getsockname()[1]
+    t0 = time.time()
+    closed = False
+    try:
+        if data:
+            s.sendall(data)
+        while True:
+            if not s.recv(4096):
+                closed = True
+                break
+    except (ConnectionResetError, BrokenPipeError):
+        closed = True
+    except socket.timeout:
+        pass
+    s.close()
+    return closed, port, time.time() - t0
+
+
+def tls_probe(srv, configure):
+    """A TLS handshake with a context set up by configure(ctx); (error or None, local port)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    configure(ctx)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    port = s.getsockname()[1]
+    try:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            t.do_handshake()
+        return None, port
+    except (ssl.SSLError, OSError) as e:
+        return e, port
+    finally:
+        s.close()
+
+
+def one_line(srv, port, needle, what):
+    lines = srv.peer_lines(port, wait_for=needle)
+    ok(len(lines) == 1 and needle in lines[0], f"{what}: one log line", repr(lines))
+
+
+def bad_clients(srv):
+    closed, port, _ = raw_probe(srv, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    ok(closed, "plaintext HTTP to the TLS port: connection closed")
+    one_line(srv, port, "TLS handshake failed: plaintext HTTP on a TLS port", "plaintext HTTP")
+
+    closed, port, _ = raw_probe(srv, b"\x07" + os.urandom(500))
+    ok(closed, "garbage to the TLS port: connection closed")
+    one_line(srv, port, "TLS handshake failed: not TLS", "garbage")
+
+    closed, port, _ = raw_probe(srv, b"")
+    lines = srv.peer_lines(port, wait_for="TLS handshake failed")
+    ok(len(lines) <= 1, "a client that connects and leaves: at most one log line", repr(lines))
+
+    # The first bytes of a ClientHello record, then silence: --handshake-timeout 1.
+    closed, port, secs = raw_probe(srv, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", timeout=6)
+    ok(closed and secs < 3.5, f"stalled handshake closed by the deadline ({secs:.1f}s)")
+    one_line(srv, port, "handshake timed out", "stalled handshake")
+
+    def weak(ctx):
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA:AES256-SHA")
+    err, port = tls_probe(srv, weak)
+    ok(err is not None, "a client with only CBC suites is refused", str(err))
+    one_line(srv, port, "no cipher suite in common", "weak suites")
+
+    def old(ctx):
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    err, port = tls_probe(srv, old)
+    if err is not None and ("NO_PROTOCOLS_AVAILABLE" in str(err) or "no protocols" in str(err)):
+        skip("a TLS 1.1 client is refused", "this OpenSSL cannot offer TLS 1.1")
+    else:
+        ok(err is not None, "a TLS 1.1 client is refused", str(err))
+        one_line(srv, port, "protocol version not supported", "TLS 1.1")
+
+
+async def client_cert_checks(srv, certs):
+    ctx = client_ctx(certs)
+    try:
+        async with websockets.connect(srv.url(), ssl=ctx) as ws:
+            await ws.send("no cert")
+            await ws.recv()
+        ok(False, "no client certificate: refused")
+    except (ssl.SSLError, OSError, websockets.exceptions.WebSocketException) as e:
+        ok(True, f"no client certificate: refused ({type(e).__name__})")
+    ctx = client_ctx(certs, "client.crt", "client-pass.key", "wskit")
+    async with websockets.connect(srv.url(), ssl=ctx) as ws:
+        await ws.send("with cert")
+        ok(await ws.recv() == "with cert", "client certificate (encrypted key) accepted: echo")
+    ctx = client_ctx(certs, "server.crt", "server.key")
+    try:
+        async with websockets.connect(srv.url(), ssl=ctx) as ws:
+            await ws.send("wrong ca")
+            await ws.recv()
+        ok(False, "a client certificate from another CA: refused")
+    except (ssl.SSLError, OSError, websockets.exceptions.WebSocketException) as e:
+        ok(True, f"a client certificate from another CA: refused ({type(e).__name__})")
+
+
+def main():
+    certs = tempfile.mkdtemp(prefix="wskit-tls-")
+    try:
+        r = subprocess.run([os.path.join(ROOT, "scripts", "mkcerts"), certs],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            skip("wss:// tests", "scripts/mkcerts failed: " + r.stderr.strip()[-200:])
+            return
+        c = lambda name: os.path.join(certs, name)  # noqa: E731
+
+        srv = TLSServer("--echo", "-v", "--handshake-timeout", "1", "--tls-cert", c("server.crt"),
+                        "--tls-key", c("server-pass.key"), "--tls-key-password", "wskit")
+        try:
+            asyncio.run(echo_checks(srv, certs))
+            bad_clients(srv)
+            asyncio.run(echo_checks_after(srv, certs))
+        finally:
+            rc = srv.stop()
+        ok(rc == 0, "wsserve exits 0 on SIGTERM", f"status {rc}")
+
+        srv = TLSServer("--echo", "-v", "--tls-cert", c("server.crt"), "--tls-key", c("server.key"),
+                        "--tls-client-ca", c("client-ca.crt"))
+        try:
+            asyncio.run(client_cert_checks(srv, certs))
+            time.sleep(0.2)
+            fails = [x for x in srv.lines if "TLS handshake failed" in x]
+            ok(any("the client sent no certificate" in x for x in fails) and
+               any("client certificate verify failed: unknown issuer" in x for x in fails),
+               "the log says why each client certificate was refused", repr(fails))
+        finally:
+            srv.stop()
+
+        for args, why, what in [
+            (["--tls-key", c("server-pass.key")], "password", "an encrypted key without password"),
+            (["--tls-key", c("client.key")], "does not match", "a key that does not match"),
+            (["--tls-key", c("server.key"), "--tls-client-ca", c("missing.crt")], "missing.crt",
+             "a missing client CA file"),
+        ]:
+            p = subprocess.run([os.path.join(BIN, "wsserve"), "--echo", "--listen", "127.0.0.1:0",
+                                "--tls-cert", c("server.crt"), *args],
+                               capture_output=True, text=True, timeout=10)
+            ok(p.returncode != 0 and why in p.stderr, f"wsserve refuses {what}", p.stderr.strip())
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+async def echo_checks_after(srv, certs):
+    async with websockets.connect(srv.url(), ssl=client_ctx(certs)) as ws:
+        await ws.send("still here")
+        ok(await ws.recv() == "still here", "the server still serves after the bad clients")
+
+
+main()
+done()

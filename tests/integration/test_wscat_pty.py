@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""wscat's interactive mode, driven through a pseudo-terminal (tmux) and checked on the screen:
+the prompt, typed lines sent and echoed, a message arriving while a line is being typed printed
+above the prompt without disturbing the typed text, history, /ping, colours (and none with
+NO_COLOR), CTRL+D and CTRL+C, and the terminal settings restored at exit.
+
+Prints TAP lines.  The WebSocket server is Python's `websockets` in a thread of this process on
+127.0.0.1; tmux runs on a private socket that is killed at the end."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import websockets
+
+BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
+WSCAT = os.path.abspath(os.path.join(BIN, "wscat"))
+
+n = 0
+failed = 0
+
+
+def check(cond, name, detail=""):
+    global n, failed
+    n += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, name), flush=True)
+    if not cond:
+        failed += 1
+        for line in str(detail).splitlines()[:30]:
+            print("#   " + line, flush=True)
+
+
+class Server:
+    """Echo; on /later it also sends "surprise" 0.8 s after the connection opens."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        self.ready.wait(5)
+
+    def run(self):
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(websockets.serve(self.handler, "127.0.0.1", 0))
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def handler(self, ws, path):
+        async def later():
+            await asyncio.sleep(0.8)
+            await ws.send("surprise")
+        task = asyncio.ensure_future(later()) if path == "/later" else None
+        try:
+            async for m in ws:
+                await ws.send(m)
+        except websockets.ConnectionClosed:
+            pass
+        if task:
+            task.cancel()
+
+    def stop(self):
+        async def shut():
+            self.server.close()
+            await self.server.wait_closed()
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class Tmux:
+    def __init__(self, tmp):
+        self.sock = os.path.join(tmp, "tmux.sock")
+
+    def run(self, *args):
+        return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, timeout=10)
+
+    def start(self, name, command):
+        self.run("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
+
+    def keys(self, name, *keys, literal=False):
+        self.run("send-keys", "-t", name, *(["-l"] if literal else []), *keys)
+
+    def screen(self, name, escapes=False):
+        out = self.run("capture-pane", "-p", *(["-e"] if escapes else []), "-t", name).stdout
+        return out.decode(errors="replace")
+
+    def wait(self, name, pred, seconds=5):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            s = self.screen(name)
+            if pred(s):
+                return True, s
+            time.sleep(0.05)
+        return False, self.screen(name)
+
+    def kill(self):
+        self.run("kill-server")
+
+
+def lines(screen):
+    return [l.rstrip() for l in screen.splitlines() if l.strip()]
+
+
+def main():
+    if not os.access(WSCAT, os.X_OK):
+        print("not ok 1 - %s is not built" % WSCAT)
+        return 1
+    if not shutil.which("tmux"):
+        print("ok 1 - interactive mode # SKIP tmux is not installed")
+        return 0
+    server = Server()
+    tmp = tempfile.mkdtemp(prefix="wscat-pty-")
+    tmux = Tmux(tmp)
+    url = "ws://127.0.0.1:%d" % server.port
+    try:
+        before, after = os.path.join(tmp, "before"), os.path.join(tmp, "after")
+        tmux.start("a", "stty -g > %s; env -u NO_COLOR TERM=screen %s -c %s/later --slash -P; "
+                   "echo EXIT=$?; stty -g > %s; sleep 30" % (before, WSCAT, url, after))
+        ok, s = tmux.wait("a", lambda s: "Connected" in s and ">" in s)
+        check(ok and lines(s)[-1] == ">", "connects and shows the prompt", s)
+
+        tmux.keys("a", "partial", literal=True)
+        ok, s = tmux.wait("a", lambda s: "< surprise" in s)
+        ls = lines(s)
+        check(ok and ls[-1] == "> partial" and ls[-2] == "< surprise",
+              "a message arriving while typing is printed above the prompt, the typed text kept",
+              s)
+
+        tmux.keys("a", " input", literal=True)
+        tmux.keys("a", "Enter")
+        ok, s = tmux.wait("a", lambda s: "< partial input" in s)
+        ls = lines(s)
+        check(ok and "> partial input" in ls and ls[-1] == ">",
+              "Enter sends the whole line; the echo is printed and a fresh prompt follows", s)
+
+        col = tmux.screen("a", escapes=True)
+        echo_line = [l for l in col.splitlines() if "partial input" in l and "<" in l]
+        check(echo_line and "\x1b[" in echo_line[0], "received messages are coloured on a "
+              "terminal", repr(echo_line))
+
+        tmux.keys("a", "Up")
+        ok, s = tmux.wait("a", lambda s: lines(s)[-1] == "> partial input")
+        check(ok, "Up recalls the previous line from the history", s)
+        tmux.keys("a", "C-u")
+        tmux.keys("a", "/ping hey", literal=True)
+        tmux.keys("a", "Enter")
+        ok, s = tmux.wait("a", lambda s: '< pong "hey"' in s)
+        check(ok, "--slash: /ping shows the pong (-P)", s)
+
+        tmux.keys("a", "C-d")
+        ok, s = tmux.wait("a", lambda s: "EXIT=" in s)
+        check(ok and "EXIT=0" in s and "Disconnected (code: 1000" in s,
+              "CTRL+D closes with 1000 and exits 0", s)
+        ok, _ = tmux.wait("a", lambda s: os.path.exists(after) and os.path.getsize(after) > 0, 3)
+        same = ok and open(before).read() == open(after).read()
+        check(same, "the terminal settings are restored at exit")
+
+        tmux.start("b", "NO_COLOR=1 %s -c %s/echo; echo EXIT=$?; sleep 30" % (WSCAT, url))
+        ok, s = tmux.wait("b", lambda s: "Connected" in s)
+        tmux.keys("b", "plain", literal=True)
+        tmux.keys("b", "Enter")
+        ok, s = tmux.wait("b", lambda s: "< plain" in s)
+        col = tmux.screen("b", escapes=True)
+        check(ok and "\x1b[3" not in col and "\x1b[0m" not in col,
+              "NO_COLOR: no colours", repr(col))
+        tmux.keys("b", "C-c")
+        ok, s = tmux.wait("b", lambda s: "EXIT=" in s)
+        check(ok and "EXIT=0" in s, "CTRL+C closes gracefully and exits 0", s)
+    finally:
+        tmux.kill()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
