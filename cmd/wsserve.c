@@ -3,6 +3,8 @@
  *   wsserve --echo                  every message back to its sender, with its type
  *   wsserve --chat / --pubsub       rooms and a topic broker (serve_pubsub.c)
  */
+#include "cli.h"
+#include "serve_pubsub.h"
 #include "wskit.h"
 
 #include <ev.h>
@@ -20,6 +22,7 @@ static const char usage[] =
     "\n"
     "Modes:\n"
     "  --echo                    send every message back to its sender, with its type\n"
+    "%s"
     "\n"
     "Options:\n"
     "  -l, --listen HOST:PORT    address to listen on (repeatable; default 127.0.0.1:8080;\n"
@@ -101,64 +104,12 @@ static void page(wsk_server *srv, const wsk_request *req, wsk_response *res)
 /* ----- options ---------------------------------------------------------------------------------
  */
 
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s) return -1;
-    unsigned long long mul = 1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        mul = 1024;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        mul = 1024 * 1024;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        mul = 1024ull * 1024 * 1024;
-        end++;
-        break;
-    default: break;
-    }
-    if (mul > 1 && (*end == 'i' || *end == 'I')) end++;
-    if (mul > 1 && (*end == 'b' || *end == 'B')) end++;
-    if (*end || v > SIZE_MAX / mul) return -1;
-    *out = (size_t)(v * mul);
-    return 0;
-}
-
+/* A number of seconds or a count that fits an unsigned. */
 static int parse_uint(const char *s, unsigned *out)
 {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (end == s || *end || v > 0xFFFFFFFFul) return -1;
+    unsigned long v;
+    if (cli_parse_ulong(s, 0, 0xFFFFFFFFul, &v) < 0) return -1;
     *out = (unsigned)v;
-    return 0;
-}
-
-/* HOST:PORT, [V6]:PORT, *:PORT, :PORT or PORT. */
-static int parse_listen(char *s, const char **host, unsigned *port)
-{
-    char *colon = strrchr(s, ':');
-    char *p = colon ? colon + 1 : s;
-    if (parse_uint(p, port) < 0 || *port > 65535) return -1;
-    if (!colon) {
-        *host = "127.0.0.1";
-        return 0;
-    }
-    *colon = 0;
-    if (s[0] == '[') {
-        size_t n = strlen(s);
-        if (n < 2 || s[n - 1] != ']') return -1;
-        s[n - 1] = 0;
-        s++;
-    }
-    *host = *s ? s : "*";
     return 0;
 }
 
@@ -213,98 +164,118 @@ enum {
     O_CLIENTCA,
 };
 
+static const struct option base_options[] = {
+    {"echo", no_argument, 0, O_ECHO},
+    {"chat", no_argument, 0, O_CHAT},
+    {"pubsub", no_argument, 0, O_PUBSUB},
+    {"listen", required_argument, 0, 'l'},
+    {"max-payload", required_argument, 0, O_MAXPAYLOAD},
+    {"idle-timeout", required_argument, 0, O_IDLE},
+    {"no-pings", no_argument, 0, O_NOPINGS},
+    {"backpressure-limit", required_argument, 0, O_BPLIMIT},
+    {"close-on-backpressure", no_argument, 0, O_BPCLOSE},
+    {"max-connections", required_argument, 0, O_MAXCONN},
+    {"max-header", required_argument, 0, O_MAXHEADER},
+    {"handshake-timeout", required_argument, 0, O_HSTIMEOUT},
+    {"compress", optional_argument, 0, O_COMPRESS},
+    {"tls-cert", required_argument, 0, O_CERT},
+    {"tls-key", required_argument, 0, O_KEY},
+    {"tls-key-password", required_argument, 0, O_KEYPW},
+    {"tls-client-ca", required_argument, 0, O_CLIENTCA},
+    {"verbose", no_argument, 0, 'v'},
+    {"quiet", no_argument, 0, 'q'},
+    {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
+};
+#define NBASE (sizeof base_options / sizeof base_options[0])
+
+/* One option of wsserve's own: 1 when handled, -1 for a bad value. */
+static int server_option(int c, const char *arg, wsk_server_opts *so)
+{
+    switch (c) {
+    case O_MAXPAYLOAD:
+        return cli_parse_size(arg, &so->max_payload) < 0 || !so->max_payload ? -1 : 1;
+    case O_IDLE: return parse_uint(arg, &so->idle_timeout) < 0 ? -1 : 1;
+    case O_NOPINGS: so->send_pings = 0; return 1;
+    case O_BPLIMIT: return cli_parse_size(arg, &so->backpressure_limit) < 0 ? -1 : 1;
+    case O_BPCLOSE: so->close_on_backpressure_limit = 1; return 1;
+    case O_MAXCONN: return cli_parse_size(arg, &so->max_connections) < 0 ? -1 : 1;
+    case O_MAXHEADER:
+        return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 1;
+    case O_HSTIMEOUT: return parse_uint(arg, &so->handshake_timeout) < 0 ? -1 : 1;
+    case O_COMPRESS:
+        so->compress = so->decompress = wsk_compress_mode_parse(arg ? arg : "shared");
+        return so->compress < 0 ? -1 : 1;
+    case O_CERT: so->tls_cert = arg; return 1;
+    case O_KEY: so->tls_key = arg; return 1;
+    case O_KEYPW: so->tls_key_password = arg; return 1;
+    case O_CLIENTCA: so->tls_client_ca = arg; return 1;
+    default: return 0;
+    }
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option base[] = {
-        {"echo", no_argument, 0, O_ECHO},
-        {"listen", required_argument, 0, 'l'},
-        {"max-payload", required_argument, 0, O_MAXPAYLOAD},
-        {"idle-timeout", required_argument, 0, O_IDLE},
-        {"no-pings", no_argument, 0, O_NOPINGS},
-        {"backpressure-limit", required_argument, 0, O_BPLIMIT},
-        {"close-on-backpressure", no_argument, 0, O_BPCLOSE},
-        {"max-connections", required_argument, 0, O_MAXCONN},
-        {"max-header", required_argument, 0, O_MAXHEADER},
-        {"handshake-timeout", required_argument, 0, O_HSTIMEOUT},
-        {"compress", optional_argument, 0, O_COMPRESS},
-        {"tls-cert", required_argument, 0, O_CERT},
-        {"tls-key", required_argument, 0, O_KEY},
-        {"tls-key-password", required_argument, 0, O_KEYPW},
-        {"tls-client-ca", required_argument, 0, O_CLIENTCA},
-        {"verbose", no_argument, 0, 'v'},
-        {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-    };
-    struct option opts[sizeof base / sizeof base[0] + 1];
-    memcpy(opts, base, sizeof base);
-    memset(&opts[sizeof base / sizeof base[0]], 0, sizeof opts[0]);
+    struct option opts[NBASE + SERVE_PUBSUB_NOPTS + 1];
+    memcpy(opts, base_options, sizeof base_options);
+    memcpy(opts + NBASE, serve_pubsub_longopts, sizeof serve_pubsub_longopts);
+    memset(&opts[NBASE + SERVE_PUBSUB_NOPTS], 0, sizeof opts[0]);
 
     wsk_server_opts so;
     wsk_server_opts_init(&so);
-    char *listen[MAX_LISTEN];
-    int nlisten = 0, mode = 0, quiet = 0;
+    struct chat_opts co;
+    struct pubsub_opts po;
+    serve_chat_opts_init(&co);
+    serve_pubsub_opts_init(&po);
+    const char *listen[MAX_LISTEN];
+    int nlisten = 0, mode = 0, quiet = 0, c, idx;
 
-    int c;
-    while ((c = getopt_long(argc, argv, "l:vqhV", opts, NULL)) != -1) {
-        int bad = 0;
+    while ((c = getopt_long(argc, argv, "l:vqhV", opts, &idx)) != -1) {
+        int r = 1;
         switch (c) {
         case O_ECHO:
         case O_CHAT:
-        case O_PUBSUB: mode = c; break;
+        case O_PUBSUB:
+            if (mode && mode != c) cli_usage_error("wsserve", "choose one mode");
+            mode = c;
+            break;
         case 'l':
             if (nlisten == MAX_LISTEN)
-                bad = 1;
-            else
-                listen[nlisten++] = optarg;
+                cli_usage_error("wsserve", "at most %d --listen", MAX_LISTEN);
+            listen[nlisten++] = optarg;
             break;
-        case O_MAXPAYLOAD: bad = parse_size(optarg, &so.max_payload) < 0 || !so.max_payload; break;
-        case O_IDLE: bad = parse_uint(optarg, &so.idle_timeout) < 0; break;
-        case O_NOPINGS: so.send_pings = 0; break;
-        case O_BPLIMIT: bad = parse_size(optarg, &so.backpressure_limit) < 0; break;
-        case O_BPCLOSE: so.close_on_backpressure_limit = 1; break;
-        case O_MAXCONN: bad = parse_size(optarg, &so.max_connections) < 0; break;
-        case O_MAXHEADER: bad = parse_size(optarg, &so.max_header) < 0 || so.max_header < 64; break;
-        case O_HSTIMEOUT: bad = parse_uint(optarg, &so.handshake_timeout) < 0; break;
-        case O_COMPRESS: {
-            int m = wsk_compress_mode_parse(optarg ? optarg : "shared");
-            bad = m < 0;
-            so.compress = so.decompress = m;
-            break;
-        }
-        case O_CERT: so.tls_cert = optarg; break;
-        case O_KEY: so.tls_key = optarg; break;
-        case O_KEYPW: so.tls_key_password = optarg; break;
-        case O_CLIENTCA: so.tls_client_ca = optarg; break;
         case 'v': app.verbose++; break;
         case 'q': quiet = 1; break;
-        case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("wsserve %s\n", WSK_VERSION); return 0;
-        default: fputs(usage, stderr); return 1;
+        case 'h': printf(usage, serve_pubsub_usage); return 0;
+        case 'V': cli_print_version(stdout, "wsserve"); return 0;
+        case '?': fprintf(stderr, "Try 'wsserve --help'.\n"); return 1;
+        default:
+            r = server_option(c, optarg, &so);
+            if (r == 0) r = serve_pubsub_option(c, optarg, &co, &po);
+            if (r == 0) return 1;
+            break;
         }
-        if (bad) {
-            fprintf(stderr, "wsserve: invalid value for --%s: %s\n", c == 'l' ? "listen" : "option",
-                    optarg ? optarg : "");
-            return 1;
-        }
+        if (r < 0)
+            cli_usage_error("wsserve", "invalid value for --%s: '%s'", opts[idx].name,
+                            optarg ? optarg : "");
     }
-    if (optind < argc) {
-        fprintf(stderr, "wsserve: unexpected argument: %s\n", argv[optind]);
-        return 1;
-    }
-    if (!mode) {
-        fprintf(stderr, "wsserve: choose a mode: --echo (see --help)\n");
-        return 1;
-    }
-    if (!!so.tls_cert != !!so.tls_key) {
-        fprintf(stderr, "wsserve: --tls-cert and --tls-key go together\n");
-        return 1;
-    }
+    if (optind < argc) cli_usage_error("wsserve", "unexpected argument '%s'", argv[optind]);
+    if (!mode) cli_usage_error("wsserve", "choose a mode: --echo, --chat or --pubsub");
+    if (!!so.tls_cert != !!so.tls_key)
+        cli_usage_error("wsserve", "--tls-cert and --tls-key go together");
 
     wsk_handlers h = {.open = log_open, .close = log_close};
-    void *user = NULL;
-    h.message = echo_message;
-    h.request = page;
+    if (mode == O_CHAT) {
+        co.verbose = app.verbose;
+        if (serve_chat_setup(&so, &h, &co) < 0) return 1;
+    } else if (mode == O_PUBSUB) {
+        po.verbose = app.verbose;
+        if (serve_pubsub_setup(&so, &h, &po) < 0) return 1;
+    } else {
+        h.message = echo_message;
+        h.request = page;
+    }
+    const char *mode_name = mode == O_CHAT ? "chat" : mode == O_PUBSUB ? "pubsub" : "echo";
 
     signal(SIGPIPE, SIG_IGN);
     app.loop = wsk_loop_new(NULL);
@@ -315,32 +286,29 @@ int main(int argc, char **argv)
                      : app.verbose     ? WSK_LOG_INFO
                                        : WSK_LOG_WARN,
                      log_line, NULL);
-    app.srv = wsk_server_new(app.loop, &so, &h, user);
+    app.srv = wsk_server_new(app.loop, &so, &h, NULL);
     if (!app.srv) {
         fprintf(stderr, "wsserve: cannot start the server\n");
         return 1;
     }
-    static char deflt[] = "127.0.0.1:8080";
-    if (!nlisten) listen[nlisten++] = deflt;
+    if (!nlisten) listen[nlisten++] = "127.0.0.1:8080";
     for (int i = 0; i < nlisten; i++) {
-        const char *host;
+        char host[256];
         unsigned port;
-        char spec[256];
-        snprintf(spec, sizeof spec, "%s", listen[i]);
-        if (parse_listen(spec, &host, &port) < 0) {
-            fprintf(stderr, "wsserve: invalid --listen address: %s\n", listen[i]);
-            return 1;
-        }
+        if (cli_parse_hostport(listen[i], host, sizeof host, &port) < 0)
+            cli_usage_error("wsserve", "invalid --listen address '%s' (HOST:PORT)", listen[i]);
         int r = wsk_server_listen(app.srv, host, port);
         if (r < 0) {
             fprintf(stderr, "wsserve: cannot listen on %s: %s\n", listen[i],
                     r == WSK_ERR_DNS ? "unknown host" : strerror(errno));
             return 1;
         }
-        if (!quiet)
+        if (!quiet) {
+            int v6 = strchr(host, ':') != NULL;
             fprintf(stderr, "wsserve: listening on %s://%s%s%s:%u/ (%s)\n",
-                    so.tls_cert ? "wss" : "ws", strchr(host, ':') ? "[" : "", host,
-                    strchr(host, ':') ? "]" : "", port ? port : wsk_server_port(app.srv), "echo");
+                    so.tls_cert ? "wss" : "ws", v6 ? "[" : "", *host ? host : "127.0.0.1",
+                    v6 ? "]" : "", port ? port : wsk_server_port(app.srv), mode_name);
+        }
     }
     ev_signal_init(&app.sigint, on_signal, SIGINT);
     ev_signal_init(&app.sigterm, on_signal, SIGTERM);
@@ -348,6 +316,7 @@ int main(int argc, char **argv)
     ev_signal_start(wsk_loop_ev(app.loop), &app.sigterm);
     ev_run(wsk_loop_ev(app.loop), 0);
     wsk_server_free(app.srv);
+    serve_pubsub_cleanup();
     wsk_loop_free(app.loop);
     return app.exit_code;
 }
