@@ -134,8 +134,11 @@ int main(void)
               o.backpressure_limit == 1u << 20 && !o.close_on_backpressure_limit,
           "defaults follow Bun's (16 MiB, 120 s, pings, 1 MiB backpressure)");
     o.backpressure_limit = 256 * 1024;
-    wsk_handlers h = {.upgrade = on_upgrade, .open = on_open, .message = on_message,
-                      .drain = on_drain, .close = on_close};
+    wsk_handlers h = {.upgrade = on_upgrade,
+                      .open = on_open,
+                      .message = on_message,
+                      .drain = on_drain,
+                      .close = on_close};
     wsk_server *srv = wsk_server_new(loop, &o, &h, (void *)0x99);
     CHECK(srv && wsk_server_listen(srv, "127.0.0.1", 0) == 0 && wsk_server_port(srv) > 0,
           "listen on port 0 picks a port");
@@ -183,7 +186,8 @@ int main(void)
         drain_fd(fd);
         spin(1);
     }
-    CHECK(drains == 1 && wsk_ws_buffered(ws) == 0, "drain fires once the queue is written (%d, %zu)", drains, wsk_ws_buffered(ws));
+    CHECK(drains == 1 && wsk_ws_buffered(ws) == 0,
+          "drain fires once the queue is written (%d, %zu)", drains, wsk_ws_buffered(ws));
     drain_fd(fd);
 
     int corked = 0;
@@ -196,7 +200,8 @@ int main(void)
     spin(5);
     unsigned char cl[64];
     ssize_t n = read(fd, cl, sizeof cl);
-    CHECK(n == 11 && cl[0] == 0x88 && cl[2] == 0x0f && cl[3] == 0xa0 && !memcmp(cl + 4, "bye now", 7),
+    CHECK(n == 11 && cl[0] == 0x88 && cl[2] == 0x0f && cl[3] == 0xa0 &&
+              !memcmp(cl + 4, "bye now", 7),
           "close frame with code 4000 and reason");
     unsigned char reply[] = {0x88, 0x82, 1, 2, 3, 4, 0x0f ^ 1, 0xa0 ^ 2};
     CHECK(write(fd, reply, sizeof reply) == (ssize_t)sizeof reply, "client answers the close");
