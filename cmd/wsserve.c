@@ -240,9 +240,10 @@ int main(int argc, char **argv)
             mode = c;
             break;
         case 'l':
-            if (nlisten == MAX_LISTEN)
+            if (nlisten < MAX_LISTEN)
+                listen[nlisten++] = optarg;
+            else
                 cli_usage_error("wsserve", "at most %d --listen", MAX_LISTEN);
-            listen[nlisten++] = optarg;
             break;
         case 'v': app.verbose++; break;
         case 'q': quiet = 1; break;
