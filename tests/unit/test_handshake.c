@@ -3,26 +3,6 @@
 #include "test.h"
 
 #include <mbedtls/base64.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#define AREA (1u << 14)
-
-/* Copies s[0..n) to the end of a buffer followed by a PROT_NONE page, so reading s[n] faults. */
-static char *guarded(const void *s, size_t n)
-{
-    static char *area;
-    if (!area) {
-        size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-        char *m = mmap(NULL, AREA + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED || mprotect(m + AREA, pg, PROT_NONE) != 0) abort();
-        area = m;
-    }
-    if (n > AREA) abort();
-    char *p = area + AREA - n;
-    memmove(p, s, n);
-    return p;
-}
 
 static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==";
 static const char accept[] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
