@@ -27,4 +27,9 @@ C
 check "a program builds and runs against the installed library" \
     'cc -I"$r/include" "$tmp/app.c" -L"$r/lib" -lwskit -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson -o "$tmp/app" &&
      LD_LIBRARY_PATH="$r/lib" "$tmp/app" | grep -q UTF-8'
+# The example in the README builds as it stands.
+awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md >"$tmp/readme.c"
+check "the README's example builds against the installed library" \
+    '[ -s "$tmp/readme.c" ] && cc -std=c11 -Wall -Werror -I"$r/include" "$tmp/readme.c" -L"$r/lib" -lwskit \
+        -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson -o "$tmp/readme"'
 exit $failed
