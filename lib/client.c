@@ -331,8 +331,8 @@ static int start_tls(wsk_client *cl)
         fail(cl, r == WSK_ERR_CERT ? r : WSK_ERR_TLS, "TLS session could not start");
         return -1;
     }
-    /* The handshake runs inside the transport's reads and writes: -1 until
-     * wsk_client_tls_done. */
+    /* The handshake runs inside the transport's reads and writes; its end is read from the
+     * transport once the server has answered the upgrade. */
     cl->t.tls = -1;
     return 0;
 }
@@ -819,6 +819,8 @@ static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *re
     size_t plen;
     char ext[OFFER_MAX];
     cl->t.upgrade = ev_time() - cl->t.start;
+    if (cl->t.tls < 0 && wsk_tls_handshake_end(c) > 0)
+        cl->t.tls = wsk_tls_handshake_end(c) - cl->t.start;
     int offered = offer_extensions(cl, ext, sizeof ext) > 0;
     if (wsk_handshake_client_verify(res, cl->key, o->protocols, o->nprotocols, offered, &proto,
                                     &plen, &why) < 0) {
@@ -977,12 +979,6 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg)
         }
     }
     report(cl, err, msg);
-}
-
-void wsk_client_tls_done(struct wsk_ws *c)
-{
-    wsk_client *cl = client_of(c);
-    if (c->ctx->role == WSK_ROLE_CLIENT && cl->t.tls < 0) cl->t.tls = ev_time() - cl->t.start;
 }
 
 void wsk_ctx_release(wsk_ctx *ctx)

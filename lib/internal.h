@@ -226,8 +226,6 @@ const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv);
 void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n);
 /* The connection failed before it opened: reports err/msg through the error handler. */
 void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
-/* The TLS handshake of a client connection completed (its time for wsk_client_timing). */
-void wsk_client_tls_done(struct wsk_ws *c);
 
 /* io_tcp.c */
 int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
