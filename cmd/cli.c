@@ -4,6 +4,7 @@
 #include "wskit.h"
 
 #include <ctype.h>
+#include <mbedtls/base64.h>
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -200,19 +201,9 @@ const char *cli_color(int on, enum cli_color c)
 
 size_t cli_base64(const void *in, size_t n, char *out)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *p = in;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return o;
+    size_t olen = 0;
+    mbedtls_base64_encode((unsigned char *)out, cli_base64_size(n), &olen, in, n);
+    return olen;
 }
 
 void cli_hexdump(FILE *f, const void *p, size_t n, const char *indent)

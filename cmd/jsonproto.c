@@ -8,66 +8,26 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <mbedtls/base64.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ----- base64 -------------------------------------------------------------------------------- */
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/* mbedTLS does the work; these wrappers only fix the buffer contracts of jsonproto.h. */
 size_t jp_base64_encode(const uint8_t *in, size_t n, char *out)
 {
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = b64[(v >> 6) & 63];
-        out[o++] = b64[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64_value(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+') return 62;
-    if (ch == '/') return 63;
-    return -1;
+    size_t olen = 0;
+    mbedtls_base64_encode((unsigned char *)out, (n + 2) / 3 * 4 + 1, &olen, in, n);
+    return olen;
 }
 
 long jp_base64_decode(const char *in, size_t n, uint8_t *out)
 {
-    if (n % 4) return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4], pad = 0;
-        for (int j = 0; j < 4; j++) {
-            char ch = in[i + j];
-            /* '=' only in the last quantum, at most two, and nothing after them. */
-            if (ch == '=' && i + 4 == n && j >= 2 && (j == 3 || in[i + 3] == '=')) {
-                v[j] = 0;
-                pad++;
-            } else if ((v[j] = b64_value(ch)) < 0) {
-                return -1;
-            }
-        }
-        uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | v[3];
-        out[o++] = (uint8_t)(x >> 16);
-        if (pad < 2) out[o++] = (uint8_t)(x >> 8);
-        if (pad < 1) out[o++] = (uint8_t)x;
-    }
-    return (long)o;
+    size_t olen = 0;
+    if (n % 4 || mbedtls_base64_decode(out, n / 4 * 3, &olen, (const unsigned char *)in, n) != 0)
+        return -1;
+    return (long)olen;
 }
 
 /* ----- requests ------------------------------------------------------------------------------ */

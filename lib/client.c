@@ -27,6 +27,7 @@
 #include "parse_url.h"
 
 #include <errno.h>
+#include <mbedtls/base64.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -240,21 +241,6 @@ static void pct_decode(char *out, const char *s, size_t n)
     out[o] = '\0';
 }
 
-static void base64(const uint8_t *in, size_t n, char *out)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
-
 /* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->o.compress, "" for none;
  * returns its length. */
 static int offer_extensions(const wsk_client *cl, char *out, size_t cap)
@@ -370,8 +356,10 @@ static void send_connect(wsk_client *cl)
         char plain[257];
         pct_decode(plain, p->userinfo, p->userinfo_len);
         memcpy(auth, "Proxy-Authorization: Basic ", 27);
-        base64((const uint8_t *)plain, strlen(plain), auth + 27);
-        strcat(auth, "\r\n");
+        size_t olen = 0;
+        mbedtls_base64_encode((unsigned char *)auth + 27, sizeof auth - 30, &olen,
+                              (const unsigned char *)plain, strlen(plain));
+        memcpy(auth + 27 + olen, "\r\n", 3);
     }
     char req[1024];
     int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", hostport,
