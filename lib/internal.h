@@ -117,7 +117,7 @@ enum wsk_conn_flag {
     WSK_F_PMD = 1 << 9,             /* permessage-deflate negotiated */
     WSK_F_TLS = 1 << 10,
     WSK_F_KEEPALIVE = 1 << 11, /* plain HTTP: keep the connection after the reply */
-    WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit: drop further sends */
+    WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit once: logged, not again */
     WSK_F_LINGER = 1 << 13,    /* with END_AFTER_FLUSH: shut down writing, drain until EOF */
 };
 

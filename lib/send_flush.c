@@ -38,7 +38,6 @@ int wsk_flush(struct wsk_ws *c)
         }
     }
     want_write(c, 0);
-    c->flags &= ~WSK_F_OVERFLOW;
     if (c->flags & WSK_F_END_AFTER_FLUSH) {
         /* Closing with unread input sends a reset, which may destroy the close frame or error
          * reply before the peer reads it (a browser still sending a message over the limit
