@@ -71,8 +71,6 @@ struct wsk_loop {
 };
 
 void wsk_log(wsk_loop *loop, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Adds ws to the loop's list of sockets to write (or free) at the end of this iteration. */
-void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *ws);
 /* Writes every dirty socket and frees the ended ones (what the end of each iteration does). */
 void wsk_loop_reap(wsk_loop *loop);
 wsk_block *wsk_block_new(wsk_loop *loop, size_t cap);
@@ -189,7 +187,9 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
 /* The backpressure rule of every send (wsk_server_opts): 1 when `total` more bytes may join c's
  * queue.  Otherwise 0, after closing c with 1008 (close_on_backpressure_limit) or marking it as
  * dropping sends (logged once until the queue drains).  The close runs handlers. */
-int wsk_send_admit(struct wsk_ws *c, size_t total);
+static inline int wsk_send_admit(struct wsk_ws *c, size_t total);
+/* The refusal half of wsk_send_admit: logs once, or fails the socket (1008). */
+int wsk_send_refuse(struct wsk_ws *c);
 /* Frames and queues one message or control frame; see wsk_send for the return value. */
 long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len,
                     int force);
@@ -198,8 +198,10 @@ void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t 
 
 /* send_queue.c */
 /* Room for n bytes at the tail of the queue (a private block); commit what was written. */
-uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n);
-void wsk_queue_commit(struct wsk_ws *c, size_t n);
+static inline uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n);
+static inline void wsk_queue_commit(struct wsk_ws *c, size_t n);
+/* The slow half of wsk_queue_reserve: a new private block at the tail. */
+uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n);
 /* Appends a reference to shared bytes b->data[off, off + len). */
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len);
 /* Fills iov with up to max segments (at most WSK_WRITE_MAX bytes); returns the count. */
@@ -232,5 +234,42 @@ int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
 int wsk_tcp_accept(int lfd, int *err);
 int wsk_tcp_nonblock(int fd);
 const char *wsk_addr_string(int fd, char *buf, size_t cap);
+
+/* ----- the per-message fast paths, inline ------------------------------------------------------
+ */
+
+/* Adds c to the loop's list of sockets to write (or free) at the end of this iteration. */
+static inline void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *c)
+{
+    if (c->flags & WSK_F_DIRTY) return;
+    c->flags |= WSK_F_DIRTY;
+    c->dirty_next = loop->dirty;
+    loop->dirty = c;
+}
+
+/* 1 when `total` more bytes may be queued on c: the queue is empty (an empty queue takes any one
+ * message, so a message over the limit is not lost forever) or stays within the backpressure
+ * limit; otherwise 0, after wsk_send_refuse. */
+static inline int wsk_send_admit(struct wsk_ws *c, size_t total)
+{
+    if (!c->q.bytes || c->q.bytes + total <= c->ctx->o.backpressure_limit) return 1;
+    return wsk_send_refuse(c);
+}
+
+static inline uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n)
+{
+    wsk_seg *t = c->q.tail;
+    if (t && t->blk->refs == 1 && t->off + t->len == t->blk->len && t->blk->cap - t->blk->len >= n)
+        return t->blk->data + t->blk->len;
+    return wsk_queue_reserve_block(c, n);
+}
+
+static inline void wsk_queue_commit(struct wsk_ws *c, size_t n)
+{
+    wsk_seg *t = c->q.tail;
+    t->blk->len += (uint32_t)n;
+    t->len += (uint32_t)n;
+    c->q.bytes += n;
+}
 
 #endif

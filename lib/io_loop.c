@@ -66,14 +66,6 @@ static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents)
     wsk_loop_reap(w->data);
 }
 
-void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *c)
-{
-    if (c->flags & WSK_F_DIRTY) return;
-    c->flags |= WSK_F_DIRTY;
-    c->dirty_next = loop->dirty;
-    loop->dirty = c;
-}
-
 wsk_loop *wsk_loop_new(struct ev_loop *ev)
 {
     wsk_loop *loop = calloc(1, sizeof *loop);

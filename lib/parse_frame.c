@@ -25,7 +25,7 @@ static inline unsigned header_size(unsigned b1)
     return 2 + ext_bytes(b1) + (b1 >> 7) * 4;
 }
 
-static int check_byte0(unsigned b0, unsigned rsv_allowed)
+static inline int check_byte0(unsigned b0, unsigned rsv_allowed)
 {
     unsigned op = b0 & 0xF, rsv = (b0 >> 4) & 7;
 
@@ -42,7 +42,7 @@ static int check_byte0(unsigned b0, unsigned rsv_allowed)
     return 0;
 }
 
-static int check_byte1(unsigned b0, unsigned b1, unsigned flags, uint64_t max_payload)
+static inline int check_byte1(unsigned b0, unsigned b1, unsigned flags, uint64_t max_payload)
 {
     unsigned len7 = b1 & 0x7F;
 

@@ -29,12 +29,9 @@ static void mask_key(wsk_loop *loop, uint8_t key[4])
     loop->client_rng_pos += 4;
 }
 
-int wsk_send_admit(struct wsk_ws *c, size_t total)
+int wsk_send_refuse(struct wsk_ws *c)
 {
-    const wsk_server_opts *o = &c->ctx->o;
-    /* An empty queue takes any one message, so a message over the limit is not lost forever. */
-    if (!c->q.bytes || c->q.bytes + total <= o->backpressure_limit) return 1;
-    if (o->close_on_backpressure_limit) {
+    if (c->ctx->o.close_on_backpressure_limit) {
         wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY, "backpressure limit reached");
     } else if (!(c->flags & WSK_F_OVERFLOW)) {
         char addr[64];

@@ -29,11 +29,8 @@ static void seg_append(wsk_queue *q, wsk_seg *s)
     q->tail = s;
 }
 
-uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n)
+uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n)
 {
-    wsk_seg *t = c->q.tail;
-    if (t && t->blk->refs == 1 && t->off + t->len == t->blk->len && t->blk->cap - t->blk->len >= n)
-        return t->blk->data + t->blk->len;
     wsk_block *b = wsk_block_new(c->ctx->loop, n);
     if (!b) return NULL;
     wsk_seg *s = seg_new(b, 0, 0);
@@ -43,14 +40,6 @@ uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n)
     }
     seg_append(&c->q, s);
     return b->data;
-}
-
-void wsk_queue_commit(struct wsk_ws *c, size_t n)
-{
-    wsk_seg *t = c->q.tail;
-    t->blk->len += (uint32_t)n;
-    t->len += (uint32_t)n;
-    c->q.bytes += n;
 }
 
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len)
