@@ -1,0 +1,61 @@
+#!/usr/bin/python3
+"""Every command over wss://: wspub publishing to a TLS broker while wscat subscribes over TLS,
+wsbench echo and connect against a TLS echo server, and each client refusing a server whose
+certificate it cannot verify (exit status for TLS failures)."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import BIN, Server, done, ok, skip  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def run(*args, **kw):
+    return subprocess.run([os.path.join(BIN, args[0]), *args[1:]], capture_output=True, text=True,
+                          timeout=kw.pop("timeout", 30), **kw)
+
+
+certs = tempfile.mkdtemp(prefix="wsk-tls-cmds-")
+r = subprocess.run([os.path.join(ROOT, "scripts", "mkcerts"), certs], capture_output=True, text=True)
+if r.returncode != 0:
+    skip("wss:// commands", "scripts/mkcerts failed")
+    done()
+tls = ["--tls-cert", os.path.join(certs, "server.crt"), "--tls-key", os.path.join(certs, "server.key")]
+ca = os.path.join(certs, "ca.crt")
+
+with Server("--pubsub", *tls) as srv:
+    url = f"wss://localhost:{srv.port}"
+    sub = subprocess.Popen([os.path.join(BIN, "wscat"), "-c", f"{url}/news", "--ca", ca, "-w", "3"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    time.sleep(0.8)
+    r = run("wspub", "-v", "--ca", ca, f"{url}/", "news", "over tls", "second")
+    ok(r.returncode == 0 and "1" in r.stdout, "wspub publishes over wss:// and reports receivers",
+       f"rc={r.returncode} out={r.stdout!r} err={r.stderr[-300:]!r}")
+    try:
+        out, err = sub.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        out, err = sub.communicate()
+    ok(out.splitlines()[:2] == ["over tls", "second"], "a wscat subscriber over wss:// receives them",
+       f"{out!r} {err[-200:]!r}")
+    r = run("wspub", f"{url}/", "news", "x")
+    ok(r.returncode == 6, "wspub without the CA: exit status 6 (certificate)", f"rc={r.returncode} {r.stderr[-200:]!r}")
+    r = run("wspub", "-n", f"{url}/", "news", "insecure")
+    ok(r.returncode == 0, "wspub -n skips verification", f"rc={r.returncode} {r.stderr[-200:]!r}")
+
+with Server("--echo", *tls) as srv:
+    url = f"wss://localhost:{srv.port}/"
+    r = run("wsbench", "echo", "-c", "4", "-n", "2000", "-q", "--ca", ca, url, timeout=60)
+    ok(r.returncode == 0 and "(2,000 messages received" in r.stdout, "wsbench echo over wss://", f"rc={r.returncode} {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
+    r = run("wsbench", "connect", "-c", "2", "-n", "20", "-q", "--ca", ca, url, timeout=60)
+    ok(r.returncode == 0, "wsbench connect over wss:// (TLS handshakes)", f"rc={r.returncode} {r.stderr[-300:]!r}")
+    r = run("wsbench", "echo", "-c", "1", "-n", "10", "-q", url, timeout=60)
+    ok(r.returncode != 0, "wsbench without the CA refuses the server", f"rc={r.returncode}")
+shutil.rmtree(certs, ignore_errors=True)
+done()
