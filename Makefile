@@ -24,6 +24,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(OBJDIR)/%.o)
 CMD_MAIN := $(wildcard cmd/ws*.c)
 CMD_LIB  := $(filter-out $(CMD_MAIN),$(wildcard cmd/*.c))
 CMD_OBJ  := $(CMD_LIB:%.c=$(OBJDIR)/%.o)
+CMD_ARCH := $(OBJDIR)/cmd/libcmd.a
 CMDS     := $(CMD_MAIN:cmd/%.c=$(BINOUT)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(TESTOUT)/%)
@@ -50,9 +51,15 @@ $(SHARED): $(LIB_OBJ)
 	ln -sf libwskit.so.$(VERSION) $(LIBOUT)/libwskit.so.$(SOVERSION)
 	ln -sf libwskit.so.$(SOVERSION) $(LIBOUT)/libwskit.so
 
-$(BINOUT)/%: $(OBJDIR)/cmd/%.o $(CMD_OBJ) $(STATIC)
+# The helpers shared by the commands (cli.c, jsonproto.c, serve_pubsub.c, bench_*.c) go into an
+# archive, so each command links only the ones it uses.
+$(CMD_ARCH): $(CMD_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(CMD_OBJ) $(STATIC) $(DEPLIBS) -ledit -lm $(LDFLAGS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BINOUT)/%: $(OBJDIR)/cmd/%.o $(CMD_ARCH) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -ledit -lm $(LDFLAGS)
 
 $(TESTOUT)/%: tests/unit/%.c tests/unit/test.h $(STATIC)
 	@mkdir -p $(dir $@)
