@@ -6,6 +6,7 @@
  *
  * This file is the command line; the engine is bench_engine.c (see bench.h). */
 #include "bench.h"
+#include "cli.h"
 
 #include "wskit.h"
 
@@ -348,7 +349,7 @@ int main(int argc, char **argv)
             break;
         case O_TOPICS: o.topics = parse_unsigned(optarg, "topic count", 1, 1000000); break;
         case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("wsbench %s\n", WSK_VERSION); return 0;
+        case 'V': cli_print_version(stdout, "wsbench"); return 0;
         default: fputs("(see wsbench --help)\n", stderr); return 1;
         }
     }
