@@ -21,18 +21,9 @@ import websockets
 BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
 WSCAT = os.path.abspath(os.path.join(BIN, "wscat"))
 
-n = 0
-failed = 0
-
-
-def check(cond, name, detail=""):
-    global n, failed
-    n += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, name), flush=True)
-    if not cond:
-        failed += 1
-        for line in str(detail).splitlines()[:30]:
-            print("#   " + line, flush=True)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import failures  # noqa: E402
+from wstest import ok as check  # noqa: E402
 
 
 class Server:
@@ -177,7 +168,7 @@ def main():
         tmux.kill()
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
+    return 1 if failures() else 0
 
 
 if __name__ == "__main__":

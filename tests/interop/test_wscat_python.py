@@ -23,59 +23,13 @@ import websockets
 BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
 WSCAT = os.path.join(BIN, "wscat")
 
-n = 0
-failed = 0
-
-
-def check(cond, name, detail=""):
-    global n, failed
-    n += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, name), flush=True)
-    if not cond:
-        failed += 1
-        for line in str(detail).splitlines()[:20]:
-            print("#   " + line, flush=True)
-
-
-def skip(name, why):
-    global n
-    n += 1
-    print("ok %d - %s # SKIP %s" % (n, name, why), flush=True)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import describe, failures, run_cmd, skip  # noqa: E402
+from wstest import ok as check  # noqa: E402
 
 
 def wscat(*args, stdin=b"", timeout=10, env=None):
-    """Runs wscat with `stdin` as its input, or with an input that stays open (stdin None);
-    returns (status, stdout, stderr, seconds)."""
-    t0 = time.monotonic()
-    p = subprocess.Popen([WSCAT, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env)
-    out, err = [], []
-    readers = [threading.Thread(target=lambda f, acc: acc.append(f.read()), args=(f, acc),
-                                daemon=True) for f, acc in ((p.stdout, out), (p.stderr, err))]
-    for t in readers:
-        t.start()
-    try:
-        if stdin is not None:
-            p.stdin.write(stdin)
-            p.stdin.close()
-        status = p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        status = "timeout"
-    except BrokenPipeError:
-        status = p.wait(timeout=timeout)
-    finally:
-        if not p.stdin.closed:
-            p.stdin.close()
-    for t in readers:
-        t.join(5)
-    return status, b"".join(out).decode(errors="replace"), \
-        b"".join(err).decode(errors="replace"), time.monotonic() - t0
-
-
-def describe(r):
-    return "status %r after %.2fs\nstdout: %r\nstderr: %r" % (r[0], r[3], r[1], r[2])
+    return run_cmd("wscat", *args, stdin=stdin, timeout=timeout, env=env)
 
 
 class Server:
@@ -284,7 +238,7 @@ def main():
     finally:
         s.stop()
     test_ipv6()
-    return 1 if failed else 0
+    return 1 if failures() else 0
 
 
 if __name__ == "__main__":

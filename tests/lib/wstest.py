@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
@@ -25,7 +26,9 @@ def ok(cond, name, detail=""):
         print(f"ok {_n} - {name}", flush=True)
     else:
         _failed += 1
-        print(f"not ok {_n} - {name}" + (f": {detail}" if detail else ""), flush=True)
+        print(f"not ok {_n} - {name}", flush=True)
+        for line in str(detail).splitlines()[:30]:
+            print("#   " + line, flush=True)
     return cond
 
 
@@ -37,6 +40,47 @@ def skip(name, why):
 
 def done():
     sys.exit(1 if _failed else 0)
+
+
+def failures():
+    """Checks failed so far."""
+    return _failed
+
+
+def run_cmd(prog, *args, stdin=b"", timeout=10, env=None):
+    """Runs BIN/prog with `stdin` as its input, or with an input that stays open (stdin None);
+    returns (status, stdout, stderr, seconds); status is "timeout" when it had to be killed."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([os.path.join(BIN, prog), *args], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out, err = [], []
+    readers = [threading.Thread(target=lambda f, acc: acc.append(f.read()), args=(f, acc),
+                                daemon=True) for f, acc in ((p.stdout, out), (p.stderr, err))]
+    for t in readers:
+        t.start()
+    try:
+        if stdin is not None:
+            p.stdin.write(stdin)
+            p.stdin.close()
+        status = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        status = "timeout"
+    except BrokenPipeError:
+        status = p.wait(timeout=timeout)
+    finally:
+        if not p.stdin.closed:
+            p.stdin.close()
+    for t in readers:
+        t.join(5)
+    return status, b"".join(out).decode(errors="replace"), \
+        b"".join(err).decode(errors="replace"), time.monotonic() - t0
+
+
+def describe(r):
+    """A run_cmd result, for a failed check's detail."""
+    return "status %r after %.2fs\nstdout: %r\nstderr: %r" % (r[0], r[3], r[1], r[2])
 
 
 def free_port():
