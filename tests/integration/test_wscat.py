@@ -446,7 +446,7 @@ def test_listen():
     threading.Thread(target=lambda: [lines.put(("out", l)) for l in p.stdout], daemon=True).start()
     threading.Thread(target=lambda: [lines.put(("err", l)) for l in p.stderr], daemon=True).start()
 
-    def wait_for(pattern, seconds=5):
+    def wait_for(pattern, seconds=15):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             try:
