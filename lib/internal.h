@@ -1,12 +1,17 @@
 /* Internal structures shared by the library's files.  Not installed.
  *
  * The data path, by file:
- *   io_tcp.c        sockets: listen, accept, connect, read, writev
+ *   io_tcp.c        sockets: listen, accept, read, writev (io_tls.c: the same over mbedTLS)
  *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
+ *   client.c        connect, redirects, proxies, the client side of the handshake
+ *   parse_http.c    HTTP heads                      msg_handshake.c  upgrade rules, accept key
  *   parse_frame.c   bytes -> frame headers          parse_utf8.c   text validation
+ *   mask.c          payload (un)masking, a word at a time
  *   msg_assemble.c  frames -> messages -> handlers  msg_control.c  close payloads
- *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue
+ *   pmd_conn.c      permessage-deflate on a socket (pmd_negotiate.c, pmd_codec.c: zlib)
+ *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
+ *   pubsub.c        topics: one framed message queued to every subscriber
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
