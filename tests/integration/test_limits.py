@@ -17,7 +17,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from wstest import BIN, Raw, done, free_port, ok, request, skip  # noqa: E402
+from wstest import BIN, Raw, done, free_port, ok, request, skip, sanitized, mask  # noqa: E402
 
 TEXT, BINARY, CLOSE, PING, PONG = 1, 2, 8, 9, 10
 VALGRIND = bool(os.environ.get("WSK_VALGRIND"))
@@ -83,22 +83,6 @@ class Wsserve:
             self.proc.wait()
         self.reader.join(5)
         return self.proc.returncode
-
-
-def sanitized():
-    if VALGRIND:
-        return True
-    try:
-        with open(os.path.join(BIN, "wsserve"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-def mask(payload, key):
-    k = (key * (len(payload) // 4 + 1))[:len(payload)]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(
-        len(payload), "little")
 
 
 def wsframe(op, payload, length=None):

@@ -13,16 +13,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Raw, done, free_port, ok, request  # noqa: E402
+from wstest import BIN, Raw, done, free_port, ok, request, mask  # noqa: E402
 
 TEXT, BINARY, CLOSE = 1, 2, 8
 CLIENTS = 40
-
-
-def mask(payload, key):
-    k = (key * (len(payload) // 4 + 1))[:len(payload)]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(
-        len(payload), "little")
 
 
 def wsframe(op, payload):

@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Server, accept_key, done, ok, request, skip  # noqa: E402
+from wstest import BIN, Server, accept_key, done, ok, request, skip, sanitized, mask  # noqa: E402
 
 N = int(os.environ.get("WSK_MANY", "3000"))
 BATCH = 500
@@ -24,22 +24,6 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def sanitized():
-    if os.environ.get("WSK_VALGRIND"):
-        return True
-    try:
-        with open(os.path.join(BIN, "wsserve"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-def mask(payload, key):
-    k = (key * (len(payload) // 4 + 1))[:len(payload)]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(
-        len(payload), "little")
 
 
 def wsframe(op, payload):

@@ -16,7 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Raw, Server, done, ok, request, skip  # noqa: E402
+from wstest import BIN, Raw, Server, done, ok, request, skip, sanitized, mask  # noqa: E402
 
 TEXT, BINARY, CLOSE = 1, 2, 8
 LIMIT = 256 * 1024
@@ -26,17 +26,6 @@ FLOOD_MSG, FLOOD_COUNT = 64 * 1024, 640  # 40 MiB sent by the slow client
 RSS_SLACK = 3 << 20
 
 
-def sanitized():
-    """ASan and valgrind keep freed memory in quarantine: RSS says nothing there."""
-    if os.environ.get("WSK_VALGRIND"):
-        return True
-    try:
-        with open(os.path.join(BIN, "wsserve"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
 def rss(pid):
     """The process's resident set in bytes."""
     with open(f"/proc/{pid}/status") as f:
@@ -44,14 +33,6 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def mask(payload, key):
-    n = len(payload)
-    if not n:
-        return b""
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
 
 
 def wsframe(op, payload):

@@ -8,7 +8,6 @@ is driven over its DevTools protocol (a small client on Python websockets): each
 Runtime.evaluate of an async function in an about:blank page.  Without Chromium every case is
 skipped.  Test names start with a matrix tag read by scripts/interop-matrix."""
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import wstest  # noqa: E402
-from wstest import BIN, Server, done, ok, skip  # noqa: E402
+from wstest import BIN, Server, done, ok, skip, serve  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -155,20 +154,6 @@ b.ws.close(1000);
 await j.close();
 await b.close();
 """
-
-
-@contextlib.contextmanager
-def serve(*args):
-    """wsserve for a block of cases; its log is shown when one of them failed."""
-    failed = wstest._failed
-    srv = Server(*args)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        if wstest._failed > failed:
-            for line in srv.stderr.splitlines()[-15:]:
-                print(f"# wsserve {' '.join(args)}: {line}", flush=True)
 
 
 def tag(compression, direction=DIRECTION):

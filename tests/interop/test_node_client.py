@@ -8,7 +8,6 @@ ws is installed by scripts/install-node-deps into a scratch folder outside the r
 ($WSK_NODE_DIR, default /tmp/wskit-node); without node or npm every case is skipped.
 Test names start with a matrix tag, "[peer | direction | compression | transport]", that
 scripts/interop-matrix reads."""
-import contextlib
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import wstest  # noqa: E402
-from wstest import Server, done, ok, skip  # noqa: E402
+from wstest import Server, done, ok, skip, serve  # noqa: E402
 
 SCRIPT = os.path.join(HERE, "node", "ws_client.js")
 INSTALL = os.path.join(HERE, "..", "..", "scripts", "install-node-deps")
@@ -34,20 +33,6 @@ OFFERS = [
     ("serverMaxWindowBits=10", {"threshold": 0, "serverMaxWindowBits": 10}),
     ("clientMaxWindowBits=10", {"threshold": 0, "clientMaxWindowBits": 10}),
 ]
-
-
-@contextlib.contextmanager
-def serve(*args):
-    """wsserve for a block of cases; its log is shown when one of them failed."""
-    failed = wstest._failed
-    srv = Server(*args)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        if wstest._failed > failed:
-            for line in srv.stderr.splitlines()[-15:]:
-                print(f"# wsserve {' '.join(args)}: {line}", flush=True)
 
 
 def tag(compression):

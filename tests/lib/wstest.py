@@ -1,6 +1,7 @@
 """Helpers for wskit's integration tests: start the real binaries on loopback, speak raw
 RFC 6455 over a plain socket, and print TAP lines.  Imported by tests/integration/*.py."""
 import base64
+import contextlib
 import hashlib
 import os
 import signal
@@ -136,6 +137,39 @@ class Server:
 
     def __exit__(self, *a):
         self.stop()
+
+
+def sanitized():
+    """True when the servers run under valgrind or are an ASan build: memory and timing checks
+    do not apply then."""
+    if os.environ.get("WSK_VALGRIND"):
+        return True
+    try:
+        with open(os.path.join(BIN, "wsserve"), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def serve(*args):
+    """wsserve for a block of cases; its log is shown when one of them failed."""
+    failed = _failed
+    srv = Server(*args)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if _failed > failed:
+            for line in srv.stderr.splitlines()[-15:]:
+                print(f"# wsserve {' '.join(args)}: {line}", flush=True)
+
+
+def mask(payload, key):
+    """payload XOR the 4-byte key repeated (RFC 6455 5.3)."""
+    k = (key * (len(payload) // 4 + 1))[:len(payload)]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(
+        len(payload), "little")
 
 
 def accept_key(key):
