@@ -14,7 +14,7 @@
 #include "mask.h"
 #include "msg_handshake.h"
 #include "parse_url.h"
-#include "pmd.h"
+#include "pmd_conn.h"
 #include "send_frame.h"
 
 #include <errno.h>
@@ -350,15 +350,9 @@ static int frames(wb_thread *t, wb_conn *c, const uint8_t *p, size_t n);
 static int accept_extensions(wb_thread *t, wb_conn *c, const wsk_http_response *res)
 {
     wb_state *s = t->s;
-    wsk_pmd_slice v[8];
-    size_t nv = 0, from = 0;
-    const wsk_http_header *h;
-    while (nv < 8 &&
-           (h = wsk_http_find(res->headers, res->nheaders, "sec-websocket-extensions", &from))) {
-        v[nv].p = h->value;
-        v[nv++].len = h->value_len;
-    }
     if (!*s->offer) return 0;
+    wsk_pmd_slice v[WSK_PMD_VALUES_MAX];
+    size_t nv = wsk_pmd_extension_values(res->headers, res->nheaders, v);
     wsk_pmd_config cfg = {
         .compress = WSK_COMPRESS_SHARED, .decompress = WSK_COMPRESS_DEDICATED, .threshold = 0};
     wsk_pmd_params pp;
