@@ -1,11 +1,12 @@
-/* wsbench internals: the load engine (bench_engine.c), its scenarios (bench_scenario.c), the
- * latency histogram (bench_hist.c), the reports (bench_report.c) and the optional TLS transport
- * (bench_tls.c).  Every non-ws*.c file of cmd/ is linked into every command, so everything here
- * is named wb_ and nothing runs unless wsbench calls it.
+/* wsbench internals: the load engine (bench_conn.c, bench_run.c), its scenarios
+ * (bench_scenario.c), the latency histogram (bench_hist.c) and the reports (bench_report.c).
+ * Every non-ws*.c file of cmd/ is linked into every command, so everything here is named wb_
+ * and nothing runs unless wsbench calls it.
  *
  * The data path of one connection, by file:
- *   bench_engine.c    socket, connect, handshake, one read per event into the thread's buffer,
- *                     frames decoded in place, one writev per connection per loop turn
+ *   bench_conn.c      socket, connect, handshake; then the library's socket: reads, TLS, frames
+ *                     to messages, one writev per connection per loop turn
+ *   bench_run.c       worker threads, their loops, the main thread's watch over a run
  *   bench_scenario.c  what to send and what a received message means (echo, chat, ...)
  *   bench_hist.c      latencies into log-linear buckets
  *   bench_report.c    summary, JSON, CSV, thresholds, the compare table
@@ -207,28 +208,5 @@ void wb_report_compare(const wb_opts *o, const wb_result *runs, unsigned ntarget
 /* Numbers for people: "1,234,567", "12.3 ms", "45.6 MB/s". */
 char *wb_fmt_count(char *buf, size_t cap, uint64_t v);
 char *wb_fmt_time(char *buf, size_t cap, double ns);
-
-/* ----- TLS (bench_tls.c) -----------------------------------------------------------------------
- */
-
-typedef struct wb_tls_conf wb_tls_conf;
-typedef struct wb_tls wb_tls;
-
-/* The client configuration for a run (NULL with *why set on failure). */
-wb_tls_conf *wb_tls_conf_new(const wb_opts *o, const char *host, char *why, size_t cap);
-void wb_tls_conf_free(wb_tls_conf *cf);
-/* A session over the connected socket fd. */
-wb_tls *wb_tls_new(wb_tls_conf *cf, int fd);
-void wb_tls_free(wb_tls *s);
-/* Advances the TLS handshake: 1 done, 0 wants more I/O (*want_write set when it waits to
- * write), -1 failed (message in why). */
-int wb_tls_handshake(wb_tls *s, int *want_write, char *why, size_t cap);
-/* As read(2) and writev(2) on the session: bytes, -1 with errno EAGAIN when it would block, -1
- * with another errno on failure, 0 on a clean end. */
-long wb_tls_read(wb_tls *s, void *buf, size_t n);
-long wb_tls_writev(wb_tls *s, const struct iovec *iov, int n);
-/* Bytes the session already decrypted and holds (a read will return them without the
- * socket). */
-size_t wb_tls_pending(wb_tls *s);
 
 #endif

@@ -582,7 +582,7 @@ static void pubsub_path(wb_state *s, wb_conn *c, char *buf, size_t cap)
 static void pubsub_open(wb_thread *t, wb_conn *c)
 {
     wb_state *s = t->s;
-    c->flags |= WB_F_HOOK | WB_F_HEAD;
+    c->flags |= WB_F_HOOK;
     c->sent = c->recvd = c->sched = 0;
     if (c->id >= s->publishers) return;
     if (!c->own) c->own = malloc((size_t)PUB_RING * s->frame_size);

@@ -108,12 +108,23 @@ void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason)
     ctx->nconns--;
     wsk_loop_schedule(ctx->loop, c);
     if (ctx->srv) wsk_server_conn_gone(ctx->srv);
+    if (ctx->hooks) ctx->hooks->gone(c);
 }
 
 void wsk_conn_free(struct wsk_ws *c)
 {
-    if (c->ctx->role == WSK_ROLE_CLIENT && c->ctx->nconns == 0) wsk_ctx_release(c->ctx);
+    /* A wsk_connect client's ctx lives as long as its one connection. */
+    if (c->ctx->role == WSK_ROLE_CLIENT && !c->ctx->hooks && c->ctx->nconns == 0)
+        wsk_ctx_release(c->ctx);
     free(c);
+}
+
+void wsk_conn_failed(struct wsk_ws *c, int err, const char *msg)
+{
+    if (c->ctx->hooks)
+        c->ctx->hooks->failed(c, err, msg);
+    else if (c->ctx->role == WSK_ROLE_CLIENT)
+        wsk_client_failed(c, err, msg);
 }
 
 void wsk_conn_fail(struct wsk_ws *c, int err, unsigned code, const char *msg)
@@ -153,7 +164,7 @@ static void on_readable(struct wsk_ws *c)
     if (n == WSK_ERR_AGAIN) return;
     if (n < 0) {
         if (c->state == WSK_ST_HTTP && c->ctx->role == WSK_ROLE_CLIENT)
-            wsk_client_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
+            wsk_conn_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
         wsk_conn_end(c, WSK_CLOSE_ABNORMAL,
                      n == WSK_ERR_EOF ? "connection closed without a close frame" : "read failed");
         return;
@@ -162,6 +173,10 @@ static void on_readable(struct wsk_ws *c)
     if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
         c->stamp = (uint32_t)ev_now(loop->ev);
     c->flags &= ~WSK_F_PINGED;
+    if (c->ctx->hooks) {
+        c->ctx->hooks->receive(c, loop->rbuf, (size_t)n);
+        return;
+    }
     switch (c->state) {
     case WSK_ST_HTTP:
         if (c->ctx->role == WSK_ROLE_SERVER)
@@ -202,7 +217,7 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
                 wsk_log(ctx->loop, WSK_LOG_INFO, "%s: handshake timed out after %us",
                         wsk_addr_string(c->io.fd, addr, sizeof addr), o->handshake_timeout);
                 if (ctx->role == WSK_ROLE_CLIENT)
-                    wsk_client_failed(c, WSK_ERR_TIMEOUT, "handshake timed out");
+                    wsk_conn_failed(c, WSK_ERR_TIMEOUT, "handshake timed out");
                 wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "handshake timed out");
             }
             break;

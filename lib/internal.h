@@ -15,6 +15,7 @@
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
+ * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  */
 #ifndef WSK_INTERNAL_H
 #define WSK_INTERNAL_H
@@ -83,16 +84,31 @@ void wsk_block_unref(wsk_loop *loop, wsk_block *b);
 
 /* ----- a set of sockets sharing handlers and options: a server, or one client --------------- */
 
+/* A program that opens and handshakes sockets itself but uses this data path for the rest (the
+ * transport, frames in, the send queue and its flush): wsbench.  conn.c calls these instead of
+ * server.c or client.c.  Every pointer must be set; c->user is the program's. */
+typedef struct wsk_conn_hooks {
+    /* The bytes of every read, in any phase; wsk_msg_receive takes those of an open socket. */
+    void (*receive)(struct wsk_ws *c, uint8_t *p, size_t n);
+    /* Before each write of c (wsk_flush): the program may queue more bytes. */
+    void (*fill)(struct wsk_ws *c);
+    /* c failed before it opened (TLS handshake, EOF, deadline); wsk_conn_end follows. */
+    void (*failed)(struct wsk_ws *c, int err, const char *msg);
+    /* c ended (wsk_conn_end): its fd is closed and it is freed at the end of the loop turn. */
+    void (*gone)(struct wsk_ws *c);
+} wsk_conn_hooks;
+
 typedef struct wsk_ctx {
     wsk_loop *loop;
     wsk_handlers h;
     wsk_server_opts o;
-    struct wsk_ws *conns; /* every connection, doubly linked */
-    size_t nconns;        /* entries in conns */
-    size_t nopen;         /* of which completed the handshake and are not closed */
-    wsk_server *srv;      /* NULL for a client */
-    unsigned role;        /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
-    void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
+    struct wsk_ws *conns;        /* every connection, doubly linked */
+    size_t nconns;               /* entries in conns */
+    size_t nopen;                /* of which completed the handshake and are not closed */
+    wsk_server *srv;             /* NULL for a client */
+    unsigned role;               /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
+    void *tls;                   /* TLS configuration (io_tls.c), NULL for plain TCP */
+    const wsk_conn_hooks *hooks; /* NULL for a server or a wsk_connect client; see above */
 } wsk_ctx;
 
 enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
@@ -178,6 +194,8 @@ wsk_cold *wsk_conn_cold(struct wsk_ws *c);
 void wsk_conn_cold_trim(struct wsk_ws *c);
 /* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */
 void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n);
+/* c failed before it opened: reported by its owner (client.c, or the hooks); the caller ends c. */
+void wsk_conn_failed(struct wsk_ws *c, int err, const char *msg);
 void wsk_conn_io_events(struct wsk_ws *c, int events);
 /* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
 void wsk_conn_free(struct wsk_ws *c);
@@ -207,6 +225,8 @@ static inline uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n);
 static inline void wsk_queue_commit(struct wsk_ws *c, size_t n);
 /* The slow half of wsk_queue_reserve: a new private block at the tail. */
 uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n);
+/* Appends a copy of p[0..n), over as many private blocks as it takes; 0 or WSK_ERR_NOMEM. */
+int wsk_queue_write(struct wsk_ws *c, const void *p, size_t n);
 /* Appends a reference to shared bytes b->data[off, off + len). */
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len);
 /* Fills iov with up to max segments (at most WSK_WRITE_MAX bytes); returns the count. */
@@ -216,8 +236,8 @@ void wsk_queue_consume(struct wsk_ws *c, size_t n);
 void wsk_queue_clear(struct wsk_ws *c);
 
 /* send_flush.c */
-/* Writes the queue (one writev); arms EV_WRITE when bytes remain.  0, or < 0 when the socket
- * was ended. */
+/* Writes the queue (one writev), after the hooks' fill; arms EV_WRITE when bytes remain.  0, or
+ * < 0 when the socket was ended. */
 int wsk_flush(struct wsk_ws *c);
 
 /* server.c */

@@ -415,7 +415,7 @@ static void handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
             snprintf(msg, sizeof msg, "%s", why);
         else
             snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
-        wsk_client_failed(c, err, msg);
+        wsk_conn_failed(c, err, msg);
     }
     wsk_conn_end(c, WSK_CLOSE_ABNORMAL, why);
 }

@@ -28,9 +28,9 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o);
 /* Client: starts TLS on a socket that is connected or connecting (sets WSK_F_TLS), with SNI
  * (unless host is an address) and verification of the certificate against `host` (a name, or
  * an IPv4/IPv6 address with or without brackets).  The handshake starts once the socket is
- * writable and runs inside wsk_io_read/wsk_io_writev.  A failure calls wsk_client_failed(c,
+ * writable and runs inside wsk_io_read/wsk_io_writev.  A failure calls wsk_conn_failed(c,
  * WSK_ERR_CERT, "certificate verify failed: <why>") when the certificate did not verify (why:
- * expired, unknown issuer, name mismatch, ...) or wsk_client_failed(c, WSK_ERR_TLS, "TLS
+ * expired, unknown issuer, name mismatch, ...) or wsk_conn_failed(c, WSK_ERR_TLS, "TLS
  * handshake failed: <why>") otherwise, then ends the connection.  0, WSK_ERR_NOMEM or
  * WSK_ERR_TLS. */
 int wsk_tls_connect(struct wsk_ws *c, const char *host);

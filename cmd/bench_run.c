@@ -1,25 +1,17 @@
-/* The wsbench engine: worker threads, connections, the handshake, frames in and out, and the
- * main thread's watch over a run.  See bench_engine.h.
+/* The wsbench run: worker threads and their loops, and the main thread's watch over them
+ * (phases, per-second snapshots, the end).  See bench_engine.h; the connections are
+ * bench_conn.c's.
  *
  * The per-message work is what decides whether wsbench or the server is measured, so:
- *  - one read(2) per readable event into the thread's buffer; frames are decoded in place
- *    (wsk_frame_decode), and a frame whose payload is in the buffer is handled without copying;
- *  - what is sent comes from prebuilt, already masked frames (bench_scenario.c), so sending a
- *    message is adding its length to a counter;
- *  - one writev(2) per connection per loop turn, from an ev_prepare watcher;
  *  - one clock read per read(2) and per turn, not per message;
- *  - counters are per thread, updated once per read with plain stores. */
+ *  - counters are per thread, updated once per read with plain stores, and read by the main
+ *    thread with atomic loads once a second. */
 #include "bench_engine.h"
 
-#include "mask.h"
-#include "msg_handshake.h"
+#include "internal.h"
 #include "parse_url.h"
-#include "pmd_conn.h"
-#include "send_frame.h"
 
-#include <errno.h>
 #include <netdb.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +21,6 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
 
 volatile int wb_interrupted;
 
@@ -76,15 +64,6 @@ uint64_t wb_rand(uint64_t *state)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-size_t wb_frame_build(uint8_t *out, unsigned op, unsigned rsv, const uint8_t *payload, size_t len,
-                      const uint8_t key[4])
-{
-    size_t h = wsk_frame_header(out, 1, rsv, op, len, key);
-    if (len) memcpy(out + h, payload, len);
-    wsk_mask(out + h, len, key, 0);
-    return h + len;
-}
-
 const char *wb_err_name(int e)
 {
     static const char *const names[WB_E_COUNT] = {
@@ -107,11 +86,6 @@ const char *wb_scenario_name(int s)
 static const char *first_error(const wb_state *s)
 {
     return __atomic_load_n(&s->first_err_set, __ATOMIC_ACQUIRE) == 2 ? s->first_err : "";
-}
-
-static int phase_of(const wb_state *s)
-{
-    return __atomic_load_n(&s->phase, __ATOMIC_ACQUIRE);
 }
 
 void wb_wake_main(wb_state *s)
@@ -140,384 +114,6 @@ void wb_error(wb_thread *t, int e, const char *fmt, ...)
     }
 }
 
-/* ----- connection lifecycle -------------------------------------------------------------- */
-
-static void on_io(struct ev_loop *ev, ev_io *w, int revents);
-static int flush(wb_thread *t, wb_conn *c);
-
-static wb_cold *cold_of(wb_conn *c)
-{
-    if (!c->cold) {
-        c->cold = calloc(1, sizeof *c->cold);
-        if (!c->cold) {
-            fputs("wsbench: out of memory\n", stderr);
-            abort();
-        }
-    }
-    return c->cold;
-}
-
-/* Frees the cold state once nothing in it is in use, so idle connections stay small. */
-static void cold_trim(wb_conn *c)
-{
-    wb_cold *k = c->cold;
-    if (!k || k->tls || k->inflater || k->ctl_len > k->ctl_off || k->cpay_len ||
-        c->state < WB_C_OPEN)
-        return;
-    free(k->zmsg);
-    free(k);
-    c->cold = NULL;
-}
-
-static void set_events(wb_thread *t, wb_conn *c, int want_write)
-{
-    if (!!(c->flags & WB_F_WANT_WRITE) == !!want_write) return;
-    c->flags ^= WB_F_WANT_WRITE;
-    ev_io_stop(t->ev, &c->io);
-    ev_io_set(&c->io, c->io.fd, EV_READ | (want_write ? EV_WRITE : 0));
-    ev_io_start(t->ev, &c->io);
-}
-
-/* The watcher waits for reads only (a flush arms EV_WRITE when the kernel is full). */
-static void watch_read(wb_thread *t, wb_conn *c)
-{
-    ev_io_stop(t->ev, &c->io);
-    ev_io_set(&c->io, c->io.fd, EV_READ);
-    ev_io_start(t->ev, &c->io);
-    c->flags &= ~WB_F_WANT_WRITE;
-}
-
-void wb_conn_dirty(wb_thread *t, wb_conn *c)
-{
-    if (c->flags & WB_F_DIRTY) return;
-    c->flags |= WB_F_DIRTY;
-    c->dirty_next = t->dirty;
-    t->dirty = c;
-}
-
-/* Releases the socket and its state; the scenario's ended hook may restart the slot. */
-static void conn_end(wb_thread *t, wb_conn *c)
-{
-    wb_state *s = t->s;
-    if (c->state == WB_C_IDLE) return;
-    int was_open = c->state >= WB_C_OPEN;
-    if (c->state < WB_C_OPEN) {
-        t->connecting--;
-        wb_atomic_inc(&s->n_settled);
-    }
-    ev_io_stop(t->ev, &c->io);
-    close(c->io.fd);
-    c->io.fd = -1;
-    if (c->cold) {
-        if (c->cold->tls) wb_tls_free(c->cold->tls);
-        if (c->cold->inflater) wsk_pmd_inflater_free(c->cold->inflater);
-        free(c->cold->zmsg);
-        free(c->cold);
-        c->cold = NULL;
-    }
-    c->state = WB_C_IDLE;
-    c->flags &= WB_F_DIRTY | WB_F_DONE;
-    c->sunsent = c->owed = c->remaining = 0;
-    memset(&c->dec, 0, sizeof c->dec);
-    t->live--;
-    wb_add(&t->st.closed, 1);
-    int phase = phase_of(s);
-    if (was_open && phase == WB_P_RUN && !s->sc->start_on_run) {
-        wb_atomic_inc(&s->n_ended);
-        wb_wake_main(s);
-    }
-    if (s->sc->ended) s->sc->ended(t, c);
-    if (t->stopping && !t->live) ev_break(t->ev, EVBREAK_ONE);
-}
-
-int wb_conn_fail(wb_thread *t, wb_conn *c, int e, const char *fmt, ...)
-{
-    char msg[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    wb_error(t, e, "connection %u: %s", c->id, msg);
-    conn_end(t, c);
-    return -1;
-}
-
-/* Appends one masked control frame to the control queue (written after the data stream). */
-static void ctl_queue(wb_thread *t, wb_conn *c, unsigned op, const uint8_t *p, size_t n)
-{
-    wb_cold *k = cold_of(c);
-    if (k->ctl_off == k->ctl_len) k->ctl_off = k->ctl_len = 0;
-    if (k->ctl_len + WSK_FRAME_HDR_MAX + n > sizeof k->ctl) return; /* a ping flood: drop */
-    uint32_t key = (uint32_t)wb_rand(&t->rng);
-    k->ctl_len += wb_frame_build(k->ctl + k->ctl_len, op, 0, p, n, (const uint8_t *)&key);
-    wb_conn_dirty(t, c);
-}
-
-void wb_conn_close(wb_thread *t, wb_conn *c)
-{
-    if (c->state < WB_C_OPEN || (c->flags & WB_F_CLOSE_SENT)) return;
-    uint8_t code[2] = {1000 >> 8, 1000 & 0xFF};
-    ctl_queue(t, c, WSK_OP_CLOSE, code, 2);
-    c->flags |= WB_F_CLOSE_SENT;
-    c->owed = 0;
-    if (c->state == WB_C_OPEN) c->state = WB_C_CLOSING;
-}
-
-/* The source address of connection c: spreading connections over 127.0.0.x lifts the limit
- * of one ephemeral port range per destination (about 28,000 on Linux). */
-static int bind_source(const wb_state *s, const wb_conn *c, int fd)
-{
-    if (s->nsrc < 2) return 0;
-    int one = 1;
-    /* Without this the kernel reserves a port at bind time, for every possible destination,
-     * and the range would run out as before. */
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(0x7F000001u + c->id % s->nsrc);
-    return bind(fd, (struct sockaddr *)&a, sizeof a);
-}
-
-void wb_conn_start(wb_thread *t, wb_conn *c)
-{
-    wb_state *s = t->s;
-    c->t0 = wb_now();
-    c->flags &= WB_F_DONE | WB_F_DIRTY; /* a slot restarted in the same turn stays listed */
-    c->hlen = 0;
-    int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        wb_error(t, WB_E_CONNECT, "socket: %s", strerror(errno));
-        wb_atomic_inc(&s->n_settled);
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    ev_io_init(&c->io, on_io, fd, EV_WRITE);
-    c->state = WB_C_CONNECTING;
-    t->connecting++;
-    t->live++;
-    if (bind_source(s, c, fd) < 0) {
-        wb_conn_fail(t, c, WB_E_CONNECT, "bind to 127.0.0.%u: %s", 1 + c->id % s->nsrc,
-                     strerror(errno));
-        return;
-    }
-    if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) < 0 && errno != EINPROGRESS) {
-        wb_conn_fail(t, c, WB_E_CONNECT, "connect to %s:%u: %s", s->host, s->port, strerror(errno));
-        return;
-    }
-    ev_io_start(t->ev, &c->io);
-}
-
-/* Starts queued connections while fewer than --connect-concurrency are being set up. */
-static void start_more(wb_thread *t)
-{
-    const wb_state *s = t->s;
-    /* Scenarios that open connections during the run do it from their turn hook. */
-    if (s->sc->start_on_run) return;
-    unsigned limit = s->o->connect_concurrency ? s->o->connect_concurrency : 256;
-    while (t->next < t->nconns && t->connecting < limit && !t->stopping)
-        wb_conn_start(t, &t->conns[t->next++]);
-}
-
-/* ----- the handshake ----------------------------------------------------------------------- */
-
-static int send_request(wb_thread *t, wb_conn *c)
-{
-    wb_state *s = t->s;
-    const wb_opts *o = s->o;
-    wb_cold *k = cold_of(c);
-    if (wsk_handshake_client_key(k->key) < 0)
-        return wb_conn_fail(t, c, WB_E_HANDSHAKE, "no random key");
-    char path[1400];
-    if (s->sc->path)
-        s->sc->path(s, c, path, sizeof path);
-    else
-        snprintf(path, sizeof path, "%s", s->path);
-    int n = wsk_handshake_client_request((char *)k->ctl, sizeof k->ctl, s->host, s->port, s->secure,
-                                         path, k->key, o->protos, o->nprotos, o->origin,
-                                         s->has_userinfo ? s->userinfo : NULL,
-                                         *s->offer ? s->offer : NULL, o->headers, o->nheaders);
-    if (n < 0) return wb_conn_fail(t, c, WB_E_HANDSHAKE, "cannot build the request");
-    k->ctl_len = (size_t)n;
-    k->ctl_off = 0;
-    c->state = WB_C_HANDSHAKE;
-    watch_read(t, c);
-    return flush(t, c);
-}
-
-static int frames(wb_thread *t, wb_conn *c, const uint8_t *p, size_t n);
-
-/* Permessage-deflate as the server answered it: sets c->rsv and the inflater. */
-static int accept_extensions(wb_thread *t, wb_conn *c, const wsk_http_response *res)
-{
-    wb_state *s = t->s;
-    if (!*s->offer) return 0;
-    wsk_pmd_slice v[WSK_PMD_VALUES_MAX];
-    size_t nv = wsk_pmd_extension_values(res->headers, res->nheaders, v);
-    wsk_pmd_config cfg = {
-        .compress = WSK_COMPRESS_SHARED, .decompress = WSK_COMPRESS_DEDICATED, .threshold = 0};
-    wsk_pmd_params pp;
-    if (wsk_pmd_client_accept(&cfg, v, nv, &pp) < 0)
-        return wb_conn_fail(t, c, WB_E_HANDSHAKE, "invalid Sec-WebSocket-Extensions answer");
-    if (!pp.enabled) return 0;
-    c->rsv = WSK_RSV1;
-    wb_add(&t->st.deflate, 1);
-    c->cold->inflater = wsk_pmd_inflater_new(pp.inflate_bits, pp.inflate_reset);
-    if (!c->cold->inflater) return wb_conn_fail(t, c, WB_E_DEFLATE, "no inflater");
-    return 0;
-}
-
-static int handshake_bytes(wb_thread *t, wb_conn *c, const uint8_t *p, size_t n)
-{
-    wb_state *s = t->s;
-    wb_cold *k = cold_of(c);
-    size_t m = sizeof k->head - k->head_len < n ? sizeof k->head - k->head_len : n;
-    memcpy(k->head + k->head_len, p, m);
-    k->head_len += m;
-    wsk_http_response res;
-    int r = wsk_http_parse_response((const char *)k->head, k->head_len, &k->head_scanned, &res);
-    if (r == 0 && m < n)
-        return wb_conn_fail(t, c, WB_E_HANDSHAKE, "response head over %zu bytes", sizeof k->head);
-    if (r == 0) return 0;
-    if (r < 0) return wb_conn_fail(t, c, WB_E_HANDSHAKE, "malformed HTTP response");
-    const char *why = NULL;
-    if (wsk_handshake_client_verify(&res, k->key, s->o->protos, s->o->nprotos, *s->offer != 0, NULL,
-                                    NULL, &why) < 0) {
-        if (res.status != 101)
-            return wb_conn_fail(t, c, WB_E_HANDSHAKE, "server answered %d %.*s", res.status,
-                                (int)res.reason_len, res.reason);
-        return wb_conn_fail(t, c, WB_E_HANDSHAKE, "%s", why ? why : "invalid handshake");
-    }
-    if (accept_extensions(t, c, &res) < 0) return -1;
-    c->state = WB_C_OPEN;
-    t->connecting--;
-    wb_add(&t->st.opened, 1);
-    wb_hist_record(&t->conn, t->now - c->t0);
-    wb_atomic_inc(&s->n_open);
-    unsigned settled = wb_atomic_inc(&s->n_settled);
-    if (settled == s->total) wb_wake_main(s);
-    size_t used = (size_t)r, rest = k->head_len - used;
-    /* Frames that came with the head (a chat server's "ready") are parsed from a copy: the
-     * head buffer goes away with the cold state. */
-    uint8_t tail[WB_HEAD_MAX];
-    memcpy(tail, k->head + used, rest);
-    k->head_len = k->head_scanned = 0;
-    if (s->sc->open) s->sc->open(t, c);
-    if (c->state != WB_C_OPEN) return -1;
-    cold_trim(c);
-    start_more(t);
-    if (rest && frames(t, c, tail, rest) < 0) return -1;
-    if (m < n && c->state >= WB_C_OPEN) return frames(t, c, p + m, n - m);
-    return 0;
-}
-
-static int tls_step(wb_thread *t, wb_conn *c)
-{
-    char why[160];
-    int want_write = 0;
-    int r = wb_tls_handshake(c->cold->tls, &want_write, why, sizeof why);
-    if (r < 0) return wb_conn_fail(t, c, WB_E_TLS, "%s", why);
-    if (r == 0) {
-        set_events(t, c, want_write);
-        return 0;
-    }
-    return send_request(t, c);
-}
-
-static int connected(wb_thread *t, wb_conn *c)
-{
-    wb_state *s = t->s;
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err)
-        return wb_conn_fail(t, c, WB_E_CONNECT, "connect to %s:%u: %s", s->host, s->port,
-                            strerror(err));
-    if (!s->tls) return send_request(t, c);
-    watch_read(t, c);
-    c->state = WB_C_TLS;
-    cold_of(c)->tls = wb_tls_new(s->tls, c->io.fd);
-    if (!c->cold->tls) return wb_conn_fail(t, c, WB_E_TLS, "cannot create a TLS session");
-    return tls_step(t, c);
-}
-
-/* ----- frames in -------------------------------------------------------------------------- */
-
-static int control_frame(wb_thread *t, wb_conn *c, unsigned op, const uint8_t *p, size_t n)
-{
-    wb_state *s = t->s;
-    if (op == WSK_OP_PING) {
-        if (!(c->flags & WB_F_CLOSE_SENT)) ctl_queue(t, c, WSK_OP_PONG, p, n);
-        return 0;
-    }
-    if (op != WSK_OP_CLOSE) return 0;
-    unsigned code = n >= 2 ? (unsigned)p[0] << 8 | p[1] : 1005;
-    if (!(c->flags & WB_F_CLOSE_SENT)) {
-        /* The server closes first: echo its code (RFC 6455 5.5.1) and count it when the run
-         * did not ask for it. */
-        if (phase_of(s) != WB_P_STOP && !s->sc->start_on_run)
-            wb_error(t, WB_E_CLOSED, "connection %u: server closed it with %u%s%.*s", c->id, code,
-                     n > 2 ? " " : "", n > 2 ? (int)(n - 2) : 0, p + 2);
-        uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-        c->flags |= WB_F_CLOSE_SENT;
-        c->owed = 0;
-        ctl_queue(t, c, WSK_OP_CLOSE, echo, code == 1005 ? 0 : 2);
-    }
-    /* The server closes TCP first (RFC 6455 7.1.1), so the TIME_WAIT state stays on its side
-     * and a client opening thousands of connections does not run out of ports. */
-    c->state = WB_C_DRAIN;
-    c->t_drain = t->now;
-    return 0;
-}
-
-static int message_done(wb_thread *t, wb_conn *c, const uint8_t *head, size_t hlen)
-{
-    wb_state *s = t->s;
-    c->flags &= ~WB_F_INMSG;
-    if (c->flags & WB_F_ZMSG) {
-        c->flags &= ~WB_F_ZMSG;
-        head = c->cold->zmsg;
-        hlen = c->cold->zmsg_len < WB_HEAD ? c->cold->zmsg_len : WB_HEAD;
-        c->msg_len = c->cold->zmsg_len;
-        if (s->o->verify && s->sc == &wb_scen_echo &&
-            (c->msg_len != s->payload_len || memcmp(c->cold->zmsg, s->payload, c->msg_len)))
-            return wb_conn_fail(t, c, WB_E_MISMATCH, "inflated reply differs from the message");
-        c->cold->zmsg_len = 0;
-    }
-    if (!(c->flags & WB_F_HOOK)) return 0;
-    return s->sc->message(t, c, c->msg_op, c->msg_len, head, hlen);
-}
-
-/* Payload bytes of a compressed message: inflated into the cold buffer. */
-static int inflate_chunk(wb_thread *t, wb_conn *c, const uint8_t *p, size_t n, int fin)
-{
-    wb_cold *k = c->cold;
-    wsk_dbuf out = {.p = k->zmsg, .len = k->zmsg_len, .cap = k->zmsg_cap, .max = 1u << 26};
-    int r = wsk_pmd_inflate(k->inflater, p, n, fin, &out);
-    k->zmsg = out.p;
-    k->zmsg_len = out.len;
-    k->zmsg_cap = out.cap;
-    if (r < 0) return wb_conn_fail(t, c, WB_E_DEFLATE, "%s", wsk_strerror(r));
-    return 0;
-}
-
-/* Data payload bytes p[0..n) at offset c->msg_len of the message. */
-static inline int data_chunk(wb_thread *t, wb_conn *c, const uint8_t *p, size_t n, int last)
-{
-    const wb_state *s = t->s;
-    if (c->flags & WB_F_ZMSG) return inflate_chunk(t, c, p, n, last && c->fin);
-    if (s->o->verify && s->payload) {
-        if (c->msg_len + n > s->payload_len || memcmp(p, s->payload + c->msg_len, n))
-            return wb_conn_fail(t, c, WB_E_MISMATCH, "reply bytes differ from the message");
-    }
-    if ((c->flags & WB_F_HEAD) && c->hlen < WB_HEAD) {
-        size_t room = WB_HEAD - (size_t)c->hlen, k = room < n ? room : n;
-        memcpy(c->head + c->hlen, p, k);
-        c->hlen = (uint8_t)(c->hlen + k);
-    }
-    c->msg_len += n;
-    return 0;
-}
-
 void wb_counts_flush(wb_thread *t)
 {
     if (!t->rx_msgs) return;
@@ -525,226 +121,6 @@ void wb_counts_flush(wb_thread *t)
     wb_add(&t->st.bytes_rx, t->rx_bytes);
     t->rx_turn += t->rx_msgs;
     t->rx_msgs = t->rx_bytes = 0;
-}
-
-/* Every frame in p[0..n).  Returns 0, or -1 when the connection was ended. */
-static int frames(wb_thread *t, wb_conn *c, const uint8_t *p, size_t n)
-{
-    int r = 0;
-    while (n) {
-        if (!c->remaining) {
-            wsk_frame f;
-            int h = wsk_frame_decode(&c->dec, p, n, WSK_DEC_FORBID_MASK, c->rsv, UINT64_MAX, &f);
-            if (h == 0) break;
-            if (h < 0) {
-                r = wb_conn_fail(t, c, WB_E_PROTOCOL, "invalid frame header from the server");
-                break;
-            }
-            p += h;
-            n -= (size_t)h;
-            c->op = f.opcode;
-            c->fin = f.fin;
-            if (f.opcode >= 8) {
-                if (f.len <= n) {
-                    if (control_frame(t, c, f.opcode, p, (size_t)f.len) < 0) return -1;
-                    p += f.len;
-                    n -= (size_t)f.len;
-                    continue;
-                }
-                cold_of(c)->cpay_len = 0;
-                c->remaining = f.len;
-                continue;
-            }
-            if (f.opcode == WSK_OP_CONT) {
-                if (!(c->flags & WB_F_INMSG)) {
-                    r = wb_conn_fail(t, c, WB_E_PROTOCOL, "continuation frame with no message");
-                    break;
-                }
-            } else {
-                if (c->flags & WB_F_INMSG) {
-                    r = wb_conn_fail(t, c, WB_E_PROTOCOL, "new message inside a fragmented one");
-                    break;
-                }
-                c->flags |= WB_F_INMSG;
-                c->msg_op = f.opcode;
-                c->msg_len = 0;
-                c->hlen = 0;
-                if (f.rsv & WSK_RSV1) c->flags |= WB_F_ZMSG;
-            }
-            if (f.len <= n) {
-                /* The usual case: the whole payload is in the buffer. */
-                size_t len = (size_t)f.len;
-                if (c->flags & (WB_F_HEAD | WB_F_ZMSG) || t->s->o->verify) {
-                    if (data_chunk(t, c, p, len, 1) < 0) return -1;
-                } else {
-                    c->msg_len += len;
-                }
-                if (f.fin) {
-                    t->rx_msgs++;
-                    t->rx_bytes += c->msg_len;
-                    if (!(c->flags & (WB_F_HOOK | WB_F_ZMSG))) {
-                        /* Counting is all a chat client does with a message. */
-                        c->flags &= ~WB_F_INMSG;
-                    } else {
-                        const uint8_t *head = c->hlen ? c->head : p;
-                        size_t hlen = c->hlen ? c->hlen : (len < WB_HEAD ? len : WB_HEAD);
-                        if (message_done(t, c, head, hlen) < 0) {
-                            r = -1;
-                            break;
-                        }
-                    }
-                }
-                p += len;
-                n -= len;
-                continue;
-            }
-            c->remaining = f.len;
-        }
-        /* Inside a payload that continues past this read. */
-        size_t k = n < c->remaining ? n : (size_t)c->remaining;
-        c->remaining -= k;
-        if (c->op >= 8) {
-            wb_cold *cd = c->cold;
-            memcpy(cd->cpay + cd->cpay_len, p, k);
-            cd->cpay_len = (uint8_t)(cd->cpay_len + k);
-            p += k;
-            n -= k;
-            if (!c->remaining) {
-                uint8_t len = cd->cpay_len;
-                cd->cpay_len = 0;
-                if (control_frame(t, c, c->op, cd->cpay, len) < 0) return -1;
-            }
-            continue;
-        }
-        if (data_chunk(t, c, p, k, c->remaining == 0) < 0) return -1;
-        p += k;
-        n -= k;
-        if (!c->remaining && c->fin) {
-            t->rx_msgs++;
-            t->rx_bytes += c->msg_len;
-            if (message_done(t, c, c->head, c->hlen) < 0) {
-                r = -1;
-                break;
-            }
-        }
-    }
-    wb_counts_flush(t);
-    return r;
-}
-
-static void conn_read(wb_thread *t, wb_conn *c)
-{
-    for (int rounds = 0; rounds < 4; rounds++) {
-        long n;
-        if (c->cold && c->cold->tls)
-            n = wb_tls_read(c->cold->tls, t->rbuf, WB_RBUF);
-        else
-            n = read(c->io.fd, t->rbuf, WB_RBUF);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) return;
-            if (c->state == WB_C_DRAIN || t->stopping) {
-                conn_end(t, c);
-                return;
-            }
-            wb_conn_fail(t, c, c->state < WB_C_OPEN ? WB_E_HANDSHAKE : WB_E_RESET, "read: %s",
-                         strerror(errno));
-            return;
-        }
-        if (n == 0) {
-            if (c->state == WB_C_DRAIN || t->stopping) {
-                conn_end(t, c);
-                return;
-            }
-            wb_conn_fail(t, c, c->state < WB_C_OPEN ? WB_E_HANDSHAKE : WB_E_RESET,
-                         "the server closed the connection without a close frame");
-            return;
-        }
-        t->now = wb_now();
-        int r = c->state == WB_C_HANDSHAKE ? handshake_bytes(t, c, t->rbuf, (size_t)n)
-                                           : frames(t, c, t->rbuf, (size_t)n);
-        if (r < 0 || c->state == WB_C_IDLE) return;
-        /* A TLS session may hold decrypted bytes the socket will not signal again. */
-        if (!(c->cold && c->cold->tls && wb_tls_pending(c->cold->tls))) return;
-    }
-}
-
-/* ----- bytes out ---------------------------------------------------------------------------- */
-
-/* Writes the data stream, then the control queue, in one writev.  Returns 0, or -1 when the
- * connection was ended. */
-static int flush(wb_thread *t, wb_conn *c)
-{
-    const wb_state *s = t->s;
-    wb_cold *k = c->cold;
-    size_t ctl = k ? k->ctl_len - k->ctl_off : 0;
-    if (c->owed && !ctl && !(c->flags & WB_F_CLOSE_SENT) && c->state == WB_C_OPEN && s->sc->fill)
-        s->sc->fill(t, c);
-    struct iovec iov[3];
-    int niov = 0;
-    size_t total = 0;
-    if (c->sunsent) {
-        size_t first = c->ssize - c->soff;
-        if (first > c->sunsent) first = (size_t)c->sunsent;
-        iov[niov++] = (struct iovec){(void *)(c->sbase + c->soff), first};
-        total += first;
-        if (first < c->sunsent) {
-            iov[niov++] = (struct iovec){(void *)c->sbase, (size_t)c->sunsent - first};
-            total += (size_t)c->sunsent - first;
-        }
-    }
-    if (ctl) {
-        iov[niov++] = (struct iovec){k->ctl + k->ctl_off, ctl};
-        total += ctl;
-    }
-    if (!niov) {
-        set_events(t, c, 0);
-        return 0;
-    }
-    long w = k && k->tls ? wb_tls_writev(k->tls, iov, niov) : writev(c->io.fd, iov, niov);
-    if (w < 0) {
-        if (errno == EAGAIN || errno == EINTR) {
-            set_events(t, c, 1);
-            return 0;
-        }
-        if (c->state >= WB_C_CLOSING || t->stopping) {
-            conn_end(t, c);
-            return -1;
-        }
-        return wb_conn_fail(t, c, WB_E_RESET, "write: %s", strerror(errno));
-    }
-    size_t done = (size_t)w;
-    if (c->sunsent) {
-        size_t d = done < c->sunsent ? done : (size_t)c->sunsent;
-        c->soff = (uint32_t)((c->soff + d) % c->ssize);
-        c->sunsent -= d;
-        done -= d;
-    }
-    if (done) k->ctl_off += done;
-    set_events(t, c, (size_t)w < total);
-    /* Everything went out but more is owed than the stream could hold (large messages): go
-     * again in this turn; the kernel's EAGAIN, or the debt running out, ends it. */
-    if ((size_t)w == total && c->owed && c->state == WB_C_OPEN && !(c->flags & WB_F_CLOSE_SENT))
-        wb_conn_dirty(t, c);
-    if (k && k->ctl_off == k->ctl_len && c->state >= WB_C_OPEN) cold_trim(c);
-    return 0;
-}
-
-static void on_io(struct ev_loop *ev, ev_io *w, int revents)
-{
-    (void)ev;
-    wb_conn *c = (wb_conn *)w;
-    wb_thread *t = c->t;
-    if (c->state == WB_C_CONNECTING) {
-        t->now = wb_now();
-        connected(t, c);
-        return;
-    }
-    if (c->state == WB_C_TLS) {
-        tls_step(t, c);
-        return;
-    }
-    if ((revents & EV_WRITE) && flush(t, c) < 0) return;
-    if (revents & EV_READ) conn_read(t, c);
 }
 
 /* ----- the worker's loop -------------------------------------------------------------------- */
@@ -759,7 +135,7 @@ static void begin_stop(wb_thread *t)
         wb_conn *c = &t->conns[i];
         if (c->state == WB_C_IDLE) continue;
         if (c->state < WB_C_OPEN)
-            conn_end(t, c);
+            wb_conn_end(t, c);
         else
             wb_conn_close(t, c);
     }
@@ -772,7 +148,7 @@ static void on_wake(struct ev_loop *ev, ev_async *w, int revents)
     (void)revents;
     wb_thread *t = w->data;
     wb_state *s = t->s;
-    int phase = phase_of(s);
+    int phase = wb_phase(s);
     if (phase == t->phase_seen && !(phase == WB_P_RUN && s->sc == &wb_scen_chat)) return;
     if (phase == WB_P_STOP) {
         t->phase_seen = phase;
@@ -793,6 +169,8 @@ static void on_wake(struct ev_loop *ev, ev_async *w, int revents)
     }
 }
 
+/* The end of a loop turn: the scenario's turn, then this turn's writes (the library's own
+ * flush watcher may run before this one). */
 static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents)
 {
     (void)ev;
@@ -801,12 +179,7 @@ static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents)
     const wb_state *s = t->s;
     t->now = wb_now();
     if (s->sc->turn) s->sc->turn(t);
-    wb_conn *c;
-    while ((c = t->dirty)) {
-        t->dirty = c->dirty_next;
-        c->flags &= ~WB_F_DIRTY;
-        if (c->state >= WB_C_HANDSHAKE) flush(t, c);
-    }
+    wsk_loop_reap(t->loop);
 }
 
 /* Every 100 ms: connect and close deadlines. */
@@ -823,7 +196,7 @@ static void on_timer(struct ev_loop *ev, ev_timer *w, int revents)
             wb_conn *c = &t->conns[i];
             if (c->state == WB_C_IDLE) continue;
             if (c->state < WB_C_DRAIN) wb_add(&t->st.err[WB_E_UNCLEAN], 1);
-            conn_end(t, c);
+            wb_conn_end(t, c);
         }
         ev_break(t->ev, EVBREAK_ONE);
         return;
@@ -834,7 +207,7 @@ static void on_timer(struct ev_loop *ev, ev_timer *w, int revents)
         if (c->state > WB_C_IDLE && c->state < WB_C_OPEN && now - c->t0 > limit)
             wb_conn_fail(t, c, WB_E_TIMEOUT, "no handshake within %.1f s", s->o->connect_timeout);
         else if (c->state == WB_C_DRAIN && now - c->t_drain > 1000000000u)
-            conn_end(t, c);
+            wb_conn_end(t, c);
     }
 }
 
@@ -869,7 +242,7 @@ static void *worker_main(void *arg)
 {
     wb_thread *t = arg;
     wb_state *s = t->s;
-    start_more(t);
+    wb_conns_start(t);
     ev_run(t->ev, 0);
     __atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
     wb_atomic_inc(&s->threads_done);
@@ -898,7 +271,7 @@ static int resolve(wb_state *s, const char *url, char *why, size_t cap)
     s->port = u.port;
     s->secure = u.secure;
     if (u.userinfo) {
-        /* Basic auth wants the decoded "user:password"; most benchmark URLs have none. */
+        /* Sent as Basic auth as the URL has it: percent-escapes are not decoded. */
         size_t n =
             u.userinfo_len < sizeof s->userinfo - 1 ? u.userinfo_len : sizeof s->userinfo - 1;
         memcpy(s->userinfo, u.userinfo, n);
@@ -1227,7 +600,7 @@ static void check(watch *w)
         end_run(w);
         return;
     }
-    int phase = phase_of(s);
+    int phase = wb_phase(s);
     if (phase == WB_P_CONNECT) {
         unsigned settled = wb_atomic_get(&s->n_settled), open = wb_atomic_get(&s->n_open);
         int timed_out = now >= w->connect_deadline;
@@ -1293,7 +666,7 @@ static void on_poll(struct ev_loop *ev, ev_timer *tw, int revents)
     (void)revents;
     watch *w = tw->data;
     check(w);
-    if (!w->ended && w->s->o->status && phase_of(w->s) == WB_P_CONNECT && ++w->polls % 5 == 0) {
+    if (!w->ended && w->s->o->status && wb_phase(w->s) == WB_P_CONNECT && ++w->polls % 5 == 0) {
         fprintf(stderr, "\r\033[Kconnecting: %u of %u open", wb_atomic_get(&w->s->n_open),
                 w->s->total);
         fflush(stderr);
@@ -1327,16 +700,16 @@ static int threads_init(wb_state *s, unsigned nthreads, char *why, size_t cap)
         t->rng = (seed ^ (0x9E3779B97F4A7C15ull * (i + 1))) | 1;
         t->nconns = s->total / nthreads + (i < s->total % nthreads);
         t->conns = calloc(t->nconns ? t->nconns : 1, sizeof *t->conns);
-        t->rbuf = malloc(WB_RBUF);
         t->open = calloc(t->nconns ? t->nconns : 1, sizeof *t->open);
         t->ev = ev_loop_new(EVFLAG_AUTO);
-        if (!t->conns || !t->rbuf || !t->open || !t->ev) goto nomem;
+        if (!t->conns || !t->open || !t->ev) goto nomem;
         for (unsigned j = 0; j < t->nconns; j++) {
             wb_conn *c = &t->conns[j];
             c->t = t;
             c->id = i + j * nthreads;
             c->io.fd = -1;
         }
+        if (wb_thread_conns_init(t, why, cap) < 0) return -1;
         wb_hist_reset(&t->lat);
         wb_hist_reset(&t->conn);
         ev_prepare_init(&t->prep, on_prepare);
@@ -1359,22 +732,14 @@ static void threads_free(wb_state *s)
 {
     for (unsigned i = 0; i < s->nthreads; i++) {
         wb_thread *t = &s->threads[i];
-        for (unsigned j = 0; j < t->nconns; j++) {
-            wb_conn *c = &t->conns[j];
-            if (c->io.fd >= 0) close(c->io.fd);
-            if (c->cold) {
-                if (c->cold->tls) wb_tls_free(c->cold->tls);
-                if (c->cold->inflater) wsk_pmd_inflater_free(c->cold->inflater);
-                free(c->cold->zmsg);
-                free(c->cold);
-            }
-            free(c->ring);
-            free(c->own);
+        if (t->conns) wb_thread_conns_free(t);
+        for (unsigned j = 0; j < t->nconns && t->conns; j++) {
+            free(t->conns[j].ring);
+            free(t->conns[j].own);
         }
         if (t->tfd >= 0) close(t->tfd);
         if (t->ev) ev_loop_destroy(t->ev);
         free(t->conns);
-        free(t->rbuf);
         free(t->open);
     }
     free(s->threads);
@@ -1407,15 +772,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     res->threads = nthreads;
     if (resolve(s, url, res->fail, sizeof res->fail) < 0) goto out;
     if (raise_nofile(s->total, res->fail, sizeof res->fail) < 0) goto out;
-    if (s->secure) {
-        s->tls = wb_tls_conf_new(o, s->host, res->fail, sizeof res->fail);
-        if (!s->tls) goto out;
-    }
-    if (o->compress) {
-        wsk_pmd_config cfg = {.compress = WSK_COMPRESS_SHARED,
-                              .decompress = WSK_COMPRESS_DEDICATED};
-        if (wsk_pmd_client_offer(&cfg, s->offer, sizeof s->offer) < 0) s->offer[0] = 0;
-    }
+    if (o->compress && wb_pmd_offer(s->offer, sizeof s->offer) < 0) s->offer[0] = 0;
     if (s->sc->setup && s->sc->setup(s, res->fail, sizeof res->fail) < 0) goto out;
     if (threads_init(s, nthreads, res->fail, sizeof res->fail) < 0) goto out_scen;
 
@@ -1478,7 +835,6 @@ out_threads:
 out_scen:
     if (s->sc->teardown) s->sc->teardown(s);
 out:
-    if (s->tls) wb_tls_conf_free(s->tls);
     free(s);
     free(w);
     return rc;
