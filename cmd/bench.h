@@ -182,7 +182,7 @@ void wb_result_free(wb_result *r);
 double wb_rate(const wb_result *r);      /* messages received per second */
 double wb_saturated(const wb_result *r); /* the busy share when wsbench was its own limit, else 0 */
 
-/* ----- engine (bench_engine.c) --------------------------------------------------------------- */
+/* ----- engine (bench_run.c) ------------------------------------------------------------------ */
 
 /* Runs o->scenario against url and fills *res (zeroed by the caller, label set).  Output while
  * it runs (per-second lines, status line) follows o.  Returns 0, or -1 with res->fail set when
