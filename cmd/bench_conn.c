@@ -188,26 +188,19 @@ static void on_receive(struct wsk_ws *ws, uint8_t *p, size_t n)
     wb_counts_flush(t);
 }
 
-/* --verify: an echo reply must be the message sent. */
-static int verified(const wb_state *s, const void *data, size_t len)
-{
-    if (!s->o->verify || (s->sc != &wb_scen_echo && s->sc != &wb_scen_connect)) return 1;
-    return len == s->payload_len && !memcmp(data, s->payload, len);
-}
-
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
     wb_conn *c = conn_of(ws);
     if (!c) return;
     wb_thread *t = c->t;
-    const wb_state *s = t->s;
     t->rx_msgs++;
     t->rx_bytes += len;
-    if (!verified(s, data, len)) {
+    /* --verify: an echo reply must be the message sent. */
+    if (t->verify && (len != t->s->payload_len || memcmp(data, t->s->payload, len))) {
         wb_conn_fail(t, c, WB_E_MISMATCH, "reply differs from the message");
         return;
     }
-    if (c->flags & WB_F_HOOK) s->sc->message(t, c, op, len, data, len < WB_HEAD ? len : WB_HEAD);
+    if (c->flags & WB_F_HOOK) t->s->sc->message(t, c, op, len, data, len < WB_HEAD ? len : WB_HEAD);
 }
 
 /* The server broke the protocol (or its compressed data does not inflate): the library sends
@@ -496,6 +489,7 @@ int wb_thread_conns_init(wb_thread *t, char *why, size_t cap)
         return -1;
     }
     wsk_loop_set_log(t->loop, WSK_LOG_ERROR, keep_log, t);
+    t->verify = o->verify && (s->sc == &wb_scen_echo || s->sc == &wb_scen_connect);
     wsk_ctx *x = t->ctx;
     x->loop = t->loop;
     x->role = WSK_ROLE_CLIENT;

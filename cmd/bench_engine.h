@@ -84,6 +84,7 @@ struct wb_thread {
     wsk_loop *loop;      /* receive buffer, send blocks, the dirty list (bench_conn.c) */
     struct wsk_ctx *ctx; /* the sockets: handlers, hooks, limits, TLS configuration */
     char log[200];       /* the library's last log line */
+    int verify;          /* --verify, and the scenario echoes */
     wb_conn *conns;
     unsigned nconns;
     unsigned next;             /* next connection to start */

@@ -253,6 +253,48 @@ def main():
        "an upgrade answered 404: handshake errors, with the status", j)
     lsock.close()
 
+    # A server whose echo has the right length and the wrong bytes: only --verify sees it.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+
+    def wrong_echo():
+        try:
+            c, _ = lsock.accept()
+        except OSError:
+            return
+        c.settimeout(5)
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += c.recv(4096)
+            key = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
+                   if ln.lower().startswith(b"sec-websocket-key:")][0]
+            accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            c.recv(4096)
+            c.sendall(b"\x81\x10" + b"x" * 16)
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
+        c.close()
+
+    for verify in (["--verify"], []):
+        th = threading.Thread(target=wrong_echo, daemon=True)
+        th.start()
+        rc, j, err = bench_json("-n", "1", "-c", "1", *verify,
+                                f"ws://127.0.0.1:{lsock.getsockname()[1]}/")
+        th.join(10)
+        mismatches = j["errors"]["mismatch"] if j else None
+        if verify:
+            ok(mismatches == 1 and "differs" in j.get("first_error", ""),
+               "--verify: a reply with other bytes is a mismatch", j or err)
+        else:
+            ok(mismatches == 0, "without --verify the bytes are not compared", j or err)
+    lsock.close()
+
     modes = subprocess.run([os.path.join(BIN, "wsserve"), "--help"], capture_output=True,
                            text=True, timeout=10).stdout
     if "--chat" in modes:
