@@ -125,7 +125,7 @@ typedef struct wb_scen {
                    size_t hlen);
     /* The measured phase began, or (chat) a new round did: called in each worker. */
     void (*start)(wb_thread *t);
-    /* Moves c->owed frames into the data stream (called at the flush, when nothing blocks). */
+    /* Moves c->owed frames into the data stream (called at the flush, into an empty queue). */
     void (*fill)(wb_thread *t, wb_conn *c);
     /* Once per loop turn, before the flush. */
     void (*turn)(wb_thread *t);
