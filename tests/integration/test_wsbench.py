@@ -253,12 +253,13 @@ def main():
        "an upgrade answered 404: handshake errors, with the status", j)
     lsock.close()
 
-    # A server whose echo has the right length and the wrong bytes: only --verify sees it.
+    # A server that answers the first message with `reply`: a wrong echo of the right length
+    # (only --verify sees it), or text that is not UTF-8 (a protocol error).
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)
 
-    def wrong_echo():
+    def answer(reply):
         try:
             c, _ = lsock.accept()
         except OSError:
@@ -274,25 +275,27 @@ def main():
             c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
             c.recv(4096)
-            c.sendall(b"\x81\x10" + b"x" * 16)
+            c.sendall(reply)
             while c.recv(4096):
                 pass
         except OSError:
             pass
         c.close()
 
-    for verify in (["--verify"], []):
-        th = threading.Thread(target=wrong_echo, daemon=True)
+    for args, reply, kind, want, name in (
+            (["--verify"], b"\x81\x10" + b"x" * 16, "mismatch", 1,
+             "--verify: a reply with other bytes is a mismatch"),
+            ([], b"\x81\x10" + b"x" * 16, "mismatch", 0,
+             "without --verify the bytes are not compared"),
+            ([], b"\x81\x10" + b"\xff" * 16, "protocol", 1,
+             "a text reply that is not UTF-8 is a protocol error")):
+        th = threading.Thread(target=answer, args=(reply,), daemon=True)
         th.start()
-        rc, j, err = bench_json("-n", "1", "-c", "1", *verify,
+        rc, j, err = bench_json("-n", "1", "-c", "1", *args,
                                 f"ws://127.0.0.1:{lsock.getsockname()[1]}/")
         th.join(10)
-        mismatches = j["errors"]["mismatch"] if j else None
-        if verify:
-            ok(mismatches == 1 and "differs" in j.get("first_error", ""),
-               "--verify: a reply with other bytes is a mismatch", j or err)
-        else:
-            ok(mismatches == 0, "without --verify the bytes are not compared", j or err)
+        ok(j is not None and j["errors"][kind] == want
+           and (not want or j.get("first_error", "")), name, j or err)
     lsock.close()
 
     modes = subprocess.run([os.path.join(BIN, "wsserve"), "--help"], capture_output=True,
