@@ -1,4 +1,4 @@
-/* wsbench internals: the load engine (bench_conn.c, bench_run.c), its scenarios
+/* wsbench internals: the load engine (bench_conn.c, bench_worker.c, bench_run.c), its scenarios
  * (bench_scenario.c), the latency histogram (bench_hist.c) and the reports (bench_report.c).
  * Every non-ws*.c file of cmd/ is linked into every command, so everything here is named wb_
  * and nothing runs unless wsbench calls it.
@@ -6,7 +6,8 @@
  * The data path of one connection, by file:
  *   bench_conn.c      socket, connect, handshake; then the library's socket: reads, TLS, frames
  *                     to messages, one writev per connection per loop turn
- *   bench_run.c       worker threads, their loops, the main thread's watch over a run
+ *   bench_worker.c    worker threads: their loops, the scenario's turn, deadlines, the stop
+ *   bench_run.c       the run as the main thread sees it: phases, snapshots, the result
  *   bench_scenario.c  what to send and what a received message means (echo, chat, ...)
  *   bench_hist.c      latencies into log-linear buckets
  *   bench_report.c    summary, JSON, CSV, thresholds, the compare table

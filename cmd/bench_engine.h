@@ -1,5 +1,6 @@
-/* The wsbench engine: its connections (bench_conn.c), the run that drives them (bench_run.c),
- * and the hooks of the scenarios (bench_scenario.c).
+/* The wsbench engine: its connections (bench_conn.c), the worker threads that drive them
+ * (bench_worker.c), the run as the main thread sees it (bench_run.c), and the hooks of the
+ * scenarios (bench_scenario.c).
  *
  * A run has one worker thread per -t, each with its own libev loop, wsk_loop (receive buffer,
  * flush) and share of the connections (connection i belongs to thread i % threads).  The main
@@ -220,6 +221,11 @@ int wb_thread_conns_init(wb_thread *t, char *why, size_t cap);
 void wb_thread_conns_free(wb_thread *t);
 /* The Sec-WebSocket-Extensions offer of --compress into out; its length. */
 int wb_pmd_offer(char *out, size_t cap);
+/* bench_worker.c: the threads' state and loops (0, or -1 with why set); a thread's body; what
+ * the threads leave when they are joined, freed. */
+int wb_threads_init(wb_state *s, unsigned nthreads, char *why, size_t cap);
+void *wb_worker_main(void *arg);
+void wb_threads_free(wb_state *s);
 /* Wakes the main thread (thread-safe). */
 void wb_wake_main(wb_state *s);
 /* Wakes every worker but t (thread-safe). */

@@ -4,7 +4,7 @@
  *   wsbench compare [SCENARIO] [options] [NAME=]URL... the same run against several servers,
  *                                                      in turn, for several rounds
  *
- * This file is the command line; the engine is bench_run.c and bench_conn.c (see bench.h). */
+ * This file is the command line; the engine is bench_run.c and what it drives (see bench.h). */
 #include "bench.h"
 #include "cli.h"
 
