@@ -391,8 +391,8 @@ static void drain_input(int fd)
     }
 }
 
-/* The handshake failed: one line for the server's log, or the client's error handler; then the
- * connection ends. */
+/* The handshake failed: one line for the server's log, or the client's report through
+ * wsk_conn_failed (client.c, or wsbench's hooks); then the connection ends. */
 static void handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
 {
     char why[256], addr[64];
