@@ -102,13 +102,15 @@ typedef struct wsk_ctx {
     wsk_loop *loop;
     wsk_handlers h;
     wsk_server_opts o;
-    struct wsk_ws *conns;        /* every connection, doubly linked */
-    size_t nconns;               /* entries in conns */
-    size_t nopen;                /* of which completed the handshake and are not closed */
-    wsk_server *srv;             /* NULL for a client */
-    unsigned role;               /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
-    void *tls;                   /* TLS configuration (io_tls.c), NULL for plain TCP */
-    const wsk_conn_hooks *hooks; /* NULL for a server or a wsk_connect client; see above */
+    struct wsk_ws *conns; /* every connection, doubly linked */
+    size_t nconns;        /* entries in conns */
+    size_t nopen;         /* of which completed the handshake and are not closed */
+    wsk_server *srv;      /* NULL for a client */
+    unsigned role;        /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
+    void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
+
+    /* NULL for a server and a wsk_connect client: see wsk_conn_hooks above. */
+    const wsk_conn_hooks *hooks;
 } wsk_ctx;
 
 enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
