@@ -1,7 +1,7 @@
 /* wsbench internals: the load engine (bench_conn.c, bench_worker.c, bench_run.c), its scenarios
  * (bench_scenario.c), the latency histogram (bench_hist.c) and the reports (bench_report.c).
- * Every non-ws*.c file of cmd/ is linked into every command, so everything here is named wb_
- * and nothing runs unless wsbench calls it.
+ * The non-ws*.c files of cmd/ go into one archive (Makefile), so only wsbench links these;
+ * everything here is named wb_.
  *
  * The data path of one connection, by file:
  *   bench_conn.c      socket, connect, handshake; then the library's socket: reads, TLS, frames
