@@ -172,9 +172,10 @@ void wb_conn_close(wb_thread *t, wb_conn *c)
 
 /* ----- messages in ---------------------------------------------------------------------------- */
 
-/* Every read: the handshake's response head, or frames for the library. */
 static void handshake_bytes(wb_thread *t, wb_conn *c, uint8_t *p, size_t n);
 
+/* Every read: the handshake's response head, or frames for the library; the clock is read once
+ * here for all the messages of the read. */
 static void on_receive(struct wsk_ws *ws, uint8_t *p, size_t n)
 {
     wb_conn *c = conn_of(ws);
@@ -261,6 +262,8 @@ static void on_gone(struct wsk_ws *ws)
     if (c) slot_free(c->t, c);
 }
 
+/* The library opened the socket (handshake_bytes): the scenario's open, then the next queued
+ * connections may start. */
 static void on_open(wsk_ws *ws)
 {
     wb_conn *c = conn_of(ws);
@@ -288,13 +291,13 @@ static const wsk_handlers handlers = {
 
 static int send_request(wb_thread *t, wb_conn *c)
 {
-    const wb_state *s = t->s;
+    wb_state *s = t->s;
     const wb_opts *o = s->o;
     if (wsk_handshake_client_key(c->key) < 0)
         return wb_conn_fail(t, c, WB_E_HANDSHAKE, "no random key");
     char path[1400], req[WB_REQUEST_MAX];
     if (s->sc->path)
-        s->sc->path((wb_state *)s, c, path, sizeof path);
+        s->sc->path(s, c, path, sizeof path);
     else
         snprintf(path, sizeof path, "%s", s->path);
     int n = wsk_handshake_client_request(req, sizeof req, s->host, s->port, s->secure, path, c->key,
