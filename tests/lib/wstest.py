@@ -139,16 +139,34 @@ class Server:
         self.stop()
 
 
+_sanitized = None
+
+
 def sanitized():
     """True when the servers run under valgrind or are an ASan build: memory and timing checks
     do not apply then."""
-    if os.environ.get("WSK_VALGRIND"):
-        return True
-    try:
-        with open(os.path.join(BIN, "wsserve"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
+    global _sanitized
+    if _sanitized is None:
+        _sanitized = bool(os.environ.get("WSK_VALGRIND"))
+        if not _sanitized:
+            try:
+                with open(os.path.join(BIN, "wsserve"), "rb") as f:
+                    _sanitized = b"__asan_init" in f.read()
+            except OSError:
+                pass
+    return _sanitized
+
+
+def wait_for(cond, timeout=5.0, interval=0.01):
+    """Polls cond() until it returns something true, for at most timeout seconds (four times
+    as long under valgrind or ASan); returns cond()'s last value.  Tests wait for the condition
+    they assert, never for a fixed time."""
+    end = time.monotonic() + timeout * (4 if sanitized() else 1)
+    while True:
+        v = cond()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(interval)
 
 
 @contextlib.contextmanager
