@@ -14,7 +14,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 
@@ -29,17 +28,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion
 
 
 class TLSServer(Server):
-    """wsserve with its log read while it runs (the lines of one peer can be counted)."""
-
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        self.lines = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
+    """wsserve over TLS; the log lines of one peer can be picked out."""
 
     def url(self, path="/", host="localhost"):
         return f"wss://{host}:{self.port}{path}"
@@ -48,25 +37,9 @@ class TLSServer(Server):
         """The log lines about the client whose local port is local_port; with needle, first
         waits (bounded) until one of them contains it."""
         tag = f"127.0.0.1:{local_port}:"
-
-        def got():
-            return [x for x in list(self.lines) if tag in x]
         if needle:
-            wait_for(lambda: any(needle in x for x in got()), timeout)
-        return got()
-
-    def stop(self, sig=None, timeout=5.0):
-        import signal
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig or signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(2)
-        self.stderr = "\n".join(self.lines)
-        return self.proc.returncode
+            wait_for(lambda: any(needle in x for x in self.lines if tag in x), timeout)
+        return [x for x in list(self.lines) if tag in x]
 
 
 def client_ctx(certs, cert=None, key=None, password=None):
