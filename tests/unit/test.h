@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 static int test_n, test_failed;
@@ -50,6 +51,25 @@ static inline char *guarded(const void *s, size_t n)
     if (n) memmove(p, s, n);
     return p;
 }
+
+/* Seconds on the monotonic clock. */
+static inline double test_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs step (a turn of the event loop and a short poll, say) until cond holds, for at most 5 s.
+ * Tests wait for the state they check, never for a fixed time: the suite also runs under
+ * valgrind and ASan, where everything is slower.  CHECK(cond) afterwards. */
+#define SPIN_UNTIL(cond, step)                                                                     \
+    do {                                                                                           \
+        double until_ = test_now() + 5;                                                            \
+        while (!(cond) && test_now() < until_) {                                                   \
+            step;                                                                                  \
+        }                                                                                          \
+    } while (0)
 
 #define TEST_DONE() (fflush(stdout), test_failed ? 1 : 0)
 
