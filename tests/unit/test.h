@@ -4,6 +4,7 @@
 #ifndef WSK_TEST_H
 #define WSK_TEST_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,19 @@ static inline char *guarded(const void *s, size_t n)
     char *p = area + AREA - n;
     if (n) memmove(p, s, n);
     return p;
+}
+
+/* Appends printf-style text to the string buf of cap bytes: a log of what handlers saw, in
+ * order, that one strcmp can check. */
+static inline void test_append(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void test_append(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
 }
 
 /* Seconds on the monotonic clock. */

@@ -12,15 +12,7 @@ static char events[512]; /* what the handlers saw, in order */
 static int terminate_on_open, send_on_close;
 static long send_in_close = 1;
 
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-    size_t n = strlen(events);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(events + n, sizeof events - n, fmt, ap);
-    va_end(ap);
-}
+#define note(...) test_append(events, sizeof events, __VA_ARGS__)
 
 static void on_open(wsk_ws *ws)
 {
