@@ -93,6 +93,8 @@ typedef struct wsk_ctx {
     wsk_server *srv;      /* NULL for a client */
     unsigned role;        /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
     void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
+    /* A server's topics (pubsub.c), NULL until its first subscription. */
+    struct wsk_pubsub *pubsub;
 } wsk_ctx;
 
 enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
@@ -224,9 +226,8 @@ int wsk_flush(struct wsk_ws *c);
 /* Bytes of a server connection in the HTTP phase. */
 void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n);
 void wsk_server_conn_gone(wsk_server *srv);
-/* Where pubsub.c keeps the server's topics. */
-void **wsk_server_pubsub(wsk_server *srv);
-const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv);
+/* The connections, handlers, options and topics of a server. */
+wsk_ctx *wsk_server_ctx(const wsk_server *srv);
 
 /* client.c */
 /* Bytes of a client connection in the HTTP phase (the server's response head). */

@@ -28,7 +28,6 @@ struct wsk_server {
     ev_timer grace;  /* shutdown deadline */
     int shutting_down;
     void (*done)(wsk_server *srv, size_t dropped);
-    void *pubsub; /* topics (pubsub.c) */
 };
 
 void wsk_server_opts_init(wsk_server_opts *o)
@@ -222,14 +221,9 @@ size_t wsk_server_connections(const wsk_server *srv)
     return srv->ctx.nopen;
 }
 
-void **wsk_server_pubsub(wsk_server *srv)
+wsk_ctx *wsk_server_ctx(const wsk_server *srv)
 {
-    return &srv->pubsub;
-}
-
-const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv)
-{
-    return &srv->ctx.o;
+    return (wsk_ctx *)&srv->ctx;
 }
 
 static void stop_listening(wsk_server *srv)
@@ -270,7 +264,7 @@ void wsk_server_free(wsk_server *srv)
     ev_timer_stop(loop->ev, &srv->grace);
     ev_ref(loop->ev);
     ev_timer_stop(loop->ev, &srv->tick);
-    wsk_pubsub_server_free(srv);
+    wsk_pubsub_free(&srv->ctx);
     wsk_tls_ctx_free(&srv->ctx);
     free(srv);
 }

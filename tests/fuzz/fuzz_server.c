@@ -101,11 +101,6 @@ static void quiet_log(void *arg, int level, const char *msg)
     (void)msg;
 }
 
-static wsk_ctx *ctx_of(wsk_server *srv)
-{
-    return (wsk_ctx *)((char *)(uintptr_t)wsk_server_opts_of(srv) - offsetof(wsk_ctx, o));
-}
-
 static wsk_server *server_for(unsigned cfg)
 {
     cfg &= 31;
@@ -230,7 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     unsigned cfg = data[0];
     wsk_server *srv = server_for(cfg);
-    wsk_ctx *ctx = ctx_of(srv);
+    wsk_ctx *ctx = wsk_server_ctx(srv);
     behaviour = data[1];
     unsigned mode = behaviour & 7;
     int reading = !(behaviour & 64);
