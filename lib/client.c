@@ -84,7 +84,7 @@ typedef struct wsk_client {
     size_t res_head_len;
     const uint8_t *body;
     size_t body_len;
-    wsk_client_timing t;
+    wsk_timing t;
     const char *ptrs[]; /* o.headers and o.protocols, then the bytes of every string */
 } wsk_client;
 
@@ -1057,7 +1057,7 @@ const char *wsk_client_url(const wsk_ws *ws)
     return cl ? cl->url : NULL;
 }
 
-void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t)
+void wsk_client_timing(const wsk_ws *ws, wsk_timing *t)
 {
     const wsk_client *cl = client_or_null(ws);
     if (cl)

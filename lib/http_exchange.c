@@ -146,29 +146,34 @@ void wsk_response_free(struct wsk_response *res)
     wsk_dbuf_free(&res->body);
 }
 
-void wsk_response_status(wsk_response *res, int status)
+int wsk_response_set_status(wsk_response *res, int status)
 {
-    if (status >= 100 && status <= 999) res->status = status;
-}
-
-static int has_crlf(const char *s)
-{
-    return strpbrk(s, "\r\n") != NULL;
-}
-
-int wsk_response_header(wsk_response *res, const char *name, const char *value)
-{
-    if (has_crlf(name) || has_crlf(value) || !*name) return WSK_ERR_INVAL;
-    if (wsk_dbuf_append(&res->headers, name, strlen(name)) < 0 ||
-        wsk_dbuf_append(&res->headers, ": ", 2) < 0 ||
-        wsk_dbuf_append(&res->headers, value, strlen(value)) < 0 ||
-        wsk_dbuf_append(&res->headers, "\r\n", 2) < 0)
-        return WSK_ERR_NOMEM;
+    /* An upgrade is refused with the upgrade handler's return value. */
+    if (res->upgrade) return WSK_ERR_STATE;
+    if (status < 200 || status > 599) return WSK_ERR_INVAL;
+    res->status = status;
     return 0;
 }
 
-int wsk_response_body(wsk_response *res, const void *data, size_t len)
+int wsk_response_add_header(wsk_response *res, const char *name, const char *value)
 {
+    /* A name that is not a token, or CR/LF in the value, would let the caller's data split
+     * the head into headers of its own (response splitting). */
+    if (!name || !value || !wsk_http_is_token(name, strlen(name)) || strpbrk(value, "\r\n"))
+        return WSK_ERR_INVAL;
+    size_t nlen = strlen(name), vlen = strlen(value);
+    int r = wsk_dbuf_reserve(&res->headers, nlen + vlen + 4);
+    if (r < 0) return r;
+    wsk_dbuf_append(&res->headers, name, nlen);
+    wsk_dbuf_append(&res->headers, ": ", 2);
+    wsk_dbuf_append(&res->headers, value, vlen);
+    wsk_dbuf_append(&res->headers, "\r\n", 2);
+    return 0;
+}
+
+int wsk_response_append_body(wsk_response *res, const void *data, size_t len)
+{
+    if (!data && len) return WSK_ERR_INVAL;
     return wsk_dbuf_append(&res->body, data, len);
 }
 
@@ -177,9 +182,13 @@ void wsk_response_set_data(wsk_response *res, void *data)
     res->data = data;
 }
 
-int wsk_response_protocol(wsk_response *res, const char *proto)
+int wsk_response_set_protocol(wsk_response *res, const char *proto)
 {
-    if (strlen(proto) >= sizeof res->protocol || has_crlf(proto)) return WSK_ERR_INVAL;
+    if (!res->upgrade || !res->req) return WSK_ERR_STATE;
+    /* RFC 6455 4.2.2: the server selects one of the values the client offered. */
+    if (!proto || strlen(proto) >= sizeof res->protocol ||
+        !wsk_request_offers_protocol(res->req, proto))
+        return WSK_ERR_INVAL;
     strcpy(res->protocol, proto);
     return 0;
 }
@@ -244,7 +253,7 @@ void wsk_http_refuse(struct wsk_ws *c, int status, const char *why, const char *
             wsk_addr_string(c->io.fd, addr, sizeof addr), status, wsk_http_reason(status), why);
     wsk_response_init(&res, 0);
     res.status = status;
-    wsk_response_header(&res, "Content-Type", "text/plain; charset=utf-8");
+    wsk_response_add_header(&res, "Content-Type", "text/plain; charset=utf-8");
     if (extra) wsk_dbuf_append(&res.headers, extra, strlen(extra));
     wsk_dbuf_append(&res.body, why, strlen(why));
     wsk_dbuf_append(&res.body, "\n", 1);

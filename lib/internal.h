@@ -202,6 +202,18 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
                     int force);
 /* Sends close `code` + reason (code 0: empty payload) once; state CLOSING unless already past. */
 void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
+/* The argument rule of wsk_close: 0, or WSK_ERR_INVAL for a code or reason that may not be
+ * sent. */
+int wsk_close_check(unsigned code, const char *reason, size_t len);
+
+/* The argument rule of every message sent (wsk_send, wsk_publish): op is WSK_OP_TEXT or
+ * WSK_OP_BINARY and data[0..len) exists and fits one send block, whose lengths are 32-bit. */
+static inline int wsk_message_ok(const void *data, size_t len, unsigned op)
+{
+    return (op == WSK_OP_TEXT || op == WSK_OP_BINARY) && (data || !len) && len <= WSK_MESSAGE_MAX;
+}
+_Static_assert((uint64_t)WSK_MESSAGE_MAX + sizeof(wsk_block) + 14 <= UINT32_MAX,
+               "a frame of WSK_MESSAGE_MAX bytes (header up to 14 bytes) fits one block");
 
 /* send_queue.c */
 /* Room for n bytes at the tail of the queue (a private block); commit what was written. */

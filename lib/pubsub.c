@@ -7,8 +7,8 @@
  *    collide and turn every lookup into a scan;
  *  - each topic's subscribers, a dense array that a publish walks;
  *  - one membership node per (topic, socket): on the socket's list (c->cold->subs, for
- *    wsk_subscriptions and for leaving every topic at close) and in a second table keyed by the
- *    pair (wsk_is_subscribed, a repeated subscribe).  The node knows its slot in the topic's
+ *    wsk_ws_subscriptions and for leaving every topic at close) and in a second table keyed by the
+ *    pair (wsk_ws_subscribed, a repeated subscribe).  The node knows its slot in the topic's
  *    array, so leaving a topic is a swap with the last subscriber.
  *
  * A publish frames the message once.  Short frames are copied into each subscriber's queue,
@@ -42,7 +42,7 @@ struct topic {
     uint32_t live;     /* subscribers: slots whose ws is set */
     uint32_t busy;     /* publishes walking subs right now */
     size_t name_len;
-    char name[]; /* NUL-terminated for wsk_subscriptions */
+    char name[]; /* NUL-terminated for wsk_ws_subscriptions */
 };
 
 struct member {
@@ -247,14 +247,12 @@ static struct member *member_find(const pubsub *ps, const struct topic *tp, cons
     return NULL;
 }
 
-/* The topic named topic[0..len) and the membership of ws in it, either may be NULL. */
-static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len, struct topic **tp_out)
+/* The membership of ws in the topic named topic[0..len) (checked by topic_arg), or NULL. */
+static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len)
 {
     const pubsub *ps = ws->ctx->pubsub;
-    *tp_out = NULL;
-    if (!ps || topic_arg(&topic, len) < 0) return NULL;
+    if (!ps) return NULL;
     struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
-    *tp_out = tp;
     return tp ? member_find(ps, tp, ws) : NULL;
 }
 
@@ -375,7 +373,7 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
     tp->live++;
 
     struct member *head = k->subs;
-    if (head) { /* append: wsk_subscriptions lists the oldest first */
+    if (head) { /* append: wsk_ws_subscriptions lists the oldest first */
         m->next = head;
         m->prev = head->prev;
         head->prev->next = m;
@@ -389,21 +387,21 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
 
 int wsk_unsubscribe(wsk_ws *ws, const char *topic, size_t len)
 {
-    struct topic *tp;
-    struct member *m = lookup(ws, topic, len, &tp);
+    if (topic_arg(&topic, len) < 0) return WSK_ERR_INVAL;
+    struct member *m = lookup(ws, topic, len);
     if (!m) return 0;
     member_drop(ws->ctx->pubsub, m);
     return 1;
 }
 
-int wsk_is_subscribed(const wsk_ws *ws, const char *topic, size_t len)
+int wsk_ws_subscribed(const wsk_ws *ws, const char *topic, size_t len)
 {
-    struct topic *tp;
-    return lookup(ws, topic, len, &tp) != NULL;
+    if (topic_arg(&topic, len) < 0) return WSK_ERR_INVAL;
+    return lookup(ws, topic, len) != NULL;
 }
 
-size_t wsk_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *topic, size_t len),
-                         void *arg)
+size_t wsk_ws_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *topic, size_t len),
+                            void *arg)
 {
     const struct member *head = ws->cold ? ws->cold->subs : NULL, *m = head;
     size_t n = 0;
@@ -554,11 +552,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
 static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
                     const void *data, size_t len, wsk_opcode op, int compress)
 {
-    if ((op != WSK_OP_TEXT && op != WSK_OP_BINARY) || topic_arg(&topic, topic_len) < 0 ||
-        (!data && len))
-        return WSK_ERR_INVAL;
-    /* A block holds at most 4 GiB; the largest frame header is 10 bytes. */
-    if (len > UINT32_MAX - sizeof(wsk_block) - WSK_FRAME_HDR_MAX) return WSK_ERR_INVAL;
+    if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
     pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
     struct topic *tp = topic_find(ps, topic, topic_len, name_hash(ps, topic, topic_len));

@@ -234,22 +234,25 @@ static void stop_listening(wsk_server *srv)
     srv->nlisten = 0;
 }
 
-void wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, double grace,
-                         void (*done)(wsk_server *srv, size_t dropped))
+int wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, double grace,
+                        void (*done)(wsk_server *srv, size_t dropped))
 {
-    if (srv->shutting_down) return;
+    size_t len = reason ? strlen(reason) : 0;
+    if (wsk_close_check(code, reason, len) < 0 || !(grace >= 0)) return WSK_ERR_INVAL;
+    if (srv->shutting_down) return WSK_ERR_STATE;
     srv->shutting_down = 1;
     srv->done = done;
     stop_listening(srv);
     for (struct wsk_ws *c = srv->ctx.conns, *next; c; c = next) {
         next = c->next;
         if (c->state == WSK_ST_OPEN)
-            wsk_close(c, code, reason, reason ? strlen(reason) : 0);
+            wsk_close(c, code, reason, len);
         else if (c->state == WSK_ST_HTTP)
             wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
     }
     ev_timer_set(&srv->grace, srv->ctx.nconns ? grace : 0, 0);
     ev_timer_start(srv->ctx.loop->ev, &srv->grace);
+    return 0;
 }
 
 void wsk_server_free(wsk_server *srv)
@@ -289,9 +292,9 @@ static void plain_request(struct wsk_ws *c, const wsk_http_request *h, const uin
         c->ctx->h.request(c->ctx->srv, &req, &res);
     } else {
         res.status = 426;
-        wsk_response_header(&res, "Upgrade", "websocket");
-        wsk_response_header(&res, "Content-Type", "text/plain; charset=utf-8");
-        wsk_response_body(&res, "This is a WebSocket endpoint.\n", 30);
+        wsk_response_add_header(&res, "Upgrade", "websocket");
+        wsk_response_add_header(&res, "Content-Type", "text/plain; charset=utf-8");
+        wsk_response_append_body(&res, "This is a WebSocket endpoint.\n", 30);
     }
     if (c->state != WSK_ST_HTTP) { /* the handler terminated the connection */
         wsk_response_free(&res);
@@ -315,6 +318,7 @@ static void upgrade_request(struct wsk_ws *c, const wsk_http_request *h, const c
     wsk_request_init(&req, h, c->io.fd);
     wsk_response_init(&res, 1);
     res.status = 101;
+    res.req = &req;
     if (c->ctx->h.upgrade) {
         int st = c->ctx->h.upgrade(c->ctx->srv, &req, &res);
         if (c->state != WSK_ST_HTTP) goto out;
