@@ -20,6 +20,7 @@
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
  * the end, across redirects: only its fd changes. */
 #include "io_tls.h"
+#include "pmd.h"
 #include "pmd_conn.h"
 #include "io_transport.h"
 #include "msg_handshake.h"
@@ -541,6 +542,7 @@ static void ctx_init(wsk_ctx *ctx, wsk_loop *loop, const wsk_client_opts *o, con
  * (no CR or LF in a header, protocols that are tokens).  0, WSK_ERR_URL or WSK_ERR_INVAL. */
 static int check_args(wsk_client *cl, const char *url)
 {
+    if (!wsk_pmd_mode_valid(cl->o.compress)) return WSK_ERR_INVAL;
     int r = set_url(cl, url, strlen(url));
     if (r < 0) return r;
     /* An https proxy would need TLS inside TLS; only http:// proxies are supported. */

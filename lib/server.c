@@ -3,6 +3,7 @@
 #include "http_exchange.h"
 #include "io_tls.h"
 #include "msg_handshake.h"
+#include "pmd.h"
 #include "pmd_conn.h"
 #include "pubsub.h"
 
@@ -164,6 +165,11 @@ wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const ws
         wsk_server_opts_init(&srv->ctx.o);
     if (h) srv->ctx.h = *h;
     srv->user = user;
+    if (!wsk_pmd_mode_valid(srv->ctx.o.compress) || !wsk_pmd_mode_valid(srv->ctx.o.decompress)) {
+        wsk_log(loop, WSK_LOG_ERROR, "compress or decompress is not a wsk_compress_mode");
+        free(srv);
+        return NULL;
+    }
     if (srv->ctx.o.tls_cert && wsk_tls_server_config(&srv->ctx) < 0) {
         free(srv);
         return NULL;

@@ -193,9 +193,10 @@ WSK_API int wsk_compress_mode_parse(const char *name);
 WSK_API void wsk_server_opts_init(wsk_server_opts *o);
 
 /* A server on `loop` with copies of `opts` (NULL: defaults) and of `h`; the strings opts points
- * to (TLS file names) are read during the call only.  NULL on failure (bad TLS files: the
- * reason is logged; no memory).  `user` stays the caller's and is returned by wsk_server_user.
- * The caller owns the server: wsk_server_free, before wsk_loop_free. */
+ * to (TLS file names) are read during the call only.  NULL on failure, the reason logged:
+ * compress or decompress is not a wsk_compress_mode, bad TLS files, no memory.  `user` stays
+ * the caller's and is returned by wsk_server_user.  The caller owns the server: wsk_server_free,
+ * before wsk_loop_free. */
 WSK_API wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts,
                                    const wsk_handlers *h, void *user);
 /* Listens on host:port (host: an IPv4 or IPv6 literal or a name; NULL or "" = 127.0.0.1; "*" =
@@ -379,7 +380,7 @@ WSK_API void wsk_client_opts_init(wsk_client_opts *o);
  * the socket (the library's: it is freed after its close handler; `user` stays the caller's and
  * is its wsk_ws_data), or NULL with *err set when the URL is invalid (WSK_ERR_URL), a header or
  * protocol cannot go in a request (WSK_ERR_INVAL: CR or LF, not a token; also loop or url
- * NULL) or memory is short.  err may be NULL. */
+ * NULL, or compress not a wsk_compress_mode) or memory is short.  err may be NULL. */
 WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
                             const wsk_handlers *h, void *user, int *err);
 

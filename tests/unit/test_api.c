@@ -243,6 +243,18 @@ static void test_bad_arguments(wsk_server *srv, unsigned port)
     int err = 0;
     CHECK(!wsk_connect(wsk_server_loop(srv), NULL, NULL, NULL, NULL, &err) && err == WSK_ERR_INVAL,
           "connect without a URL: INVAL");
+    wsk_client_opts co;
+    wsk_client_opts_init(&co);
+    co.compress = WSK_COMPRESS_256KB + 1;
+    err = 0;
+    CHECK(!wsk_connect(wsk_server_loop(srv), "ws://127.0.0.1:1/", &co, NULL, NULL, &err) &&
+              err == WSK_ERR_INVAL,
+          "connect with a compress mode that does not exist: INVAL (%d)", err);
+    wsk_server_opts so;
+    wsk_server_opts_init(&so);
+    so.decompress = -1;
+    CHECK(!wsk_server_new(wsk_server_loop(srv), &so, NULL, NULL),
+          "a server with a compress mode that does not exist: NULL");
     const char *name, *value;
     size_t nl, vl;
     CHECK(wsk_client_header_at(client_ws, 1000, &name, &nl, &value, &vl) == WSK_ERR_INVAL &&
