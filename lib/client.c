@@ -1012,10 +1012,10 @@ int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *
     const wsk_client *cl = client_or_null(ws);
     if (!cl || !cl->res || i >= cl->res->nheaders) return WSK_ERR_INVAL;
     const wsk_http_header *h = &cl->res->headers[i];
-    *name = h->name;
-    *name_len = h->name_len;
-    *value = h->value;
-    *value_len = h->value_len;
+    if (name) *name = h->name;
+    if (name_len) *name_len = h->name_len;
+    if (value) *value = h->value;
+    if (value_len) *value_len = h->value_len;
     return 0;
 }
 
@@ -1023,8 +1023,9 @@ const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len)
 {
     const wsk_client *cl = client_or_null(ws);
     size_t from = 0;
-    const wsk_http_header *h =
-        cl && cl->res ? wsk_http_find(cl->res->headers, cl->res->nheaders, name, &from) : NULL;
+    const wsk_http_header *h = cl && cl->res && name
+                                   ? wsk_http_find(cl->res->headers, cl->res->nheaders, name, &from)
+                                   : NULL;
     if (len) *len = h ? h->value_len : 0;
     return h ? h->value : NULL;
 }

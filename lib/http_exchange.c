@@ -39,7 +39,8 @@ const char *wsk_request_query(const wsk_request *req, size_t *len)
 const char *wsk_request_header(const wsk_request *req, const char *name, size_t *len)
 {
     size_t from = 0;
-    const wsk_http_header *h = wsk_http_find(req->h->headers, req->h->nheaders, name, &from);
+    const wsk_http_header *h =
+        name ? wsk_http_find(req->h->headers, req->h->nheaders, name, &from) : NULL;
     if (!h) return NULL;
     if (len) *len = h->value_len;
     return h->value;
@@ -55,10 +56,10 @@ int wsk_request_header_at(const wsk_request *req, size_t i, const char **name, s
 {
     if (i >= req->h->nheaders) return WSK_ERR_INVAL;
     const wsk_http_header *h = &req->h->headers[i];
-    *name = h->name;
-    *name_len = h->name_len;
-    *value = h->value;
-    *value_len = h->value_len;
+    if (name) *name = h->name;
+    if (name_len) *name_len = h->name_len;
+    if (value) *value = h->value;
+    if (value_len) *value_len = h->value_len;
     return 0;
 }
 
@@ -72,6 +73,7 @@ static int hexval(int ch)
 
 long wsk_request_query_param(const wsk_request *req, const char *name, char *buf, size_t cap)
 {
+    if (!name || (!buf && cap)) return WSK_ERR_INVAL;
     size_t nlen = strlen(name);
     const char *p = req->query, *end = req->query + req->query_len;
     while (p < end) {
@@ -101,6 +103,7 @@ long wsk_request_query_param(const wsk_request *req, const char *name, char *buf
 
 int wsk_request_offers_protocol(const wsk_request *req, const char *proto)
 {
+    if (!proto) return WSK_ERR_INVAL;
     size_t from = 0;
     const wsk_http_header *h;
     while (

@@ -234,20 +234,22 @@ WSK_API const char *wsk_request_path(const wsk_request *req, size_t *len);
 /* The query without '?' ("" when there is none). */
 WSK_API const char *wsk_request_query(const wsk_request *req, size_t *len);
 /* The value of the first header named `name` (NUL-terminated, case-insensitive), NULL when
- * absent. */
+ * absent (or name NULL). */
 WSK_API const char *wsk_request_header(const wsk_request *req, const char *name, size_t *len);
 /* The number of request headers. */
 WSK_API size_t wsk_request_header_count(const wsk_request *req);
-/* The i-th header's name and value (in order of arrival), 0 <= i < wsk_request_header_count:
- * 0, or WSK_ERR_INVAL for i out of range (outputs untouched). */
+/* The i-th header's name and value (in order of arrival), 0 <= i < wsk_request_header_count,
+ * through the outputs that are not NULL: 0, or WSK_ERR_INVAL for i out of range (outputs
+ * untouched). */
 WSK_API int wsk_request_header_at(const wsk_request *req, size_t i, const char **name,
                                   size_t *name_len, const char **value, size_t *value_len);
 /* Copies the percent-decoded value of query parameter `name` (NUL-terminated) into buf
  * (NUL-terminated, cut to cap - 1; buf may be NULL when cap is 0); returns its full decoded
- * length, or -1 when the parameter is absent. */
+ * length, -1 when the parameter is absent, WSK_ERR_INVAL for name NULL or buf NULL with a cap. */
 WSK_API long wsk_request_query_param(const wsk_request *req, const char *name, char *buf,
                                      size_t cap);
-/* 1 when the client offered `proto` (NUL-terminated) in Sec-WebSocket-Protocol, else 0. */
+/* 1 when the client offered `proto` (NUL-terminated) in Sec-WebSocket-Protocol, else 0;
+ * WSK_ERR_INVAL for proto NULL. */
 WSK_API int wsk_request_offers_protocol(const wsk_request *req, const char *proto);
 /* The body of a plain request (Content-Length bytes; chunked bodies are refused with 411),
  * NULL/0 when there is none. */
@@ -394,12 +396,13 @@ WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_op
  * when the server refused, 0 before any response. */
 WSK_API int wsk_client_status(const wsk_ws *ws);
 /* The value of the first response header named `name` (NUL-terminated, case-insensitive),
- * NULL when absent. */
+ * NULL when absent (or name NULL). */
 WSK_API const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len);
 /* The number of response headers. */
 WSK_API size_t wsk_client_header_count(const wsk_ws *ws);
-/* The i-th response header's name and value, 0 <= i < wsk_client_header_count: 0, or
- * WSK_ERR_INVAL for i out of range or when the response is gone (outputs untouched). */
+/* The i-th response header's name and value, 0 <= i < wsk_client_header_count, through the
+ * outputs that are not NULL: 0, or WSK_ERR_INVAL for i out of range or when the response is
+ * gone (outputs untouched). */
 WSK_API int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *name_len,
                                  const char **value, size_t *value_len);
 /* The response head as received: status line, headers and the empty line. */

@@ -49,6 +49,14 @@ static int on_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res
     CHECK(wsk_request_header_at(req, wsk_request_header_count(req), &name, &nl, &value, &vl) ==
               WSK_ERR_INVAL,
           "request header index out of range: WSK_ERR_INVAL");
+    CHECK(wsk_request_header_at(req, 0, NULL, &nl, NULL, NULL) == 0 && nl > 0,
+          "request header outputs may be NULL");
+    char buf[8];
+    CHECK(wsk_request_query_param(req, NULL, buf, sizeof buf) == WSK_ERR_INVAL &&
+              wsk_request_query_param(req, "x", NULL, 8) == WSK_ERR_INVAL &&
+              wsk_request_offers_protocol(req, NULL) == WSK_ERR_INVAL &&
+              !wsk_request_header(req, NULL, &nl),
+          "query parameter, offered protocol or header named NULL: INVAL (NULL for a header)");
     up_status = wsk_response_set_status(res, 404);
     up_proto_bad = wsk_response_set_protocol(res, "not-offered");
     up_proto_ok = wsk_response_set_protocol(res, "chat");
