@@ -208,6 +208,7 @@ WSK_API int wsk_server_listen(wsk_server *srv, const char *host, unsigned port);
 WSK_API unsigned wsk_server_port(const wsk_server *srv);
 /* The `user` pointer given to wsk_server_new. */
 WSK_API void *wsk_server_user(const wsk_server *srv);
+/* The loop context the server was created on. */
 WSK_API wsk_loop *wsk_server_loop(const wsk_server *srv);
 /* Open WebSocket connections (handshake completed, not yet closed). */
 WSK_API size_t wsk_server_connections(const wsk_server *srv);
@@ -228,6 +229,7 @@ WSK_API void wsk_server_free(wsk_server *srv);
  * the strings it returns and the wsk_response are valid only during the handler that received
  * them.  Returned strings point into the request's bytes and are not NUL-terminated.
  */
+/* The method ("GET"). */
 WSK_API const char *wsk_request_method(const wsk_request *req, size_t *len);
 /* The path without the query ("/chat"). */
 WSK_API const char *wsk_request_path(const wsk_request *req, size_t *len);
@@ -258,8 +260,9 @@ WSK_API const void *wsk_request_body(const wsk_request *req, size_t *len);
  * to cap); returns buf. */
 WSK_API const char *wsk_request_remote_address(const wsk_request *req, char *buf, size_t cap);
 
-/* The response to a plain request, or to an upgrade.  Strings and data are copied.
- * Plain requests: the status of the response (200 until set), 200-599.  0; WSK_ERR_INVAL for
+/* The response to a plain request, or to an upgrade: the strings and data given are copied. */
+
+/* Plain requests: the status of the response (200 until set), 200-599.  0; WSK_ERR_INVAL for
  * another status; WSK_ERR_STATE in an upgrade handler, whose return value is the status. */
 WSK_API int wsk_response_set_status(wsk_response *res, int status);
 /* Adds a header `name: value` (NUL-terminated strings; also to a 101 response: Set-Cookie,
@@ -325,8 +328,8 @@ WSK_API int wsk_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
  * for a socket already closed. */
 WSK_API void wsk_terminate(wsk_ws *ws);
 
-/* The socket's user data: wsk_response_set_data's, or wsk_connect's `user`; NULL otherwise.  It
- * stays the caller's: free it in the close handler if it needs freeing. */
+/* The socket's user data (wsk_response_set_data's, or wsk_connect's `user`; NULL otherwise), and
+ * replacing it.  It stays the caller's: free it in the close handler if it needs freeing. */
 WSK_API void *wsk_ws_data(const wsk_ws *ws);
 WSK_API void wsk_ws_set_data(wsk_ws *ws, void *data);
 /* A wsk_ready_state. */
