@@ -1,7 +1,7 @@
 /* wsbench internals: the load engine (bench_engine.c), its scenarios (bench_scenario.c), the
  * latency histogram (bench_hist.c), the reports (bench_report.c) and the optional TLS transport
- * (bench_tls.c).  Every non-ws*.c file of cmd/ is linked into every command, so everything here
- * is named wb_ and nothing runs unless wsbench calls it.
+ * (bench_tls.c).  The non-ws*.c files of cmd/ form one archive that every command links, taking
+ * only what it uses; everything here is named wb_ so no name clashes with the other commands.
  *
  * The data path of one connection, by file:
  *   bench_engine.c    socket, connect, handshake, one read per event into the thread's buffer,

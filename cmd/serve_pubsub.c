@@ -345,8 +345,8 @@ static void chat_request(wsk_server *srv, const wsk_request *req, wsk_response *
                      "wsserve --chat: %zu of %u members connected.\n"
                      "Join with a WebSocket to ws://HOST:PORT/?name=NAME\n",
                      wsk_server_connections(srv), S.chat.clients);
-    wsk_response_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_body(res, body, (size_t)n);
+    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
+    wsk_response_append_body(res, body, (size_t)n);
 }
 
 int serve_chat_setup(wsk_server_opts *so, wsk_handlers *h, const struct chat_opts *co)
@@ -396,14 +396,14 @@ static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
     (void)srv;
     if (!origin_allowed(req)) {
         log_refusal(req, 403, "origin not allowed");
-        wsk_response_body(res, "origin not allowed\n", 19);
+        wsk_response_append_body(res, "origin not allowed\n", 19);
         return 403;
     }
     int tok = S.token ? token_check(req) : 1;
     if (tok < 0 || (!tok && S.ps.private_topics)) {
         log_refusal(req, 401, tok < 0 ? "wrong token" : "no token");
-        wsk_response_header(res, "WWW-Authenticate", "Bearer");
-        wsk_response_body(res, "a valid token is required\n", 26);
+        wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
+        wsk_response_append_body(res, "a valid token is required\n", 26);
         return 401;
     }
     size_t plen;
@@ -412,8 +412,8 @@ static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
     size_t tlen = json ? 0 : plen - 1;
     if (!json && !topic_valid(path + 1, tlen)) {
         log_refusal(req, 400, "invalid topic");
-        wsk_response_body(res, bad_topic_msg, sizeof bad_topic_msg - 1);
-        wsk_response_body(res, "\n", 1);
+        wsk_response_append_body(res, bad_topic_msg, sizeof bad_topic_msg - 1);
+        wsk_response_append_body(res, "\n", 1);
         return 400;
     }
     struct client *cl = calloc(1, sizeof *cl + tlen + 1);
@@ -479,7 +479,7 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
             return;
         }
         memcpy(jt + 1, t->name, t->len);
-        fresh += !wsk_is_subscribed(ws, jt, t->len + 1);
+        fresh += !wsk_ws_subscribed(ws, jt, t->len + 1);
     }
     if (rq->op == JP_SUBSCRIBE && cl->nsubs + fresh > S.ps.max_subscriptions) {
         char msg[96];
@@ -541,7 +541,7 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_ENOMEM, "out of memory");
             break;
         }
-        wsk_subscriptions(ws, list_one, &lc);
+        wsk_ws_subscriptions(ws, list_one, &lc);
         s = jp_ack_topics(JP_LIST, rq.id, lc.t, lc.n, cl->nsubs, &n);
         send_reply(ws, s, n);
         free(lc.t);
@@ -582,11 +582,11 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
 
 static void http_json(wsk_response *res, int status, char *body, size_t len)
 {
-    wsk_response_status(res, status);
-    wsk_response_header(res, "Content-Type", "application/json");
+    wsk_response_set_status(res, status);
+    wsk_response_add_header(res, "Content-Type", "application/json");
     if (body) {
-        wsk_response_body(res, body, len);
-        wsk_response_body(res, "\n", 1);
+        wsk_response_append_body(res, body, len);
+        wsk_response_append_body(res, "\n", 1);
     }
     free(body);
 }
@@ -619,8 +619,8 @@ static void broker_request(wsk_server *srv, const wsk_request *req, wsk_response
     if (plen < sizeof prefix - 1 || memcmp(path, prefix, sizeof prefix - 1)) {
         if (plen == 1 && ((mlen == 3 && !memcmp(method, "GET", 3)) ||
                           (mlen == 4 && !memcmp(method, "HEAD", 4)))) {
-            wsk_response_header(res, "Content-Type", "text/plain; charset=utf-8");
-            wsk_response_body(res, broker_page, sizeof broker_page - 1);
+            wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
+            wsk_response_append_body(res, broker_page, sizeof broker_page - 1);
         } else {
             http_error(res, 404, "not_found",
                        "POST /publish/TOPIC publishes; ws://HOST/TOPIC "
@@ -629,13 +629,13 @@ static void broker_request(wsk_server *srv, const wsk_request *req, wsk_response
         return;
     }
     if (mlen != 4 || memcmp(method, "POST", 4)) {
-        wsk_response_header(res, "Allow", "POST");
+        wsk_response_add_header(res, "Allow", "POST");
         http_error(res, 405, "method_not_allowed", "publish with POST");
         return;
     }
     if (S.token && token_check(req) <= 0) {
         log_refusal(req, 401, "publish without a valid token");
-        wsk_response_header(res, "WWW-Authenticate", "Bearer");
+        wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
         http_error(res, 401, "unauthorized", "publishing requires the token");
         return;
     }

@@ -841,9 +841,9 @@ static void on_error(wsk_ws *ws, int err, const char *msg)
 
 static void print_timing(wsk_ws *ws)
 {
-    wsk_client_timing t;
+    wsk_timing t;
     double now = ev_time();
-    wsk_client_timing_get(ws, &t);
+    wsk_client_timing(ws, &t);
     double first = app.first_msg ? app.first_msg - t.start : 0;
     if (app.o.json) {
         cJSON *e = event_new("timing");
@@ -983,7 +983,7 @@ static int srv_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *re
     }
     for (size_t i = 0; i < app.o.nprotocols; ++i) {
         if (wsk_request_offers_protocol(req, app.o.protocols[i])) {
-            wsk_response_protocol(res, app.o.protocols[i]);
+            wsk_response_set_protocol(res, app.o.protocols[i]);
             break;
         }
     }

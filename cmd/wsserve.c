@@ -97,8 +97,8 @@ static void page(wsk_server *srv, const wsk_request *req, wsk_response *res)
                      "  wscat -c ws://%.*s/\n"
                      "Every message is sent back with its type (text or binary).\n",
                      WSK_VERSION, host ? (int)plen : 9, host ? host : "localhost");
-    wsk_response_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_body(res, body, (size_t)n);
+    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
+    wsk_response_append_body(res, body, (size_t)n);
 }
 
 /* ----- options ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
  * the end, across redirects: only its fd changes. */
 #include "io_tls.h"
+#include "pmd.h"
 #include "pmd_conn.h"
 #include "io_transport.h"
 #include "msg_handshake.h"
@@ -84,7 +85,7 @@ typedef struct wsk_client {
     size_t res_head_len;
     const uint8_t *body;
     size_t body_len;
-    wsk_client_timing t;
+    wsk_timing t;
     const char *ptrs[]; /* o.headers and o.protocols, then the bytes of every string */
 } wsk_client;
 
@@ -541,6 +542,7 @@ static void ctx_init(wsk_ctx *ctx, wsk_loop *loop, const wsk_client_opts *o, con
  * (no CR or LF in a header, protocols that are tokens).  0, WSK_ERR_URL or WSK_ERR_INVAL. */
 static int check_args(wsk_client *cl, const char *url)
 {
+    if (!wsk_pmd_mode_valid(cl->o.compress)) return WSK_ERR_INVAL;
     int r = set_url(cl, url, strlen(url));
     if (r < 0) return r;
     /* An https proxy would need TLS inside TLS; only http:// proxies are supported. */
@@ -1010,10 +1012,10 @@ int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *
     const wsk_client *cl = client_or_null(ws);
     if (!cl || !cl->res || i >= cl->res->nheaders) return WSK_ERR_INVAL;
     const wsk_http_header *h = &cl->res->headers[i];
-    *name = h->name;
-    *name_len = h->name_len;
-    *value = h->value;
-    *value_len = h->value_len;
+    if (name) *name = h->name;
+    if (name_len) *name_len = h->name_len;
+    if (value) *value = h->value;
+    if (value_len) *value_len = h->value_len;
     return 0;
 }
 
@@ -1021,8 +1023,9 @@ const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len)
 {
     const wsk_client *cl = client_or_null(ws);
     size_t from = 0;
-    const wsk_http_header *h =
-        cl && cl->res ? wsk_http_find(cl->res->headers, cl->res->nheaders, name, &from) : NULL;
+    const wsk_http_header *h = cl && cl->res && name
+                                   ? wsk_http_find(cl->res->headers, cl->res->nheaders, name, &from)
+                                   : NULL;
     if (len) *len = h ? h->value_len : 0;
     return h ? h->value : NULL;
 }
@@ -1057,7 +1060,7 @@ const char *wsk_client_url(const wsk_ws *ws)
     return cl ? cl->url : NULL;
 }
 
-void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t)
+void wsk_client_timing(const wsk_ws *ws, wsk_timing *t)
 {
     const wsk_client *cl = client_or_null(ws);
     if (cl)

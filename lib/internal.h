@@ -1,20 +1,24 @@
 /* Internal structures shared by the library's files.  Not installed.
  *
- * The data path, by file:
- *   io_tcp.c        sockets: listen, accept, read, writev (io_tls.c: the same over mbedTLS)
+ * The data path, by file (each .h beside its .c says the rest):
+ *   io_tcp.c        sockets: listen, accept, read, writev (io_tls.c: the same over mbedTLS;
+ *                   io_transport.h: the calls they share)
  *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
  *   client.c        connect, redirects, proxies, the client side of the handshake
+ *   http_exchange.c the wsk_request a handler reads and the wsk_response it builds
  *   parse_http.c    HTTP heads                      msg_handshake.c  upgrade rules, accept key
- *   parse_frame.c   bytes -> frame headers          parse_utf8.c   text validation
- *   mask.c          payload (un)masking, a word at a time
- *   msg_assemble.c  frames -> messages -> handlers  msg_control.c  close payloads
- *   pmd_conn.c      permessage-deflate on a socket (pmd_negotiate.c, pmd_codec.c: zlib)
+ *   parse_url.c     ws:// and wss:// URLs           parse_utf8.c     text validation
+ *   parse_frame.c   bytes -> frame headers          mask.c           (un)masking, a word at a time
+ *   msg_assemble.c  frames -> messages -> handlers  msg_control.c    close payloads
+ *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_codec.c: zlib)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
  *   pubsub.c        topics: one framed message queued to every subscriber
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
+ * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
+ * (wsk_strerror).
  */
 #ifndef WSK_INTERNAL_H
 #define WSK_INTERNAL_H
@@ -93,6 +97,8 @@ typedef struct wsk_ctx {
     wsk_server *srv;      /* NULL for a client */
     unsigned role;        /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
     void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
+    /* A server's topics (pubsub.c), NULL until its first subscription. */
+    struct wsk_pubsub *pubsub;
 } wsk_ctx;
 
 enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
@@ -195,11 +201,24 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
 static inline int wsk_send_admit(struct wsk_ws *c, size_t total);
 /* The refusal half of wsk_send_admit: logs once, or fails the socket (1008). */
 int wsk_send_refuse(struct wsk_ws *c);
-/* Frames and queues one message or control frame; see wsk_send for the return value. */
+/* Frames and queues one message or control frame: the frame's bytes when it leaves with this
+ * iteration's write, -1 behind backpressure, 0 when dropped (wsk_send maps it to Bun's value). */
 long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len,
                     int force);
 /* Sends close `code` + reason (code 0: empty payload) once; state CLOSING unless already past. */
 void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
+/* The argument rule of wsk_close: 0, or WSK_ERR_INVAL for a code or reason that may not be
+ * sent. */
+int wsk_close_check(unsigned code, const char *reason, size_t len);
+
+/* The argument rule of every message sent (wsk_send, wsk_publish): op is WSK_OP_TEXT or
+ * WSK_OP_BINARY and data[0..len) exists and fits one send block, whose lengths are 32-bit. */
+static inline int wsk_message_ok(const void *data, size_t len, unsigned op)
+{
+    return (op == WSK_OP_TEXT || op == WSK_OP_BINARY) && (data || !len) && len <= WSK_MESSAGE_MAX;
+}
+_Static_assert((uint64_t)WSK_MESSAGE_MAX + sizeof(wsk_block) + 14 <= UINT32_MAX,
+               "a frame of WSK_MESSAGE_MAX bytes (header up to 14 bytes) fits one block");
 
 /* send_queue.c */
 /* Room for n bytes at the tail of the queue (a private block); commit what was written. */
@@ -224,9 +243,8 @@ int wsk_flush(struct wsk_ws *c);
 /* Bytes of a server connection in the HTTP phase. */
 void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n);
 void wsk_server_conn_gone(wsk_server *srv);
-/* Where pubsub.c keeps the server's topics. */
-void **wsk_server_pubsub(wsk_server *srv);
-const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv);
+/* The connections, handlers, options and topics of a server. */
+wsk_ctx *wsk_server_ctx(const wsk_server *srv);
 
 /* client.c */
 /* Bytes of a client connection in the HTTP phase (the server's response head). */

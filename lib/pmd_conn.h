@@ -14,7 +14,7 @@ int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *
 /* Inflates one payload chunk of a compressed message into out (bounded by out->max); fin on
  * the message's last chunk.  0, WSK_ERR_TOO_BIG, WSK_ERR_DEFLATE or WSK_ERR_NOMEM. */
 int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out);
-/* Compresses and queues a message (RSV1 set); return value as wsk_send. */
+/* Compresses and queues a message (RSV1 set); return value as wsk_send_frame. */
 long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned op);
 /* Client: the Sec-WebSocket-Extensions offer for ctx->o.compress/decompress into out; returns its
  * length, 0 when nothing is offered. */

@@ -3,6 +3,7 @@
 #include "http_exchange.h"
 #include "io_tls.h"
 #include "msg_handshake.h"
+#include "pmd.h"
 #include "pmd_conn.h"
 #include "pubsub.h"
 
@@ -28,7 +29,6 @@ struct wsk_server {
     ev_timer grace;  /* shutdown deadline */
     int shutting_down;
     void (*done)(wsk_server *srv, size_t dropped);
-    void *pubsub; /* topics (pubsub.c) */
 };
 
 void wsk_server_opts_init(wsk_server_opts *o)
@@ -165,6 +165,11 @@ wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const ws
         wsk_server_opts_init(&srv->ctx.o);
     if (h) srv->ctx.h = *h;
     srv->user = user;
+    if (!wsk_pmd_mode_valid(srv->ctx.o.compress) || !wsk_pmd_mode_valid(srv->ctx.o.decompress)) {
+        wsk_log(loop, WSK_LOG_ERROR, "compress or decompress is not a wsk_compress_mode");
+        free(srv);
+        return NULL;
+    }
     if (srv->ctx.o.tls_cert && wsk_tls_server_config(&srv->ctx) < 0) {
         free(srv);
         return NULL;
@@ -222,14 +227,9 @@ size_t wsk_server_connections(const wsk_server *srv)
     return srv->ctx.nopen;
 }
 
-void **wsk_server_pubsub(wsk_server *srv)
+wsk_ctx *wsk_server_ctx(const wsk_server *srv)
 {
-    return &srv->pubsub;
-}
-
-const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv)
-{
-    return &srv->ctx.o;
+    return (wsk_ctx *)&srv->ctx;
 }
 
 static void stop_listening(wsk_server *srv)
@@ -240,22 +240,25 @@ static void stop_listening(wsk_server *srv)
     srv->nlisten = 0;
 }
 
-void wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, double grace,
-                         void (*done)(wsk_server *srv, size_t dropped))
+int wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, double grace,
+                        void (*done)(wsk_server *srv, size_t dropped))
 {
-    if (srv->shutting_down) return;
+    size_t len = reason ? strlen(reason) : 0;
+    if (wsk_close_check(code, reason, len) < 0 || !(grace >= 0)) return WSK_ERR_INVAL;
+    if (srv->shutting_down) return WSK_ERR_STATE;
     srv->shutting_down = 1;
     srv->done = done;
     stop_listening(srv);
     for (struct wsk_ws *c = srv->ctx.conns, *next; c; c = next) {
         next = c->next;
         if (c->state == WSK_ST_OPEN)
-            wsk_close(c, code, reason, reason ? strlen(reason) : 0);
+            wsk_close(c, code, reason, len);
         else if (c->state == WSK_ST_HTTP)
             wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
     }
     ev_timer_set(&srv->grace, srv->ctx.nconns ? grace : 0, 0);
     ev_timer_start(srv->ctx.loop->ev, &srv->grace);
+    return 0;
 }
 
 void wsk_server_free(wsk_server *srv)
@@ -270,7 +273,7 @@ void wsk_server_free(wsk_server *srv)
     ev_timer_stop(loop->ev, &srv->grace);
     ev_ref(loop->ev);
     ev_timer_stop(loop->ev, &srv->tick);
-    wsk_pubsub_server_free(srv);
+    wsk_pubsub_free(&srv->ctx);
     wsk_tls_ctx_free(&srv->ctx);
     free(srv);
 }
@@ -295,9 +298,9 @@ static void plain_request(struct wsk_ws *c, const wsk_http_request *h, const uin
         c->ctx->h.request(c->ctx->srv, &req, &res);
     } else {
         res.status = 426;
-        wsk_response_header(&res, "Upgrade", "websocket");
-        wsk_response_header(&res, "Content-Type", "text/plain; charset=utf-8");
-        wsk_response_body(&res, "This is a WebSocket endpoint.\n", 30);
+        wsk_response_add_header(&res, "Upgrade", "websocket");
+        wsk_response_add_header(&res, "Content-Type", "text/plain; charset=utf-8");
+        wsk_response_append_body(&res, "This is a WebSocket endpoint.\n", 30);
     }
     if (c->state != WSK_ST_HTTP) { /* the handler terminated the connection */
         wsk_response_free(&res);
@@ -321,6 +324,7 @@ static void upgrade_request(struct wsk_ws *c, const wsk_http_request *h, const c
     wsk_request_init(&req, h, c->io.fd);
     wsk_response_init(&res, 1);
     res.status = 101;
+    res.req = &req;
     if (c->ctx->h.upgrade) {
         int st = c->ctx->h.upgrade(c->ctx->srv, &req, &res);
         if (c->state != WSK_ST_HTTP) goto out;

@@ -28,8 +28,9 @@ static int test_n, test_failed;
         putchar('\n');                                                                             \
     } while (0)
 
-/* A silent assertion inside a loop: counts as one failed check the first time it fails and
- * prints what failed; use CHECK afterwards to record the loop as a whole. */
+/* A silent assertion inside a loop: 1 when cond holds; otherwise prints what failed as a TAP
+ * comment and yields 0, counting nothing.  Fold the results and record the loop as a whole with
+ * one CHECK afterwards. */
 #define EXPECT(cond, ...)                                                                          \
     ((cond) ? 1                                                                                    \
             : (fprintf(stdout, "# %s:%d: expected %s: ", __FILE__, __LINE__, #cond),               \

@@ -234,15 +234,15 @@ static void test_basics(wsk_loop *loop)
           "two more subscribers");
     CHECK(wsk_subscribe(a, "sport", 5) == 1 && wsk_subscribe(a, "", 0) == 1,
           "other topics, the empty name included");
-    CHECK(wsk_is_subscribed(a, NULL, 0) && wsk_subscribe(b, NULL, 3) == WSK_ERR_INVAL,
+    CHECK(wsk_ws_subscribed(a, NULL, 0) && wsk_subscribe(b, NULL, 3) == WSK_ERR_INVAL,
           "NULL names the empty topic; NULL with a length is refused");
-    CHECK(wsk_is_subscribed(a, "news", 4) && !wsk_is_subscribed(a, "new", 3) &&
-              !wsk_is_subscribed(b, "sport", 5),
+    CHECK(wsk_ws_subscribed(a, "news", 4) && !wsk_ws_subscribed(a, "new", 3) &&
+              !wsk_ws_subscribed(b, "sport", 5),
           "is_subscribed");
     char list[128] = "";
-    CHECK(wsk_subscriptions(a, collect, list) == 3 && !strcmp(list, "news,sport,,"),
+    CHECK(wsk_ws_subscriptions(a, collect, list) == 3 && !strcmp(list, "news,sport,,"),
           "subscriptions in order: %s", list);
-    CHECK(wsk_subscriptions(c, NULL, NULL) == 1, "subscriptions counts without a callback");
+    CHECK(wsk_ws_subscriptions(c, NULL, NULL) == 1, "subscriptions counts without a callback");
     CHECK(wsk_server_topics(srv) == 3 && wsk_server_subscribers(srv, "news", 4) == 3,
           "3 topics, 3 subscribers of news");
     CHECK(wsk_subscribe(a, "x", WSK_TOPIC_MAX + 1) == WSK_ERR_INVAL, "topic too long refused");
@@ -353,12 +353,12 @@ static void test_many(wsk_loop *loop)
         wsk_subscribe(srv_ws[0], name, (size_t)len);
     }
     t_big = test_now() - t_big;
-    CHECK(wsk_subscriptions(srv_ws[0], NULL, NULL) == 40000 && wsk_server_topics(srv) == 40000,
+    CHECK(wsk_ws_subscriptions(srv_ws[0], NULL, NULL) == 40000 && wsk_server_topics(srv) == 40000,
           "one socket, 40000 topics");
     CHECK(t_big < 20 * t_small + 0.05, "7x the subscriptions in ~7x the time (%.3fs, %.3fs)",
           t_small, t_big);
-    CHECK(wsk_is_subscribed(srv_ws[0], "solo/39999", 10) &&
-              !wsk_is_subscribed(srv_ws[1], "solo/1", 6),
+    CHECK(wsk_ws_subscribed(srv_ws[0], "solo/39999", 10) &&
+              !wsk_ws_subscribed(srv_ws[1], "solo/1", 6),
           "lookups in a big table");
 
     /* 1000 sockets x 50 of 2000 topics = 50000 memberships. */
@@ -412,7 +412,7 @@ static void test_backpressure(wsk_loop *loop)
     }
     CHECK(closes >= n - 1, "slow subscribers closed with 1008 (%d closes after %d publishes)",
           closes, rounds);
-    CHECK(!wsk_is_subscribed(victim, "t", 1) && nested_runs > 0 && nested_min >= 0,
+    CHECK(!wsk_ws_subscribed(victim, "t", 1) && nested_runs > 0 && nested_min >= 0,
           "close handlers unsubscribed and published inside the walk (%d nested publishes, "
           "least count %ld)",
           nested_runs, nested_min);
