@@ -27,7 +27,6 @@
 #include "parse_url.h"
 
 #include <errno.h>
-#include <mbedtls/base64.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -356,9 +355,8 @@ static void send_connect(wsk_client *cl)
         char plain[257];
         pct_decode(plain, p->userinfo, p->userinfo_len);
         memcpy(auth, "Proxy-Authorization: Basic ", 27);
-        size_t olen = 0;
-        mbedtls_base64_encode((unsigned char *)auth + 27, sizeof auth - 30, &olen,
-                              (const unsigned char *)plain, strlen(plain));
+        /* 27 + WSK_BASE64_SIZE(256) + 2 fit in auth. */
+        size_t olen = wsk_base64_encode(plain, strlen(plain), auth + 27);
         memcpy(auth + 27 + olen, "\r\n", 3);
     }
     char req[1024];
