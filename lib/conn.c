@@ -60,6 +60,14 @@ void wsk_conn_cold_trim(struct wsk_ws *c)
     c->cold = NULL;
 }
 
+int wsk_conn_save_head(struct wsk_ws *c, const uint8_t *p, size_t n, size_t max)
+{
+    wsk_cold *k = wsk_conn_cold(c);
+    if (!k) return WSK_ERR_NOMEM;
+    k->head.max = max;
+    return p == k->head.p ? 0 : wsk_dbuf_append(&k->head, p, n);
+}
+
 static void cold_free(struct wsk_ws *c)
 {
     wsk_cold *k = c->cold;

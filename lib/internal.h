@@ -174,6 +174,10 @@ void wsk_conn_fail(struct wsk_ws *c, int err, unsigned code, const char *msg);
 /* The close handler once, then the state DONE: the fd closes after the queue is written. */
 void wsk_conn_closed(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
 wsk_cold *wsk_conn_cold(struct wsk_ws *c);
+/* Keeps p[0..n), an HTTP message not complete yet, in the cold buffer, which may grow to `max`
+ * bytes: copies them there unless p is that buffer already.  0, WSK_ERR_NOMEM, or
+ * WSK_ERR_TOO_BIG when n is over `max`. */
+int wsk_conn_save_head(struct wsk_ws *c, const uint8_t *p, size_t n, size_t max);
 /* Frees the cold state when nothing in it is in use. */
 void wsk_conn_cold_trim(struct wsk_ws *c);
 /* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */

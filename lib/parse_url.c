@@ -142,3 +142,29 @@ int wsk_url_parse(const char *s, size_t n, wsk_url *u)
     }
     return 0;
 }
+
+static int hexval(unsigned char c)
+{
+    if (is_digit(c)) return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+size_t wsk_url_decode(const char *s, size_t n, int plus_space, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; ++i, ++o) {
+        unsigned char c = (unsigned char)s[i];
+        int hi, lo;
+        if (c == '%' && n - i > 2 && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+            c = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        }
+        if (o + 1 < cap) out[o] = (char)c;
+    }
+    if (cap) out[o < cap ? o : cap - 1] = '\0';
+    return o;
+}
