@@ -154,16 +154,28 @@ void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n)
     }
 }
 
+void wsk_conn_io_failed(struct wsk_ws *c, long err, const char *what)
+{
+    int tls = err == WSK_ERR_TLS || err == WSK_ERR_CERT;
+    const char *why = tls ? wsk_io_failure(c) : err == WSK_ERR_EOF ? "connection closed" : what;
+    /* The transport knows no roles: a client still in its handshake reports the failure. */
+    if (c->state == WSK_ST_HTTP && c->ctx->role == WSK_ROLE_CLIENT) {
+        if (tls)
+            wsk_client_failed(c, (int)err, why);
+        else
+            wsk_client_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
+    }
+    wsk_conn_end(c, WSK_CLOSE_ABNORMAL,
+                 err == WSK_ERR_EOF ? "connection closed without a close frame" : why);
+}
+
 static void on_readable(struct wsk_ws *c)
 {
     wsk_loop *loop = c->ctx->loop;
     long n = wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
     if (n == WSK_ERR_AGAIN) return;
     if (n < 0) {
-        if (c->state == WSK_ST_HTTP && c->ctx->role == WSK_ROLE_CLIENT)
-            wsk_client_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
-        wsk_conn_end(c, WSK_CLOSE_ABNORMAL,
-                     n == WSK_ERR_EOF ? "connection closed without a close frame" : "read failed");
+        wsk_conn_io_failed(c, n, "read failed");
         return;
     }
     /* What a closed socket still reads does not postpone its close_timeout. */

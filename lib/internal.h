@@ -5,7 +5,8 @@
  *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
  *   client.c        connect, redirects, proxies, the client side of the handshake
- *   parse_http.c    HTTP heads                      msg_handshake.c  upgrade rules, accept key
+ *   parse_http.c    HTTP heads and body framing     msg_handshake.c  upgrade rules, accept key
+ *   parse_url.c     URLs, percent-decoding          crypto.c       SHA-1 and base64 (mbedTLS)
  *   parse_frame.c   bytes -> frame headers          parse_utf8.c   text validation
  *   mask.c          payload (un)masking, a word at a time
  *   msg_assemble.c  frames -> messages -> handlers  msg_control.c  close payloads
@@ -183,6 +184,9 @@ void wsk_conn_cold_trim(struct wsk_ws *c);
 /* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */
 void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n);
 void wsk_conn_io_events(struct wsk_ws *c, int events);
+/* A read or write of c failed with err (< 0, not WSK_ERR_AGAIN; `what` names it for the log):
+ * a client still in its handshake hears why (wsk_client_failed), then the connection ends. */
+void wsk_conn_io_failed(struct wsk_ws *c, long err, const char *what);
 /* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
 void wsk_conn_free(struct wsk_ws *c);
 /* Frees a client's ctx once its connection is gone (client.c). */
