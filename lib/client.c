@@ -14,7 +14,7 @@
  * wsk_ctx_sweep once a second for the idle and closing deadlines of the open socket.
  *
  * A client is one connection with a wsk_ctx of its own (the first member of struct wsk_client),
- * so conn.c, msg_assemble.c and send_msg.c serve it unchanged: ctx->o carries the limits and
+ * so conn.c, msg_assemble.c and send_msg.c serve it unchanged: ctx->lim carries the limits and
  * ctx->role makes them mask what we send and refuse masked frames.  While it connects, the
  * socket's own ev_io watcher runs this file's callback instead of conn.c's (there is nothing to
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
@@ -218,7 +218,7 @@ static int set_url(wsk_client *cl, const char *s, size_t n)
     return 0;
 }
 
-/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->o.compress, "" for none;
+/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->lim.compress, "" for none;
  * returns its length. */
 static int offer_extensions(const wsk_client *cl, char *out, size_t cap)
 {
@@ -278,7 +278,7 @@ static void drop_head(struct wsk_ws *c)
 {
     if (!c->cold) return;
     wsk_dbuf_free(&c->cold->head);
-    c->cold->head.max = c->ctx->o.max_header;
+    c->cold->head.max = c->ctx->lim.max_header;
     c->cold->scanned = 0;
     wsk_conn_cold_trim(c);
 }
@@ -493,24 +493,24 @@ static void on_tick(struct ev_loop *ev, ev_timer *w, int revents)
     wsk_ctx_sweep(w->data);
 }
 
-/* The ctx of a client: its limits in the server options that conn.c and the send path read. */
+/* The ctx of a client: the limits conn.c and the send path read, from the client's options. */
 static void ctx_init(wsk_ctx *ctx, wsk_loop *loop, const wsk_client_opts *o, const wsk_handlers *h)
 {
+    wsk_limits *l = &ctx->lim;
     ctx->loop = loop;
     ctx->role = WSK_ROLE_CLIENT;
     if (h) ctx->h = *h;
-    wsk_server_opts_init(&ctx->o);
-    ctx->o.max_payload = o->max_payload ? o->max_payload : 16u << 20;
-    ctx->o.idle_timeout = o->idle_timeout;
-    ctx->o.send_pings = o->send_pings;
-    ctx->o.backpressure_limit = o->backpressure_limit ? o->backpressure_limit : 1u << 20;
-    ctx->o.close_timeout = o->close_timeout ? o->close_timeout : 1;
-    ctx->o.max_header = o->max_header ? o->max_header : 16 * 1024;
-    ctx->o.compress = o->compress;
-    ctx->o.decompress = o->compress;
-    /* The connect deadline is this file's timer, to the millisecond; the sweep's second-grained
-     * handshake deadline is not used. */
-    ctx->o.handshake_timeout = UINT_MAX;
+    l->max_payload = o->max_payload ? o->max_payload : 16u << 20;
+    l->max_header = o->max_header ? o->max_header : 16 * 1024;
+    l->backpressure_limit = o->backpressure_limit ? o->backpressure_limit : 1u << 20;
+    l->idle_timeout = o->idle_timeout;
+    l->send_pings = o->send_pings;
+    /* The connect deadline is this file's timer, to the millisecond: the sweep's second-grained
+     * handshake deadline stays off (0). */
+    l->close_timeout = o->close_timeout ? o->close_timeout : 1;
+    l->compress = o->compress;
+    l->decompress = o->compress;
+    l->compress_threshold = WSK_COMPRESS_THRESHOLD;
 }
 
 /* Checks what the caller controls: the URL, the proxy URL, and that the request can be built
@@ -862,7 +862,7 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
 {
     wsk_client *cl = client_of(c);
     wsk_cold *k = c->cold;
-    size_t max_head = c->ctx->o.max_header;
+    size_t max_head = c->ctx->lim.max_header;
     int in_cold = k && k->head.len, full = 0;
     if (cl->phase == PH_BODY) {
         refusal_more(cl, p, n);

@@ -44,8 +44,8 @@ wsk_cold *wsk_conn_cold(struct wsk_ws *c)
     if (c->cold) return c->cold;
     wsk_cold *k = calloc(1, sizeof *k);
     if (!k) return NULL;
-    wsk_dbuf_init(&k->head, c->ctx->o.max_header);
-    wsk_dbuf_init(&k->msg, c->ctx->o.max_payload);
+    wsk_dbuf_init(&k->head, c->ctx->lim.max_header);
+    wsk_dbuf_init(&k->msg, c->ctx->lim.max_payload);
     c->cold = k;
     return k;
 }
@@ -210,19 +210,18 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
 void wsk_ctx_sweep(wsk_ctx *ctx)
 {
     uint32_t now = (uint32_t)ev_now(ctx->loop->ev);
-    const wsk_server_opts *o = &ctx->o;
+    const wsk_limits *o = &ctx->lim;
     struct wsk_ws *c = ctx->conns, *next;
     for (; c; c = next) {
         next = c->next;
         uint32_t idle = now - c->stamp;
         switch (c->state) {
         case WSK_ST_HTTP:
-            if (idle >= o->handshake_timeout) {
+            /* A client's deadline is its own timer (handshake_timeout 0). */
+            if (o->handshake_timeout && idle >= o->handshake_timeout) {
                 char addr[64];
                 wsk_log(ctx->loop, WSK_LOG_INFO, "%s: handshake timed out after %us",
                         wsk_addr_string(c->io.fd, addr, sizeof addr), o->handshake_timeout);
-                if (ctx->role == WSK_ROLE_CLIENT)
-                    wsk_client_failed(c, WSK_ERR_TIMEOUT, "handshake timed out");
                 wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "handshake timed out");
             }
             break;

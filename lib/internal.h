@@ -29,11 +29,12 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define WSK_RBUF_SIZE   (512 * 1024) /* receive buffer shared by every socket of a loop */
-#define WSK_BLOCK_SIZE  (16 * 1024)  /* default size of a private send block */
-#define WSK_BLOCK_CACHE 64           /* free blocks a loop keeps for reuse */
-#define WSK_IOV_MAX     64           /* segments gathered by one writev */
-#define WSK_WRITE_MAX   (1 << 20)    /* bytes one socket may write per loop iteration */
+#define WSK_RBUF_SIZE          (512 * 1024) /* receive buffer shared by every socket of a loop */
+#define WSK_BLOCK_SIZE         (16 * 1024)  /* default size of a private send block */
+#define WSK_BLOCK_CACHE        64           /* free blocks a loop keeps for reuse */
+#define WSK_IOV_MAX            64           /* segments gathered by one writev */
+#define WSK_WRITE_MAX          (1 << 20)    /* bytes one socket may write per loop iteration */
+#define WSK_COMPRESS_THRESHOLD 64           /* shorter messages go uncompressed (the default) */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
 
@@ -84,10 +85,29 @@ void wsk_block_unref(wsk_loop *loop, wsk_block *b);
 
 /* ----- a set of sockets sharing handlers and options: a server, or one client --------------- */
 
+/* The limits and policies the shared data path reads (conn.c, msg_assemble.c, send_msg.c,
+ * pmd_conn.c, pubsub.c), filled by server.c from wsk_server_opts and by client.c from
+ * wsk_client_opts; each side keeps its other options to itself. */
+typedef struct wsk_limits {
+    size_t max_payload;        /* largest message received (1009 beyond) */
+    size_t max_header;         /* HTTP head cap */
+    size_t backpressure_limit; /* bytes queued per socket before sends are refused */
+    int close_on_backpressure_limit;
+    unsigned idle_timeout; /* seconds; 0 = never */
+    int send_pings;        /* ping at half the idle timeout */
+    /* Seconds for the HTTP phase, checked by wsk_ctx_sweep; 0 when the owner keeps its own
+     * deadline (a client's, to the millisecond, in client.c). */
+    unsigned handshake_timeout;
+    unsigned close_timeout; /* seconds to wait for the peer's close (>= 1) */
+    int compress;           /* wsk_compress_mode of messages sent */
+    int decompress;         /* wsk_compress_mode of messages received */
+    size_t compress_threshold;
+} wsk_limits;
+
 typedef struct wsk_ctx {
     wsk_loop *loop;
     wsk_handlers h;
-    wsk_server_opts o;
+    wsk_limits lim;
     struct wsk_ws *conns; /* every connection, doubly linked */
     size_t nconns;        /* entries in conns */
     size_t nopen;         /* of which completed the handshake and are not closed */
@@ -265,7 +285,7 @@ static inline void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *c)
  * limit; otherwise 0, after wsk_send_refuse. */
 static inline int wsk_send_admit(struct wsk_ws *c, size_t total)
 {
-    if (!c->q.bytes || c->q.bytes + total <= c->ctx->o.backpressure_limit) return 1;
+    if (!c->q.bytes || c->q.bytes + total <= c->ctx->lim.backpressure_limit) return 1;
     return wsk_send_refuse(c);
 }
 

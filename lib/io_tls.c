@@ -720,9 +720,8 @@ static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const cha
     return 0;
 }
 
-int wsk_tls_server_config(wsk_ctx *ctx)
+int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
 {
-    const wsk_server_opts *o = &ctx->o;
     struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_SERVER);
     if (!t) return WSK_ERR_TLS;
     if (load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password) < 0 ||

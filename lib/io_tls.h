@@ -12,11 +12,11 @@
 
 #include "internal.h"
 
-/* Loads the server's certificate chain, key (ctx->o.tls_key_password for an encrypted one) and
- * optional client CA (ctx->o.tls_*) into ctx->tls: TLS 1.2 and up, ECDHE with AES-GCM or
+/* Loads the server's certificate chain, key (o->tls_key_password for an encrypted one) and
+ * optional client CA (o->tls_*) into ctx->tls: TLS 1.2 and up, ECDHE with AES-GCM or
  * ChaCha20-Poly1305, ALPN http/1.1, client certificates required when tls_client_ca is set.
  * 0, or WSK_ERR_TLS with the reason logged (WSK_LOG_ERROR). */
-int wsk_tls_server_config(wsk_ctx *ctx);
+int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
 /* Starts the server side of a TLS session on an accepted connection (sets WSK_F_TLS).  The
  * handshake runs within the connection's reads and counts against handshake_timeout; a failed
  * one is logged in one line (peer address and reason) and fails that read (WSK_ERR_TLS).  0, or

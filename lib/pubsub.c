@@ -530,7 +530,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     if (c->state != WSK_ST_OPEN) return 0;
     wsk_block *b;
     size_t n;
-    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->o.compress_threshold) {
+    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->lim.compress_threshold) {
         if (!(b = deflated_frame(p, c))) return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
         n = b->len;
     } else {
@@ -542,7 +542,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     /* Queued behind bytes the peer has not read: drain tells the application when it has. */
     if (c->flags & WSK_F_WANT_WRITE) {
         c->flags |= WSK_F_BACKPRESSURE;
-    } else if (c->q.bytes >= c->ctx->o.backpressure_limit / 2) {
+    } else if (c->q.bytes >= c->ctx->lim.backpressure_limit / 2) {
         /* A burst of publishes within one loop turn (every member of a room sending at once)
          * would otherwise pile up until the end-of-turn flush and hit the limit although the
          * peer reads fine: write now while the kernel takes it. */

@@ -19,6 +19,7 @@
 
 struct wsk_server {
     wsk_ctx ctx;
+    wsk_server_opts o; /* as given; ctx.lim holds the limits the data path reads */
     void *user;
     ev_io listen[MAX_LISTEN];
     int nlisten;
@@ -42,7 +43,7 @@ void wsk_server_opts_init(wsk_server_opts *o)
     o->max_body = 1u << 20;
     o->handshake_timeout = 10;
     o->close_timeout = 4;
-    o->compress_threshold = 64;
+    o->compress_threshold = WSK_COMPRESS_THRESHOLD;
 }
 
 static void listeners_set(wsk_server *srv, int on)
@@ -59,7 +60,7 @@ static void listeners_set(wsk_server *srv, int on)
 
 static int at_limit(const wsk_server *srv)
 {
-    return srv->ctx.o.max_connections && srv->ctx.nconns >= srv->ctx.o.max_connections;
+    return srv->o.max_connections && srv->ctx.nconns >= srv->o.max_connections;
 }
 
 /* Accepts until the backlog is empty (bounded per event).  Out of descriptors, libev would
@@ -151,6 +152,22 @@ static void on_grace(struct ev_loop *ev, ev_timer *w, int revents)
     finish_shutdown(srv, dropped);
 }
 
+/* The limits the data path reads, from the server's options. */
+static void limits_init(wsk_limits *l, const wsk_server_opts *o)
+{
+    l->max_payload = o->max_payload;
+    l->max_header = o->max_header;
+    l->backpressure_limit = o->backpressure_limit;
+    l->close_on_backpressure_limit = o->close_on_backpressure_limit;
+    l->idle_timeout = o->idle_timeout;
+    l->send_pings = o->send_pings;
+    l->handshake_timeout = o->handshake_timeout ? o->handshake_timeout : 10;
+    l->close_timeout = o->close_timeout ? o->close_timeout : 1;
+    l->compress = o->compress;
+    l->decompress = o->decompress;
+    l->compress_threshold = o->compress_threshold;
+}
+
 wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const wsk_handlers *h,
                            void *user)
 {
@@ -160,17 +177,16 @@ wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const ws
     srv->ctx.srv = srv;
     srv->ctx.role = WSK_ROLE_SERVER;
     if (opts)
-        srv->ctx.o = *opts;
+        srv->o = *opts;
     else
-        wsk_server_opts_init(&srv->ctx.o);
+        wsk_server_opts_init(&srv->o);
     if (h) srv->ctx.h = *h;
     srv->user = user;
-    if (srv->ctx.o.tls_cert && wsk_tls_server_config(&srv->ctx) < 0) {
+    if (srv->o.tls_cert && wsk_tls_server_config(&srv->ctx, &srv->o) < 0) {
         free(srv);
         return NULL;
     }
-    if (!srv->ctx.o.close_timeout) srv->ctx.o.close_timeout = 1;
-    if (!srv->ctx.o.handshake_timeout) srv->ctx.o.handshake_timeout = 10;
+    limits_init(&srv->ctx.lim, &srv->o);
     ev_timer_init(&srv->tick, on_tick, 1, 1);
     srv->tick.data = srv;
     ev_timer_start(loop->ev, &srv->tick);
@@ -229,7 +245,7 @@ void **wsk_server_pubsub(wsk_server *srv)
 
 const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv)
 {
-    return &srv->ctx.o;
+    return &srv->o;
 }
 
 static void stop_listening(wsk_server *srv)
@@ -387,7 +403,7 @@ static int request_body_length(struct wsk_ws *c, const wsk_http_request *h, size
         wsk_http_refuse(c, 400, "invalid Content-Length", NULL);
         return -1;
     }
-    if (v > c->ctx->o.max_body) {
+    if (v > c->ctx->srv->o.max_body) {
         wsk_http_refuse(c, 413, "request body too large", NULL);
         return -1;
     }
@@ -399,7 +415,7 @@ static int request_body_length(struct wsk_ws *c, const wsk_http_request *h, size
  * (kept in the cold buffer) or was refused (431 beyond max_header, 400 malformed). */
 static size_t request_head(struct wsk_ws *c, const uint8_t *p, size_t n, wsk_http_request *h)
 {
-    size_t max = c->ctx->o.max_header;
+    size_t max = c->ctx->lim.max_header;
     wsk_cold *k = c->cold;
     size_t scanned = k && p == k->head.p ? k->scanned : 0;
     int r = wsk_http_parse_request((const char *)p, n, &scanned, h);
@@ -424,7 +440,7 @@ static size_t request_head(struct wsk_ws *c, const uint8_t *p, size_t n, wsk_htt
  * more bytes (kept in the cold buffer) or the connection left the HTTP phase. */
 static size_t one_request(struct wsk_ws *c, uint8_t *p, size_t n)
 {
-    const wsk_server_opts *o = &c->ctx->o;
+    const wsk_limits *l = &c->ctx->lim;
     wsk_http_request h;
     size_t head_len = request_head(c, p, n, &h), body_len;
     if (!head_len) return 0;
@@ -442,7 +458,7 @@ static size_t one_request(struct wsk_ws *c, uint8_t *p, size_t n)
     }
     if (request_body_length(c, &h, &body_len) < 0) return 0;
     if (n - head_len < body_len) {
-        if (wsk_conn_save_head(c, p, n, o->max_header + o->max_body) < 0) {
+        if (wsk_conn_save_head(c, p, n, l->max_header + c->ctx->srv->o.max_body) < 0) {
             wsk_http_refuse(c, 500, "out of memory", NULL);
         } else {
             c->cold->body_need = body_len;
@@ -479,7 +495,7 @@ void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n)
             k->head.len = n;
             k->scanned = 0;
             k->body_need = 0;
-            k->head.max = c->ctx->o.max_header;
+            k->head.max = c->ctx->lim.max_header;
             p = k->head.p;
             if (!n) {
                 wsk_dbuf_free(&k->head);
