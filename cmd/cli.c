@@ -4,7 +4,6 @@
 #include "wskit.h"
 
 #include <ctype.h>
-#include <mbedtls/base64.h>
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -199,13 +198,6 @@ const char *cli_color(int on, enum cli_color c)
 
 /* ----- formats -------------------------------------------------------------------------------- */
 
-size_t cli_base64(const void *in, size_t n, char *out)
-{
-    size_t olen = 0;
-    mbedtls_base64_encode((unsigned char *)out, cli_base64_size(n), &olen, in, n);
-    return olen;
-}
-
 void cli_hexdump(FILE *f, const void *p, size_t n, const char *indent)
 {
     const unsigned char *b = p;
@@ -223,38 +215,6 @@ void cli_hexdump(FILE *f, const void *p, size_t n, const char *indent)
             fputc(b[off + i] >= 0x20 && b[off + i] < 0x7f ? b[off + i] : '.', f);
         fputs("|\n", f);
     }
-}
-
-int cli_utf8_valid(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i], need;
-        uint32_t cp;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            need = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            need = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            need = 3, cp = c & 0x07;
-        else
-            return 0;
-        if (n - i <= need) return 0;
-        for (unsigned k = 1; k <= need; ++k) {
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF (RFC 3629 3). */
-        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += need + 1;
-    }
-    return 1;
 }
 
 void cli_hex(FILE *f, const void *p, size_t n)

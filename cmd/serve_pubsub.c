@@ -141,51 +141,19 @@ int serve_pubsub_option(int code, const char *arg, struct chat_opts *co, struct 
 
 /* ----- helpers ------------------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p[0..n), 0 when there is none (RFC 3629: no overlongs,
- * no surrogates, nothing past U+10FFFF). */
-static size_t utf8_char(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    if (c < 0x80) return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
-                 : c >= 0xE0 && c <= 0xEF ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4
-                                          : 0;
-    if (!len || len > n) return 0;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    if (p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
-
-static int utf8_valid(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0, l; i < n; i += l)
-        if (!(l = utf8_char(p + i, n - i))) return 0;
-    return 1;
-}
-
 /* Copies p[0..n) to out as UTF-8, each invalid byte replaced by U+FFFD (as a JavaScript
  * server reads a binary message as text); out must hold 3 * n bytes.  Returns the length. */
 static size_t utf8_lossy(const uint8_t *p, size_t n, char *out)
 {
     size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_char(p + i, n - i);
-        if (l) {
-            memcpy(out + o, p + i, l);
-            o += l;
-            i += l;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
+    for (size_t i = 0; i < n; i++) {
+        size_t l = wsk_utf8_valid_prefix(p + i, n - i);
+        memcpy(out + o, p + i, l);
+        o += l;
+        i += l;
+        if (i == n) break;
+        memcpy(out + o, "\xEF\xBF\xBD", 3);
+        o += 3;
     }
     return o;
 }
@@ -525,7 +493,7 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_EFORBIDDEN, "publishing requires the token");
         } else if (!topic_valid(t->name, t->len)) {
             send_error(ws, rq.id, JP_ETOPIC, bad_topic_msg);
-        } else if (!rq.binary && !utf8_valid(rq.data, rq.len)) {
+        } else if (!rq.binary && !wsk_utf8_valid(rq.data, rq.len)) {
             send_error(ws, rq.id, JP_EBADREQ, "\"data\" is not valid UTF-8");
         } else {
             long got =
@@ -650,7 +618,7 @@ static void broker_request(wsk_server *srv, const wsk_request *req, wsk_response
     char flag[8];
     int binary = (ct && clen >= 24 && !strncasecmp(ct, "application/octet-stream", 24)) ||
                  wsk_request_query_param(req, "binary", flag, sizeof flag) >= 0;
-    if (!binary && !utf8_valid(body, blen)) {
+    if (!binary && !wsk_utf8_valid(body, blen)) {
         http_error(res, 400, "bad_request",
                    "the body is not UTF-8 text: send binary with Content-Type: "
                    "application/octet-stream");

@@ -142,3 +142,8 @@ void wsk_io_release(struct wsk_ws *c)
 {
     if (c->flags & WSK_F_TLS) wsk_tls_release(c);
 }
+
+const char *wsk_io_failure(struct wsk_ws *c)
+{
+    return c->flags & WSK_F_TLS ? wsk_tls_failure(c) : "connection failed";
+}

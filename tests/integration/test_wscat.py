@@ -307,6 +307,29 @@ def test_statuses():
     check(r[0] == 3 and "401" in r[2] and "who are you?" in r[2],
           "a chunked refusal body is decoded", describe(r))
 
+    def trickle(c, data, step):
+        # Separate segments, so that the client reads the body in pieces (coalesced reads
+        # would still pass, covering less).
+        for i in range(0, len(data), step):
+            time.sleep(0.005)
+            c.sendall(data[i:i + step])
+
+    def refuse_chunked_pieces(c, h):
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n6\r")
+        trickle(c, b"\nnot yo\r\n9;x=1\r\nu, go awa\r\n1\r\ny\r\n0\r\nX-T: 1\r\n\r\n", 3)
+        drain(c)
+    r = served(refuse_chunked_pieces)
+    check(r[0] == 3 and "403" in r[2] and "not you, go away" in r[2] and "X-T" not in r[2],
+          "a chunked refusal body arriving in pieces is decoded across reads", describe(r))
+
+    def refuse_length_pieces(c, h):
+        c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 16\r\n\r\nslow")
+        trickle(c, b" down please, NOT BODY", 5)
+        drain(c)
+    r = served(refuse_length_pieces)
+    check(r[0] == 3 and "slow down please" in r[2] and "NOT BODY" not in r[2],
+          "a refusal body in pieces ends at its Content-Length", describe(r))
+
     def refuse_eof(c, h):
         c.sendall(b"HTTP/1.0 503 Service Unavailable\r\n\r\ntry later\n")
     r = served(refuse_eof)

@@ -32,7 +32,9 @@ static inline void pair_ctx(wsk_ctx *ctx, const wsk_handlers *h)
     memset(ctx, 0, sizeof *ctx);
     ctx->loop = pair_loop;
     if (h) ctx->h = *h;
-    wsk_server_opts_init(&ctx->o);
+    wsk_server_opts o;
+    wsk_server_opts_init(&o);
+    wsk_limits_server(&ctx->lim, &o);
     ctx->role = WSK_ROLE_SERVER;
 }
 

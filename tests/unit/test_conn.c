@@ -217,10 +217,10 @@ static void age(wsk_ctx *ctx, struct wsk_ws *c, unsigned secs)
 
 static void deadlines(wsk_ctx *ctx)
 {
-    ctx->o.handshake_timeout = 10;
-    ctx->o.idle_timeout = 10;
-    ctx->o.send_pings = 1;
-    ctx->o.close_timeout = 4;
+    ctx->lim.handshake_timeout = 10;
+    ctx->lim.idle_timeout = 10;
+    ctx->lim.send_pings = 1;
+    ctx->lim.close_timeout = 4;
     int peer;
     struct wsk_ws *c = pair_conn(ctx, &peer, 0);
     age(ctx, c, 9);

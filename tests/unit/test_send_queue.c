@@ -139,7 +139,7 @@ static void partial_writes(wsk_ctx *ctx)
 static void backpressure(wsk_ctx *ctx)
 {
     int peer;
-    ctx->o.backpressure_limit = 4096;
+    ctx->lim.backpressure_limit = 4096;
     struct wsk_ws *c = pair_conn(ctx, &peer, 4096);
     wsk_conn_open(c, NULL, 0);
     CHECK(wsk_send_admit(c, 100000), "an empty queue admits a message over the limit");
@@ -162,7 +162,7 @@ static void backpressure(wsk_ctx *ctx)
     pair_turn();
 
     /* close_on_backpressure_limit: 1008, after the bytes queued before it. */
-    ctx->o.close_on_backpressure_limit = 1;
+    ctx->lim.close_on_backpressure_limit = 1;
     closes = 0;
     c = pair_conn(ctx, &peer, 4096);
     wsk_conn_open(c, NULL, 0);
