@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,18 @@ def bad_clients(srv):
     closed, port, _ = raw_probe(srv, b"")
     lines = srv.peer_lines(port, wait_for="TLS handshake failed")
     ok(len(lines) <= 1, "a client that connects and leaves: at most one log line", repr(lines))
+
+    # A client that resets the connection before the server reads its bytes: the address is
+    # gone from the socket by the time the failure is logged, and the line still names it.
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    port = s.getsockname()[1]
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(b"\x07" + os.urandom(100))
+    s.close()
+    lines = srv.peer_lines(port, wait_for="TLS handshake failed")
+    ok(len(lines) == 1 and "TLS handshake failed" in lines[0],
+       "a client that resets: the log line names its address",
+       repr([x for x in srv.lines if "TLS handshake failed" in x][-3:]))
 
     # The first bytes of a ClientHello record, then silence: --handshake-timeout 2.
     closed, port, secs = raw_probe(srv, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", timeout=8)
