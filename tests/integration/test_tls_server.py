@@ -156,6 +156,24 @@ def tls_probe(srv, configure):
         s.close()
 
 
+def page_checks(srv, certs):
+    """The page a browser gets at https://HOST:PORT/ tells it to connect with wss://."""
+    ctx = client_ctx(certs)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            t.sendall(f"GET / HTTP/1.1\r\nHost: localhost:{srv.port}\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = t.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    page = data.decode(errors="replace")
+    ok(page.startswith("HTTP/1.1 200") and f"wscat -c wss://localhost:{srv.port}/" in page and
+       "ws://" not in page, "the page served over TLS suggests wss://", page)
+
+
 def one_line(srv, port, needle, what):
     lines = srv.peer_lines(port, wait_for=needle)
     ok(len(lines) == 1 and needle in lines[0], f"{what}: one log line", repr(lines))
@@ -249,6 +267,7 @@ def main():
                         "--tls-key", c("server-pass.key"), "--tls-key-password", "wskit")
         try:
             asyncio.run(echo_checks(srv, certs))
+            page_checks(srv, certs)
             bad_clients(srv)
             asyncio.run(echo_checks_after(srv, certs))
         finally:
