@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#define HOST_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]"
+
 void serve_log(const struct serve *sv, const char *fmt, ...)
 {
     char line[1024], stamp[40] = "";
@@ -32,9 +34,9 @@ const char *serve_base_url(const struct serve *sv, const wsk_request *req, int h
     size_t hlen = 0;
     const char *host = wsk_request_header(req, "host", &hlen);
     const char *scheme = http ? (sv->tls ? "https" : "http") : (sv->tls ? "wss" : "ws");
-    /* The Host header is what the client typed; a name that could not be one is not echoed. */
-    if (host && (!hlen || hlen > 255 || memchr(host, ' ', hlen) || memchr(host, '/', hlen)))
-        host = NULL;
+    /* The Host header is what the client typed; one that is no host[:port] is not echoed into
+     * commands meant to be pasted. */
+    if (host && (!hlen || hlen > 255 || strspn(host, HOST_CHARS) < hlen)) host = NULL;
     if (host)
         snprintf(buf, cap, "%s://%.*s", scheme, (int)hlen, host);
     else

@@ -31,8 +31,8 @@ typedef struct serve_mode {
      * what the mode needs in *so and its handlers in *h.  0, or -1 with the reason on stderr (an
      * unreadable token file, two options that exclude each other, ...). */
     int (*setup)(struct serve *sv, wsk_server_opts *so, wsk_handlers *h);
-    /* A plain HTTP request: fills `res` and returns its status.  NULL: a page from wsserve.c
-     * says what the server is. */
+    /* A plain HTTP request: fills `res` and returns its status.  Every mode has one: GET / at
+     * least says what the server is and how to connect. */
     int (*request)(struct serve *sv, const wsk_request *req, wsk_response *res);
     /* Releases sv->state: after wsk_server_free, before wsk_loop_free.  NULL: nothing to do. */
     void (*teardown)(struct serve *sv);

@@ -14,7 +14,11 @@
  * The broker keeps two library topics per topic: T for raw subscribers (a WebSocket to /T),
  * which get each message as it was sent, and "{T" for sockets of the JSON protocol, which get
  * it wrapped in {"type":"message","topic":T,...}.  '{' cannot start a valid topic name, so the
- * two never meet; each wrapping is built once per publish, and only when someone wants it. */
+ * two never meet; each wrapping is built once per publish, and only when someone wants it.
+ *
+ * The options of a mode (struct chat_config, struct pubsub_config) are parsed once; the state
+ * of one server (struct chat, struct broker) hangs off its struct serve, so that servers never
+ * share anything but their options. */
 #include "jsonproto.h"
 #include "serve.h"
 
@@ -31,8 +35,7 @@
 #define TOPIC_MAX    128
 #define TOKEN_MAX    1024
 #define TOPIC_CHARS  "-_.~:/@+="
-
-#define MAX_ORIGINS 32
+#define MAX_ORIGINS  32
 
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */

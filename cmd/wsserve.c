@@ -71,13 +71,13 @@ static const char usage_tail[] =
     "SIGINT or SIGTERM sends 1001 to every client, waits up to 3s for the closing handshakes and\n"
     "exits 0 (2 when queued data had to be dropped).\n";
 
-static void usage(const cli_option *mode_flags)
+static void usage(void)
 {
     printf("usage: wsserve MODE [options]\n\nModes:\n");
     for (size_t i = 0; i < NMODES; i++) {
         char flag[32];
-        snprintf(flag, sizeof flag, "--%s", mode_flags[i].name);
-        printf("  %-27s %s\n", flag, mode_flags[i].help);
+        snprintf(flag, sizeof flag, "--%s", modes[i]->name);
+        printf("  %-27s %s\n", flag, modes[i]->help);
         if (modes[i]->options) cli_print_options(stdout, modes[i]->options);
     }
     printf("\nOptions:\n");
@@ -148,6 +148,7 @@ static void log_line(void *arg, int level, const char *msg)
 /* What the command line asks for. */
 struct config {
     const serve_mode *mode;
+    size_t mode_index;                    /* in modes[] */
     void *mode_config[NMODES];            /* each mode's option values */
     const cli_option *mode_given[NMODES]; /* the first option of each mode on the line */
     wsk_server_opts so;
@@ -240,7 +241,7 @@ static void parse(int argc, char **argv, struct config *c)
             exit(CLI_EXIT_USAGE);
         }
         if (key == 'h') {
-            usage(mode_flags);
+            usage();
             exit(0);
         }
         if (key == 'V') {
@@ -254,6 +255,7 @@ static void parse(int argc, char **argv, struct config *c)
                 cli_usage_error(PROG, "choose one mode: --%s or --%s", c->mode->name,
                                 modes[m]->name);
             c->mode = modes[m];
+            c->mode_index = (size_t)m;
         } else if (i >= 0) {
             if (!c->mode_given[i]) c->mode_given[i] = opt;
             r = modes[i]->option(c->mode_config[i], opt, arg);
@@ -343,11 +345,9 @@ int main(int argc, char **argv)
     wsk_server_opts_init(&c.so);
     parse(argc, argv, &c);
 
-    size_t mi = 0;
-    while (modes[mi] != c.mode) mi++;
     struct serve sv = {
         .mode = c.mode,
-        .config = c.mode_config[mi],
+        .config = c.mode_config[c.mode_index],
         .tls = c.so.tls_cert != NULL,
         .verbose = c.verbose,
         .stamps = !isatty(STDERR_FILENO),
