@@ -796,7 +796,7 @@ fail:
 
 const serve_mode serve_pubsub = {
     .name = "pubsub",
-    .help = "topic broker: a WebSocket to /TOPIC, the JSON protocol on /, POST /publish/TOPIC",
+    .help = "a topic broker: ws://HOST/TOPIC, JSON on /, POST /publish/TOPIC",
     .options = pubsub_options,
     .config_size = sizeof(struct pubsub_config),
     .config_init = pubsub_config_init,

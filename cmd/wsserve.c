@@ -41,8 +41,7 @@ enum {
 
 /* The options of every mode; each mode adds its own (serve_mode.options). */
 static const cli_option options[] = {
-    {"listen", 'l', "HOST:PORT",
-     "listen here (repeatable; default 127.0.0.1:8080; [::1]:PORT, *:PORT for all)"},
+    {"listen", 'l', "HOST:PORT", "listen here, repeatable (127.0.0.1:8080; [::1]:PORT; *:PORT)"},
     {"max-payload", O_MAXPAYLOAD, "SIZE", "largest message accepted, 1009 beyond (default 16M)"},
     {"idle-timeout", O_IDLE, "DURATION", "close sockets idle this long, 0 = never (default 120s)"},
     {"no-pings", O_NOPINGS, NULL, "do not ping idle sockets"},
