@@ -3,13 +3,16 @@
 nothing in the chosen mode refused, pages on the port whose commands work as printed, and the
 access log of -v (ISO-8601 timestamps when stderr is not a terminal)."""
 import os
+import pty
 import re
+import select
 import shlex
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Raw, Server, describe, done, frame, ok, run_cmd  # noqa: E402
+from wstest import BIN, Raw, Server, describe, done, frame, free_port, ok, run_cmd  # noqa: E402
 
 SECRET = "pagesecret"
 
@@ -146,4 +149,25 @@ ok(SECRET not in log and "zzwrongzz" not in log, "the access log leaves out the 
    log[-800:])
 ok(all(re.match(STAMP, line) for line in log.splitlines() if line),
    "every log line starts with the time when stderr is not a terminal", log[-800:])
+
+# On a terminal the lines go without the time, as a person reads them.
+master, slave = pty.openpty()
+port = free_port()
+p = subprocess.Popen([os.path.join(BIN, "wsserve"), "--echo", "-v", "--listen",
+                      f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=slave,
+                     stdin=subprocess.DEVNULL)
+os.close(slave)
+seen = b""
+end = time.monotonic() + 10
+while b"\n" not in seen and time.monotonic() < end:
+    if select.select([master], [], [], 0.5)[0]:
+        try:
+            seen += os.read(master, 4096)
+        except OSError:
+            break
+p.terminate()
+p.wait(timeout=5)
+os.close(master)
+ok(seen.startswith(b"wsserve: listening on"), "log lines on a terminal start with 'wsserve:'",
+   repr(seen))
 done()
