@@ -17,31 +17,52 @@
 
 /* ----- options -------------------------------------------------------------------------------- */
 
-int cli_next_option(int argc, char **argv, const cli_option *opts, const char **arg)
+int cli_next_option_in(int argc, char **argv, const cli_option *const *tables,
+                       const cli_option **opt, const char **arg)
 {
     /* getopt keeps its position in globals, so the tables are rebuilt the same way each call.
      * Options may follow operands (GNU style: "wscat ws://host -v"). */
     struct option longs[CLI_MAX_OPTIONS + 1];
+    const cli_option *from[CLI_MAX_OPTIONS];
     char shorts[CLI_MAX_OPTIONS * 2 + 1];
     size_t n = 0, k = 0;
-    for (; n < CLI_MAX_OPTIONS && opts[n].name; ++n) {
-        int optional = opts[n].arg && !strncmp(opts[n].arg, "[=", 2);
-        longs[n] = (struct option){opts[n].name,
-                                   optional      ? optional_argument
-                                   : opts[n].arg ? required_argument
-                                                 : no_argument,
-                                   NULL, opts[n].key};
-        if (opts[n].key > 0 && opts[n].key < 256) {
-            shorts[k++] = (char)opts[n].key;
-            if (opts[n].arg) shorts[k++] = ':';
-            if (optional) shorts[k++] = ':';
+    for (; *tables; ++tables) {
+        for (const cli_option *o = *tables; n < CLI_MAX_OPTIONS && o->name; ++o, ++n) {
+            int optional = o->arg && !strncmp(o->arg, "[=", 2);
+            from[n] = o;
+            longs[n] = (struct option){o->name,
+                                       optional ? optional_argument
+                                       : o->arg ? required_argument
+                                                : no_argument,
+                                       NULL, o->key};
+            if (o->key > 0 && o->key < 256) {
+                shorts[k++] = (char)o->key;
+                if (o->arg) shorts[k++] = ':';
+                if (optional) shorts[k++] = ':';
+            }
         }
     }
     longs[n] = (struct option){0, 0, 0, 0};
     shorts[k] = '\0';
-    int c = getopt_long(argc, argv, shorts, longs, NULL);
+    int idx = -1;
+    int c = getopt_long(argc, argv, shorts, longs, &idx);
     *arg = c > 0 && c != '?' ? optarg : NULL;
+    *opt = NULL;
+    if (c > 0 && c != '?') {
+        if (idx >= 0) {
+            *opt = from[idx];
+        } else { /* a short option: getopt does not say which entry it was */
+            for (size_t i = 0; i < n && !*opt; ++i)
+                if (from[i]->key == c) *opt = from[i];
+        }
+    }
     return c;
+}
+
+int cli_next_option(int argc, char **argv, const cli_option *opts, const char **arg)
+{
+    const cli_option *tables[] = {opts, NULL}, *opt;
+    return cli_next_option_in(argc, argv, tables, &opt, arg);
 }
 
 void cli_print_options(FILE *f, const cli_option *opts)

@@ -28,6 +28,12 @@ typedef struct cli_option {
  * getopt has printed what was wrong on stderr. */
 int cli_next_option(int argc, char **argv, const cli_option *opts, const char **arg);
 
+/* The same over several tables (a NULL-terminated list), for a command whose parts each bring
+ * their own options: *opt is the entry that matched (NULL when the return value is -1 or '?'),
+ * so keys need not be unique across tables; long names and short letters must be. */
+int cli_next_option_in(int argc, char **argv, const cli_option *const *tables,
+                       const cli_option **opt, const char **arg);
+
 /* Prints the table as aligned help lines: "  -c, --connect URL    Connect to URL". */
 void cli_print_options(FILE *f, const cli_option *opts);
 

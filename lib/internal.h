@@ -286,7 +286,10 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
 
 /* io_tcp.c */
 int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
-int wsk_tcp_accept(int lfd, int *err);
+/* Accepts a connection: its fd, or -1 with errno in *err.  With peer, the client's address as
+ * wsk_addr_string writes it, taken from accept: a client that has already reset the connection
+ * has no address for getpeername any more. */
+int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap);
 int wsk_tcp_nonblock(int fd);
 const char *wsk_addr_string(int fd, char *buf, size_t cap);
 

@@ -101,6 +101,7 @@ struct tls_sess {
     char *why;                 /* why the handshake failed (wsk_tls_failure), malloc'd */
     uint8_t ip[16];            /* client: the server's address when the URL names one */
     size_t iplen;
+    char peer[64];    /* server: the client's address from accept (see wsk_tcp_accept) */
     uint8_t first[4]; /* the first bytes the peer sent: tells plaintext HTTP from TLS */
     size_t nfirst;
     size_t ra_off, ra_len; /* read-ahead bytes not yet handed to mbedTLS */
@@ -398,7 +399,7 @@ static void drain_input(int fd)
  * connection. */
 static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
 {
-    char why[256], addr[64];
+    char why[256];
     int server = c->ctx->role == WSK_ROLE_SERVER;
     int err = describe_failure(c, s, ret, why, sizeof why);
     s->dead = 1;
@@ -411,7 +412,7 @@ static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
         /* A client that connects and leaves is routine; anything else is worth a warning. */
         int quiet = (ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == 0) && !s->nfirst;
         wsk_log(c->ctx->loop, quiet ? WSK_LOG_INFO : WSK_LOG_WARN, "%s: TLS handshake failed: %s",
-                wsk_addr_string(c->io.fd, addr, sizeof addr), why);
+                s->peer, why);
     }
     char msg[300];
     snprintf(msg, sizeof msg, "%s%s", err == WSK_ERR_CERT ? "" : "TLS handshake failed: ", why);
@@ -783,9 +784,12 @@ static struct tls_sess *sess_new(struct wsk_ws *c)
     return s;
 }
 
-int wsk_tls_accept(struct wsk_ws *c)
+int wsk_tls_accept(struct wsk_ws *c, const char *peer)
 {
-    return sess_new(c) ? 0 : WSK_ERR_NOMEM;
+    struct tls_sess *s = sess_new(c);
+    if (!s) return WSK_ERR_NOMEM;
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    return 0;
 }
 
 int wsk_tls_connect(struct wsk_ws *c, const char *host)

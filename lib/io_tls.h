@@ -19,9 +19,9 @@
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
 /* Starts the server side of a TLS session on an accepted connection (sets WSK_F_TLS).  The
  * handshake runs within the connection's reads and counts against handshake_timeout; a failed
- * one is logged in one line (peer address and reason) and fails that read (WSK_ERR_TLS).  0, or
- * WSK_ERR_NOMEM. */
-int wsk_tls_accept(struct wsk_ws *c);
+ * one is logged in one line (`peer`: the address from wsk_tcp_accept, and the reason) and fails
+ * that read (WSK_ERR_TLS).  0, or WSK_ERR_NOMEM. */
+int wsk_tls_accept(struct wsk_ws *c, const char *peer);
 /* Client: loads the CA bundle (o->tls_ca, else the system's), the client certificate and key
  * into ctx->tls; o->tls_insecure skips verification (and logs a warning).  0, or WSK_ERR_TLS
  * with the reason logged (WSK_LOG_ERROR). */

@@ -80,7 +80,8 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
             return;
         }
         int err;
-        int fd = wsk_tcp_accept(w->fd, &err);
+        char peer[64];
+        int fd = wsk_tcp_accept(w->fd, &err, srv->ctx.tls ? peer : NULL, sizeof peer);
         if (fd < 0) {
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
                 wsk_log(srv->ctx.loop, WSK_LOG_WARN, "accept: %s; pausing accept for 1s",
@@ -95,7 +96,7 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
             close(fd);
             return;
         }
-        if (srv->ctx.tls && wsk_tls_accept(c) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+        if (srv->ctx.tls && wsk_tls_accept(c, peer) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
     }
 }
 

@@ -58,7 +58,9 @@ def documented():
     if "--max-subscriptions" in help_text:
         limits.append("--max-subscriptions")
     for opt in limits:
-        line = next((l for l in help_text.splitlines() if opt + " " in l), "")
+        # An entry whose option column is long continues on the next line.
+        entries = re.sub(r"\n {20,}", " ", help_text).splitlines()
+        line = next((l for l in entries if opt + " " in l), "")
         ok(re.search(r"\((default|[0-9])", line), f"{opt} in --help with its default", line.strip())
         entry = [b for b in man.split(".TP\n") if opt.replace("-", "\\-") in b.split("\n", 1)[0]]
         ok(entry and "default" in entry[0], f"{opt} in wsserve(1) with its default")

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,24 @@ def tls_probe(srv, configure):
         s.close()
 
 
+def page_checks(srv, certs):
+    """The page a browser gets at https://HOST:PORT/ tells it to connect with wss://."""
+    ctx = client_ctx(certs)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            t.sendall(f"GET / HTTP/1.1\r\nHost: localhost:{srv.port}\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = t.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    page = data.decode(errors="replace")
+    ok(page.startswith("HTTP/1.1 200") and f"wscat -c wss://localhost:{srv.port}/" in page and
+       "ws://" not in page, "the page served over TLS suggests wss://", page)
+
+
 def one_line(srv, port, needle, what):
     lines = srv.peer_lines(port, needle=needle)
     ok(len(lines) == 1 and needle in lines[0], f"{what}: one log line", repr(lines))
@@ -145,6 +164,18 @@ def bad_clients(srv):
     closed, port, _ = raw_probe(srv, b"")
     lines = srv.peer_lines(port, needle="TLS handshake failed")
     ok(len(lines) <= 1, "a client that connects and leaves: at most one log line", repr(lines))
+
+    # A client that resets the connection before the server reads its bytes: the address is
+    # gone from the socket by the time the failure is logged, and the line still names it.
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    port = s.getsockname()[1]
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(b"\x07" + os.urandom(100))
+    s.close()
+    lines = srv.peer_lines(port, wait_for="TLS handshake failed")
+    ok(len(lines) == 1 and "TLS handshake failed" in lines[0],
+       "a client that resets: the log line names its address",
+       repr([x for x in srv.lines if "TLS handshake failed" in x][-3:]))
 
     # The first bytes of a ClientHello record, then silence: --handshake-timeout 2.
     closed, port, secs = raw_probe(srv, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", timeout=8)
@@ -217,6 +248,7 @@ def main():
                         "--tls-key", c("server-pass.key"), "--tls-key-password", "wskit")
         try:
             asyncio.run(echo_checks(srv, certs))
+            page_checks(srv, certs)
             bad_clients(srv)
             asyncio.run(echo_checks_after(srv, certs))
         finally:
