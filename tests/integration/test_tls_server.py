@@ -172,7 +172,7 @@ def bad_clients(srv):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.sendall(b"\x07" + os.urandom(100))
     s.close()
-    lines = srv.peer_lines(port, wait_for="TLS handshake failed")
+    lines = srv.peer_lines(port, needle="TLS handshake failed")
     ok(len(lines) == 1 and "TLS handshake failed" in lines[0],
        "a client that resets: the log line names its address",
        repr([x for x in srv.lines if "TLS handshake failed" in x][-3:]))
