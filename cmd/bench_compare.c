@@ -89,6 +89,7 @@ static void table(const wb_opts *o, const wb_result *runs, unsigned nt, unsigned
         if (!isnan(s.cpu_per_m)) snprintf(cpu, sizeof cpu, "%.3f s", s.cpu_per_m);
         snprintf(range, sizeof range, "%s .. %s", wb_fmt_count(a, sizeof a, (uint64_t)s.lo),
                  wb_fmt_count(b, sizeof b, (uint64_t)s.hi));
+        if (!s.ok) snprintf(range, sizeof range, "failed");
         if (o->markdown) {
             fprintf(out, "| %s | %s | %s | %s | %s | %s | %u%s |\n", label,
                     wb_fmt_count(c, sizeof c, (uint64_t)s.rate), ratio, range,

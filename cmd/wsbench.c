@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define PROG "wsbench"
@@ -194,8 +195,11 @@ static void settle(cmdline *cl, int conns_set, int timeout_set, int duration_set
     if (o->count && !duration_set) o->duration = 0;
     if (o->duration <= 0 && !o->count && o->scenario != WB_HOLD)
         cli_usage_error(PROG, "-d 0 needs -n (a run must end)");
-    if (o->json && o->csv && !strcmp(o->csv, "-"))
-        cli_usage_error(PROG, "--json and --csv - would share stdout: give --csv a file");
+    if (o->csv && !strcmp(o->csv, "-")) {
+        if (o->json)
+            cli_usage_error(PROG, "--json and --csv - would share stdout: give --csv a file");
+        o->quiet = 1; /* the chat scenario's per-second lines would go into the CSV */
+    }
     o->compare = cl->compare;
     o->status = o->status && isatty(2) && !o->quiet && !o->compare;
 }
@@ -323,6 +327,12 @@ static void parse(int argc, char **argv, cmdline *cl)
         cl->targets[i].pid = cl->npids ? cl->pids[i] : 0;
     }
     settle(cl, conns_set, timeout_set, duration_set);
+    for (unsigned i = 0; o->tls_insecure && i < cl->ntargets; i++)
+        if (!strncasecmp(cl->targets[i].url, "wss:", 4)) {
+            cli_warn(PROG, "warning: --no-check: the server's certificate is not verified, so "
+                           "anyone on the path can impersonate it (insecure)");
+            break;
+        }
 }
 
 static volatile int stop_flag;
