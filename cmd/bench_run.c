@@ -55,6 +55,7 @@ int wb_verdict(const wb_opts *o, wb_result *r, int rc, int interrupted)
                      r->conns_wanted);
             append(r->fail, sizeof r->fail, hint);
         }
+        r->ok = 0; /* a chat client lost during the run: what was measured is not the room's */
         return -1;
     }
     uint64_t got = r->scenario == WB_CONNECT ? r->c.opened : r->c.msgs_rx;

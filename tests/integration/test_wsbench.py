@@ -100,10 +100,12 @@ class ShortEcho:
 
 class ChatServer:
     """Relays every text message m of member NAME as "NAME: m" to every member; "ready" 100 ms
-    after the n-th joins.  Records the names and the first 50 messages of each member."""
+    after the n-th joins.  Records the names and the first 50 messages of each member.  With
+    drop, the first member is disconnected after 100 messages."""
 
-    def __init__(self, n):
+    def __init__(self, n, drop=False):
         self.n = n
+        self.drop = drop
         self.port = free_port()
         self.names = []
         self.first = {}
@@ -172,6 +174,8 @@ class ChatServer:
                     break
                 if op in (1, 2):
                     self.counts[name] += 1
+                    if self.drop and name == "Alice0" and self.counts[name] == 100:
+                        break
                     if len(self.first[name]) < 50:
                         self.first[name].append(data.decode())
                     out = self._frame(name.encode() + b": " + data)
@@ -354,6 +358,8 @@ def main():
     finally:
         chat.stop()
 
+    chat_lost()
+
     chat = ChatServer(4)
     try:
         rc, j, err = bench_json("chat", "-c", "3", "--connect-timeout", "1", "-n", "100",
@@ -459,6 +465,16 @@ def tls_flags():
                 ok(rc == 0 and no_errors(j), f"{flag}: a self-signed server is accepted", err)
             rc, j, err = bench_json("-n", "20", "-c", "1", url)
             ok(rc == 2 and j and j["ok"] is False, "without them it is refused", (rc, j))
+
+
+def chat_lost():
+    chat = ChatServer(2, drop=True)
+    try:
+        rc, j, err = bench_json("chat", "-c", "2", "-d", "3", chat_url(chat.port), timeout=30)
+        ok(rc == 2 and j and j["ok"] is False and "ended during the run" in j.get("error", ""),
+           "chat: a client lost during the run fails it, \"ok\": false", (rc, j and j.get("error")))
+    finally:
+        chat.stop()
 
 
 def chat_url(port):
