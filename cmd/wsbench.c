@@ -130,6 +130,9 @@ typedef struct cmdline {
     unsigned ntargets;
     int pids[WB_MAX_TARGETS];
     unsigned npids;
+    /* An option given that only means something with compare, or in one scenario: a flag that
+     * would do nothing is a usage error. */
+    const char *compare_flag, *chat_flag, *pubsub_flag;
 } cmdline;
 
 static unsigned long count_arg(int key, const char *arg, unsigned long min, unsigned long max)
@@ -200,6 +203,14 @@ static void settle(cmdline *cl, int conns_set, int timeout_set, int duration_set
             cli_usage_error(PROG, "--json and --csv - would share stdout: give --csv a file");
         o->quiet = 1; /* the chat scenario's per-second lines would go into the CSV */
     }
+    if (cl->compare_flag && !cl->compare)
+        cli_usage_error(PROG, "--%s is for wsbench compare", cl->compare_flag);
+    if (cl->compare && o->csv)
+        cli_usage_error(PROG, "--csv is for one run (compare: --json holds every run's series)");
+    if (cl->chat_flag && o->scenario != WB_CHAT)
+        cli_usage_error(PROG, "--%s is for the chat scenario", cl->chat_flag);
+    if (cl->pubsub_flag && o->scenario != WB_PUBSUB)
+        cli_usage_error(PROG, "--%s is for the pubsub scenario", cl->pubsub_flag);
     o->compare = cl->compare;
     o->status = o->status && isatty(2) && !o->quiet && !o->compare;
 }
@@ -247,6 +258,7 @@ static void parse(int argc, char **argv, cmdline *cl)
             double d = time_arg("round-delay", arg);
             if (d > 60) cli_usage_error(PROG, "--round-delay '%s': at most 60s (Bun: 64ms)", arg);
             o->round_delay_ms = (unsigned)(d * 1000 + 0.5);
+            cl->chat_flag = "round-delay";
             break;
         }
         case OPT_CONNECT_TIMEOUT:
@@ -260,9 +272,18 @@ static void parse(int argc, char **argv, cmdline *cl)
             o->connect_concurrency = (unsigned)count_arg(c, arg, 1, 1000000);
             break;
         case OPT_SOURCE_IPS: o->source_ips = (unsigned)count_arg(c, arg, 1, 254); break;
-        case OPT_PUBLISHERS: o->publishers = (unsigned)count_arg(c, arg, 1, 1000000); break;
-        case OPT_SUBSCRIBERS: o->subscribers = (unsigned)count_arg(c, arg, 1, 1000000); break;
-        case OPT_TOPICS: o->topics = (unsigned)count_arg(c, arg, 1, 1000000); break;
+        case OPT_PUBLISHERS:
+            o->publishers = (unsigned)count_arg(c, arg, 1, 1000000);
+            cl->pubsub_flag = "publishers";
+            break;
+        case OPT_SUBSCRIBERS:
+            o->subscribers = (unsigned)count_arg(c, arg, 1, 1000000);
+            cl->pubsub_flag = "subscribers";
+            break;
+        case OPT_TOPICS:
+            o->topics = (unsigned)count_arg(c, arg, 1, 1000000);
+            cl->pubsub_flag = "topics";
+            break;
         case 'H':
             if (o->nheaders == WB_MAX_HEADERS)
                 cli_usage_error(PROG, "at most %d headers", WB_MAX_HEADERS);
@@ -296,9 +317,18 @@ static void parse(int argc, char **argv, cmdline *cl)
             break;
         case 'q': o->quiet = 1; break;
         case OPT_NO_STATUS: o->status = 0; break;
-        case OPT_ROUNDS: o->rounds = (unsigned)count_arg(c, arg, 1, 64); break;
-        case OPT_PAUSE: o->pause = time_arg("pause", arg); break;
-        case OPT_MARKDOWN: o->markdown = 1; break;
+        case OPT_ROUNDS:
+            o->rounds = (unsigned)count_arg(c, arg, 1, 64);
+            cl->compare_flag = "rounds";
+            break;
+        case OPT_PAUSE:
+            o->pause = time_arg("pause", arg);
+            cl->compare_flag = "pause";
+            break;
+        case OPT_MARKDOWN:
+            o->markdown = 1;
+            cl->compare_flag = "markdown";
+            break;
         case 'h':
             fputs(usage_head, stdout);
             cli_print_options(stdout, options);

@@ -417,12 +417,18 @@ def options_and_outputs(url):
     rc, j, err = bench_json("-d", "300ms", "-s", "1KiB", "-c", "1", "--warmup", "0.1s", url)
     ok(rc == 0 and j and j["messages"]["bytes_received"] == 1024 * j["messages"]["received"]
        and 0.25 < j["seconds"] < 1.5, "-d 300ms -s 1KiB --warmup 0.1s: cli.c's grammar", err)
-    for args, why in ((["-n", "1k"], "a count is a whole number"),
-                      (["--round-delay", "64"], "--round-delay is a time (64 is 64 s)"),
-                      (["-n", url], "-n is the message count, with a hint about --no-check"),
-                      (["--json", "--csv", "-"], "--json and --csv - would share stdout")):
+    for args, said, why in (
+            (["-n", "1k"], "whole number", "a count is a whole number"),
+            (["chat", "--round-delay", "64"], "at most 60s", "--round-delay is a time (64 is 64 s)"),
+            (["-n", url], "--no-check", "-n is the message count, with a hint about --no-check"),
+            (["--json", "--csv", "-"], "share stdout", "--json and --csv - would share stdout"),
+            (["--rounds", "2"], "compare", "--rounds without compare"),
+            (["compare", "--csv", "x.csv"], "one run", "--csv with compare"),
+            (["--topics", "2"], "pubsub", "--topics outside pubsub"),
+            (["--round-delay", "64ms"], "chat", "--round-delay outside chat")):
         rc, out, err = bench(*args, url)
-        ok(rc == 1 and "Try 'wsbench --help'" in err, f"usage error: {why}", (rc, err))
+        ok(rc == 1 and said in err and "Try 'wsbench --help'" in err, f"usage error: {why}",
+           (rc, err))
 
     rc, out, err = bench("-d", "1", "-c", "2", "-q", "--csv", "-", url)
     rows = out.splitlines()
