@@ -2,7 +2,6 @@
  * rounds, and the table of medians and per-round ratios.  See bench.h. */
 #include "bench.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,10 +122,11 @@ static void table(const wb_opts *o, const wb_result *runs, unsigned nt, unsigned
     }
 }
 
+/* Sleeps; a signal (the user stopping compare) cuts it short. */
 static void pause_for(double seconds)
 {
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR && ts.tv_sec + ts.tv_nsec > 0) continue;
+    nanosleep(&ts, NULL);
 }
 
 int wb_compare(wb_opts *o, const wb_target *t, unsigned nt, volatile int *stop)

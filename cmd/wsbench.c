@@ -215,6 +215,29 @@ static void settle(cmdline *cl, int conns_set, int timeout_set, int duration_set
     o->status = o->status && isatty(2) && !o->quiet && !o->compare;
 }
 
+/* What follows the options: [compare] [SCENARIO] [NAME=]URL... */
+static void operands(int argc, char **argv, cmdline *cl)
+{
+    wb_opts *o = &cl->o;
+    cl->compare = optind < argc && !strcmp(argv[optind], "compare");
+    if (cl->compare) optind++;
+    o->scenario = WB_ECHO;
+    if (optind < argc && scenario_of(argv[optind]) >= 0) o->scenario = scenario_of(argv[optind++]);
+    int n = argc - optind;
+    if (n < 1) cli_usage_error(PROG, "give a ws:// or wss:// URL");
+    if (!cl->compare && n > 1)
+        cli_usage_error(PROG, "one URL per run (to compare servers: wsbench compare ...): '%s'",
+                        argv[optind + 1]);
+    if (n > WB_MAX_TARGETS) cli_usage_error(PROG, "at most %d targets", WB_MAX_TARGETS);
+    if (cl->npids && cl->npids != (unsigned)n)
+        cli_usage_error(PROG, "give one --pid per target, in their order");
+    cl->ntargets = (unsigned)n;
+    for (unsigned i = 0; i < cl->ntargets; i++) {
+        target_of(argv[optind + (int)i], i, &cl->targets[i]);
+        cl->targets[i].pid = cl->npids ? cl->pids[i] : 0;
+    }
+}
+
 static void parse(int argc, char **argv, cmdline *cl)
 {
     wb_opts *o = &cl->o;
@@ -338,24 +361,7 @@ static void parse(int argc, char **argv, cmdline *cl)
         default: fprintf(stderr, "Try '%s --help'.\n", PROG); exit(CLI_EXIT_USAGE);
         }
     }
-
-    cl->compare = optind < argc && !strcmp(argv[optind], "compare");
-    if (cl->compare) optind++;
-    o->scenario = WB_ECHO;
-    if (optind < argc && scenario_of(argv[optind]) >= 0) o->scenario = scenario_of(argv[optind++]);
-    int n = argc - optind;
-    if (n < 1) cli_usage_error(PROG, "give a ws:// or wss:// URL");
-    if (!cl->compare && n > 1)
-        cli_usage_error(PROG, "one URL per run (to compare servers: wsbench compare ...): '%s'",
-                        argv[optind + 1]);
-    if (n > WB_MAX_TARGETS) cli_usage_error(PROG, "at most %d targets", WB_MAX_TARGETS);
-    if (cl->npids && cl->npids != (unsigned)n)
-        cli_usage_error(PROG, "give one --pid per target, in their order");
-    cl->ntargets = (unsigned)n;
-    for (unsigned i = 0; i < cl->ntargets; i++) {
-        target_of(argv[optind + (int)i], i, &cl->targets[i]);
-        cl->targets[i].pid = cl->npids ? cl->pids[i] : 0;
-    }
+    operands(argc, argv, cl);
     settle(cl, conns_set, timeout_set, duration_set);
     for (unsigned i = 0; o->tls_insecure && i < cl->ntargets; i++)
         if (!strncasecmp(cl->targets[i].url, "wss:", 4)) {
