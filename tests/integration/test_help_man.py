@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import describe, done, ok, run_cmd  # noqa: E402
 
 MAN = os.path.join(os.path.dirname(__file__), "..", "..", "man")
-COMMANDS = ["wsserve", "wscat", "wspub"]
+COMMANDS = ["wsserve", "wscat", "wspub", "wsbench"]
 
 
 def help_options(text):
