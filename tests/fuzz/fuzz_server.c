@@ -101,9 +101,10 @@ static void quiet_log(void *arg, int level, const char *msg)
     (void)msg;
 }
 
+/* The ctx is the first member of struct wsk_server (server.c). */
 static wsk_ctx *ctx_of(wsk_server *srv)
 {
-    return (wsk_ctx *)((char *)(uintptr_t)wsk_server_opts_of(srv) - offsetof(wsk_ctx, o));
+    return (wsk_ctx *)(void *)srv;
 }
 
 static wsk_server *server_for(unsigned cfg)
