@@ -19,7 +19,7 @@
 #define MAX_LISTEN 8
 
 struct wsk_server {
-    wsk_ctx ctx;
+    wsk_ctx ctx;       /* first (tests/fuzz/fuzz_server.c reaches it by a cast) */
     wsk_server_opts o; /* as given; ctx.lim holds the limits the data path reads */
     void *user;
     ev_io listen[MAX_LISTEN];
