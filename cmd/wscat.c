@@ -384,18 +384,20 @@ static double close_bound(void)
     return app.o.wait > 1 ? app.o.wait : 1;
 }
 
-/* Starts the closing handshake and bounds the wait for the peer's close frame. */
-static void start_close(unsigned code, const char *reason)
+/* Starts the closing handshake and bounds the wait for the peer's close frame.  0, or
+ * WSK_ERR_INVAL (nothing done) for a code or reason wsk_close refuses. */
+static int start_close(unsigned code, const char *reason)
 {
-    if (!app.ws || wsk_ws_ready_state(app.ws) != WSK_OPEN) return;
+    if (!app.ws || wsk_ws_ready_state(app.ws) != WSK_OPEN) return 0;
     size_t len = reason ? strlen(reason) : 0;
+    if (wsk_close(app.ws, code, reason, len) < 0) return WSK_ERR_INVAL;
     app.closing = 1;
     if (app.o.verbose) diag(CLI_YELLOW, "> close %u%s%s", code, len ? " " : "", len ? reason : "");
-    wsk_close(app.ws, code, reason, len);
     ev_timer_stop(app.ev, &app.hold);
     ev_timer_set(&app.close_wait, close_bound(), 0);
     ev_timer_start(app.ev, &app.close_wait);
     if (!app.interactive) input_stop();
+    return 0;
 }
 
 static wsk_ws *target(void)
@@ -458,14 +460,14 @@ static int slash_command(const char *line)
                 return 1;
             }
         }
+        int r = 0;
         if (!ws)
             fail_line("not connected");
         else if (app.srv)
-            wsk_close(ws, (unsigned)code, reason, reason ? strlen(reason) : 0);
-        else {
+            r = wsk_close(ws, (unsigned)code, reason, reason ? strlen(reason) : 0);
+        else if ((r = start_close((unsigned)code, reason)) == 0)
             app.quitting = 1;
-            start_close((unsigned)code, reason);
-        }
+        if (r < 0) fail_line("close reasons are UTF-8");
     } else {
         fail_line("unknown command /%.*s (/ping, /pong, /close; '//' sends a '/')", (int)clen, cmd);
     }

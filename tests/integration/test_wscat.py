@@ -276,6 +276,9 @@ def test_echo(port):
           describe(r))
     r = wscat("-c", url, "--slash", stdin=b"/close 1006\n")
     check("invalid close code" in r[2], "/close refuses codes that may not be sent", describe(r))
+    r = wscat("-c", url, "--slash", stdin=b"/close 4001 \xff\n")
+    check("close reasons are UTF-8" in r[2], "/close refuses a reason that is not UTF-8",
+          describe(r))
     r = wscat("-c", url, "--ping-interval", "0.1", "-v", "-x", "p", "-w", "0.35")
     check(r[0] == 0 and r[2].count("< pong") >= 2, "--ping-interval pings (pongs seen with -v)",
           describe(r))
