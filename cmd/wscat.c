@@ -148,6 +148,7 @@ struct app {
     size_t npeers, peers_cap;
     int interactive; /* line editing on the terminal */
     int rl_on;       /* the libedit callback interface is installed */
+    int in_line;     /* a typed line is being handled: libedit has moved below it already */
     int color_out, color_err;
     int exit_code;
     int status;   /* exit status of the current connection, -1 while unknown */
@@ -191,8 +192,9 @@ static void srv_done(wsk_server *srv, size_t dropped)
 
 static void out_begin(void)
 {
-    if (app.rl_on) {
-        fputs("\r\033[K", stdout);
+    if (app.rl_on && !app.in_line) {
+        /* The attributes are reset first, so the erased line is not painted in a colour. */
+        fputs(app.color_out ? "\r\033[0m\033[K" : "\r\033[K", stdout);
         fflush(stdout);
     }
 }
@@ -201,7 +203,7 @@ static void out_end(void)
 {
     fflush(stdout);
     fflush(stderr);
-    if (app.rl_on) rl_forced_update_display();
+    if (app.rl_on && !app.in_line) rl_forced_update_display();
 }
 
 static void stamp(FILE *f, int color)
@@ -517,7 +519,11 @@ static void on_rl_line(char *line)
         return;
     }
     if (*line) add_history(line);
+    /* libedit has printed the newline: what the line prints goes below it, and the prompt is
+     * drawn once afterwards (a redraw now would repeat the line just typed). */
+    app.in_line = 1;
     handle_line(line, strlen(line));
+    app.in_line = 0;
     free(line);
     /* libedit leaves its callback mode (and raw mode) when it hands over a line, until the next
      * read; installing again now starts the next line at once: an empty line buffer, the
@@ -585,8 +591,10 @@ static void rl_setup(void)
     if (app.rl_on) return;
     rl_catch_signals = 0;
     rl_catch_sigwinch = 1;
-    /* \1 and \2 bracket the colour codes so libedit does not count them as columns. */
-    snprintf(prompt, sizeof prompt, "%s> %s", app.color_out ? "\1\033[32m\2" : "",
+    /* \1 and \2 bracket the colour codes so libedit does not count them as columns.  libedit
+     * prints such a sequence with the character after it, so the reset goes before the space:
+     * at the very end of the prompt it would never be printed, and typed text would be green. */
+    snprintf(prompt, sizeof prompt, "%s>%s ", app.color_out ? "\1\033[32m\2" : "",
              app.color_out ? "\1\033[0m\2" : "");
     using_history();
     rl_callback_handler_install(prompt, on_rl_line);
@@ -596,7 +604,8 @@ static void rl_setup(void)
 static void rl_teardown(void)
 {
     if (!app.rl_on) return;
-    fputs("\r\033[K", stdout);
+    /* Whatever runs in this terminal next starts with the default attributes. */
+    fputs(app.color_out ? "\r\033[0m\033[K" : "\r\033[K", stdout);
     fflush(stdout);
     app.rl_on = 0;
     rl_callback_handler_remove();
