@@ -848,34 +848,55 @@ static void on_error(wsk_ws *ws, int err, const char *msg)
     }
 }
 
+/* One --timing value: seconds, or why there is none (a step not reached reads 0, an unfinished
+ * TLS handshake -1). */
+static const char *timing_text(char *buf, size_t cap, double v, const char *none)
+{
+    if (v > 0)
+        snprintf(buf, cap, "%.6fs", v);
+    else
+        snprintf(buf, cap, "%s", v < 0 ? "(not completed)" : none);
+    return buf;
+}
+
+static void timing_json(cJSON *e, const char *key, double v)
+{
+    if (v > 0)
+        cJSON_AddNumberToObject(e, key, v);
+    else
+        cJSON_AddNullToObject(e, key);
+}
+
 static void print_timing(wsk_ws *ws)
 {
     wsk_client_timing t;
     double now = ev_time();
     wsk_client_timing_get(ws, &t);
+    const char *url = wsk_client_url(ws);
+    int tls = url && !strncasecmp(url, "wss:", 4);
     double first = app.first_msg ? app.first_msg - t.start : 0;
     if (app.o.json) {
         cJSON *e = event_new("timing");
-        cJSON_AddNumberToObject(e, "dns", t.dns);
-        cJSON_AddNumberToObject(e, "connect", t.connect);
-        cJSON_AddNumberToObject(e, "tls", t.tls);
-        cJSON_AddNumberToObject(e, "upgrade", t.upgrade);
-        cJSON_AddNumberToObject(e, "first_message", first);
+        timing_json(e, "dns", t.dns);
+        timing_json(e, "connect", t.connect);
+        timing_json(e, "tls", t.tls);
+        timing_json(e, "upgrade", t.upgrade);
+        timing_json(e, "first_message", first);
         cJSON_AddNumberToObject(e, "total", now - t.start);
         cJSON_AddNumberToObject(e, "redirects", t.redirects);
         event_emit(e);
         return;
     }
-    char tls[24];
-    if (t.tls < 0)
-        snprintf(tls, sizeof tls, "(not measured)");
-    else
-        snprintf(tls, sizeof tls, "%.6fs", t.tls);
+    char b[5][24];
     diag(CLI_DIM,
-         "     time_namelookup:  %.6fs\n        time_connect:  %.6fs\n     time_appconnect:  %s\n"
-         "        time_upgrade:  %.6fs\n   time_firstmessage:  %.6fs\n          time_total:  "
+         "     time_namelookup:  %s\n        time_connect:  %s\n     time_appconnect:  %s\n"
+         "        time_upgrade:  %s\n   time_firstmessage:  %s\n          time_total:  "
          "%.6fs\n       num_redirects:  %u",
-         t.dns, t.connect, tls, t.upgrade, first, now - t.start, t.redirects);
+         timing_text(b[0], sizeof b[0], t.dns, "(not reached)"),
+         timing_text(b[1], sizeof b[1], t.connect, "(not reached)"),
+         timing_text(b[2], sizeof b[2], t.tls, tls ? "(not reached)" : "(no TLS)"),
+         timing_text(b[3], sizeof b[3], t.upgrade, "(not reached)"),
+         timing_text(b[4], sizeof b[4], first, "(no message)"), now - t.start, t.redirects);
 }
 
 static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)

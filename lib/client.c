@@ -122,6 +122,20 @@ static const char *where(const wsk_client *cl, char *buf, size_t cap)
     return buf;
 }
 
+/* Seconds since the attempt began: above 0, since 0 means "not reached" in wsk_client_timing. */
+static double elapsed(const wsk_client *cl, double now)
+{
+    double d = now - cl->t.start;
+    return d > 0 ? d : 1e-9;
+}
+
+/* The end of the TLS handshake, once the transport has one. */
+static void tls_timing(wsk_client *cl)
+{
+    double end = cl->t.tls < 0 ? wsk_tls_handshake_end(cl->ws) : 0;
+    if (end > 0) cl->t.tls = elapsed(cl, end);
+}
+
 /* The connection failed before it opened: the error handler, then close with 1006, once. */
 static void report(wsk_client *cl, int err, const char *msg)
 {
@@ -129,9 +143,16 @@ static void report(wsk_client *cl, int err, const char *msg)
     char w[HOST_MAX + 224];
     if (cl->reported) return;
     cl->reported = 1;
+    /* A request still wholly queued never left (TLS failed first): it is not shown as sent. */
+    if (cl->phase == PH_UPGRADE && cl->request && c->q.bytes >= cl->request_len) {
+        free(cl->request);
+        cl->request = NULL;
+    }
+    tls_timing(cl);
     cl->phase = PH_FAILED;
     ev_timer_stop(cl->ctx.loop->ev, &cl->deadline);
-    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "%s: %s", where(cl, w, sizeof w), msg);
+    /* The error handler says it; the log line repeats it only for debugging. */
+    wsk_log(cl->ctx.loop, WSK_LOG_DEBUG, "%s: %s", where(cl, w, sizeof w), msg);
     if (cl->ctx.h.error) cl->ctx.h.error(c, err, msg);
     if (cl->ctx.h.close) cl->ctx.h.close(c, WSK_CLOSE_ABNORMAL, msg, strlen(msg));
 }
@@ -375,7 +396,7 @@ static void connected(wsk_client *cl)
 {
     struct wsk_ws *c = cl->ws;
     struct ev_loop *ev = cl->ctx.loop->ev;
-    cl->t.connect = ev_time() - cl->t.start;
+    cl->t.connect = elapsed(cl, ev_time());
     freeaddrinfo(cl->addrs);
     cl->addrs = cl->next_addr = NULL;
     ev_io_stop(ev, &c->io);
@@ -460,7 +481,7 @@ static void begin_attempt(wsk_client *cl)
     host[to->host_len] = '\0';
     snprintf(port, sizeof port, "%u", to->port);
     int r = getaddrinfo(host, port, &hints, &res);
-    cl->t.dns = ev_time() - cl->t.start;
+    cl->t.dns = elapsed(cl, ev_time());
     if (r != 0) {
         snprintf(msg, sizeof msg, "cannot resolve %s: %s", host,
                  r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
@@ -806,9 +827,8 @@ static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *re
     const char *proto, *why;
     size_t plen;
     char ext[OFFER_MAX];
-    cl->t.upgrade = ev_time() - cl->t.start;
-    if (cl->t.tls < 0 && wsk_tls_handshake_end(c) > 0)
-        cl->t.tls = wsk_tls_handshake_end(c) - cl->t.start;
+    cl->t.upgrade = elapsed(cl, ev_time());
+    tls_timing(cl);
     int offered = offer_extensions(cl, ext, sizeof ext) > 0;
     if (wsk_handshake_client_verify(res, cl->key, o->protocols, o->nprotocols, offered, &proto,
                                     &plen, &why) < 0) {

@@ -331,7 +331,8 @@ WSK_API int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, 
 WSK_API const char *wsk_client_response_head(const wsk_ws *ws, size_t *len);
 /* The body of a refused handshake (de-chunked; at most 64 KiB), NULL when it had none. */
 WSK_API const void *wsk_client_response_body(const wsk_ws *ws, size_t *len);
-/* The upgrade request as sent (NUL-terminated). */
+/* The upgrade request as sent (NUL-terminated); NULL when none left (a failure before it was
+ * written, e.g. in the TLS handshake). */
 WSK_API const char *wsk_client_request_head(const wsk_ws *ws, size_t *len);
 /* The URL being connected to, as given or as the last followed redirect named it
  * (NUL-terminated; valid while the socket lives). */
@@ -343,7 +344,8 @@ typedef struct wsk_client_timing {
     double start;       /* ev_time() when the attempt began (after any redirect) */
     double dns;         /* the name resolved (the proxy's, with a proxy) */
     double connect;     /* TCP connected (to the proxy, with a proxy) */
-    double tls;         /* the TLS handshake completed; 0 for ws://, -1 when not known */
+    double tls;         /* the TLS handshake completed; 0 for ws://, -1 when it began and did
+                         * not complete */
     double upgrade;     /* the 101 response arrived */
     unsigned redirects; /* redirects followed before this attempt */
 } wsk_client_timing;

@@ -386,6 +386,39 @@ def test_statuses():
           "the server hangs up at once: status 2", describe(r))
 
 
+def test_verbose_failures(port):
+    """-v and --timing say what happened, once and in order; steps never reached say so."""
+    r = wscat("-v", "--timing", "-c", "wss://127.0.0.1:%d/" % port)
+    check(r[0] == 6 and r[2].count("TLS handshake failed") == 1 and "> GET" not in r[2]
+          and re.search(r"time_upgrade:\s+\(not reached\)", r[2])
+          and re.search(r"time_appconnect:\s+\(not completed\)", r[2])
+          and "0.000000s" not in r[2],
+          "-v over TLS to a plain port: the error once, no request that was never sent, "
+          "unreached steps say so", describe(r))
+    r = wscat("-v", "--timing", "-c", "ws://127.0.0.1:%d/" % free_port())
+    check(r[0] == 2 and r[2].count("refused") == 1
+          and re.search(r"time_connect:\s+\(not reached\)", r[2])
+          and re.search(r"time_appconnect:\s+\(no TLS\)", r[2]) and "0.000000s" not in r[2],
+          "-v --timing, connection refused: the error once, unreached steps say so", describe(r))
+    r = wscat("--json", "--timing", "-c", "ws://127.0.0.1:%d/" % free_port())
+    ev = [json.loads(line) for line in r[1].splitlines() if line.startswith("{")]
+    t = [e for e in ev if e.get("type") == "timing"]
+    check(t and t[0]["connect"] is None and t[0]["upgrade"] is None and t[0]["dns"] > 0,
+          "--json --timing: null for the steps not reached", describe(r))
+
+    def refuse(c, head):
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
+    s = RawServer(refuse)
+    try:
+        r = wscat("-v", "-c", "ws://127.0.0.1:%d/" % s.port)
+    finally:
+        s.stop()
+    at = [r[2].find(x) for x in ("> GET / HTTP/1.1", "< HTTP/1.1 403", "wscat: server answered")]
+    check(r[0] == 3 and -1 not in at and at == sorted(at)
+          and r[2].count("server answered 403") == 1,
+          "-v, a refusal: request, response, then the error, once", describe(r))
+
+
 def test_proxy(port):
     p = Proxy()
     try:
@@ -514,6 +547,7 @@ def main():
         return 1
     try:
         test_echo(port)
+        test_verbose_failures(port)
         test_proxy(port)
     finally:
         server.terminate()
