@@ -108,6 +108,7 @@ static const cli_option options[] = {
      "offer permessage-deflate: shared (default), dedicated, 3KB..256KB"},
     {"reconnect", OPT_RECONNECT, NULL, "reconnect with backoff when the connection ends"},
     {"no-check", 'n', NULL, "do not verify the server's TLS certificate"},
+    {"insecure", 'k', NULL, "the same as -n (curl's name)"},
     {"ca", OPT_CA, "FILE", "PEM CA bundle to verify the server with"},
     {"cert", OPT_CERT, "FILE", "PEM client certificate"},
     {"key", OPT_KEY, "FILE", "PEM key of --cert"},
@@ -1170,7 +1171,8 @@ static void parse_options(int argc, char **argv, struct options *o)
                 cli_usage_error(PROG, "invalid --compress mode '%s'", arg);
             break;
         case OPT_RECONNECT: o->reconnect = 1; break;
-        case 'n': o->no_check = 1; break;
+        case 'n':
+        case 'k': o->no_check = 1; break;
         case OPT_CA: o->ca = arg; break;
         case OPT_CERT: o->cert = arg; break;
         case OPT_KEY: o->key = arg; break;
@@ -1234,7 +1236,7 @@ int main(int argc, char **argv)
     } else {
         if (o->no_check && !strncasecmp(o->url, "wss:", 4))
             diag(CLI_YELLOW,
-                 "%s: warning: -n: the server's certificate is not verified, so "
+                 "%s: warning: -n/-k: the server's certificate is not verified, so "
                  "anyone on the path can impersonate it (insecure)",
                  PROG);
         connect_now();
