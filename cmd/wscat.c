@@ -24,8 +24,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define PROG      "wscat"
-#define LINE_MAX_ (16u << 20) /* longest input line: the default max payload */
+#define PROG       "wscat"
+#define LINE_MAX_  (16u << 20) /* longest input line: the default max payload */
+#define BODY_SHOWN 1024        /* bytes of a refusal's body printed */
 
 enum exit_status {
     EXIT_NORMAL = 0,   /* closing handshake with 1000, 1001 or no code; or our own close */
@@ -819,6 +820,26 @@ static void on_open(wsk_ws *ws)
     input_start();
 }
 
+/* The body of a refused upgrade usually says why: shown as text a line at a time (a hex dump
+ * when it is not UTF-8), its first BODY_SHOWN bytes only, since an HTML error page or a file
+ * served by mistake would bury the error line. */
+static void print_body(const char *p, size_t len)
+{
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r')) --len;
+    size_t n = len > BODY_SHOWN ? BODY_SHOWN : len;
+    /* Not inside a UTF-8 sequence: back to the start of the character cut. */
+    if (n < len)
+        while (n && ((unsigned char)p[n] & 0xc0) == 0x80) --n;
+    if (!cli_utf8_valid(p, n)) {
+        out_begin();
+        cli_hexdump(stderr, p, n, "  ");
+        out_end();
+    } else {
+        print_head("  ", p, n);
+    }
+    if (n < len) diag(CLI_DIM, "  ... %zu more bytes", len - n);
+}
+
 static void on_error(wsk_ws *ws, int err, const char *msg)
 {
     int http = wsk_client_status(ws);
@@ -835,18 +856,7 @@ static void on_error(wsk_ws *ws, int err, const char *msg)
         event_emit(e);
     }
     fail_line("%s", msg);
-    if (body && blen && !app.o.json) {
-        /* The refusal's body usually says why; shown as text, a line at a time. */
-        const char *p = body;
-        while (blen && (p[blen - 1] == '\n' || p[blen - 1] == '\r')) --blen;
-        if (!cli_utf8_valid(p, blen)) {
-            out_begin();
-            cli_hexdump(stderr, p, blen, "  ");
-            out_end();
-        } else {
-            print_head("  ", p, blen);
-        }
-    }
+    if (body && blen && !app.o.json) print_body(body, blen);
 }
 
 /* One --timing value: seconds, or why there is none (a step not reached reads 0, an unfinished

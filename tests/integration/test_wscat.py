@@ -334,6 +334,14 @@ def test_statuses():
     check(r[0] == 3 and "401" in r[2] and "who are you?" in r[2],
           "a chunked refusal body is decoded", describe(r))
 
+    page = b"".join(b"<p>line %04d of a long error page</p>\n" % i for i in range(400))
+    r = served(lambda c, h: c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n"
+                                      % len(page) + page))
+    shown = page.rstrip(b"\n")
+    check(r[0] == 3 and "line 0000" in r[2] and "line 0399" not in r[2]
+          and "... %d more bytes" % (len(shown) - 1024) in r[2] and len(r[2]) < 2000,
+          "a long refusal body: its first 1024 bytes, then how many more", describe(r)[:600])
+
     def refuse_eof(c, h):
         c.sendall(b"HTTP/1.0 503 Service Unavailable\r\n\r\ntry later\n")
     r = served(refuse_eof)
