@@ -25,6 +25,7 @@
 #include "msg_handshake.h"
 #include "parse_http.h"
 #include "parse_url.h"
+#include "url_ref.h"
 
 #include <errno.h>
 #include <mbedtls/base64.h>
@@ -633,50 +634,6 @@ static int is_redirect(int status)
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-/* 1 when s[0..n) starts with a URI scheme and ':' (RFC 3986 3.1). */
-static int has_scheme(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n &&
-           (((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z') ||
-            (i && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-' || s[i] == '.'))))
-        ++i;
-    return i > 0 && i < n && s[i] == ':';
-}
-
-/* The absolute URL a Location names (RFC 9110 10.2.2: a URI reference, relative to the URL of
- * the request; RFC 3986 5.2 in the forms servers use), malloc'd; NULL when out of memory. */
-static char *resolve_location(const wsk_client *cl, const char *loc, size_t n)
-{
-    const wsk_url *u = &cl->u;
-    const char *scheme = u->secure ? "wss" : "ws";
-    size_t dir = 0, cap = n + u->host_len + u->path_len + 32;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    if (has_scheme(loc, n)) {
-        snprintf(out, cap, "%.*s", (int)n, loc);
-    } else if (n >= 2 && loc[0] == '/' && loc[1] == '/') {
-        snprintf(out, cap, "%s:%.*s", scheme, (int)n, loc);
-    } else {
-        int v6 = u->ipv6;
-        int k = snprintf(out, cap, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", cl->host, v6 ? "]" : "",
-                         u->port);
-        if (n && loc[0] == '?') {
-            /* A query alone replaces the request's query. */
-            while (dir < u->path_len && u->path[dir] != '?') ++dir;
-            if (!dir || u->path[0] != '/') out[k++] = '/';
-        } else if (n == 0 || loc[0] != '/') {
-            /* A relative path replaces the last segment of the request's path (dot segments
-             * are left for the server to resolve). */
-            for (size_t i = 0; i < u->path_len && u->path[i] != '?'; ++i)
-                if (u->path[i] == '/') dir = i + 1;
-            if (!dir) out[k++] = '/';
-        }
-        snprintf(out + k, cap - (size_t)k, "%.*s%.*s", (int)dir, u->path, (int)n, loc);
-    }
-    return out;
-}
-
 /* A redirect the caller asked to follow: a new connection to the Location, on the same socket
  * object. */
 static void follow(wsk_client *cl, const wsk_http_response *res)
@@ -694,7 +651,7 @@ static void follow(wsk_client *cl, const wsk_http_response *res)
         fail(cl, WSK_ERR_HANDSHAKE, msg);
         return;
     }
-    char *next = resolve_location(cl, loc->value, loc->value_len);
+    char *next = wsk_url_resolve_ref(&cl->u, cl->host, loc->value, loc->value_len);
     char old_host[HOST_MAX], w[HOST_MAX + 224];
     unsigned old_port = cl->u.port;
     int old_secure = cl->u.secure;
