@@ -366,27 +366,34 @@ static void send_upgrade(wsk_client *cl)
     c->stamp = (uint32_t)ev_now(cl->ctx.loop->ev);
 }
 
-/* RFC 9110 9.3.6: a tunnel through an HTTP proxy, with Basic credentials from the proxy URL. */
+/* RFC 9110 9.3.6: a tunnel through an HTTP proxy, with Basic credentials (RFC 7617) from the
+ * proxy URL, of any length. */
 static void send_connect(wsk_client *cl)
 {
     const wsk_url *p = &cl->proxy;
-    char auth[512] = "", hostport[HOST_MAX + 16];
+    char hostport[HOST_MAX + 16];
     int v6 = cl->u.ipv6;
     snprintf(hostport, sizeof hostport, "%s%s%s:%u", v6 ? "[" : "", cl->host, v6 ? "]" : "",
              cl->u.port);
-    if (p->userinfo && p->userinfo_len < 256) {
-        char plain[257];
-        pct_decode(plain, p->userinfo, p->userinfo_len);
-        memcpy(auth, "Proxy-Authorization: Basic ", 27);
-        size_t olen = 0;
-        mbedtls_base64_encode((unsigned char *)auth + 27, sizeof auth - 30, &olen,
-                              (const unsigned char *)plain, strlen(plain));
-        memcpy(auth + 27 + olen, "\r\n", 3);
+    size_t ulen = p->userinfo ? p->userinfo_len : 0, b64 = (ulen + 2) / 3 * 4 + 1, olen = 0;
+    size_t cap = 2 * sizeof hostport + b64 + 96;
+    char *plain = malloc(ulen + 1), *auth = malloc(b64), *req = malloc(cap);
+    int n = -1;
+    if (plain && auth && req) {
+        if (ulen) {
+            pct_decode(plain, p->userinfo, ulen);
+            mbedtls_base64_encode((unsigned char *)auth, b64, &olen, (const unsigned char *)plain,
+                                  strlen(plain));
+        }
+        auth[olen] = '\0';
+        n = snprintf(req, cap, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n", hostport, hostport,
+                     olen ? "Proxy-Authorization: Basic " : "", auth, olen ? "\r\n" : "");
     }
-    char req[1024];
-    int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", hostport,
-                     hostport, auth);
-    if (n < 0 || (size_t)n >= sizeof req || queue_bytes(cl->ws, req, (size_t)n) < 0) {
+    int r = n < 0 || (size_t)n >= cap ? WSK_ERR_NOMEM : queue_bytes(cl->ws, req, (size_t)n);
+    free(plain);
+    free(auth);
+    free(req);
+    if (r < 0) {
         fail(cl, WSK_ERR_NOMEM, "out of memory");
         return;
     }

@@ -440,6 +440,17 @@ def test_proxy(port):
               describe(r) + "\n" + head)
     finally:
         p.stop()
+    p = Proxy()
+    try:
+        user, pw = "u" * 200, "p%40" * 100  # 400 bytes in the URL, 300 decoded ("p@" ...)
+        r = wscat("--proxy", "http://%s:%s@127.0.0.1:%d" % (user, pw, p.port), "-c",
+                  "ws://127.0.0.1:%d/" % port, stdin=b"long\n")
+        head = p.requests[0] if p.requests else ""
+        want = base64.b64encode(("%s:%s" % (user, "p@" * 100)).encode()).decode()
+        check(r[0] == 0 and r[1] == "long\n" and "Proxy-Authorization: Basic " + want in head,
+              "--proxy: credentials over 255 bytes are sent whole", describe(r) + "\n" + head)
+    finally:
+        p.stop()
     p = Proxy(refuse=True)
     try:
         r = wscat("--proxy", "http://127.0.0.1:%d" % p.port, "-c", "ws://127.0.0.1:%d/" % port,
