@@ -32,7 +32,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,29 +422,22 @@ static void try_connect(wsk_client *cl)
     struct wsk_ws *c = cl->ws;
     struct ev_loop *ev = cl->ctx.loop->ev;
     for (struct addrinfo *ai; (ai = cl->next_addr);) {
+        int e;
         cl->next_addr = ai->ai_next;
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        int fd = wsk_tcp_connect(ai->ai_addr, ai->ai_addrlen, NULL, 0, &e);
         if (fd < 0) {
-            cl->connect_errno = errno;
+            cl->connect_errno = e;
             continue;
         }
-        /* Frames leave whole, once per loop iteration: Nagle would only add latency. */
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         ev_io_stop(ev, &c->io);
         close(c->io.fd);
         ev_set_cb(&c->io, on_connect);
         ev_io_set(&c->io, fd, EV_WRITE);
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if (e == 0)
             connected(cl);
-            return;
-        }
-        if (errno == EINPROGRESS) {
+        else
             ev_io_start(ev, &c->io);
-            return;
-        }
-        cl->connect_errno = errno;
+        return;
     }
     const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
     char msg[HOST_MAX + 128];

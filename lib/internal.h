@@ -238,6 +238,12 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
 /* io_tcp.c */
 int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
 int wsk_tcp_accept(int lfd, int *err);
+struct sockaddr;
+/* Opens a non-blocking TCP socket with TCP_NODELAY, bound to `from` when not NULL, and starts
+ * connecting it to `to`.  Returns the fd with *err 0 (connected already) or EINPROGRESS (EV_WRITE
+ * tells the outcome, SO_ERROR says which); or -1 with *err = errno and nothing left open. */
+int wsk_tcp_connect(const struct sockaddr *to, unsigned to_len, const struct sockaddr *from,
+                    unsigned from_len, int *err);
 int wsk_tcp_nonblock(int fd);
 const char *wsk_addr_string(int fd, char *buf, size_t cap);
 

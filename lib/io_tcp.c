@@ -76,8 +76,15 @@ int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max)
     return n;
 }
 
-/* Accepts one connection, non-blocking, with TCP_NODELAY: frames are written whole, once per
- * loop iteration, so Nagle's algorithm would only add latency.  -1 with *err = errno. */
+/* Frames are written whole, once per loop iteration, so Nagle's algorithm would only add
+ * latency: every socket of ours has TCP_NODELAY, set here and in wsk_tcp_accept only. */
+static void no_delay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Accepts one connection, non-blocking, with TCP_NODELAY.  -1 with *err = errno. */
 int wsk_tcp_accept(int lfd, int *err)
 {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -85,8 +92,27 @@ int wsk_tcp_accept(int lfd, int *err)
         *err = errno;
         return -1;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    no_delay(fd);
+    return fd;
+}
+
+int wsk_tcp_connect(const struct sockaddr *to, unsigned to_len, const struct sockaddr *from,
+                    unsigned from_len, int *err)
+{
+    int fd = socket(to->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    no_delay(fd);
+    int r = from ? bind(fd, from, from_len) : 0;
+    if (r == 0) r = connect(fd, to, to_len);
+    if (r < 0 && errno != EINPROGRESS) {
+        *err = errno;
+        close(fd);
+        return -1;
+    }
+    *err = r < 0 ? EINPROGRESS : 0;
     return fd;
 }
 
