@@ -1,10 +1,11 @@
 /* The client: a connection by URL and the client side of the opening handshake (RFC 6455 4.1).
  *
  * wsk_connect returns at once; the work runs on the loop, one step per event:
- *   start    a 0 s timer, so that no handler runs inside wsk_connect: resolve the name
- *            (getaddrinfo blocks, which a client can afford), open a socket, connect without
- *            blocking;
- *   connect  EV_WRITE reports the outcome; a refused address falls through to the next one;
+ *   start    a 0 s timer, so that no handler runs inside wsk_connect;
+ *   resolve  the name, on a thread (io_resolve.c: getaddrinfo blocks), which wakes the loop;
+ *            an address resolves at once;
+ *   connect  a socket per address in turn (wsk_tcp_connect), without blocking;
+ *            EV_WRITE reports the outcome; a refused address falls through to the next one;
  *   proxy    with an HTTP proxy: CONNECT host:port, then its 2xx answer;
  *   upgrade  TLS for wss://, the upgrade request, then the response head (wsk_client_http):
  *            a verified 101 opens the socket (wsk_conn_open), a redirect starts over at the
@@ -19,6 +20,7 @@
  * socket's own ev_io watcher runs this file's callback instead of conn.c's (there is nothing to
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
  * the end, across redirects: only its fd changes. */
+#include "io_resolve.h"
 #include "io_tls.h"
 #include "pmd_conn.h"
 #include "io_transport.h"
@@ -47,6 +49,7 @@
 
 enum phase {
     PH_START,   /* the deferred start: the deadline timer fires at 0 s */
+    PH_RESOLVE, /* the name is being resolved on a thread (io_resolve.c) */
     PH_CONNECT, /* TCP connect in progress */
     PH_PROXY,   /* CONNECT sent to the proxy, waiting for its answer */
     PH_UPGRADE, /* upgrade request sent, waiting for the response head */
@@ -62,6 +65,7 @@ typedef struct wsk_client {
     ev_timer tick;     /* wsk_ctx_sweep once a second */
     ev_timer deadline; /* PH_START: the start; afterwards: the connect timeout */
     void (*conn_cb)(struct ev_loop *, ev_io *, int); /* conn.c's, restored once connected */
+    wsk_lookup *lookup;                              /* PH_RESOLVE */
     struct addrinfo *addrs, *next_addr;
     int connect_errno; /* of the last address tried */
     char *url;         /* the URL connected to (the last redirect's), malloc'd */
@@ -416,6 +420,12 @@ static void connected(wsk_client *cl)
         send_upgrade(cl);
 }
 
+/* The host connected to first: the proxy's, when there is one. */
+static const wsk_url *first_hop(const wsk_client *cl)
+{
+    return cl->o.proxy ? &cl->proxy : &cl->u;
+}
+
 /* Connects to the next address of the name; the socket replaces the connection's fd. */
 static void try_connect(wsk_client *cl)
 {
@@ -439,7 +449,7 @@ static void try_connect(wsk_client *cl)
             ev_io_start(ev, &c->io);
         return;
     }
-    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
+    const wsk_url *to = first_hop(cl);
     char msg[HOST_MAX + 128];
     snprintf(msg, sizeof msg, "cannot connect to %s%.*s port %u: %s", cl->o.proxy ? "proxy " : "",
              (int)to->host_len, to->host, to->port, strerror(cl->connect_errno));
@@ -463,44 +473,45 @@ static void on_connect(struct ev_loop *ev, ev_io *w, int revents)
     connected(cl);
 }
 
-/* Resolves the name (of the proxy, when there is one) and connects.  The connect timeout counts
- * from here, DNS included. */
-static void begin_attempt(wsk_client *cl)
+/* The name resolved: connect to its addresses in turn. */
+static void resolved(void *arg, struct addrinfo *res, int r, int sys_err)
 {
-    struct ev_loop *ev = cl->ctx.loop->ev;
-    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    char host[HOST_MAX], port[8], msg[HOST_MAX + 96];
-    double timeout = cl->o.connect_timeout;
-
-    memset(&cl->t, 0, sizeof cl->t);
-    cl->t.start = ev_time();
-    cl->t.redirects = cl->redirects;
-    cl->phase = PH_CONNECT;
-    memcpy(host, to->host, to->host_len);
-    host[to->host_len] = '\0';
-    snprintf(port, sizeof port, "%u", to->port);
-    int r = getaddrinfo(host, port, &hints, &res);
+    wsk_client *cl = arg;
+    const wsk_url *to = first_hop(cl);
+    char msg[HOST_MAX + 96];
+    cl->lookup = NULL;
     cl->t.dns = elapsed(cl, ev_time());
     if (r != 0) {
-        snprintf(msg, sizeof msg, "cannot resolve %s: %s", host,
-                 r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+        snprintf(msg, sizeof msg, "cannot resolve %.*s: %s", (int)to->host_len, to->host,
+                 r == EAI_SYSTEM ? strerror(sys_err) : gai_strerror(r));
         fail(cl, WSK_ERR_DNS, msg);
         return;
     }
     cl->addrs = cl->next_addr = res;
     cl->connect_errno = ECONNREFUSED;
-    if (timeout > 0) {
-        if (cl->t.dns >= timeout) {
-            snprintf(msg, sizeof msg, "resolving %s took longer than %us", host,
-                     cl->o.connect_timeout);
-            fail(cl, WSK_ERR_TIMEOUT, msg);
-            return;
-        }
-        ev_now_update(ev);
-        arm_deadline(cl, timeout - cl->t.dns);
-    }
+    cl->phase = PH_CONNECT;
     try_connect(cl);
+}
+
+/* Resolves the name (of the proxy, when there is one) without blocking the loop, then
+ * connects.  The connect timeout counts from here, DNS included. */
+static void begin_attempt(wsk_client *cl)
+{
+    const wsk_url *to = first_hop(cl);
+    char host[HOST_MAX], port[8];
+    struct addrinfo *res;
+    int r;
+
+    memset(&cl->t, 0, sizeof cl->t);
+    cl->t.start = ev_time();
+    cl->t.redirects = cl->redirects;
+    cl->phase = PH_RESOLVE;
+    if (cl->o.connect_timeout > 0) arm_deadline(cl, cl->o.connect_timeout);
+    memcpy(host, to->host, to->host_len);
+    host[to->host_len] = '\0';
+    snprintf(port, sizeof port, "%u", to->port);
+    cl->lookup = wsk_lookup_start(cl->ctx.loop->ev, host, port, resolved, cl, &res, &r);
+    if (!cl->lookup) resolved(cl, res, r, errno); /* an address, or no thread */
 }
 
 static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
@@ -511,11 +522,20 @@ static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
         [PH_PROXY] = "no answer from the proxy",
         [PH_UPGRADE] = "no response to the upgrade request",
     };
-    char msg[96];
+    char msg[HOST_MAX + 96];
+    const wsk_url *to = first_hop(cl);
     (void)ev;
     (void)revents;
     switch (cl->phase) {
     case PH_START: begin_attempt(cl); break;
+    case PH_RESOLVE:
+        /* The thread cannot be stopped inside getaddrinfo; it is left to finish alone. */
+        wsk_lookup_cancel(cl->lookup);
+        cl->lookup = NULL;
+        snprintf(msg, sizeof msg, "resolving %.*s timed out after %us", (int)to->host_len, to->host,
+                 cl->o.connect_timeout);
+        fail(cl, WSK_ERR_TIMEOUT, msg);
+        break;
     case PH_CONNECT:
     case PH_PROXY:
     case PH_UPGRADE:
@@ -959,6 +979,7 @@ void wsk_ctx_release(wsk_ctx *ctx)
     ev_ref(ev);
     ev_timer_stop(ev, &cl->tick);
     ev_timer_stop(ev, &cl->deadline);
+    wsk_lookup_cancel(cl->lookup);
     if (cl->addrs) freeaddrinfo(cl->addrs);
     wsk_tls_ctx_free(ctx);
     free(cl->request);

@@ -5,7 +5,7 @@
  *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
  *   client.c        connect, redirects, proxies, the client side of the handshake
- *                   (url_ref.c: where a redirect points)
+ *                   (io_resolve.c: DNS on a thread; url_ref.c: where a redirect points)
  *   parse_http.c    HTTP heads                      msg_handshake.c  upgrade rules, accept key
  *   parse_frame.c   bytes -> frame headers          parse_utf8.c   text validation
  *   mask.c          payload (un)masking, a word at a time

@@ -307,10 +307,12 @@ typedef struct wsk_client_opts {
 WSK_API void wsk_client_opts_init(wsk_client_opts *o);
 
 /* Connects to a ws:// or wss:// URL without blocking (copies of opts (NULL: defaults) and h are
- * kept).  The open handler runs once the handshake succeeds; on failure the error handler runs
- * (WSK_ERR_DNS, _CONNECT, _TIMEOUT, _HANDSHAKE, _TLS, _CERT) and then close with 1006.  Returns
- * the socket, or NULL with *err set when the URL is invalid (WSK_ERR_URL), a header or protocol
- * cannot go in a request (WSK_ERR_INVAL: CR or LF, not a token) or memory is short. */
+ * kept); a host name is resolved on a short-lived thread of its own, which wakes the loop, so
+ * the loop never waits for DNS and connect_timeout covers it.  The open handler runs once the
+ * handshake succeeds; on failure the error handler runs (WSK_ERR_DNS, _CONNECT, _TIMEOUT,
+ * _HANDSHAKE, _TLS, _CERT) and then close with 1006.  Returns the socket, or NULL with *err set
+ * when the URL is invalid (WSK_ERR_URL), a header or protocol cannot go in a request
+ * (WSK_ERR_INVAL: CR or LF, not a token) or memory is short. */
 WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
                             const wsk_handlers *h, void *user, int *err);
 
