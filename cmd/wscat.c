@@ -62,7 +62,7 @@ static const char usage_tail[] =
     "     1009, 1011 or 4xxx\n"
     "  5  abnormal close: the connection ended without a closing handshake (1006)\n"
     "  6  TLS or certificate failure\n"
-    "  130 interrupted twice (CTRL+C)\n";
+    "  130 interrupted twice (CTRL+C), or by SIGHUP or SIGQUIT (CTRL+\\)\n";
 
 enum {
     OPT_AUTH = 256,
@@ -168,7 +168,7 @@ struct app {
     ev_timer close_wait; /* bound on the closing handshake */
     ev_timer pinger;     /* --ping-interval */
     ev_timer retry;      /* --reconnect */
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup, sigquit;
     char *line; /* pipe mode: a partial input line */
     size_t line_len, line_cap;
 };
@@ -642,6 +642,8 @@ static void finish(int status)
     ev_timer_stop(app.ev, &app.retry);
     ev_signal_stop(app.ev, &app.sigint);
     ev_signal_stop(app.ev, &app.sigterm);
+    ev_signal_stop(app.ev, &app.sighup);
+    ev_signal_stop(app.ev, &app.sigquit);
 }
 
 static void on_retry(struct ev_loop *ev, ev_timer *w, int revents)
@@ -653,13 +655,14 @@ static void on_retry(struct ev_loop *ev, ev_timer *w, int revents)
 }
 
 /* The first CTRL+C (or SIGTERM) closes gracefully; a second one, or one with nothing to close,
- * ends at once. */
+ * ends at once, as do SIGHUP and SIGQUIT (CTRL+\).  Either way the terminal gets its settings
+ * and colours back (finish). */
 static void on_signal(struct ev_loop *ev, ev_signal *w, int revents)
 {
     (void)ev;
-    (void)w;
     (void)revents;
     app.quitting = 1;
+    if (w->signum == SIGHUP || w->signum == SIGQUIT) app.interrupts++;
     if (++app.interrupts == 1) {
         if (app.srv) {
             wsk_server_shutdown(app.srv, WSK_CLOSE_GOING_AWAY, "interrupted", 2, srv_done);
@@ -1234,8 +1237,12 @@ int main(int argc, char **argv)
     ev_init(&app.retry, on_retry);
     ev_signal_init(&app.sigint, on_signal, SIGINT);
     ev_signal_init(&app.sigterm, on_signal, SIGTERM);
+    ev_signal_init(&app.sighup, on_signal, SIGHUP);
+    ev_signal_init(&app.sigquit, on_signal, SIGQUIT);
     ev_signal_start(app.ev, &app.sigint);
     ev_signal_start(app.ev, &app.sigterm);
+    ev_signal_start(app.ev, &app.sighup);
+    ev_signal_start(app.ev, &app.sigquit);
 
     if (o->listen) {
         int r = listen_now();

@@ -208,6 +208,21 @@ def main():
         col = tmux.screen("c", escapes=True)
         check(ok and "\x1b[3" in col and plain_at(col, "(EXIT=)"),
               "after CTRL+C the terminal is back to its default colour", repr(col))
+
+        before, after = os.path.join(tmp, "before-d"), os.path.join(tmp, "after-d")
+        tmux.start("d", "stty -g > %s; env -u NO_COLOR TERM=screen %s -c %s/echo; echo EXIT=$?; "
+                   "stty -g > %s; sleep 30" % (before, WSCAT, url, after))
+        ok, s = tmux.wait("d", lambda s: "Connected" in s and ">" in s)
+        tmux.keys("d", "typed", literal=True)
+        ok, s = tmux.wait("d", lambda s: "> typed" in s)
+        tmux.keys("d", "C-\\")
+        ok, s = tmux.wait("d", lambda s: "EXIT=" in s)
+        col = tmux.screen("d", escapes=True)
+        done, _ = tmux.wait("d", lambda s: os.path.exists(after) and os.path.getsize(after) > 0, 3)
+        same = done and open(before).read() == open(after).read()
+        check(ok and "EXIT=130" in s and plain_at(col, "(EXIT=)") and same,
+              "CTRL+\\ (SIGQUIT) ends at once (130), terminal settings and colour restored",
+              repr(col))
     finally:
         tmux.kill()
         server.stop()
