@@ -115,6 +115,22 @@ def plain_at(escaped, pattern):
     return not last or last[-1] in ("", "0", "39")
 
 
+def interrupted(tmux, tmp, name, url, key):
+    """wscat in colour, a line half typed, then `key`: (exited, screen, screen with escapes,
+    terminal settings the same after as before)."""
+    before, after = os.path.join(tmp, "before-" + name), os.path.join(tmp, "after-" + name)
+    tmux.start(name, "stty -g > %s; env -u NO_COLOR TERM=screen %s -c %s/echo; echo EXIT=$?; "
+               "stty -g > %s; sleep 30" % (before, WSCAT, url, after))
+    tmux.wait(name, lambda s: "Connected" in s and ">" in s)
+    tmux.keys(name, "half", literal=True)
+    tmux.wait(name, lambda s: "> half" in s)
+    tmux.keys(name, key)
+    ok, s = tmux.wait(name, lambda s: "EXIT=" in s)
+    col = tmux.screen(name, escapes=True)
+    done, _ = tmux.wait(name, lambda s: os.path.exists(after) and os.path.getsize(after) > 0, 3)
+    return ok, s, col, done and open(before).read() == open(after).read()
+
+
 def main():
     if not os.access(WSCAT, os.X_OK):
         print("not ok 1 - %s is not built" % WSCAT)
@@ -198,31 +214,13 @@ def main():
         ok, s = tmux.wait("b", lambda s: "EXIT=" in s)
         check(ok and "EXIT=0" in s, "CTRL+C closes gracefully and exits 0", s)
 
-        tmux.start("c", "env -u NO_COLOR TERM=screen %s -c %s/echo; echo EXIT=$?; sleep 30"
-                   % (WSCAT, url))
-        ok, s = tmux.wait("c", lambda s: "Connected" in s and ">" in s)
-        tmux.keys("c", "half", literal=True)
-        ok, s = tmux.wait("c", lambda s: "> half" in s)
-        tmux.keys("c", "C-c")
-        ok, s = tmux.wait("c", lambda s: "EXIT=" in s)
-        col = tmux.screen("c", escapes=True)
-        check(ok and "\x1b[3" in col and plain_at(col, "(EXIT=)"),
-              "after CTRL+C the terminal is back to its default colour", repr(col))
-
-        before, after = os.path.join(tmp, "before-d"), os.path.join(tmp, "after-d")
-        tmux.start("d", "stty -g > %s; env -u NO_COLOR TERM=screen %s -c %s/echo; echo EXIT=$?; "
-                   "stty -g > %s; sleep 30" % (before, WSCAT, url, after))
-        ok, s = tmux.wait("d", lambda s: "Connected" in s and ">" in s)
-        tmux.keys("d", "typed", literal=True)
-        ok, s = tmux.wait("d", lambda s: "> typed" in s)
-        tmux.keys("d", "C-\\")
-        ok, s = tmux.wait("d", lambda s: "EXIT=" in s)
-        col = tmux.screen("d", escapes=True)
-        done, _ = tmux.wait("d", lambda s: os.path.exists(after) and os.path.getsize(after) > 0, 3)
-        same = done and open(before).read() == open(after).read()
-        check(ok and "EXIT=130" in s and plain_at(col, "(EXIT=)") and same,
-              "CTRL+\\ (SIGQUIT) ends at once (130), terminal settings and colour restored",
-              repr(col))
+        for name, key, status, what in (("c", "C-c", 0, "CTRL+C closes gracefully"),
+                                        ("d", "C-\\", 130, "CTRL+\\ (SIGQUIT) ends at once")):
+            ok, s, col, same = interrupted(tmux, tmp, name, url, key)
+            check(ok and "EXIT=%d" % status in s and "\x1b[3" in col
+                  and plain_at(col, "(EXIT=)") and same,
+                  "%s (%d); the terminal's settings and default colour are back" % (what, status),
+                  repr(col))
     finally:
         tmux.kill()
         server.stop()
