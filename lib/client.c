@@ -407,7 +407,11 @@ static void connected(wsk_client *cl)
 {
     struct wsk_ws *c = cl->ws;
     struct ev_loop *ev = cl->ctx.loop->ev;
+    char addr[64];
     cl->t.connect = elapsed(cl, ev_time());
+    /* Progress for verbose callers (wscat -v), in the order it happens. */
+    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "connected to %s%s", cl->o.proxy ? "proxy " : "",
+            wsk_addr_string(c->io.fd, addr, sizeof addr));
     freeaddrinfo(cl->addrs);
     cl->addrs = cl->next_addr = NULL;
     ev_io_stop(ev, &c->io);

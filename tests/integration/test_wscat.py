@@ -421,10 +421,11 @@ def test_verbose_failures(port):
         r = wscat("-v", "-c", "ws://127.0.0.1:%d/" % s.port)
     finally:
         s.stop()
-    at = [r[2].find(x) for x in ("> GET / HTTP/1.1", "< HTTP/1.1 403", "wscat: server answered")]
+    at = [r[2].find(x) for x in ("wscat: connected to 127.0.0.1:", "> GET / HTTP/1.1",
+                                 "< HTTP/1.1 403", "wscat: server answered")]
     check(r[0] == 3 and -1 not in at and at == sorted(at)
           and r[2].count("server answered 403") == 1,
-          "-v, a refusal: request, response, then the error, once", describe(r))
+          "-v, a refusal: connected, request, response, then the error, once", describe(r))
 
 
 def test_proxy(port):
