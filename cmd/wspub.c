@@ -535,8 +535,8 @@ static char *read_token_file(const char *path)
  * o->url to the root (malloc'd in *root) and o->topic; 0 when the URL has no path. */
 static int topic_from_url(struct options *o, char **root)
 {
-    const char *host = strstr(o->url, "://");
-    const char *slash = host ? strchr(host + 3, '/') : NULL;
+    const char *host = strstr(o->url, "://"); /* the scheme may be left out: ws:// */
+    const char *slash = strchr(host ? host + 3 : o->url, '/');
     if (!slash || !slash[1]) return 0;
     if (strpbrk(slash, "?#"))
         cli_usage_error(PROG, "the URL's path names the topic: no '?' or '#' in it: %s", o->url);

@@ -111,6 +111,9 @@ with Server("--pubsub") as srv:
     ok(st == 0 and [p for _, p in got] == [b"via topic URL", b"second"]
        and out.splitlines() == ["1: 1 receiver", "2: 1 receiver"],
        "URL/TOPIC: the path is the topic, the operands are messages", f"{st} {err} {got}")
+    st, out, err = sh(f'"$WSPUB" 127.0.0.1:{srv.port}/news "no scheme"')
+    ok(st == 0 and frames(sub, 1) == [(1, b"no scheme")], "HOST:PORT/TOPIC without a scheme too",
+       f"{st} {err}")
     st, out, err = sh(f'"$WSPUB" "{srv.url("/news?x=1")}" hi')
     ok(st == 1 and "names the topic" in err, "a topic URL with a query is a usage error",
        f"{st} {err}")
