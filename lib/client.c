@@ -484,6 +484,11 @@ static void resolved(void *arg, struct addrinfo *res, int r, int sys_err)
     const wsk_url *to = first_hop(cl);
     char msg[HOST_MAX + 96];
     cl->lookup = NULL;
+    if (cl->phase != PH_RESOLVE || cl->ws->state == WSK_ST_DEAD) {
+        /* Terminated while the thread worked; the socket is freed at the end of this turn. */
+        if (res) freeaddrinfo(res);
+        return;
+    }
     cl->t.dns = elapsed(cl, ev_time());
     if (r != 0) {
         snprintf(msg, sizeof msg, "cannot resolve %.*s: %s", (int)to->host_len, to->host,

@@ -158,7 +158,7 @@ static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
     (void)code;
     (void)reason;
     (void)len;
-    r->done = 1;
+    r->done++;
 }
 
 static void connect_timeout(void)
@@ -182,6 +182,22 @@ static void connect_timeout(void)
           "--connect-timeout counts DNS: a hanging name fails after 1 s (%.2f s: %s)", dt, r.msg);
     release();
     CHECK(threads_done(5), "the abandoned lookup's thread ends once the name returns");
+
+    /* Terminated while the name is being resolved: the close handler once, nothing after. */
+    pthread_mutex_lock(&mu);
+    released = 0;
+    pthread_mutex_unlock(&mu);
+    struct client_result t = {0};
+    int calls = atomic_load(&slow_calls);
+    ws = wsk_connect(loop, "ws://slow.test:1/", &o, &h, &t, NULL);
+    double end = now() + 5;
+    while (atomic_load(&slow_calls) == calls && now() < end) ev_run(ev, EVRUN_NOWAIT);
+    wsk_terminate(ws);
+    release();
+    int ended = threads_done(5);
+    for (int i = 0; i < 5; ++i) ev_run(ev, EVRUN_NOWAIT);
+    CHECK(ended && t.done == 1 && t.err == 0,
+          "wsk_terminate while resolving: closed once, the lookup's answer ignored");
     wsk_loop_free(loop);
 }
 
