@@ -1212,6 +1212,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     if (o->url && o->listen) cli_usage_error(PROG, "-c and -l exclude each other");
     if (o->listen && (o->nexecute || o->reconnect))
         cli_usage_error(PROG, "-x and --reconnect need -c");
+    if (!!o->cert != !!o->key) cli_usage_error(PROG, "--cert and --key go together");
 }
 
 int main(int argc, char **argv)
