@@ -60,7 +60,8 @@ static const char usage_tail[] =
     "     publish, bad topic, ...), a message was not UTF-8, or the server is not a broker\n"
     "  5  --require-receivers and a message reached nobody\n"
     "  6  TLS or certificate failure\n"
-    "  7  the connection ended before every message was acknowledged\n"
+    "  7  the connection ended, or acknowledgements stopped for --timeout, before every\n"
+    "     message was acknowledged\n"
     "  130  interrupted\n";
 
 enum {
