@@ -8,7 +8,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS += -D_DEFAULT_SOURCE -D_GNU_SOURCE -Ilib
-DEPLIBS  := -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson
+DEPLIBS  := -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson -pthread
 PREFIX   ?= /usr/local
 
 # O is where a build variant lives: the default build puts the libraries in lib/ and the commands
@@ -61,9 +61,10 @@ $(BINOUT)/%: $(OBJDIR)/cmd/%.o $(CMD_ARCH) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -ledit -lm $(LDFLAGS)
 
-$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h $(STATIC)
+# Unit tests may also test the commands' helpers (cmd/serve.h, ...), taken from the archive.
+$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h $(STATIC) $(CMD_ARCH)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -o $@ $< $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -Icmd -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
 
 deps:
 	@scripts/install-deps

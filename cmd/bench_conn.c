@@ -25,16 +25,10 @@
 #include "pmd_conn.h"
 #include "send_frame.h"
 
-#include <errno.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
 
 /* permessage-deflate as wsbench asks for it: its own messages compressed each on its own (the
  * pool holds them compressed once), the server's inflated with a window of their own. */
@@ -418,18 +412,15 @@ static void on_connect(struct ev_loop *ev, ev_io *w, int revents)
     connected(c->t, c);
 }
 
-/* The source address of connection c: spreading connections over 127.0.0.x lifts the limit
- * of one ephemeral port range per destination (about 28,000 on Linux). */
-static int bind_source(const wb_state *s, const wb_conn *c, int fd)
+/* The source address of connection c into a, or NULL for any: spreading connections over
+ * 127.0.0.x lifts the limit of one ephemeral port range per destination (about 28,000 on
+ * Linux). */
+static const struct sockaddr *source_of(const wb_state *s, const wb_conn *c, struct sockaddr_in *a)
 {
-    if (s->nsrc < 2) return 0;
-    int one = 1;
-    /* Without this the kernel reserves a port at bind time, for every possible destination,
-     * and the range would run out as before. */
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(0x7F000001u + c->id % s->nsrc);
-    return bind(fd, (struct sockaddr *)&a, sizeof a);
+    if (s->nsrc < 2) return NULL;
+    *a = (struct sockaddr_in){.sin_family = AF_INET};
+    a->sin_addr.s_addr = htonl(0x7F000001u + c->id % s->nsrc);
+    return (const struct sockaddr *)a;
 }
 
 void wb_conn_start(wb_thread *t, wb_conn *c)
@@ -437,27 +428,22 @@ void wb_conn_start(wb_thread *t, wb_conn *c)
     wb_state *s = t->s;
     c->t0 = wb_now();
     c->flags &= WB_F_DONE;
-    int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    const struct sockaddr *from = source_of(s, c, &a);
+    int err, fd = wsk_tcp_connect((const struct sockaddr *)&s->addr, s->addrlen, from,
+                                  from ? sizeof a : 0, &err);
     if (fd < 0) {
-        wb_error(t, WB_E_CONNECT, "socket: %s", strerror(errno));
+        char src[32] = "";
+        if (from) snprintf(src, sizeof src, " from 127.0.0.%u", 1 + c->id % s->nsrc);
+        wb_error(t, WB_E_CONNECT, "connection %u: connect to %s:%u%s: %s", c->id, s->host, s->port,
+                 src, strerror(err));
         wb_atomic_inc(&s->n_settled);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ev_io_init(&c->io, on_connect, fd, EV_WRITE);
     c->state = WB_C_CONNECTING;
     t->connecting++;
     t->live++;
-    if (bind_source(s, c, fd) < 0) {
-        wb_conn_fail(t, c, WB_E_CONNECT, "bind to 127.0.0.%u: %s", 1 + c->id % s->nsrc,
-                     strerror(errno));
-        return;
-    }
-    if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) < 0 && errno != EINPROGRESS) {
-        wb_conn_fail(t, c, WB_E_CONNECT, "connect to %s:%u: %s", s->host, s->port, strerror(errno));
-        return;
-    }
     ev_io_start(t->ev, &c->io);
 }
 
@@ -498,19 +484,23 @@ int wb_thread_conns_init(wb_thread *t, char *why, size_t cap)
     x->role = WSK_ROLE_CLIENT;
     x->h = handlers;
     x->hooks = &hooks;
-    wsk_server_opts_init(&x->o);
-    x->o.max_header = WB_HEAD_MAX;
+    /* The limits the library's data path reads.  Deadlines are bench_worker.c's own: no sweep
+     * runs on this ctx, so its timeouts stay 0. */
+    wsk_limits *l = &x->lim;
+    l->max_header = WB_HEAD_MAX;
     /* Replies as large as the messages sent, and room for what a server may add. */
-    x->o.max_payload = (o->size > (1u << 26) ? o->size : (1u << 26)) + 1024;
-    x->o.compress = WB_COMPRESS;
-    x->o.decompress = WB_DECOMPRESS;
-    x->o.compress_threshold = 0;
+    l->max_payload = (o->size > (1u << 26) ? o->size : (1u << 26)) + 1024;
+    l->backpressure_limit = 1u << 20;
+    l->compress = WB_COMPRESS;
+    l->decompress = WB_DECOMPRESS;
+    l->compress_threshold = 0;
     if (!s->secure) return 0;
     wsk_client_opts co;
     wsk_client_opts_init(&co);
     co.tls_ca = o->tls_ca;
     co.tls_cert = o->tls_cert;
     co.tls_key = o->tls_key;
+    co.tls_key_password = o->tls_passphrase;
     co.tls_insecure = o->tls_insecure;
     if (wsk_tls_client_config(x, &co) < 0) {
         snprintf(why, cap, "%s", *t->log ? t->log : "TLS configuration failed");

@@ -38,6 +38,7 @@ enum wb_conn_flag {
     WB_F_DONE = 1 << 2,       /* reached its -n quota (counted in n_done) */
     WB_F_ENDING = 1 << 3,     /* wsbench itself ends the socket: nothing more to count */
     WB_F_FAILED = 1 << 4,     /* the failure is counted; the close that follows is not */
+    WB_F_HEAD = 1 << 5,       /* echo: the first reply is still to be checked against the message */
 };
 
 typedef struct wb_thread wb_thread;

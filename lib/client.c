@@ -1,10 +1,11 @@
 /* The client: a connection by URL and the client side of the opening handshake (RFC 6455 4.1).
  *
  * wsk_connect returns at once; the work runs on the loop, one step per event:
- *   start    a 0 s timer, so that no handler runs inside wsk_connect: resolve the name
- *            (getaddrinfo blocks, which a client can afford), open a socket, connect without
- *            blocking;
- *   connect  EV_WRITE reports the outcome; a refused address falls through to the next one;
+ *   start    a 0 s timer, so that no handler runs inside wsk_connect;
+ *   resolve  the name, on a thread (io_resolve.c: getaddrinfo blocks), which wakes the loop;
+ *            an address resolves at once;
+ *   connect  a socket per address in turn (wsk_tcp_connect), without blocking;
+ *            EV_WRITE reports the outcome; a refused address falls through to the next one;
  *   proxy    with an HTTP proxy: CONNECT host:port, then its 2xx answer;
  *   upgrade  TLS for wss://, the upgrade request, then the response head (wsk_client_http):
  *            a verified 101 opens the socket (wsk_conn_open), a redirect starts over at the
@@ -14,24 +15,24 @@
  * wsk_ctx_sweep once a second for the idle and closing deadlines of the open socket.
  *
  * A client is one connection with a wsk_ctx of its own (the first member of struct wsk_client),
- * so conn.c, msg_assemble.c and send_msg.c serve it unchanged: ctx->o carries the limits and
+ * so conn.c, msg_assemble.c and send_msg.c serve it unchanged: ctx->lim carries the limits and
  * ctx->role makes them mask what we send and refuse masked frames.  While it connects, the
  * socket's own ev_io watcher runs this file's callback instead of conn.c's (there is nothing to
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
  * the end, across redirects: only its fd changes. */
+#include "io_resolve.h"
 #include "io_tls.h"
+#include "pmd.h"
 #include "pmd_conn.h"
 #include "io_transport.h"
 #include "msg_handshake.h"
 #include "parse_http.h"
 #include "parse_url.h"
+#include "url_ref.h"
 
 #include <errno.h>
-#include <mbedtls/base64.h>
-#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@
 
 enum phase {
     PH_START,   /* the deferred start: the deadline timer fires at 0 s */
+    PH_RESOLVE, /* the name is being resolved on a thread (io_resolve.c) */
     PH_CONNECT, /* TCP connect in progress */
     PH_PROXY,   /* CONNECT sent to the proxy, waiting for its answer */
     PH_UPGRADE, /* upgrade request sent, waiting for the response head */
@@ -62,6 +64,7 @@ typedef struct wsk_client {
     ev_timer tick;     /* wsk_ctx_sweep once a second */
     ev_timer deadline; /* PH_START: the start; afterwards: the connect timeout */
     void (*conn_cb)(struct ev_loop *, ev_io *, int); /* conn.c's, restored once connected */
+    wsk_lookup *lookup;                              /* PH_RESOLVE */
     struct addrinfo *addrs, *next_addr;
     int connect_errno; /* of the last address tried */
     char *url;         /* the URL connected to (the last redirect's), malloc'd */
@@ -72,11 +75,13 @@ typedef struct wsk_client {
     unsigned redirects;
     uint8_t phase;
     uint8_t reported; /* error and close handlers ran for a failure */
-    uint8_t chunked;  /* PH_BODY: the body is chunked */
+    uint8_t chunked;  /* PH_BODY: the body is chunked (dec decodes it) */
     int status;       /* status of the last response head, 0 before one */
-    size_t body_need; /* PH_BODY: body bytes expected (SIZE_MAX: until the server closes) */
-    char key[25];     /* Sec-WebSocket-Key of the request in flight */
-    char *request;    /* that request as sent, until the open handler returns */
+    wsk_http_chunked dec;
+    uint64_t body_need; /* PH_BODY, not chunked: bytes to come (UINT64_MAX: until EOF) */
+    size_t head_len;    /* PH_BODY: the refusal's head, first in the cold buffer, its body after */
+    char key[25];       /* Sec-WebSocket-Key of the request in flight */
+    char *request;      /* that request as sent, until the open handler returns */
     size_t request_len;
     /* The response, while the open or error handler runs (NULL otherwise). */
     const wsk_http_response *res;
@@ -84,7 +89,7 @@ typedef struct wsk_client {
     size_t res_head_len;
     const uint8_t *body;
     size_t body_len;
-    wsk_client_timing t;
+    wsk_timing t;
     const char *ptrs[]; /* o.headers and o.protocols, then the bytes of every string */
 } wsk_client;
 
@@ -122,6 +127,20 @@ static const char *where(const wsk_client *cl, char *buf, size_t cap)
     return buf;
 }
 
+/* Seconds since the attempt began: above 0, since 0 means "not reached" in wsk_client_timing. */
+static double elapsed(const wsk_client *cl, double now)
+{
+    double d = now - cl->t.start;
+    return d > 0 ? d : 1e-9;
+}
+
+/* The end of the TLS handshake, once the transport has one. */
+static void tls_timing(wsk_client *cl)
+{
+    double end = cl->t.tls < 0 ? wsk_tls_handshake_end(cl->ws) : 0;
+    if (end > 0) cl->t.tls = elapsed(cl, end);
+}
+
 /* The connection failed before it opened: the error handler, then close with 1006, once. */
 static void report(wsk_client *cl, int err, const char *msg)
 {
@@ -129,9 +148,16 @@ static void report(wsk_client *cl, int err, const char *msg)
     char w[HOST_MAX + 224];
     if (cl->reported) return;
     cl->reported = 1;
+    /* A request still wholly queued never left (TLS failed first): it is not shown as sent. */
+    if (cl->phase == PH_UPGRADE && cl->request && c->q.bytes >= cl->request_len) {
+        free(cl->request);
+        cl->request = NULL;
+    }
+    tls_timing(cl);
     cl->phase = PH_FAILED;
     ev_timer_stop(cl->ctx.loop->ev, &cl->deadline);
-    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "%s: %s", where(cl, w, sizeof w), msg);
+    /* The error handler says it; the log line repeats it only for debugging. */
+    wsk_log(cl->ctx.loop, WSK_LOG_DEBUG, "%s: %s", where(cl, w, sizeof w), msg);
     if (cl->ctx.h.error) cl->ctx.h.error(c, err, msg);
     if (cl->ctx.h.close) cl->ctx.h.close(c, WSK_CLOSE_ABNORMAL, msg, strlen(msg));
 }
@@ -217,31 +243,7 @@ static int set_url(wsk_client *cl, const char *s, size_t n)
     return 0;
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9'                     ? c - '0'
-           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
-                                                    : -1;
-}
-
-/* Percent-decodes s[0..n) into out (n + 1 bytes), NUL-terminated (RFC 3986 2.1). */
-static void pct_decode(char *out, const char *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; ++i) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
-            out[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-}
-
-/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->o.compress, "" for none;
+/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->lim.compress, "" for none;
  * returns its length. */
 static int offer_extensions(const wsk_client *cl, char *out, size_t cap)
 {
@@ -262,7 +264,7 @@ static int build_request(const wsk_client *cl, char *out, size_t cap, const char
      * RFC 3986 3.2.1).  The option goes only to the host it was given for. */
     if (!auth && cl->u.userinfo) {
         if (!(userinfo = malloc(cl->u.userinfo_len + 1))) return WSK_ERR_NOMEM;
-        pct_decode(userinfo, cl->u.userinfo, cl->u.userinfo_len);
+        wsk_url_decode(cl->u.userinfo, cl->u.userinfo_len, 0, userinfo, cl->u.userinfo_len + 1);
         auth = userinfo;
     }
     /* The path runs to the end of the URL (a fragment is refused), so it is NUL-terminated. */
@@ -301,7 +303,7 @@ static void drop_head(struct wsk_ws *c)
 {
     if (!c->cold) return;
     wsk_dbuf_free(&c->cold->head);
-    c->cold->head.max = c->ctx->o.max_header;
+    c->cold->head.max = c->ctx->lim.max_header;
     c->cold->scanned = 0;
     wsk_conn_cold_trim(c);
 }
@@ -344,27 +346,33 @@ static void send_upgrade(wsk_client *cl)
     c->stamp = (uint32_t)ev_now(cl->ctx.loop->ev);
 }
 
-/* RFC 9110 9.3.6: a tunnel through an HTTP proxy, with Basic credentials from the proxy URL. */
+/* RFC 9110 9.3.6: a tunnel through an HTTP proxy, with Basic credentials (RFC 7617) from the
+ * proxy URL, of any length. */
 static void send_connect(wsk_client *cl)
 {
     const wsk_url *p = &cl->proxy;
-    char auth[512] = "", hostport[HOST_MAX + 16];
+    char hostport[HOST_MAX + 16];
     int v6 = cl->u.ipv6;
     snprintf(hostport, sizeof hostport, "%s%s%s:%u", v6 ? "[" : "", cl->host, v6 ? "]" : "",
              cl->u.port);
-    if (p->userinfo && p->userinfo_len < 256) {
-        char plain[257];
-        pct_decode(plain, p->userinfo, p->userinfo_len);
-        memcpy(auth, "Proxy-Authorization: Basic ", 27);
-        size_t olen = 0;
-        mbedtls_base64_encode((unsigned char *)auth + 27, sizeof auth - 30, &olen,
-                              (const unsigned char *)plain, strlen(plain));
-        memcpy(auth + 27 + olen, "\r\n", 3);
+    size_t ulen = p->userinfo ? p->userinfo_len : 0, b64 = WSK_BASE64_SIZE(ulen), olen = 0;
+    size_t cap = 2 * sizeof hostport + b64 + 96;
+    char *plain = malloc(ulen + 1), *auth = malloc(b64), *req = malloc(cap);
+    int n = -1;
+    if (plain && auth && req) {
+        if (ulen) {
+            size_t plen = wsk_url_decode(p->userinfo, ulen, 0, plain, ulen + 1);
+            olen = wsk_base64_encode(plain, plen, auth);
+        }
+        auth[olen] = '\0';
+        n = snprintf(req, cap, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n", hostport, hostport,
+                     olen ? "Proxy-Authorization: Basic " : "", auth, olen ? "\r\n" : "");
     }
-    char req[1024];
-    int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", hostport,
-                     hostport, auth);
-    if (n < 0 || (size_t)n >= sizeof req || queue_bytes(cl->ws, req, (size_t)n) < 0) {
+    int r = n < 0 || (size_t)n >= cap ? WSK_ERR_NOMEM : queue_bytes(cl->ws, req, (size_t)n);
+    free(plain);
+    free(auth);
+    free(req);
+    if (r < 0) {
         fail(cl, WSK_ERR_NOMEM, "out of memory");
         return;
     }
@@ -375,7 +383,11 @@ static void connected(wsk_client *cl)
 {
     struct wsk_ws *c = cl->ws;
     struct ev_loop *ev = cl->ctx.loop->ev;
-    cl->t.connect = ev_time() - cl->t.start;
+    char addr[64];
+    cl->t.connect = elapsed(cl, ev_time());
+    /* Progress for verbose callers (wscat -v), in the order it happens. */
+    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "connected to %s%s", cl->o.proxy ? "proxy " : "",
+            wsk_addr_string(c->io.fd, addr, sizeof addr));
     freeaddrinfo(cl->addrs);
     cl->addrs = cl->next_addr = NULL;
     ev_io_stop(ev, &c->io);
@@ -388,37 +400,36 @@ static void connected(wsk_client *cl)
         send_upgrade(cl);
 }
 
+/* The host connected to first: the proxy's, when there is one. */
+static const wsk_url *first_hop(const wsk_client *cl)
+{
+    return cl->o.proxy ? &cl->proxy : &cl->u;
+}
+
 /* Connects to the next address of the name; the socket replaces the connection's fd. */
 static void try_connect(wsk_client *cl)
 {
     struct wsk_ws *c = cl->ws;
     struct ev_loop *ev = cl->ctx.loop->ev;
     for (struct addrinfo *ai; (ai = cl->next_addr);) {
+        int e;
         cl->next_addr = ai->ai_next;
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        int fd = wsk_tcp_connect(ai->ai_addr, ai->ai_addrlen, NULL, 0, &e);
         if (fd < 0) {
-            cl->connect_errno = errno;
+            cl->connect_errno = e;
             continue;
         }
-        /* Frames leave whole, once per loop iteration: Nagle would only add latency. */
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         ev_io_stop(ev, &c->io);
         close(c->io.fd);
         ev_set_cb(&c->io, on_connect);
         ev_io_set(&c->io, fd, EV_WRITE);
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if (e == 0)
             connected(cl);
-            return;
-        }
-        if (errno == EINPROGRESS) {
+        else
             ev_io_start(ev, &c->io);
-            return;
-        }
-        cl->connect_errno = errno;
+        return;
     }
-    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
+    const wsk_url *to = first_hop(cl);
     char msg[HOST_MAX + 128];
     snprintf(msg, sizeof msg, "cannot connect to %s%.*s port %u: %s", cl->o.proxy ? "proxy " : "",
              (int)to->host_len, to->host, to->port, strerror(cl->connect_errno));
@@ -442,44 +453,50 @@ static void on_connect(struct ev_loop *ev, ev_io *w, int revents)
     connected(cl);
 }
 
-/* Resolves the name (of the proxy, when there is one) and connects.  The connect timeout counts
- * from here, DNS included. */
-static void begin_attempt(wsk_client *cl)
+/* The name resolved: connect to its addresses in turn. */
+static void resolved(void *arg, struct addrinfo *res, int r, int sys_err)
 {
-    struct ev_loop *ev = cl->ctx.loop->ev;
-    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    char host[HOST_MAX], port[8], msg[HOST_MAX + 96];
-    double timeout = cl->o.connect_timeout;
-
-    memset(&cl->t, 0, sizeof cl->t);
-    cl->t.start = ev_time();
-    cl->t.redirects = cl->redirects;
-    cl->phase = PH_CONNECT;
-    memcpy(host, to->host, to->host_len);
-    host[to->host_len] = '\0';
-    snprintf(port, sizeof port, "%u", to->port);
-    int r = getaddrinfo(host, port, &hints, &res);
-    cl->t.dns = ev_time() - cl->t.start;
+    wsk_client *cl = arg;
+    const wsk_url *to = first_hop(cl);
+    char msg[HOST_MAX + 96];
+    cl->lookup = NULL;
+    if (cl->phase != PH_RESOLVE || cl->ws->state == WSK_ST_DEAD) {
+        /* Terminated while the thread worked; the socket is freed at the end of this turn. */
+        if (res) freeaddrinfo(res);
+        return;
+    }
+    cl->t.dns = elapsed(cl, ev_time());
     if (r != 0) {
-        snprintf(msg, sizeof msg, "cannot resolve %s: %s", host,
-                 r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+        snprintf(msg, sizeof msg, "cannot resolve %.*s: %s", (int)to->host_len, to->host,
+                 r == EAI_SYSTEM ? strerror(sys_err) : gai_strerror(r));
         fail(cl, WSK_ERR_DNS, msg);
         return;
     }
     cl->addrs = cl->next_addr = res;
     cl->connect_errno = ECONNREFUSED;
-    if (timeout > 0) {
-        if (cl->t.dns >= timeout) {
-            snprintf(msg, sizeof msg, "resolving %s took longer than %us", host,
-                     cl->o.connect_timeout);
-            fail(cl, WSK_ERR_TIMEOUT, msg);
-            return;
-        }
-        ev_now_update(ev);
-        arm_deadline(cl, timeout - cl->t.dns);
-    }
+    cl->phase = PH_CONNECT;
     try_connect(cl);
+}
+
+/* Resolves the name (of the proxy, when there is one) without blocking the loop, then
+ * connects.  The connect timeout counts from here, DNS included. */
+static void begin_attempt(wsk_client *cl)
+{
+    const wsk_url *to = first_hop(cl);
+    char host[HOST_MAX], port[8];
+    struct addrinfo *res;
+    int r;
+
+    memset(&cl->t, 0, sizeof cl->t);
+    cl->t.start = ev_time();
+    cl->t.redirects = cl->redirects;
+    cl->phase = PH_RESOLVE;
+    if (cl->o.connect_timeout > 0) arm_deadline(cl, cl->o.connect_timeout);
+    memcpy(host, to->host, to->host_len);
+    host[to->host_len] = '\0';
+    snprintf(port, sizeof port, "%u", to->port);
+    cl->lookup = wsk_lookup_start(cl->ctx.loop->ev, host, port, resolved, cl, &res, &r);
+    if (!cl->lookup) resolved(cl, res, r, errno); /* an address, or no thread */
 }
 
 static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
@@ -490,11 +507,20 @@ static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
         [PH_PROXY] = "no answer from the proxy",
         [PH_UPGRADE] = "no response to the upgrade request",
     };
-    char msg[96];
+    char msg[HOST_MAX + 96];
+    const wsk_url *to = first_hop(cl);
     (void)ev;
     (void)revents;
     switch (cl->phase) {
     case PH_START: begin_attempt(cl); break;
+    case PH_RESOLVE:
+        /* The thread cannot be stopped inside getaddrinfo; it is left to finish alone. */
+        wsk_lookup_cancel(cl->lookup);
+        cl->lookup = NULL;
+        snprintf(msg, sizeof msg, "resolving %.*s timed out after %us", (int)to->host_len, to->host,
+                 cl->o.connect_timeout);
+        fail(cl, WSK_ERR_TIMEOUT, msg);
+        break;
     case PH_CONNECT:
     case PH_PROXY:
     case PH_UPGRADE:
@@ -517,30 +543,31 @@ static void on_tick(struct ev_loop *ev, ev_timer *w, int revents)
     wsk_ctx_sweep(w->data);
 }
 
-/* The ctx of a client: its limits in the server options that conn.c and the send path read. */
+/* The ctx of a client: the limits conn.c and the send path read, from the client's options. */
 static void ctx_init(wsk_ctx *ctx, wsk_loop *loop, const wsk_client_opts *o, const wsk_handlers *h)
 {
+    wsk_limits *l = &ctx->lim;
     ctx->loop = loop;
     ctx->role = WSK_ROLE_CLIENT;
     if (h) ctx->h = *h;
-    wsk_server_opts_init(&ctx->o);
-    ctx->o.max_payload = o->max_payload ? o->max_payload : 16u << 20;
-    ctx->o.idle_timeout = o->idle_timeout;
-    ctx->o.send_pings = o->send_pings;
-    ctx->o.backpressure_limit = o->backpressure_limit ? o->backpressure_limit : 1u << 20;
-    ctx->o.close_timeout = o->close_timeout ? o->close_timeout : 1;
-    ctx->o.max_header = o->max_header ? o->max_header : 16 * 1024;
-    ctx->o.compress = o->compress;
-    ctx->o.decompress = o->compress;
-    /* The connect deadline is this file's timer, to the millisecond; the sweep's second-grained
-     * handshake deadline is not used. */
-    ctx->o.handshake_timeout = UINT_MAX;
+    l->max_payload = o->max_payload ? o->max_payload : 16u << 20;
+    l->max_header = o->max_header ? o->max_header : 16 * 1024;
+    l->backpressure_limit = o->backpressure_limit ? o->backpressure_limit : 1u << 20;
+    l->idle_timeout = o->idle_timeout;
+    l->send_pings = o->send_pings;
+    /* The connect deadline is this file's timer, to the millisecond: the sweep's second-grained
+     * handshake deadline stays off (0). */
+    l->close_timeout = o->close_timeout ? o->close_timeout : 1;
+    l->compress = o->compress;
+    l->decompress = o->compress;
+    l->compress_threshold = WSK_COMPRESS_THRESHOLD;
 }
 
 /* Checks what the caller controls: the URL, the proxy URL, and that the request can be built
  * (no CR or LF in a header, protocols that are tokens).  0, WSK_ERR_URL or WSK_ERR_INVAL. */
 static int check_args(wsk_client *cl, const char *url)
 {
+    if (!wsk_pmd_mode_valid(cl->o.compress)) return WSK_ERR_INVAL;
     int r = set_url(cl, url, strlen(url));
     if (r < 0) return r;
     /* An https proxy would need TLS inside TLS; only http:// proxies are supported. */
@@ -612,50 +639,6 @@ static int is_redirect(int status)
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-/* 1 when s[0..n) starts with a URI scheme and ':' (RFC 3986 3.1). */
-static int has_scheme(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n &&
-           (((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z') ||
-            (i && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-' || s[i] == '.'))))
-        ++i;
-    return i > 0 && i < n && s[i] == ':';
-}
-
-/* The absolute URL a Location names (RFC 9110 10.2.2: a URI reference, relative to the URL of
- * the request; RFC 3986 5.2 in the forms servers use), malloc'd; NULL when out of memory. */
-static char *resolve_location(const wsk_client *cl, const char *loc, size_t n)
-{
-    const wsk_url *u = &cl->u;
-    const char *scheme = u->secure ? "wss" : "ws";
-    size_t dir = 0, cap = n + u->host_len + u->path_len + 32;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    if (has_scheme(loc, n)) {
-        snprintf(out, cap, "%.*s", (int)n, loc);
-    } else if (n >= 2 && loc[0] == '/' && loc[1] == '/') {
-        snprintf(out, cap, "%s:%.*s", scheme, (int)n, loc);
-    } else {
-        int v6 = u->ipv6;
-        int k = snprintf(out, cap, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", cl->host, v6 ? "]" : "",
-                         u->port);
-        if (n && loc[0] == '?') {
-            /* A query alone replaces the request's query. */
-            while (dir < u->path_len && u->path[dir] != '?') ++dir;
-            if (!dir || u->path[0] != '/') out[k++] = '/';
-        } else if (n == 0 || loc[0] != '/') {
-            /* A relative path replaces the last segment of the request's path (dot segments
-             * are left for the server to resolve). */
-            for (size_t i = 0; i < u->path_len && u->path[i] != '?'; ++i)
-                if (u->path[i] == '/') dir = i + 1;
-            if (!dir) out[k++] = '/';
-        }
-        snprintf(out + k, cap - (size_t)k, "%.*s%.*s", (int)dir, u->path, (int)n, loc);
-    }
-    return out;
-}
-
 /* A redirect the caller asked to follow: a new connection to the Location, on the same socket
  * object. */
 static void follow(wsk_client *cl, const wsk_http_response *res)
@@ -673,7 +656,7 @@ static void follow(wsk_client *cl, const wsk_http_response *res)
         fail(cl, WSK_ERR_HANDSHAKE, msg);
         return;
     }
-    char *next = resolve_location(cl, loc->value, loc->value_len);
+    char *next = wsk_url_resolve_ref(&cl->u, cl->host, loc->value, loc->value_len);
     char old_host[HOST_MAX], w[HOST_MAX + 224];
     unsigned old_port = cl->u.port;
     int old_secure = cl->u.secure;
@@ -707,95 +690,124 @@ static void follow(wsk_client *cl, const wsk_http_response *res)
     arm_deadline(cl, 0);
 }
 
-/* Walks a chunked body (RFC 9112 7.1) in p[0..n), decoding it in place when `decode` (the
- * decoded bytes never overtake the encoded ones).  *len: the data bytes so far.  1 once the
- * last chunk arrived (trailers are not needed), 0 before, -1 when it is malformed. */
-static int chunked_body(uint8_t *p, size_t n, int decode, size_t *len)
-{
-    size_t i = 0, o = 0;
-    *len = 0;
-    for (;;) {
-        size_t size = 0, digits = 0;
-        int v;
-        while (i < n && (v = hexval(p[i])) >= 0) {
-            if (size > BODY_MAX * 16) return -1;
-            size = size * 16 + (size_t)v;
-            ++digits;
-            ++i;
-        }
-        if (i == n) return 0;
-        if (!digits) return -1;
-        while (i < n && p[i] != '\n') ++i; /* chunk extensions */
-        if (i == n) return 0;
-        ++i;
-        if (size == 0) return 1;
-        size_t take = size < n - i ? size : n - i;
-        if (decode) memmove(p + o, p + i, take);
-        o += take;
-        *len = o;
-        if (take < size) return 0;
-        i += size;
-        if (i < n && p[i] == '\r') ++i;
-        if (i == n) return 0;
-        if (p[i] != '\n') return -1;
-        ++i;
-    }
-}
-
 /* A response other than a 101 we accept: reported with its status, headers and body. */
 static void refused(wsk_client *cl, const wsk_http_response *res, uint8_t *body, size_t n)
 {
     char msg[256];
-    size_t from = 0, blen = n;
+    size_t from = 0;
     const wsk_http_header *loc = wsk_http_find(res->headers, res->nheaders, "location", &from);
     int rl = (int)(res->reason_len < 64 ? res->reason_len : 64);
-    if (cl->chunked) chunked_body(body, n, 1, &blen);
     int k = snprintf(msg, sizeof msg, "server answered %d%s%.*s instead of 101 Switching Protocols",
                      res->status, rl ? " " : "", rl, res->reason);
     if (loc && is_redirect(res->status))
         snprintf(msg + k, sizeof msg - (size_t)k, " (Location: %.*s)",
                  (int)(loc->value_len < 100 ? loc->value_len : 100), loc->value);
     cl->body = body;
-    cl->body_len = blen;
+    cl->body_len = n;
     report(cl, WSK_ERR_HANDSHAKE, msg);
     cl->body = NULL;
     cl->body_len = 0;
 }
 
-/* How much body a refusal has (RFC 9112 6.3), set in cl->body_need / cl->chunked. */
-static void body_length(wsk_client *cl, const wsk_http_response *res)
+/* Reports the refusal kept in the cold buffer: its head, then as much of its body as came.  0
+ * when there is none. */
+static int refused_kept(wsk_client *cl)
+{
+    wsk_cold *k = cl->ws->cold;
+    wsk_http_response res;
+    size_t scanned = 0;
+    if (cl->phase != PH_BODY || !k ||
+        wsk_http_parse_response((const char *)k->head.p, cl->head_len, &scanned, &res) <= 0)
+        return 0;
+    cl->res = &res;
+    cl->res_head = (const char *)k->head.p;
+    cl->res_head_len = cl->head_len;
+    refused(cl, &res, k->head.p + cl->head_len, k->head.len - cl->head_len);
+    cl->res = NULL;
+    cl->res_head = NULL;
+    return 1;
+}
+
+/* How the body of a refusal is framed (RFC 9112 6.3): chunked, or body_need bytes. */
+static void body_framing(wsk_client *cl, const wsk_http_response *res)
 {
     size_t from = 0;
+    uint64_t len;
     int st = res->status;
+    memset(&cl->dec, 0, sizeof cl->dec);
     cl->chunked = 0;
-    cl->body_need = SIZE_MAX;
+    cl->body_need = UINT64_MAX;
     if (st / 100 == 1 || st == 204 || st == 304) {
         cl->body_need = 0;
         return;
     }
     const wsk_http_header *te =
         wsk_http_find(res->headers, res->nheaders, "transfer-encoding", &from);
-    if (te) {
+    if (te)
         cl->chunked = (uint8_t)wsk_http_has_token(te->value, te->value_len, "chunked");
-        return;
-    }
-    from = 0;
-    const wsk_http_header *cl_h =
-        wsk_http_find(res->headers, res->nheaders, "content-length", &from);
-    if (cl_h) {
-        size_t v = 0, i = 0;
-        for (; i < cl_h->value_len && cl_h->value[i] >= '0' && cl_h->value[i] <= '9'; ++i)
-            v = v > BODY_MAX ? v : v * 10 + (size_t)(cl_h->value[i] - '0');
-        if (i == cl_h->value_len && i) cl->body_need = v;
-    }
+    else if (wsk_http_content_length(res->headers, res->nheaders, &len) > 0)
+        cl->body_need = len;
 }
 
-/* 1 when the body of a refusal is complete in body[0..n). */
-static int body_done(const wsk_client *cl, uint8_t *body, size_t n)
+/* Takes the next bytes of a refusal's body, p[0..*n), decoding a chunked one in place; *n
+ * becomes the bytes of data.  1 when the body is complete (or its chunked framing broke: what
+ * came is reported), 0 when more is to come. */
+static int body_take(wsk_client *cl, uint8_t *p, size_t *n)
 {
-    size_t len;
-    if (cl->chunked) return chunked_body(body, n, 0, &len) != 0;
-    return n >= cl->body_need;
+    if (cl->chunked) return wsk_http_chunked_decode(&cl->dec, p, n) != WSK_HTTP_PARTIAL;
+    if (*n >= cl->body_need) {
+        *n = (size_t)cl->body_need;
+        return 1;
+    }
+    if (cl->body_need != UINT64_MAX) cl->body_need -= *n;
+    return 0;
+}
+
+/* A refusal's head in p[0..head_len), the first bytes of its body after it, up to n (cut short
+ * when `full`).  Reported at once when the body is complete; otherwise the head and the decoded
+ * body wait in the cold buffer for the rest, for BODY_WAIT at most (the answer is known; only
+ * the explanation is missing). */
+static void refusal(wsk_client *cl, const wsk_http_response *res, uint8_t *p, size_t head_len,
+                    size_t n, int full)
+{
+    struct wsk_ws *c = cl->ws;
+    size_t blen = n - head_len;
+    body_framing(cl, res);
+    int done = body_take(cl, p + head_len, &blen) || full;
+    if (!done && blen < BODY_MAX) {
+        if (wsk_conn_save_head(c, p, head_len + blen, head_len + BODY_MAX) < 0) {
+            fail(cl, WSK_ERR_NOMEM, "out of memory");
+            return;
+        }
+        c->cold->head.len = head_len + blen; /* drops the encoding a chunked body had */
+        cl->head_len = head_len;
+        cl->phase = PH_BODY;
+        arm_deadline(cl, BODY_WAIT);
+        return;
+    }
+    refused(cl, res, p + head_len, blen < BODY_MAX ? blen : BODY_MAX);
+    wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+}
+
+/* More of a kept refusal's body: decoded in place, added after what came before (up to
+ * BODY_MAX), reported once complete. */
+static void refusal_more(wsk_client *cl, uint8_t *p, size_t n)
+{
+    wsk_cold *k = cl->ws->cold;
+    int done = body_take(cl, p, &n);
+    size_t room = cl->head_len + BODY_MAX - k->head.len;
+    if (n >= room) {
+        n = room;
+        done = 1;
+    }
+    if (wsk_dbuf_append(&k->head, p, n) < 0) {
+        fail(cl, WSK_ERR_NOMEM, "out of memory");
+        return;
+    }
+    if (done) {
+        refused_kept(cl);
+        wsk_conn_end(cl->ws, WSK_CLOSE_ABNORMAL, NULL);
+    }
 }
 
 /* The server accepted: verify its 101 (RFC 6455 4.1) and open. */
@@ -806,9 +818,8 @@ static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *re
     const char *proto, *why;
     size_t plen;
     char ext[OFFER_MAX];
-    cl->t.upgrade = ev_time() - cl->t.start;
-    if (cl->t.tls < 0 && wsk_tls_handshake_end(c) > 0)
-        cl->t.tls = wsk_tls_handshake_end(c) - cl->t.start;
+    cl->t.upgrade = elapsed(cl, ev_time());
+    tls_timing(cl);
     int offered = offer_extensions(cl, ext, sizeof ext) > 0;
     if (wsk_handshake_client_verify(res, cl->key, o->protocols, o->nprotocols, offered, &proto,
                                     &plen, &why) < 0) {
@@ -834,15 +845,6 @@ static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *re
     cl->request = NULL;
 }
 
-/* Keeps the bytes of an unfinished head (and body) in the cold buffer, up to `max`. */
-static int keep(struct wsk_ws *c, const uint8_t *p, size_t n, int in_cold, size_t max)
-{
-    wsk_cold *k = wsk_conn_cold(c);
-    if (!k) return WSK_ERR_NOMEM;
-    k->head.max = max;
-    return in_cold ? 0 : wsk_dbuf_append(&k->head, p, n);
-}
-
 static void proxy_answered(wsk_client *cl, const wsk_http_response *res, size_t head_len, size_t n)
 {
     char msg[160];
@@ -866,9 +868,13 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
 {
     wsk_client *cl = client_of(c);
     wsk_cold *k = c->cold;
-    size_t max_head = c->ctx->o.max_header;
+    size_t max_head = c->ctx->lim.max_header;
     int in_cold = k && k->head.len, full = 0;
-    if (cl->phase != PH_PROXY && cl->phase != PH_UPGRADE && cl->phase != PH_BODY) return;
+    if (cl->phase == PH_BODY) {
+        refusal_more(cl, p, n);
+        return;
+    }
+    if (cl->phase != PH_PROXY && cl->phase != PH_UPGRADE) return;
     if (in_cold) {
         size_t room = k->head.max - k->head.len;
         if (n >= room) {
@@ -886,13 +892,12 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
     size_t scanned = in_cold ? k->scanned : 0;
     int r = wsk_http_parse_response((const char *)p, n, &scanned, &res);
     if (r == 0) {
-        if (full || n >= max_head) {
+        if (full || n >= max_head)
             fail(cl, WSK_ERR_HEADER_SIZE, "response head too large");
-        } else if (keep(c, p, n, in_cold, max_head) < 0) {
+        else if (wsk_conn_save_head(c, p, n, max_head) < 0)
             fail(cl, WSK_ERR_NOMEM, "out of memory");
-        } else {
+        else
             c->cold->scanned = scanned;
-        }
         return;
     }
     if (r < 0 || (size_t)r > max_head) {
@@ -906,31 +911,14 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
     cl->res = &res;
     cl->res_head = (const char *)p;
     cl->res_head_len = head_len;
-    if (cl->phase == PH_PROXY) {
+    if (cl->phase == PH_PROXY)
         proxy_answered(cl, &res, head_len, n);
-    } else if (res.status == 101) {
+    else if (res.status == 101)
         accept_101(cl, &res, p + head_len, n - head_len);
-    } else if (is_redirect(res.status) && cl->o.follow_redirects) {
+    else if (is_redirect(res.status) && cl->o.follow_redirects)
         follow(cl, &res);
-    } else {
-        /* A refusal: wait for its body, which usually says why, for BODY_WAIT at most (the
-         * answer is known; only the explanation is missing). */
-        if (cl->phase != PH_BODY) {
-            body_length(cl, &res);
-            arm_deadline(cl, BODY_WAIT);
-        }
-        cl->phase = PH_BODY;
-        if (n >= max_head + BODY_MAX) {
-            full = 1;
-            n = max_head + BODY_MAX;
-        }
-        if (full || body_done(cl, p + head_len, n - head_len)) {
-            refused(cl, &res, p + head_len, n - head_len);
-            wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
-        } else if (keep(c, p, n, in_cold, max_head + BODY_MAX) < 0) {
-            fail(cl, WSK_ERR_NOMEM, "out of memory");
-        }
-    }
+    else
+        refusal(cl, &res, p, head_len, n, full);
     cl->res = NULL;
     cl->res_head = NULL;
 }
@@ -940,21 +928,8 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg)
     wsk_client *cl = client_of(c);
     wsk_cold *k = c->cold;
     if (cl->reported || cl->phase == PH_OPEN) return;
-    if (cl->phase == PH_BODY && k && k->head.len) {
-        /* A refusal whose body ends with the connection (or its deadline). */
-        wsk_http_response res;
-        size_t scanned = 0;
-        int r = wsk_http_parse_response((const char *)k->head.p, k->head.len, &scanned, &res);
-        if (r > 0) {
-            cl->res = &res;
-            cl->res_head = (const char *)k->head.p;
-            cl->res_head_len = (size_t)r;
-            refused(cl, &res, k->head.p + r, k->head.len - (size_t)r);
-            cl->res = NULL;
-            cl->res_head = NULL;
-            return;
-        }
-    }
+    /* A refusal whose body ends with the connection (or its deadline). */
+    if (refused_kept(cl)) return;
     /* conn.c reports any read failure of the HTTP phase as a handshake error; say which. */
     if (err == WSK_ERR_HANDSHAKE && (cl->phase == PH_UPGRADE || cl->phase == PH_PROXY)) {
         if (k && k->head.len) {
@@ -983,6 +958,7 @@ void wsk_ctx_release(wsk_ctx *ctx)
     ev_ref(ev);
     ev_timer_stop(ev, &cl->tick);
     ev_timer_stop(ev, &cl->deadline);
+    wsk_lookup_cancel(cl->lookup);
     if (cl->addrs) freeaddrinfo(cl->addrs);
     wsk_tls_ctx_free(ctx);
     free(cl->request);
@@ -1010,10 +986,10 @@ int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *
     const wsk_client *cl = client_or_null(ws);
     if (!cl || !cl->res || i >= cl->res->nheaders) return WSK_ERR_INVAL;
     const wsk_http_header *h = &cl->res->headers[i];
-    *name = h->name;
-    *name_len = h->name_len;
-    *value = h->value;
-    *value_len = h->value_len;
+    if (name) *name = h->name;
+    if (name_len) *name_len = h->name_len;
+    if (value) *value = h->value;
+    if (value_len) *value_len = h->value_len;
     return 0;
 }
 
@@ -1021,8 +997,9 @@ const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len)
 {
     const wsk_client *cl = client_or_null(ws);
     size_t from = 0;
-    const wsk_http_header *h =
-        cl && cl->res ? wsk_http_find(cl->res->headers, cl->res->nheaders, name, &from) : NULL;
+    const wsk_http_header *h = cl && cl->res && name
+                                   ? wsk_http_find(cl->res->headers, cl->res->nheaders, name, &from)
+                                   : NULL;
     if (len) *len = h ? h->value_len : 0;
     return h ? h->value : NULL;
 }
@@ -1057,7 +1034,7 @@ const char *wsk_client_url(const wsk_ws *ws)
     return cl ? cl->url : NULL;
 }
 
-void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t)
+void wsk_client_timing(const wsk_ws *ws, wsk_timing *t)
 {
     const wsk_client *cl = client_or_null(ws);
     if (cl)

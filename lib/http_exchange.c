@@ -1,6 +1,7 @@
 /* Requests as handlers see them, and the responses they build. */
 #include "http_exchange.h"
 #include "io_transport.h"
+#include "parse_url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,8 @@ const char *wsk_request_query(const wsk_request *req, size_t *len)
 const char *wsk_request_header(const wsk_request *req, const char *name, size_t *len)
 {
     size_t from = 0;
-    const wsk_http_header *h = wsk_http_find(req->h->headers, req->h->nheaders, name, &from);
+    const wsk_http_header *h =
+        name ? wsk_http_find(req->h->headers, req->h->nheaders, name, &from) : NULL;
     if (!h) return NULL;
     if (len) *len = h->value_len;
     return h->value;
@@ -55,23 +57,16 @@ int wsk_request_header_at(const wsk_request *req, size_t i, const char **name, s
 {
     if (i >= req->h->nheaders) return WSK_ERR_INVAL;
     const wsk_http_header *h = &req->h->headers[i];
-    *name = h->name;
-    *name_len = h->name_len;
-    *value = h->value;
-    *value_len = h->value_len;
+    if (name) *name = h->name;
+    if (name_len) *name_len = h->name_len;
+    if (value) *value = h->value;
+    if (value_len) *value_len = h->value_len;
     return 0;
-}
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
 }
 
 long wsk_request_query_param(const wsk_request *req, const char *name, char *buf, size_t cap)
 {
+    if (!name || (!buf && cap)) return WSK_ERR_INVAL;
     size_t nlen = strlen(name);
     const char *p = req->query, *end = req->query + req->query_len;
     while (p < end) {
@@ -80,19 +75,8 @@ long wsk_request_query_param(const wsk_request *req, const char *name, char *buf
         const char *eq = memchr(p, '=', (size_t)(pe - p));
         const char *ke = eq ? eq : pe;
         if ((size_t)(ke - p) == nlen && !memcmp(p, name, nlen)) {
-            long out = 0;
-            for (const char *v = eq ? eq + 1 : pe; v < pe; v++, out++) {
-                int ch = (unsigned char)*v;
-                if (ch == '+')
-                    ch = ' ';
-                else if (ch == '%' && pe - v > 2 && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
-                    ch = hexval(v[1]) * 16 + hexval(v[2]);
-                    v += 2;
-                }
-                if (cap && (size_t)out < cap - 1) buf[out] = (char)ch;
-            }
-            if (cap) buf[(size_t)out < cap - 1 ? (size_t)out : cap - 1] = 0;
-            return out;
+            const char *v = eq ? eq + 1 : pe;
+            return (long)wsk_url_decode(v, (size_t)(pe - v), 1, buf, cap);
         }
         p = pe + 1;
     }
@@ -101,6 +85,7 @@ long wsk_request_query_param(const wsk_request *req, const char *name, char *buf
 
 int wsk_request_offers_protocol(const wsk_request *req, const char *proto)
 {
+    if (!proto) return WSK_ERR_INVAL;
     size_t from = 0;
     const wsk_http_header *h;
     while (
@@ -146,29 +131,34 @@ void wsk_response_free(struct wsk_response *res)
     wsk_dbuf_free(&res->body);
 }
 
-void wsk_response_status(wsk_response *res, int status)
+int wsk_response_set_status(wsk_response *res, int status)
 {
-    if (status >= 100 && status <= 999) res->status = status;
-}
-
-static int has_crlf(const char *s)
-{
-    return strpbrk(s, "\r\n") != NULL;
-}
-
-int wsk_response_header(wsk_response *res, const char *name, const char *value)
-{
-    if (has_crlf(name) || has_crlf(value) || !*name) return WSK_ERR_INVAL;
-    if (wsk_dbuf_append(&res->headers, name, strlen(name)) < 0 ||
-        wsk_dbuf_append(&res->headers, ": ", 2) < 0 ||
-        wsk_dbuf_append(&res->headers, value, strlen(value)) < 0 ||
-        wsk_dbuf_append(&res->headers, "\r\n", 2) < 0)
-        return WSK_ERR_NOMEM;
+    /* An upgrade is refused with the upgrade handler's return value. */
+    if (res->upgrade) return WSK_ERR_STATE;
+    if (status < 200 || status > 599) return WSK_ERR_INVAL;
+    res->status = status;
     return 0;
 }
 
-int wsk_response_body(wsk_response *res, const void *data, size_t len)
+int wsk_response_add_header(wsk_response *res, const char *name, const char *value)
 {
+    /* A name that is not a token, or CR/LF in the value, would let the caller's data split
+     * the head into headers of its own (response splitting). */
+    if (!name || !value || !wsk_http_is_token(name, strlen(name)) || strpbrk(value, "\r\n"))
+        return WSK_ERR_INVAL;
+    size_t nlen = strlen(name), vlen = strlen(value);
+    int r = wsk_dbuf_reserve(&res->headers, nlen + vlen + 4);
+    if (r < 0) return r;
+    wsk_dbuf_append(&res->headers, name, nlen);
+    wsk_dbuf_append(&res->headers, ": ", 2);
+    wsk_dbuf_append(&res->headers, value, vlen);
+    wsk_dbuf_append(&res->headers, "\r\n", 2);
+    return 0;
+}
+
+int wsk_response_append_body(wsk_response *res, const void *data, size_t len)
+{
+    if (!data && len) return WSK_ERR_INVAL;
     return wsk_dbuf_append(&res->body, data, len);
 }
 
@@ -177,9 +167,13 @@ void wsk_response_set_data(wsk_response *res, void *data)
     res->data = data;
 }
 
-int wsk_response_protocol(wsk_response *res, const char *proto)
+int wsk_response_set_protocol(wsk_response *res, const char *proto)
 {
-    if (strlen(proto) >= sizeof res->protocol || has_crlf(proto)) return WSK_ERR_INVAL;
+    if (!res->upgrade || !res->req) return WSK_ERR_STATE;
+    /* RFC 6455 4.2.2: the server selects one of the values the client offered. */
+    if (!proto || strlen(proto) >= sizeof res->protocol ||
+        !wsk_request_offers_protocol(res->req, proto))
+        return WSK_ERR_INVAL;
     strcpy(res->protocol, proto);
     return 0;
 }
@@ -244,7 +238,7 @@ void wsk_http_refuse(struct wsk_ws *c, int status, const char *why, const char *
             wsk_addr_string(c->io.fd, addr, sizeof addr), status, wsk_http_reason(status), why);
     wsk_response_init(&res, 0);
     res.status = status;
-    wsk_response_header(&res, "Content-Type", "text/plain; charset=utf-8");
+    wsk_response_add_header(&res, "Content-Type", "text/plain; charset=utf-8");
     if (extra) wsk_dbuf_append(&res.headers, extra, strlen(extra));
     wsk_dbuf_append(&res.body, why, strlen(why));
     wsk_dbuf_append(&res.body, "\n", 1);

@@ -21,6 +21,8 @@ struct wsk_response {
     wsk_dbuf body;
     void *data;         /* upgrade: user data of the new socket */
     char protocol[128]; /* upgrade: chosen subprotocol, "" for none */
+    /* Upgrade: the request, whose offered subprotocols wsk_response_set_protocol checks. */
+    const struct wsk_request *req;
 };
 
 void wsk_request_init(struct wsk_request *r, const wsk_http_request *h, int fd);

@@ -1,21 +1,27 @@
 /* Internal structures shared by the library's files.  Not installed.
  *
- * The data path, by file:
- *   io_tcp.c        sockets: listen, accept, read, writev (io_tls.c: the same over mbedTLS)
+ * The data path, by file (each .h beside its .c says the rest):
+ *   io_tcp.c        sockets: listen, accept, read, writev (io_tls.c: the same over mbedTLS;
+ *                   io_transport.h: the calls they share)
  *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
  *   client.c        connect, redirects, proxies, the client side of the handshake
- *   parse_http.c    HTTP heads                      msg_handshake.c  upgrade rules, accept key
- *   parse_frame.c   bytes -> frame headers          parse_utf8.c   text validation
+ *                   (io_resolve.c: DNS on a thread; url_ref.c: where a redirect points)
+ *   http_exchange.c the wsk_request a handler reads and the wsk_response it builds
+ *   parse_http.c    HTTP heads and body framing     msg_handshake.c  upgrade rules, accept key
+ *   parse_url.c     URLs, percent-decoding          crypto.c         SHA-1 and base64 (mbedTLS)
+ *   parse_frame.c   bytes -> frame headers          parse_utf8.c     text validation
  *   mask.c          payload (un)masking, a word at a time
- *   msg_assemble.c  frames -> messages -> handlers  msg_control.c  close payloads
- *   pmd_conn.c      permessage-deflate on a socket (pmd_negotiate.c, pmd_codec.c: zlib)
+ *   msg_assemble.c  frames -> messages -> handlers  msg_control.c    close payloads
+ *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_codec.c: zlib)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
  *   pubsub.c        topics: one framed message queued to every subscriber
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
+ * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
+ * (wsk_strerror).
  */
 #ifndef WSK_INTERNAL_H
 #define WSK_INTERNAL_H
@@ -29,11 +35,12 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define WSK_RBUF_SIZE   (512 * 1024) /* receive buffer shared by every socket of a loop */
-#define WSK_BLOCK_SIZE  (16 * 1024)  /* default size of a private send block */
-#define WSK_BLOCK_CACHE 64           /* free blocks a loop keeps for reuse */
-#define WSK_IOV_MAX     64           /* segments gathered by one writev */
-#define WSK_WRITE_MAX   (1 << 20)    /* bytes one socket may write per loop iteration */
+#define WSK_RBUF_SIZE          (512 * 1024) /* receive buffer shared by every socket of a loop */
+#define WSK_BLOCK_SIZE         (16 * 1024)  /* default size of a private send block */
+#define WSK_BLOCK_CACHE        64           /* free blocks a loop keeps for reuse */
+#define WSK_IOV_MAX            64           /* segments gathered by one writev */
+#define WSK_WRITE_MAX          (1 << 20)    /* bytes one socket may write per loop iteration */
+#define WSK_COMPRESS_THRESHOLD 64           /* shorter messages go uncompressed (the default) */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
 
@@ -84,6 +91,26 @@ void wsk_block_unref(wsk_loop *loop, wsk_block *b);
 
 /* ----- a set of sockets sharing handlers and options: a server, or one client --------------- */
 
+/* The limits and policies the shared data path reads (conn.c, msg_assemble.c, send_msg.c,
+ * pmd_conn.c, pubsub.c), filled by server.c from wsk_server_opts, by client.c from
+ * wsk_client_opts and by a program with hooks (wsbench) itself; each side keeps its other
+ * options to itself. */
+typedef struct wsk_limits {
+    size_t max_payload;        /* largest message received (1009 beyond) */
+    size_t max_header;         /* HTTP head cap */
+    size_t backpressure_limit; /* bytes queued per socket before sends are refused */
+    int close_on_backpressure_limit;
+    unsigned idle_timeout; /* seconds; 0 = never */
+    int send_pings;        /* ping at half the idle timeout */
+    /* Seconds for the HTTP phase, checked by wsk_ctx_sweep; 0 when the owner keeps its own
+     * deadline (a client's, to the millisecond, in client.c). */
+    unsigned handshake_timeout;
+    unsigned close_timeout; /* seconds to wait for the peer's close (>= 1) */
+    int compress;           /* wsk_compress_mode of messages sent */
+    int decompress;         /* wsk_compress_mode of messages received */
+    size_t compress_threshold;
+} wsk_limits;
+
 /* A program that opens and handshakes sockets itself but uses this data path for the rest (the
  * transport, frames in, the send queue and its flush): wsbench.  conn.c calls these instead of
  * server.c or client.c.  Every pointer must be set; c->user is the program's. */
@@ -101,13 +128,15 @@ typedef struct wsk_conn_hooks {
 typedef struct wsk_ctx {
     wsk_loop *loop;
     wsk_handlers h;
-    wsk_server_opts o;
+    wsk_limits lim;
     struct wsk_ws *conns; /* every connection, doubly linked */
     size_t nconns;        /* entries in conns */
     size_t nopen;         /* of which completed the handshake and are not closed */
     wsk_server *srv;      /* NULL for a client */
     unsigned role;        /* WSK_ROLE_SERVER or WSK_ROLE_CLIENT */
     void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
+    /* A server's topics (pubsub.c), NULL until its first subscription. */
+    struct wsk_pubsub *pubsub;
 
     /* NULL for a server and a wsk_connect client: see wsk_conn_hooks above. */
     const wsk_conn_hooks *hooks;
@@ -192,13 +221,19 @@ void wsk_conn_fail(struct wsk_ws *c, int err, unsigned code, const char *msg);
 /* The close handler once, then the state DONE: the fd closes after the queue is written. */
 void wsk_conn_closed(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
 wsk_cold *wsk_conn_cold(struct wsk_ws *c);
+/* Keeps p[0..n), an HTTP message not complete yet, in the cold buffer, which may grow to `max`
+ * bytes: copies them there unless p is that buffer already.  0, WSK_ERR_NOMEM, or
+ * WSK_ERR_TOO_BIG when n is over `max`. */
+int wsk_conn_save_head(struct wsk_ws *c, const uint8_t *p, size_t n, size_t max);
 /* Frees the cold state when nothing in it is in use. */
 void wsk_conn_cold_trim(struct wsk_ws *c);
 /* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */
 void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n);
-/* c failed before it opened: reported by its owner (client.c, or the hooks); the caller ends c. */
-void wsk_conn_failed(struct wsk_ws *c, int err, const char *msg);
 void wsk_conn_io_events(struct wsk_ws *c, int events);
+/* A read or write of c failed with err (< 0, not WSK_ERR_AGAIN), or its handshake deadline
+ * passed (WSK_ERR_TIMEOUT); `what` names it for the log.  A socket still in its handshake tells
+ * its owner why (the hooks' failed, or wsk_client_failed; a server only logs), then it ends. */
+void wsk_conn_failed(struct wsk_ws *c, long err, const char *what);
 /* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
 void wsk_conn_free(struct wsk_ws *c);
 /* Frees a client's ctx once its connection is gone (client.c). */
@@ -215,11 +250,24 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
 static inline int wsk_send_admit(struct wsk_ws *c, size_t total);
 /* The refusal half of wsk_send_admit: logs once, or fails the socket (1008). */
 int wsk_send_refuse(struct wsk_ws *c);
-/* Frames and queues one message or control frame; see wsk_send for the return value. */
+/* Frames and queues one message or control frame: the frame's bytes when it leaves with this
+ * iteration's write, -1 behind backpressure, 0 when dropped (wsk_send maps it to Bun's value). */
 long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len,
                     int force);
 /* Sends close `code` + reason (code 0: empty payload) once; state CLOSING unless already past. */
 void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
+/* The argument rule of wsk_close: 0, or WSK_ERR_INVAL for a code or reason that may not be
+ * sent. */
+int wsk_close_check(unsigned code, const char *reason, size_t len);
+
+/* The argument rule of every message sent (wsk_send, wsk_publish): op is WSK_OP_TEXT or
+ * WSK_OP_BINARY and data[0..len) exists and fits one send block, whose lengths are 32-bit. */
+static inline int wsk_message_ok(const void *data, size_t len, unsigned op)
+{
+    return (op == WSK_OP_TEXT || op == WSK_OP_BINARY) && (data || !len) && len <= WSK_MESSAGE_MAX;
+}
+_Static_assert((uint64_t)WSK_MESSAGE_MAX + sizeof(wsk_block) + 14 <= UINT32_MAX,
+               "a frame of WSK_MESSAGE_MAX bytes (header up to 14 bytes) fits one block");
 
 /* send_queue.c */
 /* Room for n bytes at the tail of the queue (a private block); commit what was written. */
@@ -246,9 +294,12 @@ int wsk_flush(struct wsk_ws *c);
 /* Bytes of a server connection in the HTTP phase. */
 void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n);
 void wsk_server_conn_gone(wsk_server *srv);
-/* Where pubsub.c keeps the server's topics. */
-void **wsk_server_pubsub(wsk_server *srv);
+/* The connections, handlers, limits and topics of a server. */
+wsk_ctx *wsk_server_ctx(const wsk_server *srv);
+/* The options the server was made with (publish_to_self, max_connections, ...). */
 const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv);
+/* The limits a server context enforces, from its options (defaults for the zero deadlines). */
+void wsk_limits_server(wsk_limits *l, const wsk_server_opts *o);
 
 /* client.c */
 /* Bytes of a client connection in the HTTP phase (the server's response head). */
@@ -258,7 +309,17 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
 
 /* io_tcp.c */
 int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
-int wsk_tcp_accept(int lfd, int *err);
+/* Accepts a connection: its fd, or -1 with errno in *err.  With peer, the client's address as
+ * wsk_addr_string writes it, taken from accept: a client that has already reset the connection
+ * has no address for getpeername any more. */
+int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap);
+struct sockaddr;
+/* Opens a non-blocking TCP socket with TCP_NODELAY, bound to the address `from` when not NULL
+ * (the port is left to connect: IP_BIND_ADDRESS_NO_PORT), and starts connecting it to `to`.
+ * Returns the fd with *err 0 (connected already) or EINPROGRESS (EV_WRITE tells the outcome,
+ * SO_ERROR says which); or -1 with *err = errno and nothing left open. */
+int wsk_tcp_connect(const struct sockaddr *to, unsigned to_len, const struct sockaddr *from,
+                    unsigned from_len, int *err);
 int wsk_tcp_nonblock(int fd);
 const char *wsk_addr_string(int fd, char *buf, size_t cap);
 
@@ -279,7 +340,7 @@ static inline void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *c)
  * limit; otherwise 0, after wsk_send_refuse. */
 static inline int wsk_send_admit(struct wsk_ws *c, size_t total)
 {
-    if (!c->q.bytes || c->q.bytes + total <= c->ctx->o.backpressure_limit) return 1;
+    if (!c->q.bytes || c->q.bytes + total <= c->ctx->lim.backpressure_limit) return 1;
     return wsk_send_refuse(c);
 }
 

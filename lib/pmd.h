@@ -35,6 +35,9 @@
  * "256KB".  WSK_ERR_INVAL for NULL or any other string. */
 int wsk_pmd_mode_parse(const char *name);
 
+/* 1 when mode is a wsk_compress_mode (WSK_COMPRESS_DISABLE included), else 0. */
+int wsk_pmd_mode_valid(int mode);
+
 /* The canonical name of a mode ("disable", "shared", "3KB", ...); "?" when out of range.
  * Static storage. */
 const char *wsk_pmd_mode_name(int mode);

@@ -223,7 +223,7 @@ static int write_value(const answer *a, char *out, size_t cap)
     return n;
 }
 
-static int valid_mode(int m)
+int wsk_pmd_mode_valid(int m)
 {
     return m >= 0 && m < NMODES;
 }
@@ -306,7 +306,8 @@ int wsk_pmd_server_negotiate(const wsk_pmd_config *cfg, const wsk_pmd_slice *val
     memset(params, 0, sizeof *params);
     if (!cap) return WSK_ERR_INVAL;
     out[0] = 0;
-    if (!valid_mode(cfg->compress) || !valid_mode(cfg->decompress)) return WSK_ERR_INVAL;
+    if (!wsk_pmd_mode_valid(cfg->compress) || !wsk_pmd_mode_valid(cfg->decompress))
+        return WSK_ERR_INVAL;
     if (cfg->compress == WSK_COMPRESS_DISABLE && cfg->decompress == WSK_COMPRESS_DISABLE) return 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -364,7 +365,8 @@ int wsk_pmd_client_offer(const wsk_pmd_config *cfg, char *out, size_t cap)
 {
     if (!cap) return WSK_ERR_INVAL;
     out[0] = 0;
-    if (!valid_mode(cfg->compress) || !valid_mode(cfg->decompress)) return WSK_ERR_INVAL;
+    if (!wsk_pmd_mode_valid(cfg->compress) || !wsk_pmd_mode_valid(cfg->decompress))
+        return WSK_ERR_INVAL;
     if (cfg->compress == WSK_COMPRESS_DISABLE && cfg->decompress == WSK_COMPRESS_DISABLE) return 0;
     answer a[2];
     int k = client_offers(cfg, a), n = write_value(&a[0], out, cap);
@@ -394,7 +396,8 @@ int wsk_pmd_client_accept(const wsk_pmd_config *cfg, const wsk_pmd_slice *values
                           wsk_pmd_params *params)
 {
     memset(params, 0, sizeof *params);
-    if (!valid_mode(cfg->compress) || !valid_mode(cfg->decompress)) return WSK_ERR_INVAL;
+    if (!wsk_pmd_mode_valid(cfg->compress) || !wsk_pmd_mode_valid(cfg->decompress))
+        return WSK_ERR_INVAL;
 
     pmd_ext r = {0};
     int count = 0;

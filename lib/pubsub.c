@@ -7,8 +7,8 @@
  *    collide and turn every lookup into a scan;
  *  - each topic's subscribers, a dense array that a publish walks;
  *  - one membership node per (topic, socket): on the socket's list (c->cold->subs, for
- *    wsk_subscriptions and for leaving every topic at close) and in a second table keyed by the
- *    pair (wsk_is_subscribed, a repeated subscribe).  The node knows its slot in the topic's
+ *    wsk_ws_subscriptions and for leaving every topic at close) and in a second table keyed by the
+ *    pair (wsk_ws_subscribed, a repeated subscribe).  The node knows its slot in the topic's
  *    array, so leaving a topic is a swap with the last subscriber.
  *
  * A publish frames the message once.  Short frames are copied into each subscriber's queue,
@@ -42,7 +42,7 @@ struct topic {
     uint32_t live;     /* subscribers: slots whose ws is set */
     uint32_t busy;     /* publishes walking subs right now */
     size_t name_len;
-    char name[]; /* NUL-terminated for wsk_subscriptions */
+    char name[]; /* NUL-terminated for wsk_ws_subscriptions */
 };
 
 struct member {
@@ -61,7 +61,8 @@ struct ptab {
     size_t cap, n;
 };
 
-typedef struct pubsub {
+/* A server's topics: wsk_ctx.pubsub. */
+typedef struct wsk_pubsub {
     struct ptab topics;  /* struct topic *, by name */
     struct ptab members; /* struct member *, by (topic, socket) */
     uint64_t k0, k1;     /* hash key */
@@ -197,13 +198,12 @@ static int topic_arg(const char **topic, size_t len)
 
 static pubsub *ps_of(const wsk_server *srv)
 {
-    return *wsk_server_pubsub((wsk_server *)srv);
+    return wsk_server_ctx(srv)->pubsub;
 }
 
-static pubsub *ps_make(wsk_server *srv)
+static pubsub *ps_make(wsk_ctx *ctx)
 {
-    void **slot = wsk_server_pubsub(srv);
-    pubsub *ps = *slot;
+    pubsub *ps = ctx->pubsub;
     if (ps) return ps;
     ps = calloc(1, sizeof *ps);
     if (!ps) return NULL;
@@ -214,11 +214,11 @@ static pubsub *ps_make(wsk_server *srv)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         key[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)ps;
-        key[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)srv;
+        key[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)ctx;
     }
     ps->k0 = key[0];
     ps->k1 = key[1];
-    *slot = ps;
+    ctx->pubsub = ps;
     return ps;
 }
 
@@ -247,14 +247,12 @@ static struct member *member_find(const pubsub *ps, const struct topic *tp, cons
     return NULL;
 }
 
-/* The topic named topic[0..len) and the membership of ws in it, either may be NULL. */
-static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len, struct topic **tp_out)
+/* The membership of ws in the topic named topic[0..len) (checked by topic_arg), or NULL. */
+static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len)
 {
-    const pubsub *ps = ws->ctx->srv ? ps_of(ws->ctx->srv) : NULL;
-    *tp_out = NULL;
-    if (!ps || topic_arg(&topic, len) < 0) return NULL;
+    const pubsub *ps = ws->ctx->pubsub;
+    if (!ps) return NULL;
     struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
-    *tp_out = tp;
     return tp ? member_find(ps, tp, ws) : NULL;
 }
 
@@ -329,10 +327,9 @@ static void member_drop(pubsub *ps, struct member *m)
 
 int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
 {
-    wsk_server *srv = ws->ctx->srv;
-    if (!srv || ws->state != WSK_ST_OPEN) return WSK_ERR_STATE;
+    if (!ws->ctx->srv || ws->state != WSK_ST_OPEN) return WSK_ERR_STATE;
     if (topic_arg(&topic, len) < 0) return WSK_ERR_INVAL;
-    pubsub *ps = ps_make(srv);
+    pubsub *ps = ps_make(ws->ctx);
     wsk_cold *k = wsk_conn_cold(ws);
     if (!ps || !k) return WSK_ERR_NOMEM;
 
@@ -376,7 +373,7 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
     tp->live++;
 
     struct member *head = k->subs;
-    if (head) { /* append: wsk_subscriptions lists the oldest first */
+    if (head) { /* append: wsk_ws_subscriptions lists the oldest first */
         m->next = head;
         m->prev = head->prev;
         head->prev->next = m;
@@ -390,21 +387,21 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
 
 int wsk_unsubscribe(wsk_ws *ws, const char *topic, size_t len)
 {
-    struct topic *tp;
-    struct member *m = lookup(ws, topic, len, &tp);
+    if (topic_arg(&topic, len) < 0) return WSK_ERR_INVAL;
+    struct member *m = lookup(ws, topic, len);
     if (!m) return 0;
-    member_drop(ps_of(ws->ctx->srv), m);
+    member_drop(ws->ctx->pubsub, m);
     return 1;
 }
 
-int wsk_is_subscribed(const wsk_ws *ws, const char *topic, size_t len)
+int wsk_ws_subscribed(const wsk_ws *ws, const char *topic, size_t len)
 {
-    struct topic *tp;
-    return lookup(ws, topic, len, &tp) != NULL;
+    if (topic_arg(&topic, len) < 0) return WSK_ERR_INVAL;
+    return lookup(ws, topic, len) != NULL;
 }
 
-size_t wsk_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *topic, size_t len),
-                         void *arg)
+size_t wsk_ws_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *topic, size_t len),
+                            void *arg)
 {
     const struct member *head = ws->cold ? ws->cold->subs : NULL, *m = head;
     size_t n = 0;
@@ -419,15 +416,14 @@ size_t wsk_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *top
 
 void wsk_pubsub_conn_gone(struct wsk_ws *c)
 {
-    if (!c->ctx->srv || !c->cold || !c->cold->subs) return;
-    pubsub *ps = ps_of(c->ctx->srv);
+    if (!c->ctx->pubsub || !c->cold || !c->cold->subs) return;
+    pubsub *ps = c->ctx->pubsub;
     while (c->cold->subs) member_drop(ps, c->cold->subs);
 }
 
-void wsk_pubsub_server_free(wsk_server *srv)
+void wsk_pubsub_free(wsk_ctx *ctx)
 {
-    void **slot = wsk_server_pubsub(srv);
-    pubsub *ps = *slot;
+    pubsub *ps = ctx->pubsub;
     if (!ps) return;
     /* Every socket has left already (wsk_server_free ends them first); this only guards
      * against a topic kept by a walk that never finished. */
@@ -440,7 +436,7 @@ void wsk_pubsub_server_free(wsk_server *srv)
     ptab_free(&ps->members);
     ptab_free(&ps->topics);
     free(ps);
-    *slot = NULL;
+    ctx->pubsub = NULL;
 }
 
 size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len)
@@ -530,7 +526,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     if (c->state != WSK_ST_OPEN) return 0;
     wsk_block *b;
     size_t n;
-    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->o.compress_threshold) {
+    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->lim.compress_threshold) {
         if (!(b = deflated_frame(p, c))) return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
         n = b->len;
     } else {
@@ -542,7 +538,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     /* Queued behind bytes the peer has not read: drain tells the application when it has. */
     if (c->flags & WSK_F_WANT_WRITE) {
         c->flags |= WSK_F_BACKPRESSURE;
-    } else if (c->q.bytes >= c->ctx->o.backpressure_limit / 2) {
+    } else if (c->q.bytes >= c->ctx->lim.backpressure_limit / 2) {
         /* A burst of publishes within one loop turn (every member of a room sending at once)
          * would otherwise pile up until the end-of-turn flush and hit the limit although the
          * peer reads fine: write now while the kernel takes it. */
@@ -553,21 +549,17 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     return 1;
 }
 
-static long publish(wsk_server *srv, const struct wsk_ws *skip, const char *topic, size_t topic_len,
+static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
                     const void *data, size_t len, wsk_opcode op, int compress)
 {
-    if ((op != WSK_OP_TEXT && op != WSK_OP_BINARY) || topic_arg(&topic, topic_len) < 0 ||
-        (!data && len))
-        return WSK_ERR_INVAL;
-    /* A block holds at most 4 GiB; the largest frame header is 10 bytes. */
-    if (len > UINT32_MAX - sizeof(wsk_block) - WSK_FRAME_HDR_MAX) return WSK_ERR_INVAL;
-    pubsub *ps = ps_of(srv);
+    if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
+    pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
     struct topic *tp = topic_find(ps, topic, topic_len, name_hash(ps, topic, topic_len));
     if (!tp || !tp->live) return 0;
 
     struct pub p;
-    p.loop = wsk_server_loop(srv);
+    p.loop = ctx->loop;
     p.data = data;
     p.len = len;
     p.op = op;
@@ -597,14 +589,13 @@ static long publish(wsk_server *srv, const struct wsk_ws *skip, const char *topi
 long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *data, size_t len,
                  wsk_opcode op, int compress)
 {
-    wsk_server *srv = from->ctx->srv;
-    if (!srv) return WSK_ERR_STATE;
-    const struct wsk_ws *skip = wsk_server_opts_of(srv)->publish_to_self ? NULL : from;
-    return publish(srv, skip, topic, topic_len, data, len, op, compress);
+    if (!from->ctx->srv) return WSK_ERR_STATE;
+    const struct wsk_ws *skip = wsk_server_opts_of(from->ctx->srv)->publish_to_self ? NULL : from;
+    return publish(from->ctx, skip, topic, topic_len, data, len, op, compress);
 }
 
 long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len, const void *data,
                         size_t len, wsk_opcode op, int compress)
 {
-    return publish(srv, NULL, topic, topic_len, data, len, op, compress);
+    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress);
 }

@@ -13,7 +13,7 @@
 /* The socket is closing: it leaves all its topics (empty topics are freed).  conn.c calls it
  * before the close handler runs. */
 void wsk_pubsub_conn_gone(struct wsk_ws *c);
-/* Frees every topic of the server (its sockets are gone already). */
-void wsk_pubsub_server_free(wsk_server *srv);
+/* Frees every topic of a server's ctx (its sockets are gone already). */
+void wsk_pubsub_free(wsk_ctx *ctx);
 
 #endif

@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
+#include "parse_utf8.h"
 #include "pmd_conn.h"
 #include "send_frame.h"
 
@@ -31,7 +32,7 @@ static void mask_key(wsk_loop *loop, uint8_t key[4])
 
 int wsk_send_refuse(struct wsk_ws *c)
 {
-    if (c->ctx->o.close_on_backpressure_limit) {
+    if (c->ctx->lim.close_on_backpressure_limit) {
         wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY, "backpressure limit reached");
     } else if (!(c->flags & WSK_F_OVERFLOW)) {
         char addr[64];
@@ -43,7 +44,8 @@ int wsk_send_refuse(struct wsk_ws *c)
 }
 
 /* Queues one frame.  force: control frames we must send (pong, close) skip the backpressure
- * limit. */
+ * limit.  Returns the frame's bytes when it leaves with this iteration's write, -1 behind
+ * backpressure, 0 when it was dropped. */
 long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len,
                     int force)
 {
@@ -68,22 +70,37 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
     return (long)total;
 }
 
+/* Bun's meaning of a send's result (wskit.h): the payload bytes of a message that leaves with
+ * this iteration's write (1 for an empty one, so that success is always > 0), -1 behind
+ * backpressure, 0 dropped.  `queued` is what wsk_send_frame returned. */
+static long sent(long queued, size_t len)
+{
+    return queued > 0 ? (len ? (long)len : 1) : queued;
+}
+
 long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress)
 {
-    if (op != WSK_OP_TEXT && op != WSK_OP_BINARY) return 0;
-    if (compress && (ws->flags & WSK_F_PMD) && len >= ws->ctx->o.compress_threshold)
-        return wsk_pmd_conn_send(ws, data, len, op);
-    return wsk_send_frame(ws, op, 0, data, len, 0);
+    if (!wsk_message_ok(data, len, op)) return WSK_ERR_INVAL;
+    if (compress && (ws->flags & WSK_F_PMD) && len >= ws->ctx->lim.compress_threshold)
+        return sent(wsk_pmd_conn_send(ws, data, len, op), len);
+    return sent(wsk_send_frame(ws, op, 0, data, len, 0), len);
+}
+
+/* RFC 6455 5.5: a control frame carries at most 125 bytes. */
+static long send_control(wsk_ws *ws, unsigned op, const void *data, size_t len)
+{
+    if (len > 125 || (!data && len)) return WSK_ERR_INVAL;
+    return sent(wsk_send_frame(ws, op, 0, data, len, 0), len);
 }
 
 long wsk_ping(wsk_ws *ws, const void *data, size_t len)
 {
-    return len > 125 ? 0 : wsk_send_frame(ws, WSK_OP_PING, 0, data, len, 0);
+    return send_control(ws, WSK_OP_PING, data, len);
 }
 
 long wsk_pong(wsk_ws *ws, const void *data, size_t len)
 {
-    return len > 125 ? 0 : wsk_send_frame(ws, WSK_OP_PONG, 0, data, len, 0);
+    return send_control(ws, WSK_OP_PONG, data, len);
 }
 
 void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t len)
@@ -99,11 +116,25 @@ void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t 
     }
 }
 
-void wsk_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
+int wsk_close_check(unsigned code, const char *reason, size_t len)
 {
-    if (ws->state != WSK_ST_OPEN) return;
-    if (code && !wsk_close_code_valid(code)) code = WSK_CLOSE_NORMAL;
-    wsk_send_close(ws, code, reason, reason ? len : 0);
+    /* 7.4: only codes a peer may receive; 5.5.1: a reason follows a code and the payload of
+     * a control frame is at most 125 bytes; the reason is UTF-8, or the peer fails us (1007). */
+    if (code ? !wsk_close_code_valid(code) : len != 0) return WSK_ERR_INVAL;
+    if (len > 123 || (!reason && len)) return WSK_ERR_INVAL;
+    uint32_t st = WSK_UTF8_ACCEPT;
+    if (len && (wsk_utf8_validate(&st, (const uint8_t *)reason, len) < 0 || st != WSK_UTF8_ACCEPT))
+        return WSK_ERR_INVAL;
+    return 0;
+}
+
+int wsk_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
+{
+    int err = wsk_close_check(code, reason, len);
+    if (err) return err;
+    if (ws->state == WSK_ST_HTTP) return WSK_ERR_STATE;
+    if (ws->state == WSK_ST_OPEN) wsk_send_close(ws, code, reason, len);
+    return 0;
 }
 
 void wsk_terminate(wsk_ws *ws)
@@ -111,8 +142,10 @@ void wsk_terminate(wsk_ws *ws)
     wsk_conn_end(ws, WSK_CLOSE_ABNORMAL, "terminated");
 }
 
-void wsk_cork(wsk_ws *ws, void (*fn)(wsk_ws *ws, void *arg), void *arg)
+int wsk_cork(wsk_ws *ws, void (*fn)(wsk_ws *ws, void *arg), void *arg)
 {
+    if (!fn) return WSK_ERR_INVAL;
     fn(ws, arg);
     if (ws->state != WSK_ST_DEAD) wsk_flush(ws);
+    return 0;
 }

@@ -2,9 +2,18 @@
  *
  * Conventions
  *  - Every name starts with wsk_; every type is opaque unless its fields are documented here.
- *  - Functions that can fail return a negative wsk_error (see wsk_strerror).
- *  - Buffers passed in are only read during the call unless stated; buffers handed to
- *    handlers are valid until the handler returns.
+ *  - Names: the actions on a socket have Bun's verbs (wsk_send, wsk_close, wsk_subscribe,
+ *    wsk_publish, ...); wsk_<object>_<x> reads x, wsk_<object>_set_<x> replaces it, and
+ *    wsk_<object>_add_<x> / _append_<x> add to it.
+ *  - Functions that can fail return a negative wsk_error (see wsk_strerror).  Every invalid
+ *    argument is WSK_ERR_INVAL, and the call then changes nothing.  The object an operation is
+ *    on (the loop, server, socket, request or response) must be a live one: it is not checked.
+ *  - Ownership: what wsk_*_new and wsk_connect return belongs to the library; free loops and
+ *    servers with their _free, and never free a socket (it is freed after its close handler).
+ *  - Buffers passed in are only read during the call, and copied when kept, unless stated.
+ *    Data and strings handed to a handler, or returned by a wsk_request_* or wsk_client_*
+ *    reader, point into library buffers: valid until the handler returns unless stated, and
+ *    not NUL-terminated unless stated.  A `size_t *len` out-argument may be NULL.
  *  - One thread per loop: nothing here is thread-safe, and nothing here has global mutable
  *    state; all shared state lives in a wsk_loop.
  */
@@ -49,7 +58,7 @@ enum wsk_error {
     WSK_ERR_CERT = -29, /* the peer's certificate did not verify */
 };
 
-/* A static, one-line description of an error code. */
+/* A static, one-line description of an error code (never NULL; "unknown error" for others). */
 WSK_API const char *wsk_strerror(int err);
 
 /* Message and frame opcodes (RFC 6455 section 5.2). */
@@ -88,14 +97,19 @@ typedef struct wsk_ws wsk_ws;
 typedef struct wsk_request wsk_request;
 typedef struct wsk_response wsk_response;
 
-/* A loop context on `ev` (NULL: libev's default loop).  Free it after its servers and clients. */
+/* A loop context on `ev` (NULL: libev's default loop), or NULL when memory is short.  The
+ * caller owns it; `ev` stays the caller's and must outlive it. */
 WSK_API wsk_loop *wsk_loop_new(struct ev_loop *ev);
+/* Frees the loop context (NULL: nothing).  Free its servers first, and let its client sockets
+ * close; the ev_loop itself is not freed. */
 WSK_API void wsk_loop_free(wsk_loop *loop);
+/* The ev_loop the context runs on (libev's default loop when it was created with NULL). */
 WSK_API struct ev_loop *wsk_loop_ev(wsk_loop *loop);
 
 enum wsk_log_level { WSK_LOG_ERROR = 0, WSK_LOG_WARN = 1, WSK_LOG_INFO = 2, WSK_LOG_DEBUG = 3 };
-/* Where one-line log messages go (msg has no newline and is valid during the call).  The default
- * writes lines up to WSK_LOG_WARN to stderr.  fn NULL silences the library. */
+/* Where one-line log messages up to max_level go: fn(arg, level, msg), msg without a newline and
+ * valid during the call; arg is passed through and stays the caller's.  The default writes
+ * lines up to WSK_LOG_WARN to stderr.  fn NULL silences the library. */
 WSK_API void wsk_loop_set_log(wsk_loop *loop, int max_level,
                               void (*fn)(void *arg, int level, const char *msg), void *arg);
 
@@ -116,14 +130,14 @@ typedef struct wsk_handlers {
      * not NUL-terminated) or WSK_OP_BINARY. */
     void (*message)(wsk_ws *ws, const void *data, size_t len, wsk_opcode op);
     /* The socket closed: code is the peer's close code, 1005 when its close frame had none, or
-     * 1006 when the connection ended without a closing handshake.  The socket is freed when this
-     * returns. */
+     * 1006 when the connection ended without a closing handshake; reason[0..reason_len) is not
+     * NUL-terminated.  The socket must not be used once this returns (the library frees it). */
     void (*close)(wsk_ws *ws, unsigned code, const char *reason, size_t reason_len);
     /* The send queue, which had backpressure (a send returned -1), has been written out. */
     void (*drain)(wsk_ws *ws);
     /* The connection failed: the peer broke the protocol (err WSK_ERR_PROTOCOL, _UTF8, _TOO_BIG,
-     * ...; the peer is sent the matching close code) or a local error occurred.  `close`
-     * follows. */
+     * ...; the peer is sent the matching close code) or a local error occurred; msg is a
+     * NUL-terminated description.  `close` follows. */
     void (*error)(wsk_ws *ws, int err, const char *msg);
     /* Control frames as they arrive (pings are answered automatically). */
     void (*ping)(wsk_ws *ws, const void *data, size_t len);
@@ -171,107 +185,165 @@ enum wsk_compress_mode {
     WSK_COMPRESS_128KB,
     WSK_COMPRESS_256KB,
 };
-/* The mode named by "disable", "shared", "dedicated", "3KB" ... "256KB"; WSK_ERR_INVAL otherwise.
- */
+/* The mode named by "disable", "shared", "dedicated", "3KB" ... "256KB" (any case; also "false"
+ * and "true" for disable and shared); WSK_ERR_INVAL for another name or NULL. */
 WSK_API int wsk_compress_mode_parse(const char *name);
 
 /* Fills `o` with the defaults above. */
 WSK_API void wsk_server_opts_init(wsk_server_opts *o);
 
-/* A server on `loop` with a copy of `opts` (NULL: defaults) and of `h`.  NULL on failure (bad TLS
- * files: the reason is logged).  `user` is returned by wsk_server_user. */
+/* A server on `loop` with copies of `opts` (NULL: defaults) and of `h`; the strings opts points
+ * to (TLS file names) are read during the call only.  NULL on failure, the reason logged:
+ * compress or decompress is not a wsk_compress_mode, bad TLS files, no memory.  `user` stays
+ * the caller's and is returned by wsk_server_user.  The caller owns the server: wsk_server_free,
+ * before wsk_loop_free. */
 WSK_API wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts,
                                    const wsk_handlers *h, void *user);
 /* Listens on host:port (host: an IPv4 or IPv6 literal or a name; NULL or "" = 127.0.0.1; "*" =
  * every address, both families).  May be called several times.  port 0 picks a free port
- * (see wsk_server_port).  0 or WSK_ERR_IO / WSK_ERR_DNS (errno set). */
+ * (see wsk_server_port).  0, WSK_ERR_INVAL (port over 65535), or WSK_ERR_IO / WSK_ERR_DNS
+ * (errno set). */
 WSK_API int wsk_server_listen(wsk_server *srv, const char *host, unsigned port);
-/* The port of the first listening socket. */
+/* The port of the first listening socket, 0 when there is none. */
 WSK_API unsigned wsk_server_port(const wsk_server *srv);
+/* The `user` pointer given to wsk_server_new. */
 WSK_API void *wsk_server_user(const wsk_server *srv);
+/* The loop context the server was created on. */
 WSK_API wsk_loop *wsk_server_loop(const wsk_server *srv);
 /* Open WebSocket connections (handshake completed, not yet closed). */
 WSK_API size_t wsk_server_connections(const wsk_server *srv);
-/* Stops listening, sends close `code` (usually 1001) to every socket and terminates those that
- * have not finished the closing handshake after `grace` seconds.  done(srv, dropped) is called
- * once every socket is gone; dropped counts the sockets that still had unsent data. */
-WSK_API void wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, double grace,
-                                 void (*done)(wsk_server *srv, size_t dropped));
-/* Terminates every connection (close handlers run) and frees the server. */
+/* Stops listening, sends close `code` and `reason` (a NUL-terminated string or NULL, copied) to
+ * every socket and terminates those that have not finished the closing handshake after `grace`
+ * seconds.  done(srv, dropped) is called once every socket is gone (NULL: not told); dropped
+ * counts the sockets that still had unsent data.  The server is not freed.  0; WSK_ERR_INVAL
+ * for a code or reason wsk_close refuses or a negative grace; WSK_ERR_STATE when a shutdown
+ * is already under way. */
+WSK_API int wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, double grace,
+                                void (*done)(wsk_server *srv, size_t dropped));
+/* Terminates every connection (close handlers run, with 1001) and frees the server and its
+ * topics.  NULL: nothing. */
 WSK_API void wsk_server_free(wsk_server *srv);
 
 /* ---------------------------------------------------------------------------------------------
- * Requests (upgrade and plain HTTP) and their responses.  A wsk_request and the strings it
- * returns are valid only during the handler that received it.
+ * Requests (upgrade and plain HTTP) and their responses.  The library owns both: a wsk_request,
+ * the strings it returns and the wsk_response are valid only during the handler that received
+ * them.  Returned strings point into the request's bytes and are not NUL-terminated.
  */
+/* The method ("GET"). */
 WSK_API const char *wsk_request_method(const wsk_request *req, size_t *len);
 /* The path without the query ("/chat"). */
 WSK_API const char *wsk_request_path(const wsk_request *req, size_t *len);
 /* The query without '?' ("" when there is none). */
 WSK_API const char *wsk_request_query(const wsk_request *req, size_t *len);
-/* The first header named `name` (case-insensitive), NULL when absent. */
+/* The value of the first header named `name` (NUL-terminated, case-insensitive), NULL when
+ * absent (or name NULL). */
 WSK_API const char *wsk_request_header(const wsk_request *req, const char *name, size_t *len);
-/* The i-th header, 0 <= i < wsk_request_header_count; 0 or WSK_ERR_INVAL. */
+/* The number of request headers. */
 WSK_API size_t wsk_request_header_count(const wsk_request *req);
+/* The i-th header's name and value (in order of arrival), 0 <= i < wsk_request_header_count,
+ * through the outputs that are not NULL: 0, or WSK_ERR_INVAL for i out of range (outputs
+ * untouched). */
 WSK_API int wsk_request_header_at(const wsk_request *req, size_t i, const char **name,
                                   size_t *name_len, const char **value, size_t *value_len);
-/* Copies the percent-decoded value of query parameter `name` into buf (NUL-terminated, cut to
- * cap - 1); returns its full decoded length, or -1 when the parameter is absent. */
+/* Copies the percent-decoded value of query parameter `name` (NUL-terminated) into buf
+ * (NUL-terminated, cut to cap - 1; buf may be NULL when cap is 0); returns its full decoded
+ * length, -1 when the parameter is absent, WSK_ERR_INVAL for name NULL or buf NULL with a cap. */
 WSK_API long wsk_request_query_param(const wsk_request *req, const char *name, char *buf,
                                      size_t cap);
-/* 1 when the client offered `proto` in Sec-WebSocket-Protocol. */
+/* 1 when the client offered `proto` (NUL-terminated) in Sec-WebSocket-Protocol, else 0;
+ * WSK_ERR_INVAL for proto NULL. */
 WSK_API int wsk_request_offers_protocol(const wsk_request *req, const char *proto);
-/* The body of a plain request (Content-Length bytes), NULL/0 when there is none. */
+/* The body of a plain request (Content-Length bytes; chunked bodies are refused with 411),
+ * NULL/0 when there is none. */
 WSK_API const void *wsk_request_body(const wsk_request *req, size_t *len);
-/* The peer's address as "1.2.3.4:port" or "[::1]:port" in buf; returns buf. */
+/* The peer's address as "1.2.3.4:port" or "[::1]:port" in the caller's buf (NUL-terminated, cut
+ * to cap); returns buf. */
 WSK_API const char *wsk_request_remote_address(const wsk_request *req, char *buf, size_t cap);
 
-/* The response to a plain request, or to a refused upgrade.  Strings are copied. */
-WSK_API void wsk_response_status(wsk_response *res, int status);
-/* Adds a header (also to a 101 response: Set-Cookie, ...).  0 or WSK_ERR_INVAL (CR/LF in it). */
-WSK_API int wsk_response_header(wsk_response *res, const char *name, const char *value);
-WSK_API int wsk_response_body(wsk_response *res, const void *data, size_t len);
-/* Upgrade only: the user data of the new socket (wsk_ws_data). */
+/* The response to a plain request, or to an upgrade: the strings and data given are copied. */
+
+/* Plain requests: the status of the response (200 until set), 200-599.  0; WSK_ERR_INVAL for
+ * another status; WSK_ERR_STATE in an upgrade handler, whose return value is the status. */
+WSK_API int wsk_response_set_status(wsk_response *res, int status);
+/* Adds a header `name: value` (NUL-terminated strings; also to a 101 response: Set-Cookie,
+ * ...).  0; WSK_ERR_INVAL when name is not an HTTP token or value has CR or LF;
+ * WSK_ERR_TOO_BIG past 16 KiB of headers; WSK_ERR_NOMEM. */
+WSK_API int wsk_response_add_header(wsk_response *res, const char *name, const char *value);
+/* Appends data[0..len) to the body (a plain response, or a refused upgrade's).  0;
+ * WSK_ERR_INVAL (data NULL with len > 0); WSK_ERR_TOO_BIG past 1 GiB; WSK_ERR_NOMEM. */
+WSK_API int wsk_response_append_body(wsk_response *res, const void *data, size_t len);
+/* Upgrade only: the user data of the new socket (wsk_ws_data); it stays the caller's. */
 WSK_API void wsk_response_set_data(wsk_response *res, void *data);
-/* Upgrade only: the subprotocol to answer with; it must be one the client offered. */
-WSK_API int wsk_response_protocol(wsk_response *res, const char *proto);
+/* Upgrade only: the subprotocol to answer with (NUL-terminated, copied).  0; WSK_ERR_INVAL
+ * when the client did not offer it (see wsk_request_offers_protocol); WSK_ERR_STATE when
+ * answering a plain request. */
+WSK_API int wsk_response_set_protocol(wsk_response *res, const char *proto);
 
 /* ---------------------------------------------------------------------------------------------
- * Sockets
+ * Sockets.  The library owns every wsk_ws: a server socket is valid from its open handler, a
+ * client socket from wsk_connect's return, until its close handler returns.  A call that runs
+ * the close handler (a send past the backpressure limit with close_on_backpressure_limit,
+ * wsk_terminate) leaves the socket usable until the handler that made the call returns; the
+ * calls below then do nothing (sends return 0).
  */
 enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CLOSED = 3 };
 
-/* Sends a message (op WSK_OP_TEXT or WSK_OP_BINARY; text must be UTF-8).  The bytes are copied.
- * compress asks for permessage-deflate when it was negotiated.  Sends are batched: everything
- * sent during one loop iteration leaves in one write at its end.  Returns len when the message
- * goes out with this iteration's write, -1 when it was queued behind data the peer has not read
- * yet (backpressure: `drain` follows), 0 when it was dropped (closed socket, or the queue is at
- * the backpressure limit). */
+/* The largest message one send or publish takes, just under 4 GiB (a frame is built in one
+ * block with 32-bit lengths). */
+#define WSK_MESSAGE_MAX 0xFFFFFF00u
+
+/* Sends a message: op WSK_OP_TEXT (data must be valid UTF-8; not checked) or WSK_OP_BINARY.
+ * data[0..len) is copied before the call returns.  compress asks for permessage-deflate when it
+ * was negotiated (messages under compress_threshold go uncompressed).  Sends are batched:
+ * everything sent during one loop iteration leaves in one write at its end (wsk_cork: now).
+ * Returns, as Bun's ServerWebSocket.send does:
+ *   len  (the payload bytes; 1 for an empty message) when the message goes out with this
+ *        iteration's write;
+ *   -1   when it was queued behind data the peer has not read yet (backpressure: the drain
+ *        handler follows);
+ *   0    when it was dropped: the socket is not open (connecting or closing), or its queue is
+ *        at the backpressure limit (with close_on_backpressure_limit the socket is also failed
+ *        with 1008: its error and close handlers run before this returns);
+ *   WSK_ERR_INVAL for another opcode, data NULL with len > 0, or len over WSK_MESSAGE_MAX.
+ * -1 is backpressure, never WSK_ERR_PROTOCOL: no send reports a protocol error. */
 WSK_API long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress);
-/* Control frames (payload at most 125 bytes): return values as wsk_send. */
+/* Sends a ping or a pong with payload data[0..len) (copied), len at most 125 (RFC 6455 5.5).
+ * Returns as wsk_send; WSK_ERR_INVAL when len is over 125 or data NULL with len > 0. */
 WSK_API long wsk_ping(wsk_ws *ws, const void *data, size_t len);
 WSK_API long wsk_pong(wsk_ws *ws, const void *data, size_t len);
 /* Runs fn(ws, arg) and writes what it sent at once, in one write, instead of at the end of the
- * loop iteration. */
-WSK_API void wsk_cork(wsk_ws *ws, void (*fn)(wsk_ws *ws, void *arg), void *arg);
-/* Starts the closing handshake with `code` (0: no code) and reason (at most 123 bytes); the
- * close handler runs once the peer answers or close_timeout passes. */
-WSK_API void wsk_close(wsk_ws *ws, unsigned code, const char *reason, size_t len);
-/* Drops the connection at once (close handler with 1006). */
+ * loop iteration.  arg stays the caller's.  0, or WSK_ERR_INVAL when fn is NULL. */
+WSK_API int wsk_cork(wsk_ws *ws, void (*fn)(wsk_ws *ws, void *arg), void *arg);
+/* Starts the closing handshake with `code` and reason[0..len) (copied); the close handler runs
+ * once the peer answers or close_timeout passes.  code 0 sends a close frame without a code,
+ * and then len must be 0.  Otherwise code must be one a peer may receive (RFC 6455 7.4):
+ * 1000-1003, 1007-1014 or 3000-4999 (not 1004-1006, 1015, below 1000, 1016-2999 or over 4999),
+ * and the reason at most 123 bytes of valid UTF-8 (reason may be NULL when len is 0).
+ * 0 (also when the socket is already closing or closed: nothing is sent again); WSK_ERR_INVAL
+ * for a code or reason that may not be sent; WSK_ERR_STATE for a client socket still
+ * connecting (use wsk_terminate). */
+WSK_API int wsk_close(wsk_ws *ws, unsigned code, const char *reason, size_t len);
+/* Drops the connection at once, without a closing handshake: the close handler runs with 1006
+ * before this returns (a client socket still connecting just ends, without handlers).  Nothing
+ * for a socket already closed. */
 WSK_API void wsk_terminate(wsk_ws *ws);
 
+/* The socket's user data (wsk_response_set_data's, or wsk_connect's `user`; NULL otherwise), and
+ * replacing it.  It stays the caller's: free it in the close handler if it needs freeing. */
 WSK_API void *wsk_ws_data(const wsk_ws *ws);
 WSK_API void wsk_ws_set_data(wsk_ws *ws, void *data);
+/* A wsk_ready_state. */
 WSK_API int wsk_ws_ready_state(const wsk_ws *ws);
 /* Bytes queued and not yet written to the kernel. */
 WSK_API size_t wsk_ws_buffered(const wsk_ws *ws);
-/* The negotiated subprotocol ("" when none); valid while the socket lives. */
+/* The negotiated subprotocol (NUL-terminated, "" when none), valid while the socket lives. */
 WSK_API const char *wsk_ws_protocol(const wsk_ws *ws);
-/* 1 when permessage-deflate was negotiated. */
+/* 1 when permessage-deflate was negotiated, else 0. */
 WSK_API int wsk_ws_compressed(const wsk_ws *ws);
 /* The server the socket belongs to (NULL for client sockets). */
 WSK_API wsk_server *wsk_ws_server(const wsk_ws *ws);
-/* The peer's address as "1.2.3.4:port" or "[::1]:port" in buf; returns buf. */
+/* The peer's address as "1.2.3.4:port" or "[::1]:port" in the caller's buf (NUL-terminated,
+ * cut to cap); returns buf. */
 WSK_API const char *wsk_ws_remote_address(const wsk_ws *ws, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------
@@ -306,92 +378,139 @@ typedef struct wsk_client_opts {
 /* Fills `o` with the defaults above. */
 WSK_API void wsk_client_opts_init(wsk_client_opts *o);
 
-/* Connects to a ws:// or wss:// URL without blocking (copies of opts (NULL: defaults) and h are
- * kept).  The open handler runs once the handshake succeeds; on failure the error handler runs
- * (WSK_ERR_DNS, _CONNECT, _TIMEOUT, _HANDSHAKE, _TLS, _CERT) and then close with 1006.  Returns
- * the socket, or NULL with *err set when the URL is invalid (WSK_ERR_URL), a header or protocol
- * cannot go in a request (WSK_ERR_INVAL: CR or LF, not a token) or memory is short. */
+/* Connects to a ws:// or wss:// URL (NUL-terminated) without blocking; copies of the URL, of
+ * opts (NULL: defaults; the strings and arrays it points to are copied too) and of h are kept.
+ * A host name is resolved on a short-lived thread of its own, which wakes the loop, so the loop
+ * never waits for DNS and connect_timeout covers it.  The open handler runs once the handshake
+ * succeeds; on failure the error handler runs (WSK_ERR_DNS, _CONNECT, _TIMEOUT, _HANDSHAKE,
+ * _TLS, _CERT) and then close with 1006.  Returns the socket (the library's: it is freed after
+ * its close handler; `user` stays the caller's and is its wsk_ws_data), or NULL with *err set
+ * when the URL is invalid (WSK_ERR_URL), a header or protocol cannot go in a request
+ * (WSK_ERR_INVAL: CR or LF, not a token; also loop or url NULL, or compress not a
+ * wsk_compress_mode) or memory is short.  err may be NULL. */
 WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
                             const wsk_handlers *h, void *user, int *err);
 
 /* The HTTP exchange of a client's opening handshake, for diagnostics.  The status stays valid
  * for the life of the socket; the rest only during the open handler, and during the error
  * handler of a refused or invalid handshake (NULL or 0 elsewhere, and for server sockets).
- * Strings are not NUL-terminated unless stated. */
+ * Strings point into the library's copy of the response and are not NUL-terminated unless
+ * stated. */
+
 /* The status of the last response head: 101 once open, the refusal's status (403, 200, ...)
  * when the server refused, 0 before any response. */
 WSK_API int wsk_client_status(const wsk_ws *ws);
-/* The first response header named `name` (case-insensitive), NULL when absent. */
+/* The value of the first response header named `name` (NUL-terminated, case-insensitive),
+ * NULL when absent (or name NULL). */
 WSK_API const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len);
-/* The i-th response header, 0 <= i < wsk_client_header_count; 0 or WSK_ERR_INVAL. */
+/* The number of response headers. */
 WSK_API size_t wsk_client_header_count(const wsk_ws *ws);
+/* The i-th response header's name and value, 0 <= i < wsk_client_header_count, through the
+ * outputs that are not NULL: 0, or WSK_ERR_INVAL for i out of range or when the response is
+ * gone (outputs untouched). */
 WSK_API int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *name_len,
                                  const char **value, size_t *value_len);
 /* The response head as received: status line, headers and the empty line. */
 WSK_API const char *wsk_client_response_head(const wsk_ws *ws, size_t *len);
 /* The body of a refused handshake (de-chunked; at most 64 KiB), NULL when it had none. */
 WSK_API const void *wsk_client_response_body(const wsk_ws *ws, size_t *len);
-/* The upgrade request as sent (NUL-terminated). */
+/* The upgrade request as sent (NUL-terminated); NULL when none left (a failure before it was
+ * written, e.g. in the TLS handshake). */
 WSK_API const char *wsk_client_request_head(const wsk_ws *ws, size_t *len);
 /* The URL being connected to, as given or as the last followed redirect named it
  * (NUL-terminated; valid while the socket lives). */
 WSK_API const char *wsk_client_url(const wsk_ws *ws);
 
-/* How long the phases of the last connection attempt took, in seconds from `start`, each
- * counting from the start (like curl's -w times); 0 for a phase not reached. */
-typedef struct wsk_client_timing {
+/* How long the phases of a client's last connection attempt took, in seconds, each counting from
+ * `start` (like curl's -w times); 0 for a phase not reached. */
+typedef struct wsk_timing {
     double start;       /* ev_time() when the attempt began (after any redirect) */
     double dns;         /* the name resolved (the proxy's, with a proxy) */
     double connect;     /* TCP connected (to the proxy, with a proxy) */
-    double tls;         /* the TLS handshake completed; 0 for ws://, -1 when not known */
+    double tls;         /* the TLS handshake completed; 0 for ws://, -1 when it began and did
+                         * not complete */
     double upgrade;     /* the 101 response arrived */
     unsigned redirects; /* redirects followed before this attempt */
-} wsk_client_timing;
-WSK_API void wsk_client_timing_get(const wsk_ws *ws, wsk_client_timing *t);
+} wsk_timing;
+/* Fills the caller's *t with the client socket's timing (all 0 for a server socket); valid for
+ * the life of the socket. */
+WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
 
-/* @PUBSUB@ */
 /* ---------------------------------------------------------------------------------------------
  * Publish/subscribe (server sockets only), with Bun's semantics.  A topic is any byte string of
- * at most WSK_TOPIC_MAX bytes (topic NULL with len 0 is the empty one), compared byte for byte;
- * it exists while it has subscribers.  Each server has its own topics.  A
- * published message is framed once and the same bytes are queued to every subscriber, each
- * under its own backpressure policy (as wsk_send).  A socket leaves its topics when it closes,
- * before its close handler runs.  Any of these may be called from any handler, including while
- * a publish is under way (a close handler run because a publish closed a socket for
- * backpressure may subscribe, unsubscribe or publish again).
+ * at most WSK_TOPIC_MAX bytes (topic NULL with len 0 is the empty one; NULL with len > 0 is
+ * WSK_ERR_INVAL), compared byte for byte; it exists while it has subscribers.  Each server has
+ * its own topics.  A published message is framed once and the same bytes are queued to every
+ * subscriber, each under its own backpressure policy (as wsk_send).  A socket leaves its topics
+ * when it closes, before its close handler runs.  Any of these may be called from any handler,
+ * including while a publish is under way (a close handler run because a publish closed a socket
+ * for backpressure may subscribe, unsubscribe or publish again).
  */
 #define WSK_TOPIC_MAX 65535
 
 /* Subscribes an open server socket to `topic` (topic[0..len), copied).  1 when it was added, 0
  * when the socket was already subscribed, WSK_ERR_STATE (not open, or a client socket),
- * WSK_ERR_INVAL (len > WSK_TOPIC_MAX) or WSK_ERR_NOMEM. */
+ * WSK_ERR_INVAL (an invalid topic) or WSK_ERR_NOMEM. */
 WSK_API int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len);
-/* 1 when the socket was subscribed and has left the topic (freed if it was the last), else 0. */
+/* 1 when the socket was subscribed and has left the topic (freed if it was the last), 0 when it
+ * was not subscribed (always, for a client socket), WSK_ERR_INVAL for an invalid topic. */
 WSK_API int wsk_unsubscribe(wsk_ws *ws, const char *topic, size_t len);
-WSK_API int wsk_is_subscribed(const wsk_ws *ws, const char *topic, size_t len);
+/* 1 when the socket is subscribed to topic[0..len), 0 when it is not, WSK_ERR_INVAL for an
+ * invalid topic. */
+WSK_API int wsk_ws_subscribed(const wsk_ws *ws, const char *topic, size_t len);
 /* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
- * returns their number (fn may be NULL to count only).  The name is NUL-terminated and valid
- * during the call; fn must not subscribe or unsubscribe this socket. */
-WSK_API size_t wsk_subscriptions(const wsk_ws *ws,
-                                 void (*fn)(void *arg, const char *topic, size_t len), void *arg);
+ * returns their number (fn may be NULL to count only).  The name is NUL-terminated, owned by
+ * the library and valid during the call; fn must not subscribe or unsubscribe this socket. */
+WSK_API size_t wsk_ws_subscriptions(const wsk_ws *ws,
+                                    void (*fn)(void *arg, const char *topic, size_t len),
+                                    void *arg);
 
 /* Publishes a message (op WSK_OP_TEXT, which must be UTF-8, or WSK_OP_BINARY) to every open
  * subscriber of `topic` except `from` itself, unless the server's publish_to_self option is on.
- * `from` need not be subscribed.  The bytes are copied.  compress asks for permessage-deflate on
- * the subscribers that negotiated it.  Returns the number of sockets the message was queued for
- * (sockets at their backpressure limit are not counted; a socket past it with
- * close_on_backpressure_limit is closed with 1008, its close handler running before this
- * returns), WSK_ERR_INVAL for another opcode or a topic over WSK_TOPIC_MAX, WSK_ERR_STATE for
- * a client socket.  Compressed once for every subscriber on the shared compressor. */
+ * `from` need not be subscribed.  data[0..len) is copied before the call returns.  compress
+ * asks for permessage-deflate on the subscribers that negotiated it (compressed once for all
+ * those on the shared compressor).
+ * Returns the number of sockets the message was queued for (sockets at their backpressure
+ * limit are not counted; a socket past it with close_on_backpressure_limit is closed with 1008,
+ * its close handler running before this returns); 0 when the topic has no other subscriber;
+ * WSK_ERR_INVAL for another opcode, an invalid topic, data NULL with len > 0 or len over
+ * WSK_MESSAGE_MAX; WSK_ERR_STATE for a client socket.
+ * Unlike Bun, whose publish returns the bytes of the message (or 0 when nobody got it), the
+ * count is of sockets: it says how many received the message, which bytes would not. */
 WSK_API long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
                          size_t len, wsk_opcode op, int compress);
-/* The same from the server: every open subscriber receives the message. */
+/* The same from the server: every open subscriber receives the message.  Returns as
+ * wsk_publish (sockets), without WSK_ERR_STATE. */
 WSK_API long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len,
                                 const void *data, size_t len, wsk_opcode op, int compress);
-/* Subscribers of `topic` (sockets that are open or closing). */
+/* Subscribers of `topic` (sockets that are open or closing); 0 for an invalid topic. */
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
+
+/* ---------------------------------------------------------------------------------------------
+ * The library's own rules, for programs built on it: the same code the data path runs.  None
+ * keeps state; inputs are only read during the call.
+ */
+
+/* 1 when p[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF; the rule text messages and close reasons must follow), else 0. */
+WSK_API int wsk_utf8_valid(const void *p, size_t n);
+/* The length of the longest prefix of p[0..n) made of whole, valid UTF-8 characters: n when
+ * p is valid, else the offset of the character that is broken or cut short. */
+WSK_API size_t wsk_utf8_valid_prefix(const void *p, size_t n);
+
+/* 1 when `code` may be sent in a close frame (RFC 6455 7.4): 1000-1003, 1007-1014 and
+ * 3000-4999; 0 for the rest (1005, 1006 and 1015 only report local conditions). */
+WSK_API int wsk_close_code_valid(unsigned code);
+
+/* Base64 (RFC 4648 section 4, with padding).  Encoding writes 4 * ceil(n / 3) characters and a
+ * NUL to out, which needs WSK_BASE64_SIZE(n) bytes, and returns their number (without the NUL).
+ * Decoding accepts only padded base64 (n a multiple of 4, no whitespace); out needs n / 4 * 3
+ * bytes; returns the decoded length, or WSK_ERR_INVAL. */
+#define WSK_BASE64_SIZE(n) (((n) + 2) / 3 * 4 + 1)
+WSK_API size_t wsk_base64_encode(const void *in, size_t n, char *out);
+WSK_API long wsk_base64_decode(const char *in, size_t n, void *out);
 
 #ifdef __cplusplus
 }

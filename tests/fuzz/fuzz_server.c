@@ -55,8 +55,8 @@ static int on_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res
 {
     (void)srv;
     if (behaviour & 8) return 403;
-    if (wsk_request_offers_protocol(req, "chat")) wsk_response_protocol(res, "chat");
-    wsk_response_header(res, "X-Fuzz", "1");
+    if (wsk_request_offers_protocol(req, "chat")) wsk_response_set_protocol(res, "chat");
+    wsk_response_add_header(res, "X-Fuzz", "1");
     return 0;
 }
 
@@ -85,8 +85,8 @@ static void on_request(wsk_server *srv, const wsk_request *req, wsk_response *re
     size_t n;
     const void *body = wsk_request_body(req, &n);
     (void)srv;
-    wsk_response_status(res, 200);
-    wsk_response_body(res, body ? body : "", n);
+    wsk_response_set_status(res, 200);
+    wsk_response_append_body(res, body ? body : "", n);
 }
 
 static void on_ping(wsk_ws *ws, const void *data, size_t len)
@@ -99,11 +99,6 @@ static void quiet_log(void *arg, int level, const char *msg)
     (void)arg;
     (void)level;
     (void)msg;
-}
-
-static wsk_ctx *ctx_of(wsk_server *srv)
-{
-    return (wsk_ctx *)((char *)(uintptr_t)wsk_server_opts_of(srv) - offsetof(wsk_ctx, o));
 }
 
 static wsk_server *server_for(unsigned cfg)
@@ -230,7 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     unsigned cfg = data[0];
     wsk_server *srv = server_for(cfg);
-    wsk_ctx *ctx = ctx_of(srv);
+    wsk_ctx *ctx = wsk_server_ctx(srv);
     behaviour = data[1];
     unsigned mode = behaviour & 7;
     int reading = !(behaviour & 64);

@@ -7,7 +7,6 @@ Prints TAP lines.  Everything runs on 127.0.0.1 with ports picked by the kernel;
 bounded and every process and thread started here is stopped before exit."""
 
 import base64
-import hashlib
 import json
 import os
 import queue
@@ -24,10 +23,10 @@ import time
 BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
 WSCAT = os.path.join(BIN, "wscat")
 WSSERVE = os.path.join(BIN, "wsserve")
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import describe, failures, run_cmd, skip  # noqa: E402
+from wstest import Server, accept_key, describe, failures, free_port, run_cmd, skip  # noqa: E402
+from wstest import wait_for as wait_until  # noqa: E402
 from wstest import ok as check  # noqa: E402
 
 
@@ -50,8 +49,7 @@ def read_head(c):
 def accept_value(head):
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"sec-websocket-key:"):
-            key = line.split(b":", 1)[1].strip()
-            return base64.b64encode(hashlib.sha1(key + GUID).digest())
+            return accept_key(line.split(b":", 1)[1].strip().decode()).encode()
     return b""
 
 
@@ -198,31 +196,6 @@ class Proxy:
 
 # ----- wsserve -------------------------------------------------------------------------------
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start_wsserve():
-    for _ in range(5):
-        port = free_port()
-        p = subprocess.Popen([WSSERVE, "--echo", "--listen", "127.0.0.1:%d" % port],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.monotonic() + 3
-        while time.monotonic() < end and p.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return p, port
-            except OSError:
-                time.sleep(0.05)
-        p.kill()
-        p.wait()
-    return None, 0
-
-
 # ----- the tests -----------------------------------------------------------------------------
 
 def test_usage():
@@ -237,6 +210,9 @@ def test_usage():
     check(r[0] == 1, "an unsupported scheme is refused (1)", describe(r))
     r = wscat("-c", "ws://127.0.0.1:1/", "-H", "no colon here")
     check(r[0] == 1 and "-H" in r[2], "a malformed -H header is refused (1)", describe(r))
+    r = wscat("-c", "wss://127.0.0.1:1/", "--cert", "client.crt")
+    check(r[0] == 1 and "--key" in r[2], "--cert without --key is a usage error (1), as in "
+          "wspub", describe(r))
     r = wscat("--version")
     check(r[0] == 0 and re.match(r"wscat \d+\.\d+\.\d+", r[1]), "--version", describe(r))
     r = wscat("--help")
@@ -303,6 +279,9 @@ def test_echo(port):
           describe(r))
     r = wscat("-c", url, "--slash", stdin=b"/close 1006\n")
     check("invalid close code" in r[2], "/close refuses codes that may not be sent", describe(r))
+    r = wscat("-c", url, "--slash", stdin=b"/close 4001 \xff\n")
+    check("close reasons are UTF-8" in r[2], "/close refuses a reason that is not UTF-8",
+          describe(r))
     r = wscat("-c", url, "--ping-interval", "0.1", "-v", "-x", "p", "-w", "0.35")
     check(r[0] == 0 and r[2].count("< pong") >= 2, "--ping-interval pings (pongs seen with -v)",
           describe(r))
@@ -333,6 +312,37 @@ def test_statuses():
     r = served(refuse_chunked)
     check(r[0] == 3 and "401" in r[2] and "who are you?" in r[2],
           "a chunked refusal body is decoded", describe(r))
+
+    def trickle(c, data, step):
+        # Separate segments, so that the client reads the body in pieces (coalesced reads
+        # would still pass, covering less).
+        for i in range(0, len(data), step):
+            time.sleep(0.005)
+            c.sendall(data[i:i + step])
+
+    def refuse_chunked_pieces(c, h):
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n6\r")
+        trickle(c, b"\nnot yo\r\n9;x=1\r\nu, go awa\r\n1\r\ny\r\n0\r\nX-T: 1\r\n\r\n", 3)
+        drain(c)
+    r = served(refuse_chunked_pieces)
+    check(r[0] == 3 and "403" in r[2] and "not you, go away" in r[2] and "X-T" not in r[2],
+          "a chunked refusal body arriving in pieces is decoded across reads", describe(r))
+
+    def refuse_length_pieces(c, h):
+        c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 16\r\n\r\nslow")
+        trickle(c, b" down please, NOT BODY", 5)
+        drain(c)
+    r = served(refuse_length_pieces)
+    check(r[0] == 3 and "slow down please" in r[2] and "NOT BODY" not in r[2],
+          "a refusal body in pieces ends at its Content-Length", describe(r))
+
+    page = b"".join(b"<p>line %04d of a long error page</p>\n" % i for i in range(400))
+    r = served(lambda c, h: c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n"
+                                      % len(page) + page))
+    shown = page.rstrip(b"\n")
+    check(r[0] == 3 and "line 0000" in r[2] and "line 0399" not in r[2]
+          and "... %d more bytes" % (len(shown) - 1024) in r[2] and len(r[2]) < 2000,
+          "a long refusal body: its first 1024 bytes, then how many more", describe(r)[:600])
 
     def refuse_eof(c, h):
         c.sendall(b"HTTP/1.0 503 Service Unavailable\r\n\r\ntry later\n")
@@ -386,6 +396,40 @@ def test_statuses():
           "the server hangs up at once: status 2", describe(r))
 
 
+def test_verbose_failures(port):
+    """-v and --timing say what happened, once and in order; steps never reached say so."""
+    r = wscat("-v", "--timing", "-c", "wss://127.0.0.1:%d/" % port)
+    check(r[0] == 6 and r[2].count("TLS handshake failed") == 1 and "> GET" not in r[2]
+          and re.search(r"time_upgrade:\s+\(not reached\)", r[2])
+          and re.search(r"time_appconnect:\s+\(not completed\)", r[2])
+          and "0.000000s" not in r[2],
+          "-v over TLS to a plain port: the error once, no request that was never sent, "
+          "unreached steps say so", describe(r))
+    r = wscat("-v", "--timing", "-c", "ws://127.0.0.1:%d/" % free_port())
+    check(r[0] == 2 and r[2].count("refused") == 1
+          and re.search(r"time_connect:\s+\(not reached\)", r[2])
+          and re.search(r"time_appconnect:\s+\(no TLS\)", r[2]) and "0.000000s" not in r[2],
+          "-v --timing, connection refused: the error once, unreached steps say so", describe(r))
+    r = wscat("--json", "--timing", "-c", "ws://127.0.0.1:%d/" % free_port())
+    ev = [json.loads(line) for line in r[1].splitlines() if line.startswith("{")]
+    t = [e for e in ev if e.get("type") == "timing"]
+    check(t and t[0]["connect"] is None and t[0]["upgrade"] is None and t[0]["dns"] > 0,
+          "--json --timing: null for the steps not reached", describe(r))
+
+    def refuse(c, head):
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
+    s = RawServer(refuse)
+    try:
+        r = wscat("-v", "-c", "ws://127.0.0.1:%d/" % s.port)
+    finally:
+        s.stop()
+    at = [r[2].find(x) for x in ("wscat: connected to 127.0.0.1:", "> GET / HTTP/1.1",
+                                 "< HTTP/1.1 403", "wscat: server answered")]
+    check(r[0] == 3 and -1 not in at and at == sorted(at)
+          and r[2].count("server answered 403") == 1,
+          "-v, a refusal: connected, request, response, then the error, once", describe(r))
+
+
 def test_proxy(port):
     p = Proxy()
     try:
@@ -397,6 +441,17 @@ def test_proxy(port):
               and "Proxy-Authorization: Basic " + base64.b64encode(b"u:p").decode() in head,
               "--proxy tunnels through HTTP CONNECT (with the proxy URL's credentials)",
               describe(r) + "\n" + head)
+    finally:
+        p.stop()
+    p = Proxy()
+    try:
+        user, pw = "u" * 200, "p%40" * 100  # 400 bytes in the URL, 300 decoded ("p@" ...)
+        r = wscat("--proxy", "http://%s:%s@127.0.0.1:%d" % (user, pw, p.port), "-c",
+                  "ws://127.0.0.1:%d/" % port, stdin=b"long\n")
+        head = p.requests[0] if p.requests else ""
+        want = base64.b64encode(("%s:%s" % (user, "p@" * 100)).encode()).decode()
+        check(r[0] == 0 and r[1] == "long\n" and "Proxy-Authorization: Basic " + want in head,
+              "--proxy: credentials over 255 bytes are sent whole", describe(r) + "\n" + head)
     finally:
         p.stop()
     p = Proxy(refuse=True)
@@ -424,9 +479,7 @@ def test_reconnect():
     p = subprocess.Popen([WSCAT, "-c", "ws://127.0.0.1:%d/" % s.port, "-x", "again",
                           "--reconnect", "-w", "5"], stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    end = time.monotonic() + 6
-    while len(seen) < 3 and time.monotonic() < end:
-        time.sleep(0.05)
+    wait_until(lambda: len(seen) >= 3, 6)
     p.send_signal(signal.SIGINT)
     try:
         out, err = p.communicate(timeout=5)
@@ -508,19 +561,10 @@ def main():
     if not os.access(WSSERVE, os.X_OK):
         skip("wscat against wsserve --echo", "bin/wsserve is not built")
         return 1 if failures() else 0
-    server, port = start_wsserve()
-    if not server:
-        check(False, "wsserve --echo starts")
-        return 1
-    try:
-        test_echo(port)
-        test_proxy(port)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with Server("--echo") as srv:
+        test_echo(srv.port)
+        test_proxy(srv.port)
+        test_verbose_failures(srv.port)
     return 1 if failures() else 0
 
 

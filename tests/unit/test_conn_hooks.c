@@ -3,14 +3,10 @@
  * the receive hook; the fill hook runs before each write and may queue bytes, or end the socket;
  * a failure before open reaches the failed hook; the gone hook runs once per socket; the ctx
  * belongs to the program and outlives its sockets. */
-#include "internal.h"
 #include "test.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-#include <time.h>
+#include "pair.h"
 
-static struct ev_loop *ev;
 static wsk_ctx ctx;
 
 static struct {
@@ -66,68 +62,26 @@ static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 static const wsk_conn_hooks hooks = {
     .receive = on_receive, .fill = on_fill, .failed = on_failed, .gone = on_gone};
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Runs the loop until cond holds (at most 5 s). */
-#define SPIN_UNTIL(cond)                                                                           \
-    do {                                                                                           \
-        double until_ = now_s() + 5;                                                               \
-        while (!(cond) && now_s() < until_) {                                                      \
-            ev_run(ev, EVRUN_NOWAIT);                                                              \
-            usleep(200);                                                                           \
-        }                                                                                          \
-    } while (0)
-
-/* What the peer end of the pair can read within 5 s, up to cap bytes. */
-static size_t peer_read(int fd, char *buf, size_t cap, size_t want)
-{
-    size_t got = 0;
-    double until = now_s() + 5;
-    while (got < want && now_s() < until) {
-        ev_run(ev, EVRUN_NOWAIT);
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 10) <= 0) continue;
-        ssize_t r = recv(fd, buf + got, cap - got, MSG_DONTWAIT);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-static struct wsk_ws *pair(int *peer)
-{
-    int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0 || wsk_tcp_nonblock(fds[0]) < 0) abort();
-    *peer = fds[1];
-    return wsk_conn_new(&ctx, fds[0]);
-}
-
 int main(void)
 {
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    ctx.loop = loop;
+    pair_setup();
+    pair_ctx(&ctx, NULL);
     ctx.role = WSK_ROLE_CLIENT;
     ctx.hooks = &hooks;
     ctx.h.message = on_message;
-    wsk_server_opts_init(&ctx.o);
 
     int peer;
-    struct wsk_ws *c = pair(&peer);
+    struct wsk_ws *c = pair_conn(&ctx, &peer, 0);
     static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
     if (write(peer, head, sizeof head - 1) < 0) abort();
-    SPIN_UNTIL(seen.received == sizeof head - 1);
+    SPIN_UNTIL(seen.received == sizeof head - 1, pair_turn());
     CHECK(seen.received == sizeof head - 1, "the receive hook gets the bytes of the HTTP phase");
 
-    char buf[64];
+    uint8_t buf[64];
+    size_t n = 0;
     seen.queue_in_fill = "hello";
-    wsk_loop_schedule(loop, c);
-    size_t n = peer_read(peer, buf, sizeof buf, 5);
+    wsk_loop_schedule(pair_loop, c);
+    pair_read(peer, buf, sizeof buf, &n, 5);
     CHECK(seen.fills >= 1 && n == 5 && !memcmp(buf, "hello", 5),
           "the fill hook runs before the write, and what it queues is written");
 
@@ -137,7 +91,7 @@ int main(void)
               "abc",
               5) < 0)
         abort();
-    SPIN_UNTIL(seen.messages == 1);
+    SPIN_UNTIL(seen.messages == 1, pair_turn());
     CHECK(seen.messages == 1 && seen.msg_len == 3 && !memcmp(seen.msg, "abc", 3),
           "an open socket's frames reach the message handler through wsk_msg_receive");
 
@@ -150,19 +104,30 @@ int main(void)
     CHECK(r < 0 && c->state == WSK_ST_DEAD && !ev_is_active(&c->io),
           "a fill that ends the socket: the flush stops, the watcher stays stopped");
     CHECK(seen.gone == 1, "the gone hook ran once");
-    ev_run(ev, EVRUN_NOWAIT); /* frees c */
+    pair_turn(); /* frees c */
     close(peer);
 
     /* The ctx is the program's: freeing its last socket left it alone. */
-    c = pair(&peer);
+    c = pair_conn(&ctx, &peer, 0);
     CHECK(c && ctx.nconns == 1, "a new socket on the same ctx after the last one was freed");
     close(peer);
-    SPIN_UNTIL(seen.gone == 2);
+    SPIN_UNTIL(seen.gone == 2, pair_turn());
     CHECK(seen.failed == 1 && seen.fail_err == WSK_ERR_HANDSHAKE && seen.gone == 2,
           "the peer closing during the handshake: the failed hook, then the gone hook");
-    ev_run(ev, EVRUN_NOWAIT);
+    pair_turn();
     CHECK(seen.gone == 2 && ctx.nconns == 0, "each socket is gone once");
 
-    wsk_loop_free(loop);
+    /* The sweep's handshake deadline goes through the same failure path (wsk_conn_failed). */
+    ctx.lim.handshake_timeout = 1;
+    c = pair_conn(&ctx, &peer, 0);
+    c->stamp -= 2;
+    wsk_ctx_sweep(&ctx);
+    CHECK(seen.failed == 2 && seen.fail_err == WSK_ERR_TIMEOUT && seen.gone == 3,
+          "a handshake past its deadline: the failed hook (timeout), then the gone hook");
+    pair_turn();
+    close(peer);
+    CHECK(ctx.nconns == 0, "the timed-out socket is freed");
+
+    wsk_loop_free(pair_loop);
     return TEST_DONE();
 }
