@@ -61,9 +61,10 @@ $(BINOUT)/%: $(OBJDIR)/cmd/%.o $(CMD_ARCH) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -ledit -lm $(LDFLAGS)
 
-$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h $(STATIC)
+# Unit tests may also test the commands' helpers (cmd/serve.h, ...), taken from the archive.
+$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h $(STATIC) $(CMD_ARCH)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -o $@ $< $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -Icmd -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
 
 deps:
 	@scripts/install-deps

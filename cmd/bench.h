@@ -1,14 +1,17 @@
-/* wsbench internals: the load engine (bench_engine.c), its scenarios (bench_scenario.c), the
- * latency histogram (bench_hist.c), the reports (bench_report.c) and the optional TLS transport
- * (bench_tls.c).  The non-ws*.c files of cmd/ form one archive that every command links, taking
- * only what it uses; everything here is named wb_ so no name clashes with the other commands.
+/* wsbench internals: the command line (wsbench.c), one run and its verdict (bench_run.c), the
+ * comparison of servers (bench_compare.c), the load engine (bench_engine.c), its scenarios
+ * (bench_scenario.c), the latency histogram (bench_hist.c), the reports (bench_report.c) and
+ * the optional TLS transport (bench_tls.c).  The non-ws*.c files of cmd/ go into an archive
+ * that every command links, so everything here is named wb_ and only wsbench pulls it in.
  *
  * The data path of one connection, by file:
  *   bench_engine.c    socket, connect, handshake, one read per event into the thread's buffer,
  *                     frames decoded in place, one writev per connection per loop turn
  *   bench_scenario.c  what to send and what a received message means (echo, chat, ...)
  *   bench_hist.c      latencies into log-linear buckets
- *   bench_report.c    summary, JSON, CSV, thresholds, the compare table
+ *   bench_run.c       the verdict on a run (did it measure anything?), its report, exit status
+ *   bench_report.c    summary, JSON, CSV, thresholds
+ *   bench_compare.c   several targets in turn, for several rounds; the compare table
  */
 #ifndef WB_BENCH_H
 #define WB_BENCH_H
@@ -103,9 +106,9 @@ typedef struct wb_opts {
     const char *origin;
     unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
     unsigned publishers, subscribers, topics; /* pubsub */
-    const char *tls_ca, *tls_cert, *tls_key;
-    int tls_insecure;
-    int pid; /* server process whose CPU time is measured; 0 = none */
+    const char *tls_ca, *tls_cert, *tls_key, *tls_passphrase;
+    int tls_insecure; /* --no-check, -k */
+    int pid;          /* server process whose CPU time is measured; 0 = none */
     /* output */
     int json, quiet, status, markdown;
     const char *csv; /* per-second series: file name, "-" for stdout */
@@ -118,6 +121,21 @@ typedef struct wb_opts {
 } wb_opts;
 
 const char *wb_scenario_name(int s);
+
+/* One server to run against: its URL, its name in the compare table, the --pid to measure. */
+#define WB_MAX_TARGETS 16
+typedef struct wb_target {
+    const char *url;
+    char label[64];
+    int pid; /* 0 = none */
+} wb_target;
+
+/* wsbench's exit statuses (wsbench(1)); a usage error is CLI_EXIT_USAGE (1). */
+enum {
+    WB_EXIT_OK = 0,
+    WB_EXIT_FAILED = 2,    /* the run failed: see wb_verdict */
+    WB_EXIT_THRESHOLD = 3, /* a --threshold failed */
+};
 
 /* ----- results ------------------------------------------------------------------------------- */
 
@@ -160,10 +178,10 @@ typedef struct wb_result {
     char url[256];
     char label[64];
     int scenario;
-    int ok;                            /* the run happened (at least one connection opened) */
-    char fail[512];                    /* why not, or the first error seen */
-    double seconds;                    /* measured wall time */
-    wb_counters c;                     /* over the measured time (opened/closed/err: whole run) */
+    int ok;         /* the run measured something (wb_run), and wb_verdict found nothing wrong */
+    char fail[512]; /* why not, or the first error seen */
+    double seconds; /* measured wall time */
+    wb_counters c;  /* over the measured time (opened/closed/err: whole run) */
     unsigned conns_wanted, conns_open; /* connections asked for; opened (ever) */
     uint64_t opened_all;               /* handshakes completed over the whole run */
     wb_hist lat;              /* echo/pubsub: latency; chat: round time; connect: whole cycle */
@@ -191,6 +209,22 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
 /* 1 once *stop asked twice: give up at once. */
 extern volatile int wb_interrupted;
 
+/* ----- runs (bench_run.c, bench_compare.c) --------------------------------------------------- */
+
+/* One run against t, its report on stdout (o->json, o->csv) and its verdict.  Returns the exit
+ * status (WB_EXIT_*).  *stop is set by a signal handler to end the run early. */
+int wb_bench(const wb_opts *o, const wb_target *t, volatile int *stop);
+
+/* Every target in turn, o->rounds times; a target that failed a run is not run again.  Prints
+ * the table (or JSON) on stdout; returns WB_EXIT_FAILED when a run failed, else WB_EXIT_OK. */
+int wb_compare(wb_opts *o, const wb_target *t, unsigned n, volatile int *stop);
+
+/* The verdict on a run wb_run completed (rc its return value; interrupted: a signal ended it):
+ * 0 when its figures stand, else -1 with res->fail set to a one-line reason and res->ok
+ * cleared.  A run fails when no connection opened, when nothing was received, when every reply
+ * mismatched, or when it ended before the -d asked for. */
+int wb_verdict(const wb_opts *o, wb_result *res, int rc, int interrupted);
+
 /* ----- reports (bench_report.c) -------------------------------------------------------------- */
 
 /* Parses "p99<5ms" into t; 0 or -1. */
@@ -200,9 +234,9 @@ unsigned wb_thresholds_check(const wb_opts *o, const wb_result *r, FILE *out);
 void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out);
 void wb_report_json(const wb_opts *o, const wb_result *r, unsigned nr, int compare, FILE *out);
 int wb_report_csv(const wb_opts *o, const wb_result *r, const char *path);
-/* The compare table: runs[round * ntargets + target]. */
-void wb_report_compare(const wb_opts *o, const wb_result *runs, unsigned ntargets, unsigned rounds,
-                       FILE *out);
+/* What is counted: "msg", or "conn" for the connect scenario; the latency's name. */
+const char *wb_unit_name(int scenario);
+const char *wb_latency_name(int scenario);
 
 /* Numbers for people: "1,234,567", "12.3 ms", "45.6 MB/s". */
 char *wb_fmt_count(char *buf, size_t cap, uint64_t v);

@@ -1066,6 +1066,8 @@ static void begin_measure(watch *w)
     }
 }
 
+static wb_second second_push(watch *w, double wall);
+
 /* The end of the measured time: the result is taken now; the workers then close. */
 static void end_run(watch *w)
 {
@@ -1091,6 +1093,10 @@ static void end_run(watch *w)
         r->server_cpu =
             w->cur.server >= 0 && w->base.server >= 0 ? w->cur.server - w->base.server : -1;
         r->ok = 1;
+        /* The series' last row: what the measured time holds after the last tick (all of
+         * it when the run ends before its first).  A sliver is a tick that beat this timer. */
+        double rest = (double)(w->cur.at - w->prev.at) / 1e9;
+        if (rest >= 0.05) second_push(w, rest);
     }
     status_clear(w);
     broadcast(s, WB_P_STOP);
@@ -1111,22 +1117,10 @@ static void series_push(wb_result *r, const wb_second *sec)
     r->series[r->nseries++] = *sec;
 }
 
-/* Once a second from the start of the run phase: the per-second figures. */
-static void on_tick(struct ev_loop *ev, ev_timer *tw, int revents)
+/* Adds a row to the series, from the snapshots prev to cur (wall seconds apart); returns it. */
+static wb_second second_push(watch *w, double wall)
 {
-    (void)ev;
-    (void)revents;
-    watch *w = tw->data;
     wb_state *s = w->s;
-    const wb_opts *o = s->o;
-    w->seconds++;
-    if (!w->measuring) {
-        if (wb_now() >= w->t_measure) begin_measure(w);
-        return;
-    }
-    take(s, &w->cur, 1);
-    double wall = (double)(w->cur.at - w->prev.at) / 1e9;
-    if (wall <= 0) wall = 1;
     uint64_t msgs = w->cur.c.msgs_rx - w->prev.c.msgs_rx;
     if (s->sc == &wb_scen_connect) msgs = w->cur.c.opened - w->prev.c.opened;
     double busy = 0;
@@ -1150,6 +1144,28 @@ static void on_tick(struct ev_loop *ev, ev_timer *tw, int revents)
                      .max = win.count ? win.max : 0,
                      .busy = busy};
     series_push(w->res, &sec);
+    return sec;
+}
+
+/* Once a second from the start of the run phase: the per-second figures. */
+static void on_tick(struct ev_loop *ev, ev_timer *tw, int revents)
+{
+    (void)ev;
+    (void)revents;
+    watch *w = tw->data;
+    wb_state *s = w->s;
+    const wb_opts *o = s->o;
+    w->seconds++;
+    if (!w->measuring) {
+        if (wb_now() >= w->t_measure) begin_measure(w);
+        return;
+    }
+    take(s, &w->cur, 1);
+    double wall = (double)(w->cur.at - w->prev.at) / 1e9;
+    if (wall <= 0) wall = 1;
+    wb_second sec = second_push(w, wall);
+    uint64_t msgs = sec.msgs, errs = 0;
+    for (int e = 0; e < WB_E_COUNT; e++) errs += w->cur.c.err[e];
     if (s->sc == &wb_scen_chat && !o->quiet && !o->json && !o->compare) {
         status_clear(w);
         /* Bun's client prints exactly this line each second. */
@@ -1159,15 +1175,14 @@ static void on_tick(struct ev_loop *ev, ev_timer *tw, int revents)
     }
     if (o->status) {
         char a[32], b[32], lat[48] = "";
-        if (win.count)
-            snprintf(lat, sizeof lat, "  p99 %s",
-                     wb_fmt_time(b, sizeof b, (double)wb_hist_quantile(&win, .99)));
+        if (sec.max)
+            snprintf(lat, sizeof lat, "  p99 %s", wb_fmt_time(b, sizeof b, (double)sec.p99));
         unsigned open = (unsigned)(w->cur.c.opened - w->cur.c.closed);
         fprintf(stderr, "\r\033[K%4us  %s %s/s  %.1f MB/s%s  %u conns  %llu errors  cpu %.0f%%",
                 w->seconds, wb_fmt_count(a, sizeof a, (uint64_t)((double)msgs / wall)),
                 s->sc == &wb_scen_connect ? "conn" : "msg",
                 (double)(w->cur.c.bytes_rx - w->prev.c.bytes_rx) / wall / 1e6, lat, open,
-                (unsigned long long)errs, busy * 100);
+                (unsigned long long)errs, sec.busy * 100);
         fflush(stderr);
         w->status_shown = 1;
     }

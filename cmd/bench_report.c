@@ -1,5 +1,5 @@
-/* wsbench output: the summary people read, JSON and CSV for machines, thresholds for CI, and
- * the compare table.  See bench.h. */
+/* wsbench output: the summary people read, JSON and CSV for machines, thresholds for CI.  The
+ * compare table is bench_compare.c's.  See bench.h. */
 #include "bench.h"
 
 #include <cjson/cJSON.h>
@@ -37,7 +37,7 @@ char *wb_fmt_time(char *buf, size_t cap, double ns)
     return buf;
 }
 
-static const char *lat_name(int scenario)
+const char *wb_latency_name(int scenario)
 {
     switch (scenario) {
     case WB_CHAT: return "round time";
@@ -46,7 +46,7 @@ static const char *lat_name(int scenario)
     }
 }
 
-static const char *unit_name(int scenario)
+const char *wb_unit_name(int scenario)
 {
     return scenario == WB_CONNECT ? "conn" : "msg";
 }
@@ -269,7 +269,7 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out)
                 fprintf(out, ", %s sent)\n", wb_fmt_count(b, sizeof b, r->c.msgs_tx));
         }
         if (r->lat.count) {
-            fprintf(out, "  %-13s ", lat_name(r->scenario));
+            fprintf(out, "  %-13s ", wb_latency_name(r->scenario));
             hist_line(out, "", &r->lat);
         }
     }
@@ -295,14 +295,14 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out)
                 r->cpu_user, r->cpu_sys, r->busy_max * 100);
         if (msgs > 0)
             fprintf(out, "; %.3f s per million %ss", (r->cpu_user + r->cpu_sys) / msgs * 1e6,
-                    unit_name(r->scenario));
+                    wb_unit_name(r->scenario));
         fputc('\n', out);
         if (r->server_cpu >= 0) {
             fprintf(out, "  %-13s %.2f s (%.0f%% of one core)", "server cpu", r->server_cpu,
                     r->server_cpu / (r->seconds > 0 ? r->seconds : 1) * 100);
             if (msgs > 0)
                 fprintf(out, "; %.3f s per million %ss", r->server_cpu / msgs * 1e6,
-                        unit_name(r->scenario));
+                        wb_unit_name(r->scenario));
             fputc('\n', out);
         }
         if (wb_saturated(r))
@@ -425,111 +425,4 @@ int wb_report_csv(const wb_opts *o, const wb_result *r, const char *path)
                 (double)s->p99 / 1e3, (double)s->max / 1e3, s->busy);
     }
     return f == stdout ? fflush(f) : fclose(f);
-}
-
-/* ----- compare -----------------------------------------------------------------------------------
- */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, unsigned n)
-{
-    if (!n) return 0;
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* Figures of one target over the rounds. */
-typedef struct summary {
-    double rate, lo, hi, ratio, p99, cpu_per_m, self_per_m;
-    unsigned ok, saturated;
-} summary;
-
-static summary summarise(const wb_result *runs, unsigned nt, unsigned rounds, unsigned t)
-{
-    summary s = {0};
-    double rate[64], ratio[64], p99[64], cpu[64], self[64];
-    unsigned n = 0, nr = 0, nc = 0, np = 0;
-    s.lo = INFINITY;
-    for (unsigned r = 0; r < rounds && r < 64; r++) {
-        const wb_result *x = &runs[r * nt + t], *base = &runs[r * nt];
-        if (!x->ok) continue;
-        double v = wb_rate(x);
-        rate[n] = v;
-        if (x->lat.count) p99[np++] = (double)wb_hist_quantile(&x->lat, .99);
-        double msgs = x->scenario == WB_CONNECT ? (double)x->c.opened : (double)x->c.msgs_rx;
-        self[n] = msgs > 0 ? (x->cpu_user + x->cpu_sys) / msgs * 1e6 : 0;
-        n++;
-        if (v < s.lo) s.lo = v;
-        if (v > s.hi) s.hi = v;
-        if (base->ok && wb_rate(base) > 0) ratio[nr++] = v / wb_rate(base);
-        if (x->server_cpu >= 0 && msgs > 0) cpu[nc++] = x->server_cpu / msgs * 1e6;
-        s.saturated += wb_saturated(x) > 0;
-    }
-    s.ok = n;
-    s.rate = median(rate, n);
-    s.p99 = np ? median(p99, np) : NAN;
-    s.self_per_m = median(self, n);
-    /* The ratio is the median of the ratios within each round: both servers of a round ran
-     * under the same machine conditions, which noise between rounds does not cancel. */
-    s.ratio = nr ? median(ratio, nr) : NAN;
-    s.cpu_per_m = nc ? median(cpu, nc) : NAN;
-    if (!n) s.lo = 0;
-    return s;
-}
-
-void wb_report_compare(const wb_opts *o, const wb_result *runs, unsigned nt, unsigned rounds,
-                       FILE *out)
-{
-    char a[32], b[32], c[32], d[32];
-    const char *unit = unit_name(runs[0].scenario);
-    const char *first = runs[0].label[0] ? runs[0].label : "first";
-    if (o->markdown) {
-        fprintf(out,
-                "| server | %s/s (median) | vs %s | range | %s p99 | server CPU s per M %s "
-                "| runs |\n",
-                unit, first, lat_name(runs[0].scenario), unit);
-        fputs("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n", out);
-    } else {
-        fprintf(out, "\nwsbench compare: %s, %u round%s of %.0f s, targets in turn\n\n",
-                wb_scenario_name(runs[0].scenario), rounds, rounds == 1 ? "" : "s", o->duration);
-        char vs[72];
-        snprintf(vs, sizeof vs, "vs %s", first);
-        fprintf(out, "  %-12s %16s %9s %25s %10s %13s  %s\n", "target", "median", vs, "min .. max",
-                "p99", "server cpu/M", "url");
-    }
-    for (unsigned t = 0; t < nt; t++) {
-        summary s = summarise(runs, nt, rounds, t);
-        const wb_result *r0 = &runs[t];
-        const char *label = r0->label[0] ? r0->label : r0->url;
-        char ratio[16] = "-", cpu[24] = "-", range[64];
-        if (!isnan(s.ratio)) snprintf(ratio, sizeof ratio, "%.2fx", s.ratio);
-        if (!isnan(s.cpu_per_m)) snprintf(cpu, sizeof cpu, "%.3f s", s.cpu_per_m);
-        snprintf(range, sizeof range, "%s .. %s", wb_fmt_count(a, sizeof a, (uint64_t)s.lo),
-                 wb_fmt_count(b, sizeof b, (uint64_t)s.hi));
-        if (o->markdown) {
-            fprintf(out, "| %s | %s | %s | %s | %s | %s | %u%s |\n", label,
-                    wb_fmt_count(c, sizeof c, (uint64_t)s.rate), ratio, range,
-                    !isnan(s.p99) ? wb_fmt_time(d, sizeof d, s.p99) : "-", cpu, s.ok,
-                    s.saturated ? " (wsbench saturated)" : "");
-        } else {
-            fprintf(out, "  %-12s %10s %s/s %9s %25s %10s %13s  %s%s\n", label,
-                    wb_fmt_count(c, sizeof c, (uint64_t)s.rate), unit, ratio, range,
-                    !isnan(s.p99) ? wb_fmt_time(d, sizeof d, s.p99) : "-", cpu, r0->url,
-                    s.ok < rounds ? "  (some runs failed)" : "");
-        }
-    }
-    if (!o->markdown) {
-        unsigned sat = 0;
-        for (unsigned i = 0; i < nt * rounds; i++) sat += wb_saturated(&runs[i]) > 0;
-        if (sat)
-            fprintf(out,
-                    "\nwarning: wsbench was at its own CPU limit in %u of %u runs: those "
-                    "figures are wsbench's, not the server's (try -t)\n",
-                    sat, nt * rounds);
-    }
 }

@@ -101,7 +101,9 @@ wb_tls_conf *wb_tls_conf_new(const wb_opts *o, const char *host, char *why, size
     }
     if (o->tls_cert) {
         r = mbedtls_x509_crt_parse_file(&cf->cert, o->tls_cert);
-        if (!r) r = mbedtls_pk_parse_keyfile(&cf->key, o->tls_key ? o->tls_key : o->tls_cert, NULL);
+        if (!r)
+            r = mbedtls_pk_parse_keyfile(&cf->key, o->tls_key ? o->tls_key : o->tls_cert,
+                                         o->tls_passphrase);
         if (!r) r = mbedtls_ssl_conf_own_cert(&cf->conf, &cf->cert, &cf->key);
         if (r) {
             why_of(r, o->tls_cert, why, cap);

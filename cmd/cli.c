@@ -4,7 +4,6 @@
 #include "wskit.h"
 
 #include <ctype.h>
-#include <mbedtls/base64.h>
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -18,31 +17,52 @@
 
 /* ----- options -------------------------------------------------------------------------------- */
 
-int cli_next_option(int argc, char **argv, const cli_option *opts, const char **arg)
+int cli_next_option_in(int argc, char **argv, const cli_option *const *tables,
+                       const cli_option **opt, const char **arg)
 {
     /* getopt keeps its position in globals, so the tables are rebuilt the same way each call.
      * Options may follow operands (GNU style: "wscat ws://host -v"). */
     struct option longs[CLI_MAX_OPTIONS + 1];
+    const cli_option *from[CLI_MAX_OPTIONS];
     char shorts[CLI_MAX_OPTIONS * 2 + 1];
     size_t n = 0, k = 0;
-    for (; n < CLI_MAX_OPTIONS && opts[n].name; ++n) {
-        int optional = opts[n].arg && !strncmp(opts[n].arg, "[=", 2);
-        longs[n] = (struct option){opts[n].name,
-                                   optional      ? optional_argument
-                                   : opts[n].arg ? required_argument
-                                                 : no_argument,
-                                   NULL, opts[n].key};
-        if (opts[n].key > 0 && opts[n].key < 256) {
-            shorts[k++] = (char)opts[n].key;
-            if (opts[n].arg) shorts[k++] = ':';
-            if (optional) shorts[k++] = ':';
+    for (; *tables; ++tables) {
+        for (const cli_option *o = *tables; n < CLI_MAX_OPTIONS && o->name; ++o, ++n) {
+            int optional = o->arg && !strncmp(o->arg, "[=", 2);
+            from[n] = o;
+            longs[n] = (struct option){o->name,
+                                       optional ? optional_argument
+                                       : o->arg ? required_argument
+                                                : no_argument,
+                                       NULL, o->key};
+            if (o->key > 0 && o->key < 256) {
+                shorts[k++] = (char)o->key;
+                if (o->arg) shorts[k++] = ':';
+                if (optional) shorts[k++] = ':';
+            }
         }
     }
     longs[n] = (struct option){0, 0, 0, 0};
     shorts[k] = '\0';
-    int c = getopt_long(argc, argv, shorts, longs, NULL);
+    int idx = -1;
+    int c = getopt_long(argc, argv, shorts, longs, &idx);
     *arg = c > 0 && c != '?' ? optarg : NULL;
+    *opt = NULL;
+    if (c > 0 && c != '?') {
+        if (idx >= 0) {
+            *opt = from[idx];
+        } else { /* a short option: getopt does not say which entry it was */
+            for (size_t i = 0; i < n && !*opt; ++i)
+                if (from[i]->key == c) *opt = from[i];
+        }
+    }
     return c;
+}
+
+int cli_next_option(int argc, char **argv, const cli_option *opts, const char **arg)
+{
+    const cli_option *tables[] = {opts, NULL}, *opt;
+    return cli_next_option_in(argc, argv, tables, &opt, arg);
 }
 
 void cli_print_options(FILE *f, const cli_option *opts)
@@ -199,13 +219,6 @@ const char *cli_color(int on, enum cli_color c)
 
 /* ----- formats -------------------------------------------------------------------------------- */
 
-size_t cli_base64(const void *in, size_t n, char *out)
-{
-    size_t olen = 0;
-    mbedtls_base64_encode((unsigned char *)out, cli_base64_size(n), &olen, in, n);
-    return olen;
-}
-
 void cli_hexdump(FILE *f, const void *p, size_t n, const char *indent)
 {
     const unsigned char *b = p;
@@ -223,38 +236,6 @@ void cli_hexdump(FILE *f, const void *p, size_t n, const char *indent)
             fputc(b[off + i] >= 0x20 && b[off + i] < 0x7f ? b[off + i] : '.', f);
         fputs("|\n", f);
     }
-}
-
-int cli_utf8_valid(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i], need;
-        uint32_t cp;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            need = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            need = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            need = 3, cp = c & 0x07;
-        else
-            return 0;
-        if (n - i <= need) return 0;
-        for (unsigned k = 1; k <= need; ++k) {
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF (RFC 3629 3). */
-        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += need + 1;
-    }
-    return 1;
 }
 
 void cli_hex(FILE *f, const void *p, size_t n)

@@ -28,6 +28,12 @@ typedef struct cli_option {
  * getopt has printed what was wrong on stderr. */
 int cli_next_option(int argc, char **argv, const cli_option *opts, const char **arg);
 
+/* The same over several tables (a NULL-terminated list), for a command whose parts each bring
+ * their own options: *opt is the entry that matched (NULL when the return value is -1 or '?'),
+ * so keys need not be unique across tables; long names and short letters must be. */
+int cli_next_option_in(int argc, char **argv, const cli_option *const *tables,
+                       const cli_option **opt, const char **arg);
+
 /* Prints the table as aligned help lines: "  -c, --connect URL    Connect to URL". */
 void cli_print_options(FILE *f, const cli_option *opts);
 
@@ -79,17 +85,9 @@ const char *cli_color(int on, enum cli_color c);
 
 /* ----- formats -------------------------------------------------------------------------------- */
 
-/* Base64 (RFC 4648 section 4) of in[0..n) into out, NUL-terminated; out needs
- * cli_base64_size(n) bytes.  Returns the length. */
-#define cli_base64_size(n) (((n) + 2) / 3 * 4 + 1)
-size_t cli_base64(const void *in, size_t n, char *out);
-
 /* A hex dump of p[0..n): 16 bytes a line, offset, bytes and their printable ASCII, each line
  * after `indent`. */
 void cli_hexdump(FILE *f, const void *p, size_t n, const char *indent);
-
-/* 1 when p[0..n) is well-formed UTF-8 (RFC 3629), 0 otherwise. */
-int cli_utf8_valid(const void *p, size_t n);
 
 /* Lowercase hex digits of p[0..n) on one line, without a newline. */
 void cli_hex(FILE *f, const void *p, size_t n);

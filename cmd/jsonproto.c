@@ -4,31 +4,13 @@
  * Deliveries are escaped by hand: they are the hot path of a broker, and a message may hold
  * U+0000, which cJSON's NUL-terminated strings cannot carry. */
 #include "jsonproto.h"
+#include "wskit.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
-#include <mbedtls/base64.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ----- base64 -------------------------------------------------------------------------------- */
-
-/* mbedTLS does the work; these wrappers only fix the buffer contracts of jsonproto.h. */
-size_t jp_base64_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t olen = 0;
-    mbedtls_base64_encode((unsigned char *)out, (n + 2) / 3 * 4 + 1, &olen, in, n);
-    return olen;
-}
-
-long jp_base64_decode(const char *in, size_t n, uint8_t *out)
-{
-    size_t olen = 0;
-    if (n % 4 || mbedtls_base64_decode(out, n / 4 * 3, &olen, (const unsigned char *)in, n) != 0)
-        return -1;
-    return (long)olen;
-}
 
 /* ----- requests ------------------------------------------------------------------------------ */
 
@@ -151,7 +133,7 @@ static int read_data(const cJSON *doc, jp_request *rq)
     }
     rq->decoded_ = malloc(n / 4 * 3 + 1);
     if (!rq->decoded_) return refuse(rq, JP_ENOMEM, "out of memory");
-    long d = jp_base64_decode(data->valuestring, n, rq->decoded_);
+    long d = wsk_base64_decode(data->valuestring, n, rq->decoded_);
     if (d < 0) return refuse(rq, JP_EBADREQ, "\"data\" is not base64 (with \"binary\": true)");
     rq->data = rq->decoded_;
     rq->len = (size_t)d;
@@ -336,7 +318,7 @@ static char *wrap(const char *a, const char *b, const char *c, const char *topic
     o += escape(t, tlen, o);
     memcpy(o, b, bl);
     o += bl;
-    o += binary ? jp_base64_encode(d, dlen, o) : escape(d, dlen, o);
+    o += binary ? wsk_base64_encode(d, dlen, o) : escape(d, dlen, o);
     memcpy(o, c, cl + 1);
     if (len) *len = total;
     return s;

@@ -101,10 +101,4 @@ typedef struct jp_reply {
 /* Parses a server message; JP_OK, or JP_EBADJSON when it is not a JSON object. */
 int jp_parse_reply(const void *msg, size_t len, jp_reply *r);
 
-/* Base64 (RFC 4648, with padding).  encode writes 4 * ceil(n / 3) bytes and a NUL to out;
- * decode returns the decoded length, or -1 for anything but padded base64.  Both are
- * mbedTLS's base64. */
-size_t jp_base64_encode(const uint8_t *in, size_t n, char *out);
-long jp_base64_decode(const char *in, size_t n, uint8_t *out);
-
 #endif

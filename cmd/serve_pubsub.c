@@ -1,4 +1,11 @@
-/* wsserve --chat and --pubsub: see serve_pubsub.h and wsserve(1).
+/* wsserve --chat and --pubsub (serve.h, wsserve(1)).
+ *
+ *   --chat     Bun's chat-room benchmark server (bench/websocket-server in Bun's repository):
+ *              every connection joins one room named by its ?name=; "ready" once --clients are
+ *              in; each message m is published to the room as "NAME: m", the sender included.
+ *   --pubsub   a topic broker: a WebSocket to /TOPIC subscribes to TOPIC and publishes what it
+ *              sends there; a WebSocket to / speaks the JSON control protocol (jsonproto.h);
+ *              POST /publish/TOPIC publishes its body.
  *
  * Both modes are thin layers over wsk_subscribe / wsk_publish.  The chat room is the benchmark
  * that matters: a message costs one copy into a stack buffer ("NAME: m") and one wsk_publish,
@@ -7,10 +14,13 @@
  * The broker keeps two library topics per topic: T for raw subscribers (a WebSocket to /T),
  * which get each message as it was sent, and "{T" for sockets of the JSON protocol, which get
  * it wrapped in {"type":"message","topic":T,...}.  '{' cannot start a valid topic name, so the
- * two never meet; each wrapping is built once per publish, and only when someone wants it. */
-#include "serve_pubsub.h"
-
+ * two never meet; each wrapping is built once per publish, and only when someone wants it.
+ *
+ * The options of a mode (struct chat_config, struct pubsub_config) are parsed once; the state
+ * of one server (struct chat, struct broker) hangs off its struct serve, so that servers never
+ * share anything but their options. */
 #include "jsonproto.h"
+#include "serve.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -25,40 +35,39 @@
 #define TOPIC_MAX    128
 #define TOKEN_MAX    1024
 #define TOPIC_CHARS  "-_.~:/@+="
+#define MAX_ORIGINS  32
 
-enum { MODE_NONE, MODE_CHAT, MODE_PUBSUB };
-
-enum {
-    OPT_CLIENTS = SERVE_PUBSUB_OPT_BASE,
-    OPT_SELF,
-    OPT_TOKEN,
-    OPT_TOKEN_FILE,
-    OPT_PRIVATE,
-    OPT_ORIGIN,
-    OPT_MAXSUBS,
+struct chat_config {
+    unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
+    unsigned ready_delay_ms; /* pause before "ready", as Bun's chat server makes; 100 */
 };
 
-const struct option serve_pubsub_longopts[SERVE_PUBSUB_NOPTS] = {
-    {"clients", required_argument, 0, OPT_CLIENTS},
-    {"publish-to-self", no_argument, 0, OPT_SELF},
-    {"token", required_argument, 0, OPT_TOKEN},
-    {"token-file", required_argument, 0, OPT_TOKEN_FILE},
-    {"private", no_argument, 0, OPT_PRIVATE},
-    {"origin", required_argument, 0, OPT_ORIGIN},
-    {"max-subscriptions", required_argument, 0, OPT_MAXSUBS},
+struct pubsub_config {
+    int publish_to_self;              /* --publish-to-self */
+    const char *token;                /* --token SECRET: publishing needs it */
+    const char *token_file;           /* --token-file FILE: SECRET is its first line */
+    int private_topics;               /* --private: subscribing needs it too */
+    const char *origins[MAX_ORIGINS]; /* --origin LIST, comma-separated, repeatable */
+    size_t norigins;
+    unsigned long max_subscriptions; /* --max-subscriptions N: topics per connection; 100 */
 };
 
-const char serve_pubsub_usage[] =
-    "  --chat                    Bun's chat-room benchmark server: one room, \"NAME: m\" to all\n"
-    "      --clients N           members that make the room \"ready\" (default 32)\n"
-    "  --pubsub                  topic broker: ws://HOST/TOPIC, JSON protocol on ws://HOST/,\n"
-    "                            POST /publish/TOPIC (see wsserve(1))\n"
-    "      --publish-to-self     a publisher receives its own messages too\n"
-    "      --token SECRET        publishing needs \"Authorization: Bearer SECRET\" or ?token=\n"
-    "      --token-file FILE     the same, SECRET being the first line of FILE\n"
-    "      --private             subscribing needs the token too\n"
-    "      --origin LIST         browser Origins allowed (comma-separated, repeatable)\n"
-    "      --max-subscriptions N topics per connection (default 100)\n";
+/* A chat room: one per server. */
+struct chat {
+    const struct chat_config *cfg;
+    struct serve *sv;
+    long remaining;     /* members still awaited before "ready"; grows again when one leaves */
+    struct ev_loop *ev; /* where `ready` runs, once it has */
+    ev_timer ready;
+};
+
+/* A broker: one per server. */
+struct broker {
+    const struct pubsub_config *cfg;
+    struct serve *sv;
+    char *token; /* a copy (the file's line, or --token), wiped when the broker goes */
+    size_t token_len;
+};
 
 /* A chat member: the name its messages are prefixed with. */
 struct member {
@@ -75,117 +84,95 @@ struct client {
     char topic[]; /* raw: the topic of its path */
 };
 
-static struct {
-    int mode;
-    struct chat_opts chat;
-    struct pubsub_opts ps;
-    wsk_handlers next; /* the caller's open, close and error */
-    char *token;
-    size_t token_len;
-    /* chat */
-    long remaining; /* members still awaited before "ready"; grows again when one leaves */
-    wsk_server *srv;
-    struct ev_loop *ev;
-    ev_timer ready;
-} S;
-
-void serve_chat_opts_init(struct chat_opts *co)
+static struct chat *chat_of(wsk_server *srv)
 {
-    memset(co, 0, sizeof *co);
-    co->clients = 32;
-    co->ready_delay_ms = 100;
+    return serve_of(srv)->state;
 }
 
-void serve_pubsub_opts_init(struct pubsub_opts *po)
+static struct broker *broker_of(wsk_server *srv)
 {
-    memset(po, 0, sizeof *po);
-    po->max_subscriptions = 100;
+    return serve_of(srv)->state;
 }
 
-static int parse_count(const char *s, unsigned *out)
+/* ----- options ------------------------------------------------------------------------------- */
+
+enum {
+    OPT_CLIENTS = 256,
+    OPT_SELF,
+    OPT_TOKEN,
+    OPT_TOKEN_FILE,
+    OPT_PRIVATE,
+    OPT_ORIGIN,
+    OPT_MAXSUBS
+};
+
+static const cli_option chat_options[] = {
+    {"clients", OPT_CLIENTS, "N", "members that make the room \"ready\" (default 32)"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const cli_option pubsub_options[] = {
+    {"publish-to-self", OPT_SELF, NULL, "a publisher receives its own messages too"},
+    {"token", OPT_TOKEN, "SECRET", "publishing needs \"Authorization: Bearer SECRET\" or ?token="},
+    {"token-file", OPT_TOKEN_FILE, "FILE", "the same, SECRET being the first line of FILE"},
+    {"private", OPT_PRIVATE, NULL, "subscribing needs the token too"},
+    {"origin", OPT_ORIGIN, "LIST", "browser Origins allowed (comma-separated, repeatable)"},
+    {"max-subscriptions", OPT_MAXSUBS, "N", "topics per connection (default 100)"},
+    {NULL, 0, NULL, NULL},
+};
+
+static void chat_config_init(void *config)
 {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (end == s || *end || errno || v > 1000000000ul || s[0] == '-') return -1;
-    *out = (unsigned)v;
-    return 0;
+    struct chat_config *c = config;
+    c->clients = 32;
+    c->ready_delay_ms = 100;
 }
 
-int serve_pubsub_option(int code, const char *arg, struct chat_opts *co, struct pubsub_opts *po)
+static void pubsub_config_init(void *config)
 {
-    switch (code) {
-    case OPT_CLIENTS:
-        if (parse_count(arg, &co->clients) < 0 || !co->clients) break;
-        return 1;
-    case OPT_SELF: po->publish_to_self = 1; return 1;
-    case OPT_TOKEN:
-        if (!*arg) break;
-        po->token = arg;
-        return 1;
-    case OPT_TOKEN_FILE: po->token_file = arg; return 1;
-    case OPT_PRIVATE: po->private_topics = 1; return 1;
+    struct pubsub_config *c = config;
+    c->max_subscriptions = 100;
+}
+
+static int chat_option(void *config, const cli_option *opt, const char *arg)
+{
+    struct chat_config *c = config;
+    (void)opt; /* --clients is the only one */
+    return cli_parse_ulong(arg, 1, 1000000000ul, &c->clients);
+}
+
+static int pubsub_option(void *config, const cli_option *opt, const char *arg)
+{
+    struct pubsub_config *c = config;
+    switch (opt->key) {
+    case OPT_SELF: c->publish_to_self = 1; return 0;
+    case OPT_TOKEN: c->token = arg; return *arg ? 0 : -1;
+    case OPT_TOKEN_FILE: c->token_file = arg; return 0;
+    case OPT_PRIVATE: c->private_topics = 1; return 0;
     case OPT_ORIGIN:
-        if (po->norigins == SERVE_MAX_ORIGINS) break;
-        po->origins[po->norigins++] = arg;
-        return 1;
-    case OPT_MAXSUBS:
-        if (parse_count(arg, &po->max_subscriptions) < 0 || !po->max_subscriptions) break;
-        return 1;
-    default: return 0;
+        if (c->norigins == MAX_ORIGINS) return -1;
+        c->origins[c->norigins++] = arg;
+        return 0;
+    case OPT_MAXSUBS: return cli_parse_ulong(arg, 1, 1000000000ul, &c->max_subscriptions);
+    default: return -1;
     }
-    fprintf(stderr, "wsserve: invalid value for --%s: %s\n",
-            serve_pubsub_longopts[code - SERVE_PUBSUB_OPT_BASE].name, arg ? arg : "");
-    return -1;
 }
 
 /* ----- helpers ------------------------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p[0..n), 0 when there is none (RFC 3629: no overlongs,
- * no surrogates, nothing past U+10FFFF). */
-static size_t utf8_char(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    if (c < 0x80) return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
-                 : c >= 0xE0 && c <= 0xEF ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4
-                                          : 0;
-    if (!len || len > n) return 0;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    if (p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
-
-static int utf8_valid(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0, l; i < n; i += l)
-        if (!(l = utf8_char(p + i, n - i))) return 0;
-    return 1;
-}
 
 /* Copies p[0..n) to out as UTF-8, each invalid byte replaced by U+FFFD (as a JavaScript
  * server reads a binary message as text); out must hold 3 * n bytes.  Returns the length. */
 static size_t utf8_lossy(const uint8_t *p, size_t n, char *out)
 {
     size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_char(p + i, n - i);
-        if (l) {
-            memcpy(out + o, p + i, l);
-            o += l;
-            i += l;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
+    for (size_t i = 0; i < n; i++) {
+        size_t l = wsk_utf8_valid_prefix(p + i, n - i);
+        memcpy(out + o, p + i, l);
+        o += l;
+        i += l;
+        if (i == n) break;
+        memcpy(out + o, "\xEF\xBF\xBD", 3);
+        o += 3;
     }
     return o;
 }
@@ -203,15 +190,15 @@ static const char bad_topic_msg[] = "topic names are 1 to 128 characters from A-
 
 /* Compares in time that depends only on the length of what was presented, so the time a
  * refusal takes tells nothing about the secret (not even its length). */
-static int token_equal(const char *given, size_t n)
+static int token_equal(const struct broker *b, const char *given, size_t n)
 {
-    unsigned diff = n != S.token_len;
-    for (size_t i = 0; i < n; i++) diff |= (uint8_t)given[i] ^ (uint8_t)S.token[i % S.token_len];
+    unsigned diff = n != b->token_len;
+    for (size_t i = 0; i < n; i++) diff |= (uint8_t)given[i] ^ (uint8_t)b->token[i % b->token_len];
     return diff == 0;
 }
 
 /* 1: the request shows the right token; 0: it shows none; -1: it shows a wrong one. */
-static int token_check(const wsk_request *req)
+static int token_check(const struct broker *b, const wsk_request *req)
 {
     size_t n;
     const char *auth = wsk_request_header(req, "authorization", &n);
@@ -219,24 +206,24 @@ static int token_check(const wsk_request *req)
         auth += 7;
         n -= 7;
         while (n && *auth == ' ') auth++, n--;
-        return token_equal(auth, n) ? 1 : -1;
+        return token_equal(b, auth, n) ? 1 : -1;
     }
     char buf[TOKEN_MAX + 1];
     long q = wsk_request_query_param(req, "token", buf, sizeof buf);
     if (q < 0) return 0;
     if ((size_t)q >= sizeof buf) return -1;
-    return token_equal(buf, (size_t)q) ? 1 : -1;
+    return token_equal(b, buf, (size_t)q) ? 1 : -1;
 }
 
 /* Browsers always send Origin; other clients usually do not, and are not what the allow list
  * guards against (a page on another site using a visitor's browser).  No list: all allowed. */
-static int origin_allowed(const wsk_request *req)
+static int origin_allowed(const struct broker *b, const wsk_request *req)
 {
     size_t n;
     const char *o = wsk_request_header(req, "origin", &n);
-    if (!o || !S.ps.norigins) return 1;
-    for (size_t i = 0; i < S.ps.norigins; i++) {
-        const char *p = S.ps.origins[i];
+    if (!o || !b->cfg->norigins) return 1;
+    for (size_t i = 0; i < b->cfg->norigins; i++) {
+        const char *p = b->cfg->origins[i];
         while (*p) {
             while (*p == ',' || *p == ' ') p++;
             size_t l = strcspn(p, ", ");
@@ -247,12 +234,12 @@ static int origin_allowed(const wsk_request *req)
     return 0;
 }
 
-static void log_refusal(const wsk_request *req, int status, const char *why)
+static void log_refusal(const struct broker *b, const wsk_request *req, int status, const char *why)
 {
     char addr[64];
-    if (S.ps.verbose)
-        fprintf(stderr, "wsserve: %s: refused with %d: %s\n",
-                wsk_request_remote_address(req, addr, sizeof addr), status, why);
+    if (b->sv->verbose)
+        serve_log(b->sv, "%s: refused with %d: %s",
+                  wsk_request_remote_address(req, addr, sizeof addr), status, why);
 }
 
 /* ----- chat ---------------------------------------------------------------------------------- */
@@ -260,49 +247,46 @@ static void log_refusal(const wsk_request *req, int status, const char *why)
 static void chat_ready(struct ev_loop *ev, ev_timer *w, int revents)
 {
     (void)ev;
-    (void)w;
     (void)revents;
-    long n = wsk_server_publish(S.srv, ROOM, 4, "ready", 5, WSK_OP_TEXT, 0);
-    if (S.chat.verbose) fprintf(stderr, "wsserve: \"ready\" sent to %ld clients\n", n);
+    struct chat *c = w->data;
+    long n = wsk_server_publish(c->sv->srv, ROOM, 4, "ready", 5, WSK_OP_TEXT, 0);
+    if (c->sv->verbose) serve_log(c->sv, "\"ready\" sent to %ld clients", n);
 }
 
 static int chat_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res)
 {
+    const struct chat *c = chat_of(srv);
     char raw[NAME_MAX_LEN + 1];
     long n = wsk_request_query_param(req, "name", raw, sizeof raw);
     size_t len = n > 0 ? ((size_t)n < sizeof raw ? (size_t)n : sizeof raw - 1) : 0;
     if (!len)
-        len = (size_t)snprintf(raw, sizeof raw, "Client #%ld", (long)S.chat.clients - S.remaining);
+        len =
+            (size_t)snprintf(raw, sizeof raw, "Client #%ld", (long)c->cfg->clients - c->remaining);
     /* The name goes into text frames: keep it UTF-8 whatever the query held. */
     struct member *m = malloc(sizeof *m + 3 * len);
     if (!m) return 503;
     m->len = utf8_lossy((const uint8_t *)raw, len, m->name);
     wsk_response_set_data(res, m);
-    if (!S.srv) {
-        S.srv = srv;
-        S.ev = wsk_loop_ev(wsk_server_loop(srv));
-        ev_init(&S.ready, chat_ready);
-    }
     return 0;
 }
 
 static void chat_open(wsk_ws *ws)
 {
+    struct chat *c = chat_of(wsk_ws_server(ws));
     struct member *m = wsk_ws_data(ws);
     if (wsk_subscribe(ws, ROOM, 4) < 0) {
         wsk_close(ws, WSK_CLOSE_INTERNAL, "out of memory", 13);
         return;
     }
-    S.remaining--;
-    if (S.chat.verbose)
-        fprintf(stderr, "wsserve: %.*s connected (%ld remain)\n", (int)m->len, m->name,
-                S.remaining);
-    if (S.remaining == 0) {
-        ev_timer_stop(S.ev, &S.ready);
-        ev_timer_set(&S.ready, S.chat.ready_delay_ms / 1000.0, 0);
-        ev_timer_start(S.ev, &S.ready);
+    c->remaining--;
+    if (c->sv->verbose)
+        serve_log(c->sv, "%.*s connected (%ld remain)", (int)m->len, m->name, c->remaining);
+    if (c->remaining == 0) {
+        c->ev = wsk_loop_ev(wsk_server_loop(c->sv->srv));
+        ev_timer_stop(c->ev, &c->ready);
+        ev_timer_set(&c->ready, c->cfg->ready_delay_ms / 1000.0, 0);
+        ev_timer_start(c->ev, &c->ready);
     }
-    if (S.next.open) S.next.open(ws);
 }
 
 static void chat_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
@@ -327,42 +311,71 @@ static void chat_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op
 
 static void chat_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
 {
+    struct chat *c = chat_of(wsk_ws_server(ws));
     struct member *m = wsk_ws_data(ws);
-    S.remaining++;
-    if (S.chat.verbose)
-        fprintf(stderr, "wsserve: %.*s left (%ld remain)\n", m ? (int)m->len : 0, m ? m->name : "",
-                S.remaining);
-    if (S.next.close) S.next.close(ws, code, reason, len);
+    (void)code;
+    (void)reason;
+    (void)len;
+    c->remaining++;
+    if (c->sv->verbose)
+        serve_log(c->sv, "%.*s left (%ld remain)", m ? (int)m->len : 0, m ? m->name : "",
+                  c->remaining);
     free(m);
     wsk_ws_set_data(ws, NULL);
 }
 
-static void chat_request(wsk_server *srv, const wsk_request *req, wsk_response *res)
+static int chat_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
-    char body[256];
-    (void)req;
+    const struct chat *c = sv->state;
+    char url[300], body[512];
     int n = snprintf(body, sizeof body,
-                     "wsserve --chat: %zu of %u members connected.\n"
-                     "Join with a WebSocket to ws://HOST:PORT/?name=NAME\n",
-                     wsk_server_connections(srv), S.chat.clients);
+                     "wsserve --chat: %zu of %lu members connected.\n"
+                     "Join with a WebSocket to %s/?name=NAME, for example:\n"
+                     "  wscat -c '%s/?name=alice'\n",
+                     wsk_server_connections(sv->srv), c->cfg->clients,
+                     serve_base_url(sv, req, 0, url, sizeof url), url);
     wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
     wsk_response_append_body(res, body, (size_t)n);
+    return 200;
 }
 
-int serve_chat_setup(wsk_server_opts *so, wsk_handlers *h, const struct chat_opts *co)
+static int chat_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
-    S.mode = MODE_CHAT;
-    S.chat = *co;
-    S.remaining = co->clients;
-    S.next = *h;
+    struct chat *c = calloc(1, sizeof *c);
+    if (!c) return -1;
+    c->cfg = sv->config;
+    c->sv = sv;
+    c->remaining = (long)c->cfg->clients;
+    ev_init(&c->ready, chat_ready);
+    c->ready.data = c;
+    sv->state = c;
     so->publish_to_self = 1; /* the sender sees its own line, as in Bun's server */
     h->upgrade = chat_upgrade;
     h->open = chat_open;
     h->message = chat_message;
     h->close = chat_close;
-    h->request = chat_request;
     return 0;
 }
+
+static void chat_teardown(struct serve *sv)
+{
+    struct chat *c = sv->state;
+    if (c && c->ev) ev_timer_stop(c->ev, &c->ready);
+    free(c);
+    sv->state = NULL;
+}
+
+const serve_mode serve_chat = {
+    .name = "chat",
+    .help = "Bun's chat-room benchmark server: one room, \"NAME: m\" to all",
+    .options = chat_options,
+    .config_size = sizeof(struct chat_config),
+    .config_init = chat_config_init,
+    .option = chat_option,
+    .setup = chat_setup,
+    .request = chat_page,
+    .teardown = chat_teardown,
+};
 
 /* ----- broker -------------------------------------------------------------------------------- */
 
@@ -393,15 +406,15 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
 
 static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res)
 {
-    (void)srv;
-    if (!origin_allowed(req)) {
-        log_refusal(req, 403, "origin not allowed");
+    const struct broker *b = broker_of(srv);
+    if (!origin_allowed(b, req)) {
+        log_refusal(b, req, 403, "origin not allowed");
         wsk_response_append_body(res, "origin not allowed\n", 19);
         return 403;
     }
-    int tok = S.token ? token_check(req) : 1;
-    if (tok < 0 || (!tok && S.ps.private_topics)) {
-        log_refusal(req, 401, tok < 0 ? "wrong token" : "no token");
+    int tok = b->token ? token_check(b, req) : 1;
+    if (tok < 0 || (!tok && b->cfg->private_topics)) {
+        log_refusal(b, req, 401, tok < 0 ? "wrong token" : "no token");
         wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
         wsk_response_append_body(res, "a valid token is required\n", 26);
         return 401;
@@ -411,7 +424,7 @@ static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
     int json = plen <= 1;
     size_t tlen = json ? 0 : plen - 1;
     if (!json && !topic_valid(path + 1, tlen)) {
-        log_refusal(req, 400, "invalid topic");
+        log_refusal(b, req, 400, "invalid topic");
         wsk_response_append_body(res, bad_topic_msg, sizeof bad_topic_msg - 1);
         wsk_response_append_body(res, "\n", 1);
         return 400;
@@ -433,7 +446,6 @@ static void broker_open(wsk_ws *ws)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
         return;
     }
-    if (S.next.open) S.next.open(ws);
 }
 
 static void send_reply(wsk_ws *ws, char *text, size_t len)
@@ -467,6 +479,7 @@ static void list_one(void *arg, const char *topic, size_t len)
 /* subscribe / unsubscribe every topic of rq, all or nothing as far as names and limits go. */
 static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
 {
+    unsigned long max = broker_of(wsk_ws_server(ws))->cfg->max_subscriptions;
     char jt[TOPIC_MAX + 1];
     size_t fresh = 0;
     jt[0] = '{';
@@ -481,9 +494,9 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
         memcpy(jt + 1, t->name, t->len);
         fresh += !wsk_ws_subscribed(ws, jt, t->len + 1);
     }
-    if (rq->op == JP_SUBSCRIBE && cl->nsubs + fresh > S.ps.max_subscriptions) {
+    if (rq->op == JP_SUBSCRIBE && cl->nsubs + fresh > max) {
         char msg[96];
-        snprintf(msg, sizeof msg, "at most %u topics per connection", S.ps.max_subscriptions);
+        snprintf(msg, sizeof msg, "at most %lu topics per connection", max);
         send_error(ws, rq->id, JP_ELIMIT, msg);
         return;
     }
@@ -508,7 +521,8 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
 static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t len)
 {
     jp_request rq;
-    int r = jp_parse(data, len, S.ps.max_subscriptions, &rq);
+    const struct broker *b = broker_of(wsk_ws_server(ws));
+    int r = jp_parse(data, len, (size_t)b->cfg->max_subscriptions, &rq);
     if (r < 0) {
         send_error(ws, rq.id, r, rq.why);
         jp_request_free(&rq);
@@ -525,7 +539,7 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_EFORBIDDEN, "publishing requires the token");
         } else if (!topic_valid(t->name, t->len)) {
             send_error(ws, rq.id, JP_ETOPIC, bad_topic_msg);
-        } else if (!rq.binary && !utf8_valid(rq.data, rq.len)) {
+        } else if (!rq.binary && !wsk_utf8_valid(rq.data, rq.len)) {
             send_error(ws, rq.id, JP_EBADREQ, "\"data\" is not valid UTF-8");
         } else {
             long got =
@@ -575,12 +589,15 @@ static void broker_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
 
 static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
 {
-    if (S.next.close) S.next.close(ws, code, reason, len);
+    (void)code;
+    (void)reason;
+    (void)len;
     free(wsk_ws_data(ws));
     wsk_ws_set_data(ws, NULL);
 }
 
-static void http_json(wsk_response *res, int status, char *body, size_t len)
+/* The helpers below answer a plain request and return its status. */
+static int http_json(wsk_response *res, int status, char *body, size_t len)
 {
     wsk_response_set_status(res, status);
     wsk_response_add_header(res, "Content-Type", "application/json");
@@ -589,80 +606,95 @@ static void http_json(wsk_response *res, int status, char *body, size_t len)
         wsk_response_append_body(res, "\n", 1);
     }
     free(body);
+    return status;
 }
 
-static void http_error(wsk_response *res, int status, const char *code, const char *msg)
+static int http_error(wsk_response *res, int status, const char *code, const char *msg)
 {
     size_t len;
     char *s = jp_http_error(code, msg, &len);
-    http_json(res, status, s, len);
+    return http_json(res, status, s, len);
 }
 
-static const char broker_page[] =
-    "wsserve --pubsub: a publish/subscribe broker (libwskit).\n"
-    "  ws://HOST/TOPIC         subscribe to TOPIC; what you send is published to it\n"
-    "  ws://HOST/              the JSON control protocol (see wsserve(1))\n"
-    "  POST /publish/TOPIC     publish the request body: curl -d 'hello' "
-    "http://HOST/publish/TOPIC\n";
-
-static void broker_request(wsk_server *srv, const wsk_request *req, wsk_response *res)
+/* GET / says what this is, with commands that work as printed: the scheme and address the
+ * client used, and the token where one is needed (as a placeholder: the page is public). */
+static int broker_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
+    const struct broker *b = sv->state;
+    char ws[300], http[300], body[2048];
+    const char *auth = b->token ? "-H 'Authorization: Bearer TOKEN' " : "";
+    const char *sub_auth = b->cfg->private_topics ? auth : "";
+    serve_base_url(sv, req, 0, ws, sizeof ws);
+    serve_base_url(sv, req, 1, http, sizeof http);
+    int n = snprintf(body, sizeof body,
+                     "wsserve --pubsub: a publish/subscribe broker (libwskit).\n"
+                     "  %s/TOPIC    subscribe to TOPIC; what you send is published to it\n"
+                     "  %s/         the JSON control protocol (see wsserve(1))\n"
+                     "  POST %s/publish/TOPIC    publish the request body\n"
+                     "%s"
+                     "For example:\n"
+                     "  wscat %s-c %s/news\n"
+                     "  curl %s-d hello %s/publish/news\n"
+                     "  wspub %s%s/ news hello\n",
+                     ws, ws, http,
+                     !b->token                ? ""
+                     : b->cfg->private_topics ? "Publishing and subscribing need the token "
+                                                "(TOKEN below: the broker's --token).\n"
+                                              : "Publishing needs the token (TOKEN below: the "
+                                                "broker's --token).\n",
+                     sub_auth, ws, auth, http, b->token ? "--token TOKEN " : "", ws);
+    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
+    wsk_response_append_body(res, body, (size_t)n);
+    return 200;
+}
+
+static int broker_request(struct serve *sv, const wsk_request *req, wsk_response *res)
+{
+    const struct broker *b = sv->state;
     size_t plen, mlen, clen = 0, blen = 0;
     const char *path = wsk_request_path(req, &plen);
     const char *method = wsk_request_method(req, &mlen);
     static const char prefix[] = "/publish/";
-    if (!origin_allowed(req)) {
-        log_refusal(req, 403, "origin not allowed");
-        http_error(res, 403, "forbidden", "origin not allowed");
-        return;
+    if (!origin_allowed(b, req)) {
+        log_refusal(b, req, 403, "origin not allowed");
+        return http_error(res, 403, "forbidden", "origin not allowed");
     }
     if (plen < sizeof prefix - 1 || memcmp(path, prefix, sizeof prefix - 1)) {
-        if (plen == 1 && ((mlen == 3 && !memcmp(method, "GET", 3)) ||
-                          (mlen == 4 && !memcmp(method, "HEAD", 4)))) {
-            wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-            wsk_response_append_body(res, broker_page, sizeof broker_page - 1);
-        } else {
-            http_error(res, 404, "not_found",
-                       "POST /publish/TOPIC publishes; ws://HOST/TOPIC "
-                       "subscribes");
-        }
-        return;
+        if (plen == 1 &&
+            ((mlen == 3 && !memcmp(method, "GET", 3)) || (mlen == 4 && !memcmp(method, "HEAD", 4))))
+            return broker_page(sv, req, res);
+        return http_error(res, 404, "not_found",
+                          "POST /publish/TOPIC publishes; a WebSocket to /TOPIC subscribes");
     }
     if (mlen != 4 || memcmp(method, "POST", 4)) {
         wsk_response_add_header(res, "Allow", "POST");
-        http_error(res, 405, "method_not_allowed", "publish with POST");
-        return;
+        return http_error(res, 405, "method_not_allowed", "publish with POST");
     }
-    if (S.token && token_check(req) <= 0) {
-        log_refusal(req, 401, "publish without a valid token");
+    if (b->token && token_check(b, req) <= 0) {
+        log_refusal(b, req, 401, "publish without a valid token");
         wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
-        http_error(res, 401, "unauthorized", "publishing requires the token");
-        return;
+        return http_error(res, 401, "unauthorized", "publishing requires the token");
     }
     const char *topic = path + sizeof prefix - 1;
     size_t tlen = plen - (sizeof prefix - 1);
-    if (!topic_valid(topic, tlen)) {
-        http_error(res, 400, "bad_topic", bad_topic_msg);
-        return;
-    }
+    if (!topic_valid(topic, tlen)) return http_error(res, 400, "bad_topic", bad_topic_msg);
     const void *body = wsk_request_body(req, &blen);
     const char *ct = wsk_request_header(req, "content-type", &clen);
     char flag[8];
     int binary = (ct && clen >= 24 && !strncasecmp(ct, "application/octet-stream", 24)) ||
                  wsk_request_query_param(req, "binary", flag, sizeof flag) >= 0;
-    if (!binary && !utf8_valid(body, blen)) {
-        http_error(res, 400, "bad_request",
-                   "the body is not UTF-8 text: send binary with Content-Type: "
-                   "application/octet-stream");
-        return;
-    }
-    long got = broker_publish(srv, NULL, topic, tlen, body ? body : "", blen, binary);
+    if (!binary && !wsk_utf8_valid(body, blen))
+        return http_error(res, 400, "bad_request",
+                          "the body is not UTF-8 text: send binary with Content-Type: "
+                          "application/octet-stream");
+    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary);
     size_t len;
     char *s = jp_http_published(topic, tlen, got, &len);
-    http_json(res, s ? 200 : 500, s, len);
+    return http_json(res, s ? 200 : 500, s, len);
 }
 
-static int read_token_file(const char *path)
+/* The first line of the file: a copy in *token. */
+static int read_token_file(const char *path, char **token)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -680,49 +712,64 @@ static int read_token_file(const char *path)
                 path, TOKEN_MAX);
         return -1;
     }
-    S.token = strndup(line, n);
+    *token = strndup(line, n);
     memset(line, 0, sizeof line);
-    return S.token ? 0 : -1;
+    return *token ? 0 : -1;
 }
 
-int serve_pubsub_setup(wsk_server_opts *so, wsk_handlers *h, const struct pubsub_opts *po)
+static void pubsub_teardown(struct serve *sv)
 {
-    S.mode = MODE_PUBSUB;
-    S.ps = *po;
-    S.next = *h;
-    if (po->token_file && po->token) {
+    struct broker *b = sv->state;
+    if (b && b->token) {
+        memset(b->token, 0, b->token_len);
+        free(b->token);
+    }
+    free(b);
+    sv->state = NULL;
+}
+
+static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
+{
+    const struct pubsub_config *cfg = sv->config;
+    if (cfg->token_file && cfg->token) {
         fprintf(stderr, "wsserve: give --token or --token-file, not both\n");
         return -1;
     }
-    if (po->token_file && read_token_file(po->token_file) < 0) return -1;
-    if (po->token) {
-        if (strlen(po->token) > TOKEN_MAX) {
-            fprintf(stderr, "wsserve: --token: at most %d bytes\n", TOKEN_MAX);
-            return -1;
-        }
-        S.token = strdup(po->token);
-        if (!S.token) return -1;
-    }
-    if (po->private_topics && !S.token) {
+    if (cfg->private_topics && !cfg->token && !cfg->token_file) {
         fprintf(stderr, "wsserve: --private needs --token or --token-file\n");
         return -1;
     }
-    S.token_len = S.token ? strlen(S.token) : 0;
-    so->publish_to_self = po->publish_to_self;
+    if (cfg->token && strlen(cfg->token) > TOKEN_MAX) {
+        fprintf(stderr, "wsserve: --token: at most %d bytes\n", TOKEN_MAX);
+        return -1;
+    }
+    struct broker *b = calloc(1, sizeof *b);
+    if (!b) return -1;
+    b->cfg = cfg;
+    b->sv = sv;
+    sv->state = b;
+    if (cfg->token_file && read_token_file(cfg->token_file, &b->token) < 0) goto fail;
+    if (cfg->token && !(b->token = strdup(cfg->token))) goto fail;
+    b->token_len = b->token ? strlen(b->token) : 0;
+    so->publish_to_self = cfg->publish_to_self;
     h->upgrade = broker_upgrade;
     h->open = broker_open;
     h->message = broker_message;
     h->close = broker_close;
-    h->request = broker_request;
     return 0;
+fail:
+    pubsub_teardown(sv);
+    return -1;
 }
 
-void serve_pubsub_cleanup(void)
-{
-    if (S.ev) ev_timer_stop(S.ev, &S.ready);
-    if (S.token) {
-        memset(S.token, 0, S.token_len);
-        free(S.token);
-    }
-    memset(&S, 0, sizeof S);
-}
+const serve_mode serve_pubsub = {
+    .name = "pubsub",
+    .help = "a topic broker: ws://HOST/TOPIC, JSON on /, POST /publish/TOPIC",
+    .options = pubsub_options,
+    .config_size = sizeof(struct pubsub_config),
+    .config_init = pubsub_config_init,
+    .option = pubsub_option,
+    .setup = pubsub_setup,
+    .request = broker_request,
+    .teardown = pubsub_teardown,
+};

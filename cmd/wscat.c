@@ -255,7 +255,7 @@ static void print_head(const char *prefix, const char *p, size_t n)
 static void describe_payload(char *out, size_t cap, const void *data, size_t len)
 {
     const unsigned char *p = data;
-    int plain = cli_utf8_valid(data, len);
+    int plain = wsk_utf8_valid(data, len);
     for (size_t i = 0; plain && i < len; ++i)
         if (p[i] < 0x20 || p[i] == 0x7f) plain = 0;
     if (!len)
@@ -284,7 +284,7 @@ static cJSON *event_new(const char *type)
 static void event_data(cJSON *e, const char *key, const char *flag, const void *data, size_t len,
                        int binary)
 {
-    if (!binary && cli_utf8_valid(data, len)) {
+    if (!binary && wsk_utf8_valid(data, len)) {
         char *s = malloc(len + 1);
         if (!s) return;
         memcpy(s, data, len);
@@ -297,9 +297,9 @@ static void event_data(cJSON *e, const char *key, const char *flag, const void *
         }
         free(s);
     }
-    char *b = malloc(cli_base64_size(len));
+    char *b = malloc(WSK_BASE64_SIZE(len));
     if (!b) return;
-    cli_base64(data, len, b);
+    wsk_base64_encode(data, len, b);
     cJSON_AddStringToObject(e, key, b);
     cJSON_AddBoolToObject(e, flag, 1);
     free(b);
@@ -421,11 +421,6 @@ static void send_line(const char *p, size_t n)
     send_message(app.ws, p, n);
 }
 
-static int close_code_valid(unsigned long c)
-{
-    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
-}
-
 /* --slash: /ping, /pong, /close.  Returns 0 when the line is not a command. */
 static int slash_command(const char *line)
 {
@@ -455,7 +450,7 @@ static int slash_command(const char *line)
             size_t k = strcspn(arg, " ");
             if (k < sizeof num) memcpy(num, arg, k), num[k] = '\0';
             if (k >= sizeof num || cli_parse_ulong(num, 0, 65535, &code) < 0 ||
-                !close_code_valid(code)) {
+                !wsk_close_code_valid((unsigned)code)) {
                 fail_line("invalid close code: 1000-1003, 1007-1014 or 3000-4999");
                 return 1;
             }
@@ -831,7 +826,7 @@ static void on_error(wsk_ws *ws, int err, const char *msg)
         /* The refusal's body usually says why; shown as text, a line at a time. */
         const char *p = body;
         while (blen && (p[blen - 1] == '\n' || p[blen - 1] == '\r')) --blen;
-        if (!cli_utf8_valid(p, blen)) {
+        if (!wsk_utf8_valid(p, blen)) {
             out_begin();
             cli_hexdump(stderr, p, blen, "  ");
             out_end();

@@ -274,7 +274,7 @@ static void pump(void)
         size_t len;
         const char *m = next_message(&len);
         if (!m) break;
-        if (!app.o.binary && !cli_utf8_valid(m, len)) {
+        if (!app.o.binary && !wsk_utf8_valid(m, len)) {
             if (app.o.lines)
                 warn("line %lu is not UTF-8 text (use --binary): skipped", app.lineno);
             else
@@ -401,7 +401,7 @@ static void on_error(wsk_ws *ws, int err, const char *msg)
     size_t blen = 0;
     const char *body = wsk_client_response_body(ws, &blen);
     while (blen && (body[blen - 1] == '\n' || body[blen - 1] == '\r')) blen--;
-    if (app.status == EXIT_REFUSED && body && blen && cli_utf8_valid(body, blen))
+    if (app.status == EXIT_REFUSED && body && blen && wsk_utf8_valid(body, blen))
         warn("%s: %.*s", msg, (int)(blen > 200 ? 200 : blen), body);
     else
         warn("%s", msg);

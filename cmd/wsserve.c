@@ -1,154 +1,29 @@
-/* wsserve: quick WebSocket servers on libwskit.
+/* wsserve: quick WebSocket servers on libwskit (wsserve(1)).
  *
- *   wsserve --echo                  every message back to its sender, with its type
- *   wsserve --chat / --pubsub       rooms and a topic broker (serve_pubsub.c)
- */
+ * This file parses the options, wraps the chosen mode's handlers with the log lines of -v and
+ * runs the server until a signal.  The modes are in serve_*.c, one serve_mode each (serve.h);
+ * a new mode is one file and one line in `modes` below. */
 #include "cli.h"
-#include "serve_pubsub.h"
+#include "serve.h"
 #include "wskit.h"
 
-#include <ev.h>
-#include <getopt.h>
 #include <errno.h>
+#include <ev.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#define PROG       "wsserve"
 #define MAX_LISTEN 8
 
-static const char usage[] =
-    "usage: wsserve MODE [options]\n"
-    "\n"
-    "Modes:\n"
-    "  --echo                    send every message back to its sender, with its type\n"
-    "%s"
-    "\n"
-    "Options:\n"
-    "  -l, --listen HOST:PORT    address to listen on (repeatable; default 127.0.0.1:8080;\n"
-    "                            [::1]:PORT for IPv6, *:PORT for every address)\n"
-    "      --max-payload SIZE    largest message accepted, 1009 beyond (default 16M)\n"
-    "      --idle-timeout SEC    close sockets idle this long, 0 = never (default 120)\n"
-    "      --no-pings            do not ping idle sockets\n"
-    "      --backpressure-limit SIZE  bytes queued per socket before sends are dropped (1M)\n"
-    "      --close-on-backpressure    close (1008) instead of dropping\n"
-    "      --max-connections N   refuse further connections (default: no limit)\n"
-    "      --max-header SIZE     request head cap, 431 beyond (default 8K)\n"
-    "      --handshake-timeout SEC    deadline for the request head (default 10)\n"
-    "      --compress[=MODE]     permessage-deflate: shared (default), dedicated, 3KB..256KB\n"
-    "      --tls-cert FILE       serve wss:// with this PEM certificate chain\n"
-    "      --tls-key FILE        PEM private key of --tls-cert\n"
-    "      --tls-key-password PW password of an encrypted key\n"
-    "      --tls-client-ca FILE  require client certificates signed by this CA\n"
-    "  -v, --verbose             log every connection and close (twice: debug)\n"
-    "  -q, --quiet               log errors only\n"
-    "  -h, --help                this help\n"
-    "  -V, --version             print the version\n"
-    "\n"
-    "SIGINT or SIGTERM sends 1001 to every client, waits up to 3s for the closing handshakes and\n"
-    "exits 0 (2 when queued data had to be dropped).\n";
-
-struct app {
-    wsk_loop *loop;
-    wsk_server *srv;
-    int verbose;
-    int exit_code;
-    ev_signal sigint, sigterm;
-};
-
-static struct app app;
-
-/* ----- echo ----------------------------------------------------------------------------------- */
-
-static void echo_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
-{
-    wsk_send(ws, data, len, op, 1);
-}
-
-static void log_open(wsk_ws *ws)
-{
-    char addr[64];
-    if (app.verbose)
-        fprintf(stderr, "wsserve: %s: open%s%s\n", wsk_ws_remote_address(ws, addr, sizeof addr),
-                *wsk_ws_protocol(ws) ? ", protocol " : "", wsk_ws_protocol(ws));
-}
-
-static void log_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
-{
-    char addr[64];
-    if (app.verbose)
-        fprintf(stderr, "wsserve: %s: closed %u%s%.*s\n",
-                wsk_ws_remote_address(ws, addr, sizeof addr), code, len ? " " : "", (int)len,
-                reason);
-}
-
-/* A plain GET on the port says what this is and how to connect. */
-static void page(wsk_server *srv, const wsk_request *req, wsk_response *res)
-{
-    size_t plen;
-    const char *path = wsk_request_path(req, &plen);
-    const char *host = wsk_request_header(req, "host", &plen);
-    char body[1024];
-    (void)path;
-    (void)srv;
-    int n = snprintf(body, sizeof body,
-                     "wsserve %s: a WebSocket echo server (libwskit).\n"
-                     "Connect with a WebSocket client, for example:\n"
-                     "  wscat -c ws://%.*s/\n"
-                     "Every message is sent back with its type (text or binary).\n",
-                     WSK_VERSION, host ? (int)plen : 9, host ? host : "localhost");
-    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_append_body(res, body, (size_t)n);
-}
-
-/* ----- options ---------------------------------------------------------------------------------
- */
-
-/* A number of seconds or a count that fits an unsigned. */
-static int parse_uint(const char *s, unsigned *out)
-{
-    unsigned long v;
-    if (cli_parse_ulong(s, 0, 0xFFFFFFFFul, &v) < 0) return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
-static void on_signal(struct ev_loop *ev, ev_signal *w, int revents);
-
-static void shutdown_done(wsk_server *srv, size_t dropped)
-{
-    (void)srv;
-    if (dropped) {
-        fprintf(stderr, "wsserve: %zu connection(s) still had unsent data at exit\n", dropped);
-        app.exit_code = 2;
-    }
-    ev_break(wsk_loop_ev(app.loop), EVBREAK_ALL);
-}
-
-static void on_signal(struct ev_loop *ev, ev_signal *w, int revents)
-{
-    (void)ev;
-    (void)revents;
-    static int again;
-    if (again++) { /* a second signal: stop now */
-        ev_break(wsk_loop_ev(app.loop), EVBREAK_ALL);
-        return;
-    }
-    if (app.verbose) fprintf(stderr, "wsserve: signal %d, closing connections\n", w->signum);
-    wsk_server_shutdown(app.srv, WSK_CLOSE_GOING_AWAY, "server shutting down", 3.0, shutdown_done);
-}
-
-static void log_line(void *arg, int level, const char *msg)
-{
-    (void)arg;
-    (void)level;
-    fprintf(stderr, "wsserve: %s\n", msg);
-}
+static const serve_mode *const modes[] = {&serve_echo, &serve_chat, &serve_pubsub};
+#define NMODES (sizeof modes / sizeof modes[0])
 
 enum {
-    O_ECHO = 256,
-    O_CHAT,
-    O_PUBSUB,
+    O_MODE = 256,
     O_MAXPAYLOAD,
     O_IDLE,
     O_NOPINGS,
@@ -164,160 +39,358 @@ enum {
     O_CLIENTCA,
 };
 
-static const struct option base_options[] = {
-    {"echo", no_argument, 0, O_ECHO},
-    {"chat", no_argument, 0, O_CHAT},
-    {"pubsub", no_argument, 0, O_PUBSUB},
-    {"listen", required_argument, 0, 'l'},
-    {"max-payload", required_argument, 0, O_MAXPAYLOAD},
-    {"idle-timeout", required_argument, 0, O_IDLE},
-    {"no-pings", no_argument, 0, O_NOPINGS},
-    {"backpressure-limit", required_argument, 0, O_BPLIMIT},
-    {"close-on-backpressure", no_argument, 0, O_BPCLOSE},
-    {"max-connections", required_argument, 0, O_MAXCONN},
-    {"max-header", required_argument, 0, O_MAXHEADER},
-    {"handshake-timeout", required_argument, 0, O_HSTIMEOUT},
-    {"compress", optional_argument, 0, O_COMPRESS},
-    {"tls-cert", required_argument, 0, O_CERT},
-    {"tls-key", required_argument, 0, O_KEY},
-    {"tls-key-password", required_argument, 0, O_KEYPW},
-    {"tls-client-ca", required_argument, 0, O_CLIENTCA},
-    {"verbose", no_argument, 0, 'v'},
-    {"quiet", no_argument, 0, 'q'},
-    {"help", no_argument, 0, 'h'},
-    {"version", no_argument, 0, 'V'},
+/* The options of every mode; each mode adds its own (serve_mode.options). */
+static const cli_option options[] = {
+    {"listen", 'l', "HOST:PORT", "listen here, repeatable (127.0.0.1:8080; [::1]:PORT; *:PORT)"},
+    {"max-payload", O_MAXPAYLOAD, "SIZE", "largest message accepted, 1009 beyond (default 16M)"},
+    {"idle-timeout", O_IDLE, "DURATION", "close sockets idle this long, 0 = never (default 120s)"},
+    {"no-pings", O_NOPINGS, NULL, "do not ping idle sockets"},
+    {"backpressure-limit", O_BPLIMIT, "SIZE",
+     "bytes queued per socket before sends are dropped (1M)"},
+    {"close-on-backpressure", O_BPCLOSE, NULL, "close (1008) instead of dropping"},
+    {"max-connections", O_MAXCONN, "N", "refuse further connections (default: no limit)"},
+    {"max-header", O_MAXHEADER, "SIZE", "request head cap, 431 beyond (default 8K)"},
+    {"handshake-timeout", O_HSTIMEOUT, "DURATION", "deadline for the request head (default 10s)"},
+    {"compress", O_COMPRESS, "[=MODE]",
+     "permessage-deflate: shared (default), dedicated, 3KB..256KB"},
+    {"tls-cert", O_CERT, "FILE", "serve wss:// with this PEM certificate chain"},
+    {"tls-key", O_KEY, "FILE", "PEM private key of --tls-cert"},
+    {"tls-key-password", O_KEYPW, "PW", "password of an encrypted key"},
+    {"tls-client-ca", O_CLIENTCA, "FILE", "require client certificates signed by this CA"},
+    {"verbose", 'v', NULL, "log every request, upgrade, connection and close (twice: debug)"},
+    {"quiet", 'q', NULL, "log errors only"},
+    {"help", 'h', NULL, "this help"},
+    {"version", 'V', NULL, "print the version"},
+    {NULL, 0, NULL, NULL},
 };
-#define NBASE (sizeof base_options / sizeof base_options[0])
 
-/* One option of wsserve's own: 1 when handled, -1 for a bad value. */
-static int server_option(int c, const char *arg, wsk_server_opts *so)
+static const char usage_tail[] =
+    "\n"
+    "Sizes: 16, 64K, 64KiB, 16M.  Durations: 500ms, 10s, 2m (whole seconds, rounded up).\n"
+    "SIGINT or SIGTERM sends 1001 to every client, waits up to 3s for the closing handshakes and\n"
+    "exits 0 (2 when queued data had to be dropped).\n";
+
+static void usage(void)
 {
-    switch (c) {
+    printf("usage: wsserve MODE [options]\n\nModes:\n");
+    for (size_t i = 0; i < NMODES; i++) {
+        char flag[32];
+        snprintf(flag, sizeof flag, "--%s", modes[i]->name);
+        printf("  %-27s %s\n", flag, modes[i]->help);
+        if (modes[i]->options) cli_print_options(stdout, modes[i]->options);
+    }
+    printf("\nOptions:\n");
+    cli_print_options(stdout, options);
+    fputs(usage_tail, stdout);
+}
+
+/* ----- logging: the handlers of -v around the mode's ------------------------------------------ */
+
+/* One line per request: the path without its query, which may hold a ?token=. */
+static void access_log(const struct serve *sv, const wsk_request *req, int status, int upgrade)
+{
+    char addr[64];
+    size_t mlen, plen;
+    const char *method = wsk_request_method(req, &mlen);
+    const char *path = wsk_request_path(req, &plen);
+    serve_log(sv, "%s: \"%.*s %.*s\" %d%s", wsk_request_remote_address(req, addr, sizeof addr),
+              (int)mlen, method, (int)(plen > 512 ? 512 : plen), path, status,
+              !upgrade        ? ""
+              : status == 101 ? " websocket"
+                              : " (upgrade refused)");
+}
+
+static int on_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res)
+{
+    struct serve *sv = serve_of(srv);
+    int st = sv->mode_h.upgrade ? sv->mode_h.upgrade(srv, req, res) : 0;
+    if (sv->verbose) access_log(sv, req, st ? st : 101, 1);
+    return st;
+}
+
+static void on_request(wsk_server *srv, const wsk_request *req, wsk_response *res)
+{
+    struct serve *sv = serve_of(srv);
+    int st = sv->mode->request(sv, req, res);
+    wsk_response_set_status(res, st);
+    if (sv->verbose) access_log(sv, req, st, 0);
+}
+
+static void on_open(wsk_ws *ws)
+{
+    struct serve *sv = serve_of(wsk_ws_server(ws));
+    char addr[64];
+    if (sv->verbose)
+        serve_log(sv, "%s: open%s%s", wsk_ws_remote_address(ws, addr, sizeof addr),
+                  *wsk_ws_protocol(ws) ? ", protocol " : "", wsk_ws_protocol(ws));
+    if (sv->mode_h.open) sv->mode_h.open(ws);
+}
+
+static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
+{
+    struct serve *sv = serve_of(wsk_ws_server(ws));
+    char addr[64];
+    if (sv->verbose)
+        serve_log(sv, "%s: closed %u%s%.*s", wsk_ws_remote_address(ws, addr, sizeof addr), code,
+                  len ? " " : "", (int)len, reason);
+    if (sv->mode_h.close) sv->mode_h.close(ws, code, reason, len);
+}
+
+static void log_line(void *arg, int level, const char *msg)
+{
+    (void)level;
+    serve_log(arg, "%s", msg);
+}
+
+/* ----- options -------------------------------------------------------------------------------- */
+
+/* What the command line asks for. */
+struct config {
+    const serve_mode *mode;
+    size_t mode_index;                    /* in modes[] */
+    void *mode_config[NMODES];            /* each mode's option values */
+    const cli_option *mode_given[NMODES]; /* the first option of each mode on the line */
+    wsk_server_opts so;
+    const char *listen[MAX_LISTEN];
+    int nlisten, verbose, quiet;
+};
+
+/* Whole seconds, rounded up (the library's timers count seconds). */
+static int parse_seconds(const char *s, unsigned *out)
+{
+    double v;
+    if (cli_parse_duration(s, &v) < 0 || v > 4e9) return -1;
+    *out = (unsigned)ceil(v);
+    return 0;
+}
+
+/* One common option: 0, or -1 for a bad value. */
+static int server_option(struct config *c, int key, const char *arg)
+{
+    wsk_server_opts *so = &c->so;
+    switch (key) {
+    case 'l':
+        if (c->nlisten == MAX_LISTEN) cli_usage_error(PROG, "at most %d --listen", MAX_LISTEN);
+        c->listen[c->nlisten++] = arg;
+        return 0;
+    case 'v': c->verbose++; return 0;
+    case 'q': c->quiet = 1; return 0;
     case O_MAXPAYLOAD:
-        return cli_parse_size(arg, &so->max_payload) < 0 || !so->max_payload ? -1 : 1;
-    case O_IDLE: return parse_uint(arg, &so->idle_timeout) < 0 ? -1 : 1;
-    case O_NOPINGS: so->send_pings = 0; return 1;
-    case O_BPLIMIT: return cli_parse_size(arg, &so->backpressure_limit) < 0 ? -1 : 1;
-    case O_BPCLOSE: so->close_on_backpressure_limit = 1; return 1;
-    case O_MAXCONN: return cli_parse_size(arg, &so->max_connections) < 0 ? -1 : 1;
+        return cli_parse_size(arg, &so->max_payload) < 0 || !so->max_payload ? -1 : 0;
+    case O_IDLE: return parse_seconds(arg, &so->idle_timeout);
+    case O_NOPINGS: so->send_pings = 0; return 0;
+    case O_BPLIMIT: return cli_parse_size(arg, &so->backpressure_limit);
+    case O_BPCLOSE: so->close_on_backpressure_limit = 1; return 0;
+    case O_MAXCONN: return cli_parse_size(arg, &so->max_connections);
     case O_MAXHEADER:
-        return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 1;
-    case O_HSTIMEOUT: return parse_uint(arg, &so->handshake_timeout) < 0 ? -1 : 1;
+        return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 0;
+    case O_HSTIMEOUT: return parse_seconds(arg, &so->handshake_timeout);
     case O_COMPRESS:
         so->compress = so->decompress = wsk_compress_mode_parse(arg ? arg : "shared");
-        return so->compress < 0 ? -1 : 1;
-    case O_CERT: so->tls_cert = arg; return 1;
-    case O_KEY: so->tls_key = arg; return 1;
-    case O_KEYPW: so->tls_key_password = arg; return 1;
-    case O_CLIENTCA: so->tls_client_ca = arg; return 1;
-    default: return 0;
+        return so->compress < 0 ? -1 : 0;
+    case O_CERT: so->tls_cert = arg; return 0;
+    case O_KEY: so->tls_key = arg; return 0;
+    case O_KEYPW: so->tls_key_password = arg; return 0;
+    case O_CLIENTCA: so->tls_client_ca = arg; return 0;
+    default: return -1;
     }
+}
+
+/* The mode whose own table holds opt, or -1 for a common option. */
+static int owner_of(const cli_option *opt)
+{
+    for (size_t i = 0; i < NMODES; i++)
+        for (const cli_option *o = modes[i]->options; o && o->name; o++)
+            if (o == opt) return (int)i;
+    return -1;
+}
+
+/* The mode opt selects, or -1 when it is no mode flag. */
+static int mode_flag(const cli_option *mode_flags, const cli_option *opt)
+{
+    for (size_t i = 0; i < NMODES; i++)
+        if (opt == &mode_flags[i]) return (int)i;
+    return -1;
+}
+
+static void parse(int argc, char **argv, struct config *c)
+{
+    cli_option mode_flags[NMODES + 1];
+    const cli_option *tables[NMODES + 3];
+    size_t nt = 0;
+    tables[nt++] = options;
+    tables[nt++] = mode_flags;
+    for (size_t i = 0; i < NMODES; i++) {
+        const serve_mode *m = modes[i];
+        mode_flags[i] = (cli_option){m->name, O_MODE, NULL, m->help};
+        if (m->options) tables[nt++] = m->options;
+        c->mode_config[i] = calloc(1, m->config_size ? m->config_size : 1);
+        if (!c->mode_config[i]) exit(1);
+        if (m->config_init) m->config_init(c->mode_config[i]);
+    }
+    mode_flags[NMODES] = (cli_option){NULL, 0, NULL, NULL};
+    tables[nt] = NULL;
+
+    const cli_option *opt;
+    const char *arg;
+    int key;
+    while ((key = cli_next_option_in(argc, argv, tables, &opt, &arg)) != -1) {
+        if (key == '?') {
+            fprintf(stderr, "Try 'wsserve --help'.\n");
+            exit(CLI_EXIT_USAGE);
+        }
+        if (key == 'h') {
+            usage();
+            exit(0);
+        }
+        if (key == 'V') {
+            cli_print_version(stdout, PROG);
+            exit(0);
+        }
+        /* Keys repeat across the tables: the entry says which table an option is from. */
+        int r = 0, i = owner_of(opt), m = mode_flag(mode_flags, opt);
+        if (m >= 0) {
+            if (c->mode && c->mode != modes[m])
+                cli_usage_error(PROG, "choose one mode: --%s or --%s", c->mode->name,
+                                modes[m]->name);
+            c->mode = modes[m];
+            c->mode_index = (size_t)m;
+        } else if (i >= 0) {
+            if (!c->mode_given[i]) c->mode_given[i] = opt;
+            r = modes[i]->option(c->mode_config[i], opt, arg);
+        } else {
+            r = server_option(c, key, arg);
+        }
+        if (r < 0) cli_usage_error(PROG, "invalid value for --%s: '%s'", opt->name, arg ? arg : "");
+    }
+    if (optind < argc) cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+    if (!c->mode) cli_usage_error(PROG, "choose a mode: --echo, --chat or --pubsub");
+    /* A flag that would do nothing is a mistake the user wants to hear about. */
+    for (size_t i = 0; i < NMODES; i++)
+        if (c->mode_given[i] && modes[i] != c->mode)
+            cli_usage_error(PROG, "--%s is an option of --%s: it does nothing with --%s",
+                            c->mode_given[i]->name, modes[i]->name, c->mode->name);
+    const wsk_server_opts *so = &c->so;
+    if (!!so->tls_cert != !!so->tls_key)
+        cli_usage_error(PROG, "--tls-cert and --tls-key go together");
+    if (!so->tls_cert && (so->tls_key_password || so->tls_client_ca))
+        cli_usage_error(PROG, "--%s does nothing without --tls-cert",
+                        so->tls_key_password ? "tls-key-password" : "tls-client-ca");
+    if (c->verbose && c->quiet) cli_usage_error(PROG, "-v and -q exclude each other");
+}
+
+/* ----- running -------------------------------------------------------------------------------- */
+
+/* The process: its loop, its server and the signals that stop it.  On main's stack. */
+struct proc {
+    wsk_loop *loop;
+    struct serve *sv;
+    ev_signal sigint, sigterm;
+    int signals;
+};
+
+static void shutdown_done(wsk_server *srv, size_t dropped)
+{
+    struct serve *sv = serve_of(srv);
+    if (dropped) {
+        serve_log(sv, "%zu connection(s) still had unsent data at exit", dropped);
+        sv->exit_code = 2;
+    }
+    ev_break(wsk_loop_ev(wsk_server_loop(srv)), EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *ev, ev_signal *w, int revents)
+{
+    struct proc *p = w->data;
+    (void)revents;
+    if (p->signals++) { /* a second signal: stop now */
+        ev_break(ev, EVBREAK_ALL);
+        return;
+    }
+    if (p->sv->verbose) serve_log(p->sv, "signal %d, closing connections", w->signum);
+    wsk_server_shutdown(p->sv->srv, WSK_CLOSE_GOING_AWAY, "server shutting down", 3.0,
+                        shutdown_done);
+}
+
+/* Listens on every --listen address: 0, or -1 with the reason on stderr. */
+static int listen_all(struct serve *sv, const struct config *c)
+{
+    const char *def = "127.0.0.1:8080";
+    const char *const *addrs = c->nlisten ? c->listen : &def;
+    for (int i = 0; i < (c->nlisten ? c->nlisten : 1); i++) {
+        char host[256];
+        unsigned port;
+        if (cli_parse_hostport(addrs[i], host, sizeof host, &port) < 0)
+            cli_usage_error(PROG, "invalid --listen address '%s' (HOST:PORT)", addrs[i]);
+        int r = wsk_server_listen(sv->srv, host, port);
+        if (r < 0) {
+            fprintf(stderr, "wsserve: cannot listen on %s: %s\n", addrs[i],
+                    r == WSK_ERR_DNS ? "unknown host" : strerror(errno));
+            return -1;
+        }
+        if (!c->quiet) {
+            int v6 = strchr(host, ':') != NULL;
+            serve_log(sv, "listening on %s://%s%s%s:%u/ (%s)", sv->tls ? "wss" : "ws",
+                      v6 ? "[" : "", *host ? host : "127.0.0.1", v6 ? "]" : "",
+                      port ? port : wsk_server_port(sv->srv), sv->mode->name);
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    struct option opts[NBASE + SERVE_PUBSUB_NOPTS + 1];
-    memcpy(opts, base_options, sizeof base_options);
-    memcpy(opts + NBASE, serve_pubsub_longopts, sizeof serve_pubsub_longopts);
-    memset(&opts[NBASE + SERVE_PUBSUB_NOPTS], 0, sizeof opts[0]);
+    struct config c = {0};
+    wsk_server_opts_init(&c.so);
+    parse(argc, argv, &c);
 
-    wsk_server_opts so;
-    wsk_server_opts_init(&so);
-    struct chat_opts co;
-    struct pubsub_opts po;
-    serve_chat_opts_init(&co);
-    serve_pubsub_opts_init(&po);
-    const char *listen[MAX_LISTEN];
-    int nlisten = 0, mode = 0, quiet = 0, c, idx;
-
-    while ((c = getopt_long(argc, argv, "l:vqhV", opts, &idx)) != -1) {
-        int r = 1;
-        switch (c) {
-        case O_ECHO:
-        case O_CHAT:
-        case O_PUBSUB:
-            if (mode && mode != c) cli_usage_error("wsserve", "choose one mode");
-            mode = c;
-            break;
-        case 'l':
-            if (nlisten < MAX_LISTEN)
-                listen[nlisten++] = optarg;
-            else
-                cli_usage_error("wsserve", "at most %d --listen", MAX_LISTEN);
-            break;
-        case 'v': app.verbose++; break;
-        case 'q': quiet = 1; break;
-        case 'h': printf(usage, serve_pubsub_usage); return 0;
-        case 'V': cli_print_version(stdout, "wsserve"); return 0;
-        case '?': fprintf(stderr, "Try 'wsserve --help'.\n"); return 1;
-        default:
-            r = server_option(c, optarg, &so);
-            if (r == 0) r = serve_pubsub_option(c, optarg, &co, &po);
-            if (r == 0) return 1;
-            break;
-        }
-        if (r < 0)
-            cli_usage_error("wsserve", "invalid value for --%s: '%s'", opts[idx].name,
-                            optarg ? optarg : "");
-    }
-    if (optind < argc) cli_usage_error("wsserve", "unexpected argument '%s'", argv[optind]);
-    if (!mode) cli_usage_error("wsserve", "choose a mode: --echo, --chat or --pubsub");
-    if (!!so.tls_cert != !!so.tls_key)
-        cli_usage_error("wsserve", "--tls-cert and --tls-key go together");
-
-    wsk_handlers h = {.open = log_open, .close = log_close};
-    if (mode == O_CHAT) {
-        co.verbose = app.verbose;
-        if (serve_chat_setup(&so, &h, &co) < 0) return 1;
-    } else if (mode == O_PUBSUB) {
-        po.verbose = app.verbose;
-        if (serve_pubsub_setup(&so, &h, &po) < 0) return 1;
-    } else {
-        h.message = echo_message;
-        h.request = page;
-    }
-    const char *mode_name = mode == O_CHAT ? "chat" : mode == O_PUBSUB ? "pubsub" : "echo";
+    struct serve sv = {
+        .mode = c.mode,
+        .config = c.mode_config[c.mode_index],
+        .tls = c.so.tls_cert != NULL,
+        .verbose = c.verbose,
+        .stamps = !isatty(STDERR_FILENO),
+    };
+    wsk_server_opts so = c.so;
+    if (c.mode->setup(&sv, &so, &sv.mode_h) < 0) return 1;
+    wsk_handlers h = sv.mode_h;
+    h.upgrade = on_upgrade;
+    h.request = on_request;
+    h.open = on_open;
+    h.close = on_close;
 
     signal(SIGPIPE, SIG_IGN);
-    app.loop = wsk_loop_new(NULL);
-    if (!app.loop) return 1;
-    wsk_loop_set_log(app.loop,
-                     quiet             ? WSK_LOG_ERROR
-                     : app.verbose > 1 ? WSK_LOG_DEBUG
-                     : app.verbose     ? WSK_LOG_INFO
-                                       : WSK_LOG_WARN,
-                     log_line, NULL);
-    app.srv = wsk_server_new(app.loop, &so, &h, NULL);
-    if (!app.srv) {
+    struct proc p = {.sv = &sv};
+    int status = 1;
+    p.loop = wsk_loop_new(NULL);
+    if (!p.loop) goto out;
+    wsk_loop_set_log(p.loop,
+                     c.quiet         ? WSK_LOG_ERROR
+                     : c.verbose > 1 ? WSK_LOG_DEBUG
+                     : c.verbose     ? WSK_LOG_INFO
+                                     : WSK_LOG_WARN,
+                     log_line, &sv);
+    sv.srv = wsk_server_new(p.loop, &so, &h, &sv);
+    if (!sv.srv) {
         fprintf(stderr, "wsserve: cannot start the server\n");
-        return 1;
+        goto out;
     }
-    if (!nlisten) listen[nlisten++] = "127.0.0.1:8080";
-    for (int i = 0; i < nlisten; i++) {
-        char host[256];
-        unsigned port;
-        if (cli_parse_hostport(listen[i], host, sizeof host, &port) < 0)
-            cli_usage_error("wsserve", "invalid --listen address '%s' (HOST:PORT)", listen[i]);
-        int r = wsk_server_listen(app.srv, host, port);
-        if (r < 0) {
-            fprintf(stderr, "wsserve: cannot listen on %s: %s\n", listen[i],
-                    r == WSK_ERR_DNS ? "unknown host" : strerror(errno));
-            return 1;
-        }
-        if (!quiet) {
-            int v6 = strchr(host, ':') != NULL;
-            fprintf(stderr, "wsserve: listening on %s://%s%s%s:%u/ (%s)\n",
-                    so.tls_cert ? "wss" : "ws", v6 ? "[" : "", *host ? host : "127.0.0.1",
-                    v6 ? "]" : "", port ? port : wsk_server_port(app.srv), mode_name);
-        }
+    if (listen_all(&sv, &c) == 0) {
+        struct ev_loop *ev = wsk_loop_ev(p.loop);
+        ev_signal_init(&p.sigint, on_signal, SIGINT);
+        ev_signal_init(&p.sigterm, on_signal, SIGTERM);
+        p.sigint.data = p.sigterm.data = &p;
+        ev_signal_start(ev, &p.sigint);
+        ev_signal_start(ev, &p.sigterm);
+        ev_run(ev, 0);
+        ev_signal_stop(ev, &p.sigint);
+        ev_signal_stop(ev, &p.sigterm);
+        status = sv.exit_code;
     }
-    ev_signal_init(&app.sigint, on_signal, SIGINT);
-    ev_signal_init(&app.sigterm, on_signal, SIGTERM);
-    ev_signal_start(wsk_loop_ev(app.loop), &app.sigint);
-    ev_signal_start(wsk_loop_ev(app.loop), &app.sigterm);
-    ev_run(wsk_loop_ev(app.loop), 0);
-    wsk_server_free(app.srv);
-    serve_pubsub_cleanup();
-    wsk_loop_free(app.loop);
-    return app.exit_code;
+out:
+    if (sv.srv) wsk_server_free(sv.srv);
+    if (c.mode->teardown) c.mode->teardown(&sv);
+    if (p.loop) wsk_loop_free(p.loop);
+    for (size_t i = 0; i < NMODES; i++) free(c.mode_config[i]);
+    return status;
 }

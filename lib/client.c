@@ -14,7 +14,7 @@
  * wsk_ctx_sweep once a second for the idle and closing deadlines of the open socket.
  *
  * A client is one connection with a wsk_ctx of its own (the first member of struct wsk_client),
- * so conn.c, msg_assemble.c and send_msg.c serve it unchanged: ctx->o carries the limits and
+ * so conn.c, msg_assemble.c and send_msg.c serve it unchanged: ctx->lim carries the limits and
  * ctx->role makes them mask what we send and refuse masked frames.  While it connects, the
  * socket's own ev_io watcher runs this file's callback instead of conn.c's (there is nothing to
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
@@ -28,7 +28,6 @@
 #include "parse_url.h"
 
 #include <errno.h>
-#include <mbedtls/base64.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -73,11 +72,13 @@ typedef struct wsk_client {
     unsigned redirects;
     uint8_t phase;
     uint8_t reported; /* error and close handlers ran for a failure */
-    uint8_t chunked;  /* PH_BODY: the body is chunked */
+    uint8_t chunked;  /* PH_BODY: the body is chunked (dec decodes it) */
     int status;       /* status of the last response head, 0 before one */
-    size_t body_need; /* PH_BODY: body bytes expected (SIZE_MAX: until the server closes) */
-    char key[25];     /* Sec-WebSocket-Key of the request in flight */
-    char *request;    /* that request as sent, until the open handler returns */
+    wsk_http_chunked dec;
+    uint64_t body_need; /* PH_BODY, not chunked: bytes to come (UINT64_MAX: until EOF) */
+    size_t head_len;    /* PH_BODY: the refusal's head, first in the cold buffer, its body after */
+    char key[25];       /* Sec-WebSocket-Key of the request in flight */
+    char *request;      /* that request as sent, until the open handler returns */
     size_t request_len;
     /* The response, while the open or error handler runs (NULL otherwise). */
     const wsk_http_response *res;
@@ -218,31 +219,7 @@ static int set_url(wsk_client *cl, const char *s, size_t n)
     return 0;
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9'                     ? c - '0'
-           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
-                                                    : -1;
-}
-
-/* Percent-decodes s[0..n) into out (n + 1 bytes), NUL-terminated (RFC 3986 2.1). */
-static void pct_decode(char *out, const char *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; ++i) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
-            out[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-}
-
-/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->o.compress, "" for none;
+/* The Sec-WebSocket-Extensions value to offer (RFC 7692 5) for ctx->lim.compress, "" for none;
  * returns its length. */
 static int offer_extensions(const wsk_client *cl, char *out, size_t cap)
 {
@@ -263,7 +240,7 @@ static int build_request(const wsk_client *cl, char *out, size_t cap, const char
      * RFC 3986 3.2.1).  The option goes only to the host it was given for. */
     if (!auth && cl->u.userinfo) {
         if (!(userinfo = malloc(cl->u.userinfo_len + 1))) return WSK_ERR_NOMEM;
-        pct_decode(userinfo, cl->u.userinfo, cl->u.userinfo_len);
+        wsk_url_decode(cl->u.userinfo, cl->u.userinfo_len, 0, userinfo, cl->u.userinfo_len + 1);
         auth = userinfo;
     }
     /* The path runs to the end of the URL (a fragment is refused), so it is NUL-terminated. */
@@ -302,7 +279,7 @@ static void drop_head(struct wsk_ws *c)
 {
     if (!c->cold) return;
     wsk_dbuf_free(&c->cold->head);
-    c->cold->head.max = c->ctx->o.max_header;
+    c->cold->head.max = c->ctx->lim.max_header;
     c->cold->scanned = 0;
     wsk_conn_cold_trim(c);
 }
@@ -355,11 +332,10 @@ static void send_connect(wsk_client *cl)
              cl->u.port);
     if (p->userinfo && p->userinfo_len < 256) {
         char plain[257];
-        pct_decode(plain, p->userinfo, p->userinfo_len);
+        wsk_url_decode(p->userinfo, p->userinfo_len, 0, plain, sizeof plain);
         memcpy(auth, "Proxy-Authorization: Basic ", 27);
-        size_t olen = 0;
-        mbedtls_base64_encode((unsigned char *)auth + 27, sizeof auth - 30, &olen,
-                              (const unsigned char *)plain, strlen(plain));
+        /* 27 + WSK_BASE64_SIZE(256) + 2 fit in auth. */
+        size_t olen = wsk_base64_encode(plain, strlen(plain), auth + 27);
         memcpy(auth + 27 + olen, "\r\n", 3);
     }
     char req[1024];
@@ -518,24 +494,24 @@ static void on_tick(struct ev_loop *ev, ev_timer *w, int revents)
     wsk_ctx_sweep(w->data);
 }
 
-/* The ctx of a client: its limits in the server options that conn.c and the send path read. */
+/* The ctx of a client: the limits conn.c and the send path read, from the client's options. */
 static void ctx_init(wsk_ctx *ctx, wsk_loop *loop, const wsk_client_opts *o, const wsk_handlers *h)
 {
+    wsk_limits *l = &ctx->lim;
     ctx->loop = loop;
     ctx->role = WSK_ROLE_CLIENT;
     if (h) ctx->h = *h;
-    wsk_server_opts_init(&ctx->o);
-    ctx->o.max_payload = o->max_payload ? o->max_payload : 16u << 20;
-    ctx->o.idle_timeout = o->idle_timeout;
-    ctx->o.send_pings = o->send_pings;
-    ctx->o.backpressure_limit = o->backpressure_limit ? o->backpressure_limit : 1u << 20;
-    ctx->o.close_timeout = o->close_timeout ? o->close_timeout : 1;
-    ctx->o.max_header = o->max_header ? o->max_header : 16 * 1024;
-    ctx->o.compress = o->compress;
-    ctx->o.decompress = o->compress;
-    /* The connect deadline is this file's timer, to the millisecond; the sweep's second-grained
-     * handshake deadline is not used. */
-    ctx->o.handshake_timeout = UINT_MAX;
+    l->max_payload = o->max_payload ? o->max_payload : 16u << 20;
+    l->max_header = o->max_header ? o->max_header : 16 * 1024;
+    l->backpressure_limit = o->backpressure_limit ? o->backpressure_limit : 1u << 20;
+    l->idle_timeout = o->idle_timeout;
+    l->send_pings = o->send_pings;
+    /* The connect deadline is this file's timer, to the millisecond: the sweep's second-grained
+     * handshake deadline stays off (0). */
+    l->close_timeout = o->close_timeout ? o->close_timeout : 1;
+    l->compress = o->compress;
+    l->decompress = o->compress;
+    l->compress_threshold = WSK_COMPRESS_THRESHOLD;
 }
 
 /* Checks what the caller controls: the URL, the proxy URL, and that the request can be built
@@ -709,95 +685,124 @@ static void follow(wsk_client *cl, const wsk_http_response *res)
     arm_deadline(cl, 0);
 }
 
-/* Walks a chunked body (RFC 9112 7.1) in p[0..n), decoding it in place when `decode` (the
- * decoded bytes never overtake the encoded ones).  *len: the data bytes so far.  1 once the
- * last chunk arrived (trailers are not needed), 0 before, -1 when it is malformed. */
-static int chunked_body(uint8_t *p, size_t n, int decode, size_t *len)
-{
-    size_t i = 0, o = 0;
-    *len = 0;
-    for (;;) {
-        size_t size = 0, digits = 0;
-        int v;
-        while (i < n && (v = hexval(p[i])) >= 0) {
-            if (size > BODY_MAX * 16) return -1;
-            size = size * 16 + (size_t)v;
-            ++digits;
-            ++i;
-        }
-        if (i == n) return 0;
-        if (!digits) return -1;
-        while (i < n && p[i] != '\n') ++i; /* chunk extensions */
-        if (i == n) return 0;
-        ++i;
-        if (size == 0) return 1;
-        size_t take = size < n - i ? size : n - i;
-        if (decode) memmove(p + o, p + i, take);
-        o += take;
-        *len = o;
-        if (take < size) return 0;
-        i += size;
-        if (i < n && p[i] == '\r') ++i;
-        if (i == n) return 0;
-        if (p[i] != '\n') return -1;
-        ++i;
-    }
-}
-
 /* A response other than a 101 we accept: reported with its status, headers and body. */
 static void refused(wsk_client *cl, const wsk_http_response *res, uint8_t *body, size_t n)
 {
     char msg[256];
-    size_t from = 0, blen = n;
+    size_t from = 0;
     const wsk_http_header *loc = wsk_http_find(res->headers, res->nheaders, "location", &from);
     int rl = (int)(res->reason_len < 64 ? res->reason_len : 64);
-    if (cl->chunked) chunked_body(body, n, 1, &blen);
     int k = snprintf(msg, sizeof msg, "server answered %d%s%.*s instead of 101 Switching Protocols",
                      res->status, rl ? " " : "", rl, res->reason);
     if (loc && is_redirect(res->status))
         snprintf(msg + k, sizeof msg - (size_t)k, " (Location: %.*s)",
                  (int)(loc->value_len < 100 ? loc->value_len : 100), loc->value);
     cl->body = body;
-    cl->body_len = blen;
+    cl->body_len = n;
     report(cl, WSK_ERR_HANDSHAKE, msg);
     cl->body = NULL;
     cl->body_len = 0;
 }
 
-/* How much body a refusal has (RFC 9112 6.3), set in cl->body_need / cl->chunked. */
-static void body_length(wsk_client *cl, const wsk_http_response *res)
+/* Reports the refusal kept in the cold buffer: its head, then as much of its body as came.  0
+ * when there is none. */
+static int refused_kept(wsk_client *cl)
+{
+    wsk_cold *k = cl->ws->cold;
+    wsk_http_response res;
+    size_t scanned = 0;
+    if (cl->phase != PH_BODY || !k ||
+        wsk_http_parse_response((const char *)k->head.p, cl->head_len, &scanned, &res) <= 0)
+        return 0;
+    cl->res = &res;
+    cl->res_head = (const char *)k->head.p;
+    cl->res_head_len = cl->head_len;
+    refused(cl, &res, k->head.p + cl->head_len, k->head.len - cl->head_len);
+    cl->res = NULL;
+    cl->res_head = NULL;
+    return 1;
+}
+
+/* How the body of a refusal is framed (RFC 9112 6.3): chunked, or body_need bytes. */
+static void body_framing(wsk_client *cl, const wsk_http_response *res)
 {
     size_t from = 0;
+    uint64_t len;
     int st = res->status;
+    memset(&cl->dec, 0, sizeof cl->dec);
     cl->chunked = 0;
-    cl->body_need = SIZE_MAX;
+    cl->body_need = UINT64_MAX;
     if (st / 100 == 1 || st == 204 || st == 304) {
         cl->body_need = 0;
         return;
     }
     const wsk_http_header *te =
         wsk_http_find(res->headers, res->nheaders, "transfer-encoding", &from);
-    if (te) {
+    if (te)
         cl->chunked = (uint8_t)wsk_http_has_token(te->value, te->value_len, "chunked");
-        return;
-    }
-    from = 0;
-    const wsk_http_header *cl_h =
-        wsk_http_find(res->headers, res->nheaders, "content-length", &from);
-    if (cl_h) {
-        size_t v = 0, i = 0;
-        for (; i < cl_h->value_len && cl_h->value[i] >= '0' && cl_h->value[i] <= '9'; ++i)
-            v = v > BODY_MAX ? v : v * 10 + (size_t)(cl_h->value[i] - '0');
-        if (i == cl_h->value_len && i) cl->body_need = v;
-    }
+    else if (wsk_http_content_length(res->headers, res->nheaders, &len) > 0)
+        cl->body_need = len;
 }
 
-/* 1 when the body of a refusal is complete in body[0..n). */
-static int body_done(const wsk_client *cl, uint8_t *body, size_t n)
+/* Takes the next bytes of a refusal's body, p[0..*n), decoding a chunked one in place; *n
+ * becomes the bytes of data.  1 when the body is complete (or its chunked framing broke: what
+ * came is reported), 0 when more is to come. */
+static int body_take(wsk_client *cl, uint8_t *p, size_t *n)
 {
-    size_t len;
-    if (cl->chunked) return chunked_body(body, n, 0, &len) != 0;
-    return n >= cl->body_need;
+    if (cl->chunked) return wsk_http_chunked_decode(&cl->dec, p, n) != WSK_HTTP_PARTIAL;
+    if (*n >= cl->body_need) {
+        *n = (size_t)cl->body_need;
+        return 1;
+    }
+    if (cl->body_need != UINT64_MAX) cl->body_need -= *n;
+    return 0;
+}
+
+/* A refusal's head in p[0..head_len), the first bytes of its body after it, up to n (cut short
+ * when `full`).  Reported at once when the body is complete; otherwise the head and the decoded
+ * body wait in the cold buffer for the rest, for BODY_WAIT at most (the answer is known; only
+ * the explanation is missing). */
+static void refusal(wsk_client *cl, const wsk_http_response *res, uint8_t *p, size_t head_len,
+                    size_t n, int full)
+{
+    struct wsk_ws *c = cl->ws;
+    size_t blen = n - head_len;
+    body_framing(cl, res);
+    int done = body_take(cl, p + head_len, &blen) || full;
+    if (!done && blen < BODY_MAX) {
+        if (wsk_conn_save_head(c, p, head_len + blen, head_len + BODY_MAX) < 0) {
+            fail(cl, WSK_ERR_NOMEM, "out of memory");
+            return;
+        }
+        c->cold->head.len = head_len + blen; /* drops the encoding a chunked body had */
+        cl->head_len = head_len;
+        cl->phase = PH_BODY;
+        arm_deadline(cl, BODY_WAIT);
+        return;
+    }
+    refused(cl, res, p + head_len, blen < BODY_MAX ? blen : BODY_MAX);
+    wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+}
+
+/* More of a kept refusal's body: decoded in place, added after what came before (up to
+ * BODY_MAX), reported once complete. */
+static void refusal_more(wsk_client *cl, uint8_t *p, size_t n)
+{
+    wsk_cold *k = cl->ws->cold;
+    int done = body_take(cl, p, &n);
+    size_t room = cl->head_len + BODY_MAX - k->head.len;
+    if (n >= room) {
+        n = room;
+        done = 1;
+    }
+    if (wsk_dbuf_append(&k->head, p, n) < 0) {
+        fail(cl, WSK_ERR_NOMEM, "out of memory");
+        return;
+    }
+    if (done) {
+        refused_kept(cl);
+        wsk_conn_end(cl->ws, WSK_CLOSE_ABNORMAL, NULL);
+    }
 }
 
 /* The server accepted: verify its 101 (RFC 6455 4.1) and open. */
@@ -836,15 +841,6 @@ static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *re
     cl->request = NULL;
 }
 
-/* Keeps the bytes of an unfinished head (and body) in the cold buffer, up to `max`. */
-static int keep(struct wsk_ws *c, const uint8_t *p, size_t n, int in_cold, size_t max)
-{
-    wsk_cold *k = wsk_conn_cold(c);
-    if (!k) return WSK_ERR_NOMEM;
-    k->head.max = max;
-    return in_cold ? 0 : wsk_dbuf_append(&k->head, p, n);
-}
-
 static void proxy_answered(wsk_client *cl, const wsk_http_response *res, size_t head_len, size_t n)
 {
     char msg[160];
@@ -868,9 +864,13 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
 {
     wsk_client *cl = client_of(c);
     wsk_cold *k = c->cold;
-    size_t max_head = c->ctx->o.max_header;
+    size_t max_head = c->ctx->lim.max_header;
     int in_cold = k && k->head.len, full = 0;
-    if (cl->phase != PH_PROXY && cl->phase != PH_UPGRADE && cl->phase != PH_BODY) return;
+    if (cl->phase == PH_BODY) {
+        refusal_more(cl, p, n);
+        return;
+    }
+    if (cl->phase != PH_PROXY && cl->phase != PH_UPGRADE) return;
     if (in_cold) {
         size_t room = k->head.max - k->head.len;
         if (n >= room) {
@@ -888,13 +888,12 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
     size_t scanned = in_cold ? k->scanned : 0;
     int r = wsk_http_parse_response((const char *)p, n, &scanned, &res);
     if (r == 0) {
-        if (full || n >= max_head) {
+        if (full || n >= max_head)
             fail(cl, WSK_ERR_HEADER_SIZE, "response head too large");
-        } else if (keep(c, p, n, in_cold, max_head) < 0) {
+        else if (wsk_conn_save_head(c, p, n, max_head) < 0)
             fail(cl, WSK_ERR_NOMEM, "out of memory");
-        } else {
+        else
             c->cold->scanned = scanned;
-        }
         return;
     }
     if (r < 0 || (size_t)r > max_head) {
@@ -908,31 +907,14 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n)
     cl->res = &res;
     cl->res_head = (const char *)p;
     cl->res_head_len = head_len;
-    if (cl->phase == PH_PROXY) {
+    if (cl->phase == PH_PROXY)
         proxy_answered(cl, &res, head_len, n);
-    } else if (res.status == 101) {
+    else if (res.status == 101)
         accept_101(cl, &res, p + head_len, n - head_len);
-    } else if (is_redirect(res.status) && cl->o.follow_redirects) {
+    else if (is_redirect(res.status) && cl->o.follow_redirects)
         follow(cl, &res);
-    } else {
-        /* A refusal: wait for its body, which usually says why, for BODY_WAIT at most (the
-         * answer is known; only the explanation is missing). */
-        if (cl->phase != PH_BODY) {
-            body_length(cl, &res);
-            arm_deadline(cl, BODY_WAIT);
-        }
-        cl->phase = PH_BODY;
-        if (n >= max_head + BODY_MAX) {
-            full = 1;
-            n = max_head + BODY_MAX;
-        }
-        if (full || body_done(cl, p + head_len, n - head_len)) {
-            refused(cl, &res, p + head_len, n - head_len);
-            wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
-        } else if (keep(c, p, n, in_cold, max_head + BODY_MAX) < 0) {
-            fail(cl, WSK_ERR_NOMEM, "out of memory");
-        }
-    }
+    else
+        refusal(cl, &res, p, head_len, n, full);
     cl->res = NULL;
     cl->res_head = NULL;
 }
@@ -942,21 +924,8 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg)
     wsk_client *cl = client_of(c);
     wsk_cold *k = c->cold;
     if (cl->reported || cl->phase == PH_OPEN) return;
-    if (cl->phase == PH_BODY && k && k->head.len) {
-        /* A refusal whose body ends with the connection (or its deadline). */
-        wsk_http_response res;
-        size_t scanned = 0;
-        int r = wsk_http_parse_response((const char *)k->head.p, k->head.len, &scanned, &res);
-        if (r > 0) {
-            cl->res = &res;
-            cl->res_head = (const char *)k->head.p;
-            cl->res_head_len = (size_t)r;
-            refused(cl, &res, k->head.p + r, k->head.len - (size_t)r);
-            cl->res = NULL;
-            cl->res_head = NULL;
-            return;
-        }
-    }
+    /* A refusal whose body ends with the connection (or its deadline). */
+    if (refused_kept(cl)) return;
     /* conn.c reports any read failure of the HTTP phase as a handshake error; say which. */
     if (err == WSK_ERR_HANDSHAKE && (cl->phase == PH_UPGRADE || cl->phase == PH_PROXY)) {
         if (k && k->head.len) {

@@ -44,8 +44,8 @@ wsk_cold *wsk_conn_cold(struct wsk_ws *c)
     if (c->cold) return c->cold;
     wsk_cold *k = calloc(1, sizeof *k);
     if (!k) return NULL;
-    wsk_dbuf_init(&k->head, c->ctx->o.max_header);
-    wsk_dbuf_init(&k->msg, c->ctx->o.max_payload);
+    wsk_dbuf_init(&k->head, c->ctx->lim.max_header);
+    wsk_dbuf_init(&k->msg, c->ctx->lim.max_payload);
     c->cold = k;
     return k;
 }
@@ -58,6 +58,14 @@ void wsk_conn_cold_trim(struct wsk_ws *c)
         return;
     free(k);
     c->cold = NULL;
+}
+
+int wsk_conn_save_head(struct wsk_ws *c, const uint8_t *p, size_t n, size_t max)
+{
+    wsk_cold *k = wsk_conn_cold(c);
+    if (!k) return WSK_ERR_NOMEM;
+    k->head.max = max;
+    return p == k->head.p ? 0 : wsk_dbuf_append(&k->head, p, n);
 }
 
 static void cold_free(struct wsk_ws *c)
@@ -146,16 +154,28 @@ void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n)
     }
 }
 
+void wsk_conn_io_failed(struct wsk_ws *c, long err, const char *what)
+{
+    int tls = err == WSK_ERR_TLS || err == WSK_ERR_CERT;
+    const char *why = tls ? wsk_io_failure(c) : err == WSK_ERR_EOF ? "connection closed" : what;
+    /* The transport knows no roles: a client still in its handshake reports the failure. */
+    if (c->state == WSK_ST_HTTP && c->ctx->role == WSK_ROLE_CLIENT) {
+        if (tls)
+            wsk_client_failed(c, (int)err, why);
+        else
+            wsk_client_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
+    }
+    wsk_conn_end(c, WSK_CLOSE_ABNORMAL,
+                 err == WSK_ERR_EOF ? "connection closed without a close frame" : why);
+}
+
 static void on_readable(struct wsk_ws *c)
 {
     wsk_loop *loop = c->ctx->loop;
     long n = wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
     if (n == WSK_ERR_AGAIN) return;
     if (n < 0) {
-        if (c->state == WSK_ST_HTTP && c->ctx->role == WSK_ROLE_CLIENT)
-            wsk_client_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
-        wsk_conn_end(c, WSK_CLOSE_ABNORMAL,
-                     n == WSK_ERR_EOF ? "connection closed without a close frame" : "read failed");
+        wsk_conn_io_failed(c, n, "read failed");
         return;
     }
     /* What a closed socket still reads does not postpone its close_timeout. */
@@ -190,19 +210,18 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
 void wsk_ctx_sweep(wsk_ctx *ctx)
 {
     uint32_t now = (uint32_t)ev_now(ctx->loop->ev);
-    const wsk_server_opts *o = &ctx->o;
+    const wsk_limits *o = &ctx->lim;
     struct wsk_ws *c = ctx->conns, *next;
     for (; c; c = next) {
         next = c->next;
         uint32_t idle = now - c->stamp;
         switch (c->state) {
         case WSK_ST_HTTP:
-            if (idle >= o->handshake_timeout) {
+            /* A client's deadline is its own timer (handshake_timeout 0). */
+            if (o->handshake_timeout && idle >= o->handshake_timeout) {
                 char addr[64];
                 wsk_log(ctx->loop, WSK_LOG_INFO, "%s: handshake timed out after %us",
                         wsk_addr_string(c->io.fd, addr, sizeof addr), o->handshake_timeout);
-                if (ctx->role == WSK_ROLE_CLIENT)
-                    wsk_client_failed(c, WSK_ERR_TIMEOUT, "handshake timed out");
                 wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "handshake timed out");
             }
             break;

@@ -1,6 +1,7 @@
 /* Requests as handlers see them, and the responses they build. */
 #include "http_exchange.h"
 #include "io_transport.h"
+#include "parse_url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,14 +64,6 @@ int wsk_request_header_at(const wsk_request *req, size_t i, const char **name, s
     return 0;
 }
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
 long wsk_request_query_param(const wsk_request *req, const char *name, char *buf, size_t cap)
 {
     if (!name || (!buf && cap)) return WSK_ERR_INVAL;
@@ -82,19 +75,8 @@ long wsk_request_query_param(const wsk_request *req, const char *name, char *buf
         const char *eq = memchr(p, '=', (size_t)(pe - p));
         const char *ke = eq ? eq : pe;
         if ((size_t)(ke - p) == nlen && !memcmp(p, name, nlen)) {
-            long out = 0;
-            for (const char *v = eq ? eq + 1 : pe; v < pe; v++, out++) {
-                int ch = (unsigned char)*v;
-                if (ch == '+')
-                    ch = ' ';
-                else if (ch == '%' && pe - v > 2 && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
-                    ch = hexval(v[1]) * 16 + hexval(v[2]);
-                    v += 2;
-                }
-                if (cap && (size_t)out < cap - 1) buf[out] = (char)ch;
-            }
-            if (cap) buf[(size_t)out < cap - 1 ? (size_t)out : cap - 1] = 0;
-            return out;
+            const char *v = eq ? eq + 1 : pe;
+            return (long)wsk_url_decode(v, (size_t)(pe - v), 1, buf, cap);
         }
         p = pe + 1;
     }

@@ -7,9 +7,10 @@
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
  *   client.c        connect, redirects, proxies, the client side of the handshake
  *   http_exchange.c the wsk_request a handler reads and the wsk_response it builds
- *   parse_http.c    HTTP heads                      msg_handshake.c  upgrade rules, accept key
- *   parse_url.c     ws:// and wss:// URLs           parse_utf8.c     text validation
- *   parse_frame.c   bytes -> frame headers          mask.c           (un)masking, a word at a time
+ *   parse_http.c    HTTP heads and body framing     msg_handshake.c  upgrade rules, accept key
+ *   parse_url.c     URLs, percent-decoding          crypto.c         SHA-1 and base64 (mbedTLS)
+ *   parse_frame.c   bytes -> frame headers          parse_utf8.c     text validation
+ *   mask.c          payload (un)masking, a word at a time
  *   msg_assemble.c  frames -> messages -> handlers  msg_control.c    close payloads
  *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_codec.c: zlib)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
@@ -32,11 +33,12 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define WSK_RBUF_SIZE   (512 * 1024) /* receive buffer shared by every socket of a loop */
-#define WSK_BLOCK_SIZE  (16 * 1024)  /* default size of a private send block */
-#define WSK_BLOCK_CACHE 64           /* free blocks a loop keeps for reuse */
-#define WSK_IOV_MAX     64           /* segments gathered by one writev */
-#define WSK_WRITE_MAX   (1 << 20)    /* bytes one socket may write per loop iteration */
+#define WSK_RBUF_SIZE          (512 * 1024) /* receive buffer shared by every socket of a loop */
+#define WSK_BLOCK_SIZE         (16 * 1024)  /* default size of a private send block */
+#define WSK_BLOCK_CACHE        64           /* free blocks a loop keeps for reuse */
+#define WSK_IOV_MAX            64           /* segments gathered by one writev */
+#define WSK_WRITE_MAX          (1 << 20)    /* bytes one socket may write per loop iteration */
+#define WSK_COMPRESS_THRESHOLD 64           /* shorter messages go uncompressed (the default) */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
 
@@ -87,10 +89,29 @@ void wsk_block_unref(wsk_loop *loop, wsk_block *b);
 
 /* ----- a set of sockets sharing handlers and options: a server, or one client --------------- */
 
+/* The limits and policies the shared data path reads (conn.c, msg_assemble.c, send_msg.c,
+ * pmd_conn.c, pubsub.c), filled by server.c from wsk_server_opts and by client.c from
+ * wsk_client_opts; each side keeps its other options to itself. */
+typedef struct wsk_limits {
+    size_t max_payload;        /* largest message received (1009 beyond) */
+    size_t max_header;         /* HTTP head cap */
+    size_t backpressure_limit; /* bytes queued per socket before sends are refused */
+    int close_on_backpressure_limit;
+    unsigned idle_timeout; /* seconds; 0 = never */
+    int send_pings;        /* ping at half the idle timeout */
+    /* Seconds for the HTTP phase, checked by wsk_ctx_sweep; 0 when the owner keeps its own
+     * deadline (a client's, to the millisecond, in client.c). */
+    unsigned handshake_timeout;
+    unsigned close_timeout; /* seconds to wait for the peer's close (>= 1) */
+    int compress;           /* wsk_compress_mode of messages sent */
+    int decompress;         /* wsk_compress_mode of messages received */
+    size_t compress_threshold;
+} wsk_limits;
+
 typedef struct wsk_ctx {
     wsk_loop *loop;
     wsk_handlers h;
-    wsk_server_opts o;
+    wsk_limits lim;
     struct wsk_ws *conns; /* every connection, doubly linked */
     size_t nconns;        /* entries in conns */
     size_t nopen;         /* of which completed the handshake and are not closed */
@@ -180,11 +201,18 @@ void wsk_conn_fail(struct wsk_ws *c, int err, unsigned code, const char *msg);
 /* The close handler once, then the state DONE: the fd closes after the queue is written. */
 void wsk_conn_closed(struct wsk_ws *c, unsigned code, const char *reason, size_t len);
 wsk_cold *wsk_conn_cold(struct wsk_ws *c);
+/* Keeps p[0..n), an HTTP message not complete yet, in the cold buffer, which may grow to `max`
+ * bytes: copies them there unless p is that buffer already.  0, WSK_ERR_NOMEM, or
+ * WSK_ERR_TOO_BIG when n is over `max`. */
+int wsk_conn_save_head(struct wsk_ws *c, const uint8_t *p, size_t n, size_t max);
 /* Frees the cold state when nothing in it is in use. */
 void wsk_conn_cold_trim(struct wsk_ws *c);
 /* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */
 void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n);
 void wsk_conn_io_events(struct wsk_ws *c, int events);
+/* A read or write of c failed with err (< 0, not WSK_ERR_AGAIN; `what` names it for the log):
+ * a client still in its handshake hears why (wsk_client_failed), then the connection ends. */
+void wsk_conn_io_failed(struct wsk_ws *c, long err, const char *what);
 /* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
 void wsk_conn_free(struct wsk_ws *c);
 /* Frees a client's ctx once its connection is gone (client.c). */
@@ -243,8 +271,12 @@ int wsk_flush(struct wsk_ws *c);
 /* Bytes of a server connection in the HTTP phase. */
 void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n);
 void wsk_server_conn_gone(wsk_server *srv);
-/* The connections, handlers, options and topics of a server. */
+/* The connections, handlers, limits and topics of a server. */
 wsk_ctx *wsk_server_ctx(const wsk_server *srv);
+/* The options the server was made with (publish_to_self, max_connections, ...). */
+const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv);
+/* The limits a server context enforces, from its options (defaults for the zero deadlines). */
+void wsk_limits_server(wsk_limits *l, const wsk_server_opts *o);
 
 /* client.c */
 /* Bytes of a client connection in the HTTP phase (the server's response head). */
@@ -254,7 +286,10 @@ void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
 
 /* io_tcp.c */
 int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
-int wsk_tcp_accept(int lfd, int *err);
+/* Accepts a connection: its fd, or -1 with errno in *err.  With peer, the client's address as
+ * wsk_addr_string writes it, taken from accept: a client that has already reset the connection
+ * has no address for getpeername any more. */
+int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap);
 int wsk_tcp_nonblock(int fd);
 const char *wsk_addr_string(int fd, char *buf, size_t cap);
 
@@ -275,7 +310,7 @@ static inline void wsk_loop_schedule(wsk_loop *loop, struct wsk_ws *c)
  * limit; otherwise 0, after wsk_send_refuse. */
 static inline int wsk_send_admit(struct wsk_ws *c, size_t total)
 {
-    if (!c->q.bytes || c->q.bytes + total <= c->ctx->o.backpressure_limit) return 1;
+    if (!c->q.bytes || c->q.bytes + total <= c->ctx->lim.backpressure_limit) return 1;
     return wsk_send_refuse(c);
 }
 

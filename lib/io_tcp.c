@@ -76,15 +76,38 @@ int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max)
     return n;
 }
 
+/* "1.2.3.4:port", "[::1]:port" (as wsk_addr_string). */
+static const char *sockaddr_string(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (cap == 0) return buf;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        snprintf(buf, cap, "%s:%u", host, (unsigned)ntohs(a->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        snprintf(buf, cap, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
+    } else {
+        snprintf(buf, cap, "unix");
+    }
+    return buf;
+}
+
 /* Accepts one connection, non-blocking, with TCP_NODELAY: frames are written whole, once per
  * loop iteration, so Nagle's algorithm would only add latency.  -1 with *err = errno. */
-int wsk_tcp_accept(int lfd, int *err)
+int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap)
 {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(lfd, peer ? (struct sockaddr *)&ss : NULL, peer ? &len : NULL,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
         *err = errno;
         return -1;
     }
+    if (peer) sockaddr_string(&ss, peer, cap);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
@@ -94,28 +117,12 @@ const char *wsk_addr_string(int fd, char *buf, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
     if (cap == 0) return buf;
-    buf[0] = 0;
     if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
         snprintf(buf, cap, "?");
         return buf;
     }
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        port = ntohs(a->sin_port);
-        snprintf(buf, cap, "%s:%u", host, port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        port = ntohs(a->sin6_port);
-        snprintf(buf, cap, "[%s]:%u", host, port);
-    } else {
-        snprintf(buf, cap, "unix");
-    }
-    return buf;
+    return sockaddr_string(&ss, buf, cap);
 }
 
 long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
@@ -141,4 +148,9 @@ long wsk_io_writev(struct wsk_ws *c, const struct iovec *iov, int n)
 void wsk_io_release(struct wsk_ws *c)
 {
     if (c->flags & WSK_F_TLS) wsk_tls_release(c);
+}
+
+const char *wsk_io_failure(struct wsk_ws *c)
+{
+    return c->flags & WSK_F_TLS ? wsk_tls_failure(c) : "connection failed";
 }

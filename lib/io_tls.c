@@ -1,4 +1,5 @@
-/* TLS on mbedTLS for server and client sockets: the only file that includes mbedTLS headers.
+/* TLS on mbedTLS for server and client sockets (with crypto.c, the only files that include
+ * mbedTLS headers).
  *
  * The transport is invisible to conn.c: wsk_io_read and wsk_io_writev hand TLS sockets to
  * wsk_tls_read and wsk_tls_writev, which move plaintext in and out of mbedTLS, and mbedTLS moves
@@ -97,8 +98,10 @@ struct tls_sess {
     double done_at;            /* ev_time() when the handshake completed */
     size_t pending;            /* plaintext length of the record mbedTLS holds after WANT_WRITE */
     char *host;                /* client: the name or address the certificate must be for */
+    char *why;                 /* why the handshake failed (wsk_tls_failure), malloc'd */
     uint8_t ip[16];            /* client: the server's address when the URL names one */
     size_t iplen;
+    char peer[64];    /* server: the client's address from accept (see wsk_tcp_accept) */
     uint8_t first[4]; /* the first bytes the peer sent: tells plaintext HTTP from TLS */
     size_t nfirst;
     size_t ra_off, ra_len; /* read-ahead bytes not yet handed to mbedTLS */
@@ -391,11 +394,12 @@ static void drain_input(int fd)
     }
 }
 
-/* The handshake failed: one line for the server's log, or the client's error handler; then the
- * connection ends. */
-static void handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
+/* The handshake failed: one line for the server's log; the reason kept for wsk_tls_failure (the
+ * client's error handler shows it).  Returns WSK_ERR_CERT or WSK_ERR_TLS; the caller ends the
+ * connection. */
+static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
 {
-    char why[256], addr[64];
+    char why[256];
     int server = c->ctx->role == WSK_ROLE_SERVER;
     int err = describe_failure(c, s, ret, why, sizeof why);
     s->dead = 1;
@@ -408,20 +412,17 @@ static void handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
         /* A client that connects and leaves is routine; anything else is worth a warning. */
         int quiet = (ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == 0) && !s->nfirst;
         wsk_log(c->ctx->loop, quiet ? WSK_LOG_INFO : WSK_LOG_WARN, "%s: TLS handshake failed: %s",
-                wsk_addr_string(c->io.fd, addr, sizeof addr), why);
-    } else {
-        char msg[300];
-        if (err == WSK_ERR_CERT)
-            snprintf(msg, sizeof msg, "%s", why);
-        else
-            snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
-        wsk_client_failed(c, err, msg);
+                s->peer, why);
     }
-    wsk_conn_end(c, WSK_CLOSE_ABNORMAL, why);
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s%s", err == WSK_ERR_CERT ? "" : "TLS handshake failed: ", why);
+    free(s->why);
+    s->why = strdup(msg);
+    return err;
 }
 
 /* Advances the handshake: 0 once it is over, WSK_ERR_AGAIN while it waits for the peer or for
- * room in the kernel, WSK_ERR_IO when it failed (the connection has been ended). */
+ * room in the kernel, WSK_ERR_CERT or WSK_ERR_TLS when it failed. */
 static int handshake(struct wsk_ws *c, struct tls_sess *s)
 {
     int r = mbedtls_ssl_handshake(&s->ssl);
@@ -434,8 +435,7 @@ static int handshake(struct wsk_ws *c, struct tls_sess *s)
         ev_io_start(c->ctx->loop->ev, &s->kick);
         return WSK_ERR_AGAIN;
     }
-    handshake_failed(c, s, r);
-    return WSK_ERR_IO;
+    return handshake_failed(c, s, r);
 }
 
 /* ----- reading and writing -------------------------------------------------------------------- */
@@ -588,6 +588,12 @@ long wsk_tls_writev(struct wsk_ws *c, const struct iovec *iov, int n)
     return done ? done : (p.i == n ? 0 : WSK_ERR_AGAIN);
 }
 
+const char *wsk_tls_failure(struct wsk_ws *c)
+{
+    struct tls_sess *s = sess_of(c);
+    return s && s->why ? s->why : "TLS handshake failed";
+}
+
 double wsk_tls_handshake_end(struct wsk_ws *c)
 {
     struct tls_sess *s = c->flags & WSK_F_TLS ? sess_of(c) : NULL;
@@ -604,6 +610,7 @@ void wsk_tls_release(struct wsk_ws *c)
     if (s->hs_done && !s->dead) mbedtls_ssl_close_notify(&s->ssl);
     mbedtls_ssl_free(&s->ssl);
     free(s->host);
+    free(s->why);
     free(s);
     c->cold->tls = NULL;
     c->flags &= ~WSK_F_TLS;
@@ -714,9 +721,8 @@ static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const cha
     return 0;
 }
 
-int wsk_tls_server_config(wsk_ctx *ctx)
+int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
 {
-    const wsk_server_opts *o = &ctx->o;
     struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_SERVER);
     if (!t) return WSK_ERR_TLS;
     if (load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password) < 0 ||
@@ -778,9 +784,12 @@ static struct tls_sess *sess_new(struct wsk_ws *c)
     return s;
 }
 
-int wsk_tls_accept(struct wsk_ws *c)
+int wsk_tls_accept(struct wsk_ws *c, const char *peer)
 {
-    return sess_new(c) ? 0 : WSK_ERR_NOMEM;
+    struct tls_sess *s = sess_new(c);
+    if (!s) return WSK_ERR_NOMEM;
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    return 0;
 }
 
 int wsk_tls_connect(struct wsk_ws *c, const char *host)

@@ -1,5 +1,6 @@
 /* TLS for server and client sockets, on mbedTLS (internal).  io_tls.c is the only file that
- * includes mbedTLS headers.
+ * includes mbedTLS's TLS headers; crypto.c wraps its SHA-1 and base64 for the handshake and the
+ * commands (wsk_base64_encode/decode), so no other file of lib/ or cmd/ includes mbedTLS.
  *
  * Once a socket has a session (flag WSK_F_TLS), wsk_io_read/wsk_io_writev/wsk_io_release hand it
  * to wsk_tls_read/wsk_tls_writev/wsk_tls_release (io_transport.h), which run the handshake
@@ -11,16 +12,16 @@
 
 #include "internal.h"
 
-/* Loads the server's certificate chain, key (ctx->o.tls_key_password for an encrypted one) and
- * optional client CA (ctx->o.tls_*) into ctx->tls: TLS 1.2 and up, ECDHE with AES-GCM or
+/* Loads the server's certificate chain, key (o->tls_key_password for an encrypted one) and
+ * optional client CA (o->tls_*) into ctx->tls: TLS 1.2 and up, ECDHE with AES-GCM or
  * ChaCha20-Poly1305, ALPN http/1.1, client certificates required when tls_client_ca is set.
  * 0, or WSK_ERR_TLS with the reason logged (WSK_LOG_ERROR). */
-int wsk_tls_server_config(wsk_ctx *ctx);
+int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
 /* Starts the server side of a TLS session on an accepted connection (sets WSK_F_TLS).  The
  * handshake runs within the connection's reads and counts against handshake_timeout; a failed
- * one is logged in one line (peer address and reason) and ends the connection.  0, or
- * WSK_ERR_NOMEM. */
-int wsk_tls_accept(struct wsk_ws *c);
+ * one is logged in one line (`peer`: the address from wsk_tcp_accept, and the reason) and fails
+ * that read (WSK_ERR_TLS).  0, or WSK_ERR_NOMEM. */
+int wsk_tls_accept(struct wsk_ws *c, const char *peer);
 /* Client: loads the CA bundle (o->tls_ca, else the system's), the client certificate and key
  * into ctx->tls; o->tls_insecure skips verification (and logs a warning).  0, or WSK_ERR_TLS
  * with the reason logged (WSK_LOG_ERROR). */
@@ -28,12 +29,13 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o);
 /* Client: starts TLS on a socket that is connected or connecting (sets WSK_F_TLS), with SNI
  * (unless host is an address) and verification of the certificate against `host` (a name, or
  * an IPv4/IPv6 address with or without brackets).  The handshake starts once the socket is
- * writable and runs inside wsk_io_read/wsk_io_writev.  A failure calls wsk_client_failed(c,
- * WSK_ERR_CERT, "certificate verify failed: <why>") when the certificate did not verify (why:
- * expired, unknown issuer, name mismatch, ...) or wsk_client_failed(c, WSK_ERR_TLS, "TLS
- * handshake failed: <why>") otherwise, then ends the connection.  0, WSK_ERR_NOMEM or
- * WSK_ERR_TLS. */
+ * writable and runs inside wsk_io_read/wsk_io_writev, which return WSK_ERR_CERT when the
+ * certificate did not verify or WSK_ERR_TLS for any other failure; wsk_tls_failure says why.
+ * The transport knows nothing of clients: conn.c ends the connection and tells client.c.
+ * 0, WSK_ERR_NOMEM or WSK_ERR_TLS. */
 int wsk_tls_connect(struct wsk_ws *c, const char *host);
+/* wsk_tls_failure (io_transport.h): why c's handshake failed, "certificate verify failed: <why>"
+ * (expired, unknown issuer, name mismatch, ...) or "TLS handshake failed: <why>". */
 /* ev_time() when c's TLS handshake completed; 0 while it runs, and for plain sockets. */
 double wsk_tls_handshake_end(struct wsk_ws *c);
 /* Frees ctx->tls (after every socket of ctx is released). */

@@ -68,7 +68,7 @@ static int frame_begin(struct wsk_ws *c, const wsk_frame *f)
     }
     /* The declared length proves the limit is crossed: fail now, before any payload. */
     size_t have = c->cold ? c->cold->msg.len : 0;
-    if (!(c->flags & WSK_F_MSG_COMPRESSED) && f->len > c->ctx->o.max_payload - have)
+    if (!(c->flags & WSK_F_MSG_COMPRESSED) && f->len > c->ctx->lim.max_payload - have)
         return fail(c, WSK_ERR_TOO_BIG, "message larger than the max payload");
     return 0;
 }
@@ -190,7 +190,7 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
          * which applies the same rules. */
         if (masked && n >= 6 && !(c->flags & (WSK_F_PAYLOAD | WSK_F_FRAGMENTED)) && !c->dec.have &&
             (p[0] == 0x81 || p[0] == 0x82) && p[1] >= 0x80 && p[1] <= 0x80 + 125 &&
-            n >= 6 + (size_t)(p[1] & 0x7F) && (p[1] & 0x7F) <= ctx->o.max_payload) {
+            n >= 6 + (size_t)(p[1] & 0x7F) && (p[1] & 0x7F) <= ctx->lim.max_payload) {
             size_t len = p[1] & 0x7F;
             uint8_t *payload = p + 6;
             wsk_mask(payload, len, p + 2, 0);
@@ -206,7 +206,7 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
         int whole = 0;
         if (!(c->flags & WSK_F_PAYLOAD)) {
             wsk_frame f;
-            int r = wsk_frame_decode(&c->dec, p, n, dflags, rsv, ctx->o.max_payload, &f);
+            int r = wsk_frame_decode(&c->dec, p, n, dflags, rsv, ctx->lim.max_payload, &f);
             if (r < 0) return fail(c, r, header_error(c, p, n, r));
             if (r == 0) return 0;
             p += r;

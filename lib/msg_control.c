@@ -1,6 +1,5 @@
 /* Close frame payloads: see msg_control.h. */
 #include "msg_control.h"
-#include "parse_utf8.h"
 #include "wskit.h"
 
 #include <string.h>
@@ -35,8 +34,7 @@ int wsk_close_parse(const uint8_t *p, size_t n, unsigned *code, const uint8_t **
     unsigned c = (unsigned)p[0] << 8 | p[1];
     if (!wsk_close_code_valid(c)) return WSK_ERR_PROTOCOL;
     /* 5.5.1: the reason is UTF-8; 8.1: invalid UTF-8 fails the connection (1007). */
-    uint32_t st = WSK_UTF8_ACCEPT;
-    if (wsk_utf8_validate(&st, p + 2, n - 2) < 0 || st != WSK_UTF8_ACCEPT) return WSK_ERR_UTF8;
+    if (!wsk_utf8_valid(p + 2, n - 2)) return WSK_ERR_UTF8;
     *code = c;
     *reason = p + 2;
     *reason_len = n - 2;
@@ -51,11 +49,7 @@ size_t wsk_close_build(uint8_t out[125], unsigned code, const char *reason, size
     /* Keep the longest run of whole, valid characters that fits.  A reason cut inside a
      * character, or one that is not UTF-8 at all, would make the peer fail the connection with
      * 1007 (8.1) instead of closing with our code. */
-    const uint8_t *r = (const uint8_t *)reason;
-    size_t max = len < REASON_MAX ? len : REASON_MAX, keep = 0;
-    uint32_t st = WSK_UTF8_ACCEPT;
-    for (size_t i = 0; i < max && wsk_utf8_validate(&st, r + i, 1) == 0; i++)
-        if (st == WSK_UTF8_ACCEPT) keep = i + 1;
+    size_t keep = wsk_utf8_valid_prefix(reason, len < REASON_MAX ? len : REASON_MAX);
     if (keep) memcpy(out + 2, reason, keep);
     return 2 + keep;
 }

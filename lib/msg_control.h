@@ -5,9 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 1 when a close code may be sent on the wire: 1000-1003, 1007-1014, 3000-4999; 0 for 1004,
- * 1005, 1006, 1015, 0-999, 1016-2999, >= 5000. */
-int wsk_close_code_valid(unsigned code);
+#include "wskit.h" /* wsk_close_code_valid */
 
 /* Parses a received close payload p[0..n).  Empty: *code = 1005 (no status), *reason_len = 0.
  * One byte, more than 125 bytes, or a code wsk_close_code_valid refuses: WSK_ERR_PROTOCOL.  A

@@ -1,5 +1,6 @@
 /* The WebSocket opening handshake: see msg_handshake.h. */
 #include "msg_handshake.h"
+#include "crypto.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -7,25 +8,14 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <mbedtls/base64.h>
-#include <mbedtls/sha1.h>
-
 /* RFC 6455 1.3: the GUID appended to the key before hashing. */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 void wsk_accept_key(const char *key, size_t key_len, char out[29])
 {
-    unsigned char digest[20];
-    mbedtls_sha1_context sha;
-    mbedtls_sha1_init(&sha);
-    /* The software SHA-1 cannot fail; the _ret results carry no information here. */
-    (void)mbedtls_sha1_starts_ret(&sha);
-    (void)mbedtls_sha1_update_ret(&sha, (const unsigned char *)key, key_len);
-    (void)mbedtls_sha1_update_ret(&sha, (const unsigned char *)ws_guid, sizeof ws_guid - 1);
-    (void)mbedtls_sha1_finish_ret(&sha, digest);
-    mbedtls_sha1_free(&sha);
-    size_t olen;
-    (void)mbedtls_base64_encode((unsigned char *)out, 29, &olen, digest, sizeof digest);
+    uint8_t digest[20];
+    wsk_sha1(key, key_len, ws_guid, sizeof ws_guid - 1, digest);
+    wsk_base64_encode(digest, sizeof digest, out);
 }
 
 static int is_b64(unsigned char c)
@@ -140,9 +130,7 @@ int wsk_handshake_client_key(char out[25])
         }
         got += (size_t)r;
     }
-    size_t olen;
-    if (mbedtls_base64_encode((unsigned char *)out, 25, &olen, raw, sizeof raw) != 0)
-        return WSK_ERR_IO;
+    wsk_base64_encode(raw, sizeof raw, out);
     return 0;
 }
 
@@ -253,12 +241,11 @@ int wsk_handshake_client_request(char *out, size_t cap, const char *host, unsign
     if (userinfo && !replaced(extra, nextra, "Authorization")) {
         /* RFC 7617: Basic credentials are base64("user:pass"); encoded in place. */
         puts_s(&w, "Authorization: Basic ");
-        size_t olen = 0;
-        if (w.bad || mbedtls_base64_encode((unsigned char *)out + w.len, cap - w.len, &olen,
-                                           (const unsigned char *)userinfo, strlen(userinfo)))
+        size_t len = strlen(userinfo);
+        if (w.bad || WSK_BASE64_SIZE(len) > cap - w.len)
             w.bad = 1;
         else
-            w.len += olen;
+            w.len += wsk_base64_encode(userinfo, len, out + w.len);
         put(&w, "\r\n", 2);
     }
     if (extensions && !replaced(extra, nextra, "Sec-WebSocket-Extensions"))

@@ -226,3 +226,117 @@ int wsk_http_has_token(const char *value, size_t len, const char *token)
     }
     return 0;
 }
+
+/* ----- bodies --------------------------------------------------------------------------------- */
+
+int wsk_http_content_length(const wsk_http_header *h, size_t n, uint64_t *len)
+{
+    size_t from = 0;
+    int found = 0;
+    uint64_t first = 0;
+    for (const wsk_http_header *f; (f = wsk_http_find(h, n, "content-length", &from));) {
+        /* 1*DIGIT (RFC 9110 8.6): no sign, no list, no whitespace inside. */
+        uint64_t v = 0;
+        if (!f->value_len) return WSK_ERR_HTTP;
+        for (size_t i = 0; i < f->value_len; ++i) {
+            unsigned d = (unsigned char)f->value[i] - '0';
+            if (d > 9) return WSK_ERR_HTTP;
+            v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
+        }
+        if (found && v != first) return WSK_ERR_HTTP;
+        first = v;
+        found = 1;
+    }
+    if (found) *len = first;
+    return found;
+}
+
+static int hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The decoder's states: each names what the next byte may be. */
+enum {
+    CH_SIZE = 0, /* hex digits of a chunk size */
+    CH_EXT,      /* chunk extensions, up to the LF of the size line (RFC 9112 7.1.1) */
+    CH_SIZE_LF,  /* the LF after the size line's CR */
+    CH_DATA,     /* chunk data: d->left bytes */
+    CH_DATA_CR,  /* the CRLF after the data */
+    CH_DATA_LF,  /* its LF */
+    CH_TRAILER,  /* the start of a trailer line, or of the final empty line (7.1.2) */
+    CH_TRAILER_LINE,
+    CH_END_LF, /* the LF of the final empty line */
+    CH_DONE,
+    CH_FAILED,
+};
+
+/* A size line ended: data follows, or the trailer section after the last chunk. */
+static void size_line_end(wsk_http_chunked *d)
+{
+    d->digits = 0;
+    d->state = d->left ? CH_DATA : CH_TRAILER;
+}
+
+/* One byte of the grammar outside chunk data: the next state, or CH_FAILED. */
+static int chunked_step(wsk_http_chunked *d, unsigned char c)
+{
+    int v;
+    switch (d->state) {
+    case CH_SIZE:
+        if ((v = hex_digit(c)) >= 0) {
+            if (d->left >> 60) return CH_FAILED; /* a 17th significant digit */
+            d->left = d->left << 4 | (uint64_t)v;
+            d->digits = 1;
+            return CH_SIZE;
+        }
+        if (!d->digits) return CH_FAILED;
+        if (c == ';' || c == ' ' || c == '\t') return CH_EXT;
+        if (c == '\r') return CH_SIZE_LF;
+        if (c != '\n') return CH_FAILED;
+        size_line_end(d);
+        return d->state;
+    case CH_EXT:
+    case CH_SIZE_LF:
+        if (c == '\n') {
+            size_line_end(d);
+            return d->state;
+        }
+        return d->state == CH_EXT ? CH_EXT : CH_FAILED;
+    case CH_DATA_CR:
+        if (c == '\r') return CH_DATA_LF;
+        return c == '\n' ? CH_SIZE : CH_FAILED;
+    case CH_DATA_LF: return c == '\n' ? CH_SIZE : CH_FAILED;
+    case CH_TRAILER:
+        if (c == '\r') return CH_END_LF;
+        return c == '\n' ? CH_DONE : CH_TRAILER_LINE;
+    case CH_TRAILER_LINE: return c == '\n' ? CH_TRAILER : CH_TRAILER_LINE;
+    case CH_END_LF: return c == '\n' ? CH_DONE : CH_FAILED;
+    default: return CH_FAILED;
+    }
+}
+
+long wsk_http_chunked_decode(wsk_http_chunked *d, uint8_t *buf, size_t *len)
+{
+    size_t n = *len, i = 0, o = 0;
+    while (i < n && d->state != CH_DONE && d->state != CH_FAILED) {
+        if (d->state == CH_DATA) {
+            /* The output never overtakes the input: o <= i. */
+            size_t take = d->left < n - i ? (size_t)d->left : n - i;
+            memmove(buf + o, buf + i, take);
+            o += take;
+            i += take;
+            d->left -= take;
+            if (!d->left) d->state = CH_DATA_CR;
+            continue;
+        }
+        d->state = (uint8_t)chunked_step(d, buf[i++]);
+    }
+    *len = o;
+    if (d->state == CH_FAILED) return WSK_ERR_HTTP;
+    if (d->state != CH_DONE) return WSK_HTTP_PARTIAL;
+    memmove(buf + o, buf + i, n - i);
+    return (long)(n - i);
+}

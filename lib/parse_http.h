@@ -7,6 +7,7 @@
 #define WSK_PARSE_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "wskit.h"
 
@@ -70,5 +71,32 @@ int wsk_http_is_token(const char *s, size_t n);
 
 /* Case-insensitive (ASCII) equality of a[0..alen) and the NUL-terminated b: 1 or 0. */
 int wsk_http_ieq(const char *a, size_t alen, const char *b);
+
+/* ----- bodies (RFC 9112 6) ----- */
+
+/* The Content-Length of a message with headers h[0..n) (RFC 9110 8.6): 1 with *len set when
+ * the header is there, 0 when it is not, WSK_ERR_HTTP when a value is not a plain decimal
+ * number or two values differ (RFC 9112 6.3: such framing is invalid; each reading of it is a
+ * way to smuggle a request past another parser).  A number beyond UINT64_MAX reads as
+ * UINT64_MAX, so the caller's size limit refuses it. */
+int wsk_http_content_length(const wsk_http_header *h, size_t n, uint64_t *len);
+
+/* A chunked body decoder (RFC 9112 7.1): zero it before the first byte of the body. */
+typedef struct wsk_http_chunked {
+    uint64_t left;  /* data bytes left in the current chunk, or the size being read */
+    uint8_t state;  /* where in the grammar the last byte left the decoder */
+    uint8_t digits; /* hex digits of the size read so far */
+} wsk_http_chunked;
+
+#define WSK_HTTP_PARTIAL (-1002) /* wsk_http_chunked_decode: the body goes on */
+
+/* Decodes the next bytes of a chunked body, buf[0..*len), in place: the data bytes move to the
+ * front of buf and *len becomes their number.  The decoder keeps every partial size line,
+ * extension or CRLF in *d, so each byte is fed once, in pieces of any size.  Returns
+ * WSK_HTTP_PARTIAL while the body goes on; once the last chunk and the trailer section (read
+ * and dropped) are complete, the number of bytes that followed the body in buf, moved to
+ * buf[*len...]; WSK_ERR_HTTP for malformed input (no size digits, a size over 64 bits, a chunk
+ * not followed by CRLF), after which *d stays failed. */
+long wsk_http_chunked_decode(wsk_http_chunked *d, uint8_t *buf, size_t *len);
 
 #endif

@@ -52,6 +52,58 @@ static int ipv6_ok(const char *s, size_t n)
     return inet_pton(AF_INET6, tmp, &a) == 1;
 }
 
+/* The authority auth[0..end) = [ userinfo "@" ] host [ ":" port ] (RFC 3986 3.2) into u. */
+static int authority(const char *auth, const char *end, wsk_url *u)
+{
+    /* The last '@' ends the userinfo: an '@' cannot be in a host, and splitting at the first
+     * would let "ws://a@evil@good" be read two ways. */
+    const char *at = NULL;
+    for (const char *q = auth; q < end; ++q)
+        if (*q == '@') at = q;
+    if (at) {
+        for (const char *q = auth; q < at; ++q)
+            if (*q != ':' && !is_host_char((unsigned char)*q)) return WSK_ERR_URL;
+        if (at > auth) {
+            u->userinfo = auth;
+            u->userinfo_len = (size_t)(at - auth);
+        }
+        auth = at + 1;
+    }
+
+    const char *colon;
+    if (auth < end && *auth == '[') {
+        const char *close = memchr(auth, ']', (size_t)(end - auth));
+        if (!close || !ipv6_ok(auth + 1, (size_t)(close - auth - 1))) return WSK_ERR_URL;
+        u->host = auth + 1;
+        u->host_len = (size_t)(close - auth - 1);
+        u->ipv6 = 1;
+        colon = close + 1;
+        if (colon < end && *colon != ':') return WSK_ERR_URL;
+    } else {
+        colon = auth;
+        while (colon < end && *colon != ':') ++colon;
+        for (const char *q = auth; q < colon; ++q)
+            if (!is_host_char((unsigned char)*q)) return WSK_ERR_URL;
+        u->host = auth;
+        u->host_len = (size_t)(colon - auth);
+    }
+    if (u->host_len == 0) return WSK_ERR_URL;
+
+    if (colon < end) {
+        const char *q = colon + 1;
+        unsigned port = 0;
+        if (q == end) return WSK_ERR_URL;
+        for (; q < end; ++q) {
+            if (!is_digit((unsigned char)*q)) return WSK_ERR_URL;
+            port = port * 10 + (unsigned)(*q - '0');
+            if (port > 65535) return WSK_ERR_URL;
+        }
+        if (port == 0) return WSK_ERR_URL;
+        u->port = port;
+    }
+    return 0;
+}
+
 int wsk_url_parse(const char *s, size_t n, wsk_url *u)
 {
     const char *end = s + n;
@@ -85,52 +137,7 @@ int wsk_url_parse(const char *s, size_t n, wsk_url *u)
     const char *auth = p;
     while (p < end && *p != '/' && *p != '?') ++p;
     const char *auth_end = p;
-    /* The last '@' ends the userinfo: an '@' cannot be in a host, and splitting at the first
-     * would let "ws://a@evil@good" be read two ways. */
-    const char *at = NULL;
-    for (const char *q = auth; q < auth_end; ++q)
-        if (*q == '@') at = q;
-    if (at) {
-        for (const char *q = auth; q < at; ++q)
-            if (*q != ':' && !is_host_char((unsigned char)*q)) return WSK_ERR_URL;
-        if (at > auth) {
-            u->userinfo = auth;
-            u->userinfo_len = (size_t)(at - auth);
-        }
-        auth = at + 1;
-    }
-
-    const char *colon;
-    if (auth < auth_end && *auth == '[') {
-        const char *close = memchr(auth, ']', (size_t)(auth_end - auth));
-        if (!close || !ipv6_ok(auth + 1, (size_t)(close - auth - 1))) return WSK_ERR_URL;
-        u->host = auth + 1;
-        u->host_len = (size_t)(close - auth - 1);
-        u->ipv6 = 1;
-        colon = close + 1;
-        if (colon < auth_end && *colon != ':') return WSK_ERR_URL;
-    } else {
-        colon = auth;
-        while (colon < auth_end && *colon != ':') ++colon;
-        for (const char *q = auth; q < colon; ++q)
-            if (!is_host_char((unsigned char)*q)) return WSK_ERR_URL;
-        u->host = auth;
-        u->host_len = (size_t)(colon - auth);
-    }
-    if (u->host_len == 0) return WSK_ERR_URL;
-
-    if (colon < auth_end) {
-        const char *q = colon + 1;
-        unsigned port = 0;
-        if (q == auth_end) return WSK_ERR_URL;
-        for (; q < auth_end; ++q) {
-            if (!is_digit((unsigned char)*q)) return WSK_ERR_URL;
-            port = port * 10 + (unsigned)(*q - '0');
-            if (port > 65535) return WSK_ERR_URL;
-        }
-        if (port == 0) return WSK_ERR_URL;
-        u->port = port;
-    }
+    if (authority(auth, auth_end, u) < 0) return WSK_ERR_URL;
 
     /* RFC 6455 3: the resource name is "/" when the path is empty. */
     if (auth_end == end) {
@@ -141,4 +148,30 @@ int wsk_url_parse(const char *s, size_t n, wsk_url *u)
         u->path_len = (size_t)(end - auth_end);
     }
     return 0;
+}
+
+static int hexval(unsigned char c)
+{
+    if (is_digit(c)) return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+size_t wsk_url_decode(const char *s, size_t n, int plus_space, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; ++i, ++o) {
+        unsigned char c = (unsigned char)s[i];
+        int hi, lo;
+        if (c == '%' && n - i > 2 && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+            c = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        }
+        if (o + 1 < cap) out[o] = (char)c;
+    }
+    if (cap) out[o < cap ? o : cap - 1] = '\0';
+    return o;
 }

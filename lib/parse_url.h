@@ -29,4 +29,10 @@ typedef struct wsk_url {
  * Pointers point into s (except the static "/" path). */
 int wsk_url_parse(const char *s, size_t n, wsk_url *u);
 
+/* Percent-decodes s[0..n) (RFC 3986 2.1) into out, NUL-terminated and cut to cap - 1 bytes
+ * (nothing is written when cap is 0); returns the full decoded length, which is at most n.  A
+ * '%' not followed by two hex digits stays as it is.  With plus_space, '+' decodes to a space,
+ * as in the form-encoded query strings of HTML (application/x-www-form-urlencoded). */
+size_t wsk_url_decode(const char *s, size_t n, int plus_space, char *out, size_t cap);
+
 #endif

@@ -122,3 +122,28 @@ int wsk_utf8_validate(uint32_t *state, const uint8_t *p, size_t n)
     *state = (uint32_t)s;
     return 0;
 }
+
+int wsk_utf8_valid(const void *p, size_t n)
+{
+    uint32_t s = WSK_UTF8_ACCEPT;
+    return wsk_utf8_validate(&s, p, n) == 0 && s == WSK_UTF8_ACCEPT;
+}
+
+size_t wsk_utf8_valid_prefix(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t s = S_ACCEPT;
+    size_t i = 0, whole = 0;
+    while (i < n) {
+        if (s == S_ACCEPT) {
+            while (n - i >= 8 && !(load64(b + i) & HIGH_BITS)) i += 8;
+            while (i < n && b[i] < 0x80) i++;
+            whole = i;
+            if (i == n) break;
+        }
+        s = (rows[byte_class[b[i++]]] >> s) & 63;
+        if (s == S_REJECT) break;
+        if (s == S_ACCEPT) whole = i;
+    }
+    return whole;
+}

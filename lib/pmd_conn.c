@@ -43,9 +43,9 @@ static pmd_shared *shared(wsk_loop *loop)
 
 static void config_of(const wsk_ctx *ctx, wsk_pmd_config *cfg)
 {
-    cfg->compress = ctx->o.compress;
-    cfg->decompress = ctx->o.decompress;
-    cfg->threshold = ctx->o.compress_threshold;
+    cfg->compress = ctx->lim.compress;
+    cfg->decompress = ctx->lim.decompress;
+    cfg->threshold = ctx->lim.compress_threshold;
 }
 
 static int attach(struct wsk_ws *c, const wsk_pmd_params *p)
@@ -54,7 +54,7 @@ static int attach(struct wsk_ws *c, const wsk_pmd_params *p)
     pmd_conn *pc = k ? calloc(1, sizeof *pc) : NULL;
     if (!pc) return WSK_ERR_NOMEM;
     pc->params = *p;
-    wsk_dbuf_init(&pc->gather, c->ctx->o.max_payload);
+    wsk_dbuf_init(&pc->gather, c->ctx->lim.max_payload);
     k->pmd = pc;
     c->flags |= WSK_F_PMD;
     return 0;

@@ -7,8 +7,8 @@
 #include "internal.h"
 #include "parse_http.h"
 
-/* Server: answers the request's Sec-WebSocket-Extensions offers per ctx->o.compress and
- * ctx->o.decompress.  Returns 1 and writes the response value into out when permessage-deflate
+/* Server: answers the request's Sec-WebSocket-Extensions offers per ctx->lim.compress and
+ * ctx->lim.decompress.  Returns 1 and writes the response value into out when permessage-deflate
  * was accepted (the socket gets WSK_F_PMD), 0 when it was not. */
 int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *out, size_t cap);
 /* Inflates one payload chunk of a compressed message into out (bounded by out->max); fin on
@@ -16,7 +16,7 @@ int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *
 int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out);
 /* Compresses and queues a message (RSV1 set); return value as wsk_send_frame. */
 long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned op);
-/* Client: the Sec-WebSocket-Extensions offer for ctx->o.compress/decompress into out; returns its
+/* Client: the Sec-WebSocket-Extensions offer for ctx->lim.compress/decompress into out; returns its
  * length, 0 when nothing is offered. */
 int wsk_pmd_conn_offer(const wsk_ctx *ctx, char *out, size_t cap);
 /* Client: validates the server's answer to that offer; 0 (the socket gets WSK_F_PMD when the

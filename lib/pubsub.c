@@ -526,7 +526,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     if (c->state != WSK_ST_OPEN) return 0;
     wsk_block *b;
     size_t n;
-    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->o.compress_threshold) {
+    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->lim.compress_threshold) {
         if (!(b = deflated_frame(p, c))) return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
         n = b->len;
     } else {
@@ -538,7 +538,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     /* Queued behind bytes the peer has not read: drain tells the application when it has. */
     if (c->flags & WSK_F_WANT_WRITE) {
         c->flags |= WSK_F_BACKPRESSURE;
-    } else if (c->q.bytes >= c->ctx->o.backpressure_limit / 2) {
+    } else if (c->q.bytes >= c->ctx->lim.backpressure_limit / 2) {
         /* A burst of publishes within one loop turn (every member of a room sending at once)
          * would otherwise pile up until the end-of-turn flush and hit the limit although the
          * peer reads fine: write now while the kernel takes it. */
@@ -590,7 +590,7 @@ long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *
                  wsk_opcode op, int compress)
 {
     if (!from->ctx->srv) return WSK_ERR_STATE;
-    const struct wsk_ws *skip = from->ctx->o.publish_to_self ? NULL : from;
+    const struct wsk_ws *skip = wsk_server_opts_of(from->ctx->srv)->publish_to_self ? NULL : from;
     return publish(from->ctx, skip, topic, topic_len, data, len, op, compress);
 }
 

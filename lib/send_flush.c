@@ -26,7 +26,7 @@ int wsk_flush(struct wsk_ws *c)
         long w = wsk_io_writev(c, iov, n);
         if (w < 0) {
             if (w != WSK_ERR_AGAIN) {
-                wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "write failed");
+                wsk_conn_io_failed(c, w, "write failed");
                 return WSK_ERR_IO;
             }
             w = 0;

@@ -32,7 +32,7 @@ static void mask_key(wsk_loop *loop, uint8_t key[4])
 
 int wsk_send_refuse(struct wsk_ws *c)
 {
-    if (c->ctx->o.close_on_backpressure_limit) {
+    if (c->ctx->lim.close_on_backpressure_limit) {
         wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY, "backpressure limit reached");
     } else if (!(c->flags & WSK_F_OVERFLOW)) {
         char addr[64];
@@ -81,7 +81,7 @@ static long sent(long queued, size_t len)
 long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress)
 {
     if (!wsk_message_ok(data, len, op)) return WSK_ERR_INVAL;
-    if (compress && (ws->flags & WSK_F_PMD) && len >= ws->ctx->o.compress_threshold)
+    if (compress && (ws->flags & WSK_F_PMD) && len >= ws->ctx->lim.compress_threshold)
         return sent(wsk_pmd_conn_send(ws, data, len, op), len);
     return sent(wsk_send_frame(ws, op, 0, data, len, 0), len);
 }

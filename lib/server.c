@@ -19,7 +19,8 @@
 #define MAX_LISTEN 8
 
 struct wsk_server {
-    wsk_ctx ctx;
+    wsk_ctx ctx;       /* first (tests/fuzz/fuzz_server.c reaches it by a cast) */
+    wsk_server_opts o; /* as given; ctx.lim holds the limits the data path reads */
     void *user;
     ev_io listen[MAX_LISTEN];
     int nlisten;
@@ -42,7 +43,7 @@ void wsk_server_opts_init(wsk_server_opts *o)
     o->max_body = 1u << 20;
     o->handshake_timeout = 10;
     o->close_timeout = 4;
-    o->compress_threshold = 64;
+    o->compress_threshold = WSK_COMPRESS_THRESHOLD;
 }
 
 static void listeners_set(wsk_server *srv, int on)
@@ -59,7 +60,7 @@ static void listeners_set(wsk_server *srv, int on)
 
 static int at_limit(const wsk_server *srv)
 {
-    return srv->ctx.o.max_connections && srv->ctx.nconns >= srv->ctx.o.max_connections;
+    return srv->o.max_connections && srv->ctx.nconns >= srv->o.max_connections;
 }
 
 /* Accepts until the backlog is empty (bounded per event).  Out of descriptors, libev would
@@ -79,7 +80,8 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
             return;
         }
         int err;
-        int fd = wsk_tcp_accept(w->fd, &err);
+        char peer[64];
+        int fd = wsk_tcp_accept(w->fd, &err, srv->ctx.tls ? peer : NULL, sizeof peer);
         if (fd < 0) {
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
                 wsk_log(srv->ctx.loop, WSK_LOG_WARN, "accept: %s; pausing accept for 1s",
@@ -94,7 +96,7 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
             close(fd);
             return;
         }
-        if (srv->ctx.tls && wsk_tls_accept(c) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+        if (srv->ctx.tls && wsk_tls_accept(c, peer) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
     }
 }
 
@@ -151,6 +153,22 @@ static void on_grace(struct ev_loop *ev, ev_timer *w, int revents)
     finish_shutdown(srv, dropped);
 }
 
+/* The limits the data path reads, from the server's options. */
+void wsk_limits_server(wsk_limits *l, const wsk_server_opts *o)
+{
+    l->max_payload = o->max_payload;
+    l->max_header = o->max_header;
+    l->backpressure_limit = o->backpressure_limit;
+    l->close_on_backpressure_limit = o->close_on_backpressure_limit;
+    l->idle_timeout = o->idle_timeout;
+    l->send_pings = o->send_pings;
+    l->handshake_timeout = o->handshake_timeout ? o->handshake_timeout : 10;
+    l->close_timeout = o->close_timeout ? o->close_timeout : 1;
+    l->compress = o->compress;
+    l->decompress = o->decompress;
+    l->compress_threshold = o->compress_threshold;
+}
+
 wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const wsk_handlers *h,
                            void *user)
 {
@@ -160,22 +178,21 @@ wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const ws
     srv->ctx.srv = srv;
     srv->ctx.role = WSK_ROLE_SERVER;
     if (opts)
-        srv->ctx.o = *opts;
+        srv->o = *opts;
     else
-        wsk_server_opts_init(&srv->ctx.o);
+        wsk_server_opts_init(&srv->o);
     if (h) srv->ctx.h = *h;
     srv->user = user;
-    if (!wsk_pmd_mode_valid(srv->ctx.o.compress) || !wsk_pmd_mode_valid(srv->ctx.o.decompress)) {
+    if (!wsk_pmd_mode_valid(srv->o.compress) || !wsk_pmd_mode_valid(srv->o.decompress)) {
         wsk_log(loop, WSK_LOG_ERROR, "compress or decompress is not a wsk_compress_mode");
         free(srv);
         return NULL;
     }
-    if (srv->ctx.o.tls_cert && wsk_tls_server_config(&srv->ctx) < 0) {
+    if (srv->o.tls_cert && wsk_tls_server_config(&srv->ctx, &srv->o) < 0) {
         free(srv);
         return NULL;
     }
-    if (!srv->ctx.o.close_timeout) srv->ctx.o.close_timeout = 1;
-    if (!srv->ctx.o.handshake_timeout) srv->ctx.o.handshake_timeout = 10;
+    wsk_limits_server(&srv->ctx.lim, &srv->o);
     ev_timer_init(&srv->tick, on_tick, 1, 1);
     srv->tick.data = srv;
     ev_timer_start(loop->ev, &srv->tick);
@@ -230,6 +247,11 @@ size_t wsk_server_connections(const wsk_server *srv)
 wsk_ctx *wsk_server_ctx(const wsk_server *srv)
 {
     return (wsk_ctx *)&srv->ctx;
+}
+
+const wsk_server_opts *wsk_server_opts_of(const wsk_server *srv)
+{
+    return &srv->o;
 }
 
 static void stop_listening(wsk_server *srv)
@@ -376,24 +398,94 @@ out:
     wsk_response_free(&res);
 }
 
-/* Keeps bytes of an unfinished head in the cold buffer (a copy is made only when a head
- * arrives in pieces). */
-static int keep(struct wsk_ws *c, const uint8_t *p, size_t n, int in_cold)
+/* The length of a plain request's body, from Content-Length (0 without one), into *len; or -1
+ * after refusing the request: 411 for Transfer-Encoding (chunked request bodies are not
+ * accepted), 400 for an invalid Content-Length, 413 beyond max_body. */
+static int request_body_length(struct wsk_ws *c, const wsk_http_request *h, size_t *len)
 {
-    if (in_cold) return 0;
-    wsk_cold *k = wsk_conn_cold(c);
-    if (!k) return WSK_ERR_NOMEM;
-    return wsk_dbuf_append(&k->head, p, n);
+    size_t from = 0;
+    uint64_t v = 0;
+    if (wsk_http_find(h->headers, h->nheaders, "transfer-encoding", &from)) {
+        wsk_http_refuse(c, 411, "send the body with a Content-Length", NULL);
+        return -1;
+    }
+    if (wsk_http_content_length(h->headers, h->nheaders, &v) < 0) {
+        wsk_http_refuse(c, 400, "invalid Content-Length", NULL);
+        return -1;
+    }
+    if (v > c->ctx->srv->o.max_body) {
+        wsk_http_refuse(c, 413, "request body too large", NULL);
+        return -1;
+    }
+    *len = (size_t)v;
+    return 0;
+}
+
+/* The head of the request at p[0..n): its length, with *h parsed; or 0 when it is incomplete
+ * (kept in the cold buffer) or was refused (431 beyond max_header, 400 malformed). */
+static size_t request_head(struct wsk_ws *c, const uint8_t *p, size_t n, wsk_http_request *h)
+{
+    size_t max = c->ctx->lim.max_header;
+    wsk_cold *k = c->cold;
+    size_t scanned = k && p == k->head.p ? k->scanned : 0;
+    int r = wsk_http_parse_request((const char *)p, n, &scanned, h);
+    if (r == 0) {
+        if (n > max || wsk_conn_save_head(c, p, n, max) < 0)
+            wsk_http_refuse(c, 431, "request head too large", NULL);
+        else
+            c->cold->scanned = scanned;
+        return 0;
+    }
+    if (r < 0)
+        wsk_http_refuse(
+            c, r == WSK_ERR_HEADER_SIZE ? 431 : 400,
+            r == WSK_ERR_HEADER_SIZE ? "too many header fields" : "malformed HTTP request", NULL);
+    else if ((size_t)r > max)
+        wsk_http_refuse(c, 431, "request head too large", NULL);
+    return r > 0 && (size_t)r <= max ? (size_t)r : 0;
+}
+
+/* One request from p[0..n), dispatched: an upgrade, a refusal, or a plain request answered.
+ * Returns the bytes of the answered plain request (head and body); 0 when the request needs
+ * more bytes (kept in the cold buffer) or the connection left the HTTP phase. */
+static size_t one_request(struct wsk_ws *c, uint8_t *p, size_t n)
+{
+    const wsk_limits *l = &c->ctx->lim;
+    wsk_http_request h;
+    size_t head_len = request_head(c, p, n, &h), body_len;
+    if (!head_len) return 0;
+    const char *key = NULL, *why = NULL;
+    size_t key_len = 0;
+    int kind = wsk_handshake_check(&h, &key, &key_len, &why);
+    if (kind == 0) {
+        upgrade_request(c, &h, key, key_len, p + head_len, n - head_len);
+        return 0;
+    }
+    if (kind != WSK_HS_PLAIN) {
+        wsk_http_refuse(c, kind, why,
+                        kind == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : NULL);
+        return 0;
+    }
+    if (request_body_length(c, &h, &body_len) < 0) return 0;
+    if (n - head_len < body_len) {
+        if (wsk_conn_save_head(c, p, n, l->max_header + c->ctx->srv->o.max_body) < 0) {
+            wsk_http_refuse(c, 500, "out of memory", NULL);
+        } else {
+            c->cold->body_need = body_len;
+            c->cold->scanned = head_len; /* the head is found again without a rescan */
+        }
+        return 0;
+    }
+    plain_request(c, &h, p + head_len, body_len);
+    return head_len + body_len;
 }
 
 void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n)
 {
-    const wsk_server_opts *o = &c->ctx->o;
     wsk_cold *k = c->cold;
     int in_cold = k && k->head.len;
     if (in_cold) {
-        int r = wsk_dbuf_append(&k->head, p, n);
-        if (r < 0) {
+        if (wsk_dbuf_append(&k->head, p, n) < 0) {
             wsk_http_refuse(c, k->body_need ? 413 : 431,
                             k->body_need ? "request body too large" : "request head too large",
                             NULL);
@@ -403,92 +495,17 @@ void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n)
         n = k->head.len;
     }
     while (n && c->state == WSK_ST_HTTP) {
-        wsk_http_request h;
-        size_t scanned = in_cold ? k->scanned : 0;
-        int r = wsk_http_parse_request((const char *)p, n, &scanned, &h);
-        if (r == 0) {
-            if (n > o->max_header) {
-                wsk_http_refuse(c, 431, "request head too large", NULL);
-                return;
-            }
-            if (keep(c, p, n, in_cold) < 0)
-                wsk_http_refuse(c, 431, "request head too large", NULL);
-            else
-                c->cold->scanned = scanned;
-            return;
-        }
-        if (r < 0) {
-            wsk_http_refuse(c, r == WSK_ERR_HEADER_SIZE ? 431 : 400,
-                            r == WSK_ERR_HEADER_SIZE ? "too many header fields"
-                                                     : "malformed HTTP request",
-                            NULL);
-            return;
-        }
-        size_t head_len = (size_t)r;
-        if (head_len > o->max_header) {
-            wsk_http_refuse(c, 431, "request head too large", NULL);
-            return;
-        }
-        const char *key = NULL, *why = NULL;
-        size_t key_len = 0;
-        int kind = wsk_handshake_check(&h, &key, &key_len, &why);
-        if (kind == 0) {
-            upgrade_request(c, &h, key, key_len, p + head_len, n - head_len);
-            return;
-        }
-        if (kind != WSK_HS_PLAIN) {
-            wsk_http_refuse(c, kind, why,
-                            kind == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
-                                        : NULL);
-            return;
-        }
-        /* A plain request: its body by Content-Length; chunked bodies are not accepted. */
-        size_t from = 0, body_len = 0;
-        const wsk_http_header *te =
-            wsk_http_find(h.headers, h.nheaders, "transfer-encoding", &from);
-        if (te) {
-            wsk_http_refuse(c, 411, "send the body with a Content-Length", NULL);
-            return;
-        }
-        from = 0;
-        const wsk_http_header *cl = wsk_http_find(h.headers, h.nheaders, "content-length", &from);
-        if (cl) {
-            char num[24];
-            char *end;
-            size_t l = cl->value_len < sizeof num - 1 ? cl->value_len : sizeof num - 1;
-            memcpy(num, cl->value, l);
-            num[l] = 0;
-            unsigned long long v = strtoull(num, &end, 10);
-            if (!l || *end || num[0] == '-' || num[0] == '+') {
-                wsk_http_refuse(c, 400, "invalid Content-Length", NULL);
-                return;
-            }
-            if (v > o->max_body) {
-                wsk_http_refuse(c, 413, "request body too large", NULL);
-                return;
-            }
-            body_len = (size_t)v;
-        }
-        if (n - head_len < body_len) {
-            if (keep(c, p, n, in_cold) < 0) {
-                wsk_http_refuse(c, 500, "out of memory", NULL);
-                return;
-            }
-            c->cold->head.max = o->max_header + o->max_body;
-            c->cold->body_need = body_len;
-            c->cold->scanned = scanned;
-            return;
-        }
-        plain_request(c, &h, p + head_len, body_len);
-        p += head_len + body_len;
-        n -= head_len + body_len;
+        size_t used = one_request(c, p, n);
+        if (!used) return;
+        p += used;
+        n -= used;
         if (in_cold) {
             /* Pipelined requests: move what follows to the front of the buffer. */
             memmove(k->head.p, p, n);
             k->head.len = n;
             k->scanned = 0;
             k->body_need = 0;
-            k->head.max = o->max_header;
+            k->head.max = c->ctx->lim.max_header;
             p = k->head.p;
             if (!n) {
                 wsk_dbuf_free(&k->head);

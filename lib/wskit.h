@@ -484,6 +484,30 @@ WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, 
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
 
+/* ---------------------------------------------------------------------------------------------
+ * The library's own rules, for programs built on it: the same code the data path runs.  None
+ * keeps state; inputs are only read during the call.
+ */
+
+/* 1 when p[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF; the rule text messages and close reasons must follow), else 0. */
+WSK_API int wsk_utf8_valid(const void *p, size_t n);
+/* The length of the longest prefix of p[0..n) made of whole, valid UTF-8 characters: n when
+ * p is valid, else the offset of the character that is broken or cut short. */
+WSK_API size_t wsk_utf8_valid_prefix(const void *p, size_t n);
+
+/* 1 when `code` may be sent in a close frame (RFC 6455 7.4): 1000-1003, 1007-1014 and
+ * 3000-4999; 0 for the rest (1005, 1006 and 1015 only report local conditions). */
+WSK_API int wsk_close_code_valid(unsigned code);
+
+/* Base64 (RFC 4648 section 4, with padding).  Encoding writes 4 * ceil(n / 3) characters and a
+ * NUL to out, which needs WSK_BASE64_SIZE(n) bytes, and returns their number (without the NUL).
+ * Decoding accepts only padded base64 (n a multiple of 4, no whitespace); out needs n / 4 * 3
+ * bytes; returns the decoded length, or WSK_ERR_INVAL. */
+#define WSK_BASE64_SIZE(n) (((n) + 2) / 3 * 4 + 1)
+WSK_API size_t wsk_base64_encode(const void *in, size_t n, char *out);
+WSK_API long wsk_base64_decode(const char *in, size_t n, void *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,6 @@
 /* Fuzz target: the request parser fed in two pieces, then the server's handshake check.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_http.c
- *        lib/parse_http.c lib/msg_handshake.c -lmbedcrypto */
+ *        lib/parse_http.c lib/msg_handshake.c lib/crypto.c -lmbedcrypto */
 #include "msg_handshake.h"
 
 #include <stdint.h>

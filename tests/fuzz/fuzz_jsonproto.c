@@ -3,8 +3,9 @@
  * must be JSON objects again, its id echoed.  The same bytes as a delivery's topic and data,
  * and through base64 and back.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_jsonproto.c
- *        cmd/jsonproto.c -lcjson */
+ *        cmd/jsonproto.c lib/*.c -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson -lm */
 #include "../../cmd/jsonproto.h"
+#include "wskit.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -82,8 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *b = malloc((size + 2) / 3 * 4 + 1);
     uint8_t *round = malloc(size + 3);
     if (b && round) {
-        size_t bl = jp_base64_encode(msg, size, b);
-        if (jp_base64_decode(b, bl, round) != (long)size || (size && memcmp(round, msg, size)))
+        size_t bl = wsk_base64_encode(msg, size, b);
+        if (wsk_base64_decode(b, bl, round) != (long)size || (size && memcmp(round, msg, size)))
             abort();
         jp_reply rep;
         jp_parse_reply(msg, size, &rep);

@@ -15,20 +15,8 @@ import sys
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, done, ok, Server, skip  # noqa: E402
+from wstest import done, ok, Server, skip  # noqa: E402
 
-
-def built_with(flag):
-    """The modes of serve_pubsub.c exist only once cmd/wsserve.c wires them in."""
-    r = subprocess.run([os.path.join(BIN, "wsserve"), "--help"], capture_output=True, text=True,
-                       timeout=10, stdin=subprocess.DEVNULL)
-    return flag in r.stdout
-
-
-if not built_with("--chat"):
-    skip("wsserve --chat", "this wsserve was built without --chat (cmd/wsserve.c does not call "
-         "serve_pubsub.c yet)")
-    done()
 
 T = 5.0
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")

@@ -4,63 +4,33 @@ SIGTERM.  Every client gets close 1001 after the data queued before it, the serv
 its 3 s grace with status 0; and with status 2 (and a line saying so) when one more client had
 stopped reading, so that its queued data had to be dropped."""
 import os
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Raw, done, free_port, ok, request, mask  # noqa: E402
+from wstest import Raw, Server, done, frame, ok, wait_for  # noqa: E402
 
 TEXT, BINARY, CLOSE = 1, 2, 8
 CLIENTS = 40
 
 
-def wsframe(op, payload):
-    n = len(payload)
-    if n < 126:
-        hdr = struct.pack("!BB", 0x80 | op, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", 0x80 | op, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", 0x80 | op, 0x80 | 127, n)
-    key = os.urandom(4)
-    return hdr + key + mask(payload, key)
-
-
-def start(*args):
-    port = free_port()
-    proc = subprocess.Popen([os.path.join(BIN, "wsserve"), "--echo", *args, "--listen",
-                             f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    end = time.time() + 10
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("wsserve did not start")
-
-
-def streamer(port, results, i, stop_sending):
+def streamer(port, results, progress, i, stop_sending):
     """Keeps 8 messages in flight and checks every echo, in order, until the server's close:
-    results[i] = (close code, echoes received in order, echoes out of order)."""
+    results[i] = (close code, echoes received in order, echoes out of order); progress[i] counts
+    the echoes so far."""
     try:
         c = Raw(port, timeout=10)
         sent, good, bad = 0, 0, 0
         for _ in range(8):
-            c.send(wsframe(BINARY, struct.pack("!I", sent) + b"d" * 4092))
+            c.send(frame(BINARY, struct.pack("!I", sent) + b"d" * 4092))
             sent += 1
         while True:
             fin, op, p = c.recv_frame()
             if op == CLOSE:
                 code = struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
-                c.send(wsframe(CLOSE, p[:2]))
+                c.send(frame(CLOSE, p[:2]))
                 results[i] = (code, good, bad, c.eof(5))
                 c.close()
                 return
@@ -68,9 +38,10 @@ def streamer(port, results, i, stop_sending):
                 good += 1
             else:
                 bad += 1
+            progress[i] += 1
             if not stop_sending.is_set():
                 try:
-                    c.send(wsframe(BINARY, struct.pack("!I", sent) + b"d" * 4092))
+                    c.send(frame(BINARY, struct.pack("!I", sent) + b"d" * 4092))
                     sent += 1
                 except OSError:
                     pass
@@ -80,35 +51,28 @@ def streamer(port, results, i, stop_sending):
 
 def run(slow):
     name = "with a client that stopped reading" if slow else "all clients reading"
-    proc, port = start()
-    results = [None] * CLIENTS
+    srv = Server("--echo")
+    port = srv.port
+    results, progress = [None] * CLIENTS, [0] * CLIENTS
     stop_sending = threading.Event()
-    threads = [threading.Thread(target=streamer, args=(port, results, i, stop_sending))
+    threads = [threading.Thread(target=streamer, args=(port, results, progress, i, stop_sending))
                for i in range(CLIENTS)]
     for t in threads:
         t.start()
     sink = None
     if slow:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(10)
-        s.connect(("127.0.0.1", port))
-        sink = Raw.__new__(Raw)
-        sink.sock, sink.buf = s, b""
-        sink.send(request())
-        sink.read_head()
-        big = wsframe(BINARY, b"s" * 65536)
+        sink = Raw(port, rcvbuf=4096, timeout=10)
+        big = frame(BINARY, b"s" * 65536)
         for _ in range(128):  # 8 MiB of echoes it will not read
             sink.send(big)
-    time.sleep(0.5)
+    # Every client has echoes on the way when the signal comes.
+    streaming = wait_for(lambda: all(n >= 16 for n in progress), 10)
+    ok(streaming, f"SIGTERM under load ({name}): all {CLIENTS} clients receive echoes first",
+       str(progress))
     t0 = time.time()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
+    rc = srv.stop(timeout=10)
     took = time.time() - t0
+    err = srv.stderr
     stop_sending.set()
     for t in threads:
         t.join(10)
@@ -123,15 +87,15 @@ def run(slow):
     ok(all(isinstance(r, tuple) and r[3] for r in results),
        f"SIGTERM under load ({name}): the server closes TCP after the closing handshake")
     if slow:
-        ok(proc.returncode == 2, "SIGTERM: exit status 2 when queued data had to be dropped",
-           f"rc={proc.returncode}")
+        ok(rc == 2, "SIGTERM: exit status 2 when queued data had to be dropped",
+           f"rc={rc}")
         ok("1 connection(s) still had unsent data" in err, "SIGTERM: the drop is reported once",
            err.strip()[-200:])
         ok(2.5 < took < 5, "SIGTERM: the client that does not read is given the 3 s grace",
            f"{took:.1f}s")
     else:
-        ok(proc.returncode == 0, "SIGTERM: exit status 0 when everything was delivered",
-           f"rc={proc.returncode}")
+        ok(rc == 0, "SIGTERM: exit status 0 when everything was delivered",
+           f"rc={rc}")
         ok(took < 2.5, "SIGTERM: the server exits as soon as every client has closed",
            f"{took:.1f}s")
 

@@ -13,18 +13,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import BIN, done, free_port, ok, Raw, request, Server, skip  # noqa: E402
 
 
-def built_with(flag):
-    """The modes of serve_pubsub.c exist only once cmd/wsserve.c wires them in."""
-    r = subprocess.run([os.path.join(BIN, "wsserve"), "--help"], capture_output=True, text=True,
-                       timeout=10, stdin=subprocess.DEVNULL)
-    return flag in r.stdout
-
-
-if not built_with("--pubsub"):
-    skip("wsserve --pubsub", "this wsserve was built without --pubsub (cmd/wsserve.c does not call "
-         "serve_pubsub.c yet)")
-    done()
-
 WSPUB = os.path.join(BIN, "wspub")
 
 

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import BIN, Server, done, ok, skip  # noqa: E402
@@ -28,12 +27,13 @@ if r.returncode != 0:
 tls = ["--tls-cert", os.path.join(certs, "server.crt"), "--tls-key", os.path.join(certs, "server.key")]
 ca = os.path.join(certs, "ca.crt")
 
-with Server("--pubsub", *tls) as srv:
+with Server("--pubsub", "-v", *tls) as srv:
     url = f"wss://localhost:{srv.port}"
     sub = subprocess.Popen([os.path.join(BIN, "wscat"), "-c", f"{url}/news", "--ca", ca, "-w", "3"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
-    time.sleep(0.8)
+    # wsserve logs the open after the subscription: publish only once it is there.
+    ok(srv.wait_log(": open") == 1, "a wscat subscriber over wss:// is let in", srv.stderr[-300:])
     r = run("wspub", "-v", "--ca", ca, f"{url}/", "news", "over tls", "second")
     ok(r.returncode == 0 and "1" in r.stdout, "wspub publishes over wss:// and reports receivers",
        f"rc={r.returncode} out={r.stdout!r} err={r.stderr[-300:]!r}")

@@ -18,9 +18,10 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Server, done, free_port, ok, skip  # noqa: E402
+from wstest import BIN, Server, accept_key, done, free_port, frame, ok, skip  # noqa: E402
 
 WSBENCH = os.path.join(BIN, "wsbench")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -42,14 +43,69 @@ def no_errors(j):
     return j is not None and not any(j["errors"].values())
 
 
+class ShortEcho:
+    """Echoes the first `n` messages of each connection, then closes it with 1000: a server
+    that ends every connection long before the run's -d is over."""
+
+    def __init__(self, n=3):
+        self.n = n
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        c.settimeout(5)
+        f = c.makefile("rb")
+        try:
+            lines = []
+            while not lines or lines[-1] != b"\r\n":
+                lines.append(f.readline())
+            key = next(l.split(b":", 1)[1].strip().decode() for l in lines
+                       if l.lower().startswith(b"sec-websocket-key:"))
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
+                       ).encode())
+            for _ in range(self.n):
+                b0, b1 = f.read(2)
+                n = b1 & 127
+                if n == 126:
+                    n = struct.unpack("!H", f.read(2))[0]
+                mask = f.read(4)
+                data = bytes(x ^ mask[i & 3] for i, x in enumerate(f.read(n)))
+                c.sendall(frame(b0 & 15, data, mask=False))
+            c.sendall(frame(8, struct.pack("!H", 1000) + b"enough", mask=False))
+            while c.recv(4096):
+                pass
+        except (OSError, ValueError, StopIteration):
+            pass
+        finally:
+            f.close()
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
 # ----- a chat server (Bun's benchmark protocol, PROTOCOL.md), small and slow but exact --------
 
 class ChatServer:
     """Relays every text message m of member NAME as "NAME: m" to every member; "ready" 100 ms
-    after the n-th joins.  Records the names and the first 50 messages of each member."""
+    after the n-th joins.  Records the names and the first 50 messages of each member.  With
+    drop, the first member is disconnected after 100 messages."""
 
-    def __init__(self, n):
+    def __init__(self, n, drop=False):
         self.n = n
+        self.drop = drop
         self.port = free_port()
         self.names = []
         self.first = {}
@@ -118,6 +174,8 @@ class ChatServer:
                     break
                 if op in (1, 2):
                     self.counts[name] += 1
+                    if self.drop and name == "Alice0" and self.counts[name] == 100:
+                        break
                     if len(self.first[name]) < 50:
                         self.first[name].append(data.decode())
                     out = self._frame(name.encode() + b": " + data)
@@ -213,6 +271,11 @@ def main():
            and j["connections"]["deflate"] == 0,
            "--compress against a server without compression: plain messages, verified", err)
 
+        options_and_outputs(url)
+
+    verdicts()
+    tls_flags()
+
     with Server("--echo", "--compress") as srv:
         rc, j, err = bench_json("-n", "200", "-c", "2", "-w", "4", "-s", "2k", "--compress",
                                 "--verify", srv.url())
@@ -295,6 +358,8 @@ def main():
     finally:
         chat.stop()
 
+    chat_lost()
+
     chat = ChatServer(4)
     try:
         rc, j, err = bench_json("chat", "-c", "3", "--connect-timeout", "1", "-n", "100",
@@ -302,6 +367,118 @@ def main():
         ok(rc == 2 and j and not j["ok"] and "first message" in j.get("error", ""),
            "chat with fewer clients than the room waits for: fails after --connect-timeout",
            j and j.get("error"))
+        ok(j and "wsserve --chat --clients N must match -c N" in j.get("error", ""),
+           "and says what the server probably waits for", j and j.get("error"))
+    finally:
+        chat.stop()
+
+
+def verdicts():
+    """Runs that measured nothing fail: exit status 2, "ok": false, one line that says why."""
+    with Server("--pubsub") as broker, Server("--echo") as echo:
+        rc, out, err = bench("-c", "8", "-w", "4", "-d", "2", broker.url())
+        ok(rc == 2 and f"the server at {broker.url()} does not echo: first reply was text" in out,
+           "echo against a broker: exit status 2, 'the server at URL does not echo'", (rc, out))
+        rc, j, err = bench_json("-c", "2", "-d", "2", broker.url())
+        ok(rc == 2 and j and j["ok"] is False and "does not echo" in j.get("error", "")
+           and "does not echo" in err, "the same with --json: \"ok\": false, the reason on stderr",
+           (rc, j and j.get("error"), err))
+
+        rc, out, err = bench("compare", "-d", "0.3", "--rounds", "3", "--pause", "0", "-c", "2",
+                             f"good={echo.url()}", f"bad={broker.url()}")
+        ok(rc == 2 and err.count("round 3/3  good") == 1 and "bad" not in err.split("round 1/3")[-1]
+           .split("\n", 2)[-1] and "bad failed in round 1: the server at" in out,
+           "compare: a target that failed is not run again; the table says why", (rc, out, err))
+
+    with Server("--pubsub", "--token", "s3cret") as broker:
+        rc, j, err = bench_json("pubsub", "-c", "2", "-d", "0.5", broker.url())
+        ok(rc == 2 and j and j["ok"] is False and "1008" in j.get("error", "")
+           and "token" in j.get("error", ""),
+           "pubsub against a broker that wants a token: fails with the server's 1008 reason",
+           (rc, j and j.get("error")))
+
+    short = ShortEcho(3)
+    try:
+        rc, j, err = bench_json("-c", "2", "-d", "3", f"ws://127.0.0.1:{short.port}/", timeout=20)
+        ok(rc == 2 and j and j["ok"] is False and j["seconds"] < 2
+           and "ended after" in j.get("error", "") and "1000" in j.get("error", ""),
+           "connections that all end before -d: the run fails, with the close that ended them",
+           (rc, j and (j.get("error"), j["seconds"])))
+    finally:
+        short.close()
+
+
+def options_and_outputs(url):
+    """One option grammar with the other commands; CSV rows for every measured second."""
+    rc, out, err = bench("--help")
+    ok(rc == 0 and all(o in out for o in ("--stop-timeout", "--connect-concurrency",
+                                          "--passphrase", "--no-check", "--insecure")),
+       "--help lists every option", out)
+    rc, j, err = bench_json("-d", "300ms", "-s", "1KiB", "-c", "1", "--warmup", "0.1s", url)
+    ok(rc == 0 and j and j["messages"]["bytes_received"] == 1024 * j["messages"]["received"]
+       and 0.25 < j["seconds"] < 1.5, "-d 300ms -s 1KiB --warmup 0.1s: cli.c's grammar", err)
+    for args, said, why in (
+            (["-n", "1k"], "whole number", "a count is a whole number"),
+            (["chat", "--round-delay", "64"], "at most 60s", "--round-delay is a time (64 is 64 s)"),
+            (["-n", url], "--no-check", "-n is the message count, with a hint about --no-check"),
+            (["--json", "--csv", "-"], "share stdout", "--json and --csv - would share stdout"),
+            (["--rounds", "2"], "compare", "--rounds without compare"),
+            (["compare", "--csv", "x.csv"], "one run", "--csv with compare"),
+            (["--topics", "2"], "pubsub", "--topics outside pubsub"),
+            (["--round-delay", "64ms"], "chat", "--round-delay outside chat")):
+        rc, out, err = bench(*args, url)
+        ok(rc == 1 and said in err and "Try 'wsbench --help'" in err, f"usage error: {why}",
+           (rc, err))
+
+    rc, out, err = bench("-d", "1", "-c", "2", "-q", "--csv", "-", url)
+    rows = out.splitlines()
+    ok(rc == 0 and len(rows) == 2 and rows[0].startswith("second,") and rows[1].startswith("1,"),
+       "-d 1 --csv -: the header and the one measured second", out)
+    ok("throughput" in err and "throughput" not in out,
+       "--csv -: the summary goes to stderr", (out, err))
+    rc, out, err = bench("-d", "2", "-c", "2", "-q", "--csv", "-", url)
+    rows = out.splitlines()
+    ok(rc == 0 and [r.split(",")[0] for r in rows[1:]] == ["1", "2"],
+       "-d 2 --csv -: two rows, the last second included", out)
+
+
+def tls_flags():
+    """wscat's TLS flags: --ca --cert --key --passphrase, --no-check and -k."""
+    with tempfile.TemporaryDirectory() as certs:
+        r = subprocess.run([os.path.join(ROOT, "scripts", "mkcerts"), certs],
+                           capture_output=True, text=True)
+        if r.returncode:
+            skip("wsbench TLS flags", "scripts/mkcerts failed")
+            return
+        c = lambda name: os.path.join(certs, name)  # noqa: E731
+        with Server("--echo", "--tls-cert", c("server.crt"), "--tls-key", c("server.key"),
+                    "--tls-client-ca", c("client-ca.crt")) as srv:
+            url = f"wss://localhost:{srv.port}/"
+            rc, j, err = bench_json("-n", "20", "-c", "1", "--ca", c("ca.crt"), "--cert",
+                                    c("client.crt"), "--key", c("client-pass.key"),
+                                    "--passphrase", "wskit", url)
+            ok(rc == 0 and no_errors(j) and j["messages"]["received"] == 20,
+               "--cert with an encrypted --key and its --passphrase", err or j)
+            rc, j, err = bench_json("-n", "20", "-c", "1", "--ca", c("ca.crt"), "--cert",
+                                    c("client.crt"), "--key", c("client-pass.key"), url)
+            ok(rc == 2 and j and j["ok"] is False, "the same key without --passphrase: fails",
+               (rc, j and j.get("error")))
+        with Server("--echo", "--tls-cert", c("selfsigned.crt"), "--tls-key",
+                    c("selfsigned.key")) as srv:
+            url = f"wss://127.0.0.1:{srv.port}/"
+            for flag in ("--no-check", "-k", "--insecure"):
+                rc, j, err = bench_json("-n", "20", "-c", "1", flag, url)
+                ok(rc == 0 and no_errors(j), f"{flag}: a self-signed server is accepted", err)
+            rc, j, err = bench_json("-n", "20", "-c", "1", url)
+            ok(rc == 2 and j and j["ok"] is False, "without them it is refused", (rc, j))
+
+
+def chat_lost():
+    chat = ChatServer(2, drop=True)
+    try:
+        rc, j, err = bench_json("chat", "-c", "2", "-d", "3", chat_url(chat.port), timeout=30)
+        ok(rc == 2 and j and j["ok"] is False and "ended during the run" in j.get("error", ""),
+           "chat: a client lost during the run fails it, \"ok\": false", (rc, j and j.get("error")))
     finally:
         chat.stop()
 

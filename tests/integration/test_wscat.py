@@ -7,7 +7,6 @@ Prints TAP lines.  Everything runs on 127.0.0.1 with ports picked by the kernel;
 bounded and every process and thread started here is stopped before exit."""
 
 import base64
-import hashlib
 import json
 import os
 import queue
@@ -24,10 +23,10 @@ import time
 BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
 WSCAT = os.path.join(BIN, "wscat")
 WSSERVE = os.path.join(BIN, "wsserve")
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import describe, failures, run_cmd, skip  # noqa: E402
+from wstest import Server, accept_key, describe, failures, free_port, run_cmd, skip  # noqa: E402
+from wstest import wait_for as wait_until  # noqa: E402
 from wstest import ok as check  # noqa: E402
 
 
@@ -50,8 +49,7 @@ def read_head(c):
 def accept_value(head):
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"sec-websocket-key:"):
-            key = line.split(b":", 1)[1].strip()
-            return base64.b64encode(hashlib.sha1(key + GUID).digest())
+            return accept_key(line.split(b":", 1)[1].strip().decode()).encode()
     return b""
 
 
@@ -198,31 +196,6 @@ class Proxy:
 
 # ----- wsserve -------------------------------------------------------------------------------
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start_wsserve():
-    for _ in range(5):
-        port = free_port()
-        p = subprocess.Popen([WSSERVE, "--echo", "--listen", "127.0.0.1:%d" % port],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.monotonic() + 3
-        while time.monotonic() < end and p.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return p, port
-            except OSError:
-                time.sleep(0.05)
-        p.kill()
-        p.wait()
-    return None, 0
-
-
 # ----- the tests -----------------------------------------------------------------------------
 
 def test_usage():
@@ -337,6 +310,29 @@ def test_statuses():
     check(r[0] == 3 and "401" in r[2] and "who are you?" in r[2],
           "a chunked refusal body is decoded", describe(r))
 
+    def trickle(c, data, step):
+        # Separate segments, so that the client reads the body in pieces (coalesced reads
+        # would still pass, covering less).
+        for i in range(0, len(data), step):
+            time.sleep(0.005)
+            c.sendall(data[i:i + step])
+
+    def refuse_chunked_pieces(c, h):
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n6\r")
+        trickle(c, b"\nnot yo\r\n9;x=1\r\nu, go awa\r\n1\r\ny\r\n0\r\nX-T: 1\r\n\r\n", 3)
+        drain(c)
+    r = served(refuse_chunked_pieces)
+    check(r[0] == 3 and "403" in r[2] and "not you, go away" in r[2] and "X-T" not in r[2],
+          "a chunked refusal body arriving in pieces is decoded across reads", describe(r))
+
+    def refuse_length_pieces(c, h):
+        c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 16\r\n\r\nslow")
+        trickle(c, b" down please, NOT BODY", 5)
+        drain(c)
+    r = served(refuse_length_pieces)
+    check(r[0] == 3 and "slow down please" in r[2] and "NOT BODY" not in r[2],
+          "a refusal body in pieces ends at its Content-Length", describe(r))
+
     def refuse_eof(c, h):
         c.sendall(b"HTTP/1.0 503 Service Unavailable\r\n\r\ntry later\n")
     r = served(refuse_eof)
@@ -427,9 +423,7 @@ def test_reconnect():
     p = subprocess.Popen([WSCAT, "-c", "ws://127.0.0.1:%d/" % s.port, "-x", "again",
                           "--reconnect", "-w", "5"], stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    end = time.monotonic() + 6
-    while len(seen) < 3 and time.monotonic() < end:
-        time.sleep(0.05)
+    wait_until(lambda: len(seen) >= 3, 6)
     p.send_signal(signal.SIGINT)
     try:
         out, err = p.communicate(timeout=5)
@@ -511,19 +505,9 @@ def main():
     if not os.access(WSSERVE, os.X_OK):
         skip("wscat against wsserve --echo", "bin/wsserve is not built")
         return 1 if failures() else 0
-    server, port = start_wsserve()
-    if not server:
-        check(False, "wsserve --echo starts")
-        return 1
-    try:
-        test_echo(port)
-        test_proxy(port)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with Server("--echo") as srv:
+        test_echo(srv.port)
+        test_proxy(srv.port)
     return 1 if failures() else 0
 
 

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import websockets
@@ -22,47 +21,23 @@ BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", ".
 WSCAT = os.path.abspath(os.path.join(BIN, "wscat"))
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import failures  # noqa: E402
+from wstest import PyServer, failures  # noqa: E402
 from wstest import ok as check  # noqa: E402
 
 
-class Server:
+async def echo_later(ws, path):
     """Echo; on /later it also sends "surprise" 0.8 s after the connection opens."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        self.ready.wait(5)
-
-    def run(self):
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(websockets.serve(self.handler, "127.0.0.1", 0))
-        self.port = self.server.sockets[0].getsockname()[1]
-        self.ready.set()
-        self.loop.run_forever()
-
-    async def handler(self, ws, path):
-        async def later():
-            await asyncio.sleep(0.8)
-            await ws.send("surprise")
-        task = asyncio.ensure_future(later()) if path == "/later" else None
-        try:
-            async for m in ws:
-                await ws.send(m)
-        except websockets.ConnectionClosed:
-            pass
-        if task:
-            task.cancel()
-
-    def stop(self):
-        async def shut():
-            self.server.close()
-            await self.server.wait_closed()
-        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+    async def later():
+        await asyncio.sleep(0.8)
+        await ws.send("surprise")
+    task = asyncio.ensure_future(later()) if path == "/later" else None
+    try:
+        async for m in ws:
+            await ws.send(m)
+    except websockets.ConnectionClosed:
+        pass
+    if task:
+        task.cancel()
 
 
 class Tmux:
@@ -106,7 +81,7 @@ def main():
     if not shutil.which("tmux"):
         print("ok 1 - interactive mode # SKIP tmux is not installed")
         return 0
-    server = Server()
+    server = PyServer(echo_later)
     tmp = tempfile.mkdtemp(prefix="wscat-pty-")
     tmux = Tmux(tmp)
     url = "ws://127.0.0.1:%d" % server.port

@@ -79,6 +79,29 @@ with Server("--echo", "--max-header", "4K", "--handshake-timeout", "2") as srv:
     ok(s1 == 200 and b"WebSocket" in b1 and s2 == 200, "plain GET answered with a page, keep-alive, pipelined")
     c.close()
 
+    # Plain request bodies (RFC 9112 6.3): framed by Content-Length, here in pieces and with a
+    # request pipelined right after (read as a request only if the body ended where it should).
+    c = Raw(srv.port, handshake=False)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    data = (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\nGET / HTTP/1.1"
+            b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n")
+    for i in range(0, len(data), 7):
+        c.send(data[i:i + 7])
+    s1, _, _ = c.read_http()
+    s2, _, b2 = c.read_http()
+    ok(s1 < 400 and s2 == 200 and b"WebSocket" in b2,
+       "a Content-Length body in pieces, then a pipelined request", f"{s1} {s2}")
+    c.close()
+    for name, extra, want in [
+        ("Transfer-Encoding", "Transfer-Encoding: chunked\r\n", 411),
+        ("a Content-Length that is not a number", "Content-Length: 1x\r\n", 400),
+        ("a signed Content-Length", "Content-Length: +1\r\n", 400),
+        ("two different Content-Lengths", "Content-Length: 1\r\nContent-Length: 2\r\n", 400),
+        ("a Content-Length over max_body", "Content-Length: 99999999999999999999999\r\n", 413),
+    ]:
+        st, _, body = answer(srv.port, f"POST / HTTP/1.1\r\nHost: a\r\n{extra}\r\n0\r\n\r\n".encode())
+        ok(st == want and body.strip(), f"plain request with {name}: {want}", f"{st} {body!r}")
+
     # The handshake deadline counts from accept: a trickling client is dropped while others
     # are served.
     slow = Raw(srv.port, handshake=False)

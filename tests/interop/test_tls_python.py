@@ -12,12 +12,11 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from wstest import BIN, Server, done, ok, skip  # noqa: E402
+from wstest import BIN, PyServer, Server, done, ok, skip  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -30,9 +29,9 @@ def tag(direction):
     return f"[{PEER} | {direction} | off | wss://]"
 
 
-class PyServer:
-    """A websockets echo server with TLS in a thread of its own; what each handshake saw (SNI,
-    ALPN, version, client certificate) lands in self.seen."""
+class TLSEcho(PyServer):
+    """A websockets echo server with TLS; what each handshake saw (SNI, ALPN, version, client
+    certificate) lands in self.seen."""
 
     def __init__(self, certs, name, client_ca=None):
         self.seen = []
@@ -44,13 +43,9 @@ class PyServer:
         if client_ca:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(os.path.join(certs, client_ca))
-        self.ctx = ctx
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        if not self.ready.wait(10):
-            raise RuntimeError("the Python server did not start")
+        super().__init__(self._echo, ssl=ctx, max_size=None)
+        if self.error:
+            raise RuntimeError(f"the Python server did not start: {self.error}")
 
     async def _echo(self, ws, path=None):
         sslobj = ws.transport.get_extra_info("ssl_object")
@@ -62,25 +57,6 @@ class PyServer:
                           "client_cn": cn})
         async for msg in ws:
             await ws.send(msg)
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-
-        async def start():
-            self.server = await websockets.serve(self._echo, "127.0.0.1", 0, ssl=self.ctx,
-                                                 max_size=None)
-            self.port = self.server.sockets[0].getsockname()[1]
-            self.stopped = asyncio.Event()
-            self.ready.set()
-            await self.stopped.wait()
-            self.server.close()
-            await self.server.wait_closed()
-
-        self.loop.run_until_complete(start())
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.stopped.set)
-        self.thread.join(10)
 
 
 def wscat(url, *args, msgs=("hello", "world"), timeout=20):
@@ -134,7 +110,7 @@ def main():
             skip(tag(d), f"{WSCAT} is not built")
             return
         ca = ["--ca", c("ca.crt")]
-        py = PyServer(certs, "server")
+        py = TLSEcho(certs, "server")
         try:
             rc, out, err = wscat(f"wss://localhost:{py.port}/", *ca)
             ok(rc == 0 and out == "hello\nworld\n", f"{tag(d)} echo",
@@ -155,7 +131,7 @@ def main():
 
         for name, why in [("expired", "expired"), ("wronghost", "name mismatch"),
                           ("selfsigned", "unknown issuer")]:
-            py = PyServer(certs, name)
+            py = TLSEcho(certs, name)
             try:
                 rc, out, err = wscat(f"wss://localhost:{py.port}/", *ca)
                 ok(rc == EXIT_TLS and why in err and not py.seen,
@@ -168,7 +144,7 @@ def main():
             finally:
                 py.stop()
 
-        py = PyServer(certs, "server", client_ca="client-ca.crt")
+        py = TLSEcho(certs, "server", client_ca="client-ca.crt")
         try:
             rc, out, err = wscat(f"wss://localhost:{py.port}/", *ca)
             ok(rc == EXIT_TLS, f"{tag(d)} client certificate required, none given: exit 6",

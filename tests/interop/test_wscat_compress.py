@@ -2,16 +2,12 @@
 """wscat --compress against a Python `websockets` server (compression on by default there):
 the extension is negotiated with every client mode, messages round-trip compressed, and the
 server side sees what was offered."""
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, done, free_port, ok  # noqa: E402
-
-import websockets  # noqa: E402
+from wstest import BIN, PyServer, done, ok  # noqa: E402
 
 seen = {}
 
@@ -23,20 +19,8 @@ async def handler(ws, path=None):
         await ws.send(m)
 
 
-def serve(port, ready, stop):
-    async def main():
-        async with websockets.serve(handler, "127.0.0.1", port):
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-    asyncio.run(main())
-
-
-port = free_port()
-ready, stop = threading.Event(), threading.Event()
-t = threading.Thread(target=serve, args=(port, ready, stop), daemon=True)
-t.start()
-ready.wait(5)
+srv = PyServer(handler)
+port = srv.port
 lines = ["x" * 2000, "y" * 100 + "z" * 100, "short"]
 for mode in ("shared", "dedicated", "4KB"):
     seen.clear()
@@ -51,6 +35,5 @@ r = subprocess.run([os.path.join(BIN, "wscat"), "-c", f"ws://127.0.0.1:{port}/",
                    capture_output=True, text=True, timeout=20)
 ok(r.returncode == 0 and seen.get("ext") is None and r.stdout.strip() == "plain",
    "without --compress nothing is offered")
-stop.set()
-t.join(5)
+srv.stop()
 done()

@@ -7,16 +7,11 @@ handshake, close codes chosen by the server, and IPv6.
 Prints TAP lines.  The server runs in a thread of this process on 127.0.0.1 (and ::1) with a port
 picked by the kernel; every wait is bounded."""
 
-import asyncio
 import base64
 import http
 import json
 import os
-import socket
-import subprocess
 import sys
-import threading
-import time
 
 import websockets
 
@@ -24,7 +19,7 @@ BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", ".
 WSCAT = os.path.join(BIN, "wscat")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import describe, failures, run_cmd, skip  # noqa: E402
+from wstest import PyServer, describe, failures, run_cmd, skip  # noqa: E402
 from wstest import ok as check  # noqa: E402
 
 
@@ -32,37 +27,14 @@ def wscat(*args, stdin=b"", timeout=10, env=None):
     return run_cmd("wscat", *args, stdin=stdin, timeout=timeout, env=env)
 
 
-class Server:
-    """websockets.serve in a background event loop, recording every request it sees."""
+class Server(PyServer):
+    """The websockets server, recording every request it sees."""
 
     def __init__(self, host="127.0.0.1"):
         self.requests = []   # (path, headers) in arrival order
         self.opened = []     # (path, negotiated subprotocol)
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.error = None
-        self.host = host
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        self.ready.wait(5)
-
-    def run(self):
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.server = self.loop.run_until_complete(websockets.serve(
-                self.handler, self.host, 0, process_request=self.process_request,
-                subprotocols=["chat.v2", "chat"]))
-            self.port = self.server.sockets[0].getsockname()[1]
-        except OSError as e:
-            self.error = e
-            self.ready.set()
-            return
-        self.ready.set()
-        self.loop.run_forever()
-
-    def url(self, path):
-        host = "[%s]" % self.host if ":" in self.host else self.host
-        return "ws://%s:%d%s" % (host, self.port, path)
+        super().__init__(self.handler, host, process_request=self.process_request,
+                         subprotocols=["chat.v2", "chat"])
 
     async def process_request(self, path, headers):
         self.requests.append((path, headers))
@@ -92,15 +64,6 @@ class Server:
 
     def header(self, i, name):
         return self.requests[i][1].get(name) if i < len(self.requests) else None
-
-    def stop(self):
-        if self.error is None:
-            async def shut():
-                self.server.close()
-                await self.server.wait_closed()
-            asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def test_headers(s):

@@ -4,6 +4,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import resource
 import signal
 import socket
 import struct
@@ -84,52 +85,101 @@ def describe(r):
     return "status %r after %.2fs\nstdout: %r\nstderr: %r" % (r[0], r[3], r[1], r[2])
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def free_port(host="127.0.0.1"):
+    """A port nothing listens on now (the kernel's pick), for a server started next."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def rss(pid):
+    """The resident set of process pid, in bytes (VmRSS in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 class Server:
-    """A command (wsserve by default) on a free loopback port, stopped on exit."""
+    """A command (wsserve by default) on a free loopback port, stopped on exit.  Its log is
+    read while it runs, into .lines (a full pipe would stall it); nofile caps its descriptors."""
 
-    def __init__(self, *args, prog="wsserve", host="127.0.0.1", port=None, wait=True):
-        self.port = port or free_port()
+    def __init__(self, *args, prog="wsserve", host="127.0.0.1", port=None, wait=True,
+                 nofile=None):
+        self.port = port or free_port(host)
         self.host = host
+        self.lines = []
         h = f"[{host}]" if ":" in host else host
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(
             [os.path.join(BIN, prog), *args, "--listen", f"{h}:{self.port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, preexec_fn=limit if nofile else None)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, timeout=5.0):
-        end = time.time() + timeout
-        while time.time() < end:
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def stderr(self):
+        """The log so far (all of it once stopped)."""
+        return "".join(line + "\n" for line in self.lines)
+
+    def wait_ready(self, timeout=10.0):
+        def listening():
+            if self.proc.poll() is not None:
+                return "exited"
             try:
                 socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
+                return "up"
             except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("server exited: " + self.proc.stderr.read())
-                time.sleep(0.02)
-        raise RuntimeError("server did not start")
+                return None
+        state = wait_for(listening, timeout)
+        if state != "up":
+            self.stop()
+            raise RuntimeError(f"{self.proc.args[0]} {state or 'did not start'}: " +
+                               " | ".join(self.lines[-5:]))
 
     def url(self, path="/"):
         h = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{h}:{self.port}{path}"
 
-    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+    def count(self, what, peer=None):
+        """Log lines containing what (and peer, an "address:port:" tag, when given)."""
+        return sum(what in line and (peer is None or peer in line) for line in list(self.lines))
+
+    def wait_log(self, what, peer=None, n=1, timeout=5.0):
+        """Waits until n log lines contain what; the number there are then."""
+        wait_for(lambda: self.count(what, peer) >= n, timeout)
+        return self.count(what, peer)
+
+    def rss(self):
+        return rss(self.proc.pid)
+
+    def cpu(self):
+        """User + system CPU seconds the server has used."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Signals the server and waits for it (killing it after timeout); its exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-        self.stderr = err
+            self.proc.wait()
+        self.reader.join(5)
         return self.proc.returncode
 
     def __enter__(self):
@@ -139,16 +189,77 @@ class Server:
         self.stop()
 
 
+class PyServer:
+    """A `websockets` server (Python's, in a thread of this process) on 127.0.0.1 and a port
+    picked by the kernel: handler(ws, path) serves each connection; extra keyword arguments go
+    to websockets.serve.  .error is set when it could not listen."""
+
+    def __init__(self, handler, host="127.0.0.1", **kw):
+        import asyncio
+        import websockets
+        self.host, self.port, self.error = host, 0, None
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            try:
+                self.server = self.loop.run_until_complete(websockets.serve(handler, host, 0, **kw))
+                self.port = self.server.sockets[0].getsockname()[1]
+            except OSError as e:
+                self.error = e
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def url(self, path="/"):
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{h}:{self.port}{path}"
+
+    def stop(self):
+        import asyncio
+        if self.error is None:
+            async def shut():
+                self.server.close()
+                await self.server.wait_closed()
+            asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+_sanitized = None
+
+
 def sanitized():
     """True when the servers run under valgrind or are an ASan build: memory and timing checks
     do not apply then."""
-    if os.environ.get("WSK_VALGRIND"):
-        return True
-    try:
-        with open(os.path.join(BIN, "wsserve"), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
+    global _sanitized
+    if _sanitized is None:
+        _sanitized = bool(os.environ.get("WSK_VALGRIND"))
+        if not _sanitized:
+            try:
+                with open(os.path.join(BIN, "wsserve"), "rb") as f:
+                    _sanitized = b"__asan_init" in f.read()
+            except OSError:
+                pass
+    return _sanitized
+
+
+def wait_for(cond, timeout=5.0, interval=0.01):
+    """Polls cond() until it returns something true, for at most timeout seconds (four times
+    as long under valgrind or ASan); returns cond()'s last value.  Tests wait for the condition
+    they assert, never for a fixed time."""
+    end = time.monotonic() + timeout * (4 if sanitized() else 1)
+    while True:
+        v = cond()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(interval)
 
 
 @contextlib.contextmanager
@@ -170,6 +281,9 @@ def mask(payload, key):
     k = (key * (len(payload) // 4 + 1))[:len(payload)]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(
         len(payload), "little")
+
+
+_xor = mask  # frame() has an argument named mask
 
 
 def accept_key(key):
@@ -198,7 +312,7 @@ def frame(op, payload=b"", fin=True, mask=True, rsv=0, length=None):
     if not mask:
         return hdr + payload
     key = os.urandom(4)
-    return hdr + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+    return hdr + key + _xor(payload, key)
 
 
 def close_payload(code, reason=b""):
@@ -208,11 +322,17 @@ def close_payload(code, reason=b""):
 class Raw:
     """A raw WebSocket client over a socket: exact bytes out, frames in."""
 
-    def __init__(self, port, host="127.0.0.1", handshake=True, timeout=5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", handshake=True, timeout=5.0, path="/",
+                 rcvbuf=None):
+        """rcvbuf, set before the connect, bounds what the kernel buffers for this client."""
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
         self.buf = b""
         if handshake:
-            self.send(request())
+            self.send(request(path=path))
             status, headers = self.read_head()
             assert status == 101, status
             assert headers.get("sec-websocket-accept") == accept_key("dGhlIHNhbXBsZSBub25jZQ=="), headers

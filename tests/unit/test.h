@@ -4,10 +4,12 @@
 #ifndef WSK_TEST_H
 #define WSK_TEST_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 static int test_n, test_failed;
@@ -51,6 +53,38 @@ static inline char *guarded(const void *s, size_t n)
     if (n) memmove(p, s, n);
     return p;
 }
+
+/* Appends printf-style text to the string buf of cap bytes: a log of what handlers saw, in
+ * order, that one strcmp can check. */
+static inline void test_append(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void test_append(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
+/* Seconds on the monotonic clock. */
+static inline double test_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs step (a turn of the event loop and a short poll, say) until cond holds, for at most 5 s.
+ * Tests wait for the state they check, never for a fixed time: the suite also runs under
+ * valgrind and ASan, where everything is slower.  CHECK(cond) afterwards. */
+#define SPIN_UNTIL(cond, step)                                                                     \
+    do {                                                                                           \
+        double until_ = test_now() + 5;                                                            \
+        while (!(cond) && test_now() < until_) {                                                   \
+            step;                                                                                  \
+        }                                                                                          \
+    } while (0)
 
 #define TEST_DONE() (fflush(stdout), test_failed ? 1 : 0)
 

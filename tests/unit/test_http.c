@@ -407,6 +407,175 @@ static void test_helpers(void)
           "wsk_http_is_token");
 }
 
+/* ----- bodies -------------------------------------------------------------------------------- */
+
+static int content_length(const char *const *values, size_t n, uint64_t *len)
+{
+    wsk_http_header h[4];
+    for (size_t i = 0; i < n; ++i)
+        h[i] = (wsk_http_header){"Content-Length", 14, values[i], strlen(values[i])};
+    h[n] = (wsk_http_header){"Host", 4, "x", 1};
+    return wsk_http_content_length(h, n + 1, len);
+}
+
+static void test_content_length(void)
+{
+    static const struct {
+        const char *v[2];
+        size_t n;
+        int r;
+        uint64_t len;
+    } cases[] = {
+        {{"0"}, 1, 1, 0},
+        {{"42"}, 1, 1, 42},
+        {{"00042"}, 1, 1, 42},
+        {{"18446744073709551615"}, 1, 1, UINT64_MAX},
+        {{"18446744073709551616"}, 1, 1, UINT64_MAX},
+        {{"99999999999999999999999999"}, 1, 1, UINT64_MAX},
+        {{"42", "42"}, 2, 1, 42},
+        {{"42", "43"}, 2, WSK_ERR_HTTP, 0},
+        {{""}, 1, WSK_ERR_HTTP, 0},
+        {{"+1"}, 1, WSK_ERR_HTTP, 0},
+        {{"-1"}, 1, WSK_ERR_HTTP, 0},
+        {{"1 2"}, 1, WSK_ERR_HTTP, 0},
+        {{"42, 42"}, 1, WSK_ERR_HTTP, 0},
+        {{"0x10"}, 1, WSK_ERR_HTTP, 0},
+        {{"", ""}, 0, 0, 7},
+    };
+    size_t fails = 0, nc = sizeof cases / sizeof *cases;
+    for (size_t i = 0; i < nc; ++i) {
+        uint64_t len = 7;
+        int r = content_length(cases[i].v, cases[i].n, &len);
+        uint64_t want = cases[i].r == 1 ? cases[i].len : 7;
+        if (!EXPECT(r == cases[i].r && len == want, "case %zu (%s): %d, %llu", i, cases[i].v[0], r,
+                    (unsigned long long)len))
+            ++fails;
+    }
+    CHECK(fails == 0,
+          "wsk_http_content_length: %zu header sets (absent, equal and differing "
+          "duplicates, signs, lists, overflow)",
+          nc);
+}
+
+/* The result of feeding body[0..n) to a fresh chunked decoder in pieces ending at the offsets
+ * cuts[0..ncut) (then at n), until it returns something else than WSK_HTTP_PARTIAL: the data,
+ * the last return value, and the bytes after the body. */
+struct dechunk {
+    char data[256];
+    size_t len;
+    char rest[64];
+    size_t rest_len;
+    long r;
+};
+
+static void dechunk(const char *body, size_t n, const size_t *cuts, size_t ncut, struct dechunk *o)
+{
+    wsk_http_chunked d;
+    size_t from = 0;
+    memset(&d, 0, sizeof d);
+    memset(o, 0, sizeof *o);
+    o->r = WSK_HTTP_PARTIAL;
+    for (size_t i = 0; i <= ncut && o->r == WSK_HTTP_PARTIAL; ++i) {
+        size_t to = i < ncut ? cuts[i] : n, len = to - from;
+        uint8_t *g = (uint8_t *)guarded(body + from, len);
+        o->r = wsk_http_chunked_decode(&d, g, &len);
+        if (len > sizeof o->data - o->len) abort();
+        memcpy(o->data + o->len, g, len);
+        o->len += len;
+        if (o->r >= 0) {
+            /* What followed the body: left after the data, then the pieces not fed. */
+            if ((size_t)o->r + (n - to) > sizeof o->rest) abort();
+            memcpy(o->rest, g + len, (size_t)o->r);
+            memcpy(o->rest + o->r, body + to, n - to);
+            o->rest_len = (size_t)o->r + (n - to);
+        }
+        from = to;
+    }
+}
+
+static const struct chunked_case {
+    const char *body;
+    long r; /* WSK_ERR_HTTP, WSK_HTTP_PARTIAL, or the bytes after the body */
+    const char *data;
+} chunked_cases[] = {
+    {"0\r\n\r\n", 0, ""},
+    {"5\r\nhello\r\n0\r\n\r\n", 0, "hello"},
+    {"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET / HTTP/1.1", 14, "hello world"},
+    {"A\r\n0123456789\r\na\r\nabcdefghij\r\n0\r\n\r\n", 0, "0123456789abcdefghij"},
+    {"5;name=value;x\r\nhello\r\n0;last\r\n\r\n", 0, "hello"},
+    {"5 ;ext\r\nhello\r\n0\r\n\r\n", 0, "hello"},
+    {"5\nhello\n0\n\n", 0, "hello"},
+    {"0005\r\nhe\r\nl\r\n0\r\n\r\n", 0, "he\r\nl"},
+    {"5\r\nhello\r\n0\r\nExpires: never\r\nX-A: b\r\n\r\nx", 1, "hello"},
+    {"000000000000000000003\r\nabc\r\n0\r\n\r\n", 0, "abc"},
+    {"5\r\nhel", WSK_HTTP_PARTIAL, "hel"},
+    {"5\r\nhello\r\n0\r\n", WSK_HTTP_PARTIAL, "hello"},
+    {"5\r\nhello\r\n0\r\nTrailer: x\r\n", WSK_HTTP_PARTIAL, "hello"},
+    {"\r\n", WSK_ERR_HTTP, ""},
+    {"g\r\n", WSK_ERR_HTTP, ""},
+    {";x\r\n", WSK_ERR_HTTP, ""},
+    {"5\r\nhelloX\r\n", WSK_ERR_HTTP, "hello"},
+    {"5\r\nhello\rX", WSK_ERR_HTTP, "hello"},
+    {"5\rX", WSK_ERR_HTTP, ""},
+    {"5\r\nhello\r\n0\r\n\rX", WSK_ERR_HTTP, "hello"},
+    {"10000000000000000\r\n", WSK_ERR_HTTP, ""},
+    {"ffffffffffffffff\r\nab", WSK_HTTP_PARTIAL, "ab"},
+};
+
+static int dechunk_ok(const struct chunked_case *c, const struct dechunk *o)
+{
+    size_t n = strlen(c->body), want = strlen(c->data);
+    size_t after = c->r > 0 ? (size_t)c->r : 0;
+    return (o->r >= 0 ? c->r >= 0 : o->r == c->r) && o->len == want &&
+           !memcmp(o->data, c->data, want) &&
+           (c->r < 0 || (o->rest_len == after && !memcmp(o->rest, c->body + n - after, after)));
+}
+
+/* Every case whole, split in two at every point, split in three at every pair of points, and
+ * one byte at a time: the same data, the same end, the same bytes left over. */
+static void test_chunked(void)
+{
+    size_t fails = 0, runs = 0, nc = sizeof chunked_cases / sizeof *chunked_cases;
+    for (size_t i = 0; i < nc; ++i) {
+        const struct chunked_case *c = &chunked_cases[i];
+        size_t n = strlen(c->body);
+        struct dechunk o;
+        size_t cuts[64];
+        dechunk(c->body, n, NULL, 0, &o);
+        runs++;
+        if (!EXPECT(dechunk_ok(c, &o), "case %zu whole: %ld, %zu data bytes", i, o.r, o.len)) {
+            ++fails;
+            continue;
+        }
+        for (size_t a = 0; a <= n; ++a) {
+            for (size_t b = a; b <= n; ++b, ++runs) {
+                cuts[0] = a;
+                cuts[1] = b;
+                dechunk(c->body, n, cuts, 2, &o);
+                if (!EXPECT(dechunk_ok(c, &o), "case %zu cut at %zu, %zu: %ld", i, a, b, o.r))
+                    ++fails;
+            }
+        }
+        for (size_t k = 0; k < n && k < 64; ++k) cuts[k] = k + 1;
+        dechunk(c->body, n, cuts, n < 64 ? n : 64, &o);
+        runs++;
+        if (!EXPECT(dechunk_ok(c, &o), "case %zu byte by byte: %ld", i, o.r)) ++fails;
+    }
+    CHECK(fails == 0, "wsk_http_chunked_decode: %zu bodies, %zu runs at every split point", nc,
+          runs);
+
+    /* A failed or finished decoder stays so. */
+    wsk_http_chunked d = {0};
+    uint8_t b[16];
+    size_t len = 3;
+    memcpy(b, "x\r\n", 3);
+    long r1 = wsk_http_chunked_decode(&d, b, &len);
+    len = 5;
+    memcpy(b, "0\r\n\r\n", 5);
+    long r2 = wsk_http_chunked_decode(&d, b, &len);
+    CHECK(r1 == WSK_ERR_HTTP && r2 == WSK_ERR_HTTP && len == 0, "a failed decoder stays failed");
+}
+
 int main(void)
 {
     test_basic();
@@ -416,5 +585,7 @@ int main(void)
     test_random();
     test_response();
     test_helpers();
+    test_content_length();
+    test_chunked();
     return TEST_DONE();
 }

@@ -102,6 +102,13 @@ static int client(unsigned port, const char *path, const char *extra, char *resp
     return fd;
 }
 
+/* True when a read on fd would not block (data, or the peer's FIN). */
+static int readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
 /* Reads and discards what is readable on fd. */
 static size_t drain_fd(int fd)
 {
@@ -192,20 +199,21 @@ int main(void)
 
     int corked = 0;
     wsk_cork(ws, cork_fn, &corked);
-    usleep(20000);
-    CHECK(corked && drain_fd(fd) == 15, "cork: three sends written at once");
+    size_t got = 0;
+    SPIN_UNTIL(got >= 15, got += drain_fd(fd); spin(1));
+    CHECK(corked && got == 15, "cork: three sends written at once (%zu bytes)", got);
 
     wsk_close(ws, 4000, "bye now", 7);
     CHECK(wsk_ws_ready_state(ws) == WSK_CLOSING, "close starts the closing handshake");
-    spin(5);
     unsigned char cl[64];
+    SPIN_UNTIL(readable(fd), spin(1));
     ssize_t n = read(fd, cl, sizeof cl);
     CHECK(n == 11 && cl[0] == 0x88 && cl[2] == 0x0f && cl[3] == 0xa0 &&
               !memcmp(cl + 4, "bye now", 7),
           "close frame with code 4000 and reason");
     unsigned char reply[] = {0x88, 0x82, 1, 2, 3, 4, 0x0f ^ 1, 0xa0 ^ 2};
     CHECK(write(fd, reply, sizeof reply) == (ssize_t)sizeof reply, "client answers the close");
-    spin(20);
+    SPIN_UNTIL(closes == 1 && readable(fd), spin(1));
     CHECK(closes == 1 && close_code == 4000, "close handler gets the peer's code (%u)", close_code);
     CHECK(read(fd, cl, sizeof cl) == 0, "server closed TCP after the handshake");
     close(fd);
@@ -213,7 +221,7 @@ int main(void)
     fd = client(port, "/", "", resp, sizeof resp);
     ws = last_open;
     wsk_terminate(ws);
-    spin(5);
+    SPIN_UNTIL(closes == 2 && readable(fd), spin(1));
     CHECK(closes == 2 && close_code == 1006, "terminate: close handler with 1006");
     CHECK(read(fd, cl, sizeof cl) == 0, "terminate drops the connection");
     close(fd);
@@ -222,7 +230,7 @@ int main(void)
     fd = client(port, "/", "", resp, sizeof resp);
     unsigned char hello[] = {0x81, 0x85, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o'};
     CHECK(write(fd, hello, sizeof hello) == (ssize_t)sizeof hello, "message sent");
-    spin(10);
+    SPIN_UNTIL(messages == 1, spin(1));
     CHECK(messages == 1, "message handler called");
     wsk_server_free(srv);
     CHECK(closes == 3, "freeing the server closes its sockets");

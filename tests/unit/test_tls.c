@@ -78,15 +78,12 @@ static int log_count(const char *needle, int *total)
     return n;
 }
 
-/* Waits (up to 3 s) for the server to log a line containing `needle`. */
+/* Waits (up to 5 s) for the server to log a line containing `needle`. */
 static int log_wait(const char *needle)
 {
-    for (int i = 0; i < 300; i++) {
-        int total, n = log_count(needle, &total);
-        if (n) return 1;
-        usleep(10000);
-    }
-    return 0;
+    int total;
+    SPIN_UNTIL(log_count(needle, &total), usleep(10000));
+    return log_count(needle, &total) > 0;
 }
 
 /* ----- the servers --------------------------------------------------------------------------- */

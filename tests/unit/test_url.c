@@ -166,10 +166,56 @@ static void test_prefixes(void)
     CHECK(fails == 0, "%zu prefixes parse within bounds", count);
 }
 
+/* wsk_url_decode: RFC 3986 2.1 escapes in either case, broken escapes kept, '+' only when asked,
+ * the full length whatever the room, and a cut that never writes past cap. */
+static void test_decode(void)
+{
+    static const struct {
+        const char *in;
+        int plus;
+        const char *out;
+    } cases[] = {
+        {"", 0, ""},
+        {"abc", 0, "abc"},
+        {"a%20b", 0, "a b"},
+        {"%41%6a%6A%4a", 0, "AjjJ"},
+        {"us%3Ar:p%40ss", 0, "us:r:p@ss"},
+        {"a+b", 0, "a+b"},
+        {"a+b%2B", 1, "a b+"},
+        {"%", 0, "%"},
+        {"%4", 0, "%4"},
+        {"%4g", 0, "%4g"},
+        {"%%41", 0, "%A"},
+        {"x%4", 1, "x%4"},
+        {"100%", 1, "100%"},
+    };
+    size_t fails = 0, nc = sizeof cases / sizeof *cases;
+    for (size_t i = 0; i < nc; ++i) {
+        size_t n = strlen(cases[i].in), want = strlen(cases[i].out);
+        char out[32];
+        size_t got = wsk_url_decode(guarded(cases[i].in, n), n, cases[i].plus, out, sizeof out);
+        if (!EXPECT(got == want && !strcmp(out, cases[i].out), "\"%s\" -> \"%s\" (%zu)",
+                    cases[i].in, out, got))
+            ++fails;
+        /* Every smaller room: the same length, a NUL-terminated prefix, nothing past cap. */
+        for (size_t cap = 0; cap <= want + 1; ++cap) {
+            char small[32];
+            memset(small, '#', sizeof small);
+            got = wsk_url_decode(cases[i].in, n, cases[i].plus, small, cap);
+            size_t keep = cap ? (want < cap - 1 ? want : cap - 1) : 0;
+            int ok = got == want && small[cap] == '#' &&
+                     (!cap || (small[keep] == '\0' && !memcmp(small, cases[i].out, keep)));
+            if (!EXPECT(ok, "\"%s\" into %zu bytes", cases[i].in, cap)) ++fails;
+        }
+    }
+    CHECK(fails == 0, "wsk_url_decode: %zu strings, into every room from 0 up", nc);
+}
+
 int main(void)
 {
     test_good();
     test_bad();
     test_prefixes();
+    test_decode();
     return TEST_DONE();
 }

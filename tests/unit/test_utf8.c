@@ -87,6 +87,26 @@ static int whole(const uint8_t *p, size_t n)
     return st == WSK_UTF8_ACCEPT;
 }
 
+/* wsk_utf8_valid_prefix the slow way: one byte at a time, remembering where the last whole
+ * character ended before the first refusal. */
+static size_t prefix_ref(const uint8_t *p, size_t n)
+{
+    uint32_t st = WSK_UTF8_ACCEPT;
+    size_t end = 0;
+    for (size_t i = 0; i < n && wsk_utf8_validate(&st, p + i, 1) == 0; i++)
+        if (st == WSK_UTF8_ACCEPT) end = i + 1;
+    return end;
+}
+
+/* The public whole-buffer forms agree with the incremental validator. */
+static int check_public(const uint8_t *p, size_t n, int verdict, const char *what)
+{
+    int ok = EXPECT(wsk_utf8_valid(p, n) == (verdict == 1), "%s: wsk_utf8_valid", what);
+    ok &= EXPECT(wsk_utf8_valid_prefix(p, n) == prefix_ref(p, n), "%s: prefix %zu, want %zu", what,
+                 wsk_utf8_valid_prefix(p, n), prefix_ref(p, n));
+    return ok;
+}
+
 /* Checks p[0..n) whose first invalid byte is `bad` (-1: none) and which ends between characters
  * when `complete`: every prefix fails exactly when it includes byte `bad`; split in two at every
  * position and fed one byte at a time it gives the same answer as in one call. */
@@ -113,6 +133,7 @@ static int check_seq(const uint8_t *p, size_t n, long bad, int complete, const c
     for (size_t i = 0; i < n && first < 0; i++)
         if (wsk_utf8_validate(&st, p + i, 1) < 0) first = (long)i;
     ok &= EXPECT(first == bad, "%s: byte-wise fails at %ld, want %ld", what, first, bad);
+    ok &= check_public(p, n, want, what);
     return ok;
 }
 
@@ -220,7 +241,8 @@ static void sequences(void)
         }
     }
     CHECK(ref_bad == 0, "the reference decoder agrees with the table (%zu sequences)", count);
-    CHECK(bad == 0, "table: every prefix, every split, byte-wise: fails exactly at the bad byte");
+    CHECK(bad == 0, "table: every prefix, every split, byte-wise: fails exactly at the bad byte; "
+                    "wsk_utf8_valid and wsk_utf8_valid_prefix agree");
     CHECK(padded_bad == 0, "table inside ASCII runs of 0..40 bytes");
 }
 
@@ -354,6 +376,7 @@ static void random_bytes(void)
         int r = wsk_utf8_validate(&st, buf, j);
         if (r == 0) r = wsk_utf8_validate(&st, buf + j, n - j);
         ok &= EXPECT((r < 0 ? -1 : st == WSK_UTF8_ACCEPT) == got, "round %d split %zu", round, j);
+        ok &= check_public(buf, n, got, "random");
         bad += !ok;
         if (bad > 5) break;
     }

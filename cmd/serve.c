@@ -1,0 +1,45 @@
+/* What every wsserve mode shares: the log line and the URL of the server (serve.h). */
+#include "serve.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define HOST_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]"
+
+void serve_log(const struct serve *sv, const char *fmt, ...)
+{
+    char line[1024], stamp[40] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (sv->stamps) {
+        /* ISO 8601 in UTC with milliseconds: sorts as text and merges with other logs. */
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(stamp + n, sizeof stamp - n, ".%03dZ ", (int)(ts.tv_nsec / 1000000));
+    }
+    /* One fprintf: lines from several servers (threads, later) do not interleave. */
+    fprintf(stderr, "%swsserve: %s\n", stamp, line);
+}
+
+const char *serve_base_url(const struct serve *sv, const wsk_request *req, int http, char *buf,
+                           size_t cap)
+{
+    size_t hlen = 0;
+    const char *host = wsk_request_header(req, "host", &hlen);
+    const char *scheme = http ? (sv->tls ? "https" : "http") : (sv->tls ? "wss" : "ws");
+    /* The Host header is what the client typed; one that is no host[:port] is not echoed into
+     * commands meant to be pasted. */
+    if (host && (!hlen || hlen > 255 || strspn(host, HOST_CHARS) < hlen)) host = NULL;
+    if (host)
+        snprintf(buf, cap, "%s://%.*s", scheme, (int)hlen, host);
+    else
+        snprintf(buf, cap, "%s://127.0.0.1:%u", scheme, wsk_server_port(sv->srv));
+    return buf;
+}

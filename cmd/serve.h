@@ -1,0 +1,71 @@
+/* wsserve's modes (wsserve(1)).  A mode is one file that fills one serve_mode and one line in
+ * the table of cmd/wsserve.c:
+ *
+ *   serve_echo.c     --echo     every message back to its sender
+ *   serve_pubsub.c   --chat     Bun's chat-room benchmark server
+ *                    --pubsub   a topic broker
+ *
+ * wsserve.c parses the options once (the common ones and each mode's own table), then runs one
+ * server per struct serve.  Everything a server's handlers need is reached from the server
+ * (wsk_server_user) or the socket (wsk_ws_server), never from globals, so that one process can
+ * run several servers, one per thread. */
+#ifndef WSK_SERVE_H
+#define WSK_SERVE_H
+
+#include "cli.h"
+#include "wskit.h"
+
+struct serve;
+
+typedef struct serve_mode {
+    const char *name;          /* --NAME selects the mode */
+    const char *help;          /* its line in --help */
+    const cli_option *options; /* the mode's own options (a table ending with a NULL name), or
+                                * NULL; any of them given with another mode is a usage error */
+    size_t config_size;        /* the values of those options: a struct of this size ... */
+    void (*config_init)(void *config); /* ... filled with the defaults by this (NULL: zeros) */
+    /* Stores option `opt` (an entry of `options`) with its argument: 0, or -1 for a bad value
+     * (wsserve.c says so). */
+    int (*option)(void *config, const cli_option *opt, const char *arg);
+    /* Prepares one server: creates sv->state from sv->config (which outlives the server), sets
+     * what the mode needs in *so and its handlers in *h.  0, or -1 with the reason on stderr (an
+     * unreadable token file, two options that exclude each other, ...). */
+    int (*setup)(struct serve *sv, wsk_server_opts *so, wsk_handlers *h);
+    /* A plain HTTP request: fills `res` and returns its status.  Every mode has one: GET / at
+     * least says what the server is and how to connect. */
+    int (*request)(struct serve *sv, const wsk_request *req, wsk_response *res);
+    /* Releases sv->state: after wsk_server_free, before wsk_loop_free.  NULL: nothing to do. */
+    void (*teardown)(struct serve *sv);
+} serve_mode;
+
+extern const serve_mode serve_echo, serve_chat, serve_pubsub;
+
+/* One server and its mode.  Owned by whoever runs the server (main, later a thread). */
+struct serve {
+    const serve_mode *mode;
+    const void *config;  /* the mode's options, shared by every server of the mode */
+    void *state;         /* the mode's own, from setup to teardown */
+    wsk_server *srv;     /* set once the server exists: after setup */
+    wsk_handlers mode_h; /* the mode's handlers, which wsserve.c's logging ones wrap */
+    int tls;             /* serving wss://: the pages say wss:// and https:// */
+    int verbose;         /* -v: an access-log line per request and upgrade, opens, closes */
+    int stamps;          /* prefix log lines with an ISO-8601 time (stderr is no terminal) */
+    int exit_code;       /* 2 when data had to be dropped at shutdown */
+};
+
+/* The server's struct serve, from a handler. */
+static inline struct serve *serve_of(wsk_server *srv)
+{
+    return wsk_server_user(srv);
+}
+
+/* "wsserve: " and the formatted line on stderr, after the time when sv->stamps. */
+void serve_log(const struct serve *sv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The base URL a client of this request reaches the server at: "ws://HOST" (the Host header
+ * the client sent, which has the port, or the listening address without one), "wss://HOST"
+ * over TLS; "http"/"https" when `http`.  Returns buf. */
+const char *serve_base_url(const struct serve *sv, const wsk_request *req, int http, char *buf,
+                           size_t cap);
+
+#endif

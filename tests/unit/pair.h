@@ -1,0 +1,88 @@
+/* Connections on socketpairs for the unit tests of the library's internals (conn.c,
+ * send_queue.c, send_flush.c): a wsk_ctx with server options but no server, one connection of
+ * it on one end of a socketpair, and the test playing the peer on the other end.  Include after
+ * test.h, once per test program. */
+#ifndef WSK_TEST_PAIR_H
+#define WSK_TEST_PAIR_H
+
+#include "internal.h"
+
+#include <ev.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+static struct ev_loop *pair_ev;
+static wsk_loop *pair_loop;
+
+/* The loop every pair runs on; errors of the library stay off the TAP output. */
+static inline void pair_setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    pair_ev = ev_default_loop(0);
+    pair_loop = wsk_loop_new(pair_ev);
+    if (!pair_loop) abort();
+    wsk_loop_set_log(pair_loop, WSK_LOG_ERROR, NULL, NULL);
+}
+
+/* A server-role context with default options and the handlers h (NULL: none). */
+static inline void pair_ctx(wsk_ctx *ctx, const wsk_handlers *h)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->loop = pair_loop;
+    if (h) ctx->h = *h;
+    wsk_server_opts o;
+    wsk_server_opts_init(&o);
+    wsk_limits_server(&ctx->lim, &o);
+    ctx->role = WSK_ROLE_SERVER;
+}
+
+/* A connection of ctx in the HTTP phase; *peer is the other end (non-blocking).  sndbuf > 0
+ * makes the connection's kernel send buffer that small, so that writes come back partial. */
+static inline struct wsk_ws *pair_conn(wsk_ctx *ctx, int *peer, int sndbuf)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) abort();
+    if (sndbuf > 0) setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    *peer = sv[1];
+    struct wsk_ws *c = wsk_conn_new(ctx, sv[0]);
+    if (!c) abort();
+    return c;
+}
+
+/* One turn of the loop without waiting: events, handlers, then the end-of-turn flush. */
+static inline void pair_turn(void)
+{
+    ev_run(pair_ev, EVRUN_NOWAIT);
+}
+
+/* Turns the loop and reads the peer's end into buf[*got, cap) until `want` bytes are there or
+ * the peer sees EOF (5 s at most); 1 when it saw EOF. */
+static inline int pair_read(int peer, uint8_t *buf, size_t cap, size_t *got, size_t want)
+{
+    int eof = 0;
+    SPIN_UNTIL(*got >= want || eof, {
+        pair_turn();
+        if (*got == cap) break;
+        ssize_t r = read(peer, buf + *got, cap - *got);
+        if (r > 0) *got += (size_t)r;
+        if (r == 0) eof = 1;
+        if (r < 0) poll(NULL, 0, 1);
+    });
+    return eof;
+}
+
+/* A masked client frame (key 0, so the payload reads as is) into out; its length. */
+static inline size_t pair_frame(uint8_t *out, unsigned fin_op, const void *payload, size_t len)
+{
+    out[0] = (uint8_t)fin_op;
+    out[1] = (uint8_t)(0x80 | len); /* len < 126 */
+    memset(out + 2, 0, 4);
+    memcpy(out + 6, payload, len);
+    return 6 + len;
+}
+
+#endif
