@@ -59,5 +59,6 @@ ok(not missing, "wskit(3) names every public function of wskit.h",
    "not in the man page: " + ", ".join(missing))
 named = set(re.findall(r"\b(wsk_\w*[a-z0-9])\b", page))
 unknown = sorted(n for n in named if not re.search(r"\b" + n + r"\b", header))
-ok(not unknown, "every wsk_ name in wskit(3) is in wskit.h", "not in wskit.h: " + ", ".join(unknown))
+ok(not unknown, "every wsk_ name in wskit(3) is in wskit.h",
+   "not in wskit.h: " + ", ".join(unknown))
 done()
