@@ -24,8 +24,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define PROG      "wscat"
-#define LINE_MAX_ (16u << 20) /* longest input line: the default max payload */
+#define PROG       "wscat"
+#define LINE_MAX_  (16u << 20) /* longest input line: the default max payload */
+#define BODY_SHOWN 1024        /* bytes of a refusal's body printed */
 
 enum exit_status {
     EXIT_NORMAL = 0,   /* closing handshake with 1000, 1001 or no code; or our own close */
@@ -61,7 +62,7 @@ static const char usage_tail[] =
     "     1009, 1011 or 4xxx\n"
     "  5  abnormal close: the connection ended without a closing handshake (1006)\n"
     "  6  TLS or certificate failure\n"
-    "  130 interrupted twice (CTRL+C)\n";
+    "  130 interrupted twice (CTRL+C), or by SIGHUP or SIGQUIT (CTRL+\\)\n";
 
 enum {
     OPT_AUTH = 256,
@@ -108,6 +109,7 @@ static const cli_option options[] = {
      "offer permessage-deflate: shared (default), dedicated, 3KB..256KB"},
     {"reconnect", OPT_RECONNECT, NULL, "reconnect with backoff when the connection ends"},
     {"no-check", 'n', NULL, "do not verify the server's TLS certificate"},
+    {"insecure", 'k', NULL, "the same as -n (curl's name)"},
     {"ca", OPT_CA, "FILE", "PEM CA bundle to verify the server with"},
     {"cert", OPT_CERT, "FILE", "PEM client certificate"},
     {"key", OPT_KEY, "FILE", "PEM key of --cert"},
@@ -148,6 +150,7 @@ struct app {
     size_t npeers, peers_cap;
     int interactive; /* line editing on the terminal */
     int rl_on;       /* the libedit callback interface is installed */
+    int in_line;     /* a typed line is being handled: libedit has moved below it already */
     int color_out, color_err;
     int exit_code;
     int status;   /* exit status of the current connection, -1 while unknown */
@@ -165,7 +168,7 @@ struct app {
     ev_timer close_wait; /* bound on the closing handshake */
     ev_timer pinger;     /* --ping-interval */
     ev_timer retry;      /* --reconnect */
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup, sigquit;
     char *line; /* pipe mode: a partial input line */
     size_t line_len, line_cap;
 };
@@ -191,8 +194,9 @@ static void srv_done(wsk_server *srv, size_t dropped)
 
 static void out_begin(void)
 {
-    if (app.rl_on) {
-        fputs("\r\033[K", stdout);
+    if (app.rl_on && !app.in_line) {
+        /* The attributes are reset first, so the erased line is not painted in a colour. */
+        fputs(app.color_out ? "\r\033[0m\033[K" : "\r\033[K", stdout);
         fflush(stdout);
     }
 }
@@ -201,7 +205,7 @@ static void out_end(void)
 {
     fflush(stdout);
     fflush(stderr);
-    if (app.rl_on) rl_forced_update_display();
+    if (app.rl_on && !app.in_line) rl_forced_update_display();
 }
 
 static void stamp(FILE *f, int color)
@@ -514,7 +518,11 @@ static void on_rl_line(char *line)
         return;
     }
     if (*line) add_history(line);
+    /* libedit has printed the newline: what the line prints goes below it, and the prompt is
+     * drawn once afterwards (a redraw now would repeat the line just typed). */
+    app.in_line = 1;
     handle_line(line, strlen(line));
+    app.in_line = 0;
     free(line);
     /* libedit leaves its callback mode (and raw mode) when it hands over a line, until the next
      * read; installing again now starts the next line at once: an empty line buffer, the
@@ -582,8 +590,10 @@ static void rl_setup(void)
     if (app.rl_on) return;
     rl_catch_signals = 0;
     rl_catch_sigwinch = 1;
-    /* \1 and \2 bracket the colour codes so libedit does not count them as columns. */
-    snprintf(prompt, sizeof prompt, "%s> %s", app.color_out ? "\1\033[32m\2" : "",
+    /* \1 and \2 bracket the colour codes so libedit does not count them as columns.  libedit
+     * prints such a sequence with the character after it, so the reset goes before the space:
+     * at the very end of the prompt it would never be printed, and typed text would be green. */
+    snprintf(prompt, sizeof prompt, "%s>%s ", app.color_out ? "\1\033[32m\2" : "",
              app.color_out ? "\1\033[0m\2" : "");
     using_history();
     rl_callback_handler_install(prompt, on_rl_line);
@@ -593,7 +603,8 @@ static void rl_setup(void)
 static void rl_teardown(void)
 {
     if (!app.rl_on) return;
-    fputs("\r\033[K", stdout);
+    /* Whatever runs in this terminal next starts with the default attributes. */
+    fputs(app.color_out ? "\r\033[0m\033[K" : "\r\033[K", stdout);
     fflush(stdout);
     app.rl_on = 0;
     rl_callback_handler_remove();
@@ -628,6 +639,8 @@ static void finish(int status)
     ev_timer_stop(app.ev, &app.retry);
     ev_signal_stop(app.ev, &app.sigint);
     ev_signal_stop(app.ev, &app.sigterm);
+    ev_signal_stop(app.ev, &app.sighup);
+    ev_signal_stop(app.ev, &app.sigquit);
 }
 
 static void on_retry(struct ev_loop *ev, ev_timer *w, int revents)
@@ -639,13 +652,14 @@ static void on_retry(struct ev_loop *ev, ev_timer *w, int revents)
 }
 
 /* The first CTRL+C (or SIGTERM) closes gracefully; a second one, or one with nothing to close,
- * ends at once. */
+ * ends at once, as do SIGHUP and SIGQUIT (CTRL+\).  Either way the terminal gets its settings
+ * and colours back (finish). */
 static void on_signal(struct ev_loop *ev, ev_signal *w, int revents)
 {
     (void)ev;
-    (void)w;
     (void)revents;
     app.quitting = 1;
+    if (w->signum == SIGHUP || w->signum == SIGQUIT) app.interrupts++;
     if (++app.interrupts == 1) {
         if (app.srv) {
             wsk_server_shutdown(app.srv, WSK_CLOSE_GOING_AWAY, "interrupted", 2, srv_done);
@@ -806,6 +820,26 @@ static void on_open(wsk_ws *ws)
     input_start();
 }
 
+/* The body of a refused upgrade usually says why: shown as text a line at a time (a hex dump
+ * when it is not UTF-8), its first BODY_SHOWN bytes only, since an HTML error page or a file
+ * served by mistake would bury the error line. */
+static void print_body(const char *p, size_t len)
+{
+    while (len && (p[len - 1] == '\n' || p[len - 1] == '\r')) --len;
+    size_t n = len > BODY_SHOWN ? BODY_SHOWN : len;
+    /* Not inside a UTF-8 sequence: back to the start of the character cut. */
+    if (n < len)
+        while (n && ((unsigned char)p[n] & 0xc0) == 0x80) --n;
+    if (!wsk_utf8_valid(p, n)) {
+        out_begin();
+        cli_hexdump(stderr, p, n, "  ");
+        out_end();
+    } else {
+        print_head("  ", p, n);
+    }
+    if (n < len) diag(CLI_DIM, "  ... %zu more bytes", len - n);
+}
+
 static void on_error(wsk_ws *ws, int err, const char *msg)
 {
     int http = wsk_client_status(ws);
@@ -822,18 +856,26 @@ static void on_error(wsk_ws *ws, int err, const char *msg)
         event_emit(e);
     }
     fail_line("%s", msg);
-    if (body && blen && !app.o.json) {
-        /* The refusal's body usually says why; shown as text, a line at a time. */
-        const char *p = body;
-        while (blen && (p[blen - 1] == '\n' || p[blen - 1] == '\r')) --blen;
-        if (!wsk_utf8_valid(p, blen)) {
-            out_begin();
-            cli_hexdump(stderr, p, blen, "  ");
-            out_end();
-        } else {
-            print_head("  ", p, blen);
-        }
-    }
+    if (body && blen && !app.o.json) print_body(body, blen);
+}
+
+/* One --timing value: seconds, or why there is none (a step not reached reads 0, an unfinished
+ * TLS handshake -1). */
+static const char *timing_text(char *buf, size_t cap, double v, const char *none)
+{
+    if (v > 0)
+        snprintf(buf, cap, "%.6fs", v);
+    else
+        snprintf(buf, cap, "%s", v < 0 ? "(not completed)" : none);
+    return buf;
+}
+
+static void timing_json(cJSON *e, const char *key, double v)
+{
+    if (v > 0)
+        cJSON_AddNumberToObject(e, key, v);
+    else
+        cJSON_AddNullToObject(e, key);
 }
 
 static void print_timing(wsk_ws *ws)
@@ -841,29 +883,31 @@ static void print_timing(wsk_ws *ws)
     wsk_timing t;
     double now = ev_time();
     wsk_client_timing(ws, &t);
+    const char *url = wsk_client_url(ws);
+    int tls = url && !strncasecmp(url, "wss:", 4);
     double first = app.first_msg ? app.first_msg - t.start : 0;
     if (app.o.json) {
         cJSON *e = event_new("timing");
-        cJSON_AddNumberToObject(e, "dns", t.dns);
-        cJSON_AddNumberToObject(e, "connect", t.connect);
-        cJSON_AddNumberToObject(e, "tls", t.tls);
-        cJSON_AddNumberToObject(e, "upgrade", t.upgrade);
-        cJSON_AddNumberToObject(e, "first_message", first);
+        timing_json(e, "dns", t.dns);
+        timing_json(e, "connect", t.connect);
+        timing_json(e, "tls", t.tls);
+        timing_json(e, "upgrade", t.upgrade);
+        timing_json(e, "first_message", first);
         cJSON_AddNumberToObject(e, "total", now - t.start);
         cJSON_AddNumberToObject(e, "redirects", t.redirects);
         event_emit(e);
         return;
     }
-    char tls[24];
-    if (t.tls < 0)
-        snprintf(tls, sizeof tls, "(not measured)");
-    else
-        snprintf(tls, sizeof tls, "%.6fs", t.tls);
+    char b[5][24];
     diag(CLI_DIM,
-         "     time_namelookup:  %.6fs\n        time_connect:  %.6fs\n     time_appconnect:  %s\n"
-         "        time_upgrade:  %.6fs\n   time_firstmessage:  %.6fs\n          time_total:  "
+         "     time_namelookup:  %s\n        time_connect:  %s\n     time_appconnect:  %s\n"
+         "        time_upgrade:  %s\n   time_firstmessage:  %s\n          time_total:  "
          "%.6fs\n       num_redirects:  %u",
-         t.dns, t.connect, tls, t.upgrade, first, now - t.start, t.redirects);
+         timing_text(b[0], sizeof b[0], t.dns, "(not reached)"),
+         timing_text(b[1], sizeof b[1], t.connect, "(not reached)"),
+         timing_text(b[2], sizeof b[2], t.tls, tls ? "(not reached)" : "(no TLS)"),
+         timing_text(b[3], sizeof b[3], t.upgrade, "(not reached)"),
+         timing_text(b[4], sizeof b[4], first, "(no message)"), now - t.start, t.redirects);
 }
 
 static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
@@ -1137,7 +1181,8 @@ static void parse_options(int argc, char **argv, struct options *o)
                 cli_usage_error(PROG, "invalid --compress mode '%s'", arg);
             break;
         case OPT_RECONNECT: o->reconnect = 1; break;
-        case 'n': o->no_check = 1; break;
+        case 'n':
+        case 'k': o->no_check = 1; break;
         case OPT_CA: o->ca = arg; break;
         case OPT_CERT: o->cert = arg; break;
         case OPT_KEY: o->key = arg; break;
@@ -1164,6 +1209,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     if (o->url && o->listen) cli_usage_error(PROG, "-c and -l exclude each other");
     if (o->listen && (o->nexecute || o->reconnect))
         cli_usage_error(PROG, "-x and --reconnect need -c");
+    if (!!o->cert != !!o->key) cli_usage_error(PROG, "--cert and --key go together");
 }
 
 int main(int argc, char **argv)
@@ -1189,8 +1235,12 @@ int main(int argc, char **argv)
     ev_init(&app.retry, on_retry);
     ev_signal_init(&app.sigint, on_signal, SIGINT);
     ev_signal_init(&app.sigterm, on_signal, SIGTERM);
+    ev_signal_init(&app.sighup, on_signal, SIGHUP);
+    ev_signal_init(&app.sigquit, on_signal, SIGQUIT);
     ev_signal_start(app.ev, &app.sigint);
     ev_signal_start(app.ev, &app.sigterm);
+    ev_signal_start(app.ev, &app.sighup);
+    ev_signal_start(app.ev, &app.sigquit);
 
     if (o->listen) {
         int r = listen_now();
@@ -1201,7 +1251,7 @@ int main(int argc, char **argv)
     } else {
         if (o->no_check && !strncasecmp(o->url, "wss:", 4))
             diag(CLI_YELLOW,
-                 "%s: warning: -n: the server's certificate is not verified, so "
+                 "%s: warning: -n/-k: the server's certificate is not verified, so "
                  "anyone on the path can impersonate it (insecure)",
                  PROG);
         connect_now();

@@ -38,10 +38,13 @@ enum exit_status {
 
 static const char usage_head[] =
     "usage: wspub [options] URL TOPIC [MESSAGE...]\n"
+    "       wspub [options] URL/TOPIC [MESSAGE...]\n"
     "\n"
     "Publishes the MESSAGEs (or what -l, -s or -f read) to TOPIC through the JSON control\n"
-    "endpoint of a wsserve --pubsub broker (URL: ws://HOST:PORT/), over one connection, and\n"
-    "waits for every acknowledgement.\n"
+    "endpoint of a wsserve --pubsub broker (ws://HOST:PORT/), over one connection, and\n"
+    "waits for every acknowledgement.  A URL with a path names the topic, as mosquitto_pub -L\n"
+    "does (ws://HOST:PORT/news: topic \"news\", the same URL a subscriber uses); wspub still\n"
+    "speaks to the control endpoint at the root.\n"
     "\n"
     "Options:\n";
 
@@ -51,11 +54,14 @@ static const char usage_tail[] =
     "  0  every message acknowledged\n"
     "  1  usage error\n"
     "  2  cannot connect\n"
-    "  3  the broker refused the connection (HTTP status, e.g. 401 without a valid token)\n"
-    "  4  the broker refused a publish (an error reply: no token, bad topic, ...)\n"
+    "  3  the broker refused the connection with an HTTP status (401: a wrong token, or none\n"
+    "     for a --private broker; 403: an Origin it does not allow)\n"
+    "  4  the broker refused a publish (an error reply: no token where one is needed to\n"
+    "     publish, bad topic, ...), a message was not UTF-8, or the server is not a broker\n"
     "  5  --require-receivers and a message reached nobody\n"
     "  6  TLS or certificate failure\n"
-    "  7  the connection ended before every message was acknowledged\n"
+    "  7  the connection ended, or acknowledgements stopped for --timeout, before every\n"
+    "     message was acknowledged\n"
     "  130  interrupted\n";
 
 enum {
@@ -69,6 +75,7 @@ enum {
     OPT_CERT,
     OPT_KEY,
     OPT_PASSPHRASE,
+    OPT_REPEAT,
 };
 
 static const cli_option options[] = {
@@ -76,7 +83,7 @@ static const cli_option options[] = {
     {"stdin", 's', NULL, "all of stdin as one message"},
     {"file", 'f', "FILE", "the contents of FILE as one message"},
     {"binary", 'b', NULL, "publish binary messages (text must be UTF-8 otherwise)"},
-    {"repeat", 'r', "N", "publish the messages N times (default 1)"},
+    {"repeat", OPT_REPEAT, "N", "publish the messages N times (default 1)"},
     {"interval", 'i', "SECONDS", "pause between two messages"},
     {"token", OPT_TOKEN, "SECRET", "send Authorization: Bearer SECRET"},
     {"token-file", OPT_TOKEN_FILE, "FILE", "the same, SECRET being the first line of FILE"},
@@ -86,6 +93,7 @@ static const cli_option options[] = {
     {"connect-timeout", OPT_CONNECT_TIMEOUT, "SECONDS", "limit DNS + connect + handshake (10)"},
     {"timeout", OPT_TIMEOUT, "SECONDS", "give up when no acknowledgement comes for this long (10)"},
     {"no-check", 'n', NULL, "do not verify the server's TLS certificate"},
+    {"insecure", 'k', NULL, "the same as -n (curl's name)"},
     {"ca", OPT_CA, "FILE", "PEM CA bundle to verify the server with"},
     {"cert", OPT_CERT, "FILE", "PEM client certificate"},
     {"key", OPT_KEY, "FILE", "PEM key of --cert"},
@@ -358,7 +366,15 @@ static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
         finish(EXIT_REJECTED);
         return;
     }
-    if (r.type != JP_R_ACK && r.type != JP_R_ERROR) return; /* deliveries, if subscribed */
+    /* wspub subscribes to nothing: a broker sends it acknowledgements and errors only.  Anything
+     * else (our own request echoed back, say) means the server is no broker; waiting for an
+     * acknowledgement would only end in --timeout. */
+    if (r.type != JP_R_ACK && r.type != JP_R_ERROR) {
+        warn("%s is not a wsserve --pubsub broker: its first reply was %.*s%s", app.o.url,
+             (int)(len > 80 ? 80 : len), (const char *)data, len > 80 ? "..." : "");
+        finish(EXIT_REJECTED);
+        return;
+    }
     if (r.type == JP_R_ACK && strcmp(r.op, "publish")) return;
     if (!app.inflight) return;
     app.inflight--;
@@ -426,6 +442,9 @@ static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
         finish(EXIT_LOST);
         return;
     }
+    if (!app.refused && app.o.require && app.nobody)
+        warn("--require-receivers: %lu of %lu message%s reached no subscriber", app.nobody,
+             app.acked, app.acked == 1 ? "" : "s");
     finish(app.refused ? EXIT_REJECTED : app.o.require && app.nobody ? EXIT_NOBODY : EXIT_OK);
 }
 
@@ -511,7 +530,25 @@ static char *read_token_file(const char *path)
     return s;
 }
 
-static void parse_options(int argc, char **argv)
+/* A URL with a path names the topic, as mosquitto_pub -L does, and a subscriber's URL works as
+ * it is: the connection goes to the control endpoint at the root (any other path is a raw
+ * topic socket, to which a JSON request would be just a message for the subscribers).  Sets
+ * o->url to the root (malloc'd in *root) and o->topic; 0 when the URL has no path. */
+static int topic_from_url(struct options *o, char **root)
+{
+    const char *host = strstr(o->url, "://"); /* the scheme may be left out: ws:// */
+    const char *slash = strchr(host ? host + 3 : o->url, '/');
+    if (!slash || !slash[1]) return 0;
+    if (strpbrk(slash, "?#"))
+        cli_usage_error(PROG, "the URL's path names the topic: no '?' or '#' in it: %s", o->url);
+    *root = strndup(o->url, (size_t)(slash - o->url) + 1);
+    if (!*root) cli_usage_error(PROG, "out of memory");
+    o->topic = slash + 1;
+    o->url = *root;
+    return 1;
+}
+
+static void parse_options(int argc, char **argv, char **root)
 {
     struct options *o = &app.o;
     o->repeat = 1;
@@ -529,7 +566,7 @@ static void parse_options(int argc, char **argv)
         case 's': o->whole_stdin = 1; break;
         case 'f': o->file = arg; break;
         case 'b': o->binary = 1; break;
-        case 'r':
+        case OPT_REPEAT:
             if (cli_parse_ulong(arg, 1, 1000000000ul, &v) < 0)
                 cli_usage_error(PROG, "--repeat takes a count from 1: %s", arg);
             o->repeat = v;
@@ -558,7 +595,8 @@ static void parse_options(int argc, char **argv)
             if (cli_parse_duration(arg, &o->timeout) < 0 || o->timeout <= 0)
                 cli_usage_error(PROG, "--timeout takes seconds: %s", arg);
             break;
-        case 'n': o->no_check = 1; break;
+        case 'n':
+        case 'k': o->no_check = 1; break;
         case OPT_CA: o->ca = arg; break;
         case OPT_CERT: o->cert = arg; break;
         case OPT_KEY: o->key = arg; break;
@@ -574,11 +612,14 @@ static void parse_options(int argc, char **argv)
         default: cli_usage_error(PROG, "unknown option");
         }
     }
-    if (argc - optind < 2) cli_usage_error(PROG, "give the broker's URL and a TOPIC");
-    o->url = argv[optind];
-    o->topic = argv[optind + 1];
-    o->messages = argv + optind + 2;
-    o->nmessages = (size_t)(argc - optind - 2);
+    if (argc - optind < 1) cli_usage_error(PROG, "give the broker's URL and a TOPIC");
+    o->url = argv[optind++];
+    if (!topic_from_url(o, root)) {
+        if (argc - optind < 1) cli_usage_error(PROG, "give the broker's URL and a TOPIC");
+        o->topic = argv[optind++];
+    }
+    o->messages = argv + optind;
+    o->nmessages = (size_t)(argc - optind);
     int sources = (o->nmessages > 0) + o->lines + o->whole_stdin + (o->file != NULL);
     if (sources > 1)
         cli_usage_error(PROG, "give messages as arguments, or -l, -s or -f: one of them");
@@ -591,8 +632,9 @@ static void parse_options(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    char *root = NULL;
     app.status = -1;
-    parse_options(argc, argv);
+    parse_options(argc, argv, &root);
     struct options *o = &app.o;
 
     if (o->whole_stdin || o->file) {
@@ -659,6 +701,7 @@ int main(int argc, char **argv)
     free(app.in);
     free(token);
     free(auth);
+    free(root);
     free(o->headers);
     fflush(stdout);
     return app.status < 0 ? EXIT_LOST : app.status;

@@ -1,10 +1,11 @@
 /* The client: a connection by URL and the client side of the opening handshake (RFC 6455 4.1).
  *
  * wsk_connect returns at once; the work runs on the loop, one step per event:
- *   start    a 0 s timer, so that no handler runs inside wsk_connect: resolve the name
- *            (getaddrinfo blocks, which a client can afford), open a socket, connect without
- *            blocking;
- *   connect  EV_WRITE reports the outcome; a refused address falls through to the next one;
+ *   start    a 0 s timer, so that no handler runs inside wsk_connect;
+ *   resolve  the name, on a thread (io_resolve.c: getaddrinfo blocks), which wakes the loop;
+ *            an address resolves at once;
+ *   connect  a socket per address in turn (wsk_tcp_connect), without blocking;
+ *            EV_WRITE reports the outcome; a refused address falls through to the next one;
  *   proxy    with an HTTP proxy: CONNECT host:port, then its 2xx answer;
  *   upgrade  TLS for wss://, the upgrade request, then the response head (wsk_client_http):
  *            a verified 101 opens the socket (wsk_conn_open), a redirect starts over at the
@@ -19,6 +20,7 @@
  * socket's own ev_io watcher runs this file's callback instead of conn.c's (there is nothing to
  * read yet), so connecting costs no extra watcher.  The struct wsk_ws lives from wsk_connect to
  * the end, across redirects: only its fd changes. */
+#include "io_resolve.h"
 #include "io_tls.h"
 #include "pmd.h"
 #include "pmd_conn.h"
@@ -26,12 +28,12 @@
 #include "msg_handshake.h"
 #include "parse_http.h"
 #include "parse_url.h"
+#include "url_ref.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,7 @@
 
 enum phase {
     PH_START,   /* the deferred start: the deadline timer fires at 0 s */
+    PH_RESOLVE, /* the name is being resolved on a thread (io_resolve.c) */
     PH_CONNECT, /* TCP connect in progress */
     PH_PROXY,   /* CONNECT sent to the proxy, waiting for its answer */
     PH_UPGRADE, /* upgrade request sent, waiting for the response head */
@@ -62,6 +65,7 @@ typedef struct wsk_client {
     ev_timer tick;     /* wsk_ctx_sweep once a second */
     ev_timer deadline; /* PH_START: the start; afterwards: the connect timeout */
     void (*conn_cb)(struct ev_loop *, ev_io *, int); /* conn.c's, restored once connected */
+    wsk_lookup *lookup;                              /* PH_RESOLVE */
     struct addrinfo *addrs, *next_addr;
     int connect_errno; /* of the last address tried */
     char *url;         /* the URL connected to (the last redirect's), malloc'd */
@@ -124,6 +128,20 @@ static const char *where(const wsk_client *cl, char *buf, size_t cap)
     return buf;
 }
 
+/* Seconds since the attempt began: above 0, since 0 means "not reached" in wsk_client_timing. */
+static double elapsed(const wsk_client *cl, double now)
+{
+    double d = now - cl->t.start;
+    return d > 0 ? d : 1e-9;
+}
+
+/* The end of the TLS handshake, once the transport has one. */
+static void tls_timing(wsk_client *cl)
+{
+    double end = cl->t.tls < 0 ? wsk_tls_handshake_end(cl->ws) : 0;
+    if (end > 0) cl->t.tls = elapsed(cl, end);
+}
+
 /* The connection failed before it opened: the error handler, then close with 1006, once. */
 static void report(wsk_client *cl, int err, const char *msg)
 {
@@ -131,9 +149,16 @@ static void report(wsk_client *cl, int err, const char *msg)
     char w[HOST_MAX + 224];
     if (cl->reported) return;
     cl->reported = 1;
+    /* A request still wholly queued never left (TLS failed first): it is not shown as sent. */
+    if (cl->phase == PH_UPGRADE && cl->request && c->q.bytes >= cl->request_len) {
+        free(cl->request);
+        cl->request = NULL;
+    }
+    tls_timing(cl);
     cl->phase = PH_FAILED;
     ev_timer_stop(cl->ctx.loop->ev, &cl->deadline);
-    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "%s: %s", where(cl, w, sizeof w), msg);
+    /* The error handler says it; the log line repeats it only for debugging. */
+    wsk_log(cl->ctx.loop, WSK_LOG_DEBUG, "%s: %s", where(cl, w, sizeof w), msg);
     if (cl->ctx.h.error) cl->ctx.h.error(c, err, msg);
     if (cl->ctx.h.close) cl->ctx.h.close(c, WSK_CLOSE_ABNORMAL, msg, strlen(msg));
 }
@@ -322,26 +347,33 @@ static void send_upgrade(wsk_client *cl)
     c->stamp = (uint32_t)ev_now(cl->ctx.loop->ev);
 }
 
-/* RFC 9110 9.3.6: a tunnel through an HTTP proxy, with Basic credentials from the proxy URL. */
+/* RFC 9110 9.3.6: a tunnel through an HTTP proxy, with Basic credentials (RFC 7617) from the
+ * proxy URL, of any length. */
 static void send_connect(wsk_client *cl)
 {
     const wsk_url *p = &cl->proxy;
-    char auth[512] = "", hostport[HOST_MAX + 16];
+    char hostport[HOST_MAX + 16];
     int v6 = cl->u.ipv6;
     snprintf(hostport, sizeof hostport, "%s%s%s:%u", v6 ? "[" : "", cl->host, v6 ? "]" : "",
              cl->u.port);
-    if (p->userinfo && p->userinfo_len < 256) {
-        char plain[257];
-        wsk_url_decode(p->userinfo, p->userinfo_len, 0, plain, sizeof plain);
-        memcpy(auth, "Proxy-Authorization: Basic ", 27);
-        /* 27 + WSK_BASE64_SIZE(256) + 2 fit in auth. */
-        size_t olen = wsk_base64_encode(plain, strlen(plain), auth + 27);
-        memcpy(auth + 27 + olen, "\r\n", 3);
+    size_t ulen = p->userinfo ? p->userinfo_len : 0, b64 = WSK_BASE64_SIZE(ulen), olen = 0;
+    size_t cap = 2 * sizeof hostport + b64 + 96;
+    char *plain = malloc(ulen + 1), *auth = malloc(b64), *req = malloc(cap);
+    int n = -1;
+    if (plain && auth && req) {
+        if (ulen) {
+            size_t plen = wsk_url_decode(p->userinfo, ulen, 0, plain, ulen + 1);
+            olen = wsk_base64_encode(plain, plen, auth);
+        }
+        auth[olen] = '\0';
+        n = snprintf(req, cap, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n", hostport, hostport,
+                     olen ? "Proxy-Authorization: Basic " : "", auth, olen ? "\r\n" : "");
     }
-    char req[1024];
-    int n = snprintf(req, sizeof req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", hostport,
-                     hostport, auth);
-    if (n < 0 || (size_t)n >= sizeof req || queue_bytes(cl->ws, req, (size_t)n) < 0) {
+    int r = n < 0 || (size_t)n >= cap ? WSK_ERR_NOMEM : queue_bytes(cl->ws, req, (size_t)n);
+    free(plain);
+    free(auth);
+    free(req);
+    if (r < 0) {
         fail(cl, WSK_ERR_NOMEM, "out of memory");
         return;
     }
@@ -352,7 +384,11 @@ static void connected(wsk_client *cl)
 {
     struct wsk_ws *c = cl->ws;
     struct ev_loop *ev = cl->ctx.loop->ev;
-    cl->t.connect = ev_time() - cl->t.start;
+    char addr[64];
+    cl->t.connect = elapsed(cl, ev_time());
+    /* Progress for verbose callers (wscat -v), in the order it happens. */
+    wsk_log(cl->ctx.loop, WSK_LOG_INFO, "connected to %s%s", cl->o.proxy ? "proxy " : "",
+            wsk_addr_string(c->io.fd, addr, sizeof addr));
     freeaddrinfo(cl->addrs);
     cl->addrs = cl->next_addr = NULL;
     ev_io_stop(ev, &c->io);
@@ -365,37 +401,36 @@ static void connected(wsk_client *cl)
         send_upgrade(cl);
 }
 
+/* The host connected to first: the proxy's, when there is one. */
+static const wsk_url *first_hop(const wsk_client *cl)
+{
+    return cl->o.proxy ? &cl->proxy : &cl->u;
+}
+
 /* Connects to the next address of the name; the socket replaces the connection's fd. */
 static void try_connect(wsk_client *cl)
 {
     struct wsk_ws *c = cl->ws;
     struct ev_loop *ev = cl->ctx.loop->ev;
     for (struct addrinfo *ai; (ai = cl->next_addr);) {
+        int e;
         cl->next_addr = ai->ai_next;
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        int fd = wsk_tcp_connect(ai->ai_addr, ai->ai_addrlen, NULL, 0, &e);
         if (fd < 0) {
-            cl->connect_errno = errno;
+            cl->connect_errno = e;
             continue;
         }
-        /* Frames leave whole, once per loop iteration: Nagle would only add latency. */
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         ev_io_stop(ev, &c->io);
         close(c->io.fd);
         ev_set_cb(&c->io, on_connect);
         ev_io_set(&c->io, fd, EV_WRITE);
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if (e == 0)
             connected(cl);
-            return;
-        }
-        if (errno == EINPROGRESS) {
+        else
             ev_io_start(ev, &c->io);
-            return;
-        }
-        cl->connect_errno = errno;
+        return;
     }
-    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
+    const wsk_url *to = first_hop(cl);
     char msg[HOST_MAX + 128];
     snprintf(msg, sizeof msg, "cannot connect to %s%.*s port %u: %s", cl->o.proxy ? "proxy " : "",
              (int)to->host_len, to->host, to->port, strerror(cl->connect_errno));
@@ -419,44 +454,50 @@ static void on_connect(struct ev_loop *ev, ev_io *w, int revents)
     connected(cl);
 }
 
-/* Resolves the name (of the proxy, when there is one) and connects.  The connect timeout counts
- * from here, DNS included. */
-static void begin_attempt(wsk_client *cl)
+/* The name resolved: connect to its addresses in turn. */
+static void resolved(void *arg, struct addrinfo *res, int r, int sys_err)
 {
-    struct ev_loop *ev = cl->ctx.loop->ev;
-    const wsk_url *to = cl->o.proxy ? &cl->proxy : &cl->u;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    char host[HOST_MAX], port[8], msg[HOST_MAX + 96];
-    double timeout = cl->o.connect_timeout;
-
-    memset(&cl->t, 0, sizeof cl->t);
-    cl->t.start = ev_time();
-    cl->t.redirects = cl->redirects;
-    cl->phase = PH_CONNECT;
-    memcpy(host, to->host, to->host_len);
-    host[to->host_len] = '\0';
-    snprintf(port, sizeof port, "%u", to->port);
-    int r = getaddrinfo(host, port, &hints, &res);
-    cl->t.dns = ev_time() - cl->t.start;
+    wsk_client *cl = arg;
+    const wsk_url *to = first_hop(cl);
+    char msg[HOST_MAX + 96];
+    cl->lookup = NULL;
+    if (cl->phase != PH_RESOLVE || cl->ws->state == WSK_ST_DEAD) {
+        /* Terminated while the thread worked; the socket is freed at the end of this turn. */
+        if (res) freeaddrinfo(res);
+        return;
+    }
+    cl->t.dns = elapsed(cl, ev_time());
     if (r != 0) {
-        snprintf(msg, sizeof msg, "cannot resolve %s: %s", host,
-                 r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+        snprintf(msg, sizeof msg, "cannot resolve %.*s: %s", (int)to->host_len, to->host,
+                 r == EAI_SYSTEM ? strerror(sys_err) : gai_strerror(r));
         fail(cl, WSK_ERR_DNS, msg);
         return;
     }
     cl->addrs = cl->next_addr = res;
     cl->connect_errno = ECONNREFUSED;
-    if (timeout > 0) {
-        if (cl->t.dns >= timeout) {
-            snprintf(msg, sizeof msg, "resolving %s took longer than %us", host,
-                     cl->o.connect_timeout);
-            fail(cl, WSK_ERR_TIMEOUT, msg);
-            return;
-        }
-        ev_now_update(ev);
-        arm_deadline(cl, timeout - cl->t.dns);
-    }
+    cl->phase = PH_CONNECT;
     try_connect(cl);
+}
+
+/* Resolves the name (of the proxy, when there is one) without blocking the loop, then
+ * connects.  The connect timeout counts from here, DNS included. */
+static void begin_attempt(wsk_client *cl)
+{
+    const wsk_url *to = first_hop(cl);
+    char host[HOST_MAX], port[8];
+    struct addrinfo *res;
+    int r;
+
+    memset(&cl->t, 0, sizeof cl->t);
+    cl->t.start = ev_time();
+    cl->t.redirects = cl->redirects;
+    cl->phase = PH_RESOLVE;
+    if (cl->o.connect_timeout > 0) arm_deadline(cl, cl->o.connect_timeout);
+    memcpy(host, to->host, to->host_len);
+    host[to->host_len] = '\0';
+    snprintf(port, sizeof port, "%u", to->port);
+    cl->lookup = wsk_lookup_start(cl->ctx.loop->ev, host, port, resolved, cl, &res, &r);
+    if (!cl->lookup) resolved(cl, res, r, errno); /* an address, or no thread */
 }
 
 static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
@@ -467,11 +508,20 @@ static void on_deadline(struct ev_loop *ev, ev_timer *w, int revents)
         [PH_PROXY] = "no answer from the proxy",
         [PH_UPGRADE] = "no response to the upgrade request",
     };
-    char msg[96];
+    char msg[HOST_MAX + 96];
+    const wsk_url *to = first_hop(cl);
     (void)ev;
     (void)revents;
     switch (cl->phase) {
     case PH_START: begin_attempt(cl); break;
+    case PH_RESOLVE:
+        /* The thread cannot be stopped inside getaddrinfo; it is left to finish alone. */
+        wsk_lookup_cancel(cl->lookup);
+        cl->lookup = NULL;
+        snprintf(msg, sizeof msg, "resolving %.*s timed out after %us", (int)to->host_len, to->host,
+                 cl->o.connect_timeout);
+        fail(cl, WSK_ERR_TIMEOUT, msg);
+        break;
     case PH_CONNECT:
     case PH_PROXY:
     case PH_UPGRADE:
@@ -590,50 +640,6 @@ static int is_redirect(int status)
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-/* 1 when s[0..n) starts with a URI scheme and ':' (RFC 3986 3.1). */
-static int has_scheme(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n &&
-           (((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z') ||
-            (i && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-' || s[i] == '.'))))
-        ++i;
-    return i > 0 && i < n && s[i] == ':';
-}
-
-/* The absolute URL a Location names (RFC 9110 10.2.2: a URI reference, relative to the URL of
- * the request; RFC 3986 5.2 in the forms servers use), malloc'd; NULL when out of memory. */
-static char *resolve_location(const wsk_client *cl, const char *loc, size_t n)
-{
-    const wsk_url *u = &cl->u;
-    const char *scheme = u->secure ? "wss" : "ws";
-    size_t dir = 0, cap = n + u->host_len + u->path_len + 32;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    if (has_scheme(loc, n)) {
-        snprintf(out, cap, "%.*s", (int)n, loc);
-    } else if (n >= 2 && loc[0] == '/' && loc[1] == '/') {
-        snprintf(out, cap, "%s:%.*s", scheme, (int)n, loc);
-    } else {
-        int v6 = u->ipv6;
-        int k = snprintf(out, cap, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", cl->host, v6 ? "]" : "",
-                         u->port);
-        if (n && loc[0] == '?') {
-            /* A query alone replaces the request's query. */
-            while (dir < u->path_len && u->path[dir] != '?') ++dir;
-            if (!dir || u->path[0] != '/') out[k++] = '/';
-        } else if (n == 0 || loc[0] != '/') {
-            /* A relative path replaces the last segment of the request's path (dot segments
-             * are left for the server to resolve). */
-            for (size_t i = 0; i < u->path_len && u->path[i] != '?'; ++i)
-                if (u->path[i] == '/') dir = i + 1;
-            if (!dir) out[k++] = '/';
-        }
-        snprintf(out + k, cap - (size_t)k, "%.*s%.*s", (int)dir, u->path, (int)n, loc);
-    }
-    return out;
-}
-
 /* A redirect the caller asked to follow: a new connection to the Location, on the same socket
  * object. */
 static void follow(wsk_client *cl, const wsk_http_response *res)
@@ -651,7 +657,7 @@ static void follow(wsk_client *cl, const wsk_http_response *res)
         fail(cl, WSK_ERR_HANDSHAKE, msg);
         return;
     }
-    char *next = resolve_location(cl, loc->value, loc->value_len);
+    char *next = wsk_url_resolve_ref(&cl->u, cl->host, loc->value, loc->value_len);
     char old_host[HOST_MAX], w[HOST_MAX + 224];
     unsigned old_port = cl->u.port;
     int old_secure = cl->u.secure;
@@ -813,9 +819,8 @@ static void accept_101(wsk_client *cl, const wsk_http_response *res, uint8_t *re
     const char *proto, *why;
     size_t plen;
     char ext[OFFER_MAX];
-    cl->t.upgrade = ev_time() - cl->t.start;
-    if (cl->t.tls < 0 && wsk_tls_handshake_end(c) > 0)
-        cl->t.tls = wsk_tls_handshake_end(c) - cl->t.start;
+    cl->t.upgrade = elapsed(cl, ev_time());
+    tls_timing(cl);
     int offered = offer_extensions(cl, ext, sizeof ext) > 0;
     if (wsk_handshake_client_verify(res, cl->key, o->protocols, o->nprotocols, offered, &proto,
                                     &plen, &why) < 0) {
@@ -954,6 +959,7 @@ void wsk_ctx_release(wsk_ctx *ctx)
     ev_ref(ev);
     ev_timer_stop(ev, &cl->tick);
     ev_timer_stop(ev, &cl->deadline);
+    wsk_lookup_cancel(cl->lookup);
     if (cl->addrs) freeaddrinfo(cl->addrs);
     wsk_tls_ctx_free(ctx);
     free(cl->request);

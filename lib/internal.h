@@ -6,6 +6,7 @@
  *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies
  *   client.c        connect, redirects, proxies, the client side of the handshake
+ *                   (io_resolve.c: DNS on a thread; url_ref.c: where a redirect points)
  *   http_exchange.c the wsk_request a handler reads and the wsk_response it builds
  *   parse_http.c    HTTP heads and body framing     msg_handshake.c  upgrade rules, accept key
  *   parse_url.c     URLs, percent-decoding          crypto.c         SHA-1 and base64 (mbedTLS)
@@ -290,6 +291,12 @@ int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
  * wsk_addr_string writes it, taken from accept: a client that has already reset the connection
  * has no address for getpeername any more. */
 int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap);
+struct sockaddr;
+/* Opens a non-blocking TCP socket with TCP_NODELAY, bound to `from` when not NULL, and starts
+ * connecting it to `to`.  Returns the fd with *err 0 (connected already) or EINPROGRESS (EV_WRITE
+ * tells the outcome, SO_ERROR says which); or -1 with *err = errno and nothing left open. */
+int wsk_tcp_connect(const struct sockaddr *to, unsigned to_len, const struct sockaddr *from,
+                    unsigned from_len, int *err);
 int wsk_tcp_nonblock(int fd);
 const char *wsk_addr_string(int fd, char *buf, size_t cap);
 

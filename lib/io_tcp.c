@@ -95,8 +95,17 @@ static const char *sockaddr_string(const struct sockaddr_storage *ss, char *buf,
     return buf;
 }
 
-/* Accepts one connection, non-blocking, with TCP_NODELAY: frames are written whole, once per
- * loop iteration, so Nagle's algorithm would only add latency.  -1 with *err = errno. */
+/* Frames are written whole, once per loop iteration, so Nagle's algorithm would only add
+ * latency: every socket of ours has TCP_NODELAY, set here and in wsk_tcp_accept only. */
+static void no_delay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Accepts one connection, non-blocking, with TCP_NODELAY.  -1 with *err = errno; with peer,
+ * the client's address goes to peer[0..cap), taken from accept itself (a client that has
+ * already reset the connection has no address for getpeername any more). */
 int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap)
 {
     struct sockaddr_storage ss;
@@ -108,8 +117,27 @@ int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap)
         return -1;
     }
     if (peer) sockaddr_string(&ss, peer, cap);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    no_delay(fd);
+    return fd;
+}
+
+int wsk_tcp_connect(const struct sockaddr *to, unsigned to_len, const struct sockaddr *from,
+                    unsigned from_len, int *err)
+{
+    int fd = socket(to->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    no_delay(fd);
+    int r = from ? bind(fd, from, from_len) : 0;
+    if (r == 0) r = connect(fd, to, to_len);
+    if (r < 0 && errno != EINPROGRESS) {
+        *err = errno;
+        close(fd);
+        return -1;
+    }
+    *err = r < 0 ? EINPROGRESS : 0;
     return fd;
 }
 

@@ -380,12 +380,14 @@ WSK_API void wsk_client_opts_init(wsk_client_opts *o);
 
 /* Connects to a ws:// or wss:// URL (NUL-terminated) without blocking; copies of the URL, of
  * opts (NULL: defaults; the strings and arrays it points to are copied too) and of h are kept.
- * The open handler runs once the handshake succeeds; on failure the error handler runs
- * (WSK_ERR_DNS, _CONNECT, _TIMEOUT, _HANDSHAKE, _TLS, _CERT) and then close with 1006.  Returns
- * the socket (the library's: it is freed after its close handler; `user` stays the caller's and
- * is its wsk_ws_data), or NULL with *err set when the URL is invalid (WSK_ERR_URL), a header or
- * protocol cannot go in a request (WSK_ERR_INVAL: CR or LF, not a token; also loop or url
- * NULL, or compress not a wsk_compress_mode) or memory is short.  err may be NULL. */
+ * A host name is resolved on a short-lived thread of its own, which wakes the loop, so the loop
+ * never waits for DNS and connect_timeout covers it.  The open handler runs once the handshake
+ * succeeds; on failure the error handler runs (WSK_ERR_DNS, _CONNECT, _TIMEOUT, _HANDSHAKE,
+ * _TLS, _CERT) and then close with 1006.  Returns the socket (the library's: it is freed after
+ * its close handler; `user` stays the caller's and is its wsk_ws_data), or NULL with *err set
+ * when the URL is invalid (WSK_ERR_URL), a header or protocol cannot go in a request
+ * (WSK_ERR_INVAL: CR or LF, not a token; also loop or url NULL, or compress not a
+ * wsk_compress_mode) or memory is short.  err may be NULL. */
 WSK_API wsk_ws *wsk_connect(wsk_loop *loop, const char *url, const wsk_client_opts *opts,
                             const wsk_handlers *h, void *user, int *err);
 
@@ -412,7 +414,8 @@ WSK_API int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, 
 WSK_API const char *wsk_client_response_head(const wsk_ws *ws, size_t *len);
 /* The body of a refused handshake (de-chunked; at most 64 KiB), NULL when it had none. */
 WSK_API const void *wsk_client_response_body(const wsk_ws *ws, size_t *len);
-/* The upgrade request as sent (NUL-terminated). */
+/* The upgrade request as sent (NUL-terminated); NULL when none left (a failure before it was
+ * written, e.g. in the TLS handshake). */
 WSK_API const char *wsk_client_request_head(const wsk_ws *ws, size_t *len);
 /* The URL being connected to, as given or as the last followed redirect named it
  * (NUL-terminated; valid while the socket lives). */
@@ -424,7 +427,8 @@ typedef struct wsk_timing {
     double start;       /* ev_time() when the attempt began (after any redirect) */
     double dns;         /* the name resolved (the proxy's, with a proxy) */
     double connect;     /* TCP connected (to the proxy, with a proxy) */
-    double tls;         /* the TLS handshake completed; 0 for ws://, -1 when not known */
+    double tls;         /* the TLS handshake completed; 0 for ws://, -1 when it began and did
+                         * not complete */
     double upgrade;     /* the 101 response arrived */
     unsigned redirects; /* redirects followed before this attempt */
 } wsk_timing;

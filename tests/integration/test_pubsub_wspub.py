@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """wspub end to end against wsserve --pubsub: messages from arguments, from a shell pipeline
 (-l), all of stdin (-s), a file (-f, --binary), --repeat with --interval, the receiver count
-(-v), --require-receivers, tokens, refusals and their exit statuses, and a large stream of
-lines over one connection."""
+(-v), --require-receivers, a topic URL, a server that is no broker, tokens, refusals and their
+exit statuses, -k, and a large stream of lines over one connection."""
 import os
 import subprocess
 import sys
@@ -89,7 +89,27 @@ with Server("--pubsub") as srv:
     st, out, err = sh(f'"$WSPUB" {url} nobody-here hello')
     ok(st == 0, "a message nobody receives: exit 0", f"{st} {err}")
     st, out, err = sh(f'"$WSPUB" --require-receivers {url} nobody-here hello')
-    ok(st == 5, "--require-receivers when nobody received it: exit 5", f"{st} {err}")
+    ok(st == 5 and "reached no subscriber" in err,
+       "--require-receivers when nobody received it: exit 5, saying why", f"{st} {err}")
+
+    # The subscriber's URL works for publishing (mosquitto_pub -L): the path names the topic,
+    # and the publish goes through the control endpoint, not to the subscribers as raw JSON.
+    st, out, err = sh(f'"$WSPUB" -v {srv.url("/news")} "via topic URL" second')
+    got = frames(sub, 2)
+    ok(st == 0 and [p for _, p in got] == [b"via topic URL", b"second"]
+       and out.splitlines() == ["1: 1 receiver", "2: 1 receiver"],
+       "URL/TOPIC: the path is the topic, the operands are messages", f"{st} {err} {got}")
+    st, out, err = sh(f'"$WSPUB" 127.0.0.1:{srv.port}/news "no scheme"')
+    ok(st == 0 and frames(sub, 1) == [(1, b"no scheme")], "HOST:PORT/TOPIC without a scheme too",
+       f"{st} {err}")
+    st, out, err = sh(f'"$WSPUB" "{srv.url("/news?x=1")}" hi')
+    ok(st == 1 and "names the topic" in err, "a topic URL with a query is a usage error",
+       f"{st} {err}")
+    st, out, err = sh(f'"$WSPUB" -r 2 {url} news x')
+    ok(st == 1, "-r is not an option (mosquitto_pub users read it as retain): usage error",
+       f"{st} {err}")
+    st, out, err = sh(f'"$WSPUB" --repeat 2 {url} news rep')
+    ok(st == 0 and frames(sub, 2) == [(1, b"rep")] * 2, "--repeat 2", f"{st} {err}")
     st, out, err = sh(f'"$WSPUB" --require-receivers {url} news hello')
     ok(st == 0 and frames(sub, 1) == [(1, b"hello")], "--require-receivers with a subscriber: 0")
 
@@ -120,6 +140,22 @@ with Server("--pubsub") as srv:
     ok(st == 1, "no TOPIC: usage error, exit 1", st)
     st, out, err = sh(f'"$WSPUB" {url} news')
     ok(st == 1, "nothing to publish: exit 1", st)
+
+# Not a broker: the first reply says so, long before --timeout.
+with Server("--echo") as srv:
+    t0 = time.time()
+    st, out, err = sh(f'"$WSPUB" --timeout 30 {srv.url()} news x')
+    dt = time.time() - t0
+    ok(st == 4 and "not a wsserve --pubsub broker" in err and dt < 10,
+       f"an echo server: exit 4 at its first reply ({dt:.2f}s), saying it is no broker",
+       f"{st} {err}")
+
+st, out, err = sh('"$WSPUB" --help')
+help3 = [l for l in out.splitlines() if l.strip().startswith("3 ")]
+help4 = [l for l in out.splitlines() if l.strip().startswith("4 ")]
+ok(st == 0 and help3 and "401" in help3[0] and "wrong token" in help3[0] and help4
+   and "publish" in help4[0], "--help: 3 for a refused upgrade (401), 4 for a refused publish",
+   out)
 
 with Server("--pubsub", "--token", "tok3n") as srv:
     url = srv.url()
@@ -157,6 +193,10 @@ if r.returncode == 0:
         ok(st == 6, "wss:// with a certificate the system does not trust: exit 6", f"{st} {err}")
         st, out, err = sh(f'"$WSPUB" -n {url} news x')
         ok(st == 0, "-n skips the verification", f"{st} {err}")
+        st, out, err = sh(f'"$WSPUB" -k {url} news x')
+        ok(st == 0, "-k (curl's name) too", f"{st} {err}")
+        st, out, err = sh(f'"$WSPUB" --insecure {url} news x')
+        ok(st == 0, "--insecure too", f"{st} {err}")
 else:
     skip("wspub over wss://", "scripts/mkcerts failed: " + r.stderr.strip()[-200:])
 subprocess.run(["rm", "-rf", certs])

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """wscat as the TLS client of wsserve: wss:// echo by name, IPv4 and IPv6 address; the server
 certificate verified by default (the system CA bundle, --ca), with the reason and exit status 6
-when it fails (unknown issuer, expired, name mismatch, self-signed); -n/--no-check with its
+when it fails (unknown issuer, expired, name mismatch, self-signed); -n/--no-check (and curl's -k/--insecure) with its
 warning; client certificates (--cert, --key, --passphrase) for a server that requires them;
 and wss:// to a plain ws:// port; a server that stalls the handshake is bounded by
 --connect-timeout.  Certificates come from scripts/mkcerts."""
@@ -111,6 +111,11 @@ def main():
                 ok(rc == 0 and out == "hello\nworld\n" and warned,
                    "-n: the self-signed server is accepted, with a warning on stderr",
                    f"status {rc}, err {err.strip()!r}")
+                for flag in ("-k", "--insecure"):
+                    rc, out, err = wscat(wss(srv, url_host), flag)
+                    ok(rc == 0 and out == "hello\nworld\n" and "insecure" in err,
+                       f"{flag} (curl's name for -n): accepted, with the warning",
+                       f"status {rc}, err {err.strip()!r}")
             if name == "expired":
                 rc, out, err = wscat(wss(srv, url_host), *ca, "--no-check")
                 ok(rc == 0 and out == "hello\nworld\n", "--no-check: the expired one too",

@@ -210,6 +210,9 @@ def test_usage():
     check(r[0] == 1, "an unsupported scheme is refused (1)", describe(r))
     r = wscat("-c", "ws://127.0.0.1:1/", "-H", "no colon here")
     check(r[0] == 1 and "-H" in r[2], "a malformed -H header is refused (1)", describe(r))
+    r = wscat("-c", "wss://127.0.0.1:1/", "--cert", "client.crt")
+    check(r[0] == 1 and "--key" in r[2], "--cert without --key is a usage error (1), as in "
+          "wspub", describe(r))
     r = wscat("--version")
     check(r[0] == 0 and re.match(r"wscat \d+\.\d+\.\d+", r[1]), "--version", describe(r))
     r = wscat("--help")
@@ -333,6 +336,14 @@ def test_statuses():
     check(r[0] == 3 and "slow down please" in r[2] and "NOT BODY" not in r[2],
           "a refusal body in pieces ends at its Content-Length", describe(r))
 
+    page = b"".join(b"<p>line %04d of a long error page</p>\n" % i for i in range(400))
+    r = served(lambda c, h: c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n"
+                                      % len(page) + page))
+    shown = page.rstrip(b"\n")
+    check(r[0] == 3 and "line 0000" in r[2] and "line 0399" not in r[2]
+          and "... %d more bytes" % (len(shown) - 1024) in r[2] and len(r[2]) < 2000,
+          "a long refusal body: its first 1024 bytes, then how many more", describe(r)[:600])
+
     def refuse_eof(c, h):
         c.sendall(b"HTTP/1.0 503 Service Unavailable\r\n\r\ntry later\n")
     r = served(refuse_eof)
@@ -385,6 +396,40 @@ def test_statuses():
           "the server hangs up at once: status 2", describe(r))
 
 
+def test_verbose_failures(port):
+    """-v and --timing say what happened, once and in order; steps never reached say so."""
+    r = wscat("-v", "--timing", "-c", "wss://127.0.0.1:%d/" % port)
+    check(r[0] == 6 and r[2].count("TLS handshake failed") == 1 and "> GET" not in r[2]
+          and re.search(r"time_upgrade:\s+\(not reached\)", r[2])
+          and re.search(r"time_appconnect:\s+\(not completed\)", r[2])
+          and "0.000000s" not in r[2],
+          "-v over TLS to a plain port: the error once, no request that was never sent, "
+          "unreached steps say so", describe(r))
+    r = wscat("-v", "--timing", "-c", "ws://127.0.0.1:%d/" % free_port())
+    check(r[0] == 2 and r[2].count("refused") == 1
+          and re.search(r"time_connect:\s+\(not reached\)", r[2])
+          and re.search(r"time_appconnect:\s+\(no TLS\)", r[2]) and "0.000000s" not in r[2],
+          "-v --timing, connection refused: the error once, unreached steps say so", describe(r))
+    r = wscat("--json", "--timing", "-c", "ws://127.0.0.1:%d/" % free_port())
+    ev = [json.loads(line) for line in r[1].splitlines() if line.startswith("{")]
+    t = [e for e in ev if e.get("type") == "timing"]
+    check(t and t[0]["connect"] is None and t[0]["upgrade"] is None and t[0]["dns"] > 0,
+          "--json --timing: null for the steps not reached", describe(r))
+
+    def refuse(c, head):
+        c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
+    s = RawServer(refuse)
+    try:
+        r = wscat("-v", "-c", "ws://127.0.0.1:%d/" % s.port)
+    finally:
+        s.stop()
+    at = [r[2].find(x) for x in ("wscat: connected to 127.0.0.1:", "> GET / HTTP/1.1",
+                                 "< HTTP/1.1 403", "wscat: server answered")]
+    check(r[0] == 3 and -1 not in at and at == sorted(at)
+          and r[2].count("server answered 403") == 1,
+          "-v, a refusal: connected, request, response, then the error, once", describe(r))
+
+
 def test_proxy(port):
     p = Proxy()
     try:
@@ -396,6 +441,17 @@ def test_proxy(port):
               and "Proxy-Authorization: Basic " + base64.b64encode(b"u:p").decode() in head,
               "--proxy tunnels through HTTP CONNECT (with the proxy URL's credentials)",
               describe(r) + "\n" + head)
+    finally:
+        p.stop()
+    p = Proxy()
+    try:
+        user, pw = "u" * 200, "p%40" * 100  # 400 bytes in the URL, 300 decoded ("p@" ...)
+        r = wscat("--proxy", "http://%s:%s@127.0.0.1:%d" % (user, pw, p.port), "-c",
+                  "ws://127.0.0.1:%d/" % port, stdin=b"long\n")
+        head = p.requests[0] if p.requests else ""
+        want = base64.b64encode(("%s:%s" % (user, "p@" * 100)).encode()).decode()
+        check(r[0] == 0 and r[1] == "long\n" and "Proxy-Authorization: Basic " + want in head,
+              "--proxy: credentials over 255 bytes are sent whole", describe(r) + "\n" + head)
     finally:
         p.stop()
     p = Proxy(refuse=True)
@@ -508,6 +564,7 @@ def main():
     with Server("--echo") as srv:
         test_echo(srv.port)
         test_proxy(srv.port)
+        test_verbose_failures(srv.port)
     return 1 if failures() else 0
 
 

@@ -2,13 +2,15 @@
 """wscat's interactive mode, driven through a pseudo-terminal (tmux) and checked on the screen:
 the prompt, typed lines sent and echoed, a message arriving while a line is being typed printed
 above the prompt without disturbing the typed text, history, /ping, colours (and none with
-NO_COLOR), CTRL+D and CTRL+C, and the terminal settings restored at exit.
+NO_COLOR), typed text in the default colour, --slash errors below the typed line, CTRL+D and
+CTRL+C, and the terminal settings and colour restored at exit.
 
 Prints TAP lines.  The WebSocket server is Python's `websockets` in a thread of this process on
 127.0.0.1; tmux runs on a private socket that is killed at the end."""
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +76,36 @@ def lines(screen):
     return [l.rstrip() for l in screen.splitlines() if l.strip()]
 
 
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def plain_at(escaped, pattern):
+    """True when the text matched by the group of `pattern` (a regex; its first match) on a
+    screen captured with escapes is drawn in the default colour: the last SGR sequence before
+    it resets the foreground (or there is none)."""
+    m = re.search(pattern, escaped)
+    if not m:
+        return False
+    last = [m.group(1) for m in SGR.finditer(escaped, 0, m.start(1))]
+    return not last or last[-1] in ("", "0", "39")
+
+
+def interrupted(tmux, tmp, name, url, key):
+    """wscat in colour, a line half typed, then `key`: (exited, screen, screen with escapes,
+    terminal settings the same after as before)."""
+    before, after = os.path.join(tmp, "before-" + name), os.path.join(tmp, "after-" + name)
+    tmux.start(name, "stty -g > %s; env -u NO_COLOR TERM=screen %s -c %s/echo; echo EXIT=$?; "
+               "stty -g > %s; sleep 30" % (before, WSCAT, url, after))
+    tmux.wait(name, lambda s: "Connected" in s and ">" in s)
+    tmux.keys(name, "half", literal=True)
+    tmux.wait(name, lambda s: "> half" in s)
+    tmux.keys(name, key)
+    ok, s = tmux.wait(name, lambda s: "EXIT=" in s)
+    col = tmux.screen(name, escapes=True)
+    done, _ = tmux.wait(name, lambda s: os.path.exists(after) and os.path.getsize(after) > 0, 3)
+    return ok, s, col, done and open(before).read() == open(after).read()
+
+
 def main():
     if not os.access(WSCAT, os.X_OK):
         print("not ok 1 - %s is not built" % WSCAT)
@@ -111,6 +143,20 @@ def main():
         check(echo_line and "\x1b[" in echo_line[0], "received messages are coloured on a "
               "terminal", repr(echo_line))
 
+        col = tmux.screen("a", escapes=True)
+        typed = r"(>)(?:\x1b\[[0-9;]*m)* (partial input)"
+        check(not plain_at(col, typed) and plain_at(col, typed.replace("(>)", ">")),
+              "the prompt is coloured, the typed text is not", repr(col))
+
+        tmux.keys("a", "/nosuch", literal=True)
+        tmux.keys("a", "Enter")
+        ok, s = tmux.wait("a", lambda s: "unknown command /nosuch" in s)
+        ls = lines(s)
+        check(ok and ls[-3] == "> /nosuch" and ls[-2].startswith("wscat: unknown")
+              and ls[-1] == ">", "--slash: an unknown command is reported below the line typed "
+              "and one fresh prompt follows", s)
+
+        tmux.keys("a", "Up")
         tmux.keys("a", "Up")
         ok, s = tmux.wait("a", lambda s: lines(s)[-1] == "> partial input")
         check(ok, "Up recalls the previous line from the history", s)
@@ -124,6 +170,9 @@ def main():
         ok, s = tmux.wait("a", lambda s: "EXIT=" in s)
         check(ok and "EXIT=0" in s and "Disconnected (code: 1000" in s,
               "CTRL+D closes with 1000 and exits 0", s)
+        col = tmux.screen("a", escapes=True)
+        check(plain_at(col, "(EXIT=)"), "after CTRL+D the terminal is back to its default colour",
+              repr(col))
         ok, _ = tmux.wait("a", lambda s: os.path.exists(after) and os.path.getsize(after) > 0, 3)
         same = ok and open(before).read() == open(after).read()
         check(same, "the terminal settings are restored at exit")
@@ -139,6 +188,14 @@ def main():
         tmux.keys("b", "C-c")
         ok, s = tmux.wait("b", lambda s: "EXIT=" in s)
         check(ok and "EXIT=0" in s, "CTRL+C closes gracefully and exits 0", s)
+
+        for name, key, status, what in (("c", "C-c", 0, "CTRL+C closes gracefully"),
+                                        ("d", "C-\\", 130, "CTRL+\\ (SIGQUIT) ends at once")):
+            ok, s, col, same = interrupted(tmux, tmp, name, url, key)
+            check(ok and "EXIT=%d" % status in s and "\x1b[3" in col
+                  and plain_at(col, "(EXIT=)") and same,
+                  "%s (%d); the terminal's settings and default colour are back" % (what, status),
+                  repr(col))
     finally:
         tmux.kill()
         server.stop()

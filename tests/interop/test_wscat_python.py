@@ -42,6 +42,8 @@ class Server(PyServer):
             return (http.HTTPStatus.FOUND, [("Location", self.url("/echo?from=abs"))], b"")
         if path.startswith("/r/redirect-rel"):
             return (http.HTTPStatus.TEMPORARY_REDIRECT, [("Location", "echo?from=rel")], b"")
+        if path.startswith("/a/b/redirect-up"):
+            return (http.HTTPStatus.FOUND, [("Location", "../../echo?from=up")], b"")
         if path.startswith("/loop"):
             return (http.HTTPStatus.FOUND, [("Location", "/loop")], b"")
         if path.startswith("/forbidden"):
@@ -138,6 +140,12 @@ def test_redirects(s):
     check(r[0] == 0 and r[1] == "relative\n" and paths == ["/r/redirect-rel", "/r/echo?from=rel"],
           "-L resolves a relative Location against the request path", describe(r) + "\n%r"
           % paths)
+    s.requests.clear()
+    r = wscat("-L", "-c", s.url("/a/b/redirect-up"), "-w", "0.3", stdin=b"up\n")
+    paths = [p for p, _ in s.requests]
+    check(r[0] == 0 and r[1] == "up\n" and paths == ["/a/b/redirect-up", "/echo?from=up"],
+          "-L: a relative Location with ../ is normalised (RFC 3986 5.2.4)",
+          describe(r) + "\n%r" % paths)
     s.requests.clear()
     r = wscat("-L", "--max-redirects", "2", "-c", s.url("/loop"), stdin=b"x\n")
     check(r[0] == 3 and "too many redirects" in r[2] and len(s.requests) == 3,
