@@ -35,7 +35,7 @@ NOT_RUN = {
 EXPECT = [
     ("-x hello -x world", "the two echoes", lambda out: out == "hello\nworld\n"),
     ("seq 3 |", "the three echoes", lambda out: out == "1\n2\n3\n"),
-    ("/news -w 3600", "both publications", lambda out: out == "breaking\nhi\n"),
+    ("/news -w 3600", "every publication", lambda out: out == "breaking\nagain\nhi\n"),
     ("-x 'over TLS'", "the echo over TLS", lambda out: out == "over TLS\n"),
     ("wsbench -c 64", "an echo load without errors",
      lambda out: re.search(r"^\s*errors\s+none$", out, re.M)),
