@@ -6,7 +6,6 @@
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
-#include "parse_utf8.h"
 #include "pmd_conn.h"
 #include "send_frame.h"
 
@@ -122,10 +121,7 @@ int wsk_close_check(unsigned code, const char *reason, size_t len)
      * a control frame is at most 125 bytes; the reason is UTF-8, or the peer fails us (1007). */
     if (code ? !wsk_close_code_valid(code) : len != 0) return WSK_ERR_INVAL;
     if (len > 123 || (!reason && len)) return WSK_ERR_INVAL;
-    uint32_t st = WSK_UTF8_ACCEPT;
-    if (len && (wsk_utf8_validate(&st, (const uint8_t *)reason, len) < 0 || st != WSK_UTF8_ACCEPT))
-        return WSK_ERR_INVAL;
-    return 0;
+    return len && !wsk_utf8_valid(reason, len) ? WSK_ERR_INVAL : 0;
 }
 
 int wsk_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)

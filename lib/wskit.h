@@ -432,8 +432,8 @@ typedef struct wsk_timing {
     double upgrade;     /* the 101 response arrived */
     unsigned redirects; /* redirects followed before this attempt */
 } wsk_timing;
-/* Fills the caller's *t with the client socket's timing (all 0 for a server socket); valid for
- * the life of the socket. */
+/* Fills the caller's *t with the client socket's timing (all 0 for a server socket); callable
+ * for the life of the socket. */
 WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
 
 /* ---------------------------------------------------------------------------------------------

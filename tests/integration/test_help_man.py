@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """--help and the man page list the same options, for every command: each long option of --help
 is documented in the OPTIONS section of man/CMD.1, and each option documented there is in
---help."""
+--help.  Likewise wskit(3) names every public function of lib/wskit.h, and nothing else."""
 import os
 import re
 import sys
@@ -47,4 +47,18 @@ for cmd in COMMANDS:
     extra = sorted(man - helps)
     ok(not extra, f"{cmd}: every option of {cmd}(1) OPTIONS is in --help",
        "not in --help: " + ", ".join("--" + o for o in extra))
+
+with open(os.path.join(MAN, "..", "lib", "wskit.h")) as f:
+    header = f.read()
+with open(os.path.join(MAN, "wskit.3")) as f:
+    page = f.read()
+api = set(re.findall(r"^WSK_API [^;]*?\b(wsk_\w+)\(", header, re.M))
+ok(len(api) > 50, "wskit.h: its public functions found", f"{sorted(api)}")
+missing = sorted(n for n in api if not re.search(r"\b" + n + r"\b", page))
+ok(not missing, "wskit(3) names every public function of wskit.h",
+   "not in the man page: " + ", ".join(missing))
+named = set(re.findall(r"\b(wsk_\w*[a-z0-9])\b", page))
+unknown = sorted(n for n in named if not re.search(r"\b" + n + r"\b", header))
+ok(not unknown, "every wsk_ name in wskit(3) is in wskit.h",
+   "not in wskit.h: " + ", ".join(unknown))
 done()

@@ -313,6 +313,26 @@ static void test_close_codes(void)
           "the peer saw code 4000 (%u)", client_close_code);
 }
 
+/* Each error code has its own line of text; anything else is "unknown error". */
+static void test_strerror(void)
+{
+    static const int codes[] = {
+        WSK_OK,          WSK_ERR_PROTOCOL, WSK_ERR_UTF8,        WSK_ERR_TOO_BIG,   WSK_ERR_POLICY,
+        WSK_ERR_DEFLATE, WSK_ERR_HTTP,     WSK_ERR_HEADER_SIZE, WSK_ERR_HANDSHAKE, WSK_ERR_URL,
+        WSK_ERR_NOMEM,   WSK_ERR_INVAL,    WSK_ERR_STATE,       WSK_ERR_IO,        WSK_ERR_CLOSED,
+        WSK_ERR_TIMEOUT, WSK_ERR_DNS,      WSK_ERR_CONNECT,     WSK_ERR_TLS,       WSK_ERR_CERT};
+    size_t n = sizeof codes / sizeof codes[0], distinct = 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = wsk_strerror(codes[i]);
+        distinct &= EXPECT(s && *s && strcmp(s, "unknown error"), "code %d", codes[i]);
+        for (size_t j = 0; j < i; j++)
+            distinct &= EXPECT(strcmp(s, wsk_strerror(codes[j])), "%d and %d", codes[i], codes[j]);
+    }
+    CHECK(distinct, "wsk_strerror: a distinct text for each of the %zu codes", n);
+    CHECK(!strcmp(wsk_strerror(-999), "unknown error") && !strcmp(wsk_strerror(7), "unknown error"),
+          "wsk_strerror: \"unknown error\" for a value that is not a code");
+}
+
 static void shutdown_done(wsk_server *srv, size_t dropped)
 {
     (void)srv;
@@ -341,6 +361,7 @@ int main(void)
     ev = ev_default_loop(0);
     wsk_loop *loop = wsk_loop_new(ev);
     wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    test_strerror();
     wsk_server *srv = serve(loop);
     unsigned port = wsk_server_port(srv);
 
