@@ -222,8 +222,8 @@ int wb_thread_conns_init(wb_thread *t, char *why, size_t cap);
 void wb_thread_conns_free(wb_thread *t);
 /* The Sec-WebSocket-Extensions offer of --compress into out; its length. */
 int wb_pmd_offer(char *out, size_t cap);
-/* bench_worker.c: the threads' state and loops (0, or -1 with why set); a thread's body; what
- * the threads leave when they are joined, freed. */
+/* bench_worker.c: the threads' state and loops (0, or -1 with why set, and wb_threads_free
+ * frees what was made); a thread's body; what the threads leave when they are joined, freed. */
 int wb_threads_init(wb_state *s, unsigned nthreads, char *why, size_t cap);
 void *wb_worker_main(void *arg);
 void wb_threads_free(wb_state *s);

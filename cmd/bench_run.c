@@ -518,7 +518,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     if (raise_nofile(s->total, res->fail, sizeof res->fail) < 0) goto out;
     if (o->compress && wb_pmd_offer(s->offer, sizeof s->offer) < 0) s->offer[0] = 0;
     if (s->sc->setup && s->sc->setup(s, res->fail, sizeof res->fail) < 0) goto out;
-    if (wb_threads_init(s, nthreads, res->fail, sizeof res->fail) < 0) goto out_scen;
+    if (wb_threads_init(s, nthreads, res->fail, sizeof res->fail) < 0) goto out_threads;
 
     s->main_ev = ev_loop_new(EVFLAG_AUTO);
     if (!s->main_ev) {
@@ -576,7 +576,6 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     ev_loop_destroy(s->main_ev);
 out_threads:
     wb_threads_free(s);
-out_scen:
     if (s->sc->teardown) s->sc->teardown(s);
 out:
     free(s);

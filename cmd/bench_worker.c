@@ -227,11 +227,11 @@ int wb_threads_init(wb_state *s, unsigned nthreads, char *why, size_t cap)
 {
     s->threads = calloc(nthreads, sizeof *s->threads);
     if (!s->threads) goto nomem;
-    s->nthreads = nthreads;
     uint64_t seed;
     wb_random_bytes(&seed, sizeof seed);
     for (unsigned i = 0; i < nthreads; i++) {
         wb_thread *t = &s->threads[i];
+        s->nthreads = i + 1; /* wb_threads_free frees this one too, should it fail halfway */
         t->s = s;
         t->idx = i;
         t->tfd = -1;
