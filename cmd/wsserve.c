@@ -338,6 +338,11 @@ static int listen_all(struct serve *sv, const struct config *c)
     return 0;
 }
 
+static void free_configs(struct config *c)
+{
+    for (size_t i = 0; i < NMODES; i++) free(c->mode_config[i]);
+}
+
 int main(int argc, char **argv)
 {
     struct config c = {0};
@@ -352,7 +357,10 @@ int main(int argc, char **argv)
         .stamps = !isatty(STDERR_FILENO),
     };
     wsk_server_opts so = c.so;
-    if (c.mode->setup(&sv, &so, &sv.mode_h) < 0) return 1;
+    if (c.mode->setup(&sv, &so, &sv.mode_h) < 0) {
+        free_configs(&c);
+        return 1;
+    }
     wsk_handlers h = sv.mode_h;
     h.upgrade = on_upgrade;
     h.request = on_request;
@@ -391,6 +399,6 @@ out:
     if (sv.srv) wsk_server_free(sv.srv);
     if (c.mode->teardown) c.mode->teardown(&sv);
     if (p.loop) wsk_loop_free(p.loop);
-    for (size_t i = 0; i < NMODES; i++) free(c.mode_config[i]);
+    free_configs(&c);
     return status;
 }
