@@ -4,6 +4,10 @@
 #ifndef WSK_TEST_H
 #define WSK_TEST_H
 
+#include "wskit.h"
+
+#include <ev.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,5 +91,18 @@ static inline double test_now(void)
     } while (0)
 
 #define TEST_DONE() (fflush(stdout), test_failed ? 1 : 0)
+
+/* The loop of a test that runs the library's servers and clients: SIGPIPE ignored, *ev the
+ * default libev loop, and a wsk_loop on it whose errors stay off the TAP output.  Aborts when
+ * the loop cannot be made. */
+static inline wsk_loop *test_loop(struct ev_loop **ev)
+{
+    signal(SIGPIPE, SIG_IGN);
+    *ev = ev_default_loop(0);
+    wsk_loop *loop = wsk_loop_new(*ev);
+    if (!loop) abort();
+    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    return loop;
+}
 
 #endif

@@ -107,10 +107,7 @@ static void *new_config(const serve_mode *m)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    wsk_loop *loop = test_loop(&ev);
 
     /* Two private brokers, each with its own token. */
     struct one a = {.config = new_config(&serve_pubsub)}, b = {.config = new_config(&serve_pubsub)};

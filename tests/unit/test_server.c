@@ -131,10 +131,7 @@ static void cork_fn(wsk_ws *ws, void *arg)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    wsk_loop *loop = test_loop(&ev);
     wsk_server_opts o;
     wsk_server_opts_init(&o);
     CHECK(o.max_payload == 16u << 20 && o.idle_timeout == 120 && o.send_pings == 1 &&
