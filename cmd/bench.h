@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "cli.h"
 #include "parse_frame.h"
 
 /* ----- histogram (bench_hist.c) -------------------------------------------------------------- */
@@ -108,9 +109,8 @@ typedef struct wb_opts {
     const char *origin;
     unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
     unsigned publishers, subscribers, topics; /* pubsub */
-    const char *tls_ca, *tls_cert, *tls_key, *tls_passphrase;
-    int tls_insecure; /* --no-check, -k */
-    int pid;          /* server process whose CPU time is measured; 0 = none */
+    cli_tls tls; /* --no-check, -k, --ca, --cert, --key, --passphrase */
+    int pid;     /* server process whose CPU time is measured; 0 = none */
     /* output */
     int json, quiet, status, markdown;
     const char *csv; /* per-second series: file name, "-" for stdout */

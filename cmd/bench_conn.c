@@ -497,11 +497,7 @@ int wb_thread_conns_init(wb_thread *t, char *why, size_t cap)
     if (!s->secure) return 0;
     wsk_client_opts co;
     wsk_client_opts_init(&co);
-    co.tls_ca = o->tls_ca;
-    co.tls_cert = o->tls_cert;
-    co.tls_key = o->tls_key;
-    co.tls_key_password = o->tls_passphrase;
-    co.tls_insecure = o->tls_insecure;
+    cli_tls_client_opts(&o->tls, &co);
     if (wsk_tls_client_config(x, &co) < 0) {
         snprintf(why, cap, "%s", *t->log ? t->log : "TLS configuration failed");
         return -1;

@@ -8,20 +8,19 @@ plaintext HTTP, garbage, a client that connects and leaves, and a stalled handsh
 costing the server one log line and nothing else.  Certificates come from scripts/mkcerts."""
 import asyncio
 import os
-import shutil
 import socket
 import ssl
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from wstest import BIN, Server, done, ok, sanitized, skip, wait_for  # noqa: E402
+from wstest import BIN, Certs, Server, done, ok, sanitized, skip, wait_for  # noqa: E402
+from wstest import tls_client_ctx as client_ctx  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -51,14 +50,6 @@ class TLSServer(Server):
         if needle:
             wait_for(lambda: any(needle in x for x in self.lines if tag in x), timeout)
         return [x for x in list(self.lines) if tag in x]
-
-
-def client_ctx(certs, cert=None, key=None, password=None):
-    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
-    ctx.set_alpn_protocols(["http/1.1"])
-    if cert:
-        ctx.load_cert_chain(os.path.join(certs, cert), os.path.join(certs, key), password=password)
-    return ctx
 
 
 async def echo_checks(srv, certs):
@@ -244,14 +235,12 @@ async def client_cert_checks(srv, certs):
 
 
 def main():
-    certs = tempfile.mkdtemp(prefix="wskit-tls-")
+    tls = Certs()
+    certs, c = tls.dir, tls.path
     try:
-        r = subprocess.run([os.path.join(ROOT, "scripts", "mkcerts"), certs],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            skip("wss:// tests", "scripts/mkcerts failed: " + r.stderr.strip()[-200:])
+        if not tls.ok:
+            skip("wss:// tests", "scripts/mkcerts failed: " + tls.why)
             return
-        c = lambda name: os.path.join(certs, name)  # noqa: E731
 
         # The deadline counts whole seconds from the accept: 2 leaves the good clients at least
         # one second, and ends a stalled one within three.
@@ -285,7 +274,7 @@ def main():
                                capture_output=True, text=True, timeout=10)
             ok(p.returncode != 0 and why in p.stderr, f"wsserve refuses {what}", p.stderr.strip())
     finally:
-        shutil.rmtree(certs, ignore_errors=True)
+        tls.remove()
 
 
 async def echo_checks_after(srv, certs):

@@ -520,10 +520,7 @@ static void test_compressed(wsk_loop *loop, int mode)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    wsk_loop *loop = test_loop(&ev);
     for (int i = 0; i < MAXC; i++) cl[i].fd = -1;
     test_basics(loop);
     test_to_self(loop);
