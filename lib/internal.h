@@ -150,6 +150,7 @@ enum wsk_conn_flag {
     WSK_F_KEEPALIVE = 1 << 11, /* plain HTTP: keep the connection after the reply */
     WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit once: logged, not again */
     WSK_F_LINGER = 1 << 13,    /* with END_AFTER_FLUSH: shut down writing, drain until EOF */
+    WSK_F_PAUSED = 1 << 14,    /* wsk_ws_pause: EV_READ off until wsk_ws_resume or a close */
 };
 
 /* State a connection needs only now and then: during the handshake, while a message is being
@@ -211,6 +212,8 @@ void wsk_conn_cold_trim(struct wsk_ws *c);
 /* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */
 void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n);
 void wsk_conn_io_events(struct wsk_ws *c, int events);
+/* wsk_ws_resume: clears WSK_F_PAUSED and reads again (nothing when not paused). */
+void wsk_conn_resume(struct wsk_ws *c);
 /* A read or write of c failed with err (< 0, not WSK_ERR_AGAIN; `what` names it for the log):
  * a client still in its handshake hears why (wsk_client_failed), then the connection ends. */
 void wsk_conn_io_failed(struct wsk_ws *c, long err, const char *what);
