@@ -10,6 +10,7 @@
 #include "pmd_conn.h"
 #include "pubsub.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -216,6 +217,19 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
         on_readable(c);
 }
 
+/* A paused socket's peer may have gone: no read will see the EOF or the reset, so the sweep asks
+ * the kernel (a FIN queued behind data the peer could not send is not seen: the idle timeout
+ * ends that one).  1 when the connection was ended. */
+static int paused_gone(struct wsk_ws *c)
+{
+    struct pollfd p = {.fd = c->io.fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "connection closed while paused");
+        return 1;
+    }
+    return 0;
+}
+
 /* Deadlines, checked once a second for every connection of a server or client (one timer per
  * server, none per socket): the handshake deadline counts from accept, not from the last byte,
  * so a client trickling its request cannot hold a slot; idle sockets get a ping at half the idle
@@ -239,6 +253,7 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
             }
             break;
         case WSK_ST_OPEN:
+            if ((c->flags & WSK_F_PAUSED) && paused_gone(c)) break;
             if (!o->idle_timeout) break;
             if (idle >= o->idle_timeout) {
                 char addr[64];

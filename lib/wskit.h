@@ -339,8 +339,10 @@ WSK_API size_t wsk_ws_buffered(const wsk_ws *ws);
 /* Flow control of what the peer sends: wsk_ws_pause stops reading the socket (an open one;
  * nothing otherwise), so the kernel's buffers fill and TCP slows the peer down; wsk_ws_resume
  * reads again.  Messages already read (the rest of the current read) are still delivered after
- * the pause.  A paused socket does not see the peer's pongs or close: keep pauses shorter than
- * the idle timeout.  Closing (wsk_close, a failure) resumes reading for the closing handshake.
+ * the pause.  The idle timeout still applies (a socket paused that long is closed with 1001); a
+ * peer whose FIN or reset reaches the kernel meanwhile is noticed within a second (the close
+ * handler runs with 1006).  Closing (wsk_close, a failure) resumes reading for the closing
+ * handshake.
  * wsk_ws_paused: 1 while paused, else 0. */
 WSK_API void wsk_ws_pause(wsk_ws *ws);
 WSK_API void wsk_ws_resume(wsk_ws *ws);
