@@ -5,6 +5,7 @@
  *   serve_pubsub.c   --chat     Bun's chat-room benchmark server
  *                    --pubsub   a topic broker
  *   serve_exec.c     --exec     a program per connection, stdin/stdout as messages
+ *   serve_child.c               (its pipes, lines and stdin buffer; serve_exec_shared.c too)
  *                    --dir      the same, the program picked by the path in a directory
  *
  * wsserve.c parses the options once (the common ones and each mode's own table), then runs one

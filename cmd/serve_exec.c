@@ -14,13 +14,13 @@
  * Every child is reaped by an ev_child watcher on libev's default loop (which wsserve runs);
  * the struct child is freed once both the socket and the process are gone. */
 #include "serve.h"
+#include "serve_child.h"
 #include "serve_exec.h"
 
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,11 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define IN_MAX   (64 * 1024) /* stdin bytes buffered before the socket is paused */
-#define LINE_MAX (64 * 1024) /* a longer stdout line goes out in pieces of this size */
-#define ERR_LINE 512         /* stderr lines are logged cut to this */
-
-extern char **environ;
+#define IN_MAX (64 * 1024) /* stdin bytes buffered before the socket is paused */
 
 /* One program and its connection. */
 struct child {
@@ -51,12 +47,9 @@ struct child {
     int reaped; /* the process is gone; status is its wait status */
     int busy;   /* sending its output: a close handler run meanwhile must not free it */
     int status;
-    char *in; /* bytes waiting for stdin: in[in_off, in_len) */
-    size_t in_off, in_len, in_cap;
-    char *line; /* the stdout line being assembled (text mode) */
-    size_t line_len;
-    char err[ERR_LINE];
-    size_t err_len;
+    struct pipebuf in;   /* bytes waiting for stdin */
+    struct lines out;    /* stdout cut into lines (text mode) */
+    struct lines errout; /* stderr cut into lines for the log */
     char addr[64];
 };
 
@@ -215,8 +208,9 @@ static void child_release(struct child *c)
     if (c->next) c->next->prev = c->prev;
     env_free(c->envp);
     free(c->script);
-    free(c->in);
-    free(c->line);
+    pipebuf_free(&c->in);
+    lines_free(&c->out);
+    lines_free(&c->errout);
     free(c);
 }
 
@@ -248,7 +242,7 @@ static void on_reaped(struct ev_loop *ev, ev_child *w, int revents)
     ev_timer_stop(ev, &c->kill_t);
     /* A program that exited no longer reads its stdin. */
     close_fd(c->x, &c->in_w, &c->in_fd);
-    c->in_off = c->in_len = 0;
+    pipebuf_free(&c->in);
     if (c->ws) wsk_ws_resume(c->ws);
     child_finish(c);
     child_release(c);
@@ -272,26 +266,15 @@ static void on_kill(struct ev_loop *ev, ev_timer *w, int revents)
 
 static void stdin_write(struct child *c)
 {
-    while (c->in_off < c->in_len) {
-        ssize_t w = write(c->in_fd, c->in + c->in_off, c->in_len - c->in_off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && errno == EAGAIN) break;
-        if (w < 0) { /* EPIPE: the program closed its stdin; what it would have read is lost */
-            c->in_off = c->in_len = 0;
-            close_fd(c->x, &c->in_w, &c->in_fd);
-            break;
-        }
-        c->in_off += (size_t)w;
-    }
-    if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
-    if (c->in_fd >= 0) {
-        if (c->in_len)
-            ev_io_start(c->x->ev, &c->in_w);
-        else
-            ev_io_stop(c->x->ev, &c->in_w);
-    }
+    int r = pipebuf_write(&c->in, c->in_fd);
+    if (r < 0) /* EPIPE: the program closed its stdin; what it would have read is lost */
+        close_fd(c->x, &c->in_w, &c->in_fd);
+    else if (r)
+        ev_io_start(c->x->ev, &c->in_w);
+    else
+        ev_io_stop(c->x->ev, &c->in_w);
     /* The socket is read again once the program has taken what was waiting. */
-    if (c->ws && c->in_len - c->in_off < IN_MAX / 2) wsk_ws_resume(c->ws);
+    if (c->ws && pipebuf_pending(&c->in) < IN_MAX / 2) wsk_ws_resume(c->ws);
 }
 
 static void on_stdin(struct ev_loop *ev, ev_io *w, int revents)
@@ -301,30 +284,6 @@ static void on_stdin(struct ev_loop *ev, ev_io *w, int revents)
     stdin_write(w->data);
 }
 
-static int stdin_append(struct child *c, const void *data, size_t len, int newline)
-{
-    size_t need = c->in_len + len + (size_t)newline;
-    if (need > c->in_cap) {
-        if (c->in_off) { /* move the unwritten rest to the front first */
-            memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-            c->in_len -= c->in_off;
-            c->in_off = 0;
-            need = c->in_len + len + (size_t)newline;
-        }
-        if (need > c->in_cap) {
-            size_t cap = need < IN_MAX ? IN_MAX : need;
-            char *p = realloc(c->in, cap);
-            if (!p) return -1;
-            c->in = p;
-            c->in_cap = cap;
-        }
-    }
-    memcpy(c->in + c->in_len, data, len);
-    c->in_len += len;
-    if (newline) c->in[c->in_len++] = '\n';
-    return 0;
-}
-
 static void exec_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
     struct child *c = wsk_ws_data(ws);
@@ -332,14 +291,14 @@ static void exec_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op
     if (!c || c->in_fd < 0) return; /* the program no longer reads: dropped, as websocketd */
     /* A closing socket is read for its close frame even when the program takes nothing: what
      * does not fit is dropped, so the buffer stays bounded. */
-    if (c->in_len - c->in_off >= 4 * IN_MAX) return;
-    if (stdin_append(c, data, len, !c->x->cfg->binary) < 0) {
+    if (pipebuf_pending(&c->in) >= 4 * IN_MAX) return;
+    if (pipebuf_append(&c->in, NULL, 0, data, len, !c->x->cfg->binary) < 0) {
         wsk_close(ws, WSK_CLOSE_INTERNAL, "out of memory", 13);
         return;
     }
     stdin_write(c);
     /* Bounded: past IN_MAX unwritten bytes the socket waits, and TCP slows the client. */
-    if (c->in_len - c->in_off >= IN_MAX) wsk_ws_pause(ws);
+    if (pipebuf_pending(&c->in) >= IN_MAX) wsk_ws_pause(ws);
 }
 
 /* ----- stdout and stderr ---------------------------------------------------------------------- */
@@ -352,41 +311,12 @@ static void send_out(struct child *c, const char *p, size_t n)
     if (wsk_send(c->ws, p, n, op, 1) == -1) ev_io_stop(c->x->ev, &c->out_w); /* until drain */
 }
 
-static void send_line(struct child *c, const char *p, size_t n)
+/* lines_emit: one line of a program in text mode; 0 once its socket is gone. */
+static int send_line(void *arg, const char *p, size_t n)
 {
-    if (n && p[n - 1] == '\r') n--; /* CRLF ends a line too */
-    send_out(c, p, n);
-}
-
-/* Splits p[0..n) into lines.  A line cut by the end of a read waits in c->line, which holds
- * LINE_MAX bytes: a longer line goes out in pieces of that size. */
-static void text_out(struct child *c, const char *p, size_t n)
-{
-    while (n && c->ws) {
-        const char *nl = memchr(p, '\n', n);
-        size_t take = nl ? (size_t)(nl - p) : n;
-        if (!c->line_len && nl) { /* a whole line in this read: sent from the read buffer */
-            send_line(c, p, take);
-            p += take + 1;
-            n -= take + 1;
-            continue;
-        }
-        if (!c->line && !(c->line = malloc(LINE_MAX))) return;
-        size_t room = LINE_MAX - c->line_len, k = take < room ? take : room;
-        memcpy(c->line + c->line_len, p, k);
-        c->line_len += k;
-        p += k;
-        n -= k;
-        if (k < take) { /* over LINE_MAX: this piece now, the rest follows */
-            send_out(c, c->line, c->line_len);
-            c->line_len = 0;
-        } else if (nl) {
-            send_line(c, c->line, c->line_len);
-            c->line_len = 0;
-            p++;
-            n--;
-        }
-    }
+    struct child *c = arg;
+    if (c->ws) send_out(c, p, n);
+    return c->ws != NULL;
 }
 
 static void on_stdout(struct ev_loop *ev, ev_io *w, int revents)
@@ -398,8 +328,7 @@ static void on_stdout(struct ev_loop *ev, ev_io *w, int revents)
     ssize_t n = read(c->out_fd, x->rbuf, sizeof x->rbuf);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) { /* EOF: the last unfinished line is a message too */
-        if (c->ws && c->line_len) send_line(c, c->line, c->line_len);
-        c->line_len = 0;
+        lines_end(&c->out, send_line, c);
         close_fd(x, &c->out_w, &c->out_fd);
         child_finish(c);
         child_release(c);
@@ -410,7 +339,7 @@ static void on_stdout(struct ev_loop *ev, ev_io *w, int revents)
     if (x->cfg->binary)
         send_out(c, x->rbuf, (size_t)n);
     else
-        text_out(c, x->rbuf, (size_t)n);
+        lines_feed(&c->out, x->rbuf, (size_t)n, send_line, c);
     c->busy = 0;
     child_release(c);
 }
@@ -419,6 +348,14 @@ static void exec_drain(wsk_ws *ws)
 {
     struct child *c = wsk_ws_data(ws);
     if (c && c->out_fd >= 0) ev_io_start(c->x->ev, &c->out_w);
+}
+
+/* lines_emit: a line of the program's stderr, logged with the client's address. */
+static int log_line(void *arg, const char *p, size_t n)
+{
+    struct child *c = arg;
+    serve_log(c->x->sv, "%s: %.*s", c->addr, (int)(n > 900 ? 900 : n), p);
+    return 1;
 }
 
 static void on_stderr(struct ev_loop *ev, ev_io *w, int revents)
@@ -430,84 +367,32 @@ static void on_stderr(struct ev_loop *ev, ev_io *w, int revents)
     ssize_t n = read(c->err_fd, x->rbuf, sizeof x->rbuf);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
-        if (c->err_len) serve_log(x->sv, "%s: %.*s", c->addr, (int)c->err_len, c->err);
-        c->err_len = 0;
+        lines_end(&c->errout, log_line, c);
         close_fd(x, &c->err_w, &c->err_fd);
         child_release(c);
         return;
     }
-    for (ssize_t i = 0; i < n; i++) {
-        char ch = x->rbuf[i];
-        if (ch != '\n' && c->err_len < sizeof c->err) c->err[c->err_len++] = ch;
-        if (ch == '\n') {
-            serve_log(x->sv, "%s: %.*s", c->addr, (int)c->err_len, c->err);
-            c->err_len = 0;
-        }
-    }
+    lines_feed(&c->errout, x->rbuf, (size_t)n, log_line, c);
 }
 
-/* ----- spawning ------------------------------------------------------------------------------- */
-
-static int pipe_nb(int p[2])
-{
-    if (pipe2(p, O_CLOEXEC) < 0) return -1;
-    return 0;
-}
-
-/* Starts the program with stdin, stdout and stderr on pipes: 0, or an errno value. */
+/* Starts the program: 0, or an errno value. */
 static int spawn(struct child *c)
 {
     const struct exec_config *cfg = c->x->cfg;
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rc = 0;
-    if (pipe_nb(in) < 0 || pipe_nb(out) < 0 || pipe_nb(err) < 0) {
-        rc = errno;
-        goto fail;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    posix_spawnattr_init(&at);
-    /* wsserve ignores SIGPIPE and blocks nothing; the program starts with the defaults. */
-    sigset_t def, none;
-    sigemptyset(&def);
-    sigaddset(&def, SIGPIPE);
-    sigaddset(&def, SIGINT);
-    sigaddset(&def, SIGTERM);
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     char *sh[] = {"sh", "-c", (char *)cfg->command, NULL};
     char *one[] = {c->script, NULL};
+    int fds[3], rc;
     if (c->script)
-        rc = posix_spawn(&c->pid, c->script, &fa, &at, one, c->envp);
+        rc = child_spawn(c->script, one, c->envp, &c->pid, fds);
     else if (cfg->command)
-        rc = posix_spawn(&c->pid, "/bin/sh", &fa, &at, sh, c->envp);
+        rc = child_spawn("/bin/sh", sh, c->envp, &c->pid, fds);
     else
-        rc = posix_spawnp(&c->pid, cfg->argv[0], &fa, &at, cfg->argv, c->envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    if (rc) goto fail;
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    c->in_fd = in[1];
-    c->out_fd = out[0];
-    c->err_fd = err[0];
-    fcntl(c->in_fd, F_SETFL, O_NONBLOCK);
-    fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
+        rc = child_spawn(cfg->argv[0], cfg->argv, c->envp, &c->pid, fds);
+    if (rc) return rc;
+    c->in_fd = fds[0];
+    c->out_fd = fds[1];
+    c->err_fd = fds[2];
     return 0;
-fail:
-    for (int i = 0; i < 2; i++) {
-        if (in[i] >= 0) close(in[i]);
-        if (out[i] >= 0) close(out[i]);
-        if (err[i] >= 0) close(err[i]);
-    }
-    return rc;
 }
 
 static void exec_open(wsk_ws *ws)
@@ -552,7 +437,7 @@ static void exec_close(wsk_ws *ws, unsigned code, const char *reason, size_t len
     c->ws = NULL;
     /* The client is gone: EOF on stdin, then SIGTERM and SIGKILL if the program stays. */
     close_fd(c->x, &c->in_w, &c->in_fd);
-    c->in_off = c->in_len = 0;
+    pipebuf_free(&c->in);
     if (!c->reaped) {
         ev_timer_init(&c->kill_t, on_kill, c->x->cfg->close_grace, 0.);
         c->kill_t.data = c;

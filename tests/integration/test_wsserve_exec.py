@@ -107,6 +107,16 @@ with serve("--exec", "kill -9 $$") as srv:
     ok(code == 1011 and "signal 9" in reason, "killed by a signal: 1011 says which", f"{code} {reason}")
     c.close()
 
+with serve("--exec", "printf 'crlf\\r\\n'; head -c 100000 /dev/zero | tr '\\0' a; echo; "
+           "printf 'no newline'") as srv:
+    c = Raw(srv.port)
+    msgs, (code, _) = messages(c)
+    ok([len(p) for _, p in msgs] == [4, 65536, 100000 - 65536, 10] and msgs[0][1] == b"crlf" and
+       msgs[-1][1] == b"no newline" and code == 1000,
+       "CRLF ends a line; a line over 64 KiB goes in pieces; the last line needs no newline",
+       repr([len(p) for _, p in msgs]))
+    c.close()
+
 with serve("--binary", "--", "cat") as srv:
     c = Raw(srv.port)
     data = bytes(range(256)) + b"\n\0"
