@@ -7,6 +7,7 @@
  *   serve_exec.c     --exec     a program per connection, stdin/stdout as messages
  *   serve_child.c               (its pipes, lines and stdin buffer; serve_exec_shared.c too)
  *                    --dir      the same, the program picked by the path in a directory
+ *   serve_exec_shared.c --exec-shared  one program for every connection
  *
  * wsserve.c parses the options once (the common ones and each mode's own table), then runs one
  * server per struct serve.  Everything a server's handlers need is reached from the server
@@ -49,7 +50,8 @@ typedef struct serve_mode {
     void (*teardown)(struct serve *sv);
 } serve_mode;
 
-extern const serve_mode serve_echo, serve_chat, serve_pubsub, serve_exec, serve_exec_dir;
+extern const serve_mode serve_echo, serve_chat, serve_pubsub, serve_exec, serve_exec_dir,
+    serve_exec_shared;
 
 /* One server and its mode.  Owned by whoever runs the server (main, later a thread). */
 struct serve {

@@ -7,6 +7,8 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -51,6 +53,27 @@ out:
         }
     }
     return rc;
+}
+
+double child_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void child_reap(pid_t pid, double deadline)
+{
+    int st;
+    /* Bounded: polls every 10 ms until the deadline, then SIGKILL cannot be refused. */
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (child_now() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return;
+        }
+        usleep(10000);
+    }
 }
 
 void lines_feed(struct lines *l, const char *p, size_t n, lines_emit emit, void *arg)

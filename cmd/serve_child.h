@@ -13,6 +13,11 @@
  * an errno value. */
 int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t *pid, int fds[3]);
 
+/* Waits for pid (already sent SIGTERM) until `deadline` (a CLOCK_MONOTONIC time in seconds,
+ * see child_now), then SIGKILLs and reaps it: for wsserve's exit, once the loop has stopped. */
+void child_reap(pid_t pid, double deadline);
+double child_now(void);
+
 /* Output cut into lines: a line cut by the end of a read waits in buf (malloc'd on first use,
  * at most LINES_MAX bytes); a longer line is emitted in pieces of that size.  emit gets a line
  * without its "\n" or "\r\n" and returns 0 to stop (the rest of the read is dropped). */

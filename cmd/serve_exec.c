@@ -546,20 +546,11 @@ static void exec_teardown(struct serve *sv)
     if (!x) return;
     for (struct child *c = x->children; c; c = c->next)
         if (!c->reaped && c->pid > 0) kill(c->pid, SIGTERM);
-    double deadline = ev_time() + x->cfg->close_grace;
+    double deadline = child_now() + x->cfg->close_grace;
     while (x->children) {
         struct child *c = x->children;
         if (!c->reaped && c->pid > 0) {
-            int st;
-            pid_t r = waitpid(c->pid, &st, WNOHANG);
-            if (r == 0 && ev_time() < deadline) {
-                usleep(10000);
-                continue;
-            }
-            if (r == 0) {
-                kill(c->pid, SIGKILL);
-                waitpid(c->pid, &st, 0);
-            }
+            child_reap(c->pid, deadline);
             ev_child_stop(x->ev, &c->cw);
         }
         c->reaped = 1;

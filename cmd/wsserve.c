@@ -19,8 +19,8 @@
 #define PROG       "wsserve"
 #define MAX_LISTEN 8
 
-static const serve_mode *const modes[] = {&serve_echo, &serve_chat, &serve_pubsub, &serve_exec,
-                                          &serve_exec_dir};
+static const serve_mode *const modes[] = {&serve_echo, &serve_chat,     &serve_pubsub,
+                                          &serve_exec, &serve_exec_dir, &serve_exec_shared};
 #define NMODES (sizeof modes / sizeof modes[0])
 
 enum {

@@ -73,8 +73,8 @@ for args, needle in [
 
 # ----- --help: every mode with its own options under it --------------------------------------
 r = run_cmd("wsserve", "--help")
-modes = re.findall(r"^  --(\w+) ", r[1], re.M)
-ok(r[0] == 0 and modes == ["echo", "chat", "pubsub", "exec", "dir"], "--help lists the modes", r[1][:600])
+modes = re.findall(r"^  --([\w-]+) ", r[1], re.M)
+ok(r[0] == 0 and modes == ["echo", "chat", "pubsub", "exec", "dir", "exec-shared"], "--help lists the modes", r[1][:600])
 chat_part = r[1][r[1].index("  --chat"):r[1].index("  --pubsub")]
 ok("--clients" in chat_part and "--token" not in chat_part,
    "--help shows each mode's options under it", chat_part)

@@ -283,6 +283,53 @@ with serve("--dir", progs, "--static", site, "--listing") as srv:
     st, _, body = get(srv.port, "/sub/")
     ok(st == 200 and b"<ul>" in body, "--static --listing: a directory is listed")
 
+# ----- --exec-shared ----------------------------------------------------------------------------
+hub = script("hub.py", f"#!{PY}\nimport sys\n"
+             "for line in sys.stdin:\n"
+             "    cid, msg = line.rstrip('\\n').split('\\t', 1)\n"
+             "    if msg == 'crash':\n"
+             "        sys.exit(1)\n"
+             "    print(f'@{cid}\\techo {msg}', flush=True)\n"
+             "    print(f'news\\t{cid} said {msg}', flush=True)\n")
+
+
+def text(c):
+    fin, op, p = c.recv_frame()
+    return p.decode()
+
+
+with serve("--exec-shared", hub, "--restart-message", "be right back") as srv:
+    a = Raw(srv.port)
+    b = Raw(srv.port)
+    a.send(frame(TEXT, b"x"))
+    got_a = {text(a), text(a)}
+    ok(got_a == {"echo x", "news\t1 said x"}, "--exec-shared: ID<TAB>message in, @ID reply to the "
+       "sender only, other lines to everyone", repr(got_a))
+    ok(text(b) == "news\t1 said x", "the other client gets the broadcast line only")
+    b.send(frame(TEXT, b"crash"))
+    ok(text(a) == "be right back" and text(b) == "be right back",
+       "the program died: every client is told (--restart-message)")
+    ok(srv.wait_log("program restarted, pid") == 1, "the restart is logged")
+    a.send(frame(TEXT, b"y"))
+    got = [text(a), text(a)]
+    ok(set(got) == {"echo y", "news\t1 said y"} and text(b) == "news\t1 said y",
+       "the restarted program reads the clients and reaches them", repr(got))
+    for c in (a, b):
+        c.close()
+
+with serve("--exec-shared", hub, "--topics") as srv:
+    a = Raw(srv.port, path="/news")
+    b = Raw(srv.port)
+    b.send(frame(TEXT, b"z"))
+    ok(text(a) == "2 said z", "--topics: TOPIC<TAB>line goes to the clients of /TOPIC")
+    ok(text(b) == "echo z", "and not to the others (the sender got its @ID reply)")
+    for c in (a, b):
+        c.close()
+    pid = srv.proc.pid
+    kids = children(pid)
+    srv.stop()
+    ok(kids and all(state(k) is None for k in kids), "the shared program goes with wsserve")
+
 # ----- the same scripts through websocketd ------------------------------------------------------
 WSD = shutil.which("websocketd")
 if not WSD:
