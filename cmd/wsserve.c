@@ -19,7 +19,8 @@
 #define PROG       "wsserve"
 #define MAX_LISTEN 8
 
-static const serve_mode *const modes[] = {&serve_echo, &serve_chat, &serve_pubsub};
+static const serve_mode *const modes[] = {&serve_echo, &serve_chat,     &serve_pubsub,
+                                          &serve_exec, &serve_exec_dir, &serve_exec_shared};
 #define NMODES (sizeof modes / sizeof modes[0])
 
 enum {
@@ -72,10 +73,12 @@ static const char usage_tail[] =
 
 static void usage(void)
 {
-    printf("usage: wsserve MODE [options]\n\nModes:\n");
+    printf("usage: wsserve MODE [options]\n"
+           "       wsserve [options] -- PROGRAM [ARGS...]   (--exec without a shell)\n\nModes:\n");
     for (size_t i = 0; i < NMODES; i++) {
-        char flag[32];
-        snprintf(flag, sizeof flag, "--%s", modes[i]->name);
+        char flag[48];
+        snprintf(flag, sizeof flag, "--%s%s%s", modes[i]->name, modes[i]->arg ? " " : "",
+                 modes[i]->arg ? modes[i]->arg : "");
         printf("  %-27s %s\n", flag, modes[i]->help);
         if (modes[i]->options) cli_print_options(stdout, modes[i]->options);
     }
@@ -150,6 +153,7 @@ struct config {
     size_t mode_index;                    /* in modes[] */
     void *mode_config[NMODES];            /* each mode's option values */
     const cli_option *mode_given[NMODES]; /* the first option of each mode on the line */
+    const char *mode_arg;                 /* the mode flag's argument */
     wsk_server_opts so;
     const char *listen[MAX_LISTEN];
     int nlisten, verbose, quiet;
@@ -222,7 +226,7 @@ static void parse(int argc, char **argv, struct config *c)
     tables[nt++] = mode_flags;
     for (size_t i = 0; i < NMODES; i++) {
         const serve_mode *m = modes[i];
-        mode_flags[i] = (cli_option){m->name, O_MODE, NULL, m->help};
+        mode_flags[i] = (cli_option){m->name, O_MODE, m->arg, m->help};
         if (m->options) tables[nt++] = m->options;
         c->mode_config[i] = calloc(1, m->config_size ? m->config_size : 1);
         if (!c->mode_config[i]) exit(1);
@@ -255,6 +259,7 @@ static void parse(int argc, char **argv, struct config *c)
                                 modes[m]->name);
             c->mode = modes[m];
             c->mode_index = (size_t)m;
+            c->mode_arg = arg;
         } else if (i >= 0) {
             if (!c->mode_given[i]) c->mode_given[i] = opt;
             r = modes[i]->option(c->mode_config[i], opt, arg);
@@ -263,11 +268,24 @@ static void parse(int argc, char **argv, struct config *c)
         }
         if (r < 0) cli_usage_error(PROG, "invalid value for --%s: '%s'", opt->name, arg ? arg : "");
     }
-    if (optind < argc) cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
-    if (!c->mode) cli_usage_error(PROG, "choose a mode: --echo, --chat or --pubsub");
+    /* Operands alone are websocketd's command line: `wsserve -- PROGRAM ARGS...`. */
+    const serve_mode *implied = optind < argc && !c->mode ? &serve_exec : NULL;
+    if (!c->mode && !implied)
+        cli_usage_error(PROG, "choose a mode: --echo, --chat, --pubsub or --exec");
+    if (implied || c->mode->shares)
+        for (size_t i = 0; i < NMODES; i++)
+            if (modes[i] == (implied ? implied : c->mode->shares)) c->mode_index = i;
+    if (implied) c->mode = implied;
+    if (c->mode->operands) {
+        if (c->mode->operands(c->mode_config[c->mode_index], c->mode_arg, argc - optind,
+                              argv + optind) < 0)
+            cli_usage_error(PROG, "invalid arguments for --%s", c->mode->name);
+    } else if (optind < argc) {
+        cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+    }
     /* A flag that would do nothing is a mistake the user wants to hear about. */
     for (size_t i = 0; i < NMODES; i++)
-        if (c->mode_given[i] && modes[i] != c->mode)
+        if (c->mode_given[i] && modes[i] != c->mode && modes[i] != c->mode->shares)
             cli_usage_error(PROG, "--%s is an option of --%s: it does nothing with --%s",
                             c->mode_given[i]->name, modes[i]->name, c->mode->name);
     const wsk_server_opts *so = &c->so;

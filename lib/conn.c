@@ -10,6 +10,7 @@
 #include "pmd_conn.h"
 #include "pubsub.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,9 +35,21 @@ struct wsk_ws *wsk_conn_new(wsk_ctx *ctx, int fd)
 void wsk_conn_io_events(struct wsk_ws *c, int events)
 {
     struct ev_loop *ev = c->ctx->loop->ev;
+    /* A paused socket keeps EV_READ off whatever its writer wants. */
+    if (c->flags & WSK_F_PAUSED) events &= ~EV_READ;
     ev_io_stop(ev, &c->io);
     ev_io_set(&c->io, c->io.fd, events);
-    ev_io_start(ev, &c->io);
+    if (events) ev_io_start(ev, &c->io);
+}
+
+void wsk_conn_resume(struct wsk_ws *c)
+{
+    if (!(c->flags & WSK_F_PAUSED)) return;
+    c->flags &= ~WSK_F_PAUSED;
+    if (c->state == WSK_ST_DEAD) return;
+    wsk_conn_io_events(c, (c->io.events & EV_WRITE) | EV_READ);
+    /* TLS may hold decrypted input that no readiness event will announce again. */
+    ev_feed_event(c->ctx->loop->ev, &c->io, EV_READ);
 }
 
 wsk_cold *wsk_conn_cold(struct wsk_ws *c)
@@ -210,7 +223,21 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
     struct wsk_ws *c = (struct wsk_ws *)w;
     (void)ev;
     if ((revents & EV_WRITE) && wsk_flush(c) < 0) return;
-    if ((revents & EV_READ) && c->state != WSK_ST_DEAD) on_readable(c);
+    if ((revents & EV_READ) && !(c->flags & WSK_F_PAUSED) && c->state != WSK_ST_DEAD)
+        on_readable(c);
+}
+
+/* A paused socket's peer may have gone: no read will see the EOF or the reset, so the sweep asks
+ * the kernel (a FIN queued behind data the peer could not send is not seen: the idle timeout
+ * ends that one).  1 when the connection was ended. */
+static int paused_gone(struct wsk_ws *c)
+{
+    struct pollfd p = {.fd = c->io.fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "connection closed while paused");
+        return 1;
+    }
+    return 0;
 }
 
 /* Deadlines, checked once a second for every connection of a server or client (one timer per
@@ -236,6 +263,7 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
             }
             break;
         case WSK_ST_OPEN:
+            if ((c->flags & WSK_F_PAUSED) && paused_gone(c)) break;
             if (!o->idle_timeout) break;
             if (idle >= o->idle_timeout) {
                 char addr[64];
@@ -284,6 +312,23 @@ int wsk_ws_ready_state(const wsk_ws *ws)
 size_t wsk_ws_buffered(const wsk_ws *ws)
 {
     return ws->q.bytes;
+}
+
+void wsk_ws_pause(wsk_ws *ws)
+{
+    if (ws->state != WSK_ST_OPEN || (ws->flags & WSK_F_PAUSED)) return;
+    ws->flags |= WSK_F_PAUSED;
+    wsk_conn_io_events(ws, ws->io.events & EV_WRITE);
+}
+
+void wsk_ws_resume(wsk_ws *ws)
+{
+    wsk_conn_resume(ws);
+}
+
+int wsk_ws_paused(const wsk_ws *ws)
+{
+    return !!(ws->flags & WSK_F_PAUSED);
 }
 
 const char *wsk_ws_protocol(const wsk_ws *ws)

@@ -169,6 +169,7 @@ enum wsk_conn_flag {
     WSK_F_KEEPALIVE = 1 << 11, /* plain HTTP: keep the connection after the reply */
     WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit once: logged, not again */
     WSK_F_LINGER = 1 << 13,    /* with END_AFTER_FLUSH: shut down writing, drain until EOF */
+    WSK_F_PAUSED = 1 << 14,    /* wsk_ws_pause: EV_READ off until wsk_ws_resume or a close */
 };
 
 /* State a connection needs only now and then: during the handshake, while a message is being
@@ -234,6 +235,8 @@ void wsk_conn_io_events(struct wsk_ws *c, int events);
  * passed (WSK_ERR_TIMEOUT); `what` names it for the log.  A socket still in its handshake tells
  * its owner why (the hooks' failed, or wsk_client_failed; a server only logs), then it ends. */
 void wsk_conn_failed(struct wsk_ws *c, long err, const char *what);
+/* wsk_ws_resume: clears WSK_F_PAUSED and reads again (nothing when not paused). */
+void wsk_conn_resume(struct wsk_ws *c);
 /* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
 void wsk_conn_free(struct wsk_ws *c);
 /* Frees a client's ctx once its connection is gone (client.c). */

@@ -120,7 +120,8 @@ class Server:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, prog), *args, "--listen", f"{h}:{self.port}"],
+            # --listen first: args may end with "-- PROGRAM ARGS..." (wsserve --exec).
+            [os.path.join(BIN, prog), "--listen", f"{h}:{self.port}", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, preexec_fn=limit if nofile else None)
         self.reader = threading.Thread(target=self._read, daemon=True)

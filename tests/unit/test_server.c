@@ -213,6 +213,20 @@ int main(void)
     CHECK(write(fd, hello, sizeof hello) == (ssize_t)sizeof hello, "message sent");
     SPIN_UNTIL(messages == 1, spin(1));
     CHECK(messages == 1, "message handler called");
+
+    /* Pause: what the client sends waits in the kernel until resume. */
+    ws = last_open;
+    wsk_ws_pause(ws);
+    CHECK(wsk_ws_paused(ws), "pause: the socket says it is paused");
+    CHECK(write(fd, hello, sizeof hello) == (ssize_t)sizeof hello, "message sent while paused");
+    spin(50);
+    CHECK(messages == 1, "no message is read while paused (%d)", messages);
+    wsk_ws_resume(ws);
+    SPIN_UNTIL(messages == 2, spin(1));
+    CHECK(messages == 2 && !wsk_ws_paused(ws), "resume reads the waiting message");
+    wsk_ws_pause(ws);
+    wsk_close(ws, 1000, NULL, 0);
+    CHECK(!wsk_ws_paused(ws), "closing reads again, for the peer's close frame");
     wsk_server_free(srv);
     CHECK(closes == 3, "freeing the server closes its sockets");
     close(fd);
