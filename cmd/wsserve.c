@@ -37,6 +37,7 @@ enum {
     O_KEY,
     O_KEYPW,
     O_CLIENTCA,
+    O_REUSEPORT,
 };
 
 /* The options of every mode; each mode adds its own (serve_mode.options). */
@@ -49,6 +50,7 @@ static const cli_option options[] = {
      "bytes queued per socket before sends are dropped (1M)"},
     {"close-on-backpressure", O_BPCLOSE, NULL, "close (1008) instead of dropping"},
     {"max-connections", O_MAXCONN, "N", "refuse further connections (default: no limit)"},
+    {"reuseport", O_REUSEPORT, NULL, "SO_REUSEPORT: processes with it share the --listen port"},
     {"max-header", O_MAXHEADER, "SIZE", "request head cap, 431 beyond (default 8K)"},
     {"handshake-timeout", O_HSTIMEOUT, "DURATION", "deadline for the request head (default 10s)"},
     {"compress", O_COMPRESS, "[=MODE]",
@@ -182,6 +184,7 @@ static int server_option(struct config *c, int key, const char *arg)
     case O_BPLIMIT: return cli_parse_size(arg, &so->backpressure_limit);
     case O_BPCLOSE: so->close_on_backpressure_limit = 1; return 0;
     case O_MAXCONN: return cli_parse_size(arg, &so->max_connections);
+    case O_REUSEPORT: so->reuse_port = 1; return 0;
     case O_MAXHEADER:
         return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 0;
     case O_HSTIMEOUT: return parse_seconds(arg, &so->handshake_timeout);

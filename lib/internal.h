@@ -286,7 +286,7 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n);
 void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
 
 /* io_tcp.c */
-int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
+int wsk_tcp_listen(const char *host, unsigned port, int reuse_port, int *fds, int max);
 /* Accepts a connection: its fd, or -1 with errno in *err.  With peer, the client's address as
  * wsk_addr_string writes it, taken from accept: a client that has already reset the connection
  * has no address for getpeername any more. */

@@ -209,7 +209,7 @@ int wsk_server_listen(wsk_server *srv, const char *host, unsigned port)
 {
     int fds[MAX_LISTEN];
     if (port > 65535) return WSK_ERR_INVAL;
-    int n = wsk_tcp_listen(host, port, fds, MAX_LISTEN - srv->nlisten);
+    int n = wsk_tcp_listen(host, port, srv->o.reuse_port, fds, MAX_LISTEN - srv->nlisten);
     if (n < 0) return n;
     for (int i = 0; i < n; i++) {
         ev_io *w = &srv->listen[srv->nlisten++];

@@ -162,8 +162,10 @@ typedef struct wsk_server_opts {
     unsigned handshake_timeout;      /* seconds for a client to complete its request head; 10 */
     unsigned close_timeout;          /* seconds to wait for the peer's close frame; 4 */
     size_t max_connections;          /* further connections are refused; 0 = no limit */
-    int compress;                 /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
-    int decompress;               /* a wsk_compress_mode for messages received */
+    int reuse_port; /* SO_REUSEPORT on the listeners: processes that all set it may listen on
+                     * one port, and the kernel spreads new connections over them; 0 */
+    int compress;   /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
+    int decompress; /* a wsk_compress_mode for messages received */
     size_t compress_threshold;    /* messages shorter than this go uncompressed; 64 */
     const char *tls_cert;         /* PEM certificate chain: serve wss (NULL: plain) */
     const char *tls_key;          /* PEM private key for tls_cert */
@@ -200,7 +202,8 @@ WSK_API void wsk_server_opts_init(wsk_server_opts *o);
 WSK_API wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts,
                                    const wsk_handlers *h, void *user);
 /* Listens on host:port (host: an IPv4 or IPv6 literal or a name; NULL or "" = 127.0.0.1; "*" =
- * every address, both families).  May be called several times.  port 0 picks a free port
+ * every address, both families), with SO_REUSEPORT when opts.reuse_port is set (port 0 then
+ * still picks a port of its own).  May be called several times.  port 0 picks a free port
  * (see wsk_server_port).  0, WSK_ERR_INVAL (port over 65535), or WSK_ERR_IO / WSK_ERR_DNS
  * (errno set). */
 WSK_API int wsk_server_listen(wsk_server *srv, const char *host, unsigned port);
