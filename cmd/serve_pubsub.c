@@ -393,7 +393,9 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     char jt[TOPIC_MAX + 1];
     jt[0] = '{';
     memcpy(jt + 1, topic, tlen);
-    if (!wsk_server_subscribers(srv, jt, tlen + 1)) return total;
+    /* Built only when someone wants it: here, or on another node of a bridge that is up. */
+    if (!wsk_server_subscribers(srv, jt, tlen + 1) && wsk_server_bridged(srv, jt, tlen + 1) != 1)
+        return total;
     size_t elen;
     char *env = jp_delivery(topic, tlen, data, len, binary, &elen);
     if (!env) return total;

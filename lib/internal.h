@@ -121,6 +121,8 @@ typedef struct wsk_ctx {
     void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
     /* A server's topics (pubsub.c), NULL until its first subscription. */
     struct wsk_pubsub *pubsub;
+    /* The server's bridge to other nodes (bridge.h), NULL when it has none. */
+    struct wsk_bridge *bridge;
 } wsk_ctx;
 
 enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };

@@ -1,5 +1,6 @@
 /* The server: listening sockets, accept, the HTTP phase of a connection (request head, the
  * upgrade handshake or a plain HTTP reply), deadlines and graceful shutdown. */
+#include "bridge.h"
 #include "http_exchange.h"
 #include "io_tls.h"
 #include "msg_handshake.h"
@@ -290,6 +291,9 @@ void wsk_server_free(wsk_server *srv)
     srv->shutting_down = 1;
     srv->done = NULL;
     stop_listening(srv);
+    /* First: the sockets leaving their topics below need not tell the engine. */
+    wsk_bridge_free(srv->ctx.bridge);
+    srv->ctx.bridge = NULL;
     while (srv->ctx.conns) wsk_conn_end(srv->ctx.conns, WSK_CLOSE_GOING_AWAY, "server freed");
     wsk_loop_reap(loop);
     ev_timer_stop(loop->ev, &srv->grace);

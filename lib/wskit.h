@@ -492,6 +492,54 @@ WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, 
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
 
 /* ---------------------------------------------------------------------------------------------
+ * Bridge: a server's topics shared with other processes and machines through an engine.
+ *  - A node (server) subscribes on the engine to a topic when its first local subscriber
+ *    arrives and leaves it when the last one leaves: the engine only carries topics someone
+ *    listens to.  Channels are named prefix + topic.
+ *  - wsk_publish and wsk_server_publish deliver locally at once, then forward the message once,
+ *    in an envelope with the node's id, text/binary, compress and publish-to-self; other nodes
+ *    deliver it to all their subscribers of the topic, and a node drops its own echo.  Order per
+ *    topic is kept: one engine connection carries all of a topic's publishes, in order.
+ *    Messages forwarded during one loop iteration leave in one write.
+ *  - Several URLs shard the topics by a stable hash of the name (FNV-1a, the same in every
+ *    process): give every node the same list, in the same order.
+ *  - An engine that is down: local delivery goes on; forwarded publishes fail (counted in
+ *    wsk_bridge_stats.failed; wsk_server_bridged says 0), the outage is logged once with its
+ *    reason (WSK_LOG_WARN) and again when it ends; the bridge reconnects with backoff (0.1 s
+ *    doubling to 5 s) and subscribes again to every live topic.  Publishes beyond what the
+ *    engine has not acknowledged yet (8 MiB) fail too: memory stays bounded.
+ *  - The engine connections keep the loop running until wsk_server_free closes them.
+ * Engines: "redis://[:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name, resolved
+ * by hiredis when connecting).
+ */
+/* Bridges the server's topics through the engines at urls[0..nurls) (NUL-terminated, read
+ * during the call; 1 to 16, all with the same scheme), naming channels prefix + topic (prefix
+ * NUL-terminated, at most 64 bytes, NULL: "wskit:").  Connects in the background.  0;
+ * WSK_ERR_INVAL (no URL, too many, prefix too long), WSK_ERR_URL (an unknown scheme, schemes
+ * mixed, or a URL the engine refuses: the reason is logged), WSK_ERR_STATE (already bridged)
+ * or WSK_ERR_NOMEM. */
+WSK_API int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls,
+                              const char *prefix);
+/* 1 when a publish to topic[0..len) is forwarded now (its engine connection is up), 0 when it
+ * is not; WSK_ERR_STATE when the server has no bridge, WSK_ERR_INVAL for an invalid topic. */
+WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len);
+typedef struct wsk_bridge_stats {
+    uint64_t forwarded;       /* publishes handed to the engine */
+    uint64_t failed;          /* publishes not forwarded: engine down, or its queue at the cap */
+    uint64_t received;        /* messages from other nodes, delivered here */
+    uint64_t echoes;          /* our own messages coming back, dropped */
+    uint64_t foreign;         /* messages on our channels without our envelope, dropped */
+    uint64_t outages;         /* times an engine connection was lost or could not be made */
+    uint64_t remote;          /* other nodes' subscriptions the forwarded publishes reached, as the
+                               * engine reports them (Redis: PUBLISH's reply minus this node); NATS
+                               * cannot say, and leaves it 0 */
+    unsigned links, links_up; /* engine connections, and those up now */
+} wsk_bridge_stats;
+/* Copies the bridge's counters into the caller's *st: 0, WSK_ERR_STATE without a bridge,
+ * WSK_ERR_INVAL for st NULL. */
+WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st);
+
+/* ---------------------------------------------------------------------------------------------
  * The library's own rules, for programs built on it: the same code the data path runs.  None
  * keeps state; inputs are only read during the call.
  */
