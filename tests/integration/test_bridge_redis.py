@@ -16,7 +16,7 @@ import sys
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, done, Engine, ok, Server, skip, wait_for  # noqa: E402
+from wstest import BIN, done, Engine, nothing, ok, Server, skip, wait_for  # noqa: E402
 
 T = 5.0
 
@@ -32,14 +32,6 @@ def connect(url):
 
 async def recv(ws, timeout=T):
     return await asyncio.wait_for(ws.recv(), timeout)
-
-
-async def nothing(ws, timeout=0.3):
-    try:
-        await asyncio.wait_for(ws.recv(), timeout)
-        return False
-    except asyncio.TimeoutError:
-        return True
 
 
 def node(engine_urls, *extra):

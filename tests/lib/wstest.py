@@ -317,6 +317,17 @@ def sanitized():
     return _sanitized
 
 
+async def nothing(ws, timeout=0.3):
+    """True when nothing arrives on the websockets connection ws within timeout (for the
+    messages that must not come: a wait for a condition cannot show an absence)."""
+    import asyncio
+    try:
+        await asyncio.wait_for(ws.recv(), timeout)
+        return False
+    except asyncio.TimeoutError:
+        return True
+
+
 def wait_for(cond, timeout=5.0, interval=0.01):
     """Polls cond() until it returns something true, for at most timeout seconds (four times
     as long under valgrind or ASan); returns cond()'s last value.  Tests wait for the condition
