@@ -86,8 +86,10 @@ static int forward_failed(wsk_bridge_link *l, const char *why)
     return WSK_ERR_IO;
 }
 
-int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data,
-                       size_t len, unsigned op, int compress, int to_self)
+/* wsk_bridge_forward without calling done on failure (the caller does). */
+static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data, size_t len,
+                   unsigned op, int compress, int to_self, long local,
+                   void (*done)(void *arg, long local, long nodes), void *arg)
 {
     wsk_bridge_link *l = shard(b, topic, n);
     if (!l->up) return forward_failed(l, "engine down");
@@ -106,12 +108,28 @@ int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const 
     memcpy(b->env + 2, b->node, 8);
     if (len) memcpy(b->env + WSK_BRIDGE_HDR, data, len);
     int self = wsk_server_subscribers(b->ctx->srv, topic, n) > 0;
+    wsk_bridge_count *cnt = NULL;
+    if (done) {
+        if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
+        *cnt = (wsk_bridge_count){len + WSK_BRIDGE_HDR, self, local, done, arg};
+    }
     const char *c = channel(b, topic, n);
-    if (l->eng->publish(l->e, c, b->plen + n, b->env, len + WSK_BRIDGE_HDR, self) < 0)
+    if (l->eng->publish(l->e, c, b->plen + n, b->env, len + WSK_BRIDGE_HDR, self, cnt) < 0) {
+        free(cnt);
         return forward_failed(l, "the engine's queue is full");
+    }
     l->full = 0;
     b->st.forwarded++;
     return 0;
+}
+
+int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data,
+                       size_t len, unsigned op, int compress, int to_self, long local,
+                       void (*done)(void *arg, long local, long nodes), void *arg)
+{
+    int r = forward(b, topic, n, data, len, op, compress, to_self, local, done, arg);
+    if (r < 0 && done) done(arg, local, -1);
+    return r;
 }
 
 /* ----- engine side --------------------------------------------------------------------------- */
@@ -192,6 +210,13 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
 void wsk_bridge_reached(wsk_bridge_link *l, long n, int self)
 {
     if (n - self > 0) l->b->st.remote += (uint64_t)(n - self);
+}
+
+void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n)
+{
+    if (n >= 0) wsk_bridge_reached(l, n, c->self);
+    c->done(c->arg, c->local, n < 0 ? -1 : n - c->self);
+    free(c);
 }
 
 int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n)

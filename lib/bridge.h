@@ -28,6 +28,16 @@
 /* One engine connection: a shard of the topics (bridge.c's; engines keep the pointer). */
 typedef struct wsk_bridge_link wsk_bridge_link;
 
+/* A publish whose sender waits for the engine's count (wsk_server_publish_counted): made by
+ * bridge.c, handed to the engine's publish, given back once through wsk_bridge_counted. */
+typedef struct wsk_bridge_count {
+    size_t len; /* the envelope's bytes (the engine's in-flight accounting) */
+    int self;   /* this node is subscribed to the channel: the engine counts it */
+    long local; /* local receivers, for done */
+    void (*done)(void *arg, long local, long nodes);
+    void *arg;
+} wsk_bridge_count;
+
 typedef struct wsk_bridge_engine {
     const char *scheme; /* the URL scheme it serves: "redis", "nats" */
     /* Starts connecting to url (NUL-terminated) on ev, in the background, reconnecting with
@@ -42,8 +52,12 @@ typedef struct wsk_bridge_engine {
      * leaves in one write.  self: this node is subscribed to chan (an engine that reports
      * receivers, through wsk_bridge_reached, counts it among them).  0, or <0 when it cannot
      * go (down, or the engine's queue is at its cap: memory stays bounded while the engine is
-     * slow). */
-    int (*publish)(void *e, const char *chan, size_t n, const void *msg, size_t len, int self);
+     * slow).  count: NULL, or the sender waits for the engine's count: the engine gives it
+     * back through wsk_bridge_counted exactly once, after publish returned 0 (with -1 for
+     * "unknown" when it cannot count, or loses the connection first); when publish fails it
+     * keeps nothing. */
+    int (*publish)(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
+                   wsk_bridge_count *count);
     /* Disconnects and frees; no callback runs after it returns. */
     void (*close)(void *e);
 } wsk_bridge_engine;
@@ -62,6 +76,9 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
 /* The engine says how many subscriptions a publish reached (Redis: PUBLISH's reply); self as
  * given to publish. */
 void wsk_bridge_reached(wsk_bridge_link *l, long n, int self);
+/* The engine's count of a publish that carried one: n subscriptions (self included), or -1
+ * when it cannot be known.  Runs the sender's done and frees c. */
+void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n);
 /* 1 when channel chan[0..n) names a topic that has local subscribers now. */
 int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n);
 /* The loop's log, prefixed with the link's URL (without its password). */
@@ -72,10 +89,12 @@ void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 
 /* topic[0..n) got its first local subscriber (on 1) or lost its last one (on 0). */
 void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on);
-/* Forwards a publish, already delivered locally, to the other nodes.  0, or <0 when it could
- * not be forwarded (counted in the stats). */
+/* Forwards a publish, already delivered locally to `local` sockets, to the other nodes.  With
+ * done, done(arg, local, nodes) runs exactly once (see wsk_server_publish_counted), perhaps
+ * before this returns.  0, or <0 when it could not be forwarded (counted in the stats). */
 int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data,
-                       size_t len, unsigned op, int compress, int to_self);
+                       size_t len, unsigned op, int compress, int to_self, long local,
+                       void (*done)(void *arg, long local, long nodes), void *arg);
 void wsk_bridge_free(struct wsk_bridge *b);
 
 #endif

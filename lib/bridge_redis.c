@@ -231,14 +231,29 @@ static void on_published(redisAsyncContext *ac, void *reply, void *priv)
     if (rep->type == REDIS_REPLY_INTEGER) wsk_bridge_reached(r->link, (long)rep->integer, tag & 1);
 }
 
-static int rd_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self)
+/* The same for a publish whose sender waits for the count.  hiredis calls every callback
+ * pending when a connection goes, with no reply: the sender then hears -1. */
+static void on_counted(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    wsk_bridge_count *c = priv;
+    if (rep) r->inflight -= c->len <= r->inflight ? c->len : r->inflight;
+    wsk_bridge_counted(r->link, c,
+                       rep && rep->type == REDIS_REPLY_INTEGER ? (long)rep->integer : -1);
+}
+
+static int rd_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
+                      wsk_bridge_count *count)
 {
     struct redis *r = e;
     if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
     const char *argv[3] = {"PUBLISH", chan, msg};
     size_t alen[3] = {7, n, len};
     void *tag = (void *)(uintptr_t)(len << 1 | (self != 0));
-    if (redisAsyncCommandArgv(r->pub, on_published, tag, 3, argv, alen) != REDIS_OK) return -1;
+    int st = count ? redisAsyncCommandArgv(r->pub, on_counted, count, 3, argv, alen)
+                   : redisAsyncCommandArgv(r->pub, on_published, tag, 3, argv, alen);
+    if (st != REDIS_OK) return -1;
     r->inflight += len;
     return 0;
 }

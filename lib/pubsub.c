@@ -594,14 +594,17 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
 }
 
 /* Local delivery at once, then the bridge forwards it once to the other nodes. */
-static long publish_all(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic,
+static long publish_all(wsk_ctx *ctx, const struct wsk_ws *from, const char *topic,
                         size_t topic_len, const void *data, size_t len, wsk_opcode op, int compress,
-                        int to_self)
+                        void (*done)(void *arg, long local, long nodes), void *arg)
 {
-    long n = publish(ctx, skip, topic, topic_len, data, len, op, compress);
+    int to_self = !from || wsk_server_opts_of(ctx->srv)->publish_to_self;
+    long n = publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress);
     if (n >= 0 && ctx->bridge)
         wsk_bridge_forward(ctx->bridge, topic ? topic : "", topic_len, data, len, op, compress,
-                           to_self);
+                           to_self, n, done, arg);
+    else if (done)
+        done(arg, n, -1);
     return n;
 }
 
@@ -609,15 +612,23 @@ long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *
                  wsk_opcode op, int compress)
 {
     if (!from->ctx->srv) return WSK_ERR_STATE;
-    int to_self = wsk_server_opts_of(from->ctx->srv)->publish_to_self;
-    return publish_all(from->ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress,
-                       to_self);
+    return publish_all(from->ctx, from, topic, topic_len, data, len, op, compress, NULL, NULL);
 }
 
 long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len, const void *data,
                         size_t len, wsk_opcode op, int compress)
 {
-    return publish_all(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1);
+    return publish_all(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, NULL,
+                       NULL);
+}
+
+long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic, size_t topic_len,
+                                const void *data, size_t len, wsk_opcode op, int compress,
+                                void (*done)(void *arg, long local, long nodes), void *arg)
+{
+    if (!done || (from && from->ctx != wsk_server_ctx(srv))) return WSK_ERR_INVAL;
+    return publish_all(wsk_server_ctx(srv), from, topic, topic_len, data, len, op, compress, done,
+                       arg);
 }
 
 long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,

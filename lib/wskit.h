@@ -523,6 +523,19 @@ WSK_API int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t n
 /* 1 when a publish to topic[0..len) is forwarded now (its engine connection is up), 0 when it
  * is not; WSK_ERR_STATE when the server has no bridge, WSK_ERR_INVAL for an invalid topic. */
 WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len);
+/* Publishes as wsk_publish (from set: a socket of srv) or wsk_server_publish (from NULL), and
+ * says how many other nodes got the message: done(arg, local, nodes) runs exactly once, with
+ * local as returned here and nodes the engine's count of other nodes' subscriptions reached
+ * (Redis: PUBLISH's reply less this node's own subscription), or -1 when it cannot be known
+ * (no bridge, the engine down or lost before it answered, a NATS engine, an invalid
+ * argument).  It runs before this returns when there is nothing to wait for, else from the
+ * loop once the engine answers (at the latest when the engine connection is lost or the server
+ * freed).  arg stays the caller's and must stay valid until done runs.  Returns as
+ * wsk_publish; WSK_ERR_INVAL (done not called) for done NULL or a socket of another server. */
+WSK_API long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic,
+                                        size_t topic_len, const void *data, size_t len,
+                                        wsk_opcode op, int compress,
+                                        void (*done)(void *arg, long local, long nodes), void *arg);
 typedef struct wsk_bridge_stats {
     uint64_t forwarded;       /* publishes handed to the engine */
     uint64_t failed;          /* publishes not forwarded: engine down, or its queue at the cap */

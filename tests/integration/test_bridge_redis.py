@@ -78,18 +78,24 @@ async def ways_in(redis, a, b, c):
             await jpub.send(json.dumps({"op": "publish", "topic": "news", "data": "by json"}))
             ack = json.loads(await recv(jpub))
             ok(await recv(sub) == "by json", "JSON publish on B reaches A", ack)
+            # Other nodes' subscriptions: A's raw and JSON ones, C's raw one.
+            ok(ack.get("receivers") == 0 and ack.get("bridged") is True and ack.get("nodes") == 3,
+               "the ack counts local receivers and, apart, the other nodes' subscriptions", ack)
             await recv(sub3)
             await recv(jsub)
 
-        curl_post(b, "news", b"by post")
+        reply = curl_post(b, "news", b"by post")
         ok(await recv(sub) == "by post", "POST /publish on B reaches A")
+        ok(json.loads(reply).get("bridged") is True, "... and says it was bridged", reply)
         await recv(sub3)
         await recv(jsub)
 
-        r = subprocess.run([os.path.join(BIN, "wspub"), b.url("/news"), "by wspub"],
-                           capture_output=True, timeout=10)
+        r = subprocess.run([os.path.join(BIN, "wspub"), "-v", "--require-receivers",
+                            b.url("/news"), "by wspub"], capture_output=True, timeout=10)
         ok(r.returncode == 0 and await recv(sub) == "by wspub", "wspub to B reaches A",
            r.stderr.decode())
+        ok(r.stdout.decode() == "1: 0 receivers, 3 on other nodes\n",
+           "wspub -v reports the other nodes; --require-receivers counts them", r.stdout)
         await recv(sub3)
         await recv(jsub)
 
@@ -145,8 +151,12 @@ async def outage(redis, a, b):
         b.wait_log("lost")
         await pub.send("during")
         ok(await recv(near) == "during", "Redis down: local delivery goes on")
-        await pub.send("during 2")
+        async with connect(b.url("/")) as jpub:
+            await jpub.send(json.dumps({"op": "publish", "topic": "k", "data": "during 2"}))
+            ack = json.loads(await recv(jpub))
         await recv(near)
+        ok(ack.get("receivers") == 2 and ack.get("bridged") is False,  # near and pub
+           "the ack says the publish was not bridged", ack)
         ok(await nothing(far), "... and nothing reaches the other node")
         ok(b.count("lost") == 1 and b.count("cannot connect") == 0,
            "the outage is logged once", b.stderr[-2000:])
