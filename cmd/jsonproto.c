@@ -350,8 +350,8 @@ char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receiv
              id && *id ? ",\"id\":" : "", id && *id ? id : "");
     if (nodes >= 0)
         snprintf(b, sizeof b, ",\"bridged\":true,\"nodes\":%ld", nodes);
-    else if (nodes == JP_UNBRIDGED)
-        snprintf(b, sizeof b, ",\"bridged\":false");
+    else if (nodes == JP_UNBRIDGED || nodes == JP_UNCOUNTED)
+        snprintf(b, sizeof b, ",\"bridged\":%s", nodes == JP_UNCOUNTED ? "true" : "false");
     snprintf(c, sizeof c, "\",\"receivers\":%ld%s}", receivers, b);
     return wrap(a, c, "", topic, tlen, "", 0, 0, len);
 }
@@ -385,6 +385,8 @@ int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
     if (cJSON_IsNumber(n)) r->receivers = (long)n->valuedouble;
     n = cJSON_GetObjectItemCaseSensitive(doc, "nodes");
     if (cJSON_IsNumber(n)) r->nodes = (long)n->valuedouble;
+    n = cJSON_GetObjectItemCaseSensitive(doc, "bridged");
+    r->bridged = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "error"), r->error, sizeof r->error);
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "message"), r->message, sizeof r->message);
     cJSON_Delete(doc);

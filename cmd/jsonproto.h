@@ -65,10 +65,12 @@ const char *jp_op_name(int op);
 /* Replies and deliveries: NUL-terminated JSON text in a malloc'd string, for free(); its length
  * in *len when len is not NULL.  NULL when memory is short. */
 /* {"type":"ack","op":"publish","id":ID,"topic":T,"receivers":N}, and on a bridged server
- * "bridged":true,"nodes":M (nodes >= 0: subscriptions on other nodes that got it) or
- * "bridged":false (nodes JP_UNBRIDGED: it was not forwarded); nodes JP_NO_BRIDGE: neither. */
+ * "bridged":true,"nodes":M (nodes >= 0: subscriptions on other nodes that got it),
+ * "bridged":true alone (JP_UNCOUNTED: forwarded, the engine cannot count) or "bridged":false
+ * (JP_UNBRIDGED: it was not forwarded); JP_NO_BRIDGE: neither. */
 #define JP_UNBRIDGED (-1)
 #define JP_NO_BRIDGE (-2)
+#define JP_UNCOUNTED (-3)
 char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, long nodes,
                      size_t *len);
 /* {"type":"ack","op":OP,"id":ID,"topics":[...],"subscriptions":N} for subscribe, unsubscribe and
@@ -102,6 +104,7 @@ typedef struct jp_reply {
     long receivers;         /* ack of a publish: receivers; -1 when absent */
     long nodes;             /* ack of a bridged publish: subscriptions on other nodes; -1 when
                              * absent (not bridged, or the bridge was down) */
+    int bridged;            /* ack: "bridged" (1 true, 0 false), -1 when absent */
     char error[32];         /* error: the code */
     char message[160];      /* error: the text */
 } jp_reply;

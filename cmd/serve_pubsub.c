@@ -390,7 +390,7 @@ struct pending {
     wsk_ws *ws;
     struct pending *prev, *next;
     int waiting;       /* counts still to come */
-    long local, nodes; /* nodes JP_UNBRIDGED once one of them could not be forwarded */
+    long local, nodes; /* the sum, or JP_UNBRIDGED / JP_UNCOUNTED once one of them is */
     size_t tlen;
     char topic[TOPIC_MAX];
     char id[JP_ID_MAX + 1];
@@ -411,9 +411,11 @@ static void pending_count(void *arg, long local, long nodes)
 {
     struct pending *p = arg;
     if (local > 0) p->local += local;
-    if (nodes < 0)
+    if (nodes == WSK_NODES_NOT_BRIDGED || p->nodes == JP_UNBRIDGED)
         p->nodes = JP_UNBRIDGED;
-    else if (p->nodes >= 0)
+    else if (nodes == WSK_NODES_UNKNOWN || p->nodes == JP_UNCOUNTED)
+        p->nodes = JP_UNCOUNTED;
+    else
         p->nodes += nodes;
     if (--p->waiting) return;
     if (p->ws) {

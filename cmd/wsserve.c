@@ -54,8 +54,7 @@ static const cli_option options[] = {
     {"close-on-backpressure", O_BPCLOSE, NULL, "close (1008) instead of dropping"},
     {"max-connections", O_MAXCONN, "N", "refuse further connections (default: no limit)"},
     {"reuseport", O_REUSEPORT, NULL, "SO_REUSEPORT: processes with it share the --listen port"},
-    {"bridge", O_BRIDGE, "URL",
-     "share topics with other nodes: redis://[:PW@]HOST:PORT[/DB] (repeat: shards)"},
+    {"bridge", O_BRIDGE, "URL", "share topics with other nodes through this engine (below)"},
     {"bridge-prefix", O_BRIDGEPREFIX, "P", "engine channel names are P + topic (default wskit:)"},
     {"max-header", O_MAXHEADER, "SIZE", "request head cap, 431 beyond (default 8K)"},
     {"handshake-timeout", O_HSTIMEOUT, "DURATION", "deadline for the request head (default 10s)"},
@@ -75,6 +74,8 @@ static const cli_option options[] = {
 static const char usage_tail[] =
     "\n"
     "Sizes: 16, 64K, 64KiB, 16M.  Durations: 500ms, 10s, 2m (whole seconds, rounded up).\n"
+    "Engines: redis://[:PASSWORD@]HOST:PORT[/DB] (repeat --bridge to shard topics over several),\n"
+    "nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...] (a cluster's seed URLs).\n"
     "SIGINT or SIGTERM sends 1001 to every client, waits up to 3s for the closing handshakes and\n"
     "exits 0 (2 when queued data had to be dropped).\n";
 

@@ -11,7 +11,7 @@
 
 #include "pubsub.h"
 
-static const wsk_bridge_engine *const engines[] = {&wsk_bridge_redis};
+static const wsk_bridge_engine *const engines[] = {&wsk_bridge_redis, &wsk_bridge_nats};
 
 struct wsk_bridge_link {
     struct wsk_bridge *b;
@@ -128,7 +128,7 @@ int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const 
                        void (*done)(void *arg, long local, long nodes), void *arg)
 {
     int r = forward(b, topic, n, data, len, op, compress, to_self, local, done, arg);
-    if (r < 0 && done) done(arg, local, -1);
+    if (r < 0 && done) done(arg, local, WSK_NODES_NOT_BRIDGED);
     return r;
 }
 
@@ -215,7 +215,7 @@ void wsk_bridge_reached(wsk_bridge_link *l, long n, int self)
 void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n)
 {
     if (n >= 0) wsk_bridge_reached(l, n, c->self);
-    c->done(c->arg, c->local, n < 0 ? -1 : n - c->self);
+    c->done(c->arg, c->local, n < 0 ? WSK_NODES_UNKNOWN : n - c->self);
     free(c);
 }
 

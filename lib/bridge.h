@@ -53,7 +53,7 @@ typedef struct wsk_bridge_engine {
      * receivers, through wsk_bridge_reached, counts it among them).  0, or <0 when it cannot
      * go (down, or the engine's queue is at its cap: memory stays bounded while the engine is
      * slow).  count: NULL, or the sender waits for the engine's count: the engine gives it
-     * back through wsk_bridge_counted exactly once, after publish returned 0 (with -1 for
+     * back through wsk_bridge_counted exactly once when publish returns 0 (with -1 for
      * "unknown" when it cannot count, or loses the connection first); when publish fails it
      * keeps nothing. */
     int (*publish)(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
@@ -62,7 +62,7 @@ typedef struct wsk_bridge_engine {
     void (*close)(void *e);
 } wsk_bridge_engine;
 
-extern const wsk_bridge_engine wsk_bridge_redis;
+extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;
 
 /* ----- engine -> bridge ---------------------------------------------------------------------- */
 

@@ -604,7 +604,7 @@ static long publish_all(wsk_ctx *ctx, const struct wsk_ws *from, const char *top
         wsk_bridge_forward(ctx->bridge, topic ? topic : "", topic_len, data, len, op, compress,
                            to_self, n, done, arg);
     else if (done)
-        done(arg, n, -1);
+        done(arg, n, WSK_NODES_NOT_BRIDGED);
     return n;
 }
 

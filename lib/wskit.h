@@ -526,12 +526,15 @@ WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t 
 /* Publishes as wsk_publish (from set: a socket of srv) or wsk_server_publish (from NULL), and
  * says how many other nodes got the message: done(arg, local, nodes) runs exactly once, with
  * local as returned here and nodes the engine's count of other nodes' subscriptions reached
- * (Redis: PUBLISH's reply less this node's own subscription), or -1 when it cannot be known
- * (no bridge, the engine down or lost before it answered, a NATS engine, an invalid
- * argument).  It runs before this returns when there is nothing to wait for, else from the
+ * (Redis: PUBLISH's reply less this node's own subscription), or WSK_NODES_UNKNOWN (forwarded,
+ * but the engine cannot count: NATS, or the connection was lost before Redis answered), or
+ * WSK_NODES_NOT_BRIDGED (not forwarded: no bridge, the engine down or its queue full, an
+ * invalid argument).  It runs before this returns when there is nothing to wait for, else from the
  * loop once the engine answers (at the latest when the engine connection is lost or the server
  * freed).  arg stays the caller's and must stay valid until done runs.  Returns as
  * wsk_publish; WSK_ERR_INVAL (done not called) for done NULL or a socket of another server. */
+#define WSK_NODES_UNKNOWN     (-1)
+#define WSK_NODES_NOT_BRIDGED (-2)
 WSK_API long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic,
                                         size_t topic_len, const void *data, size_t len,
                                         wsk_opcode op, int compress,

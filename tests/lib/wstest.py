@@ -190,20 +190,23 @@ class Server:
 
 
 class Engine:
-    """An engine for wsserve --bridge (redis-server) on a free loopback port, without
-    persistence; stop() kills it (SIGKILL by default: an engine that dies), start() brings it
-    back on the same port.  .url is what --bridge takes."""
+    """An engine for wsserve --bridge (redis-server or nats-server) on a free loopback port,
+    without persistence; stop() kills it (SIGKILL by default: an engine that dies), start()
+    brings it back on the same port.  .url is what --bridge takes."""
 
     def __init__(self, kind="redis", port=None):
         self.kind = kind
         self.port = port or free_port()
+        self.monitor = free_port() if kind == "nats" else None
         self.url = f"{kind}://127.0.0.1:{self.port}"
         self.proc = None
         self.start()
 
     def start(self):
         args = {"redis": ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no"]}[self.kind]
+                          "--save", "", "--appendonly", "no"],
+                "nats": ["nats-server", "-a", "127.0.0.1", "-p", str(self.port),
+                         "-m", str(self.monitor)]}[self.kind]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
@@ -241,8 +244,26 @@ class Engine:
             return reply()
 
     def channels(self):
-        """The channels someone is subscribed to (PUBSUB CHANNELS), as strings."""
-        return sorted(c.decode() for c in self.command("PUBSUB", "CHANNELS"))
+        """The channels (Redis: PUBSUB CHANNELS) or subjects (NATS: the monitoring port's
+        /subsz, less the server's own) someone is subscribed to, each once, sorted."""
+        if self.kind == "redis":
+            return sorted(c.decode() for c in self.command("PUBSUB", "CHANNELS"))
+        return sorted({x["subject"] for x in self._nats_subs()})
+
+    def subscribers(self, channel):
+        """Subscriptions to one channel (Redis: PUBSUB NUMSUB; NATS: /subsz)."""
+        if self.kind == "redis":
+            return self.command("PUBSUB", "NUMSUB", channel)[1]
+        return sum(x["subject"] == channel for x in self._nats_subs())
+
+    def _nats_subs(self):
+        """The clients' subscriptions, from the NATS monitoring port."""
+        import json
+        import urllib.request
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.monitor}/subsz?subs=1&limit=100000", timeout=5) as r:
+            subs = json.load(r).get("subscriptions_list", [])
+        return [x for x in subs if x.get("account") != "$SYS"]
 
     def stop(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
