@@ -259,6 +259,9 @@ static int servers(const char *url, char *out, size_t cap)
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         int schemed = n >= 7 && !strncmp(p, "nats://", 7);
+        const char *host = schemed ? p + 7 : p, *ui = memchr(host, '@', n - (size_t)(host - p));
+        if (ui) host = ui + 1;
+        if (host == p + n) return -1; /* no host */
         int w = snprintf(out + o, cap - o, "%s%.*s%.*s", o ? "," : "", schemed ? 0 : (int)pre, url,
                          (int)n, p);
         if (!n || w < 0 || (size_t)w >= cap - o) return -1;
