@@ -247,11 +247,12 @@ char *jp_error(const char *id, int err, const char *msg, size_t *len)
     return finish(o, ok, len);
 }
 
-char *jp_http_published(const char *topic, size_t tlen, long receivers, size_t *len)
+char *jp_http_published(const char *topic, size_t tlen, long receivers, int bridged, size_t *len)
 {
     cJSON *o = cJSON_CreateObject();
     int ok = o && !add_strn(o, "topic", topic, tlen) &&
-             cJSON_AddNumberToObject(o, "receivers", (double)receivers);
+             cJSON_AddNumberToObject(o, "receivers", (double)receivers) &&
+             (bridged < 0 || cJSON_AddBoolToObject(o, "bridged", bridged));
     return finish(o, ok, len);
 }
 
@@ -341,12 +342,17 @@ char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_
 }
 
 /* The acknowledgement of every publish: built like a delivery, for the same reason. */
-char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, size_t *len)
+char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, long nodes,
+                     size_t *len)
 {
-    char a[JP_ID_MAX + 64], c[48];
+    char a[JP_ID_MAX + 64], c[96], b[48] = "";
     snprintf(a, sizeof a, "{\"type\":\"ack\",\"op\":\"publish\"%s%s,\"topic\":\"",
              id && *id ? ",\"id\":" : "", id && *id ? id : "");
-    snprintf(c, sizeof c, "\",\"receivers\":%ld}", receivers);
+    if (nodes >= 0)
+        snprintf(b, sizeof b, ",\"bridged\":true,\"nodes\":%ld", nodes);
+    else if (nodes == JP_UNBRIDGED || nodes == JP_UNCOUNTED)
+        snprintf(b, sizeof b, ",\"bridged\":%s", nodes == JP_UNCOUNTED ? "true" : "false");
+    snprintf(c, sizeof c, "\",\"receivers\":%ld%s}", receivers, b);
     return wrap(a, c, "", topic, tlen, "", 0, 0, len);
 }
 
@@ -360,7 +366,7 @@ static void copy_str(const cJSON *item, char *dst, size_t cap)
 int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
 {
     memset(r, 0, sizeof *r);
-    r->receivers = -1;
+    r->receivers = r->nodes = -1;
     cJSON *doc = cJSON_ParseWithLength(msg, len);
     if (!cJSON_IsObject(doc)) {
         cJSON_Delete(doc);
@@ -377,6 +383,10 @@ int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "op"), r->op, sizeof r->op);
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(doc, "receivers");
     if (cJSON_IsNumber(n)) r->receivers = (long)n->valuedouble;
+    n = cJSON_GetObjectItemCaseSensitive(doc, "nodes");
+    if (cJSON_IsNumber(n)) r->nodes = (long)n->valuedouble;
+    n = cJSON_GetObjectItemCaseSensitive(doc, "bridged");
+    r->bridged = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "error"), r->error, sizeof r->error);
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "message"), r->message, sizeof r->message);
     cJSON_Delete(doc);

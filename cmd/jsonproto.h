@@ -64,8 +64,15 @@ const char *jp_op_name(int op);
 
 /* Replies and deliveries: NUL-terminated JSON text in a malloc'd string, for free(); its length
  * in *len when len is not NULL.  NULL when memory is short. */
-/* {"type":"ack","op":"publish","id":ID,"topic":T,"receivers":N} */
-char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, size_t *len);
+/* {"type":"ack","op":"publish","id":ID,"topic":T,"receivers":N}, and on a bridged server
+ * "bridged":true,"nodes":M (nodes >= 0: subscriptions on other nodes that got it),
+ * "bridged":true alone (JP_UNCOUNTED: forwarded, the engine cannot count) or "bridged":false
+ * (JP_UNBRIDGED: it was not forwarded); JP_NO_BRIDGE: neither. */
+#define JP_UNBRIDGED (-1)
+#define JP_NO_BRIDGE (-2)
+#define JP_UNCOUNTED (-3)
+char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, long nodes,
+                     size_t *len);
 /* {"type":"ack","op":OP,"id":ID,"topics":[...],"subscriptions":N} for subscribe, unsubscribe and
  * list (subscriptions: how many the socket has now). */
 char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
@@ -79,7 +86,8 @@ char *jp_error(const char *id, int err, const char *msg, size_t *len);
 char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
                   size_t *len);
 /* The answers to POST /publish/TOPIC: {"topic":T,"receivers":N} and {"error":CODE,"message":M}. */
-char *jp_http_published(const char *topic, size_t tlen, long receivers, size_t *len);
+/* bridged: 1 or 0 adds "bridged":true/false (forwarded to the other nodes or not); -1 omits it. */
+char *jp_http_published(const char *topic, size_t tlen, long receivers, int bridged, size_t *len);
 char *jp_http_error(const char *code, const char *msg, size_t *len);
 
 /* A client's request {"op":"publish","topic":T,"data":...,"id":id} (text data must be UTF-8;
@@ -94,6 +102,9 @@ typedef struct jp_reply {
     char id[JP_ID_MAX + 1]; /* "id" as JSON text, "" when absent */
     char op[16];            /* ack: the operation */
     long receivers;         /* ack of a publish: receivers; -1 when absent */
+    long nodes;             /* ack of a bridged publish: subscriptions on other nodes; -1 when
+                             * absent (not bridged, or the bridge was down) */
+    int bridged;            /* ack: "bridged" (1 true, 0 false), -1 when absent */
     char error[32];         /* error: the code */
     char message[160];      /* error: the text */
 } jp_reply;

@@ -75,11 +75,14 @@ struct member {
     char name[];
 };
 
+struct pending;
+
 /* A broker connection. */
 struct client {
-    uint8_t json;        /* connected to "/": speaks the JSON protocol */
-    uint8_t may_publish; /* showed the token, or none is needed */
-    unsigned nsubs;      /* JSON: topics subscribed */
+    uint8_t json;            /* connected to "/": speaks the JSON protocol */
+    uint8_t may_publish;     /* showed the token, or none is needed */
+    unsigned nsubs;          /* JSON: topics subscribed */
+    struct pending *pending; /* JSON publishes awaiting the bridge's count for their ack */
     size_t tlen;
     char topic[]; /* raw: the topic of its path */
 };
@@ -379,26 +382,87 @@ const serve_mode serve_chat = {
 
 /* ----- broker -------------------------------------------------------------------------------- */
 
+/* A JSON publish on a bridged server: its acknowledgement waits for the engine's count of the
+ * other nodes' subscriptions, for the raw topic and the JSON one ("nodes" is their sum: a node
+ * with both kinds of subscribers counts twice).  On the client's list until then; a client
+ * that closes first leaves it orphaned (ws NULL), freed when the count comes. */
+struct pending {
+    wsk_ws *ws;
+    struct pending *prev, *next;
+    int waiting;       /* counts still to come */
+    long local, nodes; /* the sum, or JP_UNBRIDGED / JP_UNCOUNTED once one of them is */
+    size_t tlen;
+    char topic[TOPIC_MAX];
+    char id[JP_ID_MAX + 1];
+};
+
+static void pending_unlink(struct client *cl, struct pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        cl->pending = p->next;
+    if (p->next) p->next->prev = p->prev;
+}
+
+static void send_reply(wsk_ws *ws, char *text, size_t len);
+
+static void pending_count(void *arg, long local, long nodes)
+{
+    struct pending *p = arg;
+    if (local > 0) p->local += local;
+    if (nodes == WSK_NODES_NOT_BRIDGED || p->nodes == JP_UNBRIDGED)
+        p->nodes = JP_UNBRIDGED;
+    else if (nodes == WSK_NODES_UNKNOWN || p->nodes == JP_UNCOUNTED)
+        p->nodes = JP_UNCOUNTED;
+    else
+        p->nodes += nodes;
+    if (--p->waiting) return;
+    if (p->ws) {
+        size_t n;
+        char *s = jp_ack_publish(p->id, p->topic, p->tlen, p->local, p->nodes, &n);
+        pending_unlink(wsk_ws_data(p->ws), p);
+        send_reply(p->ws, s, n);
+    }
+    free(p);
+}
+
+/* One publish: counted when p is not NULL (pending_count runs for it). */
+static long publish_one(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                        const void *data, size_t len, wsk_opcode op, struct pending *p)
+{
+    if (p)
+        return wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, 1, pending_count,
+                                          p);
+    return from ? wsk_publish(from, topic, tlen, data, len, op, 1)
+                : wsk_server_publish(srv, topic, tlen, data, len, op, 1);
+}
+
 /* Publishes to raw subscribers of topic and, wrapped, to JSON ones; from NULL: the server.
- * Returns the receivers. */
+ * Returns the receivers.  With p, p->waiting must be 2: both counts reach p (the second at once
+ * when there is no JSON wrapping to send). */
 static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
-                           const void *data, size_t len, int binary)
+                           const void *data, size_t len, int binary, struct pending *p)
 {
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     long total = 0, r;
-    r = from ? wsk_publish(from, topic, tlen, data, len, op, 1)
-             : wsk_server_publish(srv, topic, tlen, data, len, op, 1);
+    r = publish_one(srv, from, topic, tlen, data, len, op, p);
     if (r > 0) total += r;
 
     char jt[TOPIC_MAX + 1];
     jt[0] = '{';
     memcpy(jt + 1, topic, tlen);
-    if (!wsk_server_subscribers(srv, jt, tlen + 1)) return total;
+    /* Built only when someone wants it: here, or on another node of a bridge that is up. */
     size_t elen;
-    char *env = jp_delivery(topic, tlen, data, len, binary, &elen);
-    if (!env) return total;
-    r = from ? wsk_publish(from, jt, tlen + 1, env, elen, WSK_OP_TEXT, 1)
-             : wsk_server_publish(srv, jt, tlen + 1, env, elen, WSK_OP_TEXT, 1);
+    char *env =
+        wsk_server_subscribers(srv, jt, tlen + 1) || wsk_server_bridged(srv, jt, tlen + 1) == 1
+            ? jp_delivery(topic, tlen, data, len, binary, &elen)
+            : NULL;
+    if (!env) {
+        if (p) pending_count(p, 0, 0);
+        return total;
+    }
+    r = publish_one(srv, from, jt, tlen + 1, env, elen, WSK_OP_TEXT, p);
     if (r > 0) total += r;
     free(env);
     return total;
@@ -542,10 +606,21 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
         } else if (!rq.binary && !wsk_utf8_valid(rq.data, rq.len)) {
             send_error(ws, rq.id, JP_EBADREQ, "\"data\" is not valid UTF-8");
         } else {
-            long got =
-                broker_publish(wsk_ws_server(ws), ws, t->name, t->len, rq.data, rq.len, rq.binary);
-            s = jp_ack_publish(rq.id, t->name, t->len, got, &n);
-            send_reply(ws, s, n);
+            wsk_server *srv = wsk_ws_server(ws);
+            struct pending *p = NULL;
+            if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
+                *p = (struct pending){.ws = ws, .next = cl->pending, .waiting = 2, .tlen = t->len};
+                memcpy(p->topic, t->name, t->len);
+                memcpy(p->id, rq.id, sizeof p->id);
+                if (cl->pending) cl->pending->prev = p;
+                cl->pending = p;
+                broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, p);
+            } else {
+                long got =
+                    broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, NULL);
+                s = jp_ack_publish(rq.id, t->name, t->len, got, JP_NO_BRIDGE, &n);
+                send_reply(ws, s, n);
+            }
         }
         break;
     }
@@ -584,7 +659,8 @@ static void broker_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
         wsk_close(ws, WSK_CLOSE_POLICY, "publishing requires the token", 29);
         return;
     }
-    broker_publish(wsk_ws_server(ws), ws, cl->topic, cl->tlen, data, len, op == WSK_OP_BINARY);
+    broker_publish(wsk_ws_server(ws), ws, cl->topic, cl->tlen, data, len, op == WSK_OP_BINARY,
+                   NULL);
 }
 
 static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
@@ -592,7 +668,9 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     (void)code;
     (void)reason;
     (void)len;
-    free(wsk_ws_data(ws));
+    struct client *cl = wsk_ws_data(ws);
+    for (struct pending *p = cl ? cl->pending : NULL; p; p = p->next) p->ws = NULL;
+    free(cl);
     wsk_ws_set_data(ws, NULL);
 }
 
@@ -687,9 +765,11 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         return http_error(res, 400, "bad_request",
                           "the body is not UTF-8 text: send binary with Content-Type: "
                           "application/octet-stream");
-    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary);
+    /* A plain response cannot wait for the engine's count: it says whether the message went. */
+    int bridged = wsk_server_bridged(sv->srv, topic, tlen);
+    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, NULL);
     size_t len;
-    char *s = jp_http_published(topic, tlen, got, &len);
+    char *s = jp_http_published(topic, tlen, got, bridged < 0 ? -1 : bridged, &len);
     return http_json(res, s ? 200 : 500, s, len);
 }
 

@@ -377,8 +377,13 @@ static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
         app.refused++;
         warn("message %s refused: %s: %s", r.id[0] ? r.id : "?", r.error, r.message);
     } else {
-        if (r.receivers == 0) app.nobody++;
-        if (app.o.verbose)
+        /* Through a bridge, subscribers on other nodes count too; an engine that cannot count
+         * them (NATS: "bridged" without "nodes") may have reached some. */
+        if (r.receivers == 0 && r.nodes <= 0 && !(r.bridged == 1 && r.nodes < 0)) app.nobody++;
+        if (app.o.verbose && r.nodes >= 0)
+            printf("%s: %ld receiver%s, %ld on other nodes\n", r.id, r.receivers,
+                   r.receivers == 1 ? "" : "s", r.nodes);
+        else if (app.o.verbose)
             printf("%s: %ld receiver%s\n", r.id, r.receivers, r.receivers == 1 ? "" : "s");
     }
     pump();

@@ -18,6 +18,7 @@
 
 #define PROG       "wsserve"
 #define MAX_LISTEN 8
+#define MAX_BRIDGE 16
 
 static const serve_mode *const modes[] = {&serve_echo, &serve_chat,     &serve_pubsub,
                                           &serve_exec, &serve_exec_dir, &serve_exec_shared};
@@ -38,6 +39,9 @@ enum {
     O_KEY,
     O_KEYPW,
     O_CLIENTCA,
+    O_REUSEPORT,
+    O_BRIDGE,
+    O_BRIDGEPREFIX,
 };
 
 /* The options of every mode; each mode adds its own (serve_mode.options). */
@@ -50,6 +54,9 @@ static const cli_option options[] = {
      "bytes queued per socket before sends are dropped (1M)"},
     {"close-on-backpressure", O_BPCLOSE, NULL, "close (1008) instead of dropping"},
     {"max-connections", O_MAXCONN, "N", "refuse further connections (default: no limit)"},
+    {"reuseport", O_REUSEPORT, NULL, "SO_REUSEPORT: processes with it share the --listen port"},
+    {"bridge", O_BRIDGE, "URL", "share topics with other nodes through this engine (below)"},
+    {"bridge-prefix", O_BRIDGEPREFIX, "P", "engine channel names are P + topic (default wskit:)"},
     {"max-header", O_MAXHEADER, "SIZE", "request head cap, 431 beyond (default 8K)"},
     {"handshake-timeout", O_HSTIMEOUT, "DURATION", "deadline for the request head (default 10s)"},
     {"compress", O_COMPRESS, "[=MODE]",
@@ -68,6 +75,8 @@ static const cli_option options[] = {
 static const char usage_tail[] =
     "\n"
     "Sizes: 16, 64K, 64KiB, 16M.  Durations: 500ms, 10s, 2m (whole seconds, rounded up).\n"
+    "Engines: redis://[:PASSWORD@]HOST:PORT[/DB] (repeat --bridge to shard topics over several),\n"
+    "nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...] (a cluster's seed URLs).\n"
     "SIGINT or SIGTERM sends 1001 to every client, waits up to 3s for the closing handshakes and\n"
     "exits 0 (2 when queued data had to be dropped).\n";
 
@@ -157,6 +166,8 @@ struct config {
     wsk_server_opts so;
     const char *listen[MAX_LISTEN];
     int nlisten, verbose, quiet;
+    const char *bridge[MAX_BRIDGE], *bridge_prefix;
+    int nbridge;
 };
 
 /* Whole seconds, rounded up (the library's timers count seconds). */
@@ -186,6 +197,12 @@ static int server_option(struct config *c, int key, const char *arg)
     case O_BPLIMIT: return cli_parse_size(arg, &so->backpressure_limit);
     case O_BPCLOSE: so->close_on_backpressure_limit = 1; return 0;
     case O_MAXCONN: return cli_parse_size(arg, &so->max_connections);
+    case O_REUSEPORT: so->reuse_port = 1; return 0;
+    case O_BRIDGE:
+        if (c->nbridge == MAX_BRIDGE) cli_usage_error(PROG, "at most %d --bridge", MAX_BRIDGE);
+        c->bridge[c->nbridge++] = arg;
+        return 0;
+    case O_BRIDGEPREFIX: c->bridge_prefix = arg; return strlen(arg) > 64 ? -1 : 0;
     case O_MAXHEADER:
         return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 0;
     case O_HSTIMEOUT: return parse_seconds(arg, &so->handshake_timeout);
@@ -295,6 +312,7 @@ static void parse(int argc, char **argv, struct config *c)
         cli_usage_error(PROG, "--%s does nothing without --tls-cert",
                         so->tls_key_password ? "tls-key-password" : "tls-client-ca");
     if (c->verbose && c->quiet) cli_usage_error(PROG, "-v and -q exclude each other");
+    if (c->bridge_prefix && !c->nbridge) cli_usage_error(PROG, "--bridge-prefix needs --bridge");
 }
 
 /* ----- running -------------------------------------------------------------------------------- */
@@ -399,6 +417,10 @@ int main(int argc, char **argv)
     sv.srv = wsk_server_new(p.loop, &so, &h, &sv);
     if (!sv.srv) {
         fprintf(stderr, "wsserve: cannot start the server\n");
+        goto out;
+    }
+    if (c.nbridge && wsk_server_bridge(sv.srv, c.bridge, (size_t)c.nbridge, c.bridge_prefix) < 0) {
+        fprintf(stderr, "wsserve: cannot bridge: the --bridge URLs are invalid or mixed\n");
         goto out;
     }
     if (listen_all(&sv, &c) == 0) {

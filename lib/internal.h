@@ -137,6 +137,8 @@ typedef struct wsk_ctx {
     void *tls;            /* TLS configuration (io_tls.c), NULL for plain TCP */
     /* A server's topics (pubsub.c), NULL until its first subscription. */
     struct wsk_pubsub *pubsub;
+    /* The server's bridge to other nodes (bridge.h), NULL when it has none. */
+    struct wsk_bridge *bridge;
 
     /* NULL for a server and a wsk_connect client: see wsk_conn_hooks above. */
     const wsk_conn_hooks *hooks;
@@ -311,7 +313,7 @@ void wsk_client_http(struct wsk_ws *c, uint8_t *p, size_t n);
 void wsk_client_failed(struct wsk_ws *c, int err, const char *msg);
 
 /* io_tcp.c */
-int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max);
+int wsk_tcp_listen(const char *host, unsigned port, int reuse_port, int *fds, int max);
 /* Accepts a connection: its fd, or -1 with errno in *err.  With peer, the client's address as
  * wsk_addr_string writes it, taken from accept: a client that has already reset the connection
  * has no address for getpeername any more. */

@@ -23,12 +23,21 @@ int wsk_tcp_nonblock(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-static int listen_one(const struct sockaddr *sa, socklen_t len, int dual)
+/* reuse_port: SO_REUSEPORT, so that several processes (each its own listener) share the port and
+ * the kernel spreads new connections over them.  Failing to set it is an error: without it the
+ * bind of the second process would fail anyway, with a less helpful errno. */
+static int listen_one(const struct sockaddr *sa, socklen_t len, int dual, int reuse_port)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, dual ? &zero : &one, sizeof one);
     if (bind(fd, sa, len) < 0 || listen(fd, 1024) < 0) {
@@ -40,17 +49,18 @@ static int listen_one(const struct sockaddr *sa, socklen_t len, int dual)
     return fd;
 }
 
-/* Opens listening sockets for host:port into fds (at most max); returns how many, or
- * WSK_ERR_DNS / WSK_ERR_IO.  "*" listens on [::] accepting IPv4 too (or 0.0.0.0 without IPv6). */
-int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max)
+/* Opens listening sockets for host:port into fds (at most max), with SO_REUSEPORT when
+ * reuse_port; returns how many, or WSK_ERR_DNS / WSK_ERR_IO.  "*" listens on [::] accepting
+ * IPv4 too (or 0.0.0.0 without IPv6). */
+int wsk_tcp_listen(const char *host, unsigned port, int reuse_port, int *fds, int max)
 {
     if (!host || !*host) host = "127.0.0.1";
     if (!strcmp(host, "*")) {
         struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
-        int fd = listen_one((struct sockaddr *)&a6, sizeof a6, 1);
+        int fd = listen_one((struct sockaddr *)&a6, sizeof a6, 1, reuse_port);
         if (fd < 0) {
             struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
-            fd = listen_one((struct sockaddr *)&a4, sizeof a4, 0);
+            fd = listen_one((struct sockaddr *)&a4, sizeof a4, 0, reuse_port);
         }
         if (fd < 0) return WSK_ERR_IO;
         fds[0] = fd;
@@ -62,7 +72,7 @@ int wsk_tcp_listen(const char *host, unsigned port, int *fds, int max)
     if (getaddrinfo(host, pstr, &hints, &res) != 0) return WSK_ERR_DNS;
     int n = 0, err = 0;
     for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
-        int fd = listen_one(ai->ai_addr, ai->ai_addrlen, 0);
+        int fd = listen_one(ai->ai_addr, ai->ai_addrlen, 0, reuse_port);
         if (fd < 0) {
             err = errno;
             continue;

@@ -20,6 +20,7 @@
  * again.  So while a publish walks a topic (t->busy), leaving only blanks the slot and
  * joining appends; the array is compacted, or the topic freed, when the last walk ends. */
 #include "pubsub.h"
+#include "bridge.h"
 #include "pmd_conn.h"
 #include "send_frame.h"
 
@@ -66,6 +67,7 @@ typedef struct wsk_pubsub {
     struct ptab topics;  /* struct topic *, by name */
     struct ptab members; /* struct member *, by (topic, socket) */
     uint64_t k0, k1;     /* hash key */
+    wsk_ctx *ctx;        /* the server: its bridge hears of topics made and freed */
 } pubsub;
 
 #define PTAB_MIN 16
@@ -218,6 +220,7 @@ static pubsub *ps_make(wsk_ctx *ctx)
     }
     ps->k0 = key[0];
     ps->k1 = key[1];
+    ps->ctx = ctx;
     ctx->pubsub = ps;
     return ps;
 }
@@ -271,6 +274,8 @@ static void topic_settle(pubsub *ps, struct topic *tp)
 {
     if (tp->busy) return;
     if (!tp->live) {
+        /* The lifecycle hook: the last local subscriber left. */
+        if (ps->ctx->bridge) wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
         topic_free(ps, tp);
         return;
     }
@@ -382,6 +387,8 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
         m->next = m->prev = m;
         k->subs = m;
     }
+    /* The lifecycle hook: the first local subscriber arrived. */
+    if (made && ws->ctx->bridge) wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
     return 1;
 }
 
@@ -586,16 +593,56 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
     return n;
 }
 
+/* Local delivery at once, then the bridge forwards it once to the other nodes. */
+static long publish_all(wsk_ctx *ctx, const struct wsk_ws *from, const char *topic,
+                        size_t topic_len, const void *data, size_t len, wsk_opcode op, int compress,
+                        void (*done)(void *arg, long local, long nodes), void *arg)
+{
+    int to_self = !from || wsk_server_opts_of(ctx->srv)->publish_to_self;
+    long n = publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress);
+    if (n >= 0 && ctx->bridge)
+        wsk_bridge_forward(ctx->bridge, topic ? topic : "", topic_len, data, len, op, compress,
+                           to_self, n, done, arg);
+    else if (done)
+        done(arg, n, WSK_NODES_NOT_BRIDGED);
+    return n;
+}
+
 long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *data, size_t len,
                  wsk_opcode op, int compress)
 {
     if (!from->ctx->srv) return WSK_ERR_STATE;
-    const struct wsk_ws *skip = wsk_server_opts_of(from->ctx->srv)->publish_to_self ? NULL : from;
-    return publish(from->ctx, skip, topic, topic_len, data, len, op, compress);
+    return publish_all(from->ctx, from, topic, topic_len, data, len, op, compress, NULL, NULL);
 }
 
 long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len, const void *data,
                         size_t len, wsk_opcode op, int compress)
 {
-    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress);
+    return publish_all(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, NULL,
+                       NULL);
+}
+
+long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic, size_t topic_len,
+                                const void *data, size_t len, wsk_opcode op, int compress,
+                                void (*done)(void *arg, long local, long nodes), void *arg)
+{
+    if (!done || (from && from->ctx != wsk_server_ctx(srv))) return WSK_ERR_INVAL;
+    return publish_all(wsk_server_ctx(srv), from, topic, topic_len, data, len, op, compress, done,
+                       arg);
+}
+
+long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
+                      wsk_opcode op, int compress)
+{
+    return publish(ctx, NULL, topic, n, data, len, op, compress);
+}
+
+void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg)
+{
+    const pubsub *ps = ctx->pubsub;
+    if (!ps) return;
+    for (size_t i = 0; i < ps->topics.cap; i++) {
+        const struct topic *tp = ps->topics.v[i];
+        if (tp && tp->live) fn(arg, tp->name, tp->name_len);
+    }
 }

@@ -1,5 +1,6 @@
 /* The server: listening sockets, accept, the HTTP phase of a connection (request head, the
  * upgrade handshake or a plain HTTP reply), deadlines and graceful shutdown. */
+#include "bridge.h"
 #include "http_exchange.h"
 #include "io_tls.h"
 #include "msg_handshake.h"
@@ -209,7 +210,7 @@ int wsk_server_listen(wsk_server *srv, const char *host, unsigned port)
 {
     int fds[MAX_LISTEN];
     if (port > 65535) return WSK_ERR_INVAL;
-    int n = wsk_tcp_listen(host, port, fds, MAX_LISTEN - srv->nlisten);
+    int n = wsk_tcp_listen(host, port, srv->o.reuse_port, fds, MAX_LISTEN - srv->nlisten);
     if (n < 0) return n;
     for (int i = 0; i < n; i++) {
         ev_io *w = &srv->listen[srv->nlisten++];
@@ -290,6 +291,9 @@ void wsk_server_free(wsk_server *srv)
     srv->shutting_down = 1;
     srv->done = NULL;
     stop_listening(srv);
+    /* First: the sockets leaving their topics below need not tell the engine. */
+    wsk_bridge_free(srv->ctx.bridge);
+    srv->ctx.bridge = NULL;
     while (srv->ctx.conns) wsk_conn_end(srv->ctx.conns, WSK_CLOSE_GOING_AWAY, "server freed");
     wsk_loop_reap(loop);
     ev_timer_stop(loop->ev, &srv->grace);

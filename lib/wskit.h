@@ -162,8 +162,10 @@ typedef struct wsk_server_opts {
     unsigned handshake_timeout;      /* seconds for a client to complete its request head; 10 */
     unsigned close_timeout;          /* seconds to wait for the peer's close frame; 4 */
     size_t max_connections;          /* further connections are refused; 0 = no limit */
-    int compress;                 /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
-    int decompress;               /* a wsk_compress_mode for messages received */
+    int reuse_port; /* SO_REUSEPORT on the listeners: processes that all set it may listen on
+                     * one port, and the kernel spreads new connections over them; 0 */
+    int compress;   /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
+    int decompress; /* a wsk_compress_mode for messages received */
     size_t compress_threshold;    /* messages shorter than this go uncompressed; 64 */
     const char *tls_cert;         /* PEM certificate chain: serve wss (NULL: plain) */
     const char *tls_key;          /* PEM private key for tls_cert */
@@ -200,7 +202,8 @@ WSK_API void wsk_server_opts_init(wsk_server_opts *o);
 WSK_API wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts,
                                    const wsk_handlers *h, void *user);
 /* Listens on host:port (host: an IPv4 or IPv6 literal or a name; NULL or "" = 127.0.0.1; "*" =
- * every address, both families).  May be called several times.  port 0 picks a free port
+ * every address, both families), with SO_REUSEPORT when opts.reuse_port is set (port 0 then
+ * still picks a port of its own).  May be called several times.  port 0 picks a free port
  * (see wsk_server_port).  0, WSK_ERR_INVAL (port over 65535), or WSK_ERR_IO / WSK_ERR_DNS
  * (errno set). */
 WSK_API int wsk_server_listen(wsk_server *srv, const char *host, unsigned port);
@@ -498,6 +501,70 @@ WSK_API long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
+
+/* ---------------------------------------------------------------------------------------------
+ * Bridge: a server's topics shared with other processes and machines through an engine.
+ *  - A node (server) subscribes on the engine to a topic when its first local subscriber
+ *    arrives and leaves it when the last one leaves: the engine only carries topics someone
+ *    listens to.  Channels are named prefix + topic.
+ *  - wsk_publish and wsk_server_publish deliver locally at once, then forward the message once,
+ *    in an envelope with the node's id, text/binary, compress and publish-to-self; other nodes
+ *    deliver it to all their subscribers of the topic, and a node drops its own echo.  Order per
+ *    topic is kept: one engine connection carries all of a topic's publishes, in order.
+ *    Messages forwarded during one loop iteration leave in one write.
+ *  - Several URLs shard the topics by a stable hash of the name (FNV-1a, the same in every
+ *    process): give every node the same list, in the same order.
+ *  - An engine that is down: local delivery goes on; forwarded publishes fail (counted in
+ *    wsk_bridge_stats.failed; wsk_server_bridged says 0), the outage is logged once with its
+ *    reason (WSK_LOG_WARN) and again when it ends; the bridge reconnects with backoff (0.1 s
+ *    doubling to 5 s) and subscribes again to every live topic.  Publishes beyond what the
+ *    engine has not acknowledged yet (8 MiB) fail too: memory stays bounded.
+ *  - The engine connections keep the loop running until wsk_server_free closes them.
+ * Engines: "redis://[:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name, resolved
+ * by hiredis when connecting).
+ */
+/* Bridges the server's topics through the engines at urls[0..nurls) (NUL-terminated, read
+ * during the call; 1 to 16, all with the same scheme), naming channels prefix + topic (prefix
+ * NUL-terminated, at most 64 bytes, NULL: "wskit:").  Connects in the background.  0;
+ * WSK_ERR_INVAL (no URL, too many, prefix too long), WSK_ERR_URL (an unknown scheme, schemes
+ * mixed, or a URL the engine refuses: the reason is logged), WSK_ERR_STATE (already bridged)
+ * or WSK_ERR_NOMEM. */
+WSK_API int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls,
+                              const char *prefix);
+/* 1 when a publish to topic[0..len) is forwarded now (its engine connection is up), 0 when it
+ * is not; WSK_ERR_STATE when the server has no bridge, WSK_ERR_INVAL for an invalid topic. */
+WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len);
+/* Publishes as wsk_publish (from set: a socket of srv) or wsk_server_publish (from NULL), and
+ * says how many other nodes got the message: done(arg, local, nodes) runs exactly once, with
+ * local as returned here and nodes the engine's count of other nodes' subscriptions reached
+ * (Redis: PUBLISH's reply less this node's own subscription), or WSK_NODES_UNKNOWN (forwarded,
+ * but the engine cannot count: NATS, or the connection was lost before Redis answered), or
+ * WSK_NODES_NOT_BRIDGED (not forwarded: no bridge, the engine down or its queue full, an
+ * invalid argument).  It runs before this returns when there is nothing to wait for, else from the
+ * loop once the engine answers (at the latest when the engine connection is lost or the server
+ * freed).  arg stays the caller's and must stay valid until done runs.  Returns as
+ * wsk_publish; WSK_ERR_INVAL (done not called) for done NULL or a socket of another server. */
+#define WSK_NODES_UNKNOWN     (-1)
+#define WSK_NODES_NOT_BRIDGED (-2)
+WSK_API long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic,
+                                        size_t topic_len, const void *data, size_t len,
+                                        wsk_opcode op, int compress,
+                                        void (*done)(void *arg, long local, long nodes), void *arg);
+typedef struct wsk_bridge_stats {
+    uint64_t forwarded;       /* publishes handed to the engine */
+    uint64_t failed;          /* publishes not forwarded: engine down, or its queue at the cap */
+    uint64_t received;        /* messages from other nodes, delivered here */
+    uint64_t echoes;          /* our own messages coming back, dropped */
+    uint64_t foreign;         /* messages on our channels without our envelope, dropped */
+    uint64_t outages;         /* times an engine connection was lost or could not be made */
+    uint64_t remote;          /* other nodes' subscriptions the forwarded publishes reached, as the
+                               * engine reports them (Redis: PUBLISH's reply minus this node); NATS
+                               * cannot say, and leaves it 0 */
+    unsigned links, links_up; /* engine connections, and those up now */
+} wsk_bridge_stats;
+/* Copies the bridge's counters into the caller's *st: 0, WSK_ERR_STATE without a bridge,
+ * WSK_ERR_INVAL for st NULL. */
+WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st);
 
 /* ---------------------------------------------------------------------------------------------
  * The library's own rules, for programs built on it: the same code the data path runs.  None

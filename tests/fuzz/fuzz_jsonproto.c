@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (strlen(rq.topics[i].name) != rq.topics[i].len) abort();
         if (rq.op == JP_PUBLISH) {
             const struct jp_topic *t = &rq.topics[0];
-            check_reply(jp_ack_publish(rq.id, t->name, t->len, 3, &len), len, rq.id);
+            check_reply(jp_ack_publish(rq.id, t->name, t->len, 3, 1, &len), len, rq.id);
             /* What a client (wspub) would send for the same publish parses back to it. */
             char *pr = jp_publish_request(t->name, t->len, rq.data, rq.len, rq.binary, 7, &len);
             if (pr) {

@@ -12,7 +12,7 @@ import sys
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import done, ok, Server, skip  # noqa: E402
+from wstest import done, nothing, ok, Server, skip  # noqa: E402
 
 
 T = 5.0  # every wait is bounded
@@ -29,15 +29,6 @@ async def recv(ws, timeout=T):
 
 async def recv_json(ws):
     return json.loads(await recv(ws))
-
-
-async def nothing(ws, timeout=0.3):
-    """True when nothing arrives within timeout."""
-    try:
-        await asyncio.wait_for(ws.recv(), timeout)
-        return False
-    except asyncio.TimeoutError:
-        return True
 
 
 async def request(ws, **req):

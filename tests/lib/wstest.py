@@ -194,6 +194,94 @@ class Server:
         self.stop()
 
 
+class Engine:
+    """An engine for wsserve --bridge (redis-server or nats-server) on a free loopback port,
+    without persistence; stop() kills it (SIGKILL by default: an engine that dies), start()
+    brings it back on the same port.  .url is what --bridge takes."""
+
+    def __init__(self, kind="redis", port=None):
+        self.kind = kind
+        self.port = port or free_port()
+        self.monitor = free_port() if kind == "nats" else None
+        self.url = f"{kind}://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        args = {"redis": ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no"],
+                "nats": ["nats-server", "-a", "127.0.0.1", "-p", str(self.port),
+                         "-m", str(self.monitor)]}[self.kind]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return self.proc.poll() is not None and "exited"
+        if wait_for(up, 10) is not True:
+            raise RuntimeError(f"{self.kind} did not start on port {self.port}")
+
+    def command(self, *args):
+        """A Redis command's reply: an int, bytes, a list, or an Exception for an error."""
+        out = b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a), a) for a in (x if isinstance(x, bytes) else
+                                                      str(x).encode() for x in args))
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(out)
+            f = s.makefile("rb")
+
+            def reply():
+                line = f.readline().rstrip(b"\r\n")
+                kind, rest = line[:1], line[1:]
+                if kind == b"+":
+                    return rest
+                if kind == b"-":
+                    return Exception(rest.decode())
+                if kind == b":":
+                    return int(rest)
+                if kind == b"$":
+                    n = int(rest)
+                    return None if n < 0 else f.read(n + 2)[:-2]
+                return [reply() for _ in range(int(rest))]
+            return reply()
+
+    def channels(self):
+        """The channels (Redis: PUBSUB CHANNELS) or subjects (NATS: the monitoring port's
+        /subsz, less the server's own) someone is subscribed to, each once, sorted."""
+        if self.kind == "redis":
+            return sorted(c.decode() for c in self.command("PUBSUB", "CHANNELS"))
+        return sorted({x["subject"] for x in self._nats_subs()})
+
+    def subscribers(self, channel):
+        """Subscriptions to one channel (Redis: PUBSUB NUMSUB; NATS: /subsz)."""
+        if self.kind == "redis":
+            return self.command("PUBSUB", "NUMSUB", channel)[1]
+        return sum(x["subject"] == channel for x in self._nats_subs())
+
+    def _nats_subs(self):
+        """The clients' subscriptions, from the NATS monitoring port."""
+        import json
+        import urllib.request
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.monitor}/subsz?subs=1&limit=100000", timeout=5) as r:
+            subs = json.load(r).get("subscriptions_list", [])
+        return [x for x in subs if x.get("account") != "$SYS"]
+
+    def stop(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
+
+
 class PyServer:
     """A `websockets` server (Python's, in a thread of this process) on 127.0.0.1 and a port
     picked by the kernel: handler(ws, path) serves each connection; extra keyword arguments go
@@ -253,6 +341,17 @@ def sanitized():
             except OSError:
                 pass
     return _sanitized
+
+
+async def nothing(ws, timeout=0.3):
+    """True when nothing arrives on the websockets connection ws within timeout (for the
+    messages that must not come: a wait for a condition cannot show an absence)."""
+    import asyncio
+    try:
+        await asyncio.wait_for(ws.recv(), timeout)
+        return False
+    except asyncio.TimeoutError:
+        return True
 
 
 def wait_for(cond, timeout=5.0, interval=0.01):

@@ -1,0 +1,325 @@
+/* The bridge between a server's topics and an engine (bridge.h): sharding, the envelope, echo
+ * suppression and outage accounting.  Engines are in bridge_<engine>.c. */
+#include "bridge.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "pubsub.h"
+
+static const wsk_bridge_engine *const engines[] = {&wsk_bridge_redis, &wsk_bridge_nats};
+
+struct wsk_bridge_link {
+    struct wsk_bridge *b;
+    const wsk_bridge_engine *eng;
+    void *e;
+    char shown[256]; /* the URL without its user info, for the log */
+    int up;
+    int outage;            /* down since the last time it was up (or since the start) */
+    uint64_t outage_fails; /* publishes that failed during this outage */
+    int full;              /* the engine refused a publish: logged, until one goes again */
+};
+
+struct wsk_bridge {
+    wsk_ctx *ctx;
+    uint8_t node[8];
+    size_t plen;
+    char *chan;     /* prefix + topic: plen + WSK_TOPIC_MAX bytes from birth */
+    uint8_t *env;   /* the envelope of one publish, grown up to its cap */
+    size_t env_cap; /* allocated */
+    wsk_bridge_stats st;
+    unsigned nlinks;
+    wsk_bridge_link links[];
+};
+
+/* FNV-1a: the shard of a topic must be the same in every process (and every version). */
+static wsk_bridge_link *shard(struct wsk_bridge *b, const char *topic, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)topic[i]) * 16777619u;
+    return &b->links[h % b->nlinks];
+}
+
+/* The channel of topic[0..n): in b->chan, valid until the next call. */
+static const char *channel(struct wsk_bridge *b, const char *topic, size_t n)
+{
+    if (n) memcpy(b->chan + b->plen, topic, n);
+    return b->chan;
+}
+
+void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    wsk_log(l->b->ctx->loop, level, "bridge %s: %s", l->shown, msg);
+}
+
+/* ----- library side -------------------------------------------------------------------------- */
+
+void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
+{
+    wsk_bridge_link *l = shard(b, topic, n);
+    if (!l->up) return; /* wsk_bridge_up subscribes the live topics */
+    const char *c = channel(b, topic, n);
+    if (on)
+        l->eng->subscribe(l->e, c, b->plen + n);
+    else
+        l->eng->unsubscribe(l->e, c, b->plen + n);
+}
+
+static int forward_failed(wsk_bridge_link *l, const char *why)
+{
+    l->b->st.failed++;
+    if (!l->up) {
+        l->outage_fails++;
+    } else if (!l->full) {
+        l->full = 1;
+        wsk_bridge_log(l, WSK_LOG_WARN, "publishes fail: %s", why);
+    }
+    return WSK_ERR_IO;
+}
+
+/* wsk_bridge_forward without calling done on failure (the caller does). */
+static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data, size_t len,
+                   unsigned op, int compress, int to_self, long local,
+                   void (*done)(void *arg, long local, long nodes), void *arg)
+{
+    wsk_bridge_link *l = shard(b, topic, n);
+    if (!l->up) return forward_failed(l, "engine down");
+    if (len + WSK_BRIDGE_HDR > b->env_cap) {
+        size_t cap = len + WSK_BRIDGE_HDR + (len >> 1);
+        if (cap > WSK_MESSAGE_MAX + WSK_BRIDGE_HDR) cap = WSK_MESSAGE_MAX + WSK_BRIDGE_HDR;
+        uint8_t *p = realloc(b->env, cap);
+        if (!p) return forward_failed(l, "out of memory");
+        b->env = p;
+        b->env_cap = cap;
+    }
+    b->env[0] = WSK_BRIDGE_MAGIC;
+    b->env[1] =
+        (uint8_t)((op == WSK_OP_BINARY ? WSK_BRIDGE_BINARY : 0) |
+                  (to_self ? WSK_BRIDGE_TO_SELF : 0) | (compress ? WSK_BRIDGE_COMPRESS : 0));
+    memcpy(b->env + 2, b->node, 8);
+    if (len) memcpy(b->env + WSK_BRIDGE_HDR, data, len);
+    int self = wsk_server_subscribers(b->ctx->srv, topic, n) > 0;
+    wsk_bridge_count *cnt = NULL;
+    if (done) {
+        if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
+        *cnt = (wsk_bridge_count){len + WSK_BRIDGE_HDR, self, local, done, arg};
+    }
+    const char *c = channel(b, topic, n);
+    if (l->eng->publish(l->e, c, b->plen + n, b->env, len + WSK_BRIDGE_HDR, self, cnt) < 0) {
+        free(cnt);
+        return forward_failed(l, "the engine's queue is full");
+    }
+    l->full = 0;
+    b->st.forwarded++;
+    return 0;
+}
+
+int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data,
+                       size_t len, unsigned op, int compress, int to_self, long local,
+                       void (*done)(void *arg, long local, long nodes), void *arg)
+{
+    int r = forward(b, topic, n, data, len, op, compress, to_self, local, done, arg);
+    if (r < 0 && done) done(arg, local, WSK_NODES_NOT_BRIDGED);
+    return r;
+}
+
+/* ----- engine side --------------------------------------------------------------------------- */
+
+struct resub {
+    struct wsk_bridge *b;
+    wsk_bridge_link *l;
+};
+
+static void resubscribe(void *arg, const char *topic, size_t n)
+{
+    struct resub *r = arg;
+    if (shard(r->b, topic, n) == r->l)
+        r->l->eng->subscribe(r->l->e, channel(r->b, topic, n), r->b->plen + n);
+}
+
+void wsk_bridge_up(wsk_bridge_link *l)
+{
+    if (l->up) return;
+    l->up = 1;
+    l->full = 0;
+    if (l->outage)
+        wsk_bridge_log(l, WSK_LOG_WARN, "connected again; %llu publishes failed meanwhile",
+                       (unsigned long long)l->outage_fails);
+    else
+        wsk_bridge_log(l, WSK_LOG_INFO, "connected");
+    l->outage = 0;
+    l->outage_fails = 0;
+    struct resub r = {l->b, l};
+    wsk_pubsub_each(l->b->ctx, resubscribe, &r);
+}
+
+void wsk_bridge_down(wsk_bridge_link *l, const char *why)
+{
+    int was_up = l->up;
+    l->up = 0;
+    if (l->outage) return; /* logged once per outage */
+    l->outage = 1;
+    l->b->st.outages++;
+    wsk_bridge_log(l, WSK_LOG_WARN, "%s: %s; local delivery goes on, publishes are not bridged",
+                   was_up ? "lost" : "cannot connect", why);
+}
+
+/* The topic of a channel of ours, or NULL. */
+static const char *topic_of(wsk_bridge_link *l, const char *chan, size_t n, size_t *tlen)
+{
+    struct wsk_bridge *b = l->b;
+    if (n < b->plen || memcmp(chan, b->chan, b->plen) || n - b->plen > WSK_TOPIC_MAX) return NULL;
+    *tlen = n - b->plen;
+    return chan + b->plen;
+}
+
+void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const void *msg, size_t len)
+{
+    struct wsk_bridge *b = l->b;
+    const uint8_t *p = msg;
+    size_t tlen;
+    const char *topic = topic_of(l, chan, n, &tlen);
+    if (!topic || len < WSK_BRIDGE_HDR || p[0] != WSK_BRIDGE_MAGIC) {
+        b->st.foreign++;
+        return;
+    }
+    if (!memcmp(p + 2, b->node, 8)) {
+        b->st.echoes++;
+        return;
+    }
+    wsk_opcode op = p[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT;
+    size_t mlen = len - WSK_BRIDGE_HDR;
+    if (op == WSK_OP_TEXT && !wsk_utf8_valid(p + WSK_BRIDGE_HDR, mlen)) {
+        b->st.foreign++; /* never put invalid UTF-8 in a text frame, whoever sent it */
+        return;
+    }
+    b->st.received++;
+    wsk_pubsub_local(b->ctx, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op,
+                     (p[1] & WSK_BRIDGE_COMPRESS) != 0);
+}
+
+void wsk_bridge_reached(wsk_bridge_link *l, long n, int self)
+{
+    if (n - self > 0) l->b->st.remote += (uint64_t)(n - self);
+}
+
+void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n)
+{
+    if (n >= 0) wsk_bridge_reached(l, n, c->self);
+    c->done(c->arg, c->local, n < 0 ? WSK_NODES_UNKNOWN : n - c->self);
+    free(c);
+}
+
+int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n)
+{
+    size_t tlen;
+    const char *topic = topic_of(l, chan, n, &tlen);
+    return topic && wsk_server_subscribers(l->b->ctx->srv, topic, tlen) > 0;
+}
+
+/* ----- the public calls ---------------------------------------------------------------------- */
+
+/* url without "user:password@", into out. */
+static void url_shown(const char *url, char *out, size_t cap)
+{
+    const char *s = strstr(url, "://"), *at = s ? strchr(s + 3, '@') : NULL;
+    if (at)
+        snprintf(out, cap, "%.*s%s", (int)(s + 3 - url), url, at + 1);
+    else
+        snprintf(out, cap, "%s", url);
+}
+
+static const wsk_bridge_engine *engine_of(const char *url)
+{
+    for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++) {
+        size_t n = strlen(engines[i]->scheme);
+        if (!strncmp(url, engines[i]->scheme, n) && !strncmp(url + n, "://", 3)) return engines[i];
+    }
+    return NULL;
+}
+
+void wsk_bridge_free(struct wsk_bridge *b)
+{
+    if (!b) return;
+    for (unsigned i = 0; i < b->nlinks; i++)
+        if (b->links[i].e) b->links[i].eng->close(b->links[i].e);
+    free(b->chan);
+    free(b->env);
+    free(b);
+}
+
+int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls, const char *prefix)
+{
+    wsk_ctx *ctx = wsk_server_ctx(srv);
+    if (!prefix) prefix = "wskit:";
+    size_t plen = strlen(prefix);
+    if (!urls || !nurls || nurls > WSK_BRIDGE_MAX_LINKS || plen > WSK_BRIDGE_PREFIX_MAX)
+        return WSK_ERR_INVAL;
+    if (ctx->bridge) return WSK_ERR_STATE;
+    const wsk_bridge_engine *eng = NULL;
+    for (size_t i = 0; i < nurls; i++) {
+        const wsk_bridge_engine *e = urls[i] ? engine_of(urls[i]) : NULL;
+        if (!e || (eng && e != eng)) return WSK_ERR_URL; /* unknown, or engines mixed */
+        eng = e;
+    }
+    struct wsk_bridge *b = calloc(1, sizeof *b + nurls * sizeof b->links[0]);
+    if (!b || !(b->chan = malloc(plen + WSK_TOPIC_MAX + 1))) {
+        free(b);
+        return WSK_ERR_NOMEM;
+    }
+    b->ctx = ctx;
+    b->plen = plen;
+    memcpy(b->chan, prefix, plen);
+    if (getrandom(b->node, sizeof b->node, GRND_NONBLOCK) != (ssize_t)sizeof b->node) {
+        /* Early boot: the clock and an address still tell two processes apart. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)(uintptr_t)b;
+        memcpy(b->node, &x, 8);
+    }
+    b->nlinks = (unsigned)nurls;
+    for (size_t i = 0; i < nurls; i++) {
+        wsk_bridge_link *l = &b->links[i];
+        char err[256] = "";
+        l->b = b;
+        l->eng = eng;
+        url_shown(urls[i], l->shown, sizeof l->shown);
+        l->e = eng->open(l, ctx->loop->ev, urls[i], err, sizeof err);
+        if (!l->e) {
+            wsk_log(ctx->loop, WSK_LOG_ERROR, "bridge %s: %s", l->shown, err);
+            wsk_bridge_free(b);
+            return WSK_ERR_URL;
+        }
+    }
+    ctx->bridge = b;
+    return 0;
+}
+
+int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len)
+{
+    struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
+    if (!b) return WSK_ERR_STATE;
+    if ((!topic && len) || len > WSK_TOPIC_MAX) return WSK_ERR_INVAL;
+    return shard(b, topic ? topic : "", len)->up;
+}
+
+int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)
+{
+    struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
+    if (!st) return WSK_ERR_INVAL;
+    if (!b) return WSK_ERR_STATE;
+    *st = b->st;
+    st->links = b->nlinks;
+    st->links_up = 0;
+    for (unsigned i = 0; i < b->nlinks; i++) st->links_up += (unsigned)b->links[i].up;
+    return 0;
+}

@@ -1,0 +1,100 @@
+/* The bridge: a server's topics shared with other processes through an engine (Redis, NATS).
+ *
+ * Two sides.  pubsub.c tells the bridge when a topic gets its first local subscriber and when
+ * its last one leaves (wsk_bridge_topic), and hands it every publish after local delivery
+ * (wsk_bridge_forward).  Each engine is one file filling one wsk_bridge_engine; it calls back
+ * wsk_bridge_up / _down / _message.  bridge.c between them owns the envelope, the node id,
+ * sharding over several engine connections and the outage accounting; nothing else in the
+ * library includes an engine's headers.
+ *
+ * Envelope (what goes over the engine, on channel PREFIX + topic):
+ *   byte 0      WSK_BRIDGE_MAGIC (a version too: another value is not ours, and is dropped)
+ *   byte 1      flags: WSK_BRIDGE_BINARY, WSK_BRIDGE_TO_SELF, WSK_BRIDGE_COMPRESS
+ *   bytes 2-9   the origin node id (random per server): a node drops its own echo
+ *   bytes 10-   the message */
+#ifndef WSK_BRIDGE_H
+#define WSK_BRIDGE_H
+
+#include "internal.h"
+
+#define WSK_BRIDGE_MAGIC      0xB1
+#define WSK_BRIDGE_HDR        10
+#define WSK_BRIDGE_BINARY     1
+#define WSK_BRIDGE_TO_SELF    2
+#define WSK_BRIDGE_COMPRESS   4
+#define WSK_BRIDGE_PREFIX_MAX 64
+#define WSK_BRIDGE_MAX_LINKS  16
+
+/* One engine connection: a shard of the topics (bridge.c's; engines keep the pointer). */
+typedef struct wsk_bridge_link wsk_bridge_link;
+
+/* A publish whose sender waits for the engine's count (wsk_server_publish_counted): made by
+ * bridge.c, handed to the engine's publish, given back once through wsk_bridge_counted. */
+typedef struct wsk_bridge_count {
+    size_t len; /* the envelope's bytes (the engine's in-flight accounting) */
+    int self;   /* this node is subscribed to the channel: the engine counts it */
+    long local; /* local receivers, for done */
+    void (*done)(void *arg, long local, long nodes);
+    void *arg;
+} wsk_bridge_count;
+
+typedef struct wsk_bridge_engine {
+    const char *scheme; /* the URL scheme it serves: "redis", "nats" */
+    /* Starts connecting to url (NUL-terminated) on ev, in the background, reconnecting with
+     * backoff whenever the connection is lost, until close.  Returns the engine's state, or
+     * NULL with a reason in err[0..cap) (a bad URL, no memory). */
+    void *(*open)(wsk_bridge_link *link, struct ev_loop *ev, const char *url, char *err,
+                  size_t cap);
+    /* Subscribe to / leave channel chan[0..n) (copied).  Called only while up.  0, or <0. */
+    int (*subscribe)(void *e, const char *chan, size_t n);
+    int (*unsubscribe)(void *e, const char *chan, size_t n);
+    /* Queues msg[0..len) (copied) for channel chan; everything queued in one loop iteration
+     * leaves in one write.  self: this node is subscribed to chan (an engine that reports
+     * receivers, through wsk_bridge_reached, counts it among them).  0, or <0 when it cannot
+     * go (down, or the engine's queue is at its cap: memory stays bounded while the engine is
+     * slow).  count: NULL, or the sender waits for the engine's count: the engine gives it
+     * back through wsk_bridge_counted exactly once when publish returns 0 (with -1 for
+     * "unknown" when it cannot count, or loses the connection first); when publish fails it
+     * keeps nothing. */
+    int (*publish)(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
+                   wsk_bridge_count *count);
+    /* Disconnects and frees; no callback runs after it returns. */
+    void (*close)(void *e);
+} wsk_bridge_engine;
+
+extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;
+
+/* ----- engine -> bridge ---------------------------------------------------------------------- */
+
+/* The link is connected and ready: the bridge subscribes it to every live topic of its shard. */
+void wsk_bridge_up(wsk_bridge_link *l);
+/* The link was lost or could not connect (why: NUL-terminated); logged once per outage. */
+void wsk_bridge_down(wsk_bridge_link *l, const char *why);
+/* A message on channel chan[0..n): delivered to local subscribers unless it is our own echo. */
+void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const void *msg,
+                        size_t len);
+/* The engine says how many subscriptions a publish reached (Redis: PUBLISH's reply); self as
+ * given to publish. */
+void wsk_bridge_reached(wsk_bridge_link *l, long n, int self);
+/* The engine's count of a publish that carried one: n subscriptions (self included), or -1
+ * when it cannot be known.  Runs the sender's done and frees c. */
+void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n);
+/* 1 when channel chan[0..n) names a topic that has local subscribers now. */
+int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n);
+/* The loop's log, prefixed with the link's URL (without its password). */
+void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ----- library -> bridge --------------------------------------------------------------------- */
+
+/* topic[0..n) got its first local subscriber (on 1) or lost its last one (on 0). */
+void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on);
+/* Forwards a publish, already delivered locally to `local` sockets, to the other nodes.  With
+ * done, done(arg, local, nodes) runs exactly once (see wsk_server_publish_counted), perhaps
+ * before this returns.  0, or <0 when it could not be forwarded (counted in the stats). */
+int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data,
+                       size_t len, unsigned op, int compress, int to_self, long local,
+                       void (*done)(void *arg, long local, long nodes), void *arg);
+void wsk_bridge_free(struct wsk_bridge *b);
+
+#endif

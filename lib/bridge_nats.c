@@ -1,0 +1,323 @@
+/* The NATS engine of the bridge (bridge.h), on the NATS C client driven by the loop through
+ * nats_libev.c.
+ *
+ * One connection per URL list (a cluster's seed URLs: the client fails over between them and
+ * resubscribes by itself after a reconnect).  Publishes go into the client's buffer and leave
+ * when the loop finds the socket writable: all publishes of one loop iteration in one write.
+ * The client runs message handlers and connection events on its own threads: they only queue
+ * (a mutex, a list, a cap on the bytes held) and wake the loop, which hands them to the bridge.
+ * NATS cannot say how many subscribers a publish reached: counts are -1 (unknown). */
+#include "bridge.h"
+#include "nats_libev.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS 1024
+/* Bytes of messages from NATS waiting for the loop, and of publishes in the client's buffer,
+ * beyond which more are dropped: memory stays bounded when one side is slow. */
+#define QUEUE_MAX (16u << 20)
+#define OUT_MAX   (8u << 20)
+
+struct nsub {
+    struct nsub *next;
+    natsSubscription *sub;
+    size_t n;
+    char chan[];
+};
+
+struct nmsg {
+    struct nmsg *next;
+    size_t clen, len;
+    char data[]; /* the channel, then the message */
+};
+
+struct nats {
+    wsk_bridge_link *link;
+    wsk_natsev x;
+    natsOptions *opts;
+    natsConnection *nc;
+    int up; /* the loop's view */
+    struct nsub *subs[NBUCKETS];
+    char subj[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX + 1]; /* a NUL-terminated subject */
+    /* Filled by NATS' threads, under x.mu's sibling: */
+    pthread_mutex_t mu;
+    struct nmsg *head, *tail;
+    size_t queued;
+    uint64_t dropped;
+    int went_down, went_up, connected, closing;
+    char why[128];
+};
+
+static size_t bucket(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h % NBUCKETS;
+}
+
+static struct nsub **sub_find(struct nats *t, const char *chan, size_t n)
+{
+    struct nsub **p = &t->subs[bucket(chan, n)];
+    while (*p && ((*p)->n != n || memcmp((*p)->chan, chan, n))) p = &(*p)->next;
+    return p;
+}
+
+static const char *subject(struct nats *t, const char *chan, size_t n)
+{
+    memcpy(t->subj, chan, n);
+    t->subj[n] = 0;
+    return t->subj;
+}
+
+/* ----- NATS' threads ------------------------------------------------------------------------- */
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    struct nats *t = closure;
+    (void)nc;
+    (void)sub;
+    const char *subj = natsMsg_GetSubject(msg);
+    size_t clen = strlen(subj), len = (size_t)natsMsg_GetDataLength(msg);
+    struct nmsg *m = malloc(sizeof *m + clen + len);
+    pthread_mutex_lock(&t->mu);
+    if (!m || t->closing || t->queued + len > QUEUE_MAX) {
+        t->dropped++;
+        free(m);
+    } else {
+        m->next = NULL;
+        m->clen = clen;
+        m->len = len;
+        memcpy(m->data, subj, clen);
+        memcpy(m->data + clen, natsMsg_GetData(msg), len);
+        if (t->tail)
+            t->tail->next = m;
+        else
+            t->head = m;
+        t->tail = m;
+        t->queued += len;
+        wsk_natsev_wake(&t->x);
+    }
+    pthread_mutex_unlock(&t->mu);
+    natsMsg_Destroy(msg);
+}
+
+static void conn_event(struct nats *t, int up, const char *why)
+{
+    pthread_mutex_lock(&t->mu);
+    if (up) {
+        t->went_up = 1;
+    } else {
+        t->went_down = 1;
+        snprintf(t->why, sizeof t->why, "%s", why);
+    }
+    t->connected = up;
+    if (!t->closing) wsk_natsev_wake(&t->x);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void on_up(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    conn_event(closure, 1, NULL);
+}
+
+static void on_down(natsConnection *nc, void *closure)
+{
+    const char *err = NULL;
+    natsStatus s = natsConnection_GetLastError(nc, &err);
+    conn_event(closure, 0,
+               err && *err    ? err
+               : s != NATS_OK ? natsStatus_GetText(s)
+                              : "disconnected");
+}
+
+/* ----- the loop ------------------------------------------------------------------------------ */
+
+/* Back from an outage: the client resubscribed what it had, including topics that died
+ * meanwhile (the bridge says nothing to a link that is down); leave those. */
+static void prune(struct nats *t)
+{
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (struct nsub **p = &t->subs[i]; *p;) {
+            struct nsub *s = *p;
+            if (wsk_bridge_wants(t->link, s->chan, s->n)) {
+                p = &s->next;
+                continue;
+            }
+            *p = s->next;
+            natsSubscription_Destroy(s->sub);
+            free(s);
+        }
+    }
+}
+
+static void on_wake(void *arg)
+{
+    struct nats *t = arg;
+    pthread_mutex_lock(&t->mu);
+    struct nmsg *m = t->head;
+    t->head = t->tail = NULL;
+    t->queued = 0;
+    int down = t->went_down, up = t->went_up, connected = t->connected;
+    char why[sizeof t->why];
+    memcpy(why, t->why, sizeof why);
+    t->went_down = t->went_up = 0;
+    pthread_mutex_unlock(&t->mu);
+
+    if (down) { /* logged by the bridge once per outage */
+        t->up = 0;
+        wsk_bridge_down(t->link, why);
+    }
+    if (up && connected && !t->up) {
+        t->up = 1;
+        prune(t);
+        wsk_bridge_up(t->link);
+    }
+    while (m) {
+        struct nmsg *next = m->next;
+        if (t->up) wsk_bridge_message(t->link, m->data, m->clen, m->data + m->clen, m->len);
+        free(m);
+        m = next;
+    }
+}
+
+static int nt_subscribe(void *e, const char *chan, size_t n)
+{
+    struct nats *t = e;
+    struct nsub **p = sub_find(t, chan, n), *s;
+    if (*p) return 0;
+    if (!(s = malloc(sizeof *s + n))) return -1;
+    if (natsConnection_Subscribe(&s->sub, t->nc, subject(t, chan, n), on_msg, t) != NATS_OK) {
+        wsk_bridge_log(t->link, WSK_LOG_WARN, "cannot subscribe to '%s'", t->subj);
+        free(s);
+        return -1;
+    }
+    s->next = NULL;
+    s->n = n;
+    memcpy(s->chan, chan, n);
+    *p = s;
+    return 0;
+}
+
+static int nt_unsubscribe(void *e, const char *chan, size_t n)
+{
+    struct nats *t = e;
+    struct nsub **p = sub_find(t, chan, n), *s = *p;
+    if (!s) return 0;
+    *p = s->next;
+    natsSubscription_Destroy(s->sub);
+    free(s);
+    return 0;
+}
+
+static int nt_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
+                      wsk_bridge_count *count)
+{
+    struct nats *t = e;
+    (void)self;
+    if (!t->up || natsConnection_Buffered(t->nc) + (int)len > (int)OUT_MAX ||
+        natsConnection_Publish(t->nc, subject(t, chan, n), msg, (int)len) != NATS_OK)
+        return -1;
+    if (count) wsk_bridge_counted(t->link, count, -1); /* NATS cannot count */
+    return 0;
+}
+
+static void nt_close(void *e)
+{
+    struct nats *t = e;
+    pthread_mutex_lock(&t->mu);
+    t->closing = 1;
+    pthread_mutex_unlock(&t->mu);
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (struct nsub *s = t->subs[i], *next; s; s = next) {
+            next = s->next;
+            natsSubscription_Destroy(s->sub);
+            free(s);
+        }
+    }
+    if (t->nc) natsConnection_Destroy(t->nc);
+    natsOptions_Destroy(t->opts);
+    wsk_natsev_stop(&t->x);
+    for (struct nmsg *m = t->head, *next; m; m = next) {
+        next = m->next;
+        free(m);
+    }
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+/* nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]: the client takes a comma-separated list of
+ * URLs; each item without a scheme gets this one's (and its user info). */
+static int servers(const char *url, char *out, size_t cap)
+{
+    const char *rest = url + strlen("nats://"), *at = strchr(rest, '@'), *comma = strchr(rest, ',');
+    size_t pre = at && (!comma || at < comma) ? (size_t)(at + 1 - url) : strlen("nats://");
+    size_t o = 0;
+    for (const char *p = url; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        int schemed = n >= 7 && !strncmp(p, "nats://", 7);
+        const char *host = schemed ? p + 7 : p, *ui = memchr(host, '@', n - (size_t)(host - p));
+        if (ui) host = ui + 1;
+        if (host == p + n) return -1; /* no host */
+        int w = snprintf(out + o, cap - o, "%s%.*s%.*s", o ? "," : "", schemed ? 0 : (int)pre, url,
+                         (int)n, p);
+        if (!n || w < 0 || (size_t)w >= cap - o) return -1;
+        o += (size_t)w;
+        p += n + (end != NULL);
+    }
+    return 0;
+}
+
+static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url, char *err,
+                     size_t cap)
+{
+    struct nats *t = calloc(1, sizeof *t);
+    char list[4096];
+    if (!t || servers(url, list, sizeof list) < 0) {
+        snprintf(err, cap,
+                 t ? "bad URL (nats://[USER:PASS@]HOST:PORT[,HOST:PORT...])" : "out of memory");
+        free(t);
+        return NULL;
+    }
+    t->link = link;
+    pthread_mutex_init(&t->mu, NULL);
+    wsk_natsev_init(&t->x, ev, on_wake, t);
+    natsStatus s = natsOptions_Create(&t->opts);
+    if (s == NATS_OK) s = natsOptions_SetURL(t->opts, list);
+    if (s == NATS_OK)
+        s = natsOptions_SetEventLoop(t->opts, &t->x, wsk_natsev_attach, wsk_natsev_read,
+                                     wsk_natsev_write, wsk_natsev_detach);
+    /* Reconnect for ever, 100 ms apart; subscriptions share the client's delivery threads
+     * instead of one thread each; our own publishes are not sent back to us. */
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(t->opts, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(t->opts, 100);
+    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(t->opts, true);
+    if (s == NATS_OK) s = natsOptions_SetNoEcho(t->opts, true);
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(t->opts, on_down, t);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(t->opts, on_up, t);
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(t->opts, true, on_up, t);
+    if (s == NATS_OK) s = natsConnection_Connect(&t->nc, t->opts);
+    if (s == NATS_OK) {
+        conn_event(t, 1, NULL);
+    } else if (s == NATS_NOT_YET_CONNECTED) {
+        conn_event(t, 0, "cannot connect yet, retrying");
+    } else {
+        snprintf(err, cap, "%s", natsStatus_GetText(s));
+        t->nc = NULL;
+        nt_close(t);
+        return NULL;
+    }
+    return t;
+}
+
+const wsk_bridge_engine wsk_bridge_nats = {
+    .scheme = "nats",
+    .open = nt_open,
+    .subscribe = nt_subscribe,
+    .unsubscribe = nt_unsubscribe,
+    .publish = nt_publish,
+    .close = nt_close,
+};

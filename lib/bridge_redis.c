@@ -1,0 +1,301 @@
+/* The Redis engine of the bridge (bridge.h), on hiredis' async API and its libev adapter.
+ *
+ * Two connections per Redis server: Redis gives a connection that has subscribed nothing but
+ * (UN)SUBSCRIBE, so publishes go on `pub` and subscriptions on `sub`.  Each command is
+ * appended to hiredis' output buffer and the adapter writes that buffer when the loop next
+ * polls: every publish of one loop iteration leaves in one write (a pipeline), and one
+ * connection keeps a topic's publishes in order.
+ *
+ * The link is up once both connections answered a PING (after AUTH and SELECT, whose errors
+ * a PING would hit first).  Losing either drops both and retries after a backoff, 0.1 s
+ * doubling to 5 s; the bridge then subscribes every live topic again. */
+#include "bridge.h"
+
+#include <ev.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#pragma GCC diagnostic pop
+
+#define BACKOFF_MIN 0.1
+#define BACKOFF_MAX 5.0
+/* Publish bytes Redis has not acknowledged yet, beyond which publishes fail. */
+#define INFLIGHT_MAX (8u << 20)
+
+struct redis {
+    wsk_bridge_link *link;
+    struct ev_loop *ev;
+    char host[256];
+    int port, db;
+    char *password;
+    redisAsyncContext *pub, *sub;
+    int ready;   /* connections that answered their PING: up at 2 */
+    int closing; /* close() is freeing the connections: no callback acts */
+    ev_timer retry;
+    double backoff;
+    size_t inflight; /* publish bytes awaiting Redis's reply */
+};
+
+/* ----- URL ----------------------------------------------------------------------------------- */
+
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]; HOST may be [IPv6]. */
+static int parse_url(struct redis *r, const char *url, char *err, size_t cap)
+{
+    const char *p = url + strlen("redis://"), *at = strchr(p, '@'), *end;
+    r->port = 6379;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon) colon = p - 1; /* "PASSWORD@" alone */
+        r->password = strndup(colon + 1, (size_t)(at - colon - 1));
+        if (!r->password) return snprintf(err, cap, "out of memory"), -1;
+        p = at + 1;
+    }
+    if (*p == '[') {
+        end = strchr(p, ']');
+        if (!end) return snprintf(err, cap, "unclosed [ in the host"), -1;
+        p++;
+    } else {
+        end = p + strcspn(p, ":/");
+    }
+    if (end == p || (size_t)(end - p) >= sizeof r->host)
+        return snprintf(err, cap, "no host, or a host too long"), -1;
+    memcpy(r->host, p, (size_t)(end - p));
+    p = end + (*end == ']');
+    char *e;
+    if (*p == ':') {
+        long port = strtol(p + 1, &e, 10);
+        if (e == p + 1 || port < 1 || port > 65535) return snprintf(err, cap, "bad port"), -1;
+        r->port = (int)port;
+        p = e;
+    }
+    if (*p == '/' && p[1]) {
+        long db = strtol(p + 1, &e, 10);
+        if (e == p + 1 || *e || db < 0 || db > 1000000) return snprintf(err, cap, "bad db"), -1;
+        r->db = (int)db;
+        p = e;
+    } else if (*p == '/') {
+        p++;
+    }
+    if (*p)
+        return snprintf(err, cap, "unexpected '%s' (redis://[:PASSWORD@]HOST:PORT[/DB])", p), -1;
+    return 0;
+}
+
+/* ----- connections --------------------------------------------------------------------------- */
+
+static void connect_both(struct redis *r);
+
+/* A connection failed or was lost: drop the other one too and try again after the backoff. */
+static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
+{
+    if (r->closing) return;
+    /* hiredis frees ac itself; the other one goes here, its callbacks silenced. */
+    redisAsyncContext *rest[2] = {r->pub == ac ? NULL : r->pub, r->sub == ac ? NULL : r->sub};
+    r->pub = r->sub = NULL;
+    r->closing = 1;
+    for (int i = 0; i < 2; i++)
+        if (rest[i]) redisAsyncFree(rest[i]);
+    r->closing = 0;
+    r->ready = 0;
+    r->inflight = 0; /* the replies awaited will never come */
+    wsk_bridge_down(r->link, why);
+    if (!ev_is_active(&r->retry)) {
+        ev_timer_set(&r->retry, r->backoff, 0);
+        ev_timer_start(r->ev, &r->retry);
+        r->backoff = r->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : r->backoff * 2;
+    }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis *r = ac->data;
+    /* On failure hiredis frees ac after this returns. */
+    if (status != REDIS_OK) lost(r, ac, ac->errstr[0] ? ac->errstr : "connect failed");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis *r = ac->data;
+    (void)status;
+    lost(r, ac, ac->errstr[0] ? ac->errstr : "connection closed");
+}
+
+/* The reply to AUTH, SELECT and PING: an error takes the connection down (hiredis may not be
+ * freed from its own callback: it disconnects once this returns). */
+static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    if (!rep || r->closing) return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        snprintf(ac->c.errstr, sizeof ac->c.errstr, "%s", rep->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (priv && ++r->ready == 2) { /* priv: the PING */
+        r->backoff = BACKOFF_MIN;
+        wsk_bridge_up(r->link);
+    }
+}
+
+static redisAsyncContext *connect_one(struct redis *r, int select)
+{
+    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    if (!ac) return NULL;
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = r;
+    redisLibevAttach(r->ev, ac);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (r->password) redisAsyncCommand(ac, on_setup, NULL, "AUTH %s", r->password);
+    if (select && r->db) redisAsyncCommand(ac, on_setup, NULL, "SELECT %d", r->db);
+    redisAsyncCommand(ac, on_setup, r, "PING");
+    return ac;
+}
+
+static void connect_both(struct redis *r)
+{
+    r->ready = 0;
+    r->pub = connect_one(r, 1);
+    r->sub = r->pub ? connect_one(r, 0) : NULL;
+    if (!r->sub) lost(r, NULL, "cannot connect");
+}
+
+static void on_retry(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    connect_both(w->data);
+}
+
+/* ----- the engine ---------------------------------------------------------------------------- */
+
+/* Every reply on `sub`: subscribe confirmations, messages and unsubscribe confirmations. */
+static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = priv;
+    const redisReply *rep = reply;
+    (void)ac;
+    if (!rep || r->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+    const redisReply *kind = rep->element[0], *chan = rep->element[1], *msg = rep->element[2];
+    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING) return;
+    if (!strcmp(kind->str, "message") && msg->type == REDIS_REPLY_STRING) {
+        wsk_bridge_message(r->link, chan->str, chan->len, msg->str, msg->len);
+    } else if (!strcmp(kind->str, "unsubscribe") &&
+               wsk_bridge_wants(r->link, chan->str, chan->len)) {
+        /* The topic came back while UNSUBSCRIBE was on its way: hiredis forgot the channel's
+         * callback when the confirmation arrived, so subscribe again. */
+        const char *argv[2] = {"SUBSCRIBE", chan->str};
+        size_t len[2] = {9, chan->len};
+        redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, len);
+    }
+}
+
+static int chan_cmd(struct redis *r, const char *cmd, const char *chan, size_t n)
+{
+    if (r->ready < 2) return -1;
+    const char *argv[2] = {cmd, chan};
+    size_t len[2] = {strlen(cmd), n};
+    return redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, len) == REDIS_OK ? 0 : -1;
+}
+
+static int rd_subscribe(void *e, const char *chan, size_t n)
+{
+    return chan_cmd(e, "SUBSCRIBE", chan, n);
+}
+
+static int rd_unsubscribe(void *e, const char *chan, size_t n)
+{
+    return chan_cmd(e, "UNSUBSCRIBE", chan, n);
+}
+
+/* priv: the message's length, shifted left once, and whether this node is subscribed. */
+static void on_published(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    uintptr_t tag = (uintptr_t)priv;
+    if (!rep || r->closing) return;
+    r->inflight -= tag >> 1 <= r->inflight ? tag >> 1 : r->inflight;
+    if (rep->type == REDIS_REPLY_INTEGER) wsk_bridge_reached(r->link, (long)rep->integer, tag & 1);
+}
+
+/* The same for a publish whose sender waits for the count.  hiredis calls every callback
+ * pending when a connection goes, with no reply: the sender then hears -1. */
+static void on_counted(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    wsk_bridge_count *c = priv;
+    if (rep) r->inflight -= c->len <= r->inflight ? c->len : r->inflight;
+    wsk_bridge_counted(r->link, c,
+                       rep && rep->type == REDIS_REPLY_INTEGER ? (long)rep->integer : -1);
+}
+
+static int rd_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
+                      wsk_bridge_count *count)
+{
+    struct redis *r = e;
+    if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
+    const char *argv[3] = {"PUBLISH", chan, msg};
+    size_t alen[3] = {7, n, len};
+    void *tag = (void *)(uintptr_t)(len << 1 | (self != 0));
+    int st = count ? redisAsyncCommandArgv(r->pub, on_counted, count, 3, argv, alen)
+                   : redisAsyncCommandArgv(r->pub, on_published, tag, 3, argv, alen);
+    if (st != REDIS_OK) return -1;
+    r->inflight += len;
+    return 0;
+}
+
+static void rd_close(void *e)
+{
+    struct redis *r = e;
+    r->closing = 1;
+    ev_timer_stop(r->ev, &r->retry);
+    if (r->pub) redisAsyncFree(r->pub);
+    if (r->sub) redisAsyncFree(r->sub);
+    free(r->password);
+    free(r);
+}
+
+static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url, char *err,
+                     size_t cap)
+{
+    struct redis *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    r->link = link;
+    r->ev = ev;
+    r->backoff = BACKOFF_MIN;
+    ev_init(&r->retry, on_retry);
+    r->retry.data = r;
+    if (parse_url(r, url, err, cap) < 0) {
+        free(r->password);
+        free(r);
+        return NULL;
+    }
+    connect_both(r);
+    return r;
+}
+
+const wsk_bridge_engine wsk_bridge_redis = {
+    .scheme = "redis",
+    .open = rd_open,
+    .subscribe = rd_subscribe,
+    .unsubscribe = rd_unsubscribe,
+    .publish = rd_publish,
+    .close = rd_close,
+};

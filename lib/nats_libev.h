@@ -1,0 +1,45 @@
+/* A libev adapter for the NATS C client's event-loop hooks (natsOptions_SetEventLoop), in the
+ * shape of the client's own adapters/libevent.h: attach, read add/remove, write add/remove,
+ * detach.
+ *
+ * One difference: libev is not thread-safe, and the NATS client calls these hooks from its own
+ * threads too (attach after a reconnect runs on its reconnect thread).  So a hook records the
+ * wanted state under a mutex and wakes the loop (ev_async); the loop thread applies it.  On the
+ * loop thread itself the hook applies it at once.  The same wake-up serves the engine, which
+ * queues messages and connection events from NATS' threads: `wake` runs on the loop thread
+ * after each wake-up. */
+#ifndef WSK_NATS_LIBEV_H
+#define WSK_NATS_LIBEV_H
+
+#include <ev.h>
+#include <nats/nats.h>
+#include <pthread.h>
+
+typedef struct wsk_natsev {
+    struct ev_loop *ev;
+    pthread_t loop_thread;
+    ev_io io;
+    ev_async async;
+    pthread_mutex_t mu;
+    /* Wanted (under mu) and applied (loop thread) state of the socket's watcher. */
+    natsConnection *nc;
+    int fd, want_read, want_write;
+    int cur_fd, cur_events;
+    void (*wake)(void *arg); /* the engine's part of a wake-up */
+    void *arg;
+} wsk_natsev;
+
+/* Prepares x on ev (the caller's loop thread is the one that runs ev): wake(arg) runs on it after
+ * each wsk_natsev_wake.  Pass x as the `loop` of natsOptions_SetEventLoop with the four hooks. */
+void wsk_natsev_init(wsk_natsev *x, struct ev_loop *ev, void (*wake)(void *arg), void *arg);
+/* Stops the watchers (after the connection is destroyed). */
+void wsk_natsev_stop(wsk_natsev *x);
+/* From any thread: have the loop run wake(arg) soon. */
+void wsk_natsev_wake(wsk_natsev *x);
+
+natsStatus wsk_natsev_attach(void **userData, void *loop, natsConnection *nc, natsSock socket);
+natsStatus wsk_natsev_read(void *userData, bool add);
+natsStatus wsk_natsev_write(void *userData, bool add);
+natsStatus wsk_natsev_detach(void *userData);
+
+#endif

@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""wsserve --bridge redis:// and nats://: topics shared by two and three nodes through a real
+redis-server and nats-server on free loopback ports.  A subscriber on node A gets what is published on node B through each
+way in (WebSocket, JSON publish, POST /publish, wspub), text and binary, 10,000 messages in
+order; publish-to-self delivers once; a topic is subscribed on Redis only while a node has a
+local subscriber; Redis killed mid-stream (local delivery goes on, the outage is logged once,
+the nodes reconnect, subscribe again, and later messages arrive); two --reuseport processes on
+one port share topics; two Redis servers shard the topics.  Acknowledgements count the other
+nodes' subscriptions through Redis, and say "bridged" through NATS, which cannot count."""
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import BIN, done, Engine, nothing, ok, Server, skip, wait_for  # noqa: E402
+
+T = 5.0
+
+
+
+def connect(url):
+    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                              max_size=None, compression=None)
+
+
+async def recv(ws, timeout=T):
+    return await asyncio.wait_for(ws.recv(), timeout)
+
+
+def node(engine_urls, *extra):
+    args = ["--pubsub", "-v", *extra]
+    for u in engine_urls:
+        args += ["--bridge", u]
+    s = Server(*args)
+    s.wait_log("connected", n=len(engine_urls))
+    return s
+
+
+def subscribed(engine, *channels):
+    return wait_for(lambda: all(c in engine.channels() for c in channels))
+
+
+def curl_post(srv, topic, body):
+    r = subprocess.run(["curl", "-s", "-m", "5", "--data-binary", "@-",
+                        f"http://127.0.0.1:{srv.port}/publish/{topic}"],
+                       input=body, capture_output=True, timeout=10)
+    return r.stdout.decode(errors="replace")
+
+
+async def ways_in(redis, a, b, c):
+    async with connect(a.url("/news")) as sub, connect(c.url("/news")) as sub3, \
+            connect(a.url("/")) as jsub:
+        await jsub.send(json.dumps({"op": "subscribe", "topics": ["news"]}))
+        await recv(jsub)
+        ok(subscribed(redis, "wskit:news", "wskit:{news"),
+           "a topic with local subscribers is subscribed on the engine", redis.channels())
+
+        async with connect(b.url("/news")) as pub:
+            await pub.send("over websocket")
+            ok(await recv(sub) == "over websocket", "WebSocket publish on B reaches A")
+            ok(await recv(sub3) == "over websocket", "... and a third node C")
+            m = json.loads(await recv(jsub))
+            ok(m.get("data") == "over websocket", "... and a JSON subscriber on A", m)
+            await pub.send(b"\x00\xffbin")
+            got = await recv(sub)
+            ok(got == b"\x00\xffbin", "binary stays binary across nodes", repr(got))
+            await recv(sub3)
+            await recv(jsub)
+
+        async with connect(b.url("/")) as jpub:
+            await jpub.send(json.dumps({"op": "publish", "topic": "news", "data": "by json"}))
+            ack = json.loads(await recv(jpub))
+            ok(await recv(sub) == "by json", "JSON publish on B reaches A", ack)
+            # Other nodes' subscriptions: A's raw and JSON ones, C's raw one.
+            want = 3 if redis.kind == "redis" else None  # NATS cannot count
+            ok(ack.get("receivers") == 0 and ack.get("bridged") is True and
+               ack.get("nodes") == want,
+               "the ack counts local receivers and, apart, the other nodes' subscriptions", ack)
+            await recv(sub3)
+            await recv(jsub)
+
+        reply = curl_post(b, "news", b"by post")
+        ok(await recv(sub) == "by post", "POST /publish on B reaches A")
+        ok(json.loads(reply).get("bridged") is True, "... and says it was bridged", reply)
+        await recv(sub3)
+        await recv(jsub)
+
+        r = subprocess.run([os.path.join(BIN, "wspub"), "-v", "--require-receivers",
+                            b.url("/news"), "by wspub"], capture_output=True, timeout=10)
+        ok(r.returncode == 0 and await recv(sub) == "by wspub", "wspub to B reaches A",
+           r.stderr.decode())
+        if redis.kind == "redis":
+            ok(r.stdout.decode() == "1: 0 receivers, 3 on other nodes\n",
+               "wspub -v reports the other nodes; --require-receivers counts them", r.stdout)
+        await recv(sub3)
+        await recv(jsub)
+
+
+    ok(wait_for(lambda: "wskit:news" not in redis.channels()),
+       "the topic leaves the engine when its last local subscriber leaves", redis.channels())
+    ok("wskit:never" not in redis.channels(), "a topic nobody subscribed is not on the engine")
+
+
+async def order(redis, a, b):
+    """One publisher on B, 10,000 messages, one subscriber on A (alone on its topic, so that
+    no unread queue slows the others)."""
+    n = 10000
+    async with connect(a.url("/order")) as sub:
+        subscribed(redis, "wskit:order")
+        async with connect(b.url("/order")) as pub:
+            for i in range(n):
+                await pub.send(str(i))
+            got = []
+            try:
+                while len(got) < n:
+                    got.append(int(await recv(sub, 20)))
+            except asyncio.TimeoutError:
+                pass
+    ok(got == list(range(n)), f"{n} messages arrive in order on the other node",
+       f"{len(got)} arrived; first out of order at "
+       f"{next((i for i, v in enumerate(got) if v != i), None)}")
+
+
+async def to_self(redis):
+    a = node([redis.url], "--publish-to-self")
+    b = node([redis.url], "--publish-to-self")
+    try:
+        async with connect(a.url("/me")) as sub, connect(b.url("/me")) as me:
+            subscribed(redis, "wskit:me")
+            await me.send("mine")
+            ok(await recv(me) == "mine", "publish-to-self: the sender gets its message")
+            ok(await nothing(me), "... once: its echo through the engine is dropped")
+            ok(await recv(sub) == "mine", "... and the other node's subscriber gets it")
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def outage(redis, a, b):
+    async with connect(a.url("/k")) as far, connect(b.url("/k")) as near, \
+            connect(b.url("/k")) as pub:
+        subscribed(redis, "wskit:k")
+        await pub.send("before")
+        ok(await recv(far) == "before" and await recv(near) == "before", "before the outage")
+
+        redis.stop()
+        b.wait_log("lost")
+        await pub.send("during")
+        ok(await recv(near) == "during", "engine down: local delivery goes on")
+        async with connect(b.url("/")) as jpub:
+            await jpub.send(json.dumps({"op": "publish", "topic": "k", "data": "during 2"}))
+            ack = json.loads(await recv(jpub))
+        await recv(near)
+        ok(ack.get("receivers") == 2 and ack.get("bridged") is False,  # near and pub
+           "the ack says the publish was not bridged", ack)
+        ok(await nothing(far), "... and nothing reaches the other node")
+        ok(b.count("lost") == 1 and b.count("cannot connect") == 0,
+           "the outage is logged once", b.stderr[-2000:])
+
+        redis.start()
+        ok(b.wait_log("connected again", timeout=15) == 1 and
+           a.wait_log("connected again", timeout=15) == 1,
+           "both nodes reconnect", a.stderr[-1500:] + b.stderr[-1500:])
+        ok(b.count("2 publishes failed") == 1, "the failed publishes are counted in the log",
+           b.stderr[-1500:])
+        ok(subscribed(redis, "wskit:k"), "the live topic is subscribed again", redis.channels())
+        await pub.send("after")
+        ok(await recv(far) == "after", "messages published after the outage arrive")
+
+
+async def sharding():
+    with Engine() as r1, Engine() as r2:
+        a = node([r1.url, r2.url])
+        b = node([r1.url, r2.url])
+        try:
+            topics = [f"t{i}" for i in range(16)]
+            socks = [await connect(a.url("/" + t)).__aenter__() for t in topics]
+            chans = ["wskit:" + t for t in topics]
+            wait_for(lambda: sorted(r1.channels() + r2.channels()) == sorted(chans))
+            c1, c2 = set(r1.channels()), set(r2.channels())
+            ok(c1 | c2 == set(chans) and not c1 & c2 and c1 and c2,
+               "two Redis servers: each topic on exactly one, both used", f"{c1} {c2}")
+            async with connect(b.url("/")) as jpub:
+                for t in topics:
+                    await jpub.send(json.dumps({"op": "publish", "topic": t, "data": t}))
+                got = [await recv(s) for s in socks]
+            ok(got == topics, "publishes on B reach A through both shards", got)
+            for s in socks:
+                await s.close()
+        finally:
+            a.stop()
+            b.stop()
+
+
+async def reuseport(redis):
+    from wstest import free_port
+    port = free_port()
+    p1 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
+    p2 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
+    try:
+        socks = []
+        for _ in range(100):  # until each process has a subscriber
+            socks.append(await connect(f"ws://127.0.0.1:{port}/rp").__aenter__())
+            if wait_for(lambda: p1.count(": open") + p2.count(": open") == len(socks)) and \
+                    p1.count(": open") and p2.count(": open"):
+                break
+        ok(p1.count(": open") and p2.count(": open"), "--reuseport: both processes accept")
+        subscribed(redis, "wskit:rp")
+        wait_for(lambda: redis.subscribers("wskit:rp") == 2)
+        curl_post(p1, "rp", b"everyone")
+        got = [await recv(s) for s in socks]
+        ok(got == ["everyone"] * len(socks), "... and share topics through the bridge", got)
+        for s in socks:
+            await s.close()
+    finally:
+        p1.stop()
+        p2.stop()
+
+
+async def main(kind):
+    with Engine(kind) as redis:
+        a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
+        try:
+            await ways_in(redis, a, b, c)
+            await order(redis, a, b)
+            c.stop()
+            await outage(redis, a, b)
+        finally:
+            for s in (a, b, c):
+                s.stop()
+        await to_self(redis)
+        await reuseport(redis)
+    if kind == "redis":
+        await sharding()
+
+
+for kind in ("redis", "nats"):
+    if not shutil.which(f"{kind}-server"):
+        skip(f"bridge through {kind}", f"{kind}-server is not installed (scripts/install-deps)")
+        continue
+    print(f"# through {kind}", flush=True)
+    asyncio.run(main(kind))
+done()
