@@ -423,18 +423,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsserve: cannot bridge: the --bridge URLs are invalid or mixed\n");
         goto out;
     }
+    /* The signal watchers come before the "listening" line: whoever waits for that line may
+     * send SIGTERM at once. */
+    struct ev_loop *ev = wsk_loop_ev(p.loop);
+    ev_signal_init(&p.sigint, on_signal, SIGINT);
+    ev_signal_init(&p.sigterm, on_signal, SIGTERM);
+    p.sigint.data = p.sigterm.data = &p;
+    ev_signal_start(ev, &p.sigint);
+    ev_signal_start(ev, &p.sigterm);
     if (listen_all(&sv, &c) == 0) {
-        struct ev_loop *ev = wsk_loop_ev(p.loop);
-        ev_signal_init(&p.sigint, on_signal, SIGINT);
-        ev_signal_init(&p.sigterm, on_signal, SIGTERM);
-        p.sigint.data = p.sigterm.data = &p;
-        ev_signal_start(ev, &p.sigint);
-        ev_signal_start(ev, &p.sigterm);
         ev_run(ev, 0);
-        ev_signal_stop(ev, &p.sigint);
-        ev_signal_stop(ev, &p.sigterm);
         status = sv.exit_code;
     }
+    ev_signal_stop(ev, &p.sigint);
+    ev_signal_stop(ev, &p.sigterm);
+    /* libev restored the default action; a late signal must not kill the teardown and change
+     * the exit status (a second SIGTERM during shutdown already meant "stop now"). */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
 out:
     if (sv.srv) wsk_server_free(sv.srv);
     if (c.mode->teardown) c.mode->teardown(&sv);
