@@ -261,7 +261,7 @@ static void on_kill(struct ev_loop *ev, ev_timer *w, int revents)
     struct child *c = w->data;
     (void)revents;
     if (c->reaped) return;
-    kill(c->pid, c->kills++ ? SIGKILL : SIGTERM);
+    kill(-c->pid, c->kills++ ? SIGKILL : SIGTERM); /* its process group */
     if (c->kills < 2) {
         w->repeat = c->x->cfg->close_grace;
         ev_timer_again(ev, w);
@@ -551,7 +551,7 @@ static void exec_teardown(struct serve *sv)
     struct exec *x = sv->state;
     if (!x) return;
     for (struct child *c = x->children; c; c = c->next)
-        if (!c->reaped && c->pid > 0) kill(c->pid, SIGTERM);
+        if (!c->reaped && c->pid > 0) kill(-c->pid, SIGTERM);
     double deadline = child_now() + x->cfg->close_grace;
     while (x->children) {
         struct child *c = x->children;

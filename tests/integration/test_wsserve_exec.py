@@ -156,6 +156,16 @@ with serve("--close-grace", "200ms", "--", noterm) as srv:
     ok(gone, "a program ignoring SIGTERM is killed (SIGKILL after --close-grace) and reaped",
        f"state {state(pid)}")
 
+with serve("--close-grace", "100ms", "--exec", "sleep 30; echo never") as srv:
+    c = Raw(srv.port)
+    kids = wait_for(lambda: children(srv.proc.pid), 5)
+    grand = wait_for(lambda: kids and children(kids[0]), 5) or []
+    c.close()
+    # The grandchild is reparented once the shell dies: a zombie until its new parent reaps it.
+    ok(grand and wait_for(lambda: all(state(p) in (None, "Z") for p in kids + grand), 5),
+       "SIGTERM reaches the program's own children too (its process group)",
+       f"{[(p, state(p)) for p in kids + grand]}")
+
 # ----- backpressure both ways -------------------------------------------------------------------
 with serve("--exec", "yes 0123456789012345678901234567890123456789") as srv:
     c = Raw(srv.port, rcvbuf=4096)  # and never reads
