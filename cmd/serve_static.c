@@ -167,8 +167,8 @@ int serve_static(const char *dir, int listing, const wsk_request *req, wsk_respo
     wsk_response_add_header(res, "Content-Type", content_type(real));
     char buf[65536];
     size_t n;
-    /* HEAD: the same headers; the library sends the Content-Length of the body it is given. */
-    while (!head && (n = fread(buf, 1, sizeof buf, f)) > 0) wsk_response_append_body(res, buf, n);
+    /* HEAD gets the same response: the library sends its headers without the body. */
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) wsk_response_append_body(res, buf, n);
     fclose(f);
     return 200;
 }

@@ -18,6 +18,8 @@ from wstest import Raw, done, frame, free_port, ok, serve, skip, wait_for  # noq
 TEXT, BINARY, CLOSE = 1, 2, 8
 PY = "/usr/bin/python3"
 tmp = tempfile.mkdtemp(prefix="wsk-exec-")
+# Under valgrind the server's RSS is valgrind's: the memory bounds are checked without it.
+RSS_MAX = (1 << 40) if os.environ.get("WSK_VALGRIND") else 64 << 20
 
 
 def script(name, body):
@@ -174,11 +176,11 @@ with serve("--exec", "yes 0123456789012345678901234567890123456789") as srv:
 
     def blocked():
         # The program sleeps in write(2) once wsserve stops reading its stdout.
-        return yes and state(yes) == "S" and srv.rss() > 0 and state(yes) == "S"
+        return yes and state(yes) == "S"
     ok(wait_for(lambda: blocked() and blocked(), 10), "a program flooding stdout is blocked",
        f"state {state(yes)}")
     r1 = srv.rss()
-    ok(r1 < 64 << 20, f"and wsserve stays small ({r1 >> 20} MiB)")
+    ok(r1 < RSS_MAX, f"and wsserve stays small ({r1 >> 20} MiB)")
     c.close()
 
 with serve("--exec", "sleep 30") as srv:
@@ -198,7 +200,7 @@ with serve("--exec", "sleep 30") as srv:
                 break
     ok(blocked and sent < 32 << 20,
        f"a program that never reads stdin stops wsserve reading the socket ({sent >> 10} KiB in)")
-    ok(srv.rss() < 64 << 20, f"wsserve stays small ({srv.rss() >> 20} MiB)")
+    ok(srv.rss() < RSS_MAX, f"wsserve stays small ({srv.rss() >> 20} MiB)")
     # A reset reaches a paused socket (a FIN would wait behind the unsent data).
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()
