@@ -1,9 +1,10 @@
 /* wsserve --static DIR: the files of a directory for plain GETs (serve_exec.h).
  *
- * The path is percent-decoded once, then checked segment by segment: "..", "." and empty
- * segments, NUL and backslashes are refused before the file system sees the name, so neither
+ * The path is percent-decoded once (wsk_url_decode), then checked segment by segment: "..", "." and
+ * empty segments, NUL and backslashes are refused before the file system sees the name, so neither
  * "../" nor "%2e%2e/" climbs out.  A symbolic link inside DIR is followed only when its target
  * (realpath) is still inside DIR. */
+#include "parse_url.h"
 #include "serve_exec.h"
 
 #include <dirent.h>
@@ -51,31 +52,12 @@ static const char *content_type(const char *path)
     return "application/octet-stream";
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* The decoded path, without its leading '/', into out: 0, or -1 for a path that may not reach
- * the file system (bad escape, NUL, backslash, a ".", ".." or empty segment). */
+ * the file system (too long, NUL, backslash, a ".", ".." or empty segment). */
 static int clean_path(const char *p, size_t n, char *out, size_t cap)
 {
-    size_t o = 0;
-    for (size_t i = 1; i < n; i++) {
-        char ch = p[i];
-        if (ch == '%') {
-            int hi = i + 2 < n ? hexval(p[i + 1]) : -1, lo = i + 2 < n ? hexval(p[i + 2]) : -1;
-            if (hi < 0 || lo < 0) return -1;
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (!ch || ch == '\\' || o + 1 >= cap) return -1;
-        out[o++] = ch;
-    }
-    out[o] = 0;
+    size_t dlen = wsk_url_decode(p + 1, n - 1, 0, out, cap); /* the library's one decoder */
+    if (dlen >= cap || memchr(out, 0, dlen) || memchr(out, '\\', dlen)) return -1;
     /* Segment checks on the decoded name: "%2e%2e" is ".." here. */
     for (char *seg = out; *seg;) {
         char *end = strchr(seg, '/');
