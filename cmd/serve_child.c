@@ -85,7 +85,7 @@ void lines_feed(struct lines *l, const char *p, size_t n, lines_emit emit, void 
     while (n) {
         const char *nl = memchr(p, '\n', n);
         size_t take = nl ? (size_t)(nl - p) : n;
-        if (!l->len && nl) { /* a whole line in this read: emitted from the caller's bytes */
+        if (!l->len && nl && take <= LINES_MAX) { /* a whole line: from the caller's bytes */
             size_t k = take && p[take - 1] == '\r' ? take - 1 : take;
             p += take + 1;
             n -= take + 1;
