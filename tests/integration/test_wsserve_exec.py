@@ -103,6 +103,13 @@ with serve("--exec", fail) as srv:
        "exit status 3: the output, then 1011 with the status", f"{msgs} {code} {reason}")
     c.close()
 
+with serve("--", os.path.join(tmp, "no-such-program")) as srv:
+    c = Raw(srv.port)
+    msgs, (code, reason) = messages(c)
+    ok(code == 1011 and reason == "cannot start the program" and srv.wait_log("cannot start"),
+       "a program that cannot start: 1011, and the log says why", f"{code} {reason}")
+    c.close()
+
 with serve("--exec", "kill -9 $$") as srv:
     c = Raw(srv.port)
     msgs, (code, reason) = messages(c)
