@@ -5,9 +5,10 @@
  *   serve_pubsub.c   --chat     Bun's chat-room benchmark server
  *                    --pubsub   a topic broker
  *   serve_exec.c     --exec     a program per connection, stdin/stdout as messages
- *   serve_child.c               (its pipes, lines and stdin buffer; serve_exec_shared.c too)
  *                    --dir      the same, the program picked by the path in a directory
- *   serve_exec_shared.c --exec-shared  one program for every connection
+ *                               (serve_static.c: --static DIR beside them)
+ *   serve_exec_shared.c  --exec-shared  one program for every connection
+ *   serve_child.c    what the last two share: pipes, lines, a bounded stdin buffer
  *
  * wsserve.c parses the options once (the common ones and each mode's own table), then runs one
  * server per struct serve.  Everything a server's handlers need is reached from the server

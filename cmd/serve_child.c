@@ -37,7 +37,11 @@ int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t 
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&at, &def);
     posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    /* A process group of its own: the signals that end it reach what it started too (the
+     * command of `sh -c`, a pipeline). */
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETPGROUP);
     rc = posix_spawnp(pid, file, &fa, &at, argv, envp ? envp : environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
@@ -68,7 +72,7 @@ void child_reap(pid_t pid, double deadline)
     /* Bounded: polls every 10 ms until the deadline, then SIGKILL cannot be refused. */
     while (waitpid(pid, &st, WNOHANG) == 0) {
         if (child_now() >= deadline) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL);
             waitpid(pid, &st, 0);
             return;
         }
@@ -81,7 +85,7 @@ void lines_feed(struct lines *l, const char *p, size_t n, lines_emit emit, void 
     while (n) {
         const char *nl = memchr(p, '\n', n);
         size_t take = nl ? (size_t)(nl - p) : n;
-        if (!l->len && nl) { /* a whole line in this read: emitted from the caller's bytes */
+        if (!l->len && nl && take <= LINES_MAX) { /* a whole line: from the caller's bytes */
             size_t k = take && p[take - 1] == '\r' ? take - 1 : take;
             p += take + 1;
             n -= take + 1;

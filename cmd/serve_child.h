@@ -9,12 +9,14 @@
 
 /* Starts file (searched in PATH unless it has a '/') with argv and envp (NULL: wsserve's own),
  * its stdin, stdout and stderr on pipes whose other ends, non-blocking and close-on-exec, go to
- * fds[0..2]; SIGPIPE, SIGINT and SIGTERM back to their defaults and no signal blocked.  0, or
- * an errno value. */
+ * fds[0..2]; SIGPIPE, SIGINT and SIGTERM back to their defaults, no signal blocked, and in a
+ * process group of its own (kill(-pid, ...) signals it and what it started).  0, or an errno
+ * value. */
 int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t *pid, int fds[3]);
 
-/* Waits for pid (already sent SIGTERM) until `deadline` (a CLOCK_MONOTONIC time in seconds,
- * see child_now), then SIGKILLs and reaps it: for wsserve's exit, once the loop has stopped. */
+/* Waits for pid (its group already sent SIGTERM) until `deadline` (a CLOCK_MONOTONIC time in
+ * seconds, see child_now), then SIGKILLs its group and reaps it: for wsserve's exit, once the loop
+ * has stopped. */
 void child_reap(pid_t pid, double deadline);
 double child_now(void);
 

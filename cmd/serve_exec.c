@@ -123,12 +123,18 @@ static char **build_env(struct exec *x, const wsk_request *req, const char *scri
 {
     const struct exec_config *cfg = x->cfg;
     size_t nh = wsk_request_header_count(req);
-    struct envb e = {.cap = 40 + nh + cfg->npassenv + cfg->nenv};
+    size_t npass = 1;
+    for (const char *q = cfg->passenv; *q; q++) npass += *q == ',';
+    struct envb e = {.cap = 40 + nh + npass + cfg->nenv};
     e.v = calloc(e.cap, sizeof *e.v);
     if (!e.v) return NULL;
-    for (size_t i = 0; i < cfg->npassenv; i++) {
-        const char *v = getenv(cfg->passenv[i]);
-        if (v) env_add(&e, cfg->passenv[i], "%s", v);
+    for (const char *q = cfg->passenv; *q;) {
+        size_t n = strcspn(q, ",");
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(n < 255 ? n : 255), q);
+        const char *v = *name ? getenv(name) : NULL;
+        if (v) env_add(&e, name, "%s", v);
+        q += n + (q[n] == ',');
     }
     char addr[64], host[64], sname[256];
     const char *port;
@@ -255,7 +261,7 @@ static void on_kill(struct ev_loop *ev, ev_timer *w, int revents)
     struct child *c = w->data;
     (void)revents;
     if (c->reaped) return;
-    kill(c->pid, c->kills++ ? SIGKILL : SIGTERM);
+    kill(-c->pid, c->kills++ ? SIGKILL : SIGTERM); /* its process group */
     if (c->kills < 2) {
         w->repeat = c->x->cfg->close_grace;
         ev_timer_again(ev, w);
@@ -545,7 +551,7 @@ static void exec_teardown(struct serve *sv)
     struct exec *x = sv->state;
     if (!x) return;
     for (struct child *c = x->children; c; c = c->next)
-        if (!c->reaped && c->pid > 0) kill(c->pid, SIGTERM);
+        if (!c->reaped && c->pid > 0) kill(-c->pid, SIGTERM);
     double deadline = child_now() + x->cfg->close_grace;
     while (x->children) {
         struct child *c = x->children;
@@ -593,8 +599,7 @@ static const cli_option exec_options[] = {
 static void exec_config_init(void *config)
 {
     struct exec_config *c = config;
-    c->passenv[c->npassenv++] = "PATH";
-    c->passenv[c->npassenv++] = "LD_LIBRARY_PATH";
+    c->passenv = "PATH,LD_LIBRARY_PATH";
     c->close_grace = 1.0;
 }
 
@@ -616,18 +621,13 @@ static int exec_option(void *config, const cli_option *opt, const char *arg)
         c->env[c->nenv++] = arg;
         return 0;
     }
-    case OPT_PASSENV: {
-        /* The names stay in argv: each is cut at its comma into a copy that lives as long. */
-        c->npassenv = 0;
-        char *list = strdup(arg);
-        if (!list) return -1;
-        for (char *save = NULL, *n = strtok_r(list, ",", &save); n;
-             n = strtok_r(NULL, ",", &save)) {
-            if (strspn(n, name_chars) != strlen(n) || c->npassenv == EXEC_MAX_ENV) return -1;
-            c->passenv[c->npassenv++] = n;
-        }
+    case OPT_PASSENV:
+        /* Names and commas only; the list stays in argv and is split when a program starts. */
+        if (!*arg) return -1;
+        for (const char *q = arg; *q; q++)
+            if (*q != ',' && !strchr(name_chars, *q)) return -1;
+        c->passenv = arg;
         return 0;
-    }
     default: return -1;
     }
 }

@@ -10,14 +10,13 @@
 #define EXEC_MAX_ENV 64
 
 struct exec_config {
-    const char *command;               /* --exec 'COMMAND': run by /bin/sh -c */
-    char **argv;                       /* -- PROGRAM ARGS...: run without a shell */
-    const char *dir;                   /* --dir DIR: the path picks a program of DIR */
-    const char *static_dir;            /* --static DIR: plain GETs serve its files */
-    int listing;                       /* --listing: directories without index.html are listed */
-    int binary;                        /* --binary: raw chunks both ways, binary messages */
-    const char *passenv[EXEC_MAX_ENV]; /* --passenv NAME,...: PATH and LD_LIBRARY_PATH by default */
-    size_t npassenv;
+    const char *command;           /* --exec 'COMMAND': run by /bin/sh -c */
+    char **argv;                   /* -- PROGRAM ARGS...: run without a shell */
+    const char *dir;               /* --dir DIR: the path picks a program of DIR */
+    const char *static_dir;        /* --static DIR: plain GETs serve its files */
+    int listing;                   /* --listing: directories without index.html are listed */
+    int binary;                    /* --binary: raw chunks both ways, binary messages */
+    const char *passenv;           /* --passenv NAME,...: "PATH,LD_LIBRARY_PATH" by default */
     const char *env[EXEC_MAX_ENV]; /* --env NAME=VALUE */
     size_t nenv;
     unsigned long max_forks; /* --max-forks N: 503 past N running programs; 0 = no limit */

@@ -352,7 +352,7 @@ static void shared_teardown(struct serve *sv)
     ev_timer_stop(s->ev, &s->restart_t);
     if (s->pid > 0) {
         ev_child_stop(s->ev, &s->cw);
-        kill(s->pid, SIGTERM);
+        kill(-s->pid, SIGTERM);
         child_reap(s->pid, child_now() + 1.0);
     }
     stop_fd(s, &s->in_w, &s->in_fd);

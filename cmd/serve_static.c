@@ -1,7 +1,7 @@
 /* wsserve --static DIR: the files of a directory for plain GETs (serve_exec.h).
  *
- * The path is percent-decoded once, then checked segment by segment: "..", "." and empty
- * segments, NUL and backslashes are refused before the file system sees the name, so neither
+ * The path is percent-decoded once (wsk_url_decode), then checked segment by segment: "..", "." and
+ * empty segments, NUL and backslashes are refused before the file system sees the name, so neither
  * "../" nor "%2e%2e/" climbs out.  A symbolic link inside DIR is followed only when its target
  * (realpath) is still inside DIR. */
 #include "parse_url.h"
@@ -56,9 +56,8 @@ static const char *content_type(const char *path)
  * the file system (too long, NUL, backslash, a ".", ".." or empty segment). */
 static int clean_path(const char *p, size_t n, char *out, size_t cap)
 {
-    if (n < 1) return -1;
-    size_t o = wsk_url_decode(p + 1, n - 1, 0, out, cap);
-    if (o + 1 >= cap || memchr(out, 0, o) || memchr(out, '\\', o)) return -1;
+    size_t dlen = wsk_url_decode(p + 1, n - 1, 0, out, cap); /* the library's one decoder */
+    if (dlen >= cap || memchr(out, 0, dlen) || memchr(out, '\\', dlen)) return -1;
     /* Segment checks on the decoded name: "%2e%2e" is ".." here. */
     for (char *seg = out; *seg;) {
         char *end = strchr(seg, '/');
@@ -150,8 +149,8 @@ int serve_static(const char *dir, int listing, const wsk_request *req, wsk_respo
     wsk_response_add_header(res, "Content-Type", content_type(real));
     char buf[65536];
     size_t n;
-    /* HEAD: the same headers; the library sends the Content-Length of the body it is given. */
-    while (!head && (n = fread(buf, 1, sizeof buf, f)) > 0) wsk_response_append_body(res, buf, n);
+    /* HEAD gets the same response: the library sends its headers without the body. */
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) wsk_response_append_body(res, buf, n);
     fclose(f);
     return 200;
 }
