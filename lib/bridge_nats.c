@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NBUCKETS 1024
 /* Bytes of messages from NATS waiting for the loop, and of publishes in the client's buffer,
@@ -47,6 +48,8 @@ struct nats {
     size_t queued;
     uint64_t dropped;
     int went_down, went_up, connected, closing;
+    int closed;          /* the client's last callback for the connection has run */
+    pthread_cond_t gone; /* signalled with closed */
     char why[128];
 };
 
@@ -114,6 +117,17 @@ static void conn_event(struct nats *t, int up, const char *why)
     }
     t->connected = up;
     if (!t->closing) wsk_natsev_wake(&t->x);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* The connection's last callback: nt_close waits for it before freeing what the others use. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    struct nats *t = closure;
+    (void)nc;
+    pthread_mutex_lock(&t->mu);
+    t->closed = 1;
+    pthread_cond_signal(&t->gone);
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -237,7 +251,17 @@ static void nt_close(void *e)
             free(s);
         }
     }
-    if (t->nc) natsConnection_Destroy(t->nc);
+    if (t->nc) {
+        /* The client calls back from its own threads after Destroy returns (disconnected, then
+         * closed): wait for the last one, a bounded time, before freeing what they touch. */
+        natsConnection_Destroy(t->nc);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&t->mu);
+        while (!t->closed && pthread_cond_timedwait(&t->gone, &t->mu, &until) == 0) continue;
+        pthread_mutex_unlock(&t->mu);
+    }
     natsOptions_Destroy(t->opts);
     wsk_natsev_stop(&t->x);
     for (struct nmsg *m = t->head, *next; m; m = next) {
@@ -245,6 +269,7 @@ static void nt_close(void *e)
         free(m);
     }
     pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->gone);
     free(t);
 }
 
@@ -284,6 +309,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     }
     t->link = link;
     pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->gone, NULL);
     wsk_natsev_init(&t->x, ev, on_wake, t);
     natsStatus s = natsOptions_Create(&t->opts);
     if (s == NATS_OK) s = natsOptions_SetURL(t->opts, list);
@@ -298,6 +324,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     if (s == NATS_OK) s = natsOptions_SetNoEcho(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(t->opts, on_down, t);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(t->opts, on_up, t);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(t->opts, on_closed, t);
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(t->opts, true, on_up, t);
     if (s == NATS_OK) s = natsConnection_Connect(&t->nc, t->opts);
     if (s == NATS_OK) {

@@ -203,6 +203,7 @@ async def reuseport(redis):
     p1 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
     p2 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
     try:
+        p2.wait_log("listening on", timeout=10)  # its wait for the port was answered by p1
         socks = []
         for _ in range(100):  # until each process has a subscriber
             socks.append(await connect(f"ws://127.0.0.1:{port}/rp").__aenter__())
