@@ -126,6 +126,46 @@ async def order(redis, a, b):
        f"{next((i for i, v in enumerate(got) if v != i), None)}")
 
 
+async def churn(redis, a, b):
+    """A topic that comes and goes faster than the engine confirms: subscribe, unsubscribe and
+    subscribe again in one read, so that SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE leave in one write.
+    It must end subscribed, and its messages must still find their way (older hiredis forgot a
+    channel's callback when an UNSUBSCRIBE was confirmed, even with a SUBSCRIBE pending)."""
+    async with connect(a.url("/")) as sub:
+        for op in ("subscribe", "unsubscribe", "subscribe") * 5:
+            await sub.send(json.dumps({"op": op, "topics": ["churn"]}))
+        for _ in range(15):
+            await recv(sub)
+        ok(subscribed(redis, "wskit:{churn"), "a topic that came and went in one read is "
+           "subscribed", redis.channels())
+        got = None
+        for i in range(50):  # the engine may still be settling: publish until one arrives
+            curl_post(b, "churn", b"%d" % i)
+            try:
+                got = json.loads(await recv(sub, 0.2))
+                break
+            except asyncio.TimeoutError:
+                pass
+        ok(got is not None and got.get("topic") == "churn",
+           "... and its messages arrive from the other node", got)
+
+
+async def auth():
+    """redis://:PASSWORD@HOST:PORT: the right password connects, a wrong one is an outage
+    logged with Redis's reason."""
+    with Engine("redis", extra=["--requirepass", "s3cret"]) as r:
+        good = node([r.url.replace("redis://", "redis://:s3cret@")])
+        bad = Server("--pubsub", "-v", "--bridge", r.url.replace("redis://", "redis://:nope@"))
+        try:
+            async with connect(good.url("/auth")):
+                ok(subscribed(r, "wskit:auth"), "a password in the URL: subscribed", r.channels())
+            ok(bad.wait_log("cannot connect") == 1 and "nope" not in bad.stderr,
+               "a wrong password: an outage, logged without the password", bad.stderr[-1000:])
+        finally:
+            good.stop()
+            bad.stop()
+
+
 async def to_self(redis):
     a = node([redis.url], "--publish-to-self")
     b = node([redis.url], "--publish-to-self")
@@ -229,6 +269,7 @@ async def main(kind):
         try:
             await ways_in(redis, a, b, c)
             await order(redis, a, b)
+            await churn(redis, a, b)
             c.stop()
             await outage(redis, a, b)
         finally:
@@ -238,6 +279,7 @@ async def main(kind):
         await reuseport(redis)
     if kind == "redis":
         await sharding()
+        await auth()
 
 
 for kind in ("redis", "nats"):
