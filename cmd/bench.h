@@ -1,15 +1,17 @@
-/* wsbench internals: the command line (wsbench.c), one run and its verdict (bench_run.c), the
- * comparison of servers (bench_compare.c), the load engine (bench_engine.c), its scenarios
- * (bench_scenario.c), the latency histogram (bench_hist.c), the reports (bench_report.c) and
- * the optional TLS transport (bench_tls.c).  The non-ws*.c files of cmd/ go into an archive
- * that every command links, so everything here is named wb_ and only wsbench pulls it in.
+/* wsbench internals: the command line (wsbench.c), one run's verdict and report
+ * (bench_verdict.c), the comparison of servers (bench_compare.c), the load engine (bench_conn.c,
+ * bench_worker.c, bench_run.c), its scenarios (bench_scenario.c), the latency histogram
+ * (bench_hist.c) and the reports (bench_report.c).  The non-ws*.c files of cmd/ go into an
+ * archive that every command links, so everything here is named wb_ and only wsbench pulls it in.
  *
  * The data path of one connection, by file:
- *   bench_engine.c    socket, connect, handshake, one read per event into the thread's buffer,
- *                     frames decoded in place, one writev per connection per loop turn
+ *   bench_conn.c      socket, connect, handshake; then the library's socket: reads, TLS, frames
+ *                     to messages, one writev per connection per loop turn
+ *   bench_worker.c    worker threads: their loops, the scenario's turn, deadlines, the stop
+ *   bench_run.c       the run as the main thread sees it: phases, snapshots, the result
  *   bench_scenario.c  what to send and what a received message means (echo, chat, ...)
  *   bench_hist.c      latencies into log-linear buckets
- *   bench_run.c       the verdict on a run (did it measure anything?), its report, exit status
+ *   bench_verdict.c   the verdict on a run (did it measure anything?), its report, exit status
  *   bench_report.c    summary, JSON, CSV, thresholds
  *   bench_compare.c   several targets in turn, for several rounds; the compare table
  */
@@ -24,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "cli.h"
 #include "parse_frame.h"
 
 /* ----- histogram (bench_hist.c) -------------------------------------------------------------- */
@@ -106,9 +109,8 @@ typedef struct wb_opts {
     const char *origin;
     unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
     unsigned publishers, subscribers, topics; /* pubsub */
-    const char *tls_ca, *tls_cert, *tls_key, *tls_passphrase;
-    int tls_insecure; /* --no-check, -k */
-    int pid;          /* server process whose CPU time is measured; 0 = none */
+    cli_tls tls; /* --no-check, -k, --ca, --cert, --key, --passphrase */
+    int pid;     /* server process whose CPU time is measured; 0 = none */
     /* output */
     int json, quiet, status, markdown;
     const char *csv; /* per-second series: file name, "-" for stdout */
@@ -199,7 +201,7 @@ void wb_result_free(wb_result *r);
 double wb_rate(const wb_result *r);      /* messages received per second */
 double wb_saturated(const wb_result *r); /* the busy share when wsbench was its own limit, else 0 */
 
-/* ----- engine (bench_engine.c) --------------------------------------------------------------- */
+/* ----- engine (bench_run.c) ------------------------------------------------------------------ */
 
 /* Runs o->scenario against url and fills *res (zeroed by the caller, label set).  Output while
  * it runs (per-second lines, status line) follows o.  Returns 0, or -1 with res->fail set when
@@ -209,7 +211,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
 /* 1 once *stop asked twice: give up at once. */
 extern volatile int wb_interrupted;
 
-/* ----- runs (bench_run.c, bench_compare.c) --------------------------------------------------- */
+/* ----- runs (bench_verdict.c, bench_compare.c) ----------------------------------------------- */
 
 /* One run against t, its report on stdout (o->json, o->csv) and its verdict.  Returns the exit
  * status (WB_EXIT_*).  *stop is set by a signal handler to end the run early. */
@@ -241,28 +243,5 @@ const char *wb_latency_name(int scenario);
 /* Numbers for people: "1,234,567", "12.3 ms", "45.6 MB/s". */
 char *wb_fmt_count(char *buf, size_t cap, uint64_t v);
 char *wb_fmt_time(char *buf, size_t cap, double ns);
-
-/* ----- TLS (bench_tls.c) -----------------------------------------------------------------------
- */
-
-typedef struct wb_tls_conf wb_tls_conf;
-typedef struct wb_tls wb_tls;
-
-/* The client configuration for a run (NULL with *why set on failure). */
-wb_tls_conf *wb_tls_conf_new(const wb_opts *o, const char *host, char *why, size_t cap);
-void wb_tls_conf_free(wb_tls_conf *cf);
-/* A session over the connected socket fd. */
-wb_tls *wb_tls_new(wb_tls_conf *cf, int fd);
-void wb_tls_free(wb_tls *s);
-/* Advances the TLS handshake: 1 done, 0 wants more I/O (*want_write set when it waits to
- * write), -1 failed (message in why). */
-int wb_tls_handshake(wb_tls *s, int *want_write, char *why, size_t cap);
-/* As read(2) and writev(2) on the session: bytes, -1 with errno EAGAIN when it would block, -1
- * with another errno on failure, 0 on a clean end. */
-long wb_tls_read(wb_tls *s, void *buf, size_t n);
-long wb_tls_writev(wb_tls *s, const struct iovec *iov, int n);
-/* Bytes the session already decrypted and holds (a read will return them without the
- * socket). */
-size_t wb_tls_pending(wb_tls *s);
 
 #endif

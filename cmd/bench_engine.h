@@ -1,9 +1,12 @@
-/* The wsbench engine as the scenarios see it (bench_engine.c, bench_scenario.c).
+/* The wsbench engine: its connections (bench_conn.c), the worker threads that drive them
+ * (bench_worker.c), the run as the main thread sees it (bench_run.c), and the hooks of the
+ * scenarios (bench_scenario.c).
  *
- * A run has one worker thread per -t, each with its own libev loop, receive buffer and share of
- * the connections (connection i belongs to thread i % threads).  The main thread only watches:
- * it starts the measured phase, takes snapshots of the workers' counters each second and ends
- * the run.  Workers and the main thread share nothing but the atomics of wb_state. */
+ * A run has one worker thread per -t, each with its own libev loop, wsk_loop (receive buffer,
+ * flush) and share of the connections (connection i belongs to thread i % threads).  The main
+ * thread only watches: it starts the measured phase, takes snapshots of the workers' counters
+ * each second and ends the run.  Workers and the main thread share nothing but the atomics of
+ * wb_state. */
 #ifndef WB_BENCH_ENGINE_H
 #define WB_BENCH_ENGINE_H
 
@@ -11,71 +14,51 @@
 
 #include <ev.h>
 
-#define WB_RBUF     (256 * 1024) /* a worker's receive buffer, shared by its connections */
-#define WB_HEAD     16           /* first payload bytes of a message kept for the scenario */
-#define WB_CTL_MAX  8192         /* handshake request and queued control frames */
-#define WB_HEAD_MAX 16384        /* response head cap */
+#define WB_HEAD        16    /* first payload bytes of a message handed to the scenario */
+#define WB_REQUEST_MAX 8192  /* handshake request */
+#define WB_HEAD_MAX    16384 /* response head cap */
+
+struct wsk_ws;
+struct wsk_ctx;
 
 enum wb_phase { WB_P_CONNECT = 0, WB_P_RUN, WB_P_STOP };
 
 enum wb_conn_state {
     WB_C_IDLE = 0,   /* not started (or ended and waiting to be restarted) */
     WB_C_CONNECTING, /* TCP connect in progress */
-    WB_C_TLS,        /* TLS handshake */
-    WB_C_HANDSHAKE,  /* request sent, reading the response head */
+    WB_C_HANDSHAKE,  /* TLS handshake, request sent, reading the response head */
     WB_C_OPEN,
     WB_C_CLOSING, /* our close frame is queued or sent; waiting for the server's */
     WB_C_DRAIN,   /* close frames exchanged; waiting for the server to close TCP */
 };
 
 enum wb_conn_flag {
-    WB_F_DIRTY = 1 << 0,      /* on the thread's list of connections to write this turn */
-    WB_F_WANT_WRITE = 1 << 1, /* EV_WRITE is armed: the kernel buffer was full */
-    WB_F_HOOK = 1 << 2,       /* call the scenario's message hook for each message */
-    WB_F_HEAD = 1 << 3,       /* keep the first WB_HEAD payload bytes for the hook */
-    WB_F_INMSG = 1 << 4,      /* a fragmented data message is in progress */
-    WB_F_CLOSE_SENT = 1 << 5, /* our close frame is queued: nothing may follow it */
-    WB_F_DONE = 1 << 6,       /* reached its -n quota (counted in n_done) */
-    WB_F_ZMSG = 1 << 7,       /* the message in progress is compressed (RSV1) */
+    WB_F_HOOK = 1 << 0,       /* call the scenario's message hook for each message */
+    WB_F_CLOSE_SENT = 1 << 1, /* our close frame is queued (or the server's echoed) */
+    WB_F_DONE = 1 << 2,       /* reached its -n quota (counted in n_done) */
+    WB_F_ENDING = 1 << 3,     /* wsbench itself ends the socket: nothing more to count */
+    WB_F_FAILED = 1 << 4,     /* the failure is counted; the close that follows is not */
+    WB_F_HEAD = 1 << 5,       /* echo: the first reply is still to be checked against the message */
 };
-
-/* Setup and control state, allocated while needed: during the handshake, while a control frame
- * is queued, with TLS or compression.  An idle open plain connection has none. */
-typedef struct wb_cold {
-    char key[25];
-    uint8_t head[WB_HEAD_MAX]; /* response head as it arrives */
-    size_t head_len, head_scanned;
-    uint8_t ctl[WB_CTL_MAX]; /* bytes to write after the data stream */
-    size_t ctl_len, ctl_off;
-    uint8_t cpay[125]; /* control frame payload across reads */
-    uint8_t cpay_len;
-    wb_tls *tls;
-    void *inflater; /* permessage-deflate (wsk_pmd_inflater) */
-    uint8_t *zmsg;  /* the inflated message */
-    size_t zmsg_len, zmsg_cap;
-} wb_cold;
 
 typedef struct wb_thread wb_thread;
 typedef struct wb_state wb_state;
 
+/* A connection slot.  From the TCP connect to its end it has a library socket (ws), which
+ * reads, writes, decodes frames and runs TLS; the slot is what the scenario sees. */
 typedef struct wb_conn {
-    ev_io io; /* first: the watcher is the connection */
+    ev_io io; /* first: the TCP connect in progress (the fd is ws's afterwards) */
     wb_thread *t;
-    wb_cold *cold;
-    struct wb_conn *dirty_next;
-    /* Data stream: whole frames from a prebuilt buffer of ssize bytes, sent from soff with
-     * wrap-around.  Ends on a frame boundary, so control frames may always follow it. */
+    struct wsk_ws *ws; /* NULL while idle or connecting */
+    /* Data stream: whole frames from a prebuilt buffer of ssize bytes, queued from soff with
+     * wrap-around (bench_conn.c copies them to ws's send queue when it is written). */
     const uint8_t *sbase;
     uint32_t ssize, soff;
     uint64_t sunsent;
     uint64_t owed; /* frames the scenario wants sent, not yet in the stream */
-    /* Receive state. */
-    uint64_t remaining; /* payload bytes left in the current frame */
-    uint64_t msg_len;   /* payload bytes of the current message so far */
-    wsk_frame_dec dec;
-    uint8_t state, op, fin, msg_op, hlen, rsv;
+    uint8_t state, rsv;
     uint16_t flags;
-    uint8_t head[WB_HEAD];
+    char key[25];   /* Sec-WebSocket-Key of the handshake */
     uint32_t id;    /* 0 .. connections - 1 */
     uint32_t local; /* index among the thread's open connections (open loop) */
     /* Scenario state. */
@@ -95,18 +78,20 @@ struct wb_thread {
     pthread_t tid;
     clockid_t cpu_clock;
     struct ev_loop *ev;
-    ev_prepare prep; /* the once-per-turn flush */
+    ev_prepare prep; /* the scenario's turn, then the flush */
     ev_async wake;   /* the main thread or another worker has news */
     ev_timer timer;  /* deadlines, every 100 ms */
     ev_io tfd_io;    /* timerfd for the open-loop schedule (ns resolution) */
     int tfd;
-    uint8_t *rbuf;
+    wsk_loop *loop;      /* receive buffer, send blocks, the dirty list (bench_conn.c) */
+    struct wsk_ctx *ctx; /* the sockets: handlers, hooks, limits, TLS configuration */
+    char log[200];       /* the library's last log line */
+    int verify;          /* --verify, and the scenario echoes */
     wb_conn *conns;
     unsigned nconns;
     unsigned next;             /* next connection to start */
     unsigned connecting, live; /* being set up; with an fd */
-    wb_conn *dirty;
-    uint64_t now; /* ns: refreshed after each read and at each turn */
+    uint64_t now;              /* ns: refreshed after each read and at each turn */
     uint64_t rng;
     int phase_seen;
     int stopping;
@@ -142,7 +127,7 @@ typedef struct wb_scen {
                    size_t hlen);
     /* The measured phase began, or (chat) a new round did: called in each worker. */
     void (*start)(wb_thread *t);
-    /* Moves c->owed frames into the data stream (called at the flush, when nothing blocks). */
+    /* Moves c->owed frames into the data stream (called at the flush, into an empty queue). */
     void (*fill)(wb_thread *t, wb_conn *c);
     /* Once per loop turn, before the flush. */
     void (*turn)(wb_thread *t);
@@ -169,8 +154,7 @@ struct wb_state {
     char path[1024];
     char userinfo[256];
     int has_userinfo;
-    unsigned nsrc; /* source addresses 127.0.0.1 .. 127.0.0.nsrc (0: any) */
-    wb_tls_conf *tls;
+    unsigned nsrc;   /* source addresses 127.0.0.1 .. 127.0.0.nsrc (0: any) */
     char offer[128]; /* Sec-WebSocket-Extensions offer ("" for none) */
     /* Prebuilt frames (scenario data). */
     uint8_t *pool; /* echo: pool_frames masked frames of frame_size bytes */
@@ -217,7 +201,7 @@ void wb_random_bytes(void *p, size_t n);
 /* Adds what the current read received to the counters the main thread reads: before anything
  * that makes the main thread take its final snapshot (wb_wake_main after a quota). */
 void wb_counts_flush(wb_thread *t);
-/* Queues c for the end-of-turn write. */
+/* Queues c for the end-of-turn write (its stream and what it owes). */
 void wb_conn_dirty(wb_thread *t, wb_conn *c);
 /* Records an error of kind e; the first message of a run is kept for the report. */
 void wb_error(wb_thread *t, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -228,6 +212,21 @@ int wb_conn_fail(wb_thread *t, wb_conn *c, int e, const char *fmt, ...)
 void wb_conn_close(wb_thread *t, wb_conn *c);
 /* Opens (or reopens) connection c. */
 void wb_conn_start(wb_thread *t, wb_conn *c);
+/* Ends c at once, without counting an error. */
+void wb_conn_end(wb_thread *t, wb_conn *c);
+/* Starts queued connections while fewer than --connect-concurrency are being set up. */
+void wb_conns_start(wb_thread *t);
+/* The thread's wsk_loop and wsk_ctx (and TLS configuration): 0, or -1 with why set. */
+int wb_thread_conns_init(wb_thread *t, char *why, size_t cap);
+/* Ends what is left of the thread's sockets and frees its loop and ctx. */
+void wb_thread_conns_free(wb_thread *t);
+/* The Sec-WebSocket-Extensions offer of --compress into out; its length. */
+int wb_pmd_offer(char *out, size_t cap);
+/* bench_worker.c: the threads' state and loops (0, or -1 with why set, and wb_threads_free
+ * frees what was made); a thread's body; what the threads leave when they are joined, freed. */
+int wb_threads_init(wb_state *s, unsigned nthreads, char *why, size_t cap);
+void *wb_worker_main(void *arg);
+void wb_threads_free(wb_state *s);
 /* Wakes the main thread (thread-safe). */
 void wb_wake_main(wb_state *s);
 /* Wakes every worker but t (thread-safe). */
@@ -245,6 +244,10 @@ static inline unsigned wb_atomic_inc(unsigned *p)
 static inline unsigned wb_atomic_get(const unsigned *p)
 {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+static inline int wb_phase(const wb_state *s)
+{
+    return __atomic_load_n(&s->phase, __ATOMIC_ACQUIRE);
 }
 
 #endif

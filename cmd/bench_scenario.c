@@ -6,6 +6,7 @@
 #include "pmd.h"
 #include "send_frame.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,37 @@ static uint8_t *build_pool(const uint8_t *payload, size_t len, unsigned op, unsi
     *frames = n;
     *frame_size = (uint32_t)fs;
     return pool;
+}
+
+/* The connection sends from the echo pool, compressed when it negotiated compression and there
+ * is a compressed pool; returns the size of one frame of that pool. */
+static uint32_t use_pool(const wb_state *s, wb_conn *c)
+{
+    int z = c->rsv != 0 && s->zpool;
+    c->sbase = z ? s->zpool : s->pool;
+    c->ssize = z ? s->zpool_size : s->pool_size;
+    return z ? s->zframe_size : s->frame_size;
+}
+
+/* t->open: this thread's open connections with an id below `below`, in order. */
+static void list_open(wb_thread *t, unsigned below)
+{
+    t->nopen = 0;
+    for (unsigned i = 0; i < t->nconns; i++) {
+        wb_conn *c = &t->conns[i];
+        if (c->state != WB_C_OPEN || c->id >= below) continue;
+        c->local = t->nopen;
+        t->open[t->nopen++] = c;
+    }
+}
+
+/* Open loop from now: this thread sends its share of --rate, t->nopen of the `total` sending
+ * connections, over its connections in turn (see echo_turn). */
+static void rate_start(wb_thread *t, unsigned total)
+{
+    t->rate_interval = 1e9 / (t->s->o->rate * t->nopen / (total ? total : 1));
+    t->rate_t0 = t->now;
+    t->rate_j = 0;
 }
 
 /* ----- echo ----------------------------------------------------------------------------------- */
@@ -135,10 +167,7 @@ static void echo_open(wb_thread *t, wb_conn *c)
     const wb_state *s = t->s;
     /* The first reply's head is checked against the message (echo_first), then no more. */
     c->flags |= WB_F_HOOK | WB_F_HEAD;
-    int z = c->rsv != 0 && s->zpool;
-    c->sbase = z ? s->zpool : s->pool;
-    c->ssize = z ? s->zpool_size : s->pool_size;
-    uint32_t fs = z ? s->zframe_size : s->frame_size;
+    uint32_t fs = use_pool(s, c);
     /* Connections start at different places in the pool: their keys differ too. */
     c->soff = (uint32_t)((c->id * 2654435761u) % (c->ssize / fs)) * fs;
     c->quota = quota_of(s, c);
@@ -160,23 +189,10 @@ static void echo_open(wb_thread *t, wb_conn *c)
 static void echo_start(wb_thread *t)
 {
     const wb_state *s = t->s;
-    t->nopen = 0;
-    for (unsigned i = 0; i < t->nconns; i++) {
-        wb_conn *c = &t->conns[i];
-        if (c->state != WB_C_OPEN) continue;
-        c->local = t->nopen;
-        t->open[t->nopen++] = c;
-        echo_begin(t, c);
-    }
-    if (s->o->rate > 0 && t->nopen) {
-        /* Each thread sends its share of the rate over its connections in turn, so the
-         * intended send time of every message is known in advance (see echo_turn). */
-        unsigned open = wb_atomic_get(&s->n_open);
-        double rate = s->o->rate * t->nopen / (open ? open : 1);
-        t->rate_interval = 1e9 / rate;
-        t->rate_t0 = t->now;
-        t->rate_j = 0;
-    }
+    list_open(t, UINT_MAX);
+    for (unsigned i = 0; i < t->nopen; i++) echo_begin(t, t->open[i]);
+    /* The intended send time of every message is known in advance (see echo_turn). */
+    if (s->o->rate > 0 && t->nopen) rate_start(t, wb_atomic_get(&s->n_open));
 }
 
 static void echo_fill(wb_thread *t, wb_conn *c)
@@ -503,10 +519,7 @@ static void connect_open(wb_thread *t, wb_conn *c)
 {
     const wb_state *s = t->s;
     c->flags |= WB_F_HOOK;
-    int z = c->rsv != 0 && s->zpool;
-    c->sbase = z ? s->zpool : s->pool;
-    c->ssize = z ? s->zpool_size : s->pool_size;
-    uint32_t fs = z ? s->zframe_size : s->frame_size;
+    uint32_t fs = use_pool(s, c);
     c->soff = (uint32_t)((c->id + c->sent) % (c->ssize / fs)) * fs;
     c->sunsent = fs;
     c->sent++;
@@ -612,7 +625,7 @@ static void pubsub_path(wb_state *s, wb_conn *c, char *buf, size_t cap)
 static void pubsub_open(wb_thread *t, wb_conn *c)
 {
     wb_state *s = t->s;
-    c->flags |= WB_F_HOOK | WB_F_HEAD;
+    c->flags |= WB_F_HOOK;
     c->sent = c->recvd = c->sched = 0;
     if (c->id >= s->publishers) return;
     if (!c->own) c->own = malloc((size_t)PUB_RING * s->frame_size);
@@ -629,18 +642,8 @@ static void pubsub_open(wb_thread *t, wb_conn *c)
 static void pubsub_start(wb_thread *t)
 {
     const wb_state *s = t->s;
-    t->nopen = 0;
-    for (unsigned i = 0; i < t->nconns; i++) {
-        wb_conn *c = &t->conns[i];
-        if (c->state != WB_C_OPEN || c->id >= s->publishers) continue;
-        c->local = t->nopen;
-        t->open[t->nopen++] = c;
-    }
-    if (!t->nopen) return;
-    unsigned pubs = wb_atomic_get(&s->n_pub_open);
-    t->rate_interval = 1e9 / (s->o->rate * t->nopen / (pubs ? pubs : 1));
-    t->rate_t0 = t->now;
-    t->rate_j = 0;
+    list_open(t, s->publishers);
+    if (t->nopen) rate_start(t, wb_atomic_get(&s->n_pub_open));
 }
 
 /* Builds each due message in place: its payload carries its intended send time. */

@@ -108,6 +108,35 @@ void cli_print_version(FILE *f, const char *prog)
             ev_version_major(), ev_version_minor());
 }
 
+/* ----- TLS client options -------------------------------------------------------------------- */
+
+int cli_tls_option(int key, const char *arg, cli_tls *tls)
+{
+    switch (key) {
+    case CLI_OPT_NO_CHECK:
+    case 'k': tls->no_check = 1; return 1;
+    case CLI_OPT_CA: tls->ca = arg; return 1;
+    case CLI_OPT_CERT: tls->cert = arg; return 1;
+    case CLI_OPT_KEY: tls->key = arg; return 1;
+    case CLI_OPT_PASSPHRASE: tls->passphrase = arg; return 1;
+    default: return 0;
+    }
+}
+
+void cli_tls_check(const char *prog, const cli_tls *tls)
+{
+    if (!!tls->cert != !!tls->key) cli_usage_error(prog, "--cert and --key go together");
+}
+
+void cli_tls_client_opts(const cli_tls *tls, wsk_client_opts *co)
+{
+    co->tls_ca = tls->ca;
+    co->tls_cert = tls->cert;
+    co->tls_key = tls->key;
+    co->tls_key_password = tls->passphrase;
+    co->tls_insecure = tls->no_check;
+}
+
 /* ----- option values -------------------------------------------------------------------------- */
 
 int cli_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)

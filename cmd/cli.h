@@ -47,6 +47,45 @@ _Noreturn void cli_usage_error(const char *prog, const char *fmt, ...)
 /* Prints "prog VERSION (wskit VERSION, libev MAJOR.MINOR)". */
 void cli_print_version(FILE *f, const char *prog);
 
+/* ----- TLS client options -------------------------------------------------------------------- */
+
+/* Keys of the TLS options, above any command's own (which start at 256). */
+enum {
+    CLI_OPT_NO_CHECK = 0x7f00,
+    CLI_OPT_CA,
+    CLI_OPT_CERT,
+    CLI_OPT_KEY,
+    CLI_OPT_PASSPHRASE,
+};
+
+/* A client command's TLS settings; the strings point into argv. */
+typedef struct cli_tls {
+    const char *ca, *cert, *key, *passphrase;
+    int no_check; /* --no-check, -k: the server's certificate is not verified */
+} cli_tls;
+
+/* The TLS entries of a client command's option table, after its own --no-check entry (whose
+ * key is CLI_OPT_NO_CHECK, or 'n' where -n means nothing else). */
+/* clang-format off */
+#define CLI_TLS_OPTIONS                                                                            \
+    {"insecure", 'k', NULL, "the same as --no-check (curl's name)"},                               \
+    {"ca", CLI_OPT_CA, "FILE", "PEM CA bundle to verify the server with"},                         \
+    {"cert", CLI_OPT_CERT, "FILE", "PEM client certificate"},                                      \
+    {"key", CLI_OPT_KEY, "FILE", "PEM key of --cert"},                                             \
+    {"passphrase", CLI_OPT_PASSPHRASE, "PW", "passphrase of --key"}
+/* clang-format on */
+
+/* Takes option `key` (with its argument) into *tls when it is one of CLI_TLS_OPTIONS or
+ * CLI_OPT_NO_CHECK: returns 1 then, else 0 (a command's -n is its own to map). */
+int cli_tls_option(int key, const char *arg, cli_tls *tls);
+
+/* A usage error (exit) unless --cert and --key were given together or not at all. */
+void cli_tls_check(const char *prog, const cli_tls *tls);
+
+/* Copies *tls into the tls_ fields of *co; the strings stay tls's (argv's). */
+struct wsk_client_opts;
+void cli_tls_client_opts(const cli_tls *tls, struct wsk_client_opts *co);
+
 /* ----- option values: 0 on success, -1 (and *out untouched) otherwise ------------------------- */
 
 /* A decimal integer in [min, max]. */

@@ -4,6 +4,10 @@
  *   serve_echo.c     --echo     every message back to its sender
  *   serve_pubsub.c   --chat     Bun's chat-room benchmark server
  *                    --pubsub   a topic broker
+ *   serve_exec.c     --exec     a program per connection, stdin/stdout as messages
+ *   serve_child.c               (its pipes, lines and stdin buffer; serve_exec_shared.c too)
+ *                    --dir      the same, the program picked by the path in a directory
+ *   serve_exec_shared.c --exec-shared  one program for every connection
  *
  * wsserve.c parses the options once (the common ones and each mode's own table), then runs one
  * server per struct serve.  Everything a server's handlers need is reached from the server
@@ -18,8 +22,12 @@
 struct serve;
 
 typedef struct serve_mode {
-    const char *name;          /* --NAME selects the mode */
-    const char *help;          /* its line in --help */
+    const char *name; /* --NAME selects the mode */
+    const char *arg;  /* --NAME's argument in --help ("PROGRAM"), NULL: a bare flag */
+    const char *help; /* its line in --help */
+    /* A mode that runs with another's options and their values (--dir with --exec's): NULL
+     * for a mode of its own. */
+    const struct serve_mode *shares;
     const cli_option *options; /* the mode's own options (a table ending with a NULL name), or
                                 * NULL; any of them given with another mode is a usage error */
     size_t config_size;        /* the values of those options: a struct of this size ... */
@@ -27,6 +35,10 @@ typedef struct serve_mode {
     /* Stores option `opt` (an entry of `options`) with its argument: 0, or -1 for a bad value
      * (wsserve.c says so). */
     int (*option)(void *config, const cli_option *opt, const char *arg);
+    /* The mode flag's argument (NULL for a bare flag) and the operands left after the options
+     * (argv[0..argc), what follows "--"; argc may be 0): 0, or -1 with the reason on stderr.
+     * NULL: the mode takes no argument and no operand. */
+    int (*operands)(void *config, const char *arg, int argc, char **argv);
     /* Prepares one server: creates sv->state from sv->config (which outlives the server), sets
      * what the mode needs in *so and its handlers in *h.  0, or -1 with the reason on stderr (an
      * unreadable token file, two options that exclude each other, ...). */
@@ -38,7 +50,8 @@ typedef struct serve_mode {
     void (*teardown)(struct serve *sv);
 } serve_mode;
 
-extern const serve_mode serve_echo, serve_chat, serve_pubsub;
+extern const serve_mode serve_echo, serve_chat, serve_pubsub, serve_exec, serve_exec_dir,
+    serve_exec_shared;
 
 /* One server and its mode.  Owned by whoever runs the server (main, later a thread). */
 struct serve {

@@ -1,12 +1,12 @@
 /* wsbench: a WebSocket load generator that is not the bottleneck.
  *
- *   wsbench [SCENARIO] [options] URL                   one run (bench_run.c)
+ *   wsbench [SCENARIO] [options] URL                   one run (bench_verdict.c)
  *   wsbench compare [SCENARIO] [options] [NAME=]URL... the same run against several servers,
  *                                                      in turn, for several rounds
  *                                                      (bench_compare.c)
  *
  * This file is the command line: options into a wb_opts and a list of targets.  The engine is
- * bench_engine.c (see bench.h). */
+ * bench_run.c and what it drives (see bench.h). */
 #include "bench.h"
 #include "cli.h"
 
@@ -61,11 +61,6 @@ enum {
     OPT_TOPICS,
     OPT_PROTO,
     OPT_ORIGIN,
-    OPT_NO_CHECK,
-    OPT_CA,
-    OPT_CERT,
-    OPT_KEY,
-    OPT_PASSPHRASE,
     OPT_JSON,
     OPT_CSV,
     OPT_THRESHOLD,
@@ -101,12 +96,8 @@ static const cli_option options[] = {
     {"header", 'H', "'NAME: VALUE'", "add a request header (repeatable)"},
     {"subprotocol", OPT_PROTO, "PROTO", "offer a subprotocol (repeatable)"},
     {"origin", OPT_ORIGIN, "ORIGIN", "send an Origin header"},
-    {"no-check", OPT_NO_CHECK, NULL, "do not verify the server's TLS certificate"},
-    {"insecure", 'k', NULL, "the same as --no-check (curl's name)"},
-    {"ca", OPT_CA, "FILE", "PEM CA bundle to verify the server with"},
-    {"cert", OPT_CERT, "FILE", "PEM client certificate"},
-    {"key", OPT_KEY, "FILE", "PEM key of --cert"},
-    {"passphrase", OPT_PASSPHRASE, "PW", "passphrase of --key"},
+    {"no-check", CLI_OPT_NO_CHECK, NULL, "do not verify the server's TLS certificate"},
+    CLI_TLS_OPTIONS,
     {"json", OPT_JSON, NULL, "the result as JSON on stdout, instead of the summary"},
     {"csv", OPT_CSV, "FILE", "the per-second series as CSV (- for stdout)"},
     {"threshold", OPT_THRESHOLD, "EXPR",
@@ -318,12 +309,6 @@ static void parse(int argc, char **argv, cmdline *cl)
             o->protos[o->nprotos++] = arg;
             break;
         case OPT_ORIGIN: o->origin = arg; break;
-        case OPT_NO_CHECK:
-        case 'k': o->tls_insecure = 1; break;
-        case OPT_CA: o->tls_ca = arg; break;
-        case OPT_CERT: o->tls_cert = arg; break;
-        case OPT_KEY: o->tls_key = arg; break;
-        case OPT_PASSPHRASE: o->tls_passphrase = arg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_CSV: o->csv = arg; break;
         case OPT_THRESHOLD:
@@ -358,12 +343,15 @@ static void parse(int argc, char **argv, cmdline *cl)
             fputs(usage_tail, stdout);
             exit(WB_EXIT_OK);
         case 'V': cli_print_version(stdout, PROG); exit(WB_EXIT_OK);
-        default: fprintf(stderr, "Try '%s --help'.\n", PROG); exit(CLI_EXIT_USAGE);
+        default:
+            if (cli_tls_option(c, arg, &o->tls)) break;
+            fprintf(stderr, "Try '%s --help'.\n", PROG);
+            exit(CLI_EXIT_USAGE);
         }
     }
     operands(argc, argv, cl);
     settle(cl, conns_set, timeout_set, duration_set);
-    for (unsigned i = 0; o->tls_insecure && i < cl->ntargets; i++)
+    for (unsigned i = 0; o->tls.no_check && i < cl->ntargets; i++)
         if (!strncasecmp(cl->targets[i].url, "wss:", 4)) {
             cli_warn(PROG, "warning: --no-check: the server's certificate is not verified, so "
                            "anyone on the path can impersonate it (insecure)");

@@ -72,10 +72,6 @@ enum {
     OPT_HOST,
     OPT_PROXY,
     OPT_CONNECT_TIMEOUT,
-    OPT_CA,
-    OPT_CERT,
-    OPT_KEY,
-    OPT_PASSPHRASE,
     OPT_HEX,
     OPT_PING_INTERVAL,
     OPT_JSON,
@@ -109,11 +105,7 @@ static const cli_option options[] = {
      "offer permessage-deflate: shared (default), dedicated, 3KB..256KB"},
     {"reconnect", OPT_RECONNECT, NULL, "reconnect with backoff when the connection ends"},
     {"no-check", 'n', NULL, "do not verify the server's TLS certificate"},
-    {"insecure", 'k', NULL, "the same as -n (curl's name)"},
-    {"ca", OPT_CA, "FILE", "PEM CA bundle to verify the server with"},
-    {"cert", OPT_CERT, "FILE", "PEM client certificate"},
-    {"key", OPT_KEY, "FILE", "PEM key of --cert"},
-    {"passphrase", OPT_PASSPHRASE, "PW", "passphrase of --key"},
+    CLI_TLS_OPTIONS,
     {"hex", OPT_HEX, NULL, "show binary messages in hex"},
     {"timestamps", 'T', NULL, "prefix what is printed with the time"},
     {"json", OPT_JSON, NULL, "one JSON object per event on stdout"},
@@ -130,13 +122,14 @@ struct options {
     const char *url, *listen;
     const char **headers, **protocols, **execute;
     size_t nheaders, nprotocols, nexecute;
-    const char *origin, *auth, *host, *proxy, *ca, *cert, *key, *passphrase;
+    const char *origin, *auth, *host, *proxy;
+    cli_tls tls;
     double wait, connect_timeout, ping_interval;
     int wait_given;
     unsigned long max_redirects;
     size_t max_payload;
     int compress;
-    int show_ping_pong, slash, no_color, location, no_check, binary, hex, timestamps, json;
+    int show_ping_pong, slash, no_color, location, binary, hex, timestamps, json;
     int reconnect, timing, verbose;
 };
 
@@ -984,11 +977,7 @@ static void connect_now(void)
     /* The closing handshake is bounded by close_wait (--wait); the library's close timeout,
      * in whole seconds, only bounds the wait for the server to close TCP after it. */
     co.close_timeout = (unsigned)ceil(close_bound()) + 1;
-    co.tls_ca = app.o.ca;
-    co.tls_cert = app.o.cert;
-    co.tls_key = app.o.key;
-    co.tls_key_password = app.o.passphrase;
-    co.tls_insecure = app.o.no_check;
+    cli_tls_client_opts(&app.o.tls, &co);
     app.opened = 0;
     app.closing = 0;
     app.status = -1;
@@ -1181,12 +1170,7 @@ static void parse_options(int argc, char **argv, struct options *o)
                 cli_usage_error(PROG, "invalid --compress mode '%s'", arg);
             break;
         case OPT_RECONNECT: o->reconnect = 1; break;
-        case 'n':
-        case 'k': o->no_check = 1; break;
-        case OPT_CA: o->ca = arg; break;
-        case OPT_CERT: o->cert = arg; break;
-        case OPT_KEY: o->key = arg; break;
-        case OPT_PASSPHRASE: o->passphrase = arg; break;
+        case 'n': o->tls.no_check = 1; break;
         case OPT_HEX: o->hex = 1; break;
         case 'T': o->timestamps = 1; break;
         case OPT_JSON: o->json = 1; break;
@@ -1199,7 +1183,10 @@ static void parse_options(int argc, char **argv, struct options *o)
             fputs(usage_tail, stdout);
             exit(0);
         case 'V': cli_print_version(stdout, PROG); exit(0);
-        default: fprintf(stderr, "Try '%s --help'.\n", PROG); exit(EXIT_USAGE);
+        default:
+            if (cli_tls_option(c, arg, &o->tls)) break;
+            fprintf(stderr, "Try '%s --help'.\n", PROG);
+            exit(EXIT_USAGE);
         }
     }
     if (optind < argc && !o->url && !o->listen) o->url = argv[optind++];
@@ -1209,7 +1196,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     if (o->url && o->listen) cli_usage_error(PROG, "-c and -l exclude each other");
     if (o->listen && (o->nexecute || o->reconnect))
         cli_usage_error(PROG, "-x and --reconnect need -c");
-    if (!!o->cert != !!o->key) cli_usage_error(PROG, "--cert and --key go together");
+    cli_tls_check(PROG, &o->tls);
 }
 
 int main(int argc, char **argv)
@@ -1249,7 +1236,7 @@ int main(int argc, char **argv)
         else if (app.interactive)
             rl_setup();
     } else {
-        if (o->no_check && !strncasecmp(o->url, "wss:", 4))
+        if (o->tls.no_check && !strncasecmp(o->url, "wss:", 4))
             diag(CLI_YELLOW,
                  "%s: warning: -n/-k: the server's certificate is not verified, so "
                  "anyone on the path can impersonate it (insecure)",

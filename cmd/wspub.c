@@ -71,10 +71,6 @@ enum {
     OPT_WINDOW,
     OPT_CONNECT_TIMEOUT,
     OPT_TIMEOUT,
-    OPT_CA,
-    OPT_CERT,
-    OPT_KEY,
-    OPT_PASSPHRASE,
     OPT_REPEAT,
 };
 
@@ -93,11 +89,7 @@ static const cli_option options[] = {
     {"connect-timeout", OPT_CONNECT_TIMEOUT, "SECONDS", "limit DNS + connect + handshake (10)"},
     {"timeout", OPT_TIMEOUT, "SECONDS", "give up when no acknowledgement comes for this long (10)"},
     {"no-check", 'n', NULL, "do not verify the server's TLS certificate"},
-    {"insecure", 'k', NULL, "the same as -n (curl's name)"},
-    {"ca", OPT_CA, "FILE", "PEM CA bundle to verify the server with"},
-    {"cert", OPT_CERT, "FILE", "PEM client certificate"},
-    {"key", OPT_KEY, "FILE", "PEM key of --cert"},
-    {"passphrase", OPT_PASSPHRASE, "PW", "passphrase of --key"},
+    CLI_TLS_OPTIONS,
     {"quiet", 'q', NULL, "print no error messages"},
     {"verbose", 'v', NULL, "print the receiver count of every message"},
     {"help", 'h', NULL, "this help"},
@@ -106,12 +98,13 @@ static const cli_option options[] = {
 };
 
 struct options {
-    const char *url, *topic, *file, *token, *token_file, *ca, *cert, *key, *passphrase;
+    const char *url, *topic, *file, *token, *token_file;
+    cli_tls tls;
     const char **headers; /* -H, then Authorization */
     size_t nheaders;
     char **messages; /* operands after TOPIC */
     size_t nmessages;
-    int lines, whole_stdin, binary, require, no_check, quiet, verbose;
+    int lines, whole_stdin, binary, require, quiet, verbose;
     unsigned long repeat, window;
     double interval, connect_timeout, timeout;
 };
@@ -600,12 +593,7 @@ static void parse_options(int argc, char **argv, char **root)
             if (cli_parse_duration(arg, &o->timeout) < 0 || o->timeout <= 0)
                 cli_usage_error(PROG, "--timeout takes seconds: %s", arg);
             break;
-        case 'n':
-        case 'k': o->no_check = 1; break;
-        case OPT_CA: o->ca = arg; break;
-        case OPT_CERT: o->cert = arg; break;
-        case OPT_KEY: o->key = arg; break;
-        case OPT_PASSPHRASE: o->passphrase = arg; break;
+        case 'n': o->tls.no_check = 1; break;
         case 'q': o->quiet = 1; break;
         case 'v': o->verbose = 1; break;
         case 'h':
@@ -614,7 +602,8 @@ static void parse_options(int argc, char **argv, char **root)
             fputs(usage_tail, stdout);
             exit(EXIT_OK);
         case 'V': cli_print_version(stdout, PROG); exit(EXIT_OK);
-        default: cli_usage_error(PROG, "unknown option");
+        default:
+            if (!cli_tls_option(c, arg, &o->tls)) cli_usage_error(PROG, "unknown option");
         }
     }
     if (argc - optind < 1) cli_usage_error(PROG, "give the broker's URL and a TOPIC");
@@ -632,7 +621,7 @@ static void parse_options(int argc, char **argv, char **root)
     if (o->lines && o->repeat > 1) cli_usage_error(PROG, "--repeat does not go with -l");
     if (!*o->topic) cli_usage_error(PROG, "the TOPIC is empty");
     if (o->token && o->token_file) cli_usage_error(PROG, "give --token or --token-file, not both");
-    if (!!o->cert != !!o->key) cli_usage_error(PROG, "--cert and --key go together");
+    cli_tls_check(PROG, &o->tls);
 }
 
 int main(int argc, char **argv)
@@ -677,11 +666,7 @@ int main(int argc, char **argv)
     co.headers = o->headers;
     co.nheaders = o->nheaders;
     co.connect_timeout = (unsigned)ceil(o->connect_timeout);
-    co.tls_ca = o->ca;
-    co.tls_cert = o->cert;
-    co.tls_key = o->key;
-    co.tls_key_password = o->passphrase;
-    co.tls_insecure = o->no_check;
+    cli_tls_client_opts(&o->tls, &co);
     int err;
     app.t0 = ev_time();
     app.ws = wsk_connect(app.loop, o->url, &co, &handlers, NULL, &err);

@@ -20,7 +20,8 @@
 #define MAX_LISTEN 8
 #define MAX_BRIDGE 16
 
-static const serve_mode *const modes[] = {&serve_echo, &serve_chat, &serve_pubsub};
+static const serve_mode *const modes[] = {&serve_echo, &serve_chat,     &serve_pubsub,
+                                          &serve_exec, &serve_exec_dir, &serve_exec_shared};
 #define NMODES (sizeof modes / sizeof modes[0])
 
 enum {
@@ -81,10 +82,12 @@ static const char usage_tail[] =
 
 static void usage(void)
 {
-    printf("usage: wsserve MODE [options]\n\nModes:\n");
+    printf("usage: wsserve MODE [options]\n"
+           "       wsserve [options] -- PROGRAM [ARGS...]   (--exec without a shell)\n\nModes:\n");
     for (size_t i = 0; i < NMODES; i++) {
-        char flag[32];
-        snprintf(flag, sizeof flag, "--%s", modes[i]->name);
+        char flag[48];
+        snprintf(flag, sizeof flag, "--%s%s%s", modes[i]->name, modes[i]->arg ? " " : "",
+                 modes[i]->arg ? modes[i]->arg : "");
         printf("  %-27s %s\n", flag, modes[i]->help);
         if (modes[i]->options) cli_print_options(stdout, modes[i]->options);
     }
@@ -159,6 +162,7 @@ struct config {
     size_t mode_index;                    /* in modes[] */
     void *mode_config[NMODES];            /* each mode's option values */
     const cli_option *mode_given[NMODES]; /* the first option of each mode on the line */
+    const char *mode_arg;                 /* the mode flag's argument */
     wsk_server_opts so;
     const char *listen[MAX_LISTEN];
     int nlisten, verbose, quiet;
@@ -239,7 +243,7 @@ static void parse(int argc, char **argv, struct config *c)
     tables[nt++] = mode_flags;
     for (size_t i = 0; i < NMODES; i++) {
         const serve_mode *m = modes[i];
-        mode_flags[i] = (cli_option){m->name, O_MODE, NULL, m->help};
+        mode_flags[i] = (cli_option){m->name, O_MODE, m->arg, m->help};
         if (m->options) tables[nt++] = m->options;
         c->mode_config[i] = calloc(1, m->config_size ? m->config_size : 1);
         if (!c->mode_config[i]) exit(1);
@@ -272,6 +276,7 @@ static void parse(int argc, char **argv, struct config *c)
                                 modes[m]->name);
             c->mode = modes[m];
             c->mode_index = (size_t)m;
+            c->mode_arg = arg;
         } else if (i >= 0) {
             if (!c->mode_given[i]) c->mode_given[i] = opt;
             r = modes[i]->option(c->mode_config[i], opt, arg);
@@ -280,11 +285,24 @@ static void parse(int argc, char **argv, struct config *c)
         }
         if (r < 0) cli_usage_error(PROG, "invalid value for --%s: '%s'", opt->name, arg ? arg : "");
     }
-    if (optind < argc) cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
-    if (!c->mode) cli_usage_error(PROG, "choose a mode: --echo, --chat or --pubsub");
+    /* Operands alone are websocketd's command line: `wsserve -- PROGRAM ARGS...`. */
+    const serve_mode *implied = optind < argc && !c->mode ? &serve_exec : NULL;
+    if (!c->mode && !implied)
+        cli_usage_error(PROG, "choose a mode: --echo, --chat, --pubsub or --exec");
+    if (implied || c->mode->shares)
+        for (size_t i = 0; i < NMODES; i++)
+            if (modes[i] == (implied ? implied : c->mode->shares)) c->mode_index = i;
+    if (implied) c->mode = implied;
+    if (c->mode->operands) {
+        if (c->mode->operands(c->mode_config[c->mode_index], c->mode_arg, argc - optind,
+                              argv + optind) < 0)
+            cli_usage_error(PROG, "invalid arguments for --%s", c->mode->name);
+    } else if (optind < argc) {
+        cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+    }
     /* A flag that would do nothing is a mistake the user wants to hear about. */
     for (size_t i = 0; i < NMODES; i++)
-        if (c->mode_given[i] && modes[i] != c->mode)
+        if (c->mode_given[i] && modes[i] != c->mode && modes[i] != c->mode->shares)
             cli_usage_error(PROG, "--%s is an option of --%s: it does nothing with --%s",
                             c->mode_given[i]->name, modes[i]->name, c->mode->name);
     const wsk_server_opts *so = &c->so;
@@ -356,6 +374,11 @@ static int listen_all(struct serve *sv, const struct config *c)
     return 0;
 }
 
+static void free_configs(struct config *c)
+{
+    for (size_t i = 0; i < NMODES; i++) free(c->mode_config[i]);
+}
+
 int main(int argc, char **argv)
 {
     struct config c = {0};
@@ -370,7 +393,10 @@ int main(int argc, char **argv)
         .stamps = !isatty(STDERR_FILENO),
     };
     wsk_server_opts so = c.so;
-    if (c.mode->setup(&sv, &so, &sv.mode_h) < 0) return 1;
+    if (c.mode->setup(&sv, &so, &sv.mode_h) < 0) {
+        free_configs(&c);
+        return 1;
+    }
     wsk_handlers h = sv.mode_h;
     h.upgrade = on_upgrade;
     h.request = on_request;
@@ -397,22 +423,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsserve: cannot bridge: the --bridge URLs are invalid or mixed\n");
         goto out;
     }
+    /* The signal watchers come before the "listening" line: whoever waits for that line may
+     * send SIGTERM at once. */
+    struct ev_loop *ev = wsk_loop_ev(p.loop);
+    ev_signal_init(&p.sigint, on_signal, SIGINT);
+    ev_signal_init(&p.sigterm, on_signal, SIGTERM);
+    p.sigint.data = p.sigterm.data = &p;
+    ev_signal_start(ev, &p.sigint);
+    ev_signal_start(ev, &p.sigterm);
     if (listen_all(&sv, &c) == 0) {
-        struct ev_loop *ev = wsk_loop_ev(p.loop);
-        ev_signal_init(&p.sigint, on_signal, SIGINT);
-        ev_signal_init(&p.sigterm, on_signal, SIGTERM);
-        p.sigint.data = p.sigterm.data = &p;
-        ev_signal_start(ev, &p.sigint);
-        ev_signal_start(ev, &p.sigterm);
         ev_run(ev, 0);
-        ev_signal_stop(ev, &p.sigint);
-        ev_signal_stop(ev, &p.sigterm);
         status = sv.exit_code;
     }
+    ev_signal_stop(ev, &p.sigint);
+    ev_signal_stop(ev, &p.sigterm);
+    /* libev restored the default action; a late signal must not kill the teardown and change
+     * the exit status (a second SIGTERM during shutdown already meant "stop now"). */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
 out:
     if (sv.srv) wsk_server_free(sv.srv);
     if (c.mode->teardown) c.mode->teardown(&sv);
     if (p.loop) wsk_loop_free(p.loop);
-    for (size_t i = 0; i < NMODES; i++) free(c.mode_config[i]);
+    free_configs(&c);
     return status;
 }

@@ -984,13 +984,9 @@ int wsk_client_header_at(const wsk_ws *ws, size_t i, const char **name, size_t *
                          const char **value, size_t *value_len)
 {
     const wsk_client *cl = client_or_null(ws);
-    if (!cl || !cl->res || i >= cl->res->nheaders) return WSK_ERR_INVAL;
-    const wsk_http_header *h = &cl->res->headers[i];
-    if (name) *name = h->name;
-    if (name_len) *name_len = h->name_len;
-    if (value) *value = h->value;
-    if (value_len) *value_len = h->value_len;
-    return 0;
+    if (!cl || !cl->res) return WSK_ERR_INVAL;
+    return wsk_http_header_at(cl->res->headers, cl->res->nheaders, i, name, name_len, value,
+                              value_len);
 }
 
 const char *wsk_client_header(const wsk_ws *ws, const char *name, size_t *len)

@@ -10,6 +10,7 @@
 #include "pmd_conn.h"
 #include "pubsub.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,9 +35,21 @@ struct wsk_ws *wsk_conn_new(wsk_ctx *ctx, int fd)
 void wsk_conn_io_events(struct wsk_ws *c, int events)
 {
     struct ev_loop *ev = c->ctx->loop->ev;
+    /* A paused socket keeps EV_READ off whatever its writer wants. */
+    if (c->flags & WSK_F_PAUSED) events &= ~EV_READ;
     ev_io_stop(ev, &c->io);
     ev_io_set(&c->io, c->io.fd, events);
-    ev_io_start(ev, &c->io);
+    if (events) ev_io_start(ev, &c->io);
+}
+
+void wsk_conn_resume(struct wsk_ws *c)
+{
+    if (!(c->flags & WSK_F_PAUSED)) return;
+    c->flags &= ~WSK_F_PAUSED;
+    if (c->state == WSK_ST_DEAD) return;
+    wsk_conn_io_events(c, (c->io.events & EV_WRITE) | EV_READ);
+    /* TLS may hold decrypted input that no readiness event will announce again. */
+    ev_feed_event(c->ctx->loop->ev, &c->io, EV_READ);
 }
 
 wsk_cold *wsk_conn_cold(struct wsk_ws *c)
@@ -116,11 +129,14 @@ void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason)
     ctx->nconns--;
     wsk_loop_schedule(ctx->loop, c);
     if (ctx->srv) wsk_server_conn_gone(ctx->srv);
+    if (ctx->hooks) ctx->hooks->gone(c);
 }
 
 void wsk_conn_free(struct wsk_ws *c)
 {
-    if (c->ctx->role == WSK_ROLE_CLIENT && c->ctx->nconns == 0) wsk_ctx_release(c->ctx);
+    /* A wsk_connect client's ctx lives as long as its one connection. */
+    if (c->ctx->role == WSK_ROLE_CLIENT && !c->ctx->hooks && c->ctx->nconns == 0)
+        wsk_ctx_release(c->ctx);
     free(c);
 }
 
@@ -154,16 +170,19 @@ void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n)
     }
 }
 
-void wsk_conn_io_failed(struct wsk_ws *c, long err, const char *what)
+void wsk_conn_failed(struct wsk_ws *c, long err, const char *what)
 {
     int tls = err == WSK_ERR_TLS || err == WSK_ERR_CERT;
     const char *why = tls ? wsk_io_failure(c) : err == WSK_ERR_EOF ? "connection closed" : what;
-    /* The transport knows no roles: a client still in its handshake reports the failure. */
-    if (c->state == WSK_ST_HTTP && c->ctx->role == WSK_ROLE_CLIENT) {
-        if (tls)
-            wsk_client_failed(c, (int)err, why);
+    /* Neither the transport nor the sweep knows roles: the owner of a socket still in its
+     * handshake hears why it failed (wsbench's hooks, or a wsk_connect client). */
+    if (c->state == WSK_ST_HTTP && (c->ctx->hooks || c->ctx->role == WSK_ROLE_CLIENT)) {
+        int e = tls || err == WSK_ERR_TIMEOUT ? (int)err : WSK_ERR_HANDSHAKE;
+        const char *msg = e == WSK_ERR_HANDSHAKE ? "connection closed during the handshake" : why;
+        if (c->ctx->hooks)
+            c->ctx->hooks->failed(c, e, msg);
         else
-            wsk_client_failed(c, WSK_ERR_HANDSHAKE, "connection closed during the handshake");
+            wsk_client_failed(c, e, msg);
     }
     wsk_conn_end(c, WSK_CLOSE_ABNORMAL,
                  err == WSK_ERR_EOF ? "connection closed without a close frame" : why);
@@ -175,13 +194,17 @@ static void on_readable(struct wsk_ws *c)
     long n = wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
     if (n == WSK_ERR_AGAIN) return;
     if (n < 0) {
-        wsk_conn_io_failed(c, n, "read failed");
+        wsk_conn_failed(c, n, "read failed");
         return;
     }
     /* What a closed socket still reads does not postpone its close_timeout. */
     if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
         c->stamp = (uint32_t)ev_now(loop->ev);
     c->flags &= ~WSK_F_PINGED;
+    if (c->ctx->hooks) {
+        c->ctx->hooks->receive(c, loop->rbuf, (size_t)n);
+        return;
+    }
     switch (c->state) {
     case WSK_ST_HTTP:
         if (c->ctx->role == WSK_ROLE_SERVER)
@@ -200,7 +223,21 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
     struct wsk_ws *c = (struct wsk_ws *)w;
     (void)ev;
     if ((revents & EV_WRITE) && wsk_flush(c) < 0) return;
-    if ((revents & EV_READ) && c->state != WSK_ST_DEAD) on_readable(c);
+    if ((revents & EV_READ) && !(c->flags & WSK_F_PAUSED) && c->state != WSK_ST_DEAD)
+        on_readable(c);
+}
+
+/* A paused socket's peer may have gone: no read will see the EOF or the reset, so the sweep asks
+ * the kernel (a FIN queued behind data the peer could not send is not seen: the idle timeout
+ * ends that one).  1 when the connection was ended. */
+static int paused_gone(struct wsk_ws *c)
+{
+    struct pollfd p = {.fd = c->io.fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "connection closed while paused");
+        return 1;
+    }
+    return 0;
 }
 
 /* Deadlines, checked once a second for every connection of a server or client (one timer per
@@ -222,10 +259,11 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
                 char addr[64];
                 wsk_log(ctx->loop, WSK_LOG_INFO, "%s: handshake timed out after %us",
                         wsk_addr_string(c->io.fd, addr, sizeof addr), o->handshake_timeout);
-                wsk_conn_end(c, WSK_CLOSE_ABNORMAL, "handshake timed out");
+                wsk_conn_failed(c, WSK_ERR_TIMEOUT, "handshake timed out");
             }
             break;
         case WSK_ST_OPEN:
+            if ((c->flags & WSK_F_PAUSED) && paused_gone(c)) break;
             if (!o->idle_timeout) break;
             if (idle >= o->idle_timeout) {
                 char addr[64];
@@ -274,6 +312,23 @@ int wsk_ws_ready_state(const wsk_ws *ws)
 size_t wsk_ws_buffered(const wsk_ws *ws)
 {
     return ws->q.bytes;
+}
+
+void wsk_ws_pause(wsk_ws *ws)
+{
+    if (ws->state != WSK_ST_OPEN || (ws->flags & WSK_F_PAUSED)) return;
+    ws->flags |= WSK_F_PAUSED;
+    wsk_conn_io_events(ws, ws->io.events & EV_WRITE);
+}
+
+void wsk_ws_resume(wsk_ws *ws)
+{
+    wsk_conn_resume(ws);
+}
+
+int wsk_ws_paused(const wsk_ws *ws)
+{
+    return !!(ws->flags & WSK_F_PAUSED);
 }
 
 const char *wsk_ws_protocol(const wsk_ws *ws)

@@ -55,13 +55,8 @@ size_t wsk_request_header_count(const wsk_request *req)
 int wsk_request_header_at(const wsk_request *req, size_t i, const char **name, size_t *name_len,
                           const char **value, size_t *value_len)
 {
-    if (i >= req->h->nheaders) return WSK_ERR_INVAL;
-    const wsk_http_header *h = &req->h->headers[i];
-    if (name) *name = h->name;
-    if (name_len) *name_len = h->name_len;
-    if (value) *value = h->value;
-    if (value_len) *value_len = h->value_len;
-    return 0;
+    return wsk_http_header_at(req->h->headers, req->h->nheaders, i, name, name_len, value,
+                              value_len);
 }
 
 long wsk_request_query_param(const wsk_request *req, const char *name, char *buf, size_t cap)

@@ -19,6 +19,7 @@
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
+ * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror).
  */
@@ -91,8 +92,9 @@ void wsk_block_unref(wsk_loop *loop, wsk_block *b);
 /* ----- a set of sockets sharing handlers and options: a server, or one client --------------- */
 
 /* The limits and policies the shared data path reads (conn.c, msg_assemble.c, send_msg.c,
- * pmd_conn.c, pubsub.c), filled by server.c from wsk_server_opts and by client.c from
- * wsk_client_opts; each side keeps its other options to itself. */
+ * pmd_conn.c, pubsub.c), filled by server.c from wsk_server_opts, by client.c from
+ * wsk_client_opts and by a program with hooks (wsbench) itself; each side keeps its other
+ * options to itself. */
 typedef struct wsk_limits {
     size_t max_payload;        /* largest message received (1009 beyond) */
     size_t max_header;         /* HTTP head cap */
@@ -109,6 +111,20 @@ typedef struct wsk_limits {
     size_t compress_threshold;
 } wsk_limits;
 
+/* A program that opens and handshakes sockets itself but uses this data path for the rest (the
+ * transport, frames in, the send queue and its flush): wsbench.  conn.c calls these instead of
+ * server.c or client.c.  Every pointer must be set; c->user is the program's. */
+typedef struct wsk_conn_hooks {
+    /* The bytes of every read, in any phase; wsk_msg_receive takes those of an open socket. */
+    void (*receive)(struct wsk_ws *c, uint8_t *p, size_t n);
+    /* Before each write of c (wsk_flush): the program may queue more bytes. */
+    void (*fill)(struct wsk_ws *c);
+    /* c failed before it opened (TLS handshake, EOF, deadline); wsk_conn_end follows. */
+    void (*failed)(struct wsk_ws *c, int err, const char *msg);
+    /* c ended (wsk_conn_end): its fd is closed and it is freed at the end of the loop turn. */
+    void (*gone)(struct wsk_ws *c);
+} wsk_conn_hooks;
+
 typedef struct wsk_ctx {
     wsk_loop *loop;
     wsk_handlers h;
@@ -123,6 +139,9 @@ typedef struct wsk_ctx {
     struct wsk_pubsub *pubsub;
     /* The server's bridge to other nodes (bridge.h), NULL when it has none. */
     struct wsk_bridge *bridge;
+
+    /* NULL for a server and a wsk_connect client: see wsk_conn_hooks above. */
+    const wsk_conn_hooks *hooks;
 } wsk_ctx;
 
 enum { WSK_ROLE_SERVER = 0, WSK_ROLE_CLIENT = 1 };
@@ -152,6 +171,7 @@ enum wsk_conn_flag {
     WSK_F_KEEPALIVE = 1 << 11, /* plain HTTP: keep the connection after the reply */
     WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit once: logged, not again */
     WSK_F_LINGER = 1 << 13,    /* with END_AFTER_FLUSH: shut down writing, drain until EOF */
+    WSK_F_PAUSED = 1 << 14,    /* wsk_ws_pause: EV_READ off until wsk_ws_resume or a close */
 };
 
 /* State a connection needs only now and then: during the handshake, while a message is being
@@ -213,9 +233,12 @@ void wsk_conn_cold_trim(struct wsk_ws *c);
 /* The socket's WebSocket phase began: open handler; then `rest` bytes are frames. */
 void wsk_conn_open(struct wsk_ws *c, uint8_t *rest, size_t n);
 void wsk_conn_io_events(struct wsk_ws *c, int events);
-/* A read or write of c failed with err (< 0, not WSK_ERR_AGAIN; `what` names it for the log):
- * a client still in its handshake hears why (wsk_client_failed), then the connection ends. */
-void wsk_conn_io_failed(struct wsk_ws *c, long err, const char *what);
+/* A read or write of c failed with err (< 0, not WSK_ERR_AGAIN), or its handshake deadline
+ * passed (WSK_ERR_TIMEOUT); `what` names it for the log.  A socket still in its handshake tells
+ * its owner why (the hooks' failed, or wsk_client_failed; a server only logs), then it ends. */
+void wsk_conn_failed(struct wsk_ws *c, long err, const char *what);
+/* wsk_ws_resume: clears WSK_F_PAUSED and reads again (nothing when not paused). */
+void wsk_conn_resume(struct wsk_ws *c);
 /* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
 void wsk_conn_free(struct wsk_ws *c);
 /* Frees a client's ctx once its connection is gone (client.c). */
@@ -257,6 +280,8 @@ static inline uint8_t *wsk_queue_reserve(struct wsk_ws *c, size_t n);
 static inline void wsk_queue_commit(struct wsk_ws *c, size_t n);
 /* The slow half of wsk_queue_reserve: a new private block at the tail. */
 uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n);
+/* Appends a copy of p[0..n), over as many private blocks as it takes; 0 or WSK_ERR_NOMEM. */
+int wsk_queue_write(struct wsk_ws *c, const void *p, size_t n);
 /* Appends a reference to shared bytes b->data[off, off + len). */
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len);
 /* Fills iov with up to max segments (at most WSK_WRITE_MAX bytes); returns the count. */
@@ -266,8 +291,8 @@ void wsk_queue_consume(struct wsk_ws *c, size_t n);
 void wsk_queue_clear(struct wsk_ws *c);
 
 /* send_flush.c */
-/* Writes the queue (one writev); arms EV_WRITE when bytes remain.  0, or < 0 when the socket
- * was ended. */
+/* Writes the queue (one writev), after the hooks' fill; arms EV_WRITE when bytes remain.  0, or
+ * < 0 when the socket was ended. */
 int wsk_flush(struct wsk_ws *c);
 
 /* server.c */
@@ -294,9 +319,10 @@ int wsk_tcp_listen(const char *host, unsigned port, int reuse_port, int *fds, in
  * has no address for getpeername any more. */
 int wsk_tcp_accept(int lfd, int *err, char *peer, size_t cap);
 struct sockaddr;
-/* Opens a non-blocking TCP socket with TCP_NODELAY, bound to `from` when not NULL, and starts
- * connecting it to `to`.  Returns the fd with *err 0 (connected already) or EINPROGRESS (EV_WRITE
- * tells the outcome, SO_ERROR says which); or -1 with *err = errno and nothing left open. */
+/* Opens a non-blocking TCP socket with TCP_NODELAY, bound to the address `from` when not NULL
+ * (the port is left to connect: IP_BIND_ADDRESS_NO_PORT), and starts connecting it to `to`.
+ * Returns the fd with *err 0 (connected already) or EINPROGRESS (EV_WRITE tells the outcome,
+ * SO_ERROR says which); or -1 with *err = errno and nothing left open. */
 int wsk_tcp_connect(const struct sockaddr *to, unsigned to_len, const struct sockaddr *from,
                     unsigned from_len, int *err);
 int wsk_tcp_nonblock(int fd);

@@ -13,6 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24 /* Linux 4.2; older headers lack it */
+#endif
+
 int wsk_tcp_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -140,6 +144,13 @@ int wsk_tcp_connect(const struct sockaddr *to, unsigned to_len, const struct soc
         return -1;
     }
     no_delay(fd);
+    if (from) {
+        /* Only the source address is chosen: without this the kernel reserves a port at bind
+         * time, for every destination, and a client opening tens of thousands of connections
+         * from a few addresses runs out of ports; with it connect picks the port per 4-tuple. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    }
     int r = from ? bind(fd, from, from_len) : 0;
     if (r == 0) r = connect(fd, to, to_len);
     if (r < 0 && errno != EINPROGRESS) {

@@ -31,8 +31,8 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o);
  * an IPv4/IPv6 address with or without brackets).  The handshake starts once the socket is
  * writable and runs inside wsk_io_read/wsk_io_writev, which return WSK_ERR_CERT when the
  * certificate did not verify or WSK_ERR_TLS for any other failure; wsk_tls_failure says why.
- * The transport knows nothing of clients: conn.c ends the connection and tells client.c.
- * 0, WSK_ERR_NOMEM or WSK_ERR_TLS. */
+ * The transport knows nothing of clients: conn.c (wsk_conn_failed) ends the connection and
+ * tells its owner (client.c, or wsbench's hooks).  0, WSK_ERR_NOMEM or WSK_ERR_TLS. */
 int wsk_tls_connect(struct wsk_ws *c, const char *host);
 /* wsk_tls_failure (io_transport.h): why c's handshake failed, "certificate verify failed: <why>"
  * (expired, unknown issuer, name mismatch, ...) or "TLS handshake failed: <why>". */

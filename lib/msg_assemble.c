@@ -182,22 +182,25 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
     unsigned dflags = ctx->role == WSK_ROLE_SERVER ? WSK_DEC_REQUIRE_MASK : WSK_DEC_FORBID_MASK;
     unsigned rsv = (c->flags & WSK_F_PMD) ? WSK_RSV1 : 0;
     int masked = ctx->role == WSK_ROLE_SERVER;
+    /* The short header of a small frame: 2 bytes, and the masking key from a client. */
+    size_t hl = masked ? 6 : 2;
+    uint8_t mask_bit = masked ? 0x80 : 0;
 
     while (n && alive(c)) {
-        /* The common case, decoded here without the general machinery: a whole, small, masked,
-         * unfragmented text or binary frame from a client (byte 0 is 0x81 or 0x82: FIN, no RSV
-         * bit), with nothing in progress.  Every other frame takes the general path below,
-         * which applies the same rules. */
-        if (masked && n >= 6 && !(c->flags & (WSK_F_PAYLOAD | WSK_F_FRAGMENTED)) && !c->dec.have &&
-            (p[0] == 0x81 || p[0] == 0x82) && p[1] >= 0x80 && p[1] <= 0x80 + 125 &&
-            n >= 6 + (size_t)(p[1] & 0x7F) && (p[1] & 0x7F) <= ctx->lim.max_payload) {
+        /* The common case, decoded here without the general machinery: a whole, small,
+         * unfragmented text or binary frame (byte 0 is 0x81 or 0x82: FIN, no RSV bit), masked
+         * from a client and unmasked from a server, with nothing in progress.  Every other frame
+         * takes the general path below, which applies the same rules. */
+        if (n >= hl && !(c->flags & (WSK_F_PAYLOAD | WSK_F_FRAGMENTED)) && !c->dec.have &&
+            (p[0] == 0x81 || p[0] == 0x82) && (p[1] & 0x80) == mask_bit && (p[1] & 0x7F) <= 125 &&
+            n >= hl + (size_t)(p[1] & 0x7F) && (p[1] & 0x7F) <= ctx->lim.max_payload) {
             size_t len = p[1] & 0x7F;
-            uint8_t *payload = p + 6;
-            wsk_mask(payload, len, p + 2, 0);
+            uint8_t *payload = p + hl;
+            if (masked) wsk_mask(payload, len, p + 2, 0);
             c->msg_op = p[0] & 0xF;
             c->utf8 = WSK_UTF8_ACCEPT;
-            p += 6 + len;
-            n -= 6 + len;
+            p += hl + len;
+            n -= hl + len;
             if (c->msg_op == WSK_OP_TEXT && wsk_utf8_validate(&c->utf8, payload, len) < 0)
                 return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
             if (deliver(c, payload, len) < 0) return WSK_ERR_CLOSED;

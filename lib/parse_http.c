@@ -209,6 +209,17 @@ const wsk_http_header *wsk_http_find(const wsk_http_header *h, size_t n, const c
     return NULL;
 }
 
+int wsk_http_header_at(const wsk_http_header *h, size_t n, size_t i, const char **name,
+                       size_t *name_len, const char **value, size_t *value_len)
+{
+    if (i >= n) return WSK_ERR_INVAL;
+    if (name) *name = h[i].name;
+    if (name_len) *name_len = h[i].name_len;
+    if (value) *value = h[i].value;
+    if (value_len) *value_len = h[i].value_len;
+    return 0;
+}
+
 int wsk_http_has_token(const char *value, size_t len, const char *token)
 {
     /* #element lists (RFC 9110 5.6.1): elements separated by commas with optional whitespace;

@@ -61,6 +61,12 @@ int wsk_http_parse_response(const char *buf, size_t len, size_t *scanned, wsk_ht
 const wsk_http_header *wsk_http_find(const wsk_http_header *h, size_t n, const char *name,
                                      size_t *from);
 
+/* Header i of h[0..n): its name and value into the out-parameters that are not NULL (pointers
+ * into h's bytes); WSK_ERR_INVAL when i >= n.  What wsk_request_header_at and
+ * wsk_client_header_at return. */
+int wsk_http_header_at(const wsk_http_header *h, size_t n, size_t i, const char **name,
+                       size_t *name_len, const char **value, size_t *value_len);
+
 /* 1 when the comma-separated token list value[0..len) contains `token`, compared
  * case-insensitively, with optional whitespace around elements (RFC 9110 5.6.1)
  * ("keep-alive, Upgrade" contains "upgrade"); 0 otherwise. */

@@ -106,6 +106,9 @@ int wsk_utf8_validate(uint32_t *state, const uint8_t *p, size_t n)
         if (s == S_ACCEPT) {
             while (n - i >= 16 && !((load64(p + i) | load64(p + i + 8)) & HIGH_BITS)) i += 16;
             if (n - i >= 8 && !(load64(p + i) & HIGH_BITS)) i += 8;
+            /* The last few bytes in one load that overlaps what was checked (short messages
+             * mostly end here). */
+            if (n - i < 8 && n >= 8 && !(load64(p + n - 8) & HIGH_BITS)) i = n;
             while (i < n && p[i] < 0x80) i++;
             if (i == n) break;
         }

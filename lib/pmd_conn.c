@@ -60,17 +60,23 @@ static int attach(struct wsk_ws *c, const wsk_pmd_params *p)
     return 0;
 }
 
+size_t wsk_pmd_extension_values(const wsk_http_header *h, size_t nh,
+                                wsk_pmd_slice out[WSK_PMD_VALUES_MAX])
+{
+    size_t n = 0, from = 0;
+    const wsk_http_header *v;
+    while (n < WSK_PMD_VALUES_MAX && (v = wsk_http_find(h, nh, "sec-websocket-extensions", &from)))
+        out[n++] = (wsk_pmd_slice){v->value, v->value_len};
+    return n;
+}
+
 int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *out, size_t cap)
 {
     wsk_pmd_config cfg;
     config_of(c->ctx, &cfg);
     if (cfg.compress == WSK_COMPRESS_DISABLE && cfg.decompress == WSK_COMPRESS_DISABLE) return 0;
-    wsk_pmd_slice vals[16];
-    size_t n = 0, from = 0;
-    const wsk_http_header *h;
-    while (n < 16 &&
-           (h = wsk_http_find(req->headers, req->nheaders, "sec-websocket-extensions", &from)))
-        vals[n++] = (wsk_pmd_slice){h->value, h->value_len};
+    wsk_pmd_slice vals[WSK_PMD_VALUES_MAX];
+    size_t n = wsk_pmd_extension_values(req->headers, req->nheaders, vals);
     if (!n) return 0;
     wsk_pmd_params p;
     if (wsk_pmd_server_negotiate(&cfg, vals, n, &p, out, cap) <= 0) return 0;
@@ -88,12 +94,8 @@ int wsk_pmd_conn_accept(struct wsk_ws *c, const wsk_http_response *res)
 {
     wsk_pmd_config cfg;
     config_of(c->ctx, &cfg);
-    wsk_pmd_slice vals[16];
-    size_t n = 0, from = 0;
-    const wsk_http_header *h;
-    while (n < 16 &&
-           (h = wsk_http_find(res->headers, res->nheaders, "sec-websocket-extensions", &from)))
-        vals[n++] = (wsk_pmd_slice){h->value, h->value_len};
+    wsk_pmd_slice vals[WSK_PMD_VALUES_MAX];
+    size_t n = wsk_pmd_extension_values(res->headers, res->nheaders, vals);
     wsk_pmd_params p;
     int r = wsk_pmd_client_accept(&cfg, vals, n, &p);
     if (r < 0) return r;

@@ -6,7 +6,15 @@
 
 #include "internal.h"
 #include "parse_http.h"
+#include "pmd.h"
 
+/* Sec-WebSocket-Extensions lines a handshake reads: an offer of 16 lines is already absurd. */
+#define WSK_PMD_VALUES_MAX 16
+/* Gathers the values of every Sec-WebSocket-Extensions header among h[0..nh) into out, in
+ * order (RFC 7230 3.2.2: several lines are one comma-separated list); returns how many (at most
+ * WSK_PMD_VALUES_MAX; later lines are ignored).  The slices point into the headers' bytes. */
+size_t wsk_pmd_extension_values(const wsk_http_header *h, size_t nh,
+                                wsk_pmd_slice out[WSK_PMD_VALUES_MAX]);
 /* Server: answers the request's Sec-WebSocket-Extensions offers per ctx->lim.compress and
  * ctx->lim.decompress.  Returns 1 and writes the response value into out when permessage-deflate
  * was accepted (the socket gets WSK_F_PMD), 0 when it was not. */

@@ -20,13 +20,17 @@ static void want_write(struct wsk_ws *c, int on)
 int wsk_flush(struct wsk_ws *c)
 {
     if (c->state == WSK_ST_DEAD) return WSK_ERR_CLOSED;
+    if (c->ctx->hooks) {
+        c->ctx->hooks->fill(c);
+        if (c->state == WSK_ST_DEAD) return WSK_ERR_CLOSED;
+    }
     if (c->q.bytes) {
         struct iovec iov[WSK_IOV_MAX];
         int n = wsk_queue_iov(c, iov, WSK_IOV_MAX);
         long w = wsk_io_writev(c, iov, n);
         if (w < 0) {
             if (w != WSK_ERR_AGAIN) {
-                wsk_conn_io_failed(c, w, "write failed");
+                wsk_conn_failed(c, w, "write failed");
                 return WSK_ERR_IO;
             }
             w = 0;

@@ -108,6 +108,8 @@ void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t 
     uint8_t payload[125];
     size_t n = wsk_close_build(payload, code, reason, len);
     c->flags |= WSK_F_CLOSE_SENT;
+    /* The closing handshake needs the peer's close frame: a paused socket reads again. */
+    wsk_conn_resume(c);
     wsk_send_frame(c, WSK_OP_CLOSE, 0, payload, n, 1);
     if (c->state == WSK_ST_OPEN) {
         c->state = WSK_ST_CLOSING;

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static wsk_seg *seg_new(wsk_block *b, size_t off, size_t len)
 {
@@ -40,6 +41,22 @@ uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n)
     }
     seg_append(&c->q, s);
     return b->data;
+}
+
+/* Pieces of at most a default block, so the blocks come from the loop's cache and go back. */
+int wsk_queue_write(struct wsk_ws *c, const void *p, size_t n)
+{
+    const uint8_t *src = p;
+    while (n) {
+        size_t k = n < WSK_BLOCK_SIZE ? n : WSK_BLOCK_SIZE;
+        uint8_t *dst = wsk_queue_reserve(c, k);
+        if (!dst) return WSK_ERR_NOMEM;
+        memcpy(dst, src, k);
+        wsk_queue_commit(c, k);
+        src += k;
+        n -= k;
+    }
+    return 0;
 }
 
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len)

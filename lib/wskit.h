@@ -339,6 +339,17 @@ WSK_API void wsk_ws_set_data(wsk_ws *ws, void *data);
 WSK_API int wsk_ws_ready_state(const wsk_ws *ws);
 /* Bytes queued and not yet written to the kernel. */
 WSK_API size_t wsk_ws_buffered(const wsk_ws *ws);
+/* Flow control of what the peer sends: wsk_ws_pause stops reading the socket (an open one;
+ * nothing otherwise), so the kernel's buffers fill and TCP slows the peer down; wsk_ws_resume
+ * reads again.  Messages already read (the rest of the current read) are still delivered after
+ * the pause.  The idle timeout still applies (a socket paused that long is closed with 1001); a
+ * peer whose FIN or reset reaches the kernel meanwhile is noticed within a second (the close
+ * handler runs with 1006).  Closing (wsk_close, a failure) resumes reading for the closing
+ * handshake.
+ * wsk_ws_paused: 1 while paused, else 0. */
+WSK_API void wsk_ws_pause(wsk_ws *ws);
+WSK_API void wsk_ws_resume(wsk_ws *ws);
+WSK_API int wsk_ws_paused(const wsk_ws *ws);
 /* The negotiated subprotocol (NUL-terminated, "" when none), valid while the socket lives. */
 WSK_API const char *wsk_ws_protocol(const wsk_ws *ws);
 /* 1 when permessage-deflate was negotiated, else 0. */

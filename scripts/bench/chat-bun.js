@@ -13,34 +13,13 @@
 // Prints exactly one line on stdout once listening:
 //   chat-bun listening on ws://127.0.0.1:4001/ (bun 1.x.y, waiting for 32 clients)
 
+import { chatEnv, serverEnv, wsUrl } from "./common.mjs";
+
 const ROOM = "room";
 const READY_DELAY_MS = 100;
 
-function fail(msg) {
-  console.error(`chat-bun: ${msg}`);
-  process.exit(2);
-}
-
-function envInt(name, dflt, min) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return dflt;
-  const n = Number.parseInt(raw, 10);
-  if (!Number.isInteger(n) || String(n) !== raw.trim() || n < min) fail(`bad ${name}: ${raw}`);
-  return n;
-}
-
-function loopbackHost() {
-  const h = process.env.HOST || "127.0.0.1";
-  if (h !== "127.0.0.1" && h !== "::1") fail(`HOST must be 127.0.0.1 or ::1, not ${h}`);
-  return h;
-}
-
-const HOST = loopbackHost();
-const PORT = envInt("PORT", 4001, 0);
-// Like the original: an unset, empty or non-numeric CLIENTS_COUNT means 32.
-const CLIENTS = Number.parseInt(process.env.CLIENTS_COUNT || "", 10) || 32;
-const VERBOSE = process.env.VERBOSE === "1";
-const log = VERBOSE ? (...a) => console.error(...a) : () => {};
+const { host: HOST, port: PORT } = serverEnv("chat-bun");
+const { clients: CLIENTS, log } = chatEnv();
 
 let remaining = CLIENTS; // goes up again when a member leaves
 let dropped = 0;
@@ -84,6 +63,6 @@ const server = Bun.serve({
 });
 
 console.log(
-  `chat-bun listening on ws://${HOST.includes(":") ? `[${HOST}]` : HOST}:${server.port}/ ` +
+  `chat-bun listening on ${wsUrl(HOST, server.port)} ` +
     `(bun ${Bun.version}, waiting for ${CLIENTS} clients)`,
 );

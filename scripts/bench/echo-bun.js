@@ -10,22 +10,9 @@
 // Bun queues what a slow reader has not taken yet up to its backpressure
 // limit (16 MiB by default) and drops past it; drops are reported on stderr.
 
-function fail(msg) {
-  console.error(`echo-bun: ${msg}`);
-  process.exit(2);
-}
+import { serverEnv, wsUrl } from "./common.mjs";
 
-function envInt(name, dflt, min) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return dflt;
-  const n = Number.parseInt(raw, 10);
-  if (!Number.isInteger(n) || String(n) !== raw.trim() || n < min) fail(`bad ${name}: ${raw}`);
-  return n;
-}
-
-const HOST = process.env.HOST || "127.0.0.1";
-if (HOST !== "127.0.0.1" && HOST !== "::1") fail(`HOST must be 127.0.0.1 or ::1, not ${HOST}`);
-const PORT = envInt("PORT", 4001, 0);
+const { host: HOST, port: PORT } = serverEnv("echo-bun");
 
 let dropped = 0;
 
@@ -49,5 +36,5 @@ const server = Bun.serve({
 });
 
 console.log(
-  `echo-bun listening on ws://${HOST.includes(":") ? `[${HOST}]` : HOST}:${server.port}/ (bun ${Bun.version})`,
+  `echo-bun listening on ${wsUrl(HOST, server.port)} (bun ${Bun.version})`,
 );

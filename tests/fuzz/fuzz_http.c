@@ -3,13 +3,14 @@
  *        lib/parse_http.c lib/msg_handshake.c lib/crypto.c -lmbedcrypto */
 #include "msg_handshake.h"
 
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include "fuzz_split.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define INSIDE(p, n, buf, len) ((const char *)(p) >= (buf) && (p) + (n) <= (buf) + (len))
+static int parse(const char *buf, size_t len, size_t *scanned, void *out)
+{
+    return wsk_http_parse_request(buf, len, scanned, out);
+}
 
 static void check_inside(const wsk_http_request *req, const char *buf, size_t len)
 {
@@ -24,37 +25,14 @@ static void check_inside(const wsk_http_request *req, const char *buf, size_t le
     }
 }
 
-/* A split point that follows the content (FNV-1a), so inputs stay plain HTTP and every mutation
- * moves the split. */
-static size_t split_point(const uint8_t *data, size_t size)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < size; ++i) h = (h ^ data[i]) * 16777619u;
-    return h % (size + 1);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t split = split_point(data, size);
-
-    /* Each piece in an allocation of its own exact size, so an over-read is caught. */
-    char *first = malloc(split ? split : 1), *whole = malloc(size ? size : 1);
-    if (!first || !whole) abort();
-    memcpy(first, data, split);
-    memcpy(whole, data, size);
+    struct fuzz_split pieces;
+    fuzz_split_init(&pieces, data, size);
 
     static wsk_http_request req, once;
-    size_t scanned = 0, scanned_once = 0;
-    const char *buf = first;
-    int r = wsk_http_parse_request(first, split, &scanned, &req);
-    if (r == 0) {
-        buf = whole;
-        r = wsk_http_parse_request(whole, size, &scanned, &req);
-    }
-    /* A result reached early (a complete head, or an error seen in the first bytes) is the
-     * result for the whole input too. */
-    int r1 = wsk_http_parse_request(whole, size, &scanned_once, &once);
-    if (r != r1) abort();
+    const char *buf;
+    int r = fuzz_parse_split(&pieces, size, parse, &req, &once, &buf);
     if (r > 0) {
         if ((size_t)r > size) abort();
         check_inside(&req, buf, (size_t)r);
@@ -78,7 +56,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while ((h = wsk_http_find(req.headers, req.nheaders, "connection", &from)))
             if (h < req.headers || h >= req.headers + req.nheaders) abort();
     }
-    free(first);
-    free(whole);
+    fuzz_split_free(&pieces);
     return 0;
 }

@@ -3,39 +3,25 @@
  *        lib/parse_http.c lib/msg_handshake.c -lmbedcrypto */
 #include "msg_handshake.h"
 
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include "fuzz_split.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define INSIDE(p, n, buf, len) ((const char *)(p) >= (buf) && (p) + (n) <= (buf) + (len))
+static int parse(const char *buf, size_t len, size_t *scanned, void *out)
+{
+    return wsk_http_parse_response(buf, len, scanned, out);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint32_t hash = 2166136261u;
-    for (size_t i = 0; i < size; ++i) hash = (hash ^ data[i]) * 16777619u;
-    /* The split point and whether extensions were offered follow the content (FNV-1a), so
-     * inputs stay plain HTTP and every mutation moves them. */
-    size_t split = hash % (size + 1);
-    int ext = (hash >> 31) & 1;
-
-    char *first = malloc(split ? split : 1), *whole = malloc(size ? size : 1);
-    if (!first || !whole) abort();
-    memcpy(first, data, split);
-    memcpy(whole, data, size);
+    /* The split point and whether extensions were offered follow the content. */
+    struct fuzz_split pieces;
+    fuzz_split_init(&pieces, data, size);
+    int ext = (pieces.hash >> 31) & 1;
 
     static wsk_http_response res, once;
-    size_t scanned = 0, scanned_once = 0;
-    const char *buf = first;
-    int r = wsk_http_parse_response(first, split, &scanned, &res);
-    if (r == 0) {
-        buf = whole;
-        r = wsk_http_parse_response(whole, size, &scanned, &res);
-    }
-    /* A result reached early is the result for the whole input too. */
-    int r1 = wsk_http_parse_response(whole, size, &scanned_once, &once);
-    if (r != r1) abort();
+    const char *buf;
+    int r = fuzz_parse_split(&pieces, size, parse, &res, &once, &buf);
     if (r > 0) {
         if ((size_t)r > size || res.nheaders > WSK_HTTP_MAX_HEADERS || res.status < 0 ||
             res.status > 999 || !INSIDE(res.reason, res.reason_len, buf, (size_t)r))
@@ -54,7 +40,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (v == 0 && proto && !INSIDE(proto, proto_len, buf, (size_t)r)) abort();
         if (v != 0 && (v != WSK_ERR_HANDSHAKE || !why || proto)) abort();
     }
-    free(first);
-    free(whole);
+    fuzz_split_free(&pieces);
     return 0;
 }

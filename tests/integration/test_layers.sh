@@ -7,11 +7,14 @@ cd "$(dirname "$0")/../.."
 n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
 
-# Files that include mbedTLS headers.  cmd/bench_tls.c is wsbench's own TLS adapter, on its way
-# out; nothing else may join it.
-mbed=$(grep -l '#include <mbedtls/' lib/*.[ch] cmd/*.[ch] | grep -v '^cmd/bench_tls\.c$' | sort | tr '\n' ' ')
+# Files that include mbedTLS headers (wsbench's TLS is lib/io_tls.c too).
+mbed=$(grep -l '#include <mbedtls/' lib/*.[ch] cmd/*.[ch] | sort | tr '\n' ' ')
 check "mbedTLS headers only in lib/crypto.c and lib/io_tls.c (found: $mbed)" \
     '[ "$mbed" = "lib/crypto.c lib/io_tls.c " ]'
+
+# TCP_NODELAY in one place: wsk_tcp_connect and wsk_tcp_accept (wsbench's sockets too).
+nodelay=$(grep -ln 'TCP_NODELAY' lib/*.c cmd/*.c | tr '\n' ' ')
+check "TCP_NODELAY only in lib/io_tcp.c (found: $nodelay)" '[ "$nodelay" = "lib/io_tcp.c " ]'
 
 calls=$(grep -nE 'wsk_(client|server)_[a-z_]+ *\(' lib/io_tls.c lib/io_tcp.c | tr '\n' ' ')
 check "the transport calls no client or server function (found: $calls)" '[ -z "$calls" ]'
@@ -23,7 +26,7 @@ check "one UTF-8 validator (lib/parse_utf8.c)" \
 check "one close-code rule (lib/msg_control.c)" \
     '[ -z "$(defs "[a-z_]*close_code_(valid|ok)" lib/*.c cmd/*.c | grep -v ^lib/msg_control.c:)" ]'
 check "one base64 (lib/crypto.c)" \
-    '[ -z "$(defs "[a-z_]*base64[a-z_]*" lib/*.c cmd/*.c | grep -v "^lib/crypto.c:\|^cmd/bench_tls.c:")" ]'
+    '[ -z "$(defs "[a-z_]*base64[a-z_]*" lib/*.c cmd/*.c | grep -v ^lib/crypto.c:)" ]'
 check "one percent-decoder (lib/parse_url.c)" \
     '[ -z "$(defs "[a-z_]*(pct|percent|url)_decode|hexval" lib/*.c cmd/*.c | grep -v ^lib/parse_url.c:)" ]'
 check "one Content-Length and chunked decoding (lib/parse_http.c)" \

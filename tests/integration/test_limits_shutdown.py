@@ -5,6 +5,7 @@ its 3 s grace with status 0; and with status 2 (and a line saying so) when one m
 stopped reading, so that its queued data had to be dropped."""
 import os
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +15,21 @@ from wstest import Raw, Server, done, frame, ok, wait_for  # noqa: E402
 
 TEXT, BINARY, CLOSE = 1, 2, 8
 CLIENTS = 40
+
+
+def all_read(sink):
+    """True when the server has read everything the sink sent: none of it waits in the sink's
+    send queue or the server's receive queue (ss)."""
+    port = sink.sock.getsockname()[1]
+    out = subprocess.run(["ss", "-tnH", "state", "established",
+                          f"( sport = :{port} or dport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        recv_q, send_q, local, peer = line.split()[:4]
+        if (local.endswith(f":{port}") and int(send_q)) or (peer.endswith(f":{port}") and
+                                                              int(recv_q)):
+            return False
+    return bool(out)
 
 
 def streamer(port, results, progress, i, stop_sending):
@@ -65,10 +81,14 @@ def run(slow):
         big = frame(BINARY, b"s" * 65536)
         for _ in range(128):  # 8 MiB of echoes it will not read
             sink.send(big)
-    # Every client has echoes on the way when the signal comes.
+    # Every client has echoes on the way when the signal comes, and the server has read all
+    # the echo requests of the client that does not read (their echoes fill its queue).
     streaming = wait_for(lambda: all(n >= 16 for n in progress), 10)
     ok(streaming, f"SIGTERM under load ({name}): all {CLIENTS} clients receive echoes first",
        str(progress))
+    if sink:
+        ok(wait_for(lambda: all_read(sink), 10),
+           "SIGTERM: the server has read what the client that does not read sent")
     t0 = time.time()
     rc = srv.stop(timeout=10)
     took = time.time() - t0

@@ -120,12 +120,38 @@ def logged_once(name, n, dropped):
        f"{n} lines for {dropped} dropped messages")
 
 
-def echo_case(close_on_limit):
-    name = "--close-on-backpressure" if close_on_limit else "drop"
-    args = ["--echo", "-v", "--backpressure-limit", "256K"]
+def limited_server(mode, close_on_limit):
+    """wsserve MODE with a 256 KiB backpressure limit, past which it drops sends or, with
+    close_on_limit, closes with 1008: (the case's name, the server)."""
+    args = [mode, "-v", "--backpressure-limit", "256K"]
     if close_on_limit:
         args.append("--close-on-backpressure")
-    srv = Server(*args)
+    return ("--close-on-backpressure" if close_on_limit else "drop"), Server(*args)
+
+
+def rss_bounded(what, grew):
+    """The server's RSS grew by less than the limit plus RSS_SLACK (not checked under ASan or
+    valgrind)."""
+    name = f"{what}: server RSS stays within the limit plus {RSS_SLACK >> 20} MiB"
+    if sanitized():
+        skip(name, "RSS is not meaningful under ASan or valgrind")
+    else:
+        ok(grew < LIMIT + RSS_SLACK, name, f"grew {grew // 1024} KiB")
+
+
+def ended_well(what, srv, rc, close_on_limit, dropped):
+    """The server exited 0 and logged the limit as it should: the close once, or the drops once
+    per episode."""
+    ok(rc == 0, f"{what}: server exits 0", f"rc={rc}")
+    if close_on_limit:
+        n = log_count(srv, "backpressure limit reached (closing with 1008)")
+        ok(n == 1, f"{what}: the close is logged once", f"{n} lines")
+    else:
+        logged_once(what, log_count(srv, "backpressure limit reached, dropping sends"), dropped)
+
+
+def echo_case(close_on_limit):
+    name, srv = limited_server("--echo", close_on_limit)
     dropped = 0
     try:
         warm_up(srv, connect(srv.port), (1 << 20, 65536, 1024))
@@ -150,11 +176,7 @@ def echo_case(close_on_limit):
                f"while {FLOOD_MSG * FLOOD_COUNT >> 20} MiB are echoed to a client that does not "
                f"read (limit {LIMIT // 1024} KiB)")
         print(f"# {msg}", flush=True)
-        name_rss = f"echo ({name}): server RSS stays within the limit plus {RSS_SLACK >> 20} MiB"
-        if sanitized():
-            skip(name_rss, "RSS is not meaningful under ASan or valgrind")
-        else:
-            ok(grew < LIMIT + RSS_SLACK, name_rss, f"grew {grew // 1024} KiB")
+        rss_bounded(f"echo ({name})", grew)
 
         got, code = read_all(slow)
         dropped = FLOOD_COUNT - got // (FLOOD_MSG + 10)
@@ -173,13 +195,7 @@ def echo_case(close_on_limit):
         slow.close()
     finally:
         rc = srv.stop()
-    ok(rc == 0, f"echo ({name}): server exits 0", f"rc={rc}")
-    if close_on_limit:
-        n = log_count(srv, "backpressure limit reached (closing with 1008)")
-        ok(n == 1, f"echo ({name}): the close is logged once", f"{n} lines")
-    else:
-        logged_once(f"echo ({name})", log_count(srv, "backpressure limit reached, dropping sends"),
-                    dropped)
+    ended_well(f"echo ({name})", srv, rc, close_on_limit, dropped)
 
 
 def subscriber(port, count, results, i, ready):
@@ -200,12 +216,8 @@ def subscriber(port, count, results, i, ready):
 
 
 def pubsub_case(close_on_limit):
-    name = "--close-on-backpressure" if close_on_limit else "drop"
     count, size, batch, nsubs = 1600, 16 * 1024, 8, 10  # 25 MiB published
-    args = ["--pubsub", "-v", "--backpressure-limit", "256K"]
-    if close_on_limit:
-        args.append("--close-on-backpressure")
-    srv = Server(*args)
+    name, srv = limited_server("--pubsub", close_on_limit)
     dropped = 0
     try:
         warm_up(srv, connect(srv.port, path="/warm"), (1 << 20, 65536),
@@ -238,11 +250,7 @@ def pubsub_case(close_on_limit):
         print(f"# pubsub ({name}): server RSS grows {grew // 1024} KiB (from {before // 1024} KiB) "
               f"while {count * size >> 20} MiB are published to a subscriber that does not read",
               flush=True)
-        name_rss = f"pubsub ({name}): server RSS stays within the limit plus {RSS_SLACK >> 20} MiB"
-        if sanitized():
-            skip(name_rss, "RSS is not meaningful under ASan or valgrind")
-        else:
-            ok(grew < LIMIT + RSS_SLACK, name_rss, f"grew {grew // 1024} KiB")
+        rss_bounded(f"pubsub ({name})", grew)
         got, code = read_all(slow)
         dropped = count - got // (size + 4)
         if close_on_limit:
@@ -256,13 +264,7 @@ def pubsub_case(close_on_limit):
         slow.close()
     finally:
         rc = srv.stop()
-    ok(rc == 0, f"pubsub ({name}): server exits 0", f"rc={rc}")
-    if close_on_limit:
-        n = log_count(srv, "backpressure limit reached (closing with 1008)")
-        ok(n == 1, f"pubsub ({name}): the close is logged once", f"{n} lines")
-    else:
-        logged_once(f"pubsub ({name})", log_count(srv, "backpressure limit reached, dropping sends"),
-                    dropped)
+    ended_well(f"pubsub ({name})", srv, rc, close_on_limit, dropped)
 
 
 echo_case(False)

@@ -7,17 +7,15 @@ and wss:// to a plain ws:// port; a server that stalls the handshake is bounded 
 --connect-timeout.  Certificates come from scripts/mkcerts."""
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from wstest import BIN, Server, done, ok, skip  # noqa: E402
+from wstest import BIN, Certs, Server, done, ok, skip  # noqa: E402
 
 WSCAT = os.path.join(BIN, "wscat")
 EXIT_TLS = 6
@@ -53,15 +51,13 @@ def main():
     if not os.access(WSCAT, os.X_OK):
         skip("wscat over wss://", f"{WSCAT} is not built")
         return
-    certs = tempfile.mkdtemp(prefix="wskit-tls-")
+    tls = Certs()
+    c = tls.path
     servers = []
     try:
-        r = subprocess.run([os.path.join(ROOT, "scripts", "mkcerts"), certs],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            skip("wscat over wss://", "scripts/mkcerts failed: " + r.stderr.strip()[-200:])
+        if not tls.ok:
+            skip("wscat over wss://", "scripts/mkcerts failed: " + tls.why)
             return
-        c = lambda name: os.path.join(certs, name)  # noqa: E731
         ca = ["--ca", c("ca.crt")]
 
         def tls_server(name, *extra, host="127.0.0.1"):
@@ -164,7 +160,7 @@ def main():
     finally:
         for s in servers:
             s.stop()
-        shutil.rmtree(certs, ignore_errors=True)
+        tls.remove()
 
 
 main()

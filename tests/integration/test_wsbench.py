@@ -316,6 +316,59 @@ def main():
        "an upgrade answered 404: handshake errors, with the status", j)
     lsock.close()
 
+    # A server that answers the first message (32 bytes) with reply(payload): the right head and
+    # a wrong tail (the first-reply check compares the head, only --verify the rest), or text
+    # that is not UTF-8 (a protocol error).
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+
+    def answer(reply):
+        try:
+            c, _ = lsock.accept()
+        except OSError:
+            return
+        c.settimeout(5)
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += c.recv(4096)
+            key = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
+                   if ln.lower().startswith(b"sec-websocket-key:")][0]
+            accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            frame = b""
+            while len(frame) < 6 or len(frame) < 6 + (frame[1] & 0x7F):
+                frame += c.recv(4096)
+            mask, n = frame[2:6], frame[1] & 0x7F
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(frame[6:6 + n]))
+            c.sendall(reply(payload))
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
+        c.close()
+
+    def wrong_tail(p):
+        return b"\x81\x20" + p[:16] + b"x" * 16
+
+    for args, reply, kind, want, name in (
+            (["--verify"], wrong_tail, "mismatch", 1,
+             "--verify: a reply with other bytes is a mismatch"),
+            ([], wrong_tail, "mismatch", 0,
+             "without --verify the bytes past the first reply's head are not compared"),
+            ([], lambda p: b"\x81\x20" + b"\xff" * 32, "protocol", 1,
+             "a text reply that is not UTF-8 is a protocol error")):
+        th = threading.Thread(target=answer, args=(reply,), daemon=True)
+        th.start()
+        rc, j, err = bench_json("-n", "1", "-c", "1", "-s", "32", *args,
+                                f"ws://127.0.0.1:{lsock.getsockname()[1]}/")
+        th.join(10)
+        said = j and (j.get("first_error") or j.get("error")) or ""
+        ok(j is not None and j["errors"][kind] == want and (not want or said), name, j or err)
+    lsock.close()
+
     modes = subprocess.run([os.path.join(BIN, "wsserve"), "--help"], capture_output=True,
                            text=True, timeout=10).stdout
     if "--chat" in modes:

@@ -62,6 +62,10 @@ for args, needle in [
     (["--echo", "--tls-client-ca", "ca.pem"], "--tls-client-ca does nothing without --tls-cert"),
     (["--echo", "--chat"], "choose one mode"),
     (["--max-payload", "1M"], "choose a mode"),
+    (["--echo", "--binary"], "--binary is an option of --exec"),
+    (["--exec", "cat", "--", "tac"], "not both"),
+    (["--echo", "--", "cat"], "unexpected argument 'cat'"),
+    (["--dir", "/nonexistent/dir"], "--dir needs a directory"),
 ]:
     r = run_cmd("wsserve", *args, "--listen", "127.0.0.1:0", timeout=5)
     ok(r[0] == 1 and needle in r[2] and "wsserve --help" in r[2],
@@ -69,8 +73,8 @@ for args, needle in [
 
 # ----- --help: every mode with its own options under it --------------------------------------
 r = run_cmd("wsserve", "--help")
-modes = re.findall(r"^  --(\w+) ", r[1], re.M)
-ok(r[0] == 0 and modes == ["echo", "chat", "pubsub"], "--help lists the modes", r[1][:600])
+modes = re.findall(r"^  --([\w-]+) ", r[1], re.M)
+ok(r[0] == 0 and modes == ["echo", "chat", "pubsub", "exec", "dir", "exec-shared"], "--help lists the modes", r[1][:600])
 chat_part = r[1][r[1].index("  --chat"):r[1].index("  --pubsub")]
 ok("--clients" in chat_part and "--token" not in chat_part,
    "--help shows each mode's options under it", chat_part)

@@ -7,16 +7,14 @@ the server requires one.  Test names start with the interop matrix tag
 "[peer | direction | compression | transport]".  Certificates come from scripts/mkcerts."""
 import asyncio
 import os
-import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from wstest import BIN, PyServer, Server, done, ok, skip  # noqa: E402
+from wstest import BIN, Certs, PyServer, Server, done, ok, skip, tls_client_ctx  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -74,8 +72,7 @@ def wscat(url, *args, msgs=("hello", "world"), timeout=20):
 
 
 async def python_client(srv, certs):
-    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx = tls_client_ctx(certs)
     async with websockets.connect(f"wss://localhost:{srv.port}/", ssl=ctx, max_size=None) as ws:
         for n in (0, 125, 126, 65536, 1 << 20):
             data = os.urandom(n)
@@ -93,14 +90,12 @@ async def python_client(srv, certs):
 
 
 def main():
-    certs = tempfile.mkdtemp(prefix="wskit-tls-")
+    tls = Certs()
+    certs, c = tls.dir, tls.path
     try:
-        r = subprocess.run([os.path.join(ROOT, "scripts", "mkcerts"), certs],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            skip(tag("both"), "scripts/mkcerts failed: " + r.stderr.strip()[-200:])
+        if not tls.ok:
+            skip(tag("both"), "scripts/mkcerts failed: " + tls.why)
             return
-        c = lambda name: os.path.join(certs, name)  # noqa: E731
 
         with Server("--echo", "--tls-cert", c("server.crt"), "--tls-key", c("server.key")) as srv:
             asyncio.run(python_client(srv, certs))
@@ -158,7 +153,7 @@ def main():
         finally:
             py.stop()
     finally:
-        shutil.rmtree(certs, ignore_errors=True)
+        tls.remove()
 
 
 main()

@@ -5,14 +5,18 @@ import contextlib
 import hashlib
 import os
 import resource
+import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -116,7 +120,8 @@ class Server:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, prog), *args, "--listen", f"{h}:{self.port}"],
+            # --listen first: args may end with "-- PROGRAM ARGS..." (wsserve --exec).
+            [os.path.join(BIN, prog), "--listen", f"{h}:{self.port}", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, preexec_fn=limit if nofile else None)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -366,6 +371,40 @@ def wait_for(cond, timeout=5.0, interval=0.01):
         if v or time.monotonic() >= end:
             return v
         time.sleep(interval)
+
+
+class Certs:
+    """Test certificates made by scripts/mkcerts in a new temporary folder, `dir`: path(name)
+    is where one is ("ca.crt", "server.crt", "client-pass.key", ...).  When mkcerts failed,
+    `ok` is false and `why` holds the end of what it said (skip the TLS cases then).  remove()
+    deletes the folder."""
+
+    def __init__(self, prefix="wskit-tls-"):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        try:
+            r = subprocess.run([os.path.join(ROOT, "scripts", "mkcerts"), self.dir],
+                               capture_output=True, text=True, timeout=60)
+        except BaseException:
+            self.remove()
+            raise
+        self.ok = r.returncode == 0
+        self.why = r.stderr.strip()[-200:]
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tls_client_ctx(certs, cert=None, key=None, password=None):
+    """A client context that trusts the CA of the certificates in folder `certs` (a
+    Certs.dir), offers ALPN http/1.1, and presents cert and key (files there) when given."""
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    if cert:
+        ctx.load_cert_chain(os.path.join(certs, cert), os.path.join(certs, key), password=password)
+    return ctx
 
 
 @contextlib.contextmanager

@@ -19,11 +19,7 @@ static wsk_loop *pair_loop;
 /* The loop every pair runs on; errors of the library stay off the TAP output. */
 static inline void pair_setup(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    pair_ev = ev_default_loop(0);
-    pair_loop = wsk_loop_new(pair_ev);
-    if (!pair_loop) abort();
-    wsk_loop_set_log(pair_loop, WSK_LOG_ERROR, NULL, NULL);
+    pair_loop = test_loop(&pair_ev);
 }
 
 /* A server-role context with default options and the handlers h (NULL: none). */

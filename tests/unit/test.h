@@ -4,11 +4,19 @@
 #ifndef WSK_TEST_H
 #define WSK_TEST_H
 
+#include "wskit.h"
+
+#include <arpa/inet.h>
+#include <ev.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,5 +95,44 @@ static inline double test_now(void)
     } while (0)
 
 #define TEST_DONE() (fflush(stdout), test_failed ? 1 : 0)
+
+/* The loop of a test that runs the library's servers and clients: SIGPIPE ignored, *ev the
+ * default libev loop, and a wsk_loop on it whose errors stay off the TAP output.  Aborts when
+ * the loop cannot be made. */
+static inline wsk_loop *test_loop(struct ev_loop **ev)
+{
+    signal(SIGPIPE, SIG_IGN);
+    *ev = ev_default_loop(0);
+    wsk_loop *loop = wsk_loop_new(*ev);
+    if (!loop) abort();
+    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    return loop;
+}
+
+/* Sends req[0..n) to 127.0.0.1:port from a blocking socket while the loop ev runs, and reads
+ * the answer into resp (NUL-terminated) until it holds `until`.  Bounded: 2000 turns of the
+ * loop, each waiting at most 1 ms for the answer.  Returns the socket (the caller closes it),
+ * -1 when it could not connect or send. */
+static inline int test_exchange(struct ev_loop *ev, unsigned port, const char *req, size_t n,
+                                const char *until, char *resp, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) return -1;
+    if (write(fd, req, n) != (ssize_t)n) return -1;
+    size_t got = 0;
+    for (int i = 0; i < 2000 && !memmem(resp, got, until, strlen(until)); i++) {
+        ev_run(ev, EVRUN_NOWAIT);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 1) == 1) {
+            ssize_t r = read(fd, resp + got, cap - 1 - got);
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+    }
+    resp[got] = 0;
+    return fd;
+}
 
 #endif

@@ -357,10 +357,7 @@ static wsk_server *serve(wsk_loop *loop)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    wsk_loop *loop = test_loop(&ev);
     test_strerror();
     wsk_server *srv = serve(loop);
     unsigned port = wsk_server_port(srv);

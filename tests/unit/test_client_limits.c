@@ -83,10 +83,7 @@ static wsk_ws *connect_client(wsk_loop *loop, unsigned port, size_t max)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    wsk_loop *loop = test_loop(&ev);
     /* A server whose own limit (64 bytes) is far below what its clients accept. */
     wsk_server_opts so;
     wsk_server_opts_init(&so);

@@ -409,6 +409,22 @@ static void test_client_accept(void)
     CHECK(ok, "client validation of responses (%zu responses)", sizeof t / sizeof t[0]);
 }
 
+/* One negotiation: ccfg's offer, scfg's answer to it, and ccfg's verdict on the answer. */
+struct nego {
+    char offer[WSK_PMD_HEADER_MAX], resp[WSK_PMD_HEADER_MAX];
+    int n, r, a; /* offer length, answer length (0: declined), client's verdict (0: accepted) */
+    wsk_pmd_params cp, sp;
+};
+
+static void negotiate(wsk_pmd_config ccfg, wsk_pmd_config scfg, struct nego *g)
+{
+    g->n = wsk_pmd_client_offer(&ccfg, g->offer, sizeof g->offer);
+    wsk_pmd_slice s = {g->offer, (size_t)g->n};
+    g->r = wsk_pmd_server_negotiate(&scfg, &s, g->n > 0, &g->sp, g->resp, sizeof g->resp);
+    wsk_pmd_slice rs = {g->resp, (size_t)(g->r > 0 ? g->r : 0)};
+    g->a = wsk_pmd_client_accept(&ccfg, &rs, g->r > 0, &g->cp);
+}
+
 /* Every client configuration's offer against every server configuration: when the server
  * accepts, the client accepts its answer and each side's compressor fits the other's
  * decompressor. */
@@ -419,14 +435,11 @@ static void test_all_pairs(void)
         for (int cd = 0; cd < NMODES; cd++)
             for (int sc = 0; sc < NMODES; sc++)
                 for (int sd = 0; sd < NMODES; sd++) {
-                    wsk_pmd_config ccfg = {cc, cd, 0}, scfg = {sc, sd, 0};
-                    char offer[WSK_PMD_HEADER_MAX], resp[WSK_PMD_HEADER_MAX];
-                    wsk_pmd_params cp, sp;
-                    int n = wsk_pmd_client_offer(&ccfg, offer, sizeof offer);
-                    wsk_pmd_slice s = {offer, (size_t)n};
-                    int r = wsk_pmd_server_negotiate(&scfg, &s, n > 0, &sp, resp, sizeof resp);
-                    wsk_pmd_slice rs = {resp, (size_t)(r > 0 ? r : 0)};
-                    int a = wsk_pmd_client_accept(&ccfg, &rs, r > 0, &cp);
+                    struct nego g;
+                    negotiate((wsk_pmd_config){cc, cd, 0}, (wsk_pmd_config){sc, sd, 0}, &g);
+                    const wsk_pmd_params cp = g.cp, sp = g.sp;
+                    const char *offer = g.offer, *resp = g.resp;
+                    int n = g.n, r = g.r, a = g.a;
                     int both = (cc || cd) && (sc || sd);
                     accepted += r > 0;
                     declined += both && r == 0;
@@ -500,17 +513,12 @@ static void test_pair_traffic(void)
     int ok = 1;
     for (int c = 0; c < NMODES; c++)
         for (int s = 0; s < NMODES; s++) {
-            wsk_pmd_config ccfg = {c, c, 0}, scfg = {s, s, 0};
-            char offer[WSK_PMD_HEADER_MAX], resp[WSK_PMD_HEADER_MAX];
-            wsk_pmd_params cp, sp;
-            int n = wsk_pmd_client_offer(&ccfg, offer, sizeof offer);
-            wsk_pmd_slice so = {offer, (size_t)n};
-            int r = wsk_pmd_server_negotiate(&scfg, &so, 1, &sp, resp, sizeof resp);
-            if (r <= 0) continue;
-            wsk_pmd_slice sr = {resp, (size_t)r};
-            ok &= EXPECT(wsk_pmd_client_accept(&ccfg, &sr, 1, &cp) == 0, "accept %s", resp);
-            ok &= EXPECT(exchange(&cp, &sp, msg, sizeof msg), "client to server, %s", resp);
-            ok &= EXPECT(exchange(&sp, &cp, msg, sizeof msg), "server to client, %s", resp);
+            struct nego g;
+            negotiate((wsk_pmd_config){c, c, 0}, (wsk_pmd_config){s, s, 0}, &g);
+            if (g.r <= 0) continue;
+            ok &= EXPECT(g.a == 0, "accept %s", g.resp);
+            ok &= EXPECT(exchange(&g.cp, &g.sp, msg, sizeof msg), "client to server, %s", g.resp);
+            ok &= EXPECT(exchange(&g.sp, &g.cp, msg, sizeof msg), "server to client, %s", g.resp);
         }
     CHECK(ok, "messages flow both ways under every negotiated pair of modes");
 }

@@ -21,28 +21,10 @@ static void on_request(wsk_server *srv, const wsk_request *req, wsk_response *re
     wsk_response_set_status(res, sv->mode->request(sv, req, res));
 }
 
-/* Sends `head` from a blocking socket while the loop runs, and reads the answer into resp until
- * it holds `until`.  Returns the socket (the caller closes it), -1 when it could not connect. */
+/* Sends `head` and reads the answer into resp until it holds `until` (test_exchange). */
 static int exchange(unsigned port, const char *head, const char *until, char *resp, size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) return -1;
-    size_t n = strlen(head), got = 0;
-    if (write(fd, head, n) != (ssize_t)n) return -1;
-    /* Bounded: 2000 turns of the loop, each waiting at most 1 ms for the answer. */
-    for (int i = 0; i < 2000 && !memmem(resp, got, until, strlen(until)); i++) {
-        ev_run(ev, EVRUN_NOWAIT);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 1) == 1) {
-            ssize_t r = read(fd, resp + got, cap - 1 - got);
-            if (r <= 0) break;
-            got += (size_t)r;
-        }
-    }
-    resp[got] = 0;
-    return fd;
+    return test_exchange(ev, port, head, strlen(head), until, resp, cap);
 }
 
 static int upgrade_status(unsigned port, const char *target)
@@ -107,10 +89,7 @@ static void *new_config(const serve_mode *m)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    wsk_loop *loop = test_loop(&ev);
 
     /* Two private brokers, each with its own token. */
     struct one a = {.config = new_config(&serve_pubsub)}, b = {.config = new_config(&serve_pubsub)};

@@ -77,29 +77,13 @@ static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
 
 static int client(unsigned port, const char *path, const char *extra, char *resp, size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) return -1;
     char req[512];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                      "%s\r\n",
                      path, extra);
-    if (write(fd, req, (size_t)n) != n) return -1;
-    size_t got = 0;
-    for (int i = 0; i < 500 && !memmem(resp, got, "\r\n\r\n", 4); i++) {
-        spin(1);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 0) == 1) {
-            ssize_t r = read(fd, resp + got, cap - 1 - got);
-            if (r <= 0) break;
-            got += (size_t)r;
-        }
-    }
-    resp[got] = 0;
-    return fd;
+    return test_exchange(ev, port, req, (size_t)n, "\r\n\r\n", resp, cap);
 }
 
 /* True when a read on fd would not block (data, or the peer's FIN). */
@@ -131,10 +115,7 @@ static void cork_fn(wsk_ws *ws, void *arg)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    ev = ev_default_loop(0);
-    wsk_loop *loop = wsk_loop_new(ev);
-    wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+    wsk_loop *loop = test_loop(&ev);
     wsk_server_opts o;
     wsk_server_opts_init(&o);
     CHECK(o.max_payload == 16u << 20 && o.idle_timeout == 120 && o.send_pings == 1 &&
@@ -232,6 +213,20 @@ int main(void)
     CHECK(write(fd, hello, sizeof hello) == (ssize_t)sizeof hello, "message sent");
     SPIN_UNTIL(messages == 1, spin(1));
     CHECK(messages == 1, "message handler called");
+
+    /* Pause: what the client sends waits in the kernel until resume. */
+    ws = last_open;
+    wsk_ws_pause(ws);
+    CHECK(wsk_ws_paused(ws), "pause: the socket says it is paused");
+    CHECK(write(fd, hello, sizeof hello) == (ssize_t)sizeof hello, "message sent while paused");
+    spin(50);
+    CHECK(messages == 1, "no message is read while paused (%d)", messages);
+    wsk_ws_resume(ws);
+    SPIN_UNTIL(messages == 2, spin(1));
+    CHECK(messages == 2 && !wsk_ws_paused(ws), "resume reads the waiting message");
+    wsk_ws_pause(ws);
+    wsk_close(ws, 1000, NULL, 0);
+    CHECK(!wsk_ws_paused(ws), "closing reads again, for the peer's close frame");
     wsk_server_free(srv);
     CHECK(closes == 3, "freeing the server closes its sockets");
     close(fd);

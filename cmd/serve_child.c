@@ -1,0 +1,168 @@
+/* Programs on pipes for wsserve's program modes (serve_child.h). */
+#include "serve_child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t *pid, int fds[3])
+{
+    int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}}, rc = 0;
+    for (int i = 0; i < 3; i++)
+        if (pipe2(p[i], O_CLOEXEC) < 0) {
+            rc = errno;
+            goto out;
+        }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[0][0], 0);
+    posix_spawn_file_actions_adddup2(&fa, p[1][1], 1);
+    posix_spawn_file_actions_adddup2(&fa, p[2][1], 2);
+    posix_spawnattr_init(&at);
+    /* wsserve ignores SIGPIPE and handles SIGINT/SIGTERM; the program starts with defaults. */
+    sigset_t def, none;
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    sigaddset(&def, SIGINT);
+    sigaddset(&def, SIGTERM);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    rc = posix_spawnp(pid, file, &fa, &at, argv, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+out:
+    for (int i = 0; i < 3; i++) {
+        int mine = i == 0 ? 1 : 0; /* wsserve keeps stdin's write end, the others' read ends */
+        if (p[i][1 - mine] >= 0) close(p[i][1 - mine]);
+        if (rc) {
+            if (p[i][mine] >= 0) close(p[i][mine]);
+        } else {
+            fds[i] = p[i][mine];
+            fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        }
+    }
+    return rc;
+}
+
+double child_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void child_reap(pid_t pid, double deadline)
+{
+    int st;
+    /* Bounded: polls every 10 ms until the deadline, then SIGKILL cannot be refused. */
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (child_now() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return;
+        }
+        usleep(10000);
+    }
+}
+
+void lines_feed(struct lines *l, const char *p, size_t n, lines_emit emit, void *arg)
+{
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) : n;
+        if (!l->len && nl) { /* a whole line in this read: emitted from the caller's bytes */
+            size_t k = take && p[take - 1] == '\r' ? take - 1 : take;
+            p += take + 1;
+            n -= take + 1;
+            if (!emit(arg, p - take - 1, k)) return;
+            continue;
+        }
+        if (!l->buf && !(l->buf = malloc(LINES_MAX))) return;
+        size_t room = LINES_MAX - l->len, k = take < room ? take : room;
+        memcpy(l->buf + l->len, p, k);
+        l->len += k;
+        p += k;
+        n -= k;
+        if (k < take) { /* over LINES_MAX: this piece now, the rest follows */
+            l->len = 0;
+            if (!emit(arg, l->buf, LINES_MAX)) return;
+        } else if (nl) {
+            size_t len = l->len && l->buf[l->len - 1] == '\r' ? l->len - 1 : l->len;
+            l->len = 0;
+            p++;
+            n--;
+            if (!emit(arg, l->buf, len)) return;
+        }
+    }
+}
+
+void lines_end(struct lines *l, lines_emit emit, void *arg)
+{
+    size_t n = l->len;
+    l->len = 0;
+    if (n) emit(arg, l->buf, n);
+}
+
+void lines_free(struct lines *l)
+{
+    free(l->buf);
+    l->buf = NULL;
+    l->len = 0;
+}
+
+int pipebuf_append(struct pipebuf *b, const char *prefix, size_t plen, const void *data, size_t n,
+                   int newline)
+{
+    if (b->off) { /* the unwritten rest to the front first */
+        memmove(b->p, b->p + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
+    size_t need = b->len + plen + n + (size_t)newline;
+    if (need > b->cap) {
+        size_t cap = need < 64 * 1024 ? 64 * 1024 : need;
+        char *q = realloc(b->p, cap);
+        if (!q) return -1;
+        b->p = q;
+        b->cap = cap;
+    }
+    if (plen) memcpy(b->p + b->len, prefix, plen);
+    if (n) memcpy(b->p + b->len + plen, data, n);
+    b->len += plen + n;
+    if (newline) b->p[b->len++] = '\n';
+    return 0;
+}
+
+int pipebuf_write(struct pipebuf *b, int fd)
+{
+    while (b->off < b->len) {
+        ssize_t w = write(fd, b->p + b->off, b->len - b->off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) return 1;
+        if (w < 0) {
+            b->off = b->len = 0;
+            return -1;
+        }
+        b->off += (size_t)w;
+    }
+    b->off = b->len = 0;
+    return 0;
+}
+
+void pipebuf_free(struct pipebuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->off = b->len = b->cap = 0;
+}

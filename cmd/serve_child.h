@@ -1,0 +1,53 @@
+/* What wsserve's program modes share (serve_exec.c, serve_exec_shared.c): starting a program on
+ * three pipes, cutting its output into lines and buffering its input.  No event loop here: the
+ * modes own the watchers. */
+#ifndef WSK_SERVE_CHILD_H
+#define WSK_SERVE_CHILD_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Starts file (searched in PATH unless it has a '/') with argv and envp (NULL: wsserve's own),
+ * its stdin, stdout and stderr on pipes whose other ends, non-blocking and close-on-exec, go to
+ * fds[0..2]; SIGPIPE, SIGINT and SIGTERM back to their defaults and no signal blocked.  0, or
+ * an errno value. */
+int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t *pid, int fds[3]);
+
+/* Waits for pid (already sent SIGTERM) until `deadline` (a CLOCK_MONOTONIC time in seconds,
+ * see child_now), then SIGKILLs and reaps it: for wsserve's exit, once the loop has stopped. */
+void child_reap(pid_t pid, double deadline);
+double child_now(void);
+
+/* Output cut into lines: a line cut by the end of a read waits in buf (malloc'd on first use,
+ * at most LINES_MAX bytes); a longer line is emitted in pieces of that size.  emit gets a line
+ * without its "\n" or "\r\n" and returns 0 to stop (the rest of the read is dropped). */
+#define LINES_MAX (64 * 1024)
+typedef int (*lines_emit)(void *arg, const char *p, size_t n);
+struct lines {
+    char *buf;
+    size_t len;
+};
+void lines_feed(struct lines *l, const char *p, size_t n, lines_emit emit, void *arg);
+/* EOF: the unfinished line, if any, is emitted. */
+void lines_end(struct lines *l, lines_emit emit, void *arg);
+void lines_free(struct lines *l);
+
+/* Bytes waiting for a program's stdin, p[off, len).  The buffer grows to what one append
+ * needs; the caller bounds it (pausing its sources at pipebuf_pending). */
+struct pipebuf {
+    char *p;
+    size_t off, len, cap;
+};
+/* Appends prefix[0..plen), data[0..n) and, when newline, "\n": 0, or -1 out of memory. */
+int pipebuf_append(struct pipebuf *b, const char *prefix, size_t plen, const void *data, size_t n,
+                   int newline);
+/* Writes what it can to fd (non-blocking): 1 when bytes remain, 0 when all is written, -1 when
+ * the program closed its stdin (EPIPE and other errors; the buffer is emptied). */
+int pipebuf_write(struct pipebuf *b, int fd);
+static inline size_t pipebuf_pending(const struct pipebuf *b)
+{
+    return b->len - b->off;
+}
+void pipebuf_free(struct pipebuf *b);
+
+#endif

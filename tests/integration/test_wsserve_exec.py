@@ -1,0 +1,382 @@
+#!/usr/bin/python3
+"""wsserve --exec, --dir and --static: a program per connection (lines <-> messages, binary
+mode, websocketd's environment, exit codes as close codes, SIGTERM then SIGKILL after the
+client goes, stderr in the log, backpressure both ways, many connections, --max-forks, no
+zombie), static files without traversal, and the same scripts through Debian's websocketd."""
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import Raw, done, frame, free_port, ok, serve, skip, wait_for  # noqa: E402
+
+TEXT, BINARY, CLOSE = 1, 2, 8
+PY = "/usr/bin/python3"
+tmp = tempfile.mkdtemp(prefix="wsk-exec-")
+
+
+def script(name, body):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(body)
+    os.chmod(path, 0o755)
+    return path
+
+
+def close_of(payload):
+    return (struct.unpack("!H", payload[:2])[0], payload[2:].decode()) if len(payload) >= 2 else (None, "")
+
+
+def messages(c, limit=1000):
+    """Data frames until the close: ([(op, payload)], (code, reason)); (None, '') on EOF."""
+    out = []
+    try:
+        for _ in range(limit):
+            fin, op, p = c.recv_frame()
+            if op == CLOSE:
+                return out, close_of(p)
+            out.append((op, p))
+    except (EOFError, ConnectionError, socket.timeout):
+        pass
+    return out, (None, "")
+
+
+def children(pid):
+    """The pids of pid's child processes."""
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def state(pid):
+    """The one-letter state of a process (Z: zombie), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+count = script("count.sh", "#!/bin/sh\nfor i in 1 2 3; do echo $i; done\n")
+fail = script("fail.sh", "#!/bin/sh\necho bye\nexit 3\n")
+env = script("env.sh", "#!/bin/sh\nenv\n")
+noterm = script("noterm.py", f"#!{PY}\nimport os, signal, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "print(os.getpid(), flush=True)\n"
+                "while True:\n    time.sleep(0.05)\n")
+
+# ----- lines and messages, exit codes, stderr --------------------------------------------------
+with serve("--exec", "echo started >&2; cat") as srv:
+    c = Raw(srv.port)
+    c.send(frame(TEXT, b"hello"))
+    fin, op, p = c.recv_frame()
+    ok(op == TEXT and p == b"hello", "--exec cat: a message comes back as a line", repr(p))
+    c.send(frame(TEXT, b"two\nlines"))
+    got = [c.recv_frame()[2] for _ in range(2)]
+    ok(got == [b"two", b"lines"], "a message with a newline is two lines, two messages", repr(got))
+    ok(srv.wait_log("started") == 1 and srv.count("127.0.0.1:") >= 1,
+       "stderr lines are logged with the peer's address", srv.stderr)
+    c.send(frame(CLOSE, struct.pack("!H", 1000)))
+    c.close()
+
+with serve("--", count) as srv:
+    c = Raw(srv.port)
+    msgs, (code, reason) = messages(c)
+    ok([p for _, p in msgs] == [b"1", b"2", b"3"], "-- PROGRAM: each stdout line is a message",
+       repr(msgs))
+    ok(code == 1000 and reason == "program exited", "exit status 0: close 1000", f"{code} {reason}")
+    c.close()
+
+with serve("--exec", fail) as srv:
+    c = Raw(srv.port)
+    msgs, (code, reason) = messages(c)
+    ok(msgs == [(TEXT, b"bye")] and code == 1011 and "status 3" in reason,
+       "exit status 3: the output, then 1011 with the status", f"{msgs} {code} {reason}")
+    c.close()
+
+with serve("--exec", "kill -9 $$") as srv:
+    c = Raw(srv.port)
+    msgs, (code, reason) = messages(c)
+    ok(code == 1011 and "signal 9" in reason, "killed by a signal: 1011 says which", f"{code} {reason}")
+    c.close()
+
+with serve("--exec", "printf 'crlf\\r\\n'; head -c 100000 /dev/zero | tr '\\0' a; echo; "
+           "printf 'no newline'") as srv:
+    c = Raw(srv.port)
+    msgs, (code, _) = messages(c)
+    ok([len(p) for _, p in msgs] == [4, 65536, 100000 - 65536, 10] and msgs[0][1] == b"crlf" and
+       msgs[-1][1] == b"no newline" and code == 1000,
+       "CRLF ends a line; a line over 64 KiB goes in pieces; the last line needs no newline",
+       repr([len(p) for _, p in msgs]))
+    c.close()
+
+with serve("--binary", "--", "cat") as srv:
+    c = Raw(srv.port)
+    data = bytes(range(256)) + b"\n\0"
+    c.send(frame(BINARY, data))
+    got = b""
+    while len(got) < len(data):
+        fin, op, p = c.recv_frame()
+        ok(op == BINARY, "--binary: stdout chunks are binary messages") if not got else None
+        got += p
+    ok(got == data, "--binary: raw bytes both ways, no newline added", repr(got[:20]))
+    c.close()
+
+# ----- environment ------------------------------------------------------------------------------
+os.environ["WSK_PASSED"] = "yes"
+os.environ["WSK_HIDDEN"] = "no"
+with serve("--passenv", "PATH,WSK_PASSED", "--env", "GREETING=hi there", "--", env) as srv:
+    c = Raw(srv.port, path="/a/b?x=1&y=%20")
+    msgs, _ = messages(c)
+    e = dict(p.decode().split("=", 1) for _, p in msgs if b"=" in p)
+    want = {"REMOTE_ADDR": "127.0.0.1", "SERVER_PORT": str(srv.port), "REQUEST_METHOD": "GET",
+            "QUERY_STRING": "x=1&y=%20", "REQUEST_URI": "/a/b?x=1&y=%20", "SCRIPT_NAME": "/",
+            "PATH_INFO": "/a/b", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_UPGRADE": "websocket",
+            "GATEWAY_INTERFACE": "websocketd-CGI/0.1", "WSK_PASSED": "yes", "GREETING": "hi there"}
+    bad = {k: (v, e.get(k)) for k, v in want.items() if e.get(k) != v}
+    ok(not bad, "the CGI-style environment, --passenv and --env", repr(bad))
+    ok("WSK_HIDDEN" not in e and "REMOTE_PORT" in e and "UNIQUE_ID" in e and "HTTPS" not in e,
+       "variables not passed on stay out; REMOTE_PORT and UNIQUE_ID are set", repr(sorted(e)))
+    c.close()
+
+# ----- the client goes: stdin closed, SIGTERM, SIGKILL; no zombie ------------------------------
+with serve("--close-grace", "200ms", "--", noterm) as srv:
+    c = Raw(srv.port)
+    pid = int(c.recv_frame()[2])
+    ok(state(pid) not in (None, "Z"), "the program runs while its client is there")
+    c.close()
+    gone = wait_for(lambda: state(pid) is None, 5)
+    ok(gone, "a program ignoring SIGTERM is killed (SIGKILL after --close-grace) and reaped",
+       f"state {state(pid)}")
+
+# ----- backpressure both ways -------------------------------------------------------------------
+with serve("--exec", "yes 0123456789012345678901234567890123456789") as srv:
+    c = Raw(srv.port, rcvbuf=4096)  # and never reads
+    kids = wait_for(lambda: children(srv.proc.pid), 5)
+    yes = kids[0] if kids else None
+
+    def blocked():
+        # The program sleeps in write(2) once wsserve stops reading its stdout.
+        return yes and state(yes) == "S" and srv.rss() > 0 and state(yes) == "S"
+    ok(wait_for(lambda: blocked() and blocked(), 10), "a program flooding stdout is blocked",
+       f"state {state(yes)}")
+    r1 = srv.rss()
+    ok(r1 < 64 << 20, f"and wsserve stays small ({r1 >> 20} MiB)")
+    c.close()
+
+with serve("--exec", "sleep 30") as srv:
+    c = Raw(srv.port)
+    c.sock.setblocking(False)
+    sent, blocked, pending = 0, False, b""
+    msg = frame(TEXT, b"x" * 1023)
+    while sent < 64 << 20:  # bounded: 64 MiB at most
+        pending = pending or msg
+        try:
+            n = c.sock.send(pending)
+            sent, pending = sent + n, pending[n:]
+        except BlockingIOError:
+            # Room again within 0.5 s means wsserve still reads; none, that it paused.
+            if not select.select([], [c.sock], [], 0.5)[1]:
+                blocked = True
+                break
+    ok(blocked and sent < 32 << 20,
+       f"a program that never reads stdin stops wsserve reading the socket ({sent >> 10} KiB in)")
+    ok(srv.rss() < 64 << 20, f"wsserve stays small ({srv.rss() >> 20} MiB)")
+    # A reset reaches a paused socket (a FIN would wait behind the unsent data).
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    ok(wait_for(lambda: not children(srv.proc.pid), 5), "a paused client that resets is noticed, "
+       "and its program goes", srv.stderr)
+
+# ----- many connections, --max-forks ------------------------------------------------------------
+N = 200
+with serve("--exec", "cat") as srv:
+    conns = [Raw(srv.port) for _ in range(N)]
+    for i, c in enumerate(conns):
+        c.send(frame(TEXT, b"n%d" % i))
+    good = sum(c.recv_frame()[2] == b"n%d" % i for i, c in enumerate(conns))
+    ok(good == N and len(children(srv.proc.pid)) == N, f"{N} connections, a program each ({good})")
+    for c in conns:
+        c.close()
+    ok(wait_for(lambda: not children(srv.proc.pid), 10), "every program reaped once they closed",
+       f"{len(children(srv.proc.pid))} left")
+
+with serve("--max-forks", "2", "--exec", "cat") as srv:
+    a, b = Raw(srv.port), Raw(srv.port)
+    c = Raw(srv.port, handshake=False)
+    from wstest import request  # noqa: E402
+    c.send(request())
+    st, h, body = c.read_http()
+    ok(st == 503, "--max-forks 2: the third upgrade gets 503", str(st))
+    a.close()
+    ok(wait_for(lambda: len(children(srv.proc.pid)) == 1, 5), "a slot frees when a program ends")
+    d = Raw(srv.port)
+    d.send(frame(TEXT, b"ok"))
+    ok(d.recv_frame()[2] == b"ok", "and the next connection gets a program")
+    for x in (b, c, d):
+        x.close()
+
+# ----- --dir and --static -----------------------------------------------------------------------
+progs = os.path.join(tmp, "progs")
+os.mkdir(progs)
+shutil.copy(count, os.path.join(progs, "count"))
+shutil.copy(env, os.path.join(progs, "env"))
+site = os.path.join(tmp, "site")
+os.makedirs(os.path.join(site, "sub"))
+with open(os.path.join(site, "index.html"), "w") as f:
+    f.write("<p>home</p>")
+with open(os.path.join(site, "app.js"), "w") as f:
+    f.write("let x = 1;")
+with open(os.path.join(tmp, "secret.txt"), "w") as f:
+    f.write("secret")
+os.symlink(os.path.join(tmp, "secret.txt"), os.path.join(site, "out"))
+os.symlink(os.path.join(site, "app.js"), os.path.join(site, "in.js"))
+
+
+def get(port, path):
+    c = Raw(port, handshake=False)
+    c.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        return c.read_http()
+    finally:
+        c.close()
+
+
+with serve("--dir", progs, "--static", site) as srv:
+    c = Raw(srv.port, path="/count")
+    msgs, (code, _) = messages(c)
+    ok([p for _, p in msgs] == [b"1", b"2", b"3"] and code == 1000, "--dir: the path picks the program")
+    c.close()
+    c = Raw(srv.port, path="/env/extra?q=1")
+    msgs, _ = messages(c)
+    e = dict(p.decode().split("=", 1) for _, p in msgs if b"=" in p)
+    ok(e.get("SCRIPT_NAME") == "/env" and e.get("PATH_INFO") == "/extra",
+       "--dir: SCRIPT_NAME is the program, PATH_INFO the rest", f"{e.get('SCRIPT_NAME')} {e.get('PATH_INFO')}")
+    c.close()
+    c = Raw(srv.port, handshake=False)
+    from wstest import request  # noqa: E402,F811
+    c.send(request(path="/nothing"))
+    ok(c.read_http()[0] == 404, "--dir: no such program, 404")
+    c.close()
+    st, h, body = get(srv.port, "/")
+    ok(st == 200 and body == b"<p>home</p>" and h["content-type"].startswith("text/html"),
+       "--static: / is index.html, as text/html", f"{st} {h}")
+    st, h, body = get(srv.port, "/app.js")
+    ok(st == 200 and h["content-type"].startswith("text/javascript"), "--static: Content-Type by extension")
+    st, _, body = get(srv.port, "/in.js")
+    ok(st == 200 and body == b"let x = 1;", "--static: a symlink inside DIR is followed")
+    for path in ["/../secret.txt", "/%2e%2e/secret.txt", "/sub/%2E%2E/%2e%2e/secret.txt",
+                 "/..%2fsecret.txt", "/out", "/sub/../../secret.txt", "/%00"]:
+        st, _, body = get(srv.port, path)
+        ok(st == 404 and b"secret" not in body, f"--static: {path} stays inside DIR ({st})")
+    st, _, _ = get(srv.port, "/sub/")
+    ok(st == 403, f"--static: no directory listing without --listing ({st})")
+
+with serve("--dir", progs, "--static", site, "--listing") as srv:
+    st, _, body = get(srv.port, "/sub/")
+    ok(st == 200 and b"<ul>" in body, "--static --listing: a directory is listed")
+
+# ----- --exec-shared ----------------------------------------------------------------------------
+hub = script("hub.py", f"#!{PY}\nimport sys\n"
+             "for line in sys.stdin:\n"
+             "    cid, msg = line.rstrip('\\n').split('\\t', 1)\n"
+             "    if msg == 'crash':\n"
+             "        sys.exit(1)\n"
+             "    print(f'@{cid}\\techo {msg}', flush=True)\n"
+             "    print(f'news\\t{cid} said {msg}', flush=True)\n")
+
+
+def text(c):
+    fin, op, p = c.recv_frame()
+    return p.decode()
+
+
+with serve("--exec-shared", hub, "--restart-message", "be right back") as srv:
+    a = Raw(srv.port)
+    b = Raw(srv.port)
+    a.send(frame(TEXT, b"x"))
+    got_a = {text(a), text(a)}
+    ok(got_a == {"echo x", "news\t1 said x"}, "--exec-shared: ID<TAB>message in, @ID reply to the "
+       "sender only, other lines to everyone", repr(got_a))
+    ok(text(b) == "news\t1 said x", "the other client gets the broadcast line only")
+    b.send(frame(TEXT, b"crash"))
+    ok(text(a) == "be right back" and text(b) == "be right back",
+       "the program died: every client is told (--restart-message)")
+    ok(srv.wait_log("program restarted, pid") == 1, "the restart is logged")
+    a.send(frame(TEXT, b"y"))
+    got = [text(a), text(a)]
+    ok(set(got) == {"echo y", "news\t1 said y"} and text(b) == "news\t1 said y",
+       "the restarted program reads the clients and reaches them", repr(got))
+    for c in (a, b):
+        c.close()
+
+with serve("--exec-shared", hub, "--topics") as srv:
+    a = Raw(srv.port, path="/news")
+    b = Raw(srv.port)
+    b.send(frame(TEXT, b"z"))
+    ok(text(a) == "2 said z", "--topics: TOPIC<TAB>line goes to the clients of /TOPIC")
+    ok(text(b) == "echo z", "and not to the others (the sender got its @ID reply)")
+    for c in (a, b):
+        c.close()
+    pid = srv.proc.pid
+    kids = children(pid)
+    srv.stop()
+    ok(kids and all(state(k) is None for k in kids), "the shared program goes with wsserve")
+
+# ----- the same scripts through websocketd ------------------------------------------------------
+WSD = shutil.which("websocketd")
+if not WSD:
+    skip("websocketd comparison", "websocketd is not installed (scripts/install-deps)")
+else:
+    def through_websocketd(prog, path="/", send=None):
+        port = free_port()
+        p = subprocess.Popen([WSD, "--port", str(port), "--address", "127.0.0.1", prog],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def up():
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    return True
+                except OSError:
+                    return False
+            wait_for(up, 10)
+            return talk(port, path, send)
+        finally:
+            p.terminate()
+            p.wait(10)
+
+    def talk(port, path, send):
+        c = Raw(port, path=path)
+        if send:
+            c.send(frame(TEXT, send))
+            c.sock.settimeout(2)
+            got = [c.recv_frame()[2]]
+            c.close()
+            return got, None
+        msgs, (code, _) = messages(c)
+        c.close()
+        return [p for _, p in msgs], code
+
+    for name, prog, send in [("counting", count, None), ("cat", shutil.which("cat"), b"hi")]:
+        theirs, _ = through_websocketd(prog, send=send)
+        with serve("--", prog) as srv:
+            ours, _ = talk(srv.port, "/", send)
+        ok(ours == theirs, f"websocketd and wsserve send the same for {name}", f"{ours} vs {theirs}")
+    theirs, _ = through_websocketd(env, "/p?q=1")
+    with serve("--", env) as srv:
+        ours, _ = talk(srv.port, "/p?q=1", None)
+    names = lambda msgs: {p.split(b"=", 1)[0].decode() for p in msgs if b"=" in p}  # noqa: E731
+    ok(names(theirs) - names(ours) == set(), "every variable websocketd sets, wsserve sets",
+       repr(names(theirs) - names(ours)))
+    ok(names(ours) - names(theirs) <= {"HTTP_HOST"},
+       "wsserve's extra variables are the documented ones (HTTP_HOST)", repr(names(ours) - names(theirs)))
+
+shutil.rmtree(tmp, ignore_errors=True)
+done()

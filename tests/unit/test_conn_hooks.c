@@ -1,0 +1,133 @@
+/* wsk_conn_hooks (lib/internal.h): a program that opens and handshakes sockets itself and uses
+ * the library's data path for the rest, as wsbench does.  Over a socketpair: every read goes to
+ * the receive hook; the fill hook runs before each write and may queue bytes, or end the socket;
+ * a failure before open reaches the failed hook; the gone hook runs once per socket; the ctx
+ * belongs to the program and outlives its sockets. */
+#include "test.h"
+
+#include "pair.h"
+
+static wsk_ctx ctx;
+
+static struct {
+    size_t received; /* bytes the receive hook saw in the HTTP phase */
+    unsigned fills, failed, gone, messages;
+    int fail_err;
+    const char *queue_in_fill; /* bytes the next fill queues */
+    int end_in_fill;           /* the next fill ends the socket */
+    char msg[16];
+    size_t msg_len;
+} seen;
+
+static void on_receive(struct wsk_ws *c, uint8_t *p, size_t n)
+{
+    if (c->state == WSK_ST_HTTP)
+        seen.received += n;
+    else
+        wsk_msg_receive(c, p, n);
+}
+
+static void on_fill(struct wsk_ws *c)
+{
+    seen.fills++;
+    if (seen.queue_in_fill) wsk_queue_write(c, seen.queue_in_fill, strlen(seen.queue_in_fill));
+    seen.queue_in_fill = NULL;
+    if (seen.end_in_fill) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+    seen.end_in_fill = 0;
+}
+
+static void on_failed(struct wsk_ws *c, int err, const char *msg)
+{
+    (void)c;
+    (void)msg;
+    seen.failed++;
+    seen.fail_err = err;
+}
+
+static void on_gone(struct wsk_ws *c)
+{
+    (void)c;
+    seen.gone++;
+}
+
+static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
+{
+    (void)ws;
+    (void)op;
+    seen.messages++;
+    seen.msg_len = len < sizeof seen.msg ? len : sizeof seen.msg;
+    memcpy(seen.msg, data, seen.msg_len);
+}
+
+static const wsk_conn_hooks hooks = {
+    .receive = on_receive, .fill = on_fill, .failed = on_failed, .gone = on_gone};
+
+int main(void)
+{
+    pair_setup();
+    pair_ctx(&ctx, NULL);
+    ctx.role = WSK_ROLE_CLIENT;
+    ctx.hooks = &hooks;
+    ctx.h.message = on_message;
+
+    int peer;
+    struct wsk_ws *c = pair_conn(&ctx, &peer, 0);
+    static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+    if (write(peer, head, sizeof head - 1) < 0) abort();
+    SPIN_UNTIL(seen.received == sizeof head - 1, pair_turn());
+    CHECK(seen.received == sizeof head - 1, "the receive hook gets the bytes of the HTTP phase");
+
+    uint8_t buf[64];
+    size_t n = 0;
+    seen.queue_in_fill = "hello";
+    wsk_loop_schedule(pair_loop, c);
+    pair_read(peer, buf, sizeof buf, &n, 5);
+    CHECK(seen.fills >= 1 && n == 5 && !memcmp(buf, "hello", 5),
+          "the fill hook runs before the write, and what it queues is written");
+
+    wsk_conn_open(c, NULL, 0);
+    if (write(peer,
+              "\x82\x03"
+              "abc",
+              5) < 0)
+        abort();
+    SPIN_UNTIL(seen.messages == 1, pair_turn());
+    CHECK(seen.messages == 1 && seen.msg_len == 3 && !memcmp(seen.msg, "abc", 3),
+          "an open socket's frames reach the message handler through wsk_msg_receive");
+
+    /* The kernel was full (EV_WRITE armed) when the fill hook ends the socket: the flush must
+     * not touch the watcher of the closed fd again. */
+    c->flags |= WSK_F_WANT_WRITE;
+    wsk_conn_io_events(c, EV_READ | EV_WRITE);
+    seen.end_in_fill = 1;
+    int r = wsk_flush(c);
+    CHECK(r < 0 && c->state == WSK_ST_DEAD && !ev_is_active(&c->io),
+          "a fill that ends the socket: the flush stops, the watcher stays stopped");
+    CHECK(seen.gone == 1, "the gone hook ran once");
+    pair_turn(); /* frees c */
+    close(peer);
+
+    /* The ctx is the program's: freeing its last socket left it alone. */
+    c = pair_conn(&ctx, &peer, 0);
+    CHECK(c && ctx.nconns == 1, "a new socket on the same ctx after the last one was freed");
+    close(peer);
+    SPIN_UNTIL(seen.gone == 2, pair_turn());
+    CHECK(seen.failed == 1 && seen.fail_err == WSK_ERR_HANDSHAKE && seen.gone == 2,
+          "the peer closing during the handshake: the failed hook, then the gone hook");
+    pair_turn();
+    CHECK(seen.gone == 2 && ctx.nconns == 0, "each socket is gone once");
+
+    /* The sweep's handshake deadline goes through the same failure path (wsk_conn_failed). */
+    ctx.lim.handshake_timeout = 1;
+    c = pair_conn(&ctx, &peer, 0);
+    c->stamp -= 2;
+    wsk_ctx_sweep(&ctx);
+    CHECK(seen.failed == 2 && seen.fail_err == WSK_ERR_TIMEOUT && seen.gone == 3,
+          "a handshake past its deadline: the failed hook (timeout), then the gone hook");
+    pair_turn();
+    close(peer);
+    CHECK(ctx.nconns == 0, "the timed-out socket is freed");
+
+    wsk_loop_free(pair_loop);
+    return TEST_DONE();
+}
