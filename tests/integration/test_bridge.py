@@ -9,6 +9,7 @@ one port share topics; two Redis servers shard the topics.  Acknowledgements cou
 nodes' subscriptions through Redis, and say "bridged" through NATS, which cannot count."""
 import asyncio
 import json
+import re
 import os
 import shutil
 import signal
@@ -243,6 +244,11 @@ async def outage(redis, a, b):
         ok(subscribed(redis, "wskit:k"), "the live topic is subscribed again", redis.channels())
         await pub.send("after")
         ok(await recv(far) == "after", "messages published after the outage arrive")
+    b.stop()
+    ok(b.count("bridge: ") and re.search(r"bridge: \d+ publishes forwarded, [1-9]\d* not "
+                                         r".*, [1-9]\d* outages", b.stderr),
+       "at exit the node logs its bridge counts, the outage and failures among them",
+       b.stderr[-600:])
 
 
 async def sharding():
