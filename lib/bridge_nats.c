@@ -273,27 +273,31 @@ static void nt_close(void *e)
     free(t);
 }
 
-/* nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]: the client takes a comma-separated list of
- * URLs; each item without a scheme gets this one's (and its user info). */
-static int servers(const char *url, char *out, size_t cap)
+#define MAX_SEEDS 16
+
+/* nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]: the seed URLs, NUL-terminated in out, in
+ * seeds[]; an item without a scheme gets this one's (and its user info).  Their number, or -1
+ * for an empty item, too many or too long. */
+static int servers(const char *url, char *out, size_t cap, const char **seeds)
 {
     const char *rest = url + strlen("nats://"), *at = strchr(rest, '@'), *comma = strchr(rest, ',');
     size_t pre = at && (!comma || at < comma) ? (size_t)(at + 1 - url) : strlen("nats://");
     size_t o = 0;
+    int k = 0;
     for (const char *p = url; *p;) {
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         int schemed = n >= 7 && !strncmp(p, "nats://", 7);
         const char *host = schemed ? p + 7 : p, *ui = memchr(host, '@', n - (size_t)(host - p));
         if (ui) host = ui + 1;
-        if (host == p + n) return -1; /* no host */
-        int w = snprintf(out + o, cap - o, "%s%.*s%.*s", o ? "," : "", schemed ? 0 : (int)pre, url,
-                         (int)n, p);
-        if (!n || w < 0 || (size_t)w >= cap - o) return -1;
-        o += (size_t)w;
+        if (host == p + n || k == MAX_SEEDS) return -1; /* no host, or too many */
+        int w = snprintf(out + o, cap - o, "%.*s%.*s", schemed ? 0 : (int)pre, url, (int)n, p);
+        if (w < 0 || (size_t)w >= cap - o) return -1;
+        seeds[k++] = out + o;
+        o += (size_t)w + 1;
         p += n + (end != NULL);
     }
-    return 0;
+    return k;
 }
 
 static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url, char *err,
@@ -301,7 +305,9 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
 {
     struct nats *t = calloc(1, sizeof *t);
     char list[4096];
-    if (!t || servers(url, list, sizeof list) < 0) {
+    const char *seeds[MAX_SEEDS];
+    int nseeds = t ? servers(url, list, sizeof list, seeds) : 0;
+    if (!t || nseeds < 0) {
         snprintf(err, cap,
                  t ? "bad URL (nats://[USER:PASS@]HOST:PORT[,HOST:PORT...])" : "out of memory");
         free(t);
@@ -312,7 +318,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     pthread_cond_init(&t->gone, NULL);
     wsk_natsev_init(&t->x, ev, on_wake, t);
     natsStatus s = natsOptions_Create(&t->opts);
-    if (s == NATS_OK) s = natsOptions_SetURL(t->opts, list);
+    if (s == NATS_OK) s = natsOptions_SetServers(t->opts, seeds, nseeds);
     if (s == NATS_OK)
         s = natsOptions_SetEventLoop(t->opts, &t->x, wsk_natsev_attach, wsk_natsev_read,
                                      wsk_natsev_write, wsk_natsev_detach);

@@ -19,7 +19,7 @@ import sys
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, done, Engine, nothing, ok, Server, skip, wait_for  # noqa: E402
+from wstest import BIN, done, Engine, free_port, nothing, ok, Server, skip, wait_for  # noqa: E402
 
 T = 5.0
 
@@ -183,6 +183,22 @@ async def stalled(redis, a, b):
         ok(await recv(far) == "after", "... and later messages once Redis reads again")
 
 
+async def seeds(nats):
+    """nats://HOST:PORT,HOST:PORT: a list of seed URLs, the first dead: the client fails over."""
+    dead = free_port()
+    a = node([nats.url])
+    b = node([f"nats://127.0.0.1:{dead},127.0.0.1:{nats.port}"])
+    try:
+        async with connect(a.url("/seeds")) as sub:
+            subscribed(nats, "wskit:seeds")
+            curl_post(b, "seeds", b"through the second seed")
+            ok(await recv(sub) == "through the second seed",
+               "a NATS seed list with a dead first URL still bridges")
+    finally:
+        a.stop()
+        b.stop()
+
+
 async def auth():
     """redis://:PASSWORD@HOST:PORT: the right password connects, a wrong one is an outage
     logged with Redis's reason."""
@@ -276,7 +292,6 @@ async def sharding():
 
 
 async def reuseport(redis):
-    from wstest import free_port
     port = free_port()
     p1 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
     p2 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
@@ -320,6 +335,9 @@ async def main(kind):
     if kind == "redis":
         await sharding()
         await auth()
+    else:
+        with Engine(kind) as nats:
+            await seeds(nats)
 
 
 for kind in ("redis", "nats"):
