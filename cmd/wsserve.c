@@ -435,6 +435,13 @@ int main(int argc, char **argv)
         ev_run(ev, 0);
         status = sv.exit_code;
     }
+    wsk_bridge_stats bs;
+    if (!c.quiet && wsk_server_bridge_stats(sv.srv, &bs) == 0)
+        serve_log(&sv,
+                  "bridge: %llu publishes forwarded, %llu not (engine down or full), "
+                  "%llu received from other nodes, %llu outages",
+                  (unsigned long long)bs.forwarded, (unsigned long long)bs.failed,
+                  (unsigned long long)bs.received, (unsigned long long)bs.outages);
     ev_signal_stop(ev, &p.sigint);
     ev_signal_stop(ev, &p.sigterm);
     /* libev restored the default action; a late signal must not kill the teardown and change

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NBUCKETS 1024
 /* Bytes of messages from NATS waiting for the loop, and of publishes in the client's buffer,
@@ -47,6 +48,8 @@ struct nats {
     size_t queued;
     uint64_t dropped;
     int went_down, went_up, connected, closing;
+    int closed;          /* the client's last callback for the connection has run */
+    pthread_cond_t gone; /* signalled with closed */
     char why[128];
 };
 
@@ -114,6 +117,17 @@ static void conn_event(struct nats *t, int up, const char *why)
     }
     t->connected = up;
     if (!t->closing) wsk_natsev_wake(&t->x);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* The connection's last callback: nt_close waits for it before freeing what the others use. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    struct nats *t = closure;
+    (void)nc;
+    pthread_mutex_lock(&t->mu);
+    t->closed = 1;
+    pthread_cond_signal(&t->gone);
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -237,7 +251,17 @@ static void nt_close(void *e)
             free(s);
         }
     }
-    if (t->nc) natsConnection_Destroy(t->nc);
+    if (t->nc) {
+        /* The client calls back from its own threads after Destroy returns (disconnected, then
+         * closed): wait for the last one, a bounded time, before freeing what they touch. */
+        natsConnection_Destroy(t->nc);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&t->mu);
+        while (!t->closed && pthread_cond_timedwait(&t->gone, &t->mu, &until) == 0) continue;
+        pthread_mutex_unlock(&t->mu);
+    }
     natsOptions_Destroy(t->opts);
     wsk_natsev_stop(&t->x);
     for (struct nmsg *m = t->head, *next; m; m = next) {
@@ -245,30 +269,35 @@ static void nt_close(void *e)
         free(m);
     }
     pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->gone);
     free(t);
 }
 
-/* nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]: the client takes a comma-separated list of
- * URLs; each item without a scheme gets this one's (and its user info). */
-static int servers(const char *url, char *out, size_t cap)
+#define MAX_SEEDS 16
+
+/* nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]: the seed URLs, NUL-terminated in out, in
+ * seeds[]; an item without a scheme gets this one's (and its user info).  Their number, or -1
+ * for an empty item, too many or too long. */
+static int servers(const char *url, char *out, size_t cap, const char **seeds)
 {
     const char *rest = url + strlen("nats://"), *at = strchr(rest, '@'), *comma = strchr(rest, ',');
     size_t pre = at && (!comma || at < comma) ? (size_t)(at + 1 - url) : strlen("nats://");
     size_t o = 0;
+    int k = 0;
     for (const char *p = url; *p;) {
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         int schemed = n >= 7 && !strncmp(p, "nats://", 7);
         const char *host = schemed ? p + 7 : p, *ui = memchr(host, '@', n - (size_t)(host - p));
         if (ui) host = ui + 1;
-        if (host == p + n) return -1; /* no host */
-        int w = snprintf(out + o, cap - o, "%s%.*s%.*s", o ? "," : "", schemed ? 0 : (int)pre, url,
-                         (int)n, p);
-        if (!n || w < 0 || (size_t)w >= cap - o) return -1;
-        o += (size_t)w;
+        if (host == p + n || k == MAX_SEEDS) return -1; /* no host, or too many */
+        int w = snprintf(out + o, cap - o, "%.*s%.*s", schemed ? 0 : (int)pre, url, (int)n, p);
+        if (w < 0 || (size_t)w >= cap - o) return -1;
+        seeds[k++] = out + o;
+        o += (size_t)w + 1;
         p += n + (end != NULL);
     }
-    return 0;
+    return k;
 }
 
 static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url, char *err,
@@ -276,7 +305,9 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
 {
     struct nats *t = calloc(1, sizeof *t);
     char list[4096];
-    if (!t || servers(url, list, sizeof list) < 0) {
+    const char *seeds[MAX_SEEDS];
+    int nseeds = t ? servers(url, list, sizeof list, seeds) : 0;
+    if (!t || nseeds < 0) {
         snprintf(err, cap,
                  t ? "bad URL (nats://[USER:PASS@]HOST:PORT[,HOST:PORT...])" : "out of memory");
         free(t);
@@ -284,9 +315,10 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     }
     t->link = link;
     pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->gone, NULL);
     wsk_natsev_init(&t->x, ev, on_wake, t);
     natsStatus s = natsOptions_Create(&t->opts);
-    if (s == NATS_OK) s = natsOptions_SetURL(t->opts, list);
+    if (s == NATS_OK) s = natsOptions_SetServers(t->opts, seeds, nseeds);
     if (s == NATS_OK)
         s = natsOptions_SetEventLoop(t->opts, &t->x, wsk_natsev_attach, wsk_natsev_read,
                                      wsk_natsev_write, wsk_natsev_detach);
@@ -298,6 +330,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     if (s == NATS_OK) s = natsOptions_SetNoEcho(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(t->opts, on_down, t);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(t->opts, on_up, t);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(t->opts, on_closed, t);
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(t->opts, true, on_up, t);
     if (s == NATS_OK) s = natsConnection_Connect(&t->nc, t->opts);
     if (s == NATS_OK) {

@@ -194,8 +194,9 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
         wsk_bridge_message(r->link, chan->str, chan->len, msg->str, msg->len);
     } else if (!strcmp(kind->str, "unsubscribe") &&
                wsk_bridge_wants(r->link, chan->str, chan->len)) {
-        /* The topic came back while UNSUBSCRIBE was on its way: hiredis forgot the channel's
-         * callback when the confirmation arrived, so subscribe again. */
+        /* The topic came back while UNSUBSCRIBE was on its way.  hiredis releases before
+         * 0.14 forget the channel's callback at this confirmation even with a SUBSCRIBE
+         * pending; subscribing again costs one idempotent command and covers them. */
         const char *argv[2] = {"SUBSCRIBE", chan->str};
         size_t len[2] = {9, chan->len};
         redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, len);

@@ -516,12 +516,16 @@ WSK_API size_t wsk_server_topics(const wsk_server *srv);
  *    process): give every node the same list, in the same order.
  *  - An engine that is down: local delivery goes on; forwarded publishes fail (counted in
  *    wsk_bridge_stats.failed; wsk_server_bridged says 0), the outage is logged once with its
- *    reason (WSK_LOG_WARN) and again when it ends; the bridge reconnects with backoff (0.1 s
- *    doubling to 5 s) and subscribes again to every live topic.  Publishes beyond what the
- *    engine has not acknowledged yet (8 MiB) fail too: memory stays bounded.
+ *    reason (WSK_LOG_WARN) and again when it ends; the bridge reconnects (Redis: with backoff,
+ *    0.1 s doubling to 5 s; NATS: every 0.1 s, over the seed URLs) and subscribes again to
+ *    every live topic.  Publishes beyond 8 MiB that the engine has not taken yet (Redis: not
+ *    acknowledged; NATS: in the client's buffer) fail too: memory stays bounded.
  *  - The engine connections keep the loop running until wsk_server_free closes them.
  * Engines: "redis://[:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name, resolved
- * by hiredis when connecting).
+ * by hiredis when connecting), and "nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]" (a NATS
+ * cluster's seed URLs, at most 16, one connection that fails over; the first attempt is made
+ * during wsk_server_bridge and may block the calling thread up to the client's connect
+ * timeout; the NATS client runs threads of its own, which only queue for the loop).
  */
 /* Bridges the server's topics through the engines at urls[0..nurls) (NUL-terminated, read
  * during the call; 1 to 16, all with the same scheme), naming channels prefix + topic (prefix
@@ -540,8 +544,8 @@ WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t 
  * (Redis: PUBLISH's reply less this node's own subscription), or WSK_NODES_UNKNOWN (forwarded,
  * but the engine cannot count: NATS, or the connection was lost before Redis answered), or
  * WSK_NODES_NOT_BRIDGED (not forwarded: no bridge, the engine down or its queue full, an
- * invalid argument).  It runs before this returns when there is nothing to wait for, else from the
- * loop once the engine answers (at the latest when the engine connection is lost or the server
+ * invalid argument).  It runs before this returns when there is nothing to wait for, else from
+ * the loop once the engine answers (at the latest when the engine connection is lost or the server
  * freed).  arg stays the caller's and must stay valid until done runs.  Returns as
  * wsk_publish; WSK_ERR_INVAL (done not called) for done NULL or a socket of another server. */
 #define WSK_NODES_UNKNOWN     (-1)

@@ -3,7 +3,8 @@
  * must be JSON objects again, its id echoed.  The same bytes as a delivery's topic and data,
  * and through base64 and back.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_jsonproto.c
- *        cmd/jsonproto.c lib/*.c -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson -lm */
+ *        cmd/jsonproto.c lib/*.c -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -lcjson -lhiredis
+ *        -lnats -pthread -lm */
 #include "../../cmd/jsonproto.h"
 #include "wskit.h"
 

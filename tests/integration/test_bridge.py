@@ -9,15 +9,17 @@ one port share topics; two Redis servers shard the topics.  Acknowledgements cou
 nodes' subscriptions through Redis, and say "bridged" through NATS, which cannot count."""
 import asyncio
 import json
+import re
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, done, Engine, nothing, ok, Server, skip, wait_for  # noqa: E402
+from wstest import BIN, done, Engine, free_port, nothing, ok, Server, skip, wait_for  # noqa: E402
 
 T = 5.0
 
@@ -126,6 +128,93 @@ async def order(redis, a, b):
        f"{next((i for i, v in enumerate(got) if v != i), None)}")
 
 
+async def churn(redis, a, b):
+    """A topic that comes and goes faster than the engine confirms: subscribe, unsubscribe and
+    subscribe again in one read, so that SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE leave in one write.
+    It must end subscribed, and its messages must still find their way (older hiredis forgot a
+    channel's callback when an UNSUBSCRIBE was confirmed, even with a SUBSCRIBE pending)."""
+    async with connect(a.url("/")) as sub:
+        for op in ("subscribe", "unsubscribe", "subscribe") * 5:
+            await sub.send(json.dumps({"op": op, "topics": ["churn"]}))
+        for _ in range(15):
+            await recv(sub)
+        ok(subscribed(redis, "wskit:{churn"), "a topic that came and went in one read is "
+           "subscribed", redis.channels())
+        got = None
+        for i in range(50):  # the engine may still be settling: publish until one arrives
+            curl_post(b, "churn", b"%d" % i)
+            try:
+                got = json.loads(await recv(sub, 0.2))
+                break
+            except asyncio.TimeoutError:
+                pass
+        ok(got is not None and got.get("topic") == "churn",
+           "... and its messages arrive from the other node", got)
+
+
+async def stalled(redis, a, b):
+    """Redis alive but not reading (SIGSTOP): what waits for it is capped (8 MiB), later
+    publishes fail visibly, local delivery goes on; once Redis reads again, messages flow."""
+    big = b"x" * 65536
+    async with connect(a.url("/big")) as far, connect(b.url("/big")) as near, \
+            connect(b.url("/big")) as pub:
+        subscribed(redis, "wskit:big")
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            got = 0
+            for _ in range(200):  # 12.5 MiB: past the cap; read as we go (B's own limit)
+                await pub.send(big)
+                got += len(await recv(near, 10)) == len(big)
+            ok(got == 200, "Redis stalled: local delivery goes on")
+            ok(b.wait_log("queue is full") == 1, "publishes past the cap fail, logged once",
+               b.stderr[-1500:])
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        # What was queued before the cap arrives (less what A's own backpressure limit drops for
+        # a subscriber that reads 64 KiB messages slowly); then the stream goes on.
+        n = 0
+        try:
+            while True:
+                n += len(await recv(far, 5)) == len(big)
+        except asyncio.TimeoutError:
+            pass
+        ok(0 < n < 200, f"the other node got some, not all ({n} of 200)")
+        await pub.send("after")
+        ok(await recv(far) == "after", "... and later messages once Redis reads again")
+
+
+async def seeds(nats):
+    """nats://HOST:PORT,HOST:PORT: a list of seed URLs, the first dead: the client fails over."""
+    dead = free_port()
+    a = node([nats.url])
+    b = node([f"nats://127.0.0.1:{dead},127.0.0.1:{nats.port}"])
+    try:
+        async with connect(a.url("/seeds")) as sub:
+            subscribed(nats, "wskit:seeds")
+            curl_post(b, "seeds", b"through the second seed")
+            ok(await recv(sub) == "through the second seed",
+               "a NATS seed list with a dead first URL still bridges")
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def auth():
+    """redis://:PASSWORD@HOST:PORT: the right password connects, a wrong one is an outage
+    logged with Redis's reason."""
+    with Engine("redis", extra=["--requirepass", "s3cret"]) as r:
+        good = node([r.url.replace("redis://", "redis://:s3cret@")])
+        bad = Server("--pubsub", "-v", "--bridge", r.url.replace("redis://", "redis://:nope@"))
+        try:
+            async with connect(good.url("/auth")):
+                ok(subscribed(r, "wskit:auth"), "a password in the URL: subscribed", r.channels())
+            ok(bad.wait_log("cannot connect") == 1 and "nope" not in bad.stderr,
+               "a wrong password: an outage, logged without the password", bad.stderr[-1000:])
+        finally:
+            good.stop()
+            bad.stop()
+
+
 async def to_self(redis):
     a = node([redis.url], "--publish-to-self")
     b = node([redis.url], "--publish-to-self")
@@ -171,6 +260,11 @@ async def outage(redis, a, b):
         ok(subscribed(redis, "wskit:k"), "the live topic is subscribed again", redis.channels())
         await pub.send("after")
         ok(await recv(far) == "after", "messages published after the outage arrive")
+    b.stop()
+    ok(b.count("bridge: ") and re.search(r"bridge: \d+ publishes forwarded, [1-9]\d* not "
+                                         r".*, [1-9]\d* outages", b.stderr),
+       "at exit the node logs its bridge counts, the outage and failures among them",
+       b.stderr[-600:])
 
 
 async def sharding():
@@ -198,11 +292,11 @@ async def sharding():
 
 
 async def reuseport(redis):
-    from wstest import free_port
     port = free_port()
     p1 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
     p2 = Server("--pubsub", "-v", "--reuseport", "--bridge", redis.url, port=port)
     try:
+        p2.wait_log("listening on", timeout=10)  # its wait for the port was answered by p1
         socks = []
         for _ in range(100):  # until each process has a subscriber
             socks.append(await connect(f"ws://127.0.0.1:{port}/rp").__aenter__())
@@ -228,6 +322,9 @@ async def main(kind):
         try:
             await ways_in(redis, a, b, c)
             await order(redis, a, b)
+            await churn(redis, a, b)
+            if kind == "redis":
+                await stalled(redis, a, b)
             c.stop()
             await outage(redis, a, b)
         finally:
@@ -237,6 +334,10 @@ async def main(kind):
         await reuseport(redis)
     if kind == "redis":
         await sharding()
+        await auth()
+    else:
+        with Engine(kind) as nats:
+            await seeds(nats)
 
 
 for kind in ("redis", "nats"):

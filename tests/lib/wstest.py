@@ -199,8 +199,9 @@ class Engine:
     without persistence; stop() kills it (SIGKILL by default: an engine that dies), start()
     brings it back on the same port.  .url is what --bridge takes."""
 
-    def __init__(self, kind="redis", port=None):
+    def __init__(self, kind="redis", port=None, extra=()):
         self.kind = kind
+        self.extra = list(extra)  # more arguments for the server (--requirepass PW)
         self.port = port or free_port()
         self.monitor = free_port() if kind == "nats" else None
         self.url = f"{kind}://127.0.0.1:{self.port}"
@@ -211,7 +212,7 @@ class Engine:
         args = {"redis": ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                           "--save", "", "--appendonly", "no"],
                 "nats": ["nats-server", "-a", "127.0.0.1", "-p", str(self.port),
-                         "-m", str(self.monitor)]}[self.kind]
+                         "-m", str(self.monitor)]}[self.kind] + self.extra
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
@@ -226,12 +227,18 @@ class Engine:
 
     def command(self, *args):
         """A Redis command's reply: an int, bytes, a list, or an Exception for an error."""
-        out = b"*%d\r\n" % len(args) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(a), a) for a in (x if isinstance(x, bytes) else
-                                                      str(x).encode() for x in args))
+        def encode(words):
+            return b"*%d\r\n" % len(words) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(a), a) for a in (x if isinstance(x, bytes) else
+                                                          str(x).encode() for x in words))
+        out = encode(args)
+        if "--requirepass" in self.extra:  # AUTH first, its +OK read below
+            out = encode(["AUTH", self.extra[self.extra.index("--requirepass") + 1]]) + out
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
             s.sendall(out)
             f = s.makefile("rb")
+            if "--requirepass" in self.extra:
+                f.readline()
 
             def reply():
                 line = f.readline().rstrip(b"\r\n")
