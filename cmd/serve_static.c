@@ -71,6 +71,15 @@ static int clean_path(const char *p, size_t n, char *out, size_t cap)
     return 0;
 }
 
+/* Resolves path's symbolic links into real: 1 when the result is root or inside it, where a
+ * link out of DIR must not lead. */
+static int resolve_inside(const char *root, const char *path, char *real)
+{
+    size_t rl = strlen(root);
+    return realpath(path, real) &&
+           (!strcmp(real, root) || (!strncmp(real, root, rl) && real[rl] == '/'));
+}
+
 static int text(wsk_response *res, int status, const char *msg)
 {
     wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
@@ -117,11 +126,7 @@ int serve_static(const char *dir, int listing, const wsk_request *req, wsk_respo
         return text(res, 404, "not found\n");
     if (!realpath(dir, root)) return text(res, 404, "not found\n");
     snprintf(want, sizeof want, "%s/%s", root, rel);
-    /* Symbolic links are resolved, and the result must still be inside DIR. */
-    size_t rl = strlen(root);
-    if (!realpath(want, real) ||
-        (strcmp(real, root) && (strncmp(real, root, rl) || real[rl] != '/')))
-        return text(res, 404, "not found\n");
+    if (!resolve_inside(root, want, real)) return text(res, 404, "not found\n");
     struct stat st;
     if (stat(real, &st) < 0) return text(res, 404, "not found\n");
     if (S_ISDIR(st.st_mode)) {
@@ -136,11 +141,14 @@ int serve_static(const char *dir, int listing, const wsk_request *req, wsk_respo
         if (len + 12 > PATH_MAX) return text(res, 404, "not found\n");
         memcpy(index, real, len);
         memcpy(index + len, "/index.html", 12);
-        if (stat(index, &st) < 0 || !S_ISREG(st.st_mode)) {
+        /* index.html may be a symbolic link too: it is resolved and checked like the path. */
+        char index_real[PATH_MAX];
+        if (!resolve_inside(root, index, index_real) || stat(index_real, &st) < 0 ||
+            !S_ISREG(st.st_mode)) {
             if (!listing) return text(res, 403, "directory listing is off (--listing)\n");
             return list_dir(real, path, pl, res);
         }
-        memcpy(real, index, strlen(index) + 1);
+        memcpy(real, index_real, strlen(index_real) + 1);
     }
     if (!S_ISREG(st.st_mode)) return text(res, 404, "not found\n");
     if ((size_t)st.st_size > STATIC_MAX) return text(res, 413, "file too large\n");
@@ -150,7 +158,10 @@ int serve_static(const char *dir, int listing, const wsk_request *req, wsk_respo
     char buf[65536];
     size_t n;
     /* HEAD gets the same response: the library sends its headers without the body. */
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) wsk_response_append_body(res, buf, n);
+    /* At most the size stat gave (and STATIC_MAX allowed): a file that grows meanwhile is cut. */
+    for (size_t left = (size_t)st.st_size;
+         left && (n = fread(buf, 1, left < sizeof buf ? left : sizeof buf, f)) > 0; left -= n)
+        wsk_response_append_body(res, buf, n);
     fclose(f);
     return 200;
 }

@@ -257,6 +257,8 @@ with open(os.path.join(tmp, "secret.txt"), "w") as f:
     f.write("secret")
 os.symlink(os.path.join(tmp, "secret.txt"), os.path.join(site, "out"))
 os.symlink(os.path.join(site, "app.js"), os.path.join(site, "in.js"))
+os.makedirs(os.path.join(site, "leak"))
+os.symlink(os.path.join(tmp, "secret.txt"), os.path.join(site, "leak", "index.html"))
 
 
 def get(port, path):
@@ -297,6 +299,9 @@ with serve("--dir", progs, "--static", site) as srv:
         ok(st == 404 and b"secret" not in body, f"--static: {path} stays inside DIR ({st})")
     st, _, _ = get(srv.port, "/sub/")
     ok(st == 403, f"--static: no directory listing without --listing ({st})")
+    st, _, body = get(srv.port, "/leak/")
+    ok(st != 200 and b"secret" not in body,
+       f"--static: an index.html that links out of DIR is not served ({st})")
 
 with serve("--dir", progs, "--static", site, "--listing") as srv:
     st, _, body = get(srv.port, "/sub/")
