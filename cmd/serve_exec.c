@@ -333,8 +333,10 @@ static void on_stdout(struct ev_loop *ev, ev_io *w, int revents)
     (void)revents;
     ssize_t n = read(c->out_fd, x->rbuf, sizeof x->rbuf);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) { /* EOF: the last unfinished line is a message too */
+    if (n <= 0) {    /* EOF: the last unfinished line is a message too */
+        c->busy = 1; /* as below: its send may close the socket */
         lines_end(&c->out, send_line, c);
+        c->busy = 0;
         close_fd(x, &c->out_w, &c->out_fd);
         child_finish(c);
         child_release(c);

@@ -78,11 +78,15 @@ static void stop_fd(struct shared *s, ev_io *w, int *fd)
     *fd = -1;
 }
 
-/* Every client, oldest bucket entry first: fn may not add or remove clients. */
+/* Every client, oldest bucket entry first.  fn may close (and so free) the client it is given,
+ * as a send does under --close-on-backpressure; it adds and removes no other. */
 static void each_client(struct shared *s, void (*fn)(struct shared *s, struct sclient *c))
 {
     for (size_t i = 0; i < NBUCKETS; i++)
-        for (struct sclient *c = s->buckets[i]; c; c = c->next) fn(s, c);
+        for (struct sclient *c = s->buckets[i], *next; c; c = next) {
+            next = c->next;
+            fn(s, c);
+        }
 }
 
 static void resume_one(struct shared *s, struct sclient *c)
