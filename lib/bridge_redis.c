@@ -35,6 +35,7 @@ struct redis {
     struct ev_loop *ev;
     char host[256];
     int port, db;
+    char *user; /* Redis 6 ACL user, NULL for "default" */
     char *password;
     redisAsyncContext *pub, *sub;
     int ready;   /* connections that answered their PING: up at 2 */
@@ -55,7 +56,8 @@ static int parse_url(struct redis *r, const char *url, char *err, size_t cap)
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon) colon = p - 1; /* "PASSWORD@" alone */
         r->password = strndup(colon + 1, (size_t)(at - colon - 1));
-        if (!r->password) return snprintf(err, cap, "out of memory"), -1;
+        if (colon > p) r->user = strndup(p, (size_t)(colon - p));
+        if (!r->password || (colon > p && !r->user)) return snprintf(err, cap, "out of memory"), -1;
         p = at + 1;
     }
     if (*p == '[') {
@@ -100,12 +102,13 @@ static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
     /* hiredis frees ac itself; the other one goes here, its callbacks silenced. */
     redisAsyncContext *rest[2] = {r->pub == ac ? NULL : r->pub, r->sub == ac ? NULL : r->sub};
     r->pub = r->sub = NULL;
+    /* Down before the free: its pending callbacks may publish, and must not reach a NULL pub. */
+    r->ready = 0;
+    r->inflight = 0; /* the replies awaited will never come */
     r->closing = 1;
     for (int i = 0; i < 2; i++)
         if (rest[i]) redisAsyncFree(rest[i]);
     r->closing = 0;
-    r->ready = 0;
-    r->inflight = 0; /* the replies awaited will never come */
     wsk_bridge_down(r->link, why);
     if (!ev_is_active(&r->retry)) {
         ev_timer_set(&r->retry, r->backoff, 0);
@@ -158,7 +161,10 @@ static redisAsyncContext *connect_one(struct redis *r, int select)
     redisLibevAttach(r->ev, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (r->password) redisAsyncCommand(ac, on_setup, NULL, "AUTH %s", r->password);
+    if (r->user)
+        redisAsyncCommand(ac, on_setup, NULL, "AUTH %s %s", r->user, r->password);
+    else if (r->password)
+        redisAsyncCommand(ac, on_setup, NULL, "AUTH %s", r->password);
     if (select && r->db) redisAsyncCommand(ac, on_setup, NULL, "SELECT %d", r->db);
     redisAsyncCommand(ac, on_setup, r, "PING");
     return ac;
@@ -266,6 +272,7 @@ static void rd_close(void *e)
     ev_timer_stop(r->ev, &r->retry);
     if (r->pub) redisAsyncFree(r->pub);
     if (r->sub) redisAsyncFree(r->sub);
+    free(r->user);
     free(r->password);
     free(r);
 }
@@ -284,6 +291,7 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     ev_init(&r->retry, on_retry);
     r->retry.data = r;
     if (parse_url(r, url, err, cap) < 0) {
+        free(r->user);
         free(r->password);
         free(r);
         return NULL;

@@ -202,16 +202,22 @@ async def seeds(nats):
 async def auth():
     """redis://:PASSWORD@HOST:PORT: the right password connects, a wrong one is an outage
     logged with Redis's reason."""
-    with Engine("redis", extra=["--requirepass", "s3cret"]) as r:
+    with Engine("redis", extra=["--requirepass", "s3cret",
+                                "--user", "alice", "on", ">wonder", "~*", "&*", "+@all"]) as r:
         good = node([r.url.replace("redis://", "redis://:s3cret@")])
+        user = node([r.url.replace("redis://", "redis://alice:wonder@")])
         bad = Server("--pubsub", "-v", "--bridge", r.url.replace("redis://", "redis://:nope@"))
         try:
             async with connect(good.url("/auth")):
                 ok(subscribed(r, "wskit:auth"), "a password in the URL: subscribed", r.channels())
+            async with connect(user.url("/acl")):
+                ok(subscribed(r, "wskit:acl"), "an ACL user and password in the URL: subscribed",
+                   f"{r.channels()} {user.stderr[-500:]}")
             ok(bad.wait_log("cannot connect") == 1 and "nope" not in bad.stderr,
                "a wrong password: an outage, logged without the password", bad.stderr[-1000:])
         finally:
             good.stop()
+            user.stop()
             bad.stop()
 
 
