@@ -55,6 +55,7 @@ struct shared {
     struct pipebuf in;
     struct lines out, errout;
     unsigned long next_id;
+    unsigned long dropped; /* messages refused because the program's stdin was full */
     struct sclient *buckets[NBUCKETS];
     struct sclient *pending; /* made by the upgrade handler, taken by the open handler */
     char rbuf[64 * 1024];
@@ -201,7 +202,15 @@ static void shared_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
     char prefix[32];
     (void)op;
     /* No program (restarting), or a closing socket read for its close frame: dropped. */
-    if (!c || s->in_fd < 0 || pipebuf_pending(&s->in) >= 4 * IN_MAX) return;
+    if (!c || s->in_fd < 0) return;
+    /* Other clients kept sending while the program read nothing: past 4 * IN_MAX a message is
+     * dropped, and the log says so (at 1, 2, 4, 8, ... drops, so a flood cannot flood it). */
+    if (pipebuf_pending(&s->in) >= 4 * IN_MAX) {
+        unsigned long n = ++s->dropped;
+        if (!(n & (n - 1)))
+            serve_log(s->sv, "the program is not reading its stdin: %lu message(s) dropped", n);
+        return;
+    }
     int n = snprintf(prefix, sizeof prefix, "%lu\t", c->id);
     if (pipebuf_append(&s->in, prefix, (size_t)n, data, len, 1) < 0) return;
     in_write(s);
@@ -246,7 +255,7 @@ static void start(struct shared *s)
     char *sh[] = {"sh", "-c", (char *)s->cfg->command, NULL};
     int fds[3];
     s->started = ev_now(s->ev);
-    /* The output of the last run is read to its end first (a child may still hold it). */
+    /* The last run's pipes are closed; output it left unread is dropped with them. */
     stop_fd(s, &s->out_w, &s->out_fd);
     stop_fd(s, &s->err_w, &s->err_fd);
     lines_free(&s->out);
