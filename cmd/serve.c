@@ -43,3 +43,10 @@ const char *serve_base_url(const struct serve *sv, const wsk_request *req, int h
         snprintf(buf, cap, "%s://127.0.0.1:%u", scheme, wsk_server_port(sv->srv));
     return buf;
 }
+
+int serve_text(wsk_response *res, int status, const char *body)
+{
+    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
+    wsk_response_append_body(res, body, strlen(body));
+    return status;
+}

@@ -82,4 +82,8 @@ void serve_log(const struct serve *sv, const char *fmt, ...) __attribute__((form
 const char *serve_base_url(const struct serve *sv, const wsk_request *req, int http, char *buf,
                            size_t cap);
 
+/* A text/plain body (NUL-terminated, as snprintf leaves it even when cut short); returns
+ * status, for a request handler to return. */
+int serve_text(wsk_response *res, int status, const char *body);
+
 #endif

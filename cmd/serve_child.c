@@ -1,6 +1,7 @@
 /* Programs on pipes for wsserve's program modes (serve_child.h). */
 #include "serve_child.h"
 
+#include <ev.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -169,4 +170,12 @@ void pipebuf_free(struct pipebuf *b)
     free(b->p);
     b->p = NULL;
     b->off = b->len = b->cap = 0;
+}
+
+void child_stop_io(struct ev_loop *ev, struct ev_io *w, int *fd)
+{
+    if (*fd < 0) return;
+    ev_io_stop(ev, w);
+    close(*fd);
+    *fd = -1;
 }

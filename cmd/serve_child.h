@@ -1,11 +1,18 @@
 /* What wsserve's program modes share (serve_exec.c, serve_exec_shared.c): starting a program on
- * three pipes, cutting its output into lines and buffering its input.  No event loop here: the
- * modes own the watchers. */
+ * three pipes, cutting its output into lines and buffering its input.  The modes own the
+ * watchers; child_stop_io only stops one and closes its pipe. */
 #ifndef WSK_SERVE_CHILD_H
 #define WSK_SERVE_CHILD_H
 
 #include <stddef.h>
 #include <sys/types.h>
+
+struct ev_loop;
+struct ev_io;
+
+/* Stops the watcher w of pipe *fd on ev, closes the pipe and sets *fd to -1; nothing when *fd
+ * is already -1. */
+void child_stop_io(struct ev_loop *ev, struct ev_io *w, int *fd);
 
 /* Starts file (searched in PATH unless it has a '/') with argv and envp (NULL: wsserve's own),
  * its stdin, stdout and stderr on pipes whose other ends, non-blocking and close-on-exec, go to

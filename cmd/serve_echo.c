@@ -20,15 +20,13 @@ static int echo_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 static int echo_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
     char url[300], body[1024];
-    int n = snprintf(body, sizeof body,
-                     "wsserve %s: a WebSocket echo server (libwskit).\n"
-                     "Connect with a WebSocket client, for example:\n"
-                     "  wscat -c %s/\n"
-                     "Every message is sent back with its type (text or binary).\n",
-                     WSK_VERSION, serve_base_url(sv, req, 0, url, sizeof url));
-    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_append_body(res, body, (size_t)n);
-    return 200;
+    snprintf(body, sizeof body,
+             "wsserve %s: a WebSocket echo server (libwskit).\n"
+             "Connect with a WebSocket client, for example:\n"
+             "  wscat -c %s/\n"
+             "Every message is sent back with its type (text or binary).\n",
+             WSK_VERSION, serve_base_url(sv, req, 0, url, sizeof url));
+    return serve_text(res, 200, body);
 }
 
 const serve_mode serve_echo = {

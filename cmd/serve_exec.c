@@ -190,22 +190,14 @@ static char **build_env(struct exec *x, const wsk_request *req, const char *scri
 
 /* ----- the child's lifetime ------------------------------------------------------------------- */
 
-static void close_fd(struct exec *x, ev_io *w, int *fd)
-{
-    if (*fd < 0) return;
-    ev_io_stop(x->ev, w);
-    close(*fd);
-    *fd = -1;
-}
-
 /* Frees c once neither its socket nor its process is left. */
 static void child_release(struct child *c)
 {
     struct exec *x = c->x;
     if (c->ws || !c->reaped || c->busy) return;
-    close_fd(x, &c->in_w, &c->in_fd);
-    close_fd(x, &c->out_w, &c->out_fd);
-    close_fd(x, &c->err_w, &c->err_fd);
+    child_stop_io(x->ev, &c->in_w, &c->in_fd);
+    child_stop_io(x->ev, &c->out_w, &c->out_fd);
+    child_stop_io(x->ev, &c->err_w, &c->err_fd);
     ev_timer_stop(x->ev, &c->kill_t);
     if (c->prev)
         c->prev->next = c->next;
@@ -247,7 +239,7 @@ static void on_reaped(struct ev_loop *ev, ev_child *w, int revents)
     c->x->running--;
     ev_timer_stop(ev, &c->kill_t);
     /* A program that exited no longer reads its stdin. */
-    close_fd(c->x, &c->in_w, &c->in_fd);
+    child_stop_io(c->x->ev, &c->in_w, &c->in_fd);
     pipebuf_free(&c->in);
     if (c->ws) wsk_ws_resume(c->ws);
     child_finish(c);
@@ -274,7 +266,7 @@ static void stdin_write(struct child *c)
 {
     int r = pipebuf_write(&c->in, c->in_fd);
     if (r < 0) /* EPIPE: the program closed its stdin; what it would have read is lost */
-        close_fd(c->x, &c->in_w, &c->in_fd);
+        child_stop_io(c->x->ev, &c->in_w, &c->in_fd);
     else if (r)
         ev_io_start(c->x->ev, &c->in_w);
     else
@@ -337,7 +329,7 @@ static void on_stdout(struct ev_loop *ev, ev_io *w, int revents)
         c->busy = 1; /* as below: its send may close the socket */
         lines_end(&c->out, send_line, c);
         c->busy = 0;
-        close_fd(x, &c->out_w, &c->out_fd);
+        child_stop_io(x->ev, &c->out_w, &c->out_fd);
         child_finish(c);
         child_release(c);
         return;
@@ -376,7 +368,7 @@ static void on_stderr(struct ev_loop *ev, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
         lines_end(&c->errout, log_line, c);
-        close_fd(x, &c->err_w, &c->err_fd);
+        child_stop_io(x->ev, &c->err_w, &c->err_fd);
         child_release(c);
         return;
     }
@@ -444,7 +436,7 @@ static void exec_close(wsk_ws *ws, unsigned code, const char *reason, size_t len
     wsk_ws_set_data(ws, NULL);
     c->ws = NULL;
     /* The client is gone: EOF on stdin, then SIGTERM and SIGKILL if the program stays. */
-    close_fd(c->x, &c->in_w, &c->in_fd);
+    child_stop_io(c->x->ev, &c->in_w, &c->in_fd);
     pipebuf_free(&c->in);
     if (!c->reaped) {
         ev_timer_init(&c->kill_t, on_kill, c->x->cfg->close_grace, 0.);
@@ -668,20 +660,18 @@ static int exec_page(struct serve *sv, const wsk_request *req, wsk_response *res
     int st = serve_static(cfg->static_dir, cfg->listing, req, res);
     if (st) return st;
     char url[300], body[1024];
-    int n = snprintf(body, sizeof body,
-                     "wsserve %s: every WebSocket runs %s%s%s.\n"
-                     "Connect with a WebSocket client, for example:\n"
-                     "  wscat -c %s/%s\n"
-                     "Lines the program writes are messages; messages are lines on its stdin.\n",
-                     WSK_VERSION, cfg->dir ? "a program of " : "",
-                     cfg->dir       ? cfg->dir
-                     : cfg->command ? cfg->command
-                                    : cfg->argv[0],
-                     cfg->dir ? " named by the path" : "",
-                     serve_base_url(sv, req, 0, url, sizeof url), cfg->dir ? "PROGRAM" : "");
-    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_append_body(res, body, (size_t)n);
-    return 200;
+    snprintf(body, sizeof body,
+             "wsserve %s: every WebSocket runs %s%s%s.\n"
+             "Connect with a WebSocket client, for example:\n"
+             "  wscat -c %s/%s\n"
+             "Lines the program writes are messages; messages are lines on its stdin.\n",
+             WSK_VERSION, cfg->dir ? "a program of " : "",
+             cfg->dir       ? cfg->dir
+             : cfg->command ? cfg->command
+                            : cfg->argv[0],
+             cfg->dir ? " named by the path" : "", serve_base_url(sv, req, 0, url, sizeof url),
+             cfg->dir ? "PROGRAM" : "");
+    return serve_text(res, 200, body);
 }
 
 const serve_mode serve_exec = {

@@ -71,14 +71,6 @@ static struct sclient **bucket(struct shared *s, unsigned long id)
     return &s->buckets[id % NBUCKETS];
 }
 
-static void stop_fd(struct shared *s, ev_io *w, int *fd)
-{
-    if (*fd < 0) return;
-    ev_io_stop(s->ev, w);
-    close(*fd);
-    *fd = -1;
-}
-
 /* Every client, oldest bucket entry first.  fn may close (and so free) the client it is given,
  * as a send does under --close-on-backpressure; it adds and removes no other. */
 static void each_client(struct shared *s, void (*fn)(struct shared *s, struct sclient *c))
@@ -144,7 +136,7 @@ static void on_out(struct ev_loop *ev, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
         lines_end(&s->out, out_line, s);
-        stop_fd(s, &s->out_w, &s->out_fd);
+        child_stop_io(s->ev, &s->out_w, &s->out_fd);
         return;
     }
     lines_feed(&s->out, s->rbuf, (size_t)n, out_line, s);
@@ -166,7 +158,7 @@ static void on_err(struct ev_loop *ev, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
         lines_end(&s->errout, err_line, s);
-        stop_fd(s, &s->err_w, &s->err_fd);
+        child_stop_io(s->ev, &s->err_w, &s->err_fd);
         return;
     }
     lines_feed(&s->errout, s->rbuf, (size_t)n, err_line, s);
@@ -178,7 +170,7 @@ static void in_write(struct shared *s)
 {
     int r = s->in_fd < 0 ? -1 : pipebuf_write(&s->in, s->in_fd);
     if (r < 0) {
-        stop_fd(s, &s->in_w, &s->in_fd);
+        child_stop_io(s->ev, &s->in_w, &s->in_fd);
         pipebuf_free(&s->in);
     } else if (r) {
         ev_io_start(s->ev, &s->in_w);
@@ -235,7 +227,7 @@ static void on_exit_(struct ev_loop *ev, ev_child *w, int revents)
     ev_child_stop(ev, w);
     int st = w->rstatus;
     s->pid = 0;
-    stop_fd(s, &s->in_w, &s->in_fd);
+    child_stop_io(s->ev, &s->in_w, &s->in_fd);
     pipebuf_free(&s->in);
     each_client(s, resume_one);
     if (WIFSIGNALED(st))
@@ -256,8 +248,8 @@ static void start(struct shared *s)
     int fds[3];
     s->started = ev_now(s->ev);
     /* The last run's pipes are closed; output it left unread is dropped with them. */
-    stop_fd(s, &s->out_w, &s->out_fd);
-    stop_fd(s, &s->err_w, &s->err_fd);
+    child_stop_io(s->ev, &s->out_w, &s->out_fd);
+    child_stop_io(s->ev, &s->err_w, &s->err_fd);
     lines_free(&s->out);
     lines_free(&s->errout);
     int rc = child_spawn("/bin/sh", sh, NULL, &s->pid, fds);
@@ -368,9 +360,9 @@ static void shared_teardown(struct serve *sv)
         kill(-s->pid, SIGTERM);
         child_reap(s->pid, child_now() + 1.0);
     }
-    stop_fd(s, &s->in_w, &s->in_fd);
-    stop_fd(s, &s->out_w, &s->out_fd);
-    stop_fd(s, &s->err_w, &s->err_fd);
+    child_stop_io(s->ev, &s->in_w, &s->in_fd);
+    child_stop_io(s->ev, &s->out_w, &s->out_fd);
+    child_stop_io(s->ev, &s->err_w, &s->err_fd);
     pipebuf_free(&s->in);
     lines_free(&s->out);
     lines_free(&s->errout);
@@ -383,15 +375,13 @@ static int shared_page(struct serve *sv, const wsk_request *req, wsk_response *r
 {
     const struct shared_config *cfg = sv->config;
     char url[300], body[1024];
-    int n = snprintf(body, sizeof body,
-                     "wsserve %s: every WebSocket shares one program, %s.\n"
-                     "Connect with a WebSocket client, for example:\n"
-                     "  wscat -c %s/\n"
-                     "Its output lines reach every client; messages reach it as ID<TAB>message.\n",
-                     WSK_VERSION, cfg->command, serve_base_url(sv, req, 0, url, sizeof url));
-    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_append_body(res, body, (size_t)n);
-    return 200;
+    snprintf(body, sizeof body,
+             "wsserve %s: every WebSocket shares one program, %s.\n"
+             "Connect with a WebSocket client, for example:\n"
+             "  wscat -c %s/\n"
+             "Its output lines reach every client; messages reach it as ID<TAB>message.\n",
+             WSK_VERSION, cfg->command, serve_base_url(sv, req, 0, url, sizeof url));
+    return serve_text(res, 200, body);
 }
 
 enum { OPT_RESTART_MSG = 256, OPT_TOPICS };

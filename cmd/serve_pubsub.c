@@ -331,15 +331,13 @@ static int chat_page(struct serve *sv, const wsk_request *req, wsk_response *res
 {
     const struct chat *c = sv->state;
     char url[300], body[512];
-    int n = snprintf(body, sizeof body,
-                     "wsserve --chat: %zu of %lu members connected.\n"
-                     "Join with a WebSocket to %s/?name=NAME, for example:\n"
-                     "  wscat -c '%s/?name=alice'\n",
-                     wsk_server_connections(sv->srv), c->cfg->clients,
-                     serve_base_url(sv, req, 0, url, sizeof url), url);
-    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_append_body(res, body, (size_t)n);
-    return 200;
+    snprintf(body, sizeof body,
+             "wsserve --chat: %zu of %lu members connected.\n"
+             "Join with a WebSocket to %s/?name=NAME, for example:\n"
+             "  wscat -c '%s/?name=alice'\n",
+             wsk_server_connections(sv->srv), c->cfg->clients,
+             serve_base_url(sv, req, 0, url, sizeof url), url);
+    return serve_text(res, 200, body);
 }
 
 static int chat_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
@@ -699,31 +697,29 @@ static int http_error(wsk_response *res, int status, const char *code, const cha
 static int broker_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
     const struct broker *b = sv->state;
-    char ws[300], http[300], body[2048];
+    char ws[300], http[300], body[4096];
     const char *auth = b->token ? "-H 'Authorization: Bearer TOKEN' " : "";
     const char *sub_auth = b->cfg->private_topics ? auth : "";
     serve_base_url(sv, req, 0, ws, sizeof ws);
     serve_base_url(sv, req, 1, http, sizeof http);
-    int n = snprintf(body, sizeof body,
-                     "wsserve --pubsub: a publish/subscribe broker (libwskit).\n"
-                     "  %s/TOPIC    subscribe to TOPIC; what you send is published to it\n"
-                     "  %s/         the JSON control protocol (see wsserve(1))\n"
-                     "  POST %s/publish/TOPIC    publish the request body\n"
-                     "%s"
-                     "For example:\n"
-                     "  wscat %s-c %s/news\n"
-                     "  curl %s-d hello %s/publish/news\n"
-                     "  wspub %s%s/ news hello\n",
-                     ws, ws, http,
-                     !b->token                ? ""
-                     : b->cfg->private_topics ? "Publishing and subscribing need the token "
-                                                "(TOKEN below: the broker's --token).\n"
-                                              : "Publishing needs the token (TOKEN below: the "
-                                                "broker's --token).\n",
-                     sub_auth, ws, auth, http, b->token ? "--token TOKEN " : "", ws);
-    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_append_body(res, body, (size_t)n);
-    return 200;
+    snprintf(body, sizeof body,
+             "wsserve --pubsub: a publish/subscribe broker (libwskit).\n"
+             "  %s/TOPIC    subscribe to TOPIC; what you send is published to it\n"
+             "  %s/         the JSON control protocol (see wsserve(1))\n"
+             "  POST %s/publish/TOPIC    publish the request body\n"
+             "%s"
+             "For example:\n"
+             "  wscat %s-c %s/news\n"
+             "  curl %s-d hello %s/publish/news\n"
+             "  wspub %s%s/ news hello\n",
+             ws, ws, http,
+             !b->token                ? ""
+             : b->cfg->private_topics ? "Publishing and subscribing need the token "
+                                        "(TOKEN below: the broker's --token).\n"
+                                      : "Publishing needs the token (TOKEN below: the "
+                                        "broker's --token).\n",
+             sub_auth, ws, auth, http, b->token ? "--token TOKEN " : "", ws);
+    return serve_text(res, 200, body);
 }
 
 static int broker_request(struct serve *sv, const wsk_request *req, wsk_response *res)

@@ -5,6 +5,7 @@
  * "../" nor "%2e%2e/" climbs out.  A symbolic link inside DIR is followed only when its target
  * (realpath) is still inside DIR. */
 #include "parse_url.h"
+#include "serve.h"
 #include "serve_exec.h"
 
 #include <dirent.h>
@@ -80,17 +81,10 @@ static int resolve_inside(const char *root, const char *path, char *real)
            (!strcmp(real, root) || (!strncmp(real, root, rl) && real[rl] == '/'));
 }
 
-static int text(wsk_response *res, int status, const char *msg)
-{
-    wsk_response_add_header(res, "Content-Type", "text/plain; charset=utf-8");
-    wsk_response_append_body(res, msg, strlen(msg));
-    return status;
-}
-
 static int list_dir(const char *full, const char *url, size_t url_len, wsk_response *res)
 {
     DIR *d = opendir(full);
-    if (!d) return text(res, 403, "forbidden\n");
+    if (!d) return serve_text(res, 403, "forbidden\n");
     char line[1024];
     /* The title is the path as requested: only characters that need no escaping in HTML. */
     for (size_t i = 0; i < url_len; i++)
@@ -119,41 +113,41 @@ int serve_static(const char *dir, int listing, const wsk_request *req, wsk_respo
     int head = ml == 4 && !memcmp(m, "HEAD", 4);
     if (!head && !(ml == 3 && !memcmp(m, "GET", 3))) {
         wsk_response_add_header(res, "Allow", "GET, HEAD");
-        return text(res, 405, "method not allowed\n");
+        return serve_text(res, 405, "method not allowed\n");
     }
     char rel[PATH_MAX], root[PATH_MAX], want[2 * PATH_MAX], real[PATH_MAX];
     if (!pl || path[0] != '/' || clean_path(path, pl, rel, sizeof rel) < 0)
-        return text(res, 404, "not found\n");
-    if (!realpath(dir, root)) return text(res, 404, "not found\n");
+        return serve_text(res, 404, "not found\n");
+    if (!realpath(dir, root)) return serve_text(res, 404, "not found\n");
     snprintf(want, sizeof want, "%s/%s", root, rel);
-    if (!resolve_inside(root, want, real)) return text(res, 404, "not found\n");
+    if (!resolve_inside(root, want, real)) return serve_text(res, 404, "not found\n");
     struct stat st;
-    if (stat(real, &st) < 0) return text(res, 404, "not found\n");
+    if (stat(real, &st) < 0) return serve_text(res, 404, "not found\n");
     if (S_ISDIR(st.st_mode)) {
         if (pl && path[pl - 1] != '/') { /* relative links in the page need the slash */
             char loc[PATH_MAX + 2];
             snprintf(loc, sizeof loc, "%.*s/", (int)(pl < PATH_MAX ? pl : PATH_MAX), path);
             wsk_response_add_header(res, "Location", loc);
-            return text(res, 301, "moved\n");
+            return serve_text(res, 301, "moved\n");
         }
         char index[PATH_MAX + 16];
         size_t len = strlen(real);
-        if (len + 12 > PATH_MAX) return text(res, 404, "not found\n");
+        if (len + 12 > PATH_MAX) return serve_text(res, 404, "not found\n");
         memcpy(index, real, len);
         memcpy(index + len, "/index.html", 12);
         /* index.html may be a symbolic link too: it is resolved and checked like the path. */
         char index_real[PATH_MAX];
         if (!resolve_inside(root, index, index_real) || stat(index_real, &st) < 0 ||
             !S_ISREG(st.st_mode)) {
-            if (!listing) return text(res, 403, "directory listing is off (--listing)\n");
+            if (!listing) return serve_text(res, 403, "directory listing is off (--listing)\n");
             return list_dir(real, path, pl, res);
         }
         memcpy(real, index_real, strlen(index_real) + 1);
     }
-    if (!S_ISREG(st.st_mode)) return text(res, 404, "not found\n");
-    if ((size_t)st.st_size > STATIC_MAX) return text(res, 413, "file too large\n");
+    if (!S_ISREG(st.st_mode)) return serve_text(res, 404, "not found\n");
+    if ((size_t)st.st_size > STATIC_MAX) return serve_text(res, 413, "file too large\n");
     FILE *f = fopen(real, "rb");
-    if (!f) return text(res, 403, "forbidden\n");
+    if (!f) return serve_text(res, 403, "forbidden\n");
     wsk_response_add_header(res, "Content-Type", content_type(real));
     char buf[65536];
     size_t n;
