@@ -686,6 +686,16 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
         return WSK_ERR_TLS;
     }
     r = mbedtls_pk_parse_keyfile(&t->key, key, password);
+    /* A wrong password decrypts to garbage that mbedTLS reports as a mismatch or, depending on
+     * the bytes, as a malformed key: an encrypted key that fails with a password is the former. */
+    if (r && password && r != MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
+        mbedtls_pk_free(&t->key);
+        mbedtls_pk_init(&t->key);
+        if (mbedtls_pk_parse_keyfile(&t->key, key, NULL) == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+            r = MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
+        mbedtls_pk_free(&t->key);
+        mbedtls_pk_init(&t->key);
+    }
     if (r) {
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s: %s", key,
                 r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED ? "the key is encrypted: a password is needed"
