@@ -259,6 +259,7 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
                 char addr[64];
                 wsk_log(ctx->loop, WSK_LOG_INFO, "%s: handshake timed out after %us",
                         wsk_addr_string(c->io.fd, addr, sizeof addr), o->handshake_timeout);
+                ctx->stats.refused[WSK_REFUSED_TIMEOUT]++;
                 wsk_conn_failed(c, WSK_ERR_TIMEOUT, "handshake timed out");
             }
             break;

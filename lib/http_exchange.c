@@ -229,6 +229,7 @@ void wsk_http_refuse(struct wsk_ws *c, int status, const char *why, const char *
 {
     char addr[64];
     struct wsk_response res;
+    wsk_stats_refused_http(&c->ctx->stats, status);
     wsk_log(c->ctx->loop, WSK_LOG_INFO, "%s: %d %s: %s",
             wsk_addr_string(c->io.fd, addr, sizeof addr), status, wsk_http_reason(status), why);
     wsk_response_init(&res, 0);

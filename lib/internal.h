@@ -21,13 +21,15 @@
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
- * (wsk_strerror).
+ * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
+ * one-line increments the data path makes).
  */
 #ifndef WSK_INTERNAL_H
 #define WSK_INTERNAL_H
 
 #include "wskit.h"
 #include "buf.h"
+#include "metrics.h"
 #include "parse_frame.h"
 
 #include <ev.h>
@@ -139,6 +141,7 @@ typedef struct wsk_ctx {
     struct wsk_pubsub *pubsub;
     /* The server's bridge to other nodes (bridge.h), NULL when it has none. */
     struct wsk_bridge *bridge;
+    wsk_stats stats; /* counters (metrics.h); a server's are read by wsk_server_stats */
 
     /* NULL for a server and a wsk_connect client: see wsk_conn_hooks above. */
     const wsk_conn_hooks *hooks;

@@ -369,6 +369,7 @@ static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
 {
     wsk_loop *loop = c->ctx->loop;
     s->hs_done = 1;
+    c->ctx->stats.tls_handshakes++;
     s->done_at = ev_time();
     ev_io_stop(loop->ev, &s->kick);
     if (s->held) {
@@ -404,6 +405,7 @@ static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
     int err = describe_failure(c, s, ret, why, sizeof why);
     s->dead = 1;
     if (server) {
+        c->ctx->stats.refused[err == WSK_ERR_CERT ? WSK_REFUSED_TLS_CERT : WSK_REFUSED_TLS]++;
         /* mbedTLS ends without telling the client why; RFC 5246 7.4.6 names the alert. */
         if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
             mbedtls_ssl_send_alert_message(&s->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,

@@ -78,6 +78,7 @@ static int deliver(struct wsk_ws *c, const uint8_t *data, size_t len)
     if (c->msg_op == WSK_OP_TEXT && c->utf8 != WSK_UTF8_ACCEPT)
         return fail(c, WSK_ERR_UTF8, "text message ends inside a UTF-8 sequence");
     c->flags &= ~(WSK_F_FRAGMENTED | WSK_F_MSG_COMPRESSED);
+    wsk_stats_message_in(&c->ctx->stats, c->msg_op, len);
     if (c->ctx->h.message) c->ctx->h.message(c, data, len, (wsk_opcode)c->msg_op);
     return alive(c) ? 0 : WSK_ERR_CLOSED;
 }
@@ -91,6 +92,7 @@ static int on_close_frame(struct wsk_ws *c, const uint8_t *p, size_t n)
     if (r == WSK_ERR_UTF8) return fail(c, r, "close reason is not valid UTF-8");
     if (r < 0)
         return fail(c, r, n == 1 ? "close frame with a 1-byte payload" : "invalid close code");
+    wsk_stats_close(c->ctx->stats.close_received, code);
     /* RFC 6455 5.5.1: answer with a close frame, echoing the code. */
     if (!(c->flags & WSK_F_CLOSE_SENT))
         wsk_send_close(c, code == WSK_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
@@ -101,6 +103,7 @@ static int on_close_frame(struct wsk_ws *c, const uint8_t *p, size_t n)
 static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
 {
     const wsk_handlers *h = &c->ctx->h;
+    c->ctx->stats.control_in[wsk_stats_slot(c->frame_op)]++;
     switch (c->frame_op) {
     case WSK_OP_PING:
         if (c->state == WSK_ST_OPEN) wsk_send_frame(c, WSK_OP_PONG, 0, p, n, 1);
@@ -130,6 +133,7 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
             return fail(c, r,
                         r == WSK_ERR_TOO_BIG ? "message inflates past the max payload"
                                              : "compressed data does not inflate");
+        wsk_stats_compressed(c->ctx->stats.inflate, n, k->msg.len - before);
         /* A fragment may inflate to nothing yet, with msg.p still NULL. */
         if (text && k->msg.len > before &&
             wsk_utf8_validate(&c->utf8, k->msg.p + before, k->msg.len - before) < 0)

@@ -160,6 +160,7 @@ long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned 
     pmd_conn *pc = c->cold ? c->cold->pmd : NULL;
     const wsk_dbuf *z = pc ? deflate_msg(c, pc, data, len) : NULL;
     if (!z) return wsk_send_frame(c, op, 0, data, len, 0);
+    wsk_stats_compressed(c->ctx->stats.deflate, len, z->len);
     return wsk_send_frame(c, op, WSK_RSV1, z->p, z->len, 0);
 }
 

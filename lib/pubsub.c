@@ -545,6 +545,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     /* Queued behind bytes the peer has not read: drain tells the application when it has. */
     if (c->flags & WSK_F_WANT_WRITE) {
         c->flags |= WSK_F_BACKPRESSURE;
+        c->ctx->stats.backpressure++;
     } else if (c->q.bytes >= c->ctx->lim.backpressure_limit / 2) {
         /* A burst of publishes within one loop turn (every member of a room sending at once)
          * would otherwise pile up until the end-of-turn flush and hit the limit although the
@@ -587,6 +588,7 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
         if (c && c != skip) n += deliver(c, &p);
     }
     tp->busy--;
+    wsk_stats_publish(&ctx->stats, op, len, n);
     topic_settle(ps, tp);
     if (p.shared) wsk_block_unref(p.loop, p.shared);
     if (p.deflated) wsk_block_unref(p.loop, p.deflated);

@@ -31,7 +31,9 @@ static void mask_key(wsk_loop *loop, uint8_t key[4])
 
 int wsk_send_refuse(struct wsk_ws *c)
 {
+    c->ctx->stats.dropped++;
     if (c->ctx->lim.close_on_backpressure_limit) {
+        c->ctx->stats.slow_closes++;
         wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY, "backpressure limit reached");
     } else if (!(c->flags & WSK_F_OVERFLOW)) {
         char addr[64];
@@ -61,6 +63,7 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
     if (len) memcpy(dst + hl, data, len);
     if (client) wsk_mask(dst + hl, len, key, 0);
     wsk_queue_commit(c, total);
+    if (opcode >= WSK_OP_CLOSE) c->ctx->stats.control_out[wsk_stats_slot(opcode)]++;
     wsk_loop_schedule(c->ctx->loop, c);
     if (c->flags & WSK_F_WANT_WRITE) {
         c->flags |= WSK_F_BACKPRESSURE;
@@ -80,9 +83,10 @@ static long sent(long queued, size_t len)
 long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress)
 {
     if (!wsk_message_ok(data, len, op)) return WSK_ERR_INVAL;
-    if (compress && (ws->flags & WSK_F_PMD) && len >= ws->ctx->lim.compress_threshold)
-        return sent(wsk_pmd_conn_send(ws, data, len, op), len);
-    return sent(wsk_send_frame(ws, op, 0, data, len, 0), len);
+    long r = compress && (ws->flags & WSK_F_PMD) && len >= ws->ctx->lim.compress_threshold
+                 ? wsk_pmd_conn_send(ws, data, len, op)
+                 : wsk_send_frame(ws, op, 0, data, len, 0);
+    return sent(wsk_stats_sent(&ws->ctx->stats, op, len, r), len);
 }
 
 /* RFC 6455 5.5: a control frame carries at most 125 bytes. */
@@ -108,6 +112,7 @@ void wsk_send_close(struct wsk_ws *c, unsigned code, const char *reason, size_t 
     uint8_t payload[125];
     size_t n = wsk_close_build(payload, code, reason, len);
     c->flags |= WSK_F_CLOSE_SENT;
+    wsk_stats_close(c->ctx->stats.close_sent, code);
     /* The closing handshake needs the peer's close frame: a paused socket reads again. */
     wsk_conn_resume(c);
     wsk_send_frame(c, WSK_OP_CLOSE, 0, payload, n, 1);

@@ -97,6 +97,7 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
             close(fd);
             return;
         }
+        srv->ctx.stats.accepted++;
         if (srv->ctx.tls && wsk_tls_accept(c, peer) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
     }
 }
@@ -357,6 +358,7 @@ static void upgrade_request(struct wsk_ws *c, const wsk_http_request *h, const c
         if (st >= 400) {
             char addr[64];
             res.status = st;
+            wsk_stats_refused_upgrade(&c->ctx->stats, st);
             wsk_log(c->ctx->loop, WSK_LOG_INFO, "%s: upgrade refused with %d",
                     wsk_addr_string(c->io.fd, addr, sizeof addr), st);
             wsk_response_queue(c, &res, 0, 0);
@@ -396,6 +398,7 @@ static void upgrade_request(struct wsk_ws *c, const wsk_http_request *h, const c
     }
     c->user = res.data;
     wsk_response_free(&res);
+    c->ctx->stats.upgraded++;
     wsk_conn_open(c, rest, rest_len);
     return;
 out:

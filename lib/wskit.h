@@ -571,6 +571,79 @@ typedef struct wsk_bridge_stats {
 WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st);
 
 /* ---------------------------------------------------------------------------------------------
+ * Metrics: counters a server keeps on its loop (plain increments, no locks, no allocation), read
+ * with wsk_server_stats and written in Prometheus's text format by wsk_stats_format.  Counters
+ * only grow, from the server's creation; gauges are read at the call.
+ */
+/* Why a connection did not become a WebSocket (wsk_stats.refused). */
+enum wsk_refusal {
+    WSK_REFUSED_BAD_REQUEST = 0, /* 400: malformed HTTP or an invalid upgrade request */
+    WSK_REFUSED_VERSION,         /* 426: a WebSocket version other than 13 */
+    WSK_REFUSED_HEADER_SIZE,     /* 431: the request head over max_header */
+    WSK_REFUSED_HTTP_OTHER,      /* another status the library answered (405, 411, 413, ...) */
+    WSK_REFUSED_TIMEOUT,         /* no complete request head within handshake_timeout */
+    WSK_REFUSED_TLS,             /* the TLS handshake failed */
+    WSK_REFUSED_TLS_CERT,        /* the client's certificate was missing or did not verify */
+    WSK_REFUSED_UNAUTHORIZED,    /* the upgrade handler answered 401 (wsserve: the token) */
+    WSK_REFUSED_FORBIDDEN,       /* the upgrade handler answered 403 (wsserve: the Origin) */
+    WSK_REFUSED_HANDLER,         /* the upgrade handler answered another status */
+    WSK_REFUSED_COUNT
+};
+/* Close codes counted one by one: 1000 + i for i < 16; the last slot counts every other code
+ * (3000-4999 and anything else). */
+#define WSK_STATS_CLOSE_CODES 17
+/* Received message sizes: bucket i counts messages of at most 64 * 4^i bytes (64 B ... 16 MiB),
+ * the last one the larger ones. */
+#define WSK_STATS_SIZE_BUCKETS 11
+
+/* A server's metrics.  The arrays by type are [0] text and [1] binary; control frames [0]
+ * close, [1] ping, [2] pong.  Message counts and bytes are of payloads as the application sees
+ * them (before compression, after decompression); a publish counts one message sent per
+ * socket it was queued for. */
+typedef struct wsk_stats {
+    size_t size; /* sizeof(wsk_stats) of the library that filled it */
+    /* Gauges, read at the call. */
+    uint64_t sockets;       /* connections in any phase (HTTP, open, closing) */
+    uint64_t open;          /* open WebSocket connections */
+    uint64_t queued_bytes;  /* bytes in every socket's send queue */
+    uint64_t topics;        /* topics with a subscriber */
+    uint64_t subscriptions; /* (socket, topic) pairs */
+    int bridged;            /* 1 when the server has a bridge: `bridge` below is filled */
+    wsk_bridge_stats bridge;
+    /* Counters. */
+    uint64_t accepted;                   /* TCP connections accepted */
+    uint64_t upgraded;                   /* handshakes completed (101 sent) */
+    uint64_t refused[WSK_REFUSED_COUNT]; /* by enum wsk_refusal */
+    uint64_t tls_handshakes;             /* TLS handshakes completed (always full: the server
+                                          * keeps no session cache or tickets) */
+    uint64_t messages_in[2], bytes_in[2];
+    uint64_t messages_out[2], bytes_out[2];
+    uint64_t control_in[3], control_out[3];
+    uint64_t inflate[2]; /* compressed payload bytes received [0], and what they inflated to [1] */
+    uint64_t deflate[2]; /* payload bytes wsk_send compressed [0], and what they became [1] */
+    uint64_t close_sent[WSK_STATS_CLOSE_CODES], close_received[WSK_STATS_CLOSE_CODES];
+    uint64_t backpressure; /* messages queued behind unread data (a send returned -1) */
+    uint64_t dropped;      /* messages dropped at the backpressure limit */
+    uint64_t slow_closes;  /* sockets closed with 1008 at the limit (close_on_backpressure) */
+    uint64_t publishes;    /* wsk_publish and wsk_server_publish calls that were valid */
+    uint64_t deliveries;   /* sockets those publishes were queued for */
+    uint64_t size_buckets[WSK_STATS_SIZE_BUCKETS + 1]; /* received messages by size (above) */
+} wsk_stats;
+
+/* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):
+ * the first min(size, this library's sizeof(wsk_stats)) bytes are written, and st->size says
+ * how many, so a program built against another version reads only the fields both know.
+ * Walks the server's sockets for the gauges.  0, or WSK_ERR_INVAL for st NULL or a size that
+ * does not hold the size field. */
+WSK_API int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size);
+/* Writes *st in the Prometheus text exposition format, version 0.0.4 (HELP and TYPE lines,
+ * wsk_ names, _total counters, bytes and seconds) into buf[0..cap), NUL-terminated and cut to
+ * cap - 1 like snprintf (buf may be NULL when cap is 0).  Returns the length of the whole text,
+ * without the NUL: call again with a larger buffer when it is cap or more; WSK_ERR_INVAL when
+ * st was not filled by this library's wsk_server_stats (st->size differs). */
+WSK_API long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------------------------------------
  * The library's own rules, for programs built on it: the same code the data path runs.  None
  * keeps state; inputs are only read during the call.
  */

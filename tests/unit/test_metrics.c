@@ -1,0 +1,81 @@
+/* The metrics formatter (lib/metrics.c): Prometheus text format 0.0.4 from a wsk_stats, with
+ * snprintf's contract on a short buffer.  That the counters move with traffic is checked end
+ * to end, through Prometheus's own parser, by tests/integration/test_metrics.py. */
+#include "test.h"
+
+/* The line `want` (without its newline) is in text. */
+static int has_line(const char *text, const char *want)
+{
+    size_t n = strlen(want);
+    for (const char *p = text; (p = strstr(p, want)); p++)
+        if ((p == text || p[-1] == '\n') && p[n] == '\n') return 1;
+    return 0;
+}
+
+int main(void)
+{
+    wsk_loop *loop = wsk_loop_new(ev_loop_new(0));
+    wsk_server *srv = wsk_server_new(loop, NULL, &(wsk_handlers){0}, NULL);
+    wsk_stats st;
+    CHECK(wsk_server_stats(srv, NULL, sizeof st) == WSK_ERR_INVAL, "st NULL refused");
+    CHECK(wsk_server_stats(srv, &st, 1) == WSK_ERR_INVAL, "a size without room for size");
+    memset(&st, 0xAB, sizeof st);
+    CHECK(wsk_server_stats(srv, &st, sizeof st) == 0 && st.size == sizeof st,
+          "filled, size says how much");
+    CHECK(st.accepted == 0 && st.open == 0 && st.messages_in[0] == 0 && !st.bridged,
+          "a new server counts nothing");
+
+    st.messages_in[0] = 3;
+    st.bytes_in[0] = 300;
+    st.messages_out[1] = 7;
+    st.close_received[0] = 2;                     /* 1000 */
+    st.close_sent[8] = 1;                         /* 1008 */
+    st.close_sent[WSK_STATS_CLOSE_CODES - 1] = 4; /* 4000 and the like */
+    st.refused[WSK_REFUSED_UNAUTHORIZED] = 5;
+    st.size_buckets[0] = 1;                      /* <= 64 */
+    st.size_buckets[1] = 2;                      /* <= 256 */
+    st.size_buckets[WSK_STATS_SIZE_BUCKETS] = 1; /* > 16 MiB */
+    char buf[16384];
+    long n = wsk_stats_format(&st, buf, sizeof buf);
+    CHECK(n > 0 && (size_t)n < sizeof buf && strlen(buf) == (size_t)n, "formatted: %ld bytes", n);
+    CHECK(has_line(buf, "# TYPE wsk_messages_received_total counter") &&
+              has_line(buf, "# HELP wsk_messages_received_total Messages received, by type."),
+          "HELP and TYPE lines");
+    CHECK(has_line(buf, "wsk_messages_received_total{type=\"text\"} 3") &&
+              has_line(buf, "wsk_messages_received_total{type=\"binary\"} 0") &&
+              has_line(buf, "wsk_messages_sent_total{type=\"binary\"} 7"),
+          "messages by type");
+    CHECK(has_line(buf, "wsk_close_codes_received_total{code=\"1000\"} 2") &&
+              has_line(buf, "wsk_close_codes_sent_total{code=\"1008\"} 1") &&
+              has_line(buf, "wsk_close_codes_sent_total{code=\"other\"} 4") &&
+              !strstr(buf, "code=\"1011\""),
+          "close codes: those seen, and other");
+    CHECK(has_line(buf, "wsk_connections_refused_total{reason=\"unauthorized\"} 5"),
+          "refusals by reason");
+    CHECK(has_line(buf, "# TYPE wsk_message_received_size_bytes histogram") &&
+              has_line(buf, "wsk_message_received_size_bytes_bucket{le=\"64\"} 1") &&
+              has_line(buf, "wsk_message_received_size_bytes_bucket{le=\"256\"} 3") &&
+              has_line(buf, "wsk_message_received_size_bytes_bucket{le=\"16777216\"} 3") &&
+              has_line(buf, "wsk_message_received_size_bytes_bucket{le=\"+Inf\"} 4") &&
+              has_line(buf, "wsk_message_received_size_bytes_sum 300") &&
+              has_line(buf, "wsk_message_received_size_bytes_count 4"),
+          "the size histogram is cumulative");
+    CHECK(!strstr(buf, "wsk_bridge_"), "no bridge families without a bridge");
+    CHECK(buf[n - 1] == '\n', "ends with a newline");
+
+    char small[32];
+    CHECK(wsk_stats_format(&st, small, sizeof small) == n && strlen(small) == sizeof small - 1 &&
+              !memcmp(small, buf, sizeof small - 1),
+          "a short buffer: cut and NUL-terminated, the whole length returned");
+    CHECK(wsk_stats_format(&st, NULL, 0) == n, "NULL, 0 measures");
+    CHECK(wsk_stats_format(&st, NULL, 10) == WSK_ERR_INVAL, "NULL with a cap refused");
+    st.size--;
+    CHECK(wsk_stats_format(&st, buf, sizeof buf) == WSK_ERR_INVAL, "another version's struct");
+
+    wsk_server_free(srv);
+    struct ev_loop *ev = wsk_loop_ev(loop);
+    wsk_loop_free(loop);
+    ev_loop_destroy(ev);
+    printf("1..%d\n", test_n);
+    return test_failed != 0;
+}
