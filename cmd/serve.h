@@ -49,6 +49,9 @@ typedef struct serve_mode {
     int (*request)(struct serve *sv, const wsk_request *req, wsk_response *res);
     /* Releases sv->state: after wsk_server_free, before wsk_loop_free.  NULL: nothing to do. */
     void (*teardown)(struct serve *sv);
+    /* 1 when a plain request shows the mode's token (--metrics-path is behind it), else 0.
+     * NULL: the mode has no token. */
+    int (*authorized)(struct serve *sv, const wsk_request *req);
 } serve_mode;
 
 extern const serve_mode serve_echo, serve_chat, serve_pubsub, serve_exec, serve_exec_dir,
@@ -65,6 +68,10 @@ struct serve {
     int verbose;         /* -v: an access-log line per request and upgrade, opens, closes */
     int stamps;          /* prefix log lines with an ISO-8601 time (stderr is no terminal) */
     int exit_code;       /* 2 when data had to be dropped at shutdown */
+    int no_console;      /* --no-console: browsers get the text page too */
+
+    /* --metrics-path: the metrics at this path of the main port (NULL: not there) */
+    const char *metrics_path;
 };
 
 /* The server's struct serve, from a handler. */
@@ -85,5 +92,18 @@ const char *serve_base_url(const struct serve *sv, const wsk_request *req, int h
 /* A text/plain body (NUL-terminated, as snprintf leaves it even when cut short); returns
  * status, for a request handler to return. */
 int serve_text(wsk_response *res, int status, const char *body);
+
+/* serve_console.c: a browser's GET / (Accept: text/html) gets the console page, unless
+ * --no-console: 200 with the page in res, or 0 (res untouched) for any other request.  Each
+ * mode's page calls it first. */
+int serve_console(struct serve *sv, const wsk_request *req, wsk_response *res);
+
+/* serve_metrics.c: the metrics at sv->metrics_path: the status (200; 401 without the mode's
+ * token), or 0 (res untouched) for another path or without --metrics-path. */
+int serve_metrics_request(struct serve *sv, const wsk_request *req, wsk_response *res);
+/* A server on sv's loop that answers GET /metrics with sv's metrics on [HOST:]PORT (HOST
+ * defaults to 127.0.0.1), 404 elsewhere, and logs its URL unless quiet; the caller frees it
+ * (wsk_server_free) before sv's.  NULL with the reason on stderr. */
+wsk_server *serve_metrics_listen(struct serve *sv, const char *hostport, int quiet);
 
 #endif

@@ -19,6 +19,7 @@ static int echo_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 /* A plain GET on the port says what this is and how to connect. */
 static int echo_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
+    if (serve_console(sv, req, res)) return 200;
     char url[300], body[1024];
     snprintf(body, sizeof body,
              "wsserve %s: a WebSocket echo server (libwskit).\n"

@@ -659,6 +659,7 @@ static int exec_page(struct serve *sv, const wsk_request *req, wsk_response *res
     const struct exec_config *cfg = sv->config;
     int st = serve_static(cfg->static_dir, cfg->listing, req, res);
     if (st) return st;
+    if (serve_console(sv, req, res)) return 200;
     char url[300], body[1024];
     snprintf(body, sizeof body,
              "wsserve %s: every WebSocket runs %s%s%s.\n"

@@ -373,6 +373,7 @@ static void shared_teardown(struct serve *sv)
 
 static int shared_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
+    if (serve_console(sv, req, res)) return 200;
     const struct shared_config *cfg = sv->config;
     char url[300], body[1024];
     snprintf(body, sizeof body,

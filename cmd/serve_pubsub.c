@@ -329,6 +329,7 @@ static void chat_close(wsk_ws *ws, unsigned code, const char *reason, size_t len
 
 static int chat_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
+    if (serve_console(sv, req, res)) return 200;
     const struct chat *c = sv->state;
     char url[300], body[512];
     snprintf(body, sizeof body,
@@ -696,6 +697,7 @@ static int http_error(wsk_response *res, int status, const char *code, const cha
  * client used, and the token where one is needed (as a placeholder: the page is public). */
 static int broker_page(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
+    if (serve_console(sv, req, res)) return 200;
     const struct broker *b = sv->state;
     char ws[300], http[300], body[4096];
     const char *auth = b->token ? "-H 'Authorization: Bearer TOKEN' " : "";
@@ -720,6 +722,12 @@ static int broker_page(struct serve *sv, const wsk_request *req, wsk_response *r
                                         "broker's --token).\n",
              sub_auth, ws, auth, http, b->token ? "--token TOKEN " : "", ws);
     return serve_text(res, 200, body);
+}
+
+static int broker_authorized(struct serve *sv, const wsk_request *req)
+{
+    const struct broker *b = sv->state;
+    return !b->token || token_check(b, req) > 0;
 }
 
 static int broker_request(struct serve *sv, const wsk_request *req, wsk_response *res)
@@ -848,4 +856,5 @@ const serve_mode serve_pubsub = {
     .setup = pubsub_setup,
     .request = broker_request,
     .teardown = pubsub_teardown,
+    .authorized = broker_authorized,
 };

@@ -42,6 +42,9 @@ enum {
     O_REUSEPORT,
     O_BRIDGE,
     O_BRIDGEPREFIX,
+    O_METRICS,
+    O_METRICSPATH,
+    O_NOCONSOLE,
 };
 
 /* The options of every mode; each mode adds its own (serve_mode.options). */
@@ -65,6 +68,9 @@ static const cli_option options[] = {
     {"tls-key", O_KEY, "FILE", "PEM private key of --tls-cert"},
     {"tls-key-password", O_KEYPW, "PW", "password of an encrypted key"},
     {"tls-client-ca", O_CLIENTCA, "FILE", "require client certificates signed by this CA"},
+    {"metrics", O_METRICS, "[HOST:]PORT", "Prometheus metrics at /metrics on this listener"},
+    {"metrics-path", O_METRICSPATH, "PATH", "the metrics at PATH of the main port (token guarded)"},
+    {"no-console", O_NOCONSOLE, NULL, "browsers get the text page, not the console page"},
     {"verbose", 'v', NULL, "log every request, upgrade, connection and close (twice: debug)"},
     {"quiet", 'q', NULL, "log errors only"},
     {"help", 'h', NULL, "this help"},
@@ -123,7 +129,8 @@ static int on_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res
 static void on_request(wsk_server *srv, const wsk_request *req, wsk_response *res)
 {
     struct serve *sv = serve_of(srv);
-    int st = sv->mode->request(sv, req, res);
+    int st = serve_metrics_request(sv, req, res);
+    if (!st) st = sv->mode->request(sv, req, res);
     wsk_response_set_status(res, st);
     if (sv->verbose) access_log(sv, req, st, 0);
 }
@@ -168,6 +175,8 @@ struct config {
     int nlisten, verbose, quiet;
     const char *bridge[MAX_BRIDGE], *bridge_prefix;
     int nbridge;
+    const char *metrics, *metrics_path;
+    int no_console;
 };
 
 /* Whole seconds, rounded up (the library's timers count seconds). */
@@ -203,6 +212,9 @@ static int server_option(struct config *c, int key, const char *arg)
         c->bridge[c->nbridge++] = arg;
         return 0;
     case O_BRIDGEPREFIX: c->bridge_prefix = arg; return strlen(arg) > 64 ? -1 : 0;
+    case O_METRICS: c->metrics = arg; return 0;
+    case O_METRICSPATH: c->metrics_path = arg; return *arg == '/' ? 0 : -1;
+    case O_NOCONSOLE: c->no_console = 1; return 0;
     case O_MAXHEADER:
         return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 0;
     case O_HSTIMEOUT: return parse_seconds(arg, &so->handshake_timeout);
@@ -391,6 +403,8 @@ int main(int argc, char **argv)
         .tls = c.so.tls_cert != NULL,
         .verbose = c.verbose,
         .stamps = !isatty(STDERR_FILENO),
+        .no_console = c.no_console,
+        .metrics_path = c.metrics_path,
     };
     wsk_server_opts so = c.so;
     if (c.mode->setup(&sv, &so, &sv.mode_h) < 0) {
@@ -406,6 +420,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct proc p = {.sv = &sv};
     int status = 1;
+    wsk_server *metrics_srv = NULL;
     p.loop = wsk_loop_new(NULL);
     if (!p.loop) goto out;
     wsk_loop_set_log(p.loop,
@@ -425,6 +440,7 @@ int main(int argc, char **argv)
     }
     /* The signal watchers come before the "listening" line: whoever waits for that line may
      * send SIGTERM at once. */
+    if (c.metrics && !(metrics_srv = serve_metrics_listen(&sv, c.metrics, c.quiet))) goto out;
     struct ev_loop *ev = wsk_loop_ev(p.loop);
     ev_signal_init(&p.sigint, on_signal, SIGINT);
     ev_signal_init(&p.sigterm, on_signal, SIGTERM);
@@ -449,6 +465,7 @@ int main(int argc, char **argv)
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
 out:
+    if (metrics_srv) wsk_server_free(metrics_srv);
     if (sv.srv) wsk_server_free(sv.srv);
     if (c.mode->teardown) c.mode->teardown(&sv);
     if (p.loop) wsk_loop_free(p.loop);

@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""wsserve --metrics and --metrics-path: the text is read by Prometheus's own parser (Debian
+python3-prometheus-client), every family has HELP and TYPE, and the counters move as traffic
+flows: messages and bytes by type, the size histogram, close codes both ways, refused
+connections by reason, pub/sub publishes, deliveries, topics and subscriptions.  The metrics
+port answers nothing but /metrics; on the main port the path is behind the broker's token."""
+import asyncio
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import done, free_port, ok, serve, skip, wait_for  # noqa: E402
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    text_string_to_metric_families = None
+
+T = 5.0  # every wait is bounded
+
+
+def get(url, headers=None):
+    """(status, headers, body text) of a GET."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=T) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def parse(text):
+    """{family name: family} and {(sample name, sorted labels): value}, by Prometheus's parser."""
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in fams.values() for s in f.samples}
+    return fams, samples
+
+
+def scrape(url, headers=None):
+    st, _, body = get(url, headers)
+    return parse(body)[1] if st == 200 else {}
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0)
+
+
+def connect(url, **kw):
+    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                              max_size=None, compression=None, **kw)
+
+
+def raw_refusal(port, head):
+    """Sends one request head on a plain socket; the status line of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=T) as s:
+        s.sendall(head.encode())
+        return s.recv(200).split(b"\r\n")[0].decode(errors="replace")
+
+
+def reached(url, name, want, **labels):
+    """Waits until the sample is at least want; its value then."""
+    return wait_for(lambda: value(scrape(url), name, **labels) >= want and
+                    value(scrape(url), name, **labels))
+
+
+async def echo_traffic(url):
+    async with connect(url) as ws:
+        for m in ("a", "bb" * 100, "c" * 5000):
+            await ws.send(m)
+            await asyncio.wait_for(ws.recv(), T)
+        for m in (b"\x00\x01", b"\xff" * 300):
+            await ws.send(m)
+            await asyncio.wait_for(ws.recv(), T)
+        await ws.close(4001, "bye")
+    async with connect(url) as ws:
+        await ws.close(1000)
+
+
+def echo_cases():
+    mport = free_port()
+    with serve("--echo", "--metrics", f"127.0.0.1:{mport}") as srv:
+        murl = f"http://127.0.0.1:{mport}/metrics"
+        st, hdr, text = get(murl)
+        ok(st == 200 and hdr.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
+           "--metrics: 200, text/plain; version=0.0.4", f"{st} {hdr.get('Content-Type')}")
+        fams, before = parse(text)
+        ok(all(f.documentation for f in fams.values()) and len(fams) >= 20,
+           "every family has HELP text", f"{len(fams)} families")
+        types = {n: f.type for n, f in fams.items()}
+        ok(types.get("wsk_messages_received") == "counter" and
+           types.get("wsk_connections_open") == "gauge" and
+           types.get("wsk_message_received_size_bytes") == "histogram",
+           "TYPE counter, gauge, histogram", str(types)[:300])
+        ok(all(n.startswith("wsk_") for n in fams), "every name starts with wsk_")
+
+        asyncio.run(echo_traffic(srv.url()))
+        after = {}
+
+        def moved():
+            after.update(scrape(murl))
+            return value(after, "wsk_close_codes_received_total", code="1000") >= 1
+        wait_for(moved)
+        d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+
+        def delta(name, **labels):
+            return d.get((name, tuple(sorted(labels.items()))), 0)
+        ok(delta("wsk_messages_received_total", type="text") == 3 and
+           delta("wsk_messages_received_total", type="binary") == 2,
+           "messages received by type", str((delta("wsk_messages_received_total", type="text"),
+                                             delta("wsk_messages_received_total", type="binary"))))
+        ok(delta("wsk_received_bytes_total", type="text") == 1 + 200 + 5000 and
+           delta("wsk_received_bytes_total", type="binary") == 302,
+           "payload bytes received by type")
+        ok(delta("wsk_messages_sent_total", type="text") == 3 and
+           delta("wsk_sent_bytes_total", type="binary") == 302, "the echoes, sent")
+        ok(delta("wsk_message_received_size_bytes_bucket", le="64") == 2 and
+           delta("wsk_message_received_size_bytes_bucket", le="256") == 3 and
+           delta("wsk_message_received_size_bytes_bucket", le="16384") == 5 and
+           delta("wsk_message_received_size_bytes_count") == 5 and
+           delta("wsk_message_received_size_bytes_sum") == 5503,
+           "the size histogram")
+        ok(delta("wsk_close_codes_received_total", code="other") == 1 and
+           delta("wsk_close_codes_sent_total", code="other") == 1 and
+           delta("wsk_close_codes_received_total", code="1000") == 1 and
+           delta("wsk_close_codes_sent_total", code="1000") == 1,
+           "close codes both ways (4001 is other)")
+        ok(delta("wsk_connections_upgraded_total") == 2 and
+           delta("wsk_connections_accepted_total") >= 2, "accepted and upgraded")
+
+        line = raw_refusal(srv.port, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        ok(" 400 " in line, "an upgrade without a key: 400", line)
+        line = raw_refusal(srv.port, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 8\r\n\r\n")
+        ok(" 426 " in line, "version 8: 426", line)
+        ok(reached(murl, "wsk_connections_refused_total", 1, reason="bad_request") == 1 and
+           reached(murl, "wsk_connections_refused_total", 1, reason="version") == 1,
+           "refused connections by reason")
+
+        st, _, body = get(f"http://127.0.0.1:{mport}/other")
+        ok(st == 404, "the metrics port has nothing but /metrics", f"{st}")
+        line = raw_refusal(mport, "GET /metrics HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n")
+        ok(" 404 " in line, "and no WebSocket", line)
+        main_text = get(f"http://127.0.0.1:{srv.port}/metrics")[2]
+        ok("wsk_" not in main_text, "without --metrics-path the main port does not show them")
+
+
+async def pubsub_run(srv, murl, headers):
+    tok = {"Authorization": "Bearer s3cret"}
+    async with connect(srv.url("/news"), extra_headers=tok) as pub, \
+            connect(srv.url("/news")) as sub:
+        ok(wait_for(lambda: value(scrape(murl, headers), "wsk_subscriptions") == 2),
+           "subscriptions gauge: 2")
+        ok(value(scrape(murl, headers), "wsk_topics") == 1, "topics gauge: 1")
+        await pub.send("hello")
+        got = await asyncio.wait_for(sub.recv(), T)
+        ok(got == "hello", "the subscriber got the publish", repr(got))
+    ok(wait_for(lambda: value(scrape(murl, headers), "wsk_subscriptions") == 0),
+       "subscriptions gone with the sockets")
+
+
+def pubsub_cases():
+    with serve("--pubsub", "--token", "s3cret", "--origin", "http://good.example",
+               "--metrics-path", "/metrics") as srv:
+        murl = f"http://127.0.0.1:{srv.port}/metrics"
+        st, hdr, _ = get(murl)
+        ok(st == 401 and hdr.get("WWW-Authenticate") == "Bearer",
+           "--metrics-path: 401 without the token", f"{st}")
+        st, _, _ = get(murl, {"Authorization": "Bearer wrong"})
+        ok(st == 401, "401 with a wrong token", f"{st}")
+        headers = {"Authorization": "Bearer s3cret"}
+        st, _, text = get(murl, headers)
+        ok(st == 200 and "wsk_publishes_total" in text, "200 with the token", f"{st}")
+        before = scrape(murl, headers)
+        asyncio.run(pubsub_run(srv, murl, headers))
+        after = scrape(murl, headers)
+        ok(value(after, "wsk_publishes_total") - value(before, "wsk_publishes_total") == 1 and
+           value(after, "wsk_deliveries_total") - value(before, "wsk_deliveries_total") == 1,
+           "one publish, one delivery (the sender left out)")
+
+        async def evil():
+            try:
+                async with connect(srv.url("/news"), origin="http://evil.example"):
+                    return "open"
+            except websockets.exceptions.InvalidStatusCode as e:
+                return e.status_code
+        r = asyncio.run(evil())
+        ok(r == 403, "a foreign Origin: 403", str(r))
+        ok(wait_for(lambda: value(scrape(murl, headers), "wsk_connections_refused_total",
+                                  reason="forbidden") == 1),
+           "counted as refused: forbidden")
+
+
+if text_string_to_metric_families is None:
+    skip("metrics", "python3-prometheus-client is not installed (scripts/install-deps)")
+else:
+    echo_cases()
+    pubsub_cases()
+done()
