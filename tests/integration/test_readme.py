@@ -37,6 +37,9 @@ EXPECT = [
     ("seq 3 |", "the three echoes", lambda out: out == "1\n2\n3\n"),
     ("/news -w 3600", "every publication", lambda out: out == "breaking\nagain\nhi\n"),
     ("-x 'over TLS'", "the echo over TLS", lambda out: out == "over TLS\n"),
+    ("/metrics | grep", "the message counted in the metrics",
+     lambda out: out == 'wsk_messages_received_total{type="text"} 1\n'
+     'wsk_messages_received_total{type="binary"} 0\n'),
     ("wsbench -c 64", "an echo load without errors",
      lambda out: re.search(r"^\s*errors\s+none$", out, re.M)),
 ]

@@ -8,26 +8,19 @@ is driven over its DevTools protocol (a small client on Python websockets): each
 Runtime.evaluate of an async function in an about:blank page.  Without Chromium every case is
 skipped.  Test names start with a matrix tag read by scripts/interop-matrix."""
 import asyncio
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import wstest  # noqa: E402
 from wstest import BIN, Server, done, ok, skip, serve  # noqa: E402
-
-import websockets  # noqa: E402
+from chromium import Browser, find  # noqa: E402
 
 PEER = "Chromium"
 DIRECTION = "browser → wsserve"
-TIMEOUT = 30
 
 # The page-side helpers: a socket whose messages and close wait in queues, every wait bounded.
 JS_LIB = r"""
@@ -160,97 +153,8 @@ def tag(compression, direction=DIRECTION):
     return f"[{PEER} | {direction} | {compression} | ws://]"
 
 
-class Browser:
-    """Headless Chromium with a fresh profile; one page driven over the DevTools protocol."""
-
-    def __init__(self, exe):
-        self.dir = tempfile.mkdtemp(prefix="wsk-chromium-")
-        self.proc = subprocess.Popen(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-extensions", "--disable-default-apps", "--mute-audio",
-             f"--user-data-dir={self.dir}", "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=0", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        self.ws = None
-        self.ids = 0
-
-    def page_url(self, timeout=20.0):
-        """The DevTools WebSocket URL of the first page, once Chromium listens."""
-        path = os.path.join(self.dir, "DevToolsActivePort")
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chromium exited with status {self.proc.returncode}")
-            try:
-                with open(path) as f:
-                    port = int(f.readline())
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
-                    for t in json.load(r):
-                        if t.get("type") == "page":
-                            return t["webSocketDebuggerUrl"]
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("chromium's DevTools endpoint did not come up")
-
-    async def connect(self):
-        self.ws = await websockets.connect(self.page_url(), max_size=None, open_timeout=10)
-        await self.evaluate(JS_LIB, raw=True)
-
-    async def call(self, method, **params):
-        self.ids += 1
-        my = self.ids
-        await self.ws.send(json.dumps({"id": my, "method": method, "params": params}))
-        while True:
-            msg = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT + 5))
-            if msg.get("id") == my:
-                if "error" in msg:
-                    raise RuntimeError(msg["error"].get("message"))
-                return msg["result"]
-
-    async def evaluate(self, body, raw=False, **args):
-        """Runs body as an async function with args; returns the checks it made."""
-        if raw:
-            expr = body
-        else:
-            decl = "".join(f"const {k} = {json.dumps(v)};\n" for k, v in args.items())
-            expr = ("(async () => { const results = [];\n"
-                    "const check = (name, ok, detail) => results.push({name, ok: !!ok, detail: String(detail)});\n"
-                    f"try {{\n{decl}{body}\n}} catch (e) {{ check('case completes', false, e.message); }}\n"
-                    "return results; })()")
-        r = await self.call("Runtime.evaluate", expression=expr, awaitPromise=True,
-                            returnByValue=True, timeout=TIMEOUT * 1000)
-        if "exceptionDetails" in r:
-            raise RuntimeError(r["exceptionDetails"].get("text", "exception"))
-        return r["result"].get("value")
-
-    async def run(self, prefix, body, **args):
-        try:
-            results = await self.evaluate(body, **args)
-        except Exception as e:  # noqa: BLE001
-            ok(False, f"{prefix} case ran", repr(e))
-            return
-        for r in results or []:
-            ok(r["ok"], f"{prefix} {r['name']}", r["detail"])
-        if not results:
-            ok(False, f"{prefix} case made its checks")
-
-    def stop(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 async def main(b):
-    await b.connect()
+    await b.connect(JS_LIB)
     for mode in (None, "shared", "dedicated", "4KB"):
         args = [f"--compress={mode}"] if mode else []
         comp = f"--compress={mode}" if mode else "off"
@@ -277,7 +181,7 @@ async def main(b):
 
 PUBSUB = "--pubsub" in subprocess.run([os.path.join(BIN, "wsserve"), "--help"],
                                       capture_output=True, text=True, timeout=10).stdout
-exe = os.environ.get("WSK_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+exe = find()
 if not exe:
     skip(f"{tag('off')} Chromium WebSocket", "chromium is not installed (apt-get install chromium)")
     done()
