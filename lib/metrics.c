@@ -78,8 +78,13 @@ static void labelled(struct out *o, const char *name, const char *type, const ch
 static const char *const types[] = {"text", "binary"};
 static const char *const controls[] = {"close", "ping", "pong"};
 static const char *const refusals[WSK_REFUSED_COUNT] = {
-    "bad_request", "version",  "header_size",  "http_other", "timeout",
-    "tls",         "tls_cert", "unauthorized", "forbidden",  "handler"};
+    [WSK_REFUSED_BAD_REQUEST] = "bad_request", [WSK_REFUSED_VERSION] = "version",
+    [WSK_REFUSED_HEADER_SIZE] = "header_size", [WSK_REFUSED_HTTP_OTHER] = "http_other",
+    [WSK_REFUSED_TIMEOUT] = "timeout",         [WSK_REFUSED_TLS] = "tls",
+    [WSK_REFUSED_TLS_CERT] = "tls_cert",       [WSK_REFUSED_UNAUTHORIZED] = "unauthorized",
+    [WSK_REFUSED_FORBIDDEN] = "forbidden",     [WSK_REFUSED_LIMIT] = "limit",
+    [WSK_REFUSED_HANDLER] = "handler",
+};
 
 /* Close codes 1000-1015 by number (those that were seen, and 1000 always), then "other". */
 static void close_codes(struct out *o, const char *name, const char *help, const uint64_t *codes)

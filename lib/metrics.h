@@ -71,6 +71,7 @@ static inline void wsk_stats_refused_upgrade(wsk_stats *s, int status)
 {
     s->refused[status == 401   ? WSK_REFUSED_UNAUTHORIZED
                : status == 403 ? WSK_REFUSED_FORBIDDEN
+               : status == 503 ? WSK_REFUSED_LIMIT
                                : WSK_REFUSED_HANDLER]++;
 }
 

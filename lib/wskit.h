@@ -586,6 +586,7 @@ enum wsk_refusal {
     WSK_REFUSED_TLS_CERT,        /* the client's certificate was missing or did not verify */
     WSK_REFUSED_UNAUTHORIZED,    /* the upgrade handler answered 401 (wsserve: the token) */
     WSK_REFUSED_FORBIDDEN,       /* the upgrade handler answered 403 (wsserve: the Origin) */
+    WSK_REFUSED_LIMIT,           /* the upgrade handler answered 503 (wsserve: --max-forks) */
     WSK_REFUSED_HANDLER,         /* the upgrade handler answered another status */
     WSK_REFUSED_COUNT
 };

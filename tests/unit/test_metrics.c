@@ -52,6 +52,10 @@ int main(void)
           "close codes: those seen, and other");
     CHECK(has_line(buf, "wsk_connections_refused_total{reason=\"unauthorized\"} 5"),
           "refusals by reason");
+    int named = 0;
+    for (const char *p = buf; (p = strstr(p, "wsk_connections_refused_total{reason=\"")); p++)
+        named += p[38] != '"' && strncmp(p + 38, "(null)", 6) != 0;
+    CHECK(named == WSK_REFUSED_COUNT, "every refusal has its name: %d", named);
     CHECK(has_line(buf, "# TYPE wsk_message_received_size_bytes histogram") &&
               has_line(buf, "wsk_message_received_size_bytes_bucket{le=\"64\"} 1") &&
               has_line(buf, "wsk_message_received_size_bytes_bucket{le=\"256\"} 3") &&
