@@ -85,6 +85,12 @@ struct wsk_loop {
     unsigned client_rng_pos;
 };
 
+/* The loop's time (ev_now) in milliseconds, modulo 2^32: for differences under 49 days. */
+static inline uint32_t wsk_ms(wsk_loop *loop)
+{
+    return (uint32_t)(uint64_t)(ev_now(loop->ev) * 1e3);
+}
+
 void wsk_log(wsk_loop *loop, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Writes every dirty socket and frees the ended ones (what the end of each iteration does). */
 void wsk_loop_reap(wsk_loop *loop);
@@ -214,6 +220,7 @@ struct wsk_ws {
     uint8_t mask[4];
     wsk_frame_dec dec;
     uint8_t pad_;
+    uint32_t born; /* wsk_ms() at accept or connect: how long the handshake took (metrics) */
 };
 
 /* conn.c */

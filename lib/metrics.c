@@ -96,20 +96,34 @@ static void close_codes(struct out *o, const char *name, const char *help, const
     put(o, "%s{code=\"other\"} %llu\n", name, (unsigned long long)codes[WSK_STATS_CLOSE_CODES - 1]);
 }
 
-/* The received sizes as a cumulative histogram; _sum is every received payload byte. */
-static void sizes(struct out *o, const wsk_stats *st)
+/* A cumulative histogram: buckets[0..n) at most le[0..n), buckets[n] the rest. */
+static void histogram(struct out *o, const char *name, const char *help, const double *le,
+                      const uint64_t *buckets, size_t n, double sum)
 {
-    const char *name = "wsk_message_received_size_bytes";
     uint64_t acc = 0;
-    family(o, name, "histogram", "Sizes of the messages received (payload bytes).");
-    for (unsigned i = 0; i < WSK_STATS_SIZE_BUCKETS; i++) {
-        acc += st->size_buckets[i];
-        put(o, "%s_bucket{le=\"%llu\"} %llu\n", name, 64ull << (2 * i), (unsigned long long)acc);
+    family(o, name, "histogram", help);
+    for (size_t i = 0; i < n; i++) {
+        acc += buckets[i];
+        put(o, "%s_bucket{le=\"%.10g\"} %llu\n", name, le[i], (unsigned long long)acc);
     }
-    acc += st->size_buckets[WSK_STATS_SIZE_BUCKETS];
+    acc += buckets[n];
     put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)acc);
-    put(o, "%s_sum %llu\n%s_count %llu\n", name,
-        (unsigned long long)(st->bytes_in[0] + st->bytes_in[1]), name, (unsigned long long)acc);
+    put(o, "%s_sum %.17g\n%s_count %llu\n", name, sum, name, (unsigned long long)acc);
+}
+
+/* Received sizes (64 * 4^i bytes) and handshake durations (seconds). */
+static void histograms(struct out *o, const wsk_stats *st)
+{
+    static const uint32_t ms[WSK_STATS_HANDSHAKE_BUCKETS] = WSK_STATS_HANDSHAKE_MS;
+    double le[WSK_STATS_SIZE_BUCKETS + WSK_STATS_HANDSHAKE_BUCKETS];
+    for (unsigned i = 0; i < WSK_STATS_HANDSHAKE_BUCKETS; i++) le[i] = ms[i] / 1e3;
+    histogram(o, "wsk_handshake_duration_seconds",
+              "Time from accept to the 101 response (TLS included).", le, st->handshake_buckets,
+              WSK_STATS_HANDSHAKE_BUCKETS, st->handshake_ms / 1e3);
+    for (unsigned i = 0; i < WSK_STATS_SIZE_BUCKETS; i++) le[i] = (double)(64ull << (2 * i));
+    histogram(o, "wsk_message_received_size_bytes",
+              "Sizes of the messages received (payload bytes).", le, st->size_buckets,
+              WSK_STATS_SIZE_BUCKETS, (double)(st->bytes_in[0] + st->bytes_in[1]));
 }
 
 static void bridge(struct out *o, const wsk_bridge_stats *b)
@@ -154,7 +168,7 @@ long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)
     labelled(&o, "wsk_sent_bytes_total", "counter",
              "Payload bytes of the messages sent (before compressing), by type.", "type", types,
              st->bytes_out, 2);
-    sizes(&o, st);
+    histograms(&o, st);
     labelled(&o, "wsk_control_frames_received_total", "counter", "Control frames received.", "type",
              controls, st->control_in, 3);
     labelled(&o, "wsk_control_frames_sent_total", "counter", "Control frames sent.", "type",

@@ -48,6 +48,23 @@ static inline void wsk_stats_compressed(uint64_t *pair, size_t in, size_t out)
     pair[1] += out;
 }
 
+/* Handshake bucket bounds, milliseconds (WSK_STATS_HANDSHAKE_BUCKETS). */
+#define WSK_STATS_HANDSHAKE_MS                                                                     \
+    {                                                                                              \
+        1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000                                   \
+    }
+
+/* A handshake completed (101 sent) in `ms` milliseconds. */
+static inline void wsk_stats_handshake(wsk_stats *s, uint32_t ms)
+{
+    static const uint32_t top[WSK_STATS_HANDSHAKE_BUCKETS] = WSK_STATS_HANDSHAKE_MS;
+    unsigned b = 0;
+    while (b < WSK_STATS_HANDSHAKE_BUCKETS && ms > top[b]) b++;
+    s->upgraded++;
+    s->handshake_buckets[b]++;
+    s->handshake_ms += ms;
+}
+
 /* A publish queued for n sockets. */
 static inline void wsk_stats_publish(wsk_stats *s, unsigned op, size_t len, long n)
 {

@@ -596,6 +596,10 @@ enum wsk_refusal {
 /* Received message sizes: bucket i counts messages of at most 64 * 4^i bytes (64 B ... 16 MiB),
  * the last one the larger ones. */
 #define WSK_STATS_SIZE_BUCKETS 11
+/* Handshake durations, from accept to the 101 (TLS included): bucket i counts those of at most
+ * 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000 or 10000 ms, the last one the longer ones
+ * (to the loop's clock: a handshake done within one loop iteration takes 0 ms). */
+#define WSK_STATS_HANDSHAKE_BUCKETS 12
 
 /* A server's metrics.  The arrays by type are [0] text and [1] binary; control frames [0]
  * close, [1] ping, [2] pong.  Message counts and bytes are of payloads as the application sees
@@ -629,6 +633,8 @@ typedef struct wsk_stats {
     uint64_t publishes;    /* wsk_publish and wsk_server_publish calls that were valid */
     uint64_t deliveries;   /* sockets those publishes were queued for */
     uint64_t size_buckets[WSK_STATS_SIZE_BUCKETS + 1]; /* received messages by size (above) */
+    uint64_t handshake_buckets[WSK_STATS_HANDSHAKE_BUCKETS + 1]; /* handshakes by duration */
+    uint64_t handshake_ms;                                       /* their total, milliseconds */
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):

@@ -95,7 +95,8 @@ def echo_cases():
         types = {n: f.type for n, f in fams.items()}
         ok(types.get("wsk_messages_received") == "counter" and
            types.get("wsk_connections_open") == "gauge" and
-           types.get("wsk_message_received_size_bytes") == "histogram",
+           types.get("wsk_message_received_size_bytes") == "histogram" and
+           types.get("wsk_handshake_duration_seconds") == "histogram",
            "TYPE counter, gauge, histogram", str(types)[:300])
         ok(all(n.startswith("wsk_") for n in fams), "every name starts with wsk_")
 
@@ -132,6 +133,10 @@ def echo_cases():
            "close codes both ways (4001 is other)")
         ok(delta("wsk_connections_upgraded_total") == 2 and
            delta("wsk_connections_accepted_total") >= 2, "accepted and upgraded")
+        ok(delta("wsk_handshake_duration_seconds_count") == 2 and
+           delta("wsk_handshake_duration_seconds_bucket", le="+Inf") == 2 and
+           0 <= delta("wsk_handshake_duration_seconds_sum") < 10,
+           "the handshake durations")
 
         line = raw_refusal(srv.port, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")

@@ -35,6 +35,9 @@ int main(void)
     st.size_buckets[0] = 1;                      /* <= 64 */
     st.size_buckets[1] = 2;                      /* <= 256 */
     st.size_buckets[WSK_STATS_SIZE_BUCKETS] = 1; /* > 16 MiB */
+    st.handshake_buckets[0] = 2;                 /* <= 1 ms */
+    st.handshake_buckets[3] = 1;                 /* <= 25 ms */
+    st.handshake_ms = 1500;
     char buf[16384];
     long n = wsk_stats_format(&st, buf, sizeof buf);
     CHECK(n > 0 && (size_t)n < sizeof buf && strlen(buf) == (size_t)n, "formatted: %ld bytes", n);
@@ -64,6 +67,15 @@ int main(void)
               has_line(buf, "wsk_message_received_size_bytes_sum 300") &&
               has_line(buf, "wsk_message_received_size_bytes_count 4"),
           "the size histogram is cumulative");
+    CHECK(has_line(buf, "# TYPE wsk_handshake_duration_seconds histogram") &&
+              has_line(buf, "wsk_handshake_duration_seconds_bucket{le=\"0.001\"} 2") &&
+              has_line(buf, "wsk_handshake_duration_seconds_bucket{le=\"0.01\"} 2") &&
+              has_line(buf, "wsk_handshake_duration_seconds_bucket{le=\"0.025\"} 3") &&
+              has_line(buf, "wsk_handshake_duration_seconds_bucket{le=\"10\"} 3") &&
+              has_line(buf, "wsk_handshake_duration_seconds_bucket{le=\"+Inf\"} 3") &&
+              has_line(buf, "wsk_handshake_duration_seconds_sum 1.5") &&
+              has_line(buf, "wsk_handshake_duration_seconds_count 3"),
+          "the handshake histogram, in seconds");
     CHECK(!strstr(buf, "wsk_bridge_"), "no bridge families without a bridge");
     CHECK(buf[n - 1] == '\n', "ends with a newline");
 
