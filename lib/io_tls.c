@@ -405,7 +405,6 @@ static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
     int err = describe_failure(c, s, ret, why, sizeof why);
     s->dead = 1;
     if (server) {
-        c->ctx->stats.refused[err == WSK_ERR_CERT ? WSK_REFUSED_TLS_CERT : WSK_REFUSED_TLS]++;
         /* mbedTLS ends without telling the client why; RFC 5246 7.4.6 names the alert. */
         if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
             mbedtls_ssl_send_alert_message(&s->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
@@ -413,6 +412,8 @@ static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
         drain_input(c->io.fd);
         /* A client that connects and leaves is routine; anything else is worth a warning. */
         int quiet = (ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == 0) && !s->nfirst;
+        if (!quiet)
+            c->ctx->stats.refused[err == WSK_ERR_CERT ? WSK_REFUSED_TLS_CERT : WSK_REFUSED_TLS]++;
         wsk_log(c->ctx->loop, quiet ? WSK_LOG_INFO : WSK_LOG_WARN, "%s: TLS handshake failed: %s",
                 s->peer, why);
     }

@@ -582,7 +582,8 @@ enum wsk_refusal {
     WSK_REFUSED_HEADER_SIZE,     /* 431: the request head over max_header */
     WSK_REFUSED_HTTP_OTHER,      /* another status the library answered (405, 411, 413, ...) */
     WSK_REFUSED_TIMEOUT,         /* no complete request head within handshake_timeout */
-    WSK_REFUSED_TLS,             /* the TLS handshake failed */
+    WSK_REFUSED_TLS,             /* the TLS handshake failed (a client that leaves before
+                                  * sending a byte, like a port probe, is not counted) */
     WSK_REFUSED_TLS_CERT,        /* the client's certificate was missing or did not verify */
     WSK_REFUSED_UNAUTHORIZED,    /* the upgrade handler answered 401 (wsserve: the token) */
     WSK_REFUSED_FORBIDDEN,       /* the upgrade handler answered 403 (wsserve: the Origin) */

@@ -14,7 +14,7 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import done, free_port, ok, serve, skip, wait_for  # noqa: E402
+from wstest import Certs, done, free_port, ok, serve, skip, tls_client_ctx, wait_for  # noqa: E402
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -205,9 +205,41 @@ def pubsub_cases():
            "counted as refused: forbidden")
 
 
+async def tls_traffic(url, certs):
+    async with connect(url, ssl=tls_client_ctx(certs)) as ws:
+        await ws.send("over TLS")
+        await asyncio.wait_for(ws.recv(), T)
+
+
+def tls_cases():
+    tls = Certs()
+    try:
+        if not tls.ok:
+            skip("metrics over TLS", "scripts/mkcerts failed: " + tls.why)
+            return
+        mport = free_port()
+        with serve("--echo", "--tls-cert", tls.path("server.crt"), "--tls-key",
+                   tls.path("server.key"), "--metrics", f"127.0.0.1:{mport}") as srv:
+            murl = f"http://127.0.0.1:{mport}/metrics"
+            base = scrape(murl)
+            asyncio.run(tls_traffic(f"wss://localhost:{srv.port}/", tls.dir))
+            ok(wait_for(lambda: value(scrape(murl), "wsk_tls_handshakes_total") -
+                        value(base, "wsk_tls_handshakes_total") == 1),
+               "a TLS handshake counted")
+            line = raw_refusal(srv.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            ok(not line.startswith("HTTP/1.1 200"), "plain HTTP on the TLS port fails", line)
+            ok(wait_for(lambda: value(scrape(murl), "wsk_connections_refused_total",
+                                      reason="tls") - value(base, "wsk_connections_refused_total",
+                                                            reason="tls") == 1),
+               "counted as refused: tls")
+    finally:
+        tls.remove()
+
+
 if text_string_to_metric_families is None:
     skip("metrics", "python3-prometheus-client is not installed (scripts/install-deps)")
 else:
     echo_cases()
     pubsub_cases()
+    tls_cases()
 done()
