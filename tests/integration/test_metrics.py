@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """wsserve --metrics and --metrics-path: the text is read by Prometheus's own parser (Debian
 python3-prometheus-client), every family has HELP and TYPE, and the counters move as traffic
-flows: messages and bytes by type, the size histogram, close codes both ways, refused
-connections by reason, pub/sub publishes, deliveries, topics and subscriptions.  The metrics
+flows: messages and bytes by type, the size and handshake histograms, close codes both ways,
+refused connections by reason (TLS too), pub/sub publishes, deliveries, topics and
+subscriptions, and a slow consumer's backpressure, drops, queue and 1008 close.  The metrics
 port answers nothing but /metrics; on the main port the path is behind the broker's token."""
 import asyncio
 import os
@@ -14,7 +15,8 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import Certs, done, free_port, ok, serve, skip, tls_client_ctx, wait_for  # noqa: E402
+from wstest import Certs, Raw, done, frame, free_port, ok, serve, skip, tls_client_ctx  # noqa: E402
+from wstest import wait_for  # noqa: E402
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -236,10 +238,51 @@ def tls_cases():
         tls.remove()
 
 
+def flood(port, megabytes):
+    """A client that sends 1 KiB echo requests and reads nothing (a 4 KiB receive buffer)."""
+    c = Raw(port, rcvbuf=4096)
+    c.sock.settimeout(20)
+    msg = frame(2, b"s" * 1024) * 64
+    try:
+        for _ in range(megabytes * 16):
+            c.send(msg)
+    except OSError:
+        pass  # closed under us with --close-on-backpressure
+    return c
+
+
+def slow_consumer_cases():
+    for close in (False, True):
+        mport = free_port()
+        name = "--close-on-backpressure" if close else "drop"
+        args = ["--echo", "--backpressure-limit", "1M", "--metrics", f"127.0.0.1:{mport}"]
+        with serve(*args + (["--close-on-backpressure"] if close else [])) as srv:
+            murl = f"http://127.0.0.1:{mport}/metrics"
+            c = flood(srv.port, 32)
+            if close:
+                ok(wait_for(lambda: value(scrape(murl), "wsk_slow_consumer_closes_total") == 1),
+                   f"{name}: the slow consumer's close counted")
+                m = scrape(murl)
+                ok(value(m, "wsk_close_codes_sent_total", code="1008") == 1,
+                   f"{name}: close code 1008 sent, counted")
+            else:
+                ok(wait_for(lambda: value(scrape(murl), "wsk_dropped_messages_total") > 0),
+                   f"{name}: dropped messages counted")
+                ok(wait_for(lambda: value(scrape(murl), "wsk_backpressure_total") > 0),
+                   f"{name}: sends queued behind unread data counted")
+                ok(value(scrape(murl), "wsk_slow_consumer_closes_total") == 0,
+                   f"{name}: nobody closed")
+                ok(wait_for(lambda: 0 < value(scrape(murl), "wsk_send_queue_bytes") <= 1 << 20),
+                   f"{name}: the send-queue gauge holds the capped queue",
+                   str(value(scrape(murl), "wsk_send_queue_bytes")))
+            c.sock.close()
+
+
 if text_string_to_metric_families is None:
     skip("metrics", "python3-prometheus-client is not installed (scripts/install-deps)")
 else:
     echo_cases()
     pubsub_cases()
     tls_cases()
+    slow_consumer_cases()
 done()
