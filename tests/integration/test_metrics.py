@@ -3,7 +3,7 @@
 python3-prometheus-client), every family has HELP and TYPE, and the counters move as traffic
 flows: messages and bytes by type, the size and handshake histograms, close codes both ways,
 refused connections by reason (TLS too), pub/sub publishes, deliveries, topics and
-subscriptions, and a slow consumer's backpressure, drops, queue and 1008 close.  The metrics
+subscriptions, compression both ways, and a slow consumer's backpressure, drops, queue and 1008 close.  The metrics
 port answers nothing but /metrics; on the main port the path is behind the broker's token."""
 import asyncio
 import os
@@ -238,6 +238,32 @@ def tls_cases():
         tls.remove()
 
 
+async def compressed_traffic(url):
+    async with websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                                  compression="deflate") as ws:
+        await ws.send("wskit " * 1000)
+        await asyncio.wait_for(ws.recv(), T)
+
+
+def compression_cases():
+    mport = free_port()
+    with serve("--echo", "--compress", "--metrics", f"127.0.0.1:{mport}") as srv:
+        murl = f"http://127.0.0.1:{mport}/metrics"
+        asyncio.run(compressed_traffic(srv.url()))
+        m = {}
+        wait_for(lambda: m.update(scrape(murl)) or value(m, "wsk_deflate_output_bytes_total") > 0)
+        ok(value(m, "wsk_inflate_output_bytes_total") == 6000 and
+           0 < value(m, "wsk_inflate_input_bytes_total") < 1000,
+           "compressed bytes received, before and after inflating",
+           f'{value(m, "wsk_inflate_input_bytes_total")} -> '
+           f'{value(m, "wsk_inflate_output_bytes_total")}')
+        ok(value(m, "wsk_deflate_input_bytes_total") == 6000 and
+           0 < value(m, "wsk_deflate_output_bytes_total") < 1000,
+           "compressed bytes sent, before and after deflating",
+           f'{value(m, "wsk_deflate_input_bytes_total")} -> '
+           f'{value(m, "wsk_deflate_output_bytes_total")}')
+
+
 def flood(port, megabytes):
     """A client that sends 1 KiB echo requests and reads nothing (a 4 KiB receive buffer)."""
     c = Raw(port, rcvbuf=4096)
@@ -284,5 +310,6 @@ else:
     echo_cases()
     pubsub_cases()
     tls_cases()
+    compression_cases()
     slow_consumer_cases()
 done()
