@@ -3,8 +3,9 @@
 python3-prometheus-client), every family has HELP and TYPE, and the counters move as traffic
 flows: messages and bytes by type, the size and handshake histograms, close codes both ways,
 refused connections by reason (TLS too), pub/sub publishes, deliveries, topics and
-subscriptions, compression both ways, and a slow consumer's backpressure, drops, queue and 1008 close.  The metrics
-port answers nothing but /metrics; on the main port the path is behind the broker's token."""
+subscriptions, compression both ways, and a slow consumer's backpressure, drops, queue and
+1008 close.  The metrics port answers nothing but /metrics; on the main port the path is
+behind the broker's token."""
 import asyncio
 import os
 import socket
