@@ -79,6 +79,18 @@ int main(void)
     CHECK(!strstr(buf, "wsk_bridge_"), "no bridge families without a bridge");
     CHECK(buf[n - 1] == '\n', "ends with a newline");
 
+    st.bridged = 1;
+    st.bridge.links = 2;
+    st.bridge.links_up = 1;
+    st.bridge.forwarded = 9;
+    n = wsk_stats_format(&st, buf, sizeof buf);
+    CHECK(has_line(buf, "wsk_bridge_links 2") && has_line(buf, "wsk_bridge_links_up 1") &&
+              has_line(buf, "wsk_bridge_forwarded_total 9") &&
+              has_line(buf, "# TYPE wsk_bridge_outages_total counter"),
+          "a bridged server: the bridge's links and counters");
+    st.bridged = 0;
+    n = wsk_stats_format(&st, buf, sizeof buf);
+
     char small[32];
     CHECK(wsk_stats_format(&st, small, sizeof small) == n && strlen(small) == sizeof small - 1 &&
               !memcmp(small, buf, sizeof small - 1),
