@@ -24,8 +24,14 @@ int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size)
         s.queued_bytes += c->q.bytes;
         s.subscriptions += wsk_ws_subscriptions(c, NULL, NULL);
     }
-    s.bridged = wsk_server_bridge_stats(srv, &s.bridge) == 0;
-    if (!s.bridged) memset(&s.bridge, 0, sizeof s.bridge);
+    wsk_bridge_stats b = {0};
+    s.bridged = wsk_server_bridge_stats(srv, &b) == 0;
+    s.bridge_links = b.links;
+    s.bridge_links_up = b.links_up;
+    s.bridge_forwarded = b.forwarded;
+    s.bridge_failed = b.failed;
+    s.bridge_received = b.received;
+    s.bridge_outages = b.outages;
     memcpy(st, &s, s.size);
     return 0;
 }
@@ -126,18 +132,18 @@ static void histograms(struct out *o, const wsk_stats *st)
               WSK_STATS_SIZE_BUCKETS, (double)(st->bytes_in[0] + st->bytes_in[1]));
 }
 
-static void bridge(struct out *o, const wsk_bridge_stats *b)
+static void bridge(struct out *o, const wsk_stats *st)
 {
-    single(o, "wsk_bridge_links", "gauge", "Engine connections of the bridge.", b->links);
-    single(o, "wsk_bridge_links_up", "gauge", "Engine connections up now.", b->links_up);
+    single(o, "wsk_bridge_links", "gauge", "Engine connections of the bridge.", st->bridge_links);
+    single(o, "wsk_bridge_links_up", "gauge", "Engine connections up now.", st->bridge_links_up);
     single(o, "wsk_bridge_forwarded_total", "counter", "Publishes handed to the engine.",
-           b->forwarded);
+           st->bridge_forwarded);
     single(o, "wsk_bridge_failed_total", "counter",
-           "Publishes not forwarded: engine down or its queue full.", b->failed);
+           "Publishes not forwarded: engine down or its queue full.", st->bridge_failed);
     single(o, "wsk_bridge_received_total", "counter", "Messages from other nodes delivered here.",
-           b->received);
+           st->bridge_received);
     single(o, "wsk_bridge_outages_total", "counter",
-           "Times an engine connection was lost or could not be made.", b->outages);
+           "Times an engine connection was lost or could not be made.", st->bridge_outages);
 }
 
 long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)
@@ -197,6 +203,6 @@ long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)
     single(&o, "wsk_publishes_total", "counter", "Publishes.", st->publishes);
     single(&o, "wsk_deliveries_total", "counter", "Sockets the publishes were queued for.",
            st->deliveries);
-    if (st->bridged) bridge(&o, &st->bridge);
+    if (st->bridged) bridge(&o, st);
     return o.len > (size_t)LONG_MAX ? WSK_ERR_NOMEM : (long)o.len;
 }

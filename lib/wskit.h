@@ -602,10 +602,10 @@ enum wsk_refusal {
  * (to the loop's clock: a handshake done within one loop iteration takes 0 ms). */
 #define WSK_STATS_HANDSHAKE_BUCKETS 12
 
-/* A server's metrics.  The arrays by type are [0] text and [1] binary; control frames [0]
- * close, [1] ping, [2] pong.  Message counts and bytes are of payloads as the application sees
- * them (before compression, after decompression); a publish counts one message sent per
- * socket it was queued for. */
+/* A server's metrics; later versions only add fields at the end.  The arrays by type are [0] text
+ * and [1] binary; control frames [0] close, [1] ping, [2] pong.  Message counts and bytes are of
+ * payloads as the application sees them (before compression, after decompression); a publish counts
+ * one message sent per socket it was queued for. */
 typedef struct wsk_stats {
     size_t size; /* sizeof(wsk_stats) of the library that filled it */
     /* Gauges, read at the call. */
@@ -614,8 +614,10 @@ typedef struct wsk_stats {
     uint64_t queued_bytes;  /* bytes in every socket's send queue */
     uint64_t topics;        /* topics with a subscriber */
     uint64_t subscriptions; /* (socket, topic) pairs */
-    int bridged;            /* 1 when the server has a bridge: `bridge` below is filled */
-    wsk_bridge_stats bridge;
+    int bridged;            /* 1 when the server has a bridge: the bridge_ fields are filled */
+    unsigned bridge_links, bridge_links_up; /* engine connections, and those up now */
+    /* As wsk_bridge_stats: forwarded, failed, received from other nodes, outages. */
+    uint64_t bridge_forwarded, bridge_failed, bridge_received, bridge_outages;
     /* Counters. */
     uint64_t accepted;                   /* TCP connections accepted */
     uint64_t upgraded;                   /* handshakes completed (101 sent) */

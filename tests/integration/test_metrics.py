@@ -3,11 +3,12 @@
 python3-prometheus-client), every family has HELP and TYPE, and the counters move as traffic
 flows: messages and bytes by type, the size and handshake histograms, close codes both ways,
 refused connections by reason (TLS too), pub/sub publishes, deliveries, topics and
-subscriptions, compression both ways, and a slow consumer's backpressure, drops, queue and
-1008 close.  The metrics port answers nothing but /metrics; on the main port the path is
-behind the broker's token."""
+subscriptions, compression both ways, the bridge's link, and a slow consumer's backpressure,
+drops, queue and 1008 close.  The metrics port answers nothing but /metrics; on the main port
+the path is behind the broker's token."""
 import asyncio
 import os
+import shutil
 import socket
 import sys
 import urllib.error
@@ -17,7 +18,7 @@ import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import Certs, Raw, done, frame, free_port, ok, serve, skip, tls_client_ctx  # noqa: E402
-from wstest import wait_for  # noqa: E402
+from wstest import Engine, wait_for  # noqa: E402
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -265,6 +266,22 @@ def compression_cases():
            f'{value(m, "wsk_deflate_output_bytes_total")}')
 
 
+def bridge_cases():
+    if not shutil.which("redis-server"):
+        skip("metrics of the bridge", "redis-server is not installed")
+        return
+    mport = free_port()
+    with Engine("redis") as redis, serve("--pubsub", "--bridge", redis.url, "--metrics",
+                                         f"127.0.0.1:{mport}"):
+        murl = f"http://127.0.0.1:{mport}/metrics"
+        ok(wait_for(lambda: value(scrape(murl), "wsk_bridge_links_up") == 1),
+           "bridged: the engine link is up")
+        redis.stop()
+        ok(wait_for(lambda: value(scrape(murl), "wsk_bridge_links_up") == 0 and
+                    value(scrape(murl), "wsk_bridge_outages_total") >= 1),
+           "the engine gone: the link down, an outage counted")
+
+
 def flood(port, megabytes):
     """A client that sends 1 KiB echo requests and reads nothing (a 4 KiB receive buffer)."""
     c = Raw(port, rcvbuf=4096)
@@ -312,5 +329,6 @@ else:
     pubsub_cases()
     tls_cases()
     compression_cases()
+    bridge_cases()
     slow_consumer_cases()
 done()

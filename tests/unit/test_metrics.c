@@ -80,9 +80,9 @@ int main(void)
     CHECK(buf[n - 1] == '\n', "ends with a newline");
 
     st.bridged = 1;
-    st.bridge.links = 2;
-    st.bridge.links_up = 1;
-    st.bridge.forwarded = 9;
+    st.bridge_links = 2;
+    st.bridge_links_up = 1;
+    st.bridge_forwarded = 9;
     n = wsk_stats_format(&st, buf, sizeof buf);
     CHECK(has_line(buf, "wsk_bridge_links 2") && has_line(buf, "wsk_bridge_links_up 1") &&
               has_line(buf, "wsk_bridge_forwarded_total 9") &&
