@@ -66,9 +66,8 @@ static inline void wsk_stats_handshake(wsk_stats *s, uint32_t ms)
 }
 
 /* A publish queued for n sockets. */
-static inline void wsk_stats_publish(wsk_stats *s, unsigned op, size_t len, long n)
+static inline void wsk_stats_delivered(wsk_stats *s, unsigned op, size_t len, long n)
 {
-    s->publishes++;
     s->deliveries += (uint64_t)n;
     s->messages_out[wsk_stats_slot(op)] += (uint64_t)n;
     s->bytes_out[wsk_stats_slot(op)] += (uint64_t)n * len;

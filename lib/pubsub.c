@@ -561,6 +561,7 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
                     const void *data, size_t len, wsk_opcode op, int compress)
 {
     if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
+    ctx->stats.publishes++;
     pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
     struct topic *tp = topic_find(ps, topic, topic_len, name_hash(ps, topic, topic_len));
@@ -588,7 +589,7 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
         if (c && c != skip) n += deliver(c, &p);
     }
     tp->busy--;
-    wsk_stats_publish(&ctx->stats, op, len, n);
+    wsk_stats_delivered(&ctx->stats, op, len, n);
     topic_settle(ps, tp);
     if (p.shared) wsk_block_unref(p.loop, p.shared);
     if (p.deflated) wsk_block_unref(p.loop, p.deflated);

@@ -633,8 +633,10 @@ typedef struct wsk_stats {
     uint64_t backpressure; /* messages queued behind unread data (a send returned -1) */
     uint64_t dropped;      /* messages dropped at the backpressure limit */
     uint64_t slow_closes;  /* sockets closed with 1008 at the limit (close_on_backpressure) */
-    uint64_t publishes;    /* wsk_publish and wsk_server_publish calls that were valid */
-    uint64_t deliveries;   /* sockets those publishes were queued for */
+    /* Valid wsk_publish and wsk_server_publish calls (also to a topic nobody subscribed to),
+     * and messages from other nodes of the bridge. */
+    uint64_t publishes;
+    uint64_t deliveries;                               /* sockets those publishes were queued for */
     uint64_t size_buckets[WSK_STATS_SIZE_BUCKETS + 1]; /* received messages by size (above) */
     uint64_t handshake_buckets[WSK_STATS_HANDSHAKE_BUCKETS + 1]; /* handshakes by duration */
     uint64_t handshake_ms;                                       /* their total, milliseconds */

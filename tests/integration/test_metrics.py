@@ -195,6 +195,14 @@ def pubsub_cases():
         ok(value(after, "wsk_publishes_total") - value(before, "wsk_publishes_total") == 1 and
            value(after, "wsk_deliveries_total") - value(before, "wsk_deliveries_total") == 1,
            "one publish, one delivery (the sender left out)")
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.port}/publish/nobody", data=b"x",
+                                     headers=headers)
+        with urllib.request.urlopen(req, timeout=T) as r:
+            r.read()
+        later = scrape(murl, headers)
+        ok(value(later, "wsk_publishes_total") - value(after, "wsk_publishes_total") == 1 and
+           value(later, "wsk_deliveries_total") == value(after, "wsk_deliveries_total"),
+           "a publish to a topic without subscribers counts, with no delivery")
 
         async def evil():
             try:
