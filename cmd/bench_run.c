@@ -299,6 +299,7 @@ static wb_second second_push(watch *w, double wall)
     wb_second sec = {.msgs = msgs,
                      .bytes = w->cur.c.bytes_rx - w->prev.c.bytes_rx,
                      .errors = errs - errs_before,
+                     .open = w->cur.c.opened - w->cur.c.closed,
                      .p50 = wb_hist_quantile(&win, .5),
                      .p99 = wb_hist_quantile(&win, .99),
                      .max = win.count ? win.max : 0,

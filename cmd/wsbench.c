@@ -69,6 +69,8 @@ enum {
     OPT_ROUNDS,
     OPT_PAUSE,
     OPT_MARKDOWN,
+    OPT_PERCENTILES,
+    OPT_REPORT,
 };
 
 static const cli_option options[] = {
@@ -100,6 +102,9 @@ static const cli_option options[] = {
     CLI_TLS_OPTIONS,
     {"json", OPT_JSON, NULL, "the result as JSON on stdout, instead of the summary"},
     {"csv", OPT_CSV, "FILE", "the per-second series as CSV (- for stdout)"},
+    {"percentiles", OPT_PERCENTILES, "FILE",
+     "the latency percentiles as HdrHistogram's .hgrm text, in ms (- for stdout)"},
+    {"report", OPT_REPORT, "FILE", "a self-contained HTML report with charts (compare too)"},
     {"threshold", OPT_THRESHOLD, "EXPR",
      "check the result: 'p99<5ms', 'rate>=100k', 'errors<1' ..."},
     {"pid", OPT_PID, "PID", "also measure this server's CPU time (compare: one per target)"},
@@ -194,10 +199,17 @@ static void settle(cmdline *cl, int conns_set, int timeout_set, int duration_set
             cli_usage_error(PROG, "--json and --csv - would share stdout: give --csv a file");
         o->quiet = 1; /* the chat scenario's per-second lines would go into the CSV */
     }
+    if (o->percentiles && !strcmp(o->percentiles, "-")) o->quiet = 1;
     if (cl->compare_flag && !cl->compare)
         cli_usage_error(PROG, "--%s is for wsbench compare", cl->compare_flag);
     if (cl->compare && o->csv)
         cli_usage_error(PROG, "--csv is for one run (compare: --json holds every run's series)");
+    if (cl->compare && o->percentiles)
+        cli_usage_error(PROG, "--percentiles is for one run (compare: --report draws each "
+                              "target's percentiles)");
+    int outs = (o->csv && !strcmp(o->csv, "-")) + (o->percentiles && !strcmp(o->percentiles, "-")) +
+               o->json;
+    if (outs > 1) cli_usage_error(PROG, "--json, --csv - and --percentiles - would share stdout");
     if (cl->chat_flag && o->scenario != WB_CHAT)
         cli_usage_error(PROG, "--%s is for the chat scenario", cl->chat_flag);
     if (cl->pubsub_flag && o->scenario != WB_PUBSUB)
@@ -311,6 +323,8 @@ static void parse(int argc, char **argv, cmdline *cl)
         case OPT_ORIGIN: o->origin = arg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_CSV: o->csv = arg; break;
+        case OPT_PERCENTILES: o->percentiles = arg; break;
+        case OPT_REPORT: o->report = arg; break;
         case OPT_THRESHOLD:
             if (o->nthresholds == WB_MAX_THRESHOLDS)
                 cli_usage_error(PROG, "at most %d thresholds", WB_MAX_THRESHOLDS);
@@ -349,6 +363,8 @@ static void parse(int argc, char **argv, cmdline *cl)
             exit(CLI_EXIT_USAGE);
         }
     }
+    o->argc = argc;
+    o->argv = argv;
     operands(argc, argv, cl);
     settle(cl, conns_set, timeout_set, duration_set);
     for (unsigned i = 0; o->tls.no_check && i < cl->ntargets; i++)
