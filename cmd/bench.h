@@ -183,6 +183,7 @@ typedef struct wb_counters {
     uint64_t msgs_tx, bytes_tx; /* data messages and payload bytes handed to the kernel */
     uint64_t opened;            /* handshakes completed */
     uint64_t closed;            /* connections ended (any way) */
+    uint64_t ended;             /* of them, the ones that had opened */
     uint64_t rounds;            /* chat: rounds completed */
     uint64_t deflate;           /* handshakes that negotiated permessage-deflate */
     uint64_t err[WB_E_COUNT];
@@ -190,11 +191,12 @@ typedef struct wb_counters {
 
 /* One measured second. */
 typedef struct wb_second {
-    uint64_t msgs, bytes;   /* received (connect: connections opened) */
-    uint64_t errors;        /* new errors */
-    uint64_t open;          /* connections open at the end of the second */
-    uint64_t p50, p99, max; /* latency (ns) of what arrived in this second */
-    double busy;            /* the busiest wsbench thread's CPU share */
+    uint64_t msgs, bytes;     /* received (connect: connections opened) */
+    uint64_t errors;          /* new errors */
+    uint64_t err[WB_E_COUNT]; /* of each kind */
+    uint64_t open;            /* connections open at the end of the second */
+    uint64_t p50, p99, max;   /* latency (ns) of what arrived in this second */
+    double busy;              /* the busiest wsbench thread's CPU share */
 } wb_second;
 
 /* One run of one scenario against one server. */
@@ -317,8 +319,8 @@ double wb_svg_x(const wb_svg *s, double v);
 double wb_svg_y(const wb_svg *s, double v);
 /* A line through n points in the colour of series. */
 void wb_svg_line(wb_svg *s, const double *x, const double *y, size_t n, unsigned series);
-/* A bar from the bottom of the y axis up to y, between x0 and x1. */
-void wb_svg_bar(wb_svg *s, double x0, double x1, double y, unsigned series);
+/* A bar between x0 and x1 from y0 up to y1 (stacked bars: y0 is the top of the one below). */
+void wb_svg_bar(wb_svg *s, double x0, double x1, double y0, double y1, unsigned series);
 /* A min..max whisker at x. */
 void wb_svg_whisker(wb_svg *s, double x, double lo, double hi);
 /* A text centred just above (x, y). */

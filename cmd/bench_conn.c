@@ -75,6 +75,7 @@ static void slot_free(wb_thread *t, wb_conn *c)
     c->sunsent = c->owed = 0;
     t->live--;
     wb_add(&t->st.closed, 1);
+    if (was_open) wb_add(&t->st.ended, 1);
     if (was_open && wb_phase(s) == WB_P_RUN && !s->sc->start_on_run) {
         wb_atomic_inc(&s->n_ended);
         wb_wake_main(s);

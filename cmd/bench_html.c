@@ -22,7 +22,7 @@ static const char style[] =
     "h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}"
     "table{border-collapse:collapse;margin:.5em 0}"
     "td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
-    "td.n{text-align:right;font-variant-numeric:tabular-nums}"
+    "td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
     "code{white-space:pre-wrap;word-break:break-all}"
     "svg{display:block;margin:1em 0}.fail{color:#b00}";
 
@@ -124,8 +124,24 @@ static void series_chart(FILE *f, const char *title, const char *yname, const wb
                            .name = yname});
     if (!ymax) wb_svg_note(&s, ((double)n + 1) / 2, 0.5, "none");
     if (x && y && what == PS_ERRORS) {
-        for (size_t i = 0; i < n; i++)
-            if (y[i] > 0) wb_svg_bar(&s, x[i] - 0.3, x[i] + 0.3, y[i], 1);
+        /* Stacked by kind, a colour per kind that occurred. */
+        const char *names[WB_E_COUNT];
+        unsigned colour[WB_E_COUNT], kinds = 0;
+        for (int e = 0; e < WB_E_COUNT; e++) {
+            uint64_t any = 0;
+            for (size_t i = 0; i < n; i++) any += r->series[i].err[e];
+            if (any) colour[e] = kinds, names[kinds++] = wb_err_name(e);
+        }
+        for (size_t i = 0; i < n; i++) {
+            double base = 0;
+            for (int e = 0; e < WB_E_COUNT; e++) {
+                double v = (double)r->series[i].err[e];
+                if (!v) continue;
+                wb_svg_bar(&s, x[i] - 0.3, x[i] + 0.3, base, base + v, colour[e]);
+                base += v;
+            }
+        }
+        wb_svg_legend(&s, names, kinds);
     } else if (x && y) {
         wb_svg_line(&s, x, y, n, what == PS_OPEN ? 2 : 0);
     }
@@ -196,7 +212,7 @@ static void rates_chart(FILE *f, const wb_result *runs, unsigned nt, unsigned ro
             wb_svg_note(&s, t + 0.5, 0, note);
             continue;
         }
-        wb_svg_bar(&s, t + 0.2, t + 0.8, sum[t].rate, t);
+        wb_svg_bar(&s, t + 0.2, t + 0.8, 0, sum[t].rate, t);
         wb_svg_whisker(&s, t + 0.5, sum[t].lo, sum[t].hi);
         snprintf(note, sizeof note, "%s: %s", name,
                  wb_fmt_count(c, sizeof c, (uint64_t)sum[t].rate));
@@ -389,7 +405,8 @@ static void one_run(FILE *f, const wb_opts *o, const wb_result *r)
     run_table(f, o, r);
     if (r->nseries) {
         char t[64], y[32];
-        snprintf(t, sizeof t, "throughput: %ss received each second", wb_unit_name(r->scenario));
+        snprintf(t, sizeof t, "throughput: %s each second",
+                 r->scenario == WB_CONNECT ? "connections completed" : "messages received");
         snprintf(y, sizeof y, "%s/s", wb_unit_name(r->scenario));
         series_chart(f, t, y, r, PS_MSGS);
         if (r->lat.count) latency_series_chart(f, r);
@@ -405,8 +422,7 @@ static void one_run(FILE *f, const wb_opts *o, const wb_result *r)
     if (!r->nseries) fputs("<p>No figures per second: the run measured less than 50 ms.</p>\n", f);
     if (r->nseries) {
         series_chart(f, "connections open at the end of each second", "open", r, PS_OPEN);
-        series_chart(f, "errors each second (connect, handshake, TLS, protocol, closed, reset ...)",
-                     "errors", r, PS_ERRORS);
+        series_chart(f, "errors each second, by kind", "errors", r, PS_ERRORS);
     }
 }
 

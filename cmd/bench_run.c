@@ -265,15 +265,22 @@ static void end_run(watch *w)
     ev_timer_stop(s->main_ev, &w->end);
 }
 
+/* Room for cap rows in the series: 0, or -1 when out of memory. */
+static int series_reserve(wb_result *r, size_t cap)
+{
+    if (cap <= r->cap_series) return 0;
+    wb_second *n = realloc(r->series, cap * sizeof *n);
+    if (!n) return -1;
+    r->series = n;
+    r->cap_series = cap;
+    return 0;
+}
+
 static void series_push(wb_result *r, const wb_second *sec)
 {
-    if (r->nseries == r->cap_series) {
-        size_t cap = r->cap_series ? r->cap_series * 2 : 64;
-        wb_second *n = realloc(r->series, cap * sizeof *n);
-        if (!n) return;
-        r->series = n;
-        r->cap_series = cap;
-    }
+    if (r->nseries == r->cap_series &&
+        series_reserve(r, r->cap_series ? r->cap_series * 2 : 64) < 0)
+        return;
     r->series[r->nseries++] = *sec;
 }
 
@@ -291,19 +298,21 @@ static wb_second second_push(watch *w, double wall)
     if (busy > w->res->busy_sec_max) w->res->busy_sec_max = busy;
     wb_hist win = w->cur.lat;
     wb_hist_sub(&win, &w->prev_lat);
-    uint64_t errs = 0, errs_before = 0;
+    uint64_t errs = 0, errs_before = 0, err[WB_E_COUNT];
     for (int e = 0; e < WB_E_COUNT; e++) {
         errs += w->cur.c.err[e];
         errs_before += w->prev.c.err[e];
+        err[e] = w->cur.c.err[e] - w->prev.c.err[e];
     }
     wb_second sec = {.msgs = msgs,
                      .bytes = w->cur.c.bytes_rx - w->prev.c.bytes_rx,
                      .errors = errs - errs_before,
-                     .open = w->cur.c.opened - w->cur.c.closed,
+                     .open = w->cur.c.opened - w->cur.c.ended,
                      .p50 = wb_hist_quantile(&win, .5),
                      .p99 = wb_hist_quantile(&win, .99),
                      .max = win.count ? win.max : 0,
                      .busy = busy};
+    memcpy(sec.err, err, sizeof err);
     series_push(w->res, &sec);
     return sec;
 }
@@ -338,7 +347,7 @@ static void on_tick(struct ev_loop *ev, ev_timer *tw, int revents)
         char a[32], b[32], lat[48] = "";
         if (sec.max)
             snprintf(lat, sizeof lat, "  p99 %s", wb_fmt_time(b, sizeof b, (double)sec.p99));
-        unsigned open = (unsigned)(w->cur.c.opened - w->cur.c.closed);
+        unsigned open = (unsigned)(w->cur.c.opened - w->cur.c.ended);
         fprintf(stderr, "\r\033[K%4us  %s %s/s  %.1f MB/s%s  %u conns  %llu errors  cpu %.0f%%",
                 w->seconds, wb_fmt_count(a, sizeof a, (uint64_t)((double)msgs / wall)),
                 s->sc == &wb_scen_connect ? "conn" : "msg",
@@ -519,6 +528,8 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     if (nthreads > s->total && s->total) nthreads = s->total;
     if (nthreads > WB_MAX_THREADS) nthreads = WB_MAX_THREADS;
     res->threads = nthreads;
+    /* A timed run's rows are made now: the measured seconds only fill them. */
+    if (o->duration > 0) series_reserve(res, (size_t)ceil(o->duration) + 2);
     if (resolve(s, url, res->fail, sizeof res->fail) < 0) goto out;
     if (raise_nofile(s->total, res->fail, sizeof res->fail) < 0) goto out;
     if (o->compress && wb_pmd_offer(s->offer, sizeof s->offer) < 0) s->offer[0] = 0;

@@ -174,9 +174,9 @@ void wb_svg_line(wb_svg *s, const double *x, const double *y, size_t n, unsigned
     fputs("\"/>\n", s->f);
 }
 
-void wb_svg_bar(wb_svg *s, double x0, double x1, double y, unsigned series)
+void wb_svg_bar(wb_svg *s, double x0, double x1, double y0, double y1, unsigned series)
 {
-    double top = wb_svg_y(s, y), base = wb_svg_y(s, s->y.min);
+    double top = wb_svg_y(s, y1), base = wb_svg_y(s, y0);
     double l = wb_svg_x(s, x0), r = wb_svg_x(s, x1);
     fprintf(s->f,
             "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" "

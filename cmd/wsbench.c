@@ -256,6 +256,13 @@ static void parse(int argc, char **argv, cmdline *cl)
                    .publishers = 1,
                    .topics = 1,
                    .status = 1};
+    /* The command line as given, for --report (option parsing reorders argv). */
+    o->argc = argc;
+    o->argv = malloc(((size_t)argc + 1) * sizeof *o->argv);
+    if (o->argv)
+        memcpy(o->argv, argv, ((size_t)argc + 1) * sizeof *argv);
+    else
+        o->argc = 0;
     const char *arg;
     int c;
     while ((c = cli_next_option(argc, argv, options, &arg)) != -1) {
@@ -363,8 +370,6 @@ static void parse(int argc, char **argv, cmdline *cl)
             exit(CLI_EXIT_USAGE);
         }
     }
-    o->argc = argc;
-    o->argv = argv;
     operands(argc, argv, cl);
     settle(cl, conns_set, timeout_set, duration_set);
     for (unsigned i = 0; o->tls.no_check && i < cl->ntargets; i++)

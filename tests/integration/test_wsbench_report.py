@@ -189,12 +189,45 @@ def compare(url, tmp):
     text = "".join(root.itertext())
     ok("first" in text and "second" in text and "2 of 2" in text,
        "compare --report: the table of targets", text[:600])
+    ok("wsbench compare -d 0.3 --rounds 2" in text,
+       "compare --report: the command line in the order it was given", text[-600:])
     chromium_renders(html, "compare --report")
 
     rc, out, err = bench("compare", "--percentiles", "x.hgrm", url, url)
     ok(rc == 1 and "one run" in err, "compare --percentiles: a usage error", (rc, err))
     rc, out, err = bench("--json", "--percentiles", "-", url)
     ok(rc == 1 and "share stdout" in err, "--json --percentiles -: a usage error", (rc, err))
+
+
+def errors(tmp):
+    """A run whose every connection fails (a broker that refuses the Origin with 403): the
+    report says why, and draws the errors."""
+    html = os.path.join(tmp, "errors.html")
+    with Server("--pubsub", "--origin", "http://good.test") as srv:
+        rc, out, err = bench("connect", "-c", "2", "-d", "1.2", "--origin", "http://evil.test",
+                             "--report", html, srv.url())
+    if not ok(rc == 2 and os.path.exists(html), "a run that fails still writes --report",
+              (rc, out, err)):
+        return
+    root = check_html(html, "--report of a failed run")
+    if root is None:
+        return
+    text = "".join(root.itertext())
+    ok("failed" in text and "no connection completed" in text,
+       "--report of a failed run: the reason", text[:600])
+    bars = chart(root, "errors each second")
+    legend = "".join(bars.itertext()) if bars is not None else ""
+    ok(bars is not None and len(list(bars.iter(SVG + "rect"))) >= 2
+       and "handshake" in legend,
+       "--report: errors each second, stacked by kind, with a legend", legend)
+    svg = chart(root, "connections open")
+    opened = polylines(svg)
+    axis = [re.match(r"M[0-9.]+ [0-9.]+V([0-9.]+)H", p.get("d") or "")
+            for p in ([] if svg is None else svg.iter(SVG + "path"))]
+    base = next((m.group(1) for m in axis if m), None)
+    ok(len(opened) == 1 and {p.split(",")[1] for p in opened[0]} == {base},
+       "--report: no connection open, all along (failed attempts are not closed connections)",
+       (base, opened))
 
 
 def main():
@@ -204,6 +237,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="wsk-report-") as tmp, Server("--echo") as srv:
         one_run(srv.url(), tmp)
         compare(srv.url(), tmp)
+        errors(tmp)
 
 
 try:
