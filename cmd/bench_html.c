@@ -403,7 +403,7 @@ static void about_table(FILE *f, const wb_opts *o)
 static void one_run(FILE *f, const wb_opts *o, const wb_result *r)
 {
     run_table(f, o, r);
-    if (r->nseries) {
+    if (r->nseries && r->scenario != WB_HOLD) { /* hold sends nothing */
         char t[64], y[32];
         snprintf(t, sizeof t, "throughput: %s each second",
                  r->scenario == WB_CONNECT ? "connections completed" : "messages received");

@@ -168,6 +168,15 @@ def one_run(url, tmp):
        "--percentiles -: the spectrum on stdout, the summary on stderr", (out[:300], err[-300:]))
 
 
+def hold(url, tmp):
+    html = os.path.join(tmp, "hold.html")
+    rc, out, err = bench("hold", "-c", "3", "-d", "1.1", "--report", html, url)
+    root = check_html(html, "hold --report") if ok(rc == 0, "hold --report: runs", err) else None
+    titles = [] if root is None else [s.find(SVG + "title").text for s in root.iter(SVG + "svg")]
+    ok(titles == ["connections open at the end of each second", "errors each second, by kind"],
+       "hold --report: open connections and errors, no throughput or latency", titles)
+
+
 def compare(url, tmp):
     html = os.path.join(tmp, "compare.html")
     rc, out, err = bench("compare", "-d", "0.3", "--rounds", "2", "--pause", "0", "-c", "2",
@@ -236,6 +245,7 @@ def main():
         return
     with tempfile.TemporaryDirectory(prefix="wsk-report-") as tmp, Server("--echo") as srv:
         one_run(srv.url(), tmp)
+        hold(srv.url(), tmp)
         compare(srv.url(), tmp)
         errors(tmp)
 
