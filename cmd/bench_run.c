@@ -207,6 +207,17 @@ static void on_end(struct ev_loop *ev, ev_timer *tw, int revents)
     check(tw->data);
 }
 
+/* Room for cap rows in the series: 0, or -1 when out of memory. */
+static int series_reserve(wb_result *r, size_t cap)
+{
+    if (cap <= r->cap_series) return 0;
+    wb_second *n = realloc(r->series, cap * sizeof *n);
+    if (!n) return -1;
+    r->series = n;
+    r->cap_series = cap;
+    return 0;
+}
+
 static void begin_measure(watch *w)
 {
     take(w->s, &w->base, 1);
@@ -214,6 +225,8 @@ static void begin_measure(watch *w)
     w->prev_lat = w->base.lat;
     w->measuring = 1;
     w->t_measure = w->base.at;
+    /* A timed run's rows are made now: its seconds only fill them. */
+    if (w->s->o->duration > 0) series_reserve(w->res, (size_t)ceil(w->s->o->duration) + 2);
     if (w->s->o->duration > 0) {
         w->t_end = w->t_measure + (uint64_t)(w->s->o->duration * 1e9);
         /* The 50 ms poll would end the run up to 50 ms late; this timer ends it on time. */
@@ -263,17 +276,6 @@ static void end_run(watch *w)
     ev_timer_stop(s->main_ev, &w->tick);
     ev_timer_stop(s->main_ev, &w->rounds);
     ev_timer_stop(s->main_ev, &w->end);
-}
-
-/* Room for cap rows in the series: 0, or -1 when out of memory. */
-static int series_reserve(wb_result *r, size_t cap)
-{
-    if (cap <= r->cap_series) return 0;
-    wb_second *n = realloc(r->series, cap * sizeof *n);
-    if (!n) return -1;
-    r->series = n;
-    r->cap_series = cap;
-    return 0;
 }
 
 static void series_push(wb_result *r, const wb_second *sec)
@@ -528,8 +530,6 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     if (nthreads > s->total && s->total) nthreads = s->total;
     if (nthreads > WB_MAX_THREADS) nthreads = WB_MAX_THREADS;
     res->threads = nthreads;
-    /* A timed run's rows are made now: the measured seconds only fill them. */
-    if (o->duration > 0) series_reserve(res, (size_t)ceil(o->duration) + 2);
     if (resolve(s, url, res->fail, sizeof res->fail) < 0) goto out;
     if (raise_nofile(s->total, res->fail, sizeof res->fail) < 0) goto out;
     if (o->compress && wb_pmd_offer(s->offer, sizeof s->offer) < 0) s->offer[0] = 0;
