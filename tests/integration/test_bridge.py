@@ -322,6 +322,36 @@ async def reuseport(redis):
         p2.stop()
 
 
+async def chat(engine):
+    """--chat on two nodes: one room.  Each node counts its own members for "ready" and sends
+    it to them only (a member gets one "ready", not one per node); lines cross the bridge, the
+    sender included once."""
+    a = Server("--chat", "--clients", "2", "-v", "--bridge", engine.url)
+    b = Server("--chat", "--clients", "2", "-v", "--bridge", engine.url)
+    a.wait_log("connected")
+    b.wait_log("connected")
+    try:
+        socks = [await connect(s.url(f"/?name={n}")).__aenter__()
+                 for s, n in ((a, "a1"), (a, "a2"), (b, "b1"), (b, "b2"))]
+        subscribed(engine, "wskit:room")
+        wait_for(lambda: engine.subscribers("wskit:room") == 2)
+        got = [await recv(s) for s in socks]
+        ok(got == ["ready"] * 4, "every member of both nodes gets \"ready\"", got)
+        await socks[0].send("hello")
+        await socks[2].send("hi")
+        lines = [[await recv(s), await recv(s)] for s in socks]
+        ok(all(sorted(x) == ["a1: hello", "b1: hi"] for x in lines),
+           "a line from either node reaches every member of the room, once", lines)
+        await socks[3].send("last")
+        got = [await recv(s) for s in socks]
+        ok(got == ["b2: last"] * 4, "... and no other node's \"ready\" follows", got)
+        for s in socks:
+            await s.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
 async def main(kind):
     with Engine(kind) as redis:
         a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
@@ -337,6 +367,7 @@ async def main(kind):
             for s in (a, b, c):
                 s.stop()
         await to_self(redis)
+        await chat(redis)
         await reuseport(redis)
     if kind == "redis":
         await sharding()
