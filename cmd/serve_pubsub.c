@@ -795,23 +795,9 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
 /* The first line of the file: a copy in *token. */
 static int read_token_file(const char *path, char **token)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "wsserve: --token-file %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    char line[TOKEN_MAX + 2];
-    int ok = fgets(line, sizeof line, f) != NULL;
-    fclose(f);
-    size_t n = ok ? strcspn(line, "\r\n") : 0;
-    if (!n || n > TOKEN_MAX) {
-        fprintf(stderr,
-                "wsserve: --token-file %s: the first line must hold the token "
-                "(1 to %d bytes)\n",
-                path, TOKEN_MAX);
-        return -1;
-    }
-    *token = strndup(line, n);
+    char line[TOKEN_MAX + 1];
+    long n = cli_read_secret("wsserve", "token-file", path, line, sizeof line);
+    *token = n > 0 ? strndup(line, (size_t)n) : NULL;
     memset(line, 0, sizeof line);
     return *token ? 0 : -1;
 }

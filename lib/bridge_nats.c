@@ -340,7 +340,9 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     if (s == NATS_OK) {
         conn_event(t, 1, NULL);
     } else if (s == NATS_NOT_YET_CONNECTED) {
-        conn_event(t, 0, "cannot connect yet, retrying");
+        const char *why = NULL; /* the first attempt's reason, when the client kept one */
+        natsConnection_GetLastError(t->nc, &why);
+        conn_event(t, 0, why && *why ? why : "cannot connect yet, retrying");
     } else {
         snprintf(err, cap, "%s", natsStatus_GetText(s));
         t->nc = NULL;

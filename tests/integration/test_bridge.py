@@ -207,7 +207,12 @@ async def auth():
         good = node([r.url.replace("redis://", "redis://:s3cret@")])
         user = node([r.url.replace("redis://", "redis://alice:wonder@")])
         bad = Server("--pubsub", "-v", "--bridge", r.url.replace("redis://", "redis://:nope@"))
+        path = secret_file("s3cret")
+        byfile = Server("--pubsub", "-v", "--bridge", r.url, "--bridge-token-file", path)
         try:
+            async with connect(byfile.url("/file")):
+                ok(subscribed(r, "wskit:file"), "--bridge-token-file: Redis' password",
+                   f"{r.channels()} {byfile.stderr[-500:]}")
             async with connect(good.url("/auth")):
                 ok(subscribed(r, "wskit:auth"), "a password in the URL: subscribed", r.channels())
             async with connect(user.url("/acl")):
@@ -216,9 +221,41 @@ async def auth():
             ok(bad.wait_log("cannot connect") == 1 and "nope" not in bad.stderr,
                "a wrong password: an outage, logged without the password", bad.stderr[-1000:])
         finally:
-            good.stop()
-            user.stop()
-            bad.stop()
+            for s in (good, user, bad, byfile):
+                s.stop()
+            os.unlink(path)
+
+
+def secret_file(secret):
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"wsk-bridge-secret-{os.getpid()}")
+    with open(path, "w") as f:
+        f.write(secret + "\n")
+    return path
+
+
+async def token():
+    """nats://TOKEN@HOST:PORT and --bridge-token-file against a nats-server with --auth: both
+    connect and share topics; a wrong token is an outage logged with NATS' reason."""
+    path = secret_file("t0ken")
+    with Engine("nats", extra=["--auth", "t0ken"]) as n:
+        url = n.url.replace("nats://", "nats://t0ken@")
+        a = node([url])
+        b = Server("--pubsub", "-v", "--bridge", n.url, "--bridge-token-file", path)
+        bad = Server("--pubsub", "-v", "--bridge", n.url.replace("nats://", "nats://nope@"))
+        try:
+            b.wait_log("connected")
+            async with connect(a.url("/tok")) as sub:
+                ok(subscribed(n, "wskit:tok"), "a NATS token in the URL: subscribed")
+                curl_post(b, "tok", b"with the token file")
+                ok(await recv(sub) == "with the token file",
+                   "--bridge-token-file: the other node's publish arrives", b.stderr[-500:])
+            ok(bad.wait_log("Authorization Violation") == 1 and "nope" not in bad.stderr,
+               "a wrong token: an outage logged with NATS' reason, without the token",
+               bad.stderr[-1000:])
+        finally:
+            for s in (a, b, bad):
+                s.stop()
+            os.unlink(path)
 
 
 async def to_self(redis):
@@ -375,6 +412,7 @@ async def main(kind):
     else:
         with Engine(kind) as nats:
             await seeds(nats)
+        await token()
 
 
 for kind in ("redis", "nats"):
