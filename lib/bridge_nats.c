@@ -16,8 +16,9 @@
 #include <time.h>
 
 #define NBUCKETS 1024
-/* Bytes of messages from NATS waiting for the loop, and of publishes in the client's buffer,
- * beyond which more are dropped: memory stays bounded when one side is slow. */
+/* Bytes of messages from NATS waiting for the loop (with their subjects and list nodes, so that
+ * a flood of empty messages is capped too), and of publishes in the client's buffer, beyond
+ * which more are dropped: memory stays bounded when one side is slow. */
 #define QUEUE_MAX (16u << 20)
 #define OUT_MAX   (8u << 20)
 
@@ -83,9 +84,10 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     (void)sub;
     const char *subj = natsMsg_GetSubject(msg);
     size_t clen = strlen(subj), len = (size_t)natsMsg_GetDataLength(msg);
-    struct nmsg *m = malloc(sizeof *m + clen + len);
+    size_t size = sizeof(struct nmsg) + clen + len; /* what the cap counts: all of it */
+    struct nmsg *m = malloc(size);
     pthread_mutex_lock(&t->mu);
-    if (!m || t->closing || t->queued + len > QUEUE_MAX) {
+    if (!m || t->closing || t->queued + size > QUEUE_MAX) {
         t->dropped++;
         free(m);
     } else {
@@ -99,7 +101,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
         else
             t->head = m;
         t->tail = m;
-        t->queued += len;
+        t->queued += size;
         wsk_natsev_wake(&t->x);
     }
     pthread_mutex_unlock(&t->mu);
