@@ -522,7 +522,8 @@ WSK_API size_t wsk_server_topics(const wsk_server *srv);
  *    acknowledged; NATS: in the client's buffer) fail too: memory stays bounded.
  *  - The engine connections keep the loop running until wsk_server_free closes them.
  * Engines: "redis://[[USER]:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name,
- * resolved by hiredis when connecting), and "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT
+ * resolved again before each connection attempt, off the loop's thread), and
+ * "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT
  * ...]" (TOKEN: NATS token authentication; a NATS cluster's seed URLs, at most 16, one connection
  * that fails over; the first attempt is made during wsk_server_bridge and may block the calling
  * thread up to the client's connect timeout; the NATS client runs threads of its own, which only

@@ -258,6 +258,24 @@ async def token():
             os.unlink(path)
 
 
+async def by_name(redis):
+    """redis://localhost:PORT: the name is resolved (off the loop) and the node connects; a
+    name that does not resolve is an outage logged with the resolver's reason."""
+    a = node([redis.url.replace("127.0.0.1", "localhost")])
+    bad = Server("--pubsub", "-v", "--bridge", "redis://no-such-host.invalid:6379")
+    try:
+        async with connect(a.url("/named")):
+            ok(subscribed(redis, "wskit:named"), "a Redis host name: resolved, subscribed",
+               a.stderr[-500:])
+        ok(bad.wait_log("cannot connect") == 1 and
+           re.search(r"cannot connect: .*(not known|resolve|failure)", bad.stderr, re.I),
+           "a name that does not resolve: an outage with the resolver's reason",
+           bad.stderr[-500:])
+    finally:
+        a.stop()
+        bad.stop()
+
+
 async def to_self(redis):
     a = node([redis.url], "--publish-to-self")
     b = node([redis.url], "--publish-to-self")
@@ -428,6 +446,8 @@ async def main(kind):
         await chat(redis)
         await reuseport(redis)
     if kind == "redis":
+        with Engine(kind) as redis:
+            await by_name(redis)
         await sharding()
         await auth()
     else:
