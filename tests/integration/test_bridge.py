@@ -13,6 +13,7 @@ import re
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -181,6 +182,29 @@ async def stalled(redis, a, b):
         ok(0 < n < 200, f"the other node got some, not all ({n} of 200)")
         await pub.send("after")
         ok(await recv(far) == "after", "... and later messages once Redis reads again")
+
+
+def first_attempt():
+    """A NATS that accepts and says nothing holds the client's first attempt for its timeout
+    (2 s): wsserve is listening meanwhile, the attempt still open (it runs off the loop)."""
+    with socket.socket() as lsn:
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(4)
+        lsn.settimeout(5)
+        srv = Server("--pubsub", "-v", "--bridge", f"nats://127.0.0.1:{lsn.getsockname()[1]}")
+        try:
+            c, _ = lsn.accept()
+            with c:
+                c.setblocking(False)
+                try:
+                    still = c.recv(1, socket.MSG_PEEK) != b""
+                except BlockingIOError:
+                    still = True
+                except ConnectionResetError:
+                    still = False
+            ok(still, "wsserve listens while NATS' first attempt waits for the server")
+        finally:
+            srv.stop()
 
 
 async def seeds(nats):
@@ -454,6 +478,7 @@ async def main(kind):
         with Engine(kind) as nats:
             await seeds(nats)
         await token()
+        first_attempt()
 
 
 for kind in ("redis", "nats"):
