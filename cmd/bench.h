@@ -126,8 +126,10 @@ typedef struct wb_opts {
     const char *origin;
     unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
     unsigned publishers, subscribers, topics; /* pubsub */
-    cli_tls tls; /* --no-check, -k, --ca, --cert, --key, --passphrase */
-    int pid;     /* server process whose CPU time is measured; 0 = none */
+    const char *const *spread; /* several URLs for one run: connection i uses spread[i % n] */
+    unsigned nspread;          /* 0: the run's one URL */
+    cli_tls tls;               /* --no-check, -k, --ca, --cert, --key, --passphrase */
+    int pid;                   /* server process whose CPU time is measured; 0 = none */
     /* output */
     int json, quiet, status, markdown;
     const char *csv;         /* per-second series: file name, "-" for stdout */
@@ -147,6 +149,7 @@ const char *wb_scenario_name(int s);
 
 /* One server to run against: its URL, its name in the compare table, the --pid to measure. */
 #define WB_MAX_TARGETS 16
+#define WB_MAX_SPREAD  64
 typedef struct wb_target {
     const char *url;
     char label[64];

@@ -288,16 +288,17 @@ static int send_request(wb_thread *t, wb_conn *c)
 {
     wb_state *s = t->s;
     const wb_opts *o = s->o;
+    const wb_dest *d = WB_DEST(s, c);
     if (wsk_handshake_client_key(c->key) < 0)
         return wb_conn_fail(t, c, WB_E_HANDSHAKE, "no random key");
     char path[1400], req[WB_REQUEST_MAX];
     if (s->sc->path)
         s->sc->path(s, c, path, sizeof path);
     else
-        snprintf(path, sizeof path, "%s", s->path);
-    int n = wsk_handshake_client_request(req, sizeof req, s->host, s->port, s->secure, path, c->key,
+        snprintf(path, sizeof path, "%s", d->path);
+    int n = wsk_handshake_client_request(req, sizeof req, d->host, d->port, d->secure, path, c->key,
                                          o->protos, o->nprotos, o->origin,
-                                         s->has_userinfo ? s->userinfo : NULL,
+                                         d->has_userinfo ? d->userinfo : NULL,
                                          *s->offer ? s->offer : NULL, o->headers, o->nheaders);
     if (n < 0) return wb_conn_fail(t, c, WB_E_HANDSHAKE, "cannot build the request");
     if (wsk_queue_write(c->ws, req, (size_t)n) < 0)
@@ -381,12 +382,12 @@ static void handshake_bytes(wb_thread *t, wb_conn *c, uint8_t *p, size_t n)
 
 static void connected(wb_thread *t, wb_conn *c)
 {
-    const wb_state *s = t->s;
+    const wb_dest *d = WB_DEST(t->s, c);
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) {
-        wb_conn_fail(t, c, WB_E_CONNECT, "connect to %s:%u: %s", s->host, s->port, strerror(err));
+        wb_conn_fail(t, c, WB_E_CONNECT, "connect to %s:%u: %s", d->host, d->port, strerror(err));
         return;
     }
     ev_io_stop(t->ev, &c->io);
@@ -397,7 +398,7 @@ static void connected(wb_thread *t, wb_conn *c)
     }
     c->ws->user = c;
     c->state = WB_C_HANDSHAKE;
-    if (s->secure && wsk_tls_connect(c->ws, s->host) < 0) {
+    if (d->secure && wsk_tls_connect(c->ws, d->host) < 0) {
         wb_conn_fail(t, c, WB_E_TLS, "cannot create a TLS session");
         return;
     }
@@ -427,16 +428,17 @@ static const struct sockaddr *source_of(const wb_state *s, const wb_conn *c, str
 void wb_conn_start(wb_thread *t, wb_conn *c)
 {
     wb_state *s = t->s;
+    const wb_dest *d = WB_DEST(s, c);
     c->t0 = wb_now();
     c->flags &= WB_F_DONE;
     struct sockaddr_in a;
     const struct sockaddr *from = source_of(s, c, &a);
-    int err, fd = wsk_tcp_connect((const struct sockaddr *)&s->addr, s->addrlen, from,
+    int err, fd = wsk_tcp_connect((const struct sockaddr *)&d->addr, d->addrlen, from,
                                   from ? sizeof a : 0, &err);
     if (fd < 0) {
         char src[32] = "";
         if (from) snprintf(src, sizeof src, " from 127.0.0.%u", 1 + c->id % s->nsrc);
-        wb_error(t, WB_E_CONNECT, "connection %u: connect to %s:%u%s: %s", c->id, s->host, s->port,
+        wb_error(t, WB_E_CONNECT, "connection %u: connect to %s:%u%s: %s", c->id, d->host, d->port,
                  src, strerror(err));
         wb_atomic_inc(&s->n_settled);
         return;

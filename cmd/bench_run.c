@@ -41,47 +41,63 @@ static const char *first_error(const wb_state *s)
 
 /* ----- the run, as the main thread sees it --------------------------------------------------- */
 
-/* The target: URL parts, address, source addresses. */
-static int resolve(wb_state *s, const char *url, char *why, size_t cap)
+/* One URL's parts and address into *d. */
+static int resolve(wb_dest *d, const char *url, char *why, size_t cap)
 {
     wsk_url u;
     if (wsk_url_parse(url, strlen(url), &u) < 0) {
         snprintf(why, cap, "invalid URL: %s", url);
         return -1;
     }
-    if (u.host_len >= sizeof s->host || u.path_len >= sizeof s->path) {
+    if (u.host_len >= sizeof d->host || u.path_len >= sizeof d->path) {
         snprintf(why, cap, "URL too long: %s", url);
         return -1;
     }
-    memcpy(s->host, u.host, u.host_len);
-    s->host[u.host_len] = 0;
-    memcpy(s->path, u.path, u.path_len);
-    s->path[u.path_len] = 0;
-    s->port = u.port;
-    s->secure = u.secure;
+    memcpy(d->host, u.host, u.host_len);
+    d->host[u.host_len] = 0;
+    memcpy(d->path, u.path, u.path_len);
+    d->path[u.path_len] = 0;
+    d->port = u.port;
+    d->secure = u.secure;
     if (u.userinfo) {
         /* Sent as Basic auth, percent-escapes decoded (RFC 3986 3.2.1), as wscat sends it. */
-        if (wsk_url_decode(u.userinfo, u.userinfo_len, 0, s->userinfo, sizeof s->userinfo) >=
-            sizeof s->userinfo) {
+        if (wsk_url_decode(u.userinfo, u.userinfo_len, 0, d->userinfo, sizeof d->userinfo) >=
+            sizeof d->userinfo) {
             snprintf(why, cap, "URL too long: %s", url);
             return -1;
         }
-        s->has_userinfo = 1;
+        d->has_userinfo = 1;
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     char port[8];
-    snprintf(port, sizeof port, "%u", s->port);
-    int r = getaddrinfo(s->host, port, &hints, &ai);
+    snprintf(port, sizeof port, "%u", d->port);
+    int r = getaddrinfo(d->host, port, &hints, &ai);
     if (r) {
-        snprintf(why, cap, "cannot resolve %s: %s", s->host, gai_strerror(r));
+        snprintf(why, cap, "cannot resolve %s: %s", d->host, gai_strerror(r));
         return -1;
     }
-    memcpy(&s->addr, ai->ai_addr, ai->ai_addrlen);
-    s->addrlen = ai->ai_addrlen;
+    memcpy(&d->addr, ai->ai_addr, ai->ai_addrlen);
+    d->addrlen = ai->ai_addrlen;
     freeaddrinfo(ai);
-    unsigned nsrc = s->o->source_ips;
-    int loop4 = s->addr.ss_family == AF_INET &&
-                (ntohl(((struct sockaddr_in *)&s->addr)->sin_addr.s_addr) >> 24) == 127;
+    return 0;
+}
+
+/* The targets (o->spread, else url): their parts and addresses; the source addresses. */
+static int resolve_all(wb_state *s, const char *url, char *why, size_t cap)
+{
+    const wb_opts *o = s->o;
+    s->ndst = o->nspread ? o->nspread : 1;
+    for (unsigned i = 0; i < s->ndst; i++) {
+        if (resolve(&s->dst[i], o->nspread ? o->spread[i] : url, why, cap) < 0) return -1;
+        s->secure |= s->dst[i].secure;
+    }
+    unsigned nsrc = o->source_ips;
+    int loop4 = 1; /* every target on 127/8: connections may come from 127.0.0.x */
+    for (unsigned i = 0; i < s->ndst; i++) {
+        const struct sockaddr_storage *a = &s->dst[i].addr;
+        loop4 &= a->ss_family == AF_INET &&
+                 (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    }
     if (!nsrc && loop4) nsrc = (s->total + 19999) / 20000; /* ~28k ports per source address */
     s->nsrc = loop4 ? nsrc : 0;
     return 0;
@@ -516,7 +532,10 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
         free(w);
         return -1;
     }
-    snprintf(res->url, sizeof res->url, "%s", url);
+    if (o->nspread > 1)
+        snprintf(res->url, sizeof res->url, "%s (and %u more)", url, o->nspread - 1);
+    else
+        snprintf(res->url, sizeof res->url, "%s", url);
     res->scenario = o->scenario;
     res->server_cpu = -1;
     wb_hist_reset(&res->lat);
@@ -530,7 +549,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     if (nthreads > s->total && s->total) nthreads = s->total;
     if (nthreads > WB_MAX_THREADS) nthreads = WB_MAX_THREADS;
     res->threads = nthreads;
-    if (resolve(s, url, res->fail, sizeof res->fail) < 0) goto out;
+    if (resolve_all(s, url, res->fail, sizeof res->fail) < 0) goto out;
     if (raise_nofile(s->total, res->fail, sizeof res->fail) < 0) goto out;
     if (o->compress && wb_pmd_offer(s->offer, sizeof s->offer) < 0) s->offer[0] = 0;
     if (s->sc->setup && s->sc->setup(s, res->fail, sizeof res->fail) < 0) goto out;

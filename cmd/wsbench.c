@@ -19,7 +19,7 @@
 #define PROG "wsbench"
 
 static const char usage_head[] =
-    "usage: wsbench [SCENARIO] [options] URL\n"
+    "usage: wsbench [SCENARIO] [options] URL [URL...]   (connection i goes to URL i mod N)\n"
     "       wsbench compare [SCENARIO] [options] [NAME=]URL [NAME=]URL ...\n"
     "\n"
     "Scenarios:\n"
@@ -228,9 +228,12 @@ static void operands(int argc, char **argv, cmdline *cl)
     if (optind < argc && scenario_of(argv[optind]) >= 0) o->scenario = scenario_of(argv[optind++]);
     int n = argc - optind;
     if (n < 1) cli_usage_error(PROG, "give a ws:// or wss:// URL");
-    if (!cl->compare && n > 1)
-        cli_usage_error(PROG, "one URL per run (to compare servers: wsbench compare ...): '%s'",
-                        argv[optind + 1]);
+    if (!cl->compare && n > 1) { /* one run over several servers: connections take turns */
+        if (n > WB_MAX_SPREAD) cli_usage_error(PROG, "at most %d URLs", WB_MAX_SPREAD);
+        o->spread = (const char *const *)argv + optind;
+        o->nspread = (unsigned)n;
+        n = 1;
+    }
     if (n > WB_MAX_TARGETS) cli_usage_error(PROG, "at most %d targets", WB_MAX_TARGETS);
     if (cl->npids && cl->npids != (unsigned)n)
         cli_usage_error(PROG, "give one --pid per target, in their order");

@@ -521,11 +521,13 @@ WSK_API size_t wsk_server_topics(const wsk_server *srv);
  *    every live topic.  Publishes beyond 8 MiB that the engine has not taken yet (Redis: not
  *    acknowledged; NATS: in the client's buffer) fail too: memory stays bounded.
  *  - The engine connections keep the loop running until wsk_server_free closes them.
- * Engines: "redis://[[USER]:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name, resolved
- * by hiredis when connecting), and "nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]" (a NATS
- * cluster's seed URLs, at most 16, one connection that fails over; the first attempt is made
- * during wsk_server_bridge and may block the calling thread up to the client's connect
- * timeout; the NATS client runs threads of its own, which only queue for the loop).
+ * Engines: "redis://[[USER]:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name,
+ * resolved again before each connection attempt, off the loop's thread), and
+ * "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT
+ * ...]" (TOKEN: NATS token authentication; a NATS cluster's seed URLs, at most 16, one connection
+ * that fails over; the NATS client runs threads of its own, the first connection attempt among
+ * them, which only queue for the loop; wsk_server_free waits for that attempt, up to the
+ * client's 2 s timeout).
  */
 /* Bridges the server's topics through the engines at urls[0..nurls) (NUL-terminated, read
  * during the call; 1 to 16, all with the same scheme), naming channels prefix + topic (prefix
