@@ -102,6 +102,7 @@ typedef struct wb_opts {
     double stop_timeout;          /* seconds for the closing handshakes at the end */
     unsigned connect_concurrency; /* connections being set up at once, per thread */
     unsigned source_ips;          /* spread connections over 127.0.0.1 .. 127.0.0.N; 0 = auto */
+    int tls_resume;               /* --tls-resume: resume the slot's last TLS session */
     const char *headers[WB_MAX_HEADERS];
     size_t nheaders;
     const char *protos[WB_MAX_PROTOS];

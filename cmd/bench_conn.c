@@ -378,6 +378,16 @@ static void handshake_bytes(wb_thread *t, wb_conn *c, uint8_t *p, size_t n)
 
 /* ----- connect ------------------------------------------------------------------------------ */
 
+/* --tls-resume: the slot offers the session of its previous connection (a failure to keep one
+ * only costs a full handshake). */
+static void resume_tls(const wb_state *s, wb_conn *c)
+{
+    char server[300];
+    if (!c->tls) c->tls = wsk_tls_session_new();
+    snprintf(server, sizeof server, "%s:%u", s->host, s->port);
+    wsk_tls_session_use(c->ws, c->tls, server);
+}
+
 static void connected(wb_thread *t, wb_conn *c)
 {
     const wb_state *s = t->s;
@@ -400,6 +410,7 @@ static void connected(wb_thread *t, wb_conn *c)
         wb_conn_fail(t, c, WB_E_TLS, "cannot create a TLS session");
         return;
     }
+    if (s->secure && s->o->tls_resume) resume_tls(s, c);
     send_request(t, c);
 }
 

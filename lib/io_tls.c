@@ -34,6 +34,9 @@
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_cache.h>
+#include <mbedtls/ssl_internal.h> /* handshake->resume: whether a session was resumed */
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509.h>
 #include <mbedtls/x509_crt.h>
 
@@ -44,10 +47,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define TLS_CHUNK      16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
-#define TLS_READAHEAD  4096  /* recv size for small reads: several small records per call */
-#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
-#define SYSTEM_CA_DIR  "/etc/ssl/certs"
+#define TLS_CHUNK       16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
+#define TLS_READAHEAD   4096  /* recv size for small reads: several small records per call */
+#define TICKET_LIFETIME 3600  /* s: a ticket key signs for this long and is kept as long again */
+#define CACHE_ENTRIES   1024  /* sessions kept for clients without tickets (a list, searched) */
+#define CACHE_TIMEOUT   3600  /* s */
+#define SYSTEM_CA_FILE  "/etc/ssl/certs/ca-certificates.crt"
+#define SYSTEM_CA_DIR   "/etc/ssl/certs"
 
 /* Forward secrecy (ECDHE) and AEAD ciphers only.  The server's order decides (mbedTLS keeps its
  * own preference): ChaCha20-Poly1305 first, because mbedTLS 2.28 runs it about a third faster
@@ -77,6 +83,11 @@ struct tls_conf {
     mbedtls_x509_crt chain; /* our certificate chain (server; client with a certificate) */
     mbedtls_pk_context key;
     mbedtls_x509_crt ca; /* trust anchors: for client certificates, or for servers */
+    /* Server: resumption by session ticket (RFC 5077; the key pair rotates every
+     * TICKET_LIFETIME, mbedTLS keeping the previous key to read older tickets) and, for clients
+     * that send none, by session ID from a cache. */
+    mbedtls_ssl_ticket_context ticket;
+    mbedtls_ssl_cache_context cache;
     const char *alpn[2]; /* mbedTLS keeps a pointer to this list */
     /* Small segments are gathered here into one record.  Shared: a record is built and handed
      * to mbedTLS (which copies it) within one call, and a retry after WANT_WRITE rebuilds it
@@ -94,10 +105,12 @@ struct tls_sess {
     unsigned dead : 1; /* a fatal error: no more records in either direction */
     unsigned in_read : 1;
     unsigned sent_in_read : 1; /* mbedTLS wrote while reading after the handshake */
+    unsigned resumed : 1;      /* the handshake resumed an earlier session */
     int err;                   /* result for the next read, after data that came before it */
     double done_at;            /* ev_time() when the handshake completed */
     size_t pending;            /* plaintext length of the record mbedTLS holds after WANT_WRITE */
     char *host;                /* client: the name or address the certificate must be for */
+    wsk_tls_session *keep;     /* client: where the session goes once the handshake is over */
     char *why;                 /* why the handshake failed (wsk_tls_failure), malloc'd */
     uint8_t ip[16];            /* client: the server's address when the URL names one */
     size_t iplen;
@@ -346,6 +359,61 @@ static int describe_failure(const struct wsk_ws *c, const struct tls_sess *s, in
     return WSK_ERR_TLS;
 }
 
+/* ----- client sessions to resume ------------------------------------------------------------- */
+
+struct wsk_tls_session {
+    mbedtls_ssl_session sess;
+    int have;         /* sess holds a session (with a ticket, or an ID the server may cache) */
+    char server[300]; /* "host:port" it was made with */
+};
+
+wsk_tls_session *wsk_tls_session_new(void)
+{
+    wsk_tls_session *ts = calloc(1, sizeof *ts);
+    if (ts) mbedtls_ssl_session_init(&ts->sess);
+    return ts;
+}
+
+void wsk_tls_session_free(wsk_tls_session *ts)
+{
+    if (!ts) return;
+    mbedtls_ssl_session_free(&ts->sess);
+    free(ts);
+}
+
+/* The handshake is over: the session (resumed, or new with the server's latest ticket) replaces
+ * the one kept. */
+static void session_keep(struct tls_sess *s)
+{
+    wsk_tls_session *ts = s->keep;
+    s->keep = NULL;
+    mbedtls_ssl_session_free(&ts->sess);
+    mbedtls_ssl_session_init(&ts->sess);
+    ts->have = !mbedtls_ssl_get_session(&s->ssl, &ts->sess);
+}
+
+int wsk_tls_session_use(struct wsk_ws *c, wsk_tls_session *ts, const char *server)
+{
+    struct tls_sess *s = sess_of(c);
+    if (!s || !ts) return 0;
+    /* Another server (a redirect, another port) gets a full handshake, and this one's session
+     * replaces the kept one. */
+    if (strcmp(ts->server, server)) {
+        ts->have = 0;
+        snprintf(ts->server, sizeof ts->server, "%s", server);
+    }
+    s->keep = ts;
+    /* A session the server no longer knows costs nothing more than a full handshake. */
+    if (ts->have && mbedtls_ssl_set_session(&s->ssl, &ts->sess)) ts->have = 0;
+    return ts->have;
+}
+
+int wsk_tls_resumed(const wsk_ws *ws)
+{
+    const struct tls_sess *s = ws && (ws->flags & WSK_F_TLS) && ws->cold ? ws->cold->tls : NULL;
+    return s && s->hs_done && s->resumed;
+}
+
 /* ----- handshake ------------------------------------------------------------------------------ */
 
 /* Writes wait while the handshake runs: mbedTLS would only answer WANT_READ, and a writable
@@ -376,12 +444,14 @@ static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
         c->flags &= ~WSK_F_WANT_WRITE;
     }
     if (c->q.bytes) wsk_loop_schedule(loop, c);
+    if (s->keep) session_keep(s);
     if (loop->log_fn && loop->log_level >= WSK_LOG_DEBUG) {
         char addr[64];
         const char *alpn = mbedtls_ssl_get_alpn_protocol(&s->ssl);
-        wsk_log(loop, WSK_LOG_DEBUG, "%s: %s, %s%s%s", wsk_addr_string(c->io.fd, addr, sizeof addr),
-                mbedtls_ssl_get_version(&s->ssl), mbedtls_ssl_get_ciphersuite(&s->ssl),
-                alpn ? ", ALPN " : "", alpn ? alpn : "");
+        wsk_log(loop, WSK_LOG_DEBUG, "%s: %s, %s%s%s%s",
+                wsk_addr_string(c->io.fd, addr, sizeof addr), mbedtls_ssl_get_version(&s->ssl),
+                mbedtls_ssl_get_ciphersuite(&s->ssl), alpn ? ", ALPN " : "", alpn ? alpn : "",
+                s->resumed ? ", resumed" : "");
     }
 }
 
@@ -425,7 +495,13 @@ static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
  * room in the kernel, WSK_ERR_CERT or WSK_ERR_TLS when it failed. */
 static int handshake(struct wsk_ws *c, struct tls_sess *s)
 {
-    int r = mbedtls_ssl_handshake(&s->ssl);
+    /* mbedtls_ssl_handshake, one step at a time: whether the session was resumed is known only
+     * while the handshake runs (mbedTLS frees that state when it ends). */
+    int r = 0;
+    while (!r && s->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        r = mbedtls_ssl_handshake_step(&s->ssl);
+        if (s->ssl.handshake && s->ssl.handshake->resume) s->resumed = 1;
+    }
     if (r == 0) {
         handshake_done(c, s);
         return 0;
@@ -621,6 +697,8 @@ void wsk_tls_release(struct wsk_ws *c)
 static void conf_free(struct tls_conf *t)
 {
     mbedtls_ssl_config_free(&t->conf);
+    mbedtls_ssl_ticket_free(&t->ticket);
+    mbedtls_ssl_cache_free(&t->cache);
     mbedtls_x509_crt_free(&t->chain);
     mbedtls_x509_crt_free(&t->ca);
     mbedtls_pk_free(&t->key);
@@ -652,6 +730,8 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
     mbedtls_x509_crt_init(&t->chain);
     mbedtls_x509_crt_init(&t->ca);
     mbedtls_pk_init(&t->key);
+    mbedtls_ssl_ticket_init(&t->ticket);
+    mbedtls_ssl_cache_init(&t->cache);
     t->alpn[0] = "http/1.1";
     t->alpn[1] = NULL;
     int r = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
@@ -731,6 +811,27 @@ static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const cha
     return 0;
 }
 
+/* Server: a resumed handshake skips the key exchange and the signature, most of a full one's
+ * cost.  Tickets keep no state on the server; the cache serves clients without them. */
+static int resumption(wsk_ctx *ctx, struct tls_conf *t)
+{
+    char why[128];
+    int r = mbedtls_ssl_ticket_setup(&t->ticket, mbedtls_ctr_drbg_random, &t->drbg,
+                                     MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME);
+    if (r) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: session tickets: %s",
+                tls_strerror(r, why, sizeof why));
+        return WSK_ERR_TLS;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(&t->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &t->ticket);
+    mbedtls_ssl_cache_set_max_entries(&t->cache, CACHE_ENTRIES);
+    mbedtls_ssl_cache_set_timeout(&t->cache, CACHE_TIMEOUT);
+    mbedtls_ssl_conf_session_cache(&t->conf, &t->cache, mbedtls_ssl_cache_get,
+                                   mbedtls_ssl_cache_set);
+    return 0;
+}
+
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
 {
     struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_SERVER);
@@ -742,6 +843,10 @@ int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
     }
     mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
                                                          : MBEDTLS_SSL_VERIFY_NONE);
+    if (resumption(ctx, t) < 0) {
+        conf_free(t);
+        return WSK_ERR_TLS;
+    }
     ctx->tls = t;
     return 0;
 }

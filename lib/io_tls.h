@@ -34,6 +34,10 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o);
  * The transport knows nothing of clients: conn.c (wsk_conn_failed) ends the connection and
  * tells its owner (client.c, or wsbench's hooks).  0, WSK_ERR_NOMEM or WSK_ERR_TLS. */
 int wsk_tls_connect(struct wsk_ws *c, const char *host);
+/* Client: offers the session kept in ts when it was made with `server` ("host:port"), and keeps
+ * this connection's session in ts once its handshake is over (ts must outlive the handshake).
+ * Call after wsk_tls_connect.  1 when a session is offered, else 0. */
+int wsk_tls_session_use(struct wsk_ws *c, wsk_tls_session *ts, const char *server);
 /* wsk_tls_failure (io_transport.h): why c's handshake failed, "certificate verify failed: <why>"
  * (expired, unknown issuer, name mismatch, ...) or "TLS handshake failed: <why>". */
 /* ev_time() when c's TLS handshake completed; 0 while it runs, and for plain sockets. */
