@@ -28,6 +28,7 @@
 
 #include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecdsa.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
@@ -82,7 +83,8 @@ struct tls_conf {
     mbedtls_ctr_drbg_context drbg;
     mbedtls_x509_crt chain; /* our certificate chain (server; client with a certificate) */
     mbedtls_pk_context key;
-    mbedtls_x509_crt ca; /* trust anchors: for client certificates, or for servers */
+    mbedtls_pk_context signer; /* an EC key as an ECDSA context (see fast_signer), else unused */
+    mbedtls_x509_crt ca;       /* trust anchors: for client certificates, or for servers */
     /* Server: resumption by session ticket (RFC 5077; the key pair rotates every
      * TICKET_LIFETIME, mbedTLS keeping the previous key to read older tickets) and, for clients
      * that send none, by session ID from a cache. */
@@ -702,6 +704,7 @@ static void conf_free(struct tls_conf *t)
     mbedtls_x509_crt_free(&t->chain);
     mbedtls_x509_crt_free(&t->ca);
     mbedtls_pk_free(&t->key);
+    mbedtls_pk_free(&t->signer);
     mbedtls_ctr_drbg_free(&t->drbg);
     mbedtls_entropy_free(&t->entropy);
     free(t);
@@ -730,6 +733,7 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
     mbedtls_x509_crt_init(&t->chain);
     mbedtls_x509_crt_init(&t->ca);
     mbedtls_pk_init(&t->key);
+    mbedtls_pk_init(&t->signer);
     mbedtls_ssl_ticket_init(&t->ticket);
     mbedtls_ssl_cache_init(&t->cache);
     t->alpn[0] = "http/1.1";
@@ -751,6 +755,28 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
     mbedtls_ssl_conf_ciphersuites(&t->conf, modern_suites);
     mbedtls_ssl_conf_curves(&t->conf, modern_curves);
     return t;
+}
+
+/* The key that signs our handshakes.  mbedTLS 2.28 parses an EC key as a plain key pair, and
+ * signing with one copies it into a new ECDSA context each time, curve included, so the table of
+ * multiples of the base point (the fixed-point comb, MBEDTLS_ECP_FIXED_POINT_OPTIM) is rebuilt
+ * for every signature.  The same key held as an ECDSA context keeps its table from the first
+ * signature on, made here: the signature then costs about a third (scripts/tls-floor.c).  Any
+ * failure falls back to the key as parsed. */
+static mbedtls_pk_context *fast_signer(struct tls_conf *t)
+{
+    unsigned char hash[32] = {0}, sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t n;
+    if (mbedtls_pk_get_type(&t->key) != MBEDTLS_PK_ECKEY ||
+        mbedtls_pk_setup(&t->signer, mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA)) ||
+        mbedtls_ecdsa_from_keypair(mbedtls_pk_ec(t->signer), mbedtls_pk_ec(t->key)) ||
+        mbedtls_pk_sign(&t->signer, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, &n,
+                        mbedtls_ctr_drbg_random, &t->drbg)) {
+        mbedtls_pk_free(&t->signer);
+        mbedtls_pk_init(&t->signer);
+        return &t->key;
+    }
+    return &t->signer;
 }
 
 /* Our certificate chain and its key (a key file of NULL: the key is in the certificate file). */
@@ -787,7 +813,7 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s does not match certificate %s", key, cert);
         return WSK_ERR_TLS;
     }
-    r = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, &t->key);
+    r = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, fast_signer(t));
     if (r) {
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
         return WSK_ERR_TLS;
