@@ -16,6 +16,8 @@
  *    without the copy.  After WANT_WRITE mbedTLS holds the encrypted record and must be called
  *    again with the same length: `pending` remembers it, and the bytes stay in the send queue
  *    (not reported written) until the record is out.
+ *  - Each handshake flight leaves in one send (mbedTLS writes one record per message): records
+ *    are gathered while the handshake runs and sent when it waits for the peer or ends.
  *  - Reads loop until mbedTLS wants more from the kernel, because records it has already pulled
  *    in (or that wait in the read-ahead buffer) would never wake the loop again.  The read-ahead
  *    buffer turns mbedTLS's two recv calls per record (header, then body) into one recv for
@@ -50,9 +52,10 @@
 
 #define TLS_CHUNK       16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
 #define TLS_READAHEAD   4096  /* recv size for small reads: several small records per call */
-#define TICKET_LIFETIME 3600  /* s: a ticket key signs for this long and is kept as long again */
-#define CACHE_ENTRIES   1024  /* sessions kept for clients without tickets (a list, searched) */
-#define CACHE_TIMEOUT   3600  /* s */
+#define TLS_FLIGHT      4096 /* handshake records gathered into one send (an ECDSA flight: 1 KiB) */
+#define TICKET_LIFETIME 3600 /* s: a ticket key signs for this long and is kept as long again */
+#define CACHE_ENTRIES   1024 /* sessions kept for clients without tickets (a list, searched) */
+#define CACHE_TIMEOUT   3600 /* s */
 #define SYSTEM_CA_FILE  "/etc/ssl/certs/ca-certificates.crt"
 #define SYSTEM_CA_DIR   "/etc/ssl/certs"
 
@@ -108,6 +111,7 @@ struct tls_sess {
     unsigned in_read : 1;
     unsigned sent_in_read : 1; /* mbedTLS wrote while reading after the handshake */
     unsigned resumed : 1;      /* the handshake resumed an earlier session */
+    unsigned gather : 1;       /* handshake records go to `flight` (see bio_send) */
     int err;                   /* result for the next read, after data that came before it */
     double done_at;            /* ev_time() when the handshake completed */
     size_t pending;            /* plaintext length of the record mbedTLS holds after WANT_WRITE */
@@ -119,6 +123,8 @@ struct tls_sess {
     char peer[64];    /* server: the client's address from accept (see wsk_tcp_accept) */
     uint8_t first[4]; /* the first bytes the peer sent: tells plaintext HTTP from TLS */
     size_t nfirst;
+    uint8_t *flight; /* handshake records not sent yet (TLS_FLIGHT bytes, malloc'd) */
+    size_t flight_len;
     size_t ra_off, ra_len; /* read-ahead bytes not yet handed to mbedTLS */
     uint8_t ra[TLS_READAHEAD];
 };
@@ -172,10 +178,8 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
     return (int)n;
 }
 
-static int bio_send(void *arg, const unsigned char *buf, size_t len)
+static int sock_send(struct tls_sess *s, const unsigned char *buf, size_t len)
 {
-    struct tls_sess *s = arg;
-    if (s->in_read && s->hs_done) s->sent_in_read = 1;
     ssize_t r;
     do r = send(s->c->io.fd, buf, len, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
@@ -183,6 +187,44 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len)
     if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_WRITE;
     if (errno == ECONNRESET || errno == EPIPE) return MBEDTLS_ERR_NET_CONN_RESET;
     return MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+/* Sends what is gathered in `flight`: 0 when all of it left, MBEDTLS_ERR_SSL_WANT_WRITE when the
+ * kernel took only part (the rest stays), another error when the socket failed. */
+static int flight_flush(struct tls_sess *s)
+{
+    while (s->flight_len) {
+        int r = sock_send(s, s->flight, s->flight_len);
+        if (r < 0) return r;
+        s->flight_len -= (size_t)r;
+        memmove(s->flight, s->flight + r, s->flight_len);
+    }
+    if (s->hs_done) { /* no more flights */
+        free(s->flight);
+        s->flight = NULL;
+    }
+    return 0;
+}
+
+/* mbedTLS 2.28 sends each handshake message in a record of its own, one send each: the server's
+ * first flight (ServerHello, Certificate, ServerKeyExchange, ServerHelloDone) would take four
+ * segments.  While the handshake runs (`gather`), records are kept in `flight` and handshake()
+ * sends each flight in one call.  Anything sent later goes after what is left of it. */
+static int bio_send(void *arg, const unsigned char *buf, size_t len)
+{
+    struct tls_sess *s = arg;
+    if (s->in_read && s->hs_done) s->sent_in_read = 1;
+    if (s->gather && !s->flight) s->flight = malloc(TLS_FLIGHT);
+    if (s->flight_len + len > TLS_FLIGHT || !s->gather) {
+        int r = s->flight_len ? flight_flush(s) : 0;
+        if (r < 0) return r;
+    }
+    if (s->gather && s->flight && s->flight_len + len <= TLS_FLIGHT) {
+        memcpy(s->flight + s->flight_len, buf, len);
+        s->flight_len += len;
+        return (int)len;
+    }
+    return sock_send(s, buf, len); /* a record too large to gather, or no memory for it */
 }
 
 /* mbedTLS 2.28 matches only DNS names; a URL with an address (wss://127.0.0.1/) is checked here
@@ -431,8 +473,14 @@ static void hold_writes(struct wsk_ws *c, struct tls_sess *s)
 static void on_kick(struct ev_loop *ev, ev_io *w, int revents)
 {
     (void)revents;
+    struct wsk_ws *c = w->data;
+    struct tls_sess *s = sess_of(c);
+    /* The rest of a flight goes first: the handshake may be over, with nothing else to send. */
+    int r = s->flight_len ? flight_flush(s) : 0;
+    if (r == MBEDTLS_ERR_SSL_WANT_WRITE) return;
+    if (r < 0 && !s->err) s->err = WSK_ERR_IO;
     ev_io_stop(ev, w);
-    ev_feed_event(ev, &((struct wsk_ws *)w->data)->io, EV_READ);
+    ev_feed_event(ev, &c->io, EV_READ);
 }
 
 static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
@@ -440,7 +488,11 @@ static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
     wsk_loop *loop = c->ctx->loop;
     s->hs_done = 1;
     s->done_at = ev_time();
-    ev_io_stop(loop->ev, &s->kick);
+    if (!s->flight_len) { /* else the kick sends the rest of the last flight */
+        ev_io_stop(loop->ev, &s->kick);
+        free(s->flight);
+        s->flight = NULL;
+    }
     if (s->held) {
         s->held = 0;
         c->flags &= ~WSK_F_WANT_WRITE;
@@ -499,11 +551,18 @@ static int handshake(struct wsk_ws *c, struct tls_sess *s)
 {
     /* mbedtls_ssl_handshake, one step at a time: whether the session was resumed is known only
      * while the handshake runs (mbedTLS frees that state when it ends). */
-    int r = 0;
+    int r = s->flight_len ? flight_flush(s) : 0;
+    s->gather = 1;
     while (!r && s->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
         r = mbedtls_ssl_handshake_step(&s->ssl);
         if (s->ssl.handshake && s->ssl.handshake->resume) s->resumed = 1;
     }
+    s->gather = 0;
+    /* The flight (or a fatal alert) leaves now; the kick sends what the kernel refused. */
+    int f = s->flight_len ? flight_flush(s) : 0;
+    if (f == MBEDTLS_ERR_SSL_WANT_WRITE) ev_io_start(c->ctx->loop->ev, &s->kick);
+    if (f < 0 && f != MBEDTLS_ERR_SSL_WANT_WRITE && (r == 0 || r == MBEDTLS_ERR_SSL_WANT_READ))
+        r = f;
     if (r == 0) {
         handshake_done(c, s);
         return 0;
@@ -687,6 +746,7 @@ void wsk_tls_release(struct wsk_ws *c)
     ev_io_stop(c->ctx->loop->ev, &s->kick);
     if (s->hs_done && !s->dead) mbedtls_ssl_close_notify(&s->ssl);
     mbedtls_ssl_free(&s->ssl);
+    free(s->flight);
     free(s->host);
     free(s->why);
     free(s);
