@@ -91,10 +91,13 @@ struct tls_conf {
     mbedtls_pk_context key;
     mbedtls_pk_context signer; /* an EC key as an ECDSA context (see fast_signer), else unused */
     mbedtls_x509_crt ca;       /* trust anchors: for client certificates, or for servers */
-    /* Server: resumption by session ticket (RFC 5077; the key pair rotates every
-     * TICKET_LIFETIME, mbedTLS keeping the previous key to read older tickets) and, for clients
+    /* Server: resumption by session ticket (RFC 5077; a new key every TICKET_LIFETIME, on a
+     * timer, the previous one still reading the tickets it made) and, for clients
      * that send none, by session ID from a cache. */
-    mbedtls_ssl_ticket_context ticket;
+    mbedtls_ssl_ticket_context ticket[2]; /* the key that makes tickets, and the one before */
+    unsigned ticket_now;                  /* which of the two makes them */
+    ev_timer rotate;                      /* every TICKET_LIFETIME; started when `ev` is set */
+    struct ev_loop *ev;
     mbedtls_ssl_cache_context cache;
     const char *alpn[2]; /* mbedTLS keeps a pointer to this list */
     /* Small segments are gathered here into one record.  Shared: a record is built and handed
@@ -762,7 +765,12 @@ void wsk_tls_release(struct wsk_ws *c)
 static void conf_free(struct tls_conf *t)
 {
     mbedtls_ssl_config_free(&t->conf);
-    mbedtls_ssl_ticket_free(&t->ticket);
+    if (t->ev) {
+        ev_ref(t->ev);
+        ev_timer_stop(t->ev, &t->rotate);
+    }
+    mbedtls_ssl_ticket_free(&t->ticket[0]);
+    mbedtls_ssl_ticket_free(&t->ticket[1]);
     mbedtls_ssl_cache_free(&t->cache);
     mbedtls_x509_crt_free(&t->chain);
     mbedtls_x509_crt_free(&t->ca);
@@ -797,7 +805,10 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
     mbedtls_x509_crt_init(&t->ca);
     mbedtls_pk_init(&t->key);
     mbedtls_pk_init(&t->signer);
-    mbedtls_ssl_ticket_init(&t->ticket);
+    mbedtls_ssl_ticket_init(&t->ticket[0]);
+    mbedtls_ssl_ticket_init(&t->ticket[1]);
+    t->ticket_now = 0;
+    t->ev = NULL;
     mbedtls_ssl_cache_init(&t->cache);
     t->alpn[0] = "http/1.1";
     t->alpn[1] = NULL;
@@ -900,20 +911,63 @@ static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const cha
     return 0;
 }
 
+/* A new ticket key (AES-256-GCM) in t->ticket[i]. */
+static int ticket_key(struct tls_conf *t, unsigned i)
+{
+    mbedtls_ssl_ticket_free(&t->ticket[i]);
+    mbedtls_ssl_ticket_init(&t->ticket[i]);
+    return mbedtls_ssl_ticket_setup(&t->ticket[i], mbedtls_ctr_drbg_random, &t->drbg,
+                                    MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME);
+}
+
+static int ticket_write(void *arg, const mbedtls_ssl_session *session, unsigned char *start,
+                        const unsigned char *end, size_t *tlen, uint32_t *lifetime)
+{
+    struct tls_conf *t = arg;
+    return mbedtls_ssl_ticket_write(&t->ticket[t->ticket_now], session, start, end, tlen, lifetime);
+}
+
+/* A ticket names its key: one the current key did not make is tried with the previous one
+ * (mbedTLS answers "expired" for a name it does not know, before touching the ticket). */
+static int ticket_parse(void *arg, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
+{
+    struct tls_conf *t = arg;
+    int r = mbedtls_ssl_ticket_parse(&t->ticket[t->ticket_now], session, buf, len);
+    if (r == MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED)
+        r = mbedtls_ssl_ticket_parse(&t->ticket[!t->ticket_now], session, buf, len);
+    return r;
+}
+
+/* A stolen ticket key opens every session it sealed (RFC 5077 section 5.5): a new key replaces
+ * the older of the two, which is then as old as any ticket still valid (TICKET_LIFETIME). */
+static void on_rotate(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    struct tls_conf *t = w->data;
+    unsigned next = !t->ticket_now;
+    if (!ticket_key(t, next)) t->ticket_now = next;
+    /* else: no random bytes now; the current key goes on and the next turn tries again */
+}
+
 /* Server: a resumed handshake skips the key exchange and the signature, most of a full one's
  * cost.  Tickets keep no state on the server; the cache serves clients without them. */
 static int resumption(wsk_ctx *ctx, struct tls_conf *t)
 {
     char why[128];
-    int r = mbedtls_ssl_ticket_setup(&t->ticket, mbedtls_ctr_drbg_random, &t->drbg,
-                                     MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME);
+    int r = ticket_key(t, 0);
+    if (!r) r = ticket_key(t, 1); /* a "previous" key no ticket names yet */
     if (r) {
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: session tickets: %s",
                 tls_strerror(r, why, sizeof why));
         return WSK_ERR_TLS;
     }
-    mbedtls_ssl_conf_session_tickets_cb(&t->conf, mbedtls_ssl_ticket_write,
-                                        mbedtls_ssl_ticket_parse, &t->ticket);
+    mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
+    t->ev = ctx->loop->ev;
+    ev_timer_init(&t->rotate, on_rotate, TICKET_LIFETIME, TICKET_LIFETIME);
+    t->rotate.data = t;
+    ev_timer_start(t->ev, &t->rotate);
+    ev_unref(t->ev); /* the rotation alone does not keep the loop running */
     mbedtls_ssl_cache_set_max_entries(&t->cache, CACHE_ENTRIES);
     mbedtls_ssl_cache_set_timeout(&t->cache, CACHE_TIMEOUT);
     mbedtls_ssl_conf_session_cache(&t->conf, &t->cache, mbedtls_ssl_cache_get,
