@@ -165,6 +165,7 @@ typedef struct wb_counters {
     uint64_t closed;            /* connections ended (any way) */
     uint64_t rounds;            /* chat: rounds completed */
     uint64_t deflate;           /* handshakes that negotiated permessage-deflate */
+    uint64_t tls_resumed;       /* TLS handshakes that resumed a session (--tls-resume) */
     uint64_t err[WB_E_COUNT];
 } wb_counters;
 

@@ -313,6 +313,7 @@ static void opened(wb_thread *t, wb_conn *c, uint8_t *rest, size_t n, uint8_t *m
     struct wsk_ws *ws = c->ws;
     c->rsv = (ws->flags & WSK_F_PMD) ? WSK_RSV1 : 0;
     if (c->rsv) wb_add(&t->st.deflate, 1);
+    if (wsk_tls_resumed(ws)) wb_add(&t->st.tls_resumed, 1);
     c->state = WB_C_OPEN;
     t->connecting--;
     wb_add(&t->st.opened, 1);

@@ -109,6 +109,8 @@ def wsbench_checks(certs):
         ok(r[0] == 0 and resumed == 10,
            "wsbench --tls-resume: every connection after each slot's first resumes",
            f"status {r[0]}, {resumed} resumed\n{r[2][-1500:]}\n{srv.stderr[-1500:]}")
+        ok("TLS session resumed on 10 of 12" in r[1], "wsbench counts the resumed handshakes",
+           r[1][-1500:])
 
 
 def main():
