@@ -14,7 +14,9 @@
 
 /* Loads the server's certificate chain, key (o->tls_key_password for an encrypted one) and
  * optional client CA (o->tls_*) into ctx->tls: TLS 1.2 and up, ECDHE with AES-GCM or
- * ChaCha20-Poly1305, ALPN http/1.1, client certificates required when tls_client_ca is set.
+ * ChaCha20-Poly1305, ALPN http/1.1, client certificates required when tls_client_ca is set;
+ * sessions resume by ticket (the key replaced hourly by a timer on ctx->loop, which does not
+ * keep the loop running: free the configuration before the loop) or from a session ID cache.
  * 0, or WSK_ERR_TLS with the reason logged (WSK_LOG_ERROR). */
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
 /* Starts the server side of a TLS session on an accepted connection (sets WSK_F_TLS).  The
