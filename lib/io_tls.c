@@ -561,7 +561,8 @@ static int handshake(struct wsk_ws *c, struct tls_sess *s)
     s->gather = 1;
     while (!r && s->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
         r = mbedtls_ssl_handshake_step(&s->ssl);
-        if (s->ssl.handshake && s->ssl.handshake->resume) s->resumed = 1;
+        /* A client sets it when it offers a session, and clears it if the server declines. */
+        if (s->ssl.handshake) s->resumed = s->ssl.handshake->resume != 0;
     }
     s->gather = 0;
     /* The flight (or a fatal alert) leaves now; the kick sends what the kernel refused. */

@@ -565,12 +565,15 @@ static void on_done(struct ev_loop *ev, ev_async *w, int revents)
 /* Connections one after another with one wsk_tls_session: to the main server, again (resumed),
  * to the same server on another port (a full handshake: the session is kept for one host and
  * port, although this server would take it), and to the first port again (a full handshake:
- * the session kept is now the other port's). */
+ * the session kept is now the other port's); then to a third server twice, restarted in
+ * between: the session offered the second time is declined, and the client knows it. */
+#define RS_STEPS 6
 static struct {
     wsk_loop *loop;
     wsk_tls_session *ts;
-    unsigned ports[4];
-    int resumed[4];
+    wsk_server *third;
+    unsigned ports[RS_STEPS];
+    int resumed[RS_STEPS];
     int step;
 } rs;
 
@@ -595,9 +598,17 @@ static void rs_close(wsk_ws *ws, unsigned code, const char *reason, size_t reaso
 static void rs_next(void)
 {
     static const wsk_handlers h = {.open = rs_open, .close = rs_close};
-    if (rs.step == 4) {
+    if (rs.step == RS_STEPS) {
         ev_break(EV_DEFAULT, EVBREAK_ALL);
         return;
+    }
+    if (rs.step == RS_STEPS - 1) { /* the third server restarts: new ticket keys, empty cache */
+        wsk_server_free(rs.third);
+        rs.third = server(rs.loop, path("server.crt"), path("server.key"), NULL, NULL, 10);
+        if (!rs.third || wsk_server_listen(rs.third, "127.0.0.1", rs.ports[rs.step]) < 0) {
+            ev_break(EV_DEFAULT, EVBREAK_ALL);
+            return;
+        }
     }
     char url[64];
     snprintf(url, sizeof url, "wss://localhost:%u/", rs.ports[rs.step]);
@@ -615,15 +626,22 @@ static void client_resumption(wsk_loop *loop, unsigned port, unsigned other)
     rs.ts = wsk_tls_session_new();
     rs.ports[0] = rs.ports[1] = rs.ports[3] = port;
     rs.ports[2] = other;
+    rs.third = server(loop, path("server.crt"), path("server.key"), NULL, NULL, 10);
+    if (rs.third) wsk_server_listen(rs.third, "127.0.0.1", 0);
+    rs.ports[4] = rs.ports[5] = rs.third ? wsk_server_port(rs.third) : 0;
     rs.step = 0;
     rs_next();
     ev_run(EV_DEFAULT, 0);
-    CHECK(rs.step == 4, "four connections in turn (%d)", rs.step);
+    CHECK(rs.step == RS_STEPS, "six connections in turn (%d)", rs.step);
     CHECK(rs.resumed[0] == 0, "the first handshake is a full one (%d)", rs.resumed[0]);
     CHECK(rs.resumed[1] == 1, "the next connection resumes its session (%d)", rs.resumed[1]);
     CHECK(rs.resumed[2] == 0, "another port: a full handshake (%d)", rs.resumed[2]);
     CHECK(rs.resumed[3] == 0, "back: a full handshake, the session kept was the other port's (%d)",
           rs.resumed[3]);
+    CHECK(rs.resumed[4] == 0 && rs.resumed[5] == 0,
+          "a restarted server declines the session offered: a full handshake (%d, %d)",
+          rs.resumed[4], rs.resumed[5]);
+    wsk_server_free(rs.third);
     wsk_tls_session_free(rs.ts);
     wsk_tls_session_free(NULL);
 }
