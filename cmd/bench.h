@@ -119,6 +119,7 @@ typedef struct wb_opts {
     double stop_timeout;          /* seconds for the closing handshakes at the end */
     unsigned connect_concurrency; /* connections being set up at once, per thread */
     unsigned source_ips;          /* spread connections over 127.0.0.1 .. 127.0.0.N; 0 = auto */
+    int tls_resume;               /* --tls-resume: resume the slot's last TLS session */
     const char *headers[WB_MAX_HEADERS];
     size_t nheaders;
     const char *protos[WB_MAX_PROTOS];
@@ -189,6 +190,7 @@ typedef struct wb_counters {
     uint64_t ended;             /* of them, the ones that had opened */
     uint64_t rounds;            /* chat: rounds completed */
     uint64_t deflate;           /* handshakes that negotiated permessage-deflate */
+    uint64_t tls_resumed;       /* TLS handshakes that resumed a session (--tls-resume) */
     uint64_t err[WB_E_COUNT];
 } wb_counters;
 

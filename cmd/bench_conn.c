@@ -315,6 +315,7 @@ static void opened(wb_thread *t, wb_conn *c, uint8_t *rest, size_t n, uint8_t *m
     struct wsk_ws *ws = c->ws;
     c->rsv = (ws->flags & WSK_F_PMD) ? WSK_RSV1 : 0;
     if (c->rsv) wb_add(&t->st.deflate, 1);
+    if (wsk_tls_resumed(ws)) wb_add(&t->st.tls_resumed, 1);
     c->state = WB_C_OPEN;
     t->connecting--;
     wb_add(&t->st.opened, 1);
@@ -380,6 +381,16 @@ static void handshake_bytes(wb_thread *t, wb_conn *c, uint8_t *p, size_t n)
 
 /* ----- connect ------------------------------------------------------------------------------ */
 
+/* --tls-resume: the slot offers the session of its previous connection (a failure to keep one
+ * only costs a full handshake). */
+static void resume_tls(const wb_state *s, wb_conn *c)
+{
+    char server[300];
+    if (!c->tls) c->tls = wsk_tls_session_new();
+    snprintf(server, sizeof server, "%s:%u", s->host, s->port);
+    wsk_tls_session_use(c->ws, c->tls, server);
+}
+
 static void connected(wb_thread *t, wb_conn *c)
 {
     const wb_dest *d = WB_DEST(t->s, c);
@@ -402,6 +413,7 @@ static void connected(wb_thread *t, wb_conn *c)
         wb_conn_fail(t, c, WB_E_TLS, "cannot create a TLS session");
         return;
     }
+    if (s->secure && s->o->tls_resume) resume_tls(s, c);
     send_request(t, c);
 }
 

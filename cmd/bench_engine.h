@@ -68,8 +68,9 @@ typedef struct wb_conn {
     uint64_t t_drain;     /* when the close frames were exchanged, ns */
     uint64_t *ring;       /* closed loop: send times of the messages in flight */
     uint32_t ring_mask, ring_head, ring_tail;
-    uint64_t sched; /* open loop: messages scheduled so far */
-    uint8_t *own;   /* pubsub publisher: frames built as they are sent */
+    uint64_t sched;              /* open loop: messages scheduled so far */
+    uint8_t *own;                /* pubsub publisher: frames built as they are sent */
+    struct wsk_tls_session *tls; /* --tls-resume: this slot's last TLS session */
 } wb_conn;
 
 struct wb_thread {

@@ -246,10 +246,13 @@ static void describe_load(const wb_opts *o, const wb_result *r, FILE *out)
         break;
     default: break;
     }
-    char z[64] = "";
+    char z[128] = "";
     if (o->compress)
         snprintf(z, sizeof z, "; permessage-deflate on %llu of %llu",
                  (unsigned long long)r->c.deflate, (unsigned long long)r->opened_all);
+    if (o->tls_resume)
+        snprintf(z + strlen(z), sizeof z - strlen(z), "; TLS session resumed on %llu of %llu",
+                 (unsigned long long)r->c.tls_resumed, (unsigned long long)r->opened_all);
     fprintf(out, "  %u connection%s on %u thread%s; %s%s%s\n", r->conns_wanted,
             r->conns_wanted == 1 ? "" : "s", r->threads, r->threads == 1 ? "" : "s", what, z,
             o->verify ? "; verified" : "");
@@ -365,6 +368,7 @@ static cJSON *result_json(const wb_opts *o, const wb_result *r)
     cJSON_AddNumberToObject(c, "opened", r->conns_open);
     cJSON_AddNumberToObject(c, "handshakes", (double)r->opened_all);
     cJSON_AddNumberToObject(c, "deflate", (double)r->c.deflate);
+    cJSON_AddNumberToObject(c, "tls_resumed", (double)r->c.tls_resumed);
     cJSON_AddItemToObject(c, "connect_ns", hist_json(&r->conn));
     cJSON *m = cJSON_AddObjectToObject(j, "messages");
     cJSON_AddNumberToObject(m, "received", (double)r->c.msgs_rx);

@@ -56,6 +56,7 @@ enum {
     OPT_STOP_TIMEOUT,
     OPT_CONCURRENCY,
     OPT_SOURCE_IPS,
+    OPT_TLS_RESUME,
     OPT_PUBLISHERS,
     OPT_SUBSCRIBERS,
     OPT_TOPICS,
@@ -99,6 +100,7 @@ static const cli_option options[] = {
     {"subprotocol", OPT_PROTO, "PROTO", "offer a subprotocol (repeatable)"},
     {"origin", OPT_ORIGIN, "ORIGIN", "send an Origin header"},
     {"no-check", CLI_OPT_NO_CHECK, NULL, "do not verify the server's TLS certificate"},
+    {"tls-resume", OPT_TLS_RESUME, NULL, "wss: resume each slot's last TLS session"},
     CLI_TLS_OPTIONS,
     {"json", OPT_JSON, NULL, "the result as JSON on stdout, instead of the summary"},
     {"csv", OPT_CSV, "FILE", "the per-second series as CSV (- for stdout)"},
@@ -308,6 +310,7 @@ static void parse(int argc, char **argv, cmdline *cl)
             o->connect_concurrency = (unsigned)count_arg(c, arg, 1, 1000000);
             break;
         case OPT_SOURCE_IPS: o->source_ips = (unsigned)count_arg(c, arg, 1, 254); break;
+        case OPT_TLS_RESUME: o->tls_resume = 1; break;
         case OPT_PUBLISHERS:
             o->publishers = (unsigned)count_arg(c, arg, 1, 1000000);
             cl->pubsub_flag = "publishers";

@@ -387,7 +387,22 @@ typedef struct wsk_client_opts {
     const char *tls_key;       /* PEM key of tls_cert */
     const char *tls_key_password;
     int tls_insecure; /* do not verify the server certificate */
+    /* Resume TLS sessions (NULL: every handshake is a full one).  The caller's object, shared by
+     * its connections one after another: a wss:// connection offers the session it holds when
+     * that was made with the same host and port, and leaves its own there once its TLS
+     * handshake is over.  It must outlive every connection made with it. */
+    struct wsk_tls_session *tls_session;
 } wsk_client_opts;
+
+/* A TLS session to resume (see wsk_client_opts.tls_session): an opaque object made empty by
+ * wsk_tls_session_new (NULL when memory is short) and freed with wsk_tls_session_free (NULL is
+ * fine), after the last connection that used it ended. */
+typedef struct wsk_tls_session wsk_tls_session;
+WSK_API wsk_tls_session *wsk_tls_session_new(void);
+WSK_API void wsk_tls_session_free(wsk_tls_session *ts);
+/* 1 when ws's TLS handshake is over and resumed an earlier session (a client offering one, or a
+ * server accepting a ticket or a cached session ID), else 0 (also for ws:// and NULL). */
+WSK_API int wsk_tls_resumed(const wsk_ws *ws);
 
 /* Fills `o` with the defaults above. */
 WSK_API void wsk_client_opts_init(wsk_client_opts *o);
