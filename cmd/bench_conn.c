@@ -383,11 +383,11 @@ static void handshake_bytes(wb_thread *t, wb_conn *c, uint8_t *p, size_t n)
 
 /* --tls-resume: the slot offers the session of its previous connection (a failure to keep one
  * only costs a full handshake). */
-static void resume_tls(const wb_state *s, wb_conn *c)
+static void resume_tls(const wb_dest *d, wb_conn *c)
 {
     char server[300];
     if (!c->tls) c->tls = wsk_tls_session_new();
-    snprintf(server, sizeof server, "%s:%u", s->host, s->port);
+    snprintf(server, sizeof server, "%s:%u", d->host, d->port);
     wsk_tls_session_use(c->ws, c->tls, server);
 }
 
@@ -413,7 +413,7 @@ static void connected(wb_thread *t, wb_conn *c)
         wb_conn_fail(t, c, WB_E_TLS, "cannot create a TLS session");
         return;
     }
-    if (s->secure && s->o->tls_resume) resume_tls(s, c);
+    if (d->secure && t->s->o->tls_resume) resume_tls(d, c);
     send_request(t, c);
 }
 
