@@ -12,7 +12,9 @@
  *   bench_scenario.c  what to send and what a received message means (echo, chat, ...)
  *   bench_hist.c      latencies into log-linear buckets
  *   bench_verdict.c   the verdict on a run (did it measure anything?), its report, exit status
- *   bench_report.c    summary, JSON, CSV, thresholds
+ *   bench_report.c    summary, JSON, CSV, .hgrm percentiles, thresholds
+ *   bench_html.c      the HTML report: tables and charts of one run or of a compare
+ *   bench_svg.c       the charts' SVG writer
  *   bench_compare.c   several targets in turn, for several rounds; the compare table
  */
 #ifndef WB_BENCH_H
@@ -55,6 +57,21 @@ void wb_hist_sub(wb_hist *dst, const wb_hist *src);
  * empty. */
 uint64_t wb_hist_quantile(const wb_hist *h, double q);
 double wb_hist_mean(const wb_hist *h);
+/* The standard deviation, from the middles of the buckets. */
+double wb_hist_stddev(const wb_hist *h);
+
+/* One row of the percentile spectrum: a value, the fraction of values at or below the level
+ * (pct, 0..1) and how many values that is. */
+typedef struct wb_pct {
+    uint64_t value, total;
+    double pct;
+} wb_pct;
+/* The spectrum as HdrHistogram's outputPercentileDistribution walks it (ticks rows per halving
+ * of the distance to 100%; it prints with 5), each value the top of its bucket clamped to
+ * [min, max], the last row at 1.0: at most cap rows into out, their number returned (0 when
+ * empty).  A 2^64-value histogram needs fewer than WB_PCT_MAX rows at 5 ticks. */
+#define WB_PCT_MAX 1024
+size_t wb_hist_spectrum(const wb_hist *h, unsigned ticks, wb_pct *out, size_t cap);
 
 /* Single-writer counters that another thread reads: relaxed loads and stores compile to plain
  * moves, where an atomic add would cost a locked instruction per update. */
@@ -102,6 +119,7 @@ typedef struct wb_opts {
     double stop_timeout;          /* seconds for the closing handshakes at the end */
     unsigned connect_concurrency; /* connections being set up at once, per thread */
     unsigned source_ips;          /* spread connections over 127.0.0.1 .. 127.0.0.N; 0 = auto */
+    int tls_resume;               /* --tls-resume: resume the slot's last TLS session */
     const char *headers[WB_MAX_HEADERS];
     size_t nheaders;
     const char *protos[WB_MAX_PROTOS];
@@ -109,11 +127,17 @@ typedef struct wb_opts {
     const char *origin;
     unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
     unsigned publishers, subscribers, topics; /* pubsub */
-    cli_tls tls; /* --no-check, -k, --ca, --cert, --key, --passphrase */
-    int pid;     /* server process whose CPU time is measured; 0 = none */
+    const char *const *spread; /* several URLs for one run: connection i uses spread[i % n] */
+    unsigned nspread;          /* 0: the run's one URL */
+    cli_tls tls;               /* --no-check, -k, --ca, --cert, --key, --passphrase */
+    int pid;                   /* server process whose CPU time is measured; 0 = none */
     /* output */
     int json, quiet, status, markdown;
-    const char *csv; /* per-second series: file name, "-" for stdout */
+    const char *csv;         /* per-second series: file name, "-" for stdout */
+    const char *percentiles; /* --percentiles: the latency spectrum as an HdrHistogram .hgrm */
+    const char *report;      /* --report: the HTML report */
+    int argc;                /* the command line, for the report */
+    char **argv;
     wb_threshold thresholds[WB_MAX_THRESHOLDS];
     unsigned nthresholds;
     /* compare */
@@ -126,6 +150,7 @@ const char *wb_scenario_name(int s);
 
 /* One server to run against: its URL, its name in the compare table, the --pid to measure. */
 #define WB_MAX_TARGETS 16
+#define WB_MAX_SPREAD  64
 typedef struct wb_target {
     const char *url;
     char label[64];
@@ -162,17 +187,21 @@ typedef struct wb_counters {
     uint64_t msgs_tx, bytes_tx; /* data messages and payload bytes handed to the kernel */
     uint64_t opened;            /* handshakes completed */
     uint64_t closed;            /* connections ended (any way) */
+    uint64_t ended;             /* of them, the ones that had opened */
     uint64_t rounds;            /* chat: rounds completed */
     uint64_t deflate;           /* handshakes that negotiated permessage-deflate */
+    uint64_t tls_resumed;       /* TLS handshakes that resumed a session (--tls-resume) */
     uint64_t err[WB_E_COUNT];
 } wb_counters;
 
 /* One measured second. */
 typedef struct wb_second {
-    uint64_t msgs, bytes;   /* received (connect: connections opened) */
-    uint64_t errors;        /* new errors */
-    uint64_t p50, p99, max; /* latency (ns) of what arrived in this second */
-    double busy;            /* the busiest wsbench thread's CPU share */
+    uint64_t msgs, bytes;     /* received (connect: connections opened) */
+    uint64_t errors;          /* new errors */
+    uint64_t err[WB_E_COUNT]; /* of each kind */
+    uint64_t open;            /* connections open at the end of the second */
+    uint64_t p50, p99, max;   /* latency (ns) of what arrived in this second */
+    double busy;              /* the busiest wsbench thread's CPU share */
 } wb_second;
 
 /* One run of one scenario against one server. */
@@ -236,6 +265,14 @@ unsigned wb_thresholds_check(const wb_opts *o, const wb_result *r, FILE *out);
 void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out);
 void wb_report_json(const wb_opts *o, const wb_result *r, unsigned nr, int compare, FILE *out);
 int wb_report_csv(const wb_opts *o, const wb_result *r, const char *path);
+/* The latency spectrum of r in HdrHistogram's .hgrm text (values in milliseconds) into path
+ * ("-" for stdout): 0, or -1 with errno set. */
+int wb_report_hgrm(const wb_result *r, const char *path);
+/* The percentiles of the summary's distribution table (and the report's): 50 .. 99.99%. */
+#define WB_DIST_LEVELS 6
+extern const double wb_dist_levels[WB_DIST_LEVELS];
+/* Errors of every kind. */
+uint64_t wb_errors_total(const wb_result *r);
 /* What is counted: "msg", or "conn" for the connect scenario; the latency's name. */
 const char *wb_unit_name(int scenario);
 const char *wb_latency_name(int scenario);
@@ -243,5 +280,61 @@ const char *wb_latency_name(int scenario);
 /* Numbers for people: "1,234,567", "12.3 ms", "45.6 MB/s". */
 char *wb_fmt_count(char *buf, size_t cap, uint64_t v);
 char *wb_fmt_time(char *buf, size_t cap, double ns);
+
+/* ----- compare figures (bench_compare.c) ----------------------------------------------------- */
+
+/* Figures of one target over the rounds of a compare: medians of the rate (messages or
+ * connections per second), of its ratio to the first target within each round, of p99 (ns) and
+ * of CPU seconds per million (NAN when unknown); the range of the rate; runs that measured
+ * something and runs where wsbench was its own limit. */
+typedef struct wb_summary {
+    double rate, lo, hi, ratio, p99, cpu_per_m, self_per_m;
+    unsigned ok, saturated;
+} wb_summary;
+/* runs[round * nt + target]. */
+wb_summary wb_summarise(const wb_result *runs, unsigned nt, unsigned rounds, unsigned t);
+
+/* ----- the HTML report (bench_html.c, bench_svg.c) ------------------------------------------- */
+
+/* Writes the report of runs[round * nt + target] (one run: nt = rounds = 1) to path: 0, or -1
+ * with errno set. */
+int wb_report_html(const wb_opts *o, const wb_result *runs, unsigned nt, unsigned rounds,
+                   const char *path);
+
+/* An axis: its range, linear or log10 (ticks at powers of ten), a tick label writer (NULL:
+ * %g), its name; hide draws neither ticks nor grid lines. */
+typedef struct wb_axis {
+    double min, max;
+    int log, hide, whole; /* whole: ticks at whole numbers only */
+    void (*fmt)(char *buf, size_t cap, double v);
+    const char *name;
+} wb_axis;
+
+/* One chart being written to f: wb_svg_begin, wb_svg_axes, then marks, then wb_svg_end.  The
+ * marks take data coordinates and are clamped to the plot area. */
+typedef struct wb_svg {
+    FILE *f;
+    int w, h;
+    wb_axis x, y;
+} wb_svg;
+
+void wb_svg_begin(wb_svg *s, FILE *f, int w, int h, const char *title);
+void wb_svg_axes(wb_svg *s, const wb_axis *x, const wb_axis *y);
+double wb_svg_x(const wb_svg *s, double v);
+double wb_svg_y(const wb_svg *s, double v);
+/* A line through n points in the colour of series. */
+void wb_svg_line(wb_svg *s, const double *x, const double *y, size_t n, unsigned series);
+/* A bar between x0 and x1 from y0 up to y1 (stacked bars: y0 is the top of the one below). */
+void wb_svg_bar(wb_svg *s, double x0, double x1, double y0, double y1, unsigned series);
+/* A min..max whisker at x. */
+void wb_svg_whisker(wb_svg *s, double x, double lo, double hi);
+/* A text centred just above (x, y). */
+void wb_svg_note(wb_svg *s, double x, double y, const char *str);
+/* Coloured names of the series, top right. */
+void wb_svg_legend(wb_svg *s, const char *const *names, unsigned n);
+void wb_svg_end(wb_svg *s);
+const char *wb_svg_colour(unsigned series);
+/* s as XML character data or attribute value (&, <, >, " escaped). */
+void wb_xml_text(FILE *f, const char *s);
 
 #endif

@@ -2,6 +2,7 @@
  * rounds, and the table of medians and per-round ratios.  See bench.h. */
 #include "bench.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,9 @@ static double median(double *v, unsigned n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Figures of one target over the rounds. */
-typedef struct summary {
-    double rate, lo, hi, ratio, p99, cpu_per_m, self_per_m;
-    unsigned ok, saturated;
-} summary;
+typedef wb_summary summary;
 
-static summary summarise(const wb_result *runs, unsigned nt, unsigned rounds, unsigned t)
+summary wb_summarise(const wb_result *runs, unsigned nt, unsigned rounds, unsigned t)
 {
     summary s = {0};
     double rate[64], ratio[64], p99[64], cpu[64], self[64];
@@ -80,7 +77,7 @@ static void table(const wb_opts *o, const wb_result *runs, unsigned nt, unsigned
                 "p99", "server cpu/M", "url");
     }
     for (unsigned t = 0; t < nt; t++) {
-        summary s = summarise(runs, nt, rounds, t);
+        summary s = wb_summarise(runs, nt, rounds, t);
         const wb_result *r0 = &runs[t];
         const char *label = r0->label[0] ? r0->label : r0->url;
         char ratio[16] = "-", cpu[24] = "-", range[64];
@@ -174,6 +171,8 @@ int wb_compare(wb_opts *o, const wb_target *t, unsigned nt, volatile int *stop)
         wb_report_json(o, runs, done_rounds * nt, 1, stdout);
     else
         table(o, runs, nt, done_rounds, stdout);
+    if (o->report && wb_report_html(o, runs, nt, done_rounds, o->report) < 0)
+        fprintf(stderr, "wsbench: cannot write %s: %s\n", o->report, strerror(errno));
     for (unsigned i = 0; i < nt * o->rounds; i++) wb_result_free(&runs[i]);
     free(runs);
     return any_failed ? WB_EXIT_FAILED : WB_EXIT_OK;

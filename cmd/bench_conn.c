@@ -75,6 +75,7 @@ static void slot_free(wb_thread *t, wb_conn *c)
     c->sunsent = c->owed = 0;
     t->live--;
     wb_add(&t->st.closed, 1);
+    if (was_open) wb_add(&t->st.ended, 1);
     if (was_open && wb_phase(s) == WB_P_RUN && !s->sc->start_on_run) {
         wb_atomic_inc(&s->n_ended);
         wb_wake_main(s);
@@ -287,16 +288,17 @@ static int send_request(wb_thread *t, wb_conn *c)
 {
     wb_state *s = t->s;
     const wb_opts *o = s->o;
+    const wb_dest *d = WB_DEST(s, c);
     if (wsk_handshake_client_key(c->key) < 0)
         return wb_conn_fail(t, c, WB_E_HANDSHAKE, "no random key");
     char path[1400], req[WB_REQUEST_MAX];
     if (s->sc->path)
         s->sc->path(s, c, path, sizeof path);
     else
-        snprintf(path, sizeof path, "%s", s->path);
-    int n = wsk_handshake_client_request(req, sizeof req, s->host, s->port, s->secure, path, c->key,
+        snprintf(path, sizeof path, "%s", d->path);
+    int n = wsk_handshake_client_request(req, sizeof req, d->host, d->port, d->secure, path, c->key,
                                          o->protos, o->nprotos, o->origin,
-                                         s->has_userinfo ? s->userinfo : NULL,
+                                         d->has_userinfo ? d->userinfo : NULL,
                                          *s->offer ? s->offer : NULL, o->headers, o->nheaders);
     if (n < 0) return wb_conn_fail(t, c, WB_E_HANDSHAKE, "cannot build the request");
     if (wsk_queue_write(c->ws, req, (size_t)n) < 0)
@@ -313,6 +315,7 @@ static void opened(wb_thread *t, wb_conn *c, uint8_t *rest, size_t n, uint8_t *m
     struct wsk_ws *ws = c->ws;
     c->rsv = (ws->flags & WSK_F_PMD) ? WSK_RSV1 : 0;
     if (c->rsv) wb_add(&t->st.deflate, 1);
+    if (wsk_tls_resumed(ws)) wb_add(&t->st.tls_resumed, 1);
     c->state = WB_C_OPEN;
     t->connecting--;
     wb_add(&t->st.opened, 1);
@@ -378,14 +381,24 @@ static void handshake_bytes(wb_thread *t, wb_conn *c, uint8_t *p, size_t n)
 
 /* ----- connect ------------------------------------------------------------------------------ */
 
+/* --tls-resume: the slot offers the session of its previous connection (a failure to keep one
+ * only costs a full handshake). */
+static void resume_tls(const wb_dest *d, wb_conn *c)
+{
+    char server[300];
+    if (!c->tls) c->tls = wsk_tls_session_new();
+    snprintf(server, sizeof server, "%s:%u", d->host, d->port);
+    wsk_tls_session_use(c->ws, c->tls, server);
+}
+
 static void connected(wb_thread *t, wb_conn *c)
 {
-    const wb_state *s = t->s;
+    const wb_dest *d = WB_DEST(t->s, c);
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) {
-        wb_conn_fail(t, c, WB_E_CONNECT, "connect to %s:%u: %s", s->host, s->port, strerror(err));
+        wb_conn_fail(t, c, WB_E_CONNECT, "connect to %s:%u: %s", d->host, d->port, strerror(err));
         return;
     }
     ev_io_stop(t->ev, &c->io);
@@ -396,10 +409,11 @@ static void connected(wb_thread *t, wb_conn *c)
     }
     c->ws->user = c;
     c->state = WB_C_HANDSHAKE;
-    if (s->secure && wsk_tls_connect(c->ws, s->host) < 0) {
+    if (d->secure && wsk_tls_connect(c->ws, d->host) < 0) {
         wb_conn_fail(t, c, WB_E_TLS, "cannot create a TLS session");
         return;
     }
+    if (d->secure && t->s->o->tls_resume) resume_tls(d, c);
     send_request(t, c);
 }
 
@@ -426,16 +440,17 @@ static const struct sockaddr *source_of(const wb_state *s, const wb_conn *c, str
 void wb_conn_start(wb_thread *t, wb_conn *c)
 {
     wb_state *s = t->s;
+    const wb_dest *d = WB_DEST(s, c);
     c->t0 = wb_now();
     c->flags &= WB_F_DONE;
     struct sockaddr_in a;
     const struct sockaddr *from = source_of(s, c, &a);
-    int err, fd = wsk_tcp_connect((const struct sockaddr *)&s->addr, s->addrlen, from,
+    int err, fd = wsk_tcp_connect((const struct sockaddr *)&d->addr, d->addrlen, from,
                                   from ? sizeof a : 0, &err);
     if (fd < 0) {
         char src[32] = "";
         if (from) snprintf(src, sizeof src, " from 127.0.0.%u", 1 + c->id % s->nsrc);
-        wb_error(t, WB_E_CONNECT, "connection %u: connect to %s:%u%s: %s", c->id, s->host, s->port,
+        wb_error(t, WB_E_CONNECT, "connection %u: connect to %s:%u%s: %s", c->id, d->host, d->port,
                  src, strerror(err));
         wb_atomic_inc(&s->n_settled);
         return;

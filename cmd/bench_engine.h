@@ -68,8 +68,9 @@ typedef struct wb_conn {
     uint64_t t_drain;     /* when the close frames were exchanged, ns */
     uint64_t *ring;       /* closed loop: send times of the messages in flight */
     uint32_t ring_mask, ring_head, ring_tail;
-    uint64_t sched; /* open loop: messages scheduled so far */
-    uint8_t *own;   /* pubsub publisher: frames built as they are sent */
+    uint64_t sched;              /* open loop: messages scheduled so far */
+    uint8_t *own;                /* pubsub publisher: frames built as they are sent */
+    struct wsk_tls_session *tls; /* --tls-resume: this slot's last TLS session */
 } wb_conn;
 
 struct wb_thread {
@@ -141,11 +142,8 @@ typedef struct wb_scen {
 
 extern const wb_scen wb_scen_echo, wb_scen_chat, wb_scen_pubsub, wb_scen_connect, wb_scen_hold;
 
-struct wb_state {
-    const wb_opts *o;
-    const wb_scen *sc;
-    volatile int *stop;
-    /* Target. */
+/* Where connections go: one URL's parts and address. */
+typedef struct wb_dest {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char host[256];
@@ -154,6 +152,18 @@ struct wb_state {
     char path[1024];
     char userinfo[256];
     int has_userinfo;
+} wb_dest;
+
+/* The destination of connection c: the URLs take the connections in turn. */
+#define WB_DEST(s, c) (&(s)->dst[(c)->id % (s)->ndst])
+
+struct wb_state {
+    const wb_opts *o;
+    const wb_scen *sc;
+    volatile int *stop;
+    wb_dest dst[WB_MAX_SPREAD]; /* the run's URLs (wb_opts.spread, or the one URL) */
+    unsigned ndst;
+    int secure;      /* one of them is wss:// */
     unsigned nsrc;   /* source addresses 127.0.0.1 .. 127.0.0.nsrc (0: any) */
     char offer[128]; /* Sec-WebSocket-Extensions offer ("" for none) */
     /* Prebuilt frames (scenario data). */

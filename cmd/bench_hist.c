@@ -1,6 +1,7 @@
 /* Latency histogram: see bench.h. */
 #include "bench.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Bucket of v: v itself below 2^SUB; above, the top SUB bits of v after shifting out the rest,
@@ -105,4 +106,47 @@ uint64_t wb_hist_quantile(const wb_hist *h, double q)
 double wb_hist_mean(const wb_hist *h)
 {
     return h->count ? (double)h->sum / (double)h->count : 0;
+}
+
+double wb_hist_stddev(const wb_hist *h)
+{
+    if (!h->count) return 0;
+    double mean = wb_hist_mean(h), sq = 0;
+    for (unsigned i = 0; i < WB_HIST_BUCKETS; i++) {
+        if (!h->b[i]) continue;
+        uint64_t lo, w;
+        bucket_range(i, &lo, &w);
+        double d = (double)(lo + w / 2) - mean;
+        sq += d * d * (double)h->b[i];
+    }
+    return sqrt(sq / (double)h->count);
+}
+
+/* HdrHistogram's PercentileIterator: the level to reach starts at 0 and moves by 100 / (ticks *
+ * 2^(halvings + 1)) percent, where halvings counts how often the distance to 100% has been
+ * halved; every bucket that reaches the level gives a row (several rows when it crosses several
+ * levels), the bucket of the last value gives one, and a last row says 100%. */
+size_t wb_hist_spectrum(const wb_hist *h, unsigned ticks, wb_pct *out, size_t cap)
+{
+    size_t n = 0;
+    if (!h->count || !cap) return 0;
+    double level = 0;
+    uint64_t total = 0, value = 0;
+    for (unsigned i = 0; i < WB_HIST_BUCKETS && total < h->count; i++) {
+        if (!h->b[i]) continue;
+        total += h->b[i];
+        uint64_t lo, w;
+        bucket_range(i, &lo, &w);
+        value = lo + w - 1; /* HdrHistogram reports a bucket by its highest equivalent value */
+        if (value > h->max) value = h->max;
+        if (value < h->min) value = h->min;
+        while (n < cap - 1 && 100.0 * (double)total / (double)h->count >= level) {
+            out[n++] = (wb_pct){.value = value, .total = total, .pct = level / 100};
+            double halvings = floor(log2(100.0 / (100.0 - level)));
+            level += 100.0 / ((double)ticks * pow(2, halvings + 1));
+            if (total == h->count) break; /* the last bucket: one row, then the 100% row */
+        }
+    }
+    out[n++] = (wb_pct){.value = value, .total = total, .pct = 1};
+    return n;
 }

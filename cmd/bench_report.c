@@ -51,7 +51,9 @@ const char *wb_unit_name(int scenario)
     return scenario == WB_CONNECT ? "conn" : "msg";
 }
 
-static uint64_t errors_total(const wb_result *r)
+const double wb_dist_levels[WB_DIST_LEVELS] = {.5, .75, .9, .99, .999, .9999};
+
+uint64_t wb_errors_total(const wb_result *r)
 {
     uint64_t n = 0;
     for (int e = 0; e < WB_E_COUNT; e++) n += r->c.err[e];
@@ -158,7 +160,7 @@ static double metric_value(const wb_result *r, int m)
     case M_MEAN: return wb_hist_mean(&r->lat);
     case M_RATE: return wb_rate(r);
     case M_MBPS: return r->seconds > 0 ? (double)r->c.bytes_rx / r->seconds / 1e6 : 0;
-    case M_ERRORS: return (double)errors_total(r);
+    case M_ERRORS: return (double)wb_errors_total(r);
     case M_OPEN: return r->conns_open;
     case M_CONNECT_P99: return (double)wb_hist_quantile(&r->conn, .99);
     default: return 0;
@@ -204,6 +206,18 @@ static void hist_line(FILE *out, const char *label, const wb_hist *h)
             wb_fmt_time(e, sizeof e, (double)h->max));
 }
 
+/* HdrHistogram's percentile table, as wrk2 prints it: where the tail begins. */
+static void distribution(FILE *out, const char *name, const wb_hist *h)
+{
+    const double *q = wb_dist_levels;
+    char a[24];
+    fprintf(out, "\n  %s distribution\n", name);
+    for (size_t i = 0; i < WB_DIST_LEVELS; i++)
+        fprintf(out, "  %10.3f%%  %10s\n", q[i] * 100,
+                wb_fmt_time(a, sizeof a, (double)wb_hist_quantile(h, q[i])));
+    fprintf(out, "  %10.3f%%  %10s  (max)\n", 100.0, wb_fmt_time(a, sizeof a, (double)h->max));
+}
+
 static void describe_load(const wb_opts *o, const wb_result *r, FILE *out)
 {
     char what[160] = "";
@@ -232,10 +246,13 @@ static void describe_load(const wb_opts *o, const wb_result *r, FILE *out)
         break;
     default: break;
     }
-    char z[64] = "";
+    char z[128] = "";
     if (o->compress)
         snprintf(z, sizeof z, "; permessage-deflate on %llu of %llu",
                  (unsigned long long)r->c.deflate, (unsigned long long)r->opened_all);
+    if (o->tls_resume)
+        snprintf(z + strlen(z), sizeof z - strlen(z), "; TLS session resumed on %llu of %llu",
+                 (unsigned long long)r->c.tls_resumed, (unsigned long long)r->opened_all);
     fprintf(out, "  %u connection%s on %u thread%s; %s%s%s\n", r->conns_wanted,
             r->conns_wanted == 1 ? "" : "s", r->threads, r->threads == 1 ? "" : "s", what, z,
             o->verify ? "; verified" : "");
@@ -281,7 +298,7 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out)
             fprintf(out, "  %-13s %u of %u, ", "connect", r->conns_open, r->conns_wanted);
         hist_line(out, "", &r->conn);
     }
-    uint64_t errs = errors_total(r);
+    uint64_t errs = wb_errors_total(r);
     fprintf(out, "  %-13s", "errors");
     if (!errs) fputs(" none", out);
     for (int e = 0; e < WB_E_COUNT; e++)
@@ -289,7 +306,9 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out)
             fprintf(out, " %s %s;", wb_fmt_count(a, sizeof a, r->c.err[e]), wb_err_name(e));
     fputc('\n', out);
     if (errs && r->fail[0] && r->ok) fprintf(out, "  %-13s %s\n", "first error", r->fail);
+    if (r->ok && r->lat.count) distribution(out, wb_latency_name(r->scenario), &r->lat);
     if (r->ok) {
+        if (r->lat.count) fputc('\n', out);
         double msgs = r->scenario == WB_CONNECT ? (double)r->c.opened : (double)r->c.msgs_rx;
         fprintf(out, "  %-13s user %.2f s, sys %.2f s; busiest thread %.0f%%", "wsbench cpu",
                 r->cpu_user, r->cpu_sys, r->busy_max * 100);
@@ -349,6 +368,7 @@ static cJSON *result_json(const wb_opts *o, const wb_result *r)
     cJSON_AddNumberToObject(c, "opened", r->conns_open);
     cJSON_AddNumberToObject(c, "handshakes", (double)r->opened_all);
     cJSON_AddNumberToObject(c, "deflate", (double)r->c.deflate);
+    cJSON_AddNumberToObject(c, "tls_resumed", (double)r->c.tls_resumed);
     cJSON_AddItemToObject(c, "connect_ns", hist_json(&r->conn));
     cJSON *m = cJSON_AddObjectToObject(j, "messages");
     cJSON_AddNumberToObject(m, "received", (double)r->c.msgs_rx);
@@ -424,5 +444,36 @@ int wb_report_csv(const wb_opts *o, const wb_result *r, const char *path)
                 (double)s->bytes / 1e6, (unsigned long long)s->errors, (double)s->p50 / 1e3,
                 (double)s->p99 / 1e3, (double)s->max / 1e3, s->busy);
     }
+    return f == stdout ? fflush(f) : fclose(f);
+}
+
+int wb_report_hgrm(const wb_result *r, const char *path)
+{
+    wb_pct *p = malloc(WB_PCT_MAX * sizeof *p);
+    if (!p) return -1;
+    size_t n = wb_hist_spectrum(&r->lat, 5, p, WB_PCT_MAX);
+    FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+    if (!f) {
+        free(p);
+        return -1;
+    }
+    /* outputPercentileDistribution's layout: the header, a blank line, one row per level (the
+     * last without 1/(1-Percentile), which is infinite), then the "#[...]" footer. */
+    fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    for (size_t i = 0; i < n; i++) {
+        double ms = (double)p[i].value / 1e6;
+        if (p[i].pct < 1)
+            fprintf(f, "%12.6f %2.12f %10llu %14.2f\n", ms, p[i].pct,
+                    (unsigned long long)p[i].total, 1 / (1 - p[i].pct));
+        else
+            fprintf(f, "%12.6f %2.12f %10llu\n", ms, p[i].pct, (unsigned long long)p[i].total);
+    }
+    free(p);
+    fprintf(f, "#[Mean    = %12.6f, StdDeviation   = %12.6f]\n", wb_hist_mean(&r->lat) / 1e6,
+            wb_hist_stddev(&r->lat) / 1e6);
+    fprintf(f, "#[Max     = %12.6f, Total count    = %12llu]\n",
+            r->lat.count ? (double)r->lat.max / 1e6 : 0, (unsigned long long)r->lat.count);
+    fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", 64 - WB_HIST_SUB + 1,
+            1 << WB_HIST_SUB);
     return f == stdout ? fflush(f) : fclose(f);
 }

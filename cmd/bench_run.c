@@ -41,47 +41,63 @@ static const char *first_error(const wb_state *s)
 
 /* ----- the run, as the main thread sees it --------------------------------------------------- */
 
-/* The target: URL parts, address, source addresses. */
-static int resolve(wb_state *s, const char *url, char *why, size_t cap)
+/* One URL's parts and address into *d. */
+static int resolve(wb_dest *d, const char *url, char *why, size_t cap)
 {
     wsk_url u;
     if (wsk_url_parse(url, strlen(url), &u) < 0) {
         snprintf(why, cap, "invalid URL: %s", url);
         return -1;
     }
-    if (u.host_len >= sizeof s->host || u.path_len >= sizeof s->path) {
+    if (u.host_len >= sizeof d->host || u.path_len >= sizeof d->path) {
         snprintf(why, cap, "URL too long: %s", url);
         return -1;
     }
-    memcpy(s->host, u.host, u.host_len);
-    s->host[u.host_len] = 0;
-    memcpy(s->path, u.path, u.path_len);
-    s->path[u.path_len] = 0;
-    s->port = u.port;
-    s->secure = u.secure;
+    memcpy(d->host, u.host, u.host_len);
+    d->host[u.host_len] = 0;
+    memcpy(d->path, u.path, u.path_len);
+    d->path[u.path_len] = 0;
+    d->port = u.port;
+    d->secure = u.secure;
     if (u.userinfo) {
         /* Sent as Basic auth, percent-escapes decoded (RFC 3986 3.2.1), as wscat sends it. */
-        if (wsk_url_decode(u.userinfo, u.userinfo_len, 0, s->userinfo, sizeof s->userinfo) >=
-            sizeof s->userinfo) {
+        if (wsk_url_decode(u.userinfo, u.userinfo_len, 0, d->userinfo, sizeof d->userinfo) >=
+            sizeof d->userinfo) {
             snprintf(why, cap, "URL too long: %s", url);
             return -1;
         }
-        s->has_userinfo = 1;
+        d->has_userinfo = 1;
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     char port[8];
-    snprintf(port, sizeof port, "%u", s->port);
-    int r = getaddrinfo(s->host, port, &hints, &ai);
+    snprintf(port, sizeof port, "%u", d->port);
+    int r = getaddrinfo(d->host, port, &hints, &ai);
     if (r) {
-        snprintf(why, cap, "cannot resolve %s: %s", s->host, gai_strerror(r));
+        snprintf(why, cap, "cannot resolve %s: %s", d->host, gai_strerror(r));
         return -1;
     }
-    memcpy(&s->addr, ai->ai_addr, ai->ai_addrlen);
-    s->addrlen = ai->ai_addrlen;
+    memcpy(&d->addr, ai->ai_addr, ai->ai_addrlen);
+    d->addrlen = ai->ai_addrlen;
     freeaddrinfo(ai);
-    unsigned nsrc = s->o->source_ips;
-    int loop4 = s->addr.ss_family == AF_INET &&
-                (ntohl(((struct sockaddr_in *)&s->addr)->sin_addr.s_addr) >> 24) == 127;
+    return 0;
+}
+
+/* The targets (o->spread, else url): their parts and addresses; the source addresses. */
+static int resolve_all(wb_state *s, const char *url, char *why, size_t cap)
+{
+    const wb_opts *o = s->o;
+    s->ndst = o->nspread ? o->nspread : 1;
+    for (unsigned i = 0; i < s->ndst; i++) {
+        if (resolve(&s->dst[i], o->nspread ? o->spread[i] : url, why, cap) < 0) return -1;
+        s->secure |= s->dst[i].secure;
+    }
+    unsigned nsrc = o->source_ips;
+    int loop4 = 1; /* every target on 127/8: connections may come from 127.0.0.x */
+    for (unsigned i = 0; i < s->ndst; i++) {
+        const struct sockaddr_storage *a = &s->dst[i].addr;
+        loop4 &= a->ss_family == AF_INET &&
+                 (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    }
     if (!nsrc && loop4) nsrc = (s->total + 19999) / 20000; /* ~28k ports per source address */
     s->nsrc = loop4 ? nsrc : 0;
     return 0;
@@ -207,6 +223,17 @@ static void on_end(struct ev_loop *ev, ev_timer *tw, int revents)
     check(tw->data);
 }
 
+/* Room for cap rows in the series: 0, or -1 when out of memory. */
+static int series_reserve(wb_result *r, size_t cap)
+{
+    if (cap <= r->cap_series) return 0;
+    wb_second *n = realloc(r->series, cap * sizeof *n);
+    if (!n) return -1;
+    r->series = n;
+    r->cap_series = cap;
+    return 0;
+}
+
 static void begin_measure(watch *w)
 {
     take(w->s, &w->base, 1);
@@ -214,6 +241,8 @@ static void begin_measure(watch *w)
     w->prev_lat = w->base.lat;
     w->measuring = 1;
     w->t_measure = w->base.at;
+    /* A timed run's rows are made now: its seconds only fill them. */
+    if (w->s->o->duration > 0) series_reserve(w->res, (size_t)ceil(w->s->o->duration) + 2);
     if (w->s->o->duration > 0) {
         w->t_end = w->t_measure + (uint64_t)(w->s->o->duration * 1e9);
         /* The 50 ms poll would end the run up to 50 ms late; this timer ends it on time. */
@@ -267,13 +296,9 @@ static void end_run(watch *w)
 
 static void series_push(wb_result *r, const wb_second *sec)
 {
-    if (r->nseries == r->cap_series) {
-        size_t cap = r->cap_series ? r->cap_series * 2 : 64;
-        wb_second *n = realloc(r->series, cap * sizeof *n);
-        if (!n) return;
-        r->series = n;
-        r->cap_series = cap;
-    }
+    if (r->nseries == r->cap_series &&
+        series_reserve(r, r->cap_series ? r->cap_series * 2 : 64) < 0)
+        return;
     r->series[r->nseries++] = *sec;
 }
 
@@ -291,18 +316,21 @@ static wb_second second_push(watch *w, double wall)
     if (busy > w->res->busy_sec_max) w->res->busy_sec_max = busy;
     wb_hist win = w->cur.lat;
     wb_hist_sub(&win, &w->prev_lat);
-    uint64_t errs = 0, errs_before = 0;
+    uint64_t errs = 0, errs_before = 0, err[WB_E_COUNT];
     for (int e = 0; e < WB_E_COUNT; e++) {
         errs += w->cur.c.err[e];
         errs_before += w->prev.c.err[e];
+        err[e] = w->cur.c.err[e] - w->prev.c.err[e];
     }
     wb_second sec = {.msgs = msgs,
                      .bytes = w->cur.c.bytes_rx - w->prev.c.bytes_rx,
                      .errors = errs - errs_before,
+                     .open = w->cur.c.opened - w->cur.c.ended,
                      .p50 = wb_hist_quantile(&win, .5),
                      .p99 = wb_hist_quantile(&win, .99),
                      .max = win.count ? win.max : 0,
                      .busy = busy};
+    memcpy(sec.err, err, sizeof err);
     series_push(w->res, &sec);
     return sec;
 }
@@ -337,7 +365,7 @@ static void on_tick(struct ev_loop *ev, ev_timer *tw, int revents)
         char a[32], b[32], lat[48] = "";
         if (sec.max)
             snprintf(lat, sizeof lat, "  p99 %s", wb_fmt_time(b, sizeof b, (double)sec.p99));
-        unsigned open = (unsigned)(w->cur.c.opened - w->cur.c.closed);
+        unsigned open = (unsigned)(w->cur.c.opened - w->cur.c.ended);
         fprintf(stderr, "\r\033[K%4us  %s %s/s  %.1f MB/s%s  %u conns  %llu errors  cpu %.0f%%",
                 w->seconds, wb_fmt_count(a, sizeof a, (uint64_t)((double)msgs / wall)),
                 s->sc == &wb_scen_connect ? "conn" : "msg",
@@ -504,7 +532,10 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
         free(w);
         return -1;
     }
-    snprintf(res->url, sizeof res->url, "%s", url);
+    if (o->nspread > 1)
+        snprintf(res->url, sizeof res->url, "%s (and %u more)", url, o->nspread - 1);
+    else
+        snprintf(res->url, sizeof res->url, "%s", url);
     res->scenario = o->scenario;
     res->server_cpu = -1;
     wb_hist_reset(&res->lat);
@@ -518,7 +549,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     if (nthreads > s->total && s->total) nthreads = s->total;
     if (nthreads > WB_MAX_THREADS) nthreads = WB_MAX_THREADS;
     res->threads = nthreads;
-    if (resolve(s, url, res->fail, sizeof res->fail) < 0) goto out;
+    if (resolve_all(s, url, res->fail, sizeof res->fail) < 0) goto out;
     if (raise_nofile(s->total, res->fail, sizeof res->fail) < 0) goto out;
     if (o->compress && wb_pmd_offer(s->offer, sizeof s->offer) < 0) s->offer[0] = 0;
     if (s->sc->setup && s->sc->setup(s, res->fail, sizeof res->fail) < 0) goto out;
@@ -570,6 +601,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     }
     res->opened_all = all.opened;
     res->c.deflate = all.deflate;
+    res->c.tls_resumed = all.tls_resumed;
     memcpy(res->c.err, all.err, sizeof all.err);
     res->conn = conn;
     res->conns_open = s->n_open;

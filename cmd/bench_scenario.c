@@ -413,8 +413,9 @@ static void chat_teardown(wb_state *s)
  * client appends "?name=NAME" to the URL as it is; a URL that has a query gets "&name=". */
 static void chat_path(wb_state *s, wb_conn *c, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s%cname=%s%u", s->path, strchr(s->path, '?') ? '&' : '?',
-             chat_base[c->id % 26], c->id / 26);
+    const char *path = WB_DEST(s, c)->path;
+    snprintf(buf, cap, "%s%cname=%s%u", path, strchr(path, '?') ? '&' : '?', chat_base[c->id % 26],
+             c->id / 26);
 }
 
 static void chat_open(wb_thread *t, wb_conn *c)
@@ -614,12 +615,12 @@ static void pubsub_teardown(wb_state *s)
 
 static void pubsub_path(wb_state *s, wb_conn *c, char *buf, size_t cap)
 {
-    const char *q = strchr(s->path, '?');
-    size_t base = q ? (size_t)(q - s->path) : strlen(s->path);
+    const char *path = WB_DEST(s, c)->path, *q = strchr(path, '?');
+    size_t base = q ? (size_t)(q - path) : strlen(path);
     unsigned topics = s->o->topics ? s->o->topics : 1;
     unsigned k = c->id < s->publishers ? c->id : c->id - s->publishers;
-    snprintf(buf, cap, "%.*s%swsbench-%u%s", (int)base, s->path,
-             base && s->path[base - 1] == '/' ? "" : "/", k % topics, q ? q : "");
+    snprintf(buf, cap, "%.*s%swsbench-%u%s", (int)base, path,
+             base && path[base - 1] == '/' ? "" : "/", k % topics, q ? q : "");
 }
 
 static void pubsub_open(wb_thread *t, wb_conn *c)

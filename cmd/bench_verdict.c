@@ -97,13 +97,18 @@ int wb_bench(const wb_opts *opts, const wb_target *t, volatile int *stop)
     /* stdout carries one format: the CSV series with --csv -, and the summary goes to stderr
      * then (--json with --csv - is a usage error). */
     int csv_out = o.csv && !strcmp(o.csv, "-");
-    FILE *text = o.json || csv_out ? stderr : stdout;
+    int hgrm_out = o.percentiles && !strcmp(o.percentiles, "-");
+    FILE *text = o.json || csv_out || hgrm_out ? stderr : stdout;
     if (o.json)
         wb_report_json(&o, r, 1, 0, stdout);
     else
         wb_report_text(&o, r, text);
     if (o.csv && wb_report_csv(&o, r, o.csv) < 0)
         cli_warn("wsbench", "cannot write %s: %s", o.csv, strerror(errno));
+    if (o.percentiles && wb_report_hgrm(r, o.percentiles) < 0)
+        cli_warn("wsbench", "cannot write %s: %s", o.percentiles, strerror(errno));
+    if (o.report && wb_report_html(&o, r, 1, 1, o.report) < 0)
+        cli_warn("wsbench", "cannot write %s: %s", o.report, strerror(errno));
     unsigned th = wb_thresholds_check(&o, r, text);
     if (failed && o.json) cli_warn("wsbench", "%s", r->fail);
     wb_result_free(r);

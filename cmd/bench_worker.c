@@ -274,6 +274,7 @@ void wb_threads_free(wb_state *s)
         for (unsigned j = 0; j < t->nconns && t->conns; j++) {
             free(t->conns[j].ring);
             free(t->conns[j].own);
+            wsk_tls_session_free(t->conns[j].tls);
         }
         if (t->tfd >= 0) close(t->tfd);
         if (t->ev) ev_loop_destroy(t->ev);

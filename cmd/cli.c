@@ -203,6 +203,28 @@ int cli_parse_size(const char *s, size_t *out)
     return 0;
 }
 
+long cli_read_secret(const char *prog, const char *opt, const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "%s: --%s %s: %s\n", prog, opt, path, strerror(errno));
+        return -1;
+    }
+    char line[4098];
+    int ok = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    size_t n = ok ? strcspn(line, "\r\n") : 0;
+    if (n && n < cap && n < sizeof line - 2) memcpy(out, line, n);
+    memset(line, 0, sizeof line);
+    if (!n || n >= cap || n >= sizeof line - 2) {
+        fprintf(stderr, "%s: --%s %s: the first line must hold the secret (1 to %zu bytes)\n", prog,
+                opt, path, (cap < sizeof line - 2 ? cap : sizeof line - 2) - 1);
+        return -1;
+    }
+    out[n] = 0;
+    return (long)n;
+}
+
 int cli_parse_hostport(const char *s, char *host, size_t cap, unsigned *port)
 {
     const char *p = s, *colon;

@@ -101,6 +101,12 @@ int cli_parse_size(const char *s, size_t *out);
  * brackets, goes to host[0..cap) ("" when only a port was given); the port must be 0..65535. */
 int cli_parse_hostport(const char *s, char *host, size_t cap, unsigned *port);
 
+/* The first line of the file at path (a secret kept out of argv): its bytes, without the line
+ * end, NUL-terminated in out[0..cap).  Its length, or -1 after telling stderr why ("PROG: --OPT
+ * PATH: ..."): the file cannot be read, or its first line is empty or longer than cap - 1.
+ * The caller wipes out when done; the line's other copies are wiped here. */
+long cli_read_secret(const char *prog, const char *opt, const char *path, char *out, size_t cap);
+
 /* ----- colours -------------------------------------------------------------------------------- */
 
 enum cli_color {

@@ -3,6 +3,9 @@
  *   --chat     Bun's chat-room benchmark server (bench/websocket-server in Bun's repository):
  *              every connection joins one room named by its ?name=; "ready" once --clients are
  *              in; each message m is published to the room as "NAME: m", the sender included.
+ *              With a bridge the room spans every node: lines cross it, but --clients counts
+ *              this node's members and "ready" goes to them only (one per member, however many
+ *              nodes).
  *   --pubsub   a topic broker: a WebSocket to /TOPIC subscribes to TOPIC and publishes what it
  *              sends there; a WebSocket to / speaks the JSON control protocol (jsonproto.h);
  *              POST /publish/TOPIC publishes its body.
@@ -52,12 +55,15 @@ struct pubsub_config {
     unsigned long max_subscriptions; /* --max-subscriptions N: topics per connection; 100 */
 };
 
+struct member;
+
 /* A chat room: one per server. */
 struct chat {
     const struct chat_config *cfg;
     struct serve *sv;
-    long remaining;     /* members still awaited before "ready"; grows again when one leaves */
-    struct ev_loop *ev; /* where `ready` runs, once it has */
+    struct member *members; /* this node's, for "ready": a publish would cross the bridge */
+    long remaining;         /* members still awaited before "ready"; grows again when one leaves */
+    struct ev_loop *ev;     /* where `ready` runs, once it has */
     ev_timer ready;
 };
 
@@ -71,6 +77,8 @@ struct broker {
 
 /* A chat member: the name its messages are prefixed with. */
 struct member {
+    wsk_ws *ws; /* set once in the room (on the chat's list) */
+    struct member *prev, *next;
     size_t len;
     char name[];
 };
@@ -252,7 +260,11 @@ static void chat_ready(struct ev_loop *ev, ev_timer *w, int revents)
     (void)ev;
     (void)revents;
     struct chat *c = w->data;
-    long n = wsk_server_publish(c->sv->srv, ROOM, 4, "ready", 5, WSK_OP_TEXT, 0);
+    long n = 0;
+    for (struct member *m = c->members, *next; m; m = next) {
+        next = m->next; /* a send may close m's socket (its close handler frees m) */
+        n += wsk_send(m->ws, "ready", 5, WSK_OP_TEXT, 0) != 0;
+    }
     if (c->sv->verbose) serve_log(c->sv, "\"ready\" sent to %ld clients", n);
 }
 
@@ -266,7 +278,7 @@ static int chat_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
         len =
             (size_t)snprintf(raw, sizeof raw, "Client #%ld", (long)c->cfg->clients - c->remaining);
     /* The name goes into text frames: keep it UTF-8 whatever the query held. */
-    struct member *m = malloc(sizeof *m + 3 * len);
+    struct member *m = calloc(1, sizeof *m + 3 * len);
     if (!m) return 503;
     m->len = utf8_lossy((const uint8_t *)raw, len, m->name);
     wsk_response_set_data(res, m);
@@ -281,6 +293,10 @@ static void chat_open(wsk_ws *ws)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "out of memory", 13);
         return;
     }
+    m->ws = ws;
+    m->next = c->members;
+    if (c->members) c->members->prev = m;
+    c->members = m;
     c->remaining--;
     if (c->sv->verbose)
         serve_log(c->sv, "%.*s connected (%ld remain)", (int)m->len, m->name, c->remaining);
@@ -319,7 +335,14 @@ static void chat_close(wsk_ws *ws, unsigned code, const char *reason, size_t len
     (void)code;
     (void)reason;
     (void)len;
-    c->remaining++;
+    if (m && m->ws) {
+        if (m->prev)
+            m->prev->next = m->next;
+        else
+            c->members = m->next;
+        if (m->next) m->next->prev = m->prev;
+        c->remaining++;
+    }
     if (c->sv->verbose)
         serve_log(c->sv, "%.*s left (%ld remain)", m ? (int)m->len : 0, m ? m->name : "",
                   c->remaining);
@@ -780,23 +803,9 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
 /* The first line of the file: a copy in *token. */
 static int read_token_file(const char *path, char **token)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "wsserve: --token-file %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    char line[TOKEN_MAX + 2];
-    int ok = fgets(line, sizeof line, f) != NULL;
-    fclose(f);
-    size_t n = ok ? strcspn(line, "\r\n") : 0;
-    if (!n || n > TOKEN_MAX) {
-        fprintf(stderr,
-                "wsserve: --token-file %s: the first line must hold the token "
-                "(1 to %d bytes)\n",
-                path, TOKEN_MAX);
-        return -1;
-    }
-    *token = strndup(line, n);
+    char line[TOKEN_MAX + 1];
+    long n = cli_read_secret("wsserve", "token-file", path, line, sizeof line);
+    *token = n > 0 ? strndup(line, (size_t)n) : NULL;
     memset(line, 0, sizeof line);
     return *token ? 0 : -1;
 }

@@ -19,7 +19,7 @@
 #define PROG "wsbench"
 
 static const char usage_head[] =
-    "usage: wsbench [SCENARIO] [options] URL\n"
+    "usage: wsbench [SCENARIO] [options] URL [URL...]   (connection i goes to URL i mod N)\n"
     "       wsbench compare [SCENARIO] [options] [NAME=]URL [NAME=]URL ...\n"
     "\n"
     "Scenarios:\n"
@@ -56,6 +56,7 @@ enum {
     OPT_STOP_TIMEOUT,
     OPT_CONCURRENCY,
     OPT_SOURCE_IPS,
+    OPT_TLS_RESUME,
     OPT_PUBLISHERS,
     OPT_SUBSCRIBERS,
     OPT_TOPICS,
@@ -69,6 +70,8 @@ enum {
     OPT_ROUNDS,
     OPT_PAUSE,
     OPT_MARKDOWN,
+    OPT_PERCENTILES,
+    OPT_REPORT,
 };
 
 static const cli_option options[] = {
@@ -97,9 +100,13 @@ static const cli_option options[] = {
     {"subprotocol", OPT_PROTO, "PROTO", "offer a subprotocol (repeatable)"},
     {"origin", OPT_ORIGIN, "ORIGIN", "send an Origin header"},
     {"no-check", CLI_OPT_NO_CHECK, NULL, "do not verify the server's TLS certificate"},
+    {"tls-resume", OPT_TLS_RESUME, NULL, "wss: resume each slot's last TLS session"},
     CLI_TLS_OPTIONS,
     {"json", OPT_JSON, NULL, "the result as JSON on stdout, instead of the summary"},
     {"csv", OPT_CSV, "FILE", "the per-second series as CSV (- for stdout)"},
+    {"percentiles", OPT_PERCENTILES, "FILE",
+     "the latency percentiles as HdrHistogram's .hgrm text, in ms (- for stdout)"},
+    {"report", OPT_REPORT, "FILE", "a self-contained HTML report with charts (compare too)"},
     {"threshold", OPT_THRESHOLD, "EXPR",
      "check the result: 'p99<5ms', 'rate>=100k', 'errors<1' ..."},
     {"pid", OPT_PID, "PID", "also measure this server's CPU time (compare: one per target)"},
@@ -194,10 +201,17 @@ static void settle(cmdline *cl, int conns_set, int timeout_set, int duration_set
             cli_usage_error(PROG, "--json and --csv - would share stdout: give --csv a file");
         o->quiet = 1; /* the chat scenario's per-second lines would go into the CSV */
     }
+    if (o->percentiles && !strcmp(o->percentiles, "-")) o->quiet = 1;
     if (cl->compare_flag && !cl->compare)
         cli_usage_error(PROG, "--%s is for wsbench compare", cl->compare_flag);
     if (cl->compare && o->csv)
         cli_usage_error(PROG, "--csv is for one run (compare: --json holds every run's series)");
+    if (cl->compare && o->percentiles)
+        cli_usage_error(PROG, "--percentiles is for one run (compare: --report draws each "
+                              "target's percentiles)");
+    int outs = (o->csv && !strcmp(o->csv, "-")) + (o->percentiles && !strcmp(o->percentiles, "-")) +
+               o->json;
+    if (outs > 1) cli_usage_error(PROG, "--json, --csv - and --percentiles - would share stdout");
     if (cl->chat_flag && o->scenario != WB_CHAT)
         cli_usage_error(PROG, "--%s is for the chat scenario", cl->chat_flag);
     if (cl->pubsub_flag && o->scenario != WB_PUBSUB)
@@ -216,9 +230,12 @@ static void operands(int argc, char **argv, cmdline *cl)
     if (optind < argc && scenario_of(argv[optind]) >= 0) o->scenario = scenario_of(argv[optind++]);
     int n = argc - optind;
     if (n < 1) cli_usage_error(PROG, "give a ws:// or wss:// URL");
-    if (!cl->compare && n > 1)
-        cli_usage_error(PROG, "one URL per run (to compare servers: wsbench compare ...): '%s'",
-                        argv[optind + 1]);
+    if (!cl->compare && n > 1) { /* one run over several servers: connections take turns */
+        if (n > WB_MAX_SPREAD) cli_usage_error(PROG, "at most %d URLs", WB_MAX_SPREAD);
+        o->spread = (const char *const *)argv + optind;
+        o->nspread = (unsigned)n;
+        n = 1;
+    }
     if (n > WB_MAX_TARGETS) cli_usage_error(PROG, "at most %d targets", WB_MAX_TARGETS);
     if (cl->npids && cl->npids != (unsigned)n)
         cli_usage_error(PROG, "give one --pid per target, in their order");
@@ -244,6 +261,13 @@ static void parse(int argc, char **argv, cmdline *cl)
                    .publishers = 1,
                    .topics = 1,
                    .status = 1};
+    /* The command line as given, for --report (option parsing reorders argv). */
+    o->argc = argc;
+    o->argv = malloc(((size_t)argc + 1) * sizeof *o->argv);
+    if (o->argv)
+        memcpy(o->argv, argv, ((size_t)argc + 1) * sizeof *argv);
+    else
+        o->argc = 0;
     const char *arg;
     int c;
     while ((c = cli_next_option(argc, argv, options, &arg)) != -1) {
@@ -286,6 +310,7 @@ static void parse(int argc, char **argv, cmdline *cl)
             o->connect_concurrency = (unsigned)count_arg(c, arg, 1, 1000000);
             break;
         case OPT_SOURCE_IPS: o->source_ips = (unsigned)count_arg(c, arg, 1, 254); break;
+        case OPT_TLS_RESUME: o->tls_resume = 1; break;
         case OPT_PUBLISHERS:
             o->publishers = (unsigned)count_arg(c, arg, 1, 1000000);
             cl->pubsub_flag = "publishers";
@@ -311,6 +336,8 @@ static void parse(int argc, char **argv, cmdline *cl)
         case OPT_ORIGIN: o->origin = arg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_CSV: o->csv = arg; break;
+        case OPT_PERCENTILES: o->percentiles = arg; break;
+        case OPT_REPORT: o->report = arg; break;
         case OPT_THRESHOLD:
             if (o->nthresholds == WB_MAX_THRESHOLDS)
                 cli_usage_error(PROG, "at most %d thresholds", WB_MAX_THRESHOLDS);

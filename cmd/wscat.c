@@ -154,8 +154,9 @@ struct app {
     int input_paused; /* backpressure: waiting for drain */
     int finished;
     unsigned interrupts;
-    double first_msg; /* ev_time() of the first message of the connection, 0 before */
-    double backoff;   /* --reconnect: the next delay */
+    double first_msg;             /* ev_time() of the first message of the connection, 0 before */
+    double backoff;               /* --reconnect: the next delay */
+    wsk_tls_session *tls_session; /* --reconnect: resumed by the next connection */
     ev_io input;
     ev_timer hold;       /* -x: the wait before closing */
     ev_timer close_wait; /* bound on the closing handshake */
@@ -797,8 +798,8 @@ static void on_open(wsk_ws *ws)
         cJSON_AddStringToObject(e, "protocol", proto);
         event_emit(e);
     } else if (app.interactive || app.o.verbose) {
-        diag(CLI_GREEN, "Connected%s%s (press CTRL+C to quit)", *proto ? ", subprotocol " : "",
-             proto);
+        diag(CLI_GREEN, "Connected%s%s%s (press CTRL+C to quit)", *proto ? ", subprotocol " : "",
+             proto, wsk_tls_resumed(ws) ? ", TLS session resumed" : "");
     }
     for (size_t i = 0; i < app.o.nexecute; ++i)
         send_message(ws, app.o.execute[i], strlen(app.o.execute[i]));
@@ -978,6 +979,9 @@ static void connect_now(void)
      * in whole seconds, only bounds the wait for the server to close TCP after it. */
     co.close_timeout = (unsigned)ceil(close_bound()) + 1;
     cli_tls_client_opts(&app.o.tls, &co);
+    /* A reconnection resumes the last TLS session: no key exchange, no certificate to check. */
+    if (app.o.reconnect && !app.tls_session) app.tls_session = wsk_tls_session_new();
+    co.tls_session = app.tls_session;
     app.opened = 0;
     app.closing = 0;
     app.status = -1;
@@ -1252,6 +1256,7 @@ int main(int argc, char **argv)
     }
     rl_teardown();
     wsk_loop_free(app.loop);
+    wsk_tls_session_free(app.tls_session);
     free(app.line);
     free(app.peers);
     free(o->headers);

@@ -42,6 +42,7 @@ enum {
     O_REUSEPORT,
     O_BRIDGE,
     O_BRIDGEPREFIX,
+    O_BRIDGESECRET,
     O_METRICS,
     O_METRICSPATH,
     O_NOCONSOLE,
@@ -60,6 +61,8 @@ static const cli_option options[] = {
     {"reuseport", O_REUSEPORT, NULL, "SO_REUSEPORT: processes with it share the --listen port"},
     {"bridge", O_BRIDGE, "URL", "share topics with other nodes through this engine (below)"},
     {"bridge-prefix", O_BRIDGEPREFIX, "P", "engine channel names are P + topic (default wskit:)"},
+    {"bridge-token-file", O_BRIDGESECRET, "FILE",
+     "the engine's NATS token or Redis password: FILE's first line"},
     {"max-header", O_MAXHEADER, "SIZE", "request head cap, 431 beyond (default 8K)"},
     {"handshake-timeout", O_HSTIMEOUT, "DURATION", "deadline for the request head (default 10s)"},
     {"compress", O_COMPRESS, "[=MODE]",
@@ -82,7 +85,7 @@ static const char usage_tail[] =
     "\n"
     "Sizes: 16, 64K, 64KiB, 16M.  Durations: 500ms, 10s, 2m (whole seconds, rounded up).\n"
     "Engines: redis://[:PASSWORD@]HOST:PORT[/DB] (repeat --bridge to shard topics over several),\n"
-    "nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...] (a cluster's seed URLs).\n"
+    "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT...] (a cluster's seed URLs).\n"
     "SIGINT or SIGTERM sends 1001 to every client, waits up to 3s for the closing handshakes and\n"
     "exits 0 (2 when queued data had to be dropped).\n";
 
@@ -173,7 +176,7 @@ struct config {
     wsk_server_opts so;
     const char *listen[MAX_LISTEN];
     int nlisten, verbose, quiet;
-    const char *bridge[MAX_BRIDGE], *bridge_prefix;
+    const char *bridge[MAX_BRIDGE], *bridge_prefix, *bridge_secret;
     int nbridge;
     const char *metrics, *metrics_path;
     int no_console;
@@ -212,6 +215,7 @@ static int server_option(struct config *c, int key, const char *arg)
         c->bridge[c->nbridge++] = arg;
         return 0;
     case O_BRIDGEPREFIX: c->bridge_prefix = arg; return strlen(arg) > 64 ? -1 : 0;
+    case O_BRIDGESECRET: c->bridge_secret = arg; return 0;
     case O_METRICS: c->metrics = arg; return 0;
     case O_METRICSPATH: c->metrics_path = arg; return *arg == '/' ? 0 : -1;
     case O_NOCONSOLE: c->no_console = 1; return 0;
@@ -324,7 +328,38 @@ static void parse(int argc, char **argv, struct config *c)
         cli_usage_error(PROG, "--%s does nothing without --tls-cert",
                         so->tls_key_password ? "tls-key-password" : "tls-client-ca");
     if (c->verbose && c->quiet) cli_usage_error(PROG, "-v and -q exclude each other");
-    if (c->bridge_prefix && !c->nbridge) cli_usage_error(PROG, "--bridge-prefix needs --bridge");
+    if ((c->bridge_prefix || c->bridge_secret) && !c->nbridge)
+        cli_usage_error(PROG, "--%s needs --bridge",
+                        c->bridge_prefix ? "bridge-prefix" : "bridge-token-file");
+}
+
+/* --bridge-token-file: the secret goes into each URL that has no user info of its own, as a
+ * NATS token (nats://SECRET@...) or a Redis password (redis://:SECRET@...), so that it never
+ * shows in argv.  urls[] are malloc'd; 0, or -1 after saying why. */
+static int bridge_secret(const struct config *c, char **urls)
+{
+    char secret[1025];
+    long n = cli_read_secret(PROG, "bridge-token-file", c->bridge_secret, secret, sizeof secret);
+    /* The URL parsers split user info at these, and do not percent-decode. */
+    if (n > 0 && secret[strcspn(secret, "@:/,%?# \t")]) {
+        fprintf(stderr, PROG ": --bridge-token-file: the secret cannot hold @:/,%%?# or blanks\n");
+        n = -1;
+    }
+    for (int i = 0; n > 0 && i < c->nbridge; i++) {
+        const char *u = c->bridge[i], *rest = strstr(u, "://");
+        rest = rest ? rest + 3 : u;
+        size_t auth = strcspn(rest, "/,"), len = strlen(u) + (size_t)n + 3;
+        int redis = !strncmp(u, "redis", 5);
+        if (!(urls[i] = malloc(len)))
+            n = -1;
+        else if (memchr(rest, '@', auth))
+            snprintf(urls[i], len, "%s", u);
+        else
+            snprintf(urls[i], len, "%.*s%s%s@%s", (int)(rest - u), u, redis ? ":" : "", secret,
+                     rest);
+    }
+    memset(secret, 0, sizeof secret);
+    return n > 0 ? 0 : -1;
 }
 
 /* ----- running -------------------------------------------------------------------------------- */
@@ -434,13 +469,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsserve: cannot start the server\n");
         goto out;
     }
-    if (c.nbridge && wsk_server_bridge(sv.srv, c.bridge, (size_t)c.nbridge, c.bridge_prefix) < 0) {
+    char *secret_urls[MAX_BRIDGE] = {0};
+    const char *const *urls = c.bridge_secret ? (const char *const *)secret_urls : c.bridge;
+    int bridged = c.bridge_secret ? bridge_secret(&c, secret_urls) : 0;
+    if (!bridged && c.nbridge &&
+        (bridged = wsk_server_bridge(sv.srv, urls, (size_t)c.nbridge, c.bridge_prefix)) < 0)
         fprintf(stderr, "wsserve: cannot bridge: the --bridge URLs are invalid or mixed\n");
-        goto out;
+    for (int i = 0; i < c.nbridge; i++) {
+        if (secret_urls[i]) memset(secret_urls[i], 0, strlen(secret_urls[i]));
+        free(secret_urls[i]);
     }
+    if (bridged < 0) goto out;
+    if (c.metrics && !(metrics_srv = serve_metrics_listen(&sv, c.metrics, c.quiet))) goto out;
     /* The signal watchers come before the "listening" line: whoever waits for that line may
      * send SIGTERM at once. */
-    if (c.metrics && !(metrics_srv = serve_metrics_listen(&sv, c.metrics, c.quiet))) goto out;
     struct ev_loop *ev = wsk_loop_ev(p.loop);
     ev_signal_init(&p.sigint, on_signal, SIGINT);
     ev_signal_init(&p.sigterm, on_signal, SIGTERM);

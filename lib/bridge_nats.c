@@ -6,7 +6,9 @@
  * when the loop finds the socket writable: all publishes of one loop iteration in one write.
  * The client runs message handlers and connection events on its own threads: they only queue
  * (a mutex, a list, a cap on the bytes held) and wake the loop, which hands them to the bridge.
- * NATS cannot say how many subscribers a publish reached: counts are -1 (unknown). */
+ * NATS cannot say how many subscribers a publish reached: counts are -1 (unknown).
+ * The client's first connection attempt blocks (TCP connect, the server's INFO, the PONG: up to
+ * its timeout, 2 s), so it too runs on a thread of ours; the loop goes on meanwhile. */
 #include "bridge.h"
 #include "nats_libev.h"
 
@@ -16,8 +18,9 @@
 #include <time.h>
 
 #define NBUCKETS 1024
-/* Bytes of messages from NATS waiting for the loop, and of publishes in the client's buffer,
- * beyond which more are dropped: memory stays bounded when one side is slow. */
+/* Bytes of messages from NATS waiting for the loop (with their subjects and list nodes, so that
+ * a flood of empty messages is capped too), and of publishes in the client's buffer, beyond
+ * which more are dropped: memory stays bounded when one side is slow. */
 #define QUEUE_MAX (16u << 20)
 #define OUT_MAX   (8u << 20)
 
@@ -38,12 +41,15 @@ struct nats {
     wsk_bridge_link *link;
     wsk_natsev x;
     natsOptions *opts;
-    natsConnection *nc;
-    int up; /* the loop's view */
+    natsConnection *nc; /* the loop's copy of conn, once the first attempt has returned */
+    int up;             /* the loop's view */
+    pthread_t connector;
+    int connecting; /* connector was started: nt_close joins it */
     struct nsub *subs[NBUCKETS];
     char subj[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX + 1]; /* a NUL-terminated subject */
-    /* Filled by NATS' threads, under x.mu's sibling: */
+    /* Filled by NATS' threads and the connector, under x.mu's sibling: */
     pthread_mutex_t mu;
+    natsConnection *conn; /* what the first attempt made (NULL: it failed for good) */
     struct nmsg *head, *tail;
     size_t queued;
     uint64_t dropped;
@@ -83,9 +89,10 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     (void)sub;
     const char *subj = natsMsg_GetSubject(msg);
     size_t clen = strlen(subj), len = (size_t)natsMsg_GetDataLength(msg);
-    struct nmsg *m = malloc(sizeof *m + clen + len);
+    size_t size = sizeof(struct nmsg) + clen + len; /* what the cap counts: all of it */
+    struct nmsg *m = malloc(size);
     pthread_mutex_lock(&t->mu);
-    if (!m || t->closing || t->queued + len > QUEUE_MAX) {
+    if (!m || t->closing || t->queued + size > QUEUE_MAX) {
         t->dropped++;
         free(m);
     } else {
@@ -99,7 +106,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
         else
             t->head = m;
         t->tail = m;
-        t->queued += len;
+        t->queued += size;
         wsk_natsev_wake(&t->x);
     }
     pthread_mutex_unlock(&t->mu);
@@ -174,6 +181,7 @@ static void on_wake(void *arg)
     struct nmsg *m = t->head;
     t->head = t->tail = NULL;
     t->queued = 0;
+    t->nc = t->conn;
     int down = t->went_down, up = t->went_up, connected = t->connected;
     char why[sizeof t->why];
     memcpy(why, t->why, sizeof why);
@@ -184,7 +192,10 @@ static void on_wake(void *arg)
         t->up = 0;
         wsk_bridge_down(t->link, why);
     }
-    if (up && connected && !t->up) {
+    /* Up may come (the retry's callback) before the first attempt hands us the connection:
+     * then the connector's own wake-up, which follows, finds it connected. */
+    (void)up;
+    if (connected && !t->up && t->nc) {
         t->up = 1;
         prune(t);
         wsk_bridge_up(t->link);
@@ -244,6 +255,8 @@ static void nt_close(void *e)
     pthread_mutex_lock(&t->mu);
     t->closing = 1;
     pthread_mutex_unlock(&t->mu);
+    if (t->connecting) pthread_join(t->connector, NULL); /* at most the client's timeout */
+    t->nc = t->conn;
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (struct nsub *s = t->subs[i], *next; s; s = next) {
             next = s->next;
@@ -275,6 +288,27 @@ static void nt_close(void *e)
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->gone);
     free(t);
+}
+
+/* The first attempt, on its own thread (see the top); the client retries in the background. */
+static void *connector(void *arg)
+{
+    struct nats *t = arg;
+    natsConnection *nc = NULL;
+    natsStatus s = natsConnection_Connect(&nc, t->opts);
+    const char *why = NULL; /* the first attempt's reason, when the client kept one */
+    if (s == NATS_NOT_YET_CONNECTED)
+        natsConnection_GetLastError(nc, &why);
+    else if (s != NATS_OK)
+        why = natsStatus_GetText(s); /* no retry: the link stays down */
+    pthread_mutex_lock(&t->mu);
+    t->conn = s == NATS_OK || s == NATS_NOT_YET_CONNECTED ? nc : NULL;
+    /* A retry may have connected already (its callback came first): that stands. */
+    int raced = s != NATS_OK && t->connected;
+    if (raced && !t->closing) wsk_natsev_wake(&t->x);
+    pthread_mutex_unlock(&t->mu);
+    if (!raced) conn_event(t, s == NATS_OK, why && *why ? why : "cannot connect yet, retrying");
+    return NULL;
 }
 
 #define MAX_SEEDS 16
@@ -336,17 +370,13 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(t->opts, on_up, t);
     if (s == NATS_OK) s = natsOptions_SetClosedCB(t->opts, on_closed, t);
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(t->opts, true, on_up, t);
-    if (s == NATS_OK) s = natsConnection_Connect(&t->nc, t->opts);
-    if (s == NATS_OK) {
-        conn_event(t, 1, NULL);
-    } else if (s == NATS_NOT_YET_CONNECTED) {
-        conn_event(t, 0, "cannot connect yet, retrying");
-    } else {
+    if (s == NATS_OK && pthread_create(&t->connector, NULL, connector, t) != 0) s = NATS_NO_MEMORY;
+    if (s != NATS_OK) {
         snprintf(err, cap, "%s", natsStatus_GetText(s));
-        t->nc = NULL;
         nt_close(t);
         return NULL;
     }
+    t->connecting = 1;
     return t;
 }
 

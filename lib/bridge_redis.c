@@ -8,8 +8,14 @@
  *
  * The link is up once both connections answered a PING (after AUTH and SELECT, whose errors
  * a PING would hit first).  Losing either drops both and retries after a backoff, 0.1 s
- * doubling to 5 s; the bridge then subscribes every live topic again. */
+ * doubling to 5 s; the bridge then subscribes every live topic again.  A host name is resolved
+ * again before each attempt, on io_resolve.c's thread (hiredis would block the loop in
+ * getaddrinfo); hiredis is given the address. */
 #include "bridge.h"
+#include "io_resolve.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
 
 #include <ev.h>
 #include <stdint.h>
@@ -34,6 +40,9 @@ struct redis {
     wsk_bridge_link *link;
     struct ev_loop *ev;
     char host[256];
+    char addr[INET6_ADDRSTRLEN]; /* host's address, as hiredis is given it */
+    wsk_lookup *lookup;          /* resolving host before an attempt */
+    unsigned attempts;           /* attempt k uses address k mod count of the name's */
     int port, db;
     char *user; /* Redis 6 ACL user, NULL for "default" */
     char *password;
@@ -151,7 +160,7 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
 
 static redisAsyncContext *connect_one(struct redis *r, int select)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = redisAsyncConnect(r->addr, r->port);
     if (!ac) return NULL;
     if (ac->err) {
         redisAsyncFree(ac);
@@ -170,12 +179,38 @@ static redisAsyncContext *connect_one(struct redis *r, int select)
     return ac;
 }
 
-static void connect_both(struct redis *r)
+/* host resolved (res, or err): connect both connections to one of its addresses, the next one
+ * at each attempt ("localhost" may give ::1 first to a Redis that listens on 127.0.0.1 only). */
+static void resolved(void *arg, struct addrinfo *res, int err, int sys_err)
 {
+    struct redis *r = arg;
+    (void)sys_err;
+    r->lookup = NULL;
+    unsigned n = 0, k = r->attempts++;
+    for (const struct addrinfo *a = res; a; a = a->ai_next) n++;
+    const struct addrinfo *a = res;
+    for (unsigned i = 0; n && i < k % n; i++) a = a->ai_next;
+    if (!a ||
+        getnameinfo(a->ai_addr, a->ai_addrlen, r->addr, sizeof r->addr, NULL, 0, NI_NUMERICHOST)) {
+        if (res) freeaddrinfo(res);
+        lost(r, NULL, err ? gai_strerror(err) : "cannot resolve the host");
+        return;
+    }
+    freeaddrinfo(res);
     r->ready = 0;
     r->pub = connect_one(r, 1);
     r->sub = r->pub ? connect_one(r, 0) : NULL;
     if (!r->sub) lost(r, NULL, "cannot connect");
+}
+
+static void connect_both(struct redis *r)
+{
+    char port[8];
+    struct addrinfo *res = NULL;
+    int err = 0;
+    snprintf(port, sizeof port, "%d", r->port);
+    r->lookup = wsk_lookup_start(r->ev, r->host, port, resolved, r, &res, &err);
+    if (!r->lookup) resolved(r, res, err, 0); /* an address, or no thread */
 }
 
 static void on_retry(struct ev_loop *ev, ev_timer *w, int revents)
@@ -270,6 +305,7 @@ static void rd_close(void *e)
     struct redis *r = e;
     r->closing = 1;
     ev_timer_stop(r->ev, &r->retry);
+    if (r->lookup) wsk_lookup_cancel(r->lookup);
     if (r->pub) redisAsyncFree(r->pub);
     if (r->sub) redisAsyncFree(r->sub);
     free(r->user);

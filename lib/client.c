@@ -319,6 +319,11 @@ static int start_tls(wsk_client *cl)
         fail(cl, r == WSK_ERR_CERT ? r : WSK_ERR_TLS, "TLS session could not start");
         return -1;
     }
+    if (cl->o.tls_session) {
+        char server[300];
+        snprintf(server, sizeof server, "%s:%u", cl->host, cl->u.port);
+        wsk_tls_session_use(cl->ws, cl->o.tls_session, server);
+    }
     /* The handshake runs inside the transport's reads and writes; its end is read from the
      * transport once the server has answered the upgrade. */
     cl->t.tls = -1;

@@ -16,6 +16,8 @@
  *    without the copy.  After WANT_WRITE mbedTLS holds the encrypted record and must be called
  *    again with the same length: `pending` remembers it, and the bytes stay in the send queue
  *    (not reported written) until the record is out.
+ *  - Each handshake flight leaves in one send (mbedTLS writes one record per message): records
+ *    are gathered while the handshake runs and sent when it waits for the peer or ends.
  *  - Reads loop until mbedTLS wants more from the kernel, because records it has already pulled
  *    in (or that wait in the read-ahead buffer) would never wake the loop again.  The read-ahead
  *    buffer turns mbedTLS's two recv calls per record (header, then body) into one recv for
@@ -28,12 +30,16 @@
 
 #include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecdsa.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_cache.h>
+#include <mbedtls/ssl_internal.h> /* handshake->resume: whether a session was resumed */
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509.h>
 #include <mbedtls/x509_crt.h>
 
@@ -44,14 +50,20 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define TLS_CHUNK      16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
-#define TLS_READAHEAD  4096  /* recv size for small reads: several small records per call */
-#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
-#define SYSTEM_CA_DIR  "/etc/ssl/certs"
+#define TLS_CHUNK       16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
+#define TLS_READAHEAD   4096  /* recv size for small reads: several small records per call */
+#define TLS_FLIGHT      4096 /* handshake records gathered into one send (an ECDSA flight: 1 KiB) */
+#define TICKET_LIFETIME 3600 /* s: a ticket key signs for this long and is kept as long again */
+#define CACHE_ENTRIES   1024 /* sessions kept for clients without tickets (a list, searched) */
+#define CACHE_TIMEOUT   3600 /* s */
+#define SYSTEM_CA_FILE  "/etc/ssl/certs/ca-certificates.crt"
+#define SYSTEM_CA_DIR   "/etc/ssl/certs"
 
 /* Forward secrecy (ECDHE) and AEAD ciphers only.  The server's order decides (mbedTLS keeps its
- * own preference): ChaCha20-Poly1305 first, because mbedTLS 2.28 runs it about a third faster
- * than its AES-GCM even with AES-NI (260 against 200 MB/s on x86-64), then AES-128-GCM. */
+ * own preference): ChaCha20-Poly1305 first, because mbedTLS 2.28 seals a record of 256 bytes
+ * or more 1.4 to 1.7 times faster with it than with its AES-128-GCM, even with AES-NI and
+ * PCLMUL (16 KiB records: 435 against 256 MB/s on an AMD EPYC, scripts/tls-floor.c); AES-GCM
+ * is ahead only for records of a few dozen bytes, where the per-record costs dominate anyway. */
 static const int modern_suites[] = {
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
@@ -63,7 +75,8 @@ static const int modern_suites[] = {
 };
 
 /* Key exchange groups (and the curves accepted for ECDSA certificates), the server's choice in
- * this order. */
+ * this order: X25519 first, the cheaper ECDHE in mbedTLS 2.28 (1.1 against 1.4 ms of server CPU
+ * for P-256, whose comb table mbedTLS builds anew for every handshake; scripts/tls-floor.c). */
 static const mbedtls_ecp_group_id modern_curves[] = {
     MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
     MBEDTLS_ECP_DP_SECP521R1,  MBEDTLS_ECP_DP_NONE,
@@ -76,7 +89,16 @@ struct tls_conf {
     mbedtls_ctr_drbg_context drbg;
     mbedtls_x509_crt chain; /* our certificate chain (server; client with a certificate) */
     mbedtls_pk_context key;
-    mbedtls_x509_crt ca; /* trust anchors: for client certificates, or for servers */
+    mbedtls_pk_context signer; /* an EC key as an ECDSA context (see fast_signer), else unused */
+    mbedtls_x509_crt ca;       /* trust anchors: for client certificates, or for servers */
+    /* Server: resumption by session ticket (RFC 5077; a new key every TICKET_LIFETIME, on a
+     * timer, the previous one still reading the tickets it made) and, for clients
+     * that send none, by session ID from a cache. */
+    mbedtls_ssl_ticket_context ticket[2]; /* the key that makes tickets, and the one before */
+    unsigned ticket_now;                  /* which of the two makes them */
+    ev_timer rotate;                      /* every TICKET_LIFETIME; started when `ev` is set */
+    struct ev_loop *ev;
+    mbedtls_ssl_cache_context cache;
     const char *alpn[2]; /* mbedTLS keeps a pointer to this list */
     /* Small segments are gathered here into one record.  Shared: a record is built and handed
      * to mbedTLS (which copies it) within one call, and a retry after WANT_WRITE rebuilds it
@@ -94,16 +116,21 @@ struct tls_sess {
     unsigned dead : 1; /* a fatal error: no more records in either direction */
     unsigned in_read : 1;
     unsigned sent_in_read : 1; /* mbedTLS wrote while reading after the handshake */
+    unsigned resumed : 1;      /* the handshake resumed an earlier session */
+    unsigned gather : 1;       /* handshake records go to `flight` (see bio_send) */
     int err;                   /* result for the next read, after data that came before it */
     double done_at;            /* ev_time() when the handshake completed */
     size_t pending;            /* plaintext length of the record mbedTLS holds after WANT_WRITE */
     char *host;                /* client: the name or address the certificate must be for */
+    wsk_tls_session *keep;     /* client: where the session goes once the handshake is over */
     char *why;                 /* why the handshake failed (wsk_tls_failure), malloc'd */
     uint8_t ip[16];            /* client: the server's address when the URL names one */
     size_t iplen;
     char peer[64];    /* server: the client's address from accept (see wsk_tcp_accept) */
     uint8_t first[4]; /* the first bytes the peer sent: tells plaintext HTTP from TLS */
     size_t nfirst;
+    uint8_t *flight; /* handshake records not sent yet (TLS_FLIGHT bytes, malloc'd) */
+    size_t flight_len;
     size_t ra_off, ra_len; /* read-ahead bytes not yet handed to mbedTLS */
     uint8_t ra[TLS_READAHEAD];
 };
@@ -157,10 +184,8 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
     return (int)n;
 }
 
-static int bio_send(void *arg, const unsigned char *buf, size_t len)
+static int sock_send(struct tls_sess *s, const unsigned char *buf, size_t len)
 {
-    struct tls_sess *s = arg;
-    if (s->in_read && s->hs_done) s->sent_in_read = 1;
     ssize_t r;
     do r = send(s->c->io.fd, buf, len, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
@@ -168,6 +193,44 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len)
     if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_WRITE;
     if (errno == ECONNRESET || errno == EPIPE) return MBEDTLS_ERR_NET_CONN_RESET;
     return MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+/* Sends what is gathered in `flight`: 0 when all of it left, MBEDTLS_ERR_SSL_WANT_WRITE when the
+ * kernel took only part (the rest stays), another error when the socket failed. */
+static int flight_flush(struct tls_sess *s)
+{
+    while (s->flight_len) {
+        int r = sock_send(s, s->flight, s->flight_len);
+        if (r < 0) return r;
+        s->flight_len -= (size_t)r;
+        memmove(s->flight, s->flight + r, s->flight_len);
+    }
+    if (s->hs_done) { /* no more flights */
+        free(s->flight);
+        s->flight = NULL;
+    }
+    return 0;
+}
+
+/* mbedTLS 2.28 sends each handshake message in a record of its own, one send each: the server's
+ * first flight (ServerHello, Certificate, ServerKeyExchange, ServerHelloDone) would take four
+ * segments.  While the handshake runs (`gather`), records are kept in `flight` and handshake()
+ * sends each flight in one call.  Anything sent later goes after what is left of it. */
+static int bio_send(void *arg, const unsigned char *buf, size_t len)
+{
+    struct tls_sess *s = arg;
+    if (s->in_read && s->hs_done) s->sent_in_read = 1;
+    if (s->gather && !s->flight) s->flight = malloc(TLS_FLIGHT);
+    if (s->flight_len + len > TLS_FLIGHT || !s->gather) {
+        int r = s->flight_len ? flight_flush(s) : 0;
+        if (r < 0) return r;
+    }
+    if (s->gather && s->flight && s->flight_len + len <= TLS_FLIGHT) {
+        memcpy(s->flight + s->flight_len, buf, len);
+        s->flight_len += len;
+        return (int)len;
+    }
+    return sock_send(s, buf, len); /* a record too large to gather, or no memory for it */
 }
 
 /* mbedTLS 2.28 matches only DNS names; a URL with an address (wss://127.0.0.1/) is checked here
@@ -346,6 +409,61 @@ static int describe_failure(const struct wsk_ws *c, const struct tls_sess *s, in
     return WSK_ERR_TLS;
 }
 
+/* ----- client sessions to resume ------------------------------------------------------------- */
+
+struct wsk_tls_session {
+    mbedtls_ssl_session sess;
+    int have;         /* sess holds a session (with a ticket, or an ID the server may cache) */
+    char server[300]; /* "host:port" it was made with */
+};
+
+wsk_tls_session *wsk_tls_session_new(void)
+{
+    wsk_tls_session *ts = calloc(1, sizeof *ts);
+    if (ts) mbedtls_ssl_session_init(&ts->sess);
+    return ts;
+}
+
+void wsk_tls_session_free(wsk_tls_session *ts)
+{
+    if (!ts) return;
+    mbedtls_ssl_session_free(&ts->sess);
+    free(ts);
+}
+
+/* The handshake is over: the session (resumed, or new with the server's latest ticket) replaces
+ * the one kept. */
+static void session_keep(struct tls_sess *s)
+{
+    wsk_tls_session *ts = s->keep;
+    s->keep = NULL;
+    mbedtls_ssl_session_free(&ts->sess);
+    mbedtls_ssl_session_init(&ts->sess);
+    ts->have = !mbedtls_ssl_get_session(&s->ssl, &ts->sess);
+}
+
+int wsk_tls_session_use(struct wsk_ws *c, wsk_tls_session *ts, const char *server)
+{
+    struct tls_sess *s = sess_of(c);
+    if (!s || !ts) return 0;
+    /* Another server (a redirect, another port) gets a full handshake, and this one's session
+     * replaces the kept one. */
+    if (strcmp(ts->server, server)) {
+        ts->have = 0;
+        snprintf(ts->server, sizeof ts->server, "%s", server);
+    }
+    s->keep = ts;
+    /* A session the server no longer knows costs nothing more than a full handshake. */
+    if (ts->have && mbedtls_ssl_set_session(&s->ssl, &ts->sess)) ts->have = 0;
+    return ts->have;
+}
+
+int wsk_tls_resumed(const wsk_ws *ws)
+{
+    const struct tls_sess *s = ws && (ws->flags & WSK_F_TLS) && ws->cold ? ws->cold->tls : NULL;
+    return s && s->hs_done && s->resumed;
+}
+
 /* ----- handshake ------------------------------------------------------------------------------ */
 
 /* Writes wait while the handshake runs: mbedTLS would only answer WANT_READ, and a writable
@@ -361,8 +479,14 @@ static void hold_writes(struct wsk_ws *c, struct tls_sess *s)
 static void on_kick(struct ev_loop *ev, ev_io *w, int revents)
 {
     (void)revents;
+    struct wsk_ws *c = w->data;
+    struct tls_sess *s = sess_of(c);
+    /* The rest of a flight goes first: the handshake may be over, with nothing else to send. */
+    int r = s->flight_len ? flight_flush(s) : 0;
+    if (r == MBEDTLS_ERR_SSL_WANT_WRITE) return;
+    if (r < 0 && !s->err) s->err = WSK_ERR_IO;
     ev_io_stop(ev, w);
-    ev_feed_event(ev, &((struct wsk_ws *)w->data)->io, EV_READ);
+    ev_feed_event(ev, &c->io, EV_READ);
 }
 
 static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
@@ -371,18 +495,24 @@ static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
     s->hs_done = 1;
     c->ctx->stats.tls_handshakes++;
     s->done_at = ev_time();
-    ev_io_stop(loop->ev, &s->kick);
+    if (!s->flight_len) { /* else the kick sends the rest of the last flight */
+        ev_io_stop(loop->ev, &s->kick);
+        free(s->flight);
+        s->flight = NULL;
+    }
     if (s->held) {
         s->held = 0;
         c->flags &= ~WSK_F_WANT_WRITE;
     }
     if (c->q.bytes) wsk_loop_schedule(loop, c);
+    if (s->keep) session_keep(s);
     if (loop->log_fn && loop->log_level >= WSK_LOG_DEBUG) {
         char addr[64];
         const char *alpn = mbedtls_ssl_get_alpn_protocol(&s->ssl);
-        wsk_log(loop, WSK_LOG_DEBUG, "%s: %s, %s%s%s", wsk_addr_string(c->io.fd, addr, sizeof addr),
-                mbedtls_ssl_get_version(&s->ssl), mbedtls_ssl_get_ciphersuite(&s->ssl),
-                alpn ? ", ALPN " : "", alpn ? alpn : "");
+        wsk_log(loop, WSK_LOG_DEBUG, "%s: %s, %s%s%s%s",
+                wsk_addr_string(c->io.fd, addr, sizeof addr), mbedtls_ssl_get_version(&s->ssl),
+                mbedtls_ssl_get_ciphersuite(&s->ssl), alpn ? ", ALPN " : "", alpn ? alpn : "",
+                s->resumed ? ", resumed" : "");
     }
 }
 
@@ -428,7 +558,21 @@ static int handshake_failed(struct wsk_ws *c, struct tls_sess *s, int ret)
  * room in the kernel, WSK_ERR_CERT or WSK_ERR_TLS when it failed. */
 static int handshake(struct wsk_ws *c, struct tls_sess *s)
 {
-    int r = mbedtls_ssl_handshake(&s->ssl);
+    /* mbedtls_ssl_handshake, one step at a time: whether the session was resumed is known only
+     * while the handshake runs (mbedTLS frees that state when it ends). */
+    int r = s->flight_len ? flight_flush(s) : 0;
+    s->gather = 1;
+    while (!r && s->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        r = mbedtls_ssl_handshake_step(&s->ssl);
+        /* A client sets it when it offers a session, and clears it if the server declines. */
+        if (s->ssl.handshake) s->resumed = s->ssl.handshake->resume != 0;
+    }
+    s->gather = 0;
+    /* The flight (or a fatal alert) leaves now; the kick sends what the kernel refused. */
+    int f = s->flight_len ? flight_flush(s) : 0;
+    if (f == MBEDTLS_ERR_SSL_WANT_WRITE) ev_io_start(c->ctx->loop->ev, &s->kick);
+    if (f < 0 && f != MBEDTLS_ERR_SSL_WANT_WRITE && (r == 0 || r == MBEDTLS_ERR_SSL_WANT_READ))
+        r = f;
     if (r == 0) {
         handshake_done(c, s);
         return 0;
@@ -612,6 +756,7 @@ void wsk_tls_release(struct wsk_ws *c)
     ev_io_stop(c->ctx->loop->ev, &s->kick);
     if (s->hs_done && !s->dead) mbedtls_ssl_close_notify(&s->ssl);
     mbedtls_ssl_free(&s->ssl);
+    free(s->flight);
     free(s->host);
     free(s->why);
     free(s);
@@ -624,9 +769,17 @@ void wsk_tls_release(struct wsk_ws *c)
 static void conf_free(struct tls_conf *t)
 {
     mbedtls_ssl_config_free(&t->conf);
+    if (t->ev) {
+        ev_ref(t->ev);
+        ev_timer_stop(t->ev, &t->rotate);
+    }
+    mbedtls_ssl_ticket_free(&t->ticket[0]);
+    mbedtls_ssl_ticket_free(&t->ticket[1]);
+    mbedtls_ssl_cache_free(&t->cache);
     mbedtls_x509_crt_free(&t->chain);
     mbedtls_x509_crt_free(&t->ca);
     mbedtls_pk_free(&t->key);
+    mbedtls_pk_free(&t->signer);
     mbedtls_ctr_drbg_free(&t->drbg);
     mbedtls_entropy_free(&t->entropy);
     free(t);
@@ -655,6 +808,12 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
     mbedtls_x509_crt_init(&t->chain);
     mbedtls_x509_crt_init(&t->ca);
     mbedtls_pk_init(&t->key);
+    mbedtls_pk_init(&t->signer);
+    mbedtls_ssl_ticket_init(&t->ticket[0]);
+    mbedtls_ssl_ticket_init(&t->ticket[1]);
+    t->ticket_now = 0;
+    t->ev = NULL;
+    mbedtls_ssl_cache_init(&t->cache);
     t->alpn[0] = "http/1.1";
     t->alpn[1] = NULL;
     int r = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
@@ -674,6 +833,28 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
     mbedtls_ssl_conf_ciphersuites(&t->conf, modern_suites);
     mbedtls_ssl_conf_curves(&t->conf, modern_curves);
     return t;
+}
+
+/* The key that signs our handshakes.  mbedTLS 2.28 parses an EC key as a plain key pair, and
+ * signing with one copies it into a new ECDSA context each time, curve included, so the table of
+ * multiples of the base point (the fixed-point comb, MBEDTLS_ECP_FIXED_POINT_OPTIM) is rebuilt
+ * for every signature.  The same key held as an ECDSA context keeps its table from the first
+ * signature on, made here: the signature then costs about a third (scripts/tls-floor.c).  Any
+ * failure falls back to the key as parsed. */
+static mbedtls_pk_context *fast_signer(struct tls_conf *t)
+{
+    unsigned char hash[32] = {0}, sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t n;
+    if (mbedtls_pk_get_type(&t->key) != MBEDTLS_PK_ECKEY ||
+        mbedtls_pk_setup(&t->signer, mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA)) ||
+        mbedtls_ecdsa_from_keypair(mbedtls_pk_ec(t->signer), mbedtls_pk_ec(t->key)) ||
+        mbedtls_pk_sign(&t->signer, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, &n,
+                        mbedtls_ctr_drbg_random, &t->drbg)) {
+        mbedtls_pk_free(&t->signer);
+        mbedtls_pk_init(&t->signer);
+        return &t->key;
+    }
+    return &t->signer;
 }
 
 /* Our certificate chain and its key (a key file of NULL: the key is in the certificate file). */
@@ -710,7 +891,7 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s does not match certificate %s", key, cert);
         return WSK_ERR_TLS;
     }
-    r = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, &t->key);
+    r = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, fast_signer(t));
     if (r) {
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
         return WSK_ERR_TLS;
@@ -734,6 +915,70 @@ static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const cha
     return 0;
 }
 
+/* A new ticket key (AES-256-GCM) in t->ticket[i]. */
+static int ticket_key(struct tls_conf *t, unsigned i)
+{
+    mbedtls_ssl_ticket_free(&t->ticket[i]);
+    mbedtls_ssl_ticket_init(&t->ticket[i]);
+    return mbedtls_ssl_ticket_setup(&t->ticket[i], mbedtls_ctr_drbg_random, &t->drbg,
+                                    MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME);
+}
+
+static int ticket_write(void *arg, const mbedtls_ssl_session *session, unsigned char *start,
+                        const unsigned char *end, size_t *tlen, uint32_t *lifetime)
+{
+    struct tls_conf *t = arg;
+    return mbedtls_ssl_ticket_write(&t->ticket[t->ticket_now], session, start, end, tlen, lifetime);
+}
+
+/* A ticket names its key: one the current key did not make is tried with the previous one
+ * (mbedTLS answers "expired" for a name it does not know, before touching the ticket). */
+static int ticket_parse(void *arg, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
+{
+    struct tls_conf *t = arg;
+    int r = mbedtls_ssl_ticket_parse(&t->ticket[t->ticket_now], session, buf, len);
+    if (r == MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED)
+        r = mbedtls_ssl_ticket_parse(&t->ticket[!t->ticket_now], session, buf, len);
+    return r;
+}
+
+/* A stolen ticket key opens every session it sealed (RFC 5077 section 5.5): a new key replaces
+ * the older of the two, which is then as old as any ticket still valid (TICKET_LIFETIME). */
+static void on_rotate(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    struct tls_conf *t = w->data;
+    unsigned next = !t->ticket_now;
+    if (!ticket_key(t, next)) t->ticket_now = next;
+    /* else: no random bytes now; the current key goes on and the next turn tries again */
+}
+
+/* Server: a resumed handshake skips the key exchange and the signature, most of a full one's
+ * cost.  Tickets keep no state on the server; the cache serves clients without them. */
+static int resumption(wsk_ctx *ctx, struct tls_conf *t)
+{
+    char why[128];
+    int r = ticket_key(t, 0);
+    if (!r) r = ticket_key(t, 1); /* a "previous" key no ticket names yet */
+    if (r) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: session tickets: %s",
+                tls_strerror(r, why, sizeof why));
+        return WSK_ERR_TLS;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
+    t->ev = ctx->loop->ev;
+    ev_timer_init(&t->rotate, on_rotate, TICKET_LIFETIME, TICKET_LIFETIME);
+    t->rotate.data = t;
+    ev_timer_start(t->ev, &t->rotate);
+    ev_unref(t->ev); /* the rotation alone does not keep the loop running */
+    mbedtls_ssl_cache_set_max_entries(&t->cache, CACHE_ENTRIES);
+    mbedtls_ssl_cache_set_timeout(&t->cache, CACHE_TIMEOUT);
+    mbedtls_ssl_conf_session_cache(&t->conf, &t->cache, mbedtls_ssl_cache_get,
+                                   mbedtls_ssl_cache_set);
+    return 0;
+}
+
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
 {
     struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_SERVER);
@@ -745,6 +990,10 @@ int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
     }
     mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
                                                          : MBEDTLS_SSL_VERIFY_NONE);
+    if (resumption(ctx, t) < 0) {
+        conf_free(t);
+        return WSK_ERR_TLS;
+    }
     ctx->tls = t;
     return 0;
 }

@@ -14,7 +14,9 @@
 
 /* Loads the server's certificate chain, key (o->tls_key_password for an encrypted one) and
  * optional client CA (o->tls_*) into ctx->tls: TLS 1.2 and up, ECDHE with AES-GCM or
- * ChaCha20-Poly1305, ALPN http/1.1, client certificates required when tls_client_ca is set.
+ * ChaCha20-Poly1305, ALPN http/1.1, client certificates required when tls_client_ca is set;
+ * sessions resume by ticket (the key replaced hourly by a timer on ctx->loop, which does not
+ * keep the loop running: free the configuration before the loop) or from a session ID cache.
  * 0, or WSK_ERR_TLS with the reason logged (WSK_LOG_ERROR). */
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
 /* Starts the server side of a TLS session on an accepted connection (sets WSK_F_TLS).  The
@@ -34,6 +36,10 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o);
  * The transport knows nothing of clients: conn.c (wsk_conn_failed) ends the connection and
  * tells its owner (client.c, or wsbench's hooks).  0, WSK_ERR_NOMEM or WSK_ERR_TLS. */
 int wsk_tls_connect(struct wsk_ws *c, const char *host);
+/* Client: offers the session kept in ts when it was made with `server` ("host:port"), and keeps
+ * this connection's session in ts once its handshake is over (ts must outlive the handshake).
+ * Call after wsk_tls_connect.  1 when a session is offered, else 0. */
+int wsk_tls_session_use(struct wsk_ws *c, wsk_tls_session *ts, const char *server);
 /* wsk_tls_failure (io_transport.h): why c's handshake failed, "certificate verify failed: <why>"
  * (expired, unknown issuer, name mismatch, ...) or "TLS handshake failed: <why>". */
 /* ev_time() when c's TLS handshake completed; 0 while it runs, and for plain sockets. */

@@ -6,12 +6,15 @@ static void apply(wsk_natsev *x)
 {
     pthread_mutex_lock(&x->mu);
     int fd = x->fd, events = (x->want_read ? EV_READ : 0) | (x->want_write ? EV_WRITE : 0);
+    unsigned gen = x->gen;
+    x->cur_nc = x->nc;
     pthread_mutex_unlock(&x->mu);
     if (fd < 0) events = 0;
-    if (fd == x->cur_fd && events == x->cur_events) return;
+    if (fd == x->cur_fd && events == x->cur_events && gen == x->cur_gen) return;
     ev_io_stop(x->ev, &x->io);
     x->cur_fd = fd;
     x->cur_events = events;
+    x->cur_gen = gen;
     if (!events) return;
     ev_io_set(&x->io, fd, events);
     ev_io_start(x->ev, &x->io);
@@ -22,8 +25,8 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
     wsk_natsev *x = w->data;
     (void)ev;
     if (revents & EV_ERROR) return; /* a socket NATS closed under us: the next attach replaces it */
-    if (revents & EV_READ) natsConnection_ProcessReadEvent(x->nc);
-    if ((revents & EV_WRITE) && x->cur_fd >= 0) natsConnection_ProcessWriteEvent(x->nc);
+    if (revents & EV_READ) natsConnection_ProcessReadEvent(x->cur_nc);
+    if ((revents & EV_WRITE) && x->cur_fd >= 0) natsConnection_ProcessWriteEvent(x->cur_nc);
 }
 
 static void on_async(struct ev_loop *ev, ev_async *w, int revents)
@@ -41,6 +44,8 @@ void wsk_natsev_init(wsk_natsev *x, struct ev_loop *ev, void (*wake)(void *arg),
     x->loop_thread = pthread_self();
     pthread_mutex_init(&x->mu, NULL);
     x->fd = x->cur_fd = -1;
+    x->nc = x->cur_nc = NULL;
+    x->gen = x->cur_gen = 0;
     x->want_read = x->want_write = x->cur_events = 0;
     x->wake = wake;
     x->arg = arg;
@@ -81,6 +86,7 @@ natsStatus wsk_natsev_attach(void **userData, void *loop, natsConnection *nc, na
     pthread_mutex_lock(&x->mu);
     x->nc = nc;
     x->fd = socket;
+    x->gen++;
     x->want_read = 1; /* as the libevent adapter: reading starts at attach */
     x->want_write = 0;
     pthread_mutex_unlock(&x->mu);

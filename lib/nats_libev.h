@@ -21,10 +21,15 @@ typedef struct wsk_natsev {
     ev_io io;
     ev_async async;
     pthread_mutex_t mu;
-    /* Wanted (under mu) and applied (loop thread) state of the socket's watcher. */
+    /* Wanted (under mu) and applied (loop thread) state of the socket's watcher.  gen counts
+     * attaches: a detach and an attach that merge into one wake-up may bring back the same fd
+     * number for a new socket, which libev must be told about all the same. */
     natsConnection *nc;
     int fd, want_read, want_write;
+    unsigned gen;
+    natsConnection *cur_nc; /* what on_io drives: read on the loop thread only */
     int cur_fd, cur_events;
+    unsigned cur_gen;
     void (*wake)(void *arg); /* the engine's part of a wake-up */
     void *arg;
 } wsk_natsev;

@@ -387,7 +387,22 @@ typedef struct wsk_client_opts {
     const char *tls_key;       /* PEM key of tls_cert */
     const char *tls_key_password;
     int tls_insecure; /* do not verify the server certificate */
+    /* Resume TLS sessions (NULL: every handshake is a full one).  The caller's object, shared by
+     * its connections one after another: a wss:// connection offers the session it holds when
+     * that was made with the same host and port, and leaves its own there once its TLS
+     * handshake is over.  It must outlive every connection made with it. */
+    struct wsk_tls_session *tls_session;
 } wsk_client_opts;
+
+/* A TLS session to resume (see wsk_client_opts.tls_session): an opaque object made empty by
+ * wsk_tls_session_new (NULL when memory is short) and freed with wsk_tls_session_free (NULL is
+ * fine), after the last connection that used it ended. */
+typedef struct wsk_tls_session wsk_tls_session;
+WSK_API wsk_tls_session *wsk_tls_session_new(void);
+WSK_API void wsk_tls_session_free(wsk_tls_session *ts);
+/* 1 when ws's TLS handshake is over and resumed an earlier session (a client offering one, or a
+ * server accepting a ticket or a cached session ID), else 0 (also for ws:// and NULL). */
+WSK_API int wsk_tls_resumed(const wsk_ws *ws);
 
 /* Fills `o` with the defaults above. */
 WSK_API void wsk_client_opts_init(wsk_client_opts *o);
@@ -521,11 +536,13 @@ WSK_API size_t wsk_server_topics(const wsk_server *srv);
  *    every live topic.  Publishes beyond 8 MiB that the engine has not taken yet (Redis: not
  *    acknowledged; NATS: in the client's buffer) fail too: memory stays bounded.
  *  - The engine connections keep the loop running until wsk_server_free closes them.
- * Engines: "redis://[[USER]:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name, resolved
- * by hiredis when connecting), and "nats://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]" (a NATS
- * cluster's seed URLs, at most 16, one connection that fails over; the first attempt is made
- * during wsk_server_bridge and may block the calling thread up to the client's connect
- * timeout; the NATS client runs threads of its own, which only queue for the loop).
+ * Engines: "redis://[[USER]:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name,
+ * resolved again before each connection attempt, off the loop's thread), and
+ * "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT
+ * ...]" (TOKEN: NATS token authentication; a NATS cluster's seed URLs, at most 16, one connection
+ * that fails over; the NATS client runs threads of its own, the first connection attempt among
+ * them, which only queue for the loop; wsk_server_free waits for that attempt, up to the
+ * client's 2 s timeout).
  */
 /* Bridges the server's topics through the engines at urls[0..nurls) (NUL-terminated, read
  * during the call; 1 to 16, all with the same scheme), naming channels prefix + topic (prefix

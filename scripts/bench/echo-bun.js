@@ -5,7 +5,8 @@
 //   PORT=4001 bun scripts/bench/echo-bun.js
 //
 // Environment: PORT (default 4001; 0 = any free port), HOST (127.0.0.1 or
-// ::1). Prints exactly one line on stdout once listening.
+// ::1), TLS_CERT and TLS_KEY (PEM files: serve wss:// with Bun.serve's tls).
+// Prints exactly one line on stdout once listening.
 //
 // Bun queues what a slow reader has not taken yet up to its backpressure
 // limit (16 MiB by default) and drops past it; drops are reported on stderr.
@@ -19,6 +20,9 @@ let dropped = 0;
 const server = Bun.serve({
   hostname: HOST,
   port: PORT,
+  tls: process.env.TLS_CERT
+    ? { cert: Bun.file(process.env.TLS_CERT), key: Bun.file(process.env.TLS_KEY) }
+    : undefined,
   fetch(req, srv) {
     if (srv.upgrade(req)) return undefined;
     return new Response("WebSocket echo server: send an Upgrade request\n", { status: 426 });

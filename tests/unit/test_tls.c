@@ -560,6 +560,92 @@ static void on_done(struct ev_loop *ev, ev_async *w, int revents)
     ev_break(ev, EVBREAK_ALL);
 }
 
+/* ----- session resumption by the library's client (main thread) ----------------------------- */
+
+/* Connections one after another with one wsk_tls_session: to the main server, again (resumed),
+ * to the same server on another port (a full handshake: the session is kept for one host and
+ * port, although this server would take it), and to the first port again (a full handshake:
+ * the session kept is now the other port's); then to a third server twice, restarted in
+ * between: the session offered the second time is declined, and the client knows it. */
+#define RS_STEPS 6
+static struct {
+    wsk_loop *loop;
+    wsk_tls_session *ts;
+    wsk_server *third;
+    unsigned ports[RS_STEPS];
+    int resumed[RS_STEPS];
+    int step;
+} rs;
+
+static void rs_next(void);
+
+static void rs_open(wsk_ws *ws)
+{
+    rs.resumed[rs.step] = wsk_tls_resumed(ws);
+    wsk_close(ws, 1000, NULL, 0);
+}
+
+static void rs_close(wsk_ws *ws, unsigned code, const char *reason, size_t reason_len)
+{
+    (void)ws;
+    (void)code;
+    (void)reason;
+    (void)reason_len;
+    rs.step++;
+    rs_next();
+}
+
+static void rs_next(void)
+{
+    static const wsk_handlers h = {.open = rs_open, .close = rs_close};
+    if (rs.step == RS_STEPS) {
+        ev_break(EV_DEFAULT, EVBREAK_ALL);
+        return;
+    }
+    if (rs.step == RS_STEPS - 1) { /* the third server restarts: new ticket keys, empty cache */
+        wsk_server_free(rs.third);
+        rs.third = server(rs.loop, path("server.crt"), path("server.key"), NULL, NULL, 10);
+        if (!rs.third || wsk_server_listen(rs.third, "127.0.0.1", rs.ports[rs.step]) < 0) {
+            ev_break(EV_DEFAULT, EVBREAK_ALL);
+            return;
+        }
+    }
+    char url[64];
+    snprintf(url, sizeof url, "wss://localhost:%u/", rs.ports[rs.step]);
+    wsk_client_opts o;
+    wsk_client_opts_init(&o);
+    o.tls_ca = path("ca.crt");
+    o.tls_session = rs.ts;
+    rs.resumed[rs.step] = -1;
+    if (!wsk_connect(rs.loop, url, &o, &h, NULL, NULL)) ev_break(EV_DEFAULT, EVBREAK_ALL);
+}
+
+static void client_resumption(wsk_loop *loop, unsigned port, unsigned other)
+{
+    rs.loop = loop;
+    rs.ts = wsk_tls_session_new();
+    rs.ports[0] = rs.ports[1] = rs.ports[3] = port;
+    rs.ports[2] = other;
+    rs.third = server(loop, path("server.crt"), path("server.key"), NULL, NULL, 10);
+    if (rs.third) wsk_server_listen(rs.third, "127.0.0.1", 0);
+    rs.ports[4] = rs.ports[5] = rs.third ? wsk_server_port(rs.third) : 0;
+    rs.step = 0;
+    rs_next();
+    ev_run(EV_DEFAULT, 0);
+    CHECK(rs.step == RS_STEPS, "six connections in turn (%d)", rs.step);
+    CHECK(rs.resumed[0] == 0, "the first handshake is a full one (%d)", rs.resumed[0]);
+    CHECK(rs.resumed[1] == 1, "the next connection resumes its session (%d)", rs.resumed[1]);
+    CHECK(rs.resumed[2] == 0, "another port: a full handshake (%d)", rs.resumed[2]);
+    CHECK(rs.resumed[3] == 0, "back: a full handshake, the session kept was the other port's (%d)",
+          rs.resumed[3]);
+    CHECK(rs.resumed[4] == 0 && rs.resumed[5] == 0,
+          "a restarted server declines the session offered: a full handshake (%d, %d)",
+          rs.resumed[4], rs.resumed[5]);
+    wsk_server_free(rs.third);
+    wsk_tls_session_free(rs.ts);
+    wsk_tls_session_free(NULL);
+}
+
 /* ----- configuration errors (main thread) ---------------------------------------------------- */
 
 static void config_errors(wsk_loop *loop)
@@ -671,6 +757,17 @@ int main(void)
     pthread_create(&th, NULL, client_thread, NULL);
     ev_run(EV_DEFAULT, 0);
     pthread_join(th, NULL);
+    /* The main server on a second port: the kernel's pick, taken back and given to it. */
+    unsigned second = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof a) &&
+        !getsockname(fd, (struct sockaddr *)&a, &al))
+        second = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    CHECK(second && wsk_server_listen(s1, "127.0.0.1", second) == 0, "a second port (%u)", second);
+    client_resumption(loop, port_main, second);
 
     wsk_server_free(s1);
     wsk_server_free(s2);
