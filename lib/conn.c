@@ -191,7 +191,14 @@ void wsk_conn_failed(struct wsk_ws *c, long err, const char *what)
 static void on_readable(struct wsk_ws *c)
 {
     wsk_loop *loop = c->ctx->loop;
-    long n = wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
+    /* Inside a large frame, the read goes to the frame's own buffer first (msg_assemble.c), and
+     * what follows the frame to the shared buffer, in one readv. */
+    size_t cap = 0;
+    uint8_t *dst = (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING) && !c->ctx->hooks
+                       ? wsk_msg_direct(c, &cap)
+                       : NULL;
+    struct iovec iov[2] = {{dst, cap}, {loop->rbuf, WSK_RBUF_SIZE}};
+    long n = dst ? wsk_io_readv(c, iov, 2) : wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
     if (n == WSK_ERR_AGAIN) return;
     if (n < 0) {
         wsk_conn_failed(c, n, "read failed");
@@ -201,6 +208,12 @@ static void on_readable(struct wsk_ws *c)
     if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
         c->stamp = (uint32_t)ev_now(loop->ev);
     c->flags &= ~WSK_F_PINGED;
+    if (dst) {
+        size_t direct = (size_t)n < cap ? (size_t)n : cap;
+        if (wsk_msg_direct_received(c, direct) == 0 && (size_t)n > direct)
+            wsk_msg_receive(c, loop->rbuf, (size_t)n - direct);
+        return;
+    }
     if (c->ctx->hooks) {
         c->ctx->hooks->receive(c, loop->rbuf, (size_t)n);
         return;

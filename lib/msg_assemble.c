@@ -114,6 +114,18 @@ static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
     return alive(c) ? 0 : WSK_ERR_CLOSED;
 }
 
+/* The message gathered in the cold buffer is complete: to the handler, then the buffer goes. */
+static int deliver_assembled(struct wsk_ws *c)
+{
+    wsk_cold *k = c->cold;
+    int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
+    if (c->state != WSK_ST_DEAD && c->cold) {
+        wsk_dbuf_free(&c->cold->msg);
+        wsk_conn_cold_trim(c);
+    }
+    return r;
+}
+
 /* Payload bytes of a data frame: p[0..n), the last ones of the frame when c->remaining is 0. */
 static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
 {
@@ -148,14 +160,7 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
                                              : "out of memory");
         wsk_dbuf_append(&k->msg, p, n);
     }
-    if (!end) return 0;
-    wsk_cold *k = c->cold;
-    int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
-    if (c->state != WSK_ST_DEAD && c->cold) {
-        wsk_dbuf_free(&c->cold->msg);
-        wsk_conn_cold_trim(c);
-    }
-    return r;
+    return end ? deliver_assembled(c) : 0;
 }
 
 /* Payload bytes of a control frame: handled in place when the frame is whole in this read,
@@ -174,6 +179,35 @@ static int on_control_data(struct wsk_ws *c, const uint8_t *p, size_t n, int who
     k->ctl_len = 0;
     wsk_conn_cold_trim(c);
     return on_control(c, buf, len);
+}
+
+/* A large payload goes straight to its place: on_data reserved the whole announced length in
+ * the cold buffer when the frame began, so the rest of the frame is read there (conn.c) instead
+ * of into the loop's buffer and copied, and unmasked and validated where it lands. */
+uint8_t *wsk_msg_direct(struct wsk_ws *c, size_t *cap)
+{
+    if (!(c->flags & WSK_F_PAYLOAD) || (c->frame_op & 8) || (c->flags & WSK_F_MSG_COMPRESSED) ||
+        c->remaining < WSK_DIRECT_MIN || !c->cold)
+        return NULL;
+    wsk_dbuf *m = &c->cold->msg;
+    if (m->cap - m->len < c->remaining) return NULL;
+    *cap = (size_t)c->remaining;
+    return m->p + m->len;
+}
+
+int wsk_msg_direct_received(struct wsk_ws *c, size_t n)
+{
+    wsk_dbuf *m = &c->cold->msg;
+    uint8_t *p = m->p + m->len;
+    if (c->ctx->role == WSK_ROLE_SERVER)
+        c->mask_off = (uint8_t)wsk_mask(p, n, c->mask, c->mask_off);
+    m->len += n;
+    c->remaining -= n;
+    if (c->msg_op == WSK_OP_TEXT && wsk_utf8_validate(&c->utf8, p, n) < 0)
+        return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
+    if (c->remaining) return 0;
+    c->flags &= ~WSK_F_PAYLOAD;
+    return c->frame_fin ? deliver_assembled(c) : 0;
 }
 
 int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
