@@ -7,8 +7,6 @@
 #include "test.h"
 #include "pair.h"
 
-#include <sys/ioctl.h>
-
 #define BIG 40000 /* > WSK_DIRECT_MIN, < 64 KiB: the 16-bit length form */
 
 static uint8_t got[2 * BIG];
@@ -52,18 +50,6 @@ static void text_pattern(uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++) p[i] = seq[i % 5];
 }
 
-static int unread(const struct wsk_ws *c)
-{
-    int n = -1;
-    ioctl(c->io.fd, FIONREAD, &n);
-    return n;
-}
-
-static void put(int peer, const void *buf, size_t n)
-{
-    if (write(peer, buf, n) != (ssize_t)n) abort();
-}
-
 /* A masked client frame of payload[0..len) (16-bit length form) into out; its length. */
 static size_t big_frame(uint8_t *out, unsigned fin_op, const uint8_t *payload, size_t len)
 {
@@ -96,10 +82,10 @@ static void reset(void)
 static void put_split(struct wsk_ws *c, int peer, const uint8_t *f, size_t n, size_t k, int *direct)
 {
     size_t cap = 0;
-    put(peer, f, k);
-    SPIN_UNTIL(unread(c) == 0, pair_turn());
+    pair_put(peer, f, k);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
     *direct = wsk_msg_direct(c, &cap) != NULL;
-    put(peer, f + k, n - k);
+    pair_put(peer, f + k, n - k);
 }
 
 static void split_everywhere(wsk_ctx *ctx)
@@ -155,13 +141,13 @@ static void split_everywhere(wsk_ctx *ctx)
 
     /* Three writes: the direct read takes the middle part, and the rest still lands in place. */
     reset();
-    put(peer, f, 1000);
-    SPIN_UNTIL(unread(c) == 0, pair_turn());
-    put(peer, f + 1000, 5000);
-    SPIN_UNTIL(unread(c) == 0, pair_turn());
+    pair_put(peer, f, 1000);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+    pair_put(peer, f + 1000, 5000);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
     size_t cap = 0;
     int still = wsk_msg_direct(c, &cap) != NULL && cap == n - 6000;
-    put(peer, f + 6000, n - 6000);
+    pair_put(peer, f + 6000, n - 6000);
     SPIN_UNTIL(messages, pair_turn());
     CHECK(still && messages == 1 && got_len == BIG && !memcmp(got, payload, BIG),
           "a frame in three reads: the second and third land in place");
