@@ -253,6 +253,15 @@ static int paused_gone(struct wsk_ws *c)
     return 0;
 }
 
+/* A large message buffer kept after its message (msg_assemble.c) and unused for two sweeps. */
+static void msg_buffer_sweep(struct wsk_ws *c)
+{
+    wsk_cold *k = c->cold;
+    if (!k || !k->msg.p || k->msg.len || (c->flags & WSK_F_PAYLOAD) || k->msg_idle++ < 1) return;
+    wsk_dbuf_free(&k->msg);
+    wsk_conn_cold_trim(c);
+}
+
 /* Deadlines, checked once a second for every connection of a server or client (one timer per
  * server, none per socket): the handshake deadline counts from accept, not from the last byte,
  * so a client trickling its request cannot hold a slot; idle sockets get a ping at half the idle
@@ -276,6 +285,7 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
             }
             break;
         case WSK_ST_OPEN:
+            msg_buffer_sweep(c);
             if ((c->flags & WSK_F_PAUSED) && paused_gone(c)) break;
             if (!o->idle_timeout) break;
             if (idle >= o->idle_timeout) {

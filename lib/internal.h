@@ -182,7 +182,9 @@ typedef struct wsk_cold {
     wsk_dbuf head;    /* HTTP head (and body) bytes that arrived in pieces */
     size_t scanned;   /* parser resume point in head */
     size_t body_need; /* plain request: bytes of body still to come */
-    wsk_dbuf msg;     /* message being assembled across frames or reads */
+    wsk_dbuf msg;     /* message being assembled across frames or reads; a large one's bytes
+                       * stay for the next message until a sweep finds them unused twice */
+    uint8_t msg_idle; /* sweeps since msg's kept bytes were last used */
     uint8_t ctl[125]; /* control frame payload split across reads */
     uint8_t ctl_len;
     char *protocol; /* negotiated subprotocol, malloc'd */

@@ -114,13 +114,21 @@ static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
     return alive(c) ? 0 : WSK_ERR_CLOSED;
 }
 
-/* The message gathered in the cold buffer is complete: to the handler, then the buffer goes. */
+/* The message gathered in the cold buffer is complete: to the handler.  A small buffer goes;
+ * a large one stays for the next message (the sweep frees it when the socket stops sending
+ * large messages): allocating and freeing one per message makes malloc give the top of the heap
+ * back to the kernel after each message and take it again for the next, and every page then
+ * returns zero-filled through a page fault, which at 16 KiB to 1 MiB costs more than the copy
+ * the direct read saves. */
 static int deliver_assembled(struct wsk_ws *c)
 {
     wsk_cold *k = c->cold;
     int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
     if (c->state != WSK_ST_DEAD && c->cold) {
-        wsk_dbuf_free(&c->cold->msg);
+        k = c->cold;
+        k->msg.len = 0;
+        k->msg_idle = 0;
+        if (k->msg.cap < WSK_DIRECT_MIN) wsk_dbuf_free(&k->msg);
         wsk_conn_cold_trim(c);
     }
     return r;
@@ -153,6 +161,8 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
         if (whole && end && !(c->cold && c->cold->msg.len)) return deliver(c, p, n);
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
+        /* Kept bytes too small for this message: a new buffer, not a copy of nothing. */
+        if (!k->msg.len && k->msg.cap < n + c->remaining) wsk_dbuf_free(&k->msg);
         int r = wsk_dbuf_reserve(&k->msg, n + c->remaining);
         if (r < 0)
             return fail(c, r,
