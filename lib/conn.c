@@ -2,9 +2,10 @@
  *
  * A read lands in the loop's shared buffer and goes to the phase the connection is in: the HTTP
  * phase (server.c reads a request head, client.c a response head) or the WebSocket phase
- * (msg_assemble.c).  Ending a connection closes the fd at once but frees the struct only at the
- * end of the loop iteration (io_loop.c), so a handler that ends a socket never leaves a dangling
- * pointer in the code that called it. */
+ * (msg_assemble.c).  Inside a large frame, the read lands in that frame's own buffer first.  Ending
+ * a connection closes the fd at once but frees the struct only at the end of the loop iteration
+ * (io_loop.c), so a handler that ends a socket never leaves a dangling pointer in the code that
+ * called it. */
 #include "internal.h"
 #include "io_transport.h"
 #include "pmd_conn.h"

@@ -18,6 +18,7 @@
  *   pubsub.c        topics: one framed message queued to every subscriber
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
+ *                   (a large message with nothing queued: written during the send)
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
