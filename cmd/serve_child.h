@@ -1,6 +1,6 @@
 /* What wsserve's program modes share (serve_exec.c, serve_exec_shared.c): starting a program on
- * three pipes, cutting its output into lines and buffering its input.  The modes own the
- * watchers; child_stop_io only stops one and closes its pipe. */
+ * three pipes (also from other threads, serve_spawn.c), cutting its output into lines and buffering
+ * its input.  The modes own the watchers; child_stop_io only stops one and closes its pipe. */
 #ifndef WSK_SERVE_CHILD_H
 #define WSK_SERVE_CHILD_H
 
@@ -20,6 +20,29 @@ void child_stop_io(struct ev_loop *ev, struct ev_io *w, int *fd);
  * process group of its own (kill(-pid, ...) signals it and what it started).  0, or an errno
  * value. */
 int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t *pid, int fds[3]);
+
+/* The same, off the loop's thread (serve_spawn.c): posix_spawn holds its caller until the child
+ * has reached exec.  A request is submitted on the loop's thread, and done(arg, sp) is called
+ * there once it has run, with sp->rc, sp->pid and sp->fds set as child_spawn sets them.  file,
+ * argv and envp must stay valid until then.  The program may have exited before done is
+ * called: the loop's SIGCHLD must not drop a status for a pid it does not know yet. */
+struct spawn {
+    struct spawn *next; /* the spawner's */
+    const char *file;
+    char *const *argv;
+    char *const *envp;
+    pid_t pid;
+    int fds[3];
+    int rc;
+};
+typedef void (*spawn_done)(void *arg, struct spawn *sp);
+struct spawner;
+/* NULL when no thread could start. */
+struct spawner *spawner_new(struct ev_loop *ev, spawn_done done, void *arg);
+void spawner_submit(struct spawner *s, struct spawn *sp);
+/* Requests not started yet get rc ECANCELED; every request is given to done before it
+ * returns. */
+void spawner_free(struct spawner *s);
 
 /* Waits for pid (its group already sent SIGTERM) until `deadline` (a CLOCK_MONOTONIC time in
  * seconds, see child_now), then SIGKILLs its group and reaps it: for wsserve's exit, once the loop

@@ -103,6 +103,17 @@ with serve("--exec", fail) as srv:
        "exit status 3: the output, then 1011 with the status", f"{msgs} {code} {reason}")
     c.close()
 
+# Programs start off the loop and may exit before the loop learns their pid: every exit is
+# still seen (a lost one would leave its connection open).
+with serve("--", fail) as srv:
+    conns = [Raw(srv.port) for _ in range(40)]
+    ends = [messages(c) for c in conns]
+    good = sum(m == [(TEXT, b"bye")] and e[0] == 1011 and "status 3" in e[1] for m, e in ends)
+    ok(good == len(conns), "40 programs that exit at once: every connection closes with 1011",
+       f"{good}: {ends[:3]}")
+    for c in conns:
+        c.close()
+
 with serve("--", os.path.join(tmp, "no-such-program")) as srv:
     c = Raw(srv.port)
     msgs, (code, reason) = messages(c)
@@ -238,6 +249,8 @@ with serve("--max-forks", "2", "--exec", "cat") as srv:
     c.send(request())
     st, h, body = c.read_http()
     ok(st == 503, "--max-forks 2: the third upgrade gets 503", str(st))
+    # The programs start just after the handshakes (off the loop), and count from the upgrade.
+    wait_for(lambda: len(children(srv.proc.pid)) == 2, 5)
     a.close()
     ok(wait_for(lambda: len(children(srv.proc.pid)) == 1, 5), "a slot frees when a program ends")
     d = Raw(srv.port)
