@@ -50,6 +50,31 @@ void spawner_free(struct spawner *s);
 void child_reap(pid_t pid, double deadline);
 double child_now(void);
 
+/* A program's environment: the variables of wsserve's named by --passenv, the mode's own, then
+ * each --env NAME=VALUE (the program modes share these options). */
+#define CHILD_MAX_ENV 64
+struct child_env {
+    const char *passenv;            /* names and commas, kept in argv; NULL: none */
+    const char *env[CHILD_MAX_ENV]; /* --env NAME=VALUE, kept in argv */
+    size_t nenv;
+};
+/* --passenv LIST and --env NAME=VALUE: 0, or -1 when malformed (or one --env too many). */
+int child_env_passenv(struct child_env *ce, const char *arg);
+int child_env_set(struct child_env *ce, const char *arg);
+/* An envp being built: child_envp_begin allocates room for `extra` of the mode's variables and
+ * adds the --passenv ones, env_add adds one (an entry that does not fit is left out),
+ * child_envp_end adds the --env ones and returns the malloc'd array (NULL: out of memory), for
+ * env_free. */
+struct envb {
+    char **v;
+    size_t n, cap;
+};
+int child_envp_begin(struct envb *e, const struct child_env *ce, size_t extra);
+void env_add(struct envb *e, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+char **child_envp_end(struct envb *e, const struct child_env *ce);
+void env_free(char **v);
+
 /* Output cut into lines: a line cut by the end of a read waits in buf (malloc'd on first use,
  * at most LINES_MAX bytes); a longer line is emitted in pieces of that size.  emit gets a line
  * without its "\n" or "\r\n" and returns 0 to stop (the rest of the read is dropped). */

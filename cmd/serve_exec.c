@@ -88,38 +88,6 @@ static struct exec *exec_of(wsk_server *srv)
 
 /* ----- environment ---------------------------------------------------------------------------- */
 
-struct envb {
-    char **v;
-    size_t n, cap;
-};
-
-static void env_add(struct envb *e, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void env_add(struct envb *e, const char *name, const char *fmt, ...)
-{
-    if (e->n + 1 >= e->cap) return; /* sized for every entry: not reached */
-    char val[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(val, sizeof val, fmt, ap);
-    va_end(ap);
-    size_t nl = strlen(name), vl = strlen(val);
-    char *s = malloc(nl + vl + 2);
-    if (!s) return;
-    memcpy(s, name, nl);
-    s[nl] = '=';
-    memcpy(s + nl + 1, val, vl + 1);
-    e->v[e->n++] = s;
-    e->v[e->n] = NULL;
-}
-
-static void env_free(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++) free(v[i]);
-    free(v);
-}
-
 /* "1.2.3.4:5" or "[::1]:5" into host and port. */
 static void split_addr(const char *a, char *host, size_t cap, const char **port)
 {
@@ -137,21 +105,9 @@ static void split_addr(const char *a, char *host, size_t cap, const char **port)
 static char **build_env(struct exec *x, const wsk_request *req, const char *script_name,
                         const char *path_info, const char *script_path)
 {
-    const struct exec_config *cfg = x->cfg;
     size_t nh = wsk_request_header_count(req);
-    size_t npass = 1;
-    for (const char *q = cfg->passenv; *q; q++) npass += *q == ',';
-    struct envb e = {.cap = 40 + nh + npass + cfg->nenv};
-    e.v = calloc(e.cap, sizeof *e.v);
-    if (!e.v) return NULL;
-    for (const char *q = cfg->passenv; *q;) {
-        size_t n = strcspn(q, ",");
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(n < 255 ? n : 255), q);
-        const char *v = *name ? getenv(name) : NULL;
-        if (v) env_add(&e, name, "%s", v);
-        q += n + (q[n] == ',');
-    }
+    struct envb e;
+    if (child_envp_begin(&e, &x->cfg->env, 40 + nh) < 0) return NULL;
     char addr[64], host[64], sname[256];
     const char *port;
     split_addr(wsk_request_remote_address(req, addr, sizeof addr), host, sizeof host, &port);
@@ -195,13 +151,7 @@ static char **build_env(struct exec *x, const wsk_request *req, const char *scri
         name[5 + nl] = 0;
         env_add(&e, name, "%.*s", (int)vl, v);
     }
-    for (size_t i = 0; i < cfg->nenv; i++) {
-        const char *eq = strchr(cfg->env[i], '=');
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - cfg->env[i]), cfg->env[i]);
-        env_add(&e, name, "%s", eq + 1);
-    }
-    return e.v;
+    return child_envp_end(&e, &x->cfg->env);
 }
 
 /* ----- the child's lifetime ------------------------------------------------------------------- */
@@ -685,35 +635,21 @@ static const cli_option exec_options[] = {
 static void exec_config_init(void *config)
 {
     struct exec_config *c = config;
-    c->passenv = "PATH,LD_LIBRARY_PATH";
+    c->env.passenv = "PATH,LD_LIBRARY_PATH";
     c->close_grace = 1.0;
 }
 
 static int exec_option(void *config, const cli_option *opt, const char *arg)
 {
     struct exec_config *c = config;
-    static const char name_chars[] =
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
     switch (opt->key) {
     case OPT_BINARY: c->binary = 1; return 0;
     case OPT_LISTING: c->listing = 1; return 0;
     case OPT_STATIC: c->static_dir = arg; return 0;
     case OPT_GRACE: return cli_parse_duration(arg, &c->close_grace);
     case OPT_MAXFORKS: return cli_parse_ulong(arg, 1, 1000000, &c->max_forks);
-    case OPT_ENV: {
-        const char *eq = strchr(arg, '=');
-        if (!eq || eq == arg || strspn(arg, name_chars) != (size_t)(eq - arg)) return -1;
-        if (c->nenv == EXEC_MAX_ENV) return -1;
-        c->env[c->nenv++] = arg;
-        return 0;
-    }
-    case OPT_PASSENV:
-        /* Names and commas only; the list stays in argv and is split when a program starts. */
-        if (!*arg) return -1;
-        for (const char *q = arg; *q; q++)
-            if (*q != ',' && !strchr(name_chars, *q)) return -1;
-        c->passenv = arg;
-        return 0;
+    case OPT_ENV: return child_env_set(&c->env, arg);
+    case OPT_PASSENV: return child_env_passenv(&c->env, arg);
     default: return -1;
     }
 }

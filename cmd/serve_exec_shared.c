@@ -4,6 +4,7 @@
  *   program stdout "TOPIC\tline"     -> with --topics, the clients connected to /TOPIC
  *   program stdout "@ID\tline"       -> client ID only
  *   client ID sends "m"              -> program stdin "ID\tm\n"
+ *   client ID joins, leaves          -> with --join-leave, "+ID\tADDRESS\tPATH\n", "-ID\tCODE\n"
  *
  * The program is restarted when it exits, after a backoff that doubles (100 ms to 10 s) while
  * it keeps dying within 10 s of its start; every client is sent --restart-message.  Its stdin
@@ -31,6 +32,8 @@ struct shared_config {
     const char *command;         /* --exec-shared COMMAND, through /bin/sh -c */
     const char *restart_message; /* --restart-message TEXT */
     int topics;                  /* --topics */
+    int join_leave;              /* --join-leave */
+    struct child_env env;        /* --passenv (NULL: all of wsserve's), --env */
 };
 
 /* A client: its id, for "@ID" replies and the "ID\t" prefix. */
@@ -38,8 +41,9 @@ struct sclient {
     unsigned long id;
     wsk_ws *ws;
     struct sclient *next; /* in its bucket */
-    size_t tlen;
-    char topic[]; /* --topics: the topic of its path */
+    char addr[64];        /* for --join-leave */
+    size_t plen;
+    char path[]; /* its request's path; --topics: the topic is what follows the "/" */
 };
 
 struct shared {
@@ -60,6 +64,14 @@ struct shared {
     struct sclient *pending; /* made by the upgrade handler, taken by the open handler */
     char rbuf[64 * 1024];
 };
+
+/* --topics: the topic of c's path ("" for "/"); without --topics always "". */
+static size_t topic_of(const struct shared *s, const struct sclient *c, const char **topic)
+{
+    size_t tlen = s->cfg->topics && c->plen > 1 ? c->plen - 1 : 0;
+    *topic = tlen ? c->path + 1 : ALL;
+    return tlen;
+}
 
 static struct shared *shared_of(wsk_server *srv)
 {
@@ -180,6 +192,14 @@ static void in_write(struct shared *s)
     if (pipebuf_pending(&s->in) < IN_MAX / 2) each_client(s, resume_one);
 }
 
+/* --join-leave: one line for the program that is no client's message.  Not held to the cap of
+ * messages (the program would lose track of who is there), only to the buffer's own. */
+static void notice(struct shared *s, const char *line, size_t n)
+{
+    if (!s->cfg->join_leave || s->in_fd < 0) return;
+    if (pipebuf_append(&s->in, NULL, 0, line, n, 1) == 0) in_write(s);
+}
+
 static void on_in(struct ev_loop *ev, ev_io *w, int revents)
 {
     (void)ev;
@@ -242,6 +262,24 @@ static void on_exit_(struct ev_loop *ev, ev_child *w, int revents)
     ev_timer_start(ev, &s->restart_t);
 }
 
+/* --passenv's variables (without it all of wsserve's), then --env's. */
+static char **shared_env(const struct shared_config *cfg)
+{
+    extern char **environ;
+    size_t n = 0;
+    for (char **e = environ; !cfg->env.passenv && *e; e++) n++;
+    struct envb e;
+    if (child_envp_begin(&e, &cfg->env, n) < 0) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(environ[i], '=');
+        char name[256];
+        if (!eq || eq - environ[i] >= (long)sizeof name) continue;
+        snprintf(name, sizeof name, "%.*s", (int)(eq - environ[i]), environ[i]);
+        env_add(&e, name, "%s", eq + 1);
+    }
+    return child_envp_end(&e, &cfg->env);
+}
+
 static void start(struct shared *s)
 {
     char *sh[] = {"sh", "-c", (char *)s->cfg->command, NULL};
@@ -252,7 +290,9 @@ static void start(struct shared *s)
     child_stop_io(s->ev, &s->err_w, &s->err_fd);
     lines_free(&s->out);
     lines_free(&s->errout);
-    int rc = child_spawn("/bin/sh", sh, NULL, &s->pid, fds);
+    char **envp = shared_env(s->cfg);
+    int rc = envp ? child_spawn("/bin/sh", sh, envp, &s->pid, fds) : ENOMEM;
+    env_free(envp);
     if (rc) {
         serve_log(s->sv, "cannot start the program: %s", strerror(rc));
         s->pid = 0;
@@ -285,13 +325,14 @@ static int shared_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
     const char *path = wsk_request_path(req, &plen);
     free(s->pending); /* the last accepted upgrade never opened */
     /* --topics: /TOPIC subscribes to TOPIC, / to the lines without a topic. */
-    size_t tlen = s->cfg->topics && plen > 1 ? plen - 1 : 0;
-    if (tlen > WSK_TOPIC_MAX) return 414;
-    struct sclient *c = calloc(1, sizeof *c + tlen);
+    if (s->cfg->topics && plen > WSK_TOPIC_MAX + 1) return 414;
+    if (plen > 4096) return 414;
+    struct sclient *c = calloc(1, sizeof *c + plen);
     s->pending = c;
     if (!c) return 503;
-    memcpy(c->topic, path + 1, tlen);
-    c->tlen = tlen;
+    memcpy(c->path, path, plen);
+    c->plen = plen;
+    wsk_request_remote_address(req, c->addr, sizeof c->addr);
     wsk_response_set_data(res, c);
     return 0;
 }
@@ -306,17 +347,24 @@ static void shared_open(wsk_ws *ws)
     c->ws = ws;
     c->next = *bucket(s, c->id);
     *bucket(s, c->id) = c;
-    wsk_subscribe(ws, c->tlen ? c->topic : ALL, c->tlen);
+    const char *topic;
+    size_t tlen = topic_of(s, c, &topic);
+    wsk_subscribe(ws, topic, tlen);
+    char line[4200];
+    int n = snprintf(line, sizeof line, "+%lu\t%s\t%.*s", c->id, c->addr, (int)c->plen, c->path);
+    notice(s, line, (size_t)n);
 }
 
 static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
 {
     struct shared *s = shared_of(wsk_ws_server(ws));
     struct sclient *c = wsk_ws_data(ws);
-    (void)code;
     (void)reason;
     (void)len;
     if (!c) return;
+    char line[64];
+    int n = snprintf(line, sizeof line, "-%lu\t%u", c->id, code);
+    notice(s, line, (size_t)n);
     for (struct sclient **p = bucket(s, c->id); *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
@@ -384,12 +432,15 @@ static int shared_page(struct serve *sv, const wsk_request *req, wsk_response *r
     return serve_text(res, 200, body);
 }
 
-enum { OPT_RESTART_MSG = 256, OPT_TOPICS };
+enum { OPT_RESTART_MSG = 256, OPT_TOPICS, OPT_JOIN_LEAVE, OPT_SHARED_PASSENV, OPT_SHARED_ENV };
 
 static const cli_option shared_options[] = {
     {"restart-message", OPT_RESTART_MSG, "TEXT",
      "told to every client when the program died (\"program restarted\")"},
     {"topics", OPT_TOPICS, NULL, "TOPIC<TAB>line goes to the clients of /TOPIC"},
+    {"join-leave", OPT_JOIN_LEAVE, NULL, "tell the program +ID<TAB>ADDRESS<TAB>PATH, -ID<TAB>CODE"},
+    {"passenv", OPT_SHARED_PASSENV, "NAME,...", "only these variables passed on (default: all)"},
+    {"env", OPT_SHARED_ENV, "NAME=VALUE", "set a variable for the program, repeatable"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -408,6 +459,9 @@ static int shared_option(void *config, const cli_option *opt, const char *arg)
         c->restart_message = arg;
         return 0;
     case OPT_TOPICS: c->topics = 1; return 0;
+    case OPT_JOIN_LEAVE: c->join_leave = 1; return 0;
+    case OPT_SHARED_PASSENV: return child_env_passenv(&c->env, arg);
+    case OPT_SHARED_ENV: return child_env_set(&c->env, arg);
     default: return -1;
     }
 }

@@ -371,6 +371,33 @@ with serve("--exec-shared", hub, "--topics") as srv:
     srv.stop()
     ok(kids and all(state(k) is None for k in kids), "the shared program goes with wsserve")
 
+# --passenv and --env as for --exec; --join-leave: who comes and goes, on the program's stdin.
+roster = script("roster.py", f"#!{PY}\nimport os, sys\n"
+                "for line in sys.stdin:\n"
+                "    line = line.rstrip('\\n')\n"
+                "    if line.endswith('\\tenv'):\n"
+                "        v = [os.environ.get(k, '-') for k in ('FOO', 'HOME', 'WSK_BIN')]\n"
+                "        print('env ' + ' '.join(v), flush=True)\n"
+                "    else:\n"
+                "        print('got ' + line, flush=True)\n")
+os.environ["HOME"] = os.environ.get("HOME") or "/root"
+with serve("--exec-shared", roster, "--passenv", "PATH,HOME", "--env", "FOO=bar",
+           "--join-leave") as srv:
+    a = Raw(srv.port, path="/room")
+    got = text(a).split("\t")
+    ok(got[0] == "got +1" and got[1].startswith("127.0.0.1:") and got[2] == "/room",
+       "--join-leave: +ID<TAB>ADDRESS<TAB>PATH when a client joins", repr(got))
+    a.send(frame(TEXT, b"env"))
+    env_line = text(a)
+    ok(env_line == f"env bar {os.environ['HOME']} -",
+       "--exec-shared --passenv, --env: those variables, not the others", env_line)
+    b = Raw(srv.port)
+    ok(text(a).startswith("got +2\t"), "a second client joins")
+    b.send(frame(CLOSE, struct.pack("!H", 1000)))
+    ok(text(a) == "got -2\t1000", "-ID<TAB>CODE when it leaves")
+    b.close()
+    a.close()
+
 # ----- the same scripts through websocketd ------------------------------------------------------
 WSD = shutil.which("websocketd")
 if not WSD:
