@@ -137,6 +137,7 @@ int pipebuf_append(struct pipebuf *b, const char *prefix, size_t plen, const voi
         b->off = 0;
     }
     size_t need = b->len + plen + n + (size_t)newline;
+    if (need > b->max) return -1;
     if (need > b->cap) {
         size_t cap = need < 64 * 1024 ? 64 * 1024 : need;
         char *q = realloc(b->p, cap);
@@ -172,6 +173,27 @@ void pipebuf_free(struct pipebuf *b)
     free(b->p);
     b->p = NULL;
     b->off = b->len = b->cap = 0;
+}
+
+long child_read(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap)
+{
+    ssize_t n = read(*fd, buf, cap);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return -1;
+    if (n <= 0) {
+        child_stop_io(ev, w, fd);
+        return 0;
+    }
+    return (long)n;
+}
+
+int child_read_lines(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap,
+                     struct lines *l, lines_emit emit, void *arg)
+{
+    long n = child_read(ev, w, fd, buf, cap);
+    if (n > 0) lines_feed(l, buf, (size_t)n, emit, arg);
+    if (n) return 1;
+    lines_end(l, emit, arg);
+    return 0;
 }
 
 void child_stop_io(struct ev_loop *ev, struct ev_io *w, int *fd)

@@ -90,12 +90,14 @@ void lines_end(struct lines *l, lines_emit emit, void *arg);
 void lines_free(struct lines *l);
 
 /* Bytes waiting for a program's stdin, p[off, len).  The buffer grows to what one append
- * needs; the caller bounds it (pausing its sources at pipebuf_pending). */
+ * needs, never past max (set by its owner before the first append); the caller keeps well
+ * below it by pausing its sources at pipebuf_pending. */
 struct pipebuf {
     char *p;
-    size_t off, len, cap;
+    size_t off, len, cap, max;
 };
-/* Appends prefix[0..plen), data[0..n) and, when newline, "\n": 0, or -1 out of memory. */
+/* Appends prefix[0..plen), data[0..n) and, when newline, "\n": 0, or -1 when that would pass
+ * max (nothing appended) or out of memory. */
 int pipebuf_append(struct pipebuf *b, const char *prefix, size_t plen, const void *data, size_t n,
                    int newline);
 /* Writes what it can to fd (non-blocking): 1 when bytes remain, 0 when all is written, -1 when
@@ -106,5 +108,13 @@ static inline size_t pipebuf_pending(const struct pipebuf *b)
     return b->len - b->off;
 }
 void pipebuf_free(struct pipebuf *b);
+
+/* One read of a program's pipe *fd (watched by w on ev) into buf[0..cap): the byte count; 0
+ * at EOF or on an error, after which the watcher is stopped and the pipe closed; -1 when there
+ * is nothing to read now. */
+long child_read(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap);
+/* The same, cut into lines for emit (lines_feed; at EOF lines_end): 0 at EOF, else 1. */
+int child_read_lines(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap,
+                     struct lines *l, lines_emit emit, void *arg);
 
 #endif

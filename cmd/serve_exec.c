@@ -70,6 +70,7 @@ struct exec {
     unsigned long spawning; /* requests with the spawner */
     struct early *early;    /* exits of pids whose spawn result had not come back yet */
     unsigned long running;  /* processes not reaped yet, and spawns under way */
+    size_t in_max;          /* each stdin buffer's cap */
     unsigned long serial;   /* for UNIQUE_ID */
     char rbuf[64 * 1024];   /* every child's stdout and stderr are read here */
 };
@@ -310,13 +311,12 @@ static void on_stdout(struct ev_loop *ev, ev_io *w, int revents)
     struct exec *x = c->x;
     (void)ev;
     (void)revents;
-    ssize_t n = read(c->out_fd, x->rbuf, sizeof x->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {    /* EOF: the last unfinished line is a message too */
+    long n = child_read(x->ev, &c->out_w, &c->out_fd, x->rbuf, sizeof x->rbuf);
+    if (n < 0) return;
+    if (n == 0) {    /* EOF: the last unfinished line is a message too */
         c->busy = 1; /* as below: its send may close the socket */
         lines_end(&c->out, send_line, c);
         c->busy = 0;
-        child_stop_io(x->ev, &c->out_w, &c->out_fd);
         child_finish(c);
         child_release(c);
         return;
@@ -351,15 +351,8 @@ static void on_stderr(struct ev_loop *ev, ev_io *w, int revents)
     struct exec *x = c->x;
     (void)ev;
     (void)revents;
-    ssize_t n = read(c->err_fd, x->rbuf, sizeof x->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {
-        lines_end(&c->errout, log_line, c);
-        child_stop_io(x->ev, &c->err_w, &c->err_fd);
+    if (!child_read_lines(x->ev, w, &c->err_fd, x->rbuf, sizeof x->rbuf, &c->errout, log_line, c))
         child_release(c);
-        return;
-    }
-    lines_feed(&c->errout, x->rbuf, (size_t)n, log_line, c);
 }
 
 /* The client is gone and the program runs: EOF on its stdin, then SIGTERM and SIGKILL if it
@@ -522,6 +515,7 @@ static int exec_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
     c->x = x;
     c->script = script;
     c->in_fd = c->out_fd = c->err_fd = -1;
+    c->in.max = x->in_max;
     wsk_request_remote_address(req, c->addr, sizeof c->addr);
     /* As websocketd: --exec is the script "/" and the whole path its PATH_INFO; --dir's
      * script is the first segment, the rest PATH_INFO. */
@@ -544,7 +538,6 @@ static int exec_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
 static int exec_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
     const struct exec_config *cfg = sv->config;
-    (void)so;
     if (!cfg->command && !cfg->argv && !cfg->dir) {
         fprintf(stderr, "wsserve: --exec needs a program: --exec 'COMMAND' or -- PROGRAM ARGS\n");
         return -1;
@@ -553,6 +546,8 @@ static int exec_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     if (!x) return -1;
     x->cfg = cfg;
     x->sv = sv;
+    /* exec_message drops past 4 * IN_MAX: one message more, and its newline, fit. */
+    x->in_max = 4 * IN_MAX + so->max_payload + 1;
     x->ev = ev_default_loop(0); /* ev_child watchers live on the default loop only */
     if (!(x->spawner = spawner_new(x->ev, spawned, x))) {
         free(x);

@@ -8,8 +8,8 @@
  *
  * The program is restarted when it exits, after a backoff that doubles (100 ms to 10 s) while
  * it keeps dying within 10 s of its start; every client is sent --restart-message.  Its stdin
- * is a bounded buffer: past IN_MAX waiting bytes the client that sent is paused, and every
- * paused client resumes once the program has read half of it.  Broadcast has no stdout
+ * is a bounded buffer: past IN_MAX waiting bytes the client that sent is paused (and listed),
+ * and the paused clients resume once the program has read half of it.  Broadcast has no stdout
  * backpressure (one slow client must not stall the others): each client's queue is bounded by
  * --backpressure-limit, as for every publish. */
 #include "serve.h"
@@ -24,9 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define IN_MAX   (64 * 1024)
-#define NBUCKETS 1024
-#define ALL      "" /* the topic every client is on without --topics, and on / with it */
+#define IN_MAX      (64 * 1024)
+#define NBUCKETS    1024
+#define NOTICE_ROOM (256 * 1024) /* --join-leave lines past the cap of messages */
+#define ALL         "" /* the topic every client is on without --topics, and on / with it */
 
 struct shared_config {
     const char *command;         /* --exec-shared COMMAND, through /bin/sh -c */
@@ -40,8 +41,10 @@ struct shared_config {
 struct sclient {
     unsigned long id;
     wsk_ws *ws;
-    struct sclient *next; /* in its bucket */
-    char addr[64];        /* for --join-leave */
+    struct sclient *next;          /* in its bucket */
+    struct sclient *pprev, *pnext; /* in s->paused, while paused is set */
+    int paused;
+    char addr[64]; /* for --join-leave */
     size_t plen;
     char path[]; /* its request's path; --topics: the topic is what follows the "/" */
 };
@@ -62,6 +65,7 @@ struct shared {
     unsigned long dropped; /* messages refused because the program's stdin was full */
     struct sclient *buckets[NBUCKETS];
     struct sclient *pending; /* made by the upgrade handler, taken by the open handler */
+    struct sclient *paused;  /* the clients paused for the program's stdin */
     char rbuf[64 * 1024];
 };
 
@@ -94,10 +98,37 @@ static void each_client(struct shared *s, void (*fn)(struct shared *s, struct sc
         }
 }
 
-static void resume_one(struct shared *s, struct sclient *c)
+/* c no longer waits for the program's stdin (resumed, or gone). */
+static void unlist_paused(struct shared *s, struct sclient *c)
 {
-    (void)s;
-    wsk_ws_resume(c->ws);
+    if (!c->paused) return;
+    if (c->pprev)
+        c->pprev->pnext = c->pnext;
+    else
+        s->paused = c->pnext;
+    if (c->pnext) c->pnext->pprev = c->pprev;
+    c->paused = 0;
+}
+
+static void pause_client(struct shared *s, struct sclient *c)
+{
+    if (c->paused) return;
+    wsk_ws_pause(c->ws);
+    c->paused = 1;
+    c->pprev = NULL;
+    c->pnext = s->paused;
+    if (s->paused) s->paused->pprev = c;
+    s->paused = c;
+}
+
+/* wsk_ws_resume only re-arms the socket: no handler runs from here. */
+static void resume_paused(struct shared *s)
+{
+    while (s->paused) {
+        struct sclient *c = s->paused;
+        unlist_paused(s, c);
+        wsk_ws_resume(c->ws);
+    }
 }
 
 static void tell_one(struct shared *s, struct sclient *c)
@@ -144,14 +175,7 @@ static void on_out(struct ev_loop *ev, ev_io *w, int revents)
     struct shared *s = w->data;
     (void)ev;
     (void)revents;
-    ssize_t n = read(s->out_fd, s->rbuf, sizeof s->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {
-        lines_end(&s->out, out_line, s);
-        child_stop_io(s->ev, &s->out_w, &s->out_fd);
-        return;
-    }
-    lines_feed(&s->out, s->rbuf, (size_t)n, out_line, s);
+    child_read_lines(s->ev, w, &s->out_fd, s->rbuf, sizeof s->rbuf, &s->out, out_line, s);
 }
 
 static int err_line(void *arg, const char *p, size_t n)
@@ -166,14 +190,7 @@ static void on_err(struct ev_loop *ev, ev_io *w, int revents)
     struct shared *s = w->data;
     (void)ev;
     (void)revents;
-    ssize_t n = read(s->err_fd, s->rbuf, sizeof s->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {
-        lines_end(&s->errout, err_line, s);
-        child_stop_io(s->ev, &s->err_w, &s->err_fd);
-        return;
-    }
-    lines_feed(&s->errout, s->rbuf, (size_t)n, err_line, s);
+    child_read_lines(s->ev, w, &s->err_fd, s->rbuf, sizeof s->rbuf, &s->errout, err_line, s);
 }
 
 /* ----- the program's input -------------------------------------------------------------------- */
@@ -189,7 +206,7 @@ static void in_write(struct shared *s)
     } else {
         ev_io_stop(s->ev, &s->in_w);
     }
-    if (pipebuf_pending(&s->in) < IN_MAX / 2) each_client(s, resume_one);
+    if (pipebuf_pending(&s->in) < IN_MAX / 2) resume_paused(s);
 }
 
 /* --join-leave: one line for the program that is no client's message.  Not held to the cap of
@@ -226,7 +243,7 @@ static void shared_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
     int n = snprintf(prefix, sizeof prefix, "%lu\t", c->id);
     if (pipebuf_append(&s->in, prefix, (size_t)n, data, len, 1) < 0) return;
     in_write(s);
-    if (pipebuf_pending(&s->in) >= IN_MAX) wsk_ws_pause(ws);
+    if (pipebuf_pending(&s->in) >= IN_MAX) pause_client(s, c);
 }
 
 /* ----- the program's life --------------------------------------------------------------------- */
@@ -249,7 +266,7 @@ static void on_exit_(struct ev_loop *ev, ev_child *w, int revents)
     s->pid = 0;
     child_stop_io(s->ev, &s->in_w, &s->in_fd);
     pipebuf_free(&s->in);
-    each_client(s, resume_one);
+    resume_paused(s);
     if (WIFSIGNALED(st))
         serve_log(s->sv, "program killed by signal %d; restarting", WTERMSIG(st));
     else
@@ -362,6 +379,7 @@ static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     (void)reason;
     (void)len;
     if (!c) return;
+    unlist_paused(s, c);
     char line[64];
     int n = snprintf(line, sizeof line, "-%lu\t%u", c->id, code);
     notice(s, line, (size_t)n);
@@ -378,13 +396,15 @@ static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
 static int shared_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
     const struct shared_config *cfg = sv->config;
-    (void)so;
     struct shared *s = calloc(1, sizeof *s);
     if (!s) return -1;
     s->cfg = cfg;
     s->sv = sv;
     s->ev = ev_default_loop(0); /* ev_child watchers live on the default loop only */
     s->in_fd = s->out_fd = s->err_fd = -1;
+    /* The cap of messages, the largest one with its prefix, and room for --join-leave's lines
+     * (kept even when messages are dropped). */
+    s->in.max = 4 * IN_MAX + so->max_payload + 32 + NOTICE_ROOM;
     ev_init(&s->restart_t, on_restart);
     s->restart_t.data = s;
     sv->state = s;

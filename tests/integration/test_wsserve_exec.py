@@ -371,6 +371,34 @@ with serve("--exec-shared", hub, "--topics") as srv:
     srv.stop()
     ok(kids and all(state(k) is None for k in kids), "the shared program goes with wsserve")
 
+# A shared program that does not read: the sender is paused past 64 KiB, and resumed once the
+# program reads again; every message then arrives, none dropped.
+go = os.path.join(tmp, "go")
+slow = script("slow.py", f"#!{PY}\nimport os, sys, time\n"
+              f"while not os.path.exists({go!r}):\n    time.sleep(0.02)\n"
+              "n = 0\n"
+              "for line in sys.stdin:\n"
+              "    n += 1\n"
+              "    if n % 100 == 0:\n"
+              "        print(f'got {n}', flush=True)\n")
+with serve("--exec-shared", slow) as srv:
+    a = Raw(srv.port)
+    for i in range(300):
+        a.send(frame(TEXT, b"m" * 1000))
+    with open(go, "w"):
+        pass
+    a.sock.settimeout(10)
+    got = []
+    try:
+        while len(got) < 3:
+            got.append(text(a))
+    except (socket.timeout, EOFError, ConnectionError):
+        pass
+    ok(got == ["got 100", "got 200", "got 300"],
+       "--exec-shared: a sender paused at the stdin cap is resumed; all 300 arrive", repr(got))
+    ok(srv.count("dropped") == 0, "and none was dropped", srv.stderr)
+    a.close()
+
 # --passenv and --env as for --exec; --join-leave: who comes and goes, on the program's stdin.
 roster = script("roster.py", f"#!{PY}\nimport os, sys\n"
                 "for line in sys.stdin:\n"
