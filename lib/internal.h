@@ -38,11 +38,12 @@
 
 #define WSK_RBUF_SIZE          (512 * 1024) /* receive buffer shared by every socket of a loop */
 #define WSK_BLOCK_SIZE         (16 * 1024)  /* default size of a private send block */
-#define WSK_BLOCK_CACHE        64           /* free blocks a loop keeps for reuse */
-#define WSK_IOV_MAX            64           /* segments gathered by one writev */
-#define WSK_WRITE_MAX          (1 << 20)    /* bytes one socket may write per loop iteration */
-#define WSK_DIRECT_MIN         (16 * 1024)  /* payloads from here on skip the shared buffers */
-#define WSK_COMPRESS_THRESHOLD 64           /* shorter messages go uncompressed (the default) */
+#define WSK_BLOCK_CACHED       (WSK_BLOCK_SIZE + 16) /* a cached block: a frame header more */
+#define WSK_BLOCK_CACHE        64                    /* free blocks a loop keeps for reuse */
+#define WSK_IOV_MAX            64                    /* segments gathered by one writev */
+#define WSK_WRITE_MAX          (1 << 20)   /* bytes one socket may write per loop iteration */
+#define WSK_DIRECT_MIN         (16 * 1024) /* payloads from here on skip the shared buffers */
+#define WSK_COMPRESS_THRESHOLD 64          /* shorter messages go uncompressed (the default) */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
 

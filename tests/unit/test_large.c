@@ -244,7 +244,7 @@ static void sends(wsk_ctx *ctx)
     reset();
     r = wsk_send(c, payload, LEN, WSK_OP_BINARY, 0);
     int cached = 1;
-    for (wsk_seg *s = c->q.head; s; s = s->next) cached &= s->blk->cap == WSK_BLOCK_SIZE;
+    for (wsk_seg *s = c->q.head; s; s = s->next) cached &= s->blk->cap == WSK_BLOCK_CACHED;
     CHECK(r == -1 && c->q.bytes > 0 && c->q.bytes < 10 + LEN && (c->flags & WSK_F_WANT_WRITE) &&
               cached,
           "a partial write: -1, only the rest (%zu bytes) queued in cached blocks, EV_WRITE on",
@@ -259,7 +259,7 @@ static void sends(wsk_ctx *ctx)
     CHECK(wsk_send(c, "tiny", 4, WSK_OP_TEXT, 0) > 0 && c->q.bytes == 6, "a small send queues");
     r = wsk_send(c, payload, LEN, WSK_OP_BINARY, 0);
     cached = 1;
-    for (wsk_seg *s = c->q.head; s; s = s->next) cached &= s->blk->cap == WSK_BLOCK_SIZE;
+    for (wsk_seg *s = c->q.head; s; s = s->next) cached &= s->blk->cap == WSK_BLOCK_CACHED;
     CHECK(r > 0 && c->q.bytes == 6 + 10 + LEN && cached,
           "a large send behind it is queued in cached blocks (%zu bytes)", c->q.bytes);
     have = drain_peer(peer, out, sizeof out, 6 + 10 + LEN);
