@@ -86,7 +86,7 @@ static inline uint64_t wb_get(const uint64_t *p)
 
 /* ----- options ------------------------------------------------------------------------------- */
 
-enum wb_scenario { WB_ECHO, WB_CHAT, WB_PUBSUB, WB_CONNECT, WB_HOLD, WB_NSCENARIOS };
+enum wb_scenario { WB_ECHO, WB_CHAT, WB_PUBSUB, WB_CONNECT, WB_HOLD, WB_LISTEN, WB_NSCENARIOS };
 
 #define WB_MAX_HEADERS    32
 #define WB_MAX_PROTOS     8

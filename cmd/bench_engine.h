@@ -140,7 +140,8 @@ typedef struct wb_scen {
     int wait_first_message;
 } wb_scen;
 
-extern const wb_scen wb_scen_echo, wb_scen_chat, wb_scen_pubsub, wb_scen_connect, wb_scen_hold;
+extern const wb_scen wb_scen_echo, wb_scen_chat, wb_scen_pubsub, wb_scen_connect, wb_scen_hold,
+    wb_scen_listen;
 
 /* Where connections go: one URL's parts and address. */
 typedef struct wb_dest {

@@ -239,6 +239,7 @@ static void describe_load(const wb_opts *o, const wb_result *r, FILE *out)
                  r->conns_wanted);
         break;
     case WB_HOLD: snprintf(what, sizeof what, "idle connections"); break;
+    case WB_LISTEN: snprintf(what, sizeof what, "connections that only receive"); break;
     case WB_PUBSUB:
         snprintf(what, sizeof what, "%u publishers at %.0f msg/s in all, %u topics, %zu-byte %s",
                  o->publishers, o->rate, o->topics, o->size < 16 ? 16 : o->size,

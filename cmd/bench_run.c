@@ -29,7 +29,8 @@ const char *wb_err_name(int e)
 
 const char *wb_scenario_name(int s)
 {
-    static const char *const names[WB_NSCENARIOS] = {"echo", "chat", "pubsub", "connect", "hold"};
+    static const char *const names[WB_NSCENARIOS] = {"echo",    "chat", "pubsub",
+                                                     "connect", "hold", "listen"};
     return s >= 0 && s < WB_NSCENARIOS ? names[s] : "?";
 }
 
@@ -517,6 +518,7 @@ static const wb_scen *scen_of(int id)
     case WB_PUBSUB: return &wb_scen_pubsub;
     case WB_CONNECT: return &wb_scen_connect;
     case WB_HOLD: return &wb_scen_hold;
+    case WB_LISTEN: return &wb_scen_listen;
     default: return &wb_scen_echo;
     }
 }

@@ -675,24 +675,61 @@ static void pubsub_fill(wb_thread *t, wb_conn *c)
     wb_add(&t->st.bytes_tx, k * s->payload_len);
 }
 
+/* The send time a message starts with (PUB_STAMP lowercase hex digits of wb_now's clock,
+ * CLOCK_MONOTONIC in ns): 0, or -1 when it has none. */
+static int stamp_of(const uint8_t *head, size_t hlen, uint64_t *sent)
+{
+    *sent = 0;
+    if (hlen < PUB_STAMP) return -1;
+    for (int d = 0; d < PUB_STAMP; d++) {
+        unsigned v = head[d] <= '9' ? head[d] - '0' : head[d] - 'a' + 10;
+        if (v > 15) return -1;
+        *sent = *sent << 4 | v;
+    }
+    return 0;
+}
+
 static int pubsub_message(wb_thread *t, wb_conn *c, unsigned op, uint64_t len, const uint8_t *head,
                           size_t hlen)
 {
     const wb_state *s = t->s;
+    uint64_t sent;
     (void)op;
     if (len != s->payload_len || hlen < PUB_STAMP)
         return wb_conn_fail(t, c, WB_E_MISMATCH, "delivery of %llu bytes, published %zu",
                             (unsigned long long)len, s->payload_len);
-    uint64_t sent = 0;
-    for (int d = 0; d < PUB_STAMP; d++) {
-        unsigned v = head[d] <= '9' ? head[d] - '0' : head[d] - 'a' + 10;
-        if (v > 15) return wb_conn_fail(t, c, WB_E_MISMATCH, "delivery without a send time");
-        sent = sent << 4 | v;
-    }
+    if (stamp_of(head, hlen, &sent) < 0)
+        return wb_conn_fail(t, c, WB_E_MISMATCH, "delivery without a send time");
     wb_hist_record(&t->lat, t->now > sent ? t->now - sent : 0);
     c->recvd++;
     return 0;
 }
+
+/* ----- listen: connections that only receive (a broadcasting server) ----------------------- */
+
+static void listen_open(wb_thread *t, wb_conn *c)
+{
+    (void)t;
+    c->flags |= WB_F_HOOK;
+}
+
+/* Counted by the engine; timed when it starts with its send time (stamp_of), as a program
+ * behind wsserve --exec-shared can write it: printf '%016x' of CLOCK_MONOTONIC in ns. */
+static int listen_message(wb_thread *t, wb_conn *c, unsigned op, uint64_t len, const uint8_t *head,
+                          size_t hlen)
+{
+    uint64_t sent;
+    (void)op;
+    (void)len;
+    if (stamp_of(head, hlen, &sent) == 0 && sent <= t->now) wb_hist_record(&t->lat, t->now - sent);
+    c->recvd++;
+    return 0;
+}
+
+const wb_scen wb_scen_listen = {
+    .open = listen_open,
+    .message = listen_message,
+};
 
 const wb_scen wb_scen_pubsub = {
     .setup = pubsub_setup,

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,7 @@ int pipebuf_append(struct pipebuf *b, const char *prefix, size_t plen, const voi
         b->off = 0;
     }
     size_t need = b->len + plen + n + (size_t)newline;
+    if (need > b->max) return -1;
     if (need > b->cap) {
         size_t cap = need < 64 * 1024 ? 64 * 1024 : need;
         char *q = realloc(b->p, cap);
@@ -172,10 +175,107 @@ void pipebuf_free(struct pipebuf *b)
     b->off = b->len = b->cap = 0;
 }
 
+long child_read(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap)
+{
+    ssize_t n = read(*fd, buf, cap);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return -1;
+    if (n <= 0) {
+        child_stop_io(ev, w, fd);
+        return 0;
+    }
+    return (long)n;
+}
+
+int child_read_lines(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap,
+                     struct lines *l, lines_emit emit, void *arg)
+{
+    long n = child_read(ev, w, fd, buf, cap);
+    if (n > 0) lines_feed(l, buf, (size_t)n, emit, arg);
+    if (n) return 1;
+    lines_end(l, emit, arg);
+    return 0;
+}
+
 void child_stop_io(struct ev_loop *ev, struct ev_io *w, int *fd)
 {
     if (*fd < 0) return;
     ev_io_stop(ev, w);
     close(*fd);
     *fd = -1;
+}
+
+/* ----- environment ---------------------------------------------------------------------------- */
+
+static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+
+int child_env_passenv(struct child_env *ce, const char *arg)
+{
+    /* Names and commas only; the list stays in argv and is split when a program starts. */
+    if (!*arg) return -1;
+    for (const char *q = arg; *q; q++)
+        if (*q != ',' && !strchr(name_chars, *q)) return -1;
+    ce->passenv = arg;
+    return 0;
+}
+
+int child_env_set(struct child_env *ce, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || strspn(arg, name_chars) != (size_t)(eq - arg)) return -1;
+    if (ce->nenv == CHILD_MAX_ENV) return -1;
+    ce->env[ce->nenv++] = arg;
+    return 0;
+}
+
+void env_add(struct envb *e, const char *name, const char *fmt, ...)
+{
+    if (!e->v || e->n + 1 >= e->cap) return; /* sized for every entry: not reached */
+    char val[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(val, sizeof val, fmt, ap);
+    va_end(ap);
+    size_t nl = strlen(name), vl = strlen(val);
+    char *s = malloc(nl + vl + 2);
+    if (!s) return;
+    memcpy(s, name, nl);
+    s[nl] = '=';
+    memcpy(s + nl + 1, val, vl + 1);
+    e->v[e->n++] = s;
+    e->v[e->n] = NULL;
+}
+
+int child_envp_begin(struct envb *e, const struct child_env *ce, size_t extra)
+{
+    size_t npass = 1;
+    for (const char *q = ce->passenv; q && *q; q++) npass += *q == ',';
+    e->n = 0;
+    e->cap = extra + npass + ce->nenv + 1;
+    if (!(e->v = calloc(e->cap, sizeof *e->v))) return -1;
+    for (const char *q = ce->passenv; q && *q;) {
+        size_t n = strcspn(q, ",");
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(n < 255 ? n : 255), q);
+        const char *v = *name ? getenv(name) : NULL;
+        if (v) env_add(e, name, "%s", v);
+        q += n + (q[n] == ',');
+    }
+    return 0;
+}
+
+char **child_envp_end(struct envb *e, const struct child_env *ce)
+{
+    for (size_t i = 0; i < ce->nenv; i++) {
+        const char *eq = strchr(ce->env[i], '=');
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - ce->env[i]), ce->env[i]);
+        env_add(e, name, "%s", eq + 1);
+    }
+    return e->v;
+}
+
+void env_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++) free(v[i]);
+    free(v);
 }

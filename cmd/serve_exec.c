@@ -11,8 +11,10 @@
  * Both directions are bounded: the stdin buffer pauses the socket at IN_MAX bytes (one message
  * may exceed it, up to --max-payload), and stdout is only read while the socket's queue has no
  * backpressure, so a program flooding stdout waits in write(2) instead of growing wsserve.
- * Every child is reaped by an ev_child watcher on libev's default loop (which wsserve runs);
- * the struct child is freed once both the socket and the process are gone. */
+ * Programs are started by the spawner's threads (serve_spawn.c), so that no connection waits
+ * for another's spawn.  Every child is reaped by one ev_child watcher for any pid on libev's
+ * default loop (which wsserve runs); the struct child is freed once both the socket and the
+ * process are gone. */
 #include "serve.h"
 #include "serve_child.h"
 #include "serve_exec.h"
@@ -22,6 +24,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +41,12 @@ struct child {
     wsk_ws *ws;                /* NULL once the socket has closed */
     char **envp;               /* from the upgrade until the spawn */
     char *script;              /* --dir: the program's path, until the spawn */
+    char *av[4];               /* sh -c COMMAND, or the --dir program: the spawn's argv */
+    struct spawn sp;           /* while x->spawner starts it */
+    int spawning;              /* sp is with the spawner: not freed meanwhile */
     pid_t pid;
     int in_fd, out_fd, err_fd; /* -1 once closed */
     ev_io in_w, out_w, err_w;
-    ev_child cw;
     ev_timer kill_t;
     int kills;  /* signals sent after the socket went: SIGTERM, then SIGKILL */
     int reaped; /* the process is gone; status is its wait status */
@@ -60,9 +65,21 @@ struct exec {
     struct ev_loop *ev;
     struct child *children;
     struct child *pending; /* made by the upgrade handler, taken by the open handler */
-    unsigned long running; /* processes not reaped yet */
-    unsigned long serial;  /* for UNIQUE_ID */
-    char rbuf[64 * 1024];  /* every child's stdout and stderr are read here */
+    struct spawner *spawner;
+    ev_child child_w;       /* every child's exit */
+    unsigned long spawning; /* requests with the spawner */
+    struct early *early;    /* exits of pids whose spawn result had not come back yet */
+    unsigned long running;  /* processes not reaped yet, and spawns under way */
+    size_t in_max;          /* each stdin buffer's cap */
+    unsigned long serial;   /* for UNIQUE_ID */
+    char rbuf[64 * 1024];   /* every child's stdout and stderr are read here */
+};
+
+/* A program that exited before its spawn's result reached the loop. */
+struct early {
+    struct early *next;
+    pid_t pid;
+    int status;
 };
 
 static struct exec *exec_of(wsk_server *srv)
@@ -71,38 +88,6 @@ static struct exec *exec_of(wsk_server *srv)
 }
 
 /* ----- environment ---------------------------------------------------------------------------- */
-
-struct envb {
-    char **v;
-    size_t n, cap;
-};
-
-static void env_add(struct envb *e, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void env_add(struct envb *e, const char *name, const char *fmt, ...)
-{
-    if (e->n + 1 >= e->cap) return; /* sized for every entry: not reached */
-    char val[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(val, sizeof val, fmt, ap);
-    va_end(ap);
-    size_t nl = strlen(name), vl = strlen(val);
-    char *s = malloc(nl + vl + 2);
-    if (!s) return;
-    memcpy(s, name, nl);
-    s[nl] = '=';
-    memcpy(s + nl + 1, val, vl + 1);
-    e->v[e->n++] = s;
-    e->v[e->n] = NULL;
-}
-
-static void env_free(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++) free(v[i]);
-    free(v);
-}
 
 /* "1.2.3.4:5" or "[::1]:5" into host and port. */
 static void split_addr(const char *a, char *host, size_t cap, const char **port)
@@ -121,21 +106,9 @@ static void split_addr(const char *a, char *host, size_t cap, const char **port)
 static char **build_env(struct exec *x, const wsk_request *req, const char *script_name,
                         const char *path_info, const char *script_path)
 {
-    const struct exec_config *cfg = x->cfg;
     size_t nh = wsk_request_header_count(req);
-    size_t npass = 1;
-    for (const char *q = cfg->passenv; *q; q++) npass += *q == ',';
-    struct envb e = {.cap = 40 + nh + npass + cfg->nenv};
-    e.v = calloc(e.cap, sizeof *e.v);
-    if (!e.v) return NULL;
-    for (const char *q = cfg->passenv; *q;) {
-        size_t n = strcspn(q, ",");
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(n < 255 ? n : 255), q);
-        const char *v = *name ? getenv(name) : NULL;
-        if (v) env_add(&e, name, "%s", v);
-        q += n + (q[n] == ',');
-    }
+    struct envb e;
+    if (child_envp_begin(&e, &x->cfg->env, 40 + nh) < 0) return NULL;
     char addr[64], host[64], sname[256];
     const char *port;
     split_addr(wsk_request_remote_address(req, addr, sizeof addr), host, sizeof host, &port);
@@ -179,13 +152,7 @@ static char **build_env(struct exec *x, const wsk_request *req, const char *scri
         name[5 + nl] = 0;
         env_add(&e, name, "%.*s", (int)vl, v);
     }
-    for (size_t i = 0; i < cfg->nenv; i++) {
-        const char *eq = strchr(cfg->env[i], '=');
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - cfg->env[i]), cfg->env[i]);
-        env_add(&e, name, "%s", eq + 1);
-    }
-    return e.v;
+    return child_envp_end(&e, &x->cfg->env);
 }
 
 /* ----- the child's lifetime ------------------------------------------------------------------- */
@@ -194,7 +161,7 @@ static char **build_env(struct exec *x, const wsk_request *req, const char *scri
 static void child_release(struct child *c)
 {
     struct exec *x = c->x;
-    if (c->ws || !c->reaped || c->busy) return;
+    if (c->ws || !c->reaped || c->busy || c->spawning) return;
     child_stop_io(x->ev, &c->in_w, &c->in_fd);
     child_stop_io(x->ev, &c->out_w, &c->out_fd);
     child_stop_io(x->ev, &c->err_w, &c->err_fd);
@@ -229,21 +196,40 @@ static void child_finish(struct child *c)
     wsk_close(c->ws, WSK_CLOSE_INTERNAL, reason, (size_t)n);
 }
 
-static void on_reaped(struct ev_loop *ev, ev_child *w, int revents)
+/* The program is gone (wait status st). */
+static void child_reaped(struct child *c, int st)
 {
-    struct child *c = w->data;
-    (void)revents;
-    ev_child_stop(ev, w);
+    struct exec *x = c->x;
     c->reaped = 1;
-    c->status = w->rstatus;
-    c->x->running--;
-    ev_timer_stop(ev, &c->kill_t);
+    c->status = st;
+    x->running--;
+    ev_timer_stop(x->ev, &c->kill_t);
     /* A program that exited no longer reads its stdin. */
-    child_stop_io(c->x->ev, &c->in_w, &c->in_fd);
+    child_stop_io(x->ev, &c->in_w, &c->in_fd);
     pipebuf_free(&c->in);
     if (c->ws) wsk_ws_resume(c->ws);
     child_finish(c);
     child_release(c);
+}
+
+/* Any child's exit (libev reaps with waitpid(-1)): a pid not known yet is a program whose
+ * spawn result is still on its way; it is kept until then. */
+static void on_reaped(struct ev_loop *ev, ev_child *w, int revents)
+{
+    struct exec *x = w->data;
+    (void)ev;
+    (void)revents;
+    for (struct child *c = x->children; c; c = c->next)
+        if (!c->spawning && !c->reaped && c->pid == w->rpid) {
+            child_reaped(c, w->rstatus);
+            return;
+        }
+    struct early *e = x->spawning ? malloc(sizeof *e) : NULL;
+    if (!e) return;
+    e->pid = w->rpid;
+    e->status = w->rstatus;
+    e->next = x->early;
+    x->early = e;
 }
 
 /* The socket is gone and the program still runs: SIGTERM after --close-grace, SIGKILL after
@@ -286,7 +272,9 @@ static void exec_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op
 {
     struct child *c = wsk_ws_data(ws);
     (void)op;
-    if (!c || c->in_fd < 0) return; /* the program no longer reads: dropped, as websocketd */
+    /* The program no longer reads: dropped, as websocketd.  One still starting gets it once
+     * it runs. */
+    if (!c || (c->in_fd < 0 && !c->spawning)) return;
     /* A closing socket is read for its close frame even when the program takes nothing: what
      * does not fit is dropped, so the buffer stays bounded. */
     if (pipebuf_pending(&c->in) >= 4 * IN_MAX) return;
@@ -294,7 +282,7 @@ static void exec_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op
         wsk_close(ws, WSK_CLOSE_INTERNAL, "out of memory", 13);
         return;
     }
-    stdin_write(c);
+    if (!c->spawning) stdin_write(c);
     /* Bounded: past IN_MAX unwritten bytes the socket waits, and TCP slows the client. */
     if (pipebuf_pending(&c->in) >= IN_MAX) wsk_ws_pause(ws);
 }
@@ -323,13 +311,12 @@ static void on_stdout(struct ev_loop *ev, ev_io *w, int revents)
     struct exec *x = c->x;
     (void)ev;
     (void)revents;
-    ssize_t n = read(c->out_fd, x->rbuf, sizeof x->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {    /* EOF: the last unfinished line is a message too */
+    long n = child_read(x->ev, &c->out_w, &c->out_fd, x->rbuf, sizeof x->rbuf);
+    if (n < 0) return;
+    if (n == 0) {    /* EOF: the last unfinished line is a message too */
         c->busy = 1; /* as below: its send may close the socket */
         lines_end(&c->out, send_line, c);
         c->busy = 0;
-        child_stop_io(x->ev, &c->out_w, &c->out_fd);
         child_finish(c);
         child_release(c);
         return;
@@ -364,35 +351,73 @@ static void on_stderr(struct ev_loop *ev, ev_io *w, int revents)
     struct exec *x = c->x;
     (void)ev;
     (void)revents;
-    ssize_t n = read(c->err_fd, x->rbuf, sizeof x->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {
-        lines_end(&c->errout, log_line, c);
-        child_stop_io(x->ev, &c->err_w, &c->err_fd);
+    if (!child_read_lines(x->ev, w, &c->err_fd, x->rbuf, sizeof x->rbuf, &c->errout, log_line, c))
         child_release(c);
-        return;
-    }
-    lines_feed(&c->errout, x->rbuf, (size_t)n, log_line, c);
 }
 
-/* Starts the program: 0, or an errno value. */
-static int spawn(struct child *c)
+/* The client is gone and the program runs: EOF on its stdin, then SIGTERM and SIGKILL if it
+ * stays. */
+static void child_orphaned(struct child *c)
 {
-    const struct exec_config *cfg = c->x->cfg;
-    char *sh[] = {"sh", "-c", (char *)cfg->command, NULL};
-    char *one[] = {c->script, NULL};
-    int fds[3], rc;
-    if (c->script)
-        rc = child_spawn(c->script, one, c->envp, &c->pid, fds);
-    else if (cfg->command)
-        rc = child_spawn("/bin/sh", sh, c->envp, &c->pid, fds);
-    else
-        rc = child_spawn(cfg->argv[0], cfg->argv, c->envp, &c->pid, fds);
-    if (rc) return rc;
-    c->in_fd = fds[0];
-    c->out_fd = fds[1];
-    c->err_fd = fds[2];
-    return 0;
+    struct exec *x = c->x;
+    child_stop_io(x->ev, &c->in_w, &c->in_fd);
+    pipebuf_free(&c->in);
+    if (c->reaped) return;
+    ev_timer_init(&c->kill_t, on_kill, x->cfg->close_grace, 0.);
+    c->kill_t.data = c;
+    ev_timer_start(x->ev, &c->kill_t);
+    if (c->out_fd >= 0) ev_io_start(x->ev, &c->out_w); /* keep draining its output */
+}
+
+/* spawn_done: the spawner started c's program, or could not. */
+static void spawned(void *arg, struct spawn *sp)
+{
+    struct exec *x = arg;
+    struct child *c = (struct child *)((char *)sp - offsetof(struct child, sp));
+    c->spawning = 0;
+    x->spawning--;
+    env_free(c->envp);
+    c->envp = NULL;
+    if (sp->rc) {
+        if (sp->rc != ECANCELED)
+            serve_log(x->sv, "%s: cannot start the program: %s", c->addr, strerror(sp->rc));
+        x->running--;
+        c->reaped = 1; /* nothing to wait for */
+        if (c->ws)     /* its close handler frees c */
+            wsk_close(c->ws, WSK_CLOSE_INTERNAL, "cannot start the program", 24);
+        else
+            child_release(c);
+        return;
+    }
+    c->pid = sp->pid;
+    c->in_fd = sp->fds[0];
+    c->out_fd = sp->fds[1];
+    c->err_fd = sp->fds[2];
+    ev_io_init(&c->in_w, on_stdin, c->in_fd, EV_WRITE);
+    ev_io_init(&c->out_w, on_stdout, c->out_fd, EV_READ);
+    ev_io_init(&c->err_w, on_stderr, c->err_fd, EV_READ);
+    c->in_w.data = c->out_w.data = c->err_w.data = c;
+    ev_io_start(x->ev, &c->out_w);
+    ev_io_start(x->ev, &c->err_w);
+    if (c->ws && pipebuf_pending(&c->in)) stdin_write(c); /* what came while it started */
+    if (!c->ws) child_orphaned(c);
+    int early = 0, st = 0;
+    for (struct early **p = &x->early, *e; (e = *p);)
+        if (e->pid == c->pid) {
+            early = 1;
+            st = e->status;
+            *p = e->next;
+            free(e);
+        } else {
+            p = &e->next;
+        }
+    if (!x->spawning) /* what is left belongs to no program of ours */
+        while (x->early) {
+            struct early *e = x->early;
+            x->early = e->next;
+            free(e);
+        }
+    if (early) child_reaped(c, st);
 }
 
 static void exec_open(wsk_ws *ws)
@@ -400,30 +425,31 @@ static void exec_open(wsk_ws *ws)
     struct exec *x = exec_of(wsk_ws_server(ws));
     struct child *c = wsk_ws_data(ws);
     if (!c || c != x->pending) return;
+    const struct exec_config *cfg = x->cfg;
     x->pending = NULL;
     c->ws = ws;
     c->next = x->children;
     if (x->children) x->children->prev = c;
     x->children = c;
-    int rc = spawn(c);
-    env_free(c->envp);
-    c->envp = NULL;
-    if (rc) {
-        serve_log(x->sv, "%s: cannot start the program: %s", c->addr, strerror(rc));
-        c->reaped = 1; /* nothing to wait for */
-        wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot start the program", 24);
-        return;
+    if (c->script) {
+        c->av[0] = c->script;
+        c->sp.file = c->script;
+        c->sp.argv = c->av;
+    } else if (cfg->command) {
+        c->av[0] = "sh";
+        c->av[1] = "-c";
+        c->av[2] = (char *)cfg->command;
+        c->sp.file = "/bin/sh";
+        c->sp.argv = c->av;
+    } else {
+        c->sp.file = cfg->argv[0];
+        c->sp.argv = cfg->argv;
     }
+    c->sp.envp = c->envp;
+    c->spawning = 1;
+    x->spawning++;
     x->running++;
-    ev_child_init(&c->cw, on_reaped, c->pid, 0);
-    c->cw.data = c;
-    ev_child_start(x->ev, &c->cw);
-    ev_io_init(&c->in_w, on_stdin, c->in_fd, EV_WRITE);
-    ev_io_init(&c->out_w, on_stdout, c->out_fd, EV_READ);
-    ev_io_init(&c->err_w, on_stderr, c->err_fd, EV_READ);
-    c->in_w.data = c->out_w.data = c->err_w.data = c;
-    ev_io_start(x->ev, &c->out_w);
-    ev_io_start(x->ev, &c->err_w);
+    spawner_submit(x->spawner, &c->sp);
 }
 
 static void exec_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
@@ -435,15 +461,7 @@ static void exec_close(wsk_ws *ws, unsigned code, const char *reason, size_t len
     if (!c) return;
     wsk_ws_set_data(ws, NULL);
     c->ws = NULL;
-    /* The client is gone: EOF on stdin, then SIGTERM and SIGKILL if the program stays. */
-    child_stop_io(c->x->ev, &c->in_w, &c->in_fd);
-    pipebuf_free(&c->in);
-    if (!c->reaped) {
-        ev_timer_init(&c->kill_t, on_kill, c->x->cfg->close_grace, 0.);
-        c->kill_t.data = c;
-        ev_timer_start(c->x->ev, &c->kill_t);
-        if (c->out_fd >= 0) ev_io_start(c->x->ev, &c->out_w); /* keep draining its output */
-    }
+    if (!c->spawning) child_orphaned(c);
     child_release(c);
 }
 
@@ -497,6 +515,7 @@ static int exec_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
     c->x = x;
     c->script = script;
     c->in_fd = c->out_fd = c->err_fd = -1;
+    c->in.max = x->in_max;
     wsk_request_remote_address(req, c->addr, sizeof c->addr);
     /* As websocketd: --exec is the script "/" and the whole path its PATH_INFO; --dir's
      * script is the first segment, the rest PATH_INFO. */
@@ -519,7 +538,6 @@ static int exec_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
 static int exec_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
     const struct exec_config *cfg = sv->config;
-    (void)so;
     if (!cfg->command && !cfg->argv && !cfg->dir) {
         fprintf(stderr, "wsserve: --exec needs a program: --exec 'COMMAND' or -- PROGRAM ARGS\n");
         return -1;
@@ -528,7 +546,21 @@ static int exec_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     if (!x) return -1;
     x->cfg = cfg;
     x->sv = sv;
+    /* exec_message drops past 4 * IN_MAX: one message more, and its newline, fit. */
+    x->in_max = 4 * IN_MAX + so->max_payload + 1;
     x->ev = ev_default_loop(0); /* ev_child watchers live on the default loop only */
+    if (!(x->spawner = spawner_new(x->ev, spawned, x))) {
+        free(x);
+        return -1;
+    }
+    ev_child_init(&x->child_w, on_reaped, 0, 0);
+    x->child_w.data = x;
+    /* libev reaps one child per run of its SIGCHLD watcher (priority EV_MAXPRI) and runs it
+     * again for the next: at the same priority this watcher runs in between and sees every
+     * exit; below it, two exits in one loop turn would reach it as one. */
+    ev_set_priority(&x->child_w, EV_MAXPRI);
+    ev_child_start(x->ev, &x->child_w);
+    ev_unref(x->ev); /* the watcher alone does not keep the loop running */
     sv->state = x;
     h->upgrade = exec_upgrade;
     h->open = exec_open;
@@ -544,15 +576,15 @@ static void exec_teardown(struct serve *sv)
 {
     struct exec *x = sv->state;
     if (!x) return;
+    spawner_free(x->spawner); /* every program started has its pid now */
+    ev_ref(x->ev);
+    ev_child_stop(x->ev, &x->child_w);
     for (struct child *c = x->children; c; c = c->next)
         if (!c->reaped && c->pid > 0) kill(-c->pid, SIGTERM);
     double deadline = child_now() + x->cfg->close_grace;
     while (x->children) {
         struct child *c = x->children;
-        if (!c->reaped && c->pid > 0) {
-            child_reap(c->pid, deadline);
-            ev_child_stop(x->ev, &c->cw);
-        }
+        if (!c->reaped && c->pid > 0) child_reap(c->pid, deadline);
         c->reaped = 1;
         c->ws = NULL;
         child_release(c);
@@ -561,6 +593,11 @@ static void exec_teardown(struct serve *sv)
         env_free(x->pending->envp);
         free(x->pending->script);
         free(x->pending);
+    }
+    while (x->early) {
+        struct early *e = x->early;
+        x->early = e->next;
+        free(e);
     }
     free(x);
     sv->state = NULL;
@@ -593,35 +630,21 @@ static const cli_option exec_options[] = {
 static void exec_config_init(void *config)
 {
     struct exec_config *c = config;
-    c->passenv = "PATH,LD_LIBRARY_PATH";
+    c->env.passenv = "PATH,LD_LIBRARY_PATH";
     c->close_grace = 1.0;
 }
 
 static int exec_option(void *config, const cli_option *opt, const char *arg)
 {
     struct exec_config *c = config;
-    static const char name_chars[] =
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
     switch (opt->key) {
     case OPT_BINARY: c->binary = 1; return 0;
     case OPT_LISTING: c->listing = 1; return 0;
     case OPT_STATIC: c->static_dir = arg; return 0;
     case OPT_GRACE: return cli_parse_duration(arg, &c->close_grace);
     case OPT_MAXFORKS: return cli_parse_ulong(arg, 1, 1000000, &c->max_forks);
-    case OPT_ENV: {
-        const char *eq = strchr(arg, '=');
-        if (!eq || eq == arg || strspn(arg, name_chars) != (size_t)(eq - arg)) return -1;
-        if (c->nenv == EXEC_MAX_ENV) return -1;
-        c->env[c->nenv++] = arg;
-        return 0;
-    }
-    case OPT_PASSENV:
-        /* Names and commas only; the list stays in argv and is split when a program starts. */
-        if (!*arg) return -1;
-        for (const char *q = arg; *q; q++)
-            if (*q != ',' && !strchr(name_chars, *q)) return -1;
-        c->passenv = arg;
-        return 0;
+    case OPT_ENV: return child_env_set(&c->env, arg);
+    case OPT_PASSENV: return child_env_passenv(&c->env, arg);
     default: return -1;
     }
 }

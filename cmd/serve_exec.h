@@ -3,22 +3,19 @@
 #ifndef WSK_SERVE_EXEC_H
 #define WSK_SERVE_EXEC_H
 
+#include "serve_child.h"
 #include "wskit.h"
 
 #include <stddef.h>
 
-#define EXEC_MAX_ENV 64
-
 struct exec_config {
-    const char *command;           /* --exec 'COMMAND': run by /bin/sh -c */
-    char **argv;                   /* -- PROGRAM ARGS...: run without a shell */
-    const char *dir;               /* --dir DIR: the path picks a program of DIR */
-    const char *static_dir;        /* --static DIR: plain GETs serve its files */
-    int listing;                   /* --listing: directories without index.html are listed */
-    int binary;                    /* --binary: raw chunks both ways, binary messages */
-    const char *passenv;           /* --passenv NAME,...: "PATH,LD_LIBRARY_PATH" by default */
-    const char *env[EXEC_MAX_ENV]; /* --env NAME=VALUE */
-    size_t nenv;
+    const char *command;     /* --exec 'COMMAND': run by /bin/sh -c */
+    char **argv;             /* -- PROGRAM ARGS...: run without a shell */
+    const char *dir;         /* --dir DIR: the path picks a program of DIR */
+    const char *static_dir;  /* --static DIR: plain GETs serve its files */
+    int listing;             /* --listing: directories without index.html are listed */
+    int binary;              /* --binary: raw chunks both ways, binary messages */
+    struct child_env env;    /* --passenv, --env */
     unsigned long max_forks; /* --max-forks N: 503 past N running programs; 0 = no limit */
     double close_grace;      /* --close-grace: SIGTERM, then SIGKILL, this long apart; 1 s */
 };

@@ -4,11 +4,12 @@
  *   program stdout "TOPIC\tline"     -> with --topics, the clients connected to /TOPIC
  *   program stdout "@ID\tline"       -> client ID only
  *   client ID sends "m"              -> program stdin "ID\tm\n"
+ *   client ID joins, leaves          -> with --join-leave, "+ID\tADDRESS\tPATH\n", "-ID\tCODE\n"
  *
  * The program is restarted when it exits, after a backoff that doubles (100 ms to 10 s) while
  * it keeps dying within 10 s of its start; every client is sent --restart-message.  Its stdin
- * is a bounded buffer: past IN_MAX waiting bytes the client that sent is paused, and every
- * paused client resumes once the program has read half of it.  Broadcast has no stdout
+ * is a bounded buffer: past IN_MAX waiting bytes the client that sent is paused (and listed),
+ * and the paused clients resume once the program has read half of it.  Broadcast has no stdout
  * backpressure (one slow client must not stall the others): each client's queue is bounded by
  * --backpressure-limit, as for every publish. */
 #include "serve.h"
@@ -23,23 +24,29 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define IN_MAX   (64 * 1024)
-#define NBUCKETS 1024
-#define ALL      "" /* the topic every client is on without --topics, and on / with it */
+#define IN_MAX      (64 * 1024)
+#define NBUCKETS    1024
+#define NOTICE_ROOM (256 * 1024) /* --join-leave lines past the cap of messages */
+#define ALL         "" /* the topic every client is on without --topics, and on / with it */
 
 struct shared_config {
     const char *command;         /* --exec-shared COMMAND, through /bin/sh -c */
     const char *restart_message; /* --restart-message TEXT */
     int topics;                  /* --topics */
+    int join_leave;              /* --join-leave */
+    struct child_env env;        /* --passenv (NULL: all of wsserve's), --env */
 };
 
 /* A client: its id, for "@ID" replies and the "ID\t" prefix. */
 struct sclient {
     unsigned long id;
     wsk_ws *ws;
-    struct sclient *next; /* in its bucket */
-    size_t tlen;
-    char topic[]; /* --topics: the topic of its path */
+    struct sclient *next;          /* in its bucket */
+    struct sclient *pprev, *pnext; /* in s->paused, while paused is set */
+    int paused;
+    char addr[64]; /* for --join-leave */
+    size_t plen;
+    char path[]; /* its request's path; --topics: the topic is what follows the "/" */
 };
 
 struct shared {
@@ -58,8 +65,17 @@ struct shared {
     unsigned long dropped; /* messages refused because the program's stdin was full */
     struct sclient *buckets[NBUCKETS];
     struct sclient *pending; /* made by the upgrade handler, taken by the open handler */
+    struct sclient *paused;  /* the clients paused for the program's stdin */
     char rbuf[64 * 1024];
 };
+
+/* --topics: the topic of c's path ("" for "/"); without --topics always "". */
+static size_t topic_of(const struct shared *s, const struct sclient *c, const char **topic)
+{
+    size_t tlen = s->cfg->topics && c->plen > 1 ? c->plen - 1 : 0;
+    *topic = tlen ? c->path + 1 : ALL;
+    return tlen;
+}
 
 static struct shared *shared_of(wsk_server *srv)
 {
@@ -82,10 +98,37 @@ static void each_client(struct shared *s, void (*fn)(struct shared *s, struct sc
         }
 }
 
-static void resume_one(struct shared *s, struct sclient *c)
+/* c no longer waits for the program's stdin (resumed, or gone). */
+static void unlist_paused(struct shared *s, struct sclient *c)
 {
-    (void)s;
-    wsk_ws_resume(c->ws);
+    if (!c->paused) return;
+    if (c->pprev)
+        c->pprev->pnext = c->pnext;
+    else
+        s->paused = c->pnext;
+    if (c->pnext) c->pnext->pprev = c->pprev;
+    c->paused = 0;
+}
+
+static void pause_client(struct shared *s, struct sclient *c)
+{
+    if (c->paused) return;
+    wsk_ws_pause(c->ws);
+    c->paused = 1;
+    c->pprev = NULL;
+    c->pnext = s->paused;
+    if (s->paused) s->paused->pprev = c;
+    s->paused = c;
+}
+
+/* wsk_ws_resume only re-arms the socket: no handler runs from here. */
+static void resume_paused(struct shared *s)
+{
+    while (s->paused) {
+        struct sclient *c = s->paused;
+        unlist_paused(s, c);
+        wsk_ws_resume(c->ws);
+    }
 }
 
 static void tell_one(struct shared *s, struct sclient *c)
@@ -132,14 +175,7 @@ static void on_out(struct ev_loop *ev, ev_io *w, int revents)
     struct shared *s = w->data;
     (void)ev;
     (void)revents;
-    ssize_t n = read(s->out_fd, s->rbuf, sizeof s->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {
-        lines_end(&s->out, out_line, s);
-        child_stop_io(s->ev, &s->out_w, &s->out_fd);
-        return;
-    }
-    lines_feed(&s->out, s->rbuf, (size_t)n, out_line, s);
+    child_read_lines(s->ev, w, &s->out_fd, s->rbuf, sizeof s->rbuf, &s->out, out_line, s);
 }
 
 static int err_line(void *arg, const char *p, size_t n)
@@ -154,14 +190,7 @@ static void on_err(struct ev_loop *ev, ev_io *w, int revents)
     struct shared *s = w->data;
     (void)ev;
     (void)revents;
-    ssize_t n = read(s->err_fd, s->rbuf, sizeof s->rbuf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {
-        lines_end(&s->errout, err_line, s);
-        child_stop_io(s->ev, &s->err_w, &s->err_fd);
-        return;
-    }
-    lines_feed(&s->errout, s->rbuf, (size_t)n, err_line, s);
+    child_read_lines(s->ev, w, &s->err_fd, s->rbuf, sizeof s->rbuf, &s->errout, err_line, s);
 }
 
 /* ----- the program's input -------------------------------------------------------------------- */
@@ -177,7 +206,15 @@ static void in_write(struct shared *s)
     } else {
         ev_io_stop(s->ev, &s->in_w);
     }
-    if (pipebuf_pending(&s->in) < IN_MAX / 2) each_client(s, resume_one);
+    if (pipebuf_pending(&s->in) < IN_MAX / 2) resume_paused(s);
+}
+
+/* --join-leave: one line for the program that is no client's message.  Not held to the cap of
+ * messages (the program would lose track of who is there), only to the buffer's own. */
+static void notice(struct shared *s, const char *line, size_t n)
+{
+    if (!s->cfg->join_leave || s->in_fd < 0) return;
+    if (pipebuf_append(&s->in, NULL, 0, line, n, 1) == 0) in_write(s);
 }
 
 static void on_in(struct ev_loop *ev, ev_io *w, int revents)
@@ -206,7 +243,7 @@ static void shared_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
     int n = snprintf(prefix, sizeof prefix, "%lu\t", c->id);
     if (pipebuf_append(&s->in, prefix, (size_t)n, data, len, 1) < 0) return;
     in_write(s);
-    if (pipebuf_pending(&s->in) >= IN_MAX) wsk_ws_pause(ws);
+    if (pipebuf_pending(&s->in) >= IN_MAX) pause_client(s, c);
 }
 
 /* ----- the program's life --------------------------------------------------------------------- */
@@ -229,7 +266,7 @@ static void on_exit_(struct ev_loop *ev, ev_child *w, int revents)
     s->pid = 0;
     child_stop_io(s->ev, &s->in_w, &s->in_fd);
     pipebuf_free(&s->in);
-    each_client(s, resume_one);
+    resume_paused(s);
     if (WIFSIGNALED(st))
         serve_log(s->sv, "program killed by signal %d; restarting", WTERMSIG(st));
     else
@@ -242,6 +279,24 @@ static void on_exit_(struct ev_loop *ev, ev_child *w, int revents)
     ev_timer_start(ev, &s->restart_t);
 }
 
+/* --passenv's variables (without it all of wsserve's), then --env's. */
+static char **shared_env(const struct shared_config *cfg)
+{
+    extern char **environ;
+    size_t n = 0;
+    for (char **e = environ; !cfg->env.passenv && *e; e++) n++;
+    struct envb e;
+    if (child_envp_begin(&e, &cfg->env, n) < 0) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(environ[i], '=');
+        char name[256];
+        if (!eq || eq - environ[i] >= (long)sizeof name) continue;
+        snprintf(name, sizeof name, "%.*s", (int)(eq - environ[i]), environ[i]);
+        env_add(&e, name, "%s", eq + 1);
+    }
+    return child_envp_end(&e, &cfg->env);
+}
+
 static void start(struct shared *s)
 {
     char *sh[] = {"sh", "-c", (char *)s->cfg->command, NULL};
@@ -252,7 +307,9 @@ static void start(struct shared *s)
     child_stop_io(s->ev, &s->err_w, &s->err_fd);
     lines_free(&s->out);
     lines_free(&s->errout);
-    int rc = child_spawn("/bin/sh", sh, NULL, &s->pid, fds);
+    char **envp = shared_env(s->cfg);
+    int rc = envp ? child_spawn("/bin/sh", sh, envp, &s->pid, fds) : ENOMEM;
+    env_free(envp);
     if (rc) {
         serve_log(s->sv, "cannot start the program: %s", strerror(rc));
         s->pid = 0;
@@ -285,13 +342,14 @@ static int shared_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
     const char *path = wsk_request_path(req, &plen);
     free(s->pending); /* the last accepted upgrade never opened */
     /* --topics: /TOPIC subscribes to TOPIC, / to the lines without a topic. */
-    size_t tlen = s->cfg->topics && plen > 1 ? plen - 1 : 0;
-    if (tlen > WSK_TOPIC_MAX) return 414;
-    struct sclient *c = calloc(1, sizeof *c + tlen);
+    if (s->cfg->topics && plen > WSK_TOPIC_MAX + 1) return 414;
+    if (plen > 4096) return 414;
+    struct sclient *c = calloc(1, sizeof *c + plen);
     s->pending = c;
     if (!c) return 503;
-    memcpy(c->topic, path + 1, tlen);
-    c->tlen = tlen;
+    memcpy(c->path, path, plen);
+    c->plen = plen;
+    wsk_request_remote_address(req, c->addr, sizeof c->addr);
     wsk_response_set_data(res, c);
     return 0;
 }
@@ -306,17 +364,25 @@ static void shared_open(wsk_ws *ws)
     c->ws = ws;
     c->next = *bucket(s, c->id);
     *bucket(s, c->id) = c;
-    wsk_subscribe(ws, c->tlen ? c->topic : ALL, c->tlen);
+    const char *topic;
+    size_t tlen = topic_of(s, c, &topic);
+    wsk_subscribe(ws, topic, tlen);
+    char line[4200];
+    int n = snprintf(line, sizeof line, "+%lu\t%s\t%.*s", c->id, c->addr, (int)c->plen, c->path);
+    notice(s, line, (size_t)n);
 }
 
 static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
 {
     struct shared *s = shared_of(wsk_ws_server(ws));
     struct sclient *c = wsk_ws_data(ws);
-    (void)code;
     (void)reason;
     (void)len;
     if (!c) return;
+    unlist_paused(s, c);
+    char line[64];
+    int n = snprintf(line, sizeof line, "-%lu\t%u", c->id, code);
+    notice(s, line, (size_t)n);
     for (struct sclient **p = bucket(s, c->id); *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
@@ -330,13 +396,15 @@ static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
 static int shared_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
     const struct shared_config *cfg = sv->config;
-    (void)so;
     struct shared *s = calloc(1, sizeof *s);
     if (!s) return -1;
     s->cfg = cfg;
     s->sv = sv;
     s->ev = ev_default_loop(0); /* ev_child watchers live on the default loop only */
     s->in_fd = s->out_fd = s->err_fd = -1;
+    /* The cap of messages, the largest one with its prefix, and room for --join-leave's lines
+     * (kept even when messages are dropped). */
+    s->in.max = 4 * IN_MAX + so->max_payload + 32 + NOTICE_ROOM;
     ev_init(&s->restart_t, on_restart);
     s->restart_t.data = s;
     sv->state = s;
@@ -385,12 +453,15 @@ static int shared_page(struct serve *sv, const wsk_request *req, wsk_response *r
     return serve_text(res, 200, body);
 }
 
-enum { OPT_RESTART_MSG = 256, OPT_TOPICS };
+enum { OPT_RESTART_MSG = 256, OPT_TOPICS, OPT_JOIN_LEAVE, OPT_SHARED_PASSENV, OPT_SHARED_ENV };
 
 static const cli_option shared_options[] = {
     {"restart-message", OPT_RESTART_MSG, "TEXT",
      "told to every client when the program died (\"program restarted\")"},
     {"topics", OPT_TOPICS, NULL, "TOPIC<TAB>line goes to the clients of /TOPIC"},
+    {"join-leave", OPT_JOIN_LEAVE, NULL, "tell the program +ID<TAB>ADDRESS<TAB>PATH, -ID<TAB>CODE"},
+    {"passenv", OPT_SHARED_PASSENV, "NAME,...", "only these variables passed on (default: all)"},
+    {"env", OPT_SHARED_ENV, "NAME=VALUE", "set a variable for the program, repeatable"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -409,6 +480,9 @@ static int shared_option(void *config, const cli_option *opt, const char *arg)
         c->restart_message = arg;
         return 0;
     case OPT_TOPICS: c->topics = 1; return 0;
+    case OPT_JOIN_LEAVE: c->join_leave = 1; return 0;
+    case OPT_SHARED_PASSENV: return child_env_passenv(&c->env, arg);
+    case OPT_SHARED_ENV: return child_env_set(&c->env, arg);
     default: return -1;
     }
 }

@@ -29,6 +29,8 @@ static const char usage_head[] =
     "            rounds of 1600 messages per client (wsserve --chat --clients N: N = -c)\n"
     "  connect   connect, handshake, one message, close, again: connections per second\n"
     "  hold      open -c connections and keep them idle for -d seconds\n"
+    "  listen    -c connections that only receive (a server that broadcasts): messages per\n"
+    "            second; latency when a message starts with its send time (wsbench(1))\n"
     "  pubsub    publishers and subscribers over topics (wsserve --pubsub)\n"
     "\n"
     "TIME is 10s, 500ms, 2m or seconds (1.5); SIZE is 16, 1k, 64KiB, 16M (powers of 1024).\n"
@@ -75,7 +77,8 @@ enum {
 };
 
 static const cli_option options[] = {
-    {"connections", 'c', "N", "connections (echo 64, chat 32, pubsub 64, connect 16, hold 1000)"},
+    {"connections", 'c', "N",
+     "connections (echo 64, chat 32, pubsub 64, connect 16, hold 1000, listen 100)"},
     {"threads", 't', "N", "worker threads, each with its own event loop (1)"},
     {"duration", 'd', "TIME", "measured time (10s; 0 = until -n)"},
     {"warmup", OPT_WARMUP, "TIME", "run this long before measuring (0)"},
@@ -183,7 +186,7 @@ static void settle(cmdline *cl, int conns_set, int timeout_set, int duration_set
 {
     wb_opts *o = &cl->o;
     if (!conns_set) {
-        static const unsigned deflt[WB_NSCENARIOS] = {64, 32, 64, 16, 1000};
+        static const unsigned deflt[WB_NSCENARIOS] = {64, 32, 64, 16, 1000, 100};
         o->conns = deflt[o->scenario];
     }
     if (o->scenario == WB_PUBSUB) {

@@ -242,6 +242,14 @@ static int owner_of(const cli_option *opt)
     return -1;
 }
 
+/* The entry of mode m's own table named like opt, or NULL. */
+static const cli_option *named_in(const serve_mode *m, const cli_option *opt)
+{
+    for (const cli_option *o = m->options; o && o->name; o++)
+        if (!strcmp(o->name, opt->name)) return o;
+    return NULL;
+}
+
 /* The mode opt selects, or -1 when it is no mode flag. */
 static int mode_flag(const cli_option *mode_flags, const cli_option *opt)
 {
@@ -271,6 +279,14 @@ static void parse(int argc, char **argv, struct config *c)
     const cli_option *opt;
     const char *arg;
     int key;
+    /* Mode options wait for the mode: a name several modes have (--passenv, --env) is the
+     * chosen mode's, wherever it stands on the line. */
+    struct {
+        const cli_option *opt;
+        const char *arg;
+    } *given = calloc((size_t)argc + 1, sizeof *given);
+    size_t ngiven = 0;
+    if (!given) exit(1);
     while ((key = cli_next_option_in(argc, argv, tables, &opt, &arg)) != -1) {
         if (key == '?') {
             fprintf(stderr, "Try 'wsserve --help'.\n");
@@ -294,8 +310,8 @@ static void parse(int argc, char **argv, struct config *c)
             c->mode_index = (size_t)m;
             c->mode_arg = arg;
         } else if (i >= 0) {
-            if (!c->mode_given[i]) c->mode_given[i] = opt;
-            r = modes[i]->option(c->mode_config[i], opt, arg);
+            given[ngiven].opt = opt;
+            given[ngiven++].arg = arg;
         } else {
             r = server_option(c, key, arg);
         }
@@ -309,6 +325,16 @@ static void parse(int argc, char **argv, struct config *c)
         for (size_t i = 0; i < NMODES; i++)
             if (modes[i] == (implied ? implied : c->mode->shares)) c->mode_index = i;
     if (implied) c->mode = implied;
+    for (size_t k = 0; k < ngiven; k++) {
+        const cli_option *o = given[k].opt, *mine = named_in(modes[c->mode_index], o);
+        int i = mine ? (int)c->mode_index : owner_of(o);
+        if (mine) o = mine;
+        if (!c->mode_given[i]) c->mode_given[i] = o;
+        if (modes[i]->option(c->mode_config[i], o, given[k].arg) < 0)
+            cli_usage_error(PROG, "invalid value for --%s: '%s'", o->name,
+                            given[k].arg ? given[k].arg : "");
+    }
+    free(given);
     if (c->mode->operands) {
         if (c->mode->operands(c->mode_config[c->mode_index], c->mode_arg, argc - optind,
                               argv + optind) < 0)

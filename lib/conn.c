@@ -2,9 +2,10 @@
  *
  * A read lands in the loop's shared buffer and goes to the phase the connection is in: the HTTP
  * phase (server.c reads a request head, client.c a response head) or the WebSocket phase
- * (msg_assemble.c).  Ending a connection closes the fd at once but frees the struct only at the
- * end of the loop iteration (io_loop.c), so a handler that ends a socket never leaves a dangling
- * pointer in the code that called it. */
+ * (msg_assemble.c).  Inside a large frame, the read lands in that frame's own buffer first.  Ending
+ * a connection closes the fd at once but frees the struct only at the end of the loop iteration
+ * (io_loop.c), so a handler that ends a socket never leaves a dangling pointer in the code that
+ * called it. */
 #include "internal.h"
 #include "io_transport.h"
 #include "pmd_conn.h"
@@ -192,7 +193,14 @@ void wsk_conn_failed(struct wsk_ws *c, long err, const char *what)
 static void on_readable(struct wsk_ws *c)
 {
     wsk_loop *loop = c->ctx->loop;
-    long n = wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
+    /* Inside a large frame, the read goes to the frame's own buffer first (msg_assemble.c), and
+     * what follows the frame to the shared buffer, in one readv. */
+    size_t cap = 0;
+    uint8_t *dst = (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING) && !c->ctx->hooks
+                       ? wsk_msg_direct(c, &cap)
+                       : NULL;
+    struct iovec iov[2] = {{dst, cap}, {loop->rbuf, WSK_RBUF_SIZE}};
+    long n = dst ? wsk_io_readv(c, iov, 2) : wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
     if (n == WSK_ERR_AGAIN) return;
     if (n < 0) {
         wsk_conn_failed(c, n, "read failed");
@@ -202,6 +210,12 @@ static void on_readable(struct wsk_ws *c)
     if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
         c->stamp = (uint32_t)ev_now(loop->ev);
     c->flags &= ~WSK_F_PINGED;
+    if (dst) {
+        size_t direct = (size_t)n < cap ? (size_t)n : cap;
+        if (wsk_msg_direct_received(c, direct) == 0 && (size_t)n > direct)
+            wsk_msg_receive(c, loop->rbuf, (size_t)n - direct);
+        return;
+    }
     if (c->ctx->hooks) {
         c->ctx->hooks->receive(c, loop->rbuf, (size_t)n);
         return;
@@ -241,6 +255,15 @@ static int paused_gone(struct wsk_ws *c)
     return 0;
 }
 
+/* A large message buffer kept after its message (msg_assemble.c) and unused for two sweeps. */
+static void msg_buffer_sweep(struct wsk_ws *c)
+{
+    wsk_cold *k = c->cold;
+    if (!k || !k->msg.p || k->msg.len || (c->flags & WSK_F_PAYLOAD) || k->msg_idle++ < 1) return;
+    wsk_dbuf_free(&k->msg);
+    wsk_conn_cold_trim(c);
+}
+
 /* Deadlines, checked once a second for every connection of a server or client (one timer per
  * server, none per socket): the handshake deadline counts from accept, not from the last byte,
  * so a client trickling its request cannot hold a slot; idle sockets get a ping at half the idle
@@ -265,6 +288,7 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
             }
             break;
         case WSK_ST_OPEN:
+            msg_buffer_sweep(c);
             if ((c->flags & WSK_F_PAUSED) && paused_gone(c)) break;
             if (!o->idle_timeout) break;
             if (idle >= o->idle_timeout) {

@@ -18,6 +18,7 @@
  *   pubsub.c        topics: one framed message queued to every subscriber
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
+ *                   (a large message with nothing queued: written during the send)
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
@@ -39,10 +40,12 @@
 
 #define WSK_RBUF_SIZE          (512 * 1024) /* receive buffer shared by every socket of a loop */
 #define WSK_BLOCK_SIZE         (16 * 1024)  /* default size of a private send block */
-#define WSK_BLOCK_CACHE        64           /* free blocks a loop keeps for reuse */
-#define WSK_IOV_MAX            64           /* segments gathered by one writev */
-#define WSK_WRITE_MAX          (1 << 20)    /* bytes one socket may write per loop iteration */
-#define WSK_COMPRESS_THRESHOLD 64           /* shorter messages go uncompressed (the default) */
+#define WSK_BLOCK_CACHED       (WSK_BLOCK_SIZE + 16) /* a cached block: a frame header more */
+#define WSK_BLOCK_CACHE        64                    /* free blocks a loop keeps for reuse */
+#define WSK_IOV_MAX            64                    /* segments gathered by one writev */
+#define WSK_WRITE_MAX          (1 << 20)   /* bytes one socket may write per loop iteration */
+#define WSK_DIRECT_MIN         (16 * 1024) /* payloads from here on skip the shared buffers */
+#define WSK_COMPRESS_THRESHOLD 64          /* shorter messages go uncompressed (the default) */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
 
@@ -190,7 +193,9 @@ typedef struct wsk_cold {
     wsk_dbuf head;    /* HTTP head (and body) bytes that arrived in pieces */
     size_t scanned;   /* parser resume point in head */
     size_t body_need; /* plain request: bytes of body still to come */
-    wsk_dbuf msg;     /* message being assembled across frames or reads */
+    wsk_dbuf msg;     /* message being assembled across frames or reads; a large one's bytes
+                       * stay for the next message until a sweep finds them unused twice */
+    uint8_t msg_idle; /* sweeps since msg's kept bytes were last used */
     uint8_t ctl[125]; /* control frame payload split across reads */
     uint8_t ctl_len;
     char *protocol; /* negotiated subprotocol, malloc'd */
@@ -257,6 +262,12 @@ void wsk_ctx_sweep(wsk_ctx *ctx); /* idle, handshake and closing deadlines */
 
 /* msg_assemble.c: the bytes of an open socket; returns 0, or < 0 when the socket was ended. */
 int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
+/* Where the next read of c should land when it is inside a large data frame whose buffer is
+ * reserved: the rest of that frame's payload, *cap bytes at the returned pointer (in c's cold
+ * buffer, valid until the next call into msg_assemble.c); NULL otherwise. */
+uint8_t *wsk_msg_direct(struct wsk_ws *c, size_t *cap);
+/* n bytes (1..*cap) were read at wsk_msg_direct's pointer: 0, or < 0 when c was ended. */
+int wsk_msg_direct_received(struct wsk_ws *c, size_t n);
 
 /* send_msg.c */
 /* The backpressure rule of every send (wsk_server_opts): 1 when `total` more bytes may join c's
@@ -304,6 +315,13 @@ void wsk_queue_clear(struct wsk_ws *c);
 /* Writes the queue (one writev), after the hooks' fill; arms EV_WRITE when bytes remain.  0, or
  * < 0 when the socket was ended. */
 int wsk_flush(struct wsk_ws *c);
+/* Writes the frame hdr[0..hl) + data[0..len) of a socket whose queue is empty, now, with one
+ * writev; copies what the kernel did not take to the queue and arms EV_WRITE.  The bytes are
+ * only read during the call.  Returns hl + len when the kernel took all (or the write failed:
+ * the end-of-iteration flush then ends the socket), -1 when part waits in the queue (drain
+ * follows), 0 when the socket was ended (no memory for the rest). */
+long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uint8_t *data,
+                      size_t len);
 
 /* server.c */
 /* Bytes of a server connection in the HTTP phase. */

@@ -107,17 +107,16 @@ struct ev_loop *wsk_loop_ev(wsk_loop *loop)
  * server fills and frees one per socket per turn.  They hold a frame header more than the
  * default size, so a 16 KiB message (the largest TLS record) is one cached block too: a block
  * malloc'd and freed per message moves the top of the heap, and glibc's trimming of it then
- * costs a brk and fresh pages per message (half the server CPU of a 16 KiB wss echo). */
-#define BLOCK_CACHED (WSK_BLOCK_SIZE + 16)
-
+ * costs a brk and fresh pages per message (half the server CPU of a 16 KiB wss echo).  Their
+ * capacity is WSK_BLOCK_CACHED. */
 wsk_block *wsk_block_new(wsk_loop *loop, size_t cap)
 {
     wsk_block *b;
-    if (cap <= BLOCK_CACHED && loop->nfree_blocks) {
+    if (cap <= WSK_BLOCK_CACHED && loop->nfree_blocks) {
         b = loop->free_blocks[--loop->nfree_blocks];
-        cap = BLOCK_CACHED;
+        cap = WSK_BLOCK_CACHED;
     } else {
-        if (cap < BLOCK_CACHED) cap = BLOCK_CACHED;
+        if (cap < WSK_BLOCK_CACHED) cap = WSK_BLOCK_CACHED;
         if (cap > UINT32_MAX - sizeof *b) return NULL;
         b = malloc(sizeof *b + cap);
         if (!b) return NULL;
@@ -131,7 +130,7 @@ wsk_block *wsk_block_new(wsk_loop *loop, size_t cap)
 void wsk_block_unref(wsk_loop *loop, wsk_block *b)
 {
     if (--b->refs) return;
-    if (b->cap == BLOCK_CACHED && loop->nfree_blocks < WSK_BLOCK_CACHE)
+    if (b->cap == WSK_BLOCK_CACHED && loop->nfree_blocks < WSK_BLOCK_CACHE)
         loop->free_blocks[loop->nfree_blocks++] = b;
     else
         free(b);

@@ -174,14 +174,25 @@ const char *wsk_addr_string(int fd, char *buf, size_t cap)
     return sockaddr_string(&ss, buf, cap);
 }
 
-long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
+static long read_result(ssize_t n)
 {
-    if (c->flags & WSK_F_TLS) return wsk_tls_read(c, buf, cap);
-    ssize_t n = read(c->io.fd, buf, cap);
     if (n > 0) return n;
     if (n == 0) return WSK_ERR_EOF;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return WSK_ERR_AGAIN;
     return WSK_ERR_IO;
+}
+
+long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
+{
+    if (c->flags & WSK_F_TLS) return wsk_tls_read(c, buf, cap);
+    return read_result(read(c->io.fd, buf, cap));
+}
+
+long wsk_io_readv(struct wsk_ws *c, const struct iovec *iov, int n)
+{
+    /* A TLS record is decrypted into one buffer; the next read takes the rest. */
+    if (c->flags & WSK_F_TLS) return wsk_tls_read(c, iov[0].iov_base, iov[0].iov_len);
+    return read_result(readv(c->io.fd, iov, n));
 }
 
 long wsk_io_writev(struct wsk_ws *c, const struct iovec *iov, int n)

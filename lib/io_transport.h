@@ -13,6 +13,8 @@
 /* Reads up to cap bytes: > 0 bytes read, WSK_ERR_AGAIN, WSK_ERR_EOF, WSK_ERR_IO, or (TLS)
  * WSK_ERR_TLS / WSK_ERR_CERT when the handshake failed (wsk_io_failure says why). */
 long wsk_io_read(struct wsk_ws *c, uint8_t *buf, size_t cap);
+/* As wsk_io_read, filling iov[0..n) in order (TLS fills only iov[0]): bytes read in all. */
+long wsk_io_readv(struct wsk_ws *c, const struct iovec *iov, int n);
 /* Writes what it can of iov[0..n): bytes written (>= 0), WSK_ERR_AGAIN, WSK_ERR_IO, or as
  * wsk_io_read for a failed TLS handshake.  Never raises SIGPIPE. */
 long wsk_io_writev(struct wsk_ws *c, const struct iovec *iov, int n);

@@ -4,8 +4,11 @@
  * (parse_frame.c keeps at most 14 bytes between reads), payloads are unmasked in place a word at
  * a time, and a message whose frame arrived whole in this read is handed to the message handler
  * where it lies: no copy, no allocation.  Only a message split across reads or frames is
- * gathered in the socket's cold buffer, whose cap is the max payload.  Text is validated as it
- * arrives so invalid UTF-8 fails the connection at the first bad byte (RFC 6455 8.1). */
+ * gathered in the socket's cold buffer, whose cap is the max payload; once a large frame's
+ * header is in, the buffer takes its whole announced length and the rest of the frame is read
+ * straight into it (wsk_msg_direct), so its bytes are copied once, by the kernel.  Text is
+ * validated as it arrives so invalid UTF-8 fails the connection at the first bad byte (RFC
+ * 6455 8.1). */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
@@ -117,6 +120,26 @@ static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
     return alive(c) ? 0 : WSK_ERR_CLOSED;
 }
 
+/* The message gathered in the cold buffer is complete: to the handler.  A small buffer goes;
+ * a large one stays for the next message (the sweep frees it when the socket stops sending
+ * large messages): allocating and freeing one per message makes malloc give the top of the heap
+ * back to the kernel after each message and take it again for the next, and every page then
+ * returns zero-filled through a page fault, which at 16 KiB to 1 MiB costs more than the copy
+ * the direct read saves. */
+static int deliver_assembled(struct wsk_ws *c)
+{
+    wsk_cold *k = c->cold;
+    int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
+    if (c->state != WSK_ST_DEAD && c->cold) {
+        k = c->cold;
+        k->msg.len = 0;
+        k->msg_idle = 0;
+        if (k->msg.cap < WSK_DIRECT_MIN) wsk_dbuf_free(&k->msg);
+        wsk_conn_cold_trim(c);
+    }
+    return r;
+}
+
 /* Payload bytes of a data frame: p[0..n), the last ones of the frame when c->remaining is 0. */
 static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
 {
@@ -145,6 +168,8 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
         if (whole && end && !(c->cold && c->cold->msg.len)) return deliver(c, p, n);
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
+        /* Kept bytes too small for this message: a new buffer, not a copy of nothing. */
+        if (!k->msg.len && k->msg.cap < n + c->remaining) wsk_dbuf_free(&k->msg);
         int r = wsk_dbuf_reserve(&k->msg, n + c->remaining);
         if (r < 0)
             return fail(c, r,
@@ -152,14 +177,7 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
                                              : "out of memory");
         wsk_dbuf_append(&k->msg, p, n);
     }
-    if (!end) return 0;
-    wsk_cold *k = c->cold;
-    int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
-    if (c->state != WSK_ST_DEAD && c->cold) {
-        wsk_dbuf_free(&c->cold->msg);
-        wsk_conn_cold_trim(c);
-    }
-    return r;
+    return end ? deliver_assembled(c) : 0;
 }
 
 /* Payload bytes of a control frame: handled in place when the frame is whole in this read,
@@ -178,6 +196,35 @@ static int on_control_data(struct wsk_ws *c, const uint8_t *p, size_t n, int who
     k->ctl_len = 0;
     wsk_conn_cold_trim(c);
     return on_control(c, buf, len);
+}
+
+/* A large payload goes straight to its place: on_data reserved the whole announced length in
+ * the cold buffer when the frame began, so the rest of the frame is read there (conn.c) instead
+ * of into the loop's buffer and copied, and unmasked and validated where it lands. */
+uint8_t *wsk_msg_direct(struct wsk_ws *c, size_t *cap)
+{
+    if (!(c->flags & WSK_F_PAYLOAD) || (c->frame_op & 8) || (c->flags & WSK_F_MSG_COMPRESSED) ||
+        c->remaining < WSK_DIRECT_MIN || !c->cold)
+        return NULL;
+    wsk_dbuf *m = &c->cold->msg;
+    if (m->cap - m->len < c->remaining) return NULL;
+    *cap = (size_t)c->remaining;
+    return m->p + m->len;
+}
+
+int wsk_msg_direct_received(struct wsk_ws *c, size_t n)
+{
+    wsk_dbuf *m = &c->cold->msg;
+    uint8_t *p = m->p + m->len;
+    if (c->ctx->role == WSK_ROLE_SERVER)
+        c->mask_off = (uint8_t)wsk_mask(p, n, c->mask, c->mask_off);
+    m->len += n;
+    c->remaining -= n;
+    if (c->msg_op == WSK_OP_TEXT && wsk_utf8_validate(&c->utf8, p, n) < 0)
+        return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
+    if (c->remaining) return 0;
+    c->flags &= ~WSK_F_PAYLOAD;
+    return c->frame_fin ? deliver_assembled(c) : 0;
 }
 
 int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)

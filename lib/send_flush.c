@@ -3,7 +3,12 @@
  * Called for every dirty socket at the end of the iteration (io_loop.c) and when EV_WRITE
  * reports room in the kernel buffer.  Writes first and watches for writability only while bytes
  * remain (STYLE: never poll for EV_WRITE on a socket with nothing to send).  A socket writes at
- * most WSK_WRITE_MAX bytes per iteration so one fast reader cannot starve the others. */
+ * most WSK_WRITE_MAX bytes per iteration so one fast reader cannot starve the others.
+ *
+ * A large message sent on a socket with nothing queued does not wait for the end of the
+ * iteration (wsk_flush_direct): header and payload go to the kernel at once from where they lie,
+ * and only what the kernel did not take is copied to the queue.  Batching buys nothing for one
+ * big message, and the copy it saves is the message. */
 #include "internal.h"
 #include "io_transport.h"
 
@@ -15,6 +20,30 @@ static void want_write(struct wsk_ws *c, int on)
     if (!!(c->flags & WSK_F_WANT_WRITE) == on) return;
     c->flags ^= WSK_F_WANT_WRITE;
     wsk_conn_io_events(c, on ? EV_READ | EV_WRITE : EV_READ);
+}
+
+long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uint8_t *data,
+                      size_t len)
+{
+    struct iovec iov[2] = {{(void *)hdr, hl}, {(void *)data, len}};
+    long w = wsk_io_writev(c, iov, 2);
+    size_t total = hl + len, took = w > 0 ? (size_t)w : 0;
+    if (took == total) return (long)total;
+    size_t from_hdr = took < hl ? took : hl;
+    if (wsk_queue_write(c, hdr + from_hdr, hl - from_hdr) < 0 ||
+        wsk_queue_write(c, data + (took - from_hdr), len - (took - from_hdr)) < 0) {
+        /* Part of the frame may be on the wire already: the stream cannot go on. */
+        wsk_conn_failed(c, WSK_ERR_NOMEM, "out of memory");
+        return 0;
+    }
+    if (w < 0 && w != WSK_ERR_AGAIN) {
+        /* The flush at the end of the iteration meets the error again and ends the socket. */
+        wsk_loop_schedule(c->ctx->loop, c);
+        return (long)total;
+    }
+    want_write(c, 1);
+    c->flags |= WSK_F_BACKPRESSURE;
+    return -1;
 }
 
 int wsk_flush(struct wsk_ws *c)

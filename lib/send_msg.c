@@ -2,7 +2,10 @@
  *
  * A message is framed straight into the tail block of the socket's queue: the header, then one
  * copy of the payload (masked there for a client, RFC 6455 5.3).  Nothing is written here; the
- * socket is marked dirty and written once at the end of the loop iteration (send_flush.c). */
+ * socket is marked dirty and written once at the end of the loop iteration (send_flush.c).
+ * A server's large payload (WSK_DIRECT_MIN) is the exception: with nothing queued it is written
+ * at once from the caller's buffer (wsk_flush_direct); behind other bytes it is copied in
+ * pieces of the loop's cached blocks, so no block of its size is allocated and freed. */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
@@ -44,6 +47,33 @@ int wsk_send_refuse(struct wsk_ws *c)
     return 0;
 }
 
+/* A frame of `total` bytes joined the queue: it leaves with this iteration's write (total), or
+ * waits behind a full kernel buffer (-1, and drain follows). */
+static long queued(struct wsk_ws *c, size_t total)
+{
+    wsk_loop_schedule(c->ctx->loop, c);
+    if (c->flags & WSK_F_WANT_WRITE) {
+        c->flags |= WSK_F_BACKPRESSURE;
+        return -1;
+    }
+    return (long)total;
+}
+
+/* A server's large frame: written now when nothing is queued, else queued in cached blocks. */
+static long send_large(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data,
+                       size_t len)
+{
+    uint8_t hdr[WSK_FRAME_HDR_MAX];
+    size_t hl = wsk_frame_header(hdr, 1, rsv, opcode, len, NULL);
+    if (!c->q.bytes) return wsk_flush_direct(c, hdr, hl, data, len);
+    if (wsk_queue_write(c, hdr, hl) < 0 || wsk_queue_write(c, data, len) < 0) {
+        /* The header may be queued without its payload: the stream cannot go on. */
+        wsk_conn_failed(c, WSK_ERR_NOMEM, "out of memory");
+        return 0;
+    }
+    return queued(c, hl + len);
+}
+
 /* Queues one frame.  force: control frames we must send (pong, close) skip the backpressure
  * limit.  Returns the frame's bytes when it leaves with this iteration's write, -1 behind
  * backpressure, 0 when it was dropped. */
@@ -55,6 +85,8 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
     size_t hl = wsk_frame_header_size(len, client), total = hl + len;
 
     if (!force && !wsk_send_admit(c, total)) return 0;
+    if (!client && len >= WSK_DIRECT_MIN && !c->ctx->hooks && !(c->flags & WSK_F_TLS))
+        return send_large(c, opcode, rsv, data, len);
     uint8_t *dst = wsk_queue_reserve(c, total);
     if (!dst) return 0;
     uint8_t key[4];
@@ -64,12 +96,7 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
     if (client) wsk_mask(dst + hl, len, key, 0);
     wsk_queue_commit(c, total);
     if (opcode >= WSK_OP_CLOSE) c->ctx->stats.control_out[wsk_stats_slot(opcode)]++;
-    wsk_loop_schedule(c->ctx->loop, c);
-    if (c->flags & WSK_F_WANT_WRITE) {
-        c->flags |= WSK_F_BACKPRESSURE;
-        return -1;
-    }
-    return (long)total;
+    return queued(c, total);
 }
 
 /* Bun's meaning of a send's result (wskit.h): the payload bytes of a message that leaves with

@@ -299,11 +299,13 @@ enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CL
  * data[0..len) is copied before the call returns.  compress asks for permessage-deflate when it
  * was negotiated (messages under compress_threshold go uncompressed).  Sends are batched:
  * everything sent during one loop iteration leaves in one write at its end (wsk_cork: now).
+ * A server's message of 16 KiB or more on a socket with nothing queued is written during the
+ * call instead, from data itself (plain TCP; only what the kernel does not take is copied).
  * Returns, as Bun's ServerWebSocket.send does:
  *   len  (the payload bytes; 1 for an empty message) when the message goes out with this
- *        iteration's write;
- *   -1   when it was queued behind data the peer has not read yet (backpressure: the drain
- *        handler follows);
+ *        iteration's write (or went out during the call);
+ *   -1   when it was queued behind data the peer has not read yet, or the kernel took only
+ *        part of it (backpressure: the drain handler follows);
  *   0    when it was dropped: the socket is not open (connecting or closing), or its queue is
  *        at the backpressure limit (with close_on_backpressure_limit the socket is also failed
  *        with 1008: its error and close handlers run before this returns);

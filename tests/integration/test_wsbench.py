@@ -203,6 +203,29 @@ W = CYCLE[10:20]
 CYCLE = CYCLE + T + W + T + ["What is the meaning of life?"] + T + W  # PROTOCOL.md
 
 
+def listen_to_broadcast():
+    """wsbench listen: clients that only receive what a program behind wsserve --exec-shared
+    broadcasts (bounded: 2,000 lines at most, every 2 ms); lines that start with their send time
+    (16 hex digits of CLOCK_MONOTONIC in ns) are timed."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write("import sys, time\n"
+                "for i in range(2000):\n"
+                "    t = f'{time.monotonic_ns():016x}' if i % 2 else 'untimed'\n"
+                "    print(t + ' tick', flush=True)\n"
+                "    time.sleep(0.002)\n")
+    try:
+        with Server("--exec-shared", f"/usr/bin/python3 {f.name}") as srv:
+            rc, j, err = bench_json("listen", "-c", "20", "-d", "0.5", srv.url())
+            got = j and j["messages"]["received"]
+            ok(rc == 0 and no_errors(j) and got and j["messages"]["sent"] == 0,
+               "listen -c 20: broadcast messages received, none sent", err)
+            ok(j and 0 < j["latency_ns"]["count"] < got,
+               "the messages that carry their send time are timed, the others counted",
+               j and (got, j["latency_ns"]))
+    finally:
+        os.unlink(f.name)
+
+
 def main():
     if not os.access(WSBENCH, os.X_OK):
         skip("wsbench", "not built")
@@ -265,6 +288,11 @@ def main():
         rc, j, err = bench_json("hold", "-c", "50", "-d", "0.3", url)
         ok(rc == 0 and j and j["connections"]["opened"] == 50 and no_errors(j),
            "hold -c 50: 50 connections held", err)
+
+        rc, j, err = bench_json("listen", "-c", "4", "-d", "0.3", url)
+        ok(rc == 2 and j and j["messages"]["received"] == 0,
+           "listen against a server that sends nothing: nothing measured, exit status 2", err)
+        listen_to_broadcast()
 
         rc, j, err = bench_json("-n", "50", "-c", "2", "--compress", "--verify", url)
         ok(rc == 0 and no_errors(j) and j["messages"]["received"] == 50

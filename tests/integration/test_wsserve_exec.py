@@ -103,6 +103,17 @@ with serve("--exec", fail) as srv:
        "exit status 3: the output, then 1011 with the status", f"{msgs} {code} {reason}")
     c.close()
 
+# Programs start off the loop and may exit before the loop learns their pid: every exit is
+# still seen (a lost one would leave its connection open).
+with serve("--", fail) as srv:
+    conns = [Raw(srv.port) for _ in range(40)]
+    ends = [messages(c) for c in conns]
+    good = sum(m == [(TEXT, b"bye")] and e[0] == 1011 and "status 3" in e[1] for m, e in ends)
+    ok(good == len(conns), "40 programs that exit at once: every connection closes with 1011",
+       f"{good}: {ends[:3]}")
+    for c in conns:
+        c.close()
+
 with serve("--", os.path.join(tmp, "no-such-program")) as srv:
     c = Raw(srv.port)
     msgs, (code, reason) = messages(c)
@@ -238,6 +249,8 @@ with serve("--max-forks", "2", "--exec", "cat") as srv:
     c.send(request())
     st, h, body = c.read_http()
     ok(st == 503, "--max-forks 2: the third upgrade gets 503", str(st))
+    # The programs start just after the handshakes (off the loop), and count from the upgrade.
+    wait_for(lambda: len(children(srv.proc.pid)) == 2, 5)
     a.close()
     ok(wait_for(lambda: len(children(srv.proc.pid)) == 1, 5), "a slot frees when a program ends")
     d = Raw(srv.port)
@@ -357,6 +370,61 @@ with serve("--exec-shared", hub, "--topics") as srv:
     kids = children(pid)
     srv.stop()
     ok(kids and all(state(k) is None for k in kids), "the shared program goes with wsserve")
+
+# A shared program that does not read: the sender is paused past 64 KiB, and resumed once the
+# program reads again; every message then arrives, none dropped.
+go = os.path.join(tmp, "go")
+slow = script("slow.py", f"#!{PY}\nimport os, sys, time\n"
+              f"while not os.path.exists({go!r}):\n    time.sleep(0.02)\n"
+              "n = 0\n"
+              "for line in sys.stdin:\n"
+              "    n += 1\n"
+              "    if n % 100 == 0:\n"
+              "        print(f'got {n}', flush=True)\n")
+with serve("--exec-shared", slow) as srv:
+    a = Raw(srv.port)
+    for i in range(300):
+        a.send(frame(TEXT, b"m" * 1000))
+    with open(go, "w"):
+        pass
+    a.sock.settimeout(10)
+    got = []
+    try:
+        while len(got) < 3:
+            got.append(text(a))
+    except (socket.timeout, EOFError, ConnectionError):
+        pass
+    ok(got == ["got 100", "got 200", "got 300"],
+       "--exec-shared: a sender paused at the stdin cap is resumed; all 300 arrive", repr(got))
+    ok(srv.count("dropped") == 0, "and none was dropped", srv.stderr)
+    a.close()
+
+# --passenv and --env as for --exec; --join-leave: who comes and goes, on the program's stdin.
+roster = script("roster.py", f"#!{PY}\nimport os, sys\n"
+                "for line in sys.stdin:\n"
+                "    line = line.rstrip('\\n')\n"
+                "    if line.endswith('\\tenv'):\n"
+                "        v = [os.environ.get(k, '-') for k in ('FOO', 'HOME', 'WSK_BIN')]\n"
+                "        print('env ' + ' '.join(v), flush=True)\n"
+                "    else:\n"
+                "        print('got ' + line, flush=True)\n")
+os.environ["HOME"] = os.environ.get("HOME") or "/root"
+with serve("--exec-shared", roster, "--passenv", "PATH,HOME", "--env", "FOO=bar",
+           "--join-leave") as srv:
+    a = Raw(srv.port, path="/room")
+    got = text(a).split("\t")
+    ok(got[0] == "got +1" and got[1].startswith("127.0.0.1:") and got[2] == "/room",
+       "--join-leave: +ID<TAB>ADDRESS<TAB>PATH when a client joins", repr(got))
+    a.send(frame(TEXT, b"env"))
+    env_line = text(a)
+    ok(env_line == f"env bar {os.environ['HOME']} -",
+       "--exec-shared --passenv, --env: those variables, not the others", env_line)
+    b = Raw(srv.port)
+    ok(text(a).startswith("got +2\t"), "a second client joins")
+    b.send(frame(CLOSE, struct.pack("!H", 1000)))
+    ok(text(a) == "got -2\t1000", "-ID<TAB>CODE when it leaves")
+    b.close()
+    a.close()
 
 # ----- the same scripts through websocketd ------------------------------------------------------
 WSD = shutil.which("websocketd")

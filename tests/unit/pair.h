@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 static struct ev_loop *pair_ev;
@@ -47,6 +48,20 @@ static inline struct wsk_ws *pair_conn(wsk_ctx *ctx, int *peer, int sndbuf)
     struct wsk_ws *c = wsk_conn_new(ctx, sv[0]);
     if (!c) abort();
     return c;
+}
+
+/* Bytes the peer sent that c has not read yet. */
+static inline int pair_unread(const struct wsk_ws *c)
+{
+    int n = -1;
+    ioctl(c->io.fd, FIONREAD, &n);
+    return n;
+}
+
+/* Writes all of buf to the peer's end (it fits the kernel's buffer). */
+static inline void pair_put(int peer, const void *buf, size_t n)
+{
+    if (write(peer, buf, n) != (ssize_t)n) abort();
 }
 
 /* One turn of the loop without waiting: events, handlers, then the end-of-turn flush. */

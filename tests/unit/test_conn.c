@@ -6,8 +6,6 @@
 #include "test.h"
 #include "pair.h"
 
-#include <sys/ioctl.h>
-
 static char events[512]; /* what the handlers saw, in order */
 static int terminate_on_open, send_on_close;
 static long send_in_close = 1;
@@ -48,20 +46,6 @@ static void reset(void)
     terminate_on_open = send_on_close = 0;
 }
 
-/* Bytes the peer sent that c has not read yet. */
-static int unread(const struct wsk_ws *c)
-{
-    int n = -1;
-    ioctl(c->io.fd, FIONREAD, &n);
-    return n;
-}
-
-/* Writes all of buf to the peer's end. */
-static void put(int peer, const void *buf, size_t n)
-{
-    if (write(peer, buf, n) != (ssize_t)n) abort();
-}
-
 static void open_and_read(wsk_ctx *ctx)
 {
     int peer;
@@ -83,10 +67,11 @@ static void open_and_read(wsk_ctx *ctx)
     reset();
     uint8_t f[64];
     n = pair_frame(f, 0x82, "split", 5);
-    put(peer, f, 4);
-    SPIN_UNTIL(unread(c) == 0, pair_turn());
-    CHECK(!events[0] && unread(c) == 0, "the first 4 bytes of a frame are read: no message yet");
-    put(peer, f + 4, n - 4);
+    pair_put(peer, f, 4);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+    CHECK(!events[0] && pair_unread(c) == 0,
+          "the first 4 bytes of a frame are read: no message yet");
+    pair_put(peer, f + 4, n - 4);
     SPIN_UNTIL(events[0], pair_turn());
     CHECK(!strcmp(events, "msg 2 split;"), "a frame split across reads is one message (%s)",
           events);
@@ -96,7 +81,7 @@ static void open_and_read(wsk_ctx *ctx)
     reset();
     uint8_t close_1000[2] = {0x03, 0xe8};
     n = pair_frame(f, 0x88, close_1000, 2);
-    put(peer, f, n);
+    pair_put(peer, f, n);
     uint8_t got[64];
     size_t have = 0;
     int eof = pair_read(peer, got, sizeof got, &have, sizeof got);
@@ -161,7 +146,7 @@ static void handlers_that_end(wsk_ctx *ctx)
     uint8_t f[64];
     uint8_t close_4000[2] = {0x0f, 0xa0};
     n = pair_frame(f, 0x88, close_4000, 2);
-    put(peer, f, n);
+    pair_put(peer, f, n);
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
     CHECK(!strcmp(events, "close 4000 ;") && send_in_close <= 0 && ctx->nconns == 0,
           "a close handler that sends, closes and terminates: the send is dropped, close runs "

@@ -95,7 +95,9 @@ int main(void)
     int fd[2];
     CHECK(pipe(fd) == 0, "a pipe");
     fcntl(fd[1], F_SETFL, O_NONBLOCK);
-    struct pipebuf b = {0};
+    struct pipebuf b = {.max = 70 * 65536};
+    CHECK(pipebuf_append(&b, NULL, 0, "x", b.max, 1) == -1 && pipebuf_pending(&b) == 0,
+          "an append past the buffer's cap is refused whole");
     pipebuf_append(&b, "7\t", 2, "hi", 2, 1);
     CHECK(pipebuf_pending(&b) == 5 && pipebuf_write(&b, fd[1]) == 0 && pipebuf_pending(&b) == 0,
           "prefix, message and newline written");

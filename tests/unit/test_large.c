@@ -1,0 +1,285 @@
+/* Large messages on a socketpair: a frame longer than WSK_DIRECT_MIN split at every header byte
+ * and at payload boundaries around the direct-read threshold is one message, whose rest was read
+ * straight into the buffer of the announced length (and the bytes after it into the shared
+ * buffer); that buffer stays for the next message until two sweeps find it unused; text split
+ * inside UTF-8 sequences still validates, and fails at a bad byte; a large send with nothing queued
+ * is written at once, a partial write leaves only the rest queued (in cached blocks) with drain to
+ * follow, and behind queued bytes it keeps its order. */
+#include "test.h"
+#include "pair.h"
+
+#define BIG 40000 /* > WSK_DIRECT_MIN, < 64 KiB: the 16-bit length form */
+
+static uint8_t got[2 * BIG];
+static size_t got_len;
+static int got_op, messages, drains, closes;
+static unsigned close_code;
+
+static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
+{
+    (void)ws;
+    messages++;
+    got_op = op;
+    got_len = len <= sizeof got ? len : 0;
+    memcpy(got, data, got_len);
+}
+
+static void on_drain(wsk_ws *ws)
+{
+    (void)ws;
+    drains++;
+}
+
+static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
+{
+    (void)ws;
+    (void)reason;
+    (void)len;
+    closes++;
+    close_code = code;
+}
+
+static uint8_t pattern(size_t i)
+{
+    return (uint8_t)(i * 7 % 251);
+}
+
+/* Text: "é" (2 bytes) and "€" (3 bytes) in turn, so that most splits cut a sequence. */
+static void text_pattern(uint8_t *p, size_t n)
+{
+    static const uint8_t seq[5] = {0xC3, 0xA9, 0xE2, 0x82, 0xAC};
+    for (size_t i = 0; i < n; i++) p[i] = seq[i % 5];
+}
+
+/* A masked client frame of payload[0..len) (16-bit length form) into out; its length. */
+static size_t big_frame(uint8_t *out, unsigned fin_op, const uint8_t *payload, size_t len)
+{
+    static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+    out[0] = (uint8_t)fin_op;
+    out[1] = 0x80 | 126;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    memcpy(out + 4, key, 4);
+    for (size_t i = 0; i < len; i++) out[8 + i] = payload[i] ^ key[i & 3];
+    return 8 + len;
+}
+
+static struct wsk_ws *open_conn(wsk_ctx *ctx, int *peer, int sndbuf)
+{
+    struct wsk_ws *c = pair_conn(ctx, peer, sndbuf);
+    wsk_conn_open(c, NULL, 0);
+    return c;
+}
+
+static void reset(void)
+{
+    messages = drains = closes = 0;
+    got_len = 0;
+    close_code = 0;
+}
+
+/* Sends f[0..n) in two writes split at k, the first read before the second is written; 1 when
+ * the rest of the frame was to be read in place after the first part (*direct). */
+static void put_split(struct wsk_ws *c, int peer, const uint8_t *f, size_t n, size_t k, int *direct)
+{
+    size_t cap = 0;
+    pair_put(peer, f, k);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+    *direct = wsk_msg_direct(c, &cap) != NULL;
+    pair_put(peer, f + k, n - k);
+}
+
+static void split_everywhere(wsk_ctx *ctx)
+{
+    static uint8_t payload[BIG], f[BIG + 64];
+    for (size_t i = 0; i < BIG; i++) payload[i] = pattern(i);
+    size_t n = big_frame(f, 0x82, payload, BIG);
+    int peer;
+    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+
+    /* Every header byte, the first payload bytes, around the threshold (the rest just above
+     * and just below WSK_DIRECT_MIN), a stride through the payload, and the last bytes. */
+    size_t splits[200], ns = 0;
+    for (size_t k = 1; k <= 24; k++) splits[ns++] = k;
+    for (size_t d = 0; d < 4; d++) {
+        splits[ns++] = n - WSK_DIRECT_MIN - 2 + d;
+    }
+    for (size_t k = 100; k < n; k += 997) splits[ns++] = k;
+    for (size_t k = n - 5; k < n; k++) splits[ns++] = k;
+
+    int ok = 1, directs = 0;
+    for (size_t s = 0; s < ns; s++) {
+        size_t k = splits[s];
+        int direct;
+        reset();
+        put_split(c, peer, f, n, k, &direct);
+        SPIN_UNTIL(messages, pair_turn());
+        directs += direct;
+        size_t rest = n - k;
+        ok &= EXPECT(direct == (k >= 8 && rest >= WSK_DIRECT_MIN), "split at %zu: direct read %d",
+                     k, direct);
+        ok &= EXPECT(messages == 1 && got_op == WSK_OP_BINARY && got_len == BIG &&
+                         !memcmp(got, payload, BIG),
+                     "split at %zu: %d messages of %zu bytes", k, messages, got_len);
+    }
+    CHECK(ok && directs > 20,
+          "a %d-byte frame split at %zu places is one message each time; %d of them read the "
+          "rest in place",
+          BIG, ns, directs);
+    CHECK(c->cold && c->cold->msg.p && !c->cold->msg.len && c->cold->msg.cap >= BIG,
+          "the message buffer stays, empty, for the next large message");
+    wsk_ctx_sweep(ctx);
+    CHECK(c->cold && c->cold->msg.p, "one sweep later it is still there");
+    wsk_ctx_sweep(ctx);
+    CHECK(!c->cold, "unused for two sweeps, it goes (with the cold state)");
+
+    /* The frame, then a small one in the same write: the readv puts the rest of the first in
+     * place and the second in the shared buffer. */
+    reset();
+    static uint8_t two[BIG + 128];
+    memcpy(two, f, n);
+    size_t m = n + pair_frame(two + n, 0x81, "after", 5);
+    int direct;
+    put_split(c, peer, two, m, 100, &direct);
+    SPIN_UNTIL(messages == 2, pair_turn());
+    CHECK(direct && messages == 2 && got_len == 5 && !memcmp(got, "after", 5),
+          "the frame after a directly read one is read in the same readv (%d messages)", messages);
+
+    /* Three writes: the direct read takes the middle part, and the rest still lands in place. */
+    reset();
+    pair_put(peer, f, 1000);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+    pair_put(peer, f + 1000, 5000);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+    size_t cap = 0;
+    int still = wsk_msg_direct(c, &cap) != NULL && cap == n - 6000;
+    pair_put(peer, f + 6000, n - 6000);
+    SPIN_UNTIL(messages, pair_turn());
+    CHECK(still && messages == 1 && got_len == BIG && !memcmp(got, payload, BIG),
+          "a frame in three reads: the second and third land in place");
+
+    /* Two fragments, each large: one message. */
+    reset();
+    static uint8_t frag[2 * BIG + 64];
+    size_t k1 = big_frame(frag, 0x02, payload, BIG);
+    size_t k2 = big_frame(frag + k1, 0x80, payload, BIG);
+    put_split(c, peer, frag, k1 + k2, k1 + 100, &direct);
+    SPIN_UNTIL(messages, pair_turn());
+    CHECK(direct && messages == 1 && got_len == 2 * BIG && !memcmp(got, payload, BIG) &&
+              !memcmp(got + BIG, payload, BIG),
+          "two large fragments: the second read in place, one message of %zu bytes", got_len);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+}
+
+static void text(wsk_ctx *ctx)
+{
+    static uint8_t payload[BIG], f[BIG + 64];
+    text_pattern(payload, BIG);
+    size_t n = big_frame(f, 0x81, payload, BIG);
+    int peer;
+    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+    int ok = 1;
+    for (size_t k = 8; k < 8 + 5; k++) {
+        int direct;
+        reset();
+        put_split(c, peer, f, n, k + 500, &direct);
+        SPIN_UNTIL(messages, pair_turn());
+        ok &= EXPECT(direct && messages == 1 && got_op == WSK_OP_TEXT && got_len == BIG &&
+                         !memcmp(got, payload, BIG),
+                     "text split at %zu", k + 500);
+    }
+    CHECK(ok, "large text split inside each byte of a UTF-8 sequence is read in place, whole");
+
+    /* A bad byte in the part read in place fails the connection with 1007. */
+    reset();
+    payload[BIG - 100] = 0xFF;
+    n = big_frame(f, 0x81, payload, BIG);
+    int direct;
+    put_split(c, peer, f, n, 500, &direct);
+    SPIN_UNTIL(closes, pair_turn());
+    CHECK(direct && messages == 0 && closes == 1 && close_code == WSK_CLOSE_INVALID_DATA,
+          "invalid UTF-8 in the part read in place: no message, close %u", close_code);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+}
+
+/* Reads everything the peer gets until `want` bytes or 5 s. */
+static size_t drain_peer(int peer, uint8_t *buf, size_t cap, size_t want)
+{
+    size_t have = 0;
+    pair_read(peer, buf, cap, &have, want);
+    return have;
+}
+
+static int check_frame(const uint8_t *p, size_t len, const uint8_t *payload)
+{
+    return p[0] == 0x82 && p[1] == 127 && p[8] == (uint8_t)(len >> 8) && p[9] == (uint8_t)len &&
+           !memcmp(p + 10, payload, len);
+}
+
+static void sends(wsk_ctx *ctx)
+{
+    enum { LEN = 300000 };
+    static uint8_t payload[LEN], out[2 * LEN];
+    for (size_t i = 0; i < LEN; i++) payload[i] = pattern(i);
+    int peer;
+
+    /* Room in the kernel: written during the call, nothing queued. */
+    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+    int big = 1 << 20;
+    setsockopt(c->io.fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    reset();
+    long r = wsk_send(c, payload, 20000, WSK_OP_BINARY, 0);
+    CHECK(r == 20000 && c->q.bytes == 0 && !c->q.head,
+          "a 20000-byte send with room in the kernel is written at once (%ld), nothing queued", r);
+    size_t have = drain_peer(peer, out, sizeof out, 4 + 20000);
+    CHECK(have == 4 + 20000 && out[0] == 0x82 && out[1] == 126 && !memcmp(out + 4, payload, 20000),
+          "and arrives whole");
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+
+    /* A small kernel buffer: the write is partial, the rest waits in cached blocks. */
+    c = open_conn(ctx, &peer, 4096);
+    reset();
+    r = wsk_send(c, payload, LEN, WSK_OP_BINARY, 0);
+    int cached = 1;
+    for (wsk_seg *s = c->q.head; s; s = s->next) cached &= s->blk->cap == WSK_BLOCK_CACHED;
+    CHECK(r == -1 && c->q.bytes > 0 && c->q.bytes < 10 + LEN && (c->flags & WSK_F_WANT_WRITE) &&
+              cached,
+          "a partial write: -1, only the rest (%zu bytes) queued in cached blocks, EV_WRITE on",
+          c->q.bytes);
+    have = drain_peer(peer, out, sizeof out, 10 + LEN);
+    SPIN_UNTIL(drains, pair_turn());
+    CHECK(have == 10 + LEN && check_frame(out, LEN, payload) && drains == 1 && c->q.bytes == 0,
+          "the peer gets the frame whole (%zu bytes), then drain once", have);
+
+    /* Behind queued bytes: queued in order, nothing written before the end of the turn. */
+    reset();
+    CHECK(wsk_send(c, "tiny", 4, WSK_OP_TEXT, 0) > 0 && c->q.bytes == 6, "a small send queues");
+    r = wsk_send(c, payload, LEN, WSK_OP_BINARY, 0);
+    cached = 1;
+    for (wsk_seg *s = c->q.head; s; s = s->next) cached &= s->blk->cap == WSK_BLOCK_CACHED;
+    CHECK(r > 0 && c->q.bytes == 6 + 10 + LEN && cached,
+          "a large send behind it is queued in cached blocks (%zu bytes)", c->q.bytes);
+    have = drain_peer(peer, out, sizeof out, 6 + 10 + LEN);
+    CHECK(have == 6 + 10 + LEN && !memcmp(out, "\x81\x04tiny", 6) &&
+              check_frame(out + 6, LEN, payload),
+          "both arrive, in order (%zu bytes)", have);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+}
+
+int main(void)
+{
+    pair_setup();
+    wsk_handlers h = {.message = on_message, .drain = on_drain, .close = on_close};
+    wsk_ctx ctx;
+    pair_ctx(&ctx, &h);
+    split_everywhere(&ctx);
+    text(&ctx);
+    sends(&ctx);
+    pair_turn();
+    wsk_loop_free(pair_loop);
+    return TEST_DONE();
+}
