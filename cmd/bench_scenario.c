@@ -120,7 +120,7 @@ static int echo_setup(wb_state *s, char *why, size_t cap)
     if (*s->offer) {
         /* Every message is compressed on its own (client_no_context_takeover is in the
          * offer), so one compressed payload serves every frame. */
-        wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8);
+        wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8, WSK_PMD_LEVEL_DEFAULT);
         wsk_dbuf z;
         wsk_dbuf_init(&z, len + 1024);
         if (!d || wsk_pmd_deflate(d, s->payload, len, 1, &z) < 0) {

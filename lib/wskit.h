@@ -166,9 +166,11 @@ typedef struct wsk_server_opts {
                      * one port, and the kernel spreads new connections over them; 0 */
     int compress;   /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
     int decompress; /* a wsk_compress_mode for messages received */
-    size_t compress_threshold;    /* messages shorter than this go uncompressed; 64 */
-    const char *tls_cert;         /* PEM certificate chain: serve wss (NULL: plain) */
-    const char *tls_key;          /* PEM private key for tls_cert */
+    size_t compress_threshold; /* messages shorter than this go uncompressed; 64 */
+    int compress_level;        /* deflate level 1 (fastest) .. 9 (smallest); 6.  Any message whose
+                                * compressed form would not be smaller goes uncompressed */
+    const char *tls_cert;      /* PEM certificate chain: serve wss (NULL: plain) */
+    const char *tls_key;       /* PEM private key for tls_cert */
     const char *tls_key_password; /* NULL when the key is not encrypted */
     const char *tls_client_ca;    /* PEM CA bundle: require client certificates signed by it */
 } wsk_server_opts;
@@ -196,9 +198,9 @@ WSK_API void wsk_server_opts_init(wsk_server_opts *o);
 
 /* A server on `loop` with copies of `opts` (NULL: defaults) and of `h`; the strings opts points
  * to (TLS file names) are read during the call only.  NULL on failure, the reason logged:
- * compress or decompress is not a wsk_compress_mode, bad TLS files, no memory.  `user` stays
- * the caller's and is returned by wsk_server_user.  The caller owns the server: wsk_server_free,
- * before wsk_loop_free. */
+ * compress or decompress is not a wsk_compress_mode, compress_level is not 1..9, bad TLS files,
+ * no memory.  `user` stays the caller's and is returned by wsk_server_user.  The caller owns the
+ * server: wsk_server_free, before wsk_loop_free. */
 WSK_API wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts,
                                    const wsk_handlers *h, void *user);
 /* Listens on host:port (host: an IPv4 or IPv6 literal or a name; NULL or "" = 127.0.0.1; "*" =
@@ -297,18 +299,16 @@ enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CL
 
 /* Sends a message: op WSK_OP_TEXT (data must be valid UTF-8; not checked) or WSK_OP_BINARY.
  * data[0..len) is copied before the call returns.  compress asks for permessage-deflate when it
- * was negotiated (messages under compress_threshold go uncompressed).  Sends are batched:
- * everything sent during one loop iteration leaves in one write at its end (wsk_cork: now).
- * Returns, as Bun's ServerWebSocket.send does:
- *   len  (the payload bytes; 1 for an empty message) when the message goes out with this
- *        iteration's write;
- *   -1   when it was queued behind data the peer has not read yet (backpressure: the drain
- *        handler follows);
- *   0    when it was dropped: the socket is not open (connecting or closing), or its queue is
- *        at the backpressure limit (with close_on_backpressure_limit the socket is also failed
- *        with 1008: its error and close handlers run before this returns);
- *   WSK_ERR_INVAL for another opcode, data NULL with len > 0, or len over WSK_MESSAGE_MAX.
- * -1 is backpressure, never WSK_ERR_PROTOCOL: no send reports a protocol error. */
+ * was negotiated (messages under compress_threshold, or that would not shrink, go
+ * uncompressed).  Sends are batched: everything sent during one loop iteration leaves in one write
+ * at its end (wsk_cork: now). Returns, as Bun's ServerWebSocket.send does: len  (the payload bytes;
+ * 1 for an empty message) when the message goes out with this iteration's write; -1   when it was
+ * queued behind data the peer has not read yet (backpressure: the drain handler follows); 0    when
+ * it was dropped: the socket is not open (connecting or closing), or its queue is at the
+ * backpressure limit (with close_on_backpressure_limit the socket is also failed with 1008: its
+ * error and close handlers run before this returns); WSK_ERR_INVAL for another opcode, data NULL
+ * with len > 0, or len over WSK_MESSAGE_MAX. -1 is backpressure, never WSK_ERR_PROTOCOL: no send
+ * reports a protocol error. */
 WSK_API long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress);
 /* Sends a ping or a pong with payload data[0..len) (copied), len at most 125 (RFC 6455 5.5).
  * Returns as wsk_send; WSK_ERR_INVAL when len is over 125 or data NULL with len > 0. */

@@ -83,7 +83,7 @@ static void inflate_junk(wsk_pmd_inflater *inf, const uint8_t *in, size_t n, siz
  * each in random chunks: the bytes must come back. */
 static void round_trip(int bits, int mem, int reset, const uint8_t *msg, size_t n, uint32_t *seed)
 {
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(bits, mem);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(bits, mem, WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *inf = wsk_pmd_inflater_new(bits, reset);
     if (!d || !inf) abort();
     for (int round = 0; round < 2; round++) {
