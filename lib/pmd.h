@@ -218,7 +218,9 @@ void wsk_pmd_oneshot_deflater_free(wsk_pmd_oneshot_deflater *d);
  * payload to send: a stream that ends with a BFINAL block followed by the octet 00 (RFC 7692
  * 7.2.3.4); an empty message gives the single octet 00.  Returns 0, WSK_ERR_TOO_BIG when the
  * payload would not fit in out->max (out as it was: set out->max under n to learn that a message
- * does not shrink, at no extra cost), or WSK_ERR_NOMEM.  Only reads `in` during the call. */
+ * does not shrink, at no extra cost; libdeflate 1.14 wants 8 or 9 spare bytes, so a payload
+ * within 16 bytes of the cap may count as not fitting), or WSK_ERR_NOMEM.  Only reads `in` during
+ * the call. */
 int wsk_pmd_oneshot_deflate(wsk_pmd_oneshot_deflater *d, const void *in, size_t n, wsk_dbuf *out);
 
 /* Messages compressed so far. */

@@ -124,17 +124,18 @@ int wsk_pmd_oneshot_inflate(wsk_pmd_oneshot_inflater *i, const uint8_t *in, size
     memcpy(i->in.p + n, tail, sizeof tail);
     size_t total = n + sizeof tail;
 
-    if (out->len >= out->max) return WSK_ERR_TOO_BIG;
-    size_t max_room = out->max - out->len, room = out->cap - out->len;
+    /* A full buffer may still take an empty message. */
+    size_t max_room = out->len < out->max ? out->max - out->len : 0, room = out->cap - out->len;
     size_t guess = n <= (SIZE_MAX - 256) / GUESS_RATIO ? n * GUESS_RATIO + 256 : SIZE_MAX;
     if (room < guess) room = guess;
     for (;;) {
         if (room > max_room) room = max_room;
         rc = wsk_dbuf_reserve(out, room);
         if (rc < 0) return rc;
+        uint8_t none;
         size_t used = 0, made = 0;
         enum libdeflate_result r = libdeflate_deflate_decompress_ex(
-            i->d, i->in.p, total, out->p + out->len, room, &used, &made);
+            i->d, i->in.p, total, room ? out->p + out->len : &none, room, &used, &made);
         if (r == LIBDEFLATE_SUCCESS) {
             if (!only_tail_left(i->in.p + used, total - used)) return WSK_PMD_USE_ZLIB;
             out->len += made;
