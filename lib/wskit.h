@@ -166,11 +166,10 @@ typedef struct wsk_server_opts {
                      * one port, and the kernel spreads new connections over them; 0 */
     int compress;   /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
     int decompress; /* a wsk_compress_mode for messages received */
-    size_t compress_threshold; /* messages shorter than this go uncompressed; 64 */
-    int compress_level;        /* deflate level 1 (fastest) .. 9 (smallest); 6.  Any message whose
-                                * compressed form would not be smaller goes uncompressed */
-    const char *tls_cert;      /* PEM certificate chain: serve wss (NULL: plain) */
-    const char *tls_key;       /* PEM private key for tls_cert */
+    size_t compress_threshold;    /* messages shorter than this go uncompressed; 64 */
+    int compress_level;           /* deflate level 1 (fastest) .. 9 (smallest); 6 */
+    const char *tls_cert;         /* PEM certificate chain: serve wss (NULL: plain) */
+    const char *tls_key;          /* PEM private key for tls_cert */
     const char *tls_key_password; /* NULL when the key is not encrypted */
     const char *tls_client_ca;    /* PEM CA bundle: require client certificates signed by it */
 } wsk_server_opts;
@@ -299,16 +298,16 @@ enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CL
 
 /* Sends a message: op WSK_OP_TEXT (data must be valid UTF-8; not checked) or WSK_OP_BINARY.
  * data[0..len) is copied before the call returns.  compress asks for permessage-deflate when it
- * was negotiated (messages under compress_threshold, or that would not shrink, go
- * uncompressed).  Sends are batched: everything sent during one loop iteration leaves in one write
- * at its end (wsk_cork: now). Returns, as Bun's ServerWebSocket.send does: len  (the payload bytes;
- * 1 for an empty message) when the message goes out with this iteration's write; -1   when it was
- * queued behind data the peer has not read yet (backpressure: the drain handler follows); 0    when
- * it was dropped: the socket is not open (connecting or closing), or its queue is at the
- * backpressure limit (with close_on_backpressure_limit the socket is also failed with 1008: its
- * error and close handlers run before this returns); WSK_ERR_INVAL for another opcode, data NULL
- * with len > 0, or len over WSK_MESSAGE_MAX. -1 is backpressure, never WSK_ERR_PROTOCOL: no send
- * reports a protocol error. */
+ * was negotiated (messages under compress_threshold go uncompressed, and so do those that
+ * would not shrink when the socket's compressor keeps no context).  Sends are batched: everything
+ * sent during one loop iteration leaves in one write at its end (wsk_cork: now). Returns, as Bun's
+ * ServerWebSocket.send does: len  (the payload bytes; 1 for an empty message) when the message goes
+ * out with this iteration's write; -1   when it was queued behind data the peer has not read yet
+ * (backpressure: the drain handler follows); 0    when it was dropped: the socket is not open
+ * (connecting or closing), or its queue is at the backpressure limit (with
+ * close_on_backpressure_limit the socket is also failed with 1008: its error and close handlers run
+ * before this returns); WSK_ERR_INVAL for another opcode, data NULL with len > 0, or len over
+ * WSK_MESSAGE_MAX. -1 is backpressure, never WSK_ERR_PROTOCOL: no send reports a protocol error. */
 WSK_API long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress);
 /* Sends a ping or a pong with payload data[0..len) (copied), len at most 125 (RFC 6455 5.5).
  * Returns as wsk_send; WSK_ERR_INVAL when len is over 125 or data NULL with len > 0. */

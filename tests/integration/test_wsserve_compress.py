@@ -208,5 +208,15 @@ with Server("--echo", "--compress=dedicated") as srv:
         fin, op, p = c.recv_frame()
         good &= dec.decompress(p + b"\x00\x00\xff\xff") == m
     ok(good, "context takeover in both directions over 5 messages")
+    # With context kept, even a message that does not shrink goes compressed: its repeat then
+    # refers to it.
+    noise = os.urandom(1000)
+    replies = []
+    for i in range(2):
+        z = comp.compress(noise) + comp.flush(zlib.Z_SYNC_FLUSH)
+        rsv1, p = echo(c, z[:-4], op=BINARY)
+        replies.append((rsv1, len(p), dec.decompress(p + b"\x00\x00\xff\xff") == noise))
+    ok(replies[0][0] and replies[0][2] and replies[1][0] and replies[1][2] and replies[1][1] < 100,
+       "dedicated: random bytes go compressed, so their repeat shrinks to a reference", repr(replies))
     c.close()
 done()
