@@ -485,10 +485,10 @@ static int exchange(const wsk_pmd_params *tx, const wsk_pmd_params *rx, const ui
                     size_t len)
 {
     if (!tx->deflate_bits) return 1;
-    wsk_pmd_deflater *d =
-        tx->deflate_shared
-            ? wsk_pmd_deflater_new(WSK_PMD_SHARED_BITS, WSK_PMD_SHARED_MEM, WSK_PMD_LEVEL_DEFAULT)
-            : wsk_pmd_deflater_new(tx->deflate_bits, tx->deflate_mem, WSK_PMD_LEVEL_DEFAULT);
+    /* The loop's compressors honour the negotiated window too (pmd_conn.c). */
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(
+        tx->deflate_bits, tx->deflate_shared ? WSK_PMD_SHARED_MEM : tx->deflate_mem,
+        WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *i = rx->inflate_shared
                               ? wsk_pmd_inflater_new(WSK_PMD_SHARED_BITS, 1)
                               : wsk_pmd_inflater_new(rx->inflate_bits, rx->inflate_reset);
