@@ -78,7 +78,9 @@ static void test_rfc_examples(void)
     wsk_dbuf o;
     CHECK(inflate_to(i, "\x00", 1, 100, &o) == 0 && o.len == 0,
           "7.2.3.6: the octet 00 is an empty message");
+    wsk_dbuf_free(&o);
     CHECK(inflate_to(i, "", 0, 100, &o) == 0 && o.len == 0, "an empty payload is an empty message");
+    wsk_dbuf_free(&o);
     CHECK(inflate_to(i, "\x00", 1, 0, &o) == 0 && o.len == 0,
           "an empty message fits in a buffer with no room left");
     wsk_dbuf_free(&o);
