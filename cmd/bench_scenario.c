@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,28 @@ static void rate_start(wb_thread *t, unsigned total)
 
 /* ----- echo ----------------------------------------------------------------------------------- */
 
+/* Text like an application's JSON messages: records with the same keys and varying values, in
+ * printable ASCII (valid UTF-8 at any length, cut anywhere), so compression finds what it finds
+ * in real traffic: repeated keys, digits that vary.  The same bytes on every run. */
+static void json_like(uint8_t *p, size_t len)
+{
+    static const char *const names[] = {"alice", "bob", "carol", "dave", "erin", "frank"};
+    uint32_t x = 2463534242u;
+    char rec[128];
+    size_t at = 0;
+    for (unsigned id = 1; at < len; id++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        int n = snprintf(rec, sizeof rec,
+                         "{\"id\":%u,\"user\":\"%s\",\"score\":%u.%02u,\"online\":%s,"
+                         "\"tags\":[\"t%u\",\"t%u\"]},",
+                         id, names[x % 6], x % 1000, (x >> 10) % 100, x & 1024 ? "true" : "false",
+                         (x >> 12) % 50, (x >> 18) % 50);
+        size_t k = (size_t)n < len - at ? (size_t)n : len - at;
+        memcpy(p + at, rec, k);
+        at += k;
+    }
+}
+
 static int echo_setup(wb_state *s, char *why, size_t cap)
 {
     const wb_opts *o = s->o;
@@ -109,9 +132,7 @@ static int echo_setup(wb_state *s, char *why, size_t cap)
     if (o->binary) {
         wb_random_bytes(s->payload, len);
     } else {
-        /* Printable ASCII, so a text message is valid UTF-8 at any length. */
-        static const char abc[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-        for (size_t i = 0; i < len; i++) s->payload[i] = (uint8_t)abc[i % (sizeof abc - 1)];
+        json_like(s->payload, len);
     }
     unsigned op = o->binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     s->pool = build_pool(s->payload, len, op, 0, &s->pool_frames, &s->frame_size);
@@ -120,7 +141,7 @@ static int echo_setup(wb_state *s, char *why, size_t cap)
     if (*s->offer) {
         /* Every message is compressed on its own (client_no_context_takeover is in the
          * offer), so one compressed payload serves every frame. */
-        wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8);
+        wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8, WSK_PMD_LEVEL_DEFAULT);
         wsk_dbuf z;
         wsk_dbuf_init(&z, len + 1024);
         if (!d || wsk_pmd_deflate(d, s->payload, len, 1, &z) < 0) {

@@ -35,6 +35,7 @@ enum {
     O_MAXHEADER,
     O_HSTIMEOUT,
     O_COMPRESS,
+    O_COMPRESSLEVEL,
     O_CERT,
     O_KEY,
     O_KEYPW,
@@ -67,6 +68,7 @@ static const cli_option options[] = {
     {"handshake-timeout", O_HSTIMEOUT, "DURATION", "deadline for the request head (default 10s)"},
     {"compress", O_COMPRESS, "[=MODE]",
      "permessage-deflate: shared (default), dedicated, 3KB..256KB"},
+    {"compress-level", O_COMPRESSLEVEL, "N", "deflate level 1 (fastest) .. 9 (smallest); 6"},
     {"tls-cert", O_CERT, "FILE", "serve wss:// with this PEM certificate chain"},
     {"tls-key", O_KEY, "FILE", "PEM private key of --tls-cert"},
     {"tls-key-password", O_KEYPW, "PW", "password of an encrypted key"},
@@ -225,6 +227,12 @@ static int server_option(struct config *c, int key, const char *arg)
     case O_COMPRESS:
         so->compress = so->decompress = wsk_compress_mode_parse(arg ? arg : "shared");
         return so->compress < 0 ? -1 : 0;
+    case O_COMPRESSLEVEL: {
+        unsigned long n;
+        if (cli_parse_ulong(arg, 1, 9, &n) < 0) return -1;
+        so->compress_level = (int)n;
+        return 0;
+    }
     case O_CERT: so->tls_cert = arg; return 0;
     case O_KEY: so->tls_key = arg; return 0;
     case O_KEYPW: so->tls_key_password = arg; return 0;

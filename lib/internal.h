@@ -13,7 +13,8 @@
  *   parse_frame.c   bytes -> frame headers          parse_utf8.c     text validation
  *   mask.c          payload (un)masking, a word at a time
  *   msg_assemble.c  frames -> messages -> handlers  msg_control.c    close payloads
- *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_codec.c: zlib)
+ *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_zlib.c with
+ *                   context takeover, pmd_libdeflate.c whole messages without)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
  *   pubsub.c        topics: one framed message queued to every subscriber
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
@@ -120,6 +121,7 @@ typedef struct wsk_limits {
     int compress;           /* wsk_compress_mode of messages sent */
     int decompress;         /* wsk_compress_mode of messages received */
     size_t compress_threshold;
+    int compress_level; /* 1..9; 0 (clients): the default */
 } wsk_limits;
 
 /* A program that opens and handshakes sockets itself but uses this data path for the rest (the

@@ -1,16 +1,20 @@
-/* permessage-deflate (RFC 7692): modes, negotiation and the zlib codec (internal).
+/* permessage-deflate (RFC 7692): modes, negotiation and the codecs (internal).
  *
  * Pure modules, no sockets and no event loop: pmd_negotiate.c turns Sec-WebSocket-Extensions
- * values into per-connection parameters and the header value to send; pmd_codec.c compresses
- * and decompresses messages under those parameters.
+ * values into per-connection parameters and the header value to send; two codecs compress and
+ * decompress messages under those parameters, one file per library, as uWebSockets splits them:
+ *  - pmd_libdeflate.c: whole messages that refer to no earlier one (no context takeover), in one
+ *    call each: the loop's shared compressor, and messages from peers that take no context over;
+ *  - pmd_zlib.c: streams whose LZ77 window persists from message to message (context takeover),
+ *    and deflate with a window under 32 KiB, which libdeflate cannot bound.
  *
  * Memory follows Bun and uWebSockets.  A mode (enum wsk_compress_mode in wskit.h) names what one
  * socket may spend: "3KB" ... "256KB" is a dedicated deflater of 2^(windowBits+2) +
- * 2^(memLevel+9) bytes, "dedicated" is "256KB", and "shared" means one deflater (windowBits 15,
- * memLevel 8) and one inflater (windowBits 15) owned by the loop, reset after every message, so
- * sockets keep no compression state at all.  A decompressor mode uses the same names; its
- * inflater gets the window of the same-named compressor ("3KB": 512 bytes).  The connection
- * creates dedicated objects on the first compressed message, so an idle socket costs a pointer.
+ * 2^(memLevel+9) bytes, "dedicated" is "256KB", and "shared" means compressors owned by the loop
+ * and reused for every message, so sockets keep no compression state at all.  A decompressor mode
+ * uses the same names; its inflater gets the window of the same-named compressor ("3KB": 512
+ * bytes).  The connection creates dedicated objects on the first compressed message, so an idle
+ * socket costs a pointer.
  */
 #ifndef WSK_PMD_H
 #define WSK_PMD_H
@@ -24,9 +28,20 @@
 /* Room for any header value written here (offer or response), NUL included. */
 #define WSK_PMD_HEADER_MAX 256
 
-/* The loop's shared objects: a deflater and an inflater with a 32 KiB window. */
+/* The loop's shared objects: an inflater with a 32 KiB window (zlib's, for the rare message
+ * libdeflate hands back), and zlib deflaters of memLevel 8 for windows under 32 KiB. */
 #define WSK_PMD_SHARED_BITS 15
 #define WSK_PMD_SHARED_MEM  8
+
+/* Compression levels, zlib's scale (libdeflate's 1..9 mean the same trade).  The default was
+ * chosen by scripts/bench-compress: see the README. */
+#define WSK_PMD_LEVEL_MIN     1
+#define WSK_PMD_LEVEL_MAX     9
+#define WSK_PMD_LEVEL_DEFAULT 6
+
+/* wsk_pmd_oneshot_inflate: the message is valid so far but goes on past a BFINAL block; inflate
+ * it with a zlib inflater instead (a positive value, not an error). */
+#define WSK_PMD_USE_ZLIB 1
 
 /* ----- modes ---------------------------------------------------------------------------------- */
 
@@ -63,11 +78,12 @@ typedef struct wsk_pmd_config {
 /* The outcome of a negotiation, kept per connection (8 bytes).  All zero: not negotiated.
  * "deflate" is the direction this side sends, "inflate" the direction it receives.
  *  - deflate_bits 0: this side never compresses (its compressor is disabled).
- *  - *_shared: use the loop's shared object (created with WSK_PMD_SHARED_BITS/_MEM, or
- *    wsk_pmd_inflater_new(WSK_PMD_SHARED_BITS, 1)) rather than one of the socket's own.  Set
- *    whenever that direction takes no context over and the shared window is allowed, in shared
- *    and dedicated modes alike: a per-socket object is only worth its memory when it keeps
- *    context.
+ *  - *_shared: use the loop's shared objects rather than one of the socket's own.  Set
+ *    whenever that direction takes no context over, in shared and dedicated modes alike, at any
+ *    window: a per-socket object is only worth its memory when it keeps context.  The loop
+ *    deflates with libdeflate every message that fits in 2^deflate_bits bytes (no match can then
+ *    reach further back than the window) and longer ones with a zlib deflater of that window,
+ *    one per window size in use; it inflates with libdeflate.
  *  - otherwise create the socket's own objects on first use: wsk_pmd_deflater_new(deflate_bits,
  *    deflate_mem) and wsk_pmd_inflater_new(inflate_bits, inflate_reset). */
 typedef struct wsk_pmd_params {
@@ -127,16 +143,17 @@ int wsk_pmd_client_offer(const wsk_pmd_config *cfg, char *out, size_t cap);
 int wsk_pmd_client_accept(const wsk_pmd_config *cfg, const wsk_pmd_slice *values, size_t n,
                           wsk_pmd_params *params);
 
-/* ----- codec (pmd_codec.c) -------------------------------------------------------------------- */
+/* ----- streaming codec with context takeover (pmd_zlib.c) ------------------------------------ */
 
 /* Buffers: `out` is always the caller's wsk_dbuf; these functions only append to it, growing it
  * within out->max, and keep no pointer to it or to `in` once they return. */
 typedef struct wsk_pmd_deflater wsk_pmd_deflater;
 typedef struct wsk_pmd_inflater wsk_pmd_inflater;
 
-/* A raw-deflate compressor with an LZ77 window of 2^window_bits bytes (8..15) and zlib memLevel
- * mem_level (1..9).  NULL on bad arguments or out of memory.  Free with wsk_pmd_deflater_free. */
-wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level);
+/* A raw-deflate compressor with an LZ77 window of 2^window_bits bytes (8..15), zlib memLevel
+ * mem_level (1..9) and level (WSK_PMD_LEVEL_MIN..MAX).  NULL on bad arguments or out of memory.
+ * Free with wsk_pmd_deflater_free. */
+wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level, int level);
 void wsk_pmd_deflater_free(wsk_pmd_deflater *d);
 
 /* Compresses the whole message in[0..n) and appends the payload to send to `out` (the deflate
@@ -184,5 +201,45 @@ int wsk_pmd_inflater_busy(const wsk_pmd_inflater *i);
 
 /* Bytes of heap this inflater holds (the object and zlib's state and window). */
 size_t wsk_pmd_inflater_memory(const wsk_pmd_inflater *i);
+
+/* ----- whole messages without context takeover (pmd_libdeflate.c) ---------------------------- */
+
+/* Buffers as above: `out` is the caller's and only appended to, within out->max. */
+typedef struct wsk_pmd_oneshot_deflater wsk_pmd_oneshot_deflater;
+typedef struct wsk_pmd_oneshot_inflater wsk_pmd_oneshot_inflater;
+
+/* A one-shot raw-deflate compressor at `level` (WSK_PMD_LEVEL_MIN..MAX).  Its matches reach at
+ * most 32 KiB back, and never before the start of the message.  NULL on a bad level or out of
+ * memory. */
+wsk_pmd_oneshot_deflater *wsk_pmd_oneshot_deflater_new(int level);
+void wsk_pmd_oneshot_deflater_free(wsk_pmd_oneshot_deflater *d);
+
+/* Compresses the whole message in[0..n), referring to nothing before it, and appends the
+ * payload to send: a stream that ends with a BFINAL block followed by the octet 00 (RFC 7692
+ * 7.2.3.4); an empty message gives the single octet 00.  Returns 0, WSK_ERR_TOO_BIG when the
+ * payload would not fit in out->max (out as it was: set out->max under n to learn that a message
+ * does not shrink, at no extra cost; libdeflate 1.14 wants 8 or 9 spare bytes, so a payload
+ * within 16 bytes of the cap may count as not fitting), or WSK_ERR_NOMEM.  Only reads `in` during
+ * the call. */
+int wsk_pmd_oneshot_deflate(wsk_pmd_oneshot_deflater *d, const void *in, size_t n, wsk_dbuf *out);
+
+/* Messages compressed so far. */
+uint64_t wsk_pmd_oneshot_deflater_messages(const wsk_pmd_oneshot_deflater *d);
+
+/* A one-shot raw-inflate decompressor, for peers that take no context over (any window: the
+ * inflater keeps none).  Holds a copy of the last message's compressed bytes.  NULL when out of
+ * memory. */
+wsk_pmd_oneshot_inflater *wsk_pmd_oneshot_inflater_new(void);
+void wsk_pmd_oneshot_inflater_free(wsk_pmd_oneshot_inflater *i);
+
+/* Decompresses the whole payload in[0..n) of one compressed message (the 00 00 ff ff tail is
+ * appended here, 7.2.2) and appends the bytes to `out`, never past out->max: WSK_ERR_TOO_BIG
+ * then, whatever the compression ratio.  Returns 0; WSK_ERR_DEFLATE for data that does not
+ * inflate or a message that does not end on a block boundary; WSK_ERR_NOMEM; or
+ * WSK_PMD_USE_ZLIB when the message continues after a BFINAL block (out is unchanged: inflate
+ * it with a fresh zlib inflater).  An empty payload is an empty message.  On an error out may
+ * hold part of the message.  Only reads `in` during the call. */
+int wsk_pmd_oneshot_inflate(wsk_pmd_oneshot_inflater *i, const uint8_t *in, size_t n,
+                            wsk_dbuf *out);
 
 #endif

@@ -1,11 +1,15 @@
-/* permessage-deflate on a connection: the glue between a socket and the codec (pmd_codec.c).
+/* permessage-deflate on a connection: the glue between a socket and the codecs (pmd_libdeflate.c
+ * for messages without context takeover, pmd_zlib.c for those with).
  *
- * A socket that negotiated the extension keeps its parameters (8 bytes) and, only in dedicated
- * modes, its own deflater or inflater, created on the first compressed message.  Shared modes
- * use the loop's objects, reset after each message, so such sockets hold no zlib state at all.
- * The shared inflater takes one message at a time: a compressed message that arrives whole is
- * inflated at once; one split across reads or frames is gathered first (compressed, so small),
- * and inflated when its last byte arrives. */
+ * A socket that negotiated the extension keeps its parameters (8 bytes) and, only when a
+ * direction keeps context, its own zlib deflater or inflater, created on the first compressed
+ * message.  Every direction without context takeover uses the loop's objects, whatever the mode:
+ * libdeflate's one-shot compressor (one per level in use) for messages that fit the window, a
+ * zlib deflater per window size under 32 KiB for longer ones, and libdeflate's decompressor.  A
+ * message that arrives split across reads or frames is gathered first (compressed, so small),
+ * and inflated when its last byte arrives.  Without context takeover a message that would not
+ * shrink goes uncompressed.
+ */
 #include "pmd_conn.h"
 #include "pmd.h"
 
@@ -14,15 +18,22 @@
 
 typedef struct pmd_conn {
     wsk_pmd_params params;
-    wsk_pmd_deflater *deflater; /* dedicated modes, created on first use */
+    wsk_pmd_deflater *deflater; /* context takeover: created on first use */
     wsk_pmd_inflater *inflater;
-    wsk_dbuf gather; /* shared inflater: compressed bytes of a message split across reads */
+    wsk_dbuf gather; /* no context takeover: compressed bytes of a message split across reads */
 } pmd_conn;
 
+/* Windows of the loop's zlib deflaters: 9..14 (8 is served by 9, see pmd_zlib.c; 15 never needs
+ * zlib, libdeflate's window is 32 KiB). */
+#define ZWIN_MIN 9
+#define ZWIN_N   (15 - ZWIN_MIN)
+
 typedef struct pmd_shared {
-    wsk_pmd_deflater *deflater;
-    wsk_pmd_inflater *inflater;
-    wsk_dbuf out; /* compressed output of the message being sent */
+    wsk_pmd_oneshot_deflater *oneshot[WSK_PMD_LEVEL_MAX]; /* per level (index level - 1) */
+    wsk_pmd_deflater *window[WSK_PMD_LEVEL_MAX][ZWIN_N];  /* per level and window size */
+    wsk_pmd_oneshot_inflater *inflater;
+    wsk_pmd_inflater *zinflater; /* messages that go on past a BFINAL block */
+    wsk_dbuf out; /* compressed output of the message being sent, capped under its size */
 } pmd_shared;
 
 int wsk_compress_mode_parse(const char *name)
@@ -46,6 +57,12 @@ static void config_of(const wsk_ctx *ctx, wsk_pmd_config *cfg)
     cfg->compress = ctx->lim.compress;
     cfg->decompress = ctx->lim.decompress;
     cfg->threshold = ctx->lim.compress_threshold;
+}
+
+static int level_of(const wsk_ctx *ctx)
+{
+    int l = ctx->lim.compress_level;
+    return l >= WSK_PMD_LEVEL_MIN && l <= WSK_PMD_LEVEL_MAX ? l : WSK_PMD_LEVEL_DEFAULT;
 }
 
 static int attach(struct wsk_ws *c, const wsk_pmd_params *p)
@@ -102,57 +119,89 @@ int wsk_pmd_conn_accept(struct wsk_ws *c, const wsk_http_response *res)
     return p.enabled ? attach(c, &p) : 0;
 }
 
-static wsk_pmd_inflater *inflater_of(struct wsk_ws *c, pmd_conn *pc)
+static wsk_pmd_inflater *inflater_of(pmd_conn *pc)
 {
-    if (pc->params.inflate_shared) {
-        pmd_shared *s = shared(c->ctx->loop);
-        if (s && !s->inflater) s->inflater = wsk_pmd_inflater_new(WSK_PMD_SHARED_BITS, 1);
-        return s ? s->inflater : NULL;
-    }
     if (!pc->inflater)
         pc->inflater = wsk_pmd_inflater_new(pc->params.inflate_bits, pc->params.inflate_reset);
     return pc->inflater;
+}
+
+/* A whole message from a peer that takes no context over: libdeflate, or zlib for the rare
+ * stream that goes on past a BFINAL block. */
+static int inflate_whole(pmd_shared *s, const uint8_t *p, size_t n, wsk_dbuf *out)
+{
+    if (!s->inflater && !(s->inflater = wsk_pmd_oneshot_inflater_new())) return WSK_ERR_NOMEM;
+    int r = wsk_pmd_oneshot_inflate(s->inflater, p, n, out);
+    if (r != WSK_PMD_USE_ZLIB) return r;
+    if (!s->zinflater && !(s->zinflater = wsk_pmd_inflater_new(WSK_PMD_SHARED_BITS, 1)))
+        return WSK_ERR_NOMEM;
+    return wsk_pmd_inflate(s->zinflater, p, n, 1, out);
 }
 
 int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out)
 {
     pmd_conn *pc = c->cold ? c->cold->pmd : NULL;
     if (!pc) return WSK_ERR_PROTOCOL;
-    wsk_pmd_inflater *inf = inflater_of(c, pc);
-    if (!inf) return WSK_ERR_NOMEM;
-    if (!pc->params.inflate_shared) return wsk_pmd_inflate(inf, p, n, fin, out);
-    /* Shared: inflate only whole messages, so another socket's message never interleaves. */
+    if (!pc->params.inflate_shared) {
+        wsk_pmd_inflater *inf = inflater_of(pc);
+        return inf ? wsk_pmd_inflate(inf, p, n, fin, out) : WSK_ERR_NOMEM;
+    }
+    pmd_shared *s = shared(c->ctx->loop);
+    if (!s) return WSK_ERR_NOMEM;
+    /* One-shot: inflate only whole messages, gathered when they come in pieces. */
     if (!fin || pc->gather.len) {
         int r = wsk_dbuf_append(&pc->gather, p, n);
         if (r < 0) return r;
         if (!fin) return 0;
-        r = wsk_pmd_inflate(inf, pc->gather.p, pc->gather.len, 1, out);
+        r = inflate_whole(s, pc->gather.p, pc->gather.len, out);
         wsk_dbuf_free(&pc->gather);
         return r;
     }
-    return wsk_pmd_inflate(inf, p, n, 1, out);
+    return inflate_whole(s, p, n, out);
+}
+
+/* Compresses a message that refers to no earlier one with the loop's objects at `level`, for a
+ * peer whose window is 2^bits, into s->out (already emptied and capped).  libdeflate's matches
+ * stay within the message, so any window holds a message no longer than itself. */
+static int deflate_shared(pmd_shared *s, int level, int bits, const void *data, size_t len)
+{
+    if (bits >= 15 || len <= (size_t)1 << bits) {
+        wsk_pmd_oneshot_deflater **d = &s->oneshot[level - 1];
+        if (!*d && !(*d = wsk_pmd_oneshot_deflater_new(level))) return WSK_ERR_NOMEM;
+        return wsk_pmd_oneshot_deflate(*d, data, len, &s->out);
+    }
+    if (bits < ZWIN_MIN) bits = ZWIN_MIN;
+    wsk_pmd_deflater **z = &s->window[level - 1][bits - ZWIN_MIN];
+    if (!*z && !(*z = wsk_pmd_deflater_new(bits, WSK_PMD_SHARED_MEM, level))) return WSK_ERR_NOMEM;
+    return wsk_pmd_deflate(*z, data, len, 1, &s->out);
 }
 
 /* Compresses a message with the socket's deflater (or the loop's) into the loop's scratch
- * buffer; returns it, or NULL when the message must go uncompressed. */
+ * buffer; returns it, or NULL when the message must go uncompressed: compression failed, or,
+ * without context takeover, it would not shrink (the cap makes the codecs stop at the first
+ * byte that proves it).  A deflater that keeps context sends every message compressed: one sent
+ * plainly would have to leave its window (a reset), and the next messages would lose what they
+ * match in it (an echo of repeated random bytes then costs a full deflate each: 3.5x the CPU). */
 static const wsk_dbuf *deflate_msg(struct wsk_ws *c, pmd_conn *pc, const void *data, size_t len)
 {
     pmd_shared *s = shared(c->ctx->loop);
-    if (!s || !pc->params.deflate_bits) return NULL;
-    wsk_pmd_deflater *d;
-    if (pc->params.deflate_shared) {
-        if (!s->deflater)
-            s->deflater = wsk_pmd_deflater_new(WSK_PMD_SHARED_BITS, WSK_PMD_SHARED_MEM);
-        d = s->deflater;
-    } else {
-        if (!pc->deflater)
-            pc->deflater = wsk_pmd_deflater_new(pc->params.deflate_bits, pc->params.deflate_mem);
-        d = pc->deflater;
-    }
-    if (!d) return NULL;
+    if (!s || !pc->params.deflate_bits || !len) return NULL;
+    int level = level_of(c->ctx), rc;
     s->out.len = 0;
-    int reset = pc->params.deflate_shared || pc->params.deflate_reset;
-    return wsk_pmd_deflate(d, data, len, reset, &s->out) < 0 ? NULL : &s->out;
+    if (pc->params.deflate_shared) {
+        s->out.max = len - 1;
+        rc = deflate_shared(s, level, pc->params.deflate_bits, data, len);
+    } else {
+        s->out.max = (size_t)1 << 31;
+        if (!pc->deflater)
+            pc->deflater =
+                wsk_pmd_deflater_new(pc->params.deflate_bits, pc->params.deflate_mem, level);
+        /* On failure the deflater starts afresh, which is always valid for the peer. */
+        rc = pc->deflater
+                 ? wsk_pmd_deflate(pc->deflater, data, len, pc->params.deflate_reset, &s->out)
+                 : WSK_ERR_NOMEM;
+    }
+    return rc < 0 ? NULL : &s->out;
 }
 
 long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned op)
@@ -164,28 +213,39 @@ long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned 
     return wsk_send_frame(c, op, WSK_RSV1, z->p, z->len, 0);
 }
 
-const void *wsk_pmd_shared_compress(wsk_loop *loop, const void *data, size_t len, size_t *out_len)
+int wsk_pmd_shared_compress(struct wsk_ws *c, const void *data, size_t len, const void **z,
+                            size_t *zlen)
 {
-    pmd_shared *s = shared(loop);
-    if (!s) return NULL;
-    if (!s->deflater) s->deflater = wsk_pmd_deflater_new(WSK_PMD_SHARED_BITS, WSK_PMD_SHARED_MEM);
-    if (!s->deflater) return NULL;
+    pmd_shared *s = shared(c->ctx->loop);
+    if (!s) return WSK_ERR_NOMEM;
+    if (!len) return 0;
     s->out.len = 0;
-    if (wsk_pmd_deflate(s->deflater, data, len, 1, &s->out) < 0) return NULL;
-    *out_len = s->out.len;
-    return s->out.p;
+    s->out.max = len - 1;
+    int rc = deflate_shared(s, level_of(c->ctx), 15, data, len);
+    if (rc == WSK_ERR_TOO_BIG) return 0;
+    if (rc < 0) return rc;
+    *z = s->out.p;
+    *zlen = s->out.len;
+    return 1;
 }
 
-int wsk_pmd_conn_shares_deflater(const struct wsk_ws *c)
+int wsk_pmd_conn_shares_deflater(const struct wsk_ws *c, size_t len)
 {
     const pmd_conn *pc = c->cold ? c->cold->pmd : NULL;
-    return pc && pc->params.deflate_bits && pc->params.deflate_shared;
+    if (!pc || !pc->params.deflate_bits || !pc->params.deflate_shared) return 0;
+    return pc->params.deflate_bits >= 15 || len <= (size_t)1 << pc->params.deflate_bits;
 }
 
 uint64_t wsk_pmd_shared_messages(const wsk_loop *loop)
 {
     const pmd_shared *s = loop->pmd_shared;
-    return s && s->deflater ? wsk_pmd_deflater_messages(s->deflater) : 0;
+    uint64_t n = 0;
+    for (int l = 0; s && l < WSK_PMD_LEVEL_MAX; l++) {
+        if (s->oneshot[l]) n += wsk_pmd_oneshot_deflater_messages(s->oneshot[l]);
+        for (int w = 0; w < ZWIN_N; w++)
+            if (s->window[l][w]) n += wsk_pmd_deflater_messages(s->window[l][w]);
+    }
+    return n;
 }
 
 void wsk_pmd_conn_free(struct wsk_ws *c)
@@ -203,8 +263,12 @@ void wsk_pmd_loop_free(wsk_loop *loop)
 {
     pmd_shared *s = loop->pmd_shared;
     if (!s) return;
-    wsk_pmd_deflater_free(s->deflater);
-    wsk_pmd_inflater_free(s->inflater);
+    for (int l = 0; l < WSK_PMD_LEVEL_MAX; l++) {
+        wsk_pmd_oneshot_deflater_free(s->oneshot[l]);
+        for (int w = 0; w < ZWIN_N; w++) wsk_pmd_deflater_free(s->window[l][w]);
+    }
+    wsk_pmd_oneshot_inflater_free(s->inflater);
+    wsk_pmd_inflater_free(s->zinflater);
     wsk_dbuf_free(&s->out);
     free(s);
     loop->pmd_shared = NULL;

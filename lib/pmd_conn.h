@@ -1,6 +1,6 @@
 /* permessage-deflate on a connection: negotiation during the handshake, compressing sends and
  * inflating received messages, with the loop's shared or the socket's own (de)compressor
- * (internal; the codec itself is pmd_codec.c). */
+ * (internal; the codecs are pmd_libdeflate.c and pmd_zlib.c). */
 #ifndef WSK_PMD_CONN_H
 #define WSK_PMD_CONN_H
 
@@ -30,12 +30,15 @@ int wsk_pmd_conn_offer(const wsk_ctx *ctx, char *out, size_t cap);
 /* Client: validates the server's answer to that offer; 0 (the socket gets WSK_F_PMD when the
  * extension was accepted) or WSK_ERR_HANDSHAKE: the client must fail the connection. */
 int wsk_pmd_conn_accept(struct wsk_ws *c, const wsk_http_response *res);
-/* 1 when the socket compresses with the loop's shared deflater (no context takeover): a
- * message published to many such sockets is compressed once, by wsk_pmd_shared_compress. */
-int wsk_pmd_conn_shares_deflater(const struct wsk_ws *c);
-/* Compresses one message with the loop's shared deflater; returns the payload to send with RSV1
- * (valid until the next compression on this loop) and its length, or NULL on failure. */
-const void *wsk_pmd_shared_compress(wsk_loop *loop, const void *data, size_t len, size_t *out_len);
+/* 1 when the socket compresses a message of len bytes with the loop's one-shot compressor (no
+ * context takeover, the message fits its window): a message published to many such sockets of
+ * one server is compressed once, by wsk_pmd_shared_compress. */
+int wsk_pmd_conn_shares_deflater(const struct wsk_ws *c, size_t len);
+/* Compresses one message as the loop's one-shot compressor does for c (its server's level).
+ * Returns 1 with *z, *zlen the payload to send with RSV1 (valid until the next compression on
+ * this loop); 0 when the message would not shrink: send it uncompressed; or a WSK_ERR_*. */
+int wsk_pmd_shared_compress(struct wsk_ws *c, const void *data, size_t len, const void **z,
+                            size_t *zlen);
 /* Messages the loop's shared deflater has compressed (for tests). */
 uint64_t wsk_pmd_shared_messages(const wsk_loop *loop);
 /* Frees the socket's compression state. */

@@ -240,9 +240,9 @@ static void set_deflate(wsk_pmd_params *p, int bits, int mem, int reset)
     p->deflate_bits = (uint8_t)bits;
     p->deflate_mem = (uint8_t)mem;
     p->deflate_reset = (uint8_t)reset;
-    /* Without context takeover nothing has to survive a message, so the loop's deflater serves
-     * as well as a socket's own, as long as its full window is allowed. */
-    p->deflate_shared = (uint8_t)(bits && reset && bits == WSK_PMD_SHARED_BITS);
+    /* Without context takeover nothing has to survive a message, so the loop's compressors
+     * serve as well as a socket's own, at any window (the loop keeps one per window size). */
+    p->deflate_shared = (uint8_t)(bits && reset);
 }
 
 /* ----- server ------------------------------------------------------------------------------- */
@@ -264,11 +264,8 @@ static int server_pick(const wsk_pmd_config *cfg, const pmd_ext *o, wsk_pmd_para
     } else {
         wsk_pmd_mode_zlib(cfg->compress, &bits, &mem);
         int reset = cfg->compress == WSK_COMPRESS_SHARED || o->snct;
-        if (o->smwb && o->smwb < bits) {
-            /* The shared deflater's window is fixed: it cannot honour a smaller one. */
-            if (cfg->compress == WSK_COMPRESS_SHARED) return 0;
-            bits = o->smwb;
-        }
+        /* The loop's compressors honour any window too (see set_deflate). */
+        if (o->smwb && o->smwb < bits) bits = o->smwb;
         a->snct = (uint8_t)reset;
         if (o->smwb || bits < 15) a->smwb = (uint8_t)bits;
         set_deflate(p, bits, mem, reset);

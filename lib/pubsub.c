@@ -489,18 +489,18 @@ static wsk_block *plain_frame(struct pub *p)
     return p->shared;
 }
 
-/* "Compressed once when shared": sockets that compress with the loop's shared deflater take
+/* "Compressed once when shared": sockets that compress with the loop's one-shot compressor take
  * no context over, so the same compressed frame is right for all of them.  It is made at the
- * first such subscriber; NULL for any other socket (its own deflater keeps context: it
- * compresses its own copy) or when compression failed. */
+ * first such subscriber; NULL when the message does not shrink or compression failed: such
+ * sockets then all take it uncompressed. */
 static wsk_block *deflated_frame(struct pub *p, struct wsk_ws *c)
 {
-    if (!wsk_pmd_conn_shares_deflater(c)) return NULL;
     if (p->deflated || p->deflate_failed) return p->deflated;
-    size_t zlen, total;
-    const void *z = wsk_pmd_shared_compress(p->loop, p->data, p->len, &zlen);
+    size_t zlen = 0, total;
+    const void *z = NULL;
     wsk_block *b = NULL;
-    if (z && zlen <= UINT32_MAX - sizeof *b - WSK_FRAME_HDR_MAX) {
+    if (wsk_pmd_shared_compress(c, p->data, p->len, &z, &zlen) > 0 &&
+        zlen <= UINT32_MAX - sizeof *b - WSK_FRAME_HDR_MAX) {
         total = wsk_frame_header_size(zlen, 0) + zlen;
         b = wsk_block_new(p->loop, total);
     }
@@ -533,8 +533,11 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     if (c->state != WSK_ST_OPEN) return 0;
     wsk_block *b;
     size_t n;
-    if (p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->lim.compress_threshold) {
-        if (!(b = deflated_frame(p, c))) return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
+    int z = p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->lim.compress_threshold;
+    /* A socket with its own deflater keeps context: it compresses its own copy. */
+    if (z && !wsk_pmd_conn_shares_deflater(c, p->len))
+        return wsk_pmd_conn_send(c, p->data, p->len, p->op) != 0;
+    if (z && (b = deflated_frame(p, c))) {
         n = b->len;
     } else {
         b = plain_frame(p);

@@ -45,6 +45,7 @@ void wsk_server_opts_init(wsk_server_opts *o)
     o->handshake_timeout = 10;
     o->close_timeout = 4;
     o->compress_threshold = WSK_COMPRESS_THRESHOLD;
+    o->compress_level = WSK_PMD_LEVEL_DEFAULT;
 }
 
 static void listeners_set(wsk_server *srv, int on)
@@ -169,6 +170,7 @@ void wsk_limits_server(wsk_limits *l, const wsk_server_opts *o)
     l->compress = o->compress;
     l->decompress = o->decompress;
     l->compress_threshold = o->compress_threshold;
+    l->compress_level = o->compress_level;
 }
 
 wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const wsk_handlers *h,
@@ -185,8 +187,10 @@ wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts, const ws
         wsk_server_opts_init(&srv->o);
     if (h) srv->ctx.h = *h;
     srv->user = user;
-    if (!wsk_pmd_mode_valid(srv->o.compress) || !wsk_pmd_mode_valid(srv->o.decompress)) {
-        wsk_log(loop, WSK_LOG_ERROR, "compress or decompress is not a wsk_compress_mode");
+    if (!wsk_pmd_mode_valid(srv->o.compress) || !wsk_pmd_mode_valid(srv->o.decompress) ||
+        srv->o.compress_level < WSK_PMD_LEVEL_MIN || srv->o.compress_level > WSK_PMD_LEVEL_MAX) {
+        wsk_log(loop, WSK_LOG_ERROR,
+                "compress or decompress is not a wsk_compress_mode, or compress_level not 1..9");
         free(srv);
         return NULL;
     }

@@ -167,6 +167,7 @@ typedef struct wsk_server_opts {
     int compress;   /* a wsk_compress_mode for messages sent; WSK_COMPRESS_DISABLE */
     int decompress; /* a wsk_compress_mode for messages received */
     size_t compress_threshold;    /* messages shorter than this go uncompressed; 64 */
+    int compress_level;           /* deflate level 1 (fastest) .. 9 (smallest); 6 */
     const char *tls_cert;         /* PEM certificate chain: serve wss (NULL: plain) */
     const char *tls_key;          /* PEM private key for tls_cert */
     const char *tls_key_password; /* NULL when the key is not encrypted */
@@ -196,9 +197,9 @@ WSK_API void wsk_server_opts_init(wsk_server_opts *o);
 
 /* A server on `loop` with copies of `opts` (NULL: defaults) and of `h`; the strings opts points
  * to (TLS file names) are read during the call only.  NULL on failure, the reason logged:
- * compress or decompress is not a wsk_compress_mode, bad TLS files, no memory.  `user` stays
- * the caller's and is returned by wsk_server_user.  The caller owns the server: wsk_server_free,
- * before wsk_loop_free. */
+ * compress or decompress is not a wsk_compress_mode, compress_level is not 1..9, bad TLS files,
+ * no memory.  `user` stays the caller's and is returned by wsk_server_user.  The caller owns the
+ * server: wsk_server_free, before wsk_loop_free. */
 WSK_API wsk_server *wsk_server_new(wsk_loop *loop, const wsk_server_opts *opts,
                                    const wsk_handlers *h, void *user);
 /* Listens on host:port (host: an IPv4 or IPv6 literal or a name; NULL or "" = 127.0.0.1; "*" =
@@ -297,7 +298,8 @@ enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CL
 
 /* Sends a message: op WSK_OP_TEXT (data must be valid UTF-8; not checked) or WSK_OP_BINARY.
  * data[0..len) is copied before the call returns.  compress asks for permessage-deflate when it
- * was negotiated (messages under compress_threshold go uncompressed).  Sends are batched:
+ * was negotiated (messages under compress_threshold go uncompressed, and so do those that would
+ * not shrink when the socket's compressor keeps no context).  Sends are batched:
  * everything sent during one loop iteration leaves in one write at its end (wsk_cork: now).
  * A server's message of 16 KiB or more on a socket with nothing queued is written during the
  * call instead, from data itself (plain TCP; only what the kernel does not take is copied).

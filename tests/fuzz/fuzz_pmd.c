@@ -4,10 +4,12 @@
  * header slice, byte 2 the inflater's window and reset mode, byte 3 seeds the chunking.  The
  * header slice (cut in two values) is negotiated as a server and validated as a client; the rest
  * is inflated in random chunks with a small output limit, then compressed and inflated back,
- * which must give the same bytes.
+ * which must give the same bytes.  The libdeflate path gets the same: the rest inflated whole
+ * by the one-shot inflater (whatever it accepts, zlib's streaming inflater must read the same),
+ * and one-shot compressed at a level from byte 2, then inflated back by both inflaters.
  *
  * Build: clang -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_pmd.c
- *        lib/pmd_negotiate.c lib/pmd_codec.c lib/buf.c -lz */
+ *        lib/pmd_negotiate.c lib/pmd_zlib.c lib/pmd_libdeflate.c lib/buf.c -lz -ldeflate */
 #include "pmd.h"
 
 #include <stdlib.h>
@@ -83,7 +85,7 @@ static void inflate_junk(wsk_pmd_inflater *inf, const uint8_t *in, size_t n, siz
  * each in random chunks: the bytes must come back. */
 static void round_trip(int bits, int mem, int reset, const uint8_t *msg, size_t n, uint32_t *seed)
 {
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(bits, mem);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(bits, mem, WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *inf = wsk_pmd_inflater_new(bits, reset);
     if (!d || !inf) abort();
     for (int round = 0; round < 2; round++) {
@@ -104,6 +106,68 @@ static void round_trip(int bits, int mem, int reset, const uint8_t *msg, size_t 
     if (wsk_pmd_deflater_messages(d) != 2) abort();
     wsk_pmd_deflater_free(d);
     wsk_pmd_inflater_free(inf);
+}
+
+/* One-shot inflate of junk: no crash, the cap holds, and a message it accepts is one zlib's
+ * streaming inflater (no context takeover) reads the same. */
+static void oneshot_junk(const uint8_t *in, size_t n, size_t max)
+{
+    wsk_pmd_oneshot_inflater *one = wsk_pmd_oneshot_inflater_new();
+    wsk_pmd_inflater *z = wsk_pmd_inflater_new(15, 1);
+    if (!one || !z) abort();
+    wsk_dbuf a, b;
+    wsk_dbuf_init(&a, max);
+    wsk_dbuf_init(&b, max);
+    int rc = wsk_pmd_oneshot_inflate(one, in, n, &a);
+    if (rc != 0 && rc != WSK_ERR_TOO_BIG && rc != WSK_ERR_DEFLATE && rc != WSK_PMD_USE_ZLIB)
+        abort();
+    if (a.len > max || a.cap > max) abort();
+    if (rc == WSK_PMD_USE_ZLIB && a.len) abort();
+    if (rc == 0) {
+        if (wsk_pmd_inflate(z, in, n, 1, &b) != 0) abort();
+        if (a.len != b.len || (a.len && memcmp(a.p, b.p, a.len))) abort();
+    }
+    wsk_dbuf_free(&a);
+    wsk_dbuf_free(&b);
+    wsk_pmd_oneshot_inflater_free(one);
+    wsk_pmd_inflater_free(z);
+}
+
+/* One-shot deflate of msg, inflated back by the one-shot inflater and, in random chunks, by
+ * zlib's with the smallest window that holds the message. */
+static void oneshot_round_trip(int level, const uint8_t *msg, size_t n, uint32_t *seed)
+{
+    wsk_pmd_oneshot_deflater *d = wsk_pmd_oneshot_deflater_new(level);
+    wsk_pmd_oneshot_inflater *one = wsk_pmd_oneshot_inflater_new();
+    int bits = 8;
+    while (bits < 15 && ((size_t)1 << bits) < n) bits++;
+    wsk_pmd_inflater *z = wsk_pmd_inflater_new(bits, 1);
+    if (!d || !one || !z) abort();
+    wsk_dbuf c, a, b;
+    wsk_dbuf_init(&c, n + n / 8 + 64);
+    wsk_dbuf_init(&a, n);
+    wsk_dbuf_init(&b, n);
+    if (wsk_pmd_oneshot_deflate(d, msg, n, &c) != 0) abort();
+    if (wsk_pmd_oneshot_inflate(one, c.p, c.len, &a) != 0) abort();
+    if (a.len != n || (n && memcmp(a.p, msg, n))) abort();
+    size_t at = 0;
+    do {
+        size_t k = next(seed) % (c.len + 1 - at);
+        if (wsk_pmd_inflate(z, c.p + at, k, at + k == c.len, &b) != 0) abort();
+        at += k;
+    } while (at < c.len || wsk_pmd_inflater_busy(z));
+    if (b.len != n || (n && memcmp(b.p, msg, n))) abort();
+    /* Capped under the message's size: compressed and shorter, or refused with out untouched. */
+    wsk_dbuf_free(&c);
+    wsk_dbuf_init(&c, n ? n - 1 : 0);
+    int rc = wsk_pmd_oneshot_deflate(d, msg, n, &c);
+    if (n && !(rc == 0 ? c.len < n : rc == WSK_ERR_TOO_BIG && c.len == 0)) abort();
+    wsk_dbuf_free(&c);
+    wsk_dbuf_free(&a);
+    wsk_dbuf_free(&b);
+    wsk_pmd_oneshot_deflater_free(d);
+    wsk_pmd_oneshot_inflater_free(one);
+    wsk_pmd_inflater_free(z);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -134,5 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wsk_pmd_inflater_free(inf);
 
     round_trip(bits, mem, reset, rest, nrest, &seed);
+    oneshot_junk(rest, nrest, 1 + (seed * 61) % 4096);
+    oneshot_round_trip(1 + data[2] % 9, rest, nrest, &seed);
     return 0;
 }

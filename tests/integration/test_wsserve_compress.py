@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """wsserve --compress against raw frames: RFC 7692 rules on the wire (RSV1 placement, the
-stripped 00 00 ff ff tail, fragmented compressed messages), the inflate bound (a compressed bomb
-gets 1009 without the server allocating its size) and corrupt data (1007)."""
+stripped 00 00 ff ff tail, fragmented compressed messages, BFINAL blocks), the inflate bound (a
+compressed bomb gets 1009 without the server allocating its size), corrupt data (1007), every
+server_max_window_bits honoured by the shared compressor, messages that do not shrink sent
+uncompressed, and --compress-level."""
 import os
+import random
 import sys
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import Raw, Server, done, frame, ok, request, skip  # noqa: E402
+from wstest import Raw, Server, describe, done, frame, ok, request, run_cmd, skip  # noqa: E402
 
 TEXT, BINARY, CONT, PING = 1, 2, 0, 9
 
@@ -21,6 +24,34 @@ def deflate(data, wbits=15):
 
 def inflate(data):
     return zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+
+
+def finished(data):
+    """data as one stream ending with a BFINAL block (RFC 7692 7.2.3.4)."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush(zlib.Z_FINISH)
+
+
+def windowed_inflate(data, bits):
+    """Inflates with a window of 2^bits, 64 bytes of output at a time."""
+    d = zlib.decompressobj(-bits)
+    out, data = [], data + b"\x00\x00\xff\xff"
+    while True:
+        chunk = d.decompress(data, 64)
+        out.append(chunk)
+        data = d.unconsumed_tail
+        if d.eof or (not chunk and not data):
+            return b"".join(out)
+
+
+def echo(c, payload, rsv=4, op=TEXT):
+    """Sends one frame and returns the reply's RSV1 bit and payload."""
+    c.send(frame(op, payload, rsv=rsv))
+    while len(c.buf) < 2:
+        c._fill()
+    rsv1 = bool(c.buf[0] & 0x40)
+    fin, op, p = c.recv_frame()
+    return rsv1, p
 
 
 def connect(port, offer="permessage-deflate; client_max_window_bits"):
@@ -97,9 +128,64 @@ with Server("--echo", "--compress", "--max-payload", "1M") as srv:
     ok(st == 101 and ext == "", "an offer with an unknown parameter is declined, not fatal")
     c.close()
     c, st, ext = connect(srv.port, offer="x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10, permessage-deflate")
-    ok(st == 101 and ext == "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-       f"shared compressor skips an offer it cannot honour and takes the next: {ext}")
+    ok(st == 101 and ext == "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+       "server_max_window_bits=10", f"shared compressor takes the first offer, with its window: {ext}")
     c.close()
+
+    # Every window a client may ask for (7.1.2.1) is honoured in shared mode.  Each message
+    # repeats a block just longer than the window, so a compressor with a larger window would
+    # refer further back than allowed, which an inflater with exactly that window rejects ("too
+    # far back") when it must rely on its window: its output is taken 64 bytes at a time.
+    rnd = random.Random(7)
+    good = []
+    for bits in range(8, 16):
+        block = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz0123456789 ") for _ in range((1 << bits) + 100))
+        for msg in (block * 3, block[:200]):
+            c, st, ext = connect(srv.port, offer=f"permessage-deflate; server_max_window_bits={bits}")
+            try:
+                rsv1, p = echo(c, deflate(msg, max(bits, 9)))
+                good.append((bits, len(msg), st == 101 and f"server_max_window_bits={bits}" in ext
+                             and rsv1 and windowed_inflate(p, bits) == msg))
+            except (zlib.error, OSError, ValueError) as e:
+                good.append((bits, len(msg), repr(e)))
+            c.close()
+    ok(all(g is True for _, _, g in good),
+       "shared mode: every server_max_window_bits 8..15 accepted and honoured", repr(good))
+
+    # Per message: short ones, and ones that would not shrink, go out uncompressed (RSV1 clear).
+    c, st, ext = connect(srv.port)
+    noise = os.urandom(1000)
+    rsv1, p = echo(c, deflate(noise), op=BINARY)
+    ok(not rsv1 and p == noise, "incompressible 1000 bytes echoed uncompressed", f"rsv1={rsv1} {len(p)}")
+    rsv1, p = echo(c, deflate(b"a" * 40))
+    ok(not rsv1 and p == b"a" * 40, "40 bytes (under the 64-byte threshold) echoed uncompressed")
+    rsv1, p = echo(c, deflate(b"b" * 64))
+    ok(rsv1 and inflate(p) == b"b" * 64, "64 compressible bytes echoed compressed")
+    # Messages that end with a BFINAL block: alone, with the 00 of 7.2.3.4 after it, and with
+    # more blocks after it (7.2.1), which the one-shot inflater hands to zlib.
+    forms = {"BFINAL": finished(msg), "BFINAL + 00": finished(msg) + b"\x00",
+             "BFINAL + more blocks": finished(msg) + deflate(b"the rest")}
+    for name, z in forms.items():
+        want = msg + (b"the rest" if "more" in name else b"")
+        rsv1, p = echo(c, z)
+        ok(inflate(p) == want, f"client message ending with {name} inflated")
+    c.close()
+
+# --compress-level: both ends of the scale work; the smaller level gives no smaller output.
+sizes = {}
+text = b"".join(b'{"id":%d,"name":"user%d","tags":["a","b"],"score":%d.5}' % (i, i % 97, i * 7 % 1000)
+                for i in range(300))
+for level in ("1", "9"):
+    with Server("--echo", "--compress", "--compress-level", level) as srv:
+        c, st, ext = connect(srv.port)
+        rsv1, p = echo(c, deflate(text))
+        ok(rsv1 and inflate(p) == text, f"--compress-level {level}: {len(text)} bytes of JSON -> {len(p)}")
+        sizes[level] = len(p)
+        c.close()
+ok(sizes["9"] <= sizes["1"], f"level 9 compresses at least as well as level 1: {sizes}")
+r = run_cmd("wsserve", "--echo", "--compress", "--compress-level", "10", timeout=5)
+ok(r[0] == 1 and "invalid value for --compress-level" in r[2], "--compress-level 10: usage error",
+   describe(r))
 
 with Server("--echo") as srv:
     c, st, ext = connect(srv.port)
@@ -122,5 +208,15 @@ with Server("--echo", "--compress=dedicated") as srv:
         fin, op, p = c.recv_frame()
         good &= dec.decompress(p + b"\x00\x00\xff\xff") == m
     ok(good, "context takeover in both directions over 5 messages")
+    # With context kept, even a message that does not shrink goes compressed: its repeat then
+    # refers to it.
+    noise = os.urandom(1000)
+    replies = []
+    for i in range(2):
+        z = comp.compress(noise) + comp.flush(zlib.Z_SYNC_FLUSH)
+        rsv1, p = echo(c, z[:-4], op=BINARY)
+        replies.append((rsv1, len(p), dec.decompress(p + b"\x00\x00\xff\xff") == noise))
+    ok(replies[0][0] and replies[0][2] and replies[1][0] and replies[1][2] and replies[1][1] < 100,
+       "dedicated: random bytes go compressed, so their repeat shrinks to a reference", repr(replies))
     c.close()
 done()

@@ -2,43 +2,10 @@
  * output limits, corrupt input and interoperability with plain zlib. */
 #define ZLIB_CONST
 #include "pmd.h"
+#include "pmd_data.h"
 #include "test.h"
 
 #include <zlib.h>
-
-static uint64_t rng = 88172645463325252ull;
-
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-
-/* Random bytes, or text-like bytes with many repeats at varied distances. */
-static void fill(uint8_t *p, size_t n, int repetitive)
-{
-    static const char *words[] = {"permessage",
-                                  "deflate",
-                                  " ",
-                                  "window",
-                                  "context",
-                                  "takeover",
-                                  "{\"type\":\"tick\",\"v\":",
-                                  "}\n",
-                                  "0123",
-                                  "websocket"};
-    size_t i = 0;
-    while (i < n) {
-        if (!repetitive) {
-            p[i++] = (uint8_t)rnd();
-            continue;
-        }
-        const char *w = words[rnd() % 10];
-        for (size_t k = 0; w[k] && i < n; k++) p[i++] = (uint8_t)w[k];
-    }
-}
 
 static int same(const wsk_dbuf *b, const void *p, size_t n)
 {
@@ -106,7 +73,7 @@ static void test_rfc_examples(void)
     wsk_pmd_inflater_free(inf);
 
     /* Our deflater produces exactly the RFC's bytes. */
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8, WSK_PMD_LEVEL_DEFAULT);
     inf = wsk_pmd_inflater_new(15, 0);
     wsk_dbuf z;
     wsk_dbuf_init(&z, 100);
@@ -142,7 +109,7 @@ static void test_rfc_examples(void)
 static int sequence(int dbits, int mem, int ibits, int reset, const uint8_t *data, size_t *zsum)
 {
     static const size_t sizes[] = {0, 1, 5, 300, 300, 5000, 70000, 1000};
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(dbits, mem);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(dbits, mem, WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *i = wsk_pmd_inflater_new(ibits, reset);
     int ok = EXPECT(d && i, "new(%d, %d) / new(%d, %d)", dbits, mem, ibits, reset);
     size_t off = 0;
@@ -203,7 +170,7 @@ static void test_round_trips(void)
     uint8_t *m = malloc(big);
     for (size_t k = 0; k < big; k += sizeof data[1])
         memcpy(m + k, data[(k >> 17) & 1], big - k < sizeof data[1] ? big - k : sizeof data[1]);
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8, WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *i = wsk_pmd_inflater_new(15, 0);
     wsk_dbuf z, o;
     wsk_dbuf_init(&z, big * 2);
@@ -241,7 +208,7 @@ static int pieces(wsk_pmd_inflater *i, const uint8_t *z, size_t n, const size_t 
 static void test_fragments(void)
 {
     const char *msg = "Hello, hello, hello wonderful world of permessage-deflate, hello!";
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8, WSK_PMD_LEVEL_DEFAULT);
     wsk_dbuf z1, z2;
     wsk_dbuf_init(&z1, 1000);
     wsk_dbuf_init(&z2, 1000);
@@ -307,7 +274,7 @@ static void test_limits(void)
     /* 10 MB of zeros: about 10 KB compressed. */
     size_t n = 10u << 20;
     uint8_t *zeros = calloc(1, n);
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8, WSK_PMD_LEVEL_DEFAULT);
     wsk_dbuf z;
     wsk_dbuf_init(&z, n);
     int rc = wsk_pmd_deflate(d, zeros, n, 1, &z);
@@ -397,7 +364,7 @@ static void test_corrupt(void)
     uint8_t msg[6000];
     fill(msg, 3000, 0);
     memcpy(msg + 3000, msg, 3000);
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(15, 8, WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *small = wsk_pmd_inflater_new(9, 1);
     wsk_dbuf z, o;
     wsk_dbuf_init(&z, 1 << 16);
@@ -431,7 +398,7 @@ static void test_zlib_interop(void)
     uint8_t msg[3][4000];
     for (int k = 0; k < 3; k++) fill(msg[k], sizeof msg[k], k != 1);
 
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(12, 5);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(12, 5, WSK_PMD_LEVEL_DEFAULT);
     z_stream inf;
     memset(&inf, 0, sizeof inf);
     int ok = inflateInit2(&inf, -15) == Z_OK;
@@ -480,7 +447,8 @@ static void test_shared(void)
 {
     uint8_t msg[2000];
     fill(msg, sizeof msg, 1);
-    wsk_pmd_deflater *shared = wsk_pmd_deflater_new(WSK_PMD_SHARED_BITS, WSK_PMD_SHARED_MEM);
+    wsk_pmd_deflater *shared =
+        wsk_pmd_deflater_new(WSK_PMD_SHARED_BITS, WSK_PMD_SHARED_MEM, WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *inf = wsk_pmd_inflater_new(WSK_PMD_SHARED_BITS, 1);
     wsk_dbuf first, again;
     wsk_dbuf_init(&first, 1 << 16);
@@ -502,7 +470,7 @@ static void test_shared(void)
     /* Messages from many peers' own deflaters, one after another, through the one inflater. */
     ok = 1;
     for (int s = 0; s < 8; s++) {
-        wsk_pmd_deflater *peer = wsk_pmd_deflater_new(9 + s % 7, 1 + s);
+        wsk_pmd_deflater *peer = wsk_pmd_deflater_new(9 + s % 7, 1 + s, WSK_PMD_LEVEL_DEFAULT);
         for (int k = 0; k < 3; k++) {
             wsk_dbuf z, o;
             wsk_dbuf_init(&z, 1 << 16);
@@ -522,9 +490,11 @@ static void test_shared(void)
 
 static void test_objects(void)
 {
-    CHECK(!wsk_pmd_deflater_new(7, 1) && !wsk_pmd_deflater_new(16, 8) &&
-              !wsk_pmd_deflater_new(15, 0) && !wsk_pmd_deflater_new(15, 10) &&
-              !wsk_pmd_inflater_new(7, 0) && !wsk_pmd_inflater_new(16, 0),
+    CHECK(!wsk_pmd_deflater_new(7, 1, WSK_PMD_LEVEL_DEFAULT) &&
+              !wsk_pmd_deflater_new(16, 8, WSK_PMD_LEVEL_DEFAULT) &&
+              !wsk_pmd_deflater_new(15, 0, WSK_PMD_LEVEL_DEFAULT) &&
+              !wsk_pmd_deflater_new(15, 10, WSK_PMD_LEVEL_DEFAULT) && !wsk_pmd_inflater_new(7, 0) &&
+              !wsk_pmd_inflater_new(16, 0),
           "out-of-range windows and memLevels are refused");
     wsk_pmd_deflater_free(NULL);
     wsk_pmd_inflater_free(NULL);
@@ -534,7 +504,7 @@ static void test_objects(void)
     for (int m = WSK_COMPRESS_3KB; m <= WSK_COMPRESS_256KB; m++) {
         int w, l;
         wsk_pmd_mode_zlib(m, &w, &l);
-        wsk_pmd_deflater *d = wsk_pmd_deflater_new(w, l);
+        wsk_pmd_deflater *d = wsk_pmd_deflater_new(w, l, WSK_PMD_LEVEL_DEFAULT);
         size_t have = wsk_pmd_deflater_memory(d), name = (1u << (w + 2)) + (1u << (l + 9));
         ok &= EXPECT(have >= name && have <= name + 8192, "%s: %zu bytes", wsk_pmd_mode_name(m),
                      have);

@@ -102,12 +102,16 @@ static void test_server(void)
          {PMD "; server_max_window_bits=15"},
          PMD SNCT CNCT "; server_max_window_bits=15",
          "shared, server_max_window_bits=15 answered"},
-        {SH, SH, {PMD "; server_max_window_bits=10"}, NULL, "shared cannot lower its window"},
         {SH,
          SH,
-         {PMD "; server_max_window_bits=10, " PMD},
-         PMD SNCT CNCT,
-         "second offer taken when the first cannot be honoured"},
+         {PMD "; server_max_window_bits=10"},
+         PMD SNCT CNCT "; server_max_window_bits=10",
+         "shared lowers its window: the loop keeps a compressor per window"},
+        {SH,
+         SH,
+         {PMD "; server_max_window_bits=8, " PMD},
+         PMD SNCT CNCT "; server_max_window_bits=8",
+         "shared takes the first offer, even with the smallest window"},
         /* dedicated (256KB) */
         {DED, DED, {PMD "; client_max_window_bits"}, PMD, "dedicated, browser offer"},
         {DED, DED, {PMD}, PMD, "dedicated, bare offer"},
@@ -255,8 +259,8 @@ static void test_server(void)
     CHECK(p.deflate_bits == 8 && p.deflate_mem == 1 && p.inflate_bits == 9 && !p.inflate_shared,
           "3KB with a window of 8: deflate 8, memLevel 1, inflate 9");
     server(K3, SH, (const char *[]){PMD SNCT, NULL}, &p, out);
-    CHECK(p.deflate_bits == 9 && p.deflate_reset && !p.deflate_shared,
-          "small window without context takeover keeps its own deflater");
+    CHECK(p.deflate_bits == 9 && p.deflate_reset && p.deflate_shared,
+          "small window without context takeover uses the loop's compressors");
     server(DIS, SH, (const char *[]){PMD, NULL}, &p, out);
     CHECK(p.enabled && p.deflate_bits == 0 && !wsk_pmd_should_compress(&(wsk_pmd_config){0}, &p, 9),
           "compressor off: negotiated, never compresses");
@@ -460,7 +464,7 @@ static void test_all_pairs(void)
                     ok &= EXPECT(!cp.inflate_reset || !sp.deflate_bits || sp.deflate_reset,
                                  "client resets, server keeps context: %s", resp);
                     ok &= EXPECT(!sp.inflate_shared || sp.inflate_reset, "shared keeps context");
-                    ok &= EXPECT(!sp.deflate_shared || (sp.deflate_reset && sp.deflate_bits == 15),
+                    ok &= EXPECT(!sp.deflate_shared || (sp.deflate_reset && sp.deflate_bits),
                                  "shared deflater misused");
                     /* A mode's memory is not exceeded: own deflaters use at most its window. */
                     int w = 15;
@@ -481,9 +485,10 @@ static int exchange(const wsk_pmd_params *tx, const wsk_pmd_params *rx, const ui
                     size_t len)
 {
     if (!tx->deflate_bits) return 1;
-    wsk_pmd_deflater *d = tx->deflate_shared
-                              ? wsk_pmd_deflater_new(WSK_PMD_SHARED_BITS, WSK_PMD_SHARED_MEM)
-                              : wsk_pmd_deflater_new(tx->deflate_bits, tx->deflate_mem);
+    /* The loop's compressors honour the negotiated window too (pmd_conn.c). */
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(
+        tx->deflate_bits, tx->deflate_shared ? WSK_PMD_SHARED_MEM : tx->deflate_mem,
+        WSK_PMD_LEVEL_DEFAULT);
     wsk_pmd_inflater *i = rx->inflate_shared
                               ? wsk_pmd_inflater_new(WSK_PMD_SHARED_BITS, 1)
                               : wsk_pmd_inflater_new(rx->inflate_bits, rx->inflate_reset);

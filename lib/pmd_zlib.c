@@ -1,4 +1,4 @@
-/* permessage-deflate compression and decompression on zlib (RFC 7692 section 7.2): see pmd.h. */
+/* permessage-deflate streams on zlib (RFC 7692 section 7.2), for context takeover: see pmd.h. */
 #define ZLIB_CONST
 #include "pmd.h"
 
@@ -74,9 +74,10 @@ static uInt spare(const wsk_dbuf *out)
 
 /* ----- deflate ------------------------------------------------------------------------------- */
 
-wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level)
+wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level, int level)
 {
     if (window_bits < 8 || window_bits > 15 || mem_level < 1 || mem_level > 9) return NULL;
+    if (level < WSK_PMD_LEVEL_MIN || level > WSK_PMD_LEVEL_MAX) return NULL;
     /* A negotiated 8 (RFC 7692 7.1.2.1, 7.1.2.2) bounds the LZ77 window this side compresses
      * with: no match may reach back more than 256 bytes, since the peer may keep only that much.
      * zlib refuses windowBits 8 for raw deflate, but it never emits a distance beyond its window
@@ -88,8 +89,8 @@ wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level)
     d->mem = 0;
     d->messages = 0;
     stream_init(&d->zs, &d->mem);
-    if (deflateInit2(&d->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -window_bits, mem_level,
-                     Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (deflateInit2(&d->zs, level, Z_DEFLATED, -window_bits, mem_level, Z_DEFAULT_STRATEGY) !=
+        Z_OK) {
         free(d);
         return NULL;
     }
