@@ -494,6 +494,7 @@ static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
     wsk_loop *loop = c->ctx->loop;
     s->hs_done = 1;
     c->ctx->stats.tls_handshakes++;
+    c->ctx->stats.tls_resumed += s->resumed;
     s->done_at = ev_time();
     if (!s->flight_len) { /* else the kick sends the rest of the last flight */
         ev_io_stop(loop->ev, &s->kick);

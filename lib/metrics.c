@@ -83,6 +83,7 @@ static void labelled(struct out *o, const char *name, const char *type, const ch
 
 static const char *const types[] = {"text", "binary"};
 static const char *const controls[] = {"close", "ping", "pong"};
+static const char *const tls_kinds[] = {"full", "resumed"};
 static const char *const refusals[WSK_REFUSED_COUNT] = {
     [WSK_REFUSED_BAD_REQUEST] = "bad_request", [WSK_REFUSED_VERSION] = "version",
     [WSK_REFUSED_HEADER_SIZE] = "header_size", [WSK_REFUSED_HTTP_OTHER] = "http_other",
@@ -161,8 +162,9 @@ long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)
     labelled(&o, "wsk_connections_refused_total", "counter",
              "Connections that did not become WebSockets, by reason.", "reason", refusals,
              st->refused, WSK_REFUSED_COUNT);
-    single(&o, "wsk_tls_handshakes_total", "counter",
-           "TLS handshakes completed (all full: no session resumption).", st->tls_handshakes);
+    uint64_t tls[2] = {st->tls_handshakes - st->tls_resumed, st->tls_resumed};
+    labelled(&o, "wsk_tls_handshakes_total", "counter", "TLS handshakes completed.", "kind",
+             tls_kinds, tls, 2);
     labelled(&o, "wsk_messages_received_total", "counter", "Messages received, by type.", "type",
              types, st->messages_in, 2);
     labelled(&o, "wsk_received_bytes_total", "counter",

@@ -643,8 +643,7 @@ typedef struct wsk_stats {
     uint64_t accepted;                   /* TCP connections accepted */
     uint64_t upgraded;                   /* handshakes completed (101 sent) */
     uint64_t refused[WSK_REFUSED_COUNT]; /* by enum wsk_refusal */
-    uint64_t tls_handshakes;             /* TLS handshakes completed (always full: the server
-                                          * keeps no session cache or tickets) */
+    uint64_t tls_handshakes; /* TLS handshakes completed (tls_resumed of them resumed one) */
     uint64_t messages_in[2], bytes_in[2];
     uint64_t messages_out[2], bytes_out[2];
     uint64_t control_in[3], control_out[3];
@@ -661,6 +660,7 @@ typedef struct wsk_stats {
     uint64_t size_buckets[WSK_STATS_SIZE_BUCKETS + 1]; /* received messages by size (above) */
     uint64_t handshake_buckets[WSK_STATS_HANDSHAKE_BUCKETS + 1]; /* handshakes by duration */
     uint64_t handshake_ms;                                       /* their total, milliseconds */
+    uint64_t tls_resumed; /* TLS handshakes that resumed a session (ticket or session ID) */
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):

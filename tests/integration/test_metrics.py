@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import socket
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -235,9 +236,20 @@ def tls_cases():
             murl = f"http://127.0.0.1:{mport}/metrics"
             base = scrape(murl)
             asyncio.run(tls_traffic(f"wss://localhost:{srv.port}/", tls.dir))
-            ok(wait_for(lambda: value(scrape(murl), "wsk_tls_handshakes_total") -
-                        value(base, "wsk_tls_handshakes_total") == 1),
-               "a TLS handshake counted")
+            ok(wait_for(lambda: value(scrape(murl), "wsk_tls_handshakes_total", kind="full") -
+                        value(base, "wsk_tls_handshakes_total", kind="full") == 1),
+               "a full TLS handshake counted")
+            ctx = tls_client_ctx(tls.dir)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the session is ready at once
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=T),
+                                 server_hostname="localhost") as first:
+                session = first.session
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=T),
+                                 server_hostname="localhost", session=session) as again:
+                reused = again.session_reused
+            ok(reused and wait_for(lambda: value(scrape(murl), "wsk_tls_handshakes_total",
+                                                 kind="resumed") == 1),
+               "a resumed TLS handshake counted", f"reused={reused}")
             line = raw_refusal(srv.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             ok(not line.startswith("HTTP/1.1 200"), "plain HTTP on the TLS port fails", line)
             ok(wait_for(lambda: value(scrape(murl), "wsk_connections_refused_total",

@@ -38,6 +38,8 @@ int main(void)
     st.handshake_buckets[0] = 2;                 /* <= 1 ms */
     st.handshake_buckets[3] = 1;                 /* <= 25 ms */
     st.handshake_ms = 1500;
+    st.tls_handshakes = 5;
+    st.tls_resumed = 2;
     char buf[16384];
     long n = wsk_stats_format(&st, buf, sizeof buf);
     CHECK(n > 0 && (size_t)n < sizeof buf && strlen(buf) == (size_t)n, "formatted: %ld bytes", n);
@@ -76,6 +78,9 @@ int main(void)
               has_line(buf, "wsk_handshake_duration_seconds_sum 1.5") &&
               has_line(buf, "wsk_handshake_duration_seconds_count 3"),
           "the handshake histogram, in seconds");
+    CHECK(has_line(buf, "wsk_tls_handshakes_total{kind=\"full\"} 3") &&
+              has_line(buf, "wsk_tls_handshakes_total{kind=\"resumed\"} 2"),
+          "TLS handshakes, full and resumed");
     CHECK(!strstr(buf, "wsk_bridge_"), "no bridge families without a bridge");
     CHECK(buf[n - 1] == '\n', "ends with a newline");
 
