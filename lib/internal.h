@@ -16,6 +16,7 @@
  *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_codec.c: zlib)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
  *   pubsub.c        topics: one framed message queued to every subscriber
+ *                   (topic_trie.c: wildcard patterns; ptab.c: its hash tables)
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
@@ -189,6 +190,7 @@ typedef struct wsk_cold {
     void *tls;      /* TLS session (io_tls.c) */
     void *client;   /* client handshake state (client.c) */
     void *subs;     /* topics this socket subscribed to (pubsub.c) */
+    uint64_t pmark; /* pubsub.c: the last publish that counted this socket in */
 } wsk_cold;
 
 struct wsk_ws {
