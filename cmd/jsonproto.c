@@ -122,7 +122,11 @@ static int read_data(const cJSON *doc, jp_request *rq)
 {
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
     const cJSON *bin = cJSON_GetObjectItemCaseSensitive(doc, "binary");
+    const cJSON *retain = cJSON_GetObjectItemCaseSensitive(doc, "retain");
     if (bin && !cJSON_IsBool(bin)) return refuse(rq, JP_EBADREQ, "\"binary\" must be a boolean");
+    if (retain && !cJSON_IsBool(retain))
+        return refuse(rq, JP_EBADREQ, "\"retain\" must be a boolean");
+    rq->retain = cJSON_IsTrue(retain);
     if (!cJSON_IsString(data)) return refuse(rq, JP_EBADREQ, "publish needs \"data\", a string");
     size_t n = strlen(data->valuestring);
     rq->binary = cJSON_IsTrue(bin);
@@ -332,11 +336,21 @@ char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen,
                 binary ? "\",\"binary\":true}" : "\"}", topic, tlen, data, dlen, binary, len);
 }
 
-char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
-                         unsigned long id, size_t *len)
+char *jp_delivery_with(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                       const char *extra, size_t *len)
 {
-    char c[64];
-    snprintf(c, sizeof c, "\",%s\"id\":%lu}", binary ? "\"binary\":true," : "", id);
+    char c[256];
+    snprintf(c, sizeof c, "\"%s%s}", binary ? ",\"binary\":true" : "", extra);
+    return wrap("{\"type\":\"message\",\"topic\":\"", "\",\"data\":\"", c, topic, tlen, data, dlen,
+                binary, len);
+}
+
+char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                         int retain, unsigned long id, size_t *len)
+{
+    char c[80];
+    snprintf(c, sizeof c, "\",%s%s\"id\":%lu}", binary ? "\"binary\":true," : "",
+             retain ? "\"retain\":true," : "", id);
     return wrap("{\"op\":\"publish\",\"topic\":\"", "\",\"data\":\"", c, topic, tlen, data, dlen,
                 binary, len);
 }

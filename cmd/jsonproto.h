@@ -5,11 +5,13 @@
  * Requests (text messages):
  *   {"op":"subscribe","topic":"a"}     or "topics":["a","b"]    optional "id": number or string
  *   {"op":"unsubscribe","topic":"a"}   or "topics"
- *   {"op":"publish","topic":"a","data":"text"}    "binary":true: data is base64, sent as binary
+ *   {"op":"publish","topic":"a","data":"text"}    "binary":true: data is base64, sent as binary;
+ *                                                 "retain":true: kept for new subscribers
  *   {"op":"list"}   {"op":"ping"}
  * Replies carry the request's id: {"type":"ack","op":...,"id":...,...} or
  * {"type":"error","id":...,"error":CODE,"message":TEXT}.  Deliveries:
- * {"type":"message","topic":T,"data":...} (with "binary":true and base64 data for binary). */
+ * {"type":"message","topic":T,"data":...} (with "binary":true and base64 data for binary, and
+ * "retained":true for a retained message handed over at subscribe). */
 #ifndef WSK_JSONPROTO_H
 #define WSK_JSONPROTO_H
 
@@ -46,6 +48,7 @@ typedef struct jp_request {
     const uint8_t *data; /* publish: the payload (decoded from base64 when binary) */
     size_t len;
     int binary;    /* publish: "binary": true */
+    int retain;    /* publish: "retain": true */
     char why[160]; /* a refused request: what was wrong, for the reply */
     void *doc_;    /* parsed document and decoded payload (private) */
     uint8_t *decoded_;
@@ -85,15 +88,20 @@ char *jp_error(const char *id, int err, const char *msg, size_t *len);
  * included); binary data goes as base64 with "binary":true. */
 char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
                   size_t *len);
+/* The same with more members: extra is JSON text that goes after "data" (",\"retained\":true"),
+ * "" for none. */
+char *jp_delivery_with(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                       const char *extra, size_t *len);
 /* The answers to POST /publish/TOPIC: {"topic":T,"receivers":N} and {"error":CODE,"message":M}. */
 /* bridged: 1 or 0 adds "bridged":true/false (forwarded to the other nodes or not); -1 omits it. */
 char *jp_http_published(const char *topic, size_t tlen, long receivers, int bridged, size_t *len);
 char *jp_http_error(const char *code, const char *msg, size_t *len);
 
 /* A client's request {"op":"publish","topic":T,"data":...,"id":id} (text data must be UTF-8;
- * binary goes as base64 with "binary":true), built by hand like a delivery. */
+ * binary goes as base64 with "binary":true; retain adds "retain":true), built by hand like a
+ * delivery. */
 char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
-                         unsigned long id, size_t *len);
+                         int retain, unsigned long id, size_t *len);
 
 /* A reply as a client (wspub) reads it. */
 enum jp_reply_type { JP_R_OTHER = 0, JP_R_ACK, JP_R_ERROR, JP_R_MESSAGE };

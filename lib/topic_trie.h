@@ -20,9 +20,6 @@
 
 typedef struct wsk_trie wsk_trie;
 
-/* 1 when t[0..n) is a pattern: a token is "*", or the last one is ">". */
-int wsk_topic_is_pattern(const char *t, size_t n);
-
 /* An empty trie whose edge hash is keyed with (k0, k1); NULL when memory is short. */
 wsk_trie *wsk_trie_new(uint64_t k0, uint64_t k1);
 /* Frees the trie (not the values). */

@@ -516,6 +516,8 @@ WSK_API int wsk_server_reaches(const wsk_server *srv, const char *topic, size_t 
 /* 1 when topic[0..tlen) matches pattern[0..plen) (see Patterns above; a name without
  * wildcards matches only itself), 0 when it does not. */
 WSK_API int wsk_topic_match(const char *pattern, size_t plen, const char *topic, size_t tlen);
+/* 1 when t[0..n) is a pattern (a token is "*", or the last one is ">"), 0 when not. */
+WSK_API int wsk_topic_is_pattern(const char *t, size_t n);
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
 

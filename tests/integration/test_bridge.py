@@ -59,7 +59,7 @@ async def ways_in(redis, a, b, c):
             connect(a.url("/")) as jsub:
         await jsub.send(json.dumps({"op": "subscribe", "topics": ["news"]}))
         await recv(jsub)
-        ok(subscribed(redis, "wskit:news", "wskit:{news"),
+        ok(subscribed(redis, "wskit:news", "wskit:$.news"),
            "a topic with local subscribers is subscribed on the engine", redis.channels())
 
         async with connect(b.url("/news")) as pub:
@@ -138,7 +138,7 @@ async def churn(redis, a, b):
             await sub.send(json.dumps({"op": op, "topics": ["churn"]}))
         for _ in range(15):
             await recv(sub)
-        ok(subscribed(redis, "wskit:{churn"), "a topic that came and went in one read is "
+        ok(subscribed(redis, "wskit:$.churn"), "a topic that came and went in one read is "
            "subscribed", redis.channels())
         got = None
         for i in range(50):  # the engine may still be settling: publish until one arrives
