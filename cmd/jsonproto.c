@@ -144,6 +144,24 @@ static int read_data(const cJSON *doc, jp_request *rq)
     return JP_OK;
 }
 
+static int read_since(const cJSON *doc, jp_request *rq)
+{
+    const cJSON *since = cJSON_GetObjectItemCaseSensitive(doc, "since");
+    if (!since) return JP_OK;
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(since, "offset");
+    const cJSON *ep = cJSON_GetObjectItemCaseSensitive(since, "epoch");
+    double v = cJSON_IsNumber(off) ? off->valuedouble : -1;
+    if (!cJSON_IsObject(since) || v < 0 || v != floor(v) || v > 9007199254740992.0 ||
+        (ep && (!cJSON_IsString(ep) || strlen(ep->valuestring) >= sizeof rq->since_epoch)))
+        return refuse(rq, JP_EBADREQ,
+                      "\"since\" is {\"offset\": a whole number, \"epoch\": a string}");
+    if (rq->ntopics != 1) return refuse(rq, JP_EBADREQ, "\"since\" takes one \"topic\"");
+    rq->has_since = 1;
+    rq->since_offset = (unsigned long long)v;
+    if (ep) memcpy(rq->since_epoch, ep->valuestring, strlen(ep->valuestring) + 1);
+    return JP_OK;
+}
+
 int jp_parse(const void *msg, size_t len, size_t max_topics, jp_request *rq)
 {
     memset(rq, 0, sizeof *rq);
@@ -173,6 +191,7 @@ int jp_parse(const void *msg, size_t len, size_t max_topics, jp_request *rq)
     if (rq->op == JP_SUBSCRIBE || rq->op == JP_UNSUBSCRIBE || rq->op == JP_PUBLISH) {
         if ((r = read_topics(doc, rq, max_topics)) < 0) return r;
     }
+    if (rq->op == JP_SUBSCRIBE && (r = read_since(doc, rq)) < 0) return r;
     if (rq->op == JP_PUBLISH) return read_data(doc, rq);
     return JP_OK;
 }
@@ -224,8 +243,8 @@ static char *finish(cJSON *o, int ok, size_t *len)
     return s;
 }
 
-char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
-                    size_t subscriptions, size_t *len)
+static cJSON *ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
+                         size_t subscriptions)
 {
     cJSON *o = reply("ack", jp_op_name(op), id);
     cJSON *arr = o ? cJSON_AddArrayToObject(o, "topics") : NULL;
@@ -234,7 +253,24 @@ char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
         cJSON *s = cJSON_CreateString(t[i].name);
         ok = s && cJSON_AddItemToArray(arr, s);
     }
-    ok = ok && cJSON_AddNumberToObject(o, "subscriptions", (double)subscriptions);
+    if (ok && cJSON_AddNumberToObject(o, "subscriptions", (double)subscriptions)) return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
+                    size_t subscriptions, size_t *len)
+{
+    return finish(ack_topics(op, id, t, n, subscriptions), 1, len);
+}
+
+char *jp_ack_recovery(const char *id, const struct jp_topic *t, size_t subscriptions, int recovered,
+                      const char *epoch, unsigned long long offset, size_t *len)
+{
+    cJSON *o = ack_topics(JP_SUBSCRIBE, id, t, 1, subscriptions);
+    int ok = o && cJSON_AddBoolToObject(o, "recovered", recovered) &&
+             cJSON_AddStringToObject(o, "epoch", epoch) &&
+             cJSON_AddNumberToObject(o, "offset", (double)offset);
     return finish(o, ok, len);
 }
 

@@ -4,6 +4,7 @@
  *
  * Requests (text messages):
  *   {"op":"subscribe","topic":"a"}     or "topics":["a","b"]    optional "id": number or string
+ *       "since":{"offset":O,"epoch":E}: resume after offset O of epoch E (one topic, no pattern)
  *   {"op":"unsubscribe","topic":"a"}   or "topics"
  *   {"op":"publish","topic":"a","data":"text"}    "binary":true: data is base64, sent as binary;
  *                                                 "retain":true: kept for new subscribers
@@ -49,8 +50,11 @@ typedef struct jp_request {
     size_t len;
     int binary;    /* publish: "binary": true */
     int retain;    /* publish: "retain": true */
-    char why[160]; /* a refused request: what was wrong, for the reply */
-    void *doc_;    /* parsed document and decoded payload (private) */
+    int has_since; /* subscribe: "since" given */
+    unsigned long long since_offset;
+    char since_epoch[17]; /* "" when absent */
+    char why[160];        /* a refused request: what was wrong, for the reply */
+    void *doc_;           /* parsed document and decoded payload (private) */
     uint8_t *decoded_;
 } jp_request;
 
@@ -80,6 +84,10 @@ char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receiv
  * list (subscriptions: how many the socket has now). */
 char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
                     size_t subscriptions, size_t *len);
+/* The same for a subscribe with "since", adding "recovered":true/false and where the topic
+ * stands: "epoch":E,"offset":O. */
+char *jp_ack_recovery(const char *id, const struct jp_topic *t, size_t subscriptions, int recovered,
+                      const char *epoch, unsigned long long offset, size_t *len);
 /* {"type":"ack","op":"ping","id":ID} */
 char *jp_ack_ping(const char *id, size_t *len);
 /* {"type":"error","id":ID,"error":jp_error_name(err),"message":MSG} */

@@ -1,6 +1,12 @@
 /* What the broker of wsserve --pubsub keeps per topic beyond its subscribers: the retained
- * message (MQTT's: the last one published with retain, handed to each new subscriber first).
- * Bytes in, bytes out: no sockets. */
+ * message (MQTT's: the last one published with retain, handed to each new subscriber first) and
+ * the history (the last messages, each with the topic's offset, for subscribers that come back).
+ * Bytes in, bytes out: no sockets.
+ *
+ * Offsets count a topic's publishes from 1.  The epoch names one life of a topic's history: a
+ * topic whose history went entirely (expired, evicted, the broker restarted) starts again with
+ * a new epoch, so an (offset, epoch) pair a client kept can always be told apart from a new
+ * life's. */
 #ifndef WSK_PUBSUB_STORE_H
 #define WSK_PUBSUB_STORE_H
 
@@ -31,5 +37,37 @@ void ps_store_retained(const ps_store *s, const char *pattern, size_t plen,
                        void *arg);
 /* Topics with a retained message, and the bytes they hold. */
 size_t ps_store_retained_count(const ps_store *s, size_t *bytes);
+
+/* Turns history on: the last `depth` messages per topic, each for at most ttl seconds (0: no
+ * limit), all topics together at most max_bytes of message data (the oldest messages go first,
+ * whatever their topic). */
+void ps_store_history(ps_store *s, size_t depth, double ttl, size_t max_bytes);
+/* The place of a message in a topic's history. */
+typedef struct ps_pos {
+    uint64_t offset; /* 0: history is off */
+    char epoch[17];  /* 16 hex digits */
+} ps_pos;
+/* Records a publish to topic[0..tlen) at time now (seconds) and says where it went in *pos;
+ * 0, or -1 when memory is short (not recorded; *pos zeroed).  With history off: 0, *pos zeroed. */
+int ps_store_record(ps_store *s, const char *topic, size_t tlen, const void *data, size_t len,
+                    int binary, double now, ps_pos *pos);
+/* A subscriber that saw topic[0..tlen) up to `since` (offset 0: nothing yet, any epoch):
+ * calls fn(arg, data, len, binary, offset) for every later message the history holds, oldest
+ * first (every message, when since is of another epoch), and returns 1 when none was missed,
+ * 0 when the history does not reach back that far (another epoch, messages after since already
+ * gone).  *now_at is where the topic stands (offset 0 and epoch "000..." for a topic that keeps
+ * nothing).  fn must not change the store. */
+int ps_store_since(ps_store *s, const char *topic, size_t tlen, const ps_pos *since, double now,
+                   void (*fn)(void *arg, const void *data, size_t len, int binary, uint64_t offset),
+                   void *arg, ps_pos *now_at);
+/* Where topic[0..tlen) stands (offset 0 when it has no history). */
+void ps_store_position(const ps_store *s, const char *topic, size_t tlen, ps_pos *pos);
+/* What the history holds now. */
+typedef struct ps_history_stats {
+    size_t topics, messages, bytes;
+} ps_history_stats;
+void ps_store_history_stats(const ps_store *s, ps_history_stats *st);
+/* Messages in the history of topic[0..tlen). */
+size_t ps_store_history_len(const ps_store *s, const char *topic, size_t tlen);
 
 #endif

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define ROOM         "room"
 #define NAME_MAX_LEN 256
@@ -57,6 +58,9 @@ struct pubsub_config {
     const char *origins[MAX_ORIGINS]; /* --origin LIST, comma-separated, repeatable */
     size_t norigins;
     unsigned long max_subscriptions; /* --max-subscriptions N: topics per connection; 100 */
+    unsigned long history;           /* --history N[,TTL]: messages kept per topic; 0 */
+    double history_ttl;              /* ... and for how long at most (seconds, 0: no limit) */
+    size_t history_memory;           /* --history-memory SIZE: all topics together; 64 MiB */
 };
 
 /* A chat room: one per server. */
@@ -115,7 +119,9 @@ enum {
     OPT_TOKEN_FILE,
     OPT_PRIVATE,
     OPT_ORIGIN,
-    OPT_MAXSUBS
+    OPT_MAXSUBS,
+    OPT_HISTORY,
+    OPT_HISTORY_MEMORY,
 };
 
 static const cli_option chat_options[] = {
@@ -130,6 +136,8 @@ static const cli_option pubsub_options[] = {
     {"private", OPT_PRIVATE, NULL, "subscribing needs the token too"},
     {"origin", OPT_ORIGIN, "LIST", "browser Origins allowed (comma-separated, repeatable)"},
     {"max-subscriptions", OPT_MAXSUBS, "N", "topics per connection (default 100)"},
+    {"history", OPT_HISTORY, "N[,TTL]", "keep the last N messages per topic (for TTL seconds)"},
+    {"history-memory", OPT_HISTORY_MEMORY, "SIZE", "history of all topics at most (default 64MB)"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -144,6 +152,7 @@ static void pubsub_config_init(void *config)
 {
     struct pubsub_config *c = config;
     c->max_subscriptions = 100;
+    c->history_memory = 64u << 20;
 }
 
 static int chat_option(void *config, const cli_option *opt, const char *arg)
@@ -166,6 +175,16 @@ static int pubsub_option(void *config, const cli_option *opt, const char *arg)
         c->origins[c->norigins++] = arg;
         return 0;
     case OPT_MAXSUBS: return cli_parse_ulong(arg, 1, 1000000000ul, &c->max_subscriptions);
+    case OPT_HISTORY: {
+        char n[32];
+        size_t l = strcspn(arg, ",");
+        if (l >= sizeof n) return -1;
+        memcpy(n, arg, l);
+        n[l] = '\0';
+        if (cli_parse_ulong(n, 1, 1000000ul, &c->history) < 0) return -1;
+        return arg[l] ? cli_parse_duration(arg + l + 1, &c->history_ttl) : 0;
+    }
+    case OPT_HISTORY_MEMORY: return cli_parse_size(arg, &c->history_memory);
     default: return -1;
     }
 }
@@ -469,6 +488,14 @@ static size_t json_topic(char *out, const char *topic, size_t n)
     return JSON_NS_LEN + n;
 }
 
+/* Seconds on the monotonic clock: the age of history. */
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Keeps (or clears, when empty) the retained message of a topic about to be published. */
 static int retain(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
                   int binary)
@@ -484,6 +511,13 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
 {
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     long total = 0, r;
+    ps_pos pos;
+    char extra[64] = "";
+    /* A message history could not keep is still delivered: live subscribers lose nothing. */
+    ps_store_record(broker_of(srv)->store, topic, tlen, data, len, binary, now(), &pos);
+    if (pos.offset)
+        snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
+                 (unsigned long long)pos.offset, pos.epoch);
     r = publish_one(srv, from, topic, tlen, data, len, op, p);
     if (r > 0) total += r;
 
@@ -492,7 +526,7 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     /* Built only when someone wants it: here, or on another node of a bridge that is up. */
     size_t elen;
     char *env = wsk_server_reaches(srv, jt, jl) || wsk_server_bridged(srv, jt, jl) == 1
-                    ? jp_delivery(topic, tlen, data, len, binary, &elen)
+                    ? jp_delivery_with(topic, tlen, data, len, binary, extra, &elen)
                     : NULL;
     if (!env) {
         if (p) pending_count(p, 0, 0);
@@ -615,6 +649,48 @@ static void list_one(void *arg, const char *topic, size_t len)
     }
 }
 
+static void no_replay(void *arg, const void *data, size_t len, int binary, uint64_t offset)
+{
+    (void)arg, (void)data, (void)len, (void)binary, (void)offset;
+}
+
+struct replay {
+    wsk_ws *ws;
+    const struct jp_topic *t;
+    const char *epoch;
+};
+
+static void replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
+{
+    const struct replay *r = arg;
+    char extra[64];
+    size_t n;
+    snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"", (unsigned long long)offset,
+             r->epoch);
+    char *s = jp_delivery_with(r->t->name, r->t->len, data, len, binary, extra, &n);
+    send_reply(r->ws, s, n);
+}
+
+/* A subscribe with "since" (the socket is subscribed now): the acknowledgement says whether the
+ * history reaches back that far and where the topic stands, then come the messages after the
+ * offset, oldest first (all the history holds when it does not reach back), then live ones:
+ * nothing can be published in between, so nothing is missed or seen twice. */
+static void recover(wsk_ws *ws, const struct client *cl, const jp_request *rq)
+{
+    ps_store *st = broker_of(wsk_ws_server(ws))->store;
+    const struct jp_topic *t = &rq->topics[0];
+    ps_pos since = {.offset = rq->since_offset}, at;
+    memcpy(since.epoch, rq->since_epoch, sizeof since.epoch);
+    double t0 = now();
+    int recovered = ps_store_since(st, t->name, t->len, &since, t0, no_replay, NULL, &at);
+    size_t len;
+    char *s = jp_ack_recovery(rq->id, t, cl->nsubs, recovered, at.epoch,
+                              (unsigned long long)at.offset, &len);
+    send_reply(ws, s, len);
+    struct replay r = {ws, t, at.epoch};
+    ps_store_since(st, t->name, t->len, &since, t0, replay_one, &r, &at);
+}
+
 /* subscribe / unsubscribe every topic of rq, all or nothing as far as names and limits go. */
 static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
 {
@@ -624,6 +700,9 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
     for (size_t i = 0; i < rq->ntopics; i++) {
         const struct jp_topic *t = &rq->topics[i];
         const char *why = topic_invalid(t->name, t->len, 1);
+        if (!why && rq->has_since && wsk_topic_is_pattern(t->name, t->len))
+            why = "\"since\" takes a topic, not a pattern";
+        if (!why && rq->has_since && rq->op != JP_SUBSCRIBE) why = "\"since\" is for subscribe";
         if (why) {
             char msg[400];
             snprintf(msg, sizeof msg, "\"%.255s\": %s", t->name, why);
@@ -652,6 +731,10 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
         }
     }
     size_t len;
+    if (rq->has_since) {
+        recover(ws, cl, rq);
+        return;
+    }
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
     send_reply(ws, s, len);
     /* The retained messages come right after the acknowledgement, before anything live. */
@@ -917,6 +1000,7 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     b->sv = sv;
     sv->state = b;
     if (!(b->store = ps_store_new())) goto fail;
+    ps_store_history(b->store, cfg->history, cfg->history_ttl, cfg->history_memory);
     if (cfg->token_file && read_token_file(cfg->token_file, &b->token) < 0) goto fail;
     if (cfg->token && !(b->token = strdup(cfg->token))) goto fail;
     b->token_len = b->token ? strlen(b->token) : 0;
