@@ -14,11 +14,12 @@
 
 /* ----- requests ------------------------------------------------------------------------------ */
 
-static const char *const op_names[] = {NULL, "subscribe", "unsubscribe", "publish", "list", "ping"};
+static const char *const op_names[] = {NULL,   "subscribe", "unsubscribe", "publish",
+                                       "list", "ping",      "topics",      "presence"};
 
 const char *jp_op_name(int op)
 {
-    return op >= JP_SUBSCRIBE && op <= JP_PING ? op_names[op] : "unknown";
+    return op >= JP_SUBSCRIBE && op <= JP_OP_LAST ? op_names[op] : "unknown";
 }
 
 const char *jp_error_name(int err)
@@ -162,6 +163,18 @@ static int read_since(const cJSON *doc, jp_request *rq)
     return JP_OK;
 }
 
+static int read_filter(const cJSON *doc, jp_request *rq)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(doc, "filter");
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(doc, "limit");
+    if (f && !cJSON_IsString(f)) return refuse(rq, JP_EBADREQ, "\"filter\" must be a string");
+    if (l && !(cJSON_IsNumber(l) && l->valuedouble >= 1 && l->valuedouble <= 1e9))
+        return refuse(rq, JP_EBADREQ, "\"limit\" must be a number from 1");
+    rq->filter = f ? f->valuestring : NULL;
+    rq->limit = l ? (size_t)l->valuedouble : 0;
+    return JP_OK;
+}
+
 int jp_parse(const void *msg, size_t len, size_t max_topics, jp_request *rq)
 {
     memset(rq, 0, sizeof *rq);
@@ -182,12 +195,14 @@ int jp_parse(const void *msg, size_t len, size_t max_topics, jp_request *rq)
 
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(doc, "op");
     if (!cJSON_IsString(op)) return refuse(rq, JP_EBADREQ, "missing \"op\" (a string)");
-    for (int i = JP_SUBSCRIBE; i <= JP_PING; i++)
+    for (int i = JP_SUBSCRIBE; i <= JP_OP_LAST; i++)
         if (!strcmp(op->valuestring, op_names[i])) rq->op = i;
     if (!rq->op) {
         snprintf(rq->why, sizeof rq->why, "unknown op \"%.64s\"", op->valuestring);
         return JP_EUNKNOWN;
     }
+    if (rq->op == JP_TOPICS) return read_filter(doc, rq);
+    if (rq->op == JP_PRESENCE) return read_topics(doc, rq, 1);
     if (rq->op == JP_SUBSCRIBE || rq->op == JP_UNSUBSCRIBE || rq->op == JP_PUBLISH) {
         if ((r = read_topics(doc, rq, max_topics)) < 0) return r;
     }
@@ -271,6 +286,54 @@ char *jp_ack_recovery(const char *id, const struct jp_topic *t, size_t subscript
     int ok = o && cJSON_AddBoolToObject(o, "recovered", recovered) &&
              cJSON_AddStringToObject(o, "epoch", epoch) &&
              cJSON_AddNumberToObject(o, "offset", (double)offset);
+    return finish(o, ok, len);
+}
+
+static cJSON *info_reply(const char *op, const char *id, int http)
+{
+    return http ? cJSON_CreateObject() : reply("ack", op, id);
+}
+
+static int add_info(cJSON *o, const jp_topic_info *t)
+{
+    return !add_strn(o, "topic", t->name, t->len) &&
+           cJSON_AddNumberToObject(o, "subscribers", (double)t->subscribers) &&
+           cJSON_AddBoolToObject(o, "retained", t->retained) &&
+           cJSON_AddNumberToObject(o, "history", (double)t->history);
+}
+
+char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n, size_t total,
+                      size_t *len)
+{
+    cJSON *o = info_reply("topics", id, http);
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "topics") : NULL;
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        ok = e && cJSON_AddItemToArray(arr, e) && add_info(e, &t[i]);
+    }
+    ok = ok && cJSON_AddNumberToObject(o, "total", (double)total);
+    return finish(o, ok, len);
+}
+
+char *jp_presence_reply(const char *id, int http, const jp_topic_info *t, const jp_presence *p,
+                        size_t n, unsigned long long offset, const char *epoch, size_t *len)
+{
+    cJSON *o = info_reply("presence", id, http);
+    int ok = o && add_info(o, t);
+    cJSON *arr = ok ? cJSON_AddArrayToObject(o, "connections") : NULL;
+    ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        ok = e && cJSON_AddItemToArray(arr, e) &&
+             cJSON_AddNumberToObject(e, "id", (double)p[i].id) &&
+             cJSON_AddStringToObject(e, "address", p[i].address) &&
+             cJSON_AddStringToObject(e, "user", p[i].user) &&
+             cJSON_AddBoolToObject(e, "json", p[i].json);
+    }
+    if (ok && offset)
+        ok = cJSON_AddNumberToObject(o, "offset", (double)offset) &&
+             cJSON_AddStringToObject(o, "epoch", epoch);
     return finish(o, ok, len);
 }
 

@@ -9,6 +9,8 @@
  *   {"op":"publish","topic":"a","data":"text"}    "binary":true: data is base64, sent as binary;
  *                                                 "retain":true: kept for new subscribers
  *   {"op":"list"}   {"op":"ping"}
+ *   {"op":"topics","filter":"orders.>","limit":100}   both optional
+ *   {"op":"presence","topic":"a"}
  * Replies carry the request's id: {"type":"ack","op":...,"id":...,...} or
  * {"type":"error","id":...,"error":CODE,"message":TEXT}.  Deliveries:
  * {"type":"message","topic":T,"data":...} (with "binary":true and base64 data for binary, and
@@ -21,7 +23,16 @@
 
 #define JP_ID_MAX 80 /* longest id echoed, as JSON text */
 
-enum jp_op { JP_SUBSCRIBE = 1, JP_UNSUBSCRIBE, JP_PUBLISH, JP_LIST, JP_PING };
+enum jp_op {
+    JP_SUBSCRIBE = 1,
+    JP_UNSUBSCRIBE,
+    JP_PUBLISH,
+    JP_LIST,
+    JP_PING,
+    JP_TOPICS,
+    JP_PRESENCE,
+    JP_OP_LAST = JP_PRESENCE
+};
 
 /* Why a request was refused: the "error" member of the reply is jp_error_name(code). */
 enum jp_err {
@@ -53,6 +64,8 @@ typedef struct jp_request {
     int has_since; /* subscribe: "since" given */
     unsigned long long since_offset;
     char since_epoch[17]; /* "" when absent */
+    const char *filter;   /* topics: "filter", NULL when absent */
+    size_t limit;         /* topics: "limit", 0 when absent */
     char why[160];        /* a refused request: what was wrong, for the reply */
     void *doc_;           /* parsed document and decoded payload (private) */
     uint8_t *decoded_;
@@ -88,6 +101,31 @@ char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
  * stands: "epoch":E,"offset":O. */
 char *jp_ack_recovery(const char *id, const struct jp_topic *t, size_t subscriptions, int recovered,
                       const char *epoch, unsigned long long offset, size_t *len);
+/* One topic as "topics" describes it. */
+typedef struct jp_topic_info {
+    const char *name;
+    size_t len;
+    size_t subscribers; /* raw and JSON */
+    int retained;
+    size_t history; /* messages kept */
+} jp_topic_info;
+/* One subscriber as "presence" describes it. */
+typedef struct jp_presence {
+    unsigned long id;    /* the broker's number for the connection */
+    const char *address; /* "IP:PORT" */
+    const char *user;    /* what the client gave as ?user= at upgrade, "" for none */
+    int json;            /* subscribed through the control protocol */
+} jp_presence;
+/* {"type":"ack","op":"topics","id":ID,"topics":[{"topic":T,"subscribers":N,"retained":B,
+ * "history":H},...],"total":M} (total: before the limit); with http set, the same without
+ * type, op and id (GET /topics). */
+char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n, size_t total,
+                      size_t *len);
+/* {"type":"ack","op":"presence","id":ID,"topic":T,"subscribers":N,"retained":B,"history":H,
+ * "connections":[{"id":N,"address":A,"user":U,"json":B},...]} and, with history, "offset":O,
+ * "epoch":E; with http set, without type, op and id (GET /topics/T). */
+char *jp_presence_reply(const char *id, int http, const jp_topic_info *t, const jp_presence *p,
+                        size_t n, unsigned long long offset, const char *epoch, size_t *len);
 /* {"type":"ack","op":"ping","id":ID} */
 char *jp_ack_ping(const char *id, size_t *len);
 /* {"type":"error","id":ID,"error":jp_error_name(err),"message":MSG} */

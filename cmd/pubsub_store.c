@@ -284,3 +284,20 @@ size_t ps_store_history_len(const ps_store *s, const char *topic, size_t tlen)
     const struct stopic *t = topic_get((ps_store *)s, topic, tlen, 0);
     return t ? t->hlen : 0;
 }
+
+void ps_store_each(const ps_store *s,
+                   void (*fn)(void *arg, const char *topic, size_t tlen, int retained,
+                              size_t history),
+                   void *arg)
+{
+    for (size_t i = 0; i < s->topics.cap; i++) {
+        const struct stopic *t = s->topics.v[i];
+        if (t) fn(arg, t->name, t->nlen, t->retained != NULL, t->hlen);
+    }
+}
+
+int ps_store_has_retained(const ps_store *s, const char *topic, size_t tlen)
+{
+    const struct stopic *t = topic_get((ps_store *)s, topic, tlen, 0);
+    return t && t->retained;
+}

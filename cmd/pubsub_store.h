@@ -67,6 +67,14 @@ typedef struct ps_history_stats {
     size_t topics, messages, bytes;
 } ps_history_stats;
 void ps_store_history_stats(const ps_store *s, ps_history_stats *st);
+/* Calls fn(arg, topic, tlen, retained, history) for every topic the store keeps something of
+ * (history: messages kept), in no particular order; fn must not change the store. */
+void ps_store_each(const ps_store *s,
+                   void (*fn)(void *arg, const char *topic, size_t tlen, int retained,
+                              size_t history),
+                   void *arg);
+/* 1 when topic[0..tlen) has a retained message. */
+int ps_store_has_retained(const ps_store *s, const char *topic, size_t tlen);
 /* Messages in the history of topic[0..tlen). */
 size_t ps_store_history_len(const ps_store *s, const char *topic, size_t tlen);
 

@@ -25,6 +25,7 @@
  * share anything but their options. */
 #include "jsonproto.h"
 #include "parse_url.h"
+#include "pubsub_info.h"
 #include "pubsub_store.h"
 #include "serve.h"
 
@@ -41,8 +42,7 @@
 #define NAME_MAX_LEN 256
 #define TOPIC_MAX    255 /* bytes */
 #define TOKEN_MAX    1024
-#define JSON_NS      "$." /* the library topics of JSON subscribers: JSON_NS + T */
-#define JSON_NS_LEN  2
+#define USER_MAX     64 /* bytes of ?user= kept for presence */
 #define MAX_ORIGINS  32
 
 struct chat_config {
@@ -78,7 +78,8 @@ struct broker {
     struct serve *sv;
     char *token; /* a copy (the file's line, or --token), wiped when the broker goes */
     size_t token_len;
-    ps_store *store; /* retained messages */
+    ps_store *store;           /* retained messages */
+    unsigned long connections; /* numbers given to connections so far (presence ids) */
 };
 
 /* A chat member: the name its messages are prefixed with. */
@@ -91,11 +92,13 @@ struct pending;
 
 /* A broker connection. */
 struct client {
-    uint8_t json;            /* connected to "/": speaks the JSON protocol */
-    uint8_t pattern;         /* raw: its path is a pattern (it only listens) */
-    uint8_t may_publish;     /* showed the token, or none is needed */
-    unsigned nsubs;          /* JSON: topics subscribed */
-    struct pending *pending; /* JSON publishes awaiting the bridge's count for their ack */
+    uint8_t json;                /* connected to "/": speaks the JSON protocol */
+    uint8_t pattern;             /* raw: its path is a pattern (it only listens) */
+    uint8_t may_publish;         /* showed the token, or none is needed */
+    unsigned nsubs;              /* JSON: topics subscribed */
+    struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
+    unsigned long id;            /* for presence */
+    char user[3 * USER_MAX + 1]; /* ?user= at upgrade, made UTF-8 (presence) */
     size_t tlen;
     char topic[]; /* raw: the topic of its path */
 };
@@ -585,6 +588,12 @@ static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
     cl->json = (uint8_t)json;
     cl->pattern = !json && wsk_topic_is_pattern(topic, tlen);
     cl->may_publish = tok > 0;
+    cl->id = ++broker_of(srv)->connections;
+    char user[USER_MAX + 1];
+    long ul = wsk_request_query_param(req, "user", user, sizeof user);
+    if (ul > 0)
+        cl->user[utf8_lossy((const uint8_t *)user, (size_t)ul < USER_MAX ? (size_t)ul : USER_MAX,
+                            cl->user)] = '\0';
     cl->tlen = tlen;
     if (tlen) memcpy(cl->topic, topic, tlen);
     wsk_response_set_data(res, cl);
@@ -743,6 +752,14 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
         ps_store_retained(st, rq->topics[i].name, rq->topics[i].len, send_retained_json, ws);
 }
 
+/* Presence: what the broker knows of a subscriber. */
+static void who(wsk_ws *ws, jp_presence *p)
+{
+    const struct client *cl = wsk_ws_data(ws);
+    p->id = cl ? cl->id : 0;
+    p->user = cl ? cl->user : "";
+}
+
 static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t len)
 {
     jp_request rq;
@@ -786,6 +803,23 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
                 send_reply(ws, s, n);
             }
         }
+        break;
+    }
+    case JP_TOPICS:
+    case JP_PRESENCE: {
+        const ps_store *st = broker_of(wsk_ws_server(ws))->store;
+        if (b->token && !cl->may_publish) {
+            send_error(ws, rq.id, JP_EFORBIDDEN, "introspection requires the token");
+            break;
+        }
+        s = rq.op == JP_TOPICS ? pi_topics(wsk_ws_server(ws), st, rq.id, 0, rq.filter,
+                                           rq.filter ? strlen(rq.filter) : 0, rq.limit, &n)
+                               : pi_presence(wsk_ws_server(ws), st, rq.id, 0, rq.topics[0].name,
+                                             rq.topics[0].len, who, &n);
+        if (s)
+            send_reply(ws, s, n);
+        else
+            send_error(ws, rq.id, JP_ENOMEM, "out of memory");
         break;
     }
     case JP_LIST: {
@@ -892,6 +926,55 @@ static int broker_page(struct serve *sv, const wsk_request *req, wsk_response *r
     return serve_text(res, 200, body);
 }
 
+/* 0 when the request has the method and shows the token (when there is one); otherwise the
+ * status of the refusal it was answered with.  what: "publishing", ... for the messages. */
+static int http_allowed(const struct broker *b, const wsk_request *req, wsk_response *res,
+                        const char *method, const char *what)
+{
+    size_t mlen;
+    const char *m = wsk_request_method(req, &mlen);
+    char msg[80];
+    if (mlen != strlen(method) || memcmp(m, method, mlen)) {
+        wsk_response_add_header(res, "Allow", method);
+        snprintf(msg, sizeof msg, "%s takes %s", what, method);
+        return http_error(res, 405, "method_not_allowed", msg);
+    }
+    if (b->token && token_check(b, req) <= 0) {
+        snprintf(msg, sizeof msg, "%s without a valid token", what);
+        log_refusal(b, req, 401, msg);
+        wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
+        snprintf(msg, sizeof msg, "%s requires the token", what);
+        return http_error(res, 401, "unauthorized", msg);
+    }
+    return 0;
+}
+
+/* GET /topics[?filter=P&limit=N] and GET /topics/TOPIC: what "topics" and "presence" say. */
+static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *res, int one)
+{
+    const struct broker *b = sv->state;
+    size_t n = 0;
+    int refused = http_allowed(b, req, res, "GET", "introspection");
+    if (refused) return refused;
+    char topic[TOPIC_MAX + 2], filter[TOPIC_MAX + 2] = "", num[16];
+    size_t tlen;
+    char *s;
+    if (one) {
+        path_rest(req, 8, topic, &tlen);
+        const char *why = topic_invalid(topic, tlen, 0);
+        if (why) return http_error(res, 400, "bad_topic", why);
+        s = pi_presence(sv->srv, b->store, NULL, 1, topic, tlen, who, &n);
+    } else {
+        long f = wsk_request_query_param(req, "filter", filter, sizeof filter);
+        unsigned long limit = 0;
+        if (wsk_request_query_param(req, "limit", num, sizeof num) >= 0 &&
+            cli_parse_ulong(num, 1, 1000000000ul, &limit) < 0)
+            return http_error(res, 400, "bad_request", "limit is a number from 1");
+        s = pi_topics(sv->srv, b->store, NULL, 1, filter, f > 0 ? strlen(filter) : 0, limit, &n);
+    }
+    return http_json(res, s ? 200 : 500, s, n);
+}
+
 static int broker_request(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
     const struct broker *b = sv->state;
@@ -903,6 +986,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         log_refusal(b, req, 403, "origin not allowed");
         return http_error(res, 403, "forbidden", "origin not allowed");
     }
+    if (plen >= 7 && !memcmp(path, "/topics", 7) && (plen == 7 || path[7] == '/'))
+        return topics_page(sv, req, res, plen > 8);
     if (plen < sizeof prefix - 1 || memcmp(path, prefix, sizeof prefix - 1)) {
         if (plen == 1 &&
             ((mlen == 3 && !memcmp(method, "GET", 3)) || (mlen == 4 && !memcmp(method, "HEAD", 4))))
@@ -910,15 +995,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         return http_error(res, 404, "not_found",
                           "POST /publish/TOPIC publishes; a WebSocket to /TOPIC subscribes");
     }
-    if (mlen != 4 || memcmp(method, "POST", 4)) {
-        wsk_response_add_header(res, "Allow", "POST");
-        return http_error(res, 405, "method_not_allowed", "publish with POST");
-    }
-    if (b->token && token_check(b, req) <= 0) {
-        log_refusal(b, req, 401, "publish without a valid token");
-        wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
-        return http_error(res, 401, "unauthorized", "publishing requires the token");
-    }
+    int refused = http_allowed(b, req, res, "POST", "publishing");
+    if (refused) return refused;
     char topic[TOPIC_MAX + 2], flag[8];
     size_t tlen;
     path_rest(req, sizeof prefix - 1, topic, &tlen);

@@ -657,3 +657,29 @@ void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size
         if (tp && tp->live) fn(arg, tp->name, tp->name_len);
     }
 }
+
+void wsk_server_each_topic(const wsk_server *srv,
+                           void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
+                           void *arg)
+{
+    const pubsub *ps = ps_of(srv);
+    for (size_t i = 0; ps && i < ps->topics.cap; i++) {
+        const struct topic *tp = ps->topics.v[i];
+        if (tp && tp->live) fn(arg, tp->name, tp->name_len, tp->live);
+    }
+}
+
+size_t wsk_server_each_subscriber(const wsk_server *srv, const char *topic, size_t len,
+                                  void (*fn)(void *arg, wsk_ws *ws), void *arg)
+{
+    const pubsub *ps = ps_of(srv);
+    if (!ps || topic_arg(&topic, len) < 0) return 0;
+    const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
+    size_t n = 0;
+    for (uint32_t i = 0; tp && i < tp->len; i++) {
+        if (!tp->subs[i].ws) continue;
+        if (fn) fn(arg, tp->subs[i].ws);
+        n++;
+    }
+    return n;
+}

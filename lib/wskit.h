@@ -520,6 +520,17 @@ WSK_API int wsk_topic_match(const char *pattern, size_t plen, const char *topic,
 WSK_API int wsk_topic_is_pattern(const char *t, size_t n);
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
+/* Calls fn(arg, topic, len, subscribers) for every topic that has subscribers (a pattern is a
+ * topic of its own here), in no particular order.  The name is owned by the library and valid
+ * during the call; fn must not subscribe, unsubscribe, publish or close. */
+WSK_API void wsk_server_each_topic(const wsk_server *srv,
+                                   void (*fn)(void *arg, const char *topic, size_t len,
+                                              size_t subscribers),
+                                   void *arg);
+/* Calls fn(arg, ws) for every subscriber of topic[0..len) by that very name and returns their
+ * number (fn may be NULL to count only); fn must not subscribe, unsubscribe, publish or close. */
+WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *topic, size_t len,
+                                          void (*fn)(void *arg, wsk_ws *ws), void *arg);
 
 /* ---------------------------------------------------------------------------------------------
  * Bridge: a server's topics shared with other processes and machines through an engine.

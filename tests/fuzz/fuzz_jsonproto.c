@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r < JP_ENOMEM || !rq.why[0]) abort();
         check_reply(jp_error(rq.id, r, rq.why, &len), len, rq.id);
     } else {
-        if (rq.op < JP_SUBSCRIBE || rq.op > JP_PING) abort();
+        if (rq.op < JP_SUBSCRIBE || rq.op > JP_OP_LAST) abort();
         if (rq.op == JP_PUBLISH && (rq.ntopics != 1 || (!rq.data && rq.len))) abort();
         if ((rq.op == JP_SUBSCRIBE || rq.op == JP_UNSUBSCRIBE) && (!rq.ntopics || rq.ntopics > 16))
             abort();
