@@ -500,8 +500,61 @@ int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
     if (cJSON_IsNumber(n)) r->nodes = (long)n->valuedouble;
     n = cJSON_GetObjectItemCaseSensitive(doc, "bridged");
     r->bridged = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
+    n = cJSON_GetObjectItemCaseSensitive(doc, "recovered");
+    r->recovered = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "error"), r->error, sizeof r->error);
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "message"), r->message, sizeof r->message);
     cJSON_Delete(doc);
     return JP_OK;
+}
+
+int jp_parse_message(const void *msg, size_t len, jp_message *m)
+{
+    memset(m, 0, sizeof *m);
+    cJSON *doc = cJSON_ParseWithLength(msg, len);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(doc, "type");
+    const cJSON *topic = cJSON_GetObjectItemCaseSensitive(doc, "topic");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
+    int r = JP_EBADJSON;
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "message") && cJSON_IsString(topic) &&
+        cJSON_IsString(data)) {
+        size_t n = strlen(data->valuestring);
+        m->binary = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "binary"));
+        m->retained = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "retained"));
+        m->topic = strdup(topic->valuestring);
+        m->data = malloc(n + 1);
+        long d = !m->data    ? -1
+                 : m->binary ? wsk_base64_decode(data->valuestring, n, m->data)
+                             : (memcpy(m->data, data->valuestring, n), (long)n);
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(doc, "offset");
+        if (cJSON_IsNumber(off) && off->valuedouble >= 0)
+            m->offset = (unsigned long long)off->valuedouble;
+        copy_str(cJSON_GetObjectItemCaseSensitive(doc, "epoch"), m->epoch, sizeof m->epoch);
+        m->len = d > 0 ? (size_t)d : 0;
+        r = m->topic && d >= 0 ? JP_OK : JP_EBADJSON;
+    }
+    cJSON_Delete(doc);
+    if (r != JP_OK) jp_message_free(m);
+    return r;
+}
+
+void jp_message_free(jp_message *m)
+{
+    free(m->topic);
+    free(m->data);
+    m->topic = NULL;
+    m->data = NULL;
+}
+
+char *jp_subscribe_request(const char *topic, int since, unsigned long long offset,
+                           const char *epoch, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject(), *s = NULL;
+    int ok = o && cJSON_AddStringToObject(o, "op", "subscribe") &&
+             cJSON_AddStringToObject(o, "topic", topic);
+    if (ok && since)
+        ok = (s = cJSON_AddObjectToObject(o, "since")) &&
+             cJSON_AddNumberToObject(s, "offset", (double)offset) &&
+             cJSON_AddStringToObject(s, "epoch", epoch);
+    return finish(o, ok, len);
 }

@@ -159,11 +159,30 @@ typedef struct jp_reply {
     long nodes;             /* ack of a bridged publish: subscriptions on other nodes; -1 when
                              * absent (not bridged, or the bridge was down) */
     int bridged;            /* ack: "bridged" (1 true, 0 false), -1 when absent */
+    int recovered;          /* ack of a subscribe with since: 1, 0; -1 when absent */
     char error[32];         /* error: the code */
     char message[160];      /* error: the text */
 } jp_reply;
 
 /* Parses a server message; JP_OK, or JP_EBADJSON when it is not a JSON object. */
 int jp_parse_reply(const void *msg, size_t len, jp_reply *r);
+
+/* A delivery as a client (wscat --subscribe) reads it. */
+typedef struct jp_message {
+    char *topic; /* NUL-terminated */
+    uint8_t *data;
+    size_t len;
+    int binary, retained;
+    unsigned long long offset; /* 0 when absent */
+    char epoch[17];            /* "" when absent */
+} jp_message;
+/* Parses {"type":"message",...}: JP_OK and m filled (free with jp_message_free), or
+ * JP_EBADJSON for anything else. */
+int jp_parse_message(const void *msg, size_t len, jp_message *m);
+void jp_message_free(jp_message *m);
+/* A client's {"op":"subscribe","topic":T} with "since":{"offset":O,"epoch":E} when since is
+ * set; NULL when memory is short. */
+char *jp_subscribe_request(const char *topic, int since, unsigned long long offset,
+                           const char *epoch, size_t *len);
 
 #endif
