@@ -467,6 +467,8 @@ WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
  * rule: a namespace of its own).  A publish reaches each socket once however many of its
  * subscriptions match; finding them costs in proportion to the topic's tokens and the patterns
  * that match, not to the number of patterns.  A pattern has at most WSK_PATTERN_TOKENS tokens.
+ * With a bridge, a pattern matches what is published on its own node only: the engine carries
+ * the topics subscribed by name.
  */
 #define WSK_TOPIC_MAX      65535
 #define WSK_PATTERN_TOKENS 128

@@ -322,6 +322,23 @@ async def reuseport(redis):
         p2.stop()
 
 
+async def patterns(engine, a, b):
+    """A pattern stays on its node: the engine carries names only, so a socket subscribed to a
+    name and to a pattern that matches it gets a message from another node once."""
+    async with connect(a.url("/")) as j:
+        await j.send(json.dumps({"op": "subscribe", "topics": ["pat.x", "pat.*"]}))
+        await recv(j)
+        ok(subscribed(engine, "wskit:$.pat.x") and "wskit:$.pat.*" not in engine.channels(),
+           "a pattern is not subscribed on the engine", engine.channels())
+        # One engine connection keeps their order: anything extra would come in between.
+        curl_post(b, "pat.y", b"not across")
+        curl_post(b, "pat.x", b"one")
+        curl_post(b, "pat.x", b"two")
+        got = [json.loads(await recv(j)).get("data") for _ in range(2)]
+        ok(got == ["one", "two"], "once per socket; a pattern only matches its node's publishes",
+           got)
+
+
 async def main(kind):
     with Engine(kind) as redis:
         a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
@@ -329,6 +346,7 @@ async def main(kind):
             await ways_in(redis, a, b, c)
             await order(redis, a, b)
             await churn(redis, a, b)
+            await patterns(redis, a, b)
             if kind == "redis":
                 await stalled(redis, a, b)
             c.stop()
