@@ -303,7 +303,7 @@ static int add_info(cJSON *o, const jp_topic_info *t)
 }
 
 char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n, size_t total,
-                      size_t *len)
+                      const jp_kept *kept, size_t *len)
 {
     cJSON *o = info_reply("topics", id, http);
     cJSON *arr = o ? cJSON_AddArrayToObject(o, "topics") : NULL;
@@ -313,6 +313,12 @@ char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n
         ok = e && cJSON_AddItemToArray(arr, e) && add_info(e, &t[i]);
     }
     ok = ok && cJSON_AddNumberToObject(o, "total", (double)total);
+    cJSON *k = ok ? cJSON_AddObjectToObject(o, "kept") : NULL;
+    ok = k && cJSON_AddNumberToObject(k, "retained", (double)kept->retained) &&
+         cJSON_AddNumberToObject(k, "retained_bytes", (double)kept->retained_bytes) &&
+         cJSON_AddNumberToObject(k, "history_topics", (double)kept->history_topics) &&
+         cJSON_AddNumberToObject(k, "history_messages", (double)kept->history_messages) &&
+         cJSON_AddNumberToObject(k, "history_bytes", (double)kept->history_bytes);
     return finish(o, ok, len);
 }
 

@@ -116,11 +116,17 @@ typedef struct jp_presence {
     const char *user;    /* what the client gave as ?user= at upgrade, "" for none */
     int json;            /* subscribed through the control protocol */
 } jp_presence;
+/* What the broker keeps, all topics together. */
+typedef struct jp_kept {
+    size_t retained, retained_bytes;                        /* retained messages */
+    size_t history_topics, history_messages, history_bytes; /* history */
+} jp_kept;
 /* {"type":"ack","op":"topics","id":ID,"topics":[{"topic":T,"subscribers":N,"retained":B,
- * "history":H},...],"total":M} (total: before the limit); with http set, the same without
- * type, op and id (GET /topics). */
+ * "history":H},...],"total":M,"kept":{"retained":R,"retained_bytes":RB,"history_topics":HT,
+ * "history_messages":HM,"history_bytes":HB}} (total: before the limit); with http set, the
+ * same without type, op and id (GET /topics). */
 char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n, size_t total,
-                      size_t *len);
+                      const jp_kept *kept, size_t *len);
 /* {"type":"ack","op":"presence","id":ID,"topic":T,"subscribers":N,"retained":B,"history":H,
  * "connections":[{"id":N,"address":A,"user":U,"json":B},...]} and, with history, "offset":O,
  * "epoch":E; with http set, without type, op and id (GET /topics/T). */

@@ -93,8 +93,16 @@ char *pi_topics(wsk_server *srv, const ps_store *st, const char *id, int http, c
     wsk_server_each_topic(srv, from_library, &g);
     ps_store_each(st, from_store, &g);
     size_t n = merge(&g);
-    char *s =
-        g.nomem ? NULL : jp_topics_reply(id, http, g.t, limit && limit < n ? limit : n, n, len);
+    jp_kept kept;
+    ps_history_stats h;
+    ps_store_history_stats(st, &h);
+    kept.retained = ps_store_retained_count(st, &kept.retained_bytes);
+    kept.history_topics = h.topics;
+    kept.history_messages = h.messages;
+    kept.history_bytes = h.bytes;
+    char *s = g.nomem
+                  ? NULL
+                  : jp_topics_reply(id, http, g.t, limit && limit < n ? limit : n, n, &kept, len);
     gather_free(&g, g.nomem ? g.n : n);
     return s;
 }
