@@ -253,20 +253,28 @@ int ps_store_record(ps_store *s, const char *topic, size_t tlen, const void *dat
 }
 
 int ps_store_since(ps_store *s, const char *topic, size_t tlen, const ps_pos *since, double now,
-                   void (*fn)(void *arg, const void *data, size_t len, int binary, uint64_t offset),
-                   void *arg, ps_pos *now_at)
+                   uint64_t *from, ps_pos *now_at)
 {
     expire(s, now);
-    struct stopic *t = topic_get(s, topic, tlen, 0);
+    const struct stopic *t = topic_get(s, topic, tlen, 0);
     position(t, now_at);
     /* Offset 0 is a subscriber that saw nothing yet: any epoch will do. */
     int same = since->offset == 0 || (t && !strcmp(since->epoch, now_at->epoch));
-    uint64_t from = same ? since->offset : 0;
+    *from = same ? since->offset : 0;
     uint64_t first = t && t->first ? t->first->offset : (t ? t->offset + 1 : 1);
-    int recovered = same && first <= from + 1 && from <= (t ? t->offset : 0);
-    for (const struct hmsg *m = t ? t->first : NULL; m; m = m->tnext)
-        if (m->offset > from) fn(arg, m->data, m->len, m->binary, m->offset);
-    return recovered;
+    return same && first <= *from + 1 && *from <= (t ? t->offset : 0);
+}
+
+int ps_store_replay(const ps_store *s, const char *topic, size_t tlen, uint64_t after, size_t max,
+                    int (*fn)(void *arg, const void *data, size_t len, int binary, uint64_t offset),
+                    void *arg)
+{
+    const struct stopic *t = topic_get((ps_store *)s, topic, tlen, 0);
+    const struct hmsg *m = t ? t->first : NULL;
+    while (m && m->offset <= after) m = m->tnext;
+    for (size_t n = 0; m; m = m->tnext, n++)
+        if (n == max || fn(arg, m->data, m->len, m->binary, m->offset)) return 0;
+    return 1;
 }
 
 void ps_store_position(const ps_store *s, const char *topic, size_t tlen, ps_pos *pos)

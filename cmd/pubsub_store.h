@@ -52,14 +52,19 @@ typedef struct ps_pos {
 int ps_store_record(ps_store *s, const char *topic, size_t tlen, const void *data, size_t len,
                     int binary, double now, ps_pos *pos);
 /* A subscriber that saw topic[0..tlen) up to `since` (offset 0: nothing yet, any epoch):
- * calls fn(arg, data, len, binary, offset) for every later message the history holds, oldest
- * first (every message, when since is of another epoch), and returns 1 when none was missed,
- * 0 when the history does not reach back that far (another epoch, messages after since already
- * gone).  *now_at is where the topic stands (offset 0 and epoch "000..." for a topic that keeps
- * nothing).  fn must not change the store. */
+ * returns 1 when the history holds every later message, 0 when it does not reach back that
+ * far (another epoch, messages after since already gone).  *from is the offset to replay after
+ * (since's, or 0 for another epoch: all the history holds); *now_at is where the topic stands
+ * (offset 0 and epoch "000..." for a topic that keeps nothing). */
 int ps_store_since(ps_store *s, const char *topic, size_t tlen, const ps_pos *since, double now,
-                   void (*fn)(void *arg, const void *data, size_t len, int binary, uint64_t offset),
-                   void *arg, ps_pos *now_at);
+                   uint64_t *from, ps_pos *now_at);
+/* Calls fn(arg, data, len, binary, offset) for the messages of topic[0..tlen) after offset
+ * `after`, oldest first, at most max of them, until fn returns nonzero.  Returns 1 when fn saw
+ * the last one the history holds (or there was none), 0 when it stopped before.  fn must not
+ * change the store. */
+int ps_store_replay(const ps_store *s, const char *topic, size_t tlen, uint64_t after, size_t max,
+                    int (*fn)(void *arg, const void *data, size_t len, int binary, uint64_t offset),
+                    void *arg);
 /* Where topic[0..tlen) stands (offset 0 when it has no history). */
 void ps_store_position(const ps_store *s, const char *topic, size_t tlen, ps_pos *pos);
 /* What the history holds now. */

@@ -89,6 +89,7 @@ struct member {
 };
 
 struct pending;
+struct recovery;
 
 /* A broker connection. */
 struct client {
@@ -97,6 +98,7 @@ struct client {
     uint8_t may_publish;         /* showed the token, or none is needed */
     unsigned nsubs;              /* JSON: topics subscribed */
     struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
+    struct recovery *rec;        /* a subscribe with "since" sending the history */
     unsigned long id;            /* for presence */
     char user[3 * USER_MAX + 1]; /* ?user= at upgrade, made UTF-8 (presence) */
     size_t tlen;
@@ -658,46 +660,98 @@ static void list_one(void *arg, const char *topic, size_t len)
     }
 }
 
-static void no_replay(void *arg, const void *data, size_t len, int binary, uint64_t offset)
-{
-    (void)arg, (void)data, (void)len, (void)binary, (void)offset;
-}
-
-struct replay {
-    wsk_ws *ws;
-    const struct jp_topic *t;
-    const char *epoch;
+/* A subscribe with "since" under way: the socket gets the history after `after`, a batch at a
+ * time, and is subscribed when it has all of it (client.rec). */
+struct recovery {
+    uint64_t after; /* the last offset sent */
+    int stop;       /* a send met backpressure (the drain handler resumes) or was dropped */
+    char epoch[17];
+    size_t tlen;
+    char topic[TOPIC_MAX];
 };
 
-static void replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
+#define REPLAY_BATCH 64 /* messages written in one go */
+
+static int replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
 {
-    const struct replay *r = arg;
+    wsk_ws *ws = arg;
+    struct recovery *rc = ((struct client *)wsk_ws_data(ws))->rec;
     char extra[64];
     size_t n;
     snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"", (unsigned long long)offset,
-             r->epoch);
-    char *s = jp_delivery_with(r->t->name, r->t->len, data, len, binary, extra, &n);
-    send_reply(r->ws, s, n);
+             rc->epoch);
+    char *s = jp_delivery_with(rc->topic, rc->tlen, data, len, binary, extra, &n);
+    long r = s ? wsk_send(ws, s, n, WSK_OP_TEXT, 1) : 0;
+    free(s);
+    if (r != 0) rc->after = offset; /* queued, maybe behind unread data (-1) */
+    rc->stop = r <= 0;
+    return rc->stop;
 }
 
-/* A subscribe with "since" (the socket is subscribed now): the acknowledgement says whether the
- * history reaches back that far and where the topic stands, then come the messages after the
- * offset, oldest first (all the history holds when it does not reach back), then live ones:
- * nothing can be published in between, so nothing is missed or seen twice. */
-static void recover(wsk_ws *ws, const struct client *cl, const jp_request *rq)
+static void replay_batch(wsk_ws *ws, void *arg)
+{
+    struct client *cl = wsk_ws_data(ws);
+    *(int *)arg = ps_store_replay(broker_of(wsk_ws_server(ws))->store, cl->rec->topic,
+                                  cl->rec->tlen, cl->rec->after, REPLAY_BATCH, replay_one, ws);
+}
+
+/* Sends the history a batch at a time, each written at once (wsk_cork), until a send meets
+ * backpressure (the drain handler calls this again) or the history is all sent: then the
+ * socket subscribes, in the same turn, so the next publish reaches it live and nothing falls
+ * in between.  Messages published meanwhile join the history and are replayed too. */
+static void recovery_step(wsk_ws *ws)
+{
+    for (;;) {
+        int done = 0;
+        wsk_cork(ws, replay_batch, &done);
+        if (wsk_ws_ready_state(ws) != WSK_OPEN) return; /* closed: the close handler freed it */
+        struct client *cl = wsk_ws_data(ws);
+        struct recovery *rc = cl->rec;
+        if (done) {
+            char jt[JSON_NS_LEN + TOPIC_MAX];
+            int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+            if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
+            if (r > 0) cl->nsubs++;
+            free(rc);
+            cl->rec = NULL;
+            return;
+        }
+        if (rc->stop) return;
+    }
+}
+
+static void broker_drain(wsk_ws *ws)
+{
+    const struct client *cl = wsk_ws_data(ws);
+    if (cl && cl->rec) recovery_step(ws);
+}
+
+/* A subscribe with "since": the acknowledgement says whether the history reaches back that far
+ * and where the topic stands, then come the messages after the offset, oldest first (all the
+ * history holds when it does not reach back), then live ones, with no gap and no duplicate. */
+static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
 {
     ps_store *st = broker_of(wsk_ws_server(ws))->store;
     const struct jp_topic *t = &rq->topics[0];
     ps_pos since = {.offset = rq->since_offset}, at;
     memcpy(since.epoch, rq->since_epoch, sizeof since.epoch);
-    double t0 = now();
-    int recovered = ps_store_since(st, t->name, t->len, &since, t0, no_replay, NULL, &at);
+    uint64_t from;
+    int recovered = ps_store_since(st, t->name, t->len, &since, now(), &from, &at);
+    struct recovery *rc = calloc(1, sizeof *rc);
+    if (!rc) {
+        send_error(ws, rq->id, JP_ENOMEM, "out of memory");
+        return;
+    }
+    rc->after = from;
+    memcpy(rc->epoch, at.epoch, sizeof rc->epoch);
+    rc->tlen = t->len;
+    memcpy(rc->topic, t->name, t->len);
+    cl->rec = rc;
     size_t len;
-    char *s = jp_ack_recovery(rq->id, t, cl->nsubs, recovered, at.epoch,
+    char *s = jp_ack_recovery(rq->id, t, cl->nsubs + 1, recovered, at.epoch,
                               (unsigned long long)at.offset, &len);
     send_reply(ws, s, len);
-    struct replay r = {ws, t, at.epoch};
-    ps_store_since(st, t->name, t->len, &since, t0, replay_one, &r, &at);
+    recovery_step(ws);
 }
 
 /* subscribe / unsubscribe every topic of rq, all or nothing as far as names and limits go. */
@@ -726,6 +780,15 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
         send_error(ws, rq->id, JP_ELIMIT, msg);
         return;
     }
+    if (rq->has_since) {
+        if (cl->rec)
+            send_error(ws, rq->id, JP_EBADREQ, "one recovery at a time: wait for its messages");
+        else if (!fresh)
+            send_error(ws, rq->id, JP_EBADREQ, "already subscribed: unsubscribe, then resume");
+        else
+            recover(ws, cl, rq);
+        return;
+    }
     for (size_t i = 0; i < rq->ntopics; i++) {
         size_t jl = json_topic(jt, rq->topics[i].name, rq->topics[i].len);
         if (rq->op == JP_SUBSCRIBE) {
@@ -740,10 +803,6 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
         }
     }
     size_t len;
-    if (rq->has_since) {
-        recover(ws, cl, rq);
-        return;
-    }
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
     send_reply(ws, s, len);
     /* The retained messages come right after the acknowledgement, before anything live. */
@@ -872,6 +931,7 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     (void)len;
     struct client *cl = wsk_ws_data(ws);
     for (struct pending *p = cl ? cl->pending : NULL; p; p = p->next) p->ws = NULL;
+    if (cl) free(cl->rec);
     free(cl);
     wsk_ws_set_data(ws, NULL);
 }
@@ -1087,6 +1147,7 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     h->open = broker_open;
     h->message = broker_message;
     h->close = broker_close;
+    h->drain = broker_drain;
     return 0;
 fail:
     pubsub_teardown(sv);

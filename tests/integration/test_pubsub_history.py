@@ -114,6 +114,26 @@ async def restarted(srv, epoch):
         await ws.close()
 
 
+async def big_recovery(srv):
+    """A recovery larger than a socket's backpressure limit (1 MiB) is paced by drain, and a
+    message published while it is under way comes after it, once."""
+    url = f"ws://127.0.0.1:{srv.port}/"
+    body = "y" * 300
+    async with connect(url) as pub:
+        for i in range(5000):
+            await pub.send(json.dumps({"op": "publish", "topic": "big", "data": body}))
+        await publish(pub, "big", "last of the history")
+        ack, ws = await resume(url, "big", 0, "")
+        ok(ack.get("recovered") is True and ack.get("offset") == 5001, "5,001 to recover", ack)
+        await publish(pub, "big", "published during the recovery")
+        offs = [(await recv_json(ws)).get("offset") for _ in range(5002)]
+        ok(offs == list(range(1, 5003)), "1.5 MB recovered in order, then the new one, once",
+           [o for i, o in enumerate(offs) if o != i + 1][:5])
+        await publish(pub, "big", "live")
+        ok((await recv_json(ws)).get("data") == "live", "then live")
+        await ws.close()
+
+
 async def bounded(srv):
     url = f"ws://127.0.0.1:{srv.port}/"
     before = rss(srv.proc.pid)
@@ -190,6 +210,8 @@ async def main():
         await restarted(srv, epoch)
     with Server("--pubsub", "--history", "5") as srv:
         await too_old(srv)
+    with Server("--pubsub", "--history", "10000") as srv:
+        await big_recovery(srv)
     with Server("--pubsub", "--history", "10", "--history-memory", "2MB") as srv:
         await bounded(srv)
 
