@@ -1,7 +1,8 @@
 /* Publish/subscribe in one process: receiver counts, the sender left out (or not, with
  * publish_to_self), copied and shared frames arriving intact, topics left on close and freed
- * when empty, thousands of topics and subscriptions in linear time, and a publish that closes
- * subscribers for backpressure while their close handlers unsubscribe and publish again.
+ * when empty, patterns (a socket reached once however many match), thousands of topics and
+ * subscriptions in linear time, and a publish that closes subscribers for backpressure while
+ * their close handlers unsubscribe and publish again.
  * The loop runs with EVRUN_NOWAIT; non-blocking sockets play the clients and parse the frames
  * they get. */
 #include "pmd_conn.h"
