@@ -14,11 +14,12 @@
 
 /* ----- requests ------------------------------------------------------------------------------ */
 
-static const char *const op_names[] = {NULL, "subscribe", "unsubscribe", "publish", "list", "ping"};
+static const char *const op_names[] = {NULL,   "subscribe", "unsubscribe", "publish",
+                                       "list", "ping",      "topics",      "presence"};
 
 const char *jp_op_name(int op)
 {
-    return op >= JP_SUBSCRIBE && op <= JP_PING ? op_names[op] : "unknown";
+    return op >= JP_SUBSCRIBE && op <= JP_OP_LAST ? op_names[op] : "unknown";
 }
 
 const char *jp_error_name(int err)
@@ -122,7 +123,11 @@ static int read_data(const cJSON *doc, jp_request *rq)
 {
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
     const cJSON *bin = cJSON_GetObjectItemCaseSensitive(doc, "binary");
+    const cJSON *retain = cJSON_GetObjectItemCaseSensitive(doc, "retain");
     if (bin && !cJSON_IsBool(bin)) return refuse(rq, JP_EBADREQ, "\"binary\" must be a boolean");
+    if (retain && !cJSON_IsBool(retain))
+        return refuse(rq, JP_EBADREQ, "\"retain\" must be a boolean");
+    rq->retain = cJSON_IsTrue(retain);
     if (!cJSON_IsString(data)) return refuse(rq, JP_EBADREQ, "publish needs \"data\", a string");
     size_t n = strlen(data->valuestring);
     rq->binary = cJSON_IsTrue(bin);
@@ -137,6 +142,36 @@ static int read_data(const cJSON *doc, jp_request *rq)
     if (d < 0) return refuse(rq, JP_EBADREQ, "\"data\" is not base64 (with \"binary\": true)");
     rq->data = rq->decoded_;
     rq->len = (size_t)d;
+    return JP_OK;
+}
+
+static int read_since(const cJSON *doc, jp_request *rq)
+{
+    const cJSON *since = cJSON_GetObjectItemCaseSensitive(doc, "since");
+    if (!since) return JP_OK;
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(since, "offset");
+    const cJSON *ep = cJSON_GetObjectItemCaseSensitive(since, "epoch");
+    double v = cJSON_IsNumber(off) ? off->valuedouble : -1;
+    if (!cJSON_IsObject(since) || v < 0 || v != floor(v) || v > 9007199254740992.0 ||
+        (ep && (!cJSON_IsString(ep) || strlen(ep->valuestring) >= sizeof rq->since_epoch)))
+        return refuse(rq, JP_EBADREQ,
+                      "\"since\" is {\"offset\": a whole number, \"epoch\": a string}");
+    if (rq->ntopics != 1) return refuse(rq, JP_EBADREQ, "\"since\" takes one \"topic\"");
+    rq->has_since = 1;
+    rq->since_offset = (unsigned long long)v;
+    if (ep) memcpy(rq->since_epoch, ep->valuestring, strlen(ep->valuestring) + 1);
+    return JP_OK;
+}
+
+static int read_filter(const cJSON *doc, jp_request *rq)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(doc, "filter");
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(doc, "limit");
+    if (f && !cJSON_IsString(f)) return refuse(rq, JP_EBADREQ, "\"filter\" must be a string");
+    if (l && !(cJSON_IsNumber(l) && l->valuedouble >= 1 && l->valuedouble <= 1e9))
+        return refuse(rq, JP_EBADREQ, "\"limit\" must be a number from 1");
+    rq->filter = f ? f->valuestring : NULL;
+    rq->limit = l ? (size_t)l->valuedouble : 0;
     return JP_OK;
 }
 
@@ -160,15 +195,18 @@ int jp_parse(const void *msg, size_t len, size_t max_topics, jp_request *rq)
 
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(doc, "op");
     if (!cJSON_IsString(op)) return refuse(rq, JP_EBADREQ, "missing \"op\" (a string)");
-    for (int i = JP_SUBSCRIBE; i <= JP_PING; i++)
+    for (int i = JP_SUBSCRIBE; i <= JP_OP_LAST; i++)
         if (!strcmp(op->valuestring, op_names[i])) rq->op = i;
     if (!rq->op) {
         snprintf(rq->why, sizeof rq->why, "unknown op \"%.64s\"", op->valuestring);
         return JP_EUNKNOWN;
     }
+    if (rq->op == JP_TOPICS) return read_filter(doc, rq);
+    if (rq->op == JP_PRESENCE) return read_topics(doc, rq, 1);
     if (rq->op == JP_SUBSCRIBE || rq->op == JP_UNSUBSCRIBE || rq->op == JP_PUBLISH) {
         if ((r = read_topics(doc, rq, max_topics)) < 0) return r;
     }
+    if (rq->op == JP_SUBSCRIBE && (r = read_since(doc, rq)) < 0) return r;
     if (rq->op == JP_PUBLISH) return read_data(doc, rq);
     return JP_OK;
 }
@@ -220,8 +258,8 @@ static char *finish(cJSON *o, int ok, size_t *len)
     return s;
 }
 
-char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
-                    size_t subscriptions, size_t *len)
+static cJSON *ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
+                         size_t subscriptions)
 {
     cJSON *o = reply("ack", jp_op_name(op), id);
     cJSON *arr = o ? cJSON_AddArrayToObject(o, "topics") : NULL;
@@ -230,7 +268,78 @@ char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
         cJSON *s = cJSON_CreateString(t[i].name);
         ok = s && cJSON_AddItemToArray(arr, s);
     }
-    ok = ok && cJSON_AddNumberToObject(o, "subscriptions", (double)subscriptions);
+    if (ok && cJSON_AddNumberToObject(o, "subscriptions", (double)subscriptions)) return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+char *jp_ack_topics(int op, const char *id, const struct jp_topic *t, size_t n,
+                    size_t subscriptions, size_t *len)
+{
+    return finish(ack_topics(op, id, t, n, subscriptions), 1, len);
+}
+
+char *jp_ack_recovery(const char *id, const struct jp_topic *t, size_t subscriptions, int recovered,
+                      const char *epoch, unsigned long long offset, size_t *len)
+{
+    cJSON *o = ack_topics(JP_SUBSCRIBE, id, t, 1, subscriptions);
+    int ok = o && cJSON_AddBoolToObject(o, "recovered", recovered) &&
+             cJSON_AddStringToObject(o, "epoch", epoch) &&
+             cJSON_AddNumberToObject(o, "offset", (double)offset);
+    return finish(o, ok, len);
+}
+
+static cJSON *info_reply(const char *op, const char *id, int http)
+{
+    return http ? cJSON_CreateObject() : reply("ack", op, id);
+}
+
+static int add_info(cJSON *o, const jp_topic_info *t)
+{
+    return !add_strn(o, "topic", t->name, t->len) &&
+           cJSON_AddNumberToObject(o, "subscribers", (double)t->subscribers) &&
+           cJSON_AddBoolToObject(o, "retained", t->retained) &&
+           cJSON_AddNumberToObject(o, "history", (double)t->history);
+}
+
+char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n, size_t total,
+                      const jp_kept *kept, size_t *len)
+{
+    cJSON *o = info_reply("topics", id, http);
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "topics") : NULL;
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        ok = e && cJSON_AddItemToArray(arr, e) && add_info(e, &t[i]);
+    }
+    ok = ok && cJSON_AddNumberToObject(o, "total", (double)total);
+    cJSON *k = ok ? cJSON_AddObjectToObject(o, "kept") : NULL;
+    ok = k && cJSON_AddNumberToObject(k, "retained", (double)kept->retained) &&
+         cJSON_AddNumberToObject(k, "retained_bytes", (double)kept->retained_bytes) &&
+         cJSON_AddNumberToObject(k, "history_topics", (double)kept->history_topics) &&
+         cJSON_AddNumberToObject(k, "history_messages", (double)kept->history_messages) &&
+         cJSON_AddNumberToObject(k, "history_bytes", (double)kept->history_bytes);
+    return finish(o, ok, len);
+}
+
+char *jp_presence_reply(const char *id, int http, const jp_topic_info *t, const jp_presence *p,
+                        size_t n, unsigned long long offset, const char *epoch, size_t *len)
+{
+    cJSON *o = info_reply("presence", id, http);
+    int ok = o && add_info(o, t);
+    cJSON *arr = ok ? cJSON_AddArrayToObject(o, "connections") : NULL;
+    ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        ok = e && cJSON_AddItemToArray(arr, e) &&
+             cJSON_AddNumberToObject(e, "id", (double)p[i].id) &&
+             cJSON_AddStringToObject(e, "address", p[i].address) &&
+             cJSON_AddStringToObject(e, "user", p[i].user) &&
+             cJSON_AddBoolToObject(e, "json", p[i].json);
+    }
+    if (ok && offset)
+        ok = cJSON_AddNumberToObject(o, "offset", (double)offset) &&
+             cJSON_AddStringToObject(o, "epoch", epoch);
     return finish(o, ok, len);
 }
 
@@ -332,11 +441,21 @@ char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen,
                 binary ? "\",\"binary\":true}" : "\"}", topic, tlen, data, dlen, binary, len);
 }
 
-char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
-                         unsigned long id, size_t *len)
+char *jp_delivery_with(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                       const char *extra, size_t *len)
 {
-    char c[64];
-    snprintf(c, sizeof c, "\",%s\"id\":%lu}", binary ? "\"binary\":true," : "", id);
+    char c[256];
+    snprintf(c, sizeof c, "\"%s%s}", binary ? ",\"binary\":true" : "", extra);
+    return wrap("{\"type\":\"message\",\"topic\":\"", "\",\"data\":\"", c, topic, tlen, data, dlen,
+                binary, len);
+}
+
+char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
+                         int retain, unsigned long id, size_t *len)
+{
+    char c[80];
+    snprintf(c, sizeof c, "\",%s%s\"id\":%lu}", binary ? "\"binary\":true," : "",
+             retain ? "\"retain\":true," : "", id);
     return wrap("{\"op\":\"publish\",\"topic\":\"", "\",\"data\":\"", c, topic, tlen, data, dlen,
                 binary, len);
 }
@@ -387,8 +506,61 @@ int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
     if (cJSON_IsNumber(n)) r->nodes = (long)n->valuedouble;
     n = cJSON_GetObjectItemCaseSensitive(doc, "bridged");
     r->bridged = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
+    n = cJSON_GetObjectItemCaseSensitive(doc, "recovered");
+    r->recovered = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "error"), r->error, sizeof r->error);
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "message"), r->message, sizeof r->message);
     cJSON_Delete(doc);
     return JP_OK;
+}
+
+int jp_parse_message(const void *msg, size_t len, jp_message *m)
+{
+    memset(m, 0, sizeof *m);
+    cJSON *doc = cJSON_ParseWithLength(msg, len);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(doc, "type");
+    const cJSON *topic = cJSON_GetObjectItemCaseSensitive(doc, "topic");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
+    int r = JP_EBADJSON;
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "message") && cJSON_IsString(topic) &&
+        cJSON_IsString(data)) {
+        size_t n = strlen(data->valuestring);
+        m->binary = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "binary"));
+        m->retained = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "retained"));
+        m->topic = strdup(topic->valuestring);
+        m->data = malloc(n + 1);
+        long d = !m->data    ? -1
+                 : m->binary ? wsk_base64_decode(data->valuestring, n, m->data)
+                             : (memcpy(m->data, data->valuestring, n), (long)n);
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(doc, "offset");
+        if (cJSON_IsNumber(off) && off->valuedouble >= 0)
+            m->offset = (unsigned long long)off->valuedouble;
+        copy_str(cJSON_GetObjectItemCaseSensitive(doc, "epoch"), m->epoch, sizeof m->epoch);
+        m->len = d > 0 ? (size_t)d : 0;
+        r = m->topic && d >= 0 ? JP_OK : JP_EBADJSON;
+    }
+    cJSON_Delete(doc);
+    if (r != JP_OK) jp_message_free(m);
+    return r;
+}
+
+void jp_message_free(jp_message *m)
+{
+    free(m->topic);
+    free(m->data);
+    m->topic = NULL;
+    m->data = NULL;
+}
+
+char *jp_subscribe_request(const char *topic, int since, unsigned long long offset,
+                           const char *epoch, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject(), *s = NULL;
+    int ok = o && cJSON_AddStringToObject(o, "op", "subscribe") &&
+             cJSON_AddStringToObject(o, "topic", topic);
+    if (ok && since)
+        ok = (s = cJSON_AddObjectToObject(o, "since")) &&
+             cJSON_AddNumberToObject(s, "offset", (double)offset) &&
+             cJSON_AddStringToObject(s, "epoch", epoch);
+    return finish(o, ok, len);
 }

@@ -15,14 +15,21 @@
  * which frames it once and appends the frame to every member's queue.
  *
  * The broker keeps two library topics per topic: T for raw subscribers (a WebSocket to /T),
- * which get each message as it was sent, and "{T" for sockets of the JSON protocol, which get
- * it wrapped in {"type":"message","topic":T,...}.  '{' cannot start a valid topic name, so the
- * two never meet; each wrapping is built once per publish, and only when someone wants it.
+ * which get each message as it was sent, and "$.T" for sockets of the JSON protocol, which get
+ * it wrapped in {"type":"message","topic":T,...}.  A valid topic name cannot start with '$', and
+ * the library's patterns that start with a wildcard skip topics that do (MQTT's rule), so the
+ * two never meet, patterns included ("$.>" is every JSON topic, ">" every raw one).  Each
+ * wrapping is built once per publish, and only when someone wants it: a subscription to T or a
+ * pattern that matches it.  Topics are NATS subjects ('.' between tokens, "*" and a last ">"
+ * are wildcards in subscriptions) of printable UTF-8.
  *
  * The options of a mode (struct chat_config, struct pubsub_config) are parsed once; the state
  * of one server (struct chat, struct broker) hangs off its struct serve, so that servers never
  * share anything but their options. */
 #include "jsonproto.h"
+#include "parse_url.h"
+#include "pubsub_info.h"
+#include "pubsub_store.h"
 #include "serve.h"
 
 #include <ctype.h>
@@ -32,12 +39,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define ROOM         "room"
 #define NAME_MAX_LEN 256
-#define TOPIC_MAX    128
+#define TOPIC_MAX    255 /* bytes */
 #define TOKEN_MAX    1024
-#define TOPIC_CHARS  "-_.~:/@+="
+#define USER_MAX     64 /* bytes of ?user= kept for presence */
 #define MAX_ORIGINS  32
 
 struct chat_config {
@@ -53,6 +61,9 @@ struct pubsub_config {
     const char *origins[MAX_ORIGINS]; /* --origin LIST, comma-separated, repeatable */
     size_t norigins;
     unsigned long max_subscriptions; /* --max-subscriptions N: topics per connection; 100 */
+    unsigned long history;           /* --history N[,TTL]: messages kept per topic; 0 */
+    double history_ttl;              /* ... and for how long at most (seconds, 0: no limit) */
+    size_t history_memory;           /* --history-memory SIZE: all topics together; 64 MiB */
 };
 
 struct member;
@@ -73,6 +84,8 @@ struct broker {
     struct serve *sv;
     char *token; /* a copy (the file's line, or --token), wiped when the broker goes */
     size_t token_len;
+    ps_store *store;           /* retained messages */
+    unsigned long connections; /* numbers given to connections so far (presence ids) */
 };
 
 /* A chat member: the name its messages are prefixed with. */
@@ -84,13 +97,18 @@ struct member {
 };
 
 struct pending;
+struct recovery;
 
 /* A broker connection. */
 struct client {
-    uint8_t json;            /* connected to "/": speaks the JSON protocol */
-    uint8_t may_publish;     /* showed the token, or none is needed */
-    unsigned nsubs;          /* JSON: topics subscribed */
-    struct pending *pending; /* JSON publishes awaiting the bridge's count for their ack */
+    uint8_t json;                /* connected to "/": speaks the JSON protocol */
+    uint8_t pattern;             /* raw: its path is a pattern (it only listens) */
+    uint8_t may_publish;         /* showed the token, or none is needed */
+    unsigned nsubs;              /* JSON: topics subscribed */
+    struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
+    struct recovery *rec;        /* a subscribe with "since" sending the history */
+    unsigned long id;            /* for presence */
+    char user[3 * USER_MAX + 1]; /* ?user= at upgrade, made UTF-8 (presence) */
     size_t tlen;
     char topic[]; /* raw: the topic of its path */
 };
@@ -114,7 +132,9 @@ enum {
     OPT_TOKEN_FILE,
     OPT_PRIVATE,
     OPT_ORIGIN,
-    OPT_MAXSUBS
+    OPT_MAXSUBS,
+    OPT_HISTORY,
+    OPT_HISTORY_MEMORY,
 };
 
 static const cli_option chat_options[] = {
@@ -129,6 +149,8 @@ static const cli_option pubsub_options[] = {
     {"private", OPT_PRIVATE, NULL, "subscribing needs the token too"},
     {"origin", OPT_ORIGIN, "LIST", "browser Origins allowed (comma-separated, repeatable)"},
     {"max-subscriptions", OPT_MAXSUBS, "N", "topics per connection (default 100)"},
+    {"history", OPT_HISTORY, "N[,TTL]", "keep the last N messages per topic (for TTL seconds)"},
+    {"history-memory", OPT_HISTORY_MEMORY, "SIZE", "history of all topics at most (default 64MB)"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -143,6 +165,7 @@ static void pubsub_config_init(void *config)
 {
     struct pubsub_config *c = config;
     c->max_subscriptions = 100;
+    c->history_memory = 64u << 20;
 }
 
 static int chat_option(void *config, const cli_option *opt, const char *arg)
@@ -165,6 +188,16 @@ static int pubsub_option(void *config, const cli_option *opt, const char *arg)
         c->origins[c->norigins++] = arg;
         return 0;
     case OPT_MAXSUBS: return cli_parse_ulong(arg, 1, 1000000000ul, &c->max_subscriptions);
+    case OPT_HISTORY: {
+        char n[32];
+        size_t l = strcspn(arg, ",");
+        if (l >= sizeof n) return -1;
+        memcpy(n, arg, l);
+        n[l] = '\0';
+        if (cli_parse_ulong(n, 1, 1000000ul, &c->history) < 0) return -1;
+        return arg[l] ? cli_parse_duration(arg + l + 1, &c->history_ttl) : 0;
+    }
+    case OPT_HISTORY_MEMORY: return cli_parse_size(arg, &c->history_memory);
     default: return -1;
     }
 }
@@ -188,16 +221,31 @@ static size_t utf8_lossy(const uint8_t *p, size_t n, char *out)
     return o;
 }
 
-static int topic_valid(const char *t, size_t n)
+/* Why t[0..n) is not a valid topic (pattern: a subscription, where wildcards may appear), or
+ * NULL when it is.  Names are printable UTF-8 without spaces (they travel in URLs and log
+ * lines), do not start with '$' (the JSON subscribers' namespace) and have no empty token. */
+static const char *topic_invalid(const char *t, size_t n, int pattern)
 {
-    if (!n || n > TOPIC_MAX) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)t[i]) && (!t[i] || !strchr(TOPIC_CHARS, t[i]))) return 0;
-    return 1;
+    if (!n || n > TOPIC_MAX) return "topic names are 1 to 255 bytes";
+    if (t[0] == '$') return "topic names may not start with '$'";
+    if (!wsk_utf8_valid(t, n)) return "topic names are UTF-8";
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)t[i];
+        /* C0 controls, space and DEL; C1 controls are U+0080-U+009F: C2 80 to C2 9F. */
+        if (c <= 0x20 || c == 0x7f || (c == 0xc2 && (uint8_t)t[i + 1] < 0xa0))
+            return "topic names are printable characters, without spaces";
+    }
+    for (const char *p = t, *end = t + n;;) {
+        const char *dot = memchr(p, '.', (size_t)(end - p)), *e = dot ? dot : end;
+        size_t l = (size_t)(e - p);
+        if (!l) return "a topic has no empty token (\"a..b\", a '.' at an end)";
+        int wild = l == 1 && (*p == '*' || *p == '>');
+        if (wild && !pattern) return "'*' and '>' tokens are wildcards: subscribe with them";
+        if (wild && *p == '>' && dot) return "'>' is only a wildcard as the last token";
+        if (!dot) return NULL;
+        p = dot + 1;
+    }
 }
-
-static const char bad_topic_msg[] = "topic names are 1 to 128 characters from A-Z a-z 0-9 and "
-                                    "- _ . ~ : / @ + =";
 
 /* Compares in time that depends only on the length of what was presented, so the time a
  * refusal takes tells nothing about the secret (not even its length). */
@@ -460,6 +508,30 @@ static long publish_one(wsk_server *srv, wsk_ws *from, const char *topic, size_t
                 : wsk_server_publish(srv, topic, tlen, data, len, op, 1);
 }
 
+/* The library topic of JSON subscribers to topic[0..n) (a name or a pattern) in out, which
+ * holds JSON_NS_LEN + TOPIC_MAX bytes; returns its length. */
+static size_t json_topic(char *out, const char *topic, size_t n)
+{
+    memcpy(out, JSON_NS, JSON_NS_LEN);
+    memcpy(out + JSON_NS_LEN, topic, n);
+    return JSON_NS_LEN + n;
+}
+
+/* Seconds on the monotonic clock: the age of history. */
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Keeps (or clears, when empty) the retained message of a topic about to be published. */
+static int retain(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
+                  int binary)
+{
+    return ps_store_retain(broker_of(srv)->store, topic, tlen, data, len, binary);
+}
+
 /* Publishes to raw subscribers of topic and, wrapped, to JSON ones; from NULL: the server.
  * Returns the receivers.  With p, p->waiting must be 2: both counts reach p (the second at once
  * when there is no JSON wrapping to send). */
@@ -468,26 +540,48 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
 {
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     long total = 0, r;
+    ps_pos pos;
+    char extra[64] = "";
+    /* A message history could not keep is still delivered: live subscribers lose nothing. */
+    ps_store_record(broker_of(srv)->store, topic, tlen, data, len, binary, now(), &pos);
+    if (pos.offset)
+        snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
+                 (unsigned long long)pos.offset, pos.epoch);
     r = publish_one(srv, from, topic, tlen, data, len, op, p);
     if (r > 0) total += r;
 
-    char jt[TOPIC_MAX + 1];
-    jt[0] = '{';
-    memcpy(jt + 1, topic, tlen);
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    size_t jl = json_topic(jt, topic, tlen);
     /* Built only when someone wants it: here, or on another node of a bridge that is up. */
     size_t elen;
-    char *env =
-        wsk_server_subscribers(srv, jt, tlen + 1) || wsk_server_bridged(srv, jt, tlen + 1) == 1
-            ? jp_delivery(topic, tlen, data, len, binary, &elen)
-            : NULL;
+    char *env = wsk_server_reaches(srv, jt, jl) || wsk_server_bridged(srv, jt, jl) == 1
+                    ? jp_delivery_with(topic, tlen, data, len, binary, extra, &elen)
+                    : NULL;
     if (!env) {
         if (p) pending_count(p, 0, 0);
         return total;
     }
-    r = publish_one(srv, from, jt, tlen + 1, env, elen, WSK_OP_TEXT, p);
+    r = publish_one(srv, from, jt, jl, env, elen, WSK_OP_TEXT, p);
     if (r > 0) total += r;
     free(env);
     return total;
+}
+
+/* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out
+ * (TOPIC_MAX + 2 bytes; a longer one is cut to TOPIC_MAX + 1 bytes, which no check accepts). */
+static void path_rest(const wsk_request *req, size_t skip, char *out, size_t *len)
+{
+    size_t plen;
+    const char *path = wsk_request_path(req, &plen);
+    *len = plen > skip ? wsk_url_decode(path + skip, plen - skip, 0, out, TOPIC_MAX + 2) : 0;
+    if (*len > TOPIC_MAX + 1) *len = TOPIC_MAX + 1;
+}
+
+/* 1 for "/" (the JSON protocol); 0 with the topic of the path in out[0..*len). */
+static int path_topic(const wsk_request *req, char *out, size_t *len)
+{
+    path_rest(req, 1, out, len);
+    return *len == 0;
 }
 
 static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res)
@@ -505,33 +599,61 @@ static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
         wsk_response_append_body(res, "a valid token is required\n", 26);
         return 401;
     }
-    size_t plen;
-    const char *path = wsk_request_path(req, &plen);
-    int json = plen <= 1;
-    size_t tlen = json ? 0 : plen - 1;
-    if (!json && !topic_valid(path + 1, tlen)) {
+    char topic[TOPIC_MAX + 2];
+    size_t tlen;
+    int json = path_topic(req, topic, &tlen);
+    const char *why = json ? NULL : topic_invalid(topic, tlen, 1);
+    if (why) {
         log_refusal(b, req, 400, "invalid topic");
-        wsk_response_append_body(res, bad_topic_msg, sizeof bad_topic_msg - 1);
+        wsk_response_append_body(res, why, strlen(why));
         wsk_response_append_body(res, "\n", 1);
         return 400;
     }
     struct client *cl = calloc(1, sizeof *cl + tlen + 1);
     if (!cl) return 503;
     cl->json = (uint8_t)json;
+    cl->pattern = !json && wsk_topic_is_pattern(topic, tlen);
     cl->may_publish = tok > 0;
+    cl->id = ++broker_of(srv)->connections;
+    char user[USER_MAX + 1];
+    long ul = wsk_request_query_param(req, "user", user, sizeof user);
+    if (ul > 0)
+        cl->user[utf8_lossy((const uint8_t *)user, (size_t)ul < USER_MAX ? (size_t)ul : USER_MAX,
+                            cl->user)] = '\0';
     cl->tlen = tlen;
-    if (tlen) memcpy(cl->topic, path + 1, tlen);
+    if (tlen) memcpy(cl->topic, topic, tlen);
     wsk_response_set_data(res, cl);
     return 0;
+}
+
+/* A raw subscriber gets a retained message as it was published. */
+static void send_retained_raw(void *arg, const char *topic, size_t tlen, const ps_msg *m)
+{
+    (void)topic;
+    (void)tlen;
+    wsk_send(arg, m->data, m->len, m->binary ? WSK_OP_BINARY : WSK_OP_TEXT, 1);
+}
+
+/* A JSON one gets it wrapped, with "retained":true. */
+static void send_retained_json(void *arg, const char *topic, size_t tlen, const ps_msg *m)
+{
+    size_t n;
+    char *s = jp_delivery_with(topic, tlen, m->data, m->len, m->binary, ",\"retained\":true", &n);
+    if (s) wsk_send(arg, s, n, WSK_OP_TEXT, 1);
+    free(s);
 }
 
 static void broker_open(wsk_ws *ws)
 {
     struct client *cl = wsk_ws_data(ws);
-    if (!cl->json && wsk_subscribe(ws, cl->topic, cl->tlen) < 0) {
+    if (cl->json) return;
+    if (wsk_subscribe(ws, cl->topic, cl->tlen) < 0) {
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
         return;
     }
+    /* Before anything live: nothing else runs between the subscription and these sends. */
+    ps_store_retained(broker_of(wsk_ws_server(ws))->store, cl->topic, cl->tlen, send_retained_raw,
+                      ws);
 }
 
 static void send_reply(wsk_ws *ws, char *text, size_t len)
@@ -555,30 +677,126 @@ struct list_ctx {
 static void list_one(void *arg, const char *topic, size_t len)
 {
     struct list_ctx *lc = arg;
-    if (len && topic[0] == '{') {
-        lc->t[lc->n].name = topic + 1; /* valid until the socket unsubscribes */
-        lc->t[lc->n].len = len - 1;
+    if (len >= JSON_NS_LEN && !memcmp(topic, JSON_NS, JSON_NS_LEN)) {
+        lc->t[lc->n].name = topic + JSON_NS_LEN; /* valid until the socket unsubscribes */
+        lc->t[lc->n].len = len - JSON_NS_LEN;
         lc->n++;
     }
+}
+
+/* A subscribe with "since" under way: the socket gets the history after `after`, a batch at a
+ * time, and is subscribed when it has all of it (client.rec). */
+struct recovery {
+    uint64_t after; /* the last offset sent */
+    int stop;       /* a send met backpressure (the drain handler resumes) or was dropped */
+    char epoch[17];
+    size_t tlen;
+    char topic[TOPIC_MAX];
+};
+
+#define REPLAY_BATCH 64 /* messages written in one go */
+
+static int replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
+{
+    wsk_ws *ws = arg;
+    struct recovery *rc = ((struct client *)wsk_ws_data(ws))->rec;
+    char extra[64];
+    size_t n;
+    snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"", (unsigned long long)offset,
+             rc->epoch);
+    char *s = jp_delivery_with(rc->topic, rc->tlen, data, len, binary, extra, &n);
+    long r = s ? wsk_send(ws, s, n, WSK_OP_TEXT, 1) : 0;
+    free(s);
+    if (r != 0) rc->after = offset; /* queued, maybe behind unread data (-1) */
+    rc->stop = r <= 0;
+    return rc->stop;
+}
+
+static void replay_batch(wsk_ws *ws, void *arg)
+{
+    struct client *cl = wsk_ws_data(ws);
+    *(int *)arg = ps_store_replay(broker_of(wsk_ws_server(ws))->store, cl->rec->topic,
+                                  cl->rec->tlen, cl->rec->after, REPLAY_BATCH, replay_one, ws);
+}
+
+/* Sends the history a batch at a time, each written at once (wsk_cork), until a send meets
+ * backpressure (the drain handler calls this again) or the history is all sent: then the
+ * socket subscribes, in the same turn, so the next publish reaches it live and nothing falls
+ * in between.  Messages published meanwhile join the history and are replayed too. */
+static void recovery_step(wsk_ws *ws)
+{
+    for (;;) {
+        int done = 0;
+        wsk_cork(ws, replay_batch, &done);
+        if (wsk_ws_ready_state(ws) != WSK_OPEN) return; /* closed: the close handler freed it */
+        struct client *cl = wsk_ws_data(ws);
+        struct recovery *rc = cl->rec;
+        if (done) {
+            char jt[JSON_NS_LEN + TOPIC_MAX];
+            int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+            if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
+            if (r > 0) cl->nsubs++;
+            free(rc);
+            cl->rec = NULL;
+            return;
+        }
+        if (rc->stop) return;
+    }
+}
+
+static void broker_drain(wsk_ws *ws)
+{
+    const struct client *cl = wsk_ws_data(ws);
+    if (cl && cl->rec) recovery_step(ws);
+}
+
+/* A subscribe with "since": the acknowledgement says whether the history reaches back that far
+ * and where the topic stands, then come the messages after the offset, oldest first (all the
+ * history holds when it does not reach back), then live ones, with no gap and no duplicate. */
+static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
+{
+    ps_store *st = broker_of(wsk_ws_server(ws))->store;
+    const struct jp_topic *t = &rq->topics[0];
+    ps_pos since = {.offset = rq->since_offset}, at;
+    memcpy(since.epoch, rq->since_epoch, sizeof since.epoch);
+    uint64_t from;
+    int recovered = ps_store_since(st, t->name, t->len, &since, now(), &from, &at);
+    struct recovery *rc = calloc(1, sizeof *rc);
+    if (!rc) {
+        send_error(ws, rq->id, JP_ENOMEM, "out of memory");
+        return;
+    }
+    rc->after = from;
+    memcpy(rc->epoch, at.epoch, sizeof rc->epoch);
+    rc->tlen = t->len;
+    memcpy(rc->topic, t->name, t->len);
+    cl->rec = rc;
+    size_t len;
+    char *s = jp_ack_recovery(rq->id, t, cl->nsubs + 1, recovered, at.epoch,
+                              (unsigned long long)at.offset, &len);
+    send_reply(ws, s, len);
+    recovery_step(ws);
 }
 
 /* subscribe / unsubscribe every topic of rq, all or nothing as far as names and limits go. */
 static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
 {
     unsigned long max = broker_of(wsk_ws_server(ws))->cfg->max_subscriptions;
-    char jt[TOPIC_MAX + 1];
+    char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t fresh = 0;
-    jt[0] = '{';
     for (size_t i = 0; i < rq->ntopics; i++) {
         const struct jp_topic *t = &rq->topics[i];
-        if (!topic_valid(t->name, t->len)) {
-            char msg[sizeof bad_topic_msg + 160];
-            snprintf(msg, sizeof msg, "\"%.128s\": %s", t->name, bad_topic_msg);
+        const char *why = topic_invalid(t->name, t->len, 1);
+        if (!why && rq->has_since && wsk_topic_is_pattern(t->name, t->len))
+            why = "\"since\" takes a topic, not a pattern";
+        if (!why && rq->has_since && rq->op != JP_SUBSCRIBE) why = "\"since\" is for subscribe";
+        if (why) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "\"%.255s\": %s", t->name, why);
             send_error(ws, rq->id, JP_ETOPIC, msg);
             return;
         }
-        memcpy(jt + 1, t->name, t->len);
-        fresh += !wsk_ws_subscribed(ws, jt, t->len + 1);
+        fresh += !wsk_ws_subscribed(ws, jt, json_topic(jt, t->name, t->len));
     }
     if (rq->op == JP_SUBSCRIBE && cl->nsubs + fresh > max) {
         char msg[96];
@@ -586,22 +804,43 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
         send_error(ws, rq->id, JP_ELIMIT, msg);
         return;
     }
+    if (rq->has_since) {
+        if (cl->rec)
+            send_error(ws, rq->id, JP_EBADREQ, "one recovery at a time: wait for its messages");
+        else if (!fresh)
+            send_error(ws, rq->id, JP_EBADREQ, "already subscribed: unsubscribe, then resume");
+        else
+            recover(ws, cl, rq);
+        return;
+    }
     for (size_t i = 0; i < rq->ntopics; i++) {
-        memcpy(jt + 1, rq->topics[i].name, rq->topics[i].len);
+        size_t jl = json_topic(jt, rq->topics[i].name, rq->topics[i].len);
         if (rq->op == JP_SUBSCRIBE) {
-            int r = wsk_subscribe(ws, jt, rq->topics[i].len + 1);
+            int r = wsk_subscribe(ws, jt, jl);
             if (r < 0) {
                 send_error(ws, rq->id, JP_ENOMEM, "cannot subscribe");
                 return;
             }
             cl->nsubs += (unsigned)r;
         } else {
-            cl->nsubs -= (unsigned)wsk_unsubscribe(ws, jt, rq->topics[i].len + 1);
+            cl->nsubs -= (unsigned)wsk_unsubscribe(ws, jt, jl);
         }
     }
     size_t len;
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
     send_reply(ws, s, len);
+    /* The retained messages come right after the acknowledgement, before anything live. */
+    const ps_store *st = broker_of(wsk_ws_server(ws))->store;
+    for (size_t i = 0; rq->op == JP_SUBSCRIBE && i < rq->ntopics; i++)
+        ps_store_retained(st, rq->topics[i].name, rq->topics[i].len, send_retained_json, ws);
+}
+
+/* Presence: what the broker knows of a subscriber. */
+static void who(wsk_ws *ws, jp_presence *p)
+{
+    const struct client *cl = wsk_ws_data(ws);
+    p->id = cl ? cl->id : 0;
+    p->user = cl ? cl->user : "";
 }
 
 static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t len)
@@ -621,14 +860,17 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
     case JP_UNSUBSCRIBE: json_subscribe(ws, cl, &rq); break;
     case JP_PUBLISH: {
         const struct jp_topic *t = &rq.topics[0];
+        const char *why = topic_invalid(t->name, t->len, 0);
+        wsk_server *srv = wsk_ws_server(ws);
         if (!cl->may_publish) {
             send_error(ws, rq.id, JP_EFORBIDDEN, "publishing requires the token");
-        } else if (!topic_valid(t->name, t->len)) {
-            send_error(ws, rq.id, JP_ETOPIC, bad_topic_msg);
+        } else if (why) {
+            send_error(ws, rq.id, JP_ETOPIC, why);
         } else if (!rq.binary && !wsk_utf8_valid(rq.data, rq.len)) {
             send_error(ws, rq.id, JP_EBADREQ, "\"data\" is not valid UTF-8");
+        } else if (rq.retain && retain(srv, t->name, t->len, rq.data, rq.len, rq.binary) < 0) {
+            send_error(ws, rq.id, JP_ENOMEM, "out of memory");
         } else {
-            wsk_server *srv = wsk_ws_server(ws);
             struct pending *p = NULL;
             if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
                 *p = (struct pending){.ws = ws, .next = cl->pending, .waiting = 2, .tlen = t->len};
@@ -644,6 +886,23 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
                 send_reply(ws, s, n);
             }
         }
+        break;
+    }
+    case JP_TOPICS:
+    case JP_PRESENCE: {
+        const ps_store *st = broker_of(wsk_ws_server(ws))->store;
+        if (b->token && !cl->may_publish) {
+            send_error(ws, rq.id, JP_EFORBIDDEN, "introspection requires the token");
+            break;
+        }
+        s = rq.op == JP_TOPICS ? pi_topics(wsk_ws_server(ws), st, rq.id, 0, rq.filter,
+                                           rq.filter ? strlen(rq.filter) : 0, rq.limit, &n)
+                               : pi_presence(wsk_ws_server(ws), st, rq.id, 0, rq.topics[0].name,
+                                             rq.topics[0].len, who, &n);
+        if (s)
+            send_reply(ws, s, n);
+        else
+            send_error(ws, rq.id, JP_ENOMEM, "out of memory");
         break;
     }
     case JP_LIST: {
@@ -681,6 +940,10 @@ static void broker_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
         wsk_close(ws, WSK_CLOSE_POLICY, "publishing requires the token", 29);
         return;
     }
+    if (cl->pattern) {
+        wsk_close(ws, WSK_CLOSE_POLICY, "a pattern cannot be published to", 32);
+        return;
+    }
     broker_publish(wsk_ws_server(ws), ws, cl->topic, cl->tlen, data, len, op == WSK_OP_BINARY,
                    NULL);
 }
@@ -692,6 +955,7 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     (void)len;
     struct client *cl = wsk_ws_data(ws);
     for (struct pending *p = cl ? cl->pending : NULL; p; p = p->next) p->ws = NULL;
+    if (cl) free(cl->rec);
     free(cl);
     wsk_ws_set_data(ws, NULL);
 }
@@ -753,6 +1017,55 @@ static int broker_authorized(struct serve *sv, const wsk_request *req)
     return !b->token || token_check(b, req) > 0;
 }
 
+/* 0 when the request has the method and shows the token (when there is one); otherwise the
+ * status of the refusal it was answered with.  what: "publishing", ... for the messages. */
+static int http_allowed(const struct broker *b, const wsk_request *req, wsk_response *res,
+                        const char *method, const char *what)
+{
+    size_t mlen;
+    const char *m = wsk_request_method(req, &mlen);
+    char msg[80];
+    if (mlen != strlen(method) || memcmp(m, method, mlen)) {
+        wsk_response_add_header(res, "Allow", method);
+        snprintf(msg, sizeof msg, "%s takes %s", what, method);
+        return http_error(res, 405, "method_not_allowed", msg);
+    }
+    if (b->token && token_check(b, req) <= 0) {
+        snprintf(msg, sizeof msg, "%s without a valid token", what);
+        log_refusal(b, req, 401, msg);
+        wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
+        snprintf(msg, sizeof msg, "%s requires the token", what);
+        return http_error(res, 401, "unauthorized", msg);
+    }
+    return 0;
+}
+
+/* GET /topics[?filter=P&limit=N] and GET /topics/TOPIC: what "topics" and "presence" say. */
+static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *res, int one)
+{
+    const struct broker *b = sv->state;
+    size_t n = 0;
+    int refused = http_allowed(b, req, res, "GET", "introspection");
+    if (refused) return refused;
+    char topic[TOPIC_MAX + 2], filter[TOPIC_MAX + 2] = "", num[16];
+    size_t tlen;
+    char *s;
+    if (one) {
+        path_rest(req, 8, topic, &tlen);
+        const char *why = topic_invalid(topic, tlen, 0);
+        if (why) return http_error(res, 400, "bad_topic", why);
+        s = pi_presence(sv->srv, b->store, NULL, 1, topic, tlen, who, &n);
+    } else {
+        long f = wsk_request_query_param(req, "filter", filter, sizeof filter);
+        unsigned long limit = 0;
+        if (wsk_request_query_param(req, "limit", num, sizeof num) >= 0 &&
+            cli_parse_ulong(num, 1, 1000000000ul, &limit) < 0)
+            return http_error(res, 400, "bad_request", "limit is a number from 1");
+        s = pi_topics(sv->srv, b->store, NULL, 1, filter, f > 0 ? strlen(filter) : 0, limit, &n);
+    }
+    return http_json(res, s ? 200 : 500, s, n);
+}
+
 static int broker_request(struct serve *sv, const wsk_request *req, wsk_response *res)
 {
     const struct broker *b = sv->state;
@@ -764,6 +1077,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         log_refusal(b, req, 403, "origin not allowed");
         return http_error(res, 403, "forbidden", "origin not allowed");
     }
+    if (plen >= 7 && !memcmp(path, "/topics", 7) && (plen == 7 || path[7] == '/'))
+        return topics_page(sv, req, res, plen > 8);
     if (plen < sizeof prefix - 1 || memcmp(path, prefix, sizeof prefix - 1)) {
         if (plen == 1 &&
             ((mlen == 3 && !memcmp(method, "GET", 3)) || (mlen == 4 && !memcmp(method, "HEAD", 4))))
@@ -771,27 +1086,24 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         return http_error(res, 404, "not_found",
                           "POST /publish/TOPIC publishes; a WebSocket to /TOPIC subscribes");
     }
-    if (mlen != 4 || memcmp(method, "POST", 4)) {
-        wsk_response_add_header(res, "Allow", "POST");
-        return http_error(res, 405, "method_not_allowed", "publish with POST");
-    }
-    if (b->token && token_check(b, req) <= 0) {
-        log_refusal(b, req, 401, "publish without a valid token");
-        wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
-        return http_error(res, 401, "unauthorized", "publishing requires the token");
-    }
-    const char *topic = path + sizeof prefix - 1;
-    size_t tlen = plen - (sizeof prefix - 1);
-    if (!topic_valid(topic, tlen)) return http_error(res, 400, "bad_topic", bad_topic_msg);
+    int refused = http_allowed(b, req, res, "POST", "publishing");
+    if (refused) return refused;
+    char topic[TOPIC_MAX + 2], flag[8];
+    size_t tlen;
+    path_rest(req, sizeof prefix - 1, topic, &tlen);
+    const char *why = topic_invalid(topic, tlen, 0);
+    if (why) return http_error(res, 400, "bad_topic", why);
     const void *body = wsk_request_body(req, &blen);
     const char *ct = wsk_request_header(req, "content-type", &clen);
-    char flag[8];
     int binary = (ct && clen >= 24 && !strncasecmp(ct, "application/octet-stream", 24)) ||
                  wsk_request_query_param(req, "binary", flag, sizeof flag) >= 0;
     if (!binary && !wsk_utf8_valid(body, blen))
         return http_error(res, 400, "bad_request",
                           "the body is not UTF-8 text: send binary with Content-Type: "
                           "application/octet-stream");
+    long r = wsk_request_query_param(req, "retain", flag, sizeof flag);
+    if (r >= 0 && strcmp(flag, "0") && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
+        return http_error(res, 500, "internal", "out of memory");
     /* A plain response cannot wait for the engine's count: it says whether the message went. */
     int bridged = wsk_server_bridged(sv->srv, topic, tlen);
     long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, NULL);
@@ -817,6 +1129,7 @@ static void pubsub_teardown(struct serve *sv)
         memset(b->token, 0, b->token_len);
         free(b->token);
     }
+    if (b) ps_store_free(b->store);
     free(b);
     sv->state = NULL;
 }
@@ -841,6 +1154,8 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     b->cfg = cfg;
     b->sv = sv;
     sv->state = b;
+    if (!(b->store = ps_store_new())) goto fail;
+    ps_store_history(b->store, cfg->history, cfg->history_ttl, cfg->history_memory);
     if (cfg->token_file && read_token_file(cfg->token_file, &b->token) < 0) goto fail;
     if (cfg->token && !(b->token = strdup(cfg->token))) goto fail;
     b->token_len = b->token ? strlen(b->token) : 0;
@@ -849,6 +1164,7 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     h->open = broker_open;
     h->message = broker_message;
     h->close = broker_close;
+    h->drain = broker_drain;
     return 0;
 fail:
     pubsub_teardown(sv);

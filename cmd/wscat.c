@@ -9,6 +9,7 @@
  *   execute      -x: the given messages are sent once open, then after --wait the close.
  * The exit status says how the connection ended (see the usage text and man/wscat.1). */
 #include "cli.h"
+#include "topic_tail.h"
 #include "wskit.h"
 
 #include <cjson/cJSON.h>
@@ -79,6 +80,9 @@ enum {
     OPT_TIMING,
     OPT_MAX_PAYLOAD,
     OPT_COMPRESS,
+    OPT_SUBSCRIBE,
+    OPT_SINCE,
+    OPT_OFFSET_FILE,
 };
 
 static const cli_option options[] = {
@@ -104,6 +108,11 @@ static const cli_option options[] = {
     {"compress", OPT_COMPRESS, "[=MODE]",
      "offer permessage-deflate: shared (default), dedicated, 3KB..256KB"},
     {"reconnect", OPT_RECONNECT, NULL, "reconnect with backoff when the connection ends"},
+    {"subscribe", OPT_SUBSCRIBE, "TOPIC",
+     "tail a broker topic: \"topic: message\" lines (repeatable)"},
+    {"offset-file", OPT_OFFSET_FILE, "FILE",
+     "with --subscribe: keep the last offset printed in FILE"},
+    {"since", OPT_SINCE, NULL, "with --subscribe: resume after the offsets in --offset-file"},
     {"no-check", 'n', NULL, "do not verify the server's TLS certificate"},
     CLI_TLS_OPTIONS,
     {"hex", OPT_HEX, NULL, "show binary messages in hex"},
@@ -120,8 +129,10 @@ static const cli_option options[] = {
 
 struct options {
     const char *url, *listen;
-    const char **headers, **protocols, **execute;
-    size_t nheaders, nprotocols, nexecute;
+    const char **headers, **protocols, **execute, **subscribe;
+    size_t nheaders, nprotocols, nexecute, nsubscribe;
+    const char *offset_file;
+    int since;
     const char *origin, *auth, *host, *proxy;
     cli_tls tls;
     double wait, connect_timeout, ping_interval;
@@ -163,7 +174,8 @@ struct app {
     ev_timer pinger;     /* --ping-interval */
     ev_timer retry;      /* --reconnect */
     ev_signal sigint, sigterm, sighup, sigquit;
-    char *line; /* pipe mode: a partial input line */
+    topic_tail *tail; /* --subscribe */
+    char *line;       /* pipe mode: a partial input line */
     size_t line_len, line_cap;
 };
 
@@ -711,7 +723,17 @@ static void print_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode o
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
     if (!app.first_msg) app.first_msg = ev_time();
-    print_message(ws, data, len, op);
+    char warn[256];
+    if (!app.tail || op != WSK_OP_TEXT || app.o.json)
+        print_message(ws, data, len, op);
+    else if (tail_message(app.tail, data, len, stdout, warn, sizeof warn))
+        diag(CLI_YELLOW, "%s", warn);
+}
+
+/* --subscribe: a request of the broker's protocol. */
+static void send_request(void *arg, const char *text, size_t len)
+{
+    wsk_send(arg, text, len, WSK_OP_TEXT, 0);
 }
 
 static void print_control(wsk_ws *ws, const char *what, const void *data, size_t len)
@@ -801,6 +823,7 @@ static void on_open(wsk_ws *ws)
         diag(CLI_GREEN, "Connected%s%s%s (press CTRL+C to quit)", *proto ? ", subprotocol " : "",
              proto, wsk_tls_resumed(ws) ? ", TLS session resumed" : "");
     }
+    if (app.tail) tail_subscribe(app.tail, send_request, ws);
     for (size_t i = 0; i < app.o.nexecute; ++i)
         send_message(ws, app.o.execute[i], strlen(app.o.execute[i]));
     if (app.o.nexecute) {
@@ -1123,7 +1146,9 @@ static void parse_options(int argc, char **argv, struct options *o)
     o->headers = calloc(max, sizeof *o->headers);
     o->protocols = calloc(max, sizeof *o->protocols);
     o->execute = calloc(max, sizeof *o->execute);
-    if (!o->headers || !o->protocols || !o->execute) cli_usage_error(PROG, "out of memory");
+    o->subscribe = calloc(max, sizeof *o->subscribe);
+    if (!o->headers || !o->protocols || !o->execute || !o->subscribe)
+        cli_usage_error(PROG, "out of memory");
     o->wait = 2;
     o->connect_timeout = 10;
     o->max_redirects = 10;
@@ -1148,6 +1173,9 @@ static void parse_options(int argc, char **argv, struct options *o)
             o->wait_given = 1;
             break;
         case 'x': o->execute[o->nexecute++] = arg; break;
+        case OPT_SUBSCRIBE: o->subscribe[o->nsubscribe++] = arg; break;
+        case OPT_OFFSET_FILE: o->offset_file = arg; break;
+        case OPT_SINCE: o->since = 1; break;
         case 'b': o->binary = 1; break;
         case OPT_SLASH: o->slash = 1; break;
         case 'P': o->show_ping_pong = 1; break;
@@ -1198,8 +1226,11 @@ static void parse_options(int argc, char **argv, struct options *o)
     if (!o->url && !o->listen)
         cli_usage_error(PROG, "give a URL to connect to (-c) or a port (-l)");
     if (o->url && o->listen) cli_usage_error(PROG, "-c and -l exclude each other");
-    if (o->listen && (o->nexecute || o->reconnect))
-        cli_usage_error(PROG, "-x and --reconnect need -c");
+    if (o->listen && (o->nexecute || o->reconnect || o->nsubscribe))
+        cli_usage_error(PROG, "-x, --reconnect and --subscribe need -c");
+    if ((o->since || o->offset_file) && !o->nsubscribe)
+        cli_usage_error(PROG, "--since and --offset-file go with --subscribe");
+    if (o->since && !o->offset_file) cli_usage_error(PROG, "--since reads --offset-file");
     cli_tls_check(PROG, &o->tls);
 }
 
@@ -1212,6 +1243,12 @@ int main(int argc, char **argv)
     app.color_out = cli_color_wanted(stdout, o->no_color);
     app.color_err = cli_color_wanted(stderr, o->no_color);
     app.status = -1;
+    const char *err = NULL;
+    if (o->nsubscribe &&
+        !(app.tail = tail_new(o->subscribe, o->nsubscribe, o->offset_file, o->since, &err))) {
+        fail_line("--offset-file %s: %s", o->offset_file ? o->offset_file : "", err);
+        return CLI_EXIT_USAGE;
+    }
     app.loop = wsk_loop_new(NULL);
     if (!app.loop) {
         fail_line("cannot create the event loop");

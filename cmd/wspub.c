@@ -72,6 +72,7 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_TIMEOUT,
     OPT_REPEAT,
+    OPT_RETAIN,
 };
 
 static const cli_option options[] = {
@@ -79,6 +80,7 @@ static const cli_option options[] = {
     {"stdin", 's', NULL, "all of stdin as one message"},
     {"file", 'f', "FILE", "the contents of FILE as one message"},
     {"binary", 'b', NULL, "publish binary messages (text must be UTF-8 otherwise)"},
+    {"retain", OPT_RETAIN, NULL, "the broker keeps the last message for new subscribers"},
     {"repeat", OPT_REPEAT, "N", "publish the messages N times (default 1)"},
     {"interval", 'i', "SECONDS", "pause between two messages"},
     {"token", OPT_TOKEN, "SECRET", "send Authorization: Bearer SECRET"},
@@ -104,7 +106,7 @@ struct options {
     size_t nheaders;
     char **messages; /* operands after TOPIC */
     size_t nmessages;
-    int lines, whole_stdin, binary, require, quiet, verbose;
+    int lines, whole_stdin, binary, retain, require, quiet, verbose;
     unsigned long repeat, window;
     double interval, connect_timeout, timeout;
 };
@@ -285,7 +287,7 @@ static void pump(void)
         }
         size_t n;
         char *req = jp_publish_request(app.o.topic, strlen(app.o.topic), m, len, app.o.binary,
-                                       app.sent + 1, &n);
+                                       app.o.retain, app.sent + 1, &n);
         if (!req) {
             warn("out of memory");
             finish(EXIT_LOST);
@@ -564,6 +566,7 @@ static void parse_options(int argc, char **argv, char **root)
         case 's': o->whole_stdin = 1; break;
         case 'f': o->file = arg; break;
         case 'b': o->binary = 1; break;
+        case OPT_RETAIN: o->retain = 1; break;
         case OPT_REPEAT:
             if (cli_parse_ulong(arg, 1, 1000000000ul, &v) < 0)
                 cli_usage_error(PROG, "--repeat takes a count from 1: %s", arg);

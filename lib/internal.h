@@ -17,6 +17,7 @@
  *                   context takeover, pmd_libdeflate.c whole messages without)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
  *   pubsub.c        topics: one framed message queued to every subscriber
+ *                   (topic_trie.c: wildcard patterns; ptab.c: its hash tables)
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *                   (a large message with nothing queued: written during the send)
@@ -205,6 +206,7 @@ typedef struct wsk_cold {
     void *tls;      /* TLS session (io_tls.c) */
     void *client;   /* client handshake state (client.c) */
     void *subs;     /* topics this socket subscribed to (pubsub.c) */
+    uint64_t pmark; /* pubsub.c: the last publish that counted this socket in */
 } wsk_cold;
 
 struct wsk_ws {

@@ -20,6 +20,8 @@
  * again.  So while a publish walks a topic (t->busy), leaving only blanks the slot and
  * joining appends; the array is compacted, or the topic freed, when the last walk ends. */
 #include "pubsub.h"
+#include "ptab.h"
+#include "topic_trie.h"
 #include "bridge.h"
 #include "pmd_conn.h"
 #include "send_frame.h"
@@ -42,6 +44,7 @@ struct topic {
     uint32_t len, cap; /* slots used (blanks included), allocated */
     uint32_t live;     /* subscribers: slots whose ws is set */
     uint32_t busy;     /* publishes walking subs right now */
+    uint8_t pattern;   /* in ps->patterns (topic_trie.h) */
     size_t name_len;
     char name[]; /* NUL-terminated for wsk_ws_subscriptions */
 };
@@ -54,57 +57,19 @@ struct member {
     uint32_t idx;               /* slot in t->subs */
 };
 
-/* Open addressing with linear probing and backward-shift deletion (no tombstones, so a table
- * that sees endless subscribe/unsubscribe churn never degrades).  Load stays at most 1/2. */
-struct ptab {
-    uint64_t *h;
-    void **v; /* NULL: empty slot */
-    size_t cap, n;
-};
-
 /* A server's topics: wsk_ctx.pubsub. */
 typedef struct wsk_pubsub {
-    struct ptab topics;  /* struct topic *, by name */
-    struct ptab members; /* struct member *, by (topic, socket) */
-    uint64_t k0, k1;     /* hash key */
-    wsk_ctx *ctx;        /* the server: its bridge hears of topics made and freed */
+    wsk_ptab topics;    /* struct topic *, by name (patterns included) */
+    wsk_ptab members;   /* struct member *, by (topic, socket) */
+    wsk_trie *patterns; /* the topics that are patterns, by token */
+    uint64_t k0, k1;    /* hash key */
+    uint64_t mark;      /* the last publish that gathered its sockets (struct gather) */
+    wsk_ctx *ctx;       /* the server: its bridge hears of topics made and freed */
 } pubsub;
 
-#define PTAB_MIN 16
-
-/* ----- hashing ------------------------------------------------------------------------------- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1, v1 = ROTL(v1, 13), v1 ^= v0, v0 = ROTL(v0, 32);                                  \
-        v2 += v3, v3 = ROTL(v3, 16), v3 ^= v2;                                                     \
-        v0 += v3, v3 = ROTL(v3, 21), v3 ^= v0;                                                     \
-        v2 += v1, v1 = ROTL(v1, 17), v1 ^= v2, v2 = ROTL(v2, 32);                                  \
-    } while (0)
-
-/* SipHash-1-3 (words read in host order: the table needs a keyed hash, not portable values). */
 static uint64_t name_hash(const pubsub *ps, const char *name, size_t n)
 {
-    uint64_t v0 = 0x736f6d6570736575ULL ^ ps->k0, v1 = 0x646f72616e646f6dULL ^ ps->k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ ps->k0, v3 = 0x7465646279746573ULL ^ ps->k1;
-    const uint8_t *p = (const uint8_t *)name, *end = p + (n & ~(size_t)7);
-    uint64_t m, b = (uint64_t)n << 56;
-    for (; p < end; p += 8) {
-        memcpy(&m, p, 8);
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
-    }
-    for (unsigned i = 0; i < (n & 7); i++) b |= (uint64_t)p[i] << (8 * i);
-    v3 ^= b;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
+    return wsk_siphash13(ps->k0, ps->k1, name, n);
 }
 
 /* Pointers are not chosen by peers: a strong mix of the pair is enough. */
@@ -117,72 +82,6 @@ static uint64_t pair_hash(const pubsub *ps, const struct topic *t, const struct 
     x ^= x >> 27;
     x *= 0x94D049BB133111EBULL;
     return x ^ (x >> 31);
-}
-
-/* ----- the open-addressing table ------------------------------------------------------------- */
-
-static int ptab_resize(struct ptab *t, size_t cap)
-{
-    uint64_t *h = malloc(cap * sizeof *h);
-    void **v = calloc(cap, sizeof *v);
-    if (!h || !v) {
-        free(h);
-        free(v);
-        return WSK_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->v[i]) continue;
-        size_t j = t->h[i] & (cap - 1);
-        while (v[j]) j = (j + 1) & (cap - 1);
-        h[j] = t->h[i];
-        v[j] = t->v[i];
-    }
-    free(t->h);
-    free(t->v);
-    t->h = h;
-    t->v = v;
-    t->cap = cap;
-    return 0;
-}
-
-static int ptab_insert(struct ptab *t, uint64_t h, void *v)
-{
-    if ((t->n + 1) * 2 > t->cap && ptab_resize(t, t->cap ? t->cap * 2 : PTAB_MIN) < 0)
-        return WSK_ERR_NOMEM;
-    size_t mask = t->cap - 1, i = h & mask;
-    while (t->v[i]) i = (i + 1) & mask;
-    t->h[i] = h;
-    t->v[i] = v;
-    t->n++;
-    return 0;
-}
-
-/* Removes v (present, with hash h): the entries after it in its run move back to close the gap
- * wherever their home slot allows. */
-static void ptab_remove(struct ptab *t, uint64_t h, const void *v)
-{
-    size_t mask = t->cap - 1, i = h & mask;
-    while (t->v[i] != v) i = (i + 1) & mask;
-    for (size_t j = (i + 1) & mask; t->v[j]; j = (j + 1) & mask) {
-        size_t home = t->h[j] & mask;
-        /* j may fill the hole at i unless its home lies cyclically in (i, j]. */
-        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
-            t->h[i] = t->h[j];
-            t->v[i] = t->v[j];
-            i = j;
-        }
-    }
-    t->v[i] = NULL;
-    t->n--;
-    /* Give memory back when most topics are gone; a failed shrink just keeps the table. */
-    if (t->cap > PTAB_MIN && t->n * 8 < t->cap) ptab_resize(t, t->cap / 4);
-}
-
-static void ptab_free(struct ptab *t)
-{
-    free(t->h);
-    free(t->v);
-    memset(t, 0, sizeof *t);
 }
 
 /* ----- lookups ------------------------------------------------------------------------------- */
@@ -227,7 +126,7 @@ static pubsub *ps_make(wsk_ctx *ctx)
 
 static struct topic *topic_find(const pubsub *ps, const char *name, size_t len, uint64_t h)
 {
-    const struct ptab *t = &ps->topics;
+    const wsk_ptab *t = &ps->topics;
     if (!t->n) return NULL;
     size_t mask = t->cap - 1;
     for (size_t i = h & mask; t->v[i]; i = (i + 1) & mask) {
@@ -239,7 +138,7 @@ static struct topic *topic_find(const pubsub *ps, const char *name, size_t len, 
 
 static struct member *member_find(const pubsub *ps, const struct topic *tp, const struct wsk_ws *ws)
 {
-    const struct ptab *t = &ps->members;
+    const wsk_ptab *t = &ps->members;
     if (!t->n) return NULL;
     uint64_t h = pair_hash(ps, tp, ws);
     size_t mask = t->cap - 1;
@@ -263,7 +162,8 @@ static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len)
 
 static void topic_free(pubsub *ps, struct topic *tp)
 {
-    ptab_remove(&ps->topics, tp->hash, tp);
+    if (tp->pattern) wsk_trie_remove(ps->patterns, tp->name, tp->name_len);
+    wsk_ptab_remove(&ps->topics, tp->hash, tp);
     free(tp->subs);
     free(tp);
 }
@@ -275,7 +175,8 @@ static void topic_settle(pubsub *ps, struct topic *tp)
     if (tp->busy) return;
     if (!tp->live) {
         /* The lifecycle hook: the last local subscriber left. */
-        if (ps->ctx->bridge) wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
+        if (ps->ctx->bridge && !tp->pattern)
+            wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
         topic_free(ps, tp);
         return;
     }
@@ -305,7 +206,7 @@ static void member_unlink(struct wsk_ws *c, struct member *m)
 static void member_drop(pubsub *ps, struct member *m)
 {
     struct topic *tp = m->t;
-    ptab_remove(&ps->members, m->hash, m);
+    wsk_ptab_remove(&ps->members, m->hash, m);
     member_unlink(m->ws, m);
     if (tp->busy) {
         tp->subs[m->idx].ws = NULL;
@@ -348,9 +249,16 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
         tp->hash = h;
         tp->name_len = len;
         if (len) memcpy(tp->name, topic, len);
-        if (ptab_insert(&ps->topics, h, tp) < 0) {
+        int r = wsk_ptab_insert(&ps->topics, h, tp);
+        if (!r && wsk_topic_is_pattern(topic, len)) {
+            if (!ps->patterns) ps->patterns = wsk_trie_new(ps->k0, ps->k1);
+            r = ps->patterns ? wsk_trie_add(ps->patterns, tp->name, len, tp) : WSK_ERR_NOMEM;
+            if (r < 0) wsk_ptab_remove(&ps->topics, h, tp);
+            tp->pattern = !r;
+        }
+        if (r < 0) {
             free(tp);
-            return WSK_ERR_NOMEM;
+            return r;
         }
         made = 1;
     }
@@ -364,7 +272,7 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
         }
     }
     if (m) m->hash = pair_hash(ps, tp, ws);
-    if (!m || tp->len == tp->cap || ptab_insert(&ps->members, m->hash, m) < 0) {
+    if (!m || tp->len == tp->cap || wsk_ptab_insert(&ps->members, m->hash, m) < 0) {
         free(m);
         if (made) topic_free(ps, tp);
         return WSK_ERR_NOMEM;
@@ -387,8 +295,11 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
         m->next = m->prev = m;
         k->subs = m;
     }
-    /* The lifecycle hook: the first local subscriber arrived. */
-    if (made && ws->ctx->bridge) wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
+    /* The lifecycle hook: the first local subscriber arrived.  Patterns stay local: an engine
+     * subscription for each would deliver a message once per matching subscription of a node
+     * (Redis PSUBSCRIBE, NATS wildcards), and a socket must get it once. */
+    if (made && ws->ctx->bridge && !tp->pattern)
+        wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
     return 1;
 }
 
@@ -440,8 +351,9 @@ void wsk_pubsub_free(wsk_ctx *ctx)
         if (tp) free(tp->subs);
         free(tp);
     }
-    ptab_free(&ps->members);
-    ptab_free(&ps->topics);
+    wsk_ptab_free(&ps->members);
+    wsk_ptab_free(&ps->topics);
+    wsk_trie_free(ps->patterns);
     free(ps);
     ctx->pubsub = NULL;
 }
@@ -452,6 +364,22 @@ size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t l
     if (!ps || topic_arg(&topic, len) < 0) return 0;
     const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
     return tp ? tp->live : 0;
+}
+
+static int found(void *arg, void *v)
+{
+    return *(int *)arg = ((const struct topic *)v)->live > 0;
+}
+
+int wsk_server_reaches(const wsk_server *srv, const char *topic, size_t len)
+{
+    const pubsub *ps = ps_of(srv);
+    if (!ps || topic_arg(&topic, len) < 0) return 0;
+    const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
+    if (tp && tp->live) return 1;
+    int any = 0;
+    if (ps->patterns) wsk_trie_match(ps->patterns, topic, len, found, &any);
+    return any;
 }
 
 size_t wsk_server_topics(const wsk_server *srv)
@@ -560,6 +488,107 @@ static int deliver(struct wsk_ws *c, struct pub *p)
     return 1;
 }
 
+/* The topics a publish reaches: its own name and the patterns that match it. */
+struct reach {
+    struct topic *stack[16], **t;
+    size_t n, cap;
+    int nomem;
+};
+
+static int reach_add(void *arg, void *v)
+{
+    struct reach *r = arg;
+    struct topic *tp = v;
+    if (!tp->live) return 0;
+    if (r->n == r->cap) {
+        size_t cap = r->cap * 2;
+        struct topic **t =
+            r->t == r->stack ? malloc(cap * sizeof *t) : realloc(r->t, cap * sizeof *t);
+        if (!t) return r->nomem = 1;
+        if (r->t == r->stack) memcpy(t, r->stack, sizeof r->stack);
+        r->t = t;
+        r->cap = cap;
+    }
+    r->t[r->n++] = tp;
+    return 0;
+}
+
+static void reach_find(const pubsub *ps, const char *topic, size_t len, struct reach *r)
+{
+    r->t = r->stack;
+    r->n = r->nomem = 0;
+    r->cap = sizeof r->stack / sizeof *r->stack;
+    struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
+    if (tp) reach_add(r, tp);
+    if (ps->patterns) wsk_trie_match(ps->patterns, topic, len, reach_add, r);
+}
+
+static void reach_free(struct reach *r)
+{
+    if (r->t != r->stack) free(r->t);
+}
+
+static void pub_frame(struct pub *p, wsk_loop *loop, const void *data, size_t len, wsk_opcode op,
+                      int compress)
+{
+    p->loop = loop;
+    p->data = data;
+    p->len = len;
+    p->op = op;
+    p->compress = compress;
+    p->total = wsk_frame_header_size(len, 0) + len;
+    p->shared = p->deflated = NULL;
+    p->deflate_failed = 0;
+    if (p->total <= WSK_PUBLISH_COPY_MAX) {
+        size_t hl = wsk_frame_header(p->frame, 1, 0, op, len, NULL);
+        if (len) memcpy(p->frame + hl, data, len);
+    }
+}
+
+/* One topic: its subscribers in place. */
+static long publish_topic(pubsub *ps, struct topic *tp, const struct wsk_ws *skip, struct pub *p)
+{
+    long n = 0;
+    tp->busy++;
+    /* Sockets that subscribe during this walk are appended past `end` and do not get it. */
+    for (uint32_t i = 0, end = tp->len; i < end; i++) {
+        struct wsk_ws *c = tp->subs[i].ws;
+        if (c && c != skip) n += deliver(c, p);
+    }
+    tp->busy--;
+    topic_settle(ps, tp);
+    return n;
+}
+
+/* Several topics (the name and matching patterns, or several patterns): a socket subscribed to
+ * more than one of them gets the message once.  The sockets are gathered first, each marked
+ * with this publish's number, and delivered to after: delivering runs handlers, which may
+ * publish again (a new number) or leave topics.  A gathered socket stays allocated until the
+ * loop's next safe point whatever the handlers do; one that closed meanwhile is skipped by
+ * deliver, one that only unsubscribed still gets this message. */
+static long publish_many(pubsub *ps, const struct reach *r, const struct wsk_ws *skip,
+                         struct pub *p)
+{
+    size_t most = 0, k = 0;
+    for (size_t i = 0; i < r->n; i++) most += r->t[i]->live;
+    struct wsk_ws *stack[64], **socks = most <= 64 ? stack : malloc(most * sizeof *socks);
+    if (!socks) return WSK_ERR_NOMEM;
+    uint64_t mark = ++ps->mark;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct topic *tp = r->t[i];
+        for (uint32_t j = 0; j < tp->len; j++) {
+            struct wsk_ws *c = tp->subs[j].ws;
+            if (!c || c == skip || c->cold->pmark == mark) continue;
+            c->cold->pmark = mark;
+            socks[k++] = c;
+        }
+    }
+    long n = 0;
+    for (size_t i = 0; i < k; i++) n += deliver(socks[i], p);
+    if (socks != stack) free(socks);
+    return n;
+}
+
 static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
                     const void *data, size_t len, wsk_opcode op, int compress)
 {
@@ -567,33 +596,19 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
     ctx->stats.publishes++;
     pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
-    struct topic *tp = topic_find(ps, topic, topic_len, name_hash(ps, topic, topic_len));
-    if (!tp || !tp->live) return 0;
+    struct reach r;
+    reach_find(ps, topic, topic_len, &r);
+    if (r.nomem) {
+        reach_free(&r);
+        return WSK_ERR_NOMEM;
+    }
+    if (!r.n) return 0;
 
     struct pub p;
-    p.loop = ctx->loop;
-    p.data = data;
-    p.len = len;
-    p.op = op;
-    p.compress = compress;
-    p.total = wsk_frame_header_size(len, 0) + len;
-    p.shared = p.deflated = NULL;
-    p.deflate_failed = 0;
-    if (p.total <= WSK_PUBLISH_COPY_MAX) {
-        size_t hl = wsk_frame_header(p.frame, 1, 0, op, len, NULL);
-        if (len) memcpy(p.frame + hl, data, len);
-    }
-
-    long n = 0;
-    tp->busy++;
-    /* Sockets that subscribe during this walk are appended past `end` and do not get it. */
-    for (uint32_t i = 0, end = tp->len; i < end; i++) {
-        struct wsk_ws *c = tp->subs[i].ws;
-        if (c && c != skip) n += deliver(c, &p);
-    }
-    tp->busy--;
+    pub_frame(&p, ctx->loop, data, len, op, compress);
+    long n = r.n == 1 ? publish_topic(ps, r.t[0], skip, &p) : publish_many(ps, &r, skip, &p);
     wsk_stats_delivered(&ctx->stats, op, len, n);
-    topic_settle(ps, tp);
+    reach_free(&r);
     if (p.shared) wsk_block_unref(p.loop, p.shared);
     if (p.deflated) wsk_block_unref(p.loop, p.deflated);
     return n;
@@ -649,6 +664,32 @@ void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size
     if (!ps) return;
     for (size_t i = 0; i < ps->topics.cap; i++) {
         const struct topic *tp = ps->topics.v[i];
-        if (tp && tp->live) fn(arg, tp->name, tp->name_len);
+        if (tp && tp->live && !tp->pattern) fn(arg, tp->name, tp->name_len);
     }
+}
+
+void wsk_server_each_topic(const wsk_server *srv,
+                           void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
+                           void *arg)
+{
+    const pubsub *ps = ps_of(srv);
+    for (size_t i = 0; ps && i < ps->topics.cap; i++) {
+        const struct topic *tp = ps->topics.v[i];
+        if (tp && tp->live) fn(arg, tp->name, tp->name_len, tp->live);
+    }
+}
+
+size_t wsk_server_each_subscriber(const wsk_server *srv, const char *topic, size_t len,
+                                  void (*fn)(void *arg, wsk_ws *ws), void *arg)
+{
+    const pubsub *ps = ps_of(srv);
+    if (!ps || topic_arg(&topic, len) < 0) return 0;
+    const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
+    size_t n = 0;
+    for (uint32_t i = 0; tp && i < tp->len; i++) {
+        if (!tp->subs[i].ws) continue;
+        if (fn) fn(arg, tp->subs[i].ws);
+        n++;
+    }
+    return n;
 }

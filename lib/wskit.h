@@ -478,12 +478,24 @@ WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
  * when it closes, before its close handler runs.  Any of these may be called from any handler,
  * including while a publish is under way (a close handler run because a publish closed a socket
  * for backpressure may subscribe, unsubscribe or publish again).
+ *
+ * Patterns (NATS subjects): a topic's tokens are separated by '.'; subscribing to a topic with
+ * a token "*" (exactly one token) or a last token ">" (one or more tokens) subscribes to every
+ * topic that matches it: "orders.*.created", "metrics.>".  Other tokens match byte for byte,
+ * and a pattern that starts with a wildcard does not match a topic starting with '$' (MQTT's
+ * rule: a namespace of its own).  A publish reaches each socket once however many of its
+ * subscriptions match; finding them costs in proportion to the topic's tokens and the patterns
+ * that match, not to the number of patterns.  A pattern has at most WSK_PATTERN_TOKENS tokens.
+ * With a bridge, a pattern matches what is published on its own node only: the engine carries
+ * the topics subscribed by name.
  */
-#define WSK_TOPIC_MAX 65535
+#define WSK_TOPIC_MAX      65535
+#define WSK_PATTERN_TOKENS 128
 
-/* Subscribes an open server socket to `topic` (topic[0..len), copied).  1 when it was added, 0
- * when the socket was already subscribed, WSK_ERR_STATE (not open, or a client socket),
- * WSK_ERR_INVAL (an invalid topic) or WSK_ERR_NOMEM. */
+/* Subscribes an open server socket to `topic` (topic[0..len), copied; a pattern subscribes to
+ * the topics it matches).  1 when it was added, 0 when the socket was already subscribed to
+ * that name, WSK_ERR_STATE (not open, or a client socket), WSK_ERR_INVAL (an invalid topic, a
+ * pattern of more than WSK_PATTERN_TOKENS tokens) or WSK_ERR_NOMEM. */
 WSK_API int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len);
 /* 1 when the socket was subscribed and has left the topic (freed if it was the last), 0 when it
  * was not subscribed (always, for a client socket), WSK_ERR_INVAL for an invalid topic. */
@@ -499,10 +511,10 @@ WSK_API size_t wsk_ws_subscriptions(const wsk_ws *ws,
                                     void *arg);
 
 /* Publishes a message (op WSK_OP_TEXT, which must be UTF-8, or WSK_OP_BINARY) to every open
- * subscriber of `topic` except `from` itself, unless the server's publish_to_self option is on.
- * `from` need not be subscribed.  data[0..len) is copied before the call returns.  compress
- * asks for permessage-deflate on the subscribers that negotiated it (compressed once for all
- * those on the shared compressor).
+ * subscriber of `topic` (or of a pattern that matches it: once each) except `from` itself,
+ * unless the server's publish_to_self option is on.  `from` need not be subscribed.
+ * data[0..len) is copied before the call returns.  compress asks for permessage-deflate on the
+ * subscribers that negotiated it (compressed once for all those on the shared compressor).
  * Returns the number of sockets the message was queued for (sockets at their backpressure
  * limit are not counted; a socket past it with close_on_backpressure_limit is closed with 1008,
  * its close handler running before this returns); 0 when the topic has no other subscriber;
@@ -516,10 +528,30 @@ WSK_API long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, cons
  * wsk_publish (sockets), without WSK_ERR_STATE. */
 WSK_API long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len,
                                 const void *data, size_t len, wsk_opcode op, int compress);
-/* Subscribers of `topic` (sockets that are open or closing); 0 for an invalid topic. */
+/* Subscribers of `topic` (sockets that are open or closing) by that very name (a pattern's
+ * own subscribers, for a pattern); 0 for an invalid topic. */
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
+/* 1 when a publish to `topic` would find a subscriber: of topic itself or of a pattern that
+ * matches it; 0 when it would not or the topic is invalid. */
+WSK_API int wsk_server_reaches(const wsk_server *srv, const char *topic, size_t len);
+/* 1 when topic[0..tlen) matches pattern[0..plen) (see Patterns above; a name without
+ * wildcards matches only itself), 0 when it does not. */
+WSK_API int wsk_topic_match(const char *pattern, size_t plen, const char *topic, size_t tlen);
+/* 1 when t[0..n) is a pattern (a token is "*", or the last one is ">"), 0 when not. */
+WSK_API int wsk_topic_is_pattern(const char *t, size_t n);
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
+/* Calls fn(arg, topic, len, subscribers) for every topic that has subscribers (a pattern is a
+ * topic of its own here), in no particular order.  The name is owned by the library and valid
+ * during the call; fn must not subscribe, unsubscribe, publish or close. */
+WSK_API void wsk_server_each_topic(const wsk_server *srv,
+                                   void (*fn)(void *arg, const char *topic, size_t len,
+                                              size_t subscribers),
+                                   void *arg);
+/* Calls fn(arg, ws) for every subscriber of topic[0..len) by that very name and returns their
+ * number (fn may be NULL to count only); fn must not subscribe, unsubscribe, publish or close. */
+WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *topic, size_t len,
+                                          void (*fn)(void *arg, wsk_ws *ws), void *arg);
 
 /* ---------------------------------------------------------------------------------------------
  * Bridge: a server's topics shared with other processes and machines through an engine.

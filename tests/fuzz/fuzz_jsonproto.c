@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r < JP_ENOMEM || !rq.why[0]) abort();
         check_reply(jp_error(rq.id, r, rq.why, &len), len, rq.id);
     } else {
-        if (rq.op < JP_SUBSCRIBE || rq.op > JP_PING) abort();
+        if (rq.op < JP_SUBSCRIBE || rq.op > JP_OP_LAST) abort();
         if (rq.op == JP_PUBLISH && (rq.ntopics != 1 || (!rq.data && rq.len))) abort();
         if ((rq.op == JP_SUBSCRIBE || rq.op == JP_UNSUBSCRIBE) && (!rq.ntopics || rq.ntopics > 16))
             abort();
@@ -48,12 +48,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const struct jp_topic *t = &rq.topics[0];
             check_reply(jp_ack_publish(rq.id, t->name, t->len, 3, 1, &len), len, rq.id);
             /* What a client (wspub) would send for the same publish parses back to it. */
-            char *pr = jp_publish_request(t->name, t->len, rq.data, rq.len, rq.binary, 7, &len);
+            char *pr =
+                jp_publish_request(t->name, t->len, rq.data, rq.len, rq.binary, rq.retain, 7, &len);
             if (pr) {
                 jp_request again;
                 if (jp_parse(pr, len, 16, &again) != JP_OK || again.op != JP_PUBLISH ||
                     strcmp(again.id, "7") || again.len != rq.len || again.binary != rq.binary ||
-                    strcmp(again.topics[0].name, t->name) ||
+                    again.retain != rq.retain || strcmp(again.topics[0].name, t->name) ||
                     (rq.len && memcmp(again.data, rq.data, rq.len)))
                     abort();
                 jp_request_free(&again);

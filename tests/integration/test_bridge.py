@@ -60,7 +60,7 @@ async def ways_in(redis, a, b, c):
             connect(a.url("/")) as jsub:
         await jsub.send(json.dumps({"op": "subscribe", "topics": ["news"]}))
         await recv(jsub)
-        ok(subscribed(redis, "wskit:news", "wskit:{news"),
+        ok(subscribed(redis, "wskit:news", "wskit:$.news"),
            "a topic with local subscribers is subscribed on the engine", redis.channels())
 
         async with connect(b.url("/news")) as pub:
@@ -139,7 +139,7 @@ async def churn(redis, a, b):
             await sub.send(json.dumps({"op": op, "topics": ["churn"]}))
         for _ in range(15):
             await recv(sub)
-        ok(subscribed(redis, "wskit:{churn"), "a topic that came and went in one read is "
+        ok(subscribed(redis, "wskit:$.churn"), "a topic that came and went in one read is "
            "subscribed", redis.channels())
         got = None
         for i in range(50):  # the engine may still be settling: publish until one arrives
@@ -451,6 +451,23 @@ def spread(engine, a, b):
        "... one connection to A, two to B", (a.count(": open"), b.count(": open"), opened))
 
 
+async def patterns(engine, a, b):
+    """A pattern stays on its node: the engine carries names only, so a socket subscribed to a
+    name and to a pattern that matches it gets a message from another node once."""
+    async with connect(a.url("/")) as j:
+        await j.send(json.dumps({"op": "subscribe", "topics": ["pat.x", "pat.*"]}))
+        await recv(j)
+        ok(subscribed(engine, "wskit:$.pat.x") and "wskit:$.pat.*" not in engine.channels(),
+           "a pattern is not subscribed on the engine", engine.channels())
+        # One engine connection keeps their order: anything extra would come in between.
+        curl_post(b, "pat.y", b"not across")
+        curl_post(b, "pat.x", b"one")
+        curl_post(b, "pat.x", b"two")
+        got = [json.loads(await recv(j)).get("data") for _ in range(2)]
+        ok(got == ["one", "two"], "once per socket; a pattern only matches its node's publishes",
+           got)
+
+
 async def main(kind):
     with Engine(kind) as redis:
         a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
@@ -459,6 +476,7 @@ async def main(kind):
             await order(redis, a, b)
             await churn(redis, a, b)
             spread(redis, a, b)
+            await patterns(redis, a, b)
             if kind == "redis":
                 await stalled(redis, a, b)
             c.stop()

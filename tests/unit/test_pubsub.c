@@ -1,7 +1,8 @@
 /* Publish/subscribe in one process: receiver counts, the sender left out (or not, with
  * publish_to_self), copied and shared frames arriving intact, topics left on close and freed
- * when empty, thousands of topics and subscriptions in linear time, and a publish that closes
- * subscribers for backpressure while their close handlers unsubscribe and publish again.
+ * when empty, patterns (a socket reached once however many match), thousands of topics and
+ * subscriptions in linear time, and a publish that closes subscribers for backpressure while
+ * their close handlers unsubscribe and publish again.
  * The loop runs with EVRUN_NOWAIT; non-blocking sockets play the clients and parse the frames
  * they get. */
 #include "pmd_conn.h"
@@ -320,6 +321,45 @@ static void test_to_self(wsk_loop *loop)
     closes = 0;
 }
 
+/* Patterns: a socket whose name and patterns all match gets a publish once; the counts,
+ * lookups and the '$' rule as wskit.h says. */
+static void test_patterns(wsk_loop *loop)
+{
+    unsigned port;
+    wsk_server *srv = server(loop, 0, 0, 0, &port);
+    CHECK(open_clients(2, port, 0), "2 clients open");
+    wsk_ws *a = srv_ws[0], *b = srv_ws[1];
+    CHECK(wsk_subscribe(a, "o.7.new", 7) == 1 && wsk_subscribe(a, "o.*.new", 7) == 1 &&
+              wsk_subscribe(a, "o.>", 3) == 1 && wsk_subscribe(b, ">", 1) == 1,
+          "a name and two patterns on one socket, '>' on another");
+    CHECK(wsk_server_subscribers(srv, "o.*.new", 7) == 1 && wsk_server_reaches(srv, "o.8.x", 5) &&
+              !wsk_server_reaches(srv, "$sys", 4),
+          "subscribers by name; reaches through patterns, not into '$' topics");
+    CHECK(wsk_server_publish(srv, "o.7.new", 7, "one", 3, WSK_OP_TEXT, 0) == 2,
+          "three matching subscriptions count one socket once");
+    CHECK(wsk_server_publish(srv, "o.8.old", 7, "two", 3, WSK_OP_TEXT, 0) == 2 &&
+              wsk_server_publish(srv, "$sys", 4, "no", 2, WSK_OP_TEXT, 0) == 0,
+          "'>' matches o.8.old; nothing matches $sys");
+    SPIN_UNTIL(total_msgs(0, 2) == 4, spin(1, 2));
+    CHECK(cl[0].msgs == 2 && cl[1].msgs == 2 && cl[0].last_len == 3 &&
+              !memcmp(cl[0].last, "two", 3),
+          "each socket got each message once");
+    char deep[2 * WSK_PATTERN_TOKENS + 2];
+    for (int i = 0; i <= WSK_PATTERN_TOKENS; i++) memcpy(deep + 2 * i, "*.", 2);
+    CHECK(wsk_subscribe(a, deep, 2 * WSK_PATTERN_TOKENS + 1) == WSK_ERR_INVAL &&
+              wsk_subscribe(a, deep, 2 * WSK_PATTERN_TOKENS - 1) == 1,
+          "a pattern of WSK_PATTERN_TOKENS tokens, not one more");
+    CHECK(wsk_unsubscribe(a, "o.*.new", 7) == 1 && wsk_unsubscribe(b, ">", 1) == 1 &&
+              wsk_server_publish(srv, "o.9.new", 7, "x", 1, WSK_OP_TEXT, 0) == 1 &&
+              !wsk_server_reaches(srv, "p", 1),
+          "unsubscribed patterns match no more");
+    close_all(2);
+    SPIN_UNTIL(closes == 2, spin(1, 2));
+    CHECK(wsk_server_topics(srv) == 0, "patterns freed with their sockets");
+    wsk_server_free(srv);
+    closes = 0;
+}
+
 /* Subscribes n sockets to k topics each out of ntopics; returns the seconds it took. */
 static double subscribe_many(int n, int k, int ntopics)
 {
@@ -524,6 +564,7 @@ int main(void)
     for (int i = 0; i < MAXC; i++) cl[i].fd = -1;
     test_basics(loop);
     test_to_self(loop);
+    test_patterns(loop);
     test_many(loop);
     test_backpressure(loop);
     test_compressed(loop, WSK_COMPRESS_SHARED);
