@@ -78,15 +78,19 @@ document.getElementById('topic').value = 'news';
 document.getElementById('subscribe').click();
 await waitFor(() => cell('news', 1) === 'yes', 'the subscription');
 check('subscribes', true, '');
+await waitFor(() => cell('news', 3) === '1', 'the subscriber count');
+check('shows the topic\'s subscribers: 1', true, '');
 window.subscribed = true;
 """
 
 JS_PUBSUB_GOT = r"""
+await waitFor(() => cell('news', 3) === '2', 'the live subscriber count');
+check('the subscriber count follows: 2 with another client', true, '');
 await waitFor(() => cell('news', 2) === '1', 'the publish');
 check('receives a publish and counts it', logText().includes('from another client'), logText().slice(-200));
 document.getElementById('pubdata').value = 'from the console';
 document.getElementById('publish').click();
-await waitFor(() => cell('news', 3) === '1', 'the receiver count');
+await waitFor(() => cell('news', 4) === '1', 'the receiver count');
 check('publishes; the ack\'s receiver count is shown', true, '');
 document.getElementById('ping').click();
 await waitFor(() => logText().includes('ping answered'), 'the ping');
