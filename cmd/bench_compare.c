@@ -136,7 +136,10 @@ int wb_compare(wb_opts *o, const wb_target *t, unsigned nt, volatile int *stop)
     int failed[WB_MAX_TARGETS] = {0}, any_failed = 0;
     unsigned done_rounds = 0, ran = 0, alive = nt;
     for (unsigned r = 0; r < o->rounds && alive && !*stop; r++) {
-        for (unsigned i = 0; i < nt && !*stop; i++) {
+        /* Every other round runs the targets in reverse (A B, B A, ...): on a busy machine
+         * the one that runs second is at a disadvantage that the medians would keep. */
+        for (unsigned k = 0; k < nt && !*stop; k++) {
+            unsigned i = r & 1 ? nt - 1 - k : k;
             wb_result *res = &runs[r * nt + i];
             snprintf(res->label, sizeof res->label, "%s", t[i].label);
             snprintf(res->url, sizeof res->url, "%s", t[i].url);

@@ -276,6 +276,8 @@ def main():
                                 "-c", "2", f"one={url}", f"two={url}")
         ok(rc == 0 and isinstance(j, list) and [r["label"] for r in j] == ["one", "two"] * 2
            and all(r["ok"] for r in j), "compare: 2 rounds of 2 targets, in turn", err)
+        ran = [ln.split()[2] for ln in err.splitlines() if ln.startswith("round ")]
+        ok(ran == ["one", "two", "two", "one"], "... the second round in reverse order", err)
         rc, out, err = bench("compare", "-d", "0.3", "--rounds", "1", "--pause", "0", "-c", "2",
                              f"one={url}", f"two={url}")
         ok(rc == 0 and "median" in out and "1.00x" in out and "round 1/1" in err,
