@@ -59,5 +59,11 @@ with Server("--echo", *tls) as srv:
     ok(r.returncode == 2 and "certificate verify failed: unknown issuer" in r.stdout,
        "wsbench without the CA refuses the server, in the library's words",
        f"rc={r.returncode} {r.stdout[-300:]!r}")
+    # connect reopens a slot after each failure: with every attempt refused, a -n run must end.
+    r = run("wsbench", "connect", "-c", "2", "-n", "20", "-q", url, timeout=20)
+    ok(r.returncode == 2 and "failed: no connection opened" in r.stdout
+       and "certificate verify failed" in r.stdout,
+       "wsbench connect whose every handshake is refused ends failed (exit 2, the reason)",
+       f"rc={r.returncode} {r.stdout[-300:]!r}")
 shutil.rmtree(certs, ignore_errors=True)
 done()
