@@ -125,7 +125,8 @@ int cli_tls_option(int key, const char *arg, cli_tls *tls)
 
 void cli_tls_check(const char *prog, const cli_tls *tls)
 {
-    if (!!tls->cert != !!tls->key) cli_usage_error(prog, "--cert and --key go together");
+    /* --cert alone: the key is in the certificate file (the library reads it from there). */
+    if (tls->key && !tls->cert) cli_usage_error(prog, "--key needs --cert");
 }
 
 void cli_tls_client_opts(const cli_tls *tls, wsk_client_opts *co)

@@ -71,7 +71,7 @@ typedef struct cli_tls {
     {"insecure", 'k', NULL, "the same as --no-check (curl's name)"},                               \
     {"ca", CLI_OPT_CA, "FILE", "PEM CA bundle to verify the server with"},                         \
     {"cert", CLI_OPT_CERT, "FILE", "PEM client certificate"},                                      \
-    {"key", CLI_OPT_KEY, "FILE", "PEM key of --cert"},                                             \
+    {"key", CLI_OPT_KEY, "FILE", "PEM key of --cert (default: in the --cert file)"},                                             \
     {"passphrase", CLI_OPT_PASSPHRASE, "PW", "passphrase of --key"}
 /* clang-format on */
 
@@ -79,7 +79,7 @@ typedef struct cli_tls {
  * CLI_OPT_NO_CHECK: returns 1 then, else 0 (a command's -n is its own to map). */
 int cli_tls_option(int key, const char *arg, cli_tls *tls);
 
-/* A usage error (exit) unless --cert and --key were given together or not at all. */
+/* A usage error (exit) for --key without --cert; --cert alone names a file holding the key too. */
 void cli_tls_check(const char *prog, const cli_tls *tls);
 
 /* Copies *tls into the tls_ fields of *co; the strings stay tls's (argv's). */

@@ -380,6 +380,7 @@ static void parse(int argc, char **argv, cmdline *cl)
             exit(CLI_EXIT_USAGE);
         }
     }
+    cli_tls_check(PROG, &o->tls);
     operands(argc, argv, cl);
     settle(cl, conns_set, timeout_set, duration_set);
     for (unsigned i = 0; o->tls.no_check && i < cl->ntargets; i++)

@@ -863,7 +863,8 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
                     const char *password)
 {
     char why[128];
-    if (!key) key = cert;
+    int in_cert = !key;
+    if (in_cert) key = cert;
     int r = mbedtls_x509_crt_parse_file(&t->chain, cert);
     if (r) {
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: certificate %s: %s", cert,
@@ -885,7 +886,9 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
         wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s: %s", key,
                 r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED ? "the key is encrypted: a password is needed"
                 : r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ? "wrong password"
-                                                        : tls_strerror(r, why, sizeof why));
+                /* mbedTLS says "invalid key tag" of a file with no key at all */
+                : in_cert ? "no private key in the certificate file (a key file is needed)"
+                          : tls_strerror(r, why, sizeof why));
         return WSK_ERR_TLS;
     }
     if (mbedtls_pk_check_pair(&t->chain.pk, &t->key)) {

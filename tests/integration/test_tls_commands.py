@@ -65,5 +65,34 @@ with Server("--echo", *tls) as srv:
        and "certificate verify failed" in r.stdout,
        "wsbench connect whose every handshake is refused ends failed (exit 2, the reason)",
        f"rc={r.returncode} {r.stdout[-300:]!r}")
+
+# --cert alone: the key is read from the certificate's file; a file without one is a TLS failure
+# that names the missing key, in one line; --key alone is a usage error.
+both = os.path.join(certs, "client-both.pem")
+with open(both, "w") as f:
+    for name in ("client.crt", "client.key"):
+        with open(os.path.join(certs, name)) as part:
+            f.write(part.read())
+crt = os.path.join(certs, "client.crt")
+NO_KEY = "key " + crt + ": no private key in the certificate file"
+with Server("--echo", *tls, "--tls-client-ca", os.path.join(certs, "client-ca.crt")) as srv:
+    url = f"wss://localhost:{srv.port}/"
+    r = run("wscat", "-c", url, "--ca", ca, "--cert", both, input="hello\n")
+    ok(r.returncode == 0 and r.stdout == "hello\n", "wscat --cert with the key in the same file",
+       f"rc={r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+    for cmd in (["wscat", "-c", url], ["wspub", url, "news", "x"]):
+        r = run(*cmd, "--ca", ca, "--cert", crt, input="")
+        ok(r.returncode == 6 and NO_KEY in r.stderr.splitlines()[0],
+           f"{cmd[0]} --cert of a file without a key: exit 6, the missing key named",
+           f"rc={r.returncode} {r.stderr[-300:]!r}")
+    r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", ca, "--cert", crt, url)
+    ok(r.returncode == 2 and NO_KEY in r.stdout, "wsbench --cert of a file without a key: the failed run names the missing key",
+       f"rc={r.returncode} {r.stdout[-300:]!r}")
+    r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", ca, "--cert", both, url)
+    ok(r.returncode == 0, "wsbench --cert with the key in the same file", f"rc={r.returncode} {r.stdout[-300:]!r}")
+    for cmd in (["wscat", "-c", url], ["wspub", url, "news", "x"], ["wsbench", "echo", url]):
+        r = run(*cmd, "--ca", ca, "--key", os.path.join(certs, "client.key"))
+        ok(r.returncode == 1 and "--key needs --cert" in r.stderr, f"{cmd[0]} --key without --cert: usage error",
+           f"rc={r.returncode} {r.stderr[-300:]!r}")
 shutil.rmtree(certs, ignore_errors=True)
 done()
