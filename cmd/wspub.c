@@ -514,22 +514,6 @@ static int slurp(const char *path, char **out, size_t *len)
     return 0;
 }
 
-static char *read_token_file(const char *path)
-{
-    char *s;
-    size_t n;
-    if (slurp(path, &s, &n) < 0) return NULL;
-    size_t l = 0;
-    while (l < n && s[l] != '\n' && s[l] != '\r') l++;
-    if (!l) {
-        warn("%s: the first line must hold the token", path);
-        free(s);
-        return NULL;
-    }
-    s[l] = '\0';
-    return s;
-}
-
 /* A URL with a path names the topic, as mosquitto_pub -L does, and a subscriber's URL works as
  * it is: the connection goes to the control endpoint at the root (any other path is a raw
  * topic socket, to which a JSON request would be just a message for the subscribers).  Sets
@@ -637,9 +621,11 @@ int main(int argc, char **argv)
     if (o->whole_stdin || o->file) {
         if (slurp(o->file, &app.whole, &app.whole_len) < 0) return EXIT_USAGE;
     }
-    char *token = NULL, *auth = NULL;
-    if (o->token_file && !(token = read_token_file(o->token_file))) return EXIT_USAGE;
-    const char *secret = token ? token : o->token;
+    char token[4096], *auth = NULL;
+    if (o->token_file &&
+        cli_read_secret(PROG, "token-file", o->token_file, token, sizeof token) < 0)
+        return EXIT_USAGE;
+    const char *secret = o->token_file ? token : o->token;
     if (secret) {
         size_t n = strlen(secret) + 32;
         auth = malloc(n);
@@ -647,6 +633,7 @@ int main(int argc, char **argv)
         snprintf(auth, n, "Authorization: Bearer %s", secret);
         o->headers[o->nheaders++] = auth;
     }
+    memset(token, 0, sizeof token);
 
     signal(SIGPIPE, SIG_IGN);
     app.ev = ev_default_loop(0);
@@ -692,7 +679,6 @@ int main(int argc, char **argv)
     }
     free(app.whole);
     free(app.in);
-    free(token);
     free(auth);
     free(root);
     free(o->headers);

@@ -173,6 +173,12 @@ with Server("--pubsub", "--token", "tok3n") as srv:
         f.flush()
         st, out, err = sh(f'"$WSPUB" --token-file {f.name} {url} news x')
         ok(st == 0, "--token-file: exit 0", f"{st} {err}")
+    with tempfile.NamedTemporaryFile("w", suffix=".tok") as f:
+        f.write("\ntok3n\n")
+        f.flush()
+        st, out, err = sh(f'"$WSPUB" --token-file {f.name} {url} news x')
+        ok(st == 1 and f"--token-file {f.name}: the first line must hold the secret" in err,
+           "--token-file whose first line is empty: a usage error naming the file", f"{st} {err}")
 
 with Server("--pubsub", "--token", "tok3n", "--private") as srv:
     st, out, err = sh(f'"$WSPUB" {srv.url()} news x')
