@@ -210,9 +210,9 @@ def test_usage():
     check(r[0] == 1, "an unsupported scheme is refused (1)", describe(r))
     r = wscat("-c", "ws://127.0.0.1:1/", "-H", "no colon here")
     check(r[0] == 1 and "-H" in r[2], "a malformed -H header is refused (1)", describe(r))
-    r = wscat("-c", "wss://127.0.0.1:1/", "--cert", "client.crt")
-    check(r[0] == 1 and "--key" in r[2], "--cert without --key is a usage error (1), as in "
-          "wspub", describe(r))
+    r = wscat("-c", "wss://127.0.0.1:1/", "--key", "client.key")
+    check(r[0] == 1 and "--key needs --cert" in r[2], "--key without --cert is a usage error (1), "
+          "as in wspub and wsbench (--cert alone: the key is in its file)", describe(r))
     r = wscat("--version")
     check(r[0] == 0 and re.match(r"wscat \d+\.\d+\.\d+", r[1]), "--version", describe(r))
     r = wscat("--help")
