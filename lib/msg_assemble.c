@@ -96,9 +96,12 @@ static int on_close_frame(struct wsk_ws *c, const uint8_t *p, size_t n)
     if (r < 0)
         return fail(c, r, n == 1 ? "close frame with a 1-byte payload" : "invalid close code");
     wsk_stats_close(c->ctx->stats.close_received, code);
-    /* RFC 6455 5.5.1: answer with a close frame, echoing the code. */
-    if (!(c->flags & WSK_F_CLOSE_SENT))
-        wsk_send_close(c, code == WSK_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+    /* RFC 6455 5.5.1: answer with a close frame, echoing the code; a server echoes the reason
+     * too, as websocat and ws clients expect (it was checked above: UTF-8, at most 123 bytes). */
+    if (!(c->flags & WSK_F_CLOSE_SENT)) {
+        size_t echo = c->ctx->role == WSK_ROLE_SERVER ? rlen : 0;
+        wsk_send_close(c, code == WSK_CLOSE_NO_STATUS ? 0 : code, (const char *)reason, echo);
+    }
     wsk_conn_closed(c, code, (const char *)reason, rlen);
     return WSK_ERR_CLOSED;
 }

@@ -131,7 +131,9 @@ typedef struct wsk_handlers {
     void (*message)(wsk_ws *ws, const void *data, size_t len, wsk_opcode op);
     /* The socket closed: code is the peer's close code, 1005 when its close frame had none, or
      * 1006 when the connection ended without a closing handshake; reason[0..reason_len) is not
-     * NUL-terminated.  The socket must not be used once this returns (the library frees it). */
+     * NUL-terminated.  A peer's close was already answered with its code (a server's answer
+     * carries its reason too).  The socket must not be used once this returns (the library frees
+     * it). */
     void (*close)(wsk_ws *ws, unsigned code, const char *reason, size_t reason_len);
     /* The send queue, which had backpressure (a send returned -1), has been written out. */
     void (*drain)(wsk_ws *ws);

@@ -78,10 +78,11 @@ with Server("--echo", "--max-payload", "1M") as srv:
         good &= c.recv_frame() == (True, TEXT, s)
     ok(good, "UTF-8 split across fragments at every byte is accepted")
 
-    # 5.5.1 / 7.4: closing handshake echoes the code, then the server closes TCP.
+    # 5.5.1 / 7.4: closing handshake echoes the code (and the reason, as websocat and ws clients
+    # expect), then the server closes TCP.
     c.send(frame(CLOSE, close_payload(1000, b"bye")))
     fin, op, p = c.recv_frame()
-    ok(op == CLOSE and p[:2] == struct.pack("!H", 1000), "close 1000 echoed")
+    ok(op == CLOSE and p == close_payload(1000, b"bye"), "close 1000 echoed with its reason", repr(p))
     ok(c.eof(), "server closes TCP after the closing handshake")
     c.close()
 
@@ -91,8 +92,11 @@ with Server("--echo", "--max-payload", "1M") as srv:
     ok(op == CLOSE and p == b"" and c.eof(), "empty close answered with an empty close")
     c.close()
     c = Raw(srv.port)
-    c.send(frame(CLOSE, close_payload(4321, b"app code")))
-    ok(c.recv_close() == 4321, "application close code (4000-4999) echoed")
+    reason = "fin \u00e9t\u00e9 ".encode() * 10 + b"z" * 23  # 123 bytes: the most a reason may have
+    c.send(frame(CLOSE, close_payload(4321, reason)))
+    fin, op, p = c.recv_frame()
+    ok(op == CLOSE and p == close_payload(4321, reason),
+       "application close code (4000-4999) echoed with a 123-byte UTF-8 reason", repr(p))
     c.close()
 
     # 7.4.1 / 7.4.2: invalid close codes and a 1-byte close payload: 1002.
