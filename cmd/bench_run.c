@@ -481,8 +481,8 @@ static void check(watch *w)
     unsigned open = wb_atomic_get(&s->n_open), ended = wb_atomic_get(&s->n_ended);
     /* connect opens its slots in the run and reopens each after a failure: when every slot's
      * attempt failed and none ever opened (a certificate refused, a closed port), retrying would
-     * keep a -n run going until it is killed. */
-    if (s->sc->start_on_run && !open && wb_atomic_get(&s->n_settled) >= s->total) {
+     * keep a -n run going until it is killed (a -d run ends at its time, its errors charted). */
+    if (s->sc->start_on_run && !w->t_end && !open && wb_atomic_get(&s->n_settled) >= s->total) {
         no_connection(w);
         return;
     }
