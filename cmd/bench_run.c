@@ -295,15 +295,6 @@ static void end_run(watch *w)
     ev_timer_stop(s->main_ev, &w->end);
 }
 
-/* The run ends failed: no connection ever opened, with the first error seen. */
-static void no_connection(watch *w)
-{
-    snprintf(w->res->fail, sizeof w->res->fail, "no connection opened%s%s",
-             *first_error(w->s) ? ": " : "", first_error(w->s));
-    w->failed = 1;
-    end_run(w);
-}
-
 static void series_push(wb_result *r, const wb_second *sec)
 {
     if (r->nseries == r->cap_series &&
@@ -465,7 +456,10 @@ static void check(watch *w)
         }
         if (settled == s->total || timed_out) {
             if (!open) {
-                no_connection(w);
+                snprintf(w->res->fail, sizeof w->res->fail, "no connection opened%s%s",
+                         *first_error(s) ? ": " : "", first_error(s));
+                w->failed = 1;
+                end_run(w);
                 return;
             }
             start_run(w);
@@ -479,13 +473,6 @@ static void check(watch *w)
         return;
     }
     unsigned open = wb_atomic_get(&s->n_open), ended = wb_atomic_get(&s->n_ended);
-    /* connect opens its slots in the run and reopens each after a failure: when every slot's
-     * attempt failed and none ever opened (a certificate refused, a closed port), retrying would
-     * keep a -n run going until it is killed (a -d run ends at its time, its errors charted). */
-    if (s->sc->start_on_run && !w->t_end && !open && wb_atomic_get(&s->n_settled) >= s->total) {
-        no_connection(w);
-        return;
-    }
     if (s->sc == &wb_scen_chat && ended) {
         snprintf(w->res->fail, sizeof w->res->fail,
                  "a client's connection ended during the run%s%s", *first_error(s) ? ": " : "",

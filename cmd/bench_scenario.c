@@ -544,7 +544,6 @@ static void connect_open(wb_thread *t, wb_conn *c)
     uint32_t fs = use_pool(s, c);
     c->soff = (uint32_t)((c->id + c->sent) % (c->ssize / fs)) * fs;
     c->sunsent = fs;
-    c->sent++;
     wb_add(&t->st.msgs_tx, 1);
     wb_add(&t->st.bytes_tx, s->payload_len);
     wb_conn_dirty(t, c);
@@ -585,6 +584,9 @@ static void connect_turn(wb_thread *t)
             conn_done(t, c);
             continue;
         }
+        /* -n counts attempts, failed ones too (as ab counts failed requests): a slot whose
+         * server refuses it still reaches its quota. */
+        c->sent++;
         wb_conn_start(t, c);
     }
 }

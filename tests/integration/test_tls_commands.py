@@ -59,12 +59,18 @@ with Server("--echo", *tls) as srv:
     ok(r.returncode == 2 and "certificate verify failed: unknown issuer" in r.stdout,
        "wsbench without the CA refuses the server, in the library's words",
        f"rc={r.returncode} {r.stdout[-300:]!r}")
-    # connect reopens a slot after each failure: with every attempt refused, a -n run must end.
+    # connect reopens a slot after each failure: -n counts attempts, so with every handshake
+    # refused the run still ends, failed.
     r = run("wsbench", "connect", "-c", "2", "-n", "20", "-q", url, timeout=20)
-    ok(r.returncode == 2 and "failed: no connection opened" in r.stdout
-       and "certificate verify failed" in r.stdout,
-       "wsbench connect whose every handshake is refused ends failed (exit 2, the reason)",
+    ok(r.returncode == 2 and "failed: no connection completed" in r.stdout
+       and "certificate verify failed" in r.stdout and "errors        20 tls" in r.stdout,
+       "wsbench connect whose every handshake is refused ends failed after -n attempts (exit 2, the reason)",
        f"rc={r.returncode} {r.stdout[-300:]!r}")
+    # One slot's server refuses it, the other's answers: the run ends too, the refusals counted.
+    r = run("wsbench", "connect", "-c", "2", "-n", "20", "-q", "--ca", ca, url, "ws://127.0.0.1:1/", timeout=20)
+    ok(r.returncode == 0 and "(10 connections)" in r.stdout and "errors        10 connect" in r.stdout,
+       "wsbench connect -n with one slot always refused ends, its failed attempts counted",
+       f"rc={r.returncode} {r.stdout[-400:]!r}")
 
 # --cert alone: the key is read from the certificate's file; a file without one is a TLS failure
 # that names the missing key, in one line; --key alone is a usage error.
