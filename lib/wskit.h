@@ -680,7 +680,8 @@ typedef struct wsk_stats {
     uint64_t messages_out[2], bytes_out[2];
     uint64_t control_in[3], control_out[3];
     uint64_t inflate[2]; /* compressed payload bytes received [0], and what they inflated to [1] */
-    uint64_t deflate[2]; /* payload bytes wsk_send compressed [0], and what they became [1] */
+    uint64_t deflate[2]; /* payload bytes compressed to send [0] (a publish shared by many sockets
+                            once), and what they became [1] */
     uint64_t close_sent[WSK_STATS_CLOSE_CODES], close_received[WSK_STATS_CLOSE_CODES];
     uint64_t backpressure; /* messages queued behind unread data (a send returned -1) */
     uint64_t dropped;      /* messages dropped at the backpressure limit */

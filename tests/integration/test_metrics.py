@@ -286,6 +286,31 @@ def compression_cases():
            f'{value(m, "wsk_deflate_output_bytes_total")}')
 
 
+async def compressed_publish(url):
+    async with websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                                  compression="deflate") as a, \
+            websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                               compression="deflate") as b, \
+            connect(url) as pub:
+        await pub.send("wskit " * 1000)
+        for ws in (a, b):
+            await asyncio.wait_for(ws.recv(), T)
+
+
+def compressed_publish_cases():
+    mport = free_port()
+    with serve("--pubsub", "--compress", "--metrics", f"127.0.0.1:{mport}") as srv:
+        murl = f"http://127.0.0.1:{mport}/metrics"
+        asyncio.run(compressed_publish(srv.url("/news")))
+        m = {}
+        wait_for(lambda: m.update(scrape(murl)) or value(m, "wsk_deliveries_total") == 2)
+        ok(value(m, "wsk_deflate_input_bytes_total") == 6000 and
+           0 < value(m, "wsk_deflate_output_bytes_total") < 1000,
+           "a publish compressed once for two subscribers: counted once, before and after",
+           f'{value(m, "wsk_deflate_input_bytes_total")} -> '
+           f'{value(m, "wsk_deflate_output_bytes_total")}')
+
+
 def bridge_cases():
     if not shutil.which("redis-server"):
         skip("metrics of the bridge", "redis-server is not installed")
@@ -349,6 +374,7 @@ else:
     pubsub_cases()
     tls_cases()
     compression_cases()
+    compressed_publish_cases()
     bridge_cases()
     slow_consumer_cases()
 done()
