@@ -126,7 +126,7 @@ static void histograms(struct out *o, const wsk_stats *st)
     for (unsigned i = 0; i < WSK_STATS_HANDSHAKE_BUCKETS; i++) le[i] = ms[i] / 1e3;
     histogram(o, "wsk_handshake_duration_seconds",
               "Time from accept to the 101 response (TLS included).", le, st->handshake_buckets,
-              WSK_STATS_HANDSHAKE_BUCKETS, st->handshake_ms / 1e3);
+              WSK_STATS_HANDSHAKE_BUCKETS, st->handshake_us / 1e6);
     for (unsigned i = 0; i < WSK_STATS_SIZE_BUCKETS; i++) le[i] = (double)(64ull << (2 * i));
     histogram(o, "wsk_message_received_size_bytes",
               "Sizes of the messages received (payload bytes).", le, st->size_buckets,

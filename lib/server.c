@@ -402,7 +402,7 @@ static void upgrade_request(struct wsk_ws *c, const wsk_http_request *h, const c
     }
     c->user = res.data;
     wsk_response_free(&res);
-    wsk_stats_handshake(&c->ctx->stats, wsk_ms(c->ctx->loop) - c->born);
+    wsk_stats_handshake(&c->ctx->stats, wsk_us() - c->born);
     wsk_conn_open(c, rest, rest_len);
     return;
 out:

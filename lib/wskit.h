@@ -652,7 +652,7 @@ enum wsk_refusal {
 #define WSK_STATS_SIZE_BUCKETS 11
 /* Handshake durations, from accept to the 101 (TLS included): bucket i counts those of at most
  * 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000 or 10000 ms, the last one the longer ones
- * (to the loop's clock: a handshake done within one loop iteration takes 0 ms). */
+ * (measured on a monotonic clock in microseconds, not the loop's once-per-turn clock). */
 #define WSK_STATS_HANDSHAKE_BUCKETS 12
 
 /* A server's metrics; later versions only add fields at the end.  The arrays by type are [0] text
@@ -693,7 +693,8 @@ typedef struct wsk_stats {
     uint64_t size_buckets[WSK_STATS_SIZE_BUCKETS + 1]; /* received messages by size (above) */
     uint64_t handshake_buckets[WSK_STATS_HANDSHAKE_BUCKETS + 1]; /* handshakes by duration */
     uint64_t handshake_ms;                                       /* their total, milliseconds */
-    uint64_t tls_resumed; /* TLS handshakes that resumed a session (ticket or session ID) */
+    uint64_t tls_resumed;  /* TLS handshakes that resumed a session (ticket or session ID) */
+    uint64_t handshake_us; /* the handshakes' total, microseconds (handshake_ms rounded down) */
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):
