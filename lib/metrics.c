@@ -162,6 +162,14 @@ long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)
     labelled(&o, "wsk_connections_refused_total", "counter",
              "Connections that did not become WebSockets, by reason.", "reason", refusals,
              st->refused, WSK_REFUSED_COUNT);
+    single(&o, "wsk_accept_limit_pauses_total", "counter",
+           "Times accepting stopped with max_connections open: new connections then wait in the "
+           "listen backlog, unanswered, instead of being refused.",
+           st->accept_limit_pauses);
+    single(&o, "wsk_accept_paused", "gauge",
+           "1 while the server accepts no connection (at max_connections, or out of file "
+           "descriptors).",
+           st->accept_paused);
     uint64_t tls[2] = {st->tls_handshakes - st->tls_resumed, st->tls_resumed};
     labelled(&o, "wsk_tls_handshakes_total", "counter", "TLS handshakes completed.", "kind",
              tls_kinds, tls, 2);

@@ -695,6 +695,11 @@ typedef struct wsk_stats {
     uint64_t handshake_ms;                                       /* their total, milliseconds */
     uint64_t tls_resumed;  /* TLS handshakes that resumed a session (ticket or session ID) */
     uint64_t handshake_us; /* the handshakes' total, microseconds (handshake_ms rounded down) */
+    /* With max_connections open the server stops accepting (new connections wait in the
+     * kernel's listen backlog, unanswered) rather than refusing: the times it did so, and a
+     * gauge, 1 while it accepts nothing now (at the limit, or out of file descriptors). */
+    uint64_t accept_limit_pauses;
+    uint64_t accept_paused;
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):

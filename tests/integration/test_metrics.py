@@ -312,6 +312,39 @@ def compressed_publish_cases():
            f'{value(m, "wsk_deflate_output_bytes_total")}')
 
 
+async def limit_run(url, murl):
+    base = value(scrape(murl), "wsk_connections_accepted_total")  # the readiness probe
+    async with connect(url) as a, connect(url) as b:
+        ok(wait_for(lambda: value(scrape(murl), "wsk_accept_paused") == 1),
+           "--max-connections 2, two open: accepting paused (gauge 1)")
+        third = asyncio.ensure_future(connect(url).__aenter__())
+        done_, _ = await asyncio.wait({third}, timeout=0.5)
+        ok(not done_, "a third connection waits in the backlog, unanswered")
+        m = scrape(murl)
+        ok(value(m, "wsk_accept_limit_pauses_total") == 1 and
+           value(m, "wsk_connections_accepted_total") - base == 2,
+           "one pause at the limit counted, two accepted", str(
+               (value(m, "wsk_accept_limit_pauses_total"),
+                value(m, "wsk_connections_accepted_total") - base)))
+        await a.close()
+        c = await asyncio.wait_for(third, T)
+        ok(c.open, "one closed: the third is accepted")
+        await c.close()
+        del b
+
+
+def limit_cases():
+    mport = free_port()
+    with serve("--echo", "--max-connections", "2", "--metrics", f"127.0.0.1:{mport}") as srv:
+        murl = f"http://127.0.0.1:{mport}/metrics"
+        ok(value(scrape(murl), "wsk_accept_paused") == 0 and
+           value(scrape(murl), "wsk_accept_limit_pauses_total") == 0,
+           "no connection yet: accepting, no pause counted")
+        asyncio.run(limit_run(srv.url(), murl))
+        ok(wait_for(lambda: value(scrape(murl), "wsk_accept_paused") == 0),
+           "all closed: accepting again (gauge 0)")
+
+
 def bridge_cases():
     if not shutil.which("redis-server"):
         skip("metrics of the bridge", "redis-server is not installed")
@@ -376,6 +409,7 @@ else:
     tls_cases()
     compression_cases()
     compressed_publish_cases()
+    limit_cases()
     bridge_cases()
     slow_consumer_cases()
 done()
