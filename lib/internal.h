@@ -25,7 +25,8 @@
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
- * one-line increments the data path makes).
+ * one-line increments the data path makes), version.c (wsk_versions: only the libraries'
+ * version calls).
  */
 #ifndef WSK_INTERNAL_H
 #define WSK_INTERNAL_H
