@@ -6,7 +6,6 @@
  * tests read it with an XML parser; the charts are bench_svg.c's.  See bench.h. */
 #include "bench.h"
 
-#include <ev.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,8 +369,8 @@ static void about_table(FILE *f, const wb_opts *o)
         fputc('\'', f);
     }
     fputs("</code></td></tr>\n", f);
-    snprintf(v, sizeof v, "wsbench %s (wskit %s, libev %d.%d), built with %s", WSK_VERSION,
-             WSK_VERSION, ev_version_major(), ev_version_minor(), __VERSION__);
+    wsk_versions(w, sizeof w);
+    snprintf(v, sizeof v, "wsbench %s (%s), built with %s", WSK_VERSION, w, __VERSION__);
     row(f, "versions", v);
     struct utsname u;
     if (!uname(&u)) {

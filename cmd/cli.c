@@ -5,7 +5,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ev.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -104,8 +103,9 @@ void cli_usage_error(const char *prog, const char *fmt, ...)
 
 void cli_print_version(FILE *f, const char *prog)
 {
-    fprintf(f, "%s %s (wskit %s, libev %d.%d)\n", prog, WSK_VERSION, WSK_VERSION,
-            ev_version_major(), ev_version_minor());
+    char v[256];
+    wsk_versions(v, sizeof v);
+    fprintf(f, "%s %s (%s)\n", prog, WSK_VERSION, v);
 }
 
 /* ----- TLS client options -------------------------------------------------------------------- */

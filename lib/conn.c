@@ -24,7 +24,7 @@ struct wsk_ws *wsk_conn_new(wsk_ctx *ctx, int fd)
     if (!c) return NULL;
     c->ctx = ctx;
     c->stamp = (uint32_t)ev_now(ctx->loop->ev);
-    c->born = wsk_ms(ctx->loop);
+    c->born = wsk_us();
     ev_io_init(&c->io, on_io, fd, EV_READ);
     ev_io_start(ctx->loop->ev, &c->io);
     c->next = ctx->conns;

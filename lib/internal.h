@@ -25,7 +25,8 @@
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
- * one-line increments the data path makes).
+ * one-line increments the data path makes), version.c (wsk_versions: only the libraries'
+ * version calls).
  */
 #ifndef WSK_INTERNAL_H
 #define WSK_INTERNAL_H
@@ -39,6 +40,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #define WSK_RBUF_SIZE          (512 * 1024) /* receive buffer shared by every socket of a loop */
 #define WSK_BLOCK_SIZE         (16 * 1024)  /* default size of a private send block */
@@ -94,6 +96,16 @@ struct wsk_loop {
 static inline uint32_t wsk_ms(wsk_loop *loop)
 {
     return (uint32_t)(uint64_t)(ev_now(loop->ev) * 1e3);
+}
+
+/* A monotonic clock in microseconds, modulo 2^32: for differences under 71 minutes (a
+ * handshake).  Read at accept and at the 101: the loop's clock moves once per turn, and a
+ * handshake on loopback is done well within one millisecond. */
+static inline uint32_t wsk_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
 }
 
 void wsk_log(wsk_loop *loop, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -229,7 +241,7 @@ struct wsk_ws {
     uint8_t mask[4];
     wsk_frame_dec dec;
     uint8_t pad_;
-    uint32_t born; /* wsk_ms() at accept or connect: how long the handshake took (metrics) */
+    uint32_t born; /* wsk_us() at accept or connect: how long the handshake took (metrics) */
 };
 
 /* conn.c */

@@ -126,7 +126,7 @@ static void histograms(struct out *o, const wsk_stats *st)
     for (unsigned i = 0; i < WSK_STATS_HANDSHAKE_BUCKETS; i++) le[i] = ms[i] / 1e3;
     histogram(o, "wsk_handshake_duration_seconds",
               "Time from accept to the 101 response (TLS included).", le, st->handshake_buckets,
-              WSK_STATS_HANDSHAKE_BUCKETS, st->handshake_ms / 1e3);
+              WSK_STATS_HANDSHAKE_BUCKETS, st->handshake_us / 1e6);
     for (unsigned i = 0; i < WSK_STATS_SIZE_BUCKETS; i++) le[i] = (double)(64ull << (2 * i));
     histogram(o, "wsk_message_received_size_bytes",
               "Sizes of the messages received (payload bytes).", le, st->size_buckets,
@@ -162,6 +162,14 @@ long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)
     labelled(&o, "wsk_connections_refused_total", "counter",
              "Connections that did not become WebSockets, by reason.", "reason", refusals,
              st->refused, WSK_REFUSED_COUNT);
+    single(&o, "wsk_accept_limit_pauses_total", "counter",
+           "Times accepting stopped with max_connections open: new connections then wait in the "
+           "listen backlog, unanswered, instead of being refused.",
+           st->accept_limit_pauses);
+    single(&o, "wsk_accept_paused", "gauge",
+           "1 while the server accepts no connection (at max_connections, or out of file "
+           "descriptors).",
+           st->accept_paused);
     uint64_t tls[2] = {st->tls_handshakes - st->tls_resumed, st->tls_resumed};
     labelled(&o, "wsk_tls_handshakes_total", "counter", "TLS handshakes completed.", "kind",
              tls_kinds, tls, 2);

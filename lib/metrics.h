@@ -54,15 +54,16 @@ static inline void wsk_stats_compressed(uint64_t *pair, size_t in, size_t out)
         1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000                                   \
     }
 
-/* A handshake completed (101 sent) in `ms` milliseconds. */
-static inline void wsk_stats_handshake(wsk_stats *s, uint32_t ms)
+/* A handshake completed (101 sent) in `us` microseconds. */
+static inline void wsk_stats_handshake(wsk_stats *s, uint32_t us)
 {
     static const uint32_t top[WSK_STATS_HANDSHAKE_BUCKETS] = WSK_STATS_HANDSHAKE_MS;
     unsigned b = 0;
-    while (b < WSK_STATS_HANDSHAKE_BUCKETS && ms > top[b]) b++;
+    while (b < WSK_STATS_HANDSHAKE_BUCKETS && us > top[b] * 1000u) b++;
     s->upgraded++;
     s->handshake_buckets[b]++;
-    s->handshake_ms += ms;
+    s->handshake_us += us;
+    s->handshake_ms = s->handshake_us / 1000;
 }
 
 /* A publish queued for n sockets. */

@@ -224,6 +224,8 @@ int wsk_pmd_shared_compress(struct wsk_ws *c, const void *data, size_t len, cons
     int rc = deflate_shared(s, level_of(c->ctx), 15, data, len);
     if (rc == WSK_ERR_TOO_BIG) return 0;
     if (rc < 0) return rc;
+    /* Counted here, once per compression, however many sockets then share the frame. */
+    wsk_stats_compressed(c->ctx->stats.deflate, len, s->out.len);
     *z = s->out.p;
     *zlen = s->out.len;
     return 1;

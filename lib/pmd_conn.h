@@ -36,7 +36,8 @@ int wsk_pmd_conn_accept(struct wsk_ws *c, const wsk_http_response *res);
 int wsk_pmd_conn_shares_deflater(const struct wsk_ws *c, size_t len);
 /* Compresses one message as the loop's one-shot compressor does for c (its server's level).
  * Returns 1 with *z, *zlen the payload to send with RSV1 (valid until the next compression on
- * this loop); 0 when the message would not shrink: send it uncompressed; or a WSK_ERR_*. */
+ * this loop), counted once in the server's deflate stats; 0 when the message would not shrink:
+ * send it uncompressed; or a WSK_ERR_*. */
 int wsk_pmd_shared_compress(struct wsk_ws *c, const void *data, size_t len, const void **z,
                             size_t *zlen);
 /* Messages the loop's shared deflater has compressed (for tests). */

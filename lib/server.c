@@ -52,6 +52,7 @@ static void listeners_set(wsk_server *srv, int on)
 {
     if (srv->paused == !on) return;
     srv->paused = !on;
+    srv->ctx.stats.accept_paused = (uint64_t)srv->paused;
     for (int i = 0; i < srv->nlisten; i++) {
         if (on)
             ev_io_start(srv->ctx.loop->ev, &srv->listen[i]);
@@ -78,6 +79,7 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
         if (at_limit(srv)) {
             wsk_log(srv->ctx.loop, WSK_LOG_WARN,
                     "%zu connections: at max_connections, pausing accept", srv->ctx.nconns);
+            srv->ctx.stats.accept_limit_pauses++;
             listeners_set(srv, 0);
             return;
         }
@@ -402,7 +404,7 @@ static void upgrade_request(struct wsk_ws *c, const wsk_http_request *h, const c
     }
     c->user = res.data;
     wsk_response_free(&res);
-    wsk_stats_handshake(&c->ctx->stats, wsk_ms(c->ctx->loop) - c->born);
+    wsk_stats_handshake(&c->ctx->stats, wsk_us() - c->born);
     wsk_conn_open(c, rest, rest_len);
     return;
 out:

@@ -61,6 +61,12 @@ enum wsk_error {
 /* A static, one-line description of an error code (never NULL; "unknown error" for others). */
 WSK_API const char *wsk_strerror(int err);
 
+/* Writes "wskit 0.1.0, libev 4.33, zlib 1.2.13, libdeflate 1.14, mbedTLS 2.28.3" into the
+ * caller's buf of cap bytes, as snprintf does: NUL-terminated, cut at cap - 1, and returns the
+ * whole length (cap 0 with a NULL buf measures).  The versions are those the libraries report
+ * at run time (libev, zlib, mbedTLS) or were built with (libdeflate offers no call). */
+WSK_API long wsk_versions(char *buf, size_t cap);
+
 /* Message and frame opcodes (RFC 6455 section 5.2). */
 typedef enum wsk_opcode {
     WSK_OP_CONT = 0x0,
@@ -654,7 +660,7 @@ enum wsk_refusal {
 #define WSK_STATS_SIZE_BUCKETS 11
 /* Handshake durations, from accept to the 101 (TLS included): bucket i counts those of at most
  * 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000 or 10000 ms, the last one the longer ones
- * (to the loop's clock: a handshake done within one loop iteration takes 0 ms). */
+ * (measured on a monotonic clock in microseconds, not the loop's once-per-turn clock). */
 #define WSK_STATS_HANDSHAKE_BUCKETS 12
 
 /* A server's metrics; later versions only add fields at the end.  The arrays by type are [0] text
@@ -682,7 +688,8 @@ typedef struct wsk_stats {
     uint64_t messages_out[2], bytes_out[2];
     uint64_t control_in[3], control_out[3];
     uint64_t inflate[2]; /* compressed payload bytes received [0], and what they inflated to [1] */
-    uint64_t deflate[2]; /* payload bytes wsk_send compressed [0], and what they became [1] */
+    uint64_t deflate[2]; /* payload bytes compressed to send [0] (a publish shared by many sockets
+                            once), and what they became [1] */
     uint64_t close_sent[WSK_STATS_CLOSE_CODES], close_received[WSK_STATS_CLOSE_CODES];
     uint64_t backpressure; /* messages queued behind unread data (a send returned -1) */
     uint64_t dropped;      /* messages dropped at the backpressure limit */
@@ -694,7 +701,13 @@ typedef struct wsk_stats {
     uint64_t size_buckets[WSK_STATS_SIZE_BUCKETS + 1]; /* received messages by size (above) */
     uint64_t handshake_buckets[WSK_STATS_HANDSHAKE_BUCKETS + 1]; /* handshakes by duration */
     uint64_t handshake_ms;                                       /* their total, milliseconds */
-    uint64_t tls_resumed; /* TLS handshakes that resumed a session (ticket or session ID) */
+    uint64_t tls_resumed;  /* TLS handshakes that resumed a session (ticket or session ID) */
+    uint64_t handshake_us; /* the handshakes' total, microseconds (handshake_ms rounded down) */
+    /* With max_connections open the server stops accepting (new connections wait in the
+     * kernel's listen backlog, unanswered) rather than refusing: the times it did so, and a
+     * gauge, 1 while it accepts nothing now (at the limit, or out of file descriptors). */
+    uint64_t accept_limit_pauses;
+    uint64_t accept_paused;
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):

@@ -2,7 +2,8 @@
 """wsserve's console page (cmd/console.html) in headless Chromium: served to a browser's GET /
 in --echo and --pubsub, loads without console errors, connects, sends text and JSON and shows
 the echoes; on the broker it subscribes, receives a publish from another client, publishes
-and shows the receiver count.  A screenshot of each page goes to a temporary folder whose path
+and shows the receiver count; in --chat it gets "ready", its line reaches another member and
+that member's answer shows; with --exec cat it shows the line cat writes back.  A screenshot of each page goes to a temporary folder whose path
 is printed (not committed).  Without Chromium the cases are skipped.  Plain clients keep the
 text page, and --no-console gives browsers the text page too."""
 import asyncio
@@ -100,6 +101,40 @@ await waitFor(() => cell('news', 1) === 'no', 'the unsubscription');
 check('unsubscribes', true, '');
 """
 
+# --chat --clients 1: the page is the one member the room waits for, so "ready" comes back.
+JS_CHAT = r"""
+check('the page shows the mode', document.getElementById('mode').textContent === '--chat',
+      document.getElementById('mode').textContent);
+document.getElementById('connect').click();
+await waitFor(() => document.getElementById('state').textContent === 'open', 'open');
+check('connects', true, '');
+await waitFor(() => logText().includes('←ready'), 'ready');
+check('the room says ready', true, '');
+window.chatJoined = true;
+"""
+
+# Another member has joined: the page's line goes to it, and its line comes back to the page.
+JS_CHAT_REPLY = r"""
+document.getElementById('msg').value = 'hello chat';
+document.getElementById('send').click();
+await waitFor(() => logText().includes(': hi console'), 'the other member\'s line');
+check('sends, and shows the other member\'s reply', /→hello chat[\s\S]*←[^\n]*: hi console/.test(logText()),
+      logText().slice(-200));
+"""
+
+JS_EXEC = r"""
+check('the page shows the mode', document.getElementById('mode').textContent === '--exec',
+      document.getElementById('mode').textContent);
+document.getElementById('connect').click();
+await waitFor(() => document.getElementById('state').textContent === 'open', 'open');
+check('connects', true, '');
+document.getElementById('msg').value = 'hello cat';
+document.getElementById('send').click();
+await waitFor(() => logText().includes('←hello cat'), 'cat\'s line');
+check('sends a line, shows the line cat wrote back', /→hello cat[\s\S]*←hello cat/.test(logText()),
+      logText().slice(-200));
+"""
+
 
 def get(url, accept):
     req = urllib.request.Request(url, headers={"Accept": accept})
@@ -133,6 +168,34 @@ async def publish_when_subscribed(b, url):
         await b.run("console --pubsub:", JS_PUBSUB_GOT)
 
 
+async def chat_member(b, url):
+    """Joins the room after the page, answers the page's line."""
+    async with websockets.connect(url + "?name=py", open_timeout=T, close_timeout=T) as ws:
+        page_side = asyncio.ensure_future(b.run("console --chat:", JS_CHAT_REPLY))
+        line = ""
+        while not line.endswith(": hello chat"):
+            line = await asyncio.wait_for(ws.recv(), T)
+        ok(True, "console --chat: the page's line reached another member", line)
+        await ws.send("hi console")
+        await asyncio.wait_for(page_side, T)
+
+
+async def page(b, label, url, shot, *cases):
+    """Loads the page at url, runs the cases (JS strings, or coroutines after them), shoots it
+    and checks for console errors."""
+    b.events.clear()
+    await b.navigate(url)
+    await b.evaluate(JS_WAIT, raw=True)
+    for c in cases:
+        if isinstance(c, str):
+            await b.run(f"console {label}:", c)
+        else:
+            await c
+    await b.screenshot(shot)
+    errs = b.errors()
+    ok(not errs, f"console {label}: no console errors", "; ".join(errs)[:300])
+
+
 async def browser_cases(b, shots):
     await b.connect()
     await b.enable_events()
@@ -154,6 +217,12 @@ async def browser_cases(b, shots):
         await b.screenshot(os.path.join(shots, "console-pubsub.png"))
         errs = b.errors()
         ok(not errs, "console --pubsub: no console errors", "; ".join(errs)[:300])
+    with serve("--chat", "--clients", "1") as srv:
+        await page(b, "--chat", f"http://127.0.0.1:{srv.port}/",
+                   os.path.join(shots, "console-chat.png"), JS_CHAT, chat_member(b, srv.url()))
+    with serve("--exec", "cat") as srv:
+        await page(b, "--exec", f"http://127.0.0.1:{srv.port}/",
+                   os.path.join(shots, "console-exec.png"), JS_EXEC)
     await b.ws.close()
 
 

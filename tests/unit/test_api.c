@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static struct ev_loop *ev;
 static wsk_ws *server_ws, *client_ws;
@@ -313,6 +314,22 @@ static void test_close_codes(void)
           "the peer saw code 4000 (%u)", client_close_code);
 }
 
+/* The versions line names every library, with the version each reports at run time. */
+static void test_versions(void)
+{
+    char v[256], want[64], small[8];
+    long n = wsk_versions(v, sizeof v);
+    CHECK(n > 0 && (size_t)n == strlen(v), "wsk_versions: %s", v);
+    snprintf(want, sizeof want, "libev %d.%d,", ev_version_major(), ev_version_minor());
+    CHECK(strstr(v, "wskit " WSK_VERSION ", ") && strstr(v, want), "wsk_versions: wskit, libev");
+    snprintf(want, sizeof want, "zlib %s,", zlibVersion());
+    CHECK(strstr(v, want) && strstr(v, "libdeflate 1.") && strstr(v, "mbedTLS 2."),
+          "wsk_versions: zlib (%s), libdeflate, mbedTLS", zlibVersion());
+    CHECK(wsk_versions(NULL, 0) == n && wsk_versions(small, sizeof small) == n &&
+              strlen(small) == sizeof small - 1,
+          "wsk_versions: measures with no buffer, cuts at a small one");
+}
+
 /* Each error code has its own line of text; anything else is "unknown error". */
 static void test_strerror(void)
 {
@@ -359,6 +376,7 @@ int main(void)
 {
     wsk_loop *loop = test_loop(&ev);
     test_strerror();
+    test_versions();
     wsk_server *srv = serve(loop);
     unsigned port = wsk_server_port(srv);
 

@@ -38,6 +38,7 @@ int main(void)
     st.handshake_buckets[0] = 2;                 /* <= 1 ms */
     st.handshake_buckets[3] = 1;                 /* <= 25 ms */
     st.handshake_ms = 1500;
+    st.handshake_us = 1500000;
     st.tls_handshakes = 5;
     st.tls_resumed = 2;
     char buf[16384];
