@@ -36,6 +36,7 @@
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/version.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
 #include <mbedtls/ssl_internal.h> /* handshake->resume: whether a session was resumed */
@@ -1087,4 +1088,9 @@ int wsk_tls_connect(struct wsk_ws *c, const char *host)
      * handshake through the read path, whether or not a request is queued yet. */
     ev_io_start(c->ctx->loop->ev, &s->kick);
     return 0;
+}
+
+void wsk_tls_version(char out[18])
+{
+    mbedtls_version_get_string(out); /* at most 9 bytes */
 }

@@ -19,6 +19,9 @@
  * keep the loop running: free the configuration before the loop) or from a session ID cache.
  * 0, or WSK_ERR_TLS with the reason logged (WSK_LOG_ERROR). */
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
+
+/* The version of the mbedTLS library loaded, as "2.28.3", into out[0..18). */
+void wsk_tls_version(char out[18]);
 /* Starts the server side of a TLS session on an accepted connection (sets WSK_F_TLS).  The
  * handshake runs within the connection's reads and counts against handshake_timeout; a failed
  * one is logged in one line (`peer`: the address from wsk_tcp_accept, and the reason) and fails

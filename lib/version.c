@@ -1,19 +1,20 @@
 /* wsk_versions: the versions of wskit and of the libraries it runs on, as those libraries report
  * them at run time where they can (a program may load other builds than it was compiled with).
- * Only version calls here: each dependency's real use stays in its own file. */
+ * Only version calls here: each dependency's real use stays in its own file (mbedTLS's version
+ * comes from io_tls.c, the only file besides crypto.c that includes mbedTLS). */
+#include "io_tls.h"
 #include "wskit.h"
 
 #include <ev.h>
 #include <libdeflate.h>
-#include <mbedtls/version.h>
 #include <stdio.h>
 #include <zlib.h>
 
 long wsk_versions(char *buf, size_t cap)
 {
     if (!buf && cap) return WSK_ERR_INVAL;
-    char tls[18]; /* mbedtls_version_get_string writes at most 9 bytes */
-    mbedtls_version_get_string(tls);
+    char tls[18];
+    wsk_tls_version(tls);
     int n = snprintf(buf, cap, "wskit %s, libev %d.%d, zlib %s, libdeflate %s, mbedTLS %s",
                      WSK_VERSION, ev_version_major(), ev_version_minor(), zlibVersion(),
                      LIBDEFLATE_VERSION_STRING, tls);
