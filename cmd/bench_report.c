@@ -271,8 +271,13 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out)
                 o->warmup > 0 ? " after the warm-up" : "");
         double secs = r->seconds > 0 ? r->seconds : 1;
         if (r->scenario == WB_HOLD) {
-            fprintf(out, "  %-13s %u of %u open, %llu closed during the hold\n", "connections",
-                    r->conns_open, r->conns_wanted, (unsigned long long)r->c.closed);
+            /* closed counts every slot that ended, failed connects included; ended only the
+             * connections that had opened. */
+            uint64_t failed = r->c.closed - r->c.ended;
+            fprintf(out, "  %-13s %u of %u open, %llu closed during the hold", "connections",
+                    r->conns_open, r->conns_wanted, (unsigned long long)r->c.ended);
+            if (failed) fprintf(out, ", %llu never opened", (unsigned long long)failed);
+            fputc('\n', out);
         } else if (r->scenario == WB_CONNECT) {
             fprintf(out, "  %-13s %s conn/s   (%s connections)\n", "throughput",
                     wb_fmt_count(a, sizeof a, (uint64_t)wb_rate(r)),

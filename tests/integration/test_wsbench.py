@@ -291,6 +291,15 @@ def main():
         ok(rc == 0 and j and j["connections"]["opened"] == 50 and no_errors(j),
            "hold -c 50: 50 connections held", err)
 
+        rc, out, err = bench("hold", "-c", "5", "-d", "0.3", url)
+        ok(rc == 0 and "5 of 5 open, 0 closed during the hold\n" in out,
+           "hold: the summary counts the connections open and closed", out + err)
+        with Server("--echo", "--max-connections", "3") as capped:
+            rc, out, err = bench("hold", "-c", "5", "-d", "0.3", "--connect-timeout", "0.5",
+                                 capped.url())
+            ok(rc == 0 and "3 of 5 open, 0 closed during the hold, 2 never opened" in out,
+               "hold: connections that never opened are not counted as closed", out + err)
+
         rc, j, err = bench_json("listen", "-c", "4", "-d", "0.3", url)
         ok(rc == 2 and j and j["messages"]["received"] == 0,
            "listen against a server that sends nothing: nothing measured, exit status 2", err)
