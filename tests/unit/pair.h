@@ -96,4 +96,29 @@ static inline size_t pair_frame(uint8_t *out, unsigned fin_op, const void *paylo
     return 6 + len;
 }
 
+/* Handlers that count: drain and close calls, and the last close code (reset them per test). */
+static int pair_drains, pair_closes;
+static unsigned pair_close_code;
+
+static inline void pair_on_drain(wsk_ws *ws)
+{
+    (void)ws;
+    pair_drains++;
+}
+
+static inline void pair_on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
+{
+    (void)ws;
+    (void)reason;
+    (void)len;
+    pair_closes++;
+    pair_close_code = code;
+}
+
+/* Byte i of the test pattern: a period (251) that no power-of-two block size divides. */
+static inline uint8_t pair_pattern(size_t i)
+{
+    return (uint8_t)(i * 7 % 251);
+}
+
 #endif

@@ -12,8 +12,7 @@
 
 static uint8_t got[2 * BIG];
 static size_t got_len;
-static int got_op, messages, drains, closes;
-static unsigned close_code;
+static int got_op, messages;
 
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
@@ -22,26 +21,6 @@ static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
     got_op = op;
     got_len = len <= sizeof got ? len : 0;
     memcpy(got, data, got_len);
-}
-
-static void on_drain(wsk_ws *ws)
-{
-    (void)ws;
-    drains++;
-}
-
-static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
-{
-    (void)ws;
-    (void)reason;
-    (void)len;
-    closes++;
-    close_code = code;
-}
-
-static uint8_t pattern(size_t i)
-{
-    return (uint8_t)(i * 7 % 251);
 }
 
 /* Text: "é" (2 bytes) and "€" (3 bytes) in turn, so that most splits cut a sequence. */
@@ -73,9 +52,9 @@ static struct wsk_ws *open_conn(wsk_ctx *ctx, int *peer, int sndbuf)
 
 static void reset(void)
 {
-    messages = drains = closes = 0;
+    messages = pair_drains = pair_closes = 0;
     got_len = 0;
-    close_code = 0;
+    pair_close_code = 0;
 }
 
 /* Sends f[0..n) in two writes split at k, the first read before the second is written; 1 when
@@ -92,7 +71,7 @@ static void put_split(struct wsk_ws *c, int peer, const uint8_t *f, size_t n, si
 static void split_everywhere(wsk_ctx *ctx)
 {
     static uint8_t payload[BIG], f[BIG + 64];
-    for (size_t i = 0; i < BIG; i++) payload[i] = pattern(i);
+    for (size_t i = 0; i < BIG; i++) payload[i] = pair_pattern(i);
     size_t n = big_frame(f, 0x82, payload, BIG);
     int peer;
     struct wsk_ws *c = open_conn(ctx, &peer, 0);
@@ -197,9 +176,9 @@ static void text(wsk_ctx *ctx)
     n = big_frame(f, 0x81, payload, BIG);
     int direct;
     put_split(c, peer, f, n, 500, &direct);
-    SPIN_UNTIL(closes, pair_turn());
-    CHECK(direct && messages == 0 && closes == 1 && close_code == WSK_CLOSE_INVALID_DATA,
-          "invalid UTF-8 in the part read in place: no message, close %u", close_code);
+    SPIN_UNTIL(pair_closes, pair_turn());
+    CHECK(direct && messages == 0 && pair_closes == 1 && pair_close_code == WSK_CLOSE_INVALID_DATA,
+          "invalid UTF-8 in the part read in place: no message, close %u", pair_close_code);
     close(peer);
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
@@ -222,7 +201,7 @@ static void sends(wsk_ctx *ctx)
 {
     enum { LEN = 300000 };
     static uint8_t payload[LEN], out[2 * LEN];
-    for (size_t i = 0; i < LEN; i++) payload[i] = pattern(i);
+    for (size_t i = 0; i < LEN; i++) payload[i] = pair_pattern(i);
     int peer;
 
     /* Room in the kernel: written during the call, nothing queued. */
@@ -250,8 +229,8 @@ static void sends(wsk_ctx *ctx)
           "a partial write: -1, only the rest (%zu bytes) queued in cached blocks, EV_WRITE on",
           c->q.bytes);
     have = drain_peer(peer, out, sizeof out, 10 + LEN);
-    SPIN_UNTIL(drains, pair_turn());
-    CHECK(have == 10 + LEN && check_frame(out, LEN, payload) && drains == 1 && c->q.bytes == 0,
+    SPIN_UNTIL(pair_drains, pair_turn());
+    CHECK(have == 10 + LEN && check_frame(out, LEN, payload) && pair_drains == 1 && c->q.bytes == 0,
           "the peer gets the frame whole (%zu bytes), then drain once", have);
 
     /* Behind queued bytes: queued in order, nothing written before the end of the turn. */
@@ -273,7 +252,7 @@ static void sends(wsk_ctx *ctx)
 int main(void)
 {
     pair_setup();
-    wsk_handlers h = {.message = on_message, .drain = on_drain, .close = on_close};
+    wsk_handlers h = {.message = on_message, .drain = pair_on_drain, .close = pair_on_close};
     wsk_ctx ctx;
     pair_ctx(&ctx, &h);
     split_everywhere(&ctx);

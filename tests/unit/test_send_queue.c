@@ -1,33 +1,10 @@
 /* The send queue (send_queue.c) and its flush (send_flush.c) on a socketpair: small sends share
  * the private tail block, shared blocks are referenced and released, writev gets one iovec per
  * segment and at most WSK_WRITE_MAX bytes, partial writes keep the rest queued and watch for
- * writability, the backpressure limit admits, drops or closes with 1008, and drain fires once
+ * writability, the backpressure limit admits, drops or pair_closes with 1008, and drain fires once
  * the queue is written. */
 #include "test.h"
 #include "pair.h"
-
-static int drains, closes;
-static unsigned close_code;
-
-static void on_drain(wsk_ws *ws)
-{
-    (void)ws;
-    drains++;
-}
-
-static void on_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
-{
-    (void)ws;
-    (void)reason;
-    (void)len;
-    closes++;
-    close_code = code;
-}
-
-static uint8_t pattern(size_t i)
-{
-    return (uint8_t)(i * 7 % 251);
-}
 
 /* Queues n bytes of the pattern from offset `from`, in pieces of at most `piece`. */
 static void queue_pattern(struct wsk_ws *c, size_t from, size_t n, size_t piece)
@@ -36,7 +13,7 @@ static void queue_pattern(struct wsk_ws *c, size_t from, size_t n, size_t piece)
         size_t k = n - done < piece ? n - done : piece;
         uint8_t *p = wsk_queue_reserve(c, k);
         if (!p) abort();
-        for (size_t i = 0; i < k; i++) p[i] = pattern(from + done + i);
+        for (size_t i = 0; i < k; i++) p[i] = pair_pattern(from + done + i);
         wsk_queue_commit(c, k);
         done += k;
     }
@@ -127,7 +104,7 @@ static void partial_writes(wsk_ctx *ctx)
     size_t n = 0;
     pair_read(peer, got, sizeof got, &n, TOTAL);
     int same = n == TOTAL;
-    for (size_t i = 0; same && i < n; i++) same = got[i] == pattern(i);
+    for (size_t i = 0; same && i < n; i++) same = got[i] == pair_pattern(i);
     CHECK(same, "the rest is written as the peer reads, every byte once and in order (%zu)", n);
     SPIN_UNTIL(!(c->flags & WSK_F_WANT_WRITE), pair_turn());
     CHECK(c->q.bytes == 0 && !c->q.head && !(c->flags & WSK_F_WANT_WRITE),
@@ -152,24 +129,24 @@ static void backpressure(wsk_ctx *ctx)
     static uint8_t got[4096];
     size_t n = 0;
     pair_read(peer, got, sizeof got, &n, 3000);
-    SPIN_UNTIL(drains == 1, pair_turn());
-    CHECK(n == 3000 && drains == 1 && !(c->flags & WSK_F_BACKPRESSURE),
-          "drain runs once when the queue is written (%d)", drains);
+    SPIN_UNTIL(pair_drains == 1, pair_turn());
+    CHECK(n == 3000 && pair_drains == 1 && !(c->flags & WSK_F_BACKPRESSURE),
+          "drain runs once when the queue is written (%d)", pair_drains);
     pair_turn();
-    CHECK(drains == 1, "and not again");
+    CHECK(pair_drains == 1, "and not again");
     wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
     close(peer);
     pair_turn();
 
     /* close_on_backpressure_limit: 1008, after the bytes queued before it. */
     ctx->lim.close_on_backpressure_limit = 1;
-    closes = 0;
+    pair_closes = 0;
     c = pair_conn(ctx, &peer, 4096);
     wsk_conn_open(c, NULL, 0);
     queue_pattern(c, 0, 3000, 3000);
-    CHECK(!wsk_send_admit(c, 2000) && closes == 1 && close_code == WSK_CLOSE_POLICY &&
+    CHECK(!wsk_send_admit(c, 2000) && pair_closes == 1 && pair_close_code == WSK_CLOSE_POLICY &&
               c->state == WSK_ST_DONE,
-          "close_on_backpressure_limit: the close handler gets 1008 (%u)", close_code);
+          "close_on_backpressure_limit: the close handler gets 1008 (%u)", pair_close_code);
     n = 0;
     int eof = pair_read(peer, got, sizeof got, &n, sizeof got);
     CHECK(eof && n >= 3004 && got[3000] == 0x88 && got[3002] == 0x03 && got[3003] == 0xf0,
@@ -182,7 +159,7 @@ static void backpressure(wsk_ctx *ctx)
 int main(void)
 {
     pair_setup();
-    wsk_handlers h = {.drain = on_drain, .close = on_close};
+    wsk_handlers h = {.drain = pair_on_drain, .close = pair_on_close};
     wsk_ctx ctx;
     pair_ctx(&ctx, &h);
     segments(&ctx);
