@@ -796,12 +796,12 @@ void wsk_tls_ctx_free(wsk_ctx *ctx)
 
 /* The settings both sides share: TLS 1.2 at least, modern suites and curves, ALPN http/1.1 (a
  * WebSocket handshake is HTTP/1.1, RFC 6455 section 4.1), no renegotiation (the default). */
-static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
+static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     struct tls_conf *t = malloc(sizeof *t);
     if (!t) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: out of memory");
+        snprintf(why, cap, "TLS: out of memory");
         return NULL;
     }
     mbedtls_ssl_config_init(&t->conf);
@@ -825,7 +825,7 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
                                         MBEDTLS_SSL_PRESET_DEFAULT);
     if (!r) r = mbedtls_ssl_conf_alpn_protocols(&t->conf, t->alpn);
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: %s", tls_strerror(r, tmp, sizeof tmp));
         conf_free(t);
         return NULL;
     }
@@ -860,16 +860,17 @@ static mbedtls_pk_context *fast_signer(struct tls_conf *t)
 }
 
 /* Our certificate chain and its key (a key file of NULL: the key is in the certificate file). */
-static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const char *key,
-                    const char *password)
+static int load_own(struct tls_conf *t, const char *cert, const char *key, const char *password,
+                    char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     int in_cert = !key;
     if (in_cert) key = cert;
     int r = mbedtls_x509_crt_parse_file(&t->chain, cert);
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: certificate %s: %s", cert,
-                r > 0 ? "some certificates could not be parsed" : tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: certificate %s: %s", cert,
+                 r > 0 ? "some certificates could not be parsed"
+                       : tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     r = mbedtls_pk_parse_keyfile(&t->key, key, password);
@@ -884,21 +885,22 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
         mbedtls_pk_init(&t->key);
     }
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s: %s", key,
-                r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED ? "the key is encrypted: a password is needed"
-                : r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ? "wrong password"
-                /* mbedTLS says "invalid key tag" of a file with no key at all */
-                : in_cert ? "no private key in the certificate file (a key file is needed)"
-                          : tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: key %s: %s", key,
+                 r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED
+                     ? "the key is encrypted: a password is needed"
+                 : r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ? "wrong password"
+                 /* mbedTLS says "invalid key tag" of a file with no key at all */
+                 : in_cert ? "no private key in the certificate file (a key file is needed)"
+                           : tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     if (mbedtls_pk_check_pair(&t->chain.pk, &t->key)) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s does not match certificate %s", key, cert);
+        snprintf(why, cap, "TLS: key %s does not match certificate %s", key, cert);
         return WSK_ERR_TLS;
     }
     r = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, fast_signer(t));
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: %s", tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     return 0;
@@ -906,14 +908,14 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
 
 /* A CA bundle: certificates mbedTLS cannot parse are skipped (a system bundle may have some);
  * a bundle with none usable is an error. */
-static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const char *dir)
+static int load_ca(struct tls_conf *t, const char *file, const char *dir, char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     int r = file ? mbedtls_x509_crt_parse_file(&t->ca, file) : MBEDTLS_ERR_X509_FILE_IO_ERROR;
     if (r < 0 && dir) r = mbedtls_x509_crt_parse_path(&t->ca, dir);
     if (r < 0 || t->ca.version == 0) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: CA certificates %s: %s", file ? file : dir,
-                r < 0 ? tls_strerror(r, why, sizeof why) : "no usable certificate");
+        snprintf(why, cap, "TLS: CA certificates %s: %s", file ? file : dir,
+                 r < 0 ? tls_strerror(r, tmp, sizeof tmp) : "no usable certificate");
         return WSK_ERR_TLS;
     }
     mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
@@ -961,14 +963,13 @@ static void on_rotate(struct ev_loop *ev, ev_timer *w, int revents)
 
 /* Server: a resumed handshake skips the key exchange and the signature, most of a full one's
  * cost.  Tickets keep no state on the server; the cache serves clients without them. */
-static int resumption(wsk_ctx *ctx, struct tls_conf *t)
+static int resumption(wsk_ctx *ctx, struct tls_conf *t, char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     int r = ticket_key(t, 0);
     if (!r) r = ticket_key(t, 1); /* a "previous" key no ticket names yet */
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: session tickets: %s",
-                tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: session tickets: %s", tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
@@ -986,26 +987,32 @@ static int resumption(wsk_ctx *ctx, struct tls_conf *t)
 
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
 {
-    struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_SERVER);
-    if (!t) return WSK_ERR_TLS;
-    if (load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password) < 0 ||
-        (o->tls_client_ca && load_ca(ctx, t, o->tls_client_ca, NULL) < 0)) {
+    char why[400];
+    struct tls_conf *t = conf_new(MBEDTLS_SSL_IS_SERVER, why, sizeof why);
+    if (t && (load_own(t, o->tls_cert, o->tls_key, o->tls_key_password, why, sizeof why) < 0 ||
+              (o->tls_client_ca && load_ca(t, o->tls_client_ca, NULL, why, sizeof why) < 0))) {
         conf_free(t);
-        return WSK_ERR_TLS;
+        t = NULL;
     }
-    mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                                         : MBEDTLS_SSL_VERIFY_NONE);
-    if (resumption(ctx, t) < 0) {
-        conf_free(t);
+    if (t) {
+        mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                                             : MBEDTLS_SSL_VERIFY_NONE);
+        if (resumption(ctx, t, why, sizeof why) < 0) {
+            conf_free(t);
+            t = NULL;
+        }
+    }
+    if (!t) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "%s", why);
         return WSK_ERR_TLS;
     }
     ctx->tls = t;
     return 0;
 }
 
-int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o)
+int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o, char *why, size_t cap)
 {
-    struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_CLIENT);
+    struct tls_conf *t = conf_new(MBEDTLS_SSL_IS_CLIENT, why, cap);
     if (!t) return WSK_ERR_TLS;
     int r = 0;
     if (o->tls_insecure) {
@@ -1014,11 +1021,11 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o)
                 "impersonate the server)");
         mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_NONE);
     } else {
-        r = o->tls_ca ? load_ca(ctx, t, o->tls_ca, NULL)
-                      : load_ca(ctx, t, SYSTEM_CA_FILE, SYSTEM_CA_DIR);
+        r = o->tls_ca ? load_ca(t, o->tls_ca, NULL, why, cap)
+                      : load_ca(t, SYSTEM_CA_FILE, SYSTEM_CA_DIR, why, cap);
         mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     }
-    if (!r && o->tls_cert) r = load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password);
+    if (!r && o->tls_cert) r = load_own(t, o->tls_cert, o->tls_key, o->tls_key_password, why, cap);
     if (r) {
         conf_free(t);
         return WSK_ERR_TLS;
