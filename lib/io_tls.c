@@ -10,12 +10,13 @@
  *    writable socket) and read events drive it; when the handshake has to write more than the
  *    kernel takes, a second watcher on the fd (`kick`) waits for room and then feeds a read
  *    event.  Once it is over, held writes are scheduled for the end of the loop turn.
- *  - Writes fill records: small segments of the queue (one frame each) are copied into one
- *    16 KiB chunk per mbedtls_ssl_write, so a burst of small frames leaves in a few records
- *    instead of one record (and 21 to 29 bytes of overhead) each; a large segment goes to mbedTLS
- *    without the copy.  After WANT_WRITE mbedTLS holds the encrypted record and must be called
- *    again with the same length: `pending` remembers it, and the bytes stay in the send queue
- *    (not reported written) until the record is out.
+ *  - Writes fill records: the segments of the send queue (one frame each, or part of one) are
+ *    copied straight into mbedTLS's record buffer, up to 16 KiB, and sealed there in place
+ *    (write_record), so a burst of small frames leaves in a few records instead of one record
+ *    (and 21 to 29 bytes of overhead) each, and every byte is copied once, whether its record
+ *    spans segments or not.  After WANT_WRITE mbedTLS holds the sealed record: `pending`
+ *    remembers its length, and the bytes stay in the send queue (not reported written) until
+ *    the record is out.
  *  - Each handshake flight leaves in one send (mbedTLS writes one record per message): records
  *    are gathered while the handshake runs and sent when it waits for the peer or ends.
  *  - Reads loop until mbedTLS wants more from the kernel, because records it has already pulled
@@ -39,7 +40,7 @@
 #include <mbedtls/version.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
-#include <mbedtls/ssl_internal.h> /* handshake->resume: whether a session was resumed */
+#include <mbedtls/ssl_internal.h> /* handshake->resume; mbedtls_ssl_write_record (write_record) */
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509.h>
 #include <mbedtls/x509_crt.h>
@@ -101,10 +102,6 @@ struct tls_conf {
     struct ev_loop *ev;
     mbedtls_ssl_cache_context cache;
     const char *alpn[2]; /* mbedTLS keeps a pointer to this list */
-    /* Small segments are gathered here into one record.  Shared: a record is built and handed
-     * to mbedTLS (which copies it) within one call, and a retry after WANT_WRITE rebuilds it
-     * from the send queue, which still holds the same bytes. */
-    uint8_t stage[TLS_CHUNK];
 };
 
 /* c->cold->tls: one TLS socket. */
@@ -690,10 +687,42 @@ static size_t iov_gather(const struct iovec *iov, int n, struct iov_pos p, uint8
     return got;
 }
 
+/* Bytes from p onwards, counted up to `want`. */
+static size_t iov_avail(const struct iovec *iov, int n, struct iov_pos p, size_t want)
+{
+    size_t got = 0;
+    for (; p.i < n && got < want; p.i++, p.off = 0) got += iov[p.i].iov_len - p.off;
+    return got;
+}
+
+/* One record of application data, up to `room` bytes from p: mbedtls_ssl_write as mbedTLS 2.28
+ * does it (ssl_write_real: the plaintext into out_msg, sealed there by mbedtls_ssl_write_record),
+ * except that the plaintext is gathered from the queue's segments straight into out_msg rather
+ * than first into one buffer of ours.  A record held after WANT_WRITE is complete in mbedTLS's
+ * buffer: it is only flushed, and counts as the `pending` bytes it was made of.  Returns those
+ * bytes, or an mbedTLS error (MBEDTLS_ERR_SSL_WANT_WRITE: the record waits, sealed). */
+static int write_record(struct tls_sess *s, const struct iovec *iov, int n, struct iov_pos p,
+                        size_t room)
+{
+    mbedtls_ssl_context *ssl = &s->ssl;
+    if (ssl->out_left) {
+        /* The queue still holds the bytes the record was made of (they are not reported written
+         * before it is out); a queue that lost them is a bug, not a state to go on from. */
+        if (iov_avail(iov, n, p, s->pending) < s->pending) return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+        int r = mbedtls_ssl_flush_output(ssl);
+        return r ? r : (int)s->pending;
+    }
+    size_t len = iov_gather(iov, n, p, ssl->out_msg, room);
+    ssl->out_msglen = len;
+    ssl->out_msgtype = MBEDTLS_SSL_MSG_APPLICATION_DATA;
+    s->pending = len;
+    int r = mbedtls_ssl_write_record(ssl, 1);
+    return r ? r : (int)len;
+}
+
 long wsk_tls_writev(struct wsk_ws *c, const struct iovec *iov, int n)
 {
     struct tls_sess *s = sess_of(c);
-    struct tls_conf *t = c->ctx->tls;
     if (!s || s->dead) return WSK_ERR_IO;
     if (!s->hs_done) {
         int r = handshake(c, s);
@@ -710,20 +739,8 @@ long wsk_tls_writev(struct wsk_ws *c, const struct iovec *iov, int n)
             p.off = 0;
         }
         if (p.i == n) break;
-        /* A record held after WANT_WRITE is retried with the same length and bytes. */
-        size_t want = s->pending ? s->pending : room;
-        size_t len = want;
-        const uint8_t *src = (const uint8_t *)iov[p.i].iov_base + p.off;
-        if (iov[p.i].iov_len - p.off < want) {
-            len = iov_gather(iov, n, p, t->stage, want);
-            src = t->stage;
-            if (len < s->pending) return WSK_ERR_IO; /* the queue lost bytes mbedTLS holds */
-        }
-        int r = mbedtls_ssl_write(&s->ssl, src, len);
-        if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            s->pending = len;
-            break;
-        }
+        int r = write_record(s, iov, n, p, room);
+        if (r == MBEDTLS_ERR_SSL_WANT_WRITE) break;
         if (r < 0) {
             s->dead = 1;
             return WSK_ERR_IO;
