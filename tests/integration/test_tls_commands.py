@@ -100,6 +100,9 @@ with Server("--echo", *tls, "--tls-client-ca", os.path.join(certs, "client-ca.cr
     r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", ca, "--cert", crt, url)
     ok(r.returncode == 2 and NO_KEY in r.stdout, "wsbench --cert of a file without a key: the failed run names the missing key",
        f"rc={r.returncode} {r.stdout[-300:]!r}")
+    r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", bad_ca, url)
+    ok(r.returncode == 2 and f"failed: TLS: CA certificates {bad_ca}" in r.stdout,
+       "wsbench --ca of a missing file: the failed run names the file", f"rc={r.returncode} {r.stdout[-300:]!r}")
     r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", ca, "--cert", both, url)
     ok(r.returncode == 0, "wsbench --cert with the key in the same file", f"rc={r.returncode} {r.stdout[-300:]!r}")
     for cmd in (["wscat", "-c", url], ["wspub", url, "news", "x"], ["wsbench", "echo", url]):
