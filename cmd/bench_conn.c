@@ -474,7 +474,8 @@ void wb_conns_start(wb_thread *t)
 
 /* ----- a thread's loop and sockets ------------------------------------------------------------ */
 
-/* The library's log lines: the last one is kept (a TLS configuration error says why there). */
+/* The library's log lines: the last one is kept, not printed (the run's failures come with their
+ * reasons, a TLS configuration error's included). */
 static void keep_log(void *arg, int level, const char *msg)
 {
     wb_thread *t = arg;
@@ -513,11 +514,7 @@ int wb_thread_conns_init(wb_thread *t, char *why, size_t cap)
     wsk_client_opts co;
     wsk_client_opts_init(&co);
     cli_tls_client_opts(&o->tls, &co);
-    if (wsk_tls_client_config(x, &co) < 0) {
-        snprintf(why, cap, "%s", *t->log ? t->log : "TLS configuration failed");
-        return -1;
-    }
-    return 0;
+    return wsk_tls_client_config(x, &co, why, cap) < 0 ? -1 : 0;
 }
 
 void wb_thread_conns_free(wb_thread *t)

@@ -357,7 +357,8 @@ static void parse(int argc, char **argv, struct config *c)
                             c->mode_given[i]->name, modes[i]->name, c->mode->name);
     const wsk_server_opts *so = &c->so;
     if (!!so->tls_cert != !!so->tls_key)
-        cli_usage_error(PROG, "--tls-cert and --tls-key go together");
+        cli_usage_error(PROG,
+                        so->tls_cert ? "--tls-cert needs --tls-key" : "--tls-key needs --tls-cert");
     if (!so->tls_cert && (so->tls_key_password || so->tls_client_ca))
         cli_usage_error(PROG, "--%s does nothing without --tls-cert",
                         so->tls_key_password ? "tls-key-password" : "tls-client-ca");

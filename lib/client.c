@@ -310,8 +310,9 @@ static void drop_head(struct wsk_ws *c)
 
 static int start_tls(wsk_client *cl)
 {
-    if (!cl->ctx.tls && wsk_tls_client_config(&cl->ctx, &cl->o) < 0) {
-        fail(cl, WSK_ERR_TLS, "TLS configuration failed");
+    char why[400];
+    if (!cl->ctx.tls && wsk_tls_client_config(&cl->ctx, &cl->o, why, sizeof why) < 0) {
+        fail(cl, WSK_ERR_TLS, why);
         return -1;
     }
     int r = wsk_tls_connect(cl->ws, cl->host);

@@ -10,12 +10,13 @@
  *    writable socket) and read events drive it; when the handshake has to write more than the
  *    kernel takes, a second watcher on the fd (`kick`) waits for room and then feeds a read
  *    event.  Once it is over, held writes are scheduled for the end of the loop turn.
- *  - Writes fill records: small segments of the queue (one frame each) are copied into one
- *    16 KiB chunk per mbedtls_ssl_write, so a burst of small frames leaves in a few records
- *    instead of one record (and 21 to 29 bytes of overhead) each; a large segment goes to mbedTLS
- *    without the copy.  After WANT_WRITE mbedTLS holds the encrypted record and must be called
- *    again with the same length: `pending` remembers it, and the bytes stay in the send queue
- *    (not reported written) until the record is out.
+ *  - Writes fill records: the segments of the send queue (one frame each, or part of one) are
+ *    copied straight into mbedTLS's record buffer, up to 16 KiB, and sealed there in place
+ *    (write_record), so a burst of small frames leaves in a few records instead of one record
+ *    (and 21 to 29 bytes of overhead) each, and every byte is copied once, whether its record
+ *    spans segments or not.  After WANT_WRITE mbedTLS holds the sealed record: `pending`
+ *    remembers its length, and the bytes stay in the send queue (not reported written) until
+ *    the record is out.
  *  - Each handshake flight leaves in one send (mbedTLS writes one record per message): records
  *    are gathered while the handshake runs and sent when it waits for the peer or ends.
  *  - Reads loop until mbedTLS wants more from the kernel, because records it has already pulled
@@ -39,7 +40,7 @@
 #include <mbedtls/version.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
-#include <mbedtls/ssl_internal.h> /* handshake->resume: whether a session was resumed */
+#include <mbedtls/ssl_internal.h> /* handshake->resume; mbedtls_ssl_write_record (write_record) */
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509.h>
 #include <mbedtls/x509_crt.h>
@@ -101,10 +102,6 @@ struct tls_conf {
     struct ev_loop *ev;
     mbedtls_ssl_cache_context cache;
     const char *alpn[2]; /* mbedTLS keeps a pointer to this list */
-    /* Small segments are gathered here into one record.  Shared: a record is built and handed
-     * to mbedTLS (which copies it) within one call, and a retry after WANT_WRITE rebuilds it
-     * from the send queue, which still holds the same bytes. */
-    uint8_t stage[TLS_CHUNK];
 };
 
 /* c->cold->tls: one TLS socket. */
@@ -690,10 +687,42 @@ static size_t iov_gather(const struct iovec *iov, int n, struct iov_pos p, uint8
     return got;
 }
 
+/* Bytes from p onwards, counted up to `want`. */
+static size_t iov_avail(const struct iovec *iov, int n, struct iov_pos p, size_t want)
+{
+    size_t got = 0;
+    for (; p.i < n && got < want; p.i++, p.off = 0) got += iov[p.i].iov_len - p.off;
+    return got;
+}
+
+/* One record of application data, up to `room` bytes from p: mbedtls_ssl_write as mbedTLS 2.28
+ * does it (ssl_write_real: the plaintext into out_msg, sealed there by mbedtls_ssl_write_record),
+ * except that the plaintext is gathered from the queue's segments straight into out_msg rather
+ * than first into one buffer of ours.  A record held after WANT_WRITE is complete in mbedTLS's
+ * buffer: it is only flushed, and counts as the `pending` bytes it was made of.  Returns those
+ * bytes, or an mbedTLS error (MBEDTLS_ERR_SSL_WANT_WRITE: the record waits, sealed). */
+static int write_record(struct tls_sess *s, const struct iovec *iov, int n, struct iov_pos p,
+                        size_t room)
+{
+    mbedtls_ssl_context *ssl = &s->ssl;
+    if (ssl->out_left) {
+        /* The queue still holds the bytes the record was made of (they are not reported written
+         * before it is out); a queue that lost them is a bug, not a state to go on from. */
+        if (iov_avail(iov, n, p, s->pending) < s->pending) return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+        int r = mbedtls_ssl_flush_output(ssl);
+        return r ? r : (int)s->pending;
+    }
+    size_t len = iov_gather(iov, n, p, ssl->out_msg, room);
+    ssl->out_msglen = len;
+    ssl->out_msgtype = MBEDTLS_SSL_MSG_APPLICATION_DATA;
+    s->pending = len;
+    int r = mbedtls_ssl_write_record(ssl, 1);
+    return r ? r : (int)len;
+}
+
 long wsk_tls_writev(struct wsk_ws *c, const struct iovec *iov, int n)
 {
     struct tls_sess *s = sess_of(c);
-    struct tls_conf *t = c->ctx->tls;
     if (!s || s->dead) return WSK_ERR_IO;
     if (!s->hs_done) {
         int r = handshake(c, s);
@@ -710,20 +739,8 @@ long wsk_tls_writev(struct wsk_ws *c, const struct iovec *iov, int n)
             p.off = 0;
         }
         if (p.i == n) break;
-        /* A record held after WANT_WRITE is retried with the same length and bytes. */
-        size_t want = s->pending ? s->pending : room;
-        size_t len = want;
-        const uint8_t *src = (const uint8_t *)iov[p.i].iov_base + p.off;
-        if (iov[p.i].iov_len - p.off < want) {
-            len = iov_gather(iov, n, p, t->stage, want);
-            src = t->stage;
-            if (len < s->pending) return WSK_ERR_IO; /* the queue lost bytes mbedTLS holds */
-        }
-        int r = mbedtls_ssl_write(&s->ssl, src, len);
-        if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            s->pending = len;
-            break;
-        }
+        int r = write_record(s, iov, n, p, room);
+        if (r == MBEDTLS_ERR_SSL_WANT_WRITE) break;
         if (r < 0) {
             s->dead = 1;
             return WSK_ERR_IO;
@@ -796,12 +813,12 @@ void wsk_tls_ctx_free(wsk_ctx *ctx)
 
 /* The settings both sides share: TLS 1.2 at least, modern suites and curves, ALPN http/1.1 (a
  * WebSocket handshake is HTTP/1.1, RFC 6455 section 4.1), no renegotiation (the default). */
-static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
+static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     struct tls_conf *t = malloc(sizeof *t);
     if (!t) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: out of memory");
+        snprintf(why, cap, "TLS: out of memory");
         return NULL;
     }
     mbedtls_ssl_config_init(&t->conf);
@@ -825,7 +842,7 @@ static struct tls_conf *conf_new(wsk_ctx *ctx, int endpoint)
                                         MBEDTLS_SSL_PRESET_DEFAULT);
     if (!r) r = mbedtls_ssl_conf_alpn_protocols(&t->conf, t->alpn);
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: %s", tls_strerror(r, tmp, sizeof tmp));
         conf_free(t);
         return NULL;
     }
@@ -860,16 +877,17 @@ static mbedtls_pk_context *fast_signer(struct tls_conf *t)
 }
 
 /* Our certificate chain and its key (a key file of NULL: the key is in the certificate file). */
-static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const char *key,
-                    const char *password)
+static int load_own(struct tls_conf *t, const char *cert, const char *key, const char *password,
+                    char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     int in_cert = !key;
     if (in_cert) key = cert;
     int r = mbedtls_x509_crt_parse_file(&t->chain, cert);
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: certificate %s: %s", cert,
-                r > 0 ? "some certificates could not be parsed" : tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: certificate %s: %s", cert,
+                 r > 0 ? "some certificates could not be parsed"
+                       : tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     r = mbedtls_pk_parse_keyfile(&t->key, key, password);
@@ -884,21 +902,22 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
         mbedtls_pk_init(&t->key);
     }
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s: %s", key,
-                r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED ? "the key is encrypted: a password is needed"
-                : r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ? "wrong password"
-                /* mbedTLS says "invalid key tag" of a file with no key at all */
-                : in_cert ? "no private key in the certificate file (a key file is needed)"
-                          : tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: key %s: %s", key,
+                 r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED
+                     ? "the key is encrypted: a password is needed"
+                 : r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ? "wrong password"
+                 /* mbedTLS says "invalid key tag" of a file with no key at all */
+                 : in_cert ? "no private key in the certificate file (a key file is needed)"
+                           : tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     if (mbedtls_pk_check_pair(&t->chain.pk, &t->key)) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: key %s does not match certificate %s", key, cert);
+        snprintf(why, cap, "TLS: key %s does not match certificate %s", key, cert);
         return WSK_ERR_TLS;
     }
     r = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, fast_signer(t));
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: %s", tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: %s", tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     return 0;
@@ -906,14 +925,14 @@ static int load_own(wsk_ctx *ctx, struct tls_conf *t, const char *cert, const ch
 
 /* A CA bundle: certificates mbedTLS cannot parse are skipped (a system bundle may have some);
  * a bundle with none usable is an error. */
-static int load_ca(wsk_ctx *ctx, struct tls_conf *t, const char *file, const char *dir)
+static int load_ca(struct tls_conf *t, const char *file, const char *dir, char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     int r = file ? mbedtls_x509_crt_parse_file(&t->ca, file) : MBEDTLS_ERR_X509_FILE_IO_ERROR;
     if (r < 0 && dir) r = mbedtls_x509_crt_parse_path(&t->ca, dir);
     if (r < 0 || t->ca.version == 0) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: CA certificates %s: %s", file ? file : dir,
-                r < 0 ? tls_strerror(r, why, sizeof why) : "no usable certificate");
+        snprintf(why, cap, "TLS: CA certificates %s: %s", file ? file : dir,
+                 r < 0 ? tls_strerror(r, tmp, sizeof tmp) : "no usable certificate");
         return WSK_ERR_TLS;
     }
     mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
@@ -961,14 +980,13 @@ static void on_rotate(struct ev_loop *ev, ev_timer *w, int revents)
 
 /* Server: a resumed handshake skips the key exchange and the signature, most of a full one's
  * cost.  Tickets keep no state on the server; the cache serves clients without them. */
-static int resumption(wsk_ctx *ctx, struct tls_conf *t)
+static int resumption(wsk_ctx *ctx, struct tls_conf *t, char *why, size_t cap)
 {
-    char why[128];
+    char tmp[128];
     int r = ticket_key(t, 0);
     if (!r) r = ticket_key(t, 1); /* a "previous" key no ticket names yet */
     if (r) {
-        wsk_log(ctx->loop, WSK_LOG_ERROR, "TLS: session tickets: %s",
-                tls_strerror(r, why, sizeof why));
+        snprintf(why, cap, "TLS: session tickets: %s", tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
     mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
@@ -986,26 +1004,32 @@ static int resumption(wsk_ctx *ctx, struct tls_conf *t)
 
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
 {
-    struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_SERVER);
-    if (!t) return WSK_ERR_TLS;
-    if (load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password) < 0 ||
-        (o->tls_client_ca && load_ca(ctx, t, o->tls_client_ca, NULL) < 0)) {
+    char why[400];
+    struct tls_conf *t = conf_new(MBEDTLS_SSL_IS_SERVER, why, sizeof why);
+    if (t && (load_own(t, o->tls_cert, o->tls_key, o->tls_key_password, why, sizeof why) < 0 ||
+              (o->tls_client_ca && load_ca(t, o->tls_client_ca, NULL, why, sizeof why) < 0))) {
         conf_free(t);
-        return WSK_ERR_TLS;
+        t = NULL;
     }
-    mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                                         : MBEDTLS_SSL_VERIFY_NONE);
-    if (resumption(ctx, t) < 0) {
-        conf_free(t);
+    if (t) {
+        mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                                             : MBEDTLS_SSL_VERIFY_NONE);
+        if (resumption(ctx, t, why, sizeof why) < 0) {
+            conf_free(t);
+            t = NULL;
+        }
+    }
+    if (!t) {
+        wsk_log(ctx->loop, WSK_LOG_ERROR, "%s", why);
         return WSK_ERR_TLS;
     }
     ctx->tls = t;
     return 0;
 }
 
-int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o)
+int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o, char *why, size_t cap)
 {
-    struct tls_conf *t = conf_new(ctx, MBEDTLS_SSL_IS_CLIENT);
+    struct tls_conf *t = conf_new(MBEDTLS_SSL_IS_CLIENT, why, cap);
     if (!t) return WSK_ERR_TLS;
     int r = 0;
     if (o->tls_insecure) {
@@ -1014,11 +1038,11 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o)
                 "impersonate the server)");
         mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_NONE);
     } else {
-        r = o->tls_ca ? load_ca(ctx, t, o->tls_ca, NULL)
-                      : load_ca(ctx, t, SYSTEM_CA_FILE, SYSTEM_CA_DIR);
+        r = o->tls_ca ? load_ca(t, o->tls_ca, NULL, why, cap)
+                      : load_ca(t, SYSTEM_CA_FILE, SYSTEM_CA_DIR, why, cap);
         mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     }
-    if (!r && o->tls_cert) r = load_own(ctx, t, o->tls_cert, o->tls_key, o->tls_key_password);
+    if (!r && o->tls_cert) r = load_own(t, o->tls_cert, o->tls_key, o->tls_key_password, why, cap);
     if (r) {
         conf_free(t);
         return WSK_ERR_TLS;

@@ -29,8 +29,9 @@ void wsk_tls_version(char out[18]);
 int wsk_tls_accept(struct wsk_ws *c, const char *peer);
 /* Client: loads the CA bundle (o->tls_ca, else the system's), the client certificate and key
  * into ctx->tls; o->tls_insecure skips verification (and logs a warning).  0, or WSK_ERR_TLS
- * with the reason logged (WSK_LOG_ERROR). */
-int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o);
+ * with the reason, "TLS: ...", in why[0..cap) (not logged: the client's error handler says it,
+ * once). */
+int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o, char *why, size_t cap);
 /* Client: starts TLS on a socket that is connected or connecting (sets WSK_F_TLS), with SNI
  * (unless host is an address) and verification of the certificate against `host` (a name, or
  * an IPv4/IPv6 address with or without brackets).  The handshake starts once the socket is

@@ -86,19 +86,34 @@ with Server("--echo", *tls, "--tls-client-ca", os.path.join(certs, "client-ca.cr
     r = run("wscat", "-c", url, "--ca", ca, "--cert", both, input="hello\n")
     ok(r.returncode == 0 and r.stdout == "hello\n", "wscat --cert with the key in the same file",
        f"rc={r.returncode} {r.stdout!r} {r.stderr[-300:]!r}")
+    # A TLS configuration error is said once, in its own words (no generic line after it).
+    bad_ca = os.path.join(certs, "no-such-ca.crt")
     for cmd in (["wscat", "-c", url], ["wspub", url, "news", "x"]):
         r = run(*cmd, "--ca", ca, "--cert", crt, input="")
-        ok(r.returncode == 6 and NO_KEY in r.stderr.splitlines()[0],
-           f"{cmd[0]} --cert of a file without a key: exit 6, the missing key named",
+        ok(r.returncode == 6 and len(r.stderr.splitlines()) == 1 and NO_KEY in r.stderr,
+           f"{cmd[0]} --cert of a file without a key: exit 6, the missing key named in one line",
+           f"rc={r.returncode} {r.stderr[-300:]!r}")
+        r = run(*cmd, "--ca", bad_ca, input="")
+        ok(r.returncode == 6 and r.stderr.splitlines() == [f"{cmd[0]}: TLS: CA certificates {bad_ca}: PK - Read/write of file failed"],
+           f"{cmd[0]} --ca of a missing file: exit 6, one line naming the file",
            f"rc={r.returncode} {r.stderr[-300:]!r}")
     r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", ca, "--cert", crt, url)
     ok(r.returncode == 2 and NO_KEY in r.stdout, "wsbench --cert of a file without a key: the failed run names the missing key",
        f"rc={r.returncode} {r.stdout[-300:]!r}")
+    r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", bad_ca, url)
+    ok(r.returncode == 2 and f"failed: TLS: CA certificates {bad_ca}" in r.stdout,
+       "wsbench --ca of a missing file: the failed run names the file", f"rc={r.returncode} {r.stdout[-300:]!r}")
     r = run("wsbench", "echo", "-c", "1", "-n", "5", "-q", "--ca", ca, "--cert", both, url)
     ok(r.returncode == 0, "wsbench --cert with the key in the same file", f"rc={r.returncode} {r.stdout[-300:]!r}")
     for cmd in (["wscat", "-c", url], ["wspub", url, "news", "x"], ["wsbench", "echo", url]):
         r = run(*cmd, "--ca", ca, "--key", os.path.join(certs, "client.key"))
         ok(r.returncode == 1 and "--key needs --cert" in r.stderr, f"{cmd[0]} --key without --cert: usage error",
            f"rc={r.returncode} {r.stderr[-300:]!r}")
+# wsserve: a certificate without its key (or the reverse) is a usage error naming the other.
+for given, missing in (("--tls-cert", "--tls-key"), ("--tls-key", "--tls-cert")):
+    r = run("wsserve", "--echo", "-l", "127.0.0.1:0", given, crt, timeout=10)
+    ok(r.returncode == 1 and f"wsserve: {given} needs {missing}" in r.stderr,
+       f"wsserve {given} without {missing}: usage error naming {missing}",
+       f"rc={r.returncode} {r.stderr[-300:]!r}")
 shutil.rmtree(certs, ignore_errors=True)
 done()

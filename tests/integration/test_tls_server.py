@@ -24,7 +24,7 @@ from wstest import tls_client_ctx as client_ctx  # noqa: E402
 
 import websockets  # noqa: E402
 
-warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion.TLSv1_1
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion.TLSv1, TLSv1_1
 
 
 # Seconds wsserve gives a TLS handshake: under valgrind twenty of them queue up for longer.
@@ -195,16 +195,17 @@ def bad_clients(srv):
     ok(err is not None, "a client with only CBC suites is refused", str(err))
     one_line(srv, port, "no cipher suite in common", "weak suites")
 
-    def old(ctx):
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-        ctx.set_ciphers("ALL:@SECLEVEL=0")
-    err, port = tls_probe(srv, old)
-    if err is not None and ("NO_PROTOCOLS_AVAILABLE" in str(err) or "no protocols" in str(err)):
-        skip("a TLS 1.1 client is refused", "this OpenSSL cannot offer TLS 1.1")
-    else:
-        ok(err is not None, "a TLS 1.1 client is refused", str(err))
-        one_line(srv, port, "protocol version not supported", "TLS 1.1")
+    for version, name in ((ssl.TLSVersion.TLSv1, "TLS 1.0"), (ssl.TLSVersion.TLSv1_1, "TLS 1.1")):
+        def old(ctx, version=version):
+            ctx.minimum_version = version
+            ctx.maximum_version = version
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+        err, port = tls_probe(srv, old)
+        if err is not None and ("NO_PROTOCOLS_AVAILABLE" in str(err) or "no protocols" in str(err)):
+            skip(f"a {name} client is refused", f"this OpenSSL cannot offer {name}")
+        else:
+            ok(err is not None, f"a {name} client is refused", str(err))
+            one_line(srv, port, "protocol version not supported", name)
 
 
 async def refused(srv, ctx, what, reason):

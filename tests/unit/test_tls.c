@@ -88,9 +88,19 @@ static int log_wait(const char *needle)
 
 /* ----- the servers --------------------------------------------------------------------------- */
 
-/* Echo, except "burst N": N small text messages sent at once. */
+/* Echo, except "burst N": N small text messages sent at once, and "big N": N binary messages of
+ * 16 KiB (byte i of message k is k + i). */
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
+    if (op == WSK_OP_TEXT && len > 4 && !memcmp(data, "big ", 4)) {
+        static uint8_t m[16384];
+        int n = atoi((const char *)data + 4);
+        for (int k = 0; k < n; k++) {
+            for (size_t i = 0; i < sizeof m; i++) m[i] = (uint8_t)(k + i);
+            wsk_send(ws, m, sizeof m, WSK_OP_BINARY, 0);
+        }
+        return;
+    }
     if (op == WSK_OP_TEXT && len > 6 && !memcmp(data, "burst ", 6)) {
         char num[16], m[16];
         snprintf(num, sizeof num, "%.*s", (int)(len - 6), (const char *)data + 6);
@@ -422,6 +432,21 @@ static void main_server(void)
     }
     CHECK(ok, "2000 small messages arrive in order");
     CHECK(t.app_records <= 3, "records are filled: 2000 frames in %zu records", t.app_records);
+
+    /* 4 frames of 16 KiB + 4 bytes, queued in one turn, one block each: records are filled
+     * across the blocks (16 KiB each: 5 records), not cut at every block's end (8). */
+    t.app_records = 0;
+    ok = tc_frame(&t, WSK_OP_TEXT, "big 4", 5) == 0;
+    for (int k = 0; k < 4 && ok; k++) {
+        op = tc_next(&t, &got, &len);
+        int same = op == WSK_OP_BINARY && len == 16384;
+        for (size_t i = 0; same && i < len; i++) same = got[i] == (uint8_t)(k + i);
+        ok = EXPECT(same, "16 KiB message %d", k);
+        if (op >= 0) free(got);
+    }
+    CHECK(ok, "4 messages of 16 KiB arrive whole, in order");
+    CHECK(t.app_records == 5, "records span blocks: 4 frames of 16 KiB in %zu records (5)",
+          t.app_records);
 
     CHECK(echo_sizes(&t, 200, 70000, 200), "200 messages of 0-70000 bytes echoed while unread");
     CHECK(echo_sizes(&t, 3, 3u << 20, 300), "3 messages of up to 3 MiB echoed while unread");
