@@ -232,8 +232,8 @@ wsk_pmd_oneshot_inflater *wsk_pmd_oneshot_inflater_new(void);
 void wsk_pmd_oneshot_inflater_free(wsk_pmd_oneshot_inflater *i);
 
 /* Bytes past a payload that wsk_pmd_oneshot_inflate borrows for the tail it appends: 00 00 ff ff
- * and an empty final block. */
-#define WSK_PMD_TAIL_ROOM 6
+ * and an empty final stored block. */
+#define WSK_PMD_TAIL_ROOM 9
 
 /* Decompresses the whole payload in[0..n) of one compressed message (the 00 00 ff ff tail is
  * appended here, 7.2.2) and appends the bytes to `out`, never past out->max: WSK_ERR_TOO_BIG

@@ -45,7 +45,8 @@ static size_t zlib_deflate(const uint8_t *in, size_t n, int level, uint8_t *out,
 
 /* The bytes a caller lends after a payload: octets that would not end a DEFLATE stream, so a
  * payload inflates only if the tail is written over them, and must find them back after. */
-static const uint8_t lent[WSK_PMD_TAIL_ROOM] = {0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa};
+static const uint8_t lent[WSK_PMD_TAIL_ROOM] = {0xff, 0xee, 0xdd, 0xcc, 0xbb,
+                                                0xaa, 0x99, 0x88, 0x77};
 static int lent_intact = 1;
 
 /* Inflates z[0..n) from a copy with exactly WSK_PMD_TAIL_ROOM lent bytes after it, in a block of
