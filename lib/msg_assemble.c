@@ -143,8 +143,9 @@ static int deliver_assembled(struct wsk_ws *c)
     return r;
 }
 
-/* Payload bytes of a data frame: p[0..n), the last ones of the frame when c->remaining is 0. */
-static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
+/* Payload bytes of a data frame: p[0..n), the last ones of the frame when c->remaining is 0;
+ * p[n..n + after) are the rest of the read, lent to the inflater for its tail. */
+static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int whole)
 {
     int last = c->remaining == 0;
     int end = last && c->frame_fin;
@@ -154,7 +155,7 @@ static int on_data(struct wsk_ws *c, const uint8_t *p, size_t n, int whole)
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         size_t before = k->msg.len;
-        int r = wsk_pmd_conn_inflate(c, p, n, end, &k->msg);
+        int r = wsk_pmd_conn_inflate(c, p, n, after, end, &k->msg);
         if (r < 0)
             return fail(c, r,
                         r == WSK_ERR_TOO_BIG ? "message inflates past the max payload"
@@ -276,7 +277,8 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
         if (masked) c->mask_off = (uint8_t)wsk_mask(p, take, c->mask, c->mask_off);
         c->remaining -= take;
         if (c->remaining == 0) c->flags &= ~WSK_F_PAYLOAD;
-        int r = (c->frame_op & 8) ? on_control_data(c, p, take, whole) : on_data(c, p, take, whole);
+        int r = (c->frame_op & 8) ? on_control_data(c, p, take, whole)
+                                  : on_data(c, p, take, n - take, whole);
         if (r < 0) return r;
         p += take;
         n -= take;

@@ -227,19 +227,27 @@ int wsk_pmd_oneshot_deflate(wsk_pmd_oneshot_deflater *d, const void *in, size_t 
 uint64_t wsk_pmd_oneshot_deflater_messages(const wsk_pmd_oneshot_deflater *d);
 
 /* A one-shot raw-inflate decompressor, for peers that take no context over (any window: the
- * inflater keeps none).  Holds a copy of the last message's compressed bytes.  NULL when out of
- * memory. */
+ * inflater keeps none).  NULL when out of memory. */
 wsk_pmd_oneshot_inflater *wsk_pmd_oneshot_inflater_new(void);
 void wsk_pmd_oneshot_inflater_free(wsk_pmd_oneshot_inflater *i);
 
+/* Bytes past a payload that wsk_pmd_oneshot_inflate borrows for the tail it appends: 00 00 ff ff
+ * and an empty final stored block. */
+#define WSK_PMD_TAIL_ROOM 9
+
 /* Decompresses the whole payload in[0..n) of one compressed message (the 00 00 ff ff tail is
  * appended here, 7.2.2) and appends the bytes to `out`, never past out->max: WSK_ERR_TOO_BIG
- * then, whatever the compression ratio.  Returns 0; WSK_ERR_DEFLATE for data that does not
- * inflate or a message that does not end on a block boundary; WSK_ERR_NOMEM; or
- * WSK_PMD_USE_ZLIB when the message continues after a BFINAL block (out is unchanged: inflate
- * it with a fresh zlib inflater).  An empty payload is an empty message.  On an error out may
- * hold part of the message.  Only reads `in` during the call. */
-int wsk_pmd_oneshot_inflate(wsk_pmd_oneshot_inflater *i, const uint8_t *in, size_t n,
-                            wsk_dbuf *out);
+ * then, whatever the compression ratio.  in[n..n + WSK_PMD_TAIL_ROOM) must be writable: the tail
+ * is written there, in place, and what was there is put back before the call returns.  The
+ * output is first sized from the last message's ratio; a message that inflates past that guess
+ * is inflated again into twice the room (wsk_pmd_oneshot_inflater_retries counts those).
+ * Returns 0; WSK_ERR_DEFLATE for data that does not inflate or a message that does not end on a
+ * block boundary; WSK_ERR_NOMEM; or WSK_PMD_USE_ZLIB when the message continues after a BFINAL
+ * block (out is unchanged: inflate it with a fresh zlib inflater).  An empty payload is an empty
+ * message.  On an error out may hold part of the message.  Keeps no pointer to `in`. */
+int wsk_pmd_oneshot_inflate(wsk_pmd_oneshot_inflater *i, uint8_t *in, size_t n, wsk_dbuf *out);
+
+/* Inflates run again because the message did not fit the first output size (for tests). */
+uint64_t wsk_pmd_oneshot_inflater_retries(const wsk_pmd_oneshot_inflater *i);
 
 #endif

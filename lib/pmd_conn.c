@@ -6,8 +6,10 @@
  * message.  Every direction without context takeover uses the loop's objects, whatever the mode:
  * libdeflate's one-shot compressor (one per level in use) for messages that fit the window, a
  * zlib deflater per window size under 32 KiB for longer ones, and libdeflate's decompressor.  A
- * message that arrives split across reads or frames is gathered first (compressed, so small),
- * and inflated when its last byte arrives.  Without context takeover a message that would not
+ * message whole in one read is inflated where it lies, the tail libdeflate needs written over
+ * the next frame's first bytes and put back; one that arrives split across reads or frames, or
+ * that ends a read, is gathered first (compressed, so small), and inflated when its last byte
+ * arrives.  Without context takeover a message that would not
  * shrink goes uncompressed.
  */
 #include "pmd_conn.h"
@@ -20,7 +22,8 @@ typedef struct pmd_conn {
     wsk_pmd_params params;
     wsk_pmd_deflater *deflater; /* context takeover: created on first use */
     wsk_pmd_inflater *inflater;
-    wsk_dbuf gather; /* no context takeover: compressed bytes of a message split across reads */
+    wsk_dbuf gather; /* no context takeover: compressed bytes of a message split across reads,
+                      * with WSK_PMD_TAIL_ROOM spare bytes after them */
 } pmd_conn;
 
 /* Windows of the loop's zlib deflaters: 9..14 (8 is served by 9, see pmd_zlib.c; 15 never needs
@@ -71,7 +74,8 @@ static int attach(struct wsk_ws *c, const wsk_pmd_params *p)
     pmd_conn *pc = k ? calloc(1, sizeof *pc) : NULL;
     if (!pc) return WSK_ERR_NOMEM;
     pc->params = *p;
-    wsk_dbuf_init(&pc->gather, c->ctx->lim.max_payload);
+    size_t max = c->ctx->lim.max_payload;
+    wsk_dbuf_init(&pc->gather, max <= SIZE_MAX - WSK_PMD_TAIL_ROOM ? max + WSK_PMD_TAIL_ROOM : max);
     k->pmd = pc;
     c->flags |= WSK_F_PMD;
     return 0;
@@ -128,7 +132,7 @@ static wsk_pmd_inflater *inflater_of(pmd_conn *pc)
 
 /* A whole message from a peer that takes no context over: libdeflate, or zlib for the rare
  * stream that goes on past a BFINAL block. */
-static int inflate_whole(pmd_shared *s, const uint8_t *p, size_t n, wsk_dbuf *out)
+static int inflate_whole(pmd_shared *s, uint8_t *p, size_t n, wsk_dbuf *out)
 {
     if (!s->inflater && !(s->inflater = wsk_pmd_oneshot_inflater_new())) return WSK_ERR_NOMEM;
     int r = wsk_pmd_oneshot_inflate(s->inflater, p, n, out);
@@ -138,7 +142,8 @@ static int inflate_whole(pmd_shared *s, const uint8_t *p, size_t n, wsk_dbuf *ou
     return wsk_pmd_inflate(s->zinflater, p, n, 1, out);
 }
 
-int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out)
+int wsk_pmd_conn_inflate(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int fin,
+                         wsk_dbuf *out)
 {
     pmd_conn *pc = c->cold ? c->cold->pmd : NULL;
     if (!pc) return WSK_ERR_PROTOCOL;
@@ -148,16 +153,15 @@ int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, 
     }
     pmd_shared *s = shared(c->ctx->loop);
     if (!s) return WSK_ERR_NOMEM;
-    /* One-shot: inflate only whole messages, gathered when they come in pieces. */
-    if (!fin || pc->gather.len) {
-        int r = wsk_dbuf_append(&pc->gather, p, n);
-        if (r < 0) return r;
-        if (!fin) return 0;
-        r = inflate_whole(s, pc->gather.p, pc->gather.len, out);
-        wsk_dbuf_free(&pc->gather);
-        return r;
-    }
-    return inflate_whole(s, p, n, out);
+    /* One-shot: inflate only whole messages, gathered when they come in pieces or when the read
+     * has no room after them for the tail. */
+    if (fin && !pc->gather.len && after >= WSK_PMD_TAIL_ROOM) return inflate_whole(s, p, n, out);
+    int r = wsk_dbuf_append(&pc->gather, p, n);
+    if (r == 0) r = wsk_dbuf_reserve(&pc->gather, WSK_PMD_TAIL_ROOM);
+    if (r < 0 || !fin) return r;
+    r = inflate_whole(s, pc->gather.p, pc->gather.len, out);
+    wsk_dbuf_free(&pc->gather);
+    return r;
 }
 
 /* Compresses a message that refers to no earlier one with the loop's objects at `level`, for a

@@ -19,9 +19,13 @@ size_t wsk_pmd_extension_values(const wsk_http_header *h, size_t nh,
  * ctx->lim.decompress.  Returns 1 and writes the response value into out when permessage-deflate
  * was accepted (the socket gets WSK_F_PMD), 0 when it was not. */
 int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *out, size_t cap);
-/* Inflates one payload chunk of a compressed message into out (bounded by out->max); fin on
- * the message's last chunk.  0, WSK_ERR_TOO_BIG, WSK_ERR_DEFLATE or WSK_ERR_NOMEM. */
-int wsk_pmd_conn_inflate(struct wsk_ws *c, const uint8_t *p, size_t n, int fin, wsk_dbuf *out);
+/* Inflates one payload chunk p[0..n) of a compressed message into out (bounded by out->max);
+ * fin on the message's last chunk.  p[n..n + after) are bytes the caller can lend (the rest of
+ * the read): a message that fits in one chunk with WSK_PMD_TAIL_ROOM of them after it is
+ * inflated in place, and they are as they were on return.  0, WSK_ERR_TOO_BIG, WSK_ERR_DEFLATE
+ * or WSK_ERR_NOMEM. */
+int wsk_pmd_conn_inflate(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int fin,
+                         wsk_dbuf *out);
 /* Compresses and queues a message (RSV1 set); return value as wsk_send_frame. */
 long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned op);
 /* Client: the Sec-WebSocket-Extensions offer for ctx->lim.compress/decompress into out; returns its

@@ -8,12 +8,20 @@
 #include <string.h>
 
 /* The four octets the sender removed (7.2.2), then an empty stored block with BFINAL set, which
- * ends the stream where libdeflate wants one to end: it inflates only up to a BFINAL block. */
-static const uint8_t tail[] = {0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff};
+ * ends the stream where libdeflate wants one to end (it inflates only up to a BFINAL block).  A
+ * stored block needs no Huffman tables: an empty final block with fixed codes is 3 octets
+ * shorter, but after a sender's dynamic block libdeflate must then rebuild its fixed-code tables,
+ * 11,000 more instructions per message (callgrind, 1 KiB from zlib's sync flush). */
+static const uint8_t tail[WSK_PMD_TAIL_ROOM] = {0x00, 0x00, 0xff, 0xff, 0x01,
+                                                0x00, 0x00, 0xff, 0xff};
 
-/* First guess of the inflated size, as a multiple of the compressed size; the output then
- * grows fourfold per retry, up to out->max. */
-#define GUESS_RATIO 8
+/* The first guess of a message's inflated size is the compressed size times the last message's
+ * ratio, in 1/RATIO_ONE steps, plus a margin; a wrong guess costs a second inflate from the
+ * start (libdeflate cannot resume), so the output then doubles per retry, up to out->max. */
+#define RATIO_ONE    16
+#define RATIO_FIRST  (8 * RATIO_ONE) /* before any message: 8 to 1 */
+#define RATIO_MAX    (1024 * RATIO_ONE)
+#define GUESS_MARGIN 256
 
 struct wsk_pmd_oneshot_deflater {
     struct libdeflate_compressor *c;
@@ -22,7 +30,8 @@ struct wsk_pmd_oneshot_deflater {
 
 struct wsk_pmd_oneshot_inflater {
     struct libdeflate_decompressor *d;
-    wsk_dbuf in; /* the message with the tail after it: libdeflate reads one contiguous input */
+    size_t ratio;     /* the last message's inflated / compressed size, times RATIO_ONE */
+    uint64_t retries; /* inflates run again with a larger output */
 };
 
 /* ----- deflate ------------------------------------------------------------------------------- */
@@ -90,8 +99,8 @@ wsk_pmd_oneshot_inflater *wsk_pmd_oneshot_inflater_new(void)
         free(i);
         return NULL;
     }
-    /* The copy is of compressed bytes, which the caller already bounds by the max payload. */
-    wsk_dbuf_init(&i->in, SIZE_MAX);
+    i->ratio = RATIO_FIRST;
+    i->retries = 0;
     return i;
 }
 
@@ -99,7 +108,6 @@ void wsk_pmd_oneshot_inflater_free(wsk_pmd_oneshot_inflater *i)
 {
     if (!i) return;
     libdeflate_free_decompressor(i->d);
-    wsk_dbuf_free(&i->in);
     free(i);
 }
 
@@ -113,37 +121,59 @@ static int only_tail_left(const uint8_t *p, size_t left)
     return left == sizeof tail + 1 && p[0] == 0x00 && memcmp(p + 1, tail, 4) == 0;
 }
 
-int wsk_pmd_oneshot_inflate(wsk_pmd_oneshot_inflater *i, const uint8_t *in, size_t n, wsk_dbuf *out)
+uint64_t wsk_pmd_oneshot_inflater_retries(const wsk_pmd_oneshot_inflater *i)
 {
-    /* An empty payload is taken as an empty message, as zlib-based peers do. */
-    if (n == 0) return 0;
-    i->in.len = 0;
-    int rc = wsk_dbuf_reserve(&i->in, n + sizeof tail);
-    if (rc < 0) return rc;
-    memcpy(i->in.p, in, n);
-    memcpy(i->in.p + n, tail, sizeof tail);
-    size_t total = n + sizeof tail;
+    return i->retries;
+}
 
+/* The first output size to try for a payload of n bytes: what the last message's ratio
+ * predicts, with a margin. */
+static size_t first_guess(const wsk_pmd_oneshot_inflater *i, size_t n)
+{
+    if (n > (SIZE_MAX - GUESS_MARGIN) / i->ratio) return SIZE_MAX;
+    return n * i->ratio / RATIO_ONE + n / 8 + GUESS_MARGIN;
+}
+
+/* libdeflate over in[0..total) into out, trying larger outputs until the message fits. */
+static int inflate_grow(wsk_pmd_oneshot_inflater *i, const uint8_t *in, size_t n, size_t total,
+                        wsk_dbuf *out)
+{
     /* A full buffer may still take an empty message. */
     size_t max_room = out->len < out->max ? out->max - out->len : 0, room = out->cap - out->len;
-    size_t guess = n <= (SIZE_MAX - 256) / GUESS_RATIO ? n * GUESS_RATIO + 256 : SIZE_MAX;
+    size_t guess = first_guess(i, n);
     if (room < guess) room = guess;
     for (;;) {
         if (room > max_room) room = max_room;
-        rc = wsk_dbuf_reserve(out, room);
+        int rc = wsk_dbuf_reserve(out, room);
         if (rc < 0) return rc;
         uint8_t none;
         size_t used = 0, made = 0;
         enum libdeflate_result r = libdeflate_deflate_decompress_ex(
-            i->d, i->in.p, total, room ? out->p + out->len : &none, room, &used, &made);
+            i->d, in, total, room ? out->p + out->len : &none, room, &used, &made);
         if (r == LIBDEFLATE_SUCCESS) {
-            if (!only_tail_left(i->in.p + used, total - used)) return WSK_PMD_USE_ZLIB;
+            if (!only_tail_left(in + used, total - used)) return WSK_PMD_USE_ZLIB;
             out->len += made;
+            size_t ratio = made / n < RATIO_MAX / RATIO_ONE ? made * RATIO_ONE / n : RATIO_MAX;
+            i->ratio = ratio ? ratio : 1;
             return 0;
         }
         /* The output limit is the max payload: past it, 1009 whatever the ratio. */
         if (r != LIBDEFLATE_INSUFFICIENT_SPACE) return WSK_ERR_DEFLATE;
         if (room == max_room) return WSK_ERR_TOO_BIG;
-        room = room <= max_room / 4 ? room * 4 : max_room;
+        i->retries++;
+        room = room <= max_room / 2 ? room * 2 : max_room;
     }
+}
+
+int wsk_pmd_oneshot_inflate(wsk_pmd_oneshot_inflater *i, uint8_t *in, size_t n, wsk_dbuf *out)
+{
+    /* An empty payload is taken as an empty message, as zlib-based peers do. */
+    if (n == 0) return 0;
+    /* The tail goes where the caller left room for it, and what was there comes back. */
+    uint8_t saved[WSK_PMD_TAIL_ROOM];
+    memcpy(saved, in + n, sizeof saved);
+    memcpy(in + n, tail, sizeof tail);
+    int rc = inflate_grow(i, in, n, n + sizeof tail, out);
+    memcpy(in + n, saved, sizeof saved);
+    return rc;
 }

@@ -43,11 +43,25 @@ static size_t zlib_deflate(const uint8_t *in, size_t n, int level, uint8_t *out,
     return k - 4;
 }
 
+/* The bytes a caller lends after a payload: octets that would not end a DEFLATE stream, so a
+ * payload inflates only if the tail is written over them, and must find them back after. */
+static const uint8_t lent[WSK_PMD_TAIL_ROOM] = {0xff, 0xee, 0xdd, 0xcc, 0xbb,
+                                                0xaa, 0x99, 0x88, 0x77};
+static int lent_intact = 1;
+
+/* Inflates z[0..n) from a copy with exactly WSK_PMD_TAIL_ROOM lent bytes after it, in a block of
+ * its own (ASan: any byte touched past those faults), and checks the lent bytes came back. */
 static int inflate_to(wsk_pmd_oneshot_inflater *i, const void *z, size_t n, size_t max,
                       wsk_dbuf *out)
 {
+    uint8_t *in = malloc(n + WSK_PMD_TAIL_ROOM);
+    if (n) memcpy(in, z, n);
+    memcpy(in + n, lent, WSK_PMD_TAIL_ROOM);
     wsk_dbuf_init(out, max);
-    return wsk_pmd_oneshot_inflate(i, z, n, out);
+    int rc = wsk_pmd_oneshot_inflate(i, in, n, out);
+    lent_intact &= !memcmp(in + n, lent, WSK_PMD_TAIL_ROOM) && (!n || !memcmp(in, z, n));
+    free(in);
+    return rc;
 }
 
 static int same(const wsk_dbuf *b, const void *p, size_t n)
@@ -242,8 +256,7 @@ static void test_corrupt(void)
     /* 7.2.1 lets blocks follow a BFINAL block; the one-shot inflater hands such a message on. */
     static const uint8_t more[] = {0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00,
                                    0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00};
-    wsk_dbuf_init(&o, 100);
-    int rc = wsk_pmd_oneshot_inflate(i, more, sizeof more, &o);
+    int rc = inflate_to(i, more, sizeof more, 100, &o);
     CHECK(rc == WSK_PMD_USE_ZLIB && o.len == 0,
           "blocks after a BFINAL block: WSK_PMD_USE_ZLIB, nothing written (rc %d)", rc);
     wsk_pmd_inflater *zi = wsk_pmd_inflater_new(15, 1);
@@ -259,13 +272,81 @@ static void test_corrupt(void)
     wsk_pmd_oneshot_inflater_free(i);
 }
 
+/* The tail goes into the bytes the caller lends after the payload, and they come back. */
+static void test_tail_in_place(void)
+{
+    wsk_pmd_oneshot_inflater *i = wsk_pmd_oneshot_inflater_new();
+    uint8_t msg[3000], z[4000];
+    fill(msg, sizeof msg, 1);
+    size_t zn = zlib_deflate(msg, sizeof msg, 6, z, sizeof z);
+    /* Two frames back to back in one read: the first payload's tail is written over the second
+     * frame's first bytes, which must be intact for it. */
+    uint8_t *read = malloc(2 * zn + WSK_PMD_TAIL_ROOM);
+    memcpy(read, z, zn);
+    memcpy(read + zn, z, zn);
+    memcpy(read + 2 * zn, lent, WSK_PMD_TAIL_ROOM);
+    wsk_dbuf a, b;
+    wsk_dbuf_init(&a, sizeof msg);
+    wsk_dbuf_init(&b, sizeof msg);
+    int ra = wsk_pmd_oneshot_inflate(i, read, zn, &a);
+    int rb = wsk_pmd_oneshot_inflate(i, read + zn, zn, &b);
+    CHECK(ra == 0 && rb == 0 && same(&a, msg, sizeof msg) && same(&b, msg, sizeof msg),
+          "two payloads back to back inflate in place, the first lending its tail room");
+    CHECK(!memcmp(read, z, zn) && !memcmp(read + zn, z, zn) &&
+              !memcmp(read + 2 * zn, lent, WSK_PMD_TAIL_ROOM),
+          "the bytes under the tail are put back");
+    free(read);
+    wsk_dbuf_free(&a);
+    wsk_dbuf_free(&b);
+    CHECK(lent_intact, "every inflate of this test put the lent bytes back");
+    wsk_pmd_oneshot_inflater_free(i);
+}
+
+/* The output is sized from the last message's ratio; a message that inflates past that guess
+ * is inflated again into geometrically larger room, and sets the guess for the next one. */
+static void test_retry(void)
+{
+    wsk_pmd_oneshot_inflater *i = wsk_pmd_oneshot_inflater_new();
+    static uint8_t noise[4096], zeros[1 << 20];
+    static uint8_t z[1 << 20];
+    fill(noise, sizeof noise, 0);
+    wsk_dbuf o;
+    size_t zn = zlib_deflate(noise, sizeof noise, 6, z, sizeof z);
+    CHECK(inflate_to(i, z, zn, 1 << 24, &o) == 0 && same(&o, noise, sizeof noise) &&
+              wsk_pmd_oneshot_inflater_retries(i) == 0,
+          "random bytes (ratio about 1) fit the first guess");
+    wsk_dbuf_free(&o);
+    zn = zlib_deflate(zeros, sizeof zeros, 9, z, sizeof z);
+    int rc = inflate_to(i, z, zn, 1 << 24, &o);
+    uint64_t tries = wsk_pmd_oneshot_inflater_retries(i);
+    /* From a guess of about 1.1 times ~1 KiB, doubling reaches 1 MiB in 10 or 11 steps. */
+    CHECK(rc == 0 && same(&o, zeros, sizeof zeros) && tries >= 1 && tries <= 12,
+          "1 MiB from %zu bytes after a ratio of 1: whole, after %llu retries", zn,
+          (unsigned long long)tries);
+    wsk_dbuf_free(&o);
+    rc = inflate_to(i, z, zn, 1 << 24, &o);
+    CHECK(rc == 0 && same(&o, zeros, sizeof zeros) && wsk_pmd_oneshot_inflater_retries(i) == tries,
+          "the same message again fits the guess its ratio set: no retry");
+    wsk_dbuf_free(&o);
+    /* Back to small: the last ratio of about 1000 must not make the guess exceed the cap. */
+    zn = zlib_deflate(noise, sizeof noise, 6, z, sizeof z);
+    CHECK(inflate_to(i, z, zn, sizeof noise, &o) == 0 && same(&o, noise, sizeof noise) &&
+              o.cap <= sizeof noise,
+          "a guess past the cap is clamped to it (buffer %zu)", o.cap);
+    wsk_dbuf_free(&o);
+    wsk_pmd_oneshot_inflater_free(i);
+}
+
 int main(void)
 {
+    test_tail_in_place();
+    test_retry();
     test_rfc_examples();
     test_round_trips();
     test_empty_and_small();
     test_not_smaller();
     test_limits();
     test_corrupt();
+    CHECK(lent_intact, "every inflate put back the bytes lent after its payload");
     return TEST_DONE();
 }
