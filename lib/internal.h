@@ -21,7 +21,7 @@
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *                   (a large message with nothing queued: written during the send)
- *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
+ *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, send-block cache, logging
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
@@ -45,8 +45,9 @@
 #define WSK_RBUF_SIZE          (512 * 1024) /* receive buffer shared by every socket of a loop */
 #define WSK_BLOCK_SIZE         (16 * 1024)  /* default size of a private send block */
 #define WSK_BLOCK_CACHED       (WSK_BLOCK_SIZE + 16) /* a cached block: a frame header more */
-#define WSK_BLOCK_CACHE        64                    /* free blocks a loop keeps for reuse */
-#define WSK_IOV_MAX            64                    /* segments gathered by one writev */
+#define WSK_BLOCK_CACHE        64          /* blocks a loop keeps however idle it is (1 MiB) */
+#define WSK_BLOCK_TRIM_MS      1000        /* how long the cache keeps blocks beyond that unused */
+#define WSK_IOV_MAX            64          /* segments gathered by one writev */
 #define WSK_WRITE_MAX          (1 << 20)   /* bytes one socket may write per loop iteration */
 #define WSK_DIRECT_MIN         (16 * 1024) /* payloads from here on skip the shared buffers */
 #define WSK_COMPRESS_THRESHOLD 64          /* shorter messages go uncompressed (the default) */
@@ -81,8 +82,13 @@ struct wsk_loop {
     ev_prepare flush_watcher; /* writes every dirty socket once per iteration */
     struct wsk_ws *dirty;     /* sockets with bytes to write or waiting to be freed */
     uint8_t *rbuf;            /* WSK_RBUF_SIZE bytes, shared by every read */
-    wsk_block *free_blocks[WSK_BLOCK_CACHE];
-    unsigned nfree_blocks;
+    /* The send-block cache (wsk_block_new): free blocks of WSK_BLOCK_CACHED bytes, listed
+     * through their first bytes; blocks_out of that size are in use, at most blocks_peak at
+     * once since blocks_trim_ms; blocks_malloced counts the ones ever allocated. */
+    wsk_block *free_blocks;
+    unsigned nfree_blocks, blocks_out, blocks_peak;
+    uint32_t blocks_trim_ms;
+    uint64_t blocks_malloced;
     void *pmd_shared; /* shared compressor state (pmd_conn.c), created on first use */
     int log_level;
     void (*log_fn)(void *arg, int level, const char *msg);
