@@ -237,6 +237,12 @@ with serve("--exec", "cat") as srv:
         c.send(frame(TEXT, b"n%d" % i))
     good = sum(c.recv_frame()[2] == b"n%d" % i for i, c in enumerate(conns))
     ok(good == N and len(children(srv.proc.pid)) == N, f"{N} connections, a program each ({good})")
+    # Programs are cloned by threads with a table of descriptors of their own: a clone copies
+    # none of the N sockets and 3 N pipes, and holds none open past the loop's close.
+    tables = sorted(len(os.listdir(f"/proc/{srv.proc.pid}/task/{t}/fd"))
+                    for t in os.listdir(f"/proc/{srv.proc.pid}/task"))
+    ok(tables[0] < 16 and tables[-1] > 4 * N,
+       "the threads that start programs hold none of the connections' descriptors", str(tables))
     for c in conns:
         c.close()
     ok(wait_for(lambda: not children(srv.proc.pid), 10), "every program reaped once they closed",
