@@ -228,12 +228,19 @@ async def auth():
     logged with Redis's reason."""
     with Engine("redis", extra=["--requirepass", "s3cret",
                                 "--user", "alice", "on", ">wonder", "~*", "&*", "+@all"]) as r:
-        good = node([r.url.replace("redis://", "redis://:s3cret@")])
-        user = node([r.url.replace("redis://", "redis://alice:wonder@")])
-        bad = Server("--pubsub", "-v", "--bridge", r.url.replace("redis://", "redis://:nope@"))
         path = secret_file("s3cret")
-        byfile = Server("--pubsub", "-v", "--bridge", r.url, "--bridge-token-file", path)
+        started = []  # stopped in finally, however far the starts got
+
+        def keep(s):
+            started.append(s)
+            return s
+
         try:
+            good = keep(node([r.url.replace("redis://", "redis://:s3cret@")]))
+            user = keep(node([r.url.replace("redis://", "redis://alice:wonder@")]))
+            bad = keep(Server("--pubsub", "-v", "--bridge",
+                              r.url.replace("redis://", "redis://:nope@")))
+            byfile = keep(Server("--pubsub", "-v", "--bridge", r.url, "--bridge-token-file", path))
             async with connect(byfile.url("/file")):
                 ok(subscribed(r, "wskit:file"), "--bridge-token-file: Redis' password",
                    f"{r.channels()} {byfile.stderr[-500:]}")
@@ -245,7 +252,7 @@ async def auth():
             ok(bad.wait_log("cannot connect") == 1 and "nope" not in bad.stderr,
                "a wrong password: an outage, logged without the password", bad.stderr[-1000:])
         finally:
-            for s in (good, user, bad, byfile):
+            for s in started:
                 s.stop()
             os.unlink(path)
 
