@@ -28,9 +28,12 @@ struct wsk_bridge {
     wsk_ctx *ctx;
     uint8_t node[8];
     size_t plen;
-    char *chan;     /* prefix + topic: plen + WSK_TOPIC_MAX bytes from birth */
-    uint8_t *env;   /* the envelope of one publish, grown up to its cap */
-    size_t env_cap; /* allocated */
+    char *chan;          /* prefix + topic: plen + WSK_TOPIC_MAX bytes from birth */
+    const char *derived; /* wsk_server_opts.bridge_derived: its topics ride another's channel */
+    size_t dlen;         /* its length, 0 for none */
+    char *alt;           /* derived + a topic: dlen + WSK_TOPIC_MAX bytes from birth */
+    uint8_t *env;        /* the envelope of one publish, grown up to its cap */
+    size_t env_cap;      /* allocated */
     wsk_bridge_stats st;
     unsigned nlinks;
     wsk_bridge_link links[];
@@ -51,6 +54,33 @@ static const char *channel(struct wsk_bridge *b, const char *topic, size_t n)
     return b->chan;
 }
 
+/* The topic whose channel carries topic[0..*n): T for a derived topic (derived + T, with *n
+ * made T's length), the topic itself otherwise. */
+static const char *carrier(const struct wsk_bridge *b, const char *topic, size_t *n)
+{
+    if (!b->dlen || *n < b->dlen || memcmp(topic, b->derived, b->dlen)) return topic;
+    *n -= b->dlen;
+    return topic + b->dlen;
+}
+
+/* The local subscribers of the other topic on the channel of carried topic t[0..n): derived + t
+ * for t itself, t for derived + t (from: the topic the caller holds, t or derived + t). */
+static size_t sibling(struct wsk_bridge *b, const char *from, const char *t, size_t n)
+{
+    if (!b->dlen) return 0;
+    if (from != t) return wsk_server_subscribers(b->ctx->srv, t, n);
+    if (n > WSK_TOPIC_MAX - b->dlen) return 0;
+    if (n) memcpy(b->alt + b->dlen, t, n);
+    return wsk_server_subscribers(b->ctx->srv, b->alt, b->dlen + n);
+}
+
+/* 1 when this node listens on the channel of carried topic t[0..n): t or derived + t has
+ * subscribers here. */
+static int wanted(struct wsk_bridge *b, const char *t, size_t n)
+{
+    return wsk_server_subscribers(b->ctx->srv, t, n) > 0 || sibling(b, t, t, n) > 0;
+}
+
 void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 {
     char msg[512];
@@ -65,13 +95,17 @@ void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 
 void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
 {
-    wsk_bridge_link *l = shard(b, topic, n);
+    size_t cn = n;
+    const char *ct = carrier(b, topic, &cn);
+    /* The channel is the other topic's too: subscribed already, or still wanted. */
+    if (sibling(b, topic, ct, cn)) return;
+    wsk_bridge_link *l = shard(b, ct, cn);
     if (!l->up) return; /* wsk_bridge_up subscribes the live topics */
-    const char *c = channel(b, topic, n);
+    const char *c = channel(b, ct, cn);
     if (on)
-        l->eng->subscribe(l->e, c, b->plen + n);
+        l->eng->subscribe(l->e, c, b->plen + cn);
     else
-        l->eng->unsubscribe(l->e, c, b->plen + n);
+        l->eng->unsubscribe(l->e, c, b->plen + cn);
 }
 
 static int forward_failed(wsk_bridge_link *l, const char *why)
@@ -107,7 +141,7 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
                   (to_self ? WSK_BRIDGE_TO_SELF : 0) | (compress ? WSK_BRIDGE_COMPRESS : 0));
     memcpy(b->env + 2, b->node, 8);
     if (len) memcpy(b->env + WSK_BRIDGE_HDR, data, len);
-    int self = wsk_server_subscribers(b->ctx->srv, topic, n) > 0;
+    int self = wanted(b, topic, n);
     wsk_bridge_count *cnt = NULL;
     if (done) {
         if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
@@ -127,6 +161,11 @@ int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const 
                        size_t len, unsigned op, int compress, int to_self, long local,
                        void (*done)(void *arg, long local, long nodes), void *arg)
 {
+    size_t cn = n;
+    if (carrier(b, topic, &cn) != topic) { /* derived: every node makes its own */
+        if (done) done(arg, local, WSK_NODES_NOT_BRIDGED);
+        return 0;
+    }
     int r = forward(b, topic, n, data, len, op, compress, to_self, local, done, arg);
     if (r < 0 && done) done(arg, local, WSK_NODES_NOT_BRIDGED);
     return r;
@@ -142,8 +181,11 @@ struct resub {
 static void resubscribe(void *arg, const char *topic, size_t n)
 {
     struct resub *r = arg;
-    if (shard(r->b, topic, n) == r->l)
-        r->l->eng->subscribe(r->l->e, channel(r->b, topic, n), r->b->plen + n);
+    size_t cn = n;
+    const char *ct = carrier(r->b, topic, &cn);
+    if (ct != topic && wsk_server_subscribers(r->b->ctx->srv, ct, cn)) return; /* ct's turn */
+    if (shard(r->b, ct, cn) == r->l)
+        r->l->eng->subscribe(r->l->e, channel(r->b, ct, cn), r->b->plen + cn);
 }
 
 void wsk_bridge_up(wsk_bridge_link *l)
@@ -203,8 +245,11 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
         return;
     }
     b->st.received++;
-    wsk_pubsub_local(b->ctx, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op,
-                     (p[1] & WSK_BRIDGE_COMPRESS) != 0);
+    int z = (p[1] & WSK_BRIDGE_COMPRESS) != 0;
+    if (b->ctx->h.bridged) /* the application makes the derived forms too */
+        b->ctx->h.bridged(b->ctx->srv, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op, z);
+    else
+        wsk_server_publish_local(b->ctx->srv, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op, z);
 }
 
 void wsk_bridge_reached(wsk_bridge_link *l, long n, int self)
@@ -223,7 +268,7 @@ int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n)
 {
     size_t tlen;
     const char *topic = topic_of(l, chan, n, &tlen);
-    return topic && wsk_server_subscribers(l->b->ctx->srv, topic, tlen) > 0;
+    return topic && wanted(l->b, topic, tlen);
 }
 
 /* ----- the public calls ---------------------------------------------------------------------- */
@@ -253,6 +298,7 @@ void wsk_bridge_free(struct wsk_bridge *b)
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].e) b->links[i].eng->close(b->links[i].e);
     free(b->chan);
+    free(b->alt);
     free(b->env);
     free(b);
 }
@@ -262,7 +308,10 @@ int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls, co
     wsk_ctx *ctx = wsk_server_ctx(srv);
     if (!prefix) prefix = "wskit:";
     size_t plen = strlen(prefix);
-    if (!urls || !nurls || nurls > WSK_BRIDGE_MAX_LINKS || plen > WSK_BRIDGE_PREFIX_MAX)
+    const char *derived = wsk_server_opts_of(srv)->bridge_derived;
+    size_t dlen = derived ? strlen(derived) : 0;
+    if (!urls || !nurls || nurls > WSK_BRIDGE_MAX_LINKS || plen > WSK_BRIDGE_PREFIX_MAX ||
+        dlen > WSK_BRIDGE_PREFIX_MAX)
         return WSK_ERR_INVAL;
     if (ctx->bridge) return WSK_ERR_STATE;
     const wsk_bridge_engine *eng = NULL;
@@ -272,13 +321,18 @@ int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls, co
         eng = e;
     }
     struct wsk_bridge *b = calloc(1, sizeof *b + nurls * sizeof b->links[0]);
-    if (!b || !(b->chan = malloc(plen + WSK_TOPIC_MAX + 1))) {
+    if (!b || !(b->chan = malloc(plen + WSK_TOPIC_MAX + 1)) ||
+        !(b->alt = malloc(dlen + WSK_TOPIC_MAX + 1))) {
+        if (b) free(b->chan);
         free(b);
         return WSK_ERR_NOMEM;
     }
     b->ctx = ctx;
     b->plen = plen;
     memcpy(b->chan, prefix, plen);
+    b->derived = derived;
+    b->dlen = dlen;
+    if (dlen) memcpy(b->alt, derived, dlen);
     if (getrandom(b->node, sizeof b->node, GRND_NONBLOCK) != (ssize_t)sizeof b->node) {
         /* Early boot: the clock and an address still tell two processes apart. */
         struct timespec ts;

@@ -652,10 +652,10 @@ long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic
                        arg);
 }
 
-long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
-                      wsk_opcode op, int compress)
+long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
+                              const void *data, size_t len, wsk_opcode op, int compress)
 {
-    return publish(ctx, NULL, topic, n, data, len, op, compress);
+    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress);
 }
 
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg)

@@ -153,6 +153,12 @@ typedef struct wsk_handlers {
     /* Server: a plain HTTP request (not an upgrade).  Set the status, headers and body through
      * `res`; without this handler the server answers 426 Upgrade Required. */
     void (*request)(wsk_server *srv, const wsk_request *req, wsk_response *res);
+    /* Server with a bridge: a message from another node, for topic[0..tlen) (a name, never a
+     * pattern).  NULL: the library delivers it to the topic's subscribers here.  Set: the
+     * handler delivers it, with wsk_server_publish_local, to the topic and to the topics it
+     * derives from it (wsk_server_opts.bridge_derived).  data is valid until it returns. */
+    void (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
+                    wsk_opcode op, int compress);
 } wsk_handlers;
 
 /* ---------------------------------------------------------------------------------------------
@@ -180,6 +186,12 @@ typedef struct wsk_server_opts {
     const char *tls_key;          /* PEM private key for tls_cert */
     const char *tls_key_password; /* NULL when the key is not encrypted */
     const char *tls_client_ca;    /* PEM CA bundle: require client certificates signed by it */
+    /* With a bridge: topics named this prefix + T are derived from T (a second form of T's
+     * messages, made by the bridged handler on each node).  The engine carries T only: a
+     * publish to a derived topic stays on this node, and a node is subscribed to T's channel
+     * while T or prefix + T has subscribers here, so the engine counts it once.  NULL: none.
+     * Kept, not copied: a string that outlives the server (a literal). */
+    const char *bridge_derived;
 } wsk_server_opts;
 
 /* permessage-deflate compressor modes, with Bun's names (see wsk_compress_mode_parse). */
@@ -536,6 +548,10 @@ WSK_API long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, cons
  * wsk_publish (sockets), without WSK_ERR_STATE. */
 WSK_API long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len,
                                 const void *data, size_t len, wsk_opcode op, int compress);
+/* The same for this node's subscribers only: never forwarded through a bridge (the bridged
+ * handler's way to deliver a message from another node).  Returns as wsk_server_publish. */
+WSK_API long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
+                                      const void *data, size_t len, wsk_opcode op, int compress);
 /* Subscribers of `topic` (sockets that are open or closing) by that very name (a pattern's
  * own subscribers, for a pattern); 0 for an invalid topic. */
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
@@ -568,7 +584,9 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
  *    listens to.  Channels are named prefix + topic.
  *  - wsk_publish and wsk_server_publish deliver locally at once, then forward the message once,
  *    in an envelope with the node's id, text/binary, compress and publish-to-self; other nodes
- *    deliver it to all their subscribers of the topic, and a node drops its own echo.  Order per
+ *    deliver it to all their subscribers of the topic (or hand it to their bridged handler),
+ *    and a node drops its own echo.  Derived topics (wsk_server_opts.bridge_derived) are never
+ *    forwarded: each node makes them from their topic's messages.  Order per
  *    topic is kept: one engine connection carries all of a topic's publishes, in order.
  *    Messages forwarded during one loop iteration leave in one write.
  *  - Several URLs shard the topics by a stable hash of the name (FNV-1a, the same in every
