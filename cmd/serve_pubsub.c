@@ -47,6 +47,8 @@
 #define TOKEN_MAX    1024
 #define USER_MAX     64 /* bytes of ?user= kept for presence */
 #define MAX_ORIGINS  32
+/* Seconds POST /publish waits for the engine's count before answering without it. */
+#define HTTP_COUNT_WAIT 1.0
 
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
@@ -458,6 +460,7 @@ const serve_mode serve_chat = {
  * closes first leaves it orphaned (ws NULL), freed when the count comes. */
 struct pending {
     wsk_ws *ws;
+    wsk_deferred *http; /* POST /publish: the HTTP answer, instead of ws's acknowledgement */
     struct pending *prev, *next;
     long local, nodes; /* local receivers of both forms; nodes, JP_UNBRIDGED or JP_UNCOUNTED */
     size_t tlen;
@@ -476,6 +479,15 @@ static void pending_unlink(struct client *cl, struct pending *p)
 
 static void send_reply(wsk_ws *ws, char *text, size_t len);
 
+/* A deferred answer to POST /publish: JSON text s[0..n) (malloc'd, or NULL), with a newline. */
+static void http_answer(wsk_deferred *d, char *s, size_t n)
+{
+    char *t = s ? realloc(s, n + 2) : NULL;
+    if (t) t[n++] = '\n';
+    wsk_deferred_respond(d, t ? 200 : 500, t, t ? n : 0);
+    free(t ? t : s);
+}
+
 static void pending_count(void *arg, long local, long nodes)
 {
     struct pending *p = arg;
@@ -483,7 +495,11 @@ static void pending_count(void *arg, long local, long nodes)
     p->nodes = nodes == WSK_NODES_NOT_BRIDGED ? JP_UNBRIDGED
                : nodes == WSK_NODES_UNKNOWN   ? JP_UNCOUNTED
                                               : nodes;
-    if (p->ws) {
+    if (p->http) {
+        size_t n = 0;
+        char *s = jp_http_published(p->topic, p->tlen, p->local, p->nodes, &n);
+        http_answer(p->http, s, n);
+    } else if (p->ws) {
         size_t n;
         char *s = jp_ack_publish(p->id, p->topic, p->tlen, p->local, p->nodes, &n);
         pending_unlink(wsk_ws_data(p->ws), p);
@@ -1112,11 +1128,25 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
     long r = wsk_request_query_param(req, "retain", flag, sizeof flag);
     if (r >= 0 && strcmp(flag, "0") && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
         return http_error(res, 500, "internal", "out of memory");
-    /* A plain response cannot wait for the engine's count: it says whether the message went. */
+    /* With the engine up, the answer waits for its count of the other nodes (deferred); the
+     * response built below is the fallback, if the count is not there in time. */
     int bridged = wsk_server_bridged(sv->srv, topic, tlen);
-    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, NULL);
+    struct pending *p = bridged == 1 ? calloc(1, sizeof *p) : NULL;
+    if (p && !(p->http = wsk_response_defer(res, HTTP_COUNT_WAIT))) {
+        free(p);
+        p = NULL;
+    }
+    if (p) {
+        p->tlen = tlen;
+        memcpy(p->topic, topic, tlen);
+    }
+    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, p);
     size_t len;
-    char *s = jp_http_published(topic, tlen, got, bridged < 0 ? -1 : bridged, &len);
+    char *s = jp_http_published(topic, tlen, got,
+                                bridged < 0 ? JP_NO_BRIDGE
+                                : bridged   ? JP_UNCOUNTED
+                                            : JP_UNBRIDGED,
+                                &len);
     return http_json(res, s ? 200 : 500, s, len);
 }
 

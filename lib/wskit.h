@@ -303,6 +303,23 @@ WSK_API void wsk_response_set_data(wsk_response *res, void *data);
  * answering a plain request. */
 WSK_API int wsk_response_set_protocol(wsk_response *res, const char *proto);
 
+/* Plain requests answered later, when what the answer needs has come (another node's count,
+ * ...).  Called in the request handler: nothing is sent when the handler returns, and what `res`
+ * holds then (status, headers, body) is the fallback, sent as it stands when the answer has not
+ * come after `timeout` seconds (> 0).  Meanwhile the connection reads nothing (a request
+ * pipelined behind this one is not answered); it closes after the response (Connection: close).
+ * Returns the handle for wsk_deferred_respond, or NULL (an upgrade's response, a second call,
+ * timeout not > 0, no memory): the response then goes when the handler returns, as usual. */
+typedef struct wsk_deferred wsk_deferred;
+WSK_API wsk_deferred *wsk_response_defer(wsk_response *res, double timeout);
+/* Answers a deferred request: status (200-599) and body[0..len) (copied) replace the
+ * fallback's, its headers stay.  The caller must call it exactly once for each handle, also when
+ * it is too late (then it only frees).  Returns 1 when the answer is sent, 0 when it was too late
+ * (the fallback went at the timeout, the client left, the server was freed), WSK_ERR_INVAL for
+ * another status or body NULL with len > 0, WSK_ERR_NOMEM (for both: the fallback goes, if still
+ * in time).  Frees d in every case; call it on the server's loop. */
+WSK_API int wsk_deferred_respond(wsk_deferred *d, int status, const void *body, size_t len);
+
 /* ---------------------------------------------------------------------------------------------
  * Sockets.  The library owns every wsk_ws: a server socket is valid from its open handler, a
  * client socket from wsk_connect's return, until its close handler returns.  A call that runs
