@@ -13,6 +13,12 @@
 
 static const wsk_bridge_engine *const engines[] = {&wsk_bridge_redis, &wsk_bridge_nats};
 
+/* The last message number seen from one origin (wsk_bridge_message). */
+struct origin {
+    uint64_t node, seq;
+    uint64_t used; /* the link's clock when last seen: the oldest is replaced */
+};
+
 struct wsk_bridge_link {
     struct wsk_bridge *b;
     const wsk_bridge_engine *eng;
@@ -22,11 +28,14 @@ struct wsk_bridge_link {
     int outage;            /* down since the last time it was up (or since the start) */
     uint64_t outage_fails; /* publishes that failed during this outage */
     int full;              /* the engine refused a publish: logged, until one goes again */
+    uint64_t clock;
+    struct origin seen[WSK_BRIDGE_ORIGINS];
 };
 
 struct wsk_bridge {
     wsk_ctx *ctx;
     uint8_t node[8];
+    uint64_t seq; /* the last message number forwarded */
     size_t plen;
     char *chan;          /* prefix + topic: plen + WSK_TOPIC_MAX bytes from birth */
     const char *derived; /* wsk_server_opts.bridge_derived: its topics ride another's channel */
@@ -93,12 +102,27 @@ void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 
 /* ----- library side -------------------------------------------------------------------------- */
 
+/* Subscribes link l to (on) or takes it off the pattern channel c[0..n). */
+static void pattern_sub(struct wsk_bridge *b, wsk_bridge_link *l, const char *c, size_t n, int on)
+{
+    if (on)
+        l->eng->psubscribe(l->e, c, n, b->plen);
+    else
+        l->eng->punsubscribe(l->e, c, n, b->plen);
+}
+
 void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
 {
     size_t cn = n;
     const char *ct = carrier(b, topic, &cn);
     /* The channel is the other topic's too: subscribed already, or still wanted. */
     if (sibling(b, topic, ct, cn)) return;
+    if (wsk_topic_is_pattern(ct, cn)) { /* it matches topics of every shard */
+        const char *c = channel(b, ct, cn);
+        for (unsigned i = 0; i < b->nlinks; i++)
+            if (b->links[i].up) pattern_sub(b, &b->links[i], c, b->plen + cn, on);
+        return;
+    }
     wsk_bridge_link *l = shard(b, ct, cn);
     if (!l->up) return; /* wsk_bridge_up subscribes the live topics */
     const char *c = channel(b, ct, cn);
@@ -140,6 +164,8 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
         (uint8_t)((op == WSK_OP_BINARY ? WSK_BRIDGE_BINARY : 0) |
                   (to_self ? WSK_BRIDGE_TO_SELF : 0) | (compress ? WSK_BRIDGE_COMPRESS : 0));
     memcpy(b->env + 2, b->node, 8);
+    uint64_t seq = ++b->seq;
+    for (int i = 0; i < 8; i++) b->env[10 + i] = (uint8_t)(seq >> 8 * i);
     if (len) memcpy(b->env + WSK_BRIDGE_HDR, data, len);
     int self = wanted(b, topic, n);
     wsk_bridge_count *cnt = NULL;
@@ -184,7 +210,9 @@ static void resubscribe(void *arg, const char *topic, size_t n)
     size_t cn = n;
     const char *ct = carrier(r->b, topic, &cn);
     if (ct != topic && wsk_server_subscribers(r->b->ctx->srv, ct, cn)) return; /* ct's turn */
-    if (shard(r->b, ct, cn) == r->l)
+    if (wsk_topic_is_pattern(ct, cn))
+        pattern_sub(r->b, r->l, channel(r->b, ct, cn), r->b->plen + cn, 1);
+    else if (shard(r->b, ct, cn) == r->l)
         r->l->eng->subscribe(r->l->e, channel(r->b, ct, cn), r->b->plen + cn);
 }
 
@@ -224,6 +252,26 @@ static const char *topic_of(wsk_bridge_link *l, const char *chan, size_t n, size
     return chan + b->plen;
 }
 
+/* 1 when message seq of origin node came through l already.  The engine hands a node one copy
+ * per subscription a publish matches, back to back on the one connection that carries the
+ * topic, and an origin's numbers grow: a number not above the last one seen is a copy. */
+static int seen_before(wsk_bridge_link *l, uint64_t node, uint64_t seq)
+{
+    struct origin *o = NULL, *oldest = &l->seen[0];
+    for (size_t i = 0; i < WSK_BRIDGE_ORIGINS && !o; i++) {
+        if (l->seen[i].used && l->seen[i].node == node) o = &l->seen[i];
+        if (l->seen[i].used < oldest->used) oldest = &l->seen[i];
+    }
+    if (o && seq <= o->seq) return 1;
+    if (!o) {
+        o = oldest;
+        o->node = node;
+    }
+    o->seq = seq;
+    o->used = ++l->clock;
+    return 0;
+}
+
 void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const void *msg, size_t len)
 {
     struct wsk_bridge *b = l->b;
@@ -236,6 +284,13 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
     }
     if (!memcmp(p + 2, b->node, 8)) {
         b->st.echoes++;
+        return;
+    }
+    uint64_t node, seq = 0;
+    memcpy(&node, p + 2, 8);
+    for (int i = 7; i >= 0; i--) seq = seq << 8 | p[10 + i];
+    if (seen_before(l, node, seq)) {
+        b->st.copies++;
         return;
     }
     wsk_opcode op = p[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT;

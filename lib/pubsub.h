@@ -13,8 +13,8 @@
 /* The socket is closing: it leaves all its topics (empty topics are freed).  conn.c calls it
  * before the close handler runs. */
 void wsk_pubsub_conn_gone(struct wsk_ws *c);
-/* Calls fn(arg, name, len) for every topic with subscribers, patterns left out (the bridge
- * carries topics subscribed by name); fn must not subscribe or unsubscribe. */
+/* Calls fn(arg, name, len) for every topic with subscribers, patterns included; fn must not
+ * subscribe or unsubscribe. */
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg);
 /* Frees every topic of a server's ctx (its sockets are gone already). */
 void wsk_pubsub_free(wsk_ctx *ctx);

@@ -523,8 +523,9 @@ WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
  * rule: a namespace of its own).  A publish reaches each socket once however many of its
  * subscriptions match; finding them costs in proportion to the topic's tokens and the patterns
  * that match, not to the number of patterns.  A pattern has at most WSK_PATTERN_TOKENS tokens.
- * With a bridge, a pattern matches what is published on its own node only: the engine carries
- * the topics subscribed by name.
+ * With a bridge, patterns are subscribed on the engine too (Redis PSUBSCRIBE, NATS wildcard
+ * subjects): a node gets a message once per subscription the engine matches, and the message
+ * number in the envelope lets it deliver the first copy only.
  */
 #define WSK_TOPIC_MAX      65535
 #define WSK_PATTERN_TOKENS 128
@@ -661,6 +662,8 @@ typedef struct wsk_bridge_stats {
                                * engine reports them (Redis: PUBLISH's reply minus this node); NATS
                                * cannot say, and leaves it 0 */
     unsigned links, links_up; /* engine connections, and those up now */
+    uint64_t copies; /* second copies of a message (a node subscribed to its topic by name and by
+                      * patterns gets one per subscription from the engine), dropped */
 } wsk_bridge_stats;
 /* Copies the bridge's counters into the caller's *st: 0, WSK_ERR_STATE without a bridge,
  * WSK_ERR_INVAL for st NULL. */

@@ -492,21 +492,41 @@ def spread(engine, a, b):
        "... one connection to A, two to B", (a.count(": open"), b.count(": open"), opened))
 
 
+def patterns_on(engine, subjects):
+    """Waits until the engine has this many pattern subscriptions (Redis: PUBSUB NUMPAT) or
+    these subjects (NATS); True when it has."""
+    if engine.kind == "redis":
+        return wait_for(lambda: engine.command("PUBSUB", "NUMPAT") == len(subjects))
+    return wait_for(lambda: all(x in engine.channels() for x in subjects))
+
+
 async def patterns(engine, a, b):
-    """A pattern stays on its node: the engine carries names only, so a socket subscribed to a
-    name and to a pattern that matches it gets a message from another node once."""
-    async with connect(a.url("/")) as j:
-        await j.send(json.dumps({"op": "subscribe", "topics": ["pat.x", "pat.*"]}))
+    """Patterns through the engine (Redis PSUBSCRIBE, NATS wildcard subjects): what B publishes
+    reaches A's pattern subscribers, and a socket subscribed to a name and to patterns that all
+    match it gets the message once (the engine sends one copy per subscription)."""
+    async with connect(a.url("/")) as j, connect(a.url("/pat.*")) as raw:
+        await j.send(json.dumps({"op": "subscribe", "topics": ["pat.x", "pat.*", "pat.>", "*.w"]}))
         await recv(j)
-        ok(subscribed(engine, "wskit:pat.x") and "wskit:pat.*" not in engine.channels(),
-           "a pattern is not subscribed on the engine", engine.channels())
-        # One engine connection keeps their order: anything extra would come in between.
-        curl_post(b, "pat.y", b"not across")
-        curl_post(b, "pat.x", b"one")
-        curl_post(b, "pat.x", b"two")
-        got = [json.loads(await recv(j)).get("data") for _ in range(2)]
-        ok(got == ["one", "two"], "once per socket; a pattern only matches its node's publishes",
-           got)
+        # "pat.*" is raw and JSON at once: one engine pattern.  "*.w": NATS cannot glue a
+        # wildcard to the prefix ("wskit:*"), and listens to ">" for it.
+        ok(patterns_on(engine, ["wskit:pat.*", "wskit:pat.>", ">"]) and
+           subscribed(engine, "wskit:pat.x"),
+           "the patterns are subscribed on the engine", engine.channels())
+        for topic, body in (("pat.y", "by pattern"), ("pat.x", "one"), ("pat.y.z", "deep"),
+                            ("q.w", "first wild"), ("pat.x", "two")):
+            curl_post(b, topic, body.encode())
+        got = [json.loads(await recv(j)) for _ in range(5)]
+        ok([(m.get("topic"), m.get("data")) for m in got] ==
+           [("pat.y", "by pattern"), ("pat.x", "one"), ("pat.y.z", "deep"), ("q.w", "first wild"),
+            ("pat.x", "two")],
+           "a JSON socket gets each message from the other node once, with its topic", got)
+        got = [await recv(raw) for _ in range(3)]
+        ok(got == ["by pattern", "one", "two"] and await nothing(j) and await nothing(raw),
+           "a raw pattern socket gets what its pattern matches, once, and nothing else", got)
+    ok(patterns_on(engine, []) if engine.kind == "redis" else
+       wait_for(lambda: not any(c.startswith("wskit:pat") or c == ">"
+                                for c in engine.channels())),
+       "the patterns leave the engine with their last subscriber", engine.channels())
 
 
 async def main(kind):
