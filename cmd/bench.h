@@ -127,6 +127,7 @@ typedef struct wb_opts {
     const char *origin;
     unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
     unsigned publishers, subscribers, topics; /* pubsub */
+    int patterns;              /* pubsub --patterns: subscribers listen by pattern (wsbench.K.*) */
     const char *const *spread; /* several URLs for one run: connection i uses spread[i % n] */
     unsigned nspread;          /* 0: the run's one URL */
     cli_tls tls;               /* --no-check, -k, --ca, --cert, --key, --passphrase */

@@ -608,9 +608,11 @@ const wb_scen wb_scen_hold = {0};
 /* ----- pubsub: publishers and subscribers over topics (wsserve --pubsub) ------------------- */
 
 /* Connections 0 .. publishers - 1 publish, the others subscribe; connection i uses topic
- * i % topics among its kind, so publishers spread over the topics first.  A raw topic socket of
- * wsserve --pubsub (ws://HOST/TOPIC) subscribes to TOPIC and publishes what it sends there,
- * without getting its own messages back.  Publishers send at --rate (open loop) and every
+ * i % topics among its kind, so publishers spread over the topics first.  Topic K is
+ * "wsbench-K"; with --patterns, publishers publish to "wsbench.K.m" and subscribers listen to
+ * "wsbench.K.*": the same deliveries, found through the server's pattern matching.  A raw topic
+ * socket of wsserve --pubsub (ws://HOST/TOPIC) subscribes to TOPIC and publishes what it sends
+ * there, without getting its own messages back.  Publishers send at --rate (open loop) and every
  * message carries its intended send time, so the latency is end to end. */
 #define PUB_RING  256 /* frames a publisher may have waiting for the kernel */
 #define PUB_STAMP 16  /* the send time in 16 hex digits: valid in a text message too */
@@ -641,9 +643,14 @@ static void pubsub_path(wb_state *s, wb_conn *c, char *buf, size_t cap)
     const char *path = WB_DEST(s, c)->path, *q = strchr(path, '?');
     size_t base = q ? (size_t)(q - path) : strlen(path);
     unsigned topics = s->o->topics ? s->o->topics : 1;
-    unsigned k = c->id < s->publishers ? c->id : c->id - s->publishers;
-    snprintf(buf, cap, "%.*s%swsbench-%u%s", (int)base, path,
-             base && path[base - 1] == '/' ? "" : "/", k % topics, q ? q : "");
+    int pub = c->id < s->publishers;
+    unsigned k = pub ? c->id : c->id - s->publishers;
+    snprintf(buf, cap, "%.*s%swsbench%s%u%s%s", (int)base, path,
+             base && path[base - 1] == '/' ? "" : "/", s->o->patterns ? "." : "-", k % topics,
+             !s->o->patterns ? ""
+             : pub           ? ".m"
+                             : ".*",
+             q ? q : "");
 }
 
 static void pubsub_open(wb_thread *t, wb_conn *c)

@@ -356,12 +356,14 @@ char *jp_error(const char *id, int err, const char *msg, size_t *len)
     return finish(o, ok, len);
 }
 
-char *jp_http_published(const char *topic, size_t tlen, long receivers, int bridged, size_t *len)
+char *jp_http_published(const char *topic, size_t tlen, long receivers, long nodes, size_t *len)
 {
     cJSON *o = cJSON_CreateObject();
-    int ok = o && !add_strn(o, "topic", topic, tlen) &&
-             cJSON_AddNumberToObject(o, "receivers", (double)receivers) &&
-             (bridged < 0 || cJSON_AddBoolToObject(o, "bridged", bridged));
+    int ok =
+        o && !add_strn(o, "topic", topic, tlen) &&
+        cJSON_AddNumberToObject(o, "receivers", (double)receivers) &&
+        (nodes == JP_NO_BRIDGE || cJSON_AddBoolToObject(o, "bridged", nodes != JP_UNBRIDGED)) &&
+        (nodes < 0 || cJSON_AddNumberToObject(o, "nodes", (double)nodes));
     return finish(o, ok, len);
 }
 

@@ -145,8 +145,8 @@ char *jp_delivery(const char *topic, size_t tlen, const void *data, size_t dlen,
 char *jp_delivery_with(const char *topic, size_t tlen, const void *data, size_t dlen, int binary,
                        const char *extra, size_t *len);
 /* The answers to POST /publish/TOPIC: {"topic":T,"receivers":N} and {"error":CODE,"message":M}. */
-/* bridged: 1 or 0 adds "bridged":true/false (forwarded to the other nodes or not); -1 omits it. */
-char *jp_http_published(const char *topic, size_t tlen, long receivers, int bridged, size_t *len);
+/* nodes as in jp_ack_publish: "bridged" and "nodes" the same way. */
+char *jp_http_published(const char *topic, size_t tlen, long receivers, long nodes, size_t *len);
 char *jp_http_error(const char *code, const char *msg, size_t *len);
 
 /* A client's request {"op":"publish","topic":T,"data":...,"id":id} (text data must be UTF-8;

@@ -47,6 +47,8 @@
 #define TOKEN_MAX    1024
 #define USER_MAX     64 /* bytes of ?user= kept for presence */
 #define MAX_ORIGINS  32
+/* Seconds POST /publish waits for the engine's count before answering without it. */
+#define HTTP_COUNT_WAIT 1.0
 
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
@@ -453,14 +455,14 @@ const serve_mode serve_chat = {
 /* ----- broker -------------------------------------------------------------------------------- */
 
 /* A JSON publish on a bridged server: its acknowledgement waits for the engine's count of the
- * other nodes' subscriptions, for the raw topic and the JSON one ("nodes" is their sum: a node
- * with both kinds of subscribers counts twice).  On the client's list until then; a client
- * that closes first leaves it orphaned (ws NULL), freed when the count comes. */
+ * other nodes that listen to the topic (the engine carries T only; each node wraps it for its
+ * JSON subscribers itself: broker_bridged).  On the client's list until then; a client that
+ * closes first leaves it orphaned (ws NULL), freed when the count comes. */
 struct pending {
     wsk_ws *ws;
+    wsk_deferred *http; /* POST /publish: the HTTP answer, instead of ws's acknowledgement */
     struct pending *prev, *next;
-    int waiting;       /* counts still to come */
-    long local, nodes; /* the sum, or JP_UNBRIDGED / JP_UNCOUNTED once one of them is */
+    long local, nodes; /* local receivers of both forms; nodes, JP_UNBRIDGED or JP_UNCOUNTED */
     size_t tlen;
     char topic[TOPIC_MAX];
     char id[JP_ID_MAX + 1];
@@ -477,18 +479,27 @@ static void pending_unlink(struct client *cl, struct pending *p)
 
 static void send_reply(wsk_ws *ws, char *text, size_t len);
 
+/* A deferred answer to POST /publish: JSON text s[0..n) (malloc'd, or NULL), with a newline. */
+static void http_answer(wsk_deferred *d, char *s, size_t n)
+{
+    char *t = s ? realloc(s, n + 2) : NULL;
+    if (t) t[n++] = '\n';
+    wsk_deferred_respond(d, t ? 200 : 500, t, t ? n : 0);
+    free(t ? t : s);
+}
+
 static void pending_count(void *arg, long local, long nodes)
 {
     struct pending *p = arg;
-    if (local > 0) p->local += local;
-    if (nodes == WSK_NODES_NOT_BRIDGED || p->nodes == JP_UNBRIDGED)
-        p->nodes = JP_UNBRIDGED;
-    else if (nodes == WSK_NODES_UNKNOWN || p->nodes == JP_UNCOUNTED)
-        p->nodes = JP_UNCOUNTED;
-    else
-        p->nodes += nodes;
-    if (--p->waiting) return;
-    if (p->ws) {
+    if (local > 0) p->local += local; /* the raw form's; the JSON form's is in already */
+    p->nodes = nodes == WSK_NODES_NOT_BRIDGED ? JP_UNBRIDGED
+               : nodes == WSK_NODES_UNKNOWN   ? JP_UNCOUNTED
+                                              : nodes;
+    if (p->http) {
+        size_t n = 0;
+        char *s = jp_http_published(p->topic, p->tlen, p->local, p->nodes, &n);
+        http_answer(p->http, s, n);
+    } else if (p->ws) {
         size_t n;
         char *s = jp_ack_publish(p->id, p->topic, p->tlen, p->local, p->nodes, &n);
         pending_unlink(wsk_ws_data(p->ws), p);
@@ -532,14 +543,30 @@ static int retain(wsk_server *srv, const char *topic, size_t tlen, const void *d
     return ps_store_retain(broker_of(srv)->store, topic, tlen, data, len, binary);
 }
 
-/* Publishes to raw subscribers of topic and, wrapped, to JSON ones; from NULL: the server.
- * Returns the receivers.  With p, p->waiting must be 2: both counts reach p (the second at once
- * when there is no JSON wrapping to send). */
+/* The JSON form of a message, to this node's JSON subscribers of topic (the library never
+ * forwards it: JSON_NS is the server's bridge_derived); built only when one wants it. */
+static long publish_json(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                         const void *data, size_t len, int binary, const char *extra)
+{
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    size_t jl = json_topic(jt, topic, tlen), elen;
+    char *env = wsk_server_reaches(srv, jt, jl)
+                    ? jp_delivery_with(topic, tlen, data, len, binary, extra, &elen)
+                    : NULL;
+    if (!env) return 0;
+    long r = from ? wsk_publish(from, jt, jl, env, elen, WSK_OP_TEXT, 1)
+                  : wsk_server_publish_local(srv, jt, jl, env, elen, WSK_OP_TEXT, 1);
+    free(env);
+    return r > 0 ? r : 0;
+}
+
+/* Publishes to raw subscribers of topic, here and on the other nodes, and wrapped to JSON ones
+ * here; from NULL: the server.  Returns the receivers here.  With p, pending_count runs for it
+ * once, with p->local set first. */
 static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
                            const void *data, size_t len, int binary, struct pending *p)
 {
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
-    long total = 0, r;
     ps_pos pos;
     char extra[64] = "";
     /* A message history could not keep is still delivered: live subscribers lose nothing. */
@@ -547,24 +574,21 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     if (pos.offset)
         snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
                  (unsigned long long)pos.offset, pos.epoch);
-    r = publish_one(srv, from, topic, tlen, data, len, op, p);
-    if (r > 0) total += r;
+    /* The JSON form first: the raw publish's count may come back at once (no bridge, NATS) and
+     * the acknowledgement must hold both forms' receivers. */
+    long total = publish_json(srv, from, topic, tlen, data, len, binary, extra);
+    if (p) p->local = total;
+    long r = publish_one(srv, from, topic, tlen, data, len, op, p);
+    return total + (r > 0 ? r : 0);
+}
 
-    char jt[JSON_NS_LEN + TOPIC_MAX];
-    size_t jl = json_topic(jt, topic, tlen);
-    /* Built only when someone wants it: here, or on another node of a bridge that is up. */
-    size_t elen;
-    char *env = wsk_server_reaches(srv, jt, jl) || wsk_server_bridged(srv, jt, jl) == 1
-                    ? jp_delivery_with(topic, tlen, data, len, binary, extra, &elen)
-                    : NULL;
-    if (!env) {
-        if (p) pending_count(p, 0, 0);
-        return total;
-    }
-    r = publish_one(srv, from, jt, jl, env, elen, WSK_OP_TEXT, p);
-    if (r > 0) total += r;
-    free(env);
-    return total;
+/* A message from another node: to the raw subscribers here and, wrapped, to the JSON ones.  It
+ * carries no offset: the history of a node holds what was published through it. */
+static void broker_bridged(wsk_server *srv, const char *topic, size_t tlen, const void *data,
+                           size_t len, wsk_opcode op, int compress)
+{
+    wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
+    publish_json(srv, NULL, topic, tlen, data, len, op == WSK_OP_BINARY, "");
 }
 
 /* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out
@@ -873,7 +897,7 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
         } else {
             struct pending *p = NULL;
             if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
-                *p = (struct pending){.ws = ws, .next = cl->pending, .waiting = 2, .tlen = t->len};
+                *p = (struct pending){.ws = ws, .next = cl->pending, .tlen = t->len};
                 memcpy(p->topic, t->name, t->len);
                 memcpy(p->id, rq.id, sizeof p->id);
                 if (cl->pending) cl->pending->prev = p;
@@ -1104,11 +1128,25 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
     long r = wsk_request_query_param(req, "retain", flag, sizeof flag);
     if (r >= 0 && strcmp(flag, "0") && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
         return http_error(res, 500, "internal", "out of memory");
-    /* A plain response cannot wait for the engine's count: it says whether the message went. */
+    /* With the engine up, the answer waits for its count of the other nodes (deferred); the
+     * response built below is the fallback, if the count is not there in time. */
     int bridged = wsk_server_bridged(sv->srv, topic, tlen);
-    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, NULL);
+    struct pending *p = bridged == 1 ? calloc(1, sizeof *p) : NULL;
+    if (p && !(p->http = wsk_response_defer(res, HTTP_COUNT_WAIT))) {
+        free(p);
+        p = NULL;
+    }
+    if (p) {
+        p->tlen = tlen;
+        memcpy(p->topic, topic, tlen);
+    }
+    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, p);
     size_t len;
-    char *s = jp_http_published(topic, tlen, got, bridged < 0 ? -1 : bridged, &len);
+    char *s = jp_http_published(topic, tlen, got,
+                                bridged < 0 ? JP_NO_BRIDGE
+                                : bridged   ? JP_UNCOUNTED
+                                            : JP_UNBRIDGED,
+                                &len);
     return http_json(res, s ? 200 : 500, s, len);
 }
 
@@ -1160,6 +1198,8 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     if (cfg->token && !(b->token = strdup(cfg->token))) goto fail;
     b->token_len = b->token ? strlen(b->token) : 0;
     so->publish_to_self = cfg->publish_to_self;
+    so->bridge_derived = JSON_NS;
+    h->bridged = broker_bridged;
     h->upgrade = broker_upgrade;
     h->open = broker_open;
     h->message = broker_message;

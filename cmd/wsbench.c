@@ -62,6 +62,7 @@ enum {
     OPT_PUBLISHERS,
     OPT_SUBSCRIBERS,
     OPT_TOPICS,
+    OPT_PATTERNS,
     OPT_PROTO,
     OPT_ORIGIN,
     OPT_JSON,
@@ -99,6 +100,7 @@ static const cli_option options[] = {
     {"publishers", OPT_PUBLISHERS, "N", "pubsub: publishing connections (1)"},
     {"subscribers", OPT_SUBSCRIBERS, "N", "pubsub: subscribing connections (-c)"},
     {"topics", OPT_TOPICS, "N", "pubsub: topics (1)"},
+    {"patterns", OPT_PATTERNS, NULL, "pubsub: subscribe by pattern (wsbench.K.*), not by name"},
     {"header", 'H', "'NAME: VALUE'", "add a request header (repeatable)"},
     {"subprotocol", OPT_PROTO, "PROTO", "offer a subprotocol (repeatable)"},
     {"origin", OPT_ORIGIN, "ORIGIN", "send an Origin header"},
@@ -326,6 +328,10 @@ static void parse(int argc, char **argv, cmdline *cl)
         case OPT_TOPICS:
             o->topics = (unsigned)count_arg(c, arg, 1, 1000000);
             cl->pubsub_flag = "topics";
+            break;
+        case OPT_PATTERNS:
+            o->patterns = 1;
+            cl->pubsub_flag = "patterns";
             break;
         case 'H':
             if (o->nheaders == WB_MAX_HEADERS)

@@ -13,6 +13,12 @@
 
 static const wsk_bridge_engine *const engines[] = {&wsk_bridge_redis, &wsk_bridge_nats};
 
+/* The last message number seen from one origin (wsk_bridge_message). */
+struct origin {
+    uint64_t node, seq;
+    uint64_t used; /* the link's clock when last seen: the oldest is replaced */
+};
+
 struct wsk_bridge_link {
     struct wsk_bridge *b;
     const wsk_bridge_engine *eng;
@@ -22,15 +28,21 @@ struct wsk_bridge_link {
     int outage;            /* down since the last time it was up (or since the start) */
     uint64_t outage_fails; /* publishes that failed during this outage */
     int full;              /* the engine refused a publish: logged, until one goes again */
+    uint64_t clock;
+    struct origin seen[WSK_BRIDGE_ORIGINS];
 };
 
 struct wsk_bridge {
     wsk_ctx *ctx;
     uint8_t node[8];
+    uint64_t seq; /* the last message number forwarded */
     size_t plen;
-    char *chan;     /* prefix + topic: plen + WSK_TOPIC_MAX bytes from birth */
-    uint8_t *env;   /* the envelope of one publish, grown up to its cap */
-    size_t env_cap; /* allocated */
+    char *chan;          /* prefix + topic: plen + WSK_TOPIC_MAX bytes from birth */
+    const char *derived; /* wsk_server_opts.bridge_derived: its topics ride another's channel */
+    size_t dlen;         /* its length, 0 for none */
+    char *alt;           /* derived + a topic: dlen + WSK_TOPIC_MAX bytes from birth */
+    uint8_t *env;        /* the envelope of one publish, grown up to its cap */
+    size_t env_cap;      /* allocated */
     wsk_bridge_stats st;
     unsigned nlinks;
     wsk_bridge_link links[];
@@ -51,6 +63,33 @@ static const char *channel(struct wsk_bridge *b, const char *topic, size_t n)
     return b->chan;
 }
 
+/* The topic whose channel carries topic[0..*n): T for a derived topic (derived + T, with *n
+ * made T's length), the topic itself otherwise. */
+static const char *carrier(const struct wsk_bridge *b, const char *topic, size_t *n)
+{
+    if (!b->dlen || *n < b->dlen || memcmp(topic, b->derived, b->dlen)) return topic;
+    *n -= b->dlen;
+    return topic + b->dlen;
+}
+
+/* The local subscribers of the other topic on the channel of carried topic t[0..n): derived + t
+ * for t itself, t for derived + t (from: the topic the caller holds, t or derived + t). */
+static size_t sibling(struct wsk_bridge *b, const char *from, const char *t, size_t n)
+{
+    if (!b->dlen) return 0;
+    if (from != t) return wsk_server_subscribers(b->ctx->srv, t, n);
+    if (n > WSK_TOPIC_MAX - b->dlen) return 0;
+    if (n) memcpy(b->alt + b->dlen, t, n);
+    return wsk_server_subscribers(b->ctx->srv, b->alt, b->dlen + n);
+}
+
+/* 1 when this node listens on the channel of carried topic t[0..n): t or derived + t has
+ * subscribers here. */
+static int wanted(struct wsk_bridge *b, const char *t, size_t n)
+{
+    return wsk_server_subscribers(b->ctx->srv, t, n) > 0 || sibling(b, t, t, n) > 0;
+}
+
 void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 {
     char msg[512];
@@ -63,15 +102,34 @@ void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 
 /* ----- library side -------------------------------------------------------------------------- */
 
+/* Subscribes link l to (on) or takes it off the pattern channel c[0..n). */
+static void pattern_sub(struct wsk_bridge *b, wsk_bridge_link *l, const char *c, size_t n, int on)
+{
+    if (on)
+        l->eng->psubscribe(l->e, c, n, b->plen);
+    else
+        l->eng->punsubscribe(l->e, c, n, b->plen);
+}
+
 void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
 {
-    wsk_bridge_link *l = shard(b, topic, n);
+    size_t cn = n;
+    const char *ct = carrier(b, topic, &cn);
+    /* The channel is the other topic's too: subscribed already, or still wanted. */
+    if (sibling(b, topic, ct, cn)) return;
+    if (wsk_topic_is_pattern(ct, cn)) { /* it matches topics of every shard */
+        const char *c = channel(b, ct, cn);
+        for (unsigned i = 0; i < b->nlinks; i++)
+            if (b->links[i].up) pattern_sub(b, &b->links[i], c, b->plen + cn, on);
+        return;
+    }
+    wsk_bridge_link *l = shard(b, ct, cn);
     if (!l->up) return; /* wsk_bridge_up subscribes the live topics */
-    const char *c = channel(b, topic, n);
+    const char *c = channel(b, ct, cn);
     if (on)
-        l->eng->subscribe(l->e, c, b->plen + n);
+        l->eng->subscribe(l->e, c, b->plen + cn);
     else
-        l->eng->unsubscribe(l->e, c, b->plen + n);
+        l->eng->unsubscribe(l->e, c, b->plen + cn);
 }
 
 static int forward_failed(wsk_bridge_link *l, const char *why)
@@ -106,8 +164,10 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
         (uint8_t)((op == WSK_OP_BINARY ? WSK_BRIDGE_BINARY : 0) |
                   (to_self ? WSK_BRIDGE_TO_SELF : 0) | (compress ? WSK_BRIDGE_COMPRESS : 0));
     memcpy(b->env + 2, b->node, 8);
+    uint64_t seq = ++b->seq;
+    for (int i = 0; i < 8; i++) b->env[10 + i] = (uint8_t)(seq >> 8 * i);
     if (len) memcpy(b->env + WSK_BRIDGE_HDR, data, len);
-    int self = wsk_server_subscribers(b->ctx->srv, topic, n) > 0;
+    int self = wanted(b, topic, n);
     wsk_bridge_count *cnt = NULL;
     if (done) {
         if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
@@ -127,6 +187,11 @@ int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const 
                        size_t len, unsigned op, int compress, int to_self, long local,
                        void (*done)(void *arg, long local, long nodes), void *arg)
 {
+    size_t cn = n;
+    if (carrier(b, topic, &cn) != topic) { /* derived: every node makes its own */
+        if (done) done(arg, local, WSK_NODES_NOT_BRIDGED);
+        return 0;
+    }
     int r = forward(b, topic, n, data, len, op, compress, to_self, local, done, arg);
     if (r < 0 && done) done(arg, local, WSK_NODES_NOT_BRIDGED);
     return r;
@@ -142,8 +207,13 @@ struct resub {
 static void resubscribe(void *arg, const char *topic, size_t n)
 {
     struct resub *r = arg;
-    if (shard(r->b, topic, n) == r->l)
-        r->l->eng->subscribe(r->l->e, channel(r->b, topic, n), r->b->plen + n);
+    size_t cn = n;
+    const char *ct = carrier(r->b, topic, &cn);
+    if (ct != topic && wsk_server_subscribers(r->b->ctx->srv, ct, cn)) return; /* ct's turn */
+    if (wsk_topic_is_pattern(ct, cn))
+        pattern_sub(r->b, r->l, channel(r->b, ct, cn), r->b->plen + cn, 1);
+    else if (shard(r->b, ct, cn) == r->l)
+        r->l->eng->subscribe(r->l->e, channel(r->b, ct, cn), r->b->plen + cn);
 }
 
 void wsk_bridge_up(wsk_bridge_link *l)
@@ -182,6 +252,26 @@ static const char *topic_of(wsk_bridge_link *l, const char *chan, size_t n, size
     return chan + b->plen;
 }
 
+/* 1 when message seq of origin node came through l already.  The engine hands a node one copy
+ * per subscription a publish matches, back to back on the one connection that carries the
+ * topic, and an origin's numbers grow: a number not above the last one seen is a copy. */
+static int seen_before(wsk_bridge_link *l, uint64_t node, uint64_t seq)
+{
+    struct origin *o = NULL, *oldest = &l->seen[0];
+    for (size_t i = 0; i < WSK_BRIDGE_ORIGINS && !o; i++) {
+        if (l->seen[i].used && l->seen[i].node == node) o = &l->seen[i];
+        if (l->seen[i].used < oldest->used) oldest = &l->seen[i];
+    }
+    if (o && seq <= o->seq) return 1;
+    if (!o) {
+        o = oldest;
+        o->node = node;
+    }
+    o->seq = seq;
+    o->used = ++l->clock;
+    return 0;
+}
+
 void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const void *msg, size_t len)
 {
     struct wsk_bridge *b = l->b;
@@ -196,6 +286,13 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
         b->st.echoes++;
         return;
     }
+    uint64_t node, seq = 0;
+    memcpy(&node, p + 2, 8);
+    for (int i = 7; i >= 0; i--) seq = seq << 8 | p[10 + i];
+    if (seen_before(l, node, seq)) {
+        b->st.copies++;
+        return;
+    }
     wsk_opcode op = p[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT;
     size_t mlen = len - WSK_BRIDGE_HDR;
     if (op == WSK_OP_TEXT && !wsk_utf8_valid(p + WSK_BRIDGE_HDR, mlen)) {
@@ -203,8 +300,11 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
         return;
     }
     b->st.received++;
-    wsk_pubsub_local(b->ctx, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op,
-                     (p[1] & WSK_BRIDGE_COMPRESS) != 0);
+    int z = (p[1] & WSK_BRIDGE_COMPRESS) != 0;
+    if (b->ctx->h.bridged) /* the application makes the derived forms too */
+        b->ctx->h.bridged(b->ctx->srv, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op, z);
+    else
+        wsk_server_publish_local(b->ctx->srv, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op, z);
 }
 
 void wsk_bridge_reached(wsk_bridge_link *l, long n, int self)
@@ -223,7 +323,7 @@ int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n)
 {
     size_t tlen;
     const char *topic = topic_of(l, chan, n, &tlen);
-    return topic && wsk_server_subscribers(l->b->ctx->srv, topic, tlen) > 0;
+    return topic && wanted(l->b, topic, tlen);
 }
 
 /* ----- the public calls ---------------------------------------------------------------------- */
@@ -253,6 +353,7 @@ void wsk_bridge_free(struct wsk_bridge *b)
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].e) b->links[i].eng->close(b->links[i].e);
     free(b->chan);
+    free(b->alt);
     free(b->env);
     free(b);
 }
@@ -262,7 +363,10 @@ int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls, co
     wsk_ctx *ctx = wsk_server_ctx(srv);
     if (!prefix) prefix = "wskit:";
     size_t plen = strlen(prefix);
-    if (!urls || !nurls || nurls > WSK_BRIDGE_MAX_LINKS || plen > WSK_BRIDGE_PREFIX_MAX)
+    const char *derived = wsk_server_opts_of(srv)->bridge_derived;
+    size_t dlen = derived ? strlen(derived) : 0;
+    if (!urls || !nurls || nurls > WSK_BRIDGE_MAX_LINKS || plen > WSK_BRIDGE_PREFIX_MAX ||
+        dlen > WSK_BRIDGE_PREFIX_MAX)
         return WSK_ERR_INVAL;
     if (ctx->bridge) return WSK_ERR_STATE;
     const wsk_bridge_engine *eng = NULL;
@@ -272,13 +376,18 @@ int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls, co
         eng = e;
     }
     struct wsk_bridge *b = calloc(1, sizeof *b + nurls * sizeof b->links[0]);
-    if (!b || !(b->chan = malloc(plen + WSK_TOPIC_MAX + 1))) {
+    if (!b || !(b->chan = malloc(plen + WSK_TOPIC_MAX + 1)) ||
+        !(b->alt = malloc(dlen + WSK_TOPIC_MAX + 1))) {
+        if (b) free(b->chan);
         free(b);
         return WSK_ERR_NOMEM;
     }
     b->ctx = ctx;
     b->plen = plen;
     memcpy(b->chan, prefix, plen);
+    b->derived = derived;
+    b->dlen = dlen;
+    if (dlen) memcpy(b->alt, derived, dlen);
     if (getrandom(b->node, sizeof b->node, GRND_NONBLOCK) != (ssize_t)sizeof b->node) {
         /* Early boot: the clock and an address still tell two processes apart. */
         struct timespec ts;

@@ -11,14 +11,18 @@
  *   byte 0      WSK_BRIDGE_MAGIC (a version too: another value is not ours, and is dropped)
  *   byte 1      flags: WSK_BRIDGE_BINARY, WSK_BRIDGE_TO_SELF, WSK_BRIDGE_COMPRESS
  *   bytes 2-9   the origin node id (random per server): a node drops its own echo
- *   bytes 10-   the message */
+ *   bytes 10-17 the message's number at its origin (little-endian, from 1): a node subscribed
+ *               to a topic by its name and by patterns gets one copy per subscription from
+ *               the engine, back to back, and delivers the first only
+ *   bytes 18-   the message */
 #ifndef WSK_BRIDGE_H
 #define WSK_BRIDGE_H
 
 #include "internal.h"
 
-#define WSK_BRIDGE_MAGIC      0xB1
-#define WSK_BRIDGE_HDR        10
+#define WSK_BRIDGE_MAGIC      0xB2
+#define WSK_BRIDGE_HDR        18
+#define WSK_BRIDGE_ORIGINS    64 /* origins a link remembers the last message number of */
 #define WSK_BRIDGE_BINARY     1
 #define WSK_BRIDGE_TO_SELF    2
 #define WSK_BRIDGE_COMPRESS   4
@@ -48,6 +52,12 @@ typedef struct wsk_bridge_engine {
     /* Subscribe to / leave channel chan[0..n) (copied).  Called only while up.  0, or <0. */
     int (*subscribe)(void *e, const char *chan, size_t n);
     int (*unsubscribe)(void *e, const char *chan, size_t n);
+    /* The same for a pattern: chan[plen..n) is a topic pattern (wsk_topic_is_pattern) after
+     * the prefix.  The engine may listen to more than the pattern matches (the node keeps only
+     * what its own patterns match); messages come through wsk_bridge_message with the channel
+     * they were published on. */
+    int (*psubscribe)(void *e, const char *chan, size_t n, size_t plen);
+    int (*punsubscribe)(void *e, const char *chan, size_t n, size_t plen);
     /* Queues msg[0..len) (copied) for channel chan; everything queued in one loop iteration
      * leaves in one write.  self: this node is subscribed to chan (an engine that reports
      * receivers, through wsk_bridge_reached, counts it among them).  0, or <0 when it cannot

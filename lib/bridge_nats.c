@@ -208,14 +208,14 @@ static void on_wake(void *arg)
     }
 }
 
-static int nt_subscribe(void *e, const char *chan, size_t n)
+/* Subscribes to subj (NUL-terminated) for channel chan[0..n). */
+static int sub_add(struct nats *t, const char *chan, size_t n, const char *subj)
 {
-    struct nats *t = e;
     struct nsub **p = sub_find(t, chan, n), *s;
     if (*p) return 0;
     if (!(s = malloc(sizeof *s + n))) return -1;
-    if (natsConnection_Subscribe(&s->sub, t->nc, subject(t, chan, n), on_msg, t) != NATS_OK) {
-        wsk_bridge_log(t->link, WSK_LOG_WARN, "cannot subscribe to '%s'", t->subj);
+    if (natsConnection_Subscribe(&s->sub, t->nc, subj, on_msg, t) != NATS_OK) {
+        wsk_bridge_log(t->link, WSK_LOG_WARN, "cannot subscribe to '%s'", subj);
         free(s);
         return -1;
     }
@@ -224,6 +224,24 @@ static int nt_subscribe(void *e, const char *chan, size_t n)
     memcpy(s->chan, chan, n);
     *p = s;
     return 0;
+}
+
+static int nt_subscribe(void *e, const char *chan, size_t n)
+{
+    struct nats *t = e;
+    return sub_add(t, chan, n, subject(t, chan, n));
+}
+
+/* NATS wildcards are ours, token for token.  But the prefix and the pattern's first token make
+ * one token of the subject ("wskit:*"), unless the prefix ends with '.': a pattern whose first
+ * token is a wildcard then listens to every subject (">"), which the node filters. */
+static int nt_psubscribe(void *e, const char *chan, size_t n, size_t plen)
+{
+    struct nats *t = e;
+    int glued = plen && chan[plen - 1] != '.';
+    int wild_first = plen < n && (chan[plen] == '*' || chan[plen] == '>') &&
+                     (plen + 1 == n || chan[plen + 1] == '.');
+    return sub_add(t, chan, n, glued && wild_first ? ">" : subject(t, chan, n));
 }
 
 static int nt_unsubscribe(void *e, const char *chan, size_t n)
@@ -235,6 +253,12 @@ static int nt_unsubscribe(void *e, const char *chan, size_t n)
     natsSubscription_Destroy(s->sub);
     free(s);
     return 0;
+}
+
+static int nt_punsubscribe(void *e, const char *chan, size_t n, size_t plen)
+{
+    (void)plen;
+    return nt_unsubscribe(e, chan, n);
 }
 
 static int nt_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
@@ -385,6 +409,8 @@ const wsk_bridge_engine wsk_bridge_nats = {
     .open = nt_open,
     .subscribe = nt_subscribe,
     .unsubscribe = nt_unsubscribe,
+    .psubscribe = nt_psubscribe,
+    .punsubscribe = nt_punsubscribe,
     .publish = nt_publish,
     .close = nt_close,
 };

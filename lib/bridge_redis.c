@@ -231,7 +231,14 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
     if (!rep || r->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
     const redisReply *kind = rep->element[0], *chan = rep->element[1], *msg = rep->element[2];
     if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING) return;
-    if (!strcmp(kind->str, "message") && msg->type == REDIS_REPLY_STRING) {
+    /* A pattern's: "pmessage", the pattern, the channel published on, the message. */
+    int pm = !strcmp(kind->str, "pmessage") && rep->elements >= 4;
+    if (pm) {
+        chan = rep->element[2];
+        msg = rep->element[3];
+    }
+    if ((pm || !strcmp(kind->str, "message")) && chan->type == REDIS_REPLY_STRING &&
+        msg->type == REDIS_REPLY_STRING) {
         wsk_bridge_message(r->link, chan->str, chan->len, msg->str, msg->len);
     } else if (!strcmp(kind->str, "unsubscribe") &&
                wsk_bridge_wants(r->link, chan->str, chan->len)) {
@@ -260,6 +267,48 @@ static int rd_subscribe(void *e, const char *chan, size_t n)
 static int rd_unsubscribe(void *e, const char *chan, size_t n)
 {
     return chan_cmd(e, "UNSUBSCRIBE", chan, n);
+}
+
+/* The Redis glob of pattern channel chan[0..n) (the topic pattern from plen on) in out (3n + 8
+ * bytes); its length.  Literal bytes are escaped; a wildcard token "*" becomes "[^.]*" and a
+ * last ">" "?*": Redis' "*" crosses dots, so both match more than they stand for (the node keeps
+ * only what its own patterns match), and they differ, so that two patterns are never one glob
+ * (Redis would count them as one subscription, and PUNSUBSCRIBE of either would end both). */
+static size_t glob_of(const char *chan, size_t n, size_t plen, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = chan[i];
+        int whole =
+            i >= plen && (i == plen || chan[i - 1] == '.') && (i + 1 == n || chan[i + 1] == '.');
+        if (whole && (ch == '*' || ch == '>')) {
+            const char *g = ch == '*' ? "[^.]*" : "?*";
+            memcpy(out + o, g, strlen(g));
+            o += strlen(g);
+            continue;
+        }
+        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out[o++] = '\\';
+        out[o++] = ch;
+    }
+    return o;
+}
+
+static int pattern_cmd(struct redis *r, const char *cmd, const char *chan, size_t n, size_t plen)
+{
+    char *glob = malloc(3 * n + 8); /* "*." becomes 6 bytes, an escaped byte 2 */
+    int st = glob ? chan_cmd(r, cmd, glob, glob_of(chan, n, plen, glob)) : -1;
+    free(glob);
+    return st;
+}
+
+static int rd_psubscribe(void *e, const char *chan, size_t n, size_t plen)
+{
+    return pattern_cmd(e, "PSUBSCRIBE", chan, n, plen);
+}
+
+static int rd_punsubscribe(void *e, const char *chan, size_t n, size_t plen)
+{
+    return pattern_cmd(e, "PUNSUBSCRIBE", chan, n, plen);
 }
 
 /* priv: the message's length, shifted left once, and whether this node is subscribed. */
@@ -341,6 +390,8 @@ const wsk_bridge_engine wsk_bridge_redis = {
     .open = rd_open,
     .subscribe = rd_subscribe,
     .unsubscribe = rd_unsubscribe,
+    .psubscribe = rd_psubscribe,
+    .punsubscribe = rd_punsubscribe,
     .publish = rd_publish,
     .close = rd_close,
 };

@@ -7,6 +7,7 @@
  * (io_loop.c), so a handler that ends a socket never leaves a dangling pointer in the code that
  * called it. */
 #include "internal.h"
+#include "http_exchange.h"
 #include "io_transport.h"
 #include "pmd_conn.h"
 #include "pubsub.h"
@@ -117,6 +118,8 @@ void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason)
     wsk_ctx *ctx = c->ctx;
     if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
         wsk_conn_closed(c, code, reason, reason ? strlen(reason) : 0);
+    /* Paused in the HTTP phase: a server's request whose answer was deferred. */
+    if (c->state == WSK_ST_HTTP && (c->flags & WSK_F_PAUSED)) wsk_deferred_gone(c);
     c->state = WSK_ST_DEAD;
     ev_io_stop(ctx->loop->ev, &c->io);
     wsk_io_release(c);
@@ -278,6 +281,11 @@ void wsk_ctx_sweep(wsk_ctx *ctx)
         uint32_t idle = now - c->stamp;
         switch (c->state) {
         case WSK_ST_HTTP:
+            /* A deferred answer has its own deadline (http_exchange.c); its client may leave. */
+            if (c->flags & WSK_F_PAUSED) {
+                paused_gone(c);
+                break;
+            }
             /* A client's deadline is its own timer (handshake_timeout 0). */
             if (o->handshake_timeout && idle >= o->handshake_timeout) {
                 char addr[64];

@@ -3,6 +3,7 @@
 #include "io_transport.h"
 #include "parse_url.h"
 
+#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,136 @@ const char *wsk_http_reason(int status)
     case 503: return "Service Unavailable";
     default: return status < 400 ? "OK" : "Error";
     }
+}
+
+/* ----- deferred responses -------------------------------------------------------------------- */
+
+enum {
+    D_HANDLER, /* deferred inside the request handler, which has not returned yet */
+    D_EARLY,   /* ... and answered before it returned: sent as an ordinary response */
+    D_WAITING, /* the connection waits for the answer (c) */
+    D_DONE,    /* answered, timed out or gone: wsk_deferred_respond only frees */
+};
+
+struct wsk_deferred {
+    int state;
+    struct wsk_ws *c; /* D_WAITING: the connection */
+    struct ev_loop *ev;
+    ev_timer timer;
+    int head_only;
+    struct wsk_response res; /* D_EARLY: the answer (status 0: none); D_WAITING: the fallback */
+};
+
+wsk_deferred *wsk_response_defer(wsk_response *res, double timeout)
+{
+    if (res->upgrade || res->deferred || !(timeout > 0)) return NULL;
+    wsk_deferred *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    wsk_response_init(&d->res, 0);
+    d->res.status = 0;
+    ev_timer_init(&d->timer, NULL, timeout, 0);
+    d->timer.data = d;
+    res->deferred = d;
+    return d;
+}
+
+/* Sends d->res and ends the connection once it is written (a request pipelined behind a deferred
+ * one is not answered: Connection: close says so). */
+static void deferred_send(wsk_deferred *d)
+{
+    struct wsk_ws *c = d->c;
+    d->state = D_DONE;
+    d->c = NULL;
+    c->user = NULL;
+    ev_timer_stop(d->ev, &d->timer);
+    wsk_response_queue(c, &d->res, 0, d->head_only);
+    c->state = WSK_ST_DONE; /* what the client sends from now on is read and dropped */
+    c->stamp = (uint32_t)ev_now(d->ev);
+    c->flags |= WSK_F_END_AFTER_FLUSH | WSK_F_LINGER;
+    wsk_conn_resume(c);
+}
+
+static void deferred_timeout(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    deferred_send(w->data);
+}
+
+/* Replaces the status and body of r: 0, or WSK_ERR_NOMEM with r unchanged. */
+static int answer(struct wsk_response *r, int status, const void *body, size_t len)
+{
+    wsk_dbuf b;
+    wsk_dbuf_init(&b, r->body.max);
+    if (wsk_dbuf_append(&b, body, len) < 0) return WSK_ERR_NOMEM;
+    wsk_dbuf_free(&r->body);
+    r->body = b;
+    r->status = status;
+    return 0;
+}
+
+int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int head_only)
+{
+    wsk_deferred *d = res->deferred;
+    res->deferred = NULL;
+    if (d->state == D_EARLY) {
+        if (d->res.status) {
+            wsk_dbuf t = res->body;
+            res->body = d->res.body;
+            d->res.body = t;
+            res->status = d->res.status;
+        }
+        wsk_response_free(&d->res);
+        free(d);
+        return 0;
+    }
+    if (c->state != WSK_ST_HTTP) { /* the handler ended the connection */
+        d->state = D_DONE;
+        return 0;
+    }
+    wsk_response_free(&d->res);
+    d->res = *res;
+    d->state = D_WAITING;
+    d->c = c;
+    d->ev = c->ctx->loop->ev;
+    d->head_only = head_only;
+    c->user = d; /* unused in the HTTP phase: wsk_deferred_gone finds d there */
+    /* Nothing is read meanwhile: a request behind this one would be answered before it. */
+    c->flags |= WSK_F_PAUSED;
+    wsk_conn_io_events(c, c->io.events & EV_WRITE);
+    c->stamp = (uint32_t)ev_now(d->ev);
+    ev_set_cb(&d->timer, deferred_timeout);
+    ev_timer_start(d->ev, &d->timer);
+    return 1;
+}
+
+void wsk_deferred_gone(struct wsk_ws *c)
+{
+    wsk_deferred *d = c->user;
+    if (!d) return;
+    c->user = NULL;
+    d->c = NULL;
+    d->state = D_DONE;
+    ev_timer_stop(d->ev, &d->timer);
+}
+
+int wsk_deferred_respond(wsk_deferred *d, int status, const void *body, size_t len)
+{
+    if (!d || d->state == D_EARLY) return WSK_ERR_INVAL;
+    int bad = status < 200 || status > 599 || (!body && len);
+    int r = bad ? WSK_ERR_INVAL : d->state == D_DONE ? 0 : 1;
+    if (d->state == D_HANDLER) { /* wsk_deferred_start sends it and frees d */
+        d->state = D_EARLY;
+        if (!bad && answer(&d->res, status, body, len) < 0) r = WSK_ERR_NOMEM;
+        return r;
+    }
+    if (d->state == D_WAITING) {
+        if (!bad && answer(&d->res, status, body, len) < 0) r = WSK_ERR_NOMEM;
+        deferred_send(d);
+    }
+    wsk_response_free(&d->res);
+    free(d);
+    return r;
 }
 
 int wsk_response_queue(struct wsk_ws *c, const struct wsk_response *res, int keepalive,

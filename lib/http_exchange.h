@@ -23,6 +23,7 @@ struct wsk_response {
     char protocol[128]; /* upgrade: chosen subprotocol, "" for none */
     /* Upgrade: the request, whose offered subprotocols wsk_response_set_protocol checks. */
     const struct wsk_request *req;
+    wsk_deferred *deferred; /* wsk_response_defer was called: the answer comes later */
 };
 
 void wsk_request_init(struct wsk_request *r, const wsk_http_request *h, int fd);
@@ -33,6 +34,13 @@ const char *wsk_http_reason(int status);
 /* Queues status line, headers (plus Content-Length and Connection) and body on c.  0 or < 0. */
 int wsk_response_queue(struct wsk_ws *c, const struct wsk_response *res, int keepalive,
                        int head_only);
+/* The request handler deferred its answer (res->deferred, cleared here).  1: res became the
+ * fallback (taken over, not to be freed), c waits without reading and the deferral's timer
+ * runs.  0: res is to be sent now as usual (the handler answered before it returned: res holds
+ * the answer) or dropped (the handler ended c). */
+int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int head_only);
+/* c, a server connection waiting for a deferred answer, is ending: the answer will not go. */
+void wsk_deferred_gone(struct wsk_ws *c);
 /* Queues a short text/plain refusal and ends the connection once it is written; extra is an
  * optional raw header line block ("Name: value\r\n"). */
 void wsk_http_refuse(struct wsk_ws *c, int status, const char *why, const char *extra);

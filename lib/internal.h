@@ -204,7 +204,8 @@ enum wsk_conn_flag {
     WSK_F_KEEPALIVE = 1 << 11, /* plain HTTP: keep the connection after the reply */
     WSK_F_OVERFLOW = 1 << 12,  /* the queue hit its limit once: logged, not again */
     WSK_F_LINGER = 1 << 13,    /* with END_AFTER_FLUSH: shut down writing, drain until EOF */
-    WSK_F_PAUSED = 1 << 14,    /* wsk_ws_pause: EV_READ off until wsk_ws_resume or a close */
+    WSK_F_PAUSED = 1 << 14,    /* wsk_ws_pause: EV_READ off until wsk_ws_resume or a close;
+                                * in a server's HTTP phase: a deferred answer awaited */
 };
 
 /* State a connection needs only now and then: during the handshake, while a message is being

@@ -175,8 +175,7 @@ static void topic_settle(pubsub *ps, struct topic *tp)
     if (tp->busy) return;
     if (!tp->live) {
         /* The lifecycle hook: the last local subscriber left. */
-        if (ps->ctx->bridge && !tp->pattern)
-            wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
+        if (ps->ctx->bridge) wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
         topic_free(ps, tp);
         return;
     }
@@ -295,11 +294,8 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
         m->next = m->prev = m;
         k->subs = m;
     }
-    /* The lifecycle hook: the first local subscriber arrived.  Patterns stay local: an engine
-     * subscription for each would deliver a message once per matching subscription of a node
-     * (Redis PSUBSCRIBE, NATS wildcards), and a socket must get it once. */
-    if (made && ws->ctx->bridge && !tp->pattern)
-        wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
+    /* The lifecycle hook: the first local subscriber arrived (of a name or a pattern). */
+    if (made && ws->ctx->bridge) wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
     return 1;
 }
 
@@ -652,10 +648,10 @@ long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic
                        arg);
 }
 
-long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
-                      wsk_opcode op, int compress)
+long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
+                              const void *data, size_t len, wsk_opcode op, int compress)
 {
-    return publish(ctx, NULL, topic, n, data, len, op, compress);
+    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress);
 }
 
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg)
@@ -664,7 +660,7 @@ void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size
     if (!ps) return;
     for (size_t i = 0; i < ps->topics.cap; i++) {
         const struct topic *tp = ps->topics.v[i];
-        if (tp && tp->live && !tp->pattern) fn(arg, tp->name, tp->name_len);
+        if (tp && tp->live) fn(arg, tp->name, tp->name_len);
     }
 }
 

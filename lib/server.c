@@ -335,11 +335,13 @@ static void plain_request(struct wsk_ws *c, const wsk_http_request *h, const uin
         wsk_response_add_header(&res, "Content-Type", "text/plain; charset=utf-8");
         wsk_response_append_body(&res, "This is a WebSocket endpoint.\n", 30);
     }
+    int head_only = wsk_http_ieq(h->method, h->method_len, "HEAD");
+    if (res.deferred && wsk_deferred_start(c, &res, head_only)) return;
     if (c->state != WSK_ST_HTTP) { /* the handler terminated the connection */
         wsk_response_free(&res);
         return;
     }
-    wsk_response_queue(c, &res, keepalive, wsk_http_ieq(h->method, h->method_len, "HEAD"));
+    wsk_response_queue(c, &res, keepalive, head_only);
     wsk_response_free(&res);
     if (!keepalive) {
         c->state = WSK_ST_DONE;
@@ -507,7 +509,7 @@ void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n)
         p = k->head.p;
         n = k->head.len;
     }
-    while (n && c->state == WSK_ST_HTTP) {
+    while (n && c->state == WSK_ST_HTTP && !(c->flags & WSK_F_PAUSED)) {
         size_t used = one_request(c, p, n);
         if (!used) return;
         p += used;

@@ -153,6 +153,12 @@ typedef struct wsk_handlers {
     /* Server: a plain HTTP request (not an upgrade).  Set the status, headers and body through
      * `res`; without this handler the server answers 426 Upgrade Required. */
     void (*request)(wsk_server *srv, const wsk_request *req, wsk_response *res);
+    /* Server with a bridge: a message from another node, for topic[0..tlen) (a name, never a
+     * pattern).  NULL: the library delivers it to the topic's subscribers here.  Set: the
+     * handler delivers it, with wsk_server_publish_local, to the topic and to the topics it
+     * derives from it (wsk_server_opts.bridge_derived).  data is valid until it returns. */
+    void (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
+                    wsk_opcode op, int compress);
 } wsk_handlers;
 
 /* ---------------------------------------------------------------------------------------------
@@ -180,6 +186,12 @@ typedef struct wsk_server_opts {
     const char *tls_key;          /* PEM private key for tls_cert */
     const char *tls_key_password; /* NULL when the key is not encrypted */
     const char *tls_client_ca;    /* PEM CA bundle: require client certificates signed by it */
+    /* With a bridge: topics named this prefix + T are derived from T (a second form of T's
+     * messages, made by the bridged handler on each node).  The engine carries T only: a
+     * publish to a derived topic stays on this node, and a node is subscribed to T's channel
+     * while T or prefix + T has subscribers here, so the engine counts it once.  NULL: none.
+     * Kept, not copied: a string that outlives the server (a literal). */
+    const char *bridge_derived;
 } wsk_server_opts;
 
 /* permessage-deflate compressor modes, with Bun's names (see wsk_compress_mode_parse). */
@@ -290,6 +302,23 @@ WSK_API void wsk_response_set_data(wsk_response *res, void *data);
  * when the client did not offer it (see wsk_request_offers_protocol); WSK_ERR_STATE when
  * answering a plain request. */
 WSK_API int wsk_response_set_protocol(wsk_response *res, const char *proto);
+
+/* Plain requests answered later, when what the answer needs has come (another node's count,
+ * ...).  Called in the request handler: nothing is sent when the handler returns, and what `res`
+ * holds then (status, headers, body) is the fallback, sent as it stands when the answer has not
+ * come after `timeout` seconds (> 0).  Meanwhile the connection reads nothing (a request
+ * pipelined behind this one is not answered); it closes after the response (Connection: close).
+ * Returns the handle for wsk_deferred_respond, or NULL (an upgrade's response, a second call,
+ * timeout not > 0, no memory): the response then goes when the handler returns, as usual. */
+typedef struct wsk_deferred wsk_deferred;
+WSK_API wsk_deferred *wsk_response_defer(wsk_response *res, double timeout);
+/* Answers a deferred request: status (200-599) and body[0..len) (copied) replace the
+ * fallback's, its headers stay.  The caller must call it exactly once for each handle, also when
+ * it is too late (then it only frees).  Returns 1 when the answer is sent, 0 when it was too late
+ * (the fallback went at the timeout, the client left, the server was freed), WSK_ERR_INVAL for
+ * another status or body NULL with len > 0, WSK_ERR_NOMEM (for both: the fallback goes, if still
+ * in time).  Frees d in every case; call it on the server's loop. */
+WSK_API int wsk_deferred_respond(wsk_deferred *d, int status, const void *body, size_t len);
 
 /* ---------------------------------------------------------------------------------------------
  * Sockets.  The library owns every wsk_ws: a server socket is valid from its open handler, a
@@ -494,8 +523,9 @@ WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
  * rule: a namespace of its own).  A publish reaches each socket once however many of its
  * subscriptions match; finding them costs in proportion to the topic's tokens and the patterns
  * that match, not to the number of patterns.  A pattern has at most WSK_PATTERN_TOKENS tokens.
- * With a bridge, a pattern matches what is published on its own node only: the engine carries
- * the topics subscribed by name.
+ * With a bridge, patterns are subscribed on the engine too (Redis PSUBSCRIBE, NATS wildcard
+ * subjects): a node gets a message once per subscription the engine matches, and the message
+ * number in the envelope lets it deliver the first copy only.
  */
 #define WSK_TOPIC_MAX      65535
 #define WSK_PATTERN_TOKENS 128
@@ -536,6 +566,10 @@ WSK_API long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, cons
  * wsk_publish (sockets), without WSK_ERR_STATE. */
 WSK_API long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic_len,
                                 const void *data, size_t len, wsk_opcode op, int compress);
+/* The same for this node's subscribers only: never forwarded through a bridge (the bridged
+ * handler's way to deliver a message from another node).  Returns as wsk_server_publish. */
+WSK_API long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
+                                      const void *data, size_t len, wsk_opcode op, int compress);
 /* Subscribers of `topic` (sockets that are open or closing) by that very name (a pattern's
  * own subscribers, for a pattern); 0 for an invalid topic. */
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
@@ -568,7 +602,9 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
  *    listens to.  Channels are named prefix + topic.
  *  - wsk_publish and wsk_server_publish deliver locally at once, then forward the message once,
  *    in an envelope with the node's id, text/binary, compress and publish-to-self; other nodes
- *    deliver it to all their subscribers of the topic, and a node drops its own echo.  Order per
+ *    deliver it to all their subscribers of the topic (or hand it to their bridged handler),
+ *    and a node drops its own echo.  Derived topics (wsk_server_opts.bridge_derived) are never
+ *    forwarded: each node makes them from their topic's messages.  Order per
  *    topic is kept: one engine connection carries all of a topic's publishes, in order.
  *    Messages forwarded during one loop iteration leave in one write.
  *  - Several URLs shard the topics by a stable hash of the name (FNV-1a, the same in every
@@ -626,6 +662,8 @@ typedef struct wsk_bridge_stats {
                                * engine reports them (Redis: PUBLISH's reply minus this node); NATS
                                * cannot say, and leaves it 0 */
     unsigned links, links_up; /* engine connections, and those up now */
+    uint64_t copies; /* second copies of a message (a node subscribed to its topic by name and by
+                      * patterns gets one per subscription from the engine), dropped */
 } wsk_bridge_stats;
 /* Copies the bridge's counters into the caller's *st: 0, WSK_ERR_STATE without a bridge,
  * WSK_ERR_INVAL for st NULL. */

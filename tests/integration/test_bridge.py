@@ -60,8 +60,9 @@ async def ways_in(redis, a, b, c):
             connect(a.url("/")) as jsub:
         await jsub.send(json.dumps({"op": "subscribe", "topics": ["news"]}))
         await recv(jsub)
-        ok(subscribed(redis, "wskit:news", "wskit:$.news"),
-           "a topic with local subscribers is subscribed on the engine", redis.channels())
+        ok(subscribed(redis, "wskit:news") and "wskit:$.news" not in redis.channels(),
+           "a topic with local subscribers is subscribed on the engine, once for both forms",
+           redis.channels())
 
         async with connect(b.url("/news")) as pub:
             await pub.send("over websocket")
@@ -79,17 +80,21 @@ async def ways_in(redis, a, b, c):
             await jpub.send(json.dumps({"op": "publish", "topic": "news", "data": "by json"}))
             ack = json.loads(await recv(jpub))
             ok(await recv(sub) == "by json", "JSON publish on B reaches A", ack)
-            # Other nodes' subscriptions: A's raw and JSON ones, C's raw one.
-            want = 3 if redis.kind == "redis" else None  # NATS cannot count
+            # The other nodes: A (a raw and a JSON subscriber: one node) and C.
+            want = 2 if redis.kind == "redis" else None  # NATS cannot count
             ok(ack.get("receivers") == 0 and ack.get("bridged") is True and
                ack.get("nodes") == want,
-               "the ack counts local receivers and, apart, the other nodes' subscriptions", ack)
+               "the ack counts local receivers and, apart, the other nodes, each once", ack)
             await recv(sub3)
             await recv(jsub)
 
         reply = curl_post(b, "news", b"by post")
         ok(await recv(sub) == "by post", "POST /publish on B reaches A")
-        ok(json.loads(reply).get("bridged") is True, "... and says it was bridged", reply)
+        want = {"topic": "news", "receivers": 0, "bridged": True}
+        if redis.kind == "redis":  # the answer waited for Redis's count
+            want["nodes"] = 2
+        ok(json.loads(reply) == want, "... and its answer counts the other nodes as an ack does",
+           reply)
         await recv(sub3)
         await recv(jsub)
 
@@ -98,7 +103,7 @@ async def ways_in(redis, a, b, c):
         ok(r.returncode == 0 and await recv(sub) == "by wspub", "wspub to B reaches A",
            r.stderr.decode())
         if redis.kind == "redis":
-            ok(r.stdout.decode() == "1: 0 receivers, 3 on other nodes\n",
+            ok(r.stdout.decode() == "1: 0 receivers, 2 on other nodes\n",
                "wspub -v reports the other nodes; --require-receivers counts them", r.stdout)
         await recv(sub3)
         await recv(jsub)
@@ -107,6 +112,30 @@ async def ways_in(redis, a, b, c):
     ok(wait_for(lambda: "wskit:news" not in redis.channels()),
        "the topic leaves the engine when its last local subscriber leaves", redis.channels())
     ok("wskit:never" not in redis.channels(), "a topic nobody subscribed is not on the engine")
+
+
+async def one_channel(engine, a, b):
+    """Raw and JSON subscribers of a topic share its one engine channel: it stays while either
+    kind is left on the node, and the node wraps what arrives for its JSON subscribers."""
+    async with connect(a.url("/")) as j:
+        await j.send(json.dumps({"op": "subscribe", "topics": ["solo"]}))
+        await recv(j)
+        ok(subscribed(engine, "wskit:solo") and "wskit:$.solo" not in engine.channels(),
+           "a JSON subscriber alone: the topic's channel", engine.channels())
+        async with connect(a.url("/solo")):
+            pass
+        async with connect(b.url("/")) as jpub:
+            await jpub.send(json.dumps({"op": "publish", "topic": "solo", "data": "still"}))
+            ack = json.loads(await recv(jpub))
+        m = json.loads(await recv(j))
+        ok(m == {"type": "message", "topic": "solo", "data": "still"},
+           "a raw subscriber came and left: the JSON one still gets the wrapped message", m)
+        if engine.kind == "redis":
+            ok(ack.get("nodes") == 1, "... counted as one node", ack)
+        await j.send(json.dumps({"op": "unsubscribe", "topics": ["solo"]}))
+        await recv(j)
+        ok(wait_for(lambda: "wskit:solo" not in engine.channels()),
+           "the last one leaves: so does the channel", engine.channels())
 
 
 async def order(redis, a, b):
@@ -139,7 +168,7 @@ async def churn(redis, a, b):
             await sub.send(json.dumps({"op": op, "topics": ["churn"]}))
         for _ in range(15):
             await recv(sub)
-        ok(subscribed(redis, "wskit:$.churn"), "a topic that came and went in one read is "
+        ok(subscribed(redis, "wskit:churn"), "a topic that came and went in one read is "
            "subscribed", redis.channels())
         got = None
         for i in range(50):  # the engine may still be settling: publish until one arrives
@@ -162,6 +191,11 @@ async def stalled(redis, a, b):
         subscribed(redis, "wskit:big")
         redis.proc.send_signal(signal.SIGSTOP)
         try:
+            reply = curl_post(b, "big", b"no count")
+            ok(json.loads(reply) == {"topic": "big", "receivers": 2, "bridged": True},
+               "Redis stalled: POST /publish answers without the count when it does not come",
+               reply)
+            await recv(near)
             got = 0
             for _ in range(200):  # 12.5 MiB: past the cap; read as we go (B's own limit)
                 await pub.send(big)
@@ -228,12 +262,19 @@ async def auth():
     logged with Redis's reason."""
     with Engine("redis", extra=["--requirepass", "s3cret",
                                 "--user", "alice", "on", ">wonder", "~*", "&*", "+@all"]) as r:
-        good = node([r.url.replace("redis://", "redis://:s3cret@")])
-        user = node([r.url.replace("redis://", "redis://alice:wonder@")])
-        bad = Server("--pubsub", "-v", "--bridge", r.url.replace("redis://", "redis://:nope@"))
         path = secret_file("s3cret")
-        byfile = Server("--pubsub", "-v", "--bridge", r.url, "--bridge-token-file", path)
+        started = []  # stopped in finally, however far the starts got
+
+        def keep(s):
+            started.append(s)
+            return s
+
         try:
+            good = keep(node([r.url.replace("redis://", "redis://:s3cret@")]))
+            user = keep(node([r.url.replace("redis://", "redis://alice:wonder@")]))
+            bad = keep(Server("--pubsub", "-v", "--bridge",
+                              r.url.replace("redis://", "redis://:nope@")))
+            byfile = keep(Server("--pubsub", "-v", "--bridge", r.url, "--bridge-token-file", path))
             async with connect(byfile.url("/file")):
                 ok(subscribed(r, "wskit:file"), "--bridge-token-file: Redis' password",
                    f"{r.channels()} {byfile.stderr[-500:]}")
@@ -245,7 +286,7 @@ async def auth():
             ok(bad.wait_log("cannot connect") == 1 and "nope" not in bad.stderr,
                "a wrong password: an outage, logged without the password", bad.stderr[-1000:])
         finally:
-            for s in (good, user, bad, byfile):
+            for s in started:
                 s.stop()
             os.unlink(path)
 
@@ -451,21 +492,41 @@ def spread(engine, a, b):
        "... one connection to A, two to B", (a.count(": open"), b.count(": open"), opened))
 
 
+def patterns_on(engine, subjects):
+    """Waits until the engine has this many pattern subscriptions (Redis: PUBSUB NUMPAT) or
+    these subjects (NATS); True when it has."""
+    if engine.kind == "redis":
+        return wait_for(lambda: engine.command("PUBSUB", "NUMPAT") == len(subjects))
+    return wait_for(lambda: all(x in engine.channels() for x in subjects))
+
+
 async def patterns(engine, a, b):
-    """A pattern stays on its node: the engine carries names only, so a socket subscribed to a
-    name and to a pattern that matches it gets a message from another node once."""
-    async with connect(a.url("/")) as j:
-        await j.send(json.dumps({"op": "subscribe", "topics": ["pat.x", "pat.*"]}))
+    """Patterns through the engine (Redis PSUBSCRIBE, NATS wildcard subjects): what B publishes
+    reaches A's pattern subscribers, and a socket subscribed to a name and to patterns that all
+    match it gets the message once (the engine sends one copy per subscription)."""
+    async with connect(a.url("/")) as j, connect(a.url("/pat.*")) as raw:
+        await j.send(json.dumps({"op": "subscribe", "topics": ["pat.x", "pat.*", "pat.>", "*.w"]}))
         await recv(j)
-        ok(subscribed(engine, "wskit:$.pat.x") and "wskit:$.pat.*" not in engine.channels(),
-           "a pattern is not subscribed on the engine", engine.channels())
-        # One engine connection keeps their order: anything extra would come in between.
-        curl_post(b, "pat.y", b"not across")
-        curl_post(b, "pat.x", b"one")
-        curl_post(b, "pat.x", b"two")
-        got = [json.loads(await recv(j)).get("data") for _ in range(2)]
-        ok(got == ["one", "two"], "once per socket; a pattern only matches its node's publishes",
-           got)
+        # "pat.*" is raw and JSON at once: one engine pattern.  "*.w": NATS cannot glue a
+        # wildcard to the prefix ("wskit:*"), and listens to ">" for it.
+        ok(patterns_on(engine, ["wskit:pat.*", "wskit:pat.>", ">"]) and
+           subscribed(engine, "wskit:pat.x"),
+           "the patterns are subscribed on the engine", engine.channels())
+        for topic, body in (("pat.y", "by pattern"), ("pat.x", "one"), ("pat.y.z", "deep"),
+                            ("q.w", "first wild"), ("pat.x", "two")):
+            curl_post(b, topic, body.encode())
+        got = [json.loads(await recv(j)) for _ in range(5)]
+        ok([(m.get("topic"), m.get("data")) for m in got] ==
+           [("pat.y", "by pattern"), ("pat.x", "one"), ("pat.y.z", "deep"), ("q.w", "first wild"),
+            ("pat.x", "two")],
+           "a JSON socket gets each message from the other node once, with its topic", got)
+        got = [await recv(raw) for _ in range(3)]
+        ok(got == ["by pattern", "one", "two"] and await nothing(j) and await nothing(raw),
+           "a raw pattern socket gets what its pattern matches, once, and nothing else", got)
+    ok(patterns_on(engine, []) if engine.kind == "redis" else
+       wait_for(lambda: not any(c.startswith("wskit:pat") or c == ">"
+                                for c in engine.channels())),
+       "the patterns leave the engine with their last subscriber", engine.channels())
 
 
 async def main(kind):
@@ -473,6 +534,7 @@ async def main(kind):
         a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
         try:
             await ways_in(redis, a, b, c)
+            await one_channel(redis, a, b)
             await order(redis, a, b)
             await churn(redis, a, b)
             spread(redis, a, b)

@@ -2,7 +2,8 @@
 """wsserve --pubsub --history: offsets and epochs in JSON deliveries; a subscriber killed
 mid-stream comes back with "since" and gets what it missed, in order, with no gap and no
 duplicate, then live messages; a history that no longer reaches back says "recovered": false;
-a restarted broker has a new epoch; 10,000 topics of history stay within --history-memory."""
+a restarted broker has a new epoch; 10,000 topics of history stay within --history-memory;
+--history N,TTL lets messages go once they are older than TTL."""
 import asyncio
 import json
 import os
@@ -10,12 +11,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, done, ok, rss, sanitized, Server, wait_for  # noqa: E402
+from wstest import BIN, done, nothing, ok, rss, sanitized, Server, wait_for  # noqa: E402
 
 T = 5.0
 
@@ -111,6 +113,42 @@ async def restarted(srv, epoch):
         m = await recv_json(ws)
         ok(m.get("offset") == 1 and m.get("data") == "after restart",
            "the new life of the topic follows", m)
+        await ws.close()
+
+
+async def expired(srv, ttl):
+    """--history N,TTL: what is younger than TTL is recovered; once it is older, a subscriber
+    back with since is told it was not recovered, and the topic starts a new life."""
+    url = f"ws://127.0.0.1:{srv.port}/"
+    async with connect(url) as pub:
+        start = time.monotonic()
+        await publish(pub, "ttl", "e1")
+        await publish(pub, "ttl", "e2")
+        ack, ws = await resume(url, "ttl", 0, "")
+        got = [await recv_json(ws) for _ in range(2)]
+        young = time.monotonic() - start < ttl  # a slow machine may miss this window
+        ok(not young or (ack.get("recovered") is True and
+                         [m.get("data") for m in got] == ["e1", "e2"]),
+           "younger than the TTL: recovered", ack)
+        epoch = got[-1].get("epoch")
+        await ws.close()
+
+        async def gone():
+            ack, ws = await resume(url, "ttl", 1, epoch)
+            await ws.close()
+            return ack.get("recovered") is False
+
+        # Waits for the condition (a resume that is not recovered), a bounded number of tries.
+        until = time.monotonic() + ttl + 10
+        while not await gone() and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+        ok(time.monotonic() - start >= ttl and await gone(),
+           "older than the TTL: not recovered (and not before the TTL)")
+        await publish(pub, "ttl", "fresh")
+        ack, ws = await resume(url, "ttl", 0, "")
+        m = await recv_json(ws)
+        ok(m.get("data") == "fresh" and m.get("offset") == 1 and m.get("epoch") != epoch and
+           await nothing(ws), "the expired messages are not replayed; the topic starts anew", m)
         await ws.close()
 
 
@@ -210,6 +248,8 @@ async def main():
         await restarted(srv, epoch)
     with Server("--pubsub", "--history", "5") as srv:
         await too_old(srv)
+    with Server("--pubsub", "--history", "100,1") as srv:
+        await expired(srv, 1.0)
     with Server("--pubsub", "--history", "10000") as srv:
         await big_recovery(srv)
     with Server("--pubsub", "--history", "10", "--history-memory", "2MB") as srv:

@@ -427,6 +427,13 @@ def main():
                and j["latency_ns"]["count"] == j["messages"]["received"],
                "pubsub against wsserve --pubsub: deliveries timed end to end",
                err or j["messages"])
+        with Server("--pubsub", "-v") as srv:
+            rc, j, err = bench_json("pubsub", "--patterns", "--publishers", "2", "--subscribers",
+                                    "4", "--topics", "2", "--rate", "2000", "-d", "0.5", srv.url())
+            ok(rc == 0 and no_errors(j) and 1400 <= j["messages"]["received"] <= 2600 and
+               srv.count("/wsbench.1.*") == 2 and srv.count("/wsbench.1.m") == 1,
+               "pubsub --patterns: subscribers listen by pattern, the deliveries are the same",
+               err or (j["messages"], srv.stderr[-800:]))
     else:
         skip("pubsub against wsserve --pubsub", "this wsserve has no --pubsub")
 
@@ -517,6 +524,7 @@ def options_and_outputs(url):
             (["--rounds", "2"], "compare", "--rounds without compare"),
             (["compare", "--csv", "x.csv"], "one run", "--csv with compare"),
             (["--topics", "2"], "pubsub", "--topics outside pubsub"),
+            (["--patterns"], "pubsub", "--patterns outside pubsub"),
             (["--round-delay", "64ms"], "chat", "--round-delay outside chat")):
         rc, out, err = bench(*args, url)
         ok(rc == 1 and said in err and "Try 'wsbench --help'" in err, f"usage error: {why}",
