@@ -77,7 +77,7 @@ $(BINOUT)/%: $(OBJDIR)/cmd/%.o $(CMD_ARCH) $(STATIC)
 	$(CC) $(CFLAGS) -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -ledit -lm $(LDFLAGS)
 
 # Unit tests may also test the commands' helpers (cmd/serve.h, ...), taken from the archive.
-$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h tests/unit/pair.h tests/unit/rawws.h $(STATIC) $(CMD_ARCH)
+$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h tests/unit/pair.h tests/unit/rawws.h tests/unit/group_cmd.h $(STATIC) $(CMD_ARCH)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -Icmd -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
 
