@@ -6,6 +6,7 @@
  * loop and wsk_group_run returns.
  * The clients are raw sockets on the test's thread; the servers obey their commands
  * (group_cmd.h). */
+#include "pmd_conn.h"
 #include "test.h"
 #include "group_cmd.h"
 #include "rawws.h"
@@ -56,6 +57,13 @@ static void ask_reaches(void *arg, wsk_loop *loop)
 {
     (void)loop;
     atomic_store(&asked, (long)wsk_server_reaches(srv[2], arg, strlen(arg)));
+}
+
+/* Messages loop i's shared deflater compressed (i in arg), read on loop i. */
+static void ask_deflated(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    atomic_store(&asked, (long)wsk_pmd_shared_messages(loop));
 }
 
 static void *run_group(void *arg)
@@ -267,6 +275,14 @@ static void publish(int i, const char *topic, unsigned op, const void *p, size_t
 }
 
 /* Reads count on loop i through wsk_group_call. */
+static long ask(unsigned i, void (*fn)(void *, wsk_loop *), const char *topic);
+
+/* Shared-deflater compressions on each loop. */
+static void deflations(long out[LOOPS])
+{
+    for (unsigned i = 0; i < LOOPS; i++) out[i] = ask(i, ask_deflated, NULL);
+}
+
 static long ask(unsigned i, void (*fn)(void *, wsk_loop *), const char *topic)
 {
     atomic_store(&asked, -1);
@@ -291,6 +307,8 @@ static void test_stream(int compress, const char *topic)
           name);
 
     static uint8_t buf[70000];
+    long z0[LOOPS], z1[LOOPS];
+    deflations(z0);
     for (unsigned k = 0; k < MSGS; k++) {
         size_t n = sizes[k % 3];
         for (size_t i = 0; i < n; i++) buf[i] = payload_byte(k, i);
@@ -308,10 +326,15 @@ static void test_stream(int compress, const char *topic)
     CHECK(cl[0].msgs == 0, "%s: the publisher does not get its own messages", name);
     CHECK(atomic_load(&cmd_count[0]) == 4, "%s: a publish counts receivers on every loop (%ld)",
           name, atomic_load(&cmd_count[0]));
-    if (compress)
+    deflations(z1);
+    if (compress) {
         CHECK(cl[2].compressed >= 2 * MSGS / 3 && cl[4].compressed >= 2 * MSGS / 3,
               "compressed: other loops' subscribers get compressed frames (%u, %u)",
               cl[2].compressed, cl[4].compressed);
+        CHECK(z1[0] > z0[0] && z1[1] == z0[1] && z1[2] == z0[2],
+              "compressed: the publishing loop compresses once, the others reuse it (%ld %ld %ld)",
+              z1[0] - z0[0], z1[1] - z0[1], z1[2] - z0[2]);
+    }
     snprintf(cmd, sizeof cmd, "u%s", topic);
     for (int i = 1; i <= 4; i++) command(i, cmd);
     CHECK(ask(1, ask_subscribers, topic) == 0, "%s: unsubscribing on every loop counts 0", name);
