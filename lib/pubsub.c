@@ -23,6 +23,7 @@
 #include "ptab.h"
 #include "topic_trie.h"
 #include "bridge.h"
+#include "group.h"
 #include "pmd_conn.h"
 #include "send_frame.h"
 
@@ -45,6 +46,7 @@ struct topic {
     uint32_t live;     /* subscribers: slots whose ws is set */
     uint32_t busy;     /* publishes walking subs right now */
     uint8_t pattern;   /* in ps->patterns (topic_trie.h) */
+    wsk_gtopic *gt;    /* in a server group: the group's entry for this name (group.h) */
     size_t name_len;
     char name[]; /* NUL-terminated for wsk_ws_subscriptions */
 };
@@ -162,6 +164,7 @@ static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len)
 
 static void topic_free(pubsub *ps, struct topic *tp)
 {
+    if (tp->gt) wsk_group_topic_freed(ps->ctx->group, tp->gt);
     if (tp->pattern) wsk_trie_remove(ps->patterns, tp->name, tp->name_len);
     wsk_ptab_remove(&ps->topics, tp->hash, tp);
     free(tp->subs);
@@ -175,7 +178,8 @@ static void topic_settle(pubsub *ps, struct topic *tp)
     if (tp->busy) return;
     if (!tp->live) {
         /* The lifecycle hook: the last local subscriber left. */
-        if (ps->ctx->bridge) wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
+        if (ps->ctx->bridge && !ps->ctx->group)
+            wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
         topic_free(ps, tp);
         return;
     }
@@ -226,6 +230,7 @@ static void member_drop(pubsub *ps, struct member *m)
         }
     }
     tp->live--;
+    if (tp->gt) wsk_group_topic_count(ps->ctx->group, tp->gt, -1);
     free(m);
     topic_settle(ps, tp);
 }
@@ -259,6 +264,12 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
             free(tp);
             return r;
         }
+        /* The group hook: the group's table hears of the topic (group_topics.c). */
+        if (ws->ctx->group &&
+            !(tp->gt = wsk_group_topic_made(ws->ctx->group, tp->name, len, tp->pattern))) {
+            topic_free(ps, tp);
+            return WSK_ERR_NOMEM;
+        }
         made = 1;
     }
     struct member *m = malloc(sizeof *m);
@@ -283,6 +294,7 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
     tp->subs[tp->len].m = m;
     tp->len++;
     tp->live++;
+    if (tp->gt) wsk_group_topic_count(ws->ctx->group, tp->gt, 1);
 
     struct member *head = k->subs;
     if (head) { /* append: wsk_ws_subscriptions lists the oldest first */
@@ -294,8 +306,9 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
         m->next = m->prev = m;
         k->subs = m;
     }
-    /* The lifecycle hook: the first local subscriber arrived (of a name or a pattern). */
-    if (made && ws->ctx->bridge) wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
+    /* The lifecycle hook: the first local subscriber arrived (of a name or a pattern).  In a
+     * group, the group's topic table tells the bridging member (group_topics.c). */
+    if (made && ws->ctx->bridge && !ws->ctx->group) wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
     return 1;
 }
 
@@ -344,6 +357,7 @@ void wsk_pubsub_free(wsk_ctx *ctx)
     for (size_t i = 0; i < ps->members.cap; i++) free(ps->members.v[i]);
     for (size_t i = 0; i < ps->topics.cap; i++) {
         struct topic *tp = ps->topics.v[i];
+        if (tp && tp->gt) wsk_group_topic_freed(ctx->group, tp->gt);
         if (tp) free(tp->subs);
         free(tp);
     }
@@ -357,7 +371,10 @@ void wsk_pubsub_free(wsk_ctx *ctx)
 size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len)
 {
     const pubsub *ps = ps_of(srv);
-    if (!ps || topic_arg(&topic, len) < 0) return 0;
+    if (topic_arg(&topic, len) < 0) return 0;
+    if (wsk_server_ctx(srv)->group)
+        return wsk_group_subscribers(wsk_server_ctx(srv)->group, topic, len);
+    if (!ps) return 0;
     const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
     return tp ? tp->live : 0;
 }
@@ -370,7 +387,10 @@ static int found(void *arg, void *v)
 int wsk_server_reaches(const wsk_server *srv, const char *topic, size_t len)
 {
     const pubsub *ps = ps_of(srv);
-    if (!ps || topic_arg(&topic, len) < 0) return 0;
+    if (topic_arg(&topic, len) < 0) return 0;
+    if (wsk_server_ctx(srv)->group)
+        return wsk_group_reaches(wsk_server_ctx(srv)->group, topic, len);
+    if (!ps) return 0;
     const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
     if (tp && tp->live) return 1;
     int any = 0;
@@ -380,6 +400,7 @@ int wsk_server_reaches(const wsk_server *srv, const char *topic, size_t len)
 
 size_t wsk_server_topics(const wsk_server *srv)
 {
+    if (wsk_server_ctx(srv)->group) return wsk_group_topics(wsk_server_ctx(srv)->group);
     const pubsub *ps = ps_of(srv);
     return ps ? ps->topics.n : 0;
 }
@@ -397,6 +418,11 @@ struct pub {
     wsk_block *shared;   /* total > WSK_PUBLISH_COPY_MAX: the frame, once */
     wsk_block *deflated; /* the frame compressed by the shared deflater */
     int deflate_failed;
+    /* A publish from another loop of a group that compressed it already (with the same
+     * level): the payload for RSV1, used instead of compressing again.  NULL otherwise. */
+    const uint8_t *zin;
+    size_t zin_len;
+    size_t zhl;                          /* deflated: its frame header's bytes */
     uint8_t frame[WSK_PUBLISH_COPY_MAX]; /* otherwise: the frame, copied to each queue */
 };
 
@@ -420,10 +446,10 @@ static wsk_block *plain_frame(struct pub *p)
 static wsk_block *deflated_frame(struct pub *p, struct wsk_ws *c)
 {
     if (p->deflated || p->deflate_failed) return p->deflated;
-    size_t zlen = 0, total;
-    const void *z = NULL;
+    size_t zlen = p->zin_len, total;
+    const void *z = p->zin;
     wsk_block *b = NULL;
-    if (wsk_pmd_shared_compress(c, p->data, p->len, &z, &zlen) > 0 &&
+    if ((z || wsk_pmd_shared_compress(c, p->data, p->len, &z, &zlen) > 0) &&
         zlen <= UINT32_MAX - sizeof *b - WSK_FRAME_HDR_MAX) {
         total = wsk_frame_header_size(zlen, 0) + zlen;
         b = wsk_block_new(p->loop, total);
@@ -436,6 +462,7 @@ static wsk_block *deflated_frame(struct pub *p, struct wsk_ws *c)
     memcpy(b->data + hl, z, zlen); /* z lives only until the next compression on this loop */
     b->len = (uint32_t)total;
     p->deflated = b;
+    p->zhl = hl;
     return b;
 }
 
@@ -524,8 +551,8 @@ static void reach_free(struct reach *r)
     if (r->t != r->stack) free(r->t);
 }
 
-static void pub_frame(struct pub *p, wsk_loop *loop, const void *data, size_t len, wsk_opcode op,
-                      int compress)
+static void pub_init(struct pub *p, wsk_loop *loop, const void *data, size_t len, wsk_opcode op,
+                     int compress)
 {
     p->loop = loop;
     p->data = data;
@@ -535,10 +562,22 @@ static void pub_frame(struct pub *p, wsk_loop *loop, const void *data, size_t le
     p->total = wsk_frame_header_size(len, 0) + len;
     p->shared = p->deflated = NULL;
     p->deflate_failed = 0;
-    if (p->total <= WSK_PUBLISH_COPY_MAX) {
-        size_t hl = wsk_frame_header(p->frame, 1, 0, op, len, NULL);
-        if (len) memcpy(p->frame + hl, data, len);
-    }
+    p->zin = NULL;
+    p->zin_len = 0;
+}
+
+/* Frames a short publication into p->frame (a long one is framed at its first subscriber). */
+static void pub_frame(struct pub *p)
+{
+    if (p->total > WSK_PUBLISH_COPY_MAX) return;
+    size_t hl = wsk_frame_header(p->frame, 1, 0, p->op, p->len, NULL);
+    if (p->len) memcpy(p->frame + hl, p->data, p->len);
+}
+
+static void pub_release(struct pub *p)
+{
+    if (p->shared) wsk_block_unref(p->loop, p->shared);
+    if (p->deflated) wsk_block_unref(p->loop, p->deflated);
 }
 
 /* One topic: its subscribers in place. */
@@ -585,11 +624,10 @@ static long publish_many(pubsub *ps, const struct reach *r, const struct wsk_ws 
     return n;
 }
 
-static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
-                    const void *data, size_t len, wsk_opcode op, int compress)
+/* Delivery to the local subscribers (the arguments checked). */
+static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic,
+                         size_t topic_len, struct pub *p)
 {
-    if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
-    ctx->stats.publishes++;
     pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
     struct reach r;
@@ -600,13 +638,36 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
     }
     if (!r.n) return 0;
 
-    struct pub p;
-    pub_frame(&p, ctx->loop, data, len, op, compress);
-    long n = r.n == 1 ? publish_topic(ps, r.t[0], skip, &p) : publish_many(ps, &r, skip, &p);
-    wsk_stats_delivered(&ctx->stats, op, len, n);
+    pub_frame(p);
+    long n = r.n == 1 ? publish_topic(ps, r.t[0], skip, p) : publish_many(ps, &r, skip, p);
+    wsk_stats_delivered(&ctx->stats, p->op, p->len, n);
     reach_free(&r);
-    if (p.shared) wsk_block_unref(p.loop, p.shared);
-    if (p.deflated) wsk_block_unref(p.loop, p.deflated);
+    return n;
+}
+
+/* A publish made here: the local subscribers at once, then, in a group, the other loops' ones
+ * (forward: and the bridging member, which forwards it to other nodes). */
+static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
+                    const void *data, size_t len, wsk_opcode op, int compress, int to_self,
+                    int forward)
+{
+    if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
+    ctx->stats.publishes++;
+    struct pub p;
+    pub_init(&p, ctx->loop, data, len, op, compress);
+    long n = publish_here(ctx, skip, topic, topic_len, &p);
+    if (n >= 0 && ctx->group) {
+        /* What the shared deflater made here goes along: the other loops need not compress. */
+        wsk_zmsg z = {NULL, 0, ctx->lim.compress_level};
+        if (p.deflated) {
+            z.z = p.deflated->data + p.zhl;
+            z.len = p.deflated->len - p.zhl;
+        }
+        long others = wsk_group_publish(ctx->group, topic, topic_len, data, len, op, compress, &z,
+                                        to_self, forward);
+        if (others > 0) n += others;
+    }
+    pub_release(&p);
     return n;
 }
 
@@ -616,7 +677,8 @@ static long publish_all(wsk_ctx *ctx, const struct wsk_ws *from, const char *top
                         void (*done)(void *arg, long local, long nodes), void *arg)
 {
     int to_self = !from || wsk_server_opts_of(ctx->srv)->publish_to_self;
-    long n = publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress);
+    long n =
+        publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress, to_self, 1);
     if (n >= 0 && ctx->bridge)
         wsk_bridge_forward(ctx->bridge, topic ? topic : "", topic_len, data, len, op, compress,
                            to_self, n, done, arg);
@@ -651,12 +713,30 @@ long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic
 long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
                               const void *data, size_t len, wsk_opcode op, int compress)
 {
-    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress);
+    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1, 0);
+}
+
+long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
+                       wsk_opcode op, int compress, const wsk_zmsg *z)
+{
+    struct pub p;
+    pub_init(&p, ctx->loop, data, len, op, compress);
+    if (z && z->z && z->level == ctx->lim.compress_level) {
+        p.zin = z->z;
+        p.zin_len = z->len;
+    }
+    long r = publish_here(ctx, NULL, topic, n, &p);
+    pub_release(&p);
+    return r;
 }
 
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg)
 {
     const pubsub *ps = ctx->pubsub;
+    if (ctx->group) {
+        wsk_group_each(ctx->group, fn, arg);
+        return;
+    }
     if (!ps) return;
     for (size_t i = 0; i < ps->topics.cap; i++) {
         const struct topic *tp = ps->topics.v[i];
