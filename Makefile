@@ -33,7 +33,7 @@ MANS     := $(wildcard man/*.1 man/*.3)
 STATIC   := $(LIBOUT)/libwskit.a
 SHARED   := $(LIBOUT)/libwskit.so.$(VERSION)
 
-.PHONY: all deps units check asan lint fuzz run install uninstall clean bench
+.PHONY: all deps units check asan tsan lint fuzz run install uninstall clean bench
 all: $(STATIC) $(SHARED) $(CMDS)
 
 $(OBJDIR)/%.o: %.c
@@ -77,7 +77,7 @@ $(BINOUT)/%: $(OBJDIR)/cmd/%.o $(CMD_ARCH) $(STATIC)
 	$(CC) $(CFLAGS) -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -ledit -lm $(LDFLAGS)
 
 # Unit tests may also test the commands' helpers (cmd/serve.h, ...), taken from the archive.
-$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h tests/unit/pair.h $(STATIC) $(CMD_ARCH)
+$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h tests/unit/pair.h tests/unit/rawws.h $(STATIC) $(CMD_ARCH)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -Icmd -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
 
@@ -92,6 +92,17 @@ units: $(UNITS)
 
 asan:
 	$(MAKE) O=build/asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
+
+# ThreadSanitizer: the unit tests of the code that crosses threads (server groups, DNS on a
+# thread), in a build of their own.  TSAN_TESTS picks the tests (names under tests/unit).
+TSAN_TESTS ?= test_group test_group_churn test_resolve
+tsan:
+	$(MAKE) O=build/tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	    $(TSAN_TESTS:%=build/tsan/tests/%)
+	@set -e; for t in $(TSAN_TESTS); do \
+	    echo "tsan: $$t"; TSAN_OPTIONS="halt_on_error=1 exitcode=66 $$TSAN_OPTIONS" build/tsan/tests/$$t >build/tsan/$$t.out 2>&1 || \
+	    { cat build/tsan/$$t.out; exit 1; }; grep -c '^ok' build/tsan/$$t.out | sed 's/^/  ok lines: /'; \
+	    ! grep -q '^not ok' build/tsan/$$t.out; done
 
 run: deps
 	@$(MAKE) --no-print-directory all

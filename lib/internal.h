@@ -22,6 +22,8 @@
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
  *                   (a large message with nothing queued: written during the send)
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, logging
+ *   group.c         server groups: a loop per thread, inboxes between them (group_topics.c:
+ *                   the group-wide topic table, publishes carried to the other loops)
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
@@ -90,6 +92,7 @@ struct wsk_loop {
     int client_rng_ready;
     uint8_t client_rng[512]; /* mask keys for client frames, refilled from getrandom(2) */
     unsigned client_rng_pos;
+    struct wsk_gloop *group; /* the loop's place in a server group (group.h), or NULL */
 };
 
 /* The loop's time (ev_now) in milliseconds, modulo 2^32: for differences under 49 days. */
@@ -165,6 +168,8 @@ typedef struct wsk_ctx {
     struct wsk_pubsub *pubsub;
     /* The server's bridge to other nodes (bridge.h), NULL when it has none. */
     struct wsk_bridge *bridge;
+    /* A member of a server group: its loop there (group.h); NULL otherwise. */
+    struct wsk_gloop *group;
     wsk_stats stats; /* counters (metrics.h); a server's are read by wsk_server_stats */
 
     /* NULL for a server and a wsk_connect client: see wsk_conn_hooks above. */

@@ -6,6 +6,7 @@
  * ev_prepare watcher, which libev runs just before it waits for events again, writes each dirty
  * socket once.  So whatever a turn of the loop sends to a socket leaves in one writev. */
 #include "internal.h"
+#include "group.h"
 #include "pmd_conn.h"
 
 #include <stdio.h>
@@ -57,6 +58,8 @@ void wsk_loop_reap(wsk_loop *loop)
                 wsk_flush(c);
         }
     }
+    /* The turn's publishes for other loops of a group leave with its writes. */
+    if (loop->group && loop->group->nout) wsk_group_flush(loop->group);
 }
 
 static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents)

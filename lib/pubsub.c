@@ -23,6 +23,7 @@
 #include "ptab.h"
 #include "topic_trie.h"
 #include "bridge.h"
+#include "group.h"
 #include "pmd_conn.h"
 #include "send_frame.h"
 
@@ -45,6 +46,7 @@ struct topic {
     uint32_t live;     /* subscribers: slots whose ws is set */
     uint32_t busy;     /* publishes walking subs right now */
     uint8_t pattern;   /* in ps->patterns (topic_trie.h) */
+    wsk_gtopic *gt;    /* in a server group: the group's entry for this name (group.h) */
     size_t name_len;
     char name[]; /* NUL-terminated for wsk_ws_subscriptions */
 };
@@ -162,6 +164,7 @@ static struct member *lookup(const wsk_ws *ws, const char *topic, size_t len)
 
 static void topic_free(pubsub *ps, struct topic *tp)
 {
+    if (tp->gt) wsk_group_topic_freed(ps->ctx->group, tp->gt);
     if (tp->pattern) wsk_trie_remove(ps->patterns, tp->name, tp->name_len);
     wsk_ptab_remove(&ps->topics, tp->hash, tp);
     free(tp->subs);
@@ -175,7 +178,7 @@ static void topic_settle(pubsub *ps, struct topic *tp)
     if (tp->busy) return;
     if (!tp->live) {
         /* The lifecycle hook: the last local subscriber left. */
-        if (ps->ctx->bridge && !tp->pattern)
+        if (ps->ctx->bridge && !tp->pattern && !ps->ctx->group)
             wsk_bridge_topic(ps->ctx->bridge, tp->name, tp->name_len, 0);
         topic_free(ps, tp);
         return;
@@ -227,6 +230,7 @@ static void member_drop(pubsub *ps, struct member *m)
         }
     }
     tp->live--;
+    if (tp->gt) wsk_group_topic_count(ps->ctx->group, tp->gt, -1);
     free(m);
     topic_settle(ps, tp);
 }
@@ -260,6 +264,12 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
             free(tp);
             return r;
         }
+        /* The group hook: the group's table hears of the topic (group_topics.c). */
+        if (ws->ctx->group &&
+            !(tp->gt = wsk_group_topic_made(ws->ctx->group, tp->name, len, tp->pattern))) {
+            topic_free(ps, tp);
+            return WSK_ERR_NOMEM;
+        }
         made = 1;
     }
     struct member *m = malloc(sizeof *m);
@@ -284,6 +294,7 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
     tp->subs[tp->len].m = m;
     tp->len++;
     tp->live++;
+    if (tp->gt) wsk_group_topic_count(ws->ctx->group, tp->gt, 1);
 
     struct member *head = k->subs;
     if (head) { /* append: wsk_ws_subscriptions lists the oldest first */
@@ -298,7 +309,7 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
     /* The lifecycle hook: the first local subscriber arrived.  Patterns stay local: an engine
      * subscription for each would deliver a message once per matching subscription of a node
      * (Redis PSUBSCRIBE, NATS wildcards), and a socket must get it once. */
-    if (made && ws->ctx->bridge && !tp->pattern)
+    if (made && ws->ctx->bridge && !tp->pattern && !ws->ctx->group)
         wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
     return 1;
 }
@@ -348,6 +359,7 @@ void wsk_pubsub_free(wsk_ctx *ctx)
     for (size_t i = 0; i < ps->members.cap; i++) free(ps->members.v[i]);
     for (size_t i = 0; i < ps->topics.cap; i++) {
         struct topic *tp = ps->topics.v[i];
+        if (tp && tp->gt) wsk_group_topic_freed(ctx->group, tp->gt);
         if (tp) free(tp->subs);
         free(tp);
     }
@@ -361,7 +373,10 @@ void wsk_pubsub_free(wsk_ctx *ctx)
 size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len)
 {
     const pubsub *ps = ps_of(srv);
-    if (!ps || topic_arg(&topic, len) < 0) return 0;
+    if (topic_arg(&topic, len) < 0) return 0;
+    if (wsk_server_ctx(srv)->group)
+        return wsk_group_subscribers(wsk_server_ctx(srv)->group, topic, len);
+    if (!ps) return 0;
     const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
     return tp ? tp->live : 0;
 }
@@ -374,7 +389,10 @@ static int found(void *arg, void *v)
 int wsk_server_reaches(const wsk_server *srv, const char *topic, size_t len)
 {
     const pubsub *ps = ps_of(srv);
-    if (!ps || topic_arg(&topic, len) < 0) return 0;
+    if (topic_arg(&topic, len) < 0) return 0;
+    if (wsk_server_ctx(srv)->group)
+        return wsk_group_reaches(wsk_server_ctx(srv)->group, topic, len);
+    if (!ps) return 0;
     const struct topic *tp = topic_find(ps, topic, len, name_hash(ps, topic, len));
     if (tp && tp->live) return 1;
     int any = 0;
@@ -384,6 +402,7 @@ int wsk_server_reaches(const wsk_server *srv, const char *topic, size_t len)
 
 size_t wsk_server_topics(const wsk_server *srv)
 {
+    if (wsk_server_ctx(srv)->group) return wsk_group_topics(wsk_server_ctx(srv)->group);
     const pubsub *ps = ps_of(srv);
     return ps ? ps->topics.n : 0;
 }
@@ -589,11 +608,11 @@ static long publish_many(pubsub *ps, const struct reach *r, const struct wsk_ws 
     return n;
 }
 
-static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
-                    const void *data, size_t len, wsk_opcode op, int compress)
+/* Delivery to the local subscribers (the arguments checked). */
+static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic,
+                         size_t topic_len, const void *data, size_t len, wsk_opcode op,
+                         int compress)
 {
-    if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
-    ctx->stats.publishes++;
     pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
     struct reach r;
@@ -614,13 +633,29 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
     return n;
 }
 
+/* A publish made here: the local subscribers at once, then, in a group, the other loops' ones
+ * (forward: and the bridging member, which forwards it to other nodes). */
+static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
+                    const void *data, size_t len, wsk_opcode op, int compress, int to_self,
+                    int forward)
+{
+    if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
+    ctx->stats.publishes++;
+    long n = publish_here(ctx, skip, topic, topic_len, data, len, op, compress);
+    if (n < 0 || !ctx->group) return n;
+    long others =
+        wsk_group_publish(ctx->group, topic, topic_len, data, len, op, compress, to_self, forward);
+    return others > 0 ? n + others : n;
+}
+
 /* Local delivery at once, then the bridge forwards it once to the other nodes. */
 static long publish_all(wsk_ctx *ctx, const struct wsk_ws *from, const char *topic,
                         size_t topic_len, const void *data, size_t len, wsk_opcode op, int compress,
                         void (*done)(void *arg, long local, long nodes), void *arg)
 {
     int to_self = !from || wsk_server_opts_of(ctx->srv)->publish_to_self;
-    long n = publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress);
+    long n =
+        publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress, to_self, 1);
     if (n >= 0 && ctx->bridge)
         wsk_bridge_forward(ctx->bridge, topic ? topic : "", topic_len, data, len, op, compress,
                            to_self, n, done, arg);
@@ -655,12 +690,22 @@ long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic
 long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
                       wsk_opcode op, int compress)
 {
-    return publish(ctx, NULL, topic, n, data, len, op, compress);
+    return publish(ctx, NULL, topic, n, data, len, op, compress, 1, 0);
+}
+
+long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
+                       wsk_opcode op, int compress)
+{
+    return publish_here(ctx, NULL, topic, n, data, len, op, compress);
 }
 
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg)
 {
     const pubsub *ps = ctx->pubsub;
+    if (ctx->group) {
+        wsk_group_each(ctx->group, fn, arg);
+        return;
+    }
     if (!ps) return;
     for (size_t i = 0; i < ps->topics.cap; i++) {
         const struct topic *tp = ps->topics.v[i];

@@ -13,12 +13,17 @@
 /* The socket is closing: it leaves all its topics (empty topics are freed).  conn.c calls it
  * before the close handler runs. */
 void wsk_pubsub_conn_gone(struct wsk_ws *c);
-/* Delivers to the local subscribers of topic[0..n) only: a message that came from another
- * node through the bridge.  Returns as wsk_server_publish. */
+/* Delivers a message that came from another node through the bridge to the local subscribers
+ * of topic[0..n) (and, in a group, to the other loops' ones).  Returns as wsk_server_publish. */
 long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
                       wsk_opcode op, int compress);
+/* Delivers to the local subscribers of topic[0..n) a publish made on another loop of the
+ * server's group (group_topics.c): as wsk_pubsub_local, not counted as a publish here. */
+long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
+                       wsk_opcode op, int compress);
 /* Calls fn(arg, name, len) for every topic with subscribers, patterns left out (the bridge
- * carries topics subscribed by name); fn must not subscribe or unsubscribe. */
+ * carries topics subscribed by name; in a group, those of every loop); fn must not subscribe
+ * or unsubscribe. */
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg);
 /* Frees every topic of a server's ctx (its sockets are gone already). */
 void wsk_pubsub_free(wsk_ctx *ctx);

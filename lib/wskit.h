@@ -15,7 +15,10 @@
  *    reader, point into library buffers: valid until the handler returns unless stated, and
  *    not NUL-terminated unless stated.  A `size_t *len` out-argument may be NULL.
  *  - One thread per loop: nothing here is thread-safe, and nothing here has global mutable
- *    state; all shared state lives in a wsk_loop.
+ *    state; all shared state lives in a wsk_loop.  Handlers run on the thread that owns the
+ *    socket (its loop's).  A server group (wsk_group_new) runs loops on several threads:
+ *    wsk_group_call and wsk_group_shutdown may be called from any thread, everything else
+ *    only from the thread of the loop the object lives on (see "Server groups").
  */
 #ifndef WSKIT_H
 #define WSKIT_H
@@ -630,6 +633,81 @@ typedef struct wsk_bridge_stats {
 /* Copies the bridge's counters into the caller's *st: 0, WSK_ERR_STATE without a bridge,
  * WSK_ERR_INVAL for st NULL. */
 WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st);
+
+/* ---------------------------------------------------------------------------------------------
+ * Server groups: every core in one process.  A group is n event loops, each run by its own
+ * thread, whose servers (one per loop, usually all listening on one port with reuse_port, so
+ * the kernel spreads connections) share their topics: a publish on any member reaches
+ * subscribers on every member.  Handlers run on the thread that owns the socket; what a
+ * handler keeps per thread (user data, caches) is reached through its loop or server
+ * (wsk_server_user of each member may differ).
+ *
+ * Threads: everything on a socket, server or loop of a group is called from that loop's
+ * thread only (from its handlers, or from fn of wsk_group_call), as without a group.  From any
+ * thread: wsk_group_call, wsk_group_shutdown, wsk_group_size.  From the thread that made the
+ * group, before wsk_group_run or after it returned: wsk_group_loop, wsk_group_add,
+ * wsk_group_free (wsk_group_loop also from any thread while the group lives).
+ *
+ * Publishing in a group (wsk_publish, wsk_server_publish, wsk_server_publish_counted on a
+ * member): the local subscribers get the message at once, as without a group; the other loops
+ * that have subscribers of the topic (by name or by a matching pattern) get it once the
+ * publishing loop's turn ends, in publish order per publishing loop, each socket exactly once,
+ * never the publishing socket unless publish_to_self.  A publish from the end of a loop turn
+ * (say, from a drain handler) goes with that turn's batch.
+ * Counts in a group (the return value of a publish, wsk_server_subscribers, wsk_server_reaches,
+ * wsk_server_topics on a member) are the whole group's: the local part is exact; another
+ * loop's part is its subscribers as that loop last counted them, so it is exact when no
+ * socket subscribes, unsubscribes or closes on another loop while the publish runs.  Under such
+ * a race a socket that subscribed on another loop just before the publish may miss the
+ * message, one that left may still be counted, and a socket of another loop subscribed both
+ * by name and by a matching pattern counts once per subscription (it still gets the message
+ * once).  wsk_server_each_topic and wsk_server_each_subscriber stay local: sockets belong to
+ * their loop's thread.
+ * Bridge: wsk_server_bridge on one member (before wsk_group_run) bridges the whole group:
+ * topics subscribed on any loop are carried, messages from other nodes reach every loop,
+ * publishes on any loop are forwarded once (a wsk_server_publish_counted on another member
+ * then reports WSK_NODES_NOT_BRIDGED: the count stays with the bridging member).
+ */
+/* A server group: n event loops, each run by its own thread, whose servers share their topics
+ * (a publish on any member reaches subscribers on every member).  Handlers run on the thread
+ * that owns the socket. */
+typedef struct wsk_group wsk_group;
+
+/* n >= 1 loops; loop 0 is `ev0` when not NULL (pass EV_DEFAULT when loop 0 must watch child
+ * processes: ev_child needs libev's default loop), every other loop is ev_loop_new(0).
+ * Nothing runs yet.  NULL on allocation failure (or n 0).  The caller owns the group:
+ * wsk_group_free; `ev0` stays the caller's. */
+WSK_API wsk_group *wsk_group_new(unsigned n, struct ev_loop *ev0);
+WSK_API unsigned wsk_group_size(const wsk_group *g);
+/* Loop i's wsk_loop (owned by the group; NULL when i >= size). */
+WSK_API wsk_loop *wsk_group_loop(wsk_group *g, unsigned i);
+/* Makes srv (created with wsk_server_new on wsk_group_loop(g, i), one server per loop at most)
+ * a member: before wsk_group_run, and before any socket subscribes.  0, WSK_ERR_INVAL (srv is
+ * not on a loop of g) or WSK_ERR_STATE (loop i has a member already, or the group runs). */
+WSK_API int wsk_group_add(wsk_group *g, wsk_server *srv);
+/* Runs loops 1..n-1 on new threads and loop 0 on the calling thread; returns when every loop
+ * has returned from ev_run (all their watchers stopped: servers shut down), threads joined.
+ * A loop without a member server returns at once.  0; WSK_ERR_STATE when the group runs or
+ * ran already; WSK_ERR_NOMEM when a thread could not be made (the loops already started are
+ * shut down and joined). */
+WSK_API int wsk_group_run(wsk_group *g);
+/* From any thread: calls fn(arg, loop) on loop i's thread soon (one ev_async wake-up);
+ * i == WSK_GROUP_ALL calls it on every loop.  arg stays the caller's.  Calls still waiting when
+ * their loop has ended are not run.  0, WSK_ERR_INVAL (i out of range), or WSK_ERR_NOMEM
+ * (then nothing was queued). */
+#define WSK_GROUP_ALL ((unsigned)-1)
+WSK_API int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                           void *arg);
+/* From any thread (not from a signal handler: from an ev_signal watcher, say): every member
+ * starts wsk_server_shutdown(code, reason, grace) on its own loop (then its loop ends once
+ * drained).  reason: NUL-terminated or NULL, copied (cut to 123 bytes). */
+WSK_API void wsk_group_shutdown(wsk_group *g, unsigned code, const char *reason, double grace);
+/* Frees the group and the loops it made: after wsk_group_run returned and the members were
+ * freed (ev0 stays the caller's).  NULL: nothing. */
+WSK_API void wsk_group_free(wsk_group *g);
+/* The group srv belongs to, and its index there in *index (may be NULL); NULL / 0 for a
+ * server of no group. */
+WSK_API wsk_group *wsk_server_group(const wsk_server *srv, unsigned *index);
 
 /* ---------------------------------------------------------------------------------------------
  * Metrics: counters a server keeps on its loop (plain increments, no locks, no allocation), read

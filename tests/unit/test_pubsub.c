@@ -7,6 +7,7 @@
  * they get. */
 #include "pmd_conn.h"
 #include "test.h"
+#include "rawws.h"
 #include "wskit.h"
 
 #include <arpa/inet.h>
@@ -54,21 +55,9 @@ static long nested_min; /* the smallest count those nested publishes returned */
 
 static void parse_frames(struct client *c)
 {
-    for (;;) {
-        if (c->len < 2) return;
-        uint64_t n = c->buf[1] & 127;
-        size_t hl = 2;
-        if (n == 126) {
-            if (c->len < 4) return;
-            n = (uint64_t)c->buf[2] << 8 | c->buf[3];
-            hl = 4;
-        } else if (n == 127) {
-            if (c->len < 10) return;
-            n = 0;
-            for (int i = 0; i < 8; i++) n = n << 8 | c->buf[2 + i];
-            hl = 10;
-        }
-        if (c->len < hl + n) return;
+    size_t hl;
+    uint64_t n;
+    while (rawws_frame(c->buf, c->len, &hl, &n)) {
         unsigned op = c->buf[0] & 15;
         if (op == 8) {
             c->close_code = n >= 2 ? (unsigned)(c->buf[hl] << 8 | c->buf[hl + 1]) : 1005;
@@ -89,25 +78,7 @@ static void parse_frames(struct client *c)
 static void read_client(struct client *c)
 {
     if (c->fd < 0 || c->eof) return;
-    for (;;) {
-        if (c->cap - c->len < 65536) {
-            c->cap = c->cap ? c->cap * 2 : 131072;
-            c->buf = realloc(c->buf, c->cap);
-        }
-        ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (r == 0) c->eof = 1;
-        if (r <= 0) break;
-        c->len += (size_t)r;
-    }
-    if (!c->open) {
-        uint8_t *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
-        if (!end) return;
-        c->open = c->len > 12 && !memcmp(c->buf + 9, "101", 3);
-        size_t head = (size_t)(end + 4 - c->buf);
-        memmove(c->buf, c->buf + head, c->len - head);
-        c->len -= head;
-    }
-    parse_frames(c);
+    if (rawws_read(c->fd, &c->buf, &c->len, &c->cap, &c->open, &c->eof)) parse_frames(c);
 }
 
 /* Runs the loop and reads every client, for ms milliseconds. */

@@ -1,0 +1,276 @@
+/* Server groups: n loops, each run by its own thread, talking only through inboxes.
+ *
+ * Each loop has one inbox (a list that any thread appends to under a mutex held for a few
+ * pointer moves) and one ev_async.  A loop's own publishes for loop j wait in its private list
+ * out[j] until the end of its turn (wsk_group_flush, from wsk_loop_reap): the whole batch then
+ * joins j's inbox in one mutex section and j is woken once, whatever the batch holds.  ev_async
+ * itself coalesces: a loop woken twice before it runs drains its inbox once.  A woken loop
+ * takes its whole inbox in one mutex section and runs it in order: calls (wsk_group_call) and
+ * messages of other loops (group_topics.c).  Nothing but the inboxes is shared, apart from
+ * the topic table, which has its own lock (group_topics.c). */
+#include "group.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void list_append(wsk_glist *dst, wsk_gitem *head, wsk_gitem *tail)
+{
+    if (dst->tail)
+        dst->tail->next = head;
+    else
+        dst->head = head;
+    dst->tail = tail;
+}
+
+/* Frees what a list still holds: calls not run, messages not delivered. */
+static void list_drop(wsk_gloop *l, wsk_glist *list)
+{
+    for (wsk_gitem *it = list->head, *next; it; it = next) {
+        next = it->next;
+        if (it->msg)
+            wsk_gmsg_unref(it->msg);
+        else if (it != &l->shut)
+            free(it);
+    }
+    list->head = list->tail = NULL;
+}
+
+static void splice(wsk_gloop *dst, wsk_gitem *head, wsk_gitem *tail)
+{
+    tail->next = NULL;
+    pthread_mutex_lock(&dst->mu);
+    list_append(&dst->inbox, head, tail);
+    pthread_mutex_unlock(&dst->mu);
+    ev_async_send(dst->ev, &dst->wake);
+}
+
+void wsk_group_post(wsk_gloop *dst, wsk_gitem *item)
+{
+    splice(dst, item, item);
+}
+
+void wsk_group_flush(wsk_gloop *l)
+{
+    for (unsigned k = 0; k < l->nout; k++) {
+        wsk_glist *o = &l->out[l->outq[k]];
+        splice(&l->g->l[l->outq[k]], o->head, o->tail);
+        o->head = o->tail = NULL;
+    }
+    l->nout = 0;
+}
+
+static void on_wake(struct ev_loop *ev, ev_async *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    wsk_gloop *l = w->data;
+    pthread_mutex_lock(&l->mu);
+    wsk_gitem *it = l->inbox.head;
+    l->inbox.head = l->inbox.tail = NULL;
+    pthread_mutex_unlock(&l->mu);
+    while (it) {
+        wsk_gitem *next = it->next;
+        if (it->msg) {
+            wsk_group_deliver(l, it->msg);
+        } else {
+            it->fn(it->arg, l->loop);
+            if (it != &l->shut) free(it);
+        }
+        it = next;
+    }
+}
+
+wsk_group *wsk_group_new(unsigned n, struct ev_loop *ev0)
+{
+    if (!n) return NULL;
+    wsk_group *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->n = n;
+    g->ev0 = ev0;
+    g->bridge = -1;
+    pthread_mutex_init(&g->shut_mu, NULL);
+    g->l = calloc(n, sizeof *g->l);
+    g->topics = wsk_gtable_new(n);
+    if (!g->l || !g->topics) {
+        wsk_group_free(g);
+        return NULL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        wsk_gloop *l = &g->l[i];
+        l->g = g;
+        l->idx = i;
+        pthread_mutex_init(&l->mu, NULL);
+        atomic_flag_clear(&l->shut_sent);
+        l->ev = i == 0 && ev0 ? ev0 : ev_loop_new(0);
+        l->loop = l->ev ? wsk_loop_new(l->ev) : NULL;
+        l->out = calloc(n, sizeof *l->out);
+        l->outq = calloc(n, sizeof *l->outq);
+        l->reach = calloc(n, sizeof *l->reach);
+        if (!l->loop || !l->out || !l->outq || !l->reach) {
+            g->n = i + 1; /* wsk_group_free frees loops 0..i */
+            wsk_group_free(g);
+            return NULL;
+        }
+        l->loop->group = l;
+        ev_async_init(&l->wake, on_wake);
+        l->wake.data = l;
+        ev_async_start(l->ev, &l->wake);
+        ev_unref(l->ev); /* the inbox alone does not keep a loop running */
+    }
+    return g;
+}
+
+unsigned wsk_group_size(const wsk_group *g)
+{
+    return g->n;
+}
+
+wsk_loop *wsk_group_loop(wsk_group *g, unsigned i)
+{
+    return i < g->n ? g->l[i].loop : NULL;
+}
+
+int wsk_group_add(wsk_group *g, wsk_server *srv)
+{
+    wsk_ctx *ctx = wsk_server_ctx(srv);
+    for (unsigned i = 0; i < g->n; i++) {
+        wsk_gloop *l = &g->l[i];
+        if (l->loop != ctx->loop) continue;
+        if (l->srv || ctx->group || g->state) return WSK_ERR_STATE;
+        l->srv = srv;
+        ctx->group = l;
+        return 0;
+    }
+    return WSK_ERR_INVAL;
+}
+
+wsk_group *wsk_server_group(const wsk_server *srv, unsigned *index)
+{
+    const wsk_gloop *l = wsk_server_ctx(srv)->group;
+    if (index) *index = l ? l->idx : 0;
+    return l ? l->g : NULL;
+}
+
+static void *run_loop(void *arg)
+{
+    wsk_gloop *l = arg;
+    ev_run(l->ev, 0);
+    return NULL;
+}
+
+int wsk_group_run(wsk_group *g)
+{
+    if (g->state) return WSK_ERR_STATE;
+    g->state = 1;
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->l[i].srv && wsk_server_ctx(g->l[i].srv)->bridge && g->bridge < 0) g->bridge = (int)i;
+    int r = 0;
+    unsigned started = 1;
+    for (; started < g->n; started++) {
+        if (pthread_create(&g->l[started].thread, NULL, run_loop, &g->l[started])) {
+            wsk_log(g->l[0].loop, WSK_LOG_ERROR, "group: cannot start thread %u", started);
+            wsk_group_shutdown(g, WSK_CLOSE_INTERNAL, "cannot start", 0);
+            r = WSK_ERR_NOMEM;
+            break;
+        }
+    }
+    ev_run(g->l[0].ev, 0);
+    for (unsigned i = 1; i < started; i++) pthread_join(g->l[i].thread, NULL);
+    g->state = 2;
+    /* What other loops sent to a loop after it ended: nobody is left to take it. */
+    for (unsigned i = 0; i < g->n; i++) {
+        list_drop(&g->l[i], &g->l[i].inbox);
+        for (unsigned j = 0; j < g->n; j++) list_drop(&g->l[i], &g->l[i].out[j]);
+        g->l[i].nout = 0;
+    }
+    return r;
+}
+
+int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop), void *arg)
+{
+    if (!fn || (i != WSK_GROUP_ALL && i >= g->n)) return WSK_ERR_INVAL;
+    unsigned from = i == WSK_GROUP_ALL ? 0 : i, to = i == WSK_GROUP_ALL ? g->n : i + 1;
+    wsk_gitem *items = NULL;
+    for (unsigned k = from; k < to; k++) { /* all or nothing: allocate first */
+        wsk_gitem *it = calloc(1, sizeof *it);
+        if (!it) {
+            while (items) {
+                wsk_gitem *next = items->next;
+                free(items);
+                items = next;
+            }
+            return WSK_ERR_NOMEM;
+        }
+        it->fn = fn;
+        it->arg = arg;
+        it->next = items;
+        items = it;
+    }
+    for (unsigned k = from; k < to; k++) {
+        wsk_gitem *it = items;
+        items = it->next;
+        wsk_group_post(&g->l[k], it);
+    }
+    return 0;
+}
+
+static void shut_one(void *arg, wsk_loop *loop)
+{
+    wsk_group *g = arg;
+    wsk_gloop *l = loop->group;
+    pthread_mutex_lock(&g->shut_mu);
+    unsigned code = g->shut_code;
+    double grace = g->shut_grace;
+    char reason[sizeof g->shut_reason];
+    memcpy(reason, g->shut_reason, sizeof reason);
+    pthread_mutex_unlock(&g->shut_mu);
+    if (l->srv) wsk_server_shutdown(l->srv, code, reason, grace, NULL);
+}
+
+void wsk_group_shutdown(wsk_group *g, unsigned code, const char *reason, double grace)
+{
+    pthread_mutex_lock(&g->shut_mu);
+    g->shut_code = code;
+    g->shut_grace = grace;
+    size_t full = reason ? strlen(reason) : 0, n = full;
+    if (n > sizeof g->shut_reason - 1) n = sizeof g->shut_reason - 1;
+    /* Cut at a character's start: reason[n], the first byte left out, is not inside one. */
+    while (n && n < full && ((unsigned char)reason[n] & 0xC0) == 0x80) n--;
+    if (n) memcpy(g->shut_reason, reason, n);
+    g->shut_reason[n] = 0;
+    pthread_mutex_unlock(&g->shut_mu);
+    for (unsigned i = 0; i < g->n; i++) {
+        wsk_gloop *l = &g->l[i];
+        if (atomic_flag_test_and_set(&l->shut_sent)) continue; /* once per loop */
+        l->shut.fn = shut_one;
+        l->shut.arg = g;
+        l->shut.msg = NULL;
+        wsk_group_post(l, &l->shut);
+    }
+}
+
+void wsk_group_free(wsk_group *g)
+{
+    if (!g) return;
+    for (unsigned i = 0; g->l && i < g->n; i++) {
+        wsk_gloop *l = &g->l[i];
+        if (l->loop) {
+            list_drop(l, &l->inbox);
+            for (unsigned j = 0; l->out && j < g->n; j++) list_drop(l, &l->out[j]);
+            if (ev_is_active(&l->wake)) {
+                ev_ref(l->ev);
+                ev_async_stop(l->ev, &l->wake);
+            }
+            wsk_loop_free(l->loop);
+        }
+        if (l->ev && l->ev != g->ev0) ev_loop_destroy(l->ev);
+        pthread_mutex_destroy(&l->mu);
+        free(l->out);
+        free(l->outq);
+        free(l->reach);
+    }
+    wsk_gtable_free(g->topics);
+    pthread_mutex_destroy(&g->shut_mu);
+    free(g->l);
+    free(g);
+}

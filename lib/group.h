@@ -1,0 +1,101 @@
+/* Server groups (internal side of wsk_group_*): n loops on n threads sharing their topics.
+ *
+ * group.c runs the loops and carries work between them: each loop has an inbox (a list under
+ * a short mutex section) and an ev_async that wakes it.  group_topics.c keeps the group-wide
+ * topic table (which loops have subscribers of what) and hands publishes to the loops that
+ * need them.  pubsub.c calls the hooks below where a topic is made or freed, where its
+ * subscriber count changes and where a publish has been delivered locally. */
+#ifndef WSK_GROUP_H
+#define WSK_GROUP_H
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* A topic (or pattern) of the group table: which loops have a local topic of that name, and
+ * how many subscribers each has.  count[i] is written by loop i only (relaxed atomics): read
+ * by any loop's publish to know whom to wake. */
+typedef struct wsk_gtopic wsk_gtopic;
+
+/* One queued cross-loop message (group_topics.c) or call (group.c) in a loop's inbox. */
+typedef struct wsk_gitem {
+    struct wsk_gitem *next;
+    void (*fn)(void *arg, wsk_loop *loop); /* a call; NULL: the message `msg` */
+    void *arg;
+    struct wsk_gmsg *msg;
+} wsk_gitem;
+
+/* A list of items, oldest first. */
+typedef struct wsk_glist {
+    wsk_gitem *head, *tail;
+} wsk_glist;
+
+/* One loop of a group: ctx->group of its member server. */
+typedef struct wsk_gloop {
+    struct wsk_group *g;
+    unsigned idx;
+    wsk_loop *loop;
+    wsk_server *srv; /* the member, NULL until wsk_group_add */
+    struct ev_loop *ev;
+    pthread_t thread; /* loops 1..n-1, while the group runs */
+    ev_async wake;
+    wsk_gitem shut;        /* wsk_group_shutdown's call, made without allocating */
+    atomic_flag shut_sent; /* shut is queued already */
+    /* The inbox: any thread appends under mu, the loop takes the whole list when woken. */
+    pthread_mutex_t mu;
+    wsk_glist inbox;
+    /* This loop's thread only: messages for loop j wait in out[j] until the end of the loop
+     * turn (wsk_group_flush), which moves each list to its inbox and wakes it once. */
+    wsk_glist *out;
+    unsigned *outq; /* indexes j of the non-empty out[j], nout of them */
+    unsigned nout;
+    uint32_t *reach; /* scratch of a publish: subscribers per loop */
+} wsk_gloop;
+
+struct wsk_group {
+    unsigned n;
+    wsk_gloop *l;        /* n loops */
+    struct ev_loop *ev0; /* the caller's loop 0, or NULL when the group made it */
+    int state;           /* 0 new, 1 running, 2 ran */
+    int bridge;          /* the index of the bridging member, -1 when none (set by run) */
+    pthread_mutex_t shut_mu;
+    unsigned shut_code;
+    double shut_grace;
+    char shut_reason[124];
+    struct wsk_gtable *topics; /* group_topics.c */
+};
+
+/* group.c */
+/* Appends item to loop dst's inbox and wakes it (from any thread). */
+void wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
+/* The end of loop turn of l's thread (wsk_loop_reap): hands each waiting list to its loop. */
+void wsk_group_flush(wsk_gloop *l);
+
+/* group_topics.c */
+struct wsk_gtable *wsk_gtable_new(unsigned n);
+void wsk_gtable_free(struct wsk_gtable *t);
+/* Loop l made its local topic name[0..len) (a pattern when `pattern`): the group entry, or
+ * NULL when memory is short. */
+wsk_gtopic *wsk_group_topic_made(wsk_gloop *l, const char *name, size_t len, int pattern);
+/* Loop l freed its local topic of entry gt. */
+void wsk_group_topic_freed(wsk_gloop *l, wsk_gtopic *gt);
+/* Loop l's subscriber count of gt changes by delta. */
+void wsk_group_topic_count(wsk_gloop *l, wsk_gtopic *gt, int delta);
+/* After a publish reached l's local subscribers: hands it to every other loop with
+ * subscribers (and to the bridging member when `forward`).  Returns the subscribers counted on
+ * other loops, or WSK_ERR_NOMEM. */
+long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data, size_t len,
+                       unsigned op, int compress, int to_self, int forward);
+/* A message from another loop, on this loop's thread: local delivery, the bridge. */
+void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m);
+/* Drops a reference to m (the last frees it). */
+void wsk_gmsg_unref(struct wsk_gmsg *m);
+/* The whole group's answers to wsk_server_subscribers / _reaches / _topics. */
+size_t wsk_group_subscribers(wsk_gloop *l, const char *topic, size_t len);
+int wsk_group_reaches(wsk_gloop *l, const char *topic, size_t len);
+size_t wsk_group_topics(wsk_gloop *l);
+/* wsk_pubsub_each over the group's topics (patterns left out). */
+void wsk_group_each(wsk_gloop *l, void (*fn)(void *arg, const char *topic, size_t n), void *arg);
+
+#endif

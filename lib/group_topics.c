@@ -1,0 +1,329 @@
+/* The topics of a server group: which loops have subscribers of what, and publishes carried
+ * to them.
+ *
+ * The table holds one entry per topic (or pattern) that some loop has a local topic for, with
+ * a subscriber count per loop.  Making and freeing entries (a loop's first subscriber of a
+ * topic, its last one leaving) takes the write lock; a subscribe or unsubscribe on a topic the
+ * loop has already only moves its own count (a relaxed atomic); a publish takes the read lock
+ * to sum, per loop, the counts of the topic and of the patterns that match it.  A loop whose
+ * sum is 0 is not woken.
+ *
+ * A publish is copied once into one message (topic and payload) shared by every loop it
+ * goes to, with an atomic reference count; each loop then frames it for its sockets as a
+ * local publish does (a short frame copied to each socket's queue, a long one framed once
+ * into a block of that loop, so blocks and their caches never cross threads).  The other way,
+ * one copy of the message per loop and no atomic, costs a copy per loop more to save one
+ * atomic decrement.
+ *
+ * Bridge: the bridging member's engine is subscribed to the union of every loop's topics (the
+ * entries that are not patterns): the loop that makes or frees an entry tells the bridging
+ * loop through its inbox, in the order of the table's changes.  A publish on another loop is
+ * also handed to the bridging loop, which forwards it once; a message from the engine is
+ * delivered by the bridging loop and handed to the others like a local publish. */
+#include "group.h"
+#include "bridge.h"
+#include "ptab.h"
+#include "pubsub.h"
+#include "topic_trie.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+struct wsk_gtopic {
+    uint64_t hash;
+    unsigned holders; /* loops with a local topic of this name (under the write lock) */
+    uint8_t pattern;
+    size_t len;
+    char *name;               /* NUL-terminated, after count[] */
+    _Atomic uint32_t count[]; /* subscribers on each loop */
+};
+
+struct wsk_gtable {
+    pthread_rwlock_t lock;
+    wsk_ptab topics;    /* struct wsk_gtopic *, by name */
+    wsk_trie *patterns; /* the entries that are patterns */
+    uint64_t k0, k1;
+    unsigned n;
+};
+
+/* A publish on its way to other loops: one allocation, one item per target loop. */
+struct wsk_gmsg {
+    atomic_uint refs;
+    int forward_to; /* the loop that forwards it to the bridge, -1: none */
+    unsigned op;
+    uint8_t compress, to_self;
+    size_t tlen, len;
+    const char *topic;
+    const uint8_t *data;
+    wsk_gitem items[];
+};
+
+struct wsk_gtable *wsk_gtable_new(unsigned n)
+{
+    struct wsk_gtable *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    uint64_t key[2];
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        struct timespec ts; /* as pubsub.c: the key need only differ per process */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        key[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)t;
+        key[1] = (uint64_t)ts.tv_sec;
+    }
+    t->k0 = key[0];
+    t->k1 = key[1];
+    t->n = n;
+    pthread_rwlock_init(&t->lock, NULL);
+    return t;
+}
+
+void wsk_gtable_free(struct wsk_gtable *t)
+{
+    if (!t) return;
+    for (size_t i = 0; i < t->topics.cap; i++) free(t->topics.v[i]);
+    wsk_ptab_free(&t->topics);
+    wsk_trie_free(t->patterns);
+    pthread_rwlock_destroy(&t->lock);
+    free(t);
+}
+
+static wsk_gtopic *find(const struct wsk_gtable *t, const char *name, size_t len, uint64_t h)
+{
+    const wsk_ptab *p = &t->topics;
+    if (!p->n) return NULL;
+    for (size_t i = wsk_ptab_home(p, h); p->v[i]; i = wsk_ptab_next(p, i)) {
+        wsk_gtopic *gt = p->v[i];
+        if (p->h[i] == h && gt->len == len && !memcmp(gt->name, name, len)) return gt;
+    }
+    return NULL;
+}
+
+/* ----- the bridge hears of the union of the loops' topics ----------------------------------- */
+
+struct bridge_note {
+    wsk_gitem item; /* first: the inbox frees the note as an item */
+    int on;
+    size_t len;
+    char name[];
+};
+
+static void bridge_note_run(void *arg, wsk_loop *loop)
+{
+    struct bridge_note *b = arg;
+    wsk_gloop *l = loop->group;
+    wsk_ctx *ctx = l->srv ? wsk_server_ctx(l->srv) : NULL;
+    if (ctx && ctx->bridge) wsk_bridge_topic(ctx->bridge, b->name, b->len, b->on);
+}
+
+/* Under the write lock, so the bridging loop hears of the changes in the table's order. */
+static void bridge_note(wsk_gloop *l, const wsk_gtopic *gt, int on)
+{
+    if (l->g->bridge < 0 || gt->pattern) return;
+    struct bridge_note *b = calloc(1, sizeof *b + gt->len);
+    if (!b) return; /* the engine misses this topic until it reconnects: wsk_pubsub_each */
+    b->item.fn = bridge_note_run;
+    b->item.arg = b;
+    b->on = on;
+    b->len = gt->len;
+    memcpy(b->name, gt->name, gt->len);
+    wsk_group_post(&l->g->l[l->g->bridge], &b->item);
+}
+
+/* ----- the table ---------------------------------------------------------------------------- */
+
+wsk_gtopic *wsk_group_topic_made(wsk_gloop *l, const char *name, size_t len, int pattern)
+{
+    struct wsk_gtable *t = l->g->topics;
+    uint64_t h = wsk_siphash13(t->k0, t->k1, name, len);
+    pthread_rwlock_wrlock(&t->lock);
+    wsk_gtopic *gt = find(t, name, len, h);
+    if (gt) {
+        gt->holders++;
+        pthread_rwlock_unlock(&t->lock);
+        return gt;
+    }
+    size_t counts = t->n * sizeof gt->count[0];
+    gt = calloc(1, sizeof *gt + counts + len + 1);
+    int r = gt ? wsk_ptab_insert(&t->topics, h, gt) : WSK_ERR_NOMEM;
+    if (gt) {
+        gt->hash = h;
+        gt->len = len;
+        gt->name = (char *)gt + sizeof *gt + counts;
+        if (len) memcpy(gt->name, name, len);
+        gt->pattern = (uint8_t)(pattern != 0);
+    }
+    if (!r && pattern) {
+        if (!t->patterns) t->patterns = wsk_trie_new(t->k0, t->k1);
+        r = t->patterns ? wsk_trie_add(t->patterns, gt->name, len, gt) : WSK_ERR_NOMEM;
+        if (r < 0) wsk_ptab_remove(&t->topics, h, gt);
+    }
+    if (r < 0) {
+        pthread_rwlock_unlock(&t->lock);
+        free(gt);
+        return NULL;
+    }
+    gt->holders = 1;
+    bridge_note(l, gt, 1);
+    pthread_rwlock_unlock(&t->lock);
+    return gt;
+}
+
+void wsk_group_topic_freed(wsk_gloop *l, wsk_gtopic *gt)
+{
+    struct wsk_gtable *t = l->g->topics;
+    pthread_rwlock_wrlock(&t->lock);
+    if (--gt->holders) {
+        pthread_rwlock_unlock(&t->lock);
+        return;
+    }
+    if (gt->pattern) wsk_trie_remove(t->patterns, gt->name, gt->len);
+    wsk_ptab_remove(&t->topics, gt->hash, gt);
+    bridge_note(l, gt, 0);
+    pthread_rwlock_unlock(&t->lock);
+    free(gt);
+}
+
+void wsk_group_topic_count(wsk_gloop *l, wsk_gtopic *gt, int delta)
+{
+    atomic_fetch_add_explicit(&gt->count[l->idx], (uint32_t)delta, memory_order_relaxed);
+}
+
+/* ----- reading the table -------------------------------------------------------------------- */
+
+struct sum {
+    uint32_t *reach; /* per loop */
+    unsigned n;
+};
+
+static int add_counts(void *arg, void *v)
+{
+    struct sum *s = arg;
+    wsk_gtopic *gt = v;
+    for (unsigned j = 0; j < s->n; j++)
+        s->reach[j] += atomic_load_explicit(&gt->count[j], memory_order_relaxed);
+    return 0;
+}
+
+/* reach[j] = loop j's subscribers of topic[0..len), by name and by pattern. */
+static void reach_of(const struct wsk_gtable *t, const char *topic, size_t len, uint32_t *reach)
+{
+    struct sum s = {reach, t->n};
+    memset(reach, 0, t->n * sizeof *reach);
+    uint64_t h = wsk_siphash13(t->k0, t->k1, topic, len);
+    pthread_rwlock_rdlock((pthread_rwlock_t *)&t->lock);
+    wsk_gtopic *gt = find(t, topic, len, h);
+    if (gt) add_counts(&s, gt);
+    if (t->patterns) wsk_trie_match(t->patterns, topic, len, add_counts, &s);
+    pthread_rwlock_unlock((pthread_rwlock_t *)&t->lock);
+}
+
+size_t wsk_group_subscribers(wsk_gloop *l, const char *topic, size_t len)
+{
+    struct wsk_gtable *t = l->g->topics;
+    uint64_t h = wsk_siphash13(t->k0, t->k1, topic, len);
+    size_t n = 0;
+    pthread_rwlock_rdlock(&t->lock);
+    wsk_gtopic *gt = find(t, topic, len, h);
+    for (unsigned j = 0; gt && j < t->n; j++)
+        n += atomic_load_explicit(&gt->count[j], memory_order_relaxed);
+    pthread_rwlock_unlock(&t->lock);
+    return n;
+}
+
+int wsk_group_reaches(wsk_gloop *l, const char *topic, size_t len)
+{
+    reach_of(l->g->topics, topic, len, l->reach);
+    for (unsigned j = 0; j < l->g->n; j++)
+        if (l->reach[j]) return 1;
+    return 0;
+}
+
+size_t wsk_group_topics(wsk_gloop *l)
+{
+    struct wsk_gtable *t = l->g->topics;
+    pthread_rwlock_rdlock(&t->lock);
+    size_t n = t->topics.n;
+    pthread_rwlock_unlock(&t->lock);
+    return n;
+}
+
+void wsk_group_each(wsk_gloop *l, void (*fn)(void *arg, const char *topic, size_t n), void *arg)
+{
+    struct wsk_gtable *t = l->g->topics;
+    pthread_rwlock_rdlock(&t->lock);
+    for (size_t i = 0; i < t->topics.cap; i++) {
+        const wsk_gtopic *gt = t->topics.v[i];
+        if (gt && !gt->pattern) fn(arg, gt->name, gt->len);
+    }
+    pthread_rwlock_unlock(&t->lock);
+}
+
+/* ----- publishing across loops -------------------------------------------------------------- */
+
+long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data, size_t len,
+                       unsigned op, int compress, int to_self, int forward)
+{
+    wsk_group *g = l->g;
+    int fwd = forward && g->bridge >= 0 && (unsigned)g->bridge != l->idx ? g->bridge : -1;
+    if (g->n == 1) return 0;
+    uint32_t *reach = l->reach;
+    reach_of(g->topics, topic, tlen, reach);
+    reach[l->idx] = 0; /* delivered already */
+    unsigned targets = 0;
+    long total = 0;
+    for (unsigned j = 0; j < g->n; j++) {
+        total += reach[j];
+        targets += reach[j] || (int)j == fwd;
+    }
+    if (!targets) return 0;
+
+    struct wsk_gmsg *m = malloc(sizeof *m + targets * sizeof m->items[0] + tlen + len);
+    if (!m) return WSK_ERR_NOMEM;
+    atomic_init(&m->refs, targets);
+    m->forward_to = fwd;
+    m->op = op;
+    m->compress = (uint8_t)(compress != 0);
+    m->to_self = (uint8_t)(to_self != 0);
+    m->tlen = tlen;
+    m->len = len;
+    char *p = (char *)&m->items[targets];
+    if (tlen) memcpy(p, topic, tlen);
+    if (len) memcpy(p + tlen, data, len);
+    m->topic = p;
+    m->data = (const uint8_t *)p + tlen;
+    unsigned k = 0;
+    for (unsigned j = 0; j < g->n; j++) {
+        if (!reach[j] && (int)j != fwd) continue;
+        wsk_gitem *it = &m->items[k++];
+        it->next = NULL;
+        it->fn = NULL;
+        it->arg = NULL;
+        it->msg = m;
+        wsk_glist *o = &l->out[j];
+        if (!o->head) l->outq[l->nout++] = j;
+        if (o->tail)
+            o->tail->next = it;
+        else
+            o->head = it;
+        o->tail = it;
+    }
+    return total;
+}
+
+void wsk_gmsg_unref(struct wsk_gmsg *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) free(m);
+}
+
+void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m)
+{
+    wsk_ctx *ctx = l->srv ? wsk_server_ctx(l->srv) : NULL;
+    if (ctx) {
+        long n = wsk_pubsub_remote(ctx, m->topic, m->tlen, m->data, m->len, m->op, m->compress);
+        if (m->forward_to == (int)l->idx && ctx->bridge)
+            wsk_bridge_forward(ctx->bridge, m->topic, m->tlen, m->data, m->len, m->op, m->compress,
+                               m->to_self, n, NULL, NULL);
+    }
+    wsk_gmsg_unref(m);
+}

@@ -1,0 +1,421 @@
+/* Server groups: three loops on three threads, one member server each on a port of its own,
+ * so the test knows which loop a client lands on.  A publish from a socket on loop 0 reaches
+ * the subscribers on loops 1 and 2 exactly once and in order (16 B, 2 KiB and 70 KiB
+ * messages, plain and compressed); counts are the group's; patterns work across loops;
+ * wsk_group_call runs on the loop asked for; a shutdown sends 1001 to every client on every
+ * loop and wsk_group_run returns.
+ * The clients are raw sockets on the test's thread; the servers obey their commands:
+ * "s<topic>" subscribes (answer "ok"), "u<topic>" unsubscribes ("ok"), "p<topic>\n<payload>"
+ * publishes the payload (with the message's opcode). */
+#include "test.h"
+#include "rawws.h"
+#include "wskit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <zlib.h>
+
+#define LOOPS 3
+#define MAXC  8
+#define MSGS  60
+
+static const size_t sizes[3] = {16, 2048, 70000};
+
+static wsk_group *grp;
+static wsk_server *srv[LOOPS];
+static unsigned port[LOOPS];
+static atomic_long last_count[LOOPS]; /* what the last publish on loop i returned */
+static atomic_int compress_pub;       /* publish with compress set */
+static atomic_int ran;                /* wsk_group_run returned */
+static atomic_int on_thread[LOOPS];   /* wsk_group_call ran on loop i's thread */
+static pthread_t loop_thread[LOOPS];
+static atomic_long asked; /* a count read on a loop by group_ask */
+
+/* ----- the servers ------------------------------------------------------------------------- */
+
+static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
+{
+    const char *p = data;
+    if (!len) return;
+    if (p[0] == 's' || p[0] == 'u') {
+        if (p[0] == 's')
+            wsk_subscribe(ws, p + 1, len - 1);
+        else
+            wsk_unsubscribe(ws, p + 1, len - 1);
+        wsk_send(ws, "ok", 2, WSK_OP_TEXT, 0);
+    } else if (p[0] == 'p') {
+        const char *nl = memchr(p, '\n', len);
+        if (!nl) return;
+        long r = wsk_publish(ws, p + 1, (size_t)(nl - p - 1), nl + 1, len - (size_t)(nl + 1 - p),
+                             op, atomic_load(&compress_pub));
+        unsigned i;
+        wsk_server_group(wsk_ws_server(ws), &i);
+        atomic_store(&last_count[i], r);
+    }
+}
+
+static void note_thread(void *arg, wsk_loop *loop)
+{
+    unsigned i = (unsigned)(uintptr_t)arg;
+    on_thread[i] = wsk_group_loop(grp, i) == loop && pthread_equal(pthread_self(), loop_thread[i]);
+}
+
+static void mark_thread(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    loop_thread[(uintptr_t)arg] = pthread_self();
+}
+
+/* Reads, on loop 1, the group's subscribers of the topic in arg. */
+static void ask_subscribers(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    atomic_store(&asked, (long)wsk_server_subscribers(srv[1], arg, strlen(arg)));
+}
+
+static void ask_reaches(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    atomic_store(&asked, (long)wsk_server_reaches(srv[2], arg, strlen(arg)));
+}
+
+static void *run_group(void *arg)
+{
+    (void)arg;
+    wsk_group_run(grp);
+    atomic_store(&ran, 1);
+    return NULL;
+}
+
+static void start_group(void)
+{
+    grp = wsk_group_new(LOOPS, NULL);
+    if (!grp) abort();
+    wsk_server_opts o;
+    wsk_server_opts_init(&o);
+    o.compress = o.decompress = WSK_COMPRESS_SHARED;
+    o.max_payload = 1 << 20;
+    wsk_handlers h = {.message = on_message};
+    for (unsigned i = 0; i < LOOPS; i++) {
+        wsk_loop *loop = wsk_group_loop(grp, i);
+        wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
+        srv[i] = wsk_server_new(loop, &o, &h, NULL);
+        if (!srv[i] || wsk_server_listen(srv[i], "127.0.0.1", 0) < 0) abort();
+        port[i] = wsk_server_port(srv[i]);
+        if (wsk_group_add(grp, srv[i]) < 0) abort();
+        wsk_group_call(grp, i, mark_thread, (void *)(uintptr_t)i);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, run_group, NULL)) abort();
+    pthread_detach(t);
+}
+
+/* ----- the clients ------------------------------------------------------------------------- */
+
+struct client {
+    int fd, open, eof;
+    unsigned loop;
+    uint8_t *buf;
+    size_t len, cap;
+    unsigned oks;        /* "ok" answers */
+    unsigned msgs;       /* data messages other than "ok" */
+    unsigned bad;        /* messages out of order or damaged */
+    unsigned compressed; /* of which had RSV1 */
+    unsigned close_code;
+    char last[64]; /* the last short message, NUL-terminated */
+};
+
+static struct client cl[MAXC];
+
+static uint8_t payload_byte(unsigned k, size_t i)
+{
+    return (uint8_t)(k * 31u + i / 7u);
+}
+
+/* RFC 7692 7.2.2: append 00 00 ff ff and inflate raw; the length, or -1. */
+static long inflate_msg(const uint8_t *z, size_t n, uint8_t *out, size_t cap)
+{
+    uint8_t *in = malloc(n + 4);
+    memcpy(in, z, n);
+    memcpy(in + n, "\x00\x00\xff\xff", 4);
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    long got = -1;
+    if (inflateInit2(&s, -15) == Z_OK) {
+        s.next_in = in;
+        s.avail_in = (uInt)(n + 4);
+        s.next_out = out;
+        s.avail_out = (uInt)cap;
+        int r = inflate(&s, Z_SYNC_FLUSH);
+        if (r == Z_OK || r == Z_STREAM_END) got = (long)(cap - s.avail_out);
+        inflateEnd(&s);
+    }
+    free(in);
+    return got;
+}
+
+/* A message of the ordered stream: the k-th must be sizes[k % 3] bytes of payload_byte(k). */
+static void check_stream(struct client *c, const uint8_t *p, size_t n)
+{
+    unsigned k = c->msgs++;
+    int ok = n == sizes[k % 3];
+    for (size_t i = 0; ok && i < n; i++) ok = p[i] == payload_byte(k, i);
+    if (!ok) c->bad++;
+}
+
+static void parse_frames(struct client *c)
+{
+    static uint8_t plain[80000];
+    size_t hl;
+    uint64_t n;
+    while (rawws_frame(c->buf, c->len, &hl, &n)) {
+        unsigned op = c->buf[0] & 15;
+        const uint8_t *p = c->buf + hl;
+        size_t len = (size_t)n;
+        if (c->buf[0] & 0x40) {
+            long r = inflate_msg(p, len, plain, sizeof plain);
+            c->compressed++;
+            p = plain;
+            len = r < 0 ? 0 : (size_t)r;
+        }
+        if (op == 8) {
+            c->close_code = len >= 2 ? (unsigned)(p[0] << 8 | p[1]) : 1005;
+            /* Answer the close: the server's closing handshake completes. */
+            uint8_t cf[8] = {0x88, 0x82, 0, 0, 0, 0, p[0], p[1]};
+            if (send(c->fd, cf, len >= 2 ? 8 : 6, MSG_NOSIGNAL) < 0) c->eof = 1;
+        } else if (op == 1 && len == 2 && !memcmp(p, "ok", 2)) {
+            c->oks++;
+        } else if (op == 1 || op == 2) {
+            if (op == 1 && len < sizeof c->last) {
+                memcpy(c->last, p, len);
+                c->last[len] = 0;
+                c->msgs++;
+            } else {
+                check_stream(c, p, len);
+            }
+        }
+        memmove(c->buf, c->buf + hl + n, c->len - hl - (size_t)n);
+        c->len -= hl + (size_t)n;
+    }
+}
+
+static void read_client(struct client *c)
+{
+    if (c->fd < 0 || c->eof) return;
+    if (rawws_read(c->fd, &c->buf, &c->len, &c->cap, &c->open, &c->eof)) parse_frames(c);
+}
+
+static void spin(void)
+{
+    struct pollfd p[MAXC];
+    for (int i = 0; i < MAXC; i++) p[i] = (struct pollfd){.fd = cl[i].fd, .events = POLLIN};
+    poll(p, MAXC, 2);
+    for (int i = 0; i < MAXC; i++) read_client(&cl[i]);
+}
+
+static int connect_client(int i, unsigned loop)
+{
+    struct client *c = &cl[i];
+    free(c->buf);
+    memset(c, 0, sizeof *c);
+    c->loop = loop;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port[loop])};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) abort();
+    const char *req = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n";
+    if (send(c->fd, req, strlen(req), 0) != (ssize_t)strlen(req)) abort();
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    SPIN_UNTIL(c->open, spin());
+    return c->open;
+}
+
+/* Sends a masked frame (key 0: the payload goes as it is) with opcode op. */
+static void send_frame(struct client *c, unsigned op, const void *p, size_t n)
+{
+    uint8_t h[14];
+    size_t hl = 2;
+    h[0] = (uint8_t)(0x80 | op);
+    if (n < 126) {
+        h[1] = (uint8_t)(0x80 | n);
+    } else if (n < 65536) {
+        h[1] = 0x80 | 126;
+        h[2] = (uint8_t)(n >> 8);
+        h[3] = (uint8_t)n;
+        hl = 4;
+    } else {
+        h[1] = 0x80 | 127;
+        for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        hl = 10;
+    }
+    memset(h + hl, 0, 4);
+    hl += 4;
+    uint8_t *f = malloc(hl + n);
+    memcpy(f, h, hl);
+    if (n) memcpy(f + hl, p, n);
+    size_t off = 0;
+    double until = test_now() + 5;
+    while (off < hl + n && test_now() < until) {
+        ssize_t r = send(c->fd, f + off, hl + n - off, MSG_NOSIGNAL);
+        if (r > 0)
+            off += (size_t)r;
+        else
+            spin(); /* the server pushes back: read what it sent meanwhile */
+    }
+    free(f);
+}
+
+static void command(int i, const char *cmd)
+{
+    unsigned oks = cl[i].oks;
+    send_frame(&cl[i], 1, cmd, strlen(cmd));
+    SPIN_UNTIL(cl[i].oks > oks, spin());
+}
+
+static void publish(int i, const char *topic, unsigned op, const void *p, size_t n)
+{
+    size_t tl = strlen(topic);
+    uint8_t *m = malloc(2 + tl + n);
+    m[0] = 'p';
+    memcpy(m + 1, topic, tl);
+    m[1 + tl] = '\n';
+    if (n) memcpy(m + 2 + tl, p, n);
+    send_frame(&cl[i], op, m, 2 + tl + n);
+    free(m);
+}
+
+/* Reads count on loop i through wsk_group_call. */
+static long ask(unsigned i, void (*fn)(void *, wsk_loop *), const char *topic)
+{
+    atomic_store(&asked, -1);
+    wsk_group_call(grp, i, fn, (void *)topic);
+    SPIN_UNTIL(atomic_load(&asked) >= 0, spin());
+    return atomic_load(&asked);
+}
+
+/* ----- the tests --------------------------------------------------------------------------- */
+
+/* cl[0] publishes on loop 0; cl[1] (loop 0), cl[2], cl[3] (loop 1) and cl[4] (loop 2)
+ * subscribe. */
+static void test_stream(int compress, const char *topic)
+{
+    const char *name = compress ? "compressed" : "plain";
+    atomic_store(&compress_pub, compress);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "s%s", topic);
+    for (int i = 1; i <= 4; i++) command(i, cmd);
+    for (int i = 0; i <= 4; i++) cl[i].msgs = cl[i].bad = cl[i].compressed = 0;
+    CHECK(ask(1, ask_subscribers, topic) == 4, "%s: a member counts the subscribers of all loops",
+          name);
+
+    static uint8_t buf[70000];
+    for (unsigned k = 0; k < MSGS; k++) {
+        size_t n = sizes[k % 3];
+        for (size_t i = 0; i < n; i++) buf[i] = payload_byte(k, i);
+        publish(0, topic, 2, buf, n);
+        spin();
+    }
+    SPIN_UNTIL(cl[1].msgs >= MSGS && cl[2].msgs >= MSGS && cl[3].msgs >= MSGS && cl[4].msgs >= MSGS,
+               spin());
+    int good = 1;
+    for (int i = 1; i <= 4; i++)
+        good &= EXPECT(cl[i].msgs == MSGS && !cl[i].bad, "client %d (loop %u): %u msgs, %u bad", i,
+                       cl[i].loop, cl[i].msgs, cl[i].bad);
+    CHECK(good, "%s: %d messages of 16 B, 2 KiB and 70 KiB reach loops 0, 1 and 2 once, in order",
+          name, MSGS);
+    CHECK(cl[0].msgs == 0, "%s: the publisher does not get its own messages", name);
+    CHECK(atomic_load(&last_count[0]) == 4, "%s: a publish counts receivers on every loop (%ld)",
+          name, atomic_load(&last_count[0]));
+    if (compress)
+        CHECK(cl[2].compressed >= 2 * MSGS / 3 && cl[4].compressed >= 2 * MSGS / 3,
+              "compressed: other loops' subscribers get compressed frames (%u, %u)",
+              cl[2].compressed, cl[4].compressed);
+    snprintf(cmd, sizeof cmd, "u%s", topic);
+    for (int i = 1; i <= 4; i++) command(i, cmd);
+    CHECK(ask(1, ask_subscribers, topic) == 0, "%s: unsubscribing on every loop counts 0", name);
+}
+
+/* A pattern on loop 2; a socket on loop 1 subscribed by name and by pattern gets it once. */
+static void test_patterns(void)
+{
+    atomic_store(&compress_pub, 0);
+    command(4, "sroom.*");
+    command(2, "sroom.a");
+    command(2, "sroom.>");
+    for (int i = 0; i <= 4; i++) cl[i].msgs = 0;
+    CHECK(ask(2, ask_reaches, "room.a") == 1 && ask(2, ask_reaches, "hall.a") == 0,
+          "patterns: wsk_server_reaches sees the patterns of other loops");
+    publish(0, "room.a", 1, "hi", 2);
+    SPIN_UNTIL(cl[2].msgs >= 1 && cl[4].msgs >= 1, spin());
+    publish(0, "room.b.c", 1, "deep", 4);
+    SPIN_UNTIL(cl[2].msgs >= 2, spin());
+    publish(0, "room.z", 1, "end", 3); /* cl[2] and cl[4] get it: the last one */
+    SPIN_UNTIL(cl[2].msgs >= 3 && cl[4].msgs >= 2, spin());
+    CHECK(cl[2].msgs == 3 && !strcmp(cl[2].last, "end"),
+          "patterns: a socket on loop 1 matching twice gets each message once (%u)", cl[2].msgs);
+    CHECK(cl[4].msgs == 2 && !strcmp(cl[4].last, "end"),
+          "patterns: '*' on loop 2 gets room.a and room.z, not room.b.c (%u)", cl[4].msgs);
+    CHECK(cl[0].msgs == 0 && cl[1].msgs == 0 && cl[3].msgs == 0,
+          "patterns: sockets not subscribed get nothing");
+}
+
+static void test_calls(void)
+{
+    for (unsigned i = 0; i < LOOPS; i++) wsk_group_call(grp, i, note_thread, (void *)(uintptr_t)i);
+    SPIN_UNTIL(on_thread[0] && on_thread[1] && on_thread[2], spin());
+    CHECK(on_thread[0] && on_thread[1] && on_thread[2],
+          "wsk_group_call runs fn on the thread of the loop asked for");
+    CHECK(wsk_group_call(grp, LOOPS, note_thread, NULL) == WSK_ERR_INVAL,
+          "wsk_group_call: a loop out of range is WSK_ERR_INVAL");
+}
+
+static void shut(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    wsk_group_shutdown(grp, 1001, "going away", 2);
+}
+
+static void test_shutdown(void)
+{
+    wsk_group_call(grp, 0, shut, NULL); /* as a signal watcher on loop 0 would */
+    SPIN_UNTIL(atomic_load(&ran), spin());
+    int all = 1;
+    for (int i = 0; i <= 5; i++)
+        all &= EXPECT(cl[i].close_code == 1001, "client %d (loop %u): close %u", i, cl[i].loop,
+                      cl[i].close_code);
+    CHECK(all, "shutdown: every client on every loop gets 1001");
+    CHECK(atomic_load(&ran), "shutdown: wsk_group_run returns once every loop drained");
+    unsigned idx = 9;
+    CHECK(wsk_server_group(srv[2], &idx) == grp && idx == 2, "wsk_server_group: group and index");
+    for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
+    wsk_group_free(grp);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < MAXC; i++) cl[i].fd = -1;
+    start_group();
+    CHECK(wsk_group_size(grp) == LOOPS && wsk_group_loop(grp, LOOPS) == NULL,
+          "wsk_group_size and wsk_group_loop");
+    static const unsigned at[6] = {0, 0, 1, 1, 2, 2};
+    int opened = 1;
+    for (int i = 0; i < 6; i++) opened &= connect_client(i, at[i]);
+    CHECK(opened, "6 clients open, 2 on each loop");
+    test_calls();
+    test_stream(0, "t");
+    test_stream(1, "z");
+    test_patterns();
+    test_shutdown();
+    for (int i = 0; i < MAXC; i++) {
+        if (cl[i].fd >= 0) close(cl[i].fd);
+        free(cl[i].buf);
+    }
+    return TEST_DONE();
+}
