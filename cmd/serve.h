@@ -86,6 +86,7 @@ struct serve {
     struct serve *all;
     wsk_group *group;
     struct stats_share *stats_share; /* serve_metrics.c's, all[0]'s: serve_stats_start */
+    int bridged;                     /* --bridge: on all[0]'s server, for the whole process */
 };
 
 /* The server's struct serve, from a handler. */

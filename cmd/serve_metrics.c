@@ -34,7 +34,7 @@ static void stats_add(wsk_stats *sum, const wsk_stats *st)
     sum->sockets += st->sockets;
     sum->open += st->open;
     sum->queued_bytes += st->queued_bytes;
-    sum->topics += st->topics; /* a topic subscribed on two threads counts twice */
+    sum->topics += st->topics; /* serve_stats asks the group instead */
     sum->subscriptions += st->subscriptions;
     sum->bridged |= st->bridged; /* one server bridges the process */
     sum->bridge_links += st->bridge_links;
@@ -108,6 +108,7 @@ void serve_stats(struct serve *sv, wsk_stats *st)
     for (unsigned i = 0; i < sv->threads; i++)
         if (i != sv->thread) stats_add(st, &sh->slot[i].st);
     pthread_mutex_unlock(&sh->lock);
+    st->topics = wsk_server_topics(sv->srv); /* the group's: one topic on two threads is one */
 }
 
 /* The metrics of the process as the body of res: 200, or 500 when memory is short. */

@@ -507,6 +507,7 @@ struct pending {
     wsk_ws *ws;
     struct pending *prev, *next;
     int waiting;       /* counts still to come */
+    int other_thread;  /* published on a thread without the bridge: the engine counts nothing */
     long local, nodes; /* the sum, or JP_UNBRIDGED / JP_UNCOUNTED once one of them is */
     size_t tlen;
     char topic[TOPIC_MAX];
@@ -528,6 +529,7 @@ static void pending_count(void *arg, long local, long nodes)
 {
     struct pending *p = arg;
     if (local > 0) p->local += local;
+    if (nodes == WSK_NODES_NOT_BRIDGED && p->other_thread) nodes = WSK_NODES_UNKNOWN;
     if (nodes == WSK_NODES_NOT_BRIDGED || p->nodes == JP_UNBRIDGED)
         p->nodes = JP_UNBRIDGED;
     else if (nodes == WSK_NODES_UNKNOWN || p->nodes == JP_UNCOUNTED)
@@ -542,6 +544,15 @@ static void pending_count(void *arg, long local, long nodes)
         send_reply(p->ws, s, n);
     }
     free(p);
+}
+
+/* wsk_server_bridged for the process: with --threads, all[0]'s server has the bridge and
+ * carries every thread's publishes, but its state is its thread's: the others say 1. */
+static int bridged(wsk_server *srv, const char *topic, size_t len)
+{
+    const struct serve *sv = serve_of(srv);
+    int r = wsk_server_bridged(srv, topic, len);
+    return r == WSK_ERR_STATE && sv->thread && sv->all[0].bridged ? 1 : r;
 }
 
 /* One publish: counted when p is not NULL (pending_count runs for it). */
@@ -603,7 +614,7 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     size_t jl = json_topic(jt, topic, tlen);
     /* Built only when someone wants it: here, or on another node of a bridge that is up. */
     size_t elen;
-    char *env = wsk_server_reaches(srv, jt, jl) || wsk_server_bridged(srv, jt, jl) == 1
+    char *env = wsk_server_reaches(srv, jt, jl) || bridged(srv, jt, jl) == 1
                     ? jp_delivery_with(topic, tlen, data, len, binary, extra, &elen)
                     : NULL;
     if (env) {
@@ -933,8 +944,12 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_ENOMEM, "out of memory");
         } else {
             struct pending *p = NULL;
-            if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
-                *p = (struct pending){.ws = ws, .next = cl->pending, .waiting = 2, .tlen = t->len};
+            if (bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
+                *p = (struct pending){.ws = ws,
+                                      .next = cl->pending,
+                                      .waiting = 2,
+                                      .other_thread = serve_of(srv)->thread > 0,
+                                      .tlen = t->len};
                 memcpy(p->topic, t->name, t->len);
                 memcpy(p->id, rq.id, sizeof p->id);
                 if (cl->pending) cl->pending->prev = p;
@@ -1170,10 +1185,10 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
     if (r >= 0 && strcmp(flag, "0") && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
         return http_error(res, 500, "internal", "out of memory");
     /* A plain response cannot wait for the engine's count: it says whether the message went. */
-    int bridged = wsk_server_bridged(sv->srv, topic, tlen);
+    int up = bridged(sv->srv, topic, tlen);
     long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, NULL);
     size_t len;
-    char *s = jp_http_published(topic, tlen, got, bridged < 0 ? -1 : bridged, &len);
+    char *s = jp_http_published(topic, tlen, got, up < 0 ? -1 : up, &len);
     return http_json(res, s ? 200 : 500, s, len);
 }
 

@@ -530,6 +530,7 @@ static int bridge(struct serve *sv, const struct config *c)
         if (secret_urls[i]) memset(secret_urls[i], 0, strlen(secret_urls[i]));
         free(secret_urls[i]);
     }
+    sv->bridged = c->nbridge > 0 && bridged >= 0;
     return bridged < 0 ? -1 : 0;
 }
 
@@ -553,6 +554,10 @@ static int start_server(struct proc *p, unsigned i, const struct config *c)
     };
     wsk_server_opts so = c->so;
     if (p->n > 1) so.reuse_port = 1;
+    /* --max-connections is the process's: each thread takes its share (the kernel, not wsserve,
+     * picks a connection's thread, so one may wait while another thread has room). */
+    if (p->n > 1 && so.max_connections)
+        so.max_connections = so.max_connections / p->n + (i < so.max_connections % p->n);
     if (c->mode->setup(sv, &so, &sv->mode_h) < 0) return -1;
     wsk_handlers h = sv->mode_h;
     h.upgrade = on_upgrade;
@@ -600,6 +605,9 @@ int main(int argc, char **argv)
     if (c.threads > 1 && c.mode->single_thread)
         cli_usage_error(PROG, "--%s runs on one thread: --threads %u does not go with it",
                         c.mode->name, c.threads);
+    if (c.so.max_connections && c.so.max_connections < c.threads)
+        cli_usage_error(PROG, "--max-connections %zu is less than one per thread (--threads %u)",
+                        (size_t)c.so.max_connections, c.threads);
 
     signal(SIGPIPE, SIG_IGN);
     struct proc p = {.n = c.threads};

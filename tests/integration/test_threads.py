@@ -196,6 +196,7 @@ def usage_errors():
 def threads_auto():
     cpus = os.sysconf("SC_NPROCESSORS_ONLN")
     with Server("--echo", "--threads", "auto") as srv:
+        srv.wait_log("listening on")
         line = next((ln for ln in srv.lines if "listening on" in ln), "")
         want = f", {cpus} threads)" if cpus > 1 else "(echo)"
         ok(want in line, f"--threads auto: one thread per online CPU ({cpus})", line)
