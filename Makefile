@@ -27,7 +27,7 @@ CMD_OBJ  := $(CMD_LIB:%.c=$(OBJDIR)/%.o) $(OBJDIR)/cmd/console_html.o
 CMD_ARCH := $(OBJDIR)/cmd/libcmd.a
 CMDS     := $(CMD_MAIN:cmd/%.c=$(BINOUT)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
-UNITS    := $(UNIT_SRC:tests/unit/%.c=$(TESTOUT)/%)
+UNITS    := $(UNIT_SRC:tests/unit/%.c=$(TESTOUT)/%) $(TESTOUT)/bench_group
 MANS     := $(wildcard man/*.1 man/*.3)
 
 STATIC   := $(LIBOUT)/libwskit.a
@@ -77,7 +77,7 @@ $(BINOUT)/%: $(OBJDIR)/cmd/%.o $(CMD_ARCH) $(STATIC)
 	$(CC) $(CFLAGS) -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -ledit -lm $(LDFLAGS)
 
 # Unit tests may also test the commands' helpers (cmd/serve.h, ...), taken from the archive.
-$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h tests/unit/pair.h tests/unit/rawws.h $(STATIC) $(CMD_ARCH)
+$(TESTOUT)/%: tests/unit/%.c tests/unit/test.h tests/unit/pair.h tests/unit/rawws.h tests/unit/group_cmd.h $(STATIC) $(CMD_ARCH)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -Itests/unit -Icmd -o $@ $< $(CMD_ARCH) $(STATIC) $(DEPLIBS) -lm $(LDFLAGS)
 

@@ -17,6 +17,7 @@
  * how many subscribers each has.  count[i] is written by loop i only (relaxed atomics): read
  * by any loop's publish to know whom to wake. */
 typedef struct wsk_gtopic wsk_gtopic;
+struct wsk_zmsg; /* pubsub.h */
 
 /* One queued cross-loop message (group_topics.c) or call (group.c) in a loop's inbox. */
 typedef struct wsk_gitem {
@@ -83,10 +84,12 @@ void wsk_group_topic_freed(wsk_gloop *l, wsk_gtopic *gt);
 /* Loop l's subscriber count of gt changes by delta. */
 void wsk_group_topic_count(wsk_gloop *l, wsk_gtopic *gt, int delta);
 /* After a publish reached l's local subscribers: hands it to every other loop with
- * subscribers (and to the bridging member when `forward`).  Returns the subscribers counted on
+ * subscribers (and to the bridging member when `forward`), with z, what l's shared deflater
+ * made of it (z->z NULL: nothing).  Returns the subscribers counted on
  * other loops, or WSK_ERR_NOMEM. */
 long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data, size_t len,
-                       unsigned op, int compress, int to_self, int forward);
+                       unsigned op, int compress, const struct wsk_zmsg *z, int to_self,
+                       int forward);
 /* A message from another loop, on this loop's thread: local delivery, the bridge. */
 void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m);
 /* Drops a reference to m (the last frees it). */

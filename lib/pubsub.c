@@ -420,6 +420,11 @@ struct pub {
     wsk_block *shared;   /* total > WSK_PUBLISH_COPY_MAX: the frame, once */
     wsk_block *deflated; /* the frame compressed by the shared deflater */
     int deflate_failed;
+    /* A publish from another loop of a group that compressed it already (with the same
+     * level): the payload for RSV1, used instead of compressing again.  NULL otherwise. */
+    const uint8_t *zin;
+    size_t zin_len;
+    size_t zhl;                          /* deflated: its frame header's bytes */
     uint8_t frame[WSK_PUBLISH_COPY_MAX]; /* otherwise: the frame, copied to each queue */
 };
 
@@ -443,10 +448,10 @@ static wsk_block *plain_frame(struct pub *p)
 static wsk_block *deflated_frame(struct pub *p, struct wsk_ws *c)
 {
     if (p->deflated || p->deflate_failed) return p->deflated;
-    size_t zlen = 0, total;
-    const void *z = NULL;
+    size_t zlen = p->zin_len, total;
+    const void *z = p->zin;
     wsk_block *b = NULL;
-    if (wsk_pmd_shared_compress(c, p->data, p->len, &z, &zlen) > 0 &&
+    if ((z || wsk_pmd_shared_compress(c, p->data, p->len, &z, &zlen) > 0) &&
         zlen <= UINT32_MAX - sizeof *b - WSK_FRAME_HDR_MAX) {
         total = wsk_frame_header_size(zlen, 0) + zlen;
         b = wsk_block_new(p->loop, total);
@@ -459,6 +464,7 @@ static wsk_block *deflated_frame(struct pub *p, struct wsk_ws *c)
     memcpy(b->data + hl, z, zlen); /* z lives only until the next compression on this loop */
     b->len = (uint32_t)total;
     p->deflated = b;
+    p->zhl = hl;
     return b;
 }
 
@@ -547,8 +553,8 @@ static void reach_free(struct reach *r)
     if (r->t != r->stack) free(r->t);
 }
 
-static void pub_frame(struct pub *p, wsk_loop *loop, const void *data, size_t len, wsk_opcode op,
-                      int compress)
+static void pub_init(struct pub *p, wsk_loop *loop, const void *data, size_t len, wsk_opcode op,
+                     int compress)
 {
     p->loop = loop;
     p->data = data;
@@ -558,10 +564,22 @@ static void pub_frame(struct pub *p, wsk_loop *loop, const void *data, size_t le
     p->total = wsk_frame_header_size(len, 0) + len;
     p->shared = p->deflated = NULL;
     p->deflate_failed = 0;
-    if (p->total <= WSK_PUBLISH_COPY_MAX) {
-        size_t hl = wsk_frame_header(p->frame, 1, 0, op, len, NULL);
-        if (len) memcpy(p->frame + hl, data, len);
-    }
+    p->zin = NULL;
+    p->zin_len = 0;
+}
+
+/* Frames a short publication into p->frame (a long one is framed at its first subscriber). */
+static void pub_frame(struct pub *p)
+{
+    if (p->total > WSK_PUBLISH_COPY_MAX) return;
+    size_t hl = wsk_frame_header(p->frame, 1, 0, p->op, p->len, NULL);
+    if (p->len) memcpy(p->frame + hl, p->data, p->len);
+}
+
+static void pub_release(struct pub *p)
+{
+    if (p->shared) wsk_block_unref(p->loop, p->shared);
+    if (p->deflated) wsk_block_unref(p->loop, p->deflated);
 }
 
 /* One topic: its subscribers in place. */
@@ -610,8 +628,7 @@ static long publish_many(pubsub *ps, const struct reach *r, const struct wsk_ws 
 
 /* Delivery to the local subscribers (the arguments checked). */
 static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic,
-                         size_t topic_len, const void *data, size_t len, wsk_opcode op,
-                         int compress)
+                         size_t topic_len, struct pub *p)
 {
     pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
@@ -623,13 +640,10 @@ static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *to
     }
     if (!r.n) return 0;
 
-    struct pub p;
-    pub_frame(&p, ctx->loop, data, len, op, compress);
-    long n = r.n == 1 ? publish_topic(ps, r.t[0], skip, &p) : publish_many(ps, &r, skip, &p);
-    wsk_stats_delivered(&ctx->stats, op, len, n);
+    pub_frame(p);
+    long n = r.n == 1 ? publish_topic(ps, r.t[0], skip, p) : publish_many(ps, &r, skip, p);
+    wsk_stats_delivered(&ctx->stats, p->op, p->len, n);
     reach_free(&r);
-    if (p.shared) wsk_block_unref(p.loop, p.shared);
-    if (p.deflated) wsk_block_unref(p.loop, p.deflated);
     return n;
 }
 
@@ -641,11 +655,22 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
 {
     if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
     ctx->stats.publishes++;
-    long n = publish_here(ctx, skip, topic, topic_len, data, len, op, compress);
-    if (n < 0 || !ctx->group) return n;
-    long others =
-        wsk_group_publish(ctx->group, topic, topic_len, data, len, op, compress, to_self, forward);
-    return others > 0 ? n + others : n;
+    struct pub p;
+    pub_init(&p, ctx->loop, data, len, op, compress);
+    long n = publish_here(ctx, skip, topic, topic_len, &p);
+    if (n >= 0 && ctx->group) {
+        /* What the shared deflater made here goes along: the other loops need not compress. */
+        wsk_zmsg z = {NULL, 0, ctx->lim.compress_level};
+        if (p.deflated) {
+            z.z = p.deflated->data + p.zhl;
+            z.len = p.deflated->len - p.zhl;
+        }
+        long others = wsk_group_publish(ctx->group, topic, topic_len, data, len, op, compress, &z,
+                                        to_self, forward);
+        if (others > 0) n += others;
+    }
+    pub_release(&p);
+    return n;
 }
 
 /* Local delivery at once, then the bridge forwards it once to the other nodes. */
@@ -694,9 +719,17 @@ long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *dat
 }
 
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
-                       wsk_opcode op, int compress)
+                       wsk_opcode op, int compress, const wsk_zmsg *z)
 {
-    return publish_here(ctx, NULL, topic, n, data, len, op, compress);
+    struct pub p;
+    pub_init(&p, ctx->loop, data, len, op, compress);
+    if (z && z->z && z->level == ctx->lim.compress_level) {
+        p.zin = z->z;
+        p.zin_len = z->len;
+    }
+    long r = publish_here(ctx, NULL, topic, n, &p);
+    pub_release(&p);
+    return r;
 }
 
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg)

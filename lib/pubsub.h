@@ -17,10 +17,19 @@ void wsk_pubsub_conn_gone(struct wsk_ws *c);
  * of topic[0..n) (and, in a group, to the other loops' ones).  Returns as wsk_server_publish. */
 long wsk_pubsub_local(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
                       wsk_opcode op, int compress);
+/* A message compressed by a loop's shared deflater at `level`: z[0..len) is the payload of its
+ * RSV1 frame (z NULL: not compressed). */
+typedef struct wsk_zmsg {
+    const uint8_t *z;
+    size_t len;
+    int level;
+} wsk_zmsg;
 /* Delivers to the local subscribers of topic[0..n) a publish made on another loop of the
- * server's group (group_topics.c): as wsk_pubsub_local, not counted as a publish here. */
+ * server's group (group_topics.c): as wsk_pubsub_local, not counted as a publish here.  z
+ * (may be NULL): the publishing loop's compressed payload, sent as it is to the sockets on the
+ * shared deflater when the level is this server's. */
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
-                       wsk_opcode op, int compress);
+                       wsk_opcode op, int compress, const wsk_zmsg *z);
 /* Calls fn(arg, name, len) for every topic with subscribers, patterns left out (the bridge
  * carries topics subscribed by name; in a group, those of every loop); fn must not subscribe
  * or unsubscribe. */

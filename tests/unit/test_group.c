@@ -4,10 +4,11 @@
  * messages, plain and compressed); counts are the group's; patterns work across loops;
  * wsk_group_call runs on the loop asked for; a shutdown sends 1001 to every client on every
  * loop and wsk_group_run returns.
- * The clients are raw sockets on the test's thread; the servers obey their commands:
- * "s<topic>" subscribes (answer "ok"), "u<topic>" unsubscribes ("ok"), "p<topic>\n<payload>"
- * publishes the payload (with the message's opcode). */
+ * The clients are raw sockets on the test's thread; the servers obey their commands
+ * (group_cmd.h). */
+#include "pmd_conn.h"
 #include "test.h"
+#include "group_cmd.h"
 #include "rawws.h"
 #include "wskit.h"
 
@@ -26,35 +27,12 @@ static const size_t sizes[3] = {16, 2048, 70000};
 static wsk_group *grp;
 static wsk_server *srv[LOOPS];
 static unsigned port[LOOPS];
-static atomic_long last_count[LOOPS]; /* what the last publish on loop i returned */
-static atomic_int compress_pub;       /* publish with compress set */
-static atomic_int ran;                /* wsk_group_run returned */
-static atomic_int on_thread[LOOPS];   /* wsk_group_call ran on loop i's thread */
+static atomic_int ran;              /* wsk_group_run returned */
+static atomic_int on_thread[LOOPS]; /* wsk_group_call ran on loop i's thread */
 static pthread_t loop_thread[LOOPS];
 static atomic_long asked; /* a count read on a loop by group_ask */
 
 /* ----- the servers ------------------------------------------------------------------------- */
-
-static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
-{
-    const char *p = data;
-    if (!len) return;
-    if (p[0] == 's' || p[0] == 'u') {
-        if (p[0] == 's')
-            wsk_subscribe(ws, p + 1, len - 1);
-        else
-            wsk_unsubscribe(ws, p + 1, len - 1);
-        wsk_send(ws, "ok", 2, WSK_OP_TEXT, 0);
-    } else if (p[0] == 'p') {
-        const char *nl = memchr(p, '\n', len);
-        if (!nl) return;
-        long r = wsk_publish(ws, p + 1, (size_t)(nl - p - 1), nl + 1, len - (size_t)(nl + 1 - p),
-                             op, atomic_load(&compress_pub));
-        unsigned i;
-        wsk_server_group(wsk_ws_server(ws), &i);
-        atomic_store(&last_count[i], r);
-    }
-}
 
 static void note_thread(void *arg, wsk_loop *loop)
 {
@@ -81,6 +59,13 @@ static void ask_reaches(void *arg, wsk_loop *loop)
     atomic_store(&asked, (long)wsk_server_reaches(srv[2], arg, strlen(arg)));
 }
 
+/* Messages loop i's shared deflater compressed (i in arg), read on loop i. */
+static void ask_deflated(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    atomic_store(&asked, (long)wsk_pmd_shared_messages(loop));
+}
+
 static void *run_group(void *arg)
 {
     (void)arg;
@@ -97,7 +82,7 @@ static void start_group(void)
     wsk_server_opts_init(&o);
     o.compress = o.decompress = WSK_COMPRESS_SHARED;
     o.max_payload = 1 << 20;
-    wsk_handlers h = {.message = on_message};
+    wsk_handlers h = {.message = cmd_message};
     for (unsigned i = 0; i < LOOPS; i++) {
         wsk_loop *loop = wsk_group_loop(grp, i);
         wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
@@ -290,6 +275,14 @@ static void publish(int i, const char *topic, unsigned op, const void *p, size_t
 }
 
 /* Reads count on loop i through wsk_group_call. */
+static long ask(unsigned i, void (*fn)(void *, wsk_loop *), const char *topic);
+
+/* Shared-deflater compressions on each loop. */
+static void deflations(long out[LOOPS])
+{
+    for (unsigned i = 0; i < LOOPS; i++) out[i] = ask(i, ask_deflated, NULL);
+}
+
 static long ask(unsigned i, void (*fn)(void *, wsk_loop *), const char *topic)
 {
     atomic_store(&asked, -1);
@@ -305,7 +298,7 @@ static long ask(unsigned i, void (*fn)(void *, wsk_loop *), const char *topic)
 static void test_stream(int compress, const char *topic)
 {
     const char *name = compress ? "compressed" : "plain";
-    atomic_store(&compress_pub, compress);
+    atomic_store(&cmd_compress, compress);
     char cmd[64];
     snprintf(cmd, sizeof cmd, "s%s", topic);
     for (int i = 1; i <= 4; i++) command(i, cmd);
@@ -314,6 +307,8 @@ static void test_stream(int compress, const char *topic)
           name);
 
     static uint8_t buf[70000];
+    long z0[LOOPS], z1[LOOPS];
+    deflations(z0);
     for (unsigned k = 0; k < MSGS; k++) {
         size_t n = sizes[k % 3];
         for (size_t i = 0; i < n; i++) buf[i] = payload_byte(k, i);
@@ -329,12 +324,17 @@ static void test_stream(int compress, const char *topic)
     CHECK(good, "%s: %d messages of 16 B, 2 KiB and 70 KiB reach loops 0, 1 and 2 once, in order",
           name, MSGS);
     CHECK(cl[0].msgs == 0, "%s: the publisher does not get its own messages", name);
-    CHECK(atomic_load(&last_count[0]) == 4, "%s: a publish counts receivers on every loop (%ld)",
-          name, atomic_load(&last_count[0]));
-    if (compress)
+    CHECK(atomic_load(&cmd_count[0]) == 4, "%s: a publish counts receivers on every loop (%ld)",
+          name, atomic_load(&cmd_count[0]));
+    deflations(z1);
+    if (compress) {
         CHECK(cl[2].compressed >= 2 * MSGS / 3 && cl[4].compressed >= 2 * MSGS / 3,
               "compressed: other loops' subscribers get compressed frames (%u, %u)",
               cl[2].compressed, cl[4].compressed);
+        CHECK(z1[0] > z0[0] && z1[1] == z0[1] && z1[2] == z0[2],
+              "compressed: the publishing loop compresses once, the others reuse it (%ld %ld %ld)",
+              z1[0] - z0[0], z1[1] - z0[1], z1[2] - z0[2]);
+    }
     snprintf(cmd, sizeof cmd, "u%s", topic);
     for (int i = 1; i <= 4; i++) command(i, cmd);
     CHECK(ask(1, ask_subscribers, topic) == 0, "%s: unsubscribing on every loop counts 0", name);
@@ -343,7 +343,7 @@ static void test_stream(int compress, const char *topic)
 /* A pattern on loop 2; a socket on loop 1 subscribed by name and by pattern gets it once. */
 static void test_patterns(void)
 {
-    atomic_store(&compress_pub, 0);
+    atomic_store(&cmd_compress, 0);
     command(4, "sroom.*");
     command(2, "sroom.a");
     command(2, "sroom.>");
