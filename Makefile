@@ -33,7 +33,7 @@ MANS     := $(wildcard man/*.1 man/*.3)
 STATIC   := $(LIBOUT)/libwskit.a
 SHARED   := $(LIBOUT)/libwskit.so.$(VERSION)
 
-.PHONY: all deps units check asan tsan lint fuzz run install uninstall clean bench
+.PHONY: all deps units check check-threads asan tsan lint fuzz run install uninstall clean bench
 all: $(STATIC) $(SHARED) $(CMDS)
 
 $(OBJDIR)/%.o: %.c
@@ -87,6 +87,12 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all units
 	@WSK_BIN=$(abspath $(BINOUT)) WSK_UNIT=$(abspath $(TESTOUT)) tests/run
+
+# The integration tests again, every wsserve with --threads 2 (tests/lib/wstest.py).
+check-threads: deps
+	@$(MAKE) --no-print-directory all units
+	@WSK_THREADS=2 WSK_TEST=$${WSK_TEST:-integration/} WSK_BIN=$(abspath $(BINOUT)) \
+		WSK_UNIT=$(abspath $(TESTOUT)) tests/run
 
 units: $(UNITS)
 

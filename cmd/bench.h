@@ -214,8 +214,9 @@ typedef struct wb_result {
     char fail[512]; /* why not, or the first error seen */
     double seconds; /* measured wall time */
     wb_counters c;  /* over the measured time (opened/closed/err: whole run) */
-    unsigned conns_wanted, conns_open; /* connections asked for; opened (ever) */
-    uint64_t opened_all;               /* handshakes completed over the whole run */
+    unsigned conns_wanted, conns_open;         /* connections asked for; opened (ever) */
+    uint64_t opened_all;                       /* handshakes completed over the whole run */
+    uint64_t opened_by_thread[WB_MAX_THREADS]; /* ... by each thread (-t spreads them evenly) */
     wb_hist lat;              /* echo/pubsub: latency; chat: round time; connect: whole cycle */
     wb_hist conn;             /* TCP connect to handshake done */
     double cpu_user, cpu_sys; /* wsbench, measured time */

@@ -373,6 +373,9 @@ static cJSON *result_json(const wb_opts *o, const wb_result *r)
     cJSON_AddNumberToObject(c, "wanted", r->conns_wanted);
     cJSON_AddNumberToObject(c, "opened", r->conns_open);
     cJSON_AddNumberToObject(c, "handshakes", (double)r->opened_all);
+    cJSON *by = cJSON_AddArrayToObject(c, "handshakes_by_thread");
+    for (unsigned i = 0; by && i < r->threads && i < WB_MAX_THREADS; i++)
+        cJSON_AddItemToArray(by, cJSON_CreateNumber((double)r->opened_by_thread[i]));
     cJSON_AddNumberToObject(c, "deflate", (double)r->c.deflate);
     cJSON_AddNumberToObject(c, "tls_resumed", (double)r->c.tls_resumed);
     cJSON_AddItemToObject(c, "connect_ns", hist_json(&r->conn));

@@ -599,6 +599,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
         const uint64_t *a = (const uint64_t *)&s->threads[i].st;
         uint64_t *d = (uint64_t *)&all;
         for (size_t j = 0; j < sizeof all / sizeof(uint64_t); j++) d[j] += a[j];
+        res->opened_by_thread[i] = s->threads[i].st.opened;
         wb_hist_add(&conn, &s->threads[i].conn);
     }
     res->opened_all = all.opened;

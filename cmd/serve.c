@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HOST_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]"
 
@@ -24,8 +25,12 @@ void serve_log(const struct serve *sv, const char *fmt, ...)
         size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
         snprintf(stamp + n, sizeof stamp - n, ".%03dZ ", (int)(ts.tv_nsec / 1000000));
     }
-    /* One fprintf: lines from several servers (threads, later) do not interleave. */
-    fprintf(stderr, "%swsserve: %s\n", stamp, line);
+    /* One write: lines from the servers of several threads do not interleave (stdio may
+     * split a line it formats into several writes). */
+    char out[sizeof stamp + sizeof line + 16];
+    int n = snprintf(out, sizeof out, "%swsserve: %s\n", stamp, line);
+    if (n > (int)sizeof out - 1) n = (int)sizeof out - 1;
+    if (n > 0 && write(STDERR_FILENO, out, (size_t)n) < 0) return; /* nowhere to say it */
 }
 
 const char *serve_base_url(const struct serve *sv, const wsk_request *req, int http, char *buf,

@@ -700,6 +700,7 @@ static int exec_page(struct serve *sv, const wsk_request *req, wsk_response *res
 
 const serve_mode serve_exec = {
     .name = "exec",
+    .single_thread = 1, /* ev_child: one loop, libev's default, reaps */
     .arg = "COMMAND",
     .help = "a program per connection: stdout lines out, messages to stdin",
     .options = exec_options,
@@ -714,6 +715,7 @@ const serve_mode serve_exec = {
 
 const serve_mode serve_exec_dir = {
     .name = "dir",
+    .single_thread = 1, /* ev_child: one loop, libev's default, reaps */
     .arg = "DIR",
     .help = "as --exec, running the program of DIR that the path names",
     .shares = &serve_exec,

@@ -498,6 +498,7 @@ static int shared_operands(void *config, const char *arg, int argc, char **argv)
 
 const serve_mode serve_exec_shared = {
     .name = "exec-shared",
+    .single_thread = 1, /* ev_child: one loop, libev's default, reaps */
     .arg = "COMMAND",
     .help = "one program for all: lines to every client, ID<TAB>message in",
     .options = shared_options,

@@ -6,15 +6,116 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <ev.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The metrics of srv as the body of res: 200, or 500 when memory is short. */
-static int metrics_body(wsk_server *srv, wsk_response *res)
+/* What the threads' servers share for the metrics: each thread's counters as it copied them
+ * last, under the lock. */
+struct stats_share {
+    pthread_mutex_t lock;
+    struct stats_slot {
+        ev_timer tick; /* on the slot's loop: copies its counters */
+        struct serve *sv;
+        wsk_stats st;
+    } slot[];
+};
+
+/* The counters from `accepted` on are all uint64_t (wskit.h adds fields only at the end). */
+_Static_assert((sizeof(wsk_stats) - offsetof(wsk_stats, accepted)) % sizeof(uint64_t) == 0,
+               "wsk_stats ends with uint64_t counters");
+
+static void stats_add(wsk_stats *sum, const wsk_stats *st)
+{
+    sum->sockets += st->sockets;
+    sum->open += st->open;
+    sum->queued_bytes += st->queued_bytes;
+    sum->topics += st->topics; /* serve_stats asks the group instead */
+    sum->subscriptions += st->subscriptions;
+    sum->bridged |= st->bridged; /* one server bridges the process */
+    sum->bridge_links += st->bridge_links;
+    sum->bridge_links_up += st->bridge_links_up;
+    sum->bridge_forwarded += st->bridge_forwarded;
+    sum->bridge_failed += st->bridge_failed;
+    sum->bridge_received += st->bridge_received;
+    sum->bridge_outages += st->bridge_outages;
+    uint64_t *d = &sum->accepted;
+    const uint64_t *a = &st->accepted;
+    for (size_t i = 0; i < (sizeof *st - offsetof(wsk_stats, accepted)) / sizeof *a; i++)
+        d[i] += a[i];
+}
+
+static void stats_tick(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    struct stats_slot *slot = w->data;
+    struct stats_share *sh = slot->sv->stats_share;
+    wsk_stats st;
+    (void)ev;
+    (void)revents;
+    wsk_server_stats(slot->sv->srv, &st, sizeof st);
+    pthread_mutex_lock(&sh->lock);
+    slot->st = st;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+int serve_stats_start(struct serve *sv)
+{
+    if (!sv->thread) {
+        struct stats_share *sh = calloc(1, sizeof *sh + sv->threads * sizeof(struct stats_slot));
+        if (!sh) return -1;
+        pthread_mutex_init(&sh->lock, NULL);
+        sv->stats_share = sh;
+    } else {
+        sv->stats_share = sv->all[0].stats_share;
+    }
+    struct stats_slot *slot = &sv->stats_share->slot[sv->thread];
+    slot->sv = sv;
+    wsk_server_stats(sv->srv, &slot->st, sizeof slot->st);
+    ev_timer_init(&slot->tick, stats_tick, STATS_PERIOD, STATS_PERIOD);
+    slot->tick.data = slot;
+    ev_timer_start(wsk_loop_ev(wsk_server_loop(sv->srv)), &slot->tick);
+    ev_unref(wsk_loop_ev(wsk_server_loop(sv->srv))); /* it alone keeps no loop running */
+    return 0;
+}
+
+void serve_stats_stop(struct serve *sv)
+{
+    struct stats_share *sh = sv->stats_share;
+    if (!sh) return;
+    struct stats_slot *slot = &sh->slot[sv->thread];
+    if (slot->sv) {
+        struct ev_loop *ev = wsk_loop_ev(wsk_server_loop(sv->srv));
+        ev_ref(ev);
+        ev_timer_stop(ev, &slot->tick);
+    }
+    sv->stats_share = NULL;
+    if (!sv->thread) {
+        pthread_mutex_destroy(&sh->lock);
+        free(sh);
+    }
+}
+
+void serve_stats(struct serve *sv, wsk_stats *st)
+{
+    struct stats_share *sh = sv->stats_share;
+    wsk_server_stats(sv->srv, st, sizeof *st);
+    if (!sh) return;
+    pthread_mutex_lock(&sh->lock);
+    for (unsigned i = 0; i < sv->threads; i++)
+        if (i != sv->thread) stats_add(st, &sh->slot[i].st);
+    pthread_mutex_unlock(&sh->lock);
+    st->topics = wsk_server_topics(sv->srv); /* the group's: one topic on two threads is one */
+}
+
+/* The metrics of the process as the body of res: 200, or 500 when memory is short. */
+static int metrics_body(struct serve *sv, wsk_response *res)
 {
     wsk_stats st;
-    wsk_server_stats(srv, &st, sizeof st);
+    serve_stats(sv, &st);
     long n = wsk_stats_format(&st, NULL, 0);
     char *text = n > 0 ? malloc((size_t)n + 1) : NULL;
     if (!text) return serve_text(res, 500, "out of memory\n");
@@ -40,7 +141,7 @@ int serve_metrics_request(struct serve *sv, const wsk_request *req, wsk_response
         wsk_response_add_header(res, "WWW-Authenticate", "Bearer");
         return serve_text(res, 401, "the metrics need the token\n");
     }
-    return metrics_body(sv->srv, res);
+    return metrics_body(sv, res);
 }
 
 /* ----- the listener of --metrics ------------------------------------------------------------- */
@@ -49,7 +150,7 @@ static int metrics_only(wsk_server *msrv, const wsk_request *req, wsk_response *
 {
     struct serve *sv = wsk_server_user(msrv);
     if (!path_is(req, "/metrics")) return serve_text(res, 404, "only /metrics here\n");
-    return metrics_body(sv->srv, res);
+    return metrics_body(sv, res);
 }
 
 static void metrics_request(wsk_server *msrv, const wsk_request *req, wsk_response *res)

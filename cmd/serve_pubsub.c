@@ -33,6 +33,8 @@
 #include "serve.h"
 
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <ev.h>
 #include <stdio.h>
@@ -70,14 +72,26 @@ struct pubsub_config {
 
 struct member;
 
-/* A chat room: one per server. */
+/* A chat room's part on one server (one per thread with --threads; the room spans them). */
 struct chat {
     const struct chat_config *cfg;
     struct serve *sv;
-    struct member *members; /* this node's, for "ready": a publish would cross the bridge */
-    long remaining;         /* members still awaited before "ready"; grows again when one leaves */
-    struct ev_loop *ev;     /* where `ready` runs, once it has */
+    struct member *members; /* this thread's, for "ready": a publish would cross the bridge */
+    /* Members on every thread of this node (all[0]'s counter, the others point at it):
+     * "ready" goes out when it reaches --clients; it falls again when one leaves. */
+    atomic_long *joined, joined_here;
+    struct ev_loop *ev; /* where `ready` runs, once it has */
     ev_timer ready;
+};
+
+/* What the brokers of every thread share (--threads): all[0]'s; the others point at it. */
+struct broker_home {
+    /* Every use of the store, from any thread, holds it; a publish holds it from its record in
+     * the history to its delivery, so that a recovery (replay, then subscribe, under it) never
+     * falls between the two. */
+    pthread_mutex_t lock;
+    ps_store *store;          /* retained messages and history */
+    atomic_ulong connections; /* numbers given to connections so far (presence ids) */
 };
 
 /* A broker: one per server. */
@@ -86,8 +100,7 @@ struct broker {
     struct serve *sv;
     char *token; /* a copy (the file's line, or --token), wiped when the broker goes */
     size_t token_len;
-    ps_store *store;           /* retained messages */
-    unsigned long connections; /* numbers given to connections so far (presence ids) */
+    struct broker_home *home, home_here;
 };
 
 /* A chat member: the name its messages are prefixed with. */
@@ -123,6 +136,19 @@ static struct chat *chat_of(wsk_server *srv)
 static struct broker *broker_of(wsk_server *srv)
 {
     return serve_of(srv)->state;
+}
+
+/* The store of srv's broker, locked until store_unlock (a lock shared by every thread). */
+static ps_store *store_lock(wsk_server *srv)
+{
+    struct broker_home *h = broker_of(srv)->home;
+    pthread_mutex_lock(&h->lock);
+    return h->store;
+}
+
+static void store_unlock(wsk_server *srv)
+{
+    pthread_mutex_unlock(&broker_of(srv)->home->lock);
 }
 
 /* ----- options ------------------------------------------------------------------------------- */
@@ -318,15 +344,40 @@ static void chat_ready(struct ev_loop *ev, ev_timer *w, int revents)
     if (c->sv->verbose) serve_log(c->sv, "\"ready\" sent to %ld clients", n);
 }
 
+/* On a thread's own loop: its members get "ready" after the delay Bun's server makes. */
+static void ready_soon(void *arg, wsk_loop *loop)
+{
+    struct chat *c = arg;
+    c->ev = wsk_loop_ev(loop);
+    ev_timer_stop(c->ev, &c->ready);
+    ev_timer_set(&c->ready, c->cfg->ready_delay_ms / 1000.0, 0);
+    ev_timer_start(c->ev, &c->ready);
+}
+
+/* The room is full: "ready" on every thread, each to its own members. */
+static void room_ready(struct chat *c)
+{
+    struct serve *sv = c->sv;
+    for (unsigned i = 0; i < sv->threads; i++)
+        if (i == sv->thread)
+            ready_soon(c, wsk_server_loop(sv->srv));
+        else if (wsk_group_call(sv->group, i, ready_soon, sv->all[i].state) < 0)
+            serve_log(sv, "out of memory: thread %u's members get no \"ready\"", i);
+}
+
+/* Members still awaited before "ready" (negative: more than --clients came). */
+static long chat_remaining(const struct chat *c)
+{
+    return (long)c->cfg->clients - atomic_load(c->joined);
+}
+
 static int chat_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res)
 {
     const struct chat *c = chat_of(srv);
     char raw[NAME_MAX_LEN + 1];
     long n = wsk_request_query_param(req, "name", raw, sizeof raw);
     size_t len = n > 0 ? ((size_t)n < sizeof raw ? (size_t)n : sizeof raw - 1) : 0;
-    if (!len)
-        len =
-            (size_t)snprintf(raw, sizeof raw, "Client #%ld", (long)c->cfg->clients - c->remaining);
+    if (!len) len = (size_t)snprintf(raw, sizeof raw, "Client #%ld", atomic_load(c->joined));
     /* The name goes into text frames: keep it UTF-8 whatever the query held. */
     struct member *m = calloc(1, sizeof *m + 3 * len);
     if (!m) return 503;
@@ -347,15 +398,10 @@ static void chat_open(wsk_ws *ws)
     m->next = c->members;
     if (c->members) c->members->prev = m;
     c->members = m;
-    c->remaining--;
+    long remaining = (long)c->cfg->clients - (atomic_fetch_add(c->joined, 1) + 1);
     if (c->sv->verbose)
-        serve_log(c->sv, "%.*s connected (%ld remain)", (int)m->len, m->name, c->remaining);
-    if (c->remaining == 0) {
-        c->ev = wsk_loop_ev(wsk_server_loop(c->sv->srv));
-        ev_timer_stop(c->ev, &c->ready);
-        ev_timer_set(&c->ready, c->cfg->ready_delay_ms / 1000.0, 0);
-        ev_timer_start(c->ev, &c->ready);
-    }
+        serve_log(c->sv, "%.*s connected (%ld remain)", (int)m->len, m->name, remaining);
+    if (remaining == 0) room_ready(c);
 }
 
 static void chat_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
@@ -391,11 +437,11 @@ static void chat_close(wsk_ws *ws, unsigned code, const char *reason, size_t len
         else
             c->members = m->next;
         if (m->next) m->next->prev = m->prev;
-        c->remaining++;
+        atomic_fetch_sub(c->joined, 1);
     }
     if (c->sv->verbose)
         serve_log(c->sv, "%.*s left (%ld remain)", m ? (int)m->len : 0, m ? m->name : "",
-                  c->remaining);
+                  chat_remaining(c));
     free(m);
     wsk_ws_set_data(ws, NULL);
 }
@@ -406,11 +452,11 @@ static int chat_page(struct serve *sv, const wsk_request *req, wsk_response *res
     const struct chat *c = sv->state;
     char url[300], body[512];
     snprintf(body, sizeof body,
-             "wsserve --chat: %zu of %lu members connected.\n"
+             "wsserve --chat: %ld of %lu members connected.\n"
              "Join with a WebSocket to %s/?name=NAME, for example:\n"
              "  wscat -c '%s/?name=alice'\n",
-             wsk_server_connections(sv->srv), c->cfg->clients,
-             serve_base_url(sv, req, 0, url, sizeof url), url);
+             atomic_load(c->joined), c->cfg->clients, serve_base_url(sv, req, 0, url, sizeof url),
+             url);
     return serve_text(res, 200, body);
 }
 
@@ -420,7 +466,8 @@ static int chat_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     if (!c) return -1;
     c->cfg = sv->config;
     c->sv = sv;
-    c->remaining = (long)c->cfg->clients;
+    atomic_init(&c->joined_here, 0);
+    c->joined = sv->thread ? ((struct chat *)sv->all[0].state)->joined : &c->joined_here;
     ev_init(&c->ready, chat_ready);
     c->ready.data = c;
     sv->state = c;
@@ -462,6 +509,7 @@ struct pending {
     wsk_ws *ws;
     wsk_deferred *http; /* POST /publish: the HTTP answer, instead of ws's acknowledgement */
     struct pending *prev, *next;
+    int other_thread;  /* published on a thread without the bridge: the engine counts nothing */
     long local, nodes; /* local receivers of both forms; nodes, JP_UNBRIDGED or JP_UNCOUNTED */
     size_t tlen;
     char topic[TOPIC_MAX];
@@ -492,6 +540,7 @@ static void pending_count(void *arg, long local, long nodes)
 {
     struct pending *p = arg;
     if (local > 0) p->local += local; /* the raw form's; the JSON form's is in already */
+    if (nodes == WSK_NODES_NOT_BRIDGED && p->other_thread) nodes = WSK_NODES_UNKNOWN;
     p->nodes = nodes == WSK_NODES_NOT_BRIDGED ? JP_UNBRIDGED
                : nodes == WSK_NODES_UNKNOWN   ? JP_UNCOUNTED
                                               : nodes;
@@ -506,6 +555,15 @@ static void pending_count(void *arg, long local, long nodes)
         send_reply(p->ws, s, n);
     }
     free(p);
+}
+
+/* wsk_server_bridged for the process: with --threads, all[0]'s server has the bridge and
+ * carries every thread's publishes, but its state is its thread's: the others say 1. */
+static int bridged(wsk_server *srv, const char *topic, size_t len)
+{
+    const struct serve *sv = serve_of(srv);
+    int r = wsk_server_bridged(srv, topic, len);
+    return r == WSK_ERR_STATE && sv->thread && sv->all[0].bridged ? 1 : r;
 }
 
 /* One publish: counted when p is not NULL (pending_count runs for it). */
@@ -540,7 +598,9 @@ static double now(void)
 static int retain(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
                   int binary)
 {
-    return ps_store_retain(broker_of(srv)->store, topic, tlen, data, len, binary);
+    int r = ps_store_retain(store_lock(srv), topic, tlen, data, len, binary);
+    store_unlock(srv);
+    return r;
 }
 
 /* The JSON form of a message, to this node's JSON subscribers of topic (the library never
@@ -570,7 +630,7 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     ps_pos pos;
     char extra[64] = "";
     /* A message history could not keep is still delivered: live subscribers lose nothing. */
-    ps_store_record(broker_of(srv)->store, topic, tlen, data, len, binary, now(), &pos);
+    ps_store_record(store_lock(srv), topic, tlen, data, len, binary, now(), &pos);
     if (pos.offset)
         snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
                  (unsigned long long)pos.offset, pos.epoch);
@@ -579,6 +639,8 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     long total = publish_json(srv, from, topic, tlen, data, len, binary, extra);
     if (p) p->local = total;
     long r = publish_one(srv, from, topic, tlen, data, len, op, p);
+    /* Held until the message is out: threads deliver in the order of their offsets. */
+    store_unlock(srv);
     return total + (r > 0 ? r : 0);
 }
 
@@ -638,7 +700,7 @@ static int broker_upgrade(wsk_server *srv, const wsk_request *req, wsk_response 
     cl->json = (uint8_t)json;
     cl->pattern = !json && wsk_topic_is_pattern(topic, tlen);
     cl->may_publish = tok > 0;
-    cl->id = ++broker_of(srv)->connections;
+    cl->id = atomic_fetch_add(&broker_of(srv)->home->connections, 1) + 1;
     char user[USER_MAX + 1];
     long ul = wsk_request_query_param(req, "user", user, sizeof user);
     if (ul > 0)
@@ -676,8 +738,8 @@ static void broker_open(wsk_ws *ws)
         return;
     }
     /* Before anything live: nothing else runs between the subscription and these sends. */
-    ps_store_retained(broker_of(wsk_ws_server(ws))->store, cl->topic, cl->tlen, send_retained_raw,
-                      ws);
+    ps_store_retained(store_lock(wsk_ws_server(ws)), cl->topic, cl->tlen, send_retained_raw, ws);
+    store_unlock(wsk_ws_server(ws));
 }
 
 static void send_reply(wsk_ws *ws, char *text, size_t len)
@@ -739,7 +801,8 @@ static int replay_one(void *arg, const void *data, size_t len, int binary, uint6
 static void replay_batch(wsk_ws *ws, void *arg)
 {
     struct client *cl = wsk_ws_data(ws);
-    *(int *)arg = ps_store_replay(broker_of(wsk_ws_server(ws))->store, cl->rec->topic,
+    /* The caller holds the store's lock. */
+    *(int *)arg = ps_store_replay(broker_of(wsk_ws_server(ws))->home->store, cl->rec->topic,
                                   cl->rec->tlen, cl->rec->after, REPLAY_BATCH, replay_one, ws);
 }
 
@@ -749,21 +812,30 @@ static void replay_batch(wsk_ws *ws, void *arg)
  * in between.  Messages published meanwhile join the history and are replayed too. */
 static void recovery_step(wsk_ws *ws)
 {
+    wsk_server *srv = wsk_ws_server(ws);
     for (;;) {
         int done = 0;
+        /* A batch and, after the last one, the subscription under the store's lock: no
+         * publish of another thread records a message in between (broker_publish). */
+        store_lock(srv);
         wsk_cork(ws, replay_batch, &done);
-        if (wsk_ws_ready_state(ws) != WSK_OPEN) return; /* closed: the close handler freed it */
+        if (wsk_ws_ready_state(ws) != WSK_OPEN) { /* closed: the close handler freed it */
+            store_unlock(srv);
+            return;
+        }
         struct client *cl = wsk_ws_data(ws);
         struct recovery *rc = cl->rec;
         if (done) {
             char jt[JSON_NS_LEN + TOPIC_MAX];
             int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+            store_unlock(srv);
             if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
             if (r > 0) cl->nsubs++;
             free(rc);
             cl->rec = NULL;
             return;
         }
+        store_unlock(srv);
         if (rc->stop) return;
     }
 }
@@ -779,12 +851,13 @@ static void broker_drain(wsk_ws *ws)
  * history holds when it does not reach back), then live ones, with no gap and no duplicate. */
 static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
 {
-    ps_store *st = broker_of(wsk_ws_server(ws))->store;
     const struct jp_topic *t = &rq->topics[0];
     ps_pos since = {.offset = rq->since_offset}, at;
     memcpy(since.epoch, rq->since_epoch, sizeof since.epoch);
     uint64_t from;
-    int recovered = ps_store_since(st, t->name, t->len, &since, now(), &from, &at);
+    int recovered =
+        ps_store_since(store_lock(wsk_ws_server(ws)), t->name, t->len, &since, now(), &from, &at);
+    store_unlock(wsk_ws_server(ws));
     struct recovery *rc = calloc(1, sizeof *rc);
     if (!rc) {
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
@@ -854,9 +927,10 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
     send_reply(ws, s, len);
     /* The retained messages come right after the acknowledgement, before anything live. */
-    const ps_store *st = broker_of(wsk_ws_server(ws))->store;
+    const ps_store *st = store_lock(wsk_ws_server(ws));
     for (size_t i = 0; rq->op == JP_SUBSCRIBE && i < rq->ntopics; i++)
         ps_store_retained(st, rq->topics[i].name, rq->topics[i].len, send_retained_json, ws);
+    store_unlock(wsk_ws_server(ws));
 }
 
 /* Presence: what the broker knows of a subscriber. */
@@ -896,8 +970,11 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_ENOMEM, "out of memory");
         } else {
             struct pending *p = NULL;
-            if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
-                *p = (struct pending){.ws = ws, .next = cl->pending, .tlen = t->len};
+            if (bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
+                *p = (struct pending){.ws = ws,
+                                      .next = cl->pending,
+                                      .other_thread = serve_of(srv)->thread > 0,
+                                      .tlen = t->len};
                 memcpy(p->topic, t->name, t->len);
                 memcpy(p->id, rq.id, sizeof p->id);
                 if (cl->pending) cl->pending->prev = p;
@@ -914,15 +991,16 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
     }
     case JP_TOPICS:
     case JP_PRESENCE: {
-        const ps_store *st = broker_of(wsk_ws_server(ws))->store;
         if (b->token && !cl->may_publish) {
             send_error(ws, rq.id, JP_EFORBIDDEN, "introspection requires the token");
             break;
         }
+        const ps_store *st = store_lock(wsk_ws_server(ws));
         s = rq.op == JP_TOPICS ? pi_topics(wsk_ws_server(ws), st, rq.id, 0, rq.filter,
                                            rq.filter ? strlen(rq.filter) : 0, rq.limit, &n)
                                : pi_presence(wsk_ws_server(ws), st, rq.id, 0, rq.topics[0].name,
                                              rq.topics[0].len, who, &n);
+        store_unlock(wsk_ws_server(ws));
         if (s)
             send_reply(ws, s, n);
         else
@@ -1078,14 +1156,17 @@ static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *r
         path_rest(req, 8, topic, &tlen);
         const char *why = topic_invalid(topic, tlen, 0);
         if (why) return http_error(res, 400, "bad_topic", why);
-        s = pi_presence(sv->srv, b->store, NULL, 1, topic, tlen, who, &n);
+        s = pi_presence(sv->srv, store_lock(sv->srv), NULL, 1, topic, tlen, who, &n);
+        store_unlock(sv->srv);
     } else {
         long f = wsk_request_query_param(req, "filter", filter, sizeof filter);
         unsigned long limit = 0;
         if (wsk_request_query_param(req, "limit", num, sizeof num) >= 0 &&
             cli_parse_ulong(num, 1, 1000000000ul, &limit) < 0)
             return http_error(res, 400, "bad_request", "limit is a number from 1");
-        s = pi_topics(sv->srv, b->store, NULL, 1, filter, f > 0 ? strlen(filter) : 0, limit, &n);
+        s = pi_topics(sv->srv, store_lock(sv->srv), NULL, 1, filter, f > 0 ? strlen(filter) : 0,
+                      limit, &n);
+        store_unlock(sv->srv);
     }
     return http_json(res, s ? 200 : 500, s, n);
 }
@@ -1130,8 +1211,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         return http_error(res, 500, "internal", "out of memory");
     /* With the engine up, the answer waits for its count of the other nodes (deferred); the
      * response built below is the fallback, if the count is not there in time. */
-    int bridged = wsk_server_bridged(sv->srv, topic, tlen);
-    struct pending *p = bridged == 1 ? calloc(1, sizeof *p) : NULL;
+    int up = bridged(sv->srv, topic, tlen); /* this thread's or the group's bridge */
+    struct pending *p = wsk_server_bridged(sv->srv, topic, tlen) == 1 ? calloc(1, sizeof *p) : NULL;
     if (p && !(p->http = wsk_response_defer(res, HTTP_COUNT_WAIT))) {
         free(p);
         p = NULL;
@@ -1143,9 +1224,9 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
     long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, p);
     size_t len;
     char *s = jp_http_published(topic, tlen, got,
-                                bridged < 0 ? JP_NO_BRIDGE
-                                : bridged   ? JP_UNCOUNTED
-                                            : JP_UNBRIDGED,
+                                up < 0 ? JP_NO_BRIDGE
+                                : up   ? JP_UNCOUNTED
+                                       : JP_UNBRIDGED,
                                 &len);
     return http_json(res, s ? 200 : 500, s, len);
 }
@@ -1167,7 +1248,10 @@ static void pubsub_teardown(struct serve *sv)
         memset(b->token, 0, b->token_len);
         free(b->token);
     }
-    if (b) ps_store_free(b->store);
+    if (b && b->home == &b->home_here) { /* all[0]'s, the last to go */
+        ps_store_free(b->home_here.store);
+        pthread_mutex_destroy(&b->home_here.lock);
+    }
     free(b);
     sv->state = NULL;
 }
@@ -1192,8 +1276,15 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     b->cfg = cfg;
     b->sv = sv;
     sv->state = b;
-    if (!(b->store = ps_store_new())) goto fail;
-    ps_store_history(b->store, cfg->history, cfg->history_ttl, cfg->history_memory);
+    if (sv->thread) {
+        b->home = ((struct broker *)sv->all[0].state)->home;
+    } else {
+        b->home = &b->home_here;
+        pthread_mutex_init(&b->home_here.lock, NULL);
+        atomic_init(&b->home_here.connections, 0);
+        if (!(b->home_here.store = ps_store_new())) goto fail;
+        ps_store_history(b->home_here.store, cfg->history, cfg->history_ttl, cfg->history_memory);
+    }
     if (cfg->token_file && read_token_file(cfg->token_file, &b->token) < 0) goto fail;
     if (cfg->token && !(b->token = strdup(cfg->token))) goto fail;
     b->token_len = b->token ? strlen(b->token) : 0;

@@ -16,9 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PROG       "wsserve"
-#define MAX_LISTEN 8
-#define MAX_BRIDGE 16
+#define PROG        "wsserve"
+#define MAX_LISTEN  8
+#define MAX_BRIDGE  16
+#define MAX_THREADS 256
 
 static const serve_mode *const modes[] = {&serve_echo, &serve_chat,     &serve_pubsub,
                                           &serve_exec, &serve_exec_dir, &serve_exec_shared};
@@ -47,6 +48,7 @@ enum {
     O_METRICS,
     O_METRICSPATH,
     O_NOCONSOLE,
+    O_THREADS,
 };
 
 /* The options of every mode; each mode adds its own (serve_mode.options). */
@@ -76,6 +78,7 @@ static const cli_option options[] = {
     {"metrics", O_METRICS, "[HOST:]PORT", "Prometheus metrics at /metrics on this listener"},
     {"metrics-path", O_METRICSPATH, "PATH", "the metrics at PATH of the main port (token guarded)"},
     {"no-console", O_NOCONSOLE, NULL, "browsers get the text page, not the console page"},
+    {"threads", O_THREADS, "N", "N loops on N threads, one server (default 1; auto: the CPUs)"},
     {"verbose", 'v', NULL, "log every request, upgrade, connection and close (twice: debug)"},
     {"quiet", 'q', NULL, "log errors only"},
     {"help", 'h', NULL, "this help"},
@@ -144,9 +147,12 @@ static void on_open(wsk_ws *ws)
 {
     struct serve *sv = serve_of(wsk_ws_server(ws));
     char addr[64];
+    char thread[24] = "";
+    /* Which thread a client landed on, with --threads: tests and benchmarks count them. */
+    if (sv->threads > 1) snprintf(thread, sizeof thread, ", thread %u", sv->thread);
     if (sv->verbose)
-        serve_log(sv, "%s: open%s%s", wsk_ws_remote_address(ws, addr, sizeof addr),
-                  *wsk_ws_protocol(ws) ? ", protocol " : "", wsk_ws_protocol(ws));
+        serve_log(sv, "%s: open%s%s%s", wsk_ws_remote_address(ws, addr, sizeof addr),
+                  *wsk_ws_protocol(ws) ? ", protocol " : "", wsk_ws_protocol(ws), thread);
     if (sv->mode_h.open) sv->mode_h.open(ws);
 }
 
@@ -182,6 +188,7 @@ struct config {
     int nbridge;
     const char *metrics, *metrics_path;
     int no_console;
+    unsigned threads; /* --threads: servers, each on its own loop and thread */
 };
 
 /* Whole seconds, rounded up (the library's timers count seconds). */
@@ -190,6 +197,20 @@ static int parse_seconds(const char *s, unsigned *out)
     double v;
     if (cli_parse_duration(s, &v) < 0 || v > 4e9) return -1;
     *out = (unsigned)ceil(v);
+    return 0;
+}
+
+/* --threads N (1 to MAX_THREADS) or "auto": the CPUs online. */
+static int parse_threads(const char *s, unsigned *out)
+{
+    unsigned long n;
+    if (!strcmp(s, "auto")) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (unsigned long)cpus;
+    } else if (cli_parse_ulong(s, 1, MAX_THREADS, &n) < 0) {
+        return -1;
+    }
+    *out = (unsigned)n;
     return 0;
 }
 
@@ -221,6 +242,7 @@ static int server_option(struct config *c, int key, const char *arg)
     case O_METRICS: c->metrics = arg; return 0;
     case O_METRICSPATH: c->metrics_path = arg; return *arg == '/' ? 0 : -1;
     case O_NOCONSOLE: c->no_console = 1; return 0;
+    case O_THREADS: return parse_threads(arg, &c->threads);
     case O_MAXHEADER:
         return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 0;
     case O_HSTIMEOUT: return parse_seconds(arg, &so->handshake_timeout);
@@ -399,13 +421,21 @@ static int bridge_secret(const struct config *c, char **urls)
 
 /* ----- running -------------------------------------------------------------------------------- */
 
-/* The process: its loop, its server and the signals that stop it.  On main's stack. */
+/* The process: its servers (one per loop and thread with --threads), the group that runs them
+ * and the signals that stop them.  On main's stack. */
 struct proc {
-    wsk_loop *loop;
-    struct serve *sv;
+    struct serve *sv; /* sv[0..n) */
+    unsigned n;
+    wsk_group *group; /* n > 1: the loops, run by wsk_group_run */
+    wsk_loop *loop;   /* n == 1: the one loop, libev's default */
     ev_signal sigint, sigterm;
     int signals;
 };
+
+static wsk_loop *loop_of(const struct proc *p, unsigned i)
+{
+    return p->group ? wsk_group_loop(p->group, i) : p->loop;
+}
 
 static void shutdown_done(wsk_server *srv, size_t dropped)
 {
@@ -417,21 +447,47 @@ static void shutdown_done(wsk_server *srv, size_t dropped)
     ev_break(wsk_loop_ev(wsk_server_loop(srv)), EVBREAK_ALL);
 }
 
+/* On a server's own loop: 1001 to its clients, then its loop ends once they are gone. */
+static void begin_shutdown(void *arg, wsk_loop *loop)
+{
+    struct serve *sv = arg;
+    (void)loop;
+    wsk_server_shutdown(sv->srv, WSK_CLOSE_GOING_AWAY, "server shutting down", 3.0, shutdown_done);
+}
+
+static void stop_now(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    ev_break(wsk_loop_ev(loop), EVBREAK_ALL);
+}
+
+/* fn(sv[i], its loop) on every server's loop, from loop 0's thread: loop 0 at once, the
+ * others through the group (each server's calls stay on its own thread). */
+static void on_every_loop(struct proc *p, void (*fn)(void *arg, wsk_loop *loop))
+{
+    for (unsigned i = 1; i < p->n; i++)
+        if (wsk_group_call(p->group, i, fn, &p->sv[i]) < 0)
+            serve_log(&p->sv[i], "out of memory: thread %u cannot be told to stop", i);
+    fn(&p->sv[0], loop_of(p, 0));
+}
+
 static void on_signal(struct ev_loop *ev, ev_signal *w, int revents)
 {
     struct proc *p = w->data;
+    (void)ev;
     (void)revents;
     if (p->signals++) { /* a second signal: stop now */
-        ev_break(ev, EVBREAK_ALL);
+        on_every_loop(p, stop_now);
         return;
     }
     if (p->sv->verbose) serve_log(p->sv, "signal %d, closing connections", w->signum);
-    wsk_server_shutdown(p->sv->srv, WSK_CLOSE_GOING_AWAY, "server shutting down", 3.0,
-                        shutdown_done);
+    on_every_loop(p, begin_shutdown);
 }
 
-/* Listens on every --listen address: 0, or -1 with the reason on stderr. */
-static int listen_all(struct serve *sv, const struct config *c)
+/* Listens on every --listen address: 0, or -1 with the reason on stderr.  The servers of the
+ * other threads listen on the ports the first one got (SO_REUSEPORT: the kernel spreads the
+ * connections over them); only the first one logs. */
+static int listen_all(struct serve *sv, const struct config *c, unsigned *ports)
 {
     const char *def = "127.0.0.1:8080";
     const char *const *addrs = c->nlisten ? c->listen : &def;
@@ -440,20 +496,101 @@ static int listen_all(struct serve *sv, const struct config *c)
         unsigned port;
         if (cli_parse_hostport(addrs[i], host, sizeof host, &port) < 0)
             cli_usage_error(PROG, "invalid --listen address '%s' (HOST:PORT)", addrs[i]);
+        if (sv->thread) port = ports[i];
         int r = wsk_server_listen(sv->srv, host, port);
         if (r < 0) {
             fprintf(stderr, "wsserve: cannot listen on %s: %s\n", addrs[i],
                     r == WSK_ERR_DNS ? "unknown host" : strerror(errno));
             return -1;
         }
-        if (!c->quiet) {
+        if (!port) port = wsk_server_port(sv->srv);
+        ports[i] = port;
+        if (!c->quiet && !sv->thread) {
+            char threads[32] = "";
             int v6 = strchr(host, ':') != NULL;
-            serve_log(sv, "listening on %s://%s%s%s:%u/ (%s)", sv->tls ? "wss" : "ws",
-                      v6 ? "[" : "", *host ? host : "127.0.0.1", v6 ? "]" : "",
-                      port ? port : wsk_server_port(sv->srv), sv->mode->name);
+            if (sv->threads > 1) snprintf(threads, sizeof threads, ", %u threads", sv->threads);
+            serve_log(sv, "listening on %s://%s%s%s:%u/ (%s%s)", sv->tls ? "wss" : "ws",
+                      v6 ? "[" : "", *host ? host : "127.0.0.1", v6 ? "]" : "", port,
+                      sv->mode->name, threads);
         }
     }
     return 0;
+}
+
+/* The bridge of the process, on the first server only (it carries every thread's topics):
+ * 0, or -1 with the reason on stderr. */
+static int bridge(struct serve *sv, const struct config *c)
+{
+    char *secret_urls[MAX_BRIDGE] = {0};
+    const char *const *urls = c->bridge_secret ? (const char *const *)secret_urls : c->bridge;
+    int bridged = c->bridge_secret ? bridge_secret(c, secret_urls) : 0;
+    if (!bridged && c->nbridge &&
+        (bridged = wsk_server_bridge(sv->srv, urls, (size_t)c->nbridge, c->bridge_prefix)) < 0)
+        fprintf(stderr, "wsserve: cannot bridge: the --bridge URLs are invalid or mixed\n");
+    for (int i = 0; i < c->nbridge; i++) {
+        if (secret_urls[i]) memset(secret_urls[i], 0, strlen(secret_urls[i]));
+        free(secret_urls[i]);
+    }
+    sv->bridged = c->nbridge > 0 && bridged >= 0;
+    return bridged < 0 ? -1 : 0;
+}
+
+/* Sets up server i of the process on its loop: the mode's state, the handlers with -v's log
+ * lines around them, the server (a member of the group).  0, or -1 with the reason on stderr. */
+static int start_server(struct proc *p, unsigned i, const struct config *c)
+{
+    struct serve *sv = &p->sv[i];
+    *sv = (struct serve){
+        .mode = c->mode,
+        .config = c->mode_config[c->mode_index],
+        .tls = c->so.tls_cert != NULL,
+        .verbose = c->verbose,
+        .stamps = !isatty(STDERR_FILENO),
+        .no_console = c->no_console,
+        .metrics_path = c->metrics_path,
+        .thread = i,
+        .threads = p->n,
+        .all = p->sv,
+        .group = p->group,
+    };
+    wsk_server_opts so = c->so;
+    if (p->n > 1) so.reuse_port = 1;
+    /* --max-connections is the process's: each thread takes its share (the kernel, not wsserve,
+     * picks a connection's thread, so one may wait while another thread has room). */
+    if (p->n > 1 && so.max_connections)
+        so.max_connections = so.max_connections / p->n + (i < so.max_connections % p->n);
+    if (c->mode->setup(sv, &so, &sv->mode_h) < 0) return -1;
+    wsk_handlers h = sv->mode_h;
+    h.upgrade = on_upgrade;
+    h.request = on_request;
+    h.open = on_open;
+    h.close = on_close;
+    wsk_loop *loop = loop_of(p, i);
+    wsk_loop_set_log(loop,
+                     c->quiet         ? WSK_LOG_ERROR
+                     : c->verbose > 1 ? WSK_LOG_DEBUG
+                     : c->verbose     ? WSK_LOG_INFO
+                                      : WSK_LOG_WARN,
+                     log_line, sv);
+    sv->srv = wsk_server_new(loop, &so, &h, sv);
+    if (!sv->srv || (p->group && wsk_group_add(p->group, sv->srv) < 0)) {
+        fprintf(stderr, "wsserve: cannot start the server\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The servers, from the last one: the first one's state, which the others share, goes last. */
+static void free_servers(struct proc *p, unsigned started)
+{
+    while (started--) {
+        struct serve *sv = &p->sv[started];
+        if (!sv->mode) continue; /* never set up */
+        serve_stats_stop(sv);
+        if (sv->srv) wsk_server_free(sv->srv);
+        sv->srv = NULL;
+        if (sv->mode->teardown) sv->mode->teardown(sv);
+    }
 }
 
 static void free_configs(struct config *c)
@@ -463,74 +600,56 @@ static void free_configs(struct config *c)
 
 int main(int argc, char **argv)
 {
-    struct config c = {0};
+    struct config c = {.threads = 1};
     wsk_server_opts_init(&c.so);
     parse(argc, argv, &c);
-
-    struct serve sv = {
-        .mode = c.mode,
-        .config = c.mode_config[c.mode_index],
-        .tls = c.so.tls_cert != NULL,
-        .verbose = c.verbose,
-        .stamps = !isatty(STDERR_FILENO),
-        .no_console = c.no_console,
-        .metrics_path = c.metrics_path,
-    };
-    wsk_server_opts so = c.so;
-    if (c.mode->setup(&sv, &so, &sv.mode_h) < 0) {
-        free_configs(&c);
-        return 1;
-    }
-    wsk_handlers h = sv.mode_h;
-    h.upgrade = on_upgrade;
-    h.request = on_request;
-    h.open = on_open;
-    h.close = on_close;
+    if (c.threads > 1 && c.mode->single_thread)
+        cli_usage_error(PROG, "--%s runs on one thread: --threads %u does not go with it",
+                        c.mode->name, c.threads);
+    if (c.so.max_connections && c.so.max_connections < c.threads)
+        cli_usage_error(PROG, "--max-connections %zu is less than one per thread (--threads %u)",
+                        (size_t)c.so.max_connections, c.threads);
 
     signal(SIGPIPE, SIG_IGN);
-    struct proc p = {.sv = &sv};
+    struct proc p = {.n = c.threads};
     int status = 1;
+    unsigned started = 0, ports[MAX_LISTEN] = {0};
     wsk_server *metrics_srv = NULL;
-    p.loop = wsk_loop_new(NULL);
-    if (!p.loop) goto out;
-    wsk_loop_set_log(p.loop,
-                     c.quiet         ? WSK_LOG_ERROR
-                     : c.verbose > 1 ? WSK_LOG_DEBUG
-                     : c.verbose     ? WSK_LOG_INFO
-                                     : WSK_LOG_WARN,
-                     log_line, &sv);
-    sv.srv = wsk_server_new(p.loop, &so, &h, &sv);
-    if (!sv.srv) {
-        fprintf(stderr, "wsserve: cannot start the server\n");
+    p.sv = calloc(p.n, sizeof *p.sv);
+    if (!p.sv) goto out;
+    /* Loop 0 is libev's default loop either way: the only one that can watch child processes
+     * (ev_child) and signals without a second thread of libev's own. */
+    if (p.n > 1 ? !(p.group = wsk_group_new(p.n, EV_DEFAULT)) : !(p.loop = wsk_loop_new(NULL)))
         goto out;
-    }
-    char *secret_urls[MAX_BRIDGE] = {0};
-    const char *const *urls = c.bridge_secret ? (const char *const *)secret_urls : c.bridge;
-    int bridged = c.bridge_secret ? bridge_secret(&c, secret_urls) : 0;
-    if (!bridged && c.nbridge &&
-        (bridged = wsk_server_bridge(sv.srv, urls, (size_t)c.nbridge, c.bridge_prefix)) < 0)
-        fprintf(stderr, "wsserve: cannot bridge: the --bridge URLs are invalid or mixed\n");
-    for (int i = 0; i < c.nbridge; i++) {
-        if (secret_urls[i]) memset(secret_urls[i], 0, strlen(secret_urls[i]));
-        free(secret_urls[i]);
-    }
-    if (bridged < 0) goto out;
-    if (c.metrics && !(metrics_srv = serve_metrics_listen(&sv, c.metrics, c.quiet))) goto out;
+    for (; started < p.n; started++)
+        if (start_server(&p, started, &c) < 0) goto out;
+    for (unsigned i = 0; p.n > 1 && (c.metrics || c.metrics_path) && i < p.n; i++)
+        if (serve_stats_start(&p.sv[i]) < 0) goto out;
+    if (bridge(&p.sv[0], &c) < 0) goto out;
+    if (c.metrics && !(metrics_srv = serve_metrics_listen(&p.sv[0], c.metrics, c.quiet))) goto out;
     /* The signal watchers come before the "listening" line: whoever waits for that line may
      * send SIGTERM at once. */
-    struct ev_loop *ev = wsk_loop_ev(p.loop);
+    struct ev_loop *ev = wsk_loop_ev(loop_of(&p, 0));
     ev_signal_init(&p.sigint, on_signal, SIGINT);
     ev_signal_init(&p.sigterm, on_signal, SIGTERM);
     p.sigint.data = p.sigterm.data = &p;
     ev_signal_start(ev, &p.sigint);
     ev_signal_start(ev, &p.sigterm);
-    if (listen_all(&sv, &c) == 0) {
-        ev_run(ev, 0);
-        status = sv.exit_code;
+    int listening = 0;
+    for (unsigned i = 0; i < p.n && !(listening = listen_all(&p.sv[i], &c, ports)); i++)
+        ;
+    if (listening == 0) {
+        if (p.group)
+            wsk_group_run(p.group);
+        else
+            ev_run(ev, 0);
+        status = 0;
+        for (unsigned i = 0; i < p.n; i++)
+            if (p.sv[i].exit_code > status) status = p.sv[i].exit_code;
     }
     wsk_bridge_stats bs;
-    if (!c.quiet && wsk_server_bridge_stats(sv.srv, &bs) == 0)
-        serve_log(&sv,
+    if (!c.quiet && wsk_server_bridge_stats(p.sv[0].srv, &bs) == 0)
+        serve_log(&p.sv[0],
                   "bridge: %llu publishes forwarded, %llu not (engine down or full), "
                   "%llu received from other nodes, %llu outages",
                   (unsigned long long)bs.forwarded, (unsigned long long)bs.failed,
@@ -543,9 +662,10 @@ int main(int argc, char **argv)
     signal(SIGTERM, SIG_IGN);
 out:
     if (metrics_srv) wsk_server_free(metrics_srv);
-    if (sv.srv) wsk_server_free(sv.srv);
-    if (c.mode->teardown) c.mode->teardown(&sv);
+    if (p.sv) free_servers(&p, started < p.n ? started + 1 : p.n);
+    if (p.group) wsk_group_free(p.group);
     if (p.loop) wsk_loop_free(p.loop);
+    free(p.sv);
     free_configs(&c);
     return status;
 }

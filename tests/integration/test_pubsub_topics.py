@@ -35,7 +35,9 @@ async def ask(ws, **req):
 
 
 async def main():
-    with Server("--pubsub", "--token", "k", "--history", "10") as srv:
+    # One thread even under WSK_THREADS: with --threads, "topics" and "presence" list what the
+    # answering thread's sockets subscribe to (wsserve(1)); the lists here span the clients.
+    with Server("--pubsub", "--token", "k", "--history", "10", "--threads", "1") as srv:
         base = f"ws://127.0.0.1:{srv.port}"
         kw = dict(open_timeout=T, close_timeout=T, ping_interval=None, compression=None)
         async with websockets.connect(base + "/?user=alice&token=k", **kw) as j, \

@@ -19,6 +19,18 @@ import time
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 BIN = os.environ.get("WSK_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# WSK_THREADS=N (make check-threads): every wsserve a Server starts runs with --threads N, so
+# the whole suite also runs against N loops on N threads.
+THREADS = os.environ.get("WSK_THREADS", "")
+# The modes that run on one thread only (ev_child): wsserve(1) refuses --threads with them.
+SINGLE_THREAD_MODES = ("--exec", "--dir", "--exec-shared", "--")
+
+
+def threads_args(prog, args):
+    """["--threads", N] for a wsserve of a mode that takes it, under WSK_THREADS; else []."""
+    if prog != "wsserve" or not THREADS or any(a in SINGLE_THREAD_MODES for a in args):
+        return []
+    return ["--threads", THREADS]
 
 _n = 0
 _failed = 0
@@ -121,7 +133,8 @@ class Server:
 
         self.proc = subprocess.Popen(
             # --listen first: args may end with "-- PROGRAM ARGS..." (wsserve --exec).
-            [os.path.join(BIN, prog), "--listen", f"{h}:{self.port}", *args],
+            [os.path.join(BIN, prog), "--listen", f"{h}:{self.port}", *threads_args(prog, args),
+             *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, preexec_fn=limit if nofile else None)
         self.reader = threading.Thread(target=self._read, daemon=True)

@@ -182,7 +182,7 @@ static void block_cache(wsk_ctx *ctx)
         for (int i = 0; i < SOCKS; i++) {
             size_t n = 0;
             pair_read(peers[i], got, sizeof got, &n, sizeof got);
-            all &= n == sizeof got && got[REPLY] == pattern(REPLY);
+            all &= n == sizeof got && got[REPLY] == pair_pattern(REPLY);
         }
     }
     unsigned used = pair_loop->blocks_peak;

@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""wsserve --threads N: N loops on N threads behave as one server.  A client's thread is read
+from -v's open line ("ADDR:PORT: open, thread I"); clients are opened until every thread has
+some (the kernel spreads them with SO_REUSEPORT).  A publish from a socket on one thread
+reaches the subscribers on every other thread exactly once and in order; the chat room, its
+"ready" and the broker's history span the threads; GET /metrics sums them; SIGTERM closes the
+clients of every thread with 1001; bad --threads values are usage errors; wsbench -t spreads
+its connections evenly over its threads."""
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import BIN, Server, done, free_port, nothing, ok, run_cmd, wait_for  # noqa: E402
+
+T = 10.0
+OPEN = re.compile(r"127\.0\.0\.1:(\d+): open(?:, protocol \S+)?, thread (\d+)")
+
+
+def connect(url):
+    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                              max_size=None, compression=None, max_queue=None)
+
+
+def threads_of(srv):
+    """{client port: thread} from the server's open lines so far."""
+    return {int(m.group(1)): int(m.group(2)) for line in list(srv.lines)
+            for m in [OPEN.search(line)] if m}
+
+
+async def spread(srv, url, nthreads, per_thread=2, limit=80):
+    """Clients to url until each of nthreads threads has per_thread of them (at most limit):
+    a list of (websocket, thread)."""
+    clients = []
+    while len(clients) < limit:
+        ws = await connect(url).__aenter__()
+        port = ws.local_address[1]
+        wait_for(lambda: port in threads_of(srv), T)
+        clients.append((ws, threads_of(srv).get(port)))
+        counts = [sum(t == i for _, t in clients) for i in range(nthreads)]
+        if min(counts) >= per_thread:
+            break
+    return clients
+
+
+async def close_all(clients):
+    await asyncio.gather(*(ws.close() for ws, _ in clients), return_exceptions=True)
+
+
+async def recv_n(ws, n):
+    return [await asyncio.wait_for(ws.recv(), T) for _ in range(n)]
+
+
+def payload(k):
+    """Message k: 16 B, 2 KiB or 70 KiB, its number first."""
+    size = (16, 2048, 70 * 1024)[k % 3]
+    head = f"{k:06d}:"
+    return head + "x" * (size - len(head))
+
+
+async def cross_thread_publish():
+    with Server("--pubsub", "--threads", "3", "-v") as srv:
+        clients = await spread(srv, srv.url("/news"), 3)
+        by = {i: [ws for ws, t in clients if t == i] for i in range(3)}
+        ok(all(by[i] for i in range(3)), "clients land on each of 3 threads",
+           {i: len(v) for i, v in by.items()})
+        pub = by[0][0]
+        others = [ws for ws, _ in clients if ws is not pub]
+        msgs = [payload(k) for k in range(150)]
+        for m in msgs:
+            await pub.send(m)
+        got = await asyncio.gather(*(recv_n(ws, len(msgs)) for ws in others))
+        ok(all(g == msgs for g in got),
+           "a publish from thread 0 reaches every subscriber on threads 0, 1 and 2 in order "
+           "(16 B, 2 KiB, 70 KiB)", [len(g) for g in got])
+        quiet = await asyncio.gather(*(nothing(ws) for ws, _ in clients))
+        ok(all(quiet), "... exactly once, and never back to the publisher")
+        # Publishers on every thread at once: each one's messages arrive in its own order.
+        pubs = [by[i][0] for i in range(3)]
+        listener = by[1][-1]
+        for k in range(60):
+            for i, p in enumerate(pubs):
+                await p.send(f"p{i}-{k}")
+        got = await recv_n(listener, 60 * 3 - 60 * (listener in pubs))
+        for i, p in enumerate(pubs):
+            if p is listener:
+                continue
+            mine = [m for m in got if m.startswith(f"p{i}-")]
+            ok(mine == [f"p{i}-{k}" for k in range(60)],
+               f"publisher on thread {i}: its 60 messages in order on thread 1", len(mine))
+        await close_all(clients)
+    ok(srv.proc.returncode == 0, "exits 0 after SIGTERM", srv.proc.returncode)
+
+
+async def chat_across_threads():
+    n = 8
+    with Server("--chat", "--clients", str(n), "--threads", "2", "-v") as srv:
+        clients = []
+        for k in range(n):
+            ws = await connect(f"{srv.url()}?name=m{k}").__aenter__()
+            clients.append(ws)
+        firsts = await asyncio.gather(*(asyncio.wait_for(ws.recv(), T) for ws in clients))
+        threads = set(threads_of(srv).values())
+        ok(firsts == ["ready"] * n and threads == {0, 1},
+           f"\"ready\" reaches the {n} members on both threads once the room is full",
+           (firsts, threads))
+        for k, ws in enumerate(clients):
+            await ws.send(f"hi {k}")
+        got = await asyncio.gather(*(recv_n(ws, n) for ws in clients))
+        want = sorted(f"m{k}: hi {k}" for k in range(n))
+        ok(all(sorted(g) == want for g in got), "every member gets every line, whatever thread")
+        await close_all([(ws, 0) for ws in clients])
+
+
+def http(url, data=None):
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(req, timeout=T) as r:
+        return r.status, r.read().decode()
+
+
+async def broker_across_threads():
+    with Server("--pubsub", "--threads", "2", "--history", "50", "-v") as srv:
+        base = f"http://127.0.0.1:{srv.port}"
+        # Each POST is a new connection: the kernel spreads them over both threads.
+        for k in range(20):
+            http(f"{base}/publish/hist", f"m{k}".encode())
+        http(f"{base}/publish/kept?retain=1", b"last word")
+        clients = await spread(srv, srv.url("/kept"), 2, per_thread=1)
+        retained = await asyncio.gather(*(asyncio.wait_for(ws.recv(), T) for ws, _ in clients))
+        ok(retained == ["last word"] * len(clients),
+           "the retained message reaches raw subscribers on both threads", retained)
+        j = await connect(srv.url("/")).__aenter__()
+        await j.send(json.dumps({"op": "subscribe", "topic": "hist",
+                                 "since": {"offset": 0, "epoch": "0" * 16}}))
+        ack = json.loads(await asyncio.wait_for(j.recv(), T))
+        msgs = [json.loads(m) for m in await recv_n(j, 20)]
+        ok(ack.get("type") == "ack" and [m.get("data") for m in msgs] == [f"m{k}" for k in
+                                                                          range(20)]
+           and [m.get("offset") for m in msgs] == list(range(1, 21)),
+           "the history spans the threads: 20 publishes, offsets 1..20 in order",
+           (ack, msgs[:2]))
+        status, body = http(f"{base}/topics")
+        ok(status == 200 and '"kept"' in body and '"hist"' in body,
+           "GET /topics sees the topics of both threads", body[:200])
+        await j.close()
+        await close_all(clients)
+
+
+async def metrics_sum():
+    mport = free_port()
+    with Server("--echo", "--threads", "2", "-v", "--metrics", str(mport)) as srv:
+        clients = await spread(srv, srv.url(), 2)
+
+        def open_gauge():
+            _, body = http(f"http://127.0.0.1:{mport}/metrics")
+            m = re.search(r"^wsk_connections_open (\d+)", body, re.M)
+            return int(m.group(1)) if m else None
+        n = wait_for(lambda: open_gauge() == len(clients), T) and open_gauge()
+        ok(n == len(clients), f"/metrics sums the threads: {len(clients)} open", n)
+        await close_all(clients)
+
+
+async def sigterm_every_thread():
+    srv = Server("--echo", "--threads", "3", "-v")
+    try:
+        clients = await spread(srv, srv.url(), 3, per_thread=1)
+        srv.proc.send_signal(15)
+        codes = []
+        for ws, _ in clients:
+            try:
+                await asyncio.wait_for(ws.wait_closed(), T)
+            except asyncio.TimeoutError:
+                pass
+            codes.append(ws.close_code)
+        ok(codes == [1001] * len(clients),
+           f"SIGTERM: the {len(clients)} clients of 3 threads all get 1001", codes)
+    finally:
+        rc = srv.stop()
+    ok(rc == 0, "... and wsserve exits 0", rc)
+
+
+def usage_errors():
+    for bad in ("0", "-1", "1000", "x", ""):
+        rc, out, err, _ = run_cmd("wsserve", "--echo", "--threads", bad)
+        ok(rc == 1 and "threads" in err, f"--threads '{bad}' is a usage error", (rc, err))
+    rc, out, err, _ = run_cmd("wsserve", "--threads", "2", "--exec", "cat")
+    ok(rc == 1 and "--exec" in err, "--threads 2 with --exec is a usage error", (rc, err))
+
+
+def threads_auto():
+    cpus = os.sysconf("SC_NPROCESSORS_ONLN")
+    with Server("--echo", "--threads", "auto") as srv:
+        srv.wait_log("listening on")
+        line = next((ln for ln in srv.lines if "listening on" in ln), "")
+        want = f", {cpus} threads)" if cpus > 1 else "(echo)"
+        ok(want in line, f"--threads auto: one thread per online CPU ({cpus})", line)
+
+
+def wsbench_spread():
+    with Server("--echo", "--threads", "2", "-v") as srv:
+        r = subprocess.run([os.path.join(BIN, "wsbench"), "--json", "-t", "3", "-c", "10", "-n",
+                            "200", srv.url()], capture_output=True, text=True, timeout=60)
+        try:
+            j = json.loads(r.stdout)
+        except ValueError:
+            j = {}
+        by = j.get("connections", {}).get("handshakes_by_thread")
+        ok(by == [4, 3, 3], "wsbench -t 3 -c 10: 4, 3 and 3 connections per thread",
+           (by, r.stderr[-300:]))
+        threads = set(threads_of(srv).values())
+        ok(threads == {0, 1}, "... which land on both of the server's threads", threads)
+
+
+async def main():
+    usage_errors()
+    threads_auto()
+    await cross_thread_publish()
+    await chat_across_threads()
+    await broker_across_threads()
+    await metrics_sum()
+    await sigterm_every_thread()
+    wsbench_spread()
+
+
+asyncio.run(main())
+done()
