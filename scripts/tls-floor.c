@@ -10,7 +10,8 @@
  * handshake, as the server does (mbedTLS loads the curve, and for P-256 builds its comb table,
  * every time).  The signature is timed with the key as mbedTLS parses it (an EC key pair, copied
  * into a new ECDSA context, comb table included, at every signature) and as the ECDSA context
- * wsserve keeps (io_tls.c, fast_signer: the table is built once). */
+ * wsserve keeps (io_tls.c, fast_signer: the table is built once).  Last, what the random
+ * generator costs the threads of wsserve --threads, which share one (see time_draws). */
 #include <mbedtls/chachapoly.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecdh.h>
@@ -21,12 +22,14 @@
 #include <mbedtls/rsa.h>
 #include <mbedtls/sha256.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 static mbedtls_ctr_drbg_context drbg;
+static mbedtls_entropy_context entropy;
 
 static double cpu_now(void)
 {
@@ -165,9 +168,45 @@ static double time_seal(int chacha, size_t len)
     return t;
 }
 
+struct drawer {
+    mbedtls_ctr_drbg_context *d;
+    int n;
+};
+
+static void *draw_loop(void *arg)
+{
+    struct drawer *w = arg;
+    unsigned char b[32];
+    for (int i = 0; i < w->n; i++) check(mbedtls_ctr_drbg_random(w->d, b, sizeof b), "drbg");
+    return NULL;
+}
+
+/* The threads of wsserve --threads share one TLS configuration, so one CTR-DRBG behind its
+ * mutex (MBEDTLS_THREADING_C); the other choice is one DRBG per thread.  Here two threads draw
+ * 32 bytes at a time at once, from the shared DRBG or from one each, doing nothing else: the
+ * worst contention the mutex can meet (a handshake draws a few hundred bytes in about 10 calls
+ * among a millisecond of curve arithmetic).  CPU seconds per draw, both threads counted. */
+static double time_draws(int shared, int n)
+{
+    mbedtls_ctr_drbg_context own[2];
+    struct drawer w[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        mbedtls_ctr_drbg_init(&own[i]);
+        check(mbedtls_ctr_drbg_seed(&own[i], mbedtls_entropy_func, &entropy, NULL, 0), "seed");
+        w[i] = (struct drawer){shared ? &drbg : &own[i], n};
+    }
+    double t0 = cpu_now();
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&th[i], NULL, draw_loop, &w[i])) check(-1, "pthread_create");
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    double t = (cpu_now() - t0) / (2.0 * n);
+    for (int i = 0; i < 2; i++) mbedtls_ctr_drbg_free(&own[i]);
+    return t;
+}
+
 int main(int argc, char **argv)
 {
-    mbedtls_entropy_context entropy;
     mbedtls_pk_context ec, ecdsa, rsa;
     mbedtls_entropy_init(&entropy);
     mbedtls_ctr_drbg_init(&drbg);
@@ -215,6 +254,12 @@ int main(int argc, char **argv)
         printf("| %zu B | %.2f us (%.0f MB/s) | %.2f us (%.0f MB/s) | %.2f |\n", sizes[i], a * 1e6,
                (double)sizes[i] / a / 1e6, c * 1e6, (double)sizes[i] / c / 1e6, a / c);
     }
+    double own = time_draws(0, 200000), shared = time_draws(1, 200000);
+    printf("\n| 32-byte draw from the CTR-DRBG, 2 threads at once | CPU per draw | per full "
+           "handshake (10 draws) |\n|---|---|---|\n");
+    printf("| one DRBG per thread | %.2f us | %.1f us |\n", own * 1e6, own * 1e7);
+    printf("| one DRBG shared (its mutex), as wsserve --threads | %.2f us | %.1f us |\n",
+           shared * 1e6, shared * 1e7);
     mbedtls_pk_free(&ec);
     mbedtls_pk_free(&rsa);
     mbedtls_pk_free(&ecdsa);
