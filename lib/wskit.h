@@ -837,6 +837,13 @@ typedef struct wsk_stats {
  * Walks the server's sockets for the gauges.  0, or WSK_ERR_INVAL for st NULL or a size that
  * does not hold the size field. */
 WSK_API int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size);
+/* The sum of wsk_server_stats over the members of a server group, from any thread: each loop
+ * copies its member's figures every second (and once more when its shutdown drained), so
+ * while the group runs they are up to a second old; before wsk_group_run they are zero.
+ * topics is the group's count (as wsk_server_topics), bridged and the bridge_ fields are the
+ * bridging member's; everything else is summed.  Same contract as wsk_server_stats for st and
+ * size. */
+WSK_API int wsk_group_stats(wsk_group *g, wsk_stats *st, size_t size);
 /* Writes *st in the Prometheus text exposition format, version 0.0.4 (HELP and TYPE lines,
  * wsk_ names, _total counters, bytes and seconds) into buf[0..cap), NUL-terminated and cut to
  * cap - 1 like snprintf (buf may be NULL when cap is 0).  Returns the length of the whole text,
