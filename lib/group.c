@@ -120,6 +120,11 @@ wsk_group *wsk_group_new(unsigned n, struct ev_loop *ev0)
     return g;
 }
 
+size_t wsk_group_dropped(const wsk_group *g)
+{
+    return atomic_load(&((wsk_group *)g)->dropped);
+}
+
 unsigned wsk_group_size(const wsk_group *g)
 {
     return g->n;
@@ -214,6 +219,15 @@ int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loo
     return 0;
 }
 
+/* A member drained: its loop ends, whatever else still watches there (a bridge's engine
+ * connection, the program's signal watchers). */
+static void shut_done(wsk_server *srv, size_t dropped)
+{
+    wsk_gloop *l = wsk_server_ctx(srv)->group;
+    atomic_fetch_add(&l->g->dropped, dropped);
+    ev_break(l->ev, EVBREAK_ALL);
+}
+
 static void shut_one(void *arg, wsk_loop *loop)
 {
     wsk_group *g = arg;
@@ -224,7 +238,7 @@ static void shut_one(void *arg, wsk_loop *loop)
     char reason[sizeof g->shut_reason];
     memcpy(reason, g->shut_reason, sizeof reason);
     pthread_mutex_unlock(&g->shut_mu);
-    if (l->srv) wsk_server_shutdown(l->srv, code, reason, grace, NULL);
+    if (l->srv) wsk_server_shutdown(l->srv, code, reason, grace, shut_done);
 }
 
 void wsk_group_shutdown(wsk_group *g, unsigned code, const char *reason, double grace)

@@ -64,6 +64,7 @@ struct wsk_group {
     unsigned shut_code;
     double shut_grace;
     char shut_reason[124];
+    atomic_size_t dropped;     /* wsk_group_dropped */
     struct wsk_gtable *topics; /* group_topics.c */
 };
 

@@ -699,9 +699,14 @@ WSK_API int wsk_group_run(wsk_group *g);
 WSK_API int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
                            void *arg);
 /* From any thread (not from a signal handler: from an ev_signal watcher, say): every member
- * starts wsk_server_shutdown(code, reason, grace) on its own loop (then its loop ends once
- * drained).  reason: NUL-terminated or NULL, copied (cut to 123 bytes). */
+ * starts wsk_server_shutdown(code, reason, grace) on its own loop; once a member's sockets are
+ * gone its loop ends (ev_break, whatever else still watches there: a bridge's engine
+ * connection, signal watchers), so wsk_group_run returns when every member drained.  reason:
+ * NUL-terminated or NULL, copied (cut to 123 bytes).  Once per group: later calls do nothing. */
 WSK_API void wsk_group_shutdown(wsk_group *g, unsigned code, const char *reason, double grace);
+/* After a shutdown: the sockets that still had unsent data when it ended them, summed over the
+ * members (wsk_server_shutdown's `dropped`). */
+WSK_API size_t wsk_group_dropped(const wsk_group *g);
 /* Frees the group and the loops it made: after wsk_group_run returned and the members were
  * freed (ev0 stays the caller's).  NULL: nothing. */
 WSK_API void wsk_group_free(wsk_group *g);

@@ -21,7 +21,6 @@
 #include "rawws.h"
 #include "wskit.h"
 
-#include <fcntl.h>
 #include <pthread.h>
 
 #define MAXT  8
@@ -97,16 +96,7 @@ static void read_sub(struct sub *s)
 static void subscribe(struct sub *s, unsigned loop)
 {
     memset(s, 0, sizeof *s);
-    s->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)wsk_server_port(srv[loop]))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(s->fd, (struct sockaddr *)&a, sizeof a) < 0) abort();
-    const char *req = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n";
-    if (send(s->fd, req, strlen(req), 0) < 0) abort();
-    fcntl(s->fd, F_SETFL, O_NONBLOCK);
+    if ((s->fd = rawws_connect(wsk_server_port(srv[loop]), "")) < 0) abort();
     SPIN_UNTIL(s->open, (usleep(100), read_sub(s)));
     static const uint8_t cmd[] = {0x81, 0x82, 0, 0, 0, 0, 's', 'b'};
     if (send(s->fd, cmd, sizeof cmd, 0) < 0) abort();

@@ -4,10 +4,35 @@
 #ifndef WSK_TEST_RAWWS_H
 #define WSK_TEST_RAWWS_H
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+/* Connects to 127.0.0.1:port and sends an upgrade request with the extra header lines `extra`
+ * ("" or lines each ending in CRLF); the socket, made non-blocking, or -1. */
+static inline int rawws_connect(unsigned port, const char *extra)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     extra);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        send(fd, req, (size_t)n, 0) != n) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
 
 /* Reads everything the non-blocking fd has into *buf (grown as needed); *eof at EOF.  Until
  * *open, a whole response head is cut off the front, and *open says whether it was a 101.

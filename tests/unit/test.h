@@ -135,4 +135,16 @@ static inline int test_exchange(struct ev_loop *ev, unsigned port, const char *r
     return fd;
 }
 
+/* A loopback port nothing listens on (it was free a moment ago). */
+static inline unsigned test_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 #endif

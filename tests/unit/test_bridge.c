@@ -11,18 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* A loopback port nothing listens on. */
-static unsigned closed_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 struct counted {
     int calls;
     long local, nodes;
@@ -53,7 +41,7 @@ static void test_engine_down(wsk_loop *loop, const char *scheme)
     struct ev_loop *ev = wsk_loop_ev(loop);
     wsk_server *srv = wsk_server_new(loop, NULL, NULL, NULL);
     char url[64];
-    snprintf(url, sizeof url, "%s://127.0.0.1:%u", scheme, closed_port());
+    snprintf(url, sizeof url, "%s://127.0.0.1:%u", scheme, test_free_port());
     const char *urls[] = {url};
     wsk_bridge_stats st;
     CHECK(wsk_server_bridged(srv, "t", 1) == WSK_ERR_STATE, "%s: no bridge yet: STATE", scheme);

@@ -206,16 +206,9 @@ static int connect_client(int i, unsigned loop)
     free(c->buf);
     memset(c, 0, sizeof *c);
     c->loop = loop;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port[loop])};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) abort();
-    const char *req = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n";
-    if (send(c->fd, req, strlen(req), 0) != (ssize_t)strlen(req)) abort();
-    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    c->fd = rawws_connect(port[loop], "Sec-WebSocket-Extensions: permessage-deflate; "
+                                      "client_max_window_bits\r\n");
+    if (c->fd < 0) abort();
     SPIN_UNTIL(c->open, spin());
     return c->open;
 }
