@@ -7,7 +7,10 @@
  * itself coalesces: a loop woken twice before it runs drains its inbox once.  A woken loop
  * takes its whole inbox in one mutex section and runs it in order: calls (wsk_group_call) and
  * messages of other loops (group_topics.c).  Nothing but the inboxes is shared, apart from
- * the topic table, which has its own lock (group_topics.c). */
+ * the topic table, which has its own lock (group_topics.c).
+ * An inbox has no cap of its own: a loop that publishes faster than another delivers grows
+ * that one's inbox; each socket's backpressure limit applies when the message is delivered
+ * there.  What a loop that has ended still holds is freed when wsk_group_run returns. */
 #include "group.h"
 
 #include <stdlib.h>

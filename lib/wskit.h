@@ -720,7 +720,8 @@ WSK_API unsigned wsk_group_size(const wsk_group *g);
 /* Loop i's wsk_loop (owned by the group; NULL when i >= size). */
 WSK_API wsk_loop *wsk_group_loop(wsk_group *g, unsigned i);
 /* Makes srv (created with wsk_server_new on wsk_group_loop(g, i), one server per loop at most)
- * a member: before wsk_group_run, and before any socket subscribes.  0, WSK_ERR_INVAL (srv is
+ * a member: before wsk_group_run, and before any socket subscribes.  Free the members (with
+ * wsk_server_free) only after wsk_group_run returned.  0, WSK_ERR_INVAL (srv is
  * not on a loop of g) or WSK_ERR_STATE (loop i has a member already, or the group runs). */
 WSK_API int wsk_group_add(wsk_group *g, wsk_server *srv);
 /* Runs loops 1..n-1 on new threads and loop 0 on the calling thread; returns when every loop
