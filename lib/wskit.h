@@ -636,7 +636,8 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
 WSK_API int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls,
                               const char *prefix);
 /* 1 when a publish to topic[0..len) is forwarded now (its engine connection is up), 0 when it
- * is not; WSK_ERR_STATE when the server has no bridge, WSK_ERR_INVAL for an invalid topic. */
+ * is not (a derived topic never is: wsk_server_opts.bridge_derived); WSK_ERR_STATE when the server
+ * has no bridge, WSK_ERR_INVAL for an invalid topic. */
 WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len);
 /* Publishes as wsk_publish (from set: a socket of srv) or wsk_server_publish (from NULL), and
  * says how many other nodes got the message: done(arg, local, nodes) runs exactly once, with
