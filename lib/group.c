@@ -7,11 +7,13 @@
  * itself coalesces: a loop woken twice before it runs drains its inbox once.  A woken loop
  * takes its whole inbox in one mutex section and runs it in order: calls (wsk_group_call) and
  * messages of other loops (group_topics.c).  Nothing but the inboxes is shared, apart from
- * the topic table, which has its own lock (group_topics.c).
+ * the topic table, which has its own lock (group_topics.c), and the members' TLS configuration,
+ * whose changing parts mbedTLS locks (io_tls.h).
  * An inbox has no cap of its own: a loop that publishes faster than another delivers grows
  * that one's inbox; each socket's backpressure limit applies when the message is delivered
  * there.  What a loop that has ended still holds is freed when wsk_group_run returns. */
 #include "group.h"
+#include "io_tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +150,10 @@ int wsk_group_add(wsk_group *g, wsk_server *srv)
         if (l->srv || ctx->group || g->state) return WSK_ERR_STATE;
         l->srv = srv;
         ctx->group = l;
+        /* A client lands on any thread: one set of TLS ticket keys and session cache. */
+        for (unsigned k = 0; k < g->n; k++)
+            if (k != i && g->l[k].srv && wsk_tls_server_share(ctx, wsk_server_ctx(g->l[k].srv)))
+                break;
         return 0;
     }
     return WSK_ERR_INVAL;

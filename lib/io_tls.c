@@ -25,7 +25,9 @@
  *    many small records.
  *
  * State: the mbedTLS configuration (certificates, keys, RNG) is shared by all the sockets of a
- * server or client in ctx->tls; each TLS socket has a session in c->cold->tls. */
+ * server or client in ctx->tls, and by the members of a server group that load the same
+ * certificate (wsk_tls_server_share), whichever thread runs them; each TLS socket has a session
+ * in c->cold->tls. */
 #include "io_tls.h"
 #include "io_transport.h"
 
@@ -47,19 +49,22 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#define TLS_CHUNK       16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
-#define TLS_READAHEAD   4096  /* recv size for small reads: several small records per call */
-#define TLS_FLIGHT      4096 /* handshake records gathered into one send (an ECDSA flight: 1 KiB) */
-#define TICKET_LIFETIME 3600 /* s: a ticket key signs for this long and is kept as long again */
-#define CACHE_ENTRIES   1024 /* sessions kept for clients without tickets (a list, searched) */
-#define CACHE_TIMEOUT   3600 /* s */
-#define SYSTEM_CA_FILE  "/etc/ssl/certs/ca-certificates.crt"
-#define SYSTEM_CA_DIR   "/etc/ssl/certs"
+#define TLS_CHUNK     16384 /* plaintext bytes per record, the TLS maximum (RFC 5246 6.2.1) */
+#define TLS_READAHEAD 4096  /* recv size for small reads: several small records per call */
+#define TLS_FLIGHT    4096  /* handshake records gathered into one send (an ECDSA flight: 1 KiB) */
+#define TICKET_LIFETIME                                                                            \
+    3600                    /* s: a ticket is valid this long; its key signs as long (then a       \
+                             * new one does) and reads as long again */
+#define CACHE_ENTRIES  1024 /* sessions kept for clients without tickets (a list, searched) */
+#define CACHE_TIMEOUT  3600 /* s */
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define SYSTEM_CA_DIR  "/etc/ssl/certs"
 
 /* Forward secrecy (ECDHE) and AEAD ciphers only.  The server's order decides (mbedTLS keeps its
  * own preference): ChaCha20-Poly1305 first, because mbedTLS 2.28 seals a record of 256 bytes
@@ -84,8 +89,12 @@ static const mbedtls_ecp_group_id modern_curves[] = {
     MBEDTLS_ECP_DP_SECP521R1,  MBEDTLS_ECP_DP_NONE,
 };
 
-/* ctx->tls: what every TLS socket of one server or client shares. */
+/* ctx->tls: what every TLS socket of one server or client shares (or of the members of a group
+ * that share it: see wsk_tls_server_share).  Shared across threads, it is read-only once made,
+ * apart from the parts mbedTLS locks itself (built with MBEDTLS_THREADING_C, as Debian's is): the
+ * DRBG, the ticket keys, the session cache, an RSA key's blinding values. */
 struct tls_conf {
+    atomic_uint refs; /* the contexts using it; the last wsk_tls_ctx_free frees it */
     mbedtls_ssl_config conf;
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
@@ -93,13 +102,9 @@ struct tls_conf {
     mbedtls_pk_context key;
     mbedtls_pk_context signer; /* an EC key as an ECDSA context (see fast_signer), else unused */
     mbedtls_x509_crt ca;       /* trust anchors: for client certificates, or for servers */
-    /* Server: resumption by session ticket (RFC 5077; a new key every TICKET_LIFETIME, on a
-     * timer, the previous one still reading the tickets it made) and, for clients
-     * that send none, by session ID from a cache. */
-    mbedtls_ssl_ticket_context ticket[2]; /* the key that makes tickets, and the one before */
-    unsigned ticket_now;                  /* which of the two makes them */
-    ev_timer rotate;                      /* every TICKET_LIFETIME; started when `ev` is set */
-    struct ev_loop *ev;
+    /* Server: resumption by session ticket (RFC 5077) and, for clients that send none, by
+     * session ID from a cache. */
+    mbedtls_ssl_ticket_context ticket;
     mbedtls_ssl_cache_context cache;
     const char *alpn[2]; /* mbedTLS keeps a pointer to this list */
 };
@@ -788,12 +793,7 @@ void wsk_tls_release(struct wsk_ws *c)
 static void conf_free(struct tls_conf *t)
 {
     mbedtls_ssl_config_free(&t->conf);
-    if (t->ev) {
-        ev_ref(t->ev);
-        ev_timer_stop(t->ev, &t->rotate);
-    }
-    mbedtls_ssl_ticket_free(&t->ticket[0]);
-    mbedtls_ssl_ticket_free(&t->ticket[1]);
+    mbedtls_ssl_ticket_free(&t->ticket);
     mbedtls_ssl_cache_free(&t->cache);
     mbedtls_x509_crt_free(&t->chain);
     mbedtls_x509_crt_free(&t->ca);
@@ -806,9 +806,9 @@ static void conf_free(struct tls_conf *t)
 
 void wsk_tls_ctx_free(wsk_ctx *ctx)
 {
-    if (!ctx->tls) return;
-    conf_free(ctx->tls);
+    struct tls_conf *t = ctx->tls;
     ctx->tls = NULL;
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1) conf_free(t);
 }
 
 /* The settings both sides share: TLS 1.2 at least, modern suites and curves, ALPN http/1.1 (a
@@ -828,10 +828,8 @@ static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
     mbedtls_x509_crt_init(&t->ca);
     mbedtls_pk_init(&t->key);
     mbedtls_pk_init(&t->signer);
-    mbedtls_ssl_ticket_init(&t->ticket[0]);
-    mbedtls_ssl_ticket_init(&t->ticket[1]);
-    t->ticket_now = 0;
-    t->ev = NULL;
+    atomic_init(&t->refs, 1);
+    mbedtls_ssl_ticket_init(&t->ticket);
     mbedtls_ssl_cache_init(&t->cache);
     t->alpn[0] = "http/1.1";
     t->alpn[1] = NULL;
@@ -939,62 +937,24 @@ static int load_ca(struct tls_conf *t, const char *file, const char *dir, char *
     return 0;
 }
 
-/* A new ticket key (AES-256-GCM) in t->ticket[i]. */
-static int ticket_key(struct tls_conf *t, unsigned i)
-{
-    mbedtls_ssl_ticket_free(&t->ticket[i]);
-    mbedtls_ssl_ticket_init(&t->ticket[i]);
-    return mbedtls_ssl_ticket_setup(&t->ticket[i], mbedtls_ctr_drbg_random, &t->drbg,
-                                    MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME);
-}
-
-static int ticket_write(void *arg, const mbedtls_ssl_session *session, unsigned char *start,
-                        const unsigned char *end, size_t *tlen, uint32_t *lifetime)
-{
-    struct tls_conf *t = arg;
-    return mbedtls_ssl_ticket_write(&t->ticket[t->ticket_now], session, start, end, tlen, lifetime);
-}
-
-/* A ticket names its key: one the current key did not make is tried with the previous one
- * (mbedTLS answers "expired" for a name it does not know, before touching the ticket). */
-static int ticket_parse(void *arg, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
-{
-    struct tls_conf *t = arg;
-    int r = mbedtls_ssl_ticket_parse(&t->ticket[t->ticket_now], session, buf, len);
-    if (r == MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED)
-        r = mbedtls_ssl_ticket_parse(&t->ticket[!t->ticket_now], session, buf, len);
-    return r;
-}
-
-/* A stolen ticket key opens every session it sealed (RFC 5077 section 5.5): a new key replaces
- * the older of the two, which is then as old as any ticket still valid (TICKET_LIFETIME). */
-static void on_rotate(struct ev_loop *ev, ev_timer *w, int revents)
-{
-    (void)ev;
-    (void)revents;
-    struct tls_conf *t = w->data;
-    unsigned next = !t->ticket_now;
-    if (!ticket_key(t, next)) t->ticket_now = next;
-    /* else: no random bytes now; the current key goes on and the next turn tries again */
-}
-
 /* Server: a resumed handshake skips the key exchange and the signature, most of a full one's
- * cost.  Tickets keep no state on the server; the cache serves clients without them. */
-static int resumption(wsk_ctx *ctx, struct tls_conf *t, char *why, size_t cap)
+ * cost.  Tickets keep no state on the server; the cache serves clients without them.
+ * A stolen ticket key opens every session it sealed (RFC 5077 section 5.5), so mbedTLS makes a
+ * new key (AES-256-GCM) once the current one has sealed tickets for TICKET_LIFETIME, checked at
+ * each ticket made or read, under the ticket context's lock: no timer, no loop, whichever
+ * thread gets there first.  The key before stays for the tickets it made, none older than
+ * TICKET_LIFETIME. */
+static int resumption(struct tls_conf *t, char *why, size_t cap)
 {
     char tmp[128];
-    int r = ticket_key(t, 0);
-    if (!r) r = ticket_key(t, 1); /* a "previous" key no ticket names yet */
+    int r = mbedtls_ssl_ticket_setup(&t->ticket, mbedtls_ctr_drbg_random, &t->drbg,
+                                     MBEDTLS_CIPHER_AES_256_GCM, TICKET_LIFETIME);
     if (r) {
         snprintf(why, cap, "TLS: session tickets: %s", tls_strerror(r, tmp, sizeof tmp));
         return WSK_ERR_TLS;
     }
-    mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
-    t->ev = ctx->loop->ev;
-    ev_timer_init(&t->rotate, on_rotate, TICKET_LIFETIME, TICKET_LIFETIME);
-    t->rotate.data = t;
-    ev_timer_start(t->ev, &t->rotate);
-    ev_unref(t->ev); /* the rotation alone does not keep the loop running */
+    mbedtls_ssl_conf_session_tickets_cb(&t->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &t->ticket);
     mbedtls_ssl_cache_set_max_entries(&t->cache, CACHE_ENTRIES);
     mbedtls_ssl_cache_set_timeout(&t->cache, CACHE_TIMEOUT);
     mbedtls_ssl_conf_session_cache(&t->conf, &t->cache, mbedtls_ssl_cache_get,
@@ -1014,7 +974,7 @@ int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
     if (t) {
         mbedtls_ssl_conf_authmode(&t->conf, o->tls_client_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
                                                              : MBEDTLS_SSL_VERIFY_NONE);
-        if (resumption(ctx, t, why, sizeof why) < 0) {
+        if (resumption(t, why, sizeof why) < 0) {
             conf_free(t);
             t = NULL;
         }
@@ -1025,6 +985,29 @@ int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
     }
     ctx->tls = t;
     return 0;
+}
+
+/* The same certificates, byte for byte, in the same order (both lists may be empty). */
+static int same_certs(const mbedtls_x509_crt *a, const mbedtls_x509_crt *b)
+{
+    for (; a && b && a->raw.len == b->raw.len; a = a->next, b = b->next)
+        if (a->raw.len && memcmp(a->raw.p, b->raw.p, a->raw.len)) return 0;
+    return !a && !b;
+}
+
+/* The same chain means the same key (each was checked against the chain's public key); the same
+ * client CA means the same client check: the rest of a server's configuration is fixed. */
+int wsk_tls_server_share(wsk_ctx *to, wsk_ctx *from)
+{
+    struct tls_conf *t = to->tls, *f = from->tls;
+    if (!t || !f || t == f || to->conns || to->role != WSK_ROLE_SERVER ||
+        from->role != WSK_ROLE_SERVER || !same_certs(&t->chain, &f->chain) ||
+        !same_certs(&t->ca, &f->ca))
+        return 0;
+    atomic_fetch_add(&f->refs, 1);
+    wsk_tls_ctx_free(to);
+    to->tls = f;
+    return 1;
 }
 
 int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o, char *why, size_t cap)

@@ -6,7 +6,10 @@
  * to wsk_tls_read/wsk_tls_writev/wsk_tls_release (io_transport.h), which run the handshake
  * first, without blocking: the rest of the library sees only plaintext.  Writes queued during
  * the handshake wait for its end (wsk_send reports them as queued, -1).  The configuration in
- * ctx->tls is shared by the sockets of a server or of a client; free it after them. */
+ * ctx->tls is shared by the sockets of a server or of a client, and by the members of a server
+ * group that load the same certificate (wsk_tls_server_share): the mbedTLS parts that change
+ * after it is made (DRBG, ticket keys, session cache) take mbedTLS's own locks
+ * (MBEDTLS_THREADING_C).  Each context frees its reference after its sockets. */
 #ifndef WSK_IO_TLS_H
 #define WSK_IO_TLS_H
 
@@ -15,10 +18,16 @@
 /* Loads the server's certificate chain, key (o->tls_key_password for an encrypted one) and
  * optional client CA (o->tls_*) into ctx->tls: TLS 1.2 and up, ECDHE with AES-GCM or
  * ChaCha20-Poly1305, ALPN http/1.1, client certificates required when tls_client_ca is set;
- * sessions resume by ticket (the key replaced hourly by a timer on ctx->loop, which does not
- * keep the loop running: free the configuration before the loop) or from a session ID cache.
- * 0, or WSK_ERR_TLS with the reason logged (WSK_LOG_ERROR). */
+ * sessions resume by ticket (the key replaced hourly by mbedTLS as tickets are made or read: no
+ * timer, no tie to ctx->loop) or from a session ID cache.  0, or WSK_ERR_TLS with the reason
+ * logged (WSK_LOG_ERROR). */
 int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
+/* Server groups (wsk_group_add): when the servers of `to` and `from` load the same certificate
+ * chain and client CA and `to` has no socket yet, `to` drops its configuration and takes a
+ * reference to from's: one set of ticket keys and one session cache, so a session made on one
+ * member's thread resumes on any other's.  From the thread that makes the group, before it
+ * runs; either context may be freed first.  1 when shared, else 0. */
+int wsk_tls_server_share(wsk_ctx *to, wsk_ctx *from);
 
 /* The version of the mbedTLS library loaded, as "2.28.3", into out[0..18). */
 void wsk_tls_version(char out[18]);
@@ -48,7 +57,8 @@ int wsk_tls_session_use(struct wsk_ws *c, wsk_tls_session *ts, const char *serve
  * (expired, unknown issuer, name mismatch, ...) or "TLS handshake failed: <why>". */
 /* ev_time() when c's TLS handshake completed; 0 while it runs, and for plain sockets. */
 double wsk_tls_handshake_end(struct wsk_ws *c);
-/* Frees ctx->tls (after every socket of ctx is released). */
+/* Drops ctx's reference to ctx->tls, the last one frees it (after every socket of ctx is
+ * released). */
 void wsk_tls_ctx_free(wsk_ctx *ctx);
 
 #endif

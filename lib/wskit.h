@@ -679,7 +679,10 @@ WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)
  * the kernel spreads connections) share their topics: a publish on any member reaches
  * subscribers on every member.  Handlers run on the thread that owns the socket; what a
  * handler keeps per thread (user data, caches) is reached through its loop or server
- * (wsk_server_user of each member may differ).
+ * (wsk_server_user of each member may differ).  Members that serve TLS with the same
+ * certificate chain and client CA share one TLS configuration (made by the first of them added,
+ * freed with the last): one set of session ticket keys and one session ID cache, so a client
+ * resumes its session on whichever thread the kernel gives its next connection.
  *
  * Threads: everything on a socket, server or loop of a group is called from that loop's
  * thread only (from its handlers, or from fn of wsk_group_call), as without a group.  From any
@@ -721,9 +724,11 @@ WSK_API unsigned wsk_group_size(const wsk_group *g);
 /* Loop i's wsk_loop (owned by the group; NULL when i >= size). */
 WSK_API wsk_loop *wsk_group_loop(wsk_group *g, unsigned i);
 /* Makes srv (created with wsk_server_new on wsk_group_loop(g, i), one server per loop at most)
- * a member: before wsk_group_run, and before any socket subscribes.  Free the members (with
- * wsk_server_free) only after wsk_group_run returned.  0, WSK_ERR_INVAL (srv is
- * not on a loop of g) or WSK_ERR_STATE (loop i has a member already, or the group runs). */
+ * a member: before wsk_group_run, and before any socket subscribes.  A TLS server with no socket
+ * yet takes the TLS configuration of a member with the same certificate chain and client CA
+ * (see "Server groups").  Free the members (with wsk_server_free) only after wsk_group_run
+ * returned.  0, WSK_ERR_INVAL (srv is not on a loop of g) or WSK_ERR_STATE (loop i has a member
+ * already, or the group runs). */
 WSK_API int wsk_group_add(wsk_group *g, wsk_server *srv);
 /* Runs loops 1..n-1 on new threads and loop 0 on the calling thread; returns when every loop
  * has returned from ev_run (all their watchers stopped: servers shut down), threads joined.

@@ -4,8 +4,10 @@ for a client that sends no ticket, from its session ID cache: `openssl s_client 
 `-sess_in` reports "Reused" and the server's debug log says "resumed".  A tampered ticket costs
 a full handshake, not the connection.  The library's client resumes: wscat --reconnect (-v says
 so) and wsbench --tls-resume (each slot after its first connection; none without the option).
-Certificates come from scripts/mkcerts."""
+With --threads 2 the threads share their ticket keys and session cache: a session made on one
+thread resumes on the other.  Certificates come from scripts/mkcerts."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from wstest import BIN, Certs, Server, done, ok, run_cmd, sanitized, skip, wait_for  # noqa: E402
 
 RESUMED = ", resumed"  # wsserve -vv: "PEER: TLSv1.2, SUITE, resumed"
+OPEN_THREAD = re.compile(r": open(?:, protocol \S+)?, thread (\d+)")
 TIMEOUT = 40 if sanitized() else 10
 
 
@@ -113,6 +116,26 @@ def wsbench_checks(certs):
            r[1][-1500:])
 
 
+def threads_checks(certs):
+    """A client lands on whichever thread the kernel picks (SO_REUSEPORT): each connection after
+    a slot's first resumes only when every thread can open the tickets of the others (without
+    sharing, about half of them did)."""
+    with Server("--echo", "-vv", "--threads", "2", "--tls-cert", certs.path("server.crt"),
+                "--tls-key", certs.path("server.key")) as srv:
+        n, c = 60, 2
+        r = run_cmd("wsbench", "connect", "--tls-resume", "-c", str(c), "-n", str(n), "-d", "30s",
+                    "--ca", certs.path("ca.crt"), "-q", f"wss://localhost:{srv.port}/",
+                    timeout=90)
+        resumed = srv.wait_log(RESUMED, n=n - c)
+        threads = {m.group(1) for line in list(srv.lines) for m in [OPEN_THREAD.search(line)] if m}
+        ok(r[0] == 0 and threads == {"0", "1"},
+           "wsbench --tls-resume against --threads 2: connections on both threads",
+           f"status {r[0]}, threads {threads}\n{r[2][-1500:]}")
+        ok(resumed >= n - c - 2,
+           f"--threads 2: nearly every connection after each slot's first resumes ({resumed} "
+           f"of {n - c})", srv.stderr[-1500:])
+
+
 def main():
     certs = Certs()
     work = tempfile.mkdtemp(prefix="wskit-resume-")
@@ -128,6 +151,7 @@ def main():
             skip("openssl s_client resumes", "no openssl")
         wscat_checks(certs)
         wsbench_checks(certs)
+        threads_checks(certs)
     finally:
         certs.remove()
         shutil.rmtree(work, ignore_errors=True)
