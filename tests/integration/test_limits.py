@@ -50,7 +50,7 @@ def rst(c):
 
 def documented():
     help_text = subprocess.run([os.path.join(BIN, "wsserve"), "--help"], capture_output=True,
-                               text=True, timeout=10).stdout
+                               text=True, timeout=40 if sanitized() else 10).stdout
     with open(os.path.join(HERE, "..", "..", "man", "wsserve.1")) as f:
         man = f.read()
     limits = ["--max-header", "--handshake-timeout", "--max-payload", "--backpressure-limit",
