@@ -88,7 +88,8 @@ def run_nodes(runs, at_once=4):
     on its own connection: node's start-up is most of a run's time); their results in order."""
     exts = []
     for i in range(0, len(runs), at_once):
-        batch = [(start_node(sc, url, opts), prefix) for sc, url, opts, prefix in runs[i:i + at_once]]
+        batch = [(start_node(sc, url, opts), prefix)
+                 for sc, url, opts, prefix in runs[i:i + at_once]]
         exts += [report(proc, prefix) for proc, prefix in batch]
     return exts
 
