@@ -4,6 +4,7 @@
 spins the loop nor stops service once descriptors free up; half-open peers are reaped by the
 idle timeout and its pings; reset connections (RST) are cleaned up without harm; and each
 refusal is logged once, on one line, however many reads it took."""
+# tests/run: alone (a peer must answer the idle pings within a second, and CPU use is measured)
 import os
 import re
 import select
