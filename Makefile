@@ -96,6 +96,10 @@ check-threads: deps
 
 units: $(UNITS)
 
+# Every object of the library and the commands, nothing linked: a second compiler's check (CI).
+.PHONY: compile
+compile: $(LIB_OBJ) $(CMD_OBJ) $(CMD_MAIN:cmd/%.c=$(OBJDIR)/cmd/%.o)
+
 asan:
 	$(MAKE) O=build/asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
 
