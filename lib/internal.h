@@ -83,7 +83,7 @@ struct wsk_loop {
     struct wsk_ws *dirty;     /* sockets with bytes to write or waiting to be freed */
     uint8_t *rbuf;            /* WSK_RBUF_SIZE bytes, shared by every read */
     /* The send-block cache (wsk_block_new): free blocks of WSK_BLOCK_CACHED bytes, listed
-     * through their first bytes; blocks_out of that size are in use, at most blocks_peak at
+     * through their first 8 bytes; blocks_out of that size are in use, at most blocks_peak at
      * once since blocks_trim_ms; blocks_malloced counts the ones ever allocated. */
     wsk_block *free_blocks;
     unsigned nfree_blocks, blocks_out, blocks_peak;
