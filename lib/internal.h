@@ -325,6 +325,8 @@ static inline void wsk_queue_commit(struct wsk_ws *c, size_t n);
 uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n);
 /* Appends a copy of p[0..n), over as many private blocks as it takes; 0 or WSK_ERR_NOMEM. */
 int wsk_queue_write(struct wsk_ws *c, const void *p, size_t n);
+/* The same masked with key on the way (a client's frame; key NULL: a plain copy). */
+int wsk_queue_write_masked(struct wsk_ws *c, const void *p, size_t n, const uint8_t key[4]);
 /* Appends a reference to shared bytes b->data[off, off + len). */
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len);
 /* Fills iov with up to max segments (at most WSK_WRITE_MAX bytes); returns the count. */
