@@ -255,7 +255,7 @@ static void client_sends(wsk_ctx *ctx)
 {
     enum { LEN = 100000 };
     static uint8_t payload[LEN], out[LEN + 64];
-    for (size_t i = 0; i < LEN; i++) payload[i] = pattern(i);
+    for (size_t i = 0; i < LEN; i++) payload[i] = pair_pattern(i);
     int peer;
     ctx->role = WSK_ROLE_CLIENT;
     struct wsk_ws *c = open_conn(ctx, &peer, 0);
