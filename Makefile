@@ -96,6 +96,10 @@ check-threads: deps
 
 units: $(UNITS)
 
+# Every object of the library and the commands, nothing linked: a second compiler's check (CI).
+.PHONY: compile
+compile: $(LIB_OBJ) $(CMD_OBJ) $(CMD_MAIN:cmd/%.c=$(OBJDIR)/cmd/%.o)
+
 asan:
 	$(MAKE) O=build/asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
 
@@ -105,10 +109,12 @@ TSAN_TESTS ?= test_group test_group_churn test_group_bridge test_group_tls test_
 tsan:
 	$(MAKE) O=build/tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	    $(TSAN_TESTS:%=build/tsan/tests/%)
-	@set -e; for t in $(TSAN_TESTS); do \
-	    echo "tsan: $$t"; TSAN_OPTIONS="halt_on_error=1 exitcode=66 $$TSAN_OPTIONS" build/tsan/tests/$$t >build/tsan/$$t.out 2>&1 || \
-	    { cat build/tsan/$$t.out; exit 1; }; grep -c '^ok' build/tsan/$$t.out | sed 's/^/  ok lines: /'; \
-	    ! grep -q '^not ok' build/tsan/$$t.out; done
+	@for t in $(TSAN_TESTS); do \
+	    echo "tsan: $$t"; \
+	    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66 $$TSAN_OPTIONS" build/tsan/tests/$$t \
+	        >build/tsan/$$t.out 2>&1 || grep -q '^not ok' build/tsan/$$t.out; then \
+	        cat build/tsan/$$t.out; exit 1; fi; \
+	    grep -c '^ok' build/tsan/$$t.out | sed 's/^/  ok lines: /'; done
 
 run: deps
 	@$(MAKE) --no-print-directory all

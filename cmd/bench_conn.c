@@ -39,8 +39,7 @@ size_t wb_frame_build(uint8_t *out, unsigned op, unsigned rsv, const uint8_t *pa
                       const uint8_t key[4])
 {
     size_t h = wsk_frame_header(out, 1, rsv, op, len, key);
-    if (len) memcpy(out + h, payload, len);
-    wsk_mask(out + h, len, key, 0);
+    wsk_mask_copy(out + h, payload, len, key, 0);
     return h + len;
 }
 

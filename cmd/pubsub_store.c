@@ -209,6 +209,11 @@ static void expire(ps_store *s, double now)
     while (s->ttl > 0 && s->oldest && now - s->oldest->at > s->ttl) pop(s, s->oldest->t);
 }
 
+void ps_store_expire(ps_store *s, double now)
+{
+    expire(s, now);
+}
+
 static void position(const struct stopic *t, ps_pos *pos)
 {
     static const char hex[] = "0123456789abcdef";

@@ -51,6 +51,8 @@ typedef struct ps_pos {
  * 0, or -1 when memory is short (not recorded; *pos zeroed).  With history off: 0, *pos zeroed. */
 int ps_store_record(ps_store *s, const char *topic, size_t tlen, const void *data, size_t len,
                     int binary, double now, ps_pos *pos);
+/* Lets the messages older than the TTL go, at time now (seconds); record and since do it too. */
+void ps_store_expire(ps_store *s, double now);
 /* A subscriber that saw topic[0..tlen) up to `since` (offset 0: nothing yet, any epoch):
  * returns 1 when the history holds every later message, 0 when it does not reach back that
  * far (another epoch, messages after since already gone).  *from is the offset to replay after

@@ -101,6 +101,8 @@ struct broker {
     char *token; /* a copy (the file's line, or --token), wiped when the broker goes */
     size_t token_len;
     struct broker_home *home, home_here;
+    struct ev_loop *ev; /* where `expiry` runs, once it has */
+    ev_timer expiry;    /* --history N,TTL: lets old messages go without new traffic */
 };
 
 /* A chat member: the name its messages are prefixed with. */
@@ -594,6 +596,31 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void history_expiry(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    wsk_server *srv = ((struct broker *)w->data)->sv->srv;
+    ps_store_expire(store_lock(srv), now()); /* each thread's timer: the store is shared */
+    store_unlock(srv);
+}
+
+/* With a TTL, history expires on a timer too (started at the first publish, when the loop is
+ * known), so that a topic nobody publishes to lets its old messages and their memory go: every
+ * quarter of the TTL (from 50 ms to a minute), so a message outlives it by a quarter at most.
+ * The timer does not keep the loop running. */
+static void history_expiry_start(struct broker *b)
+{
+    double ttl = b->cfg->history_ttl, every = ttl / 4;
+    if (!(ttl > 0) || !b->cfg->history || b->ev) return;
+    every = every < 0.05 ? 0.05 : every > 60 ? 60 : every;
+    b->ev = wsk_loop_ev(wsk_server_loop(b->sv->srv));
+    ev_timer_init(&b->expiry, history_expiry, every, every);
+    b->expiry.data = b;
+    ev_timer_start(b->ev, &b->expiry);
+    ev_unref(b->ev);
+}
+
 /* Keeps (or clears, when empty) the retained message of a topic about to be published. */
 static int retain(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
                   int binary)
@@ -631,6 +658,7 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     char extra[64] = "";
     /* A message history could not keep is still delivered: live subscribers lose nothing. */
     ps_store_record(store_lock(srv), topic, tlen, data, len, binary, now(), &pos);
+    history_expiry_start(broker_of(srv));
     if (pos.offset)
         snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
                  (unsigned long long)pos.offset, pos.epoch);
@@ -1247,6 +1275,10 @@ static void pubsub_teardown(struct serve *sv)
     if (b && b->token) {
         memset(b->token, 0, b->token_len);
         free(b->token);
+    }
+    if (b && b->ev) {
+        ev_ref(b->ev);
+        ev_timer_stop(b->ev, &b->expiry);
     }
     if (b && b->home == &b->home_here) { /* all[0]'s, the last to go */
         ps_store_free(b->home_here.store);

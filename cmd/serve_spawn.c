@@ -125,10 +125,16 @@ static void deliver(struct spawner *s)
         sp->rc = r.rc;
         sp->pid = r.pid;
         struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        if (!sp->rc && c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(3 * sizeof(int))) {
-            memcpy(sp->fds, CMSG_DATA(c), 3 * sizeof(int));
-        } else if (!sp->rc) { /* MSG_CTRUNC: no room in the loop's table for the pipes */
+        int got[3], ngot = 0;
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            ngot = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            if (ngot > 3) ngot = 3;
+            memcpy(got, CMSG_DATA(c), (size_t)ngot * sizeof(int));
+        }
+        if (!sp->rc && ngot == 3) {
+            memcpy(sp->fds, got, sizeof got);
+        } else if (!sp->rc) { /* MSG_CTRUNC: no room in the loop's table for all three */
+            for (int i = 0; i < ngot; i++) close(got[i]);
             sp->rc = EMFILE;
             kill(-r.pid, SIGKILL);
         }

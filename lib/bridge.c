@@ -418,7 +418,10 @@ int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len)
     struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
     if (!b) return WSK_ERR_STATE;
     if ((!topic && len) || len > WSK_TOPIC_MAX) return WSK_ERR_INVAL;
-    return shard(b, topic ? topic : "", len)->up;
+    if (!topic) topic = "";
+    size_t cn = len;
+    if (carrier(b, topic, &cn) != topic) return 0; /* derived: never forwarded */
+    return shard(b, topic, len)->up;
 }
 
 int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)

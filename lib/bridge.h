@@ -80,7 +80,9 @@ extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;
 void wsk_bridge_up(wsk_bridge_link *l);
 /* The link was lost or could not connect (why: NUL-terminated); logged once per outage. */
 void wsk_bridge_down(wsk_bridge_link *l, const char *why);
-/* A message on channel chan[0..n): delivered to local subscribers unless it is our own echo. */
+/* A message on channel chan[0..n) (the channel it was published on, also when a pattern
+ * subscription brought it): delivered to local subscribers (or to the bridged handler) unless
+ * it is our own echo or a copy of a message this link brought already. */
 void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const void *msg,
                         size_t len);
 /* The engine says how many subscriptions a publish reached (Redis: PUBLISH's reply); self as

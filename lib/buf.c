@@ -7,7 +7,9 @@
 
 int wsk_dbuf_reserve(wsk_dbuf *b, size_t extra)
 {
-    if (extra > b->max - b->len) return WSK_ERR_TOO_BIG;
+    /* len may be past max already: a scratch buffer reused with a lower max, which a codec
+     * filled up to its capacity.  Nothing more fits then (and the buffer never shrinks). */
+    if (b->len > b->max || extra > b->max - b->len) return WSK_ERR_TOO_BIG;
     size_t need = b->len + extra;
     if (need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;

@@ -8,7 +8,10 @@
  * takes its whole inbox in one mutex section and runs it in order: calls (wsk_group_call) and
  * messages of other loops (group_topics.c).  Nothing but the inboxes is shared, apart from
  * the topic table, which has its own lock (group_topics.c), and the members' TLS configuration,
- * whose changing parts mbedTLS locks (io_tls.h). */
+ * whose changing parts mbedTLS locks (io_tls.h).
+ * An inbox has no cap of its own: a loop that publishes faster than another delivers grows
+ * that one's inbox; each socket's backpressure limit applies when the message is delivered
+ * there.  What a loop that has ended still holds is freed when wsk_group_run returns. */
 #include "group.h"
 #include "io_tls.h"
 
@@ -102,6 +105,7 @@ wsk_group *wsk_group_new(unsigned n, struct ev_loop *ev0)
         l->g = g;
         l->idx = i;
         pthread_mutex_init(&l->mu, NULL);
+        pthread_mutex_init(&l->stats_mu, NULL);
         atomic_flag_clear(&l->shut_sent);
         l->ev = i == 0 && ev0 ? ev0 : ev_loop_new(0);
         l->loop = l->ev ? wsk_loop_new(l->ev) : NULL;
@@ -175,6 +179,7 @@ int wsk_group_run(wsk_group *g)
     g->state = 1;
     for (unsigned i = 0; i < g->n; i++)
         if (g->l[i].srv && wsk_server_ctx(g->l[i].srv)->bridge && g->bridge < 0) g->bridge = (int)i;
+    for (unsigned i = 0; i < g->n; i++) wsk_group_stats_start(&g->l[i]);
     int r = 0;
     unsigned started = 1;
     for (; started < g->n; started++) {
@@ -231,6 +236,7 @@ static void shut_done(wsk_server *srv, size_t dropped)
 {
     wsk_gloop *l = wsk_server_ctx(srv)->group;
     atomic_fetch_add(&l->g->dropped, dropped);
+    wsk_group_stats_take(l); /* the final figures */
     ev_break(l->ev, EVBREAK_ALL);
 }
 
@@ -281,10 +287,15 @@ void wsk_group_free(wsk_group *g)
                 ev_ref(l->ev);
                 ev_async_stop(l->ev, &l->wake);
             }
+            if (ev_is_active(&l->stats_timer)) {
+                ev_ref(l->ev);
+                ev_timer_stop(l->ev, &l->stats_timer);
+            }
             wsk_loop_free(l->loop);
         }
         if (l->ev && l->ev != g->ev0) ev_loop_destroy(l->ev);
         pthread_mutex_destroy(&l->mu);
+        pthread_mutex_destroy(&l->stats_mu);
         free(l->out);
         free(l->outq);
         free(l->reach);

@@ -52,6 +52,12 @@ typedef struct wsk_gloop {
     unsigned *outq; /* indexes j of the non-empty out[j], nout of them */
     unsigned nout;
     uint32_t *reach; /* scratch of a publish: subscribers per loop */
+    /* The member's wsk_server_stats, copied by its loop every second and when it drained, for
+     * wsk_group_stats from any thread (group_stats.c). */
+    ev_timer stats_timer;
+    pthread_mutex_t stats_mu;
+    wsk_stats stats;
+    int has_stats;
 } wsk_gloop;
 
 struct wsk_group {
@@ -73,6 +79,12 @@ struct wsk_group {
 void wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
 /* The end of loop turn of l's thread (wsk_loop_reap): hands each waiting list to its loop. */
 void wsk_group_flush(wsk_gloop *l);
+
+/* group_stats.c */
+/* Starts loop l's stats snapshots (wsk_group_run, before the loops run). */
+void wsk_group_stats_start(wsk_gloop *l);
+/* Copies l's member's stats now (on l's thread). */
+void wsk_group_stats_take(wsk_gloop *l);
 
 /* group_topics.c */
 struct wsk_gtable *wsk_gtable_new(unsigned n);

@@ -23,7 +23,8 @@
  *                   (a large message with nothing queued: written during the send)
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, send-block cache, logging
  *   group.c         server groups: a loop per thread, inboxes between them (group_topics.c:
- *                   the group-wide topic table, publishes carried to the other loops)
+ *                   the group-wide topic table, publishes carried to the other loops;
+ *                   group_stats.c: the members' figures summed)
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
@@ -85,7 +86,7 @@ struct wsk_loop {
     struct wsk_ws *dirty;     /* sockets with bytes to write or waiting to be freed */
     uint8_t *rbuf;            /* WSK_RBUF_SIZE bytes, shared by every read */
     /* The send-block cache (wsk_block_new): free blocks of WSK_BLOCK_CACHED bytes, listed
-     * through their first bytes; blocks_out of that size are in use, at most blocks_peak at
+     * through their first 8 bytes; blocks_out of that size are in use, at most blocks_peak at
      * once since blocks_trim_ms; blocks_malloced counts the ones ever allocated. */
     wsk_block *free_blocks;
     unsigned nfree_blocks, blocks_out, blocks_peak;
@@ -331,6 +332,8 @@ static inline void wsk_queue_commit(struct wsk_ws *c, size_t n);
 uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n);
 /* Appends a copy of p[0..n), over as many private blocks as it takes; 0 or WSK_ERR_NOMEM. */
 int wsk_queue_write(struct wsk_ws *c, const void *p, size_t n);
+/* The same masked with key on the way (a client's frame; key NULL: a plain copy). */
+int wsk_queue_write_masked(struct wsk_ws *c, const void *p, size_t n, const uint8_t key[4]);
 /* Appends a reference to shared bytes b->data[off, off + len). */
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len);
 /* Fills iov with up to max segments (at most WSK_WRITE_MAX bytes); returns the count. */

@@ -11,15 +11,42 @@
 
 #include <string.h>
 
-static inline void xor_word(uint8_t *p, uint64_t k)
+/* Eight words from src, XORed with k, to dst: all loads before any store, so dst == src (in
+ * place) is fine and the compiler may turn the block into vector moves either way. */
+static inline uint64_t load64(const uint8_t *p)
 {
     uint64_t w;
     memcpy(&w, p, 8);
-    w ^= k;
+    return w;
+}
+
+static inline void store64(uint8_t *p, uint64_t w)
+{
     memcpy(p, &w, 8);
 }
 
-size_t wsk_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset)
+static inline void xor_block(uint8_t *dst, const uint8_t *src, uint64_t k)
+{
+    uint64_t w0 = load64(src), w1 = load64(src + 8), w2 = load64(src + 16), w3 = load64(src + 24),
+             w4 = load64(src + 32), w5 = load64(src + 40), w6 = load64(src + 48),
+             w7 = load64(src + 56);
+    store64(dst, w0 ^ k);
+    store64(dst + 8, w1 ^ k);
+    store64(dst + 16, w2 ^ k);
+    store64(dst + 24, w3 ^ k);
+    store64(dst + 32, w4 ^ k);
+    store64(dst + 40, w5 ^ k);
+    store64(dst + 48, w6 ^ k);
+    store64(dst + 56, w7 ^ k);
+}
+
+static inline void xor_word(uint8_t *dst, const uint8_t *src, uint64_t k)
+{
+    store64(dst, load64(src) ^ k);
+}
+
+size_t wsk_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
+                     size_t offset)
 {
     size_t next = (offset + n) & 3;
     if (n == 0) return next; /* p may then be NULL, and C leaves even NULL + 0 undefined */
@@ -37,27 +64,24 @@ size_t wsk_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset)
         memcpy(&kw, k, 8);
         /* 64 bytes per iteration: four 128-bit (or two 256-bit) vector XORs once the compiler
          * merges the words, and few loop branches per byte. */
-        for (; n >= 64; p += 64, n -= 64) {
-            xor_word(p, kw);
-            xor_word(p + 8, kw);
-            xor_word(p + 16, kw);
-            xor_word(p + 24, kw);
-            xor_word(p + 32, kw);
-            xor_word(p + 40, kw);
-            xor_word(p + 48, kw);
-            xor_word(p + 56, kw);
-        }
-        for (; n >= 8; p += 8, n -= 8) xor_word(p, kw);
+        for (; n >= 64; dst += 64, src += 64, n -= 64) xor_block(dst, src, kw);
+        for (; n >= 8; dst += 8, src += 8, n -= 8) xor_word(dst, src, kw);
     }
     if (n >= 4) {
         uint32_t w, kw4;
-        memcpy(&w, p, 4);
+        memcpy(&w, src, 4);
         memcpy(&kw4, k, 4);
         w ^= kw4;
-        memcpy(p, &w, 4);
-        p += 4;
+        memcpy(dst, &w, 4);
+        dst += 4;
+        src += 4;
         n -= 4;
     }
-    for (size_t i = 0; i < n; i++) p[i] ^= k[i];
+    for (size_t i = 0; i < n; i++) dst[i] = src[i] ^ k[i];
     return next;
+}
+
+size_t wsk_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset)
+{
+    return wsk_mask_copy(p, p, n, key, offset);
 }

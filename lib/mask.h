@@ -10,4 +10,9 @@
  * unmasking are the same operation.  p may have any alignment; n may be 0. */
 size_t wsk_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset);
 
+/* The same from src to dst in one pass (a client's send: copy and mask at once).  dst and src
+ * are the same or do not overlap. */
+size_t wsk_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
+                     size_t offset);
+
 #endif

@@ -14,6 +14,9 @@
  * A complete message is valid when the call returned 0 and *state == WSK_UTF8_ACCEPT. */
 int wsk_utf8_validate(uint32_t *state, const uint8_t *p, size_t n);
 
+/* The same without SSE2 (what other machines run), for the tests to compare the two. */
+int wsk_utf8_validate_portable(uint32_t *state, const uint8_t *p, size_t n);
+
 /* wsk_utf8_valid and wsk_utf8_valid_prefix (whole buffers) are public: see wskit.h. */
 
 #endif

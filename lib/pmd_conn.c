@@ -7,10 +7,10 @@
  * libdeflate's one-shot compressor (one per level in use) for messages that fit the window, a
  * zlib deflater per window size under 32 KiB for longer ones, and libdeflate's decompressor.  A
  * message whole in one read is inflated where it lies, the tail libdeflate needs written over
- * the next frame's first bytes and put back; one that arrives split across reads or frames, or
- * that ends a read, is gathered first (compressed, so small), and inflated when its last byte
- * arrives.  Without context takeover a message that would not
- * shrink goes uncompressed.
+ * the next frame's first bytes and put back; one that ends a read is copied to the loop's
+ * scratch buffer, with room for the tail; one that arrives split across reads or frames is
+ * gathered first (compressed, so small), and inflated when its last byte arrives.  Without context
+ * takeover a message that would not shrink goes uncompressed.
  */
 #include "pmd_conn.h"
 #include "pmd.h"
@@ -31,12 +31,16 @@ typedef struct pmd_conn {
 #define ZWIN_MIN 9
 #define ZWIN_N   (15 - ZWIN_MIN)
 
+/* The loop's scratch copy of a compressed message is kept between messages up to this size. */
+#define LEND_KEEP (64 * 1024)
+
 typedef struct pmd_shared {
     wsk_pmd_oneshot_deflater *oneshot[WSK_PMD_LEVEL_MAX]; /* per level (index level - 1) */
     wsk_pmd_deflater *window[WSK_PMD_LEVEL_MAX][ZWIN_N];  /* per level and window size */
     wsk_pmd_oneshot_inflater *inflater;
     wsk_pmd_inflater *zinflater; /* messages that go on past a BFINAL block */
-    wsk_dbuf out; /* compressed output of the message being sent, capped under its size */
+    wsk_dbuf out;  /* compressed output of the message being sent, capped under its size */
+    wsk_dbuf lend; /* a whole compressed message that ended its read, with room for the tail */
 } pmd_shared;
 
 int wsk_compress_mode_parse(const char *name)
@@ -50,6 +54,8 @@ static pmd_shared *shared(wsk_loop *loop)
         pmd_shared *s = calloc(1, sizeof *s);
         if (!s) return NULL;
         wsk_dbuf_init(&s->out, (size_t)1 << 31);
+        /* Compressed bytes, which the caller already bounds by the max payload. */
+        wsk_dbuf_init(&s->lend, SIZE_MAX);
         loop->pmd_shared = s;
     }
     return loop->pmd_shared;
@@ -153,9 +159,18 @@ int wsk_pmd_conn_inflate(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, i
     }
     pmd_shared *s = shared(c->ctx->loop);
     if (!s) return WSK_ERR_NOMEM;
-    /* One-shot: inflate only whole messages, gathered when they come in pieces or when the read
-     * has no room after them for the tail. */
-    if (fin && !pc->gather.len && after >= WSK_PMD_TAIL_ROOM) return inflate_whole(s, p, n, out);
+    /* One-shot: inflate only whole messages, gathered when they come in pieces. */
+    if (fin && !pc->gather.len) {
+        if (after >= WSK_PMD_TAIL_ROOM) return inflate_whole(s, p, n, out);
+        s->lend.len = 0;
+        int r = wsk_dbuf_reserve(&s->lend, n + WSK_PMD_TAIL_ROOM);
+        if (r < 0) return r;
+        memcpy(s->lend.p, p, n);
+        r = inflate_whole(s, s->lend.p, n, out);
+        /* Kept for the next message, unless a rare large one would pin its size in the loop. */
+        if (s->lend.cap > LEND_KEEP) wsk_dbuf_free(&s->lend);
+        return r;
+    }
     int r = wsk_dbuf_append(&pc->gather, p, n);
     if (r == 0) r = wsk_dbuf_reserve(&pc->gather, WSK_PMD_TAIL_ROOM);
     if (r < 0 || !fin) return r;
@@ -276,6 +291,7 @@ void wsk_pmd_loop_free(wsk_loop *loop)
     wsk_pmd_oneshot_inflater_free(s->inflater);
     wsk_pmd_inflater_free(s->zinflater);
     wsk_dbuf_free(&s->out);
+    wsk_dbuf_free(&s->lend);
     free(s);
     loop->pmd_shared = NULL;
 }

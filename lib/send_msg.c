@@ -5,7 +5,8 @@
  * socket is marked dirty and written once at the end of the loop iteration (send_flush.c).
  * A server's large payload (WSK_DIRECT_MIN) is the exception: with nothing queued it is written
  * at once from the caller's buffer (wsk_flush_direct); behind other bytes it is copied in
- * pieces of the loop's cached blocks, so no block of its size is allocated and freed. */
+ * pieces of the loop's cached blocks, so no block of its size is allocated and freed.  A
+ * client's large payload goes to cached blocks too, masked in the same pass as the copy. */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
@@ -59,14 +60,17 @@ static long queued(struct wsk_ws *c, size_t total)
     return (long)total;
 }
 
-/* A server's large frame: written now when nothing is queued, else queued in cached blocks. */
+/* A large frame: a server's is written now when nothing is queued; otherwise, and always for a
+ * client, whose payload is masked while copied, it is queued in pieces of cached blocks. */
 static long send_large(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data,
-                       size_t len)
+                       size_t len, int client)
 {
-    uint8_t hdr[WSK_FRAME_HDR_MAX];
-    size_t hl = wsk_frame_header(hdr, 1, rsv, opcode, len, NULL);
-    if (!c->q.bytes) return wsk_flush_direct(c, hdr, hl, data, len);
-    if (wsk_queue_write(c, hdr, hl) < 0 || wsk_queue_write(c, data, len) < 0) {
+    uint8_t hdr[WSK_FRAME_HDR_MAX], key[4];
+    if (client) mask_key(c->ctx->loop, key);
+    size_t hl = wsk_frame_header(hdr, 1, rsv, opcode, len, client ? key : NULL);
+    if (!client && !c->q.bytes) return wsk_flush_direct(c, hdr, hl, data, len);
+    if (wsk_queue_write(c, hdr, hl) < 0 ||
+        wsk_queue_write_masked(c, data, len, client ? key : NULL) < 0) {
         /* The header may be queued without its payload: the stream cannot go on. */
         wsk_conn_failed(c, WSK_ERR_NOMEM, "out of memory");
         return 0;
@@ -85,8 +89,8 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
     size_t hl = wsk_frame_header_size(len, client), total = hl + len;
 
     if (!force && !wsk_send_admit(c, total)) return 0;
-    if (!client && len >= WSK_DIRECT_MIN && !c->ctx->hooks && !(c->flags & WSK_F_TLS))
-        return send_large(c, opcode, rsv, data, len);
+    if (len >= WSK_DIRECT_MIN && (client || (!c->ctx->hooks && !(c->flags & WSK_F_TLS))))
+        return send_large(c, opcode, rsv, data, len, client);
     uint8_t *dst = wsk_queue_reserve(c, total);
     if (!dst) return 0;
     uint8_t key[4];

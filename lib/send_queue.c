@@ -6,6 +6,7 @@
  * subscriber costs one small node, not a copy.  The queue allocates nothing while it is empty:
  * an idle socket owns no send memory. */
 #include "internal.h"
+#include "mask.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,19 +45,28 @@ uint8_t *wsk_queue_reserve_block(struct wsk_ws *c, size_t n)
 }
 
 /* Pieces of at most a default block, so the blocks come from the loop's cache and go back. */
-int wsk_queue_write(struct wsk_ws *c, const void *p, size_t n)
+int wsk_queue_write_masked(struct wsk_ws *c, const void *p, size_t n, const uint8_t key[4])
 {
     const uint8_t *src = p;
+    size_t off = 0;
     while (n) {
         size_t k = n < WSK_BLOCK_SIZE ? n : WSK_BLOCK_SIZE;
         uint8_t *dst = wsk_queue_reserve(c, k);
         if (!dst) return WSK_ERR_NOMEM;
-        memcpy(dst, src, k);
+        if (key)
+            off = wsk_mask_copy(dst, src, k, key, off);
+        else
+            memcpy(dst, src, k);
         wsk_queue_commit(c, k);
         src += k;
         n -= k;
     }
     return 0;
+}
+
+int wsk_queue_write(struct wsk_ws *c, const void *p, size_t n)
+{
+    return wsk_queue_write_masked(c, p, n, NULL);
 }
 
 int wsk_queue_share(struct wsk_ws *c, wsk_block *b, size_t off, size_t len)

@@ -636,7 +636,8 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
 WSK_API int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls,
                               const char *prefix);
 /* 1 when a publish to topic[0..len) is forwarded now (its engine connection is up), 0 when it
- * is not; WSK_ERR_STATE when the server has no bridge, WSK_ERR_INVAL for an invalid topic. */
+ * is not (a derived topic never is: wsk_server_opts.bridge_derived); WSK_ERR_STATE when the server
+ * has no bridge, WSK_ERR_INVAL for an invalid topic. */
 WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len);
 /* Publishes as wsk_publish (from set: a socket of srv) or wsk_server_publish (from NULL), and
  * says how many other nodes got the message: done(arg, local, nodes) runs exactly once, with
@@ -725,8 +726,9 @@ WSK_API wsk_loop *wsk_group_loop(wsk_group *g, unsigned i);
 /* Makes srv (created with wsk_server_new on wsk_group_loop(g, i), one server per loop at most)
  * a member: before wsk_group_run, and before any socket subscribes.  A TLS server with no socket
  * yet takes the TLS configuration of a member with the same certificate chain and client CA
- * (see "Server groups").  0, WSK_ERR_INVAL (srv is not on a loop of g) or WSK_ERR_STATE (loop i
- * has a member already, or the group runs). */
+ * (see "Server groups").  Free the members (with wsk_server_free) only after wsk_group_run
+ * returned.  0, WSK_ERR_INVAL (srv is not on a loop of g) or WSK_ERR_STATE (loop i has a member
+ * already, or the group runs). */
 WSK_API int wsk_group_add(wsk_group *g, wsk_server *srv);
 /* Runs loops 1..n-1 on new threads and loop 0 on the calling thread; returns when every loop
  * has returned from ev_run (all their watchers stopped: servers shut down), threads joined.
@@ -842,6 +844,13 @@ typedef struct wsk_stats {
  * Walks the server's sockets for the gauges.  0, or WSK_ERR_INVAL for st NULL or a size that
  * does not hold the size field. */
 WSK_API int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size);
+/* The sum of wsk_server_stats over the members of a server group, from any thread: each loop
+ * copies its member's figures every second (and once more when its shutdown drained), so
+ * while the group runs they are up to a second old; before wsk_group_run they are zero.
+ * topics is the group's count (as wsk_server_topics), bridged and the bridge_ fields are the
+ * bridging member's; everything else is summed.  Same contract as wsk_server_stats for st and
+ * size. */
+WSK_API int wsk_group_stats(wsk_group *g, wsk_stats *st, size_t size);
 /* Writes *st in the Prometheus text exposition format, version 0.0.4 (HELP and TYPE lines,
  * wsk_ names, _total counters, bytes and seconds) into buf[0..cap), NUL-terminated and cut to
  * cap - 1 like snprintf (buf may be NULL when cap is 0).  Returns the length of the whole text,

@@ -208,7 +208,9 @@ async def browser_cases(b, shots):
         await b.screenshot(os.path.join(shots, "console-echo.png"))
         errs = b.errors()
         ok(not errs, "console --echo: no console errors", "; ".join(errs)[:300])
-    with serve("--pubsub") as srv:
+    # One thread even under WSK_THREADS: the page's live count comes from "topics", which with
+    # --threads sees the answering thread's subscriptions only (wsserve(1)).
+    with serve("--pubsub", "--threads", "1") as srv:
         b.events.clear()
         await b.navigate(f"http://127.0.0.1:{srv.port}/")
         await b.evaluate(JS_WAIT, raw=True)

@@ -151,6 +151,25 @@ async def expired(srv, ttl):
            await nothing(ws), "the expired messages are not replayed; the topic starts anew", m)
         await ws.close()
 
+        # Nothing published or resumed any more: the history still expires (on a timer).
+        start = time.monotonic()
+        await publish(pub, "idle", "i1")
+        kept = await idle_history(pub)
+        ok(time.monotonic() - start >= ttl or kept == 1, "a message kept on a quiet topic", kept)
+        until = time.monotonic() + ttl + 10
+        while await idle_history(pub) and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+        ok(await idle_history(pub) == 0,
+           "a quiet topic's history goes once older than the TTL, with no traffic to trigger it")
+
+
+async def idle_history(pub):
+    """The history length of topic "idle", from the topics op (which expires nothing)."""
+    await pub.send(json.dumps({"op": "topics", "id": "t"}))
+    while (r := await recv_json(pub)).get("id") != "t":
+        pass
+    return sum(t.get("history", 0) for t in r.get("topics", []) if t.get("topic") == "idle")
+
 
 async def big_recovery(srv):
     """A recovery larger than a socket's backpressure limit (1 MiB) is paced by drain, and a

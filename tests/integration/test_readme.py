@@ -8,8 +8,8 @@ checked.  At the end everything the blocks started is stopped.
 So that the test can run beside others on a shared machine, and offline:
   - every port the README names (8080, 9000, ...) becomes a free loopback port;
   - wss://example.test/ becomes a TLS echo server started here (with --ca for its throwaway CA);
-  - /tmp/certs becomes a scratch folder; wsbench's -d N becomes -d 1 (the load is the same
-    kind, only shorter).
+  - /tmp/certs becomes a scratch folder; wsbench's -d N becomes -d 1 and compare runs two
+    rounds without a pause (the load is the same kind, only shorter).
 The commands run from a scratch folder where bin/ is $WSK_BIN and scripts/ the tree's.
 
 A block whose fence says more than `sh` is not run; the word after `sh` says why (NOT_RUN)."""
@@ -78,6 +78,8 @@ class Local:
         line = line.replace("/tmp/certs", os.path.join(self.tmp, "certs"))
         if "wsbench" in line:
             line = re.sub(r"(^|\s)-d \d+\b", r"\1-d 1", line)
+            # compare: two rounds (A B B A), back to back.
+            line = re.sub(r"(\bwsbench compare)\b", r"\1 --rounds 2 --pause 0", line)
         return line
 
 

@@ -18,7 +18,7 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Server, accept_key, done, free_port, frame, ok, skip  # noqa: E402
+from wstest import BIN, Raw, Server, accept_key, done, free_port, frame, ok, skip  # noqa: E402
 
 WSBENCH = os.path.join(BIN, "wsbench")
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -215,6 +215,10 @@ def listen_to_broadcast():
                 "    time.sleep(0.002)\n")
     try:
         with Server("--exec-shared", f"/usr/bin/python3 {f.name}") as srv:
+            # The program broadcasts once Python has started: a first line before measuring.
+            first = Raw(srv.port, timeout=30)
+            first.recv_frame()
+            first.close()
             rc, j, err = bench_json("listen", "-c", "20", "-d", "0.5", srv.url())
             got = j and j["messages"]["received"]
             ok(rc == 0 and no_errors(j) and got and j["messages"]["sent"] == 0,

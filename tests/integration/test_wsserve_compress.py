@@ -171,6 +171,32 @@ with Server("--echo", "--compress", "--max-payload", "1M") as srv:
         ok(inflate(p) == want, f"client message ending with {name} inflated")
     c.close()
 
+# Frames back to back in one write: the server inflates each compressed payload in place, its
+# tail written over the next frame's first bytes, which must be intact when that frame is read:
+# a short frame right after one (8 bytes, less than the tail: gathered), and a ping.
+with Server("--echo", "--compress") as srv:
+    c, st, ext = connect(srv.port)
+    msgs = [b"first %d " % i * 40 for i in range(4)]
+    batch = [frame(TEXT, deflate(msgs[0]), rsv=4), frame(TEXT, deflate(msgs[1]), rsv=4),
+             frame(TEXT, b"xy"), frame(TEXT, deflate(msgs[2]), rsv=4), frame(PING, b"p"),
+             frame(TEXT, deflate(msgs[3]), rsv=4)]
+    c.send(b"".join(batch))
+    got = []
+    try:
+        for _ in range(len(batch)):
+            while len(c.buf) < 2:
+                c._fill()
+            rsv1 = bool(c.buf[0] & 0x40)
+            fin, op, p = c.recv_frame()
+            got.append((op, inflate(p) if rsv1 else p))
+    except Exception as e:  # noqa: BLE001
+        got.append(repr(e))
+    want = [(TEXT, msgs[0]), (TEXT, msgs[1]), (TEXT, b"xy"), (TEXT, msgs[2]), (10, b"p"),
+            (TEXT, msgs[3])]
+    ok(got == want, "compressed frames back to back in one write: each echoed, the next intact",
+       repr(got)[:300])
+    c.close()
+
 # --compress-level: both ends of the scale work; the smaller level gives no smaller output.
 sizes = {}
 text = b"".join(b'{"id":%d,"name":"user%d","tags":["a","b"],"score":%d.5}' % (i, i % 97, i * 7 % 1000)

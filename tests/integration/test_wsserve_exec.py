@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import Raw, done, frame, free_port, ok, serve, skip, wait_for  # noqa: E402
+from wstest import Raw, Server, done, frame, free_port, ok, serve, skip, wait_for  # noqa: E402
 
 TEXT, BINARY, CLOSE = 1, 2, 8
 PY = "/usr/bin/python3"
@@ -258,6 +258,38 @@ with serve("--exec", "cat") as srv:
         c.close()
     ok(wait_for(lambda: not children(srv.proc.pid), 30), "every program reaped once they closed",
        f"{len(children(srv.proc.pid))} left")
+
+# A program whose pipes do not all fit in wsserve's descriptor table (RLIMIT_NOFILE): its client
+# is told, no descriptor stays behind, the program goes.  The limits from one with room for the
+# socket only to one with room for all are tried (none, one or two of the pipes fit).
+refused, leaks = [], []
+# valgrind takes descriptors of its own from under the limit: the search is its, not wsserve's.
+for nofile in range(9, 9 if os.environ.get("WSK_VALGRIND") else 40):
+    srv = Server("--exec", "cat", nofile=nofile)
+    try:
+        base = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+        try:
+            c = Raw(srv.port, timeout=3)
+            c.send(frame(TEXT, b"x"))
+            msgs, (code, reason) = messages(c, 5)
+            c.close()
+        except (OSError, EOFError):
+            continue  # no room for the socket either
+        if msgs == [(TEXT, b"x")]:
+            break  # room for all
+        if code == 1011 and reason == "cannot start the program":
+            refused.append(nofile)
+            if not (wait_for(lambda: len(os.listdir(f"/proc/{srv.proc.pid}/fd")) == base, 5)
+                    and wait_for(lambda: not children(srv.proc.pid), 5)):
+                leaks.append(nofile)
+    finally:
+        srv.stop()
+if os.environ.get("WSK_VALGRIND"):
+    skip("no room for a program's pipes", "descriptor limits under valgrind are valgrind's")
+else:
+    ok(len(refused) >= 3 and not leaks,
+       "no room for a program's pipes: 1011, and no descriptor or program stays behind",
+       f"refused at {refused}, left something at {leaks}")
 
 with serve("--max-forks", "2", "--exec", "cat") as srv:
     a, b = Raw(srv.port), Raw(srv.port)

@@ -67,7 +67,11 @@ def failures():
 
 def run_cmd(prog, *args, stdin=b"", timeout=10, env=None):
     """Runs BIN/prog with `stdin` as its input, or with an input that stays open (stdin None);
-    returns (status, stdout, stderr, seconds); status is "timeout" when it had to be killed."""
+    returns (status, stdout, stderr, seconds); status is "timeout" when it had to be killed.
+    Under valgrind or ASan the timeout is 4 times longer: valgrind's start-up alone takes
+    seconds on a loaded machine."""
+    if sanitized():
+        timeout *= 4
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.join(BIN, prog), *args], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

@@ -374,6 +374,20 @@ static void shut(void *arg, wsk_loop *loop)
     wsk_group_shutdown(grp, 1001, "going away", 2);
 }
 
+/* The members' figures, summed from this thread (copied by each loop every second). */
+static void test_stats(void)
+{
+    wsk_stats st;
+    memset(&st, 0, sizeof st);
+    SPIN_UNTIL(wsk_group_stats(grp, &st, sizeof st) == 0 && st.publishes == 2 * MSGS + 3 &&
+                   st.open == 6 && st.deliveries == 8 * MSGS + 5,
+               usleep(20000));
+    CHECK(st.publishes == 2 * MSGS + 3 && st.open == 6 && st.deliveries == 8 * MSGS + 5,
+          "wsk_group_stats sums the members: %llu publishes, %llu open, %llu deliveries",
+          (unsigned long long)st.publishes, (unsigned long long)st.open,
+          (unsigned long long)st.deliveries);
+}
+
 static void test_shutdown(void)
 {
     wsk_group_call(grp, 0, shut, NULL); /* as a signal watcher on loop 0 would */
@@ -405,6 +419,7 @@ int main(void)
     test_stream(0, "t");
     test_stream(1, "z");
     test_patterns();
+    test_stats();
     test_shutdown();
     for (int i = 0; i < MAXC; i++) {
         if (cl[i].fd >= 0) close(cl[i].fd);

@@ -3,7 +3,8 @@
  * none).  The engine is subscribed to the union of A's loops' topics, once; a message
  * published on B reaches A's subscribers on both loops once, in order; a publish on A's loop 1
  * (not the bridging one) reaches B once and A's loop 0 once; when the last subscriber of A
- * leaves, A leaves the channel.  The servers obey group_cmd.h; the clients are raw sockets. */
+ * leaves, A leaves the channel.  B's loop 0 is libev's default loop, which outlives B.  The servers
+ * obey group_cmd.h; the clients are raw sockets. */
 #include "test.h"
 #include "group_cmd.h"
 #include "rawws.h"
@@ -90,10 +91,11 @@ static void *run_node(void *arg)
     return NULL;
 }
 
-static void start_node(struct node *nd, unsigned n, const char *url)
+/* ev0: the caller's loop 0 (NULL: the group makes its own). */
+static void start_node(struct node *nd, unsigned n, const char *url, struct ev_loop *ev0)
 {
     nd->n = n;
-    nd->g = wsk_group_new(n, NULL);
+    nd->g = wsk_group_new(n, ev0);
     wsk_handlers h = {.message = cmd_message};
     for (unsigned i = 0; i < n; i++) {
         wsk_loop *loop = wsk_group_loop(nd->g, i);
@@ -163,8 +165,10 @@ int main(void)
 
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%u", port);
-    start_node(&A, 2, url);
-    start_node(&B, 1, url);
+    start_node(&A, 2, url, NULL);
+    start_node(&B, 1, url, ev_default_loop(0)); /* B's loop 0 is libev's default loop */
+    CHECK(wsk_loop_ev(wsk_group_loop(B.g, 0)) == ev_default_loop(0),
+          "a group's loop 0 can be the caller's (libev's default loop)");
     for (int i = 0; i < 3; i++) cl[i].fd = -1;
     open_client(0, A.srv[0]);
     open_client(1, A.srv[1]);
@@ -213,6 +217,8 @@ int main(void)
 
     stop_node(&A);
     stop_node(&B);
+    /* The caller's loop outlives the group, and runs again. */
+    ev_run(ev_default_loop(0), EVRUN_NOWAIT);
     for (int i = 0; i < 3; i++) {
         close(cl[i].fd);
         free(cl[i].buf);

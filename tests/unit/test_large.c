@@ -249,6 +249,33 @@ static void sends(wsk_ctx *ctx)
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
 
+/* A client's large send: masked while copied into cached blocks (no block of the message's size),
+ * one frame whose payload the peer unmasks to the original. */
+static void client_sends(wsk_ctx *ctx)
+{
+    enum { LEN = 100000 };
+    static uint8_t payload[LEN], out[LEN + 64];
+    for (size_t i = 0; i < LEN; i++) payload[i] = pair_pattern(i);
+    int peer;
+    ctx->role = WSK_ROLE_CLIENT;
+    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+    reset();
+    long r = wsk_send(c, payload, LEN, WSK_OP_BINARY, 0);
+    int cached = 1, segs = 0;
+    for (wsk_seg *s = c->q.head; s; s = s->next, segs++) cached &= s->blk->cap == WSK_BLOCK_CACHED;
+    CHECK(r == LEN && c->q.bytes == 14 + LEN && cached && segs > 1,
+          "a client's 100000-byte send is queued masked in %d cached blocks", segs);
+    size_t have = drain_peer(peer, out, sizeof out, 14 + LEN);
+    uint8_t *key = out + 10;
+    for (size_t i = 0; i < LEN && have == 14 + LEN; i++) out[14 + i] ^= key[i & 3];
+    CHECK(have == 14 + LEN && out[0] == 0x82 && out[1] == (0x80 | 127) &&
+              !memcmp(out + 14, payload, LEN),
+          "the peer gets one masked frame that unmasks to the payload (%zu bytes)", have);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+    ctx->role = WSK_ROLE_SERVER;
+}
+
 int main(void)
 {
     pair_setup();
@@ -258,6 +285,7 @@ int main(void)
     split_everywhere(&ctx);
     text(&ctx);
     sends(&ctx);
+    client_sends(&ctx);
     pair_turn();
     wsk_loop_free(pair_loop);
     return TEST_DONE();

@@ -414,8 +414,71 @@ static void exhaustive(void)
     CHECK(bad == 0, "exhaustive: %ld short strings match the reference", count);
 }
 
+/* Both validators over p[0..n) in the same random pieces: 1 when every call agrees on the result
+ * and the state. */
+static int same_verdicts(const uint8_t *p, size_t n, uint64_t *seed)
+{
+    uint32_t sf = WSK_UTF8_ACCEPT, sp = WSK_UTF8_ACCEPT;
+    for (size_t at = 0; at < n;) {
+        size_t k = rnd(seed) % 4 ? n - at : 1 + rnd(seed) % (n - at);
+        int rf = wsk_utf8_validate(&sf, p + at, k), rp = wsk_utf8_validate_portable(&sp, p + at, k);
+        if (rf != rp || sf != sp) return 0;
+        at += k;
+    }
+    return 1;
+}
+
+/* The SSE2 path (x86_64) against the portable one: printable ASCII of every length to 200 at
+ * every alignment, with one non-ASCII byte or sequence (valid, truncated, overlong, surrogate,
+ * too large, stray) at every position, whole and in random pieces; then random mixtures from
+ * all-ASCII to no ASCII, up to 4 KiB. */
+static void fast_vs_portable(void)
+{
+    static const struct {
+        const char *b;
+        size_t n;
+    } odd[] = {{"\xC3\xA9", 2}, {"\xE2\x82\xAC", 3}, {"\xF0\x9F\x98\x80", 4},
+               {"\x80", 1},     {"\xC3", 1},         {"\xE2\x82", 2},
+               {"\xC0\xAF", 2}, {"\xED\xA0\x80", 3}, {"\xF4\x90\x80\x80", 4},
+               {"\xFF", 1},     {"\xE0\x80\xAF", 3}};
+    static uint8_t buf[4096 + 64];
+    uint64_t seed = 42;
+    long cases = 0, bad = 0;
+    for (size_t len = 1; len <= 200 && bad < 5; len++)
+        for (size_t align = 0; align < 16; align += 5)
+            for (size_t o = 0; o < sizeof odd / sizeof odd[0]; o++)
+                for (size_t at = 0; at + odd[o].n <= len; at += 1 + (len > 80) * (at % 7)) {
+                    uint8_t *p = buf + align;
+                    for (size_t i = 0; i < len; i++) p[i] = (uint8_t)(0x20 + rnd(&seed) % 95);
+                    memcpy(p + at, odd[o].b, odd[o].n);
+                    bad += !EXPECT(same_verdicts(p, len, &seed), "len %zu align %zu, %zu at %zu",
+                                   len, align, o, at);
+                    cases++;
+                }
+    static const unsigned high_per_1024[] = {0, 1, 10, 100, 512, 1024};
+    for (int r = 0; r < 20000 && bad < 5; r++) {
+        size_t len = rnd(&seed) % 4097, align = rnd(&seed) % 16;
+        unsigned high = high_per_1024[rnd(&seed) % 6];
+        uint8_t *p = buf + align;
+        for (size_t i = 0; i < len;) {
+            if (rnd(&seed) % 1024 >= high) {
+                p[i++] = (uint8_t)(rnd(&seed) % 128);
+            } else if (rnd(&seed) % 2) {
+                p[i++] = (uint8_t)(0x80 + rnd(&seed) % 128);
+            } else {
+                size_t k = rnd(&seed) % (sizeof odd / sizeof odd[0]);
+                for (size_t j = 0; j < odd[k].n && i < len; j++) p[i++] = (uint8_t)odd[k].b[j];
+            }
+        }
+        bad += !EXPECT(same_verdicts(p, len, &seed), "random %d, %zu bytes", r, len);
+        cases++;
+    }
+    CHECK(bad == 0, "the SSE2 path and the portable one agree on %ld inputs, in pieces too", cases);
+}
+
 int main(void)
 {
+    fast_vs_portable();
     sequences();
     exhaustive();
     fast_path();
