@@ -308,7 +308,8 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
     }
     /* The lifecycle hook: the first local subscriber arrived (of a name or a pattern).  In a
      * group, the group's topic table tells the bridging member (group_topics.c). */
-    if (made && ws->ctx->bridge && !ws->ctx->group) wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
+    if (made && ws->ctx->bridge && !ws->ctx->group)
+        wsk_bridge_topic(ws->ctx->bridge, tp->name, len, 1);
     return 1;
 }
 
