@@ -69,6 +69,7 @@ struct serve {
     const serve_mode *mode;
     const void *config;  /* the mode's options, shared by every server of the mode */
     void *state;         /* the mode's own, from setup to teardown */
+    wsk_loop *loop;      /* the loop the server runs on: set before setup */
     wsk_server *srv;     /* set once the server exists: after setup */
     wsk_handlers mode_h; /* the mode's handlers, which wsserve.c's logging ones wrap */
     int tls;             /* serving wss://: the pages say wss:// and https:// */

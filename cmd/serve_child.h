@@ -14,6 +14,19 @@ struct ev_io;
  * is already -1. */
 void child_stop_io(struct ev_loop *ev, struct ev_io *w, int *fd);
 
+/* Reaping: each program is watched through its pidfd (pidfd_open(2), Linux 5.3) by the loop that
+ * owns its connection, and reaped with waitid(P_PIDFD): no SIGCHLD, no libev default loop, no
+ * waitpid(-1) that scans every child, and no status taken by another loop's reaper.  wsserve's
+ * loops are therefore never libev's default loop, whose own SIGCHLD watcher reaps any child. */
+/* 0 when this kernel has pidfd_open, else -1 with the reason on stderr: the program modes need
+ * it (Debian 12's kernel and newer have it) and refuse to start without it. */
+int child_pidfd_check(void);
+/* A pidfd for pid (close-on-exec; readable once the process has exited), or -1 and errno. */
+int child_pidfd(pid_t pid);
+/* Reaps the process of pidfd fd if it has exited: 1 with *status as waitpid(2) gives it, 0 while
+ * it runs, -1 on an error (errno). */
+int child_pidfd_wait(int fd, int *status);
+
 /* Starts file (searched in PATH unless it has a '/') with argv and envp (NULL: wsserve's own),
  * its stdin, stdout and stderr on pipes whose other ends, non-blocking and close-on-exec, go to
  * fds[0..2]; SIGPIPE, SIGINT and SIGTERM back to their defaults, no signal blocked, and in a
@@ -25,7 +38,8 @@ int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t 
  * has reached exec.  A request is submitted on the loop's thread, and done(arg, sp) is called
  * there once it has run, with sp->rc, sp->pid and sp->fds set as child_spawn sets them.  file,
  * argv and envp must stay valid until then.  The program may have exited before done is
- * called: the loop's SIGCHLD must not drop a status for a pid it does not know yet. */
+ * called: its pidfd, opened by the spawner's thread right after the spawn, keeps its status
+ * until the loop reaps it. */
 struct spawn {
     struct spawn *next; /* the spawner's */
     const char *file;
@@ -33,6 +47,7 @@ struct spawn {
     char *const *envp;
     pid_t pid;
     int fds[3];
+    int pidfd; /* the caller's to close */
     int rc;
 };
 typedef void (*spawn_done)(void *arg, struct spawn *sp);
@@ -49,6 +64,9 @@ void spawner_free(struct spawner *s);
  * has stopped. */
 void child_reap(pid_t pid, double deadline);
 double child_now(void);
+/* A program that cannot be watched or handed over: SIGKILL to its group, and reaped at once
+ * (SIGKILL cannot be refused, so the wait is short). */
+void child_kill_reap(pid_t pid);
 
 /* A program's environment: the variables of wsserve's named by --passenv, the mode's own, then
  * each --env NAME=VALUE (the program modes share these options). */

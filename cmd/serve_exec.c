@@ -12,8 +12,9 @@
  * may exceed it, up to --max-payload), and stdout is only read while the socket's queue has no
  * backpressure, so a program flooding stdout waits in write(2) instead of growing wsserve.
  * Programs are started by the spawner's threads (serve_spawn.c), so that no connection waits
- * for another's spawn.  Every child is reaped by one ev_child watcher for any pid on libev's
- * default loop (which wsserve runs); the struct child is freed once both the socket and the
+ * for another's spawn.  Each child is reaped by the loop of its connection, through its pidfd
+ * (serve_child.h): with --threads every thread starts and reaps its own connections' programs,
+ * with spawner threads of its own.  The struct child is freed once both the socket and the
  * process are gone. */
 #include "serve.h"
 #include "serve_child.h"
@@ -23,6 +24,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -46,7 +48,8 @@ struct child {
     int spawning;              /* sp is with the spawner: not freed meanwhile */
     pid_t pid;
     int in_fd, out_fd, err_fd; /* -1 once closed */
-    ev_io in_w, out_w, err_w;
+    int pidfd;                 /* -1 once reaped */
+    ev_io in_w, out_w, err_w, pid_w;
     ev_timer kill_t;
     int kills;  /* signals sent after the socket went: SIGTERM, then SIGKILL */
     int reaped; /* the process is gone; status is its wait status */
@@ -64,22 +67,13 @@ struct exec {
     struct serve *sv;
     struct ev_loop *ev;
     struct child *children;
-    struct child *pending; /* made by the upgrade handler, taken by the open handler */
-    struct spawner *spawner;
-    ev_child child_w;       /* every child's exit */
-    unsigned long spawning; /* requests with the spawner */
-    struct early *early;    /* exits of pids whose spawn result had not come back yet */
-    unsigned long running;  /* processes not reaped yet, and spawns under way */
-    size_t in_max;          /* each stdin buffer's cap */
-    unsigned long serial;   /* for UNIQUE_ID */
-    char rbuf[64 * 1024];   /* every child's stdout and stderr are read here */
-};
-
-/* A program that exited before its spawn's result reached the loop. */
-struct early {
-    struct early *next;
-    pid_t pid;
-    int status;
+    struct child *pending;   /* made by the upgrade handler, taken by the open handler */
+    struct spawner *spawner; /* this loop's */
+    /* processes not reaped yet and spawns under way, of every thread (--max-forks): all[0]'s */
+    atomic_ulong *running, running_all;
+    size_t in_max;        /* each stdin buffer's cap */
+    unsigned long serial; /* for UNIQUE_ID */
+    char rbuf[64 * 1024]; /* every child's stdout and stderr are read here */
 };
 
 static struct exec *exec_of(wsk_server *srv)
@@ -165,6 +159,7 @@ static void child_release(struct child *c)
     child_stop_io(x->ev, &c->in_w, &c->in_fd);
     child_stop_io(x->ev, &c->out_w, &c->out_fd);
     child_stop_io(x->ev, &c->err_w, &c->err_fd);
+    child_stop_io(x->ev, &c->pid_w, &c->pidfd);
     ev_timer_stop(x->ev, &c->kill_t);
     if (c->prev)
         c->prev->next = c->next;
@@ -202,7 +197,8 @@ static void child_reaped(struct child *c, int st)
     struct exec *x = c->x;
     c->reaped = 1;
     c->status = st;
-    x->running--;
+    (*x->running)--;
+    child_stop_io(x->ev, &c->pid_w, &c->pidfd);
     ev_timer_stop(x->ev, &c->kill_t);
     /* A program that exited no longer reads its stdin. */
     child_stop_io(x->ev, &c->in_w, &c->in_fd);
@@ -212,24 +208,21 @@ static void child_reaped(struct child *c, int st)
     child_release(c);
 }
 
-/* Any child's exit (libev reaps with waitpid(-1)): a pid not known yet is a program whose
- * spawn result is still on its way; it is kept until then. */
-static void on_reaped(struct ev_loop *ev, ev_child *w, int revents)
+/* The pidfd of c's program is readable: it exited (maybe before its spawn's result came; the
+ * pidfd kept its status until now). */
+static void on_exit_pidfd(struct ev_loop *ev, ev_io *w, int revents)
 {
-    struct exec *x = w->data;
+    struct child *c = w->data;
+    int st = 0;
     (void)ev;
     (void)revents;
-    for (struct child *c = x->children; c; c = c->next)
-        if (!c->spawning && !c->reaped && c->pid == w->rpid) {
-            child_reaped(c, w->rstatus);
-            return;
-        }
-    struct early *e = x->spawning ? malloc(sizeof *e) : NULL;
-    if (!e) return;
-    e->pid = w->rpid;
-    e->status = w->rstatus;
-    e->next = x->early;
-    x->early = e;
+    int r = child_pidfd_wait(c->pidfd, &st);
+    if (r == 0) return; /* not yet */
+    if (r < 0) {        /* not ours to wait for any more: nothing left to watch */
+        serve_log(c->x->sv, "%s: cannot reap the program: %s", c->addr, strerror(errno));
+        st = 255 << 8;
+    }
+    child_reaped(c, st);
 }
 
 /* The socket is gone and the program still runs: SIGTERM after --close-grace, SIGKILL after
@@ -375,13 +368,12 @@ static void spawned(void *arg, struct spawn *sp)
     struct exec *x = arg;
     struct child *c = (struct child *)((char *)sp - offsetof(struct child, sp));
     c->spawning = 0;
-    x->spawning--;
     env_free(c->envp);
     c->envp = NULL;
     if (sp->rc) {
         if (sp->rc != ECANCELED)
             serve_log(x->sv, "%s: cannot start the program: %s", c->addr, strerror(sp->rc));
-        x->running--;
+        (*x->running)--;
         c->reaped = 1; /* nothing to wait for */
         if (c->ws)     /* its close handler frees c */
             wsk_close(c->ws, WSK_CLOSE_INTERNAL, "cannot start the program", 24);
@@ -393,31 +385,17 @@ static void spawned(void *arg, struct spawn *sp)
     c->in_fd = sp->fds[0];
     c->out_fd = sp->fds[1];
     c->err_fd = sp->fds[2];
+    c->pidfd = sp->pidfd;
     ev_io_init(&c->in_w, on_stdin, c->in_fd, EV_WRITE);
     ev_io_init(&c->out_w, on_stdout, c->out_fd, EV_READ);
     ev_io_init(&c->err_w, on_stderr, c->err_fd, EV_READ);
-    c->in_w.data = c->out_w.data = c->err_w.data = c;
+    ev_io_init(&c->pid_w, on_exit_pidfd, c->pidfd, EV_READ);
+    c->in_w.data = c->out_w.data = c->err_w.data = c->pid_w.data = c;
     ev_io_start(x->ev, &c->out_w);
     ev_io_start(x->ev, &c->err_w);
+    ev_io_start(x->ev, &c->pid_w); /* an exit already past makes it readable at once */
     if (c->ws && pipebuf_pending(&c->in)) stdin_write(c); /* what came while it started */
     if (!c->ws) child_orphaned(c);
-    int early = 0, st = 0;
-    for (struct early **p = &x->early, *e; (e = *p);)
-        if (e->pid == c->pid) {
-            early = 1;
-            st = e->status;
-            *p = e->next;
-            free(e);
-        } else {
-            p = &e->next;
-        }
-    if (!x->spawning) /* what is left belongs to no program of ours */
-        while (x->early) {
-            struct early *e = x->early;
-            x->early = e->next;
-            free(e);
-        }
-    if (early) child_reaped(c, st);
 }
 
 static void exec_open(wsk_ws *ws)
@@ -447,8 +425,7 @@ static void exec_open(wsk_ws *ws)
     }
     c->sp.envp = c->envp;
     c->spawning = 1;
-    x->spawning++;
-    x->running++;
+    (*x->running)++;
     spawner_submit(x->spawner, &c->sp);
 }
 
@@ -499,7 +476,7 @@ static int exec_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
         free(x->pending);
         x->pending = NULL;
     }
-    if (cfg->max_forks && x->running >= cfg->max_forks) {
+    if (cfg->max_forks && *x->running >= cfg->max_forks) {
         wsk_response_append_body(res, "too many programs running\n", 26);
         return 503;
     }
@@ -514,7 +491,7 @@ static int exec_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
     }
     c->x = x;
     c->script = script;
-    c->in_fd = c->out_fd = c->err_fd = -1;
+    c->in_fd = c->out_fd = c->err_fd = c->pidfd = -1;
     c->in.max = x->in_max;
     wsk_request_remote_address(req, c->addr, sizeof c->addr);
     /* As websocketd: --exec is the script "/" and the whole path its PATH_INFO; --dir's
@@ -542,25 +519,20 @@ static int exec_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
         fprintf(stderr, "wsserve: --exec needs a program: --exec 'COMMAND' or -- PROGRAM ARGS\n");
         return -1;
     }
+    if (!sv->thread && child_pidfd_check() < 0) return -1;
     struct exec *x = calloc(1, sizeof *x);
     if (!x) return -1;
     x->cfg = cfg;
     x->sv = sv;
     /* exec_message drops past 4 * IN_MAX: one message more, and its newline, fit. */
     x->in_max = 4 * IN_MAX + so->max_payload + 1;
-    x->ev = ev_default_loop(0); /* ev_child watchers live on the default loop only */
+    x->ev = wsk_loop_ev(sv->loop); /* this server's: its programs are started and reaped here */
+    atomic_init(&x->running_all, 0);
+    x->running = sv->thread ? &((struct exec *)sv->all[0].state)->running_all : &x->running_all;
     if (!(x->spawner = spawner_new(x->ev, spawned, x))) {
         free(x);
         return -1;
     }
-    ev_child_init(&x->child_w, on_reaped, 0, 0);
-    x->child_w.data = x;
-    /* libev reaps one child per run of its SIGCHLD watcher (priority EV_MAXPRI) and runs it
-     * again for the next: at the same priority this watcher runs in between and sees every
-     * exit; below it, two exits in one loop turn would reach it as one. */
-    ev_set_priority(&x->child_w, EV_MAXPRI);
-    ev_child_start(x->ev, &x->child_w);
-    ev_unref(x->ev); /* the watcher alone does not keep the loop running */
     sv->state = x;
     h->upgrade = exec_upgrade;
     h->open = exec_open;
@@ -577,8 +549,6 @@ static void exec_teardown(struct serve *sv)
     struct exec *x = sv->state;
     if (!x) return;
     spawner_free(x->spawner); /* every program started has its pid now */
-    ev_ref(x->ev);
-    ev_child_stop(x->ev, &x->child_w);
     for (struct child *c = x->children; c; c = c->next)
         if (!c->reaped && c->pid > 0) kill(-c->pid, SIGTERM);
     double deadline = child_now() + x->cfg->close_grace;
@@ -593,11 +563,6 @@ static void exec_teardown(struct serve *sv)
         env_free(x->pending->envp);
         free(x->pending->script);
         free(x->pending);
-    }
-    while (x->early) {
-        struct early *e = x->early;
-        x->early = e->next;
-        free(e);
     }
     free(x);
     sv->state = NULL;
@@ -700,7 +665,6 @@ static int exec_page(struct serve *sv, const wsk_request *req, wsk_response *res
 
 const serve_mode serve_exec = {
     .name = "exec",
-    .single_thread = 1, /* ev_child: one loop, libev's default, reaps */
     .arg = "COMMAND",
     .help = "a program per connection: stdout lines out, messages to stdin",
     .options = exec_options,
@@ -715,7 +679,6 @@ const serve_mode serve_exec = {
 
 const serve_mode serve_exec_dir = {
     .name = "dir",
-    .single_thread = 1, /* ev_child: one loop, libev's default, reaps */
     .arg = "DIR",
     .help = "as --exec, running the program of DIR that the path names",
     .shares = &serve_exec,

@@ -55,8 +55,8 @@ struct shared {
     struct ev_loop *ev;
     pid_t pid; /* 0 while not running */
     int in_fd, out_fd, err_fd;
-    ev_io in_w, out_w, err_w;
-    ev_child cw;
+    int pidfd; /* the program's, while it runs: reaped through it (serve_child.h) */
+    ev_io in_w, out_w, err_w, pid_w;
     ev_timer restart_t;
     double backoff, started;
     struct pipebuf in;
@@ -257,12 +257,15 @@ static void on_restart(struct ev_loop *ev, ev_timer *w, int revents)
     start(w->data);
 }
 
-static void on_exit_(struct ev_loop *ev, ev_child *w, int revents)
+static void on_exit_(struct ev_loop *ev, ev_io *w, int revents)
 {
     struct shared *s = w->data;
+    int st = 0;
     (void)revents;
-    ev_child_stop(ev, w);
-    int st = w->rstatus;
+    int r = child_pidfd_wait(s->pidfd, &st);
+    if (r == 0) return; /* not yet */
+    if (r < 0) st = 255 << 8;
+    child_stop_io(ev, w, &s->pidfd);
     s->pid = 0;
     child_stop_io(s->ev, &s->in_w, &s->in_fd);
     pipebuf_free(&s->in);
@@ -310,6 +313,11 @@ static void start(struct shared *s)
     char **envp = shared_env(s->cfg);
     int rc = envp ? child_spawn("/bin/sh", sh, envp, &s->pid, fds) : ENOMEM;
     env_free(envp);
+    if (!rc && (s->pidfd = child_pidfd(s->pid)) < 0) { /* EMFILE: no way to watch it */
+        rc = errno;
+        child_kill_reap(s->pid);
+        for (int i = 0; i < 3; i++) close(fds[i]);
+    }
     if (rc) {
         serve_log(s->sv, "cannot start the program: %s", strerror(rc));
         s->pid = 0;
@@ -328,9 +336,9 @@ static void start(struct shared *s)
     ev_io_start(s->ev, &s->out_w);
     ev_io_start(s->ev, &s->err_w);
     if (s->backoff) serve_log(s->sv, "program restarted, pid %ld", (long)s->pid);
-    ev_child_init(&s->cw, on_exit_, s->pid, 0);
-    s->cw.data = s;
-    ev_child_start(s->ev, &s->cw);
+    ev_io_init(&s->pid_w, on_exit_, s->pidfd, EV_READ);
+    s->pid_w.data = s;
+    ev_io_start(s->ev, &s->pid_w);
 }
 
 /* ----- clients -------------------------------------------------------------------------------- */
@@ -396,12 +404,13 @@ static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
 static int shared_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
     const struct shared_config *cfg = sv->config;
+    if (child_pidfd_check() < 0) return -1;
     struct shared *s = calloc(1, sizeof *s);
     if (!s) return -1;
     s->cfg = cfg;
     s->sv = sv;
-    s->ev = ev_default_loop(0); /* ev_child watchers live on the default loop only */
-    s->in_fd = s->out_fd = s->err_fd = -1;
+    s->ev = wsk_loop_ev(sv->loop);
+    s->in_fd = s->out_fd = s->err_fd = s->pidfd = -1;
     /* The cap of messages, the largest one with its prefix, and room for --join-leave's lines
      * (kept even when messages are dropped). */
     s->in.max = 4 * IN_MAX + so->max_payload + 32 + NOTICE_ROOM;
@@ -424,7 +433,7 @@ static void shared_teardown(struct serve *sv)
     if (!s) return;
     ev_timer_stop(s->ev, &s->restart_t);
     if (s->pid > 0) {
-        ev_child_stop(s->ev, &s->cw);
+        child_stop_io(s->ev, &s->pid_w, &s->pidfd);
         kill(-s->pid, SIGTERM);
         child_reap(s->pid, child_now() + 1.0);
     }
@@ -498,7 +507,9 @@ static int shared_operands(void *config, const char *arg, int argc, char **argv)
 
 const serve_mode serve_exec_shared = {
     .name = "exec-shared",
-    .single_thread = 1, /* ev_child: one loop, libev's default, reaps */
+    /* One program for every connection: its pipes live on one loop, and the connections of
+     * other threads would need every line handed across (wsk_group_call). */
+    .single_thread = 1,
     .arg = "COMMAND",
     .help = "one program for all: lines to every client, ID<TAB>message in",
     .options = shared_options,

@@ -13,7 +13,10 @@
  * copy every socket and pipe of every connection (O(connections) per spawn), and while it
  * holds them a descriptor the loop closes stays open: libev's epoll set keeps it registered,
  * and the first event on it (a client's FIN) makes libev rebuild the whole epoll set, one
- * epoll_ctl per descriptor, again O(connections) (ev_epoll.c, "spurious notification"). */
+ * epoll_ctl per descriptor, again O(connections) (ev_epoll.c, "spurious notification").
+ *
+ * The thread also opens the program's pidfd right after the spawn and sends it with the pipes:
+ * the loop reaps the program through it (serve_child.h), however soon the program exits. */
 #include "serve_child.h"
 
 #include <errno.h>
@@ -27,6 +30,7 @@
 #include <unistd.h>
 
 #define SPAWN_THREADS 4
+#define NFDS          4 /* stdin, stdout, stderr, pidfd */
 
 struct spawner {
     struct ev_loop *ev;
@@ -42,18 +46,18 @@ struct spawner {
     pthread_t threads[SPAWN_THREADS];
 };
 
-/* One result on the socket; a started program's three pipes ride along (SCM_RIGHTS). */
+/* One result on the socket; a started program's three pipes and pidfd ride along (SCM_RIGHTS). */
 struct result {
     struct spawn *sp;
     pid_t pid;
     int rc;
 };
 union fds_cmsg {
-    char buf[CMSG_SPACE(3 * sizeof(int))];
+    char buf[CMSG_SPACE(NFDS * sizeof(int))];
     struct cmsghdr align;
 };
 
-static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int fds[3])
+static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int fds[NFDS])
 {
     struct result r = {sp, pid, rc};
     struct iovec iov = {&r, sizeof r};
@@ -66,20 +70,20 @@ static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int
         struct cmsghdr *c = CMSG_FIRSTHDR(&m);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(3 * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, 3 * sizeof(int));
+        c->cmsg_len = CMSG_LEN(NFDS * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, NFDS * sizeof(int));
     }
     ssize_t n;
     while ((n = sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) continue;
     if (n < 0 && !rc) { /* the pipes cannot reach the loop: the program goes, the error comes */
         r.rc = errno;
-        kill(-pid, SIGKILL);
+        child_kill_reap(pid);
         m.msg_control = NULL;
         m.msg_controllen = 0;
         while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR) continue;
     }
     if (!rc)
-        for (int i = 0; i < 3; i++) close(fds[i]); /* the loop has its own now */
+        for (int i = 0; i < NFDS; i++) close(fds[i]); /* the loop has its own now */
 }
 
 static void *spawn_thread(void *arg)
@@ -100,8 +104,13 @@ static void *spawn_thread(void *arg)
         if (!(s->todo = sp->next)) s->todo_tail = &s->todo;
         pthread_mutex_unlock(&s->mu);
         pid_t pid = 0;
-        int fds[3];
+        int fds[NFDS];
         int rc = child_spawn(sp->file, sp->argv, sp->envp, &pid, fds);
+        if (!rc && (fds[3] = child_pidfd(pid)) < 0) { /* EMFILE: no way to watch it */
+            rc = errno;
+            child_kill_reap(pid);
+            for (int i = 0; i < 3; i++) close(fds[i]);
+        }
         send_result(sock, sp, rc, pid, fds);
         pthread_mutex_lock(&s->mu);
     }
@@ -124,19 +133,21 @@ static void deliver(struct spawner *s)
         struct spawn *sp = r.sp;
         sp->rc = r.rc;
         sp->pid = r.pid;
+        sp->pidfd = -1;
         struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        int got[3], ngot = 0;
+        int got[NFDS], ngot = 0;
         if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
             ngot = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            if (ngot > 3) ngot = 3;
+            if (ngot > NFDS) ngot = NFDS;
             memcpy(got, CMSG_DATA(c), (size_t)ngot * sizeof(int));
         }
-        if (!sp->rc && ngot == 3) {
-            memcpy(sp->fds, got, sizeof got);
-        } else if (!sp->rc) { /* MSG_CTRUNC: no room in the loop's table for all three */
+        if (!sp->rc && ngot == NFDS) {
+            memcpy(sp->fds, got, sizeof sp->fds);
+            sp->pidfd = got[3];
+        } else if (!sp->rc) { /* MSG_CTRUNC: no room in the loop's table for all four */
             for (int i = 0; i < ngot; i++) close(got[i]);
             sp->rc = EMFILE;
-            kill(-r.pid, SIGKILL);
+            child_kill_reap(r.pid);
         }
         s->done(s->arg, sp);
     }

@@ -426,8 +426,9 @@ static int bridge_secret(const struct config *c, char **urls)
 struct proc {
     struct serve *sv; /* sv[0..n) */
     unsigned n;
-    wsk_group *group; /* n > 1: the loops, run by wsk_group_run */
-    wsk_loop *loop;   /* n == 1: the one loop, libev's default */
+    wsk_group *group;   /* n > 1: the loops, run by wsk_group_run */
+    wsk_loop *loop;     /* n == 1: the one loop, on ev */
+    struct ev_loop *ev; /* n == 1 */
     ev_signal sigint, sigterm;
     int signals;
 };
@@ -548,6 +549,7 @@ static int start_server(struct proc *p, unsigned i, const struct config *c)
         .stamps = !isatty(STDERR_FILENO),
         .no_console = c->no_console,
         .metrics_path = c->metrics_path,
+        .loop = loop_of(p, i),
         .thread = i,
         .threads = p->n,
         .all = p->sv,
@@ -565,7 +567,7 @@ static int start_server(struct proc *p, unsigned i, const struct config *c)
     h.request = on_request;
     h.open = on_open;
     h.close = on_close;
-    wsk_loop *loop = loop_of(p, i);
+    wsk_loop *loop = sv->loop;
     wsk_loop_set_log(loop,
                      c->quiet         ? WSK_LOG_ERROR
                      : c->verbose > 1 ? WSK_LOG_DEBUG
@@ -617,9 +619,11 @@ int main(int argc, char **argv)
     wsk_server *metrics_srv = NULL;
     p.sv = calloc(p.n, sizeof *p.sv);
     if (!p.sv) goto out;
-    /* Loop 0 is libev's default loop either way: the only one that can watch child processes
-     * (ev_child) and signals without a second thread of libev's own. */
-    if (p.n > 1 ? !(p.group = wsk_group_new(p.n, EV_DEFAULT)) : !(p.loop = wsk_loop_new(NULL)))
+    /* Never libev's default loop: its SIGCHLD watcher would reap (waitpid(-1)) the programs
+     * that the program modes reap through their pidfds, each on its own loop (serve_child.h).
+     * Loop 0 watches the signals. */
+    if (p.n > 1 ? !(p.group = wsk_group_new(p.n, NULL))
+                : !(p.ev = ev_loop_new(EVFLAG_AUTO)) || !(p.loop = wsk_loop_new(p.ev)))
         goto out;
     for (; started < p.n; started++)
         if (start_server(&p, started, &c) < 0) goto out;
@@ -665,6 +669,7 @@ out:
     if (p.sv) free_servers(&p, started < p.n ? started + 1 : p.n);
     if (p.group) wsk_group_free(p.group);
     if (p.loop) wsk_loop_free(p.loop);
+    if (p.ev) ev_loop_destroy(p.ev);
     free(p.sv);
     free_configs(&c);
     return status;

@@ -66,6 +66,7 @@ static int start(struct one *s, wsk_loop *loop, const serve_mode *m)
     wsk_server_opts_init(&so);
     s->sv.mode = m;
     s->sv.config = s->config;
+    s->sv.loop = loop;
     if (m->setup(&s->sv, &so, &s->sv.mode_h) < 0) return -1;
     wsk_handlers h = s->sv.mode_h;
     h.request = on_request;
