@@ -484,6 +484,14 @@ static void copy_str(const cJSON *item, char *dst, size_t cap)
     if (cJSON_IsString(item)) snprintf(dst, cap, "%s", item->valuestring);
 }
 
+/* A count from a reply, or -1 when it is not a number a long holds (casting one outside that
+ * range is undefined behaviour: a broker could send "receivers": 1e40). */
+static long reply_count(const cJSON *n)
+{
+    if (!cJSON_IsNumber(n) || !(n->valuedouble > -9.2e18 && n->valuedouble < 9.2e18)) return -1;
+    return (long)n->valuedouble;
+}
+
 int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
 {
     memset(r, 0, sizeof *r);
@@ -502,11 +510,9 @@ int jp_parse_reply(const void *msg, size_t len, jp_reply *r)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
     if (cJSON_IsNumber(id) || cJSON_IsString(id)) print_id(id, r->id);
     copy_str(cJSON_GetObjectItemCaseSensitive(doc, "op"), r->op, sizeof r->op);
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(doc, "receivers");
-    if (cJSON_IsNumber(n)) r->receivers = (long)n->valuedouble;
-    n = cJSON_GetObjectItemCaseSensitive(doc, "nodes");
-    if (cJSON_IsNumber(n)) r->nodes = (long)n->valuedouble;
-    n = cJSON_GetObjectItemCaseSensitive(doc, "bridged");
+    r->receivers = reply_count(cJSON_GetObjectItemCaseSensitive(doc, "receivers"));
+    r->nodes = reply_count(cJSON_GetObjectItemCaseSensitive(doc, "nodes"));
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(doc, "bridged");
     r->bridged = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
     n = cJSON_GetObjectItemCaseSensitive(doc, "recovered");
     r->recovered = cJSON_IsBool(n) ? cJSON_IsTrue(n) : -1;
@@ -535,7 +541,7 @@ int jp_parse_message(const void *msg, size_t len, jp_message *m)
                  : m->binary ? wsk_base64_decode(data->valuestring, n, m->data)
                              : (memcpy(m->data, data->valuestring, n), (long)n);
         const cJSON *off = cJSON_GetObjectItemCaseSensitive(doc, "offset");
-        if (cJSON_IsNumber(off) && off->valuedouble >= 0)
+        if (cJSON_IsNumber(off) && off->valuedouble >= 0 && off->valuedouble < 1.8e19)
             m->offset = (unsigned long long)off->valuedouble;
         copy_str(cJSON_GetObjectItemCaseSensitive(doc, "epoch"), m->epoch, sizeof m->epoch);
         m->len = d > 0 ? (size_t)d : 0;

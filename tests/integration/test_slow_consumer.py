@@ -6,6 +6,7 @@ memory is measured (its peak VmRSS in /proc/PID/status), not assumed.
 
 Cases: wsserve --echo with a client that floods 40 MiB of echo requests without reading, and
 wsserve --pubsub with a topic with ten subscribers that read and one that does not."""
+# tests/run: alone (the readers must keep up with the server while one subscriber does not read)
 import os
 import socket
 import struct

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """wsserve: the opening handshake (RFC 6455 4.2), plain HTTP on the WebSocket port, deadlines,
 idle pings, IPv6 and graceful shutdown."""
+# tests/run: alone (a peer must answer the idle pings in time)
 import os
 import signal
 import socket
