@@ -314,9 +314,16 @@ async def token():
                 curl_post(b, "tok", b"with the token file")
                 ok(await recv(sub) == "with the token file",
                    "--bridge-token-file: the other node's publish arrives", b.stderr[-500:])
-            ok(bad.wait_log("Authorization Violation") == 1 and "nope" not in bad.stderr,
-               "a wrong token: an outage logged with NATS' reason, without the token",
-               bad.stderr[-1000:])
+            ok(bad.wait_log("cannot connect") == 1 and "nope" not in bad.stderr,
+               "a wrong token: an outage logged, without the token", bad.stderr[-1000:])
+            # On a loaded machine the first attempt can time out before nats-server answers;
+            # the client then keeps "No server available" as its reason, and the outage is
+            # logged once.
+            if "No server available" in bad.stderr:
+                skip("a wrong token: NATS' reason in the log", "the first attempt timed out")
+            else:
+                ok("Authorization Violation" in bad.stderr,
+                   "a wrong token: NATS' reason in the log", bad.stderr[-1000:])
         finally:
             for s in (a, b, bad):
                 s.stop()
