@@ -109,8 +109,11 @@ def echo_cases():
         after = {}
 
         def moved():
+            # Both connections' counters: with --threads they may be on two threads, and
+            # another thread's reach a scrape within STATS_PERIOD.
             after.update(scrape(murl))
-            return value(after, "wsk_close_codes_received_total", code="1000") >= 1
+            return (value(after, "wsk_close_codes_received_total", code="1000") >= 1 and
+                    value(after, "wsk_close_codes_received_total", code="other") >= 1)
         wait_for(moved)
         d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
 
