@@ -126,6 +126,11 @@ void wsk_gmsg_unref(struct wsk_gmsg *m);
 size_t wsk_group_subscribers(wsk_gloop *l, const char *topic, size_t len);
 int wsk_group_reaches(wsk_gloop *l, const char *topic, size_t len);
 size_t wsk_group_topics(wsk_gloop *l);
+/* wsk_server_each_topic over the group's topics: subscribers summed over the loops, as each
+ * last counted them; fn runs under the table's read lock. */
+void wsk_group_each_topic(wsk_gloop *l,
+                          void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
+                          void *arg);
 /* wsk_pubsub_each over the group's topics (patterns left out). */
 void wsk_group_each(wsk_gloop *l, void (*fn)(void *arg, const char *topic, size_t n), void *arg);
 

@@ -275,6 +275,22 @@ void wsk_group_each(wsk_gloop *l, void (*fn)(void *arg, const char *topic, size_
     pthread_rwlock_unlock(&t->lock);
 }
 
+void wsk_group_each_topic(wsk_gloop *l,
+                          void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
+                          void *arg)
+{
+    struct wsk_gtable *t = l->g->topics;
+    pthread_rwlock_rdlock(&t->lock);
+    for (size_t i = 0; i < t->topics.cap; i++) {
+        const wsk_gtopic *gt = t->topics.v[i];
+        size_t n = 0;
+        for (unsigned j = 0; gt && j < t->n; j++)
+            n += atomic_load_explicit(&gt->count[j], memory_order_relaxed);
+        if (n) fn(arg, gt->name, gt->len, n); /* 0: its last subscribers are leaving */
+    }
+    pthread_rwlock_unlock(&t->lock);
+}
+
 /* ----- publishing across loops -------------------------------------------------------------- */
 
 /* Queues item it for loop j, to leave at the end of l's turn (wsk_group_flush). */

@@ -755,6 +755,10 @@ void wsk_server_each_topic(const wsk_server *srv,
                            void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
                            void *arg)
 {
+    if (wsk_server_ctx(srv)->group) {
+        wsk_group_each_topic(wsk_server_ctx(srv)->group, fn, arg);
+        return;
+    }
     const pubsub *ps = ps_of(srv);
     for (size_t i = 0; ps && i < ps->topics.cap; i++) {
         const struct topic *tp = ps->topics.v[i];

@@ -587,8 +587,9 @@ WSK_API int wsk_topic_is_pattern(const char *t, size_t n);
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
 /* Calls fn(arg, topic, len, subscribers) for every topic that has subscribers (a pattern is a
- * topic of its own here), in no particular order.  The name is owned by the library and valid
- * during the call; fn must not subscribe, unsubscribe, publish or close. */
+ * topic of its own here; in a server group, every member's), in no particular order.  The name is
+ * owned by the library and valid during the call; fn must not subscribe, unsubscribe, publish or
+ * close. */
 WSK_API void wsk_server_each_topic(const wsk_server *srv,
                                    void (*fn)(void *arg, const char *topic, size_t len,
                                               size_t subscribers),
@@ -706,8 +707,9 @@ WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)
  * a race a socket that subscribed on another loop just before the publish may miss the
  * message, one that left may still be counted, and a socket of another loop subscribed both
  * by name and by a matching pattern counts once per subscription (it still gets the message
- * once).  wsk_server_each_topic and wsk_server_each_subscriber stay local: sockets belong to
- * their loop's thread.
+ * once).  wsk_server_each_topic is the group's too (each topic once, its subscribers summed
+ * over the loops, as each last counted them); wsk_server_each_subscriber stays local: sockets
+ * belong to their loop's thread.
  * Bridge: wsk_server_bridge on one member (before wsk_group_run) bridges the whole group:
  * topics subscribed on any loop are carried, messages from other nodes reach every loop,
  * publishes on any loop are forwarded once.  wsk_server_bridged on any member says the
