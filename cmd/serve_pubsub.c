@@ -511,7 +511,6 @@ struct pending {
     wsk_ws *ws;
     wsk_deferred *http; /* POST /publish: the HTTP answer, instead of ws's acknowledgement */
     struct pending *prev, *next;
-    int other_thread;  /* published on a thread without the bridge: the engine counts nothing */
     long local, nodes; /* local receivers of both forms; nodes, JP_UNBRIDGED or JP_UNCOUNTED */
     size_t tlen;
     char topic[TOPIC_MAX];
@@ -542,7 +541,6 @@ static void pending_count(void *arg, long local, long nodes)
 {
     struct pending *p = arg;
     if (local > 0) p->local += local; /* the raw form's; the JSON form's is in already */
-    if (nodes == WSK_NODES_NOT_BRIDGED && p->other_thread) nodes = WSK_NODES_UNKNOWN;
     p->nodes = nodes == WSK_NODES_NOT_BRIDGED ? JP_UNBRIDGED
                : nodes == WSK_NODES_UNKNOWN   ? JP_UNCOUNTED
                                               : nodes;
@@ -557,15 +555,6 @@ static void pending_count(void *arg, long local, long nodes)
         send_reply(p->ws, s, n);
     }
     free(p);
-}
-
-/* wsk_server_bridged for the process: with --threads, all[0]'s server has the bridge and
- * carries every thread's publishes, but its state is its thread's: the others say 1. */
-static int bridged(wsk_server *srv, const char *topic, size_t len)
-{
-    const struct serve *sv = serve_of(srv);
-    int r = wsk_server_bridged(srv, topic, len);
-    return r == WSK_ERR_STATE && sv->thread && sv->all[0].bridged ? 1 : r;
 }
 
 /* One publish: counted when p is not NULL (pending_count runs for it). */
@@ -998,11 +987,8 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_ENOMEM, "out of memory");
         } else {
             struct pending *p = NULL;
-            if (bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
-                *p = (struct pending){.ws = ws,
-                                      .next = cl->pending,
-                                      .other_thread = serve_of(srv)->thread > 0,
-                                      .tlen = t->len};
+            if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
+                *p = (struct pending){.ws = ws, .next = cl->pending, .tlen = t->len};
                 memcpy(p->topic, t->name, t->len);
                 memcpy(p->id, rq.id, sizeof p->id);
                 if (cl->pending) cl->pending->prev = p;
@@ -1239,8 +1225,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         return http_error(res, 500, "internal", "out of memory");
     /* With the engine up, the answer waits for its count of the other nodes (deferred); the
      * response built below is the fallback, if the count is not there in time. */
-    int up = bridged(sv->srv, topic, tlen); /* this thread's or the group's bridge */
-    struct pending *p = wsk_server_bridged(sv->srv, topic, tlen) == 1 ? calloc(1, sizeof *p) : NULL;
+    int up = wsk_server_bridged(sv->srv, topic, tlen); /* the group's bridge, with --threads */
+    struct pending *p = up == 1 ? calloc(1, sizeof *p) : NULL;
     if (p && !(p->http = wsk_response_defer(res, HTTP_COUNT_WAIT))) {
         free(p);
         p = NULL;

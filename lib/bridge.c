@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "group.h"
 #include "pubsub.h"
 
 static const wsk_bridge_engine *const engines[] = {&wsk_bridge_redis, &wsk_bridge_nats};
@@ -23,8 +24,8 @@ struct wsk_bridge_link {
     struct wsk_bridge *b;
     const wsk_bridge_engine *eng;
     void *e;
-    char shown[256]; /* the URL without its user info, for the log */
-    int up;
+    char shown[256];       /* the URL without its user info, for the log */
+    _Atomic int up;        /* read by the other members of a group too (wsk_server_bridged) */
     int outage;            /* down since the last time it was up (or since the start) */
     uint64_t outage_fails; /* publishes that failed during this outage */
     int full;              /* the engine refused a publish: logged, until one goes again */
@@ -415,7 +416,9 @@ int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t nurls, co
 
 int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len)
 {
-    struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
+    const wsk_ctx *ctx = wsk_server_ctx(srv);
+    /* In a group the bridging member's links: set before the loops started, never changed. */
+    struct wsk_bridge *b = ctx->bridge ? ctx->bridge : wsk_group_bridge(ctx->group);
     if (!b) return WSK_ERR_STATE;
     if ((!topic && len) || len > WSK_TOPIC_MAX) return WSK_ERR_INVAL;
     if (!topic) topic = "";

@@ -103,6 +103,21 @@ void wsk_group_topic_count(wsk_gloop *l, wsk_gtopic *gt, int delta);
 long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data, size_t len,
                        unsigned op, int compress, const struct wsk_zmsg *z, int to_self,
                        int forward);
+/* A publish's wish for the engine's count (wsk_server_publish_counted): fn(arg, local, nodes)
+ * to run once on the publishing loop. */
+typedef struct wsk_gdone {
+    void (*fn)(void *arg, long local, long nodes);
+    void *arg;
+} wsk_gdone;
+/* The same as wsk_group_publish, for a publish that delivered `here` sockets on l and waits
+ * for the engine's count (done): when the bridge is another loop's, that loop forwards the
+ * publish with the request and done->fn runs later on l (with local: here plus the other
+ * loops' count), and done->fn is set NULL; otherwise it is left to the caller. */
+long wsk_group_publish_counted(wsk_gloop *l, const char *topic, size_t tlen, const void *data,
+                               size_t len, unsigned op, int compress, const struct wsk_zmsg *z,
+                               int to_self, long here, wsk_gdone *done);
+/* The bridge of l's group (the bridging member's), or NULL: l NULL, or no bridge. */
+struct wsk_bridge *wsk_group_bridge(const wsk_gloop *l);
 /* A message from another loop, on this loop's thread: local delivery, the bridge. */
 void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m);
 /* Drops a reference to m (the last frees it). */
@@ -111,6 +126,11 @@ void wsk_gmsg_unref(struct wsk_gmsg *m);
 size_t wsk_group_subscribers(wsk_gloop *l, const char *topic, size_t len);
 int wsk_group_reaches(wsk_gloop *l, const char *topic, size_t len);
 size_t wsk_group_topics(wsk_gloop *l);
+/* wsk_server_each_topic over the group's topics: subscribers summed over the loops, as each
+ * last counted them; fn runs under the table's read lock. */
+void wsk_group_each_topic(wsk_gloop *l,
+                          void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
+                          void *arg);
 /* wsk_pubsub_each over the group's topics (patterns left out). */
 void wsk_group_each(wsk_gloop *l, void (*fn)(void *arg, const char *topic, size_t n), void *arg);
 

@@ -60,8 +60,20 @@ struct wsk_gmsg {
     size_t tlen, len;
     const char *topic;
     const uint8_t *data;
-    wsk_zmsg z; /* compressed already by the publishing loop, or z.z NULL */
+    wsk_zmsg z;          /* compressed already by the publishing loop, or z.z NULL */
+    struct count *count; /* the publisher waits for the engine's count, or NULL */
     wsk_gitem items[];
+};
+
+/* The engine's count for a publish that another loop forwards (wsk_server_publish_counted on
+ * a member without the bridge): it rides with the message to the bridging loop, which gives
+ * it to the bridge as the publish's done; the answer goes back to the publishing loop as a
+ * call in its inbox, batched with that turn's messages, and runs done there. */
+struct count {
+    wsk_gitem item; /* first: the inbox frees the answer as an item */
+    wsk_gloop *from;
+    wsk_gdone done;
+    long local, nodes;
 };
 
 struct wsk_gtable *wsk_gtable_new(unsigned n)
@@ -263,10 +275,40 @@ void wsk_group_each(wsk_gloop *l, void (*fn)(void *arg, const char *topic, size_
     pthread_rwlock_unlock(&t->lock);
 }
 
+void wsk_group_each_topic(wsk_gloop *l,
+                          void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
+                          void *arg)
+{
+    struct wsk_gtable *t = l->g->topics;
+    pthread_rwlock_rdlock(&t->lock);
+    for (size_t i = 0; i < t->topics.cap; i++) {
+        const wsk_gtopic *gt = t->topics.v[i];
+        size_t n = 0;
+        for (unsigned j = 0; gt && j < t->n; j++)
+            n += atomic_load_explicit(&gt->count[j], memory_order_relaxed);
+        if (n) fn(arg, gt->name, gt->len, n); /* 0: its last subscribers are leaving */
+    }
+    pthread_rwlock_unlock(&t->lock);
+}
+
 /* ----- publishing across loops -------------------------------------------------------------- */
 
-long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data, size_t len,
-                       unsigned op, int compress, const wsk_zmsg *z, int to_self, int forward)
+/* Queues item it for loop j, to leave at the end of l's turn (wsk_group_flush). */
+static void out_append(wsk_gloop *l, unsigned j, wsk_gitem *it)
+{
+    wsk_glist *o = &l->out[j];
+    it->next = NULL;
+    if (!o->head) l->outq[l->nout++] = j;
+    if (o->tail)
+        o->tail->next = it;
+    else
+        o->head = it;
+    o->tail = it;
+}
+
+static long group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data,
+                          size_t len, unsigned op, int compress, const wsk_zmsg *z, int to_self,
+                          int forward, long here, wsk_gdone *done)
 {
     wsk_group *g = l->g;
     int fwd = forward && g->bridge >= 0 && (unsigned)g->bridge != l->idx ? g->bridge : -1;
@@ -286,6 +328,11 @@ long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void 
     struct wsk_gmsg *m = malloc(sizeof *m + targets * sizeof m->items[0] + tlen + len + zlen);
     if (!m) return WSK_ERR_NOMEM;
     atomic_init(&m->refs, targets);
+    m->count = NULL;
+    if (done && done->fn && fwd >= 0 && (m->count = calloc(1, sizeof *m->count))) {
+        m->count->from = l;
+        m->count->done = *done;
+    }
     m->forward_to = fwd;
     m->op = op;
     m->compress = (uint8_t)(compress != 0);
@@ -307,24 +354,64 @@ long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void 
     for (unsigned j = 0; j < g->n; j++) {
         if (!reach[j] && (int)j != fwd) continue;
         wsk_gitem *it = &m->items[k++];
-        it->next = NULL;
         it->fn = NULL;
         it->arg = NULL;
         it->msg = m;
-        wsk_glist *o = &l->out[j];
-        if (!o->head) l->outq[l->nout++] = j;
-        if (o->tail)
-            o->tail->next = it;
-        else
-            o->head = it;
-        o->tail = it;
+        out_append(l, j, it);
+    }
+    if (m->count) {
+        m->count->local = here + total;
+        done->fn = NULL; /* the bridging loop's now */
     }
     return total;
 }
 
+long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data, size_t len,
+                       unsigned op, int compress, const wsk_zmsg *z, int to_self, int forward)
+{
+    return group_publish(l, topic, tlen, data, len, op, compress, z, to_self, forward, 0, NULL);
+}
+
+long wsk_group_publish_counted(wsk_gloop *l, const char *topic, size_t tlen, const void *data,
+                               size_t len, unsigned op, int compress, const wsk_zmsg *z,
+                               int to_self, long here, wsk_gdone *done)
+{
+    return group_publish(l, topic, tlen, data, len, op, compress, z, to_self, 1, here, done);
+}
+
 void wsk_gmsg_unref(struct wsk_gmsg *m)
 {
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) free(m);
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) > 1) return;
+    free(m->count); /* the group stopped before the bridging loop took it: done never runs */
+    free(m);
+}
+
+/* The publisher's loop: the engine's answer. */
+static void count_run(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    struct count *c = arg;
+    c->done.fn(c->done.arg, c->local, c->nodes);
+}
+
+/* The bridging loop: the engine answered (or the publish failed), sent back with this turn. */
+static void count_back(void *arg, long local, long nodes)
+{
+    struct count *c = arg;
+    c->local = local;
+    c->nodes = nodes;
+    c->item.fn = count_run;
+    c->item.arg = c;
+    c->item.msg = NULL;
+    wsk_gloop *bl = &c->from->g->l[c->from->g->bridge];
+    out_append(bl, c->from->idx, &c->item);
+}
+
+struct wsk_bridge *wsk_group_bridge(const wsk_gloop *l)
+{
+    const wsk_group *g = l ? l->g : NULL;
+    const wsk_server *srv = g && g->bridge >= 0 ? g->l[g->bridge].srv : NULL;
+    return srv ? wsk_server_ctx(srv)->bridge : NULL;
 }
 
 void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m)
@@ -333,9 +420,12 @@ void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m)
     if (ctx) {
         long n =
             wsk_pubsub_remote(ctx, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->z);
-        if (m->forward_to == (int)l->idx && ctx->bridge)
+        struct count *c = m->forward_to == (int)l->idx ? m->count : NULL;
+        if (m->forward_to == (int)l->idx && ctx->bridge) {
+            m->count = NULL;
             wsk_bridge_forward(ctx->bridge, m->topic, m->tlen, m->data, m->len, m->op, m->compress,
-                               m->to_self, n, NULL, NULL);
+                               m->to_self, c ? c->local : n, c ? count_back : NULL, c);
+        }
     }
     wsk_gmsg_unref(m);
 }

@@ -647,10 +647,11 @@ static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *to
 }
 
 /* A publish made here: the local subscribers at once, then, in a group, the other loops' ones
- * (forward: and the bridging member, which forwards it to other nodes). */
+ * (forward: and the bridging member, which forwards it to other nodes, and takes done when
+ * it is another loop's: done->fn NULL then). */
 static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
                     const void *data, size_t len, wsk_opcode op, int compress, int to_self,
-                    int forward)
+                    int forward, wsk_gdone *done)
 {
     if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
     ctx->stats.publishes++;
@@ -664,8 +665,11 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
             z.z = p.deflated->data + p.zhl;
             z.len = p.deflated->len - p.zhl;
         }
-        long others = wsk_group_publish(ctx->group, topic, topic_len, data, len, op, compress, &z,
-                                        to_self, forward);
+        long others = done && done->fn
+                          ? wsk_group_publish_counted(ctx->group, topic, topic_len, data, len, op,
+                                                      compress, &z, to_self, n, done)
+                          : wsk_group_publish(ctx->group, topic, topic_len, data, len, op, compress,
+                                              &z, to_self, forward);
         if (others > 0) n += others;
     }
     pub_release(&p);
@@ -678,13 +682,14 @@ static long publish_all(wsk_ctx *ctx, const struct wsk_ws *from, const char *top
                         void (*done)(void *arg, long local, long nodes), void *arg)
 {
     int to_self = !from || wsk_server_opts_of(ctx->srv)->publish_to_self;
-    long n =
-        publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress, to_self, 1);
+    wsk_gdone d = {done, arg}; /* in a group whose bridge is another loop's, that loop's job */
+    long n = publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress, to_self,
+                     1, &d);
     if (n >= 0 && ctx->bridge)
         wsk_bridge_forward(ctx->bridge, topic ? topic : "", topic_len, data, len, op, compress,
                            to_self, n, done, arg);
-    else if (done)
-        done(arg, n, WSK_NODES_NOT_BRIDGED);
+    else if (d.fn)
+        d.fn(arg, n, WSK_NODES_NOT_BRIDGED);
     return n;
 }
 
@@ -714,7 +719,8 @@ long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic
 long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
                               const void *data, size_t len, wsk_opcode op, int compress)
 {
-    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1, 0);
+    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1, 0,
+                   NULL);
 }
 
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
@@ -749,6 +755,10 @@ void wsk_server_each_topic(const wsk_server *srv,
                            void (*fn)(void *arg, const char *topic, size_t len, size_t subscribers),
                            void *arg)
 {
+    if (wsk_server_ctx(srv)->group) {
+        wsk_group_each_topic(wsk_server_ctx(srv)->group, fn, arg);
+        return;
+    }
     const pubsub *ps = ps_of(srv);
     for (size_t i = 0; ps && i < ps->topics.cap; i++) {
         const struct topic *tp = ps->topics.v[i];

@@ -587,8 +587,9 @@ WSK_API int wsk_topic_is_pattern(const char *t, size_t n);
 /* Topics that have at least one subscriber. */
 WSK_API size_t wsk_server_topics(const wsk_server *srv);
 /* Calls fn(arg, topic, len, subscribers) for every topic that has subscribers (a pattern is a
- * topic of its own here), in no particular order.  The name is owned by the library and valid
- * during the call; fn must not subscribe, unsubscribe, publish or close. */
+ * topic of its own here; in a server group, every member's), in no particular order.  The name is
+ * owned by the library and valid during the call; fn must not subscribe, unsubscribe, publish or
+ * close. */
 WSK_API void wsk_server_each_topic(const wsk_server *srv,
                                    void (*fn)(void *arg, const char *topic, size_t len,
                                               size_t subscribers),
@@ -637,7 +638,8 @@ WSK_API int wsk_server_bridge(wsk_server *srv, const char *const *urls, size_t n
                               const char *prefix);
 /* 1 when a publish to topic[0..len) is forwarded now (its engine connection is up), 0 when it
  * is not (a derived topic never is: wsk_server_opts.bridge_derived); WSK_ERR_STATE when the server
- * has no bridge, WSK_ERR_INVAL for an invalid topic. */
+ * has no bridge, WSK_ERR_INVAL for an invalid topic.  On any member of a running server group,
+ * the state of the bridging member's connections. */
 WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t len);
 /* Publishes as wsk_publish (from set: a socket of srv) or wsk_server_publish (from NULL), and
  * says how many other nodes got the message: done(arg, local, nodes) runs exactly once, with
@@ -648,7 +650,11 @@ WSK_API int wsk_server_bridged(const wsk_server *srv, const char *topic, size_t 
  * invalid argument).  It runs before this returns when there is nothing to wait for, else from
  * the loop once the engine answers (at the latest when the engine connection is lost or the server
  * freed).  arg stays the caller's and must stay valid until done runs.  Returns as
- * wsk_publish; WSK_ERR_INVAL (done not called) for done NULL or a socket of another server. */
+ * wsk_publish; WSK_ERR_INVAL (done not called) for done NULL or a socket of another server.
+ * On a member of a server group without the bridge, the bridging member's loop forwards the
+ * publish and done runs later on this member's loop (local: the whole group's count), with
+ * the same outcomes; only when the group stops before the bridging loop took the publish does
+ * done not run. */
 #define WSK_NODES_UNKNOWN     (-1)
 #define WSK_NODES_NOT_BRIDGED (-2)
 WSK_API long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic,
@@ -670,7 +676,9 @@ typedef struct wsk_bridge_stats {
                       * patterns gets one per subscription from the engine), dropped */
 } wsk_bridge_stats;
 /* Copies the bridge's counters into the caller's *st: 0, WSK_ERR_STATE without a bridge,
- * WSK_ERR_INVAL for st NULL. */
+ * WSK_ERR_INVAL for st NULL.  In a server group, only the bridging member has them (they count
+ * every member's forwarded publishes); the other members say WSK_ERR_STATE (wsk_group_stats
+ * has the group's figures). */
 WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st);
 
 /* ---------------------------------------------------------------------------------------------
@@ -703,12 +711,14 @@ WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)
  * a race a socket that subscribed on another loop just before the publish may miss the
  * message, one that left may still be counted, and a socket of another loop subscribed both
  * by name and by a matching pattern counts once per subscription (it still gets the message
- * once).  wsk_server_each_topic and wsk_server_each_subscriber stay local: sockets belong to
- * their loop's thread.
+ * once).  wsk_server_each_topic is the group's too (each topic once, its subscribers summed
+ * over the loops, as each last counted them); wsk_server_each_subscriber stays local: sockets
+ * belong to their loop's thread.
  * Bridge: wsk_server_bridge on one member (before wsk_group_run) bridges the whole group:
  * topics subscribed on any loop are carried, messages from other nodes reach every loop,
- * publishes on any loop are forwarded once (a wsk_server_publish_counted on another member
- * then reports WSK_NODES_NOT_BRIDGED: the count stays with the bridging member).
+ * publishes on any loop are forwarded once.  wsk_server_bridged on any member says the
+ * bridging member's state, and wsk_server_publish_counted on any member gets the engine's
+ * count (done runs on the publishing member's loop).
  */
 /* A server group: n event loops, each run by its own thread, whose servers share their topics
  * (a publish on any member reaches subscribers on every member).  Handlers run on the thread

@@ -5,7 +5,8 @@ some (the kernel spreads them with SO_REUSEPORT).  A publish from a socket on on
 reaches the subscribers on every other thread exactly once and in order; the chat room, its
 "ready" and the broker's history span the threads; GET /metrics sums them; SIGTERM closes the
 clients of every thread with 1001; bad --threads values are usage errors; wsbench -t spreads
-its connections evenly over its threads."""
+its connections evenly over its threads; with --bridge, the acknowledgements of publishes on
+every thread count the other nodes, and an outage's failed publishes are counted once each."""
 import asyncio
 import json
 import os
@@ -17,7 +18,7 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, Server, done, free_port, nothing, ok, run_cmd, wait_for  # noqa: E402
+from wstest import BIN, Engine, Server, done, free_port, nothing, ok, run_cmd, wait_for  # noqa: E402
 
 T = 10.0
 OPEN = re.compile(r"127\.0\.0\.1:(\d+): open(?:, protocol \S+)?, thread (\d+)")
@@ -152,6 +153,54 @@ async def broker_across_threads():
         await close_all(clients)
 
 
+async def json_publish(ws, topic, data):
+    await ws.send(json.dumps({"op": "publish", "topic": topic, "data": data}))
+    return json.loads(await asyncio.wait_for(ws.recv(), T))
+
+
+async def bridge_across_threads():
+    """Node A (--threads 2) and node B on one Redis: JSON publishes from clients on both of A's
+    threads reach B, and each ack counts B (one other node), as the bridging thread's do."""
+    with Engine() as redis:
+        with Server("--pubsub", "--threads", "2", "-v", "--bridge", redis.url) as a, \
+                Server("--pubsub", "-v", "--bridge", redis.url) as b:
+            a.wait_log("connected")
+            b.wait_log("connected")
+            far = await connect(b.url("/k")).__aenter__()
+            ok(wait_for(lambda: "wskit:k" in redis.channels(), T), "B's topic is on Redis",
+               redis.channels())
+            clients = await spread(a, a.url("/"), 2, per_thread=1)
+            acks, got = [], []
+            for i, (ws, t) in enumerate(clients):
+                acks.append((t, await json_publish(ws, "k", f"m{i}")))
+                got.append(await asyncio.wait_for(far.recv(), T))
+            ok(got == [f"m{i}" for i in range(len(clients))],
+               "JSON publishes from both threads of A reach B", got)
+            ok({t for t, _ in acks} == {0, 1} and
+               all(k.get("bridged") is True and k.get("nodes") == 1 for _, k in acks),
+               "... and every ack, on either thread, counts B as one other node", acks)
+            base = f"http://127.0.0.1:{a.port}"
+            answers = [json.loads(http(f"{base}/publish/k", b"post")[1]) for _ in range(6)]
+            for _ in answers:
+                await asyncio.wait_for(far.recv(), T)
+            ok(all(r.get("nodes") == 1 for r in answers),
+               "POST /publish answers count B on whichever thread answers", answers)
+
+            redis.stop()
+            a.wait_log("lost")
+            acks = [(t, await json_publish(ws, "k", "during")) for ws, t in clients]
+            ok(all(k.get("bridged") is False for _, k in acks),
+               "engine down: the acks of both threads say not bridged", acks)
+            redis.start()
+            ok(a.wait_log("connected again", timeout=15) == 1, "A reconnects once",
+               a.stderr[-1000:])
+            ok(a.count(f"{len(clients)} publishes failed") == 1,
+               f"the outage's {len(clients)} failed publishes, from both threads, are counted",
+               a.stderr[-1000:])
+            await far.close()
+            await close_all(clients)
+
+
 async def metrics_sum():
     mport = free_port()
     with Server("--echo", "--threads", "2", "-v", "--metrics", str(mport)) as srv:
@@ -224,6 +273,7 @@ async def main():
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()
+    await bridge_across_threads()
     await metrics_sum()
     await sigterm_every_thread()
     wsbench_spread()
