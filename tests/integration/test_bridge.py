@@ -7,6 +7,8 @@ local subscriber; Redis killed mid-stream (local delivery goes on, the outage is
 the nodes reconnect, subscribe again, and later messages arrive); two --reuseport processes on
 one port share topics; two Redis servers shard the topics.  Acknowledgements count the other
 nodes' subscriptions through Redis, and say "bridged" through NATS, which cannot count."""
+# tests/run: alone (three nodes and an engine per case; a connection was once refused mid-run
+# when it shared the machine with another test under --threads 2, cause not found)
 import asyncio
 import json
 import re
