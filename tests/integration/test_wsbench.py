@@ -298,7 +298,7 @@ def main():
         rc, out, err = bench("hold", "-c", "5", "-d", "0.3", url)
         ok(rc == 0 and "5 of 5 open, 0 closed during the hold\n" in out,
            "hold: the summary counts the connections open and closed", out + err)
-        with Server("--echo", "--max-connections", "3") as capped:
+        with Server("--echo", "--max-connections", "3", "--threads", "1") as capped:  # one loop: exactly 3
             rc, out, err = bench("hold", "-c", "5", "-d", "0.3", "--connect-timeout", "0.5",
                                  capped.url())
             ok(rc == 0 and "3 of 5 open, 0 closed during the hold, 2 never opened" in out,
