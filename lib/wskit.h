@@ -703,7 +703,11 @@ WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)
  * that have subscribers of the topic (by name or by a matching pattern) get it once the
  * publishing loop's turn ends, in publish order per publishing loop, each socket exactly once,
  * never the publishing socket unless publish_to_self.  A publish from the end of a loop turn
- * (say, from a drain handler) goes with that turn's batch.
+ * (say, from a drain handler) goes with that turn's batch.  A subscription gets no publish of
+ * another loop made before it, even one still on its way to its loop (the publishes that cross
+ * loops are numbered group-wide; a subscription skips those numbered before it): when the
+ * application orders its publishes and subscriptions (under one lock, say), a socket gets
+ * exactly the publishes made after it subscribed.
  * Counts in a group (the return value of a publish, wsk_server_subscribers, wsk_server_reaches,
  * wsk_server_topics on a member) are the whole group's: the local part is exact; another
  * loop's part is its subscribers as that loop last counted them, so it is exact when no

@@ -154,6 +154,96 @@ async def broker_across_threads():
         await close_all(clients)
 
 
+async def json_op(ws, **op):
+    await ws.send(json.dumps(op))
+
+
+async def recovery_race():
+    """A subscriber that resumes with "since" on one thread while a publisher on the other
+    publishes without pause: each recovery replays the history, subscribes, then gets live
+    messages, and the offsets it sees over many rounds run 1, 2, 3, ... with no gap and no
+    duplicate.  A listener on the recovering thread keeps the publishes flowing to it, so a
+    message already in the history may still be on its way there when the subscriber
+    subscribes: it must not get it twice."""
+    with Server("--pubsub", "--threads", "2", "--history", "100000", "-v") as srv:
+        clients = await spread(srv, srv.url("/"), 2, per_thread=2)
+        here = [ws for ws, t in clients if t == 0]
+        pubs = await spread(srv, srv.url("/race"), 2, per_thread=1)
+        pub = next(ws for ws, t in pubs if t == 1)
+        rec, listener = here[0], here[1]
+        await json_op(listener, op="subscribe", topic="race")
+        ok(json.loads(await asyncio.wait_for(listener.recv(), T)).get("type") == "ack",
+           "a listener on thread 0 subscribes")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        heard = [0]
+
+        async def publish():
+            # Paced by the listener (never more than 200 ahead), so a round's backlog is small.
+            for k in range(40000):
+                if stop.is_set() or loop.time() > deadline:
+                    break
+                await pub.send(f"r{k}")
+                while k - heard[0] > 200 and not stop.is_set():
+                    await asyncio.sleep(0.001)
+            stop.set()
+
+        async def drain():
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(listener.recv(), 0.2)
+                    heard[0] += 1
+                except asyncio.TimeoutError:
+                    pass
+
+        async def next_msg():
+            """rec's next message; None once the publisher stopped and nothing comes."""
+            while True:
+                try:
+                    return json.loads(await asyncio.wait_for(rec.recv(), 0.5))
+                except asyncio.TimeoutError:
+                    if stop.is_set():
+                        return None
+        tasks = [asyncio.create_task(publish()), asyncio.create_task(drain())]
+        seen, last, epoch, rounds, bad = [], 0, "0" * 16, 0, None
+
+        def take(m, what):
+            nonlocal last, epoch, bad
+            off = m.get("offset")
+            if m.get("type") != "message" or off != last + 1:
+                bad = (f"round {rounds}, {what}: offset {off} after {last}", m, seen[-5:])
+                return False
+            last, epoch = off, m.get("epoch")
+            seen.append(off)
+            return True
+        while rounds < 500 and not stop.is_set() and bad is None:
+            rounds += 1
+            await json_op(rec, op="subscribe", topic="race",
+                          since={"offset": last, "epoch": epoch})
+            after_ack = 0
+            while after_ack < 20 and bad is None:
+                m = await next_msg()
+                if m is None:
+                    break
+                if m.get("type") == "ack":
+                    after_ack = 1
+                elif take(m, "subscribed") and after_ack:
+                    after_ack += 1
+            await json_op(rec, op="unsubscribe", topic="race")
+            while bad is None:
+                m = await next_msg()
+                if m is None or m.get("type") == "ack":
+                    break
+                take(m, "unsubscribing")
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ok(bad is None and rounds >= 10 and last > 100,
+           f"{rounds} recoveries on thread 0 while thread 1 publishes: offsets 1..{last}, "
+           "no duplicate, no gap", bad)
+        await close_all(clients + pubs)
+
+
 async def json_publish(ws, topic, data):
     await ws.send(json.dumps({"op": "publish", "topic": topic, "data": data}))
     return json.loads(await asyncio.wait_for(ws.recv(), T))
@@ -278,6 +368,7 @@ async def main():
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()
+    await recovery_race()
     await bridge_across_threads()
     await metrics_sum()
     await sigterm_every_thread()
