@@ -505,17 +505,27 @@ const serve_mode serve_chat = {
 
 /* A JSON publish on a bridged server: its acknowledgement waits for the engine's count of the
  * other nodes that listen to the topic (the engine carries T only; each node wraps it for its
- * JSON subscribers itself: broker_bridged).  On the client's list until then; a client that
- * closes first leaves it orphaned (ws NULL), freed when the count comes. */
+ * JSON subscribers itself: broker_bridged).  A presence waits for every thread's subscribers
+ * (pi_census_start).  On the client's list until then; a client that closes first leaves it
+ * orphaned (ws NULL), freed when the answer comes. */
 struct pending {
     wsk_ws *ws;
-    wsk_deferred *http; /* POST /publish: the HTTP answer, instead of ws's acknowledgement */
+    wsk_deferred *http; /* POST /publish, GET /topics/T: the HTTP answer, instead of ws's */
+    wsk_server *srv;    /* presence: where the answer is made */
     struct pending *prev, *next;
     long local, nodes; /* local receivers of both forms; nodes, JP_UNBRIDGED or JP_UNCOUNTED */
     size_t tlen;
     char topic[TOPIC_MAX];
     char id[JP_ID_MAX + 1];
 };
+
+static void pending_link(struct client *cl, struct pending *p)
+{
+    p->prev = NULL;
+    p->next = cl->pending;
+    if (cl->pending) cl->pending->prev = p;
+    cl->pending = p;
+}
 
 static void pending_unlink(struct client *cl, struct pending *p)
 {
@@ -958,6 +968,66 @@ static void who(wsk_ws *ws, jp_presence *p)
     p->user = cl ? cl->user : "";
 }
 
+static wsk_server *member_of(void *arg, unsigned i)
+{
+    const struct serve *all = arg;
+    return all[i].srv;
+}
+
+/* Every thread answered (or the wait is over): the reply goes to whoever asked, if still
+ * there. */
+static void presence_done(void *arg, pi_census *c)
+{
+    struct pending *p = arg;
+    size_t n = 0;
+    char *s = NULL;
+    if (p->http || p->ws) {
+        s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
+        store_unlock(p->srv);
+    }
+    if (p->http) {
+        http_answer(p->http, s, n);
+    } else if (p->ws) {
+        pending_unlink(wsk_ws_data(p->ws), p);
+        if (s)
+            send_reply(p->ws, s, n);
+        else
+            send_error(p->ws, p->id, JP_ENOMEM, "out of memory");
+    }
+    free(p);
+}
+
+/* Starts the census of topic for p (ws's, or an HTTP request's); -1 when memory is short. */
+static int presence_start(struct serve *sv, struct pending *p, const char *topic, size_t tlen)
+{
+    pi_members m = {member_of, sv->all, sv->threads, who};
+    p->srv = sv->srv;
+    return pi_census_start(sv->srv, &m, topic, tlen, presence_done, p);
+}
+
+/* {"op":"presence"}: answered once every thread told its subscribers. */
+static void presence_ask(wsk_ws *ws, struct client *cl, const jp_request *rq)
+{
+    const char *why = topic_invalid(rq->topics[0].name, rq->topics[0].len, 1);
+    if (why) {
+        send_error(ws, rq->id, JP_ETOPIC, why);
+        return;
+    }
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        send_error(ws, rq->id, JP_ENOMEM, "out of memory");
+        return;
+    }
+    p->ws = ws;
+    memcpy(p->id, rq->id, sizeof p->id);
+    pending_link(cl, p);
+    if (presence_start(serve_of(wsk_ws_server(ws)), p, rq->topics[0].name, rq->topics[0].len) < 0) {
+        pending_unlink(cl, p);
+        free(p);
+        send_error(ws, rq->id, JP_ENOMEM, "out of memory");
+    }
+}
+
 static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t len)
 {
     jp_request rq;
@@ -988,11 +1058,10 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
         } else {
             struct pending *p = NULL;
             if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
-                *p = (struct pending){.ws = ws, .next = cl->pending, .tlen = t->len};
+                *p = (struct pending){.ws = ws, .tlen = t->len};
                 memcpy(p->topic, t->name, t->len);
                 memcpy(p->id, rq.id, sizeof p->id);
-                if (cl->pending) cl->pending->prev = p;
-                cl->pending = p;
+                pending_link(cl, p);
                 broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, p);
             } else {
                 long got =
@@ -1009,11 +1078,12 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_EFORBIDDEN, "introspection requires the token");
             break;
         }
-        const ps_store *st = store_lock(wsk_ws_server(ws));
-        s = rq.op == JP_TOPICS ? pi_topics(wsk_ws_server(ws), st, rq.id, 0, rq.filter,
-                                           rq.filter ? strlen(rq.filter) : 0, rq.limit, &n)
-                               : pi_presence(wsk_ws_server(ws), st, rq.id, 0, rq.topics[0].name,
-                                             rq.topics[0].len, who, &n);
+        if (rq.op == JP_PRESENCE) {
+            presence_ask(ws, cl, &rq);
+            break;
+        }
+        s = pi_topics(wsk_ws_server(ws), store_lock(wsk_ws_server(ws)), rq.id, 0, rq.filter,
+                      rq.filter ? strlen(rq.filter) : 0, rq.limit, &n);
         store_unlock(wsk_ws_server(ws));
         if (s)
             send_reply(ws, s, n);
@@ -1170,8 +1240,15 @@ static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *r
         path_rest(req, 8, topic, &tlen);
         const char *why = topic_invalid(topic, tlen, 0);
         if (why) return http_error(res, 400, "bad_topic", why);
-        s = pi_presence(sv->srv, store_lock(sv->srv), NULL, 1, topic, tlen, who, &n);
-        store_unlock(sv->srv);
+        /* Answered when every thread has told (wsk_response_defer; the answer may come before
+         * this returns); what res holds is the fallback, if the census never ends. */
+        struct pending *p = calloc(1, sizeof *p);
+        if (p && (p->http = wsk_response_defer(res, PI_CENSUS_WAIT + 1)) &&
+            presence_start(sv, p, topic, tlen) == 0)
+            return http_error(res, 503, "unavailable", "the threads did not answer in time");
+        if (p && p->http) wsk_deferred_respond(p->http, 500, NULL, 0);
+        free(p);
+        return http_error(res, 500, "internal", "out of memory");
     } else {
         long f = wsk_request_query_param(req, "filter", filter, sizeof filter);
         unsigned long limit = 0;

@@ -244,6 +244,45 @@ async def recovery_race():
         await close_all(clients + pubs)
 
 
+async def presence_across_threads():
+    """presence and GET /topics/T list the subscribers of every thread, whichever thread
+    answers; GET /topics counts them all."""
+    with Server("--pubsub", "--threads", "2", "-v") as srv:
+        raw = await spread(srv, srv.url("/room?user=r"), 2, per_thread=2)
+        askers = await spread(srv, srv.url("/?user=j"), 2, per_thread=1)
+        for ws, _ in askers:
+            await json_op(ws, op="subscribe", topic="room")
+            await asyncio.wait_for(ws.recv(), T)
+        ports = {ws.local_address[1] for ws, _ in raw + askers}
+        threads = {t for _, t in raw + askers}
+        answers = {}
+        for ws, t in askers:
+            await json_op(ws, op="presence", topic="room", id=t)
+            answers[t] = json.loads(await asyncio.wait_for(ws.recv(), T))
+        for t, a in sorted(answers.items()):
+            got = {int(c["address"].rsplit(":", 1)[1]) for c in a.get("connections", [])}
+            ok(threads == {0, 1} and got == ports and a.get("subscribers") == len(ports) and
+               a.get("threads") == {"of": 2, "answered": 2} and "partial" not in a,
+               f"presence asked on thread {t} lists the {len(ports)} subscribers of both "
+               "threads", (a, sorted(ports)))
+        json_users = sorted(c["user"] for a in answers.values() for c in a["connections"]
+                            if c.get("json"))
+        ok(json_users == ["j"] * len(askers) * len(answers),
+           "... JSON ones marked, with their user", json_users)
+        base = f"http://127.0.0.1:{srv.port}"
+        # Each GET is a new connection: the kernel spreads them over both threads.
+        pages = [json.loads(http(f"{base}/topics/room")[1]) for _ in range(6)]
+        ok(all({int(c["address"].rsplit(":", 1)[1]) for c in p.get("connections", [])} == ports
+               and p.get("threads") == {"of": 2, "answered": 2} for p in pages),
+           "GET /topics/room lists the subscribers of both threads, whichever answers",
+           pages[0])
+        _, body = http(f"{base}/topics")
+        room = next((e for e in json.loads(body).get("topics", []) if e["topic"] == "room"), {})
+        ok(room.get("subscribers") == len(ports),
+           f"GET /topics counts the {len(ports)} subscribers of both threads", body)
+        await close_all(raw + askers)
+
+
 async def json_publish(ws, topic, data):
     await ws.send(json.dumps({"op": "publish", "topic": topic, "data": data}))
     return json.loads(await asyncio.wait_for(ws.recv(), T))
@@ -369,6 +408,7 @@ async def main():
     await chat_across_threads()
     await broker_across_threads()
     await recovery_race()
+    await presence_across_threads()
     await bridge_across_threads()
     await metrics_sum()
     await sigterm_every_thread()
