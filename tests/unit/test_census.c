@@ -5,6 +5,7 @@
  * The clients are raw sockets on the test's thread; each server subscribes every socket it
  * opens to "room". */
 #include "test.h"
+#include "group_members.h"
 #include "pubsub_info.h"
 #include "rawws.h"
 #include "wskit.h"
@@ -114,14 +115,7 @@ int main(void)
     wsk_server_opts o;
     wsk_server_opts_init(&o);
     wsk_handlers h = {.open = on_open};
-    for (unsigned i = 0; i < LOOPS; i++) {
-        wsk_loop *loop = wsk_group_loop(grp, i);
-        wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
-        srv[i] = wsk_server_new(loop, &o, &h, NULL);
-        if (!srv[i] || wsk_server_listen(srv[i], "127.0.0.1", 0) < 0) abort();
-        port[i] = wsk_server_port(srv[i]);
-        if (wsk_group_add(grp, srv[i]) < 0) abort();
-    }
+    group_members(grp, &o, &h, srv, port);
     pthread_t t;
     if (pthread_create(&t, NULL, run_group, NULL)) abort();
 

@@ -10,6 +10,7 @@
 #include "pmd_conn.h"
 #include "test.h"
 #include "group_cmd.h"
+#include "group_members.h"
 #include "rawws.h"
 #include "wskit.h"
 
@@ -101,15 +102,8 @@ static void start_group(void)
     o.compress = o.decompress = WSK_COMPRESS_SHARED;
     o.max_payload = 1 << 20;
     wsk_handlers h = {.open = note_open, .message = cmd_message};
-    for (unsigned i = 0; i < LOOPS; i++) {
-        wsk_loop *loop = wsk_group_loop(grp, i);
-        wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
-        srv[i] = wsk_server_new(loop, &o, &h, NULL);
-        if (!srv[i] || wsk_server_listen(srv[i], "127.0.0.1", 0) < 0) abort();
-        port[i] = wsk_server_port(srv[i]);
-        if (wsk_group_add(grp, srv[i]) < 0) abort();
-        wsk_group_call(grp, i, mark_thread, (void *)(uintptr_t)i);
-    }
+    group_members(grp, &o, &h, srv, port);
+    for (unsigned i = 0; i < LOOPS; i++) wsk_group_call(grp, i, mark_thread, (void *)(uintptr_t)i);
     pthread_t t;
     if (pthread_create(&t, NULL, run_group, NULL)) abort();
     pthread_detach(t);
