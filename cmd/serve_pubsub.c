@@ -88,7 +88,8 @@ struct chat {
 struct broker_home {
     /* Every use of the store, from any thread, holds it; a publish holds it from its record in
      * the history to its delivery, so that a recovery (replay, then subscribe, under it) never
-     * falls between the two. */
+     * falls between the two.  Recursive: a delivery under it may flush a socket whose drain
+     * handler goes on with that socket's recovery (broker_drain). */
     pthread_mutex_t lock;
     ps_store *store;          /* retained messages and history */
     atomic_ulong connections; /* numbers given to connections so far (presence ids) */
@@ -800,8 +801,12 @@ static void list_one(void *arg, const char *topic, size_t len)
 /* A subscribe with "since" under way: the socket gets the history after `after`, a batch at a
  * time, and is subscribed when it has all of it (client.rec). */
 struct recovery {
-    uint64_t after; /* the last offset sent */
-    int stop;       /* a send met backpressure (the drain handler resumes) or was dropped */
+    uint64_t after;         /* the last offset sent */
+    int stop;               /* a send met backpressure (the drain handler resumes) or was dropped */
+    int told;               /* the client knows the history does not reach back to after + 1 */
+    int stepping;           /* recovery_step is writing a batch: a drain meanwhile only says so */
+    int drained;            /* ... in drained */
+    char id[JP_ID_MAX + 1]; /* of the subscribe */
     char epoch[17];
     size_t tlen;
     char topic[TOPIC_MAX];
@@ -820,17 +825,42 @@ static int replay_one(void *arg, const void *data, size_t len, int binary, uint6
     char *s = jp_delivery_with(rc->topic, rc->tlen, data, len, binary, extra, &n);
     long r = s ? wsk_send(ws, s, n, WSK_OP_TEXT, 1) : 0;
     free(s);
-    if (r != 0) rc->after = offset; /* queued, maybe behind unread data (-1) */
+    if (r != 0) { /* queued, maybe behind unread data (-1) */
+        rc->after = offset;
+        rc->told = 0;
+    }
     rc->stop = r <= 0;
     return rc->stop;
+}
+
+/* While a recovery waited for the client to read, the history may have let go messages it
+ * had still to send (a publisher faster than this client overran --history N, the TTL, the
+ * memory cap): the client is told as at the start, with a "recovered":false acknowledgement
+ * and where the topic stands, then gets what is left; never a silent gap. */
+static void replay_lost(wsk_ws *ws, struct client *cl, struct recovery *rc, ps_store *st)
+{
+    ps_pos since = {.offset = rc->after}, at;
+    memcpy(since.epoch, rc->epoch, sizeof since.epoch);
+    uint64_t from;
+    if (ps_store_since(st, rc->topic, rc->tlen, &since, now(), &from, &at) || rc->told) return;
+    rc->after = from;
+    rc->told = 1;
+    memcpy(rc->epoch, at.epoch, sizeof rc->epoch);
+    struct jp_topic t = {rc->topic, rc->tlen};
+    size_t len;
+    char *s = jp_ack_recovery(rc->id, &t, cl->nsubs + 1, 0, at.epoch, (unsigned long long)at.offset,
+                              &len);
+    send_reply(ws, s, len);
 }
 
 static void replay_batch(wsk_ws *ws, void *arg)
 {
     struct client *cl = wsk_ws_data(ws);
     /* The caller holds the store's lock. */
-    *(int *)arg = ps_store_replay(broker_of(wsk_ws_server(ws))->home->store, cl->rec->topic,
-                                  cl->rec->tlen, cl->rec->after, REPLAY_BATCH, replay_one, ws);
+    ps_store *st = broker_of(wsk_ws_server(ws))->home->store;
+    replay_lost(ws, cl, cl->rec, st);
+    *(int *)arg = ps_store_replay(st, cl->rec->topic, cl->rec->tlen, cl->rec->after, REPLAY_BATCH,
+                                  replay_one, ws);
 }
 
 /* Sends the history a batch at a time, each written at once (wsk_cork), until a send meets
@@ -845,13 +875,16 @@ static void recovery_step(wsk_ws *ws)
         /* A batch and, after the last one, the subscription under the store's lock: no
          * publish of another thread records a message in between (broker_publish). */
         store_lock(srv);
+        struct recovery *rc = ((struct client *)wsk_ws_data(ws))->rec;
+        rc->stepping = 1;
+        rc->drained = 0;
         wsk_cork(ws, replay_batch, &done);
         if (wsk_ws_ready_state(ws) != WSK_OPEN) { /* closed: the close handler freed it */
             store_unlock(srv);
             return;
         }
         struct client *cl = wsk_ws_data(ws);
-        struct recovery *rc = cl->rec;
+        rc->stepping = 0;
         if (done) {
             char jt[JSON_NS_LEN + TOPIC_MAX];
             int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
@@ -863,14 +896,19 @@ static void recovery_step(wsk_ws *ws)
             return;
         }
         store_unlock(srv);
-        if (rc->stop) return;
+        if (rc->stop && !rc->drained) return;
     }
 }
 
+/* The queue that pushed back was written out: the recovery goes on.  The flush at the end of
+ * a batch's cork may come here from within recovery_step, which then goes on itself. */
 static void broker_drain(wsk_ws *ws)
 {
-    const struct client *cl = wsk_ws_data(ws);
-    if (cl && cl->rec) recovery_step(ws);
+    struct client *cl = wsk_ws_data(ws);
+    if (cl && cl->rec && cl->rec->stepping)
+        cl->rec->drained = 1;
+    else if (cl && cl->rec)
+        recovery_step(ws);
 }
 
 /* A subscribe with "since": the acknowledgement says whether the history reaches back that far
@@ -891,6 +929,8 @@ static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
         return;
     }
     rc->after = from;
+    rc->told = !recovered;
+    memcpy(rc->id, rq->id, sizeof rc->id);
     memcpy(rc->epoch, at.epoch, sizeof rc->epoch);
     rc->tlen = t->len;
     memcpy(rc->topic, t->name, t->len);
@@ -1375,7 +1415,11 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
         b->home = ((struct broker *)sv->all[0].state)->home;
     } else {
         b->home = &b->home_here;
-        pthread_mutex_init(&b->home_here.lock, NULL);
+        pthread_mutexattr_t a;
+        pthread_mutexattr_init(&a);
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&b->home_here.lock, &a);
+        pthread_mutexattr_destroy(&a);
         atomic_init(&b->home_here.connections, 0);
         if (!(b->home_here.store = ps_store_new())) goto fail;
         ps_store_history(b->home_here.store, cfg->history, cfg->history_ttl, cfg->history_memory);
