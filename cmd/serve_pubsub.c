@@ -866,7 +866,12 @@ static void replay_batch(wsk_ws *ws, void *arg)
 /* Sends the history a batch at a time, each written at once (wsk_cork), until a send meets
  * backpressure (the drain handler calls this again) or the history is all sent: then the
  * socket subscribes, in the same turn, so the next publish reaches it live and nothing falls
- * in between.  Messages published meanwhile join the history and are replayed too. */
+ * in between.  Messages published meanwhile join the history and are replayed too.
+ * With --threads, the last batch and the subscription hold the store's lock, as a publish does
+ * from its record to its hand-over to the other loops: a message recorded before is replayed
+ * and, if it is still on its way to this loop, the library keeps it from the new subscription
+ * (it was numbered before it: wsk_group_seq), so it is not delivered twice; a message recorded
+ * after finds the subscription counted and comes live, so none is missed. */
 static void recovery_step(wsk_ws *ws)
 {
     wsk_server *srv = wsk_ws_server(ws);
