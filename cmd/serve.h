@@ -9,6 +9,7 @@
  *                               (serve_static.c: --static DIR beside them)
  *   serve_exec_shared.c  --exec-shared  one program for every connection
  *   serve_child.c    what the last two share: pipes, lines, a bounded stdin buffer
+ *                    (serve_spawn.c: programs started off the loop; serve_reap.c: reaped)
  *
  * wsserve.c parses the options once (the common ones and each mode's own table), then runs one
  * server per struct serve.  Everything a server's handlers need is reached from the server

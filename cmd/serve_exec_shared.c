@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +56,9 @@ struct shared {
     struct ev_loop *ev;
     pid_t pid; /* 0 while not running */
     int in_fd, out_fd, err_fd;
-    int pidfd; /* the program's, while it runs: reaped through it (serve_child.h) */
-    ev_io in_w, out_w, err_w, pid_w;
+    struct child_watch exit_w; /* while it runs (serve_reap.c) */
+    struct reaper reaper;
+    ev_io in_w, out_w, err_w;
     ev_timer restart_t;
     double backoff, started;
     struct pipebuf in;
@@ -257,15 +259,13 @@ static void on_restart(struct ev_loop *ev, ev_timer *w, int revents)
     start(w->data);
 }
 
-static void on_exit_(struct ev_loop *ev, ev_io *w, int revents)
+/* child_exited: the program is gone; it is restarted after the backoff. */
+static void on_exit_(struct child_watch *w, int st, int err)
 {
-    struct shared *s = w->data;
-    int st = 0;
-    (void)revents;
-    int r = child_pidfd_wait(s->pidfd, &st);
-    if (r == 0) return; /* not yet */
-    if (r < 0) st = 255 << 8;
-    child_stop_io(ev, w, &s->pidfd);
+    struct shared *s = (struct shared *)((char *)w - offsetof(struct shared, exit_w));
+    struct ev_loop *ev = s->ev;
+    (void)err;
+    if (st < 0) st = 255 << 8;
     s->pid = 0;
     child_stop_io(s->ev, &s->in_w, &s->in_fd);
     pipebuf_free(&s->in);
@@ -313,7 +313,9 @@ static void start(struct shared *s)
     char **envp = shared_env(s->cfg);
     int rc = envp ? child_spawn("/bin/sh", sh, envp, &s->pid, fds) : ENOMEM;
     env_free(envp);
-    if (!rc && (s->pidfd = child_pidfd(s->pid)) < 0) { /* EMFILE: no way to watch it */
+    int pidfd = -1;
+    if (!rc && s->reaper.pidfd &&
+        (pidfd = child_pidfd(s->pid)) < 0) { /* EMFILE: no way to watch it */
         rc = errno;
         child_kill_reap(s->pid);
         for (int i = 0; i < 3; i++) close(fds[i]);
@@ -336,9 +338,7 @@ static void start(struct shared *s)
     ev_io_start(s->ev, &s->out_w);
     ev_io_start(s->ev, &s->err_w);
     if (s->backoff) serve_log(s->sv, "program restarted, pid %ld", (long)s->pid);
-    ev_io_init(&s->pid_w, on_exit_, s->pidfd, EV_READ);
-    s->pid_w.data = s;
-    ev_io_start(s->ev, &s->pid_w);
+    reaper_watch(&s->reaper, &s->exit_w, s->pid, pidfd, on_exit_);
 }
 
 /* ----- clients -------------------------------------------------------------------------------- */
@@ -404,13 +404,14 @@ static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
 static int shared_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
     const struct shared_config *cfg = sv->config;
-    if (child_pidfd_check() < 0) return -1;
     struct shared *s = calloc(1, sizeof *s);
     if (!s) return -1;
     s->cfg = cfg;
     s->sv = sv;
     s->ev = wsk_loop_ev(sv->loop);
-    s->in_fd = s->out_fd = s->err_fd = s->pidfd = -1;
+    s->in_fd = s->out_fd = s->err_fd = -1;
+    const char *why = reaper_init(&s->reaper, s->ev);
+    if (why && sv->verbose) serve_log(sv, "the program is reaped by polling (%s)", why);
     /* The cap of messages, the largest one with its prefix, and room for --join-leave's lines
      * (kept even when messages are dropped). */
     s->in.max = 4 * IN_MAX + so->max_payload + 32 + NOTICE_ROOM;
@@ -433,7 +434,7 @@ static void shared_teardown(struct serve *sv)
     if (!s) return;
     ev_timer_stop(s->ev, &s->restart_t);
     if (s->pid > 0) {
-        child_stop_io(s->ev, &s->pid_w, &s->pidfd);
+        reaper_unwatch(&s->exit_w);
         kill(-s->pid, SIGTERM);
         child_reap(s->pid, child_now() + 1.0);
     }

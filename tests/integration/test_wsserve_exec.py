@@ -288,6 +288,37 @@ with serve("-v", "--threads", "2", "--exec", "read l; echo \"got $l\"; exit 3") 
     ok(wait_for(lambda: not children(srv.proc.pid), 10), "--threads 2: every program reaped",
        str([(k, state(k)) for k in children(srv.proc.pid)]))
 
+# Without pidfd_open (valgrind 3.19; WSK_NO_PIDFD=1 asks for it, a test hook) each loop polls
+# its own programs: with --threads 2 every exit is still seen with its status, on both threads,
+# and none is left; the shared program is restarted after a crash.
+os.environ["WSK_NO_PIDFD"] = "1"
+try:
+    with serve("-v", "--threads", "2", "--", fail) as srv:
+        ok(srv.wait_log("reaped by polling (WSK_NO_PIDFD") == 1,
+           "WSK_NO_PIDFD=1: the log says the programs are polled", srv.stderr)
+        conns = [Raw(srv.port) for _ in range(30)]
+        ends = [messages(c) for c in conns]
+        good = sum(m == [(TEXT, b"bye")] and e == (1011, "program exited with status 3")
+                   for m, e in ends)
+        ok(good == len(conns), "polled: every program's exit and status reach its connection",
+           f"{good}: {ends[:3]}")
+        ok(srv.count(", thread 0") and srv.count(", thread 1"), "polled: on both threads",
+           srv.stderr[-2000:])
+        for c in conns:
+            c.close()
+        ok(wait_for(lambda: not children(srv.proc.pid), 10), "polled: every program reaped",
+           str([(k, state(k)) for k in children(srv.proc.pid)]))
+    with serve("--exec-shared", "read l; echo bye; exit 1", "--restart-message", "again") as srv:
+        a = Raw(srv.port)
+        a.send(frame(TEXT, b"x"))
+        got = [a.recv_frame()[2] for _ in range(2)]
+        ok(got == [b"bye", b"again"], "polled: the shared program's exit is seen, clients told",
+           repr(got))
+        ok(srv.wait_log("program restarted, pid") == 1, "polled: and it is restarted")
+        a.close()
+finally:
+    del os.environ["WSK_NO_PIDFD"]
+
 
 def pipes(pid):
     """How many of pid's descriptors are pipes or pidfds, what a program holds in wsserve.
