@@ -170,6 +170,7 @@ int child_read_lines(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, si
                      struct lines *l, lines_emit emit, void *arg)
 {
     long n = child_read(ev, w, fd, buf, cap);
+    if (n < 0) return -1;
     if (n > 0) lines_feed(l, buf, (size_t)n, emit, arg);
     if (n) return 1;
     lines_end(l, emit, arg);

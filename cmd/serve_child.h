@@ -161,7 +161,8 @@ void pipebuf_free(struct pipebuf *b);
  * at EOF or on an error, after which the watcher is stopped and the pipe closed; -1 when there
  * is nothing to read now. */
 long child_read(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap);
-/* The same, cut into lines for emit (lines_feed; at EOF lines_end): 0 at EOF, else 1. */
+/* The same, cut into lines for emit (lines_feed; at EOF lines_end): 0 at EOF, -1 when there
+ * is nothing to read now, else 1. */
 int child_read_lines(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap,
                      struct lines *l, lines_emit emit, void *arg);
 

@@ -332,7 +332,8 @@ static void on_stderr(struct ev_loop *ev, ev_io *w, int revents)
     struct exec *x = c->x;
     (void)ev;
     (void)revents;
-    if (!child_read_lines(x->ev, w, &c->err_fd, x->rbuf, sizeof x->rbuf, &c->errout, log_line, c))
+    if (child_read_lines(x->ev, w, &c->err_fd, x->rbuf, sizeof x->rbuf, &c->errout, log_line, c) ==
+        0)
         child_release(c);
 }
 
