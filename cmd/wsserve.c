@@ -605,9 +605,6 @@ int main(int argc, char **argv)
     struct config c = {.threads = 1};
     wsk_server_opts_init(&c.so);
     parse(argc, argv, &c);
-    if (c.threads > 1 && c.mode->single_thread)
-        cli_usage_error(PROG, "--%s runs on one thread: --threads %u does not go with it",
-                        c.mode->name, c.threads);
     if (c.so.max_connections && c.so.max_connections < c.threads)
         cli_usage_error(PROG, "--max-connections %zu is less than one per thread (--threads %u)",
                         (size_t)c.so.max_connections, c.threads);
