@@ -846,6 +846,9 @@ typedef struct wsk_stats {
      * gauge, 1 while it accepts nothing now (at the limit, or out of file descriptors). */
     uint64_t accept_limit_pauses;
     uint64_t accept_paused;
+    /* As wsk_bridge_stats (with a bridge): own messages come back, foreign ones, second
+     * copies dropped, and other nodes' subscriptions the forwarded publishes reached. */
+    uint64_t bridge_echoes, bridge_foreign, bridge_copies, bridge_remote;
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):
