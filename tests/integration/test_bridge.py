@@ -188,15 +188,23 @@ async def stalled(redis, a, b):
     """Redis alive but not reading (SIGSTOP): what waits for it is capped (8 MiB), later
     publishes fail visibly, local delivery goes on; once Redis reads again, messages flow."""
     big = b"x" * 65536
+    late = "the engine did not count it in time"
     async with connect(a.url("/big")) as far, connect(b.url("/big")) as near, \
-            connect(b.url("/big")) as pub:
+            connect(b.url("/big")) as pub, connect(b.url("/")) as j:
         subscribed(redis, "wskit:big")
         redis.proc.send_signal(signal.SIGSTOP)
         try:
             reply = curl_post(b, "big", b"no count")
-            ok(json.loads(reply) == {"topic": "big", "receivers": 2, "bridged": True},
+            ok(json.loads(reply) == {"topic": "big", "receivers": 2, "bridged": True,
+                                     "reason": late},
                "Redis stalled: POST /publish answers without the count when it does not come",
                reply)
+            await recv(near)
+            await j.send(json.dumps({"op": "publish", "topic": "big", "data": "late", "id": 7}))
+            ack = json.loads(await recv(j))
+            ok(ack == {"type": "ack", "op": "publish", "id": 7, "topic": "big", "receivers": 2,
+                       "bridged": True, "reason": late},
+               "... and a JSON publish's acknowledgement too, with the local count", ack)
             await recv(near)
             got = 0
             for _ in range(200):  # 12.5 MiB: past the cap; read as we go (B's own limit)
@@ -216,6 +224,10 @@ async def stalled(redis, a, b):
         except asyncio.TimeoutError:
             pass
         ok(0 < n < 200, f"the other node got some, not all ({n} of 200)")
+        await j.send(json.dumps({"op": "ping", "id": 8}))
+        ack = json.loads(await recv(j))
+        ok(ack.get("op") == "ping", "the count that came late sends no second acknowledgement",
+           ack)
         await pub.send("after")
         ok(await recv(far) == "after", "... and later messages once Redis reads again")
 
