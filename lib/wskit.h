@@ -309,8 +309,10 @@ WSK_API int wsk_response_set_protocol(wsk_response *res, const char *proto);
 /* Plain requests answered later, when what the answer needs has come (another node's count,
  * ...).  Called in the request handler: nothing is sent when the handler returns, and what `res`
  * holds then (status, headers, body) is the fallback, sent as it stands when the answer has not
- * come after `timeout` seconds (> 0).  Meanwhile the connection reads nothing (a request
- * pipelined behind this one is not answered); it closes after the response (Connection: close).
+ * come after `timeout` seconds (> 0).  Meanwhile the connection reads nothing.  After the
+ * response the connection stays open for the next request as after an immediate answer
+ * (HTTP/1.1 without "Connection: close"), except when the client sent more behind the request
+ * before the answer went (pipelined): that is not answered, and the connection closes.
  * Returns the handle for wsk_deferred_respond, or NULL (an upgrade's response, a second call,
  * timeout not > 0, no memory): the response then goes when the handler returns, as usual. */
 typedef struct wsk_deferred wsk_deferred;

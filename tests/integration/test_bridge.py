@@ -10,6 +10,7 @@ nodes' subscriptions through Redis, and say "bridged" through NATS, which cannot
 # tests/run: alone (three nodes and an engine per case; a connection was once refused mid-run
 # when it shared the machine with another test under --threads 2, cause not found)
 import asyncio
+import http.client
 import json
 import re
 import os
@@ -99,6 +100,21 @@ async def ways_in(redis, a, b, c):
            reply)
         await recv(sub3)
         await recv(jsub)
+
+        # The answer waits for the engine's count (deferred): the connection stays open after it.
+        conn = http.client.HTTPConnection("127.0.0.1", b.port, timeout=T)
+        answers = []
+        for body in (b"kept 1", b"kept 2"):
+            conn.request("POST", "/publish/news", body=body)
+            r = conn.getresponse()
+            answers.append((r.status, r.getheader("Connection"), json.loads(r.read()) == want))
+        conn.close()
+        ok(answers == [(200, "keep-alive", True)] * 2,
+           "two POST /publish on one keep-alive connection, each answer with the count", answers)
+        ok([await recv(sub) for _ in range(2)] == ["kept 1", "kept 2"], "... both reach A")
+        for _ in range(2):
+            await recv(sub3)
+            await recv(jsub)
 
         r = subprocess.run([os.path.join(BIN, "wspub"), "-v", "--require-receivers",
                             b.url("/news"), "by wspub"], capture_output=True, timeout=10)
