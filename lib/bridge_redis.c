@@ -315,15 +315,17 @@ static int rd_punsubscribe(void *e, const char *chan, size_t n, size_t plen)
     return pattern_cmd(e, "PUNSUBSCRIBE", chan, n, plen);
 }
 
-/* priv: the message's length, shifted left once, and whether this node is subscribed. */
+/* priv: the message's length, shifted left 8 bits, and the subscriptions of this node that
+ * Redis counts (bridge.h's self, at most 255). */
 static void on_published(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis *r = ac->data;
     const redisReply *rep = reply;
     uintptr_t tag = (uintptr_t)priv;
     if (!rep || r->closing) return;
-    r->inflight -= tag >> 1 <= r->inflight ? tag >> 1 : r->inflight;
-    if (rep->type == REDIS_REPLY_INTEGER) wsk_bridge_reached(r->link, (long)rep->integer, tag & 1);
+    r->inflight -= tag >> 8 <= r->inflight ? tag >> 8 : r->inflight;
+    if (rep->type == REDIS_REPLY_INTEGER)
+        wsk_bridge_reached(r->link, (long)rep->integer, (int)(tag & 255));
 }
 
 /* The same for a publish whose sender waits for the count.  hiredis calls every callback
@@ -397,7 +399,7 @@ static int rd_publish(void *e, const char *chan, size_t n, const void *msg, size
 {
     struct redis *r = e;
     if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
-    void *tag = (void *)(uintptr_t)(len << 1 | (self != 0));
+    void *tag = (void *)(uintptr_t)(len << 8 | (uintptr_t)(self > 255 ? 255 : self));
     int st = count ? publish_resp(r, chan, n, msg, len, on_counted, count)
                    : publish_resp(r, chan, n, msg, len, on_published, tag);
     if (st != REDIS_OK) return -1;

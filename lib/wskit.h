@@ -530,7 +530,13 @@ WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
  * that match, not to the number of patterns.  A pattern has at most WSK_PATTERN_TOKENS tokens.
  * With a bridge, patterns are subscribed on the engine too (Redis PSUBSCRIBE, NATS wildcard
  * subjects): a node gets a message once per subscription the engine matches, and the message
- * number in the envelope lets it deliver the first copy only.
+ * number in the envelope lets it deliver the first copy only.  A node does not subscribe on the
+ * engine by name to a topic that one of its own patterns matches (the pattern brings it; when
+ * the pattern goes, the name is subscribed again), so Redis counts such a node once in
+ * wsk_server_publish_counted's nodes.  What remains counted more than once: a node with two
+ * patterns that both match the topic and neither covers the other ("a.*.c" and "a.b.*" for
+ * "a.b.c") counts twice; and Redis matches a pattern more widely than wskit does (its "*"
+ * crosses dots), so a node with "a.*" counts for a publish to "a.b.c" that it drops.
  */
 #define WSK_TOPIC_MAX      65535
 #define WSK_PATTERN_TOKENS 128

@@ -547,8 +547,9 @@ async def patterns(engine, a, b):
         # "pat.*" is raw and JSON at once: one engine pattern.  "*.w": NATS cannot glue a
         # wildcard to the prefix ("wskit:*"), and listens to ">" for it.
         ok(patterns_on(engine, ["wskit:pat.*", "wskit:pat.>", ">"]) and
-           subscribed(engine, "wskit:pat.x"),
-           "the patterns are subscribed on the engine", engine.channels())
+           wait_for(lambda: "wskit:pat.x" not in engine.channels()),
+           "the patterns are subscribed on the engine, and not the name they cover",
+           engine.channels())
         for topic, body in (("pat.y", "by pattern"), ("pat.x", "one"), ("pat.y.z", "deep"),
                             ("q.w", "first wild"), ("pat.x", "two")):
             curl_post(b, topic, body.encode())
@@ -566,6 +567,43 @@ async def patterns(engine, a, b):
        "the patterns leave the engine with their last subscriber", engine.channels())
 
 
+async def covered(redis, a, b):
+    """A node does not hold a name on Redis that one of its own patterns covers: Redis counts
+    it once in PUBLISH's reply (the acknowledged "nodes"), and the name comes back when the
+    pattern goes.  Two overlapping patterns that neither covers still count twice."""
+    async def nodes(pub, topic):
+        await pub.send(json.dumps({"op": "publish", "topic": topic, "data": topic}))
+        return json.loads(await recv(pub)).get("nodes")
+
+    async with connect(a.url("/")) as j, connect(b.url("/")) as pub:
+        await j.send(json.dumps({"op": "subscribe", "topic": "cov.x"}))
+        await recv(j)
+        ok(subscribed(redis, "wskit:cov.x") and await nodes(pub, "cov.x") == 1,
+           "a name alone: on Redis by name, one node counted")
+        await recv(j)
+        await j.send(json.dumps({"op": "subscribe", "topic": "cov.*"}))
+        await recv(j)
+        ok(patterns_on(redis, ["wskit:cov.*"]) and
+           wait_for(lambda: "wskit:cov.x" not in redis.channels()),
+           "its node's pattern covers it: the name leaves Redis", redis.channels())
+        ok(await nodes(pub, "cov.x") == 1 and
+           json.loads(await recv(j)).get("data") == "cov.x" and await nothing(j),
+           "... the node counted once, and the message delivered once")
+        await j.send(json.dumps({"op": "unsubscribe", "topic": "cov.*"}))
+        await recv(j)
+        ok(patterns_on(redis, []) and subscribed(redis, "wskit:cov.x"),
+           "the pattern gone: the name is back on Redis", redis.channels())
+        ok(await nodes(pub, "cov.x") == 1 and json.loads(await recv(j)).get("data") == "cov.x",
+           "... and its messages still arrive, the node counted once")
+        await j.send(json.dumps({"op": "subscribe", "topics": ["ov.*.c", "ov.b.*"]}))
+        await recv(j)
+        patterns_on(redis, ["wskit:ov.*.c", "wskit:ov.b.*"])
+        ok(await nodes(pub, "ov.b.c") == 2 and json.loads(await recv(j)).get("data") == "ov.b.c"
+           and await nothing(j),
+           "two overlapping patterns, neither covering the other: counted twice (documented), "
+           "delivered once")
+
+
 async def main(kind):
     with Engine(kind) as redis:
         a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
@@ -577,6 +615,7 @@ async def main(kind):
             spread(redis, a, b)
             await patterns(redis, a, b)
             if kind == "redis":
+                await covered(redis, a, b)
                 await stalled(redis, a, b)
             c.stop()
             await outage(redis, a, b)
