@@ -604,6 +604,16 @@ async def covered(redis, a, b):
            "delivered once")
 
 
+def refused_urls():
+    """rediss:// (this hiredis has no TLS) and other schemes: a usage error that says why."""
+    for url, why in (("rediss://127.0.0.1:1", "Redis over TLS is not supported"),
+                     ("http://127.0.0.1:1", "redis://... or nats://...")):
+        r = subprocess.run([os.path.join(BIN, "wsserve"), "--pubsub", "--bridge", url],
+                           capture_output=True, text=True, timeout=10)
+        ok(r.returncode != 0 and why in r.stderr, f"--bridge {url.split(':')[0]}://: refused, "
+           "saying why", r.stderr)
+
+
 async def main(kind):
     with Engine(kind) as redis:
         a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
@@ -630,6 +640,7 @@ async def main(kind):
             await by_name(redis)
         await sharding()
         await auth()
+        refused_urls()
     else:
         with Engine(kind) as nats:
             await seeds(nats)
