@@ -235,6 +235,12 @@ static int server_option(struct config *c, int key, const char *arg)
     case O_REUSEPORT: so->reuse_port = 1; return 0;
     case O_BRIDGE:
         if (c->nbridge == MAX_BRIDGE) cli_usage_error(PROG, "at most %d --bridge", MAX_BRIDGE);
+        /* hiredis 0.14 (Debian's) has no TLS: say so, rather than "invalid URL" at start. */
+        if (!strncmp(arg, "rediss://", 9))
+            cli_usage_error(PROG, "--bridge rediss://: Redis over TLS is not supported (this "
+                                  "hiredis has no TLS); reach it through a TLS tunnel as redis://");
+        if (strncmp(arg, "redis://", 8) && strncmp(arg, "nats://", 7))
+            cli_usage_error(PROG, "--bridge takes redis://... or nats://... URLs");
         c->bridge[c->nbridge++] = arg;
         return 0;
     case O_BRIDGEPREFIX: c->bridge_prefix = arg; return strlen(arg) > 64 ? -1 : 0;

@@ -33,8 +33,18 @@ struct wsk_bridge_link {
     struct origin seen[WSK_BRIDGE_ORIGINS];
 };
 
+/* A pattern this node holds on the engine (its carrier form, see carrier()).  A topic it
+ * matches is not also held by name: the pattern brings its messages, and Redis would count the
+ * node twice in PUBLISH's reply. */
+struct held {
+    struct held *next;
+    size_t n;
+    char name[];
+};
+
 struct wsk_bridge {
     wsk_ctx *ctx;
+    struct held *patterns; /* every live pattern, whether the links are up or not */
     uint8_t node[8];
     uint64_t seq; /* the last message number forwarded */
     size_t plen;
@@ -91,6 +101,22 @@ static int wanted(struct wsk_bridge *b, const char *t, size_t n)
     return wsk_server_subscribers(b->ctx->srv, t, n) > 0 || sibling(b, t, t, n) > 0;
 }
 
+/* The pattern of b other than `except` that matches name t[0..n), or NULL. */
+static const struct held *covering(const struct wsk_bridge *b, const char *t, size_t n,
+                                   const struct held *except)
+{
+    for (const struct held *h = b->patterns; h; h = h->next)
+        if (h != except && wsk_topic_match(h->name, h->n, t, n)) return h;
+    return NULL;
+}
+
+/* 1 when this node holds carried topic t[0..n) (a name) on the engine by that name: it has
+ * subscribers here and none of its patterns covers it. */
+static int by_name(struct wsk_bridge *b, const char *t, size_t n)
+{
+    return wanted(b, t, n) && !covering(b, t, n, NULL);
+}
+
 void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 {
     char msg[512];
@@ -112,6 +138,63 @@ static void pattern_sub(struct wsk_bridge *b, wsk_bridge_link *l, const char *c,
         l->eng->punsubscribe(l->e, c, n, b->plen);
 }
 
+/* Pattern p of b came (on) or is going: the live names it matches and no other pattern of b
+ * covers leave the engine (on) or come back to it. */
+struct regroup {
+    struct wsk_bridge *b;
+    const struct held *p;
+    int on;
+};
+
+static void regroup(void *arg, const char *topic, size_t n)
+{
+    const struct regroup *g = arg;
+    struct wsk_bridge *b = g->b;
+    size_t cn = n;
+    const char *ct = carrier(b, topic, &cn);
+    if (ct != topic && wsk_server_subscribers(b->ctx->srv, ct, cn)) return; /* ct's turn */
+    if (wsk_topic_is_pattern(ct, cn) || !wsk_topic_match(g->p->name, g->p->n, ct, cn) ||
+        !wanted(b, ct, cn) || covering(b, ct, cn, g->p))
+        return;
+    wsk_bridge_link *l = shard(b, ct, cn);
+    if (!l->up) return; /* wsk_bridge_up subscribes what is held by name */
+    if (g->on)
+        l->eng->unsubscribe(l->e, channel(b, ct, cn), b->plen + cn);
+    else
+        l->eng->subscribe(l->e, channel(b, ct, cn), b->plen + cn);
+}
+
+/* Pattern t[0..n) (carried) on the engine's every link, and the names it covers off them (on);
+ * or the names back and the pattern off.  In that order: the engine never drops a message
+ * between the two (a copy meanwhile is dropped as one). */
+static void pattern_topic(struct wsk_bridge *b, const char *t, size_t n, int on)
+{
+    struct held **pp = &b->patterns, *h;
+    while (*pp && ((*pp)->n != n || memcmp((*pp)->name, t, n))) pp = &(*pp)->next;
+    if (on && !*pp && (h = malloc(sizeof *h + n))) { /* no memory: names stay held, twice counted */
+        h->n = n;
+        memcpy(h->name, t, n);
+        h->next = b->patterns;
+        b->patterns = h;
+        pp = &b->patterns;
+    }
+    h = *pp;
+    struct regroup g = {b, h, on};
+    if (on) {
+        for (unsigned i = 0; i < b->nlinks; i++)
+            if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 1);
+        if (h) wsk_pubsub_each(b->ctx, regroup, &g);
+        return;
+    }
+    if (h) {
+        *pp = h->next;
+        wsk_pubsub_each(b->ctx, regroup, &g); /* h is out of the list: it covers nothing now */
+    }
+    for (unsigned i = 0; i < b->nlinks; i++)
+        if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 0);
+    free(h);
+}
+
 void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
 {
     size_t cn = n;
@@ -119,11 +202,10 @@ void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
     /* The channel is the other topic's too: subscribed already, or still wanted. */
     if (sibling(b, topic, ct, cn)) return;
     if (wsk_topic_is_pattern(ct, cn)) { /* it matches topics of every shard */
-        const char *c = channel(b, ct, cn);
-        for (unsigned i = 0; i < b->nlinks; i++)
-            if (b->links[i].up) pattern_sub(b, &b->links[i], c, b->plen + cn, on);
+        pattern_topic(b, ct, cn, on);
         return;
     }
+    if (covering(b, ct, cn, NULL)) return; /* a pattern of this node brings it */
     wsk_bridge_link *l = shard(b, ct, cn);
     if (!l->up) return; /* wsk_bridge_up subscribes the live topics */
     const char *c = channel(b, ct, cn);
@@ -168,7 +250,9 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
     uint64_t seq = ++b->seq;
     for (int i = 0; i < 8; i++) b->env[10 + i] = (uint8_t)(seq >> 8 * i);
     if (len) memcpy(b->env + WSK_BRIDGE_HDR, data, len);
-    int self = wanted(b, topic, n);
+    int self = by_name(b, topic, n); /* and its patterns that match: each counts on the engine */
+    for (const struct held *h = b->patterns; h; h = h->next)
+        self += wsk_topic_match(h->name, h->n, topic, n);
     wsk_bridge_count *cnt = NULL;
     if (done) {
         if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
@@ -213,7 +297,7 @@ static void resubscribe(void *arg, const char *topic, size_t n)
     if (ct != topic && wsk_server_subscribers(r->b->ctx->srv, ct, cn)) return; /* ct's turn */
     if (wsk_topic_is_pattern(ct, cn))
         pattern_sub(r->b, r->l, channel(r->b, ct, cn), r->b->plen + cn, 1);
-    else if (shard(r->b, ct, cn) == r->l)
+    else if (shard(r->b, ct, cn) == r->l && !covering(r->b, ct, cn, NULL))
         r->l->eng->subscribe(r->l->e, channel(r->b, ct, cn), r->b->plen + cn);
 }
 
@@ -324,7 +408,9 @@ int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n)
 {
     size_t tlen;
     const char *topic = topic_of(l, chan, n, &tlen);
-    return topic && wanted(l->b, topic, tlen);
+    if (!topic) return 0;
+    return wsk_topic_is_pattern(topic, tlen) ? wanted(l->b, topic, tlen)
+                                             : by_name(l->b, topic, tlen);
 }
 
 /* ----- the public calls ---------------------------------------------------------------------- */
@@ -353,6 +439,11 @@ void wsk_bridge_free(struct wsk_bridge *b)
     if (!b) return;
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].e) b->links[i].eng->close(b->links[i].e);
+    while (b->patterns) {
+        struct held *h = b->patterns;
+        b->patterns = h->next;
+        free(h);
+    }
     free(b->chan);
     free(b->alt);
     free(b->env);
