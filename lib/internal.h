@@ -11,6 +11,8 @@
  *   parse_http.c    HTTP heads and body framing     msg_handshake.c  upgrade rules, accept key
  *   parse_url.c     URLs, percent-decoding          crypto.c         SHA-1 and base64 (mbedTLS)
  *   parse_frame.c   bytes -> frame headers          parse_utf8.c     text validation
+ *                                                   (parse_utf8_simd.c: 64-byte chunks of
+ *                                                   non-ASCII text with SSSE3 or AVX2)
  *   mask.c          payload (un)masking, a word at a time
  *   msg_assemble.c  frames -> messages -> handlers  msg_control.c    close payloads
  *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_zlib.c with
