@@ -41,8 +41,9 @@ typedef struct pmd_shared {
     wsk_pmd_deflater *window[WSK_PMD_LEVEL_MAX][ZWIN_N];  /* per level and window size */
     wsk_pmd_oneshot_inflater *inflater;
     wsk_pmd_inflater *zinflater; /* messages that go on past a BFINAL block */
-    wsk_dbuf out;  /* compressed output of the message being sent, capped under its size */
-    wsk_dbuf lend; /* a whole compressed message that ended its read, with room for the tail */
+    wsk_dbuf out;      /* compressed output of the message being sent, capped under its size */
+    wsk_dbuf lend;     /* a whole compressed message that ended its read, with room for the tail */
+    wsk_dbuf inflated; /* a whole received message, inflated for its handler */
 } pmd_shared;
 
 int wsk_compress_mode_parse(const char *name)
@@ -181,6 +182,22 @@ int wsk_pmd_conn_inflate(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, i
     return r;
 }
 
+wsk_dbuf *wsk_pmd_conn_scratch(struct wsk_ws *c)
+{
+    pmd_shared *s = shared(c->ctx->loop);
+    if (!s) return NULL;
+    s->inflated.len = 0;
+    s->inflated.max = c->ctx->lim.max_payload;
+    return &s->inflated;
+}
+
+void wsk_pmd_scratch_done(wsk_dbuf *b)
+{
+    /* Kept for the next message, unless a rare large one would pin its size in the loop. */
+    b->len = 0;
+    if (b->cap > LEND_KEEP) wsk_dbuf_free(b);
+}
+
 /* Compresses a message that refers to no earlier one with the loop's objects at `level`, for a
  * peer whose window is 2^bits, into s->out (already emptied and capped).  libdeflate's matches
  * stay within the message, so any window holds a message no longer than itself. */
@@ -305,6 +322,7 @@ void wsk_pmd_loop_free(wsk_loop *loop)
     wsk_pmd_inflater_free(s->zinflater);
     wsk_dbuf_free(&s->out);
     wsk_dbuf_free(&s->lend);
+    wsk_dbuf_free(&s->inflated);
     free(s);
     loop->pmd_shared = NULL;
 }
