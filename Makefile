@@ -27,7 +27,7 @@ CMD_OBJ  := $(CMD_LIB:%.c=$(OBJDIR)/%.o) $(OBJDIR)/cmd/console_html.o
 CMD_ARCH := $(OBJDIR)/cmd/libcmd.a
 CMDS     := $(CMD_MAIN:cmd/%.c=$(BINOUT)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
-UNITS    := $(UNIT_SRC:tests/unit/%.c=$(TESTOUT)/%) $(TESTOUT)/bench_group
+UNITS    := $(UNIT_SRC:tests/unit/%.c=$(TESTOUT)/%) $(TESTOUT)/bench_group $(TESTOUT)/bench_pmd
 MANS     := $(wildcard man/*.1 man/*.3)
 
 STATIC   := $(LIBOUT)/libwskit.a
