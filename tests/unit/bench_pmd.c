@@ -8,6 +8,7 @@
  * it.  CPU time of the best of three runs of BENCH_MSGS messages, so a loaded machine spoils
  * less. */
 #define ZLIB_CONST
+#include "bench_engine.h"
 #include "pmd.h"
 
 #include <isa-l/igzip_lib.h>
@@ -25,29 +26,6 @@ static double now_ns(void)
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
-
-/* cmd/bench_scenario.c's JSON-like records, from seed x; or random bytes. */
-static void message(uint8_t *p, size_t len, uint32_t x, int random)
-{
-    static const char *const names[] = {"alice", "bob", "carol", "dave", "erin", "frank"};
-    size_t at = 0;
-    for (unsigned id = 1; at < len; id++) {
-        char rec[128];
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        if (random) {
-            p[at++] = (uint8_t)(x >> 7);
-            continue;
-        }
-        int n = snprintf(rec, sizeof rec,
-                         "{\"id\":%u,\"user\":\"%s\",\"score\":%u.%02u,\"online\":%s,"
-                         "\"tags\":[\"t%u\",\"t%u\"]},",
-                         id, names[x % 6], x % 1000, (x >> 10) % 100, x & 1024 ? "true" : "false",
-                         (x >> 12) % 50, (x >> 18) % 50);
-        size_t k = (size_t)n < len - at ? (size_t)n : len - at;
-        memcpy(p + at, rec, k);
-        at += k;
-    }
 }
 
 static uint8_t zout[BENCH_MSGS][ZMAX];
@@ -141,10 +119,14 @@ int main(void)
     for (size_t n = 1024; n <= 16384; n *= 16)
         for (int random = 0; random < 2; random++)
             for (int vary = 0; vary < 2; vary++) {
+                /* Varied: consecutive slices of one long stream of records or random bytes;
+                 * same: the first slice again and again. */
                 uint8_t *in = malloc(n * BENCH_MSGS);
-                for (int m = 0; m < BENCH_MSGS; m++)
-                    message(in + (size_t)m * n, n, 2463534242u + (vary ? (uint32_t)m * 7919 : 0),
-                            random);
+                if (random)
+                    wb_random_bytes(in, n * BENCH_MSGS);
+                else
+                    wb_json_like(in, n * BENCH_MSGS);
+                for (int m = 1; m < BENCH_MSGS && !vary; m++) memcpy(in + (size_t)m * n, in, n);
                 printf("| %zu %s %s |", n, random ? "random" : "json", vary ? "varied" : "same");
                 for (int c = 0; c < 6; c++) {
                     double best = 1e30;
