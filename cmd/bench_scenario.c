@@ -103,7 +103,7 @@ static void rate_start(wb_thread *t, unsigned total)
 /* Text like an application's JSON messages: records with the same keys and varying values, in
  * printable ASCII (valid UTF-8 at any length, cut anywhere), so compression finds what it finds
  * in real traffic: repeated keys, digits that vary.  The same bytes on every run. */
-static void json_like(uint8_t *p, size_t len)
+void wb_json_like(uint8_t *p, size_t len)
 {
     static const char *const names[] = {"alice", "bob", "carol", "dave", "erin", "frank"};
     uint32_t x = 2463534242u;
@@ -166,7 +166,7 @@ static int echo_setup(wb_state *s, char *why, size_t cap)
     } else if (o->utf8) {
         utf8_like(s->payload, len);
     } else {
-        json_like(s->payload, len);
+        wb_json_like(s->payload, len);
     }
     unsigned op = o->binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     s->pool = build_pool(s->payload, len, op, 0, &s->pool_frames, &s->frame_size);
