@@ -334,6 +334,7 @@ struct batch {
 /* One publish in a batch, then its topic, its payload and what the shared deflater made of
  * it, the next record at the next multiple of 8. */
 struct rec {
+    uint64_t seq; /* its number (wsk_group_seq) */
     uint32_t tlen, len, zlen;
     uint8_t op, compress;
     int zlevel;
@@ -355,15 +356,16 @@ static void batch_run(void *arg, wsk_loop *loop)
         const char *topic = (const char *)(r + 1);
         const uint8_t *data = (const uint8_t *)topic + r->tlen;
         wsk_zmsg z = {r->zlen ? data + r->len : NULL, r->zlen, r->zlevel};
-        wsk_pubsub_remote(ctx, topic, r->tlen, data, r->len, r->op, r->compress, &z);
+        wsk_pubsub_remote(ctx, topic, r->tlen, data, r->len, r->op, r->compress, &z, r->seq);
         off += rec_size(r->tlen, r->len, r->zlen);
     }
 }
 
 /* Appends a record to l's batch for loop j (a new batch when its last one is full or
  * something else was queued after it): 0, or WSK_ERR_NOMEM. */
-static int batch_add(wsk_gloop *l, unsigned j, const char *topic, size_t tlen, const void *data,
-                     size_t len, unsigned op, int compress, const wsk_zmsg *z, size_t zlen)
+static int batch_add(wsk_gloop *l, unsigned j, uint64_t seq, const char *topic, size_t tlen,
+                     const void *data, size_t len, unsigned op, int compress, const wsk_zmsg *z,
+                     size_t zlen)
 {
     size_t need = rec_size(tlen, len, zlen);
     wsk_gitem *tail = l->out[j].tail;
@@ -380,8 +382,8 @@ static int batch_add(wsk_gloop *l, unsigned j, const char *topic, size_t tlen, c
         out_append(l, j, &b->item);
     }
     struct rec *r = (struct rec *)(b->rec + b->len);
-    *r = (struct rec){(uint32_t)tlen,           (uint32_t)len,   (uint32_t)zlen, (uint8_t)op,
-                      (uint8_t)(compress != 0), z ? z->level : 0};
+    *r = (struct rec){seq,         (uint32_t)tlen,           (uint32_t)len,   (uint32_t)zlen,
+                      (uint8_t)op, (uint8_t)(compress != 0), z ? z->level : 0};
     char *p = (char *)(r + 1);
     if (tlen) memcpy(p, topic, tlen);
     if (len) memcpy(p + tlen, data, len);
@@ -409,18 +411,19 @@ static long group_publish(wsk_gloop *l, const char *topic, size_t tlen, const vo
     if (!targets) return 0;
 
     size_t zlen = z && z->z ? z->len : 0;
+    /* Relaxed is enough: a subscription ordered before this publish (by the application's
+     * lock, say) read a smaller number, one ordered after it reads this one or a later. */
+    uint64_t seq = atomic_fetch_add_explicit(&g->topics->seq, 1, memory_order_relaxed) + 1;
     if (fwd < 0 && tlen + len + zlen <= BATCH_COPY_MAX) {
         for (unsigned j = 0; j < g->n; j++)
-            if (reach[j] && batch_add(l, j, topic, tlen, data, len, op, compress, z, zlen) < 0)
+            if (reach[j] && batch_add(l, j, seq, topic, tlen, data, len, op, compress, z, zlen) < 0)
                 return WSK_ERR_NOMEM; /* the loops before j have it: as a socket's full queue */
         return total;
     }
     struct wsk_gmsg *m = malloc(sizeof *m + targets * sizeof m->items[0] + tlen + len + zlen);
     if (!m) return WSK_ERR_NOMEM;
     atomic_init(&m->refs, targets);
-    /* Relaxed is enough: a subscription ordered before this publish (by the application's
-     * lock, say) read a smaller number, one ordered after it reads this one or a later. */
-    m->seq = atomic_fetch_add_explicit(&g->topics->seq, 1, memory_order_relaxed) + 1;
+    m->seq = seq;
     m->count = NULL;
     if (done && done->fn && fwd >= 0 && (m->count = calloc(1, sizeof *m->count))) {
         m->count->from = l;
