@@ -17,9 +17,10 @@
  * The vector unit is chosen per call by __builtin_cpu_supports, which reads the CPU model that
  * libgcc's (or compiler-rt's) own constructor found once at load time: the library keeps no state
  * for it (no global pointer to set, no constructor of its own), valgrind and the sanitizers need
- * no ifunc support, and the cost, a load and a test, is paid once per text piece that reaches a
- * non-ASCII byte, not per byte.  AVX2 takes 32 bytes a step where SSSE3 takes 16 (see the unit
- * bench in tests/unit/test_utf8.c for both against memcpy). */
+ * no ifunc support, and the cost, a load and a test, is paid once per piece of text validated,
+ * not per byte.  AVX2 takes 32 bytes a step where SSSE3 takes 16: on 64 KiB of text with a third
+ * of its bytes non-ASCII, 17.6 GB/s against 8.2 for SSSE3 and 1.3 for the automaton alone
+ * (memcpy: 77), 15.3 against 7.0 at 1 MiB (`test_utf8 --bench`, a loaded 2-core AMD EPYC). */
 #include "parse_utf8.h"
 
 #if defined(__x86_64__) || defined(__i386__)
