@@ -6,12 +6,13 @@
  *  - pmd_libdeflate.c: whole messages that refer to no earlier one (no context takeover), in one
  *    call each: the loop's shared compressor, and messages from peers that take no context over;
  *  - pmd_isal.c: Intel ISA-L's igzip, the socket's own deflater when it keeps context (levels
- *    1..6 of a "dedicated" or "256KB" compressor): 5 to 30 times faster than zlib's level 6 on
- *    the messages of scripts/bench-compress, in 166 KiB rather than zlib's 262 KiB;
+ *    1..6 of a "dedicated" or "256KB" compressor), and the loop's for windows under 32 KiB: 5 to 30
+ * times faster than zlib's level 6 on the messages of scripts/bench-compress, in 166 KiB rather
+ * than zlib's 262 KiB;
  *  - pmd_zlib.c: every inflater that keeps context (zlib's inflate is faster than ISA-L's on
  *    small messages, and its state is half the size), deflaters of the smaller modes (ISA-L's
- *    state alone is 80 KiB) and of levels 7..9 (ISA-L stops at zlib's level 2 or so), and deflate
- *    with a window under 32 KiB for the loop, which libdeflate cannot bound.
+ *    state alone is 80 KiB) and of levels 7..9 (ISA-L stops at zlib's level 2 or so), there and
+ *    in the loop's deflaters for windows under 32 KiB, which libdeflate cannot bound.
  *
  * Memory follows Bun and uWebSockets.  A mode (enum wsk_compress_mode in wskit.h) names what one
  * socket may spend: "3KB" ... "256KB" is a dedicated deflater of 2^(windowBits+2) +
@@ -35,7 +36,8 @@
 #define WSK_PMD_HEADER_MAX 256
 
 /* The loop's shared objects: an inflater with a 32 KiB window (zlib's, for the rare message
- * libdeflate hands back), and zlib deflaters of memLevel 8 for windows under 32 KiB. */
+ * libdeflate hands back), and deflaters of memLevel 8 for windows under 32 KiB (ISA-L's for
+ * levels 1..6, see wsk_pmd_isal_serves, else zlib's). */
 #define WSK_PMD_SHARED_BITS 15
 #define WSK_PMD_SHARED_MEM  8
 
@@ -146,8 +148,8 @@ typedef struct wsk_pmd_config {
  *    whenever that direction takes no context over, in shared and dedicated modes alike, at any
  *    window: a per-socket object is only worth its memory when it keeps context.  The loop
  *    deflates with libdeflate every message that fits in 2^deflate_bits bytes (no match can then
- *    reach further back than the window) and longer ones with a zlib deflater of that window,
- *    one per window size in use; it inflates with libdeflate.
+ *    reach further back than the window) and longer ones with a deflater of that window (ISA-L
+ *    or zlib), one per window size in use; it inflates with libdeflate.
  *  - otherwise create the socket's own objects on first use: wsk_pmd_deflater_new(deflate_bits,
  *    deflate_mem) and wsk_pmd_inflater_new(inflate_bits, inflate_reset). */
 typedef struct wsk_pmd_params {

@@ -2,9 +2,13 @@
  * with the handshake, frames read across turns, the closing handshake in both directions with
  * the close handler run exactly once, the server closing TCP first, handlers that close or
  * terminate the socket they are given, failing a connection (in the HTTP phase and when open),
- * and the deadlines of wsk_ctx_sweep: handshake, idle ping, idle close and close timeout. */
+ * the deadlines of wsk_ctx_sweep: handshake, idle ping, idle close and close timeout, and
+ * compressed messages inflated in the loop's buffer, with no buffer left on the socket. */
 #include "test.h"
 #include "pair.h"
+#include "pmd_conn.h"
+
+#include <zlib.h>
 
 static char events[512]; /* what the handlers saw, in order */
 static int terminate_on_open, send_on_close;
@@ -18,9 +22,11 @@ static void on_open(wsk_ws *ws)
     if (terminate_on_open) wsk_terminate(ws);
 }
 
+static int msg_in_socket; /* the last message was handed out from the socket's own buffer */
+
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
-    (void)ws;
+    msg_in_socket = ws->cold && ws->cold->msg.p && data == ws->cold->msg.p;
     note("msg %d %.*s;", (int)op, (int)len, (const char *)data);
 }
 
@@ -250,6 +256,45 @@ static void deadlines(wsk_ctx *ctx)
     close(peer);
 }
 
+/* Compressed messages, with a shared (no context takeover) and a dedicated inflater: each
+ * inflates into the loop's buffer and reaches the handler, and the socket keeps no message
+ * buffer after it (no allocation per message). */
+static void compressed(wsk_ctx *ctx, int mode, const char *offer)
+{
+    int peer;
+    ctx->lim.compress = ctx->lim.decompress = mode;
+    struct wsk_ws *c = pair_conn(ctx, &peer, 0);
+    wsk_http_request req = {.nheaders = 1};
+    req.headers[0] = (wsk_http_header){"Sec-WebSocket-Extensions", 24, offer, strlen(offer)};
+    char ext[WSK_PMD_HEADER_MAX];
+    CHECK(wsk_pmd_conn_negotiate(c, &req, ext, sizeof ext) == 1, "%s: negotiated (%s)", offer, ext);
+    wsk_conn_open(c, NULL, 0);
+    z_stream zs = {0};
+    deflateInit2(&zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+    for (int k = 0; k < 3; k++) {
+        /* The same text each time: with context takeover the later ones refer to the first. */
+        uint8_t z[100], f[128];
+        zs.next_in = (Bytef *)"hello hello hello";
+        zs.avail_in = 17;
+        zs.next_out = z;
+        zs.avail_out = sizeof z;
+        deflate(&zs, Z_SYNC_FLUSH);
+        if (strstr(offer, "client_no_context_takeover")) deflateReset(&zs);
+        size_t n = pair_frame(f, 0xC1, z, sizeof z - zs.avail_out - 4);
+        reset();
+        pair_put(peer, f, n);
+        SPIN_UNTIL(events[0], pair_turn());
+        CHECK(!strcmp(events, "msg 1 hello hello hello;") && !msg_in_socket &&
+                  (!c->cold || !c->cold->msg.p),
+              "%s: message %d inflated in the loop's buffer, none on the socket (%s)", offer, k,
+              events);
+    }
+    deflateEnd(&zs);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+    ctx->lim.compress = ctx->lim.decompress = WSK_COMPRESS_DISABLE;
+}
+
 int main(void)
 {
     pair_setup();
@@ -262,6 +307,8 @@ int main(void)
     handlers_that_end(&ctx);
     failing(&ctx);
     deadlines(&ctx);
+    compressed(&ctx, WSK_COMPRESS_SHARED, "permessage-deflate; client_no_context_takeover");
+    compressed(&ctx, WSK_COMPRESS_DEDICATED, "permessage-deflate");
     pair_turn();
     wsk_loop_free(pair_loop);
     return TEST_DONE();
