@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""wsserve --pubsub --history N with a redis:// --bridge: the history lives in Redis, so that two
+nodes number a topic's messages alike and either recovers any client.  A subscriber on node A
+killed mid-stream while node B publishes comes back on node B with "since" and gets every
+missed message once, in order, then live ones from both nodes, also while publishes go on
+during its recovery; after FLUSHALL the epoch changes and "recovered": false comes back."""
+# tests/run: alone (two nodes and a redis-server)
+import asyncio
+import json
+import os
+import shutil
+import sys
+
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import done, Engine, nothing, ok, Server, skip, wait_for  # noqa: E402
+
+T = 5.0
+
+
+def connect(url):
+    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                              max_size=None, compression=None)
+
+
+async def recv_json(ws):
+    return json.loads(await asyncio.wait_for(ws.recv(), T))
+
+
+def node(redis, *extra):
+    s = Server("--pubsub", "-v", "--history", "5000", "--bridge", redis.url, *extra)
+    s.wait_log("connected")
+    return s
+
+
+async def publish(pub, topic, data, n=[0]):
+    """Publishes through a JSON socket and waits for its acknowledgement."""
+    n[0] += 1
+    await pub.send(json.dumps({"op": "publish", "topic": topic, "data": data, "id": n[0]}))
+    while (await recv_json(pub)).get("id") != n[0]:
+        pass
+
+
+async def messages(ws, n):
+    """The next n deliveries of ws as (data, offset, epoch)."""
+    got = []
+    while len(got) < n:
+        m = await recv_json(ws)
+        if m.get("type") == "message":
+            got.append((m.get("data"), m.get("offset"), m.get("epoch")))
+    return got
+
+
+async def resume(url, topic, offset, epoch):
+    """(ack, socket) of a subscribe with since."""
+    ws = await connect(url).__aenter__()
+    await ws.send(json.dumps({"op": "subscribe", "topic": topic,
+                              "since": {"offset": offset, "epoch": epoch}}))
+    return await recv_json(ws), ws
+
+
+async def across_nodes(redis, a, b):
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as apub, connect(ua) as sub, \
+            connect(ub) as watch:
+        for ws in (sub, watch):
+            await ws.send(json.dumps({"op": "subscribe", "topic": "feed"}))
+            await recv_json(ws)
+        ok(wait_for(lambda: "wskit:feed" in redis.channels()), "the topic is subscribed on Redis")
+        for i in range(1, 21):
+            await publish(pub, "feed", f"m{i}")
+        seen = await messages(sub, 10)
+        ok([o for _, o, _ in seen] == list(range(1, 11)) and len({e for _, _, e in seen}) == 1,
+           "node A delivers node B's messages with offsets 1, 2, ... from Redis", seen)
+        epoch = seen[-1][2]
+        on_b = await messages(watch, 20)
+        ok(on_b == [(f"m{i}", i, epoch) for i in range(1, 21)],
+           "node B delivers its own messages with the same offsets and epoch", on_b[:3])
+        sub.transport.abort()  # killed mid-stream: 11..20 were sent to it, maybe not read
+        for i in range(21, 31):
+            await publish(pub, "feed", f"m{i}")
+        ack, back = await resume(ub, "feed", 10, epoch)
+        ok(ack.get("recovered") is True and ack.get("offset") == 30 and ack.get("epoch") == epoch,
+           "back on node B, the history in Redis reaches back to offset 10", ack)
+        got = await messages(back, 20)
+        ok(got == [(f"m{i}", i, epoch) for i in range(11, 31)],
+           "... it gets 11 to 30 once, in order, with their offsets", got[:3])
+        await publish(pub, "feed", "m31")
+        await publish(apub, "feed", "m32")
+        got = await messages(back, 2)
+        ok(got == [("m31", 31, epoch), ("m32", 32, epoch)] and await nothing(back, 0.3),
+           "... then live ones from both nodes, once", got)
+        await back.close()
+
+        # Publishes from both nodes go on while a client recovers 500 messages on node A.
+        ack, back = await resume(ua, "feed", 0, epoch)
+        ok(ack.get("recovered") is True, "offset 0 recovers the whole history", ack)
+
+        async def more():
+            for i in range(33, 133):
+                await publish(pub if i % 2 else apub, "feed", f"m{i}")
+        task = asyncio.create_task(more())
+        got = await messages(back, 132)
+        await task
+        offs = [o for _, o, _ in got]
+        ok(offs == list(range(1, 133)) and [d for d, _, _ in got] == [f"m{i}" for i in offs],
+           "publishes during a recovery: every message once, in order, then live",
+           [o for i, o in enumerate(offs) if o != i + 1][:5])
+        ok(await nothing(back, 0.3), "... and nothing more")
+        await back.close()
+
+        # The Redis data goes: a new epoch, and the old position is not recovered.
+        redis.command("FLUSHALL")
+        await publish(pub, "feed", "after flush")
+        fresh = await messages(watch, 113)
+        ok(fresh[-1][0] == "after flush" and fresh[-1][1] == 1 and fresh[-1][2] != epoch,
+           "after FLUSHALL the topic starts again at offset 1 with a new epoch", fresh[-1])
+        ack, back = await resume(ua, "feed", 132, epoch)
+        ok(ack.get("recovered") is False and ack.get("epoch") == fresh[-1][2] and
+           ack.get("offset") == 1, "the old epoch is not recovered: \"recovered\": false", ack)
+        got = await messages(back, 1)
+        ok(got == [fresh[-1]], "... and what the new epoch holds follows", got)
+        await back.close()
+
+
+async def storm(a, b, n=1500, clients=8):
+    """Both nodes publish n messages each as fast as raw sockets send them while clients
+    recover from offset 0 on node A, one after another: each gets 1 .. 2n, once, in order."""
+    ua = f"ws://127.0.0.1:{a.port}/"
+
+    async def blast(srv, tag):
+        async with connect(f"ws://127.0.0.1:{srv.port}/storm") as raw:
+            for i in range(n):  # paced: the recoveries happen during the storm
+                await raw.send(f"{tag}{i}")
+                if i % 10 == 0:
+                    await asyncio.sleep(0.002)
+
+    async def recoverer(k):
+        await asyncio.sleep(0.05 * k)
+        ack, ws = await resume(ua, "storm", 0, "")
+        try:
+            got = [o for _, o, _ in await messages(ws, 2 * n)]
+        except asyncio.TimeoutError:
+            got = None
+        await ws.close()
+        return ack.get("recovered"), got
+
+    results = await asyncio.gather(blast(a, "a"), blast(b, "b"),
+                                   *(recoverer(k) for k in range(clients)))
+    bad = [(k, r[0], r[1] if r[1] is None else
+            [o for i, o in enumerate(r[1]) if o != i + 1][:3])
+           for k, r in enumerate(results[2:]) if r != (True, list(range(1, 2 * n + 1)))]
+    ok(not bad, f"{clients} recoveries during a storm of publishes on both nodes: every "
+       "message once, in order", bad)
+
+
+async def engine_down(redis, a):
+    redis.stop()
+    ok(a.wait_log("lost") >= 1, "node A sees Redis go")
+    ack, back = await resume(f"ws://127.0.0.1:{a.port}/", "feed", 1, "0123456789abcdef")
+    ok(ack.get("recovered") is False, "Redis down: \"recovered\": false", ack)
+    async with connect(f"ws://127.0.0.1:{a.port}/") as pub:
+        await publish(pub, "feed", "local")
+        m = await recv_json(back)
+        ok(m.get("data") == "local" and "offset" not in m,
+           "... and local delivery goes on, without offsets", m)
+    await back.close()
+
+
+async def main():
+    with Engine("redis") as redis:
+        a, b = node(redis), node(redis)
+        try:
+            await across_nodes(redis, a, b)
+            await storm(a, b)
+            await engine_down(redis, a)
+        finally:
+            for s in (a, b):
+                s.stop()
+
+
+if not shutil.which("redis-server"):
+    skip("history through Redis", "redis-server is not installed (scripts/install-deps)")
+else:
+    asyncio.run(main())
+done()
