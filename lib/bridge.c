@@ -209,7 +209,9 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
     wsk_bridge_count *cnt = NULL;
     if (done) {
         if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
-        *cnt = (wsk_bridge_count){len + hdr, self, local, done, arg};
+        /* A message of the history reaches this node's subscribers through the engine too:
+         * they are among the nodes it counts. */
+        *cnt = (wsk_bridge_count){len + hdr, hdr == WSK_BRIDGE_HDR ? self : 0, local, done, arg};
     }
     const char *c = channel(b, topic, n);
     int r = hdr == WSK_BRIDGE_HDR_HISTORY

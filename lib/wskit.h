@@ -708,11 +708,11 @@ typedef struct wsk_history_pos {
 WSK_API int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl);
 /* Publishes data[0..len) to topic[0..tlen) (a name) through the engine's history (see above).
  * 0 when the engine took it: done, when not NULL, runs once later as for
- * wsk_server_publish_counted, with local 0 (this node's subscribers are among the nodes'
- * count: it delivers when the message comes back) and arg kept valid by the caller until
- * then.  <0 when it could not go (WSK_ERR_STATE: no history in the engine; WSK_ERR_IO: the
- * engine is down or its queue full, counted in wsk_bridge_stats.failed; WSK_ERR_INVAL):
- * nothing was delivered, done does not run, and the caller may publish without history. */
+ * wsk_server_publish_counted, with local 0 and nodes the engine's count with this node's own
+ * subscription included (it delivers when the message comes back), arg kept valid by the
+ * caller until then.  <0 when it could not go (WSK_ERR_STATE: no history in the engine; WSK_ERR_IO:
+ * the engine is down or its queue full, counted in wsk_bridge_stats.failed; WSK_ERR_INVAL): nothing
+ * was delivered, done does not run, and the caller may publish without history. */
 WSK_API int wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen,
                                        const void *data, size_t len, wsk_opcode op, int compress,
                                        void (*done)(void *arg, long local, long nodes), void *arg);
