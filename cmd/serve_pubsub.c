@@ -921,8 +921,8 @@ static int remote_history(struct broker *b)
 
 static void remote_read(struct recovery *rc);
 
-/* Unlinks and frees rc, the hold on its topic ended. */
-static void remote_free(wsk_server *srv, struct recovery *rc)
+/* Takes rc off the broker's list, the hold on its topic ended. */
+static void remote_unlink(wsk_server *srv, struct recovery *rc)
 {
     struct broker *b = broker_of(srv);
     if (rc->prev)
@@ -931,16 +931,22 @@ static void remote_free(wsk_server *srv, struct recovery *rc)
         b->recs = rc->next;
     if (rc->next) rc->next->prev = rc->prev;
     wsk_server_bridge_listen(srv, rc->topic, rc->tlen, 0);
+}
+
+static void remote_free(wsk_server *srv, struct recovery *rc)
+{
+    remote_unlink(srv, rc);
     free(rc);
 }
 
-/* The socket closed: rc goes now, or with its read when one is under way. */
+/* The socket closed: rc goes now, or with its read when one is under way (off the list now). */
 static void remote_end(wsk_server *srv, struct recovery *rc)
 {
     if (!rc->reading) {
         remote_free(srv, rc);
         return;
     }
+    remote_unlink(srv, rc);
     rc->ws = NULL;
 }
 

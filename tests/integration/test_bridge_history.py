@@ -155,6 +155,17 @@ async def storm(a, b, n=1500, clients=8):
        "message once, in order", bad)
 
 
+async def leave(redis, a):
+    """A client that goes in the middle of its recovery: the node stops listening to the topic
+    once nobody needs it (the hold of a recovery ends with it)."""
+    for _ in range(5):
+        ack, ws = await resume(f"ws://127.0.0.1:{a.port}/", "storm", 0, "")
+        ws.transport.abort()
+        await asyncio.sleep(0)  # the loop closes the socket (wait_for below blocks it)
+    ok(wait_for(lambda: "wskit:storm" not in redis.channels()),
+       "recoveries cut short leave no subscription on Redis behind", redis.channels())
+
+
 async def engine_down(redis, a):
     redis.stop()
     ok(a.wait_log("lost") >= 1, "node A sees Redis go")
@@ -174,10 +185,12 @@ async def main():
         try:
             await across_nodes(redis, a, b)
             await storm(a, b)
+            await leave(redis, a)
             await engine_down(redis, a)
         finally:
-            for s in (a, b):
-                s.stop()
+            codes = [s.stop() for s in (a, b)]
+        ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
+           "both nodes exit cleanly", codes)
 
 
 if not shutil.which("redis-server"):
