@@ -5,7 +5,9 @@
  * (wsk_bridge_forward).  Each engine is one file filling one wsk_bridge_engine; it calls back
  * wsk_bridge_up / _down / _message.  bridge.c between them owns the envelope, the node id,
  * sharding over several engine connections and the outage accounting; nothing else in the
- * library includes an engine's headers.
+ * library includes an engine's headers.  An engine that keeps history (Redis) fills append and
+ * range too: the offsets are the engine's, and bridge.c holds the topics a recovery listens to
+ * (wsk_server_bridge_listen).
  *
  * Envelope (what goes over the engine, on channel PREFIX + topic):
  *   byte 0      WSK_BRIDGE_MAGIC (a version too: another value is not ours, and is dropped)

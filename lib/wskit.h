@@ -611,10 +611,11 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
  *  - wsk_publish and wsk_server_publish deliver locally at once, then forward the message once,
  *    in an envelope with the node's id, text/binary, compress and publish-to-self; other nodes
  *    deliver it to all their subscribers of the topic (or hand it to their bridged handler),
- *    and a node drops its own echo.  Derived topics (wsk_server_opts.bridge_derived) are never
- *    forwarded: each node makes them from their topic's messages.  Order per
- *    topic is kept: one engine connection carries all of a topic's publishes, in order.
- *    Messages forwarded during one loop iteration leave in one write.
+ *    and a node drops its own echo (unless the engine keeps history: see below).  Derived
+ *    topics (wsk_server_opts.bridge_derived) are never forwarded: each node makes them from
+ *    their topic's messages.  Order per topic is kept: one engine connection carries all of a
+ *    topic's publishes, in order.  Messages forwarded during one loop iteration leave in one
+ *    write.
  *  - Several URLs shard the topics by a stable hash of the name (FNV-1a, the same in every
  *    process): give every node the same list, in the same order.
  *  - An engine that is down: local delivery goes on; forwarded publishes fail (counted in
