@@ -119,7 +119,8 @@ static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
     r->pub = r->sub = NULL;
     /* Down before the free: its pending callbacks may publish, and must not reach a NULL pub. */
     r->ready = 0;
-    r->inflight = 0; /* the replies awaited will never come */
+    r->inflight = 0;      /* the replies awaited will never come */
+    r->scripts_on = NULL; /* a new connection loads them again (a new Redis may not have them) */
     r->closing = 1;
     for (int i = 0; i < 2; i++)
         if (rest[i]) redisAsyncFree(rest[i]);
@@ -406,7 +407,9 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  *    offset, at one instant.
  * The PUBLISH comes from the script, so the live messages on the channel are in the offsets'
  * order for every subscriber.  The scripts go by their SHA-1 (EVALSHA), loaded once per
- * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection). */
+ * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection).  A
+ * message whose script fails (Redis out of memory, its scripts flushed) is logged and lost:
+ * it is delivered nowhere, this node included. */
 
 static const char *const scripts[2] = {
     /* APPEND: KEYS head, stream; ARGV channel, envelope, depth, ttl in ms (0: none), epoch */

@@ -3,7 +3,9 @@
 nodes number a topic's messages alike and either recovers any client.  A subscriber on node A
 killed mid-stream while node B publishes comes back on node B with "since" and gets every
 missed message once, in order, then live ones from both nodes, also while publishes go on
-during its recovery; after FLUSHALL the epoch changes and "recovered": false comes back."""
+during its recovery; after FLUSHALL the epoch changes and "recovered": false comes back; with
+Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again;
+through NATS the history stays node-local."""
 # tests/run: alone (two nodes and a redis-server)
 import asyncio
 import json
@@ -176,6 +178,12 @@ async def engine_down(redis, a):
         m = await recv_json(back)
         ok(m.get("data") == "local" and "offset" not in m,
            "... and local delivery goes on, without offsets", m)
+        redis.start()  # empty: a new life for every topic, and no scripts loaded
+        ok(a.wait_log("connected again") >= 1, "node A reconnects to the new Redis")
+        await publish(pub, "feed", "again")
+        m = await recv_json(back)
+        ok(m.get("data") == "again" and m.get("offset") == 1 and len(m.get("epoch", "")) == 16,
+           "a Redis restarted without its data: offsets start again at 1", m)
     await back.close()
 
 
