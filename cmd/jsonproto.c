@@ -323,7 +323,8 @@ char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n
 }
 
 char *jp_presence_reply(const char *id, int http, const jp_topic_info *t, const jp_presence *p,
-                        size_t n, unsigned long long offset, const char *epoch, size_t *len)
+                        size_t n, unsigned long long offset, const char *epoch, unsigned threads,
+                        unsigned answered, size_t *len)
 {
     cJSON *o = info_reply("presence", id, http);
     int ok = o && add_info(o, t);
@@ -340,6 +341,11 @@ char *jp_presence_reply(const char *id, int http, const jp_topic_info *t, const 
     if (ok && offset)
         ok = cJSON_AddNumberToObject(o, "offset", (double)offset) &&
              cJSON_AddStringToObject(o, "epoch", epoch);
+    cJSON *th = ok && threads > 1 ? cJSON_AddObjectToObject(o, "threads") : NULL;
+    if (ok && threads > 1)
+        ok = th && cJSON_AddNumberToObject(th, "of", threads) &&
+             cJSON_AddNumberToObject(th, "answered", answered) &&
+             (answered >= threads || cJSON_AddBoolToObject(o, "partial", 1));
     return finish(o, ok, len);
 }
 

@@ -129,9 +129,11 @@ char *jp_topics_reply(const char *id, int http, const jp_topic_info *t, size_t n
                       const jp_kept *kept, size_t *len);
 /* {"type":"ack","op":"presence","id":ID,"topic":T,"subscribers":N,"retained":B,"history":H,
  * "connections":[{"id":N,"address":A,"user":U,"json":B},...]} and, with history, "offset":O,
- * "epoch":E; with http set, without type, op and id (GET /topics/T). */
+ * "epoch":E; with threads > 1, "threads":{"of":threads,"answered":answered} (and "partial":true
+ * when some did not answer in time); with http set, without type, op and id (GET /topics/T). */
 char *jp_presence_reply(const char *id, int http, const jp_topic_info *t, const jp_presence *p,
-                        size_t n, unsigned long long offset, const char *epoch, size_t *len);
+                        size_t n, unsigned long long offset, const char *epoch, unsigned threads,
+                        unsigned answered, size_t *len);
 /* {"type":"ack","op":"ping","id":ID} */
 char *jp_ack_ping(const char *id, size_t *len);
 /* {"type":"error","id":ID,"error":jp_error_name(err),"message":MSG} */

@@ -1,6 +1,10 @@
 /* The broker's introspection: see pubsub_info.h. */
 #include "pubsub_info.h"
 
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,47 +111,191 @@ char *pi_topics(wsk_server *srv, const ps_store *st, const char *id, int http, c
     return s;
 }
 
-struct people {
-    jp_presence *p;
-    char (*addr)[64];
-    size_t n;
+/* ----- presence: a census of every thread ---------------------------------------------------- */
+
+/* One subscriber, copied on its own thread. */
+struct person {
+    unsigned long id;
     int json;
-    void (*who)(wsk_ws *ws, jp_presence *p);
+    char address[64];
+    char user[200]; /* the broker keeps at most 192 bytes */
 };
 
-static void person(void *arg, wsk_ws *ws)
+struct pi_census {
+    /* Set by the starting thread before any other sees the census, then read only. */
+    wsk_server *srv; /* the asking member (its loop answers) */
+    wsk_group *g;
+    unsigned home; /* srv's index in g */
+    pi_members m;
+    void (*done)(void *arg, pi_census *c);
+    void *arg;
+    size_t tlen;
+    char topic[256];
+    /* Every thread adds its people under mu. */
+    pthread_mutex_t mu;
+    struct person *p;
+    size_t n, cap;
+    int nomem;
+    unsigned answered; /* members counted, the asking one included */
+    /* The asking loop's only. */
+    struct ev_loop *ev;
+    ev_timer wait;
+    int finished;
+    /* One for the asking loop until done ran, one per member asked until its answer came
+     * back: a member whose loop ended holds its own for good (the census leaks at exit). */
+    atomic_uint refs;
+};
+
+static void census_unref(pi_census *c)
 {
-    struct people *pp = arg;
-    jp_presence *p = &pp->p[pp->n];
-    pp->who(ws, p);
-    p->address = wsk_ws_remote_address(ws, pp->addr[pp->n], sizeof pp->addr[pp->n]);
-    p->json = pp->json;
-    pp->n++;
+    if (atomic_fetch_sub(&c->refs, 1) > 1) return;
+    pthread_mutex_destroy(&c->mu);
+    free(c->p);
+    free(c);
 }
 
-char *pi_presence(wsk_server *srv, const ps_store *st, const char *id, int http, const char *topic,
-                  size_t tlen, void (*who)(wsk_ws *ws, jp_presence *p), size_t *len)
+struct counting {
+    pi_census *c;
+    int json;
+};
+
+/* On the subscriber's thread (c->mu held). */
+static void count_one(void *arg, wsk_ws *ws)
 {
-    char jt[JSON_NS_LEN + 256];
-    if (tlen > sizeof jt - JSON_NS_LEN) return NULL;
-    memcpy(jt, JSON_NS, JSON_NS_LEN);
-    memcpy(jt + JSON_NS_LEN, topic, tlen);
-    size_t raw = wsk_server_subscribers(srv, topic, tlen);
-    size_t json = wsk_server_subscribers(srv, jt, JSON_NS_LEN + tlen);
-    struct people pp = {calloc(raw + json + 1, sizeof *pp.p), calloc(raw + json + 1, 64), 0, 0,
-                        who};
-    char *s = NULL;
-    if (pp.p && pp.addr) {
-        wsk_server_each_subscriber(srv, topic, tlen, person, &pp);
-        pp.json = 1;
-        wsk_server_each_subscriber(srv, jt, JSON_NS_LEN + tlen, person, &pp);
-        ps_pos pos;
-        ps_store_position(st, topic, tlen, &pos);
-        jp_topic_info t = {topic, tlen, pp.n, ps_store_has_retained(st, topic, tlen),
-                           ps_store_history_len(st, topic, tlen)};
-        s = jp_presence_reply(id, http, &t, pp.p, pp.n, pos.offset, pos.epoch, len);
+    struct counting *k = arg;
+    pi_census *c = k->c;
+    if (c->nomem) return;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        struct person *p = realloc(c->p, cap * sizeof *p);
+        if (!p) {
+            c->nomem = 1;
+            return;
+        }
+        c->p = p;
+        c->cap = cap;
     }
-    free(pp.p);
-    free(pp.addr);
+    struct person *e = &c->p[c->n++];
+    jp_presence jp = {0};
+    c->m.who(ws, &jp);
+    e->id = jp.id;
+    e->json = k->json;
+    snprintf(e->user, sizeof e->user, "%s", jp.user ? jp.user : "");
+    wsk_ws_remote_address(ws, e->address, sizeof e->address);
+}
+
+/* Member srv's subscribers of the topic, raw and JSON, on srv's thread. */
+static void count_member(pi_census *c, wsk_server *srv)
+{
+    char jt[JSON_NS_LEN + sizeof c->topic];
+    memcpy(jt, JSON_NS, JSON_NS_LEN);
+    memcpy(jt + JSON_NS_LEN, c->topic, c->tlen);
+    pthread_mutex_lock(&c->mu);
+    struct counting k = {c, 0};
+    wsk_server_each_subscriber(srv, c->topic, c->tlen, count_one, &k);
+    k.json = 1;
+    wsk_server_each_subscriber(srv, jt, JSON_NS_LEN + c->tlen, count_one, &k);
+    c->answered++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void census_finish(pi_census *c)
+{
+    if (c->finished) return;
+    c->finished = 1;
+    if (c->ev) ev_timer_stop(c->ev, &c->wait);
+    c->done(c->arg, c);
+    census_unref(c);
+}
+
+static void census_timeout(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    (void)ev;
+    (void)revents;
+    census_finish(w->data);
+}
+
+/* Back on the asking loop: one more member answered. */
+static void census_back(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    pi_census *c = arg;
+    pthread_mutex_lock(&c->mu);
+    int all = c->answered == c->m.threads;
+    pthread_mutex_unlock(&c->mu);
+    if (all) census_finish(c);
+    census_unref(c);
+}
+
+/* On an asked member's loop. */
+static void census_visit(void *arg, wsk_loop *loop)
+{
+    pi_census *c = arg;
+    for (unsigned i = 0; i < c->m.threads; i++) {
+        wsk_server *srv = c->m.member(c->m.arg, i);
+        if (i != c->home && srv && wsk_server_loop(srv) == loop) count_member(c, srv);
+    }
+    /* Its reference goes with the answer; if the asking loop has ended, it stays. */
+    if (wsk_group_call(c->g, c->home, census_back, c) < 0) census_unref(c);
+}
+
+int pi_census_start(wsk_server *srv, const pi_members *m, const char *topic, size_t tlen,
+                    void (*done)(void *arg, pi_census *c), void *arg)
+{
+    pi_census *c = calloc(1, sizeof *c);
+    if (!c || tlen > sizeof c->topic) {
+        free(c);
+        return -1;
+    }
+    c->srv = srv;
+    c->g = wsk_server_group(srv, &c->home);
+    c->m = *m;
+    if (!c->g) c->m.threads = 1;
+    c->done = done;
+    c->arg = arg;
+    c->tlen = tlen;
+    memcpy(c->topic, topic, tlen);
+    pthread_mutex_init(&c->mu, NULL);
+    atomic_init(&c->refs, 1);
+    count_member(c, srv);
+    if (c->m.threads > 1) {
+        c->ev = wsk_loop_ev(wsk_server_loop(srv));
+        ev_timer_init(&c->wait, census_timeout, PI_CENSUS_WAIT, 0);
+        c->wait.data = c;
+        ev_timer_start(c->ev, &c->wait);
+    }
+    for (unsigned i = 0; i < c->m.threads; i++) {
+        if (i == c->home) continue;
+        atomic_fetch_add(&c->refs, 1);
+        if (wsk_group_call(c->g, i, census_visit, c) < 0) atomic_fetch_sub(&c->refs, 1);
+    }
+    if (c->m.threads == 1) census_finish(c);
+    return 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    const struct person *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+char *pi_census_reply(pi_census *c, const ps_store *st, const char *id, int http, size_t *len)
+{
+    pthread_mutex_lock(&c->mu); /* a late member may still be adding */
+    char *s = NULL;
+    jp_presence *p = c->nomem ? NULL : calloc(c->n + 1, sizeof *p);
+    if (p) {
+        qsort(c->p, c->n, sizeof *c->p, by_id);
+        for (size_t i = 0; i < c->n; i++)
+            p[i] = (jp_presence){c->p[i].id, c->p[i].address, c->p[i].user, c->p[i].json};
+        ps_pos pos;
+        ps_store_position(st, c->topic, c->tlen, &pos);
+        jp_topic_info t = {c->topic, c->tlen, c->n, ps_store_has_retained(st, c->topic, c->tlen),
+                           ps_store_history_len(st, c->topic, c->tlen)};
+        s = jp_presence_reply(id, http, &t, p, c->n, pos.offset, pos.epoch, c->m.threads,
+                              c->answered, len);
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(p);
     return s;
 }

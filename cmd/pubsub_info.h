@@ -1,6 +1,8 @@
 /* What wsserve --pubsub tells about its topics: the "topics" and "presence" requests of the
  * control protocol and GET /topics, /topics/TOPIC.  Gathers from the library (subscribers) and
- * the store (retained messages, history); jsonproto.c writes the JSON. */
+ * the store (retained messages, history); jsonproto.c writes the JSON.  The topics and their
+ * counts are the whole group's at once (the library's table); the connections of a topic
+ * belong each to its thread, so presence asks every thread (a census). */
 #ifndef WSK_PUBSUB_INFO_H
 #define WSK_PUBSUB_INFO_H
 
@@ -17,9 +19,31 @@
  * builds them.  NULL when memory is short. */
 char *pi_topics(wsk_server *srv, const ps_store *st, const char *id, int http, const char *filter,
                 size_t flen, size_t limit, size_t *len);
-/* One topic and its subscribers, as jp_presence_reply builds them; who(ws, p) fills the id,
- * address (valid until the next call) and user of a subscriber. */
-char *pi_presence(wsk_server *srv, const ps_store *st, const char *id, int http, const char *topic,
-                  size_t tlen, void (*who)(wsk_ws *ws, jp_presence *p), size_t *len);
+
+/* Seconds a census waits for the other threads before answering with what arrived. */
+#define PI_CENSUS_WAIT 1.0
+
+/* The subscribers of one topic (by its name, raw and JSON), gathered from every thread. */
+typedef struct pi_census pi_census;
+/* How a census reaches the threads: member(arg, i) is the server of thread i (of `threads`);
+ * who(ws, p) fills the id and user of a subscriber (p->user copied at once). */
+typedef struct pi_members {
+    wsk_server *(*member)(void *arg, unsigned i);
+    void *arg;
+    unsigned threads;
+    void (*who)(wsk_ws *ws, jp_presence *p);
+} pi_members;
+/* Starts the census of topic[0..tlen) (at most 255 bytes) from srv (a member, on its loop):
+ * srv's own subscribers at once, the other members' through wsk_group_call on their loops.
+ * done(arg, c) runs once on srv's loop, when every member answered or PI_CENSUS_WAIT seconds
+ * passed (a member whose loop has ended or is slow: what arrived), possibly before this
+ * returns (one thread); c is valid during the call only.  0, or -1 when memory is short (done
+ * never runs). */
+int pi_census_start(wsk_server *srv, const pi_members *m, const char *topic, size_t tlen,
+                    void (*done)(void *arg, pi_census *c), void *arg);
+/* The census's topic and subscribers as jp_presence_reply builds them, sorted by connection
+ * id, with the threads that answered when there are several; st for the topic's figures.
+ * NULL when memory is short. */
+char *pi_census_reply(pi_census *c, const ps_store *st, const char *id, int http, size_t *len);
 
 #endif

@@ -88,7 +88,8 @@ struct chat {
 struct broker_home {
     /* Every use of the store, from any thread, holds it; a publish holds it from its record in
      * the history to its delivery, so that a recovery (replay, then subscribe, under it) never
-     * falls between the two. */
+     * falls between the two.  Recursive: a delivery under it may flush a socket whose drain
+     * handler goes on with that socket's recovery (broker_drain). */
     pthread_mutex_t lock;
     ps_store *store;          /* retained messages and history */
     atomic_ulong connections; /* numbers given to connections so far (presence ids) */
@@ -507,17 +508,27 @@ const serve_mode serve_chat = {
 
 /* A JSON publish on a bridged server: its acknowledgement waits for the engine's count of the
  * other nodes that listen to the topic (the engine carries T only; each node wraps it for its
- * JSON subscribers itself: broker_bridged).  On the client's list until then; a client that
- * closes first leaves it orphaned (ws NULL), freed when the count comes. */
+ * JSON subscribers itself: broker_bridged).  A presence waits for every thread's subscribers
+ * (pi_census_start).  On the client's list until then; a client that closes first leaves it
+ * orphaned (ws NULL), freed when the answer comes. */
 struct pending {
     wsk_ws *ws;
-    wsk_deferred *http; /* POST /publish: the HTTP answer, instead of ws's acknowledgement */
+    wsk_deferred *http; /* POST /publish, GET /topics/T: the HTTP answer, instead of ws's */
+    wsk_server *srv;    /* presence: where the answer is made */
     struct pending *prev, *next;
     long local, nodes; /* local receivers of both forms; nodes, JP_UNBRIDGED or JP_UNCOUNTED */
     size_t tlen;
     char topic[TOPIC_MAX];
     char id[JP_ID_MAX + 1];
 };
+
+static void pending_link(struct client *cl, struct pending *p)
+{
+    p->prev = NULL;
+    p->next = cl->pending;
+    if (cl->pending) cl->pending->prev = p;
+    cl->pending = p;
+}
 
 static void pending_unlink(struct client *cl, struct pending *p)
 {
@@ -809,8 +820,12 @@ static void list_one(void *arg, const char *topic, size_t len)
 /* A subscribe with "since" under way: the socket gets the history after `after`, a batch at a
  * time, and is subscribed when it has all of it (client.rec). */
 struct recovery {
-    uint64_t after; /* the last offset sent */
-    int stop;       /* a send met backpressure (the drain handler resumes) or was dropped */
+    uint64_t after;         /* the last offset sent */
+    int stop;               /* a send met backpressure (the drain handler resumes) or was dropped */
+    int told;               /* the client knows the history does not reach back to after + 1 */
+    int stepping;           /* recovery_step is writing a batch: a drain meanwhile only says so */
+    int drained;            /* ... in drained */
+    char id[JP_ID_MAX + 1]; /* of the subscribe */
     char epoch[17];
     /* From the engine's history (remote_recover) only: */
     int remote;
@@ -819,7 +834,7 @@ struct recovery {
     int acked, reading;           /* the acknowledgement went; a read is under way */
     uint64_t live;                /* the last offset this node delivered live meanwhile */
     uint64_t since;               /* the offset the client gave */
-    char since_epoch[17], id[JP_ID_MAX + 1];
+    char since_epoch[17];
     size_t tlen;
     char topic[TOPIC_MAX];
 };
@@ -837,23 +852,53 @@ static int replay_one(void *arg, const void *data, size_t len, int binary, uint6
     char *s = jp_delivery_with(rc->topic, rc->tlen, data, len, binary, extra, &n);
     long r = s ? wsk_send(ws, s, n, WSK_OP_TEXT, 1) : 0;
     free(s);
-    if (r != 0) rc->after = offset; /* queued, maybe behind unread data (-1) */
+    if (r != 0) { /* queued, maybe behind unread data (-1) */
+        rc->after = offset;
+        rc->told = 0;
+    }
     rc->stop = r <= 0;
     return rc->stop;
+}
+
+/* While a recovery waited for the client to read, the history may have let go messages it
+ * had still to send (a publisher faster than this client overran --history N, the TTL, the
+ * memory cap): the client is told as at the start, with a "recovered":false acknowledgement
+ * and where the topic stands, then gets what is left; never a silent gap. */
+static void replay_lost(wsk_ws *ws, struct client *cl, struct recovery *rc, ps_store *st)
+{
+    ps_pos since = {.offset = rc->after}, at;
+    memcpy(since.epoch, rc->epoch, sizeof since.epoch);
+    uint64_t from;
+    if (ps_store_since(st, rc->topic, rc->tlen, &since, now(), &from, &at) || rc->told) return;
+    rc->after = from;
+    rc->told = 1;
+    memcpy(rc->epoch, at.epoch, sizeof rc->epoch);
+    struct jp_topic t = {rc->topic, rc->tlen};
+    size_t len;
+    char *s = jp_ack_recovery(rc->id, &t, cl->nsubs + 1, 0, at.epoch, (unsigned long long)at.offset,
+                              &len);
+    send_reply(ws, s, len);
 }
 
 static void replay_batch(wsk_ws *ws, void *arg)
 {
     struct client *cl = wsk_ws_data(ws);
     /* The caller holds the store's lock. */
-    *(int *)arg = ps_store_replay(broker_of(wsk_ws_server(ws))->home->store, cl->rec->topic,
-                                  cl->rec->tlen, cl->rec->after, REPLAY_BATCH, replay_one, ws);
+    ps_store *st = broker_of(wsk_ws_server(ws))->home->store;
+    replay_lost(ws, cl, cl->rec, st);
+    *(int *)arg = ps_store_replay(st, cl->rec->topic, cl->rec->tlen, cl->rec->after, REPLAY_BATCH,
+                                  replay_one, ws);
 }
 
 /* Sends the history a batch at a time, each written at once (wsk_cork), until a send meets
  * backpressure (the drain handler calls this again) or the history is all sent: then the
  * socket subscribes, in the same turn, so the next publish reaches it live and nothing falls
- * in between.  Messages published meanwhile join the history and are replayed too. */
+ * in between.  Messages published meanwhile join the history and are replayed too.
+ * With --threads, the last batch and the subscription hold the store's lock, as a publish does
+ * from its record to its hand-over to the other loops: a message recorded before is replayed
+ * and, if it is still on its way to this loop, the library keeps it from the new subscription
+ * (it was numbered before it: wsk_group_seq), so it is not delivered twice; a message recorded
+ * after finds the subscription counted and comes live, so none is missed. */
 static void recovery_step(wsk_ws *ws)
 {
     wsk_server *srv = wsk_ws_server(ws);
@@ -862,13 +907,16 @@ static void recovery_step(wsk_ws *ws)
         /* A batch and, after the last one, the subscription under the store's lock: no
          * publish of another thread records a message in between (broker_publish). */
         store_lock(srv);
+        struct recovery *rc = ((struct client *)wsk_ws_data(ws))->rec;
+        rc->stepping = 1;
+        rc->drained = 0;
         wsk_cork(ws, replay_batch, &done);
         if (wsk_ws_ready_state(ws) != WSK_OPEN) { /* closed: the close handler freed it */
             store_unlock(srv);
             return;
         }
         struct client *cl = wsk_ws_data(ws);
-        struct recovery *rc = cl->rec;
+        rc->stepping = 0;
         if (done) {
             char jt[JSON_NS_LEN + TOPIC_MAX];
             int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
@@ -880,7 +928,7 @@ static void recovery_step(wsk_ws *ws)
             return;
         }
         store_unlock(srv);
-        if (rc->stop) return;
+        if (rc->stop && !rc->drained) return;
     }
 }
 
@@ -1012,6 +1060,15 @@ static void remote_batch(void *arg, const wsk_history_batch *hb)
             remote_read(rc);
             return;
         }
+    } else if (strcmp(hb->head.epoch, rc->epoch)) { /* the history started again meanwhile */
+        memcpy(rc->epoch, hb->head.epoch, sizeof rc->epoch);
+        rc->after = 0;
+        remote_ack(rc, 0, &hb->head);
+        rc->reading = 0;
+        remote_read(rc);
+        return;
+    } else if ((hb->n ? hb->m[0].offset : hb->head.offset + 1) > rc->after + 1) {
+        remote_ack(rc, 0, &hb->head); /* overrun by the history: told, never a silent gap */
     }
     rc->stop = 0;
     wsk_cork(ws, remote_send, (void *)hb);
@@ -1088,11 +1145,15 @@ static void remote_live(wsk_server *srv, const char *topic, size_t tlen, const w
     }
 }
 
+/* The queue that pushed back was written out: the recovery goes on.  The flush at the end of
+ * a batch's cork may come here from within recovery_step, which then goes on itself. */
 static void broker_drain(wsk_ws *ws)
 {
-    const struct client *cl = wsk_ws_data(ws);
+    struct client *cl = wsk_ws_data(ws);
     if (cl && cl->rec && cl->rec->remote)
         remote_resume(cl->rec);
+    else if (cl && cl->rec && cl->rec->stepping)
+        cl->rec->drained = 1;
     else if (cl && cl->rec)
         recovery_step(ws);
 }
@@ -1119,6 +1180,8 @@ static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
         return;
     }
     rc->after = from;
+    rc->told = !recovered;
+    memcpy(rc->id, rq->id, sizeof rc->id);
     memcpy(rc->epoch, at.epoch, sizeof rc->epoch);
     rc->tlen = t->len;
     memcpy(rc->topic, t->name, t->len);
@@ -1196,6 +1259,66 @@ static void who(wsk_ws *ws, jp_presence *p)
     p->user = cl ? cl->user : "";
 }
 
+static wsk_server *member_of(void *arg, unsigned i)
+{
+    const struct serve *all = arg;
+    return all[i].srv;
+}
+
+/* Every thread answered (or the wait is over): the reply goes to whoever asked, if still
+ * there. */
+static void presence_done(void *arg, pi_census *c)
+{
+    struct pending *p = arg;
+    size_t n = 0;
+    char *s = NULL;
+    if (p->http || p->ws) {
+        s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
+        store_unlock(p->srv);
+    }
+    if (p->http) {
+        http_answer(p->http, s, n);
+    } else if (p->ws) {
+        pending_unlink(wsk_ws_data(p->ws), p);
+        if (s)
+            send_reply(p->ws, s, n);
+        else
+            send_error(p->ws, p->id, JP_ENOMEM, "out of memory");
+    }
+    free(p);
+}
+
+/* Starts the census of topic for p (ws's, or an HTTP request's); -1 when memory is short. */
+static int presence_start(struct serve *sv, struct pending *p, const char *topic, size_t tlen)
+{
+    pi_members m = {member_of, sv->all, sv->threads, who};
+    p->srv = sv->srv;
+    return pi_census_start(sv->srv, &m, topic, tlen, presence_done, p);
+}
+
+/* {"op":"presence"}: answered once every thread told its subscribers. */
+static void presence_ask(wsk_ws *ws, struct client *cl, const jp_request *rq)
+{
+    const char *why = topic_invalid(rq->topics[0].name, rq->topics[0].len, 1);
+    if (why) {
+        send_error(ws, rq->id, JP_ETOPIC, why);
+        return;
+    }
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        send_error(ws, rq->id, JP_ENOMEM, "out of memory");
+        return;
+    }
+    p->ws = ws;
+    memcpy(p->id, rq->id, sizeof p->id);
+    pending_link(cl, p);
+    if (presence_start(serve_of(wsk_ws_server(ws)), p, rq->topics[0].name, rq->topics[0].len) < 0) {
+        pending_unlink(cl, p);
+        free(p);
+        send_error(ws, rq->id, JP_ENOMEM, "out of memory");
+    }
+}
+
 static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t len)
 {
     jp_request rq;
@@ -1226,11 +1349,10 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
         } else {
             struct pending *p = NULL;
             if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
-                *p = (struct pending){.ws = ws, .next = cl->pending, .tlen = t->len};
+                *p = (struct pending){.ws = ws, .tlen = t->len};
                 memcpy(p->topic, t->name, t->len);
                 memcpy(p->id, rq.id, sizeof p->id);
-                if (cl->pending) cl->pending->prev = p;
-                cl->pending = p;
+                pending_link(cl, p);
                 broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, p);
             } else {
                 long got =
@@ -1247,11 +1369,12 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_EFORBIDDEN, "introspection requires the token");
             break;
         }
-        const ps_store *st = store_lock(wsk_ws_server(ws));
-        s = rq.op == JP_TOPICS ? pi_topics(wsk_ws_server(ws), st, rq.id, 0, rq.filter,
-                                           rq.filter ? strlen(rq.filter) : 0, rq.limit, &n)
-                               : pi_presence(wsk_ws_server(ws), st, rq.id, 0, rq.topics[0].name,
-                                             rq.topics[0].len, who, &n);
+        if (rq.op == JP_PRESENCE) {
+            presence_ask(ws, cl, &rq);
+            break;
+        }
+        s = pi_topics(wsk_ws_server(ws), store_lock(wsk_ws_server(ws)), rq.id, 0, rq.filter,
+                      rq.filter ? strlen(rq.filter) : 0, rq.limit, &n);
         store_unlock(wsk_ws_server(ws));
         if (s)
             send_reply(ws, s, n);
@@ -1411,8 +1534,15 @@ static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *r
         path_rest(req, 8, topic, &tlen);
         const char *why = topic_invalid(topic, tlen, 0);
         if (why) return http_error(res, 400, "bad_topic", why);
-        s = pi_presence(sv->srv, store_lock(sv->srv), NULL, 1, topic, tlen, who, &n);
-        store_unlock(sv->srv);
+        /* Answered when every thread has told (wsk_response_defer; the answer may come before
+         * this returns); what res holds is the fallback, if the census never ends. */
+        struct pending *p = calloc(1, sizeof *p);
+        if (p && (p->http = wsk_response_defer(res, PI_CENSUS_WAIT + 1)) &&
+            presence_start(sv, p, topic, tlen) == 0)
+            return http_error(res, 503, "unavailable", "the threads did not answer in time");
+        if (p && p->http) wsk_deferred_respond(p->http, 500, NULL, 0);
+        free(p);
+        return http_error(res, 500, "internal", "out of memory");
     } else {
         long f = wsk_request_query_param(req, "filter", filter, sizeof filter);
         unsigned long limit = 0;
@@ -1539,7 +1669,11 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
         b->home = ((struct broker *)sv->all[0].state)->home;
     } else {
         b->home = &b->home_here;
-        pthread_mutex_init(&b->home_here.lock, NULL);
+        pthread_mutexattr_t a;
+        pthread_mutexattr_init(&a);
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&b->home_here.lock, &a);
+        pthread_mutexattr_destroy(&a);
         atomic_init(&b->home_here.connections, 0);
         if (!(b->home_here.store = ps_store_new())) goto fail;
         ps_store_history(b->home_here.store, cfg->history, cfg->history_ttl, cfg->history_memory);

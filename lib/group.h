@@ -118,6 +118,11 @@ long wsk_group_publish_counted(wsk_gloop *l, const char *topic, size_t tlen, con
                                int to_self, long here, wsk_gdone *done);
 /* The bridge of l's group (the bridging member's), or NULL: l NULL, or no bridge. */
 struct wsk_bridge *wsk_group_bridge(const wsk_gloop *l);
+/* The number of the last publish handed to other loops (one counter for the group, taken by
+ * each such publish): a subscription made now remembers it, and a message of another loop
+ * that arrives later with a number up to it (published before the subscription, still on its
+ * way) is not delivered to that subscription (pubsub.c). */
+uint64_t wsk_group_seq(wsk_gloop *l);
 /* A message from another loop, on this loop's thread: local delivery, the bridge. */
 void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m);
 /* Drops a reference to m (the last frees it). */

@@ -49,12 +49,15 @@ struct wsk_gtable {
     wsk_trie *patterns; /* the entries that are patterns */
     uint64_t k0, k1;
     unsigned n;
+    /* The number of the last publish handed to other loops: see wsk_group_seq. */
+    _Atomic uint64_t seq;
 };
 
 /* A publish on its way to other loops: one allocation, one item per target loop. */
 struct wsk_gmsg {
     atomic_uint refs;
     int forward_to; /* the loop that forwards it to the bridge, -1: none */
+    uint64_t seq;   /* its number (wsk_group_seq) */
     unsigned op;
     uint8_t compress, to_self;
     size_t tlen, len;
@@ -255,6 +258,11 @@ int wsk_group_reaches(wsk_gloop *l, const char *topic, size_t len)
     return 0;
 }
 
+uint64_t wsk_group_seq(wsk_gloop *l)
+{
+    return atomic_load_explicit(&l->g->topics->seq, memory_order_relaxed);
+}
+
 size_t wsk_group_topics(wsk_gloop *l)
 {
     struct wsk_gtable *t = l->g->topics;
@@ -328,6 +336,9 @@ static long group_publish(wsk_gloop *l, const char *topic, size_t tlen, const vo
     struct wsk_gmsg *m = malloc(sizeof *m + targets * sizeof m->items[0] + tlen + len + zlen);
     if (!m) return WSK_ERR_NOMEM;
     atomic_init(&m->refs, targets);
+    /* Relaxed is enough: a subscription ordered before this publish (by the application's
+     * lock, say) read a smaller number, one ordered after it reads this one or a later. */
+    m->seq = atomic_fetch_add_explicit(&g->topics->seq, 1, memory_order_relaxed) + 1;
     m->count = NULL;
     if (done && done->fn && fwd >= 0 && (m->count = calloc(1, sizeof *m->count))) {
         m->count->from = l;
@@ -418,8 +429,8 @@ void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m)
 {
     wsk_ctx *ctx = l->srv ? wsk_server_ctx(l->srv) : NULL;
     if (ctx) {
-        long n =
-            wsk_pubsub_remote(ctx, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->z);
+        long n = wsk_pubsub_remote(ctx, m->topic, m->tlen, m->data, m->len, m->op, m->compress,
+                                   &m->z, m->seq);
         struct count *c = m->forward_to == (int)l->idx ? m->count : NULL;
         if (m->forward_to == (int)l->idx && ctx->bridge) {
             m->count = NULL;

@@ -47,6 +47,7 @@ struct topic {
     uint32_t busy;     /* publishes walking subs right now */
     uint8_t pattern;   /* in ps->patterns (topic_trie.h) */
     wsk_gtopic *gt;    /* in a server group: the group's entry for this name (group.h) */
+    uint64_t after;    /* the largest member->after so far: later messages skip no one */
     size_t name_len;
     char name[]; /* NUL-terminated for wsk_ws_subscriptions */
 };
@@ -57,6 +58,12 @@ struct member {
     struct member *prev, *next; /* the socket's subscriptions: a circular list */
     uint64_t hash;              /* of (t, ws), in the membership table */
     uint32_t idx;               /* slot in t->subs */
+    /* In a group: wsk_group_seq when it subscribed.  A message of another loop numbered up to
+     * it was published before the subscription and may still arrive: it is not for this one
+     * (it would be twice for a subscriber that got it some other way meanwhile, as the
+     * history of wsserve's broker; and without, the subscription would depend on how late
+     * the other loop's batch comes). */
+    uint64_t after;
 };
 
 /* A server's topics: wsk_ctx.pubsub. */
@@ -289,6 +296,8 @@ int wsk_subscribe(wsk_ws *ws, const char *topic, size_t len)
     }
     m->t = tp;
     m->ws = ws;
+    m->after = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
+    if (m->after > tp->after) tp->after = m->after;
     m->idx = tp->len;
     tp->subs[tp->len].ws = ws;
     tp->subs[tp->len].m = m;
@@ -415,6 +424,7 @@ struct pub {
     size_t len;
     unsigned op;
     int compress;
+    uint64_t seq;        /* another loop's publish: its number (wsk_group_seq); 0: this loop's */
     size_t total;        /* frame bytes: header + payload */
     wsk_block *shared;   /* total > WSK_PUBLISH_COPY_MAX: the frame, once */
     wsk_block *deflated; /* the frame compressed by the shared deflater */
@@ -560,6 +570,7 @@ static void pub_init(struct pub *p, wsk_loop *loop, const void *data, size_t len
     p->len = len;
     p->op = op;
     p->compress = compress;
+    p->seq = 0;
     p->total = wsk_frame_header_size(len, 0) + len;
     p->shared = p->deflated = NULL;
     p->deflate_failed = 0;
@@ -581,15 +592,23 @@ static void pub_release(struct pub *p)
     if (p->deflated) wsk_block_unref(p->loop, p->deflated);
 }
 
+/* 1 when some subscription of tp is younger than p, a message from another loop (member
+ * ->after): one compare per topic, the members are looked at only then. */
+static int fenced(const struct topic *tp, const struct pub *p)
+{
+    return p->seq && p->seq <= tp->after;
+}
+
 /* One topic: its subscribers in place. */
 static long publish_topic(pubsub *ps, struct topic *tp, const struct wsk_ws *skip, struct pub *p)
 {
     long n = 0;
+    int fence = fenced(tp, p);
     tp->busy++;
     /* Sockets that subscribe during this walk are appended past `end` and do not get it. */
     for (uint32_t i = 0, end = tp->len; i < end; i++) {
         struct wsk_ws *c = tp->subs[i].ws;
-        if (c && c != skip) n += deliver(c, p);
+        if (c && c != skip && !(fence && tp->subs[i].m->after >= p->seq)) n += deliver(c, p);
     }
     tp->busy--;
     topic_settle(ps, tp);
@@ -612,9 +631,11 @@ static long publish_many(pubsub *ps, const struct reach *r, const struct wsk_ws 
     uint64_t mark = ++ps->mark;
     for (size_t i = 0; i < r->n; i++) {
         const struct topic *tp = r->t[i];
+        int fence = fenced(tp, p);
         for (uint32_t j = 0; j < tp->len; j++) {
             struct wsk_ws *c = tp->subs[j].ws;
             if (!c || c == skip || c->cold->pmark == mark) continue;
+            if (fence && tp->subs[j].m->after >= p->seq) continue; /* another may take it */
             c->cold->pmark = mark;
             socks[k++] = c;
         }
@@ -724,10 +745,11 @@ long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_l
 }
 
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
-                       wsk_opcode op, int compress, const wsk_zmsg *z)
+                       wsk_opcode op, int compress, const wsk_zmsg *z, uint64_t seq)
 {
     struct pub p;
     pub_init(&p, ctx->loop, data, len, op, compress);
+    p.seq = seq;
     if (z && z->z && z->level == ctx->lim.compress_level) {
         p.zin = z->z;
         p.zin_len = z->len;

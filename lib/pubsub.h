@@ -23,9 +23,10 @@ typedef struct wsk_zmsg {
 /* Delivers to the local subscribers of topic[0..n) a publish made on another loop of the
  * server's group (group_topics.c): as wsk_server_publish_local, not counted as a publish here.  z
  * (may be NULL): the publishing loop's compressed payload, sent as it is to the sockets on the
- * shared deflater when the level is this server's. */
+ * shared deflater when the level is this server's.  seq: its number (wsk_group_seq); the
+ * subscriptions made after it was numbered do not get it. */
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
-                       wsk_opcode op, int compress, const wsk_zmsg *z);
+                       wsk_opcode op, int compress, const wsk_zmsg *z, uint64_t seq);
 /* Calls fn(arg, name, len) for every topic with subscribers, patterns included (in a group,
  * those of every loop); fn must not subscribe or unsubscribe. */
 void wsk_pubsub_each(wsk_ctx *ctx, void (*fn)(void *arg, const char *topic, size_t n), void *arg);

@@ -39,7 +39,13 @@ int wsk_send_refuse(struct wsk_ws *c)
     if (c->ctx->lim.close_on_backpressure_limit) {
         c->ctx->stats.slow_closes++;
         wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY, "backpressure limit reached");
-    } else if (!(c->flags & WSK_F_OVERFLOW)) {
+        return 0;
+    }
+    /* The queue refused with bytes in it (wsk_send_admit): drain says when they are written
+     * out, so that what was dropped can be sent again (a sender that saw only 0, never -1,
+     * would otherwise wait for nothing). */
+    c->flags |= WSK_F_BACKPRESSURE;
+    if (!(c->flags & WSK_F_OVERFLOW)) {
         char addr[64];
         c->flags |= WSK_F_OVERFLOW;
         wsk_log(c->ctx->loop, WSK_LOG_INFO, "%s: backpressure limit reached, dropping sends",

@@ -146,7 +146,8 @@ typedef struct wsk_handlers {
      * carries its reason too).  The socket must not be used once this returns (the library frees
      * it). */
     void (*close)(wsk_ws *ws, unsigned code, const char *reason, size_t reason_len);
-    /* The send queue, which had backpressure (a send returned -1), has been written out. */
+    /* The send queue, which had backpressure (a send returned -1, or 0 at the backpressure
+     * limit), has been written out. */
     void (*drain)(wsk_ws *ws);
     /* The connection failed: the peer broke the protocol (err WSK_ERR_PROTOCOL, _UTF8, _TOO_BIG,
      * ...; the peer is sent the matching close code) or a local error occurred; msg is a
@@ -353,8 +354,9 @@ enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CL
  *   -1   when it was queued behind data the peer has not read yet, or the kernel took only
  *        part of it (backpressure: the drain handler follows);
  *   0    when it was dropped: the socket is not open (connecting or closing), or its queue is
- *        at the backpressure limit (with close_on_backpressure_limit the socket is also failed
- *        with 1008: its error and close handlers run before this returns);
+ *        at the backpressure limit (the drain handler follows once the queue is written out;
+ *        with close_on_backpressure_limit the socket is also failed with 1008: its error and
+ *        close handlers run before this returns);
  *   WSK_ERR_INVAL for another opcode, data NULL with len > 0, or len over WSK_MESSAGE_MAX.
  * -1 is backpressure, never WSK_ERR_PROTOCOL: no send reports a protocol error. */
 WSK_API long wsk_send(wsk_ws *ws, const void *data, size_t len, wsk_opcode op, int compress);
@@ -767,7 +769,11 @@ WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t 
  * that have subscribers of the topic (by name or by a matching pattern) get it once the
  * publishing loop's turn ends, in publish order per publishing loop, each socket exactly once,
  * never the publishing socket unless publish_to_self.  A publish from the end of a loop turn
- * (say, from a drain handler) goes with that turn's batch.
+ * (say, from a drain handler) goes with that turn's batch.  A subscription gets no publish of
+ * another loop made before it, even one still on its way to its loop (the publishes that cross
+ * loops are numbered group-wide; a subscription skips those numbered before it): when the
+ * application orders its publishes and subscriptions (under one lock, say), a socket gets
+ * exactly the publishes made after it subscribed.
  * Counts in a group (the return value of a publish, wsk_server_subscribers, wsk_server_reaches,
  * wsk_server_topics on a member) are the whole group's: the local part is exact; another
  * loop's part is its subscribers as that loop last counted them, so it is exact when no

@@ -191,6 +191,45 @@ async def big_recovery(srv):
         await ws.close()
 
 
+async def overrun(srv):
+    """A recovery that waits for a client that does not read while a publisher overruns
+    --history 20: the messages the history let go before they were sent are not skipped
+    silently: a second acknowledgement says "recovered": false and where the topic stands, what
+    is left follows, then live messages."""
+    url = f"ws://127.0.0.1:{srv.port}/"
+    post = f"http://127.0.0.1:{srv.port}/publish/over"
+    for i in range(20):  # 10 MB: more than the socket's backpressure limit and buffers hold
+        urllib.request.urlopen(urllib.request.Request(post, data=b"z" * (512 * 1024)),
+                               timeout=T).read()
+    async with websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                                  max_size=None, compression=None, max_queue=1) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "over",
+                                  "since": {"offset": 0, "epoch": ""}}))
+        first = await recv_json(ws)
+        for i in range(30):
+            urllib.request.urlopen(urllib.request.Request(post, data=f"s{i}".encode()),
+                                   timeout=T).read()
+        seen, last, told, silent = [], 0, False, []
+        while last < 50:
+            m = await recv_json(ws)
+            if m.get("type") == "ack":
+                told = told or m.get("recovered") is False
+                seen.append(("ack", m.get("recovered"), m.get("offset")))
+                continue
+            off = m.get("offset")
+            if off != last + 1 and not (seen and seen[-1][0] == "ack"):
+                silent.append((last, off))
+            seen.append(("msg", off))
+            last = off
+        ok(first.get("recovered") is True and told and not silent and
+           seen[-20:] == [("msg", o) for o in range(31, 51)],
+           "history overrun during a recovery: told \"recovered\": false, then 31..50",
+           (first, silent, seen[:3], seen[-22:-19]))
+        urllib.request.urlopen(urllib.request.Request(post, data=b"live"), timeout=T).read()
+        m = await recv_json(ws)
+        ok(m.get("offset") == 51 and m.get("data") == "live", "then live messages", m)
+
+
 async def bounded(srv):
     url = f"ws://127.0.0.1:{srv.port}/"
     before = rss(srv.proc.pid)
@@ -273,6 +312,8 @@ async def main():
         await big_recovery(srv)
     with Server("--pubsub", "--history", "10", "--history-memory", "2MB") as srv:
         await bounded(srv)
+    with Server("--pubsub", "--history", "20") as srv:
+        await overrun(srv)
 
 
 try:

@@ -154,6 +154,137 @@ async def broker_across_threads():
         await close_all(clients)
 
 
+async def json_op(ws, **op):
+    await ws.send(json.dumps(op))
+
+
+async def recovery_race():
+    """A subscriber that resumes with "since" on one thread while a publisher on the other
+    publishes without pause: each recovery replays the history, subscribes, then gets live
+    messages, and the offsets it sees over many rounds run 1, 2, 3, ... with no gap and no
+    duplicate.  A listener on the recovering thread keeps the publishes flowing to it, so a
+    message already in the history may still be on its way there when the subscriber
+    subscribes: it must not get it twice."""
+    with Server("--pubsub", "--threads", "2", "--history", "100000", "-v") as srv:
+        clients = await spread(srv, srv.url("/"), 2, per_thread=2)
+        here = [ws for ws, t in clients if t == 0]
+        pubs = await spread(srv, srv.url("/race"), 2, per_thread=1)
+        pub = next(ws for ws, t in pubs if t == 1)
+        rec, listener = here[0], here[1]
+        await json_op(listener, op="subscribe", topic="race")
+        ok(json.loads(await asyncio.wait_for(listener.recv(), T)).get("type") == "ack",
+           "a listener on thread 0 subscribes")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # Bounded in time; under valgrind or ASan the server is slower: longer, fewer rounds.
+        slow = sanitized()
+        deadline = loop.time() + (15 if slow else 5)
+        heard = [0]
+
+        async def publish():
+            # Paced by the listener (never more than 200 ahead), so a round's backlog is small.
+            for k in range(40000):
+                if stop.is_set() or loop.time() > deadline:
+                    break
+                await pub.send(f"r{k}")
+                while k - heard[0] > 200 and not stop.is_set():
+                    await asyncio.sleep(0.001)
+            stop.set()
+
+        async def drain():
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(listener.recv(), 0.2)
+                    heard[0] += 1
+                except asyncio.TimeoutError:
+                    pass
+
+        async def next_msg():
+            """rec's next message; None once the publisher stopped and nothing comes."""
+            while True:
+                try:
+                    return json.loads(await asyncio.wait_for(rec.recv(), 0.5))
+                except asyncio.TimeoutError:
+                    if stop.is_set():
+                        return None
+        tasks = [asyncio.create_task(publish()), asyncio.create_task(drain())]
+        seen, last, epoch, rounds, bad = [], 0, "0" * 16, 0, None
+
+        def take(m, what):
+            nonlocal last, epoch, bad
+            off = m.get("offset")
+            if m.get("type") != "message" or off != last + 1:
+                bad = (f"round {rounds}, {what}: offset {off} after {last}", m, seen[-5:])
+                return False
+            last, epoch = off, m.get("epoch")
+            seen.append(off)
+            return True
+        while rounds < 500 and not stop.is_set() and bad is None:
+            rounds += 1
+            await json_op(rec, op="subscribe", topic="race",
+                          since={"offset": last, "epoch": epoch})
+            after_ack = 0
+            while after_ack < 20 and bad is None:
+                m = await next_msg()
+                if m is None:
+                    break
+                if m.get("type") == "ack":
+                    after_ack = 1
+                elif take(m, "subscribed") and after_ack:
+                    after_ack += 1
+            await json_op(rec, op="unsubscribe", topic="race")
+            while bad is None:
+                m = await next_msg()
+                if m is None or m.get("type") == "ack":
+                    break
+                take(m, "unsubscribing")
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ok(bad is None and rounds >= (3 if slow else 10) and last > 100,
+           f"{rounds} recoveries on thread 0 while thread 1 publishes: offsets 1..{last}, "
+           "no duplicate, no gap", bad)
+        await close_all(clients + pubs)
+
+
+async def presence_across_threads():
+    """presence and GET /topics/T list the subscribers of every thread, whichever thread
+    answers; GET /topics counts them all."""
+    with Server("--pubsub", "--threads", "2", "-v") as srv:
+        raw = await spread(srv, srv.url("/room?user=r"), 2, per_thread=2)
+        askers = await spread(srv, srv.url("/?user=j"), 2, per_thread=1)
+        for ws, _ in askers:
+            await json_op(ws, op="subscribe", topic="room")
+            await asyncio.wait_for(ws.recv(), T)
+        ports = {ws.local_address[1] for ws, _ in raw + askers}
+        threads = {t for _, t in raw + askers}
+        answers = {}
+        for ws, t in askers:
+            await json_op(ws, op="presence", topic="room", id=t)
+            answers[t] = json.loads(await asyncio.wait_for(ws.recv(), T))
+        for t, a in sorted(answers.items()):
+            got = {int(c["address"].rsplit(":", 1)[1]) for c in a.get("connections", [])}
+            ok(threads == {0, 1} and got == ports and a.get("subscribers") == len(ports) and
+               a.get("threads") == {"of": 2, "answered": 2} and "partial" not in a,
+               f"presence asked on thread {t} lists the {len(ports)} subscribers of both "
+               "threads", (a, sorted(ports)))
+        json_users = sorted(c["user"] for a in answers.values() for c in a["connections"]
+                            if c.get("json"))
+        ok(json_users == ["j"] * len(askers) * len(answers),
+           "... JSON ones marked, with their user", json_users)
+        base = f"http://127.0.0.1:{srv.port}"
+        # Each GET is a new connection: the kernel spreads them over both threads.
+        pages = [json.loads(http(f"{base}/topics/room")[1]) for _ in range(6)]
+        ok(all({int(c["address"].rsplit(":", 1)[1]) for c in p.get("connections", [])} == ports
+               and p.get("threads") == {"of": 2, "answered": 2} for p in pages),
+           "GET /topics/room lists the subscribers of both threads, whichever answers",
+           pages[0])
+        _, body = http(f"{base}/topics")
+        room = next((e for e in json.loads(body).get("topics", []) if e["topic"] == "room"), {})
+        ok(room.get("subscribers") == len(ports),
+           f"GET /topics counts the {len(ports)} subscribers of both threads", body)
+        await close_all(raw + askers)
+
+
 async def json_publish(ws, topic, data):
     await ws.send(json.dumps({"op": "publish", "topic": topic, "data": data}))
     return json.loads(await asyncio.wait_for(ws.recv(), T))
@@ -278,6 +409,8 @@ async def main():
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()
+    await recovery_race()
+    await presence_across_threads()
     await bridge_across_threads()
     await metrics_sum()
     await sigterm_every_thread()

@@ -2,13 +2,15 @@
  * so the test knows which loop a client lands on.  A publish from a socket on loop 0 reaches
  * the subscribers on loops 1 and 2 exactly once and in order (16 B, 2 KiB and 70 KiB
  * messages, plain and compressed); counts are the group's; patterns work across loops;
- * wsk_group_call runs on the loop asked for; a shutdown sends 1001 to every client on every
- * loop and wsk_group_run returns.
+ * wsk_group_call runs on the loop asked for; a socket that subscribes after a publish of another
+ * loop was made, while that message is still on its way, does not get it; a shutdown sends 1001
+ * to every client on every loop and wsk_group_run returns.
  * The clients are raw sockets on the test's thread; the servers obey their commands
  * (group_cmd.h). */
 #include "pmd_conn.h"
 #include "test.h"
 #include "group_cmd.h"
+#include "group_members.h"
 #include "rawws.h"
 #include "wskit.h"
 
@@ -30,7 +32,9 @@ static unsigned port[LOOPS];
 static atomic_int ran;              /* wsk_group_run returned */
 static atomic_int on_thread[LOOPS]; /* wsk_group_call ran on loop i's thread */
 static pthread_t loop_thread[LOOPS];
-static atomic_long asked; /* a count read on a loop by group_ask */
+static atomic_long asked;                 /* a count read on a loop by group_ask */
+static wsk_ws *_Atomic last_open;         /* the server side of the last socket opened */
+static atomic_int holding, release, held; /* test_late_subscriber's hold of loop 1 */
 
 /* ----- the servers ------------------------------------------------------------------------- */
 
@@ -66,6 +70,21 @@ static void ask_deflated(void *arg, wsk_loop *loop)
     atomic_store(&asked, (long)wsk_pmd_shared_messages(loop));
 }
 
+static void note_open(wsk_ws *ws)
+{
+    atomic_store(&last_open, ws);
+}
+
+/* Holds loop 1 until the test releases it, then subscribes the socket arg to "late". */
+static void hold_then_subscribe(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    atomic_store(&holding, 1);
+    SPIN_UNTIL(atomic_load(&release), usleep(1000));
+    wsk_subscribe(arg, "late", 4);
+    atomic_store(&held, 1);
+}
+
 static void *run_group(void *arg)
 {
     (void)arg;
@@ -82,16 +101,9 @@ static void start_group(void)
     wsk_server_opts_init(&o);
     o.compress = o.decompress = WSK_COMPRESS_SHARED;
     o.max_payload = 1 << 20;
-    wsk_handlers h = {.message = cmd_message};
-    for (unsigned i = 0; i < LOOPS; i++) {
-        wsk_loop *loop = wsk_group_loop(grp, i);
-        wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
-        srv[i] = wsk_server_new(loop, &o, &h, NULL);
-        if (!srv[i] || wsk_server_listen(srv[i], "127.0.0.1", 0) < 0) abort();
-        port[i] = wsk_server_port(srv[i]);
-        if (wsk_group_add(grp, srv[i]) < 0) abort();
-        wsk_group_call(grp, i, mark_thread, (void *)(uintptr_t)i);
-    }
+    wsk_handlers h = {.open = note_open, .message = cmd_message};
+    group_members(grp, &o, &h, srv, port);
+    for (unsigned i = 0; i < LOOPS; i++) wsk_group_call(grp, i, mark_thread, (void *)(uintptr_t)i);
     pthread_t t;
     if (pthread_create(&t, NULL, run_group, NULL)) abort();
     pthread_detach(t);
@@ -110,6 +122,7 @@ struct client {
     unsigned compressed; /* of which had RSV1 */
     unsigned close_code;
     char last[64]; /* the last short message, NUL-terminated */
+    wsk_ws *ws;    /* its server side (used on its loop only) */
 };
 
 static struct client cl[MAXC];
@@ -210,6 +223,7 @@ static int connect_client(int i, unsigned loop)
                                       "client_max_window_bits\r\n");
     if (c->fd < 0) abort();
     SPIN_UNTIL(c->open, spin());
+    c->ws = atomic_load(&last_open); /* the open handler ran before the 101 went out */
     return c->open;
 }
 
@@ -367,6 +381,33 @@ static void test_calls(void)
           "wsk_group_call: a loop out of range is WSK_ERR_INVAL");
 }
 
+/* cl[2] on loop 1 listens to "late"; loop 1 is held while cl[0] publishes "one" on loop 0, so
+ * the message waits for loop 1; then cl[3] subscribes on loop 1, before loop 1 takes it: cl[3]
+ * must not get "one" (published before it subscribed), only "two" after. */
+static void test_late_subscriber(void)
+{
+    command(2, "slate");
+    for (int i = 0; i <= 4; i++) cl[i].msgs = 0;
+    wsk_group_call(grp, 1, hold_then_subscribe, cl[3].ws);
+    SPIN_UNTIL(atomic_load(&holding), spin());
+    atomic_store(&cmd_count[0], -99);
+    publish(0, "late", 1, "one", 3);
+    SPIN_UNTIL(atomic_load(&cmd_count[0]) != -99, spin());
+    atomic_store(&release, 1);
+    SPIN_UNTIL(atomic_load(&held) && cl[2].msgs >= 1, spin());
+    publish(0, "late", 1, "two", 3);
+    SPIN_UNTIL(cl[2].msgs >= 2 && cl[3].msgs >= 1, spin());
+    spin();
+    CHECK(atomic_load(&held) && cl[2].msgs == 2 && !strcmp(cl[2].last, "two"),
+          "late subscriber: the listener on loop 1 gets both messages (%u)", cl[2].msgs);
+    CHECK(cl[3].msgs == 1 && !strcmp(cl[3].last, "two"),
+          "late subscriber: a socket that subscribed while \"one\" was on its way to its loop "
+          "gets only \"two\" (%u, last \"%s\")",
+          cl[3].msgs, cl[3].last);
+    command(2, "ulate");
+    command(3, "ulate");
+}
+
 static void shut(void *arg, wsk_loop *loop)
 {
     (void)arg;
@@ -420,6 +461,7 @@ int main(void)
     test_stream(1, "z");
     test_patterns();
     test_stats();
+    test_late_subscriber();
     test_shutdown();
     for (int i = 0; i < MAXC; i++) {
         if (cl[i].fd >= 0) close(cl[i].fd);

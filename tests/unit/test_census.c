@@ -1,0 +1,177 @@
+/* The broker's presence census (cmd/pubsub_info.c) in a server group of two loops, one member
+ * server each on a port of its own: a census started on loop 0 lists the subscribers of both
+ * loops and says both answered; with loop 1 held busy, it answers after PI_CENSUS_WAIT with
+ * loop 0's and says it is partial, and loop 1's late answer, once released, is harmless.
+ * The clients are raw sockets on the test's thread; each server subscribes every socket it
+ * opens to "room". */
+#include "test.h"
+#include "group_members.h"
+#include "pubsub_info.h"
+#include "rawws.h"
+#include "wskit.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define LOOPS   2
+#define CLIENTS 4
+
+static wsk_group *grp;
+static wsk_server *srv[LOOPS];
+static unsigned port[LOOPS];
+static ps_store *store;
+static atomic_int ran, ids;
+static atomic_int holding, release;
+static char *_Atomic reply; /* the last census's answer (malloc'd), or NULL */
+
+static void on_open(wsk_ws *ws)
+{
+    wsk_ws_set_data(ws, (void *)(uintptr_t)(atomic_fetch_add(&ids, 1) + 1));
+    wsk_subscribe(ws, "room", 4);
+}
+
+static wsk_server *member(void *arg, unsigned i)
+{
+    (void)arg;
+    return srv[i];
+}
+
+static void who(wsk_ws *ws, jp_presence *p)
+{
+    p->id = (unsigned long)(uintptr_t)wsk_ws_data(ws);
+    p->user = "u";
+}
+
+/* On loop 0: the census is over. */
+static void census_done(void *arg, pi_census *c)
+{
+    (void)arg;
+    size_t n;
+    atomic_store(&reply, pi_census_reply(c, store, "7", 0, &n));
+}
+
+static void census_start(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    pi_members m = {member, NULL, LOOPS, who};
+    if (pi_census_start(srv[0], &m, "room", 4, census_done, NULL) < 0)
+        atomic_store(&reply, strdup("{}"));
+}
+
+/* Holds loop 1 until the test releases it. */
+static void hold(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    atomic_store(&holding, 1);
+    SPIN_UNTIL(atomic_load(&release), usleep(1000));
+}
+
+static void shut(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    wsk_group_shutdown(grp, 1001, "going away", 1);
+}
+
+static void *run_group(void *arg)
+{
+    (void)arg;
+    wsk_group_run(grp);
+    atomic_store(&ran, 1);
+    return NULL;
+}
+
+/* Starts a census on loop 0 and waits for its answer, parsed. */
+static cJSON *census(void)
+{
+    free(atomic_exchange(&reply, NULL));
+    wsk_group_call(grp, 0, census_start, NULL);
+    SPIN_UNTIL(atomic_load(&reply), usleep(1000));
+    printf("# %s\n", atomic_load(&reply) ? atomic_load(&reply) : "(no answer)");
+    return atomic_load(&reply) ? cJSON_Parse(atomic_load(&reply)) : NULL;
+}
+
+static int threads_of(const cJSON *r, const char *what)
+{
+    const cJSON *t = cJSON_GetObjectItem(r, "threads");
+    const cJSON *v = t ? cJSON_GetObjectItem(t, what) : NULL;
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+static int connections(const cJSON *r)
+{
+    return cJSON_GetArraySize(cJSON_GetObjectItem(r, "connections"));
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    store = ps_store_new();
+    grp = wsk_group_new(LOOPS, NULL);
+    if (!grp || !store) abort();
+    wsk_server_opts o;
+    wsk_server_opts_init(&o);
+    wsk_handlers h = {.open = on_open};
+    group_members(grp, &o, &h, srv, port);
+    pthread_t t;
+    if (pthread_create(&t, NULL, run_group, NULL)) abort();
+
+    int fd[CLIENTS], open[CLIENTS] = {0}, eof[CLIENTS] = {0}, all = 1;
+    uint8_t *buf[CLIENTS] = {0};
+    size_t len[CLIENTS] = {0}, cap[CLIENTS] = {0};
+    for (int i = 0; i < CLIENTS; i++) {
+        fd[i] = rawws_connect(port[i % LOOPS], "");
+        SPIN_UNTIL(open[i] || eof[i] || fd[i] < 0,
+                   rawws_read(fd[i], &buf[i], &len[i], &cap[i], &open[i], &eof[i]));
+        all &= open[i];
+    }
+    CHECK(all, "%d clients open, %d on each loop, subscribed to \"room\"", CLIENTS,
+          CLIENTS / LOOPS);
+
+    cJSON *r = census();
+    CHECK(connections(r) == CLIENTS && threads_of(r, "of") == LOOPS &&
+              threads_of(r, "answered") == LOOPS && !cJSON_GetObjectItem(r, "partial"),
+          "a census on loop 0 lists the %d subscribers of both loops, both answered", CLIENTS);
+    const cJSON *c = cJSON_GetObjectItem(r, "connections");
+    int sorted = 1;
+    for (int i = 1; i < cJSON_GetArraySize(c); i++)
+        sorted &= cJSON_GetObjectItem(cJSON_GetArrayItem(c, i - 1), "id")->valueint <
+                  cJSON_GetObjectItem(cJSON_GetArrayItem(c, i), "id")->valueint;
+    CHECK(sorted, "... sorted by connection id");
+    cJSON_Delete(r);
+
+    wsk_group_call(grp, 1, hold, NULL);
+    SPIN_UNTIL(atomic_load(&holding), usleep(1000));
+    double t0 = test_now();
+    r = census();
+    double waited = test_now() - t0;
+    CHECK(connections(r) == CLIENTS / LOOPS && threads_of(r, "answered") == 1 &&
+              cJSON_IsTrue(cJSON_GetObjectItem(r, "partial")),
+          "loop 1 busy: the census answers with loop 0's subscribers, partial");
+    CHECK(waited >= PI_CENSUS_WAIT * 0.9 && waited < PI_CENSUS_WAIT + 3,
+          "... after waiting about %.1f s (%.2f s)", PI_CENSUS_WAIT, waited);
+    cJSON_Delete(r);
+    atomic_store(&release, 1);
+    /* Loop 1's late answer comes back to loop 0 now and finds the census over. */
+    r = census();
+    CHECK(connections(r) == CLIENTS && threads_of(r, "answered") == LOOPS,
+          "released, loop 1 answers the next census again");
+    cJSON_Delete(r);
+
+    wsk_group_call(grp, 0, shut, NULL);
+    SPIN_UNTIL(atomic_load(&ran), usleep(1000));
+    CHECK(atomic_load(&ran), "the group shuts down");
+    pthread_join(t, NULL);
+    for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
+    wsk_group_free(grp);
+    for (int i = 0; i < CLIENTS; i++) {
+        if (fd[i] >= 0) close(fd[i]);
+        free(buf[i]);
+    }
+    free(atomic_load(&reply));
+    ps_store_free(store);
+    return TEST_DONE();
+}
