@@ -1071,13 +1071,15 @@ static void remote_batch(void *arg, const wsk_history_batch *hb)
         remote_ack(rc, 0, &hb->head); /* overrun by the history: told, never a silent gap */
     }
     rc->stop = 0;
-    wsk_cork(ws, remote_send, (void *)hb);
+    rc->drained = 0;
+    wsk_cork(ws, remote_send, (void *)hb); /* its flush may drain the queue: rc->drained */
     rc->reading = 0;
     if (!rc->ws) { /* a send closed it: its close handler left rc to us */
         free(rc);
         return;
     }
-    if (wsk_ws_ready_state(ws) != WSK_OPEN || rc->stop) return; /* the drain handler resumes */
+    if (wsk_ws_ready_state(ws) != WSK_OPEN || (rc->stop && !rc->drained))
+        return; /* the drain handler resumes */
     /* More to read, or live messages passed while reading: read again.  Else the socket goes
      * live with the next message (remote_live). */
     if (rc->after < hb->head.offset || rc->live > rc->after) remote_read(rc);
@@ -1095,10 +1097,12 @@ static void remote_read(struct recovery *rc)
     }
 }
 
-/* The drain handler: the socket takes more. */
+/* The drain handler: the socket takes more (from within remote_batch's cork: it goes on). */
 static void remote_resume(struct recovery *rc)
 {
-    if (!rc->reading && rc->stop) {
+    if (rc->reading)
+        rc->drained = 1;
+    else if (rc->stop) {
         rc->stop = 0;
         remote_read(rc);
     }

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 
@@ -194,6 +195,45 @@ async def ttl(redis):
         c.stop()
 
 
+async def overrun(redis):
+    """A client that reads slower than the topic's history is trimmed (--history 1000, the
+    recovery stalled by its full queue while 1,000 more are published) is told with a second
+    "recovered": false, then gets the rest in order: never a silent gap."""
+    c = node(redis, "--history", "1000")
+    try:
+        url = f"ws://127.0.0.1:{c.port}/"
+        big = "x" * 8000
+        async with connect(url) as pub:
+            for _ in range(1000):
+                await publish(pub, "o", big)
+            # A small receive buffer: the recovery soon waits for the client to read.
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.connect(("127.0.0.1", c.port))
+            ws = await websockets.connect(url, sock=raw, max_queue=1, max_size=None,
+                                          ping_interval=None, compression=None)
+            await ws.send(json.dumps({"op": "subscribe", "topic": "o",
+                                      "since": {"offset": 0, "epoch": ""}}))
+            ack = await recv_json(ws)
+            for _ in range(1000):  # ws reads nothing meanwhile: the recovery waits for it
+                await publish(pub, "o", big)
+            last, told, again, bad = 0, 0, 0, []
+            while last < 2000:
+                m = await recv_json(ws)
+                if m.get("type") == "ack":
+                    told += m.get("recovered") is False
+                    again += m.get("recovered") is False
+                else:
+                    if m.get("offset") != last + 1 and not told:
+                        bad.append((last, m.get("offset")))
+                    last, told = m.get("offset"), 0
+            await ws.close()
+            ok(ack.get("recovered") is True and again and not bad and last == 2000,
+               "an overrun recovery says \"recovered\": false again before a gap", (again, bad[:3]))
+    finally:
+        c.stop()
+
+
 async def engine_down(redis, a):
     redis.stop()
     ok(a.wait_log("lost") >= 1, "node A sees Redis go")
@@ -247,6 +287,7 @@ async def main():
             await storm(a, b, *((300, 4) if sanitized() else ()))  # valgrind: fewer
             await leave(redis, a)
             await ttl(redis)
+            await overrun(redis)
             await engine_down(redis, a)
         finally:
             codes = [s.stop() for s in (a, b)]
