@@ -8,7 +8,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS += -D_DEFAULT_SOURCE -D_GNU_SOURCE -Ilib
-DEPLIBS  := -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -ldeflate -lcjson -lhiredis -lnats -pthread
+DEPLIBS  := -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -ldeflate -lisal -lcjson -lhiredis -lnats -pthread
 PREFIX   ?= /usr/local
 
 # O is where a build variant lives: the default build puts the libraries in lib/ and the commands
@@ -27,7 +27,7 @@ CMD_OBJ  := $(CMD_LIB:%.c=$(OBJDIR)/%.o) $(OBJDIR)/cmd/console_html.o
 CMD_ARCH := $(OBJDIR)/cmd/libcmd.a
 CMDS     := $(CMD_MAIN:cmd/%.c=$(BINOUT)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
-UNITS    := $(UNIT_SRC:tests/unit/%.c=$(TESTOUT)/%) $(TESTOUT)/bench_group
+UNITS    := $(UNIT_SRC:tests/unit/%.c=$(TESTOUT)/%) $(TESTOUT)/bench_group $(TESTOUT)/bench_pmd
 MANS     := $(wildcard man/*.1 man/*.3)
 
 STATIC   := $(LIBOUT)/libwskit.a

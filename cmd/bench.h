@@ -113,6 +113,7 @@ typedef struct wb_opts {
     unsigned window;              /* --window: messages in flight per connection (closed loop) */
     double rate;                  /* --rate messages/s over all connections (open loop); 0 = off */
     int binary;                   /* --binary */
+    int utf8;                     /* --utf8: text with non-ASCII characters */
     int compress;                 /* --compress: offer permessage-deflate */
     int verify;                   /* --verify: check every payload byte of replies */
     double connect_timeout;       /* seconds for TCP + TLS + handshake (+ "ready" for chat) */

@@ -208,6 +208,9 @@ uint64_t wb_now(void);
 uint64_t wb_rand(uint64_t *state);
 /* Fills p with random bytes from getrandom(2). */
 void wb_random_bytes(void *p, size_t n);
+/* Fills p with `wsbench echo`'s text: JSON-like records, the same bytes on every run (see
+ * bench_scenario.c). */
+void wb_json_like(uint8_t *p, size_t len);
 
 /* Adds what the current read received to the counters the main thread reads: before anything
  * that makes the main thread take its final snapshot (wb_wake_main after a quota). */

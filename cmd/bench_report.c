@@ -228,7 +228,11 @@ static void describe_load(const wb_opts *o, const wb_result *r, FILE *out)
                      o->binary ? "binary" : "text", o->rate);
         else
             snprintf(what, sizeof what, "%zu-byte %s messages, %u in flight per connection",
-                     o->size, o->binary ? "binary" : "text", o->window ? o->window : 1);
+                     o->size,
+                     o->binary ? "binary"
+                     : o->utf8 ? "UTF-8 text"
+                               : "text",
+                     o->window ? o->window : 1);
         break;
     case WB_CHAT:
         snprintf(what, sizeof what, "Bun's chat room: %u clients x 1600 messages a round%s",

@@ -103,7 +103,7 @@ static void rate_start(wb_thread *t, unsigned total)
 /* Text like an application's JSON messages: records with the same keys and varying values, in
  * printable ASCII (valid UTF-8 at any length, cut anywhere), so compression finds what it finds
  * in real traffic: repeated keys, digits that vary.  The same bytes on every run. */
-static void json_like(uint8_t *p, size_t len)
+void wb_json_like(uint8_t *p, size_t len)
 {
     static const char *const names[] = {"alice", "bob", "carol", "dave", "erin", "frank"};
     uint32_t x = 2463534242u;
@@ -122,6 +122,38 @@ static void json_like(uint8_t *p, size_t len)
     }
 }
 
+/* Text in several scripts for --utf8: words of 1- to 4-byte characters, about a third of the
+ * bytes non-ASCII (what the UTF-8 validator's vector path meets), ending on a whole character
+ * (ASCII fills what no word fits).  The same bytes on every run. */
+static void utf8_like(uint8_t *p, size_t len)
+{
+    static const char *const words[] = {"hello ",
+                                        "na\xc3\xafve ",
+                                        "\xe2\x82\xac"
+                                        "5 ",
+                                        "data ",
+                                        "\xd0\x9f\xd1\x80\xd0\xb8 ",
+                                        "message ",
+                                        "\xe6\x97\xa5\xe6\x9c\xac ",
+                                        "\xf0\x9f\x98\x80 ",
+                                        "value, ",
+                                        "\xc3\xbc"
+                                        "ber "};
+    uint32_t x = 2463534242u;
+    size_t at = 0;
+    while (at < len) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        const char *w = words[x % 10];
+        size_t k = strlen(w);
+        if (k > len - at) {
+            memset(p + at, 'x', len - at);
+            break;
+        }
+        memcpy(p + at, w, k);
+        at += k;
+    }
+}
+
 static int echo_setup(wb_state *s, char *why, size_t cap)
 {
     const wb_opts *o = s->o;
@@ -131,8 +163,10 @@ static int echo_setup(wb_state *s, char *why, size_t cap)
     s->payload_len = len;
     if (o->binary) {
         wb_random_bytes(s->payload, len);
+    } else if (o->utf8) {
+        utf8_like(s->payload, len);
     } else {
-        json_like(s->payload, len);
+        wb_json_like(s->payload, len);
     }
     unsigned op = o->binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     s->pool = build_pool(s->payload, len, op, 0, &s->pool_frames, &s->frame_size);

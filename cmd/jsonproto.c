@@ -369,7 +369,8 @@ char *jp_http_published(const char *topic, size_t tlen, long receivers, long nod
         o && !add_strn(o, "topic", topic, tlen) &&
         cJSON_AddNumberToObject(o, "receivers", (double)receivers) &&
         (nodes == JP_NO_BRIDGE || cJSON_AddBoolToObject(o, "bridged", nodes != JP_UNBRIDGED)) &&
-        (nodes < 0 || cJSON_AddNumberToObject(o, "nodes", (double)nodes));
+        (nodes < 0 || cJSON_AddNumberToObject(o, "nodes", (double)nodes)) &&
+        (nodes != JP_LATE || cJSON_AddStringToObject(o, "reason", JP_LATE_REASON));
     return finish(o, ok, len);
 }
 
@@ -472,11 +473,13 @@ char *jp_publish_request(const char *topic, size_t tlen, const void *data, size_
 char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, long nodes,
                      size_t *len)
 {
-    char a[JP_ID_MAX + 64], c[96], b[48] = "";
+    char a[JP_ID_MAX + 64], c[160], b[96] = "";
     snprintf(a, sizeof a, "{\"type\":\"ack\",\"op\":\"publish\"%s%s,\"topic\":\"",
              id && *id ? ",\"id\":" : "", id && *id ? id : "");
     if (nodes >= 0)
         snprintf(b, sizeof b, ",\"bridged\":true,\"nodes\":%ld", nodes);
+    else if (nodes == JP_LATE)
+        snprintf(b, sizeof b, ",\"bridged\":true,\"reason\":\"%s\"", JP_LATE_REASON);
     else if (nodes == JP_UNBRIDGED || nodes == JP_UNCOUNTED)
         snprintf(b, sizeof b, ",\"bridged\":%s", nodes == JP_UNCOUNTED ? "true" : "false");
     snprintf(c, sizeof c, "\",\"receivers\":%ld%s}", receivers, b);

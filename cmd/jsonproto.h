@@ -87,10 +87,13 @@ const char *jp_op_name(int op);
 /* {"type":"ack","op":"publish","id":ID,"topic":T,"receivers":N}, and on a bridged server
  * "bridged":true,"nodes":M (nodes >= 0: subscriptions on other nodes that got it),
  * "bridged":true alone (JP_UNCOUNTED: forwarded, the engine cannot count) or "bridged":false
- * (JP_UNBRIDGED: it was not forwarded); JP_NO_BRIDGE: neither. */
-#define JP_UNBRIDGED (-1)
-#define JP_NO_BRIDGE (-2)
-#define JP_UNCOUNTED (-3)
+ * (JP_UNBRIDGED: it was not forwarded); JP_NO_BRIDGE: neither.  JP_LATE: forwarded, but the
+ * engine did not count it in time: "bridged":true and JP_LATE_REASON as "reason". */
+#define JP_UNBRIDGED   (-1)
+#define JP_NO_BRIDGE   (-2)
+#define JP_UNCOUNTED   (-3)
+#define JP_LATE        (-4)
+#define JP_LATE_REASON "the engine did not count it in time"
 char *jp_ack_publish(const char *id, const char *topic, size_t tlen, long receivers, long nodes,
                      size_t *len);
 /* {"type":"ack","op":OP,"id":ID,"topics":[...],"subscriptions":N} for subscribe, unsubscribe and

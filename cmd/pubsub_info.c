@@ -285,7 +285,7 @@ char *pi_census_reply(pi_census *c, const ps_store *st, const char *id, int http
     char *s = NULL;
     jp_presence *p = c->nomem ? NULL : calloc(c->n + 1, sizeof *p);
     if (p) {
-        qsort(c->p, c->n, sizeof *c->p, by_id);
+        if (c->n) qsort(c->p, c->n, sizeof *c->p, by_id);
         for (size_t i = 0; i < c->n; i++)
             p[i] = (jp_presence){c->p[i].id, c->p[i].address, c->p[i].user, c->p[i].json};
         ps_pos pos;

@@ -9,6 +9,7 @@
  *                               (serve_static.c: --static DIR beside them)
  *   serve_exec_shared.c  --exec-shared  one program for every connection
  *   serve_child.c    what the last two share: pipes, lines, a bounded stdin buffer
+ *                    (serve_spawn.c: programs started off the loop; serve_reap.c: reaped)
  *
  * wsserve.c parses the options once (the common ones and each mode's own table), then runs one
  * server per struct serve.  Everything a server's handlers need is reached from the server
@@ -36,7 +37,6 @@ typedef struct serve_mode {
                                 * NULL; any of them given with another mode is a usage error */
     size_t config_size;        /* the values of those options: a struct of this size ... */
     void (*config_init)(void *config); /* ... filled with the defaults by this (NULL: zeros) */
-    int single_thread; /* 1: the mode cannot run with --threads N > 1 (a usage error) */
     /* Stores option `opt` (an entry of `options`) with its argument: 0, or -1 for a bad value
      * (wsserve.c says so). */
     int (*option)(void *config, const cli_option *opt, const char *arg);

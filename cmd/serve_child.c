@@ -63,63 +63,6 @@ out:
     return rc;
 }
 
-int child_pidfd(pid_t pid)
-{
-    /* The system call itself: glibc has a wrapper only from 2.36. */
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-int child_pidfd_check(void)
-{
-    int fd = child_pidfd(getpid());
-    if (fd >= 0) return close(fd);
-    fprintf(stderr, "wsserve: cannot watch programs: pidfd_open: %s (Linux 5.3 or newer needed)\n",
-            strerror(errno));
-    return -1;
-}
-
-int child_pidfd_wait(int fd, int *status)
-{
-    siginfo_t si;
-    si.si_pid = 0;
-    if (waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) < 0) return -1;
-    if (!si.si_pid) return 0; /* WNOHANG: still running */
-    /* The wait status waitpid would have given: exit code in bits 8-15, or the signal. */
-    if (si.si_code == CLD_EXITED)
-        *status = (si.si_status & 0xff) << 8;
-    else
-        *status = (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
-    return 1;
-}
-
-double child_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-void child_kill_reap(pid_t pid)
-{
-    int st;
-    kill(-pid, SIGKILL);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) continue;
-}
-
-void child_reap(pid_t pid, double deadline)
-{
-    int st;
-    /* Bounded: polls every 10 ms until the deadline, then SIGKILL cannot be refused. */
-    while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (child_now() >= deadline) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return;
-        }
-        usleep(10000);
-    }
-}
-
 void lines_feed(struct lines *l, const char *p, size_t n, lines_emit emit, void *arg)
 {
     while (n) {
@@ -227,6 +170,7 @@ int child_read_lines(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, si
                      struct lines *l, lines_emit emit, void *arg)
 {
     long n = child_read(ev, w, fd, buf, cap);
+    if (n < 0) return -1;
     if (n > 0) lines_feed(l, buf, (size_t)n, emit, arg);
     if (n) return 1;
     lines_end(l, emit, arg);

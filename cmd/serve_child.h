@@ -7,20 +7,49 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-struct ev_loop;
-struct ev_io;
+#include <ev.h>
 
 /* Stops the watcher w of pipe *fd on ev, closes the pipe and sets *fd to -1; nothing when *fd
  * is already -1. */
 void child_stop_io(struct ev_loop *ev, struct ev_io *w, int *fd);
 
-/* Reaping: each program is watched through its pidfd (pidfd_open(2), Linux 5.3) by the loop that
- * owns its connection, and reaped with waitid(P_PIDFD): no SIGCHLD, no libev default loop, no
- * waitpid(-1) that scans every child, and no status taken by another loop's reaper.  wsserve's
- * loops are therefore never libev's default loop, whose own SIGCHLD watcher reaps any child. */
-/* 0 when this kernel has pidfd_open, else -1 with the reason on stderr: the program modes need
- * it (Debian 12's kernel and newer have it) and refuse to start without it. */
-int child_pidfd_check(void);
+/* Reaping (serve_reap.c): each loop reaps the programs it started, and only those: through a
+ * pidfd per program (pidfd_open(2), Linux 5.3) where the kernel has it, else by polling them
+ * with waitpid(pid, WNOHANG) while the loop has any (valgrind 3.19 has no pidfd_open; the
+ * environment variable WSK_NO_PIDFD=1 asks for polling, a test hook).  No SIGCHLD, no libev
+ * default loop, no waitpid(-1): wsserve's loops are never libev's default loop, whose own
+ * SIGCHLD watcher reaps any child. */
+struct child_watch;
+/* w's program is gone: st is its wait status as waitpid(2) gives it, or -1 when it could not be
+ * reaped (errno value err).  w is no longer watched; the owner may free it. */
+typedef void (*child_exited)(struct child_watch *w, int st, int err);
+/* One loop's reaper: a member of the mode's per-loop state, used on that loop's thread. */
+struct reaper {
+    struct ev_loop *ev;
+    int pidfd;                    /* 1: programs are watched through pidfds; 0: polled */
+    ev_timer poll;                /* polling: runs while `watching` has entries */
+    struct child_watch *watching; /* polling: the programs of this loop not reaped yet */
+};
+/* One program watched: a member of its owner's struct, which outlives the watch. */
+struct child_watch {
+    struct reaper *r;
+    ev_io io; /* on the pidfd */
+    pid_t pid;
+    int pidfd; /* -1 when polled */
+    int watched, status, err;
+    struct child_watch *prev, *next; /* polling: in r->watching */
+    child_exited exited;
+};
+/* Sets r up for loop ev and decides how it reaps: NULL for pidfds, else why it polls (no
+ * pidfd_open, or WSK_NO_PIDFD), for the log. */
+const char *reaper_init(struct reaper *r, struct ev_loop *ev);
+/* Watches pid, whose pidfd (ownership passes to the watch) is `pidfd` when r->pidfd, else -1:
+ * exited(w, ...) runs on r's loop once it is gone, however soon that is. */
+void reaper_watch(struct reaper *r, struct child_watch *w, pid_t pid, int pidfd,
+                  child_exited exited);
+/* Stops watching (closes the pidfd; the program is then the caller's to reap, child_reap);
+ * nothing when w is not watched. */
+void reaper_unwatch(struct child_watch *w);
 /* A pidfd for pid (close-on-exec; readable once the process has exited), or -1 and errno. */
 int child_pidfd(pid_t pid);
 /* Reaps the process of pidfd fd if it has exited: 1 with *status as waitpid(2) gives it, 0 while
@@ -38,8 +67,8 @@ int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t 
  * has reached exec.  A request is submitted on the loop's thread, and done(arg, sp) is called
  * there once it has run, with sp->rc, sp->pid and sp->fds set as child_spawn sets them.  file,
  * argv and envp must stay valid until then.  The program may have exited before done is
- * called: its pidfd, opened by the spawner's thread right after the spawn, keeps its status
- * until the loop reaps it. */
+ * called: with pidfds (want_pidfd), its pidfd, opened by the spawner's thread right after the
+ * spawn, keeps its status until the loop reaps it; polled, it stays a zombie until then. */
 struct spawn {
     struct spawn *next; /* the spawner's */
     const char *file;
@@ -47,13 +76,14 @@ struct spawn {
     char *const *envp;
     pid_t pid;
     int fds[3];
-    int pidfd; /* the caller's to close */
+    int pidfd; /* the caller's to close; -1 without want_pidfd */
     int rc;
 };
 typedef void (*spawn_done)(void *arg, struct spawn *sp);
 struct spawner;
-/* NULL when no thread could start. */
-struct spawner *spawner_new(struct ev_loop *ev, spawn_done done, void *arg);
+/* want_pidfd: each program's pidfd comes with its pipes (reaper.pidfd).  NULL when no thread
+ * could start. */
+struct spawner *spawner_new(struct ev_loop *ev, int want_pidfd, spawn_done done, void *arg);
 void spawner_submit(struct spawner *s, struct spawn *sp);
 /* Requests not started yet get rc ECANCELED; every request is given to done before it
  * returns. */
@@ -131,7 +161,8 @@ void pipebuf_free(struct pipebuf *b);
  * at EOF or on an error, after which the watcher is stopped and the pipe closed; -1 when there
  * is nothing to read now. */
 long child_read(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap);
-/* The same, cut into lines for emit (lines_feed; at EOF lines_end): 0 at EOF, else 1. */
+/* The same, cut into lines for emit (lines_feed; at EOF lines_end): 0 at EOF, -1 when there
+ * is nothing to read now, else 1. */
 int child_read_lines(struct ev_loop *ev, struct ev_io *w, int *fd, char *buf, size_t cap,
                      struct lines *l, lines_emit emit, void *arg);
 

@@ -13,9 +13,9 @@
  * backpressure, so a program flooding stdout waits in write(2) instead of growing wsserve.
  * Programs are started by the spawner's threads (serve_spawn.c), so that no connection waits
  * for another's spawn.  Each child is reaped by the loop of its connection, through its pidfd
- * (serve_child.h): with --threads every thread starts and reaps its own connections' programs,
- * with spawner threads of its own.  The struct child is freed once both the socket and the
- * process are gone. */
+ * or by polling (serve_reap.c): with --threads every thread starts and reaps its own
+ * connections' programs, with spawner threads of its own.  The struct child is freed once both the
+ * socket and the process are gone. */
 #include "serve.h"
 #include "serve_child.h"
 #include "serve_exec.h"
@@ -48,8 +48,8 @@ struct child {
     int spawning;              /* sp is with the spawner: not freed meanwhile */
     pid_t pid;
     int in_fd, out_fd, err_fd; /* -1 once closed */
-    int pidfd;                 /* -1 once reaped */
-    ev_io in_w, out_w, err_w, pid_w;
+    struct child_watch exit_w; /* from the spawn until reaped */
+    ev_io in_w, out_w, err_w;
     ev_timer kill_t;
     int kills;  /* signals sent after the socket went: SIGTERM, then SIGKILL */
     int reaped; /* the process is gone; status is its wait status */
@@ -69,6 +69,7 @@ struct exec {
     struct child *children;
     struct child *pending;   /* made by the upgrade handler, taken by the open handler */
     struct spawner *spawner; /* this loop's */
+    struct reaper reaper;    /* this loop's */
     /* processes not reaped yet and spawns under way, of every thread (--max-forks): all[0]'s */
     atomic_ulong *running, running_all;
     size_t in_max;        /* each stdin buffer's cap */
@@ -159,7 +160,7 @@ static void child_release(struct child *c)
     child_stop_io(x->ev, &c->in_w, &c->in_fd);
     child_stop_io(x->ev, &c->out_w, &c->out_fd);
     child_stop_io(x->ev, &c->err_w, &c->err_fd);
-    child_stop_io(x->ev, &c->pid_w, &c->pidfd);
+    reaper_unwatch(&c->exit_w);
     ev_timer_stop(x->ev, &c->kill_t);
     if (c->prev)
         c->prev->next = c->next;
@@ -191,14 +192,18 @@ static void child_finish(struct child *c)
     wsk_close(c->ws, WSK_CLOSE_INTERNAL, reason, (size_t)n);
 }
 
-/* The program is gone (wait status st). */
-static void child_reaped(struct child *c, int st)
+/* child_exited: c's program is gone (maybe before its spawn's result came). */
+static void child_reaped(struct child_watch *w, int st, int err)
 {
+    struct child *c = (struct child *)((char *)w - offsetof(struct child, exit_w));
     struct exec *x = c->x;
+    if (st < 0) { /* not ours to wait for any more: nothing left to watch */
+        serve_log(x->sv, "%s: cannot reap the program: %s", c->addr, strerror(err));
+        st = 255 << 8;
+    }
     c->reaped = 1;
     c->status = st;
     (*x->running)--;
-    child_stop_io(x->ev, &c->pid_w, &c->pidfd);
     ev_timer_stop(x->ev, &c->kill_t);
     /* A program that exited no longer reads its stdin. */
     child_stop_io(x->ev, &c->in_w, &c->in_fd);
@@ -206,23 +211,6 @@ static void child_reaped(struct child *c, int st)
     if (c->ws) wsk_ws_resume(c->ws);
     child_finish(c);
     child_release(c);
-}
-
-/* The pidfd of c's program is readable: it exited (maybe before its spawn's result came; the
- * pidfd kept its status until now). */
-static void on_exit_pidfd(struct ev_loop *ev, ev_io *w, int revents)
-{
-    struct child *c = w->data;
-    int st = 0;
-    (void)ev;
-    (void)revents;
-    int r = child_pidfd_wait(c->pidfd, &st);
-    if (r == 0) return; /* not yet */
-    if (r < 0) {        /* not ours to wait for any more: nothing left to watch */
-        serve_log(c->x->sv, "%s: cannot reap the program: %s", c->addr, strerror(errno));
-        st = 255 << 8;
-    }
-    child_reaped(c, st);
 }
 
 /* The socket is gone and the program still runs: SIGTERM after --close-grace, SIGKILL after
@@ -344,7 +332,8 @@ static void on_stderr(struct ev_loop *ev, ev_io *w, int revents)
     struct exec *x = c->x;
     (void)ev;
     (void)revents;
-    if (!child_read_lines(x->ev, w, &c->err_fd, x->rbuf, sizeof x->rbuf, &c->errout, log_line, c))
+    if (child_read_lines(x->ev, w, &c->err_fd, x->rbuf, sizeof x->rbuf, &c->errout, log_line, c) ==
+        0)
         child_release(c);
 }
 
@@ -385,15 +374,13 @@ static void spawned(void *arg, struct spawn *sp)
     c->in_fd = sp->fds[0];
     c->out_fd = sp->fds[1];
     c->err_fd = sp->fds[2];
-    c->pidfd = sp->pidfd;
     ev_io_init(&c->in_w, on_stdin, c->in_fd, EV_WRITE);
     ev_io_init(&c->out_w, on_stdout, c->out_fd, EV_READ);
     ev_io_init(&c->err_w, on_stderr, c->err_fd, EV_READ);
-    ev_io_init(&c->pid_w, on_exit_pidfd, c->pidfd, EV_READ);
-    c->in_w.data = c->out_w.data = c->err_w.data = c->pid_w.data = c;
+    c->in_w.data = c->out_w.data = c->err_w.data = c;
     ev_io_start(x->ev, &c->out_w);
     ev_io_start(x->ev, &c->err_w);
-    ev_io_start(x->ev, &c->pid_w); /* an exit already past makes it readable at once */
+    reaper_watch(&x->reaper, &c->exit_w, c->pid, sp->pidfd, child_reaped);
     if (c->ws && pipebuf_pending(&c->in)) stdin_write(c); /* what came while it started */
     if (!c->ws) child_orphaned(c);
 }
@@ -491,7 +478,7 @@ static int exec_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
     }
     c->x = x;
     c->script = script;
-    c->in_fd = c->out_fd = c->err_fd = c->pidfd = -1;
+    c->in_fd = c->out_fd = c->err_fd = -1;
     c->in.max = x->in_max;
     wsk_request_remote_address(req, c->addr, sizeof c->addr);
     /* As websocketd: --exec is the script "/" and the whole path its PATH_INFO; --dir's
@@ -519,7 +506,6 @@ static int exec_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
         fprintf(stderr, "wsserve: --exec needs a program: --exec 'COMMAND' or -- PROGRAM ARGS\n");
         return -1;
     }
-    if (!sv->thread && child_pidfd_check() < 0) return -1;
     struct exec *x = calloc(1, sizeof *x);
     if (!x) return -1;
     x->cfg = cfg;
@@ -529,7 +515,10 @@ static int exec_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     x->ev = wsk_loop_ev(sv->loop); /* this server's: its programs are started and reaped here */
     atomic_init(&x->running_all, 0);
     x->running = sv->thread ? &((struct exec *)sv->all[0].state)->running_all : &x->running_all;
-    if (!(x->spawner = spawner_new(x->ev, spawned, x))) {
+    const char *why = reaper_init(&x->reaper, x->ev);
+    if (why && !sv->thread && sv->verbose)
+        serve_log(sv, "programs are reaped by polling (%s)", why);
+    if (!(x->spawner = spawner_new(x->ev, x->reaper.pidfd, spawned, x))) {
         free(x);
         return -1;
     }
@@ -554,6 +543,7 @@ static void exec_teardown(struct serve *sv)
     double deadline = child_now() + x->cfg->close_grace;
     while (x->children) {
         struct child *c = x->children;
+        reaper_unwatch(&c->exit_w);
         if (!c->reaped && c->pid > 0) child_reap(c->pid, deadline);
         c->reaped = 1;
         c->ws = NULL;

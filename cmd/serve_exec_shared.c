@@ -11,13 +11,23 @@
  * is a bounded buffer: past IN_MAX waiting bytes the client that sent is paused (and listed),
  * and the paused clients resume once the program has read half of it.  Broadcast has no stdout
  * backpressure (one slow client must not stall the others): each client's queue is bounded by
- * --backpressure-limit, as for every publish. */
+ * --backpressure-limit, as for every publish.
+ *
+ * With --threads N the program and its pipes live on loop 0 (all[0]'s struct prog); every loop
+ * keeps its own clients.  Its lines reach the other loops through the group's publish (framed
+ * once); an ID says its loop (ID % N), and "@ID" lines, client messages and --join-leave lines
+ * cross loops through a mailbox per loop (a list under a mutex and one wsk_group_call per
+ * batch).  How many bytes wait for the program is counted in atomics that every loop reads to
+ * pause its senders; loop 0 resumes the paused clients of a loop with one call. */
 #include "serve.h"
 #include "serve_child.h"
 
 #include <errno.h>
 #include <ev.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,24 +59,48 @@ struct sclient {
     char path[]; /* its request's path; --topics: the topic is what follows the "/" */
 };
 
-struct shared {
-    const struct shared_config *cfg;
-    struct serve *sv;
-    struct ev_loop *ev;
+/* One line crossing loops: a client's message or --join-leave line for the program (to loop
+ * 0), or an "@ID" reply (to the client's loop). */
+enum { NOTE_MESSAGE, NOTE_NOTICE, NOTE_REPLY };
+struct note {
+    struct note *next;
+    int kind;
+    unsigned long id;
+    size_t n;
+    char data[];
+};
+
+/* The program, on loop 0: all[0]'s, used on loop 0's thread but for the atomics. */
+struct prog {
     pid_t pid; /* 0 while not running */
     int in_fd, out_fd, err_fd;
-    int pidfd; /* the program's, while it runs: reaped through it (serve_child.h) */
-    ev_io in_w, out_w, err_w, pid_w;
+    struct child_watch exit_w; /* while it runs (serve_reap.c) */
+    struct reaper reaper;
+    ev_io in_w, out_w, err_w;
     ev_timer restart_t;
     double backoff, started;
     struct pipebuf in;
     struct lines out, errout;
+    atomic_size_t in_pending; /* pipebuf_pending(&in), for every loop */
+    atomic_size_t posted;     /* bytes of messages in loop 0's mailbox */
+    atomic_ulong dropped;     /* messages refused because the program's stdin was full */
+    char rbuf[64 * 1024];
+};
+
+/* One loop's server: its clients, and its mailbox. */
+struct shared {
+    const struct shared_config *cfg;
+    struct serve *sv;
+    struct ev_loop *ev;
+    struct prog *p; /* all[0]'s */
     unsigned long next_id;
-    unsigned long dropped; /* messages refused because the program's stdin was full */
     struct sclient *buckets[NBUCKETS];
     struct sclient *pending; /* made by the upgrade handler, taken by the open handler */
     struct sclient *paused;  /* the clients paused for the program's stdin */
-    char rbuf[64 * 1024];
+    atomic_int has_paused;   /* set by this loop, taken by loop 0 when it resumes them */
+    pthread_mutex_t mu;      /* the mailbox: notes posted by other loops */
+    struct note *mail, **mail_tail;
+    int woken; /* a call to take the mail is on its way */
 };
 
 /* --topics: the topic of c's path ("" for "/"); without --topics always "". */
@@ -82,13 +116,19 @@ static struct shared *shared_of(wsk_server *srv)
     return serve_of(srv)->state;
 }
 
-static struct sclient **bucket(struct shared *s, unsigned long id)
+/* Loop t's (loop 0's: the program's). */
+static struct shared *loop_shared(const struct shared *s, unsigned t)
 {
-    return &s->buckets[id % NBUCKETS];
+    return s->sv->all[t].state;
 }
 
-/* Every client, oldest bucket entry first.  fn may close (and so free) the client it is given,
- * as a send does under --close-on-backpressure; it adds and removes no other. */
+static struct sclient **bucket(struct shared *s, unsigned long id)
+{
+    return &s->buckets[(id / s->sv->threads) % NBUCKETS];
+}
+
+/* Every client of this loop, oldest bucket entry first.  fn may close (and so free) the client
+ * it is given, as a send does under --close-on-backpressure; it adds and removes no other. */
 static void each_client(struct shared *s, void (*fn)(struct shared *s, struct sclient *c))
 {
     for (size_t i = 0; i < NBUCKETS; i++)
@@ -96,6 +136,23 @@ static void each_client(struct shared *s, void (*fn)(struct shared *s, struct sc
             next = c->next;
             fn(s, c);
         }
+}
+
+/* fn(loop t's shared, loop) on every loop: at once on loop 0 (the caller's), through the group
+ * on the others. */
+static void each_loop(struct shared *s0, void (*fn)(void *arg, wsk_loop *loop))
+{
+    for (unsigned t = 1; t < s0->sv->threads; t++)
+        wsk_group_call(s0->sv->group, t, fn, loop_shared(s0, t));
+    fn(s0, s0->sv->loop);
+}
+
+/* ----- pausing clients for the program's stdin ------------------------------------------------ */
+
+/* Bytes waiting for the program: in its stdin buffer and on their way to it. */
+static size_t backlog(const struct prog *p)
+{
+    return atomic_load(&p->in_pending) + atomic_load(&p->posted);
 }
 
 /* c no longer waits for the program's stdin (resumed, or gone). */
@@ -110,17 +167,6 @@ static void unlist_paused(struct shared *s, struct sclient *c)
     c->paused = 0;
 }
 
-static void pause_client(struct shared *s, struct sclient *c)
-{
-    if (c->paused) return;
-    wsk_ws_pause(c->ws);
-    c->paused = 1;
-    c->pprev = NULL;
-    c->pnext = s->paused;
-    if (s->paused) s->paused->pprev = c;
-    s->paused = c;
-}
-
 /* wsk_ws_resume only re-arms the socket: no handler runs from here. */
 static void resume_paused(struct shared *s)
 {
@@ -131,13 +177,117 @@ static void resume_paused(struct shared *s)
     }
 }
 
-static void tell_one(struct shared *s, struct sclient *c)
+static void resume_call(void *arg, wsk_loop *loop)
 {
-    const char *m = s->cfg->restart_message;
-    wsk_send(c->ws, m, strlen(m), WSK_OP_TEXT, 1);
+    (void)loop;
+    resume_paused(arg);
 }
 
-/* ----- the program's output ------------------------------------------------------------------- */
+/* After c's message: past IN_MAX waiting bytes c is paused.  The flag is set before the second
+ * look and loop 0 lowers the count before it takes the flag (resume_all): either loop 0 sees
+ * the flag or this loop sees the lower count, so no client stays paused. */
+static void maybe_pause(struct shared *s, struct sclient *c)
+{
+    if (c->paused || backlog(s->p) < IN_MAX) return;
+    wsk_ws_pause(c->ws);
+    c->paused = 1;
+    c->pprev = NULL;
+    c->pnext = s->paused;
+    if (s->paused) s->paused->pprev = c;
+    s->paused = c;
+    atomic_store(&s->has_paused, 1);
+    if (backlog(s->p) < IN_MAX / 2) resume_paused(s);
+}
+
+/* On loop 0: every loop's paused clients are read again. */
+static void resume_all(struct shared *s0)
+{
+    resume_paused(s0);
+    for (unsigned t = 1; t < s0->sv->threads; t++) {
+        struct shared *s = loop_shared(s0, t);
+        if (atomic_exchange(&s->has_paused, 0) &&
+            wsk_group_call(s0->sv->group, t, resume_call, s) < 0)
+            atomic_store(&s->has_paused, 1); /* out of memory: the next resume tries again */
+    }
+}
+
+/* ----- the mailboxes -------------------------------------------------------------------------- */
+
+static void take_mail(void *arg, wsk_loop *loop);
+
+/* A note for loop `to`, from this loop's thread; one wake-up per batch. */
+static void post(struct shared *s, unsigned to, int kind, unsigned long id, const char *data,
+                 size_t n)
+{
+    struct shared *d = loop_shared(s, to);
+    struct note *m = malloc(sizeof *m + n);
+    if (!m) return; /* dropped, as a message past the cap */
+    m->next = NULL;
+    m->kind = kind;
+    m->id = id;
+    m->n = n;
+    memcpy(m->data, data, n);
+    if (kind == NOTE_MESSAGE) atomic_fetch_add(&s->p->posted, n);
+    pthread_mutex_lock(&d->mu);
+    *d->mail_tail = m;
+    d->mail_tail = &m->next;
+    int wake = !d->woken;
+    d->woken = 1;
+    pthread_mutex_unlock(&d->mu);
+    if (wake && wsk_group_call(s->sv->group, to, take_mail, d) < 0) {
+        pthread_mutex_lock(&d->mu);
+        d->woken = 0; /* out of memory: the next post wakes it */
+        pthread_mutex_unlock(&d->mu);
+    }
+}
+
+static void free_notes(struct note *m)
+{
+    for (struct note *next; m; m = next) {
+        next = m->next;
+        free(m);
+    }
+}
+
+static void prog_message(struct shared *s0, unsigned long id, const char *data, size_t n);
+static void prog_notice(struct shared *s0, const char *line, size_t n);
+static void reply(struct shared *s, unsigned long id, const char *p, size_t n);
+
+/* On the mailbox's loop: every note posted so far, in order. */
+static void take_mail(void *arg, wsk_loop *loop)
+{
+    struct shared *s = arg;
+    (void)loop;
+    pthread_mutex_lock(&s->mu);
+    struct note *m = s->mail;
+    s->mail = NULL;
+    s->mail_tail = &s->mail;
+    s->woken = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (struct note *it = m; it; it = it->next) {
+        if (it->kind == NOTE_MESSAGE) {
+            atomic_fetch_sub(&s->p->posted, it->n);
+            prog_message(s, it->id, it->data, it->n);
+        } else if (it->kind == NOTE_NOTICE) {
+            prog_notice(s, it->data, it->n);
+        } else {
+            reply(s, it->id, it->data, it->n);
+        }
+    }
+    free_notes(m);
+}
+
+/* ----- the program's output (loop 0) ---------------------------------------------------------- */
+
+/* "@ID\tm" to client ID of this loop (dropped when there is none). */
+static void reply(struct shared *s, unsigned long id, const char *p, size_t n)
+{
+    for (struct sclient *c = *bucket(s, id); c; c = c->next)
+        if (c->id == id) {
+            wsk_send(c->ws, p, n, wsk_utf8_valid(p, n) ? WSK_OP_TEXT : WSK_OP_BINARY, 1);
+            return;
+        }
+}
 
 /* lines_emit: "@ID\tm" to one client, "TOPIC\tm" (--topics) to a topic, else to everyone. */
 static int out_line(void *arg, const char *p, size_t n)
@@ -148,13 +298,13 @@ static int out_line(void *arg, const char *p, size_t n)
         char *end;
         unsigned long id = strtoul(p + 1, &end, 10);
         if (end != tab) return 1;
-        for (struct sclient *c = *bucket(s, id); c; c = c->next)
-            if (c->id == id) {
-                size_t k = n - (size_t)(tab + 1 - p);
-                wsk_send(c->ws, tab + 1, k,
-                         wsk_utf8_valid(tab + 1, k) ? WSK_OP_TEXT : WSK_OP_BINARY, 1);
-                break;
-            }
+        const char *m = tab + 1;
+        size_t k = n - (size_t)(m - p);
+        unsigned t = (unsigned)(id % s->sv->threads);
+        if (t)
+            post(s, t, NOTE_REPLY, id, m, k);
+        else
+            reply(s, id, m, k);
         return 1;
     }
     const char *topic = ALL;
@@ -170,12 +320,19 @@ static int out_line(void *arg, const char *p, size_t n)
     return 1;
 }
 
+/* One read of the program's stdout: 0 at EOF, -1 when there is nothing now, else 1. */
+static int read_out(struct shared *s0)
+{
+    struct prog *p = s0->p;
+    return child_read_lines(s0->ev, &p->out_w, &p->out_fd, p->rbuf, sizeof p->rbuf, &p->out,
+                            out_line, s0);
+}
+
 static void on_out(struct ev_loop *ev, ev_io *w, int revents)
 {
-    struct shared *s = w->data;
     (void)ev;
     (void)revents;
-    child_read_lines(s->ev, w, &s->out_fd, s->rbuf, sizeof s->rbuf, &s->out, out_line, s);
+    read_out(w->data);
 }
 
 static int err_line(void *arg, const char *p, size_t n)
@@ -190,31 +347,44 @@ static void on_err(struct ev_loop *ev, ev_io *w, int revents)
     struct shared *s = w->data;
     (void)ev;
     (void)revents;
-    child_read_lines(s->ev, w, &s->err_fd, s->rbuf, sizeof s->rbuf, &s->errout, err_line, s);
+    child_read_lines(s->ev, w, &s->p->err_fd, s->p->rbuf, sizeof s->p->rbuf, &s->p->errout,
+                     err_line, s);
 }
 
-/* ----- the program's input -------------------------------------------------------------------- */
+/* ----- the program's input (loop 0) ----------------------------------------------------------- */
 
-static void in_write(struct shared *s)
+static void in_write(struct shared *s0)
 {
-    int r = s->in_fd < 0 ? -1 : pipebuf_write(&s->in, s->in_fd);
+    struct prog *p = s0->p;
+    int r = p->in_fd < 0 ? -1 : pipebuf_write(&p->in, p->in_fd);
     if (r < 0) {
-        child_stop_io(s->ev, &s->in_w, &s->in_fd);
-        pipebuf_free(&s->in);
+        child_stop_io(s0->ev, &p->in_w, &p->in_fd);
+        pipebuf_free(&p->in);
     } else if (r) {
-        ev_io_start(s->ev, &s->in_w);
+        ev_io_start(s0->ev, &p->in_w);
     } else {
-        ev_io_stop(s->ev, &s->in_w);
+        ev_io_stop(s0->ev, &p->in_w);
     }
-    if (pipebuf_pending(&s->in) < IN_MAX / 2) resume_paused(s);
+    atomic_store(&p->in_pending, pipebuf_pending(&p->in));
+    if (pipebuf_pending(&p->in) < IN_MAX / 2) resume_all(s0);
 }
 
 /* --join-leave: one line for the program that is no client's message.  Not held to the cap of
  * messages (the program would lose track of who is there), only to the buffer's own. */
-static void notice(struct shared *s, const char *line, size_t n)
+static void prog_notice(struct shared *s0, const char *line, size_t n)
 {
-    if (!s->cfg->join_leave || s->in_fd < 0) return;
-    if (pipebuf_append(&s->in, NULL, 0, line, n, 1) == 0) in_write(s);
+    if (s0->p->in_fd < 0) return;
+    if (pipebuf_append(&s0->p->in, NULL, 0, line, n, 1) == 0) in_write(s0);
+}
+
+/* Client id's message for the program's stdin. */
+static void prog_message(struct shared *s0, unsigned long id, const char *data, size_t n)
+{
+    char prefix[32];
+    if (s0->p->in_fd < 0) return; /* no program (restarting): dropped */
+    int k = snprintf(prefix, sizeof prefix, "%lu\t", id);
+    if (pipebuf_append(&s0->p->in, prefix, (size_t)k, data, n, 1) < 0) return;
+    in_write(s0);
 }
 
 static void on_in(struct ev_loop *ev, ev_io *w, int revents)
@@ -224,31 +394,41 @@ static void on_in(struct ev_loop *ev, ev_io *w, int revents)
     in_write(w->data);
 }
 
+/* --join-leave's line, from the client's loop. */
+static void notice(struct shared *s, const char *line, size_t n)
+{
+    if (!s->cfg->join_leave) return;
+    if (s->sv->thread)
+        post(s, 0, NOTE_NOTICE, 0, line, n);
+    else
+        prog_notice(s, line, n);
+}
+
 static void shared_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
     struct shared *s = shared_of(wsk_ws_server(ws));
     struct sclient *c = wsk_ws_data(ws);
-    char prefix[32];
     (void)op;
-    /* No program (restarting), or a closing socket read for its close frame: dropped. */
-    if (!c || s->in_fd < 0) return;
+    /* A closing socket read for its close frame: dropped. */
+    if (!c) return;
     /* Other clients kept sending while the program read nothing: past 4 * IN_MAX a message is
      * dropped, and the log says so (at 1, 2, 4, 8, ... drops, so a flood cannot flood it). */
-    if (pipebuf_pending(&s->in) >= 4 * IN_MAX) {
-        unsigned long n = ++s->dropped;
+    if (backlog(s->p) >= 4 * IN_MAX) {
+        unsigned long n = atomic_fetch_add(&s->p->dropped, 1) + 1;
         if (!(n & (n - 1)))
             serve_log(s->sv, "the program is not reading its stdin: %lu message(s) dropped", n);
         return;
     }
-    int n = snprintf(prefix, sizeof prefix, "%lu\t", c->id);
-    if (pipebuf_append(&s->in, prefix, (size_t)n, data, len, 1) < 0) return;
-    in_write(s);
-    if (pipebuf_pending(&s->in) >= IN_MAX) pause_client(s, c);
+    if (s->sv->thread)
+        post(s, 0, NOTE_MESSAGE, c->id, data, len);
+    else
+        prog_message(s, c->id, data, len);
+    maybe_pause(s, c);
 }
 
-/* ----- the program's life --------------------------------------------------------------------- */
+/* ----- the program's life (loop 0) ------------------------------------------------------------ */
 
-static void start(struct shared *s);
+static void start(struct shared *s0);
 
 static void on_restart(struct ev_loop *ev, ev_timer *w, int revents)
 {
@@ -257,29 +437,44 @@ static void on_restart(struct ev_loop *ev, ev_timer *w, int revents)
     start(w->data);
 }
 
-static void on_exit_(struct ev_loop *ev, ev_io *w, int revents)
+static void tell_one(struct shared *s, struct sclient *c)
 {
-    struct shared *s = w->data;
-    int st = 0;
-    (void)revents;
-    int r = child_pidfd_wait(s->pidfd, &st);
-    if (r == 0) return; /* not yet */
-    if (r < 0) st = 255 << 8;
-    child_stop_io(ev, w, &s->pidfd);
-    s->pid = 0;
-    child_stop_io(s->ev, &s->in_w, &s->in_fd);
-    pipebuf_free(&s->in);
-    resume_paused(s);
+    const char *m = s->cfg->restart_message;
+    wsk_send(c->ws, m, strlen(m), WSK_OP_TEXT, 1);
+}
+
+static void tell_call(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    each_client(arg, tell_one);
+}
+
+/* child_exited: the program is gone; it is restarted after the backoff. */
+static void on_exit_(struct child_watch *w, int st, int err)
+{
+    struct prog *p = (struct prog *)((char *)w - offsetof(struct prog, exit_w));
+    struct shared *s0 = p->restart_t.data;
+    struct ev_loop *ev = s0->ev;
+    (void)err;
+    if (st < 0) st = 255 << 8;
+    p->pid = 0;
+    /* What it wrote before it went comes before the restart message (up to 1 MiB: what is
+     * left, from what it started, is read as it comes). */
+    for (int i = 0; i < 16 && read_out(s0) > 0; i++) continue;
+    child_stop_io(ev, &p->in_w, &p->in_fd);
+    pipebuf_free(&p->in);
+    atomic_store(&p->in_pending, 0);
+    resume_all(s0);
     if (WIFSIGNALED(st))
-        serve_log(s->sv, "program killed by signal %d; restarting", WTERMSIG(st));
+        serve_log(s0->sv, "program killed by signal %d; restarting", WTERMSIG(st));
     else
-        serve_log(s->sv, "program exited with status %d; restarting", WEXITSTATUS(st));
-    each_client(s, tell_one);
+        serve_log(s0->sv, "program exited with status %d; restarting", WEXITSTATUS(st));
+    each_loop(s0, tell_call);
     /* A program that keeps dying at once is restarted less and less often. */
-    s->backoff = ev_now(ev) - s->started < 10 ? (s->backoff ? s->backoff * 2 : 0.1) : 0.1;
-    if (s->backoff > 10) s->backoff = 10;
-    ev_timer_set(&s->restart_t, s->backoff, 0);
-    ev_timer_start(ev, &s->restart_t);
+    p->backoff = ev_now(ev) - p->started < 10 ? (p->backoff ? p->backoff * 2 : 0.1) : 0.1;
+    if (p->backoff > 10) p->backoff = 10;
+    ev_timer_set(&p->restart_t, p->backoff, 0);
+    ev_timer_start(ev, &p->restart_t);
 }
 
 /* --passenv's variables (without it all of wsserve's), then --env's. */
@@ -300,45 +495,45 @@ static char **shared_env(const struct shared_config *cfg)
     return child_envp_end(&e, &cfg->env);
 }
 
-static void start(struct shared *s)
+static void start(struct shared *s0)
 {
-    char *sh[] = {"sh", "-c", (char *)s->cfg->command, NULL};
+    struct prog *p = s0->p;
+    char *sh[] = {"sh", "-c", (char *)s0->cfg->command, NULL};
     int fds[3];
-    s->started = ev_now(s->ev);
+    p->started = ev_now(s0->ev);
     /* The last run's pipes are closed; output it left unread is dropped with them. */
-    child_stop_io(s->ev, &s->out_w, &s->out_fd);
-    child_stop_io(s->ev, &s->err_w, &s->err_fd);
-    lines_free(&s->out);
-    lines_free(&s->errout);
-    char **envp = shared_env(s->cfg);
-    int rc = envp ? child_spawn("/bin/sh", sh, envp, &s->pid, fds) : ENOMEM;
+    child_stop_io(s0->ev, &p->out_w, &p->out_fd);
+    child_stop_io(s0->ev, &p->err_w, &p->err_fd);
+    lines_free(&p->out);
+    lines_free(&p->errout);
+    char **envp = shared_env(s0->cfg);
+    int rc = envp ? child_spawn("/bin/sh", sh, envp, &p->pid, fds) : ENOMEM;
     env_free(envp);
-    if (!rc && (s->pidfd = child_pidfd(s->pid)) < 0) { /* EMFILE: no way to watch it */
+    int pidfd = -1;
+    if (!rc && p->reaper.pidfd && (pidfd = child_pidfd(p->pid)) < 0) { /* EMFILE */
         rc = errno;
-        child_kill_reap(s->pid);
+        child_kill_reap(p->pid);
         for (int i = 0; i < 3; i++) close(fds[i]);
     }
     if (rc) {
-        serve_log(s->sv, "cannot start the program: %s", strerror(rc));
-        s->pid = 0;
-        s->backoff = 10;
-        ev_timer_set(&s->restart_t, s->backoff, 0);
-        ev_timer_start(s->ev, &s->restart_t);
+        serve_log(s0->sv, "cannot start the program: %s", strerror(rc));
+        p->pid = 0;
+        p->backoff = 10;
+        ev_timer_set(&p->restart_t, p->backoff, 0);
+        ev_timer_start(s0->ev, &p->restart_t);
         return;
     }
-    s->in_fd = fds[0];
-    s->out_fd = fds[1];
-    s->err_fd = fds[2];
-    ev_io_init(&s->in_w, on_in, s->in_fd, EV_WRITE);
-    ev_io_init(&s->out_w, on_out, s->out_fd, EV_READ);
-    ev_io_init(&s->err_w, on_err, s->err_fd, EV_READ);
-    s->in_w.data = s->out_w.data = s->err_w.data = s;
-    ev_io_start(s->ev, &s->out_w);
-    ev_io_start(s->ev, &s->err_w);
-    if (s->backoff) serve_log(s->sv, "program restarted, pid %ld", (long)s->pid);
-    ev_io_init(&s->pid_w, on_exit_, s->pidfd, EV_READ);
-    s->pid_w.data = s;
-    ev_io_start(s->ev, &s->pid_w);
+    p->in_fd = fds[0];
+    p->out_fd = fds[1];
+    p->err_fd = fds[2];
+    ev_io_init(&p->in_w, on_in, p->in_fd, EV_WRITE);
+    ev_io_init(&p->out_w, on_out, p->out_fd, EV_READ);
+    ev_io_init(&p->err_w, on_err, p->err_fd, EV_READ);
+    p->in_w.data = p->out_w.data = p->err_w.data = s0;
+    ev_io_start(s0->ev, &p->out_w);
+    ev_io_start(s0->ev, &p->err_w);
+    if (p->backoff) serve_log(s0->sv, "program restarted, pid %ld", (long)p->pid);
+    reaper_watch(&p->reaper, &p->exit_w, p->pid, pidfd, on_exit_);
 }
 
 /* ----- clients -------------------------------------------------------------------------------- */
@@ -368,7 +563,8 @@ static void shared_open(wsk_ws *ws)
     struct sclient *c = wsk_ws_data(ws);
     if (!c || c != s->pending) return;
     s->pending = NULL;
-    c->id = ++s->next_id;
+    /* Unique across the loops, and says its loop: ID % threads (1, 2, 3, ... with one). */
+    c->id = ++s->next_id * s->sv->threads + s->sv->thread;
     c->ws = ws;
     c->next = *bucket(s, c->id);
     *bucket(s, c->id) = c;
@@ -391,9 +587,9 @@ static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     char line[64];
     int n = snprintf(line, sizeof line, "-%lu\t%u", c->id, code);
     notice(s, line, (size_t)n);
-    for (struct sclient **p = bucket(s, c->id); *p; p = &(*p)->next)
-        if (*p == c) {
-            *p = c->next;
+    for (struct sclient **pp = bucket(s, c->id); *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
             break;
         }
     free(c);
@@ -401,48 +597,76 @@ static void shared_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
 
 /* ----- the mode ------------------------------------------------------------------------------- */
 
+/* all[0]'s: the program, started with the loop. */
+static struct prog *prog_new(struct shared *s0, const wsk_server_opts *so)
+{
+    struct prog *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->in_fd = p->out_fd = p->err_fd = -1;
+    const char *why = reaper_init(&p->reaper, s0->ev);
+    if (why && s0->sv->verbose) serve_log(s0->sv, "the program is reaped by polling (%s)", why);
+    /* The cap of messages, the largest one with its prefix, and room for --join-leave's lines
+     * (kept even when messages are dropped). */
+    p->in.max = 4 * IN_MAX + so->max_payload + 32 + NOTICE_ROOM;
+    ev_init(&p->restart_t, on_restart);
+    p->restart_t.data = s0;
+    /* The program starts with the loop: the server exists by then (setup runs before). */
+    ev_timer_set(&p->restart_t, 0, 0);
+    ev_timer_start(s0->ev, &p->restart_t);
+    return p;
+}
+
+static void prog_free(struct shared *s0)
+{
+    struct prog *p = s0->p;
+    ev_timer_stop(s0->ev, &p->restart_t);
+    if (p->pid > 0) {
+        reaper_unwatch(&p->exit_w);
+        kill(-p->pid, SIGTERM);
+        child_reap(p->pid, child_now() + 1.0);
+    }
+    child_stop_io(s0->ev, &p->in_w, &p->in_fd);
+    child_stop_io(s0->ev, &p->out_w, &p->out_fd);
+    child_stop_io(s0->ev, &p->err_w, &p->err_fd);
+    pipebuf_free(&p->in);
+    lines_free(&p->out);
+    lines_free(&p->errout);
+    free(p);
+}
+
 static int shared_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
 {
     const struct shared_config *cfg = sv->config;
-    if (child_pidfd_check() < 0) return -1;
     struct shared *s = calloc(1, sizeof *s);
     if (!s) return -1;
     s->cfg = cfg;
     s->sv = sv;
     s->ev = wsk_loop_ev(sv->loop);
-    s->in_fd = s->out_fd = s->err_fd = s->pidfd = -1;
-    /* The cap of messages, the largest one with its prefix, and room for --join-leave's lines
-     * (kept even when messages are dropped). */
-    s->in.max = 4 * IN_MAX + so->max_payload + 32 + NOTICE_ROOM;
-    ev_init(&s->restart_t, on_restart);
-    s->restart_t.data = s;
+    s->mail_tail = &s->mail;
+    pthread_mutex_init(&s->mu, NULL);
+    atomic_init(&s->has_paused, 0);
+    s->p = sv->thread ? ((struct shared *)sv->all[0].state)->p : prog_new(s, so);
+    if (!s->p) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return -1;
+    }
     sv->state = s;
     h->upgrade = shared_upgrade;
     h->open = shared_open;
     h->message = shared_message;
     h->close = shared_close;
-    /* The program starts with the loop: the server exists by then (setup runs before). */
-    ev_timer_set(&s->restart_t, 0, 0);
-    ev_timer_start(s->ev, &s->restart_t);
     return 0;
 }
 
+/* After every loop ended; all[0]'s last, with the program. */
 static void shared_teardown(struct serve *sv)
 {
     struct shared *s = sv->state;
     if (!s) return;
-    ev_timer_stop(s->ev, &s->restart_t);
-    if (s->pid > 0) {
-        child_stop_io(s->ev, &s->pid_w, &s->pidfd);
-        kill(-s->pid, SIGTERM);
-        child_reap(s->pid, child_now() + 1.0);
-    }
-    child_stop_io(s->ev, &s->in_w, &s->in_fd);
-    child_stop_io(s->ev, &s->out_w, &s->out_fd);
-    child_stop_io(s->ev, &s->err_w, &s->err_fd);
-    pipebuf_free(&s->in);
-    lines_free(&s->out);
-    lines_free(&s->errout);
+    if (!sv->thread) prog_free(s);
+    free_notes(s->mail); /* posted after this loop ended */
+    pthread_mutex_destroy(&s->mu);
     free(s->pending);
     free(s);
     sv->state = NULL;
@@ -507,9 +731,6 @@ static int shared_operands(void *config, const char *arg, int argc, char **argv)
 
 const serve_mode serve_exec_shared = {
     .name = "exec-shared",
-    /* One program for every connection: its pipes live on one loop, and the connections of
-     * other threads would need every line handed across (wsk_group_call). */
-    .single_thread = 1,
     .arg = "COMMAND",
     .help = "one program for all: lines to every client, ID<TAB>message in",
     .options = shared_options,

@@ -49,8 +49,10 @@
 #define TOKEN_MAX    1024
 #define USER_MAX     64 /* bytes of ?user= kept for presence */
 #define MAX_ORIGINS  32
-/* Seconds POST /publish waits for the engine's count before answering without it. */
-#define HTTP_COUNT_WAIT 1.0
+/* Seconds a bridged publish's answer (POST /publish's, a JSON publish's acknowledgement) waits
+ * for the engine's count; then it goes with the local receivers and "reason" (JP_LATE): a
+ * stalled engine never holds an answer longer. */
+#define COUNT_WAIT 1.0
 
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
@@ -508,15 +510,22 @@ const serve_mode serve_chat = {
 
 /* A JSON publish on a bridged server: its acknowledgement waits for the engine's count of the
  * other nodes that listen to the topic (the engine carries T only; each node wraps it for its
- * JSON subscribers itself: broker_bridged).  A presence waits for every thread's subscribers
- * (pi_census_start).  On the client's list until then; a client that closes first leaves it
- * orphaned (ws NULL), freed when the answer comes. */
+ * JSON subscribers itself: broker_bridged), COUNT_WAIT at most (`late`).  A presence waits for
+ * every thread's subscribers (pi_census_start).  On the client's list until the count or the
+ * census comes, also when the acknowledgement went without the count; a client that closes
+ * first leaves it orphaned (ws NULL), freed when the count or the census comes. */
 struct pending {
     wsk_ws *ws;
     wsk_deferred *http; /* POST /publish, GET /topics/T: the HTTP answer, instead of ws's */
     wsk_server *srv;    /* presence: where the answer is made */
     struct pending *prev, *next;
     long local, nodes; /* local receivers of both forms; nodes, JP_UNBRIDGED or JP_UNCOUNTED */
+    long got;          /* JSON: the local receivers, for an acknowledgement without the count */
+    uint8_t busy;      /* JSON: broker_publish has not returned (the count may come inside) */
+    uint8_t counted;   /* the count came */
+    uint8_t acked;     /* JSON: the acknowledgement went without the count */
+    struct ev_loop *ev;
+    ev_timer late; /* JSON: COUNT_WAIT from the publish, while the count has not come */
     size_t tlen;
     char topic[TOPIC_MAX];
     char id[JP_ID_MAX + 1];
@@ -552,6 +561,20 @@ static void http_answer(wsk_deferred *d, char *s, size_t n)
     free(t ? t : s);
 }
 
+/* A JSON publish's count came (p->counted): its acknowledgement, unless it went already. */
+static void pending_done(struct pending *p)
+{
+    if (p->ev) ev_timer_stop(p->ev, &p->late);
+    if (p->ws) {
+        size_t n;
+        char *s =
+            p->acked ? NULL : jp_ack_publish(p->id, p->topic, p->tlen, p->local, p->nodes, &n);
+        pending_unlink(wsk_ws_data(p->ws), p);
+        if (!p->acked) send_reply(p->ws, s, n);
+    }
+    free(p);
+}
+
 static void pending_count(void *arg, long local, long nodes)
 {
     struct pending *p = arg;
@@ -559,17 +582,29 @@ static void pending_count(void *arg, long local, long nodes)
     p->nodes = nodes == WSK_NODES_NOT_BRIDGED ? JP_UNBRIDGED
                : nodes == WSK_NODES_UNKNOWN   ? JP_UNCOUNTED
                                               : nodes;
+    p->counted = 1;
     if (p->http) {
         size_t n = 0;
         char *s = jp_http_published(p->topic, p->tlen, p->local, p->nodes, &n);
         http_answer(p->http, s, n);
-    } else if (p->ws) {
+        free(p);
+    } else if (!p->busy) {
+        pending_done(p);
+    }
+}
+
+/* COUNT_WAIT passed without the engine's count: the acknowledgement goes without it. */
+static void pending_late(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    struct pending *p = w->data;
+    (void)ev;
+    (void)revents;
+    p->acked = 1;
+    if (p->ws) {
         size_t n;
-        char *s = jp_ack_publish(p->id, p->topic, p->tlen, p->local, p->nodes, &n);
-        pending_unlink(wsk_ws_data(p->ws), p);
+        char *s = jp_ack_publish(p->id, p->topic, p->tlen, p->got, JP_LATE, &n);
         send_reply(p->ws, s, n);
     }
-    free(p);
 }
 
 /* One publish: counted when p is not NULL (pending_count runs for it). */
@@ -1357,7 +1392,17 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
                 memcpy(p->topic, t->name, t->len);
                 memcpy(p->id, rq.id, sizeof p->id);
                 pending_link(cl, p);
-                broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, p);
+                p->busy = 1;
+                p->got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, p);
+                p->busy = 0;
+                if (p->counted) {
+                    pending_done(p);
+                } else {
+                    p->ev = wsk_loop_ev(wsk_server_loop(srv));
+                    ev_timer_init(&p->late, pending_late, COUNT_WAIT, 0);
+                    p->late.data = p;
+                    ev_timer_start(p->ev, &p->late);
+                }
             } else {
                 long got =
                     broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, NULL);
@@ -1602,7 +1647,7 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
      * response built below is the fallback, if the count is not there in time. */
     int up = wsk_server_bridged(sv->srv, topic, tlen); /* the group's bridge, with --threads */
     struct pending *p = up == 1 ? calloc(1, sizeof *p) : NULL;
-    if (p && !(p->http = wsk_response_defer(res, HTTP_COUNT_WAIT))) {
+    if (p && !(p->http = wsk_response_defer(res, COUNT_WAIT))) {
         free(p);
         p = NULL;
     }
@@ -1614,6 +1659,7 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
     size_t len;
     char *s = jp_http_published(topic, tlen, got,
                                 up < 0 ? JP_NO_BRIDGE
+                                : p    ? JP_LATE /* the fallback: sent when the count is late */
                                 : up   ? JP_UNCOUNTED
                                        : JP_UNBRIDGED,
                                 &len);

@@ -16,7 +16,8 @@
  * epoll_ctl per descriptor, again O(connections) (ev_epoll.c, "spurious notification").
  *
  * The thread also opens the program's pidfd right after the spawn and sends it with the pipes:
- * the loop reaps the program through it (serve_child.h), however soon the program exits. */
+ * the loop reaps the program through it (serve_reap.c), however soon the program exits.  A loop
+ * that polls its programs instead (no pidfd_open) gets the three pipes alone. */
 #include "serve_child.h"
 
 #include <errno.h>
@@ -42,6 +43,7 @@ struct spawner {
     pthread_cond_t cv;
     struct spawn *todo, **todo_tail; /* submitted, not started: oldest first */
     int stopping;
+    int want_pidfd; /* a pidfd with each program's pipes */
     int nthreads;
     pthread_t threads[SPAWN_THREADS];
 };
@@ -57,7 +59,8 @@ union fds_cmsg {
     struct cmsghdr align;
 };
 
-static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int fds[NFDS])
+static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int fds[NFDS],
+                        int nfds)
 {
     struct result r = {sp, pid, rc};
     struct iovec iov = {&r, sizeof r};
@@ -70,8 +73,9 @@ static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int
         struct cmsghdr *c = CMSG_FIRSTHDR(&m);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(NFDS * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, NFDS * sizeof(int));
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
     }
     ssize_t n;
     while ((n = sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) continue;
@@ -83,7 +87,7 @@ static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int
         while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR) continue;
     }
     if (!rc)
-        for (int i = 0; i < NFDS; i++) close(fds[i]); /* the loop has its own now */
+        for (int i = 0; i < nfds; i++) close(fds[i]); /* the loop has its own now */
 }
 
 static void *spawn_thread(void *arg)
@@ -106,12 +110,13 @@ static void *spawn_thread(void *arg)
         pid_t pid = 0;
         int fds[NFDS];
         int rc = child_spawn(sp->file, sp->argv, sp->envp, &pid, fds);
-        if (!rc && (fds[3] = child_pidfd(pid)) < 0) { /* EMFILE: no way to watch it */
+        if (!rc && s->want_pidfd &&
+            (fds[3] = child_pidfd(pid)) < 0) { /* EMFILE: no way to watch it */
             rc = errno;
             child_kill_reap(pid);
             for (int i = 0; i < 3; i++) close(fds[i]);
         }
-        send_result(sock, sp, rc, pid, fds);
+        send_result(sock, sp, rc, pid, fds, s->want_pidfd ? NFDS : 3);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -141,10 +146,10 @@ static void deliver(struct spawner *s)
             if (ngot > NFDS) ngot = NFDS;
             memcpy(got, CMSG_DATA(c), (size_t)ngot * sizeof(int));
         }
-        if (!sp->rc && ngot == NFDS) {
+        if (!sp->rc && ngot == (s->want_pidfd ? NFDS : 3)) {
             memcpy(sp->fds, got, sizeof sp->fds);
-            sp->pidfd = got[3];
-        } else if (!sp->rc) { /* MSG_CTRUNC: no room in the loop's table for all four */
+            sp->pidfd = s->want_pidfd ? got[3] : -1;
+        } else if (!sp->rc) { /* MSG_CTRUNC: no room in the loop's table for them all */
             for (int i = 0; i < ngot; i++) close(got[i]);
             sp->rc = EMFILE;
             child_kill_reap(r.pid);
@@ -160,7 +165,7 @@ static void on_done(struct ev_loop *ev, ev_io *w, int revents)
     deliver(w->data);
 }
 
-struct spawner *spawner_new(struct ev_loop *ev, spawn_done done, void *arg)
+struct spawner *spawner_new(struct ev_loop *ev, int want_pidfd, spawn_done done, void *arg)
 {
     struct spawner *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -170,6 +175,7 @@ struct spawner *spawner_new(struct ev_loop *ev, spawn_done done, void *arg)
         return NULL;
     }
     s->ev = ev;
+    s->want_pidfd = want_pidfd;
     s->done = done;
     s->arg = arg;
     s->todo_tail = &s->todo;

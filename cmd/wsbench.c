@@ -51,6 +51,7 @@ static const char usage_tail[] =
 enum {
     OPT_WARMUP = 256,
     OPT_BINARY,
+    OPT_UTF8,
     OPT_COMPRESS,
     OPT_VERIFY,
     OPT_ROUND_DELAY,
@@ -88,6 +89,7 @@ static const cli_option options[] = {
     {"window", 'w', "N", "messages in flight per connection, closed loop (1)"},
     {"rate", 'r', "N", "open loop: N messages per second over all connections"},
     {"binary", OPT_BINARY, NULL, "binary messages (default: text)"},
+    {"utf8", OPT_UTF8, NULL, "text with a third of its bytes in non-ASCII characters"},
     {"compress", OPT_COMPRESS, NULL, "offer permessage-deflate and send compressed messages"},
     {"verify", OPT_VERIFY, NULL, "check every byte of every echo reply"},
     {"round-delay", OPT_ROUND_DELAY, "TIME", "chat: next round at a timer's tick (Bun: 64ms)"},
@@ -296,6 +298,7 @@ static void parse(int argc, char **argv, cmdline *cl)
         case 'w': o->window = (unsigned)count_arg(c, arg, 1, 1u << 20); break;
         case 'r': o->rate = (double)count_arg(c, arg, 1, 1000000000); break;
         case OPT_BINARY: o->binary = 1; break;
+        case OPT_UTF8: o->utf8 = 1; break;
         case OPT_COMPRESS: o->compress = 1; break;
         case OPT_VERIFY: o->verify = 1; break;
         case OPT_ROUND_DELAY: {

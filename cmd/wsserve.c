@@ -235,6 +235,12 @@ static int server_option(struct config *c, int key, const char *arg)
     case O_REUSEPORT: so->reuse_port = 1; return 0;
     case O_BRIDGE:
         if (c->nbridge == MAX_BRIDGE) cli_usage_error(PROG, "at most %d --bridge", MAX_BRIDGE);
+        /* hiredis 0.14 (Debian's) has no TLS: say so, rather than "invalid URL" at start. */
+        if (!strncmp(arg, "rediss://", 9))
+            cli_usage_error(PROG, "--bridge rediss://: Redis over TLS is not supported (this "
+                                  "hiredis has no TLS); reach it through a TLS tunnel as redis://");
+        if (strncmp(arg, "redis://", 8) && strncmp(arg, "nats://", 7))
+            cli_usage_error(PROG, "--bridge takes redis://... or nats://... URLs");
         c->bridge[c->nbridge++] = arg;
         return 0;
     case O_BRIDGEPREFIX: c->bridge_prefix = arg; return strlen(arg) > 64 ? -1 : 0;
@@ -605,9 +611,6 @@ int main(int argc, char **argv)
     struct config c = {.threads = 1};
     wsk_server_opts_init(&c.so);
     parse(argc, argv, &c);
-    if (c.threads > 1 && c.mode->single_thread)
-        cli_usage_error(PROG, "--%s runs on one thread: --threads %u does not go with it",
-                        c.mode->name, c.threads);
     if (c.so.max_connections && c.so.max_connections < c.threads)
         cli_usage_error(PROG, "--max-connections %zu is less than one per thread (--threads %u)",
                         (size_t)c.so.max_connections, c.threads);

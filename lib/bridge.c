@@ -33,8 +33,18 @@ struct wsk_bridge_link {
     struct origin seen[WSK_BRIDGE_ORIGINS];
 };
 
+/* A pattern this node holds on the engine (its carrier form, see carrier()).  A topic it
+ * matches is not also held by name: the pattern brings its messages, and Redis would count the
+ * node twice in PUBLISH's reply. */
+struct held {
+    struct held *next;
+    size_t n;
+    char name[];
+};
+
 struct wsk_bridge {
     wsk_ctx *ctx;
+    struct held *patterns; /* every live pattern, whether the links are up or not */
     uint8_t node[8];
     uint64_t seq; /* the last message number forwarded */
     size_t plen;
@@ -47,7 +57,7 @@ struct wsk_bridge {
     wsk_bridge_stats st;
     size_t hdepth; /* history in the engine (wsk_server_bridge_history): 0 when off */
     double httl;
-    struct hold *holds; /* wsk_server_bridge_listen's topics, a list */
+    struct listener *listeners; /* wsk_server_bridge_listen's topics, a list */
     unsigned nlinks;
     wsk_bridge_link links[];
 };
@@ -88,16 +98,16 @@ static size_t sibling(struct wsk_bridge *b, const char *from, const char *t, siz
 }
 
 /* A topic the node listens to without a local subscriber (wsk_server_bridge_listen). */
-struct hold {
-    struct hold *next;
+struct listener {
+    struct listener *next;
     unsigned count;
     size_t n;
     char t[];
 };
 
-static struct hold *held(const struct wsk_bridge *b, const char *t, size_t n)
+static struct listener *listener_of(const struct wsk_bridge *b, const char *t, size_t n)
 {
-    struct hold *h = b->holds;
+    struct listener *h = b->listeners;
     while (h && (h->n != n || memcmp(h->t, t, n))) h = h->next;
     return h;
 }
@@ -111,7 +121,23 @@ static int wanted_by_sockets(struct wsk_bridge *b, const char *t, size_t n)
 
 static int wanted(struct wsk_bridge *b, const char *t, size_t n)
 {
-    return wanted_by_sockets(b, t, n) || held(b, t, n);
+    return wanted_by_sockets(b, t, n) || listener_of(b, t, n);
+}
+
+/* The pattern of b other than `except` that matches name t[0..n), or NULL. */
+static const struct held *covering(const struct wsk_bridge *b, const char *t, size_t n,
+                                   const struct held *except)
+{
+    for (const struct held *h = b->patterns; h; h = h->next)
+        if (h != except && wsk_topic_match(h->name, h->n, t, n)) return h;
+    return NULL;
+}
+
+/* 1 when this node holds carried topic t[0..n) (a name) on the engine by that name: it has
+ * subscribers here and none of its patterns covers it. */
+static int by_name(struct wsk_bridge *b, const char *t, size_t n)
+{
+    return wanted(b, t, n) && !covering(b, t, n, NULL);
 }
 
 void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
@@ -135,18 +161,74 @@ static void pattern_sub(struct wsk_bridge *b, wsk_bridge_link *l, const char *c,
         l->eng->punsubscribe(l->e, c, n, b->plen);
 }
 
+/* Pattern p of b came (on) or is going: the live names it matches and no other pattern of b
+ * covers leave the engine (on) or come back to it. */
+struct regroup {
+    struct wsk_bridge *b;
+    const struct held *p;
+    int on;
+};
+
+static void regroup(void *arg, const char *topic, size_t n)
+{
+    const struct regroup *g = arg;
+    struct wsk_bridge *b = g->b;
+    size_t cn = n;
+    const char *ct = carrier(b, topic, &cn);
+    if (ct != topic && wsk_server_subscribers(b->ctx->srv, ct, cn)) return; /* ct's turn */
+    if (wsk_topic_is_pattern(ct, cn) || !wsk_topic_match(g->p->name, g->p->n, ct, cn) ||
+        !wanted(b, ct, cn) || covering(b, ct, cn, g->p))
+        return;
+    wsk_bridge_link *l = shard(b, ct, cn);
+    if (!l->up) return; /* wsk_bridge_up subscribes what is held by name */
+    if (g->on)
+        l->eng->unsubscribe(l->e, channel(b, ct, cn), b->plen + cn);
+    else
+        l->eng->subscribe(l->e, channel(b, ct, cn), b->plen + cn);
+}
+
+/* Pattern t[0..n) (carried) on the engine's every link, and the names it covers off them (on);
+ * or the names back and the pattern off.  In that order: the engine never drops a message
+ * between the two (a copy meanwhile is dropped as one). */
+static void pattern_topic(struct wsk_bridge *b, const char *t, size_t n, int on)
+{
+    struct held **pp = &b->patterns, *h;
+    while (*pp && ((*pp)->n != n || memcmp((*pp)->name, t, n))) pp = &(*pp)->next;
+    if (on && !*pp && (h = malloc(sizeof *h + n))) { /* no memory: names stay held, twice counted */
+        h->n = n;
+        memcpy(h->name, t, n);
+        h->next = b->patterns;
+        b->patterns = h;
+        pp = &b->patterns;
+    }
+    h = *pp;
+    struct regroup g = {b, h, on};
+    if (on) {
+        for (unsigned i = 0; i < b->nlinks; i++)
+            if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 1);
+        if (h) wsk_pubsub_each(b->ctx, regroup, &g);
+        return;
+    }
+    if (h) {
+        *pp = h->next;
+        wsk_pubsub_each(b->ctx, regroup, &g); /* h is out of the list: it covers nothing now */
+    }
+    for (unsigned i = 0; i < b->nlinks; i++)
+        if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 0);
+    free(h);
+}
+
 void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
 {
     size_t cn = n;
     const char *ct = carrier(b, topic, &cn);
     /* The channel is the other topic's too, or held: subscribed already, or still wanted. */
-    if (sibling(b, topic, ct, cn) || held(b, ct, cn)) return;
+    if (sibling(b, topic, ct, cn) || listener_of(b, ct, cn)) return;
     if (wsk_topic_is_pattern(ct, cn)) { /* it matches topics of every shard */
-        const char *c = channel(b, ct, cn);
-        for (unsigned i = 0; i < b->nlinks; i++)
-            if (b->links[i].up) pattern_sub(b, &b->links[i], c, b->plen + cn, on);
+        pattern_topic(b, ct, cn, on);
         return;
     }
+    if (covering(b, ct, cn, NULL)) return; /* a pattern of this node brings it */
     wsk_bridge_link *l = shard(b, ct, cn);
     if (!l->up) return; /* wsk_bridge_up subscribes the live topics */
     const char *c = channel(b, ct, cn);
@@ -205,7 +287,9 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
     if (!l->up) return forward_failed(l, "engine down");
     if (envelope(b, data, len, op, compress, to_self, hdr) < 0)
         return forward_failed(l, "out of memory");
-    int self = wanted(b, topic, n);
+    int self = by_name(b, topic, n); /* and its patterns that match: each counts on the engine */
+    for (const struct held *h = b->patterns; h; h = h->next)
+        self += wsk_topic_match(h->name, h->n, topic, n);
     wsk_bridge_count *cnt = NULL;
     if (done) {
         if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
@@ -257,7 +341,7 @@ static void resubscribe(void *arg, const char *topic, size_t n)
     if (ct != topic && wsk_server_subscribers(r->b->ctx->srv, ct, cn)) return; /* ct's turn */
     if (wsk_topic_is_pattern(ct, cn))
         pattern_sub(r->b, r->l, channel(r->b, ct, cn), r->b->plen + cn, 1);
-    else if (shard(r->b, ct, cn) == r->l)
+    else if (shard(r->b, ct, cn) == r->l && !covering(r->b, ct, cn, NULL))
         r->l->eng->subscribe(r->l->e, channel(r->b, ct, cn), r->b->plen + cn);
 }
 
@@ -275,8 +359,9 @@ void wsk_bridge_up(wsk_bridge_link *l)
     l->outage_fails = 0;
     struct resub r = {l->b, l};
     wsk_pubsub_each(l->b->ctx, resubscribe, &r);
-    for (const struct hold *h = l->b->holds; h; h = h->next)
-        if (!wanted_by_sockets(l->b, h->t, h->n) && shard(l->b, h->t, h->n) == l)
+    for (const struct listener *h = l->b->listeners; h; h = h->next)
+        if (!wanted_by_sockets(l->b, h->t, h->n) && !covering(l->b, h->t, h->n, NULL) &&
+            shard(l->b, h->t, h->n) == l)
             l->eng->subscribe(l->e, channel(l->b, h->t, h->n), l->b->plen + h->n);
 }
 
@@ -391,7 +476,9 @@ int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n)
 {
     size_t tlen;
     const char *topic = topic_of(l, chan, n, &tlen);
-    return topic && wanted(l->b, topic, tlen);
+    if (!topic) return 0;
+    return wsk_topic_is_pattern(topic, tlen) ? wanted(l->b, topic, tlen)
+                                             : by_name(l->b, topic, tlen);
 }
 
 /* ----- the public calls ---------------------------------------------------------------------- */
@@ -420,8 +507,13 @@ void wsk_bridge_free(struct wsk_bridge *b)
     if (!b) return;
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].e) b->links[i].eng->close(b->links[i].e);
-    for (struct hold *h = b->holds, *next; h; h = next) {
+    for (struct listener *h = b->listeners, *next; h; h = next) {
         next = h->next;
+        free(h);
+    }
+    while (b->patterns) {
+        struct held *h = b->patterns;
+        b->patterns = h->next;
         free(h);
     }
     free(b->chan);
@@ -603,24 +695,25 @@ int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, in
     struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
     if (!b) return WSK_ERR_STATE;
     if (!history_topic(topic, tlen)) return WSK_ERR_INVAL;
-    struct hold *h = held(b, topic, tlen), **pp;
+    struct listener *h = listener_of(b, topic, tlen), **pp;
     if (!on && !h) return WSK_ERR_INVAL;
     if (h) {
         h->count += on ? 1 : -1u;
         if (h->count) return 0;
-        for (pp = &b->holds; *pp != h; pp = &(*pp)->next)
+        for (pp = &b->listeners; *pp != h; pp = &(*pp)->next)
             ;
         *pp = h->next;
         free(h);
     } else {
         if (!(h = malloc(sizeof *h + tlen))) return WSK_ERR_NOMEM;
-        *h = (struct hold){b->holds, 1, tlen};
+        *h = (struct listener){b->listeners, 1, tlen};
         memcpy(h->t, topic, tlen);
-        b->holds = h;
+        b->listeners = h;
     }
     wsk_bridge_link *l = shard(b, topic, tlen);
-    /* Subscribed already (or still wanted) when a socket listens: nothing to do. */
-    if (l->up && !wanted_by_sockets(b, topic, tlen)) {
+    /* Subscribed already (or still wanted) when a socket listens, or a pattern of this node
+     * brings it: nothing to do. */
+    if (l->up && !wanted_by_sockets(b, topic, tlen) && !covering(b, topic, tlen, NULL)) {
         const char *c = channel(b, topic, tlen);
         if (on)
             l->eng->subscribe(l->e, c, b->plen + tlen);

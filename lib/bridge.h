@@ -45,7 +45,7 @@ typedef struct wsk_bridge_link wsk_bridge_link;
  * bridge.c, handed to the engine's publish, given back once through wsk_bridge_counted. */
 typedef struct wsk_bridge_count {
     size_t len; /* the envelope's bytes (the engine's in-flight accounting) */
-    int self;   /* this node is subscribed to the channel: the engine counts it */
+    int self;   /* this node's subscriptions the engine counts for the channel (publish) */
     long local; /* local receivers, for done */
     void (*done)(void *arg, long local, long nodes);
     void *arg;
@@ -72,8 +72,9 @@ typedef struct wsk_bridge_engine {
     int (*psubscribe)(void *e, const char *chan, size_t n, size_t plen);
     int (*punsubscribe)(void *e, const char *chan, size_t n, size_t plen);
     /* Queues msg[0..len) (copied) for channel chan; everything queued in one loop iteration
-     * leaves in one write.  self: this node is subscribed to chan (an engine that reports
-     * receivers, through wsk_bridge_reached, counts it among them).  0, or <0 when it cannot
+     * leaves in one write.  self: this node's subscriptions that match chan (its name, unless
+     * a pattern of the node covers it, and its patterns that match it: an engine that reports
+     * receivers, through wsk_bridge_reached, counts them among them).  0, or <0 when it cannot
      * go (down, or the engine's queue is at its cap: memory stays bounded while the engine is
      * slow).  count: NULL, or the sender waits for the engine's count: the engine gives it
      * back through wsk_bridge_counted exactly once when publish returns 0 (with -1 for
@@ -125,7 +126,9 @@ void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n);
 void wsk_bridge_ranged(wsk_bridge_link *l, wsk_bridge_range *r, int ok, const char *epoch,
                        uint64_t head, uint64_t first, const char *const *env, const size_t *lens,
                        size_t k);
-/* 1 when channel chan[0..n) names a topic that has local subscribers now. */
+/* 1 when channel chan[0..n) is one this node holds now: a pattern with local subscribers, or
+ * a name with local subscribers that none of the node's patterns covers (a node does not
+ * subscribe by name to what its own pattern brings: Redis would count it twice). */
 int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n);
 /* The loop's log, prefixed with the link's URL (without its password). */
 void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)

@@ -38,6 +38,8 @@
 #define BACKOFF_MAX 5.0
 /* Publish bytes Redis has not acknowledged yet, beyond which publishes fail. */
 #define INFLIGHT_MAX (8u << 20)
+/* PUBLISH commands up to this size are formatted in the engine's own buffer (publish_resp). */
+#define RESP_MAX (64u << 10)
 
 struct redis {
     wsk_bridge_link *link;
@@ -54,7 +56,9 @@ struct redis {
     int closing; /* close() is freeing the connections: no callback acts */
     ev_timer retry;
     double backoff;
-    size_t inflight; /* publish bytes awaiting Redis's reply */
+    size_t inflight;  /* publish bytes awaiting Redis's reply */
+    ev_prepare flush; /* writes pub's commands once per loop iteration (flush_pub) */
+    char *resp;       /* a PUBLISH formatted (publish_resp): RESP_MAX bytes, made at first use */
     /* History (below): the scripts' SHA-1s, and the connection they were loaded on. */
     char sha[2][41];
     const redisAsyncContext *scripts_on;
@@ -318,15 +322,17 @@ static int rd_punsubscribe(void *e, const char *chan, size_t n, size_t plen)
     return pattern_cmd(e, "PUNSUBSCRIBE", chan, n, plen);
 }
 
-/* priv: the message's length, shifted left once, and whether this node is subscribed. */
+/* priv: the message's length, shifted left 8 bits, and the subscriptions of this node that
+ * Redis counts (bridge.h's self, at most 255). */
 static void on_published(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis *r = ac->data;
     const redisReply *rep = reply;
     uintptr_t tag = (uintptr_t)priv;
     if (!rep || r->closing) return;
-    r->inflight -= tag >> 1 <= r->inflight ? tag >> 1 : r->inflight;
-    if (rep->type == REDIS_REPLY_INTEGER) wsk_bridge_reached(r->link, (long)rep->integer, tag & 1);
+    r->inflight -= tag >> 8 <= r->inflight ? tag >> 8 : r->inflight;
+    if (rep->type == REDIS_REPLY_INTEGER)
+        wsk_bridge_reached(r->link, (long)rep->integer, (int)(tag & 255));
 }
 
 /* The same for a publish whose sender waits for the count.  hiredis calls every callback
@@ -341,16 +347,68 @@ static void on_counted(redisAsyncContext *ac, void *reply, void *priv)
                        rep && rep->type == REDIS_REPLY_INTEGER ? (long)rep->integer : -1);
 }
 
+/* Decimal digits of v at p; how many. */
+static size_t put_u64(char *p, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do t[n++] = (char)('0' + v % 10);
+    while (v /= 10);
+    for (size_t i = 0; i < n; i++) p[i] = t[n - 1 - i];
+    return n;
+}
+
+/* Queues PUBLISH chan msg.  A small one is formatted as RESP in r->resp, reused (what
+ * redisAsyncCommandArgv would do in a buffer allocated, sized in a first pass and freed per
+ * command: a cost per message); a large one goes through hiredis' formatting. */
+static int publish_resp(struct redis *r, const char *chan, size_t n, const void *msg, size_t len,
+                        redisCallbackFn *fn, void *priv)
+{
+    if (n + len + 80 > RESP_MAX || (!r->resp && !(r->resp = malloc(RESP_MAX)))) {
+        const char *argv[3] = {"PUBLISH", chan, msg};
+        size_t alen[3] = {7, n, len};
+        return redisAsyncCommandArgv(r->pub, fn, priv, 3, argv, alen);
+    }
+    char *p = r->resp;
+    memcpy(p, "*3\r\n$7\r\nPUBLISH\r\n$", 18);
+    p += 18;
+    p += put_u64(p, n);
+    memcpy(p, "\r\n", 2);
+    memcpy(p + 2, chan, n);
+    p += 2 + n;
+    memcpy(p, "\r\n$", 3);
+    p += 3;
+    p += put_u64(p, len);
+    memcpy(p, "\r\n", 2);
+    if (len) memcpy(p + 2, msg, len);
+    p += 2 + len;
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    return redisAsyncFormattedCommand(r->pub, fn, priv, r->resp, (size_t)(p - r->resp));
+}
+
+/* hiredis' libev adapter writes a connection when the loop reports it writable: a write
+ * watcher started per loop iteration with a publish, one more poll, and epoll_ctl calls to add
+ * and drop the interest.  Written here instead, just before the loop polls, every publish of
+ * the iteration leaves in one write and the watcher's start and stop fall in one iteration,
+ * which libev turns into no system call at all.  What the socket does not take waits for the
+ * watcher as before. */
+static void flush_pub(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    struct redis *r = w->data;
+    (void)ev;
+    (void)revents;
+    if (r->ready == 2 && r->pub && sdslen(r->pub->c.obuf)) redisAsyncHandleWrite(r->pub);
+}
+
 static int rd_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
                       wsk_bridge_count *count)
 {
     struct redis *r = e;
     if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
-    const char *argv[3] = {"PUBLISH", chan, msg};
-    size_t alen[3] = {7, n, len};
-    void *tag = (void *)(uintptr_t)(len << 1 | (self != 0));
-    int st = count ? redisAsyncCommandArgv(r->pub, on_counted, count, 3, argv, alen)
-                   : redisAsyncCommandArgv(r->pub, on_published, tag, 3, argv, alen);
+    void *tag = (void *)(uintptr_t)(len << 8 | (uintptr_t)(self > 255 ? 255 : self));
+    int st = count ? publish_resp(r, chan, n, msg, len, on_counted, count)
+                   : publish_resp(r, chan, n, msg, len, on_published, tag);
     if (st != REDIS_OK) return -1;
     r->inflight += len;
     return 0;
@@ -361,6 +419,9 @@ static void rd_close(void *e)
     struct redis *r = e;
     r->closing = 1;
     ev_timer_stop(r->ev, &r->retry);
+    ev_ref(r->ev);
+    ev_prepare_stop(r->ev, &r->flush);
+    free(r->resp);
     if (r->lookup) wsk_lookup_cancel(r->lookup);
     if (r->pub) redisAsyncFree(r->pub);
     if (r->sub) redisAsyncFree(r->sub);
@@ -382,12 +443,16 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     r->backoff = BACKOFF_MIN;
     ev_init(&r->retry, on_retry);
     r->retry.data = r;
+    ev_prepare_init(&r->flush, flush_pub);
+    r->flush.data = r;
     if (parse_url(r, url, err, cap) < 0) {
         free(r->user);
         free(r->password);
         free(r);
         return NULL;
     }
+    ev_prepare_start(ev, &r->flush);
+    ev_unref(ev); /* the connections keep the loop running, not this */
     connect_both(r);
     return r;
 }

@@ -52,6 +52,7 @@ typedef struct wsk_gloop {
     unsigned *outq; /* indexes j of the non-empty out[j], nout of them */
     unsigned nout;
     uint32_t *reach; /* scratch of a publish: subscribers per loop */
+    int reach_ready; /* reach holds the next wsk_group_publish's (wsk_group_reach_ready) */
     /* The member's wsk_server_stats, copied by its loop every second and when it drained, for
      * wsk_group_stats from any thread (group_stats.c). */
     ev_timer stats_timer;
@@ -103,6 +104,11 @@ void wsk_group_topic_count(wsk_gloop *l, wsk_gtopic *gt, int delta);
 long wsk_group_publish(wsk_gloop *l, const char *topic, size_t tlen, const void *data, size_t len,
                        unsigned op, int compress, const struct wsk_zmsg *z, int to_self,
                        int forward);
+/* Before l delivers a publish to its own subscribers of a topic, gt its entry: reads the other
+ * loops' counts of gt for the wsk_group_publish of that topic that follows on l, without the
+ * table's lock or a hash, when the group has no patterns (gt stays while l subscribes to it).
+ * 1 when it did; l->reach_ready = 0 withdraws it. */
+int wsk_group_reach_ready(wsk_gloop *l, const wsk_gtopic *gt);
 /* A publish's wish for the engine's count (wsk_server_publish_counted): fn(arg, local, nodes)
  * to run once on the publishing loop. */
 typedef struct wsk_gdone {

@@ -218,6 +218,7 @@ struct wsk_deferred {
     struct ev_loop *ev;
     ev_timer timer;
     int head_only;
+    int keepalive;           /* the answer leaves the connection open for the next request */
     struct wsk_response res; /* D_EARLY: the answer (status 0: none); D_WAITING: the fallback */
 };
 
@@ -234,8 +235,8 @@ wsk_deferred *wsk_response_defer(wsk_response *res, double timeout)
     return d;
 }
 
-/* Sends d->res and ends the connection once it is written (a request pipelined behind a deferred
- * one is not answered: Connection: close says so). */
+/* Sends d->res and reads the next request, as after an immediate answer; or, without
+ * keep-alive, ends the connection once it is written. */
 static void deferred_send(wsk_deferred *d)
 {
     struct wsk_ws *c = d->c;
@@ -243,11 +244,13 @@ static void deferred_send(wsk_deferred *d)
     d->c = NULL;
     c->user = NULL;
     ev_timer_stop(d->ev, &d->timer);
-    wsk_response_queue(c, &d->res, 0, d->head_only);
-    c->state = WSK_ST_DONE; /* what the client sends from now on is read and dropped */
+    wsk_response_queue(c, &d->res, d->keepalive, d->head_only);
     c->stamp = (uint32_t)ev_now(d->ev);
-    c->flags |= WSK_F_END_AFTER_FLUSH | WSK_F_LINGER;
-    wsk_conn_resume(c);
+    if (!d->keepalive) {
+        c->state = WSK_ST_DONE; /* what the client sends from now on is read and dropped */
+        c->flags |= WSK_F_END_AFTER_FLUSH | WSK_F_LINGER;
+    }
+    wsk_conn_resume(c); /* the loop reads again: not from inside the caller's respond */
 }
 
 static void deferred_timeout(struct ev_loop *ev, ev_timer *w, int revents)
@@ -269,7 +272,7 @@ static int answer(struct wsk_response *r, int status, const void *body, size_t l
     return 0;
 }
 
-int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int head_only)
+int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int keepalive, int head_only)
 {
     wsk_deferred *d = res->deferred;
     res->deferred = NULL;
@@ -294,6 +297,7 @@ int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int head_only
     d->c = c;
     d->ev = c->ctx->loop->ev;
     d->head_only = head_only;
+    d->keepalive = keepalive;
     c->user = d; /* unused in the HTTP phase: wsk_deferred_gone finds d there */
     /* Nothing is read meanwhile: a request behind this one would be answered before it. */
     c->flags |= WSK_F_PAUSED;
@@ -302,6 +306,12 @@ int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int head_only
     ev_set_cb(&d->timer, deferred_timeout);
     ev_timer_start(d->ev, &d->timer);
     return 1;
+}
+
+void wsk_deferred_pipelined(struct wsk_ws *c)
+{
+    wsk_deferred *d = c->user;
+    if (d) d->keepalive = 0;
 }
 
 void wsk_deferred_gone(struct wsk_ws *c)

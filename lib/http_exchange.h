@@ -36,9 +36,13 @@ int wsk_response_queue(struct wsk_ws *c, const struct wsk_response *res, int kee
                        int head_only);
 /* The request handler deferred its answer (res->deferred, cleared here).  1: res became the
  * fallback (taken over, not to be freed), c waits without reading and the deferral's timer
- * runs.  0: res is to be sent now as usual (the handler answered before it returned: res holds
- * the answer) or dropped (the handler ended c). */
-int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int head_only);
+ * runs; the answer keeps c open for the next request when keepalive is 1.  0: res is to be sent
+ * now as usual (the handler answered before it returned: res holds the answer) or dropped (the
+ * handler ended c). */
+int wsk_deferred_start(struct wsk_ws *c, struct wsk_response *res, int keepalive, int head_only);
+/* c waits for a deferred answer and the client sent more behind the request (pipelined): the
+ * answer closes c (those bytes were read, and are not kept for after it). */
+void wsk_deferred_pipelined(struct wsk_ws *c);
 /* c, a server connection waiting for a deferred answer, is ending: the answer will not go. */
 void wsk_deferred_gone(struct wsk_ws *c);
 /* Queues a short text/plain refusal and ends the connection once it is written; extra is an

@@ -11,10 +11,12 @@
  *   parse_http.c    HTTP heads and body framing     msg_handshake.c  upgrade rules, accept key
  *   parse_url.c     URLs, percent-decoding          crypto.c         SHA-1 and base64 (mbedTLS)
  *   parse_frame.c   bytes -> frame headers          parse_utf8.c     text validation
+ *                                                   (parse_utf8_simd.c: 64-byte chunks of
+ *                                                   non-ASCII text with SSSE3 or AVX2)
  *   mask.c          payload (un)masking, a word at a time
  *   msg_assemble.c  frames -> messages -> handlers  msg_control.c    close payloads
- *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_zlib.c with
- *                   context takeover, pmd_libdeflate.c whole messages without)
+ *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_isal.c and
+ *                   pmd_zlib.c with context takeover, pmd_libdeflate.c whole messages without)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
  *   pubsub.c        topics: one framed message queued to every subscriber
  *                   (topic_trie.c: wildcard patterns; ptab.c: its hash tables)

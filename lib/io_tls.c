@@ -39,6 +39,7 @@
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/rsa.h>
 #include <mbedtls/version.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
@@ -103,7 +104,9 @@ struct tls_conf {
     mbedtls_ctr_drbg_context drbg;
     mbedtls_x509_crt chain; /* our certificate chain (server; client with a certificate) */
     mbedtls_pk_context key;
-    mbedtls_pk_context signer; /* an EC key as an ECDSA context (see fast_signer), else unused */
+    mbedtls_pk_context signer; /* an EC key as an ECDSA context, an RSA key as its copies (see
+                                * fast_signer), else unused */
+    struct rsa_copy *rsa;      /* an RSA key's copies, one per thread that signs with it */
     mbedtls_x509_crt ca;       /* trust anchors: for client certificates, or for servers */
     /* Server: resumption by session ticket (RFC 5077) and, for clients that send none, by
      * session ID from a cache. */
@@ -793,8 +796,20 @@ void wsk_tls_release(struct wsk_ws *c)
 
 /* ----- configuration -------------------------------------------------------------------------- */
 
+/* One copy of an RSA key: see rsa_sign. */
+struct rsa_copy {
+    mbedtls_rsa_context rsa;
+    atomic_flag busy;
+    struct rsa_copy *next;
+};
+
 static void conf_free(struct tls_conf *t)
 {
+    for (struct rsa_copy *c = t->rsa, *next; c; c = next) {
+        next = c->next;
+        mbedtls_rsa_free(&c->rsa);
+        free(c);
+    }
     mbedtls_ssl_config_free(&t->conf);
     mbedtls_ssl_ticket_free(&t->ticket);
     mbedtls_ssl_cache_free(&t->cache);
@@ -831,6 +846,7 @@ static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
     mbedtls_x509_crt_init(&t->ca);
     mbedtls_pk_init(&t->key);
     mbedtls_pk_init(&t->signer);
+    t->rsa = NULL;
     atomic_init(&t->refs, 1);
     mbedtls_ssl_ticket_init(&t->ticket);
     mbedtls_ssl_cache_init(&t->cache);
@@ -855,16 +871,94 @@ static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
     return t;
 }
 
+/* An RSA key signs under its own mutex in mbedTLS 2.28: mbedtls_rsa_private holds it for the
+ * whole exponentiation (it updates the key's blinding values), so the threads of a group sharing
+ * one key would sign one handshake at a time.  The key is kept as a list of copies instead, one
+ * more for each member that shares the configuration (wsk_tls_server_share); a signature takes
+ * the first free copy, or waits on the first one's mutex when there is none (more signers than
+ * copies: a client's configuration, used on one thread, has one). */
+static mbedtls_rsa_context *rsa_take(struct tls_conf *t, struct rsa_copy **took)
+{
+    for (struct rsa_copy *c = t->rsa; c; c = c->next)
+        if (!atomic_flag_test_and_set_explicit(&c->busy, memory_order_acquire)) {
+            *took = c;
+            return &c->rsa;
+        }
+    *took = NULL;
+    return &t->rsa->rsa;
+}
+
+static void rsa_give(struct rsa_copy *c)
+{
+    if (c) atomic_flag_clear_explicit(&c->busy, memory_order_release);
+}
+
+static int rsa_sign(void *ctx, int (*f_rng)(void *, unsigned char *, size_t), void *p_rng, int mode,
+                    mbedtls_md_type_t md_alg, unsigned int hashlen, const unsigned char *hash,
+                    unsigned char *sig)
+{
+    struct rsa_copy *c;
+    mbedtls_rsa_context *rsa = rsa_take(ctx, &c);
+    int r = mbedtls_rsa_pkcs1_sign(rsa, f_rng, p_rng, mode, md_alg, hashlen, hash, sig);
+    rsa_give(c);
+    return r;
+}
+
+/* Only ECDHE suites are offered, so nothing decrypts with the key; mbedTLS wants the function. */
+static int rsa_decrypt(void *ctx, int mode, size_t *olen, const unsigned char *input,
+                       unsigned char *output, size_t output_max_len)
+{
+    struct tls_conf *t = ctx;
+    struct rsa_copy *c;
+    mbedtls_rsa_context *rsa = rsa_take(t, &c);
+    int r = mbedtls_rsa_pkcs1_decrypt(rsa, mbedtls_ctr_drbg_random, &t->drbg, mode, olen, input,
+                                      output, output_max_len);
+    rsa_give(c);
+    return r;
+}
+
+static size_t rsa_len(void *ctx)
+{
+    return mbedtls_rsa_get_len(&((struct tls_conf *)ctx)->rsa->rsa);
+}
+
+/* One more copy of the RSA key, before any thread signs with it: 0, or an mbedTLS error. */
+static int rsa_add_copy(struct tls_conf *t)
+{
+    struct rsa_copy *c = calloc(1, sizeof *c);
+    if (!c) return MBEDTLS_ERR_MPI_ALLOC_FAILED;
+    mbedtls_rsa_init(&c->rsa, MBEDTLS_RSA_PKCS_V15, 0);
+    atomic_flag_clear(&c->busy);
+    int r = mbedtls_rsa_copy(&c->rsa, mbedtls_pk_rsa(t->key));
+    if (r) {
+        mbedtls_rsa_free(&c->rsa);
+        free(c);
+        return r;
+    }
+    c->next = t->rsa;
+    t->rsa = c;
+    return 0;
+}
+
 /* The key that signs our handshakes.  mbedTLS 2.28 parses an EC key as a plain key pair, and
  * signing with one copies it into a new ECDSA context each time, curve included, so the table of
  * multiples of the base point (the fixed-point comb, MBEDTLS_ECP_FIXED_POINT_OPTIM) is rebuilt
  * for every signature.  The same key held as an ECDSA context keeps its table from the first
- * signature on, made here: the signature then costs about a third (scripts/tls-floor.c).  Any
- * failure falls back to the key as parsed. */
+ * signature on, made here: the signature then costs about a third (scripts/tls-floor.c).  An RSA
+ * key becomes its list of copies (rsa_sign).  Any failure falls back to the key as parsed. */
 static mbedtls_pk_context *fast_signer(struct tls_conf *t)
 {
     unsigned char hash[32] = {0}, sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
     size_t n;
+    if (mbedtls_pk_get_type(&t->key) == MBEDTLS_PK_RSA) {
+        if (rsa_add_copy(t) ||
+            mbedtls_pk_setup_rsa_alt(&t->signer, t, rsa_decrypt, rsa_sign, rsa_len)) {
+            mbedtls_pk_free(&t->signer);
+            mbedtls_pk_init(&t->signer);
+            return &t->key;
+        }
+        return &t->signer;
+    }
     if (mbedtls_pk_get_type(&t->key) != MBEDTLS_PK_ECKEY ||
         mbedtls_pk_setup(&t->signer, mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA)) ||
         mbedtls_ecdsa_from_keypair(mbedtls_pk_ec(t->signer), mbedtls_pk_ec(t->key)) ||
@@ -1007,6 +1101,7 @@ int wsk_tls_server_share(wsk_ctx *to, wsk_ctx *from)
         from->role != WSK_ROLE_SERVER || !same_certs(&t->chain, &f->chain) ||
         !same_certs(&t->ca, &f->ca))
         return 0;
+    if (f->rsa) rsa_add_copy(f); /* none: this member's signatures wait for the others' */
     atomic_fetch_add(&f->refs, 1);
     wsk_tls_ctx_free(to);
     to->tls = f;

@@ -25,7 +25,8 @@ int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o);
 /* Server groups (wsk_group_add): when the servers of `to` and `from` load the same certificate
  * chain and client CA and `to` has no socket yet, `to` drops its configuration and takes a
  * reference to from's: one set of ticket keys and one session cache, so a session made on one
- * member's thread resumes on any other's.  From the thread that makes the group, before it
+ * member's thread resumes on any other's; an RSA key gains a copy for `to`'s thread (mbedTLS
+ * signs with one key one signature at a time).  From the thread that makes the group, before it
  * runs; either context may be freed first.  1 when shared, else 0. */
 int wsk_tls_server_share(wsk_ctx *to, wsk_ctx *from);
 

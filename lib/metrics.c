@@ -32,6 +32,10 @@ int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size)
     s.bridge_failed = b.failed;
     s.bridge_received = b.received;
     s.bridge_outages = b.outages;
+    s.bridge_echoes = b.echoes;
+    s.bridge_foreign = b.foreign;
+    s.bridge_copies = b.copies;
+    s.bridge_remote = b.remote;
     memcpy(st, &s, s.size);
     return 0;
 }
@@ -145,6 +149,16 @@ static void bridge(struct out *o, const wsk_stats *st)
            st->bridge_received);
     single(o, "wsk_bridge_outages_total", "counter",
            "Times an engine connection was lost or could not be made.", st->bridge_outages);
+    single(o, "wsk_bridge_echoes_total", "counter",
+           "This node's own messages back from the engine, dropped.", st->bridge_echoes);
+    single(o, "wsk_bridge_foreign_total", "counter",
+           "Messages on the bridge's channels without its envelope, dropped.", st->bridge_foreign);
+    single(o, "wsk_bridge_copies_total", "counter",
+           "Second copies of a message (its topic subscribed by name and by patterns), dropped.",
+           st->bridge_copies);
+    single(o, "wsk_bridge_remote_total", "counter",
+           "Other nodes' subscriptions the forwarded publishes reached, as the engine counts.",
+           st->bridge_remote);
 }
 
 long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)

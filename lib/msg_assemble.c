@@ -154,17 +154,26 @@ static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int who
     if (c->flags & WSK_F_MSG_COMPRESSED) {
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
-        size_t before = k->msg.len;
-        int r = wsk_pmd_conn_inflate(c, p, n, after, end, &k->msg);
+        /* A message that inflates whole, nothing of it gathered yet, goes to the loop's buffer
+         * rather than a socket's: no allocation per message. */
+        wsk_dbuf *out = end && !k->msg.len ? wsk_pmd_conn_scratch(c) : &k->msg;
+        if (!out) return fail(c, WSK_ERR_NOMEM, "out of memory");
+        size_t before = out->len;
+        int r = wsk_pmd_conn_inflate(c, p, n, after, end, out);
         if (r < 0)
             return fail(c, r,
                         r == WSK_ERR_TOO_BIG ? "message inflates past the max payload"
                                              : "compressed data does not inflate");
-        wsk_stats_compressed(c->ctx->stats.inflate, n, k->msg.len - before);
+        wsk_stats_compressed(c->ctx->stats.inflate, n, out->len - before);
         /* A fragment may inflate to nothing yet, with msg.p still NULL. */
-        if (text && k->msg.len > before &&
-            wsk_utf8_validate(&c->utf8, k->msg.p + before, k->msg.len - before) < 0)
+        if (text && out->len > before &&
+            wsk_utf8_validate(&c->utf8, out->p + before, out->len - before) < 0)
             return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
+        if (out != &k->msg) {
+            r = deliver(c, out->p ? out->p : (const uint8_t *)"", out->len);
+            wsk_pmd_scratch_done(out);
+            return r;
+        }
     } else {
         if (text && wsk_utf8_validate(&c->utf8, p, n) < 0)
             return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");

@@ -12,7 +12,9 @@
  * automaton, a state is a bit offset and each byte class has one 64-bit row holding, at each
  * state's offset, the 6-bit offset of the next state.  The step is then a shift and a mask: the
  * table lookup depends only on the input byte, so the chain from one byte to the next is two
- * cycles instead of a load. */
+ * cycles instead of a load.  Text with non-ASCII characters goes 64 bytes at a time through
+ * vector table lookups where the CPU has them (parse_utf8_simd.c), which only say whether a
+ * chunk is right; the automaton keeps the state across calls and finds the failing byte. */
 #include "parse_utf8.h"
 #include "wskit.h"
 
@@ -139,8 +141,21 @@ static inline size_t ascii_end_fast(const uint8_t *p, size_t i, size_t n)
 }
 #endif
 
-/* The automaton, with one of the two ASCII skips (inlined into each caller below). */
-static inline int validate(uint32_t *state, const uint8_t *p, size_t n, int fast)
+/* Where the automaton restarts after chunks [lo, b) passed: the lead byte of a character that
+ * the end cuts (the checker does not look past b), or b when none is cut. */
+static inline size_t char_start(const uint8_t *p, size_t lo, size_t b)
+{
+    if (b - lo >= 1 && p[b - 1] >= 0xC0) return b - 1;
+    if (b - lo >= 2 && p[b - 2] >= 0xE0) return b - 2;
+    if (b - lo >= 3 && p[b - 3] >= 0xF0) return b - 3;
+    return b;
+}
+
+/* The automaton, with one of the two ASCII skips (inlined into each caller below).  With a
+ * chunk checker, non-ASCII text of 64 bytes or more goes to it first; the automaton takes what
+ * is left, and the bytes of a chunk that failed (to find the first wrong byte exactly). */
+static inline int validate(uint32_t *state, const uint8_t *p, size_t n, int fast,
+                           wsk_utf8_chunks_fn *chunks)
 {
     uint64_t s = *state;
     size_t i = 0;
@@ -151,6 +166,12 @@ static inline int validate(uint32_t *state, const uint8_t *p, size_t n, int fast
         if (s == S_ACCEPT) {
             i = fast ? ascii_end_fast(p, i, n) : ascii_end_words(p, i, n);
             if (i == n) break;
+            if (chunks && n - i >= 64) {
+                size_t b = i + chunks(p + i, n - i);
+                if (n - b >= 64) chunks = NULL; /* a chunk failed: the automaton finds where */
+                i = char_start(p, i, b);
+                continue;
+            }
         }
         /* Non-ASCII text: stay in the automaton until it is between characters with an ASCII
          * byte next, so text in other scripts does not pay for ASCII checks per character. */
@@ -168,12 +189,17 @@ static inline int validate(uint32_t *state, const uint8_t *p, size_t n, int fast
 
 int wsk_utf8_validate(uint32_t *state, const uint8_t *p, size_t n)
 {
-    return validate(state, p, n, 1);
+    return validate(state, p, n, 1, wsk_utf8_chunks(WSK_UTF8_BEST));
+}
+
+int wsk_utf8_validate_with(uint32_t *state, const uint8_t *p, size_t n, wsk_utf8_chunks_fn *chunks)
+{
+    return validate(state, p, n, 1, chunks);
 }
 
 int wsk_utf8_validate_portable(uint32_t *state, const uint8_t *p, size_t n)
 {
-    return validate(state, p, n, 0);
+    return validate(state, p, n, 0, NULL);
 }
 
 int wsk_utf8_valid(const void *p, size_t n)

@@ -5,8 +5,13 @@
  * decompress messages under those parameters, one file per library, as uWebSockets splits them:
  *  - pmd_libdeflate.c: whole messages that refer to no earlier one (no context takeover), in one
  *    call each: the loop's shared compressor, and messages from peers that take no context over;
- *  - pmd_zlib.c: streams whose LZ77 window persists from message to message (context takeover),
- *    and deflate with a window under 32 KiB, which libdeflate cannot bound.
+ *  - pmd_isal.c: Intel ISA-L's igzip, the socket's own deflater when it keeps context (levels
+ *    1..6 of a "dedicated" or "256KB" compressor): 5 to 30 times faster than zlib's level 6 on
+ *    the messages of scripts/bench-compress, in 166 KiB rather than zlib's 262 KiB;
+ *  - pmd_zlib.c: every inflater that keeps context (zlib's inflate is faster than ISA-L's on
+ *    small messages, and its state is half the size), deflaters of the smaller modes (ISA-L's
+ *    state alone is 80 KiB) and of levels 7..9 (ISA-L stops at zlib's level 2 or so), and deflate
+ *    with a window under 32 KiB for the loop, which libdeflate cannot bound.
  *
  * Memory follows Bun and uWebSockets.  A mode (enum wsk_compress_mode in wskit.h) names what one
  * socket may spend: "3KB" ... "256KB" is a dedicated deflater of 2^(windowBits+2) +
@@ -21,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "buf.h"
 #include "wskit.h"
@@ -42,6 +48,64 @@
 /* wsk_pmd_oneshot_inflate: the message is valid so far but goes on past a BFINAL block; inflate
  * it with a zlib inflater instead (a positive value, not an error). */
 #define WSK_PMD_USE_ZLIB 1
+
+/* Makes spare room in out for a codec's output, up to `hint` more bytes: 0, WSK_ERR_TOO_BIG
+ * when out is at its limit, or WSK_ERR_NOMEM. */
+static inline int wsk_pmd_grow(wsk_dbuf *out, size_t hint)
+{
+    size_t room = out->len < out->max ? out->max - out->len : 0;
+    if (!room) return WSK_ERR_TOO_BIG;
+    return wsk_dbuf_reserve(out, hint < room ? hint : room);
+}
+
+/* The room a codec may write into at out->p + out->len: the spare capacity, never past out->max
+ * (the capacity can exceed a limit lowered for one message), at most UINT32_MAX. */
+static inline uint32_t wsk_pmd_spare(const wsk_dbuf *out)
+{
+    size_t end = out->cap < out->max ? out->cap : out->max;
+    size_t n = end > out->len ? end - out->len : 0;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* A sync-flushed message in out[start..len) ends with 00 00 ff ff (7.2.1): removes them and
+ * returns 0, or WSK_ERR_DEFLATE when they are not there. */
+static inline int wsk_pmd_strip_tail(wsk_dbuf *out, size_t start)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    if (out->len - start < 4 || memcmp(out->p + out->len - 4, tail, 4) != 0) return WSK_ERR_DEFLATE;
+    out->len -= 4;
+    return 0;
+}
+
+/* Pushes one piece in[0..n) of a message through a streaming deflater, appending its output to
+ * out; `last` on the message's last piece, which ends with a sync flush.  0 or a WSK_ERR_*. */
+typedef int (*wsk_pmd_run_fn)(void *deflater, const uint8_t *in, uint32_t n, int last,
+                              wsk_dbuf *out);
+
+/* One message through a streaming deflater (pmd_zlib.c, pmd_isal.c) as RFC 7692 7.2.1 frames
+ * it: pieces of at most UINT32_MAX bytes to run(), the last one sync-flushed so that the message
+ * ends on a byte boundary with an empty stored block, whose 00 00 ff ff is then removed.  An
+ * empty message is the single octet 00 (7.2.3.6): a deflater would emit nothing when the last
+ * message already flushed.  0, or a WSK_ERR_* with out as it was (the caller then resets the
+ * deflater, which has taken input the peer will never see). */
+static inline int wsk_pmd_deflate_message(void *deflater, wsk_pmd_run_fn run, const void *in,
+                                          size_t n, wsk_dbuf *out)
+{
+    static const uint8_t stored = 0x00;
+    if (n == 0) return wsk_dbuf_append(out, &stored, 1);
+    size_t start = out->len;
+    const uint8_t *p = in;
+    int rc = 0;
+    while (n > 0 && rc == 0) {
+        uint32_t k = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+        n -= k;
+        rc = run(deflater, p, k, n == 0, out);
+        p += k;
+    }
+    if (rc == 0) rc = wsk_pmd_strip_tail(out, start);
+    if (rc < 0) out->len = start;
+    return rc;
+}
 
 /* ----- modes ---------------------------------------------------------------------------------- */
 
@@ -201,6 +265,31 @@ int wsk_pmd_inflater_busy(const wsk_pmd_inflater *i);
 
 /* Bytes of heap this inflater holds (the object and zlib's state and window). */
 size_t wsk_pmd_inflater_memory(const wsk_pmd_inflater *i);
+
+/* ----- streaming deflate with context takeover on ISA-L (pmd_isal.c) ------------------------- */
+
+/* 1 when a socket's own deflater of this zlib memLevel and level is an ISA-L one: memLevel 8 or
+ * more (the "dedicated" and "256KB" modes, whose budget holds ISA-L's 166 KiB) and levels 1..6,
+ * which all map to ISA-L's level 1 (its levels 2 and 3 were no smaller on the README's data, and
+ * level 3 costs twice the time); 0: use wsk_pmd_deflater_new (zlib). */
+int wsk_pmd_isal_serves(int mem_level, int level);
+
+/* A raw-deflate compressor with an LZ77 window of 2^window_bits bytes (8..15), ISA-L level 1.
+ * NULL on bad arguments or out of memory.  Free with wsk_pmd_isal_deflater_free. */
+typedef struct wsk_pmd_isal_deflater wsk_pmd_isal_deflater;
+wsk_pmd_isal_deflater *wsk_pmd_isal_deflater_new(int window_bits);
+void wsk_pmd_isal_deflater_free(wsk_pmd_isal_deflater *d);
+
+/* As wsk_pmd_deflate, same contract: the payload to send (00 00 ff ff removed; an empty message
+ * is the octet 00) appended to out within out->max; on error out is as it was and the context is
+ * dropped. */
+int wsk_pmd_isal_deflate(wsk_pmd_isal_deflater *d, const void *in, size_t n, int reset_after,
+                         wsk_dbuf *out);
+
+/* Forgets the context; messages compressed so far; bytes of heap held. */
+void wsk_pmd_isal_deflater_reset(wsk_pmd_isal_deflater *d);
+uint64_t wsk_pmd_isal_deflater_messages(const wsk_pmd_isal_deflater *d);
+size_t wsk_pmd_isal_deflater_memory(const wsk_pmd_isal_deflater *d);
 
 /* ----- whole messages without context takeover (pmd_libdeflate.c) ---------------------------- */
 

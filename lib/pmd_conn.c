@@ -1,16 +1,17 @@
 /* permessage-deflate on a connection: the glue between a socket and the codecs (pmd_libdeflate.c
- * for messages without context takeover, pmd_zlib.c for those with).
+ * for messages without context takeover, pmd_isal.c and pmd_zlib.c for those with).
  *
  * A socket that negotiated the extension keeps its parameters (8 bytes) and, only when a
- * direction keeps context, its own zlib deflater or inflater, created on the first compressed
- * message.  Every direction without context takeover uses the loop's objects, whatever the mode:
- * libdeflate's one-shot compressor (one per level in use) for messages that fit the window, a
- * zlib deflater per window size under 32 KiB for longer ones, and libdeflate's decompressor.  A
- * message whole in one read is inflated where it lies, the tail libdeflate needs written over
- * the next frame's first bytes and put back; one that ends a read is copied to the loop's
- * scratch buffer, with room for the tail; one that arrives split across reads or frames is
- * gathered first (compressed, so small), and inflated when its last byte arrives.  Without context
- * takeover a message that would not shrink goes uncompressed.
+ * direction keeps context, its own deflater (ISA-L's, or zlib's for the small modes and levels
+ * 7..9: wsk_pmd_isal_serves) or zlib inflater, created on the first compressed message.  Every
+ * direction without context takeover uses the loop's objects, whatever the mode: libdeflate's
+ * one-shot compressor (one per level in use) for messages that fit the window, a zlib deflater per
+ * window size under 32 KiB for longer ones, and libdeflate's decompressor.  A message whole in one
+ * read is inflated where it lies, the tail libdeflate needs written over the next frame's first
+ * bytes and put back; one that ends a read is copied to the loop's scratch buffer, with room for
+ * the tail; one that arrives split across reads or frames is gathered first (compressed, so small),
+ * and inflated when its last byte arrives.  Without context takeover a message that would not
+ * shrink goes uncompressed.
  */
 #include "pmd_conn.h"
 #include "pmd.h"
@@ -20,7 +21,8 @@
 
 typedef struct pmd_conn {
     wsk_pmd_params params;
-    wsk_pmd_deflater *deflater; /* context takeover: created on first use */
+    wsk_pmd_deflater *deflater;  /* context takeover: created on first use, zlib's */
+    wsk_pmd_isal_deflater *fast; /* or ISA-L's */
     wsk_pmd_inflater *inflater;
     wsk_dbuf gather; /* no context takeover: compressed bytes of a message split across reads,
                       * with WSK_PMD_TAIL_ROOM spare bytes after them */
@@ -39,8 +41,9 @@ typedef struct pmd_shared {
     wsk_pmd_deflater *window[WSK_PMD_LEVEL_MAX][ZWIN_N];  /* per level and window size */
     wsk_pmd_oneshot_inflater *inflater;
     wsk_pmd_inflater *zinflater; /* messages that go on past a BFINAL block */
-    wsk_dbuf out;  /* compressed output of the message being sent, capped under its size */
-    wsk_dbuf lend; /* a whole compressed message that ended its read, with room for the tail */
+    wsk_dbuf out;      /* compressed output of the message being sent, capped under its size */
+    wsk_dbuf lend;     /* a whole compressed message that ended its read, with room for the tail */
+    wsk_dbuf inflated; /* a whole received message, inflated for its handler */
 } pmd_shared;
 
 int wsk_compress_mode_parse(const char *name)
@@ -179,6 +182,22 @@ int wsk_pmd_conn_inflate(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, i
     return r;
 }
 
+wsk_dbuf *wsk_pmd_conn_scratch(struct wsk_ws *c)
+{
+    pmd_shared *s = shared(c->ctx->loop);
+    if (!s) return NULL;
+    s->inflated.len = 0;
+    s->inflated.max = c->ctx->lim.max_payload;
+    return &s->inflated;
+}
+
+void wsk_pmd_scratch_done(wsk_dbuf *b)
+{
+    /* Kept for the next message, unless a rare large one would pin its size in the loop. */
+    b->len = 0;
+    if (b->cap > LEND_KEEP) wsk_dbuf_free(b);
+}
+
 /* Compresses a message that refers to no earlier one with the loop's objects at `level`, for a
  * peer whose window is 2^bits, into s->out (already emptied and capped).  libdeflate's matches
  * stay within the message, so any window holds a message no longer than itself. */
@@ -193,6 +212,22 @@ static int deflate_shared(pmd_shared *s, int level, int bits, const void *data, 
     wsk_pmd_deflater **z = &s->window[level - 1][bits - ZWIN_MIN];
     if (!*z && !(*z = wsk_pmd_deflater_new(bits, WSK_PMD_SHARED_MEM, level))) return WSK_ERR_NOMEM;
     return wsk_pmd_deflate(*z, data, len, 1, &s->out);
+}
+
+/* Compresses a message with the socket's own deflater, created on first use.  On failure the
+ * deflater starts afresh, which is always valid for the peer. */
+static int deflate_own(pmd_conn *pc, int level, const void *data, size_t len, wsk_dbuf *out)
+{
+    const wsk_pmd_params *p = &pc->params;
+    if (wsk_pmd_isal_serves(p->deflate_mem, level)) {
+        if (!pc->fast && !(pc->fast = wsk_pmd_isal_deflater_new(p->deflate_bits)))
+            return WSK_ERR_NOMEM;
+        return wsk_pmd_isal_deflate(pc->fast, data, len, p->deflate_reset, out);
+    }
+    if (!pc->deflater &&
+        !(pc->deflater = wsk_pmd_deflater_new(p->deflate_bits, p->deflate_mem, level)))
+        return WSK_ERR_NOMEM;
+    return wsk_pmd_deflate(pc->deflater, data, len, p->deflate_reset, out);
 }
 
 /* Compresses a message with the socket's deflater (or the loop's) into the loop's scratch
@@ -212,13 +247,7 @@ static const wsk_dbuf *deflate_msg(struct wsk_ws *c, pmd_conn *pc, const void *d
         rc = deflate_shared(s, level, pc->params.deflate_bits, data, len);
     } else {
         s->out.max = (size_t)1 << 31;
-        if (!pc->deflater)
-            pc->deflater =
-                wsk_pmd_deflater_new(pc->params.deflate_bits, pc->params.deflate_mem, level);
-        /* On failure the deflater starts afresh, which is always valid for the peer. */
-        rc = pc->deflater
-                 ? wsk_pmd_deflate(pc->deflater, data, len, pc->params.deflate_reset, &s->out)
-                 : WSK_ERR_NOMEM;
+        rc = deflate_own(pc, level, data, len, &s->out);
     }
     return rc < 0 ? NULL : &s->out;
 }
@@ -274,6 +303,7 @@ void wsk_pmd_conn_free(struct wsk_ws *c)
     pmd_conn *pc = c->cold ? c->cold->pmd : NULL;
     if (!pc) return;
     wsk_pmd_deflater_free(pc->deflater);
+    wsk_pmd_isal_deflater_free(pc->fast);
     wsk_pmd_inflater_free(pc->inflater);
     wsk_dbuf_free(&pc->gather);
     free(pc);
@@ -292,6 +322,7 @@ void wsk_pmd_loop_free(wsk_loop *loop)
     wsk_pmd_inflater_free(s->zinflater);
     wsk_dbuf_free(&s->out);
     wsk_dbuf_free(&s->lend);
+    wsk_dbuf_free(&s->inflated);
     free(s);
     loop->pmd_shared = NULL;
 }

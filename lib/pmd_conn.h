@@ -26,6 +26,12 @@ int wsk_pmd_conn_negotiate(struct wsk_ws *c, const wsk_http_request *req, char *
  * or WSK_ERR_NOMEM. */
 int wsk_pmd_conn_inflate(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int fin,
                          wsk_dbuf *out);
+/* The loop's buffer for a whole message inflated and handed to its handler (uWebSockets keeps
+ * one per loop too), emptied, its limit the max payload of c's server or client; NULL when out of
+ * memory.  Valid until the next call on this loop: give it back with wsk_pmd_scratch_done once
+ * the handler returned, which frees it when a large message grew it past 64 KiB. */
+wsk_dbuf *wsk_pmd_conn_scratch(struct wsk_ws *c);
+void wsk_pmd_scratch_done(wsk_dbuf *b);
 /* Compresses and queues a message (RSV1 set); return value as wsk_send_frame. */
 long wsk_pmd_conn_send(struct wsk_ws *c, const void *data, size_t len, unsigned op);
 /* Client: the Sec-WebSocket-Extensions offer for ctx->lim.compress/decompress into out; returns its

@@ -57,21 +57,6 @@ static void stream_init(z_stream *zs, size_t *mem)
     zs->opaque = mem;
 }
 
-/* Makes spare room in out for zlib's output, up to `hint` bytes more: 0, or WSK_ERR_TOO_BIG
- * when out is at its limit, or WSK_ERR_NOMEM. */
-static int grow(wsk_dbuf *out, size_t hint)
-{
-    size_t room = out->max - out->len;
-    if (!room) return WSK_ERR_TOO_BIG;
-    return wsk_dbuf_reserve(out, hint < room ? hint : room);
-}
-
-static uInt spare(const wsk_dbuf *out)
-{
-    size_t n = out->cap - out->len;
-    return n > UINT_MAX ? UINT_MAX : (uInt)n;
-}
-
 /* ----- deflate ------------------------------------------------------------------------------- */
 
 wsk_pmd_deflater *wsk_pmd_deflater_new(int window_bits, int mem_level, int level)
@@ -119,21 +104,21 @@ size_t wsk_pmd_deflater_memory(const wsk_pmd_deflater *d)
     return sizeof *d + d->mem;
 }
 
-/* Deflates in[0..n) (n <= UINT_MAX) with `flush`, appending everything zlib emits. */
-static int deflate_run(wsk_pmd_deflater *d, const uint8_t *in, uInt n, int flush, wsk_dbuf *out)
+/* A wsk_pmd_run_fn: deflates in[0..n), appending everything zlib emits. */
+static int deflate_run(void *deflater, const uint8_t *in, uint32_t n, int last, wsk_dbuf *out)
 {
-    z_stream *zs = &d->zs;
+    z_stream *zs = &((wsk_pmd_deflater *)deflater)->zs;
     zs->next_in = in;
     zs->avail_in = n;
     for (;;) {
-        if (out->cap == out->len) {
-            int rc = grow(out, n / 2 + 64);
+        if (!wsk_pmd_spare(out)) {
+            int rc = wsk_pmd_grow(out, n / 2 + 64);
             if (rc < 0) return rc;
         }
-        uInt room = spare(out);
+        uInt room = wsk_pmd_spare(out);
         zs->next_out = out->p + out->len;
         zs->avail_out = room;
-        int ret = deflate(zs, flush);
+        int ret = deflate(zs, last ? Z_SYNC_FLUSH : Z_NO_FLUSH);
         out->len += room - zs->avail_out;
         if (ret == Z_STREAM_ERROR) return WSK_ERR_DEFLATE;
         /* zlib is done once it has taken all input and stopped short of the space given. */
@@ -143,38 +128,14 @@ static int deflate_run(wsk_pmd_deflater *d, const uint8_t *in, uInt n, int flush
 
 int wsk_pmd_deflate(wsk_pmd_deflater *d, const void *in, size_t n, int reset_after, wsk_dbuf *out)
 {
-    size_t start = out->len;
-    int rc = 0;
-    if (n == 0) {
-        /* 7.2.3.6: an empty message is the single octet 00, an empty stored block without its
-         * last four octets.  zlib would emit nothing when the last message already flushed. */
-        rc = wsk_dbuf_append(out, tail, 1);
-    } else {
-        const uint8_t *p = in;
-        while (n > 0 && rc == 0) {
-            uInt k = n > UINT_MAX ? UINT_MAX : (uInt)n;
-            n -= k;
-            /* 7.2.1: a sync flush ends the message on a byte boundary with an empty stored
-             * block, which the receiver completes. */
-            rc = deflate_run(d, p, k, n ? Z_NO_FLUSH : Z_SYNC_FLUSH, out);
-            p += k;
-        }
-        if (rc == 0 && (out->len - start < 4 || memcmp(out->p + out->len - 4, tail, 4) != 0))
-            rc = WSK_ERR_DEFLATE;
-        if (rc == 0) out->len -= 4;
-    }
+    int rc = wsk_pmd_deflate_message(d, deflate_run, in, n, out);
     d->zs.next_in = NULL;
     d->zs.next_out = NULL;
-    if (rc < 0) {
-        /* The stream has taken input the peer will never see; starting afresh is always
-         * valid, later messages just refer to nothing before this point. */
-        out->len = start;
-        deflateReset(&d->zs);
-        return rc;
-    }
-    if (reset_after) deflateReset(&d->zs);
-    d->messages++;
-    return 0;
+    /* After an error the stream has taken input the peer will never see; starting afresh is
+     * always valid, later messages just refer to nothing before this point. */
+    if (rc < 0 || reset_after) deflateReset(&d->zs);
+    if (rc == 0) d->messages++;
+    return rc;
 }
 
 /* ----- inflate ------------------------------------------------------------------------------- */
@@ -251,11 +212,11 @@ static int inflate_run(wsk_pmd_inflater *i, const uint8_t *in, uInt n, int flush
     i->ended = 0;
     for (;;) {
         uint8_t probe = 0;
-        if (out->cap == out->len && out->len < out->max) {
-            int rc = grow(out, STEP);
+        if (!wsk_pmd_spare(out) && out->len < out->max) {
+            int rc = wsk_pmd_grow(out, STEP);
             if (rc < 0) return rc;
         }
-        uInt room = spare(out);
+        uInt room = wsk_pmd_spare(out);
         zs->next_out = room ? out->p + out->len : &probe;
         zs->avail_out = room ? room : 1;
         uInt in0 = zs->avail_in, out0 = zs->avail_out;

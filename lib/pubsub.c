@@ -646,9 +646,10 @@ static long publish_many(pubsub *ps, const struct reach *r, const struct wsk_ws 
     return n;
 }
 
-/* Delivery to the local subscribers (the arguments checked). */
+/* Delivery to the local subscribers (the arguments checked).  ahead: a group publish of the
+ * same topic follows (wsk_group_reach_ready). */
 static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic,
-                         size_t topic_len, struct pub *p)
+                         size_t topic_len, struct pub *p, int ahead)
 {
     pubsub *ps = ctx->pubsub;
     if (!ps) return 0;
@@ -659,6 +660,9 @@ static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *to
         return WSK_ERR_NOMEM;
     }
     if (!r.n) return 0;
+    /* Before delivering, while the topic surely stands: delivery may run handlers. */
+    if (ahead && ctx->group && !r.t[0]->pattern && r.t[0]->gt)
+        wsk_group_reach_ready(ctx->group, r.t[0]->gt);
 
     pub_frame(p);
     long n = r.n == 1 ? publish_topic(ps, r.t[0], skip, p) : publish_many(ps, &r, skip, p);
@@ -678,7 +682,10 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
     ctx->stats.publishes++;
     struct pub p;
     pub_init(&p, ctx->loop, data, len, op, compress);
-    long n = publish_here(ctx, skip, topic, topic_len, &p);
+    /* Each publish starts without counts read ahead: a flag left by one that failed, or by the
+     * publish of a handler that this one's delivery ran, is not for this one. */
+    if (ctx->group) ctx->group->reach_ready = 0;
+    long n = publish_here(ctx, skip, topic, topic_len, &p, 1);
     if (n >= 0 && ctx->group) {
         /* What the shared deflater made here goes along: the other loops need not compress. */
         wsk_zmsg z = {NULL, 0, ctx->lim.compress_level};
@@ -754,7 +761,7 @@ long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *da
         p.zin = z->z;
         p.zin_len = z->len;
     }
-    long r = publish_here(ctx, NULL, topic, n, &p);
+    long r = publish_here(ctx, NULL, topic, n, &p, 0);
     pub_release(&p);
     return r;
 }

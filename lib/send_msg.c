@@ -6,7 +6,9 @@
  * A server's large payload (WSK_DIRECT_MIN) is the exception: with nothing queued it is written
  * at once from the caller's buffer (wsk_flush_direct); behind other bytes it is copied in
  * pieces of the loop's cached blocks, so no block of its size is allocated and freed.  A
- * client's large payload goes to cached blocks too, masked in the same pass as the copy. */
+ * client's large payload goes to cached blocks too, masked in the same pass as the copy, and so
+ * does a payload over TLS (mbedTLS encrypts from the queue) or on a socket with hooks (wsbench
+ * fills the queue itself) when its frame would not fit in one cached block. */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
@@ -66,15 +68,15 @@ static long queued(struct wsk_ws *c, size_t total)
     return (long)total;
 }
 
-/* A large frame: a server's is written now when nothing is queued; otherwise, and always for a
+/* A large frame: written now when `direct` and nothing is queued; otherwise, and always for a
  * client, whose payload is masked while copied, it is queued in pieces of cached blocks. */
 static long send_large(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data,
-                       size_t len, int client)
+                       size_t len, int client, int direct)
 {
     uint8_t hdr[WSK_FRAME_HDR_MAX], key[4];
     if (client) mask_key(c->ctx->loop, key);
     size_t hl = wsk_frame_header(hdr, 1, rsv, opcode, len, client ? key : NULL);
-    if (!client && !c->q.bytes) return wsk_flush_direct(c, hdr, hl, data, len);
+    if (direct && !c->q.bytes) return wsk_flush_direct(c, hdr, hl, data, len);
     if (wsk_queue_write(c, hdr, hl) < 0 ||
         wsk_queue_write_masked(c, data, len, client ? key : NULL) < 0) {
         /* The header may be queued without its payload: the stream cannot go on. */
@@ -95,8 +97,10 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
     size_t hl = wsk_frame_header_size(len, client), total = hl + len;
 
     if (!force && !wsk_send_admit(c, total)) return 0;
-    if (len >= WSK_DIRECT_MIN && (client || (!c->ctx->hooks && !(c->flags & WSK_F_TLS))))
-        return send_large(c, opcode, rsv, data, len, client);
+    /* A plain server socket writes from the caller's buffer; TLS and hooks need the queue. */
+    int direct = !client && !c->ctx->hooks && !(c->flags & WSK_F_TLS);
+    if (len >= WSK_DIRECT_MIN && (client || direct || total > WSK_BLOCK_CACHED))
+        return send_large(c, opcode, rsv, data, len, client, direct);
     uint8_t *dst = wsk_queue_reserve(c, total);
     if (!dst) return 0;
     uint8_t key[4];

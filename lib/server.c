@@ -336,7 +336,7 @@ static void plain_request(struct wsk_ws *c, const wsk_http_request *h, const uin
         wsk_response_append_body(&res, "This is a WebSocket endpoint.\n", 30);
     }
     int head_only = wsk_http_ieq(h->method, h->method_len, "HEAD");
-    if (res.deferred && wsk_deferred_start(c, &res, head_only)) return;
+    if (res.deferred && wsk_deferred_start(c, &res, keepalive, head_only)) return;
     if (c->state != WSK_ST_HTTP) { /* the handler terminated the connection */
         wsk_response_free(&res);
         return;
@@ -514,6 +514,8 @@ void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n)
         if (!used) return;
         p += used;
         n -= used;
+        /* Paused: the answer was deferred; requests read behind it are not kept for later. */
+        if (n && (c->flags & WSK_F_PAUSED) && c->state == WSK_ST_HTTP) wsk_deferred_pipelined(c);
         if (in_cold) {
             /* Pipelined requests: move what follows to the front of the buffer. */
             memmove(k->head.p, p, n);

@@ -314,8 +314,10 @@ WSK_API int wsk_response_set_protocol(wsk_response *res, const char *proto);
 /* Plain requests answered later, when what the answer needs has come (another node's count,
  * ...).  Called in the request handler: nothing is sent when the handler returns, and what `res`
  * holds then (status, headers, body) is the fallback, sent as it stands when the answer has not
- * come after `timeout` seconds (> 0).  Meanwhile the connection reads nothing (a request
- * pipelined behind this one is not answered); it closes after the response (Connection: close).
+ * come after `timeout` seconds (> 0).  Meanwhile the connection reads nothing.  After the
+ * response the connection stays open for the next request as after an immediate answer
+ * (HTTP/1.1 without "Connection: close"), except when the client sent more behind the request
+ * before the answer went (pipelined): that is not answered, and the connection closes.
  * Returns the handle for wsk_deferred_respond, or NULL (an upgrade's response, a second call,
  * timeout not > 0, no memory): the response then goes when the handler returns, as usual. */
 typedef struct wsk_deferred wsk_deferred;
@@ -534,7 +536,13 @@ WSK_API void wsk_client_timing(const wsk_ws *ws, wsk_timing *t);
  * that match, not to the number of patterns.  A pattern has at most WSK_PATTERN_TOKENS tokens.
  * With a bridge, patterns are subscribed on the engine too (Redis PSUBSCRIBE, NATS wildcard
  * subjects): a node gets a message once per subscription the engine matches, and the message
- * number in the envelope lets it deliver the first copy only.
+ * number in the envelope lets it deliver the first copy only.  A node does not subscribe on the
+ * engine by name to a topic that one of its own patterns matches (the pattern brings it; when
+ * the pattern goes, the name is subscribed again), so Redis counts such a node once in
+ * wsk_server_publish_counted's nodes.  What remains counted more than once: a node with two
+ * patterns that both match the topic and neither covers the other ("a.*.c" and "a.b.*" for
+ * "a.b.c") counts twice; and Redis matches a pattern more widely than wskit does (its "*"
+ * crosses dots), so a node with "a.*" counts for a publish to "a.b.c" that it drops.
  */
 #define WSK_TOPIC_MAX      65535
 #define WSK_PATTERN_TOKENS 128
@@ -916,6 +924,9 @@ typedef struct wsk_stats {
      * gauge, 1 while it accepts nothing now (at the limit, or out of file descriptors). */
     uint64_t accept_limit_pauses;
     uint64_t accept_paused;
+    /* As wsk_bridge_stats (with a bridge): own messages come back, foreign ones, second
+     * copies dropped, and other nodes' subscriptions the forwarded publishes reached. */
+    uint64_t bridge_echoes, bridge_foreign, bridge_copies, bridge_remote;
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):

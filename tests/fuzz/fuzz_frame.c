@@ -41,6 +41,7 @@ struct peer {
     unsigned msg;  /* opcode of the open data message, 0 when none */
     int compressed;
     uint32_t utf8, utf8_bytewise;
+    uint32_t utf8_other[3]; /* the portable automaton, the SSSE3 and the AVX2 checkers */
     uint8_t ctrl[125];
     size_t ctrl_len;
 };
@@ -178,6 +179,7 @@ static int frame_start(struct peer *c)
         c->msg = f->opcode;
         c->compressed = (f->rsv & WSK_RSV1) != 0;
         c->utf8 = c->utf8_bytewise = WSK_UTF8_ACCEPT;
+        c->utf8_other[0] = c->utf8_other[1] = c->utf8_other[2] = WSK_UTF8_ACCEPT;
     }
     c->in_payload = 1;
     c->left = f->len;
@@ -208,6 +210,16 @@ static int payload(struct peer *c, size_t pos, size_t n)
         for (size_t i = 0; i < n && rb == 0; i++)
             rb = wsk_utf8_validate(&c->utf8_bytewise, p + i, 1);
         ENSURE(r == rb && (r == 0 || r == WSK_ERR_UTF8));
+        /* Every vector path this CPU has gives the automaton's result and state. */
+        ENSURE(wsk_utf8_validate_portable(&c->utf8_other[0], p, n) == r &&
+               c->utf8_other[0] == c->utf8);
+        static const int isa[] = {WSK_UTF8_SSSE3, WSK_UTF8_AVX2};
+        for (int k = 0; k < 2; k++) {
+            wsk_utf8_chunks_fn *fn = wsk_utf8_chunks(isa[k]);
+            if (fn)
+                ENSURE(wsk_utf8_validate_with(&c->utf8_other[k + 1], p, n, fn) == r &&
+                       c->utf8_other[k + 1] == c->utf8);
+        }
         if (r) return -1;
         ENSURE(c->utf8 == c->utf8_bytewise);
     }

@@ -10,6 +10,7 @@ nodes' subscriptions through Redis, and say "bridged" through NATS, which cannot
 # tests/run: alone (three nodes and an engine per case; a connection was once refused mid-run
 # when it shared the machine with another test under --threads 2, cause not found)
 import asyncio
+import http.client
 import json
 import re
 import os
@@ -100,6 +101,21 @@ async def ways_in(redis, a, b, c):
         await recv(sub3)
         await recv(jsub)
 
+        # The answer waits for the engine's count (deferred): the connection stays open after it.
+        conn = http.client.HTTPConnection("127.0.0.1", b.port, timeout=T)
+        answers = []
+        for body in (b"kept 1", b"kept 2"):
+            conn.request("POST", "/publish/news", body=body)
+            r = conn.getresponse()
+            answers.append((r.status, r.getheader("Connection"), json.loads(r.read()) == want))
+        conn.close()
+        ok(answers == [(200, "keep-alive", True)] * 2,
+           "two POST /publish on one keep-alive connection, each answer with the count", answers)
+        ok([await recv(sub) for _ in range(2)] == ["kept 1", "kept 2"], "... both reach A")
+        for _ in range(2):
+            await recv(sub3)
+            await recv(jsub)
+
         r = subprocess.run([os.path.join(BIN, "wspub"), "-v", "--require-receivers",
                             b.url("/news"), "by wspub"], capture_output=True, timeout=10)
         ok(r.returncode == 0 and await recv(sub) == "by wspub", "wspub to B reaches A",
@@ -188,15 +204,23 @@ async def stalled(redis, a, b):
     """Redis alive but not reading (SIGSTOP): what waits for it is capped (8 MiB), later
     publishes fail visibly, local delivery goes on; once Redis reads again, messages flow."""
     big = b"x" * 65536
+    late = "the engine did not count it in time"
     async with connect(a.url("/big")) as far, connect(b.url("/big")) as near, \
-            connect(b.url("/big")) as pub:
+            connect(b.url("/big")) as pub, connect(b.url("/")) as j:
         subscribed(redis, "wskit:big")
         redis.proc.send_signal(signal.SIGSTOP)
         try:
             reply = curl_post(b, "big", b"no count")
-            ok(json.loads(reply) == {"topic": "big", "receivers": 2, "bridged": True},
+            ok(json.loads(reply) == {"topic": "big", "receivers": 2, "bridged": True,
+                                     "reason": late},
                "Redis stalled: POST /publish answers without the count when it does not come",
                reply)
+            await recv(near)
+            await j.send(json.dumps({"op": "publish", "topic": "big", "data": "late", "id": 7}))
+            ack = json.loads(await recv(j))
+            ok(ack == {"type": "ack", "op": "publish", "id": 7, "topic": "big", "receivers": 2,
+                       "bridged": True, "reason": late},
+               "... and a JSON publish's acknowledgement too, with the local count", ack)
             await recv(near)
             got = 0
             for _ in range(200):  # 12.5 MiB: past the cap; read as we go (B's own limit)
@@ -216,6 +240,10 @@ async def stalled(redis, a, b):
         except asyncio.TimeoutError:
             pass
         ok(0 < n < 200, f"the other node got some, not all ({n} of 200)")
+        await j.send(json.dumps({"op": "ping", "id": 8}))
+        ack = json.loads(await recv(j))
+        ok(ack.get("op") == "ping", "the count that came late sends no second acknowledgement",
+           ack)
         await pub.send("after")
         ok(await recv(far) == "after", "... and later messages once Redis reads again")
 
@@ -519,8 +547,9 @@ async def patterns(engine, a, b):
         # "pat.*" is raw and JSON at once: one engine pattern.  "*.w": NATS cannot glue a
         # wildcard to the prefix ("wskit:*"), and listens to ">" for it.
         ok(patterns_on(engine, ["wskit:pat.*", "wskit:pat.>", ">"]) and
-           subscribed(engine, "wskit:pat.x"),
-           "the patterns are subscribed on the engine", engine.channels())
+           wait_for(lambda: "wskit:pat.x" not in engine.channels()),
+           "the patterns are subscribed on the engine, and not the name they cover",
+           engine.channels())
         for topic, body in (("pat.y", "by pattern"), ("pat.x", "one"), ("pat.y.z", "deep"),
                             ("q.w", "first wild"), ("pat.x", "two")):
             curl_post(b, topic, body.encode())
@@ -538,6 +567,53 @@ async def patterns(engine, a, b):
        "the patterns leave the engine with their last subscriber", engine.channels())
 
 
+async def covered(redis, a, b):
+    """A node does not hold a name on Redis that one of its own patterns covers: Redis counts
+    it once in PUBLISH's reply (the acknowledged "nodes"), and the name comes back when the
+    pattern goes.  Two overlapping patterns that neither covers still count twice."""
+    async def nodes(pub, topic):
+        await pub.send(json.dumps({"op": "publish", "topic": topic, "data": topic}))
+        return json.loads(await recv(pub)).get("nodes")
+
+    async with connect(a.url("/")) as j, connect(b.url("/")) as pub:
+        await j.send(json.dumps({"op": "subscribe", "topic": "cov.x"}))
+        await recv(j)
+        ok(subscribed(redis, "wskit:cov.x") and await nodes(pub, "cov.x") == 1,
+           "a name alone: on Redis by name, one node counted")
+        await recv(j)
+        await j.send(json.dumps({"op": "subscribe", "topic": "cov.*"}))
+        await recv(j)
+        ok(patterns_on(redis, ["wskit:cov.*"]) and
+           wait_for(lambda: "wskit:cov.x" not in redis.channels()),
+           "its node's pattern covers it: the name leaves Redis", redis.channels())
+        ok(await nodes(pub, "cov.x") == 1 and
+           json.loads(await recv(j)).get("data") == "cov.x" and await nothing(j),
+           "... the node counted once, and the message delivered once")
+        await j.send(json.dumps({"op": "unsubscribe", "topic": "cov.*"}))
+        await recv(j)
+        ok(patterns_on(redis, []) and subscribed(redis, "wskit:cov.x"),
+           "the pattern gone: the name is back on Redis", redis.channels())
+        ok(await nodes(pub, "cov.x") == 1 and json.loads(await recv(j)).get("data") == "cov.x",
+           "... and its messages still arrive, the node counted once")
+        await j.send(json.dumps({"op": "subscribe", "topics": ["ov.*.c", "ov.b.*"]}))
+        await recv(j)
+        patterns_on(redis, ["wskit:ov.*.c", "wskit:ov.b.*"])
+        ok(await nodes(pub, "ov.b.c") == 2 and json.loads(await recv(j)).get("data") == "ov.b.c"
+           and await nothing(j),
+           "two overlapping patterns, neither covering the other: counted twice (documented), "
+           "delivered once")
+
+
+def refused_urls():
+    """rediss:// (this hiredis has no TLS) and other schemes: a usage error that says why."""
+    for url, why in (("rediss://127.0.0.1:1", "Redis over TLS is not supported"),
+                     ("http://127.0.0.1:1", "redis://... or nats://...")):
+        r = subprocess.run([os.path.join(BIN, "wsserve"), "--pubsub", "--bridge", url],
+                           capture_output=True, text=True, timeout=10)
+        ok(r.returncode != 0 and why in r.stderr, f"--bridge {url.split(':')[0]}://: refused, "
+           "saying why", r.stderr)
+
+
 async def main(kind):
     with Engine(kind) as redis:
         a, b, c = node([redis.url]), node([redis.url]), node([redis.url])
@@ -549,6 +625,7 @@ async def main(kind):
             spread(redis, a, b)
             await patterns(redis, a, b)
             if kind == "redis":
+                await covered(redis, a, b)
                 await stalled(redis, a, b)
             c.stop()
             await outage(redis, a, b)
@@ -563,6 +640,7 @@ async def main(kind):
             await by_name(redis)
         await sharding()
         await auth()
+        refused_urls()
     else:
         with Engine(kind) as nats:
             await seeds(nats)

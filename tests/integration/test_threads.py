@@ -370,9 +370,6 @@ def usage_errors():
     for bad in ("0", "-1", "1000", "x", ""):
         rc, out, err, _ = run_cmd("wsserve", "--echo", "--threads", bad)
         ok(rc == 1 and "threads" in err, f"--threads '{bad}' is a usage error", (rc, err))
-    rc, out, err, _ = run_cmd("wsserve", "--threads", "2", "--exec-shared", "cat")
-    ok(rc == 1 and "--exec-shared" in err, "--threads 2 with --exec-shared is a usage error",
-       (rc, err))
 
 
 def threads_auto():

@@ -255,6 +255,14 @@ def main():
         ok(rc == 0 and no_errors(j) and j["messages"]["bytes_received"] == 20 * 200 * 1024,
            "200 KiB text messages (64-bit lengths, payloads across reads), verified", err)
 
+        # --utf8: text in several scripts that the server (which validates UTF-8) accepts whole,
+        # cut at a length that falls inside a 4-byte character of the word list.
+        rc, j, err = bench_json("-n", "20", "-c", "2", "-w", "2", "-s", "100018", "--utf8",
+                                "--verify", url)
+        ok(rc == 0 and no_errors(j) and j["messages"]["bytes_received"] == 20 * 100018,
+           "--utf8: 100018-byte text messages with non-ASCII characters, accepted and verified",
+           err)
+
         rc, j, err = bench_json("-d", "0.5", "-c", "4", "--rate", "2000", url)
         ok(rc == 0 and no_errors(j) and 600 <= j["messages"]["received"] <= 1200
            and j["latency_ns"]["count"] == j["messages"]["received"],

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import Raw, Server, done, frame, free_port, ok, serve, skip, wait_for  # noqa: E402
+from wstest import THREADS, Raw, Server, done, frame, free_port, ok, serve, skip, wait_for  # noqa: E402,E501
 
 TEXT, BINARY, CLOSE = 1, 2, 8
 PY = "/usr/bin/python3"
@@ -262,16 +262,23 @@ with serve("--exec", "cat") as srv:
 # --threads 2: each thread starts the programs of its own connections and reaps them through
 # their pidfds on its own loop (the open line of -v names the thread).  Every program answers
 # once and exits with status 3: both threads see each exit and its status, and none is left.
-with serve("-v", "--threads", "2", "--exec", "read l; echo \"got $l\"; exit 3") as srv:
+def on_both_threads(srv, least=8, path="/"):
+    """Connections to a wsserve -v --threads 2 until both threads have some (60 at most, least
+    at least): (conns, {thread: [conns]}), the thread read from each one's open line."""
     conns, threads = [], {}
-    while len(conns) < 60 and len(threads) < 2 or len(conns) < 8:  # bounded: 60 at most
-        c = Raw(srv.port)
+    while len(conns) < 60 and len(threads) < 2 or len(conns) < least:
+        c = Raw(srv.port, path=path)
         conns.append(c)
         peer = "127.0.0.1:%d:" % c.sock.getsockname()[1]
         srv.wait_log("open", peer)
         for t in ("0", "1"):
             if srv.count(", thread " + t, peer):
                 threads.setdefault(t, []).append(c)
+    return conns, threads
+
+
+with serve("-v", "--threads", "2", "--exec", "read l; echo \"got $l\"; exit 3") as srv:
+    conns, threads = on_both_threads(srv)
     ok(sorted(threads) == ["0", "1"], "--threads 2: connections on both threads",
        str({t: len(cs) for t, cs in threads.items()}))
     for i, c in enumerate(conns):
@@ -287,6 +294,37 @@ with serve("-v", "--threads", "2", "--exec", "read l; echo \"got $l\"; exit 3") 
         c.close()
     ok(wait_for(lambda: not children(srv.proc.pid), 10), "--threads 2: every program reaped",
        str([(k, state(k)) for k in children(srv.proc.pid)]))
+
+# Without pidfd_open (valgrind 3.19; WSK_NO_PIDFD=1 asks for it, a test hook) each loop polls
+# its own programs: with --threads 2 every exit is still seen with its status, on both threads,
+# and none is left; the shared program is restarted after a crash.
+os.environ["WSK_NO_PIDFD"] = "1"
+try:
+    with serve("-v", "--threads", "2", "--", fail) as srv:
+        ok(srv.wait_log("reaped by polling (WSK_NO_PIDFD") == 1,
+           "WSK_NO_PIDFD=1: the log says the programs are polled", srv.stderr)
+        conns = [Raw(srv.port) for _ in range(30)]
+        ends = [messages(c) for c in conns]
+        good = sum(m == [(TEXT, b"bye")] and e == (1011, "program exited with status 3")
+                   for m, e in ends)
+        ok(good == len(conns), "polled: every program's exit and status reach its connection",
+           f"{good}: {ends[:3]}")
+        ok(srv.count(", thread 0") and srv.count(", thread 1"), "polled: on both threads",
+           srv.stderr[-2000:])
+        for c in conns:
+            c.close()
+        ok(wait_for(lambda: not children(srv.proc.pid), 10), "polled: every program reaped",
+           str([(k, state(k)) for k in children(srv.proc.pid)]))
+    with serve("--exec-shared", "read l; echo bye; exit 1", "--restart-message", "again") as srv:
+        a = Raw(srv.port)
+        a.send(frame(TEXT, b"x"))
+        got = [a.recv_frame()[2] for _ in range(2)]
+        ok(got == [b"bye", b"again"], "polled: the shared program's exit is seen, clients told",
+           repr(got))
+        ok(srv.wait_log("program restarted, pid") == 1, "polled: and it is restarted")
+        a.close()
+finally:
+    del os.environ["WSK_NO_PIDFD"]
 
 
 def pipes(pid):
@@ -440,16 +478,19 @@ with serve("--exec-shared", hub, "--restart-message", "be right back") as srv:
     b = Raw(srv.port)
     a.send(frame(TEXT, b"x"))
     got_a = {text(a), text(a)}
-    ok(got_a == {"echo x", "news\t1 said x"}, "--exec-shared: ID<TAB>message in, @ID reply to the "
-       "sender only, other lines to everyone", repr(got_a))
-    ok(text(b) == "news\t1 said x", "the other client gets the broadcast line only")
+    # IDs count connections from 1; with --threads N (WSK_THREADS) ID % N is the thread.
+    ida = ([m.split("\t")[1].split()[0] for m in got_a if m.startswith("news\t")] or ["?"])[0]
+    ok(got_a == {"echo x", f"news\t{ida} said x"} and (ida == "1" or THREADS and ida.isdigit()),
+       "--exec-shared: ID<TAB>message in, @ID reply to the sender only, other lines to everyone",
+       repr(got_a))
+    ok(text(b) == f"news\t{ida} said x", "the other client gets the broadcast line only")
     b.send(frame(TEXT, b"crash"))
     ok(text(a) == "be right back" and text(b) == "be right back",
        "the program died: every client is told (--restart-message)")
     ok(srv.wait_log("program restarted, pid") == 1, "the restart is logged")
     a.send(frame(TEXT, b"y"))
     got = [text(a), text(a)]
-    ok(set(got) == {"echo y", "news\t1 said y"} and text(b) == "news\t1 said y",
+    ok(set(got) == {"echo y", f"news\t{ida} said y"} and text(b) == f"news\t{ida} said y",
        "the restarted program reads the clients and reaches them", repr(got))
     for c in (a, b):
         c.close()
@@ -458,7 +499,9 @@ with serve("--exec-shared", hub, "--topics") as srv:
     a = Raw(srv.port, path="/news")
     b = Raw(srv.port)
     b.send(frame(TEXT, b"z"))
-    ok(text(a) == "2 said z", "--topics: TOPIC<TAB>line goes to the clients of /TOPIC")
+    got = text(a)
+    ok(got.endswith(" said z") and got.split()[0].isdigit(),
+       "--topics: TOPIC<TAB>line goes to the clients of /TOPIC", got)
     ok(text(b) == "echo z", "and not to the others (the sender got its @ID reply)")
     for c in (a, b):
         c.close()
@@ -509,18 +552,80 @@ with serve("--exec-shared", roster, "--passenv", "PATH,HOME", "--env", "FOO=bar"
            "--join-leave") as srv:
     a = Raw(srv.port, path="/room")
     got = text(a).split("\t")
-    ok(got[0] == "got +1" and got[1].startswith("127.0.0.1:") and got[2] == "/room",
+    ok(got[0].startswith("got +") and got[0][5:].isdigit() and got[1].startswith("127.0.0.1:")
+       and got[2] == "/room",
        "--join-leave: +ID<TAB>ADDRESS<TAB>PATH when a client joins", repr(got))
     a.send(frame(TEXT, b"env"))
     env_line = text(a)
     ok(env_line == f"env bar {os.environ['HOME']} -",
        "--exec-shared --passenv, --env: those variables, not the others", env_line)
     b = Raw(srv.port)
-    ok(text(a).startswith("got +2\t"), "a second client joins")
+    joined = text(a).split("\t")[0]
+    ok(joined.startswith("got +") and joined != got[0], "a second client joins", joined)
     b.send(frame(CLOSE, struct.pack("!H", 1000)))
-    ok(text(a) == "got -2\t1000", "-ID<TAB>CODE when it leaves")
+    ok(text(a) == f"got -{joined[5:]}\t1000", "-ID<TAB>CODE when it leaves")
     b.close()
     a.close()
+
+# --exec-shared --threads 2: the program lives on the first thread; clients of both threads
+# reach it (ID<TAB>message), get its broadcast lines and their own @ID replies, are told of a
+# restart and reach the restarted program.
+
+
+def frames_until(c, pred=lambda m: False, most=500):
+    """Text frames of c until one satisfies pred (included), at most `most`, or a timeout."""
+    out = []
+    try:
+        while len(out) < most:
+            out.append(text(c))
+            if pred(out[-1]):
+                break
+    except (socket.timeout, EOFError, ConnectionError):
+        pass
+    return out
+
+
+with serve("-v", "--threads", "2", "--exec-shared", hub, "--restart-message", "again") as srv:
+    conns, threads = on_both_threads(srv, least=4)
+    ok(sorted(threads) == ["0", "1"], "--exec-shared --threads 2: connections on both threads",
+       str({t: len(cs) for t, cs in threads.items()}))
+    for i, c in enumerate(conns):
+        c.send(frame(TEXT, b"m%d" % i))
+    n = len(conns)
+    got = [sorted(frames_until(c, most=n + 1)) for c in conns]
+    ids = [sorted(m.split("\t")[1].split()[0] for m in g if m.startswith("news\t"))
+           for g in got]
+    own = [[m for m in g if m.startswith("echo ")] for g in got]
+    ok(all(o == ["echo m%d" % i] for i, o in enumerate(own)),
+       "--threads 2: each client, on either thread, gets its own @ID reply only", repr(own[:4]))
+    ok(all(len(set(x)) == n and x == ids[0] for x in ids),
+       "--threads 2: every client gets every client's broadcast line, ids unique", repr(ids[:2]))
+    t0 = {int(i) % 2 for i in ids[0]}
+    ok(t0 == {0, 1}, "--threads 2: an ID says its thread (ID % 2)", repr(ids[0]))
+    threads["1"][0].send(frame(TEXT, b"crash"))
+    told = [frames_until(c, lambda m: m == "again")[-1:] for c in conns]
+    ok(told == [["again"]] * n, "--threads 2: the restart message reaches the clients of both "
+       "threads", repr(told[:4]))
+    ok(srv.wait_log("program restarted, pid") == 1, "--threads 2: the program is restarted")
+    for t, c in (("0", threads["0"][0]), ("1", threads["1"][0])):
+        c.send(frame(TEXT, b"after" + t.encode()))
+        g = frames_until(c, lambda m: m.startswith("echo "))
+        ok(g[-1:] == ["echo after" + t], f"--threads 2: a client of thread {t} reaches the "
+           "restarted program and gets its reply", repr(g[-3:]))
+    for c in conns:
+        c.close()
+
+with serve("-v", "--threads", "2", "--exec-shared", hub, "--topics") as srv:
+    subs, sthreads = on_both_threads(srv, least=4, path="/news")
+    b = Raw(srv.port)
+    b.send(frame(TEXT, b"z"))
+    got = [(frames_until(c, most=1) or ["-"])[0] for c in subs]
+    ok(sorted(sthreads) == ["0", "1"] and all(g.endswith(" said z") for g in got),
+       "--exec-shared --topics --threads 2: TOPIC<TAB>line reaches /TOPIC on both threads",
+       repr(got[:4]))
+    ok(text(b) == "echo z", "and the sender its reply")
+    for c in subs + [b]:
+        c.close()
 
 # ----- the same scripts through websocketd ------------------------------------------------------
 WSD = shutil.which("websocketd")

@@ -22,14 +22,11 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # WSK_THREADS=N (make check-threads): every wsserve a Server starts runs with --threads N, so
 # the whole suite also runs against N loops on N threads.
 THREADS = os.environ.get("WSK_THREADS", "")
-# The modes that run on one thread only (one program for every connection): wsserve(1)
-# refuses --threads with them.
-SINGLE_THREAD_MODES = ("--exec-shared",)
 
 
 def threads_args(prog, args):
-    """["--threads", N] for a wsserve of a mode that takes it, under WSK_THREADS; else []."""
-    if prog != "wsserve" or not THREADS or any(a in SINGLE_THREAD_MODES for a in args):
+    """["--threads", N] for a wsserve, under WSK_THREADS; else []."""
+    if prog != "wsserve" or not THREADS:
         return []
     return ["--threads", THREADS]
 

@@ -128,6 +128,26 @@ int main(void)
     close(peer);
     CHECK(ctx.nconns == 0, "the timed-out socket is freed");
 
+    /* A server-side hooked socket's large send is queued in the loop's cached blocks (no block
+     * of the message's size), and the peer gets it whole. */
+    enum { LEN = 100000 };
+    static uint8_t payload[LEN], out[LEN + 16];
+    for (size_t i = 0; i < LEN; i++) payload[i] = (uint8_t)(i * 7);
+    ctx.role = WSK_ROLE_SERVER;
+    c = pair_conn(&ctx, &peer, 0);
+    wsk_conn_open(c, NULL, 0);
+    long sr = wsk_send(c, payload, LEN, WSK_OP_BINARY, 0);
+    int cached = 1, segs = 0;
+    for (wsk_seg *q = c->q.head; q; q = q->next, segs++) cached &= q->blk->cap == WSK_BLOCK_CACHED;
+    CHECK(sr == LEN && cached && segs > 1,
+          "a hooked server socket's 100000-byte send: %d cached blocks", segs);
+    n = 0;
+    pair_read(peer, out, sizeof out, &n, 10 + LEN);
+    CHECK(n == 10 + LEN && out[0] == 0x82 && out[1] == 127 && !memcmp(out + 10, payload, LEN),
+          "the peer reads the whole frame (%zu bytes)", n);
+    close(peer);
+    SPIN_UNTIL(ctx.nconns == 0, pair_turn());
+
     wsk_loop_free(pair_loop);
     return TEST_DONE();
 }

@@ -1,6 +1,8 @@
-/* Deferred HTTP answers (wsk_response_defer, wsk_deferred_respond): answered later, the fallback
- * at the timeout, answered before the handler returned, a bad answer, misuse, and a server freed
- * while an answer is awaited.  A blocking socket plays the client; the loop runs between. */
+/* Deferred HTTP answers (wsk_response_defer, wsk_deferred_respond): answered later (the
+ * connection kept alive for the next request, closed after "Connection: close" or a request
+ * pipelined behind), the fallback at the timeout, answered before the handler returned, a bad
+ * answer, misuse, and a server freed while an answer is awaited.  A blocking socket plays the
+ * client; the loop runs between. */
 #include "test.h"
 #include "wskit.h"
 
@@ -42,19 +44,33 @@ static void on_request(wsk_server *srv, const wsk_request *req, wsk_response *re
     }
 }
 
+/* Sends a request for path on fd, with the header lines `more` ("" for none); 0 or -1. */
+static int send_on(int fd, const char *path, const char *more)
+{
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", path, more);
+    return write(fd, req, (size_t)n) == n ? 0 : -1;
+}
+
 /* Connects and sends a request for path, keeping the connection alive. */
 static int send_request(unsigned port, const char *path)
 {
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 || write(fd, req, (size_t)n) != n) {
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 || send_on(fd, path, "") < 0) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* Answers the deferral the handler makes next with `body`. */
+static void answer_next(const char *body)
+{
+    SPIN_UNTIL(waiting, ev_run(ev, EVRUN_NOWAIT));
+    if (waiting) wsk_deferred_respond(waiting, 200, body, strlen(body));
+    waiting = NULL;
 }
 
 /* One turn of the loop, then what fd has, appended to buf[0..*got) (NUL-terminated); 0 at EOF. */
@@ -112,9 +128,32 @@ int main(void)
     CHECK(wsk_deferred_respond(d, 201, "done", 4) == 1, "respond in time: 1");
     read_until(fd, buf, sizeof buf, "done");
     CHECK(!strncmp(buf, "HTTP/1.1 201 ", 13) && strstr(buf, "X-Fallback: kept\r\n") &&
-              strstr(buf, "Connection: close\r\n") && strstr(buf, "\r\n\r\ndone"),
-          "the answer's status and body, the fallback's headers, Connection: close");
+              strstr(buf, "Connection: keep-alive\r\n") && strstr(buf, "\r\n\r\ndone"),
+          "the answer's status and body, the fallback's headers, Connection: keep-alive");
+    CHECK(send_on(fd, "/now", "") == 0 && read_until(fd, buf, sizeof buf, "now") &&
+              !strncmp(buf, "HTTP/1.1 200 ", 13) && strstr(buf, "\r\n\r\nnow"),
+          "... and the connection serves the next request");
+    CHECK(send_on(fd, "/again", "") == 0, "a second deferred request on it");
+    answer_next("second");
+    read_until(fd, buf, sizeof buf, "second");
+    CHECK(strstr(buf, "Connection: keep-alive\r\n") && strstr(buf, "\r\n\r\nsecond"),
+          "... answered later too, kept alive");
+    CHECK(send_on(fd, "/last", "Connection: close\r\n") == 0, "then one with Connection: close");
+    answer_next("last");
+    read_until(fd, buf, sizeof buf, "last");
+    CHECK(strstr(buf, "Connection: close\r\n") && strstr(buf, "\r\n\r\nlast"),
+          "... answered with Connection: close");
     CHECK(read_until(fd, buf, sizeof buf, "\x01") == 0, "... and the connection closes");
+    close(fd);
+
+    /* A request pipelined behind a deferred one is not answered: the connection closes. */
+    fd = send_request(port, "/first");
+    CHECK(send_on(fd, "/now", "") == 0, "a request pipelined behind a deferred one");
+    answer_next("first");
+    size_t got = read_until(fd, buf, sizeof buf, "\x01");
+    CHECK(got && strstr(buf, "Connection: close\r\n") && strstr(buf, "\r\n\r\nfirst") &&
+              !strstr(buf, "\r\n\r\nnow"),
+          "the deferred answer says Connection: close, the pipelined request gets nothing");
     close(fd);
 
     /* The timeout: the fallback goes, and a late answer only frees. */

@@ -89,9 +89,11 @@ int main(void)
     st.bridge_links = 2;
     st.bridge_links_up = 1;
     st.bridge_forwarded = 9;
+    st.bridge_copies = 4;
     n = wsk_stats_format(&st, buf, sizeof buf);
     CHECK(has_line(buf, "wsk_bridge_links 2") && has_line(buf, "wsk_bridge_links_up 1") &&
               has_line(buf, "wsk_bridge_forwarded_total 9") &&
+              has_line(buf, "wsk_bridge_copies_total 4") &&
               has_line(buf, "# TYPE wsk_bridge_outages_total counter"),
           "a bridged server: the bridge's links and counters");
     st.bridged = 0;

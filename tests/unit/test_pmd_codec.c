@@ -522,8 +522,27 @@ static void test_objects(void)
     wsk_pmd_inflater_free(i);
 }
 
+/* A scratch buffer reused with a limit under its capacity (the loop's, capped under each
+ * message's size): the output stops at the limit, not at the capacity, so a message that does
+ * not shrink is found and goes uncompressed. */
+static void test_cap_under_capacity(void)
+{
+    static uint8_t noise[4096];
+    fill(noise, sizeof noise, 0);
+    wsk_pmd_deflater *d = wsk_pmd_deflater_new(12, 5, WSK_PMD_LEVEL_DEFAULT);
+    wsk_dbuf z;
+    wsk_dbuf_init(&z, 1 << 20);
+    wsk_dbuf_reserve(&z, 2 * sizeof noise);
+    z.max = sizeof noise - 1;
+    CHECK(d && wsk_pmd_deflate(d, noise, sizeof noise, 1, &z) == WSK_ERR_TOO_BIG && z.len == 0,
+          "random bytes stop at the limit (%zu of capacity %zu)", z.len, z.cap);
+    wsk_dbuf_free(&z);
+    wsk_pmd_deflater_free(d);
+}
+
 int main(void)
 {
+    test_cap_under_capacity();
     test_rfc_examples();
     test_round_trips();
     test_fragments();

@@ -8,6 +8,7 @@
  * certificates required / missing / from another CA, plaintext HTTP, garbage and a stalled
  * handshake costing one log line each, and a handshake whose flight does not fit the socket's
  * send buffer.  Certificates come from scripts/mkcerts (the test is skipped without openssl). */
+#include "internal.h"
 #include "test.h"
 #include "wskit.h"
 
@@ -23,6 +24,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -88,6 +90,8 @@ static int log_wait(const char *needle)
 
 /* ----- the servers --------------------------------------------------------------------------- */
 
+static atomic_int own_blocks; /* send blocks that were not from the loop's cache */
+
 /* Echo, except "burst N": N small text messages sent at once, and "big N": N binary messages of
  * 16 KiB (byte i of message k is k + i). */
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
@@ -112,6 +116,8 @@ static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
         return;
     }
     wsk_send(ws, data, len, op, 0);
+    /* A large echo goes to the queue in the loop's cached blocks, never one of its own size. */
+    for (wsk_seg *q = ws->q.head; q; q = q->next) own_blocks += q->blk->cap != WSK_BLOCK_CACHED;
 }
 
 static wsk_server *server(wsk_loop *loop, const char *cert, const char *key, const char *pw,
@@ -450,6 +456,7 @@ static void main_server(void)
 
     CHECK(echo_sizes(&t, 200, 70000, 200), "200 messages of 0-70000 bytes echoed while unread");
     CHECK(echo_sizes(&t, 3, 3u << 20, 300), "3 messages of up to 3 MiB echoed while unread");
+    CHECK(own_blocks == 0, "the echoes were queued in cached blocks (%d others)", (int)own_blocks);
 
     /* Closing handshake: the server closes TCP after its close frame, with close_notify. */
     uint8_t code[2] = {0x03, 0xe8};

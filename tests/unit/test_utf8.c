@@ -414,71 +414,257 @@ static void exhaustive(void)
     CHECK(bad == 0, "exhaustive: %ld short strings match the reference", count);
 }
 
-/* Both validators over p[0..n) in the same random pieces: 1 when every call agrees on the result
- * and the state. */
-static int same_verdicts(const uint8_t *p, size_t n, uint64_t *seed)
+/* The chunk checkers this CPU has, each with its name (NULL: the SSE2 ASCII skip alone). */
+struct checker {
+    const char *name;
+    wsk_utf8_chunks_fn *fn;
+};
+
+static size_t checkers(struct checker *out)
 {
-    uint32_t sf = WSK_UTF8_ACCEPT, sp = WSK_UTF8_ACCEPT;
+    size_t k = 0;
+    out[k++] = (struct checker){"sse2", NULL};
+    if (wsk_utf8_chunks(WSK_UTF8_SSSE3))
+        out[k++] = (struct checker){"ssse3", wsk_utf8_chunks(WSK_UTF8_SSSE3)};
+    if (wsk_utf8_chunks(WSK_UTF8_AVX2))
+        out[k++] = (struct checker){"avx2", wsk_utf8_chunks(WSK_UTF8_AVX2)};
+    return k;
+}
+
+/* A checker and the portable automaton over p[0..n) in the same random pieces (one piece
+ * mostly, so that the vector path sees long inputs): 1 when every call agrees on the result and
+ * the state, and wsk_utf8_validate itself agrees on the whole. */
+static int same_verdicts(const uint8_t *p, size_t n, wsk_utf8_chunks_fn *fn, uint64_t *seed)
+{
+    uint32_t sf = WSK_UTF8_ACCEPT, sp = WSK_UTF8_ACCEPT, sd = WSK_UTF8_ACCEPT;
     for (size_t at = 0; at < n;) {
         size_t k = rnd(seed) % 4 ? n - at : 1 + rnd(seed) % (n - at);
-        int rf = wsk_utf8_validate(&sf, p + at, k), rp = wsk_utf8_validate_portable(&sp, p + at, k);
+        int rf = wsk_utf8_validate_with(&sf, p + at, k, fn);
+        int rp = wsk_utf8_validate_portable(&sp, p + at, k);
         if (rf != rp || sf != sp) return 0;
         at += k;
     }
-    return 1;
+    int rd = wsk_utf8_validate(&sd, p, n);
+    uint32_t sp1 = WSK_UTF8_ACCEPT;
+    int rp1 = wsk_utf8_validate_portable(&sp1, p, n);
+    return rd == rp1 && sd == sp1;
 }
 
-/* The SSE2 path (x86_64) against the portable one: printable ASCII of every length to 200 at
- * every alignment, with one non-ASCII byte or sequence (valid, truncated, overlong, surrogate,
- * too large, stray) at every position, whole and in random pieces; then random mixtures from
- * all-ASCII to no ASCII, up to 4 KiB. */
+/* Sequences to plant in text: valid ones, every truncation of 2- to 4-byte characters,
+ * overlongs, surrogates, code points above U+10FFFF and bytes that never occur. */
+static const struct {
+    const char *b;
+    size_t n;
+} odd[] = {
+    {"\xC3\xA9", 2},
+    {"\xE2\x82\xAC", 3},
+    {"\xF0\x9F\x98\x80", 4}, /* valid */
+    {"\xDF\xBF", 2},
+    {"\xED\x9F\xBF", 3},
+    {"\xEE\x80\x80", 3},
+    {"\xF4\x8F\xBF\xBF", 4},
+    {"\xF0\x90\x80\x80", 4},
+    {"\xE0\xA0\x80", 3},
+    {"\xC3", 1},
+    {"\xE2", 1},
+    {"\xE2\x82", 2}, /* truncated */
+    {"\xF0", 1},
+    {"\xF0\x9F", 2},
+    {"\xF0\x9F\x98", 3},
+    {"\xC0\xAF", 2},
+    {"\xC1\xBF", 2},
+    {"\xE0\x80\xAF", 3}, /* overlong */
+    {"\xE0\x9F\xBF", 3},
+    {"\xF0\x80\x80\xAF", 4},
+    {"\xF0\x8F\xBF\xBF", 4},
+    {"\xED\xA0\x80", 3},
+    {"\xED\xBF\xBF", 3},
+    {"\xED\xA0\xBD\xED\xB2\xA9", 6}, /* surrogates */
+    {"\xF4\x90\x80\x80", 4},
+    {"\xF5\x80\x80\x80", 4},
+    {"\xF7\xBF\xBF\xBF", 4}, /* too large */
+    {"\x80", 1},
+    {"\xBF", 1},
+    {"\xFE", 1}, /* never occur, stray */
+    {"\xFF", 1},
+    {"\xC2\x80\x80", 3},
+    {"\xF8\x88\x80\x80\x80", 5},
+};
+#define NODD (sizeof odd / sizeof odd[0])
+
+/* Random text: ASCII with `high` of 1024 bytes starting a sequence from odd[] (valid ones only
+ * when `valid`) or, now and then, a random byte from 80..FF. */
+static void fill(uint8_t *p, size_t len, unsigned high, int valid, uint64_t *seed)
+{
+    for (size_t i = 0; i < len;) {
+        if (rnd(seed) % 1024 >= high) {
+            p[i++] = (uint8_t)(rnd(seed) % 128);
+        } else if (!valid && rnd(seed) % 8 == 0) {
+            p[i++] = (uint8_t)(0x80 + rnd(seed) % 128);
+        } else {
+            size_t k = rnd(seed) % (valid ? 9 : NODD);
+            for (size_t j = 0; j < odd[k].n && i < len; j++) p[i++] = (uint8_t)odd[k].b[j];
+        }
+    }
+}
+
+/* The vector paths (SSSE3, AVX2, and the SSE2 ASCII skip alone) against the portable
+ * automaton: text of every length 0..200 at every alignment to 32, ASCII or valid non-ASCII, with
+ * each sequence of odd[] planted at a random position; each sequence at every position of
+ * 130-byte text; then random mixtures from all-ASCII to no ASCII, up to 4 KiB.  Whole and in
+ * random pieces, result and state. */
 static void fast_vs_portable(void)
 {
-    static const struct {
-        const char *b;
-        size_t n;
-    } odd[] = {{"\xC3\xA9", 2}, {"\xE2\x82\xAC", 3}, {"\xF0\x9F\x98\x80", 4},
-               {"\x80", 1},     {"\xC3", 1},         {"\xE2\x82", 2},
-               {"\xC0\xAF", 2}, {"\xED\xA0\x80", 3}, {"\xF4\x90\x80\x80", 4},
-               {"\xFF", 1},     {"\xE0\x80\xAF", 3}};
     static uint8_t buf[4096 + 64];
+    static const unsigned high_per_1024[] = {0, 1, 10, 100, 340, 512, 1024};
+    struct checker ck[3];
+    size_t nck = checkers(ck);
     uint64_t seed = 42;
-    long cases = 0, bad = 0;
-    for (size_t len = 1; len <= 200 && bad < 5; len++)
-        for (size_t align = 0; align < 16; align += 5)
-            for (size_t o = 0; o < sizeof odd / sizeof odd[0]; o++)
-                for (size_t at = 0; at + odd[o].n <= len; at += 1 + (len > 80) * (at % 7)) {
+    for (size_t c = 0; c < nck; c++) {
+        long cases = 0, bad = 0;
+        for (size_t len = 0; len <= 200 && bad < 5; len++)
+            for (size_t align = 0; align < 32; align++)
+                for (size_t o = 0; o < NODD; o++) {
                     uint8_t *p = buf + align;
-                    for (size_t i = 0; i < len; i++) p[i] = (uint8_t)(0x20 + rnd(&seed) % 95);
-                    memcpy(p + at, odd[o].b, odd[o].n);
-                    bad += !EXPECT(same_verdicts(p, len, &seed), "len %zu align %zu, %zu at %zu",
-                                   len, align, o, at);
+                    fill(p, len, o % 2 ? 0 : 400, 1, &seed);
+                    size_t at = len >= odd[o].n ? rnd(&seed) % (len - odd[o].n + 1) : 0;
+                    memcpy(p + at, odd[o].b, len >= odd[o].n ? odd[o].n : len);
+                    bad +=
+                        !EXPECT(same_verdicts(p, len, ck[c].fn, &seed),
+                                "%s: len %zu align %zu, %zu at %zu", ck[c].name, len, align, o, at);
                     cases++;
                 }
-    static const unsigned high_per_1024[] = {0, 1, 10, 100, 512, 1024};
-    for (int r = 0; r < 20000 && bad < 5; r++) {
-        size_t len = rnd(&seed) % 4097, align = rnd(&seed) % 16;
-        unsigned high = high_per_1024[rnd(&seed) % 6];
-        uint8_t *p = buf + align;
-        for (size_t i = 0; i < len;) {
-            if (rnd(&seed) % 1024 >= high) {
-                p[i++] = (uint8_t)(rnd(&seed) % 128);
-            } else if (rnd(&seed) % 2) {
-                p[i++] = (uint8_t)(0x80 + rnd(&seed) % 128);
-            } else {
-                size_t k = rnd(&seed) % (sizeof odd / sizeof odd[0]);
-                for (size_t j = 0; j < odd[k].n && i < len; j++) p[i++] = (uint8_t)odd[k].b[j];
-            }
+        for (size_t o = 0; o < NODD && bad < 5; o++)
+            for (size_t at = 0; at + odd[o].n <= 130; at++)
+                for (size_t align = 0; align < 4; align++) {
+                    uint8_t *p = buf + align;
+                    fill(p, 130, align % 2 ? 0 : 400, 1, &seed);
+                    memcpy(p + at, odd[o].b, odd[o].n);
+                    bad += !EXPECT(same_verdicts(p, 130, ck[c].fn, &seed), "%s: %zu at %zu",
+                                   ck[c].name, o, at);
+                    cases++;
+                }
+        for (int r = 0; r < 20000 && bad < 5; r++) {
+            size_t len = rnd(&seed) % 4097, align = rnd(&seed) % 32;
+            unsigned high = high_per_1024[rnd(&seed) % 7];
+            fill(buf + align, len, high, r % 3 != 0, &seed);
+            bad += !EXPECT(same_verdicts(buf + align, len, ck[c].fn, &seed),
+                           "%s: random %d, %zu bytes", ck[c].name, r, len);
+            cases++;
         }
-        bad += !EXPECT(same_verdicts(p, len, &seed), "random %d, %zu bytes", r, len);
-        cases++;
+        CHECK(bad == 0, "%s: agrees with the portable automaton on %ld inputs, in pieces too",
+              ck[c].name, cases);
     }
-    CHECK(bad == 0, "the SSE2 path and the portable one agree on %ld inputs, in pieces too", cases);
 }
 
-int main(void)
+/* Every string of 1 or 2 bytes and every 3- and 4-byte string whose last bytes come from the
+ * values where the grammar changes, placed at each offset of a 64-byte step inside valid text with
+ * non-ASCII characters (so the vector checks see it in every lane position): each checker agrees
+ * with the portable automaton. */
+static void exhaustive_vectors(void)
 {
+    static const uint8_t edge[] = {0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF,
+                                   0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xF0, 0xF4, 0xFF};
+    struct checker ck[3];
+    size_t nck = checkers(ck);
+    uint64_t seed = 5;
+    uint8_t base[160], buf[160];
+    fill(base, sizeof base, 300, 1, &seed);
+    for (size_t c = 1; c < nck; c++) {
+        long bad = 0, count = 0;
+        for (uint32_t v = 0; v < 256 + 65536 + (1u << 20) && bad < 5; v++) {
+            uint8_t b[4];
+            size_t n;
+            if (v < 256) {
+                n = 1, b[0] = (uint8_t)v;
+            } else if (v < 256 + 65536) {
+                n = 2, b[0] = (uint8_t)(v - 256), b[1] = (uint8_t)((v - 256) >> 8);
+            } else {
+                uint32_t x = v - 256 - 65536; /* the length, three edge values, a lead */
+                n = 3 + (x & 1);
+                b[0] = (uint8_t)(0x80 + (x >> 13)), b[1] = edge[(x >> 1) & 15];
+                b[2] = edge[(x >> 5) & 15], b[3] = edge[(x >> 9) & 15];
+            }
+            size_t at = 60 + (size_t)(v % 40);
+            memcpy(buf, base, sizeof buf);
+            memcpy(buf + at, b, n);
+            uint32_t sf = WSK_UTF8_ACCEPT, sp = WSK_UTF8_ACCEPT;
+            int rf = wsk_utf8_validate_with(&sf, buf, sizeof buf, ck[c].fn);
+            int rp = wsk_utf8_validate_portable(&sp, buf, sizeof buf);
+            bad += !EXPECT(rf == rp && sf == sp, "%s: %zu bytes %02x %02x %02x %02x at %zu",
+                           ck[c].name, n, b[0], b[1], b[2], b[3], at);
+            count++;
+        }
+        CHECK(bad == 0, "%s: %ld short strings planted in text agree with the portable automaton",
+              ck[c].name, count);
+    }
+}
+
+/* `test_utf8 --bench`: GB/s of each path over valid text of 64 KiB and 1 MiB with a third of
+ * its bytes in non-ASCII characters (2- to 4-byte), and of ASCII text, next to memcpy of the
+ * same bytes; best of 5 rounds of about 64 MiB each (CPU time of this thread). */
+static double thread_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void bench(void)
+{
+    static const size_t sizes[] = {64 << 10, 1 << 20};
+    struct checker ck[3];
+    size_t nck = checkers(ck);
+    uint64_t seed = 1;
+    for (size_t z = 0; z < 2; z++)
+        for (int ascii = 0; ascii < 2; ascii++) {
+            size_t n = sizes[z], reps = ((size_t)64 << 20) / n;
+            uint8_t *src = malloc(n), *dst = malloc(n);
+            /* 1 in 7 characters non-ASCII of 3 bytes on average: about 1/3 of the bytes. */
+            fill(src, n, ascii ? 0 : 150, 1, &seed);
+            while (n && (src[n - 1] & 0xC0) == 0x80) src[--n] = 'x';
+            if (n && src[n - 1] >= 0xC0) src[n - 1] = 'x';
+            size_t high = 0;
+            for (size_t i = 0; i < n; i++) high += src[i] >= 0x80;
+            printf("bench_utf8 size=%zu non_ascii=%.0f%%", n, 100.0 * (double)high / (double)n);
+            for (size_t c = 0; c <= nck + 1; c++) {
+                double best = 1e9;
+                for (int round = 0; round < 5; round++) {
+                    double t = thread_s();
+                    for (size_t r = 0; r < reps; r++) {
+                        if (c == nck + 1) {
+                            memcpy(dst, src, n);
+                            __asm__ volatile("" : : "r"(dst) : "memory");
+                        } else {
+                            uint32_t st = WSK_UTF8_ACCEPT;
+                            int v = c == nck ? wsk_utf8_validate_portable(&st, src, n)
+                                             : wsk_utf8_validate_with(&st, src, n, ck[c].fn);
+                            if (v || st) abort();
+                        }
+                    }
+                    t = thread_s() - t;
+                    if (t < best) best = t;
+                }
+                printf(" %s=%.2f",
+                       c == nck + 1 ? "memcpy"
+                       : c == nck   ? "portable"
+                                    : ck[c].name,
+                       (double)n * (double)reps / best / 1e9);
+            }
+            printf(" GB/s\n");
+            free(src);
+            free(dst);
+        }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "--bench")) {
+        bench();
+        return 0;
+    }
     fast_vs_portable();
+    exhaustive_vectors();
     sequences();
     exhaustive();
     fast_path();

@@ -1,0 +1,159 @@
+/* The codecs of permessage-deflate with context takeover, alone: ns per message and compressed
+ * size for zlib's deflate (levels 6 and 1) against ISA-L's igzip (levels 0 to 3), one stream
+ * over many messages with a sync flush each, and zlib's inflate against ISA-L's on the same
+ * stream (each message into a buffer of its own, as a server hands them out).  Messages: 1 KiB
+ * and 16 KiB of wsbench's JSON-like text and of random bytes, the same message again and again
+ * (what `wsbench echo` sends) or a different one each time.  Not a test: `build/tests/bench_pmd`
+ * prints a table; the choices in pmd.h (ISA-L level 1 for deflate, zlib for inflate) come from
+ * it.  CPU time of the best of three runs of BENCH_MSGS messages, so a loaded machine spoils
+ * less. */
+#define ZLIB_CONST
+#include "bench_engine.h"
+#include "pmd.h"
+
+#include <isa-l/igzip_lib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+#define BENCH_MSGS 400
+#define ZMAX       (40 * 1024)
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static uint8_t zout[BENCH_MSGS][ZMAX];
+static size_t zlen[BENCH_MSGS];
+
+/* ISA-L at `level` directly (the library's wrapper is level 1 only). */
+static size_t isal_level(int level, const uint8_t *in, size_t n)
+{
+    static const uint32_t bufs[] = {0, ISAL_DEF_LVL1_SMALL, ISAL_DEF_LVL2_SMALL,
+                                    ISAL_DEF_LVL3_SMALL};
+    struct isal_zstream zs;
+    isal_deflate_init(&zs);
+    zs.level = (uint32_t)level;
+    zs.level_buf = bufs[level] ? malloc(bufs[level]) : NULL;
+    zs.level_buf_size = bufs[level];
+    zs.flush = SYNC_FLUSH;
+    size_t total = 0;
+    for (int m = 0; m < BENCH_MSGS; m++) {
+        zs.next_in = (uint8_t *)(uintptr_t)(in + (size_t)m * n);
+        zs.avail_in = (uint32_t)n;
+        zs.next_out = zout[m];
+        zs.avail_out = ZMAX;
+        isal_deflate(&zs);
+        zlen[m] = ZMAX - zs.avail_out - 4;
+        total += zlen[m];
+    }
+    free(zs.level_buf);
+    return total;
+}
+
+/* 0..1: zlib level 6, 1 (the library's zlib deflater); 2: the library's ISA-L deflater;
+ * 3..5: ISA-L levels 0, 2, 3.  Returns the compressed bytes of all messages. */
+static size_t deflate_all(int codec, const uint8_t *in, size_t n)
+{
+    if (codec >= 3) return isal_level(codec == 3 ? 0 : codec - 2, in, n);
+    wsk_pmd_deflater *z = codec < 2 ? wsk_pmd_deflater_new(15, 8, codec ? 1 : 6) : NULL;
+    wsk_pmd_isal_deflater *i = codec == 2 ? wsk_pmd_isal_deflater_new(15) : NULL;
+    size_t total = 0;
+    for (int m = 0; m < BENCH_MSGS; m++) {
+        wsk_dbuf out = {zout[m], 0, ZMAX, ZMAX};
+        const uint8_t *p = in + (size_t)m * n;
+        if (z) wsk_pmd_deflate(z, p, n, 0, &out);
+        if (i) wsk_pmd_isal_deflate(i, p, n, 0, &out);
+        zlen[m] = out.len;
+        total += out.len;
+    }
+    wsk_pmd_deflater_free(z);
+    wsk_pmd_isal_deflater_free(i);
+    return total;
+}
+
+/* Inflates the BENCH_MSGS payloads in zout (00 00 ff ff put back) with zlib (the library's
+ * inflater) or ISA-L, each into a buffer of its own; 0 when every message came back. */
+static int inflate_all(int isal, const uint8_t *in, size_t n)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    wsk_pmd_inflater *z = isal ? NULL : wsk_pmd_inflater_new(15, 0);
+    struct inflate_state *st = isal ? malloc(sizeof *st) : NULL;
+    if (st) isal_inflate_init(st);
+    int bad = 0;
+    for (int m = 0; m < BENCH_MSGS && !bad; m++) {
+        wsk_dbuf out;
+        wsk_dbuf_init(&out, n + 64);
+        if (z) {
+            bad = wsk_pmd_inflate(z, zout[m], zlen[m], 1, &out) != 0;
+        } else {
+            wsk_dbuf_reserve(&out, n + 64);
+            memcpy(zout[m] + zlen[m], tail, 4);
+            st->next_in = zout[m];
+            st->avail_in = (uint32_t)zlen[m] + 4;
+            st->next_out = out.p;
+            st->avail_out = (uint32_t)(n + 64);
+            bad = isal_inflate(st) != ISAL_DECOMP_OK || st->avail_in;
+            out.len = n + 64 - st->avail_out;
+        }
+        bad |= out.len != n || memcmp(out.p, in + (size_t)m * n, n) != 0;
+        wsk_dbuf_free(&out);
+    }
+    wsk_pmd_inflater_free(z);
+    free(st);
+    return bad;
+}
+
+int main(void)
+{
+    static const char *const codecs[] = {"zlib 6", "zlib 1", "isal 1",
+                                         "isal 0", "isal 2", "isal 3"};
+    printf(
+        "| message | deflate: %s, %s, %s, %s, %s, %s (ns, size %%) | inflate zlib, isal (ns) |\n",
+        codecs[0], codecs[1], codecs[2], codecs[3], codecs[4], codecs[5]);
+    for (size_t n = 1024; n <= 16384; n *= 16)
+        for (int random = 0; random < 2; random++)
+            for (int vary = 0; vary < 2; vary++) {
+                /* Varied: consecutive slices of one long stream of records or random bytes;
+                 * same: the first slice again and again. */
+                uint8_t *in = malloc(n * BENCH_MSGS);
+                if (random)
+                    wb_random_bytes(in, n * BENCH_MSGS);
+                else
+                    wb_json_like(in, n * BENCH_MSGS);
+                for (int m = 1; m < BENCH_MSGS && !vary; m++) memcpy(in + (size_t)m * n, in, n);
+                printf("| %zu %s %s |", n, random ? "random" : "json", vary ? "varied" : "same");
+                for (int c = 0; c < 6; c++) {
+                    double best = 1e30;
+                    size_t total = 0;
+                    for (int run = 0; run < 3; run++) {
+                        double t0 = now_ns();
+                        total = deflate_all(c, in, n);
+                        double t = (now_ns() - t0) / BENCH_MSGS;
+                        if (t < best) best = t;
+                    }
+                    printf(" %.0f %.1f%%", best, 100.0 * (double)total / (double)(n * BENCH_MSGS));
+                }
+                deflate_all(0, in, n);
+                printf(" |");
+                for (int isal = 0; isal < 2; isal++) {
+                    double best = 1e30;
+                    int bad = 0;
+                    for (int run = 0; run < 3; run++) {
+                        double t0 = now_ns();
+                        bad |= inflate_all(isal, in, n);
+                        double t = (now_ns() - t0) / BENCH_MSGS;
+                        if (t < best) best = t;
+                    }
+                    printf(bad ? " WRONG" : " %.0f", best);
+                }
+                printf(" |\n");
+                free(in);
+            }
+    return 0;
+}
