@@ -190,6 +190,14 @@ static void regroup(void *arg, const char *topic, size_t n)
 /* Pattern t[0..n) (carried) on the engine's every link, and the names it covers off them (on);
  * or the names back and the pattern off.  In that order: the engine never drops a message
  * between the two (a copy meanwhile is dropped as one). */
+/* regroup for the topics listened to without a local subscriber (wsk_server_bridge_listen):
+ * wsk_pubsub_each does the others. */
+static void regroup_listeners(struct regroup *g)
+{
+    for (const struct listener *h = g->b->listeners; h; h = h->next)
+        if (!wanted_by_sockets(g->b, h->t, h->n)) regroup(g, h->t, h->n);
+}
+
 static void pattern_topic(struct wsk_bridge *b, const char *t, size_t n, int on)
 {
     struct held **pp = &b->patterns, *h;
@@ -206,12 +214,16 @@ static void pattern_topic(struct wsk_bridge *b, const char *t, size_t n, int on)
     if (on) {
         for (unsigned i = 0; i < b->nlinks; i++)
             if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 1);
-        if (h) wsk_pubsub_each(b->ctx, regroup, &g);
+        if (h) {
+            wsk_pubsub_each(b->ctx, regroup, &g);
+            regroup_listeners(&g);
+        }
         return;
     }
     if (h) {
         *pp = h->next;
         wsk_pubsub_each(b->ctx, regroup, &g); /* h is out of the list: it covers nothing now */
+        regroup_listeners(&g);
     }
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 0);

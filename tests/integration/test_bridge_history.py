@@ -170,6 +170,28 @@ async def leave(redis, a):
        "recoveries cut short leave no subscription on Redis behind", redis.channels())
 
 
+async def covered(redis, a, b):
+    """A recovery on node A of a topic that a pattern of node A covers: the node listens through
+    the pattern (not by name), and when the pattern's subscriber leaves meanwhile, by name."""
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub:
+        await publish(pub, "cov.x", "c1")
+        pat = await connect(a.url("/cov.*")).__aenter__()
+        ok(wait_for(lambda: "wskit:cov.x" not in redis.channels() and
+                    redis.command("PUBSUB", "NUMPAT") >= 1), "node A holds cov.* by pattern")
+        ack, ws = await resume(ua, "cov.x", 0, "")
+        got = await messages(ws, 1)
+        ok(not redis.channels() or "wskit:cov.x" not in redis.channels(),
+           "a covered topic is not subscribed by name for the recovery", redis.channels())
+        await pat.close()
+        ok(wait_for(lambda: "wskit:cov.x" in redis.channels()),
+           "... and is, by name, once the pattern goes", redis.channels())
+        await publish(pub, "cov.x", "c2")
+        got += await messages(ws, 1)
+        ok([(d, o) for d, o, _ in got] == [("c1", 1), ("c2", 2)], "the recovery goes live", got)
+        await ws.close()
+
+
 async def ttl(redis):
     """--history N,TTL with Redis: the history lives TTL seconds after the topic's last publish;
     then it is gone, and the next life has a new epoch."""
@@ -286,6 +308,7 @@ async def main():
             await across_nodes(redis, a, b)
             await storm(a, b, *((300, 4) if sanitized() else ()))  # valgrind: fewer
             await leave(redis, a)
+            await covered(redis, a, b)
             await ttl(redis)
             await overrun(redis)
             await engine_down(redis, a)
