@@ -17,11 +17,26 @@
 
 extern char **environ;
 
+/* A spawner's thread has a descriptor table of its own (serve_spawn.c), but ThreadSanitizer
+ * keeps one per process, by number: a pipe made there under a number that a loop (or another
+ * spawner thread) also uses would show as a race on that descriptor, which it is not.  The pipes
+ * of a spawn are therefore made and closed by the system calls themselves, which it does not
+ * intercept; the descriptors the loop gets (SCM_RIGHTS) are new numbers in the loop's table. */
+static int pipe_unseen(int p[2])
+{
+    return (int)syscall(SYS_pipe2, p, O_CLOEXEC);
+}
+
+void child_close_unseen(int fd)
+{
+    syscall(SYS_close, fd);
+}
+
 int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t *pid, int fds[3])
 {
     int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}}, rc = 0;
     for (int i = 0; i < 3; i++)
-        if (pipe2(p[i], O_CLOEXEC) < 0) {
+        if (pipe_unseen(p[i]) < 0) {
             rc = errno;
             goto out;
         }
@@ -52,9 +67,9 @@ int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t 
 out:
     for (int i = 0; i < 3; i++) {
         int mine = i == 0 ? 1 : 0; /* wsserve keeps stdin's write end, the others' read ends */
-        if (p[i][1 - mine] >= 0) close(p[i][1 - mine]);
+        if (p[i][1 - mine] >= 0) child_close_unseen(p[i][1 - mine]);
         if (rc) {
-            if (p[i][mine] >= 0) close(p[i][mine]);
+            if (p[i][mine] >= 0) child_close_unseen(p[i][mine]);
         } else {
             fds[i] = p[i][mine];
             fcntl(fds[i], F_SETFL, O_NONBLOCK);

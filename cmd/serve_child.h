@@ -4,6 +4,7 @@
 #ifndef WSK_SERVE_CHILD_H
 #define WSK_SERVE_CHILD_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -63,6 +64,10 @@ int child_pidfd_wait(int fd, int *status);
  * value. */
 int child_spawn(const char *file, char *const argv[], char *const envp[], pid_t *pid, int fds[3]);
 
+/* close(2) by the system call itself, unseen by ThreadSanitizer: for the descriptors of a spawner
+ * thread's own table (serve_child.c says why). */
+void child_close_unseen(int fd);
+
 /* The same, off the loop's thread (serve_spawn.c): posix_spawn holds its caller until the child
  * has reached exec.  A request is submitted on the loop's thread, and done(arg, sp) is called
  * there once it has run, with sp->rc, sp->pid and sp->fds set as child_spawn sets them.  file,
@@ -78,6 +83,10 @@ struct spawn {
     int fds[3];
     int pidfd; /* the caller's to close; -1 without want_pidfd */
     int rc;
+    /* Set (release) by the spawner's thread once it is done with file, argv and envp, read
+     * (acquire) by the loop before done: the order the result's socket gives, said in a way
+     * ThreadSanitizer sees (it does not follow sendmsg to recvmsg). */
+    atomic_int ran;
 };
 typedef void (*spawn_done)(void *arg, struct spawn *sp);
 struct spawner;

@@ -15,6 +15,9 @@
  * and the first event on it (a client's FIN) makes libev rebuild the whole epoll set, one
  * epoll_ctl per descriptor, again O(connections) (ev_epoll.c, "spurious notification").
  *
+ * The hand-off is said to ThreadSanitizer too (struct spawn's `ran`), and the threads make and
+ * close their pipes unseen by it (child_close_unseen): see serve_child.c.
+ *
  * The thread also opens the program's pidfd right after the spawn and sends it with the pipes:
  * the loop reaps the program through it (serve_reap.c), however soon the program exits.  A loop
  * that polls its programs instead (no pidfd_open) gets the three pipes alone. */
@@ -87,7 +90,7 @@ static void send_result(int sock, struct spawn *sp, int rc, pid_t pid, const int
         while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR) continue;
     }
     if (!rc)
-        for (int i = 0; i < nfds; i++) close(fds[i]); /* the loop has its own now */
+        for (int i = 0; i < nfds; i++) child_close_unseen(fds[i]); /* the loop has its own now */
 }
 
 static void *spawn_thread(void *arg)
@@ -114,8 +117,9 @@ static void *spawn_thread(void *arg)
             (fds[3] = child_pidfd(pid)) < 0) { /* EMFILE: no way to watch it */
             rc = errno;
             child_kill_reap(pid);
-            for (int i = 0; i < 3; i++) close(fds[i]);
+            for (int i = 0; i < 3; i++) child_close_unseen(fds[i]);
         }
+        atomic_store_explicit(&sp->ran, 1, memory_order_release);
         send_result(sock, sp, rc, pid, fds, s->want_pidfd ? NFDS : 3);
         pthread_mutex_lock(&s->mu);
     }
@@ -136,6 +140,7 @@ static void deliver(struct spawner *s)
         if (n < 0 && errno == EINTR) continue;
         if (n != (ssize_t)sizeof r) return; /* EAGAIN: none left */
         struct spawn *sp = r.sp;
+        (void)atomic_load_explicit(&sp->ran, memory_order_acquire);
         sp->rc = r.rc;
         sp->pid = r.pid;
         sp->pidfd = -1;

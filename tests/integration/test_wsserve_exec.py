@@ -615,6 +615,28 @@ with serve("-v", "--threads", "2", "--exec-shared", hub, "--restart-message", "a
     for c in conns:
         c.close()
 
+# Senders on both threads paused at the stdin cap while the program reads nothing (the second
+# thread's through the counts every thread reads) are all resumed once it reads: none dropped.
+go2 = os.path.join(tmp, "go2")
+slow2 = script("slow2.py", open(slow).read().replace(repr(go), repr(go2)))
+with serve("-v", "--threads", "2", "--exec-shared", slow2) as srv:
+    conns, threads = on_both_threads(srv, least=2)
+    senders = [threads["0"][0], threads["1"][0]] if len(threads) == 2 else conns[:2]
+    for c in senders:
+        for i in range(150):
+            c.send(frame(TEXT, b"m" * 1000))
+    with open(go2, "w"):
+        pass
+    for c in senders:
+        c.sock.settimeout(10)
+    got = [frames_until(c, lambda m: m == "got 300", most=3) for c in senders]
+    ok(got == [["got 100", "got 200", "got 300"]] * 2,
+       "--threads 2: senders of both threads paused at the stdin cap are resumed; all arrive",
+       repr(got))
+    ok(srv.count("dropped") == 0, "--threads 2: none dropped", srv.stderr[-1500:])
+    for c in conns:
+        c.close()
+
 with serve("-v", "--threads", "2", "--exec-shared", hub, "--topics") as srv:
     subs, sthreads = on_both_threads(srv, least=4, path="/news")
     b = Raw(srv.port)
