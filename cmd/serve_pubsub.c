@@ -104,8 +104,10 @@ struct broker {
     char *token; /* a copy (the file's line, or --token), wiped when the broker goes */
     size_t token_len;
     struct broker_home *home, home_here;
-    struct ev_loop *ev; /* where `expiry` runs, once it has */
-    ev_timer expiry;    /* --history N,TTL: lets old messages go without new traffic */
+    struct ev_loop *ev;    /* where `expiry` runs, once it has */
+    ev_timer expiry;       /* --history N,TTL: lets old messages go without new traffic */
+    int remote;            /* history in the engine: 1, or -1 node-local, 0 not asked yet */
+    struct recovery *recs; /* recoveries from the engine's history under way (remote) */
 };
 
 /* A chat member: the name its messages are prefixed with. */
@@ -547,6 +549,8 @@ static void pending_unlink(struct client *cl, struct pending *p)
 }
 
 static void send_reply(wsk_ws *ws, char *text, size_t len);
+static int remote_history(struct broker *b);
+static void remote_live(wsk_server *srv, const char *topic, size_t tlen, const wsk_history_pos *at);
 
 /* A deferred answer to POST /publish: JSON text s[0..n) (malloc'd, or NULL), with a newline. */
 static void http_answer(wsk_deferred *d, char *s, size_t n)
@@ -691,6 +695,14 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     ps_pos pos;
     char extra[64] = "";
+    /* Delivered here too when the engine hands it back with its offset: broker_bridged.  With
+     * the engine down, it goes as below, without an offset. */
+    if (remote_history(broker_of(srv))) {
+        if (p) p->local = 0;
+        if (!wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
+                                        p ? pending_count : NULL, p))
+            return 0;
+    }
     /* A message history could not keep is still delivered: live subscribers lose nothing. */
     ps_store_record(store_lock(srv), topic, tlen, data, len, binary, now(), &pos);
     history_expiry_start(broker_of(srv));
@@ -707,13 +719,20 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     return total + (r > 0 ? r : 0);
 }
 
-/* A message from another node: to the raw subscribers here and, wrapped, to the JSON ones.  It
+/* A message from another node (or, with history in the engine, from any node, this one too):
+ * to the raw subscribers here and, wrapped, to the JSON ones.  Without history in the engine it
  * carries no offset: the history of a node holds what was published through it. */
 static void broker_bridged(wsk_server *srv, const char *topic, size_t tlen, const void *data,
-                           size_t len, wsk_opcode op, int compress)
+                           size_t len, wsk_opcode op, int compress, const wsk_history_pos *at)
 {
+    char extra[64] = "";
+    if (at && remote_history(broker_of(srv))) {
+        snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
+                 (unsigned long long)at->offset, at->epoch);
+        remote_live(srv, topic, tlen, at); /* before: a recovery that goes live gets this one */
+    }
     wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
-    publish_json(srv, NULL, topic, tlen, data, len, op == WSK_OP_BINARY, "");
+    publish_json(srv, NULL, topic, tlen, data, len, op == WSK_OP_BINARY, extra);
 }
 
 /* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out
@@ -843,6 +862,14 @@ struct recovery {
     int drained;            /* ... in drained */
     char id[JP_ID_MAX + 1]; /* of the subscribe */
     char epoch[17];
+    /* From the engine's history (remote_recover) only: */
+    int remote;
+    wsk_ws *ws;                   /* NULL once it closed: freed when its read comes back */
+    struct recovery *prev, *next; /* on the broker's recs */
+    int acked, reading;           /* the acknowledgement went; a read is under way */
+    uint64_t live;                /* the last offset this node delivered live meanwhile */
+    uint64_t since;               /* the offset the client gave */
+    char since_epoch[17];
     size_t tlen;
     char topic[TOPIC_MAX];
 };
@@ -940,12 +967,231 @@ static void recovery_step(wsk_ws *ws)
     }
 }
 
+/* ----- history in the engine ----------------------------------------------------------------
+ *
+ * With a Redis --bridge and --history on one thread, the history lives in Redis
+ * (wsk_server_bridge_history; bridge_redis.c has the layout): every node numbers a topic's
+ * messages alike and any node can recover any client.
+ *  - A publish goes to the engine first (broker_publish), which gives it the topic's next
+ *    offset, keeps it and publishes it; every node, this one included, delivers it when it
+ *    comes back (broker_bridged), so every node delivers the same sequence, each message with
+ *    its offset and epoch.  The engine down: delivered here at once, without an offset (the
+ *    bridge counts the failure).
+ *  - A subscribe with "since" (remote_recover): the node listens to the topic's channel first
+ *    (wsk_server_bridge_listen), then reads the history after the client's offset, a batch at a
+ *    time, and sends it; the acknowledgement goes with the first batch.  The socket subscribes
+ *    when a live message carries the offset right after the last one sent (remote_live): that
+ *    message reaches it live, and so do all later ones: no gap, no duplicate, order kept.  A
+ *    live message further ahead means some passed while reading: it reads again from its last
+ *    offset.  The engine cannot be asked: "recovered": false, and the socket subscribes at once.
+ */
+
+#define REMOTE_BATCH 256 /* messages read from the engine at once */
+
+static int remote_history(struct broker *b)
+{
+    if (!b->remote) {
+        b->remote = -1;
+        /* The bridge is made after the servers (wsserve.c): asked at the first use. */
+        if (b->cfg->history && b->sv->threads == 1 &&
+            wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl) == 0) {
+            b->remote = 1;
+            ps_store_history(b->home->store, 0, 0, 0); /* the node keeps none of its own */
+        }
+    }
+    return b->remote > 0;
+}
+
+static void remote_read(struct recovery *rc);
+
+/* Takes rc off the broker's list, the hold on its topic ended. */
+static void remote_unlink(wsk_server *srv, struct recovery *rc)
+{
+    struct broker *b = broker_of(srv);
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        b->recs = rc->next;
+    if (rc->next) rc->next->prev = rc->prev;
+    wsk_server_bridge_listen(srv, rc->topic, rc->tlen, 0);
+}
+
+static void remote_free(wsk_server *srv, struct recovery *rc)
+{
+    remote_unlink(srv, rc);
+    free(rc);
+}
+
+/* The socket closed: rc goes now, or with its read when one is under way (off the list now). */
+static void remote_end(wsk_server *srv, struct recovery *rc)
+{
+    if (!rc->reading) {
+        remote_free(srv, rc);
+        return;
+    }
+    remote_unlink(srv, rc);
+    rc->ws = NULL;
+}
+
+/* The socket subscribes: live messages reach it from now on. */
+static void remote_go_live(struct recovery *rc)
+{
+    wsk_ws *ws = rc->ws;
+    struct client *cl = wsk_ws_data(ws);
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+    cl->rec = NULL;
+    remote_free(wsk_ws_server(ws), rc);
+    if (r > 0) cl->nsubs++;
+    if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
+}
+
+static void remote_ack(struct recovery *rc, int recovered, const wsk_history_pos *head)
+{
+    struct jp_topic t = {rc->topic, rc->tlen};
+    size_t len;
+    char *s = jp_ack_recovery(rc->id, &t, ((struct client *)wsk_ws_data(rc->ws))->nsubs + 1,
+                              recovered, head->epoch[0] ? head->epoch : "0000000000000000",
+                              (unsigned long long)head->offset, &len);
+    rc->acked = 1;
+    send_reply(rc->ws, s, len);
+}
+
+/* Sends the batch's messages after rc->after until one meets backpressure. */
+static void remote_send(wsk_ws *ws, void *arg)
+{
+    const wsk_history_batch *hb = arg;
+    struct recovery *rc = ((struct client *)wsk_ws_data(ws))->rec;
+    for (size_t i = 0; i < hb->n && !rc->stop; i++)
+        if (hb->m[i].offset > rc->after)
+            replay_one(ws, hb->m[i].data, hb->m[i].len, hb->m[i].op == WSK_OP_BINARY,
+                       hb->m[i].offset);
+}
+
+static void remote_batch(void *arg, const wsk_history_batch *hb)
+{
+    struct recovery *rc = arg;
+    if (!rc->ws) { /* closed meanwhile: already off the list */
+        free(rc);
+        return;
+    }
+    wsk_ws *ws = rc->ws;
+    if (!hb->ok) { /* the engine cannot be asked: live messages at least */
+        rc->reading = 0;
+        if (!rc->acked) remote_ack(rc, 0, &(wsk_history_pos){0, ""});
+        remote_go_live(rc);
+        return;
+    }
+    if (!rc->acked) {
+        /* As ps_store_since: offset 0 takes any epoch; another epoch replays all it holds. */
+        int same = rc->since == 0 || !strcmp(rc->since_epoch, hb->head.epoch);
+        uint64_t from = same ? rc->since : 0;
+        uint64_t first = hb->first ? hb->first : hb->head.offset + 1;
+        memcpy(rc->epoch, hb->head.epoch, sizeof rc->epoch);
+        remote_ack(rc, same && first <= from + 1 && from <= hb->head.offset, &hb->head);
+        if (from != rc->after) { /* read from the start of this epoch instead */
+            rc->after = from;
+            rc->reading = 0;
+            remote_read(rc);
+            return;
+        }
+    } else if (strcmp(hb->head.epoch, rc->epoch)) { /* the history started again meanwhile */
+        memcpy(rc->epoch, hb->head.epoch, sizeof rc->epoch);
+        rc->after = 0;
+        remote_ack(rc, 0, &hb->head);
+        rc->reading = 0;
+        remote_read(rc);
+        return;
+    } else if ((hb->n ? hb->m[0].offset : hb->head.offset + 1) > rc->after + 1) {
+        remote_ack(rc, 0, &hb->head); /* overrun by the history: told, never a silent gap */
+    }
+    rc->stop = 0;
+    rc->drained = 0;
+    wsk_cork(ws, remote_send, (void *)hb); /* its flush may drain the queue: rc->drained */
+    rc->reading = 0;
+    if (!rc->ws) { /* a send closed it: its close handler left rc to us */
+        free(rc);
+        return;
+    }
+    if (wsk_ws_ready_state(ws) != WSK_OPEN || (rc->stop && !rc->drained))
+        return; /* the drain handler resumes */
+    /* More to read, or live messages passed while reading: read again.  Else the socket goes
+     * live with the next message (remote_live). */
+    if (rc->after < hb->head.offset || rc->live > rc->after) remote_read(rc);
+}
+
+static void remote_read(struct recovery *rc)
+{
+    wsk_server *srv = wsk_ws_server(rc->ws);
+    rc->reading = 1;
+    if (wsk_server_history_read(srv, rc->topic, rc->tlen, rc->after, REMOTE_BATCH, remote_batch,
+                                rc) < 0) {
+        rc->reading = 0;
+        if (!rc->acked) remote_ack(rc, 0, &(wsk_history_pos){0, ""});
+        remote_go_live(rc);
+    }
+}
+
+/* The drain handler: the socket takes more (from within remote_batch's cork: it goes on). */
+static void remote_resume(struct recovery *rc)
+{
+    if (rc->reading)
+        rc->drained = 1;
+    else if (rc->stop) {
+        rc->stop = 0;
+        remote_read(rc);
+    }
+}
+
+static void remote_recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
+{
+    const struct jp_topic *t = &rq->topics[0];
+    struct broker *b = broker_of(wsk_ws_server(ws));
+    struct recovery *rc = calloc(1, sizeof *rc);
+    if (!rc || wsk_server_bridge_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
+        free(rc);
+        send_error(ws, rq->id, JP_ENOMEM, "out of memory");
+        return;
+    }
+    rc->remote = 1;
+    rc->ws = ws;
+    rc->after = rc->since = rq->since_offset;
+    memcpy(rc->since_epoch, rq->since_epoch, sizeof rc->since_epoch);
+    memcpy(rc->id, rq->id, sizeof rc->id);
+    rc->tlen = t->len;
+    memcpy(rc->topic, t->name, t->len);
+    rc->next = b->recs;
+    if (b->recs) b->recs->prev = rc;
+    b->recs = rc;
+    cl->rec = rc;
+    remote_read(rc);
+}
+
+/* A message of topic[0..tlen) at `at`, about to be delivered here: the recoveries of the topic
+ * that sent everything before it go live; those it shows a gap to read again. */
+static void remote_live(wsk_server *srv, const char *topic, size_t tlen, const wsk_history_pos *at)
+{
+    for (struct recovery *rc = broker_of(srv)->recs, *next; rc; rc = next) {
+        next = rc->next;
+        if (!rc->ws || rc->tlen != tlen || memcmp(rc->topic, topic, tlen)) continue;
+        if (at->offset > rc->live) rc->live = at->offset;
+        if (rc->reading || rc->stop || !rc->acked) continue;
+        /* Another epoch: the history started again; the client sees it in the messages. */
+        if (strcmp(at->epoch, rc->epoch) || at->offset == rc->after + 1)
+            remote_go_live(rc);
+        else if (at->offset > rc->after + 1)
+            remote_read(rc);
+    }
+}
+
 /* The queue that pushed back was written out: the recovery goes on.  The flush at the end of
  * a batch's cork may come here from within recovery_step, which then goes on itself. */
 static void broker_drain(wsk_ws *ws)
 {
     struct client *cl = wsk_ws_data(ws);
-    if (cl && cl->rec && cl->rec->stepping)
+    if (cl && cl->rec && cl->rec->remote)
+        remote_resume(cl->rec);
+    else if (cl && cl->rec && cl->rec->stepping)
         cl->rec->drained = 1;
     else if (cl && cl->rec)
         recovery_step(ws);
@@ -959,6 +1205,10 @@ static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
     const struct jp_topic *t = &rq->topics[0];
     ps_pos since = {.offset = rq->since_offset}, at;
     memcpy(since.epoch, rq->since_epoch, sizeof since.epoch);
+    if (remote_history(broker_of(wsk_ws_server(ws)))) {
+        remote_recover(ws, cl, rq);
+        return;
+    }
     uint64_t from;
     int recovered =
         ps_store_since(store_lock(wsk_ws_server(ws)), t->name, t->len, &since, now(), &from, &at);
@@ -1231,7 +1481,10 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     (void)len;
     struct client *cl = wsk_ws_data(ws);
     for (struct pending *p = cl ? cl->pending : NULL; p; p = p->next) p->ws = NULL;
-    if (cl) free(cl->rec);
+    if (cl && cl->rec && cl->rec->remote)
+        remote_end(wsk_ws_server(ws), cl->rec);
+    else if (cl)
+        free(cl->rec);
     free(cl);
     wsk_ws_set_data(ws, NULL);
 }

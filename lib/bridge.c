@@ -55,6 +55,9 @@ struct wsk_bridge {
     uint8_t *env;        /* the envelope of one publish, grown up to its cap */
     size_t env_cap;      /* allocated */
     wsk_bridge_stats st;
+    size_t hdepth; /* history in the engine (wsk_server_bridge_history): 0 when off */
+    double httl;
+    struct listener *listeners; /* wsk_server_bridge_listen's topics, a list */
     unsigned nlinks;
     wsk_bridge_link links[];
 };
@@ -94,11 +97,31 @@ static size_t sibling(struct wsk_bridge *b, const char *from, const char *t, siz
     return wsk_server_subscribers(b->ctx->srv, b->alt, b->dlen + n);
 }
 
+/* A topic the node listens to without a local subscriber (wsk_server_bridge_listen). */
+struct listener {
+    struct listener *next;
+    unsigned count;
+    size_t n;
+    char t[];
+};
+
+static struct listener *listener_of(const struct wsk_bridge *b, const char *t, size_t n)
+{
+    struct listener *h = b->listeners;
+    while (h && (h->n != n || memcmp(h->t, t, n))) h = h->next;
+    return h;
+}
+
 /* 1 when this node listens on the channel of carried topic t[0..n): t or derived + t has
- * subscribers here. */
-static int wanted(struct wsk_bridge *b, const char *t, size_t n)
+ * subscribers here, or it is held. */
+static int wanted_by_sockets(struct wsk_bridge *b, const char *t, size_t n)
 {
     return wsk_server_subscribers(b->ctx->srv, t, n) > 0 || sibling(b, t, t, n) > 0;
+}
+
+static int wanted(struct wsk_bridge *b, const char *t, size_t n)
+{
+    return wanted_by_sockets(b, t, n) || listener_of(b, t, n);
 }
 
 /* The pattern of b other than `except` that matches name t[0..n), or NULL. */
@@ -167,6 +190,14 @@ static void regroup(void *arg, const char *topic, size_t n)
 /* Pattern t[0..n) (carried) on the engine's every link, and the names it covers off them (on);
  * or the names back and the pattern off.  In that order: the engine never drops a message
  * between the two (a copy meanwhile is dropped as one). */
+/* regroup for the topics listened to without a local subscriber (wsk_server_bridge_listen):
+ * wsk_pubsub_each does the others. */
+static void regroup_listeners(struct regroup *g)
+{
+    for (const struct listener *h = g->b->listeners; h; h = h->next)
+        if (!wanted_by_sockets(g->b, h->t, h->n)) regroup(g, h->t, h->n);
+}
+
 static void pattern_topic(struct wsk_bridge *b, const char *t, size_t n, int on)
 {
     struct held **pp = &b->patterns, *h;
@@ -183,12 +214,16 @@ static void pattern_topic(struct wsk_bridge *b, const char *t, size_t n, int on)
     if (on) {
         for (unsigned i = 0; i < b->nlinks; i++)
             if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 1);
-        if (h) wsk_pubsub_each(b->ctx, regroup, &g);
+        if (h) {
+            wsk_pubsub_each(b->ctx, regroup, &g);
+            regroup_listeners(&g);
+        }
         return;
     }
     if (h) {
         *pp = h->next;
         wsk_pubsub_each(b->ctx, regroup, &g); /* h is out of the list: it covers nothing now */
+        regroup_listeners(&g);
     }
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].up) pattern_sub(b, &b->links[i], channel(b, t, n), b->plen + n, 0);
@@ -199,8 +234,8 @@ void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
 {
     size_t cn = n;
     const char *ct = carrier(b, topic, &cn);
-    /* The channel is the other topic's too: subscribed already, or still wanted. */
-    if (sibling(b, topic, ct, cn)) return;
+    /* The channel is the other topic's too, or held: subscribed already, or still wanted. */
+    if (sibling(b, topic, ct, cn) || listener_of(b, ct, cn)) return;
     if (wsk_topic_is_pattern(ct, cn)) { /* it matches topics of every shard */
         pattern_topic(b, ct, cn, on);
         return;
@@ -227,39 +262,59 @@ static int forward_failed(wsk_bridge_link *l, const char *why)
     return WSK_ERR_IO;
 }
 
-/* wsk_bridge_forward without calling done on failure (the caller does). */
-static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data, size_t len,
-                   unsigned op, int compress, int to_self, long local,
-                   void (*done)(void *arg, long local, long nodes), void *arg)
+/* The envelope of a message in b->env: a header of hdr bytes (WSK_BRIDGE_HDR, or
+ * WSK_BRIDGE_HDR_HISTORY with WSK_BRIDGE_HISTORY and the engine's 36 bytes blank), then the
+ * message.  0, or -1 when memory is short. */
+static int envelope(struct wsk_bridge *b, const void *data, size_t len, unsigned op, int compress,
+                    int to_self, size_t hdr)
 {
-    wsk_bridge_link *l = shard(b, topic, n);
-    if (!l->up) return forward_failed(l, "engine down");
-    if (len + WSK_BRIDGE_HDR > b->env_cap) {
-        size_t cap = len + WSK_BRIDGE_HDR + (len >> 1);
-        if (cap > WSK_MESSAGE_MAX + WSK_BRIDGE_HDR) cap = WSK_MESSAGE_MAX + WSK_BRIDGE_HDR;
+    if (len + hdr > b->env_cap) {
+        size_t cap = len + hdr + (len >> 1);
+        if (cap > WSK_MESSAGE_MAX + WSK_BRIDGE_HDR_HISTORY)
+            cap = WSK_MESSAGE_MAX + WSK_BRIDGE_HDR_HISTORY;
         uint8_t *p = realloc(b->env, cap);
-        if (!p) return forward_failed(l, "out of memory");
+        if (!p) return -1;
         b->env = p;
         b->env_cap = cap;
     }
     b->env[0] = WSK_BRIDGE_MAGIC;
     b->env[1] =
         (uint8_t)((op == WSK_OP_BINARY ? WSK_BRIDGE_BINARY : 0) |
-                  (to_self ? WSK_BRIDGE_TO_SELF : 0) | (compress ? WSK_BRIDGE_COMPRESS : 0));
+                  (to_self ? WSK_BRIDGE_TO_SELF : 0) | (compress ? WSK_BRIDGE_COMPRESS : 0) |
+                  (hdr == WSK_BRIDGE_HDR_HISTORY ? WSK_BRIDGE_HISTORY : 0));
     memcpy(b->env + 2, b->node, 8);
     uint64_t seq = ++b->seq;
     for (int i = 0; i < 8; i++) b->env[10 + i] = (uint8_t)(seq >> 8 * i);
-    if (len) memcpy(b->env + WSK_BRIDGE_HDR, data, len);
+    memset(b->env + WSK_BRIDGE_HDR, '0', hdr - WSK_BRIDGE_HDR);
+    if (len) memcpy(b->env + hdr, data, len);
+    return 0;
+}
+
+/* wsk_bridge_forward without calling done on failure (the caller does). */
+static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data, size_t len,
+                   unsigned op, int compress, int to_self, long local,
+                   void (*done)(void *arg, long local, long nodes), void *arg, size_t hdr)
+{
+    wsk_bridge_link *l = shard(b, topic, n);
+    if (!l->up) return forward_failed(l, "engine down");
+    if (envelope(b, data, len, op, compress, to_self, hdr) < 0)
+        return forward_failed(l, "out of memory");
     int self = by_name(b, topic, n); /* and its patterns that match: each counts on the engine */
     for (const struct held *h = b->patterns; h; h = h->next)
         self += wsk_topic_match(h->name, h->n, topic, n);
     wsk_bridge_count *cnt = NULL;
     if (done) {
         if (!(cnt = malloc(sizeof *cnt))) return forward_failed(l, "out of memory");
-        *cnt = (wsk_bridge_count){len + WSK_BRIDGE_HDR, self, local, done, arg};
+        /* A message of the history reaches this node's subscribers through the engine too:
+         * they are among the nodes it counts. */
+        *cnt = (wsk_bridge_count){len + hdr, hdr == WSK_BRIDGE_HDR ? self : 0, local, done, arg};
     }
     const char *c = channel(b, topic, n);
-    if (l->eng->publish(l->e, c, b->plen + n, b->env, len + WSK_BRIDGE_HDR, self, cnt) < 0) {
+    int r = hdr == WSK_BRIDGE_HDR_HISTORY
+                ? l->eng->append(l->e, c, b->plen + n, b->plen, b->env, len + hdr, b->hdepth,
+                                 b->httl, self, cnt)
+                : l->eng->publish(l->e, c, b->plen + n, b->env, len + hdr, self, cnt);
+    if (r < 0) {
         free(cnt);
         return forward_failed(l, "the engine's queue is full");
     }
@@ -277,7 +332,8 @@ int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const 
         if (done) done(arg, local, WSK_NODES_NOT_BRIDGED);
         return 0;
     }
-    int r = forward(b, topic, n, data, len, op, compress, to_self, local, done, arg);
+    int r =
+        forward(b, topic, n, data, len, op, compress, to_self, local, done, arg, WSK_BRIDGE_HDR);
     if (r < 0 && done) done(arg, local, WSK_NODES_NOT_BRIDGED);
     return r;
 }
@@ -315,6 +371,10 @@ void wsk_bridge_up(wsk_bridge_link *l)
     l->outage_fails = 0;
     struct resub r = {l->b, l};
     wsk_pubsub_each(l->b->ctx, resubscribe, &r);
+    for (const struct listener *h = l->b->listeners; h; h = h->next)
+        if (!wanted_by_sockets(l->b, h->t, h->n) && !covering(l->b, h->t, h->n, NULL) &&
+            shard(l->b, h->t, h->n) == l)
+            l->eng->subscribe(l->e, channel(l->b, h->t, h->n), l->b->plen + h->n);
 }
 
 void wsk_bridge_down(wsk_bridge_link *l, const char *why)
@@ -357,17 +417,37 @@ static int seen_before(wsk_bridge_link *l, uint64_t node, uint64_t seq)
     return 0;
 }
 
+/* The header's length of envelope p[0..len), with its history position in *pos (offset 0 for
+ * none); 0 when it is not one of ours. */
+static size_t envelope_parse(const uint8_t *p, size_t len, wsk_history_pos *pos)
+{
+    memset(pos, 0, sizeof *pos);
+    if (len < WSK_BRIDGE_HDR || p[0] != WSK_BRIDGE_MAGIC) return 0;
+    if (!(p[1] & WSK_BRIDGE_HISTORY)) return WSK_BRIDGE_HDR;
+    if (len < WSK_BRIDGE_HDR_HISTORY) return 0;
+    for (size_t i = WSK_BRIDGE_HDR; i < WSK_BRIDGE_HDR + 20; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+        pos->offset = pos->offset * 10 + (uint64_t)(p[i] - '0');
+    }
+    memcpy(pos->epoch, p + WSK_BRIDGE_HDR + 20, 16);
+    return pos->offset ? WSK_BRIDGE_HDR_HISTORY : 0;
+}
+
 void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const void *msg, size_t len)
 {
     struct wsk_bridge *b = l->b;
     const uint8_t *p = msg;
     size_t tlen;
+    wsk_history_pos at;
     const char *topic = topic_of(l, chan, n, &tlen);
-    if (!topic || len < WSK_BRIDGE_HDR || p[0] != WSK_BRIDGE_MAGIC) {
+    size_t hdr = topic ? envelope_parse(p, len, &at) : 0;
+    if (!hdr) {
         b->st.foreign++;
         return;
     }
-    if (!memcmp(p + 2, b->node, 8)) {
+    /* A message of the engine's history is delivered here too when it comes back: every node
+     * then delivers the same sequence (wsk_server_publish_history). */
+    if (!at.offset && !memcmp(p + 2, b->node, 8)) {
         b->st.echoes++;
         return;
     }
@@ -379,17 +459,17 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
         return;
     }
     wsk_opcode op = p[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT;
-    size_t mlen = len - WSK_BRIDGE_HDR;
-    if (op == WSK_OP_TEXT && !wsk_utf8_valid(p + WSK_BRIDGE_HDR, mlen)) {
+    size_t mlen = len - hdr;
+    if (op == WSK_OP_TEXT && !wsk_utf8_valid(p + hdr, mlen)) {
         b->st.foreign++; /* never put invalid UTF-8 in a text frame, whoever sent it */
         return;
     }
     b->st.received++;
     int z = (p[1] & WSK_BRIDGE_COMPRESS) != 0;
     if (b->ctx->h.bridged) /* the application makes the derived forms too */
-        b->ctx->h.bridged(b->ctx->srv, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op, z);
+        b->ctx->h.bridged(b->ctx->srv, topic, tlen, p + hdr, mlen, op, z, at.offset ? &at : NULL);
     else
-        wsk_server_publish_local(b->ctx->srv, topic, tlen, p + WSK_BRIDGE_HDR, mlen, op, z);
+        wsk_server_publish_local(b->ctx->srv, topic, tlen, p + hdr, mlen, op, z);
 }
 
 void wsk_bridge_reached(wsk_bridge_link *l, long n, int self)
@@ -439,6 +519,10 @@ void wsk_bridge_free(struct wsk_bridge *b)
     if (!b) return;
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].e) b->links[i].eng->close(b->links[i].e);
+    for (struct listener *h = b->listeners, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
     while (b->patterns) {
         struct held *h = b->patterns;
         b->patterns = h->next;
@@ -527,5 +611,126 @@ int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)
     st->links = b->nlinks;
     st->links_up = 0;
     for (unsigned i = 0; i < b->nlinks; i++) st->links_up += (unsigned)b->links[i].up;
+    return 0;
+}
+
+/* ----- history in the engine ----------------------------------------------------------------- */
+
+struct wsk_bridge_range {
+    uint64_t after;
+    void (*done)(void *arg, const wsk_history_batch *b);
+    void *arg;
+};
+
+/* The bridge of srv when history in the engine may be used there, else NULL. */
+static struct wsk_bridge *history_bridge(wsk_server *srv)
+{
+    struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
+    return b && b->hdepth ? b : NULL;
+}
+
+static int history_topic(const char *topic, size_t tlen)
+{
+    return topic && tlen && tlen <= WSK_TOPIC_MAX && !wsk_topic_is_pattern(topic, tlen);
+}
+
+int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl)
+{
+    struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
+    if (!b || !b->links[0].eng->append || !b->links[0].eng->range) return WSK_ERR_STATE;
+    if (!depth || !(ttl >= 0)) return WSK_ERR_INVAL;
+    b->hdepth = depth;
+    b->httl = ttl;
+    return 0;
+}
+
+int wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen, const void *data,
+                               size_t len, wsk_opcode op, int compress,
+                               void (*done)(void *arg, long local, long nodes), void *arg)
+{
+    struct wsk_bridge *b = history_bridge(srv);
+    if (!b) return WSK_ERR_STATE;
+    size_t cn = tlen;
+    if (!history_topic(topic, tlen) || carrier(b, topic, &cn) != topic ||
+        (op != WSK_OP_TEXT && op != WSK_OP_BINARY) || (len && !data) || len > WSK_MESSAGE_MAX)
+        return WSK_ERR_INVAL;
+    return forward(b, topic, tlen, data, len, op, compress, 0, 0, done, arg,
+                   WSK_BRIDGE_HDR_HISTORY);
+}
+
+int wsk_server_history_read(wsk_server *srv, const char *topic, size_t tlen, uint64_t after,
+                            size_t max, void (*done)(void *arg, const wsk_history_batch *b),
+                            void *arg)
+{
+    struct wsk_bridge *b = history_bridge(srv);
+    if (!b) return WSK_ERR_STATE;
+    if (!history_topic(topic, tlen) || !max || max > 10000 || !done) return WSK_ERR_INVAL;
+    wsk_bridge_link *l = shard(b, topic, tlen);
+    if (!l->up) return WSK_ERR_IO;
+    wsk_bridge_range *r = malloc(sizeof *r);
+    if (!r) return WSK_ERR_NOMEM;
+    *r = (wsk_bridge_range){after, done, arg};
+    if (l->eng->range(l->e, channel(b, topic, tlen), b->plen + tlen, b->plen, after, max, r) < 0) {
+        free(r);
+        return WSK_ERR_IO;
+    }
+    /* The engine keeps r until wsk_bridge_ranged frees it. */
+    // cppcheck-suppress memleak
+    return 0;
+}
+
+void wsk_bridge_ranged(wsk_bridge_link *l, wsk_bridge_range *r, int ok, const char *epoch,
+                       uint64_t head, uint64_t first, const char *const *env, const size_t *lens,
+                       size_t k)
+{
+    (void)l;
+    wsk_history_batch hb = {.ok = ok, .head.offset = head, .first = first};
+    wsk_history_msg *m = k ? malloc(k * sizeof *m) : NULL;
+    if (k && !m) hb.ok = 0; /* the reader reads again, or gives up */
+    if (ok && epoch) snprintf(hb.head.epoch, sizeof hb.head.epoch, "%.16s", epoch);
+    for (size_t i = 0; m && i < k; i++) {
+        wsk_history_pos at;
+        const uint8_t *p = (const uint8_t *)env[i];
+        size_t hdr = envelope_parse(p, lens[i], &at);
+        if (!hdr || at.offset <= r->after) continue; /* not ours: never in our streams */
+        m[hb.n++] = (wsk_history_msg){at.offset, p + hdr, lens[i] - hdr,
+                                      p[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT};
+    }
+    hb.m = m;
+    r->done(r->arg, &hb);
+    free(m);
+    free(r);
+}
+
+int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, int on)
+{
+    struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
+    if (!b) return WSK_ERR_STATE;
+    if (!history_topic(topic, tlen)) return WSK_ERR_INVAL;
+    struct listener *h = listener_of(b, topic, tlen), **pp;
+    if (!on && !h) return WSK_ERR_INVAL;
+    if (h) {
+        h->count += on ? 1 : -1u;
+        if (h->count) return 0;
+        for (pp = &b->listeners; *pp != h; pp = &(*pp)->next)
+            ;
+        *pp = h->next;
+        free(h);
+    } else {
+        if (!(h = malloc(sizeof *h + tlen))) return WSK_ERR_NOMEM;
+        *h = (struct listener){b->listeners, 1, tlen};
+        memcpy(h->t, topic, tlen);
+        b->listeners = h;
+    }
+    wsk_bridge_link *l = shard(b, topic, tlen);
+    /* Subscribed already (or still wanted) when a socket listens, or a pattern of this node
+     * brings it: nothing to do. */
+    if (l->up && !wanted_by_sockets(b, topic, tlen) && !covering(b, topic, tlen, NULL)) {
+        const char *c = channel(b, topic, tlen);
+        if (on)
+            l->eng->subscribe(l->e, c, b->plen + tlen);
+        else
+            l->eng->unsubscribe(l->e, c, b->plen + tlen);
+    }
     return 0;
 }

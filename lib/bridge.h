@@ -5,7 +5,9 @@
  * (wsk_bridge_forward).  Each engine is one file filling one wsk_bridge_engine; it calls back
  * wsk_bridge_up / _down / _message.  bridge.c between them owns the envelope, the node id,
  * sharding over several engine connections and the outage accounting; nothing else in the
- * library includes an engine's headers.
+ * library includes an engine's headers.  An engine that keeps history (Redis) fills append and
+ * range too: the offsets are the engine's, and bridge.c holds the topics a recovery listens to
+ * (wsk_server_bridge_listen).
  *
  * Envelope (what goes over the engine, on channel PREFIX + topic):
  *   byte 0      WSK_BRIDGE_MAGIC (a version too: another value is not ours, and is dropped)
@@ -14,20 +16,27 @@
  *   bytes 10-17 the message's number at its origin (little-endian, from 1): a node subscribed
  *               to a topic by its name and by patterns gets one copy per subscription from
  *               the engine, back to back, and delivers the first only
- *   bytes 18-   the message */
+ *   bytes 18-   the message
+ * With WSK_BRIDGE_HISTORY in the flags (a publish kept in the engine's history)
+ * the engine fills 36 more bytes before the message, so that every node reads the same position:
+ *   bytes 18-37 the topic's offset, 20 decimal digits
+ *   bytes 38-53 the epoch of the topic's history, 16 hex digits
+ *   bytes 54-   the message */
 #ifndef WSK_BRIDGE_H
 #define WSK_BRIDGE_H
 
 #include "internal.h"
 
-#define WSK_BRIDGE_MAGIC      0xB2
-#define WSK_BRIDGE_HDR        18
-#define WSK_BRIDGE_ORIGINS    64 /* origins a link remembers the last message number of */
-#define WSK_BRIDGE_BINARY     1
-#define WSK_BRIDGE_TO_SELF    2
-#define WSK_BRIDGE_COMPRESS   4
-#define WSK_BRIDGE_PREFIX_MAX 64
-#define WSK_BRIDGE_MAX_LINKS  16
+#define WSK_BRIDGE_MAGIC       0xB2
+#define WSK_BRIDGE_HDR         18
+#define WSK_BRIDGE_ORIGINS     64 /* origins a link remembers the last message number of */
+#define WSK_BRIDGE_BINARY      1
+#define WSK_BRIDGE_TO_SELF     2
+#define WSK_BRIDGE_COMPRESS    4
+#define WSK_BRIDGE_HISTORY     8
+#define WSK_BRIDGE_HDR_HISTORY 54
+#define WSK_BRIDGE_PREFIX_MAX  64
+#define WSK_BRIDGE_MAX_LINKS   16
 
 /* One engine connection: a shard of the topics (bridge.c's; engines keep the pointer). */
 typedef struct wsk_bridge_link wsk_bridge_link;
@@ -41,6 +50,10 @@ typedef struct wsk_bridge_count {
     void (*done)(void *arg, long local, long nodes);
     void *arg;
 } wsk_bridge_count;
+
+/* A read of a channel's history: made by bridge.c, handed to the engine's
+ * range, given back once through wsk_bridge_ranged. */
+typedef struct wsk_bridge_range wsk_bridge_range;
 
 typedef struct wsk_bridge_engine {
     const char *scheme; /* the URL scheme it serves: "redis", "nats" */
@@ -71,6 +84,20 @@ typedef struct wsk_bridge_engine {
                    wsk_bridge_count *count);
     /* Disconnects and frees; no callback runs after it returns. */
     void (*close)(void *e);
+    /* History kept by the engine (NULL for an engine that keeps none).  append is publish for
+     * an envelope with WSK_BRIDGE_HISTORY (len >= WSK_BRIDGE_HDR_HISTORY): atomically, the
+     * engine gives the message the next offset of the channel's history (monotonic, gapless,
+     * the same for every node), fills bytes 18-53 with it and the history's epoch (a new one
+     * when the history was lost), keeps at least the last depth envelopes (for ttl seconds
+     * after the channel's last append, 0: no limit) and publishes the envelope on the channel.
+     * Same return and count rules as publish.  chan[0..plen) is the prefix. */
+    int (*append)(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
+                  size_t depth, double ttl, int self, wsk_bridge_count *count);
+    /* Reads the channel's history after offset `after`, at most max envelopes, oldest first,
+     * and gives them back once through wsk_bridge_ranged (also when the connection is lost
+     * first).  0, or <0 (down) when it cannot ask: then it keeps nothing. */
+    int (*range)(void *e, const char *chan, size_t n, size_t plen, uint64_t after, size_t max,
+                 wsk_bridge_range *r);
 } wsk_bridge_engine;
 
 extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;
@@ -92,6 +119,13 @@ void wsk_bridge_reached(wsk_bridge_link *l, long n, int self);
 /* The engine's count of a publish that carried one: n subscriptions (self included), or -1
  * when it cannot be known.  Runs the sender's done and frees c. */
 void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n);
+/* The engine's answer to range: ok 0 when it could not read (down); else the history's epoch
+ * (16 hex digits; "" when the channel has none), the channel's last offset, the oldest offset
+ * the history holds (0: none) and env[0..k) with lens[0..k), envelopes as append published
+ * them, valid during the call.  Runs the reader's callback and frees r. */
+void wsk_bridge_ranged(wsk_bridge_link *l, wsk_bridge_range *r, int ok, const char *epoch,
+                       uint64_t head, uint64_t first, const char *const *env, const size_t *lens,
+                       size_t k);
 /* 1 when channel chan[0..n) is one this node holds now: a pattern with local subscribers, or
  * a name with local subscribers that none of the node's patterns covers (a node does not
  * subscribe by name to what its own pattern brings: Redis would count it twice). */

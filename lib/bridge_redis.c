@@ -12,6 +12,7 @@
  * again before each attempt, on io_resolve.c's thread (hiredis would block the loop in
  * getaddrinfo); hiredis is given the address. */
 #include "bridge.h"
+#include "crypto.h"
 #include "io_resolve.h"
 
 #include <arpa/inet.h>
@@ -22,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -56,6 +59,9 @@ struct redis {
     size_t inflight;  /* publish bytes awaiting Redis's reply */
     ev_prepare flush; /* writes pub's commands once per loop iteration (flush_pub) */
     char *resp;       /* a PUBLISH formatted (publish_resp): RESP_MAX bytes, made at first use */
+    /* History (below): the scripts' SHA-1s, and the connection they were loaded on. */
+    char sha[2][41];
+    const redisAsyncContext *scripts_on;
 };
 
 /* ----- URL ----------------------------------------------------------------------------------- */
@@ -117,7 +123,8 @@ static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
     r->pub = r->sub = NULL;
     /* Down before the free: its pending callbacks may publish, and must not reach a NULL pub. */
     r->ready = 0;
-    r->inflight = 0; /* the replies awaited will never come */
+    r->inflight = 0;      /* the replies awaited will never come */
+    r->scripts_on = NULL; /* a new connection loads them again (a new Redis may not have them) */
     r->closing = 1;
     for (int i = 0; i < 2; i++)
         if (rest[i]) redisAsyncFree(rest[i]);
@@ -450,6 +457,199 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     return r;
 }
 
+/* ----- history ------------------------------------------------------------------------------ *
+ *
+ * A topic's history is a stream, PREFIX "history:" TOPIC, and a hash, PREFIX "head:" TOPIC, with
+ * the topic's last offset and the epoch of its history.  Each is changed by a Lua script only,
+ * which Redis runs atomically:
+ *  - APPEND gives the message the next offset (HINCRBY), stores the envelope with the offset and
+ *    epoch in it under stream ID 0-OFFSET (explicit IDs: the stream's order is the offsets'),
+ *    trims the stream to the depth (XADD MAXLEN), sets the TTL on both keys (PEXPIRE: the
+ *    history lives TTL after the topic's last publish) and PUBLISHes that same envelope.  A
+ *    hash that is gone (expired, FLUSHALL, Redis restarted without persistence) starts a new
+ *    life: the node's fresh random epoch, the offsets from 1, the stream emptied.
+ *  - RANGE answers the epoch, the last offset, the oldest entry's ID and the entries after an
+ *    offset, at one instant.
+ * The PUBLISH comes from the script, so the live messages on the channel are in the offsets'
+ * order for every subscriber.  The scripts go by their SHA-1 (EVALSHA), loaded once per
+ * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection).  A
+ * message whose script fails (Redis out of memory, its scripts flushed) is logged and lost:
+ * it is delivered nowhere, this node included. */
+
+static const char *const scripts[2] = {
+    /* APPEND: KEYS head, stream; ARGV channel, envelope, depth, ttl in ms (0: none), epoch */
+    "local ep = redis.call('HGET', KEYS[1], 'epoch')\n"
+    "if not ep then\n"
+    "  ep = ARGV[5]\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('HSET', KEYS[1], 'epoch', ep)\n"
+    "end\n"
+    "local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)\n"
+    "local env = string.sub(ARGV[2], 1, 18) .. string.format('%020d', off) .. ep ..\n"
+    "  string.sub(ARGV[2], 55)\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('0-%d', off), 'e', env)\n"
+    "if ARGV[4] ~= '0' then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "end\n"
+    "return redis.call('PUBLISH', ARGV[1], env)\n",
+    /* RANGE: KEYS head, stream; ARGV after, max */
+    "local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset')\n"
+    "if not h[1] then return {'', 0, '', {}} end\n"
+    "local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
+    "local f = ''\n"
+    "if first[1] then f = first[1][1] end\n"
+    "local r = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
+    "return {h[1], tonumber(h[2]), f, r}\n",
+};
+
+/* The keys of channel chan[0..n) (prefix chan[0..plen)) in out (n + 8 bytes each). */
+static void history_keys(const char *chan, size_t n, size_t plen, char *head, size_t *hlen,
+                         char *stream, size_t *slen)
+{
+    memcpy(head, chan, plen);
+    memcpy(head + plen, "head:", 5);
+    memcpy(head + plen + 5, chan + plen, n - plen);
+    *hlen = n + 5;
+    memcpy(stream, chan, plen);
+    memcpy(stream + plen, "history:", 8);
+    memcpy(stream + plen + 8, chan + plen, n - plen);
+    *slen = n + 8;
+}
+
+/* Queues script i by its SHA-1 with argc arguments after the script's name (the keys' count
+ * first); the scripts are loaded first on a new connection. */
+static int eval_script(struct redis *r, int i, int argc, const char **argv, size_t *len,
+                       redisCallbackFn *fn, void *priv)
+{
+    for (int k = 0; k < 2 && !r->sha[k][0]; k++) {
+        static const char hex[] = "0123456789abcdef";
+        uint8_t d[20];
+        wsk_sha1(scripts[k], strlen(scripts[k]), "", 0, d);
+        for (int j = 0; j < 20; j++) {
+            r->sha[k][2 * j] = hex[d[j] >> 4];
+            r->sha[k][2 * j + 1] = hex[d[j] & 15];
+        }
+    }
+    if (r->scripts_on != r->pub) {
+        for (int k = 0; k < 2; k++) {
+            const char *load[3] = {"SCRIPT", "LOAD", scripts[k]};
+            size_t ll[3] = {6, 4, strlen(scripts[k])};
+            if (redisAsyncCommandArgv(r->pub, NULL, NULL, 3, load, ll) != REDIS_OK) return -1;
+        }
+        r->scripts_on = r->pub;
+    }
+    argv[0] = "EVALSHA";
+    len[0] = 7;
+    argv[1] = r->sha[i];
+    len[1] = 40;
+    return redisAsyncCommandArgv(r->pub, fn, priv, argc + 2, argv, len) == REDIS_OK ? 0 : -1;
+}
+
+/* A script's error reply: logged; NOSCRIPT (Redis lost its scripts) loads them again. */
+static void script_error(struct redis *r, const redisReply *rep)
+{
+    if (!rep || rep->type != REDIS_REPLY_ERROR) return;
+    if (!strncmp(rep->str, "NOSCRIPT", 8)) r->scripts_on = NULL;
+    wsk_bridge_log(r->link, WSK_LOG_WARN, "history: %s", rep->str);
+}
+
+static void on_appended(redisAsyncContext *ac, void *reply, void *priv)
+{
+    if (!((struct redis *)ac->data)->closing) script_error(ac->data, reply);
+    on_published(ac, reply, priv);
+}
+
+static void on_appended_counted(redisAsyncContext *ac, void *reply, void *priv)
+{
+    if (!((struct redis *)ac->data)->closing) script_error(ac->data, reply);
+    on_counted(ac, reply, priv);
+}
+
+static int rd_append(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
+                     size_t depth, double ttl, int self, wsk_bridge_count *count)
+{
+    struct redis *r = e;
+    if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
+    char *keys = malloc(2 * n + 16), sdepth[24], sttl[24], epoch[17];
+    if (!keys) return -1;
+    uint64_t x;
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15u ^ (uint64_t)ts.tv_sec ^ r->inflight;
+    }
+    snprintf(epoch, sizeof epoch, "%016llx", (unsigned long long)x);
+    snprintf(sdepth, sizeof sdepth, "%zu", depth);
+    snprintf(sttl, sizeof sttl, "%.0f", ttl * 1000);
+    const char *argv[10] = {NULL, NULL, "2", keys, keys + n + 8, chan, msg, sdepth, sttl, epoch};
+    size_t alen[10] = {0, 0, 1, 0, 0, n, len, strlen(sdepth), strlen(sttl), 16};
+    history_keys(chan, n, plen, keys, &alen[3], keys + n + 8, &alen[4]);
+    void *tag = (void *)(uintptr_t)(len << 1 | (self != 0));
+    int st = count ? eval_script(r, 0, 8, argv, alen, on_appended_counted, count)
+                   : eval_script(r, 0, 8, argv, alen, on_appended, tag);
+    free(keys);
+    if (st < 0) return -1;
+    r->inflight += len;
+    return 0;
+}
+
+/* The offset of stream ID "0-OFFSET", 0 for another. */
+static uint64_t id_offset(const redisReply *id)
+{
+    if (id->type != REDIS_REPLY_STRING || id->len < 3 || memcmp(id->str, "0-", 2)) return 0;
+    return strtoull(id->str + 2, NULL, 10);
+}
+
+/* RANGE's reply: {epoch, offset, first ID, {{ID, {"e", envelope}}, ...}}. */
+static void on_ranged(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    if (rep && !r->closing) script_error(r, rep);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER ||
+        rep->element[3]->type != REDIS_REPLY_ARRAY) {
+        wsk_bridge_ranged(r->link, priv, 0, NULL, 0, 0, NULL, NULL, 0);
+        return;
+    }
+    const redisReply *es = rep->element[3];
+    const char **env = es->elements ? malloc(es->elements * sizeof *env) : NULL;
+    size_t *lens = es->elements ? malloc(es->elements * sizeof *lens) : NULL, k = 0;
+    for (size_t i = 0; env && lens && i < es->elements; i++) {
+        const redisReply *en = es->element[i], *fv;
+        if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
+            (fv = en->element[1])->type != REDIS_REPLY_ARRAY || fv->elements != 2 ||
+            fv->element[1]->type != REDIS_REPLY_STRING)
+            continue;
+        env[k] = fv->element[1]->str;
+        lens[k++] = fv->element[1]->len;
+    }
+    int ok = !es->elements || (env && lens);
+    wsk_bridge_ranged(r->link, priv, ok, rep->element[0]->str, (uint64_t)rep->element[1]->integer,
+                      id_offset(rep->element[2]), env, lens, k);
+    free(env);
+    free(lens);
+}
+
+static int rd_range(void *e, const char *chan, size_t n, size_t plen, uint64_t after, size_t max,
+                    wsk_bridge_range *rg)
+{
+    struct redis *r = e;
+    if (r->ready < 2) return -1;
+    char *keys = malloc(2 * n + 16), safter[24], smax[24];
+    if (!keys) return -1;
+    snprintf(safter, sizeof safter, "%llu", (unsigned long long)after);
+    snprintf(smax, sizeof smax, "%zu", max);
+    const char *argv[7] = {NULL, NULL, "2", keys, keys + n + 8, safter, smax};
+    size_t alen[7] = {0, 0, 1, 0, 0, strlen(safter), strlen(smax)};
+    history_keys(chan, n, plen, keys, &alen[3], keys + n + 8, &alen[4]);
+    int st = eval_script(r, 1, 5, argv, alen, on_ranged, rg);
+    free(keys);
+    return st;
+}
+
 const wsk_bridge_engine wsk_bridge_redis = {
     .scheme = "redis",
     .open = rd_open,
@@ -459,4 +659,6 @@ const wsk_bridge_engine wsk_bridge_redis = {
     .punsubscribe = rd_punsubscribe,
     .publish = rd_publish,
     .close = rd_close,
+    .append = rd_append,
+    .range = rd_range,
 };

@@ -128,6 +128,8 @@ WSK_API void wsk_loop_set_log(wsk_loop *loop, int max_level,
  * library buffers and is valid until the handler returns.  Any handler may send, close or
  * terminate the socket it is given.
  */
+struct wsk_history_pos; /* below, with the bridge */
+
 typedef struct wsk_handlers {
     /* Server: an upgrade request arrived.  Return 0 to accept (optionally setting user data,
      * extra response headers and the subprotocol through `res`), or an HTTP status >= 400 to
@@ -160,9 +162,11 @@ typedef struct wsk_handlers {
     /* Server with a bridge: a message from another node, for topic[0..tlen) (a name, never a
      * pattern).  NULL: the library delivers it to the topic's subscribers here.  Set: the
      * handler delivers it, with wsk_server_publish_local, to the topic and to the topics it
-     * derives from it (wsk_server_opts.bridge_derived).  data is valid until it returns. */
+     * derives from it (wsk_server_opts.bridge_derived).  data is valid until it returns.  at:
+     * the message's place in the engine's history (wsk_server_publish_history, on any node;
+     * this one's included), NULL for a message without one. */
     void (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
-                    wsk_opcode op, int compress);
+                    wsk_opcode op, int compress, const struct wsk_history_pos *at);
 } wsk_handlers;
 
 /* ---------------------------------------------------------------------------------------------
@@ -617,10 +621,11 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
  *  - wsk_publish and wsk_server_publish deliver locally at once, then forward the message once,
  *    in an envelope with the node's id, text/binary, compress and publish-to-self; other nodes
  *    deliver it to all their subscribers of the topic (or hand it to their bridged handler),
- *    and a node drops its own echo.  Derived topics (wsk_server_opts.bridge_derived) are never
- *    forwarded: each node makes them from their topic's messages.  Order per
- *    topic is kept: one engine connection carries all of a topic's publishes, in order.
- *    Messages forwarded during one loop iteration leave in one write.
+ *    and a node drops its own echo (unless the engine keeps history: see below).  Derived
+ *    topics (wsk_server_opts.bridge_derived) are never forwarded: each node makes them from
+ *    their topic's messages.  Order per topic is kept: one engine connection carries all of a
+ *    topic's publishes, in order.  Messages forwarded during one loop iteration leave in one
+ *    write.
  *  - Several URLs shard the topics by a stable hash of the name (FNV-1a, the same in every
  *    process): give every node the same list, in the same order.
  *  - An engine that is down: local delivery goes on; forwarded publishes fail (counted in
@@ -690,6 +695,65 @@ typedef struct wsk_bridge_stats {
  * every member's forwarded publishes); the other members say WSK_ERR_STATE (wsk_group_stats
  * has the group's figures). */
 WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st);
+
+/* History in the engine: a topic's messages kept by the engine itself (Redis: a capped stream
+ * per topic), each with an offset that every node agrees on, so that a subscriber may come back
+ * on any node.  Engines that keep no history (NATS) say WSK_ERR_STATE to all of these.
+ *  - wsk_server_publish_history hands the message to the engine, which numbers it, keeps it
+ *    and publishes it; every node, this one included, delivers it when it comes back from the
+ *    engine, through the bridged handler with its position (one connection carries a topic's
+ *    messages, so every node delivers the same sequence).  Nothing is delivered before.
+ *  - wsk_server_history_read reads what the engine keeps of a topic after an offset.
+ *  - wsk_server_bridge_listen keeps the node subscribed to a topic's channel without a local
+ *    subscriber: a subscriber being recovered hears the live messages that follow the ones
+ *    read for it.
+ * In a server group, only the bridging member may call them (the others: WSK_ERR_STATE). */
+typedef struct wsk_history_pos {
+    uint64_t offset; /* the topic's, from 1 */
+    char epoch[17];  /* 16 hex digits: one life of the topic's history ("" for none yet) */
+} wsk_history_pos;
+/* Turns history in the engine on: at least the last depth messages per topic (depth >= 1),
+ * for ttl seconds after the topic's last publish (0: no limit).  0; WSK_ERR_STATE without a
+ * bridge, on a member that does not bridge, or with an engine that keeps no history;
+ * WSK_ERR_INVAL for depth 0 or a negative ttl. */
+WSK_API int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl);
+/* Publishes data[0..len) to topic[0..tlen) (a name) through the engine's history (see above).
+ * 0 when the engine took it: done, when not NULL, runs once later as for
+ * wsk_server_publish_counted, with local 0 and nodes the engine's count with this node's own
+ * subscription included (it delivers when the message comes back), arg kept valid by the
+ * caller until then.  <0 when it could not go (WSK_ERR_STATE: no history in the engine; WSK_ERR_IO:
+ * the engine is down or its queue full, counted in wsk_bridge_stats.failed; WSK_ERR_INVAL): nothing
+ * was delivered, done does not run, and the caller may publish without history. */
+WSK_API int wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen,
+                                       const void *data, size_t len, wsk_opcode op, int compress,
+                                       void (*done)(void *arg, long local, long nodes), void *arg);
+/* One message read from the history; data valid during the callback. */
+typedef struct wsk_history_msg {
+    uint64_t offset;
+    const void *data;
+    size_t len;
+    wsk_opcode op;
+} wsk_history_msg;
+/* What a read found.  ok 0: the engine could not be asked (down, lost meanwhile). */
+typedef struct wsk_history_batch {
+    int ok;
+    wsk_history_pos head; /* where the topic stands: its last offset and epoch (0, "": none) */
+    uint64_t first;       /* the oldest offset the history holds (0: none) */
+    size_t n;             /* messages in m, oldest first, offsets after the read's `after` */
+    const wsk_history_msg *m;
+} wsk_history_batch;
+/* Reads at most max (1 to 10,000) messages of topic[0..tlen) after offset `after`: done(arg, b)
+ * runs once from the loop with the batch (b and its messages valid during the call), also
+ * when the connection is lost first (ok 0) or the server is freed.  0; WSK_ERR_STATE (no
+ * history in the engine), WSK_ERR_IO (the engine is down: done does not run), WSK_ERR_INVAL,
+ * WSK_ERR_NOMEM. */
+WSK_API int wsk_server_history_read(wsk_server *srv, const char *topic, size_t tlen, uint64_t after,
+                                    size_t max, void (*done)(void *arg, const wsk_history_batch *b),
+                                    void *arg);
+/* on 1: the node listens to topic[0..tlen)'s channel (a name) as if it had a local subscriber,
+ * until a matching call with on 0 (calls are counted).  0; WSK_ERR_STATE without a bridge,
+ * WSK_ERR_INVAL (a pattern, no such hold to end), WSK_ERR_NOMEM. */
+WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, int on);
 
 /* ---------------------------------------------------------------------------------------------
  * Server groups: every core in one process.  A group is n event loops, each run by its own

@@ -1,7 +1,9 @@
 /* The bridge's API without an engine running: arguments refused (INVAL, URL, STATE), an engine
  * that cannot be reached counted as an outage, publishes that fail visibly while local
  * delivery is unaffected, and the counted publish's callback run once, at once, with "not
- * bridged".  tests/integration/test_bridge.py runs real redis-server and nats-server. */
+ * bridged"; the calls of history in the engine refused or failing at once.
+ * tests/integration/test_bridge.py and test_bridge_history.py run real redis-server and
+ * nats-server. */
 #include "test.h"
 #include "wskit.h"
 
@@ -107,6 +109,62 @@ static void test_args(wsk_loop *loop)
     wsk_server_free(srv);
 }
 
+static void on_batch(void *arg, const wsk_history_batch *b)
+{
+    (void)b;
+    ++*(int *)arg;
+}
+
+/* History in the engine: only an engine that keeps it (Redis) takes it; with the engine down,
+ * publishes and reads fail at once (counted), and holds are counted calls. */
+static void test_history(wsk_loop *loop, const char *scheme)
+{
+    struct ev_loop *ev = wsk_loop_ev(loop);
+    wsk_server *srv = wsk_server_new(loop, NULL, NULL, NULL);
+    char url[64];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%u", scheme, test_free_port());
+    const char *urls[] = {url};
+    int redis = scheme[0] == 'r', calls = 0;
+    CHECK(wsk_server_bridge_history(srv, 10, 0) == WSK_ERR_STATE, "%s: history, no bridge: STATE",
+          scheme);
+    CHECK(wsk_server_bridge_listen(srv, "t", 1, 1) == WSK_ERR_STATE, "%s: listen, no bridge",
+          scheme);
+    CHECK(wsk_server_bridge(srv, urls, 1, NULL) == 0 && wait_outage(ev, srv), "%s: bridged, down",
+          scheme);
+    CHECK(wsk_server_publish_history(srv, "t", 1, "x", 1, WSK_OP_TEXT, 0, NULL, NULL) ==
+              WSK_ERR_STATE,
+          "%s: publish_history before bridge_history: STATE", scheme);
+    CHECK(wsk_server_bridge_history(srv, 0, 0) == (redis ? WSK_ERR_INVAL : WSK_ERR_STATE),
+          "%s: depth 0: %s", scheme, redis ? "INVAL" : "STATE (no history in NATS)");
+    CHECK(wsk_server_bridge_history(srv, 10, 1.5) == (redis ? 0 : WSK_ERR_STATE),
+          "%s: history in the engine: %s", scheme, redis ? "on" : "STATE (node-local)");
+    if (redis) {
+        wsk_bridge_stats st;
+        CHECK(wsk_server_publish_history(srv, "t", 1, "x", 1, WSK_OP_TEXT, 0, NULL, NULL) ==
+                      WSK_ERR_IO &&
+                  wsk_server_bridge_stats(srv, &st) == 0 && st.failed == 1,
+              "redis down: publish_history fails (IO), counted");
+        CHECK(wsk_server_publish_history(srv, "t.*", 3, "x", 1, WSK_OP_TEXT, 0, NULL, NULL) ==
+                  WSK_ERR_INVAL,
+              "publish_history to a pattern: INVAL");
+        CHECK(wsk_server_history_read(srv, "t", 1, 0, 10, on_batch, &calls) == WSK_ERR_IO &&
+                  calls == 0,
+              "redis down: a read fails at once (IO), done not called");
+        CHECK(wsk_server_history_read(srv, "t", 1, 0, 0, on_batch, &calls) == WSK_ERR_INVAL,
+              "a read of 0 messages: INVAL");
+    }
+    CHECK(wsk_server_bridge_listen(srv, "t.>", 3, 1) == WSK_ERR_INVAL, "%s: listen to a pattern",
+          scheme);
+    CHECK(wsk_server_bridge_listen(srv, "t", 1, 1) == 0 &&
+              wsk_server_bridge_listen(srv, "t", 1, 1) == 0 &&
+              wsk_server_bridge_listen(srv, "t", 1, 0) == 0 &&
+              wsk_server_bridge_listen(srv, "t", 1, 0) == 0 &&
+              wsk_server_bridge_listen(srv, "t", 1, 0) == WSK_ERR_INVAL,
+          "%s: holds are counted; one too many ends: INVAL", scheme);
+    CHECK(wsk_server_bridge_listen(srv, "u", 1, 1) == 0, "%s: a hold left at free", scheme);
+    wsk_server_free(srv); /* frees it (valgrind and ASan say so) */
+}
+
 int main(void)
 {
     wsk_loop *loop = wsk_loop_new(ev_default_loop(0));
@@ -114,6 +172,8 @@ int main(void)
     test_args(loop);
     test_engine_down(loop, "redis");
     test_engine_down(loop, "nats");
+    test_history(loop, "redis");
+    test_history(loop, "nats");
     wsk_loop_free(loop);
     return TEST_DONE();
 }

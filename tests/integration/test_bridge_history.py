@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""wsserve --pubsub --history N with a redis:// --bridge: the history lives in Redis, so that two
+nodes number a topic's messages alike and either recovers any client.  A subscriber on node A
+killed mid-stream while node B publishes comes back on node B with "since" and gets every
+missed message once, in order, then live ones from both nodes, also while publishes go on
+during its recovery; after FLUSHALL the epoch changes and "recovered": false comes back; with
+Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again;
+through NATS the history stays node-local."""
+# tests/run: alone (two nodes and a redis-server)
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import done, Engine, nothing, ok, sanitized, Server, skip, wait_for  # noqa: E402
+
+T = 5.0
+
+
+def connect(url):
+    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
+                              max_size=None, compression=None)
+
+
+async def recv_json(ws):
+    return json.loads(await asyncio.wait_for(ws.recv(), T))
+
+
+def node(redis, *extra):
+    s = Server("--pubsub", "-v", *(extra or ("--history", "5000")), "--bridge", redis.url)
+    s.wait_log("connected")
+    return s
+
+
+async def publish(pub, topic, data, n=[0]):
+    """Publishes through a JSON socket and waits for its acknowledgement."""
+    n[0] += 1
+    await pub.send(json.dumps({"op": "publish", "topic": topic, "data": data, "id": n[0]}))
+    while (await recv_json(pub)).get("id") != n[0]:
+        pass
+
+
+async def messages(ws, n):
+    """The next n deliveries of ws as (data, offset, epoch)."""
+    got = []
+    while len(got) < n:
+        m = await recv_json(ws)
+        if m.get("type") == "message":
+            got.append((m.get("data"), m.get("offset"), m.get("epoch")))
+    return got
+
+
+async def resume(url, topic, offset, epoch):
+    """(ack, socket) of a subscribe with since."""
+    ws = await connect(url).__aenter__()
+    await ws.send(json.dumps({"op": "subscribe", "topic": topic,
+                              "since": {"offset": offset, "epoch": epoch}}))
+    return await recv_json(ws), ws
+
+
+async def across_nodes(redis, a, b):
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as apub, connect(ua) as sub, \
+            connect(ub) as watch:
+        for ws in (sub, watch):
+            await ws.send(json.dumps({"op": "subscribe", "topic": "feed"}))
+            await recv_json(ws)
+        ok(wait_for(lambda: "wskit:feed" in redis.channels()), "the topic is subscribed on Redis")
+        for i in range(1, 21):
+            await publish(pub, "feed", f"m{i}")
+        seen = await messages(sub, 10)
+        ok([o for _, o, _ in seen] == list(range(1, 11)) and len({e for _, _, e in seen}) == 1,
+           "node A delivers node B's messages with offsets 1, 2, ... from Redis", seen)
+        epoch = seen[-1][2]
+        on_b = await messages(watch, 20)
+        ok(on_b == [(f"m{i}", i, epoch) for i in range(1, 21)],
+           "node B delivers its own messages with the same offsets and epoch", on_b[:3])
+        sub.transport.abort()  # killed mid-stream: 11..20 were sent to it, maybe not read
+        for i in range(21, 31):
+            await publish(pub, "feed", f"m{i}")
+        ack, back = await resume(ub, "feed", 10, epoch)
+        ok(ack.get("recovered") is True and ack.get("offset") == 30 and ack.get("epoch") == epoch,
+           "back on node B, the history in Redis reaches back to offset 10", ack)
+        got = await messages(back, 20)
+        ok(got == [(f"m{i}", i, epoch) for i in range(11, 31)],
+           "... it gets 11 to 30 once, in order, with their offsets", got[:3])
+        await publish(pub, "feed", "m31")
+        await publish(apub, "feed", "m32")
+        got = await messages(back, 2)
+        ok(got == [("m31", 31, epoch), ("m32", 32, epoch)] and await nothing(back, 0.3),
+           "... then live ones from both nodes, once", got)
+        await back.close()
+
+        # Publishes from both nodes go on while a client recovers 500 messages on node A.
+        ack, back = await resume(ua, "feed", 0, epoch)
+        ok(ack.get("recovered") is True, "offset 0 recovers the whole history", ack)
+
+        async def more():
+            for i in range(33, 133):
+                await publish(pub if i % 2 else apub, "feed", f"m{i}")
+        task = asyncio.create_task(more())
+        got = await messages(back, 132)
+        await task
+        offs = [o for _, o, _ in got]
+        ok(offs == list(range(1, 133)) and [d for d, _, _ in got] == [f"m{i}" for i in offs],
+           "publishes during a recovery: every message once, in order, then live",
+           [o for i, o in enumerate(offs) if o != i + 1][:5])
+        ok(await nothing(back, 0.3), "... and nothing more")
+        await back.close()
+
+        # The Redis data goes: a new epoch, and the old position is not recovered.
+        redis.command("FLUSHALL")
+        await publish(pub, "feed", "after flush")
+        fresh = await messages(watch, 113)
+        ok(fresh[-1][0] == "after flush" and fresh[-1][1] == 1 and fresh[-1][2] != epoch,
+           "after FLUSHALL the topic starts again at offset 1 with a new epoch", fresh[-1])
+        ack, back = await resume(ua, "feed", 132, epoch)
+        ok(ack.get("recovered") is False and ack.get("epoch") == fresh[-1][2] and
+           ack.get("offset") == 1, "the old epoch is not recovered: \"recovered\": false", ack)
+        got = await messages(back, 1)
+        ok(got == [fresh[-1]], "... and what the new epoch holds follows", got)
+        await back.close()
+
+
+async def storm(a, b, n=1500, clients=8):
+    """Both nodes publish n messages each as fast as raw sockets send them while clients
+    recover from offset 0 on node A, one after another: each gets 1 .. 2n, once, in order."""
+    ua = f"ws://127.0.0.1:{a.port}/"
+
+    async def blast(srv, tag):
+        async with connect(f"ws://127.0.0.1:{srv.port}/storm") as raw:
+            for i in range(n):  # paced: the recoveries happen during the storm
+                await raw.send(f"{tag}{i}")
+                if i % 10 == 0:
+                    await asyncio.sleep(0.002)
+
+    async def recoverer(k):
+        await asyncio.sleep(0.05 * k)
+        ack, ws = await resume(ua, "storm", 0, "")
+        try:
+            got = [o for _, o, _ in await messages(ws, 2 * n)]
+        except asyncio.TimeoutError:
+            got = None
+        await ws.close()
+        return ack.get("recovered"), got
+
+    results = await asyncio.gather(blast(a, "a"), blast(b, "b"),
+                                   *(recoverer(k) for k in range(clients)))
+    bad = [(k, r[0], r[1] if r[1] is None else
+            [o for i, o in enumerate(r[1]) if o != i + 1][:3])
+           for k, r in enumerate(results[2:]) if r != (True, list(range(1, 2 * n + 1)))]
+    ok(not bad, f"{clients} recoveries during a storm of publishes on both nodes: every "
+       "message once, in order", bad)
+
+
+async def leave(redis, a):
+    """A client that goes in the middle of its recovery: the node stops listening to the topic
+    once nobody needs it (the hold of a recovery ends with it)."""
+    for _ in range(5):
+        ack, ws = await resume(f"ws://127.0.0.1:{a.port}/", "storm", 0, "")
+        ws.transport.abort()
+        await asyncio.sleep(0)  # the loop closes the socket (wait_for below blocks it)
+    ok(wait_for(lambda: "wskit:storm" not in redis.channels()),
+       "recoveries cut short leave no subscription on Redis behind", redis.channels())
+
+
+async def covered(redis, a, b):
+    """A recovery on node A of a topic that a pattern of node A covers: the node listens through
+    the pattern (not by name), and when the pattern's subscriber leaves meanwhile, by name."""
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub:
+        await publish(pub, "cov.x", "c1")
+        pat = await connect(a.url("/cov.*")).__aenter__()
+        ok(wait_for(lambda: "wskit:cov.x" not in redis.channels() and
+                    redis.command("PUBSUB", "NUMPAT") >= 1), "node A holds cov.* by pattern")
+        ack, ws = await resume(ua, "cov.x", 0, "")
+        got = await messages(ws, 1)
+        ok(not redis.channels() or "wskit:cov.x" not in redis.channels(),
+           "a covered topic is not subscribed by name for the recovery", redis.channels())
+        await pat.close()
+        ok(wait_for(lambda: "wskit:cov.x" in redis.channels()),
+           "... and is, by name, once the pattern goes", redis.channels())
+        await publish(pub, "cov.x", "c2")
+        got += await messages(ws, 1)
+        ok([(d, o) for d, o, _ in got] == [("c1", 1), ("c2", 2)], "the recovery goes live", got)
+        await ws.close()
+
+
+async def ttl(redis):
+    """--history N,TTL with Redis: the history lives TTL seconds after the topic's last publish;
+    then it is gone, and the next life has a new epoch."""
+    c = node(redis, "--history", "100,1")
+    try:
+        url = f"ws://127.0.0.1:{c.port}/"
+        async with connect(url) as pub:
+            start = time.monotonic()
+            await publish(pub, "t", "t1")
+            ack, ws = await resume(url, "t", 0, "")
+            got = await messages(ws, 1)
+            await ws.close()
+            young = time.monotonic() - start < 1  # a slow machine may miss this window
+            ok(not young or (ack.get("recovered") is True and got[0][:2] == ("t1", 1)),
+               "younger than the TTL: recovered", ack)
+            ok(wait_for(lambda: not redis.command("EXISTS", "wskit:history:t"), 10) and
+               time.monotonic() - start >= 0.9, "the stream goes once older than the TTL")
+            ack, ws = await resume(url, "t", 1, got[0][2])
+            await ws.close()
+            ok(ack.get("recovered") is False and ack.get("offset") == 0,
+               "... and the position is not recovered", ack)
+    finally:
+        c.stop()
+
+
+async def overrun(redis):
+    """A client that reads slower than the topic's history is trimmed (--history 1000, the
+    recovery stalled by its full queue while 1,000 more are published) is told with a second
+    "recovered": false, then gets the rest in order: never a silent gap."""
+    c = node(redis, "--history", "1000")
+    try:
+        url = f"ws://127.0.0.1:{c.port}/"
+        big = "x" * 8000
+        async with connect(url) as pub:
+            for _ in range(1000):
+                await publish(pub, "o", big)
+            # A small receive buffer: the recovery soon waits for the client to read.
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.connect(("127.0.0.1", c.port))
+            ws = await websockets.connect(url, sock=raw, max_queue=1, max_size=None,
+                                          ping_interval=None, compression=None)
+            await ws.send(json.dumps({"op": "subscribe", "topic": "o",
+                                      "since": {"offset": 0, "epoch": ""}}))
+            ack = await recv_json(ws)
+            for _ in range(1000):  # ws reads nothing meanwhile: the recovery waits for it
+                await publish(pub, "o", big)
+            last, told, again, bad = 0, 0, 0, []
+            while last < 2000:
+                m = await recv_json(ws)
+                if m.get("type") == "ack":
+                    told += m.get("recovered") is False
+                    again += m.get("recovered") is False
+                else:
+                    if m.get("offset") != last + 1 and not told:
+                        bad.append((last, m.get("offset")))
+                    last, told = m.get("offset"), 0
+            await ws.close()
+            ok(ack.get("recovered") is True and again and not bad and last == 2000,
+               "an overrun recovery says \"recovered\": false again before a gap", (again, bad[:3]))
+    finally:
+        c.stop()
+
+
+async def engine_down(redis, a):
+    redis.stop()
+    ok(a.wait_log("lost") >= 1, "node A sees Redis go")
+    ack, back = await resume(f"ws://127.0.0.1:{a.port}/", "feed", 1, "0123456789abcdef")
+    ok(ack.get("recovered") is False, "Redis down: \"recovered\": false", ack)
+    async with connect(f"ws://127.0.0.1:{a.port}/") as pub:
+        await publish(pub, "feed", "local")
+        m = await recv_json(back)
+        ok(m.get("data") == "local" and "offset" not in m,
+           "... and local delivery goes on, without offsets", m)
+        redis.start()  # empty: a new life for every topic, and no scripts loaded
+        ok(a.wait_log("connected again") >= 1, "node A reconnects to the new Redis")
+        await publish(pub, "feed", "again")
+        m = await recv_json(back)
+        ok(m.get("data") == "again" and m.get("offset") == 1 and len(m.get("epoch", "")) == 16,
+           "a Redis restarted without its data: offsets start again at 1", m)
+    await back.close()
+
+
+async def nats_local():
+    """With NATS, history stays node-local: a node's own messages carry its offsets, another
+    node's carry none."""
+    with Engine("nats") as nats:
+        a, b = (Server("--pubsub", "-v", "--history", "100", "--bridge", nats.url)
+                for _ in range(2))
+        try:
+            a.wait_log("connected")
+            b.wait_log("connected")
+            async with connect(f"ws://127.0.0.1:{a.port}/") as sub, \
+                    connect(f"ws://127.0.0.1:{a.port}/") as apub, \
+                    connect(f"ws://127.0.0.1:{b.port}/") as bpub:
+                await sub.send(json.dumps({"op": "subscribe", "topic": "n"}))
+                await recv_json(sub)
+                ok(wait_for(lambda: "wskit:n" in nats.channels()), "the topic is on NATS")
+                await publish(bpub, "n", "from b")
+                await publish(apub, "n", "from a")
+                got = sorted(await messages(sub, 2))
+                ok(got[1] == ("from b", None, None) and got[0][:2] == ("from a", 1),
+                   "through NATS: history is node-local (another node's message has no offset)",
+                   got)
+        finally:
+            a.stop()
+            b.stop()
+
+
+async def main():
+    with Engine("redis") as redis:
+        a, b = node(redis), node(redis)
+        try:
+            await across_nodes(redis, a, b)
+            await storm(a, b, *((300, 4) if sanitized() else ()))  # valgrind: fewer
+            await leave(redis, a)
+            await covered(redis, a, b)
+            await ttl(redis)
+            await overrun(redis)
+            await engine_down(redis, a)
+        finally:
+            codes = [s.stop() for s in (a, b)]
+        ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
+           "both nodes exit cleanly", codes)
+    if shutil.which("nats-server"):
+        await nats_local()
+
+
+if not shutil.which("redis-server"):
+    skip("history through Redis", "redis-server is not installed (scripts/install-deps)")
+else:
+    asyncio.run(main())
+done()
