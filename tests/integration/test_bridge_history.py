@@ -33,7 +33,9 @@ async def recv_json(ws):
 
 
 def node(redis, *extra):
-    s = Server("--pubsub", "-v", *(extra or ("--history", "5000")), "--bridge", redis.url)
+    # One thread, also under make check-threads: with --threads the history stays node-local.
+    s = Server("--pubsub", "-v", *(extra or ("--history", "5000")), "--bridge", redis.url,
+               "--threads", "1")
     s.wait_log("connected")
     return s
 
