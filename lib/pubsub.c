@@ -751,6 +751,15 @@ long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_l
                    NULL);
 }
 
+long wsk_publish_local(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                       size_t len, wsk_opcode op, int compress)
+{
+    if (!from->ctx->srv) return WSK_ERR_STATE;
+    int to_self = wsk_server_opts_of(from->ctx->srv)->publish_to_self;
+    return publish(from->ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress,
+                   to_self, 0, NULL);
+}
+
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,
                        wsk_opcode op, int compress, const wsk_zmsg *z, uint64_t seq)
 {

@@ -3,7 +3,8 @@
 nodes number a topic's messages alike and either recovers any client.  A subscriber on node A
 killed mid-stream while node B publishes comes back on node B with "since" and gets every
 missed message once, in order, then live ones from both nodes, also while publishes go on
-during its recovery; after FLUSHALL the epoch changes and "recovered": false comes back; with
+during its recovery; a publisher subscribed to its topic does not get its own messages back;
+after FLUSHALL the epoch changes and "recovered": false comes back; with
 Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again;
 through NATS the history stays node-local."""
 # tests/run: alone (two nodes and a redis-server)
@@ -126,6 +127,44 @@ async def across_nodes(redis, a, b):
         got = await messages(back, 1)
         ok(got == [fresh[-1]], "... and what the new epoch holds follows", got)
         await back.close()
+
+
+async def own_messages(ua, ub, ready):
+    """A publisher subscribed to its own topic gets none of its messages back (raw or JSON), as
+    when history stays node-local; another subscriber on its node and one on node ub get every
+    message once, in order, the JSON ones with the same offsets."""
+    async with connect(ua + "own") as raw, connect(ua + "own") as rawsub, connect(ua) as jpub, \
+            connect(ua) as jsub, connect(ub) as far:
+        for ws in (jpub, jsub, far):
+            await ws.send(json.dumps({"op": "subscribe", "topic": "own"}))
+            await recv_json(ws)
+        ok(ready(), "every node listens to the topic")
+        for i in range(1, 6):
+            await raw.send(f"r{i}")
+        got = [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
+        back = []
+        for i in range(6, 11):
+            await jpub.send(json.dumps({"op": "publish", "topic": "own", "data": f"j{i}",
+                                        "id": i}))
+            while True:
+                m = await recv_json(jpub)
+                if m.get("id") == i:
+                    break
+                back.append(m)
+        got += [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
+        want = [f"r{i}" for i in range(1, 6)] + [f"j{i}" for i in range(6, 11)]
+        ok(got == want, "another raw subscriber on the publishers' node gets every message", got)
+        mine, theirs = await messages(jsub, 10), await messages(far, 10)
+        offs = [o for _, o, _ in mine]
+        ok([d for d, _, _ in mine] == want and offs == list(range(offs[0], offs[0] + 10)) and
+           theirs == mine, "JSON subscribers on both nodes: every message once, in order, with "
+           "the same offsets", (mine[:2], theirs[:2]))
+        rawgot = [await asyncio.wait_for(raw.recv(), T) for _ in range(5)]
+        ok(rawgot == want[5:] and await nothing(raw, 0.3),
+           "a raw publisher gets the others' messages, not its own", rawgot)
+        back = [m.get("data") for m in back if m.get("type") == "message"]
+        ok(back == want[:5] and await nothing(jpub, 0.1),
+           "a JSON publisher gets the others' messages, not its own", back)
 
 
 async def storm(a, b, n=1500, clients=8):
@@ -306,6 +345,9 @@ async def main():
         a, b = node(redis), node(redis)
         try:
             await across_nodes(redis, a, b)
+            ua, ub = (f"ws://127.0.0.1:{s.port}/" for s in (a, b))
+            await own_messages(ua, ub, lambda: wait_for(
+                lambda: redis.subscribers("wskit:own") == 2))
             await storm(a, b, *((300, 4) if sanitized() else ()))  # valgrind: fewer
             await leave(redis, a)
             await covered(redis, a, b)
@@ -316,6 +358,12 @@ async def main():
             codes = [s.stop() for s in (a, b)]
         ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
            "both nodes exit cleanly", codes)
+    local = Server("--pubsub", "--history", "100")  # no bridge: history stays node-local
+    try:
+        url = f"ws://127.0.0.1:{local.port}/"
+        await own_messages(url, url, lambda: True)
+    finally:
+        ok(local.stop() == 0, "the node-local broker exits cleanly")
     if shutil.which("nats-server"):
         await nats_local()
 
