@@ -894,6 +894,15 @@ struct recovery {
 
 #define REPLAY_BATCH 64 /* messages written in one go */
 
+/* While ws recovers topic[0..n), the topic's live messages are held back from it whichever of
+ * its subscriptions they would reach it through (a pattern that matches the topic): they are
+ * in the history it is sent, and come once, in order (wsk_ws_hold_end when it subscribes). */
+static int recovery_hold(wsk_ws *ws, const char *topic, size_t n)
+{
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    return wsk_ws_hold(ws, jt, json_topic(jt, topic, n));
+}
+
 static int replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
 {
     wsk_ws *ws = arg;
@@ -973,6 +982,7 @@ static void recovery_step(wsk_ws *ws)
         if (done) {
             char jt[JSON_NS_LEN + TOPIC_MAX];
             int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+            wsk_ws_hold_end(ws);
             store_unlock(srv);
             if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
             if (r > 0) cl->nsubs++;
@@ -1088,6 +1098,7 @@ static void remote_go_live(struct recovery *rc)
     struct client *cl = wsk_ws_data(ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+    wsk_ws_hold_end(ws);
     cl->rec = NULL;
     remote_free(wsk_ws_server(ws), rc);
     if (r > 0) cl->nsubs++;
@@ -1196,7 +1207,9 @@ static void remote_recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
     const struct jp_topic *t = &rq->topics[0];
     struct broker *b = broker_of(wsk_ws_server(ws));
     struct recovery *rc = calloc(1, sizeof *rc);
-    if (!rc || wsk_server_bridge_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
+    if (!rc || recovery_hold(ws, t->name, t->len) < 0 ||
+        wsk_server_bridge_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
+        wsk_ws_hold_end(ws);
         free(rc);
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
         return;
@@ -1258,14 +1271,15 @@ static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
         return;
     }
     uint64_t from;
-    int recovered =
-        ps_store_since(store_lock(wsk_ws_server(ws)), t->name, t->len, &since, now(), &from, &at);
-    store_unlock(wsk_ws_server(ws));
     struct recovery *rc = calloc(1, sizeof *rc);
-    if (!rc) {
+    if (!rc || recovery_hold(ws, t->name, t->len) < 0) { /* before: what follows is replayed */
+        free(rc);
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
         return;
     }
+    int recovered =
+        ps_store_since(store_lock(wsk_ws_server(ws)), t->name, t->len, &since, now(), &from, &at);
+    store_unlock(wsk_ws_server(ws));
     rc->after = from;
     rc->told = !recovered;
     memcpy(rc->id, rq->id, sizeof rc->id);

@@ -558,6 +558,16 @@ WSK_API int wsk_unsubscribe(wsk_ws *ws, const char *topic, size_t len);
 /* 1 when the socket is subscribed to topic[0..len), 0 when it is not, WSK_ERR_INVAL for an
  * invalid topic. */
 WSK_API int wsk_ws_subscribed(const wsk_ws *ws, const char *topic, size_t len);
+/* Holds back from ws the messages of topic[0..len) (a name, copied), through whichever of its
+ * subscriptions they would reach it (patterns included): for an application that sends them
+ * to ws itself meanwhile (a replay of the topic's history, then a subscription by name), so
+ * none arrives twice.  One topic per socket: a second call replaces the first.  0;
+ * WSK_ERR_STATE (a client socket), WSK_ERR_INVAL (a pattern, an invalid topic), WSK_ERR_NOMEM. */
+WSK_API int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len);
+/* Ends the hold: messages published from now on reach ws again; in a server group, those of
+ * other loops published before are still held back (as a new subscription does not get
+ * them).  Nothing when ws holds nothing. */
+WSK_API void wsk_ws_hold_end(wsk_ws *ws);
 /* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
  * returns their number (fn may be NULL to count only).  The name is NUL-terminated, owned by
  * the library and valid during the call; fn must not subscribe or unsubscribe this socket. */
