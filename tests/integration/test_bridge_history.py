@@ -3,7 +3,8 @@
 nodes number a topic's messages alike and either recovers any client.  A subscriber on node A
 killed mid-stream while node B publishes comes back on node B with "since" and gets every
 missed message once, in order, then live ones from both nodes, also while publishes go on
-during its recovery; a publisher subscribed to its topic does not get its own messages back;
+during its recovery; a publisher subscribed to its topic does not get its own messages back; a recovery under
+a matching pattern delivers each message once;
 after FLUSHALL the epoch changes and "recovered": false comes back; with
 Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again;
 through NATS the history stays node-local."""
@@ -231,6 +232,43 @@ async def covered(redis, a, b):
         await ws.close()
 
 
+async def under_pattern(a, b):
+    """A client on node A subscribed to ord.> recovers ord.a from Redis while node B goes on
+    publishing to ord.a and ord.b: each message reaches it once, ord.a's in order."""
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as ws:
+        for i in range(1, 1001):
+            await pub.send(json.dumps({"op": "publish", "topic": "ord.a", "data": f"a{i}"}))
+        await publish(pub, "ord.a", "a1001")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.>"}))
+        await recv_json(ws)
+        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.a",
+                                  "since": {"offset": 0, "epoch": ""}}))
+
+        async def more():  # during the recovery's reads from Redis
+            for i in range(1002, 1042):
+                await publish(pub, "ord.a", f"a{i}")
+                await publish(pub, "ord.b", f"b{i}")
+        task = asyncio.create_task(more())
+        got = []
+        while sum(m.get("topic") == "ord.a" for m in got) < 1041:
+            m = await recv_json(ws)
+            if m.get("type") == "message":
+                got.append(m)
+        await task
+        seen = [(m.get("offset"), m.get("data")) for m in got if m.get("topic") == "ord.a"]
+        ok(seen == [(i, f"a{i}") for i in range(1, 1042)],
+           "a recovery from Redis under a matching pattern: each message once, in order",
+           [(i, o) for i, (o, _) in enumerate(seen) if o != i + 1][:5])
+        await publish(pub, "ord.a", "live")
+        m = await recv_json(ws)
+        while m.get("topic") == "ord.b":
+            m = await recv_json(ws)
+        ok(m.get("data") == "live" and m.get("offset") == 1042, "then live, once",
+           (m.get("data"), m.get("offset")))
+        ok(await nothing(ws, 0.3), "... and nothing more")
+
+
 async def ttl(redis):
     """--history N,TTL with Redis: the history lives TTL seconds after the topic's last publish;
     then it is gone, and the next life has a new epoch."""
@@ -351,6 +389,7 @@ async def main():
             await storm(a, b, *((300, 4) if sanitized() else ()))  # valgrind: fewer
             await leave(redis, a)
             await covered(redis, a, b)
+            await under_pattern(a, b)
             await ttl(redis)
             await overrun(redis)
             await engine_down(redis, a)
