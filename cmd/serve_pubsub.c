@@ -108,6 +108,13 @@ struct broker {
     ev_timer expiry;       /* --history N,TTL: lets old messages go without new traffic */
     int remote;            /* history in the engine: 1, or -1 node-local, 0 not asked yet */
     struct recovery *recs; /* recoveries from the engine's history under way (remote) */
+    struct mine *mine;     /* MINE_SLOTS: who published the messages on their way (remote) */
+};
+
+/* A message this node handed to the engine's history from a socket, not back yet. */
+struct mine {
+    uint64_t n; /* its number (wsk_server_publish_history), 0 for a free slot */
+    wsk_ws *ws; /* its publisher, left out when it comes back */
 };
 
 /* A chat member: the name its messages are prefixed with. */
@@ -551,6 +558,8 @@ static void pending_unlink(struct client *cl, struct pending *p)
 static void send_reply(wsk_ws *ws, char *text, size_t len);
 static int remote_history(struct broker *b);
 static void remote_live(wsk_server *srv, const char *topic, size_t tlen, const wsk_history_pos *at);
+static void mine_keep(struct broker *b, long n, wsk_ws *ws);
+static wsk_ws *mine_take(struct broker *b, uint64_t n);
 
 /* A deferred answer to POST /publish: JSON text s[0..n) (malloc'd, or NULL), with a newline. */
 static void http_answer(wsk_deferred *d, char *s, size_t n)
@@ -699,9 +708,12 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
      * the engine down, it goes as below, without an offset. */
     if (remote_history(broker_of(srv))) {
         if (p) p->local = 0;
-        if (!wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
-                                        p ? pending_count : NULL, p))
+        long n = wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
+                                            p ? pending_count : NULL, p);
+        if (n > 0) {
+            if (from) mine_keep(broker_of(srv), n, from);
             return 0;
+        }
     }
     /* A message history could not keep is still delivered: live subscribers lose nothing. */
     ps_store_record(store_lock(srv), topic, tlen, data, len, binary, now(), &pos);
@@ -719,20 +731,26 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
     return total + (r > 0 ? r : 0);
 }
 
-/* A message from another node (or, with history in the engine, from any node, this one too):
- * to the raw subscribers here and, wrapped, to the JSON ones.  Without history in the engine it
- * carries no offset: the history of a node holds what was published through it. */
+/* A message from another node (or, with history in the engine, from any node, this one too,
+ * then without its publisher, as when delivered at once): to the raw subscribers here and,
+ * wrapped, to the JSON ones.  Without history in the engine it carries no offset: the history
+ * of a node holds what was published through it. */
 static void broker_bridged(wsk_server *srv, const char *topic, size_t tlen, const void *data,
                            size_t len, wsk_opcode op, int compress, const wsk_history_pos *at)
 {
     char extra[64] = "";
+    wsk_ws *from = NULL;
     if (at && remote_history(broker_of(srv))) {
         snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
                  (unsigned long long)at->offset, at->epoch);
+        from = at->mine ? mine_take(broker_of(srv), at->mine) : NULL;
         remote_live(srv, topic, tlen, at); /* before: a recovery that goes live gets this one */
     }
-    wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
-    publish_json(srv, NULL, topic, tlen, data, len, op == WSK_OP_BINARY, extra);
+    if (from)
+        wsk_publish_local(from, topic, tlen, data, len, op, compress);
+    else
+        wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
+    publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra);
 }
 
 /* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out
@@ -876,6 +894,15 @@ struct recovery {
 
 #define REPLAY_BATCH 64 /* messages written in one go */
 
+/* While ws recovers topic[0..n), the topic's live messages are held back from it whichever of
+ * its subscriptions they would reach it through (a pattern that matches the topic): they are
+ * in the history it is sent, and come once, in order (wsk_ws_hold_end when it subscribes). */
+static int recovery_hold(wsk_ws *ws, const char *topic, size_t n)
+{
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    return wsk_ws_hold(ws, jt, json_topic(jt, topic, n));
+}
+
 static int replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
 {
     wsk_ws *ws = arg;
@@ -955,6 +982,7 @@ static void recovery_step(wsk_ws *ws)
         if (done) {
             char jt[JSON_NS_LEN + TOPIC_MAX];
             int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+            wsk_ws_hold_end(ws);
             store_unlock(srv);
             if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
             if (r > 0) cl->nsubs++;
@@ -977,6 +1005,9 @@ static void recovery_step(wsk_ws *ws)
  *    comes back (broker_bridged), so every node delivers the same sequence, each message with
  *    its offset and epoch.  The engine down: delivered here at once, without an offset (the
  *    bridge counts the failure).
+ *  - Its publisher is left out, as when delivered at once (unless --publish-to-self): the node
+ *    remembers which socket published each message it sent (mine_keep, by the number its
+ *    envelope carries) and the message comes back with that number (wsk_history_pos.mine).
  *  - A subscribe with "since" (remote_recover): the node listens to the topic's channel first
  *    (wsk_server_bridge_listen), then reads the history after the client's offset, a batch at a
  *    time, and sends it; the acknowledgement goes with the first batch.  The socket subscribes
@@ -987,6 +1018,32 @@ static void recovery_step(wsk_ws *ws)
  */
 
 #define REMOTE_BATCH 256 /* messages read from the engine at once */
+/* Messages on their way through the engine whose publisher is remembered: one more socket's
+ * publish overwrites the slot of the one MINE_SLOTS before it, whose publisher then gets it
+ * back (only when that many are in flight, far beyond what one round trip holds). */
+#define MINE_SLOTS 1024
+
+static void mine_keep(struct broker *b, long n, wsk_ws *ws)
+{
+    if (b->mine) b->mine[(uint64_t)n % MINE_SLOTS] = (struct mine){(uint64_t)n, ws};
+}
+
+/* The publisher of message n of this node, forgotten; NULL when none is known (gone). */
+static wsk_ws *mine_take(struct broker *b, uint64_t n)
+{
+    struct mine *m = b->mine ? &b->mine[n % MINE_SLOTS] : NULL;
+    if (!m || m->n != n) return NULL;
+    wsk_ws *ws = m->ws;
+    *m = (struct mine){0, NULL};
+    return ws;
+}
+
+/* ws closes: the messages it published come back to everyone. */
+static void mine_forget(struct broker *b, const wsk_ws *ws)
+{
+    for (size_t i = 0; b->mine && i < MINE_SLOTS; i++)
+        if (b->mine[i].ws == ws) b->mine[i] = (struct mine){0, NULL};
+}
 
 static int remote_history(struct broker *b)
 {
@@ -996,7 +1053,8 @@ static int remote_history(struct broker *b)
         if (b->cfg->history && b->sv->threads == 1 &&
             wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl) == 0) {
             b->remote = 1;
-            ps_store_history(b->home->store, 0, 0, 0); /* the node keeps none of its own */
+            ps_store_history(b->home->store, 0, 0, 0);     /* the node keeps none of its own */
+            b->mine = calloc(MINE_SLOTS, sizeof *b->mine); /* none: publishers get theirs */
         }
     }
     return b->remote > 0;
@@ -1040,6 +1098,7 @@ static void remote_go_live(struct recovery *rc)
     struct client *cl = wsk_ws_data(ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
+    wsk_ws_hold_end(ws);
     cl->rec = NULL;
     remote_free(wsk_ws_server(ws), rc);
     if (r > 0) cl->nsubs++;
@@ -1078,7 +1137,7 @@ static void remote_batch(void *arg, const wsk_history_batch *hb)
     wsk_ws *ws = rc->ws;
     if (!hb->ok) { /* the engine cannot be asked: live messages at least */
         rc->reading = 0;
-        if (!rc->acked) remote_ack(rc, 0, &(wsk_history_pos){0, ""});
+        if (!rc->acked) remote_ack(rc, 0, &(wsk_history_pos){.offset = 0});
         remote_go_live(rc);
         return;
     }
@@ -1127,7 +1186,7 @@ static void remote_read(struct recovery *rc)
     if (wsk_server_history_read(srv, rc->topic, rc->tlen, rc->after, REMOTE_BATCH, remote_batch,
                                 rc) < 0) {
         rc->reading = 0;
-        if (!rc->acked) remote_ack(rc, 0, &(wsk_history_pos){0, ""});
+        if (!rc->acked) remote_ack(rc, 0, &(wsk_history_pos){.offset = 0});
         remote_go_live(rc);
     }
 }
@@ -1148,7 +1207,9 @@ static void remote_recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
     const struct jp_topic *t = &rq->topics[0];
     struct broker *b = broker_of(wsk_ws_server(ws));
     struct recovery *rc = calloc(1, sizeof *rc);
-    if (!rc || wsk_server_bridge_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
+    if (!rc || recovery_hold(ws, t->name, t->len) < 0 ||
+        wsk_server_bridge_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
+        wsk_ws_hold_end(ws);
         free(rc);
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
         return;
@@ -1210,14 +1271,15 @@ static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
         return;
     }
     uint64_t from;
-    int recovered =
-        ps_store_since(store_lock(wsk_ws_server(ws)), t->name, t->len, &since, now(), &from, &at);
-    store_unlock(wsk_ws_server(ws));
     struct recovery *rc = calloc(1, sizeof *rc);
-    if (!rc) {
+    if (!rc || recovery_hold(ws, t->name, t->len) < 0) { /* before: what follows is replayed */
+        free(rc);
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
         return;
     }
+    int recovered =
+        ps_store_since(store_lock(wsk_ws_server(ws)), t->name, t->len, &since, now(), &from, &at);
+    store_unlock(wsk_ws_server(ws));
     rc->after = from;
     rc->told = !recovered;
     memcpy(rc->id, rq->id, sizeof rc->id);
@@ -1485,6 +1547,7 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
         remote_end(wsk_ws_server(ws), cl->rec);
     else if (cl)
         free(cl->rec);
+    mine_forget(broker_of(wsk_ws_server(ws)), ws);
     free(cl);
     wsk_ws_set_data(ws, NULL);
 }
@@ -1691,6 +1754,7 @@ static void pubsub_teardown(struct serve *sv)
         ps_store_free(b->home_here.store);
         pthread_mutex_destroy(&b->home_here.lock);
     }
+    if (b) free(b->mine);
     free(b);
     sv->state = NULL;
 }

@@ -447,7 +447,8 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
     }
     /* A message of the engine's history is delivered here too when it comes back: every node
      * then delivers the same sequence (wsk_server_publish_history). */
-    if (!at.offset && !memcmp(p + 2, b->node, 8)) {
+    int mine = !memcmp(p + 2, b->node, 8);
+    if (!at.offset && mine) {
         b->st.echoes++;
         return;
     }
@@ -465,6 +466,7 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
         return;
     }
     b->st.received++;
+    if (mine) at.mine = seq; /* its publisher may be left out */
     int z = (p[1] & WSK_BRIDGE_COMPRESS) != 0;
     if (b->ctx->h.bridged) /* the application makes the derived forms too */
         b->ctx->h.bridged(b->ctx->srv, topic, tlen, p + hdr, mlen, op, z, at.offset ? &at : NULL);
@@ -644,9 +646,9 @@ int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl)
     return 0;
 }
 
-int wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen, const void *data,
-                               size_t len, wsk_opcode op, int compress,
-                               void (*done)(void *arg, long local, long nodes), void *arg)
+long wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen, const void *data,
+                                size_t len, wsk_opcode op, int compress,
+                                void (*done)(void *arg, long local, long nodes), void *arg)
 {
     struct wsk_bridge *b = history_bridge(srv);
     if (!b) return WSK_ERR_STATE;
@@ -654,8 +656,9 @@ int wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen, 
     if (!history_topic(topic, tlen) || carrier(b, topic, &cn) != topic ||
         (op != WSK_OP_TEXT && op != WSK_OP_BINARY) || (len && !data) || len > WSK_MESSAGE_MAX)
         return WSK_ERR_INVAL;
-    return forward(b, topic, tlen, data, len, op, compress, 0, 0, done, arg,
-                   WSK_BRIDGE_HDR_HISTORY);
+    int r =
+        forward(b, topic, tlen, data, len, op, compress, 0, 0, done, arg, WSK_BRIDGE_HDR_HISTORY);
+    return r < 0 ? r : (long)b->seq; /* the envelope's number (envelope()) */
 }
 
 int wsk_server_history_read(wsk_server *srv, const char *topic, size_t tlen, uint64_t after,

@@ -351,6 +351,36 @@ size_t wsk_ws_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *
     return n;
 }
 
+int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len)
+{
+    if (!ws->ctx->srv) return WSK_ERR_STATE;
+    if (topic_arg(&topic, len) < 0 || wsk_topic_is_pattern(topic, len)) return WSK_ERR_INVAL;
+    wsk_cold *k = wsk_conn_cold(ws);
+    char *h = k ? malloc(len + 1) : NULL;
+    if (!h) return WSK_ERR_NOMEM;
+    if (len) memcpy(h, topic, len);
+    free(k->hold);
+    k->hold = h;
+    k->hold_len = len;
+    k->hold_until = UINT64_MAX;
+    ws->flags |= WSK_F_HOLD;
+    return 0;
+}
+
+void wsk_ws_hold_end(wsk_ws *ws)
+{
+    wsk_cold *k = ws->cold;
+    if (!(ws->flags & WSK_F_HOLD)) return;
+    /* Messages of other loops numbered up to now may be on their way still (the application
+     * sent them itself): the flag stays for them, at the cost of a compare per message. */
+    k->hold_until = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
+    if (k->hold_until) return;
+    free(k->hold);
+    k->hold = NULL;
+    ws->flags &= (uint16_t)~WSK_F_HOLD;
+    wsk_conn_cold_trim(ws);
+}
+
 void wsk_pubsub_conn_gone(struct wsk_ws *c)
 {
     if (!c->ctx->pubsub || !c->cold || !c->cold->subs) return;
@@ -424,7 +454,9 @@ struct pub {
     size_t len;
     unsigned op;
     int compress;
-    uint64_t seq;        /* another loop's publish: its number (wsk_group_seq); 0: this loop's */
+    uint64_t seq;      /* another loop's publish: its number (wsk_group_seq); 0: this loop's */
+    const char *topic; /* its topic (for wsk_ws_hold) */
+    size_t topic_len;
     size_t total;        /* frame bytes: header + payload */
     wsk_block *shared;   /* total > WSK_PUBLISH_COPY_MAX: the frame, once */
     wsk_block *deflated; /* the frame compressed by the shared deflater */
@@ -489,10 +521,18 @@ static int enqueue(struct wsk_ws *c, wsk_block *b, const uint8_t *bytes, size_t 
     return 1;
 }
 
+/* 1 when c holds p back (wsk_ws_hold). */
+static int held(const struct wsk_ws *c, const struct pub *p)
+{
+    const wsk_cold *k = c->cold;
+    return k->hold_len == p->topic_len && !memcmp(k->hold, p->topic, p->topic_len) &&
+           (k->hold_until == UINT64_MAX || (p->seq && p->seq <= k->hold_until));
+}
+
 /* Queues the publication on one socket under its backpressure policy; 1 when it was queued. */
 static int deliver(struct wsk_ws *c, struct pub *p)
 {
-    if (c->state != WSK_ST_OPEN) return 0;
+    if (c->state != WSK_ST_OPEN || ((c->flags & WSK_F_HOLD) && held(c, p))) return 0;
     wsk_block *b;
     size_t n;
     int z = p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->lim.compress_threshold;
@@ -664,6 +704,8 @@ static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *to
     if (ahead && ctx->group && !r.t[0]->pattern && r.t[0]->gt)
         wsk_group_reach_ready(ctx->group, r.t[0]->gt);
 
+    p->topic = topic;
+    p->topic_len = topic_len;
     pub_frame(p);
     long n = r.n == 1 ? publish_topic(ps, r.t[0], skip, p) : publish_many(ps, &r, skip, p);
     wsk_stats_delivered(&ctx->stats, p->op, p->len, n);
@@ -749,6 +791,15 @@ long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_l
 {
     return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1, 0,
                    NULL);
+}
+
+long wsk_publish_local(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                       size_t len, wsk_opcode op, int compress)
+{
+    if (!from->ctx->srv) return WSK_ERR_STATE;
+    int to_self = wsk_server_opts_of(from->ctx->srv)->publish_to_self;
+    return publish(from->ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress,
+                   to_self, 0, NULL);
 }
 
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,

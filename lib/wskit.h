@@ -558,6 +558,16 @@ WSK_API int wsk_unsubscribe(wsk_ws *ws, const char *topic, size_t len);
 /* 1 when the socket is subscribed to topic[0..len), 0 when it is not, WSK_ERR_INVAL for an
  * invalid topic. */
 WSK_API int wsk_ws_subscribed(const wsk_ws *ws, const char *topic, size_t len);
+/* Holds back from ws the messages of topic[0..len) (a name, copied), through whichever of its
+ * subscriptions they would reach it (patterns included): for an application that sends them
+ * to ws itself meanwhile (a replay of the topic's history, then a subscription by name), so
+ * none arrives twice.  One topic per socket: a second call replaces the first.  0;
+ * WSK_ERR_STATE (a client socket), WSK_ERR_INVAL (a pattern, an invalid topic), WSK_ERR_NOMEM. */
+WSK_API int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len);
+/* Ends the hold: messages published from now on reach ws again; in a server group, those of
+ * other loops published before are still held back (as a new subscription does not get
+ * them).  Nothing when ws holds nothing. */
+WSK_API void wsk_ws_hold_end(wsk_ws *ws);
 /* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
  * returns their number (fn may be NULL to count only).  The name is NUL-terminated, owned by
  * the library and valid during the call; fn must not subscribe or unsubscribe this socket. */
@@ -587,6 +597,12 @@ WSK_API long wsk_server_publish(wsk_server *srv, const char *topic, size_t topic
  * handler's way to deliver a message from another node).  Returns as wsk_server_publish. */
 WSK_API long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
                                       const void *data, size_t len, wsk_opcode op, int compress);
+/* The same as wsk_publish for this node's subscribers only: never forwarded through a bridge,
+ * and `from` left out unless publish_to_self (the bridged handler's way to deliver a message of
+ * the engine's history that `from` published here: wsk_history_pos.mine).  Returns as
+ * wsk_publish. */
+WSK_API long wsk_publish_local(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                               size_t len, wsk_opcode op, int compress);
 /* Subscribers of `topic` (sockets that are open or closing) by that very name (a pattern's
  * own subscribers, for a pattern); 0 for an invalid topic. */
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
@@ -711,6 +727,7 @@ WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st)
 typedef struct wsk_history_pos {
     uint64_t offset; /* the topic's, from 1 */
     char epoch[17];  /* 16 hex digits: one life of the topic's history ("" for none yet) */
+    uint64_t mine;   /* a message published here: wsk_server_publish_history's number; else 0 */
 } wsk_history_pos;
 /* Turns history in the engine on: at least the last depth messages per topic (depth >= 1),
  * for ttl seconds after the topic's last publish (0: no limit).  0; WSK_ERR_STATE without a
@@ -718,15 +735,17 @@ typedef struct wsk_history_pos {
  * WSK_ERR_INVAL for depth 0 or a negative ttl. */
 WSK_API int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl);
 /* Publishes data[0..len) to topic[0..tlen) (a name) through the engine's history (see above).
- * 0 when the engine took it: done, when not NULL, runs once later as for
- * wsk_server_publish_counted, with local 0 and nodes the engine's count with this node's own
- * subscription included (it delivers when the message comes back), arg kept valid by the
- * caller until then.  <0 when it could not go (WSK_ERR_STATE: no history in the engine; WSK_ERR_IO:
- * the engine is down or its queue full, counted in wsk_bridge_stats.failed; WSK_ERR_INVAL): nothing
- * was delivered, done does not run, and the caller may publish without history. */
-WSK_API int wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen,
-                                       const void *data, size_t len, wsk_opcode op, int compress,
-                                       void (*done)(void *arg, long local, long nodes), void *arg);
+ * >0 when the engine took it: the message's number on this node, which its position carries
+ * back (wsk_history_pos.mine) so that the caller may leave its publisher out; done, when not NULL,
+ * runs once later as for wsk_server_publish_counted, with local 0 and nodes the engine's count with
+ * this node's own subscription included (it delivers when the message comes back), arg kept valid
+ * by the caller until then.  <0 when it could not go (WSK_ERR_STATE: no history in the engine;
+ * WSK_ERR_IO: the engine is down or its queue full, counted in wsk_bridge_stats.failed;
+ * WSK_ERR_INVAL): nothing was delivered, done does not run, and the caller may publish without
+ * history. */
+WSK_API long wsk_server_publish_history(wsk_server *srv, const char *topic, size_t tlen,
+                                        const void *data, size_t len, wsk_opcode op, int compress,
+                                        void (*done)(void *arg, long local, long nodes), void *arg);
 /* One message read from the history; data valid during the callback. */
 typedef struct wsk_history_msg {
     uint64_t offset;

@@ -3,7 +3,9 @@
 nodes number a topic's messages alike and either recovers any client.  A subscriber on node A
 killed mid-stream while node B publishes comes back on node B with "since" and gets every
 missed message once, in order, then live ones from both nodes, also while publishes go on
-during its recovery; after FLUSHALL the epoch changes and "recovered": false comes back; with
+during its recovery; a publisher subscribed to its topic does not get its own messages back; a recovery under
+a matching pattern delivers each message once;
+after FLUSHALL the epoch changes and "recovered": false comes back; with
 Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again;
 through NATS the history stays node-local."""
 # tests/run: alone (two nodes and a redis-server)
@@ -130,6 +132,44 @@ async def across_nodes(redis, a, b):
         await back.close()
 
 
+async def own_messages(ua, ub, ready):
+    """A publisher subscribed to its own topic gets none of its messages back (raw or JSON), as
+    when history stays node-local; another subscriber on its node and one on node ub get every
+    message once, in order, the JSON ones with the same offsets."""
+    async with connect(ua + "own") as raw, connect(ua + "own") as rawsub, connect(ua) as jpub, \
+            connect(ua) as jsub, connect(ub) as far:
+        for ws in (jpub, jsub, far):
+            await ws.send(json.dumps({"op": "subscribe", "topic": "own"}))
+            await recv_json(ws)
+        ok(ready(), "every node listens to the topic")
+        for i in range(1, 6):
+            await raw.send(f"r{i}")
+        got = [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
+        back = []
+        for i in range(6, 11):
+            await jpub.send(json.dumps({"op": "publish", "topic": "own", "data": f"j{i}",
+                                        "id": i}))
+            while True:
+                m = await recv_json(jpub)
+                if m.get("id") == i:
+                    break
+                back.append(m)
+        got += [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
+        want = [f"r{i}" for i in range(1, 6)] + [f"j{i}" for i in range(6, 11)]
+        ok(got == want, "another raw subscriber on the publishers' node gets every message", got)
+        mine, theirs = await messages(jsub, 10), await messages(far, 10)
+        offs = [o for _, o, _ in mine]
+        ok([d for d, _, _ in mine] == want and offs == list(range(offs[0], offs[0] + 10)) and
+           theirs == mine, "JSON subscribers on both nodes: every message once, in order, with "
+           "the same offsets", (mine[:2], theirs[:2]))
+        rawgot = [await asyncio.wait_for(raw.recv(), T) for _ in range(5)]
+        ok(rawgot == want[5:] and await nothing(raw, 0.3),
+           "a raw publisher gets the others' messages, not its own", rawgot)
+        back = [m.get("data") for m in back if m.get("type") == "message"]
+        ok(back == want[:5] and await nothing(jpub, 0.1),
+           "a JSON publisher gets the others' messages, not its own", back)
+
+
 async def storm(a, b, n=1500, clients=8):
     """Both nodes publish n messages each as fast as raw sockets send them while clients
     recover from offset 0 on node A, one after another: each gets 1 .. 2n, once, in order."""
@@ -192,6 +232,43 @@ async def covered(redis, a, b):
         got += await messages(ws, 1)
         ok([(d, o) for d, o, _ in got] == [("c1", 1), ("c2", 2)], "the recovery goes live", got)
         await ws.close()
+
+
+async def under_pattern(a, b):
+    """A client on node A subscribed to ord.> recovers ord.a from Redis while node B goes on
+    publishing to ord.a and ord.b: each message reaches it once, ord.a's in order."""
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as ws:
+        for i in range(1, 1001):
+            await pub.send(json.dumps({"op": "publish", "topic": "ord.a", "data": f"a{i}"}))
+        await publish(pub, "ord.a", "a1001")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.>"}))
+        await recv_json(ws)
+        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.a",
+                                  "since": {"offset": 0, "epoch": ""}}))
+
+        async def more():  # during the recovery's reads from Redis
+            for i in range(1002, 1042):
+                await publish(pub, "ord.a", f"a{i}")
+                await publish(pub, "ord.b", f"b{i}")
+        task = asyncio.create_task(more())
+        got = []
+        while sum(m.get("topic") == "ord.a" for m in got) < 1041:
+            m = await recv_json(ws)
+            if m.get("type") == "message":
+                got.append(m)
+        await task
+        seen = [(m.get("offset"), m.get("data")) for m in got if m.get("topic") == "ord.a"]
+        ok(seen == [(i, f"a{i}") for i in range(1, 1042)],
+           "a recovery from Redis under a matching pattern: each message once, in order",
+           [(i, o) for i, (o, _) in enumerate(seen) if o != i + 1][:5])
+        await publish(pub, "ord.a", "live")
+        m = await recv_json(ws)
+        while m.get("topic") == "ord.b":
+            m = await recv_json(ws)
+        ok(m.get("data") == "live" and m.get("offset") == 1042, "then live, once",
+           (m.get("data"), m.get("offset")))
+        ok(await nothing(ws, 0.3), "... and nothing more")
 
 
 async def ttl(redis):
@@ -308,9 +385,13 @@ async def main():
         a, b = node(redis), node(redis)
         try:
             await across_nodes(redis, a, b)
+            ua, ub = (f"ws://127.0.0.1:{s.port}/" for s in (a, b))
+            await own_messages(ua, ub, lambda: wait_for(
+                lambda: redis.subscribers("wskit:own") == 2))
             await storm(a, b, *((300, 4) if sanitized() else ()))  # valgrind: fewer
             await leave(redis, a)
             await covered(redis, a, b)
+            await under_pattern(a, b)
             await ttl(redis)
             await overrun(redis)
             await engine_down(redis, a)
@@ -318,6 +399,12 @@ async def main():
             codes = [s.stop() for s in (a, b)]
         ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
            "both nodes exit cleanly", codes)
+    local = Server("--pubsub", "--history", "100")  # no bridge: history stays node-local
+    try:
+        url = f"ws://127.0.0.1:{local.port}/"
+        await own_messages(url, url, lambda: True)
+    finally:
+        ok(local.stop() == 0, "the node-local broker exits cleanly")
     if shutil.which("nats-server"):
         await nats_local()
 

@@ -2,12 +2,14 @@
 """wsserve --pubsub --history: offsets and epochs in JSON deliveries; a subscriber killed
 mid-stream comes back with "since" and gets what it missed, in order, with no gap and no
 duplicate, then live messages; a history that no longer reaches back says "recovered": false;
-a restarted broker has a new epoch; 10,000 topics of history stay within --history-memory;
+a restarted broker has a new epoch; a recovery under a matching pattern
+delivers each message once; 10,000 topics of history stay within --history-memory;
 --history N,TTL lets messages go once they are older than TTL."""
 import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -191,6 +193,44 @@ async def big_recovery(srv):
         await ws.close()
 
 
+async def under_pattern(srv):
+    """A client subscribed to orders.> recovers orders.a (a recovery paced by drain) while both
+    topics go on: each message reaches it once, orders.a's in order with their offsets."""
+    url = f"ws://127.0.0.1:{srv.port}/"
+    body = "p" * 2000  # 10 MB: more than the kernel's buffers take at once
+    raw = socket.socket()  # a small receive buffer: the recovery soon waits for the client
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", srv.port))
+    async with connect(url) as pub, websockets.connect(
+            url, sock=raw, max_queue=1, max_size=None, open_timeout=T, close_timeout=T,
+            ping_interval=None, compression=None) as ws:
+        for i in range(1, 5001):
+            await pub.send(json.dumps({"op": "publish", "topic": "orders.a", "data": f"{i}{body}"}))
+        await publish(pub, "orders.a", f"5001{body}")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "orders.>"}))
+        await recv_json(ws)
+        await ws.send(json.dumps({"op": "subscribe", "topic": "orders.a",
+                                  "since": {"offset": 0, "epoch": ""}}))
+        ack = await recv_json(ws)
+        ok(ack.get("recovered") is True and ack.get("offset") == 5001, "5,001 to recover", ack)
+        for i in range(5002, 5022):  # while the recovery waits for the client to read
+            await publish(pub, "orders.a", f"{i}{body}")
+            await publish(pub, "orders.b", f"b{i}")
+        got = []
+        while sum(m.get("topic") == "orders.a" for m in got) < 5021:
+            got.append(await recv_json(ws))
+        a = [(m.get("offset"), m.get("data")) for m in got if m.get("topic") == "orders.a"]
+        ok(a == [(i, f"{i}{body}") for i in range(1, 5022)],
+           "a recovery under a matching pattern: each message once, in order",
+           [(i, o) for i, (o, _) in enumerate(a) if o != i + 1][:5])
+        await publish(pub, "orders.a", "live")
+        m = await recv_json(ws)
+        while m.get("topic") == "orders.b":
+            m = await recv_json(ws)
+        ok(m.get("data") == "live" and m.get("offset") == 5022 and await nothing(ws, 0.3),
+           "then live, once", (m.get("topic"), m.get("offset"), m.get("data", "")[:8]))
+
+
 async def overrun(srv):
     """A recovery that waits for a client that does not read while a publisher overruns
     --history 20: the messages the history let go before they were sent are not skipped
@@ -310,6 +350,7 @@ async def main():
         await expired(srv, 1.0)
     with Server("--pubsub", "--history", "10000") as srv:
         await big_recovery(srv)
+        await under_pattern(srv)
     with Server("--pubsub", "--history", "10", "--history-memory", "2MB") as srv:
         await bounded(srv)
     with Server("--pubsub", "--history", "20") as srv:

@@ -1,8 +1,9 @@
 /* Publish/subscribe in one process: receiver counts, the sender left out (or not, with
  * publish_to_self), copied and shared frames arriving intact, topics left on close and freed
- * when empty, patterns (a socket reached once however many match), thousands of topics and
- * subscriptions in linear time, and a publish that closes subscribers for backpressure while
- * their close handlers unsubscribe and publish again.
+ * when empty, patterns (a socket reached once however many match), a topic held back from one
+ * socket (wsk_ws_hold), thousands of topics and subscriptions in linear time, and a publish
+ * that closes subscribers for backpressure while their close handlers unsubscribe and publish
+ * again.
  * The loop runs with EVRUN_NOWAIT; non-blocking sockets play the clients and parse the frames
  * they get. */
 #include "pmd_conn.h"
@@ -331,6 +332,38 @@ static void test_patterns(wsk_loop *loop)
     closes = 0;
 }
 
+/* wsk_ws_hold keeps one topic from a socket through its name and its patterns until
+ * wsk_ws_hold_end; wsk_publish_local leaves its sender out as wsk_publish does. */
+static void test_hold(wsk_loop *loop)
+{
+    unsigned port;
+    wsk_server *srv = server(loop, 0, 0, 0, &port);
+    CHECK(open_clients(2, port, 0), "2 clients open");
+    wsk_ws *a = srv_ws[0], *b = srv_ws[1];
+    CHECK(wsk_subscribe(a, "o.>", 3) == 1 && wsk_subscribe(b, "o.a", 3) == 1, "a: o.>, b: o.a");
+    CHECK(wsk_ws_hold(a, "o.*", 3) == WSK_ERR_INVAL && wsk_ws_hold(a, "o.a", 3) == 0,
+          "a holds o.a (a pattern is refused)");
+    CHECK(wsk_server_publish(srv, "o.a", 3, "1", 1, WSK_OP_TEXT, 0) == 1 &&
+              wsk_server_publish(srv, "o.b", 3, "2", 1, WSK_OP_TEXT, 0) == 1,
+          "held: o.a reaches b only, through a's pattern too; o.b still reaches a");
+    CHECK(wsk_subscribe(a, "o.a", 3) == 1 &&
+              wsk_server_publish(srv, "o.a", 3, "3", 1, WSK_OP_TEXT, 0) == 1,
+          "... and through a's name");
+    wsk_ws_hold_end(a);
+    CHECK(wsk_server_publish(srv, "o.a", 3, "4", 1, WSK_OP_TEXT, 0) == 2, "the hold ended");
+    SPIN_UNTIL(cl[0].msgs == 2 && cl[1].msgs == 3, spin(1, 2));
+    CHECK(cl[0].msgs == 2 && cl[1].msgs == 3 && cl[0].last_len == 1 && cl[0].last[0] == '4',
+          "a got o.b's and the last o.a, once");
+    CHECK(wsk_publish_local(b, "o.a", 3, "5", 1, WSK_OP_TEXT, 0) == 1,
+          "publish_local leaves its sender out");
+    SPIN_UNTIL(cl[0].msgs == 3, spin(1, 2));
+    CHECK(cl[0].msgs == 3 && cl[1].msgs == 3, "only a got it");
+    close_all(2);
+    SPIN_UNTIL(closes == 2, spin(1, 2));
+    wsk_server_free(srv);
+    closes = 0;
+}
+
 /* Subscribes n sockets to k topics each out of ntopics; returns the seconds it took. */
 static double subscribe_many(int n, int k, int ntopics)
 {
@@ -536,6 +569,7 @@ int main(void)
     test_basics(loop);
     test_to_self(loop);
     test_patterns(loop);
+    test_hold(loop);
     test_many(loop);
     test_backpressure(loop);
     test_compressed(loop, WSK_COMPRESS_SHARED);
