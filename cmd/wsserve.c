@@ -21,7 +21,7 @@
 #define MAX_BRIDGE  16
 #define MAX_THREADS 256
 /* --accept without the option: see scripts/bench-threads and the README for why. */
-#define DEFAULT_ACCEPT WSK_ACCEPT_REUSEPORT
+#define DEFAULT_ACCEPT WSK_ACCEPT_ROUND_ROBIN
 
 static const serve_mode *const modes[] = {&serve_echo, &serve_chat,     &serve_pubsub,
                                           &serve_exec, &serve_exec_dir, &serve_exec_shared};
@@ -83,7 +83,7 @@ static const cli_option options[] = {
     {"no-console", O_NOCONSOLE, NULL, "browsers get the text page, not the console page"},
     {"threads", O_THREADS, "N", "N loops on N threads, one server (default 1; auto: the CPUs)"},
     {"accept", O_ACCEPT, "HOW",
-     "with --threads: one (a thread accepts, deals round-robin) or reuseport (the kernel)"},
+     "with --threads: one (default; one accepts, deals round-robin) or reuseport"},
     {"verbose", 'v', NULL, "log every request, upgrade, connection and close (twice: debug)"},
     {"quiet", 'q', NULL, "log errors only"},
     {"help", 'h', NULL, "this help"},

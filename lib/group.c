@@ -56,6 +56,14 @@ void wsk_group_post(wsk_gloop *dst, wsk_gitem *item)
     splice(dst, item, item);
 }
 
+void wsk_group_queue(wsk_gloop *l, unsigned j, wsk_gitem *it)
+{
+    wsk_glist *o = &l->out[j];
+    it->next = NULL;
+    if (!o->head) l->outq[l->nout++] = j;
+    list_append(o, it, it);
+}
+
 void wsk_group_flush(wsk_gloop *l)
 {
     for (unsigned k = 0; k < l->nout; k++) {

@@ -88,6 +88,9 @@ struct wsk_group {
 /* group.c */
 /* Appends item to loop dst's inbox and wakes it (from any thread). */
 void wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
+/* On l's thread: queues item it for loop j, to leave at the end of l's turn with the rest of
+ * the batch for j (wsk_group_flush). */
+void wsk_group_queue(wsk_gloop *l, unsigned j, wsk_gitem *it);
 /* The end of loop turn of l's thread (wsk_loop_reap): hands each waiting list to its loop. */
 void wsk_group_flush(wsk_gloop *l);
 

@@ -2,7 +2,8 @@
  * socket it accepts goes to the next member in turn, through that loop's inbox (group.c) as a
  * call that makes the member adopt it (wsk_server_adopt, the same function its own accept would
  * run), so the socket gets that member's limits, TLS handshake, handlers and metrics.  The
- * acceptor serves its own turn itself.  A member that has shut down (gone) or is at its
+ * sockets of one turn of the acceptor's loop for one member leave together, with one wake-up.
+ * The acceptor serves its own turn itself.  A member that has shut down (gone) or is at its
  * max_connections (full) is skipped; both flags are the member's word as of its last change, so
  * a socket may still reach a member that just became full or gone: the member closes it, and
  * it counts as a failed hand-off, like one whose call could not be queued or whose loop ended
@@ -123,6 +124,6 @@ int wsk_group_handoff(wsk_gloop *l, int fd, const char *peer)
     h->to = &g->l[k];
     h->fd = fd;
     if (peer) snprintf(h->peer, sizeof h->peer, "%s", peer);
-    wsk_group_post(&g->l[k], &h->it);
+    wsk_group_queue(l, k, &h->it); /* with the turn's other sockets for k: one wake-up */
     return 1;
 }

@@ -782,7 +782,7 @@ WSK_API void wsk_group_free(wsk_group *g);
 /* How a group's connections reach its members (wsk_group_set_accept):
  * WSK_ACCEPT_REUSEPORT: every member listens on the same address with reuse_port and the kernel
  *   picks the member of each connection (a hash of its addresses and ports: even over many
- *   connections, uneven over a few); the default.
+ *   connections, uneven over a few); a new group's mode, as members that all listen expect.
  * WSK_ACCEPT_ROUND_ROBIN: member 0 alone listens (listen on it only; SO_REUSEPORT is not
  *   needed) and hands each socket it accepts to the next member in turn (itself included), whose
  *   loop adopts it as if it had accepted it: that member's max_connections, TLS handshake,
@@ -791,7 +791,14 @@ WSK_API void wsk_group_free(wsk_group *g);
  *   max_connections, is skipped; member 0 stops accepting while every member is full and looks
  *   again every second.  A socket that reaches a member that became full or shut down on the
  *   way, or whose loop ended first, is closed and counted (wsk_group_handoffs_failed) and logged
- *   once. */
+ *   once.
+ * Which spreads load better (scripts/bench-threads --accept, README "Every core"): round-robin
+ * gives each member exactly its share at any count, the kernel's hash left one of 2 threads
+ * with both of 2 connections and 1.25 to 1.5 times its share of 8, and one of 4 threads up to
+ * 1.3 times its share of 64 and 256; a hand-off cost about 6% of the connection rate of a
+ * connect-handshake-close loop and no measurable server CPU per connection.  Long-lived
+ * WebSocket connections, often few per server, gain more from the exact spread: wsserve
+ * --threads uses WSK_ACCEPT_ROUND_ROBIN unless told otherwise. */
 #define WSK_ACCEPT_REUSEPORT   0u
 #define WSK_ACCEPT_ROUND_ROBIN 1u
 /* Before wsk_group_run, from the thread that made the group: the mode above.  0,
