@@ -2,10 +2,13 @@
  * listening.  A chain of library clients connects one after the other: the connections open
  * on members 0, 1, 2, 0, 1, 2... exactly, each member counts its own in `accepted`, and none
  * is lost.  Once member 2 has shut down it gets no more: the next ones alternate over 0 and 1.
+ * With max_connections 1 each, a full member is skipped, and while every member is full member 0
+ * stops accepting until one has room again.
  * Then two TLS members, RR too: the handshakes run on the adopting loop, two each.
  * A TSan target (make tsan): the hand-off crosses threads through the inboxes.
  * Certificates come from scripts/mkcerts (the TLS part is skipped without openssl). */
 #include "test.h"
+#include "rawws.h"
 #include "wskit.h"
 
 #include <pthread.h>
@@ -174,6 +177,53 @@ static void test_plain(void)
     stop(LOOPS, th);
 }
 
+/* Clients that stay open (a raw socket each, the upgrade answered): n of them. */
+static int held_open(int *fd, int n, unsigned port)
+{
+    int got = 0;
+    for (int i = 0; i < n; i++) {
+        fd[i] = rawws_connect(port, "");
+        got += fd[i] >= 0;
+    }
+    return got;
+}
+
+static int opened_total(void)
+{
+    return atomic_load(&opened[0]) + atomic_load(&opened[1]);
+}
+
+/* max_connections 1 on each of 2 members: the second socket goes to member 1 whatever the
+ * turn, a third waits in the backlog while both are full (member 0 stops accepting), and is
+ * taken once a socket closes on either member. */
+static void test_limits(void)
+{
+    wsk_server_opts o;
+    wsk_server_opts_init(&o);
+    o.max_connections = 1;
+    start(2, &o);
+    unsigned port = wsk_server_port(srv[0]);
+    pthread_t th;
+    if (pthread_create(&th, NULL, run_group, NULL)) abort();
+    int fd[3];
+    CHECK(held_open(fd, 2, port) == 2, "two clients upgraded");
+    SPIN_UNTIL(opened_total() == 2, usleep(1000));
+    CHECK(atomic_load(&opened[0]) == 1 && atomic_load(&opened[1]) == 1,
+          "max_connections 1 each: one on each member (%d, %d)", atomic_load(&opened[0]),
+          atomic_load(&opened[1]));
+    CHECK((fd[2] = rawws_connect(port, "")) >= 0, "a third client connects and asks");
+    usleep(50000); /* time to be wrongly taken: a check that it was not, nothing waits on it */
+    CHECK(opened_total() == 2, "while both are full it waits (%d open)", opened_total());
+    close(fd[1]); /* on member 1 */
+    SPIN_UNTIL(opened_total() == 3, usleep(1000));
+    CHECK(atomic_load(&opened[1]) == 2 && atomic_load(&opened[0]) == 1,
+          "once member 1 has room it gets the waiting one (%d, %d)", atomic_load(&opened[0]),
+          atomic_load(&opened[1]));
+    close(fd[0]);
+    close(fd[2]);
+    stop(2, th);
+}
+
 static void test_tls(void)
 {
     char dir[256], cmd[600];
@@ -212,6 +262,7 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0);
     cloop = test_loop(&cev);
     test_plain();
+    test_limits();
     test_tls();
     wsk_loop_free(cloop);
     return TEST_DONE();
