@@ -662,6 +662,7 @@ int main(int argc, char **argv)
     unsigned listeners = c.accept == WSK_ACCEPT_ROUND_ROBIN ? 1 : p.n;
     for (unsigned i = 0; i < listeners && !(listening = listen_all(&p.sv[i], &c, ports)); i++)
         ;
+    for (unsigned i = 0; i < p.n; i++) p.sv[i].port = ports[0];
     if (listening == 0) {
         if (p.group)
             wsk_group_run(p.group);
