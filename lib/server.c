@@ -125,7 +125,10 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
             return;
         }
         if (acceptor && wsk_group_handoff(srv->ctx.group, fd, peer)) continue;
-        if (wsk_server_adopt(srv, fd, peer) == WSK_ERR_NOMEM) return;
+        int r = wsk_server_adopt(srv, fd, peer);
+        /* The acceptor's own turn, when every member filled up or shut down since the check. */
+        if (r < 0 && acceptor) wsk_group_handoff_failed(srv->ctx.group, "no thread has room");
+        if (r == WSK_ERR_NOMEM) return;
     }
 }
 
