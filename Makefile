@@ -106,7 +106,7 @@ asan:
 # ThreadSanitizer: the unit tests of the code that crosses threads (server groups, DNS on a
 # thread, wsserve's spawner threads), in a build of their own.  TSAN_TESTS picks the tests
 # (names under tests/unit).
-TSAN_TESTS ?= test_group test_group_churn test_group_bridge test_group_tls test_resolve \
+TSAN_TESTS ?= test_group test_group_accept test_group_churn test_group_bridge test_group_tls test_resolve \
               test_census test_serve_spawn
 tsan:
 	$(MAKE) O=build/tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \

@@ -45,7 +45,7 @@ const char *serve_base_url(const struct serve *sv, const wsk_request *req, int h
     if (host)
         snprintf(buf, cap, "%s://%.*s", scheme, (int)hlen, host);
     else
-        snprintf(buf, cap, "%s://127.0.0.1:%u", scheme, wsk_server_port(sv->srv));
+        snprintf(buf, cap, "%s://127.0.0.1:%u", scheme, sv->port);
     return buf;
 }
 

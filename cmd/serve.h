@@ -88,6 +88,9 @@ struct serve {
     wsk_group *group;
     struct stats_share *stats_share; /* serve_metrics.c's, all[0]'s: serve_stats_start */
     int bridged;                     /* --bridge: on all[0]'s server, for the whole process */
+    /* The first --listen port, set before the loops run: with --accept one only all[0] listens,
+     * and wsk_server_port of another thread's server is 0. */
+    unsigned port;
 };
 
 /* The server's struct serve, from a handler. */

@@ -120,7 +120,7 @@ static char **build_env(struct exec *x, const wsk_request *req, const char *scri
     env_add(&e, "REMOTE_HOST", "%s", host);
     env_add(&e, "REMOTE_PORT", "%s", port);
     env_add(&e, "SERVER_NAME", "%s", *sname ? sname : "127.0.0.1");
-    env_add(&e, "SERVER_PORT", "%u", wsk_server_port(x->sv->srv));
+    env_add(&e, "SERVER_PORT", "%u", x->sv->port);
     env_add(&e, "SERVER_PROTOCOL", "HTTP/1.1");
     env_add(&e, "SERVER_SOFTWARE", "wsserve/%s", WSK_VERSION);
     env_add(&e, "GATEWAY_INTERFACE", "websocketd-CGI/0.1");

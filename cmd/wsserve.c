@@ -20,6 +20,8 @@
 #define MAX_LISTEN  8
 #define MAX_BRIDGE  16
 #define MAX_THREADS 256
+/* --accept without the option: see scripts/bench-threads and the README for why. */
+#define DEFAULT_ACCEPT WSK_ACCEPT_ROUND_ROBIN
 
 static const serve_mode *const modes[] = {&serve_echo, &serve_chat,     &serve_pubsub,
                                           &serve_exec, &serve_exec_dir, &serve_exec_shared};
@@ -49,6 +51,7 @@ enum {
     O_METRICSPATH,
     O_NOCONSOLE,
     O_THREADS,
+    O_ACCEPT,
 };
 
 /* The options of every mode; each mode adds its own (serve_mode.options). */
@@ -79,6 +82,8 @@ static const cli_option options[] = {
     {"metrics-path", O_METRICSPATH, "PATH", "the metrics at PATH of the main port (token guarded)"},
     {"no-console", O_NOCONSOLE, NULL, "browsers get the text page, not the console page"},
     {"threads", O_THREADS, "N", "N loops on N threads, one server (default 1; auto: the CPUs)"},
+    {"accept", O_ACCEPT, "HOW",
+     "with --threads: one (default; one accepts, deals round-robin) or reuseport"},
     {"verbose", 'v', NULL, "log every request, upgrade, connection and close (twice: debug)"},
     {"quiet", 'q', NULL, "log errors only"},
     {"help", 'h', NULL, "this help"},
@@ -189,6 +194,7 @@ struct config {
     const char *metrics, *metrics_path;
     int no_console;
     unsigned threads; /* --threads: servers, each on its own loop and thread */
+    unsigned accept;  /* --accept: WSK_ACCEPT_ROUND_ROBIN or WSK_ACCEPT_REUSEPORT */
 };
 
 /* Whole seconds, rounded up (the library's timers count seconds). */
@@ -249,6 +255,14 @@ static int server_option(struct config *c, int key, const char *arg)
     case O_METRICSPATH: c->metrics_path = arg; return *arg == '/' ? 0 : -1;
     case O_NOCONSOLE: c->no_console = 1; return 0;
     case O_THREADS: return parse_threads(arg, &c->threads);
+    case O_ACCEPT:
+        if (!strcmp(arg, "one"))
+            c->accept = WSK_ACCEPT_ROUND_ROBIN;
+        else if (!strcmp(arg, "reuseport"))
+            c->accept = WSK_ACCEPT_REUSEPORT;
+        else
+            return -1;
+        return 0;
     case O_MAXHEADER:
         return cli_parse_size(arg, &so->max_header) < 0 || so->max_header < 64 ? -1 : 0;
     case O_HSTIMEOUT: return parse_seconds(arg, &so->handshake_timeout);
@@ -491,9 +505,10 @@ static void on_signal(struct ev_loop *ev, ev_signal *w, int revents)
     on_every_loop(p, begin_shutdown);
 }
 
-/* Listens on every --listen address: 0, or -1 with the reason on stderr.  The servers of the
- * other threads listen on the ports the first one got (SO_REUSEPORT: the kernel spreads the
- * connections over them); only the first one logs. */
+/* Listens on every --listen address: 0, or -1 with the reason on stderr.  With --accept
+ * reuseport the servers of the other threads listen on the ports the first one got
+ * (SO_REUSEPORT: the kernel spreads the connections over them); with --accept one only the first
+ * one listens and deals the sockets out (group_accept.c).  Only the first one logs. */
 static int listen_all(struct serve *sv, const struct config *c, unsigned *ports)
 {
     const char *def = "127.0.0.1:8080";
@@ -562,9 +577,10 @@ static int start_server(struct proc *p, unsigned i, const struct config *c)
         .group = p->group,
     };
     wsk_server_opts so = c->so;
-    if (p->n > 1) so.reuse_port = 1;
-    /* --max-connections is the process's: each thread takes its share (the kernel, not wsserve,
-     * picks a connection's thread, so one may wait while another thread has room). */
+    if (p->n > 1 && c->accept == WSK_ACCEPT_REUSEPORT) so.reuse_port = 1;
+    /* --max-connections is the process's: each thread takes its share (with --accept reuseport
+     * the kernel, not wsserve, picks a connection's thread, so one may wait while another thread
+     * has room; with --accept one a full thread is skipped). */
     if (p->n > 1 && so.max_connections)
         so.max_connections = so.max_connections / p->n + (i < so.max_connections % p->n);
     if (c->mode->setup(sv, &so, &sv->mode_h) < 0) return -1;
@@ -608,7 +624,7 @@ static void free_configs(struct config *c)
 
 int main(int argc, char **argv)
 {
-    struct config c = {.threads = 1};
+    struct config c = {.threads = 1, .accept = DEFAULT_ACCEPT};
     wsk_server_opts_init(&c.so);
     parse(argc, argv, &c);
     if (c.so.max_connections && c.so.max_connections < c.threads)
@@ -625,7 +641,7 @@ int main(int argc, char **argv)
     /* Never libev's default loop: its SIGCHLD watcher would reap (waitpid(-1)) the programs
      * that the program modes reap through their pidfds, each on its own loop (serve_child.h).
      * Loop 0 watches the signals. */
-    if (p.n > 1 ? !(p.group = wsk_group_new(p.n, NULL))
+    if (p.n > 1 ? !(p.group = wsk_group_new(p.n, NULL)) || wsk_group_set_accept(p.group, c.accept)
                 : !(p.ev = ev_loop_new(EVFLAG_AUTO)) || !(p.loop = wsk_loop_new(p.ev)))
         goto out;
     for (; started < p.n; started++)
@@ -643,8 +659,10 @@ int main(int argc, char **argv)
     ev_signal_start(ev, &p.sigint);
     ev_signal_start(ev, &p.sigterm);
     int listening = 0;
-    for (unsigned i = 0; i < p.n && !(listening = listen_all(&p.sv[i], &c, ports)); i++)
+    unsigned listeners = c.accept == WSK_ACCEPT_ROUND_ROBIN ? 1 : p.n;
+    for (unsigned i = 0; i < listeners && !(listening = listen_all(&p.sv[i], &c, ports)); i++)
         ;
+    for (unsigned i = 0; i < p.n; i++) p.sv[i].port = ports[0];
     if (listening == 0) {
         if (p.group)
             wsk_group_run(p.group);

@@ -32,10 +32,12 @@ static void list_drop(wsk_gloop *l, wsk_glist *list)
 {
     for (wsk_gitem *it = list->head, *next; it; it = next) {
         next = it->next;
-        if (it->msg)
+        if (it->msg) {
             wsk_gmsg_unref(it->msg);
-        else if (it != &l->shut)
+        } else if (it != &l->shut) {
+            if (it->drop) it->drop(it);
             free(it);
+        }
     }
     list->head = list->tail = NULL;
 }
@@ -52,6 +54,14 @@ static void splice(wsk_gloop *dst, wsk_gitem *head, wsk_gitem *tail)
 void wsk_group_post(wsk_gloop *dst, wsk_gitem *item)
 {
     splice(dst, item, item);
+}
+
+void wsk_group_queue(wsk_gloop *l, unsigned j, wsk_gitem *it)
+{
+    wsk_glist *o = &l->out[j];
+    it->next = NULL;
+    if (!o->head) l->outq[l->nout++] = j;
+    list_append(o, it, it);
 }
 
 void wsk_group_flush(wsk_gloop *l)
@@ -180,6 +190,7 @@ int wsk_group_run(wsk_group *g)
     for (unsigned i = 0; i < g->n; i++)
         if (g->l[i].srv && wsk_server_ctx(g->l[i].srv)->bridge && g->bridge < 0) g->bridge = (int)i;
     for (unsigned i = 0; i < g->n; i++) wsk_group_stats_start(&g->l[i]);
+    wsk_group_accept_start(g);
     int r = 0;
     unsigned started = 1;
     for (; started < g->n; started++) {
@@ -195,7 +206,10 @@ int wsk_group_run(wsk_group *g)
     g->state = 2;
     /* What other loops sent to a loop after it ended: nobody is left to take it. */
     for (unsigned i = 0; i < g->n; i++) {
+        /* Under the lock: a loop that ended early may be posted to until the others end. */
+        pthread_mutex_lock(&g->l[i].mu);
         list_drop(&g->l[i], &g->l[i].inbox);
+        pthread_mutex_unlock(&g->l[i].mu);
         for (unsigned j = 0; j < g->n; j++) list_drop(&g->l[i], &g->l[i].out[j]);
         g->l[i].nout = 0;
     }
@@ -284,7 +298,7 @@ void wsk_group_free(wsk_group *g)
             list_drop(l, &l->inbox);
             for (unsigned j = 0; l->out && j < g->n; j++) list_drop(l, &l->out[j]);
             if (ev_is_active(&l->wake)) {
-                ev_ref(l->ev);
+                if (!l->held) ev_ref(l->ev);
                 ev_async_stop(l->ev, &l->wake);
             }
             if (ev_is_active(&l->stats_timer)) {

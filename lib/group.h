@@ -25,6 +25,9 @@ typedef struct wsk_gitem {
     void (*fn)(void *arg, wsk_loop *loop); /* a call; NULL: the message `msg` */
     void *arg;
     struct wsk_gmsg *msg;
+    /* A call that holds something (an accepted socket, group_accept.c): what to do with it when
+     * the call is dropped unrun (its loop has ended).  NULL for the others. */
+    void (*drop)(struct wsk_gitem *it);
 } wsk_gitem;
 
 /* A list of items, oldest first. */
@@ -59,6 +62,10 @@ typedef struct wsk_gloop {
     pthread_mutex_t stats_mu;
     wsk_stats stats;
     int has_stats;
+    /* Acceptor mode (group_accept.c): set by this loop's thread, read by the acceptor's. */
+    atomic_int gone; /* the member shut down or was freed: it takes no more sockets */
+    atomic_int full; /* the member is at its max_connections */
+    int held;        /* this loop's thread: the wake-up keeps the loop running (no listener) */
 } wsk_gloop;
 
 struct wsk_group {
@@ -73,13 +80,36 @@ struct wsk_group {
     char shut_reason[124];
     atomic_size_t dropped;     /* wsk_group_dropped */
     struct wsk_gtable *topics; /* group_topics.c */
+    unsigned accept;           /* WSK_ACCEPT_REUSEPORT or WSK_ACCEPT_ROUND_ROBIN */
+    unsigned next;             /* the acceptor's thread only: the member the next socket goes to */
+    atomic_size_t handoff_failed; /* sockets closed because their hand-off failed */
 };
 
 /* group.c */
 /* Appends item to loop dst's inbox and wakes it (from any thread). */
 void wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
+/* On l's thread: queues item it for loop j, to leave at the end of l's turn with the rest of
+ * the batch for j (wsk_group_flush). */
+void wsk_group_queue(wsk_gloop *l, unsigned j, wsk_gitem *it);
 /* The end of loop turn of l's thread (wsk_loop_reap): hands each waiting list to its loop. */
 void wsk_group_flush(wsk_gloop *l);
+
+/* group_accept.c: the acceptor mode, one member accepts and hands sockets round-robin. */
+/* Whether l's member accepts for the whole group (loop 0 in WSK_ACCEPT_ROUND_ROBIN mode). */
+int wsk_group_acceptor(const wsk_gloop *l);
+/* On the acceptor's thread, a socket it just accepted (peer: its address, or NULL): 1 when it
+ * went to another member's loop (or its hand-off failed: closed, counted and logged), 0 when
+ * it is the acceptor's own to take (wsk_server_adopt). */
+int wsk_group_handoff(wsk_gloop *l, int fd, const char *peer);
+/* wsk_group_run, before the loops run: in acceptor mode, the members without a listener keep
+ * their loops running (until they shut down) for the sockets to come. */
+void wsk_group_accept_start(wsk_group *g);
+/* Whether some member that has not gone takes sockets now (none full). */
+int wsk_group_room(const wsk_gloop *l);
+/* On l's thread: its member is full (at max_connections) or not, gone (shut down) or not. */
+void wsk_group_member_state(wsk_gloop *l, int full, int gone);
+/* A socket that could not be handed over, closed: counts and logs it once. */
+void wsk_group_handoff_failed(wsk_gloop *l, const char *why);
 
 /* group_stats.c */
 /* Starts loop l's stats snapshots (wsk_group_run, before the loops run). */

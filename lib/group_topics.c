@@ -327,19 +327,6 @@ void wsk_group_each_topic(wsk_gloop *l,
 
 /* ----- publishing across loops -------------------------------------------------------------- */
 
-/* Queues item it for loop j, to leave at the end of l's turn (wsk_group_flush). */
-static void out_append(wsk_gloop *l, unsigned j, wsk_gitem *it)
-{
-    wsk_glist *o = &l->out[j];
-    it->next = NULL;
-    if (!o->head) l->outq[l->nout++] = j;
-    if (o->tail)
-        o->tail->next = it;
-    else
-        o->head = it;
-    o->tail = it;
-}
-
 #define BATCH_COPY_MAX 512  /* topic + payload bytes copied into a batch; longer: shared */
 #define BATCH_BYTES    8192 /* a batch's room for records (one record may make it longer) */
 
@@ -398,7 +385,7 @@ static int batch_add(wsk_gloop *l, unsigned j, uint64_t seq, const char *topic, 
         b->item.msg = NULL;
         b->len = 0;
         b->cap = cap;
-        out_append(l, j, &b->item);
+        wsk_group_queue(l, j, &b->item);
     }
     struct rec *r = (struct rec *)(b->rec + b->len);
     *r = (struct rec){seq,         (uint32_t)tlen,           (uint32_t)len,   (uint32_t)zlen,
@@ -474,7 +461,7 @@ static long group_publish(wsk_gloop *l, const char *topic, size_t tlen, const vo
         it->fn = NULL;
         it->arg = NULL;
         it->msg = m;
-        out_append(l, j, it);
+        wsk_group_queue(l, j, it);
     }
     if (m->count) {
         m->count->local = here + total;
@@ -521,7 +508,7 @@ static void count_back(void *arg, long local, long nodes)
     c->item.arg = c;
     c->item.msg = NULL;
     wsk_gloop *bl = &c->from->g->l[c->from->g->bridge];
-    out_append(bl, c->from->idx, &c->item);
+    wsk_group_queue(bl, c->from->idx, &c->item);
 }
 
 struct wsk_bridge *wsk_group_bridge(const wsk_gloop *l)

@@ -26,7 +26,8 @@
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, send-block cache, logging
  *   group.c         server groups: a loop per thread, inboxes between them (group_topics.c:
  *                   the group-wide topic table, publishes carried to the other loops;
- *                   group_stats.c: the members' figures summed)
+ *                   group_stats.c: the members' figures summed; group_accept.c: one member
+ *                   accepts and hands sockets round-robin to the others)
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
@@ -364,6 +365,11 @@ long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uin
 /* Bytes of a server connection in the HTTP phase. */
 void wsk_server_http(struct wsk_ws *c, uint8_t *p, size_t n);
 void wsk_server_conn_gone(wsk_server *srv);
+/* A connection the server takes on its loop: one it accepted, or one its group's acceptor
+ * handed over (group_accept.c); the same limits, TLS handshake and metrics either way.  The
+ * server owns fd from the call: 0, or WSK_ERR_STATE (shutting down, at max_connections) or
+ * WSK_ERR_NOMEM with fd closed.  peer: the address for TLS's log lines, or NULL. */
+int wsk_server_adopt(wsk_server *srv, int fd, const char *peer);
 /* The connections, handlers, limits and topics of a server. */
 wsk_ctx *wsk_server_ctx(const wsk_server *srv);
 /* The options the server was made with (publish_to_self, max_connections, ...). */

@@ -1,6 +1,7 @@
 /* The server: listening sockets, accept, the HTTP phase of a connection (request head, the
  * upgrade handshake or a plain HTTP reply), deadlines and graceful shutdown. */
 #include "bridge.h"
+#include "group.h"
 #include "http_exchange.h"
 #include "io_tls.h"
 #include "msg_handshake.h"
@@ -61,15 +62,41 @@ static void listeners_set(wsk_server *srv, int on)
     }
 }
 
-static int at_limit(const wsk_server *srv)
+static int full(const wsk_server *srv)
 {
     return srv->o.max_connections && srv->ctx.nconns >= srv->o.max_connections;
+}
+
+/* Whether the listeners must wait: the server is full, or, when it accepts for its group
+ * (group_accept.c), every member is. */
+static int at_limit(const wsk_server *srv)
+{
+    return wsk_group_acceptor(srv->ctx.group) ? !wsk_group_room(srv->ctx.group) : full(srv);
+}
+
+int wsk_server_adopt(wsk_server *srv, int fd, const char *peer)
+{
+    if (srv->shutting_down || full(srv)) {
+        close(fd);
+        return WSK_ERR_STATE;
+    }
+    struct wsk_ws *c = wsk_conn_new(&srv->ctx, fd);
+    if (!c) {
+        close(fd);
+        return WSK_ERR_NOMEM;
+    }
+    srv->ctx.stats.accepted++;
+    if (srv->ctx.group) wsk_group_member_state(srv->ctx.group, full(srv), 0);
+    if (srv->ctx.tls && wsk_tls_accept(c, peer) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+    return 0;
 }
 
 /* Accepts until the backlog is empty (bounded per event).  Out of descriptors, libev would
  * report the listener readable forever and the loop would spin (ev.pod, "The special problem of
  * accept()ing when you can't"): stop listening instead and retry in a second, or as soon as a
- * connection closes. */
+ * connection closes.  The acceptor of a group hands most sockets to other members' loops
+ * (group_accept.c); when every member is full it retries every second, as no other loop's
+ * closing socket tells it. */
 static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
 {
     wsk_server *srv = w->data;
@@ -81,11 +108,13 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
                     "%zu connections: at max_connections, pausing accept", srv->ctx.nconns);
             srv->ctx.stats.accept_limit_pauses++;
             listeners_set(srv, 0);
+            if (wsk_group_acceptor(srv->ctx.group)) ev_timer_again(srv->ctx.loop->ev, &srv->resume);
             return;
         }
         int err;
         char peer[64];
-        int fd = wsk_tcp_accept(w->fd, &err, srv->ctx.tls ? peer : NULL, sizeof peer);
+        int acceptor = wsk_group_acceptor(srv->ctx.group);
+        int fd = wsk_tcp_accept(w->fd, &err, srv->ctx.tls || acceptor ? peer : NULL, sizeof peer);
         if (fd < 0) {
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
                 wsk_log(srv->ctx.loop, WSK_LOG_WARN, "accept: %s; pausing accept for 1s",
@@ -95,13 +124,11 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
             }
             return;
         }
-        struct wsk_ws *c = wsk_conn_new(&srv->ctx, fd);
-        if (!c) {
-            close(fd);
-            return;
-        }
-        srv->ctx.stats.accepted++;
-        if (srv->ctx.tls && wsk_tls_accept(c, peer) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+        if (acceptor && wsk_group_handoff(srv->ctx.group, fd, peer)) continue;
+        int r = wsk_server_adopt(srv, fd, peer);
+        /* The acceptor's own turn, when every member filled up or shut down since the check. */
+        if (r < 0 && acceptor) wsk_group_handoff_failed(srv->ctx.group, "no thread has room");
+        if (r == WSK_ERR_NOMEM) return;
     }
 }
 
@@ -110,8 +137,10 @@ static void on_resume(struct ev_loop *ev, ev_timer *w, int revents)
     wsk_server *srv = w->data;
     (void)ev;
     (void)revents;
+    int waits = !srv->shutting_down && at_limit(srv);
+    if (waits && wsk_group_acceptor(srv->ctx.group)) return; /* again in a second */
     ev_timer_stop(srv->ctx.loop->ev, w);
-    if (!srv->shutting_down && !at_limit(srv)) listeners_set(srv, 1);
+    if (!waits) listeners_set(srv, 1);
 }
 
 static void finish_shutdown(wsk_server *srv, size_t dropped)
@@ -124,6 +153,7 @@ static void finish_shutdown(wsk_server *srv, size_t dropped)
 
 void wsk_server_conn_gone(wsk_server *srv)
 {
+    if (srv->ctx.group) wsk_group_member_state(srv->ctx.group, full(srv), srv->shutting_down);
     if (srv->shutting_down) {
         if (srv->ctx.nconns == 0 && srv->done) {
             /* Report from the timer, not from inside whatever handler ended the socket. */
@@ -278,6 +308,7 @@ int wsk_server_shutdown(wsk_server *srv, unsigned code, const char *reason, doub
     if (srv->shutting_down) return WSK_ERR_STATE;
     srv->shutting_down = 1;
     srv->done = done;
+    if (srv->ctx.group) wsk_group_member_state(srv->ctx.group, full(srv), 1);
     stop_listening(srv);
     for (struct wsk_ws *c = srv->ctx.conns, *next; c; c = next) {
         next = c->next;
@@ -297,6 +328,7 @@ void wsk_server_free(wsk_server *srv)
     wsk_loop *loop = srv->ctx.loop;
     srv->shutting_down = 1;
     srv->done = NULL;
+    if (srv->ctx.group) wsk_group_member_state(srv->ctx.group, full(srv), 1);
     stop_listening(srv);
     /* First: the sockets leaving their topics below need not tell the engine. */
     wsk_bridge_free(srv->ctx.bridge);

@@ -863,6 +863,37 @@ WSK_API size_t wsk_group_dropped(const wsk_group *g);
 /* Frees the group and the loops it made: after wsk_group_run returned and the members were
  * freed (ev0 stays the caller's).  NULL: nothing. */
 WSK_API void wsk_group_free(wsk_group *g);
+/* How a group's connections reach its members (wsk_group_set_accept):
+ * WSK_ACCEPT_REUSEPORT: every member listens on the same address with reuse_port and the kernel
+ *   picks the member of each connection (a hash of its addresses and ports: even over many
+ *   connections, uneven over a few); a new group's mode, as members that all listen expect.
+ * WSK_ACCEPT_ROUND_ROBIN: member 0 alone listens (listen on it only; SO_REUSEPORT is not
+ *   needed) and hands each socket it accepts to the next member in turn (itself included), whose
+ *   loop adopts it as if it had accepted it: that member's max_connections, TLS handshake,
+ *   handlers and metrics (`accepted` counts on the adopting member).  Exact spread, at the cost
+ *   of one cross-loop call per connection.  A member that shut down, or is at its
+ *   max_connections, is skipped; member 0 stops accepting while every member is full and looks
+ *   again every second.  A socket that reaches a member that became full or shut down on the
+ *   way, or whose loop ended first, is closed and counted (wsk_group_handoffs_failed) and logged
+ *   once.
+ * Which spreads load better (scripts/bench-threads --accept, README "Every core"): round-robin
+ * gives each member exactly its share at any count; the kernel's hash is even only on average
+ * (7 and 1 of 8 connections over 2 threads, the busiest of 4 threads 1.2 times its share of 64
+ * or 256), and each thread's CPU follows its connections.  A hand-off cost no measurable rate
+ * or server CPU in a connect-handshake-close loop (0.98 and 1.02 times reuseport's).  Few,
+ * long-lived WebSocket connections gain more from the exact spread: wsserve --threads uses
+ * WSK_ACCEPT_ROUND_ROBIN unless told otherwise; a new group keeps WSK_ACCEPT_REUSEPORT, what
+ * members that each listen expect. */
+#define WSK_ACCEPT_REUSEPORT   0u
+#define WSK_ACCEPT_ROUND_ROBIN 1u
+/* Before wsk_group_run, from the thread that made the group: the mode above.  0,
+ * WSK_ERR_INVAL (not a mode) or WSK_ERR_STATE (the group runs or ran). */
+WSK_API int wsk_group_set_accept(wsk_group *g, unsigned mode);
+/* The group's mode (WSK_ACCEPT_REUSEPORT or WSK_ACCEPT_ROUND_ROBIN), from any thread. */
+WSK_API unsigned wsk_group_accept(const wsk_group *g);
+/* From any thread: the sockets the acceptor accepted that were closed because their hand-off
+ * failed (WSK_ACCEPT_ROUND_ROBIN), so far. */
+WSK_API size_t wsk_group_handoffs_failed(const wsk_group *g);
 /* The group srv belongs to, and its index there in *index (may be NULL); NULL / 0 for a
  * server of no group. */
 WSK_API wsk_group *wsk_server_group(const wsk_server *srv, unsigned *index);

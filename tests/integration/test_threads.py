@@ -6,7 +6,9 @@ reaches the subscribers on every other thread exactly once and in order; the cha
 "ready" and the broker's history span the threads; GET /metrics sums them; SIGTERM closes the
 clients of every thread with 1001; bad --threads values are usage errors; wsbench -t spreads
 its connections evenly over its threads; with --bridge, the acknowledgements of publishes on
-every thread count the other nodes, and an outage's failed publishes are counted once each."""
+every thread count the other nodes, and an outage's failed publishes are counted once each.
+--accept one: the first thread deals connections out in turn, N of them land N/2 on each of
+2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error."""
 import asyncio
 import json
 import os
@@ -370,6 +372,33 @@ def usage_errors():
     for bad in ("0", "-1", "1000", "x", ""):
         rc, out, err, _ = run_cmd("wsserve", "--echo", "--threads", bad)
         ok(rc == 1 and "threads" in err, f"--threads '{bad}' is a usage error", (rc, err))
+    for bad in ("two", ""):
+        rc, out, err, _ = run_cmd("wsserve", "--echo", "--accept", bad)
+        ok(rc == 1 and "accept" in err, f"--accept '{bad}' is a usage error", (rc, err))
+
+
+async def accept_modes():
+    n = 8
+    for how in ("one", "reuseport"):
+        with Server("--echo", "--threads", "2", "--accept", how, "-v") as srv:
+            order = []
+            for _ in range(n):  # one after the other: each lands before the next connects
+                async with connect(srv.url()) as ws:
+                    port = ws.local_address[1]
+                    wait_for(lambda: port in threads_of(srv), T)
+                    order.append(threads_of(srv).get(port))
+                    await ws.send("x")
+                    await asyncio.wait_for(ws.recv(), T)
+            counts = [order.count(i) for i in range(2)]
+            if how == "one":
+                # Server() may have probed the port: the first one may be either thread's.
+                ok(counts == [n // 2, n // 2] and all(a != b for a, b in zip(order, order[1:])),
+                   f"--accept one: {n} connections alternate over the 2 threads, {n // 2} each",
+                   order)
+            else:
+                ok(sum(counts) == n and None not in order,
+                   f"--accept reuseport: {n} connections served ({counts[0]} and {counts[1]})",
+                   order)
 
 
 def threads_auto():
@@ -403,6 +432,7 @@ def wsbench_spread():
 async def main():
     usage_errors()
     threads_auto()
+    await accept_modes()
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()
