@@ -20,18 +20,10 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import done, Engine, nothing, ok, sanitized, Server, skip, wait_for  # noqa: E402
+from wstest import (done, Engine, nothing, ok, recv_json, sanitized, Server, skip,  # noqa: E402
+                    wait_for, ws_connect as connect)
 
 T = 5.0
-
-
-def connect(url):
-    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
-                              max_size=None, compression=None)
-
-
-async def recv_json(ws):
-    return json.loads(await asyncio.wait_for(ws.recv(), T))
 
 
 def node(redis, *extra):

@@ -19,18 +19,10 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import BIN, done, nothing, ok, rss, sanitized, Server, wait_for  # noqa: E402
+from wstest import (BIN, done, nothing, ok, recv_json, rss, sanitized, Server,  # noqa: E402
+                    wait_for, ws_connect as connect)
 
 T = 5.0
-
-
-def connect(url):
-    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
-                              max_size=None, compression=None)
-
-
-async def recv_json(ws):
-    return json.loads(await asyncio.wait_for(ws.recv(), T))
 
 
 async def publish(pub, topic, data, n=[0]):

@@ -14,14 +14,9 @@ import urllib.parse
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import THREADS, BIN, done, ok, Server  # noqa: E402
+from wstest import THREADS, BIN, done, ok, Server, ws_connect as connect  # noqa: E402
 
 T = 5.0
-
-
-def connect(url):
-    return websockets.connect(url, open_timeout=T, close_timeout=T, ping_interval=None,
-                              max_size=None, compression=None)
 
 
 async def recv(ws):

@@ -376,6 +376,21 @@ async def nothing(ws, timeout=0.3):
         return True
 
 
+def ws_connect(url, timeout=5.0):
+    """A Python websockets client as the JSON-protocol tests use it: no pings, no size limit,
+    no compression, open and close bounded by timeout."""
+    import websockets
+    return websockets.connect(url, open_timeout=timeout, close_timeout=timeout, ping_interval=None,
+                              max_size=None, compression=None)
+
+
+async def recv_json(ws, timeout=5.0):
+    """The next message of a websockets client, parsed as JSON, within timeout."""
+    import asyncio
+    import json
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
 def wait_for(cond, timeout=5.0, interval=0.01):
     """Polls cond() until it returns something true, for at most timeout seconds (four times
     as long under valgrind or ASan); returns cond()'s last value.  Tests wait for the condition
