@@ -188,8 +188,8 @@ typedef struct wb_counters {
     uint64_t msgs_rx, bytes_rx; /* data messages and their payload bytes received */
     uint64_t msgs_tx, bytes_tx; /* data messages and payload bytes handed to the kernel */
     uint64_t opened;            /* handshakes completed */
-    uint64_t closed;            /* connections ended (any way) */
-    uint64_t ended;             /* of them, the ones that had opened */
+    uint64_t ended;             /* connections that had opened and ended */
+    uint64_t unopened;          /* connections that ended before they opened (failed connects) */
     uint64_t rounds;            /* chat: rounds completed */
     uint64_t deflate;           /* handshakes that negotiated permessage-deflate */
     uint64_t tls_resumed;       /* TLS handshakes that resumed a session (--tls-resume) */

@@ -66,6 +66,7 @@ static void slot_free(wb_thread *t, wb_conn *c)
     if (!was_open) {
         t->connecting--;
         wb_atomic_inc(&s->n_settled);
+        if (!(c->flags & WB_F_UNOPENED)) wb_add(&t->st.unopened, 1);
     }
     c->ws = NULL;
     c->io.fd = -1;
@@ -73,7 +74,6 @@ static void slot_free(wb_thread *t, wb_conn *c)
     c->flags &= WB_F_DONE;
     c->sunsent = c->owed = 0;
     t->live--;
-    wb_add(&t->st.closed, 1);
     if (was_open) wb_add(&t->st.ended, 1);
     if (was_open && wb_phase(s) == WB_P_RUN && !s->sc->start_on_run) {
         wb_atomic_inc(&s->n_ended);
@@ -86,6 +86,12 @@ static void slot_free(wb_thread *t, wb_conn *c)
 void wb_conn_end(wb_thread *t, wb_conn *c)
 {
     if (c->state == WB_C_IDLE) return;
+    /* A connect that fails is counted now, with its error, not when the library lets go of the
+     * socket: a report read in between must see both. */
+    if (c->state < WB_C_OPEN && !(c->flags & WB_F_UNOPENED)) {
+        c->flags |= WB_F_UNOPENED;
+        wb_add(&t->st.unopened, 1);
+    }
     if (c->ws) {
         c->flags |= WB_F_ENDING;                       /* the close handler has nothing to count */
         wsk_conn_end(c->ws, WSK_CLOSE_ABNORMAL, NULL); /* the gone hook frees the slot */

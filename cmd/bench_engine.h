@@ -39,6 +39,7 @@ enum wb_conn_flag {
     WB_F_ENDING = 1 << 3,     /* wsbench itself ends the socket: nothing more to count */
     WB_F_FAILED = 1 << 4,     /* the failure is counted; the close that follows is not */
     WB_F_HEAD = 1 << 5,       /* echo: the first reply is still to be checked against the message */
+    WB_F_UNOPENED = 1 << 6,   /* ended before it opened, and counted so: slot_free does not again */
 };
 
 typedef struct wb_thread wb_thread;

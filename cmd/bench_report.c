@@ -275,9 +275,7 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out)
                 o->warmup > 0 ? " after the warm-up" : "");
         double secs = r->seconds > 0 ? r->seconds : 1;
         if (r->scenario == WB_HOLD) {
-            /* closed counts every slot that ended, failed connects included; ended only the
-             * connections that had opened. */
-            uint64_t failed = r->c.closed - r->c.ended;
+            uint64_t failed = r->c.unopened;
             fprintf(out, "  %-13s %u of %u open, %llu closed during the hold", "connections",
                     r->conns_open, r->conns_wanted, (unsigned long long)r->c.ended);
             if (failed) fprintf(out, ", %llu never opened", (unsigned long long)failed);
