@@ -110,6 +110,9 @@ int wsk_group_room(const wsk_gloop *l);
 void wsk_group_member_state(wsk_gloop *l, int full, int gone);
 /* A socket that could not be handed over, closed: counts and logs it once. */
 void wsk_group_handoff_failed(wsk_gloop *l, const char *why);
+/* wsk_stats.handoffs_failed of l's member (l NULL: none): the group's count on the acceptor,
+ * 0 on the others. */
+uint64_t wsk_group_handoffs_reported(const wsk_gloop *l);
 
 /* group_stats.c */
 /* Starts loop l's stats snapshots (wsk_group_run, before the loops run). */

@@ -52,6 +52,11 @@ size_t wsk_group_handoffs_failed(const wsk_group *g)
     return atomic_load(&((wsk_group *)g)->handoff_failed);
 }
 
+uint64_t wsk_group_handoffs_reported(const wsk_gloop *l)
+{
+    return wsk_group_acceptor(l) ? wsk_group_handoffs_failed(l->g) : 0;
+}
+
 void wsk_group_accept_start(wsk_group *g)
 {
     if (g->accept != WSK_ACCEPT_ROUND_ROBIN) return;

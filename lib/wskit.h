@@ -978,6 +978,11 @@ typedef struct wsk_stats {
     /* As wsk_bridge_stats (with a bridge): own messages come back, foreign ones, second
      * copies dropped, and other nodes' subscriptions the forwarded publishes reached. */
     uint64_t bridge_echoes, bridge_foreign, bridge_copies, bridge_remote;
+    /* In a server group that deals its connections round-robin (WSK_ACCEPT_ROUND_ROBIN): the
+     * sockets accepted and closed because their hand-off failed (wsk_group_handoffs_failed),
+     * the whole group's, reported by the accepting member (0 on the others, and without a
+     * group), so a sum over the members counts each once. */
+    uint64_t handoffs_failed;
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):
@@ -990,8 +995,8 @@ WSK_API int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size);
  * copies its member's figures every second (and once more when its shutdown drained), so
  * while the group runs they are up to a second old; before wsk_group_run they are zero.
  * topics is the group's count (as wsk_server_topics), bridged and the bridge_ fields are the
- * bridging member's; everything else is summed.  Same contract as wsk_server_stats for st and
- * size. */
+ * bridging member's, handoffs_failed is read at the call; everything else is summed.  Same contract
+ * as wsk_server_stats for st and size. */
 WSK_API int wsk_group_stats(wsk_group *g, wsk_stats *st, size_t size);
 /* Writes *st in the Prometheus text exposition format, version 0.0.4 (HELP and TYPE lines,
  * wsk_ names, _total counters, bytes and seconds) into buf[0..cap), NUL-terminated and cut to
