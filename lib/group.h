@@ -49,6 +49,7 @@ typedef struct wsk_gloop {
     /* The inbox: any thread appends under mu, the loop takes the whole list when woken. */
     pthread_mutex_t mu;
     wsk_glist inbox;
+    int closed; /* under mu: wsk_group_run returned, the inbox takes nothing more */
     /* This loop's thread only: messages for loop j wait in out[j] until the end of the loop
      * turn (wsk_group_flush), which moves each list to its inbox and wakes it once. */
     wsk_glist *out;
@@ -86,10 +87,12 @@ struct wsk_group {
 };
 
 /* group.c */
-/* Appends item to loop dst's inbox and wakes it (from any thread). */
-void wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
+/* Appends item to loop dst's inbox and wakes it (from any thread): 0; or, once wsk_group_run
+ * has returned, drops item at once (as an undelivered one: its drop, freed) and returns
+ * WSK_ERR_STATE. */
+int wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
 /* On l's thread: queues item it for loop j, to leave at the end of l's turn with the rest of
- * the batch for j (wsk_group_flush). */
+ * the batch for j (wsk_group_flush); once wsk_group_run has returned, drops it at once. */
 void wsk_group_queue(wsk_gloop *l, unsigned j, wsk_gitem *it);
 /* The end of loop turn of l's thread (wsk_loop_reap): hands each waiting list to its loop. */
 void wsk_group_flush(wsk_gloop *l);

@@ -846,8 +846,10 @@ WSK_API int wsk_group_add(wsk_group *g, wsk_server *srv);
 WSK_API int wsk_group_run(wsk_group *g);
 /* From any thread: calls fn(arg, loop) on loop i's thread soon (one ev_async wake-up);
  * i == WSK_GROUP_ALL calls it on every loop.  arg stays the caller's.  Calls still waiting when
- * their loop has ended are not run.  0, WSK_ERR_INVAL (i out of range), or WSK_ERR_NOMEM
- * (then nothing was queued). */
+ * their loop has ended are not run (freed when wsk_group_run returns).  0, WSK_ERR_INVAL (i out
+ * of range), WSK_ERR_NOMEM (then nothing was queued), or WSK_ERR_STATE once wsk_group_run has
+ * returned (fn is not run and nothing is kept; the same for what a member's loop would carry
+ * to another loop then, such as a publish). */
 #define WSK_GROUP_ALL ((unsigned)-1)
 WSK_API int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
                            void *arg);

@@ -6,7 +6,8 @@
  * them); counts are the group's; patterns work across loops; wsk_group_call runs on the loop
  * asked for; a socket that subscribes after a publish of another loop was made, while that
  * message is still on its way, does not get it; a shutdown sends 1001 to every client on every
- * loop and wsk_group_run returns.
+ * loop and wsk_group_run returns; a wsk_group_call made after that is refused and keeps no
+ * memory.
  * The clients are raw sockets on the test's thread; the servers obey their commands
  * (group_cmd.h). */
 #include "pmd_conn.h"
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <zlib.h>
@@ -418,6 +420,15 @@ static void test_late_subscriber(void)
     command(3, "ulate");
 }
 
+/* Bytes allocated now: from ASan's allocator when it replaces malloc, else glibc's count. */
+size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+static size_t allocated(void)
+{
+    if (__sanitizer_get_current_allocated_bytes) return __sanitizer_get_current_allocated_bytes();
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
 static void shut(void *arg, wsk_loop *loop)
 {
     (void)arg;
@@ -451,6 +462,18 @@ static void test_shutdown(void)
     CHECK(atomic_load(&ran), "shutdown: wsk_group_run returns once every loop drained");
     unsigned idx = 9;
     CHECK(wsk_server_group(srv[2], &idx) == grp && idx == 2, "wsk_server_group: group and index");
+    /* Nothing will run a call made now: refused, and nothing of it kept until wsk_group_free. */
+    size_t before = allocated();
+    int refused = 0;
+    for (int i = 0; i < 1000; i++)
+        refused +=
+            wsk_group_call(grp, i % 2 ? WSK_GROUP_ALL : 1, note_thread, NULL) == WSK_ERR_STATE;
+    wsk_group_shutdown(grp, 1001, NULL, 0);
+    size_t after = allocated();
+    CHECK(refused == 1000 && after <= before + 4096,
+          "after wsk_group_run returned: wsk_group_call is refused and keeps nothing (%d refused, "
+          "%zd bytes more allocated)",
+          refused, (ssize_t)(after - before));
     for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
     wsk_group_free(grp);
 }
