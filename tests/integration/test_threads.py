@@ -20,8 +20,8 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import (BIN, Engine, Server, done, free_port, nothing, ok, run_cmd, sanitized,  # noqa: E402
-                    skip, wait_for)
+from wstest import (BIN, Engine, Raw, Server, done, free_port, nothing, ok, run_cmd,  # noqa: E402
+                    sanitized, skip, wait_for)
 
 T = 10.0
 OPEN = re.compile(r"127\.0\.0\.1:(\d+): open(?:, protocol \S+)?, thread (\d+)")
@@ -250,7 +250,7 @@ async def recovery_race():
 
 async def presence_across_threads():
     """presence and GET /topics/T list the subscribers of every thread, whichever thread
-    answers; GET /topics counts them all."""
+    answers, and GET /topics/T keeps its connection alive; GET /topics counts them all."""
     with Server("--pubsub", "--threads", "2", "-v") as srv:
         raw = await spread(srv, srv.url("/room?user=r"), 2, per_thread=2)
         askers = await spread(srv, srv.url("/?user=j"), 2, per_thread=1)
@@ -280,6 +280,24 @@ async def presence_across_threads():
                and p.get("threads") == {"of": 2, "answered": 2} for p in pages),
            "GET /topics/room lists the subscribers of both threads, whichever answers",
            pages[0])
+        # Two on one keep-alive connection: the census answer (deferred) leaves it open, as an
+        # immediate answer does; a third with Connection: close gets it closed after.
+        c = Raw(srv.port, handshake=False, timeout=T)
+        kept = []
+        try:
+            for close in ("", "Connection: close\r\n"):
+                c.send(f"GET /topics/room HTTP/1.1\r\nHost: x\r\n{close}\r\n".encode())
+                st, hdr, body = c.read_http()
+                kept.append((st, hdr.get("connection"), json.loads(body).get("threads")))
+            c._fill()
+            kept.append(("open after close", c.buf))
+        except (EOFError, OSError) as e:
+            kept.append("closed" if isinstance(e, EOFError) else repr(e))
+        c.sock.close()
+        both = {"of": 2, "answered": 2}
+        ok(kept == [(200, "keep-alive", both), (200, "close", both), "closed"],
+           "two GET /topics/room on one connection: kept alive after the census answer, "
+           "closed after the one that asked", kept)
         _, body = http(f"{base}/topics")
         room = next((e for e in json.loads(body).get("topics", []) if e["topic"] == "room"), {})
         ok(room.get("subscribers") == len(ports),
