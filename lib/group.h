@@ -64,9 +64,10 @@ typedef struct wsk_gloop {
     wsk_stats stats;
     int has_stats;
     /* Acceptor mode (group_accept.c): set by this loop's thread, read by the acceptor's. */
-    atomic_int gone; /* the member shut down or was freed: it takes no more sockets */
-    atomic_int full; /* the member is at its max_connections */
-    int held;        /* this loop's thread: the wake-up keeps the loop running (no listener) */
+    atomic_int gone;     /* the member shut down or was freed: it takes no more sockets */
+    atomic_int full;     /* the member is at its max_connections */
+    atomic_size_t conns; /* the member's connections as of its last change */
+    int held;            /* this loop's thread: the wake-up keeps the loop running (no listener) */
 } wsk_gloop;
 
 struct wsk_group {
@@ -109,7 +110,12 @@ int wsk_group_handoff(wsk_gloop *l, int fd, const char *peer);
 void wsk_group_accept_start(wsk_group *g);
 /* Whether some member that has not gone takes sockets now (none full). */
 int wsk_group_room(const wsk_gloop *l);
-/* On l's thread: its member is full (at max_connections) or not, gone (shut down) or not. */
+/* The acceptor's view of the members (their counts as of their last change): *conns their
+ * connections, *limit the sum of their max_connections (0 when one has none); returns how many
+ * members there are. */
+unsigned wsk_group_census(const wsk_gloop *l, size_t *conns, size_t *limit);
+/* On l's thread: its member is full (at max_connections) or not, gone (shut down) or not; its
+ * connection count changed. */
 void wsk_group_member_state(wsk_gloop *l, int full, int gone);
 /* A socket that could not be handed over, closed: counts and logs it once. */
 void wsk_group_handoff_failed(wsk_gloop *l, const char *why);

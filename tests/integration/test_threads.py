@@ -8,7 +8,8 @@ clients of every thread with 1001; bad --threads values are usage errors; wsbenc
 its connections evenly over its threads; with --bridge, the acknowledgements of publishes on
 every thread count the other nodes, and an outage's failed publishes are counted once each.
 --accept one: the first thread deals connections out in turn, N of them land N/2 on each of
-2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error."""
+2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error;
+with --max-connections the first thread's pause warning counts the whole group."""
 import asyncio
 import json
 import os
@@ -20,8 +21,8 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import (BIN, Engine, Raw, Server, done, free_port, nothing, ok, run_cmd,  # noqa: E402
-                    sanitized, skip, wait_for)
+from wstest import (BIN, Engine, Raw, Server, done, free_port, nothing, ok, request,  # noqa: E402
+                    run_cmd, sanitized, skip, wait_for)
 
 T = 10.0
 OPEN = re.compile(r"127\.0\.0\.1:(\d+): open(?:, protocol \S+)?, thread (\d+)")
@@ -386,6 +387,21 @@ async def sigterm_every_thread():
     ok(rc == 0, "... and wsserve exits 0", rc)
 
 
+def max_connections_group():
+    """--accept one with --max-connections: the first thread pauses for the whole group, and
+    its warning says the group's connections and limit, not its own."""
+    with Server("--echo", "--threads", "2", "--max-connections", "4") as srv:
+        held = [Raw(srv.port, timeout=T) for _ in range(4)]
+        extra = Raw(srv.port, handshake=False, timeout=T)
+        extra.send(request())
+        line = "4 of 4 connections on 2 threads: at max_connections, pausing accept"
+        ok(wait_for(lambda: srv.count(line) >= 1, T) and not srv.count(" 2 connections: at max"),
+           "--max-connections 4 on 2 threads: the pause's warning counts the group",
+           [ln for ln in srv.lines if "max_connections" in ln])
+        for c in held + [extra]:
+            c.sock.close()
+
+
 def usage_errors():
     for bad in ("0", "-1", "1000", "x", ""):
         rc, out, err, _ = run_cmd("wsserve", "--echo", "--threads", bad)
@@ -451,6 +467,7 @@ async def main():
     usage_errors()
     threads_auto()
     await accept_modes()
+    max_connections_group()
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()
