@@ -265,6 +265,22 @@ int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loo
     return r;
 }
 
+int wsk_group_call_ordered(wsk_loop *from, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                           void *arg)
+{
+    wsk_gloop *l = from ? from->group : NULL;
+    if (!l || !fn || i >= l->g->n) return WSK_ERR_INVAL;
+    if (l->g->state == 2) return WSK_ERR_STATE;
+    wsk_gitem *it = calloc(1, sizeof *it);
+    if (!it) return WSK_ERR_NOMEM;
+    it->fn = fn;
+    it->arg = arg;
+    /* In out[i], behind this turn's publishes for i so far: a batch of short ones is closed by
+     * it (group_topics.c's batch_add starts a new one after anything else). */
+    wsk_group_queue(l, i, it);
+    return 0;
+}
+
 /* A member drained: its loop ends, whatever else still watches there (a bridge's engine
  * connection, the program's signal watchers). */
 static void shut_done(wsk_server *srv, size_t dropped)

@@ -853,6 +853,18 @@ WSK_API int wsk_group_run(wsk_group *g);
 #define WSK_GROUP_ALL ((unsigned)-1)
 WSK_API int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
                            void *arg);
+/* From the thread of `from`, a loop of a running group (in a handler, or in fn of a call):
+ * calls fn(arg, loop) on loop i's thread in order with what `from` publishes: it leaves for
+ * loop i at the end of from's turn in the same batch as that turn's publishes (one wake-up),
+ * and runs there after the publishes made on `from` before this call and before those made
+ * after it (wsk_group_call goes at once, and may overtake them).  So a program that answers
+ * one socket of another loop between two publishes has its sockets see the three in the
+ * order it made them.  i may be from's own index (fn then runs at the end of this turn).
+ * arg stays the caller's; a call whose loop has ended is not run.  0, WSK_ERR_INVAL (from not
+ * a group's loop, fn NULL or i out of range), WSK_ERR_NOMEM (nothing queued) or WSK_ERR_STATE
+ * (wsk_group_run has returned). */
+WSK_API int wsk_group_call_ordered(wsk_loop *from, unsigned i,
+                                   void (*fn)(void *arg, wsk_loop *loop), void *arg);
 /* From any thread (not from a signal handler: from an ev_signal watcher, say): every member
  * starts wsk_server_shutdown(code, reason, grace) on its own loop; once a member's sockets are
  * gone its loop ends (ev_break, whatever else still watches there: a bridge's engine

@@ -9,13 +9,15 @@ its connections evenly over its threads; with --bridge, the acknowledgements of 
 every thread count the other nodes, and an outage's failed publishes are counted once each.
 --accept one: the first thread deals connections out in turn, N of them land N/2 on each of
 2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error;
-with --max-connections the first thread's pause warning counts the whole group."""
+with --max-connections the first thread's pause warning counts the whole group; --exec-shared's
+@ID replies and broadcast lines reach a client of another thread in the order written."""
 import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.request
 
 import websockets
@@ -387,6 +389,46 @@ async def sigterm_every_thread():
     ok(rc == 0, "... and wsserve exits 0", rc)
 
 
+# For each client that joins, a broadcast, an @ID reply to that client, a broadcast... in one
+# write, and an @ID "end" after them.
+ORDER_PROG = """import sys
+for line in sys.stdin:
+    if line.startswith("+"):
+        i = line[1:].split("\\t", 1)[0]
+        out = [f"b{i}.{k}\\n@{i}\\tr{i}.{k}\\n" for k in range(300)]
+        sys.stdout.write("".join(out) + f"b{i}.300\\n@{i}\\tend\\n")
+        sys.stdout.flush()
+"""
+
+
+def exec_shared_order():
+    """--exec-shared --threads 2: an @ID reply to a client of the other thread between two
+    broadcast lines reaches it between them (the reply leaves in the broadcasts' batch)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(ORDER_PROG)
+    try:
+        with Server("--exec-shared", f"/usr/bin/python3 {f.name}", "--join-leave",
+                    "--threads", "2") as srv:
+            clients = [Raw(srv.port, timeout=T) for _ in range(2)]
+            seen = {}
+            for c in clients:
+                got = []
+                while not got or got[-1] != "end":
+                    got.append(c.recv_frame()[2].decode())
+                i = next((m[1:].split(".")[0] for m in got if m.startswith("r")), "?")
+                mine = [m for m in got if m.startswith((f"b{i}.", f"r{i}.")) or m == "end"]
+                want = [x for k in range(300) for x in (f"b{i}.{k}", f"r{i}.{k}")]
+                seen[i] = mine == want + [f"b{i}.300", "end"] or mine[:8]
+            threads = {int(i) % 2 for i in seen if i.isdigit()}
+            ok(threads == {0, 1} and all(v is True for v in seen.values()),
+               "--exec-shared --threads 2: broadcast, @ID reply, broadcast... reach a client "
+               "of either thread in the order written", seen)
+            for c in clients:
+                c.sock.close()
+    finally:
+        os.unlink(f.name)
+
+
 def max_connections_group():
     """--accept one with --max-connections: the first thread pauses for the whole group, and
     its warning says the group's connections and limit, not its own."""
@@ -468,6 +510,7 @@ async def main():
     threads_auto()
     await accept_modes()
     max_connections_group()
+    exec_shared_order()
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()
