@@ -603,7 +603,7 @@ static void handshake_done(struct wsk_ws *c, struct tls_sess *s)
         wsk_log(loop, WSK_LOG_DEBUG, "%s: %s, %s%s%s%s, records sealed by %s",
                 wsk_addr_string(c->io.fd, addr, sizeof addr), mbedtls_ssl_get_version(&s->ssl),
                 mbedtls_ssl_get_ciphersuite(&s->ssl), alpn ? ", ALPN " : "", alpn ? alpn : "",
-                s->resumed ? ", resumed" : "", s->rec ? "ipsec-mb" : "mbedTLS");
+                s->resumed ? ", resumed" : "", wsk_tls_records(c));
     }
 }
 
@@ -746,10 +746,12 @@ long wsk_tls_read(struct wsk_ws *c, uint8_t *buf, size_t cap)
         int r = mbedtls_ssl_read(&s->ssl, buf + got, cap - got);
         s->in_read = 0;
         int e;
-        if (s->sent_in_read) {
-            /* Only a renegotiation attempt makes mbedTLS write while it reads (it refuses with
-             * an alert).  That alert may have flushed a record held after WANT_WRITE, which
-             * would then be written twice: no WebSocket peer renegotiates, so end here. */
+        if (s->sent_in_read && (r > 0 || r == MBEDTLS_ERR_SSL_WANT_READ)) {
+            /* Only a renegotiation attempt makes mbedTLS write while it reads and go on (it
+             * refuses with an alert; a record that fails its MAC check gets a fatal alert too,
+             * and is a failure: read_failed).  That alert may have flushed a record held after
+             * WANT_WRITE, which would then be written twice: no WebSocket peer renegotiates, so end
+             * here. */
             char addr[64];
             wsk_log(c->ctx->loop, WSK_LOG_WARN, "%s: TLS renegotiation refused, closing",
                     wsk_addr_string(c->io.fd, addr, sizeof addr));
@@ -924,6 +926,12 @@ const char *wsk_tls_failure(struct wsk_ws *c)
 {
     struct tls_sess *s = sess_of(c);
     return s && s->why ? s->why : "TLS handshake failed";
+}
+
+const char *wsk_tls_records(struct wsk_ws *c)
+{
+    struct tls_sess *s = c->flags & WSK_F_TLS ? sess_of(c) : NULL;
+    return !s || !s->hs_done ? NULL : s->rec ? "ipsec-mb" : "mbedTLS";
 }
 
 double wsk_tls_handshake_end(struct wsk_ws *c)
