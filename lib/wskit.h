@@ -64,11 +64,11 @@ enum wsk_error {
 /* A static, one-line description of an error code (never NULL; "unknown error" for others). */
 WSK_API const char *wsk_strerror(int err);
 
-/* Writes "wskit 0.1.0, libev 4.33, zlib 1.2.13, libdeflate 1.14, ISA-L 2.30.0, mbedTLS 2.28.3"
- * into the caller's buf of cap bytes, as snprintf does: NUL-terminated, cut at cap - 1, and
- * returns the whole length (cap 0 with a NULL buf measures).  The versions are those the
- * libraries report at run time (libev, zlib, mbedTLS) or were built with (libdeflate and ISA-L
- * offer no call). */
+/* Writes "wskit 0.1.0, libev 4.33, zlib 1.2.13, libdeflate 1.14, ISA-L 2.30.0, mbedTLS 2.28.3,
+ * ipsec-mb 1.3.0" into the caller's buf of cap bytes, as snprintf does: NUL-terminated, cut at
+ * cap - 1, and returns the whole length (cap 0 with a NULL buf measures).  The versions are those
+ * the libraries report at run time (libev, zlib, mbedTLS, ipsec-mb) or were built with
+ * (libdeflate and ISA-L offer no call). */
 WSK_API long wsk_versions(char *buf, size_t cap);
 
 /* Message and frame opcodes (RFC 6455 section 5.2). */
