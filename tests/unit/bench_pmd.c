@@ -12,6 +12,7 @@
 #include "pmd.h"
 
 #include <isa-l/igzip_lib.h>
+#include <libdeflate.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +110,137 @@ static int inflate_all(int isal, const uint8_t *in, size_t n)
     return bad;
 }
 
-int main(void)
+/* ----- without context takeover: one call per whole message -------------------------------- */
+
+/* One-shot deflaters: 0..5 libdeflate levels 1..6, 6..9 ISA-L's isal_deflate_stateless at
+ * levels 0..3 (with their level buffers), 10 zlib level 1 reset after each message.  Every
+ * message compressed on its own; returns the bytes of all payloads (as sent: BFINAL stream and
+ * the octet 00, or a sync flush less its 00 00 ff ff). */
+#define ONESHOT_CODECS 11
+static size_t oneshot_all(int codec, const uint8_t *in, size_t n)
 {
+    static const uint32_t bufs[] = {0, ISAL_DEF_LVL1_SMALL, ISAL_DEF_LVL2_SMALL,
+                                    ISAL_DEF_LVL3_SMALL};
+    struct libdeflate_compressor *ld = codec < 6 ? libdeflate_alloc_compressor(codec + 1) : NULL;
+    wsk_pmd_deflater *z = codec == 10 ? wsk_pmd_deflater_new(15, 8, 1) : NULL;
+    int il = codec - 6;
+    uint8_t *lbuf = codec >= 6 && codec < 10 && bufs[il] ? malloc(bufs[il]) : NULL;
+    size_t total = 0;
+    for (int m = 0; m < BENCH_MSGS; m++) {
+        const uint8_t *p = in + (size_t)m * n;
+        if (ld) {
+            zlen[m] = libdeflate_deflate_compress(ld, p, n, zout[m], ZMAX) + 1;
+        } else if (z) {
+            wsk_dbuf out = {zout[m], 0, ZMAX, ZMAX};
+            wsk_pmd_deflate(z, p, n, 1, &out);
+            zlen[m] = out.len;
+        } else {
+            struct isal_zstream zs;
+            isal_deflate_stateless_init(&zs);
+            zs.level = (uint32_t)il;
+            zs.level_buf = lbuf;
+            zs.level_buf_size = bufs[il];
+            zs.gzip_flag = IGZIP_DEFLATE;
+            zs.end_of_stream = 1;
+            zs.next_in = (uint8_t *)(uintptr_t)p;
+            zs.avail_in = (uint32_t)n;
+            zs.next_out = zout[m];
+            zs.avail_out = ZMAX;
+            isal_deflate_stateless(&zs);
+            zlen[m] = ZMAX - zs.avail_out + 1;
+        }
+        zout[m][zlen[m] - 1] = 0x00;
+        total += zlen[m];
+    }
+    if (ld) libdeflate_free_compressor(ld);
+    wsk_pmd_deflater_free(z);
+    free(lbuf);
+    return total;
+}
+
+/* Inflates the one-shot payloads in zout: 0 libdeflate (the library's one-shot inflater),
+ * 1 zlib reset after each message, 2 ISA-L's isal_inflate_stateless; 0 when all came back. */
+static int oneshot_inflate_all(int codec, const uint8_t *in, size_t n)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    wsk_pmd_oneshot_inflater *ld = codec == 0 ? wsk_pmd_oneshot_inflater_new() : NULL;
+    wsk_pmd_inflater *z = codec == 1 ? wsk_pmd_inflater_new(15, 1) : NULL;
+    struct inflate_state *st = codec == 2 ? malloc(sizeof *st) : NULL;
+    static uint8_t buf[ZMAX];
+    int bad = 0;
+    for (int m = 0; m < BENCH_MSGS && !bad; m++) {
+        wsk_dbuf out = {buf, 0, sizeof buf, sizeof buf};
+        if (ld) {
+            bad = wsk_pmd_oneshot_inflate(ld, zout[m], zlen[m], &out) != 0;
+        } else if (z) {
+            bad = wsk_pmd_inflate(z, zout[m], zlen[m], 1, &out) != 0;
+        } else {
+            isal_inflate_init(st);
+            st->crc_flag = ISAL_DEFLATE;
+            memcpy(zout[m] + zlen[m], tail, 4);
+            st->next_in = zout[m];
+            st->avail_in = (uint32_t)zlen[m] + 4;
+            st->next_out = buf;
+            st->avail_out = sizeof buf;
+            int r = isal_inflate_stateless(st);
+            bad = r != ISAL_DECOMP_OK && r != ISAL_END_INPUT;
+            out.len = sizeof buf - st->avail_out;
+        }
+        bad |= out.len != n || memcmp(out.p, in + (size_t)m * n, n) != 0;
+    }
+    wsk_pmd_oneshot_inflater_free(ld);
+    wsk_pmd_inflater_free(z);
+    free(st);
+    return bad;
+}
+
+static void oneshot_table(void)
+{
+    printf("\n| message | one-shot deflate: libdeflate 1..6, isal stateless 0..3, zlib 1 "
+           "(ns, size %%) | inflate libdeflate, zlib, isal (ns) |\n");
+    for (size_t n = 1024; n <= 16384; n *= 16)
+        for (int random = 0; random < 2; random++) {
+            uint8_t *in = malloc(n * BENCH_MSGS);
+            if (random)
+                wb_random_bytes(in, n * BENCH_MSGS);
+            else
+                wb_json_like(in, n * BENCH_MSGS);
+            printf("| %zu %s |", n, random ? "random" : "json");
+            for (int c = 0; c < ONESHOT_CODECS; c++) {
+                double best = 1e30;
+                size_t total = 0;
+                for (int run = 0; run < 3; run++) {
+                    double t0 = now_ns();
+                    total = oneshot_all(c, in, n);
+                    double t = (now_ns() - t0) / BENCH_MSGS;
+                    if (t < best) best = t;
+                }
+                printf(" %.0f %.1f%%", best, 100.0 * (double)total / (double)(n * BENCH_MSGS));
+            }
+            oneshot_all(5, in, n);
+            printf(" |");
+            for (int c = 0; c < 3; c++) {
+                double best = 1e30;
+                int bad = 0;
+                for (int run = 0; run < 3; run++) {
+                    double t0 = now_ns();
+                    bad |= oneshot_inflate_all(c, in, n);
+                    double t = (now_ns() - t0) / BENCH_MSGS;
+                    if (t < best) best = t;
+                }
+                printf(bad ? " WRONG" : " %.0f", best);
+            }
+            printf(" |\n");
+            free(in);
+        }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "oneshot")) {
+        oneshot_table();
+        return 0;
+    }
     static const char *const codecs[] = {"zlib 6", "zlib 1", "isal 1",
                                          "isal 0", "isal 2", "isal 3"};
     printf(
@@ -155,5 +285,6 @@ int main(void)
                 printf(" |\n");
                 free(in);
             }
+    oneshot_table();
     return 0;
 }
