@@ -6,7 +6,9 @@
  * (what `wsbench echo` sends) or a different one each time.  Not a test: `build/tests/bench_pmd`
  * prints a table; the choices in pmd.h (ISA-L level 1 for deflate, zlib for inflate) come from
  * it.  CPU time of the best of three runs of BENCH_MSGS messages, so a loaded machine spoils
- * less. */
+ * less.  `bench_pmd oneshot` prints the same for messages without context takeover (one call
+ * per message: the loop's compressor and the inflater of messages from clients that take no
+ * context over); `bench_pmd size N LEVEL` the size the loop's compressor makes of N bytes. */
 #define ZLIB_CONST
 #include "bench_engine.h"
 #include "pmd.h"
@@ -239,12 +241,35 @@ static void oneshot_table(void)
         }
 }
 
+/* `bench_pmd size N LEVEL`: the payload the loop's compressor sends for N bytes of wsbench's
+ * JSON-like text at --compress-level LEVEL, as "bytes (percent)" (scripts/bench-compress). */
+static int size_line(size_t n, int level)
+{
+    uint8_t *in = malloc(n ? n : 1);
+    wsk_dbuf out;
+    wsk_dbuf_init(&out, 2 * n + 64);
+    wb_json_like(in, n);
+    wsk_pmd_isal_oneshot *i = wsk_pmd_isal_serves(8, level) ? wsk_pmd_isal_oneshot_new() : NULL;
+    wsk_pmd_oneshot_deflater *d = i ? NULL : wsk_pmd_oneshot_deflater_new(level);
+    int rc = i   ? wsk_pmd_isal_oneshot_deflate(i, 15, in, n, &out)
+             : d ? wsk_pmd_oneshot_deflate(d, in, n, &out)
+                 : WSK_ERR_INVAL;
+    if (rc == 0) printf("%zu bytes (%.1f%%)\n", out.len, 100.0 * (double)out.len / (double)n);
+    wsk_pmd_isal_oneshot_free(i);
+    wsk_pmd_oneshot_deflater_free(d);
+    wsk_dbuf_free(&out);
+    free(in);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "oneshot")) {
         oneshot_table();
         return 0;
     }
+    if (argc == 4 && !strcmp(argv[1], "size"))
+        return size_line((size_t)strtoul(argv[2], NULL, 10), atoi(argv[3]));
     static const char *const codecs[] = {"zlib 6", "zlib 1", "isal 1",
                                          "isal 0", "isal 2", "isal 3"};
     printf(
