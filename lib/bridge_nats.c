@@ -209,7 +209,7 @@ static void on_wake(void *arg)
     wsk_natsjs_wake(t->js);
     while (m) {
         struct nmsg *next = m->next;
-        if (t->up) wsk_bridge_message(t->link, m->data, m->clen, m->data + m->clen, m->len);
+        if (t->up) wsk_natsjs_deliver(t->js, m->data, m->clen, m->data + m->clen, m->len);
         free(m);
         m = next;
     }

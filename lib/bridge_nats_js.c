@@ -28,6 +28,10 @@
  *    reading a message) run on the link's worker thread, never on the loop, which reads their
  *    answers from the socket.  Finished jobs are queued under a mutex and the loop is woken
  *    through nats_libev.c, as bridge_nats.c does with messages.
+ *  - nats-server 2.9 republishes a stream's messages out of order now and then (two publishers
+ *    at once: each republishes after storing, outside the stream's lock), so a node delivers a
+ *    republished message only after the one before it in the stream (wsk_natsjs_deliver); one
+ *    that comes early waits for it HOLD_MS at most, then goes anyway.
  *  - range reads the stream's state (epoch, first and last sequence), then the messages after
  *    `after` by their sequence (direct get, AllowDirect): one request per message, as
  *    nats-server 2.9 has no batched direct get, but all of a batch sent at once.
@@ -52,6 +56,8 @@
 #define WAIT_MS      2000       /* a JetStream request's answer */
 #define ACK_MS       5000       /* an append's ack */
 #define PBUCKETS     1024
+#define HOLD_MS      100  /* a republished message waiting for the one before it */
+#define EARLY_MAX    4096 /* ... and how many of a topic wait at most */
 
 enum { S_NEW, S_MAKING, S_READY };
 
@@ -75,6 +81,13 @@ struct jstream {
     int state;
     char epoch[16];
     struct held *head, *tail; /* appends waiting for S_READY */
+    /* Delivery (wsk_natsjs_deliver): the epoch and offset of the last message delivered, and
+     * those that came before their turn, in offset order (env's offset digits). */
+    char seen[16];
+    uint64_t last;
+    struct held *early;
+    size_t nearly;
+    double since; /* when the first of them came */
     size_t n;
     char chan[];
 };
@@ -107,10 +120,12 @@ struct wsk_natsjs {
     wsk_bridge_link *link;
     wsk_natsev *x;
     /* The loop's: */
-    int up;    /* the connection is */
-    int on;    /* JetStream: 1 yes, 0 no, -1 not known (yet, or since the connection was lost) */
-    int known; /* the last answer (-1: none yet): wsk_natsjs_history */
-    jsCtx *js; /* the worker's, once it answered */
+    int up;       /* the connection is */
+    int on;       /* JetStream: 1 yes, 0 no, -1 not known (yet, or since the connection was lost) */
+    int known;    /* the last answer (-1: none yet): wsk_natsjs_history */
+    int told;     /* the bridge heard "no" (logged once, until the server has JetStream again) */
+    char no[160]; /* why not */
+    jsCtx *js;    /* the worker's, once it answered */
     natsConnection *nc;
     size_t held;
     char *scratch; /* an envelope with its epoch: scap bytes */
@@ -127,6 +142,8 @@ struct wsk_natsjs {
     int quit;
     natsConnection *wnc;               /* under mu */
     struct waiting *waiting[PBUCKETS]; /* under mu */
+    ev_timer hold;                     /* runs while messages wait for their turn */
+    size_t nwaiting;                   /* topics with messages waiting */
     char subj[sizeof SUBJ_PREFIX + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
 };
 
@@ -540,6 +557,11 @@ int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, 
 
 int wsk_natsjs_history(wsk_natsjs *j)
 {
+    if (!j->known && !j->told) {
+        j->told = 1;
+        wsk_bridge_log(j->link, WSK_LOG_WARN,
+                       "history stays node-local: the server has no JetStream (%s)", j->no);
+    }
     return j->known;
 }
 
@@ -554,11 +576,13 @@ static void detected(wsk_natsjs *j, const struct job *jb)
         }
         return;
     }
-    if (jb->ok && j->on != 1) /* once per connection */
-        wsk_bridge_log(j->link, WSK_LOG_INFO, "history in JetStream: a stream per topic");
-    else if (!jb->ok && j->known != 0) /* once, until the server has it again */
-        wsk_bridge_log(j->link, WSK_LOG_WARN,
-                       "the server has no JetStream (%s): history stays node-local", jb->why);
+    /* Said at -v once per connection; a "no" is a warning when history is asked for. */
+    if (jb->ok && j->on != 1)
+        wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has JetStream: history goes there");
+    else if (!jb->ok && j->known != 0)
+        wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has no JetStream (%s)", jb->why);
+    if (jb->ok) j->told = 0;
+    snprintf(j->no, sizeof j->no, "%s", jb->why);
     j->known = jb->ok;
     if (j->up) j->on = jb->ok;
 }
@@ -599,6 +623,96 @@ void wsk_natsjs_wake(wsk_natsjs *j)
     }
 }
 
+/* ----- delivery in the stream's order ------------------------------------------------------- */
+
+/* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
+static uint64_t offset_of(const char *env, size_t len)
+{
+    uint64_t v = 0;
+    if (!history_envelope(env, len)) return 0;
+    for (size_t i = WSK_BRIDGE_HDR; i < WSK_BRIDGE_HDR + 20; i++) {
+        if (env[i] < '0' || env[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(env[i] - '0');
+    }
+    return v;
+}
+
+static void deliver_one(wsk_natsjs *j, struct jstream *s, const char *env, size_t len)
+{
+    uint64_t off = offset_of(env, len);
+    if (off > s->last) s->last = off;
+    wsk_bridge_message(j->link, s->chan, s->n, env, len);
+}
+
+/* Delivers s's early messages that are next in turn, or all of them (all). */
+static void deliver_early(wsk_natsjs *j, struct jstream *s, int all)
+{
+    while (s->early && (all || offset_of(s->early->env, s->early->len) <= s->last + 1)) {
+        struct held *h = s->early;
+        s->early = h->next;
+        s->nearly--;
+        deliver_one(j, s, h->env, h->len);
+        free(h);
+    }
+    if (!s->early && s->since) {
+        s->since = 0;
+        j->nwaiting--;
+    }
+}
+
+static void on_hold(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    wsk_natsjs *j = w->data;
+    (void)revents;
+    double now = ev_now(ev);
+    for (size_t i = 0; i < NBUCKETS && j->nwaiting; i++)
+        for (struct jstream *s = j->streams[i]; s; s = s->next)
+            if (s->since && now - s->since >= HOLD_MS / 1e3) deliver_early(j, s, 1);
+    if (!j->nwaiting) ev_timer_stop(ev, w);
+}
+
+void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *env, size_t len)
+{
+    uint64_t off = offset_of(env, len);
+    struct jstream **p = off ? stream_find(j, chan, n) : NULL, *s = p ? *p : NULL;
+    if (p && !s && (s = calloc(1, sizeof *s + n))) {
+        s->n = n;
+        memcpy(s->chan, chan, n);
+        *p = s;
+    }
+    if (!s) {
+        wsk_bridge_message(j->link, chan, n, env, len);
+        return;
+    }
+    const char *epoch = env + WSK_BRIDGE_HDR + 20;
+    if (memcmp(s->seen, epoch, 16)) { /* a new life of the stream (or the first message) */
+        deliver_early(j, s, 1);
+        memcpy(s->seen, epoch, 16);
+        s->last = 0;
+    }
+    if (!s->last || off <= s->last + 1) { /* its turn (or late: it goes at once all the same) */
+        deliver_one(j, s, env, len);
+        deliver_early(j, s, 0);
+        return;
+    }
+    struct held *h = malloc(sizeof *h + len), **q = &s->early;
+    if (!h) {
+        deliver_one(j, s, env, len);
+        return;
+    }
+    h->count = NULL;
+    h->len = len;
+    memcpy(h->env, env, len);
+    while (*q && offset_of((*q)->env, (*q)->len) < off) q = &(*q)->next;
+    h->next = *q;
+    *q = h;
+    if (!s->since) {
+        s->since = ev_now(j->x->ev);
+        if (!j->nwaiting++) ev_timer_again(j->x->ev, &j->hold);
+    }
+    if (++s->nearly > EARLY_MAX) deliver_early(j, s, 1);
+}
+
 void wsk_natsjs_up(wsk_natsjs *j, natsConnection *nc)
 {
     j->up = 1;
@@ -627,6 +741,9 @@ wsk_natsjs *wsk_natsjs_new(wsk_bridge_link *link, wsk_natsev *x)
     j->x = x;
     j->on = j->known = -1;
     atomic_init(&j->pending, 0);
+    ev_init(&j->hold, on_hold);
+    j->hold.repeat = HOLD_MS / 2e3;
+    j->hold.data = j;
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     if (pthread_create(&j->worker, NULL, work, j) != 0) {
@@ -667,12 +784,17 @@ void wsk_natsjs_free(wsk_natsjs *j)
         }
         j->waiting[i] = NULL;
     }
+    ev_timer_stop(j->x->ev, &j->hold);
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (struct jstream *s = j->streams[i], *next; s; s = next) {
             next = s->next;
             for (struct held *h = s->head, *hn; h; h = hn) {
                 hn = h->next;
                 if (h->count) wsk_bridge_counted(j->link, h->count, -1);
+                free(h);
+            }
+            for (struct held *h = s->early, *hn; h; h = hn) {
+                hn = h->next;
                 free(h);
             }
             free(s);
