@@ -997,9 +997,10 @@ static void recovery_step(wsk_ws *ws)
 
 /* ----- history in the engine ----------------------------------------------------------------
  *
- * With a Redis --bridge and --history on one thread, the history lives in Redis
- * (wsk_server_bridge_history; bridge_redis.c has the layout): every node numbers a topic's
- * messages alike and any node can recover any client.
+ * With a Redis --bridge, or a NATS one whose server has JetStream, and --history on one thread,
+ * the history lives in the engine (wsk_server_bridge_history; bridge_redis.c and
+ * bridge_nats_js.c have the layouts): every node numbers a topic's messages alike and any node
+ * can recover any client.
  *  - A publish goes to the engine first (broker_publish), which gives it the topic's next
  *    offset, keeps it and publishes it; every node, this one included, delivers it when it
  *    comes back (broker_bridged), so every node delivers the same sequence, each message with
@@ -1048,10 +1049,13 @@ static void mine_forget(struct broker *b, const wsk_ws *ws)
 static int remote_history(struct broker *b)
 {
     if (!b->remote) {
-        b->remote = -1;
-        /* The bridge is made after the servers (wsserve.c): asked at the first use. */
-        if (b->cfg->history && b->sv->threads == 1 &&
-            wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl) == 0) {
+        /* The bridge is made after the servers (wsserve.c): asked at the first use, and again
+         * at the next while the engine cannot say yet (NATS not connected: WSK_ERR_IO). */
+        int r = b->cfg->history && b->sv->threads == 1
+                    ? wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl)
+                    : WSK_ERR_STATE;
+        b->remote = r == WSK_ERR_IO ? 0 : -1;
+        if (r == 0) {
             b->remote = 1;
             ps_store_history(b->home->store, 0, 0, 0);     /* the node keeps none of its own */
             b->mine = calloc(MINE_SLOTS, sizeof *b->mine); /* none: publishers get theirs */

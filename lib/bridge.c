@@ -641,6 +641,13 @@ int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl)
     struct wsk_bridge *b = wsk_server_ctx(srv)->bridge;
     if (!b || !b->links[0].eng->append || !b->links[0].eng->range) return WSK_ERR_STATE;
     if (!depth || !(ttl >= 0)) return WSK_ERR_INVAL;
+    int unknown = 0; /* every link's server must keep it */
+    for (unsigned i = 0; b->links[0].eng->history && i < b->nlinks; i++) {
+        int h = b->links[0].eng->history(b->links[i].e);
+        if (!h) return WSK_ERR_STATE;
+        unknown |= h < 0;
+    }
+    if (unknown) return WSK_ERR_IO;
     b->hdepth = depth;
     b->httl = ttl;
     return 0;

@@ -5,9 +5,9 @@
  * (wsk_bridge_forward).  Each engine is one file filling one wsk_bridge_engine; it calls back
  * wsk_bridge_up / _down / _message.  bridge.c between them owns the envelope, the node id,
  * sharding over several engine connections and the outage accounting; nothing else in the
- * library includes an engine's headers.  An engine that keeps history (Redis) fills append and
- * range too: the offsets are the engine's, and bridge.c holds the topics a recovery listens to
- * (wsk_server_bridge_listen).
+ * library includes an engine's headers.  An engine that keeps history (Redis, NATS with
+ * JetStream) fills append and range too: the offsets are the engine's, and bridge.c holds the
+ * topics a recovery listens to (wsk_server_bridge_listen).
  *
  * Envelope (what goes over the engine, on channel PREFIX + topic):
  *   byte 0      WSK_BRIDGE_MAGIC (a version too: another value is not ours, and is dropped)
@@ -88,8 +88,9 @@ typedef struct wsk_bridge_engine {
      * an envelope with WSK_BRIDGE_HISTORY (len >= WSK_BRIDGE_HDR_HISTORY): atomically, the
      * engine gives the message the next offset of the channel's history (monotonic, gapless,
      * the same for every node), fills bytes 18-53 with it and the history's epoch (a new one
-     * when the history was lost), keeps at least the last depth envelopes (for ttl seconds
-     * after the channel's last append, 0: no limit) and publishes the envelope on the channel.
+     * when the history was lost), keeps at least the last depth envelopes (Redis: for ttl
+     * seconds after the channel's last append; NATS: each for ttl seconds; 0: no limit) and
+     * publishes the envelope on the channel.
      * Same return and count rules as publish.  chan[0..plen) is the prefix. */
     int (*append)(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
                   size_t depth, double ttl, int self, wsk_bridge_count *count);
@@ -98,6 +99,10 @@ typedef struct wsk_bridge_engine {
      * first).  0, or <0 (down) when it cannot ask: then it keeps nothing. */
     int (*range)(void *e, const char *chan, size_t n, size_t plen, uint64_t after, size_t max,
                  wsk_bridge_range *r);
+    /* For an engine whose history depends on the server (NATS: JetStream): 1 when append and
+     * range work there, 0 when the server keeps none (the node keeps its own), -1 while it is
+     * not known (never connected yet).  NULL: always 1. */
+    int (*history)(void *e);
 } wsk_bridge_engine;
 
 extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;

@@ -8,8 +8,10 @@
  * (a mutex, a list, a cap on the bytes held) and wake the loop, which hands them to the bridge.
  * NATS cannot say how many subscribers a publish reached: counts are -1 (unknown).
  * The client's first connection attempt blocks (TCP connect, the server's INFO, the PONG: up to
- * its timeout, 2 s), so it too runs on a thread of ours; the loop goes on meanwhile. */
+ * its timeout, 2 s), so it too runs on a thread of ours; the loop goes on meanwhile.
+ * History (append, range) lives in JetStream when the server has it: bridge_nats_js.c. */
 #include "bridge.h"
+#include "bridge_nats_js.h"
 #include "nats_libev.h"
 
 #include <stdio.h>
@@ -40,6 +42,7 @@ struct nmsg {
 struct nats {
     wsk_bridge_link *link;
     wsk_natsev x;
+    wsk_natsjs *js;
     natsOptions *opts;
     natsConnection *nc; /* the loop's copy of conn, once the first attempt has returned */
     int up;             /* the loop's view */
@@ -101,6 +104,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
         m->len = len;
         memcpy(m->data, subj, clen);
         memcpy(m->data + clen, natsMsg_GetData(msg), len);
+        wsk_natsjs_offset(msg, m->data + clen, len);
         if (t->tail)
             t->tail->next = m;
         else
@@ -190,6 +194,7 @@ static void on_wake(void *arg)
 
     if (down) { /* logged by the bridge once per outage */
         t->up = 0;
+        wsk_natsjs_down(t->js);
         wsk_bridge_down(t->link, why);
     }
     /* Up may come (the retry's callback) before the first attempt hands us the connection:
@@ -198,11 +203,13 @@ static void on_wake(void *arg)
     if (connected && !t->up && t->nc) {
         t->up = 1;
         prune(t);
+        wsk_natsjs_up(t->js, t->nc);
         wsk_bridge_up(t->link);
     }
+    wsk_natsjs_wake(t->js);
     while (m) {
         struct nmsg *next = m->next;
-        if (t->up) wsk_bridge_message(t->link, m->data, m->clen, m->data + m->clen, m->len);
+        if (t->up) wsk_natsjs_deliver(t->js, m->data, m->clen, m->data + m->clen, m->len);
         free(m);
         m = next;
     }
@@ -303,6 +310,7 @@ static void nt_close(void *e)
          * allocated (a bounded leak at shutdown) rather than freed under them. */
         if (!closed) return;
     }
+    wsk_natsjs_free(t->js);
     natsOptions_Destroy(t->opts);
     wsk_natsev_stop(&t->x);
     for (struct nmsg *m = t->head, *next; m; m = next) {
@@ -379,7 +387,8 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->gone, NULL);
     wsk_natsev_init(&t->x, ev, on_wake, t);
-    natsStatus s = natsOptions_Create(&t->opts);
+    t->js = wsk_natsjs_new(link, &t->x);
+    natsStatus s = t->js ? natsOptions_Create(&t->opts) : NATS_NO_MEMORY;
     if (s == NATS_OK) s = natsOptions_SetServers(t->opts, seeds, nseeds);
     if (s == NATS_OK)
         s = natsOptions_SetEventLoop(t->opts, &t->x, wsk_natsev_attach, wsk_natsev_read,
@@ -390,6 +399,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(t->opts, 100);
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetNoEcho(t->opts, true);
+    if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(t->opts, true); /* JetStream's */
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(t->opts, on_down, t);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(t->opts, on_up, t);
     if (s == NATS_OK) s = natsOptions_SetClosedCB(t->opts, on_closed, t);
@@ -404,6 +414,25 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     return t;
 }
 
+static int nt_append(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
+                     size_t depth, double ttl, int self, wsk_bridge_count *count)
+{
+    (void)self;
+    return wsk_natsjs_append(((struct nats *)e)->js, chan, n, plen, msg, len, depth, ttl, count);
+}
+
+static int nt_range(void *e, const char *chan, size_t n, size_t plen, uint64_t after, size_t max,
+                    wsk_bridge_range *r)
+{
+    (void)plen;
+    return wsk_natsjs_range(((struct nats *)e)->js, chan, n, after, max, r);
+}
+
+static int nt_history(void *e)
+{
+    return wsk_natsjs_history(((struct nats *)e)->js);
+}
+
 const wsk_bridge_engine wsk_bridge_nats = {
     .scheme = "nats",
     .open = nt_open,
@@ -413,4 +442,7 @@ const wsk_bridge_engine wsk_bridge_nats = {
     .punsubscribe = nt_punsubscribe,
     .publish = nt_publish,
     .close = nt_close,
+    .append = nt_append,
+    .range = nt_range,
+    .history = nt_history,
 };

@@ -714,8 +714,9 @@ typedef struct wsk_bridge_stats {
 WSK_API int wsk_server_bridge_stats(const wsk_server *srv, wsk_bridge_stats *st);
 
 /* History in the engine: a topic's messages kept by the engine itself (Redis: a capped stream
- * per topic), each with an offset that every node agrees on, so that a subscriber may come back
- * on any node.  Engines that keep no history (NATS) say WSK_ERR_STATE to all of these.
+ * per topic; NATS: a JetStream stream per topic, when the server has JetStream), each with an
+ * offset that every node agrees on, so that a subscriber may come back on any node.  Engines
+ * that keep no history (a NATS server without JetStream) say WSK_ERR_STATE to all of these.
  *  - wsk_server_publish_history hands the message to the engine, which numbers it, keeps it
  *    and publishes it; every node, this one included, delivers it when it comes back from the
  *    engine, through the bridged handler with its position (one connection carries a topic's
@@ -731,8 +732,10 @@ typedef struct wsk_history_pos {
     uint64_t mine;   /* a message published here: wsk_server_publish_history's number; else 0 */
 } wsk_history_pos;
 /* Turns history in the engine on: at least the last depth messages per topic (depth >= 1),
- * for ttl seconds after the topic's last publish (0: no limit).  0; WSK_ERR_STATE without a
- * bridge, on a member that does not bridge, or with an engine that keeps no history;
+ * for ttl seconds (0: no limit) after the topic's last publish (Redis) or each after its own
+ * publish (NATS).  0; WSK_ERR_STATE without a bridge, on a member that does not bridge, or
+ * with an engine that keeps no history (NATS: the server said it has no JetStream);
+ * WSK_ERR_IO while that is not known yet (NATS: not connected yet): ask again later;
  * WSK_ERR_INVAL for depth 0 or a negative ttl. */
 WSK_API int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl);
 /* Publishes data[0..len) to topic[0..tlen) (a name) through the engine's history (see above).

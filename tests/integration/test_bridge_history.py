@@ -6,8 +6,8 @@ missed message once, in order, then live ones from both nodes, also while publis
 during its recovery; a publisher subscribed to its topic does not get its own messages back; a recovery under
 a matching pattern delivers each message once;
 after FLUSHALL the epoch changes and "recovered": false comes back; with
-Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again;
-through NATS the history stays node-local."""
+Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again.
+The same through NATS JetStream: test_bridge_history_nats.py (shared scenarios: tests/lib/history.py)."""
 # tests/run: alone (two nodes and a redis-server)
 import asyncio
 import json
@@ -20,10 +20,10 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import (done, Engine, nothing, ok, recv_json, sanitized, Server, skip,  # noqa: E402
+from wstest import (done, Engine, ok, recv_json, sanitized, Server, skip,  # noqa: E402
                     wait_for, ws_connect as connect)
-
-T = 5.0
+from history import (across_nodes, messages, own_messages, publish, resume,  # noqa: E402
+                     storm, under_pattern)
 
 
 def node(redis, *extra):
@@ -34,86 +34,16 @@ def node(redis, *extra):
     return s
 
 
-async def publish(pub, topic, data, n=[0]):
-    """Publishes through a JSON socket and waits for its acknowledgement."""
-    n[0] += 1
-    await pub.send(json.dumps({"op": "publish", "topic": topic, "data": data, "id": n[0]}))
-    while (await recv_json(pub)).get("id") != n[0]:
-        pass
-
-
-async def messages(ws, n):
-    """The next n deliveries of ws as (data, offset, epoch)."""
-    got = []
-    while len(got) < n:
-        m = await recv_json(ws)
-        if m.get("type") == "message":
-            got.append((m.get("data"), m.get("offset"), m.get("epoch")))
-    return got
-
-
-async def resume(url, topic, offset, epoch):
-    """(ack, socket) of a subscribe with since."""
-    ws = await connect(url).__aenter__()
-    await ws.send(json.dumps({"op": "subscribe", "topic": topic,
-                              "since": {"offset": offset, "epoch": epoch}}))
-    return await recv_json(ws), ws
-
-
-async def across_nodes(redis, a, b):
+async def flushed(redis, a, b, epoch):
+    """The Redis data goes: a new epoch, and the old position is not recovered."""
     ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
-    async with connect(ub) as pub, connect(ua) as apub, connect(ua) as sub, \
-            connect(ub) as watch:
-        for ws in (sub, watch):
-            await ws.send(json.dumps({"op": "subscribe", "topic": "feed"}))
-            await recv_json(ws)
-        ok(wait_for(lambda: "wskit:feed" in redis.channels()), "the topic is subscribed on Redis")
-        for i in range(1, 21):
-            await publish(pub, "feed", f"m{i}")
-        seen = await messages(sub, 10)
-        ok([o for _, o, _ in seen] == list(range(1, 11)) and len({e for _, _, e in seen}) == 1,
-           "node A delivers node B's messages with offsets 1, 2, ... from Redis", seen)
-        epoch = seen[-1][2]
-        on_b = await messages(watch, 20)
-        ok(on_b == [(f"m{i}", i, epoch) for i in range(1, 21)],
-           "node B delivers its own messages with the same offsets and epoch", on_b[:3])
-        sub.transport.abort()  # killed mid-stream: 11..20 were sent to it, maybe not read
-        for i in range(21, 31):
-            await publish(pub, "feed", f"m{i}")
-        ack, back = await resume(ub, "feed", 10, epoch)
-        ok(ack.get("recovered") is True and ack.get("offset") == 30 and ack.get("epoch") == epoch,
-           "back on node B, the history in Redis reaches back to offset 10", ack)
-        got = await messages(back, 20)
-        ok(got == [(f"m{i}", i, epoch) for i in range(11, 31)],
-           "... it gets 11 to 30 once, in order, with their offsets", got[:3])
-        await publish(pub, "feed", "m31")
-        await publish(apub, "feed", "m32")
-        got = await messages(back, 2)
-        ok(got == [("m31", 31, epoch), ("m32", 32, epoch)] and await nothing(back, 0.3),
-           "... then live ones from both nodes, once", got)
-        await back.close()
-
-        # Publishes from both nodes go on while a client recovers 500 messages on node A.
-        ack, back = await resume(ua, "feed", 0, epoch)
-        ok(ack.get("recovered") is True, "offset 0 recovers the whole history", ack)
-
-        async def more():
-            for i in range(33, 133):
-                await publish(pub if i % 2 else apub, "feed", f"m{i}")
-        task = asyncio.create_task(more())
-        got = await messages(back, 132)
-        await task
-        offs = [o for _, o, _ in got]
-        ok(offs == list(range(1, 133)) and [d for d, _, _ in got] == [f"m{i}" for i in offs],
-           "publishes during a recovery: every message once, in order, then live",
-           [o for i, o in enumerate(offs) if o != i + 1][:5])
-        ok(await nothing(back, 0.3), "... and nothing more")
-        await back.close()
-
-        # The Redis data goes: a new epoch, and the old position is not recovered.
+    async with connect(ub) as pub, connect(ub) as watch:
+        await watch.send(json.dumps({"op": "subscribe", "topic": "feed"}))
+        await recv_json(watch)
+        ok(wait_for(lambda: "wskit:feed" in redis.channels()), "node B listens again")
         redis.command("FLUSHALL")
         await publish(pub, "feed", "after flush")
-        fresh = await messages(watch, 113)
+        fresh = await messages(watch, 1)
         ok(fresh[-1][0] == "after flush" and fresh[-1][1] == 1 and fresh[-1][2] != epoch,
            "after FLUSHALL the topic starts again at offset 1 with a new epoch", fresh[-1])
         ack, back = await resume(ua, "feed", 132, epoch)
@@ -122,75 +52,6 @@ async def across_nodes(redis, a, b):
         got = await messages(back, 1)
         ok(got == [fresh[-1]], "... and what the new epoch holds follows", got)
         await back.close()
-
-
-async def own_messages(ua, ub, ready):
-    """A publisher subscribed to its own topic gets none of its messages back (raw or JSON), as
-    when history stays node-local; another subscriber on its node and one on node ub get every
-    message once, in order, the JSON ones with the same offsets."""
-    async with connect(ua + "own") as raw, connect(ua + "own") as rawsub, connect(ua) as jpub, \
-            connect(ua) as jsub, connect(ub) as far:
-        for ws in (jpub, jsub, far):
-            await ws.send(json.dumps({"op": "subscribe", "topic": "own"}))
-            await recv_json(ws)
-        ok(ready(), "every node listens to the topic")
-        for i in range(1, 6):
-            await raw.send(f"r{i}")
-        got = [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
-        back = []
-        for i in range(6, 11):
-            await jpub.send(json.dumps({"op": "publish", "topic": "own", "data": f"j{i}",
-                                        "id": i}))
-            while True:
-                m = await recv_json(jpub)
-                if m.get("id") == i:
-                    break
-                back.append(m)
-        got += [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
-        want = [f"r{i}" for i in range(1, 6)] + [f"j{i}" for i in range(6, 11)]
-        ok(got == want, "another raw subscriber on the publishers' node gets every message", got)
-        mine, theirs = await messages(jsub, 10), await messages(far, 10)
-        offs = [o for _, o, _ in mine]
-        ok([d for d, _, _ in mine] == want and offs == list(range(offs[0], offs[0] + 10)) and
-           theirs == mine, "JSON subscribers on both nodes: every message once, in order, with "
-           "the same offsets", (mine[:2], theirs[:2]))
-        rawgot = [await asyncio.wait_for(raw.recv(), T) for _ in range(5)]
-        ok(rawgot == want[5:] and await nothing(raw, 0.3),
-           "a raw publisher gets the others' messages, not its own", rawgot)
-        back = [m.get("data") for m in back if m.get("type") == "message"]
-        ok(back == want[:5] and await nothing(jpub, 0.1),
-           "a JSON publisher gets the others' messages, not its own", back)
-
-
-async def storm(a, b, n=1500, clients=8):
-    """Both nodes publish n messages each as fast as raw sockets send them while clients
-    recover from offset 0 on node A, one after another: each gets 1 .. 2n, once, in order."""
-    ua = f"ws://127.0.0.1:{a.port}/"
-
-    async def blast(srv, tag):
-        async with connect(f"ws://127.0.0.1:{srv.port}/storm") as raw:
-            for i in range(n):  # paced: the recoveries happen during the storm
-                await raw.send(f"{tag}{i}")
-                if i % 10 == 0:
-                    await asyncio.sleep(0.002)
-
-    async def recoverer(k):
-        await asyncio.sleep(0.05 * k)
-        ack, ws = await resume(ua, "storm", 0, "")
-        try:
-            got = [o for _, o, _ in await messages(ws, 2 * n)]
-        except asyncio.TimeoutError:
-            got = None
-        await ws.close()
-        return ack.get("recovered"), got
-
-    results = await asyncio.gather(blast(a, "a"), blast(b, "b"),
-                                   *(recoverer(k) for k in range(clients)))
-    bad = [(k, r[0], r[1] if r[1] is None else
-            [o for i, o in enumerate(r[1]) if o != i + 1][:3])
-           for k, r in enumerate(results[2:]) if r != (True, list(range(1, 2 * n + 1)))]
-    ok(not bad, f"{clients} recoveries during a storm of publishes on both nodes: every "
-       "message once, in order", bad)
 
 
 async def leave(redis, a):
@@ -224,43 +85,6 @@ async def covered(redis, a, b):
         got += await messages(ws, 1)
         ok([(d, o) for d, o, _ in got] == [("c1", 1), ("c2", 2)], "the recovery goes live", got)
         await ws.close()
-
-
-async def under_pattern(a, b):
-    """A client on node A subscribed to ord.> recovers ord.a from Redis while node B goes on
-    publishing to ord.a and ord.b: each message reaches it once, ord.a's in order."""
-    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
-    async with connect(ub) as pub, connect(ua) as ws:
-        for i in range(1, 1001):
-            await pub.send(json.dumps({"op": "publish", "topic": "ord.a", "data": f"a{i}"}))
-        await publish(pub, "ord.a", "a1001")
-        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.>"}))
-        await recv_json(ws)
-        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.a",
-                                  "since": {"offset": 0, "epoch": ""}}))
-
-        async def more():  # during the recovery's reads from Redis
-            for i in range(1002, 1042):
-                await publish(pub, "ord.a", f"a{i}")
-                await publish(pub, "ord.b", f"b{i}")
-        task = asyncio.create_task(more())
-        got = []
-        while sum(m.get("topic") == "ord.a" for m in got) < 1041:
-            m = await recv_json(ws)
-            if m.get("type") == "message":
-                got.append(m)
-        await task
-        seen = [(m.get("offset"), m.get("data")) for m in got if m.get("topic") == "ord.a"]
-        ok(seen == [(i, f"a{i}") for i in range(1, 1042)],
-           "a recovery from Redis under a matching pattern: each message once, in order",
-           [(i, o) for i, (o, _) in enumerate(seen) if o != i + 1][:5])
-        await publish(pub, "ord.a", "live")
-        m = await recv_json(ws)
-        while m.get("topic") == "ord.b":
-            m = await recv_json(ws)
-        ok(m.get("data") == "live" and m.get("offset") == 1042, "then live, once",
-           (m.get("data"), m.get("offset")))
-        ok(await nothing(ws, 0.3), "... and nothing more")
 
 
 async def ttl(redis):
@@ -346,37 +170,13 @@ async def engine_down(redis, a):
     await back.close()
 
 
-async def nats_local():
-    """With NATS, history stays node-local: a node's own messages carry its offsets, another
-    node's carry none."""
-    with Engine("nats") as nats:
-        a, b = (Server("--pubsub", "-v", "--history", "100", "--bridge", nats.url)
-                for _ in range(2))
-        try:
-            a.wait_log("connected")
-            b.wait_log("connected")
-            async with connect(f"ws://127.0.0.1:{a.port}/") as sub, \
-                    connect(f"ws://127.0.0.1:{a.port}/") as apub, \
-                    connect(f"ws://127.0.0.1:{b.port}/") as bpub:
-                await sub.send(json.dumps({"op": "subscribe", "topic": "n"}))
-                await recv_json(sub)
-                ok(wait_for(lambda: "wskit:n" in nats.channels()), "the topic is on NATS")
-                await publish(bpub, "n", "from b")
-                await publish(apub, "n", "from a")
-                got = sorted(await messages(sub, 2))
-                ok(got[1] == ("from b", None, None) and got[0][:2] == ("from a", 1),
-                   "through NATS: history is node-local (another node's message has no offset)",
-                   got)
-        finally:
-            a.stop()
-            b.stop()
-
-
 async def main():
     with Engine("redis") as redis:
         a, b = node(redis), node(redis)
         try:
-            await across_nodes(redis, a, b)
+            epoch = await across_nodes(a, b, lambda: wait_for(
+                lambda: redis.subscribers("wskit:feed") == 2))
+            await flushed(redis, a, b, epoch)
             ua, ub = (f"ws://127.0.0.1:{s.port}/" for s in (a, b))
             await own_messages(ua, ub, lambda: wait_for(
                 lambda: redis.subscribers("wskit:own") == 2))
@@ -397,8 +197,6 @@ async def main():
         await own_messages(url, url, lambda: True)
     finally:
         ok(local.stop() == 0, "the node-local broker exits cleanly")
-    if shutil.which("nats-server"):
-        await nats_local()
 
 
 if not shutil.which("redis-server"):

@@ -21,24 +21,9 @@ import websockets
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import (BIN, done, nothing, ok, recv_json, rss, sanitized, Server,  # noqa: E402
                     wait_for, ws_connect as connect)
+from history import publish, resume  # noqa: E402
 
 T = 5.0
-
-
-async def publish(pub, topic, data, n=[0]):
-    """Publishes through a JSON socket and waits for its acknowledgement."""
-    n[0] += 1
-    await pub.send(json.dumps({"op": "publish", "topic": topic, "data": data, "id": n[0]}))
-    while (await recv_json(pub)).get("id") != n[0]:
-        pass
-
-
-async def resume(url, topic, offset, epoch):
-    """(ack, socket) of a subscribe with since."""
-    ws = await connect(url).__aenter__()
-    await ws.send(json.dumps({"op": "subscribe", "topic": topic,
-                              "since": {"offset": offset, "epoch": epoch}}))
-    return await recv_json(ws), ws
 
 
 async def killed_mid_stream(srv):

@@ -115,8 +115,9 @@ static void on_batch(void *arg, const wsk_history_batch *b)
     ++*(int *)arg;
 }
 
-/* History in the engine: only an engine that keeps it (Redis) takes it; with the engine down,
- * publishes and reads fail at once (counted), and holds are counted calls. */
+/* History in the engine: an engine that keeps it (Redis) takes it, NATS not before its server
+ * said whether it has JetStream (tests/integration/test_bridge_history_nats.py); with the engine
+ * down, publishes and reads fail at once (counted), and holds are counted calls. */
 static void test_history(wsk_loop *loop, const char *scheme)
 {
     struct ev_loop *ev = wsk_loop_ev(loop);
@@ -134,10 +135,10 @@ static void test_history(wsk_loop *loop, const char *scheme)
     CHECK(wsk_server_publish_history(srv, "t", 1, "x", 1, WSK_OP_TEXT, 0, NULL, NULL) ==
               WSK_ERR_STATE,
           "%s: publish_history before bridge_history: STATE", scheme);
-    CHECK(wsk_server_bridge_history(srv, 0, 0) == (redis ? WSK_ERR_INVAL : WSK_ERR_STATE),
-          "%s: depth 0: %s", scheme, redis ? "INVAL" : "STATE (no history in NATS)");
-    CHECK(wsk_server_bridge_history(srv, 10, 1.5) == (redis ? 0 : WSK_ERR_STATE),
-          "%s: history in the engine: %s", scheme, redis ? "on" : "STATE (node-local)");
+    CHECK(wsk_server_bridge_history(srv, 0, 0) == WSK_ERR_INVAL, "%s: depth 0: INVAL", scheme);
+    CHECK(wsk_server_bridge_history(srv, 10, 1.5) == (redis ? 0 : WSK_ERR_IO),
+          "%s: history in the engine: %s", scheme,
+          redis ? "on" : "IO (never connected: JetStream or not is not known yet)");
     if (redis) {
         wsk_bridge_stats st;
         CHECK(wsk_server_publish_history(srv, "t", 1, "x", 1, WSK_OP_TEXT, 0, NULL, NULL) ==

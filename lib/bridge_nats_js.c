@@ -1,0 +1,807 @@
+/* NATS JetStream history for the NATS engine (bridge_nats_js.h).
+ *
+ * One stream per topic: its sequence IS the topic's offset (monotonic, gapless, the same for
+ * every node) with no bookkeeping of ours; the depth and the TTL are the stream's MaxMsgs and
+ * MaxAge (per message: a message goes TTL after it was stored, whatever follows it); a topic's
+ * history is made, trimmed and lost alone.  One stream over every topic (MaxMsgsPerSubject)
+ * would need the topic's offset in a header, set with publish expectations
+ * (ExpectLastSubjectSeq) that fail and are retried whenever two nodes publish to a topic at once.
+ *
+ *  - The stream of channel C is "WSKH_" + C's 64-bit FNV-1a in hex (stream names take no '.',
+ *    '*', '>' or space); it stores subject "$WSKH." + C (never a channel: a bridge prefix does
+ *    not start with '$'), in files (the history outlives a server restart), and republishes
+ *    (RePublish) each message it stores, in its order, on C itself with its sequence in the
+ *    Nats-Sequence header.  So every node subscribed to C, the publishing one included,
+ *    delivers the same sequence, each message with its offset (wsk_natsjs_offset).
+ *  - The epoch is the stream's creation time (jsStreamInfo.Created, in ns, 16 hex digits):
+ *    every node reads the same one, and a stream deleted and made again (a server restarted
+ *    without its store) has a new one.  The publisher writes it into the envelope (bytes
+ *    38-53) from what it learnt when it found or made the stream; a topic's appends wait for
+ *    that (held, a cap on their bytes).  A link checks its streams again after each reconnect,
+ *    and a topic's stream after the server refused one of its messages.
+ *  - Appends leave with js_PublishMsgAsync from the loop; the server's acks come on NATS'
+ *    threads.  A sender waiting for the engine's count hears it (-1: NATS cannot count) with
+ *    the ack, once the message is stored: its next publish, through any node, comes after it.
+ *    A message the server refuses (or does not ack in time) is logged and lost (delivered
+ *    nowhere), as a message whose Redis script fails.
+ *  - The JetStream calls that wait for an answer (account info, stream info and creation,
+ *    reading a message) run on the link's worker thread, never on the loop, which reads their
+ *    answers from the socket.  Finished jobs are queued under a mutex and the loop is woken
+ *    through nats_libev.c, as bridge_nats.c does with messages.
+ *  - nats-server 2.9 republishes a stream's messages out of order now and then (two publishers
+ *    at once: each republishes after storing, outside the stream's lock), so a node delivers a
+ *    republished message only after the one before it in the stream (wsk_natsjs_deliver); one
+ *    that comes early waits for it HOLD_MS at most, then goes anyway.
+ *  - range reads the stream's state (epoch, first and last sequence), then the messages after
+ *    `after` by their sequence (direct get, AllowDirect): one request per message, as
+ *    nats-server 2.9 has no batched direct get, but all of a batch sent at once.
+ * A server without JetStream (the account info request fails) leaves history node-local,
+ * logged once; the first node to make a topic's stream sets its depth and TTL. */
+#include "bridge_nats_js.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS    256
+#define SUBJ_PREFIX "$WSKH."
+/* Bytes of appends waiting for their stream, beyond which appends fail. */
+#define HELD_MAX (8u << 20)
+/* Publishes awaiting the server's ack, beyond which appends fail: under the client's own
+ * MaxPending, past which js_PublishMsgAsync would block the loop. */
+#define PENDING_MAX  50000
+#define PENDING_NATS 65536
+#define OUT_MAX      (8u << 20) /* bytes in the client's buffer, as bridge_nats.c */
+#define WAIT_MS      2000       /* a JetStream request's answer */
+#define ACK_MS       5000       /* an append's ack */
+#define PBUCKETS     1024
+#define HOLD_MS      100  /* a republished message waiting for the one before it */
+#define EARLY_MAX    4096 /* ... and how many of a topic wait at most */
+
+enum { S_NEW, S_MAKING, S_READY };
+
+struct held {
+    struct held *next;
+    wsk_bridge_count *count;
+    size_t len;
+    char env[];
+};
+
+/* An append whose sender waits for its ack: by the message the client hands back. */
+struct waiting {
+    struct waiting *next;
+    const natsMsg *m;
+    wsk_bridge_count *count;
+};
+
+/* A topic's stream as this link knows it (the loop's). */
+struct jstream {
+    struct jstream *next;
+    int state;
+    char epoch[16];
+    struct held *head, *tail; /* appends waiting for S_READY */
+    /* Delivery (wsk_natsjs_deliver): the epoch and offset of the last message delivered, and
+     * those that came before their turn, in offset order (env's offset digits). */
+    char seen[16];
+    uint64_t last;
+    struct held *early;
+    size_t nearly;
+    double since; /* when the first of them came */
+    size_t n;
+    char chan[];
+};
+
+enum { J_DETECT, J_STREAM, J_RANGE, J_REFUSED, J_ACKED };
+
+/* Work for the worker, then its result for the loop. */
+struct job {
+    struct job *next;
+    int kind;
+    int64_t depth, ttl_ns;   /* J_STREAM */
+    wsk_bridge_range *r;     /* J_RANGE */
+    wsk_bridge_count *count; /* J_ACKED, J_REFUSED */
+    uint64_t after;
+    size_t max;
+    /* The result: */
+    int ok; /* J_DETECT: -1 when the answer is not known (no answer in time) */
+    jsCtx *js;
+    char epoch[17];
+    uint64_t head, first;
+    size_t k;
+    char **env;
+    size_t *lens;
+    char why[160];
+    size_t n;
+    char chan[]; /* NUL-terminated */
+};
+
+struct wsk_natsjs {
+    wsk_bridge_link *link;
+    wsk_natsev *x;
+    /* The loop's: */
+    int up;       /* the connection is */
+    int on;       /* JetStream: 1 yes, 0 no, -1 not known (yet, or since the connection was lost) */
+    int known;    /* the last answer (-1: none yet): wsk_natsjs_history */
+    int told;     /* the bridge heard "no" (logged once, until the server has JetStream again) */
+    char no[160]; /* why not */
+    jsCtx *js;    /* the worker's, once it answered */
+    natsConnection *nc;
+    size_t held;
+    char *scratch; /* an envelope with its epoch: scap bytes */
+    size_t scap;
+    struct jstream *streams[NBUCKETS];
+    atomic_long pending;
+    /* The worker's, and the lists between them under mu: */
+    pthread_t worker;
+    int running;
+    jsCtx *wjs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *todo, *done;
+    int quit;
+    natsConnection *wnc;               /* under mu */
+    struct waiting *waiting[PBUCKETS]; /* under mu */
+    ev_timer hold;                     /* runs while messages wait for their turn */
+    size_t nwaiting;                   /* topics with messages waiting */
+    char subj[sizeof SUBJ_PREFIX + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
+};
+
+static uint64_t fnv64(const char *s, size_t n)
+{
+    uint64_t h = 14695981039346656037u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211u;
+    return h;
+}
+
+/* The offset digits of an envelope (bytes 18-37). */
+static void put_offset(char *env, uint64_t seq)
+{
+    for (int i = 19; i >= 0; i--, seq /= 10) env[WSK_BRIDGE_HDR + i] = (char)('0' + seq % 10);
+}
+
+static int history_envelope(const char *env, size_t len)
+{
+    return len >= WSK_BRIDGE_HDR_HISTORY && (uint8_t)env[0] == WSK_BRIDGE_MAGIC &&
+           (env[1] & WSK_BRIDGE_HISTORY);
+}
+
+void wsk_natsjs_offset(natsMsg *msg, char *env, size_t len)
+{
+    const char *v = NULL;
+    if (!history_envelope(env, len) || natsMsgHeader_Get(msg, "Nats-Sequence", &v) != NATS_OK || !v)
+        return;
+    char *end;
+    unsigned long long seq = strtoull(v, &end, 10);
+    if (end != v && !*end) put_offset(env, seq);
+}
+
+/* ----- the worker ---------------------------------------------------------------------------- */
+
+static void job_fail(struct job *jb, const char *what, natsStatus s, jsErrCode jerr)
+{
+    jb->ok = 0;
+    snprintf(jb->why, sizeof jb->why, "%s: %s (%d)", what, natsStatus_GetText(s), (int)jerr);
+}
+
+/* The stream of jb's channel, found or made with its config: NULL with jb->why. */
+static jsStreamInfo *stream_of(jsCtx *js, struct job *jb, int make)
+{
+    char name[24], *subj = malloc(sizeof SUBJ_PREFIX + jb->n), desc[64];
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (!subj) return job_fail(jb, "stream", NATS_NO_MEMORY, 0), NULL;
+    snprintf(name, sizeof name, "WSKH_%016llx", (unsigned long long)fnv64(jb->chan, jb->n));
+    snprintf(subj, sizeof SUBJ_PREFIX + jb->n, SUBJ_PREFIX "%s", jb->chan);
+    natsStatus s = js_GetStreamInfo(&si, js, name, NULL, &jerr);
+    if (make && (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)) {
+        jsStreamConfig c;
+        jsRePublish rp;
+        const char *subjects[1] = {subj};
+        jsStreamConfig_Init(&c);
+        jsRePublish_Init(&rp);
+        rp.Source = subj;
+        rp.Destination = jb->chan;
+        snprintf(desc, sizeof desc, "wskit history of %.40s", jb->chan);
+        c.Name = name;
+        c.Description = desc;
+        c.Subjects = subjects;
+        c.SubjectsLen = 1;
+        c.MaxMsgs = jb->depth;
+        c.MaxAge = jb->ttl_ns;
+        c.Storage = js_FileStorage;
+        c.AllowDirect = true;
+        c.RePublish = &rp;
+        jerr = 0;
+        s = js_AddStream(&si, js, &c, NULL, &jerr);
+        if (s != NATS_OK && jerr == JSStreamNameExistErr) /* another node made it first */
+            s = js_GetStreamInfo(&si, js, name, NULL, &jerr);
+    }
+    if (s == NATS_OK &&
+        (!si->Config || si->Config->SubjectsLen != 1 || strcmp(si->Config->Subjects[0], subj))) {
+        snprintf(jb->why, sizeof jb->why, "stream %s stores other subjects", name);
+        jsStreamInfo_Destroy(si);
+        si = NULL;
+        jb->ok = 0;
+    } else if (s != NATS_OK && (make || (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr))) {
+        job_fail(jb, name, s, jerr);
+    } else if (s == NATS_OK) {
+        snprintf(jb->epoch, sizeof jb->epoch, "%016llx", (unsigned long long)si->Created);
+        jb->ok = 1;
+    } else {
+        jb->ok = 1; /* no stream: no history yet */
+    }
+    free(subj);
+    return si;
+}
+
+/* The stored messages after jb->after, at most jb->max, with their offsets and epoch filled.
+ * One direct get request per message, all sent at once with replies to one inbox of ours
+ * (REPLY.SEQ), then their answers collected: one round trip for the batch, where libnats'
+ * js_DirectGetMsg would wait for each (and cost the loop ~0.1 ms of CPU per message). */
+static void range_read(natsConnection *nc, struct job *jb, jsStreamInfo *si)
+{
+    uint64_t first = si->State.Msgs ? si->State.FirstSeq : 0, last = si->State.LastSeq;
+    uint64_t from = jb->after + 1 > first ? jb->after + 1 : first;
+    uint64_t to = last - jb->after > jb->max ? jb->after + jb->max : last;
+    jb->head = last;
+    jb->first = first;
+    if (!first || from > to) return;
+    size_t cap = (size_t)(to - from + 1);
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    char api[64], wild[80], reply[112], body[48];
+    jb->env = calloc(cap, sizeof *jb->env);
+    jb->lens = calloc(cap, sizeof *jb->lens);
+    natsStatus s = jb->env && jb->lens ? natsInbox_Create(&inbox) : NATS_NO_MEMORY;
+    if (s == NATS_OK) {
+        snprintf(api, sizeof api, "$JS.API.DIRECT.GET.WSKH_%016llx",
+                 (unsigned long long)fnv64(jb->chan, jb->n));
+        snprintf(wild, sizeof wild, "%s.*", inbox);
+        s = natsConnection_SubscribeSync(&sub, nc, wild);
+    }
+    for (uint64_t seq = from; s == NATS_OK && seq <= to; seq++) {
+        snprintf(reply, sizeof reply, "%s.%llu", inbox, (unsigned long long)seq);
+        int n = snprintf(body, sizeof body, "{\"seq\":%llu}", (unsigned long long)seq);
+        s = natsConnection_PublishRequest(nc, api, reply, body, n);
+    }
+    size_t got = 0;
+    while (s == NATS_OK && got < cap) {
+        natsMsg *m = NULL;
+        const char *r, *v;
+        if ((s = natsSubscription_NextMsg(&m, sub, WAIT_MS)) != NATS_OK) break;
+        got++;
+        r = strrchr(natsMsg_GetSubject(m), '.');
+        uint64_t seq = r ? strtoull(r + 1, NULL, 10) : 0;
+        /* Without Nats-Sequence: 404, gone meanwhile (its age): the reader sees the gap. */
+        size_t len = (size_t)natsMsg_GetDataLength(m), i = (size_t)(seq - from);
+        if (seq >= from && seq <= to && !jb->env[i] &&
+            natsMsgHeader_Get(m, "Nats-Sequence", &v) == NATS_OK) {
+            if (!(jb->env[i] = malloc(len ? len : 1))) s = NATS_NO_MEMORY;
+            if (s == NATS_OK) memcpy(jb->env[i], natsMsg_GetData(m), len);
+            jb->lens[i] = len;
+        }
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    if (s != NATS_OK) return job_fail(jb, "direct get", s, 0);
+    for (size_t i = 0; i < cap; i++) { /* in order, without the gaps */
+        char *e = jb->env[i];
+        if (!e) continue;
+        if (history_envelope(e, jb->lens[i])) {
+            put_offset(e, from + i);
+            memcpy(e + WSK_BRIDGE_HDR + 20, jb->epoch, 16);
+        }
+        jb->env[jb->k] = e;
+        jb->lens[jb->k++] = jb->lens[i];
+    }
+}
+
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+
+static void run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
+{
+    if (jb->kind == J_DETECT) {
+        if (!j->wjs) {
+            jsOptions o;
+            jsOptions_Init(&o);
+            o.Wait = WAIT_MS;
+            o.PublishAsync.MaxPending = PENDING_NATS;
+            o.PublishAsync.AckHandler = on_ack;
+            o.PublishAsync.AckHandlerClosure = j;
+            natsStatus s = natsConnection_JetStream(&j->wjs, nc, &o);
+            if (s != NATS_OK) return job_fail(jb, "JetStream context", s, 0);
+        }
+        jsAccountInfo *ai = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetAccountInfo(&ai, j->wjs, NULL, &jerr);
+        jsAccountInfo_Destroy(ai);
+        jb->js = j->wjs;
+        if (s == NATS_OK)
+            jb->ok = 1;
+        else
+            job_fail(jb, "account info", s, jerr);
+        if (s == NATS_TIMEOUT || s == NATS_CONNECTION_CLOSED || s == NATS_CONNECTION_DISCONNECTED)
+            jb->ok = -1;
+        return;
+    }
+    if (!j->wjs) return job_fail(jb, "JetStream", NATS_ERR, 0);
+    jsStreamInfo *si = stream_of(j->wjs, jb, jb->kind == J_STREAM);
+    if (si && jb->kind == J_RANGE) range_read(nc, jb, si);
+    jsStreamInfo_Destroy(si);
+}
+
+static void *work(void *arg)
+{
+    wsk_natsjs *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->todo && !j->quit) pthread_cond_wait(&j->cv, &j->mu);
+        if (j->quit) break;
+        struct job *jb = j->todo;
+        j->todo = jb->next;
+        natsConnection *nc = j->wnc;
+        pthread_mutex_unlock(&j->mu);
+        run(j, nc, jb);
+        pthread_mutex_lock(&j->mu);
+        jb->next = j->done; /* reversed: the loop puts them back in order */
+        j->done = jb;
+        wsk_natsev_wake(j->x);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* A NATS thread: the server's answer to an append.  A refusal (the stream is gone, JetStream
+ * is off) goes to the loop, which checks the topic's stream again. */
+static struct waiting **waiting_find(wsk_natsjs *j, const natsMsg *m)
+{
+    struct waiting **p = &j->waiting[((uintptr_t)m >> 4) % PBUCKETS];
+    while (*p && (*p)->m != m) p = &(*p)->next;
+    return p;
+}
+
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    wsk_natsjs *j = closure;
+    (void)js;
+    atomic_fetch_sub(&j->pending, 1);
+    pthread_mutex_lock(&j->mu);
+    struct waiting **p = waiting_find(j, msg), *w = *p;
+    if (w) *p = w->next;
+    pthread_mutex_unlock(&j->mu);
+    const char *subj = natsMsg_GetSubject(msg);
+    size_t skip = strlen(SUBJ_PREFIX), n = subj ? strlen(subj) : 0;
+    int refused = !pa && pae && n > skip;
+    struct job *jb = refused || w ? calloc(1, sizeof *jb + (refused ? n - skip : 0) + 1) : NULL;
+    if (jb) {
+        jb->kind = refused ? J_REFUSED : J_ACKED;
+        jb->count = w ? w->count : NULL;
+        if (refused) {
+            jb->n = n - skip;
+            memcpy(jb->chan, subj + skip, jb->n);
+            snprintf(jb->why, sizeof jb->why, "%s",
+                     pae->ErrText && *pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+        }
+        pthread_mutex_lock(&j->mu);
+        jb->next = j->done;
+        j->done = jb;
+        if (!j->quit) wsk_natsev_wake(j->x);
+        pthread_mutex_unlock(&j->mu);
+    } else if (w) { /* no memory: the count is lost with the sender's ack, not the message */
+        w->count = NULL;
+    }
+    free(w);
+    natsMsg_Destroy(msg);
+}
+
+/* ----- the loop ------------------------------------------------------------------------------ */
+
+static struct job *job_new(int kind, const char *chan, size_t n)
+{
+    struct job *jb = calloc(1, sizeof *jb + n + 1);
+    if (!jb) return NULL;
+    jb->kind = kind;
+    jb->n = n;
+    memcpy(jb->chan, chan, n);
+    return jb;
+}
+
+static void job_queue(wsk_natsjs *j, struct job *jb)
+{
+    pthread_mutex_lock(&j->mu);
+    struct job **p = &j->todo;
+    while (*p) p = &(*p)->next;
+    *p = jb;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void job_free(struct job *jb)
+{
+    for (size_t i = 0; i < jb->k; i++) free(jb->env[i]);
+    free(jb->env);
+    free(jb->lens);
+    free(jb);
+}
+
+static struct jstream **stream_find(wsk_natsjs *j, const char *chan, size_t n)
+{
+    struct jstream **p = &j->streams[fnv64(chan, n) % NBUCKETS];
+    while (*p && ((*p)->n != n || memcmp((*p)->chan, chan, n))) p = &(*p)->next;
+    return p;
+}
+
+/* Queues env[0..len) for s's stream with s's epoch in it; count (or NULL) is given back with
+ * the server's ack.  0, or -1 (nothing kept). */
+static int publish(wsk_natsjs *j, const struct jstream *s, const char *env, size_t len,
+                   wsk_bridge_count *count)
+{
+    if (!j->up || j->on != 1 || atomic_load(&j->pending) >= PENDING_MAX ||
+        natsConnection_Buffered(j->nc) + (int)len > (int)OUT_MAX)
+        return -1;
+    if (len > j->scap) {
+        char *p = realloc(j->scratch, len);
+        if (!p) return -1;
+        j->scratch = p;
+        j->scap = len;
+    }
+    memcpy(j->scratch, env, len);
+    memcpy(j->scratch + WSK_BRIDGE_HDR + 20, s->epoch, 16);
+    memcpy(j->subj, SUBJ_PREFIX, strlen(SUBJ_PREFIX));
+    memcpy(j->subj + strlen(SUBJ_PREFIX), s->chan, s->n);
+    j->subj[strlen(SUBJ_PREFIX) + s->n] = 0;
+    natsMsg *m = NULL;
+    struct waiting *w = count ? malloc(sizeof *w) : NULL;
+    jsPubOptions o;
+    jsPubOptions_Init(&o);
+    o.MaxWait = ACK_MS; /* then the ack handler hears a timeout */
+    natsStatus st =
+        count && !w ? NATS_NO_MEMORY : natsMsg_Create(&m, j->subj, NULL, j->scratch, (int)len);
+    if (st == NATS_OK && w) { /* before the ack can come */
+        *w = (struct waiting){NULL, m, count};
+        pthread_mutex_lock(&j->mu);
+        struct waiting **p = waiting_find(j, m);
+        *p = w;
+        pthread_mutex_unlock(&j->mu);
+    }
+    atomic_fetch_add(&j->pending, 1);
+    const natsMsg *sent = m;
+    if (st == NATS_OK) st = js_PublishMsgAsync(j->js, &m, &o);
+    natsMsg_Destroy(m); /* NULL when the client took it */
+    if (st == NATS_OK) return 0;
+    atomic_fetch_sub(&j->pending, 1);
+    if (w && sent) {
+        pthread_mutex_lock(&j->mu);
+        struct waiting **p = waiting_find(j, sent);
+        if (*p == w) *p = w->next;
+        pthread_mutex_unlock(&j->mu);
+    }
+    free(w);
+    return -1;
+}
+
+/* s's held appends: published (ok), or lost. */
+static void release(wsk_natsjs *j, struct jstream *s, int ok)
+{
+    size_t lost = 0;
+    for (struct held *h = s->head, *next; h; h = next) {
+        next = h->next;
+        if (!ok || publish(j, s, h->env, h->len, h->count) < 0) {
+            lost++;
+            if (h->count) wsk_bridge_counted(j->link, h->count, -1);
+        }
+        j->held -= h->len;
+        free(h);
+    }
+    s->head = s->tail = NULL;
+    if (lost)
+        wsk_bridge_log(j->link, WSK_LOG_WARN, "history: %zu messages of '%.*s' lost", lost,
+                       (int)s->n, s->chan);
+}
+
+int wsk_natsjs_append(wsk_natsjs *j, const char *chan, size_t n, size_t plen, const void *msg,
+                      size_t len, size_t depth, double ttl, wsk_bridge_count *count)
+{
+    (void)plen;
+    if (!j->up || j->on != 1 || len < WSK_BRIDGE_HDR_HISTORY) return -1;
+    struct jstream **p = stream_find(j, chan, n), *s = *p;
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s + n))) return -1;
+        s->n = n;
+        memcpy(s->chan, chan, n);
+        *p = s;
+    }
+    if (s->state == S_READY) return publish(j, s, msg, len, count);
+    {
+        struct job *jb = s->state == S_NEW ? job_new(J_STREAM, chan, n) : NULL;
+        struct held *h = j->held + len <= HELD_MAX ? malloc(sizeof *h + len) : NULL;
+        if (!h || (s->state == S_NEW && !jb)) {
+            free(h);
+            free(jb);
+            return -1;
+        }
+        h->next = NULL;
+        h->count = count;
+        h->len = len;
+        memcpy(h->env, msg, len);
+        if (s->tail)
+            s->tail->next = h;
+        else
+            s->head = h;
+        s->tail = h;
+        j->held += len;
+        if (jb) {
+            jb->depth = depth > INT64_MAX ? INT64_MAX : (int64_t)depth;
+            jb->ttl_ns = (int64_t)(ttl * 1e9);
+            s->state = S_MAKING;
+            job_queue(j, jb);
+        }
+    }
+    return 0;
+}
+
+int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, size_t max,
+                     wsk_bridge_range *r)
+{
+    if (!j->up || j->on != 1) return -1;
+    struct job *jb = job_new(J_RANGE, chan, n);
+    if (!jb) return -1;
+    jb->r = r;
+    jb->after = after;
+    jb->max = max;
+    job_queue(j, jb);
+    return 0;
+}
+
+int wsk_natsjs_history(wsk_natsjs *j)
+{
+    if (!j->known && !j->told) {
+        j->told = 1;
+        wsk_bridge_log(j->link, WSK_LOG_WARN,
+                       "history stays node-local: the server has no JetStream (%s)", j->no);
+    }
+    return j->known;
+}
+
+/* The worker's answer to J_DETECT. */
+static void detected(wsk_natsjs *j, const struct job *jb)
+{
+    if (jb->js) j->js = jb->js;
+    if (jb->ok < 0) { /* no answer in time: ask again while up */
+        if (j->up) {
+            struct job *again = job_new(J_DETECT, "", 0);
+            if (again) job_queue(j, again);
+        }
+        return;
+    }
+    /* Said at -v once per connection; a "no" is a warning when history is asked for. */
+    if (jb->ok && j->on != 1)
+        wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has JetStream: history goes there");
+    else if (!jb->ok && j->known != 0)
+        wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has no JetStream (%s)", jb->why);
+    if (jb->ok) j->told = 0;
+    snprintf(j->no, sizeof j->no, "%s", jb->why);
+    j->known = jb->ok;
+    if (j->up) j->on = jb->ok;
+}
+
+void wsk_natsjs_wake(wsk_natsjs *j)
+{
+    pthread_mutex_lock(&j->mu);
+    struct job *jb = j->done, *in_order = NULL;
+    j->done = NULL;
+    pthread_mutex_unlock(&j->mu);
+    while (jb) {
+        struct job *next = jb->next;
+        jb->next = in_order;
+        in_order = jb;
+        jb = next;
+    }
+    for (jb = in_order; jb; jb = in_order) {
+        in_order = jb->next;
+        struct jstream *s =
+            jb->kind == J_STREAM || jb->kind == J_REFUSED ? *stream_find(j, jb->chan, jb->n) : NULL;
+        if (jb->kind == J_DETECT) {
+            detected(j, jb);
+        } else if (jb->kind == J_RANGE) {
+            wsk_bridge_ranged(j->link, jb->r, jb->ok, jb->epoch, jb->head, jb->first,
+                              (const char *const *)jb->env, jb->lens, jb->k);
+        } else if (s && jb->kind == J_STREAM && s->state == S_MAKING) {
+            if (!jb->ok) wsk_bridge_log(j->link, WSK_LOG_WARN, "history: %s", jb->why);
+            memcpy(s->epoch, jb->epoch, 16);
+            s->state = jb->ok ? S_READY : S_NEW;
+            release(j, s, jb->ok);
+        } else if (s && jb->kind == J_REFUSED && s->state == S_READY) {
+            wsk_bridge_log(j->link, WSK_LOG_WARN, "history: a message of '%s' refused: %s",
+                           jb->chan, jb->why);
+            s->state = S_NEW; /* its stream is checked again at the next append */
+        }
+        if (jb->count) wsk_bridge_counted(j->link, jb->count, -1); /* NATS cannot count */
+        job_free(jb);
+    }
+}
+
+/* ----- delivery in the stream's order ------------------------------------------------------- */
+
+/* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
+static uint64_t offset_of(const char *env, size_t len)
+{
+    uint64_t v = 0;
+    if (!history_envelope(env, len)) return 0;
+    for (size_t i = WSK_BRIDGE_HDR; i < WSK_BRIDGE_HDR + 20; i++) {
+        if (env[i] < '0' || env[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(env[i] - '0');
+    }
+    return v;
+}
+
+static void deliver_one(wsk_natsjs *j, struct jstream *s, const char *env, size_t len)
+{
+    uint64_t off = offset_of(env, len);
+    if (off > s->last) s->last = off;
+    wsk_bridge_message(j->link, s->chan, s->n, env, len);
+}
+
+/* Delivers s's early messages that are next in turn, or all of them (all). */
+static void deliver_early(wsk_natsjs *j, struct jstream *s, int all)
+{
+    while (s->early && (all || offset_of(s->early->env, s->early->len) <= s->last + 1)) {
+        struct held *h = s->early;
+        s->early = h->next;
+        s->nearly--;
+        deliver_one(j, s, h->env, h->len);
+        free(h);
+    }
+    if (!s->early && s->since) {
+        s->since = 0;
+        j->nwaiting--;
+    }
+}
+
+static void on_hold(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    wsk_natsjs *j = w->data;
+    (void)revents;
+    double now = ev_now(ev);
+    for (size_t i = 0; i < NBUCKETS && j->nwaiting; i++)
+        for (struct jstream *s = j->streams[i]; s; s = s->next)
+            if (s->since && now - s->since >= HOLD_MS / 1e3) deliver_early(j, s, 1);
+    if (!j->nwaiting) ev_timer_stop(ev, w);
+}
+
+void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *env, size_t len)
+{
+    uint64_t off = offset_of(env, len);
+    struct jstream **p = off ? stream_find(j, chan, n) : NULL, *s = p ? *p : NULL;
+    if (p && !s && (s = calloc(1, sizeof *s + n))) {
+        s->n = n;
+        memcpy(s->chan, chan, n);
+        *p = s;
+    }
+    if (!s) {
+        wsk_bridge_message(j->link, chan, n, env, len);
+        return;
+    }
+    const char *epoch = env + WSK_BRIDGE_HDR + 20;
+    if (memcmp(s->seen, epoch, 16)) { /* a new life of the stream (or the first message) */
+        deliver_early(j, s, 1);
+        memcpy(s->seen, epoch, 16);
+        s->last = 0;
+    }
+    if (!s->last || off <= s->last + 1) { /* its turn (or late: it goes at once all the same) */
+        deliver_one(j, s, env, len);
+        deliver_early(j, s, 0);
+        return;
+    }
+    struct held *h = malloc(sizeof *h + len), **q = &s->early;
+    if (!h) {
+        deliver_one(j, s, env, len);
+        return;
+    }
+    h->count = NULL;
+    h->len = len;
+    memcpy(h->env, env, len);
+    while (*q && offset_of((*q)->env, (*q)->len) < off) q = &(*q)->next;
+    h->next = *q;
+    *q = h;
+    if (!s->since) {
+        s->since = ev_now(j->x->ev);
+        if (!j->nwaiting++) ev_timer_again(j->x->ev, &j->hold);
+    }
+    if (++s->nearly > EARLY_MAX) deliver_early(j, s, 1);
+}
+
+void wsk_natsjs_up(wsk_natsjs *j, natsConnection *nc)
+{
+    j->up = 1;
+    j->nc = nc;
+    pthread_mutex_lock(&j->mu);
+    j->wnc = nc;
+    pthread_mutex_unlock(&j->mu);
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (struct jstream *s = j->streams[i]; s; s = s->next)
+            if (s->state == S_READY) s->state = S_NEW;
+    struct job *jb = job_new(J_DETECT, "", 0);
+    if (jb) job_queue(j, jb);
+}
+
+void wsk_natsjs_down(wsk_natsjs *j)
+{
+    j->up = 0;
+    j->on = -1;
+}
+
+wsk_natsjs *wsk_natsjs_new(wsk_bridge_link *link, wsk_natsev *x)
+{
+    wsk_natsjs *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->link = link;
+    j->x = x;
+    j->on = j->known = -1;
+    atomic_init(&j->pending, 0);
+    ev_init(&j->hold, on_hold);
+    j->hold.repeat = HOLD_MS / 2e3;
+    j->hold.data = j;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    if (pthread_create(&j->worker, NULL, work, j) != 0) {
+        pthread_mutex_destroy(&j->mu);
+        pthread_cond_destroy(&j->cv);
+        free(j);
+        return NULL;
+    }
+    j->running = 1;
+    return j;
+}
+
+void wsk_natsjs_free(wsk_natsjs *j)
+{
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    j->quit = 1;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (j->running) pthread_join(j->worker, NULL);
+    if (j->wjs) jsCtx_Destroy(j->wjs); /* the acks still awaited are not */
+    /* Every range not answered yet is, now: the reader hears ok 0. */
+    struct job *lists[2] = {j->todo, j->done};
+    for (int i = 0; i < 2; i++) {
+        for (struct job *jb = lists[i], *next; jb; jb = next) {
+            next = jb->next;
+            if (jb->kind == J_RANGE)
+                wsk_bridge_ranged(j->link, jb->r, 0, NULL, 0, 0, NULL, NULL, 0);
+            if (jb->count) wsk_bridge_counted(j->link, jb->count, -1);
+            job_free(jb);
+        }
+    }
+    for (size_t i = 0; i < PBUCKETS; i++) { /* no ack came: the senders hear -1 all the same */
+        for (struct waiting *w = j->waiting[i], *next; w; w = next) {
+            next = w->next;
+            wsk_bridge_counted(j->link, w->count, -1);
+            free(w);
+        }
+        j->waiting[i] = NULL;
+    }
+    ev_timer_stop(j->x->ev, &j->hold);
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (struct jstream *s = j->streams[i], *next; s; s = next) {
+            next = s->next;
+            for (struct held *h = s->head, *hn; h; h = hn) {
+                hn = h->next;
+                if (h->count) wsk_bridge_counted(j->link, h->count, -1);
+                free(h);
+            }
+            for (struct held *h = s->early, *hn; h; h = hn) {
+                hn = h->next;
+                free(h);
+            }
+            free(s);
+        }
+    }
+    free(j->scratch);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}

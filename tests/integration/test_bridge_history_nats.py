@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""wsserve --pubsub --history N with a nats:// --bridge to a nats-server with JetStream: the
+history lives in a stream per topic, so that two nodes number a topic's messages alike and
+either recovers any client (the scenarios of test_bridge_history.py, shared in
+tests/lib/history.py).  A subscriber on node A killed mid-stream while node B publishes comes
+back on node B with "since" and gets every missed message once, in order, then live ones from
+both nodes; the stream keeps the last N messages, each for TTL seconds; with nats-server down,
+local delivery goes on without offsets and "recovered": false; a nats-server restarted without
+its store starts offsets again with a new epoch.  A nats-server without JetStream: history
+stays node-local, and the node says why once."""
+# tests/run: alone (two nodes and a nats-server)
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import (done, Engine, nothing, ok, recv_json, sanitized, Server, skip,  # noqa: E402
+                    wait_for, ws_connect as connect)
+from history import (across_nodes, messages, own_messages, publish, resume,  # noqa: E402
+                     storm, under_pattern)
+
+
+def node(nats, *extra):
+    s = Server("--pubsub", "-v", *(extra or ("--history", "5000")), "--bridge", nats.url,
+               "--threads", "1")
+    s.wait_log("the server has JetStream")
+    return s
+
+
+def streams(nats):
+    """{stream name: state} of the server's JetStream (its monitoring port's /jsz)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{nats.monitor}/jsz?streams=1",
+                                timeout=5) as r:
+        accounts = json.load(r).get("account_details") or []
+    return {s["name"]: s["state"] for a in accounts for s in a.get("stream_detail") or []}
+
+
+def republish(nats, chan, msgs):
+    """Publishes on chan what a stream's RePublish sends: each (offset, data) as an envelope
+    of another node (message number = offset) with that offset in the Nats-Sequence header."""
+    origin, epoch = os.urandom(8), "0123456789abcdef"
+    out = b""
+    for off, data in msgs:
+        env = bytes([0xB2, 8]) + origin + off.to_bytes(8, "little") + b"0" * 20 + \
+            epoch.encode() + data.encode()
+        hdr = f"NATS/1.0\r\nNats-Sequence: {off}\r\n\r\n".encode()
+        out += b"HPUB %s %d %d\r\n%s%s\r\n" % (chan.encode(), len(hdr), len(hdr) + len(env),
+                                                 hdr, env)
+    with socket.create_connection(("127.0.0.1", nats.port), timeout=5) as c:
+        f = c.makefile("rb")
+        f.readline()  # INFO
+        c.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n' + out + b"PING\r\n")
+        while f.readline().strip() != b"PONG":
+            pass
+
+
+async def out_of_order(nats, a):
+    """nats-server 2.9 may republish a stream's messages out of order (two publishers at once):
+    a node delivers them in the stream's order, one that comes before its turn waits for the
+    one before it (a while at most: then it goes all the same)."""
+    async with connect(a.url()) as sub:
+        await sub.send(json.dumps({"op": "subscribe", "topic": "ooo"}))
+        await recv_json(sub)
+        ok(wait_for(lambda: nats.subscribers("wskit:ooo") == 1), "node A listens to ooo")
+        republish(nats, "wskit:ooo", [(1, "o1"), (3, "o3"), (4, "o4"), (2, "o2")])
+        got = await messages(sub, 4)
+        ok([(d, o) for d, o, _ in got] == [("o1", 1), ("o2", 2), ("o3", 3), ("o4", 4)],
+           "messages republished as 1, 3, 4, 2 are delivered as 1, 2, 3, 4", got)
+        republish(nats, "wskit:ooo", [(6, "o6")])  # 5 never comes
+        start = time.monotonic()
+        got = await messages(sub, 1)
+        ok([(d, o) for d, o, _ in got] == [("o6", 6)] and time.monotonic() - start >= 0.05,
+           "one whose predecessor never comes is delivered after a wait", got)
+
+
+async def bounds(nats):
+    """--history 5,1: the stream keeps the last 5 messages, each for 1 second."""
+    c = node(nats, "--history", "5,1")
+    try:
+        url = c.url()
+        async with connect(url) as pub:
+            start = time.monotonic()
+            for i in range(1, 11):
+                await publish(pub, "bounded", f"b{i}")
+            ack, ws = await resume(url, "bounded", 0, "")
+            got = await messages(ws, 5)
+            await ws.close()
+            young = time.monotonic() - start < 1  # a slow machine may miss this window
+            ok(not young or (ack.get("recovered") is False and ack.get("offset") == 10 and
+                             [(d, o) for d, o, _ in got] == [(f"b{i}", i) for i in range(6, 11)]),
+               "depth 5: offsets 6 to 10 kept, 1 to 5 told lost (\"recovered\": false)",
+               (ack, got))
+            epoch = got[0][2]
+            ok(wait_for(lambda: any(s["messages"] == 0 and s["last_seq"] == 10
+                                    for s in streams(nats).values()), 10) and
+               time.monotonic() - start >= 0.9, "the messages go once older than the TTL")
+            ack, ws = await resume(url, "bounded", 7, epoch)
+            await ws.close()
+            ok(ack.get("recovered") is False and ack.get("offset") == 10,
+               "... then a position before them is not recovered", ack)
+            ack, ws = await resume(url, "bounded", 10, epoch)
+            ok(ack.get("recovered") is True and await nothing(ws, 0.2),
+               "... and one after the last message is (nothing was missed)", ack)
+            await ws.close()
+    finally:
+        ok(c.stop() == 0, "the bounded node exits cleanly")
+
+
+async def restarted(nats, a, epoch):
+    """nats-server killed: local delivery without offsets and "recovered": false; back without
+    its store: the topic starts again at offset 1 with a new epoch."""
+    nats.stop()
+    ok(a.wait_log("lost") >= 1, "node A sees nats-server go")
+    ack, back = await resume(a.url(), "feed", 132, epoch)
+    ok(ack.get("recovered") is False, "nats-server down: \"recovered\": false", ack)
+    async with connect(a.url()) as pub:
+        await publish(pub, "feed", "local")
+        m = await recv_json(back)
+        ok(m.get("data") == "local" and "offset" not in m,
+           "... and local delivery goes on, without offsets", m)
+        store = tempfile.mkdtemp(prefix="wsk-js-")
+        nats.extra = ["-js", "-sd", store]  # a new store: the streams are gone
+        nats.start()
+        ok(a.wait_log("the server has JetStream", n=2) >= 2, "node A reconnects and finds JetStream",
+           a.lines[-6:])
+        await publish(pub, "feed", "again")
+        m = await recv_json(back)
+        fresh = (m.get("offset"), m.get("epoch"))
+        ok(m.get("data") == "again" and fresh[0] == 1 and len(fresh[1]) == 16 and
+           fresh[1] != epoch, "the stream made again: offset 1, a new epoch", m)
+    await back.close()
+    ack, back = await resume(a.url(), "feed", 132, epoch)
+    ok(ack.get("recovered") is False and (ack.get("offset"), ack.get("epoch")) == fresh,
+       "the old epoch is not recovered: \"recovered\": false", ack)
+    got = await messages(back, 1)
+    ok(got == [("again", 1, fresh[1])], "... and what the new stream holds follows", got)
+    await back.close()
+    shutil.rmtree(store, ignore_errors=True)
+
+
+async def no_jetstream():
+    """A nats-server without JetStream: history stays node-local (a node's own messages carry
+    its offsets, another node's none), and each node says why, once."""
+    with Engine("nats") as nats:
+        a, b = (Server("--pubsub", "-v", "--history", "100", "--bridge", nats.url)
+                for _ in range(2))
+        try:
+            for s in (a, b):
+                ok(s.wait_log("the server has no JetStream") == 1,
+                   "the node sees that the server has no JetStream", s.lines[-3:])
+            async with connect(a.url()) as sub, connect(a.url()) as apub, \
+                    connect(b.url()) as bpub:
+                await sub.send(json.dumps({"op": "subscribe", "topic": "n"}))
+                await recv_json(sub)
+                ok(wait_for(lambda: "wskit:n" in nats.channels()), "the topic is on NATS")
+                await publish(bpub, "n", "from b")
+                await publish(apub, "n", "from a")
+                got = sorted(await messages(sub, 2))
+                ok(got[1] == ("from b", None, None) and got[0][:2] == ("from a", 1),
+                   "without JetStream: history is node-local (another node's message has no "
+                   "offset)", got)
+                await publish(apub, "n", "again")
+                ok([s.count("history stays node-local: the server has no JetStream")
+                    for s in (a, b)] == [1, 1], "... and each node says so once, a warning",
+                   [s.lines[-2:] for s in (a, b)])
+        finally:
+            codes = [s.stop() for s in (a, b)]
+        ok(codes == [0, 0], "both nodes exit cleanly", codes)
+
+
+async def main():
+    store = tempfile.mkdtemp(prefix="wsk-js-")
+    try:
+        with Engine("nats", extra=["-js", "-sd", store]) as nats:
+            a, b = node(nats), node(nats)
+            try:
+                epoch = await across_nodes(a, b, lambda: wait_for(
+                    lambda: nats.subscribers("wskit:feed") == 2))
+                st = list(streams(nats).values())
+                ok(len(st) == 1 and st[0]["first_seq"] == 1 and st[0]["last_seq"] == 132,
+                   "one stream holds the topic's 132 messages", st)
+                await own_messages(a.url(), b.url(), lambda: wait_for(
+                    lambda: nats.subscribers("wskit:own") == 2))
+                await storm(a, b, *((100, 2) if sanitized() else (300, 4)))
+                await under_pattern(a, b)
+                await out_of_order(nats, a)
+                await bounds(nats)
+                await restarted(nats, a, epoch)
+            finally:
+                codes = [s.stop() for s in (a, b)]
+            ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
+               "both nodes exit cleanly", codes)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+    await no_jetstream()
+
+
+if not shutil.which("nats-server"):
+    skip("history through NATS JetStream", "nats-server is not installed (scripts/install-deps)")
+else:
+    asyncio.run(main())
+done()

@@ -1,0 +1,197 @@
+"""Shared by the tests of history in a bridge's engine (test_bridge_history.py: Redis;
+test_bridge_history_nats.py: NATS JetStream): JSON publishes, deliveries with their offsets,
+subscribes with "since", and the scenarios both engines must pass the same way."""
+import asyncio
+import json
+
+from wstest import nothing, ok, recv_json, ws_connect as connect
+
+T = 5.0
+
+
+async def publish(pub, topic, data, n=[0]):
+    """Publishes through a JSON socket and waits for its acknowledgement."""
+    n[0] += 1
+    await pub.send(json.dumps({"op": "publish", "topic": topic, "data": data, "id": n[0]}))
+    while (await recv_json(pub)).get("id") != n[0]:
+        pass
+
+
+async def messages(ws, n):
+    """The next n deliveries of ws as (data, offset, epoch)."""
+    got = []
+    while len(got) < n:
+        m = await recv_json(ws)
+        if m.get("type") == "message":
+            got.append((m.get("data"), m.get("offset"), m.get("epoch")))
+    return got
+
+
+async def resume(url, topic, offset, epoch):
+    """(ack, socket) of a subscribe with since."""
+    ws = await connect(url).__aenter__()
+    await ws.send(json.dumps({"op": "subscribe", "topic": topic,
+                              "since": {"offset": offset, "epoch": epoch}}))
+    return await recv_json(ws), ws
+
+
+async def across_nodes(a, b, listening):
+    """Two nodes: a subscriber on node A killed mid-stream while node B publishes comes back on
+    node B with "since" and gets every missed message once, in order, then live ones from both
+    nodes; then a client recovers on node A while both nodes publish.  listening() waits until
+    both nodes listen to the topic on the engine.  The topic's epoch."""
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as apub, connect(ua) as sub, \
+            connect(ub) as watch:
+        for ws in (sub, watch):
+            await ws.send(json.dumps({"op": "subscribe", "topic": "feed"}))
+            await recv_json(ws)
+        ok(listening(), "both nodes listen to the topic on the engine")
+        for i in range(1, 21):
+            await publish(pub, "feed", f"m{i}")
+        seen = await messages(sub, 10)
+        ok([o for _, o, _ in seen] == list(range(1, 11)) and len({e for _, _, e in seen}) == 1,
+           "node A delivers node B's messages with offsets 1, 2, ... from the engine", seen)
+        epoch = seen[-1][2]
+        on_b = await messages(watch, 20)
+        ok(on_b == [(f"m{i}", i, epoch) for i in range(1, 21)],
+           "node B delivers its own messages with the same offsets and epoch", on_b[:3])
+        sub.transport.abort()  # killed mid-stream: 11..20 were sent to it, maybe not read
+        for i in range(21, 31):
+            await publish(pub, "feed", f"m{i}")
+        ack, back = await resume(ub, "feed", 10, epoch)
+        ok(ack.get("recovered") is True and ack.get("offset") == 30 and ack.get("epoch") == epoch,
+           "back on node B, the engine's history reaches back to offset 10", ack)
+        got = await messages(back, 20)
+        ok(got == [(f"m{i}", i, epoch) for i in range(11, 31)],
+           "... it gets 11 to 30 once, in order, with their offsets", got[:3])
+        await publish(pub, "feed", "m31")
+        await publish(apub, "feed", "m32")
+        got = await messages(back, 2)
+        ok(got == [("m31", 31, epoch), ("m32", 32, epoch)] and await nothing(back, 0.3),
+           "... then live ones from both nodes, once", got)
+        await back.close()
+
+        # Publishes from both nodes go on while a client recovers on node A.
+        ack, back = await resume(ua, "feed", 0, epoch)
+        ok(ack.get("recovered") is True, "offset 0 recovers the whole history", ack)
+
+        async def more():
+            for i in range(33, 133):
+                await publish(pub if i % 2 else apub, "feed", f"m{i}")
+        task = asyncio.create_task(more())
+        got = await messages(back, 132)
+        await task
+        offs = [o for _, o, _ in got]
+        ok(offs == list(range(1, 133)) and [d for d, _, _ in got] == [f"m{i}" for i in offs],
+           "publishes during a recovery: every message once, in order, then live",
+           [o for i, o in enumerate(offs) if o != i + 1][:5])
+        ok(await nothing(back, 0.3), "... and nothing more")
+        await back.close()
+    return epoch
+
+
+async def own_messages(ua, ub, ready):
+    """A publisher subscribed to its own topic gets none of its messages back (raw or JSON), as
+    when history stays node-local; another subscriber on its node and one on node ub get every
+    message once, in order, the JSON ones with the same offsets."""
+    async with connect(ua + "own") as raw, connect(ua + "own") as rawsub, connect(ua) as jpub, \
+            connect(ua) as jsub, connect(ub) as far:
+        for ws in (jpub, jsub, far):
+            await ws.send(json.dumps({"op": "subscribe", "topic": "own"}))
+            await recv_json(ws)
+        ok(ready(), "every node listens to the topic")
+        for i in range(1, 6):
+            await raw.send(f"r{i}")
+        got = [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
+        back = []
+        for i in range(6, 11):
+            await jpub.send(json.dumps({"op": "publish", "topic": "own", "data": f"j{i}",
+                                        "id": i}))
+            while True:
+                m = await recv_json(jpub)
+                if m.get("id") == i:
+                    break
+                back.append(m)
+        got += [await asyncio.wait_for(rawsub.recv(), T) for _ in range(5)]
+        want = [f"r{i}" for i in range(1, 6)] + [f"j{i}" for i in range(6, 11)]
+        ok(got == want, "another raw subscriber on the publishers' node gets every message", got)
+        mine, theirs = await messages(jsub, 10), await messages(far, 10)
+        offs = [o for _, o, _ in mine]
+        ok([d for d, _, _ in mine] == want and offs == list(range(offs[0], offs[0] + 10)) and
+           theirs == mine, "JSON subscribers on both nodes: every message once, in order, with "
+           "the same offsets", (mine[:2], theirs[:2]))
+        rawgot = [await asyncio.wait_for(raw.recv(), T) for _ in range(5)]
+        ok(rawgot == want[5:] and await nothing(raw, 0.3),
+           "a raw publisher gets the others' messages, not its own", rawgot)
+        back = [m.get("data") for m in back if m.get("type") == "message"]
+        ok(back == want[:5] and await nothing(jpub, 0.1),
+           "a JSON publisher gets the others' messages, not its own", back)
+
+
+async def storm(a, b, n=1500, clients=8):
+    """Both nodes publish n messages each as fast as raw sockets send them while clients
+    recover from offset 0 on node A, one after another: each gets 1 .. 2n, once, in order."""
+    ua = f"ws://127.0.0.1:{a.port}/"
+
+    async def blast(srv, tag):
+        async with connect(f"ws://127.0.0.1:{srv.port}/storm") as raw:
+            for i in range(n):  # paced: the recoveries happen during the storm
+                await raw.send(f"{tag}{i}")
+                if i % 10 == 0:
+                    await asyncio.sleep(0.002)
+
+    async def recoverer(k):
+        await asyncio.sleep(0.05 * k)
+        ack, ws = await resume(ua, "storm", 0, "")
+        try:
+            got = [o for _, o, _ in await messages(ws, 2 * n)]
+        except asyncio.TimeoutError:
+            got = None
+        await ws.close()
+        return ack.get("recovered"), got
+
+    results = await asyncio.gather(blast(a, "a"), blast(b, "b"),
+                                   *(recoverer(k) for k in range(clients)))
+    bad = [(k, r[0], r[1] if r[1] is None else
+            [o for i, o in enumerate(r[1]) if o != i + 1][:3])
+           for k, r in enumerate(results[2:]) if r != (True, list(range(1, 2 * n + 1)))]
+    ok(not bad, f"{clients} recoveries during a storm of publishes on both nodes: every "
+       "message once, in order", bad)
+
+
+async def under_pattern(a, b):
+    """A client on node A subscribed to ord.> recovers ord.a from Redis while node B goes on
+    publishing to ord.a and ord.b: each message reaches it once, ord.a's in order."""
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as ws:
+        for i in range(1, 1001):
+            await pub.send(json.dumps({"op": "publish", "topic": "ord.a", "data": f"a{i}"}))
+        await publish(pub, "ord.a", "a1001")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.>"}))
+        await recv_json(ws)
+        await ws.send(json.dumps({"op": "subscribe", "topic": "ord.a",
+                                  "since": {"offset": 0, "epoch": ""}}))
+
+        async def more():  # during the recovery's reads from Redis
+            for i in range(1002, 1042):
+                await publish(pub, "ord.a", f"a{i}")
+                await publish(pub, "ord.b", f"b{i}")
+        task = asyncio.create_task(more())
+        got = []
+        while sum(m.get("topic") == "ord.a" for m in got) < 1041:
+            m = await recv_json(ws)
+            if m.get("type") == "message":
+                got.append(m)
+        await task
+        seen = [(m.get("offset"), m.get("data")) for m in got if m.get("topic") == "ord.a"]
+        ok(seen == [(i, f"a{i}") for i in range(1, 1042)],
+           "a recovery from Redis under a matching pattern: each message once, in order",
+           [(i, o) for i, (o, _) in enumerate(seen) if o != i + 1][:5])
+        await publish(pub, "ord.a", "live")
+        m = await recv_json(ws)
+        while m.get("topic") == "ord.b":
+            m = await recv_json(ws)
+        ok(m.get("data") == "live" and m.get("offset") == 1042, "then live, once",
+           (m.get("data"), m.get("offset")))
+        ok(await nothing(ws, 0.3), "... and nothing more")
