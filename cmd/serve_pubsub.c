@@ -127,6 +127,7 @@ struct member {
 
 struct pending;
 struct recovery;
+struct rread;
 
 /* A broker connection. */
 struct client {
@@ -136,6 +137,7 @@ struct client {
     unsigned nsubs;              /* JSON: topics subscribed */
     struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
     struct recovery *rec;        /* a subscribe with "since" sending the history */
+    struct rread *reads;         /* retained messages asked of the engine (retained_ask) */
     unsigned long id;            /* for presence */
     char user[3 * USER_MAX + 1]; /* ?user= at upgrade, made UTF-8 (presence) */
     size_t tlen;
@@ -616,10 +618,17 @@ static void pending_late(struct ev_loop *ev, ev_timer *w, int revents)
     }
 }
 
-/* One publish: counted when p is not NULL (pending_count runs for it). */
+/* One publish: counted when p is not NULL (pending_count runs for it).  A retained one is
+ * kept in the engine too when it keeps them (Redis: wsk_server_publish_retained), else here
+ * only (retain()). */
 static long publish_one(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
-                        const void *data, size_t len, wsk_opcode op, struct pending *p)
+                        const void *data, size_t len, wsk_opcode op, int retained,
+                        struct pending *p)
 {
+    long r = retained ? wsk_server_publish_retained(srv, from, topic, tlen, data, len, op, 1, 0,
+                                                    p ? pending_count : NULL, p)
+                      : WSK_ERR_STATE;
+    if (r != WSK_ERR_STATE && r != WSK_ERR_INVAL) return r;
     if (p)
         return wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, 1, pending_count,
                                           p);
@@ -699,7 +708,8 @@ static long publish_json(wsk_server *srv, wsk_ws *from, const char *topic, size_
  * here; from NULL: the server.  Returns the receivers here.  With p, pending_count runs for it
  * once, with p->local set first. */
 static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
-                           const void *data, size_t len, int binary, struct pending *p)
+                           const void *data, size_t len, int binary, int retained,
+                           struct pending *p)
 {
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     ps_pos pos;
@@ -708,8 +718,10 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
      * the engine down, it goes as below, without an offset. */
     if (remote_history(broker_of(srv))) {
         if (p) p->local = 0;
-        long n = wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
-                                            p ? pending_count : NULL, p);
+        long n = retained ? wsk_server_publish_retained(srv, from, topic, tlen, data, len, op, 1, 1,
+                                                        p ? pending_count : NULL, p)
+                          : wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
+                                                       p ? pending_count : NULL, p);
         if (n > 0) {
             if (from) mine_keep(broker_of(srv), n, from);
             return 0;
@@ -725,7 +737,7 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
      * the acknowledgement must hold both forms' receivers. */
     long total = publish_json(srv, from, topic, tlen, data, len, binary, extra);
     if (p) p->local = total;
-    long r = publish_one(srv, from, topic, tlen, data, len, op, p);
+    long r = publish_one(srv, from, topic, tlen, data, len, op, retained, p);
     /* Held until the message is out: threads deliver in the order of their offsets. */
     store_unlock(srv);
     return total + (r > 0 ? r : 0);
@@ -829,6 +841,79 @@ static void send_retained_json(void *arg, const char *topic, size_t tlen, const 
     free(s);
 }
 
+/* The retained messages of what ws just subscribed to, topic[0..tlen) (a name or a pattern), as
+ * this node keeps them: before anything live, since nothing else runs between the subscription
+ * and these sends. */
+static void retained_here(wsk_ws *ws, int json, const char *topic, size_t tlen)
+{
+    ps_store_retained(store_lock(wsk_ws_server(ws)), topic, tlen,
+                      json ? send_retained_json : send_retained_raw, ws);
+    store_unlock(wsk_ws_server(ws));
+}
+
+/* A retained message asked of the engine for a subscription of ws (wsk_server_retained_read):
+ * on the client's list until it comes; ws NULL once the client closed (then freed when it
+ * comes). */
+struct rread {
+    wsk_ws *ws;
+    struct rread *prev, *next;
+    int json;
+    size_t tlen;
+    char topic[];
+};
+
+static void rread_unlink(struct client *cl, struct rread *rr)
+{
+    if (rr->prev)
+        rr->prev->next = rr->next;
+    else
+        cl->reads = rr->next;
+    if (rr->next) rr->next->prev = rr->prev;
+}
+
+/* The engine's answer: its retained message (with its offset, with history in the engine), or
+ * none, or, when it could not answer, this node's. */
+static void retained_came(void *arg, const wsk_retained *r)
+{
+    struct rread *rr = arg;
+    wsk_ws *ws = rr->ws;
+    if (ws) rread_unlink(wsk_ws_data(ws), rr);
+    if (ws && !r->ok) {
+        retained_here(ws, rr->json, rr->topic, rr->tlen);
+    } else if (ws && r->found && !rr->json) {
+        wsk_send(ws, r->data, r->len, r->op, 1);
+    } else if (ws && r->found) {
+        char extra[96] = ",\"retained\":true";
+        if (r->at.offset)
+            snprintf(extra, sizeof extra, ",\"retained\":true,\"offset\":%llu,\"epoch\":\"%s\"",
+                     (unsigned long long)r->at.offset, r->at.epoch);
+        size_t n;
+        char *s = jp_delivery_with(rr->topic, rr->tlen, r->data, r->len, r->op == WSK_OP_BINARY,
+                                   extra, &n);
+        send_reply(ws, s, n);
+    }
+    free(rr);
+}
+
+/* ws subscribed to topic[0..tlen): its retained message comes first.  With a Redis bridge it is
+ * the one Redis keeps, asked for now (a pattern's: those this node keeps); without, or Redis
+ * down, this node's, at once. */
+static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *topic, size_t tlen)
+{
+    struct rread *rr = wsk_topic_is_pattern(topic, tlen) ? NULL : malloc(sizeof *rr + tlen);
+    if (rr) {
+        *rr = (struct rread){ws, NULL, cl->reads, json, tlen};
+        memcpy(rr->topic, topic, tlen);
+        if (wsk_server_retained_read(wsk_ws_server(ws), topic, tlen, retained_came, rr) == 0) {
+            if (cl->reads) cl->reads->prev = rr;
+            cl->reads = rr;
+            return;
+        }
+        free(rr);
+    }
+    retained_here(ws, json, topic, tlen);
+}
+
 static void broker_open(wsk_ws *ws)
 {
     struct client *cl = wsk_ws_data(ws);
@@ -837,9 +922,7 @@ static void broker_open(wsk_ws *ws)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
         return;
     }
-    /* Before anything live: nothing else runs between the subscription and these sends. */
-    ps_store_retained(store_lock(wsk_ws_server(ws)), cl->topic, cl->tlen, send_retained_raw, ws);
-    store_unlock(wsk_ws_server(ws));
+    retained_ask(ws, cl, 0, cl->topic, cl->tlen);
 }
 
 static void send_reply(wsk_ws *ws, char *text, size_t len)
@@ -1345,11 +1428,9 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
     size_t len;
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
     send_reply(ws, s, len);
-    /* The retained messages come right after the acknowledgement, before anything live. */
-    const ps_store *st = store_lock(wsk_ws_server(ws));
+    /* The retained messages come right after the acknowledgement. */
     for (size_t i = 0; rq->op == JP_SUBSCRIBE && i < rq->ntopics; i++)
-        ps_store_retained(st, rq->topics[i].name, rq->topics[i].len, send_retained_json, ws);
-    store_unlock(wsk_ws_server(ws));
+        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len);
 }
 
 /* Presence: what the broker knows of a subscriber. */
@@ -1455,7 +1536,8 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
                 memcpy(p->id, rq.id, sizeof p->id);
                 pending_link(cl, p);
                 p->busy = 1;
-                p->got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, p);
+                p->got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary,
+                                        rq.retain, p);
                 p->busy = 0;
                 if (p->counted) {
                     pending_done(p);
@@ -1466,8 +1548,8 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
                     ev_timer_start(p->ev, &p->late);
                 }
             } else {
-                long got =
-                    broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, NULL);
+                long got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary,
+                                          rq.retain, NULL);
                 s = jp_ack_publish(rq.id, t->name, t->len, got, JP_NO_BRIDGE, &n);
                 send_reply(ws, s, n);
             }
@@ -1532,7 +1614,7 @@ static void broker_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
         wsk_close(ws, WSK_CLOSE_POLICY, "a pattern cannot be published to", 32);
         return;
     }
-    broker_publish(wsk_ws_server(ws), ws, cl->topic, cl->tlen, data, len, op == WSK_OP_BINARY,
+    broker_publish(wsk_ws_server(ws), ws, cl->topic, cl->tlen, data, len, op == WSK_OP_BINARY, 0,
                    NULL);
 }
 
@@ -1543,6 +1625,7 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     (void)len;
     struct client *cl = wsk_ws_data(ws);
     for (struct pending *p = cl ? cl->pending : NULL; p; p = p->next) p->ws = NULL;
+    for (struct rread *rr = cl ? cl->reads : NULL; rr; rr = rr->next) rr->ws = NULL;
     if (cl && cl->rec && cl->rec->remote)
         remote_end(wsk_ws_server(ws), cl->rec);
     else if (cl)
@@ -1704,7 +1787,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
                           "the body is not UTF-8 text: send binary with Content-Type: "
                           "application/octet-stream");
     long r = wsk_request_query_param(req, "retain", flag, sizeof flag);
-    if (r >= 0 && strcmp(flag, "0") && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
+    int retained = r >= 0 && strcmp(flag, "0");
+    if (retained && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
         return http_error(res, 500, "internal", "out of memory");
     /* With the engine up, the answer waits for its count of the other nodes (deferred); the
      * response built below is the fallback, if the count is not there in time. */
@@ -1718,7 +1802,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         p->tlen = tlen;
         memcpy(p->topic, topic, tlen);
     }
-    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, p);
+    long got =
+        broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, retained, p);
     size_t len;
     char *s = jp_http_published(topic, tlen, got,
                                 up < 0 ? JP_NO_BRIDGE
