@@ -53,6 +53,8 @@
  * for the engine's count; then it goes with the local receivers and "reason" (JP_LATE): a
  * stalled engine never holds an answer longer. */
 #define COUNT_WAIT 1.0
+/* Seconds GET /topics waits for Redis' figures of the topics it lists (topics_start). */
+#define TOPICS_WAIT 1.0
 
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
@@ -533,6 +535,8 @@ struct pending {
     uint8_t busy;      /* JSON: broker_publish has not returned (the count may come inside) */
     uint8_t counted;   /* the count came */
     uint8_t acked;     /* JSON: the acknowledgement went without the count */
+    uint8_t kept_from; /* presence: kept holds Redis' retained flag (1), and history (2) */
+    wsk_topic_kept kept;
     struct ev_loop *ev;
     ev_timer late; /* JSON: COUNT_WAIT from the publish, while the count has not come */
     size_t tlen;
@@ -1449,15 +1453,9 @@ static wsk_server *member_of(void *arg, unsigned i)
 
 /* Every thread answered (or the wait is over): the reply goes to whoever asked, if still
  * there. */
-static void presence_done(void *arg, pi_census *c)
+/* An introspection answer s[0..n) (NULL: out of memory) to p's asker, if still there; frees p. */
+static void pending_answer(struct pending *p, char *s, size_t n)
 {
-    struct pending *p = arg;
-    size_t n = 0;
-    char *s = NULL;
-    if (p->http || p->ws) {
-        s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
-        store_unlock(p->srv);
-    }
     if (p->http) {
         http_answer(p->http, s, n);
     } else if (p->ws) {
@@ -1466,16 +1464,124 @@ static void presence_done(void *arg, pi_census *c)
             send_reply(p->ws, s, n);
         else
             send_error(p->ws, p->id, JP_ENOMEM, "out of memory");
+    } else {
+        free(s);
     }
     free(p);
 }
 
-/* Starts the census of topic for p (ws's, or an HTTP request's); -1 when memory is short. */
+static void presence_done(void *arg, pi_census *c)
+{
+    struct pending *p = arg;
+    size_t n = 0;
+    char *s = NULL;
+    if (p->kept_from) pi_census_kept(c, p->kept.retained, p->kept_from > 1, p->kept.history);
+    if (p->http || p->ws) {
+        s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
+        store_unlock(p->srv);
+    }
+    pending_answer(p, s, n);
+}
+
+/* The census of p's topic (p->srv, its ws or http set); -1 when memory is short. */
+static int census_begin(struct pending *p)
+{
+    struct serve *sv = serve_of(p->srv);
+    pi_members m = {member_of, sv->all, sv->threads, who};
+    return pi_census_start(p->srv, &m, p->topic, p->tlen, presence_done, p);
+}
+
+/* Redis' figures of the topic came (k NULL: it could not say): now the census. */
+static void presence_kept(void *arg, const wsk_topic_kept *k)
+{
+    struct pending *p = arg;
+    if (k) {
+        p->kept = k[0];
+        p->kept_from = remote_history(broker_of(p->srv)) ? 2 : 1;
+    }
+    if (census_begin(p) < 0) pending_answer(p, NULL, 0);
+}
+
+/* Starts the presence of topic for p (ws's, or an HTTP request's): with a Redis bridge its
+ * retained flag (and history length, with the history in Redis) are Redis', asked first; then
+ * the census of every thread.  -1 when memory is short. */
 static int presence_start(struct serve *sv, struct pending *p, const char *topic, size_t tlen)
 {
-    pi_members m = {member_of, sv->all, sv->threads, who};
     p->srv = sv->srv;
-    return pi_census_start(sv->srv, &m, topic, tlen, presence_done, p);
+    p->tlen = tlen < sizeof p->topic ? tlen : sizeof p->topic;
+    memcpy(p->topic, topic, p->tlen);
+    const char *name = p->topic;
+    if (wsk_server_kept_read(sv->srv, &name, &p->tlen, 1, presence_kept, p) == 0) return 0;
+    return census_begin(p);
+}
+
+/* A "topics" answer waiting for Redis' figures of the topics it lists (topics_start). */
+struct topics_wait {
+    struct pending *p; /* whom to answer: p->ws (JSON) or p->http */
+    pi_list *l;
+    size_t k;
+    size_t idx[]; /* the listed topics asked for, by their place in the list */
+};
+
+/* Redis' figures came (k NULL: it could not say; the node's stay): the answer goes. */
+static void topics_kept(void *arg, const wsk_topic_kept *k)
+{
+    struct topics_wait *w = arg;
+    struct pending *p = w->p;
+    size_t shown, n = 0;
+    jp_topic_info *t = pi_list_topics(w->l, &shown);
+    int remote = remote_history(broker_of(p->srv));
+    for (size_t i = 0; k && i < w->k; i++) {
+        t[w->idx[i]].retained = k[i].retained;
+        if (remote) t[w->idx[i]].history = (size_t)k[i].history;
+    }
+    char *s = NULL;
+    if (p->http || p->ws) {
+        s = pi_list_reply(w->l, store_lock(p->srv), p->id, p->http != NULL, &n);
+        store_unlock(p->srv);
+    }
+    pi_list_free(w->l);
+    free(w);
+    pending_answer(p, s, n);
+}
+
+/* "topics" for p (its ws or http, id and srv set): with a Redis bridge, the retained flags (and,
+ * with the history in Redis, the history lengths) of the topics listed are Redis', read in one
+ * round trip, and p is answered then (1); otherwise nothing is asked (0: the caller answers at
+ * once, with *s the answer, or NULL when memory is short). */
+static int topics_start(struct pending *p, const char *filter, size_t flen, size_t limit, char **s,
+                        size_t *len)
+{
+    wsk_server *srv = p->srv;
+    pi_list *l = pi_list_make(srv, store_lock(srv), filter, flen, limit);
+    store_unlock(srv);
+    size_t shown = 0, k = 0;
+    jp_topic_info *t = l ? pi_list_topics(l, &shown) : NULL;
+    struct topics_wait *w = l ? malloc(sizeof *w + shown * sizeof w->idx[0]) : NULL;
+    const char **names = w ? malloc((shown + 1) * sizeof *names) : NULL;
+    size_t *lens = names ? malloc((shown + 1) * sizeof *lens) : NULL;
+    for (size_t i = 0; lens && i < shown; i++) {
+        if (wsk_topic_is_pattern(t[i].name, t[i].len)) continue;
+        names[k] = t[i].name;
+        lens[k] = t[i].len;
+        w->idx[k++] = i;
+    }
+    int asked = 0;
+    if (k && lens) {
+        *w = (struct topics_wait){p, l, k};
+        asked = wsk_server_kept_read(srv, names, lens, k, topics_kept, w) == 0;
+    }
+    free(names);
+    free(lens);
+    if (asked) return 1;
+    free(w);
+    *s = NULL;
+    if (l) {
+        *s = pi_list_reply(l, store_lock(srv), p->id, p->http != NULL, len);
+        store_unlock(srv);
+    }
+    pi_list_free(l);
+    return 0;
 }
 
 /* {"op":"presence"}: answered once every thread told its subscribers. */
@@ -1566,9 +1672,17 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             presence_ask(ws, cl, &rq);
             break;
         }
-        s = pi_topics(wsk_ws_server(ws), store_lock(wsk_ws_server(ws)), rq.id, 0, rq.filter,
-                      rq.filter ? strlen(rq.filter) : 0, rq.limit, &n);
-        store_unlock(wsk_ws_server(ws));
+        struct pending *p = calloc(1, sizeof *p);
+        if (p) {
+            p->ws = ws;
+            p->srv = wsk_ws_server(ws);
+            memcpy(p->id, rq.id, sizeof p->id);
+            pending_link(cl, p);
+            if (topics_start(p, rq.filter, rq.filter ? strlen(rq.filter) : 0, rq.limit, &s, &n))
+                break;
+            pending_unlink(cl, p);
+            free(p);
+        }
         if (s)
             send_reply(ws, s, n);
         else
@@ -1744,6 +1858,18 @@ static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *r
         if (wsk_request_query_param(req, "limit", num, sizeof num) >= 0 &&
             cli_parse_ulong(num, 1, 1000000000ul, &limit) < 0)
             return http_error(res, 400, "bad_request", "limit is a number from 1");
+        /* Answered when Redis has told, or at once (wsk_response_defer; the answer may come
+         * before this returns); what res holds is the fallback, if Redis is slow. */
+        struct pending *p = calloc(1, sizeof *p);
+        if (p && (p->http = wsk_response_defer(res, TOPICS_WAIT))) {
+            p->srv = sv->srv;
+            if (!topics_start(p, filter, f > 0 ? strlen(filter) : 0, limit, &s, &n)) {
+                http_answer(p->http, s, n);
+                free(p);
+            }
+            return http_error(res, 503, "unavailable", "Redis did not answer in time");
+        }
+        free(p);
         s = pi_topics(sv->srv, store_lock(sv->srv), NULL, 1, filter, f > 0 ? strlen(filter) : 0,
                       limit, &n);
         store_unlock(sv->srv);

@@ -889,3 +889,111 @@ int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t tlen,
     b->marks = m;
     return 0;
 }
+
+/* A wsk_server_kept_read under way: one part per engine connection asked. */
+struct kept_read {
+    unsigned parts; /* answers awaited */
+    int failed;
+    void (*done)(void *arg, const wsk_topic_kept *k);
+    void *arg;
+    wsk_topic_kept k[];
+};
+
+struct wsk_bridge_kept {
+    struct kept_read *q;
+    size_t k;
+    size_t idx[]; /* the read's topics this part asked for */
+};
+
+static void kept_part_done(struct kept_read *q)
+{
+    if (--q->parts) return;
+    q->done(q->arg, q->failed ? NULL : q->k);
+    free(q);
+}
+
+void wsk_bridge_kept_done(wsk_bridge_link *l, wsk_bridge_kept *part, const uint64_t *v, size_t nv)
+{
+    (void)l;
+    struct kept_read *q = part->q;
+    if (!v || nv != 2 * part->k) q->failed = 1;
+    for (size_t i = 0; !q->failed && i < part->k; i++)
+        q->k[part->idx[i]] = (wsk_topic_kept){v[2 * i] != 0, v[2 * i + 1]};
+    free(part);
+    kept_part_done(q);
+}
+
+/* Asks link l for the topics of q that are its (idx[0..k) of topics), channels made in buf. */
+static int kept_ask(struct wsk_bridge *b, wsk_bridge_link *l, struct kept_read *q,
+                    const char *const *topics, const size_t *lens, const size_t *idx, size_t k)
+{
+    wsk_bridge_kept *part = malloc(sizeof *part + k * sizeof part->idx[0]);
+    const char **chans = malloc(k * sizeof *chans);
+    size_t *clens = malloc(k * sizeof *clens), total = 0;
+    for (size_t i = 0; i < k; i++) total += b->plen + lens[idx[i]];
+    char *buf = malloc(total + 1);
+    int r = -1;
+    if (part && chans && clens && buf) {
+        char *p = buf;
+        for (size_t i = 0; i < k; i++) {
+            memcpy(p, b->chan, b->plen);
+            memcpy(p + b->plen, topics[idx[i]], lens[idx[i]]);
+            chans[i] = p;
+            clens[i] = b->plen + lens[idx[i]];
+            p += clens[i];
+            part->idx[i] = idx[i];
+        }
+        part->q = q;
+        part->k = k;
+        r = l->eng->kept(l->e, chans, clens, k, b->plen, part);
+    }
+    if (r < 0) free(part); /* else the engine keeps it until wsk_bridge_kept_done */
+    free(chans);
+    free(clens);
+    free(buf);
+    return r;
+}
+
+int wsk_server_kept_read(wsk_server *srv, const char *const *topics, const size_t *lens, size_t n,
+                         void (*done)(void *arg, const wsk_topic_kept *k), void *arg)
+{
+    struct wsk_bridge *b = retain_bridge(srv);
+    if (!b || !b->links[0].eng->kept) return WSK_ERR_STATE;
+    if (!topics || !lens || !n || n > 10000 || !done) return WSK_ERR_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        size_t cn = lens[i];
+        if (!history_topic(topics[i], lens[i]) || carrier(b, topics[i], &cn) != topics[i])
+            return WSK_ERR_INVAL;
+        if (!shard(b, topics[i], lens[i])->up) return WSK_ERR_IO;
+    }
+    struct kept_read *q = calloc(1, sizeof *q + n * sizeof q->k[0]);
+    size_t *idx = malloc(n * sizeof *idx);
+    if (!q || !idx) {
+        free(q);
+        free(idx);
+        return WSK_ERR_NOMEM;
+    }
+    q->done = done;
+    q->arg = arg;
+    q->parts = 1; /* until every part is asked */
+    unsigned asked = 0;
+    for (unsigned li = 0; li < b->nlinks; li++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (shard(b, topics[i], lens[i]) == &b->links[li]) idx[k++] = i;
+        if (!k) continue;
+        if (kept_ask(b, &b->links[li], q, topics, lens, idx, k) < 0) {
+            q->failed = 1;
+        } else {
+            q->parts++;
+            asked++;
+        }
+    }
+    free(idx);
+    if (!asked) {
+        free(q);
+        return WSK_ERR_IO;
+    }
+    kept_part_done(q); /* the answers come later: never from here */
+    return 0;
+}

@@ -61,6 +61,9 @@ typedef struct wsk_bridge_count {
 /* A read of a channel's history: made by bridge.c, handed to the engine's
  * range, given back once through wsk_bridge_ranged. */
 typedef struct wsk_bridge_range wsk_bridge_range;
+/* A read of what the engine keeps of some channels (kept), given back once through
+ * wsk_bridge_kept_done. */
+typedef struct wsk_bridge_kept wsk_bridge_kept;
 
 typedef struct wsk_bridge_engine {
     const char *scheme; /* the URL scheme it serves: "redis", "nats" */
@@ -121,6 +124,13 @@ typedef struct wsk_bridge_engine {
      * came: the bridge ignores an id it does not wait for). */
     int (*retained)(void *e, const char *chan, size_t n, size_t plen, const void *mark, size_t mlen,
                     uint64_t id);
+    /* What the engine keeps of channels chans[0..k) (lens, each after a prefix of plen bytes):
+     * in one round trip, whether each has a retained message and how many messages its
+     * history holds; given back once through wsk_bridge_kept_done (also when the connection
+     * is lost first).  0, or <0 (down) when it cannot ask: then it keeps nothing.  NULL for an
+     * engine that keeps nothing. */
+    int (*kept)(void *e, const char *const *chans, const size_t *lens, size_t k, size_t plen,
+                wsk_bridge_kept *q);
 } wsk_bridge_engine;
 
 extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;
@@ -149,6 +159,9 @@ void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n);
 void wsk_bridge_ranged(wsk_bridge_link *l, wsk_bridge_range *r, int ok, const char *epoch,
                        uint64_t head, uint64_t first, const char *const *env, const size_t *lens,
                        size_t k);
+/* The engine's answer to kept: v[2i] nonzero when channel i has a retained message, v[2i + 1]
+ * the messages its history holds (nv values); v NULL when it could not read.  Frees q. */
+void wsk_bridge_kept_done(wsk_bridge_link *l, wsk_bridge_kept *q, const uint64_t *v, size_t nv);
 /* The read of a retained message numbered id (the engine's retained) will not come back. */
 void wsk_bridge_mark_failed(wsk_bridge_link *l, uint64_t id);
 /* 1 when channel chan[0..n) is one this node holds now: a pattern with local subscribers, or

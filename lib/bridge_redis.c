@@ -40,7 +40,7 @@
 #define INFLIGHT_MAX (8u << 20)
 /* PUBLISH commands up to this size are formatted in the engine's own buffer (publish_resp). */
 #define RESP_MAX (64u << 10)
-#define NSCRIPTS 4
+#define NSCRIPTS 5
 /* The channel whose subscription confirms a sync (after the prefix), left at once: no topic
  * has a control character, and nothing is published there. */
 #define SYNC_CHAN "\001sync"
@@ -518,13 +518,14 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  *    topic's retained message, PREFIX "retained:" TOPIC (DELetes it, for an empty one); RETAIN
  *    does the same with PUBLISH alone, without history.  It has no TTL (MQTT's).
  *  - MARK publishes a read's mark followed by the retained envelope (rd_retained).
+ *  - KEPT reads EXISTS of the retained key and XLEN of the stream of some topics (rd_kept).
  * The PUBLISH comes from the script, so the live messages on the channel are in the offsets'
  * order for every subscriber.  The scripts go by their SHA-1 (EVALSHA), loaded once per
  * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection).  A
  * message whose script fails (Redis out of memory, its scripts flushed) is logged and lost:
  * it is delivered nowhere, this node included. */
 
-enum { APPEND, RANGE, RETAIN, MARK };
+enum { APPEND, RANGE, RETAIN, MARK, KEPT };
 static const char *const scripts[NSCRIPTS] = {
     /* APPEND: KEYS head, stream, retained; ARGV channel, envelope, depth, ttl in ms (0: none),
      * epoch, retain (0: no, 1: keep, 2: clear) */
@@ -561,6 +562,13 @@ static const char *const scripts[NSCRIPTS] = {
     "local v = redis.call('GET', KEYS[1]) or ''\n"
     "redis.call('PUBLISH', ARGV[1], ARGV[2] .. v)\n"
     "return 1\n",
+    /* KEPT: KEYS retained and stream of each topic; {EXISTS, XLEN, ...} */
+    "local out = {}\n"
+    "for i = 1, #KEYS, 2 do\n"
+    "  out[#out + 1] = redis.call('EXISTS', KEYS[i])\n"
+    "  out[#out + 1] = redis.call('XLEN', KEYS[i + 1])\n"
+    "end\n"
+    "return out\n",
 };
 
 /* Key PREFIX KIND TOPIC of channel chan[0..n) (prefix chan[0..plen)) in out (n + 9 bytes at
@@ -802,6 +810,54 @@ static int rd_range(void *e, const char *chan, size_t n, size_t plen, uint64_t a
     return st;
 }
 
+/* KEPT's reply: 2 integers per topic. */
+static void on_kept(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    uint64_t *v = NULL;
+    if (rep && !r->closing) script_error(r, rep);
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements &&
+        (v = malloc(rep->elements * sizeof *v))) {
+        for (size_t i = 0; i < rep->elements; i++)
+            v[i] = rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer > 0
+                       ? (uint64_t)rep->element[i]->integer
+                       : 0;
+    }
+    wsk_bridge_kept_done(r->link, priv, v, v ? rep->elements : 0);
+    free(v);
+}
+
+static int rd_kept(void *e, const char *const *chans, const size_t *lens, size_t k, size_t plen,
+                   wsk_bridge_kept *q)
+{
+    struct redis *r = e;
+    if (r->ready < 2) return -1;
+    size_t total = 0;
+    for (size_t i = 0; i < k; i++) total += 2 * lens[i] + 24;
+    const char **argv = malloc((3 + 2 * k) * sizeof *argv);
+    size_t *alen = malloc((3 + 2 * k) * sizeof *alen);
+    char *keys = malloc(total), nkeys[24];
+    int st = -1;
+    if (argv && alen && keys) {
+        snprintf(nkeys, sizeof nkeys, "%zu", 2 * k);
+        argv[2] = nkeys;
+        alen[2] = strlen(nkeys);
+        char *p = keys;
+        for (size_t i = 0; i < k; i++) {
+            argv[3 + 2 * i] = p;
+            p += alen[3 + 2 * i] = topic_key(chans[i], lens[i], plen, "retained:", p);
+            argv[4 + 2 * i] = p;
+            p += alen[4 + 2 * i] = topic_key(chans[i], lens[i], plen, "history:", p);
+        }
+        st = eval_script(r, KEPT, (int)(1 + 2 * k), argv, alen, on_kept, q);
+    }
+    free(argv);
+    free(alen);
+    free(keys);
+    return st;
+}
+
 const wsk_bridge_engine wsk_bridge_redis = {
     .scheme = "redis",
     .open = rd_open,
@@ -815,4 +871,5 @@ const wsk_bridge_engine wsk_bridge_redis = {
     .range = rd_range,
     .retain = rd_retain,
     .retained = rd_retained,
+    .kept = rd_kept,
 };

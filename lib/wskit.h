@@ -810,6 +810,19 @@ WSK_API long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const ch
  * run), WSK_ERR_INVAL (a pattern, a derived topic, done NULL), WSK_ERR_NOMEM. */
 WSK_API int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t tlen,
                                      void (*done)(void *arg, const wsk_retained *r), void *arg);
+/* What the engine keeps of topics[0..n) (names, lens[i] bytes each; 1 to 10,000 of them):
+ * done(arg, k) runs once from the loop with k[i] for topics[i] (k NULL when the engine could not
+ * answer: a connection down or lost meanwhile, the server freed), in one round trip per engine
+ * connection (Redis: a script that reads EXISTS and XLEN of each).  topics are read during the
+ * call.  0; WSK_ERR_STATE (see above), WSK_ERR_IO (an engine connection is down: done does not
+ * run), WSK_ERR_INVAL (a pattern, a derived topic, n out of range, done NULL), WSK_ERR_NOMEM. */
+typedef struct wsk_topic_kept {
+    int retained;     /* 1 when the engine keeps a retained message of the topic */
+    uint64_t history; /* messages of the topic's history in the engine (0 without history) */
+} wsk_topic_kept;
+WSK_API int wsk_server_kept_read(wsk_server *srv, const char *const *topics, const size_t *lens,
+                                 size_t n, void (*done)(void *arg, const wsk_topic_kept *k),
+                                 void *arg);
 
 /* ---------------------------------------------------------------------------------------------
  * Server groups: every core in one process.  A group is n event loops, each run by its own

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 
@@ -436,11 +437,50 @@ async def retained(redis, a, b, history):
            [g[:5] for g in bad][:3])
 
 
+def http_json(srv, path):
+    r = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{srv.port}{path}"],
+                       capture_output=True, timeout=10)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return r.stdout
+
+
+async def introspection(a, b, history):
+    """topics (JSON and GET /topics) and presence (GET /topics/T) on node A show what Redis keeps
+    of a topic published on node B: its retained flag and, with the history in Redis, its length."""
+    how = "with history" if history else "without history"
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as sub:
+        await sub.send(json.dumps({"op": "subscribe", "topic": "intro"}))
+        await recv_json(sub)
+        for i in range(6):
+            await publish(pub, "intro", f"i{i}")
+        await pub.send(json.dumps({"op": "publish", "topic": "intro", "data": "last",
+                                   "retain": True, "id": "r"}))
+        await recv_json(pub)
+        await messages(sub, 7)
+        want = {"topic": "intro", "subscribers": 1, "retained": True, "history": 7 if history else 0}
+        await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "t"}))
+        m = await recv_json(sub)
+        got = {k: v for k, v in (m.get("topics") or [{}])[0].items() if k in want}
+        ok(got == want, f"{how}: \"topics\" on another node shows what Redis keeps", m)
+        body = http_json(a, "/topics?filter=intro")
+        got = {k: v for k, v in (body.get("topics") or [{}])[0].items() if k in want} \
+            if isinstance(body, dict) else body
+        ok(got == want, f"{how}: so does GET /topics", body)
+        body = http_json(a, "/topics/intro")
+        got = {k: body.get(k) for k in ("retained", "history")} if isinstance(body, dict) else body
+        ok(got == {"retained": True, "history": want["history"]},
+           f"{how}: and GET /topics/T", body)
+
+
 async def main():
     with Engine("redis") as redis:
         a, b = node(redis, "--max-subscriptions", "100"), node(redis, "--max-subscriptions", "100")
         try:
             await retained(redis, a, b, False)
+            await introspection(a, b, False)
         finally:
             for s in (a, b):
                 s.stop()
@@ -449,6 +489,7 @@ async def main():
         try:
             await across_nodes(redis, a, b)
             await retained(redis, a, b, True)
+            await introspection(a, b, True)
             ua, ub = (f"ws://127.0.0.1:{s.port}/" for s in (a, b))
             await own_messages(ua, ub, lambda: wait_for(
                 lambda: redis.subscribers("wskit:own") == 2))
