@@ -778,6 +778,55 @@ WSK_API int wsk_server_history_read(wsk_server *srv, const char *topic, size_t t
  * WSK_ERR_INVAL (a pattern, no such hold to end), WSK_ERR_NOMEM. */
 WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, int on);
 
+/* Retained messages in the engine (Redis): a topic's retained message kept by the engine, so
+ * that a subscriber on any node gets it.  Engines that keep none (NATS), a server without a
+ * bridge and a member of a server group say WSK_ERR_STATE to both of these.
+ *  - wsk_server_publish_retained publishes as wsk_server_publish_counted (history 0: local
+ *    delivery at once, then the engine) or as wsk_server_publish_history (history 1: from is
+ *    not used), and the engine keeps the message as the topic's retained one in the same step
+ *    as its publish (so two nodes' retained publishes leave the one published last); len 0
+ *    clears it (MQTT).  done may be NULL.  Returns as the call it stands for; WSK_ERR_STATE
+ *    (see above), or WSK_ERR_INVAL for a topic that is a pattern or derived: then nothing was
+ *    published.
+ *  - wsk_server_retained_read asks the engine for the topic's retained message at a point in the
+ *    order of the topic's messages: a subscription made before the call has had, by the time
+ *    done runs, every message published before that point, and gets every later one live.
+ *    done(arg, r) runs once from the loop (possibly after the caller's subscriber left: arg stays
+ *    valid until then); r->found 0 with r->ok 1 says there is none to send: none kept, or a
+ *    retained publish of the topic reached this node's subscribers since the call (they have
+ *    that newer one).  r->ok 0: the engine could not answer (lost meanwhile, or the server
+ *    freed).  A message published while the read was on its way may reach the subscriber before
+ *    the retained message does; none arrives twice. */
+typedef struct wsk_retained {
+    int ok, found;
+    const void *data; /* the message, valid during the call */
+    size_t len;
+    wsk_opcode op;
+    wsk_history_pos at; /* its place in the engine's history (offset 0: none) */
+} wsk_retained;
+WSK_API long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const char *topic,
+                                         size_t tlen, const void *data, size_t len, wsk_opcode op,
+                                         int compress, int history,
+                                         void (*done)(void *arg, long local, long nodes),
+                                         void *arg);
+/* 0 (done will run), WSK_ERR_STATE (see above), WSK_ERR_IO (the engine is down: done does not
+ * run), WSK_ERR_INVAL (a pattern, a derived topic, done NULL), WSK_ERR_NOMEM. */
+WSK_API int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t tlen,
+                                     void (*done)(void *arg, const wsk_retained *r), void *arg);
+/* What the engine keeps of topics[0..n) (names, lens[i] bytes each; 1 to 10,000 of them):
+ * done(arg, k) runs once from the loop with k[i] for topics[i] (k NULL when the engine could not
+ * answer: a connection down or lost meanwhile, the server freed), in one round trip per engine
+ * connection (Redis: a script that reads EXISTS and XLEN of each).  topics are read during the
+ * call.  0; WSK_ERR_STATE (see above), WSK_ERR_IO (an engine connection is down: done does not
+ * run), WSK_ERR_INVAL (a pattern, a derived topic, n out of range, done NULL), WSK_ERR_NOMEM. */
+typedef struct wsk_topic_kept {
+    int retained;     /* 1 when the engine keeps a retained message of the topic */
+    uint64_t history; /* messages of the topic's history in the engine (0 without history) */
+} wsk_topic_kept;
+WSK_API int wsk_server_kept_read(wsk_server *srv, const char *const *topics, const size_t *lens,
+                                 size_t n, void (*done)(void *arg, const wsk_topic_kept *k),
+                                 void *arg);
+
 /* ---------------------------------------------------------------------------------------------
  * Server groups: every core in one process.  A group is n event loops, each run by its own
  * thread, whose servers (one per loop, usually all listening on one port with reuse_port, so
