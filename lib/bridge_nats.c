@@ -106,13 +106,16 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
         memcpy(m->data, subj, clen);
         memcpy(m->data + clen, natsMsg_GetData(msg), len);
         wsk_natsjs_offset(msg, m->data + clen, len);
-        if (t->tail)
+        /* Only the first message of a batch wakes the loop: on_wake takes the whole list, so
+         * one waiting for the loop means a wake-up on its way already. */
+        if (t->tail) {
             t->tail->next = m;
-        else
+        } else {
             t->head = m;
+            wsk_natsev_wake(&t->x);
+        }
         t->tail = m;
         t->queued += size;
-        wsk_natsev_wake(&t->x);
     }
     pthread_mutex_unlock(&t->mu);
     natsMsg_Destroy(msg);
