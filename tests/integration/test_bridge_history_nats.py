@@ -168,8 +168,8 @@ async def restarted(nats, a, epoch):
         store = tempfile.mkdtemp(prefix="wsk-js-")
         nats.extra = ["-js", "-sd", store]  # a new store: the streams are gone
         nats.start()
-        ok(a.wait_log("the server has JetStream", n=2) >= 2, "node A reconnects and finds JetStream",
-           a.lines[-6:])
+        ok(a.wait_log("the server has JetStream", n=2) >= 2,
+           "node A reconnects and finds JetStream", a.lines[-6:])
         await publish(pub, "feed", "again")
         m = await recv_json(back)
         fresh = (m.get("offset"), m.get("epoch"))
@@ -189,8 +189,8 @@ async def no_jetstream():
     """A nats-server without JetStream: history stays node-local (a node's own messages carry
     its offsets, another node's none), and each node says why, once."""
     with Engine("nats") as nats:
-        a, b = (Server("--pubsub", "-v", "--history", "100", "--bridge", nats.url)
-                for _ in range(2))
+        a, b = (Server("--pubsub", "-v", "--history", "100", "--bridge", nats.url,
+                       "--threads", "1") for _ in range(2))
         try:
             for s in (a, b):
                 ok(s.wait_log("the server has no JetStream") == 1,
