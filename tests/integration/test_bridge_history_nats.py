@@ -98,8 +98,8 @@ async def deleted(nats, a, b, epoch):
     """The topic's stream deleted while the nodes run: the next publishes, through either node,
     start a new epoch at offset 1 (a node that knew the old stream finds the new one and sends
     its message again: none is lost), and the old position is not recovered."""
-    reply = nats_send(nats, b"SUB _INBOX.del 1\r\nPUB $JS.API.STREAM.DELETE.%s _INBOX.del 0\r\n\r\n"
-                      % stream_name("wskit:feed").encode(), b"MSG")
+    delete = b"$JS.API.STREAM.DELETE." + stream_name("wskit:feed").encode()
+    reply = nats_send(nats, b"SUB _INBOX.del 1\r\nPUB %s _INBOX.del 0\r\n\r\n" % delete, b"MSG")
     ok(json.loads(reply).get("success") is True, "the stream of feed deleted", reply)
     async with connect(a.url()) as watch, connect(a.url()) as apub, connect(b.url()) as bpub:
         await watch.send(json.dumps({"op": "subscribe", "topic": "feed"}))
