@@ -8,7 +8,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS += -D_DEFAULT_SOURCE -D_GNU_SOURCE -Ilib
-DEPLIBS  := -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -ldeflate -lisal -lcjson -lhiredis -lnats -pthread
+DEPLIBS  := -lev -lmbedtls -lmbedx509 -lmbedcrypto -lz -ldeflate -lisal -lIPSec_MB -lcjson -lhiredis -lnats -pthread
 PREFIX   ?= /usr/local
 
 # O is where a build variant lives: the default build puts the libraries in lib/ and the commands

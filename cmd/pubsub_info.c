@@ -90,13 +90,38 @@ static void gather_free(struct gather *g, size_t n)
     free(g->t);
 }
 
-char *pi_topics(wsk_server *srv, const ps_store *st, const char *id, int http, const char *filter,
-                size_t flen, size_t limit, size_t *len)
+struct pi_list {
+    struct gather g;
+    size_t n, shown; /* topics after merging, and those listed */
+};
+
+pi_list *pi_list_make(wsk_server *srv, const ps_store *st, const char *filter, size_t flen,
+                      size_t limit)
 {
-    struct gather g = {.filter = filter, .flen = flen};
-    wsk_server_each_topic(srv, from_library, &g);
-    ps_store_each(st, from_store, &g);
-    size_t n = merge(&g);
+    pi_list *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->g = (struct gather){.filter = filter, .flen = flen};
+    wsk_server_each_topic(srv, from_library, &l->g);
+    ps_store_each(st, from_store, &l->g);
+    l->g.filter = NULL; /* the caller's */
+    if (l->g.nomem) {
+        gather_free(&l->g, l->g.n);
+        free(l);
+        return NULL;
+    }
+    l->n = merge(&l->g);
+    l->shown = limit && limit < l->n ? limit : l->n;
+    return l;
+}
+
+jp_topic_info *pi_list_topics(pi_list *l, size_t *shown)
+{
+    *shown = l->shown;
+    return l->g.t;
+}
+
+char *pi_list_reply(const pi_list *l, const ps_store *st, const char *id, int http, size_t *len)
+{
     jp_kept kept;
     ps_history_stats h;
     ps_store_history_stats(st, &h);
@@ -104,10 +129,22 @@ char *pi_topics(wsk_server *srv, const ps_store *st, const char *id, int http, c
     kept.history_topics = h.topics;
     kept.history_messages = h.messages;
     kept.history_bytes = h.bytes;
-    char *s = g.nomem
-                  ? NULL
-                  : jp_topics_reply(id, http, g.t, limit && limit < n ? limit : n, n, &kept, len);
-    gather_free(&g, g.nomem ? g.n : n);
+    return jp_topics_reply(id, http, l->g.t, l->shown, l->n, &kept, len);
+}
+
+void pi_list_free(pi_list *l)
+{
+    if (!l) return;
+    gather_free(&l->g, l->n);
+    free(l);
+}
+
+char *pi_topics(wsk_server *srv, const ps_store *st, const char *id, int http, const char *filter,
+                size_t flen, size_t limit, size_t *len)
+{
+    pi_list *l = pi_list_make(srv, st, filter, flen, limit);
+    char *s = l ? pi_list_reply(l, st, id, http, len) : NULL;
+    pi_list_free(l);
     return s;
 }
 
@@ -138,6 +175,9 @@ struct pi_census {
     int nomem;
     unsigned answered; /* members counted, the asking one included */
     /* The asking loop's only. */
+    int kept;     /* pi_census_kept: 1, and 2 with the history length */
+    int retained; /* ... its figures */
+    uint64_t history;
     struct ev_loop *ev;
     ev_timer wait;
     int finished;
@@ -292,10 +332,19 @@ char *pi_census_reply(pi_census *c, const ps_store *st, const char *id, int http
         ps_store_position(st, c->topic, c->tlen, &pos);
         jp_topic_info t = {c->topic, c->tlen, c->n, ps_store_has_retained(st, c->topic, c->tlen),
                            ps_store_history_len(st, c->topic, c->tlen)};
+        if (c->kept) t.retained = c->retained;
+        if (c->kept > 1) t.history = (size_t)c->history;
         s = jp_presence_reply(id, http, &t, p, c->n, pos.offset, pos.epoch, c->m.threads,
                               c->answered, len);
     }
     pthread_mutex_unlock(&c->mu);
     free(p);
     return s;
+}
+
+void pi_census_kept(pi_census *c, int retained, int with_history, uint64_t history)
+{
+    c->kept = with_history ? 2 : 1;
+    c->retained = retained;
+    c->history = history;
 }

@@ -19,6 +19,15 @@
  * builds them.  NULL when memory is short. */
 char *pi_topics(wsk_server *srv, const ps_store *st, const char *id, int http, const char *filter,
                 size_t flen, size_t limit, size_t *len);
+/* The same in steps, for an answer that waits for figures from elsewhere (Redis): the topics
+ * gathered (NULL when memory is short); those listed, whose retained flags and history lengths
+ * the caller may change (valid until pi_list_free); the reply. */
+typedef struct pi_list pi_list;
+pi_list *pi_list_make(wsk_server *srv, const ps_store *st, const char *filter, size_t flen,
+                      size_t limit);
+jp_topic_info *pi_list_topics(pi_list *l, size_t *shown);
+char *pi_list_reply(const pi_list *l, const ps_store *st, const char *id, int http, size_t *len);
+void pi_list_free(pi_list *l);
 
 /* Seconds a census waits for the other threads before answering with what arrived. */
 #define PI_CENSUS_WAIT 1.0
@@ -45,5 +54,8 @@ int pi_census_start(wsk_server *srv, const pi_members *m, const char *topic, siz
  * id, with the threads that answered when there are several; st for the topic's figures.
  * NULL when memory is short. */
 char *pi_census_reply(pi_census *c, const ps_store *st, const char *id, int http, size_t *len);
+/* The topic's retained flag (and, with history set, its history length) as another store keeps
+ * them (Redis), for pi_census_reply instead of st's. */
+void pi_census_kept(pi_census *c, int retained, int with_history, uint64_t history);
 
 #endif

@@ -15,9 +15,11 @@
  *
  * With --threads N the program and its pipes live on loop 0 (all[0]'s struct prog); every loop
  * keeps its own clients.  Its lines reach the other loops through the group's publish (framed
- * once); an ID says its loop (ID % N), and "@ID" lines, client messages and --join-leave lines
- * cross loops through a mailbox per loop (a list under a mutex and one wsk_group_call per
- * batch).  How many bytes wait for the program is counted in atomics that every loop reads to
+ * once); an ID says its loop (ID % N).  Client messages and --join-leave lines cross to loop 0
+ * through its mailbox (a list under a mutex and one wsk_group_call per batch); an "@ID" line
+ * waits in the client loop's mailbox, taken by a call that leaves in loop 0's publish batch for
+ * that loop (wsk_group_call_ordered), so a client sees the program's lines in the order
+ * written.  How many bytes wait for the program is counted in atomics that every loop reads to
  * pause its senders; loop 0 resumes the paused clients of a loop with one call. */
 #include "serve.h"
 #include "serve_child.h"
@@ -215,25 +217,41 @@ static void resume_all(struct shared *s0)
 
 static void take_mail(void *arg, wsk_loop *loop);
 
-/* A note for loop `to`, from this loop's thread; one wake-up per batch. */
-static void post(struct shared *s, unsigned to, int kind, unsigned long id, const char *data,
-                 size_t n)
+static struct note *note_new(int kind, unsigned long id, const char *data, size_t n)
 {
-    struct shared *d = loop_shared(s, to);
     struct note *m = malloc(sizeof *m + n);
-    if (!m) return; /* dropped, as a message past the cap */
+    if (!m) return NULL;
     m->next = NULL;
     m->kind = kind;
     m->id = id;
     m->n = n;
     memcpy(m->data, data, n);
-    if (kind == NOTE_MESSAGE) atomic_fetch_add(&s->p->posted, n);
+    return m;
+}
+
+/* Appends m to d's mailbox: whether a call to take it must be made (none on its way; a reply
+ * has a call of its own). */
+static int mail_append(struct shared *d, struct note *m)
+{
     pthread_mutex_lock(&d->mu);
     *d->mail_tail = m;
     d->mail_tail = &m->next;
     int wake = !d->woken;
-    d->woken = 1;
+    if (m->kind != NOTE_REPLY) d->woken = 1;
     pthread_mutex_unlock(&d->mu);
+    return wake;
+}
+
+/* A client's message or --join-leave line for loop 0 (the program's), from this loop's
+ * thread; one wake-up per batch. */
+static void post(struct shared *s, unsigned to, int kind, unsigned long id, const char *data,
+                 size_t n)
+{
+    struct shared *d = loop_shared(s, to);
+    struct note *m = note_new(kind, id, data, n);
+    if (!m) return; /* dropped, as a message past the cap */
+    if (kind == NOTE_MESSAGE) atomic_fetch_add(&s->p->posted, n);
+    int wake = mail_append(d, m);
     if (wake && wsk_group_call(s->sv->group, to, take_mail, d) < 0) {
         pthread_mutex_lock(&d->mu);
         d->woken = 0; /* out of memory: the next post wakes it */
@@ -253,7 +271,37 @@ static void prog_message(struct shared *s0, unsigned long id, const char *data, 
 static void prog_notice(struct shared *s0, const char *line, size_t n);
 static void reply(struct shared *s, unsigned long id, const char *p, size_t n);
 
-/* On the mailbox's loop: every note posted so far, in order. */
+/* On a client's loop: the oldest "@ID" reply in its mailbox.  Loop 0 leaves one note per call
+ * (post_reply), and the calls arrive in the order they were made, so each takes its own. */
+static void take_reply(void *arg, wsk_loop *loop)
+{
+    struct shared *s = arg;
+    (void)loop;
+    pthread_mutex_lock(&s->mu);
+    struct note *m = s->mail;
+    if (m && !(s->mail = m->next)) s->mail_tail = &s->mail;
+    pthread_mutex_unlock(&s->mu);
+    if (!m) return;
+    reply(s, m->id, m->data, m->n);
+    free(m);
+}
+
+/* On loop 0: "@ID" for a client of loop t, as a call in loop 0's batch for t
+ * (wsk_group_call_ordered), so it reaches the client between the lines published before and
+ * after it.  A call dropped unrun (loop t ended) leaves its note to shared_teardown. */
+static void post_reply(struct shared *s0, unsigned t, unsigned long id, const char *data, size_t n)
+{
+    struct shared *d = loop_shared(s0, t);
+    struct note *m = note_new(NOTE_REPLY, id, data, n);
+    if (!m) return; /* dropped, as a message past the cap */
+    if (wsk_group_call_ordered(s0->sv->loop, t, take_reply, d) < 0) {
+        free(m);
+        return;
+    }
+    mail_append(d, m); /* before the call can run: it leaves at the end of this turn */
+}
+
+/* On loop 0: every note posted so far, in order. */
 static void take_mail(void *arg, wsk_loop *loop)
 {
     struct shared *s = arg;
@@ -268,10 +316,8 @@ static void take_mail(void *arg, wsk_loop *loop)
         if (it->kind == NOTE_MESSAGE) {
             atomic_fetch_sub(&s->p->posted, it->n);
             prog_message(s, it->id, it->data, it->n);
-        } else if (it->kind == NOTE_NOTICE) {
-            prog_notice(s, it->data, it->n);
         } else {
-            reply(s, it->id, it->data, it->n);
+            prog_notice(s, it->data, it->n);
         }
     }
     free_notes(m);
@@ -302,7 +348,7 @@ static int out_line(void *arg, const char *p, size_t n)
         size_t k = n - (size_t)(m - p);
         unsigned t = (unsigned)(id % s->sv->threads);
         if (t)
-            post(s, t, NOTE_REPLY, id, m, k);
+            post_reply(s, t, id, m, k);
         else
             reply(s, id, m, k);
         return 1;

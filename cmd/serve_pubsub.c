@@ -53,6 +53,8 @@
  * for the engine's count; then it goes with the local receivers and "reason" (JP_LATE): a
  * stalled engine never holds an answer longer. */
 #define COUNT_WAIT 1.0
+/* Seconds GET /topics waits for Redis' figures of the topics it lists (topics_start). */
+#define TOPICS_WAIT 1.0
 
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
@@ -127,6 +129,7 @@ struct member {
 
 struct pending;
 struct recovery;
+struct rread;
 
 /* A broker connection. */
 struct client {
@@ -136,6 +139,7 @@ struct client {
     unsigned nsubs;              /* JSON: topics subscribed */
     struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
     struct recovery *rec;        /* a subscribe with "since" sending the history */
+    struct rread *reads;         /* retained messages asked of the engine (retained_ask) */
     unsigned long id;            /* for presence */
     char user[3 * USER_MAX + 1]; /* ?user= at upgrade, made UTF-8 (presence) */
     size_t tlen;
@@ -531,6 +535,8 @@ struct pending {
     uint8_t busy;      /* JSON: broker_publish has not returned (the count may come inside) */
     uint8_t counted;   /* the count came */
     uint8_t acked;     /* JSON: the acknowledgement went without the count */
+    uint8_t kept_from; /* presence: kept holds Redis' retained flag (1), and history (2) */
+    wsk_topic_kept kept;
     struct ev_loop *ev;
     ev_timer late; /* JSON: COUNT_WAIT from the publish, while the count has not come */
     size_t tlen;
@@ -616,10 +622,17 @@ static void pending_late(struct ev_loop *ev, ev_timer *w, int revents)
     }
 }
 
-/* One publish: counted when p is not NULL (pending_count runs for it). */
+/* One publish: counted when p is not NULL (pending_count runs for it).  A retained one is
+ * kept in the engine too when it keeps them (Redis: wsk_server_publish_retained), else here
+ * only (retain()). */
 static long publish_one(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
-                        const void *data, size_t len, wsk_opcode op, struct pending *p)
+                        const void *data, size_t len, wsk_opcode op, int retained,
+                        struct pending *p)
 {
+    long r = retained ? wsk_server_publish_retained(srv, from, topic, tlen, data, len, op, 1, 0,
+                                                    p ? pending_count : NULL, p)
+                      : WSK_ERR_STATE;
+    if (r != WSK_ERR_STATE && r != WSK_ERR_INVAL) return r;
     if (p)
         return wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, 1, pending_count,
                                           p);
@@ -699,7 +712,8 @@ static long publish_json(wsk_server *srv, wsk_ws *from, const char *topic, size_
  * here; from NULL: the server.  Returns the receivers here.  With p, pending_count runs for it
  * once, with p->local set first. */
 static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
-                           const void *data, size_t len, int binary, struct pending *p)
+                           const void *data, size_t len, int binary, int retained,
+                           struct pending *p)
 {
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
     ps_pos pos;
@@ -708,8 +722,10 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
      * the engine down, it goes as below, without an offset. */
     if (remote_history(broker_of(srv))) {
         if (p) p->local = 0;
-        long n = wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
-                                            p ? pending_count : NULL, p);
+        long n = retained ? wsk_server_publish_retained(srv, from, topic, tlen, data, len, op, 1, 1,
+                                                        p ? pending_count : NULL, p)
+                          : wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
+                                                       p ? pending_count : NULL, p);
         if (n > 0) {
             if (from) mine_keep(broker_of(srv), n, from);
             return 0;
@@ -725,7 +741,7 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
      * the acknowledgement must hold both forms' receivers. */
     long total = publish_json(srv, from, topic, tlen, data, len, binary, extra);
     if (p) p->local = total;
-    long r = publish_one(srv, from, topic, tlen, data, len, op, p);
+    long r = publish_one(srv, from, topic, tlen, data, len, op, retained, p);
     /* Held until the message is out: threads deliver in the order of their offsets. */
     store_unlock(srv);
     return total + (r > 0 ? r : 0);
@@ -829,6 +845,79 @@ static void send_retained_json(void *arg, const char *topic, size_t tlen, const 
     free(s);
 }
 
+/* The retained messages of what ws just subscribed to, topic[0..tlen) (a name or a pattern), as
+ * this node keeps them: before anything live, since nothing else runs between the subscription
+ * and these sends. */
+static void retained_here(wsk_ws *ws, int json, const char *topic, size_t tlen)
+{
+    ps_store_retained(store_lock(wsk_ws_server(ws)), topic, tlen,
+                      json ? send_retained_json : send_retained_raw, ws);
+    store_unlock(wsk_ws_server(ws));
+}
+
+/* A retained message asked of the engine for a subscription of ws (wsk_server_retained_read):
+ * on the client's list until it comes; ws NULL once the client closed (then freed when it
+ * comes). */
+struct rread {
+    wsk_ws *ws;
+    struct rread *prev, *next;
+    int json;
+    size_t tlen;
+    char topic[];
+};
+
+static void rread_unlink(struct client *cl, struct rread *rr)
+{
+    if (rr->prev)
+        rr->prev->next = rr->next;
+    else
+        cl->reads = rr->next;
+    if (rr->next) rr->next->prev = rr->prev;
+}
+
+/* The engine's answer: its retained message (with its offset, with history in the engine), or
+ * none, or, when it could not answer, this node's. */
+static void retained_came(void *arg, const wsk_retained *r)
+{
+    struct rread *rr = arg;
+    wsk_ws *ws = rr->ws;
+    if (ws) rread_unlink(wsk_ws_data(ws), rr);
+    if (ws && !r->ok) {
+        retained_here(ws, rr->json, rr->topic, rr->tlen);
+    } else if (ws && r->found && !rr->json) {
+        wsk_send(ws, r->data, r->len, r->op, 1);
+    } else if (ws && r->found) {
+        char extra[96] = ",\"retained\":true";
+        if (r->at.offset)
+            snprintf(extra, sizeof extra, ",\"retained\":true,\"offset\":%llu,\"epoch\":\"%s\"",
+                     (unsigned long long)r->at.offset, r->at.epoch);
+        size_t n;
+        char *s = jp_delivery_with(rr->topic, rr->tlen, r->data, r->len, r->op == WSK_OP_BINARY,
+                                   extra, &n);
+        send_reply(ws, s, n);
+    }
+    free(rr);
+}
+
+/* ws subscribed to topic[0..tlen): its retained message comes first.  With a Redis bridge it is
+ * the one Redis keeps, asked for now (a pattern's: those this node keeps); without, or Redis
+ * down, this node's, at once. */
+static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *topic, size_t tlen)
+{
+    struct rread *rr = wsk_topic_is_pattern(topic, tlen) ? NULL : malloc(sizeof *rr + tlen);
+    if (rr) {
+        *rr = (struct rread){ws, NULL, cl->reads, json, tlen};
+        memcpy(rr->topic, topic, tlen);
+        if (wsk_server_retained_read(wsk_ws_server(ws), topic, tlen, retained_came, rr) == 0) {
+            if (cl->reads) cl->reads->prev = rr;
+            cl->reads = rr;
+            return;
+        }
+        free(rr);
+    }
+    retained_here(ws, json, topic, tlen);
+}
+
 static void broker_open(wsk_ws *ws)
 {
     struct client *cl = wsk_ws_data(ws);
@@ -837,9 +926,7 @@ static void broker_open(wsk_ws *ws)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
         return;
     }
-    /* Before anything live: nothing else runs between the subscription and these sends. */
-    ps_store_retained(store_lock(wsk_ws_server(ws)), cl->topic, cl->tlen, send_retained_raw, ws);
-    store_unlock(wsk_ws_server(ws));
+    retained_ask(ws, cl, 0, cl->topic, cl->tlen);
 }
 
 static void send_reply(wsk_ws *ws, char *text, size_t len)
@@ -1349,11 +1436,9 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
     size_t len;
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
     send_reply(ws, s, len);
-    /* The retained messages come right after the acknowledgement, before anything live. */
-    const ps_store *st = store_lock(wsk_ws_server(ws));
+    /* The retained messages come right after the acknowledgement. */
     for (size_t i = 0; rq->op == JP_SUBSCRIBE && i < rq->ntopics; i++)
-        ps_store_retained(st, rq->topics[i].name, rq->topics[i].len, send_retained_json, ws);
-    store_unlock(wsk_ws_server(ws));
+        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len);
 }
 
 /* Presence: what the broker knows of a subscriber. */
@@ -1372,15 +1457,9 @@ static wsk_server *member_of(void *arg, unsigned i)
 
 /* Every thread answered (or the wait is over): the reply goes to whoever asked, if still
  * there. */
-static void presence_done(void *arg, pi_census *c)
+/* An introspection answer s[0..n) (NULL: out of memory) to p's asker, if still there; frees p. */
+static void pending_answer(struct pending *p, char *s, size_t n)
 {
-    struct pending *p = arg;
-    size_t n = 0;
-    char *s = NULL;
-    if (p->http || p->ws) {
-        s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
-        store_unlock(p->srv);
-    }
     if (p->http) {
         http_answer(p->http, s, n);
     } else if (p->ws) {
@@ -1389,16 +1468,124 @@ static void presence_done(void *arg, pi_census *c)
             send_reply(p->ws, s, n);
         else
             send_error(p->ws, p->id, JP_ENOMEM, "out of memory");
+    } else {
+        free(s);
     }
     free(p);
 }
 
-/* Starts the census of topic for p (ws's, or an HTTP request's); -1 when memory is short. */
+static void presence_done(void *arg, pi_census *c)
+{
+    struct pending *p = arg;
+    size_t n = 0;
+    char *s = NULL;
+    if (p->kept_from) pi_census_kept(c, p->kept.retained, p->kept_from > 1, p->kept.history);
+    if (p->http || p->ws) {
+        s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
+        store_unlock(p->srv);
+    }
+    pending_answer(p, s, n);
+}
+
+/* The census of p's topic (p->srv, its ws or http set); -1 when memory is short. */
+static int census_begin(struct pending *p)
+{
+    struct serve *sv = serve_of(p->srv);
+    pi_members m = {member_of, sv->all, sv->threads, who};
+    return pi_census_start(p->srv, &m, p->topic, p->tlen, presence_done, p);
+}
+
+/* Redis' figures of the topic came (k NULL: it could not say): now the census. */
+static void presence_kept(void *arg, const wsk_topic_kept *k)
+{
+    struct pending *p = arg;
+    if (k) {
+        p->kept = k[0];
+        p->kept_from = remote_history(broker_of(p->srv)) ? 2 : 1;
+    }
+    if (census_begin(p) < 0) pending_answer(p, NULL, 0);
+}
+
+/* Starts the presence of topic for p (ws's, or an HTTP request's): with a Redis bridge its
+ * retained flag (and history length, with the history in Redis) are Redis', asked first; then
+ * the census of every thread.  -1 when memory is short. */
 static int presence_start(struct serve *sv, struct pending *p, const char *topic, size_t tlen)
 {
-    pi_members m = {member_of, sv->all, sv->threads, who};
     p->srv = sv->srv;
-    return pi_census_start(sv->srv, &m, topic, tlen, presence_done, p);
+    p->tlen = tlen < sizeof p->topic ? tlen : sizeof p->topic;
+    memcpy(p->topic, topic, p->tlen);
+    const char *name = p->topic;
+    if (wsk_server_kept_read(sv->srv, &name, &p->tlen, 1, presence_kept, p) == 0) return 0;
+    return census_begin(p);
+}
+
+/* A "topics" answer waiting for Redis' figures of the topics it lists (topics_start). */
+struct topics_wait {
+    struct pending *p; /* whom to answer: p->ws (JSON) or p->http */
+    pi_list *l;
+    size_t k;
+    size_t idx[]; /* the listed topics asked for, by their place in the list */
+};
+
+/* Redis' figures came (k NULL: it could not say; the node's stay): the answer goes. */
+static void topics_kept(void *arg, const wsk_topic_kept *k)
+{
+    struct topics_wait *w = arg;
+    struct pending *p = w->p;
+    size_t shown, n = 0;
+    jp_topic_info *t = pi_list_topics(w->l, &shown);
+    int remote = remote_history(broker_of(p->srv));
+    for (size_t i = 0; k && i < w->k; i++) {
+        t[w->idx[i]].retained = k[i].retained;
+        if (remote) t[w->idx[i]].history = (size_t)k[i].history;
+    }
+    char *s = NULL;
+    if (p->http || p->ws) {
+        s = pi_list_reply(w->l, store_lock(p->srv), p->id, p->http != NULL, &n);
+        store_unlock(p->srv);
+    }
+    pi_list_free(w->l);
+    free(w);
+    pending_answer(p, s, n);
+}
+
+/* "topics" for p (its ws or http, id and srv set): with a Redis bridge, the retained flags (and,
+ * with the history in Redis, the history lengths) of the topics listed are Redis', read in one
+ * round trip, and p is answered then (1); otherwise nothing is asked (0: the caller answers at
+ * once, with *s the answer, or NULL when memory is short). */
+static int topics_start(struct pending *p, const char *filter, size_t flen, size_t limit, char **s,
+                        size_t *len)
+{
+    wsk_server *srv = p->srv;
+    pi_list *l = pi_list_make(srv, store_lock(srv), filter, flen, limit);
+    store_unlock(srv);
+    size_t shown = 0, k = 0;
+    jp_topic_info *t = l ? pi_list_topics(l, &shown) : NULL;
+    struct topics_wait *w = l ? malloc(sizeof *w + shown * sizeof w->idx[0]) : NULL;
+    const char **names = w ? malloc((shown + 1) * sizeof *names) : NULL;
+    size_t *lens = names ? malloc((shown + 1) * sizeof *lens) : NULL;
+    for (size_t i = 0; lens && i < shown; i++) {
+        if (wsk_topic_is_pattern(t[i].name, t[i].len)) continue;
+        names[k] = t[i].name;
+        lens[k] = t[i].len;
+        w->idx[k++] = i;
+    }
+    int asked = 0;
+    if (k && lens) {
+        *w = (struct topics_wait){p, l, k};
+        asked = wsk_server_kept_read(srv, names, lens, k, topics_kept, w) == 0;
+    }
+    free(names);
+    free(lens);
+    if (asked) return 1;
+    free(w);
+    *s = NULL;
+    if (l) {
+        *s = pi_list_reply(l, store_lock(srv), p->id, p->http != NULL, len);
+        store_unlock(srv);
+    }
+    pi_list_free(l);
+    return 0;
 }
 
 /* {"op":"presence"}: answered once every thread told its subscribers. */
@@ -1459,7 +1646,8 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
                 memcpy(p->id, rq.id, sizeof p->id);
                 pending_link(cl, p);
                 p->busy = 1;
-                p->got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, p);
+                p->got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary,
+                                        rq.retain, p);
                 p->busy = 0;
                 if (p->counted) {
                     pending_done(p);
@@ -1470,8 +1658,8 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
                     ev_timer_start(p->ev, &p->late);
                 }
             } else {
-                long got =
-                    broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary, NULL);
+                long got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary,
+                                          rq.retain, NULL);
                 s = jp_ack_publish(rq.id, t->name, t->len, got, JP_NO_BRIDGE, &n);
                 send_reply(ws, s, n);
             }
@@ -1488,9 +1676,17 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             presence_ask(ws, cl, &rq);
             break;
         }
-        s = pi_topics(wsk_ws_server(ws), store_lock(wsk_ws_server(ws)), rq.id, 0, rq.filter,
-                      rq.filter ? strlen(rq.filter) : 0, rq.limit, &n);
-        store_unlock(wsk_ws_server(ws));
+        struct pending *p = calloc(1, sizeof *p);
+        if (p) {
+            p->ws = ws;
+            p->srv = wsk_ws_server(ws);
+            memcpy(p->id, rq.id, sizeof p->id);
+            pending_link(cl, p);
+            if (topics_start(p, rq.filter, rq.filter ? strlen(rq.filter) : 0, rq.limit, &s, &n))
+                break;
+            pending_unlink(cl, p);
+            free(p);
+        }
         if (s)
             send_reply(ws, s, n);
         else
@@ -1536,7 +1732,7 @@ static void broker_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode 
         wsk_close(ws, WSK_CLOSE_POLICY, "a pattern cannot be published to", 32);
         return;
     }
-    broker_publish(wsk_ws_server(ws), ws, cl->topic, cl->tlen, data, len, op == WSK_OP_BINARY,
+    broker_publish(wsk_ws_server(ws), ws, cl->topic, cl->tlen, data, len, op == WSK_OP_BINARY, 0,
                    NULL);
 }
 
@@ -1547,6 +1743,7 @@ static void broker_close(wsk_ws *ws, unsigned code, const char *reason, size_t l
     (void)len;
     struct client *cl = wsk_ws_data(ws);
     for (struct pending *p = cl ? cl->pending : NULL; p; p = p->next) p->ws = NULL;
+    for (struct rread *rr = cl ? cl->reads : NULL; rr; rr = rr->next) rr->ws = NULL;
     if (cl && cl->rec && cl->rec->remote)
         remote_end(wsk_ws_server(ws), cl->rec);
     else if (cl)
@@ -1665,6 +1862,18 @@ static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *r
         if (wsk_request_query_param(req, "limit", num, sizeof num) >= 0 &&
             cli_parse_ulong(num, 1, 1000000000ul, &limit) < 0)
             return http_error(res, 400, "bad_request", "limit is a number from 1");
+        /* Answered when Redis has told, or at once (wsk_response_defer; the answer may come
+         * before this returns); what res holds is the fallback, if Redis is slow. */
+        struct pending *p = calloc(1, sizeof *p);
+        if (p && (p->http = wsk_response_defer(res, TOPICS_WAIT))) {
+            p->srv = sv->srv;
+            if (!topics_start(p, filter, f > 0 ? strlen(filter) : 0, limit, &s, &n)) {
+                http_answer(p->http, s, n);
+                free(p);
+            }
+            return http_error(res, 503, "unavailable", "Redis did not answer in time");
+        }
+        free(p);
         s = pi_topics(sv->srv, store_lock(sv->srv), NULL, 1, filter, f > 0 ? strlen(filter) : 0,
                       limit, &n);
         store_unlock(sv->srv);
@@ -1708,7 +1917,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
                           "the body is not UTF-8 text: send binary with Content-Type: "
                           "application/octet-stream");
     long r = wsk_request_query_param(req, "retain", flag, sizeof flag);
-    if (r >= 0 && strcmp(flag, "0") && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
+    int retained = r >= 0 && strcmp(flag, "0");
+    if (retained && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
         return http_error(res, 500, "internal", "out of memory");
     /* With the engine up, the answer waits for its count of the other nodes (deferred); the
      * response built below is the fallback, if the count is not there in time. */
@@ -1722,7 +1932,8 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
         p->tlen = tlen;
         memcpy(p->topic, topic, tlen);
     }
-    long got = broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, p);
+    long got =
+        broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, retained, p);
     size_t len;
     char *s = jp_http_published(topic, tlen, got,
                                 up < 0 ? JP_NO_BRIDGE

@@ -90,7 +90,7 @@ static const cli_option options[] = {
     {"rate", 'r', "N", "open loop: N messages per second over all connections"},
     {"binary", OPT_BINARY, NULL, "binary messages (default: text)"},
     {"utf8", OPT_UTF8, NULL, "text with a third of its bytes in non-ASCII characters"},
-    {"compress", OPT_COMPRESS, NULL, "offer permessage-deflate and send compressed messages"},
+    {"compress", OPT_COMPRESS, NULL, "offer permessage-deflate (each payload deflated once)"},
     {"verify", OPT_VERIFY, NULL, "check every byte of every echo reply"},
     {"round-delay", OPT_ROUND_DELAY, "TIME", "chat: next round at a timer's tick (Bun: 64ms)"},
     {"connect-timeout", OPT_CONNECT_TIMEOUT, "TIME",

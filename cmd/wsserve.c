@@ -11,6 +11,8 @@
 #include <ev.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -557,6 +559,48 @@ static int bridge(struct serve *sv, const struct config *c)
     return bridged < 0 ? -1 : 0;
 }
 
+/* Every field of wsk_bridge_stats, by name, for the summary at exit. */
+// clang-format off
+#define BRIDGE_FIELD(f) {#f, offsetof(wsk_bridge_stats, f), sizeof(((wsk_bridge_stats *)0)->f)}
+// clang-format on
+static const struct {
+    const char *name;
+    size_t off, size;
+} bridge_fields[] = {
+    BRIDGE_FIELD(forwarded), BRIDGE_FIELD(failed),   BRIDGE_FIELD(received), BRIDGE_FIELD(echoes),
+    BRIDGE_FIELD(foreign),   BRIDGE_FIELD(copies),   BRIDGE_FIELD(outages),  BRIDGE_FIELD(remote),
+    BRIDGE_FIELD(links),     BRIDGE_FIELD(links_up),
+};
+/* A field added to the struct changes its size, one left out of the table the table's: neither
+ * can go unnoticed (tests/integration/test_bridge.py reads the struct in wskit.h too). */
+_Static_assert(sizeof(wsk_bridge_stats) == 8 * sizeof(uint64_t) + 2 * sizeof(unsigned) &&
+                   sizeof bridge_fields / sizeof bridge_fields[0] == 8 + 2,
+               "every field of wsk_bridge_stats belongs in bridge_fields");
+
+/* The bridge's counters, every one, in one line ("bridge: forwarded=N failed=N ..."). */
+static void bridge_summary(const struct serve *sv)
+{
+    wsk_bridge_stats bs;
+    char line[512];
+    size_t o = 0;
+    if (wsk_server_bridge_stats(sv->srv, &bs) != 0) return;
+    for (size_t i = 0; i < sizeof bridge_fields / sizeof bridge_fields[0]; i++) {
+        const char *at = (const char *)&bs + bridge_fields[i].off;
+        uint64_t v;
+        if (bridge_fields[i].size == sizeof(uint64_t)) {
+            memcpy(&v, at, sizeof v);
+        } else {
+            unsigned u;
+            memcpy(&u, at, sizeof u);
+            v = u;
+        }
+        int n = snprintf(line + o, sizeof line - o, " %s=%llu", bridge_fields[i].name,
+                         (unsigned long long)v);
+        if (n > 0 && (size_t)n < sizeof line - o) o += (size_t)n;
+    }
+    serve_log(sv, "bridge:%s", line);
+}
+
 /* Sets up server i of the process on its loop: the mode's state, the handlers with -v's log
  * lines around them, the server (a member of the group).  0, or -1 with the reason on stderr. */
 static int start_server(struct proc *p, unsigned i, const struct config *c)
@@ -672,13 +716,7 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < p.n; i++)
             if (p.sv[i].exit_code > status) status = p.sv[i].exit_code;
     }
-    wsk_bridge_stats bs;
-    if (!c.quiet && wsk_server_bridge_stats(p.sv[0].srv, &bs) == 0)
-        serve_log(&p.sv[0],
-                  "bridge: %llu publishes forwarded, %llu not (engine down or full), "
-                  "%llu received from other nodes, %llu outages",
-                  (unsigned long long)bs.forwarded, (unsigned long long)bs.failed,
-                  (unsigned long long)bs.received, (unsigned long long)bs.outages);
+    if (!c.quiet) bridge_summary(&p.sv[0]);
     ev_signal_stop(ev, &p.sigint);
     ev_signal_stop(ev, &p.sigterm);
     /* libev restored the default action; a late signal must not kill the teardown and change

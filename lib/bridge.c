@@ -58,6 +58,11 @@ struct wsk_bridge {
     size_t hdepth; /* history in the engine (wsk_server_bridge_history): 0 when off */
     double httl;
     struct listener *listeners; /* wsk_server_bridge_listen's topics, a list */
+    struct mark *marks;         /* wsk_server_retained_read's reads under way, a list */
+    /* wsk_server_publish_retained: the publish it makes (of this topic, by that very pointer)
+     * is kept (1) or clears (2) the retained message. */
+    int retain;
+    const char *retain_topic;
     unsigned nlinks;
     wsk_bridge_link links[];
 };
@@ -290,6 +295,37 @@ static int envelope(struct wsk_bridge *b, const void *data, size_t len, unsigned
     return 0;
 }
 
+/* A read of a retained message under way (wsk_server_retained_read). */
+struct mark {
+    struct mark *next;
+    uint64_t id; /* its number, in the mark's envelope */
+    wsk_bridge_link *l;
+    int superseded; /* a retained publish of the topic was delivered here since */
+    void (*done)(void *arg, const wsk_retained *r);
+    void *arg;
+    size_t n;
+    char t[];
+};
+
+/* A retained publish of topic[0..n) reached this node's subscribers: its reads have it. */
+static void marks_superseded(struct wsk_bridge *b, const char *topic, size_t n)
+{
+    for (struct mark *m = b->marks; m; m = m->next)
+        if (m->n == n && !memcmp(m->t, topic, n)) m->superseded = 1;
+}
+
+/* Takes m off the list and ends it: r (NULL: the engine could not answer), then freed. */
+static void mark_end(struct wsk_bridge *b, struct mark *m, const wsk_retained *r)
+{
+    struct mark **pp = &b->marks;
+    while (*pp != m) pp = &(*pp)->next;
+    *pp = m->next;
+    wsk_server_bridge_listen(b->ctx->srv, m->t, m->n, 0);
+    wsk_retained none = {0};
+    m->done(m->arg, r ? r : &none);
+    free(m);
+}
+
 /* wsk_bridge_forward without calling done on failure (the caller does). */
 static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data, size_t len,
                    unsigned op, int compress, int to_self, long local,
@@ -310,10 +346,19 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
         *cnt = (wsk_bridge_count){len + hdr, hdr == WSK_BRIDGE_HDR ? self : 0, local, done, arg};
     }
     const char *c = channel(b, topic, n);
-    int r = hdr == WSK_BRIDGE_HDR_HISTORY
-                ? l->eng->append(l->e, c, b->plen + n, b->plen, b->env, len + hdr, b->hdepth,
-                                 b->httl, self, cnt)
-                : l->eng->publish(l->e, c, b->plen + n, b->env, len + hdr, self, cnt);
+    int keep = b->retain && b->retain_topic == topic ? b->retain : 0, r;
+    if (keep) {
+        b->env[1] |= WSK_BRIDGE_RETAIN;
+        r = l->eng->retain(l->e, c, b->plen + n, b->plen, b->env, len + hdr, keep == 1,
+                           hdr == WSK_BRIDGE_HDR_HISTORY, b->hdepth, b->httl, self, cnt);
+        /* Delivered here already (without history): the readers under way have it. */
+        if (r == 0 && hdr == WSK_BRIDGE_HDR) marks_superseded(b, topic, n);
+    } else if (hdr == WSK_BRIDGE_HDR_HISTORY) {
+        r = l->eng->append(l->e, c, b->plen + n, b->plen, b->env, len + hdr, b->hdepth, b->httl,
+                           self, cnt);
+    } else {
+        r = l->eng->publish(l->e, c, b->plen + n, b->env, len + hdr, self, cnt);
+    }
     if (r < 0) {
         free(cnt);
         return forward_failed(l, "the engine's queue is full");
@@ -381,6 +426,10 @@ void wsk_bridge_down(wsk_bridge_link *l, const char *why)
 {
     int was_up = l->up;
     l->up = 0;
+    for (struct mark *m = l->b->marks, *next; m; m = next) {
+        next = m->next;
+        if (m->l == l) mark_end(l->b, m, NULL);
+    }
     if (l->outage) return; /* logged once per outage */
     l->outage = 1;
     l->b->st.outages++;
@@ -433,6 +482,35 @@ static size_t envelope_parse(const uint8_t *p, size_t len, wsk_history_pos *pos)
     return pos->offset ? WSK_BRIDGE_HDR_HISTORY : 0;
 }
 
+/* The mark of a read of this node, env[0..len), came back on the channel: every message
+ * published before it has been delivered here. */
+static void mark_came(struct wsk_bridge *b, const uint8_t *env, size_t len)
+{
+    uint64_t id = 0;
+    for (int i = 7; i >= 0; i--) id = id << 8 | env[10 + i];
+    struct mark *m = b->marks;
+    while (m && m->id != id) m = m->next;
+    if (!m) return; /* a second copy (a name and a pattern), or failed meanwhile */
+    wsk_retained r = {.ok = 1};
+    const uint8_t *p = env + WSK_BRIDGE_HDR;
+    size_t hdr = len > WSK_BRIDGE_HDR ? envelope_parse(p, len - WSK_BRIDGE_HDR, &r.at) : 0;
+    r.op = hdr && p[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT;
+    if (hdr && !m->superseded &&
+        (r.op == WSK_OP_BINARY || wsk_utf8_valid(p + hdr, len - WSK_BRIDGE_HDR - hdr))) {
+        r.found = 1;
+        r.data = p + hdr;
+        r.len = len - WSK_BRIDGE_HDR - hdr;
+    }
+    mark_end(b, m, &r);
+}
+
+void wsk_bridge_mark_failed(wsk_bridge_link *l, uint64_t id)
+{
+    struct mark *m = l->b->marks;
+    while (m && m->id != id) m = m->next;
+    if (m) mark_end(l->b, m, NULL);
+}
+
 void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const void *msg, size_t len)
 {
     struct wsk_bridge *b = l->b;
@@ -448,6 +526,10 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
     /* A message of the engine's history is delivered here too when it comes back: every node
      * then delivers the same sequence (wsk_server_publish_history). */
     int mine = !memcmp(p + 2, b->node, 8);
+    if (p[1] & WSK_BRIDGE_MARK) { /* the answer to a read: its node's only */
+        if (mine) mark_came(b, p, len);
+        return;
+    }
     if (!at.offset && mine) {
         b->st.echoes++;
         return;
@@ -466,6 +548,7 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
         return;
     }
     b->st.received++;
+    if (p[1] & WSK_BRIDGE_RETAIN) marks_superseded(b, topic, tlen);
     if (mine) at.mine = seq; /* its publisher may be left out */
     int z = (p[1] & WSK_BRIDGE_COMPRESS) != 0;
     if (b->ctx->h.bridged) /* the application makes the derived forms too */
@@ -521,6 +604,12 @@ void wsk_bridge_free(struct wsk_bridge *b)
     if (!b) return;
     for (unsigned i = 0; i < b->nlinks; i++)
         if (b->links[i].e) b->links[i].eng->close(b->links[i].e);
+    while (b->marks) { /* their done without the engine: no listen to end */
+        struct mark *m = b->marks;
+        b->marks = m->next;
+        m->done(m->arg, &(wsk_retained){0});
+        free(m);
+    }
     for (struct listener *h = b->listeners, *next; h; h = next) {
         next = h->next;
         free(h);
@@ -742,5 +831,176 @@ int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, in
         else
             l->eng->unsubscribe(l->e, c, b->plen + tlen);
     }
+    return 0;
+}
+
+/* ----- retained messages in the engine -------------------------------------------------------- */
+
+/* The bridge of srv when the engine may keep its retained messages, else NULL. */
+static struct wsk_bridge *retain_bridge(wsk_server *srv)
+{
+    const wsk_ctx *ctx = wsk_server_ctx(srv);
+    struct wsk_bridge *b = ctx->bridge;
+    return b && !ctx->group && b->links[0].eng->retain && b->links[0].eng->retained ? b : NULL;
+}
+
+long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                                 const void *data, size_t len, wsk_opcode op, int compress,
+                                 int history, void (*done)(void *arg, long local, long nodes),
+                                 void *arg)
+{
+    struct wsk_bridge *b = retain_bridge(srv);
+    if (!b || (history && !b->hdepth)) return WSK_ERR_STATE;
+    size_t cn = tlen;
+    if (!history_topic(topic, tlen) || carrier(b, topic, &cn) != topic) return WSK_ERR_INVAL;
+    b->retain = len ? 1 : 2;
+    b->retain_topic = topic;
+    long r =
+        history ? wsk_server_publish_history(srv, topic, tlen, data, len, op, compress, done, arg)
+        : done
+            ? wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, compress, done, arg)
+        : from ? wsk_publish(from, topic, tlen, data, len, op, compress)
+               : wsk_server_publish(srv, topic, tlen, data, len, op, compress);
+    b->retain = 0;
+    b->retain_topic = NULL;
+    return r;
+}
+
+int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t tlen,
+                             void (*done)(void *arg, const wsk_retained *r), void *arg)
+{
+    struct wsk_bridge *b = retain_bridge(srv);
+    if (!b) return WSK_ERR_STATE;
+    size_t cn = tlen;
+    if (!history_topic(topic, tlen) || carrier(b, topic, &cn) != topic || !done)
+        return WSK_ERR_INVAL;
+    wsk_bridge_link *l = shard(b, topic, tlen);
+    if (!l->up) return WSK_ERR_IO;
+    struct mark *m = malloc(sizeof *m + tlen);
+    /* The node listens to the channel until the mark is back: it comes through there. */
+    if (!m || wsk_server_bridge_listen(srv, topic, tlen, 1) < 0) {
+        free(m);
+        return WSK_ERR_NOMEM;
+    }
+    *m = (struct mark){b->marks, ++b->seq, l, 0, done, arg, tlen};
+    memcpy(m->t, topic, tlen);
+    uint8_t mk[WSK_BRIDGE_HDR] = {WSK_BRIDGE_MAGIC, WSK_BRIDGE_MARK};
+    memcpy(mk + 2, b->node, 8);
+    for (int i = 0; i < 8; i++) mk[10 + i] = (uint8_t)(m->id >> 8 * i);
+    if (l->eng->retained(l->e, channel(b, topic, tlen), b->plen + tlen, b->plen, mk, sizeof mk,
+                         m->id) < 0) {
+        wsk_server_bridge_listen(srv, topic, tlen, 0);
+        free(m);
+        return WSK_ERR_IO;
+    }
+    b->marks = m;
+    return 0;
+}
+
+/* A wsk_server_kept_read under way: one part per engine connection asked. */
+struct kept_read {
+    unsigned parts; /* answers awaited */
+    int failed;
+    void (*done)(void *arg, const wsk_topic_kept *k);
+    void *arg;
+    wsk_topic_kept k[];
+};
+
+struct wsk_bridge_kept {
+    struct kept_read *q;
+    size_t k;
+    size_t idx[]; /* the read's topics this part asked for */
+};
+
+static void kept_part_done(struct kept_read *q)
+{
+    if (--q->parts) return;
+    q->done(q->arg, q->failed ? NULL : q->k);
+    free(q);
+}
+
+void wsk_bridge_kept_done(wsk_bridge_link *l, wsk_bridge_kept *part, const uint64_t *v, size_t nv)
+{
+    (void)l;
+    struct kept_read *q = part->q;
+    if (!v || nv != 2 * part->k) q->failed = 1;
+    for (size_t i = 0; !q->failed && i < part->k; i++)
+        q->k[part->idx[i]] = (wsk_topic_kept){v[2 * i] != 0, v[2 * i + 1]};
+    free(part);
+    kept_part_done(q);
+}
+
+/* Asks link l for the topics of q that are its (idx[0..k) of topics), channels made in buf. */
+static int kept_ask(struct wsk_bridge *b, wsk_bridge_link *l, struct kept_read *q,
+                    const char *const *topics, const size_t *lens, const size_t *idx, size_t k)
+{
+    wsk_bridge_kept *part = malloc(sizeof *part + k * sizeof part->idx[0]);
+    const char **chans = malloc(k * sizeof *chans);
+    size_t *clens = malloc(k * sizeof *clens), total = 0;
+    for (size_t i = 0; i < k; i++) total += b->plen + lens[idx[i]];
+    char *buf = malloc(total + 1);
+    int r = -1;
+    if (part && chans && clens && buf) {
+        char *p = buf;
+        for (size_t i = 0; i < k; i++) {
+            memcpy(p, b->chan, b->plen);
+            memcpy(p + b->plen, topics[idx[i]], lens[idx[i]]);
+            chans[i] = p;
+            clens[i] = b->plen + lens[idx[i]];
+            p += clens[i];
+            part->idx[i] = idx[i];
+        }
+        part->q = q;
+        part->k = k;
+        r = l->eng->kept(l->e, chans, clens, k, b->plen, part);
+    }
+    if (r < 0) free(part); /* else the engine keeps it until wsk_bridge_kept_done */
+    free(chans);
+    free(clens);
+    free(buf);
+    return r;
+}
+
+int wsk_server_kept_read(wsk_server *srv, const char *const *topics, const size_t *lens, size_t n,
+                         void (*done)(void *arg, const wsk_topic_kept *k), void *arg)
+{
+    struct wsk_bridge *b = retain_bridge(srv);
+    if (!b || !b->links[0].eng->kept) return WSK_ERR_STATE;
+    if (!topics || !lens || !n || n > 10000 || !done) return WSK_ERR_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        size_t cn = lens[i];
+        if (!history_topic(topics[i], lens[i]) || carrier(b, topics[i], &cn) != topics[i])
+            return WSK_ERR_INVAL;
+        if (!shard(b, topics[i], lens[i])->up) return WSK_ERR_IO;
+    }
+    struct kept_read *q = calloc(1, sizeof *q + n * sizeof q->k[0]);
+    size_t *idx = malloc(n * sizeof *idx);
+    if (!q || !idx) {
+        free(q);
+        free(idx);
+        return WSK_ERR_NOMEM;
+    }
+    q->done = done;
+    q->arg = arg;
+    q->parts = 1; /* until every part is asked */
+    unsigned asked = 0;
+    for (unsigned li = 0; li < b->nlinks; li++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (shard(b, topics[i], lens[i]) == &b->links[li]) idx[k++] = i;
+        if (!k) continue;
+        if (kept_ask(b, &b->links[li], q, topics, lens, idx, k) < 0) {
+            q->failed = 1;
+        } else {
+            q->parts++;
+            asked++;
+        }
+    }
+    free(idx);
+    if (!asked) {
+        free(q);
+        return WSK_ERR_IO;
+    }
+    kept_part_done(q); /* the answers come later: never from here */
     return 0;
 }

@@ -21,7 +21,12 @@
  * the engine fills 36 more bytes before the message, so that every node reads the same position:
  *   bytes 18-37 the topic's offset, 20 decimal digits
  *   bytes 38-53 the epoch of the topic's history, 16 hex digits
- *   bytes 54-   the message */
+ *   bytes 54-   the message
+ * WSK_BRIDGE_RETAIN marks a publish the engine also keeps as the topic's retained message (an
+ * empty one clears it).  WSK_BRIDGE_MARK is not a message but the answer to a read of the
+ * retained message (wsk_server_retained_read), published on the channel so that it falls in the
+ * channel's order: bytes 10-17 are the read's number at its node (the others drop it), bytes 18-
+ * the retained envelope as the engine keeps it (none: nothing). */
 #ifndef WSK_BRIDGE_H
 #define WSK_BRIDGE_H
 
@@ -34,6 +39,8 @@
 #define WSK_BRIDGE_TO_SELF     2
 #define WSK_BRIDGE_COMPRESS    4
 #define WSK_BRIDGE_HISTORY     8
+#define WSK_BRIDGE_RETAIN      16
+#define WSK_BRIDGE_MARK        32
 #define WSK_BRIDGE_HDR_HISTORY 54
 #define WSK_BRIDGE_PREFIX_MAX  64
 #define WSK_BRIDGE_MAX_LINKS   16
@@ -54,6 +61,9 @@ typedef struct wsk_bridge_count {
 /* A read of a channel's history: made by bridge.c, handed to the engine's
  * range, given back once through wsk_bridge_ranged. */
 typedef struct wsk_bridge_range wsk_bridge_range;
+/* A read of what the engine keeps of some channels (kept), given back once through
+ * wsk_bridge_kept_done. */
+typedef struct wsk_bridge_kept wsk_bridge_kept;
 
 typedef struct wsk_bridge_engine {
     const char *scheme; /* the URL scheme it serves: "redis", "nats" */
@@ -103,6 +113,29 @@ typedef struct wsk_bridge_engine {
      * range work there, 0 when the server keeps none (the node keeps its own), -1 while it is
      * not known (never connected yet).  NULL: always 1. */
     int (*history)(void *e);
+    /* Retained messages kept by the engine (NULL for an engine that keeps none).  retain is
+     * publish (history 0) or append (history 1, with depth and ttl) for an envelope with
+     * WSK_BRIDGE_RETAIN that the engine also keeps, in the same atomic step, as the channel's
+     * retained message (keep 1) or whose step clears it (keep 0).  Same return and count
+     * rules as publish. */
+    int (*retain)(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
+                  int keep, int history, size_t depth, double ttl, int self,
+                  wsk_bridge_count *count);
+    /* Once every subscription this link asked for so far is active on the engine, publishes
+     * on the channel, in one atomic step, mark[0..mlen) (copied) followed by the channel's
+     * retained envelope (nothing when none): this node hears it in the channel's order.  0,
+     * or <0 (down) when it cannot ask; when it asked but the step failed, or the connection
+     * went first, it calls wsk_bridge_mark_failed(link, id) (perhaps also after the mark
+     * came: the bridge ignores an id it does not wait for). */
+    int (*retained)(void *e, const char *chan, size_t n, size_t plen, const void *mark, size_t mlen,
+                    uint64_t id);
+    /* What the engine keeps of channels chans[0..k) (lens, each after a prefix of plen bytes):
+     * in one round trip, whether each has a retained message and how many messages its
+     * history holds; given back once through wsk_bridge_kept_done (also when the connection
+     * is lost first).  0, or <0 (down) when it cannot ask: then it keeps nothing.  NULL for an
+     * engine that keeps nothing. */
+    int (*kept)(void *e, const char *const *chans, const size_t *lens, size_t k, size_t plen,
+                wsk_bridge_kept *q);
 } wsk_bridge_engine;
 
 extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;
@@ -131,6 +164,11 @@ void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n);
 void wsk_bridge_ranged(wsk_bridge_link *l, wsk_bridge_range *r, int ok, const char *epoch,
                        uint64_t head, uint64_t first, const char *const *env, const size_t *lens,
                        size_t k);
+/* The engine's answer to kept: v[2i] nonzero when channel i has a retained message, v[2i + 1]
+ * the messages its history holds (nv values); v NULL when it could not read.  Frees q. */
+void wsk_bridge_kept_done(wsk_bridge_link *l, wsk_bridge_kept *q, const uint64_t *v, size_t nv);
+/* The read of a retained message numbered id (the engine's retained) will not come back. */
+void wsk_bridge_mark_failed(wsk_bridge_link *l, uint64_t id);
 /* 1 when channel chan[0..n) is one this node holds now: a pattern with local subscribers, or
  * a name with local subscribers that none of the node's patterns covers (a node does not
  * subscribe by name to what its own pattern brings: Redis would count it twice). */

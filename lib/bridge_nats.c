@@ -3,7 +3,8 @@
  *
  * One connection per URL list (a cluster's seed URLs: the client fails over between them and
  * resubscribes by itself after a reconnect).  Publishes go into the client's buffer and leave
- * when the loop finds the socket writable: all publishes of one loop iteration in one write.
+ * just before the loop polls (SendAsap, and nats_libev.c's flush): all publishes of one loop
+ * iteration in one write, in the iteration that made them.
  * The client runs message handlers and connection events on its own threads: they only queue
  * (a mutex, a list, a cap on the bytes held) and wake the loop, which hands them to the bridge.
  * NATS cannot say how many subscribers a publish reached: counts are -1 (unknown).
@@ -394,12 +395,15 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
         s = natsOptions_SetEventLoop(t->opts, &t->x, wsk_natsev_attach, wsk_natsev_read,
                                      wsk_natsev_write, wsk_natsev_detach);
     /* Reconnect for ever, 100 ms apart; subscriptions share the client's delivery threads
-     * instead of one thread each; our own publishes are not sent back to us. */
+     * instead of one thread each; our own publishes are not sent back to us.  SendAsap: no
+     * flusher thread, which waits 1 ms for more before each write (the loop writes instead,
+     * once per iteration: nats_libev.h). */
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(t->opts, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(t->opts, 100);
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetNoEcho(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(t->opts, true); /* JetStream's */
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(t->opts, on_down, t);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(t->opts, on_up, t);
     if (s == NATS_OK) s = natsOptions_SetClosedCB(t->opts, on_closed, t);

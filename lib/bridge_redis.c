@@ -40,6 +40,10 @@
 #define INFLIGHT_MAX (8u << 20)
 /* PUBLISH commands up to this size are formatted in the engine's own buffer (publish_resp). */
 #define RESP_MAX (64u << 10)
+#define NSCRIPTS 5
+/* The channel whose subscription confirms a sync (after the prefix), left at once: no topic
+ * has a control character, and nothing is published there. */
+#define SYNC_CHAN "\001sync"
 
 struct redis {
     wsk_bridge_link *link;
@@ -60,8 +64,23 @@ struct redis {
     ev_prepare flush; /* writes pub's commands once per loop iteration (flush_pub) */
     char *resp;       /* a PUBLISH formatted (publish_resp): RESP_MAX bytes, made at first use */
     /* History (below): the scripts' SHA-1s, and the connection they were loaded on. */
-    char sha[2][41];
+    char sha[NSCRIPTS][41];
     const redisAsyncContext *scripts_on;
+    /* Reads of retained messages waiting for `sub` to confirm a sync (rd_retained), oldest
+     * first; syncs asked and confirmed on this connection. */
+    struct rmark *marks, **marks_end;
+    unsigned long syncs, synced;
+};
+
+/* A read of a retained message: MARK (below) runs once `sub` has confirmed sync number
+ * `sync`, so that every subscription asked before is active when the mark is published. */
+struct rmark {
+    struct rmark *next;
+    uint64_t id;
+    unsigned long sync;
+    size_t n, klen, mlen;
+    char *key, *mark; /* in chan[] after the channel */
+    char chan[];
 };
 
 /* ----- URL ----------------------------------------------------------------------------------- */
@@ -114,6 +133,19 @@ static int parse_url(struct redis *r, const char *url, char *err, size_t cap)
 
 static void connect_both(struct redis *r);
 
+static void marks_drop(struct redis *r)
+{
+    while (r->marks) {
+        struct rmark *m = r->marks;
+        r->marks = m->next;
+        free(m);
+    }
+    r->marks_end = &r->marks;
+    r->syncs = r->synced = 0;
+}
+
+static void marks_run(struct redis *r);
+
 /* A connection failed or was lost: drop the other one too and try again after the backoff. */
 static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
 {
@@ -125,6 +157,7 @@ static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
     r->ready = 0;
     r->inflight = 0;      /* the replies awaited will never come */
     r->scripts_on = NULL; /* a new connection loads them again (a new Redis may not have them) */
+    marks_drop(r);        /* the bridge gives up their reads (wsk_bridge_down) */
     r->closing = 1;
     for (int i = 0; i < 2; i++)
         if (rest[i]) redisAsyncFree(rest[i]);
@@ -251,6 +284,10 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
     if ((pm || !strcmp(kind->str, "message")) && chan->type == REDIS_REPLY_STRING &&
         msg->type == REDIS_REPLY_STRING) {
         wsk_bridge_message(r->link, chan->str, chan->len, msg->str, msg->len);
+    } else if (!strcmp(kind->str, "subscribe") && chan->len > strlen(SYNC_CHAN) &&
+               !strcmp(chan->str + chan->len - strlen(SYNC_CHAN), SYNC_CHAN)) {
+        r->synced++;
+        marks_run(r);
     } else if (!strcmp(kind->str, "unsubscribe") &&
                wsk_bridge_wants(r->link, chan->str, chan->len)) {
         /* The topic came back while UNSUBSCRIBE was on its way.  hiredis releases before
@@ -322,8 +359,14 @@ static int rd_punsubscribe(void *e, const char *chan, size_t n, size_t plen)
     return pattern_cmd(e, "PUNSUBSCRIBE", chan, n, plen);
 }
 
-/* priv: the message's length, shifted left 8 bits, and the subscriptions of this node that
- * Redis counts (bridge.h's self, at most 255). */
+/* The tag of an uncounted publish (on_published): the message's length, shifted left 8
+ * bits, and the subscriptions of this node that Redis counts (bridge.h's self, at most 255). */
+static void *publish_tag(size_t len, int self)
+{
+    return (void *)(uintptr_t)(len << 8 | (uintptr_t)(self > 255 ? 255 : self));
+}
+
+/* priv: publish_tag's. */
 static void on_published(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis *r = ac->data;
@@ -406,9 +449,8 @@ static int rd_publish(void *e, const char *chan, size_t n, const void *msg, size
 {
     struct redis *r = e;
     if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
-    void *tag = (void *)(uintptr_t)(len << 8 | (uintptr_t)(self > 255 ? 255 : self));
     int st = count ? publish_resp(r, chan, n, msg, len, on_counted, count)
-                   : publish_resp(r, chan, n, msg, len, on_published, tag);
+                   : publish_resp(r, chan, n, msg, len, on_published, publish_tag(len, self));
     if (st != REDIS_OK) return -1;
     r->inflight += len;
     return 0;
@@ -422,6 +464,7 @@ static void rd_close(void *e)
     ev_ref(r->ev);
     ev_prepare_stop(r->ev, &r->flush);
     free(r->resp);
+    marks_drop(r);
     if (r->lookup) wsk_lookup_cancel(r->lookup);
     if (r->pub) redisAsyncFree(r->pub);
     if (r->sub) redisAsyncFree(r->sub);
@@ -441,6 +484,7 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     r->link = link;
     r->ev = ev;
     r->backoff = BACKOFF_MIN;
+    r->marks_end = &r->marks;
     ev_init(&r->retry, on_retry);
     r->retry.data = r;
     ev_prepare_init(&r->flush, flush_pub);
@@ -470,14 +514,21 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  *    life: the node's fresh random epoch, the offsets from 1, the stream emptied.
  *  - RANGE answers the epoch, the last offset, the oldest entry's ID and the entries after an
  *    offset, at one instant.
+ *  - APPEND with a retained publish also SETs the envelope (offset and epoch in it) as the
+ *    topic's retained message, PREFIX "retained:" TOPIC (DELetes it, for an empty one); RETAIN
+ *    does the same with PUBLISH alone, without history.  It has no TTL (MQTT's).
+ *  - MARK publishes a read's mark followed by the retained envelope (rd_retained).
+ *  - KEPT reads EXISTS of the retained key and XLEN of the stream of some topics (rd_kept).
  * The PUBLISH comes from the script, so the live messages on the channel are in the offsets'
  * order for every subscriber.  The scripts go by their SHA-1 (EVALSHA), loaded once per
  * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection).  A
  * message whose script fails (Redis out of memory, its scripts flushed) is logged and lost:
  * it is delivered nowhere, this node included. */
 
-static const char *const scripts[2] = {
-    /* APPEND: KEYS head, stream; ARGV channel, envelope, depth, ttl in ms (0: none), epoch */
+enum { APPEND, RANGE, RETAIN, MARK, KEPT };
+static const char *const scripts[NSCRIPTS] = {
+    /* APPEND: KEYS head, stream, retained; ARGV channel, envelope, depth, ttl in ms (0: none),
+     * epoch, retain (0: no, 1: keep, 2: clear) */
     "local ep = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not ep then\n"
     "  ep = ARGV[5]\n"
@@ -492,6 +543,8 @@ static const char *const scripts[2] = {
     "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
     "end\n"
+    "if ARGV[6] == '1' then redis.call('SET', KEYS[3], env) end\n"
+    "if ARGV[6] == '2' then redis.call('DEL', KEYS[3]) end\n"
     "return redis.call('PUBLISH', ARGV[1], env)\n",
     /* RANGE: KEYS head, stream; ARGV after, max */
     "local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset')\n"
@@ -501,20 +554,40 @@ static const char *const scripts[2] = {
     "if first[1] then f = first[1][1] end\n"
     "local r = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
     "return {h[1], tonumber(h[2]), f, r}\n",
+    /* RETAIN: KEYS retained; ARGV channel, envelope, keep (1) or clear (2) */
+    "if ARGV[3] == '1' then redis.call('SET', KEYS[1], ARGV[2])\n"
+    "else redis.call('DEL', KEYS[1]) end\n"
+    "return redis.call('PUBLISH', ARGV[1], ARGV[2])\n",
+    /* MARK: KEYS retained; ARGV channel, mark */
+    "local v = redis.call('GET', KEYS[1]) or ''\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2] .. v)\n"
+    "return 1\n",
+    /* KEPT: KEYS retained and stream of each topic; {EXISTS, XLEN, ...} */
+    "local out = {}\n"
+    "for i = 1, #KEYS, 2 do\n"
+    "  out[#out + 1] = redis.call('EXISTS', KEYS[i])\n"
+    "  out[#out + 1] = redis.call('XLEN', KEYS[i + 1])\n"
+    "end\n"
+    "return out\n",
 };
 
-/* The keys of channel chan[0..n) (prefix chan[0..plen)) in out (n + 8 bytes each). */
+/* Key PREFIX KIND TOPIC of channel chan[0..n) (prefix chan[0..plen)) in out (n + 9 bytes at
+ * most: KIND is "head:", "history:" or "retained:"); its length. */
+static size_t topic_key(const char *chan, size_t n, size_t plen, const char *kind, char *out)
+{
+    size_t k = strlen(kind);
+    memcpy(out, chan, plen);
+    memcpy(out + plen, kind, k);
+    memcpy(out + plen + k, chan + plen, n - plen);
+    return n + k;
+}
+
+/* The keys of channel chan[0..n): head and stream in out (n + 8 bytes each). */
 static void history_keys(const char *chan, size_t n, size_t plen, char *head, size_t *hlen,
                          char *stream, size_t *slen)
 {
-    memcpy(head, chan, plen);
-    memcpy(head + plen, "head:", 5);
-    memcpy(head + plen + 5, chan + plen, n - plen);
-    *hlen = n + 5;
-    memcpy(stream, chan, plen);
-    memcpy(stream + plen, "history:", 8);
-    memcpy(stream + plen + 8, chan + plen, n - plen);
-    *slen = n + 8;
+    *hlen = topic_key(chan, n, plen, "head:", head);
+    *slen = topic_key(chan, n, plen, "history:", stream);
 }
 
 /* Queues script i by its SHA-1 with argc arguments after the script's name (the keys' count
@@ -522,7 +595,7 @@ static void history_keys(const char *chan, size_t n, size_t plen, char *head, si
 static int eval_script(struct redis *r, int i, int argc, const char **argv, size_t *len,
                        redisCallbackFn *fn, void *priv)
 {
-    for (int k = 0; k < 2 && !r->sha[k][0]; k++) {
+    for (int k = 0; k < NSCRIPTS && !r->sha[k][0]; k++) {
         static const char hex[] = "0123456789abcdef";
         uint8_t d[20];
         wsk_sha1(scripts[k], strlen(scripts[k]), "", 0, d);
@@ -532,7 +605,7 @@ static int eval_script(struct redis *r, int i, int argc, const char **argv, size
         }
     }
     if (r->scripts_on != r->pub) {
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < NSCRIPTS; k++) {
             const char *load[3] = {"SCRIPT", "LOAD", scripts[k]};
             size_t ll[3] = {6, 4, strlen(scripts[k])};
             if (redisAsyncCommandArgv(r->pub, NULL, NULL, 3, load, ll) != REDIS_OK) return -1;
@@ -566,12 +639,24 @@ static void on_appended_counted(redisAsyncContext *ac, void *reply, void *priv)
     on_counted(ac, reply, priv);
 }
 
-static int rd_append(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
-                     size_t depth, double ttl, int self, wsk_bridge_count *count)
+/* Script i that publishes an envelope of len bytes, counted in flight as rd_publish does. */
+static int eval_publish(struct redis *r, int i, int argc, const char **argv, size_t *alen,
+                        size_t len, int self, wsk_bridge_count *count)
 {
-    struct redis *r = e;
+    int st = count ? eval_script(r, i, argc, argv, alen, on_appended_counted, count)
+                   : eval_script(r, i, argc, argv, alen, on_appended, publish_tag(len, self));
+    if (st < 0) return -1;
+    r->inflight += len;
+    return 0;
+}
+
+/* APPEND, keeping or clearing the retained message too (keep "1" or "2") or not ("0"). */
+static int append_cmd(struct redis *r, const char *chan, size_t n, size_t plen, const void *msg,
+                      size_t len, size_t depth, double ttl, int self, wsk_bridge_count *count,
+                      const char *keep)
+{
     if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
-    char *keys = malloc(2 * n + 16), sdepth[24], sttl[24], epoch[17];
+    char *keys = malloc(3 * n + 32), sdepth[24], sttl[24], epoch[17];
     if (!keys) return -1;
     uint64_t x;
     if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
@@ -582,15 +667,90 @@ static int rd_append(void *e, const char *chan, size_t n, size_t plen, const voi
     snprintf(epoch, sizeof epoch, "%016llx", (unsigned long long)x);
     snprintf(sdepth, sizeof sdepth, "%zu", depth);
     snprintf(sttl, sizeof sttl, "%.0f", ttl * 1000);
-    const char *argv[10] = {NULL, NULL, "2", keys, keys + n + 8, chan, msg, sdepth, sttl, epoch};
-    size_t alen[10] = {0, 0, 1, 0, 0, n, len, strlen(sdepth), strlen(sttl), 16};
+    const char *argv[12] = {NULL, NULL, "3",    keys, keys + n + 8, keys + 2 * n + 16,
+                            chan, msg,  sdepth, sttl, epoch,        keep};
+    size_t alen[12] = {0, 0, 1, 0, 0, 0, n, len, strlen(sdepth), strlen(sttl), 16, 1};
     history_keys(chan, n, plen, keys, &alen[3], keys + n + 8, &alen[4]);
-    void *tag = (void *)(uintptr_t)(len << 1 | (self != 0));
-    int st = count ? eval_script(r, 0, 8, argv, alen, on_appended_counted, count)
-                   : eval_script(r, 0, 8, argv, alen, on_appended, tag);
+    alen[5] = topic_key(chan, n, plen, "retained:", keys + 2 * n + 16);
+    int st = eval_publish(r, APPEND, 10, argv, alen, len, self, count);
     free(keys);
-    if (st < 0) return -1;
-    r->inflight += len;
+    return st;
+}
+
+static int rd_append(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
+                     size_t depth, double ttl, int self, wsk_bridge_count *count)
+{
+    return append_cmd(e, chan, n, plen, msg, len, depth, ttl, self, count, "0");
+}
+
+static int rd_retain(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
+                     int keep, int history, size_t depth, double ttl, int self,
+                     wsk_bridge_count *count)
+{
+    struct redis *r = e;
+    const char *k = keep ? "1" : "2";
+    if (history) return append_cmd(r, chan, n, plen, msg, len, depth, ttl, self, count, k);
+    if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
+    char *key = malloc(n + 16);
+    if (!key) return -1;
+    const char *argv[7] = {NULL, NULL, "1", key, chan, msg, k};
+    size_t alen[7] = {0, 0, 1, topic_key(chan, n, plen, "retained:", key), n, len, 1};
+    int st = eval_publish(r, RETAIN, 5, argv, alen, len, self, count);
+    free(key);
+    return st;
+}
+
+/* MARK's reply: an error (or none: the connection went) and the read will not come back. */
+static void on_marked(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    if (r->closing) return;
+    script_error(r, rep);
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        wsk_bridge_mark_failed(r->link, (uint64_t)(uintptr_t)priv);
+}
+
+/* The reads whose sync `sub` confirmed: their MARK goes. */
+static void marks_run(struct redis *r)
+{
+    while (r->marks && r->marks->sync <= r->synced) {
+        struct rmark *m = r->marks;
+        if (!(r->marks = m->next)) r->marks_end = &r->marks;
+        const char *argv[6] = {NULL, NULL, "1", m->key, m->chan, m->mark};
+        size_t alen[6] = {0, 0, 1, m->klen, m->n, m->mlen};
+        if (eval_script(r, MARK, 4, argv, alen, on_marked, (void *)(uintptr_t)m->id) < 0)
+            wsk_bridge_mark_failed(r->link, m->id);
+        free(m);
+    }
+}
+
+static int rd_retained(void *e, const char *chan, size_t n, size_t plen, const void *mark,
+                       size_t mlen, uint64_t id)
+{
+    struct redis *r = e;
+    if (r->ready < 2) return -1;
+    struct rmark *m = malloc(sizeof *m + 2 * n + 16 + mlen);
+    if (!m) return -1;
+    char sync[WSK_BRIDGE_PREFIX_MAX + sizeof SYNC_CHAN];
+    memcpy(sync, chan, plen);
+    memcpy(sync + plen, SYNC_CHAN, strlen(SYNC_CHAN));
+    /* Left at once: its confirmation is all it is for (PUBSUB CHANNELS does not keep it). */
+    const char *argv[2] = {"SUBSCRIBE", sync}, *unsub[2] = {"UNSUBSCRIBE", sync};
+    size_t alen[2] = {9, plen + strlen(SYNC_CHAN)}, ulen[2] = {11, alen[1]};
+    if (redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, alen) != REDIS_OK ||
+        redisAsyncCommandArgv(r->sub, on_sub, r, 2, unsub, ulen) != REDIS_OK) {
+        free(m);
+        return -1;
+    }
+    *m = (struct rmark){NULL, id, ++r->syncs, n, 0, mlen, NULL, NULL};
+    memcpy(m->chan, chan, n);
+    m->key = m->chan + n;
+    m->klen = topic_key(chan, n, plen, "retained:", m->key);
+    m->mark = m->key + m->klen;
+    memcpy(m->mark, mark, mlen);
+    *r->marks_end = m;
+    r->marks_end = &m->next;
     return 0;
 }
 
@@ -645,7 +805,55 @@ static int rd_range(void *e, const char *chan, size_t n, size_t plen, uint64_t a
     const char *argv[7] = {NULL, NULL, "2", keys, keys + n + 8, safter, smax};
     size_t alen[7] = {0, 0, 1, 0, 0, strlen(safter), strlen(smax)};
     history_keys(chan, n, plen, keys, &alen[3], keys + n + 8, &alen[4]);
-    int st = eval_script(r, 1, 5, argv, alen, on_ranged, rg);
+    int st = eval_script(r, RANGE, 5, argv, alen, on_ranged, rg);
+    free(keys);
+    return st;
+}
+
+/* KEPT's reply: 2 integers per topic. */
+static void on_kept(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    uint64_t *v = NULL;
+    if (rep && !r->closing) script_error(r, rep);
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements &&
+        (v = malloc(rep->elements * sizeof *v))) {
+        for (size_t i = 0; i < rep->elements; i++)
+            v[i] = rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer > 0
+                       ? (uint64_t)rep->element[i]->integer
+                       : 0;
+    }
+    wsk_bridge_kept_done(r->link, priv, v, v ? rep->elements : 0);
+    free(v);
+}
+
+static int rd_kept(void *e, const char *const *chans, const size_t *lens, size_t k, size_t plen,
+                   wsk_bridge_kept *q)
+{
+    struct redis *r = e;
+    if (r->ready < 2) return -1;
+    size_t total = 0;
+    for (size_t i = 0; i < k; i++) total += 2 * lens[i] + 24;
+    const char **argv = malloc((3 + 2 * k) * sizeof *argv);
+    size_t *alen = malloc((3 + 2 * k) * sizeof *alen);
+    char *keys = malloc(total), nkeys[24];
+    int st = -1;
+    if (argv && alen && keys) {
+        snprintf(nkeys, sizeof nkeys, "%zu", 2 * k);
+        argv[2] = nkeys;
+        alen[2] = strlen(nkeys);
+        char *p = keys;
+        for (size_t i = 0; i < k; i++) {
+            argv[3 + 2 * i] = p;
+            p += alen[3 + 2 * i] = topic_key(chans[i], lens[i], plen, "retained:", p);
+            argv[4 + 2 * i] = p;
+            p += alen[4 + 2 * i] = topic_key(chans[i], lens[i], plen, "history:", p);
+        }
+        st = eval_script(r, KEPT, (int)(1 + 2 * k), argv, alen, on_kept, q);
+    }
+    free(argv);
+    free(alen);
     free(keys);
     return st;
 }
@@ -661,4 +869,7 @@ const wsk_bridge_engine wsk_bridge_redis = {
     .close = rd_close,
     .append = rd_append,
     .range = rd_range,
+    .retain = rd_retain,
+    .retained = rd_retained,
+    .kept = rd_kept,
 };

@@ -11,7 +11,8 @@
  * whose changing parts mbedTLS locks (io_tls.h).
  * An inbox has no cap of its own: a loop that publishes faster than another delivers grows
  * that one's inbox; each socket's backpressure limit applies when the message is delivered
- * there.  What a loop that has ended still holds is freed when wsk_group_run returns. */
+ * there.  What a loop that has ended still holds is freed when wsk_group_run returns; what is
+ * posted after that is freed at once (refused: no loop will run again). */
 #include "group.h"
 #include "io_tls.h"
 
@@ -42,24 +43,38 @@ static void list_drop(wsk_gloop *l, wsk_glist *list)
     list->head = list->tail = NULL;
 }
 
-static void splice(wsk_gloop *dst, wsk_gitem *head, wsk_gitem *tail)
+/* Appends head..tail to dst's inbox and wakes it.  Once wsk_group_run has returned (dst
+ * closed) nobody would take them: they are dropped at once, and WSK_ERR_STATE says so. */
+static int splice(wsk_gloop *dst, wsk_gitem *head, wsk_gitem *tail)
 {
     tail->next = NULL;
     pthread_mutex_lock(&dst->mu);
-    list_append(&dst->inbox, head, tail);
+    int closed = dst->closed;
+    if (!closed) list_append(&dst->inbox, head, tail);
     pthread_mutex_unlock(&dst->mu);
+    if (closed) {
+        wsk_glist refused = {head, tail};
+        list_drop(dst, &refused);
+        return WSK_ERR_STATE;
+    }
     ev_async_send(dst->ev, &dst->wake);
+    return 0;
 }
 
-void wsk_group_post(wsk_gloop *dst, wsk_gitem *item)
+int wsk_group_post(wsk_gloop *dst, wsk_gitem *item)
 {
-    splice(dst, item, item);
+    return splice(dst, item, item);
 }
 
 void wsk_group_queue(wsk_gloop *l, unsigned j, wsk_gitem *it)
 {
     wsk_glist *o = &l->out[j];
     it->next = NULL;
+    if (l->g->state == 2) { /* the group ran: no turn ends to carry it */
+        wsk_glist refused = {it, it};
+        list_drop(l, &refused);
+        return;
+    }
     if (!o->head) l->outq[l->nout++] = j;
     list_append(o, it, it);
 }
@@ -204,12 +219,17 @@ int wsk_group_run(wsk_group *g)
     ev_run(g->l[0].ev, 0);
     for (unsigned i = 1; i < started; i++) pthread_join(g->l[i].thread, NULL);
     g->state = 2;
-    /* What other loops sent to a loop after it ended: nobody is left to take it. */
+    /* What other loops sent to a loop after it ended: nobody is left to take it; from now on
+     * the inbox refuses what comes (splice). */
     for (unsigned i = 0; i < g->n; i++) {
-        /* Under the lock: a loop that ended early may be posted to until the others end. */
+        /* Under the lock: a loop that ended early may be posted to until the others end, and
+         * wsk_group_call may be called from any thread. */
         pthread_mutex_lock(&g->l[i].mu);
-        list_drop(&g->l[i], &g->l[i].inbox);
+        g->l[i].closed = 1;
+        wsk_glist left = g->l[i].inbox;
+        g->l[i].inbox.head = g->l[i].inbox.tail = NULL;
         pthread_mutex_unlock(&g->l[i].mu);
+        list_drop(&g->l[i], &left);
         for (unsigned j = 0; j < g->n; j++) list_drop(&g->l[i], &g->l[i].out[j]);
         g->l[i].nout = 0;
     }
@@ -221,6 +241,7 @@ int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loo
     if (!fn || (i != WSK_GROUP_ALL && i >= g->n)) return WSK_ERR_INVAL;
     unsigned from = i == WSK_GROUP_ALL ? 0 : i, to = i == WSK_GROUP_ALL ? g->n : i + 1;
     wsk_gitem *items = NULL;
+    int r = 0;
     for (unsigned k = from; k < to; k++) { /* all or nothing: allocate first */
         wsk_gitem *it = calloc(1, sizeof *it);
         if (!it) {
@@ -239,8 +260,24 @@ int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loo
     for (unsigned k = from; k < to; k++) {
         wsk_gitem *it = items;
         items = it->next;
-        wsk_group_post(&g->l[k], it);
+        if (wsk_group_post(&g->l[k], it) < 0) r = WSK_ERR_STATE; /* the group ran: freed */
     }
+    return r;
+}
+
+int wsk_group_call_ordered(wsk_loop *from, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                           void *arg)
+{
+    wsk_gloop *l = from ? from->group : NULL;
+    if (!l || !fn || i >= l->g->n) return WSK_ERR_INVAL;
+    if (l->g->state == 2) return WSK_ERR_STATE;
+    wsk_gitem *it = calloc(1, sizeof *it);
+    if (!it) return WSK_ERR_NOMEM;
+    it->fn = fn;
+    it->arg = arg;
+    /* In out[i], behind this turn's publishes for i so far: a batch of short ones is closed by
+     * it (group_topics.c's batch_add starts a new one after anything else). */
+    wsk_group_queue(l, i, it);
     return 0;
 }
 

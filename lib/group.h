@@ -49,6 +49,7 @@ typedef struct wsk_gloop {
     /* The inbox: any thread appends under mu, the loop takes the whole list when woken. */
     pthread_mutex_t mu;
     wsk_glist inbox;
+    int closed; /* under mu: wsk_group_run returned, the inbox takes nothing more */
     /* This loop's thread only: messages for loop j wait in out[j] until the end of the loop
      * turn (wsk_group_flush), which moves each list to its inbox and wakes it once. */
     wsk_glist *out;
@@ -63,9 +64,10 @@ typedef struct wsk_gloop {
     wsk_stats stats;
     int has_stats;
     /* Acceptor mode (group_accept.c): set by this loop's thread, read by the acceptor's. */
-    atomic_int gone; /* the member shut down or was freed: it takes no more sockets */
-    atomic_int full; /* the member is at its max_connections */
-    int held;        /* this loop's thread: the wake-up keeps the loop running (no listener) */
+    atomic_int gone;     /* the member shut down or was freed: it takes no more sockets */
+    atomic_int full;     /* the member is at its max_connections */
+    atomic_size_t conns; /* the member's connections as of its last change */
+    int held;            /* this loop's thread: the wake-up keeps the loop running (no listener) */
 } wsk_gloop;
 
 struct wsk_group {
@@ -86,10 +88,12 @@ struct wsk_group {
 };
 
 /* group.c */
-/* Appends item to loop dst's inbox and wakes it (from any thread). */
-void wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
+/* Appends item to loop dst's inbox and wakes it (from any thread): 0; or, once wsk_group_run
+ * has returned, drops item at once (as an undelivered one: its drop, freed) and returns
+ * WSK_ERR_STATE. */
+int wsk_group_post(wsk_gloop *dst, wsk_gitem *item);
 /* On l's thread: queues item it for loop j, to leave at the end of l's turn with the rest of
- * the batch for j (wsk_group_flush). */
+ * the batch for j (wsk_group_flush); once wsk_group_run has returned, drops it at once. */
 void wsk_group_queue(wsk_gloop *l, unsigned j, wsk_gitem *it);
 /* The end of loop turn of l's thread (wsk_loop_reap): hands each waiting list to its loop. */
 void wsk_group_flush(wsk_gloop *l);
@@ -106,10 +110,18 @@ int wsk_group_handoff(wsk_gloop *l, int fd, const char *peer);
 void wsk_group_accept_start(wsk_group *g);
 /* Whether some member that has not gone takes sockets now (none full). */
 int wsk_group_room(const wsk_gloop *l);
-/* On l's thread: its member is full (at max_connections) or not, gone (shut down) or not. */
+/* The acceptor's view of the members (their counts as of their last change): *conns their
+ * connections, *limit the sum of their max_connections (0 when one has none); returns how many
+ * members there are. */
+unsigned wsk_group_census(const wsk_gloop *l, size_t *conns, size_t *limit);
+/* On l's thread: its member is full (at max_connections) or not, gone (shut down) or not; its
+ * connection count changed. */
 void wsk_group_member_state(wsk_gloop *l, int full, int gone);
 /* A socket that could not be handed over, closed: counts and logs it once. */
 void wsk_group_handoff_failed(wsk_gloop *l, const char *why);
+/* wsk_stats.handoffs_failed of l's member (l NULL: none): the group's count on the acceptor,
+ * 0 on the others. */
+uint64_t wsk_group_handoffs_reported(const wsk_gloop *l);
 
 /* group_stats.c */
 /* Starts loop l's stats snapshots (wsk_group_run, before the loops run). */

@@ -52,6 +52,11 @@ size_t wsk_group_handoffs_failed(const wsk_group *g)
     return atomic_load(&((wsk_group *)g)->handoff_failed);
 }
 
+uint64_t wsk_group_handoffs_reported(const wsk_gloop *l)
+{
+    return wsk_group_acceptor(l) ? wsk_group_handoffs_failed(l->g) : 0;
+}
+
 void wsk_group_accept_start(wsk_group *g)
 {
     if (g->accept != WSK_ACCEPT_ROUND_ROBIN) return;
@@ -65,6 +70,8 @@ void wsk_group_accept_start(wsk_group *g)
 void wsk_group_member_state(wsk_gloop *l, int full, int gone)
 {
     atomic_store_explicit(&l->full, full, memory_order_relaxed);
+    atomic_store_explicit(&l->conns, l->srv ? wsk_server_ctx(l->srv)->nconns : 0,
+                          memory_order_relaxed);
     if (!gone) return;
     atomic_store(&l->gone, 1);
     if (l->held) { /* its connections (or its shutdown's timer) keep it running from now */
@@ -77,6 +84,24 @@ static int takes(const wsk_gloop *l)
 {
     return l->srv && !atomic_load(&l->gone) &&
            !atomic_load_explicit(&l->full, memory_order_relaxed);
+}
+
+unsigned wsk_group_census(const wsk_gloop *l, size_t *conns, size_t *limit)
+{
+    unsigned members = 0;
+    int unlimited = 0;
+    *conns = *limit = 0;
+    for (unsigned i = 0; i < l->g->n; i++) {
+        const wsk_gloop *m = &l->g->l[i];
+        if (!m->srv) continue;
+        members++;
+        *conns += atomic_load_explicit(&((wsk_gloop *)m)->conns, memory_order_relaxed);
+        size_t max = wsk_server_opts_of(m->srv)->max_connections; /* fixed: read anywhere */
+        unlimited |= !max;
+        *limit += max;
+    }
+    if (unlimited) *limit = 0;
+    return members;
 }
 
 int wsk_group_room(const wsk_gloop *l)

@@ -76,6 +76,7 @@ int wsk_group_stats(wsk_group *g, wsk_stats *st, size_t size)
         }
         add_counters(&sum, &s);
     }
+    sum.handoffs_failed = wsk_group_handoffs_failed(g); /* now, not a second ago */
     sum.size = size < sizeof sum ? size : sizeof sum;
     memcpy(st, &sum, sum.size);
     return 0;

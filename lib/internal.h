@@ -2,6 +2,7 @@
  *
  * The data path, by file (each .h beside its .c says the rest):
  *   io_tcp.c        sockets: listen, accept, read, writev (io_tls.c: the same over mbedTLS;
+ *                   io_tls_records.c: its records after the handshake, with ipsec-mb;
  *                   io_transport.h: the calls they share)
  *   conn.c          one connection: read event -> HTTP phase or WebSocket phase; lifecycle
  *   server.c        listeners, accept, the server side of the handshake, plain HTTP replies

@@ -58,6 +58,10 @@ int wsk_tls_session_use(struct wsk_ws *c, wsk_tls_session *ts, const char *serve
  * (expired, unknown issuer, name mismatch, ...) or "TLS handshake failed: <why>". */
 /* ev_time() when c's TLS handshake completed; 0 while it runs, and for plain sockets. */
 double wsk_tls_handshake_end(struct wsk_ws *c);
+/* Who seals c's records once its handshake is over: "ipsec-mb" (io_tls_records.c) or "mbedTLS"
+ * (the suite is not one ipsec-mb has, or WSK_TLS_RECORDS=mbedtls); NULL before, and for plain
+ * sockets.  A static string. */
+const char *wsk_tls_records(struct wsk_ws *c);
 /* Drops ctx's reference to ctx->tls, the last one frees it (after every socket of ctx is
  * released). */
 void wsk_tls_ctx_free(wsk_ctx *ctx);

@@ -2,6 +2,7 @@
  * reads the gauges; wsk_stats_format writes them in Prometheus's text exposition format 0.0.4
  * (https://prometheus.io/docs/instrumenting/exposition_formats/): for each family a HELP and a
  * TYPE line, then its samples; counters end in _total, sizes are in bytes. */
+#include "group.h"
 #include "internal.h"
 
 #include <limits.h>
@@ -36,6 +37,7 @@ int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size)
     s.bridge_foreign = b.foreign;
     s.bridge_copies = b.copies;
     s.bridge_remote = b.remote;
+    s.handoffs_failed = wsk_group_handoffs_reported(ctx->group);
     memcpy(st, &s, s.size);
     return 0;
 }
@@ -184,6 +186,10 @@ long wsk_stats_format(const wsk_stats *st, char *buf, size_t cap)
            "1 while the server accepts no connection (at max_connections, or out of file "
            "descriptors).",
            st->accept_paused);
+    single(&o, "wsk_accept_handoffs_failed_total", "counter",
+           "Connections accepted for another thread (wsserve --threads, --accept one) and "
+           "closed because the hand-off failed.",
+           st->handoffs_failed);
     uint64_t tls[2] = {st->tls_handshakes - st->tls_resumed, st->tls_resumed};
     labelled(&o, "wsk_tls_handshakes_total", "counter", "TLS handshakes completed.", "kind",
              tls_kinds, tls, 2);

@@ -12,12 +12,17 @@ static void apply(wsk_natsev *x)
     if (fd < 0) events = 0;
     if (fd == x->cur_fd && events == x->cur_events && gen == x->cur_gen) return;
     ev_io_stop(x->ev, &x->io);
+    /* The same socket with other events (the write interest coming and going within one loop
+     * iteration, flush()): ev_io_modify, so that libev compares what it is told at the poll
+     * with what the kernel has and makes no system call when they are the same. */
+    if (fd == x->cur_fd && gen == x->cur_gen)
+        ev_io_modify(&x->io, events);
+    else
+        ev_io_set(&x->io, fd, events);
     x->cur_fd = fd;
     x->cur_events = events;
     x->cur_gen = gen;
-    if (!events) return;
-    ev_io_set(&x->io, fd, events);
-    ev_io_start(x->ev, &x->io);
+    if (events) ev_io_start(x->ev, &x->io);
 }
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents)
@@ -27,6 +32,17 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
     if (revents & EV_ERROR) return; /* a socket NATS closed under us: the next attach replaces it */
     if (revents & EV_READ) natsConnection_ProcessReadEvent(x->cur_nc);
     if ((revents & EV_WRITE) && x->cur_fd >= 0) natsConnection_ProcessWriteEvent(x->cur_nc);
+}
+
+/* Just before the loop polls: what the client buffered during this iteration (with SendAsap it
+ * asks for the write interest at its first publish) leaves in one write, and the interest
+ * comes and goes within the iteration.  What the socket does not take waits for the watcher. */
+static void flush(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    wsk_natsev *x = w->data;
+    (void)ev;
+    (void)revents;
+    if (x->cur_fd >= 0 && (x->cur_events & EV_WRITE)) natsConnection_ProcessWriteEvent(x->cur_nc);
 }
 
 static void on_async(struct ev_loop *ev, ev_async *w, int revents)
@@ -55,6 +71,10 @@ void wsk_natsev_init(wsk_natsev *x, struct ev_loop *ev, void (*wake)(void *arg),
     x->async.data = x;
     ev_async_start(ev, &x->async);
     ev_unref(ev); /* the wake-up alone does not keep the loop running */
+    ev_prepare_init(&x->flush, flush);
+    x->flush.data = x;
+    ev_prepare_start(ev, &x->flush);
+    ev_unref(ev); /* nor does the flush */
 }
 
 void wsk_natsev_stop(wsk_natsev *x)
@@ -62,6 +82,8 @@ void wsk_natsev_stop(wsk_natsev *x)
     ev_io_stop(x->ev, &x->io);
     ev_ref(x->ev);
     ev_async_stop(x->ev, &x->async);
+    ev_ref(x->ev);
+    ev_prepare_stop(x->ev, &x->flush);
     pthread_mutex_destroy(&x->mu);
 }
 

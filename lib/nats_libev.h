@@ -7,7 +7,12 @@
  * wanted state under a mutex and wakes the loop (ev_async); the loop thread applies it.  On the
  * loop thread itself the hook applies it at once.  The same wake-up serves the engine, which
  * queues messages and connection events from NATS' threads: `wake` runs on the loop thread
- * after each wake-up. */
+ * after each wake-up.
+ *
+ * Writes: with natsOptions_SetSendAsap the client asks for the write interest at the first
+ * publish of a loop iteration instead of waking its flusher thread (which waits 1 ms for more);
+ * a prepare watcher here writes the buffer just before the loop polls: every publish of the
+ * iteration in one write, no wait, no extra poll. */
 #ifndef WSK_NATS_LIBEV_H
 #define WSK_NATS_LIBEV_H
 
@@ -20,6 +25,7 @@ typedef struct wsk_natsev {
     pthread_t loop_thread;
     ev_io io;
     ev_async async;
+    ev_prepare flush; /* writes the client's buffer once per loop iteration */
     pthread_mutex_t mu;
     /* Wanted (under mu) and applied (loop thread) state of the socket's watcher.  gen counts
      * attaches: a detach and an attach that merge into one wake-up may bring back the same fd

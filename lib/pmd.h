@@ -4,11 +4,13 @@
  * values into per-connection parameters and the header value to send; two codecs compress and
  * decompress messages under those parameters, one file per library, as uWebSockets splits them:
  *  - pmd_libdeflate.c: whole messages that refer to no earlier one (no context takeover), in one
- *    call each: the loop's shared compressor, and messages from peers that take no context over;
+ *    call each: messages from peers that take no context over, and the loop's compressor at
+ *    levels 7..9;
  *  - pmd_isal.c: Intel ISA-L's igzip, the socket's own deflater when it keeps context (levels
- *    1..6 of a "dedicated" or "256KB" compressor), and the loop's for windows under 32 KiB: 5 to 30
- * times faster than zlib's level 6 on the messages of scripts/bench-compress, in 166 KiB rather
- * than zlib's 262 KiB;
+ *    1..6 of a "dedicated" or "256KB" compressor): 5 to 30 times faster than zlib's level 6 on
+ *    the messages of scripts/bench-compress, in 166 KiB rather than zlib's 262 KiB; and the
+ *    loop's one-shot compressor at levels 1..6, at every window (half of libdeflate's level 6
+ *    per 1 KiB message, a fifth per 16 KiB: tests/unit/bench_pmd);
  *  - pmd_zlib.c: every inflater that keeps context (zlib's inflate is faster than ISA-L's on
  *    small messages, and its state is half the size), deflaters of the smaller modes (ISA-L's
  *    state alone is 80 KiB) and of levels 7..9 (ISA-L stops at zlib's level 2 or so), there and
@@ -36,8 +38,8 @@
 #define WSK_PMD_HEADER_MAX 256
 
 /* The loop's shared objects: an inflater with a 32 KiB window (zlib's, for the rare message
- * libdeflate hands back), and deflaters of memLevel 8 for windows under 32 KiB (ISA-L's for
- * levels 1..6, see wsk_pmd_isal_serves, else zlib's). */
+ * libdeflate hands back), and at levels 7..9 zlib deflaters of memLevel 8 for windows under
+ * 32 KiB. */
 #define WSK_PMD_SHARED_BITS 15
 #define WSK_PMD_SHARED_MEM  8
 
@@ -292,6 +294,27 @@ int wsk_pmd_isal_deflate(wsk_pmd_isal_deflater *d, const void *in, size_t n, int
 void wsk_pmd_isal_deflater_reset(wsk_pmd_isal_deflater *d);
 uint64_t wsk_pmd_isal_deflater_messages(const wsk_pmd_isal_deflater *d);
 size_t wsk_pmd_isal_deflater_memory(const wsk_pmd_isal_deflater *d);
+
+/* ----- whole messages without context takeover on ISA-L (pmd_isal.c) ------------------------- */
+
+/* The loop's compressor for messages that refer to no earlier one, at levels 1..6
+ * (wsk_pmd_isal_serves): ISA-L's isal_deflate_stateless at its level 1, or level 0 for bytes
+ * whose histogram is flat.  84 KiB.  NULL when out of memory. */
+typedef struct wsk_pmd_isal_oneshot wsk_pmd_isal_oneshot;
+wsk_pmd_isal_oneshot *wsk_pmd_isal_oneshot_new(void);
+void wsk_pmd_isal_oneshot_free(wsk_pmd_isal_oneshot *d);
+
+/* Compresses the whole message in[0..n), referring to nothing before it nor further back than
+ * 2^window_bits bytes (8..15), and appends the payload to send: a stream that ends with a BFINAL
+ * block followed by the octet 00 (7.2.3.4); an empty message gives the single octet 00.  Returns 0,
+ * WSK_ERR_TOO_BIG when the payload would not fit in out->max (out as it was: set out->max under
+ * n to learn that a message does not shrink, at no extra cost) or n is over 4 GiB, WSK_ERR_INVAL
+ * for a bad window, WSK_ERR_NOMEM or WSK_ERR_DEFLATE.  Only reads `in` during the call. */
+int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const void *in, size_t n,
+                                 wsk_dbuf *out);
+
+/* Messages compressed so far. */
+uint64_t wsk_pmd_isal_oneshot_messages(const wsk_pmd_isal_oneshot *d);
 
 /* ----- whole messages without context takeover (pmd_libdeflate.c) ---------------------------- */
 

@@ -4,9 +4,9 @@
  * A socket that negotiated the extension keeps its parameters (8 bytes) and, only when a
  * direction keeps context, its own deflater (ISA-L's, or zlib's for the small modes and levels
  * 7..9: wsk_pmd_isal_serves) or zlib inflater, created on the first compressed message.  Every
- * direction without context takeover uses the loop's objects, whatever the mode: libdeflate's
- * one-shot compressor (one per level in use) for messages that fit the window, a deflater per
- * window size under 32 KiB for longer ones (ISA-L's, or zlib's for levels 7..9), and libdeflate's
+ * direction without context takeover uses the loop's objects, whatever the mode: ISA-L's one-shot
+ * compressor at levels 1..6 (any window), libdeflate's at 7..9 for messages that fit the window
+ * and a zlib deflater per window size under 32 KiB for longer ones, and libdeflate's
  * decompressor.  A message whole in one read is inflated where it lies, the tail libdeflate needs
  * written over the next frame's first bytes and put back; one that ends a read is copied to the
  * loop's scratch buffer, with room for the tail; one that arrives split across reads or frames is
@@ -39,7 +39,7 @@ typedef struct pmd_conn {
 typedef struct pmd_shared {
     wsk_pmd_oneshot_deflater *oneshot[WSK_PMD_LEVEL_MAX]; /* per level (index level - 1) */
     wsk_pmd_deflater *window[WSK_PMD_LEVEL_MAX][ZWIN_N];  /* per level and window size */
-    wsk_pmd_isal_deflater *fastwin[15 - 8]; /* ISA-L's, for levels it serves: windows 8..14 */
+    wsk_pmd_isal_oneshot *fast; /* ISA-L's, for the levels it serves, at every window */
     wsk_pmd_oneshot_inflater *inflater;
     wsk_pmd_inflater *zinflater; /* messages that go on past a BFINAL block */
     wsk_dbuf out;      /* compressed output of the message being sent, capped under its size */
@@ -200,20 +200,20 @@ void wsk_pmd_scratch_done(wsk_dbuf *b)
 }
 
 /* Compresses a message that refers to no earlier one with the loop's objects at `level`, for a
- * peer whose window is 2^bits, into s->out (already emptied and capped).  libdeflate's matches
- * stay within the message, so any window holds a message no longer than itself. */
+ * peer whose window is 2^bits, into s->out (already emptied and capped): ISA-L's one-shot
+ * deflater at levels 1..6, which bounds its matches by the window; libdeflate at 7..9, whose
+ * matches stay within the message, so any window holds a message no longer than itself, and
+ * zlib for longer ones. */
 static int deflate_shared(pmd_shared *s, int level, int bits, const void *data, size_t len)
 {
+    if (wsk_pmd_isal_serves(WSK_PMD_SHARED_MEM, level)) {
+        if (!s->fast && !(s->fast = wsk_pmd_isal_oneshot_new())) return WSK_ERR_NOMEM;
+        return wsk_pmd_isal_oneshot_deflate(s->fast, bits, data, len, &s->out);
+    }
     if (bits >= 15 || len <= (size_t)1 << bits) {
         wsk_pmd_oneshot_deflater **d = &s->oneshot[level - 1];
         if (!*d && !(*d = wsk_pmd_oneshot_deflater_new(level))) return WSK_ERR_NOMEM;
         return wsk_pmd_oneshot_deflate(*d, data, len, &s->out);
-    }
-    if (wsk_pmd_isal_serves(WSK_PMD_SHARED_MEM, level)) {
-        /* igzip bounds its matches by the window itself, 8 bits included. */
-        wsk_pmd_isal_deflater **f = &s->fastwin[bits - 8];
-        if (!*f && !(*f = wsk_pmd_isal_deflater_new(bits))) return WSK_ERR_NOMEM;
-        return wsk_pmd_isal_deflate(*f, data, len, 1, &s->out);
     }
     if (bits < ZWIN_MIN) bits = ZWIN_MIN;
     wsk_pmd_deflater **z = &s->window[level - 1][bits - ZWIN_MIN];
@@ -302,8 +302,7 @@ uint64_t wsk_pmd_shared_messages(const wsk_loop *loop)
         for (int w = 0; w < ZWIN_N; w++)
             if (s->window[l][w]) n += wsk_pmd_deflater_messages(s->window[l][w]);
     }
-    for (int w = 0; s && w < 15 - 8; w++)
-        if (s->fastwin[w]) n += wsk_pmd_isal_deflater_messages(s->fastwin[w]);
+    if (s && s->fast) n += wsk_pmd_isal_oneshot_messages(s->fast);
     return n;
 }
 
@@ -327,7 +326,7 @@ void wsk_pmd_loop_free(wsk_loop *loop)
         wsk_pmd_oneshot_deflater_free(s->oneshot[l]);
         for (int w = 0; w < ZWIN_N; w++) wsk_pmd_deflater_free(s->window[l][w]);
     }
-    for (int w = 0; w < 15 - 8; w++) wsk_pmd_isal_deflater_free(s->fastwin[w]);
+    wsk_pmd_isal_oneshot_free(s->fast);
     wsk_pmd_oneshot_inflater_free(s->inflater);
     wsk_pmd_inflater_free(s->zinflater);
     wsk_dbuf_free(&s->out);

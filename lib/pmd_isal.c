@@ -99,3 +99,96 @@ int wsk_pmd_isal_deflate(wsk_pmd_isal_deflater *d, const void *in, size_t n, int
     if (rc == 0) d->messages++;
     return rc;
 }
+
+/* ----- whole messages without context takeover ------------------------------------------------ */
+
+/* One call of isal_deflate_stateless per message, history-less: every match stays within the
+ * message (and within 2^window_bits bytes), which is what no context takeover asks for.  Per
+ * call at 1 KiB of JSON-like text it is half of libdeflate's level 6 (whose hash tables are
+ * cleared on every call) for 1.5 points of size, at 16 KiB a fifth of it for 3 points
+ * (tests/unit/bench_pmd oneshot).  Most of its time on a small message is building the Huffman
+ * tables, and on bytes with a flat histogram (random, already compressed) that costs three
+ * times as much for nothing: see looks_flat. */
+struct wsk_pmd_isal_oneshot {
+    uint64_t messages;
+    uint8_t level_buf[]; /* LEVEL_BUF bytes */
+};
+
+wsk_pmd_isal_oneshot *wsk_pmd_isal_oneshot_new(void)
+{
+    wsk_pmd_isal_oneshot *d = malloc(sizeof *d + LEVEL_BUF);
+    if (d) d->messages = 0;
+    return d;
+}
+
+void wsk_pmd_isal_oneshot_free(wsk_pmd_isal_oneshot *d)
+{
+    free(d);
+}
+
+uint64_t wsk_pmd_isal_oneshot_messages(const wsk_pmd_isal_oneshot *d)
+{
+    return d->messages;
+}
+
+/* 1 when the bytes of in[0..n) are spread so evenly that Huffman codes cannot shrink them by
+ * more than a few percent: their collision count sum(c^2) is under n^2 / 2^7.5 (a Renyi
+ * entropy over 7.5 bits per byte; random bytes are near n^2/256 + n).  Only matches can then
+ * make the message smaller, and ISA-L's level 0, with fixed codes, finds them at a fifth of the
+ * cost of level 1.  Judged on the first KiB; shorter messages never are (too few bytes). */
+static int looks_flat(const uint8_t *in, size_t n)
+{
+    enum { K = 1024 }; /* the head tells as well as the whole, at a tenth of a codec's time */
+    if (n < K) return 0;
+    uint16_t count[256] = {0};
+    for (size_t i = 0; i < K; i++) count[in[i]]++;
+    uint32_t sum = 0;
+    for (int b = 0; b < 256; b++) sum += (uint32_t)count[b] * count[b];
+    /* sum < K^2 / 181 (2^7.5 = 181.02); random bytes give about 5100 against 5793 */
+    return sum * 181 < K * K;
+}
+
+int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const void *in, size_t n,
+                                 wsk_dbuf *out)
+{
+    static const uint8_t stored = 0x00;
+    if (n == 0) {
+        /* 7.2.3.6: an empty message is the single octet 00. */
+        int rc = wsk_dbuf_append(out, &stored, 1);
+        if (rc == 0) d->messages++;
+        return rc;
+    }
+    if (window_bits < 8 || window_bits > 15) return WSK_ERR_INVAL;
+    if (n > UINT32_MAX) return WSK_ERR_TOO_BIG; /* one call takes at most 4 GiB */
+    /* Room for the worst case, stored blocks (5 bytes of header per 64 KiB), and the flush. */
+    int rc = wsk_pmd_grow(out, n + (n >> 12) + 64);
+    if (rc < 0) return rc;
+    int flat = looks_flat(in, n);
+    struct isal_zstream zs;
+    isal_deflate_stateless_init(&zs);
+    zs.level = flat ? 0 : 1;
+    zs.level_buf = flat ? NULL : d->level_buf;
+    zs.level_buf_size = flat ? 0 : LEVEL_BUF;
+    zs.hist_bits = (uint16_t)window_bits;
+    zs.gzip_flag = IGZIP_DEFLATE;
+    /* A stream that ends with a BFINAL block: a full flush would end with 00 00 ff ff to remove,
+     * but not when igzip falls back to stored blocks, whose data may end with those octets. */
+    zs.end_of_stream = 1;
+    zs.next_in = (uint8_t *)(uintptr_t)in; /* igzip only reads it */
+    zs.avail_in = (uint32_t)n;
+    /* With out->max set just under the message's size, the call fails on the first byte that
+     * proves the message does not shrink: STATELESS_OVERFLOW, sent uncompressed. */
+    uint32_t room = wsk_pmd_spare(out) - 1; /* the growth above left at least one byte */
+    zs.next_out = out->p + out->len;
+    zs.avail_out = room;
+    int ret = isal_deflate_stateless(&zs);
+    if (ret == STATELESS_OVERFLOW) return WSK_ERR_TOO_BIG;
+    if (ret != COMP_OK) return WSK_ERR_DEFLATE;
+    size_t k = room - zs.avail_out;
+    /* 7.2.3.4: the octet 00 starts an empty stored block after the BFINAL one, which the
+     * receiver's 00 00 ff ff completes; it goes in the byte kept out of igzip's room. */
+    out->p[out->len + k] = stored;
+    out->len += k + 1;
+    d->messages++;
+    return 0;
+}

@@ -91,6 +91,22 @@ int wsk_server_adopt(wsk_server *srv, int fd, const char *peer)
     return 0;
 }
 
+/* The acceptor of a group pauses for the whole group: its figures, not its own. */
+static void log_at_limit(wsk_server *srv)
+{
+    size_t conns, limit;
+    unsigned n;
+    if (!wsk_group_acceptor(srv->ctx.group)) {
+        wsk_log(srv->ctx.loop, WSK_LOG_WARN, "%zu connections: at max_connections, pausing accept",
+                srv->ctx.nconns);
+        return;
+    }
+    n = wsk_group_census(srv->ctx.group, &conns, &limit);
+    wsk_log(srv->ctx.loop, WSK_LOG_WARN,
+            "%zu of %zu connections on %u threads: at max_connections, pausing accept", conns,
+            limit, n);
+}
+
 /* Accepts until the backlog is empty (bounded per event).  Out of descriptors, libev would
  * report the listener readable forever and the loop would spin (ev.pod, "The special problem of
  * accept()ing when you can't"): stop listening instead and retry in a second, or as soon as a
@@ -104,8 +120,7 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents)
     (void)revents;
     for (int i = 0; i < 256 && !srv->shutting_down; i++) {
         if (at_limit(srv)) {
-            wsk_log(srv->ctx.loop, WSK_LOG_WARN,
-                    "%zu connections: at max_connections, pausing accept", srv->ctx.nconns);
+            log_at_limit(srv);
             srv->ctx.stats.accept_limit_pauses++;
             listeners_set(srv, 0);
             if (wsk_group_acceptor(srv->ctx.group)) ev_timer_again(srv->ctx.loop->ev, &srv->resume);

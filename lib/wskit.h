@@ -64,11 +64,11 @@ enum wsk_error {
 /* A static, one-line description of an error code (never NULL; "unknown error" for others). */
 WSK_API const char *wsk_strerror(int err);
 
-/* Writes "wskit 0.1.0, libev 4.33, zlib 1.2.13, libdeflate 1.14, ISA-L 2.30.0, mbedTLS 2.28.3"
- * into the caller's buf of cap bytes, as snprintf does: NUL-terminated, cut at cap - 1, and
- * returns the whole length (cap 0 with a NULL buf measures).  The versions are those the
- * libraries report at run time (libev, zlib, mbedTLS) or were built with (libdeflate and ISA-L
- * offer no call). */
+/* Writes "wskit 0.1.0, libev 4.33, zlib 1.2.13, libdeflate 1.14, ISA-L 2.30.0, mbedTLS 2.28.3,
+ * ipsec-mb 1.3.0" into the caller's buf of cap bytes, as snprintf does: NUL-terminated, cut at
+ * cap - 1, and returns the whole length (cap 0 with a NULL buf measures).  The versions are those
+ * the libraries report at run time (libev, zlib, mbedTLS, ipsec-mb) or were built with
+ * (libdeflate and ISA-L offer no call). */
 WSK_API long wsk_versions(char *buf, size_t cap);
 
 /* Message and frame opcodes (RFC 6455 section 5.2). */
@@ -778,6 +778,55 @@ WSK_API int wsk_server_history_read(wsk_server *srv, const char *topic, size_t t
  * WSK_ERR_INVAL (a pattern, no such hold to end), WSK_ERR_NOMEM. */
 WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, int on);
 
+/* Retained messages in the engine (Redis): a topic's retained message kept by the engine, so
+ * that a subscriber on any node gets it.  Engines that keep none (NATS), a server without a
+ * bridge and a member of a server group say WSK_ERR_STATE to both of these.
+ *  - wsk_server_publish_retained publishes as wsk_server_publish_counted (history 0: local
+ *    delivery at once, then the engine) or as wsk_server_publish_history (history 1: from is
+ *    not used), and the engine keeps the message as the topic's retained one in the same step
+ *    as its publish (so two nodes' retained publishes leave the one published last); len 0
+ *    clears it (MQTT).  done may be NULL.  Returns as the call it stands for; WSK_ERR_STATE
+ *    (see above), or WSK_ERR_INVAL for a topic that is a pattern or derived: then nothing was
+ *    published.
+ *  - wsk_server_retained_read asks the engine for the topic's retained message at a point in the
+ *    order of the topic's messages: a subscription made before the call has had, by the time
+ *    done runs, every message published before that point, and gets every later one live.
+ *    done(arg, r) runs once from the loop (possibly after the caller's subscriber left: arg stays
+ *    valid until then); r->found 0 with r->ok 1 says there is none to send: none kept, or a
+ *    retained publish of the topic reached this node's subscribers since the call (they have
+ *    that newer one).  r->ok 0: the engine could not answer (lost meanwhile, or the server
+ *    freed).  A message published while the read was on its way may reach the subscriber before
+ *    the retained message does; none arrives twice. */
+typedef struct wsk_retained {
+    int ok, found;
+    const void *data; /* the message, valid during the call */
+    size_t len;
+    wsk_opcode op;
+    wsk_history_pos at; /* its place in the engine's history (offset 0: none) */
+} wsk_retained;
+WSK_API long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const char *topic,
+                                         size_t tlen, const void *data, size_t len, wsk_opcode op,
+                                         int compress, int history,
+                                         void (*done)(void *arg, long local, long nodes),
+                                         void *arg);
+/* 0 (done will run), WSK_ERR_STATE (see above), WSK_ERR_IO (the engine is down: done does not
+ * run), WSK_ERR_INVAL (a pattern, a derived topic, done NULL), WSK_ERR_NOMEM. */
+WSK_API int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t tlen,
+                                     void (*done)(void *arg, const wsk_retained *r), void *arg);
+/* What the engine keeps of topics[0..n) (names, lens[i] bytes each; 1 to 10,000 of them):
+ * done(arg, k) runs once from the loop with k[i] for topics[i] (k NULL when the engine could not
+ * answer: a connection down or lost meanwhile, the server freed), in one round trip per engine
+ * connection (Redis: a script that reads EXISTS and XLEN of each).  topics are read during the
+ * call.  0; WSK_ERR_STATE (see above), WSK_ERR_IO (an engine connection is down: done does not
+ * run), WSK_ERR_INVAL (a pattern, a derived topic, n out of range, done NULL), WSK_ERR_NOMEM. */
+typedef struct wsk_topic_kept {
+    int retained;     /* 1 when the engine keeps a retained message of the topic */
+    uint64_t history; /* messages of the topic's history in the engine (0 without history) */
+} wsk_topic_kept;
+WSK_API int wsk_server_kept_read(wsk_server *srv, const char *const *topics, const size_t *lens,
+                                 size_t n, void (*done)(void *arg, const wsk_topic_kept *k),
+                                 void *arg);
+
 /* ---------------------------------------------------------------------------------------------
  * Server groups: every core in one process.  A group is n event loops, each run by its own
  * thread, whose servers (one per loop, usually all listening on one port with reuse_port, so
@@ -849,11 +898,25 @@ WSK_API int wsk_group_add(wsk_group *g, wsk_server *srv);
 WSK_API int wsk_group_run(wsk_group *g);
 /* From any thread: calls fn(arg, loop) on loop i's thread soon (one ev_async wake-up);
  * i == WSK_GROUP_ALL calls it on every loop.  arg stays the caller's.  Calls still waiting when
- * their loop has ended are not run.  0, WSK_ERR_INVAL (i out of range), or WSK_ERR_NOMEM
- * (then nothing was queued). */
+ * their loop has ended are not run (freed when wsk_group_run returns).  0, WSK_ERR_INVAL (i out
+ * of range), WSK_ERR_NOMEM (then nothing was queued), or WSK_ERR_STATE once wsk_group_run has
+ * returned (fn is not run and nothing is kept; the same for what a member's loop would carry
+ * to another loop then, such as a publish). */
 #define WSK_GROUP_ALL ((unsigned)-1)
 WSK_API int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
                            void *arg);
+/* From the thread of `from`, a loop of a running group (in a handler, or in fn of a call):
+ * calls fn(arg, loop) on loop i's thread in order with what `from` publishes: it leaves for
+ * loop i at the end of from's turn in the same batch as that turn's publishes (one wake-up),
+ * and runs there after the publishes made on `from` before this call and before those made
+ * after it (wsk_group_call goes at once, and may overtake them).  So a program that answers
+ * one socket of another loop between two publishes has its sockets see the three in the
+ * order it made them.  i may be from's own index (fn then runs at the end of this turn).
+ * arg stays the caller's; a call whose loop has ended is not run.  0, WSK_ERR_INVAL (from not
+ * a group's loop, fn NULL or i out of range), WSK_ERR_NOMEM (nothing queued) or WSK_ERR_STATE
+ * (wsk_group_run has returned). */
+WSK_API int wsk_group_call_ordered(wsk_loop *from, unsigned i,
+                                   void (*fn)(void *arg, wsk_loop *loop), void *arg);
 /* From any thread (not from a signal handler: from an ev_signal watcher, say): every member
  * starts wsk_server_shutdown(code, reason, grace) on its own loop; once a member's sockets are
  * gone its loop ends (ev_break, whatever else still watches there: a bridge's engine
@@ -981,6 +1044,11 @@ typedef struct wsk_stats {
     /* As wsk_bridge_stats (with a bridge): own messages come back, foreign ones, second
      * copies dropped, and other nodes' subscriptions the forwarded publishes reached. */
     uint64_t bridge_echoes, bridge_foreign, bridge_copies, bridge_remote;
+    /* In a server group that deals its connections round-robin (WSK_ACCEPT_ROUND_ROBIN): the
+     * sockets accepted and closed because their hand-off failed (wsk_group_handoffs_failed),
+     * the whole group's, reported by the accepting member (0 on the others, and without a
+     * group), so a sum over the members counts each once. */
+    uint64_t handoffs_failed;
 } wsk_stats;
 
 /* Copies the server's metrics into the caller's *st of `size` bytes (pass sizeof(wsk_stats)):
@@ -993,8 +1061,8 @@ WSK_API int wsk_server_stats(const wsk_server *srv, wsk_stats *st, size_t size);
  * copies its member's figures every second (and once more when its shutdown drained), so
  * while the group runs they are up to a second old; before wsk_group_run they are zero.
  * topics is the group's count (as wsk_server_topics), bridged and the bridge_ fields are the
- * bridging member's; everything else is summed.  Same contract as wsk_server_stats for st and
- * size. */
+ * bridging member's, handoffs_failed is read at the call; everything else is summed.  Same contract
+ * as wsk_server_stats for st and size. */
 WSK_API int wsk_group_stats(wsk_group *g, wsk_stats *st, size_t size);
 /* Writes *st in the Prometheus text exposition format, version 0.0.4 (HELP and TYPE lines,
  * wsk_ names, _total counters, bytes and seconds) into buf[0..cap), NUL-terminated and cut to

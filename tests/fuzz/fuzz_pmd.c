@@ -6,10 +6,12 @@
  * is inflated in random chunks with a small output limit, then compressed and inflated back,
  * which must give the same bytes.  The libdeflate path gets the same: the rest inflated whole
  * by the one-shot inflater (whatever it accepts, zlib's streaming inflater must read the same),
- * and one-shot compressed at a level from byte 2, then inflated back by both inflaters.
+ * and one-shot compressed at a level from byte 2, then inflated back by both inflaters; ISA-L's
+ * one-shot deflater (the loop's at levels 1..6) the same, at the window from byte 2.
  *
  * Build: clang -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_pmd.c
- *        lib/pmd_negotiate.c lib/pmd_zlib.c lib/pmd_libdeflate.c lib/buf.c -lz -ldeflate */
+ *        lib/pmd_negotiate.c lib/pmd_zlib.c lib/pmd_libdeflate.c lib/pmd_isal.c lib/buf.c -lz
+ *        -ldeflate -lisal */
 #include "pmd.h"
 
 #include <stdlib.h>
@@ -141,21 +143,34 @@ static void oneshot_junk(const uint8_t *in, size_t n, size_t max)
     wsk_pmd_inflater_free(z);
 }
 
-/* One-shot deflate of msg, inflated back by the one-shot inflater and, in random chunks, by
- * zlib's with the smallest window that holds the message. */
-static void oneshot_round_trip(int level, const uint8_t *msg, size_t n, uint32_t *seed)
+/* One-shot deflate of msg into c: libdeflate's at `level`, or with isal_bits ISA-L's at that
+ * window. */
+static int oneshot_deflate(wsk_pmd_oneshot_deflater *d, wsk_pmd_isal_oneshot *i, int isal_bits,
+                           const uint8_t *msg, size_t n, wsk_dbuf *c)
 {
-    wsk_pmd_oneshot_deflater *d = wsk_pmd_oneshot_deflater_new(level);
+    return i ? wsk_pmd_isal_oneshot_deflate(i, isal_bits, msg, n, c)
+             : wsk_pmd_oneshot_deflate(d, msg, n, c);
+}
+
+/* One-shot deflate of msg (libdeflate at `level`, or when isal_bits is not 0 ISA-L's at that
+ * window), inflated back by the one-shot inflater and, in random chunks, by zlib's with the
+ * smallest window that holds the message (ISA-L's: the window it was given). */
+static void oneshot_round_trip(int level, int isal_bits, const uint8_t *msg, size_t n,
+                               uint32_t *seed)
+{
+    wsk_pmd_oneshot_deflater *d = isal_bits ? NULL : wsk_pmd_oneshot_deflater_new(level);
+    wsk_pmd_isal_oneshot *i = isal_bits ? wsk_pmd_isal_oneshot_new() : NULL;
     wsk_pmd_oneshot_inflater *one = wsk_pmd_oneshot_inflater_new();
     int bits = 8;
     while (bits < 15 && ((size_t)1 << bits) < n) bits++;
+    if (isal_bits) bits = isal_bits;
     wsk_pmd_inflater *z = wsk_pmd_inflater_new(bits, 1);
-    if (!d || !one || !z) abort();
+    if ((!d && !i) || !one || !z) abort();
     wsk_dbuf c, a, b;
     wsk_dbuf_init(&c, n + n / 8 + 64 + WSK_PMD_TAIL_ROOM);
     wsk_dbuf_init(&a, n);
     wsk_dbuf_init(&b, n);
-    if (wsk_pmd_oneshot_deflate(d, msg, n, &c) != 0) abort();
+    if (oneshot_deflate(d, i, isal_bits, msg, n, &c) != 0) abort();
     if (wsk_dbuf_reserve(&c, WSK_PMD_TAIL_ROOM) != 0) abort();
     if (wsk_pmd_oneshot_inflate(one, c.p, c.len, &a) != 0) abort();
     if (a.len != n || (n && memcmp(a.p, msg, n))) abort();
@@ -169,12 +184,13 @@ static void oneshot_round_trip(int level, const uint8_t *msg, size_t n, uint32_t
     /* Capped under the message's size: compressed and shorter, or refused with out untouched. */
     wsk_dbuf_free(&c);
     wsk_dbuf_init(&c, n ? n - 1 : 0);
-    int rc = wsk_pmd_oneshot_deflate(d, msg, n, &c);
+    int rc = oneshot_deflate(d, i, isal_bits, msg, n, &c);
     if (n && !(rc == 0 ? c.len < n : rc == WSK_ERR_TOO_BIG && c.len == 0)) abort();
     wsk_dbuf_free(&c);
     wsk_dbuf_free(&a);
     wsk_dbuf_free(&b);
     wsk_pmd_oneshot_deflater_free(d);
+    wsk_pmd_isal_oneshot_free(i);
     wsk_pmd_oneshot_inflater_free(one);
     wsk_pmd_inflater_free(z);
 }
@@ -208,6 +224,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     round_trip(bits, mem, reset, rest, nrest, &seed);
     oneshot_junk(rest, nrest, 1 + (seed * 61) % 4096);
-    oneshot_round_trip(1 + data[2] % 9, rest, nrest, &seed);
+    oneshot_round_trip(1 + data[2] % 9, 0, rest, nrest, &seed);
+    oneshot_round_trip(0, bits, rest, nrest, &seed);
     return 0;
 }

@@ -18,7 +18,8 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import Certs, Raw, done, frame, free_port, ok, serve, skip, tls_client_ctx  # noqa: E402
+from wstest import (Certs, Raw, done, frame, free_port, ok, serve, skip,  # noqa: E402
+                    struct_fields, tls_client_ctx)
 from wstest import Engine, wait_for  # noqa: E402
 
 try:
@@ -366,18 +367,6 @@ def limit_cases():
            "all closed: accepting again (gauge 0)")
 
 
-def bridge_counters():
-    """The fields of wsk_bridge_stats in lib/wskit.h: what the bridge counts, so that a counter
-    added there and forgotten in /metrics fails the case below."""
-    import re
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "lib", "wskit.h")) as f:
-        m = re.search(r"typedef struct wsk_bridge_stats \{(.*?)\} wsk_bridge_stats;", f.read(),
-                      re.S)
-    body = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S) if m else ""
-    return [n for decl in body.split(";") for n in re.findall(r"(\w+)\s*(?:,|$)", decl.strip())
-            if n not in ("uint64_t", "unsigned")]
-
-
 def bridge_cases():
     if not shutil.which("redis-server"):
         skip("metrics of the bridge", "redis-server is not installed")
@@ -389,10 +378,11 @@ def bridge_cases():
         ok(wait_for(lambda: value(scrape(murl), "wsk_bridge_links_up") == 1),
            "bridged: the engine link is up")
         fams, _ = parse(get(murl)[2])
-        missing = [f for f in bridge_counters()
+        fields = struct_fields("wsk_bridge_stats")
+        missing = [f for f in fields
                    if f"wsk_bridge_{f}" not in fams and f"wsk_bridge_{f}_total" not in fams]
-        ok(bridge_counters() and not missing and all(fams[n].documentation for n in fams
-                                                     if n.startswith("wsk_bridge_")),
+        ok(fields and not missing and all(fams[n].documentation for n in fams
+                                          if n.startswith("wsk_bridge_")),
            "every counter of wsk_bridge_stats is a bridge family with HELP text",
            f"missing: {missing}")
         redis.stop()

@@ -8,20 +8,23 @@ clients of every thread with 1001; bad --threads values are usage errors; wsbenc
 its connections evenly over its threads; with --bridge, the acknowledgements of publishes on
 every thread count the other nodes, and an outage's failed publishes are counted once each.
 --accept one: the first thread deals connections out in turn, N of them land N/2 on each of
-2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error."""
+2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error;
+with --max-connections the first thread's pause warning counts the whole group; --exec-shared's
+@ID replies and broadcast lines reach a client of another thread in the order written."""
 import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.request
 
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import (BIN, Engine, Server, done, free_port, nothing, ok, run_cmd, sanitized,  # noqa: E402
-                    skip, wait_for)
+from wstest import (BIN, Engine, Raw, Server, done, free_port, nothing, ok, request,  # noqa: E402
+                    run_cmd, sanitized, skip, wait_for)
 
 T = 10.0
 OPEN = re.compile(r"127\.0\.0\.1:(\d+): open(?:, protocol \S+)?, thread (\d+)")
@@ -250,7 +253,7 @@ async def recovery_race():
 
 async def presence_across_threads():
     """presence and GET /topics/T list the subscribers of every thread, whichever thread
-    answers; GET /topics counts them all."""
+    answers, and GET /topics/T keeps its connection alive; GET /topics counts them all."""
     with Server("--pubsub", "--threads", "2", "-v") as srv:
         raw = await spread(srv, srv.url("/room?user=r"), 2, per_thread=2)
         askers = await spread(srv, srv.url("/?user=j"), 2, per_thread=1)
@@ -280,6 +283,24 @@ async def presence_across_threads():
                and p.get("threads") == {"of": 2, "answered": 2} for p in pages),
            "GET /topics/room lists the subscribers of both threads, whichever answers",
            pages[0])
+        # Two on one keep-alive connection: the census answer (deferred) leaves it open, as an
+        # immediate answer does; a third with Connection: close gets it closed after.
+        c = Raw(srv.port, handshake=False, timeout=T)
+        kept = []
+        try:
+            for close in ("", "Connection: close\r\n"):
+                c.send(f"GET /topics/room HTTP/1.1\r\nHost: x\r\n{close}\r\n".encode())
+                st, hdr, body = c.read_http()
+                kept.append((st, hdr.get("connection"), json.loads(body).get("threads")))
+            c._fill()
+            kept.append(("open after close", c.buf))
+        except (EOFError, OSError) as e:
+            kept.append("closed" if isinstance(e, EOFError) else repr(e))
+        c.sock.close()
+        both = {"of": 2, "answered": 2}
+        ok(kept == [(200, "keep-alive", both), (200, "close", both), "closed"],
+           "two GET /topics/room on one connection: kept alive after the census answer, "
+           "closed after the one that asked", kept)
         _, body = http(f"{base}/topics")
         room = next((e for e in json.loads(body).get("topics", []) if e["topic"] == "room"), {})
         ok(room.get("subscribers") == len(ports),
@@ -368,6 +389,61 @@ async def sigterm_every_thread():
     ok(rc == 0, "... and wsserve exits 0", rc)
 
 
+# For each client that joins, a broadcast, an @ID reply to that client, a broadcast... in one
+# write, and an @ID "end" after them.
+ORDER_PROG = """import sys
+for line in sys.stdin:
+    if line.startswith("+"):
+        i = line[1:].split("\\t", 1)[0]
+        out = [f"b{i}.{k}\\n@{i}\\tr{i}.{k}\\n" for k in range(300)]
+        sys.stdout.write("".join(out) + f"b{i}.300\\n@{i}\\tend\\n")
+        sys.stdout.flush()
+"""
+
+
+def exec_shared_order():
+    """--exec-shared --threads 2: an @ID reply to a client of the other thread between two
+    broadcast lines reaches it between them (the reply leaves in the broadcasts' batch)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(ORDER_PROG)
+    try:
+        with Server("--exec-shared", f"/usr/bin/python3 {f.name}", "--join-leave",
+                    "--threads", "2") as srv:
+            clients = [Raw(srv.port, timeout=T) for _ in range(2)]
+            seen = {}
+            for c in clients:
+                got = []
+                while not got or got[-1] != "end":
+                    got.append(c.recv_frame()[2].decode())
+                i = next((m[1:].split(".")[0] for m in got if m.startswith("r")), "?")
+                mine = [m for m in got if m.startswith((f"b{i}.", f"r{i}.")) or m == "end"]
+                want = [x for k in range(300) for x in (f"b{i}.{k}", f"r{i}.{k}")]
+                seen[i] = mine == want + [f"b{i}.300", "end"] or mine[:8]
+            threads = {int(i) % 2 for i in seen if i.isdigit()}
+            ok(threads == {0, 1} and all(v is True for v in seen.values()),
+               "--exec-shared --threads 2: broadcast, @ID reply, broadcast... reach a client "
+               "of either thread in the order written", seen)
+            for c in clients:
+                c.sock.close()
+    finally:
+        os.unlink(f.name)
+
+
+def max_connections_group():
+    """--accept one with --max-connections: the first thread pauses for the whole group, and
+    its warning says the group's connections and limit, not its own."""
+    with Server("--echo", "--threads", "2", "--max-connections", "4") as srv:
+        held = [Raw(srv.port, timeout=T) for _ in range(4)]
+        extra = Raw(srv.port, handshake=False, timeout=T)
+        extra.send(request())
+        line = "4 of 4 connections on 2 threads: at max_connections, pausing accept"
+        ok(wait_for(lambda: srv.count(line) >= 1, T) and not srv.count(" 2 connections: at max"),
+           "--max-connections 4 on 2 threads: the pause's warning counts the group",
+           [ln for ln in srv.lines if "max_connections" in ln])
+        for c in held + [extra]:
+            c.sock.close()
+
+
 def usage_errors():
     for bad in ("0", "-1", "1000", "x", ""):
         rc, out, err, _ = run_cmd("wsserve", "--echo", "--threads", bad)
@@ -433,6 +509,8 @@ async def main():
     usage_errors()
     threads_auto()
     await accept_modes()
+    max_connections_group()
+    exec_shared_order()
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()

@@ -157,6 +157,15 @@ with Server("--echo", "--compress", "--max-payload", "1M") as srv:
     noise = os.urandom(1000)
     rsv1, p = echo(c, deflate(noise), op=BINARY)
     ok(not rsv1 and p == noise, "incompressible 1000 bytes echoed uncompressed", f"rsv1={rsv1} {len(p)}")
+    # From 1 KiB, bytes with a flat histogram take igzip's level 0: random ones still go out
+    # plain, random ones that repeat still shrink.
+    noise = os.urandom(16384)
+    rsv1, p = echo(c, deflate(noise), op=BINARY)
+    ok(not rsv1 and p == noise, "incompressible 16 KiB echoed uncompressed", f"rsv1={rsv1} {len(p)}")
+    twice = noise[:2048] * 2
+    rsv1, p = echo(c, deflate(twice), op=BINARY)
+    ok(rsv1 and len(p) < 3072 and inflate(p) == twice, "random 2 KiB sent twice echoed compressed",
+       f"rsv1={rsv1} {len(p)}")
     rsv1, p = echo(c, deflate(b"a" * 40))
     ok(not rsv1 and p == b"a" * 40, "40 bytes (under the 64-byte threshold) echoed uncompressed")
     rsv1, p = echo(c, deflate(b"b" * 64))

@@ -31,9 +31,12 @@ class TLSEcho(PyServer):
     """A websockets echo server with TLS; what each handshake saw (SNI, ALPN, version, client
     certificate) lands in self.seen."""
 
-    def __init__(self, certs, name, client_ca=None):
+    def __init__(self, certs, name, client_ca=None, cipher=None):
         self.seen = []
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if cipher:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers(cipher)
         ctx.load_cert_chain(os.path.join(certs, name + ".crt"), os.path.join(certs, name + ".key"))
         ctx.set_alpn_protocols(["http/1.1"])
         self.sni = []
@@ -52,7 +55,7 @@ class TLSEcho(PyServer):
         if peer:
             cn = dict(x[0] for x in peer.get("subject", ())).get("commonName")
         self.seen.append({"version": sslobj.version(), "alpn": sslobj.selected_alpn_protocol(),
-                          "client_cn": cn})
+                          "client_cn": cn, "cipher": sslobj.cipher()[0]})
         async for msg in ws:
             await ws.send(msg)
 
@@ -69,6 +72,30 @@ def wscat(url, *args, msgs=("hello", "world"), timeout=20):
     except subprocess.TimeoutExpired as e:
         return None, e.stdout or "", e.stderr or ""
     return p.returncode, p.stdout, p.stderr
+
+
+# The AEAD suites of TLS 1.2 that wsserve and wscat seal with ipsec-mb (io_tls_records.c).
+SUITES = ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+          "ECDHE-ECDSA-CHACHA20-POLY1305")
+
+
+async def python_suites(srv, certs):
+    """Each suite in turn: messages on each side of a record's 16 KiB, and 1 MiB."""
+    d = "websockets client → wsserve"
+    for suite in SUITES:
+        ctx = tls_client_ctx(certs)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(suite)
+        async with websockets.connect(f"wss://localhost:{srv.port}/", ssl=ctx,
+                                      max_size=None) as ws:
+            got = ws.transport.get_extra_info("ssl_object").cipher()[0]
+            sizes = (0, 1, 16383, 16384, 16385, 1 << 20)
+            same = True
+            for n in sizes:
+                data = os.urandom(n)
+                await ws.send(data)
+                same = same and await ws.recv() == data
+            ok(got == suite and same, f"{tag(d)} {suite}: binary {sizes} echoed", got)
 
 
 async def python_client(srv, certs):
@@ -99,6 +126,7 @@ def main():
 
         with Server("--echo", "--tls-cert", c("server.crt"), "--tls-key", c("server.key")) as srv:
             asyncio.run(python_client(srv, certs))
+            asyncio.run(python_suites(srv, certs))
 
         d = "wscat → websockets server"
         if not os.access(WSCAT, os.X_OK):
@@ -123,6 +151,19 @@ def main():
                f"status {rc}, SNI {py.sni!r}, err {err.strip()!r}")
         finally:
             py.stop()
+
+        # The same suites the other way: wscat seals and opens with ipsec-mb, OpenSSL serves.
+        lines = ("x", "a" * 16383, "b" * 16384, "c" * 16385, os.urandom(60000).hex())
+        for suite in SUITES:
+            py = TLSEcho(certs, "server", cipher=suite)
+            try:
+                rc, out, err = wscat(f"wss://localhost:{py.port}/", *ca, msgs=lines)
+                seen = py.seen[-1] if py.seen else {}
+                ok(rc == 0 and out == "\n".join(lines) + "\n" and seen.get("cipher") == suite,
+                   f"{tag(d)} {suite}: 1, 16383, 16384, 16385 and 120000 bytes echoed",
+                   f"status {rc}, {len(out)} bytes, seen {seen!r}, err {err.strip()!r}")
+            finally:
+                py.stop()
 
         for name, why in [("expired", "expired"), ("wronghost", "name mismatch"),
                           ("selfsigned", "unknown issuer")]:

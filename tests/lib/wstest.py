@@ -350,6 +350,17 @@ class PyServer:
 _sanitized = None
 
 
+def struct_fields(name):
+    """The field names of `typedef struct NAME {...} NAME;` in lib/wskit.h, for the tests that
+    check a listing of a struct's counters is whole (a field added and forgotten fails them)."""
+    import re
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "lib", "wskit.h")) as f:
+        m = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), f.read(), re.S)
+    body = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S) if m else ""
+    return [n for decl in body.split(";") for n in re.findall(r"(\w+)\s*(?:,|$)", decl.strip())
+            if n not in ("uint64_t", "unsigned")]
+
+
 def sanitized():
     """True when the servers run under valgrind or are an ASan build: memory and timing checks
     do not apply then."""

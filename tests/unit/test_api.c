@@ -324,8 +324,8 @@ static void test_versions(void)
     CHECK(strstr(v, "wskit " WSK_VERSION ", ") && strstr(v, want), "wsk_versions: wskit, libev");
     snprintf(want, sizeof want, "zlib %s,", zlibVersion());
     CHECK(strstr(v, want) && strstr(v, "libdeflate 1.") && strstr(v, "ISA-L 2.") &&
-              strstr(v, "mbedTLS 2."),
-          "wsk_versions: zlib (%s), libdeflate, ISA-L, mbedTLS", zlibVersion());
+              strstr(v, "mbedTLS 2.") && strstr(v, "ipsec-mb 1."),
+          "wsk_versions: zlib (%s), libdeflate, ISA-L, mbedTLS, ipsec-mb", zlibVersion());
     CHECK(wsk_versions(NULL, 0) == n && wsk_versions(small, sizeof small) == n &&
               strlen(small) == sizeof small - 1,
           "wsk_versions: measures with no buffer, cuts at a small one");

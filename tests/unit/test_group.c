@@ -6,7 +6,9 @@
  * them); counts are the group's; patterns work across loops; wsk_group_call runs on the loop
  * asked for; a socket that subscribes after a publish of another loop was made, while that
  * message is still on its way, does not get it; a shutdown sends 1001 to every client on every
- * loop and wsk_group_run returns.
+ * loop and wsk_group_run returns; a wsk_group_call made after that is refused and keeps no
+ * memory.  wsk_group_call_ordered's calls reach their loop between the publishes made around
+ * them.
  * The clients are raw sockets on the test's thread; the servers obey their commands
  * (group_cmd.h). */
 #include "pmd_conn.h"
@@ -18,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <zlib.h>
@@ -127,8 +130,9 @@ struct client {
     unsigned bad;        /* messages out of order or damaged */
     unsigned compressed; /* of which had RSV1 */
     unsigned close_code;
-    char last[64]; /* the last short message, NUL-terminated */
-    wsk_ws *ws;    /* its server side (used on its loop only) */
+    char last[64];  /* the last short message, NUL-terminated */
+    char log[1024]; /* the short messages since it was emptied, each followed by a space */
+    wsk_ws *ws;     /* its server side (used on its loop only) */
 };
 
 static struct client cl[MAXC];
@@ -196,6 +200,7 @@ static void parse_frames(struct client *c)
                 memcpy(c->last, p, len);
                 c->last[len] = 0;
                 c->msgs++;
+                test_append(c->log, sizeof c->log, "%s ", c->last);
             } else {
                 check_stream(c, p, len);
             }
@@ -418,6 +423,64 @@ static void test_late_subscriber(void)
     command(3, "ulate");
 }
 
+/* Bytes allocated now: from ASan's allocator when it replaces malloc, else glibc's count. */
+size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+static size_t allocated(void)
+{
+    if (__sanitizer_get_current_allocated_bytes) return __sanitizer_get_current_allocated_bytes();
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+#define ORDERED 40 /* replies between publishes in test_ordered_calls */
+
+/* On loop 1: the reply arg to client 2. */
+static void ordered_reply(void *arg, wsk_loop *loop)
+{
+    char m[16];
+    (void)loop;
+    int n = snprintf(m, sizeof m, "r%u", (unsigned)(uintptr_t)arg);
+    wsk_send(cl[2].ws, m, (size_t)n, WSK_OP_TEXT, 0);
+}
+
+/* On loop 0, in one turn: a publish, a reply for loop 1, a publish... */
+static void ordered_burst(void *arg, wsk_loop *loop)
+{
+    char m[16];
+    int r = 0;
+    (void)arg;
+    for (unsigned k = 0; k <= ORDERED; k++) {
+        int n = snprintf(m, sizeof m, "b%u", k);
+        wsk_server_publish(srv[0], "ord", 3, m, (size_t)n, WSK_OP_TEXT, 0);
+        if (k < ORDERED) r |= wsk_group_call_ordered(loop, 1, ordered_reply, (void *)(uintptr_t)k);
+    }
+    atomic_store(&asked, r);
+}
+
+/* wsk_group_call_ordered: the replies reach loop 1 between the publishes made around them,
+ * all in one batch (wsk_group_call would post each at once, ahead of the batch). */
+static void test_ordered_calls(void)
+{
+    command(2, "sord");
+    cl[2].log[0] = 0;
+    unsigned msgs = cl[2].msgs;
+    atomic_store(&asked, -1);
+    wsk_group_call(grp, 0, ordered_burst, NULL);
+    SPIN_UNTIL(cl[2].msgs == msgs + 2 * ORDERED + 1, spin());
+    char want[1024] = "";
+    for (unsigned k = 0; k < ORDERED; k++) test_append(want, sizeof want, "b%u r%u ", k, k);
+    test_append(want, sizeof want, "b%u ", ORDERED);
+    CHECK(atomic_load(&asked) == 0 && !strcmp(cl[2].log, want),
+          "wsk_group_call_ordered: publish, call, publish... reach loop 1 in that order (%.40s...)",
+          cl[2].log);
+    CHECK(wsk_group_call_ordered(wsk_group_loop(grp, 0), LOOPS, ordered_reply, NULL) ==
+                  WSK_ERR_INVAL &&
+              wsk_group_call_ordered(wsk_group_loop(grp, 0), 1, NULL, NULL) == WSK_ERR_INVAL &&
+              wsk_group_call_ordered(NULL, 1, ordered_reply, NULL) == WSK_ERR_INVAL,
+          "wsk_group_call_ordered: a loop out of range, no fn or no loop: WSK_ERR_INVAL");
+    command(2, "uord");
+}
+
 static void shut(void *arg, wsk_loop *loop)
 {
     (void)arg;
@@ -451,6 +514,20 @@ static void test_shutdown(void)
     CHECK(atomic_load(&ran), "shutdown: wsk_group_run returns once every loop drained");
     unsigned idx = 9;
     CHECK(wsk_server_group(srv[2], &idx) == grp && idx == 2, "wsk_server_group: group and index");
+    /* Nothing will run a call made now: refused, and nothing of it kept until wsk_group_free. */
+    size_t before = allocated();
+    int refused = 0;
+    for (int i = 0; i < 1000; i++)
+        refused +=
+            wsk_group_call(grp, i % 2 ? WSK_GROUP_ALL : 1, note_thread, NULL) == WSK_ERR_STATE;
+    wsk_group_shutdown(grp, 1001, NULL, 0);
+    size_t after = allocated();
+    refused +=
+        wsk_group_call_ordered(wsk_group_loop(grp, 0), 1, note_thread, NULL) == WSK_ERR_STATE;
+    CHECK(refused == 1001 && after <= before + 4096,
+          "after wsk_group_run returned: wsk_group_call is refused and keeps nothing (%d refused, "
+          "%zd bytes more allocated)",
+          refused, (ssize_t)(after - before));
     for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
     wsk_group_free(grp);
 }
@@ -472,6 +549,7 @@ int main(void)
     test_stream(0, "b", 1);
     test_patterns();
     test_stats();
+    test_ordered_calls();
     test_late_subscriber();
     test_shutdown();
     for (int i = 0; i < MAXC; i++) {

@@ -3,7 +3,9 @@
  * on members 0, 1, 2, 0, 1, 2... exactly, each member counts its own in `accepted`, and none
  * is lost.  Once member 2 has shut down it gets no more: the next ones alternate over 0 and 1.
  * With max_connections 1 each, a full member is skipped, and while every member is full member 0
- * stops accepting until one has room again.
+ * stops accepting until one has room again.  A member that fills up before it learns of a
+ * socket on its way closes it: a failed hand-off, counted once (wsk_group_handoffs_failed,
+ * wsk_stats.handoffs_failed on the acceptor, the metrics text).
  * Then two TLS members, RR too: the handshakes run on the adopting loop, two each.
  * A TSan target (make tsan): the hand-off crosses threads through the inboxes.
  * Certificates come from scripts/mkcerts (the TLS part is skipped without openssl). */
@@ -103,7 +105,8 @@ static int cycles(int from, int to, int m, int first)
     return 1;
 }
 
-static void start(unsigned n, const wsk_server_opts *o)
+/* A group of n members made with options o (the last one with `last`, when not NULL). */
+static void start(unsigned n, const wsk_server_opts *o, const wsk_server_opts *last)
 {
     grp = wsk_group_new(n, NULL);
     if (!grp) abort();
@@ -116,7 +119,7 @@ static void start(unsigned n, const wsk_server_opts *o)
     for (unsigned i = 0; i < n; i++) {
         wsk_loop *loop = wsk_group_loop(grp, i);
         wsk_loop_set_log(loop, WSK_LOG_ERROR, NULL, NULL);
-        srv[i] = wsk_server_new(loop, o, &h, NULL);
+        srv[i] = wsk_server_new(loop, i == n - 1 && last ? last : o, &h, NULL);
         if (!srv[i] || (i == 0 && wsk_server_listen(srv[i], "127.0.0.1", 0) < 0) ||
             wsk_group_add(grp, srv[i]) < 0)
             abort();
@@ -127,13 +130,14 @@ static void start(unsigned n, const wsk_server_opts *o)
     atomic_store(&ran, 0);
 }
 
-static void stop(unsigned n, pthread_t th)
+/* Ends the group, which had `failed` hand-offs fail. */
+static void stop(unsigned n, pthread_t th, size_t failed_handoffs)
 {
     wsk_group_shutdown(grp, 1001, NULL, 0);
     pthread_join(th, NULL);
     CHECK(atomic_load(&ran), "the group stopped");
-    CHECK(wsk_group_handoffs_failed(grp) == 0, "no hand-off failed (%zu)",
-          wsk_group_handoffs_failed(grp));
+    CHECK(wsk_group_handoffs_failed(grp) == failed_handoffs, "%zu hand-offs failed (%zu)",
+          failed_handoffs, wsk_group_handoffs_failed(grp));
     for (unsigned i = 0; i < n; i++) wsk_server_free(srv[i]);
     wsk_group_free(grp);
 }
@@ -142,7 +146,7 @@ static void test_plain(void)
 {
     wsk_server_opts o;
     wsk_server_opts_init(&o);
-    start(LOOPS, &o);
+    start(LOOPS, &o, NULL);
     snprintf(url, sizeof url, "ws://127.0.0.1:%u/", wsk_server_port(srv[0]));
     CHECK(wsk_group_set_accept(grp, WSK_ACCEPT_REUSEPORT) == 0 &&
               wsk_group_set_accept(grp, WSK_ACCEPT_ROUND_ROBIN) == 0,
@@ -174,7 +178,7 @@ static void test_plain(void)
               cycles(from, from + 2 * ROUNDS, 2, 0),
           "they alternate over members 0 and 1 (%d, %d)", atomic_load(&opened[0]),
           atomic_load(&opened[1]));
-    stop(LOOPS, th);
+    stop(LOOPS, th, 0);
 }
 
 /* Clients that stay open (a raw socket each, the upgrade answered): n of them. */
@@ -201,7 +205,7 @@ static void test_limits(void)
     wsk_server_opts o;
     wsk_server_opts_init(&o);
     o.max_connections = 1;
-    start(2, &o);
+    start(2, &o, NULL);
     unsigned port = wsk_server_port(srv[0]);
     pthread_t th;
     if (pthread_create(&th, NULL, run_group, NULL)) abort();
@@ -221,7 +225,74 @@ static void test_limits(void)
           atomic_load(&opened[1]));
     close(fd[0]);
     close(fd[2]);
-    stop(2, th);
+    stop(2, th, 0);
+}
+
+static atomic_int blocked, unblock;
+static wsk_stats member_st[2];
+static atomic_int nstats;
+
+/* On each member's loop: its own wsk_server_stats. */
+static void take_stats(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    for (unsigned i = 0; i < 2; i++)
+        if (wsk_server_loop(srv[i]) == loop)
+            wsk_server_stats(srv[i], &member_st[i], sizeof *member_st);
+    atomic_fetch_add(&nstats, 1);
+}
+
+/* On member 0's loop: holds the acceptor until the test's clients wait in the backlog. */
+static void hold_acceptor(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    atomic_store(&blocked, 1);
+    SPIN_UNTIL(atomic_load(&unblock), usleep(1000));
+}
+
+/* Member 1 has room for one connection, and learns that it is full only when it adopts one:
+ * four clients accepted in one turn go to members 0, 1, 0, 1, and member 1 closes the second
+ * it gets.  That failed hand-off is counted once, in the group's figures and in its
+ * acceptor's wsk_server_stats, so the metrics text shows it. */
+static void test_handoff_failed(void)
+{
+    wsk_server_opts o;
+    wsk_server_opts_init(&o);
+    wsk_server_opts one = o;
+    one.max_connections = 1;
+    start(2, &o, &one);
+    unsigned port = wsk_server_port(srv[0]);
+    atomic_store(&blocked, 0);
+    atomic_store(&unblock, 0);
+    pthread_t th;
+    if (pthread_create(&th, NULL, run_group, NULL)) abort();
+    if (wsk_group_call(grp, 0, hold_acceptor, NULL) < 0) abort();
+    SPIN_UNTIL(atomic_load(&blocked), usleep(1000));
+    int fd[4];
+    CHECK(held_open(fd, 4, port) == 4, "four clients connect while the acceptor is busy");
+    atomic_store(&unblock, 1);
+    SPIN_UNTIL(wsk_group_handoffs_failed(grp) == 1 && opened_total() == 3, usleep(1000));
+    CHECK(atomic_load(&opened[0]) == 2 && atomic_load(&opened[1]) == 1 &&
+              wsk_group_handoffs_failed(grp) == 1,
+          "member 1 took one and closed the other (%d, %d open, %zu failed)",
+          atomic_load(&opened[0]), atomic_load(&opened[1]), wsk_group_handoffs_failed(grp));
+    wsk_stats st;
+    char text[16384];
+    CHECK(wsk_group_stats(grp, &st, sizeof st) == 0 && st.handoffs_failed == 1 &&
+              wsk_stats_format(&st, text, sizeof text) > 0 &&
+              strstr(text, "\nwsk_accept_handoffs_failed_total 1\n"),
+          "wsk_group_stats and its metrics text count it (%llu)",
+          (unsigned long long)st.handoffs_failed);
+    if (wsk_group_call(grp, WSK_GROUP_ALL, take_stats, NULL) < 0) abort();
+    SPIN_UNTIL(atomic_load(&nstats) == 2, usleep(1000));
+    CHECK(atomic_load(&nstats) == 2 && member_st[0].handoffs_failed == 1 &&
+              member_st[1].handoffs_failed == 0,
+          "wsk_server_stats: the acceptor reports it, the other member 0 (%llu, %llu)",
+          (unsigned long long)member_st[0].handoffs_failed,
+          (unsigned long long)member_st[1].handoffs_failed);
+    for (int i = 0; i < 4; i++) close(fd[i]);
+    stop(2, th, 1);
 }
 
 static void test_tls(void)
@@ -242,7 +313,7 @@ static void test_tls(void)
     wsk_server_opts_init(&o);
     o.tls_cert = cert;
     o.tls_key = key;
-    start(2, &o);
+    start(2, &o, NULL);
     snprintf(url, sizeof url, "wss://localhost:%u/", wsk_server_port(srv[0]));
     pthread_t th;
     if (pthread_create(&th, NULL, run_group, NULL)) abort();
@@ -252,7 +323,7 @@ static void test_tls(void)
               cycles(0, 2 * ROUNDS, 2, 0),
           "TLS: the handshakes ran on both members in turn (%d, %d)", atomic_load(&opened[0]),
           atomic_load(&opened[1]));
-    stop(2, th);
+    stop(2, th, 0);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) printf("# could not remove %s\n", dir);
 }
@@ -263,6 +334,7 @@ int main(void)
     cloop = test_loop(&cev);
     test_plain();
     test_limits();
+    test_handoff_failed();
     test_tls();
     wsk_loop_free(cloop);
     return TEST_DONE();

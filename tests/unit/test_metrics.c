@@ -3,6 +3,8 @@
  * to end, through Prometheus's own parser, by tests/integration/test_metrics.py. */
 #include "test.h"
 
+#include <stddef.h>
+
 /* The line `want` (without its newline) is in text. */
 static int has_line(const char *text, const char *want)
 {
@@ -10,6 +12,48 @@ static int has_line(const char *text, const char *want)
     for (const char *p = text; (p = strstr(p, want)); p++)
         if ((p == text || p[-1] == '\n') && p[n] == '\n') return 1;
     return 0;
+}
+
+/* The text of *st with the uint64_t at byte offset `off` set to a value no other field has. */
+static void format_with(const wsk_stats *st, size_t off, char *buf, size_t cap)
+{
+    wsk_stats t = *st;
+    uint64_t v = 987654321;
+    memcpy((char *)&t + off, &v, sizeof v);
+    wsk_stats_format(&t, buf, cap);
+}
+
+/* Every uint64_t field of wsk_stats (the gauges, and every counter from `accepted` to the end,
+ * a field added there included) shows in the text: setting it alone changes what is written.
+ * handshake_ms alone is left out: the histogram's sum is its finer twin, handshake_us. */
+static void every_field_shown(const wsk_stats *st)
+{
+    static const size_t gauges[] = {
+        offsetof(wsk_stats, sockets),        offsetof(wsk_stats, open),
+        offsetof(wsk_stats, queued_bytes),   offsetof(wsk_stats, topics),
+        offsetof(wsk_stats, subscriptions),  offsetof(wsk_stats, bridge_forwarded),
+        offsetof(wsk_stats, bridge_failed),  offsetof(wsk_stats, bridge_received),
+        offsetof(wsk_stats, bridge_outages),
+    };
+    static char base[16384], text[16384];
+    wsk_stats b = *st;
+    b.bridged = 1;
+    wsk_stats_format(&b, base, sizeof base);
+    int missing = 0, fields = 0;
+    for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++, fields++) {
+        format_with(&b, gauges[i], text, sizeof text);
+        missing += !EXPECT(strcmp(text, base) != 0, "the field at byte %zu", gauges[i]);
+    }
+    for (size_t off = offsetof(wsk_stats, accepted); off < sizeof b; off += sizeof(uint64_t)) {
+        if (off == offsetof(wsk_stats, handshake_ms)) continue;
+        fields++;
+        format_with(&b, off, text, sizeof text);
+        missing += !EXPECT(strcmp(text, base) != 0, "the field at byte %zu", off);
+    }
+    format_with(&b, offsetof(wsk_stats, handoffs_failed), text, sizeof text);
+    CHECK(missing == 0 && has_line(text, "wsk_accept_handoffs_failed_total 987654321"),
+          "every field of wsk_stats has its metric family (%d fields, %d not shown)", fields,
+          missing);
 }
 
 int main(void)
@@ -98,6 +142,8 @@ int main(void)
           "a bridged server: the bridge's links and counters");
     st.bridged = 0;
     n = wsk_stats_format(&st, buf, sizeof buf);
+
+    every_field_shown(&st);
 
     char small[32];
     CHECK(wsk_stats_format(&st, small, sizeof small) == n && strlen(small) == sizeof small - 1 &&

@@ -9,6 +9,7 @@
  * handshake costing one log line each, and a handshake whose flight does not fit the socket's
  * send buffer.  Certificates come from scripts/mkcerts (the test is skipped without openssl). */
 #include "internal.h"
+#include "io_tls.h"
 #include "test.h"
 #include "wskit.h"
 
@@ -96,6 +97,11 @@ static atomic_int own_blocks; /* send blocks that were not from the loop's cache
  * 16 KiB (byte i of message k is k + i). */
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
+    if (op == WSK_OP_TEXT && len == 8 && !memcmp(data, "records?", 8)) {
+        const char *who = wsk_tls_records(ws);
+        wsk_send(ws, who, strlen(who), WSK_OP_TEXT, 0);
+        return;
+    }
     if (op == WSK_OP_TEXT && len > 4 && !memcmp(data, "big ", 4)) {
         static uint8_t m[16384];
         int n = atoi((const char *)data + 4);
@@ -151,7 +157,10 @@ struct tc {
     size_t hdr_len, rec_left;
     size_t app_records;
     int slow; /* small receive buffer, and a pause before the first read */
+    int flip; /* flip a bit in the next application record sent */
 };
+
+static int tc_suite[2]; /* the one suite tc_open offers, when set */
 
 static void count_records(struct tc *t, const uint8_t *p, size_t n)
 {
@@ -189,7 +198,15 @@ static int tc_recv(void *arg, unsigned char *buf, size_t len)
 static int tc_send(void *arg, const unsigned char *buf, size_t len)
 {
     struct tc *t = arg;
+    uint8_t *bad = NULL;
+    if (t->flip && buf[0] == 23 && len > 30 && (bad = malloc(len))) {
+        memcpy(bad, buf, len);
+        bad[len - 17] ^= 0x10; /* the last byte of ciphertext, before the 16-byte tag */
+        buf = bad;
+        t->flip = 0;
+    }
     ssize_t r = send(t->fd, buf, len, MSG_NOSIGNAL);
+    free(bad);
     return r >= 0 ? (int)r : MBEDTLS_ERR_NET_SEND_FAILED;
 }
 
@@ -245,6 +262,7 @@ static int tc_open(struct tc *t, unsigned port, const char *cert, const char *ke
     mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
     mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_alpn_protocols(&t->conf, t->alpn);
+    if (tc_suite[0]) mbedtls_ssl_conf_ciphersuites(&t->conf, tc_suite);
     if (cert && (mbedtls_x509_crt_parse_file(&t->cert, cert) ||
                  mbedtls_pk_parse_keyfile(&t->key, key, NULL) ||
                  mbedtls_ssl_conf_own_cert(&t->conf, &t->cert, &t->key)))
@@ -360,7 +378,7 @@ static int tc_next(struct tc *t, uint8_t **data, size_t *len)
 
 /* ----- scenarios (client thread) ------------------------------------------------------------- */
 
-static unsigned port_main, port_auth, port_small, port_stall;
+static unsigned port_main, port_auth, port_small, port_stall, port_mbed;
 
 static void fill(uint8_t *p, size_t n, unsigned seed)
 {
@@ -572,6 +590,118 @@ static void small_buffer(void)
     tc_free(&t);
 }
 
+/* ----- the record layers: ipsec-mb's (io_tls_records.c) against mbedTLS's -------------------- */
+
+static const struct {
+    const unsigned *port;
+    const char *records;
+} record_servers[] = {{&port_main, "ipsec-mb"}, {&port_mbed, "mbedTLS"}};
+
+/* A connection to one of record_servers, upgraded, that says its server's record layer. */
+static int records_open(struct tc *t, int server)
+{
+    int r = tc_open(t, *record_servers[server].port, NULL, NULL, 0);
+    uint8_t *got;
+    size_t len;
+    int op =
+        r || tc_upgrade(t) || tc_frame(t, WSK_OP_TEXT, "records?", 8) ? -1 : tc_next(t, &got, &len);
+    const char *want = record_servers[server].records;
+    int ok = op == WSK_OP_TEXT && len == strlen(want) && !memcmp(got, want, len);
+    if (op >= 0) free(got);
+    return EXPECT(ok, "the server seals with %s (handshake -0x%04x, op %d)", want, -r, op);
+}
+
+/* Every suite, against the server on ipsec-mb's records and the one on mbedTLS's: this client
+ * seals and opens with mbedTLS, so each message crosses the two record layers both ways.  Sizes
+ * around a record's 16 KiB (a frame header more: one record, or two), and 1 MiB (65 records). */
+static void records_suites(void)
+{
+    static const struct {
+        int id;
+        const char *name;
+    } suites[] = {
+        {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "AES-128-GCM"},
+        {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "AES-256-GCM"},
+        {MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, "ChaCha20-Poly1305"},
+    };
+    static const size_t sizes[] = {0, 1, 16383, 16384, 16385, 1u << 20};
+    uint8_t *buf = malloc(1u << 20);
+    for (int srv = 0; srv < 2; srv++) {
+        for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
+            struct tc t;
+            tc_suite[0] = suites[i].id;
+            int ok = records_open(&t, srv);
+            tc_suite[0] = 0;
+            ok = ok && !strcmp(mbedtls_ssl_get_ciphersuite(&t.ssl),
+                               mbedtls_ssl_get_ciphersuite_name(suites[i].id));
+            for (size_t k = 0; k < sizeof sizes / sizeof sizes[0] && ok; k++) {
+                uint8_t *got;
+                size_t len, n = sizes[k];
+                fill(buf, n, (unsigned)k);
+                int op = tc_frame(&t, WSK_OP_BINARY, buf, n) ? -1 : tc_next(&t, &got, &len);
+                ok = EXPECT(op == WSK_OP_BINARY && len == n && !memcmp(got, buf, n),
+                            "%zu bytes: op %d, %zu back", n, op, op < 0 ? 0 : len);
+                if (op >= 0) free(got);
+            }
+            CHECK(ok, "%s, server on %s records: 0, 1, 16383, 16384, 16385 bytes and 1 MiB echoed",
+                  suites[i].name, record_servers[srv].records);
+            tc_free(&t);
+        }
+    }
+    free(buf);
+}
+
+/* A record with one bit flipped: the server answers with a fatal bad_record_mac alert, logs it
+ * and closes, delivering nothing (no echo), whichever record layer it uses. */
+static void records_tampered(void)
+{
+    for (int srv = 0; srv < 2; srv++) {
+        struct tc t;
+        log_clear();
+        if (records_open(&t, srv)) {
+            t.flip = 1;
+            uint8_t b;
+            int r = tc_frame(&t, WSK_OP_TEXT, "tampered", 8) ? -1 : mbedtls_ssl_read(&t.ssl, &b, 1);
+            int alert = r == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ? t.ssl.in_msg[1] : -1;
+            CHECK(alert == MBEDTLS_SSL_ALERT_MSG_BAD_RECORD_MAC,
+                  "%s records: a flipped bit is answered with bad_record_mac (read -0x%04x, alert "
+                  "%d)",
+                  record_servers[srv].records, -r, alert);
+            CHECK(log_wait("MAC"), "%s records: the server logs it", record_servers[srv].records);
+        }
+        tc_free(&t);
+    }
+}
+
+/* close_notify both ways: the client's ends the connection (the server answers with its own);
+ * after a closing handshake started by the client, the server sends one before closing TCP. */
+static void records_close_notify(void)
+{
+    for (int srv = 0; srv < 2; srv++) {
+        struct tc t;
+        uint8_t b, *got;
+        size_t len;
+        if (records_open(&t, srv)) {
+            int r = mbedtls_ssl_close_notify(&t.ssl);
+            int rr = r ? r : mbedtls_ssl_read(&t.ssl, &b, 1);
+            CHECK(rr == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY,
+                  "%s records: the client's close_notify, the server's in return (-0x%04x)",
+                  record_servers[srv].records, -rr);
+        }
+        tc_free(&t);
+        if (records_open(&t, srv)) {
+            uint8_t code[2] = {0x03, 0xe8};
+            int op = tc_frame(&t, WSK_OP_CLOSE, code, 2) ? -1 : tc_next(&t, &got, &len);
+            if (op >= 0) free(got);
+            int r = op == WSK_OP_CLOSE ? mbedtls_ssl_read(&t.ssl, &b, 1) : -1;
+            CHECK(r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY,
+                  "%s records: a close frame answered, then close_notify (op %d, read -0x%04x)",
+                  record_servers[srv].records, op, -r);
+        }
+        tc_free(&t);
+    }
+}
+
 static ev_async done_async;
 
 static void *client_thread(void *arg)
@@ -581,6 +711,9 @@ static void *client_thread(void *arg)
     bad_clients();
     client_certs();
     small_buffer();
+    records_suites();
+    records_tampered();
+    records_close_notify();
     ev_async_send(EV_DEFAULT, &done_async);
     return NULL;
 }
@@ -771,16 +904,21 @@ int main(void)
     wsk_server *s2 = server(loop, crt, key, NULL, path("client-ca.crt"), 10);
     wsk_server *s3 = make_chain() ? NULL : server(loop, path("bigchain.crt"), key, NULL, NULL, 10);
     wsk_server *s4 = server(loop, crt, key, NULL, NULL, 2);
-    CHECK(s1 && s2 && s3 && s4, "four TLS servers");
-    if (!s1 || !s2 || !s3 || !s4) return TEST_DONE();
+    setenv("WSK_TLS_RECORDS", "mbedtls", 1); /* read when the configuration is made */
+    wsk_server *s5 = server(loop, crt, key, NULL, NULL, 10);
+    unsetenv("WSK_TLS_RECORDS");
+    CHECK(s1 && s2 && s3 && s4 && s5, "five TLS servers");
+    if (!s1 || !s2 || !s3 || !s4 || !s5) return TEST_DONE();
     wsk_server_listen(s1, "127.0.0.1", 0);
     wsk_server_listen(s2, "127.0.0.1", 0);
     wsk_server_listen(s3, "127.0.0.1", 0);
     wsk_server_listen(s4, "127.0.0.1", 0);
+    wsk_server_listen(s5, "127.0.0.1", 0);
     port_main = wsk_server_port(s1);
     port_auth = wsk_server_port(s2);
     port_small = wsk_server_port(s3);
     port_stall = wsk_server_port(s4);
+    port_mbed = wsk_server_port(s5);
     small_sndbuf(port_small);
 
     ev_async_init(&done_async, on_done);
@@ -805,6 +943,7 @@ int main(void)
     wsk_server_free(s2);
     wsk_server_free(s3);
     wsk_server_free(s4);
+    wsk_server_free(s5);
     wsk_loop_free(loop);
     return TEST_DONE();
 }

@@ -1,0 +1,143 @@
+/* permessage-deflate without context takeover on ISA-L's one-shot deflater: every message is
+ * inflated by zlib's raw inflate of the negotiated window (2^8 .. 2^15), by a peer that starts
+ * afresh per message and by one that keeps its window (a match reaching before the message or
+ * past the window shows either way); random, repetitive and flat-but-repeating data (the level 0
+ * path), the cap that finds a message that does not shrink, the empty message, 16 MiB. */
+#define ZLIB_CONST
+#include "pmd.h"
+#include "pmd_data.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <zlib.h>
+
+/* zlib's raw inflate of one payload with 00 00 ff ff put back, on a fresh stream; the bytes
+ * made, or -1.  The stream may end at the message's BFINAL block (7.2.3.4). */
+static long peer_inflate(int bits, const uint8_t *z, size_t n, uint8_t *out, size_t cap)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    z_stream zs = {0};
+    if (inflateInit2(&zs, -bits) != Z_OK) return -1;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    const uint8_t *parts[2] = {z, tail};
+    size_t lens[2] = {n, 4};
+    int ret = Z_OK;
+    for (int k = 0; k < 2 && ret == Z_OK; k++) {
+        zs.next_in = parts[k];
+        zs.avail_in = (uInt)lens[k];
+        ret = inflate(&zs, Z_SYNC_FLUSH);
+    }
+    inflateEnd(&zs);
+    return ret == Z_OK || ret == Z_STREAM_END ? (long)(cap - zs.avail_out) : -1;
+}
+
+/* Every size through the deflater and a peer of window 2^bits: zlib afresh per message, or the
+ * library's zlib inflater that keeps its window from message to message (`keep`). */
+static int sequence(wsk_pmd_isal_oneshot *d, int bits, int keep, const uint8_t *data)
+{
+    static const size_t sizes[] = {1, 5, 300, 1024, 1500, 5000, 16384, 70000, 3, 1024};
+    static uint8_t back[70000 + 64];
+    wsk_pmd_inflater *inf = keep ? wsk_pmd_inflater_new(bits, 0) : NULL;
+    int ok = EXPECT(!keep || inf, "inflater %d", bits);
+    for (size_t k = 0, off = 0; ok && k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t len = sizes[k];
+        const uint8_t *m = data + off % (100000 - 70000);
+        off += len;
+        wsk_dbuf z, o;
+        wsk_dbuf_init(&z, 1 << 20);
+        wsk_dbuf_init(&o, sizeof back);
+        long got = -2;
+        ok = EXPECT(wsk_pmd_isal_oneshot_deflate(d, bits, m, len, &z) == 0, "deflate %zu", len);
+        if (ok && keep)
+            got = wsk_pmd_inflate(inf, z.p, z.len, 1, &o) == 0 ? (long)o.len : -1;
+        else if (ok)
+            got = peer_inflate(bits, z.p, z.len, back, sizeof back);
+        ok = ok && EXPECT(got == (long)len && !memcmp(keep ? o.p : back, m, len),
+                          "window %d keep %d: message %zu of %zu bytes (got %ld)", bits, keep, k,
+                          len, got);
+        wsk_dbuf_free(&z);
+        wsk_dbuf_free(&o);
+    }
+    wsk_pmd_inflater_free(inf);
+    return ok;
+}
+
+static void test_round_trips(void)
+{
+    static uint8_t data[3][100000];
+    fill(data[0], sizeof data[0], 0);
+    fill(data[1], sizeof data[1], 1);
+    /* Flat histogram, yet every 2 KiB repeats: the level 0 path must still find the matches. */
+    fill(data[2], 2048, 0);
+    for (size_t i = 2048; i < sizeof data[2]; i++) data[2][i] = data[2][i - 2048];
+    wsk_pmd_isal_oneshot *d = wsk_pmd_isal_oneshot_new();
+    int ok = EXPECT(d != NULL, "new");
+    for (int bits = 8; ok && bits <= 15; bits++)
+        for (int keep = 0; keep < 2; keep++)
+            for (int kind = 0; kind < 3; kind++) ok &= sequence(d, bits, keep, data[kind]);
+    CHECK(ok, "ISA-L one-shot deflate, zlib inflate: every window, peer with and without context");
+    CHECK(d && wsk_pmd_isal_oneshot_messages(d) == 8 * 2 * 3 * 10, "count");
+    wsk_pmd_isal_oneshot_free(d);
+}
+
+/* The cap just under the message finds one that does not shrink, leaving out as it was; a flat
+ * message that repeats itself shrinks. */
+static void test_cap(void)
+{
+    static uint8_t msg[16384];
+    fill(msg, sizeof msg, 0);
+    wsk_pmd_isal_oneshot *d = wsk_pmd_isal_oneshot_new();
+    wsk_dbuf z;
+    wsk_dbuf_init(&z, 1 << 20);
+    for (size_t n = 64; n <= sizeof msg; n *= 4) {
+        z.len = 0;
+        z.max = n - 1;
+        CHECK(wsk_pmd_isal_oneshot_deflate(d, 15, msg, n, &z) == WSK_ERR_TOO_BIG && z.len == 0,
+              "%zu random bytes do not shrink: too big, nothing appended", n);
+    }
+    memcpy(msg + 8192, msg, 8192);
+    z.len = 0;
+    z.max = sizeof msg - 1;
+    CHECK(wsk_pmd_isal_oneshot_deflate(d, 15, msg, sizeof msg, &z) == 0 &&
+              z.len < sizeof msg * 3 / 4,
+          "random bytes repeated once shrink (%zu bytes)", z.len);
+    z.len = 3;
+    z.max = 1 << 20;
+    CHECK(wsk_pmd_isal_oneshot_deflate(d, 15, "", 0, &z) == 0 && z.len == 4 && z.p[3] == 0,
+          "an empty message is the octet 00 (7.2.3.6), appended");
+    CHECK(wsk_pmd_isal_oneshot_deflate(d, 7, msg, 10, &z) == WSK_ERR_INVAL &&
+              wsk_pmd_isal_oneshot_deflate(d, 16, msg, 10, &z) == WSK_ERR_INVAL,
+          "windows 8..15 only");
+    wsk_dbuf_free(&z);
+    wsk_pmd_isal_oneshot_free(d);
+}
+
+/* A 16 MiB message, text and random, comes back whole through zlib. */
+static void test_16mib(void)
+{
+    size_t n = 16u << 20;
+    uint8_t *m = malloc(n), *back = malloc(n + 64);
+    wsk_pmd_isal_oneshot *d = wsk_pmd_isal_oneshot_new();
+    for (int rep = 0; rep < 2 && m && back && d; rep++) {
+        fill(m, n, rep);
+        wsk_dbuf z;
+        wsk_dbuf_init(&z, n + (n >> 10));
+        int rc = wsk_pmd_isal_oneshot_deflate(d, 15, m, n, &z);
+        long got = rc == 0 ? peer_inflate(15, z.p, z.len, back, n + 64) : -2;
+        CHECK(rc == 0 && got == (long)n && !memcmp(back, m, n), "16 MiB %s: %ld back (%zu sent)",
+              rep ? "text" : "random", got, z.len);
+        wsk_dbuf_free(&z);
+    }
+    wsk_pmd_isal_oneshot_free(d);
+    free(m);
+    free(back);
+}
+
+int main(void)
+{
+    test_round_trips();
+    test_cap();
+    test_16mib();
+    return TEST_DONE();
+}
