@@ -620,11 +620,14 @@ static void detected(wsk_natsjs *j, const struct job *jb)
         }
         return;
     }
-    /* Said at -v once per connection; a "no" is a warning when history is asked for. */
+    /* Said at -v once per connection; a "no" is a warning when history is asked for, or when
+     * the server had JetStream before (a restart without it): history publishes fail then. */
     if (jb->ok && j->on != 1)
         wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has JetStream: history goes there");
     else if (!jb->ok && j->known != 0)
-        wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has no JetStream (%s)", jb->why);
+        wsk_bridge_log(j->link, j->known == 1 ? WSK_LOG_WARN : WSK_LOG_INFO,
+                       "the server has no JetStream (%s)%s", jb->why,
+                       j->known == 1 ? ": history publishes are delivered here only" : "");
     if (jb->ok) j->told = 0;
     snprintf(j->no, sizeof j->no, "%s", jb->why);
     j->known = jb->ok;

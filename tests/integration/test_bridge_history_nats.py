@@ -4,10 +4,13 @@ history lives in a stream per topic, so that two nodes number a topic's messages
 either recovers any client (the scenarios of test_bridge_history.py, shared in
 tests/lib/history.py).  A subscriber on node A killed mid-stream while node B publishes comes
 back on node B with "since" and gets every missed message once, in order, then live ones from
-both nodes; the stream keeps the last N messages, each for TTL seconds; with nats-server down,
-local delivery goes on without offsets and "recovered": false; a nats-server restarted without
-its store starts offsets again with a new epoch.  A nats-server without JetStream: history
-stays node-local, and the node says why once."""
+both nodes; messages the server republishes out of order are delivered in order; a stream
+deleted meanwhile starts a new epoch, through both nodes, losing nothing; the stream keeps the
+last N messages, each for TTL seconds; with nats-server down, local delivery goes on without
+offsets and "recovered": false; a nats-server restarted without its store starts offsets
+again with a new epoch, and one restarted without JetStream gets local delivery without
+offsets.  A nats-server without JetStream: history stays node-local, and the node says why,
+once."""
 # tests/run: alone (two nodes and a nats-server)
 import asyncio
 import json
@@ -183,6 +186,21 @@ async def restarted(nats, a, epoch):
     ok(got == [("again", 1, fresh[1])], "... and what the new stream holds follows", got)
     await back.close()
     shutil.rmtree(store, ignore_errors=True)
+
+    # Back without JetStream: publishes are delivered on their node, without offsets.
+    nats.stop()
+    nats.extra = []
+    nats.start()
+    ok(a.wait_log("history publishes are delivered here only") == 1,
+       "node A warns that the server has no JetStream any more", a.lines[-3:])
+    ack, back = await resume(a.url(), "feed", 1, fresh[1])
+    ok(ack.get("recovered") is False, "without JetStream: \"recovered\": false", ack)
+    async with connect(a.url()) as pub:
+        await publish(pub, "feed", "no js")
+        m = await recv_json(back)
+        ok(m.get("data") == "no js" and "offset" not in m, "... and local delivery, without "
+           "offsets", m)
+    await back.close()
 
 
 async def no_jetstream():
