@@ -8,22 +8,23 @@
  * (ExpectLastSubjectSeq) that fail and are retried whenever two nodes publish to a topic at once.
  *
  *  - The stream of channel C is "WSKH_" + C's 64-bit FNV-1a in hex (stream names take no '.',
- *    '*', '>' or space); it stores subject "$WSKH." + C (never a channel: a bridge prefix does
- *    not start with '$'), in files (the history outlives a server restart), and republishes
- *    (RePublish) each message it stores, in its order, on C itself with its sequence in the
+ *    '*', '>' or space); it stores one subject, "$WSKH." EPOCH "." C (never a channel: a bridge
+ *    prefix does not start with '$'), in files (the history outlives a server restart), and
+ *    republishes (RePublish) each message it stores on C itself with its sequence in the
  *    Nats-Sequence header.  So every node subscribed to C, the publishing one included,
  *    delivers the same sequence, each message with its offset (wsk_natsjs_offset).
- *  - The epoch is the stream's creation time (jsStreamInfo.Created, in ns, 16 hex digits):
- *    every node reads the same one, and a stream deleted and made again (a server restarted
- *    without its store) has a new one.  The publisher writes it into the envelope (bytes
- *    38-53) from what it learnt when it found or made the stream; a topic's appends wait for
- *    that (held, a cap on their bytes).  A link checks its streams again after each reconnect,
- *    and a topic's stream after the server refused one of its messages.
+ *  - EPOCH, 16 random hex digits, is chosen by the node that makes the stream; the others read
+ *    it in the stream's subject.  A stream deleted and made again (a server restarted without
+ *    its store) has a new one, and a node that still publishes with the old one reaches no
+ *    stream: its message is refused (no responders, so not stored), the node finds the stream
+ *    again and sends it again.  The publisher writes the epoch into the envelope (bytes
+ *    38-53); a topic's appends wait (held, a cap on their bytes) until the node found or made
+ *    its stream, after each reconnect too.
  *  - Appends leave with js_PublishMsgAsync from the loop; the server's acks come on NATS'
  *    threads.  A sender waiting for the engine's count hears it (-1: NATS cannot count) with
  *    the ack, once the message is stored: its next publish, through any node, comes after it.
- *    A message the server refuses (or does not ack in time) is logged and lost (delivered
- *    nowhere), as a message whose Redis script fails.
+ *    A message the server refuses otherwise (or does not ack in time) is logged and lost
+ *    (delivered nowhere), as a message whose Redis script fails.
  *  - The JetStream calls that wait for an answer (account info, stream info and creation,
  *    reading a message) run on the link's worker thread, never on the loop, which reads their
  *    answers from the socket.  Finished jobs are queued under a mutex and the loop is woken
@@ -43,6 +44,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #define NBUCKETS    256
 #define SUBJ_PREFIX "$WSKH."
@@ -128,7 +131,8 @@ struct wsk_natsjs {
     jsCtx *js;    /* the worker's, once it answered */
     natsConnection *nc;
     size_t held;
-    char *scratch; /* an envelope with its epoch: scap bytes */
+    int64_t depth, ttl_ns; /* the last append's, for a stream made again */
+    char *scratch;         /* an envelope with its epoch: scap bytes */
     size_t scap;
     struct jstream *streams[NBUCKETS];
     atomic_long pending;
@@ -144,7 +148,7 @@ struct wsk_natsjs {
     struct waiting *waiting[PBUCKETS]; /* under mu */
     ev_timer hold;                     /* runs while messages wait for their turn */
     size_t nwaiting;                   /* topics with messages waiting */
-    char subj[sizeof SUBJ_PREFIX + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
+    char subj[sizeof SUBJ_PREFIX + 17 + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
 };
 
 static uint64_t fnv64(const char *s, size_t n)
@@ -184,17 +188,40 @@ static void job_fail(struct job *jb, const char *what, natsStatus s, jsErrCode j
     snprintf(jb->why, sizeof jb->why, "%s: %s (%d)", what, natsStatus_GetText(s), (int)jerr);
 }
 
+/* 1 when the stream's config stores one subject, the subject of jb's channel with an epoch:
+ * that epoch in jb->epoch. */
+static int stream_epoch(const jsStreamInfo *si, struct job *jb)
+{
+    const char *subj = si->Config && si->Config->SubjectsLen == 1 ? si->Config->Subjects[0] : "";
+    size_t skip = strlen(SUBJ_PREFIX);
+    if (strncmp(subj, SUBJ_PREFIX, skip) || strlen(subj) != skip + 17 + jb->n ||
+        subj[skip + 16] != '.' || strcmp(subj + skip + 17, jb->chan))
+        return 0;
+    for (size_t i = 0; i < 16; i++)
+        if (!strchr("0123456789abcdef", subj[skip + i]) || !subj[skip + i]) return 0;
+    memcpy(jb->epoch, subj + skip, 16);
+    jb->epoch[16] = 0;
+    return 1;
+}
+
 /* The stream of jb's channel, found or made with its config: NULL with jb->why. */
 static jsStreamInfo *stream_of(jsCtx *js, struct job *jb, int make)
 {
-    char name[24], *subj = malloc(sizeof SUBJ_PREFIX + jb->n), desc[64];
+    char name[24], *subj = malloc(sizeof SUBJ_PREFIX + 17 + jb->n), desc[64];
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     if (!subj) return job_fail(jb, "stream", NATS_NO_MEMORY, 0), NULL;
     snprintf(name, sizeof name, "WSKH_%016llx", (unsigned long long)fnv64(jb->chan, jb->n));
-    snprintf(subj, sizeof SUBJ_PREFIX + jb->n, SUBJ_PREFIX "%s", jb->chan);
     natsStatus s = js_GetStreamInfo(&si, js, name, NULL, &jerr);
     if (make && (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)) {
+        uint64_t x;
+        if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+            struct timespec ts; /* early boot: the clock and the job tell lives apart */
+            clock_gettime(CLOCK_REALTIME, &ts);
+            x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15u ^ (uint64_t)ts.tv_sec ^ (uintptr_t)jb;
+        }
+        snprintf(subj, sizeof SUBJ_PREFIX + 17 + jb->n, SUBJ_PREFIX "%016llx.%s",
+                 (unsigned long long)x, jb->chan);
         jsStreamConfig c;
         jsRePublish rp;
         const char *subjects[1] = {subj};
@@ -217,8 +244,7 @@ static jsStreamInfo *stream_of(jsCtx *js, struct job *jb, int make)
         if (s != NATS_OK && jerr == JSStreamNameExistErr) /* another node made it first */
             s = js_GetStreamInfo(&si, js, name, NULL, &jerr);
     }
-    if (s == NATS_OK &&
-        (!si->Config || si->Config->SubjectsLen != 1 || strcmp(si->Config->Subjects[0], subj))) {
+    if (s == NATS_OK && !stream_epoch(si, jb)) {
         snprintf(jb->why, sizeof jb->why, "stream %s stores other subjects", name);
         jsStreamInfo_Destroy(si);
         si = NULL;
@@ -226,7 +252,6 @@ static jsStreamInfo *stream_of(jsCtx *js, struct job *jb, int make)
     } else if (s != NATS_OK && (make || (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr))) {
         job_fail(jb, name, s, jerr);
     } else if (s == NATS_OK) {
-        snprintf(jb->epoch, sizeof jb->epoch, "%016llx", (unsigned long long)si->Created);
         jb->ok = 1;
     } else {
         jb->ok = 1; /* no stream: no history yet */
@@ -372,7 +397,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     if (w) *p = w->next;
     pthread_mutex_unlock(&j->mu);
     const char *subj = natsMsg_GetSubject(msg);
-    size_t skip = strlen(SUBJ_PREFIX), n = subj ? strlen(subj) : 0;
+    size_t skip = strlen(SUBJ_PREFIX) + 17, n = subj ? strlen(subj) : 0; /* after the epoch */
     int refused = !pa && pae && n > skip;
     struct job *jb = refused || w ? calloc(1, sizeof *jb + (refused ? n - skip : 0) + 1) : NULL;
     if (jb) {
@@ -383,6 +408,15 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
             memcpy(jb->chan, subj + skip, jb->n);
             snprintf(jb->why, sizeof jb->why, "%s",
                      pae->ErrText && *pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+        }
+        /* No stream took it (deleted, or made again with another epoch): not stored, so it goes
+         * again once the stream is found or made (wsk_natsjs_wake). */
+        size_t len = (size_t)natsMsg_GetDataLength(msg);
+        if (refused && pae->Err == NATS_NO_RESPONDERS && (jb->env = malloc(sizeof *jb->env)) &&
+            (jb->lens = malloc(sizeof *jb->lens)) && (jb->env[0] = malloc(len ? len : 1))) {
+            memcpy(jb->env[0], natsMsg_GetData(msg), len);
+            jb->lens[0] = len;
+            jb->k = 1;
         }
         pthread_mutex_lock(&j->mu);
         jb->next = j->done;
@@ -449,9 +483,12 @@ static int publish(wsk_natsjs *j, const struct jstream *s, const char *env, size
     }
     memcpy(j->scratch, env, len);
     memcpy(j->scratch + WSK_BRIDGE_HDR + 20, s->epoch, 16);
-    memcpy(j->subj, SUBJ_PREFIX, strlen(SUBJ_PREFIX));
-    memcpy(j->subj + strlen(SUBJ_PREFIX), s->chan, s->n);
-    j->subj[strlen(SUBJ_PREFIX) + s->n] = 0;
+    size_t skip = strlen(SUBJ_PREFIX);
+    memcpy(j->subj, SUBJ_PREFIX, skip);
+    memcpy(j->subj + skip, s->epoch, 16);
+    j->subj[skip + 16] = '.';
+    memcpy(j->subj + skip + 17, s->chan, s->n);
+    j->subj[skip + 17 + s->n] = 0;
     natsMsg *m = NULL;
     struct waiting *w = count ? malloc(sizeof *w) : NULL;
     jsPubOptions o;
@@ -501,6 +538,37 @@ static void release(wsk_natsjs *j, struct jstream *s, int ok)
                        (int)s->n, s->chan);
 }
 
+/* Keeps env[0..len) (and count) for s until its stream is found or made, which is asked for
+ * now when it is not under way.  0, or -1 (nothing kept). */
+static int hold(wsk_natsjs *j, struct jstream *s, const char *env, size_t len,
+                wsk_bridge_count *count)
+{
+    struct job *jb = s->state != S_MAKING ? job_new(J_STREAM, s->chan, s->n) : NULL;
+    struct held *h = j->held + len <= HELD_MAX ? malloc(sizeof *h + len) : NULL;
+    if (!h || (s->state != S_MAKING && !jb)) {
+        free(h);
+        free(jb);
+        return -1;
+    }
+    h->next = NULL;
+    h->count = count;
+    h->len = len;
+    memcpy(h->env, env, len);
+    if (s->tail)
+        s->tail->next = h;
+    else
+        s->head = h;
+    s->tail = h;
+    j->held += len;
+    if (jb) {
+        jb->depth = j->depth;
+        jb->ttl_ns = j->ttl_ns;
+        s->state = S_MAKING;
+        job_queue(j, jb);
+    }
+    return 0;
+}
+
 int wsk_natsjs_append(wsk_natsjs *j, const char *chan, size_t n, size_t plen, const void *msg,
                       size_t len, size_t depth, double ttl, wsk_bridge_count *count)
 {
@@ -513,33 +581,9 @@ int wsk_natsjs_append(wsk_natsjs *j, const char *chan, size_t n, size_t plen, co
         memcpy(s->chan, chan, n);
         *p = s;
     }
-    if (s->state == S_READY) return publish(j, s, msg, len, count);
-    {
-        struct job *jb = s->state == S_NEW ? job_new(J_STREAM, chan, n) : NULL;
-        struct held *h = j->held + len <= HELD_MAX ? malloc(sizeof *h + len) : NULL;
-        if (!h || (s->state == S_NEW && !jb)) {
-            free(h);
-            free(jb);
-            return -1;
-        }
-        h->next = NULL;
-        h->count = count;
-        h->len = len;
-        memcpy(h->env, msg, len);
-        if (s->tail)
-            s->tail->next = h;
-        else
-            s->head = h;
-        s->tail = h;
-        j->held += len;
-        if (jb) {
-            jb->depth = depth > INT64_MAX ? INT64_MAX : (int64_t)depth;
-            jb->ttl_ns = (int64_t)(ttl * 1e9);
-            s->state = S_MAKING;
-            job_queue(j, jb);
-        }
-    }
-    return 0;
+    j->depth = depth > INT64_MAX ? INT64_MAX : (int64_t)depth;
+    j->ttl_ns = (int64_t)(ttl * 1e9);
+    return s->state == S_READY ? publish(j, s, msg, len, count) : hold(j, s, msg, len, count);
 }
 
 int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, size_t max,
@@ -576,11 +620,14 @@ static void detected(wsk_natsjs *j, const struct job *jb)
         }
         return;
     }
-    /* Said at -v once per connection; a "no" is a warning when history is asked for. */
+    /* Said at -v once per connection; a "no" is a warning when history is asked for, or when
+     * the server had JetStream before (a restart without it): history publishes fail then. */
     if (jb->ok && j->on != 1)
         wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has JetStream: history goes there");
     else if (!jb->ok && j->known != 0)
-        wsk_bridge_log(j->link, WSK_LOG_INFO, "the server has no JetStream (%s)", jb->why);
+        wsk_bridge_log(j->link, j->known == 1 ? WSK_LOG_WARN : WSK_LOG_INFO,
+                       "the server has no JetStream (%s)%s", jb->why,
+                       j->known == 1 ? ": history publishes are delivered here only" : "");
     if (jb->ok) j->told = 0;
     snprintf(j->no, sizeof j->no, "%s", jb->why);
     j->known = jb->ok;
@@ -613,10 +660,12 @@ void wsk_natsjs_wake(wsk_natsjs *j)
             memcpy(s->epoch, jb->epoch, 16);
             s->state = jb->ok ? S_READY : S_NEW;
             release(j, s, jb->ok);
-        } else if (s && jb->kind == J_REFUSED && s->state == S_READY) {
-            wsk_bridge_log(j->link, WSK_LOG_WARN, "history: a message of '%s' refused: %s",
-                           jb->chan, jb->why);
-            s->state = S_NEW; /* its stream is checked again at the next append */
+        } else if (s && jb->kind == J_REFUSED) {
+            if (s->state == S_READY) /* its stream is checked again */
+                wsk_bridge_log(j->link, WSK_LOG_WARN, "history: a message of '%s' refused: %s%s",
+                               jb->chan, jb->why, jb->k ? " (sent again)" : " (lost)");
+            if (s->state == S_READY) s->state = S_NEW;
+            if (jb->k && hold(j, s, jb->env[0], jb->lens[0], jb->count) == 0) jb->count = NULL;
         }
         if (jb->count) wsk_bridge_counted(j->link, jb->count, -1); /* NATS cannot count */
         job_free(jb);

@@ -7,7 +7,8 @@ during its recovery; a publisher subscribed to its topic does not get its own me
 a matching pattern delivers each message once;
 after FLUSHALL the epoch changes and "recovered": false comes back; with
 Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again.
-The same through NATS JetStream: test_bridge_history_nats.py (shared scenarios: tests/lib/history.py)."""
+The same through NATS JetStream: test_bridge_history_nats.py (the scenarios both share are in
+tests/lib/history.py)."""
 # tests/run: alone (two nodes and a redis-server)
 import asyncio
 import json

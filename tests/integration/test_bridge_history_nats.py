@@ -4,10 +4,13 @@ history lives in a stream per topic, so that two nodes number a topic's messages
 either recovers any client (the scenarios of test_bridge_history.py, shared in
 tests/lib/history.py).  A subscriber on node A killed mid-stream while node B publishes comes
 back on node B with "since" and gets every missed message once, in order, then live ones from
-both nodes; the stream keeps the last N messages, each for TTL seconds; with nats-server down,
-local delivery goes on without offsets and "recovered": false; a nats-server restarted without
-its store starts offsets again with a new epoch.  A nats-server without JetStream: history
-stays node-local, and the node says why once."""
+both nodes; messages the server republishes out of order are delivered in order; a stream
+deleted meanwhile starts a new epoch, through both nodes, losing nothing; the stream keeps the
+last N messages, each for TTL seconds; with nats-server down, local delivery goes on without
+offsets and "recovered": false; a nats-server restarted without its store starts offsets
+again with a new epoch, and one restarted without JetStream gets local delivery without
+offsets.  A nats-server without JetStream: history stays node-local, and the node says why,
+once."""
 # tests/run: alone (two nodes and a nats-server)
 import asyncio
 import json
@@ -41,6 +44,26 @@ def streams(nats):
     return {s["name"]: s["state"] for a in accounts for s in a.get("stream_detail") or []}
 
 
+def nats_send(nats, out, until=b"PONG"):
+    """Sends out (NATS protocol) on a connection of its own; the first line starting with
+    until, with the payload of a MSG."""
+    with socket.create_connection(("127.0.0.1", nats.port), timeout=5) as c:
+        f = c.makefile("rb")
+        f.readline()  # INFO
+        c.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n' + out + b"PING\r\n")
+        while not (line := f.readline()).startswith(until):
+            pass
+        return f.read(int(line.split()[-1]) + 2)[:-2] if line.startswith(b"MSG") else line
+
+
+def stream_name(chan):
+    """The stream of a channel: WSKH_ and its 64-bit FNV-1a in hex."""
+    h = 14695981039346656037
+    for c in chan.encode():
+        h = ((h ^ c) * 1099511628211) % (1 << 64)
+    return f"WSKH_{h:016x}"
+
+
 def republish(nats, chan, msgs):
     """Publishes on chan what a stream's RePublish sends: each (offset, data) as an envelope
     of another node (message number = offset) with that offset in the Nats-Sequence header."""
@@ -52,12 +75,7 @@ def republish(nats, chan, msgs):
         hdr = f"NATS/1.0\r\nNats-Sequence: {off}\r\n\r\n".encode()
         out += b"HPUB %s %d %d\r\n%s%s\r\n" % (chan.encode(), len(hdr), len(hdr) + len(env),
                                                  hdr, env)
-    with socket.create_connection(("127.0.0.1", nats.port), timeout=5) as c:
-        f = c.makefile("rb")
-        f.readline()  # INFO
-        c.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n' + out + b"PING\r\n")
-        while f.readline().strip() != b"PONG":
-            pass
+    nats_send(nats, out)
 
 
 async def out_of_order(nats, a):
@@ -77,6 +95,32 @@ async def out_of_order(nats, a):
         got = await messages(sub, 1)
         ok([(d, o) for d, o, _ in got] == [("o6", 6)] and time.monotonic() - start >= 0.05,
            "one whose predecessor never comes is delivered after a wait", got)
+
+
+async def deleted(nats, a, b, epoch):
+    """The topic's stream deleted while the nodes run: the next publishes, through either node,
+    start a new epoch at offset 1 (a node that knew the old stream finds the new one and sends
+    its message again: none is lost), and the old position is not recovered."""
+    delete = b"$JS.API.STREAM.DELETE." + stream_name("wskit:feed").encode()
+    reply = nats_send(nats, b"SUB _INBOX.del 1\r\nPUB %s _INBOX.del 0\r\n\r\n" % delete, b"MSG")
+    ok(json.loads(reply).get("success") is True, "the stream of feed deleted", reply)
+    async with connect(a.url()) as watch, connect(a.url()) as apub, connect(b.url()) as bpub:
+        await watch.send(json.dumps({"op": "subscribe", "topic": "feed"}))
+        await recv_json(watch)
+        ok(wait_for(lambda: nats.subscribers("wskit:feed") == 1), "node A listens to feed")
+        await publish(bpub, "feed", "d1")
+        await publish(apub, "feed", "d2")
+        got = await messages(watch, 2)
+        ok([(d, o) for d, o, _ in got] == [("d1", 1), ("d2", 2)] and
+           got[0][2] == got[1][2] != epoch, "after the deletion: offsets from 1, a new epoch, "
+           "through both nodes", got)
+        ack, back = await resume(b.url(), "feed", 132, epoch)
+        ok(ack.get("recovered") is False and (ack.get("offset"), ack.get("epoch")) ==
+           (2, got[0][2]), "the old epoch is not recovered: \"recovered\": false", ack)
+        again = await messages(back, 2)
+        ok(again == got, "... and what the new stream holds follows", again)
+        await back.close()
+    return got[0][2]
 
 
 async def bounds(nats):
@@ -117,7 +161,7 @@ async def restarted(nats, a, epoch):
     its store: the topic starts again at offset 1 with a new epoch."""
     nats.stop()
     ok(a.wait_log("lost") >= 1, "node A sees nats-server go")
-    ack, back = await resume(a.url(), "feed", 132, epoch)
+    ack, back = await resume(a.url(), "feed", 2, epoch)
     ok(ack.get("recovered") is False, "nats-server down: \"recovered\": false", ack)
     async with connect(a.url()) as pub:
         await publish(pub, "feed", "local")
@@ -127,15 +171,15 @@ async def restarted(nats, a, epoch):
         store = tempfile.mkdtemp(prefix="wsk-js-")
         nats.extra = ["-js", "-sd", store]  # a new store: the streams are gone
         nats.start()
-        ok(a.wait_log("the server has JetStream", n=2) >= 2, "node A reconnects and finds JetStream",
-           a.lines[-6:])
+        ok(a.wait_log("the server has JetStream", n=2) >= 2,
+           "node A reconnects and finds JetStream", a.lines[-6:])
         await publish(pub, "feed", "again")
         m = await recv_json(back)
         fresh = (m.get("offset"), m.get("epoch"))
         ok(m.get("data") == "again" and fresh[0] == 1 and len(fresh[1]) == 16 and
            fresh[1] != epoch, "the stream made again: offset 1, a new epoch", m)
     await back.close()
-    ack, back = await resume(a.url(), "feed", 132, epoch)
+    ack, back = await resume(a.url(), "feed", 2, epoch)
     ok(ack.get("recovered") is False and (ack.get("offset"), ack.get("epoch")) == fresh,
        "the old epoch is not recovered: \"recovered\": false", ack)
     got = await messages(back, 1)
@@ -143,13 +187,28 @@ async def restarted(nats, a, epoch):
     await back.close()
     shutil.rmtree(store, ignore_errors=True)
 
+    # Back without JetStream: publishes are delivered on their node, without offsets.
+    nats.stop()
+    nats.extra = []
+    nats.start()
+    ok(a.wait_log("history publishes are delivered here only") == 1,
+       "node A warns that the server has no JetStream any more", a.lines[-3:])
+    ack, back = await resume(a.url(), "feed", 1, fresh[1])
+    ok(ack.get("recovered") is False, "without JetStream: \"recovered\": false", ack)
+    async with connect(a.url()) as pub:
+        await publish(pub, "feed", "no js")
+        m = await recv_json(back)
+        ok(m.get("data") == "no js" and "offset" not in m, "... and local delivery, without "
+           "offsets", m)
+    await back.close()
+
 
 async def no_jetstream():
     """A nats-server without JetStream: history stays node-local (a node's own messages carry
     its offsets, another node's none), and each node says why, once."""
     with Engine("nats") as nats:
-        a, b = (Server("--pubsub", "-v", "--history", "100", "--bridge", nats.url)
-                for _ in range(2))
+        a, b = (Server("--pubsub", "-v", "--history", "100", "--bridge", nats.url,
+                       "--threads", "1") for _ in range(2))
         try:
             for s in (a, b):
                 ok(s.wait_log("the server has no JetStream") == 1,
@@ -190,6 +249,7 @@ async def main():
                 await storm(a, b, *((100, 2) if sanitized() else (300, 4)))
                 await under_pattern(a, b)
                 await out_of_order(nats, a)
+                epoch = await deleted(nats, a, b, epoch)
                 await bounds(nats)
                 await restarted(nats, a, epoch)
             finally:
