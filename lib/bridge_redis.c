@@ -522,8 +522,9 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  * The PUBLISH comes from the script, so the live messages on the channel are in the offsets'
  * order for every subscriber.  The scripts go by their SHA-1 (EVALSHA), loaded once per
  * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection).  A
- * message whose script fails (Redis out of memory, its scripts flushed) is logged and lost:
- * it is delivered nowhere, this node included. */
+ * message whose script fails (Redis out of memory, its scripts flushed) is logged and handed
+ * back to the bridge (a copy is kept while the script is on its way: struct scripted), which
+ * delivers it on this node without an offset and counts it as failed. */
 
 enum { APPEND, RANGE, RETAIN, MARK, KEPT };
 static const char *const scripts[NSCRIPTS] = {
@@ -627,25 +628,48 @@ static void script_error(struct redis *r, const redisReply *rep)
     wsk_bridge_log(r->link, WSK_LOG_WARN, "history: %s", rep->str);
 }
 
-static void on_appended(redisAsyncContext *ac, void *reply, void *priv)
+/* A script that publishes an envelope, on its way: a copy of the channel and envelope, which
+ * go back to the bridge when the script fails (wsk_bridge_unkept). */
+struct scripted {
+    wsk_bridge_count *count; /* the sender's, or NULL */
+    int self;
+    size_t n, len;
+    uint8_t data[]; /* channel, then envelope */
+};
+
+static void on_scripted(redisAsyncContext *ac, void *reply, void *priv)
 {
-    if (!((struct redis *)ac->data)->closing) script_error(ac->data, reply);
-    on_published(ac, reply, priv);
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    struct scripted *sp = priv;
+    if (rep) r->inflight -= sp->len <= r->inflight ? sp->len : r->inflight;
+    if (!r->closing) script_error(r, rep);
+    if (rep && rep->type == REDIS_REPLY_ERROR && !r->closing)
+        wsk_bridge_unkept(r->link, (const char *)sp->data, sp->n, sp->data + sp->n, sp->len,
+                          sp->count);
+    else if (sp->count)
+        wsk_bridge_counted(r->link, sp->count,
+                           rep && rep->type == REDIS_REPLY_INTEGER ? (long)rep->integer : -1);
+    else if (rep && rep->type == REDIS_REPLY_INTEGER && !r->closing)
+        wsk_bridge_reached(r->link, (long)rep->integer, sp->self);
+    free(sp);
 }
 
-static void on_appended_counted(redisAsyncContext *ac, void *reply, void *priv)
-{
-    if (!((struct redis *)ac->data)->closing) script_error(ac->data, reply);
-    on_counted(ac, reply, priv);
-}
-
-/* Script i that publishes an envelope of len bytes, counted in flight as rd_publish does. */
+/* Script i that publishes envelope msg[0..len) on chan[0..n), counted in flight as rd_publish
+ * does. */
 static int eval_publish(struct redis *r, int i, int argc, const char **argv, size_t *alen,
-                        size_t len, int self, wsk_bridge_count *count)
+                        const char *chan, size_t n, const void *msg, size_t len, int self,
+                        wsk_bridge_count *count)
 {
-    int st = count ? eval_script(r, i, argc, argv, alen, on_appended_counted, count)
-                   : eval_script(r, i, argc, argv, alen, on_appended, publish_tag(len, self));
-    if (st < 0) return -1;
+    struct scripted *sp = malloc(sizeof *sp + n + len);
+    if (!sp) return -1;
+    *sp = (struct scripted){count, self > 255 ? 255 : self, n, len};
+    memcpy(sp->data, chan, n);
+    memcpy(sp->data + n, msg, len);
+    if (eval_script(r, i, argc, argv, alen, on_scripted, sp) < 0) {
+        free(sp);
+        return -1;
+    }
     r->inflight += len;
     return 0;
 }
@@ -672,7 +696,7 @@ static int append_cmd(struct redis *r, const char *chan, size_t n, size_t plen, 
     size_t alen[12] = {0, 0, 1, 0, 0, 0, n, len, strlen(sdepth), strlen(sttl), 16, 1};
     history_keys(chan, n, plen, keys, &alen[3], keys + n + 8, &alen[4]);
     alen[5] = topic_key(chan, n, plen, "retained:", keys + 2 * n + 16);
-    int st = eval_publish(r, APPEND, 10, argv, alen, len, self, count);
+    int st = eval_publish(r, APPEND, 10, argv, alen, chan, n, msg, len, self, count);
     free(keys);
     return st;
 }
@@ -695,7 +719,7 @@ static int rd_retain(void *e, const char *chan, size_t n, size_t plen, const voi
     if (!key) return -1;
     const char *argv[7] = {NULL, NULL, "1", key, chan, msg, k};
     size_t alen[7] = {0, 0, 1, topic_key(chan, n, plen, "retained:", key), n, len, 1};
-    int st = eval_publish(r, RETAIN, 5, argv, alen, len, self, count);
+    int st = eval_publish(r, RETAIN, 5, argv, alen, chan, n, msg, len, self, count);
     free(key);
     return st;
 }

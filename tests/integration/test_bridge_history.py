@@ -328,6 +328,53 @@ async def overrun(redis):
         c.stop()
 
 
+async def oom(redis, b):
+    """A message whose script Redis refuses (out of memory) is delivered on its node without an
+    offset, counted as a failed bridged publish, and its acknowledgement says "bridged": false;
+    the other node gets nothing of it, and the next message continues the offsets."""
+    c = node(redis, "--history", "100", "--metrics-path", "/metrics")
+
+    def failed():
+        r = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{c.port}/metrics"],
+                           capture_output=True, timeout=10)
+        line = [x for x in r.stdout.decode().splitlines()
+                if x.startswith("wsk_bridge_failed_total ")]
+        return int(line[0].split()[1]) if line else None
+    try:
+        uc, ub = f"ws://127.0.0.1:{c.port}/", f"ws://127.0.0.1:{b.port}/"
+        async with connect(uc) as pub, connect(uc) as here, connect(ub) as there:
+            for ws in (here, there):
+                await ws.send(json.dumps({"op": "subscribe", "topic": "oom"}))
+                await recv_json(ws)
+            ok(wait_for(lambda: redis.subscribers("wskit:oom") == 2), "both nodes listen")
+            await publish(pub, "oom", "before")
+            first = (await messages(here, 1))[0]
+            await messages(there, 1)
+            before = failed()
+            redis.command("CONFIG", "SET", "maxmemory", "1")
+            try:
+                await pub.send(json.dumps({"op": "publish", "topic": "oom", "data": "refused",
+                                           "id": "o"}))
+                ack = await recv_json(pub)
+                while ack.get("id") != "o":
+                    ack = await recv_json(pub)
+                m = await recv_json(here)
+            finally:
+                redis.command("CONFIG", "SET", "maxmemory", "0")
+            ok(ack.get("bridged") is False, "a publish Redis refuses: \"bridged\": false", ack)
+            ok(m.get("data") == "refused" and "offset" not in m,
+               "... delivered on its node without an offset", m)
+            ok(failed() == before + 1, "... counted as a failed bridged publish",
+               (before, failed()))
+            ok(await nothing(there, 0.3), "... and not on the other node")
+            await publish(pub, "oom", "after")
+            got = await messages(here, 1) + await messages(there, 1)
+            ok([(d, o) for d, o, _ in got] == [("after", first[1] + 1)] * 2,
+               "the next message continues the offsets on both nodes", got)
+    finally:
+        c.stop()
+
+
 async def engine_down(redis, a):
     redis.stop()
     ok(a.wait_log("lost") >= 1, "node A sees Redis go")
@@ -499,6 +546,7 @@ async def main():
             await under_pattern(a, b)
             await ttl(redis)
             await overrun(redis)
+            await oom(redis, b)
             await engine_down(redis, a)
         finally:
             codes = [s.stop() for s in (a, b)]
