@@ -507,13 +507,16 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  * the topic's last offset and the epoch of its history.  Each is changed by a Lua script only,
  * which Redis runs atomically:
  *  - APPEND gives the message the next offset (HINCRBY), stores the envelope with the offset and
- *    epoch in it under stream ID 0-OFFSET (explicit IDs: the stream's order is the offsets'),
- *    trims the stream to the depth (XADD MAXLEN), sets the TTL on both keys (PEXPIRE: the
- *    history lives TTL after the topic's last publish) and PUBLISHes that same envelope.  A
+ *    epoch in it under stream ID 0-OFFSET (explicit IDs: the stream's order is the offsets',
+ *    so XTRIM MINID cannot go by time) with Redis' time in ms (field t), trims the stream to
+ *    the depth (XADD MAXLEN), and with a TTL notes it in the hash, XDELs the entries older than
+ *    it from the stream's head (64 at most per publish), sets it on both keys (PEXPIRE: a topic
+ *    nobody publishes to lets its history go) and PUBLISHes that same envelope.  A
  *    hash that is gone (expired, FLUSHALL, Redis restarted without persistence) starts a new
  *    life: the node's fresh random epoch, the offsets from 1, the stream emptied.
  *  - RANGE answers the epoch, the last offset, the oldest entry's ID and the entries after an
- *    offset, at one instant.
+ *    offset, at one instant, leaving out the entries older than the TTL (not trimmed yet), so
+ *    that a recovery whose first wanted message expired hears "recovered": false.
  *  - APPEND with a retained publish also SETs the envelope (offset and epoch in it) as the
  *    topic's retained message, PREFIX "retained:" TOPIC (DELetes it, for an empty one); RETAIN
  *    does the same with PUBLISH alone, without history.  It has no TTL (MQTT's).
@@ -539,21 +542,51 @@ static const char *const scripts[NSCRIPTS] = {
     "local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)\n"
     "local env = string.sub(ARGV[2], 1, 18) .. string.format('%020d', off) .. ep ..\n"
     "  string.sub(ARGV[2], 55)\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('0-%d', off), 'e', env)\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('0-%d', off), 'e', env,\n"
+    "  't', now)\n"
     "if ARGV[4] ~= '0' then\n"
+    "  redis.call('HSET', KEYS[1], 'ttl', ARGV[4])\n"
+    "  local cut = now - tonumber(ARGV[4])\n"
+    "  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)) do\n"
+    "    if not e[2][4] or tonumber(e[2][4]) >= cut then break end\n"
+    "    redis.call('XDEL', KEYS[2], e[1])\n"
+    "  end\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "else\n"
+    "  redis.call('HDEL', KEYS[1], 'ttl')\n"
     "end\n"
     "if ARGV[6] == '1' then redis.call('SET', KEYS[3], env) end\n"
     "if ARGV[6] == '2' then redis.call('DEL', KEYS[3]) end\n"
     "return redis.call('PUBLISH', ARGV[1], env)\n",
-    /* RANGE: KEYS head, stream; ARGV after, max */
-    "local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset')\n"
+    /* RANGE: KEYS head, stream; ARGV after, max.  Entries older than the head's ttl are
+     * skipped: the first one kept is the oldest younger one. */
+    "local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'ttl')\n"
     "if not h[1] then return {'', 0, '', {}} end\n"
-    "local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
-    "local f = ''\n"
-    "if first[1] then f = first[1][1] end\n"
-    "local r = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
+    "local cut = nil\n"
+    "if h[3] then\n"
+    "  local t = redis.call('TIME')\n"
+    "  cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(h[3])\n"
+    "end\n"
+    "local function young(e)\n"
+    "  return not cut or not e[2][4] or tonumber(e[2][4]) >= cut\n"
+    "end\n"
+    "local f, from = '', '-'\n"
+    "while f == '' do\n"
+    "  local b = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 64)\n"
+    "  for _, e in ipairs(b) do\n"
+    "    if young(e) then f = e[1] break end\n"
+    "  end\n"
+    "  if #b < 64 then break end\n"
+    "  from = '(' .. b[#b][1]\n"
+    "end\n"
+    "local r = {}\n"
+    "for _, e in ipairs(redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])) "
+    "do\n"
+    "  if young(e) then r[#r + 1] = e end\n"
+    "end\n"
     "return {h[1], tonumber(h[2]), f, r}\n",
     /* RETAIN: KEYS retained; ARGV channel, envelope, keep (1) or clear (2) */
     "if ARGV[3] == '1' then redis.call('SET', KEYS[1], ARGV[2])\n"
@@ -804,7 +837,7 @@ static void on_ranged(redisAsyncContext *ac, void *reply, void *priv)
     for (size_t i = 0; env && lens && i < es->elements; i++) {
         const redisReply *en = es->element[i], *fv;
         if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
-            (fv = en->element[1])->type != REDIS_REPLY_ARRAY || fv->elements != 2 ||
+            (fv = en->element[1])->type != REDIS_REPLY_ARRAY || fv->elements < 2 ||
             fv->element[1]->type != REDIS_REPLY_STRING)
             continue;
         env[k] = fv->element[1]->str;

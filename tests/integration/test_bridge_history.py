@@ -61,6 +61,14 @@ async def resume(url, topic, offset, epoch):
     return await recv_json(ws), ws
 
 
+async def recover_one(url, topic, offset, epoch):
+    """(ack, [first message]) of a subscribe with since, its socket closed after."""
+    ack, ws = await resume(url, topic, offset, epoch)
+    got = await messages(ws, 1)
+    await ws.close()
+    return ack, got
+
+
 async def across_nodes(redis, a, b):
     ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
     async with connect(ub) as pub, connect(ua) as apub, connect(ua) as sub, \
@@ -273,9 +281,7 @@ async def ttl(redis):
         async with connect(url) as pub:
             start = time.monotonic()
             await publish(pub, "t", "t1")
-            ack, ws = await resume(url, "t", 0, "")
-            got = await messages(ws, 1)
-            await ws.close()
+            ack, got = await recover_one(url, "t", 0, "")
             young = time.monotonic() - start < 1  # a slow machine may miss this window
             ok(not young or (ack.get("recovered") is True and got[0][:2] == ("t1", 1)),
                "younger than the TTL: recovered", ack)
@@ -285,6 +291,35 @@ async def ttl(redis):
             await ws.close()
             ok(ack.get("recovered") is False and ack.get("offset") == 0,
                "... and the position is not recovered", ack)
+    finally:
+        c.stop()
+
+
+async def ttl_each(redis):
+    """--history N,TTL with Redis applies the TTL to each message: one older than the TTL is not
+    recovered while a younger one of the same topic is, and a recovery whose first wanted
+    message expired hears "recovered": false."""
+    c = node(redis, "--history", "100,2")
+    try:
+        url = f"ws://127.0.0.1:{c.port}/"
+        async with connect(url) as pub:
+            start = time.monotonic()
+            await publish(pub, "te", "old")
+            await asyncio.sleep(1.2)  # the TTL's time passing is what is tested
+            await publish(pub, "te", "young")
+            await asyncio.sleep(max(0.0, start + 2.1 - time.monotonic()))
+            ack, got = await recover_one(url, "te", 0, "")
+            ack2, got2 = await recover_one(url, "te", 1, got[0][2])
+            inside = time.monotonic() - start < 3.1  # a slow machine may miss this window
+            ok(not inside or (ack.get("recovered") is False and got[0][:2] == ("young", 2)),
+               "the TTL applies to each message: the older one expired, the younger one is kept",
+               (ack, got))
+            ok(not inside or (ack2.get("recovered") is True and got2[0][:2] == ("young", 2)),
+               "... and a recovery after the expired one is whole", (ack2, got2))
+            await publish(pub, "te", "third")
+            ok(not inside or wait_for(lambda: redis.command("XLEN", "wskit:history:te") == 2),
+               "a publish trims the expired entries from Redis",
+               redis.command("XLEN", "wskit:history:te"))
     finally:
         c.stop()
 
@@ -545,6 +580,7 @@ async def main():
             await covered(redis, a, b)
             await under_pattern(a, b)
             await ttl(redis)
+            await ttl_each(redis)
             await overrun(redis)
             await oom(redis, b)
             await engine_down(redis, a)
