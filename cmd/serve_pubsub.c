@@ -756,10 +756,12 @@ static void broker_bridged(wsk_server *srv, const char *topic, size_t tlen, cons
 {
     char extra[64] = "";
     wsk_ws *from = NULL;
-    if (at && remote_history(broker_of(srv))) {
+    if (at && at->mine && remote_history(broker_of(srv)))
+        from = mine_take(broker_of(srv), at->mine);
+    /* Offset 0: Redis refused to keep it (out of memory): here only, as when Redis is down. */
+    if (at && at->offset && remote_history(broker_of(srv))) {
         snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
                  (unsigned long long)at->offset, at->epoch);
-        from = at->mine ? mine_take(broker_of(srv), at->mine) : NULL;
         remote_live(srv, topic, tlen, at); /* before: a recovery that goes live gets this one */
     }
     if (from)

@@ -557,6 +557,33 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
         wsk_server_publish_local(b->ctx->srv, topic, tlen, p + hdr, mlen, op, z);
 }
 
+void wsk_bridge_unkept(wsk_bridge_link *l, const char *chan, size_t n, const uint8_t *env,
+                       size_t len, wsk_bridge_count *c)
+{
+    struct wsk_bridge *b = l->b;
+    size_t tlen;
+    const char *topic = topic_of(l, chan, n, &tlen);
+    b->st.failed++;
+    if (b->st.forwarded) b->st.forwarded--;
+    if (topic && len >= WSK_BRIDGE_HDR_HISTORY && env[1] & WSK_BRIDGE_HISTORY) {
+        /* Delivered nowhere yet: here, as when the engine is down, with its publisher known. */
+        wsk_history_pos at = {0};
+        for (int i = 7; i >= 0; i--) at.mine = at.mine << 8 | env[10 + i];
+        wsk_opcode op = env[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT;
+        const uint8_t *m = env + WSK_BRIDGE_HDR_HISTORY;
+        size_t mlen = len - WSK_BRIDGE_HDR_HISTORY;
+        int z = (env[1] & WSK_BRIDGE_COMPRESS) != 0;
+        if (b->ctx->h.bridged)
+            b->ctx->h.bridged(b->ctx->srv, topic, tlen, m, mlen, op, z, &at);
+        else
+            wsk_server_publish_local(b->ctx->srv, topic, tlen, m, mlen, op, z);
+    }
+    if (c) {
+        c->done(c->arg, c->local, WSK_NODES_NOT_BRIDGED);
+        free(c);
+    }
+}
+
 void wsk_bridge_reached(wsk_bridge_link *l, long n, int self)
 {
     if (n - self > 0) l->b->st.remote += (uint64_t)(n - self);

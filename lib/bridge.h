@@ -164,6 +164,12 @@ void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n);
 void wsk_bridge_ranged(wsk_bridge_link *l, wsk_bridge_range *r, int ok, const char *epoch,
                        uint64_t head, uint64_t first, const char *const *env, const size_t *lens,
                        size_t k);
+/* The engine refused to keep the envelope env[0..len) (a copy) that publish or append took for
+ * channel chan[0..n) (its script failed): counted as failed; a message of the history is
+ * delivered here, without an offset; c (NULL or the sender's count) hears
+ * WSK_NODES_NOT_BRIDGED, and is freed. */
+void wsk_bridge_unkept(wsk_bridge_link *l, const char *chan, size_t n, const uint8_t *env,
+                       size_t len, wsk_bridge_count *c);
 /* The engine's answer to kept: v[2i] nonzero when channel i has a retained message, v[2i + 1]
  * the messages its history holds (nv values); v NULL when it could not read.  Frees q. */
 void wsk_bridge_kept_done(wsk_bridge_link *l, wsk_bridge_kept *q, const uint64_t *v, size_t nv);

@@ -507,13 +507,16 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  * the topic's last offset and the epoch of its history.  Each is changed by a Lua script only,
  * which Redis runs atomically:
  *  - APPEND gives the message the next offset (HINCRBY), stores the envelope with the offset and
- *    epoch in it under stream ID 0-OFFSET (explicit IDs: the stream's order is the offsets'),
- *    trims the stream to the depth (XADD MAXLEN), sets the TTL on both keys (PEXPIRE: the
- *    history lives TTL after the topic's last publish) and PUBLISHes that same envelope.  A
+ *    epoch in it under stream ID 0-OFFSET (explicit IDs: the stream's order is the offsets',
+ *    so XTRIM MINID cannot go by time) with Redis' time in ms (field t), trims the stream to
+ *    the depth (XADD MAXLEN), and with a TTL notes it in the hash, XDELs the entries older than
+ *    it from the stream's head (64 at most per publish), sets it on both keys (PEXPIRE: a topic
+ *    nobody publishes to lets its history go) and PUBLISHes that same envelope.  A
  *    hash that is gone (expired, FLUSHALL, Redis restarted without persistence) starts a new
  *    life: the node's fresh random epoch, the offsets from 1, the stream emptied.
  *  - RANGE answers the epoch, the last offset, the oldest entry's ID and the entries after an
- *    offset, at one instant.
+ *    offset, at one instant, leaving out the entries older than the TTL (not trimmed yet), so
+ *    that a recovery whose first wanted message expired hears "recovered": false.
  *  - APPEND with a retained publish also SETs the envelope (offset and epoch in it) as the
  *    topic's retained message, PREFIX "retained:" TOPIC (DELetes it, for an empty one); RETAIN
  *    does the same with PUBLISH alone, without history.  It has no TTL (MQTT's).
@@ -522,8 +525,9 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  * The PUBLISH comes from the script, so the live messages on the channel are in the offsets'
  * order for every subscriber.  The scripts go by their SHA-1 (EVALSHA), loaded once per
  * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection).  A
- * message whose script fails (Redis out of memory, its scripts flushed) is logged and lost:
- * it is delivered nowhere, this node included. */
+ * message whose script fails (Redis out of memory, its scripts flushed) is logged and handed
+ * back to the bridge (a copy is kept while the script is on its way: struct scripted), which
+ * delivers it on this node without an offset and counts it as failed. */
 
 enum { APPEND, RANGE, RETAIN, MARK, KEPT };
 static const char *const scripts[NSCRIPTS] = {
@@ -538,21 +542,51 @@ static const char *const scripts[NSCRIPTS] = {
     "local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)\n"
     "local env = string.sub(ARGV[2], 1, 18) .. string.format('%020d', off) .. ep ..\n"
     "  string.sub(ARGV[2], 55)\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('0-%d', off), 'e', env)\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('0-%d', off), 'e', env,\n"
+    "  't', now)\n"
     "if ARGV[4] ~= '0' then\n"
+    "  redis.call('HSET', KEYS[1], 'ttl', ARGV[4])\n"
+    "  local cut = now - tonumber(ARGV[4])\n"
+    "  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)) do\n"
+    "    if not e[2][4] or tonumber(e[2][4]) >= cut then break end\n"
+    "    redis.call('XDEL', KEYS[2], e[1])\n"
+    "  end\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "else\n"
+    "  redis.call('HDEL', KEYS[1], 'ttl')\n"
     "end\n"
     "if ARGV[6] == '1' then redis.call('SET', KEYS[3], env) end\n"
     "if ARGV[6] == '2' then redis.call('DEL', KEYS[3]) end\n"
     "return redis.call('PUBLISH', ARGV[1], env)\n",
-    /* RANGE: KEYS head, stream; ARGV after, max */
-    "local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset')\n"
+    /* RANGE: KEYS head, stream; ARGV after, max.  Entries older than the head's ttl are
+     * skipped: the first one kept is the oldest younger one. */
+    "local h = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'ttl')\n"
     "if not h[1] then return {'', 0, '', {}} end\n"
-    "local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
-    "local f = ''\n"
-    "if first[1] then f = first[1][1] end\n"
-    "local r = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
+    "local cut = nil\n"
+    "if h[3] then\n"
+    "  local t = redis.call('TIME')\n"
+    "  cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(h[3])\n"
+    "end\n"
+    "local function young(e)\n"
+    "  return not cut or not e[2][4] or tonumber(e[2][4]) >= cut\n"
+    "end\n"
+    "local f, from = '', '-'\n"
+    "while f == '' do\n"
+    "  local b = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 64)\n"
+    "  for _, e in ipairs(b) do\n"
+    "    if young(e) then f = e[1] break end\n"
+    "  end\n"
+    "  if #b < 64 then break end\n"
+    "  from = '(' .. b[#b][1]\n"
+    "end\n"
+    "local r = {}\n"
+    "for _, e in ipairs(redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])) "
+    "do\n"
+    "  if young(e) then r[#r + 1] = e end\n"
+    "end\n"
     "return {h[1], tonumber(h[2]), f, r}\n",
     /* RETAIN: KEYS retained; ARGV channel, envelope, keep (1) or clear (2) */
     "if ARGV[3] == '1' then redis.call('SET', KEYS[1], ARGV[2])\n"
@@ -627,25 +661,48 @@ static void script_error(struct redis *r, const redisReply *rep)
     wsk_bridge_log(r->link, WSK_LOG_WARN, "history: %s", rep->str);
 }
 
-static void on_appended(redisAsyncContext *ac, void *reply, void *priv)
+/* A script that publishes an envelope, on its way: a copy of the channel and envelope, which
+ * go back to the bridge when the script fails (wsk_bridge_unkept). */
+struct scripted {
+    wsk_bridge_count *count; /* the sender's, or NULL */
+    int self;
+    size_t n, len;
+    uint8_t data[]; /* channel, then envelope */
+};
+
+static void on_scripted(redisAsyncContext *ac, void *reply, void *priv)
 {
-    if (!((struct redis *)ac->data)->closing) script_error(ac->data, reply);
-    on_published(ac, reply, priv);
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    struct scripted *sp = priv;
+    if (rep) r->inflight -= sp->len <= r->inflight ? sp->len : r->inflight;
+    if (!r->closing) script_error(r, rep);
+    if (rep && rep->type == REDIS_REPLY_ERROR && !r->closing)
+        wsk_bridge_unkept(r->link, (const char *)sp->data, sp->n, sp->data + sp->n, sp->len,
+                          sp->count);
+    else if (sp->count)
+        wsk_bridge_counted(r->link, sp->count,
+                           rep && rep->type == REDIS_REPLY_INTEGER ? (long)rep->integer : -1);
+    else if (rep && rep->type == REDIS_REPLY_INTEGER && !r->closing)
+        wsk_bridge_reached(r->link, (long)rep->integer, sp->self);
+    free(sp);
 }
 
-static void on_appended_counted(redisAsyncContext *ac, void *reply, void *priv)
-{
-    if (!((struct redis *)ac->data)->closing) script_error(ac->data, reply);
-    on_counted(ac, reply, priv);
-}
-
-/* Script i that publishes an envelope of len bytes, counted in flight as rd_publish does. */
+/* Script i that publishes envelope msg[0..len) on chan[0..n), counted in flight as rd_publish
+ * does. */
 static int eval_publish(struct redis *r, int i, int argc, const char **argv, size_t *alen,
-                        size_t len, int self, wsk_bridge_count *count)
+                        const char *chan, size_t n, const void *msg, size_t len, int self,
+                        wsk_bridge_count *count)
 {
-    int st = count ? eval_script(r, i, argc, argv, alen, on_appended_counted, count)
-                   : eval_script(r, i, argc, argv, alen, on_appended, publish_tag(len, self));
-    if (st < 0) return -1;
+    struct scripted *sp = malloc(sizeof *sp + n + len);
+    if (!sp) return -1;
+    *sp = (struct scripted){count, self > 255 ? 255 : self, n, len};
+    memcpy(sp->data, chan, n);
+    memcpy(sp->data + n, msg, len);
+    if (eval_script(r, i, argc, argv, alen, on_scripted, sp) < 0) {
+        free(sp);
+        return -1;
+    }
     r->inflight += len;
     return 0;
 }
@@ -672,7 +729,7 @@ static int append_cmd(struct redis *r, const char *chan, size_t n, size_t plen, 
     size_t alen[12] = {0, 0, 1, 0, 0, 0, n, len, strlen(sdepth), strlen(sttl), 16, 1};
     history_keys(chan, n, plen, keys, &alen[3], keys + n + 8, &alen[4]);
     alen[5] = topic_key(chan, n, plen, "retained:", keys + 2 * n + 16);
-    int st = eval_publish(r, APPEND, 10, argv, alen, len, self, count);
+    int st = eval_publish(r, APPEND, 10, argv, alen, chan, n, msg, len, self, count);
     free(keys);
     return st;
 }
@@ -695,7 +752,7 @@ static int rd_retain(void *e, const char *chan, size_t n, size_t plen, const voi
     if (!key) return -1;
     const char *argv[7] = {NULL, NULL, "1", key, chan, msg, k};
     size_t alen[7] = {0, 0, 1, topic_key(chan, n, plen, "retained:", key), n, len, 1};
-    int st = eval_publish(r, RETAIN, 5, argv, alen, len, self, count);
+    int st = eval_publish(r, RETAIN, 5, argv, alen, chan, n, msg, len, self, count);
     free(key);
     return st;
 }
@@ -780,7 +837,7 @@ static void on_ranged(redisAsyncContext *ac, void *reply, void *priv)
     for (size_t i = 0; env && lens && i < es->elements; i++) {
         const redisReply *en = es->element[i], *fv;
         if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
-            (fv = en->element[1])->type != REDIS_REPLY_ARRAY || fv->elements != 2 ||
+            (fv = en->element[1])->type != REDIS_REPLY_ARRAY || fv->elements < 2 ||
             fv->element[1]->type != REDIS_REPLY_STRING)
             continue;
         env[k] = fv->element[1]->str;

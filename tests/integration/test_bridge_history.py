@@ -56,6 +56,31 @@ async def flushed(redis, a, b, epoch):
         await back.close()
 
 
+async def recover_one(url, topic, offset, epoch):
+    """(ack, [first message]) of a subscribe with since, its socket closed after."""
+    ack, ws = await resume(url, topic, offset, epoch)
+    got = await messages(ws, 1)
+    await ws.close()
+    return ack, got
+
+
+async def bulk(a):
+    """Raw publishes of 10 MB in all through the history in Redis (more than the 8 MiB the
+    bridge lets wait for Redis' answers) all arrive: each answer gives its bytes back."""
+    url = f"ws://127.0.0.1:{a.port}/"
+    async with connect(url + "bulk") as raw, connect(url) as sub, connect(url) as jp:
+        await sub.send(json.dumps({"op": "subscribe", "topic": "bulk"}))
+        await recv_json(sub)
+        got = []
+        for i in range(0, 160, 8):  # paced, and read as it goes (no backpressure drops)
+            for k in range(i, i + 8):
+                await raw.send(f"{k:05d}" + "b" * 65536)
+            await publish(jp, "bulk", "mark")
+            got += [d[:5] for d, _, _ in await messages(sub, 9) if d != "mark"]
+        ok(got == [f"{i:05d}" for i in range(160)], "10 MB of raw publishes through Redis all arrive",
+           got[-3:])
+
+
 async def leave(redis, a):
     """A client that goes in the middle of its recovery: the node stops listening to the topic
     once nobody needs it (the hold of a recovery ends with it)."""
@@ -98,9 +123,7 @@ async def ttl(redis):
         async with connect(url) as pub:
             start = time.monotonic()
             await publish(pub, "t", "t1")
-            ack, ws = await resume(url, "t", 0, "")
-            got = await messages(ws, 1)
-            await ws.close()
+            ack, got = await recover_one(url, "t", 0, "")
             young = time.monotonic() - start < 1  # a slow machine may miss this window
             ok(not young or (ack.get("recovered") is True and got[0][:2] == ("t1", 1)),
                "younger than the TTL: recovered", ack)
@@ -110,6 +133,35 @@ async def ttl(redis):
             await ws.close()
             ok(ack.get("recovered") is False and ack.get("offset") == 0,
                "... and the position is not recovered", ack)
+    finally:
+        c.stop()
+
+
+async def ttl_each(redis):
+    """--history N,TTL with Redis applies the TTL to each message: one older than the TTL is not
+    recovered while a younger one of the same topic is, and a recovery whose first wanted
+    message expired hears "recovered": false."""
+    c = node(redis, "--history", "100,2")
+    try:
+        url = f"ws://127.0.0.1:{c.port}/"
+        async with connect(url) as pub:
+            start = time.monotonic()
+            await publish(pub, "te", "old")
+            await asyncio.sleep(1.2)  # the TTL's time passing is what is tested
+            await publish(pub, "te", "young")
+            await asyncio.sleep(max(0.0, start + 2.1 - time.monotonic()))
+            ack, got = await recover_one(url, "te", 0, "")
+            ack2, got2 = await recover_one(url, "te", 1, got[0][2])
+            inside = time.monotonic() - start < 3.1  # a slow machine may miss this window
+            ok(not inside or (ack.get("recovered") is False and got[0][:2] == ("young", 2)),
+               "the TTL applies to each message: the older one expired, the younger one is kept",
+               (ack, got))
+            ok(not inside or (ack2.get("recovered") is True and got2[0][:2] == ("young", 2)),
+               "... and a recovery after the expired one is whole", (ack2, got2))
+            await publish(pub, "te", "third")
+            ok(not inside or wait_for(lambda: redis.command("XLEN", "wskit:history:te") == 2),
+               "a publish trims the expired entries from Redis",
+               redis.command("XLEN", "wskit:history:te"))
     finally:
         c.stop()
 
@@ -149,6 +201,53 @@ async def overrun(redis):
             await ws.close()
             ok(ack.get("recovered") is True and again and not bad and last == 2000,
                "an overrun recovery says \"recovered\": false again before a gap", (again, bad[:3]))
+    finally:
+        c.stop()
+
+
+async def oom(redis, b):
+    """A message whose script Redis refuses (out of memory) is delivered on its node without an
+    offset, counted as a failed bridged publish, and its acknowledgement says "bridged": false;
+    the other node gets nothing of it, and the next message continues the offsets."""
+    c = node(redis, "--history", "100", "--metrics-path", "/metrics")
+
+    def failed():
+        r = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{c.port}/metrics"],
+                           capture_output=True, timeout=10)
+        line = [x for x in r.stdout.decode().splitlines()
+                if x.startswith("wsk_bridge_failed_total ")]
+        return int(line[0].split()[1]) if line else None
+    try:
+        uc, ub = f"ws://127.0.0.1:{c.port}/", f"ws://127.0.0.1:{b.port}/"
+        async with connect(uc) as pub, connect(uc) as here, connect(ub) as there:
+            for ws in (here, there):
+                await ws.send(json.dumps({"op": "subscribe", "topic": "oom"}))
+                await recv_json(ws)
+            ok(wait_for(lambda: redis.subscribers("wskit:oom") == 2), "both nodes listen")
+            await publish(pub, "oom", "before")
+            first = (await messages(here, 1))[0]
+            await messages(there, 1)
+            before = failed()
+            redis.command("CONFIG", "SET", "maxmemory", "1")
+            try:
+                await pub.send(json.dumps({"op": "publish", "topic": "oom", "data": "refused",
+                                           "id": "o"}))
+                ack = await recv_json(pub)
+                while ack.get("id") != "o":
+                    ack = await recv_json(pub)
+                m = await recv_json(here)
+            finally:
+                redis.command("CONFIG", "SET", "maxmemory", "0")
+            ok(ack.get("bridged") is False, "a publish Redis refuses: \"bridged\": false", ack)
+            ok(m.get("data") == "refused" and "offset" not in m,
+               "... delivered on its node without an offset", m)
+            ok(failed() == before + 1, "... counted as a failed bridged publish",
+               (before, failed()))
+            ok(await nothing(there, 0.3), "... and not on the other node")
+            await publish(pub, "oom", "after")
+            got = await messages(here, 1) + await messages(there, 1)
+            ok([(d, o) for d, o, _ in got] == [("after", first[1] + 1)] * 2,
+               "the next message continues the offsets on both nodes", got)
     finally:
         c.stop()
 
@@ -245,7 +344,7 @@ def http_json(srv, path):
         return r.stdout
 
 
-async def introspection(a, b, history):
+async def introspection(redis, a, b, history):
     """topics (JSON and GET /topics) and presence (GET /topics/T) on node A show what Redis keeps
     of a topic published on node B: its retained flag and, with the history in Redis, its length."""
     how = "with history" if history else "without history"
@@ -253,6 +352,7 @@ async def introspection(a, b, history):
     async with connect(ub) as pub, connect(ua) as sub:
         await sub.send(json.dumps({"op": "subscribe", "topic": "intro"}))
         await recv_json(sub)
+        ok(wait_for(lambda: redis.subscribers("wskit:intro") == 1), f"{how}: node A listens")
         for i in range(6):
             await publish(pub, "intro", f"i{i}")
         await pub.send(json.dumps({"op": "publish", "topic": "intro", "data": "last",
@@ -279,7 +379,7 @@ async def main():
         a, b = node(redis, "--max-subscriptions", "100"), node(redis, "--max-subscriptions", "100")
         try:
             await retained(redis, a, b, False)
-            await introspection(a, b, False)
+            await introspection(redis, a, b, False)
         finally:
             for s in (a, b):
                 s.stop()
@@ -290,16 +390,19 @@ async def main():
                 lambda: redis.subscribers("wskit:feed") == 2))
             await flushed(redis, a, b, epoch)
             await retained(redis, a, b, True)
-            await introspection(a, b, True)
+            await introspection(redis, a, b, True)
             ua, ub = (f"ws://127.0.0.1:{s.port}/" for s in (a, b))
             await own_messages(ua, ub, lambda: wait_for(
                 lambda: redis.subscribers("wskit:own") == 2))
             await storm(a, b, *((300, 4) if sanitized() else ()))  # valgrind: fewer
+            await bulk(a)
             await leave(redis, a)
             await covered(redis, a, b)
             await under_pattern(a, b)
             await ttl(redis)
+            await ttl_each(redis)
             await overrun(redis)
+            await oom(redis, b)
             await engine_down(redis, a)
         finally:
             codes = [s.stop() for s in (a, b)]
