@@ -368,6 +368,9 @@ async def metrics_sum():
             return int(m.group(1)) if m else None
         n = wait_for(lambda: open_gauge() == len(clients), T) and open_gauge()
         ok(n == len(clients), f"/metrics sums the threads: {len(clients)} open", n)
+        _, body = http(f"http://127.0.0.1:{mport}/metrics")
+        ok(re.search(r"^wsk_accept_handoffs_failed_total 0$", body, re.M),
+           "... and counts the failed hand-offs of --accept one (none here)")
         await close_all(clients)
 
 
