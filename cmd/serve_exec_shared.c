@@ -140,12 +140,12 @@ static void each_client(struct shared *s, void (*fn)(struct shared *s, struct sc
         }
 }
 
-/* fn(loop t's shared, loop) on every loop: at once on loop 0 (the caller's), through the group
- * on the others. */
+/* fn(loop t's shared, loop) on every loop: at once on loop 0 (the caller's), on the others
+ * after the lines loop 0 published before (in its batch for that loop). */
 static void each_loop(struct shared *s0, void (*fn)(void *arg, wsk_loop *loop))
 {
     for (unsigned t = 1; t < s0->sv->threads; t++)
-        wsk_group_call(s0->sv->group, t, fn, loop_shared(s0, t));
+        wsk_group_call_ordered(s0->sv->loop, t, fn, loop_shared(s0, t));
     fn(s0, s0->sv->loop);
 }
 

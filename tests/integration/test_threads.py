@@ -10,7 +10,8 @@ every thread count the other nodes, and an outage's failed publishes are counted
 --accept one: the first thread deals connections out in turn, N of them land N/2 on each of
 2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error;
 with --max-connections the first thread's pause warning counts the whole group; --exec-shared's
-@ID replies and broadcast lines reach a client of another thread in the order written."""
+@ID replies and broadcast lines reach a client of another thread in the order written, and the
+restart message after a dead program's last lines."""
 import asyncio
 import json
 import os
@@ -367,6 +368,9 @@ async def metrics_sum():
             return int(m.group(1)) if m else None
         n = wait_for(lambda: open_gauge() == len(clients), T) and open_gauge()
         ok(n == len(clients), f"/metrics sums the threads: {len(clients)} open", n)
+        _, body = http(f"http://127.0.0.1:{mport}/metrics")
+        ok(re.search(r"^wsk_accept_handoffs_failed_total 0$", body, re.M),
+           "... and counts the failed hand-offs of --accept one (none here)")
         await close_all(clients)
 
 
@@ -423,6 +427,47 @@ def exec_shared_order():
             ok(threads == {0, 1} and all(v is True for v in seen.values()),
                "--exec-shared --threads 2: broadcast, @ID reply, broadcast... reach a client "
                "of either thread in the order written", seen)
+            for c in clients:
+                c.sock.close()
+    finally:
+        os.unlink(f.name)
+
+
+# Once a client of thread 1 (an odd ID) joins: 600 KB of lines to everyone into a pipe made
+# large enough to hold them, then exit at once: wsserve, reading 64 KiB at a time, sees the exit
+# with lines still to read, which it reads before it tells the clients.
+DYING_LINES = 15000
+DYING_PROG = """import fcntl, os, sys
+for line in sys.stdin:
+    if line.startswith("+") and int(line[1:].split("\\t", 1)[0]) % 2:
+        try:
+            fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ
+        except OSError:
+            pass
+        sys.stdout.write("".join(f"x{k:<38}\\n" for k in range(LINES)))
+        sys.stdout.flush()
+        os._exit(1)
+""".replace("LINES", str(DYING_LINES))
+
+
+def exec_shared_restart_order():
+    """--exec-shared --threads 2: the lines a program wrote before it died reach a client of
+    either thread before the restart message."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(DYING_PROG)
+    try:
+        with Server("--exec-shared", f"/usr/bin/python3 {f.name}", "--join-leave",
+                    "--threads", "2", "--restart-message", "again") as srv:
+            clients = [Raw(srv.port, timeout=T) for _ in range(2)]
+            seen = []
+            for c in clients:
+                got = []
+                while not got or got[-1] != "again":
+                    got.append(c.recv_frame()[2].decode())
+                want = [f"x{k:<38}" for k in range(DYING_LINES)] + ["again"]
+                seen.append(got == want or (len(got), got.index("again")))
+            ok(seen == [True, True], "--exec-shared --threads 2: a dead program's last lines "
+               "reach the clients of both threads before the restart message", seen)
             for c in clients:
                 c.sock.close()
     finally:
@@ -511,6 +556,7 @@ async def main():
     await accept_modes()
     max_connections_group()
     exec_shared_order()
+    exec_shared_restart_order()
     await cross_thread_publish()
     await chat_across_threads()
     await broker_across_threads()
