@@ -1021,8 +1021,7 @@ static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
     mbedtls_ssl_cache_init(&t->cache);
     t->alpn[0] = "http/1.1";
     t->alpn[1] = NULL;
-    const char *records = getenv("WSK_TLS_RECORDS");
-    t->records = records && !strcmp(records, "mbedtls") ? NULL : tls_rec_engine_new();
+    t->records = NULL;
     int r = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
                                   (const unsigned char *)"wskit", 5);
     if (!r)
@@ -1037,10 +1036,19 @@ static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
     mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
     mbedtls_ssl_conf_min_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_ciphersuites(&t->conf,
-                                  tls_rec_engine_aesni(t->records) ? fast_suites : modern_suites);
+    mbedtls_ssl_conf_ciphersuites(&t->conf, modern_suites);
     mbedtls_ssl_conf_curves(&t->conf, modern_curves);
     return t;
+}
+
+/* The record layer for a configuration that loaded: ipsec-mb unless WSK_TLS_RECORDS=mbedtls (or
+ * ipsec-mb cannot start), and the suite order that suits it.  Made last, once nothing can fail:
+ * ipsec-mb fills its tables for every algorithm it has (fast, but not under valgrind). */
+static void conf_records(struct tls_conf *t)
+{
+    const char *records = getenv("WSK_TLS_RECORDS");
+    t->records = records && !strcmp(records, "mbedtls") ? NULL : tls_rec_engine_new();
+    if (tls_rec_engine_aesni(t->records)) mbedtls_ssl_conf_ciphersuites(&t->conf, fast_suites);
 }
 
 /* An RSA key signs under its own mutex in mbedTLS 2.28: mbedtls_rsa_private holds it for the
@@ -1252,6 +1260,7 @@ int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
         wsk_log(ctx->loop, WSK_LOG_ERROR, "%s", why);
         return WSK_ERR_TLS;
     }
+    conf_records(t);
     ctx->tls = t;
     return 0;
 }
@@ -1300,6 +1309,7 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o, char *why, siz
         conf_free(t);
         return WSK_ERR_TLS;
     }
+    conf_records(t);
     ctx->tls = t;
     return 0;
 }
