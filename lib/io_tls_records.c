@@ -171,7 +171,7 @@ static void aad(uint8_t out[13], uint64_t seq, uint8_t type, size_t len)
 
 /* Seals the len bytes at rec + prefix in place as a record of `type`; the header, explicit nonce
  * and tag around them.  The record's length, or TLS_REC_ERR_SEQ. */
-static long seal(struct tls_rec *r, uint8_t type, uint8_t *rec, size_t len)
+static long record_seal(struct tls_rec *r, uint8_t type, uint8_t *rec, size_t len)
 {
     /* A wrapped sequence number would repeat a nonce (RFC 5246 6.1: renegotiate before; no
      * WebSocket connection gets near 2^64 records, this one stops). */
@@ -212,7 +212,7 @@ static long seal(struct tls_rec *r, uint8_t type, uint8_t *rec, size_t len)
 /* Opens the record rec[0..len) (a whole one, its header checked) into dst, which is either
  * rec + prefix or does not overlap the record.  The plaintext length, TLS_REC_ERR_MAC (dst
  * then holds nothing usable: it is cleared), TLS_REC_ERR_DECODE, or TLS_REC_ERR_SEQ. */
-static long open_record(struct tls_rec *r, const uint8_t *rec, size_t len, uint8_t *dst)
+static long record_open(struct tls_rec *r, const uint8_t *rec, size_t len, uint8_t *dst)
 {
     if (len < r->prefix + TLS_REC_TAG) return TLS_REC_ERR_DECODE;
     if (r->seq_in == UINT64_MAX) return TLS_REC_ERR_SEQ;
@@ -314,7 +314,7 @@ static long open_records(struct tls_rec *r, int fd, uint8_t *buf, size_t cap, si
             (size_t)len < r->prefix + TLS_REC_TAG ? 0 : (size_t)len - r->prefix - TLS_REC_TAG;
         int direct = rec[0] == TYPE_APPLICATION && plain <= cap - *got;
         uint8_t *dst = direct ? buf + *got : rec + r->prefix;
-        long n = open_record(r, rec, (size_t)len, dst);
+        long n = record_open(r, rec, (size_t)len, dst);
         r->in_off += (size_t)len;
         if (n == TLS_REC_ERR_MAC || n == TLS_REC_ERR_DECODE)
             tls_rec_alert(r, fd, ALERT_FATAL,
@@ -386,7 +386,7 @@ uint8_t *tls_rec_next(struct tls_rec *r, size_t *room)
 
 static int seal_at_end(struct tls_rec *r, uint8_t type, size_t len)
 {
-    long n = seal(r, type, r->out + r->out_len, len);
+    long n = record_seal(r, type, r->out + r->out_len, len);
     if (n < 0) return (int)n;
     r->out_len += (size_t)n;
     return 0;
