@@ -73,19 +73,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (i < size && sent < STREAM_MAX - TLS_REC_MAX) {
         uint8_t op = data[i++];
         if (op < 0x80) {
-            size_t len = ((size_t)op << 8 | (i < size ? data[i++] : 0)) & 0x7fff, room;
-            uint8_t *p = tls_rec_next(peer, &room);
-            if (!p) abort();
+            size_t len = ((size_t)op << 8 | (i < size ? data[i++] : 0)) & 0x7fff;
+            size_t room = tls_rec_room(peer);
+            if (!room) abort();
             if (len > room) len = room;
             size_t have = i < size ? size - i : 0, take = len < have ? len : have;
-            memcpy(p, data + i, take);
-            memset(p + take, 0, len - take);
-            i += take;
+            /* In two pieces (the input's bytes, then zeros), as a queue's segments. */
+            static const uint8_t zeros[TLS_REC_PLAIN_MAX];
+            struct iovec piece[2] = {{(void *)(data + i), take}, {(void *)zeros, len - take}};
             if (clean) {
-                memcpy(want + nwant, p, len);
+                memcpy(want + nwant, data + i, take);
+                memset(want + nwant + take, 0, len - take);
                 nwant += len;
             }
-            if (tls_rec_seal(peer, len) || tls_rec_flush(peer, fds[1]) != (long)len) abort();
+            i += take;
+            if (tls_rec_seal(peer, piece, 2) || tls_rec_flush(peer, fds[1]) != (long)len) abort();
             sent += len + TLS_REC_HEADER + 8 + TLS_REC_TAG;
         } else if (op < 0xc0) {
             size_t n = (size_t)(op & 0x3f) + 1;
