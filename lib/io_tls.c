@@ -797,16 +797,33 @@ static void iov_skip(const struct iovec *iov, int n, struct iov_pos *p, size_t l
     }
 }
 
+/* Up to cap bytes from p onwards (p does not move) as pieces of the segments, at most
+ * WSK_IOV_MAX in piece[] (*count of them); returns how many bytes. */
+static size_t iov_pieces(const struct iovec *iov, int n, struct iov_pos p, size_t cap,
+                         struct iovec piece[WSK_IOV_MAX], int *count)
+{
+    size_t got = 0;
+    int k = 0;
+    for (; p.i < n && got < cap && k < WSK_IOV_MAX; p.i++, p.off = 0) {
+        size_t left = iov[p.i].iov_len - p.off;
+        size_t take = left < cap - got ? left : cap - got;
+        if (!take) continue;
+        piece[k].iov_base = (uint8_t *)iov[p.i].iov_base + p.off;
+        piece[k++].iov_len = take;
+        got += take;
+    }
+    *count = k;
+    return got;
+}
+
 /* Copies up to cap bytes from p onwards into dst (p does not move); returns how many. */
 static size_t iov_gather(const struct iovec *iov, int n, struct iov_pos p, uint8_t *dst, size_t cap)
 {
-    size_t got = 0;
-    for (; p.i < n && got < cap; p.i++, p.off = 0) {
-        size_t left = iov[p.i].iov_len - p.off;
-        size_t take = left < cap - got ? left : cap - got;
-        memcpy(dst + got, (const uint8_t *)iov[p.i].iov_base + p.off, take);
-        got += take;
-    }
+    struct iovec piece[WSK_IOV_MAX];
+    int k;
+    size_t got = iov_pieces(iov, n, p, cap, piece, &k);
+    for (int i = 0; i < k; dst += piece[i++].iov_len)
+        memcpy(dst, piece[i].iov_base, piece[i].iov_len);
     return got;
 }
 
@@ -844,7 +861,8 @@ static int write_record(struct tls_sess *s, const struct iovec *iov, int n, stru
 }
 
 /* wsk_tls_writev once io_tls_records.c has the records: as many records as its buffer holds
- * are sealed from the queue's segments, then sent at once.  Sealed records the kernel did not
+ * are sealed from the queue's segments (read in place: no copy before the cipher's), then sent
+ * at once.  Sealed records the kernel did not
  * take wait there; `pending` counts the queue's bytes they carry, reported written once they
  * are all out. */
 static long records_writev(struct wsk_ws *c, struct tls_sess *s, const struct iovec *iov, int n)
@@ -859,18 +877,24 @@ static long records_writev(struct wsk_ws *c, struct tls_sess *s, const struct io
     iov_skip(iov, n, &p, s->pending);
     long done = 0;
     for (;;) {
-        uint8_t *dst;
-        size_t room, len;
-        while (!tls_rec_unsent(s->rec) && (dst = tls_rec_next(s->rec, &room)) &&
-               (len = iov_gather(iov, n, p, dst, room))) {
-            if (tls_rec_seal(s->rec, len) < 0) {
-                s->dead = 1;
-                return WSK_ERR_IO;
+        if (!tls_rec_unsent(s->rec)) { /* fill the buffer, then send it */
+            struct iovec piece[WSK_IOV_MAX];
+            size_t room, len;
+            int k;
+            /* A record is cut short only by the end of what is queued, not by the end of the
+             * buffer: those bytes wait for the next fill (fewer records, and fewer bytes). */
+            while ((room = tls_rec_room(s->rec)) &&
+                   (room == TLS_REC_PLAIN_MAX || iov_avail(iov, n, p, room + 1) <= room) &&
+                   (len = iov_pieces(iov, n, p, room, piece, &k))) {
+                if (tls_rec_seal(s->rec, piece, k) < 0) {
+                    s->dead = 1;
+                    return WSK_ERR_IO;
+                }
+                iov_skip(iov, n, &p, len);
+                s->pending += len;
             }
-            iov_skip(iov, n, &p, len);
-            s->pending += len;
+            if (!tls_rec_unsent(s->rec)) break;
         }
-        if (!tls_rec_unsent(s->rec)) break;
         long w = tls_rec_flush(s->rec, c->io.fd);
         if (w == TLS_REC_AGAIN) break;
         if (w < 0) {
@@ -1021,8 +1045,7 @@ static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
     mbedtls_ssl_cache_init(&t->cache);
     t->alpn[0] = "http/1.1";
     t->alpn[1] = NULL;
-    const char *records = getenv("WSK_TLS_RECORDS");
-    t->records = records && !strcmp(records, "mbedtls") ? NULL : tls_rec_engine_new();
+    t->records = NULL;
     int r = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
                                   (const unsigned char *)"wskit", 5);
     if (!r)
@@ -1037,10 +1060,19 @@ static struct tls_conf *conf_new(int endpoint, char *why, size_t cap)
     mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
     mbedtls_ssl_conf_min_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_ciphersuites(&t->conf,
-                                  tls_rec_engine_aesni(t->records) ? fast_suites : modern_suites);
+    mbedtls_ssl_conf_ciphersuites(&t->conf, modern_suites);
     mbedtls_ssl_conf_curves(&t->conf, modern_curves);
     return t;
+}
+
+/* The record layer for a configuration that loaded: ipsec-mb unless WSK_TLS_RECORDS=mbedtls (or
+ * ipsec-mb cannot start), and the suite order that suits it.  Made last, once nothing can fail:
+ * ipsec-mb fills its tables for every algorithm it has (fast, but not under valgrind). */
+static void conf_records(struct tls_conf *t)
+{
+    const char *records = getenv("WSK_TLS_RECORDS");
+    t->records = records && !strcmp(records, "mbedtls") ? NULL : tls_rec_engine_new();
+    if (tls_rec_engine_aesni(t->records)) mbedtls_ssl_conf_ciphersuites(&t->conf, fast_suites);
 }
 
 /* An RSA key signs under its own mutex in mbedTLS 2.28: mbedtls_rsa_private holds it for the
@@ -1252,6 +1284,7 @@ int wsk_tls_server_config(wsk_ctx *ctx, const wsk_server_opts *o)
         wsk_log(ctx->loop, WSK_LOG_ERROR, "%s", why);
         return WSK_ERR_TLS;
     }
+    conf_records(t);
     ctx->tls = t;
     return 0;
 }
@@ -1300,6 +1333,7 @@ int wsk_tls_client_config(wsk_ctx *ctx, const wsk_client_opts *o, char *why, siz
         conf_free(t);
         return WSK_ERR_TLS;
     }
+    conf_records(t);
     ctx->tls = t;
     return 0;
 }

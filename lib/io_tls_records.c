@@ -169,14 +169,16 @@ static void aad(uint8_t out[13], uint64_t seq, uint8_t type, size_t len)
     out[12] = (uint8_t)len;
 }
 
-/* Seals the len bytes at rec + prefix in place as a record of `type`; the header, explicit nonce
- * and tag around them.  The record's length, or TLS_REC_ERR_SEQ. */
-static long seal(struct tls_rec *r, uint8_t type, uint8_t *rec, size_t len)
+/* Seals the plaintext pieces[0..n) (len bytes in all) as a record of `type` at the end of the
+ * output buffer: header, explicit nonce, ciphertext, tag.  The pieces are read where they lie
+ * (the send queue's segments): the cipher's output is the only copy.  0, or TLS_REC_ERR_SEQ. */
+static int record_seal(struct tls_rec *r, uint8_t type, const struct iovec *pieces, int n,
+                       size_t len)
 {
     /* A wrapped sequence number would repeat a nonce (RFC 5246 6.1: renegotiate before; no
      * WebSocket connection gets near 2^64 records, this one stops). */
     if (r->seq_out == UINT64_MAX) return TLS_REC_ERR_SEQ;
-    uint8_t n[12], a[13], *p = rec + r->prefix;
+    uint8_t iv[12], a[13], *rec = r->out + r->out_len, *p = rec + r->prefix;
     size_t body = r->prefix - TLS_REC_HEADER + len + TLS_REC_TAG;
     rec[0] = type;
     rec[1] = 3;
@@ -184,35 +186,49 @@ static long seal(struct tls_rec *r, uint8_t type, uint8_t *rec, size_t len)
     rec[3] = (uint8_t)(body >> 8);
     rec[4] = (uint8_t)body;
     if (r->aead != TLS_REC_CHACHA20_POLY1305) put64(rec + TLS_REC_HEADER, r->seq_out);
-    nonce(r, r->iv_out, r->seq_out, rec + TLS_REC_HEADER, n);
+    nonce(r, r->iv_out, r->seq_out, rec + TLS_REC_HEADER, iv);
     aad(a, r->seq_out, type, len);
+    struct gcm_context_data g;
+    struct chacha20_poly1305_context_data cc;
     switch (r->aead) {
-    case TLS_REC_AES128_GCM: {
-        struct gcm_context_data g;
-        IMB_AES128_GCM_ENC(r->m, &r->gk_out, &g, p, p, len, n, a, 13, p + len, TLS_REC_TAG);
+    case TLS_REC_AES128_GCM: IMB_AES128_GCM_INIT(r->m, &r->gk_out, &g, iv, a, 13); break;
+    case TLS_REC_AES256_GCM: IMB_AES256_GCM_INIT(r->m, &r->gk_out, &g, iv, a, 13); break;
+    case TLS_REC_CHACHA20_POLY1305:
+        IMB_CHACHA20_POLY1305_INIT(r->m, r->key_out, &cc, iv, a, 13);
         break;
     }
-    case TLS_REC_AES256_GCM: {
-        struct gcm_context_data g;
-        IMB_AES256_GCM_ENC(r->m, &r->gk_out, &g, p, p, len, n, a, 13, p + len, TLS_REC_TAG);
-        break;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *src = pieces[i].iov_base;
+        size_t k = pieces[i].iov_len;
+        switch (r->aead) {
+        case TLS_REC_AES128_GCM: IMB_AES128_GCM_ENC_UPDATE(r->m, &r->gk_out, &g, p, src, k); break;
+        case TLS_REC_AES256_GCM: IMB_AES256_GCM_ENC_UPDATE(r->m, &r->gk_out, &g, p, src, k); break;
+        case TLS_REC_CHACHA20_POLY1305:
+            IMB_CHACHA20_POLY1305_ENC_UPDATE(r->m, r->key_out, &cc, p, src, k);
+            break;
+        }
+        p += k;
     }
-    case TLS_REC_CHACHA20_POLY1305: {
-        struct chacha20_poly1305_context_data cc;
-        IMB_CHACHA20_POLY1305_INIT(r->m, r->key_out, &cc, n, a, 13);
-        IMB_CHACHA20_POLY1305_ENC_UPDATE(r->m, r->key_out, &cc, p, p, len);
-        IMB_CHACHA20_POLY1305_ENC_FINALIZE(r->m, &cc, p + len, TLS_REC_TAG);
+    switch (r->aead) {
+    case TLS_REC_AES128_GCM:
+        IMB_AES128_GCM_ENC_FINALIZE(r->m, &r->gk_out, &g, p, TLS_REC_TAG);
         break;
-    }
+    case TLS_REC_AES256_GCM:
+        IMB_AES256_GCM_ENC_FINALIZE(r->m, &r->gk_out, &g, p, TLS_REC_TAG);
+        break;
+    case TLS_REC_CHACHA20_POLY1305:
+        IMB_CHACHA20_POLY1305_ENC_FINALIZE(r->m, &cc, p, TLS_REC_TAG);
+        break;
     }
     r->seq_out++;
-    return (long)(TLS_REC_HEADER + body);
+    r->out_len += TLS_REC_HEADER + body;
+    return 0;
 }
 
 /* Opens the record rec[0..len) (a whole one, its header checked) into dst, which is either
  * rec + prefix or does not overlap the record.  The plaintext length, TLS_REC_ERR_MAC (dst
  * then holds nothing usable: it is cleared), TLS_REC_ERR_DECODE, or TLS_REC_ERR_SEQ. */
-static long open_record(struct tls_rec *r, const uint8_t *rec, size_t len, uint8_t *dst)
+static long record_open(struct tls_rec *r, const uint8_t *rec, size_t len, uint8_t *dst)
 {
     if (len < r->prefix + TLS_REC_TAG) return TLS_REC_ERR_DECODE;
     if (r->seq_in == UINT64_MAX) return TLS_REC_ERR_SEQ;
@@ -314,7 +330,7 @@ static long open_records(struct tls_rec *r, int fd, uint8_t *buf, size_t cap, si
             (size_t)len < r->prefix + TLS_REC_TAG ? 0 : (size_t)len - r->prefix - TLS_REC_TAG;
         int direct = rec[0] == TYPE_APPLICATION && plain <= cap - *got;
         uint8_t *dst = direct ? buf + *got : rec + r->prefix;
-        long n = open_record(r, rec, (size_t)len, dst);
+        long n = record_open(r, rec, (size_t)len, dst);
         r->in_off += (size_t)len;
         if (n == TLS_REC_ERR_MAC || n == TLS_REC_ERR_DECODE)
             tls_rec_alert(r, fd, ALERT_FATAL,
@@ -375,26 +391,19 @@ long tls_rec_read(struct tls_rec *r, int fd, uint8_t *buf, size_t cap)
 /* ----- writing ----------------------------------------------------------------------------------
  */
 
-uint8_t *tls_rec_next(struct tls_rec *r, size_t *room)
+size_t tls_rec_room(const struct tls_rec *r)
 {
     size_t left = r->out_cap - r->out_len;
-    if (left <= r->prefix + TLS_REC_TAG) return NULL;
+    if (left <= r->prefix + TLS_REC_TAG) return 0;
     left -= r->prefix + TLS_REC_TAG;
-    *room = left < TLS_REC_PLAIN_MAX ? left : TLS_REC_PLAIN_MAX;
-    return r->out + r->out_len + r->prefix;
+    return left < TLS_REC_PLAIN_MAX ? left : TLS_REC_PLAIN_MAX;
 }
 
-static int seal_at_end(struct tls_rec *r, uint8_t type, size_t len)
+int tls_rec_seal(struct tls_rec *r, const struct iovec *pieces, int n)
 {
-    long n = seal(r, type, r->out + r->out_len, len);
-    if (n < 0) return (int)n;
-    r->out_len += (size_t)n;
-    return 0;
-}
-
-int tls_rec_seal(struct tls_rec *r, size_t len)
-{
-    int e = seal_at_end(r, TYPE_APPLICATION, len);
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += pieces[i].iov_len;
+    int e = record_seal(r, TYPE_APPLICATION, pieces, n, len);
     if (!e) r->out_plain += len;
     return e;
 }
@@ -419,10 +428,8 @@ long tls_rec_flush(struct tls_rec *r, int fd)
 
 void tls_rec_alert(struct tls_rec *r, int fd, uint8_t level, uint8_t desc)
 {
-    size_t room;
-    uint8_t *p;
-    if (tls_rec_flush(r, fd) < 0 || !(p = tls_rec_next(r, &room))) return;
-    p[0] = level;
-    p[1] = desc;
-    if (seal_at_end(r, TYPE_ALERT, 2) == 0) tls_rec_flush(r, fd);
+    uint8_t alert[2] = {level, desc};
+    struct iovec piece = {alert, sizeof alert};
+    if (tls_rec_flush(r, fd) < 0 || !tls_rec_room(r)) return;
+    if (record_seal(r, TYPE_ALERT, &piece, 1, sizeof alert) == 0) tls_rec_flush(r, fd);
 }

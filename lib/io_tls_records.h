@@ -73,14 +73,15 @@ long tls_rec_read(struct tls_rec *r, int fd, uint8_t *buf, size_t cap);
 /* 1 when a whole record or an end to report waits (no read event will announce it). */
 int tls_rec_buffered(const struct tls_rec *r);
 
-/* Sealing, in three steps the caller drives from its send queue: tls_rec_next gives where the
- * next record's plaintext goes (*room bytes at most; NULL when the output buffer is full or
- * sealed records wait to be sent), tls_rec_seal seals the len bytes put there (0, or
- * TLS_REC_ERR_SEQ), tls_rec_flush sends the sealed records: the plaintext bytes they carried once
- * all of them are out, TLS_REC_AGAIN (the rest waits, sealed: the caller keeps those bytes
- * queued, and tls_rec_unsent says how many), or TLS_REC_ERR_IO. */
-uint8_t *tls_rec_next(struct tls_rec *r, size_t *room);
-int tls_rec_seal(struct tls_rec *r, size_t len);
+/* Sealing, in three steps the caller drives from its send queue: tls_rec_room says how many
+ * plaintext bytes the next record may take (0 when the output buffer is full), tls_rec_seal
+ * seals the plaintext pieces[0..n) as one record (read where they are, the cipher writing the
+ * only copy; 0, or TLS_REC_ERR_SEQ), tls_rec_flush sends the sealed records: the plaintext bytes
+ * they carried once all of them are out, TLS_REC_AGAIN (the rest waits, sealed: the caller keeps
+ * those bytes queued, and tls_rec_unsent says how many bytes of records wait), or
+ * TLS_REC_ERR_IO. */
+size_t tls_rec_room(const struct tls_rec *r);
+int tls_rec_seal(struct tls_rec *r, const struct iovec *pieces, int n);
 long tls_rec_flush(struct tls_rec *r, int fd);
 size_t tls_rec_unsent(const struct tls_rec *r);
 /* Seals and sends one alert (close_notify: level 1, description 0) after any records waiting,
