@@ -299,7 +299,8 @@ size_t wsk_pmd_isal_deflater_memory(const wsk_pmd_isal_deflater *d);
 
 /* The loop's compressor for messages that refer to no earlier one, at levels 1..6
  * (wsk_pmd_isal_serves): ISA-L's isal_deflate_stateless at its level 1, or level 0 for bytes
- * whose histogram is flat.  84 KiB.  NULL when out of memory. */
+ * whose histogram is flat.  166 KiB (ISA-L's stream and level 1's buffer).  NULL when out of
+ * memory. */
 typedef struct wsk_pmd_isal_oneshot wsk_pmd_isal_oneshot;
 wsk_pmd_isal_oneshot *wsk_pmd_isal_oneshot_new(void);
 void wsk_pmd_isal_oneshot_free(wsk_pmd_isal_oneshot *d);
