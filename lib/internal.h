@@ -17,7 +17,8 @@
  *   mask.c          payload (un)masking, a word at a time
  *   msg_assemble.c  frames -> messages -> handlers  msg_control.c    close payloads
  *   pmd_conn.c      permessage-deflate on a socket (pmd.h: pmd_negotiate.c, pmd_isal.c and
- *                   pmd_zlib.c with context takeover, pmd_libdeflate.c whole messages without)
+ *                   pmd_zlib.c with context takeover, pmd_isal.c and pmd_libdeflate.c whole
+ *                   messages without)
  *   send_msg.c      wsk_send/ping/close -> framed bytes on the queue (send_frame.h: headers)
  *   pubsub.c        topics: one framed message queued to every subscriber
  *                   (topic_trie.c: wildcard patterns; ptab.c: its hash tables)

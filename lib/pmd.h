@@ -275,7 +275,8 @@ size_t wsk_pmd_inflater_memory(const wsk_pmd_inflater *i);
 /* 1 when a socket's own deflater of this zlib memLevel and level is an ISA-L one: memLevel 8 or
  * more (the "dedicated" and "256KB" modes, whose budget holds ISA-L's 166 KiB) and levels 1..6,
  * which all map to ISA-L's level 1 (its levels 2 and 3 were no smaller on the README's data, and
- * level 3 costs twice the time); 0: use wsk_pmd_deflater_new (zlib). */
+ * level 3 costs twice the time); 0: use wsk_pmd_deflater_new (zlib).  The loop's compressor
+ * asks with WSK_PMD_SHARED_MEM: levels 1..6 are ISA-L's one-shot deflater, 7..9 libdeflate. */
 int wsk_pmd_isal_serves(int mem_level, int level);
 
 /* A raw-deflate compressor with an LZ77 window of 2^window_bits bytes (8..15), ISA-L level 1.
@@ -299,7 +300,8 @@ size_t wsk_pmd_isal_deflater_memory(const wsk_pmd_isal_deflater *d);
 
 /* The loop's compressor for messages that refer to no earlier one, at levels 1..6
  * (wsk_pmd_isal_serves): ISA-L's isal_deflate_stateless at its level 1, or level 0 for bytes
- * whose histogram is flat.  84 KiB.  NULL when out of memory. */
+ * whose histogram is flat.  166 KiB (ISA-L's stream and level 1's buffer).  NULL when out of
+ * memory. */
 typedef struct wsk_pmd_isal_oneshot wsk_pmd_isal_oneshot;
 wsk_pmd_isal_oneshot *wsk_pmd_isal_oneshot_new(void);
 void wsk_pmd_isal_oneshot_free(wsk_pmd_isal_oneshot *d);

@@ -110,6 +110,7 @@ int wsk_pmd_isal_deflate(wsk_pmd_isal_deflater *d, const void *in, size_t n, int
  * tables, and on bytes with a flat histogram (random, already compressed) that costs three
  * times as much for nothing: see looks_flat. */
 struct wsk_pmd_isal_oneshot {
+    struct isal_zstream zs; /* 80 KiB, most of it a buffer the stateless calls leave alone */
     uint64_t messages;
     uint8_t level_buf[]; /* LEVEL_BUF bytes */
 };
@@ -164,27 +165,29 @@ int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const
     int rc = wsk_pmd_grow(out, n + (n >> 12) + 64);
     if (rc < 0) return rc;
     int flat = looks_flat(in, n);
-    struct isal_zstream zs;
-    isal_deflate_stateless_init(&zs);
-    zs.level = flat ? 0 : 1;
-    zs.level_buf = flat ? NULL : d->level_buf;
-    zs.level_buf_size = flat ? 0 : LEVEL_BUF;
-    zs.hist_bits = (uint16_t)window_bits;
-    zs.gzip_flag = IGZIP_DEFLATE;
+    struct isal_zstream *zs = &d->zs;
+    isal_deflate_stateless_init(zs);
+    zs->level = flat ? 0 : 1;
+    zs->level_buf = flat ? NULL : d->level_buf;
+    zs->level_buf_size = flat ? 0 : LEVEL_BUF;
+    zs->hist_bits = (uint16_t)window_bits;
+    zs->gzip_flag = IGZIP_DEFLATE;
     /* A stream that ends with a BFINAL block: a full flush would end with 00 00 ff ff to remove,
      * but not when igzip falls back to stored blocks, whose data may end with those octets. */
-    zs.end_of_stream = 1;
-    zs.next_in = (uint8_t *)(uintptr_t)in; /* igzip only reads it */
-    zs.avail_in = (uint32_t)n;
+    zs->end_of_stream = 1;
+    zs->next_in = (uint8_t *)(uintptr_t)in; /* igzip only reads it */
+    zs->avail_in = (uint32_t)n;
     /* With out->max set just under the message's size, the call fails on the first byte that
      * proves the message does not shrink: STATELESS_OVERFLOW, sent uncompressed. */
     uint32_t room = wsk_pmd_spare(out) - 1; /* the growth above left at least one byte */
-    zs.next_out = out->p + out->len;
-    zs.avail_out = room;
-    int ret = isal_deflate_stateless(&zs);
+    zs->next_out = out->p + out->len;
+    zs->avail_out = room;
+    int ret = isal_deflate_stateless(zs);
+    zs->next_in = NULL;
+    zs->next_out = NULL;
     if (ret == STATELESS_OVERFLOW) return WSK_ERR_TOO_BIG;
     if (ret != COMP_OK) return WSK_ERR_DEFLATE;
-    size_t k = room - zs.avail_out;
+    size_t k = room - zs->avail_out;
     /* 7.2.3.4: the octet 00 starts an empty stored block after the BFINAL one, which the
      * receiver's 00 00 ff ff completes; it goes in the byte kept out of igzip's room. */
     out->p[out->len + k] = stored;
