@@ -58,6 +58,7 @@
 #define WSK_IOV_MAX            64          /* segments gathered by one writev */
 #define WSK_WRITE_MAX          (1 << 20)   /* bytes one socket may write per loop iteration */
 #define WSK_DIRECT_MIN         (16 * 1024) /* payloads from here on skip the shared buffers */
+#define WSK_BATCH_MAX          (32 * 1024) /* smaller replies to a read's frames share a write */
 #define WSK_COMPRESS_THRESHOLD 64          /* shorter messages go uncompressed (the default) */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
@@ -90,6 +91,9 @@ struct wsk_loop {
     ev_prepare flush_watcher; /* writes every dirty socket once per iteration */
     struct wsk_ws *dirty;     /* sockets with bytes to write or waiting to be freed */
     uint8_t *rbuf;            /* WSK_RBUF_SIZE bytes, shared by every read */
+    /* While a data frame's handler runs: its socket, when another frame's bytes follow the
+     * frame in this read (msg_assemble.c); send_msg.c then batches the handler's reply. */
+    struct wsk_ws *more_input;
     /* The send-block cache (wsk_block_new): free blocks of WSK_BLOCK_CACHED bytes, listed
      * through their first 8 bytes; blocks_out of that size are in use, at most blocks_peak at
      * once since blocks_trim_ms; blocks_malloced counts the ones ever allocated. */

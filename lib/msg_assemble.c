@@ -286,8 +286,12 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
         if (masked) c->mask_off = (uint8_t)wsk_mask(p, take, c->mask, c->mask_off);
         c->remaining -= take;
         if (c->remaining == 0) c->flags &= ~WSK_F_PAYLOAD;
+        /* Another frame waits behind this one: what its handler sends can leave with the
+         * replies to the next ones in one write (send_msg.c). */
+        ctx->loop->more_input = n > take ? c : NULL;
         int r = (c->frame_op & 8) ? on_control_data(c, p, take, whole)
                                   : on_data(c, p, take, n - take, whole);
+        ctx->loop->more_input = NULL;
         if (r < 0) return r;
         p += take;
         n -= take;

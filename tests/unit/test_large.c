@@ -4,7 +4,9 @@
  * buffer); that buffer stays for the next message until two sweeps find it unused; text split
  * inside UTF-8 sequences still validates, and fails at a bad byte; a large send with nothing queued
  * is written at once, a partial write leaves only the rest queued (in cached blocks) with drain to
- * follow, and behind queued bytes it keeps its order. */
+ * follow, and behind queued bytes it keeps its order; replies under WSK_BATCH_MAX to frames that
+ * arrived in one read are queued and leave together, in order, while a reply with nothing behind
+ * its frame, or a larger one, is still written at once. */
 #include "test.h"
 #include "pair.h"
 
@@ -13,10 +15,16 @@
 static uint8_t got[2 * BIG];
 static size_t got_len;
 static int got_op, messages;
+/* With echo set, each message goes back, and queued[i] is what the queue held after the i-th. */
+static int echo;
+static size_t queued[8];
 
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
-    (void)ws;
+    if (echo) {
+        wsk_send(ws, data, len, op, 0);
+        if (messages < 8) queued[messages] = ws->q.bytes;
+    }
     messages++;
     got_op = op;
     got_len = len <= sizeof got ? len : 0;
@@ -249,6 +257,54 @@ static void sends(wsk_ctx *ctx)
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
 
+/* Echo replies to `count` frames of `len` bytes that arrive in one read: *out gets what the peer
+ * read back; 1 when that is the frames' payloads in order, each in a frame of its own. */
+static int echo_read(wsk_ctx *ctx, size_t len, int count)
+{
+    enum { MAX = 4 * 40000 };
+    static uint8_t in[MAX + 64], payload[MAX], out[MAX + 64];
+    int peer;
+    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+    int big = 1 << 20;
+    setsockopt(c->io.fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    reset();
+    echo = 1;
+    size_t n = 0, hl = len < 65536 ? 4 : 10;
+    for (int k = 0; k < count; k++) {
+        for (size_t i = 0; i < len; i++) payload[k * len + i] = pair_pattern(i + (size_t)k * 7);
+        n += big_frame(in + n, 0x82, payload + k * len, len);
+    }
+    pair_put(peer, in, n);
+    size_t want = (hl + len) * (size_t)count, have = drain_peer(peer, out, sizeof out, want);
+    int ok = have == want && messages == count;
+    for (int k = 0; ok && k < count; k++) {
+        const uint8_t *f = out + (size_t)k * (hl + len);
+        ok = f[0] == 0x82 && !memcmp(f + hl, payload + k * len, len);
+    }
+    echo = 0;
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+    return ok;
+}
+
+static void batched_replies(wsk_ctx *ctx)
+{
+    enum { LEN = 20000 }; /* from WSK_DIRECT_MIN to WSK_BATCH_MAX */
+    int ok = echo_read(ctx, LEN, 4);
+    CHECK(ok && queued[0] == 4 + LEN && queued[1] == 2 * (4 + LEN) && queued[2] == 3 * (4 + LEN) &&
+              queued[3] == 4 * (4 + LEN),
+          "replies to 4 frames of %d bytes in one read are queued (%zu, %zu, %zu, %zu bytes) and "
+          "arrive whole, in order",
+          LEN, queued[0], queued[1], queued[2], queued[3]);
+    ok = echo_read(ctx, LEN, 1);
+    CHECK(ok && queued[0] == 0, "a reply with no frame behind its own is written at once (%zu)",
+          queued[0]);
+    ok = echo_read(ctx, 40000, 2);
+    CHECK(ok && WSK_BATCH_MAX <= 40000 && queued[0] == 0,
+          "a reply of WSK_BATCH_MAX or more is written at once even with a frame behind (%zu)",
+          queued[0]);
+}
+
 /* A client's large send: masked while copied into cached blocks (no block of the message's size),
  * one frame whose payload the peer unmasks to the original. */
 static void client_sends(wsk_ctx *ctx)
@@ -285,6 +341,7 @@ int main(void)
     split_everywhere(&ctx);
     text(&ctx);
     sends(&ctx);
+    batched_replies(&ctx);
     client_sends(&ctx);
     pair_turn();
     wsk_loop_free(pair_loop);
