@@ -2,8 +2,8 @@
 """wsserve --echo with large messages over TCP: frames of 64 KiB to 4 MiB, text and binary, sent
 in pieces of uneven sizes (the server reads the rest of each frame straight into its buffer) to a
 client whose small receive buffer makes the server's writes partial (the rest is queued); every
-echo comes back byte for byte and in order, and a message over the limit is still refused at its
-header."""
+echo comes back byte for byte and in order (also when a read brings many frames, whose replies
+under 32 KiB leave together), and a message over the limit is still refused at its header."""
 import os
 import random
 import sys
@@ -45,6 +45,16 @@ with Server("--echo") as srv:
     first, second = c.recv_frame(), c.recv_frame()
     ok(first == (True, BINARY, big) and second == (True, TEXT, b"after"),
        "a large frame and a small one after it in the same read: echoed in order")
+
+    # Many frames of 16 to 40 KiB in one send, to a slow reader: the replies to a read's frames
+    # under 32 KiB are queued together, the larger ones written at once; all in order.
+    sizes = [16384, 20000, 5, 32767, 40000, 16384, 24000, 65536, 16390, 30000] * 3
+    msgs = [(TEXT if i % 4 == 2 else BINARY,
+             b"x" * n if i % 4 == 2 else os.urandom(n)) for i, n in enumerate(sizes)]
+    c.send(b"".join(frame(op, p) for op, p in msgs))
+    got = [c.recv_frame() for _ in msgs]
+    ok(got == [(True, op, p) for op, p in msgs],
+       f"{len(msgs)} frames of 5 B to 64 KiB in one send, read back slowly: echoed in order")
 
     # Fragments of a large message, each split across reads.
     parts = [os.urandom(100000) for _ in range(3)]
