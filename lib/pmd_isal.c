@@ -180,8 +180,9 @@ int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const
     zs->end_of_stream = 1;
     zs->next_in = (uint8_t *)(uintptr_t)in; /* igzip only reads it */
     zs->avail_in = (uint32_t)n;
-    /* With out->max set just under the message's size, the call fails on the first byte that
-     * proves the message does not shrink: STATELESS_OVERFLOW, sent uncompressed. */
+    /* With out->max set just under the message's size, a message that does not shrink (not
+     * even as stored blocks, which never do) makes igzip stop with STATELESS_OVERFLOW: sent
+     * uncompressed. */
     uint32_t room = wsk_pmd_spare(out) - 1; /* the growth above left at least one byte */
     zs->next_out = out->p + out->len;
     zs->avail_out = room;
