@@ -133,20 +133,27 @@ uint64_t wsk_pmd_isal_oneshot_messages(const wsk_pmd_isal_oneshot *d)
 }
 
 /* 1 when the bytes of in[0..n) are spread so evenly that Huffman codes cannot shrink them by
- * more than a few percent: their collision count sum(c^2) is under n^2 / 2^7.5 (a Renyi
- * entropy over 7.5 bits per byte; random bytes are near n^2/256 + n).  Only matches can then
+ * more than a few percent: over k bytes of the first KiB (the head tells as well as the whole,
+ * at a twentieth of a codec's time), sum(c * (c - 1)), an unbiased estimate of
+ * k * (k - 1) * sum(p^2), is under k * (k - 1) / 2^7.5: a Renyi entropy over 7.5 bits per byte
+ * (random bytes are near k * (k - 1) / 256, text several times more).  Only matches can then
  * make the message smaller, and ISA-L's level 0, with fixed codes, finds them at a fifth of the
- * cost of level 1.  Judged on the first KiB; shorter messages never are (too few bytes). */
+ * cost of level 1, which spends most of its time on a flat message building Huffman tables for
+ * nothing.  Messages under 128 bytes are never judged flat (too few bytes to tell). */
 static int looks_flat(const uint8_t *in, size_t n)
 {
-    enum { K = 1024 }; /* the head tells as well as the whole, at a tenth of a codec's time */
-    if (n < K) return 0;
+    if (n < 128) return 0;
+    /* Every third byte once there are enough: a histogram costs a few cycles per byte (text
+     * repeats bytes, and each count waits for the last), and 3 is prime to the periods of
+     * binary records (2, 4, 8), whose constant bytes then still show. */
+    size_t span = n < 1024 ? n : 1024, step = span >= 3 * 128 ? 3 : 1;
+    uint32_t k = 0;
     uint16_t count[256] = {0};
-    for (size_t i = 0; i < K; i++) count[in[i]]++;
+    for (size_t i = 0; i < span; i += step, k++) count[in[i]]++;
     uint32_t sum = 0;
-    for (int b = 0; b < 256; b++) sum += (uint32_t)count[b] * count[b];
-    /* sum < K^2 / 181 (2^7.5 = 181.02); random bytes give about 5100 against 5793 */
-    return sum * 181 < K * K;
+    for (int b = 0; b < 256; b++) sum += (uint32_t)count[b] * (count[b] - 1u);
+    /* sum < k (k - 1) / 181 (2^7.5 = 181.02) */
+    return sum * 181 < k * (k - 1);
 }
 
 int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const void *in, size_t n,
@@ -177,8 +184,9 @@ int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const
     zs->end_of_stream = 1;
     zs->next_in = (uint8_t *)(uintptr_t)in; /* igzip only reads it */
     zs->avail_in = (uint32_t)n;
-    /* With out->max set just under the message's size, the call fails on the first byte that
-     * proves the message does not shrink: STATELESS_OVERFLOW, sent uncompressed. */
+    /* With out->max set just under the message's size, a message that does not shrink (not
+     * even as stored blocks, which never do) makes igzip stop with STATELESS_OVERFLOW: sent
+     * uncompressed. */
     uint32_t room = wsk_pmd_spare(out) - 1; /* the growth above left at least one byte */
     zs->next_out = out->p + out->len;
     zs->avail_out = room;
