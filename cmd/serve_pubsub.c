@@ -53,8 +53,10 @@
  * for the engine's count; then it goes with the local receivers and "reason" (JP_LATE): a
  * stalled engine never holds an answer longer. */
 #define COUNT_WAIT 1.0
-/* Seconds GET /topics waits for Redis' figures of the topics it lists (topics_start). */
-#define TOPICS_WAIT 1.0
+/* Seconds "topics" and "presence" wait for Redis' figures of the topics they list (kept_ask);
+ * then they answer with the node's own.  At most KEPT_MAX topics are asked per answer. */
+#define KEPT_WAIT 1.0
+#define KEPT_MAX  1000
 
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
@@ -1497,15 +1499,71 @@ static int census_begin(struct pending *p)
     return pi_census_start(p->srv, &m, p->topic, p->tlen, presence_done, p);
 }
 
-/* Redis' figures of the topic came (k NULL: it could not say): now the census. */
-static void presence_kept(void *arg, const wsk_topic_kept *k)
+/* An introspection answer waiting for Redis' figures (wsk_server_kept_read): "topics" (l set)
+ * or a presence (l NULL).  Answered with the node's own figures when they are KEPT_WAIT late. */
+struct kept_wait {
+    struct pending *p; /* whom to answer; NULL once answered */
+    pi_list *l;
+    struct ev_loop *ev;
+    ev_timer late;
+    size_t k;
+    size_t idx[]; /* topics: the listed topics asked for, by their place in the list */
+};
+
+/* The answer, with Redis' figures k (NULL: the node's own). */
+static void kept_go(struct kept_wait *w, const wsk_topic_kept *k)
 {
-    struct pending *p = arg;
-    if (k) {
-        p->kept = k[0];
-        p->kept_from = remote_history(broker_of(p->srv)) ? 2 : 1;
+    struct pending *p = w->p;
+    int remote = remote_history(broker_of(p->srv));
+    w->p = NULL;
+    if (!w->l) { /* a presence: now the census */
+        if (k) {
+            p->kept = k[0];
+            p->kept_from = remote ? 2 : 1;
+        }
+        if (census_begin(p) < 0) pending_answer(p, NULL, 0);
+        return;
     }
-    if (census_begin(p) < 0) pending_answer(p, NULL, 0);
+    size_t shown, n = 0;
+    jp_topic_info *t = pi_list_topics(w->l, &shown);
+    for (size_t i = 0; k && i < w->k; i++) {
+        t[w->idx[i]].retained = k[i].retained;
+        if (remote) t[w->idx[i]].history = (size_t)k[i].history;
+    }
+    char *s = NULL;
+    if (p->http || p->ws) {
+        s = pi_list_reply(w->l, store_lock(p->srv), p->id, p->http != NULL, &n);
+        store_unlock(p->srv);
+    }
+    pending_answer(p, s, n);
+}
+
+static void kept_came(void *arg, const wsk_topic_kept *k)
+{
+    struct kept_wait *w = arg;
+    ev_timer_stop(w->ev, &w->late);
+    if (w->p) kept_go(w, k);
+    pi_list_free(w->l);
+    free(w);
+}
+
+static void kept_late(struct ev_loop *ev, ev_timer *t, int revents)
+{
+    (void)ev;
+    (void)revents;
+    kept_go(t->data, NULL); /* kept_came frees w when Redis answers at last */
+}
+
+/* Asks Redis for w's topics names[0..w->k) (lens); 1 when asked (kept_came answers). */
+static int kept_ask(struct kept_wait *w, const char **names, const size_t *lens)
+{
+    wsk_server *srv = w->p->srv;
+    if (wsk_server_kept_read(srv, names, lens, w->k, kept_came, w) < 0) return 0;
+    w->ev = wsk_loop_ev(wsk_server_loop(srv));
+    ev_timer_init(&w->late, kept_late, KEPT_WAIT, 0);
+    w->late.data = w;
+    ev_timer_start(w->ev, &w->late);
+    return 1;
 }
 
 /* Starts the presence of topic for p (ws's, or an HTTP request's): with a Redis bridge its
@@ -1517,44 +1575,17 @@ static int presence_start(struct serve *sv, struct pending *p, const char *topic
     p->tlen = tlen < sizeof p->topic ? tlen : sizeof p->topic;
     memcpy(p->topic, topic, p->tlen);
     const char *name = p->topic;
-    if (wsk_server_kept_read(sv->srv, &name, &p->tlen, 1, presence_kept, p) == 0) return 0;
+    struct kept_wait *w = calloc(1, sizeof *w);
+    if (w) *w = (struct kept_wait){.p = p, .k = 1};
+    if (w && kept_ask(w, &name, &p->tlen)) return 0;
+    free(w);
     return census_begin(p);
 }
 
-/* A "topics" answer waiting for Redis' figures of the topics it lists (topics_start). */
-struct topics_wait {
-    struct pending *p; /* whom to answer: p->ws (JSON) or p->http */
-    pi_list *l;
-    size_t k;
-    size_t idx[]; /* the listed topics asked for, by their place in the list */
-};
-
-/* Redis' figures came (k NULL: it could not say; the node's stay): the answer goes. */
-static void topics_kept(void *arg, const wsk_topic_kept *k)
-{
-    struct topics_wait *w = arg;
-    struct pending *p = w->p;
-    size_t shown, n = 0;
-    jp_topic_info *t = pi_list_topics(w->l, &shown);
-    int remote = remote_history(broker_of(p->srv));
-    for (size_t i = 0; k && i < w->k; i++) {
-        t[w->idx[i]].retained = k[i].retained;
-        if (remote) t[w->idx[i]].history = (size_t)k[i].history;
-    }
-    char *s = NULL;
-    if (p->http || p->ws) {
-        s = pi_list_reply(w->l, store_lock(p->srv), p->id, p->http != NULL, &n);
-        store_unlock(p->srv);
-    }
-    pi_list_free(w->l);
-    free(w);
-    pending_answer(p, s, n);
-}
-
 /* "topics" for p (its ws or http, id and srv set): with a Redis bridge, the retained flags (and,
- * with the history in Redis, the history lengths) of the topics listed are Redis', read in one
- * round trip, and p is answered then (1); otherwise nothing is asked (0: the caller answers at
- * once, with *s the answer, or NULL when memory is short). */
+ * with the history in Redis, the history lengths) of the topics listed (KEPT_MAX at most) are
+ * Redis', read in one round trip, and p is answered then (1); otherwise nothing is asked (0: the
+ * caller answers at once, with *s the answer, or NULL when memory is short). */
 static int topics_start(struct pending *p, const char *filter, size_t flen, size_t limit, char **s,
                         size_t *len)
 {
@@ -1563,7 +1594,8 @@ static int topics_start(struct pending *p, const char *filter, size_t flen, size
     store_unlock(srv);
     size_t shown = 0, k = 0;
     jp_topic_info *t = l ? pi_list_topics(l, &shown) : NULL;
-    struct topics_wait *w = l ? malloc(sizeof *w + shown * sizeof w->idx[0]) : NULL;
+    if (shown > KEPT_MAX) shown = KEPT_MAX;
+    struct kept_wait *w = l ? calloc(1, sizeof *w + shown * sizeof w->idx[0]) : NULL;
     const char **names = w ? malloc((shown + 1) * sizeof *names) : NULL;
     size_t *lens = names ? malloc((shown + 1) * sizeof *lens) : NULL;
     for (size_t i = 0; lens && i < shown; i++) {
@@ -1574,8 +1606,10 @@ static int topics_start(struct pending *p, const char *filter, size_t flen, size
     }
     int asked = 0;
     if (k && lens) {
-        *w = (struct topics_wait){p, l, k};
-        asked = wsk_server_kept_read(srv, names, lens, k, topics_kept, w) == 0;
+        w->p = p;
+        w->l = l;
+        w->k = k;
+        asked = kept_ask(w, names, lens);
     }
     free(names);
     free(lens);
@@ -1852,7 +1886,7 @@ static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *r
         /* Answered when every thread has told (wsk_response_defer; the answer may come before
          * this returns); what res holds is the fallback, if the census never ends. */
         struct pending *p = calloc(1, sizeof *p);
-        if (p && (p->http = wsk_response_defer(res, PI_CENSUS_WAIT + 1)) &&
+        if (p && (p->http = wsk_response_defer(res, KEPT_WAIT + PI_CENSUS_WAIT + 1)) &&
             presence_start(sv, p, topic, tlen) == 0)
             return http_error(res, 503, "unavailable", "the threads did not answer in time");
         if (p && p->http) wsk_deferred_respond(p->http, 500, NULL, 0);
@@ -1867,7 +1901,7 @@ static int topics_page(struct serve *sv, const wsk_request *req, wsk_response *r
         /* Answered when Redis has told, or at once (wsk_response_defer; the answer may come
          * before this returns); what res holds is the fallback, if Redis is slow. */
         struct pending *p = calloc(1, sizeof *p);
-        if (p && (p->http = wsk_response_defer(res, TOPICS_WAIT))) {
+        if (p && (p->http = wsk_response_defer(res, KEPT_WAIT + 1))) {
             p->srv = sv->srv;
             if (!topics_start(p, filter, f > 0 ? strlen(filter) : 0, limit, &s, &n)) {
                 http_answer(p->http, s, n);

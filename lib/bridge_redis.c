@@ -795,12 +795,13 @@ static int rd_retained(void *e, const char *chan, size_t n, size_t plen, const v
     /* Left at once: its confirmation is all it is for (PUBSUB CHANNELS does not keep it). */
     const char *argv[2] = {"SUBSCRIBE", sync}, *unsub[2] = {"UNSUBSCRIBE", sync};
     size_t alen[2] = {9, plen + strlen(SYNC_CHAN)}, ulen[2] = {11, alen[1]};
-    if (redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, alen) != REDIS_OK ||
-        redisAsyncCommandArgv(r->sub, on_sub, r, 2, unsub, ulen) != REDIS_OK) {
+    if (redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, alen) != REDIS_OK) {
         free(m);
         return -1;
     }
-    *m = (struct rmark){NULL, id, ++r->syncs, n, 0, mlen, NULL, NULL};
+    r->syncs++; /* its confirmation comes, whatever follows (synced never runs ahead) */
+    redisAsyncCommandArgv(r->sub, on_sub, r, 2, unsub, ulen);
+    *m = (struct rmark){NULL, id, r->syncs, n, 0, mlen, NULL, NULL};
     memcpy(m->chan, chan, n);
     m->key = m->chan + n;
     m->klen = topic_key(chan, n, plen, "retained:", m->key);

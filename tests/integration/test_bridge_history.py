@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -372,6 +373,19 @@ async def introspection(redis, a, b, history):
         got = {k: body.get(k) for k in ("retained", "history")} if isinstance(body, dict) else body
         ok(got == {"retained": True, "history": want["history"]},
            f"{how}: and GET /topics/T", body)
+        if history:  # a stalled Redis: the node's own figures, within a second or so
+            redis.proc.send_signal(signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "s"}))
+                m = await recv_json(sub)
+                body = http_json(a, "/topics/intro")
+            finally:
+                redis.proc.send_signal(signal.SIGCONT)
+            ok(m.get("id") == "s" and m["topics"][0].get("history") == 0 and
+               isinstance(body, dict) and body.get("history") == 0 and
+               time.monotonic() - t0 < 4.5, "Redis stalled: \"topics\" and GET /topics/T "
+               "answer with the node's own figures", (m, body))
 
 
 async def main():
