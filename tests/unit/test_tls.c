@@ -673,6 +673,34 @@ static void records_tampered(void)
     }
 }
 
+/* A record header declaring more than any record can hold (2^14 plaintext bytes and the AEAD's
+ * overhead, but within TLS's 2^14 + 2048): refused as soon as the header is in, with a fatal
+ * record_overflow alert from ipsec-mb's record layer, rather than waited for. */
+static void records_oversized(void)
+{
+    for (int srv = 0; srv < 2; srv++) {
+        int alert = -1, r = 0;
+        struct tc t;
+        if (records_open(&t, srv)) {
+            static const uint8_t hdr[5] = {23, 3, 3, 0x47, 0xff}; /* 18431 bytes */
+            uint8_t b;
+            r = send(t.fd, hdr, sizeof hdr, MSG_NOSIGNAL) == sizeof hdr
+                    ? mbedtls_ssl_read(&t.ssl, &b, 1)
+                    : -1;
+            alert = r == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ? t.ssl.in_msg[1] : -1;
+        }
+        tc_free(&t);
+        if (srv == 0)
+            CHECK(alert == MBEDTLS_SSL_ALERT_MSG_RECORD_OVERFLOW,
+                  "ipsec-mb records: an oversized record header is answered with record_overflow "
+                  "(read -0x%04x, alert %d)",
+                  -r, alert);
+        else
+            CHECK(r <= 0 && r != MBEDTLS_ERR_NET_RECV_FAILED,
+                  "mbedTLS records: an oversized record header ends the connection (-0x%04x)", -r);
+    }
+}
+
 /* close_notify both ways: the client's ends the connection (the server answers with its own);
  * after a closing handshake started by the client, the server sends one before closing TCP. */
 static void records_close_notify(void)
@@ -713,6 +741,7 @@ static void *client_thread(void *arg)
     small_buffer();
     records_suites();
     records_tampered();
+    records_oversized();
     records_close_notify();
     ev_async_send(EV_DEFAULT, &done_async);
     return NULL;
