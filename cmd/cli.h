@@ -44,7 +44,8 @@ void cli_warn(const char *prog, const char *fmt, ...) __attribute__((format(prin
 _Noreturn void cli_usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prints "prog VERSION (wsk_versions: wskit, libev, zlib, libdeflate, ISA-L, mbedTLS and ipsec-mb)". */
+/* Prints "prog VERSION (wsk_versions: wskit, libev, zlib, libdeflate, ISA-L, mbedTLS and
+ * ipsec-mb)". */
 void cli_print_version(FILE *f, const char *prog);
 
 /* ----- TLS client options -------------------------------------------------------------------- */
