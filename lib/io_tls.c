@@ -862,9 +862,8 @@ static int write_record(struct tls_sess *s, const struct iovec *iov, int n, stru
 
 /* wsk_tls_writev once io_tls_records.c has the records: as many records as its buffer holds
  * are sealed from the queue's segments (read in place: no copy before the cipher's), then sent
- * at once.  Sealed records the kernel did not
- * take wait there; `pending` counts the queue's bytes they carry, reported written once they
- * are all out. */
+ * at once.  Sealed records the kernel did not take wait there; `pending` counts the queue's
+ * bytes they carry, reported written once they are all out. */
 static long records_writev(struct wsk_ws *c, struct tls_sess *s, const struct iovec *iov, int n)
 {
     int r = s->flight_len ? flight_flush(s) : 0; /* the end of the last flight goes first */

@@ -288,13 +288,16 @@ int tls_rec_input(struct tls_rec *r, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* The length of the whole record at in_off, or 0 when it is not all here (a malformed header
- * counts as here: opening it reports it). */
+/* The length of the whole record at in_off, or 0 when it is not all here.  A malformed header,
+ * or one longer than a record of ours can be (which would never fit the input buffer), counts
+ * as here: opening it reports it, at once. */
 static long whole_record(const struct tls_rec *r)
 {
-    long len = tls_rec_header(r->in + r->in_off, r->in_len - r->in_off);
+    size_t have = r->in_len - r->in_off;
+    long len = tls_rec_header(r->in + r->in_off, have);
     if (len < 0) return 1;
-    return len && (size_t)len <= r->in_len - r->in_off ? len : 0;
+    if ((size_t)len > r->prefix + TLS_REC_TAG + TLS_REC_PLAIN_MAX) return len;
+    return len && (size_t)len <= have ? len : 0;
 }
 
 int tls_rec_buffered(const struct tls_rec *r)
@@ -321,7 +324,7 @@ static long open_records(struct tls_rec *r, int fd, uint8_t *buf, size_t cap, si
     long len;
     while (!r->pt_len && *got < cap && (len = whole_record(r)) > 0) {
         uint8_t *rec = r->in + r->in_off;
-        int bad = tls_rec_header(rec, (size_t)len) < 0;
+        int bad = tls_rec_header(rec, r->in_len - r->in_off) < 0;
         if (bad || (size_t)len > r->prefix + TLS_REC_TAG + TLS_REC_PLAIN_MAX) {
             tls_rec_alert(r, fd, ALERT_FATAL, bad ? ALERT_DECODE_ERROR : ALERT_RECORD_OVERFLOW);
             return TLS_REC_ERR_DECODE;

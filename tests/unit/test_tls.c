@@ -673,6 +673,34 @@ static void records_tampered(void)
     }
 }
 
+/* A record header declaring more than any record can hold (2^14 plaintext bytes and the AEAD's
+ * overhead, but within TLS's 2^14 + 2048): refused as soon as the header is in, with a fatal
+ * record_overflow alert from ipsec-mb's record layer, rather than waited for. */
+static void records_oversized(void)
+{
+    for (int srv = 0; srv < 2; srv++) {
+        int alert = -1, r = 0;
+        struct tc t;
+        if (records_open(&t, srv)) {
+            static const uint8_t hdr[5] = {23, 3, 3, 0x47, 0xff}; /* 18431 bytes */
+            uint8_t b;
+            r = send(t.fd, hdr, sizeof hdr, MSG_NOSIGNAL) == sizeof hdr
+                    ? mbedtls_ssl_read(&t.ssl, &b, 1)
+                    : -1;
+            alert = r == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ? t.ssl.in_msg[1] : -1;
+        }
+        tc_free(&t);
+        if (srv == 0)
+            CHECK(alert == MBEDTLS_SSL_ALERT_MSG_RECORD_OVERFLOW,
+                  "ipsec-mb records: an oversized record header is answered with record_overflow "
+                  "(read -0x%04x, alert %d)",
+                  -r, alert);
+        else
+            CHECK(r <= 0 && r != MBEDTLS_ERR_NET_RECV_FAILED,
+                  "mbedTLS records: an oversized record header ends the connection (-0x%04x)", -r);
+    }
+}
+
 /* close_notify both ways: the client's ends the connection (the server answers with its own);
  * after a closing handshake started by the client, the server sends one before closing TCP. */
 static void records_close_notify(void)
@@ -713,6 +741,7 @@ static void *client_thread(void *arg)
     small_buffer();
     records_suites();
     records_tampered();
+    records_oversized();
     records_close_notify();
     ev_async_send(EV_DEFAULT, &done_async);
     return NULL;
@@ -809,6 +838,69 @@ static void client_resumption(wsk_loop *loop, unsigned port, unsigned other)
     wsk_server_free(rs.third);
     wsk_tls_session_free(rs.ts);
     wsk_tls_session_free(NULL);
+}
+
+/* ----- the library's client on ipsec-mb's records, the server on mbedTLS's (main thread) ------ */
+
+static const size_t rc_sizes[] = {0, 1, 16383, 16384, 16385, 1u << 20};
+#define RC_STEPS (int)(sizeof rc_sizes / sizeof rc_sizes[0])
+static struct {
+    uint8_t *buf;
+    int step, ok;
+    const char *records;
+} rc;
+
+static void rc_send(wsk_ws *ws)
+{
+    fill(rc.buf, rc_sizes[rc.step], (unsigned)rc.step);
+    wsk_send(ws, rc.buf, rc_sizes[rc.step], WSK_OP_BINARY, 0);
+}
+
+static void rc_open(wsk_ws *ws)
+{
+    rc.records = wsk_tls_records(ws);
+    rc_send(ws);
+}
+
+static void rc_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
+{
+    size_t n = rc_sizes[rc.step];
+    fill(rc.buf, n, (unsigned)rc.step);
+    rc.ok = EXPECT(op == WSK_OP_BINARY && len == n && !memcmp(data, rc.buf, n),
+                   "%zu bytes echoed: op %d, %zu back", n, (int)op, len);
+    if (!rc.ok || ++rc.step == RC_STEPS)
+        wsk_close(ws, 1000, NULL, 0);
+    else
+        rc_send(ws);
+}
+
+static void rc_close(wsk_ws *ws, unsigned code, const char *reason, size_t reason_len)
+{
+    (void)ws;
+    (void)code;
+    (void)reason;
+    (void)reason_len;
+    ev_break(EV_DEFAULT, EVBREAK_ALL);
+}
+
+/* The other way round from records_suites: the library's client seals and opens with ipsec-mb,
+ * the server (WSK_TLS_RECORDS=mbedtls) with mbedTLS, on the suite that server prefers. */
+static void client_records(wsk_loop *loop, unsigned port)
+{
+    static const wsk_handlers h = {.open = rc_open, .message = rc_message, .close = rc_close};
+    char url[64];
+    snprintf(url, sizeof url, "wss://localhost:%u/", port);
+    wsk_client_opts o;
+    wsk_client_opts_init(&o);
+    o.tls_ca = path("ca.crt");
+    rc.buf = malloc(1u << 20);
+    rc.ok = 1;
+    if (wsk_connect(loop, url, &o, &h, NULL, NULL)) ev_run(EV_DEFAULT, 0);
+    CHECK(rc.ok && rc.step == RC_STEPS && rc.records && !strcmp(rc.records, "ipsec-mb"),
+          "client on %s records, server on mbedTLS's: 0, 1, 16383, 16384, 16385 bytes and 1 MiB "
+          "echoed (%d of %d)",
+          rc.records ? rc.records : "no", rc.step, RC_STEPS);
+    free(rc.buf);
 }
 
 /* ----- configuration errors (main thread) ---------------------------------------------------- */
@@ -938,6 +1030,7 @@ int main(void)
     if (fd >= 0) close(fd);
     CHECK(second && wsk_server_listen(s1, "127.0.0.1", second) == 0, "a second port (%u)", second);
     client_resumption(loop, port_main, second);
+    client_records(loop, port_mbed);
 
     wsk_server_free(s1);
     wsk_server_free(s2);
