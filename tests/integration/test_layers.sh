@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Each rule in one place, checked on the sources: mbedTLS behind two files, a transport that
+# Each rule in one place, checked on the sources: mbedTLS behind the TLS files, a transport that
 # knows nothing of clients or servers, and no second definition of the helpers the library
 # exports (UTF-8, close codes, base64, percent-decoding, HTTP body framing).
 set -u
@@ -7,16 +7,20 @@ cd "$(dirname "$0")/../.."
 n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
 
-# Files that include mbedTLS headers (wsbench's TLS is lib/io_tls.c too).
+# Files that include mbedTLS headers (wsbench's TLS is lib/io_tls.c too); io_tls_records.c
+# reads the session's secrets from mbedTLS's context to seal the records after the handshake.
 mbed=$(grep -l '#include <mbedtls/' lib/*.[ch] cmd/*.[ch] | sort | tr '\n' ' ')
-check "mbedTLS headers only in lib/crypto.c and lib/io_tls.c (found: $mbed)" \
-    '[ "$mbed" = "lib/crypto.c lib/io_tls.c " ]'
+check "mbedTLS headers only in lib/crypto.c, lib/io_tls.c and lib/io_tls_records.c (found: $mbed)" \
+    '[ "$mbed" = "lib/crypto.c lib/io_tls.c lib/io_tls_records.c " ]'
+ipsec=$(grep -l '#include <intel-ipsec-mb.h>' lib/*.[ch] cmd/*.[ch] | tr '\n' ' ')
+check "ipsec-mb only in lib/io_tls_records.c (found: $ipsec)" \
+    '[ "$ipsec" = "lib/io_tls_records.c " ]'
 
 # TCP_NODELAY in one place: wsk_tcp_connect and wsk_tcp_accept (wsbench's sockets too).
 nodelay=$(grep -ln 'TCP_NODELAY' lib/*.c cmd/*.c | tr '\n' ' ')
 check "TCP_NODELAY only in lib/io_tcp.c (found: $nodelay)" '[ "$nodelay" = "lib/io_tcp.c " ]'
 
-calls=$(grep -nE 'wsk_(client|server)_[a-z_]+ *\(' lib/io_tls.c lib/io_tcp.c | tr '\n' ' ')
+calls=$(grep -nE 'wsk_(client|server)_[a-z_]+ *\(' lib/io_tls.c lib/io_tls_records.c lib/io_tcp.c | tr '\n' ' ')
 check "the transport calls no client or server function (found: $calls)" '[ -z "$calls" ]'
 
 # A definition starts at the beginning of a line: "type name(" or "static type name(".
