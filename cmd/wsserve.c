@@ -717,12 +717,19 @@ int main(int argc, char **argv)
             if (p.sv[i].exit_code > status) status = p.sv[i].exit_code;
     }
     if (!c.quiet) bridge_summary(&p.sv[0]);
+    /* A late signal must not kill the teardown and change the exit status (a second SIGTERM
+     * during shutdown already meant "stop now"): stopping a watcher restores the default
+     * action, so the signals stay blocked until they are ignored (one pending then is dropped). */
+    sigset_t late;
+    sigemptyset(&late);
+    sigaddset(&late, SIGINT);
+    sigaddset(&late, SIGTERM);
+    sigprocmask(SIG_BLOCK, &late, NULL);
     ev_signal_stop(ev, &p.sigint);
     ev_signal_stop(ev, &p.sigterm);
-    /* libev restored the default action; a late signal must not kill the teardown and change
-     * the exit status (a second SIGTERM during shutdown already meant "stop now"). */
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    sigprocmask(SIG_UNBLOCK, &late, NULL);
 out:
     if (metrics_srv) wsk_server_free(metrics_srv);
     if (p.sv) free_servers(&p, started < p.n ? started + 1 : p.n);
