@@ -189,7 +189,7 @@ typedef struct wb_counters {
     uint64_t msgs_tx, bytes_tx; /* data messages and payload bytes handed to the kernel */
     uint64_t opened;            /* handshakes completed */
     uint64_t ended;             /* connections that had opened and ended */
-    uint64_t unopened;          /* connections that ended before they opened (failed connects) */
+    uint64_t unopened;          /* connections that ended before they opened (whole run) */
     uint64_t rounds;            /* chat: rounds completed */
     uint64_t deflate;           /* handshakes that negotiated permessage-deflate */
     uint64_t tls_resumed;       /* TLS handshakes that resumed a session (--tls-resume) */

@@ -605,6 +605,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
     res->opened_all = all.opened;
     res->c.deflate = all.deflate;
     res->c.tls_resumed = all.tls_resumed;
+    res->c.unopened = all.unopened; /* with the errors: a connect that times out in the stop */
     memcpy(res->c.err, all.err, sizeof all.err);
     res->conn = conn;
     res->conns_open = s->n_open;
