@@ -127,11 +127,14 @@ class Shell:
 
 
 def sockets(pid):
-    """What `ss` shows of the TCP sockets of process pid: ("listen" | bytes received, ...)."""
+    """What `ss` shows of the TCP sockets of process pid: (port listened on | bytes received,
+    ...), a listening port as the string "listen:PORT"."""
     tag = f"pid={pid},"
     got = []
     listening = subprocess.run(["ss", "-tlnpH"], capture_output=True, text=True).stdout
-    got += ["listen" for line in listening.splitlines() if tag in line]
+    for line in listening.splitlines():
+        if tag in line:
+            got.append("listen:" + line.split()[3].rsplit(":", 1)[1])
     lines = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True).stdout.splitlines()
     for i, line in enumerate(lines):
         if tag in line and i + 1 < len(lines):
@@ -140,16 +143,25 @@ def sockets(pid):
     return got
 
 
-def came_up(pid):
-    """A background job is up once it listens, or once its connection heard from the server
-    (the 101, so a subscriber is subscribed); None while it is still starting, "exited" when it
-    ended first."""
+def came_up(pid, ports):
+    """A background job is up once it listens on every port its line names after --listen or
+    --metrics (a server with a metrics listener may open that one first), or, naming none, once
+    it listens at all or its connection heard from the server (the 101, so a subscriber is
+    subscribed); None while it is still starting, "exited" when it ended first."""
     if not os.path.exists(f"/proc/{pid}"):
         return "exited"
     s = sockets(pid)
-    if "listen" in s or any(isinstance(x, int) and x > 0 for x in s):
+    listening = {x[len("listen:"):] for x in s if isinstance(x, str)}
+    if ports:
+        return "up" if set(ports) <= listening else None
+    if listening or any(isinstance(x, int) and x > 0 for x in s):
         return "up"
     return None
+
+
+def listen_ports(cmd):
+    """The ports a command line listens on: those after --listen and --metrics."""
+    return re.findall(r"--(?:listen|metrics)\s+'?[^\s']*:(\d+)", cmd)
 
 
 def main():
@@ -199,7 +211,7 @@ def main():
                     return
                 background = re.sub(r"\s#.*$", "", line).rstrip().endswith("&")
                 if background and status == 0 and bg:
-                    state = wait_for(lambda: came_up(bg), 10)
+                    state = wait_for(lambda: came_up(bg, listen_ports(cmd)), 10)
                     out, err = shell.out(n)
                     ok(state == "up", f"README line {n} comes up: {line.strip()}",
                        f"{state or 'not up in time'}\nran: {cmd}\nstderr: {err[-600:]}")
