@@ -2,6 +2,8 @@
 """--help and the man page list the same options, for every command: each long option of --help
 is documented in the OPTIONS section of man/CMD.1, and each option documented there is in
 --help.  Likewise wskit(3) names every public function of lib/wskit.h, and nothing else."""
+# tests/run: not under valgrind (--help and man pages only)
+# tests/run: not with threads (no server)
 import os
 import re
 import sys

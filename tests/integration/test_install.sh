@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make install with PREFIX and DESTDIR: binaries, libraries with their soname links, the
 # header, wskit.pc and the man pages land where they should, and a program builds against them.
+# tests/run: not under valgrind (make install only)
+# tests/run: not with threads (make install only)
 set -u
 cd "$(dirname "$0")/../.."
 n=0 failed=0

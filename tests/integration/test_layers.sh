@@ -2,6 +2,8 @@
 # Each rule in one place, checked on the sources: mbedTLS behind the TLS files, a transport that
 # knows nothing of clients or servers, and no second definition of the helpers the library
 # exports (UTF-8, close codes, base64, percent-decoding, HTTP body framing).
+# tests/run: not under valgrind (reads the sources)
+# tests/run: not with threads (reads the sources)
 set -u
 cd "$(dirname "$0")/../.."
 n=0

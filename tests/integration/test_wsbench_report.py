@@ -5,6 +5,7 @@ percentiles and counts, footer that matches the JSON), and --report's HTML for o
 compare (parsed as XML: the page and every inline SVG; no script, nothing fetched), rendered by
 headless Chromium (Debian `chromium`, or $WSK_CHROMIUM) without a console message.  Every run is
 bounded by -n or a fraction of a second."""
+# tests/run: not with threads (wsbench's reports: the server is not what is tested)
 import json
 import os
 import re
