@@ -573,10 +573,11 @@ void wsk_bridge_unkept(wsk_bridge_link *l, const char *chan, size_t n, const uin
         const uint8_t *m = env + WSK_BRIDGE_HDR_HISTORY;
         size_t mlen = len - WSK_BRIDGE_HDR_HISTORY;
         int z = (env[1] & WSK_BRIDGE_COMPRESS) != 0;
-        if (b->ctx->h.bridged)
-            b->ctx->h.bridged(b->ctx->srv, topic, tlen, m, mlen, op, z, &at);
-        else
-            wsk_server_publish_local(b->ctx->srv, topic, tlen, m, mlen, op, z);
+        long got = b->ctx->h.bridged
+                       ? b->ctx->h.bridged(b->ctx->srv, topic, tlen, m, mlen, op, z, &at)
+                       : wsk_server_publish_local(b->ctx->srv, topic, tlen, m, mlen, op, z);
+        /* Its publisher's acknowledgement counts the sockets it reached here after all. */
+        if (c && got > 0) c->local += got;
     }
     if (c) {
         c->done(c->arg, c->local, WSK_NODES_NOT_BRIDGED);

@@ -167,8 +167,11 @@ typedef struct wsk_handlers {
      * the message's place in the engine's history (wsk_server_publish_history, on any node;
      * this one's included), NULL for a message without one; offset 0 (with mine set) for a
      * message of this node that the engine refused to keep (its script failed: Redis out of
-     * memory), handed back here only and counted in wsk_bridge_stats.failed. */
-    void (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
+     * memory), handed back here only and counted in wsk_bridge_stats.failed.  Returns the
+     * sockets it delivered the message to here, all forms together (what its
+     * wsk_server_publish_local calls returned; <0 counts as 0): for that refused message, the
+     * local count its publisher's done hears (wsk_server_publish_history); ignored otherwise. */
+    long (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
                     wsk_opcode op, int compress, const struct wsk_history_pos *at);
 } wsk_handlers;
 
@@ -743,7 +746,8 @@ WSK_API int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl)
 /* Publishes data[0..len) to topic[0..tlen) (a name) through the engine's history (see above).
  * When the engine answers that it could not keep the message (Redis: the script failed, out of
  * memory), the message comes back to this node only, through the bridged handler with offset 0,
- * the publish counts as failed (wsk_bridge_stats), and done hears WSK_NODES_NOT_BRIDGED.
+ * the publish counts as failed (wsk_bridge_stats), and done hears WSK_NODES_NOT_BRIDGED with
+ * local the count the bridged handler returned (without one: wsk_server_publish_local's).
  * >0 when the engine took it: the message's number on this node, which its position carries
  * back (wsk_history_pos.mine) so that the caller may leave its publisher out; done, when not NULL,
  * runs once later as for wsk_server_publish_counted, with local 0 and nodes the engine's count with
