@@ -9,7 +9,6 @@ after FLUSHALL the epoch changes and "recovered": false comes back; with
 Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again.
 The same through NATS JetStream: test_bridge_history_nats.py (the scenarios both share are in
 tests/lib/history.py)."""
-# tests/run: alone (two nodes and a redis-server)
 import asyncio
 import json
 import os
@@ -316,9 +315,12 @@ async def retained(redis, a, b, history):
         async def churn():
             for i in range(200):
                 await pub.send(json.dumps({"op": "publish", "topic": "race", "data": str(i),
-                                           "retain": True}))
+                                           "retain": True, "id": f"c{i}"}))
                 if i % 5 == 0:
                     await asyncio.sleep(0.002)
+            acks = set()  # read, so that the socket closes at once
+            while len(acks) < 200:
+                acks.add((await recv_json(pub)).get("id"))
 
         async def joiner(k):
             await asyncio.sleep(0.01 * k)
@@ -414,10 +416,9 @@ async def main():
             await leave(redis, a)
             await covered(redis, a, b)
             await under_pattern(a, b)
-            await ttl(redis)
-            await ttl_each(redis)
-            await overrun(redis)
-            await oom(redis, b)
+            # Each on a node of its own, with topics of its own: side by side.
+            await asyncio.gather(ttl(redis), ttl_each(redis), overrun(redis))
+            await oom(redis, b)  # Redis out of memory meanwhile: alone
             await engine_down(redis, a)
         finally:
             codes = [s.stop() for s in (a, b)]
