@@ -752,8 +752,8 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
 /* A message from another node (or, with history in the engine, from any node, this one too,
  * then without its publisher, as when delivered at once): to the raw subscribers here and,
  * wrapped, to the JSON ones.  Without history in the engine it carries no offset: the history
- * of a node holds what was published through it. */
-static void broker_bridged(wsk_server *srv, const char *topic, size_t tlen, const void *data,
+ * of a node holds what was published through it.  Returns the sockets it reached here. */
+static long broker_bridged(wsk_server *srv, const char *topic, size_t tlen, const void *data,
                            size_t len, wsk_opcode op, int compress, const wsk_history_pos *at)
 {
     char extra[64] = "";
@@ -766,11 +766,10 @@ static void broker_bridged(wsk_server *srv, const char *topic, size_t tlen, cons
                  (unsigned long long)at->offset, at->epoch);
         remote_live(srv, topic, tlen, at); /* before: a recovery that goes live gets this one */
     }
-    if (from)
-        wsk_publish_local(from, topic, tlen, data, len, op, compress);
-    else
-        wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
-    publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra);
+    long r = from ? wsk_publish_local(from, topic, tlen, data, len, op, compress)
+                  : wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
+    return (r > 0 ? r : 0) +
+           publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra);
 }
 
 /* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out

@@ -63,6 +63,8 @@ struct wsk_bridge {
      * is kept (1) or clears (2) the retained message. */
     int retain;
     const char *retain_topic;
+    struct later *later; /* retained publishes made while their link was down, a list */
+    size_t later_bytes;  /* ... their bytes, at most LATER_MAX */
     unsigned nlinks;
     wsk_bridge_link links[];
 };
@@ -326,13 +328,20 @@ static void mark_end(struct wsk_bridge *b, struct mark *m, const wsk_retained *r
     free(m);
 }
 
+static void retained_later(struct wsk_bridge *b, wsk_bridge_link *l, const char *topic, size_t n,
+                           const void *data, size_t len, unsigned op, int compress, int to_self);
+
 /* wsk_bridge_forward without calling done on failure (the caller does). */
 static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data, size_t len,
                    unsigned op, int compress, int to_self, long local,
                    void (*done)(void *arg, long local, long nodes), void *arg, size_t hdr)
 {
     wsk_bridge_link *l = shard(b, topic, n);
-    if (!l->up) return forward_failed(l, "engine down");
+    if (!l->up) {
+        if (b->retain && b->retain_topic == topic && hdr == WSK_BRIDGE_HDR)
+            retained_later(b, l, topic, n, data, len, op, compress, to_self);
+        return forward_failed(l, "engine down");
+    }
     if (envelope(b, data, len, op, compress, to_self, hdr) < 0)
         return forward_failed(l, "out of memory");
     int self = by_name(b, topic, n); /* and its patterns that match: each counts on the engine */
@@ -402,6 +411,9 @@ static void resubscribe(void *arg, const char *topic, size_t n)
         r->l->eng->subscribe(r->l->e, channel(r->b, ct, cn), r->b->plen + cn);
 }
 
+static void retained_restore(wsk_bridge_link *l);
+static void later_drop(struct wsk_bridge *b, struct later **pp);
+
 void wsk_bridge_up(wsk_bridge_link *l)
 {
     if (l->up) return;
@@ -420,6 +432,7 @@ void wsk_bridge_up(wsk_bridge_link *l)
         if (!wanted_by_sockets(l->b, h->t, h->n) && !covering(l->b, h->t, h->n, NULL) &&
             shard(l->b, h->t, h->n) == l)
             l->eng->subscribe(l->e, channel(l->b, h->t, h->n), l->b->plen + h->n);
+    retained_restore(l);
 }
 
 void wsk_bridge_down(wsk_bridge_link *l, const char *why)
@@ -573,10 +586,11 @@ void wsk_bridge_unkept(wsk_bridge_link *l, const char *chan, size_t n, const uin
         const uint8_t *m = env + WSK_BRIDGE_HDR_HISTORY;
         size_t mlen = len - WSK_BRIDGE_HDR_HISTORY;
         int z = (env[1] & WSK_BRIDGE_COMPRESS) != 0;
-        if (b->ctx->h.bridged)
-            b->ctx->h.bridged(b->ctx->srv, topic, tlen, m, mlen, op, z, &at);
-        else
-            wsk_server_publish_local(b->ctx->srv, topic, tlen, m, mlen, op, z);
+        long got = b->ctx->h.bridged
+                       ? b->ctx->h.bridged(b->ctx->srv, topic, tlen, m, mlen, op, z, &at)
+                       : wsk_server_publish_local(b->ctx->srv, topic, tlen, m, mlen, op, z);
+        /* Its publisher's acknowledgement counts the sockets it reached here after all. */
+        if (c && got > 0) c->local += got;
     }
     if (c) {
         c->done(c->arg, c->local, WSK_NODES_NOT_BRIDGED);
@@ -646,6 +660,7 @@ void wsk_bridge_free(struct wsk_bridge *b)
         b->patterns = h->next;
         free(h);
     }
+    while (b->later) later_drop(b, &b->later);
     free(b->chan);
     free(b->alt);
     free(b->env);
@@ -1030,4 +1045,82 @@ int wsk_server_kept_read(wsk_server *srv, const char *const *topics, const size_
     }
     kept_part_done(q); /* the answers come later: never from here */
     return 0;
+}
+
+/* ----- retained publishes made while the engine was down ----------------------------------------
+ *
+ * A retained publish (wsk_server_publish_retained, without history) whose link is down reaches
+ * this node's subscribers only, and the node keeps it as the topic's retained message.  The
+ * bridge keeps its envelope too, the last one per topic, and when the link is back hands it to
+ * the engine's restore before anything else goes on that connection: the engine keeps it,
+ * unless another node's retained publish (or clear) of the topic reached it later than this one
+ * was made (both by the engine's clock: the age of this one is what goes), so the newest
+ * retained publish anywhere wins, as when every node is connected. */
+
+#define LATER_MAX (8u << 20) /* bytes kept for the engine, all topics together */
+
+struct later {
+    struct later *next;
+    wsk_bridge_link *l;
+    struct timespec at; /* when it was published (monotonic) */
+    int keep;           /* 1: a message; 0: a clear */
+    size_t n, len;      /* the topic's bytes and the envelope's */
+    uint8_t data[];     /* topic, then envelope */
+};
+
+static void later_drop(struct wsk_bridge *b, struct later **pp)
+{
+    struct later *w = *pp;
+    *pp = w->next;
+    b->later_bytes -= w->n + w->len;
+    free(w);
+}
+
+static void retained_later(struct wsk_bridge *b, wsk_bridge_link *l, const char *topic, size_t n,
+                           const void *data, size_t len, unsigned op, int compress, int to_self)
+{
+    if (!l->eng->restore) return;
+    struct later **pp = &b->later;
+    while (*pp && ((*pp)->n != n || memcmp((*pp)->data, topic, n))) pp = &(*pp)->next;
+    if (*pp) later_drop(b, pp); /* this one is newer */
+    struct later *w = NULL;
+    if (b->later_bytes + n + len + WSK_BRIDGE_HDR <= LATER_MAX &&
+        envelope(b, data, len, op, compress, to_self, WSK_BRIDGE_HDR) == 0)
+        w = malloc(sizeof *w + n + len + WSK_BRIDGE_HDR);
+    if (!w) {
+        wsk_bridge_log(l, WSK_LOG_WARN,
+                       "a retained publish made while down stays on this node: "
+                       "no room to keep it for the engine");
+        return;
+    }
+    b->env[1] |= WSK_BRIDGE_RETAIN;
+    *w = (struct later){b->later, l, {0, 0}, len > 0, n, len + WSK_BRIDGE_HDR};
+    clock_gettime(CLOCK_MONOTONIC, &w->at);
+    if (n) memcpy(w->data, topic, n);
+    memcpy(w->data + n, b->env, w->len);
+    b->later = w;
+    b->later_bytes += n + w->len;
+}
+
+/* l is up again: its topics' retained publishes made meanwhile go to the engine. */
+static void retained_restore(wsk_bridge_link *l)
+{
+    struct wsk_bridge *b = l->b;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    for (struct later **pp = &b->later; *pp;) {
+        struct later *w = *pp;
+        if (w->l != l) {
+            pp = &w->next;
+            continue;
+        }
+        int64_t ms =
+            (int64_t)(now.tv_sec - w->at.tv_sec) * 1000 + (now.tv_nsec - w->at.tv_nsec) / 1000000;
+        if (l->eng->restore(l->e, channel(b, (const char *)w->data, w->n), b->plen + w->n, b->plen,
+                            w->data + w->n, w->keep ? w->len : 0, ms > 0 ? (uint64_t)ms : 0) < 0)
+            wsk_bridge_log(l, WSK_LOG_WARN,
+                           "a retained publish made while down stays on this "
+                           "node: the engine cannot take it");
+        later_drop(b, pp);
+    }
 }

@@ -136,6 +136,14 @@ typedef struct wsk_bridge_engine {
      * engine that keeps nothing. */
     int (*kept)(void *e, const char *const *chans, const size_t *lens, size_t k, size_t plen,
                 wsk_bridge_kept *q);
+    /* A retained publish this node made on channel chan[0..n) while the connection was down,
+     * age_ms ago: in one atomic step, unless the engine keeps a retained message (or the clear
+     * of one) of the channel made later than that by its own clock, the engine keeps
+     * env[0..len) (copied, an envelope with WSK_BRIDGE_RETAIN) as the channel's retained
+     * message, or clears it (len 0).  Nothing is published: the node's subscribers had it.
+     * 0, or <0 (down) when it cannot ask.  NULL for an engine that keeps no retained ones. */
+    int (*restore)(void *e, const char *chan, size_t n, size_t plen, const void *env, size_t len,
+                   uint64_t age_ms);
 } wsk_bridge_engine;
 
 extern const wsk_bridge_engine wsk_bridge_redis, wsk_bridge_nats;

@@ -40,7 +40,9 @@
 #define INFLIGHT_MAX (8u << 20)
 /* PUBLISH commands up to this size are formatted in the engine's own buffer (publish_resp). */
 #define RESP_MAX (64u << 10)
-#define NSCRIPTS 5
+#define NSCRIPTS 6
+/* How long the time of a cleared retained message stays (RESTORE reads it). */
+#define CLEARED_MS "86400000"
 /* The channel whose subscription confirms a sync (after the prefix), left at once: no topic
  * has a control character, and nothing is published there. */
 #define SYNC_CHAN "\001sync"
@@ -518,10 +520,14 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  *    offset, at one instant, leaving out the entries older than the TTL (not trimmed yet), so
  *    that a recovery whose first wanted message expired hears "recovered": false.
  *  - APPEND with a retained publish also SETs the envelope (offset and epoch in it) as the
- *    topic's retained message, PREFIX "retained:" TOPIC (DELetes it, for an empty one); RETAIN
- *    does the same with PUBLISH alone, without history.  It has no TTL (MQTT's).
+ *    topic's retained message, PREFIX "retained:" TOPIC, after "t" and the Redis time in ms
+ *    (13 digits); an empty one leaves the time alone, for a day (CLEARED_MS).  RETAIN does the
+ *    same with PUBLISH alone, without history.  A message has no TTL (MQTT's).
  *  - MARK publishes a read's mark followed by the retained envelope (rd_retained).
- *  - KEPT reads EXISTS of the retained key and XLEN of the stream of some topics (rd_kept).
+ *  - KEPT reads whether the retained key holds a message and XLEN of the stream of some
+ *    topics (rd_kept).
+ *  - RESTORE writes a retained publish this node made while Redis was down (rd_restore), as
+ *    made age ms ago, unless the key holds a later time: another node's, made meanwhile.
  * The PUBLISH comes from the script, so the live messages on the channel are in the offsets'
  * order for every subscriber.  The scripts go by their SHA-1 (EVALSHA), loaded once per
  * connection (SCRIPT LOAD, queued ahead of the first EVALSHA on the same connection).  A
@@ -529,10 +535,10 @@ static void *rd_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
  * back to the bridge (a copy is kept while the script is on its way: struct scripted), which
  * delivers it on this node without an offset and counts it as failed. */
 
-enum { APPEND, RANGE, RETAIN, MARK, KEPT };
+enum { APPEND, RANGE, RETAIN, MARK, KEPT, RESTORE };
 static const char *const scripts[NSCRIPTS] = {
     /* APPEND: KEYS head, stream, retained; ARGV channel, envelope, depth, ttl in ms (0: none),
-     * epoch, retain (0: no, 1: keep, 2: clear) */
+     * epoch, retain (0: no, 1: keep, 2: clear), how long a clear's time stays */
     "local ep = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not ep then\n"
     "  ep = ARGV[5]\n"
@@ -558,8 +564,9 @@ static const char *const scripts[NSCRIPTS] = {
     "else\n"
     "  redis.call('HDEL', KEYS[1], 'ttl')\n"
     "end\n"
-    "if ARGV[6] == '1' then redis.call('SET', KEYS[3], env) end\n"
-    "if ARGV[6] == '2' then redis.call('DEL', KEYS[3]) end\n"
+    "local at = 't' .. string.format('%013d', now)\n"
+    "if ARGV[6] == '1' then redis.call('SET', KEYS[3], at .. env) end\n"
+    "if ARGV[6] == '2' then redis.call('SET', KEYS[3], at, 'PX', ARGV[7]) end\n"
     "return redis.call('PUBLISH', ARGV[1], env)\n",
     /* RANGE: KEYS head, stream; ARGV after, max.  Entries older than the head's ttl are
      * skipped: the first one kept is the oldest younger one. */
@@ -588,21 +595,40 @@ static const char *const scripts[NSCRIPTS] = {
     "  if young(e) then r[#r + 1] = e end\n"
     "end\n"
     "return {h[1], tonumber(h[2]), f, r}\n",
-    /* RETAIN: KEYS retained; ARGV channel, envelope, keep (1) or clear (2) */
-    "if ARGV[3] == '1' then redis.call('SET', KEYS[1], ARGV[2])\n"
-    "else redis.call('DEL', KEYS[1]) end\n"
+    /* RETAIN: KEYS retained; ARGV channel, envelope, keep (1) or clear (2), how long a
+     * clear's time stays */
+    "local t = redis.call('TIME')\n"
+    "local at = 't' .. string.format('%013d', tonumber(t[1]) * 1000 +\n"
+    "  math.floor(tonumber(t[2]) / 1000))\n"
+    "if ARGV[3] == '1' then redis.call('SET', KEYS[1], at .. ARGV[2])\n"
+    "else redis.call('SET', KEYS[1], at, 'PX', ARGV[4]) end\n"
     "return redis.call('PUBLISH', ARGV[1], ARGV[2])\n",
     /* MARK: KEYS retained; ARGV channel, mark */
     "local v = redis.call('GET', KEYS[1]) or ''\n"
+    "if string.byte(v, 1) == 116 then v = string.sub(v, 15) end\n"
     "redis.call('PUBLISH', ARGV[1], ARGV[2] .. v)\n"
     "return 1\n",
-    /* KEPT: KEYS retained and stream of each topic; {EXISTS, XLEN, ...} */
+    /* KEPT: KEYS retained and stream of each topic; {holds a message, XLEN, ...} */
     "local out = {}\n"
     "for i = 1, #KEYS, 2 do\n"
-    "  out[#out + 1] = redis.call('EXISTS', KEYS[i])\n"
+    "  out[#out + 1] = redis.call('STRLEN', KEYS[i]) > 14 and 1 or 0\n"
     "  out[#out + 1] = redis.call('XLEN', KEYS[i + 1])\n"
     "end\n"
     "return out\n",
+    /* RESTORE: KEYS retained; ARGV envelope ('': a clear), age in ms, how long a clear's time
+     * stays.  1 when written, 0 when a later one is there. */
+    "local t = redis.call('TIME')\n"
+    "local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])\n"
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v and string.byte(v, 1) == 116 and tonumber(string.sub(v, 2, 14)) > at then\n"
+    "  return 0\n"
+    "end\n"
+    "if ARGV[1] == '' then\n"
+    "  redis.call('SET', KEYS[1], 't' .. string.format('%013d', at), 'PX', ARGV[3])\n"
+    "else\n"
+    "  redis.call('SET', KEYS[1], 't' .. string.format('%013d', at) .. ARGV[1])\n"
+    "end\n"
+    "return 1\n",
 };
 
 /* Key PREFIX KIND TOPIC of channel chan[0..n) (prefix chan[0..plen)) in out (n + 9 bytes at
@@ -724,12 +750,13 @@ static int append_cmd(struct redis *r, const char *chan, size_t n, size_t plen, 
     snprintf(epoch, sizeof epoch, "%016llx", (unsigned long long)x);
     snprintf(sdepth, sizeof sdepth, "%zu", depth);
     snprintf(sttl, sizeof sttl, "%.0f", ttl * 1000);
-    const char *argv[12] = {NULL, NULL, "3",    keys, keys + n + 8, keys + 2 * n + 16,
-                            chan, msg,  sdepth, sttl, epoch,        keep};
-    size_t alen[12] = {0, 0, 1, 0, 0, 0, n, len, strlen(sdepth), strlen(sttl), 16, 1};
+    const char *argv[13] = {NULL, NULL,   "3",  keys,  keys + n + 8, keys + 2 * n + 16, chan,
+                            msg,  sdepth, sttl, epoch, keep,         CLEARED_MS};
+    size_t alen[13] = {
+        0, 0, 1, 0, 0, 0, n, len, strlen(sdepth), strlen(sttl), 16, 1, strlen(CLEARED_MS)};
     history_keys(chan, n, plen, keys, &alen[3], keys + n + 8, &alen[4]);
     alen[5] = topic_key(chan, n, plen, "retained:", keys + 2 * n + 16);
-    int st = eval_publish(r, APPEND, 10, argv, alen, chan, n, msg, len, self, count);
+    int st = eval_publish(r, APPEND, 11, argv, alen, chan, n, msg, len, self, count);
     free(keys);
     return st;
 }
@@ -750,9 +777,10 @@ static int rd_retain(void *e, const char *chan, size_t n, size_t plen, const voi
     if (r->ready < 2 || r->inflight + len > INFLIGHT_MAX) return -1;
     char *key = malloc(n + 16);
     if (!key) return -1;
-    const char *argv[7] = {NULL, NULL, "1", key, chan, msg, k};
-    size_t alen[7] = {0, 0, 1, topic_key(chan, n, plen, "retained:", key), n, len, 1};
-    int st = eval_publish(r, RETAIN, 5, argv, alen, chan, n, msg, len, self, count);
+    const char *argv[8] = {NULL, NULL, "1", key, chan, msg, k, CLEARED_MS};
+    size_t alen[8] = {0, 0,   1, topic_key(chan, n, plen, "retained:", key),
+                      n, len, 1, strlen(CLEARED_MS)};
+    int st = eval_publish(r, RETAIN, 6, argv, alen, chan, n, msg, len, self, count);
     free(key);
     return st;
 }
@@ -916,6 +944,35 @@ static int rd_kept(void *e, const char *const *chans, const size_t *lens, size_t
     return st;
 }
 
+/* RESTORE's reply: logged when it failed or found a later message. */
+static void on_restored(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis *r = ac->data;
+    const redisReply *rep = reply;
+    (void)priv;
+    if (r->closing) return;
+    script_error(r, rep);
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        wsk_bridge_log(r->link, WSK_LOG_INFO,
+                       "a retained publish made while down was not written: a later one is there");
+}
+
+static int rd_restore(void *e, const char *chan, size_t n, size_t plen, const void *env, size_t len,
+                      uint64_t age_ms)
+{
+    struct redis *r = e;
+    if (r->ready < 2) return -1;
+    char *key = malloc(n + 16), age[24];
+    if (!key) return -1;
+    snprintf(age, sizeof age, "%llu", (unsigned long long)age_ms);
+    const char *argv[7] = {NULL, NULL, "1", key, len ? env : "", age, CLEARED_MS};
+    size_t alen[7] = {
+        0, 0, 1, topic_key(chan, n, plen, "retained:", key), len, strlen(age), strlen(CLEARED_MS)};
+    int st = eval_script(r, RESTORE, 5, argv, alen, on_restored, NULL);
+    free(key);
+    return st;
+}
+
 const wsk_bridge_engine wsk_bridge_redis = {
     .scheme = "redis",
     .open = rd_open,
@@ -930,4 +987,5 @@ const wsk_bridge_engine wsk_bridge_redis = {
     .retain = rd_retain,
     .retained = rd_retained,
     .kept = rd_kept,
+    .restore = rd_restore,
 };

@@ -167,8 +167,11 @@ typedef struct wsk_handlers {
      * the message's place in the engine's history (wsk_server_publish_history, on any node;
      * this one's included), NULL for a message without one; offset 0 (with mine set) for a
      * message of this node that the engine refused to keep (its script failed: Redis out of
-     * memory), handed back here only and counted in wsk_bridge_stats.failed. */
-    void (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
+     * memory), handed back here only and counted in wsk_bridge_stats.failed.  Returns the
+     * sockets it delivered the message to here, all forms together (what its
+     * wsk_server_publish_local calls returned; <0 counts as 0): for that refused message, the
+     * local count its publisher's done hears (wsk_server_publish_history); ignored otherwise. */
+    long (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
                     wsk_opcode op, int compress, const struct wsk_history_pos *at);
 } wsk_handlers;
 
@@ -743,7 +746,8 @@ WSK_API int wsk_server_bridge_history(wsk_server *srv, size_t depth, double ttl)
 /* Publishes data[0..len) to topic[0..tlen) (a name) through the engine's history (see above).
  * When the engine answers that it could not keep the message (Redis: the script failed, out of
  * memory), the message comes back to this node only, through the bridged handler with offset 0,
- * the publish counts as failed (wsk_bridge_stats), and done hears WSK_NODES_NOT_BRIDGED.
+ * the publish counts as failed (wsk_bridge_stats), and done hears WSK_NODES_NOT_BRIDGED with
+ * local the count the bridged handler returned (without one: wsk_server_publish_local's).
  * >0 when the engine took it: the message's number on this node, which its position carries
  * back (wsk_history_pos.mine) so that the caller may leave its publisher out; done, when not NULL,
  * runs once later as for wsk_server_publish_counted, with local 0 and nodes the engine's count with
@@ -790,7 +794,11 @@ WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t 
  *    delivery at once, then the engine) or as wsk_server_publish_history (history 1: from is
  *    not used), and the engine keeps the message as the topic's retained one in the same step
  *    as its publish (so two nodes' retained publishes leave the one published last); len 0
- *    clears it (MQTT).  done may be NULL.  Returns as the call it stands for; WSK_ERR_STATE
+ *    clears it (MQTT).  Made while the topic's engine connection is down (history 0), it reaches
+ *    this node's subscribers only; the bridge keeps it (the last one per topic, 8 MiB in all)
+ *    for the engine, which keeps it when the connection is back unless a retained publish of
+ *    the topic from another node reached it later (Redis: by its clock, against the age of this
+ *    one).  done may be NULL.  Returns as the call it stands for; WSK_ERR_STATE
  *    (see above), or WSK_ERR_INVAL for a topic that is a pattern or derived: then nothing was
  *    published.
  *  - wsk_server_retained_read asks the engine for the topic's retained message at a point in the
@@ -821,9 +829,10 @@ WSK_API int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t 
 /* What the engine keeps of topics[0..n) (names, lens[i] bytes each; 1 to 10,000 of them):
  * done(arg, k) runs once from the loop with k[i] for topics[i] (k NULL when the engine could not
  * answer: a connection down or lost meanwhile, the server freed), in one round trip per engine
- * connection (Redis: a script that reads EXISTS and XLEN of each).  topics are read during the
- * call.  0; WSK_ERR_STATE (see above), WSK_ERR_IO (an engine connection is down: done does not
- * run), WSK_ERR_INVAL (a pattern, a derived topic, n out of range, done NULL), WSK_ERR_NOMEM. */
+ * connection (Redis: a script that reads the retained key and XLEN of each).  topics are read
+ * during the call.  0; WSK_ERR_STATE (see above), WSK_ERR_IO (an engine connection is down: done
+ * does not run), WSK_ERR_INVAL (a pattern, a derived topic, n out of range, done NULL),
+ * WSK_ERR_NOMEM. */
 typedef struct wsk_topic_kept {
     int retained;     /* 1 when the engine keeps a retained message of the topic */
     uint64_t history; /* messages of the topic's history in the engine (0 without history) */

@@ -9,7 +9,6 @@ after FLUSHALL the epoch changes and "recovered": false comes back; with
 Redis down, local delivery goes on without offsets, and a restarted Redis starts offsets again.
 The same through NATS JetStream: test_bridge_history_nats.py (the scenarios both share are in
 tests/lib/history.py)."""
-# tests/run: alone (two nodes and a redis-server)
 import asyncio
 import json
 import os
@@ -29,12 +28,18 @@ from history import (T, across_nodes, messages, own_messages, publish, resume,  
                      storm, under_pattern)
 
 
-def node(redis, *extra):
+def node(redis, *extra, url=None):
     # One thread, also under make check-threads: with --threads the history stays node-local.
-    s = Server("--pubsub", "-v", *(extra or ("--history", "5000")), "--bridge", redis.url,
+    s = Server("--pubsub", "-v", *(extra or ("--history", "5000")), "--bridge", url or redis.url,
                "--threads", "1")
     s.wait_log("connected")
     return s
+
+
+def kept(redis, topic):
+    """Whether Redis holds a retained message of topic (a clear leaves only its time)."""
+    v = redis.command("GET", f"wskit:retained:{topic}")
+    return v is not None and len(v) > 14
 
 
 async def flushed(redis, a, b, epoch):
@@ -239,7 +244,8 @@ async def oom(redis, b):
                 m = await recv_json(here)
             finally:
                 redis.command("CONFIG", "SET", "maxmemory", "0")
-            ok(ack.get("bridged") is False, "a publish Redis refuses: \"bridged\": false", ack)
+            ok(ack.get("bridged") is False and ack.get("receivers") == 1,
+               "a publish Redis refuses: \"bridged\": false, and its one receiver here", ack)
             ok(m.get("data") == "refused" and "offset" not in m,
                "... delivered on its node without an offset", m)
             ok(failed() == before + 1, "... counted as a failed bridged publish",
@@ -249,6 +255,45 @@ async def oom(redis, b):
             got = await messages(here, 1) + await messages(there, 1)
             ok([(d, o) for d, o, _ in got] == [("after", first[1] + 1)] * 2,
                "the next message continues the offsets on both nodes", got)
+    finally:
+        c.stop()
+
+
+async def retained_later(redis, b):
+    """Retained publishes node C makes while its Redis connection is down (its user disabled;
+    node B stays connected) go to Redis when C is back, unless node B's retained publish (or
+    clear) of the topic came later."""
+    redis.command("ACL", "SETUSER", "late", "on", ">pw", "~*", "&*", "+@all")
+    c = node(redis, url=f"redis://late:pw@127.0.0.1:{redis.port}")
+    try:
+        uc, ub = f"ws://127.0.0.1:{c.port}/", f"ws://127.0.0.1:{b.port}/"
+        redis.command("ACL", "SETUSER", "late", "off")
+        redis.command("CLIENT", "KILL", "USER", "late")
+        ok(c.wait_log("lost") >= 1, "node C loses Redis, node B keeps it")
+        async with connect(uc) as pc, connect(ub) as pb:
+            for ws, topic, data in ((pc, "rl1", "c1"), (pc, "rl2", "c2"), (pc, "rl3", "c3"),
+                                    (pc, "rl4", "c4"), (pc, "rl4", ""), (None, 0, 0),
+                                    (pb, "rl2", "b2"), (pb, "rl3", "")):
+                if not ws:  # later by more than the restore takes to reach Redis: that
+                    await asyncio.sleep(0.3)  # time is what is compared
+                    continue
+                await ws.send(json.dumps({"op": "publish", "topic": topic, "data": data,
+                                          "retain": True, "id": "l"}))
+                await recv_json(ws)
+            redis.command("ACL", "SETUSER", "late", "on")
+            ok(c.wait_log("connected again") >= 1, "node C is back")
+            ok(wait_for(lambda: kept(redis, "rl1")), "a retained publish made while down goes to "
+               "Redis when the connection is back")
+            got = {}
+            for topic in ("rl1", "rl2", "rl3", "rl4"):
+                async with connect(ub + topic) as raw:
+                    try:
+                        got[topic] = await asyncio.wait_for(raw.recv(), 0.3)
+                    except asyncio.TimeoutError:
+                        got[topic] = None
+            ok(got == {"rl1": "c1", "rl2": "b2", "rl3": None, "rl4": None},
+               "... a subscriber on another node gets it; one published or cleared later on "
+               "another node stays; a clear made while down clears", got)
     finally:
         c.stop()
 
@@ -307,7 +352,7 @@ async def retained(redis, a, b, history):
                await nothing(raw, 0.1), f"{how}: then live messages, once", (m, r))
         await pub.send(json.dumps({"op": "publish", "topic": "ret", "data": "", "retain": True}))
         await recv_json(pub)
-        ok(wait_for(lambda: redis.command("EXISTS", "wskit:retained:ret") == 0),
+        ok(wait_for(lambda: not kept(redis, "ret")),
            f"{how}: an empty retained publish clears it in Redis")
         async with connect(ua + "ret") as raw:
             ok(await nothing(raw, 0.3), f"{how}: ... and a new subscriber gets none")
@@ -315,9 +360,12 @@ async def retained(redis, a, b, history):
         async def churn():
             for i in range(200):
                 await pub.send(json.dumps({"op": "publish", "topic": "race", "data": str(i),
-                                           "retain": True}))
+                                           "retain": True, "id": f"c{i}"}))
                 if i % 5 == 0:
                     await asyncio.sleep(0.002)
+            acks = set()  # read, so that the socket closes at once
+            while len(acks) < 200:
+                acks.add((await recv_json(pub)).get("id"))
 
         async def joiner(k):
             await asyncio.sleep(0.01 * k)
@@ -413,10 +461,10 @@ async def main():
             await leave(redis, a)
             await covered(redis, a, b)
             await under_pattern(a, b)
-            await ttl(redis)
-            await ttl_each(redis)
-            await overrun(redis)
-            await oom(redis, b)
+            # Each on a node of its own, with topics of its own: side by side.
+            await asyncio.gather(ttl(redis), ttl_each(redis), overrun(redis))
+            await oom(redis, b)  # Redis out of memory meanwhile: alone
+            await retained_later(redis, b)
             await engine_down(redis, a)
         finally:
             codes = [s.stop() for s in (a, b)]

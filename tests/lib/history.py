@@ -4,6 +4,8 @@ subscribes with "since", and the scenarios both engines must pass the same way."
 import asyncio
 import json
 
+import websockets
+
 from wstest import nothing, ok, recv_json, ws_connect as connect
 
 T = 5.0
@@ -12,8 +14,18 @@ T = 5.0
 async def publish(pub, topic, data, n=[0]):
     """Publishes through a JSON socket and waits for its acknowledgement."""
     n[0] += 1
-    await pub.send(json.dumps({"op": "publish", "topic": topic, "data": data, "id": n[0]}))
-    while (await recv_json(pub)).get("id") != n[0]:
+    i = n[0]  # its own: publishes on other sockets may go on meanwhile
+    await pub.send(json.dumps({"op": "publish", "topic": topic, "data": data, "id": i}))
+    while (await recv_json(pub)).get("id") != i:
+        pass
+
+
+async def drain(ws):
+    """Reads ws until it closes."""
+    try:
+        async for _ in ws:
+            pass
+    except websockets.ConnectionClosed:
         pass
 
 
@@ -88,6 +100,9 @@ async def across_nodes(a, b, listening):
            [o for i, o in enumerate(offs) if o != i + 1][:5])
         ok(await nothing(back, 0.3), "... and nothing more")
         await back.close()
+        got = await messages(watch, 112)  # read, so that the socket closes at once
+        ok(got == [(f"m{i}", i, epoch) for i in range(21, 133)],
+           "node B's subscriber got every message once, in order", got[:3])
     return epoch
 
 
@@ -136,10 +151,13 @@ async def storm(a, b, n=1500, clients=8):
 
     async def blast(srv, tag):
         async with connect(f"ws://127.0.0.1:{srv.port}/storm") as raw:
+            # The other node's messages reach it: read, so that it closes at once.
+            reader = asyncio.create_task(drain(raw))
             for i in range(n):  # paced: the recoveries happen during the storm
                 await raw.send(f"{tag}{i}")
                 if i % 10 == 0:
                     await asyncio.sleep(0.002)
+        await reader
 
     async def recoverer(k):
         await asyncio.sleep(0.05 * k)
