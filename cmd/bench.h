@@ -127,6 +127,7 @@ typedef struct wb_opts {
     size_t nprotos;
     const char *origin;
     unsigned round_delay_ms; /* chat: a finished round starts the next at this tick (Bun: 64) */
+    unsigned rooms;          /* chat --rooms N: client k joins room k % N (?room=); 1: one */
     unsigned publishers, subscribers, topics; /* pubsub */
     int patterns;              /* pubsub --patterns: subscribers listen by pattern (wsbench.K.*) */
     const char *const *spread; /* several URLs for one run: connection i uses spread[i % n] */

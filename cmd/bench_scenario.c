@@ -451,7 +451,13 @@ static int chat_setup(wb_state *s, char *why, size_t cap)
     free(keys);
     s->batch_len = (uint32_t)len;
     s->batch_msgs = 50 * CHAT_REPEAT;
-    s->per_round = (uint64_t)s->total * s->batch_msgs * s->total;
+    /* Each client receives the batch of every member of its room, itself included. */
+    unsigned rooms = s->o->rooms ? s->o->rooms : 1;
+    s->per_round = 0;
+    for (unsigned k = 0; k < rooms; k++) {
+        uint64_t n = s->total / rooms + (k < s->total % rooms);
+        s->per_round += n * n * s->batch_msgs;
+    }
     if (s->o->count) s->max_rounds = (s->o->count + s->per_round - 1) / s->per_round;
     return 0;
 nomem:
@@ -465,12 +471,15 @@ static void chat_teardown(wb_state *s)
 }
 
 /* Client k is BASE[k % 26] followed by floor(k / 26): Alice0 ... Zach0, Alice1 ...  Bun's
- * client appends "?name=NAME" to the URL as it is; a URL that has a query gets "&name=". */
+ * client appends "?name=NAME" to the URL as it is; a URL that has a query gets "&name=".
+ * With --rooms N, "&room=" k % N follows. */
 static void chat_path(wb_state *s, wb_conn *c, char *buf, size_t cap)
 {
     const char *path = WB_DEST(s, c)->path;
-    snprintf(buf, cap, "%s%cname=%s%u", path, strchr(path, '?') ? '&' : '?', chat_base[c->id % 26],
-             c->id / 26);
+    int n = snprintf(buf, cap, "%s%cname=%s%u", path, strchr(path, '?') ? '&' : '?',
+                     chat_base[c->id % 26], c->id / 26);
+    if (s->o->rooms > 1 && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, "&room=%u", c->id % s->o->rooms);
 }
 
 static void chat_open(wb_thread *t, wb_conn *c)

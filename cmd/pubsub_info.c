@@ -182,7 +182,8 @@ struct pi_census {
     ev_timer wait;
     int finished;
     /* One for the asking loop until done ran, one per member asked until its answer came
-     * back: a member whose loop ended holds its own for good (the census leaks at exit). */
+     * back: a call to a loop that ended first gives its reference back through its drop
+     * (wsk_group_call_or_drop), when wsk_group_run returns. */
     atomic_uint refs;
 };
 
@@ -192,6 +193,12 @@ static void census_unref(pi_census *c)
     pthread_mutex_destroy(&c->mu);
     free(c->p);
     free(c);
+}
+
+/* A call that carried a reference will not run (its loop ended first): the reference goes. */
+static void census_drop(void *arg)
+{
+    census_unref(arg);
 }
 
 struct counting {
@@ -275,8 +282,8 @@ static void census_visit(void *arg, wsk_loop *loop)
         wsk_server *srv = c->m.member(c->m.arg, i);
         if (i != c->home && srv && wsk_server_loop(srv) == loop) count_member(c, srv);
     }
-    /* Its reference goes with the answer; if the asking loop has ended, it stays. */
-    if (wsk_group_call(c->g, c->home, census_back, c) < 0) census_unref(c);
+    /* Its reference goes with the answer (or with its drop, if the asking loop has ended). */
+    wsk_group_call_or_drop(c->g, c->home, census_back, census_drop, c);
 }
 
 int pi_census_start(wsk_server *srv, const pi_members *m, const char *topic, size_t tlen,
@@ -306,8 +313,8 @@ int pi_census_start(wsk_server *srv, const pi_members *m, const char *topic, siz
     }
     for (unsigned i = 0; i < c->m.threads; i++) {
         if (i == c->home) continue;
-        atomic_fetch_add(&c->refs, 1);
-        if (wsk_group_call(c->g, i, census_visit, c) < 0) atomic_fetch_sub(&c->refs, 1);
+        atomic_fetch_add(&c->refs, 1); /* back through census_back or census_drop */
+        wsk_group_call_or_drop(c->g, i, census_visit, census_drop, c);
     }
     if (c->m.threads == 1) census_finish(c);
     return 0;

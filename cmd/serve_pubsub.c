@@ -3,6 +3,9 @@
  *   --chat     Bun's chat-room benchmark server (bench/websocket-server in Bun's repository):
  *              every connection joins one room named by its ?name=; "ready" once --clients are
  *              in; each message m is published to the room as "NAME: m", the sender included.
+ *              --rooms N makes N rooms (library topics "room.0" ...): a connection joins the
+ *              one its ?room=K names, or room (members so far mod N); "ready" still waits for
+ *              --clients in all.
  *              With a bridge the room spans every node: lines cross it, but --clients counts
  *              this node's members and "ready" goes to them only (one per member, however many
  *              nodes).
@@ -61,6 +64,7 @@
 struct chat_config {
     unsigned long clients;   /* --clients N: "ready" once this many are connected; 32 */
     unsigned ready_delay_ms; /* pause before "ready", as Bun's chat server makes; 100 */
+    unsigned long rooms;     /* --rooms N: rooms the members are spread over; 1 */
 };
 
 struct pubsub_config {
@@ -121,10 +125,12 @@ struct mine {
     wsk_ws *ws; /* its publisher, left out when it comes back */
 };
 
-/* A chat member: the name its messages are prefixed with. */
+/* A chat member: its room's topic, and the name its messages are prefixed with. */
 struct member {
     wsk_ws *ws; /* set once in the room (on the chat's list) */
     struct member *prev, *next;
+    size_t tlen;
+    char topic[sizeof ROOM ".4294967295"];
     size_t len;
     char name[];
 };
@@ -175,6 +181,7 @@ static void store_unlock(wsk_server *srv)
 
 enum {
     OPT_CLIENTS = 256,
+    OPT_ROOMS,
     OPT_SELF,
     OPT_TOKEN,
     OPT_TOKEN_FILE,
@@ -187,6 +194,7 @@ enum {
 
 static const cli_option chat_options[] = {
     {"clients", OPT_CLIENTS, "N", "members that make the room \"ready\" (default 32)"},
+    {"rooms", OPT_ROOMS, "N", "N rooms, joined by ?room=K or in turn (default 1)"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -207,6 +215,7 @@ static void chat_config_init(void *config)
     struct chat_config *c = config;
     c->clients = 32;
     c->ready_delay_ms = 100;
+    c->rooms = 1;
 }
 
 static void pubsub_config_init(void *config)
@@ -219,7 +228,7 @@ static void pubsub_config_init(void *config)
 static int chat_option(void *config, const cli_option *opt, const char *arg)
 {
     struct chat_config *c = config;
-    (void)opt; /* --clients is the only one */
+    if (opt->key == OPT_ROOMS) return cli_parse_ulong(arg, 1, 1000000ul, &c->rooms);
     return cli_parse_ulong(arg, 1, 1000000000ul, &c->clients);
 }
 
@@ -402,6 +411,16 @@ static int chat_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
     struct member *m = calloc(1, sizeof *m + 3 * len);
     if (!m) return 503;
     m->len = utf8_lossy((const uint8_t *)raw, len, m->name);
+    if (c->cfg->rooms == 1) {
+        memcpy(m->topic, ROOM, m->tlen = strlen(ROOM));
+    } else {
+        char k[16];
+        unsigned long room;
+        if (wsk_request_query_param(req, "room", k, sizeof k) <= 0 ||
+            cli_parse_ulong(k, 0, c->cfg->rooms - 1, &room) < 0)
+            room = (unsigned long)atomic_load(c->joined) % c->cfg->rooms;
+        m->tlen = (size_t)snprintf(m->topic, sizeof m->topic, ROOM ".%lu", room);
+    }
     wsk_response_set_data(res, m);
     return 0;
 }
@@ -410,7 +429,7 @@ static void chat_open(wsk_ws *ws)
 {
     struct chat *c = chat_of(wsk_ws_server(ws));
     struct member *m = wsk_ws_data(ws);
-    if (wsk_subscribe(ws, ROOM, 4) < 0) {
+    if (wsk_subscribe(ws, m->topic, m->tlen) < 0) {
         wsk_close(ws, WSK_CLOSE_INTERNAL, "out of memory", 13);
         return;
     }
@@ -440,7 +459,7 @@ static void chat_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op
         memcpy(buf + n, data, len);
         n += len;
     }
-    wsk_publish(ws, ROOM, 4, buf, n, WSK_OP_TEXT, 0);
+    wsk_publish(ws, m->topic, m->tlen, buf, n, WSK_OP_TEXT, 0);
     if (buf != stack) free(buf);
 }
 

@@ -55,6 +55,7 @@ enum {
     OPT_COMPRESS,
     OPT_VERIFY,
     OPT_ROUND_DELAY,
+    OPT_ROOMS,
     OPT_CONNECT_TIMEOUT,
     OPT_STOP_TIMEOUT,
     OPT_CONCURRENCY,
@@ -93,6 +94,7 @@ static const cli_option options[] = {
     {"compress", OPT_COMPRESS, NULL, "offer permessage-deflate (each payload deflated once)"},
     {"verify", OPT_VERIFY, NULL, "check every byte of every echo reply"},
     {"round-delay", OPT_ROUND_DELAY, "TIME", "chat: next round at a timer's tick (Bun: 64ms)"},
+    {"rooms", OPT_ROOMS, "N", "chat: client k joins room k mod N (wsserve --chat --rooms N)"},
     {"connect-timeout", OPT_CONNECT_TIMEOUT, "TIME",
      "limit connect + handshake (+ chat \"ready\") (10s; chat 15s)"},
     {"stop-timeout", OPT_STOP_TIMEOUT, "TIME", "wait for the closing handshakes at the end (3s)"},
@@ -268,6 +270,7 @@ static void parse(int argc, char **argv, cmdline *cl)
                    .pause = 1,
                    .publishers = 1,
                    .topics = 1,
+                   .rooms = 1,
                    .status = 1};
     /* The command line as given, for --report (option parsing reorders argv). */
     o->argc = argc;
@@ -308,6 +311,10 @@ static void parse(int argc, char **argv, cmdline *cl)
             cl->chat_flag = "round-delay";
             break;
         }
+        case OPT_ROOMS:
+            o->rooms = (unsigned)count_arg(c, arg, 1, 1000000);
+            cl->chat_flag = "rooms";
+            break;
         case OPT_CONNECT_TIMEOUT:
             o->connect_timeout = time_arg("connect-timeout", arg);
             if (o->connect_timeout <= 0)

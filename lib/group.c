@@ -236,7 +236,15 @@ int wsk_group_run(wsk_group *g)
     return r;
 }
 
-int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop), void *arg)
+/* A wsk_group_call_or_drop that will not run: its arg goes back through the caller's drop. */
+static void call_dropped(wsk_gitem *it)
+{
+    it->arg_drop(it->arg);
+}
+
+/* wsk_group_call, and wsk_group_call_or_drop with drop set. */
+static int call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                void (*drop)(void *arg), void *arg)
 {
     if (!fn || (i != WSK_GROUP_ALL && i >= g->n)) return WSK_ERR_INVAL;
     unsigned from = i == WSK_GROUP_ALL ? 0 : i, to = i == WSK_GROUP_ALL ? g->n : i + 1;
@@ -250,10 +258,13 @@ int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loo
                 free(items);
                 items = next;
             }
+            for (unsigned d = from; drop && d < to; d++) drop(arg);
             return WSK_ERR_NOMEM;
         }
         it->fn = fn;
         it->arg = arg;
+        it->arg_drop = drop;
+        it->drop = drop ? call_dropped : NULL;
         it->next = items;
         items = it;
     }
@@ -263,6 +274,18 @@ int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loo
         if (wsk_group_post(&g->l[k], it) < 0) r = WSK_ERR_STATE; /* the group ran: freed */
     }
     return r;
+}
+
+int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop), void *arg)
+{
+    return call(g, i, fn, NULL, arg);
+}
+
+int wsk_group_call_or_drop(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                           void (*drop)(void *arg), void *arg)
+{
+    if (!drop) return WSK_ERR_INVAL;
+    return call(g, i, fn, drop, arg);
 }
 
 int wsk_group_call_ordered(wsk_loop *from, unsigned i, void (*fn)(void *arg, wsk_loop *loop),

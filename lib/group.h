@@ -28,6 +28,7 @@ typedef struct wsk_gitem {
     /* A call that holds something (an accepted socket, group_accept.c): what to do with it when
      * the call is dropped unrun (its loop has ended).  NULL for the others. */
     void (*drop)(struct wsk_gitem *it);
+    void (*arg_drop)(void *arg); /* wsk_group_call_or_drop's drop: run by `drop` */
 } wsk_gitem;
 
 /* A list of items, oldest first. */

@@ -919,6 +919,14 @@ WSK_API int wsk_group_run(wsk_group *g);
 #define WSK_GROUP_ALL ((unsigned)-1)
 WSK_API int wsk_group_call(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
                            void *arg);
+/* wsk_group_call for an arg that the call owns (a reference, a heap copy): drop(arg) runs
+ * instead of fn for each loop where fn will not run, so that exactly one of the two runs per
+ * loop called: a call still waiting when its loop ended is dropped on the thread that called
+ * wsk_group_run, as it returns; one refused (WSK_ERR_STATE) or not queued (WSK_ERR_NOMEM) on the
+ * calling thread, before this returns.  WSK_ERR_INVAL (fn or drop NULL, i out of range): neither
+ * runs, arg stays the caller's. */
+WSK_API int wsk_group_call_or_drop(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                                   void (*drop)(void *arg), void *arg);
 /* From the thread of `from`, a loop of a running group (in a handler, or in fn of a call):
  * calls fn(arg, loop) on loop i's thread in order with what `from` publishes: it leaves for
  * loop i at the end of from's turn in the same batch as that turn's publishes (one wake-up),

@@ -4,7 +4,7 @@ in Bun's repository) drives a server: N clients connect with ?name=, each waits 
 message ("ready"), then every client sends the benchmark's 50-message cycle, round after round,
 and every client must receive every message of every client, its own included, as
 "NAME: message", each sender's in order.  Also: the default name, "ready" again after a member
-leaves and another joins, binary read as UTF-8, and the repository's protocol checker and Bun's
+leaves and another joins, binary read as UTF-8, --rooms, and the repository's protocol checker and Bun's
 own client when they can run here."""
 import asyncio
 import os
@@ -108,6 +108,35 @@ async def main():
             out = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{srv.port}/"],
                                  capture_output=True, text=True, timeout=10).stdout
             ok("chat" in out, "a plain GET is answered", out)
+
+    with Server("--chat", "--clients", "4", "--rooms", "2") as srv:
+        a, b, c, d = [await connect(srv.url(f"/?name={nm}&room={k % 2}")).__aenter__()
+                      for k, nm in enumerate("ABCD")]
+        ok(all([await recv(ws) == "ready" for ws in (a, b, c, d)]),
+           "--rooms 2: \"ready\" once --clients 4 are in, over both rooms")
+        await a.send("1")
+        await b.send("2")
+        await c.send("3")
+        # Room 1's first line came after A's: had it reached b or d, they would see it first.
+        got = [sorted([await recv(ws) for _ in range(n)])
+               for ws, n in ((a, 2), (b, 1), (c, 2), (d, 1))]
+        ok(got == [["A: 1", "C: 3"], ["B: 2"], ["A: 1", "C: 3"], ["B: 2"]],
+           "?room=K: a line reaches the members of its room only", got)
+        for ws in (a, b, c, d):
+            await ws.close()
+    with Server("--chat", "--clients", "2", "--rooms", "2") as srv:
+        x = await connect(srv.url("/?name=X")).__aenter__()
+        y = await connect(srv.url("/?name=Y&room=9")).__aenter__()  # out of range: in turn
+        await recv(x)
+        await recv(y)
+        await x.send("1")
+        await y.send("2")
+        await x.send("3")
+        got = [await recv(x), await recv(x), await recv(y)]
+        ok(got == ["X: 1", "X: 3", "Y: 2"],
+           "no ?room= (or one out of range): the rooms in turn", got)
+        await x.close()
+        await y.close()
 
     checker = os.path.join(ROOT, "scripts", "bench", "check-protocol.py")
     if os.path.exists(checker):

@@ -428,6 +428,13 @@ def main():
             ok(rc == 0 and no_errors(j) and j["messages"]["rounds"] == 2
                and j["messages"]["received"] == 2 * 4 * 1600 * 4,
                "chat against wsserve --chat --clients 4: two whole rounds", err or j)
+        # Two rooms of 2: a round is 2 x (2 x 1600 x 2) deliveries, not 4 x 1600 x 4.
+        with Server("--chat", "--clients", "4", "--rooms", "2") as srv:
+            rc, j, err = bench_json("chat", "-c", "4", "--rooms", "2", "-n", str(2 * 12800),
+                                    srv.url())
+            ok(rc == 0 and no_errors(j) and j["messages"]["rounds"] == 2
+               and j["messages"]["received"] == 2 * 12800,
+               "chat --rooms 2 against wsserve --chat --rooms 2: two whole rounds", err or j)
     else:
         skip("chat against wsserve --chat", "this wsserve has no --chat")
     if "--pubsub" in modes:

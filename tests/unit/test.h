@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <ev.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -95,6 +96,16 @@ static inline double test_now(void)
     } while (0)
 
 #define TEST_DONE() (fflush(stdout), test_failed ? 1 : 0)
+
+/* Bytes allocated now: from ASan's allocator when it replaces malloc, else glibc's count (every
+ * arena's).  The process's: threads that allocate meanwhile move it too. */
+size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+static inline size_t test_allocated(void)
+{
+    if (__sanitizer_get_current_allocated_bytes) return __sanitizer_get_current_allocated_bytes();
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
 
 /* The loop of a test that runs the library's servers and clients: SIGPIPE ignored, *ev the
  * default libev loop, and a wsk_loop on it whose errors stay off the TAP output.  Aborts when

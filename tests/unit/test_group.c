@@ -54,6 +54,12 @@ static void note_thread(void *arg, wsk_loop *loop)
     on_thread[i] = wsk_group_loop(grp, i) == loop && pthread_equal(pthread_self(), loop_thread[i]);
 }
 
+/* wsk_group_call_or_drop's drop: counts. */
+static void count_drop(void *arg)
+{
+    (*(unsigned *)arg)++;
+}
+
 static void mark_thread(void *arg, wsk_loop *loop)
 {
     (void)loop;
@@ -424,15 +430,6 @@ static void test_late_subscriber(void)
     command(3, "ulate");
 }
 
-/* Bytes allocated now: from ASan's allocator when it replaces malloc, else glibc's count. */
-size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
-static size_t allocated(void)
-{
-    if (__sanitizer_get_current_allocated_bytes) return __sanitizer_get_current_allocated_bytes();
-    struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd;
-}
-
 #define ORDERED 40 /* replies between publishes in test_ordered_calls */
 
 /* On loop 1: the reply arg to client 2. */
@@ -521,11 +518,11 @@ static void test_shutdown(void)
     int refused = 0;
     ssize_t grew = SSIZE_MAX;
     for (int round = 0; round < 3; round++) {
-        size_t before = allocated();
+        size_t before = test_allocated();
         for (int i = 0; i < 1000; i++)
             refused +=
                 wsk_group_call(grp, i % 2 ? WSK_GROUP_ALL : 1, note_thread, NULL) == WSK_ERR_STATE;
-        size_t after = allocated();
+        size_t after = test_allocated();
         if ((ssize_t)(after - before) < grew) grew = (ssize_t)(after - before);
     }
     wsk_group_shutdown(grp, 1001, NULL, 0);
@@ -535,6 +532,11 @@ static void test_shutdown(void)
           "after wsk_group_run returned: wsk_group_call is refused and keeps nothing (%d refused, "
           "%zd bytes more allocated)",
           refused, grew);
+    unsigned drops = 0;
+    int r = wsk_group_call_or_drop(grp, WSK_GROUP_ALL, note_thread, count_drop, &drops);
+    CHECK(r == WSK_ERR_STATE && drops == LOOPS,
+          "wsk_group_call_or_drop refused: its drop ran once per loop, before it returned (%u)",
+          drops);
     for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
     wsk_group_free(grp);
 }
