@@ -216,7 +216,7 @@ static void on_readable(struct wsk_ws *c)
     c->flags &= ~WSK_F_PINGED;
     if (dst) {
         size_t direct = (size_t)n < cap ? (size_t)n : cap;
-        if (wsk_msg_direct_received(c, direct) == 0 && (size_t)n > direct)
+        if (wsk_msg_direct_received(c, direct, (size_t)n - direct) == 0 && (size_t)n > direct)
             wsk_msg_receive(c, loop->rbuf, (size_t)n - direct);
         return;
     }

@@ -308,8 +308,9 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
  * reserved: the rest of that frame's payload, *cap bytes at the returned pointer (in c's cold
  * buffer, valid until the next call into msg_assemble.c); NULL otherwise. */
 uint8_t *wsk_msg_direct(struct wsk_ws *c, size_t *cap);
-/* n bytes (1..*cap) were read at wsk_msg_direct's pointer: 0, or < 0 when c was ended. */
-int wsk_msg_direct_received(struct wsk_ws *c, size_t n);
+/* n bytes (1..*cap) were read at wsk_msg_direct's pointer, and `after` more into the loop's
+ * buffer behind them (wsk_msg_receive's next): 0, or < 0 when c was ended. */
+int wsk_msg_direct_received(struct wsk_ws *c, size_t n, size_t after);
 
 /* send_msg.c */
 /* The backpressure rule of every send (wsk_server_opts): 1 when `total` more bytes may join c's
