@@ -6,13 +6,12 @@
  * A server's large payload (WSK_DIRECT_MIN) is the exception: one that lies in the read being
  * handled is held there and written with the other replies to that read (send_lent.c); else,
  * with nothing queued, it is written at once from the caller's buffer (wsk_flush_direct), unless
- * it is under WSK_BATCH_MAX and
- * answers a frame with more frames behind it in the same read (then the replies to that read
- * leave together at the end of the turn); behind other bytes it is copied in
- * pieces of the loop's cached blocks, so no block of its size is allocated and freed.  A
- * client's large payload goes to cached blocks too, masked in the same pass as the copy, and so
- * does a payload over TLS (mbedTLS encrypts from the queue) or on a socket with hooks (wsbench
- * fills the queue itself) when its frame would not fit in one cached block. */
+ * it is under WSK_BATCH_MAX and answers a frame with more frames behind it in the same read
+ * (then the replies to that read leave together at the end of the turn); behind other bytes it
+ * is copied in pieces of the loop's cached blocks, so no block of its size is allocated and
+ * freed.  A client's large payload goes to cached blocks too, masked in the same pass as the
+ * copy, and so does a payload over TLS (mbedTLS encrypts from the queue) or on a socket with
+ * hooks (wsbench fills the queue itself) when its frame would not fit in one cached block. */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
