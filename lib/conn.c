@@ -194,6 +194,23 @@ void wsk_conn_failed(struct wsk_ws *c, long err, const char *what)
                  err == WSK_ERR_EOF ? "connection closed without a close frame" : why);
 }
 
+/* The bytes of a read in the loop's buffer, by the socket's phase. */
+static void handle_read(struct wsk_ws *c, size_t n)
+{
+    uint8_t *rbuf = c->ctx->loop->rbuf;
+    switch (c->state) {
+    case WSK_ST_HTTP:
+        if (c->ctx->role == WSK_ROLE_SERVER)
+            wsk_server_http(c, rbuf, n);
+        else
+            wsk_client_http(c, rbuf, n);
+        break;
+    case WSK_ST_OPEN:
+    case WSK_ST_CLOSING: wsk_msg_receive(c, rbuf, n); break;
+    default: break; /* closing: what the peer still sends is read and dropped */
+    }
+}
+
 static void on_readable(struct wsk_ws *c)
 {
     wsk_loop *loop = c->ctx->loop;
@@ -214,27 +231,18 @@ static void on_readable(struct wsk_ws *c)
     if (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING)
         c->stamp = (uint32_t)ev_now(loop->ev);
     c->flags &= ~WSK_F_PINGED;
+    /* Large replies to this read's frames may point into it: written before the next read. */
+    wsk_lent_begin(c);
     if (dst) {
         size_t direct = (size_t)n < cap ? (size_t)n : cap;
-        if (wsk_msg_direct_received(c, direct) == 0 && (size_t)n > direct)
+        if (wsk_msg_direct_received(c, direct, (size_t)n - direct) == 0 && (size_t)n > direct)
             wsk_msg_receive(c, loop->rbuf, (size_t)n - direct);
-        return;
-    }
-    if (c->ctx->hooks) {
+    } else if (c->ctx->hooks) {
         c->ctx->hooks->receive(c, loop->rbuf, (size_t)n);
-        return;
+    } else {
+        handle_read(c, (size_t)n);
     }
-    switch (c->state) {
-    case WSK_ST_HTTP:
-        if (c->ctx->role == WSK_ROLE_SERVER)
-            wsk_server_http(c, loop->rbuf, (size_t)n);
-        else
-            wsk_client_http(c, loop->rbuf, (size_t)n);
-        break;
-    case WSK_ST_OPEN:
-    case WSK_ST_CLOSING: wsk_msg_receive(c, loop->rbuf, (size_t)n); break;
-    default: break; /* closing: what the peer still sends is read and dropped */
-    }
+    wsk_lent_end(loop);
 }
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents)

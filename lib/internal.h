@@ -24,6 +24,7 @@
  *                   (topic_trie.c: wildcard patterns; ptab.c: its hash tables)
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
+ *   send_lent.c     large replies from the receive buffer, written together at the end of the read
  *                   (a large message with nothing queued: written during the send)
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, send-block cache, logging
  *   group.c         server groups: a loop per thread, inboxes between them (group_topics.c:
@@ -84,6 +85,20 @@ typedef struct wsk_queue {
     size_t bytes;
 } wsk_queue;
 
+/* ----- replies lent from the receive buffer (send_lent.c) ---------------------------------- */
+
+#define WSK_LENT_MAX 16 /* frames a read's replies hold before they are written */
+
+/* During the read of a plain server socket (conn.c): its large replies whose payload lies in
+ * the loop's receive buffer, written together at the end of the read. */
+typedef struct wsk_lent {
+    struct wsk_ws *c; /* the socket whose read is being handled, or NULL */
+    unsigned n;       /* frames held: headers in hdr, header + payload pairs in iov */
+    size_t bytes;
+    uint8_t hdr[WSK_LENT_MAX][14]; /* WSK_FRAME_HDR_MAX each */
+    struct iovec iov[2 * WSK_LENT_MAX];
+} wsk_lent;
+
 /* ----- loop (io_loop.c) ---------------------------------------------------------------------- */
 
 struct wsk_loop {
@@ -94,6 +109,7 @@ struct wsk_loop {
     /* While a data frame's handler runs: its socket, when another frame's bytes follow the
      * frame in this read (msg_assemble.c); send_msg.c then batches the handler's reply. */
     struct wsk_ws *more_input;
+    wsk_lent lent; /* replies held until the end of the current read (send_lent.c) */
     /* The send-block cache (wsk_block_new): free blocks of WSK_BLOCK_CACHED bytes, listed
      * through their first 8 bytes; blocks_out of that size are in use, at most blocks_peak at
      * once since blocks_trim_ms; blocks_malloced counts the ones ever allocated. */
@@ -308,8 +324,9 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n);
  * reserved: the rest of that frame's payload, *cap bytes at the returned pointer (in c's cold
  * buffer, valid until the next call into msg_assemble.c); NULL otherwise. */
 uint8_t *wsk_msg_direct(struct wsk_ws *c, size_t *cap);
-/* n bytes (1..*cap) were read at wsk_msg_direct's pointer: 0, or < 0 when c was ended. */
-int wsk_msg_direct_received(struct wsk_ws *c, size_t n);
+/* n bytes (1..*cap) were read at wsk_msg_direct's pointer, and `after` more into the loop's
+ * buffer behind them (wsk_msg_receive's next): 0, or < 0 when c was ended. */
+int wsk_msg_direct_received(struct wsk_ws *c, size_t n, size_t after);
 
 /* send_msg.c */
 /* The backpressure rule of every send (wsk_server_opts): 1 when `total` more bytes may join c's
@@ -366,6 +383,25 @@ int wsk_flush(struct wsk_ws *c);
  * follows), 0 when the socket was ended (no memory for the rest). */
 long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uint8_t *data,
                       size_t len);
+/* The same for the `total` bytes of iov[0..n). */
+long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total);
+
+/* send_lent.c */
+/* A read of c is about to be handled: its large replies may be held (plain server sockets). */
+void wsk_lent_begin(struct wsk_ws *c);
+/* Holds the frame of data[0..len) when it lies in the loop's receive buffer and c's read is
+ * being handled with nothing queued and room within the limits: 1, or 0 (nothing done).  data
+ * must stay unchanged until the end of the read. */
+int wsk_lent_hold(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len);
+/* Writes the held frames (wsk_flush_iov). */
+void wsk_lent_flush(wsk_loop *loop);
+/* The read is handled: the held frames are written, nothing more is held. */
+void wsk_lent_end(wsk_loop *loop);
+/* Before anything else joins c's queue or is written: the frames held for c go first. */
+static inline void wsk_lent_settle(struct wsk_ws *c)
+{
+    if (c->ctx->loop->lent.n && c->ctx->loop->lent.c == c) wsk_lent_flush(c->ctx->loop);
+}
 
 /* server.c */
 /* Bytes of a server connection in the HTTP phase. */

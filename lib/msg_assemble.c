@@ -225,7 +225,7 @@ uint8_t *wsk_msg_direct(struct wsk_ws *c, size_t *cap)
     return m->p + m->len;
 }
 
-int wsk_msg_direct_received(struct wsk_ws *c, size_t n)
+int wsk_msg_direct_received(struct wsk_ws *c, size_t n, size_t after)
 {
     wsk_dbuf *m = &c->cold->msg;
     uint8_t *p = m->p + m->len;
@@ -237,7 +237,12 @@ int wsk_msg_direct_received(struct wsk_ws *c, size_t n)
         return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
     if (c->remaining) return 0;
     c->flags &= ~WSK_F_PAYLOAD;
-    return c->frame_fin ? deliver_assembled(c) : 0;
+    if (!c->frame_fin) return 0;
+    /* Frames read behind this one: its reply waits to leave with theirs, as in wsk_msg_receive. */
+    c->ctx->loop->more_input = after ? c : NULL;
+    int r = deliver_assembled(c);
+    c->ctx->loop->more_input = NULL;
+    return r;
 }
 
 int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)

@@ -546,6 +546,7 @@ static int deliver(struct wsk_ws *c, struct pub *p)
         n = p->total;
         if (!b && n > WSK_PUBLISH_COPY_MAX) return 0;
     }
+    wsk_lent_settle(c);
     if (!wsk_send_admit(c, n) || !enqueue(c, b, b ? b->data : p->frame, n)) return 0;
     /* Queued behind bytes the peer has not read: drain tells the application when it has. */
     if (c->flags & WSK_F_WANT_WRITE) {

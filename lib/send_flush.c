@@ -22,19 +22,20 @@ static void want_write(struct wsk_ws *c, int on)
     wsk_conn_io_events(c, on ? EV_READ | EV_WRITE : EV_READ);
 }
 
-long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uint8_t *data,
-                      size_t len)
+long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total)
 {
-    struct iovec iov[2] = {{(void *)hdr, hl}, {(void *)data, len}};
-    long w = wsk_io_writev(c, iov, 2);
-    size_t total = hl + len, took = w > 0 ? (size_t)w : 0;
+    long w = wsk_io_writev(c, iov, n);
+    size_t took = w > 0 ? (size_t)w : 0;
     if (took == total) return (long)total;
-    size_t from_hdr = took < hl ? took : hl;
-    if (wsk_queue_write(c, hdr + from_hdr, hl - from_hdr) < 0 ||
-        wsk_queue_write(c, data + (took - from_hdr), len - (took - from_hdr)) < 0) {
-        /* Part of the frame may be on the wire already: the stream cannot go on. */
-        wsk_conn_failed(c, WSK_ERR_NOMEM, "out of memory");
-        return 0;
+    for (int i = 0; i < n; i++) {
+        size_t skip = took < iov[i].iov_len ? took : iov[i].iov_len;
+        took -= skip;
+        if (wsk_queue_write(c, (const uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip) <
+            0) {
+            /* Part of the frames may be on the wire already: the stream cannot go on. */
+            wsk_conn_failed(c, WSK_ERR_NOMEM, "out of memory");
+            return 0;
+        }
     }
     if (w < 0 && w != WSK_ERR_AGAIN) {
         /* The flush at the end of the iteration meets the error again and ends the socket. */
@@ -46,9 +47,17 @@ long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uin
     return -1;
 }
 
+long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uint8_t *data,
+                      size_t len)
+{
+    struct iovec iov[2] = {{(void *)hdr, hl}, {(void *)data, len}};
+    return wsk_flush_iov(c, iov, 2, hl + len);
+}
+
 int wsk_flush(struct wsk_ws *c)
 {
     if (c->state == WSK_ST_DEAD) return WSK_ERR_CLOSED;
+    wsk_lent_settle(c);
     if (c->ctx->hooks) {
         c->ctx->hooks->fill(c);
         if (c->state == WSK_ST_DEAD) return WSK_ERR_CLOSED;

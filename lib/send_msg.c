@@ -3,14 +3,15 @@
  * A message is framed straight into the tail block of the socket's queue: the header, then one
  * copy of the payload (masked there for a client, RFC 6455 5.3).  Nothing is written here; the
  * socket is marked dirty and written once at the end of the loop iteration (send_flush.c).
- * A server's large payload (WSK_DIRECT_MIN) is the exception: with nothing queued it is written
- * at once from the caller's buffer (wsk_flush_direct), unless it is under WSK_BATCH_MAX and
- * answers a frame with more frames behind it in the same read (then the replies to that read
- * leave together at the end of the turn); behind other bytes it is copied in
- * pieces of the loop's cached blocks, so no block of its size is allocated and freed.  A
- * client's large payload goes to cached blocks too, masked in the same pass as the copy, and so
- * does a payload over TLS (mbedTLS encrypts from the queue) or on a socket with hooks (wsbench
- * fills the queue itself) when its frame would not fit in one cached block. */
+ * A server's large payload (WSK_DIRECT_MIN) is the exception: one that lies in the read being
+ * handled is held there and written with the other replies to that read (send_lent.c); else,
+ * with nothing queued, it is written at once from the caller's buffer (wsk_flush_direct), unless
+ * it is under WSK_BATCH_MAX and answers a frame with more frames behind it in the same read
+ * (then the replies to that read leave together at the end of the turn); behind other bytes it
+ * is copied in pieces of the loop's cached blocks, so no block of its size is allocated and
+ * freed.  A client's large payload goes to cached blocks too, masked in the same pass as the
+ * copy, and so does a payload over TLS (mbedTLS encrypts from the queue) or on a socket with
+ * hooks (wsbench fills the queue itself) when its frame would not fit in one cached block. */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
@@ -99,6 +100,9 @@ long wsk_send_frame(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void 
     size_t hl = wsk_frame_header_size(len, client), total = hl + len;
 
     if (!force && !wsk_send_admit(c, total)) return 0;
+    /* A large reply from the read being handled waits for its end, where it lies. */
+    if (len >= WSK_DIRECT_MIN && wsk_lent_hold(c, opcode, rsv, data, len)) return (long)total;
+    wsk_lent_settle(c);
     /* A plain server socket writes from the caller's buffer; TLS and hooks need the queue.  A
      * reply of less than WSK_BATCH_MAX with another frame behind its message in this read is
      * copied instead: the replies to a read's frames then leave in one write at the end of the

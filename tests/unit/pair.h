@@ -35,12 +35,14 @@ static inline void pair_ctx(wsk_ctx *ctx, const wsk_handlers *h)
     ctx->role = WSK_ROLE_SERVER;
 }
 
-/* A connection of ctx in the HTTP phase; *peer is the other end (non-blocking).  sndbuf > 0
- * makes the connection's kernel send buffer that small, so that writes come back partial. */
-static inline struct wsk_ws *pair_conn(wsk_ctx *ctx, int *peer, int sndbuf)
+/* A connection of ctx in the HTTP phase on a socketpair of `type`; *peer is the other end
+ * (non-blocking).  sndbuf > 0 makes the connection's kernel send buffer that small, so that
+ * writes come back partial.  SOCK_SEQPACKET keeps the boundaries of writes: each read on either
+ * end returns what one write wrote, so a test can count the connection's writes. */
+static inline struct wsk_ws *pair_conn_type(wsk_ctx *ctx, int *peer, int sndbuf, int type)
 {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) abort();
+    if (socketpair(AF_UNIX, type, 0, sv) < 0) abort();
     if (sndbuf > 0) setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
@@ -48,6 +50,12 @@ static inline struct wsk_ws *pair_conn(wsk_ctx *ctx, int *peer, int sndbuf)
     struct wsk_ws *c = wsk_conn_new(ctx, sv[0]);
     if (!c) abort();
     return c;
+}
+
+/* A connection of ctx in the HTTP phase on a stream socketpair (pair_conn_type). */
+static inline struct wsk_ws *pair_conn(wsk_ctx *ctx, int *peer, int sndbuf)
+{
+    return pair_conn_type(ctx, peer, sndbuf, SOCK_STREAM);
 }
 
 /* Bytes the peer sent that c has not read yet. */

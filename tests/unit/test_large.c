@@ -5,8 +5,9 @@
  * inside UTF-8 sequences still validates, and fails at a bad byte; a large send with nothing queued
  * is written at once, a partial write leaves only the rest queued (in cached blocks) with drain to
  * follow, and behind queued bytes it keeps its order; replies under WSK_BATCH_MAX to frames that
- * arrived in one read are queued and leave together, in order, while a reply with nothing behind
- * its frame, or a larger one, is still written at once. */
+ * arrived in one read leave together, in order, in one write (counted on a SOCK_SEQPACKET pair):
+ * held where they lie when their payload is in the loop's buffer (a pong between them writes
+ * the held ones first), queued when the read began with the rest of a frame read in place. */
 #include "test.h"
 #include "pair.h"
 
@@ -15,15 +16,18 @@
 static uint8_t got[2 * BIG];
 static size_t got_len;
 static int got_op, messages;
-/* With echo set, each message goes back, and queued[i] is what the queue held after the i-th. */
+/* With echo set, each message goes back, and queued[i] is what the queue held after the i-th,
+ * held[i] how many replies the loop held for the end of the read (send_lent.c). */
 static int echo;
 static size_t queued[8];
+static unsigned held[8];
 
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
     if (echo) {
         wsk_send(ws, data, len, op, 0);
         if (messages < 8) queued[messages] = ws->q.bytes;
+        if (messages < 8) held[messages] = ws->ctx->loop->lent.n;
     }
     messages++;
     got_op = op;
@@ -257,30 +261,54 @@ static void sends(wsk_ctx *ctx)
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
 
-/* Echo replies to `count` frames of `len` bytes that arrive in one read: *out gets what the peer
- * read back; 1 when that is the frames' payloads in order, each in a frame of its own. */
-static int echo_read(wsk_ctx *ctx, size_t len, int count)
+/* Echo replies to `count` frames of `len` bytes that the peer writes at once, with a ping
+ * after the first when `ping`, or with the first `ahead` bytes of the first frame in a write of
+ * their own, read before the rest is written (the rest of that frame is then read in place,
+ * wsk_msg_direct; *direct says it was).  The pair is SOCK_SEQPACKET, where each read returns
+ * what one write wrote: *writes counts the connection's writes of the replies.  1 when the peer
+ * read back the payloads in order, a frame each (and the pong after the first). */
+static int echo_read(wsk_ctx *ctx, size_t len, int count, size_t ahead, int ping, int *direct,
+                     int *writes)
 {
     enum { MAX = 4 * 40000 };
     static uint8_t in[MAX + 64], payload[MAX], out[MAX + 64];
+    static const uint8_t ping_frame[10] = {0x89, 0x84, 0, 0, 0, 0, 'p', 'i', 'n', 'g'};
     int peer;
-    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+    struct wsk_ws *c = pair_conn_type(ctx, &peer, 0, SOCK_SEQPACKET);
+    wsk_conn_open(c, NULL, 0);
     int big = 1 << 20;
     setsockopt(c->io.fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
     reset();
     echo = 1;
-    size_t n = 0, hl = len < 65536 ? 4 : 10;
+    size_t n = 0, hl = len < 65536 ? 4 : 10, cap = 0, pong = ping ? 6 : 0;
     for (int k = 0; k < count; k++) {
         for (size_t i = 0; i < len; i++) payload[k * len + i] = pair_pattern(i + (size_t)k * 7);
         n += big_frame(in + n, 0x82, payload + k * len, len);
+        if (k == 0 && ping) memcpy(in + n, ping_frame, sizeof ping_frame);
+        if (k == 0 && ping) n += sizeof ping_frame;
     }
-    pair_put(peer, in, n);
-    size_t want = (hl + len) * (size_t)count, have = drain_peer(peer, out, sizeof out, want);
+    *direct = 0;
+    if (ahead) {
+        pair_put(peer, in, ahead);
+        SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+        *direct = wsk_msg_direct(c, &cap) != NULL;
+    }
+    pair_put(peer, in + ahead, n - ahead);
+    size_t want = (hl + len) * (size_t)count + pong, have = 0;
+    *writes = 0;
+    SPIN_UNTIL(have >= want, {
+        pair_turn();
+        ssize_t r = read(peer, out + have, sizeof out - have);
+        if (r > 0) have += (size_t)r;
+        if (r > 0) ++*writes;
+        if (r <= 0) poll(NULL, 0, 1);
+    });
     int ok = have == want && messages == count;
     for (int k = 0; ok && k < count; k++) {
-        const uint8_t *f = out + (size_t)k * (hl + len);
+        const uint8_t *f = out + (size_t)k * (hl + len) + (k ? pong : 0);
         ok = f[0] == 0x82 && !memcmp(f + hl, payload + k * len, len);
     }
+    if (ok && ping) ok = !memcmp(out + hl + len, "\x8a\x04ping", 6);
     echo = 0;
     close(peer);
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
@@ -290,18 +318,28 @@ static int echo_read(wsk_ctx *ctx, size_t len, int count)
 static void batched_replies(wsk_ctx *ctx)
 {
     enum { LEN = 20000 }; /* from WSK_DIRECT_MIN to WSK_BATCH_MAX */
-    int ok = echo_read(ctx, LEN, 4);
-    CHECK(ok && queued[0] == 4 + LEN && queued[1] == 2 * (4 + LEN) && queued[2] == 3 * (4 + LEN) &&
-              queued[3] == 4 * (4 + LEN),
-          "replies to 4 frames of %d bytes in one read are queued (%zu, %zu, %zu, %zu bytes) and "
-          "arrive whole, in order",
-          LEN, queued[0], queued[1], queued[2], queued[3]);
-    ok = echo_read(ctx, LEN, 1);
-    CHECK(ok && queued[0] == 0, "a reply with no frame behind its own is written at once (%zu)",
-          queued[0]);
-    ok = echo_read(ctx, 40000, 2);
-    CHECK(ok && WSK_BATCH_MAX <= 40000 && queued[0] == 0,
-          "a reply of WSK_BATCH_MAX or more is written at once even with a frame behind (%zu)",
+    int direct, writes;
+    int ok = echo_read(ctx, LEN, 4, 0, 0, &direct, &writes);
+    CHECK(ok && !queued[3] && held[0] == 1 && held[1] == 2 && held[2] == 3 && held[3] == 4 &&
+              writes == 1,
+          "replies to 4 frames of %d bytes in one read are held where they lie (%u, %u, %u, %u, "
+          "nothing queued) and arrive whole, in order, in %d write",
+          LEN, held[0], held[1], held[2], held[3], writes);
+    ok = echo_read(ctx, 40000, 2, 0, 0, &direct, &writes);
+    CHECK(ok && held[1] == 2 && writes == 1, "so are 2 replies of 40000 bytes (%d write)", writes);
+    /* A pong goes after the reply held before it: that one is written first. */
+    ok = echo_read(ctx, LEN, 2, 0, 1, &direct, &writes);
+    CHECK(ok && held[0] == 1 && held[1] == 0 && writes == 2,
+          "a ping between 2 frames: reply, pong, reply, in order (%d writes)", writes);
+    /* The read that ends a frame read in place carries 2 more frames: one write for the 3. */
+    ok = echo_read(ctx, LEN, 3, 8 + 1000, 0, &direct, &writes);
+    CHECK(ok && direct && queued[0] == 4 + LEN && queued[2] == 3 * (4 + LEN) && writes == 1,
+          "a frame's rest read in place with 2 frames behind it: the 3 replies are queued (%zu, "
+          "%zu bytes) and leave in %d write",
+          queued[0], queued[2], writes);
+    ok = echo_read(ctx, LEN, 1, 8 + 1000, 0, &direct, &writes);
+    CHECK(ok && direct && queued[0] == 0 && !held[0] && writes == 1,
+          "with nothing behind the frame read in place, its reply is written at once (%zu)",
           queued[0]);
 }
 
