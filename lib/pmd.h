@@ -300,8 +300,10 @@ size_t wsk_pmd_isal_deflater_memory(const wsk_pmd_isal_deflater *d);
 
 /* The loop's compressor for messages that refer to no earlier one, at levels 1..6
  * (wsk_pmd_isal_serves): ISA-L's isal_deflate_stateless at its level 1, or level 0 for bytes
- * whose histogram is flat.  166 KiB (ISA-L's stream and level 1's buffer).  NULL when out of
- * memory. */
+ * whose histogram is flat, and level 0 with Huffman codes trained on a sample of the earlier
+ * messages while those stay within 1/8 of level 1's size (pmd_isal.c).  About 190 KiB (ISA-L's
+ * stream, level 1's buffer, the training's histogram and table), and 16 KiB more once trained.
+ * NULL when out of memory. */
 typedef struct wsk_pmd_isal_oneshot wsk_pmd_isal_oneshot;
 wsk_pmd_isal_oneshot *wsk_pmd_isal_oneshot_new(void);
 void wsk_pmd_isal_oneshot_free(wsk_pmd_isal_oneshot *d);
@@ -317,6 +319,9 @@ int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const
 
 /* Messages compressed so far. */
 uint64_t wsk_pmd_isal_oneshot_messages(const wsk_pmd_isal_oneshot *d);
+
+/* Of those, the messages compressed with the trained codes (for tests and benchmarks). */
+uint64_t wsk_pmd_isal_oneshot_trained(const wsk_pmd_isal_oneshot *d);
 
 /* ----- whole messages without context takeover (pmd_libdeflate.c) ---------------------------- */
 
