@@ -30,8 +30,17 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents)
     wsk_natsev *x = w->data;
     (void)ev;
     if (revents & EV_ERROR) return; /* a socket NATS closed under us: the next attach replaces it */
-    if (revents & EV_READ) natsConnection_ProcessReadEvent(x->cur_nc);
+    if (revents & EV_READ) {
+        x->reading = 1;
+        natsConnection_ProcessReadEvent(x->cur_nc);
+        x->reading = 0;
+    }
     if ((revents & EV_WRITE) && x->cur_fd >= 0) natsConnection_ProcessWriteEvent(x->cur_nc);
+    /* Last: the engine's wake may free x (a handler that closes the server). */
+    if (x->woken) {
+        x->woken = 0;
+        x->wake(x->arg);
+    }
 }
 
 /* Just before the loop polls: what the client buffered during this iteration (with SendAsap it
@@ -65,6 +74,7 @@ void wsk_natsev_init(wsk_natsev *x, struct ev_loop *ev, void (*wake)(void *arg),
     x->want_read = x->want_write = x->cur_events = 0;
     x->wake = wake;
     x->arg = arg;
+    x->reading = x->woken = 0;
     ev_init(&x->io, on_io);
     x->io.data = x;
     ev_async_init(&x->async, on_async);
@@ -89,7 +99,10 @@ void wsk_natsev_stop(wsk_natsev *x)
 
 void wsk_natsev_wake(wsk_natsev *x)
 {
-    ev_async_send(x->ev, &x->async);
+    if (pthread_equal(pthread_self(), x->loop_thread) && x->reading)
+        x->woken = 1;
+    else
+        ev_async_send(x->ev, &x->async);
 }
 
 /* A hook changed the wanted state: apply it now on the loop thread, else wake the loop. */

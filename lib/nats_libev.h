@@ -38,6 +38,8 @@ typedef struct wsk_natsev {
     unsigned cur_gen;
     void (*wake)(void *arg); /* the engine's part of a wake-up */
     void *arg;
+    int reading; /* on_io is in the client's read: a wake-up there runs once it returns */
+    int woken;
 } wsk_natsev;
 
 /* Prepares x on ev (the caller's loop thread is the one that runs ev): wake(arg) runs on it after
@@ -45,7 +47,9 @@ typedef struct wsk_natsev {
 void wsk_natsev_init(wsk_natsev *x, struct ev_loop *ev, void (*wake)(void *arg), void *arg);
 /* Stops the watchers (after the connection is destroyed). */
 void wsk_natsev_stop(wsk_natsev *x);
-/* From any thread: have the loop run wake(arg) soon. */
+/* From any thread: have the loop run wake(arg) soon.  From the loop thread inside the client's
+ * read (a message filter of the engine's), wake(arg) runs as the read returns, with no
+ * system call. */
 void wsk_natsev_wake(wsk_natsev *x);
 
 natsStatus wsk_natsev_attach(void **userData, void *loop, natsConnection *nc, natsSock socket);

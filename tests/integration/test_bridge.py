@@ -5,7 +5,8 @@ way in (WebSocket, JSON publish, POST /publish, wspub), text and binary, 10,000 
 order; publish-to-self delivers once; a topic is subscribed on Redis only while a node has a
 local subscriber; Redis killed mid-stream (local delivery goes on, the outage is logged once,
 the nodes reconnect, subscribe again, and later messages arrive); two --reuseport processes on
-one port share topics; two Redis servers shard the topics.  Acknowledgements count the other
+one port share topics; two Redis servers shard the topics; NATS messages arriving one at a
+time wake none of the NATS client's threads.  Acknowledgements count the other
 nodes' subscriptions through Redis, and say "bridged" through NATS, which cannot count."""
 # tests/run: alone (three nodes and an engine per case; a connection was once refused mid-run
 # when it shared the machine with another test under --threads 2, cause not found)
@@ -204,6 +205,40 @@ async def prompt(engine, a, b):
     ok(quartiles[-1] < 0.0007,
        "a message alone crosses to the other node with no hold-back (lower quartile of 40)",
        "lower quartiles " + ", ".join(f"{q * 1000:.3f} ms" for q in quartiles))
+
+
+def thread_switches(pid):
+    """Context switches of a process's threads other than its main one (the loop's)."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        if int(t) == pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if "ctxt_switches:" in line)
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
+async def threadless(nats, a, b):
+    """NATS messages are taken where the loop reads them: 200 messages arriving one at a time
+    wake none of the client's threads (its delivery thread and its garbage collector were
+    woken for each, two context switches a message)."""
+    n = 200
+    async with connect(a.url("/alone")) as sub:
+        subscribed(nats, "wskit:alone")
+        async with connect(b.url("/alone")) as pub:
+            await pub.send("first")
+            await recv(sub)
+            before = thread_switches(a.proc.pid)
+            got = 0
+            for i in range(n):
+                await pub.send(str(i))
+                got += await recv(sub) == str(i)
+            grew = thread_switches(a.proc.pid) - before
+    ok(got == n and grew < n // 4, f"{n} messages arriving alone wake no thread of the client",
+       f"{got} arrived; the other threads switched {grew} times")
 
 
 async def churn(redis, a, b):
@@ -655,6 +690,8 @@ async def main(kind):
             await one_channel(redis, a, b)
             await order(redis, a, b)
             await prompt(redis, a, b)
+            if kind == "nats":
+                await threadless(redis, a, b)
             await churn(redis, a, b)
             spread(redis, a, b)
             await patterns(redis, a, b)
