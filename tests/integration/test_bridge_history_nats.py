@@ -10,7 +10,9 @@ last N messages, each for TTL seconds; with nats-server down, local delivery goe
 offsets and "recovered": false; a nats-server restarted without its store starts offsets
 again with a new epoch, and one restarted without JetStream gets local delivery without
 offsets.  A nats-server without JetStream: history stays node-local, and the node says why,
-once."""
+once.  Retained messages live in JetStream too, with and without history (the scenarios of
+test_bridge_history.py), and "topics" and GET /topics read them and the history lengths
+there."""
 # tests/run: alone (two nodes and a nats-server)
 import asyncio
 import json
@@ -25,8 +27,8 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import (done, Engine, nothing, ok, recv_json, sanitized, Server, skip,  # noqa: E402
                     wait_for, ws_connect as connect)
-from history import (across_nodes, messages, own_messages, publish, resume,  # noqa: E402
-                     storm, under_pattern)
+from history import (across_nodes, introspection, messages, own_messages,  # noqa: E402
+                     publish, resume, retained, storm, under_pattern)
 
 
 def node(nats, *extra):
@@ -46,14 +48,18 @@ def streams(nats):
 
 def nats_send(nats, out, until=b"PONG"):
     """Sends out (NATS protocol) on a connection of its own; the first line starting with
-    until, with the payload of a MSG."""
+    until, or the payload of a MSG (HMSG: after its headers)."""
     with socket.create_connection(("127.0.0.1", nats.port), timeout=5) as c:
         f = c.makefile("rb")
         f.readline()  # INFO
-        c.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n' + out + b"PING\r\n")
+        c.sendall(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n' + out +
+                  b"PING\r\n")
         while not (line := f.readline()).startswith(until):
             pass
-        return f.read(int(line.split()[-1]) + 2)[:-2] if line.startswith(b"MSG") else line
+        if not line.startswith((b"MSG", b"HMSG")):
+            return line
+        body = f.read(int(line.split()[-1]) + 2)[:-2]
+        return body[int(line.split()[-2]):] if line.startswith(b"HMSG") else body
 
 
 def stream_name(chan):
@@ -62,6 +68,23 @@ def stream_name(chan):
     for c in chan.encode():
         h = ((h ^ c) * 1099511628211) % (1 << 64)
     return f"WSKH_{h:016x}"
+
+
+def delete_stream(nats, name):
+    api = b"$JS.API.STREAM.DELETE." + name.encode()
+    return json.loads(nats_send(nats, b"SUB _INBOX.del 1\r\nPUB %s _INBOX.del 0\r\n\r\n" % api,
+                                b"MSG"))
+
+
+def kept(nats):
+    """kept(topic) of history.retained: whether the stream of retained messages holds one for
+    the topic (its envelope has a message: an empty one clears)."""
+    def holds(topic):
+        body = json.dumps({"last_by_subj": f"$WSKR.wskit:{topic}"}).encode()
+        env = nats_send(nats, b"SUB _INBOX.k 1\r\nPUB $JS.API.DIRECT.GET.WSKR _INBOX.k %d\r\n"
+                        b"%s\r\n" % (len(body), body), b"HMSG")
+        return len(env) > (54 if len(env) > 1 and env[1] & 8 else 18)
+    return holds
 
 
 def republish(nats, chan, msgs):
@@ -101,9 +124,8 @@ async def deleted(nats, a, b, epoch):
     """The topic's stream deleted while the nodes run: the next publishes, through either node,
     start a new epoch at offset 1 (a node that knew the old stream finds the new one and sends
     its message again: none is lost), and the old position is not recovered."""
-    delete = b"$JS.API.STREAM.DELETE." + stream_name("wskit:feed").encode()
-    reply = nats_send(nats, b"SUB _INBOX.del 1\r\nPUB %s _INBOX.del 0\r\n\r\n" % delete, b"MSG")
-    ok(json.loads(reply).get("success") is True, "the stream of feed deleted", reply)
+    reply = delete_stream(nats, stream_name("wskit:feed"))
+    ok(reply.get("success") is True, "the stream of feed deleted", reply)
     async with connect(a.url()) as watch, connect(a.url()) as apub, connect(b.url()) as bpub:
         await watch.send(json.dumps({"op": "subscribe", "topic": "feed"}))
         await recv_json(watch)
@@ -237,17 +259,27 @@ async def main():
     store = tempfile.mkdtemp(prefix="wsk-js-")
     try:
         with Engine("nats", extra=["-js", "-sd", store]) as nats:
+            a, b = (node(nats, "--max-subscriptions", "100") for _ in range(2))
+            try:
+                await retained(nats, a, b, False, kept(nats))
+                await introspection(nats, a, b, False)
+            finally:
+                codes = [s.stop() for s in (a, b)]
+            ok(codes == [0, 0], "both nodes without history exit cleanly", codes)
+            delete_stream(nats, "WSKR")  # the racing joiners start from none again
             a, b = node(nats), node(nats)
             try:
                 epoch = await across_nodes(a, b, lambda: wait_for(
                     lambda: nats.subscribers("wskit:feed") == 2))
-                st = list(streams(nats).values())
+                st = [v for k, v in streams(nats).items() if k.startswith("WSKH_")]
                 ok(len(st) == 1 and st[0]["first_seq"] == 1 and st[0]["last_seq"] == 132,
                    "one stream holds the topic's 132 messages", st)
                 await own_messages(a.url(), b.url(), lambda: wait_for(
                     lambda: nats.subscribers("wskit:own") == 2))
                 await storm(a, b, *((100, 2) if sanitized() else (300, 4)))
                 await under_pattern(a, b)
+                await retained(nats, a, b, True, kept(nats))
+                await introspection(nats, a, b, True)
                 await out_of_order(nats, a)
                 epoch = await deleted(nats, a, b, epoch)
                 await bounds(nats)
