@@ -38,12 +38,13 @@ def node(nats, *extra):
     return s
 
 
-def streams(nats):
-    """{stream name: state} of the server's JetStream (its monitoring port's /jsz)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{nats.monitor}/jsz?streams=1",
+def streams(nats, what="state"):
+    """{stream name: state (or config)} of the server's JetStream (its monitoring port's
+    /jsz)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{nats.monitor}/jsz?streams=1&config=1",
                                 timeout=5) as r:
         accounts = json.load(r).get("account_details") or []
-    return {s["name"]: s["state"] for a in accounts for s in a.get("stream_detail") or []}
+    return {s["name"]: s[what] for a in accounts for s in a.get("stream_detail") or []}
 
 
 def nats_send(nats, out, until=b"PONG"):
@@ -178,6 +179,30 @@ async def bounds(nats):
         ok(c.stop() == 0, "the bounded node exits cleanly")
 
 
+async def raised(nats):
+    """A node with a deeper --history and no TTL finds the stream of "bounded" (5 messages, 1
+    second) and raises it to its own, saying so with both values; ?storage=memory in its URL
+    makes the streams it makes in memory."""
+    d = Server("--pubsub", "-v", "--history", "20", "--bridge", nats.url + "?storage=memory",
+               "--threads", "1")
+    try:
+        d.wait_log("the server has JetStream")
+        async with connect(d.url()) as pub:
+            await publish(pub, "bounded", "deeper")
+            await publish(pub, "in-memory", "m")
+        cfg = streams(nats, "config")
+        got = {c["subjects"][0].split(".", 2)[-1]: (c["max_msgs"], c["max_age"], c["storage"])
+               for c in cfg.values() if c["name"].startswith("WSKH_")}
+        ok(got.get("wskit:bounded") == (20, 0, "file"),
+           "a deeper --history without TTL raises the stream's depth and TTL", got)
+        ok(d.wait_log("raised from 5 messages, TTL 1s, to this node's 20, 0s") == 1,
+           "... and says so, with both values", d.lines[-4:])
+        ok(got.get("wskit:in-memory") == (20, 0, "memory"),
+           "?storage=memory: the streams a node makes are in memory", got)
+    finally:
+        ok(d.stop() == 0, "the deeper node exits cleanly")
+
+
 async def restarted(nats, a, epoch):
     """nats-server killed: local delivery without offsets and "recovered": false; back without
     its store: the topic starts again at offset 1 with a new epoch."""
@@ -262,7 +287,7 @@ async def main():
             a, b = (node(nats, "--max-subscriptions", "100") for _ in range(2))
             try:
                 await retained(nats, a, b, False, kept(nats))
-                await introspection(nats, a, b, False)
+                await introspection(nats, a, b, False, kept(nats))
             finally:
                 codes = [s.stop() for s in (a, b)]
             ok(codes == [0, 0], "both nodes without history exit cleanly", codes)
@@ -279,10 +304,11 @@ async def main():
                 await storm(a, b, *((100, 2) if sanitized() else (300, 4)))
                 await under_pattern(a, b)
                 await retained(nats, a, b, True, kept(nats))
-                await introspection(nats, a, b, True)
+                await introspection(nats, a, b, True, kept(nats))
                 await out_of_order(nats, a)
                 epoch = await deleted(nats, a, b, epoch)
                 await bounds(nats)
+                await raised(nats)
                 await restarted(nats, a, epoch)
             finally:
                 codes = [s.stop() for s in (a, b)]

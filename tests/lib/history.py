@@ -267,10 +267,11 @@ def http_json(srv, path):
         return r.stdout
 
 
-async def introspection(engine, a, b, history):
+async def introspection(engine, a, b, history, kept=None):
     """topics (JSON and GET /topics) and presence (GET /topics/T) on node A show what the engine
     keeps of a topic published on node B: its retained flag and, with the history in the engine,
-    its length; the engine stalled, the node's own figures."""
+    its length; the engine stalled, the node's own figures.  kept (as for retained): the engine
+    keeps a retained message a moment after delivering it (NATS: once stored), so wait for it."""
     how = "with history" if history else "without history"
     ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
     async with connect(ub) as pub, connect(ua) as sub:
@@ -283,6 +284,7 @@ async def introspection(engine, a, b, history):
                                    "retain": True, "id": "r"}))
         await recv_json(pub)
         await messages(sub, 7)
+        ok(not kept or wait_for(lambda: kept("intro")), f"{how}: the retained message is kept")
         want = {"topic": "intro", "subscribers": 1, "retained": True, "history": 7 if history else 0}
         await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "t"}))
         m = await recv_json(sub)
