@@ -235,6 +235,7 @@ static int sub_add(struct nats *t, const char *chan, size_t n, const char *subj)
     s->n = n;
     memcpy(s->chan, chan, n);
     *p = s;
+    wsk_natsjs_listen(t->js, chan, n);
     return 0;
 }
 

@@ -33,7 +33,8 @@
  *  - nats-server 2.9 republishes a stream's messages out of order now and then (two publishers
  *    at once: each republishes after storing, outside the stream's lock), so a node delivers a
  *    republished message only after the one before it in the stream (wsk_natsjs_deliver); one
- *    that comes early waits for it HOLD_MS at most, then goes anyway.
+ *    that comes early makes it read the missing ones from the stream at once (fetch_gap), and
+ *    waits for them HOLD_MS at most, then goes anyway.
  *  - range reads the stream's state (epoch, first and last sequence), then the messages after
  *    `after` by their sequence (direct get, AllowDirect): one request per message, as
  *    nats-server 2.9 has no batched direct get, but all of a batch sent at once.
@@ -65,8 +66,10 @@
 #define WAIT_MS      2000       /* a JetStream request's answer */
 #define ACK_MS       5000       /* an append's ack */
 #define PBUCKETS     1024
-#define HOLD_MS      100  /* a republished message waiting for the one before it */
+#define HOLD_MS      100  /* a republished message waiting for the one before it, at most */
 #define EARLY_MAX    4096 /* ... and how many of a topic wait at most */
+#define FETCH_MAX    64   /* messages of a gap asked for at once (wsk_natsjs_deliver) */
+#define SKIP_MAX     16   /* offsets given up on that a topic remembers (they may come late) */
 
 enum { S_NEW, S_MAKING, S_READY };
 
@@ -94,6 +97,8 @@ struct jstream {
      * those that came before their turn, in offset order (env's offset digits). */
     char seen[16];
     uint64_t last;
+    uint64_t asked;             /* the last offset of a gap asked for */
+    uint64_t skipped[SKIP_MAX]; /* offsets delivery went past without them (0: none) */
     struct held *early;
     struct held *marks; /* answers to reads of the retained message, waiting for early */
     size_t nearly;
@@ -167,6 +172,7 @@ struct wsk_natsjs {
     char rinbox[64]; /* "_INBOX.NUID." */
     size_t rilen;
     struct rread *reads;
+    uint64_t gaps; /* numbers of fetch_gap's requests */
     char subj[sizeof SUBJ_PREFIX + 17 + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
 };
 
@@ -783,6 +789,7 @@ struct rread {
     wsk_natsjs *j;
     ev_timer late;
     uint64_t id;
+    uint64_t seq; /* not 0: not a read but a message of a gap (fetch_gap), its offset */
     size_t n, mlen;
     char data[]; /* the channel, then the mark */
 };
@@ -818,9 +825,9 @@ static void rread_late(struct ev_loop *ev, ev_timer *w, int revents)
     (void)ev;
     (void)revents;
     wsk_natsjs *j = rr->j;
-    uint64_t id = rr->id;
+    uint64_t id = rr->id, seq = rr->seq;
     rread_end(j, rr);
-    wsk_bridge_mark_failed(j->link, id);
+    if (!seq) wsk_bridge_mark_failed(j->link, id); /* a gap's: the hold gives up on it */
 }
 
 int wsk_natsjs_retained(wsk_natsjs *j, const char *chan, size_t n, const void *mark, size_t mlen,
@@ -836,7 +843,7 @@ int wsk_natsjs_retained(wsk_natsjs *j, const char *chan, size_t n, const void *m
         free(rr);
         return -1;
     }
-    *rr = (struct rread){j->reads, j, {0}, id, n, mlen};
+    *rr = (struct rread){j->reads, j, {0}, id, 0, n, mlen};
     memcpy(rr->data, chan, n);
     memcpy(rr->data + n, mark, mlen);
     ev_timer_init(&rr->late, rread_late, WAIT_MS / 1e3, 0);
@@ -847,6 +854,56 @@ int wsk_natsjs_retained(wsk_natsjs *j, const char *chan, size_t n, const void *m
 }
 
 static void marks_deliver(wsk_natsjs *j, struct jstream *s);
+static void ordered(wsk_natsjs *j, struct jstream *s, const char *env, size_t len, uint64_t off);
+
+/* s waits for the messages before offset off: asks its stream for them at once (a direct get
+ * each, FETCH_MAX at most, those not asked yet), their answers coming in the channel's order
+ * too (fetched).  Whichever comes first, the republished copy or the stored one, is delivered;
+ * the other is a copy.  A message the stream does not answer for is given up after HOLD_MS. */
+static void fetch_gap(wsk_natsjs *j, struct jstream *s, uint64_t off)
+{
+    uint64_t from = (s->asked > s->last ? s->asked : s->last) + 1;
+    uint64_t to = off - 1 - from >= FETCH_MAX ? from + FETCH_MAX - 1 : off - 1;
+    char api[64], reply[96], body[48];
+    if (!j->up || !j->rsub || from >= off) return;
+    snprintf(api, sizeof api, "$JS.API.DIRECT.GET.WSKH_%016llx",
+             (unsigned long long)fnv64(s->chan, s->n));
+    for (uint64_t seq = from; seq <= to; seq++) {
+        struct rread *rr = malloc(sizeof *rr + s->n);
+        if (!rr) return;
+        *rr = (struct rread){j->reads, j, {0}, ++j->gaps, seq, s->n, 0};
+        memcpy(rr->data, s->chan, s->n);
+        snprintf(reply, sizeof reply, "%sg%llu", j->rinbox, (unsigned long long)rr->id);
+        int blen = snprintf(body, sizeof body, "{\"seq\":%llu}", (unsigned long long)seq);
+        if (natsConnection_PublishRequest(j->nc, api, reply, body, blen) != NATS_OK) {
+            free(rr);
+            return;
+        }
+        ev_timer_init(&rr->late, rread_late, WAIT_MS / 1e3, 0);
+        rr->late.data = rr;
+        ev_timer_start(j->x->ev, &rr->late);
+        j->reads = rr;
+        s->asked = seq;
+    }
+}
+
+/* The stream's answer for a message of a gap: env[0..len), the message as stored (its offset
+ * filled in here), or not one (404: gone, or never there). */
+static void fetched(wsk_natsjs *j, struct rread *rr, const char *env, size_t len)
+{
+    struct jstream *s = *stream_find(j, rr->data, rr->n);
+    char *copy = s && history_envelope(env, len) && rr->seq > s->last &&
+                         !memcmp(env + WSK_BRIDGE_HDR + 20, s->seen, 16)
+                     ? malloc(len)
+                     : NULL;
+    uint64_t seq = rr->seq;
+    rread_end(j, rr);
+    if (!copy) return;
+    memcpy(copy, env, len);
+    put_offset(copy, seq);
+    ordered(j, s, copy, len, seq);
+    free(copy);
+}
 
 /* The answer to read RINBOX.ID, reply[0..n): the server's env[0..len) (the retained envelope,
  * or nothing: none, or no stream) goes to the bridge after the read's mark, once the channel's
@@ -854,11 +911,16 @@ static void marks_deliver(wsk_natsjs *j, struct jstream *s);
 static void rread_answer(wsk_natsjs *j, const char *reply, size_t n, const char *env, size_t len)
 {
     uint64_t id = 0;
-    for (size_t i = j->rilen; i < n && reply[i] >= '0' && reply[i] <= '9'; i++)
+    int gap = n > j->rilen && reply[j->rilen] == 'g';
+    for (size_t i = j->rilen + (size_t)gap; i < n && reply[i] >= '0' && reply[i] <= '9'; i++)
         id = id * 10 + (uint64_t)(reply[i] - '0');
     struct rread *rr = j->reads;
-    while (rr && rr->id != id) rr = rr->next;
+    while (rr && (rr->id != id || !rr->seq != !gap)) rr = rr->next;
     if (!rr) return; /* late: the bridge heard it failed */
+    if (gap) {
+        fetched(j, rr, env, len);
+        return;
+    }
     size_t keep = retained_holds(env, len) ? len : 0;
     struct held *h = malloc(sizeof *h + rr->mlen + keep);
     struct jstream **p = stream_find(j, rr->data, rr->n), *s = *p;
@@ -996,6 +1058,10 @@ static uint64_t offset_of(const char *env, size_t len)
 static void deliver_one(wsk_natsjs *j, struct jstream *s, const char *env, size_t len)
 {
     uint64_t off = offset_of(env, len);
+    /* Past a gap given up on: its messages may still come, late (the last SKIP_MAX of them). */
+    for (uint64_t o = s->last && off > s->last + SKIP_MAX ? off - SKIP_MAX : s->last + 1;
+         s->last && o < off; o++)
+        s->skipped[o % SKIP_MAX] = o;
     if (off > s->last) s->last = off;
     wsk_bridge_message(j->link, s->chan, s->n, env, len);
 }
@@ -1061,9 +1127,24 @@ void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *e
     if (memcmp(s->seen, epoch, 16)) { /* a new life of the stream (or the first message) */
         deliver_early(j, s, 1);
         memcpy(s->seen, epoch, 16);
-        s->last = 0;
+        s->last = s->asked = 0;
+        memset(s->skipped, 0, sizeof s->skipped);
     }
-    if (!s->last || off <= s->last + 1) { /* its turn (or late: it goes at once all the same) */
+    ordered(j, s, env, len, off);
+}
+
+/* env[0..len), the message of s at offset off (republished, or read for a gap), delivered in
+ * its turn: at once when it is, held when it is early (its gap asked for), dropped when it
+ * came already (a gap's message comes twice: republished and read). */
+static void ordered(wsk_natsjs *j, struct jstream *s, const char *env, size_t len, uint64_t off)
+{
+    if (s->last && off <= s->last) { /* late: goes only when delivery went past it */
+        if (s->skipped[off % SKIP_MAX] != off) return;
+        s->skipped[off % SKIP_MAX] = 0;
+        wsk_bridge_message(j->link, s->chan, s->n, env, len);
+        return;
+    }
+    if (!s->last || off == s->last + 1) { /* its turn */
         deliver_one(j, s, env, len);
         deliver_early(j, s, 0);
         return;
@@ -1073,10 +1154,14 @@ void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *e
         deliver_one(j, s, env, len);
         return;
     }
+    while (*q && offset_of((*q)->env, (*q)->len) < off) q = &(*q)->next;
+    if (*q && offset_of((*q)->env, (*q)->len) == off) { /* waiting already */
+        free(h);
+        return;
+    }
     h->count = NULL;
     h->len = len;
     memcpy(h->env, env, len);
-    while (*q && offset_of((*q)->env, (*q)->len) < off) q = &(*q)->next;
     h->next = *q;
     *q = h;
     if (!s->since) {
@@ -1084,6 +1169,15 @@ void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *e
         if (!j->nwaiting++) ev_timer_again(j->x->ev, &j->hold);
     }
     if (++s->nearly > EARLY_MAX) deliver_early(j, s, 1);
+    fetch_gap(j, s, off);
+}
+
+/* The node listens to channel chan[0..n) again: the first message it hears there sets the
+ * topic's position (those published meanwhile are not a gap). */
+void wsk_natsjs_listen(wsk_natsjs *j, const char *chan, size_t n)
+{
+    struct jstream *s = *stream_find(j, chan, n);
+    if (s && !s->early) s->last = s->asked = 0;
 }
 
 void wsk_natsjs_up(wsk_natsjs *j, natsConnection *nc)

@@ -48,6 +48,9 @@ int wsk_natsjs_kept(wsk_natsjs *j, const char *const *chans, const size_t *lens,
 /* On the loop thread, for every message from NATS on channel chan[0..n): hands it to the
  * bridge (wsk_bridge_message), a message republished by a stream in the stream's order. */
 void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *env, size_t len);
+/* The node subscribed to channel chan[0..n) (after a time without): delivery's position there
+ * starts again. */
+void wsk_natsjs_listen(wsk_natsjs *j, const char *chan, size_t n);
 /* On a delivery thread: when msg is a stored message the server republished (it carries its
  * stream sequence in the Nats-Sequence header) and env[0..len), its copy, an envelope with
  * WSK_BRIDGE_HISTORY, writes the sequence into the envelope's offset (bytes 18-37). */

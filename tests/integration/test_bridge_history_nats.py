@@ -5,7 +5,8 @@ either recovers any client (the scenarios of test_bridge_history.py, shared in
 tests/lib/history.py).  A subscriber on node A killed mid-stream while node B publishes comes
 back on node B with "since" and gets every missed message once, in order, then live ones from
 both nodes; messages the server republishes out of order are delivered in order; a stream
-deleted meanwhile starts a new epoch, through both nodes, losing nothing; the stream keeps the
+deleted meanwhile starts a new epoch, through both nodes, losing nothing; a message whose
+republish is lost is read from the stream at once, and not delivered twice when it comes; the stream keeps the
 last N messages, each for TTL seconds; with nats-server down, local delivery goes on without
 offsets and "recovered": false; a nats-server restarted without its store starts offsets
 again with a new epoch, and one restarted without JetStream gets local delivery without
@@ -88,14 +89,19 @@ def kept(nats):
     return holds
 
 
-def republish(nats, chan, msgs):
+def envelope(origin, off, epoch, data):
+    """A history envelope of node origin (message number = off), its offset digits zero."""
+    return bytes([0xB2, 8]) + origin + off.to_bytes(8, "little") + b"0" * 20 + \
+        epoch.encode() + data.encode()
+
+
+def republish(nats, chan, msgs, origin=None, epoch="0123456789abcdef"):
     """Publishes on chan what a stream's RePublish sends: each (offset, data) as an envelope
     of another node (message number = offset) with that offset in the Nats-Sequence header."""
-    origin, epoch = os.urandom(8), "0123456789abcdef"
+    origin = origin or os.urandom(8)
     out = b""
     for off, data in msgs:
-        env = bytes([0xB2, 8]) + origin + off.to_bytes(8, "little") + b"0" * 20 + \
-            epoch.encode() + data.encode()
+        env = envelope(origin, off, epoch, data)
         hdr = f"NATS/1.0\r\nNats-Sequence: {off}\r\n\r\n".encode()
         out += b"HPUB %s %d %d\r\n%s%s\r\n" % (chan.encode(), len(hdr), len(hdr) + len(env),
                                                  hdr, env)
@@ -119,6 +125,41 @@ async def out_of_order(nats, a):
         got = await messages(sub, 1)
         ok([(d, o) for d, o, _ in got] == [("o6", 6)] and time.monotonic() - start >= 0.05,
            "one whose predecessor never comes is delivered after a wait", got)
+
+
+async def gap(nats, a):
+    """A message that does not come (its republish lost) while the next one has: the node reads
+    it from the stream at once, instead of waiting, and delivers both in order; when it comes
+    after all, it is not delivered twice.  The stream here is made by hand, without RePublish,
+    holding messages 1 to 4; what the node hears is published on the channel."""
+    chan, epoch, origin = "wskit:gap", "0123456789abcdef", os.urandom(8)
+    cfg = json.dumps({"name": stream_name(chan), "subjects": [f"$WSKH.{epoch}.{chan}"],
+                      "storage": "memory", "allow_direct": True}).encode()
+    api = b"$JS.API.STREAM.CREATE." + stream_name(chan).encode()
+    out = b"SUB _INBOX.mk 1\r\nPUB %s _INBOX.mk %d\r\n%s\r\n" % (api, len(cfg), cfg)
+    reply = json.loads(nats_send(nats, out, b"MSG"))
+    ok("error" not in reply, "a stream for gap, made by hand", reply)
+    out = b""
+    for off in range(1, 5):
+        env = envelope(origin, off, epoch, f"g{off}")
+        out += b"PUB $WSKH.%s.%s %d\r\n%s\r\n" % (epoch.encode(), chan.encode(), len(env), env)
+    nats_send(nats, out)
+    async with connect(a.url()) as sub:
+        await sub.send(json.dumps({"op": "subscribe", "topic": "gap"}))
+        await recv_json(sub)
+        ok(wait_for(lambda: nats.subscribers(chan) == 1), "node A listens to gap")
+        republish(nats, chan, [(1, "g1")], origin, epoch)
+        ok([d for d, _, _ in await messages(sub, 1)] == ["g1"], "message 1 comes")
+        start = time.monotonic()
+        republish(nats, chan, [(3, "g3")], origin, epoch)  # 2 is lost
+        got = await messages(sub, 2)
+        took = time.monotonic() - start
+        ok([(d, o) for d, o, _ in got] == [("g2", 2), ("g3", 3)] and took < 0.09,
+           "message 3 without 2: 2 is read from the stream at once, then 3", (got, took))
+        republish(nats, chan, [(2, "g2"), (4, "g4")], origin, epoch)  # 2 after all
+        got = await messages(sub, 1)
+        ok([(d, o) for d, o, _ in got] == [("g4", 4)] and await nothing(sub, 0.2),
+           "... and when 2 comes after all, it is not delivered again", got)
 
 
 async def deleted(nats, a, b, epoch):
@@ -306,6 +347,7 @@ async def main():
                 await retained(nats, a, b, True, kept(nats))
                 await introspection(nats, a, b, True, kept(nats))
                 await out_of_order(nats, a)
+                await gap(nats, a)
                 epoch = await deleted(nats, a, b, epoch)
                 await bounds(nats)
                 await raised(nats)

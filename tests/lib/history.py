@@ -3,6 +3,7 @@ test_bridge_history_nats.py: NATS JetStream): JSON publishes, deliveries with th
 subscribes with "since", and the scenarios both engines must pass the same way."""
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import time
@@ -258,6 +259,16 @@ async def retained(engine, a, b, history, kept):
            [g[:5] for g in bad][:3])
 
 
+def stopped(pid):
+    """1 when process pid is stopped (its threads too: SIGSTOP takes a moment on a busy
+    machine)."""
+    states = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/stat") as f:
+            states.append(f.read().rsplit(")", 1)[1].split()[0])
+    return all(s == "T" for s in states)
+
+
 def http_json(srv, path):
     r = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{srv.port}{path}"],
                        capture_output=True, timeout=10)
@@ -301,6 +312,7 @@ async def introspection(engine, a, b, history, kept=None):
         if history:  # a stalled engine: the node's own figures, within a second or so
             engine.proc.send_signal(signal.SIGSTOP)
             try:
+                ok(wait_for(lambda: stopped(engine.proc.pid)), "the engine is stopped")
                 t0 = time.monotonic()
                 await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "s"}))
                 m = await recv_json(sub)
