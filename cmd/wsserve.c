@@ -97,7 +97,8 @@ static const char usage_tail[] =
     "\n"
     "Sizes: 16, 64K, 64KiB, 16M.  Durations: 500ms, 10s, 2m (whole seconds, rounded up).\n"
     "Engines: redis://[:PASSWORD@]HOST:PORT[/DB] (repeat --bridge to shard topics over several),\n"
-    "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT...] (a cluster's seed URLs).\n"
+    "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT...][?storage=memory] (a cluster's seed\n"
+    "URLs; storage: where JetStream keeps the streams a node makes, file by default).\n"
     "SIGINT or SIGTERM sends 1001 to every client, waits up to 3s for the closing handshakes and\n"
     "exits 0 (2 when queued data had to be dropped).\n";
 

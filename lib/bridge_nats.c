@@ -13,7 +13,8 @@
  * NATS cannot say how many subscribers a publish reached: counts are -1 (unknown).
  * The client's first connection attempt blocks (TCP connect, the server's INFO, the PONG: up to
  * its timeout, 2 s), so it too runs on a thread of ours; the loop goes on meanwhile.
- * History (append, range) lives in JetStream when the server has it: bridge_nats_js.c. */
+ * History (append, range) and retained messages (retain, retained, kept) live in JetStream when
+ * the server has it: bridge_nats_js.c. */
 #include "bridge.h"
 #include "bridge_nats_js.h"
 #include "nats_libev.h"
@@ -266,6 +267,7 @@ static int sub_add(struct nats *t, const char *chan, size_t n, const char *subj)
     s->n = n;
     memcpy(s->chan, chan, n);
     *p = s;
+    wsk_natsjs_listen(t->js, chan, n);
     return 0;
 }
 
@@ -407,16 +409,34 @@ static int servers(const char *url, char *out, size_t cap, const char **seeds)
     return k;
 }
 
+/* The URL without its query in out; ?storage=memory (or file, the default): where JetStream
+ * keeps the streams the node makes (bridge_nats_js.c).  0, or -1 for another parameter. */
+static int js_params(const char *url, char *out, size_t cap, int *memory)
+{
+    const char *q = strchr(url, '?');
+    size_t n = q ? (size_t)(q - url) : strlen(url);
+    if (n >= cap) return -1;
+    memcpy(out, url, n);
+    out[n] = 0;
+    if (!q) return 0;
+    if (!strcmp(q, "?storage=memory")) *memory = 1;
+    return *memory || !strcmp(q, "?storage=file") ? 0 : -1;
+}
+
 static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url, char *err,
                      size_t cap)
 {
     struct nats *t = calloc(1, sizeof *t);
-    char list[4096];
+    char list[4096], bare[4096];
     const char *seeds[MAX_SEEDS];
-    int nseeds = t ? servers(url, list, sizeof list, seeds) : 0;
+    int memory = 0;
+    int nseeds = t && js_params(url, bare, sizeof bare, &memory) == 0
+                     ? servers(bare, list, sizeof list, seeds)
+                     : -1;
     if (!t || nseeds < 0) {
         snprintf(err, cap,
-                 t ? "bad URL (nats://[USER:PASS@]HOST:PORT[,HOST:PORT...])" : "out of memory");
+                 t ? "bad URL (nats://[USER:PASS@]HOST:PORT[,HOST:PORT...][?storage=memory])"
+                   : "out of memory");
         free(t);
         return NULL;
     }
@@ -424,7 +444,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->gone, NULL);
     wsk_natsev_init(&t->x, ev, on_wake, t);
-    t->js = wsk_natsjs_new(link, &t->x);
+    t->js = wsk_natsjs_new(link, &t->x, on_msg, t, memory);
     natsStatus s = t->js ? natsOptions_Create(&t->opts) : NATS_NO_MEMORY;
     if (s == NATS_OK) s = natsOptions_SetServers(t->opts, seeds, nseeds);
     if (s == NATS_OK)
@@ -473,6 +493,34 @@ static int nt_history(void *e)
     return wsk_natsjs_history(((struct nats *)e)->js);
 }
 
+/* Without history: published on the channel, then kept (bridge_nats_js.c says why in this
+ * order); with it, appended, and kept once stored.  Without JetStream, only published: each
+ * node keeps its own. */
+static int nt_retain(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
+                     int keep, int history, size_t depth, double ttl, int self,
+                     wsk_bridge_count *count)
+{
+    (void)keep; /* the envelope's message says: an empty one clears */
+    if (history) return nt_append(e, chan, n, plen, msg, len, depth, ttl, self, count);
+    if (nt_publish(e, chan, n, msg, len, self, count) < 0) return -1;
+    wsk_natsjs_keep(((struct nats *)e)->js, chan, n, msg, len);
+    return 0;
+}
+
+static int nt_retained(void *e, const char *chan, size_t n, size_t plen, const void *mark,
+                       size_t mlen, uint64_t id)
+{
+    (void)plen;
+    return wsk_natsjs_retained(((struct nats *)e)->js, chan, n, mark, mlen, id);
+}
+
+static int nt_kept(void *e, const char *const *chans, const size_t *lens, size_t k, size_t plen,
+                   wsk_bridge_kept *q)
+{
+    (void)plen;
+    return wsk_natsjs_kept(((struct nats *)e)->js, chans, lens, k, q);
+}
+
 const wsk_bridge_engine wsk_bridge_nats = {
     .scheme = "nats",
     .open = nt_open,
@@ -485,4 +533,7 @@ const wsk_bridge_engine wsk_bridge_nats = {
     .append = nt_append,
     .range = nt_range,
     .history = nt_history,
+    .retain = nt_retain,
+    .retained = nt_retained,
+    .kept = nt_kept,
 };

@@ -9,7 +9,8 @@
  *
  *  - The stream of channel C is "WSKH_" + C's 64-bit FNV-1a in hex (stream names take no '.',
  *    '*', '>' or space); it stores one subject, "$WSKH." EPOCH "." C (never a channel: a bridge
- *    prefix does not start with '$'), in files (the history outlives a server restart), and
+ *    prefix does not start with '$'), in files (the history outlives a server restart; in
+ *    memory with ?storage=memory), and
  *    republishes (RePublish) each message it stores on C itself with its sequence in the
  *    Nats-Sequence header.  So every node subscribed to C, the publishing one included,
  *    delivers the same sequence, each message with its offset (wsk_natsjs_offset).
@@ -32,12 +33,14 @@
  *  - nats-server 2.9 republishes a stream's messages out of order now and then (two publishers
  *    at once: each republishes after storing, outside the stream's lock), so a node delivers a
  *    republished message only after the one before it in the stream (wsk_natsjs_deliver); one
- *    that comes early waits for it HOLD_MS at most, then goes anyway.
+ *    that comes early makes it read the missing ones from the stream at once (fetch_gap), and
+ *    waits for them HOLD_MS at most, then goes anyway.
  *  - range reads the stream's state (epoch, first and last sequence), then the messages after
  *    `after` by their sequence (direct get, AllowDirect): one request per message, as
  *    nats-server 2.9 has no batched direct get, but all of a batch sent at once.
  * A server without JetStream (the account info request fails) leaves history node-local,
- * logged once; the first node to make a topic's stream sets its depth and TTL. */
+ * logged once.  The first node to make a topic's stream sets its depth and TTL; a node that
+ * finds it with less raises them to its own (stream_raise).  Retained messages: below. */
 #include "bridge_nats_js.h"
 
 #include <stdatomic.h>
@@ -49,6 +52,10 @@
 
 #define NBUCKETS    256
 #define SUBJ_PREFIX "$WSKH."
+/* Retained messages: the last message of subject RSUBJ CHANNEL in stream RSTREAM. */
+#define RSUBJ   "$WSKR."
+#define RSTREAM "WSKR"
+#define RDIRECT "$JS.API.DIRECT.GET." RSTREAM
 /* Bytes of appends waiting for their stream, beyond which appends fail. */
 #define HELD_MAX (8u << 20)
 /* Publishes awaiting the server's ack, beyond which appends fail: under the client's own
@@ -59,8 +66,10 @@
 #define WAIT_MS      2000       /* a JetStream request's answer */
 #define ACK_MS       5000       /* an append's ack */
 #define PBUCKETS     1024
-#define HOLD_MS      100  /* a republished message waiting for the one before it */
+#define HOLD_MS      100  /* a republished message waiting for the one before it, at most */
 #define EARLY_MAX    4096 /* ... and how many of a topic wait at most */
+#define FETCH_MAX    64   /* messages of a gap asked for at once (wsk_natsjs_deliver) */
+#define SKIP_MAX     16   /* offsets given up on that a topic remembers (they may come late) */
 
 enum { S_NEW, S_MAKING, S_READY };
 
@@ -88,14 +97,17 @@ struct jstream {
      * those that came before their turn, in offset order (env's offset digits). */
     char seen[16];
     uint64_t last;
+    uint64_t asked;             /* the last offset of a gap asked for */
+    uint64_t skipped[SKIP_MAX]; /* offsets delivery went past without them (0: none) */
     struct held *early;
+    struct held *marks; /* answers to reads of the retained message, waiting for early */
     size_t nearly;
     double since; /* when the first of them came */
     size_t n;
     char chan[];
 };
 
-enum { J_DETECT, J_STREAM, J_RANGE, J_REFUSED, J_ACKED };
+enum { J_DETECT, J_STREAM, J_RANGE, J_REFUSED, J_ACKED, J_KEEP, J_KEPT };
 
 /* Work for the worker, then its result for the loop. */
 struct job {
@@ -106,6 +118,9 @@ struct job {
     wsk_bridge_count *count; /* J_ACKED, J_REFUSED */
     uint64_t after;
     size_t max;
+    wsk_bridge_kept *q; /* J_KEPT: nk channels, NUL-separated in chan */
+    size_t nk;
+    uint64_t *v; /* ... and their figures */
     /* The result: */
     int ok; /* J_DETECT: -1 when the answer is not known (no answer in time) */
     jsCtx *js;
@@ -114,7 +129,7 @@ struct job {
     size_t k;
     char **env;
     size_t *lens;
-    char why[160];
+    char why[256];
     size_t n;
     char chan[]; /* NUL-terminated */
 };
@@ -127,7 +142,7 @@ struct wsk_natsjs {
     int on;       /* JetStream: 1 yes, 0 no, -1 not known (yet, or since the connection was lost) */
     int known;    /* the last answer (-1: none yet): wsk_natsjs_history */
     int told;     /* the bridge heard "no" (logged once, until the server has JetStream again) */
-    char no[160]; /* why not */
+    char no[256]; /* why not */
     jsCtx *js;    /* the worker's, once it answered */
     natsConnection *nc;
     size_t held;
@@ -148,6 +163,16 @@ struct wsk_natsjs {
     struct waiting *waiting[PBUCKETS]; /* under mu */
     ev_timer hold;                     /* runs while messages wait for their turn */
     size_t nwaiting;                   /* topics with messages waiting */
+    jsStorageType storage;             /* of the streams it makes */
+    /* Reads of retained messages (wsk_natsjs_retained): their answers come to RINBOX.ID through
+     * the channels' message handler, so in their order (the client's one delivery thread). */
+    natsMsgHandler on_msg;
+    void *closure;
+    natsSubscription *rsub;
+    char rinbox[64]; /* "_INBOX.NUID." */
+    size_t rilen;
+    struct rread *reads;
+    uint64_t gaps; /* numbers of fetch_gap's requests */
     char subj[sizeof SUBJ_PREFIX + 17 + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
 };
 
@@ -173,11 +198,42 @@ static int history_envelope(const char *env, size_t len)
 void wsk_natsjs_offset(natsMsg *msg, char *env, size_t len)
 {
     const char *v = NULL;
-    if (!history_envelope(env, len) || natsMsgHeader_Get(msg, "Nats-Sequence", &v) != NATS_OK || !v)
+    /* A read's answer (_INBOX.): the sequence is its retained stream's, not the offset. */
+    if (!history_envelope(env, len) || !strncmp(natsMsg_GetSubject(msg), "_INBOX.", 7) ||
+        natsMsgHeader_Get(msg, "Nats-Sequence", &v) != NATS_OK || !v)
         return;
     char *end;
     unsigned long long seq = strtoull(v, &end, 10);
     if (end != v && !*end) put_offset(env, seq);
+}
+
+static struct job *job_new(int kind, const char *chan, size_t n)
+{
+    struct job *jb = calloc(1, sizeof *jb + n + 1);
+    if (!jb) return NULL;
+    jb->kind = kind;
+    jb->n = n;
+    memcpy(jb->chan, chan, n);
+    return jb;
+}
+
+static void job_queue(wsk_natsjs *j, struct job *jb)
+{
+    pthread_mutex_lock(&j->mu);
+    struct job **p = &j->todo;
+    while (*p) p = &(*p)->next;
+    *p = jb;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void job_free(struct job *jb)
+{
+    for (size_t i = 0; i < jb->k; i++) free(jb->env[i]);
+    free(jb->env);
+    free(jb->lens);
+    free(jb->v);
+    free(jb);
 }
 
 /* ----- the worker ---------------------------------------------------------------------------- */
@@ -204,8 +260,36 @@ static int stream_epoch(const jsStreamInfo *si, struct job *jb)
     return 1;
 }
 
+/* A node with a deeper history (or a longer TTL: 0 is none) than the stream of jb's channel
+ * holds raises the stream's to its own: the first node to make it does not fix them.  Said at
+ * -v (jb->why, jb->ok 2); a failure is a warning (jb->ok 3), the stream stays as it is. */
+static void stream_raise(jsCtx *js, struct job *jb, jsStreamInfo **si)
+{
+    jsStreamConfig c = *(*si)->Config;
+    int64_t age = c.MaxAge;
+    int deeper = c.MaxMsgs > 0 && jb->depth > c.MaxMsgs;
+    int longer = age > 0 && (jb->ttl_ns == 0 || jb->ttl_ns > age);
+    if (!deeper && !longer) return;
+    long long d0 = c.MaxMsgs;
+    if (deeper) c.MaxMsgs = jb->depth;
+    if (longer) c.MaxAge = jb->ttl_ns;
+    jsStreamInfo *up = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_UpdateStream(&up, js, &c, NULL, &jerr);
+    /* Both figures named: the operator sees which node asked for what. */
+    snprintf(jb->why, sizeof jb->why,
+             "'%.40s': %s from %lld messages, TTL %gs, to this node's %lld, %gs (--history)%s%.40s",
+             jb->chan, s == NATS_OK ? "raised" : "cannot raise the stream", d0, (double)age / 1e9,
+             (long long)c.MaxMsgs, (double)c.MaxAge / 1e9, s == NATS_OK ? "" : ": ",
+             s == NATS_OK ? "" : natsStatus_GetText(s));
+    jb->ok = s == NATS_OK ? 2 : 3;
+    if (s != NATS_OK) return;
+    jsStreamInfo_Destroy(*si);
+    *si = up;
+}
+
 /* The stream of jb's channel, found or made with its config: NULL with jb->why. */
-static jsStreamInfo *stream_of(jsCtx *js, struct job *jb, int make)
+static jsStreamInfo *stream_of(wsk_natsjs *j, jsCtx *js, struct job *jb, int make)
 {
     char name[24], *subj = malloc(sizeof SUBJ_PREFIX + 17 + jb->n), desc[64];
     jsStreamInfo *si = NULL;
@@ -236,7 +320,7 @@ static jsStreamInfo *stream_of(jsCtx *js, struct job *jb, int make)
         c.SubjectsLen = 1;
         c.MaxMsgs = jb->depth;
         c.MaxAge = jb->ttl_ns;
-        c.Storage = js_FileStorage;
+        c.Storage = j->storage;
         c.AllowDirect = true;
         c.RePublish = &rp;
         jerr = 0;
@@ -253,6 +337,7 @@ static jsStreamInfo *stream_of(jsCtx *js, struct job *jb, int make)
         job_fail(jb, name, s, jerr);
     } else if (s == NATS_OK) {
         jb->ok = 1;
+        if (make) stream_raise(js, jb, &si);
     } else {
         jb->ok = 1; /* no stream: no history yet */
     }
@@ -323,6 +408,95 @@ static void range_read(natsConnection *nc, struct job *jb, jsStreamInfo *si)
     }
 }
 
+/* The body of a direct get of the last message of channel chan[0..n)'s retained subject; its
+ * length, or 0 when it does not fit in cap. */
+static size_t last_of(char *body, size_t cap, const char *chan, size_t n)
+{
+    size_t o = (size_t)snprintf(body, cap, "{\"last_by_subj\":\"" RSUBJ);
+    for (size_t i = 0; i < n && o + 2 < cap; i++) { /* a topic may hold '"' or '\\' */
+        if (chan[i] == '"' || chan[i] == '\\') body[o++] = '\\';
+        body[o++] = chan[i];
+    }
+    if (o + 3 > cap) return 0;
+    memcpy(body + o, "\"}", 3);
+    return o + 2;
+}
+
+/* 1 when env[0..len), as the retained stream keeps it, holds a message (an empty one clears). */
+static int retained_holds(const char *env, size_t len)
+{
+    if (len < WSK_BRIDGE_HDR || (uint8_t)env[0] != WSK_BRIDGE_MAGIC) return 0;
+    return len > (env[1] & WSK_BRIDGE_HISTORY ? WSK_BRIDGE_HDR_HISTORY : WSK_BRIDGE_HDR);
+}
+
+/* Makes the stream of retained messages (another node may have): one subject per channel, its
+ * last message kept.  One stream for all, so that a read of a channel without one is answered
+ * (404) where a direct get to a missing stream is not. */
+static natsStatus retained_make(wsk_natsjs *j, jsErrCode *jerr)
+{
+    jsStreamConfig c;
+    const char *subjects[1] = {RSUBJ ">"};
+    jsStreamInfo *si = NULL;
+    jsStreamConfig_Init(&c);
+    c.Name = RSTREAM;
+    c.Description = "wskit retained messages";
+    c.Subjects = subjects;
+    c.SubjectsLen = 1;
+    c.MaxMsgsPerSubject = 1;
+    c.Storage = j->storage;
+    c.AllowDirect = true;
+    natsStatus s = js_AddStream(&si, j->wjs, &c, NULL, jerr);
+    jsStreamInfo_Destroy(si);
+    return s != NATS_OK && *jerr == JSStreamNameExistErr ? NATS_OK : s;
+}
+
+/* J_KEEP: env[0] becomes the retained message of jb's channel, stored before the worker's next
+ * job. */
+static void keep_run(wsk_natsjs *j, struct job *jb)
+{
+    char *subj = malloc(sizeof RSUBJ + jb->n);
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    if (!subj) return job_fail(jb, "retained", NATS_NO_MEMORY, 0);
+    snprintf(subj, sizeof RSUBJ + jb->n, RSUBJ "%s", jb->chan);
+    natsStatus s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, &jerr);
+    if (s == NATS_NO_RESPONDERS && retained_make(j, &jerr) == NATS_OK) /* deleted meanwhile */
+        s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, &jerr);
+    jsPubAck_Destroy(pa);
+    free(subj);
+    if (s != NATS_OK) return job_fail(jb, "retained message not kept", s, jerr);
+    jb->ok = 1;
+}
+
+/* J_KEPT: for each of jb's channels, whether its retained stream holds a message and how many
+ * its history stream does (0 without one). */
+static void kept_run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
+{
+    char name[24], body[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX * 2 + 40];
+    const char *chan = jb->chan;
+    jb->ok = (jb->v = calloc(2 * jb->nk, sizeof *jb->v)) != NULL;
+    for (size_t i = 0; jb->ok && i < jb->nk; chan += strlen(chan) + 1, i++) {
+        size_t n = strlen(chan), blen = last_of(body, sizeof body, chan, n);
+        natsMsg *m = NULL;
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = natsConnection_Request(&m, nc, RDIRECT, body, (int)blen, WAIT_MS);
+        if (s == NATS_OK)
+            jb->v[2 * i] =
+                (uint64_t)retained_holds(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        natsMsg_Destroy(m);
+        if (s != NATS_OK && s != NATS_NO_RESPONDERS) { /* no stream: none */
+            jb->ok = 0;
+            break;
+        }
+        snprintf(name, sizeof name, "WSKH_%016llx", (unsigned long long)fnv64(chan, n));
+        s = js_GetStreamInfo(&si, j->wjs, name, NULL, &jerr);
+        if (s == NATS_OK) jb->v[2 * i + 1] = si->State.Msgs;
+        jsStreamInfo_Destroy(si);
+        if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) jb->ok = 0;
+    }
+}
+
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
 static void run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
@@ -343,6 +517,8 @@ static void run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
         natsStatus s = js_GetAccountInfo(&ai, j->wjs, NULL, &jerr);
         jsAccountInfo_Destroy(ai);
         jb->js = j->wjs;
+        jsErrCode rerr = 0; /* failing, it is made again at the first retained publish */
+        if (s == NATS_OK) retained_make(j, &rerr);
         if (s == NATS_OK)
             jb->ok = 1;
         else
@@ -352,7 +528,9 @@ static void run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
         return;
     }
     if (!j->wjs) return job_fail(jb, "JetStream", NATS_ERR, 0);
-    jsStreamInfo *si = stream_of(j->wjs, jb, jb->kind == J_STREAM);
+    if (jb->kind == J_KEEP) return keep_run(j, jb);
+    if (jb->kind == J_KEPT) return kept_run(j, nc, jb);
+    jsStreamInfo *si = stream_of(j, j->wjs, jb, jb->kind == J_STREAM);
     if (si && jb->kind == J_RANGE) range_read(nc, jb, si);
     jsStreamInfo_Destroy(si);
 }
@@ -387,6 +565,28 @@ static struct waiting **waiting_find(wsk_natsjs *j, const natsMsg *m)
     return p;
 }
 
+/* A NATS thread: a retained publish of the history stored at its offset becomes the topic's
+ * retained message, with that offset (J_KEEP, for the worker: acks come in the order of the
+ * stream, so its stores do). */
+static void keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const char *subj, size_t n,
+                       size_t skip)
+{
+    const char *env = natsMsg_GetData(msg);
+    size_t len = (size_t)natsMsg_GetDataLength(msg);
+    if (!pa || n <= skip || !history_envelope(env, len) || !(env[1] & WSK_BRIDGE_RETAIN)) return;
+    struct job *jb = job_new(J_KEEP, subj + skip, n - skip);
+    if (jb && (jb->env = malloc(sizeof *jb->env)) && (jb->lens = malloc(sizeof *jb->lens)) &&
+        (jb->env[0] = malloc(len))) {
+        memcpy(jb->env[0], env, len);
+        put_offset(jb->env[0], pa->Sequence);
+        jb->lens[0] = len;
+        jb->k = 1;
+        job_queue(j, jb);
+    } else if (jb) {
+        job_free(jb);
+    }
+}
+
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
     wsk_natsjs *j = closure;
@@ -399,6 +599,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     const char *subj = natsMsg_GetSubject(msg);
     size_t skip = strlen(SUBJ_PREFIX) + 17, n = subj ? strlen(subj) : 0; /* after the epoch */
     int refused = !pa && pae && n > skip;
+    keep_acked(j, msg, pa, subj, n, skip);
     struct job *jb = refused || w ? calloc(1, sizeof *jb + (refused ? n - skip : 0) + 1) : NULL;
     if (jb) {
         jb->kind = refused ? J_REFUSED : J_ACKED;
@@ -431,34 +632,6 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 }
 
 /* ----- the loop ------------------------------------------------------------------------------ */
-
-static struct job *job_new(int kind, const char *chan, size_t n)
-{
-    struct job *jb = calloc(1, sizeof *jb + n + 1);
-    if (!jb) return NULL;
-    jb->kind = kind;
-    jb->n = n;
-    memcpy(jb->chan, chan, n);
-    return jb;
-}
-
-static void job_queue(wsk_natsjs *j, struct job *jb)
-{
-    pthread_mutex_lock(&j->mu);
-    struct job **p = &j->todo;
-    while (*p) p = &(*p)->next;
-    *p = jb;
-    pthread_cond_signal(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-}
-
-static void job_free(struct job *jb)
-{
-    for (size_t i = 0; i < jb->k; i++) free(jb->env[i]);
-    free(jb->env);
-    free(jb->lens);
-    free(jb);
-}
 
 static struct jstream **stream_find(wsk_natsjs *j, const char *chan, size_t n)
 {
@@ -599,6 +772,196 @@ int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, 
     return 0;
 }
 
+/* ----- retained messages ----------------------------------------------------------------------
+ *
+ * A topic's retained message is the last message of its stream WSKR_HASH (subject RSUBJ
+ * CHANNEL, MaxMsgs 1; an empty message clears it).  Without history, the node publishes the
+ * message on the channel, then the worker stores it: a node that reads the stream after the
+ * store has had the live copy first, if it was listening.  With history, the stream's ack
+ * stores it with its offset (keep_acked).  A read (wsk_natsjs_retained) is a direct get of
+ * the last message sent after the node's subscriptions on the same connection: the server
+ * makes them active first, and the answer comes through the channels' delivery thread, so
+ * after every message the node got before the server answered. */
+
+/* A read of a channel's retained message, until its answer (or WAIT_MS). */
+struct rread {
+    struct rread *next;
+    wsk_natsjs *j;
+    ev_timer late;
+    uint64_t id;
+    uint64_t seq; /* not 0: not a read but a message of a gap (fetch_gap), its offset */
+    size_t n, mlen;
+    char data[]; /* the channel, then the mark */
+};
+
+int wsk_natsjs_keep(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len)
+{
+    if (!j->up || j->on != 1) return -1;
+    struct job *jb = job_new(J_KEEP, chan, n);
+    if (!jb || !(jb->env = malloc(sizeof *jb->env)) || !(jb->lens = malloc(sizeof *jb->lens)) ||
+        !(jb->env[0] = malloc(len))) {
+        if (jb) job_free(jb);
+        return -1;
+    }
+    memcpy(jb->env[0], env, len);
+    jb->lens[0] = len;
+    jb->k = 1;
+    job_queue(j, jb);
+    return 0;
+}
+
+static void rread_end(wsk_natsjs *j, struct rread *rr)
+{
+    struct rread **p = &j->reads;
+    while (*p != rr) p = &(*p)->next;
+    *p = rr->next;
+    ev_timer_stop(j->x->ev, &rr->late);
+    free(rr);
+}
+
+static void rread_late(struct ev_loop *ev, ev_timer *w, int revents)
+{
+    struct rread *rr = w->data;
+    (void)ev;
+    (void)revents;
+    wsk_natsjs *j = rr->j;
+    uint64_t id = rr->id, seq = rr->seq;
+    rread_end(j, rr);
+    if (!seq) wsk_bridge_mark_failed(j->link, id); /* a gap's: the hold gives up on it */
+}
+
+int wsk_natsjs_retained(wsk_natsjs *j, const char *chan, size_t n, const void *mark, size_t mlen,
+                        uint64_t id)
+{
+    char reply[96], body[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX * 2 + 40];
+    size_t blen = last_of(body, sizeof body, chan, n);
+    if (!j->up || j->on != 1 || !j->rsub || !blen) return -1;
+    struct rread *rr = malloc(sizeof *rr + n + mlen);
+    if (!rr) return -1;
+    snprintf(reply, sizeof reply, "%s%llu", j->rinbox, (unsigned long long)id);
+    if (natsConnection_PublishRequest(j->nc, RDIRECT, reply, body, (int)blen) != NATS_OK) {
+        free(rr);
+        return -1;
+    }
+    *rr = (struct rread){j->reads, j, {0}, id, 0, n, mlen};
+    memcpy(rr->data, chan, n);
+    memcpy(rr->data + n, mark, mlen);
+    ev_timer_init(&rr->late, rread_late, WAIT_MS / 1e3, 0);
+    rr->late.data = rr;
+    ev_timer_start(j->x->ev, &rr->late);
+    j->reads = rr;
+    return 0;
+}
+
+static void marks_deliver(wsk_natsjs *j, struct jstream *s);
+static void ordered(wsk_natsjs *j, struct jstream *s, const char *env, size_t len, uint64_t off);
+
+/* s waits for the messages before offset off: asks its stream for them at once (a direct get
+ * each, FETCH_MAX at most, those not asked yet), their answers coming in the channel's order
+ * too (fetched).  Whichever comes first, the republished copy or the stored one, is delivered;
+ * the other is a copy.  A message the stream does not answer for is given up after HOLD_MS. */
+static void fetch_gap(wsk_natsjs *j, struct jstream *s, uint64_t off)
+{
+    uint64_t from = (s->asked > s->last ? s->asked : s->last) + 1;
+    uint64_t to = off - 1 - from >= FETCH_MAX ? from + FETCH_MAX - 1 : off - 1;
+    char api[64], reply[96], body[48];
+    if (!j->up || !j->rsub || from >= off) return;
+    snprintf(api, sizeof api, "$JS.API.DIRECT.GET.WSKH_%016llx",
+             (unsigned long long)fnv64(s->chan, s->n));
+    for (uint64_t seq = from; seq <= to; seq++) {
+        struct rread *rr = malloc(sizeof *rr + s->n);
+        if (!rr) return;
+        *rr = (struct rread){j->reads, j, {0}, ++j->gaps, seq, s->n, 0};
+        memcpy(rr->data, s->chan, s->n);
+        snprintf(reply, sizeof reply, "%sg%llu", j->rinbox, (unsigned long long)rr->id);
+        int blen = snprintf(body, sizeof body, "{\"seq\":%llu}", (unsigned long long)seq);
+        if (natsConnection_PublishRequest(j->nc, api, reply, body, blen) != NATS_OK) {
+            free(rr);
+            return;
+        }
+        ev_timer_init(&rr->late, rread_late, WAIT_MS / 1e3, 0);
+        rr->late.data = rr;
+        ev_timer_start(j->x->ev, &rr->late);
+        j->reads = rr;
+        s->asked = seq;
+    }
+}
+
+/* The stream's answer for a message of a gap: env[0..len), the message as stored (its offset
+ * filled in here), or not one (404: gone, or never there). */
+static void fetched(wsk_natsjs *j, struct rread *rr, const char *env, size_t len)
+{
+    struct jstream *s = *stream_find(j, rr->data, rr->n);
+    char *copy = s && history_envelope(env, len) && rr->seq > s->last &&
+                         !memcmp(env + WSK_BRIDGE_HDR + 20, s->seen, 16)
+                     ? malloc(len)
+                     : NULL;
+    uint64_t seq = rr->seq;
+    rread_end(j, rr);
+    if (!copy) return;
+    memcpy(copy, env, len);
+    put_offset(copy, seq);
+    ordered(j, s, copy, len, seq);
+    free(copy);
+}
+
+/* The answer to read RINBOX.ID, reply[0..n): the server's env[0..len) (the retained envelope,
+ * or nothing: none, or no stream) goes to the bridge after the read's mark, once the channel's
+ * messages that came before it were delivered (those waiting for their turn too). */
+static void rread_answer(wsk_natsjs *j, const char *reply, size_t n, const char *env, size_t len)
+{
+    uint64_t id = 0;
+    int gap = n > j->rilen && reply[j->rilen] == 'g';
+    for (size_t i = j->rilen + (size_t)gap; i < n && reply[i] >= '0' && reply[i] <= '9'; i++)
+        id = id * 10 + (uint64_t)(reply[i] - '0');
+    struct rread *rr = j->reads;
+    while (rr && (rr->id != id || !rr->seq != !gap)) rr = rr->next;
+    if (!rr) return; /* late: the bridge heard it failed */
+    if (gap) {
+        fetched(j, rr, env, len);
+        return;
+    }
+    size_t keep = retained_holds(env, len) ? len : 0;
+    struct held *h = malloc(sizeof *h + rr->mlen + keep);
+    struct jstream **p = stream_find(j, rr->data, rr->n), *s = *p;
+    if (h && !s && (s = calloc(1, sizeof *s + rr->n))) {
+        s->n = rr->n;
+        memcpy(s->chan, rr->data, rr->n);
+        *p = s;
+    }
+    if (!h || !s) {
+        free(h);
+        rread_late(j->x->ev, &rr->late, 0);
+        return;
+    }
+    h->count = NULL;
+    h->len = rr->mlen + keep;
+    memcpy(h->env, rr->data + rr->n, rr->mlen);
+    memcpy(h->env + rr->mlen, env, keep);
+    struct held **tail = &s->marks;
+    while (*tail) tail = &(*tail)->next;
+    h->next = NULL;
+    *tail = h;
+    rread_end(j, rr);
+    if (!s->early) marks_deliver(j, s);
+}
+
+int wsk_natsjs_kept(wsk_natsjs *j, const char *const *chans, const size_t *lens, size_t k,
+                    wsk_bridge_kept *q)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < k; i++) total += lens[i] + 1;
+    if (!j->up || j->on != 1 || !k) return -1;
+    struct job *jb = calloc(1, sizeof *jb + total + 1);
+    if (!jb) return -1;
+    jb->kind = J_KEPT;
+    for (size_t i = 0, o = 0; i < k; o += lens[i++] + 1) memcpy(jb->chan + o, chans[i], lens[i]);
+    jb->q = q;
+    jb->nk = k;
+    job_queue(j, jb);
+    return 0;
+}
+
 int wsk_natsjs_history(wsk_natsjs *j)
 {
     if (!j->known && !j->told) {
@@ -655,8 +1018,14 @@ void wsk_natsjs_wake(wsk_natsjs *j)
         } else if (jb->kind == J_RANGE) {
             wsk_bridge_ranged(j->link, jb->r, jb->ok, jb->epoch, jb->head, jb->first,
                               (const char *const *)jb->env, jb->lens, jb->k);
+        } else if (jb->kind == J_KEPT) {
+            wsk_bridge_kept_done(j->link, jb->q, jb->ok ? jb->v : NULL, 2 * jb->nk);
+        } else if (jb->kind == J_KEEP && !jb->ok) {
+            wsk_bridge_log(j->link, WSK_LOG_WARN, "'%s': %s", jb->chan, jb->why);
         } else if (s && jb->kind == J_STREAM && s->state == S_MAKING) {
-            if (!jb->ok) wsk_bridge_log(j->link, WSK_LOG_WARN, "history: %s", jb->why);
+            if (jb->ok != 1)
+                wsk_bridge_log(j->link, jb->ok == 2 ? WSK_LOG_INFO : WSK_LOG_WARN, "history: %s",
+                               jb->why);
             memcpy(s->epoch, jb->epoch, 16);
             s->state = jb->ok ? S_READY : S_NEW;
             release(j, s, jb->ok);
@@ -689,6 +1058,10 @@ static uint64_t offset_of(const char *env, size_t len)
 static void deliver_one(wsk_natsjs *j, struct jstream *s, const char *env, size_t len)
 {
     uint64_t off = offset_of(env, len);
+    /* Past a gap given up on: its messages may still come, late (the last SKIP_MAX of them). */
+    for (uint64_t o = s->last && off > s->last + SKIP_MAX ? off - SKIP_MAX : s->last + 1;
+         s->last && o < off; o++)
+        s->skipped[o % SKIP_MAX] = o;
     if (off > s->last) s->last = off;
     wsk_bridge_message(j->link, s->chan, s->n, env, len);
 }
@@ -707,6 +1080,19 @@ static void deliver_early(wsk_natsjs *j, struct jstream *s, int all)
         s->since = 0;
         j->nwaiting--;
     }
+    if (!s->early) marks_deliver(j, s);
+}
+
+/* The answers to reads of s's retained message, in their order, once no message of s waits
+ * for its turn (rread_answer). */
+static void marks_deliver(wsk_natsjs *j, struct jstream *s)
+{
+    while (s->marks) {
+        struct held *h = s->marks;
+        s->marks = h->next;
+        wsk_bridge_message(j->link, s->chan, s->n, h->env, h->len);
+        free(h);
+    }
 }
 
 static void on_hold(struct ev_loop *ev, ev_timer *w, int revents)
@@ -722,6 +1108,10 @@ static void on_hold(struct ev_loop *ev, ev_timer *w, int revents)
 
 void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *env, size_t len)
 {
+    if (j->rilen && n > j->rilen && !memcmp(chan, j->rinbox, j->rilen)) {
+        rread_answer(j, chan, n, env, len);
+        return;
+    }
     uint64_t off = offset_of(env, len);
     struct jstream **p = off ? stream_find(j, chan, n) : NULL, *s = p ? *p : NULL;
     if (p && !s && (s = calloc(1, sizeof *s + n))) {
@@ -737,9 +1127,24 @@ void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *e
     if (memcmp(s->seen, epoch, 16)) { /* a new life of the stream (or the first message) */
         deliver_early(j, s, 1);
         memcpy(s->seen, epoch, 16);
-        s->last = 0;
+        s->last = s->asked = 0;
+        memset(s->skipped, 0, sizeof s->skipped);
     }
-    if (!s->last || off <= s->last + 1) { /* its turn (or late: it goes at once all the same) */
+    ordered(j, s, env, len, off);
+}
+
+/* env[0..len), the message of s at offset off (republished, or read for a gap), delivered in
+ * its turn: at once when it is, held when it is early (its gap asked for), dropped when it
+ * came already (a gap's message comes twice: republished and read). */
+static void ordered(wsk_natsjs *j, struct jstream *s, const char *env, size_t len, uint64_t off)
+{
+    if (s->last && off <= s->last) { /* late: goes only when delivery went past it */
+        if (s->skipped[off % SKIP_MAX] != off) return;
+        s->skipped[off % SKIP_MAX] = 0;
+        wsk_bridge_message(j->link, s->chan, s->n, env, len);
+        return;
+    }
+    if (!s->last || off == s->last + 1) { /* its turn */
         deliver_one(j, s, env, len);
         deliver_early(j, s, 0);
         return;
@@ -749,10 +1154,14 @@ void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *e
         deliver_one(j, s, env, len);
         return;
     }
+    while (*q && offset_of((*q)->env, (*q)->len) < off) q = &(*q)->next;
+    if (*q && offset_of((*q)->env, (*q)->len) == off) { /* waiting already */
+        free(h);
+        return;
+    }
     h->count = NULL;
     h->len = len;
     memcpy(h->env, env, len);
-    while (*q && offset_of((*q)->env, (*q)->len) < off) q = &(*q)->next;
     h->next = *q;
     *q = h;
     if (!s->since) {
@@ -760,6 +1169,15 @@ void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *e
         if (!j->nwaiting++) ev_timer_again(j->x->ev, &j->hold);
     }
     if (++s->nearly > EARLY_MAX) deliver_early(j, s, 1);
+    fetch_gap(j, s, off);
+}
+
+/* The node listens to channel chan[0..n) again: the first message it hears there sets the
+ * topic's position (those published meanwhile are not a gap). */
+void wsk_natsjs_listen(wsk_natsjs *j, const char *chan, size_t n)
+{
+    struct jstream *s = *stream_find(j, chan, n);
+    if (s && !s->early) s->last = s->asked = 0;
 }
 
 void wsk_natsjs_up(wsk_natsjs *j, natsConnection *nc)
@@ -774,6 +1192,15 @@ void wsk_natsjs_up(wsk_natsjs *j, natsConnection *nc)
             if (s->state == S_READY) s->state = S_NEW;
     struct job *jb = job_new(J_DETECT, "", 0);
     if (jb) job_queue(j, jb);
+    natsInbox *inbox = NULL; /* the client subscribes it again after each reconnect */
+    if (!j->rsub && natsInbox_Create(&inbox) == NATS_OK) {
+        char wild[sizeof j->rinbox + 1];
+        snprintf(j->rinbox, sizeof j->rinbox, "%s.", inbox);
+        snprintf(wild, sizeof wild, "%s*", j->rinbox);
+        if (natsConnection_Subscribe(&j->rsub, nc, wild, j->on_msg, j->closure) == NATS_OK)
+            j->rilen = strlen(j->rinbox);
+    }
+    natsInbox_Destroy(inbox);
 }
 
 void wsk_natsjs_down(wsk_natsjs *j)
@@ -782,12 +1209,16 @@ void wsk_natsjs_down(wsk_natsjs *j)
     j->on = -1;
 }
 
-wsk_natsjs *wsk_natsjs_new(wsk_bridge_link *link, wsk_natsev *x)
+wsk_natsjs *wsk_natsjs_new(wsk_bridge_link *link, wsk_natsev *x, natsMsgHandler on_msg,
+                           void *closure, int memory)
 {
     wsk_natsjs *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     j->link = link;
     j->x = x;
+    j->on_msg = on_msg;
+    j->closure = closure;
+    j->storage = memory ? js_MemoryStorage : js_FileStorage;
     j->on = j->known = -1;
     atomic_init(&j->pending, 0);
     ev_init(&j->hold, on_hold);
@@ -821,6 +1252,7 @@ void wsk_natsjs_free(wsk_natsjs *j)
             next = jb->next;
             if (jb->kind == J_RANGE)
                 wsk_bridge_ranged(j->link, jb->r, 0, NULL, 0, 0, NULL, NULL, 0);
+            if (jb->kind == J_KEPT) wsk_bridge_kept_done(j->link, jb->q, NULL, 0);
             if (jb->count) wsk_bridge_counted(j->link, jb->count, -1);
             job_free(jb);
         }
@@ -834,6 +1266,8 @@ void wsk_natsjs_free(wsk_natsjs *j)
         j->waiting[i] = NULL;
     }
     ev_timer_stop(j->x->ev, &j->hold);
+    while (j->reads) rread_end(j, j->reads); /* the bridge gives up its marks itself */
+    natsSubscription_Destroy(j->rsub);
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (struct jstream *s = j->streams[i], *next; s; s = next) {
             next = s->next;
@@ -843,6 +1277,10 @@ void wsk_natsjs_free(wsk_natsjs *j)
                 free(h);
             }
             for (struct held *h = s->early, *hn; h; h = hn) {
+                hn = h->next;
+                free(h);
+            }
+            for (struct held *h = s->marks, *hn; h; h = hn) {
                 hn = h->next;
                 free(h);
             }

@@ -12,8 +12,12 @@
 typedef struct wsk_natsjs wsk_natsjs;
 
 /* Its state for link; results come back through x's wake-up (the engine's wake calls
- * wsk_natsjs_wake).  NULL when memory is short. */
-wsk_natsjs *wsk_natsjs_new(wsk_bridge_link *link, wsk_natsev *x);
+ * wsk_natsjs_wake).  on_msg(closure) is the engine's handler of channel messages: the answers
+ * to reads of retained messages come through it too, to wsk_natsjs_deliver, in the channels'
+ * order.  memory: the streams it makes are kept in memory (else in files).  NULL when memory
+ * is short. */
+wsk_natsjs *wsk_natsjs_new(wsk_bridge_link *link, wsk_natsev *x, natsMsgHandler on_msg,
+                           void *closure, int memory);
 /* The connection nc is up: asks the server whether it has JetStream (logged once when not).
  * Streams known before are checked again: a server restarted may have lost them. */
 void wsk_natsjs_up(wsk_natsjs *j, natsConnection *nc);
@@ -31,10 +35,22 @@ int wsk_natsjs_append(wsk_natsjs *j, const char *chan, size_t n, size_t plen, co
                       size_t len, size_t depth, double ttl, wsk_bridge_count *count);
 int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, size_t max,
                      wsk_bridge_range *r);
+/* bridge.h's retained messages: keep stores envelope env[0..len) (copied; an empty message
+ * clears) as channel chan[0..n)'s retained message after what the loop sent before it, for a
+ * retained publish without history (with history, append keeps it once stored at its offset);
+ * retained and kept as in bridge.h.  0, or -1 when JetStream is not there (nothing kept). */
+int wsk_natsjs_keep(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len);
+int wsk_natsjs_retained(wsk_natsjs *j, const char *chan, size_t n, const void *mark, size_t mlen,
+                        uint64_t id);
+int wsk_natsjs_kept(wsk_natsjs *j, const char *const *chans, const size_t *lens, size_t k,
+                    wsk_bridge_kept *q);
 
 /* On the loop thread, for every message from NATS on channel chan[0..n): hands it to the
  * bridge (wsk_bridge_message), a message republished by a stream in the stream's order. */
 void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *env, size_t len);
+/* The node subscribed to channel chan[0..n) (after a time without): delivery's position there
+ * starts again. */
+void wsk_natsjs_listen(wsk_natsjs *j, const char *chan, size_t n);
 /* On a delivery thread: when msg is a stored message the server republished (it carries its
  * stream sequence in the Nats-Sequence header) and env[0..len), its copy, an envelope with
  * WSK_BRIDGE_HISTORY, writes the sequence into the envelope's offset (bytes 18-37). */

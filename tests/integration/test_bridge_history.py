@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,8 +23,8 @@ import websockets
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import (done, Engine, nothing, ok, recv_json, sanitized, Server, skip,  # noqa: E402
                     wait_for, ws_connect as connect)
-from history import (T, across_nodes, messages, own_messages, publish, resume,  # noqa: E402
-                     storm, under_pattern)
+from history import (T, across_nodes, introspection, messages, own_messages,  # noqa: E402
+                     publish, resume, retained, storm, under_pattern)
 
 
 def node(redis, *extra, url=None):
@@ -323,124 +322,14 @@ async def engine_down(redis, a):
     await back.close()
 
 
-async def retained(redis, a, b, history):
-    """A retained publish on node B is kept in Redis: a new subscriber on node A (JSON or raw)
-    gets it first (with its offset when the history is in Redis), then live messages, never
-    twice; an empty retained publish clears it; subscribers that race retained publishes get an
-    increasing sequence without duplicates."""
-    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
-    how = "with history" if history else "without history"
-    async with connect(ub) as pub:
-        await pub.send(json.dumps({"op": "publish", "topic": "ret", "data": "r1", "retain": True,
-                                   "id": "x"}))
-        await recv_json(pub)
-        ok(wait_for(lambda: redis.command("EXISTS", "wskit:retained:ret") == 1),
-           f"{how}: a retained publish is kept in Redis")
-        async with connect(ua) as js, connect(ua + "ret") as raw:
-            await js.send(json.dumps({"op": "subscribe", "topic": "ret"}))
-            ack = await recv_json(js)
-            m = await recv_json(js)
-            ok(ack.get("type") == "ack" and m.get("data") == "r1" and m.get("retained") is True
-               and (m.get("offset") == 1 if history else "offset" not in m),
-               f"{how}: a JSON subscriber on another node gets it first", m)
-            r = await asyncio.wait_for(raw.recv(), T)
-            ok(r == "r1", f"{how}: so does a raw one", r)
-            await publish(pub, "ret", "m2")
-            m = await recv_json(js)
-            r = await asyncio.wait_for(raw.recv(), T)
-            ok(m.get("data") == "m2" and r == "m2" and await nothing(js, 0.2) and
-               await nothing(raw, 0.1), f"{how}: then live messages, once", (m, r))
-        await pub.send(json.dumps({"op": "publish", "topic": "ret", "data": "", "retain": True}))
-        await recv_json(pub)
-        ok(wait_for(lambda: not kept(redis, "ret")),
-           f"{how}: an empty retained publish clears it in Redis")
-        async with connect(ua + "ret") as raw:
-            ok(await nothing(raw, 0.3), f"{how}: ... and a new subscriber gets none")
-
-        async def churn():
-            for i in range(200):
-                await pub.send(json.dumps({"op": "publish", "topic": "race", "data": str(i),
-                                           "retain": True, "id": f"c{i}"}))
-                if i % 5 == 0:
-                    await asyncio.sleep(0.002)
-            acks = set()  # read, so that the socket closes at once
-            while len(acks) < 200:
-                acks.add((await recv_json(pub)).get("id"))
-
-        async def joiner(k):
-            await asyncio.sleep(0.01 * k)
-            async with connect(ua + "race") as w:
-                got = []
-                try:
-                    while not got or got[-1] != "199":
-                        got.append(await asyncio.wait_for(w.recv(), T))
-                except asyncio.TimeoutError:
-                    pass
-                return got
-        res = await asyncio.gather(churn(), *(joiner(k) for k in range(10)))
-        bad = [g for g in res[1:] if not g or g[-1] != "199" or
-               [int(x) for x in g] != sorted(set(int(x) for x in g))]
-        ok(not bad, f"{how}: subscribers racing retained publishes: increasing, no duplicate",
-           [g[:5] for g in bad][:3])
-
-
-def http_json(srv, path):
-    r = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{srv.port}{path}"],
-                       capture_output=True, timeout=10)
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return r.stdout
-
-
-async def introspection(redis, a, b, history):
-    """topics (JSON and GET /topics) and presence (GET /topics/T) on node A show what Redis keeps
-    of a topic published on node B: its retained flag and, with the history in Redis, its length."""
-    how = "with history" if history else "without history"
-    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
-    async with connect(ub) as pub, connect(ua) as sub:
-        await sub.send(json.dumps({"op": "subscribe", "topic": "intro"}))
-        await recv_json(sub)
-        ok(wait_for(lambda: redis.subscribers("wskit:intro") == 1), f"{how}: node A listens")
-        for i in range(6):
-            await publish(pub, "intro", f"i{i}")
-        await pub.send(json.dumps({"op": "publish", "topic": "intro", "data": "last",
-                                   "retain": True, "id": "r"}))
-        await recv_json(pub)
-        await messages(sub, 7)
-        want = {"topic": "intro", "subscribers": 1, "retained": True, "history": 7 if history else 0}
-        await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "t"}))
-        m = await recv_json(sub)
-        got = {k: v for k, v in (m.get("topics") or [{}])[0].items() if k in want}
-        ok(got == want, f"{how}: \"topics\" on another node shows what Redis keeps", m)
-        body = http_json(a, "/topics?filter=intro")
-        got = {k: v for k, v in (body.get("topics") or [{}])[0].items() if k in want} \
-            if isinstance(body, dict) else body
-        ok(got == want, f"{how}: so does GET /topics", body)
-        body = http_json(a, "/topics/intro")
-        got = {k: body.get(k) for k in ("retained", "history")} if isinstance(body, dict) else body
-        ok(got == {"retained": True, "history": want["history"]},
-           f"{how}: and GET /topics/T", body)
-        if history:  # a stalled Redis: the node's own figures, within a second or so
-            redis.proc.send_signal(signal.SIGSTOP)
-            try:
-                t0 = time.monotonic()
-                await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "s"}))
-                m = await recv_json(sub)
-                body = http_json(a, "/topics/intro")
-            finally:
-                redis.proc.send_signal(signal.SIGCONT)
-            ok(m.get("id") == "s" and m["topics"][0].get("history") == 0 and
-               isinstance(body, dict) and body.get("history") == 0 and
-               time.monotonic() - t0 < 4.5, "Redis stalled: \"topics\" and GET /topics/T "
-               "answer with the node's own figures", (m, body))
-
-
 async def main():
     with Engine("redis") as redis:
+        def kept_here(topic):
+            return kept(redis, topic)
+
         a, b = node(redis, "--max-subscriptions", "100"), node(redis, "--max-subscriptions", "100")
         try:
-            await retained(redis, a, b, False)
+            await retained(redis, a, b, False, kept_here)
             await introspection(redis, a, b, False)
         finally:
             for s in (a, b):
@@ -451,7 +340,7 @@ async def main():
             epoch = await across_nodes(a, b, lambda: wait_for(
                 lambda: redis.subscribers("wskit:feed") == 2))
             await flushed(redis, a, b, epoch)
-            await retained(redis, a, b, True)
+            await retained(redis, a, b, True, kept_here)
             await introspection(redis, a, b, True)
             ua, ub = (f"ws://127.0.0.1:{s.port}/" for s in (a, b))
             await own_messages(ua, ub, lambda: wait_for(

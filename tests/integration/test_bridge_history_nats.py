@@ -5,12 +5,15 @@ either recovers any client (the scenarios of test_bridge_history.py, shared in
 tests/lib/history.py).  A subscriber on node A killed mid-stream while node B publishes comes
 back on node B with "since" and gets every missed message once, in order, then live ones from
 both nodes; messages the server republishes out of order are delivered in order; a stream
-deleted meanwhile starts a new epoch, through both nodes, losing nothing; the stream keeps the
+deleted meanwhile starts a new epoch, through both nodes, losing nothing; a message whose
+republish is lost is read from the stream at once, and not delivered twice when it comes; the stream keeps the
 last N messages, each for TTL seconds; with nats-server down, local delivery goes on without
 offsets and "recovered": false; a nats-server restarted without its store starts offsets
 again with a new epoch, and one restarted without JetStream gets local delivery without
 offsets.  A nats-server without JetStream: history stays node-local, and the node says why,
-once."""
+once.  Retained messages live in JetStream too, with and without history (the scenarios of
+test_bridge_history.py), and "topics" and GET /topics read them and the history lengths
+there."""
 # tests/run: alone (two nodes and a nats-server)
 import asyncio
 import json
@@ -25,8 +28,8 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import (done, Engine, nothing, ok, recv_json, sanitized, Server, skip,  # noqa: E402
                     wait_for, ws_connect as connect)
-from history import (across_nodes, messages, own_messages, publish, resume,  # noqa: E402
-                     storm, under_pattern)
+from history import (across_nodes, introspection, messages, own_messages,  # noqa: E402
+                     publish, resume, retained, storm, under_pattern)
 
 
 def node(nats, *extra):
@@ -36,24 +39,29 @@ def node(nats, *extra):
     return s
 
 
-def streams(nats):
-    """{stream name: state} of the server's JetStream (its monitoring port's /jsz)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{nats.monitor}/jsz?streams=1",
+def streams(nats, what="state"):
+    """{stream name: state (or config)} of the server's JetStream (its monitoring port's
+    /jsz)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{nats.monitor}/jsz?streams=1&config=1",
                                 timeout=5) as r:
         accounts = json.load(r).get("account_details") or []
-    return {s["name"]: s["state"] for a in accounts for s in a.get("stream_detail") or []}
+    return {s["name"]: s[what] for a in accounts for s in a.get("stream_detail") or []}
 
 
 def nats_send(nats, out, until=b"PONG"):
     """Sends out (NATS protocol) on a connection of its own; the first line starting with
-    until, with the payload of a MSG."""
+    until, or the payload of a MSG (HMSG: after its headers)."""
     with socket.create_connection(("127.0.0.1", nats.port), timeout=5) as c:
         f = c.makefile("rb")
         f.readline()  # INFO
-        c.sendall(b'CONNECT {"verbose":false,"headers":true}\r\n' + out + b"PING\r\n")
+        c.sendall(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n' + out +
+                  b"PING\r\n")
         while not (line := f.readline()).startswith(until):
             pass
-        return f.read(int(line.split()[-1]) + 2)[:-2] if line.startswith(b"MSG") else line
+        if not line.startswith((b"MSG", b"HMSG")):
+            return line
+        body = f.read(int(line.split()[-1]) + 2)[:-2]
+        return body[int(line.split()[-2]):] if line.startswith(b"HMSG") else body
 
 
 def stream_name(chan):
@@ -64,14 +72,36 @@ def stream_name(chan):
     return f"WSKH_{h:016x}"
 
 
-def republish(nats, chan, msgs):
+def delete_stream(nats, name):
+    api = b"$JS.API.STREAM.DELETE." + name.encode()
+    return json.loads(nats_send(nats, b"SUB _INBOX.del 1\r\nPUB %s _INBOX.del 0\r\n\r\n" % api,
+                                b"MSG"))
+
+
+def kept(nats):
+    """kept(topic) of history.retained: whether the stream of retained messages holds one for
+    the topic (its envelope has a message: an empty one clears)."""
+    def holds(topic):
+        body = json.dumps({"last_by_subj": f"$WSKR.wskit:{topic}"}).encode()
+        env = nats_send(nats, b"SUB _INBOX.k 1\r\nPUB $JS.API.DIRECT.GET.WSKR _INBOX.k %d\r\n"
+                        b"%s\r\n" % (len(body), body), b"HMSG")
+        return len(env) > (54 if len(env) > 1 and env[1] & 8 else 18)
+    return holds
+
+
+def envelope(origin, off, epoch, data):
+    """A history envelope of node origin (message number = off), its offset digits zero."""
+    return bytes([0xB2, 8]) + origin + off.to_bytes(8, "little") + b"0" * 20 + \
+        epoch.encode() + data.encode()
+
+
+def republish(nats, chan, msgs, origin=None, epoch="0123456789abcdef"):
     """Publishes on chan what a stream's RePublish sends: each (offset, data) as an envelope
     of another node (message number = offset) with that offset in the Nats-Sequence header."""
-    origin, epoch = os.urandom(8), "0123456789abcdef"
+    origin = origin or os.urandom(8)
     out = b""
     for off, data in msgs:
-        env = bytes([0xB2, 8]) + origin + off.to_bytes(8, "little") + b"0" * 20 + \
-            epoch.encode() + data.encode()
+        env = envelope(origin, off, epoch, data)
         hdr = f"NATS/1.0\r\nNats-Sequence: {off}\r\n\r\n".encode()
         out += b"HPUB %s %d %d\r\n%s%s\r\n" % (chan.encode(), len(hdr), len(hdr) + len(env),
                                                  hdr, env)
@@ -97,13 +127,47 @@ async def out_of_order(nats, a):
            "one whose predecessor never comes is delivered after a wait", got)
 
 
+async def gap(nats, a):
+    """A message that does not come (its republish lost) while the next one has: the node reads
+    it from the stream at once, instead of waiting, and delivers both in order; when it comes
+    after all, it is not delivered twice.  The stream here is made by hand, without RePublish,
+    holding messages 1 to 4; what the node hears is published on the channel."""
+    chan, epoch, origin = "wskit:gap", "0123456789abcdef", os.urandom(8)
+    cfg = json.dumps({"name": stream_name(chan), "subjects": [f"$WSKH.{epoch}.{chan}"],
+                      "storage": "memory", "allow_direct": True}).encode()
+    api = b"$JS.API.STREAM.CREATE." + stream_name(chan).encode()
+    out = b"SUB _INBOX.mk 1\r\nPUB %s _INBOX.mk %d\r\n%s\r\n" % (api, len(cfg), cfg)
+    reply = json.loads(nats_send(nats, out, b"MSG"))
+    ok("error" not in reply, "a stream for gap, made by hand", reply)
+    out = b""
+    for off in range(1, 5):
+        env = envelope(origin, off, epoch, f"g{off}")
+        out += b"PUB $WSKH.%s.%s %d\r\n%s\r\n" % (epoch.encode(), chan.encode(), len(env), env)
+    nats_send(nats, out)
+    async with connect(a.url()) as sub:
+        await sub.send(json.dumps({"op": "subscribe", "topic": "gap"}))
+        await recv_json(sub)
+        ok(wait_for(lambda: nats.subscribers(chan) == 1), "node A listens to gap")
+        republish(nats, chan, [(1, "g1")], origin, epoch)
+        ok([d for d, _, _ in await messages(sub, 1)] == ["g1"], "message 1 comes")
+        start = time.monotonic()
+        republish(nats, chan, [(3, "g3")], origin, epoch)  # 2 is lost
+        got = await messages(sub, 2)
+        took = time.monotonic() - start
+        ok([(d, o) for d, o, _ in got] == [("g2", 2), ("g3", 3)] and took < 0.09,
+           "message 3 without 2: 2 is read from the stream at once, then 3", (got, took))
+        republish(nats, chan, [(2, "g2"), (4, "g4")], origin, epoch)  # 2 after all
+        got = await messages(sub, 1)
+        ok([(d, o) for d, o, _ in got] == [("g4", 4)] and await nothing(sub, 0.2),
+           "... and when 2 comes after all, it is not delivered again", got)
+
+
 async def deleted(nats, a, b, epoch):
     """The topic's stream deleted while the nodes run: the next publishes, through either node,
     start a new epoch at offset 1 (a node that knew the old stream finds the new one and sends
     its message again: none is lost), and the old position is not recovered."""
-    delete = b"$JS.API.STREAM.DELETE." + stream_name("wskit:feed").encode()
-    reply = nats_send(nats, b"SUB _INBOX.del 1\r\nPUB %s _INBOX.del 0\r\n\r\n" % delete, b"MSG")
-    ok(json.loads(reply).get("success") is True, "the stream of feed deleted", reply)
+    reply = delete_stream(nats, stream_name("wskit:feed"))
+    ok(reply.get("success") is True, "the stream of feed deleted", reply)
     async with connect(a.url()) as watch, connect(a.url()) as apub, connect(b.url()) as bpub:
         await watch.send(json.dumps({"op": "subscribe", "topic": "feed"}))
         await recv_json(watch)
@@ -154,6 +218,30 @@ async def bounds(nats):
             await ws.close()
     finally:
         ok(c.stop() == 0, "the bounded node exits cleanly")
+
+
+async def raised(nats):
+    """A node with a deeper --history and no TTL finds the stream of "bounded" (5 messages, 1
+    second) and raises it to its own, saying so with both values; ?storage=memory in its URL
+    makes the streams it makes in memory."""
+    d = Server("--pubsub", "-v", "--history", "20", "--bridge", nats.url + "?storage=memory",
+               "--threads", "1")
+    try:
+        d.wait_log("the server has JetStream")
+        async with connect(d.url()) as pub:
+            await publish(pub, "bounded", "deeper")
+            await publish(pub, "in-memory", "m")
+        cfg = streams(nats, "config")
+        got = {c["subjects"][0].split(".", 2)[-1]: (c["max_msgs"], c["max_age"], c["storage"])
+               for c in cfg.values() if c["name"].startswith("WSKH_")}
+        ok(got.get("wskit:bounded") == (20, 0, "file"),
+           "a deeper --history without TTL raises the stream's depth and TTL", got)
+        ok(d.wait_log("raised from 5 messages, TTL 1s, to this node's 20, 0s") == 1,
+           "... and says so, with both values", d.lines[-4:])
+        ok(got.get("wskit:in-memory") == (20, 0, "memory"),
+           "?storage=memory: the streams a node makes are in memory", got)
+    finally:
+        ok(d.stop() == 0, "the deeper node exits cleanly")
 
 
 async def restarted(nats, a, epoch):
@@ -237,20 +325,32 @@ async def main():
     store = tempfile.mkdtemp(prefix="wsk-js-")
     try:
         with Engine("nats", extra=["-js", "-sd", store]) as nats:
+            a, b = (node(nats, "--max-subscriptions", "100") for _ in range(2))
+            try:
+                await retained(nats, a, b, False, kept(nats))
+                await introspection(nats, a, b, False, kept(nats))
+            finally:
+                codes = [s.stop() for s in (a, b)]
+            ok(codes == [0, 0], "both nodes without history exit cleanly", codes)
+            delete_stream(nats, "WSKR")  # the racing joiners start from none again
             a, b = node(nats), node(nats)
             try:
                 epoch = await across_nodes(a, b, lambda: wait_for(
                     lambda: nats.subscribers("wskit:feed") == 2))
-                st = list(streams(nats).values())
+                st = [v for k, v in streams(nats).items() if k.startswith("WSKH_")]
                 ok(len(st) == 1 and st[0]["first_seq"] == 1 and st[0]["last_seq"] == 132,
                    "one stream holds the topic's 132 messages", st)
                 await own_messages(a.url(), b.url(), lambda: wait_for(
                     lambda: nats.subscribers("wskit:own") == 2))
                 await storm(a, b, *((100, 2) if sanitized() else (300, 4)))
                 await under_pattern(a, b)
+                await retained(nats, a, b, True, kept(nats))
+                await introspection(nats, a, b, True, kept(nats))
                 await out_of_order(nats, a)
+                await gap(nats, a)
                 epoch = await deleted(nats, a, b, epoch)
                 await bounds(nats)
+                await raised(nats)
                 await restarted(nats, a, epoch)
             finally:
                 codes = [s.stop() for s in (a, b)]

@@ -3,10 +3,14 @@ test_bridge_history_nats.py: NATS JetStream): JSON publishes, deliveries with th
 subscribes with "since", and the scenarios both engines must pass the same way."""
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import time
 
 import websockets
 
-from wstest import nothing, ok, recv_json, ws_connect as connect
+from wstest import nothing, ok, recv_json, wait_for, ws_connect as connect
 
 T = 5.0
 
@@ -213,3 +217,130 @@ async def under_pattern(a, b):
         ok(m.get("data") == "live" and m.get("offset") == 1042, "then live, once",
            (m.get("data"), m.get("offset")))
         ok(await nothing(ws, 0.3), "... and nothing more")
+
+
+async def retained(engine, a, b, history, kept):
+    """A retained publish on node B is kept in the engine (kept(topic): 1 when the engine holds
+    a retained message of topic): a new subscriber on node A (JSON or raw)
+    gets it first (with its offset when the history is in the engine), then live messages, never
+    twice; an empty retained publish clears it; subscribers that race retained publishes get an
+    increasing sequence without duplicates."""
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    how = "with history" if history else "without history"
+    async with connect(ub) as pub:
+        await pub.send(json.dumps({"op": "publish", "topic": "ret", "data": "r1", "retain": True,
+                                   "id": "x"}))
+        await recv_json(pub)
+        ok(wait_for(lambda: kept("ret")), f"{how}: a retained publish is kept in the engine")
+        async with connect(ua) as js, connect(ua + "ret") as raw:
+            await js.send(json.dumps({"op": "subscribe", "topic": "ret"}))
+            ack = await recv_json(js)
+            m = await recv_json(js)
+            ok(ack.get("type") == "ack" and m.get("data") == "r1" and m.get("retained") is True
+               and (m.get("offset") == 1 if history else "offset" not in m),
+               f"{how}: a JSON subscriber on another node gets it first", m)
+            r = await asyncio.wait_for(raw.recv(), T)
+            ok(r == "r1", f"{how}: so does a raw one", r)
+            await publish(pub, "ret", "m2")
+            m = await recv_json(js)
+            r = await asyncio.wait_for(raw.recv(), T)
+            ok(m.get("data") == "m2" and r == "m2" and await nothing(js, 0.2) and
+               await nothing(raw, 0.1), f"{how}: then live messages, once", (m, r))
+        await pub.send(json.dumps({"op": "publish", "topic": "ret", "data": "", "retain": True}))
+        await recv_json(pub)
+        ok(wait_for(lambda: not kept("ret")),
+           f"{how}: an empty retained publish clears it in the engine")
+        async with connect(ua + "ret") as raw:
+            ok(await nothing(raw, 0.3), f"{how}: ... and a new subscriber gets none")
+
+        async def churn():
+            for i in range(200):
+                await pub.send(json.dumps({"op": "publish", "topic": "race", "data": str(i),
+                                           "retain": True, "id": f"c{i}"}))
+                if i % 5 == 0:
+                    await asyncio.sleep(0.002)
+            acks = set()  # read, so that the socket closes at once
+            while len(acks) < 200:
+                acks.add((await recv_json(pub)).get("id"))
+
+        async def joiner(k):
+            await asyncio.sleep(0.01 * k)
+            async with connect(ua + "race") as w:
+                got = []
+                try:
+                    while not got or got[-1] != "199":
+                        got.append(await asyncio.wait_for(w.recv(), T))
+                except asyncio.TimeoutError:
+                    pass
+                return got
+        res = await asyncio.gather(churn(), *(joiner(k) for k in range(10)))
+        bad = [g for g in res[1:] if not g or g[-1] != "199" or
+               [int(x) for x in g] != sorted(set(int(x) for x in g))]
+        ok(not bad, f"{how}: subscribers racing retained publishes: increasing, no duplicate",
+           [g[:5] for g in bad][:3])
+
+
+def stopped(pid):
+    """1 when process pid is stopped (its threads too: SIGSTOP takes a moment on a busy
+    machine)."""
+    states = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/stat") as f:
+            states.append(f.read().rsplit(")", 1)[1].split()[0])
+    return all(s == "T" for s in states)
+
+
+def http_json(srv, path):
+    r = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:{srv.port}{path}"],
+                       capture_output=True, timeout=10)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return r.stdout
+
+
+async def introspection(engine, a, b, history, kept=None):
+    """topics (JSON and GET /topics) and presence (GET /topics/T) on node A show what the engine
+    keeps of a topic published on node B: its retained flag and, with the history in the engine,
+    its length; the engine stalled, the node's own figures.  kept (as for retained): the engine
+    keeps a retained message a moment after delivering it (NATS: once stored), so wait for it."""
+    how = "with history" if history else "without history"
+    ua, ub = f"ws://127.0.0.1:{a.port}/", f"ws://127.0.0.1:{b.port}/"
+    async with connect(ub) as pub, connect(ua) as sub:
+        await sub.send(json.dumps({"op": "subscribe", "topic": "intro"}))
+        await recv_json(sub)
+        ok(wait_for(lambda: engine.subscribers("wskit:intro") == 1), f"{how}: node A listens")
+        for i in range(6):
+            await publish(pub, "intro", f"i{i}")
+        await pub.send(json.dumps({"op": "publish", "topic": "intro", "data": "last",
+                                   "retain": True, "id": "r"}))
+        await recv_json(pub)
+        await messages(sub, 7)
+        ok(not kept or wait_for(lambda: kept("intro")), f"{how}: the retained message is kept")
+        want = {"topic": "intro", "subscribers": 1, "retained": True, "history": 7 if history else 0}
+        await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "t"}))
+        m = await recv_json(sub)
+        got = {k: v for k, v in (m.get("topics") or [{}])[0].items() if k in want}
+        ok(got == want, f"{how}: \"topics\" on another node shows what the engine keeps", m)
+        body = http_json(a, "/topics?filter=intro")
+        got = {k: v for k, v in (body.get("topics") or [{}])[0].items() if k in want} \
+            if isinstance(body, dict) else body
+        ok(got == want, f"{how}: so does GET /topics", body)
+        body = http_json(a, "/topics/intro")
+        got = {k: body.get(k) for k in ("retained", "history")} if isinstance(body, dict) else body
+        ok(got == {"retained": True, "history": want["history"]},
+           f"{how}: and GET /topics/T", body)
+        if history:  # a stalled engine: the node's own figures, within a second or so
+            engine.proc.send_signal(signal.SIGSTOP)
+            try:
+                ok(wait_for(lambda: stopped(engine.proc.pid)), "the engine is stopped")
+                t0 = time.monotonic()
+                await sub.send(json.dumps({"op": "topics", "filter": "intro", "id": "s"}))
+                m = await recv_json(sub)
+                body = http_json(a, "/topics/intro")
+            finally:
+                engine.proc.send_signal(signal.SIGCONT)
+            ok(m.get("id") == "s" and m["topics"][0].get("history") == 0 and
+               isinstance(body, dict) and body.get("history") == 0 and
+               time.monotonic() - t0 < 4.5, "the engine stalled: \"topics\" and GET /topics/T "
+               "answer with the node's own figures", (m, body))
