@@ -12,6 +12,7 @@
  * again before each attempt, on io_resolve.c's thread (hiredis would block the loop in
  * getaddrinfo); hiredis is given the address. */
 #include "bridge.h"
+#include "bridge_redis_reply.h"
 #include "crypto.h"
 #include "io_resolve.h"
 
@@ -58,7 +59,8 @@ struct redis {
     char *user; /* Redis 6 ACL user, NULL for "default" */
     char *password;
     redisAsyncContext *pub, *sub;
-    int ready;   /* connections that answered their PING: up at 2 */
+    wsk_rreply_pool pub_replies, sub_replies; /* their replies' arenas (bridge_redis_reply.h) */
+    int ready;                                /* connections that answered their PING: up at 2 */
     int closing; /* close() is freeing the connections: no callback acts */
     ev_timer retry;
     double backoff;
@@ -213,6 +215,7 @@ static redisAsyncContext *connect_one(struct redis *r, int select)
         return NULL;
     }
     ac->data = r;
+    wsk_rreply_attach(ac->c.reader, select ? &r->pub_replies : &r->sub_replies);
     redisLibevAttach(r->ev, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -470,6 +473,8 @@ static void rd_close(void *e)
     if (r->lookup) wsk_lookup_cancel(r->lookup);
     if (r->pub) redisAsyncFree(r->pub);
     if (r->sub) redisAsyncFree(r->sub);
+    wsk_rreply_free(&r->pub_replies);
+    wsk_rreply_free(&r->sub_replies);
     free(r->user);
     free(r->password);
     free(r);
