@@ -6,8 +6,9 @@
  * is written at once, a partial write leaves only the rest queued (in cached blocks) with drain to
  * follow, and behind queued bytes it keeps its order; replies under WSK_BATCH_MAX to frames that
  * arrived in one read leave together, in order, in one write (counted on a SOCK_SEQPACKET pair):
- * held where they lie when their payload is in the loop's buffer (a pong between them writes
- * the held ones first), queued when the read began with the rest of a frame read in place. */
+ * held where they lie when their payload is in the loop's buffer, within the backpressure
+ * limit (a pong between them writes the held ones first), queued when the read began with the
+ * rest of a frame read in place. */
 #include "test.h"
 #include "pair.h"
 
@@ -327,6 +328,15 @@ static void batched_replies(wsk_ctx *ctx)
           LEN, held[0], held[1], held[2], held[3], writes);
     ok = echo_read(ctx, 40000, 2, 0, 0, &direct, &writes);
     CHECK(ok && held[1] == 2 && writes == 1, "so are 2 replies of 40000 bytes (%d write)", writes);
+    /* What is held stays within the backpressure limit: the third reply writes the two held. */
+    size_t limit = ctx->lim.backpressure_limit;
+    ctx->lim.backpressure_limit = 50000;
+    ok = echo_read(ctx, LEN, 4, 0, 0, &direct, &writes);
+    ctx->lim.backpressure_limit = limit;
+    CHECK(ok && held[1] == 2 && !held[2] && queued[2] == 4 + LEN && writes == 2,
+          "with a backpressure limit of 50000 bytes, 2 replies of %d are held, the third writes "
+          "them and is queued (%u, %zu bytes; %d writes)",
+          LEN, held[2], queued[2], writes);
     /* A pong goes after the reply held before it: that one is written first. */
     ok = echo_read(ctx, LEN, 2, 0, 1, &direct, &writes);
     CHECK(ok && held[0] == 1 && held[1] == 0 && writes == 2,
