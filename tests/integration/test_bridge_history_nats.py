@@ -14,7 +14,6 @@ offsets.  A nats-server without JetStream: history stays node-local, and the nod
 once.  Retained messages live in JetStream too, with and without history (the scenarios of
 test_bridge_history.py), and "topics" and GET /topics read them and the history lengths
 there."""
-# tests/run: alone (two nodes and a nats-server)
 import asyncio
 import json
 import os
