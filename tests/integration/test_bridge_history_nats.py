@@ -4,16 +4,17 @@ history lives in a stream per topic, so that two nodes number a topic's messages
 either recovers any client (the scenarios of test_bridge_history.py, shared in
 tests/lib/history.py).  A subscriber on node A killed mid-stream while node B publishes comes
 back on node B with "since" and gets every missed message once, in order, then live ones from
-both nodes; messages the server republishes out of order are delivered in order; a stream
-deleted meanwhile starts a new epoch, through both nodes, losing nothing; a message whose
-republish is lost is read from the stream at once, and not delivered twice when it comes; the stream keeps the
-last N messages, each for TTL seconds; with nats-server down, local delivery goes on without
-offsets and "recovered": false; a nats-server restarted without its store starts offsets
-again with a new epoch, and one restarted without JetStream gets local delivery without
-offsets.  A nats-server without JetStream: history stays node-local, and the node says why,
-once.  Retained messages live in JetStream too, with and without history (the scenarios of
-test_bridge_history.py), and "topics" and GET /topics read them and the history lengths
-there."""
+both nodes; messages the server republishes out of order are delivered in order; a message
+whose republish is lost is read from the stream at once, and not delivered twice when it
+comes; a stream deleted meanwhile starts a new epoch, through both nodes, losing nothing; the
+stream keeps the last N messages, each for TTL seconds, and a node with a deeper --history
+raises them; ?storage=memory keeps the streams in memory; with nats-server down, local
+delivery goes on without offsets and "recovered": false; a nats-server restarted without its
+store starts offsets again with a new epoch, and one restarted without JetStream gets local
+delivery without offsets.  Retained messages live in JetStream too, with and without history
+(the scenarios of test_bridge_history.py), and "topics" and GET /topics read them and the
+history lengths there.  A nats-server without JetStream: history and retained messages stay
+node-local, and the node says why, once."""
 import asyncio
 import json
 import os
@@ -315,6 +316,14 @@ async def no_jetstream():
                 ok([s.count("history stays node-local: the server has no JetStream")
                     for s in (a, b)] == [1, 1], "... and each node says so once, a warning",
                    [s.lines[-2:] for s in (a, b)])
+                await bpub.send(json.dumps({"op": "publish", "topic": "kept", "data": "on b",
+                                            "retain": True, "id": "k"}))
+                await recv_json(bpub)
+                async with connect(b.url() + "kept") as here, connect(a.url() + "kept") as there:
+                    r = await asyncio.wait_for(here.recv(), 5)
+                    ok(r == "on b" and await nothing(there, 0.2), "without JetStream: a retained "
+                       "message stays on its node (a subscriber there gets it, one on another "
+                       "node none)", r)
         finally:
             codes = [s.stop() for s in (a, b)]
         ok(codes == [0, 0], "both nodes exit cleanly", codes)
