@@ -236,6 +236,18 @@ static void job_free(struct job *jb)
     free(jb);
 }
 
+/* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
+static uint64_t offset_of(const char *env, size_t len)
+{
+    uint64_t v = 0;
+    if (!history_envelope(env, len)) return 0;
+    for (size_t i = WSK_BRIDGE_HDR; i < WSK_BRIDGE_HDR + 20; i++) {
+        if (env[i] < '0' || env[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(env[i] - '0');
+    }
+    return v;
+}
+
 /* ----- the worker ---------------------------------------------------------------------------- */
 
 static void job_fail(struct job *jb, const char *what, natsStatus s, jsErrCode jerr)
@@ -450,19 +462,69 @@ static natsStatus retained_make(wsk_natsjs *j, jsErrCode *jerr)
     return s != NATS_OK && *jerr == JSStreamNameExistErr ? NATS_OK : s;
 }
 
+/* A history envelope kept as channel chan[0..n)'s retained message (subject subj) only when
+ * the one kept there is older: read, compared, then stored on the condition that the subject's
+ * last message is still the one read (ExpectLastSubjectSeq), read again when another node's
+ * came between.  Acks, so these stores, come in a stream's order on each node only: two nodes
+ * storing at once would otherwise leave whichever came last. */
+static natsStatus keep_newer(wsk_natsjs *j, natsConnection *nc, struct job *jb, const char *subj,
+                             jsErrCode *jerr)
+{
+    char body[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX * 2 + 40];
+    size_t blen = last_of(body, sizeof body, jb->chan, jb->n);
+    const char *env = jb->env[0];
+    natsStatus s = NATS_ERR;
+    for (int tries = 0; tries < 8; tries++) {
+        natsMsg *m = NULL;
+        const char *v = NULL, *old;
+        uint64_t seq = 0;
+        s = natsConnection_Request(&m, nc, RDIRECT, body, (int)blen, WAIT_MS);
+        if (s != NATS_OK) return s;
+        old = natsMsg_GetData(m);
+        size_t olen = (size_t)natsMsg_GetDataLength(m);
+        if (natsMsgHeader_Get(m, "Nats-Sequence", &v) == NATS_OK && v) seq = strtoull(v, NULL, 10);
+        int newer = history_envelope(old, olen) &&
+                    !memcmp(old + WSK_BRIDGE_HDR + 20, env + WSK_BRIDGE_HDR + 20, 16) &&
+                    offset_of(old, olen) >= offset_of(env, jb->lens[0]);
+        natsMsg_Destroy(m);
+        if (newer) return NATS_OK; /* a later one is kept already */
+        jsPubOptions o;
+        jsPubOptions_Init(&o);
+        o.ExpectLastSubjectSeq = seq; /* 0 (none yet): no condition */
+        jsPubAck *pa = NULL;
+        *jerr = 0;
+        s = js_Publish(&pa, j->wjs, subj, env, (int)jb->lens[0], &o, jerr);
+        jsPubAck_Destroy(pa);
+        if (*jerr != JSStreamWrongLastSequenceErr) return s;
+    }
+    return s;
+}
+
+/* jb's env[0] stored (or not: keep_newer) as the retained message on subject subj. */
+static natsStatus keep_once(wsk_natsjs *j, natsConnection *nc, struct job *jb, const char *subj,
+                            int history, jsErrCode *jerr)
+{
+    if (history) return keep_newer(j, nc, jb, subj, jerr);
+    jsPubAck *pa = NULL;
+    natsStatus s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, jerr);
+    jsPubAck_Destroy(pa);
+    return s;
+}
+
 /* J_KEEP: env[0] becomes the retained message of jb's channel, stored before the worker's next
- * job. */
-static void keep_run(wsk_natsjs *j, struct job *jb)
+ * job (with history: unless a later one is kept). */
+static void keep_run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
 {
     char *subj = malloc(sizeof RSUBJ + jb->n);
-    jsPubAck *pa = NULL;
     jsErrCode jerr = 0;
+    int history = history_envelope(jb->env[0], jb->lens[0]);
     if (!subj) return job_fail(jb, "retained", NATS_NO_MEMORY, 0);
     snprintf(subj, sizeof RSUBJ + jb->n, RSUBJ "%s", jb->chan);
-    natsStatus s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, &jerr);
-    if (s == NATS_NO_RESPONDERS && retained_make(j, &jerr) == NATS_OK) /* deleted meanwhile */
-        s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, &jerr);
-    jsPubAck_Destroy(pa);
+    natsStatus s = keep_once(j, nc, jb, subj, history, &jerr);
+    /* No stream (deleted meanwhile): a publish has no responders, a direct get no answer. */
+    if ((s == NATS_NO_RESPONDERS || (history && s == NATS_TIMEOUT)) &&
+        retained_make(j, &jerr) == NATS_OK)
+        s = keep_once(j, nc, jb, subj, history, &jerr);
     free(subj);
     if (s != NATS_OK) return job_fail(jb, "retained message not kept", s, jerr);
     jb->ok = 1;
@@ -528,7 +590,7 @@ static void run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
         return;
     }
     if (!j->wjs) return job_fail(jb, "JetStream", NATS_ERR, 0);
-    if (jb->kind == J_KEEP) return keep_run(j, jb);
+    if (jb->kind == J_KEEP) return keep_run(j, nc, jb);
     if (jb->kind == J_KEPT) return kept_run(j, nc, jb);
     jsStreamInfo *si = stream_of(j, j->wjs, jb, jb->kind == J_STREAM);
     if (si && jb->kind == J_RANGE) range_read(nc, jb, si);
@@ -1042,18 +1104,6 @@ void wsk_natsjs_wake(wsk_natsjs *j)
 }
 
 /* ----- delivery in the stream's order ------------------------------------------------------- */
-
-/* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
-static uint64_t offset_of(const char *env, size_t len)
-{
-    uint64_t v = 0;
-    if (!history_envelope(env, len)) return 0;
-    for (size_t i = WSK_BRIDGE_HDR; i < WSK_BRIDGE_HDR + 20; i++) {
-        if (env[i] < '0' || env[i] > '9') return 0;
-        v = v * 10 + (uint64_t)(env[i] - '0');
-    }
-    return v;
-}
 
 static void deliver_one(wsk_natsjs *j, struct jstream *s, const char *env, size_t len)
 {

@@ -78,15 +78,47 @@ def delete_stream(nats, name):
                                 b"MSG"))
 
 
+def retained_env(nats, topic):
+    """The envelope the stream of retained messages keeps for topic (b"": none)."""
+    body = json.dumps({"last_by_subj": f"$WSKR.wskit:{topic}"}).encode()
+    return nats_send(nats, b"SUB _INBOX.k 1\r\nPUB $JS.API.DIRECT.GET.WSKR _INBOX.k %d\r\n"
+                     b"%s\r\n" % (len(body), body), b"HMSG")
+
+
 def kept(nats):
     """kept(topic) of history.retained: whether the stream of retained messages holds one for
     the topic (its envelope has a message: an empty one clears)."""
     def holds(topic):
-        body = json.dumps({"last_by_subj": f"$WSKR.wskit:{topic}"}).encode()
-        env = nats_send(nats, b"SUB _INBOX.k 1\r\nPUB $JS.API.DIRECT.GET.WSKR _INBOX.k %d\r\n"
-                        b"%s\r\n" % (len(body), body), b"HMSG")
+        env = retained_env(nats, topic)
         return len(env) > (54 if len(env) > 1 and env[1] & 8 else 18)
     return holds
+
+
+async def newer_kept(nats, a, b):
+    """With history, a retained message is stored once its history stream has it, on two nodes
+    at once too: one with an offset below the kept one's does not replace it."""
+    async with connect(b.url()) as pub:
+        await pub.send(json.dumps({"op": "publish", "topic": "cas", "data": "c1", "retain": True,
+                                   "id": "c1"}))
+        await recv_json(pub)
+        ok(wait_for(lambda: kept(nats)("cas")), "a retained message of cas is kept")
+        env = retained_env(nats, "cas")
+        later = env[:18] + b"%020d" % 99 + env[38:54] + b"later"  # as if from another node
+        nats_send(nats, b"PUB $WSKR.wskit:cas %d\r\n%s\r\n" % (len(later), later))
+        await pub.send(json.dumps({"op": "publish", "topic": "cas", "data": "c2", "retain": True,
+                                   "id": "c2"}))
+        await recv_json(pub)
+        await pub.send(json.dumps({"op": "topics", "filter": "cas", "id": "t"}))
+        m = await recv_json(pub)  # read after the store, by the same worker
+        ok(m.get("topics", [{}])[0].get("history") == 2, "c2 is in the history", m)
+        ok(retained_env(nats, "cas")[54:] == b"later", "... but offset 99 stays the retained "
+           "message (c2's offset is 2)", retained_env(nats, "cas"))
+    async with connect(a.url()) as sub:
+        await sub.send(json.dumps({"op": "subscribe", "topic": "cas"}))
+        await recv_json(sub)
+        m = await recv_json(sub)
+        ok((m.get("data"), m.get("offset"), m.get("retained")) == ("later", 99, True),
+           "... and a new subscriber gets that one", m)
 
 
 def envelope(origin, off, epoch, data):
@@ -354,6 +386,7 @@ async def main():
                 await under_pattern(a, b)
                 await retained(nats, a, b, True, kept(nats))
                 await introspection(nats, a, b, True, kept(nats))
+                await newer_kept(nats, a, b)
                 await out_of_order(nats, a)
                 await gap(nats, a)
                 epoch = await deleted(nats, a, b, epoch)
