@@ -58,6 +58,9 @@
 #define RDIRECT "$JS.API.DIRECT.GET." RSTREAM
 /* Bytes of appends waiting for their stream, beyond which appends fail. */
 #define HELD_MAX (8u << 20)
+/* Bytes of retained messages waiting for the worker to store them, beyond which they are not
+ * kept (counted, and logged): memory stays bounded when JetStream is slower than publishers. */
+#define KEEP_MAX (8u << 20)
 /* Publishes awaiting the server's ack, beyond which appends fail: under the client's own
  * MaxPending, past which js_PublishMsgAsync would block the loop. */
 #define PENDING_MAX  50000
@@ -160,6 +163,8 @@ struct wsk_natsjs {
     struct job *todo, *done;
     int quit;
     natsConnection *wnc;               /* under mu */
+    size_t keeping;                    /* under mu: J_KEEP's bytes queued (KEEP_MAX) */
+    uint64_t unkept;                   /* under mu: retained messages dropped since logged */
     struct waiting *waiting[PBUCKETS]; /* under mu */
     ev_timer hold;                     /* runs while messages wait for their turn */
     size_t nwaiting;                   /* topics with messages waiting */
@@ -234,6 +239,33 @@ static void job_free(struct job *jb)
     free(jb->lens);
     free(jb->v);
     free(jb);
+}
+
+/* A J_KEEP of env[0..len) (a copy) for channel chan[0..n); NULL when memory is short. */
+static struct job *keep_job(const char *chan, size_t n, const char *env, size_t len)
+{
+    struct job *jb = job_new(J_KEEP, chan, n);
+    if (!jb || !(jb->env = malloc(sizeof *jb->env)) || !(jb->lens = malloc(sizeof *jb->lens)) ||
+        !(jb->env[0] = malloc(len))) {
+        if (jb) job_free(jb);
+        return NULL;
+    }
+    memcpy(jb->env[0], env, len);
+    jb->lens[0] = len;
+    jb->k = 1;
+    return jb;
+}
+
+/* Queues J_KEEP jb (its env[0]) within KEEP_MAX; else frees it.  From any thread. */
+static void keep_queue(wsk_natsjs *j, struct job *jb)
+{
+    pthread_mutex_lock(&j->mu);
+    int room = j->keeping + jb->lens[0] <= KEEP_MAX;
+    if (room) j->keeping += jb->lens[0];
+    j->unkept += !room;
+    pthread_mutex_unlock(&j->mu);
+    if (room) job_queue(j, jb);
+    if (!room) job_free(jb);
 }
 
 /* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
@@ -610,6 +642,7 @@ static void *work(void *arg)
         pthread_mutex_unlock(&j->mu);
         run(j, nc, jb);
         pthread_mutex_lock(&j->mu);
+        if (jb->kind == J_KEEP) j->keeping -= jb->lens[0];
         jb->next = j->done; /* reversed: the loop puts them back in order */
         j->done = jb;
         wsk_natsev_wake(j->x);
@@ -636,17 +669,10 @@ static void keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const ch
     const char *env = natsMsg_GetData(msg);
     size_t len = (size_t)natsMsg_GetDataLength(msg);
     if (!pa || n <= skip || !history_envelope(env, len) || !(env[1] & WSK_BRIDGE_RETAIN)) return;
-    struct job *jb = job_new(J_KEEP, subj + skip, n - skip);
-    if (jb && (jb->env = malloc(sizeof *jb->env)) && (jb->lens = malloc(sizeof *jb->lens)) &&
-        (jb->env[0] = malloc(len))) {
-        memcpy(jb->env[0], env, len);
-        put_offset(jb->env[0], pa->Sequence);
-        jb->lens[0] = len;
-        jb->k = 1;
-        job_queue(j, jb);
-    } else if (jb) {
-        job_free(jb);
-    }
+    struct job *jb = keep_job(subj + skip, n - skip, env, len);
+    if (!jb) return;
+    put_offset(jb->env[0], pa->Sequence);
+    keep_queue(j, jb);
 }
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -858,17 +884,9 @@ struct rread {
 
 int wsk_natsjs_keep(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len)
 {
-    if (!j->up || j->on != 1) return -1;
-    struct job *jb = job_new(J_KEEP, chan, n);
-    if (!jb || !(jb->env = malloc(sizeof *jb->env)) || !(jb->lens = malloc(sizeof *jb->lens)) ||
-        !(jb->env[0] = malloc(len))) {
-        if (jb) job_free(jb);
-        return -1;
-    }
-    memcpy(jb->env[0], env, len);
-    jb->lens[0] = len;
-    jb->k = 1;
-    job_queue(j, jb);
+    struct job *jb = j->up && j->on == 1 ? keep_job(chan, n, env, len) : NULL;
+    if (!jb) return -1;
+    keep_queue(j, jb);
     return 0;
 }
 
@@ -1063,8 +1081,15 @@ void wsk_natsjs_wake(wsk_natsjs *j)
 {
     pthread_mutex_lock(&j->mu);
     struct job *jb = j->done, *in_order = NULL;
+    uint64_t unkept = j->unkept;
     j->done = NULL;
+    j->unkept = 0;
     pthread_mutex_unlock(&j->mu);
+    if (unkept)
+        wsk_bridge_log(j->link, WSK_LOG_WARN,
+                       "%llu retained messages not kept: JetStream stores them slower than "
+                       "they come (%u MiB wait at most)",
+                       (unsigned long long)unkept, KEEP_MAX >> 20);
     while (jb) {
         struct job *next = jb->next;
         jb->next = in_order;
