@@ -562,8 +562,8 @@ static void keep_run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
     jb->ok = 1;
 }
 
-/* J_KEPT: for each of jb's channels, whether its retained stream holds a message and how many
- * its history stream does (0 without one). */
+/* J_KEPT: for each of jb's channels, whether the stream of retained messages holds one for it
+ * and how many its history stream holds (0 without one). */
 static void kept_run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
 {
     char name[24], body[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX * 2 + 40];
@@ -661,8 +661,8 @@ static struct waiting **waiting_find(wsk_natsjs *j, const natsMsg *m)
 }
 
 /* A NATS thread: a retained publish of the history stored at its offset becomes the topic's
- * retained message, with that offset (J_KEEP, for the worker: acks come in the order of the
- * stream, so its stores do). */
+ * retained message, with that offset (J_KEEP, for the worker, which keeps it only over an
+ * older one: keep_newer). */
 static void keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const char *subj, size_t n,
                        size_t skip)
 {
