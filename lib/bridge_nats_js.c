@@ -58,6 +58,9 @@
 #define RDIRECT "$JS.API.DIRECT.GET." RSTREAM
 /* Bytes of appends waiting for their stream, beyond which appends fail. */
 #define HELD_MAX (8u << 20)
+/* Bytes of retained messages waiting for the worker to store them, beyond which they are not
+ * kept (counted, and logged): memory stays bounded when JetStream is slower than publishers. */
+#define KEEP_MAX (8u << 20)
 /* Publishes awaiting the server's ack, beyond which appends fail: under the client's own
  * MaxPending, past which js_PublishMsgAsync would block the loop. */
 #define PENDING_MAX  50000
@@ -160,6 +163,8 @@ struct wsk_natsjs {
     struct job *todo, *done;
     int quit;
     natsConnection *wnc;               /* under mu */
+    size_t keeping;                    /* under mu: J_KEEP's bytes queued (KEEP_MAX) */
+    uint64_t unkept;                   /* under mu: retained messages dropped since logged */
     struct waiting *waiting[PBUCKETS]; /* under mu */
     ev_timer hold;                     /* runs while messages wait for their turn */
     size_t nwaiting;                   /* topics with messages waiting */
@@ -234,6 +239,45 @@ static void job_free(struct job *jb)
     free(jb->lens);
     free(jb->v);
     free(jb);
+}
+
+/* A J_KEEP of env[0..len) (a copy) for channel chan[0..n); NULL when memory is short. */
+static struct job *keep_job(const char *chan, size_t n, const char *env, size_t len)
+{
+    struct job *jb = job_new(J_KEEP, chan, n);
+    if (!jb || !(jb->env = malloc(sizeof *jb->env)) || !(jb->lens = malloc(sizeof *jb->lens)) ||
+        !(jb->env[0] = malloc(len))) {
+        if (jb) job_free(jb);
+        return NULL;
+    }
+    memcpy(jb->env[0], env, len);
+    jb->lens[0] = len;
+    jb->k = 1;
+    return jb;
+}
+
+/* Queues J_KEEP jb (its env[0]) within KEEP_MAX; else frees it.  From any thread. */
+static void keep_queue(wsk_natsjs *j, struct job *jb)
+{
+    pthread_mutex_lock(&j->mu);
+    int room = j->keeping + jb->lens[0] <= KEEP_MAX;
+    if (room) j->keeping += jb->lens[0];
+    j->unkept += !room;
+    pthread_mutex_unlock(&j->mu);
+    if (room) job_queue(j, jb);
+    if (!room) job_free(jb);
+}
+
+/* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
+static uint64_t offset_of(const char *env, size_t len)
+{
+    uint64_t v = 0;
+    if (!history_envelope(env, len)) return 0;
+    for (size_t i = WSK_BRIDGE_HDR; i < WSK_BRIDGE_HDR + 20; i++) {
+        if (env[i] < '0' || env[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(env[i] - '0');
+    }
+    return v;
 }
 
 /* ----- the worker ---------------------------------------------------------------------------- */
@@ -450,26 +494,76 @@ static natsStatus retained_make(wsk_natsjs *j, jsErrCode *jerr)
     return s != NATS_OK && *jerr == JSStreamNameExistErr ? NATS_OK : s;
 }
 
+/* A history envelope kept as channel chan[0..n)'s retained message (subject subj) only when
+ * the one kept there is older: read, compared, then stored on the condition that the subject's
+ * last message is still the one read (ExpectLastSubjectSeq), read again when another node's
+ * came between.  Acks, so these stores, come in a stream's order on each node only: two nodes
+ * storing at once would otherwise leave whichever came last. */
+static natsStatus keep_newer(wsk_natsjs *j, natsConnection *nc, struct job *jb, const char *subj,
+                             jsErrCode *jerr)
+{
+    char body[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX * 2 + 40];
+    size_t blen = last_of(body, sizeof body, jb->chan, jb->n);
+    const char *env = jb->env[0];
+    natsStatus s = NATS_ERR;
+    for (int tries = 0; tries < 8; tries++) {
+        natsMsg *m = NULL;
+        const char *v = NULL, *old;
+        uint64_t seq = 0;
+        s = natsConnection_Request(&m, nc, RDIRECT, body, (int)blen, WAIT_MS);
+        if (s != NATS_OK) return s;
+        old = natsMsg_GetData(m);
+        size_t olen = (size_t)natsMsg_GetDataLength(m);
+        if (natsMsgHeader_Get(m, "Nats-Sequence", &v) == NATS_OK && v) seq = strtoull(v, NULL, 10);
+        int newer = history_envelope(old, olen) &&
+                    !memcmp(old + WSK_BRIDGE_HDR + 20, env + WSK_BRIDGE_HDR + 20, 16) &&
+                    offset_of(old, olen) >= offset_of(env, jb->lens[0]);
+        natsMsg_Destroy(m);
+        if (newer) return NATS_OK; /* a later one is kept already */
+        jsPubOptions o;
+        jsPubOptions_Init(&o);
+        o.ExpectLastSubjectSeq = seq; /* 0 (none yet): no condition */
+        jsPubAck *pa = NULL;
+        *jerr = 0;
+        s = js_Publish(&pa, j->wjs, subj, env, (int)jb->lens[0], &o, jerr);
+        jsPubAck_Destroy(pa);
+        if (*jerr != JSStreamWrongLastSequenceErr) return s;
+    }
+    return s;
+}
+
+/* jb's env[0] stored (or not: keep_newer) as the retained message on subject subj. */
+static natsStatus keep_once(wsk_natsjs *j, natsConnection *nc, struct job *jb, const char *subj,
+                            int history, jsErrCode *jerr)
+{
+    if (history) return keep_newer(j, nc, jb, subj, jerr);
+    jsPubAck *pa = NULL;
+    natsStatus s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, jerr);
+    jsPubAck_Destroy(pa);
+    return s;
+}
+
 /* J_KEEP: env[0] becomes the retained message of jb's channel, stored before the worker's next
- * job. */
-static void keep_run(wsk_natsjs *j, struct job *jb)
+ * job (with history: unless a later one is kept). */
+static void keep_run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
 {
     char *subj = malloc(sizeof RSUBJ + jb->n);
-    jsPubAck *pa = NULL;
     jsErrCode jerr = 0;
+    int history = history_envelope(jb->env[0], jb->lens[0]);
     if (!subj) return job_fail(jb, "retained", NATS_NO_MEMORY, 0);
     snprintf(subj, sizeof RSUBJ + jb->n, RSUBJ "%s", jb->chan);
-    natsStatus s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, &jerr);
-    if (s == NATS_NO_RESPONDERS && retained_make(j, &jerr) == NATS_OK) /* deleted meanwhile */
-        s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, &jerr);
-    jsPubAck_Destroy(pa);
+    natsStatus s = keep_once(j, nc, jb, subj, history, &jerr);
+    /* No stream (deleted meanwhile): a publish has no responders, a direct get no answer. */
+    if ((s == NATS_NO_RESPONDERS || (history && s == NATS_TIMEOUT)) &&
+        retained_make(j, &jerr) == NATS_OK)
+        s = keep_once(j, nc, jb, subj, history, &jerr);
     free(subj);
     if (s != NATS_OK) return job_fail(jb, "retained message not kept", s, jerr);
     jb->ok = 1;
 }
 
-/* J_KEPT: for each of jb's channels, whether its retained stream holds a message and how many
- * its history stream does (0 without one). */
+/* J_KEPT: for each of jb's channels, whether the stream of retained messages holds one for it
+ * and how many its history stream holds (0 without one). */
 static void kept_run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
 {
     char name[24], body[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX * 2 + 40];
@@ -528,7 +622,7 @@ static void run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
         return;
     }
     if (!j->wjs) return job_fail(jb, "JetStream", NATS_ERR, 0);
-    if (jb->kind == J_KEEP) return keep_run(j, jb);
+    if (jb->kind == J_KEEP) return keep_run(j, nc, jb);
     if (jb->kind == J_KEPT) return kept_run(j, nc, jb);
     jsStreamInfo *si = stream_of(j, j->wjs, jb, jb->kind == J_STREAM);
     if (si && jb->kind == J_RANGE) range_read(nc, jb, si);
@@ -548,6 +642,7 @@ static void *work(void *arg)
         pthread_mutex_unlock(&j->mu);
         run(j, nc, jb);
         pthread_mutex_lock(&j->mu);
+        if (jb->kind == J_KEEP) j->keeping -= jb->lens[0];
         jb->next = j->done; /* reversed: the loop puts them back in order */
         j->done = jb;
         wsk_natsev_wake(j->x);
@@ -566,25 +661,18 @@ static struct waiting **waiting_find(wsk_natsjs *j, const natsMsg *m)
 }
 
 /* A NATS thread: a retained publish of the history stored at its offset becomes the topic's
- * retained message, with that offset (J_KEEP, for the worker: acks come in the order of the
- * stream, so its stores do). */
+ * retained message, with that offset (J_KEEP, for the worker, which keeps it only over an
+ * older one: keep_newer). */
 static void keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const char *subj, size_t n,
                        size_t skip)
 {
     const char *env = natsMsg_GetData(msg);
     size_t len = (size_t)natsMsg_GetDataLength(msg);
     if (!pa || n <= skip || !history_envelope(env, len) || !(env[1] & WSK_BRIDGE_RETAIN)) return;
-    struct job *jb = job_new(J_KEEP, subj + skip, n - skip);
-    if (jb && (jb->env = malloc(sizeof *jb->env)) && (jb->lens = malloc(sizeof *jb->lens)) &&
-        (jb->env[0] = malloc(len))) {
-        memcpy(jb->env[0], env, len);
-        put_offset(jb->env[0], pa->Sequence);
-        jb->lens[0] = len;
-        jb->k = 1;
-        job_queue(j, jb);
-    } else if (jb) {
-        job_free(jb);
-    }
+    struct job *jb = keep_job(subj + skip, n - skip, env, len);
+    if (!jb) return;
+    put_offset(jb->env[0], pa->Sequence);
+    keep_queue(j, jb);
 }
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -796,17 +884,9 @@ struct rread {
 
 int wsk_natsjs_keep(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len)
 {
-    if (!j->up || j->on != 1) return -1;
-    struct job *jb = job_new(J_KEEP, chan, n);
-    if (!jb || !(jb->env = malloc(sizeof *jb->env)) || !(jb->lens = malloc(sizeof *jb->lens)) ||
-        !(jb->env[0] = malloc(len))) {
-        if (jb) job_free(jb);
-        return -1;
-    }
-    memcpy(jb->env[0], env, len);
-    jb->lens[0] = len;
-    jb->k = 1;
-    job_queue(j, jb);
+    struct job *jb = j->up && j->on == 1 ? keep_job(chan, n, env, len) : NULL;
+    if (!jb) return -1;
+    keep_queue(j, jb);
     return 0;
 }
 
@@ -1001,8 +1081,15 @@ void wsk_natsjs_wake(wsk_natsjs *j)
 {
     pthread_mutex_lock(&j->mu);
     struct job *jb = j->done, *in_order = NULL;
+    uint64_t unkept = j->unkept;
     j->done = NULL;
+    j->unkept = 0;
     pthread_mutex_unlock(&j->mu);
+    if (unkept)
+        wsk_bridge_log(j->link, WSK_LOG_WARN,
+                       "%llu retained messages not kept: JetStream stores them slower than "
+                       "they come (%u MiB wait at most)",
+                       (unsigned long long)unkept, KEEP_MAX >> 20);
     while (jb) {
         struct job *next = jb->next;
         jb->next = in_order;
@@ -1042,18 +1129,6 @@ void wsk_natsjs_wake(wsk_natsjs *j)
 }
 
 /* ----- delivery in the stream's order ------------------------------------------------------- */
-
-/* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
-static uint64_t offset_of(const char *env, size_t len)
-{
-    uint64_t v = 0;
-    if (!history_envelope(env, len)) return 0;
-    for (size_t i = WSK_BRIDGE_HDR; i < WSK_BRIDGE_HDR + 20; i++) {
-        if (env[i] < '0' || env[i] > '9') return 0;
-        v = v * 10 + (uint64_t)(env[i] - '0');
-    }
-    return v;
-}
 
 static void deliver_one(wsk_natsjs *j, struct jstream *s, const char *env, size_t len)
 {

@@ -787,9 +787,12 @@ WSK_API int wsk_server_history_read(wsk_server *srv, const char *topic, size_t t
  * WSK_ERR_INVAL (a pattern, no such hold to end), WSK_ERR_NOMEM. */
 WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, int on);
 
-/* Retained messages in the engine (Redis): a topic's retained message kept by the engine, so
- * that a subscriber on any node gets it.  Engines that keep none (NATS), a server without a
- * bridge and a member of a server group say WSK_ERR_STATE to both of these.
+/* Retained messages in the engine (Redis; NATS when its server has JetStream): a topic's
+ * retained message kept by the engine, so that a subscriber on any node gets it.  A server
+ * without a bridge and a member of a server group say WSK_ERR_STATE to both of these.  NATS
+ * keeps the message just after its publish, not in the same step (a read in between finds the
+ * previous one; with history, once the history stream stored it, and never over a later one);
+ * without JetStream it only publishes, and the reads below say WSK_ERR_IO.
  *  - wsk_server_publish_retained publishes as wsk_server_publish_counted (history 0: local
  *    delivery at once, then the engine) or as wsk_server_publish_history (history 1: from is
  *    not used), and the engine keeps the message as the topic's retained one in the same step
@@ -829,10 +832,10 @@ WSK_API int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t 
 /* What the engine keeps of topics[0..n) (names, lens[i] bytes each; 1 to 10,000 of them):
  * done(arg, k) runs once from the loop with k[i] for topics[i] (k NULL when the engine could not
  * answer: a connection down or lost meanwhile, the server freed), in one round trip per engine
- * connection (Redis: a script that reads the retained key and XLEN of each).  topics are read
- * during the call.  0; WSK_ERR_STATE (see above), WSK_ERR_IO (an engine connection is down: done
- * does not run), WSK_ERR_INVAL (a pattern, a derived topic, n out of range, done NULL),
- * WSK_ERR_NOMEM. */
+ * connection (Redis: a script that reads the retained key and XLEN of each; NATS: two JetStream
+ * requests per topic, from the link's worker thread).  topics are read during the call.  0;
+ * WSK_ERR_STATE (see above), WSK_ERR_IO (an engine connection is down: done does not run),
+ * WSK_ERR_INVAL (a pattern, a derived topic, n out of range, done NULL), WSK_ERR_NOMEM. */
 typedef struct wsk_topic_kept {
     int retained;     /* 1 when the engine keeps a retained message of the topic */
     uint64_t history; /* messages of the topic's history in the engine (0 without history) */

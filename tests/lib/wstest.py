@@ -387,12 +387,13 @@ async def nothing(ws, timeout=0.3):
         return True
 
 
-def ws_connect(url, timeout=5.0):
+def ws_connect(url, timeout=5.0, **kw):
     """A Python websockets client as the JSON-protocol tests use it: no pings, no size limit,
-    no compression, open and close bounded by timeout."""
+    no compression, open and close bounded by timeout; kw: more of websockets.connect's
+    (max_queue=None: messages left unread never hold up its close)."""
     import websockets
     return websockets.connect(url, open_timeout=timeout, close_timeout=timeout, ping_interval=None,
-                              max_size=None, compression=None)
+                              max_size=None, compression=None, **kw)
 
 
 async def recv_json(ws, timeout=5.0):
