@@ -528,7 +528,7 @@ static void chat_teardown(struct serve *sv)
 
 const serve_mode serve_chat = {
     .name = "chat",
-    .help = "Bun's chat-room benchmark server: one room, \"NAME: m\" to all",
+    .help = "Bun's chat-room benchmark server: \"NAME: m\" to the room (--rooms: several)",
     .options = chat_options,
     .config_size = sizeof(struct chat_config),
     .config_init = chat_config_init,

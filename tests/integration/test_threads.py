@@ -11,7 +11,7 @@ every thread count the other nodes, and an outage's failed publishes are counted
 2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error;
 with --max-connections the first thread's pause warning counts the whole group; --exec-shared's
 @ID replies and broadcast lines reach a client of another thread in the order written, and the
-restart message after a dead program's last lines."""
+restart message after a dead program's last lines; a loop thread's heap starts 16 MiB large."""
 import asyncio
 import json
 import os
@@ -550,6 +550,32 @@ def wsbench_spread():
             ok(threads == {0, 1}, "... which land on both of the server's threads", threads)
 
 
+async def thread_heaps():
+    """A loop thread's glibc arena starts with 16 MiB of heap ready (wsserve's M_TOP_PAD), so
+    that a load's first second does not grow it one mprotect per allocation: its heap (an
+    anonymous mapping aligned to 64 MiB, glibc's HEAP_MAX_SIZE) is readable and writable that
+    far once the thread has allocated."""
+    if sanitized():
+        skip("a loop thread's heap starts at 16 MiB", "not glibc's allocator here")
+        return
+    with Server("--echo", "--threads", "2", "-v") as srv:
+        clients = await spread(srv, srv.url(), 2, per_thread=1)
+        for ws, _ in clients:
+            await ws.send("x" * 1000)
+            await ws.recv()
+        heaps = []
+        with open(f"/proc/{srv.proc.pid}/maps") as f:
+            for line in f:
+                fields = line.split()
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                if fields[1] == "rw-p" and len(fields) == 5 and lo % (64 << 20) == 0:
+                    heaps.append(hi - lo)
+        await close_all(clients)
+        ok(any(h >= 16 << 20 for h in heaps),
+           "--threads 2: the second thread's heap is ready for 16 MiB at once",
+           [f"{h >> 10} KiB" for h in heaps])
+
+
 async def main():
     usage_errors()
     threads_auto()
@@ -566,6 +592,7 @@ async def main():
     await metrics_sum()
     await sigterm_every_thread()
     wsbench_spread()
+    await thread_heaps()
 
 
 asyncio.run(main())
