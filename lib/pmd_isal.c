@@ -280,13 +280,13 @@ int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const
     } else if (looks_flat(in, n)) {
         k = stateless(d, 0, NULL, window_bits, in, (uint32_t)n, at, room); /* a sample waits */
     } else if (due) {
-        /* 16..47 messages to the next sample (xorshift32): a period in the traffic (sizes,
-         * kinds of message) cannot line up with the samples. */
-        d->rng ^= d->rng << 13, d->rng ^= d->rng >> 17, d->rng ^= d->rng << 5;
-        d->until_sample =
-            d->samples + 1 < TRAIN_FIRST ? 0 : SAMPLE_EVERY / 2 + d->rng % SAMPLE_EVERY;
         k = stateless(d, 1, NULL, window_bits, in, (uint32_t)n, at, room);
         if (k >= -1) learn(d, window_bits, in, (uint32_t)n, k);
+        /* The next sample: at once while the codes are new (a build resets the count), then
+         * 16..47 messages on (xorshift32), so that a period in the traffic (sizes, kinds of
+         * message) cannot line up with the samples. */
+        d->rng ^= d->rng << 13, d->rng ^= d->rng >> 17, d->rng ^= d->rng << 5;
+        d->until_sample = d->samples < TRAIN_FIRST ? 0 : SAMPLE_EVERY / 2 + d->rng % SAMPLE_EVERY;
     } else {
         k = stateless(d, 1, NULL, window_bits, in, (uint32_t)n, at, room);
     }

@@ -7,7 +7,8 @@
  * which must give the same bytes.  The libdeflate path gets the same: the rest inflated whole
  * by the one-shot inflater (whatever it accepts, zlib's streaming inflater must read the same),
  * and one-shot compressed at a level from byte 2, then inflated back by both inflaters; ISA-L's
- * one-shot deflater (the loop's at levels 1..6) the same, at the window from byte 2.
+ * one-shot deflater (the loop's at levels 1..6) the same, at the window from byte 2, fresh and
+ * once its Huffman codes are trained on the input.
  *
  * Build: clang -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_pmd.c
  *        lib/pmd_negotiate.c lib/pmd_zlib.c lib/pmd_libdeflate.c lib/pmd_isal.c lib/buf.c -lz
@@ -153,13 +154,14 @@ static int oneshot_deflate(wsk_pmd_oneshot_deflater *d, wsk_pmd_isal_oneshot *i,
 }
 
 /* One-shot deflate of msg (libdeflate at `level`, or when isal_bits is not 0 ISA-L's at that
- * window), inflated back by the one-shot inflater and, in random chunks, by zlib's with the
- * smallest window that holds the message (ISA-L's: the window it was given). */
-static void oneshot_round_trip(int level, int isal_bits, const uint8_t *msg, size_t n,
-                               uint32_t *seed)
+ * window: `isal`, or a fresh one when NULL), inflated back by the one-shot inflater and, in
+ * random chunks, by zlib's with the smallest window that holds the message (ISA-L's: the window
+ * it was given). */
+static void oneshot_round_trip(int level, int isal_bits, wsk_pmd_isal_oneshot *isal,
+                               const uint8_t *msg, size_t n, uint32_t *seed)
 {
     wsk_pmd_oneshot_deflater *d = isal_bits ? NULL : wsk_pmd_oneshot_deflater_new(level);
-    wsk_pmd_isal_oneshot *i = isal_bits ? wsk_pmd_isal_oneshot_new() : NULL;
+    wsk_pmd_isal_oneshot *i = isal_bits && !isal ? wsk_pmd_isal_oneshot_new() : isal;
     wsk_pmd_oneshot_inflater *one = wsk_pmd_oneshot_inflater_new();
     int bits = 8;
     while (bits < 15 && ((size_t)1 << bits) < n) bits++;
@@ -190,7 +192,7 @@ static void oneshot_round_trip(int level, int isal_bits, const uint8_t *msg, siz
     wsk_dbuf_free(&a);
     wsk_dbuf_free(&b);
     wsk_pmd_oneshot_deflater_free(d);
-    wsk_pmd_isal_oneshot_free(i);
+    if (i != isal) wsk_pmd_isal_oneshot_free(i);
     wsk_pmd_oneshot_inflater_free(one);
     wsk_pmd_inflater_free(z);
 }
@@ -224,7 +226,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     round_trip(bits, mem, reset, rest, nrest, &seed);
     oneshot_junk(rest, nrest, 1 + (seed * 61) % 4096);
-    oneshot_round_trip(1 + data[2] % 9, 0, rest, nrest, &seed);
-    oneshot_round_trip(0, bits, rest, nrest, &seed);
+    oneshot_round_trip(1 + data[2] % 9, 0, NULL, rest, nrest, &seed);
+    oneshot_round_trip(0, bits, NULL, rest, nrest, &seed);
+    /* ISA-L's again, one deflater over 10 messages, two compressions each: its first 16 samples
+     * train Huffman codes on these bytes, with which the last messages are compressed. */
+    wsk_pmd_isal_oneshot *trained = wsk_pmd_isal_oneshot_new();
+    if (!trained) abort();
+    for (int k = 0; k < 10; k++) oneshot_round_trip(0, bits, trained, rest, nrest, &seed);
+    wsk_pmd_isal_oneshot_free(trained);
     return 0;
 }
