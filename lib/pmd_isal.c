@@ -277,6 +277,10 @@ int wsk_pmd_isal_oneshot_deflate(wsk_pmd_isal_oneshot *d, int window_bits, const
          * the default ones, and does not shrink with either. */
         k = stateless(d, 0, &d->table, window_bits, in, (uint32_t)n, at, room);
         if (k >= 0) d->trained++;
+        /* Codes that do not fit this message (their block header alone is some 80 bytes): level
+         * 1 may still shrink it, unless its bytes are flat. */
+        else if (k == -1 && !looks_flat(in, n))
+            k = stateless(d, 1, NULL, window_bits, in, (uint32_t)n, at, room);
     } else if (looks_flat(in, n)) {
         k = stateless(d, 0, NULL, window_bits, in, (uint32_t)n, at, room); /* a sample waits */
     } else if (due) {
