@@ -3,7 +3,8 @@
 stripped 00 00 ff ff tail, fragmented compressed messages, BFINAL blocks), the inflate bound (a
 compressed bomb gets 1009 without the server allocating its size), corrupt data (1007), every
 server_max_window_bits honoured by the shared compressor, messages that do not shrink sent
-uncompressed, and --compress-level."""
+uncompressed, fragmented messages through the shared compressor's trained codes, and
+--compress-level."""
 import os
 import random
 import sys
