@@ -275,11 +275,13 @@ size_t wsk_pmd_inflater_memory(const wsk_pmd_inflater *i);
 /* 1 when a socket's own deflater of this zlib memLevel and level is an ISA-L one: memLevel 8 or
  * more (the "dedicated" and "256KB" modes, whose budget holds ISA-L's 166 KiB) and levels 1..6,
  * which all map to ISA-L's level 1 (its levels 2 and 3 were no smaller on the README's data, and
- * level 3 costs twice the time); 0: use wsk_pmd_deflater_new (zlib).  The loop's compressor
- * asks with WSK_PMD_SHARED_MEM: levels 1..6 are ISA-L's one-shot deflater, 7..9 libdeflate. */
+ * level 3 costs twice the time), or 0 with fixed codes for small messages; 0: use
+ * wsk_pmd_deflater_new (zlib).  The loop's compressor asks with WSK_PMD_SHARED_MEM: levels 1..6 are
+ * ISA-L's one-shot deflater, 7..9 libdeflate. */
 int wsk_pmd_isal_serves(int mem_level, int level);
 
-/* A raw-deflate compressor with an LZ77 window of 2^window_bits bytes (8..15), ISA-L level 1.
+/* A raw-deflate compressor with an LZ77 window of 2^window_bits bytes (8..15): ISA-L level 0 with
+ * the fixed Huffman codes while the messages average a few KiB, level 1 for longer ones.
  * NULL on bad arguments or out of memory.  Free with wsk_pmd_isal_deflater_free. */
 typedef struct wsk_pmd_isal_deflater wsk_pmd_isal_deflater;
 wsk_pmd_isal_deflater *wsk_pmd_isal_deflater_new(int window_bits);
@@ -293,6 +295,9 @@ int wsk_pmd_isal_deflate(wsk_pmd_isal_deflater *d, const void *in, size_t n, int
 
 /* Forgets the context; messages compressed so far; bytes of heap held. */
 void wsk_pmd_isal_deflater_reset(wsk_pmd_isal_deflater *d);
+/* igzip's level the next message starts from: 0 (fixed codes) while the socket's messages
+ * average under 4 KiB, 1 from 8 KiB (pmd_isal.c; for tests). */
+int wsk_pmd_isal_deflater_level(const wsk_pmd_isal_deflater *d);
 uint64_t wsk_pmd_isal_deflater_messages(const wsk_pmd_isal_deflater *d);
 size_t wsk_pmd_isal_deflater_memory(const wsk_pmd_isal_deflater *d);
 

@@ -3,11 +3,12 @@
  * Input layout: byte 0 picks the compressor and decompressor modes, byte 1 the length of a
  * header slice, byte 2 the inflater's window and reset mode, byte 3 seeds the chunking.  The
  * header slice (cut in two values) is negotiated as a server and validated as a client; the rest
- * is inflated in random chunks with a small output limit, then compressed and inflated back,
- * which must give the same bytes.  The libdeflate path gets the same: the rest inflated whole
- * by the one-shot inflater (whatever it accepts, zlib's streaming inflater must read the same),
- * and one-shot compressed at a level from byte 2, then inflated back by both inflaters; ISA-L's
- * one-shot deflater (the loop's at levels 1..6) the same, at the window from byte 2.
+ * is inflated in random chunks with a small output limit, then compressed (zlib's deflater and
+ * ISA-L's) and inflated back, which must give the same bytes.  The libdeflate path gets the same:
+ * the rest inflated whole by the one-shot inflater (whatever it accepts, zlib's streaming inflater
+ * must read the same), and one-shot compressed at a level from byte 2, then inflated back by both
+ * inflaters; ISA-L's one-shot deflater (the loop's at levels 1..6) the same, at the window from
+ * byte 2, fresh and once its Huffman codes are trained on the input.
  *
  * Build: clang -fsanitize=fuzzer,address,undefined -Ilib tests/fuzz/fuzz_pmd.c
  *        lib/pmd_negotiate.c lib/pmd_zlib.c lib/pmd_libdeflate.c lib/pmd_isal.c lib/buf.c -lz
@@ -83,18 +84,22 @@ static void inflate_junk(wsk_pmd_inflater *inf, const uint8_t *in, size_t n, siz
     wsk_dbuf_free(&out);
 }
 
-/* Compresses msg twice (the second time referring to the first unless reset) and inflates
- * each in random chunks: the bytes must come back. */
-static void round_trip(int bits, int mem, int reset, const uint8_t *msg, size_t n, uint32_t *seed)
+/* Compresses msg three times (each referring to the last unless reset), with zlib's deflater or
+ * (isal) ISA-L's, and inflates each in random chunks: the bytes must come back. */
+static void round_trip(int bits, int mem, int reset, int isal, const uint8_t *msg, size_t n,
+                       uint32_t *seed)
 {
-    wsk_pmd_deflater *d = wsk_pmd_deflater_new(bits, mem, WSK_PMD_LEVEL_DEFAULT);
+    wsk_pmd_deflater *d = isal ? NULL : wsk_pmd_deflater_new(bits, mem, WSK_PMD_LEVEL_DEFAULT);
+    wsk_pmd_isal_deflater *i = isal ? wsk_pmd_isal_deflater_new(bits) : NULL;
     wsk_pmd_inflater *inf = wsk_pmd_inflater_new(bits, reset);
-    if (!d || !inf) abort();
-    for (int round = 0; round < 2; round++) {
+    if ((!d && !i) || !inf) abort();
+    for (int round = 0; round < 3; round++) {
         wsk_dbuf z, out;
         wsk_dbuf_init(&z, 2 * n + 64);
         wsk_dbuf_init(&out, n);
-        if (wsk_pmd_deflate(d, msg, n, reset, &z) != 0) abort();
+        int rc =
+            i ? wsk_pmd_isal_deflate(i, msg, n, reset, &z) : wsk_pmd_deflate(d, msg, n, reset, &z);
+        if (rc != 0) abort();
         size_t at = 0;
         do {
             size_t k = next(seed) % (z.len + 1 - at);
@@ -105,8 +110,9 @@ static void round_trip(int bits, int mem, int reset, const uint8_t *msg, size_t 
         wsk_dbuf_free(&z);
         wsk_dbuf_free(&out);
     }
-    if (wsk_pmd_deflater_messages(d) != 2) abort();
+    if ((i ? wsk_pmd_isal_deflater_messages(i) : wsk_pmd_deflater_messages(d)) != 3) abort();
     wsk_pmd_deflater_free(d);
+    wsk_pmd_isal_deflater_free(i);
     wsk_pmd_inflater_free(inf);
 }
 
@@ -153,13 +159,14 @@ static int oneshot_deflate(wsk_pmd_oneshot_deflater *d, wsk_pmd_isal_oneshot *i,
 }
 
 /* One-shot deflate of msg (libdeflate at `level`, or when isal_bits is not 0 ISA-L's at that
- * window), inflated back by the one-shot inflater and, in random chunks, by zlib's with the
- * smallest window that holds the message (ISA-L's: the window it was given). */
-static void oneshot_round_trip(int level, int isal_bits, const uint8_t *msg, size_t n,
-                               uint32_t *seed)
+ * window: `isal`, or a fresh one when NULL), inflated back by the one-shot inflater and, in
+ * random chunks, by zlib's with the smallest window that holds the message (ISA-L's: the window
+ * it was given). */
+static void oneshot_round_trip(int level, int isal_bits, wsk_pmd_isal_oneshot *isal,
+                               const uint8_t *msg, size_t n, uint32_t *seed)
 {
     wsk_pmd_oneshot_deflater *d = isal_bits ? NULL : wsk_pmd_oneshot_deflater_new(level);
-    wsk_pmd_isal_oneshot *i = isal_bits ? wsk_pmd_isal_oneshot_new() : NULL;
+    wsk_pmd_isal_oneshot *i = isal_bits && !isal ? wsk_pmd_isal_oneshot_new() : isal;
     wsk_pmd_oneshot_inflater *one = wsk_pmd_oneshot_inflater_new();
     int bits = 8;
     while (bits < 15 && ((size_t)1 << bits) < n) bits++;
@@ -190,7 +197,7 @@ static void oneshot_round_trip(int level, int isal_bits, const uint8_t *msg, siz
     wsk_dbuf_free(&a);
     wsk_dbuf_free(&b);
     wsk_pmd_oneshot_deflater_free(d);
-    wsk_pmd_isal_oneshot_free(i);
+    if (i != isal) wsk_pmd_isal_oneshot_free(i);
     wsk_pmd_oneshot_inflater_free(one);
     wsk_pmd_inflater_free(z);
 }
@@ -222,9 +229,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     inflate_junk(inf, rest, nrest, 1 + (seed * 61) % 4096, &seed);
     wsk_pmd_inflater_free(inf);
 
-    round_trip(bits, mem, reset, rest, nrest, &seed);
+    round_trip(bits, mem, reset, 0, rest, nrest, &seed);
+    round_trip(bits, mem, reset, 1, rest, nrest, &seed); /* ISA-L's, level 0 or 1 by the size */
     oneshot_junk(rest, nrest, 1 + (seed * 61) % 4096);
-    oneshot_round_trip(1 + data[2] % 9, 0, rest, nrest, &seed);
-    oneshot_round_trip(0, bits, rest, nrest, &seed);
+    oneshot_round_trip(1 + data[2] % 9, 0, NULL, rest, nrest, &seed);
+    oneshot_round_trip(0, bits, NULL, rest, nrest, &seed);
+    /* ISA-L's again, one deflater over 10 messages, two compressions each: its first 16 samples
+     * train Huffman codes on these bytes, with which the last messages are compressed. */
+    wsk_pmd_isal_oneshot *trained = wsk_pmd_isal_oneshot_new();
+    if (!trained) abort();
+    for (int k = 0; k < 10; k++) oneshot_round_trip(0, bits, trained, rest, nrest, &seed);
+    wsk_pmd_isal_oneshot_free(trained);
     return 0;
 }

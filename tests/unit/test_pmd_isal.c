@@ -155,9 +155,52 @@ static void test_new_and_levels(void)
           "levels 1..6 of the 256 KiB modes go to ISA-L, the rest to zlib");
 }
 
+/* Small messages take level 0 with the fixed codes, long ones level 1, by the socket's average
+ * size: 40 of 1 KiB, 40 of 16 KiB, 40 of 1 KiB again, and random bytes, through one stream with
+ * context takeover, each inflated by a peer that keeps its window too (a change of level starts
+ * the stream afresh, which the peer must not notice); the fixed codes shrink text and grow random
+ * bytes by under 9%. */
+static void test_levels_follow_sizes(void)
+{
+    static uint8_t text[200000], back[20000];
+    fill(text, sizeof text, 1);
+    wsk_pmd_isal_deflater *d = wsk_pmd_isal_deflater_new(15);
+    z_stream zs = {0};
+    inflateInit2(&zs, -15);
+    wsk_dbuf z;
+    wsk_dbuf_init(&z, 1 << 20);
+    static const size_t sizes[] = {1024, 16384, 1024, 1000};
+    int ok = d != NULL, levels[4] = {-1, -1, -1, -1};
+    size_t off = 0, zsum[4] = {0};
+    for (int phase = 0; ok && phase < 4; phase++) {
+        if (phase == 3) fill(text, sizes[3] * 40, 0); /* random bytes */
+        for (int k = 0; ok && k < 40; k++, off += 997) {
+            size_t n = sizes[phase];
+            const uint8_t *m = phase == 3 ? text + (size_t)k * n : text + off % (sizeof text - n);
+            z.len = 0;
+            ok = EXPECT(wsk_pmd_isal_deflate(d, m, n, 0, &z) == 0 &&
+                            peer_inflate(&zs, z.p, z.len, back, sizeof back) == (long)n &&
+                            !memcmp(back, m, n),
+                        "phase %d message %d (%zu bytes)", phase, k, n);
+            zsum[phase] += z.len;
+        }
+        levels[phase] = d ? wsk_pmd_isal_deflater_level(d) : -1;
+    }
+    CHECK(ok, "1 KiB, 16 KiB, 1 KiB text and random bytes through one stream, each inflated back");
+    CHECK(levels[0] == 0 && levels[1] == 1 && levels[2] == 0 && levels[3] == 0,
+          "levels by size: %d %d %d %d", levels[0], levels[1], levels[2], levels[3]);
+    CHECK(zsum[0] < 40 * 1024 / 3 && zsum[3] < 40 * 1000 * 109 / 100,
+          "fixed codes: text shrinks (%zu of 40 KiB), random bytes grow by under 9%% (%zu)",
+          zsum[0], zsum[3]);
+    wsk_dbuf_free(&z);
+    inflateEnd(&zs);
+    wsk_pmd_isal_deflater_free(d);
+}
+
 int main(void)
 {
     test_round_trips();
+    test_levels_follow_sizes();
     test_takeover_pays();
     test_limits();
     test_new_and_levels();

@@ -237,6 +237,26 @@ static void test_trained(void)
     CHECK(trained[0] > 400, "the codes compressed most text messages (%llu of 640)",
           (unsigned long long)trained[0]);
     wsk_pmd_isal_oneshot_free(d);
+    /* Codes trained on text, then letters and digits in random order, which they fit badly:
+     * level 1 still shrinks them, and they go out compressed. */
+    d = wsk_pmd_isal_oneshot_new();
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    uint8_t odd[200];
+    for (size_t i = 0; i < sizeof odd; i++) odd[i] = (uint8_t)alnum[rnd() % 36];
+    wsk_dbuf z;
+    wsk_dbuf_init(&z, 1 << 16);
+    for (int k = 0; d && k < 40; k++) {
+        z.len = 0;
+        ok = EXPECT(wsk_pmd_isal_oneshot_deflate(d, 15, text[0] + 64 * k, 1024, &z) == 0, "text");
+    }
+    uint64_t before = d ? wsk_pmd_isal_oneshot_trained(d) : 0;
+    z.len = 0;
+    z.max = sizeof odd - 1;
+    int rc = d ? wsk_pmd_isal_oneshot_deflate(d, 15, odd, sizeof odd, &z) : -1;
+    CHECK(ok && before > 0 && rc == 0 && z.len < sizeof odd,
+          "200 random letters and digits shrink after the codes (%d, %zu bytes)", rc, z.len);
+    wsk_dbuf_free(&z);
+    wsk_pmd_isal_oneshot_free(d);
 }
 
 int main(void)
