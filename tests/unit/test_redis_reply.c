@@ -102,7 +102,8 @@ int main(void)
     /* A reader freed while it builds a reply (the connection lost mid-reply) frees it. */
     ours = redisReaderCreate();
     wsk_rreply_attach(ours, &p);
-    redisReaderFeed(ours, "*3\r\n$7\r\nmessage\r\n$3\r\nabc\r\n$40000\r\nxx", 40);
+    static const char half[] = "*3\r\n$7\r\nmessage\r\n$3\r\nabc\r\n$40000\r\nxx";
+    redisReaderFeed(ours, half, sizeof half - 1);
     void *none = NULL;
     redisReaderGetReply(ours, &none);
     CHECK(none == NULL && p.used > 0, "a reply half read holds the arena");
