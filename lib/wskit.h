@@ -609,6 +609,15 @@ WSK_API long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t
  * wsk_publish. */
 WSK_API long wsk_publish_local(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
                                size_t len, wsk_opcode op, int compress);
+/* In a server group: the same as wsk_server_publish_local and wsk_publish_local for the
+ * subscribers of the calling member's loop only (the other loops get nothing from it).  A
+ * program that hands a message to each loop itself (wsk_group_call_ordered, one copy each)
+ * delivers it there with these; without a group they are wsk_server_publish_local and
+ * wsk_publish_local.  Returns as those. */
+WSK_API long wsk_server_publish_here(wsk_server *srv, const char *topic, size_t topic_len,
+                                     const void *data, size_t len, wsk_opcode op, int compress);
+WSK_API long wsk_publish_here(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                              size_t len, wsk_opcode op, int compress);
 /* Subscribers of `topic` (sockets that are open or closing) by that very name (a pattern's
  * own subscribers, for a pattern); 0 for an invalid topic. */
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);

@@ -479,6 +479,39 @@ static void test_ordered_calls(void)
     command(2, "uord");
 }
 
+/* On loop 1: a message for loop 1's subscribers only, from the server then from cl[2]. */
+static void publish_on_one(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    long a = wsk_server_publish_here(srv[1], "here", 4, "a", 1, WSK_OP_TEXT, 0);
+    long b = wsk_publish_here(cl[2].ws, "here", 4, "b", 1, WSK_OP_TEXT, 0);
+    atomic_store(&asked, a * 10 + b);
+}
+
+/* wsk_server_publish_here and wsk_publish_here reach the calling loop's subscribers only. */
+static void test_here(void)
+{
+    static const int subs[] = {1, 2, 3, 4}; /* loops 0, 1, 1, 2 */
+    for (int i = 0; i < 4; i++) {
+        command(subs[i], "shere");
+        cl[subs[i]].log[0] = 0;
+    }
+    atomic_store(&asked, -1);
+    wsk_group_call(grp, 1, publish_on_one, NULL);
+    SPIN_UNTIL(atomic_load(&asked) >= 0, spin());
+    publish(0, "here", 1, "end", 3); /* after them on loop 1; the only one elsewhere */
+    SPIN_UNTIL(strstr(cl[1].log, "end") && strstr(cl[2].log, "end") && strstr(cl[3].log, "end") &&
+                   strstr(cl[4].log, "end"),
+               spin());
+    CHECK(atomic_load(&asked) == 21 && !strcmp(cl[2].log, "a end ") &&
+              !strcmp(cl[3].log, "a b end ") && !strcmp(cl[1].log, "end ") &&
+              !strcmp(cl[4].log, "end "),
+          "publish_here: loop 1's subscribers only, its sender left out (%ld; %s| %s| %s| %s)",
+          atomic_load(&asked), cl[1].log, cl[2].log, cl[3].log, cl[4].log);
+    for (int i = 0; i < 4; i++) command(subs[i], "uhere");
+}
+
 static void shut(void *arg, wsk_loop *loop)
 {
     (void)arg;
@@ -559,6 +592,7 @@ int main(void)
     test_patterns();
     test_stats();
     test_ordered_calls();
+    test_here();
     test_late_subscriber();
     test_shutdown();
     for (int i = 0; i < MAXC; i++) {
