@@ -374,9 +374,14 @@ void wsk_ws_hold_end(wsk_ws *ws)
     /* Messages of other loops numbered up to now may be on their way still (the application
      * sent them itself): the flag stays for them, at the cost of a compare per message. */
     k->hold_until = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
-    if (k->hold_until) return;
-    free(k->hold);
-    k->hold = NULL;
+    if (!k->hold_until) wsk_ws_hold_release(ws);
+}
+
+void wsk_ws_hold_release(wsk_ws *ws)
+{
+    if (!(ws->flags & WSK_F_HOLD)) return;
+    free(ws->cold->hold);
+    ws->cold->hold = NULL;
     ws->flags &= (uint16_t)~WSK_F_HOLD;
     wsk_conn_cold_trim(ws);
 }

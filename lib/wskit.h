@@ -574,6 +574,12 @@ WSK_API int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len);
  * other loops published before are still held back (as a new subscription does not get
  * them).  Nothing when ws holds nothing. */
 WSK_API void wsk_ws_hold_end(wsk_ws *ws);
+/* Ends the hold at once: every message that reaches ws from now on is delivered, those other
+ * loops published before included.  For a program that knows where those stand: a release
+ * that the publishing loop hands to ws's loop with wsk_group_call_ordered comes after the
+ * messages that loop published before it, and before the later ones.  Nothing when ws holds
+ * nothing. */
+WSK_API void wsk_ws_hold_release(wsk_ws *ws);
 /* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
  * returns their number (fn may be NULL to count only).  The name is NUL-terminated, owned by
  * the library and valid during the call; fn must not subscribe or unsubscribe this socket. */
@@ -797,8 +803,10 @@ WSK_API int wsk_server_history_read(wsk_server *srv, const char *topic, size_t t
 WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, int on);
 
 /* Retained messages in the engine (Redis): a topic's retained message kept by the engine, so
- * that a subscriber on any node gets it.  Engines that keep none (NATS), a server without a
- * bridge and a member of a server group say WSK_ERR_STATE to both of these.
+ * that a subscriber on any node gets it.  Engines that keep none (NATS) and a server without a
+ * bridge say WSK_ERR_STATE to these.  In a server group, the bridging member makes them all;
+ * another member only wsk_server_publish_retained with history 0 (its publish carries the
+ * flag to the bridging loop): WSK_ERR_STATE to the others.
  *  - wsk_server_publish_retained publishes as wsk_server_publish_counted (history 0: local
  *    delivery at once, then the engine) or as wsk_server_publish_history (history 1: from is
  *    not used), and the engine keeps the message as the topic's retained one in the same step
