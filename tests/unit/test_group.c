@@ -489,6 +489,45 @@ static void publish_on_one(void *arg, wsk_loop *loop)
     atomic_store(&asked, a * 10 + b);
 }
 
+/* Holds loop 1: cl[3] holds "rel" until the test lets go, then releases it (arg NULL) or
+ * ends it (wsk_ws_hold_end) while a message of loop 0 waits for loop 1. */
+static void hold_then_release(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    wsk_ws_hold(cl[3].ws, "rel", 3);
+    atomic_store(&holding, 1);
+    SPIN_UNTIL(atomic_load(&release), usleep(1000));
+    if (arg)
+        wsk_ws_hold_end(cl[3].ws);
+    else
+        wsk_ws_hold_release(cl[3].ws);
+    atomic_store(&held, 1);
+}
+
+/* wsk_ws_hold_release: a message another loop published while the socket held the topic, still
+ * on its way at the release, is delivered (wsk_ws_hold_end would keep it back). */
+static void test_hold_release(void)
+{
+    command(3, "srel");
+    cl[3].log[0] = 0;
+    atomic_store(&holding, 0);
+    atomic_store(&release, 0);
+    atomic_store(&held, 0);
+    wsk_group_call(grp, 1, hold_then_release, NULL);
+    SPIN_UNTIL(atomic_load(&holding), spin());
+    atomic_store(&cmd_count[0], -99);
+    publish(0, "rel", 1, "one", 3); /* on its way to loop 1, which is busy */
+    SPIN_UNTIL(atomic_load(&cmd_count[0]) != -99, spin());
+    atomic_store(&release, 1);
+    SPIN_UNTIL(atomic_load(&held), spin());
+    publish(0, "rel", 1, "two", 3);
+    SPIN_UNTIL(strstr(cl[3].log, "two"), spin());
+    CHECK(!strcmp(cl[3].log, "one two "),
+          "hold_release: what another loop published before the release reaches it (%s)",
+          cl[3].log);
+    command(3, "urel");
+}
+
 /* wsk_server_publish_here and wsk_publish_here reach the calling loop's subscribers only. */
 static void test_here(void)
 {
@@ -594,6 +633,7 @@ int main(void)
     test_ordered_calls();
     test_here();
     test_late_subscriber();
+    test_hold_release();
     test_shutdown();
     for (int i = 0; i < MAXC; i++) {
         if (cl[i].fd >= 0) close(cl[i].fd);
