@@ -121,6 +121,7 @@ struct broker {
     struct recovery *recs; /* recoveries from the engine's history under way (remote) */
     struct mine *mine;     /* MINE_SLOTS: who published the messages on their way (remote) */
     uint64_t mine_next;    /* another thread than 0: the number of its last publisher kept */
+    long unkept; /* receivers of the last message of here the engine refused (remote_deliver) */
 };
 
 /* A message this node handed to the engine's history from a socket, not back yet.  On loop
@@ -817,11 +818,11 @@ static long broker_bridged(wsk_server *srv, const char *topic, size_t tlen, cons
 }
 
 /* A message of the engine's history on this thread's subscribers (from: its publisher here, left
- * out, or NULL).  Offset 0: Redis refused to keep it (out of memory): delivered without one, as
- * when Redis is down. */
+ * out, or NULL), or on every thread's from here when `spread`.  Offset 0: Redis refused to keep
+ * it (out of memory): delivered without one, as when Redis is down. */
 static long remote_here(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
                         const void *data, size_t len, wsk_opcode op, int compress,
-                        const wsk_history_pos *at)
+                        const wsk_history_pos *at, int spread)
 {
     char extra[64] = "";
     if (at->offset) {
@@ -829,10 +830,12 @@ static long remote_here(wsk_server *srv, wsk_ws *from, const char *topic, size_t
                  (unsigned long long)at->offset, at->epoch);
         remote_live(srv, topic, tlen, at); /* before: a recovery that goes live gets this one */
     }
-    long r = from ? wsk_publish_here(from, topic, tlen, data, len, op, compress)
-                  : wsk_server_publish_here(srv, topic, tlen, data, len, op, compress);
+    long r = spread ? (from ? wsk_publish_local(from, topic, tlen, data, len, op, compress)
+                            : wsk_server_publish_local(srv, topic, tlen, data, len, op, compress))
+             : from ? wsk_publish_here(from, topic, tlen, data, len, op, compress)
+                    : wsk_server_publish_here(srv, topic, tlen, data, len, op, compress);
     return (r > 0 ? r : 0) +
-           publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra, 1);
+           publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra, !spread);
 }
 
 /* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out
@@ -1293,7 +1296,12 @@ struct relay_pub {
 static void pub_count_back(void *arg, wsk_loop *loop)
 {
     struct relay_pub *rp = arg;
+    struct broker *b = broker_of(rp->sv->srv);
     (void)loop;
+    if (rp->nodes == WSK_NODES_NOT_BRIDGED) { /* refused: delivered from here just before */
+        rp->local += b->unkept;
+        b->unkept = 0;
+    }
     pending_count(rp->p, rp->local, rp->nodes);
     free(rp);
 }
@@ -1368,7 +1376,7 @@ struct relay_msg {
     struct serve *sv; /* the thread's */
     wsk_history_pos at;
     wsk_opcode op;
-    int compress;
+    int compress, spread;
     size_t tlen, len;
     char topic[TOPIC_MAX];
     uint8_t data[];
@@ -1380,7 +1388,9 @@ static void msg_there(void *arg, wsk_loop *loop)
     (void)loop;
     wsk_server *srv = m->sv->srv;
     wsk_ws *from = m->at.mine ? mine_take(broker_of(srv), m->at.mine).ws : NULL;
-    remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->at);
+    long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->at,
+                         m->spread);
+    if (m->spread) broker_of(srv)->unkept = n; /* its publisher's count comes next */
     free(m);
 }
 
@@ -1390,13 +1400,18 @@ static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, cons
 {
     struct broker *b = broker_of(srv);
     struct mine mine = at->mine ? mine_take(b, at->mine) : (struct mine){0};
+    /* Refused by the engine (offset 0): this node's subscribers get it as a local publish of
+     * its publisher's thread, whose acknowledgement counts them (pub_count_back). */
+    int spread = !at->offset;
     for (unsigned i = 1; i < b->sv->threads && tlen <= TOPIC_MAX; i++) {
+        if (spread && mine.thread != i) continue;
         struct relay_msg *m = malloc(sizeof *m + len);
         if (!m) continue; /* as a socket's full queue: that thread's subscribers miss it */
         *m = (struct relay_msg){.sv = &b->sv->all[i],
                                 .at = *at,
                                 .op = op,
                                 .compress = compress,
+                                .spread = spread,
                                 .tlen = tlen,
                                 .len = len};
         m->at.mine = mine.thread == i ? mine.slot : 0;
@@ -1404,7 +1419,9 @@ static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, cons
         if (len) memcpy(m->data, data, len);
         relay(srv, i, msg_there, m);
     }
-    return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at);
+    if (spread && mine.thread) return 0;
+    return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at,
+                       spread);
 }
 
 /* A recovery's listen (on 1, or its end) on loop 0. */
