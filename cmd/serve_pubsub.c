@@ -103,6 +103,9 @@ struct broker_home {
     pthread_mutex_t lock;
     ps_store *store;          /* retained messages and history */
     atomic_ulong connections; /* numbers given to connections so far (presence ids) */
+    /* Decided on loop 0, which holds the bridge (remote_decide), read by every thread: history
+     * in the engine (1, -1 not, 0 not known yet) and retained messages in the engine (1). */
+    atomic_int remote, retains;
 };
 
 /* A broker: one per server. */
@@ -117,12 +120,19 @@ struct broker {
     int remote;            /* history in the engine: 1, or -1 node-local, 0 not asked yet */
     struct recovery *recs; /* recoveries from the engine's history under way (remote) */
     struct mine *mine;     /* MINE_SLOTS: who published the messages on their way (remote) */
+    uint64_t mine_next;    /* another thread than 0: the number of its last publisher kept */
+    long unkept; /* receivers of the last message of here the engine refused (remote_deliver) */
 };
 
-/* A message this node handed to the engine's history from a socket, not back yet. */
+/* A message this node handed to the engine's history from a socket, not back yet.  On loop
+ * 0, n is the message's number (wsk_server_publish_history) and ws its publisher there, or
+ * `thread` and `slot` say where it is (another thread's publish); on another thread, n is the
+ * thread's own number for the publisher, handed to loop 0 as the slot. */
 struct mine {
-    uint64_t n; /* its number (wsk_server_publish_history), 0 for a free slot */
+    uint64_t n; /* 0 for a free slot */
     wsk_ws *ws; /* its publisher, left out when it comes back */
+    unsigned thread;
+    uint64_t slot;
 };
 
 /* A chat member: its room's topic, and the name its messages are prefixed with. */
@@ -144,6 +154,7 @@ struct client {
     uint8_t json;                /* connected to "/": speaks the JSON protocol */
     uint8_t pattern;             /* raw: its path is a pattern (it only listens) */
     uint8_t may_publish;         /* showed the token, or none is needed */
+    uint8_t holding;             /* a retained read of another thread holds a topic (rread) */
     unsigned nsubs;              /* JSON: topics subscribed */
     struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
     struct recovery *rec;        /* a subscribe with "since" sending the history */
@@ -585,8 +596,12 @@ static void pending_unlink(struct client *cl, struct pending *p)
 static void send_reply(wsk_ws *ws, char *text, size_t len);
 static int remote_history(struct broker *b);
 static void remote_live(wsk_server *srv, const char *topic, size_t tlen, const wsk_history_pos *at);
-static void mine_keep(struct broker *b, long n, wsk_ws *ws);
-static wsk_ws *mine_take(struct broker *b, uint64_t n);
+static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                         const void *data, size_t len, int binary, int retained, struct pending *p);
+static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, const void *data,
+                           size_t len, wsk_opcode op, int compress, const wsk_history_pos *at);
+static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct rread *rr);
+static void mine_keep(struct broker *b, struct mine m);
 
 /* A deferred answer to POST /publish: JSON text s[0..n) (malloc'd, or NULL), with a newline. */
 static void http_answer(wsk_deferred *d, char *s, size_t n)
@@ -715,7 +730,7 @@ static int retain(wsk_server *srv, const char *topic, size_t tlen, const void *d
 /* The JSON form of a message, to this node's JSON subscribers of topic (the library never
  * forwards it: JSON_NS is the server's bridge_derived); built only when one wants it. */
 static long publish_json(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
-                         const void *data, size_t len, int binary, const char *extra)
+                         const void *data, size_t len, int binary, const char *extra, int here)
 {
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = json_topic(jt, topic, tlen), elen;
@@ -723,8 +738,10 @@ static long publish_json(wsk_server *srv, wsk_ws *from, const char *topic, size_
                     ? jp_delivery_with(topic, tlen, data, len, binary, extra, &elen)
                     : NULL;
     if (!env) return 0;
-    long r = from ? wsk_publish(from, jt, jl, env, elen, WSK_OP_TEXT, 1)
-                  : wsk_server_publish_local(srv, jt, jl, env, elen, WSK_OP_TEXT, 1);
+    long r = here   ? (from ? wsk_publish_here(from, jt, jl, env, elen, WSK_OP_TEXT, 1)
+                            : wsk_server_publish_here(srv, jt, jl, env, elen, WSK_OP_TEXT, 1))
+             : from ? wsk_publish(from, jt, jl, env, elen, WSK_OP_TEXT, 1)
+                    : wsk_server_publish_local(srv, jt, jl, env, elen, WSK_OP_TEXT, 1);
     free(env);
     return r > 0 ? r : 0;
 }
@@ -732,26 +749,44 @@ static long publish_json(wsk_server *srv, wsk_ws *from, const char *topic, size_
 /* Publishes to raw subscribers of topic, here and on the other nodes, and wrapped to JSON ones
  * here; from NULL: the server.  Returns the receivers here.  With p, pending_count runs for it
  * once, with p->local set first. */
+static long broker_publish_node(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                                const void *data, size_t len, int binary, int retained,
+                                struct pending *p);
+
 static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
                            const void *data, size_t len, int binary, int retained,
                            struct pending *p)
 {
     wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
-    ps_pos pos;
-    char extra[64] = "";
     /* Delivered here too when the engine hands it back with its offset: broker_bridged.  With
      * the engine down, it goes as below, without an offset. */
     if (remote_history(broker_of(srv))) {
         if (p) p->local = 0;
+        if (serve_of(srv)->thread) /* loop 0 hands it to the engine */
+            return relay_publish(srv, from, topic, tlen, data, len, binary, retained, p) < 0
+                       ? broker_publish_node(srv, from, topic, tlen, data, len, binary, retained, p)
+                       : 0;
         long n = retained ? wsk_server_publish_retained(srv, from, topic, tlen, data, len, op, 1, 1,
                                                         p ? pending_count : NULL, p)
                           : wsk_server_publish_history(srv, topic, tlen, data, len, op, 1,
                                                        p ? pending_count : NULL, p);
         if (n > 0) {
-            if (from) mine_keep(broker_of(srv), n, from);
+            if (from) mine_keep(broker_of(srv), (struct mine){(uint64_t)n, from, 0, 0});
             return 0;
         }
     }
+    return broker_publish_node(srv, from, topic, tlen, data, len, binary, retained, p);
+}
+
+/* broker_publish without the engine's history: delivered at once, kept in this node's history
+ * when it keeps one. */
+static long broker_publish_node(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                                const void *data, size_t len, int binary, int retained,
+                                struct pending *p)
+{
+    wsk_opcode op = binary ? WSK_OP_BINARY : WSK_OP_TEXT;
+    ps_pos pos;
+    char extra[64] = "";
     /* A message history could not keep is still delivered: live subscribers lose nothing. */
     ps_store_record(store_lock(srv), topic, tlen, data, len, binary, now(), &pos);
     history_expiry_start(broker_of(srv));
@@ -760,7 +795,7 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
                  (unsigned long long)pos.offset, pos.epoch);
     /* The JSON form first: the raw publish's count may come back at once (no bridge, NATS) and
      * the acknowledgement must hold both forms' receivers. */
-    long total = publish_json(srv, from, topic, tlen, data, len, binary, extra);
+    long total = publish_json(srv, from, topic, tlen, data, len, binary, extra, 0);
     if (p) p->local = total;
     long r = publish_one(srv, from, topic, tlen, data, len, op, retained, p);
     /* Held until the message is out: threads deliver in the order of their offsets. */
@@ -775,20 +810,32 @@ static long broker_publish(wsk_server *srv, wsk_ws *from, const char *topic, siz
 static long broker_bridged(wsk_server *srv, const char *topic, size_t tlen, const void *data,
                            size_t len, wsk_opcode op, int compress, const wsk_history_pos *at)
 {
+    if (at && remote_history(broker_of(srv)))
+        return remote_deliver(srv, topic, tlen, data, len, op, compress, at);
+    long r = wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
+    return (r > 0 ? r : 0) +
+           publish_json(srv, NULL, topic, tlen, data, len, op == WSK_OP_BINARY, "", 0);
+}
+
+/* A message of the engine's history on this thread's subscribers (from: its publisher here, left
+ * out, or NULL), or on every thread's from here when `spread`.  Offset 0: Redis refused to keep
+ * it (out of memory): delivered without one, as when Redis is down. */
+static long remote_here(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                        const void *data, size_t len, wsk_opcode op, int compress,
+                        const wsk_history_pos *at, int spread)
+{
     char extra[64] = "";
-    wsk_ws *from = NULL;
-    if (at && at->mine && remote_history(broker_of(srv)))
-        from = mine_take(broker_of(srv), at->mine);
-    /* Offset 0: Redis refused to keep it (out of memory): here only, as when Redis is down. */
-    if (at && at->offset && remote_history(broker_of(srv))) {
+    if (at->offset) {
         snprintf(extra, sizeof extra, ",\"offset\":%llu,\"epoch\":\"%s\"",
                  (unsigned long long)at->offset, at->epoch);
         remote_live(srv, topic, tlen, at); /* before: a recovery that goes live gets this one */
     }
-    long r = from ? wsk_publish_local(from, topic, tlen, data, len, op, compress)
-                  : wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
+    long r = spread ? (from ? wsk_publish_local(from, topic, tlen, data, len, op, compress)
+                            : wsk_server_publish_local(srv, topic, tlen, data, len, op, compress))
+             : from ? wsk_publish_here(from, topic, tlen, data, len, op, compress)
+                    : wsk_server_publish_here(srv, topic, tlen, data, len, op, compress);
     return (r > 0 ? r : 0) +
-           publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra);
+           publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra, !spread);
 }
 
 /* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out
@@ -884,6 +931,7 @@ struct rread {
     wsk_ws *ws;
     struct rread *prev, *next;
     int json;
+    int held; /* with --threads: the socket holds the topic until loop 0 has the read */
     size_t tlen;
     char topic[];
 };
@@ -928,9 +976,9 @@ static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *to
 {
     struct rread *rr = wsk_topic_is_pattern(topic, tlen) ? NULL : malloc(sizeof *rr + tlen);
     if (rr) {
-        *rr = (struct rread){ws, NULL, cl->reads, json, tlen};
+        *rr = (struct rread){.ws = ws, .next = cl->reads, .json = json, .tlen = tlen};
         memcpy(rr->topic, topic, tlen);
-        if (wsk_server_retained_read(wsk_ws_server(ws), topic, tlen, retained_came, rr) == 0) {
+        if (retained_read(wsk_ws_server(ws), topic, tlen, rr) == 0) {
             if (cl->reads) cl->reads->prev = rr;
             cl->reads = rr;
             return;
@@ -1133,47 +1181,440 @@ static void recovery_step(wsk_ws *ws)
  * back (only when that many are in flight, far beyond what one round trip holds). */
 #define MINE_SLOTS 1024
 
-static void mine_keep(struct broker *b, long n, wsk_ws *ws)
+static void mine_keep(struct broker *b, struct mine m)
 {
-    if (b->mine) b->mine[(uint64_t)n % MINE_SLOTS] = (struct mine){(uint64_t)n, ws};
+    if (b->mine) b->mine[m.n % MINE_SLOTS] = m;
 }
 
-/* The publisher of message n of this node, forgotten; NULL when none is known (gone). */
-static wsk_ws *mine_take(struct broker *b, uint64_t n)
+/* Message n of this node (or publisher n of another thread), forgotten: its publisher, ws
+ * NULL and thread 0 when none is known (gone). */
+static struct mine mine_take(struct broker *b, uint64_t n)
 {
-    struct mine *m = b->mine ? &b->mine[n % MINE_SLOTS] : NULL;
-    if (!m || m->n != n) return NULL;
-    wsk_ws *ws = m->ws;
-    *m = (struct mine){0, NULL};
-    return ws;
+    struct mine *m = b->mine ? &b->mine[n % MINE_SLOTS] : NULL, got = {0};
+    if (!m || m->n != n) return got;
+    got = *m;
+    *m = (struct mine){0};
+    return got;
 }
 
 /* ws closes: the messages it published come back to everyone. */
 static void mine_forget(struct broker *b, const wsk_ws *ws)
 {
     for (size_t i = 0; b->mine && i < MINE_SLOTS; i++)
-        if (b->mine[i].ws == ws) b->mine[i] = (struct mine){0, NULL};
+        if (b->mine[i].ws == ws) b->mine[i] = (struct mine){0};
 }
 
 static int remote_history(struct broker *b)
 {
-    if (!b->remote) {
+    struct broker_home *h = b->home;
+    if (!b->remote && !b->sv->thread && !atomic_load(&h->remote)) {
         /* The bridge is made after the servers (wsserve.c): asked at the first use, and again
-         * at the next while the engine cannot say yet (NATS not connected: WSK_ERR_IO). */
-        int r = b->cfg->history && b->sv->threads == 1
+         * at the next while the engine cannot say yet (NATS not connected: WSK_ERR_IO).  Only
+         * loop 0 holds the bridge: the other threads take its answer (remote_decide). */
+        int r = b->cfg->history
                     ? wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl)
                     : WSK_ERR_STATE;
-        b->remote = r == WSK_ERR_IO ? 0 : -1;
         if (r == 0) {
-            b->remote = 1;
-            ps_store_history(b->home->store, 0, 0, 0);     /* the node keeps none of its own */
-            b->mine = calloc(MINE_SLOTS, sizeof *b->mine); /* none: publishers get theirs */
+            ps_store_history(store_lock(b->sv->srv), 0, 0, 0); /* the node keeps none of its own */
+            store_unlock(b->sv->srv);
         }
+        /* With --threads the first answer stands: the threads must agree from the start, so
+         * an engine that cannot say yet (NATS before it connected) keeps history node-local. */
+        atomic_store(&h->remote, r == 0 ? 1 : r == WSK_ERR_IO && b->sv->threads == 1 ? 0 : -1);
     }
+    if (!b->remote && (b->remote = atomic_load(&h->remote)) > 0)
+        b->mine = calloc(MINE_SLOTS, sizeof *b->mine); /* none: publishers get theirs */
     return b->remote > 0;
 }
 
+/* On loop 0 as the loops start, once the bridge is made: whether the engine keeps history and
+ * retained messages, for every thread. */
+static void remote_decide(void *arg, wsk_loop *loop)
+{
+    struct broker *b = arg;
+    (void)loop;
+    /* Retained reads are the engine's unless it keeps none: WSK_ERR_STATE before the checks. */
+    atomic_store(&b->home->retains,
+                 wsk_server_retained_read(b->sv->srv, "", 0, NULL, NULL) != WSK_ERR_STATE);
+    remote_history(b);
+}
+
 static void remote_read(struct recovery *rc);
+static void remote_batch(void *arg, const wsk_history_batch *hb);
+
+/* ----- threads: the engine's calls made on loop 0 -------------------------------------------
+ *
+ * With --threads the bridge is loop 0's, and only there may the calls of the engine's history
+ * and retained messages be made.  Another thread hands them to loop 0 and gets the answers
+ * back, each way with wsk_group_call_ordered, so that they keep their order with the messages
+ * loop 0 hands to that thread:
+ *  - a publish of thread k goes to loop 0 with its publisher's number on k (struct mine); loop
+ *    0 keeps which thread and number its message stands for; the engine's count goes back to
+ *    k; a publish the engine cannot take goes back to k, which delivers it without an offset;
+ *  - a message of the engine's history is handed by loop 0 to every other thread (a copy each)
+ *    and delivered on each to its own subscribers (remote_here), its publisher left out on its
+ *    thread, after the recoveries there saw it (remote_live), as on one thread;
+ *  - a recovery's listen and reads, a retained read and a read of what the engine keeps go to
+ *    loop 0, and their answers come back after the messages loop 0 delivered before them.
+ *    Loop 0's own go the same way, to itself: a topic a loop subscribes to reaches the bridge
+ *    at the end of its turn, and a read must come after it (answers to loop 0 go at once);
+ *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold):
+ *    what loop 0 delivered before it has the read came before the retained message it answers,
+ *    and loop 0 releases the hold, in order, when it has the read.
+ * A call that finds its loop ended is not run: what it carried is lost with the process. */
+
+/* fn(arg) on loop `to`, in order with what srv's loop hands it; frees arg when it cannot go. */
+static int relay(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop), void *arg)
+{
+    int r = wsk_group_call_ordered(wsk_server_loop(srv), to, fn, arg);
+    if (r < 0) free(arg);
+    return r;
+}
+
+/* On loop 0: fn(arg) on thread `to` with what loop 0 delivered before; at once when `to` is
+ * loop 0 itself, whose own deliveries do not wait for the end of its turn. */
+static void answer(struct serve *to, void (*fn)(void *arg, wsk_loop *loop), void *arg)
+{
+    if (to->thread)
+        relay(to->all[0].srv, to->thread, fn, arg);
+    else
+        fn(arg, to->loop);
+}
+
+/* A publish of another thread than 0, on its way to the engine through loop 0. */
+struct relay_pub {
+    struct serve *sv;  /* the publishing thread's */
+    uint64_t slot;     /* its publisher's number there (mine), 0: none */
+    struct pending *p; /* counted: its acknowledgement, there */
+    long local, nodes;
+    int retained, binary;
+    size_t tlen, len;
+    char topic[TOPIC_MAX];
+    uint8_t data[];
+};
+
+static void pub_count_back(void *arg, wsk_loop *loop)
+{
+    struct relay_pub *rp = arg;
+    struct broker *b = broker_of(rp->sv->srv);
+    (void)loop;
+    if (rp->nodes == WSK_NODES_NOT_BRIDGED) { /* refused: delivered from here just before */
+        rp->local += b->unkept;
+        b->unkept = 0;
+    }
+    pending_count(rp->p, rp->local, rp->nodes);
+    free(rp);
+}
+
+static void pub_counted(void *arg, long local, long nodes)
+{
+    struct relay_pub *rp = arg;
+    rp->local = local;
+    rp->nodes = nodes;
+    relay(rp->sv->all[0].srv, rp->sv->thread, pub_count_back, rp);
+}
+
+/* The engine could not take it: delivered on its thread without an offset. */
+static void pub_failed_back(void *arg, wsk_loop *loop)
+{
+    struct relay_pub *rp = arg;
+    (void)loop;
+    wsk_server *srv = rp->sv->srv;
+    wsk_ws *from = rp->slot ? mine_take(broker_of(srv), rp->slot).ws : NULL;
+    broker_publish_node(srv, from, rp->topic, rp->tlen, rp->data, rp->len, rp->binary, rp->retained,
+                        rp->p);
+    free(rp);
+}
+
+static void pub_there(void *arg, wsk_loop *loop)
+{
+    struct relay_pub *rp = arg;
+    wsk_server *srv = rp->sv->all[0].srv;
+    wsk_opcode op = rp->binary ? WSK_OP_BINARY : WSK_OP_TEXT;
+    void (*done)(void *, long, long) = rp->p ? pub_counted : NULL;
+    (void)loop;
+    long n = rp->retained ? wsk_server_publish_retained(srv, NULL, rp->topic, rp->tlen, rp->data,
+                                                        rp->len, op, 1, 1, done, rp)
+                          : wsk_server_publish_history(srv, rp->topic, rp->tlen, rp->data, rp->len,
+                                                       op, 1, done, rp);
+    if (n <= 0) {
+        relay(srv, rp->sv->thread, pub_failed_back, rp);
+        return;
+    }
+    if (rp->slot)
+        mine_keep(broker_of(srv), (struct mine){(uint64_t)n, NULL, rp->sv->thread, rp->slot});
+    if (!rp->p) free(rp); /* else pub_counted has it */
+}
+
+/* broker_publish on another thread than 0: 0 when it went to loop 0, <0 when it did not. */
+static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
+                         const void *data, size_t len, int binary, int retained, struct pending *p)
+{
+    struct broker *b = broker_of(srv);
+    struct relay_pub *rp = malloc(sizeof *rp + len);
+    if (!rp || tlen > TOPIC_MAX) {
+        free(rp);
+        return WSK_ERR_NOMEM;
+    }
+    *rp = (struct relay_pub){.sv = serve_of(srv),
+                             .p = p,
+                             .retained = retained,
+                             .binary = binary,
+                             .tlen = tlen,
+                             .len = len};
+    memcpy(rp->topic, topic, tlen);
+    if (len) memcpy(rp->data, data, len);
+    if (from) {
+        rp->slot = ++b->mine_next;
+        mine_keep(b, (struct mine){rp->slot, from, rp->sv->thread, rp->slot});
+    }
+    return relay(srv, 0, pub_there, rp);
+}
+
+/* A message of the engine's history for another thread than 0. */
+struct relay_msg {
+    struct serve *sv; /* the thread's */
+    wsk_history_pos at;
+    wsk_opcode op;
+    int compress, spread;
+    size_t tlen, len;
+    char topic[TOPIC_MAX];
+    uint8_t data[];
+};
+
+static void msg_there(void *arg, wsk_loop *loop)
+{
+    struct relay_msg *m = arg;
+    (void)loop;
+    wsk_server *srv = m->sv->srv;
+    wsk_ws *from = m->at.mine ? mine_take(broker_of(srv), m->at.mine).ws : NULL;
+    long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->at,
+                         m->spread);
+    if (m->spread) broker_of(srv)->unkept = n; /* its publisher's count comes next */
+    free(m);
+}
+
+/* The bridged handler's message of the engine's history, on loop 0: to every thread. */
+static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, const void *data,
+                           size_t len, wsk_opcode op, int compress, const wsk_history_pos *at)
+{
+    struct broker *b = broker_of(srv);
+    struct mine mine = at->mine ? mine_take(b, at->mine) : (struct mine){0};
+    /* Refused by the engine (offset 0): this node's subscribers get it as a local publish of
+     * its publisher's thread, whose acknowledgement counts them (pub_count_back). */
+    int spread = !at->offset;
+    for (unsigned i = 1; i < b->sv->threads && tlen <= TOPIC_MAX; i++) {
+        if (spread && mine.thread != i) continue;
+        struct relay_msg *m = malloc(sizeof *m + len);
+        if (!m) continue; /* as a socket's full queue: that thread's subscribers miss it */
+        *m = (struct relay_msg){.sv = &b->sv->all[i],
+                                .at = *at,
+                                .op = op,
+                                .compress = compress,
+                                .spread = spread,
+                                .tlen = tlen,
+                                .len = len};
+        m->at.mine = mine.thread == i ? mine.slot : 0;
+        memcpy(m->topic, topic, tlen);
+        if (len) memcpy(m->data, data, len);
+        relay(srv, i, msg_there, m);
+    }
+    if (spread && mine.thread) return 0;
+    return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at,
+                       spread);
+}
+
+/* A recovery's listen (on 1, or its end) on loop 0. */
+struct relay_listen {
+    wsk_server *srv0;
+    int on;
+    size_t tlen;
+    char topic[TOPIC_MAX];
+};
+
+static void listen_there(void *arg, wsk_loop *loop)
+{
+    struct relay_listen *rl = arg;
+    (void)loop;
+    wsk_server_bridge_listen(rl->srv0, rl->topic, rl->tlen, rl->on);
+    free(rl);
+}
+
+/* wsk_server_bridge_listen from any thread. */
+static int remote_listen(wsk_server *srv, const char *topic, size_t tlen, int on)
+{
+    if (serve_of(srv)->threads == 1) return wsk_server_bridge_listen(srv, topic, tlen, on);
+    struct relay_listen *rl = tlen <= TOPIC_MAX ? malloc(sizeof *rl) : NULL;
+    if (!rl) return WSK_ERR_NOMEM;
+    *rl = (struct relay_listen){.srv0 = serve_of(srv)->all[0].srv, .on = on, .tlen = tlen};
+    memcpy(rl->topic, topic, tlen);
+    return relay(srv, 0, listen_there, rl);
+}
+
+/* A read of the history for a recovery of another thread; the batch, copied, comes back. */
+struct relay_read {
+    struct serve *sv; /* the recovery's thread */
+    struct recovery *rc;
+    uint64_t after;
+    size_t tlen;
+    char topic[TOPIC_MAX];
+};
+
+struct relay_batch {
+    struct recovery *rc;
+    wsk_history_batch hb;
+    wsk_history_msg m[]; /* then their bytes */
+};
+
+static void batch_back(void *arg, wsk_loop *loop)
+{
+    struct relay_batch *rb = arg;
+    (void)loop;
+    remote_batch(rb->rc, &rb->hb);
+    free(rb);
+}
+
+static void read_done(void *arg, const wsk_history_batch *hb)
+{
+    struct relay_read *rr = arg;
+    size_t bytes = 0;
+    for (size_t i = 0; i < hb->n; i++) bytes += hb->m[i].len;
+    struct relay_batch *rb = malloc(sizeof *rb + hb->n * sizeof rb->m[0] + bytes);
+    if (!rb && (rb = malloc(sizeof *rb))) /* no room: the recovery hears the engine failed */
+        rb->hb = (wsk_history_batch){0};
+    else if (rb) {
+        rb->hb = *hb;
+        rb->hb.m = rb->m;
+        uint8_t *p = (uint8_t *)&rb->m[hb->n];
+        for (size_t i = 0; i < hb->n; i++) {
+            rb->m[i] = hb->m[i];
+            rb->m[i].data = p;
+            if (hb->m[i].len) memcpy(p, hb->m[i].data, hb->m[i].len);
+            p += hb->m[i].len;
+        }
+    }
+    if (rb) {
+        rb->rc = rr->rc;
+        answer(rr->sv, batch_back, rb);
+    }
+    free(rr);
+}
+
+static void read_there(void *arg, wsk_loop *loop)
+{
+    struct relay_read *rr = arg;
+    (void)loop;
+    if (wsk_server_history_read(rr->sv->all[0].srv, rr->topic, rr->tlen, rr->after, REMOTE_BATCH,
+                                read_done, rr) < 0)
+        read_done(rr, &(wsk_history_batch){0});
+}
+
+/* wsk_server_history_read for rc from any thread (remote_batch answers). */
+static int history_read(wsk_server *srv, struct recovery *rc)
+{
+    if (serve_of(srv)->threads == 1)
+        return wsk_server_history_read(srv, rc->topic, rc->tlen, rc->after, REMOTE_BATCH,
+                                       remote_batch, rc);
+    struct relay_read *rr = malloc(sizeof *rr);
+    if (!rr) return WSK_ERR_NOMEM;
+    *rr = (struct relay_read){.sv = serve_of(srv), .rc = rc, .after = rc->after, .tlen = rc->tlen};
+    memcpy(rr->topic, rc->topic, rc->tlen);
+    return relay(srv, 0, read_there, rr);
+}
+
+/* A retained read for another thread; the answer, copied, comes back. */
+struct relay_retained {
+    struct serve *sv;
+    struct rread *rr;
+    int held; /* rr->held when it left */
+    wsk_retained r;
+    uint8_t data[];
+};
+
+/* Loop 0 has the read: from here on, the retained message it answers and the messages that
+ * follow it are the subscriber's; what loop 0 delivered before, held back from it, came before
+ * the retained message in the topic's order (the retained one is that or a later one). */
+static void retained_release(struct rread *rr)
+{
+    if (!rr->held) return;
+    rr->held = 0;
+    if (!rr->ws) return;
+    struct client *cl = wsk_ws_data(rr->ws);
+    cl->holding = 0;
+    if (!cl->rec) wsk_ws_hold_release(rr->ws); /* a recovery's hold is the recovery's */
+}
+
+struct relay_release {
+    struct rread *rr;
+};
+
+static void release_back(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    retained_release(((struct relay_release *)arg)->rr);
+    free(arg);
+}
+
+static void retained_back(void *arg, wsk_loop *loop)
+{
+    struct relay_retained *x = arg;
+    (void)loop;
+    retained_release(x->rr);
+    x->r.data = x->data;
+    retained_came(x->rr, &x->r);
+    free(x);
+}
+
+static void retained_done(void *arg, const wsk_retained *r)
+{
+    struct relay_retained *q = arg;
+    struct relay_retained *x = malloc(sizeof *x + r->len);
+    if (!x) {
+        x = q; /* the read's own: "could not answer", and the node's goes */
+        x->r = (wsk_retained){0};
+        q = NULL;
+    } else {
+        *x = (struct relay_retained){q->sv, q->rr, 0, *r};
+        if (r->len) memcpy(x->data, r->data, r->len);
+    }
+    answer(x->sv, retained_back, x);
+    free(q);
+}
+
+static void retained_there(void *arg, wsk_loop *loop)
+{
+    struct relay_retained *q = arg;
+    struct relay_release *rl = q->held ? malloc(sizeof *rl) : NULL;
+    (void)loop;
+    if (rl) { /* ahead of the answer; without it the answer releases */
+        rl->rr = q->rr;
+        answer(q->sv, release_back, rl);
+    }
+    if (wsk_server_retained_read(q->sv->all[0].srv, q->rr->topic, q->rr->tlen, retained_done, q) <
+        0)
+        retained_done(q, &(wsk_retained){0});
+}
+
+/* wsk_server_retained_read for rr from any thread (retained_came answers). */
+static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct rread *rr)
+{
+    struct serve *sv = serve_of(srv);
+    if (sv->threads == 1) return wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
+    if (!atomic_load(&broker_of(srv)->home->retains)) return WSK_ERR_STATE;
+    struct relay_retained *q = malloc(sizeof *q);
+    if (!q) return WSK_ERR_NOMEM;
+    *q = (struct relay_retained){sv, rr, 0, {0}};
+    /* The socket subscribed already: until loop 0 has the read, what it delivers is held back
+     * (one topic at a time: the others may see a message twice). */
+    struct client *cl = wsk_ws_data(rr->ws);
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
+    if (!cl->holding && !cl->rec && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
+        rr->held = q->held = cl->holding = 1;
+    int r = relay(srv, 0, retained_there, q);
+    if (r < 0) retained_release(rr);
+    return r;
+}
 
 /* Takes rc off the broker's list, the hold on its topic ended. */
 static void remote_unlink(wsk_server *srv, struct recovery *rc)
@@ -1184,7 +1625,7 @@ static void remote_unlink(wsk_server *srv, struct recovery *rc)
     else
         b->recs = rc->next;
     if (rc->next) rc->next->prev = rc->prev;
-    wsk_server_bridge_listen(srv, rc->topic, rc->tlen, 0);
+    remote_listen(srv, rc->topic, rc->tlen, 0);
 }
 
 static void remote_free(wsk_server *srv, struct recovery *rc)
@@ -1296,8 +1737,7 @@ static void remote_read(struct recovery *rc)
 {
     wsk_server *srv = wsk_ws_server(rc->ws);
     rc->reading = 1;
-    if (wsk_server_history_read(srv, rc->topic, rc->tlen, rc->after, REMOTE_BATCH, remote_batch,
-                                rc) < 0) {
+    if (history_read(srv, rc) < 0) {
         rc->reading = 0;
         if (!rc->acked) remote_ack(rc, 0, &(wsk_history_pos){.offset = 0});
         remote_go_live(rc);
@@ -1321,7 +1761,7 @@ static void remote_recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
     struct broker *b = broker_of(wsk_ws_server(ws));
     struct recovery *rc = calloc(1, sizeof *rc);
     if (!rc || recovery_hold(ws, t->name, t->len) < 0 ||
-        wsk_server_bridge_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
+        remote_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
         wsk_ws_hold_end(ws);
         free(rc);
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
@@ -1572,11 +2012,72 @@ static void kept_late(struct ev_loop *ev, ev_timer *t, int revents)
     kept_go(t->data, NULL); /* kept_came frees w when Redis answers at last */
 }
 
+/* A read of what the engine keeps for another thread: its topics, then the answer, back. */
+struct relay_kept {
+    struct serve *sv;
+    struct kept_wait *w;
+    int ok;
+    size_t k;
+    char *names[KEPT_MAX];
+    size_t lens[KEPT_MAX];
+    wsk_topic_kept got[KEPT_MAX];
+    char bytes[];
+};
+
+static void kept_back(void *arg, wsk_loop *loop)
+{
+    struct relay_kept *q = arg;
+    (void)loop;
+    kept_came(q->w, q->ok ? q->got : NULL);
+    free(q);
+}
+
+static void kept_done(void *arg, const wsk_topic_kept *k)
+{
+    struct relay_kept *q = arg;
+    q->ok = k != NULL;
+    if (k) memcpy(q->got, k, q->k * sizeof *k);
+    answer(q->sv, kept_back, q);
+}
+
+static void kept_there(void *arg, wsk_loop *loop)
+{
+    struct relay_kept *q = arg;
+    (void)loop;
+    if (wsk_server_kept_read(q->sv->all[0].srv, (const char *const *)q->names, q->lens, q->k,
+                             kept_done, q) < 0)
+        kept_done(q, NULL);
+}
+
+/* wsk_server_kept_read for w from any thread (kept_came answers). */
+static int kept_read(wsk_server *srv, struct kept_wait *w, const char **names, const size_t *lens)
+{
+    struct serve *sv = serve_of(srv);
+    if (sv->threads == 1) return wsk_server_kept_read(srv, names, lens, w->k, kept_came, w);
+    size_t bytes = 0;
+    for (size_t i = 0; i < w->k; i++) bytes += lens[i];
+    struct relay_kept *q = w->k <= KEPT_MAX && atomic_load(&broker_of(srv)->home->retains)
+                               ? malloc(sizeof *q + bytes)
+                               : NULL;
+    if (!q) return WSK_ERR_STATE;
+    q->sv = sv;
+    q->w = w;
+    q->k = w->k;
+    char *p = q->bytes;
+    for (size_t i = 0; i < w->k; i++) {
+        q->names[i] = p;
+        q->lens[i] = lens[i];
+        memcpy(p, names[i], lens[i]);
+        p += lens[i];
+    }
+    return relay(srv, 0, kept_there, q);
+}
+
 /* Asks Redis for w's topics names[0..w->k) (lens); 1 when asked (kept_came answers). */
 static int kept_ask(struct kept_wait *w, const char **names, const size_t *lens)
 {
     wsk_server *srv = w->p->srv;
-    if (wsk_server_kept_read(srv, names, lens, w->k, kept_came, w) < 0) return 0;
+    if (kept_read(srv, w, names, lens) < 0) return 0;
     w->ev = wsk_loop_ev(wsk_server_loop(srv));
     ev_timer_init(&w->late, kept_late, KEPT_WAIT, 0);
     w->late.data = w;
@@ -2066,6 +2567,8 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     b->token_len = b->token ? strlen(b->token) : 0;
     so->publish_to_self = cfg->publish_to_self;
     so->bridge_derived = JSON_NS;
+    /* Loop 0 says for every thread whether the engine keeps history and retained messages. */
+    if (sv->group && !sv->thread && wsk_group_call(sv->group, 0, remote_decide, b) < 0) goto fail;
     h->bridged = broker_bridged;
     h->upgrade = broker_upgrade;
     h->open = broker_open;

@@ -865,8 +865,12 @@ int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, in
     }
     wsk_bridge_link *l = shard(b, topic, tlen);
     /* Subscribed already (or still wanted) when a socket listens, or a pattern of this node
-     * brings it: nothing to do. */
-    if (l->up && !wanted_by_sockets(b, topic, tlen) && !covering(b, topic, tlen, NULL)) {
+     * brings it: nothing to do.  But in a group the counts run ahead of the topics the bridging
+     * loop was told of (a loop's new topic comes at the end of its turn, finds this listener
+     * and leaves the channel to it): the first listener subscribes whatever they say (both
+     * engines take a second subscription to a channel as the one they have). */
+    int ahead = on && b->ctx->group;
+    if (l->up && (ahead || !wanted_by_sockets(b, topic, tlen)) && !covering(b, topic, tlen, NULL)) {
         const char *c = channel(b, topic, tlen);
         if (on)
             l->eng->subscribe(l->e, c, b->plen + tlen);
@@ -878,12 +882,23 @@ int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t tlen, in
 
 /* ----- retained messages in the engine -------------------------------------------------------- */
 
-/* The bridge of srv when the engine may keep its retained messages, else NULL. */
+/* b when its engine may keep retained messages, else NULL. */
+static struct wsk_bridge *retains(struct wsk_bridge *b)
+{
+    return b && b->links[0].eng->retain && b->links[0].eng->retained ? b : NULL;
+}
+
+/* The bridge of srv when the engine may keep its retained messages, else NULL (in a group,
+ * on the bridging member only). */
 static struct wsk_bridge *retain_bridge(wsk_server *srv)
 {
-    const wsk_ctx *ctx = wsk_server_ctx(srv);
-    struct wsk_bridge *b = ctx->bridge;
-    return b && !ctx->group && b->links[0].eng->retain && b->links[0].eng->retained ? b : NULL;
+    return retains(wsk_server_ctx(srv)->bridge);
+}
+
+void wsk_bridge_retaining(struct wsk_bridge *b, int keep, const char *topic)
+{
+    b->retain = keep;
+    b->retain_topic = keep ? topic : NULL;
 }
 
 long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
@@ -892,19 +907,30 @@ long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const char *topi
                                  void *arg)
 {
     struct wsk_bridge *b = retain_bridge(srv);
+    /* Another member of a group: its publish carries the flag to the bridging loop, which
+     * forwards it (the history is the bridging member's own). */
+    wsk_gloop *gl = wsk_server_ctx(srv)->group;
+    if (!b && !history && gl)
+        b = retains(wsk_group_bridge(gl));
+    else
+        gl = NULL;
     if (!b || (history && !b->hdepth)) return WSK_ERR_STATE;
     size_t cn = tlen;
     if (!history_topic(topic, tlen) || carrier(b, topic, &cn) != topic) return WSK_ERR_INVAL;
-    b->retain = len ? 1 : 2;
-    b->retain_topic = topic;
+    if (gl)
+        gl->retain = len ? 1 : 2;
+    else
+        wsk_bridge_retaining(b, len ? 1 : 2, topic);
     long r =
         history ? wsk_server_publish_history(srv, topic, tlen, data, len, op, compress, done, arg)
         : done
             ? wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, compress, done, arg)
         : from ? wsk_publish(from, topic, tlen, data, len, op, compress)
                : wsk_server_publish(srv, topic, tlen, data, len, op, compress);
-    b->retain = 0;
-    b->retain_topic = NULL;
+    if (gl)
+        gl->retain = 0;
+    else
+        wsk_bridge_retaining(b, 0, NULL);
     return r;
 }
 

@@ -201,6 +201,10 @@ void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on)
 int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data,
                        size_t len, unsigned op, int compress, int to_self, long local,
                        void (*done)(void *arg, long local, long nodes), void *arg);
+/* The next wsk_bridge_forward of topic (by that very pointer) is a retained publish: keep 1
+ * keeps it as the topic's retained message, 2 clears it, 0 ends that (a group's publish that
+ * wsk_server_publish_retained made on a member without the bridge: group_topics.c). */
+void wsk_bridge_retaining(struct wsk_bridge *b, int keep, const char *topic);
 void wsk_bridge_free(struct wsk_bridge *b);
 
 #endif

@@ -15,6 +15,7 @@
 #include "bridge_redis_reply.h"
 #include "crypto.h"
 #include "io_resolve.h"
+#include "ptab.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -74,6 +75,15 @@ struct redis {
      * first; syncs asked and confirmed on this connection. */
     struct rmark *marks, **marks_end;
     unsigned long syncs, synced;
+    /* The channels `sub` is subscribed to by name (struct rchan), so that subscribing twice
+     * or leaving a channel not held sends nothing: hiredis asserts on an UNSUBSCRIBE reply once
+     * the connection holds no channel. */
+    wsk_ptab chans;
+};
+
+struct rchan {
+    size_t n;
+    char chan[];
 };
 
 /* A read of a retained message: MARK (below) runs once `sub` has confirmed sync number
@@ -150,6 +160,25 @@ static void marks_drop(struct redis *r)
 
 static void marks_run(struct redis *r);
 
+/* The slot of channel chan[0..n) (hash h) in r->chans, or SIZE_MAX. */
+static size_t chan_slot(const struct redis *r, const char *chan, size_t n, uint64_t h)
+{
+    const wsk_ptab *t = &r->chans;
+    for (size_t i = t->n ? wsk_ptab_home(t, h) : 0; t->n && t->v[i]; i = wsk_ptab_next(t, i)) {
+        const struct rchan *c = t->v[i];
+        if (t->h[i] == h && c->n == n && !memcmp(c->chan, chan, n)) return i;
+    }
+    return SIZE_MAX;
+}
+
+/* The connection went: it holds no channel. */
+static void chans_clear(struct redis *r)
+{
+    for (size_t i = 0; i < r->chans.cap; i++) free(r->chans.v[i]);
+    wsk_ptab_free(&r->chans);
+    r->chans = (wsk_ptab){0};
+}
+
 /* A connection failed or was lost: drop the other one too and try again after the backoff. */
 static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
 {
@@ -162,6 +191,7 @@ static void lost(struct redis *r, const redisAsyncContext *ac, const char *why)
     r->inflight = 0;      /* the replies awaited will never come */
     r->scripts_on = NULL; /* a new connection loads them again (a new Redis may not have them) */
     marks_drop(r);        /* the bridge gives up their reads (wsk_bridge_down) */
+    chans_clear(r);       /* wsk_bridge_up subscribes again */
     r->closing = 1;
     for (int i = 0; i < 2; i++)
         if (rest[i]) redisAsyncFree(rest[i]);
@@ -314,12 +344,30 @@ static int chan_cmd(struct redis *r, const char *cmd, const char *chan, size_t n
 
 static int rd_subscribe(void *e, const char *chan, size_t n)
 {
-    return chan_cmd(e, "SUBSCRIBE", chan, n);
+    struct redis *r = e;
+    uint64_t h = wsk_siphash13(0, 0, chan, n); /* channels a node asked for: no key needed */
+    if (r->ready < 2) return -1;
+    if (chan_slot(r, chan, n, h) != SIZE_MAX) return 0;
+    struct rchan *c = malloc(sizeof *c + n);
+    if (!c || wsk_ptab_insert(&r->chans, h, c) < 0) {
+        free(c);
+        return -1;
+    }
+    c->n = n;
+    memcpy(c->chan, chan, n);
+    return chan_cmd(r, "SUBSCRIBE", chan, n);
 }
 
 static int rd_unsubscribe(void *e, const char *chan, size_t n)
 {
-    return chan_cmd(e, "UNSUBSCRIBE", chan, n);
+    struct redis *r = e;
+    uint64_t h = wsk_siphash13(0, 0, chan, n);
+    size_t i = r->ready < 2 ? SIZE_MAX : chan_slot(r, chan, n, h);
+    if (i == SIZE_MAX) return r->ready < 2 ? -1 : 0;
+    void *c = r->chans.v[i];
+    wsk_ptab_remove(&r->chans, h, c);
+    free(c);
+    return chan_cmd(r, "UNSUBSCRIBE", chan, n);
 }
 
 /* The Redis glob of pattern channel chan[0..n) (the topic pattern from plen on) in out (3n + 8
@@ -470,6 +518,7 @@ static void rd_close(void *e)
     ev_prepare_stop(r->ev, &r->flush);
     free(r->resp);
     marks_drop(r);
+    chans_clear(r);
     if (r->lookup) wsk_lookup_cancel(r->lookup);
     if (r->pub) redisAsyncFree(r->pub);
     if (r->sub) redisAsyncFree(r->sub);

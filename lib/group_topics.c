@@ -68,6 +68,7 @@ struct wsk_gmsg {
     uint64_t seq;   /* its number (wsk_group_seq) */
     unsigned op;
     uint8_t compress, to_self;
+    uint8_t retain; /* the publishing loop's retain when it was made (wsk_bridge_retaining) */
     size_t tlen, len;
     const char *topic;
     const uint8_t *data;
@@ -438,6 +439,7 @@ static long group_publish(wsk_gloop *l, const char *topic, size_t tlen, const vo
         m->count->done = *done;
     }
     m->forward_to = fwd;
+    m->retain = (uint8_t)(fwd >= 0 ? l->retain : 0);
     m->op = op;
     m->compress = (uint8_t)(compress != 0);
     m->to_self = (uint8_t)(to_self != 0);
@@ -527,8 +529,10 @@ void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m)
         struct count *c = m->forward_to == (int)l->idx ? m->count : NULL;
         if (m->forward_to == (int)l->idx && ctx->bridge) {
             m->count = NULL;
+            wsk_bridge_retaining(ctx->bridge, m->retain, m->topic);
             wsk_bridge_forward(ctx->bridge, m->topic, m->tlen, m->data, m->len, m->op, m->compress,
                                m->to_self, c ? c->local : n, c ? count_back : NULL, c);
+            wsk_bridge_retaining(ctx->bridge, 0, NULL);
         }
     }
     wsk_gmsg_unref(m);

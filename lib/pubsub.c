@@ -374,9 +374,14 @@ void wsk_ws_hold_end(wsk_ws *ws)
     /* Messages of other loops numbered up to now may be on their way still (the application
      * sent them itself): the flag stays for them, at the cost of a compare per message. */
     k->hold_until = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
-    if (k->hold_until) return;
-    free(k->hold);
-    k->hold = NULL;
+    if (!k->hold_until) wsk_ws_hold_release(ws);
+}
+
+void wsk_ws_hold_release(wsk_ws *ws)
+{
+    if (!(ws->flags & WSK_F_HOLD)) return;
+    free(ws->cold->hold);
+    ws->cold->hold = NULL;
     ws->flags &= (uint16_t)~WSK_F_HOLD;
     wsk_conn_cold_trim(ws);
 }
@@ -715,11 +720,11 @@ static long publish_here(wsk_ctx *ctx, const struct wsk_ws *skip, const char *to
 }
 
 /* A publish made here: the local subscribers at once, then, in a group, the other loops' ones
- * (forward: and the bridging member, which forwards it to other nodes, and takes done when
- * it is another loop's: done->fn NULL then). */
+ * unless `here` (forward: and the bridging member, which forwards it to other nodes, and takes
+ * done when it is another loop's: done->fn NULL then). */
 static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, size_t topic_len,
                     const void *data, size_t len, wsk_opcode op, int compress, int to_self,
-                    int forward, wsk_gdone *done)
+                    int forward, wsk_gdone *done, int here)
 {
     if (!wsk_message_ok(data, len, op) || topic_arg(&topic, topic_len) < 0) return WSK_ERR_INVAL;
     ctx->stats.publishes++;
@@ -728,8 +733,9 @@ static long publish(wsk_ctx *ctx, const struct wsk_ws *skip, const char *topic, 
     /* Each publish starts without counts read ahead: a flag left by one that failed, or by the
      * publish of a handler that this one's delivery ran, is not for this one. */
     if (ctx->group) ctx->group->reach_ready = 0;
-    long n = publish_here(ctx, skip, topic, topic_len, &p, 1);
-    if (n >= 0 && ctx->group) {
+    wsk_gloop *group = here ? NULL : ctx->group;
+    long n = publish_here(ctx, skip, topic, topic_len, &p, group != NULL);
+    if (n >= 0 && group) {
         /* What the shared deflater made here goes along: the other loops need not compress. */
         wsk_zmsg z = {NULL, 0, ctx->lim.compress_level};
         if (p.deflated) {
@@ -755,7 +761,7 @@ static long publish_all(wsk_ctx *ctx, const struct wsk_ws *from, const char *top
     int to_self = !from || wsk_server_opts_of(ctx->srv)->publish_to_self;
     wsk_gdone d = {done, arg}; /* in a group whose bridge is another loop's, that loop's job */
     long n = publish(ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress, to_self,
-                     1, &d);
+                     1, &d, 0);
     if (n >= 0 && ctx->bridge)
         wsk_bridge_forward(ctx->bridge, topic ? topic : "", topic_len, data, len, op, compress,
                            to_self, n, done, arg);
@@ -790,17 +796,37 @@ long wsk_server_publish_counted(wsk_server *srv, wsk_ws *from, const char *topic
 long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t topic_len,
                               const void *data, size_t len, wsk_opcode op, int compress)
 {
-    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1, 0,
-                   NULL);
+    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1, 0, NULL,
+                   0);
+}
+
+/* A local publish from `from` (NULL: the server's): only this loop's when `here`. */
+static long publish_from(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                         size_t len, wsk_opcode op, int compress, int here)
+{
+    if (!from->ctx->srv) return WSK_ERR_STATE;
+    int to_self = wsk_server_opts_of(from->ctx->srv)->publish_to_self;
+    return publish(from->ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress,
+                   to_self, 0, NULL, here);
 }
 
 long wsk_publish_local(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
                        size_t len, wsk_opcode op, int compress)
 {
-    if (!from->ctx->srv) return WSK_ERR_STATE;
-    int to_self = wsk_server_opts_of(from->ctx->srv)->publish_to_self;
-    return publish(from->ctx, to_self ? NULL : from, topic, topic_len, data, len, op, compress,
-                   to_self, 0, NULL);
+    return publish_from(from, topic, topic_len, data, len, op, compress, 0);
+}
+
+long wsk_server_publish_here(wsk_server *srv, const char *topic, size_t topic_len, const void *data,
+                             size_t len, wsk_opcode op, int compress)
+{
+    return publish(wsk_server_ctx(srv), NULL, topic, topic_len, data, len, op, compress, 1, 0, NULL,
+                   1);
+}
+
+long wsk_publish_here(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                      size_t len, wsk_opcode op, int compress)
+{
+    return publish_from(from, topic, topic_len, data, len, op, compress, 1);
 }
 
 long wsk_pubsub_remote(wsk_ctx *ctx, const char *topic, size_t n, const void *data, size_t len,

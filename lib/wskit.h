@@ -574,6 +574,12 @@ WSK_API int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len);
  * other loops published before are still held back (as a new subscription does not get
  * them).  Nothing when ws holds nothing. */
 WSK_API void wsk_ws_hold_end(wsk_ws *ws);
+/* Ends the hold at once: every message that reaches ws from now on is delivered, those other
+ * loops published before included.  For a program that knows where those stand: a release
+ * that the publishing loop hands to ws's loop with wsk_group_call_ordered comes after the
+ * messages that loop published before it, and before the later ones.  Nothing when ws holds
+ * nothing. */
+WSK_API void wsk_ws_hold_release(wsk_ws *ws);
 /* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
  * returns their number (fn may be NULL to count only).  The name is NUL-terminated, owned by
  * the library and valid during the call; fn must not subscribe or unsubscribe this socket. */
@@ -609,6 +615,15 @@ WSK_API long wsk_server_publish_local(wsk_server *srv, const char *topic, size_t
  * wsk_publish. */
 WSK_API long wsk_publish_local(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
                                size_t len, wsk_opcode op, int compress);
+/* In a server group: the same as wsk_server_publish_local and wsk_publish_local for the
+ * subscribers of the calling member's loop only (the other loops get nothing from it).  A
+ * program that hands a message to each loop itself (wsk_group_call_ordered, one copy each)
+ * delivers it there with these; without a group they are wsk_server_publish_local and
+ * wsk_publish_local.  Returns as those. */
+WSK_API long wsk_server_publish_here(wsk_server *srv, const char *topic, size_t topic_len,
+                                     const void *data, size_t len, wsk_opcode op, int compress);
+WSK_API long wsk_publish_here(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
+                              size_t len, wsk_opcode op, int compress);
 /* Subscribers of `topic` (sockets that are open or closing) by that very name (a pattern's
  * own subscribers, for a pattern); 0 for an invalid topic. */
 WSK_API size_t wsk_server_subscribers(const wsk_server *srv, const char *topic, size_t len);
@@ -789,10 +804,12 @@ WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t 
 
 /* Retained messages in the engine (Redis; NATS when its server has JetStream): a topic's
  * retained message kept by the engine, so that a subscriber on any node gets it.  A server
- * without a bridge and a member of a server group say WSK_ERR_STATE to both of these.  NATS
- * keeps the message just after its publish, not in the same step (a read in between finds the
- * previous one; with history, once the history stream stored it, and never over a later one);
- * without JetStream it only publishes, and the reads below say WSK_ERR_IO.
+ * without a bridge says WSK_ERR_STATE to these.  In a server group, the bridging member makes
+ * them all; another member only wsk_server_publish_retained with history 0 (its publish carries
+ * the flag to the bridging loop): WSK_ERR_STATE to the others.  NATS keeps the message just
+ * after its publish, not in the same step (a read in between finds the previous one; with
+ * history, once the history stream stored it, and never over a later one); without JetStream
+ * it only publishes, and the reads below say WSK_ERR_IO.
  *  - wsk_server_publish_retained publishes as wsk_server_publish_counted (history 0: local
  *    delivery at once, then the engine) or as wsk_server_publish_history (history 1: from is
  *    not used), and the engine keeps the message as the topic's retained one in the same step

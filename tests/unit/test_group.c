@@ -479,6 +479,78 @@ static void test_ordered_calls(void)
     command(2, "uord");
 }
 
+/* On loop 1: a message for loop 1's subscribers only, from the server then from cl[2]. */
+static void publish_on_one(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    long a = wsk_server_publish_here(srv[1], "here", 4, "a", 1, WSK_OP_TEXT, 0);
+    long b = wsk_publish_here(cl[2].ws, "here", 4, "b", 1, WSK_OP_TEXT, 0);
+    atomic_store(&asked, a * 10 + b);
+}
+
+/* Holds loop 1: cl[3] holds "rel" until the test lets go, then releases it (arg NULL) or
+ * ends it (wsk_ws_hold_end) while a message of loop 0 waits for loop 1. */
+static void hold_then_release(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    wsk_ws_hold(cl[3].ws, "rel", 3);
+    atomic_store(&holding, 1);
+    SPIN_UNTIL(atomic_load(&release), usleep(1000));
+    if (arg)
+        wsk_ws_hold_end(cl[3].ws);
+    else
+        wsk_ws_hold_release(cl[3].ws);
+    atomic_store(&held, 1);
+}
+
+/* wsk_ws_hold_release: a message another loop published while the socket held the topic, still
+ * on its way at the release, is delivered (wsk_ws_hold_end would keep it back). */
+static void test_hold_release(void)
+{
+    command(3, "srel");
+    cl[3].log[0] = 0;
+    atomic_store(&holding, 0);
+    atomic_store(&release, 0);
+    atomic_store(&held, 0);
+    wsk_group_call(grp, 1, hold_then_release, NULL);
+    SPIN_UNTIL(atomic_load(&holding), spin());
+    atomic_store(&cmd_count[0], -99);
+    publish(0, "rel", 1, "one", 3); /* on its way to loop 1, which is busy */
+    SPIN_UNTIL(atomic_load(&cmd_count[0]) != -99, spin());
+    atomic_store(&release, 1);
+    SPIN_UNTIL(atomic_load(&held), spin());
+    publish(0, "rel", 1, "two", 3);
+    SPIN_UNTIL(strstr(cl[3].log, "two"), spin());
+    CHECK(!strcmp(cl[3].log, "one two "),
+          "hold_release: what another loop published before the release reaches it (%s)",
+          cl[3].log);
+    command(3, "urel");
+}
+
+/* wsk_server_publish_here and wsk_publish_here reach the calling loop's subscribers only. */
+static void test_here(void)
+{
+    static const int subs[] = {1, 2, 3, 4}; /* loops 0, 1, 1, 2 */
+    for (int i = 0; i < 4; i++) {
+        command(subs[i], "shere");
+        cl[subs[i]].log[0] = 0;
+    }
+    atomic_store(&asked, -1);
+    wsk_group_call(grp, 1, publish_on_one, NULL);
+    SPIN_UNTIL(atomic_load(&asked) >= 0, spin());
+    publish(0, "here", 1, "end", 3); /* after them on loop 1; the only one elsewhere */
+    SPIN_UNTIL(strstr(cl[1].log, "end") && strstr(cl[2].log, "end") && strstr(cl[3].log, "end") &&
+                   strstr(cl[4].log, "end"),
+               spin());
+    CHECK(atomic_load(&asked) == 21 && !strcmp(cl[2].log, "a end ") &&
+              !strcmp(cl[3].log, "a b end ") && !strcmp(cl[1].log, "end ") &&
+              !strcmp(cl[4].log, "end "),
+          "publish_here: loop 1's subscribers only, its sender left out (%ld; %s| %s| %s| %s)",
+          atomic_load(&asked), cl[1].log, cl[2].log, cl[3].log, cl[4].log);
+    for (int i = 0; i < 4; i++) command(subs[i], "uhere");
+}
+
 static void shut(void *arg, wsk_loop *loop)
 {
     (void)arg;
@@ -559,7 +631,9 @@ int main(void)
     test_patterns();
     test_stats();
     test_ordered_calls();
+    test_here();
     test_late_subscriber();
+    test_hold_release();
     test_shutdown();
     for (int i = 0; i < MAXC; i++) {
         if (cl[i].fd >= 0) close(cl[i].fd);
