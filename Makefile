@@ -101,7 +101,7 @@ units: $(UNITS)
 compile: $(LIB_OBJ) $(CMD_OBJ) $(CMD_MAIN:cmd/%.c=$(OBJDIR)/cmd/%.o)
 
 asan:
-	$(MAKE) O=build/asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
+	WSK_ASAN=1 $(MAKE) O=build/asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" check
 
 # ThreadSanitizer: the unit tests of the code that crosses threads (server groups, DNS on a
 # thread, wsserve's spawner threads), in a build of their own.  TSAN_TESTS picks the tests

@@ -13,7 +13,7 @@ So that the test can run beside others on a shared machine, and offline:
 The commands run from a scratch folder where bin/ is $WSK_BIN and scripts/ the tree's.
 
 A block whose fence says more than `sh` is not run; the word after `sh` says why (NOT_RUN)."""
-# tests/run: not under valgrind (the README's lines: each feature has tests of its own there)
+# tests/run: not under sanitizers (the README's lines: each feature has tests of its own there)
 # tests/run: not with threads (the README's lines start their own wsservers, without --threads)
 import os
 import re

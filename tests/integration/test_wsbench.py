@@ -5,6 +5,7 @@ status, the JSON/CSV outputs parse, compare alternates targets, and the chat sce
 exactly Bun's benchmark (names, the 50-message cycle, rounds).  Performance is measured by
 scripts/bench-*, never here: every run is a fraction of a second, bounded by -n or -d and by a
 timeout."""
+# tests/run: not with threads (wsbench's own behaviour: the server is not what is tested)
 import asyncio
 import base64
 import hashlib
