@@ -610,6 +610,12 @@ void wsk_bridge_counted(wsk_bridge_link *l, wsk_bridge_count *c, long n)
     free(c);
 }
 
+const char *wsk_bridge_prefix(const wsk_bridge_link *l, size_t *plen)
+{
+    *plen = l->b->plen;
+    return l->b->chan;
+}
+
 int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n)
 {
     size_t tlen;

@@ -187,6 +187,8 @@ void wsk_bridge_mark_failed(wsk_bridge_link *l, uint64_t id);
  * a name with local subscribers that none of the node's patterns covers (a node does not
  * subscribe by name to what its own pattern brings: Redis would count it twice). */
 int wsk_bridge_wants(wsk_bridge_link *l, const char *chan, size_t n);
+/* The prefix of every channel of the link's bridge: *plen bytes, valid while the bridge lives. */
+const char *wsk_bridge_prefix(const wsk_bridge_link *l, size_t *plen);
 /* The loop's log, prefixed with the link's URL (without its password). */
 void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -7,7 +7,11 @@
  * connection keeps a topic's publishes in order.
  *
  * The link is up once both connections answered a PING (after AUTH and SELECT, whose errors
- * a PING would hit first).  Losing either drops both and retries after a backoff, 0.1 s
+ * a PING would hit first).  Then the bridge subscribes `sub` to every live topic again, and
+ * `pub` writes nothing until `sub` confirms a sync asked after those subscriptions (hold): a
+ * publish made meanwhile would reach Redis before the node listens to its channel, and the
+ * node's own subscribers, who get a message of the history from its echo, would never hear
+ * it.  Losing either drops both and retries after a backoff, 0.1 s
  * doubling to 5 s; the bridge then subscribes every live topic again.  A host name is resolved
  * again before each attempt, on io_resolve.c's thread (hiredis would block the loop in
  * getaddrinfo); hiredis is given the address. */
@@ -75,6 +79,7 @@ struct redis {
      * first; syncs asked and confirmed on this connection. */
     struct rmark *marks, **marks_end;
     unsigned long syncs, synced;
+    unsigned long hold; /* pub writes once sub confirmed this sync (0: nothing held) */
     /* The channels `sub` is subscribed to by name (struct rchan), so that subscribing twice
      * or leaving a channel not held sends nothing: hiredis asserts on an UNSUBSCRIBE reply once
      * the connection holds no channel. */
@@ -155,10 +160,11 @@ static void marks_drop(struct redis *r)
         free(m);
     }
     r->marks_end = &r->marks;
-    r->syncs = r->synced = 0;
+    r->syncs = r->synced = r->hold = 0;
 }
 
 static void marks_run(struct redis *r);
+static unsigned long sync_ask(struct redis *r);
 
 /* The slot of channel chan[0..n) (hash h) in r->chans, or SIZE_MAX. */
 static size_t chan_slot(const struct redis *r, const char *chan, size_t n, uint64_t h)
@@ -232,7 +238,8 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (priv && ++r->ready == 2) { /* priv: the PING */
         r->backoff = BACKOFF_MIN;
-        wsk_bridge_up(r->link);
+        wsk_bridge_up(r->link);                   /* subscribes sub to the live topics again */
+        if (r->ready == 2) r->hold = sync_ask(r); /* and pub waits for them (flush_pub) */
     }
 }
 
@@ -494,7 +501,11 @@ static void flush_pub(struct ev_loop *ev, ev_prepare *w, int revents)
     struct redis *r = w->data;
     (void)ev;
     (void)revents;
-    if (r->ready == 2 && r->pub && sdslen(r->pub->c.obuf)) redisAsyncHandleWrite(r->pub);
+    if (r->ready < 2 || !r->pub || !sdslen(r->pub->c.obuf)) return;
+    if (r->hold > r->synced) /* sub is not listening yet: the adapter must not write either */
+        r->pub->ev.delWrite(r->pub->ev.data);
+    else
+        redisAsyncHandleWrite(r->pub);
 }
 
 static int rd_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
@@ -864,25 +875,35 @@ static void marks_run(struct redis *r)
     }
 }
 
+/* Asks `sub` for a sync (the subscription of PREFIX SYNC_CHAN, left at once: its confirmation
+ * is all it is for, and PUBSUB CHANNELS does not keep it): once r->synced reaches the number
+ * returned, Redis has run every command `sub` was given before.  0 when it cannot ask. */
+static unsigned long sync_ask(struct redis *r)
+{
+    size_t plen;
+    const char *prefix = wsk_bridge_prefix(r->link, &plen);
+    char sync[WSK_BRIDGE_PREFIX_MAX + sizeof SYNC_CHAN];
+    memcpy(sync, prefix, plen);
+    memcpy(sync + plen, SYNC_CHAN, strlen(SYNC_CHAN));
+    const char *argv[2] = {"SUBSCRIBE", sync}, *unsub[2] = {"UNSUBSCRIBE", sync};
+    size_t alen[2] = {9, plen + strlen(SYNC_CHAN)}, ulen[2] = {11, alen[1]};
+    if (redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, alen) != REDIS_OK) return 0;
+    redisAsyncCommandArgv(r->sub, on_sub, r, 2, unsub, ulen);
+    return ++r->syncs; /* its confirmation comes, whatever follows (synced never runs ahead) */
+}
+
 static int rd_retained(void *e, const char *chan, size_t n, size_t plen, const void *mark,
                        size_t mlen, uint64_t id)
 {
     struct redis *r = e;
+    (void)plen; /* the bridge's prefix, as sync_ask finds it */
     if (r->ready < 2) return -1;
     struct rmark *m = malloc(sizeof *m + 2 * n + 16 + mlen);
     if (!m) return -1;
-    char sync[WSK_BRIDGE_PREFIX_MAX + sizeof SYNC_CHAN];
-    memcpy(sync, chan, plen);
-    memcpy(sync + plen, SYNC_CHAN, strlen(SYNC_CHAN));
-    /* Left at once: its confirmation is all it is for (PUBSUB CHANNELS does not keep it). */
-    const char *argv[2] = {"SUBSCRIBE", sync}, *unsub[2] = {"UNSUBSCRIBE", sync};
-    size_t alen[2] = {9, plen + strlen(SYNC_CHAN)}, ulen[2] = {11, alen[1]};
-    if (redisAsyncCommandArgv(r->sub, on_sub, r, 2, argv, alen) != REDIS_OK) {
+    if (!sync_ask(r)) {
         free(m);
         return -1;
     }
-    r->syncs++; /* its confirmation comes, whatever follows (synced never runs ahead) */
-    redisAsyncCommandArgv(r->sub, on_sub, r, 2, unsub, ulen);
     *m = (struct rmark){NULL, id, r->syncs, n, 0, mlen, NULL, NULL};
     memcpy(m->chan, chan, n);
     m->key = m->chan + n;

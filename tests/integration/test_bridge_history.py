@@ -313,6 +313,39 @@ async def retained_later(redis, b):
         c.stop()
 
 
+async def resubscribed(redis):
+    """Publishes made while a node subscribes its topics again, Redis just back, reach the node's
+    own subscribers (who hear a message of the history through its echo): the node writes no
+    publish before Redis confirmed those subscriptions.  1,000 topics make that window wide."""
+    c = node(redis, "--history", "100", "--max-subscriptions", "2000")
+    try:
+        async with connect(c.url()) as sub, connect(c.url()) as pub:
+            for i in range(1000):
+                await sub.send(json.dumps({"op": "subscribe", "topic": f"rs{i}"}))
+            for _ in range(1000):
+                await recv_json(sub)
+            redis.stop()
+            c.wait_log("lost")
+            redis.start()
+            sent, bridged, until = 0, 0, time.monotonic() + 20
+            while bridged < 50 and sent < 20000 and time.monotonic() < until:
+                sent += 1
+                await pub.send(json.dumps({"op": "publish", "topic": "rs999", "data": f"p{sent}",
+                                           "id": sent}))
+                bridged += (await recv_json(pub)).get("bridged") is True
+            got = []
+            try:
+                while len(got) < sent:
+                    got += [d for d, _, _ in await messages(sub, 1)]
+            except asyncio.TimeoutError:
+                pass
+            lost = sorted(set(f"p{i}" for i in range(1, sent + 1)) - set(got))
+            ok(bridged == 50 and not lost, "publishes made as the node resubscribes after an "
+               "outage all reach its own subscribers", (sent, bridged, lost[:5]))
+    finally:
+        c.stop()
+
+
 async def engine_down(redis, a):
     redis.stop()
     ok(a.wait_log("lost") >= 1, "node A sees Redis go")
@@ -376,6 +409,7 @@ async def main():
             await oom(redis, b)  # Redis out of memory meanwhile: alone
             await retained_later(redis, b)
             await engine_down(redis, a)
+            await resubscribed(redis)
         finally:
             codes = [s.stop() for s in (a, b)]
         ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
