@@ -107,7 +107,7 @@ asan:
 # thread, wsserve's spawner threads), in a build of their own.  TSAN_TESTS picks the tests
 # (names under tests/unit).
 TSAN_TESTS ?= test_group test_group_accept test_group_churn test_group_bridge test_group_tls test_resolve \
-              test_census test_serve_spawn
+              test_census test_serve_spawn test_group_affinity
 tsan:
 	$(MAKE) O=build/tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	    $(TSAN_TESTS:%=build/tsan/tests/%)
