@@ -16,7 +16,7 @@ restart message after a dead program's last lines; a loop thread's heap starts 1
 wsk_group_set_affinity), with either --accept mode, and a line reaches its room only; members
 without ?room= fill the rooms in turn, one each; a first frame sent in the same write as the
 upgrade request reaches the room although the connection was read on one thread and handed to
-another ("handed from thread" at -v)."""
+another ("handed from thread" at -v); over TLS connections stay where they were accepted."""
 import asyncio
 import json
 import os
@@ -29,8 +29,8 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import (BIN, Engine, Raw, Server, done, frame, free_port, nothing, ok,  # noqa: E402
-                    request, run_cmd, sanitized, skip, wait_for)
+from wstest import (BIN, Certs, Engine, Raw, Server, done, frame, free_port, nothing,  # noqa: E402
+                    ok, request, run_cmd, sanitized, skip, tls_client_ctx, wait_for)
 
 T = 10.0
 OPEN = re.compile(r"127\.0\.0\.1:(\d+): open(?:, protocol \S+)?, thread (\d+)")
@@ -623,6 +623,32 @@ async def rooms_in_turn():
             await ws.close()
 
 
+async def rooms_tls():
+    certs = Certs()
+    if not certs.ok:
+        skip("TLS: rooms without affinity", certs.why)
+        return
+    ctx = tls_client_ctx(certs.dir)
+    tls = ["--tls-cert", certs.path("server.crt"), "--tls-key", certs.path("server.key")]
+    with Server("--chat", "--clients", "4", "--rooms", "2", "--threads", "2", "-v", *tls) as srv:
+        members = [await websockets.connect(
+            f"wss://localhost:{srv.port}/?name=S{k}&room={k % 2}", ssl=ctx,
+            open_timeout=40 if sanitized() else T, ping_interval=None).__aenter__()
+            for k in range(4)]
+        for ws in members:
+            await recv_n(ws, 1)  # "ready"
+        for k, ws in enumerate(members):
+            await ws.send(f"hi {k}")
+        lines = [sorted(await recv_n(ws, 2)) for ws in members]
+        want = [sorted([f"S{j}: hi {j}" for j in range(4) if j % 2 == k % 2]) for k in range(4)]
+        ok(lines == want and srv.count("handed from thread") == 0,
+           "TLS: connections stay on the thread that accepted them, the rooms still right",
+           (lines, srv.count("handed from thread")))
+        for ws in members:
+            await ws.close()
+    certs.remove()
+
+
 def pipelined():
     with Server("--chat", "--clients", "100", "--rooms", "2", "--threads", "2",
                 "--accept", "one", "-v") as srv:
@@ -666,6 +692,7 @@ async def main():
     await rooms_on_threads("one")
     await rooms_on_threads("reuseport")
     await rooms_in_turn()
+    await rooms_tls()
     pipelined()
 
 
