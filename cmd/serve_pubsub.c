@@ -560,7 +560,9 @@ static int chat_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     sv->state = c;
     so->publish_to_self = 1; /* the sender sees its own line, as in Bun's server */
     atomic_init(&c->turn, 0);
-    if (sv->group && !sv->thread && !sv->tls && c->cfg->rooms > 1)
+    /* Each room on its thread (TLS connections stay where they were accepted: the library's
+     * rule, and chat_room's for their rooms in turn). */
+    if (sv->group && !sv->thread && c->cfg->rooms > 1)
         wsk_group_set_affinity(sv->group, chat_owner, c); /* before the group runs: 0 */
     h->upgrade = chat_upgrade;
     h->open = chat_open;
