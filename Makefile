@@ -113,7 +113,7 @@ tsan:
 	    $(TSAN_TESTS:%=build/tsan/tests/%)
 	@for t in $(TSAN_TESTS); do \
 	    echo "tsan: $$t"; \
-	    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66 $$TSAN_OPTIONS" build/tsan/tests/$$t \
+	    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(abspath tests/unit/tsan.supp) $$TSAN_OPTIONS" build/tsan/tests/$$t \
 	        >build/tsan/$$t.out 2>&1 || grep -q '^not ok' build/tsan/$$t.out; then \
 	        cat build/tsan/$$t.out; exit 1; fi; \
 	    grep -c '^ok' build/tsan/$$t.out | sed 's/^/  ok lines: /'; done

@@ -12,7 +12,16 @@
  * other loop may take over.  A connection that cannot go (the owner full or gone, no memory)
  * is served where it is; one that left but could not be adopted there (the owner filled up or
  * shut down on the way, or its loop ended first) is closed, counted and logged like
- * group_accept.c's failed hand-offs. */
+ * group_accept.c's failed hand-offs.
+ * The socket stays in the first loop's epoll set after it left: libev does not tell epoll when
+ * a watcher stops (it assumes the fd is being closed), and removes an fd only when an event
+ * comes for it that no watcher wants.  So the first loop wakes once more for a handed socket,
+ * when the socket next becomes readable, and removes it then (epoll_ctl DEL of its number).
+ * The kernel keys that entry on the open socket: the DEL removes it, or, when the owner has
+ * closed the socket meanwhile (which removed the entry) and the number was reused, finds no
+ * entry of the first loop's for the new socket (a socket that loop registers under the number
+ * can only be registered by that loop's own thread, which is busy with the DEL), and libev
+ * rebuilds its epoll set. */
 #include "group.h"
 #include "http_exchange.h"
 
