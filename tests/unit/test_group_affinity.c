@@ -5,7 +5,8 @@
  * bytes read on member 0 travel with the socket); the other way round too.  The function runs
  * once per connection (the owner does not ask again), a connection it keeps stays, and one
  * whose owner is at max_connections is served where it was accepted.  The group counts each
- * connection accepted once.  A TSan target (make tsan): the socket crosses threads. */
+ * connection accepted once.  One that reaches an owner that filled up on the way is closed and
+ * counted as a failed hand-off.  A TSan target (make tsan): the socket crosses threads. */
 #include "test.h"
 #include "group_members.h"
 #include "rawws.h"
@@ -19,7 +20,7 @@
 static wsk_group *grp;
 static wsk_server *srv[LOOPS];
 static unsigned port[LOOPS];
-static atomic_int opened[LOOPS], received[LOOPS], asked;
+static atomic_int opened[LOOPS], received[LOOPS], asked, closed;
 
 static int owner(void *user, const wsk_request *req, unsigned thread)
 {
@@ -50,6 +51,26 @@ static void srv_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
     wsk_send(ws, data, len, op, 0);
 }
 
+static void srv_close(wsk_ws *ws, unsigned code, const char *reason, size_t len)
+{
+    (void)ws;
+    (void)code;
+    (void)reason;
+    (void)len;
+    atomic_fetch_add(&closed, 1);
+}
+
+static atomic_int blocked, unblock;
+
+/* On member 0's loop: holds it until the test's clients wait to be accepted and read. */
+static void hold(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    (void)loop;
+    atomic_store(&blocked, 1);
+    SPIN_UNTIL(atomic_load(&unblock), usleep(1000));
+}
+
 static void *run_group(void *arg)
 {
     (void)arg;
@@ -57,27 +78,38 @@ static void *run_group(void *arg)
     return NULL;
 }
 
-/* A client to port[at] with header "X-Owner: owner" (none when NULL) and a masked text frame
- * "hello" in the same write as the request; 1 when "hello" comes back. */
-static int echo_via(unsigned at, const char *own, int *fd)
+/* A client to port[at] with header "X-Owner: own" (none when NULL) and a masked text frame
+ * "hello" in the same write as the request: its socket, or -1. */
+static int client(unsigned at, const char *own)
 {
     char extra[64] = "";
     if (own) snprintf(extra, sizeof extra, "X-Owner: %s\r\n", own);
     uint8_t f[11] = {0x81, 0x80 | 5, 0x37, 0xfa, 0x21, 0x3d};
     for (int i = 0; i < 5; i++) f[6 + i] = (uint8_t) "hello"[i] ^ f[2 + i % 4];
-    *fd = rawws_connect_with(port[at], extra, f, sizeof f);
-    if (*fd < 0) return 0;
+    return rawws_connect_with(port[at], extra, f, sizeof f);
+}
+
+/* 1 when "hello" comes back on fd; 0 at EOF (or after 5 s). */
+static int echoed(int fd)
+{
+    if (fd < 0) return 0;
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0, hl = 0;
     uint64_t n = 0;
     int open = 0, eof = 0, got = 0;
-    SPIN_UNTIL((got = rawws_read(*fd, &buf, &len, &cap, &open, &eof) && open &&
+    SPIN_UNTIL((got = rawws_read(fd, &buf, &len, &cap, &open, &eof) && open &&
                       rawws_frame(buf, len, &hl, &n)) ||
                    eof,
                usleep(1000));
     got = got && n == 5 && !memcmp(buf + hl, "hello", 5);
     free(buf);
     return got;
+}
+
+static int echo_via(unsigned at, const char *own, int *fd)
+{
+    *fd = client(at, own);
+    return echoed(*fd);
 }
 
 static int total(atomic_int *a)
@@ -94,7 +126,7 @@ int main(void)
     wsk_server_opts o;
     wsk_server_opts_init(&o);
     o.max_connections = 3;
-    static const wsk_handlers h = {.open = srv_open, .message = srv_message};
+    static const wsk_handlers h = {.open = srv_open, .message = srv_message, .close = srv_close};
     group_members(grp, &o, &h, srv, port);
     CHECK(wsk_group_set_affinity(grp, owner, NULL) == 0, "the affinity function is set");
     pthread_t th;
@@ -125,8 +157,28 @@ int main(void)
     CHECK(st.accepted == 5 && st.handoffs_failed == 0 && wsk_group_handoffs_failed(grp) == 0,
           "the group counts 5 connections accepted, none failed (%llu, %llu)",
           (unsigned long long)st.accepted, (unsigned long long)st.handoffs_failed);
-    for (int i = 0; i < 5; i++)
-        if (fd[i] >= 0) close(fd[i]);
+
+    /* Member 1 at 2 of 3, member 0 at none: two clients for member 1 wait while member 0 is
+     * held, so it reads both in one turn, while member 1 is not full yet, and hands both; member
+     * 1 adopts the first and, full now, closes the second: a failed hand-off. */
+    close(fd[0]);
+    close(fd[1]);
+    close(fd[4]);
+    SPIN_UNTIL(atomic_load(&closed) == 3, usleep(1000));
+    if (wsk_group_call(grp, 0, hold, NULL) < 0) abort();
+    SPIN_UNTIL(atomic_load(&blocked), usleep(1000));
+    int late[2] = {client(0, "1"), client(0, "1")};
+    atomic_store(&unblock, 1);
+    int echoes = echoed(late[0]) + echoed(late[1]);
+    SPIN_UNTIL(wsk_group_handoffs_failed(grp) == 1, usleep(1000));
+    CHECK(echoes == 1 && wsk_group_handoffs_failed(grp) == 1 && atomic_load(&opened[1]) == 4,
+          "the owner filled up on the way: one adopted, one closed and counted (%d echoed, %zu "
+          "failed)",
+          echoes, wsk_group_handoffs_failed(grp));
+    for (int i = 0; i < 2; i++)
+        if (late[i] >= 0) close(late[i]);
+    close(fd[2]);
+    close(fd[3]);
     wsk_group_shutdown(grp, 1001, NULL, 0);
     pthread_join(th, NULL);
     CHECK(wsk_group_set_affinity(grp, NULL, NULL) == WSK_ERR_STATE, "not once the group ran");
