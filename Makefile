@@ -107,13 +107,13 @@ asan:
 # thread, wsserve's spawner threads), in a build of their own.  TSAN_TESTS picks the tests
 # (names under tests/unit).
 TSAN_TESTS ?= test_group test_group_accept test_group_churn test_group_bridge test_group_tls test_resolve \
-              test_census test_serve_spawn
+              test_census test_serve_spawn test_group_affinity
 tsan:
 	$(MAKE) O=build/tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	    $(TSAN_TESTS:%=build/tsan/tests/%)
 	@for t in $(TSAN_TESTS); do \
 	    echo "tsan: $$t"; \
-	    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66 $$TSAN_OPTIONS" build/tsan/tests/$$t \
+	    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(abspath tests/unit/tsan.supp) $$TSAN_OPTIONS" build/tsan/tests/$$t \
 	        >build/tsan/$$t.out 2>&1 || grep -q '^not ok' build/tsan/$$t.out; then \
 	        cat build/tsan/$$t.out; exit 1; fi; \
 	    grep -c '^ok' build/tsan/$$t.out | sed 's/^/  ok lines: /'; done

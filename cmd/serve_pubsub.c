@@ -92,6 +92,11 @@ struct chat {
     atomic_long *joined, joined_here;
     struct ev_loop *ev; /* where `ready` runs, once it has */
     ev_timer ready;
+    /* --rooms with --threads (plain): members without a room in turn.  all[0]'s `turn` deals
+     * them to the threads that own rooms (chat_owner), and each thread's `turn_here` to its own
+     * rooms (chat_room). */
+    atomic_ulong turn;
+    unsigned long turn_here;
 };
 
 /* What the brokers of every thread share (--threads): all[0]'s; the others point at it. */
@@ -411,9 +416,41 @@ static long chat_remaining(const struct chat *c)
     return (long)c->cfg->clients - atomic_load(c->joined);
 }
 
+/* Room affinity (--rooms with --threads, plain connections): room K's members live on thread
+ * K % threads, so that a line published to a room is delivered on the loop that read it and
+ * never crosses loops.  The room's thread of a connection, from any thread (the library runs
+ * this where the connection was accepted, once its upgrade request is read): ?room=K's, or for
+ * a member without one the next thread in turn among those that own rooms, whose chat_room
+ * then gives it the next of its own rooms in turn; c is all[0]'s chat. */
+static int chat_owner(void *user, const wsk_request *req, unsigned thread)
+{
+    struct chat *c = user;
+    unsigned long rooms = c->cfg->rooms, threads = c->sv->threads, room;
+    char k[16];
+    (void)thread;
+    if (wsk_request_query_param(req, "room", k, sizeof k) > 0 &&
+        cli_parse_ulong(k, 0, rooms - 1, &room) == 0)
+        return (int)(room % threads);
+    return (int)(atomic_fetch_add(&c->turn, 1) % (rooms < threads ? rooms : threads));
+}
+
+/* The room of a member whose ?room= is missing or out of range: the rooms in turn.  With
+ * affinity each thread deals its own rooms (thread, thread + threads, ...) in turn: as
+ * chat_owner deals the members to the threads in turn, n members still fill rooms 0..n-1
+ * once each when --threads divides --rooms.  Otherwise (one thread, TLS, a thread that owns
+ * no room) the members so far, mod --rooms. */
+static unsigned long chat_room(struct chat *c)
+{
+    const struct serve *sv = c->sv;
+    unsigned long rooms = c->cfg->rooms, threads = sv->threads, t = sv->thread;
+    if (threads == 1 || sv->tls || t >= rooms) return (unsigned long)atomic_load(c->joined) % rooms;
+    unsigned long owned = (rooms - t + threads - 1) / threads;
+    return t + threads * (c->turn_here++ % owned);
+}
+
 static int chat_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *res)
 {
-    const struct chat *c = chat_of(srv);
+    struct chat *c = chat_of(srv);
     char raw[NAME_MAX_LEN + 1];
     long n = wsk_request_query_param(req, "name", raw, sizeof raw);
     size_t len = n > 0 ? ((size_t)n < sizeof raw ? (size_t)n : sizeof raw - 1) : 0;
@@ -429,7 +466,7 @@ static int chat_upgrade(wsk_server *srv, const wsk_request *req, wsk_response *r
         unsigned long room;
         if (wsk_request_query_param(req, "room", k, sizeof k) <= 0 ||
             cli_parse_ulong(k, 0, c->cfg->rooms - 1, &room) < 0)
-            room = (unsigned long)atomic_load(c->joined) % c->cfg->rooms;
+            room = chat_room(c);
         m->tlen = (size_t)snprintf(m->topic, sizeof m->topic, ROOM ".%lu", room);
     }
     wsk_response_set_data(res, m);
@@ -522,6 +559,11 @@ static int chat_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     c->ready.data = c;
     sv->state = c;
     so->publish_to_self = 1; /* the sender sees its own line, as in Bun's server */
+    atomic_init(&c->turn, 0);
+    /* Each room on its thread (TLS connections stay where they were accepted: the library's
+     * rule, and chat_room's for their rooms in turn). */
+    if (sv->group && !sv->thread && c->cfg->rooms > 1)
+        wsk_group_set_affinity(sv->group, chat_owner, c); /* before the group runs: 0 */
     h->upgrade = chat_upgrade;
     h->open = chat_open;
     h->message = chat_message;

@@ -124,7 +124,7 @@ void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason)
     c->state = WSK_ST_DEAD;
     ev_io_stop(ctx->loop->ev, &c->io);
     wsk_io_release(c);
-    close(c->io.fd);
+    if (c->io.fd >= 0) close(c->io.fd); /* -1: wsk_conn_detach took it */
     wsk_queue_clear(c);
     cold_free(c);
     if (c->prev)
@@ -136,6 +136,15 @@ void wsk_conn_end(struct wsk_ws *c, unsigned code, const char *reason)
     wsk_loop_schedule(ctx->loop, c);
     if (ctx->srv) wsk_server_conn_gone(ctx->srv);
     if (ctx->hooks) ctx->hooks->gone(c);
+}
+
+int wsk_conn_detach(struct wsk_ws *c)
+{
+    int fd = c->io.fd;
+    ev_io_stop(c->ctx->loop->ev, &c->io);
+    c->io.fd = -1;
+    wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+    return fd;
 }
 
 void wsk_conn_free(struct wsk_ws *c)
@@ -242,6 +251,15 @@ static void on_readable(struct wsk_ws *c)
     } else {
         handle_read(c, (size_t)n);
     }
+    wsk_lent_end(loop);
+}
+
+void wsk_conn_feed(struct wsk_ws *c, const uint8_t *p, size_t n)
+{
+    wsk_loop *loop = c->ctx->loop;
+    memcpy(loop->rbuf, p, n);
+    wsk_lent_begin(c);
+    handle_read(c, n);
     wsk_lent_end(loop);
 }
 

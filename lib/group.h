@@ -89,6 +89,8 @@ struct wsk_group {
     unsigned accept;           /* WSK_ACCEPT_REUSEPORT or WSK_ACCEPT_ROUND_ROBIN */
     unsigned next;             /* the acceptor's thread only: the member the next socket goes to */
     atomic_size_t handoff_failed; /* sockets closed because their hand-off failed */
+    wsk_affinity_fn affinity;     /* wsk_group_set_affinity (group_affinity.c), or NULL */
+    void *affinity_user;
 };
 
 /* group.c */
@@ -112,6 +114,8 @@ int wsk_group_handoff(wsk_gloop *l, int fd, const char *peer);
 /* wsk_group_run, before the loops run: in acceptor mode, the members without a listener keep
  * their loops running (until they shut down) for the sockets to come. */
 void wsk_group_accept_start(wsk_group *g);
+/* Whether l's member takes sockets now: it has not gone and is not full. */
+int wsk_group_takes(const wsk_gloop *l);
 /* Whether some member that has not gone takes sockets now (none full). */
 int wsk_group_room(const wsk_gloop *l);
 /* The acceptor's view of the members (their counts as of their last change): *conns their
@@ -121,11 +125,34 @@ unsigned wsk_group_census(const wsk_gloop *l, size_t *conns, size_t *limit);
 /* On l's thread: its member is full (at max_connections) or not, gone (shut down) or not; its
  * connection count changed. */
 void wsk_group_member_state(wsk_gloop *l, int full, int gone);
+/* A socket on its way to another member's loop (group_accept.c, group_affinity.c), first in
+ * the struct that carries it: freeing its item frees it all. */
+typedef struct wsk_handoff {
+    wsk_gitem it;
+    wsk_gloop *to;
+    int fd;
+} wsk_handoff;
+/* Makes h a call of fn(h, loop) for loop `to` (queue h->it there); when that loop ends before
+ * running it, fd is closed and the failed hand-off counted and logged. */
+void wsk_handoff_init(wsk_handoff *h, wsk_gloop *to, int fd, void (*fn)(void *h, wsk_loop *loop));
+/* On l's thread, r the outcome of its adopting a handed socket: a failure (fd closed) is
+ * counted and logged. */
+void wsk_handoff_adopted(wsk_gloop *l, int r);
 /* A socket that could not be handed over, closed: counts and logs it once. */
 void wsk_group_handoff_failed(wsk_gloop *l, const char *why);
-/* wsk_stats.handoffs_failed of l's member (l NULL: none): the group's count on the acceptor,
- * 0 on the others. */
+/* wsk_stats.handoffs_failed of l's member (l NULL: none): the group's count on member 0, 0 on
+ * the others. */
 uint64_t wsk_group_handoffs_reported(const wsk_gloop *l);
+
+/* group_affinity.c: a connection goes to the member that owns its request. */
+struct wsk_http_request;
+/* On the thread of c, a plain server connection whose upgrade request h (parsed from p[0..n),
+ * which hold it and what was read behind it) is complete: 1 when the group's affinity function
+ * gave it to another member (c is ended here, its fd and a copy of the bytes on their way), 0
+ * when c stays (no function, TLS, handed once already, replies queued, the other member full or
+ * gone, or no memory: served here all the same). */
+int wsk_group_affinity(struct wsk_ws *c, const struct wsk_http_request *h, const uint8_t *p,
+                       size_t n);
 
 /* group_stats.c */
 /* Starts loop l's stats snapshots (wsk_group_run, before the loops run). */

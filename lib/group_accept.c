@@ -15,11 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-/* One socket on its way: the call item first, so freeing the item frees it all. */
+/* One socket on its way: the hand-off first, so freeing its item frees it all. */
 struct handoff {
-    wsk_gitem it;
-    wsk_gloop *to;
-    int fd;
+    wsk_handoff h;
     char peer[64];
 };
 
@@ -54,7 +52,7 @@ size_t wsk_group_handoffs_failed(const wsk_group *g)
 
 uint64_t wsk_group_handoffs_reported(const wsk_gloop *l)
 {
-    return wsk_group_acceptor(l) ? wsk_group_handoffs_failed(l->g) : 0;
+    return l && l->idx == 0 ? wsk_group_handoffs_failed(l->g) : 0;
 }
 
 void wsk_group_accept_start(wsk_group *g)
@@ -80,7 +78,7 @@ void wsk_group_member_state(wsk_gloop *l, int full, int gone)
     }
 }
 
-static int takes(const wsk_gloop *l)
+int wsk_group_takes(const wsk_gloop *l)
 {
     return l->srv && !atomic_load(&l->gone) &&
            !atomic_load_explicit(&l->full, memory_order_relaxed);
@@ -107,34 +105,48 @@ unsigned wsk_group_census(const wsk_gloop *l, size_t *conns, size_t *limit)
 int wsk_group_room(const wsk_gloop *l)
 {
     for (unsigned i = 0; i < l->g->n; i++)
-        if (takes(&l->g->l[i])) return 1;
+        if (wsk_group_takes(&l->g->l[i])) return 1;
     return 0;
 }
 
-/* On the adopting loop. */
-static void adopt(void *arg, wsk_loop *loop)
+void wsk_handoff_adopted(wsk_gloop *l, int r)
 {
-    struct handoff *h = arg;
-    wsk_gloop *l = loop->group;
-    int r = wsk_server_adopt(l->srv, h->fd, h->peer);
     if (r < 0)
         wsk_group_handoff_failed(l, r == WSK_ERR_STATE ? "shutting down or at max_connections"
                                                        : "out of memory");
 }
 
 /* Its loop ended before running the call (group.c's list_drop, once every loop stopped). */
-static void drop(wsk_gitem *it)
+static void handoff_drop(wsk_gitem *it)
 {
-    struct handoff *h = (struct handoff *)it;
+    wsk_handoff *h = (wsk_handoff *)it;
     close(h->fd);
     wsk_group_handoff_failed(h->to, "its thread had ended");
+}
+
+void wsk_handoff_init(wsk_handoff *h, wsk_gloop *to, int fd, void (*fn)(void *h, wsk_loop *loop))
+{
+    memset(&h->it, 0, sizeof h->it);
+    h->it.fn = fn;
+    h->it.arg = h;
+    h->it.drop = handoff_drop;
+    h->to = to;
+    h->fd = fd;
+}
+
+/* On the adopting loop. */
+static void adopt(void *arg, wsk_loop *loop)
+{
+    struct handoff *h = arg;
+    wsk_handoff_adopted(loop->group, wsk_server_adopt(loop->group->srv, h->h.fd, h->peer));
 }
 
 int wsk_group_handoff(wsk_gloop *l, int fd, const char *peer)
 {
     wsk_group *g = l->g;
     unsigned k = g->next;
-    for (unsigned tries = 0; tries < g->n && !takes(&g->l[k]); tries++) k = (k + 1) % g->n;
+    for (unsigned tries = 0; tries < g->n && !wsk_group_takes(&g->l[k]); tries++)
+        k = (k + 1) % g->n;
     g->next = (k + 1) % g->n;
     if (k == l->idx) return 0; /* its own turn (or nobody else takes it: the limits decide) */
     struct handoff *h = calloc(1, sizeof *h);
@@ -143,12 +155,8 @@ int wsk_group_handoff(wsk_gloop *l, int fd, const char *peer)
         wsk_group_handoff_failed(l, "out of memory");
         return 1;
     }
-    h->it.fn = adopt;
-    h->it.arg = h;
-    h->it.drop = drop;
-    h->to = &g->l[k];
-    h->fd = fd;
+    wsk_handoff_init(&h->h, &g->l[k], fd, adopt);
     if (peer) snprintf(h->peer, sizeof h->peer, "%s", peer);
-    wsk_group_queue(l, k, &h->it); /* with the turn's other sockets for k: one wake-up */
+    wsk_group_queue(l, k, &h->h.it); /* with the turn's other sockets for k: one wake-up */
     return 1;
 }

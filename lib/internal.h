@@ -30,7 +30,8 @@
  *   group.c         server groups: a loop per thread, inboxes between them (group_topics.c:
  *                   the group-wide topic table, publishes carried to the other loops;
  *                   group_stats.c: the members' figures summed; group_accept.c: one member
- *                   accepts and hands sockets round-robin to the others)
+ *                   accepts and hands sockets round-robin to the others; group_affinity.c: a
+ *                   connection goes to the member its upgrade request belongs to)
  * wsbench (cmd/bench_conn.c) drives sockets of this data path itself, through wsk_conn_hooks.
  * Beside it: wskit.h (the public API), buf.c (growable buffers capped at birth), error.c
  * (wsk_strerror), metrics.c (wsk_server_stats and the Prometheus text; metrics.h: the
@@ -282,8 +283,9 @@ struct wsk_ws {
     uint8_t mask_off;
     uint8_t mask[4];
     wsk_frame_dec dec;
-    uint8_t pad_;
-    uint32_t born; /* wsk_us() at accept or connect: how long the handshake took (metrics) */
+    uint8_t handed; /* adopted from another member of its group after its upgrade request was
+                     * read there (group_affinity.c): not handed on again */
+    uint32_t born;  /* wsk_us() at accept or connect: how long the handshake took (metrics) */
 };
 
 /* conn.c */
@@ -312,6 +314,13 @@ void wsk_conn_io_events(struct wsk_ws *c, int events);
 void wsk_conn_failed(struct wsk_ws *c, long err, const char *what);
 /* wsk_ws_resume: clears WSK_F_PAUSED and reads again (nothing when not paused). */
 void wsk_conn_resume(struct wsk_ws *c);
+/* Takes c's fd away from it (a server connection in the HTTP phase with nothing queued, handed
+ * to another member of its group: group_affinity.c) and ends c without closing the fd or
+ * running a handler: the fd is the caller's. */
+int wsk_conn_detach(struct wsk_ws *c);
+/* Handles p[0..n) (n <= WSK_RBUF_SIZE, outside the loop's receive buffer) as if c had just read
+ * them: copied to the receive buffer, then to c's phase. */
+void wsk_conn_feed(struct wsk_ws *c, const uint8_t *p, size_t n);
 /* Frees an ended (DEAD) connection; io_loop.c calls it at the end of the iteration. */
 void wsk_conn_free(struct wsk_ws *c);
 /* Frees a client's ctx once its connection is gone (client.c). */
@@ -412,6 +421,11 @@ void wsk_server_conn_gone(wsk_server *srv);
  * server owns fd from the call: 0, or WSK_ERR_STATE (shutting down, at max_connections) or
  * WSK_ERR_NOMEM with fd closed.  peer: the address for TLS's log lines, or NULL. */
 int wsk_server_adopt(wsk_server *srv, int fd, const char *peer);
+/* A plain connection another member of the group accepted and read p[0..n) from (its upgrade
+ * request and whatever followed it), handed over (group_affinity.c): the server takes fd as
+ * wsk_server_adopt does (not counted as accepted again) and handles the bytes as if it had
+ * read them; born: wsk_us() at the first accept.  0, or < 0 as wsk_server_adopt, fd closed. */
+int wsk_server_adopt_request(wsk_server *srv, int fd, const uint8_t *p, size_t n, uint32_t born);
 /* The connections, handlers, limits and topics of a server. */
 wsk_ctx *wsk_server_ctx(const wsk_server *srv);
 /* The options the server was made with (publish_to_self, max_connections, ...). */

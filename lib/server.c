@@ -74,20 +74,38 @@ static int at_limit(const wsk_server *srv)
     return wsk_group_acceptor(srv->ctx.group) ? !wsk_group_room(srv->ctx.group) : full(srv);
 }
 
-int wsk_server_adopt(wsk_server *srv, int fd, const char *peer)
+/* The connection of fd on srv's loop, or NULL with fd closed and *err set. */
+static struct wsk_ws *take(wsk_server *srv, int fd, int *err)
 {
-    if (srv->shutting_down || full(srv)) {
-        close(fd);
-        return WSK_ERR_STATE;
-    }
-    struct wsk_ws *c = wsk_conn_new(&srv->ctx, fd);
+    struct wsk_ws *c = NULL;
+    *err = srv->shutting_down || full(srv) ? WSK_ERR_STATE : 0;
+    if (!*err && !(c = wsk_conn_new(&srv->ctx, fd))) *err = WSK_ERR_NOMEM;
     if (!c) {
         close(fd);
-        return WSK_ERR_NOMEM;
+        return NULL;
     }
-    srv->ctx.stats.accepted++;
     if (srv->ctx.group) wsk_group_member_state(srv->ctx.group, full(srv), 0);
+    return c;
+}
+
+int wsk_server_adopt(wsk_server *srv, int fd, const char *peer)
+{
+    int err;
+    struct wsk_ws *c = take(srv, fd, &err);
+    if (!c) return err;
+    srv->ctx.stats.accepted++;
     if (srv->ctx.tls && wsk_tls_accept(c, peer) < 0) wsk_conn_end(c, WSK_CLOSE_ABNORMAL, NULL);
+    return 0;
+}
+
+int wsk_server_adopt_request(wsk_server *srv, int fd, const uint8_t *p, size_t n, uint32_t born)
+{
+    int err;
+    struct wsk_ws *c = take(srv, fd, &err);
+    if (!c) return err;
+    c->handed = 1;
+    c->born = born;
+    wsk_conn_feed(c, p, n);
     return 0;
 }
 
@@ -520,6 +538,8 @@ static size_t one_request(struct wsk_ws *c, uint8_t *p, size_t n)
     size_t key_len = 0;
     int kind = wsk_handshake_check(&h, &key, &key_len, &why);
     if (kind == 0) {
+        /* Another member of the group may be this connection's owner: it gets p[0..n). */
+        if (wsk_group_affinity(c, &h, p, n)) return 0;
         upgrade_request(c, &h, key, key_len, p + head_len, n - head_len);
         return 0;
     }

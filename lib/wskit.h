@@ -999,9 +999,31 @@ WSK_API void wsk_group_free(wsk_group *g);
 WSK_API int wsk_group_set_accept(wsk_group *g, unsigned mode);
 /* The group's mode (WSK_ACCEPT_REUSEPORT or WSK_ACCEPT_ROUND_ROBIN), from any thread. */
 WSK_API unsigned wsk_group_accept(const wsk_group *g);
-/* From any thread: the sockets the acceptor accepted that were closed because their hand-off
- * failed (WSK_ACCEPT_ROUND_ROBIN), so far. */
+/* From any thread: the sockets closed because their hand-off to another member failed
+ * (WSK_ACCEPT_ROUND_ROBIN, wsk_group_set_affinity), so far. */
 WSK_API size_t wsk_group_handoffs_failed(const wsk_group *g);
+/* Connection affinity: which member should own a connection, from its upgrade request.  Runs
+ * on the thread of the member that accepted the connection (any member: it must be safe to
+ * call from every loop's thread at once, and should be a pure function of the request), once
+ * a plain connection's upgrade request has been read and parsed, before any handler; thread is
+ * that member's index.  req is valid during the call only (wsk_request_path,
+ * wsk_request_query_param, wsk_request_header ...).  Returns the index of the owning member,
+ * or a negative value (or `thread`) to keep the connection where it is. */
+typedef int (*wsk_affinity_fn)(void *user, const wsk_request *req, unsigned thread);
+/* Before wsk_group_run, from the thread that made the group: fn (NULL: none, the default)
+ * decides the owner of each plain connection.  A connection fn gives to another member leaves
+ * with its fd and every byte read so far (the request and any frames pipelined behind it); the
+ * owner's loop adopts it and handles the request as if it had read it: its max_connections,
+ * upgrade handler, open and message handlers, metrics (`accepted` stays counted on the member
+ * that accepted it; the handshake time runs from that accept).  Handed once: the owner does
+ * not ask fn again.  A connection stays where it was accepted when it is TLS (its session
+ * belongs to that thread's mbedTLS context), when it had a plain request answered and the reply
+ * is still queued, when the owner is full or shutting down, or memory is short.  One that left
+ * but could not be adopted (the owner filled up or shut down meanwhile, its loop ended) is
+ * closed, counted (wsk_group_handoffs_failed) and logged.  Why: members of one chat room on one
+ * loop publish to their room without crossing loops (wsserve --chat --rooms, README "Every
+ * core").  0, or WSK_ERR_STATE (the group runs or ran). */
+WSK_API int wsk_group_set_affinity(wsk_group *g, wsk_affinity_fn fn, void *user);
 /* The group srv belongs to, and its index there in *index (may be NULL); NULL / 0 for a
  * server of no group. */
 WSK_API wsk_group *wsk_server_group(const wsk_server *srv, unsigned *index);
@@ -1086,10 +1108,10 @@ typedef struct wsk_stats {
     /* As wsk_bridge_stats (with a bridge): own messages come back, foreign ones, second
      * copies dropped, and other nodes' subscriptions the forwarded publishes reached. */
     uint64_t bridge_echoes, bridge_foreign, bridge_copies, bridge_remote;
-    /* In a server group that deals its connections round-robin (WSK_ACCEPT_ROUND_ROBIN): the
-     * sockets accepted and closed because their hand-off failed (wsk_group_handoffs_failed),
-     * the whole group's, reported by the accepting member (0 on the others, and without a
-     * group), so a sum over the members counts each once. */
+    /* In a server group that hands connections between members (WSK_ACCEPT_ROUND_ROBIN,
+     * wsk_group_set_affinity): the sockets accepted and closed because their hand-off failed
+     * (wsk_group_handoffs_failed), the whole group's, reported by member 0 (0 on the others,
+     * and without a group), so a sum over the members counts each once. */
     uint64_t handoffs_failed;
 } wsk_stats;
 

@@ -11,7 +11,12 @@ every thread count the other nodes, and an outage's failed publishes are counted
 2 threads, alternately; --accept reuseport spreads them too; a bad --accept is a usage error;
 with --max-connections the first thread's pause warning counts the whole group; --exec-shared's
 @ID replies and broadcast lines reach a client of another thread in the order written, and the
-restart message after a dead program's last lines; a loop thread's heap starts 16 MiB large."""
+restart message after a dead program's last lines; a loop thread's heap starts 16 MiB large.
+--chat --rooms N: room K's members live on thread K % 2 (the library's connection affinity,
+wsk_group_set_affinity), with either --accept mode, and a line reaches its room only; members
+without ?room= fill the rooms in turn, one each; a first frame sent in the same write as the
+upgrade request reaches the room although the connection was read on one thread and handed to
+another ("handed from thread" at -v); over TLS connections stay where they were accepted."""
 import asyncio
 import json
 import os
@@ -24,8 +29,8 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import (BIN, Engine, Raw, Server, done, free_port, nothing, ok, request,  # noqa: E402
-                    run_cmd, sanitized, skip, wait_for)
+from wstest import (BIN, Certs, Engine, Raw, Server, done, frame, free_port, nothing,  # noqa: E402
+                    ok, request, run_cmd, sanitized, skip, tls_client_ctx, wait_for)
 
 T = 10.0
 OPEN = re.compile(r"127\.0\.0\.1:(\d+): open(?:, protocol \S+)?, thread (\d+)")
@@ -576,6 +581,97 @@ async def thread_heaps():
            [f"{h >> 10} KiB" for h in heaps])
 
 
+async def rooms_on_threads(accept):
+    n, rooms = 8, 4
+    with Server("--chat", "--clients", str(n), "--rooms", str(rooms), "--threads", "2",
+                "--accept", accept, "-v") as srv:
+        members = [await connect(srv.url(f"/?name=M{k}&room={k % rooms}")).__aenter__()
+                   for k in range(n)]
+        firsts = [(await recv_n(ws, 1))[0] for ws in members]
+        ok(firsts == ["ready"] * n, f"--accept {accept}: \"ready\" to the {n} members", firsts)
+        by_port = threads_of(srv)
+        got = [by_port.get(ws.local_address[1]) for ws in members]
+        want = [(k % rooms) % 2 for k in range(n)]
+        ok(got == want, f"--accept {accept}: room K's members all on thread K % 2", (got, want))
+        for k, ws in enumerate(members):
+            await ws.send(f"hi {k}")
+        lines = [sorted(await recv_n(ws, 2)) for ws in members]
+        want = [sorted([f"M{j}: hi {j}" for j in range(n) if j % rooms == k % rooms])
+                for k in range(n)]
+        ok(lines == want, f"--accept {accept}: each line reaches its room's members only", lines)
+        for ws in members:
+            await ws.close()
+
+
+async def rooms_in_turn():
+    with Server("--chat", "--clients", "4", "--rooms", "4", "--threads", "2", "-v") as srv:
+        members = [await connect(srv.url(f"/?name=N{k}")).__aenter__() for k in range(4)]
+        for ws in members:
+            await recv_n(ws, 1)  # "ready"
+        by_port = threads_of(srv)
+        threads = sorted(by_port.get(ws.local_address[1]) for ws in members)
+        ok(threads == [0, 0, 1, 1], "no ?room=: the rooms in turn, two on each thread", threads)
+        # Alone in its room, a member's next line is its own; a member sharing a room would
+        # see the other's "1" before its own "2".
+        for k, ws in enumerate(members):
+            await ws.send("1")
+            await ws.send("2")
+        got = [await recv_n(ws, 2) for ws in members]
+        ok(got == [[f"N{k}: 1", f"N{k}: 2"] for k in range(4)],
+           "no ?room=: four members, four rooms, one each", got)
+        for ws in members:
+            await ws.close()
+
+
+async def rooms_tls():
+    certs = Certs()
+    if not certs.ok:
+        skip("TLS: rooms without affinity", certs.why)
+        return
+    ctx = tls_client_ctx(certs.dir)
+    tls = ["--tls-cert", certs.path("server.crt"), "--tls-key", certs.path("server.key")]
+    with Server("--chat", "--clients", "4", "--rooms", "2", "--threads", "2", "-v", *tls) as srv:
+        members = [await websockets.connect(
+            f"wss://localhost:{srv.port}/?name=S{k}&room={k % 2}", ssl=ctx,
+            open_timeout=40 if sanitized() else T, ping_interval=None).__aenter__()
+            for k in range(4)]
+        for ws in members:
+            await recv_n(ws, 1)  # "ready"
+        for k, ws in enumerate(members):
+            await ws.send(f"hi {k}")
+        lines = [sorted(await recv_n(ws, 2)) for ws in members]
+        want = [sorted([f"S{j}: hi {j}" for j in range(4) if j % 2 == k % 2]) for k in range(4)]
+        ok(lines == want and srv.count("handed from thread") == 0,
+           "TLS: connections stay on the thread that accepted them, the rooms still right",
+           (lines, srv.count("handed from thread")))
+        for ws in members:
+            await ws.close()
+    certs.remove()
+
+
+def pipelined():
+    with Server("--chat", "--clients", "100", "--rooms", "2", "--threads", "2",
+                "--accept", "one", "-v") as srv:
+        raws = []
+        for k, room in enumerate([0, 1, 1, 0]):
+            r = Raw(srv.port, handshake=False, timeout=T)
+            r.send(request(path=f"/?name=P{k}&room={room}") + frame(1, f"first {k}"))
+            raws.append(r)
+        got = []
+        for k, r in enumerate(raws):
+            status, _ = r.read_head()
+            _, op, payload = r.recv_frame()
+            got.append((status, op, payload.decode()))
+        ok(got == [(101, 1, f"P{k}: first {k}") for k in range(4)],
+           "a frame pipelined behind the upgrade request is not lost", got)
+        # Accepted in turn on threads a, b, a, b: rooms 0, 1, 1, 0 cross at least twice.
+        handed = srv.wait_log("handed from thread", n=2)
+        ok(handed >= 2, "connections were read on one thread and handed to another",
+           srv.stderr[-2000:])
+        for r in raws:
+            r.sock.close()
+
+
 async def main():
     usage_errors()
     threads_auto()
@@ -593,6 +689,11 @@ async def main():
     await sigterm_every_thread()
     wsbench_spread()
     await thread_heaps()
+    await rooms_on_threads("one")
+    await rooms_on_threads("reuseport")
+    await rooms_in_turn()
+    await rooms_tls()
+    pipelined()
 
 
 asyncio.run(main())

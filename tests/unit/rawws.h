@@ -12,19 +12,23 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* Connects to 127.0.0.1:port and sends an upgrade request with the extra header lines `extra`
- * ("" or lines each ending in CRLF); the socket, made non-blocking, or -1. */
-static inline int rawws_connect(unsigned port, const char *extra)
+/* Connects to 127.0.0.1:port and sends, in one write, an upgrade request with the extra header
+ * lines `extra` ("" or lines each ending in CRLF) and then tail[0..tail_len) (frames pipelined
+ * behind the request); the socket, made non-blocking, or -1. */
+static inline int rawws_connect_with(unsigned port, const char *extra, const void *tail,
+                                     size_t tail_len)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    char req[512];
-    int n = snprintf(req, sizeof req,
+    char req[1024];
+    int n = snprintf(req, sizeof req - tail_len,
                      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n%s\r\n",
                      extra);
+    if (tail_len) memcpy(req + n, tail, tail_len);
+    n += (int)tail_len;
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
         send(fd, req, (size_t)n, 0) != n) {
         if (fd >= 0) close(fd);
@@ -32,6 +36,12 @@ static inline int rawws_connect(unsigned port, const char *extra)
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;
+}
+
+/* The same with nothing behind the request. */
+static inline int rawws_connect(unsigned port, const char *extra)
+{
+    return rawws_connect_with(port, extra, NULL, 0);
 }
 
 /* Reads everything the non-blocking fd has into *buf (grown as needed); *eof at EOF.  Until
