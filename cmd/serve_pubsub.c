@@ -122,6 +122,7 @@ struct broker {
     struct mine *mine;     /* MINE_SLOTS: who published the messages on their way (remote) */
     uint64_t mine_next;    /* another thread than 0: the number of its last publisher kept */
     long unkept; /* receivers of the last message of here the engine refused (remote_deliver) */
+    pi_census *censuses; /* presences asked here, waiting for the other threads */
 };
 
 /* A message this node handed to the engine's history from a socket, not back yet.  On loop
@@ -1261,13 +1262,15 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold):
  *    what loop 0 delivered before it has the read came before the retained message it answers,
  *    and loop 0 releases the hold, in order, when it has the read.
- * A call that finds its loop ended is not run: what it carried is lost with the process. */
+ * A call that finds its loop ended is not run: what it carried is freed as wsk_group_run
+ * returns (relay). */
 
-/* fn(arg) on loop `to`, in order with what srv's loop hands it; frees arg when it cannot go. */
+/* fn(arg) on loop `to`, in order with what srv's loop hands it; frees arg (a malloc'd block)
+ * instead when it cannot go, now or when loop `to` ended first (as wsk_group_run returns). */
 static int relay(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop), void *arg)
 {
-    int r = wsk_group_call_ordered(wsk_server_loop(srv), to, fn, arg);
-    if (r < 0) free(arg);
+    int r = wsk_group_call_ordered_or_drop(wsk_server_loop(srv), to, fn, free, arg);
+    if (r == WSK_ERR_INVAL) free(arg); /* not queued, not dropped */
     return r;
 }
 
@@ -1936,13 +1939,14 @@ static void pending_answer(struct pending *p, char *s, size_t n)
     free(p);
 }
 
+/* The census's answer; c NULL: this thread ended first (pubsub_teardown), nobody waits. */
 static void presence_done(void *arg, pi_census *c)
 {
     struct pending *p = arg;
     size_t n = 0;
     char *s = NULL;
-    if (p->kept_from) pi_census_kept(c, p->kept.retained, p->kept_from > 1, p->kept.history);
-    if (p->http || p->ws) {
+    if (c && p->kept_from) pi_census_kept(c, p->kept.retained, p->kept_from > 1, p->kept.history);
+    if (c && (p->http || p->ws)) {
         s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
         store_unlock(p->srv);
     }
@@ -1953,7 +1957,7 @@ static void presence_done(void *arg, pi_census *c)
 static int census_begin(struct pending *p)
 {
     struct serve *sv = serve_of(p->srv);
-    pi_members m = {member_of, sv->all, sv->threads, who};
+    pi_members m = {member_of, sv->all, sv->threads, who, &broker_of(p->srv)->censuses};
     return pi_census_start(p->srv, &m, p->topic, p->tlen, presence_done, p);
 }
 
@@ -2512,6 +2516,7 @@ static int read_token_file(const char *path, char **token)
 static void pubsub_teardown(struct serve *sv)
 {
     struct broker *b = sv->state;
+    if (b) pi_census_end(&b->censuses); /* the loops ran: presences this thread left waiting */
     if (b && b->token) {
         memset(b->token, 0, b->token_len);
         free(b->token);

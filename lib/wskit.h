@@ -954,11 +954,21 @@ WSK_API int wsk_group_call_or_drop(wsk_group *g, unsigned i, void (*fn)(void *ar
  * after it (wsk_group_call goes at once, and may overtake them).  So a program that answers
  * one socket of another loop between two publishes has its sockets see the three in the
  * order it made them.  i may be from's own index (fn then runs at the end of this turn).
- * arg stays the caller's; a call whose loop has ended is not run.  0, WSK_ERR_INVAL (from not
- * a group's loop, fn NULL or i out of range), WSK_ERR_NOMEM (nothing queued) or WSK_ERR_STATE
- * (wsk_group_run has returned). */
+ * arg stays the caller's; a call whose loop has ended is not run (for an arg the call owns, see
+ * wsk_group_call_ordered_or_drop).  0, WSK_ERR_INVAL (from not a group's loop, fn NULL or i
+ * out of range), WSK_ERR_NOMEM (nothing queued) or WSK_ERR_STATE (wsk_group_run has
+ * returned). */
 WSK_API int wsk_group_call_ordered(wsk_loop *from, unsigned i,
                                    void (*fn)(void *arg, wsk_loop *loop), void *arg);
+/* wsk_group_call_ordered for an arg that the call owns (a heap copy, a reference): exactly one
+ * of fn(arg, loop) and drop(arg) runs.  drop runs instead of fn when loop i ended before the
+ * call reached it (on the thread that called wsk_group_run, as it returns), or, before this
+ * returns, when the call is refused (WSK_ERR_STATE) or not queued (WSK_ERR_NOMEM).
+ * WSK_ERR_INVAL (from not a group's loop, fn or drop NULL, i out of range): neither runs, arg
+ * stays the caller's. */
+WSK_API int wsk_group_call_ordered_or_drop(wsk_loop *from, unsigned i,
+                                           void (*fn)(void *arg, wsk_loop *loop),
+                                           void (*drop)(void *arg), void *arg);
 /* From any thread (not from a signal handler: from an ev_signal watcher, say): every member
  * starts wsk_server_shutdown(code, reason, grace) on its own loop; once a member's sockets are
  * gone its loop ends (ev_break, whatever else still watches there: a bridge's engine
