@@ -155,7 +155,6 @@ struct client {
     uint8_t json;                /* connected to "/": speaks the JSON protocol */
     uint8_t pattern;             /* raw: its path is a pattern (it only listens) */
     uint8_t may_publish;         /* showed the token, or none is needed */
-    uint8_t holding;             /* a retained read of another thread holds a topic (rread) */
     unsigned nsubs;              /* JSON: topics subscribed */
     struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
     struct recovery *rec;        /* a subscribe with "since" sending the history */
@@ -1054,11 +1053,18 @@ struct recovery {
 
 /* While ws recovers topic[0..n), the topic's live messages are held back from it whichever of
  * its subscriptions they would reach it through (a pattern that matches the topic): they are
- * in the history it is sent, and come once, in order (wsk_ws_hold_end when it subscribes). */
+ * in the history it is sent, and come once, in order (recovery_unhold when it subscribes).
+ * The hold is the topic's alone: the socket's other topics keep theirs (retained_read). */
 static int recovery_hold(wsk_ws *ws, const char *topic, size_t n)
 {
     char jt[JSON_NS_LEN + TOPIC_MAX];
     return wsk_ws_hold(ws, jt, json_topic(jt, topic, n));
+}
+
+static void recovery_unhold(wsk_ws *ws, const char *topic, size_t n)
+{
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    wsk_ws_hold_end_topic(ws, jt, json_topic(jt, topic, n));
 }
 
 static int replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
@@ -1140,7 +1146,7 @@ static void recovery_step(wsk_ws *ws)
         if (done) {
             char jt[JSON_NS_LEN + TOPIC_MAX];
             int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
-            wsk_ws_hold_end(ws);
+            recovery_unhold(ws, rc->topic, rc->tlen);
             store_unlock(srv);
             if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
             if (r > 0) cl->nsubs++;
@@ -1259,9 +1265,10 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *    loop 0, and their answers come back after the messages loop 0 delivered before them.
  *    Loop 0's own go the same way, to itself: a topic a loop subscribes to reaches the bridge
  *    at the end of its turn, and a read must come after it (answers to loop 0 go at once);
- *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold):
+ *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold,
+ *    one hold per topic: a client that subscribes to several at once holds each):
  *    what loop 0 delivered before it has the read came before the retained message it answers,
- *    and loop 0 releases the hold, in order, when it has the read.
+ *    and loop 0 releases that topic's hold, in order, when it has the read.
  * A call that finds its loop ended is not run: what it carried is freed as wsk_group_run
  * returns (relay). */
 
@@ -1534,6 +1541,13 @@ struct relay_retained {
     uint8_t data[];
 };
 
+/* Whether cl recovers rr's topic (its hold is the recovery's then). */
+static int recovering(const struct client *cl, const struct rread *rr)
+{
+    return cl->rec && rr->json && cl->rec->tlen == rr->tlen &&
+           !memcmp(cl->rec->topic, rr->topic, rr->tlen);
+}
+
 /* Loop 0 has the read: from here on, the retained message it answers and the messages that
  * follow it are the subscriber's; what loop 0 delivered before, held back from it, came before
  * the retained message in the topic's order (the retained one is that or a later one). */
@@ -1541,10 +1555,10 @@ static void retained_release(struct rread *rr)
 {
     if (!rr->held) return;
     rr->held = 0;
-    if (!rr->ws) return;
-    struct client *cl = wsk_ws_data(rr->ws);
-    cl->holding = 0;
-    if (!cl->rec) wsk_ws_hold_release(rr->ws); /* a recovery's hold is the recovery's */
+    if (!rr->ws || recovering(wsk_ws_data(rr->ws), rr)) return; /* the recovery's hold now */
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    size_t jl = rr->json ? json_topic(jt, rr->topic, rr->tlen) : rr->tlen;
+    wsk_ws_hold_release_topic(rr->ws, rr->json ? jt : rr->topic, jl);
 }
 
 struct relay_release {
@@ -1607,13 +1621,14 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
     struct relay_retained *q = malloc(sizeof *q);
     if (!q) return WSK_ERR_NOMEM;
     *q = (struct relay_retained){sv, rr, 0, {0}};
-    /* The socket subscribed already: until loop 0 has the read, what it delivers is held back
-     * (one topic at a time: the others may see a message twice). */
+    /* The socket subscribed already: until loop 0 has the read, what it delivers of the topic
+     * is held back (each topic on its own; not one a recovery holds: that hold is the
+     * recovery's). */
     struct client *cl = wsk_ws_data(rr->ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
-    if (!cl->holding && !cl->rec && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
-        rr->held = q->held = cl->holding = 1;
+    if (!recovering(cl, rr) && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
+        rr->held = q->held = 1;
     int r = relay(srv, 0, retained_there, q);
     if (r < 0) retained_release(rr);
     return r;
@@ -1655,7 +1670,7 @@ static void remote_go_live(struct recovery *rc)
     struct client *cl = wsk_ws_data(ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
-    wsk_ws_hold_end(ws);
+    recovery_unhold(ws, rc->topic, rc->tlen);
     cl->rec = NULL;
     remote_free(wsk_ws_server(ws), rc);
     if (r > 0) cl->nsubs++;
@@ -1765,7 +1780,7 @@ static void remote_recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
     struct recovery *rc = calloc(1, sizeof *rc);
     if (!rc || recovery_hold(ws, t->name, t->len) < 0 ||
         remote_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
-        wsk_ws_hold_end(ws);
+        recovery_unhold(ws, t->name, t->len);
         free(rc);
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
         return;
