@@ -121,7 +121,10 @@ struct broker {
     struct recovery *recs; /* recoveries from the engine's history under way (remote) */
     struct mine *mine;     /* MINE_SLOTS: who published the messages on their way (remote) */
     uint64_t mine_next;    /* another thread than 0: the number of its last publisher kept */
-    long unkept; /* receivers of the last message of here the engine refused (remote_deliver) */
+    /* Another thread than 0: the receivers here of the last message the engine refused
+     * (msg_there), and its publisher's number here (mine), for that publish's count alone. */
+    long unkept;
+    uint64_t unkept_slot;
     pi_census *censuses; /* presences asked here, waiting for the other threads */
 };
 
@@ -1308,9 +1311,12 @@ static void pub_count_back(void *arg, wsk_loop *loop)
     struct relay_pub *rp = arg;
     struct broker *b = broker_of(rp->sv->srv);
     (void)loop;
-    if (rp->nodes == WSK_NODES_NOT_BRIDGED) { /* refused: delivered from here just before */
+    /* Refused: delivered from here just before (msg_there).  Only its own: a refused message
+     * whose count never came (no acknowledgement asked) leaves nothing to another's. */
+    if (rp->nodes == WSK_NODES_NOT_BRIDGED && rp->slot && rp->slot == b->unkept_slot) {
         rp->local += b->unkept;
         b->unkept = 0;
+        b->unkept_slot = 0;
     }
     pending_count(rp->p, rp->local, rp->nodes);
     free(rp);
@@ -1400,7 +1406,10 @@ static void msg_there(void *arg, wsk_loop *loop)
     wsk_ws *from = m->at.mine ? mine_take(broker_of(srv), m->at.mine).ws : NULL;
     long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->at,
                          m->spread);
-    if (m->spread) broker_of(srv)->unkept = n; /* its publisher's count comes next */
+    if (m->spread) { /* its publisher's count comes next (pub_count_back) */
+        broker_of(srv)->unkept = n;
+        broker_of(srv)->unkept_slot = m->at.mine;
+    }
     free(m);
 }
 
