@@ -1277,10 +1277,19 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
 
 /* fn(arg) on loop `to`, in order with what srv's loop hands it; frees arg (a malloc'd block)
  * instead when it cannot go, now or when loop `to` ended first (as wsk_group_run returns). */
+static int relay_or(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop),
+                    void (*drop)(void *arg), void *arg);
 static int relay(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop), void *arg)
 {
-    int r = wsk_group_call_ordered_or_drop(wsk_server_loop(srv), to, fn, free, arg);
-    if (r == WSK_ERR_INVAL) free(arg); /* not queued, not dropped */
+    return relay_or(srv, to, fn, free, arg);
+}
+
+/* relay for an arg that holds more than its block: drop(arg) frees it all instead. */
+static int relay_or(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop),
+                    void (*drop)(void *arg), void *arg)
+{
+    int r = wsk_group_call_ordered_or_drop(wsk_server_loop(srv), to, fn, drop, arg);
+    if (r == WSK_ERR_INVAL) drop(arg); /* not queued, not dropped */
     return r;
 }
 
@@ -1299,12 +1308,27 @@ struct relay_pub {
     struct serve *sv;  /* the publishing thread's */
     uint64_t slot;     /* its publisher's number there (mine), 0: none */
     struct pending *p; /* counted: its acknowledgement, there */
+    int sent;          /* it left for loop 0: p is the relay's from then on (pub_dropped) */
     long local, nodes;
     int retained, binary;
     size_t tlen, len;
     char topic[TOPIC_MAX];
     uint8_t data[];
 };
+
+/* A relay of the publish that will not run (a loop ended first, as wsk_group_run returns, or
+ * refused): its acknowledgement's pending goes with it once it left (no socket is left to
+ * answer, their loops have ended); before, relay_publish's caller answers it. */
+static void pub_dropped(void *arg)
+{
+    struct relay_pub *rp = arg;
+    struct pending *p = rp->sent ? rp->p : NULL;
+    if (p && p->ev) ev_timer_stop(p->ev, &p->late);
+    if (p && p->http) wsk_deferred_respond(p->http, 500, NULL, 0); /* too late: only frees */
+    if (p && p->ws) pending_unlink(wsk_ws_data(p->ws), p);
+    free(p);
+    free(rp);
+}
 
 static void pub_count_back(void *arg, wsk_loop *loop)
 {
@@ -1327,7 +1351,7 @@ static void pub_counted(void *arg, long local, long nodes)
     struct relay_pub *rp = arg;
     rp->local = local;
     rp->nodes = nodes;
-    relay(rp->sv->all[0].srv, rp->sv->thread, pub_count_back, rp);
+    relay_or(rp->sv->all[0].srv, rp->sv->thread, pub_count_back, pub_dropped, rp);
 }
 
 /* The engine could not take it: delivered on its thread without an offset. */
@@ -1354,7 +1378,7 @@ static void pub_there(void *arg, wsk_loop *loop)
                           : wsk_server_publish_history(srv, rp->topic, rp->tlen, rp->data, rp->len,
                                                        op, 1, done, rp);
     if (n <= 0) {
-        relay(srv, rp->sv->thread, pub_failed_back, rp);
+        relay_or(srv, rp->sv->thread, pub_failed_back, pub_dropped, rp);
         return;
     }
     if (rp->slot)
@@ -1384,7 +1408,9 @@ static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_
         rp->slot = ++b->mine_next;
         mine_keep(b, (struct mine){rp->slot, from, rp->sv->thread, rp->slot});
     }
-    return relay(srv, 0, pub_there, rp);
+    int r = relay_or(srv, 0, pub_there, pub_dropped, rp);
+    if (r == 0) rp->sent = 1; /* from here on, a drop takes p along */
+    return r;
 }
 
 /* A message of the engine's history for another thread than 0. */
