@@ -181,6 +181,7 @@ struct pi_census {
     struct ev_loop *ev;
     ev_timer wait;
     int finished;
+    pi_census *prev, *next; /* on *m.live until finished */
     /* One for the asking loop until done ran, one per member asked until its answer came
      * back: a call to a loop that ended first gives its reference back through its drop
      * (wsk_group_call_or_drop), when wsk_group_run returns. */
@@ -246,20 +247,32 @@ static void count_member(pi_census *c, wsk_server *srv)
     pthread_mutex_unlock(&c->mu);
 }
 
-static void census_finish(pi_census *c)
+/* Done runs, with c (NULL: the asking loop ended first, pi_census_end), and the asking loop's
+ * reference goes. */
+static void census_finish(pi_census *c, int ended)
 {
     if (c->finished) return;
     c->finished = 1;
     if (c->ev) ev_timer_stop(c->ev, &c->wait);
-    c->done(c->arg, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (c->m.live)
+        *c->m.live = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->done(c->arg, ended ? NULL : c);
     census_unref(c);
+}
+
+void pi_census_end(pi_census **live)
+{
+    while (*live) census_finish(*live, 1); /* unlinks it */
 }
 
 static void census_timeout(struct ev_loop *ev, ev_timer *w, int revents)
 {
     (void)ev;
     (void)revents;
-    census_finish(w->data);
+    census_finish(w->data, 0);
 }
 
 /* Back on the asking loop: one more member answered. */
@@ -270,7 +283,7 @@ static void census_back(void *arg, wsk_loop *loop)
     pthread_mutex_lock(&c->mu);
     int all = c->answered == c->m.threads;
     pthread_mutex_unlock(&c->mu);
-    if (all) census_finish(c);
+    if (all) census_finish(c, 0);
     census_unref(c);
 }
 
@@ -310,13 +323,18 @@ int pi_census_start(wsk_server *srv, const pi_members *m, const char *topic, siz
         ev_timer_init(&c->wait, census_timeout, PI_CENSUS_WAIT, 0);
         c->wait.data = c;
         ev_timer_start(c->ev, &c->wait);
+        if (c->m.live) { /* until it finishes, or its loop ends first (pi_census_end) */
+            c->next = *c->m.live;
+            if (c->next) c->next->prev = c;
+            *c->m.live = c;
+        }
     }
     for (unsigned i = 0; i < c->m.threads; i++) {
         if (i == c->home) continue;
         atomic_fetch_add(&c->refs, 1); /* back through census_back or census_drop */
         wsk_group_call_or_drop(c->g, i, census_visit, census_drop, c);
     }
-    if (c->m.threads == 1) census_finish(c);
+    if (c->m.threads == 1) census_finish(c, 0);
     return 0;
 }
 

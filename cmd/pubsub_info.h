@@ -35,21 +35,28 @@ void pi_list_free(pi_list *l);
 /* The subscribers of one topic (by its name, raw and JSON), gathered from every thread. */
 typedef struct pi_census pi_census;
 /* How a census reaches the threads: member(arg, i) is the server of thread i (of `threads`);
- * who(ws, p) fills the id and user of a subscriber (p->user copied at once). */
+ * who(ws, p) fills the id and user of a subscriber (p->user copied at once); live is the
+ * asking member's list of censuses not yet done (its thread's; starts NULL), for pi_census_end. */
 typedef struct pi_members {
     wsk_server *(*member)(void *arg, unsigned i);
     void *arg;
     unsigned threads;
     void (*who)(wsk_ws *ws, jp_presence *p);
+    pi_census **live;
 } pi_members;
 /* Starts the census of topic[0..tlen) (at most 255 bytes) from srv (a member, on its loop):
- * srv's own subscribers at once, the other members' through wsk_group_call on their loops.
- * done(arg, c) runs once on srv's loop, when every member answered or PI_CENSUS_WAIT seconds
- * passed (a member whose loop has ended or is slow: what arrived), possibly before this
- * returns (one thread); c is valid during the call only.  0, or -1 when memory is short (done
- * never runs). */
+ * srv's own subscribers at once, the other members' through wsk_group_call_or_drop on their
+ * loops.  done(arg, c) runs exactly once: on srv's loop, when every member answered or
+ * PI_CENSUS_WAIT seconds passed (a member whose loop has ended or is slow: what arrived),
+ * possibly before this returns (one thread); or, when srv's loop ended before that (a
+ * shutdown), with c NULL from pi_census_end.  c is valid during the call only.  0, or -1 when
+ * memory is short (done never runs). */
 int pi_census_start(wsk_server *srv, const pi_members *m, const char *topic, size_t tlen,
                     void (*done)(void *arg, pi_census *c), void *arg);
+/* After wsk_group_run returned (no loop runs), before the loops are freed: the censuses still
+ * on *live (their asking loop ended first) end: done(arg, NULL) for each, and what is left of
+ * them is freed. */
+void pi_census_end(pi_census **live);
 /* The census's topic and subscribers as jp_presence_reply builds them, sorted by connection
  * id, with the threads that answered when there are several; st for the topic's figures.
  * NULL when memory is short. */

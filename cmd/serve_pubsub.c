@@ -126,7 +126,11 @@ struct broker {
     struct recovery *recs; /* recoveries from the engine's history under way (remote) */
     struct mine *mine;     /* MINE_SLOTS: who published the messages on their way (remote) */
     uint64_t mine_next;    /* another thread than 0: the number of its last publisher kept */
-    long unkept; /* receivers of the last message of here the engine refused (remote_deliver) */
+    /* Another thread than 0: the receivers here of the last message the engine refused
+     * (msg_there), and its publisher's number here (mine), for that publish's count alone. */
+    long unkept;
+    uint64_t unkept_slot;
+    pi_census *censuses; /* presences asked here, waiting for the other threads */
 };
 
 /* A message this node handed to the engine's history from a socket, not back yet.  On loop
@@ -159,7 +163,6 @@ struct client {
     uint8_t json;                /* connected to "/": speaks the JSON protocol */
     uint8_t pattern;             /* raw: its path is a pattern (it only listens) */
     uint8_t may_publish;         /* showed the token, or none is needed */
-    uint8_t holding;             /* a retained read of another thread holds a topic (rread) */
     unsigned nsubs;              /* JSON: topics subscribed */
     struct pending *pending;     /* JSON publishes awaiting the bridge's count for their ack */
     struct recovery *rec;        /* a subscribe with "since" sending the history */
@@ -1095,11 +1098,18 @@ struct recovery {
 
 /* While ws recovers topic[0..n), the topic's live messages are held back from it whichever of
  * its subscriptions they would reach it through (a pattern that matches the topic): they are
- * in the history it is sent, and come once, in order (wsk_ws_hold_end when it subscribes). */
+ * in the history it is sent, and come once, in order (recovery_unhold when it subscribes).
+ * The hold is the topic's alone: the socket's other topics keep theirs (retained_read). */
 static int recovery_hold(wsk_ws *ws, const char *topic, size_t n)
 {
     char jt[JSON_NS_LEN + TOPIC_MAX];
     return wsk_ws_hold(ws, jt, json_topic(jt, topic, n));
+}
+
+static void recovery_unhold(wsk_ws *ws, const char *topic, size_t n)
+{
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    wsk_ws_hold_end_topic(ws, jt, json_topic(jt, topic, n));
 }
 
 static int replay_one(void *arg, const void *data, size_t len, int binary, uint64_t offset)
@@ -1181,7 +1191,7 @@ static void recovery_step(wsk_ws *ws)
         if (done) {
             char jt[JSON_NS_LEN + TOPIC_MAX];
             int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
-            wsk_ws_hold_end(ws);
+            recovery_unhold(ws, rc->topic, rc->tlen);
             store_unlock(srv);
             if (r < 0) wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
             if (r > 0) cl->nsubs++;
@@ -1300,16 +1310,28 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *    loop 0, and their answers come back after the messages loop 0 delivered before them.
  *    Loop 0's own go the same way, to itself: a topic a loop subscribes to reaches the bridge
  *    at the end of its turn, and a read must come after it (answers to loop 0 go at once);
- *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold):
+ *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold,
+ *    one hold per topic: a client that subscribes to several at once holds each):
  *    what loop 0 delivered before it has the read came before the retained message it answers,
- *    and loop 0 releases the hold, in order, when it has the read.
- * A call that finds its loop ended is not run: what it carried is lost with the process. */
+ *    and loop 0 releases that topic's hold, in order, when it has the read.
+ * A call that finds its loop ended is not run: what it carried is freed as wsk_group_run
+ * returns (relay). */
 
-/* fn(arg) on loop `to`, in order with what srv's loop hands it; frees arg when it cannot go. */
+/* fn(arg) on loop `to`, in order with what srv's loop hands it; frees arg (a malloc'd block)
+ * instead when it cannot go, now or when loop `to` ended first (as wsk_group_run returns). */
+static int relay_or(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop),
+                    void (*drop)(void *arg), void *arg);
 static int relay(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop), void *arg)
 {
-    int r = wsk_group_call_ordered(wsk_server_loop(srv), to, fn, arg);
-    if (r < 0) free(arg);
+    return relay_or(srv, to, fn, free, arg);
+}
+
+/* relay for an arg that holds more than its block: drop(arg) frees it all instead. */
+static int relay_or(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop *loop),
+                    void (*drop)(void *arg), void *arg)
+{
+    int r = wsk_group_call_ordered_or_drop(wsk_server_loop(srv), to, fn, drop, arg);
+    if (r == WSK_ERR_INVAL) drop(arg); /* not queued, not dropped */
     return r;
 }
 
@@ -1328,6 +1350,7 @@ struct relay_pub {
     struct serve *sv;  /* the publishing thread's */
     uint64_t slot;     /* its publisher's number there (mine), 0: none */
     struct pending *p; /* counted: its acknowledgement, there */
+    int sent;          /* it left for loop 0: p is the relay's from then on (pub_dropped) */
     long local, nodes;
     int retained, binary;
     size_t tlen, len;
@@ -1335,14 +1358,31 @@ struct relay_pub {
     uint8_t data[];
 };
 
+/* A relay of the publish that will not run (a loop ended first, as wsk_group_run returns, or
+ * refused): its acknowledgement's pending goes with it once it left (no socket is left to
+ * answer, their loops have ended); before, relay_publish's caller answers it. */
+static void pub_dropped(void *arg)
+{
+    struct relay_pub *rp = arg;
+    struct pending *p = rp->sent ? rp->p : NULL;
+    if (p && p->ev) ev_timer_stop(p->ev, &p->late);
+    if (p && p->http) wsk_deferred_respond(p->http, 500, NULL, 0); /* too late: only frees */
+    if (p && p->ws) pending_unlink(wsk_ws_data(p->ws), p);
+    free(p);
+    free(rp);
+}
+
 static void pub_count_back(void *arg, wsk_loop *loop)
 {
     struct relay_pub *rp = arg;
     struct broker *b = broker_of(rp->sv->srv);
     (void)loop;
-    if (rp->nodes == WSK_NODES_NOT_BRIDGED) { /* refused: delivered from here just before */
+    /* Refused: delivered from here just before (msg_there).  Only its own: a refused message
+     * whose count never came (no acknowledgement asked) leaves nothing to another's. */
+    if (rp->nodes == WSK_NODES_NOT_BRIDGED && rp->slot && rp->slot == b->unkept_slot) {
         rp->local += b->unkept;
         b->unkept = 0;
+        b->unkept_slot = 0;
     }
     pending_count(rp->p, rp->local, rp->nodes);
     free(rp);
@@ -1353,7 +1393,7 @@ static void pub_counted(void *arg, long local, long nodes)
     struct relay_pub *rp = arg;
     rp->local = local;
     rp->nodes = nodes;
-    relay(rp->sv->all[0].srv, rp->sv->thread, pub_count_back, rp);
+    relay_or(rp->sv->all[0].srv, rp->sv->thread, pub_count_back, pub_dropped, rp);
 }
 
 /* The engine could not take it: delivered on its thread without an offset. */
@@ -1380,7 +1420,7 @@ static void pub_there(void *arg, wsk_loop *loop)
                           : wsk_server_publish_history(srv, rp->topic, rp->tlen, rp->data, rp->len,
                                                        op, 1, done, rp);
     if (n <= 0) {
-        relay(srv, rp->sv->thread, pub_failed_back, rp);
+        relay_or(srv, rp->sv->thread, pub_failed_back, pub_dropped, rp);
         return;
     }
     if (rp->slot)
@@ -1410,7 +1450,9 @@ static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_
         rp->slot = ++b->mine_next;
         mine_keep(b, (struct mine){rp->slot, from, rp->sv->thread, rp->slot});
     }
-    return relay(srv, 0, pub_there, rp);
+    int r = relay_or(srv, 0, pub_there, pub_dropped, rp);
+    if (r == 0) rp->sent = 1; /* from here on, a drop takes p along */
+    return r;
 }
 
 /* A message of the engine's history for another thread than 0. */
@@ -1432,7 +1474,10 @@ static void msg_there(void *arg, wsk_loop *loop)
     wsk_ws *from = m->at.mine ? mine_take(broker_of(srv), m->at.mine).ws : NULL;
     long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->at,
                          m->spread);
-    if (m->spread) broker_of(srv)->unkept = n; /* its publisher's count comes next */
+    if (m->spread) { /* its publisher's count comes next (pub_count_back) */
+        broker_of(srv)->unkept = n;
+        broker_of(srv)->unkept_slot = m->at.mine;
+    }
     free(m);
 }
 
@@ -1573,6 +1618,13 @@ struct relay_retained {
     uint8_t data[];
 };
 
+/* Whether cl recovers rr's topic (its hold is the recovery's then). */
+static int recovering(const struct client *cl, const struct rread *rr)
+{
+    return cl->rec && rr->json && cl->rec->tlen == rr->tlen &&
+           !memcmp(cl->rec->topic, rr->topic, rr->tlen);
+}
+
 /* Loop 0 has the read: from here on, the retained message it answers and the messages that
  * follow it are the subscriber's; what loop 0 delivered before, held back from it, came before
  * the retained message in the topic's order (the retained one is that or a later one). */
@@ -1580,10 +1632,10 @@ static void retained_release(struct rread *rr)
 {
     if (!rr->held) return;
     rr->held = 0;
-    if (!rr->ws) return;
-    struct client *cl = wsk_ws_data(rr->ws);
-    cl->holding = 0;
-    if (!cl->rec) wsk_ws_hold_release(rr->ws); /* a recovery's hold is the recovery's */
+    if (!rr->ws || recovering(wsk_ws_data(rr->ws), rr)) return; /* the recovery's hold now */
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    size_t jl = rr->json ? json_topic(jt, rr->topic, rr->tlen) : rr->tlen;
+    wsk_ws_hold_release_topic(rr->ws, rr->json ? jt : rr->topic, jl);
 }
 
 struct relay_release {
@@ -1646,13 +1698,14 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
     struct relay_retained *q = malloc(sizeof *q);
     if (!q) return WSK_ERR_NOMEM;
     *q = (struct relay_retained){sv, rr, 0, {0}};
-    /* The socket subscribed already: until loop 0 has the read, what it delivers is held back
-     * (one topic at a time: the others may see a message twice). */
+    /* The socket subscribed already: until loop 0 has the read, what it delivers of the topic
+     * is held back (each topic on its own; not one a recovery holds: that hold is the
+     * recovery's). */
     struct client *cl = wsk_ws_data(rr->ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
-    if (!cl->holding && !cl->rec && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
-        rr->held = q->held = cl->holding = 1;
+    if (!recovering(cl, rr) && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
+        rr->held = q->held = 1;
     int r = relay(srv, 0, retained_there, q);
     if (r < 0) retained_release(rr);
     return r;
@@ -1694,7 +1747,7 @@ static void remote_go_live(struct recovery *rc)
     struct client *cl = wsk_ws_data(ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     int r = wsk_subscribe(ws, jt, json_topic(jt, rc->topic, rc->tlen));
-    wsk_ws_hold_end(ws);
+    recovery_unhold(ws, rc->topic, rc->tlen);
     cl->rec = NULL;
     remote_free(wsk_ws_server(ws), rc);
     if (r > 0) cl->nsubs++;
@@ -1804,7 +1857,7 @@ static void remote_recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
     struct recovery *rc = calloc(1, sizeof *rc);
     if (!rc || recovery_hold(ws, t->name, t->len) < 0 ||
         remote_listen(wsk_ws_server(ws), t->name, t->len, 1) < 0) {
-        wsk_ws_hold_end(ws);
+        recovery_unhold(ws, t->name, t->len);
         free(rc);
         send_error(ws, rq->id, JP_ENOMEM, "out of memory");
         return;
@@ -1978,13 +2031,14 @@ static void pending_answer(struct pending *p, char *s, size_t n)
     free(p);
 }
 
+/* The census's answer; c NULL: this thread ended first (pubsub_teardown), nobody waits. */
 static void presence_done(void *arg, pi_census *c)
 {
     struct pending *p = arg;
     size_t n = 0;
     char *s = NULL;
-    if (p->kept_from) pi_census_kept(c, p->kept.retained, p->kept_from > 1, p->kept.history);
-    if (p->http || p->ws) {
+    if (c && p->kept_from) pi_census_kept(c, p->kept.retained, p->kept_from > 1, p->kept.history);
+    if (c && (p->http || p->ws)) {
         s = pi_census_reply(c, store_lock(p->srv), p->id, p->http != NULL, &n);
         store_unlock(p->srv);
     }
@@ -1995,7 +2049,7 @@ static void presence_done(void *arg, pi_census *c)
 static int census_begin(struct pending *p)
 {
     struct serve *sv = serve_of(p->srv);
-    pi_members m = {member_of, sv->all, sv->threads, who};
+    pi_members m = {member_of, sv->all, sv->threads, who, &broker_of(p->srv)->censuses};
     return pi_census_start(p->srv, &m, p->topic, p->tlen, presence_done, p);
 }
 
@@ -2554,6 +2608,7 @@ static int read_token_file(const char *path, char **token)
 static void pubsub_teardown(struct serve *sv)
 {
     struct broker *b = sv->state;
+    if (b) pi_census_end(&b->censuses); /* the loops ran: presences this thread left waiting */
     if (b && b->token) {
         memset(b->token, 0, b->token_len);
         free(b->token);

@@ -70,7 +70,7 @@ void wsk_conn_cold_trim(struct wsk_ws *c)
 {
     wsk_cold *k = c->cold;
     if (!k || k->head.p || k->msg.p || k->ctl_len || k->protocol || k->pmd || k->tls || k->client ||
-        k->subs || k->hold)
+        k->subs || k->holds)
         return;
     free(k);
     c->cold = NULL;
@@ -91,7 +91,7 @@ static void cold_free(struct wsk_ws *c)
     wsk_dbuf_free(&k->head);
     wsk_dbuf_free(&k->msg);
     free(k->protocol);
-    free(k->hold);
+    wsk_holds_free(k);
     wsk_pmd_conn_free(c);
     free(k);
     c->cold = NULL;

@@ -288,20 +288,40 @@ int wsk_group_call_or_drop(wsk_group *g, unsigned i, void (*fn)(void *arg, wsk_l
     return call(g, i, fn, drop, arg);
 }
 
-int wsk_group_call_ordered(wsk_loop *from, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
-                           void *arg)
+/* wsk_group_call_ordered, and wsk_group_call_ordered_or_drop with drop set. */
+static int call_ordered(wsk_loop *from, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                        void (*drop)(void *arg), void *arg)
 {
     wsk_gloop *l = from ? from->group : NULL;
     if (!l || !fn || i >= l->g->n) return WSK_ERR_INVAL;
-    if (l->g->state == 2) return WSK_ERR_STATE;
-    wsk_gitem *it = calloc(1, sizeof *it);
-    if (!it) return WSK_ERR_NOMEM;
+    wsk_gitem *it = l->g->state == 2 ? NULL : calloc(1, sizeof *it);
+    if (!it) {
+        if (drop) drop(arg);
+        return l->g->state == 2 ? WSK_ERR_STATE : WSK_ERR_NOMEM;
+    }
     it->fn = fn;
     it->arg = arg;
+    it->arg_drop = drop;
+    it->drop = drop ? call_dropped : NULL;
     /* In out[i], behind this turn's publishes for i so far: a batch of short ones is closed by
-     * it (group_topics.c's batch_add starts a new one after anything else). */
+     * it (group_topics.c's batch_add starts a new one after anything else).  Loop i ended
+     * first: it waits in i's inbox, dropped when wsk_group_run returns (list_drop). */
     wsk_group_queue(l, i, it);
     return 0;
+}
+
+int wsk_group_call_ordered(wsk_loop *from, unsigned i, void (*fn)(void *arg, wsk_loop *loop),
+                           void *arg)
+{
+    return call_ordered(from, i, fn, NULL, arg);
+}
+
+int wsk_group_call_ordered_or_drop(wsk_loop *from, unsigned i,
+                                   void (*fn)(void *arg, wsk_loop *loop), void (*drop)(void *arg),
+                                   void *arg)
+{
+    if (!drop) return WSK_ERR_INVAL;
+    return call_ordered(from, i, fn, drop, arg);
 }
 
 /* A member drained: its loop ends, whatever else still watches there (a bridge's engine

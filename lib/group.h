@@ -25,10 +25,11 @@ typedef struct wsk_gitem {
     void (*fn)(void *arg, wsk_loop *loop); /* a call; NULL: the message `msg` */
     void *arg;
     struct wsk_gmsg *msg;
-    /* A call that holds something (an accepted socket, group_accept.c): what to do with it when
-     * the call is dropped unrun (its loop has ended).  NULL for the others. */
+    /* A call that holds something (an accepted socket, group_accept.c; the arg of
+     * wsk_group_call_or_drop or wsk_group_call_ordered_or_drop): what to do with it when the
+     * call is dropped unrun (its loop has ended).  NULL for the others. */
     void (*drop)(struct wsk_gitem *it);
-    void (*arg_drop)(void *arg); /* wsk_group_call_or_drop's drop: run by `drop` */
+    void (*arg_drop)(void *arg); /* the _or_drop calls' drop: run by `drop` */
 } wsk_gitem;
 
 /* A list of items, oldest first. */

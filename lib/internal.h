@@ -238,7 +238,7 @@ enum wsk_conn_flag {
     WSK_F_LINGER = 1 << 13,    /* with END_AFTER_FLUSH: shut down writing, drain until EOF */
     WSK_F_PAUSED = 1 << 14,    /* wsk_ws_pause: EV_READ off until wsk_ws_resume or a close;
                                 * in a server's HTTP phase: a deferred answer awaited */
-    WSK_F_HOLD = 1 << 15,      /* wsk_ws_hold: cold->hold's messages may skip it (pubsub.c) */
+    WSK_F_HOLD = 1 << 15,      /* wsk_ws_hold: cold->holds' messages may skip it (pubsub.c) */
 };
 
 /* State a connection needs only now and then: during the handshake, while a message is being
@@ -253,15 +253,14 @@ typedef struct wsk_cold {
     uint8_t msg_idle; /* sweeps since msg's kept bytes were last used */
     uint8_t ctl[125]; /* control frame payload split across reads */
     uint8_t ctl_len;
-    char *protocol; /* negotiated subprotocol, malloc'd */
-    void *pmd;      /* permessage-deflate state of this socket (pmd_conn.c) */
-    void *tls;      /* TLS session (io_tls.c) */
-    void *client;   /* client handshake state (client.c) */
-    void *subs;     /* topics this socket subscribed to (pubsub.c) */
-    uint64_t pmark; /* pubsub.c: the last publish that counted this socket in */
-    char *hold;     /* pubsub.c: wsk_ws_hold's topic (malloc'd), hold_len bytes ... */
-    size_t hold_len;
-    uint64_t hold_until; /* ... skipped while UINT64_MAX, then another loop's up to this number */
+    char *protocol;         /* negotiated subprotocol, malloc'd */
+    void *pmd;              /* permessage-deflate state of this socket (pmd_conn.c) */
+    void *tls;              /* TLS session (io_tls.c) */
+    void *client;           /* client handshake state (client.c) */
+    void *subs;             /* topics this socket subscribed to (pubsub.c) */
+    uint64_t pmark;         /* pubsub.c: the last publish that counted this socket in */
+    struct wsk_hold *holds; /* pubsub.c: wsk_ws_hold's topics, newest first, nholds of them */
+    unsigned nholds;
 } wsk_cold;
 
 struct wsk_ws {

@@ -351,39 +351,105 @@ size_t wsk_ws_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *
     return n;
 }
 
+/* One held topic of a socket (wsk_ws_hold): its messages skip the socket while `until` is
+ * UINT64_MAX, then (wsk_ws_hold_end) those of other loops numbered up to it. */
+struct wsk_hold {
+    struct wsk_hold *next;
+    uint64_t until;
+    size_t len;
+    char topic[];
+};
+
+/* The hold of topic[0..len) in k, through the link that points to it (NULL: none). */
+static struct wsk_hold **hold_find(wsk_cold *k, const char *topic, size_t len)
+{
+    struct wsk_hold **at = &k->holds;
+    for (; *at; at = &(*at)->next)
+        if ((*at)->len == len && !memcmp((*at)->topic, topic, len)) return at;
+    return NULL;
+}
+
+/* Unlinks and frees the hold *at; the flag goes with the last one. */
+static void hold_drop(wsk_ws *ws, struct wsk_hold **at)
+{
+    struct wsk_hold *h = *at;
+    *at = h->next;
+    free(h);
+    if (--ws->cold->nholds) return;
+    ws->flags &= (uint16_t)~WSK_F_HOLD;
+    wsk_conn_cold_trim(ws);
+}
+
+void wsk_holds_free(wsk_cold *k)
+{
+    while (k->holds) {
+        struct wsk_hold *h = k->holds;
+        k->holds = h->next;
+        free(h);
+    }
+    k->nholds = 0;
+}
+
 int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len)
 {
     if (!ws->ctx->srv) return WSK_ERR_STATE;
     if (topic_arg(&topic, len) < 0 || wsk_topic_is_pattern(topic, len)) return WSK_ERR_INVAL;
     wsk_cold *k = wsk_conn_cold(ws);
-    char *h = k ? malloc(len + 1) : NULL;
+    if (!k) return WSK_ERR_NOMEM;
+    struct wsk_hold **at = hold_find(k, topic, len);
+    if (at) { /* held already: held anew */
+        (*at)->until = UINT64_MAX;
+        return 0;
+    }
+    if (k->nholds == WSK_HOLD_MAX) { /* the oldest ended hold makes room, as a new one would */
+        struct wsk_hold **old = NULL;
+        for (at = &k->holds; *at; at = &(*at)->next)
+            if ((*at)->until != UINT64_MAX) old = at;
+        if (!old) return WSK_ERR_STATE;
+        hold_drop(ws, old);
+    }
+    struct wsk_hold *h = malloc(sizeof *h + len);
     if (!h) return WSK_ERR_NOMEM;
-    if (len) memcpy(h, topic, len);
-    free(k->hold);
-    k->hold = h;
-    k->hold_len = len;
-    k->hold_until = UINT64_MAX;
+    h->until = UINT64_MAX;
+    h->len = len;
+    if (len) memcpy(h->topic, topic, len);
+    h->next = k->holds;
+    k->holds = h;
+    k->nholds++;
     ws->flags |= WSK_F_HOLD;
     return 0;
 }
 
 void wsk_ws_hold_end(wsk_ws *ws)
 {
-    wsk_cold *k = ws->cold;
     if (!(ws->flags & WSK_F_HOLD)) return;
-    /* Messages of other loops numbered up to now may be on their way still (the application
-     * sent them itself): the flag stays for them, at the cost of a compare per message. */
-    k->hold_until = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
-    if (!k->hold_until) wsk_ws_hold_release(ws);
+    uint64_t until = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
+    if (!until) {
+        wsk_ws_hold_release(ws);
+        return;
+    }
+    for (struct wsk_hold *h = ws->cold->holds; h; h = h->next) h->until = until;
 }
 
 void wsk_ws_hold_release(wsk_ws *ws)
 {
-    if (!(ws->flags & WSK_F_HOLD)) return;
-    free(ws->cold->hold);
-    ws->cold->hold = NULL;
-    ws->flags &= (uint16_t)~WSK_F_HOLD;
-    wsk_conn_cold_trim(ws);
+    while (ws->flags & WSK_F_HOLD) hold_drop(ws, &ws->cold->holds);
+}
+
+void wsk_ws_hold_end_topic(wsk_ws *ws, const char *topic, size_t len)
+{
+    struct wsk_hold **at = ws->flags & WSK_F_HOLD ? hold_find(ws->cold, topic, len) : NULL;
+    if (!at) return;
+    /* Messages of other loops numbered up to now may be on their way still (the application
+     * sent them itself): the hold stays for them, at the cost of a compare per message. */
+    (*at)->until = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
+    if (!(*at)->until) hold_drop(ws, at);
+}
+
+void wsk_ws_hold_release_topic(wsk_ws *ws, const char *topic, size_t len)
+{
+    struct wsk_hold **at = ws->flags & WSK_F_HOLD ? hold_find(ws->cold, topic, len) : NULL;
+    if (at) hold_drop(ws, at);
 }
 
 void wsk_pubsub_conn_gone(struct wsk_ws *c)
@@ -529,9 +595,10 @@ static int enqueue(struct wsk_ws *c, wsk_block *b, const uint8_t *bytes, size_t 
 /* 1 when c holds p back (wsk_ws_hold). */
 static int held(const struct wsk_ws *c, const struct pub *p)
 {
-    const wsk_cold *k = c->cold;
-    return k->hold_len == p->topic_len && !memcmp(k->hold, p->topic, p->topic_len) &&
-           (k->hold_until == UINT64_MAX || (p->seq && p->seq <= k->hold_until));
+    for (const struct wsk_hold *h = c->cold->holds; h; h = h->next)
+        if (h->len == p->topic_len && !memcmp(h->topic, p->topic, p->topic_len))
+            return h->until == UINT64_MAX || (p->seq && p->seq <= h->until);
+    return 0;
 }
 
 /* Queues the publication on one socket under its backpressure policy; 1 when it was queued. */

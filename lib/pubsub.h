@@ -13,6 +13,8 @@
 /* The socket is closing: it leaves all its topics (empty topics are freed).  conn.c calls it
  * before the close handler runs. */
 void wsk_pubsub_conn_gone(struct wsk_ws *c);
+/* Frees k's holds (wsk_ws_hold), when the socket's cold part goes. */
+void wsk_holds_free(wsk_cold *k);
 /* A message compressed by a loop's shared deflater at `level`: z[0..len) is the payload of its
  * RSV1 frame (z NULL: not compressed). */
 typedef struct wsk_zmsg {

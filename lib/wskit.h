@@ -567,19 +567,27 @@ WSK_API int wsk_ws_subscribed(const wsk_ws *ws, const char *topic, size_t len);
 /* Holds back from ws the messages of topic[0..len) (a name, copied), through whichever of its
  * subscriptions they would reach it (patterns included): for an application that sends them
  * to ws itself meanwhile (a replay of the topic's history, then a subscription by name), so
- * none arrives twice.  One topic per socket: a second call replaces the first.  0;
- * WSK_ERR_STATE (a client socket), WSK_ERR_INVAL (a pattern, an invalid topic), WSK_ERR_NOMEM. */
+ * none arrives twice.  A socket holds up to WSK_HOLD_MAX topics at once, each on its own (a
+ * hold that ended, below, keeps its place until released; the oldest such gives way to a new
+ * one); a second call for a held topic holds it anew.  0; WSK_ERR_STATE (a client socket, or
+ * WSK_HOLD_MAX topics held and none ended), WSK_ERR_INVAL (a pattern, an invalid topic),
+ * WSK_ERR_NOMEM.  Holds go with the socket. */
+#define WSK_HOLD_MAX 64
 WSK_API int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len);
-/* Ends the hold: messages published from now on reach ws again; in a server group, those of
- * other loops published before are still held back (as a new subscription does not get
- * them).  Nothing when ws holds nothing. */
+/* Ends every hold of ws: messages published from now on reach ws again; in a server group,
+ * those of other loops published before are still held back (as a new subscription does not
+ * get them).  Nothing when ws holds nothing. */
 WSK_API void wsk_ws_hold_end(wsk_ws *ws);
-/* Ends the hold at once: every message that reaches ws from now on is delivered, those other
+/* Ends every hold at once: every message that reaches ws from now on is delivered, those other
  * loops published before included.  For a program that knows where those stand: a release
  * that the publishing loop hands to ws's loop with wsk_group_call_ordered comes after the
  * messages that loop published before it, and before the later ones.  Nothing when ws holds
  * nothing. */
 WSK_API void wsk_ws_hold_release(wsk_ws *ws);
+/* wsk_ws_hold_end and wsk_ws_hold_release for the hold of topic[0..len) only (the others
+ * stay).  Nothing when ws does not hold that topic. */
+WSK_API void wsk_ws_hold_end_topic(wsk_ws *ws, const char *topic, size_t len);
+WSK_API void wsk_ws_hold_release_topic(wsk_ws *ws, const char *topic, size_t len);
 /* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
  * returns their number (fn may be NULL to count only).  The name is NUL-terminated, owned by
  * the library and valid during the call; fn must not subscribe or unsubscribe this socket. */
@@ -954,11 +962,21 @@ WSK_API int wsk_group_call_or_drop(wsk_group *g, unsigned i, void (*fn)(void *ar
  * after it (wsk_group_call goes at once, and may overtake them).  So a program that answers
  * one socket of another loop between two publishes has its sockets see the three in the
  * order it made them.  i may be from's own index (fn then runs at the end of this turn).
- * arg stays the caller's; a call whose loop has ended is not run.  0, WSK_ERR_INVAL (from not
- * a group's loop, fn NULL or i out of range), WSK_ERR_NOMEM (nothing queued) or WSK_ERR_STATE
- * (wsk_group_run has returned). */
+ * arg stays the caller's; a call whose loop has ended is not run (for an arg the call owns, see
+ * wsk_group_call_ordered_or_drop).  0, WSK_ERR_INVAL (from not a group's loop, fn NULL or i
+ * out of range), WSK_ERR_NOMEM (nothing queued) or WSK_ERR_STATE (wsk_group_run has
+ * returned). */
 WSK_API int wsk_group_call_ordered(wsk_loop *from, unsigned i,
                                    void (*fn)(void *arg, wsk_loop *loop), void *arg);
+/* wsk_group_call_ordered for an arg that the call owns (a heap copy, a reference): exactly one
+ * of fn(arg, loop) and drop(arg) runs.  drop runs instead of fn when loop i ended before the
+ * call reached it (on the thread that called wsk_group_run, as it returns), or, before this
+ * returns, when the call is refused (WSK_ERR_STATE) or not queued (WSK_ERR_NOMEM).
+ * WSK_ERR_INVAL (from not a group's loop, fn or drop NULL, i out of range): neither runs, arg
+ * stays the caller's. */
+WSK_API int wsk_group_call_ordered_or_drop(wsk_loop *from, unsigned i,
+                                           void (*fn)(void *arg, wsk_loop *loop),
+                                           void (*drop)(void *arg), void *arg);
 /* From any thread (not from a signal handler: from an ev_signal watcher, say): every member
  * starts wsk_server_shutdown(code, reason, grace) on its own loop; once a member's sockets are
  * gone its loop ends (ev_break, whatever else still watches there: a bridge's engine

@@ -4,7 +4,9 @@
  * loop 0's and says it is partial, and loop 1's late answer, once released, is harmless.
  * The clients are raw sockets on the test's thread; each server subscribes every socket it
  * opens to "room".  Then, in a group of its own, censuses whose loop 1 ended first (its call
- * never runs): they answer partial, and once wsk_group_run returns nothing of them is left. */
+ * never runs): they answer partial, and once wsk_group_run returns nothing of them is left;
+ * ordered calls with a copy to that loop are dropped, once each.  Then a census whose asking
+ * loop 0 ended first: its done runs once, from pi_census_end, and nothing of it is left. */
 #include "test.h"
 #include "group_members.h"
 #include "pubsub_info.h"
@@ -56,7 +58,7 @@ static void census_start(void *arg, wsk_loop *loop)
 {
     (void)arg;
     (void)loop;
-    pi_members m = {member, NULL, LOOPS, who};
+    pi_members m = {member, NULL, LOOPS, who, NULL};
     if (pi_census_start(srv[0], &m, "room", 4, census_done, NULL) < 0)
         atomic_store(&reply, strdup("{}"));
 }
@@ -87,6 +89,21 @@ static void end_loop(void *arg, wsk_loop *loop)
 
 #define DEAD_CENSUSES 100
 static atomic_int partial_answers;
+static atomic_int relays_run, relays_dropped; /* dead_start's ordered calls to loop 1 */
+
+/* A relayed copy (as wsserve's relays carry): run on loop 1, or dropped. */
+static void relay_run(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    free(arg);
+    atomic_fetch_add(&relays_run, 1);
+}
+
+static void relay_drop(void *arg)
+{
+    free(arg);
+    atomic_fetch_add(&relays_dropped, 1);
+}
 
 static void dead_done(void *arg, pi_census *c)
 {
@@ -100,9 +117,13 @@ static void dead_done(void *arg, pi_census *c)
 static void dead_start(void *arg, wsk_loop *loop)
 {
     (void)loop;
-    pi_members m = {member, NULL, LOOPS, who};
-    for (intptr_t i = 0; i < (intptr_t)arg; i++)
+    pi_members m = {member, NULL, LOOPS, who, NULL};
+    for (intptr_t i = 0; i < (intptr_t)arg; i++) {
         pi_census_start(srv[0], &m, "room", 4, dead_done, NULL);
+        void *copy = malloc(64);
+        if (!copy || wsk_group_call_ordered_or_drop(loop, 1, relay_run, relay_drop, copy) < 0)
+            abort(); /* queued: loop 1 ended, so dropped when wsk_group_run returns */
+    }
 }
 
 static void *run_group(void *arg)
@@ -113,26 +134,89 @@ static void *run_group(void *arg)
     return NULL;
 }
 
-/* A group of two loops whose loop 1 ends first, and n censuses started on loop 0 then: the
- * bytes allocated after it ran and was freed, over those before. */
-static ssize_t dead_member_run(const wsk_server_opts *o, const wsk_handlers *h, int n)
+/* A new group of two loops, running on the thread returned. */
+static pthread_t group_start(const wsk_server_opts *o, const wsk_handlers *h)
 {
-    size_t before = test_allocated();
     atomic_store(&ran, 0);
     atomic_store(&holding, 0);
-    atomic_store(&partial_answers, 0);
     grp = wsk_group_new(LOOPS, NULL);
     if (!grp) abort();
     group_members(grp, o, h, srv, port);
     pthread_t t;
     if (pthread_create(&t, NULL, run_group, NULL)) abort();
+    return t;
+}
+
+/* Once wsk_group_run returned on t: the group and its members go. */
+static void group_end(pthread_t t)
+{
+    SPIN_UNTIL(atomic_load(&ran), usleep(1000));
+    pthread_join(t, NULL);
+    for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
+    wsk_group_free(grp);
+}
+
+/* A group of two loops whose loop 1 ends first, and n censuses started on loop 0 then: the
+ * bytes allocated after it ran and was freed, over those before. */
+static ssize_t dead_member_run(const wsk_server_opts *o, const wsk_handlers *h, int n)
+{
+    size_t before = test_allocated();
+    atomic_store(&partial_answers, 0);
+    atomic_store(&relays_run, 0);
+    atomic_store(&relays_dropped, 0);
+    pthread_t t = group_start(o, h);
     wsk_group_call(grp, 1, end_loop, NULL);
     SPIN_UNTIL(atomic_load(&holding) == 2, usleep(1000));
     wsk_group_call(grp, 0, dead_start, (void *)(intptr_t)n);
     SPIN_UNTIL(atomic_load(&partial_answers) == n, usleep(1000));
     wsk_group_call(grp, 0, shut, NULL);
+    group_end(t);
+    return (ssize_t)(test_allocated() - before);
+}
+
+/* The asking loop ends first: a census started on loop 0 while loop 1 is held, loop 0 ended
+ * before its wait is over, loop 1 released (its answer goes to loop 0's inbox, dropped) and
+ * ended.  Its done runs once, from pi_census_end, with no census. */
+static pi_census *live0; /* loop 0's censuses not done */
+static atomic_int ended_done, ended_null, asked0;
+
+static void ended_census_done(void *arg, pi_census *c)
+{
+    (void)arg;
+    atomic_fetch_add(&ended_done, 1);
+    if (!c) atomic_fetch_add(&ended_null, 1);
+}
+
+static void ended_start(void *arg, wsk_loop *loop)
+{
+    (void)arg;
+    pi_members m = {member, NULL, LOOPS, who, &live0};
+    if (pi_census_start(srv[0], &m, "room", 4, ended_census_done, NULL) < 0) abort();
+    /* Loop 0 ends after this call: what its inbox gets from now on is never run. */
+    ev_break(wsk_loop_ev(loop), EVBREAK_ALL);
+    atomic_store(&asked0, 1);
+}
+
+static ssize_t asker_ended_run(const wsk_server_opts *o, const wsk_handlers *h)
+{
+    size_t before = test_allocated();
+    atomic_store(&release, 0);
+    pthread_t t = group_start(o, h);
+    wsk_group_call(grp, 1, hold, NULL);
+    SPIN_UNTIL(atomic_load(&holding) == 1, usleep(1000));
+    wsk_group_call(grp, 0, ended_start, NULL);
+    SPIN_UNTIL(atomic_load(&asked0), usleep(1000));
+    atomic_store(&release, 1);
+    wsk_group_call(grp, 1, end_loop, NULL); /* after loop 1 answered the census */
     SPIN_UNTIL(atomic_load(&ran), usleep(1000));
     pthread_join(t, NULL);
+    int before_end = atomic_load(&ended_done);
+    pi_census_end(&live0);
+    CHECK(before_end == 0 && atomic_load(&ended_done) == 1 && atomic_load(&ended_null) == 1 &&
+              !live0,
+          "asking loop ended first: the census's done runs once, from pi_census_end, with no "
+          "census (%d before, %d after)",
+          before_end, atomic_load(&ended_done));
     for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
     wsk_group_free(grp);
     return (ssize_t)(test_allocated() - before);
@@ -235,6 +319,11 @@ int main(void)
     CHECK(atomic_load(&partial_answers) == DEAD_CENSUSES,
           "loop 1 ended: %d censuses answer after the wait, partial", DEAD_CENSUSES);
     CHECK(left < 8192, "... and once the group ran, nothing of them is left (%zd bytes)", left);
+    CHECK(atomic_load(&relays_dropped) == DEAD_CENSUSES && !atomic_load(&relays_run),
+          "wsk_group_call_ordered_or_drop to the ended loop 1: each dropped once, none run (%d)",
+          atomic_load(&relays_dropped));
+    left = asker_ended_run(&o, &h);
+    CHECK(left < 8192, "... and nothing of it is left (%zd bytes)", left);
     ps_store_free(store);
     return TEST_DONE();
 }

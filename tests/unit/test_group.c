@@ -7,8 +7,8 @@
  * asked for; a socket that subscribes after a publish of another loop was made, while that
  * message is still on its way, does not get it; a shutdown sends 1001 to every client on every
  * loop and wsk_group_run returns; a wsk_group_call made after that is refused and keeps no
- * memory.  wsk_group_call_ordered's calls reach their loop between the publishes made around
- * them.
+ * memory, and wsk_group_call_or_drop's and wsk_group_call_ordered_or_drop's drop runs instead.
+ * wsk_group_call_ordered's calls reach their loop between the publishes made around them.
  * The clients are raw sockets on the test's thread; the servers obey their commands
  * (group_cmd.h). */
 #include "pmd_conn.h"
@@ -608,6 +608,16 @@ static void test_shutdown(void)
     int r = wsk_group_call_or_drop(grp, WSK_GROUP_ALL, note_thread, count_drop, &drops);
     CHECK(r == WSK_ERR_STATE && drops == LOOPS,
           "wsk_group_call_or_drop refused: its drop ran once per loop, before it returned (%u)",
+          drops);
+    drops = 0;
+    r = wsk_group_call_ordered_or_drop(wsk_group_loop(grp, 0), 1, note_thread, count_drop, &drops);
+    int inval = wsk_group_call_ordered_or_drop(wsk_group_loop(grp, 0), 1, note_thread, NULL,
+                                               &drops) == WSK_ERR_INVAL &&
+                wsk_group_call_ordered_or_drop(wsk_group_loop(grp, 0), LOOPS, note_thread,
+                                               count_drop, &drops) == WSK_ERR_INVAL;
+    CHECK(r == WSK_ERR_STATE && drops == 1 && inval,
+          "wsk_group_call_ordered_or_drop refused: its drop ran once, before it returned (%u); "
+          "no drop or a loop out of range: WSK_ERR_INVAL, nothing ran",
           drops);
     for (unsigned i = 0; i < LOOPS; i++) wsk_server_free(srv[i]);
     wsk_group_free(grp);

@@ -332,8 +332,9 @@ static void test_patterns(wsk_loop *loop)
     closes = 0;
 }
 
-/* wsk_ws_hold keeps one topic from a socket through its name and its patterns until
- * wsk_ws_hold_end; wsk_publish_local leaves its sender out as wsk_publish does. */
+/* wsk_ws_hold keeps a topic from a socket through its name and its patterns until
+ * wsk_ws_hold_end; wsk_publish_local leaves its sender out as wsk_publish does; a socket holds
+ * several topics at once, each ended or released on its own, WSK_HOLD_MAX at most. */
 static void test_hold(wsk_loop *loop)
 {
     unsigned port;
@@ -358,6 +359,32 @@ static void test_hold(wsk_loop *loop)
           "publish_local leaves its sender out");
     SPIN_UNTIL(cl[0].msgs == 3, spin(1, 2));
     CHECK(cl[0].msgs == 3 && cl[1].msgs == 3, "only a got it");
+    CHECK(wsk_ws_hold(a, "o.a", 3) == 0 && wsk_ws_hold(a, "o.b", 3) == 0 &&
+              wsk_server_publish(srv, "o.a", 3, "6", 1, WSK_OP_TEXT, 0) == 1 &&
+              wsk_server_publish(srv, "o.b", 3, "7", 1, WSK_OP_TEXT, 0) == 0,
+          "a holds o.a and o.b at once: neither reaches it");
+    wsk_ws_hold_end_topic(a, "o.a", 3);
+    CHECK(wsk_server_publish(srv, "o.a", 3, "8", 1, WSK_OP_TEXT, 0) == 2 &&
+              wsk_server_publish(srv, "o.b", 3, "9", 1, WSK_OP_TEXT, 0) == 0,
+          "wsk_ws_hold_end_topic(o.a): o.a reaches a again, o.b stays held");
+    wsk_ws_hold_release_topic(a, "o.b", 3);
+    CHECK(wsk_server_publish(srv, "o.b", 3, "A", 1, WSK_OP_TEXT, 0) == 1,
+          "wsk_ws_hold_release_topic(o.b): o.b too");
+    SPIN_UNTIL(cl[0].msgs == 5 && cl[1].msgs == 5, spin(1, 2));
+    CHECK(cl[0].msgs == 5 && cl[1].msgs == 5 && cl[0].last[0] == 'A',
+          "a got 8 and A, b 6 and 8 (%u, %u)", cl[0].msgs, cl[1].msgs);
+    char h[16];
+    int held = 0;
+    for (int i = 0; i <= WSK_HOLD_MAX; i++)
+        held += wsk_ws_hold(a, h, (size_t)snprintf(h, sizeof h, "h.%d", i)) == 0;
+    wsk_ws_hold_end_topic(a, "h.3", 3);
+    int again = wsk_ws_hold(a, h, (size_t)snprintf(h, sizeof h, "h.%d", WSK_HOLD_MAX));
+    wsk_ws_hold_release(a);
+    CHECK(held == WSK_HOLD_MAX && again == 0 &&
+              wsk_server_publish(srv, "o.b", 3, "B", 1, WSK_OP_TEXT, 0) == 1,
+          "%d topics held at most (WSK_HOLD_MAX: %d), one more once one ended; all released", held,
+          WSK_HOLD_MAX);
+    SPIN_UNTIL(cl[0].msgs == 6, spin(1, 2));
     close_all(2);
     SPIN_UNTIL(closes == 2, spin(1, 2));
     wsk_server_free(srv);

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""wsserve --pubsub --threads 2 --bridge redis://: a JSON client that subscribes to two topics
+with retained messages in one request gets on each its retained message first; while another
+node keeps publishing retained messages to both, such clients get on each topic the retained
+message first (or none, when a newer one reached them live: the library's rule), then the live
+ones, in order and none twice.  While a retained read goes to loop 0 (the bridge's),
+the socket holds back that topic's live messages, each topic on its own (the second topic of a
+request as much as the first); without, a message loop 0 delivered before it had the read comes
+again as the retained one."""
+import asyncio
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from wstest import (Engine, Server, done, ok, recv_json, sanitized, skip,  # noqa: E402
+                    ws_connect as connect)
+
+T = 10.0
+TOPICS = ("ka", "kb")
+
+
+async def publish_all(pub, n):
+    """Retained publishes 1..n to both topics, a short pause every few; then their acks."""
+    for i in range(1, n + 1):
+        for t in TOPICS:
+            await pub.send(json.dumps({"op": "publish", "topic": t, "data": str(i),
+                                       "retain": True, "id": f"{t}{i}"}))
+        if i % 4 == 0:
+            await asyncio.sleep(0.002)
+    for _ in range(n * len(TOPICS)):
+        await recv_json(pub, T)
+
+
+async def joiner(url, k, n):
+    """Subscribes to both topics in one request (after k short pauses): per topic, the messages
+    got as (data, retained), until both topics' last (n) came or T passed."""
+    await asyncio.sleep(0.005 * k)
+    got = {t: [] for t in TOPICS}
+    async with connect(url, T) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topics": list(TOPICS), "id": "s"}))
+        try:
+            while not all(got[t] and got[t][-1][0] == str(n) for t in TOPICS):
+                m = await recv_json(ws, T)
+                if m.get("topic") in got:
+                    got[m["topic"]].append((m.get("data"), m.get("retained") is True))
+        except asyncio.TimeoutError:
+            pass
+    return got
+
+
+def wrong(got, n):
+    """What is wrong with one joiner's messages of one topic: a retained one after another, a
+    duplicate or a message out of order, or the last one missing; None when all is well."""
+    if not got:
+        return "nothing"
+    if any(r for _, r in got[1:]):
+        return f"retained after another: {got[:5]}"
+    nums = [int(d) for d, _ in got]
+    if nums != sorted(set(nums)):
+        return f"duplicate or out of order: {got[:8]}"
+    if nums[-1] != n:
+        return f"ends at {nums[-1]}"
+    return None
+
+
+async def main():
+    n, joiners = (60, 6) if sanitized() else (200, 32)  # valgrind: fewer
+    with Engine("redis") as redis:
+        # The subscribers on node A's two threads, the publisher on node B: A's live messages
+        # all come through Redis to its loop 0, in the order its retained reads are made in.
+        with Server("--pubsub", "--threads", "2", "-v", "--bridge", redis.url) as a, \
+                Server("--pubsub", "-v", "--bridge", redis.url) as b:
+            a.wait_log("connected")
+            b.wait_log("connected")
+            url = a.url("/")
+            async with connect(b.url("/"), T) as pub:
+                for t in TOPICS:  # both topics hold a retained message before anyone joins
+                    await pub.send(json.dumps({"op": "publish", "topic": t, "data": "0",
+                                               "retain": True, "id": t}))
+                    await recv_json(pub, T)
+                quiet = await joiner(url, 0, 0)
+                ok(all(quiet[t] == [("0", True)] for t in TOPICS),
+                   "a client subscribing to two retained topics at once gets both retained "
+                   "messages", quiet)
+                res = await asyncio.gather(publish_all(pub, n),
+                                           *(joiner(url, k, n) for k in range(joiners)))
+            bad = [(k, t, w) for k, got in enumerate(res[1:]) for t in TOPICS
+                   for w in [wrong(got[t], n)] if w]
+            ok(not bad, f"{joiners} clients subscribing to two retained topics at once under "
+               "--threads 2, while another node publishes to both: on each topic the retained "
+               "message first (or none), then live ones in order, none twice", bad[:4])
+            codes = [a.stop(), b.stop()]
+            ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
+               "both nodes exit cleanly", codes)
+
+
+if not shutil.which("redis-server"):
+    skip("retained reads under --threads", "redis-server is not installed (scripts/install-deps)")
+else:
+    asyncio.run(main())
+done()
