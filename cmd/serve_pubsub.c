@@ -103,8 +103,9 @@ struct broker_home {
     pthread_mutex_t lock;
     ps_store *store;          /* retained messages and history */
     atomic_ulong connections; /* numbers given to connections so far (presence ids) */
-    /* Decided on loop 0, which holds the bridge (remote_decide), read by every thread: history
-     * in the engine (1, -1 not, 0 not known yet) and retained messages in the engine (1). */
+    /* Decided for loop 0, which holds the bridge, before the loops run (remote_decide), read
+     * by every thread: history in the engine (1, -1 not, 0 not known yet: one thread only) and
+     * retained messages in the engine (1). */
     atomic_int remote, retains;
 };
 
@@ -1204,22 +1205,30 @@ static void mine_forget(struct broker *b, const wsk_ws *ws)
         if (b->mine[i].ws == ws) b->mine[i] = (struct mine){0};
 }
 
+/* Whether the engine keeps the history: 0 (it does: turned on), WSK_ERR_IO while it cannot say
+ * yet (NATS not connected), another error when it keeps none.  Loop 0 only. */
+static int remote_ask(struct broker *b)
+{
+    return b->cfg->history
+               ? wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl)
+               : WSK_ERR_STATE;
+}
+
+/* The one place that decides whether the history is the engine's (remote_ask's answer). */
 static int remote_history(struct broker *b)
 {
     struct broker_home *h = b->home;
     if (!b->remote && !b->sv->thread && !atomic_load(&h->remote)) {
-        /* The bridge is made after the servers (wsserve.c): asked at the first use, and again
-         * at the next while the engine cannot say yet (NATS not connected: WSK_ERR_IO).  Only
-         * loop 0 holds the bridge: the other threads take its answer (remote_decide). */
-        int r = b->cfg->history
-                    ? wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl)
-                    : WSK_ERR_STATE;
+        /* The bridge is made after the servers (wsserve.c).  On one thread: asked at the first
+         * use, and again at the next while the engine cannot say yet.  With --threads only loop
+         * 0 holds the bridge, and it decides before the loops run (remote_decide): the threads
+         * must agree from their first message, so an engine that still cannot say then (NATS
+         * unreachable at start) keeps the history node-local. */
+        int r = remote_ask(b);
         if (r == 0) {
             ps_store_history(store_lock(b->sv->srv), 0, 0, 0); /* the node keeps none of its own */
             store_unlock(b->sv->srv);
         }
-        /* With --threads the first answer stands: the threads must agree from the start, so
-         * an engine that cannot say yet (NATS before it connected) keeps history node-local. */
         atomic_store(&h->remote, r == 0 ? 1 : r == WSK_ERR_IO && b->sv->threads == 1 ? 0 : -1);
     }
     if (!b->remote && (b->remote = atomic_load(&h->remote)) > 0)
@@ -1227,12 +1236,48 @@ static int remote_history(struct broker *b)
     return b->remote > 0;
 }
 
-/* On loop 0 as the loops start, once the bridge is made: whether the engine keeps history and
- * retained messages, for every thread. */
-static void remote_decide(void *arg, wsk_loop *loop)
+/* How long a node with --threads waits at start for NATS to say whether it has JetStream. */
+#define REMOTE_WAIT 5.0
+
+static void remote_waited(struct ev_loop *ev, ev_timer *w, int revents)
 {
-    struct broker *b = arg;
-    (void)loop;
+    (void)ev;
+    (void)w;
+    (void)revents; /* a non-repeating timer: no longer active, which ends the wait */
+}
+
+/* Runs loop 0 (before the loops run) until the engine can say whether it keeps the history:
+ * NATS connected and asked about JetStream, or its first attempt failed (unreachable: the
+ * bridge logged why), or REMOTE_WAIT passed. */
+static void remote_wait(struct broker *b)
+{
+    struct ev_loop *ev = wsk_loop_ev(b->sv->loop);
+    ev_tstamp start = ev_time();
+    ev_timer limit;
+    ev_timer_init(&limit, remote_waited, REMOTE_WAIT, 0);
+    ev_timer_start(ev, &limit);
+    wsk_bridge_stats st = {0};
+    while (ev_is_active(&limit) && remote_ask(b) == WSK_ERR_IO &&
+           !(wsk_server_bridge_stats(b->sv->srv, &st) == 0 && st.outages))
+        ev_run(ev, EVRUN_ONCE);
+    ev_timer_stop(ev, &limit);
+    if (remote_ask(b) == WSK_ERR_IO)
+        serve_log(b->sv,
+                  "history stays node-local: the bridge could not say at start whether its "
+                  "engine keeps history (%s), and the threads must agree from the start",
+                  st.outages ? "unreachable" : "no answer in time");
+    else if (b->sv->verbose)
+        serve_log(b->sv, "the bridge said whether its engine keeps history after %.3f s",
+                  ev_time() - start);
+}
+
+/* On loop 0's thread before the loops run, once the bridge is made (wsserve.c): whether the
+ * engine keeps history and retained messages, for every thread. */
+static void remote_decide(struct serve *sv)
+{
+    struct broker *b = sv->state;
+    if (sv->threads == 1) return; /* decided at the first use */
+    if (sv->bridged && b->cfg->history) remote_wait(b);
     /* Retained reads are the engine's unless it keeps none: WSK_ERR_STATE before the checks. */
     atomic_store(&b->home->retains,
                  wsk_server_retained_read(b->sv->srv, "", 0, NULL, NULL) != WSK_ERR_STATE);
@@ -2567,8 +2612,6 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     b->token_len = b->token ? strlen(b->token) : 0;
     so->publish_to_self = cfg->publish_to_self;
     so->bridge_derived = JSON_NS;
-    /* Loop 0 says for every thread whether the engine keeps history and retained messages. */
-    if (sv->group && !sv->thread && wsk_group_call(sv->group, 0, remote_decide, b) < 0) goto fail;
     h->bridged = broker_bridged;
     h->upgrade = broker_upgrade;
     h->open = broker_open;
@@ -2592,4 +2635,5 @@ const serve_mode serve_pubsub = {
     .request = broker_request,
     .teardown = pubsub_teardown,
     .authorized = broker_authorized,
+    .before_listen = remote_decide,
 };
