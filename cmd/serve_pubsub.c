@@ -933,9 +933,23 @@ struct rread {
     struct rread *prev, *next;
     int json;
     int held; /* with --threads: the socket holds the topic until loop 0 has the read */
+    /* A JSON subscribe's acknowledgement (malloc'd), when it waits for the hold's end: sent then
+     * (retained_release), so that what the client publishes once it has it reaches it. */
+    char *ack;
+    size_t ack_len;
     size_t tlen;
     char topic[];
 };
+
+/* rr's acknowledgement goes now (freed when its socket is gone). */
+static void rread_ack(struct rread *rr)
+{
+    if (rr->ws)
+        send_reply(rr->ws, rr->ack, rr->ack_len);
+    else
+        free(rr->ack);
+    rr->ack = NULL;
+}
 
 static void rread_unlink(struct client *cl, struct rread *rr)
 {
@@ -952,6 +966,7 @@ static void retained_came(void *arg, const wsk_retained *r)
 {
     struct rread *rr = arg;
     wsk_ws *ws = rr->ws;
+    rread_ack(rr);
     if (ws) rread_unlink(wsk_ws_data(ws), rr);
     if (ws && !r->ok) {
         retained_here(ws, rr->json, rr->topic, rr->tlen);
@@ -970,22 +985,31 @@ static void retained_came(void *arg, const wsk_retained *r)
     free(rr);
 }
 
-/* ws subscribed to topic[0..tlen): its retained message comes first.  With a Redis bridge it is
- * the one Redis keeps, asked for now (a pattern's: those this node keeps); without, or Redis
- * down, this node's, at once. */
-static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *topic, size_t tlen)
+/* ws subscribed to topic[0..tlen): its retained message comes first, after ack[0..ack_len) (a
+ * JSON subscribe's acknowledgement, taken; or NULL).  With a Redis bridge it is the one Redis
+ * keeps, asked for now (a pattern's: those this node keeps); without, or Redis down, this
+ * node's, at once. */
+static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *topic, size_t tlen,
+                         char *ack, size_t ack_len)
 {
     struct rread *rr = wsk_topic_is_pattern(topic, tlen) ? NULL : malloc(sizeof *rr + tlen);
     if (rr) {
-        *rr = (struct rread){.ws = ws, .next = cl->reads, .json = json, .tlen = tlen};
+        *rr = (struct rread){.ws = ws,
+                             .next = cl->reads,
+                             .json = json,
+                             .ack = ack,
+                             .ack_len = ack_len,
+                             .tlen = tlen};
         memcpy(rr->topic, topic, tlen);
         if (retained_read(wsk_ws_server(ws), topic, tlen, rr) == 0) {
             if (cl->reads) cl->reads->prev = rr;
             cl->reads = rr;
             return;
         }
+        ack = rr->ack; /* not sent yet */
         free(rr);
     }
+    send_reply(ws, ack, ack_len);
     retained_here(ws, json, topic, tlen);
 }
 
@@ -997,9 +1021,10 @@ static void broker_open(wsk_ws *ws)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
         return;
     }
-    retained_ask(ws, cl, 0, cl->topic, cl->tlen);
+    retained_ask(ws, cl, 0, cl->topic, cl->tlen, NULL, 0);
 }
 
+/* Sends text[0..len) (malloc'd, or NULL: nothing) and frees it. */
 static void send_reply(wsk_ws *ws, char *text, size_t len)
 {
     if (text) wsk_send(ws, text, len, WSK_OP_TEXT, 1);
@@ -1237,7 +1262,7 @@ static int remote_history(struct broker *b)
 }
 
 /* How long a node with --threads waits at start for NATS to say whether it has JetStream. */
-#define REMOTE_WAIT 5.0
+#define REMOTE_WAIT 10.0
 
 static void remote_waited(struct ev_loop *ev, ev_timer *w, int revents)
 {
@@ -1583,6 +1608,7 @@ static void retained_release(struct rread *rr)
 {
     if (!rr->held) return;
     rr->held = 0;
+    rread_ack(rr);
     if (!rr->ws) return;
     struct client *cl = wsk_ws_data(rr->ws);
     cl->holding = 0;
@@ -1644,18 +1670,24 @@ static void retained_there(void *arg, wsk_loop *loop)
 static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct rread *rr)
 {
     struct serve *sv = serve_of(srv);
-    if (sv->threads == 1) return wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
+    if (sv->threads == 1) {
+        rread_ack(rr);
+        return wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
+    }
     if (!atomic_load(&broker_of(srv)->home->retains)) return WSK_ERR_STATE;
     struct relay_retained *q = malloc(sizeof *q);
     if (!q) return WSK_ERR_NOMEM;
     *q = (struct relay_retained){sv, rr, 0, {0}};
     /* The socket subscribed already: until loop 0 has the read, what it delivers is held back
-     * (one topic at a time: the others may see a message twice). */
+     * (one topic at a time: the others may see a message twice), and so is the subscribe's
+     * acknowledgement: a message the client publishes once it has it is not held back. */
     struct client *cl = wsk_ws_data(rr->ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
     if (!cl->holding && !cl->rec && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
         rr->held = q->held = cl->holding = 1;
+    else
+        rread_ack(rr);
     int r = relay(srv, 0, retained_there, q);
     if (r < 0) retained_release(rr);
     return r;
@@ -1942,10 +1974,13 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
     }
     size_t len;
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
-    send_reply(ws, s, len);
-    /* The retained messages come right after the acknowledgement. */
-    for (size_t i = 0; rq->op == JP_SUBSCRIBE && i < rq->ntopics; i++)
-        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len);
+    if (rq->op != JP_SUBSCRIBE || !rq->ntopics) {
+        send_reply(ws, s, len);
+        return;
+    }
+    /* The retained messages come right after the acknowledgement (which retained_ask sends). */
+    for (size_t i = 0; i < rq->ntopics; i++)
+        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len, i ? NULL : s, i ? 0 : len);
 }
 
 /* Presence: what the broker knows of a subscriber. */

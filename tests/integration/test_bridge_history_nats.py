@@ -330,8 +330,12 @@ async def threaded(nats, a):
     thread of the node, and one on node a, reads them from the stream."""
     t = node(nats, "--history", "5000", "--threads", "2")
     try:
-        ok(t.count("history stays node-local") == 0, "the threads did not settle for node-local "
-           "history", t.lines[-4:])
+        # Under valgrind NATS may not answer within the node's wait: then no check can hold.
+        local = t.count("history stays node-local: the bridge could not say")
+        ok(not local or sanitized(), "the threads did not settle for node-local history",
+           t.lines[-4:])
+        if local:
+            return
         # The node deals connections to its threads in turn: pub and sub2 on one, sub1 on the other.
         async with connect(t.url()) as pub, connect(t.url()) as sub1, connect(t.url()) as sub2:
             for ws in (pub, sub1, sub2):
@@ -359,19 +363,44 @@ async def threaded(nats, a):
         ok(t.stop() == 0, "the node with two threads exits cleanly")
 
 
+N_RACES = 100  # subscribes acknowledged, then a publish each
+
+
 async def unreachable():
     """A node with --threads 2 whose NATS cannot be reached at start does not wait out the limit
-    before it listens: its history is node-local, and it says so once."""
+    before it listens: its history is node-local, and it says so once.  A JSON subscribe's
+    acknowledgement comes once the subscription takes every message (the engine's retained read
+    under way holds back the topic's messages): what the client publishes once it has it
+    reaches it, whichever thread publishes it."""
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.monotonic()
     n = Server("--pubsub", "--history", "10", "--bridge", f"nats://127.0.0.1:{port}",
-               "--threads", "2")
+               "--threads", "2", "--max-subscriptions", str(N_RACES + 1))
     try:
-        ok(n.count("history stays node-local: the bridge could not say at start") == 1 and
-           time.monotonic() - start < 4, "NATS unreachable at start: node-local history, said "
+        ok(n.wait_log("history stays node-local: the bridge could not say at start") == 1 and
+           (time.monotonic() - start < 8 or sanitized()), "NATS unreachable at start: node-local history, said "
            "once, without waiting out the limit", (n.lines[-4:], time.monotonic() - start))
+        # The node deals connections to its threads in turn: sub and pub on different ones.
+        async with connect(n.url()) as sub, connect(n.url()) as pub:
+            seen = []
+
+            async def subscribe(topic):
+                await sub.send(json.dumps({"op": "subscribe", "topic": topic, "id": topic}))
+                while (m := await recv_json(sub)).get("id") != topic:
+                    seen.append(m.get("data"))
+
+            await subscribe("u-end")
+            for i in range(N_RACES):
+                await subscribe(f"u{i}")
+                await publish(pub, f"u{i}", f"m{i}")
+            await publish(pub, "u-end", "end")
+            while (m := await recv_json(sub)).get("data") != "end":
+                seen.append(m.get("data"))
+            want = [f"m{i}" for i in range(N_RACES)]
+            ok(seen == want, "each message published once the subscribe was acknowledged reaches "
+               "the subscriber, in order", [m for m in want if m not in seen] or seen)
     finally:
         ok(n.stop() == 0, "the unbridged node exits cleanly")
 
