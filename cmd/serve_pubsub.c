@@ -1321,9 +1321,9 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *  - a publish of thread k goes to loop 0 with its publisher's number on k (struct mine); loop
  *    0 keeps which thread and number its message stands for; the engine's count goes back to
  *    k; a publish the engine cannot take goes back to k, which delivers it without an offset;
- *  - a message of the engine's history is handed by loop 0 to every other thread (a copy each)
- *    and delivered on each to its own subscribers (remote_here), its publisher left out on its
- *    thread, after the recoveries there saw it (remote_live), as on one thread;
+ *  - a message of the engine's history is handed by loop 0 to every other thread (one copy
+ *    they share) and delivered on each to its own subscribers (remote_here), its publisher
+ *    left out on its thread, after the recoveries there saw it (remote_live), as on one thread;
  *  - a recovery's listen and reads, a retained read and a read of what the engine keeps go to
  *    loop 0, and their answers come back after the messages loop 0 delivered before them.
  *    Loop 0's own go the same way, to itself: a topic a loop subscribes to reaches the bridge
@@ -1441,27 +1441,45 @@ static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_
     return relay(srv, 0, pub_there, rp);
 }
 
-/* A message of the engine's history for another thread than 0. */
-struct relay_msg {
+/* A message of the engine's history for the threads other than 0: one copy shared by all of
+ * them (an atomic count of the threads still to deliver it), each thread's part in its item.
+ * Copying it per thread costs a malloc and a copy of the message per thread instead, and
+ * the count's decrement is as cheap as a small copy (lib/group_topics.c has the figures). */
+struct relay_msg;
+struct relay_item {
+    struct relay_msg *m;
     struct serve *sv; /* the thread's */
+    uint64_t mine;    /* its publisher's number there (wsk_history_pos.mine), 0: none */
+};
+struct relay_msg {
+    atomic_uint refs;
     wsk_history_pos at;
     wsk_opcode op;
     int compress, spread;
     size_t tlen, len;
+    const uint8_t *data; /* after the items */
     char topic[TOPIC_MAX];
-    uint8_t data[];
+    struct relay_item items[];
 };
+
+static void msg_unref(struct relay_msg *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) free(m);
+}
 
 static void msg_there(void *arg, wsk_loop *loop)
 {
-    struct relay_msg *m = arg;
+    struct relay_item *it = arg;
+    struct relay_msg *m = it->m;
     (void)loop;
-    wsk_server *srv = m->sv->srv;
-    wsk_ws *from = m->at.mine ? mine_take(broker_of(srv), m->at.mine).ws : NULL;
-    long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->at,
+    wsk_server *srv = it->sv->srv;
+    wsk_history_pos at = m->at;
+    at.mine = it->mine;
+    wsk_ws *from = at.mine ? mine_take(broker_of(srv), at.mine).ws : NULL;
+    long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &at,
                          m->spread);
     if (m->spread) broker_of(srv)->unkept = n; /* its publisher's count comes next */
-    free(m);
+    msg_unref(m);
 }
 
 /* The bridged handler's message of the engine's history, on loop 0: to every thread. */
@@ -1473,21 +1491,26 @@ static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, cons
     /* Refused by the engine (offset 0): this node's subscribers get it as a local publish of
      * its publisher's thread, whose acknowledgement counts them (pub_count_back). */
     int spread = !at->offset;
-    for (unsigned i = 1; i < b->sv->threads && tlen <= TOPIC_MAX; i++) {
-        if (spread && mine.thread != i) continue;
-        struct relay_msg *m = malloc(sizeof *m + len);
-        if (!m) continue; /* as a socket's full queue: that thread's subscribers miss it */
-        *m = (struct relay_msg){.sv = &b->sv->all[i],
-                                .at = *at,
+    unsigned k = spread ? mine.thread != 0 : b->sv->threads - 1; /* the threads it goes to */
+    struct relay_msg *m = k && tlen <= TOPIC_MAX ? malloc(sizeof *m + k * sizeof *m->items + len)
+                                                 : NULL; /* none: as a socket's full queue */
+    if (m) {
+        *m = (struct relay_msg){.at = *at,
                                 .op = op,
                                 .compress = compress,
                                 .spread = spread,
                                 .tlen = tlen,
-                                .len = len};
-        m->at.mine = mine.thread == i ? mine.slot : 0;
+                                .len = len,
+                                .data = (const uint8_t *)&m->items[k]};
+        atomic_init(&m->refs, k);
         memcpy(m->topic, topic, tlen);
-        if (len) memcpy(m->data, data, len);
-        relay(srv, i, msg_there, m);
+        if (len) memcpy((uint8_t *)&m->items[k], data, len);
+    }
+    for (unsigned i = 1, j = 0; m && i < b->sv->threads; i++) {
+        if (spread && mine.thread != i) continue;
+        m->items[j] = (struct relay_item){m, &b->sv->all[i], mine.thread == i ? mine.slot : 0};
+        if (wsk_group_call_ordered(wsk_server_loop(srv), i, msg_there, &m->items[j++]) < 0)
+            msg_unref(m);
     }
     if (spread && mine.thread) return 0;
     return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at,
