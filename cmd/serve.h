@@ -58,6 +58,10 @@ typedef struct serve_mode {
     /* 1 when a plain request shows the mode's token (--metrics-path is behind it), else 0.
      * NULL: the mode has no token. */
     int (*authorized)(struct serve *sv, const wsk_request *req);
+    /* Once the bridge is made (or not: no --bridge), for all[0] only, on the main thread before
+     * any loop runs and before the servers listen: what the mode must learn before it serves.
+     * It may run loop 0 a while (the main thread runs it next), never for long.  NULL: nothing. */
+    void (*before_listen)(struct serve *sv);
 } serve_mode;
 
 extern const serve_mode serve_echo, serve_chat, serve_pubsub, serve_exec, serve_exec_dir,

@@ -108,8 +108,9 @@ struct broker_home {
     pthread_mutex_t lock;
     ps_store *store;          /* retained messages and history */
     atomic_ulong connections; /* numbers given to connections so far (presence ids) */
-    /* Decided on loop 0, which holds the bridge (remote_decide), read by every thread: history
-     * in the engine (1, -1 not, 0 not known yet) and retained messages in the engine (1). */
+    /* Decided for loop 0, which holds the bridge, before the loops run (remote_decide), read
+     * by every thread: history in the engine (1, -1 not, 0 not known yet: one thread only) and
+     * retained messages in the engine (1). */
     atomic_int remote, retains;
 };
 
@@ -977,9 +978,23 @@ struct rread {
     struct rread *prev, *next;
     int json;
     int held; /* with --threads: the socket holds the topic until loop 0 has the read */
+    /* A JSON subscribe's acknowledgement (malloc'd), when it waits for the hold's end: sent then
+     * (retained_release), so that what the client publishes once it has it reaches it. */
+    char *ack;
+    size_t ack_len;
     size_t tlen;
     char topic[];
 };
+
+/* rr's acknowledgement goes now (freed when its socket is gone). */
+static void rread_ack(struct rread *rr)
+{
+    if (rr->ws)
+        send_reply(rr->ws, rr->ack, rr->ack_len);
+    else
+        free(rr->ack);
+    rr->ack = NULL;
+}
 
 static void rread_unlink(struct client *cl, struct rread *rr)
 {
@@ -996,6 +1011,7 @@ static void retained_came(void *arg, const wsk_retained *r)
 {
     struct rread *rr = arg;
     wsk_ws *ws = rr->ws;
+    rread_ack(rr);
     if (ws) rread_unlink(wsk_ws_data(ws), rr);
     if (ws && !r->ok) {
         retained_here(ws, rr->json, rr->topic, rr->tlen);
@@ -1014,22 +1030,31 @@ static void retained_came(void *arg, const wsk_retained *r)
     free(rr);
 }
 
-/* ws subscribed to topic[0..tlen): its retained message comes first.  With a Redis bridge it is
- * the one Redis keeps, asked for now (a pattern's: those this node keeps); without, or Redis
- * down, this node's, at once. */
-static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *topic, size_t tlen)
+/* ws subscribed to topic[0..tlen): its retained message comes first, after ack[0..ack_len) (a
+ * JSON subscribe's acknowledgement, taken; or NULL).  With a Redis bridge it is the one Redis
+ * keeps, asked for now (a pattern's: those this node keeps); without, or Redis down, this
+ * node's, at once. */
+static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *topic, size_t tlen,
+                         char *ack, size_t ack_len)
 {
     struct rread *rr = wsk_topic_is_pattern(topic, tlen) ? NULL : malloc(sizeof *rr + tlen);
     if (rr) {
-        *rr = (struct rread){.ws = ws, .next = cl->reads, .json = json, .tlen = tlen};
+        *rr = (struct rread){.ws = ws,
+                             .next = cl->reads,
+                             .json = json,
+                             .ack = ack,
+                             .ack_len = ack_len,
+                             .tlen = tlen};
         memcpy(rr->topic, topic, tlen);
         if (retained_read(wsk_ws_server(ws), topic, tlen, rr) == 0) {
             if (cl->reads) cl->reads->prev = rr;
             cl->reads = rr;
             return;
         }
+        ack = rr->ack; /* not sent yet */
         free(rr);
     }
+    send_reply(ws, ack, ack_len);
     retained_here(ws, json, topic, tlen);
 }
 
@@ -1041,9 +1066,10 @@ static void broker_open(wsk_ws *ws)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
         return;
     }
-    retained_ask(ws, cl, 0, cl->topic, cl->tlen);
+    retained_ask(ws, cl, 0, cl->topic, cl->tlen, NULL, 0);
 }
 
+/* Sends text[0..len) (malloc'd, or NULL: nothing) and frees it. */
 static void send_reply(wsk_ws *ws, char *text, size_t len)
 {
     if (text) wsk_send(ws, text, len, WSK_OP_TEXT, 1);
@@ -1256,22 +1282,30 @@ static void mine_forget(struct broker *b, const wsk_ws *ws)
         if (b->mine[i].ws == ws) b->mine[i] = (struct mine){0};
 }
 
+/* Whether the engine keeps the history: 0 (it does: turned on), WSK_ERR_IO while it cannot say
+ * yet (NATS not connected), another error when it keeps none.  Loop 0 only. */
+static int remote_ask(struct broker *b)
+{
+    return b->cfg->history
+               ? wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl)
+               : WSK_ERR_STATE;
+}
+
+/* The one place that decides whether the history is the engine's (remote_ask's answer). */
 static int remote_history(struct broker *b)
 {
     struct broker_home *h = b->home;
     if (!b->remote && !b->sv->thread && !atomic_load(&h->remote)) {
-        /* The bridge is made after the servers (wsserve.c): asked at the first use, and again
-         * at the next while the engine cannot say yet (NATS not connected: WSK_ERR_IO).  Only
-         * loop 0 holds the bridge: the other threads take its answer (remote_decide). */
-        int r = b->cfg->history
-                    ? wsk_server_bridge_history(b->sv->srv, b->cfg->history, b->cfg->history_ttl)
-                    : WSK_ERR_STATE;
+        /* The bridge is made after the servers (wsserve.c).  On one thread: asked at the first
+         * use, and again at the next while the engine cannot say yet.  With --threads only loop
+         * 0 holds the bridge, and it decides before the loops run (remote_decide): the threads
+         * must agree from their first message, so an engine that still cannot say then (NATS
+         * unreachable at start) keeps the history node-local. */
+        int r = remote_ask(b);
         if (r == 0) {
             ps_store_history(store_lock(b->sv->srv), 0, 0, 0); /* the node keeps none of its own */
             store_unlock(b->sv->srv);
         }
-        /* With --threads the first answer stands: the threads must agree from the start, so
-         * an engine that cannot say yet (NATS before it connected) keeps history node-local. */
         atomic_store(&h->remote, r == 0 ? 1 : r == WSK_ERR_IO && b->sv->threads == 1 ? 0 : -1);
     }
     if (!b->remote && (b->remote = atomic_load(&h->remote)) > 0)
@@ -1279,12 +1313,48 @@ static int remote_history(struct broker *b)
     return b->remote > 0;
 }
 
-/* On loop 0 as the loops start, once the bridge is made: whether the engine keeps history and
- * retained messages, for every thread. */
-static void remote_decide(void *arg, wsk_loop *loop)
+/* How long a node with --threads waits at start for NATS to say whether it has JetStream. */
+#define REMOTE_WAIT 10.0
+
+static void remote_waited(struct ev_loop *ev, ev_timer *w, int revents)
 {
-    struct broker *b = arg;
-    (void)loop;
+    (void)ev;
+    (void)w;
+    (void)revents; /* a non-repeating timer: no longer active, which ends the wait */
+}
+
+/* Runs loop 0 (before the loops run) until the engine can say whether it keeps the history:
+ * NATS connected and asked about JetStream, or its first attempt failed (unreachable: the
+ * bridge logged why), or REMOTE_WAIT passed. */
+static void remote_wait(struct broker *b)
+{
+    struct ev_loop *ev = wsk_loop_ev(b->sv->loop);
+    ev_tstamp start = ev_time();
+    ev_timer limit;
+    ev_timer_init(&limit, remote_waited, REMOTE_WAIT, 0);
+    ev_timer_start(ev, &limit);
+    wsk_bridge_stats st = {0};
+    while (ev_is_active(&limit) && remote_ask(b) == WSK_ERR_IO &&
+           !(wsk_server_bridge_stats(b->sv->srv, &st) == 0 && st.outages))
+        ev_run(ev, EVRUN_ONCE);
+    ev_timer_stop(ev, &limit);
+    if (remote_ask(b) == WSK_ERR_IO)
+        serve_log(b->sv,
+                  "history stays node-local: the bridge could not say at start whether its "
+                  "engine keeps history (%s), and the threads must agree from the start",
+                  st.outages ? "unreachable" : "no answer in time");
+    else if (b->sv->verbose)
+        serve_log(b->sv, "the bridge said whether its engine keeps history after %.3f s",
+                  ev_time() - start);
+}
+
+/* On loop 0's thread before the loops run, once the bridge is made (wsserve.c): whether the
+ * engine keeps history and retained messages, for every thread. */
+static void remote_decide(struct serve *sv)
+{
+    struct broker *b = sv->state;
+    if (sv->threads == 1) return; /* decided at the first use */
+    if (sv->bridged && b->cfg->history) remote_wait(b);
     /* Retained reads are the engine's unless it keeps none: WSK_ERR_STATE before the checks. */
     atomic_store(&b->home->retains,
                  wsk_server_retained_read(b->sv->srv, "", 0, NULL, NULL) != WSK_ERR_STATE);
@@ -1303,9 +1373,9 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *  - a publish of thread k goes to loop 0 with its publisher's number on k (struct mine); loop
  *    0 keeps which thread and number its message stands for; the engine's count goes back to
  *    k; a publish the engine cannot take goes back to k, which delivers it without an offset;
- *  - a message of the engine's history is handed by loop 0 to every other thread (a copy each)
- *    and delivered on each to its own subscribers (remote_here), its publisher left out on its
- *    thread, after the recoveries there saw it (remote_live), as on one thread;
+ *  - a message of the engine's history is handed by loop 0 to every other thread (one copy
+ *    they share) and delivered on each to its own subscribers (remote_here), its publisher
+ *    left out on its thread, after the recoveries there saw it (remote_live), as on one thread;
  *  - a recovery's listen and reads, a retained read and a read of what the engine keeps go to
  *    loop 0, and their answers come back after the messages loop 0 delivered before them.
  *    Loop 0's own go the same way, to itself: a topic a loop subscribes to reaches the bridge
@@ -1455,30 +1525,48 @@ static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_
     return r;
 }
 
-/* A message of the engine's history for another thread than 0. */
-struct relay_msg {
+/* A message of the engine's history for the threads other than 0: one copy shared by all of
+ * them (an atomic count of the threads still to deliver it), each thread's part in its item.
+ * Copying it per thread costs a malloc and a copy of the message per thread instead, and
+ * the count's decrement is as cheap as a small copy (lib/group_topics.c has the figures). */
+struct relay_msg;
+struct relay_item {
+    struct relay_msg *m;
     struct serve *sv; /* the thread's */
+    uint64_t mine;    /* its publisher's number there (wsk_history_pos.mine), 0: none */
+};
+struct relay_msg {
+    atomic_uint refs;
     wsk_history_pos at;
     wsk_opcode op;
     int compress, spread;
     size_t tlen, len;
+    const uint8_t *data; /* after the items */
     char topic[TOPIC_MAX];
-    uint8_t data[];
+    struct relay_item items[];
 };
+
+static void msg_unref(struct relay_msg *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) free(m);
+}
 
 static void msg_there(void *arg, wsk_loop *loop)
 {
-    struct relay_msg *m = arg;
+    struct relay_item *it = arg;
+    struct relay_msg *m = it->m;
     (void)loop;
-    wsk_server *srv = m->sv->srv;
-    wsk_ws *from = m->at.mine ? mine_take(broker_of(srv), m->at.mine).ws : NULL;
-    long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &m->at,
+    wsk_server *srv = it->sv->srv;
+    wsk_history_pos at = m->at;
+    at.mine = it->mine;
+    wsk_ws *from = at.mine ? mine_take(broker_of(srv), at.mine).ws : NULL;
+    long n = remote_here(srv, from, m->topic, m->tlen, m->data, m->len, m->op, m->compress, &at,
                          m->spread);
     if (m->spread) { /* its publisher's count comes next (pub_count_back) */
         broker_of(srv)->unkept = n;
         broker_of(srv)->unkept_slot = m->at.mine;
     }
-    free(m);
+    msg_unref(m);
 }
 
 /* The bridged handler's message of the engine's history, on loop 0: to every thread. */
@@ -1490,21 +1578,26 @@ static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, cons
     /* Refused by the engine (offset 0): this node's subscribers get it as a local publish of
      * its publisher's thread, whose acknowledgement counts them (pub_count_back). */
     int spread = !at->offset;
-    for (unsigned i = 1; i < b->sv->threads && tlen <= TOPIC_MAX; i++) {
-        if (spread && mine.thread != i) continue;
-        struct relay_msg *m = malloc(sizeof *m + len);
-        if (!m) continue; /* as a socket's full queue: that thread's subscribers miss it */
-        *m = (struct relay_msg){.sv = &b->sv->all[i],
-                                .at = *at,
+    unsigned k = spread ? mine.thread != 0 : b->sv->threads - 1; /* the threads it goes to */
+    struct relay_msg *m = k && tlen <= TOPIC_MAX ? malloc(sizeof *m + k * sizeof *m->items + len)
+                                                 : NULL; /* none: as a socket's full queue */
+    if (m) {
+        *m = (struct relay_msg){.at = *at,
                                 .op = op,
                                 .compress = compress,
                                 .spread = spread,
                                 .tlen = tlen,
-                                .len = len};
-        m->at.mine = mine.thread == i ? mine.slot : 0;
+                                .len = len,
+                                .data = (const uint8_t *)&m->items[k]};
+        atomic_init(&m->refs, k);
         memcpy(m->topic, topic, tlen);
-        if (len) memcpy(m->data, data, len);
-        relay(srv, i, msg_there, m);
+        if (len) memcpy((uint8_t *)&m->items[k], data, len);
+    }
+    for (unsigned i = 1, j = 0; m && i < b->sv->threads; i++) {
+        if (spread && mine.thread != i) continue;
+        m->items[j] = (struct relay_item){m, &b->sv->all[i], mine.thread == i ? mine.slot : 0};
+        if (wsk_group_call_ordered(wsk_server_loop(srv), i, msg_there, &m->items[j++]) < 0)
+            msg_unref(m);
     }
     if (spread && mine.thread) return 0;
     return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at,
@@ -1632,6 +1725,7 @@ static void retained_release(struct rread *rr)
 {
     if (!rr->held) return;
     rr->held = 0;
+    rread_ack(rr); /* a message the client publishes once it has it is not held back */
     if (!rr->ws || recovering(wsk_ws_data(rr->ws), rr)) return; /* the recovery's hold now */
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = rr->json ? json_topic(jt, rr->topic, rr->tlen) : rr->tlen;
@@ -1693,19 +1787,25 @@ static void retained_there(void *arg, wsk_loop *loop)
 static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct rread *rr)
 {
     struct serve *sv = serve_of(srv);
-    if (sv->threads == 1) return wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
+    if (sv->threads == 1) {
+        rread_ack(rr);
+        return wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
+    }
     if (!atomic_load(&broker_of(srv)->home->retains)) return WSK_ERR_STATE;
     struct relay_retained *q = malloc(sizeof *q);
     if (!q) return WSK_ERR_NOMEM;
     *q = (struct relay_retained){sv, rr, 0, {0}};
     /* The socket subscribed already: until loop 0 has the read, what it delivers of the topic
      * is held back (each topic on its own; not one a recovery holds: that hold is the
-     * recovery's). */
+     * recovery's), and so is the subscribe's acknowledgement: a message the client publishes
+     * once it has it is not held back. */
     struct client *cl = wsk_ws_data(rr->ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
     if (!recovering(cl, rr) && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
         rr->held = q->held = 1;
+    else
+        rread_ack(rr);
     int r = relay(srv, 0, retained_there, q);
     if (r < 0) retained_release(rr);
     return r;
@@ -1992,10 +2092,13 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
     }
     size_t len;
     char *s = jp_ack_topics(rq->op, rq->id, rq->topics, rq->ntopics, cl->nsubs, &len);
-    send_reply(ws, s, len);
-    /* The retained messages come right after the acknowledgement. */
-    for (size_t i = 0; rq->op == JP_SUBSCRIBE && i < rq->ntopics; i++)
-        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len);
+    if (rq->op != JP_SUBSCRIBE || !rq->ntopics) {
+        send_reply(ws, s, len);
+        return;
+    }
+    /* The retained messages come right after the acknowledgement (which retained_ask sends). */
+    for (size_t i = 0; i < rq->ntopics; i++)
+        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len, i ? NULL : s, i ? 0 : len);
 }
 
 /* Presence: what the broker knows of a subscriber. */
@@ -2664,8 +2767,6 @@ static int pubsub_setup(struct serve *sv, wsk_server_opts *so, wsk_handlers *h)
     b->token_len = b->token ? strlen(b->token) : 0;
     so->publish_to_self = cfg->publish_to_self;
     so->bridge_derived = JSON_NS;
-    /* Loop 0 says for every thread whether the engine keeps history and retained messages. */
-    if (sv->group && !sv->thread && wsk_group_call(sv->group, 0, remote_decide, b) < 0) goto fail;
     h->bridged = broker_bridged;
     h->upgrade = broker_upgrade;
     h->open = broker_open;
@@ -2689,4 +2790,5 @@ const serve_mode serve_pubsub = {
     .request = broker_request,
     .teardown = pubsub_teardown,
     .authorized = broker_authorized,
+    .before_listen = remote_decide,
 };

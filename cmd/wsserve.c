@@ -709,6 +709,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; p.n > 1 && (c.metrics || c.metrics_path) && i < p.n; i++)
         if (serve_stats_start(&p.sv[i]) < 0) goto out;
     if (bridge(&p.sv[0], &c) < 0) goto out;
+    if (c.mode->before_listen) c.mode->before_listen(&p.sv[0]);
     if (c.metrics && !(metrics_srv = serve_metrics_listen(&p.sv[0], c.metrics, c.quiet))) goto out;
     /* The signal watchers come before the "listening" line: whoever waits for that line may
      * send SIGTERM at once. */
