@@ -152,6 +152,7 @@ static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int who
     int text = c->msg_op == WSK_OP_TEXT;
 
     if (c->flags & WSK_F_MSG_COMPRESSED) {
+        wsk_lent_settle_msg(c);
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         /* A message that inflates whole, nothing of it gathered yet, goes to the loop's buffer
@@ -179,6 +180,8 @@ static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int who
             return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
         /* The common case: a whole unfragmented message in this read, handed over in place. */
         if (whole && end && !(c->cold && c->cold->msg.len)) return deliver(c, p, n);
+        /* A reply held from the message buffer leaves before the buffer is written again. */
+        wsk_lent_settle_msg(c);
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         /* Kept bytes too small for this message: a new buffer, not a copy of nothing. */
