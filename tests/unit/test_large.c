@@ -2,13 +2,14 @@
  * and at payload boundaries around the direct-read threshold is one message, whose rest was read
  * straight into the buffer of the announced length (and the bytes after it into the shared
  * buffer); that buffer stays for the next message until two sweeps find it unused; text split
- * inside UTF-8 sequences still validates, and fails at a bad byte; a large send with nothing queued
- * is written at once, a partial write leaves only the rest queued (in cached blocks) with drain to
- * follow, and behind queued bytes it keeps its order; replies under WSK_BATCH_MAX to frames that
- * arrived in one read leave together, in order, in one write (counted on a SOCK_SEQPACKET pair):
- * held where they lie when their payload is in the loop's buffer, within the backpressure
- * limit (a pong between them writes the held ones first), and so is the reply to a frame whose
- * rest was read in place, where it lies, until its buffer takes another message's bytes. */
+ * inside UTF-8 sequences still validates, and fails at a bad byte or at ASCII after a lead byte; a
+ * large send with nothing queued is written at once, a partial write leaves only the rest queued
+ * (in cached blocks) with drain to follow, and behind queued bytes it keeps its order; replies
+ * under WSK_BATCH_MAX to frames that arrived in one read leave together, in order, in one write
+ * (counted on a SOCK_SEQPACKET pair): held where they lie when their payload is in the loop's
+ * buffer, within the backpressure limit (a pong between them writes the held ones first), and so is
+ * the reply to a frame whose rest was read in place, where it lies, until its buffer takes another
+ * message's bytes. */
 #include "test.h"
 #include "pair.h"
 
@@ -192,6 +193,26 @@ static void text(wsk_ctx *ctx)
     SPIN_UNTIL(pair_closes, pair_turn());
     CHECK(direct && messages == 0 && pair_closes == 1 && pair_close_code == WSK_CLOSE_INVALID_DATA,
           "invalid UTF-8 in the part read in place: no message, close %u", pair_close_code);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+
+    /* A fragment ends after a lead byte and the next fragment is all ASCII: that it unmasked
+     * to ASCII does not spare it the validator, whose sequence is still open (the third
+     * fragment's continuation byte would otherwise close the sequence, and the message pass). */
+    c = open_conn(ctx, &peer, 0);
+    reset();
+    memset(payload, 'a', 3000);
+    payload[999] = 0xC3;
+    payload[2000] = 0xA9;
+    n = big_frame(f, 0x01, payload, 1000);
+    n += big_frame(f + n, 0x00, payload + 1000, 1000);
+    n += big_frame(f + n, 0x80, payload + 2000, 1000);
+    pair_put(peer, f, n);
+    SPIN_UNTIL(pair_closes, pair_turn());
+    CHECK(messages == 0 && pair_closes == 1 && pair_close_code == WSK_CLOSE_INVALID_DATA,
+          "a 2-byte sequence left open by a fragment, an ASCII fragment after it: no message, "
+          "close %u",
+          pair_close_code);
     close(peer);
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
