@@ -24,7 +24,8 @@
  *                   (topic_trie.c: wildcard patterns; ptab.c: its hash tables)
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
- *   send_lent.c     large replies from the receive buffer, written together at the end of the read
+ *   send_lent.c     large replies from the receive buffer (or a socket's message buffer),
+ *                   written together at the end of the read
  *                   (a large message with nothing queued: written during the send)
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, send-block cache, logging
  *   group.c         server groups: a loop per thread, inboxes between them (group_topics.c:
