@@ -24,7 +24,8 @@
  *                   (topic_trie.c: wildcard patterns; ptab.c: its hash tables)
  *   send_queue.c    per-socket queue of byte segments (private or shared blocks)
  *   send_flush.c    one writev per socket per loop iteration, EV_WRITE when the kernel is full
- *   send_lent.c     large replies from the receive buffer, written together at the end of the read
+ *   send_lent.c     large replies from the receive buffer (or a socket's message buffer),
+ *                   written together at the end of the read
  *                   (a large message with nothing queued: written during the send)
  *   io_loop.c       wsk_loop: receive buffer, the end-of-iteration flush, send-block cache, logging
  *   group.c         server groups: a loop per thread, inboxes between them (group_topics.c:
@@ -91,10 +92,12 @@ typedef struct wsk_queue {
 #define WSK_LENT_MAX 16 /* frames a read's replies hold before they are written */
 
 /* During the read of a plain server socket (conn.c): its large replies whose payload lies in
- * the loop's receive buffer, written together at the end of the read. */
+ * the loop's receive buffer or in the socket's message buffer (a frame read across reads),
+ * written together at the end of the read. */
 typedef struct wsk_lent {
     struct wsk_ws *c; /* the socket whose read is being handled, or NULL */
     unsigned n;       /* frames held: headers in hdr, header + payload pairs in iov */
+    int from_msg;     /* one of them lies in c's message buffer (c->cold->msg) */
     size_t bytes;
     uint8_t hdr[WSK_LENT_MAX][14]; /* WSK_FRAME_HDR_MAX each */
     struct iovec iov[2 * WSK_LENT_MAX];
@@ -397,9 +400,10 @@ long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t tota
 /* send_lent.c */
 /* A read of c is about to be handled: its large replies may be held (plain server sockets). */
 void wsk_lent_begin(struct wsk_ws *c);
-/* Holds the frame of data[0..len) when it lies in the loop's receive buffer and c's read is
- * being handled with nothing queued and room within the limits: 1, or 0 (nothing done).  data
- * must stay unchanged until the end of the read. */
+/* Holds the frame of data[0..len) when it lies in the loop's receive buffer or in c's message
+ * buffer and c's read is being handled with nothing queued and room within the limits: 1, or 0
+ * (nothing done).  data must stay unchanged until the end of the read (msg_assemble.c calls
+ * wsk_lent_settle_msg before it writes to the message buffer again). */
 int wsk_lent_hold(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len);
 /* Writes the held frames (wsk_flush_iov). */
 void wsk_lent_flush(wsk_loop *loop);
@@ -409,6 +413,12 @@ void wsk_lent_end(wsk_loop *loop);
 static inline void wsk_lent_settle(struct wsk_ws *c)
 {
     if (c->ctx->loop->lent.n && c->ctx->loop->lent.c == c) wsk_lent_flush(c->ctx->loop);
+}
+
+/* Before c's message buffer takes new bytes: the frames held from it are written first. */
+static inline void wsk_lent_settle_msg(struct wsk_ws *c)
+{
+    if (c->ctx->loop->lent.from_msg && c->ctx->loop->lent.c == c) wsk_lent_flush(c->ctx->loop);
 }
 
 /* server.c */

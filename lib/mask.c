@@ -6,10 +6,14 @@
  * 32-bit XOR and at most 3 tail bytes.  The key period (4) divides the word size, so one key
  * widened to 64 bits and rotated to the current offset serves every word.  Loads and stores go
  * through memcpy, which compilers turn into plain (and, in the unrolled loop, vector) moves
- * without aliasing or alignment UB. */
+ * without aliasing or alignment UB.  The bytes unmasked are ORed together on the way (one more
+ * vector OR per 64 bytes), so a text payload learns it is all ASCII in the same pass
+ * (wsk_unmask_ascii) and its UTF-8 validation need not read it again. */
 #include "mask.h"
 
 #include <string.h>
+
+#define HIGH_BITS 0x8080808080808080ull
 
 /* Eight words from src, XORed with k, to dst: all loads before any store, so dst == src (in
  * place) is fine and the compiler may turn the block into vector moves either way. */
@@ -25,7 +29,7 @@ static inline void store64(uint8_t *p, uint64_t w)
     memcpy(p, &w, 8);
 }
 
-static inline void xor_block(uint8_t *dst, const uint8_t *src, uint64_t k)
+static inline uint64_t xor_block(uint8_t *dst, const uint8_t *src, uint64_t k)
 {
     uint64_t w0 = load64(src), w1 = load64(src + 8), w2 = load64(src + 16), w3 = load64(src + 24),
              w4 = load64(src + 32), w5 = load64(src + 40), w6 = load64(src + 48),
@@ -38,16 +42,20 @@ static inline void xor_block(uint8_t *dst, const uint8_t *src, uint64_t k)
     store64(dst + 40, w5 ^ k);
     store64(dst + 48, w6 ^ k);
     store64(dst + 56, w7 ^ k);
+    return (w0 ^ k) | (w1 ^ k) | (w2 ^ k) | (w3 ^ k) | (w4 ^ k) | (w5 ^ k) | (w6 ^ k) | (w7 ^ k);
 }
 
-/* Whole 64-byte blocks of n; returns how many bytes were done.  With AVX2 (chosen per call from
- * the CPU model libgcc found at load, as in parse_utf8_simd.c) a block is two 256-bit XORs
- * instead of four 128-bit ones: 64 KiB in place at 88 GB/s instead of 63 (`test_mask --bench`,
+/* Whole 64-byte blocks of n; returns how many bytes were done, and ORs into *hi a word with the
+ * top bit of a byte set when some byte written had it (text: not all ASCII).  With AVX2 (chosen per
+ * call from the CPU model libgcc found at load, as in parse_utf8_simd.c) a block is two 256-bit
+ * XORs instead of four 128-bit ones: 64 KiB in place at 88 GB/s instead of 63 (`test_mask --bench`,
  * one loaded 2-core EPYC). */
-static size_t xor_blocks_sse(uint8_t *dst, const uint8_t *src, size_t n, uint64_t k)
+static size_t xor_blocks_sse(uint8_t *dst, const uint8_t *src, size_t n, uint64_t k, uint64_t *hi)
 {
     size_t i = 0;
-    for (; n - i >= 64; i += 64) xor_block(dst + i, src + i, k);
+    uint64_t acc = 0;
+    for (; n - i >= 64; i += 64) acc |= xor_block(dst + i, src + i, k);
+    *hi |= acc & HIGH_BITS;
     return i;
 }
 
@@ -55,38 +63,46 @@ static size_t xor_blocks_sse(uint8_t *dst, const uint8_t *src, size_t n, uint64_
 #include <immintrin.h>
 
 __attribute__((target("avx2"))) static size_t xor_blocks_avx2(uint8_t *dst, const uint8_t *src,
-                                                              size_t n, uint64_t k)
+                                                              size_t n, uint64_t k, uint64_t *hi)
 {
     const __m256i kv = _mm256_set1_epi64x((long long)k);
+    __m256i acc = _mm256_setzero_si256();
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(src + i));
         __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(src + i + 32));
-        _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_xor_si256(a, kv));
-        _mm256_storeu_si256((__m256i *)(void *)(dst + i + 32), _mm256_xor_si256(b, kv));
+        a = _mm256_xor_si256(a, kv);
+        b = _mm256_xor_si256(b, kv);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), a);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i + 32), b);
+        acc = _mm256_or_si256(acc, _mm256_or_si256(a, b));
     }
+    *hi |= _mm256_movemask_epi8(acc) ? HIGH_BITS : 0;
     return i;
 }
 
-static size_t xor_blocks(uint8_t *dst, const uint8_t *src, size_t n, uint64_t k)
+static size_t xor_blocks(uint8_t *dst, const uint8_t *src, size_t n, uint64_t k, uint64_t *hi)
 {
-    return n >= 256 && __builtin_cpu_supports("avx2") ? xor_blocks_avx2(dst, src, n, k)
-                                                      : xor_blocks_sse(dst, src, n, k);
+    return n >= 256 && __builtin_cpu_supports("avx2") ? xor_blocks_avx2(dst, src, n, k, hi)
+                                                      : xor_blocks_sse(dst, src, n, k, hi);
 }
 #else
-static size_t xor_blocks(uint8_t *dst, const uint8_t *src, size_t n, uint64_t k)
+static size_t xor_blocks(uint8_t *dst, const uint8_t *src, size_t n, uint64_t k, uint64_t *hi)
 {
-    return xor_blocks_sse(dst, src, n, k);
+    return xor_blocks_sse(dst, src, n, k, hi);
 }
 #endif
 
-static inline void xor_word(uint8_t *dst, const uint8_t *src, uint64_t k)
+static inline uint64_t xor_word(uint8_t *dst, const uint8_t *src, uint64_t k)
 {
-    store64(dst, load64(src) ^ k);
+    uint64_t w = load64(src) ^ k;
+    store64(dst, w);
+    return w;
 }
 
-size_t wsk_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
-                     size_t offset)
+/* wsk_mask_copy, and into *hi the top bits of the bytes written (see xor_blocks). */
+static size_t mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
+                        size_t offset, uint64_t *hi)
 {
     size_t next = (offset + n) & 3;
     if (n == 0) return next; /* p may then be NULL, and C leaves even NULL + 0 undefined */
@@ -104,9 +120,9 @@ size_t wsk_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t k
         memcpy(&kw, k, 8);
         /* 64 bytes per iteration (four 128-bit vector XORs once the compiler merges the words,
          * or two 256-bit ones), and few loop branches per byte. */
-        size_t done = xor_blocks(dst, src, n, kw);
+        size_t done = xor_blocks(dst, src, n, kw, hi);
         dst += done, src += done, n -= done;
-        for (; n >= 8; dst += 8, src += 8, n -= 8) xor_word(dst, src, kw);
+        for (; n >= 8; dst += 8, src += 8, n -= 8) *hi |= xor_word(dst, src, kw) & HIGH_BITS;
     }
     if (n >= 4) {
         uint32_t w, kw4;
@@ -114,15 +130,35 @@ size_t wsk_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t k
         memcpy(&kw4, k, 4);
         w ^= kw4;
         memcpy(dst, &w, 4);
+        *hi |= w & 0x80808080u;
         dst += 4;
         src += 4;
         n -= 4;
     }
-    for (size_t i = 0; i < n; i++) dst[i] = src[i] ^ k[i];
+    for (size_t i = 0; i < n; i++) {
+        dst[i] = src[i] ^ k[i];
+        *hi |= dst[i] & 0x80u;
+    }
     return next;
+}
+
+size_t wsk_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
+                     size_t offset)
+{
+    uint64_t hi = 0;
+    return mask_copy(dst, src, n, key, offset, &hi);
 }
 
 size_t wsk_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t offset)
 {
-    return wsk_mask_copy(p, p, n, key, offset);
+    uint64_t hi = 0;
+    return mask_copy(p, p, n, key, offset, &hi);
+}
+
+size_t wsk_unmask_ascii(uint8_t *p, size_t n, const uint8_t key[4], size_t offset, int *ascii)
+{
+    uint64_t hi = 0;
+    size_t next = mask_copy(p, p, n, key, offset, &hi);
+    *ascii = !hi;
+    return next;
 }

@@ -143,15 +143,26 @@ static int deliver_assembled(struct wsk_ws *c)
     return r;
 }
 
+/* 1 when p[0..n), the next bytes of c's message, may follow what came before: not text, or
+ * text whose validation goes on.  ascii: unmasking found every byte ASCII, so text between
+ * characters stays between characters without a second pass over the bytes. */
+static int text_ok(struct wsk_ws *c, const uint8_t *p, size_t n, int ascii)
+{
+    return c->msg_op != WSK_OP_TEXT || (ascii && c->utf8 == WSK_UTF8_ACCEPT) ||
+           wsk_utf8_validate(&c->utf8, p, n) >= 0;
+}
+
 /* Payload bytes of a data frame: p[0..n), the last ones of the frame when c->remaining is 0;
- * p[n..n + after) are the rest of the read, lent to the inflater for its tail. */
-static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int whole)
+ * p[n..n + after) are the rest of the read, lent to the inflater for its tail; ascii: as in
+ * text_ok. */
+static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int whole, int ascii)
 {
     int last = c->remaining == 0;
     int end = last && c->frame_fin;
     int text = c->msg_op == WSK_OP_TEXT;
 
     if (c->flags & WSK_F_MSG_COMPRESSED) {
+        wsk_lent_settle_msg(c);
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         /* A message that inflates whole, nothing of it gathered yet, goes to the loop's buffer
@@ -175,10 +186,12 @@ static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int who
             return r;
         }
     } else {
-        if (text && wsk_utf8_validate(&c->utf8, p, n) < 0)
+        if (!text_ok(c, p, n, ascii))
             return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
         /* The common case: a whole unfragmented message in this read, handed over in place. */
         if (whole && end && !(c->cold && c->cold->msg.len)) return deliver(c, p, n);
+        /* A reply held from the message buffer leaves before the buffer is written again. */
+        wsk_lent_settle_msg(c);
         wsk_cold *k = wsk_conn_cold(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         /* Kept bytes too small for this message: a new buffer, not a copy of nothing. */
@@ -229,12 +242,12 @@ int wsk_msg_direct_received(struct wsk_ws *c, size_t n, size_t after)
 {
     wsk_dbuf *m = &c->cold->msg;
     uint8_t *p = m->p + m->len;
+    int ascii = 0;
     if (c->ctx->role == WSK_ROLE_SERVER)
-        c->mask_off = (uint8_t)wsk_mask(p, n, c->mask, c->mask_off);
+        c->mask_off = (uint8_t)wsk_unmask_ascii(p, n, c->mask, c->mask_off, &ascii);
     m->len += n;
     c->remaining -= n;
-    if (c->msg_op == WSK_OP_TEXT && wsk_utf8_validate(&c->utf8, p, n) < 0)
-        return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
+    if (!text_ok(c, p, n, ascii)) return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
     if (c->remaining) return 0;
     c->flags &= ~WSK_F_PAYLOAD;
     if (!c->frame_fin) return 0;
@@ -288,14 +301,15 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
             whole = f.len <= n;
         }
         size_t take = c->remaining < n ? (size_t)c->remaining : n;
-        if (masked) c->mask_off = (uint8_t)wsk_mask(p, take, c->mask, c->mask_off);
+        int ascii = 0;
+        if (masked) c->mask_off = (uint8_t)wsk_unmask_ascii(p, take, c->mask, c->mask_off, &ascii);
         c->remaining -= take;
         if (c->remaining == 0) c->flags &= ~WSK_F_PAYLOAD;
         /* Another frame waits behind this one: what its handler sends can leave with the
          * replies to the next ones in one write (send_msg.c). */
         ctx->loop->more_input = n > take ? c : NULL;
         int r = (c->frame_op & 8) ? on_control_data(c, p, take, whole)
-                                  : on_data(c, p, take, n - take, whole);
+                                  : on_data(c, p, take, n - take, whole, ascii);
         ctx->loop->more_input = NULL;
         if (r < 0) return r;
         p += take;

@@ -7,7 +7,10 @@
  * one by one: the frames' headers are kept in the loop, their payloads stay where the read put
  * them, and conn.c writes them before the next read reuses the buffer (64 KiB echo, 2 frames a
  * read: one sendmsg instead of two).  Only what the kernel does not take is copied, to the
- * queue, as wsk_flush_direct does for one frame.
+ * queue, as wsk_flush_direct does for one frame.  A message whose frame spanned reads lies in the
+ * socket's message buffer (its end read there directly, msg_assemble.c): its reply is held there
+ * too, with the replies to the frames read behind it, and written before that buffer takes the
+ * bytes of another message (wsk_lent_settle_msg).
  *
  * Order: frames are held only while the socket's queue is empty, and any other frame for the
  * socket (a small reply, a pong, a close, a publish, a payload from elsewhere) first writes the
@@ -26,15 +29,24 @@ void wsk_lent_begin(struct wsk_ws *c)
     loop->lent.c = plain ? c : NULL;
 }
 
+/* 1 when p[0..len) lies in buf[0..cap). */
+static int within(const void *p, size_t len, const void *buf, size_t cap)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)buf;
+    return buf && a >= b && a - b <= cap && len <= cap - (a - b);
+}
+
 int wsk_lent_hold(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len)
 {
     wsk_loop *loop = c->ctx->loop;
     wsk_lent *l = &loop->lent;
-    uintptr_t p = (uintptr_t)data, buf = (uintptr_t)loop->rbuf;
     size_t hl = wsk_frame_header_size(len, 0);
-    if (l->c != c || c->q.bytes || l->n == WSK_LENT_MAX || p < buf ||
-        p + len > buf + WSK_RBUF_SIZE || l->bytes + hl + len > c->ctx->lim.backpressure_limit)
+    if (l->c != c || c->q.bytes || l->n == WSK_LENT_MAX ||
+        l->bytes + hl + len > c->ctx->lim.backpressure_limit)
         return 0;
+    int from_msg = c->cold && within(data, len, c->cold->msg.p, c->cold->msg.cap);
+    if (!from_msg && !within(data, len, loop->rbuf, WSK_RBUF_SIZE)) return 0;
+    l->from_msg |= from_msg;
     uint8_t *h = l->hdr[l->n];
     wsk_frame_header(h, 1, rsv, opcode, len, NULL);
     l->iov[2 * l->n] = (struct iovec){h, hl};
@@ -51,6 +63,7 @@ void wsk_lent_flush(wsk_loop *loop)
     size_t bytes = l->bytes;
     l->n = 0;
     l->bytes = 0;
+    l->from_msg = 0;
     if (n && l->c->state != WSK_ST_DEAD) wsk_flush_iov(l->c, l->iov, (int)(2 * n), bytes);
 }
 

@@ -2,13 +2,14 @@
  * and at payload boundaries around the direct-read threshold is one message, whose rest was read
  * straight into the buffer of the announced length (and the bytes after it into the shared
  * buffer); that buffer stays for the next message until two sweeps find it unused; text split
- * inside UTF-8 sequences still validates, and fails at a bad byte; a large send with nothing queued
- * is written at once, a partial write leaves only the rest queued (in cached blocks) with drain to
- * follow, and behind queued bytes it keeps its order; replies under WSK_BATCH_MAX to frames that
- * arrived in one read leave together, in order, in one write (counted on a SOCK_SEQPACKET pair):
- * held where they lie when their payload is in the loop's buffer, within the backpressure
- * limit (a pong between them writes the held ones first), queued when the read began with the
- * rest of a frame read in place. */
+ * inside UTF-8 sequences still validates, and fails at a bad byte or at ASCII after a lead byte; a
+ * large send with nothing queued is written at once, a partial write leaves only the rest queued
+ * (in cached blocks) with drain to follow, and behind queued bytes it keeps its order; replies
+ * under WSK_BATCH_MAX to frames that arrived in one read leave together, in order, in one write
+ * (counted on a SOCK_SEQPACKET pair): held where they lie when their payload is in the loop's
+ * buffer, within the backpressure limit (a pong between them writes the held ones first), and so is
+ * the reply to a frame whose rest was read in place, where it lies, until its buffer takes another
+ * message's bytes. */
 #include "test.h"
 #include "pair.h"
 
@@ -194,6 +195,26 @@ static void text(wsk_ctx *ctx)
           "invalid UTF-8 in the part read in place: no message, close %u", pair_close_code);
     close(peer);
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+
+    /* A fragment ends after a lead byte and the next fragment is all ASCII: that it unmasked
+     * to ASCII does not spare it the validator, whose sequence is still open (the third
+     * fragment's continuation byte would otherwise close the sequence, and the message pass). */
+    c = open_conn(ctx, &peer, 0);
+    reset();
+    memset(payload, 'a', 3000);
+    payload[999] = 0xC3;
+    payload[2000] = 0xA9;
+    n = big_frame(f, 0x01, payload, 1000);
+    n += big_frame(f + n, 0x00, payload + 1000, 1000);
+    n += big_frame(f + n, 0x80, payload + 2000, 1000);
+    pair_put(peer, f, n);
+    SPIN_UNTIL(pair_closes, pair_turn());
+    CHECK(messages == 0 && pair_closes == 1 && pair_close_code == WSK_CLOSE_INVALID_DATA,
+          "a 2-byte sequence left open by a fragment, an ASCII fragment after it: no message, "
+          "close %u",
+          pair_close_code);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
 
 /* Reads everything the peer gets until `want` bytes or 5 s. */
@@ -265,11 +286,12 @@ static void sends(wsk_ctx *ctx)
 /* Echo replies to `count` frames of `len` bytes that the peer writes at once, with a ping
  * after the first when `ping`, or with the first `ahead` bytes of the first frame in a write of
  * their own, read before the rest is written (the rest of that frame is then read in place,
- * wsk_msg_direct; *direct says it was).  The pair is SOCK_SEQPACKET, where each read returns
+ * wsk_msg_direct; *direct says it was), and the last `back` bytes in a write of their own,
+ * once the others were read.  The pair is SOCK_SEQPACKET, where each read returns
  * what one write wrote: *writes counts the connection's writes of the replies.  1 when the peer
  * read back the payloads in order, a frame each (and the pong after the first). */
-static int echo_read(wsk_ctx *ctx, size_t len, int count, size_t ahead, int ping, int *direct,
-                     int *writes)
+static int echo_read(wsk_ctx *ctx, size_t len, int count, size_t ahead, size_t back, int ping,
+                     int *direct, int *writes)
 {
     enum { MAX = 4 * 40000 };
     static uint8_t in[MAX + 64], payload[MAX], out[MAX + 64];
@@ -294,7 +316,11 @@ static int echo_read(wsk_ctx *ctx, size_t len, int count, size_t ahead, int ping
         SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
         *direct = wsk_msg_direct(c, &cap) != NULL;
     }
-    pair_put(peer, in + ahead, n - ahead);
+    pair_put(peer, in + ahead, n - ahead - back);
+    if (back) {
+        SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+        pair_put(peer, in + n - back, back);
+    }
     size_t want = (hl + len) * (size_t)count + pong, have = 0;
     *writes = 0;
     SPIN_UNTIL(have >= want, {
@@ -320,36 +346,49 @@ static void batched_replies(wsk_ctx *ctx)
 {
     enum { LEN = 20000 }; /* from WSK_DIRECT_MIN to WSK_BATCH_MAX */
     int direct, writes;
-    int ok = echo_read(ctx, LEN, 4, 0, 0, &direct, &writes);
+    int ok = echo_read(ctx, LEN, 4, 0, 0, 0, &direct, &writes);
     CHECK(ok && !queued[3] && held[0] == 1 && held[1] == 2 && held[2] == 3 && held[3] == 4 &&
               writes == 1,
           "replies to 4 frames of %d bytes in one read are held where they lie (%u, %u, %u, %u, "
           "nothing queued) and arrive whole, in order, in %d write",
           LEN, held[0], held[1], held[2], held[3], writes);
-    ok = echo_read(ctx, 40000, 2, 0, 0, &direct, &writes);
+    ok = echo_read(ctx, 40000, 2, 0, 0, 0, &direct, &writes);
     CHECK(ok && held[1] == 2 && writes == 1, "so are 2 replies of 40000 bytes (%d write)", writes);
     /* What is held stays within the backpressure limit: the third reply writes the two held. */
     size_t limit = ctx->lim.backpressure_limit;
     ctx->lim.backpressure_limit = 50000;
-    ok = echo_read(ctx, LEN, 4, 0, 0, &direct, &writes);
+    ok = echo_read(ctx, LEN, 4, 0, 0, 0, &direct, &writes);
     ctx->lim.backpressure_limit = limit;
     CHECK(ok && held[1] == 2 && !held[2] && queued[2] == 4 + LEN && writes == 2,
           "with a backpressure limit of 50000 bytes, 2 replies of %d are held, the third writes "
           "them and is queued (%u, %zu bytes; %d writes)",
           LEN, held[2], queued[2], writes);
     /* A pong goes after the reply held before it: that one is written first. */
-    ok = echo_read(ctx, LEN, 2, 0, 1, &direct, &writes);
+    ok = echo_read(ctx, LEN, 2, 0, 0, 1, &direct, &writes);
     CHECK(ok && held[0] == 1 && held[1] == 0 && writes == 2,
           "a ping between 2 frames: reply, pong, reply, in order (%d writes)", writes);
-    /* The read that ends a frame read in place carries 2 more frames: one write for the 3. */
-    ok = echo_read(ctx, LEN, 3, 8 + 1000, 0, &direct, &writes);
-    CHECK(ok && direct && queued[0] == 4 + LEN && queued[2] == 3 * (4 + LEN) && writes == 1,
-          "a frame's rest read in place with 2 frames behind it: the 3 replies are queued (%zu, "
-          "%zu bytes) and leave in %d write",
-          queued[0], queued[2], writes);
-    ok = echo_read(ctx, LEN, 1, 8 + 1000, 0, &direct, &writes);
-    CHECK(ok && direct && queued[0] == 0 && !held[0] && writes == 1,
-          "with nothing behind the frame read in place, its reply is written at once (%zu)",
+    /* The read that ends a frame read in place carries 2 more frames: one write for the 3, the
+     * first reply held in the frame's own buffer, the others in the loop's. */
+    ok = echo_read(ctx, LEN, 3, 8 + 1000, 0, 0, &direct, &writes);
+    CHECK(ok && direct && held[0] == 1 && held[2] == 3 && !queued[2] && writes == 1,
+          "a frame's rest read in place with 2 frames behind it: the 3 replies are held (%u, %u, "
+          "nothing queued) and leave in %d write",
+          held[0], held[2], writes);
+    ok = echo_read(ctx, 40000, 2, 8 + 1000, 0, 0, &direct, &writes);
+    CHECK(ok && direct && held[1] == 2 && writes == 1,
+          "so are the replies to 2 frames of 40000 bytes, the first read in place (%d write)",
+          writes);
+    /* The read ends inside a third frame, gathered in the buffer the first reply lies in: that
+     * reply and the one held behind it are written before the buffer takes the third's bytes. */
+    ok = echo_read(ctx, 40000, 3, 8 + 1000, 30000, 0, &direct, &writes);
+    CHECK(ok && direct && held[1] == 2 && writes == 2,
+          "3 frames of 40000 bytes, the first read in place, the read ending inside the third: "
+          "the replies arrive intact, in order (%d writes)",
+          writes);
+    ok = echo_read(ctx, LEN, 1, 8 + 1000, 0, 0, &direct, &writes);
+    CHECK(ok && direct && queued[0] == 0 && writes == 1,
+          "with nothing behind the frame read in place, its reply is one write, nothing queued "
+          "(%zu)",
           queued[0]);
 }
 

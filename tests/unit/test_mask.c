@@ -1,5 +1,7 @@
 /* wsk_mask against a plain byte loop: every length, alignment and key offset, big buffers, and
- * payloads unmasked in random pieces; wsk_mask_copy against wsk_mask in place. */
+ * payloads unmasked in random pieces; wsk_mask_copy against wsk_mask in place; wsk_unmask_ascii
+ * says ASCII exactly when no unmasked byte has its top bit, wherever the one such byte lies
+ * (vector blocks, words, the 4-byte step, the tail bytes). */
 #include "mask.h"
 #include "test.h"
 
@@ -142,6 +144,32 @@ int main(int argc, char **argv)
                                    "copy len %zu src %zu dst %zu off %zu", len, sa, da, off);
                 }
     CHECK(bad == 0, "wsk_mask_copy matches a copy then a byte loop, source untouched");
+
+    /* ASCII text masked with a key that has every top bit set, so that only unmasking clears
+     * them; then one byte at each position (and only there) unmasks to a non-ASCII byte. */
+    bad = 0;
+    static const uint8_t hikey[4] = {0x80, 0x81, 0xC2, 0xFF};
+    static uint8_t plain[1100], buf[1100];
+    for (size_t i = 0; i < sizeof plain; i++) plain[i] = (uint8_t)(rnd(&seed) & 0x7F);
+    static const size_t lens[] = {0, 1, 3, 4, 7, 8, 63, 64, 65, 255, 256, 300, 1100};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t len = lens[li];
+        for (size_t off = 0; off < 4; off++)
+            for (size_t at = 0; at <= len; at++) {
+                memcpy(buf, plain, len);
+                if (at < len) buf[at] |= 0x80; /* at == len: all ASCII */
+                naive(buf, len, hikey, off);
+                int ascii = -1;
+                size_t r = wsk_unmask_ascii(buf, len, hikey, off, &ascii);
+                int ok = r == ((off + len) & 3) && ascii == (at == len) &&
+                         (at == len || buf[at] == (plain[at] | 0x80));
+                for (size_t i = 0; ok && i < len; i++)
+                    ok = buf[i] == (i == at ? plain[i] | 0x80 : plain[i]);
+                bad += !EXPECT(ok, "ascii len %zu off %zu byte %zu: %d", len, off, at, ascii);
+            }
+    }
+    CHECK(bad == 0, "wsk_unmask_ascii unmasks and says ASCII exactly when no byte is 0x80 or "
+                    "above (lengths 0..1100, a non-ASCII byte at each place)");
 
     return TEST_DONE();
 }
