@@ -23,8 +23,8 @@ import websockets
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import (done, Engine, nothing, ok, recv_json, sanitized, Server, skip,  # noqa: E402
                     wait_for, ws_connect as connect)
-from history import (T, across_nodes, introspection, messages, own_messages,  # noqa: E402
-                     publish, resume, retained, storm, under_pattern)
+from history import (T, across_nodes, introspection, messages, messages_unless_late,  # noqa: E402
+                     own_messages, publish, resume, retained, storm, under_pattern)
 
 
 def node(redis, *extra, url=None):
@@ -66,13 +66,7 @@ async def recover_one(url, topic, offset, epoch, late=None):
     time.monotonic() after which what is tested may have expired), an ack heard after late may
     be followed by nothing: [] then.  (The ack follows the node's read of the history.)"""
     ack, ws = await resume(url, topic, offset, epoch)
-    acked = time.monotonic()
-    try:
-        got = await messages(ws, 1)
-    except asyncio.TimeoutError:
-        if late is None or acked < late:
-            raise
-        got = []
+    got = await messages_unless_late(ws, 1, time.monotonic(), late or float("inf"))
     await ws.close()
     return ack, got
 
