@@ -1564,7 +1564,7 @@ static void msg_there(void *arg, wsk_loop *loop)
                          m->spread);
     if (m->spread) { /* its publisher's count comes next (pub_count_back) */
         broker_of(srv)->unkept = n;
-        broker_of(srv)->unkept_slot = m->at.mine;
+        broker_of(srv)->unkept_slot = at.mine; /* this thread's publisher */
     }
     msg_unref(m);
 }
