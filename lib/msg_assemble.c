@@ -6,9 +6,10 @@
  * where it lies: no copy, no allocation.  Only a message split across reads or frames is
  * gathered in the socket's cold buffer, whose cap is the max payload; once a large frame's
  * header is in, the buffer takes its whole announced length and the rest of the frame is read
- * straight into it (wsk_msg_direct), so its bytes are copied once, by the kernel.  Text is
- * validated as it arrives so invalid UTF-8 fails the connection at the first bad byte (RFC
- * 6455 8.1). */
+ * straight into it (wsk_msg_direct), so its bytes are copied once, by the kernel; after a message
+ * of one large frame, the next read guesses another of its length and puts its payload there
+ * too (wsk_msg_guess).  Text is validated as it arrives so invalid UTF-8 fails the connection
+ * at the first bad byte (RFC 6455 8.1). */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
