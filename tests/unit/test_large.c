@@ -200,8 +200,8 @@ static int one_write(struct wsk_ws *c, int peer, const uint8_t *in, size_t n, in
  * into the message buffer (wsk_msg_guess): handed over from there, and what follows it read
  * into the shared buffer behind the header.  A wrong guess (a small frame, a ping, a shorter
  * frame with another behind it) leaves the bytes in the order they came and they take the
- * general path; a longer frame still lands in place; a header that breaks a rule fails the
- * connection as it would otherwise. */
+ * general path; a longer frame still lands in place; invalid UTF-8 where it landed, and a header
+ * that breaks a rule, fail the connection as they would otherwise. */
 static void guessed(wsk_ctx *ctx)
 {
     static uint8_t payload[2 * BIG], f[2 * BIG + 256], in[2 * BIG + 256];
@@ -243,6 +243,20 @@ static void guessed(wsk_ctx *ctx)
     CHECK(ok && first_at == c->cold->msg.p && c->cold->msg_guess == BIG + 1000,
           "a longer frame: it lands in place, the buffer grows");
 
+    ok = arm_guess(c, peer, f, n);
+    memset(payload, 'a', BIG);
+    payload[BIG / 2] = 0xFF;
+    m = big_frame(in, 0x81, payload, BIG);
+    reset();
+    pair_put(peer, in, m);
+    SPIN_UNTIL(pair_closes, pair_turn());
+    CHECK(ok && messages == 0 && pair_closes == 1 && pair_close_code == WSK_CLOSE_INVALID_DATA,
+          "text of the guessed length with a bad byte where it landed in place: close %u",
+          pair_close_code);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+
+    c = open_conn(ctx, &peer, 0);
     ok = arm_guess(c, peer, f, n);
     memcpy(in, f, n);
     in[0] = 0xC2; /* RSV1 without permessage-deflate */
