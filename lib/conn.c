@@ -224,13 +224,16 @@ static void on_readable(struct wsk_ws *c)
 {
     wsk_loop *loop = c->ctx->loop;
     /* Inside a large frame, the read goes to the frame's own buffer first (msg_assemble.c), and
-     * what follows the frame to the shared buffer, in one readv. */
+     * what follows the frame to the shared buffer, in one readv.  Between large messages, the
+     * next one's payload is guessed into its place (wsk_msg_guess). */
     size_t cap = 0;
-    uint8_t *dst = (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING) && !c->ctx->hooks
-                       ? wsk_msg_direct(c, &cap)
-                       : NULL;
-    struct iovec iov[2] = {{dst, cap}, {loop->rbuf, WSK_RBUF_SIZE}};
-    long n = dst ? wsk_io_readv(c, iov, 2) : wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
+    int ws = (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING) && !c->ctx->hooks;
+    uint8_t *dst = ws ? wsk_msg_direct(c, &cap) : NULL;
+    struct iovec iov[3] = {{dst, cap}, {loop->rbuf, WSK_RBUF_SIZE}};
+    int guess = ws && !dst && wsk_msg_guess(c, iov);
+    long n = dst     ? wsk_io_readv(c, iov, 2)
+             : guess ? wsk_io_readv(c, iov, 3)
+                     : wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
     if (n == WSK_ERR_AGAIN) return;
     if (n < 0) {
         wsk_conn_failed(c, n, "read failed");
@@ -246,6 +249,8 @@ static void on_readable(struct wsk_ws *c)
         size_t direct = (size_t)n < cap ? (size_t)n : cap;
         if (wsk_msg_direct_received(c, direct, (size_t)n - direct) == 0 && (size_t)n > direct)
             wsk_msg_receive(c, loop->rbuf, (size_t)n - direct);
+    } else if (guess) {
+        wsk_msg_guessed(c, iov, (size_t)n);
     } else if (c->ctx->hooks) {
         c->ctx->hooks->receive(c, loop->rbuf, (size_t)n);
     } else {

@@ -254,6 +254,9 @@ typedef struct wsk_cold {
     wsk_dbuf msg;     /* message being assembled across frames or reads; a large one's bytes
                        * stay for the next message until a sweep finds them unused twice */
     uint8_t msg_idle; /* sweeps since msg's kept bytes were last used */
+    size_t
+        msg_guess;    /* length of the last message, when it was one large frame read into msg:
+                       * what the next read expects (wsk_msg_guess); 0 once a read proved it wrong */
     uint8_t ctl[125]; /* control frame payload split across reads */
     uint8_t ctl_len;
     char *protocol;         /* negotiated subprotocol, malloc'd */
@@ -338,6 +341,14 @@ uint8_t *wsk_msg_direct(struct wsk_ws *c, size_t *cap);
 /* n bytes (1..*cap) were read at wsk_msg_direct's pointer, and `after` more into the loop's
  * buffer behind them (wsk_msg_receive's next): 0, or < 0 when c was ended. */
 int wsk_msg_direct_received(struct wsk_ws *c, size_t n, size_t after);
+/* Between messages, when c's last message was one large frame read into its kept buffer (an
+ * echo or a stream of large messages): 1 after filling iov[0..3) for the next read, the header
+ * that message had into the loop's buffer, its payload length into c's buffer, and the rest of
+ * the loop's buffer (at most WSK_RBUF_SIZE bytes in all); 0 otherwise (plain TCP only). */
+int wsk_msg_guess(struct wsk_ws *c, struct iovec iov[3]);
+/* n bytes (n > 0) were read into wsk_msg_guess's iov: handled as wsk_msg_receive would, the
+ * payload where it landed when the guess was right; 0, or < 0 when c was ended. */
+int wsk_msg_guessed(struct wsk_ws *c, const struct iovec iov[3], size_t n);
 
 /* send_msg.c */
 /* The backpressure rule of every send (wsk_server_opts): 1 when `total` more bytes may join c's

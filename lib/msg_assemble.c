@@ -6,14 +6,16 @@
  * where it lies: no copy, no allocation.  Only a message split across reads or frames is
  * gathered in the socket's cold buffer, whose cap is the max payload; once a large frame's
  * header is in, the buffer takes its whole announced length and the rest of the frame is read
- * straight into it (wsk_msg_direct), so its bytes are copied once, by the kernel.  Text is
- * validated as it arrives so invalid UTF-8 fails the connection at the first bad byte (RFC
- * 6455 8.1). */
+ * straight into it (wsk_msg_direct), so its bytes are copied once, by the kernel; after a message
+ * of one large frame, the next read guesses another of its length and puts its payload there
+ * too (wsk_msg_guess).  Text is validated as it arrives so invalid UTF-8 fails the connection
+ * at the first bad byte (RFC 6455 8.1). */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
 #include "parse_utf8.h"
 #include "pmd_conn.h"
+#include "send_frame.h"
 
 #include <string.h>
 
@@ -132,6 +134,9 @@ static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
 static int deliver_assembled(struct wsk_ws *c)
 {
     wsk_cold *k = c->cold;
+    /* A message of one large frame as it came: the next read expects another of its length. */
+    int one = c->frame_op != WSK_OP_CONT && !(c->flags & WSK_F_MSG_COMPRESSED);
+    k->msg_guess = one && k->msg.len >= WSK_DIRECT_MIN ? k->msg.len : 0;
     int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
     if (c->state != WSK_ST_DEAD && c->cold) {
         k = c->cold;
@@ -258,11 +263,77 @@ int wsk_msg_direct_received(struct wsk_ws *c, size_t n, size_t after)
     return r;
 }
 
+/* Decodes the next frame header of c from p[0..n) with d's state: wsk_frame_decode under c's
+ * rules (its role's masking, RSV1 under permessage-deflate, the max payload). */
+static int header_decode(const struct wsk_ws *c, wsk_frame_dec *d, const uint8_t *p, size_t n,
+                         wsk_frame *f)
+{
+    unsigned dflags = c->ctx->role == WSK_ROLE_SERVER ? WSK_DEC_REQUIRE_MASK : WSK_DEC_FORBID_MASK;
+    unsigned rsv = (c->flags & WSK_F_PMD) ? WSK_RSV1 : 0;
+    return wsk_frame_decode(d, p, n, dflags, rsv, c->ctx->lim.max_payload, f);
+}
+
+/* The first read of a message usually lands in the loop's buffer, and a large frame's bytes in
+ * it would be copied to the message buffer (the rest is read there directly, wsk_msg_direct).
+ * A socket that just sent one large frame usually sends another of the same length (an echo, a
+ * stream of large messages): its next read is split so that, if it does, the header lands in
+ * the loop's buffer and the payload where it belongs, and what follows behind the header.  A
+ * wrong guess costs a copy of what landed in the message buffer back into the loop's buffer,
+ * the copy the right guess saves, and ends the guessing until the next large frame. */
+int wsk_msg_guess(struct wsk_ws *c, struct iovec iov[3])
+{
+    wsk_cold *k = c->cold;
+    if (!k || !k->msg_guess || !k->msg.p || k->msg.len || c->dec.have ||
+        (c->flags & (WSK_F_PAYLOAD | WSK_F_FRAGMENTED | WSK_F_TLS)))
+        return 0;
+    uint8_t *rbuf = c->ctx->loop->rbuf;
+    size_t hl = wsk_frame_header_size(k->msg_guess, c->ctx->role == WSK_ROLE_SERVER);
+    size_t len = k->msg_guess < k->msg.cap ? k->msg_guess : k->msg.cap;
+    if (len > WSK_RBUF_SIZE - hl) len = WSK_RBUF_SIZE - hl;
+    iov[0] = (struct iovec){rbuf, hl};
+    iov[1] = (struct iovec){k->msg.p, len};
+    iov[2] = (struct iovec){rbuf + hl, WSK_RBUF_SIZE - hl - len};
+    return 1;
+}
+
+int wsk_msg_guessed(struct wsk_ws *c, const struct iovec iov[3], size_t n)
+{
+    wsk_cold *k = c->cold;
+    uint8_t *rbuf = iov[0].iov_base;
+    size_t hl = iov[0].iov_len;
+    size_t m = n > hl ? n - hl : 0;
+    if (m > iov[1].iov_len) m = iov[1].iov_len;
+    size_t rest = n > hl + m ? n - hl - m : 0;
+    if (!m) return wsk_msg_receive(c, rbuf, n); /* a header at most: all in the loop's buffer */
+    wsk_frame f;
+    wsk_frame_dec d = {0};
+    /* Right: a valid header of exactly the guessed size, for a new uncompressed data frame that
+     * takes every byte read into the message buffer.  Anything else (a control frame, a
+     * continuation, an invalid header) takes the general path, where the same rules apply. */
+    if (header_decode(c, &d, rbuf, hl, &f) == (int)hl &&
+        (f.opcode == WSK_OP_TEXT || f.opcode == WSK_OP_BINARY) && !(f.rsv & WSK_RSV1) &&
+        f.len >= m && f.len >= WSK_DIRECT_MIN) {
+        int r = frame_begin(c, &f);
+        if (r < 0) return r;
+        c->flags |= WSK_F_PAYLOAD;
+        /* A longer frame than the last: the buffer grows, keeping the bytes read into it. */
+        if ((r = wsk_dbuf_reserve(&k->msg, f.len)) < 0)
+            return fail(c, r,
+                        r == WSK_ERR_TOO_BIG ? "message larger than the max payload"
+                                             : "out of memory");
+        if ((r = wsk_msg_direct_received(c, m, rest)) < 0 || !rest) return r;
+        return wsk_msg_receive(c, rbuf + hl, rest);
+    }
+    /* Wrong: the bytes go back in the order they came, as a plain read would have left them. */
+    k->msg_guess = 0;
+    memmove(rbuf + hl + m, rbuf + hl, rest);
+    memcpy(rbuf + hl, k->msg.p, m);
+    return wsk_msg_receive(c, rbuf, n);
+}
+
 int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
 {
     const wsk_ctx *ctx = c->ctx;
-    unsigned dflags = ctx->role == WSK_ROLE_SERVER ? WSK_DEC_REQUIRE_MASK : WSK_DEC_FORBID_MASK;
-    unsigned rsv = (c->flags & WSK_F_PMD) ? WSK_RSV1 : 0;
     int masked = ctx->role == WSK_ROLE_SERVER;
     /* The short header of a small frame: 2 bytes, and the masking key from a client. */
     size_t hl = masked ? 6 : 2;
@@ -291,7 +362,7 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
         int whole = 0;
         if (!(c->flags & WSK_F_PAYLOAD)) {
             wsk_frame f;
-            int r = wsk_frame_decode(&c->dec, p, n, dflags, rsv, ctx->lim.max_payload, &f);
+            int r = header_decode(c, &c->dec, p, n, &f);
             if (r < 0) return fail(c, r, header_error(c, p, n, r));
             if (r == 0) return 0;
             p += r;

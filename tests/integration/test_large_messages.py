@@ -39,6 +39,15 @@ with Server("--echo") as srv:
                   f"got op {got_op}, {len(got)} bytes"):
             break
 
+    # Messages of one length in a row: after the first, each read puts the next one's payload
+    # straight into the message buffer (the guess); then a shorter one and a small one.
+    same = [os.urandom(300000) for _ in range(3)] + [os.urandom(200000), b"small"]
+    for p in same:
+        c.send(frame(BINARY, p))
+    got = [c.recv_frame() for _ in same]
+    ok(got == [(True, BINARY, p) for p in same],
+       "three 300000-byte messages in a row, then 200000 bytes and 5: echoed in order")
+
     # A large frame and a small one in one send: both echoed, in order.
     big = os.urandom(200000)
     c.send(frame(BINARY, big) + frame(TEXT, "after"))

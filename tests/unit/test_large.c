@@ -18,6 +18,10 @@
 static uint8_t got[2 * BIG];
 static size_t got_len;
 static int got_op, messages;
+/* Where the first message of a test lay, and its bytes. */
+static const void *first_at;
+static uint8_t first[2 * BIG];
+static size_t first_len;
 /* With echo set, each message goes back, and queued[i] is what the queue held after the i-th,
  * held[i] how many replies the loop held for the end of the read (send_lent.c). */
 static int echo;
@@ -31,6 +35,9 @@ static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
         if (messages < 8) queued[messages] = ws->q.bytes;
         if (messages < 8) held[messages] = ws->ctx->loop->lent.n;
     }
+    if (!messages) first_at = data;
+    if (!messages) first_len = len <= sizeof first ? len : 0;
+    if (!messages) memcpy(first, data, first_len);
     messages++;
     got_op = op;
     got_len = len <= sizeof got ? len : 0;
@@ -161,6 +168,103 @@ static void split_everywhere(wsk_ctx *ctx)
     CHECK(direct && messages == 1 && got_len == 2 * BIG && !memcmp(got, payload, BIG) &&
               !memcmp(got + BIG, payload, BIG),
           "two large fragments: the second read in place, one message of %zu bytes", got_len);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+}
+
+/* A frame of BIG bytes whose rest is read in place: c then guesses the next one (its
+ * msg_guess); 1 when it arrived whole and c guesses. */
+static int arm_guess(struct wsk_ws *c, int peer, const uint8_t *f, size_t n)
+{
+    int direct;
+    reset();
+    put_split(c, peer, f, n, 100, &direct);
+    SPIN_UNTIL(messages, pair_turn());
+    return direct && messages == 1 && got_len == BIG && c->cold && c->cold->msg_guess == BIG;
+}
+
+/* in[0..n) in one write: 1 when it made `count` messages, the first first_len bytes long and
+ * equal to p, the last equal to last[0..last_len). */
+static int one_write(struct wsk_ws *c, int peer, const uint8_t *in, size_t n, int count,
+                     const uint8_t *p, size_t len, const void *last, size_t last_len)
+{
+    (void)c;
+    reset();
+    pair_put(peer, in, n);
+    SPIN_UNTIL(messages >= count, pair_turn());
+    return messages == count && first_len == len && !memcmp(first, p, len) && got_len == last_len &&
+           !memcmp(got, last, last_len);
+}
+
+/* After a message of one large frame, the next read puts a frame of the same length straight
+ * into the message buffer (wsk_msg_guess): handed over from there, and what follows it read
+ * into the shared buffer behind the header.  A wrong guess (a small frame, a ping, a shorter
+ * frame with another behind it) leaves the bytes in the order they came and they take the
+ * general path; a longer frame still lands in place; invalid UTF-8 where it landed, and a header
+ * that breaks a rule, fail the connection as they would otherwise. */
+static void guessed(wsk_ctx *ctx)
+{
+    static uint8_t payload[2 * BIG], f[2 * BIG + 256], in[2 * BIG + 256];
+    for (size_t i = 0; i < 2 * BIG; i++) payload[i] = pair_pattern(i * 3);
+    size_t n = big_frame(f, 0x82, payload, BIG);
+    int peer;
+    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+    CHECK(arm_guess(c, peer, f, n), "a frame read in place: the next read guesses %d bytes", BIG);
+
+    memcpy(in, f, n);
+    size_t m = n + pair_frame(in + n, 0x81, "after", 5);
+    int ok = one_write(c, peer, in, m, 2, payload, BIG, "after", 5);
+    CHECK(ok && first_at == c->cold->msg.p && c->cold->msg_guess == BIG,
+          "guessed right: the payload is handed over in the message buffer, the frame behind "
+          "it too (%d messages)",
+          messages);
+
+    ok = arm_guess(c, peer, f, n);
+    m = pair_frame(in, 0x82, "small", 5);
+    ok &= one_write(c, peer, in, m, 1, (const uint8_t *)"small", 5, "small", 5);
+    CHECK(ok && c->cold->msg_guess == 0, "a small frame instead: one message, guessing ends");
+
+    ok = arm_guess(c, peer, f, n);
+    static const uint8_t ping[10] = {0x89, 0x84, 0, 0, 0, 0, 'p', 'i', 'n', 'g'};
+    memcpy(in, ping, sizeof ping);
+    memcpy(in + sizeof ping, f, n);
+    ok &= one_write(c, peer, in, sizeof ping + n, 1, payload, BIG, payload, BIG);
+    CHECK(ok && c->cold->msg_guess == 0, "a ping before the frame: both read in order");
+
+    ok = arm_guess(c, peer, f, n);
+    m = big_frame(in, 0x82, payload, BIG - 1000);
+    m += pair_frame(in + m, 0x81, "after", 5);
+    ok &= one_write(c, peer, in, m, 2, payload, BIG - 1000, "after", 5);
+    CHECK(ok && c->cold->msg_guess == 0, "a shorter frame and one behind it: both whole");
+
+    ok = arm_guess(c, peer, f, n);
+    m = big_frame(in, 0x82, payload, BIG + 1000);
+    ok &= one_write(c, peer, in, m, 1, payload, BIG + 1000, payload, BIG + 1000);
+    CHECK(ok && first_at == c->cold->msg.p && c->cold->msg_guess == BIG + 1000,
+          "a longer frame: it lands in place, the buffer grows");
+
+    ok = arm_guess(c, peer, f, n);
+    memset(payload, 'a', BIG);
+    payload[BIG / 2] = 0xFF;
+    m = big_frame(in, 0x81, payload, BIG);
+    reset();
+    pair_put(peer, in, m);
+    SPIN_UNTIL(pair_closes, pair_turn());
+    CHECK(ok && messages == 0 && pair_closes == 1 && pair_close_code == WSK_CLOSE_INVALID_DATA,
+          "text of the guessed length with a bad byte where it landed in place: close %u",
+          pair_close_code);
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+
+    c = open_conn(ctx, &peer, 0);
+    ok = arm_guess(c, peer, f, n);
+    memcpy(in, f, n);
+    in[0] = 0xC2; /* RSV1 without permessage-deflate */
+    reset();
+    pair_put(peer, in, n);
+    SPIN_UNTIL(pair_closes, pair_turn());
+    CHECK(ok && messages == 0 && pair_closes == 1 && pair_close_code == WSK_CLOSE_PROTOCOL,
+          "a header with a reserved bit where the guess expected one: close %u", pair_close_code);
     close(peer);
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
@@ -426,6 +530,7 @@ int main(void)
     wsk_ctx ctx;
     pair_ctx(&ctx, &h);
     split_everywhere(&ctx);
+    guessed(&ctx);
     text(&ctx);
     sends(&ctx);
     batched_replies(&ctx);
