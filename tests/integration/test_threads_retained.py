@@ -6,7 +6,10 @@ message first (or none, when a newer one reached them live: the library's rule),
 ones, in order and none twice.  While a retained read goes to loop 0 (the bridge's),
 the socket holds back that topic's live messages, each topic on its own (the second topic of a
 request as much as the first); without, a message loop 0 delivered before it had the read comes
-again as the retained one."""
+again as the retained one.  A JSON subscribe's acknowledgement goes once every topic of the
+request is released: a client that publishes to all of them the moment it has the
+acknowledgement gets its own message back on each (--publish-to-self), none skipped by a hold
+still up on a later topic."""
 import asyncio
 import json
 import os
@@ -65,6 +68,48 @@ def wrong(got, n):
     return None
 
 
+MANY = tuple(f"m{i}" for i in range(8))
+
+
+async def own_after_ack(url, k):
+    """Subscribes to MANY in one request and, once acknowledged, publishes to each: the topics
+    its own message did not come back on within T (none when all is well)."""
+    await asyncio.sleep(0.003 * k)
+    async with connect(url, T) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topics": list(MANY), "id": "s"}))
+        while (await recv_json(ws, T)).get("id") != "s":
+            pass
+        for t in MANY:
+            await ws.send(json.dumps({"op": "publish", "topic": t, "data": f"own{k}"}))
+        own = []
+        try:
+            while len(set(own)) < len(MANY):
+                m = await recv_json(ws, T)
+                if m.get("data") == f"own{k}":
+                    own.append(m["topic"])
+        except asyncio.TimeoutError:
+            pass
+        return sorted(set(MANY) - set(own)) + [f"{t} twice" for t in MANY if own.count(t) > 1]
+
+
+async def acknowledged(redis):
+    with Server("--pubsub", "--threads", "2", "--publish-to-self", "-v", "--bridge",
+                redis.url) as a:
+        a.wait_log("connected")
+        async with connect(a.url("/"), T) as pub:
+            for t in MANY:
+                await pub.send(json.dumps({"op": "publish", "topic": t, "data": "r",
+                                           "retain": True, "id": t}))
+                await recv_json(pub, T)
+        n = 6 if sanitized() else 24
+        res = await asyncio.gather(*(own_after_ack(a.url("/"), k) for k in range(n)))
+        bad = [(k, r) for k, r in enumerate(res) if r]
+        ok(not bad, f"{n} clients each subscribing to {len(MANY)} retained topics at once and "
+           "publishing to all of them once acknowledged get their own message back on each, "
+           "once", bad[:4])
+        ok(a.stop() == 0 and "Sanitizer" not in a.stderr, "the node exits cleanly")
+
+
 async def main():
     n, joiners = (60, 6) if sanitized() else (200, 32)  # valgrind: fewer
     with Engine("redis") as redis:
@@ -94,6 +139,7 @@ async def main():
             codes = [a.stop(), b.stop()]
             ok(codes == [0, 0] and not any("Sanitizer" in s.stderr for s in (a, b)),
                "both nodes exit cleanly", codes)
+        await acknowledged(redis)
 
 
 if not shutil.which("redis-server"):
