@@ -1865,7 +1865,16 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
     struct client *cl = wsk_ws_data(rr->ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
-    if (!recovering(cl, rr) && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
+    /* Without the engine's history, what a thread other than 0 publishes is delivered there at
+     * once and reaches loop 0 behind the read (the same thread's calls keep their order): newer
+     * than the retained message, it is not held back, or it would be lost (a retained one
+     * makes the read answer none, the subscriber having it).  Loop 0's own reach the engine
+     * before its read (made at the end of its turn), and the other threads' reach here as loop
+     * 0 hands them over: held.  With the engine's history every message comes from loop 0, in
+     * order with the read: all held. */
+    int (*hold)(wsk_ws *, const char *, size_t) =
+        sv->thread && !remote_history(broker_of(srv)) ? wsk_ws_hold_group : wsk_ws_hold;
+    if (!recovering(cl, rr) && hold(rr->ws, rr->json ? jt : topic, jl) == 0)
         rr->held = q->held = 1;
     else
         rread_ack(rr);

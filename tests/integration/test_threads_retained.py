@@ -9,7 +9,10 @@ request as much as the first); without, a message loop 0 delivered before it had
 again as the retained one.  A JSON subscribe's acknowledgement goes once every topic of the
 request is released: a client that publishes to all of them the moment it has the
 acknowledgement gets its own message back on each (--publish-to-self), none skipped by a hold
-still up on a later topic."""
+still up on a later topic.  A client that subscribes and at once publishes a retained message to
+the topic (both in one read) gets it back, live or as the retained one: on the thread that
+holds the topic its own publish is newer than the read (it reaches loop 0 behind it) and is
+not held back, or it would be lost (the read then answers none, the subscriber having it)."""
 import asyncio
 import json
 import os
@@ -17,7 +20,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from wstest import (Engine, Server, done, ok, recv_json, sanitized, skip,  # noqa: E402
+from wstest import (Engine, Server, done, nothing, ok, recv_json, sanitized, skip,  # noqa: E402
                     ws_connect as connect)
 
 T = 10.0
@@ -92,6 +95,24 @@ async def own_after_ack(url, k):
         return sorted(set(MANY) - set(own)) + [f"{t} twice" for t in MANY if own.count(t) > 1]
 
 
+async def own_retained(url, k):
+    """Subscribes to a topic of its own and publishes a retained message to it at once: None
+    when it comes back (once), else what came."""
+    async with connect(url, T) as ws:
+        t = f"own{k}"
+        await ws.send(json.dumps({"op": "subscribe", "topic": t, "id": "s"}))
+        await ws.send(json.dumps({"op": "publish", "topic": t, "data": "v", "retain": True}))
+        got = []
+        try:
+            while not got or not await nothing(ws, 0.1):
+                m = await recv_json(ws, T)
+                if m.get("topic") == t and "data" in m:
+                    got.append(m["data"])
+        except asyncio.TimeoutError:
+            pass
+        return None if got == ["v"] else got
+
+
 async def acknowledged(redis):
     with Server("--pubsub", "--threads", "2", "--publish-to-self", "-v", "--bridge",
                 redis.url) as a:
@@ -107,6 +128,10 @@ async def acknowledged(redis):
         ok(not bad, f"{n} clients each subscribing to {len(MANY)} retained topics at once and "
            "publishing to all of them once acknowledged get their own message back on each, "
            "once", bad[:4])
+        res = await asyncio.gather(*(own_retained(a.url("/"), k) for k in range(n)))
+        bad = [(k, r) for k, r in enumerate(res) if r is not None]
+        ok(not bad, f"{n} clients each subscribing to a topic and publishing a retained message "
+           "to it at once get it back once, on either thread", bad[:4])
         ok(a.stop() == 0 and "Sanitizer" not in a.stderr, "the node exits cleanly")
 
 
