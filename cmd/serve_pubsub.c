@@ -1549,7 +1549,8 @@ static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_
         mine_keep(b, (struct mine){rp->slot, from, rp->sv->thread, rp->slot});
     }
     int r = relay_or(srv, 0, pub_there, pub_dropped, rp);
-    if (r == 0) rp->sent = 1; /* from here on, a drop takes p along */
+    /* From here on, a drop takes p along.  Without p, loop 0 may have freed rp already. */
+    if (r == 0 && p) rp->sent = 1;
     return r;
 }
 
@@ -1597,6 +1598,12 @@ static void msg_there(void *arg, wsk_loop *loop)
     msg_unref(m);
 }
 
+/* A thread's part of a message whose loop ended first (dropped as wsk_group_run returns). */
+static void msg_dropped(void *arg)
+{
+    msg_unref(((struct relay_item *)arg)->m);
+}
+
 /* The bridged handler's message of the engine's history, on loop 0: to every thread. */
 static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, const void *data,
                            size_t len, wsk_opcode op, int compress, const wsk_history_pos *at)
@@ -1624,8 +1631,9 @@ static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, cons
     for (unsigned i = 1, j = 0; m && i < b->sv->threads; i++) {
         if (spread && mine.thread != i) continue;
         m->items[j] = (struct relay_item){m, &b->sv->all[i], mine.thread == i ? mine.slot : 0};
-        if (wsk_group_call_ordered(wsk_server_loop(srv), i, msg_there, &m->items[j++]) < 0)
-            msg_unref(m);
+        if (wsk_group_call_ordered_or_drop(wsk_server_loop(srv), i, msg_there, msg_dropped,
+                                           &m->items[j++]) == WSK_ERR_INVAL)
+            msg_unref(m); /* neither ran */
     }
     if (spread && mine.thread) return 0;
     return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at,
