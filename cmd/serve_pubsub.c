@@ -647,6 +647,7 @@ static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_
 static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, const void *data,
                            size_t len, wsk_opcode op, int compress, const wsk_history_pos *at);
 static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct rread *rr);
+static int retained_holds(wsk_server *srv);
 static void mine_keep(struct broker *b, struct mine m);
 
 /* A deferred answer to POST /publish: JSON text s[0..n) (malloc'd, or NULL), with a newline. */
@@ -970,30 +971,55 @@ static void retained_here(wsk_ws *ws, int json, const char *topic, size_t tlen)
     store_unlock(wsk_ws_server(ws));
 }
 
+/* A JSON subscribe's acknowledgement, shared by the reads of its topics: with --threads it goes
+ * when the last of their holds ends (retained_release), so that no topic of the request is
+ * still held once the client has it: a message published after it reaches the client on every
+ * topic of the request. */
+struct sub_ack {
+    unsigned waits; /* holds under way, and the subscribe handler's own until it returns */
+    size_t len;
+    char *text; /* malloc'd */
+};
+
+/* One wait of a ends: at the last, the acknowledgement goes to ws (NULL: gone) and a is freed. */
+static void sub_ack_end(wsk_ws *ws, struct sub_ack *a)
+{
+    if (!a || --a->waits) return;
+    if (ws)
+        send_reply(ws, a->text, a->len);
+    else
+        free(a->text);
+    free(a);
+}
+
 /* A retained message asked of the engine for a subscription of ws (wsk_server_retained_read):
  * on the client's list until it comes; ws NULL once the client closed (then freed when it
- * comes). */
+ * comes, or when the call that carries it is dropped at shutdown: rread_free). */
 struct rread {
     wsk_ws *ws;
     struct rread *prev, *next;
     int json;
     int held; /* with --threads: the socket holds the topic until loop 0 has the read */
-    /* A JSON subscribe's acknowledgement (malloc'd), when it waits for the hold's end: sent then
-     * (retained_release), so that what the client publishes once it has it reaches it. */
-    char *ack;
-    size_t ack_len;
+    /* A JSON subscribe's acknowledgement while this read's hold holds it back (one wait of it):
+     * sent when the request's last hold ends, so that what the client publishes once it has it
+     * reaches it. */
+    struct sub_ack *ack;
     size_t tlen;
     char topic[];
 };
 
-/* rr's acknowledgement goes now (freed when its socket is gone). */
+/* rr's wait on its acknowledgement ends (the acknowledgement goes with the last). */
 static void rread_ack(struct rread *rr)
 {
-    if (rr->ws)
-        send_reply(rr->ws, rr->ack, rr->ack_len);
-    else
-        free(rr->ack);
+    sub_ack_end(rr->ws, rr->ack);
     rr->ack = NULL;
+}
+
+/* rr, whose answer will not come (its client gone: the loops ended first). */
+static void rread_free(struct rread *rr)
+{
+    rread_ack(rr);
+    free(rr);
 }
 
 static void rread_unlink(struct client *cl, struct rread *rr)
@@ -1030,31 +1056,25 @@ static void retained_came(void *arg, const wsk_retained *r)
     free(rr);
 }
 
-/* ws subscribed to topic[0..tlen): its retained message comes first, after ack[0..ack_len) (a
- * JSON subscribe's acknowledgement, taken; or NULL).  With a Redis bridge it is the one Redis
- * keeps, asked for now (a pattern's: those this node keeps); without, or Redis down, this
- * node's, at once. */
+/* ws subscribed to topic[0..tlen): its retained message comes first, after the acknowledgement
+ * ack (a JSON subscribe's, or NULL), which this read holds back while its hold lasts.  With a
+ * Redis bridge it is the one Redis keeps, asked for now (a pattern's: those this node keeps);
+ * without, or Redis down, this node's, at once. */
 static void retained_ask(wsk_ws *ws, struct client *cl, int json, const char *topic, size_t tlen,
-                         char *ack, size_t ack_len)
+                         struct sub_ack *ack)
 {
     struct rread *rr = wsk_topic_is_pattern(topic, tlen) ? NULL : malloc(sizeof *rr + tlen);
     if (rr) {
-        *rr = (struct rread){.ws = ws,
-                             .next = cl->reads,
-                             .json = json,
-                             .ack = ack,
-                             .ack_len = ack_len,
-                             .tlen = tlen};
+        if (ack) ack->waits++;
+        *rr = (struct rread){.ws = ws, .next = cl->reads, .json = json, .ack = ack, .tlen = tlen};
         memcpy(rr->topic, topic, tlen);
         if (retained_read(wsk_ws_server(ws), topic, tlen, rr) == 0) {
             if (cl->reads) cl->reads->prev = rr;
             cl->reads = rr;
             return;
         }
-        ack = rr->ack; /* not sent yet */
-        free(rr);
+        rread_free(rr);
     }
-    send_reply(ws, ack, ack_len);
     retained_here(ws, json, topic, tlen);
 }
 
@@ -1066,7 +1086,7 @@ static void broker_open(wsk_ws *ws)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
         return;
     }
-    retained_ask(ws, cl, 0, cl->topic, cl->tlen, NULL, 0);
+    retained_ask(ws, cl, 0, cl->topic, cl->tlen, NULL);
 }
 
 /* Sends text[0..len) (malloc'd, or NULL: nothing) and frees it. */
@@ -1406,11 +1426,13 @@ static int relay_or(wsk_server *srv, unsigned to, void (*fn)(void *arg, wsk_loop
 }
 
 /* On loop 0: fn(arg) on thread `to` with what loop 0 delivered before; at once when `to` is
- * loop 0 itself, whose own deliveries do not wait for the end of its turn. */
-static void answer(struct serve *to, void (*fn)(void *arg, wsk_loop *loop), void *arg)
+ * loop 0 itself, whose own deliveries do not wait for the end of its turn.  drop(arg) frees
+ * arg and what it owns instead when thread `to` ended first. */
+static void answer(struct serve *to, void (*fn)(void *arg, wsk_loop *loop), void (*drop)(void *arg),
+                   void *arg)
 {
     if (to->thread)
-        relay(to->all[0].srv, to->thread, fn, arg);
+        relay_or(to->all[0].srv, to->thread, fn, drop, arg);
     else
         fn(arg, to->loop);
 }
@@ -1428,17 +1450,23 @@ struct relay_pub {
     uint8_t data[];
 };
 
+/* p (NULL: nothing), whose answer will not come: its loop ended first (as wsk_group_run
+ * returns, when a call that carries it is dropped). */
+static void pending_drop(struct pending *p)
+{
+    if (p && p->ev) ev_timer_stop(p->ev, &p->late);
+    if (p && p->http) wsk_deferred_respond(p->http, 500, NULL, 0); /* too late: only frees */
+    if (p && p->ws) pending_unlink(wsk_ws_data(p->ws), p);
+    free(p);
+}
+
 /* A relay of the publish that will not run (a loop ended first, as wsk_group_run returns, or
  * refused): its acknowledgement's pending goes with it once it left (no socket is left to
  * answer, their loops have ended); before, relay_publish's caller answers it. */
 static void pub_dropped(void *arg)
 {
     struct relay_pub *rp = arg;
-    struct pending *p = rp->sent ? rp->p : NULL;
-    if (p && p->ev) ev_timer_stop(p->ev, &p->late);
-    if (p && p->http) wsk_deferred_respond(p->http, 500, NULL, 0); /* too late: only frees */
-    if (p && p->ws) pending_unlink(wsk_ws_data(p->ws), p);
-    free(p);
+    if (rp->sent) pending_drop(rp->p);
     free(rp);
 }
 
@@ -1521,7 +1549,8 @@ static int relay_publish(wsk_server *srv, wsk_ws *from, const char *topic, size_
         mine_keep(b, (struct mine){rp->slot, from, rp->sv->thread, rp->slot});
     }
     int r = relay_or(srv, 0, pub_there, pub_dropped, rp);
-    if (r == 0) rp->sent = 1; /* from here on, a drop takes p along */
+    /* From here on, a drop takes p along.  Without p, loop 0 may have freed rp already. */
+    if (r == 0 && p) rp->sent = 1;
     return r;
 }
 
@@ -1569,6 +1598,12 @@ static void msg_there(void *arg, wsk_loop *loop)
     msg_unref(m);
 }
 
+/* A thread's part of a message whose loop ended first (dropped as wsk_group_run returns). */
+static void msg_dropped(void *arg)
+{
+    msg_unref(((struct relay_item *)arg)->m);
+}
+
 /* The bridged handler's message of the engine's history, on loop 0: to every thread. */
 static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, const void *data,
                            size_t len, wsk_opcode op, int compress, const wsk_history_pos *at)
@@ -1596,8 +1631,9 @@ static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, cons
     for (unsigned i = 1, j = 0; m && i < b->sv->threads; i++) {
         if (spread && mine.thread != i) continue;
         m->items[j] = (struct relay_item){m, &b->sv->all[i], mine.thread == i ? mine.slot : 0};
-        if (wsk_group_call_ordered(wsk_server_loop(srv), i, msg_there, &m->items[j++]) < 0)
-            msg_unref(m);
+        if (wsk_group_call_ordered_or_drop(wsk_server_loop(srv), i, msg_there, msg_dropped,
+                                           &m->items[j++]) == WSK_ERR_INVAL)
+            msg_unref(m); /* neither ran */
     }
     if (spread && mine.thread) return 0;
     return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at,
@@ -1654,6 +1690,20 @@ static void batch_back(void *arg, wsk_loop *loop)
     free(rb);
 }
 
+/* A recovery whose read will not come back (dropped at shutdown): its client closed, so it
+ * waits for nothing else (remote_end); one whose client is there (a relay refused at once)
+ * stays the caller's. */
+static void recovery_dropped(struct recovery *rc)
+{
+    if (!rc->ws) free(rc);
+}
+
+static void batch_dropped(void *arg)
+{
+    recovery_dropped(((struct relay_batch *)arg)->rc);
+    free(arg);
+}
+
 static void read_done(void *arg, const wsk_history_batch *hb)
 {
     struct relay_read *rr = arg;
@@ -1675,7 +1725,7 @@ static void read_done(void *arg, const wsk_history_batch *hb)
     }
     if (rb) {
         rb->rc = rr->rc;
-        answer(rr->sv, batch_back, rb);
+        answer(rr->sv, batch_back, batch_dropped, rb);
     }
     free(rr);
 }
@@ -1689,6 +1739,12 @@ static void read_there(void *arg, wsk_loop *loop)
         read_done(rr, &(wsk_history_batch){0});
 }
 
+static void read_dropped(void *arg)
+{
+    recovery_dropped(((struct relay_read *)arg)->rc);
+    free(arg);
+}
+
 /* wsk_server_history_read for rc from any thread (remote_batch answers). */
 static int history_read(wsk_server *srv, struct recovery *rc)
 {
@@ -1699,7 +1755,7 @@ static int history_read(wsk_server *srv, struct recovery *rc)
     if (!rr) return WSK_ERR_NOMEM;
     *rr = (struct relay_read){.sv = serve_of(srv), .rc = rc, .after = rc->after, .tlen = rc->tlen};
     memcpy(rr->topic, rc->topic, rc->tlen);
-    return relay(srv, 0, read_there, rr);
+    return relay_or(srv, 0, read_there, read_dropped, rr);
 }
 
 /* A retained read for another thread; the answer, copied, comes back. */
@@ -1743,6 +1799,15 @@ static void release_back(void *arg, wsk_loop *loop)
     free(arg);
 }
 
+/* A retained read or its answer dropped at shutdown: rr goes with it once its client closed
+ * (one refused at once stays retained_ask's). */
+static void retained_dropped(void *arg)
+{
+    struct relay_retained *x = arg;
+    if (!x->rr->ws) rread_free(x->rr);
+    free(x);
+}
+
 static void retained_back(void *arg, wsk_loop *loop)
 {
     struct relay_retained *x = arg;
@@ -1765,7 +1830,7 @@ static void retained_done(void *arg, const wsk_retained *r)
         *x = (struct relay_retained){q->sv, q->rr, 0, *r};
         if (r->len) memcpy(x->data, r->data, r->len);
     }
-    answer(x->sv, retained_back, x);
+    answer(x->sv, retained_back, retained_dropped, x);
     free(q);
 }
 
@@ -1776,11 +1841,17 @@ static void retained_there(void *arg, wsk_loop *loop)
     (void)loop;
     if (rl) { /* ahead of the answer; without it the answer releases */
         rl->rr = q->rr;
-        answer(q->sv, release_back, rl);
+        answer(q->sv, release_back, free, rl); /* rr goes with the answer */
     }
     if (wsk_server_retained_read(q->sv->all[0].srv, q->rr->topic, q->rr->tlen, retained_done, q) <
         0)
         retained_done(q, &(wsk_retained){0});
+}
+
+/* 1 when a subscriber of srv holds its topics while their retained reads go to loop 0. */
+static int retained_holds(wsk_server *srv)
+{
+    return serve_of(srv)->threads > 1 && atomic_load(&broker_of(srv)->home->retains);
 }
 
 /* wsk_server_retained_read for rr from any thread (retained_came answers). */
@@ -1791,7 +1862,7 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
         rread_ack(rr);
         return wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
     }
-    if (!atomic_load(&broker_of(srv)->home->retains)) return WSK_ERR_STATE;
+    if (!retained_holds(srv)) return WSK_ERR_STATE;
     struct relay_retained *q = malloc(sizeof *q);
     if (!q) return WSK_ERR_NOMEM;
     *q = (struct relay_retained){sv, rr, 0, {0}};
@@ -1802,11 +1873,20 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
     struct client *cl = wsk_ws_data(rr->ws);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
-    if (!recovering(cl, rr) && wsk_ws_hold(rr->ws, rr->json ? jt : topic, jl) == 0)
+    /* Without the engine's history, what a thread other than 0 publishes is delivered there at
+     * once and reaches loop 0 behind the read (the same thread's calls keep their order): newer
+     * than the retained message, it is not held back, or it would be lost (a retained one
+     * makes the read answer none, the subscriber having it).  Loop 0's own reach the engine
+     * before its read (made at the end of its turn), and the other threads' reach here as loop
+     * 0 hands them over: held.  With the engine's history every message comes from loop 0, in
+     * order with the read: all held. */
+    int (*hold)(wsk_ws *, const char *, size_t) =
+        sv->thread && !remote_history(broker_of(srv)) ? wsk_ws_hold_group : wsk_ws_hold;
+    if (!recovering(cl, rr) && hold(rr->ws, rr->json ? jt : topic, jl) == 0)
         rr->held = q->held = 1;
     else
         rread_ack(rr);
-    int r = relay(srv, 0, retained_there, q);
+    int r = relay_or(srv, 0, retained_there, retained_dropped, q);
     if (r < 0) retained_release(rr);
     return r;
 }
@@ -2096,9 +2176,16 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
         send_reply(ws, s, len);
         return;
     }
-    /* The retained messages come right after the acknowledgement (which retained_ask sends). */
+    /* The retained messages come right after the acknowledgement, which waits for the holds
+     * of all the topics (struct sub_ack); a subscriber that holds none has it at once. */
+    struct sub_ack *a = retained_holds(wsk_ws_server(ws)) ? malloc(sizeof *a) : NULL;
+    if (a)
+        *a = (struct sub_ack){1, len, s};
+    else
+        send_reply(ws, s, len);
     for (size_t i = 0; i < rq->ntopics; i++)
-        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len, i ? NULL : s, i ? 0 : len);
+        retained_ask(ws, cl, 1, rq->topics[i].name, rq->topics[i].len, a);
+    sub_ack_end(ws, a);
 }
 
 /* Presence: what the broker knows of a subscriber. */
@@ -2223,6 +2310,21 @@ struct relay_kept {
     char bytes[];
 };
 
+/* A read of what the engine keeps, or its answer, dropped at shutdown: its wait goes with it
+ * once asked (w->ev set as kept_read returned; a read refused at once stays kept_ask's). */
+static void kept_dropped(void *arg)
+{
+    struct relay_kept *q = arg;
+    struct kept_wait *w = q->w;
+    if (w->ev) {
+        ev_timer_stop(w->ev, &w->late);
+        pending_drop(w->p);
+        pi_list_free(w->l);
+        free(w);
+    }
+    free(q);
+}
+
 static void kept_back(void *arg, wsk_loop *loop)
 {
     struct relay_kept *q = arg;
@@ -2236,7 +2338,7 @@ static void kept_done(void *arg, const wsk_topic_kept *k)
     struct relay_kept *q = arg;
     q->ok = k != NULL;
     if (k) memcpy(q->got, k, q->k * sizeof *k);
-    answer(q->sv, kept_back, q);
+    answer(q->sv, kept_back, kept_dropped, q);
 }
 
 static void kept_there(void *arg, wsk_loop *loop)
@@ -2269,7 +2371,7 @@ static int kept_read(wsk_server *srv, struct kept_wait *w, const char **names, c
         memcpy(p, names[i], lens[i]);
         p += lens[i];
     }
-    return relay(srv, 0, kept_there, q);
+    return relay_or(srv, 0, kept_there, kept_dropped, q);
 }
 
 /* Asks Redis for w's topics names[0..w->k) (lens); 1 when asked (kept_came answers). */

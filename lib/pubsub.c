@@ -356,6 +356,7 @@ size_t wsk_ws_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *
 struct wsk_hold {
     struct wsk_hold *next;
     uint64_t until;
+    int group; /* wsk_ws_hold_group: this loop's own messages pass */
     size_t len;
     char topic[];
 };
@@ -390,7 +391,8 @@ void wsk_holds_free(wsk_cold *k)
     k->nholds = 0;
 }
 
-int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len)
+/* wsk_ws_hold, and wsk_ws_hold_group when group is 1. */
+static int hold(wsk_ws *ws, const char *topic, size_t len, int group)
 {
     if (!ws->ctx->srv) return WSK_ERR_STATE;
     if (topic_arg(&topic, len) < 0 || wsk_topic_is_pattern(topic, len)) return WSK_ERR_INVAL;
@@ -399,6 +401,7 @@ int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len)
     struct wsk_hold **at = hold_find(k, topic, len);
     if (at) { /* held already: held anew */
         (*at)->until = UINT64_MAX;
+        (*at)->group = group;
         return 0;
     }
     if (k->nholds == WSK_HOLD_MAX) { /* the oldest ended hold makes room, as a new one would */
@@ -411,6 +414,7 @@ int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len)
     struct wsk_hold *h = malloc(sizeof *h + len);
     if (!h) return WSK_ERR_NOMEM;
     h->until = UINT64_MAX;
+    h->group = group;
     h->len = len;
     if (len) memcpy(h->topic, topic, len);
     h->next = k->holds;
@@ -418,6 +422,16 @@ int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len)
     k->nholds++;
     ws->flags |= WSK_F_HOLD;
     return 0;
+}
+
+int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len)
+{
+    return hold(ws, topic, len, 0);
+}
+
+int wsk_ws_hold_group(wsk_ws *ws, const char *topic, size_t len)
+{
+    return hold(ws, topic, len, 1);
 }
 
 void wsk_ws_hold_end(wsk_ws *ws)
@@ -597,7 +611,8 @@ static int held(const struct wsk_ws *c, const struct pub *p)
 {
     for (const struct wsk_hold *h = c->cold->holds; h; h = h->next)
         if (h->len == p->topic_len && !memcmp(h->topic, p->topic, p->topic_len))
-            return h->until == UINT64_MAX || (p->seq && p->seq <= h->until);
+            return (h->until == UINT64_MAX && (p->seq || !h->group)) ||
+                   (p->seq && p->seq <= h->until);
     return 0;
 }
 

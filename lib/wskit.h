@@ -574,6 +574,12 @@ WSK_API int wsk_ws_subscribed(const wsk_ws *ws, const char *topic, size_t len);
  * WSK_ERR_NOMEM.  Holds go with the socket. */
 #define WSK_HOLD_MAX 64
 WSK_API int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len);
+/* wsk_ws_hold for the messages other loops of ws's group publish only: those published on ws's
+ * own loop reach it as they are made.  For a program whose other loops' messages come to ws's
+ * loop behind a point it waits for (a read another loop makes, then the release, with
+ * wsk_group_call_ordered) while its own loop's come after that point anyway.  Outside a group
+ * it holds nothing back.  Returns as wsk_ws_hold; a second call (of either) holds anew. */
+WSK_API int wsk_ws_hold_group(wsk_ws *ws, const char *topic, size_t len);
 /* Ends every hold of ws: messages published from now on reach ws again; in a server group,
  * those of other loops published before are still held back (as a new subscription does not
  * get them).  Nothing when ws holds nothing. */

@@ -6,7 +6,11 @@ a refused message that asked for no acknowledgement (a raw publisher's) leaves n
 its thread, so the answers of the refused HTTP publishes that follow on either thread count
 exactly the subscribers.  A SIGTERM while JSON clients on both threads publish without pause:
 the broker exits cleanly (the publishes on their way to a loop that ended first go with their
-acknowledgements; this run reaches that window only at times)."""
+acknowledgements; this run reaches that window only at times).  A SIGTERM while clients keep
+asking for what goes through loop 0 and comes back (retained reads of the topics they
+subscribe to, "topics" and "presence" with Redis' figures, recoveries with "since"): each call
+dropped at shutdown frees what it carries (under scripts/valgrind-tests a leak fails the exit
+status; the window is reached most runs there, at times only without valgrind)."""
 import asyncio
 import json
 import os
@@ -62,6 +66,7 @@ async def main():
                     await ws.close()
             ok(srv.stop() == 0, "the broker exits cleanly")
         await shutdown_while_publishing(redis)
+        await shutdown_while_asking(redis)
 
 
 async def shutdown_while_publishing(redis):
@@ -92,6 +97,44 @@ async def shutdown_while_publishing(redis):
         ok(code == 0 and "Sanitizer" not in srv.stderr,
            f"SIGTERM while 4 clients publish ({sent[0]} publishes sent by then): the broker "
            "exits cleanly", (code, srv.stderr[-500:]))
+
+
+async def shutdown_while_asking(redis):
+    with Server("--pubsub", "--threads", "2", "-v", "--history", "100", "--bridge",
+                redis.url) as srv:
+        srv.wait_log("connected")
+        sent = [0]
+
+        async def asker(k):
+            # Nothing read back: the threads fall behind, and the calls to loop 0 and their
+            # answers are still on their way when the loops end.
+            try:
+                async with connect(srv.url("/"), T) as ws:
+                    for i in range(5000):  # bounded: the SIGTERM comes long before
+                        t = f"q{k}.{i % 50}"
+                        for op in ({"op": "publish", "topic": t, "data": "x", "retain": True},
+                                   {"op": "subscribe", "topic": t}, {"op": "topics"},
+                                   {"op": "presence", "topic": t},
+                                   {"op": "unsubscribe", "topic": t}):
+                            await ws.send(json.dumps(op))
+                        if i % 7 == 0:
+                            await ws.send(json.dumps({"op": "subscribe", "topic": f"r{k}.{i}",
+                                                      "since": {"offset": 0, "epoch": "0"}}))
+                        sent[0] += 1
+                        if i % 8 == 0:
+                            await asyncio.sleep(0)
+            except websockets.exceptions.ConnectionClosed:
+                pass
+
+        tasks = [asyncio.create_task(asker(k)) for k in range(8)]
+        goal = 800 if sanitized() else 3000
+        while sent[0] < goal and not all(t.done() for t in tasks):
+            await asyncio.sleep(0.01)
+        code = srv.stop(timeout=60)
+        await asyncio.wait_for(asyncio.gather(*tasks), T * (4 if sanitized() else 1))
+        ok(code == 0 and "Sanitizer" not in srv.stderr,
+           f"SIGTERM while 8 clients ask for retained messages, topics, presence and recoveries "
+           f"({sent[0]} rounds sent by then): the broker exits cleanly", (code, srv.stderr[-500:]))
 
 
 if not shutil.which("redis-server"):

@@ -528,6 +528,46 @@ static void test_hold_release(void)
     command(3, "urel");
 }
 
+/* On loop 1: cl[3] holds "grp" for other loops' messages only, and loop 1 publishes to it
+ * (arg NULL); or the hold is released (arg set). */
+static void hold_group_on_one(void *arg, wsk_loop *loop)
+{
+    (void)loop;
+    if (arg) {
+        wsk_ws_hold_release(cl[3].ws);
+    } else {
+        wsk_ws_hold_group(cl[3].ws, "grp", 3);
+        wsk_server_publish_here(srv[1], "grp", 3, "mine", 4, WSK_OP_TEXT, 0);
+    }
+    atomic_store(&held, 1);
+}
+
+/* wsk_ws_hold_group: the socket's own loop's messages pass, another loop's are held back until
+ * the release. */
+static void test_hold_group(void)
+{
+    command(3, "sgrp");
+    command(3, "sgrq");
+    cl[3].log[0] = 0;
+    atomic_store(&held, 0);
+    wsk_group_call(grp, 1, hold_group_on_one, NULL);
+    SPIN_UNTIL(atomic_load(&held), spin());
+    publish(0, "grp", 1, "other", 5);
+    publish(0, "grq", 1, "mark", 4); /* after "other" on loop 1 */
+    SPIN_UNTIL(strstr(cl[3].log, "mark"), spin());
+    atomic_store(&held, 0);
+    wsk_group_call(grp, 1, hold_group_on_one, "release");
+    SPIN_UNTIL(atomic_load(&held), spin());
+    publish(0, "grp", 1, "after", 5);
+    SPIN_UNTIL(strstr(cl[3].log, "after"), spin());
+    CHECK(!strcmp(cl[3].log, "mine mark after "),
+          "hold_group: the own loop's message passes, another loop's is held until the "
+          "release (%s)",
+          cl[3].log);
+    command(3, "ugrp");
+    command(3, "ugrq");
+}
+
 /* wsk_server_publish_here and wsk_publish_here reach the calling loop's subscribers only. */
 static void test_here(void)
 {
@@ -644,6 +684,7 @@ int main(void)
     test_here();
     test_late_subscriber();
     test_hold_release();
+    test_hold_group();
     test_shutdown();
     for (int i = 0; i < MAXC; i++) {
         if (cl[i].fd >= 0) close(cl[i].fd);
