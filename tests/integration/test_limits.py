@@ -260,8 +260,18 @@ def resets():
         if sanitized():
             skip("reset connections leave no memory behind", "RSS is not meaningful under ASan or valgrind")
         else:
-            ok(r2 - r1 < 1 << 20, "reset connections leave no memory behind",
-               f"RSS {r1 // 1024} KiB after 60 resets, {r2 // 1024} KiB after 180")
+            # With --threads each loop allocates from an arena of its own, kept 16 MiB ready
+            # (M_TOP_PAD): its resident pages may grow once more as the sockets land on it.  A
+            # leak grows with every round: 120 more resets then settle it.
+            r3 = r2
+            if r2 - r1 >= 1 << 20:
+                round_of_resets()
+                round_of_resets()
+                echoes(b"after more resets")
+                r3 = srv.rss()
+            ok(min(r2 - r1, r3 - r2) < 1 << 20, "reset connections leave no memory behind",
+               f"RSS {r1 // 1024} KiB after 60 resets, {r2 // 1024} KiB after 180, "
+               f"{r3 // 1024} KiB after 300")
     finally:
         rc = srv.stop()
     ok(rc == 0, "resets: server exits 0", f"rc={rc}")
