@@ -1631,9 +1631,7 @@ static long remote_deliver(wsk_server *srv, const char *topic, size_t tlen, cons
     for (unsigned i = 1, j = 0; m && i < b->sv->threads; i++) {
         if (spread && mine.thread != i) continue;
         m->items[j] = (struct relay_item){m, &b->sv->all[i], mine.thread == i ? mine.slot : 0};
-        if (wsk_group_call_ordered_or_drop(wsk_server_loop(srv), i, msg_there, msg_dropped,
-                                           &m->items[j++]) == WSK_ERR_INVAL)
-            msg_unref(m); /* neither ran */
+        relay_or(srv, i, msg_there, msg_dropped, &m->items[j++]);
     }
     if (spread && mine.thread) return 0;
     return remote_here(srv, mine.thread ? NULL : mine.ws, topic, tlen, data, len, op, compress, at,
