@@ -132,7 +132,8 @@ async def shutdown_while_asking(redis):
             await asyncio.sleep(0.01)
         code = srv.stop(timeout=60)
         await asyncio.wait_for(asyncio.gather(*tasks), T * (4 if sanitized() else 1))
-        ok(code == 0 and "Sanitizer" not in srv.stderr,
+        # 2: the clients read nothing, so some replies may still wait unsent at exit (wsserve(1)).
+        ok(code in (0, 2) and "Sanitizer" not in srv.stderr,
            f"SIGTERM while 8 clients ask for retained messages, topics, presence and recoveries "
            f"({sent[0]} rounds sent by then): the broker exits cleanly", (code, srv.stderr[-500:]))
 
