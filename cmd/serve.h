@@ -80,6 +80,7 @@ struct serve {
     int verbose;         /* -v: an access-log line per request and upgrade, opens, closes */
     int stamps;          /* prefix log lines with an ISO-8601 time (stderr is no terminal) */
     int exit_code;       /* 2 when data had to be dropped at shutdown */
+    int stopping;        /* all[0]'s: a signal came before listening (a start-up wait ends) */
     int no_console;      /* --no-console: browsers get the text page too */
 
     /* --metrics-path: the metrics at this path of the main port (NULL: not there) */

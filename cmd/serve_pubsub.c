@@ -1345,7 +1345,7 @@ static void remote_waited(struct ev_loop *ev, ev_timer *w, int revents)
 
 /* Runs loop 0 (before the loops run) until the engine can say whether it keeps the history:
  * NATS connected and asked about JetStream, or its first attempt failed (unreachable: the
- * bridge logged why), or REMOTE_WAIT passed. */
+ * bridge logged why), or REMOTE_WAIT passed, or a signal came (sv->stopping). */
 static void remote_wait(struct broker *b)
 {
     struct ev_loop *ev = wsk_loop_ev(b->sv->loop);
@@ -1354,10 +1354,11 @@ static void remote_wait(struct broker *b)
     ev_timer_init(&limit, remote_waited, REMOTE_WAIT, 0);
     ev_timer_start(ev, &limit);
     wsk_bridge_stats st = {0};
-    while (ev_is_active(&limit) && remote_ask(b) == WSK_ERR_IO &&
+    while (ev_is_active(&limit) && !b->sv->stopping && remote_ask(b) == WSK_ERR_IO &&
            !(wsk_server_bridge_stats(b->sv->srv, &st) == 0 && st.outages))
         ev_run(ev, EVRUN_ONCE);
     ev_timer_stop(ev, &limit);
+    if (b->sv->stopping) return; /* a signal: wsserve stops without listening */
     if (remote_ask(b) == WSK_ERR_IO)
         serve_log(b->sv,
                   "history stays node-local: the bridge could not say at start whether its "

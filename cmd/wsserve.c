@@ -455,6 +455,7 @@ struct proc {
     struct ev_loop *ev; /* n == 1 */
     ev_signal sigint, sigterm;
     int signals;
+    int listening; /* the signals close the clients from then on */
 };
 
 static wsk_loop *loop_of(const struct proc *p, unsigned i)
@@ -501,6 +502,11 @@ static void on_signal(struct ev_loop *ev, ev_signal *w, int revents)
     struct proc *p = w->data;
     (void)ev;
     (void)revents;
+    if (!p->listening) { /* during a start-up wait (a mode's before_listen): never listen */
+        p->sv->stopping = 1;
+        p->signals++;
+        return;
+    }
     if (p->signals++) { /* a second signal: stop now */
         on_every_loop(p, stop_now);
         return;
@@ -708,23 +714,29 @@ int main(int argc, char **argv)
         if (start_server(&p, started, &c) < 0) goto out;
     for (unsigned i = 0; p.n > 1 && (c.metrics || c.metrics_path) && i < p.n; i++)
         if (serve_stats_start(&p.sv[i]) < 0) goto out;
-    if (bridge(&p.sv[0], &c) < 0) goto out;
-    if (c.mode->before_listen) c.mode->before_listen(&p.sv[0]);
-    if (c.metrics && !(metrics_srv = serve_metrics_listen(&p.sv[0], c.metrics, c.quiet))) goto out;
-    /* The signal watchers come before the "listening" line: whoever waits for that line may
-     * send SIGTERM at once. */
+    /* The signal watchers come before the bridge and the mode's start-up wait (a signal then
+     * ends the wait, and wsserve exits without listening), and before the "listening" line:
+     * whoever waits for that line may send SIGTERM at once. */
     struct ev_loop *ev = wsk_loop_ev(loop_of(&p, 0));
     ev_signal_init(&p.sigint, on_signal, SIGINT);
     ev_signal_init(&p.sigterm, on_signal, SIGTERM);
     p.sigint.data = p.sigterm.data = &p;
     ev_signal_start(ev, &p.sigint);
     ev_signal_start(ev, &p.sigterm);
-    int listening = 0;
+    if (bridge(&p.sv[0], &c) < 0) goto out;
+    if (c.mode->before_listen) c.mode->before_listen(&p.sv[0]);
+    int listening = 0, early = p.signals; /* early: a signal came first, a clean stop */
+    if (!early && c.metrics && !(metrics_srv = serve_metrics_listen(&p.sv[0], c.metrics, c.quiet)))
+        goto out;
     unsigned listeners = c.accept == WSK_ACCEPT_ROUND_ROBIN ? 1 : p.n;
-    for (unsigned i = 0; i < listeners && !(listening = listen_all(&p.sv[i], &c, ports)); i++)
+    for (unsigned i = 0; !early && i < listeners && !(listening = listen_all(&p.sv[i], &c, ports));
+         i++)
         ;
     for (unsigned i = 0; i < p.n; i++) p.sv[i].port = ports[0];
-    if (listening == 0) {
+    p.listening = 1;
+    if (early) {
+        status = 0;
+    } else if (listening == 0) {
         if (p.group)
             wsk_group_run(p.group);
         else
@@ -748,6 +760,10 @@ int main(int argc, char **argv)
     signal(SIGTERM, SIG_IGN);
     sigprocmask(SIG_UNBLOCK, &late, NULL);
 out:
+    if (p.sigint.data) { /* a failure after the watchers started: they go with the loop */
+        ev_signal_stop(wsk_loop_ev(loop_of(&p, 0)), &p.sigint);
+        ev_signal_stop(wsk_loop_ev(loop_of(&p, 0)), &p.sigterm);
+    }
     if (metrics_srv) wsk_server_free(metrics_srv);
     if (p.sv) free_servers(&p, started < p.n ? started + 1 : p.n);
     if (p.group) wsk_group_free(p.group);

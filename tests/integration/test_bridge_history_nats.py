@@ -14,7 +14,8 @@ store starts offsets again with a new epoch, and one restarted without JetStream
 delivery without offsets.  Retained messages live in JetStream too, with and without history
 (the scenarios of test_bridge_history.py), and "topics" and GET /topics read them and the
 history lengths there.  A nats-server without JetStream: history and retained messages stay
-node-local, and the node says why, once."""
+node-local, and the node says why, once.  A SIGTERM while a node waits at start for NATS
+ends the wait: it exits without listening."""
 import asyncio
 import json
 import os
@@ -22,6 +23,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -406,6 +408,42 @@ async def unreachable():
         ok(n.stop() == 0, "the unbridged node exits cleanly")
 
 
+def signal_at_start():
+    """A SIGTERM while a node with --threads waits at start for NATS to say whether it has
+    JetStream (a server that answers PING and never the JetStream API) ends the wait: the node
+    exits cleanly, without listening."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    asked = threading.Event()
+
+    def fake_nats():
+        c, _ = silent.accept()
+        with c:
+            c.sendall(b'INFO {"server_id":"fake","version":"2.9.11","proto":1,'
+                      b'"max_payload":1048576,"headers":true,"jetstream":true}\r\n')
+            buf = b""
+            while d := c.recv(65536):
+                buf += d
+                if b"$JS.API.INFO" in buf:
+                    asked.set()
+                for _ in range(buf.count(b"PING\r\n")):
+                    c.sendall(b"PONG\r\n")
+                buf = buf[buf.rfind(b"\n") + 1:]
+
+    threading.Thread(target=fake_nats, daemon=True).start()
+    n = Server("--pubsub", "-v", "--history", "10", "--threads", "2", "--bridge",
+               f"nats://127.0.0.1:{silent.getsockname()[1]}", wait=False)
+    try:
+        ok(wait_for(asked.is_set, 10), "the node asks its NATS about JetStream at start")
+        code = n.stop()
+        ok(code == 0 and not n.count("listening on"), "a SIGTERM during the start-up wait ends "
+           "it: the node exits cleanly without listening", (code, n.lines[-3:]))
+    finally:
+        n.stop()
+        silent.close()
+
+
 async def no_jetstream():
     """A nats-server without JetStream: history stays node-local (a node's own messages carry
     its offsets, another node's none), and each node says why, once."""
@@ -486,6 +524,7 @@ async def main():
         shutil.rmtree(store, ignore_errors=True)
     await no_jetstream()
     await unreachable()
+    signal_at_start()
 
 
 if not shutil.which("nats-server"):
