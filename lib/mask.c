@@ -100,45 +100,52 @@ static inline uint64_t xor_word(uint8_t *dst, const uint8_t *src, uint64_t k)
     return w;
 }
 
-/* wsk_mask_copy, and into *hi the top bits of the bytes written (see xor_blocks). */
-static size_t mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
-                        size_t offset, uint64_t *hi)
+/* wsk_mask_copy, and into *hi the top bits of the bytes written (see xor_blocks).  Inline in each
+ * entry point below: most payloads are short, and a call and a stack frame for the key would
+ * cost as much as their bytes.  The top bits gather in a local: stores through dst (bytes, which
+ * may alias anything) would otherwise make the compiler reload and store *hi around each word. */
+static inline size_t mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
+                               size_t offset, uint64_t *hi)
 {
     size_t next = (offset + n) & 3;
     if (n == 0) return next; /* p may then be NULL, and C leaves even NULL + 0 undefined */
-    /* The key three times over: rep + o, for any o in 0..3, is the key stream starting at key
-     * byte o for the next 8 bytes, which covers the head, the tail and the widened key without
-     * depending on byte order or carrying the offset through the byte loops. */
+    /* The key stream from key byte offset & 3 on: the key itself at offset 0 (the start of every
+     * frame), else the key three times over, from which rep + o, o in 0..3, is the stream for
+     * the next 4 bytes.  Widened to a word of two copies, it reads the same whatever the byte
+     * order (two copies of the same 4 bytes read the same from either end). */
+    const uint8_t *k = key;
     uint8_t rep[12];
-    memcpy(rep, key, 4);
-    memcpy(rep + 4, key, 4);
-    memcpy(rep + 8, key, 4);
-
-    const uint8_t *k = rep + (offset & 3);
-    if (n >= 8) {
-        uint64_t kw;
-        memcpy(&kw, k, 8);
-        /* 64 bytes per iteration (four 128-bit vector XORs once the compiler merges the words,
-         * or two 256-bit ones), and few loop branches per byte. */
-        size_t done = xor_blocks(dst, src, n, kw, hi);
-        dst += done, src += done, n -= done;
-        for (; n >= 8; dst += 8, src += 8, n -= 8) *hi |= xor_word(dst, src, kw) & HIGH_BITS;
+    if (offset & 3) {
+        memcpy(rep, key, 4);
+        memcpy(rep + 4, key, 4);
+        memcpy(rep + 8, key, 4);
+        k = rep + (offset & 3);
     }
+    uint32_t k4;
+    memcpy(&k4, k, 4);
+    uint64_t kw = (uint64_t)k4 << 32 | k4, acc = 0;
+    /* 64 bytes per iteration (four 128-bit vector XORs once the compiler merges the words, or two
+     * 256-bit ones), and few loop branches per byte; a short payload goes straight to the words. */
+    if (n >= 64) {
+        size_t done = xor_blocks(dst, src, n, kw, &acc);
+        dst += done, src += done, n -= done;
+    }
+    for (; n >= 8; dst += 8, src += 8, n -= 8) acc |= xor_word(dst, src, kw);
     if (n >= 4) {
-        uint32_t w, kw4;
+        uint32_t w;
         memcpy(&w, src, 4);
-        memcpy(&kw4, k, 4);
-        w ^= kw4;
+        w ^= k4;
         memcpy(dst, &w, 4);
-        *hi |= w & 0x80808080u;
+        acc |= w;
         dst += 4;
         src += 4;
         n -= 4;
     }
     for (size_t i = 0; i < n; i++) {
         dst[i] = src[i] ^ k[i];
-        *hi |= dst[i] & 0x80u;
+        acc |= dst[i];
     }
+    *hi |= acc & HIGH_BITS;
     return next;
 }
 

@@ -349,12 +349,13 @@ int wsk_msg_receive(struct wsk_ws *c, uint8_t *p, size_t n)
             n >= hl + (size_t)(p[1] & 0x7F) && (p[1] & 0x7F) <= ctx->lim.max_payload) {
             size_t len = p[1] & 0x7F;
             uint8_t *payload = p + hl;
-            if (masked) wsk_mask(payload, len, p + 2, 0);
+            int ascii = 0;
+            if (masked) wsk_unmask_ascii(payload, len, p + 2, 0, &ascii);
             c->msg_op = p[0] & 0xF;
             c->utf8 = WSK_UTF8_ACCEPT;
             p += hl + len;
             n -= hl + len;
-            if (c->msg_op == WSK_OP_TEXT && wsk_utf8_validate(&c->utf8, payload, len) < 0)
+            if (!text_ok(c, payload, len, ascii))
                 return fail(c, WSK_ERR_UTF8, "text message is not valid UTF-8");
             if (deliver(c, payload, len) < 0) return WSK_ERR_CLOSED;
             continue;

@@ -187,9 +187,32 @@ static inline int validate(uint32_t *state, const uint8_t *p, size_t n, int fast
     return 0;
 }
 
+static inline uint32_t load32(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* 1 when p[0..n), n <= 32, is all ASCII: a few overlapping word loads, no loop. */
+static inline int ascii_short(const uint8_t *p, size_t n)
+{
+    if (n >= 16)
+        return !((load64(p) | load64(p + 8) | load64(p + n - 16) | load64(p + n - 8)) & HIGH_BITS);
+    if (n >= 8) return !((load64(p) | load64(p + n - 8)) & HIGH_BITS);
+    if (n >= 4) return !((load32(p) | load32(p + n - 4)) & 0x80808080u);
+    uint8_t b = 0;
+    for (size_t i = 0; i < n; i++) b |= p[i];
+    return b < 0x80;
+}
+
 int wsk_utf8_validate(uint32_t *state, const uint8_t *p, size_t n)
 {
-    return validate(state, p, n, 1, wsk_utf8_chunks(WSK_UTF8_BEST));
+    /* A short ASCII piece between characters, the text of most small messages: settled here
+     * without the automaton's entry checks.  Only 64 bytes or more can use the vector chunk
+     * checker, so shorter text does not ask which one the CPU has. */
+    if (*state == S_ACCEPT && n <= 32 && ascii_short(p, n)) return 0;
+    return validate(state, p, n, 1, n >= 64 ? wsk_utf8_chunks(WSK_UTF8_BEST) : NULL);
 }
 
 int wsk_utf8_validate_with(uint32_t *state, const uint8_t *p, size_t n, wsk_utf8_chunks_fn *chunks)
