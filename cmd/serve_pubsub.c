@@ -1411,7 +1411,9 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold,
  *    one hold per topic: a client that subscribes to several at once holds each):
  *    what loop 0 delivered before it has the read came before the retained message it answers,
- *    and loop 0 releases that topic's hold, in order, when it has the read.
+ *    and is left out; loop 0 tells the socket's thread, in order, when it has the read, and
+ *    from then on the topic's messages wait (wsk_ws_hold_queue) until the answer came and the
+ *    retained message went: they follow it, in order.
  * A call that finds its loop ended is not run: what it carried is freed as wsk_group_run
  * returns (relay). */
 
