@@ -999,7 +999,13 @@ struct rread {
     wsk_ws *ws;
     struct rread *prev, *next;
     int json;
-    int held; /* with --threads: the socket holds the topic until loop 0 has the read */
+    /* With --threads: loop 0 has not had the read yet (retained_release): the socket leaves
+     * out the topic's messages loop 0 delivers meanwhile, and the acknowledgement waits. */
+    int held;
+    /* The socket holds the topic (rread_hold) until the answer is sent; from the time loop 0
+     * has the read, it queues the topic's messages: the retained message comes first, then
+     * they do, in order, then live ones. */
+    int queued;
     /* A JSON subscribe's acknowledgement while this read's hold holds it back (one wait of it):
      * sent when the request's last hold ends, so that what the client publishes once it has it
      * reaches it. */
@@ -1033,6 +1039,7 @@ static void rread_unlink(struct client *cl, struct rread *rr)
 
 /* The engine's answer: its retained message (with its offset, with history in the engine), or
  * none, or, when it could not answer, this node's. */
+static void rread_unhold(struct rread *rr);
 static void retained_came(void *arg, const wsk_retained *r)
 {
     struct rread *rr = arg;
@@ -1053,6 +1060,7 @@ static void retained_came(void *arg, const wsk_retained *r)
                                    extra, &n);
         send_reply(ws, s, n);
     }
+    rread_unhold(rr);
     free(rr);
 }
 
@@ -1404,7 +1412,9 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold,
  *    one hold per topic: a client that subscribes to several at once holds each):
  *    what loop 0 delivered before it has the read came before the retained message it answers,
- *    and loop 0 releases that topic's hold, in order, when it has the read.
+ *    and is left out; loop 0 tells the socket's thread, in order, when it has the read, and
+ *    from then on the topic's messages wait (wsk_ws_hold_queue) until the answer came and the
+ *    retained message went: they follow it, in order.
  * A call that finds its loop ended is not run: what it carried is freed as wsk_group_run
  * returns (relay). */
 
@@ -1773,18 +1783,49 @@ static int recovering(const struct client *cl, const struct rread *rr)
            !memcmp(cl->rec->topic, rr->topic, rr->tlen);
 }
 
-/* Loop 0 has the read: from here on, the retained message it answers and the messages that
- * follow it are the subscriber's; what loop 0 delivered before, held back from it, came before
- * the retained message in the topic's order (the retained one is that or a later one). */
+/* The hold's topic: rr's own, or its JSON form (jt). */
+static const char *rread_topic(const struct rread *rr, char *jt, size_t *len)
+{
+    *len = rr->json ? json_topic(jt, rr->topic, rr->tlen) : rr->tlen;
+    return rr->json ? jt : rr->topic;
+}
+
+/* The socket holds rr's topic until the answer is sent (not one a recovery holds: that hold is
+ * the recovery's, whose replay has them): queues every message of it (HOLD_QUEUE), queues its
+ * own loop's and leaves out those of the others (HOLD_OWN), or leaves out all (HOLD_SKIP). */
+enum { HOLD_QUEUE, HOLD_OWN, HOLD_SKIP };
+static void rread_hold(struct rread *rr, int how)
+{
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    size_t jl;
+    const char *t = rread_topic(rr, jt, &jl);
+    if (recovering(wsk_ws_data(rr->ws), rr)) return;
+    rr->queued = (how == HOLD_SKIP ? wsk_ws_hold(rr->ws, t, jl)
+                                   : wsk_ws_hold_queue(rr->ws, t, jl, how == HOLD_OWN)) == 0;
+}
+
+/* The retained message went (or none will): what the socket queued meanwhile follows it. */
+static void rread_unhold(struct rread *rr)
+{
+    if (!rr->queued) return;
+    rr->queued = 0;
+    if (!rr->ws || recovering(wsk_ws_data(rr->ws), rr)) return; /* the recovery's hold now */
+    char jt[JSON_NS_LEN + TOPIC_MAX];
+    size_t jl;
+    const char *t = rread_topic(rr, jt, &jl);
+    wsk_ws_hold_release_topic(rr->ws, t, jl);
+}
+
+/* Loop 0 has the read: what it delivered before, left out, came before the retained message in
+ * the topic's order (the retained one is that or a later one); what it delivers from here on
+ * waits for the answer.  The acknowledgement goes: a message the client publishes once it has
+ * it comes after the retained message, queued until that is sent. */
 static void retained_release(struct rread *rr)
 {
     if (!rr->held) return;
     rr->held = 0;
-    rread_ack(rr); /* a message the client publishes once it has it is not held back */
-    if (!rr->ws || recovering(wsk_ws_data(rr->ws), rr)) return; /* the recovery's hold now */
-    char jt[JSON_NS_LEN + TOPIC_MAX];
-    size_t jl = rr->json ? json_topic(jt, rr->topic, rr->tlen) : rr->tlen;
-    wsk_ws_hold_release_topic(rr->ws, rr->json ? jt : rr->topic, jl);
+    rread_ack(rr);
+    if (rr->queued && rr->ws) rread_hold(rr, HOLD_QUEUE); /* what its own loop queued stays */
 }
 
 struct relay_release {
@@ -1859,34 +1900,36 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
     struct serve *sv = serve_of(srv);
     if (sv->threads == 1) {
         rread_ack(rr);
-        return wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
+        if (wsk_server_retained_read(srv, "", 0, NULL, NULL) == WSK_ERR_STATE)
+            return WSK_ERR_STATE;   /* no engine keeps them: this node's, at once */
+        rread_hold(rr, HOLD_QUEUE); /* the read is made now: every later message waits */
+        int r = wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
+        if (r < 0) rread_unhold(rr);
+        return r;
     }
     if (!retained_holds(srv)) return WSK_ERR_STATE;
     struct relay_retained *q = malloc(sizeof *q);
     if (!q) return WSK_ERR_NOMEM;
     *q = (struct relay_retained){sv, rr, 0, {0}};
     /* The socket subscribed already: until loop 0 has the read, what it delivers of the topic
-     * is held back (each topic on its own; not one a recovery holds: that hold is the
-     * recovery's), and so is the subscribe's acknowledgement: a message the client publishes
-     * once it has it is not held back. */
-    struct client *cl = wsk_ws_data(rr->ws);
-    char jt[JSON_NS_LEN + TOPIC_MAX];
-    size_t jl = rr->json ? json_topic(jt, topic, tlen) : tlen;
-    /* Without the engine's history, what a thread other than 0 publishes is delivered there at
-     * once and reaches loop 0 behind the read (the same thread's calls keep their order): newer
-     * than the retained message, it is not held back, or it would be lost (a retained one
-     * makes the read answer none, the subscriber having it).  Loop 0's own reach the engine
-     * before its read (made at the end of its turn), and the other threads' reach here as loop
-     * 0 hands them over: held.  With the engine's history every message comes from loop 0, in
-     * order with the read: all held. */
-    int (*hold)(wsk_ws *, const char *, size_t) =
-        sv->thread && !remote_history(broker_of(srv)) ? wsk_ws_hold_group : wsk_ws_hold;
-    if (!recovering(cl, rr) && hold(rr->ws, rr->json ? jt : topic, jl) == 0)
+     * is left out (each topic on its own), and so is the subscribe's acknowledgement; from then
+     * until the answer is sent, every message of the topic waits (retained_release).  Without
+     * the engine's history, what a thread other than 0 publishes is delivered there at once and
+     * reaches loop 0 behind the read: newer than the retained message, it waits from the start
+     * (left out, it would be lost: a retained one makes the read answer none, the subscriber
+     * having it).  Loop 0's own reach the engine before its read (made at the end of its turn),
+     * and the other threads' reach here as loop 0 hands them over: left out.  With the engine's
+     * history every message comes from loop 0, in order with the read: all left out. */
+    rread_hold(rr, sv->thread && !remote_history(broker_of(srv)) ? HOLD_OWN : HOLD_SKIP);
+    if (rr->queued)
         rr->held = q->held = 1;
     else
         rread_ack(rr);
     int r = relay_or(srv, 0, retained_there, retained_dropped, q);
-    if (r < 0) retained_release(rr);
+    if (r < 0) {
+        retained_release(rr);
+        rread_unhold(rr);
+    }
     return r;
 }
 

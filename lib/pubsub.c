@@ -351,12 +351,25 @@ size_t wsk_ws_subscriptions(const wsk_ws *ws, void (*fn)(void *arg, const char *
     return n;
 }
 
+/* A message a queuing hold keeps for its socket (wsk_ws_hold_queue): its payload, copied. */
+struct held_msg {
+    struct held_msg *next;
+    size_t len;
+    unsigned op;
+    int compress;
+    uint8_t data[];
+};
+
 /* One held topic of a socket (wsk_ws_hold): its messages skip the socket while `until` is
- * UINT64_MAX, then (wsk_ws_hold_end) those of other loops numbered up to it. */
+ * UINT64_MAX, then (wsk_ws_hold_end) those of other loops numbered up to it.  A queuing hold
+ * (wsk_ws_hold_queue) keeps every one of them instead, in order, until it ends. */
 struct wsk_hold {
     struct wsk_hold *next;
     uint64_t until;
     int group; /* wsk_ws_hold_group: this loop's own messages pass */
+    int queue; /* wsk_ws_hold_queue: its messages wait in q */
+    struct held_msg *q, **qtail;
+    size_t qbytes; /* the payloads in q: counted against the socket's backpressure limit */
     size_t len;
     char topic[];
 };
@@ -370,15 +383,31 @@ static struct wsk_hold **hold_find(wsk_cold *k, const char *topic, size_t len)
     return NULL;
 }
 
-/* Unlinks and frees the hold *at; the flag goes with the last one. */
+static void held_free(struct held_msg *m)
+{
+    while (m) {
+        struct held_msg *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+/* Unlinks and frees the hold *at (the flag goes with the last one), then sends what it queued,
+ * in order: behind whatever the application sent meanwhile, ahead of every later message.  A
+ * send may close ws (its backpressure rule): the rest is freed then. */
 static void hold_drop(wsk_ws *ws, struct wsk_hold **at)
 {
     struct wsk_hold *h = *at;
+    struct held_msg *q = h->q;
     *at = h->next;
     free(h);
-    if (--ws->cold->nholds) return;
-    ws->flags &= (uint16_t)~WSK_F_HOLD;
-    wsk_conn_cold_trim(ws);
+    if (!--ws->cold->nholds) {
+        ws->flags &= (uint16_t)~WSK_F_HOLD;
+        wsk_conn_cold_trim(ws);
+    }
+    for (struct held_msg *m = q; m && ws->state == WSK_ST_OPEN; m = m->next)
+        wsk_send(ws, m->data, m->len, (wsk_opcode)m->op, m->compress);
+    held_free(q);
 }
 
 void wsk_holds_free(wsk_cold *k)
@@ -386,13 +415,14 @@ void wsk_holds_free(wsk_cold *k)
     while (k->holds) {
         struct wsk_hold *h = k->holds;
         k->holds = h->next;
+        held_free(h->q);
         free(h);
     }
     k->nholds = 0;
 }
 
-/* wsk_ws_hold, and wsk_ws_hold_group when group is 1. */
-static int hold(wsk_ws *ws, const char *topic, size_t len, int group)
+/* wsk_ws_hold (kind 0), wsk_ws_hold_group (1) and wsk_ws_hold_queue (2, plus 1 with group). */
+static int hold(wsk_ws *ws, const char *topic, size_t len, int kind)
 {
     if (!ws->ctx->srv) return WSK_ERR_STATE;
     if (topic_arg(&topic, len) < 0 || wsk_topic_is_pattern(topic, len)) return WSK_ERR_INVAL;
@@ -400,8 +430,16 @@ static int hold(wsk_ws *ws, const char *topic, size_t len, int group)
     if (!k) return WSK_ERR_NOMEM;
     struct wsk_hold **at = hold_find(k, topic, len);
     if (at) { /* held already: held anew */
-        (*at)->until = UINT64_MAX;
-        (*at)->group = group;
+        struct wsk_hold *h = *at;
+        h->until = UINT64_MAX;
+        h->group = kind & 1;
+        h->queue = (kind & 2) != 0;
+        if (!h->queue) { /* what a queue kept, the application now sends */
+            held_free(h->q);
+            h->q = NULL;
+            h->qtail = &h->q;
+            h->qbytes = 0;
+        }
         return 0;
     }
     if (k->nholds == WSK_HOLD_MAX) { /* the oldest ended hold makes room, as a new one would */
@@ -413,11 +451,9 @@ static int hold(wsk_ws *ws, const char *topic, size_t len, int group)
     }
     struct wsk_hold *h = malloc(sizeof *h + len);
     if (!h) return WSK_ERR_NOMEM;
-    h->until = UINT64_MAX;
-    h->group = group;
-    h->len = len;
+    *h = (struct wsk_hold){k->holds, UINT64_MAX, kind & 1, (kind & 2) != 0, NULL, NULL, 0, len};
+    h->qtail = &h->q;
     if (len) memcpy(h->topic, topic, len);
-    h->next = k->holds;
     k->holds = h;
     k->nholds++;
     ws->flags |= WSK_F_HOLD;
@@ -434,6 +470,11 @@ int wsk_ws_hold_group(wsk_ws *ws, const char *topic, size_t len)
     return hold(ws, topic, len, 1);
 }
 
+int wsk_ws_hold_queue(wsk_ws *ws, const char *topic, size_t len, int group)
+{
+    return hold(ws, topic, len, 2 | (group != 0));
+}
+
 void wsk_ws_hold_end(wsk_ws *ws)
 {
     if (!(ws->flags & WSK_F_HOLD)) return;
@@ -442,7 +483,16 @@ void wsk_ws_hold_end(wsk_ws *ws)
         wsk_ws_hold_release(ws);
         return;
     }
-    for (struct wsk_hold *h = ws->cold->holds; h; h = h->next) h->until = until;
+    /* A queuing hold ends as it is released: it let nothing pass. */
+    for (struct wsk_hold **at = &ws->cold->holds; *at;) {
+        if ((*at)->queue) {
+            hold_drop(ws, at);
+            if (!(ws->flags & WSK_F_HOLD)) return;
+            continue;
+        }
+        (*at)->until = until;
+        at = &(*at)->next;
+    }
 }
 
 void wsk_ws_hold_release(wsk_ws *ws)
@@ -456,7 +506,7 @@ void wsk_ws_hold_end_topic(wsk_ws *ws, const char *topic, size_t len)
     if (!at) return;
     /* Messages of other loops numbered up to now may be on their way still (the application
      * sent them itself): the hold stays for them, at the cost of a compare per message. */
-    (*at)->until = ws->ctx->group ? wsk_group_seq(ws->ctx->group) : 0;
+    (*at)->until = ws->ctx->group && !(*at)->queue ? wsk_group_seq(ws->ctx->group) : 0;
     if (!(*at)->until) hold_drop(ws, at);
 }
 
@@ -606,20 +656,47 @@ static int enqueue(struct wsk_ws *c, wsk_block *b, const uint8_t *bytes, size_t 
     return 1;
 }
 
-/* 1 when c holds p back (wsk_ws_hold). */
-static int held(const struct wsk_ws *c, const struct pub *p)
+/* How c's holds take p (wsk_ws_hold): 0 delivered, 1 left out, 2 queued in *h. */
+static int held(const struct wsk_ws *c, const struct pub *p, struct wsk_hold **h)
 {
-    for (const struct wsk_hold *h = c->cold->holds; h; h = h->next)
-        if (h->len == p->topic_len && !memcmp(h->topic, p->topic, p->topic_len))
-            return (h->until == UINT64_MAX && (p->seq || !h->group)) ||
-                   (p->seq && p->seq <= h->until);
+    for (*h = c->cold->holds; *h; *h = (*h)->next) {
+        const struct wsk_hold *x = *h;
+        if (x->len != p->topic_len || memcmp(x->topic, p->topic, p->topic_len)) continue;
+        if (x->queue) return x->group && p->seq ? 1 : 2;
+        return (x->until == UINT64_MAX && (p->seq || !x->group)) || (p->seq && p->seq <= x->until);
+    }
     return 0;
+}
+
+/* p joins the queue of c's hold h (wsk_ws_hold_queue); 1 when it did.  The queue counts against
+ * c's backpressure limit with c's send queue: past it, c is closed (1008, logged) rather than
+ * left with a gap it would not know of. */
+static int hold_queue(struct wsk_ws *c, struct wsk_hold *h, const struct pub *p)
+{
+    struct held_msg *m = NULL;
+    if (c->q.bytes + h->qbytes + p->len <= c->ctx->lim.backpressure_limit)
+        m = malloc(sizeof *m + p->len);
+    if (!m) {
+        c->ctx->stats.dropped++;
+        wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY,
+                      "messages held for a subscription over the backpressure limit");
+        return 0;
+    }
+    *m = (struct held_msg){NULL, p->len, p->op, p->compress};
+    if (p->len) memcpy(m->data, p->data, p->len);
+    *h->qtail = m;
+    h->qtail = &m->next;
+    h->qbytes += p->len;
+    return 1;
 }
 
 /* Queues the publication on one socket under its backpressure policy; 1 when it was queued. */
 static int deliver(struct wsk_ws *c, struct pub *p)
 {
-    if (c->state != WSK_ST_OPEN || ((c->flags & WSK_F_HOLD) && held(c, p))) return 0;
+    if (c->state != WSK_ST_OPEN) return 0;
+    struct wsk_hold *h;
+    int how = c->flags & WSK_F_HOLD ? held(c, p, &h) : 0;
+    if (how) return how == 2 ? hold_queue(c, h, p) : 0;
     wsk_block *b;
     size_t n;
     int z = p->compress && (c->flags & WSK_F_PMD) && p->len >= c->ctx->lim.compress_threshold;

@@ -580,6 +580,20 @@ WSK_API int wsk_ws_hold(wsk_ws *ws, const char *topic, size_t len);
  * wsk_group_call_ordered) while its own loop's come after that point anyway.  Outside a group
  * it holds nothing back.  Returns as wsk_ws_hold; a second call (of either) holds anew. */
 WSK_API int wsk_ws_hold_group(wsk_ws *ws, const char *topic, size_t len);
+/* wsk_ws_hold that keeps the messages instead of leaving them out: every message of
+ * topic[0..len) that would reach ws waits, copied, in a queue of the hold, in order, until the
+ * hold ends or is released; then they are sent, behind whatever the application sent ws
+ * meanwhile and ahead of every later message.  For an application that sends ws something
+ * first (a retained message it asked for): nothing is lost, nothing comes twice, the order is
+ * kept.  group 1: only the messages of ws's own loop are queued, those other loops of its group
+ * publish are left out (as wsk_ws_hold_group holds them back); group 0: those of every loop are
+ * queued.  The queue counts against ws's backpressure limit (with its send queue): a message
+ * that would cross it closes ws (1008, logged) instead of leaving a gap.  Ending such a hold
+ * (wsk_ws_hold_end, wsk_ws_hold_end_topic) is releasing it.  Held anew by this, the queue
+ * stays (a hold with group 1 may become one with group 0); by wsk_ws_hold or
+ * wsk_ws_hold_group, what it queued is dropped (the application sends it itself then).
+ * Returns as wsk_ws_hold. */
+WSK_API int wsk_ws_hold_queue(wsk_ws *ws, const char *topic, size_t len, int group);
 /* Ends every hold of ws: messages published from now on reach ws again; in a server group,
  * those of other loops published before are still held back (as a new subscription does not
  * get them).  Nothing when ws holds nothing. */
@@ -842,8 +856,10 @@ WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t 
  *    valid until then); r->found 0 with r->ok 1 says there is none to send: none kept, or a
  *    retained publish of the topic reached this node's subscribers since the call (they have
  *    that newer one).  r->ok 0: the engine could not answer (lost meanwhile, or the server
- *    freed).  A message published while the read was on its way may reach the subscriber before
- *    the retained message does; none arrives twice. */
+ *    freed).  None arrives twice.  A message published while the read is on its way reaches a
+ *    subscriber as it comes (possibly before the retained message), unless the subscriber holds
+ *    the topic with wsk_ws_hold_queue from the call until done has sent the answer: then the
+ *    retained message comes first, then those, in order. */
 typedef struct wsk_retained {
     int ok, found;
     const void *data; /* the message, valid during the call */

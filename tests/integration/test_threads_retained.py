@@ -10,9 +10,10 @@ again as the retained one.  A JSON subscribe's acknowledgement goes once every t
 request is released: a client that publishes to all of them the moment it has the
 acknowledgement gets its own message back on each (--publish-to-self), none skipped by a hold
 still up on a later topic.  A client that subscribes and at once publishes a retained message to
-the topic (both in one read) gets it back, live or as the retained one: on the thread that
-holds the topic its own publish is newer than the read (it reaches loop 0 behind it) and is
-not held back, or it would be lost (the read then answers none, the subscriber having it).
+the topic (both in one read) gets it back, after the retained one or as it: on the thread that
+holds the topic its own publish is newer than the read (it reaches loop 0 behind it) and waits
+for the answer (wsk_ws_hold_queue), not left out, or it would be lost (the read then answers
+none, the subscriber having it).
 Publishers on the subscribers' node (both threads) keep publishing retained messages while JSON
 and raw clients subscribe: a JSON subscriber is owed the retained message first (or none, when
 a newer one reaches it live), then every message published after its acknowledgement, in each

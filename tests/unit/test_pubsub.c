@@ -1,11 +1,10 @@
 /* Publish/subscribe in one process: receiver counts, the sender left out (or not, with
  * publish_to_self), copied and shared frames arriving intact, topics left on close and freed
  * when empty, patterns (a socket reached once however many match), a topic held back from one
- * socket (wsk_ws_hold), thousands of topics and subscriptions in linear time, and a publish
- * that closes subscribers for backpressure while their close handlers unsubscribe and publish
- * again.
- * The loop runs with EVRUN_NOWAIT; non-blocking sockets play the clients and parse the frames
- * they get. */
+ * socket (wsk_ws_hold) or queued for it until released (wsk_ws_hold_queue), thousands of topics and
+ * subscriptions in linear time, and a publish that closes subscribers for backpressure while their
+ * close handlers unsubscribe and publish again. The loop runs with EVRUN_NOWAIT; non-blocking
+ * sockets play the clients and parse the frames they get. */
 #include "pmd_conn.h"
 #include "test.h"
 #include "rawws.h"
@@ -39,6 +38,7 @@ struct client {
     uint8_t *last;
     size_t last_len;
     unsigned close_code; /* of a close frame received */
+    char seen[64];       /* the first byte of each message, in order (as many as fit) */
 };
 
 static struct ev_loop *ev;
@@ -63,6 +63,8 @@ static void parse_frames(struct client *c)
         if (op == 8) {
             c->close_code = n >= 2 ? (unsigned)(c->buf[hl] << 8 | c->buf[hl + 1]) : 1005;
         } else if (op == 1 || op == 2) {
+            size_t k = strlen(c->seen);
+            if (n && k + 1 < sizeof c->seen) c->seen[k] = (char)c->buf[hl];
             c->msgs++;
             c->last_op = op;
             c->last_rsv1 = !!(c->buf[0] & 0x40);
@@ -391,6 +393,58 @@ static void test_hold(wsk_loop *loop)
     closes = 0;
 }
 
+/* A queuing hold: what it kept comes after what the application sent meanwhile, in order, once
+ * released; past the backpressure limit the socket is closed (1008), not left with a gap. */
+static void test_hold_queue(wsk_loop *loop)
+{
+    unsigned port;
+    wsk_server *srv = server(loop, 0, 4096, 0, &port);
+    CHECK(open_clients(2, port, 0), "2 clients open");
+    wsk_ws *a = srv_ws[0], *b = srv_ws[1];
+    memset(cl[0].seen, 0, sizeof cl[0].seen);
+    cl[0].close_code = 0;
+    CHECK(wsk_subscribe(a, "q.a", 3) == 1 && wsk_subscribe(a, "q.>", 3) == 1 &&
+              wsk_subscribe(b, "q.a", 3) == 1,
+          "a: q.a and q.>, b: q.a");
+    CHECK(wsk_ws_hold_queue(a, "q.*", 3, 0) == WSK_ERR_INVAL &&
+              wsk_ws_hold_queue(a, "q.a", 3, 0) == 0,
+          "a queues q.a (a pattern is refused)");
+    long n = wsk_server_publish(srv, "q.a", 3, "1", 1, WSK_OP_TEXT, 0);
+    n += wsk_server_publish(srv, "q.a", 3, "2", 1, WSK_OP_TEXT, 0);
+    n += wsk_server_publish(srv, "q.b", 3, "x", 1, WSK_OP_TEXT, 0);
+    CHECK(n == 5, "queued messages count as reaching a, once (%ld)", n);
+    SPIN_UNTIL(cl[0].msgs == 1 && cl[1].msgs == 2, spin(1, 2));
+    CHECK(!strcmp(cl[0].seen, "x") && cl[1].msgs == 2, "a got only q.b's meanwhile (%s)",
+          cl[0].seen);
+    wsk_send(a, "r", 1, WSK_OP_TEXT, 0);
+    CHECK(wsk_server_publish(srv, "q.a", 3, "3", 1, WSK_OP_TEXT, 0) == 2, "one more, queued");
+    wsk_ws_hold_release_topic(a, "q.a", 3);
+    CHECK(wsk_server_publish(srv, "q.a", 3, "4", 1, WSK_OP_TEXT, 0) == 2, "released: live again");
+    SPIN_UNTIL(cl[0].msgs == 6, spin(1, 2));
+    CHECK(!strcmp(cl[0].seen, "xr1234"),
+          "a got what the application sent, then the queue in order, then live (%s)", cl[0].seen);
+    CHECK(wsk_ws_hold(a, "q.a", 3) == 0 && wsk_ws_hold_queue(a, "q.a", 3, 1) == 0 &&
+              wsk_server_publish(srv, "q.a", 3, "5", 1, WSK_OP_TEXT, 0) == 2,
+          "held anew as a queue (group 1: this loop's own are queued outside a group)");
+    wsk_ws_hold_end(a);
+    SPIN_UNTIL(cl[0].msgs == 7, spin(1, 2));
+    CHECK(!strcmp(cl[0].seen, "xr12345"), "ending a queuing hold releases it (%s)", cl[0].seen);
+    static char big[3000];
+    memset(big, 'b', sizeof big);
+    CHECK(wsk_ws_hold_queue(a, "q.a", 3, 0) == 0 &&
+              wsk_server_publish(srv, "q.a", 3, big, sizeof big, WSK_OP_TEXT, 0) == 2,
+          "a large message queued");
+    CHECK(wsk_server_publish(srv, "q.a", 3, big, sizeof big, WSK_OP_TEXT, 0) == 1,
+          "a second would cross the backpressure limit: not queued");
+    SPIN_UNTIL(cl[0].close_code == 1008 && closes == 1, spin(1, 2));
+    CHECK(cl[0].close_code == 1008 && closes == 1 && cl[0].msgs == 7,
+          "a is closed with 1008, nothing of the queue sent (%u)", cl[0].close_code);
+    close_all(2);
+    SPIN_UNTIL(closes == 2, spin(1, 2));
+    wsk_server_free(srv);
+    closes = 0;
+}
+
 /* Subscribes n sockets to k topics each out of ntopics; returns the seconds it took. */
 static double subscribe_many(int n, int k, int ntopics)
 {
@@ -597,6 +651,7 @@ int main(void)
     test_to_self(loop);
     test_patterns(loop);
     test_hold(loop);
+    test_hold_queue(loop);
     test_many(loop);
     test_backpressure(loop);
     test_compressed(loop, WSK_COMPRESS_SHARED);
