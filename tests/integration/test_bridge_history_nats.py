@@ -13,13 +13,16 @@ delivery goes on without offsets and "recovered": false; a nats-server restarted
 store starts offsets again with a new epoch, and one restarted without JetStream gets local
 delivery without offsets.  Retained messages live in JetStream too, with and without history
 (the scenarios of test_bridge_history.py), and "topics" and GET /topics read them and the
-history lengths there.  A nats-server without JetStream: history and retained messages stay
+history lengths there; without history a retained publish is one JetStream publish, stored as
+it is delivered: in order with the node's plain publishes at another node, and kept once
+acknowledged, even by a node killed right after.  A nats-server without JetStream: history and retained messages stay
 node-local, and the node says why, once.  A SIGTERM while a node waits at start for NATS
 ends the wait: it exits without listening."""
 import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -120,6 +123,53 @@ async def newer_kept(nats, a, b):
         m = await recv_json(sub)
         ok((m.get("data"), m.get("offset"), m.get("retained")) == ("later", 99, True),
            "... and a new subscriber gets that one", m)
+
+
+async def one_step(nats, a, b):
+    """Without history, a retained publish is one JetStream publish to the topic's retained
+    subject, which every node listens to next to the topic's channel: the stream stores it as
+    the server delivers it.  So the plain and retained publishes of one node reach another in
+    the order it made them, and a node killed (SIGKILL) right after acknowledging a burst of
+    retained publishes leaves the last one kept: a new subscriber on another node gets it."""
+    k = node(nats, "--max-subscriptions", "100")  # the publisher that dies
+    try:
+        n = 1000 if sanitized() else 10000
+        async with connect(a.url()) as sub, connect(k.url()) as pub:
+            await sub.send(json.dumps({"op": "subscribe", "topic": "mix"}))
+            await recv_json(sub)
+            ok(wait_for(lambda: nats.subscribers("wskit:mix") == 1 and
+                        nats.subscribers("$WSKR.wskit:mix") == 1),
+               "a node listens to a topic's channel and its retained subject")
+            for i in range(1, n + 1):
+                await pub.send(json.dumps({"op": "publish", "topic": "mix", "data": str(i),
+                                           "retain": i % 2 == 0}))
+            got = []
+            try:
+                while len(got) < n:
+                    got.append(int((await recv_json(sub)).get("data")))
+            except asyncio.TimeoutError:
+                pass
+            ok(got == list(range(1, n + 1)), f"{n} plain and retained publishes of one node, "
+               "interleaved, reach another node in order", [x for i, x in enumerate(got)
+                                                            if x != i + 1][:5] or len(got))
+        async with connect(k.url()) as pub:
+            m = 100 if sanitized() else 300
+            for i in range(1, m + 1):
+                await pub.send(json.dumps({"op": "publish", "topic": "die", "data": str(i),
+                                           "retain": True, **({"id": "last"} if i == m else {})}))
+            while (ack := await recv_json(pub, 10)).get("id") != "last":
+                pass
+            if "reason" in ack:  # acknowledged late, without JetStream's word: wait for it
+                wait_for(lambda: retained_env(nats, "die").endswith(b"%d" % m))
+            ok(ack.get("bridged") is True, "the last retained publish is acknowledged once "
+               "JetStream stored it", ack)
+        k.stop(signal.SIGKILL)
+        async with connect(b.url() + "die") as raw:
+            r = await asyncio.wait_for(raw.recv(), 10)
+        ok(r == str(m), "its node killed right after that acknowledgement, a new subscriber on "
+           "another node gets the last retained message", r)
+    finally:
+        k.stop(signal.SIGKILL)
 
 
 def envelope(origin, off, epoch, data):
@@ -491,6 +541,7 @@ async def main():
             try:
                 await retained(nats, a, b, False, kept(nats))
                 await introspection(nats, a, b, False, kept(nats))
+                await one_step(nats, a, b)
             finally:
                 codes = [s.stop() for s in (a, b)]
             ok(codes == [0, 0], "both nodes without history exit cleanly", codes)
