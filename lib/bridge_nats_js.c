@@ -24,6 +24,7 @@
  *  - Appends leave with js_PublishMsgAsync from the loop; the server's acks come on NATS'
  *    threads.  A sender waiting for the engine's count hears it (-1: NATS cannot count) with
  *    the ack, once the message is stored: its next publish, through any node, comes after it.
+ *    (A retained one: once it is kept as the topic's retained message too: keep_acked.)
  *    A message the server refuses otherwise (or does not ack in time) is logged and lost
  *    (delivered nowhere), as a message whose Redis script fails.
  *  - The JetStream calls that wait for an answer (account info, stream info and creation,
@@ -263,10 +264,17 @@ static void keep_queue(wsk_natsjs *j, struct job *jb)
     pthread_mutex_lock(&j->mu);
     int room = j->keeping + jb->lens[0] <= KEEP_MAX;
     if (room) j->keeping += jb->lens[0];
-    j->unkept += !room;
+    j->unkept += !room && !jb->count;
+    if (!room && jb->count) { /* its sender waits: the loop says it and gives the count back */
+        snprintf(jb->why, sizeof jb->why, "retained message not kept: %u MiB wait already",
+                 KEEP_MAX >> 20);
+        jb->next = j->done;
+        j->done = jb;
+        if (!j->quit) wsk_natsev_wake(j->x);
+    }
     pthread_mutex_unlock(&j->mu);
     if (room) job_queue(j, jb);
-    if (!room) job_free(jb);
+    if (!room && !jb->count) job_free(jb);
 }
 
 /* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
@@ -658,17 +666,20 @@ static struct waiting **waiting_find(wsk_natsjs *j, const natsMsg *m)
 
 /* A NATS thread: a retained publish of the history stored at its offset becomes the topic's
  * retained message, with that offset (J_KEEP, for the worker, which keeps it only over an
- * older one: keep_newer). */
-static void keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const char *subj, size_t n,
-                       size_t skip)
+ * older one: keep_newer).  Its sender (w: NULL, or the one waiting for its count) hears the
+ * count once it is kept: 1 when the job took w's count. */
+static int keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const char *subj, size_t n,
+                      size_t skip, struct waiting *w)
 {
     const char *env = natsMsg_GetData(msg);
     size_t len = (size_t)natsMsg_GetDataLength(msg);
-    if (!pa || n <= skip || !history_envelope(env, len) || !(env[1] & WSK_BRIDGE_RETAIN)) return;
+    if (!pa || n <= skip || !history_envelope(env, len) || !(env[1] & WSK_BRIDGE_RETAIN)) return 0;
     struct job *jb = keep_job(subj + skip, n - skip, env, len);
-    if (!jb) return;
+    if (!jb) return 0;
     put_offset(jb->env[0], pa->Sequence);
+    jb->count = w ? w->count : NULL;
     keep_queue(j, jb);
+    return w != NULL;
 }
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -686,7 +697,10 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     int retained = n > strlen(RSUBJ) && !strncmp(subj, RSUBJ, strlen(RSUBJ));
     size_t skip = retained ? strlen(RSUBJ) : strlen(SUBJ_PREFIX) + 17;
     int refused = !pa && pae && n > skip;
-    if (!retained) keep_acked(j, msg, pa, subj, n, skip);
+    if (!retained && keep_acked(j, msg, pa, subj, n, skip, w)) {
+        free(w);
+        w = NULL;
+    }
     struct job *jb = refused || w ? calloc(1, sizeof *jb + (refused ? n - skip : 0) + 1) : NULL;
     if (jb) {
         jb->kind = !refused ? J_ACKED : retained ? J_UNKEPT : J_REFUSED;
@@ -883,10 +897,10 @@ int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, 
  * it between the plain publishes its publisher made before and after it.  Its ack says whether
  * it was stored (on_ack: J_UNKEPT when not).  With history, the history stream's ack stores it
  * with its offset (keep_acked): two steps still, as one publish cannot reach two streams (their
- * subjects may not overlap).  A read (wsk_natsjs_retained) is a direct get of the last message
- * sent after the node's subscriptions on the same connection: the server makes them active
- * first, and the answer comes through the channels' delivery thread, so after every message the
- * node got before the server answered. */
+ * subjects may not overlap); its sender hears the count once the second is done.  A read
+ * (wsk_natsjs_retained) is a direct get of the last message sent after the node's subscriptions on
+ * the same connection: the server makes them active first, and the answer comes through the
+ * channels' delivery thread, so after every message the node got before the server answered. */
 
 /* A read of a channel's retained message, until its answer (or WAIT_MS). */
 struct rread {
