@@ -144,12 +144,16 @@ async def one_step(nats, a, b, history):
                f"{how}: a node listens to a topic's channel and its retained subject")
             for i in range(1, n + 1):
                 await pub.send(json.dumps({"op": "publish", "topic": f"mix{n}", "data": str(i),
-                                           "retain": i % 2 == 0}))
+                                           "retain": i % 2 == 0,
+                                           **({"id": "end"} if i == n else {})}))
             got = []
             try:
                 while len(got) < n:
                     got.append(int((await recv_json(sub)).get("data")))
             except asyncio.TimeoutError:
+                pass
+            # (Its acknowledgement read, the publisher's socket closes at once.)
+            while n and (await recv_json(pub, 10)).get("id") != "end":
                 pass
             if n:  # with history, every publish comes in the stream's order anyway
                 ok(got == list(range(1, n + 1)), f"{n} plain and retained publishes of one node, "
