@@ -15,7 +15,8 @@ delivery without offsets.  Retained messages live in JetStream too, with and wit
 (the scenarios of test_bridge_history.py), and "topics" and GET /topics read them and the
 history lengths there; without history a retained publish is one JetStream publish, stored as
 it is delivered: in order with the node's plain publishes at another node, and kept once
-acknowledged, even by a node killed right after.  A nats-server without JetStream: history and retained messages stay
+acknowledged, even by a node killed right after (one the stream did not store: "bridged":
+false, logged, and the stream made again).  A nats-server without JetStream: history and retained messages stay
 node-local, and the node says why, once.  A SIGTERM while a node waits at start for NATS
 ends the wait: it exits without listening."""
 import asyncio
@@ -178,6 +179,25 @@ async def one_step(nats, a, b, history):
            "subscriber on another node gets the last retained message", r)
     finally:
         k.stop(signal.SIGKILL)
+
+
+async def unkept(nats, a):
+    """A retained publish the stream does not store (deleted meanwhile) is acknowledged with
+    "bridged": false, counted and logged; the node makes the stream again for the next one."""
+    delete_stream(nats, "WSKR")
+    async with connect(a.url()) as pub:
+        await pub.send(json.dumps({"op": "publish", "topic": "gone", "data": "g1", "retain": True,
+                                   "id": "g1"}))
+        ack = await recv_json(pub, 10)
+        ok(ack.get("bridged") is False and a.wait_log("delivered but not kept in JetStream"),
+           "a retained publish the stream did not store: \"bridged\": false, and logged",
+           (ack, a.lines[-2:]))
+        ok(wait_for(lambda: "WSKR" in streams(nats)), "... and the node makes the stream again")
+        await pub.send(json.dumps({"op": "publish", "topic": "gone", "data": "g2", "retain": True,
+                                   "id": "g2"}))
+        ack = await recv_json(pub, 10)
+        ok(ack.get("bridged") is True and retained_env(nats, "gone").endswith(b"g2"),
+           "... where the next one is kept", ack)
 
 
 def envelope(origin, off, epoch, data):
@@ -550,6 +570,7 @@ async def main():
                 await retained(nats, a, b, False, kept(nats))
                 await introspection(nats, a, b, False, kept(nats))
                 await one_step(nats, a, b, False)
+                await unkept(nats, a)
             finally:
                 codes = [s.stop() for s in (a, b)]
             ok(codes == [0, 0], "both nodes without history exit cleanly", codes)
