@@ -14,7 +14,8 @@
  * The client's first connection attempt blocks (TCP connect, the server's INFO, the PONG: up to
  * its timeout, 2 s), so it too runs on a thread of ours; the loop goes on meanwhile.
  * History (append, range) and retained messages (retain, retained, kept) live in JetStream when
- * the server has it: bridge_nats_js.c. */
+ * the server has it: bridge_nats_js.c.  A channel (or pattern) is two subscriptions: its subject
+ * and its retained subject ($WSKR. before it), where retained publishes come. */
 #include "bridge.h"
 #include "bridge_nats_js.h"
 #include "nats_libev.h"
@@ -43,6 +44,7 @@ void natsMsg_free(void *msg);
 struct nsub {
     struct nsub *next;
     natsSubscription *sub;
+    natsSubscription *rsub; /* its retained subject's (NULL: sub's ">" has it) */
     size_t n;
     char chan[];
 };
@@ -64,6 +66,8 @@ struct nats {
     int connecting; /* connector was started: nt_close joins it */
     struct nsub *subs[NBUCKETS];
     char subj[WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX + 1]; /* a NUL-terminated subject */
+    /* ... and its retained subject (rsubject) */
+    char rsubj[sizeof WSK_NATSJS_RSUBJ + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
     /* Filled by NATS' threads and the connector, under x.mu's sibling: */
     pthread_mutex_t mu;
     natsConnection *conn; /* what the first attempt made (NULL: it failed for good) */
@@ -95,6 +99,20 @@ static const char *subject(struct nats *t, const char *chan, size_t n)
     memcpy(t->subj, chan, n);
     t->subj[n] = 0;
     return t->subj;
+}
+
+/* The retained subject of subject subj (bridge_nats_js.h). */
+static const char *rsubject(struct nats *t, const char *subj)
+{
+    snprintf(t->rsubj, sizeof t->rsubj, WSK_NATSJS_RSUBJ "%s", subj);
+    return t->rsubj;
+}
+
+static void nsub_free(struct nsub *s)
+{
+    natsSubscription_Destroy(s->sub);
+    if (s->rsub) natsSubscription_Destroy(s->rsub);
+    free(s);
 }
 
 /* ----- NATS' threads ------------------------------------------------------------------------- */
@@ -209,8 +227,7 @@ static void prune(struct nats *t)
                 continue;
             }
             *p = s->next;
-            natsSubscription_Destroy(s->sub);
-            free(s);
+            nsub_free(s);
         }
     }
 }
@@ -252,15 +269,24 @@ static void on_wake(void *arg)
     }
 }
 
-/* Subscribes to subj (NUL-terminated) for channel chan[0..n). */
+/* Subscribes to subj (NUL-terminated) for channel chan[0..n), and to its retained subject,
+ * where retained publishes come (bridge_nats_js.c), before any read of the retained message. */
 static int sub_add(struct nats *t, const char *chan, size_t n, const char *subj)
 {
     struct nsub **p = sub_find(t, chan, n), *s;
     if (*p) return 0;
     if (!(s = malloc(sizeof *s + n))) return -1;
+    s->rsub = NULL;
     if (natsConnection_Subscribe(&s->sub, t->nc, subj, on_msg, t) != NATS_OK) {
         wsk_bridge_log(t->link, WSK_LOG_WARN, "cannot subscribe to '%s'", subj);
         free(s);
+        return -1;
+    }
+    if (strcmp(subj, ">") &&
+        natsConnection_Subscribe(&s->rsub, t->nc, rsubject(t, subj), on_msg, t) != NATS_OK) {
+        wsk_bridge_log(t->link, WSK_LOG_WARN, "cannot subscribe to '%s'", t->rsubj);
+        s->rsub = NULL;
+        nsub_free(s);
         return -1;
     }
     s->next = NULL;
@@ -295,8 +321,7 @@ static int nt_unsubscribe(void *e, const char *chan, size_t n)
     struct nsub **p = sub_find(t, chan, n), *s = *p;
     if (!s) return 0;
     *p = s->next;
-    natsSubscription_Destroy(s->sub);
-    free(s);
+    nsub_free(s);
     return 0;
 }
 
@@ -306,16 +331,23 @@ static int nt_punsubscribe(void *e, const char *chan, size_t n, size_t plen)
     return nt_unsubscribe(e, chan, n);
 }
 
+/* Publishes msg[0..len) on subj (NUL-terminated): publish's rules. */
+static int send_plain(struct nats *t, const char *subj, const void *msg, size_t len,
+                      wsk_bridge_count *count)
+{
+    if (!t->up || natsConnection_Buffered(t->nc) + (int)len > (int)OUT_MAX ||
+        natsConnection_Publish(t->nc, subj, msg, (int)len) != NATS_OK)
+        return -1;
+    if (count) wsk_bridge_counted(t->link, count, -1); /* NATS cannot count */
+    return 0;
+}
+
 static int nt_publish(void *e, const char *chan, size_t n, const void *msg, size_t len, int self,
                       wsk_bridge_count *count)
 {
     struct nats *t = e;
     (void)self;
-    if (!t->up || natsConnection_Buffered(t->nc) + (int)len > (int)OUT_MAX ||
-        natsConnection_Publish(t->nc, subject(t, chan, n), msg, (int)len) != NATS_OK)
-        return -1;
-    if (count) wsk_bridge_counted(t->link, count, -1); /* NATS cannot count */
-    return 0;
+    return send_plain(t, subject(t, chan, n), msg, len, count);
 }
 
 static void nt_close(void *e)
@@ -329,8 +361,7 @@ static void nt_close(void *e)
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (struct nsub *s = t->subs[i], *next; s; s = next) {
             next = s->next;
-            natsSubscription_Destroy(s->sub);
-            free(s);
+            nsub_free(s);
         }
     }
     if (t->nc) {
@@ -493,18 +524,18 @@ static int nt_history(void *e)
     return wsk_natsjs_history(((struct nats *)e)->js);
 }
 
-/* Without history: published on the channel, then kept (bridge_nats_js.c says why in this
- * order); with it, appended, and kept once stored.  Without JetStream, only published: each
- * node keeps its own. */
+/* Without history: one JetStream publish on the channel's retained subject, which stores it
+ * and reaches every node (bridge_nats_js.c); with it, appended, and kept once stored.  Without
+ * JetStream, only published there: each node keeps its own. */
 static int nt_retain(void *e, const char *chan, size_t n, size_t plen, const void *msg, size_t len,
                      int keep, int history, size_t depth, double ttl, int self,
                      wsk_bridge_count *count)
 {
+    struct nats *t = e;
     (void)keep; /* the envelope's message says: an empty one clears */
     if (history) return nt_append(e, chan, n, plen, msg, len, depth, ttl, self, count);
-    if (nt_publish(e, chan, n, msg, len, self, count) < 0) return -1;
-    wsk_natsjs_keep(((struct nats *)e)->js, chan, n, msg, len);
-    return 0;
+    int r = wsk_natsjs_retain(t->js, chan, n, msg, len, count);
+    return r <= 0 ? r : send_plain(t, rsubject(t, subject(t, chan, n)), msg, len, count);
 }
 
 static int nt_retained(void *e, const char *chan, size_t n, size_t plen, const void *mark,

@@ -24,6 +24,7 @@
  *  - Appends leave with js_PublishMsgAsync from the loop; the server's acks come on NATS'
  *    threads.  A sender waiting for the engine's count hears it (-1: NATS cannot count) with
  *    the ack, once the message is stored: its next publish, through any node, comes after it.
+ *    (A retained one: once it is kept as the topic's retained message too: keep_acked.)
  *    A message the server refuses otherwise (or does not ack in time) is logged and lost
  *    (delivered nowhere), as a message whose Redis script fails.
  *  - The JetStream calls that wait for an answer (account info, stream info and creation,
@@ -53,7 +54,7 @@
 #define NBUCKETS    256
 #define SUBJ_PREFIX "$WSKH."
 /* Retained messages: the last message of subject RSUBJ CHANNEL in stream RSTREAM. */
-#define RSUBJ   "$WSKR."
+#define RSUBJ   WSK_NATSJS_RSUBJ
 #define RSTREAM "WSKR"
 #define RDIRECT "$JS.API.DIRECT.GET." RSTREAM
 /* Bytes of appends waiting for their stream, beyond which appends fail. */
@@ -110,7 +111,7 @@ struct jstream {
     char chan[];
 };
 
-enum { J_DETECT, J_STREAM, J_RANGE, J_REFUSED, J_ACKED, J_KEEP, J_KEPT };
+enum { J_DETECT, J_STREAM, J_RANGE, J_REFUSED, J_ACKED, J_KEEP, J_KEPT, J_UNKEPT, J_RMAKE };
 
 /* Work for the worker, then its result for the loop. */
 struct job {
@@ -118,7 +119,7 @@ struct job {
     int kind;
     int64_t depth, ttl_ns;   /* J_STREAM */
     wsk_bridge_range *r;     /* J_RANGE */
-    wsk_bridge_count *count; /* J_ACKED, J_REFUSED */
+    wsk_bridge_count *count; /* J_ACKED, J_REFUSED, J_UNKEPT */
     uint64_t after;
     size_t max;
     wsk_bridge_kept *q; /* J_KEPT: nk channels, NUL-separated in chan */
@@ -149,6 +150,7 @@ struct wsk_natsjs {
     jsCtx *js;    /* the worker's, once it answered */
     natsConnection *nc;
     size_t held;
+    int remaking;          /* a J_RMAKE is under way */
     int64_t depth, ttl_ns; /* the last append's, for a stream made again */
     char *scratch;         /* an envelope with its epoch: scap bytes */
     size_t scap;
@@ -262,10 +264,17 @@ static void keep_queue(wsk_natsjs *j, struct job *jb)
     pthread_mutex_lock(&j->mu);
     int room = j->keeping + jb->lens[0] <= KEEP_MAX;
     if (room) j->keeping += jb->lens[0];
-    j->unkept += !room;
+    j->unkept += !room && !jb->count;
+    if (!room && jb->count) { /* its sender waits: the loop says it and gives the count back */
+        snprintf(jb->why, sizeof jb->why, "retained message not kept: %u MiB wait already",
+                 KEEP_MAX >> 20);
+        jb->next = j->done;
+        j->done = jb;
+        if (!j->quit) wsk_natsev_wake(j->x);
+    }
     pthread_mutex_unlock(&j->mu);
     if (room) job_queue(j, jb);
-    if (!room) job_free(jb);
+    if (!room && !jb->count) job_free(jb);
 }
 
 /* The offset of history envelope env[0..len) (0: none: not republished by a stream). */
@@ -532,31 +541,19 @@ static natsStatus keep_newer(wsk_natsjs *j, natsConnection *nc, struct job *jb, 
     return s;
 }
 
-/* jb's env[0] stored (or not: keep_newer) as the retained message on subject subj. */
-static natsStatus keep_once(wsk_natsjs *j, natsConnection *nc, struct job *jb, const char *subj,
-                            int history, jsErrCode *jerr)
-{
-    if (history) return keep_newer(j, nc, jb, subj, jerr);
-    jsPubAck *pa = NULL;
-    natsStatus s = js_Publish(&pa, j->wjs, subj, jb->env[0], (int)jb->lens[0], NULL, jerr);
-    jsPubAck_Destroy(pa);
-    return s;
-}
-
-/* J_KEEP: env[0] becomes the retained message of jb's channel, stored before the worker's next
- * job (with history: unless a later one is kept). */
+/* J_KEEP: env[0], a history envelope, becomes the retained message of jb's channel, stored
+ * before the worker's next job, unless a later one is kept. */
 static void keep_run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
 {
     char *subj = malloc(sizeof RSUBJ + jb->n);
     jsErrCode jerr = 0;
-    int history = history_envelope(jb->env[0], jb->lens[0]);
     if (!subj) return job_fail(jb, "retained", NATS_NO_MEMORY, 0);
     snprintf(subj, sizeof RSUBJ + jb->n, RSUBJ "%s", jb->chan);
-    natsStatus s = keep_once(j, nc, jb, subj, history, &jerr);
-    /* No stream (deleted meanwhile): a publish has no responders, a direct get no answer. */
-    if ((s == NATS_NO_RESPONDERS || (history && s == NATS_TIMEOUT)) &&
-        retained_make(j, &jerr) == NATS_OK)
-        s = keep_once(j, nc, jb, subj, history, &jerr);
+    natsStatus s = keep_newer(j, nc, jb, subj, &jerr);
+    /* No stream (deleted meanwhile): a direct get has no answer, a publish none either when
+     * nodes listen to the subject (else no responders). */
+    if ((s == NATS_NO_RESPONDERS || s == NATS_TIMEOUT) && retained_make(j, &jerr) == NATS_OK)
+        s = keep_newer(j, nc, jb, subj, &jerr);
     free(subj);
     if (s != NATS_OK) return job_fail(jb, "retained message not kept", s, jerr);
     jb->ok = 1;
@@ -623,6 +620,13 @@ static void run(wsk_natsjs *j, natsConnection *nc, struct job *jb)
     }
     if (!j->wjs) return job_fail(jb, "JetStream", NATS_ERR, 0);
     if (jb->kind == J_KEEP) return keep_run(j, nc, jb);
+    if (jb->kind == J_RMAKE) {
+        jsErrCode jerr = 0;
+        natsStatus s = retained_make(j, &jerr);
+        if (s != NATS_OK) return job_fail(jb, "stream " RSTREAM, s, jerr);
+        jb->ok = 1;
+        return;
+    }
     if (jb->kind == J_KEPT) return kept_run(j, nc, jb);
     jsStreamInfo *si = stream_of(j, j->wjs, jb, jb->kind == J_STREAM);
     if (si && jb->kind == J_RANGE) range_read(nc, jb, si);
@@ -662,17 +666,20 @@ static struct waiting **waiting_find(wsk_natsjs *j, const natsMsg *m)
 
 /* A NATS thread: a retained publish of the history stored at its offset becomes the topic's
  * retained message, with that offset (J_KEEP, for the worker, which keeps it only over an
- * older one: keep_newer). */
-static void keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const char *subj, size_t n,
-                       size_t skip)
+ * older one: keep_newer).  Its sender (w: NULL, or the one waiting for its count) hears the
+ * count once it is kept: 1 when the job took w's count. */
+static int keep_acked(wsk_natsjs *j, natsMsg *msg, const jsPubAck *pa, const char *subj, size_t n,
+                      size_t skip, struct waiting *w)
 {
     const char *env = natsMsg_GetData(msg);
     size_t len = (size_t)natsMsg_GetDataLength(msg);
-    if (!pa || n <= skip || !history_envelope(env, len) || !(env[1] & WSK_BRIDGE_RETAIN)) return;
+    if (!pa || n <= skip || !history_envelope(env, len) || !(env[1] & WSK_BRIDGE_RETAIN)) return 0;
     struct job *jb = keep_job(subj + skip, n - skip, env, len);
-    if (!jb) return;
+    if (!jb) return 0;
     put_offset(jb->env[0], pa->Sequence);
+    jb->count = w ? w->count : NULL;
     keep_queue(j, jb);
+    return w != NULL;
 }
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -685,12 +692,18 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     if (w) *p = w->next;
     pthread_mutex_unlock(&j->mu);
     const char *subj = natsMsg_GetSubject(msg);
-    size_t skip = strlen(SUBJ_PREFIX) + 17, n = subj ? strlen(subj) : 0; /* after the epoch */
+    size_t n = subj ? strlen(subj) : 0;
+    /* A retained publish (wsk_natsjs_retain), or an append: the channel after the epoch. */
+    int retained = n > strlen(RSUBJ) && !strncmp(subj, RSUBJ, strlen(RSUBJ));
+    size_t skip = retained ? strlen(RSUBJ) : strlen(SUBJ_PREFIX) + 17;
     int refused = !pa && pae && n > skip;
-    keep_acked(j, msg, pa, subj, n, skip);
+    if (!retained && keep_acked(j, msg, pa, subj, n, skip, w)) {
+        free(w);
+        w = NULL;
+    }
     struct job *jb = refused || w ? calloc(1, sizeof *jb + (refused ? n - skip : 0) + 1) : NULL;
     if (jb) {
-        jb->kind = refused ? J_REFUSED : J_ACKED;
+        jb->kind = !refused ? J_ACKED : retained ? J_UNKEPT : J_REFUSED;
         jb->count = w ? w->count : NULL;
         if (refused) {
             jb->n = n - skip;
@@ -699,10 +712,13 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
                      pae->ErrText && *pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
         }
         /* No stream took it (deleted, or made again with another epoch): not stored, so it goes
-         * again once the stream is found or made (wsk_natsjs_wake). */
+         * again once the stream is found or made (wsk_natsjs_wake).  A retained one not kept
+         * goes to the bridge, which counts it. */
         size_t len = (size_t)natsMsg_GetDataLength(msg);
-        if (refused && pae->Err == NATS_NO_RESPONDERS && (jb->env = malloc(sizeof *jb->env)) &&
-            (jb->lens = malloc(sizeof *jb->lens)) && (jb->env[0] = malloc(len ? len : 1))) {
+        int copy =
+            jb->kind == J_UNKEPT || (jb->kind == J_REFUSED && pae->Err == NATS_NO_RESPONDERS);
+        if (copy && (jb->env = malloc(sizeof *jb->env)) && (jb->lens = malloc(sizeof *jb->lens)) &&
+            (jb->env[0] = malloc(len ? len : 1))) {
             memcpy(jb->env[0], natsMsg_GetData(msg), len);
             jb->lens[0] = len;
             jb->k = 1;
@@ -728,35 +744,19 @@ static struct jstream **stream_find(wsk_natsjs *j, const char *chan, size_t n)
     return p;
 }
 
-/* Queues env[0..len) for s's stream with s's epoch in it; count (or NULL) is given back with
- * the server's ack.  0, or -1 (nothing kept). */
-static int publish(wsk_natsjs *j, const struct jstream *s, const char *env, size_t len,
-                   wsk_bridge_count *count)
+/* Queues env[0..len) with JetStream on subject j->subj; count (or NULL) is given back with the
+ * server's ack (on_ack).  0, or -1 (nothing sent). */
+static int js_send(wsk_natsjs *j, const char *env, size_t len, wsk_bridge_count *count)
 {
-    if (!j->up || j->on != 1 || atomic_load(&j->pending) >= PENDING_MAX ||
+    if (atomic_load(&j->pending) >= PENDING_MAX ||
         natsConnection_Buffered(j->nc) + (int)len > (int)OUT_MAX)
         return -1;
-    if (len > j->scap) {
-        char *p = realloc(j->scratch, len);
-        if (!p) return -1;
-        j->scratch = p;
-        j->scap = len;
-    }
-    memcpy(j->scratch, env, len);
-    memcpy(j->scratch + WSK_BRIDGE_HDR + 20, s->epoch, 16);
-    size_t skip = strlen(SUBJ_PREFIX);
-    memcpy(j->subj, SUBJ_PREFIX, skip);
-    memcpy(j->subj + skip, s->epoch, 16);
-    j->subj[skip + 16] = '.';
-    memcpy(j->subj + skip + 17, s->chan, s->n);
-    j->subj[skip + 17 + s->n] = 0;
     natsMsg *m = NULL;
     struct waiting *w = count ? malloc(sizeof *w) : NULL;
     jsPubOptions o;
     jsPubOptions_Init(&o);
     o.MaxWait = ACK_MS; /* then the ack handler hears a timeout */
-    natsStatus st =
-        count && !w ? NATS_NO_MEMORY : natsMsg_Create(&m, j->subj, NULL, j->scratch, (int)len);
+    natsStatus st = count && !w ? NATS_NO_MEMORY : natsMsg_Create(&m, j->subj, NULL, env, (int)len);
     if (st == NATS_OK && w) { /* before the ack can come */
         *w = (struct waiting){NULL, m, count};
         pthread_mutex_lock(&j->mu);
@@ -778,6 +778,29 @@ static int publish(wsk_natsjs *j, const struct jstream *s, const char *env, size
     }
     free(w);
     return -1;
+}
+
+/* Queues env[0..len) for s's stream with s's epoch in it; count (or NULL) is given back with
+ * the server's ack.  0, or -1 (nothing kept). */
+static int publish(wsk_natsjs *j, const struct jstream *s, const char *env, size_t len,
+                   wsk_bridge_count *count)
+{
+    if (!j->up || j->on != 1) return -1;
+    if (len > j->scap) {
+        char *p = realloc(j->scratch, len);
+        if (!p) return -1;
+        j->scratch = p;
+        j->scap = len;
+    }
+    memcpy(j->scratch, env, len);
+    memcpy(j->scratch + WSK_BRIDGE_HDR + 20, s->epoch, 16);
+    size_t skip = strlen(SUBJ_PREFIX);
+    memcpy(j->subj, SUBJ_PREFIX, skip);
+    memcpy(j->subj + skip, s->epoch, 16);
+    j->subj[skip + 16] = '.';
+    memcpy(j->subj + skip + 17, s->chan, s->n);
+    j->subj[skip + 17 + s->n] = 0;
+    return js_send(j, j->scratch, len, count);
 }
 
 /* s's held appends: published (ok), or lost. */
@@ -862,14 +885,22 @@ int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, 
 
 /* ----- retained messages ----------------------------------------------------------------------
  *
- * A topic's retained message is the last message of its stream WSKR_HASH (subject RSUBJ
- * CHANNEL, MaxMsgs 1; an empty message clears it).  Without history, the node publishes the
- * message on the channel, then the worker stores it: a node that reads the stream after the
- * store has had the live copy first, if it was listening.  With history, the stream's ack
- * stores it with its offset (keep_acked).  A read (wsk_natsjs_retained) is a direct get of
- * the last message sent after the node's subscriptions on the same connection: the server
- * makes them active first, and the answer comes through the channels' delivery thread, so
- * after every message the node got before the server answered. */
+ * A topic's retained message is the last message of subject RSUBJ CHANNEL in stream RSTREAM
+ * (MaxMsgsPerSubject 1; an empty message clears it).  Every node subscribes to that subject
+ * next to the channel (bridge_nats.c).  Without history, a retained publish is ONE JetStream
+ * publish there (wsk_natsjs_retain): the server hands it, in the one pass over the subject's
+ * subscriptions, to the stream and to every node subscribed (nats-server 2.9.10 to 2.9.15, not
+ * clustered, store a client's message inline, and the stream's "$WSKR.>" comes before a node's
+ * "$WSKR.CHANNEL" in that pass: stored before delivered; later ones store it just after, on
+ * the stream's goroutine, or once the replicas have it); and the messages of one
+ * connection reach another in the order they were sent, whatever their subjects, so a node gets
+ * it between the plain publishes its publisher made before and after it.  Its ack says whether
+ * it was stored (on_ack: J_UNKEPT when not).  With history, the history stream's ack stores it
+ * with its offset (keep_acked): two steps still, as one publish cannot reach two streams (their
+ * subjects may not overlap); its sender hears the count once the second is done.  A read
+ * (wsk_natsjs_retained) is a direct get of the last message sent after the node's subscriptions on
+ * the same connection: the server makes them active first, and the answer comes through the
+ * channels' delivery thread, so after every message the node got before the server answered. */
 
 /* A read of a channel's retained message, until its answer (or WAIT_MS). */
 struct rread {
@@ -882,12 +913,17 @@ struct rread {
     char data[]; /* the channel, then the mark */
 };
 
-int wsk_natsjs_keep(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len)
+int wsk_natsjs_retain(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len,
+                      wsk_bridge_count *count)
 {
-    struct job *jb = j->up && j->on == 1 ? keep_job(chan, n, env, len) : NULL;
-    if (!jb) return -1;
-    keep_queue(j, jb);
-    return 0;
+    size_t rs = strlen(RSUBJ);
+    /* Just reconnected (on -1) to a server that had JetStream: its ack will say. */
+    if (!j->up || !j->js || (j->on != 1 && (j->on != -1 || j->known != 1))) return 1;
+    if (rs + n >= sizeof j->subj) return -1;
+    memcpy(j->subj, RSUBJ, rs);
+    memcpy(j->subj + rs, chan, n);
+    j->subj[rs + n] = 0;
+    return js_send(j, env, len, count);
 }
 
 static void rread_end(wsk_natsjs *j, struct rread *rr)
@@ -1081,7 +1117,8 @@ void wsk_natsjs_wake(wsk_natsjs *j)
 {
     pthread_mutex_lock(&j->mu);
     struct job *jb = j->done, *in_order = NULL;
-    uint64_t unkept = j->unkept;
+    uint64_t unkept = j->unkept, refused = 0;
+    char last[200] = "";
     j->done = NULL;
     j->unkept = 0;
     pthread_mutex_unlock(&j->mu);
@@ -1109,6 +1146,15 @@ void wsk_natsjs_wake(wsk_natsjs *j)
             wsk_bridge_kept_done(j->link, jb->q, jb->ok ? jb->v : NULL, 2 * jb->nk);
         } else if (jb->kind == J_KEEP && !jb->ok) {
             wsk_bridge_log(j->link, WSK_LOG_WARN, "'%s': %s", jb->chan, jb->why);
+        } else if (jb->kind == J_UNKEPT) { /* delivered, not stored: counted as failed */
+            wsk_bridge_unkept(j->link, jb->chan, jb->n, jb->k ? (uint8_t *)jb->env[0] : NULL,
+                              jb->k ? jb->lens[0] : 0, jb->count);
+            jb->count = NULL;
+            snprintf(last, sizeof last, "'%.60s': %.120s", jb->chan, jb->why);
+            refused++;
+        } else if (jb->kind == J_RMAKE) {
+            j->remaking = 0;
+            if (!jb->ok) wsk_bridge_log(j->link, WSK_LOG_WARN, "retained messages: %s", jb->why);
         } else if (s && jb->kind == J_STREAM && s->state == S_MAKING) {
             if (jb->ok != 1)
                 wsk_bridge_log(j->link, jb->ok == 2 ? WSK_LOG_INFO : WSK_LOG_WARN, "history: %s",
@@ -1125,6 +1171,17 @@ void wsk_natsjs_wake(wsk_natsjs *j)
         }
         if (jb->count) wsk_bridge_counted(j->link, jb->count, -1); /* NATS cannot count */
         job_free(jb);
+    }
+    if (!refused) return;
+    /* Once per wake-up: a stream deleted under a storm of retained publishes says it once. */
+    wsk_bridge_log(j->link, WSK_LOG_WARN,
+                   "%llu retained messages delivered but not kept in JetStream (the last: %s)",
+                   (unsigned long long)refused, last);
+    /* The stream may be gone (deleted): made again, once at a time, for the next ones. */
+    struct job *make = !j->remaking && j->up ? job_new(J_RMAKE, "", 0) : NULL;
+    if (make) {
+        j->remaking = 1;
+        job_queue(j, make);
     }
 }
 
@@ -1185,6 +1242,13 @@ void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *e
 {
     if (j->rilen && n > j->rilen && !memcmp(chan, j->rinbox, j->rilen)) {
         rread_answer(j, chan, n, env, len);
+        return;
+    }
+    size_t rs = strlen(RSUBJ);
+    if (n > rs && !memcmp(chan, RSUBJ, rs)) {
+        /* A retained publish, on its channel.  A history envelope there is not one but its
+         * store (keep_newer): it came republished on the channel, with its offset. */
+        if (!history_envelope(env, len)) wsk_bridge_message(j->link, chan + rs, n - rs, env, len);
         return;
     }
     uint64_t off = offset_of(env, len);

@@ -35,18 +35,27 @@ int wsk_natsjs_append(wsk_natsjs *j, const char *chan, size_t n, size_t plen, co
                       size_t len, size_t depth, double ttl, wsk_bridge_count *count);
 int wsk_natsjs_range(wsk_natsjs *j, const char *chan, size_t n, uint64_t after, size_t max,
                      wsk_bridge_range *r);
-/* bridge.h's retained messages: keep stores envelope env[0..len) (copied; an empty message
- * clears) as channel chan[0..n)'s retained message after what the loop sent before it, for a
- * retained publish without history (with history, append keeps it once stored at its offset);
- * retained and kept as in bridge.h.  0, or -1 when JetStream is not there (nothing kept). */
-int wsk_natsjs_keep(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len);
+/* The subject of a channel's retained publishes: this, then the channel.  bridge_nats.c
+ * subscribes a node to it next to each channel (or pattern) it subscribes to. */
+#define WSK_NATSJS_RSUBJ "$WSKR."
+/* bridge.h's retained messages.  retain, for a retained publish without history: envelope
+ * env[0..len) (copied; an empty message clears) leaves in ONE JetStream publish on channel
+ * chan[0..n)'s retained subject, after what the loop sent before it: the stream of retained
+ * messages keeps it and every node subscribed there gets it, in the one step; count (or NULL)
+ * is given back with JetStream's acknowledgement, and a refusal is counted (wsk_bridge_unkept)
+ * and logged.  0; -1 when it cannot go (down, or the queue of acknowledgements awaited is full);
+ * 1 when JetStream is not there (nothing sent: the caller publishes it plainly, kept nowhere).
+ * With history, append keeps it once stored at its offset.  retained and kept as in bridge.h. */
+int wsk_natsjs_retain(wsk_natsjs *j, const char *chan, size_t n, const void *env, size_t len,
+                      wsk_bridge_count *count);
 int wsk_natsjs_retained(wsk_natsjs *j, const char *chan, size_t n, const void *mark, size_t mlen,
                         uint64_t id);
 int wsk_natsjs_kept(wsk_natsjs *j, const char *const *chans, const size_t *lens, size_t k,
                     wsk_bridge_kept *q);
 
-/* On the loop thread, for every message from NATS on channel chan[0..n): hands it to the
- * bridge (wsk_bridge_message), a message republished by a stream in the stream's order. */
+/* On the loop thread, for every message from NATS on subject chan[0..n): hands it to the
+ * bridge (wsk_bridge_message), a message republished by a stream in the stream's order, one on
+ * a retained subject on its channel. */
 void wsk_natsjs_deliver(wsk_natsjs *j, const char *chan, size_t n, const char *env, size_t len);
 /* The node subscribed to channel chan[0..n) (after a time without): delivery's position there
  * starts again. */

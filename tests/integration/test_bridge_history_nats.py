@@ -13,13 +13,17 @@ delivery goes on without offsets and "recovered": false; a nats-server restarted
 store starts offsets again with a new epoch, and one restarted without JetStream gets local
 delivery without offsets.  Retained messages live in JetStream too, with and without history
 (the scenarios of test_bridge_history.py), and "topics" and GET /topics read them and the
-history lengths there.  A nats-server without JetStream: history and retained messages stay
+history lengths there; without history a retained publish is one JetStream publish, stored as
+it is delivered: in order with the node's plain publishes at another node, and kept once
+acknowledged, even by a node killed right after (one the stream did not store: "bridged":
+false, logged, and the stream made again).  A nats-server without JetStream: history and retained messages stay
 node-local, and the node says why, once.  A SIGTERM while a node waits at start for NATS
 ends the wait: it exits without listening."""
 import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -120,6 +124,80 @@ async def newer_kept(nats, a, b):
         m = await recv_json(sub)
         ok((m.get("data"), m.get("offset"), m.get("retained")) == ("later", 99, True),
            "... and a new subscriber gets that one", m)
+
+
+async def one_step(nats, a, b, history):
+    """Without history, a retained publish is one JetStream publish to the topic's retained
+    subject, which every node listens to next to the topic's channel: the stream stores it as
+    the server delivers it.  So the plain and retained publishes of one node reach another in
+    the order it made them, and a node killed (SIGKILL) right after acknowledging a burst of
+    retained publishes leaves the last one kept: a new subscriber on another node gets it.  With
+    history, the acknowledgement waits until the message is kept as the retained one too."""
+    how = "with history" if history else "without history"
+    k = node(nats, *(() if history else ("--max-subscriptions", "100")))  # the one that dies
+    try:
+        n = 0 if history else 1000 if sanitized() else 10000
+        async with connect(a.url()) as sub, connect(k.url()) as pub:
+            await sub.send(json.dumps({"op": "subscribe", "topic": f"mix{n}"}))
+            await recv_json(sub)
+            ok(wait_for(lambda: nats.subscribers(f"wskit:mix{n}") == 1 and
+                        nats.subscribers(f"$WSKR.wskit:mix{n}") == 1),
+               f"{how}: a node listens to a topic's channel and its retained subject")
+            for i in range(1, n + 1):
+                await pub.send(json.dumps({"op": "publish", "topic": f"mix{n}", "data": str(i),
+                                           "retain": i % 2 == 0,
+                                           **({"id": "end"} if i == n else {})}))
+            got = []
+            try:
+                while len(got) < n:
+                    got.append(int((await recv_json(sub)).get("data")))
+            except asyncio.TimeoutError:
+                pass
+            # (Its acknowledgement read, the publisher's socket closes at once.)
+            while n and (await recv_json(pub, 10)).get("id") != "end":
+                pass
+            if n:  # with history, every publish comes in the stream's order anyway
+                ok(got == list(range(1, n + 1)), f"{n} plain and retained publishes of one node, "
+                   "interleaved, reach another node in order", [x for i, x in enumerate(got)
+                                                                if x != i + 1][:5] or len(got))
+        async with connect(k.url()) as pub:
+            m = 100 if sanitized() else 300
+            for i in range(1, m + 1):
+                await pub.send(json.dumps({"op": "publish", "topic": f"die{history}",
+                                           "data": str(i),
+                                           "retain": True, **({"id": "last"} if i == m else {})}))
+            while (ack := await recv_json(pub, 10)).get("id") != "last":
+                pass
+            if "reason" in ack:  # acknowledged late, without JetStream's word: wait for it
+                wait_for(lambda: retained_env(nats, f"die{history}").endswith(b"%d" % m))
+            ok(ack.get("bridged") is True, f"{how}: the last retained publish is acknowledged "
+               "once JetStream stored it", ack)
+        k.stop(signal.SIGKILL)
+        async with connect(b.url() + f"die{history}") as raw:
+            r = await asyncio.wait_for(raw.recv(), 10)
+        ok(r == str(m), f"{how}: its node killed right after that acknowledgement, a new "
+           "subscriber on another node gets the last retained message", r)
+    finally:
+        k.stop(signal.SIGKILL)
+
+
+async def unkept(nats, a):
+    """A retained publish the stream does not store (deleted meanwhile) is acknowledged with
+    "bridged": false, counted and logged; the node makes the stream again for the next one."""
+    delete_stream(nats, "WSKR")
+    async with connect(a.url()) as pub:
+        await pub.send(json.dumps({"op": "publish", "topic": "gone", "data": "g1", "retain": True,
+                                   "id": "g1"}))
+        ack = await recv_json(pub, 10)
+        ok(ack.get("bridged") is False and a.wait_log("delivered but not kept in JetStream"),
+           "a retained publish the stream did not store: \"bridged\": false, and logged",
+           (ack, a.lines[-2:]))
+        ok(wait_for(lambda: "WSKR" in streams(nats)), "... and the node makes the stream again")
+        await pub.send(json.dumps({"op": "publish", "topic": "gone", "data": "g2", "retain": True,
+                                   "id": "g2"}))
+        ack = await recv_json(pub, 10)
+        ok(ack.get("bridged") is True and retained_env(nats, "gone").endswith(b"g2"),
+           "... where the next one is kept", ack)
 
 
 def envelope(origin, off, epoch, data):
@@ -491,6 +569,8 @@ async def main():
             try:
                 await retained(nats, a, b, False, kept(nats))
                 await introspection(nats, a, b, False, kept(nats))
+                await one_step(nats, a, b, False)
+                await unkept(nats, a)
             finally:
                 codes = [s.stop() for s in (a, b)]
             ok(codes == [0, 0], "both nodes without history exit cleanly", codes)
@@ -509,6 +589,7 @@ async def main():
                 await retained(nats, a, b, True, kept(nats))
                 await introspection(nats, a, b, True, kept(nats))
                 await newer_kept(nats, a, b)
+                await one_step(nats, a, b, True)
                 await out_of_order(nats, a)
                 await gap(nats, a)
                 epoch = await deleted(nats, a, b, epoch)
