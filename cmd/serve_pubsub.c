@@ -705,6 +705,13 @@ static void pending_late(struct ev_loop *ev, ev_timer *w, int revents)
     }
 }
 
+/* The WSK_PUB_* flags of a publish of ours: compressed, and retained or not (flags: a message's
+ * own, of which only WSK_PUB_RETAINED counts). */
+static int pub_flags(int flags)
+{
+    return WSK_PUB_COMPRESS | (flags & WSK_PUB_RETAINED);
+}
+
 /* One publish: counted when p is not NULL (pending_count runs for it).  A retained one is
  * kept in the engine too when it keeps them (Redis: wsk_server_publish_retained), else here
  * only (retain()). */
@@ -716,11 +723,12 @@ static long publish_one(wsk_server *srv, wsk_ws *from, const char *topic, size_t
                                                     p ? pending_count : NULL, p)
                       : WSK_ERR_STATE;
     if (r != WSK_ERR_STATE && r != WSK_ERR_INVAL) return r;
+    int z = pub_flags(retained ? WSK_PUB_RETAINED : 0); /* the subscribers' holds know it */
     if (p)
-        return wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, 1, pending_count,
+        return wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, z, pending_count,
                                           p);
-    return from ? wsk_publish(from, topic, tlen, data, len, op, 1)
-                : wsk_server_publish(srv, topic, tlen, data, len, op, 1);
+    return from ? wsk_publish(from, topic, tlen, data, len, op, z)
+                : wsk_server_publish(srv, topic, tlen, data, len, op, z);
 }
 
 /* The library topic of JSON subscribers to topic[0..n) (a name or a pattern) in out, which
@@ -775,20 +783,23 @@ static int retain(wsk_server *srv, const char *topic, size_t tlen, const void *d
 }
 
 /* The JSON form of a message, to this node's JSON subscribers of topic (the library never
- * forwards it: JSON_NS is the server's bridge_derived); built only when one wants it. */
+ * forwards it: JSON_NS is the server's bridge_derived); built only when one wants it.  flags:
+ * the message's WSK_PUB_RETAINED. */
 static long publish_json(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
-                         const void *data, size_t len, int binary, const char *extra, int here)
+                         const void *data, size_t len, int binary, const char *extra, int here,
+                         int flags)
 {
+    int z = pub_flags(flags);
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl = json_topic(jt, topic, tlen), elen;
     char *env = wsk_server_reaches(srv, jt, jl)
                     ? jp_delivery_with(topic, tlen, data, len, binary, extra, &elen)
                     : NULL;
     if (!env) return 0;
-    long r = here   ? (from ? wsk_publish_here(from, jt, jl, env, elen, WSK_OP_TEXT, 1)
-                            : wsk_server_publish_here(srv, jt, jl, env, elen, WSK_OP_TEXT, 1))
-             : from ? wsk_publish(from, jt, jl, env, elen, WSK_OP_TEXT, 1)
-                    : wsk_server_publish_local(srv, jt, jl, env, elen, WSK_OP_TEXT, 1);
+    long r = here   ? (from ? wsk_publish_here(from, jt, jl, env, elen, WSK_OP_TEXT, z)
+                            : wsk_server_publish_here(srv, jt, jl, env, elen, WSK_OP_TEXT, z))
+             : from ? wsk_publish(from, jt, jl, env, elen, WSK_OP_TEXT, z)
+                    : wsk_server_publish_local(srv, jt, jl, env, elen, WSK_OP_TEXT, z);
     free(env);
     return r > 0 ? r : 0;
 }
@@ -842,7 +853,8 @@ static long broker_publish_node(wsk_server *srv, wsk_ws *from, const char *topic
                  (unsigned long long)pos.offset, pos.epoch);
     /* The JSON form first: the raw publish's count may come back at once (no bridge, NATS) and
      * the acknowledgement must hold both forms' receivers. */
-    long total = publish_json(srv, from, topic, tlen, data, len, binary, extra, 0);
+    long total = publish_json(srv, from, topic, tlen, data, len, binary, extra, 0,
+                              retained ? WSK_PUB_RETAINED : 0);
     if (p) p->local = total;
     long r = publish_one(srv, from, topic, tlen, data, len, op, retained, p);
     /* Held until the message is out: threads deliver in the order of their offsets. */
@@ -861,7 +873,7 @@ static long broker_bridged(wsk_server *srv, const char *topic, size_t tlen, cons
         return remote_deliver(srv, topic, tlen, data, len, op, compress, at);
     long r = wsk_server_publish_local(srv, topic, tlen, data, len, op, compress);
     return (r > 0 ? r : 0) +
-           publish_json(srv, NULL, topic, tlen, data, len, op == WSK_OP_BINARY, "", 0);
+           publish_json(srv, NULL, topic, tlen, data, len, op == WSK_OP_BINARY, "", 0, compress);
 }
 
 /* A message of the engine's history on this thread's subscribers (from: its publisher here, left
@@ -881,8 +893,8 @@ static long remote_here(wsk_server *srv, wsk_ws *from, const char *topic, size_t
                             : wsk_server_publish_local(srv, topic, tlen, data, len, op, compress))
              : from ? wsk_publish_here(from, topic, tlen, data, len, op, compress)
                     : wsk_server_publish_here(srv, topic, tlen, data, len, op, compress);
-    return (r > 0 ? r : 0) +
-           publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY, extra, !spread);
+    return (r > 0 ? r : 0) + publish_json(srv, from, topic, tlen, data, len, op == WSK_OP_BINARY,
+                                          extra, !spread, compress);
 }
 
 /* The topic of a request's path after skip bytes ("/", "/publish/"), percent-decoded into out
@@ -963,7 +975,11 @@ static void send_retained_json(void *arg, const char *topic, size_t tlen, const 
 
 /* The retained messages of what ws just subscribed to, topic[0..tlen) (a name or a pattern), as
  * this node keeps them: before anything live, since nothing else runs between the subscription
- * and these sends. */
+ * and these sends.  With --threads, the subscription and this read hold the store's lock, as a
+ * retained publish does from its keeping here to its hand-over to the other loops (JSON
+ * publish, POST /publish): one kept before is read here and, still on its way to this loop,
+ * kept from the new subscription (numbered before it: wsk_group_seq), so it does not come
+ * twice; one kept after comes live, after this one. */
 static void retained_here(wsk_ws *ws, int json, const char *topic, size_t tlen)
 {
     ps_store_retained(store_lock(wsk_ws_server(ws)), topic, tlen,
@@ -1038,8 +1054,10 @@ static void rread_unlink(struct client *cl, struct rread *rr)
 }
 
 /* The engine's answer: its retained message (with its offset, with history in the engine), or
- * none, or, when it could not answer, this node's. */
-static void rread_unhold(struct rread *rr);
+ * none, or, when it could not answer, this node's.  Then what the socket queued meanwhile: the
+ * retained publishes among it that the answer supersedes are dropped, or, when the answer is
+ * none, the first of them goes first (rread_unhold). */
+static void rread_unhold(struct rread *rr, int how);
 static void retained_came(void *arg, const wsk_retained *r)
 {
     struct rread *rr = arg;
@@ -1060,7 +1078,7 @@ static void retained_came(void *arg, const wsk_retained *r)
                                    extra, &n);
         send_reply(ws, s, n);
     }
-    rread_unhold(rr);
+    rread_unhold(rr, !r->ok ? 0 : r->found ? WSK_HOLD_SENT : WSK_HOLD_FIRST);
     free(rr);
 }
 
@@ -1090,11 +1108,13 @@ static void broker_open(wsk_ws *ws)
 {
     struct client *cl = wsk_ws_data(ws);
     if (cl->json) return;
-    if (wsk_subscribe(ws, cl->topic, cl->tlen) < 0) {
+    wsk_server *srv = wsk_ws_server(ws);
+    store_lock(srv); /* the subscription and its read in one step (retained_here) */
+    if (wsk_subscribe(ws, cl->topic, cl->tlen) < 0)
         wsk_close(ws, WSK_CLOSE_INTERNAL, "cannot subscribe", 16);
-        return;
-    }
-    retained_ask(ws, cl, 0, cl->topic, cl->tlen, NULL);
+    else
+        retained_ask(ws, cl, 0, cl->topic, cl->tlen, NULL);
+    store_unlock(srv);
 }
 
 /* Sends text[0..len) (malloc'd, or NULL: nothing) and frees it. */
@@ -1412,9 +1432,11 @@ static void remote_batch(void *arg, const wsk_history_batch *hb);
  *  - while a retained read is on its way to loop 0, the socket holds its topic (wsk_ws_hold,
  *    one hold per topic: a client that subscribes to several at once holds each):
  *    what loop 0 delivered before it has the read came before the retained message it answers,
- *    and is left out; loop 0 tells the socket's thread, in order, when it has the read, and
+ *    and is left out (a raw subscriber, owed it, queues it: the answer drops the retained
+ *    publishes among it); loop 0 tells the socket's thread, in order, when it has the read, and
  *    from then on the topic's messages wait (wsk_ws_hold_queue) until the answer came and the
- *    retained message went: they follow it, in order.
+ *    retained message went: they follow it, in order (the first retained publish among them
+ *    first when the answer is none: it is newer than the read).
  * A call that finds its loop ended is not run: what it carried is freed as wsk_group_run
  * returns (relay). */
 
@@ -1792,7 +1814,9 @@ static const char *rread_topic(const struct rread *rr, char *jt, size_t *len)
 
 /* The socket holds rr's topic until the answer is sent (not one a recovery holds: that hold is
  * the recovery's, whose replay has them): queues every message of it (HOLD_QUEUE), queues its
- * own loop's and leaves out those of the others (HOLD_OWN), or leaves out all (HOLD_SKIP). */
+ * own loop's and leaves out those of the others (HOLD_OWN), or leaves out all (HOLD_SKIP).  Held
+ * anew as a queue when loop 0 has the read (retained_release), the queue marks what it holds as
+ * older than the read: its retained publishes are superseded by a retained answer. */
 enum { HOLD_QUEUE, HOLD_OWN, HOLD_SKIP };
 static void rread_hold(struct rread *rr, int how)
 {
@@ -1801,11 +1825,14 @@ static void rread_hold(struct rread *rr, int how)
     const char *t = rread_topic(rr, jt, &jl);
     if (recovering(wsk_ws_data(rr->ws), rr)) return;
     rr->queued = (how == HOLD_SKIP ? wsk_ws_hold(rr->ws, t, jl)
-                                   : wsk_ws_hold_queue(rr->ws, t, jl, how == HOLD_OWN)) == 0;
+                                   : wsk_ws_hold_queue(rr->ws, t, jl,
+                                                       how == HOLD_OWN ? WSK_HOLD_GROUP : 0)) == 0;
 }
 
-/* The retained message went (or none will): what the socket queued meanwhile follows it. */
-static void rread_unhold(struct rread *rr)
+/* The retained message went (how: WSK_HOLD_SENT), or none will (WSK_HOLD_FIRST; 0: the node's
+ * own went, the engine could not answer): what the socket queued meanwhile follows it, in the
+ * order wsk_ws_hold_release_topic gives it (a retained message first, none twice). */
+static void rread_unhold(struct rread *rr, int how)
 {
     if (!rr->queued) return;
     rr->queued = 0;
@@ -1813,7 +1840,7 @@ static void rread_unhold(struct rread *rr)
     char jt[JSON_NS_LEN + TOPIC_MAX];
     size_t jl;
     const char *t = rread_topic(rr, jt, &jl);
-    wsk_ws_hold_release_topic(rr->ws, t, jl);
+    wsk_ws_hold_release_topic(rr->ws, t, jl, how);
 }
 
 /* Loop 0 has the read: what it delivered before, left out, came before the retained message in
@@ -1904,7 +1931,7 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
             return WSK_ERR_STATE;   /* no engine keeps them: this node's, at once */
         rread_hold(rr, HOLD_QUEUE); /* the read is made now: every later message waits */
         int r = wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
-        if (r < 0) rread_unhold(rr);
+        if (r < 0) rread_unhold(rr, 0);
         return r;
     }
     if (!retained_holds(srv)) return WSK_ERR_STATE;
@@ -1919,8 +1946,14 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
      * (left out, it would be lost: a retained one makes the read answer none, the subscriber
      * having it).  Loop 0's own reach the engine before its read (made at the end of its turn),
      * and the other threads' reach here as loop 0 hands them over: left out.  With the engine's
-     * history every message comes from loop 0, in order with the read: all left out. */
-    rread_hold(rr, sv->thread && !remote_history(broker_of(srv)) ? HOLD_OWN : HOLD_SKIP);
+     * history every message comes from loop 0, in order with the read: all left out.  A raw
+     * subscriber is owed every message published after its 101, those left out so far too: it
+     * queues them all, and when loop 0 has the read they are marked as older than it, so that
+     * a retained answer drops the retained publishes among them (it is that one or a later
+     * one) and the others follow it. */
+    rread_hold(rr, !rr->json                                       ? HOLD_QUEUE
+                   : sv->thread && !remote_history(broker_of(srv)) ? HOLD_OWN
+                                                                   : HOLD_SKIP);
     if (rr->queued)
         rr->held = q->held = 1;
     else
@@ -1928,7 +1961,7 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
     int r = relay_or(srv, 0, retained_there, retained_dropped, q);
     if (r < 0) {
         retained_release(rr);
-        rread_unhold(rr);
+        rread_unhold(rr, 0);
     }
     return r;
 }
@@ -2164,6 +2197,8 @@ static void recover(wsk_ws *ws, struct client *cl, const jp_request *rq)
     recovery_step(ws);
 }
 
+static void json_subscribe_locked(wsk_ws *ws, struct client *cl, const jp_request *rq);
+
 /* subscribe / unsubscribe every topic of rq, all or nothing as far as names and limits go. */
 static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
 {
@@ -2199,6 +2234,16 @@ static void json_subscribe(wsk_ws *ws, struct client *cl, const jp_request *rq)
             recover(ws, cl, rq);
         return;
     }
+    store_lock(wsk_ws_server(ws)); /* the subscriptions and their reads in one step */
+    json_subscribe_locked(ws, cl, rq);
+    store_unlock(wsk_ws_server(ws));
+}
+
+/* json_subscribe's subscribe or unsubscribe (no "since"), checked, under the store's lock
+ * (retained_here). */
+static void json_subscribe_locked(wsk_ws *ws, struct client *cl, const jp_request *rq)
+{
+    char jt[JSON_NS_LEN + TOPIC_MAX];
     for (size_t i = 0; i < rq->ntopics; i++) {
         size_t jl = json_topic(jt, rq->topics[i].name, rq->topics[i].len);
         if (rq->op == JP_SUBSCRIBE) {
@@ -2509,6 +2554,38 @@ static void presence_ask(wsk_ws *ws, struct client *cl, const jp_request *rq)
     }
 }
 
+/* A JSON publish, checked: published, and acknowledged now or once the engine counted it. */
+static void json_publish(wsk_ws *ws, struct client *cl, const jp_request *rq)
+{
+    const struct jp_topic *t = &rq->topics[0];
+    wsk_server *srv = wsk_ws_server(ws);
+    struct pending *p = NULL;
+    if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
+        *p = (struct pending){.ws = ws, .tlen = t->len};
+        memcpy(p->topic, t->name, t->len);
+        memcpy(p->id, rq->id, sizeof p->id);
+        pending_link(cl, p);
+        p->busy = 1;
+        p->got =
+            broker_publish(srv, ws, t->name, t->len, rq->data, rq->len, rq->binary, rq->retain, p);
+        p->busy = 0;
+        if (p->counted) {
+            pending_done(p);
+        } else {
+            p->ev = wsk_loop_ev(wsk_server_loop(srv));
+            ev_timer_init(&p->late, pending_late, COUNT_WAIT, 0);
+            p->late.data = p;
+            ev_timer_start(p->ev, &p->late);
+        }
+        return;
+    }
+    size_t n;
+    long got =
+        broker_publish(srv, ws, t->name, t->len, rq->data, rq->len, rq->binary, rq->retain, NULL);
+    char *s = jp_ack_publish(rq->id, t->name, t->len, got, JP_NO_BRIDGE, &n);
+    send_reply(ws, s, n);
+}
+
 static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t len)
 {
     jp_request rq;
@@ -2534,33 +2611,13 @@ static void json_request(wsk_ws *ws, struct client *cl, const void *data, size_t
             send_error(ws, rq.id, JP_ETOPIC, why);
         } else if (!rq.binary && !wsk_utf8_valid(rq.data, rq.len)) {
             send_error(ws, rq.id, JP_EBADREQ, "\"data\" is not valid UTF-8");
-        } else if (rq.retain && retain(srv, t->name, t->len, rq.data, rq.len, rq.binary) < 0) {
-            send_error(ws, rq.id, JP_ENOMEM, "out of memory");
         } else {
-            struct pending *p = NULL;
-            if (wsk_server_bridged(srv, t->name, t->len) >= 0 && (p = calloc(1, sizeof *p))) {
-                *p = (struct pending){.ws = ws, .tlen = t->len};
-                memcpy(p->topic, t->name, t->len);
-                memcpy(p->id, rq.id, sizeof p->id);
-                pending_link(cl, p);
-                p->busy = 1;
-                p->got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary,
-                                        rq.retain, p);
-                p->busy = 0;
-                if (p->counted) {
-                    pending_done(p);
-                } else {
-                    p->ev = wsk_loop_ev(wsk_server_loop(srv));
-                    ev_timer_init(&p->late, pending_late, COUNT_WAIT, 0);
-                    p->late.data = p;
-                    ev_timer_start(p->ev, &p->late);
-                }
-            } else {
-                long got = broker_publish(srv, ws, t->name, t->len, rq.data, rq.len, rq.binary,
-                                          rq.retain, NULL);
-                s = jp_ack_publish(rq.id, t->name, t->len, got, JP_NO_BRIDGE, &n);
-                send_reply(ws, s, n);
-            }
+            store_lock(srv); /* kept and published in one step (retained_here) */
+            if (rq.retain && retain(srv, t->name, t->len, rq.data, rq.len, rq.binary) < 0)
+                send_error(ws, rq.id, JP_ENOMEM, "out of memory");
+            else
+                json_publish(ws, cl, &rq);
+            store_unlock(srv);
         }
         break;
     }
@@ -2816,8 +2873,11 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
                           "application/octet-stream");
     long r = wsk_request_query_param(req, "retain", flag, sizeof flag);
     int retained = r >= 0 && strcmp(flag, "0");
-    if (retained && retain(sv->srv, topic, tlen, body, blen, binary) < 0)
+    store_lock(sv->srv); /* kept and published in one step (retained_here) */
+    if (retained && retain(sv->srv, topic, tlen, body, blen, binary) < 0) {
+        store_unlock(sv->srv);
         return http_error(res, 500, "internal", "out of memory");
+    }
     /* With the engine up, the answer waits for its count of the other nodes (deferred); the
      * response built below is the fallback, if the count is not there in time. */
     int up = wsk_server_bridged(sv->srv, topic, tlen); /* the group's bridge, with --threads */
@@ -2832,6 +2892,7 @@ static int broker_request(struct serve *sv, const wsk_request *req, wsk_response
     }
     long got =
         broker_publish(sv->srv, NULL, topic, tlen, body ? body : "", blen, binary, retained, p);
+    store_unlock(sv->srv);
     size_t len;
     char *s = jp_http_published(topic, tlen, got,
                                 up < 0 ? JP_NO_BRIDGE

@@ -59,12 +59,8 @@ struct wsk_bridge {
     double httl;
     struct listener *listeners; /* wsk_server_bridge_listen's topics, a list */
     struct mark *marks;         /* wsk_server_retained_read's reads under way, a list */
-    /* wsk_server_publish_retained: the publish it makes (of this topic, by that very pointer)
-     * is kept (1) or clears (2) the retained message. */
-    int retain;
-    const char *retain_topic;
-    struct later *later; /* retained publishes made while their link was down, a list */
-    size_t later_bytes;  /* ... their bytes, at most LATER_MAX */
+    struct later *later;        /* retained publishes made while their link was down, a list */
+    size_t later_bytes;         /* ... their bytes, at most LATER_MAX */
     unsigned nlinks;
     wsk_bridge_link links[];
 };
@@ -285,10 +281,11 @@ static int envelope(struct wsk_bridge *b, const void *data, size_t len, unsigned
         b->env_cap = cap;
     }
     b->env[0] = WSK_BRIDGE_MAGIC;
-    b->env[1] =
-        (uint8_t)((op == WSK_OP_BINARY ? WSK_BRIDGE_BINARY : 0) |
-                  (to_self ? WSK_BRIDGE_TO_SELF : 0) | (compress ? WSK_BRIDGE_COMPRESS : 0) |
-                  (hdr == WSK_BRIDGE_HDR_HISTORY ? WSK_BRIDGE_HISTORY : 0));
+    b->env[1] = (uint8_t)((op == WSK_OP_BINARY ? WSK_BRIDGE_BINARY : 0) |
+                          (to_self ? WSK_BRIDGE_TO_SELF : 0) |
+                          (compress & WSK_PUB_COMPRESS ? WSK_BRIDGE_COMPRESS : 0) |
+                          (compress & WSK_PUB_RETAINED ? WSK_BRIDGE_RETAIN : 0) |
+                          (hdr == WSK_BRIDGE_HDR_HISTORY ? WSK_BRIDGE_HISTORY : 0));
     memcpy(b->env + 2, b->node, 8);
     uint64_t seq = ++b->seq;
     for (int i = 0; i < 8; i++) b->env[10 + i] = (uint8_t)(seq >> 8 * i);
@@ -330,6 +327,7 @@ static void mark_end(struct wsk_bridge *b, struct mark *m, const wsk_retained *r
 
 static void retained_later(struct wsk_bridge *b, wsk_bridge_link *l, const char *topic, size_t n,
                            const void *data, size_t len, unsigned op, int compress, int to_self);
+static struct wsk_bridge *retains(struct wsk_bridge *b);
 
 /* wsk_bridge_forward without calling done on failure (the caller does). */
 static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data, size_t len,
@@ -337,8 +335,10 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
                    void (*done)(void *arg, long local, long nodes), void *arg, size_t hdr)
 {
     wsk_bridge_link *l = shard(b, topic, n);
+    /* A retained publish the engine keeps too, in the same step (an empty one clears it). */
+    int keep = (compress & WSK_PUB_RETAINED) && retains(b), r;
     if (!l->up) {
-        if (b->retain && b->retain_topic == topic && hdr == WSK_BRIDGE_HDR)
+        if (keep && hdr == WSK_BRIDGE_HDR)
             retained_later(b, l, topic, n, data, len, op, compress, to_self);
         return forward_failed(l, "engine down");
     }
@@ -355,10 +355,8 @@ static int forward(struct wsk_bridge *b, const char *topic, size_t n, const void
         *cnt = (wsk_bridge_count){len + hdr, hdr == WSK_BRIDGE_HDR ? self : 0, local, done, arg};
     }
     const char *c = channel(b, topic, n);
-    int keep = b->retain && b->retain_topic == topic ? b->retain : 0, r;
     if (keep) {
-        b->env[1] |= WSK_BRIDGE_RETAIN;
-        r = l->eng->retain(l->e, c, b->plen + n, b->plen, b->env, len + hdr, keep == 1,
+        r = l->eng->retain(l->e, c, b->plen + n, b->plen, b->env, len + hdr, len > 0,
                            hdr == WSK_BRIDGE_HDR_HISTORY, b->hdepth, b->httl, self, cnt);
         /* Delivered here already (without history): the readers under way have it. */
         if (r == 0 && hdr == WSK_BRIDGE_HDR) marks_superseded(b, topic, n);
@@ -495,6 +493,13 @@ static size_t envelope_parse(const uint8_t *p, size_t len, wsk_history_pos *pos)
     return pos->offset ? WSK_BRIDGE_HDR_HISTORY : 0;
 }
 
+/* The WSK_PUB_* flags of envelope p: compressed, retained. */
+static int env_flags(const uint8_t *p)
+{
+    return (p[1] & WSK_BRIDGE_COMPRESS ? WSK_PUB_COMPRESS : 0) |
+           (p[1] & WSK_BRIDGE_RETAIN ? WSK_PUB_RETAINED : 0);
+}
+
 /* The mark of a read of this node, env[0..len), came back on the channel: every message
  * published before it has been delivered here. */
 static void mark_came(struct wsk_bridge *b, const uint8_t *env, size_t len)
@@ -563,7 +568,7 @@ void wsk_bridge_message(wsk_bridge_link *l, const char *chan, size_t n, const vo
     b->st.received++;
     if (p[1] & WSK_BRIDGE_RETAIN) marks_superseded(b, topic, tlen);
     if (mine) at.mine = seq; /* its publisher may be left out */
-    int z = (p[1] & WSK_BRIDGE_COMPRESS) != 0;
+    int z = env_flags(p);
     if (b->ctx->h.bridged) /* the application makes the derived forms too */
         b->ctx->h.bridged(b->ctx->srv, topic, tlen, p + hdr, mlen, op, z, at.offset ? &at : NULL);
     else
@@ -585,7 +590,7 @@ void wsk_bridge_unkept(wsk_bridge_link *l, const char *chan, size_t n, const uin
         wsk_opcode op = env[1] & WSK_BRIDGE_BINARY ? WSK_OP_BINARY : WSK_OP_TEXT;
         const uint8_t *m = env + WSK_BRIDGE_HDR_HISTORY;
         size_t mlen = len - WSK_BRIDGE_HDR_HISTORY;
-        int z = (env[1] & WSK_BRIDGE_COMPRESS) != 0;
+        int z = env_flags(env);
         long got = b->ctx->h.bridged
                        ? b->ctx->h.bridged(b->ctx->srv, topic, tlen, m, mlen, op, z, &at)
                        : wsk_server_publish_local(b->ctx->srv, topic, tlen, m, mlen, op, z);
@@ -901,12 +906,6 @@ static struct wsk_bridge *retain_bridge(wsk_server *srv)
     return retains(wsk_server_ctx(srv)->bridge);
 }
 
-void wsk_bridge_retaining(struct wsk_bridge *b, int keep, const char *topic)
-{
-    b->retain = keep;
-    b->retain_topic = keep ? topic : NULL;
-}
-
 long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const char *topic, size_t tlen,
                                  const void *data, size_t len, wsk_opcode op, int compress,
                                  int history, void (*done)(void *arg, long local, long nodes),
@@ -915,29 +914,17 @@ long wsk_server_publish_retained(wsk_server *srv, wsk_ws *from, const char *topi
     struct wsk_bridge *b = retain_bridge(srv);
     /* Another member of a group: its publish carries the flag to the bridging loop, which
      * forwards it (the history is the bridging member's own). */
-    wsk_gloop *gl = wsk_server_ctx(srv)->group;
-    if (!b && !history && gl)
-        b = retains(wsk_group_bridge(gl));
-    else
-        gl = NULL;
+    if (!b && !history) b = retains(wsk_group_bridge(wsk_server_ctx(srv)->group));
     if (!b || (history && !b->hdepth)) return WSK_ERR_STATE;
     size_t cn = tlen;
     if (!history_topic(topic, tlen) || carrier(b, topic, &cn) != topic) return WSK_ERR_INVAL;
-    if (gl)
-        gl->retain = len ? 1 : 2;
-    else
-        wsk_bridge_retaining(b, len ? 1 : 2, topic);
-    long r =
-        history ? wsk_server_publish_history(srv, topic, tlen, data, len, op, compress, done, arg)
-        : done
-            ? wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, compress, done, arg)
-        : from ? wsk_publish(from, topic, tlen, data, len, op, compress)
-               : wsk_server_publish(srv, topic, tlen, data, len, op, compress);
-    if (gl)
-        gl->retain = 0;
-    else
-        wsk_bridge_retaining(b, 0, NULL);
-    return r;
+    compress |= WSK_PUB_RETAINED;
+    return history
+               ? wsk_server_publish_history(srv, topic, tlen, data, len, op, compress, done, arg)
+           : done ? wsk_server_publish_counted(srv, from, topic, tlen, data, len, op, compress,
+                                               done, arg)
+           : from ? wsk_publish(from, topic, tlen, data, len, op, compress)
+                  : wsk_server_publish(srv, topic, tlen, data, len, op, compress);
 }
 
 int wsk_server_retained_read(wsk_server *srv, const char *topic, size_t tlen,
@@ -1125,7 +1112,6 @@ static void retained_later(struct wsk_bridge *b, wsk_bridge_link *l, const char 
                        "no room to keep it for the engine");
         return;
     }
-    b->env[1] |= WSK_BRIDGE_RETAIN;
     *w = (struct later){b->later, l, {0, 0}, len > 0, n, len + WSK_BRIDGE_HDR};
     clock_gettime(CLOCK_MONOTONIC, &w->at);
     if (n) memcpy(w->data, topic, n);

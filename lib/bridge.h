@@ -22,11 +22,12 @@
  *   bytes 18-37 the topic's offset, 20 decimal digits
  *   bytes 38-53 the epoch of the topic's history, 16 hex digits
  *   bytes 54-   the message
- * WSK_BRIDGE_RETAIN marks a publish the engine also keeps as the topic's retained message (an
- * empty one clears it).  WSK_BRIDGE_MARK is not a message but the answer to a read of the
- * retained message (wsk_server_retained_read), published on the channel so that it falls in the
- * channel's order: bytes 10-17 are the read's number at its node (the others drop it), bytes 18-
- * the retained envelope as the engine keeps it (none: nothing). */
+ * WSK_BRIDGE_RETAIN marks a retained publish (WSK_PUB_RETAINED, handed on to the subscribers'
+ * queuing holds on every node); an engine that keeps retained messages also keeps it as the
+ * topic's retained message (an empty one clears it).  WSK_BRIDGE_MARK is not a message but the
+ * answer to a read of the retained message (wsk_server_retained_read), published on the channel so
+ * that it falls in the channel's order: bytes 10-17 are the read's number at its node (the others
+ * drop it), bytes 18- the retained envelope as the engine keeps it (none: nothing). */
 #ifndef WSK_BRIDGE_H
 #define WSK_BRIDGE_H
 
@@ -197,16 +198,15 @@ void wsk_bridge_log(wsk_bridge_link *l, int level, const char *fmt, ...)
 
 /* topic[0..n) got its first local subscriber (on 1) or lost its last one (on 0). */
 void wsk_bridge_topic(struct wsk_bridge *b, const char *topic, size_t n, int on);
-/* Forwards a publish, already delivered locally to `local` sockets, to the other nodes.  With
- * done, done(arg, local, nodes) runs exactly once (see wsk_server_publish_counted), perhaps
- * before this returns.  0, or <0 when it could not be forwarded (counted in the stats). */
+/* Forwards a publish, already delivered locally to `local` sockets, to the other nodes.  compress
+ * holds the publish's WSK_PUB_* flags: with WSK_PUB_RETAINED the envelope says so and, when the
+ * engine keeps retained messages, the engine keeps it as the topic's retained message (an empty
+ * one clears it).  With done, done(arg, local, nodes) runs exactly once (see
+ * wsk_server_publish_counted), perhaps before this returns.  0, or <0 when it could not be
+ * forwarded (counted in the stats). */
 int wsk_bridge_forward(struct wsk_bridge *b, const char *topic, size_t n, const void *data,
                        size_t len, unsigned op, int compress, int to_self, long local,
                        void (*done)(void *arg, long local, long nodes), void *arg);
-/* The next wsk_bridge_forward of topic (by that very pointer) is a retained publish: keep 1
- * keeps it as the topic's retained message, 2 clears it, 0 ends that (a group's publish that
- * wsk_server_publish_retained made on a member without the bridge: group_topics.c). */
-void wsk_bridge_retaining(struct wsk_bridge *b, int keep, const char *topic);
 void wsk_bridge_free(struct wsk_bridge *b);
 
 #endif

@@ -59,9 +59,6 @@ typedef struct wsk_gloop {
     unsigned nout;
     uint32_t *reach; /* scratch of a publish: subscribers per loop */
     int reach_ready; /* reach holds the next wsk_group_publish's (wsk_group_reach_ready) */
-    /* While wsk_server_publish_retained publishes on a member without the bridge: 1 (kept) or
-     * 2 (a clear), carried by the publish to the bridging loop, which forwards it so. */
-    int retain;
     /* The member's wsk_server_stats, copied by its loop every second and when it drained, for
      * wsk_group_stats from any thread (group_stats.c). */
     ev_timer stats_timer;

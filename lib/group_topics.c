@@ -67,8 +67,7 @@ struct wsk_gmsg {
     int forward_to; /* the loop that forwards it to the bridge, -1: none */
     uint64_t seq;   /* its number (wsk_group_seq) */
     unsigned op;
-    uint8_t compress, to_self;
-    uint8_t retain; /* the publishing loop's retain when it was made (wsk_bridge_retaining) */
+    uint8_t compress, to_self; /* compress: the publish's WSK_PUB_* flags */
     size_t tlen, len;
     const char *topic;
     const uint8_t *data;
@@ -331,6 +330,12 @@ void wsk_group_each_topic(wsk_gloop *l,
 #define BATCH_COPY_MAX 512  /* topic + payload bytes copied into a batch; longer: shared */
 #define BATCH_BYTES    8192 /* a batch's room for records (one record may make it longer) */
 
+/* A publish's compress argument as it travels: its WSK_PUB_* flags (any odd value compresses). */
+static uint8_t pub_flags(int compress)
+{
+    return (uint8_t)(compress & (WSK_PUB_COMPRESS | WSK_PUB_RETAINED));
+}
+
 /* Short publishes for one loop, written in one turn of the publishing loop. */
 struct batch {
     wsk_gitem item; /* first: the inbox frees the batch as an item */
@@ -343,7 +348,7 @@ struct batch {
 struct rec {
     uint64_t seq; /* its number (wsk_group_seq) */
     uint32_t tlen, len, zlen;
-    uint8_t op, compress;
+    uint8_t op, compress; /* compress: the publish's WSK_PUB_* flags */
     int zlevel;
 };
 
@@ -389,8 +394,8 @@ static int batch_add(wsk_gloop *l, unsigned j, uint64_t seq, const char *topic, 
         wsk_group_queue(l, j, &b->item);
     }
     struct rec *r = (struct rec *)(b->rec + b->len);
-    *r = (struct rec){seq,         (uint32_t)tlen,           (uint32_t)len,   (uint32_t)zlen,
-                      (uint8_t)op, (uint8_t)(compress != 0), z ? z->level : 0};
+    *r = (struct rec){seq,         (uint32_t)tlen,      (uint32_t)len,   (uint32_t)zlen,
+                      (uint8_t)op, pub_flags(compress), z ? z->level : 0};
     char *p = (char *)(r + 1);
     if (tlen) memcpy(p, topic, tlen);
     if (len) memcpy(p + tlen, data, len);
@@ -439,9 +444,8 @@ static long group_publish(wsk_gloop *l, const char *topic, size_t tlen, const vo
         m->count->done = *done;
     }
     m->forward_to = fwd;
-    m->retain = (uint8_t)(fwd >= 0 ? l->retain : 0);
     m->op = op;
-    m->compress = (uint8_t)(compress != 0);
+    m->compress = pub_flags(compress);
     m->to_self = (uint8_t)(to_self != 0);
     m->tlen = tlen;
     m->len = len;
@@ -529,10 +533,8 @@ void wsk_group_deliver(wsk_gloop *l, struct wsk_gmsg *m)
         struct count *c = m->forward_to == (int)l->idx ? m->count : NULL;
         if (m->forward_to == (int)l->idx && ctx->bridge) {
             m->count = NULL;
-            wsk_bridge_retaining(ctx->bridge, m->retain, m->topic);
             wsk_bridge_forward(ctx->bridge, m->topic, m->tlen, m->data, m->len, m->op, m->compress,
                                m->to_self, c ? c->local : n, c ? count_back : NULL, c);
-            wsk_bridge_retaining(ctx->bridge, 0, NULL);
         }
     }
     wsk_gmsg_unref(m);

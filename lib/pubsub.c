@@ -356,7 +356,9 @@ struct held_msg {
     struct held_msg *next;
     size_t len;
     unsigned op;
-    int compress;
+    uint8_t compress;
+    uint8_t retained; /* a retained publish (WSK_PUB_RETAINED) */
+    uint8_t early;    /* queued before the hold was last made anew (the read's point) */
     uint8_t data[];
 };
 
@@ -392,21 +394,35 @@ static void held_free(struct held_msg *m)
     }
 }
 
+/* The retained publish of queue q that goes first (wsk_ws_hold_release_topic's flags): with
+ * WSK_HOLD_FIRST, the first one queued; none otherwise. */
+static struct held_msg *held_first(struct held_msg *q, int flags)
+{
+    struct held_msg *m = flags & WSK_HOLD_FIRST ? q : NULL;
+    while (m && !m->retained) m = m->next;
+    return m;
+}
+
 /* Unlinks and frees the hold *at (the flag goes with the last one), then sends what it queued,
- * in order: behind whatever the application sent meanwhile, ahead of every later message.  A
- * send may close ws (its backpressure rule): the rest is freed then. */
-static void hold_drop(wsk_ws *ws, struct wsk_hold **at)
+ * in order (as wsk_ws_hold_release_topic's flags say): behind whatever the application sent
+ * meanwhile, ahead of every later message.  A send may close ws (its backpressure rule): the
+ * rest is freed then. */
+static void hold_drop(wsk_ws *ws, struct wsk_hold **at, int flags)
 {
     struct wsk_hold *h = *at;
-    struct held_msg *q = h->q;
+    struct held_msg *q = h->q, *first = held_first(q, flags);
     *at = h->next;
     free(h);
     if (!--ws->cold->nholds) {
         ws->flags &= (uint16_t)~WSK_F_HOLD;
         wsk_conn_cold_trim(ws);
     }
-    for (struct held_msg *m = q; m && ws->state == WSK_ST_OPEN; m = m->next)
-        wsk_send(ws, m->data, m->len, (wsk_opcode)m->op, m->compress);
+    if (first) wsk_send(ws, first->data, first->len, (wsk_opcode)first->op, first->compress);
+    for (struct held_msg *m = q; m && ws->state == WSK_ST_OPEN; m = m->next) {
+        /* Superseded: a retained publish from before the read whose answer went. */
+        int old = m->retained && m->early && (flags & WSK_HOLD_SENT);
+        if (m != first && !old) wsk_send(ws, m->data, m->len, (wsk_opcode)m->op, m->compress);
+    }
     held_free(q);
 }
 
@@ -434,6 +450,7 @@ static int hold(wsk_ws *ws, const char *topic, size_t len, int kind)
         h->until = UINT64_MAX;
         h->group = kind & 1;
         h->queue = (kind & 2) != 0;
+        for (struct held_msg *m = h->q; m; m = m->next) m->early = 1;
         if (!h->queue) { /* what a queue kept, the application now sends */
             held_free(h->q);
             h->q = NULL;
@@ -447,7 +464,7 @@ static int hold(wsk_ws *ws, const char *topic, size_t len, int kind)
         for (at = &k->holds; *at; at = &(*at)->next)
             if ((*at)->until != UINT64_MAX) old = at;
         if (!old) return WSK_ERR_STATE;
-        hold_drop(ws, old);
+        hold_drop(ws, old, 0);
     }
     struct wsk_hold *h = malloc(sizeof *h + len);
     if (!h) return WSK_ERR_NOMEM;
@@ -470,9 +487,9 @@ int wsk_ws_hold_group(wsk_ws *ws, const char *topic, size_t len)
     return hold(ws, topic, len, 1);
 }
 
-int wsk_ws_hold_queue(wsk_ws *ws, const char *topic, size_t len, int group)
+int wsk_ws_hold_queue(wsk_ws *ws, const char *topic, size_t len, int flags)
 {
-    return hold(ws, topic, len, 2 | (group != 0));
+    return hold(ws, topic, len, 2 | (flags & WSK_HOLD_GROUP));
 }
 
 void wsk_ws_hold_end(wsk_ws *ws)
@@ -486,7 +503,7 @@ void wsk_ws_hold_end(wsk_ws *ws)
     /* A queuing hold ends as it is released: it let nothing pass. */
     for (struct wsk_hold **at = &ws->cold->holds; *at;) {
         if ((*at)->queue) {
-            hold_drop(ws, at);
+            hold_drop(ws, at, 0);
             if (!(ws->flags & WSK_F_HOLD)) return;
             continue;
         }
@@ -497,7 +514,7 @@ void wsk_ws_hold_end(wsk_ws *ws)
 
 void wsk_ws_hold_release(wsk_ws *ws)
 {
-    while (ws->flags & WSK_F_HOLD) hold_drop(ws, &ws->cold->holds);
+    while (ws->flags & WSK_F_HOLD) hold_drop(ws, &ws->cold->holds, 0);
 }
 
 void wsk_ws_hold_end_topic(wsk_ws *ws, const char *topic, size_t len)
@@ -507,13 +524,13 @@ void wsk_ws_hold_end_topic(wsk_ws *ws, const char *topic, size_t len)
     /* Messages of other loops numbered up to now may be on their way still (the application
      * sent them itself): the hold stays for them, at the cost of a compare per message. */
     (*at)->until = ws->ctx->group && !(*at)->queue ? wsk_group_seq(ws->ctx->group) : 0;
-    if (!(*at)->until) hold_drop(ws, at);
+    if (!(*at)->until) hold_drop(ws, at, 0);
 }
 
-void wsk_ws_hold_release_topic(wsk_ws *ws, const char *topic, size_t len)
+void wsk_ws_hold_release_topic(wsk_ws *ws, const char *topic, size_t len, int flags)
 {
     struct wsk_hold **at = ws->flags & WSK_F_HOLD ? hold_find(ws->cold, topic, len) : NULL;
-    if (at) hold_drop(ws, at);
+    if (at) hold_drop(ws, at, flags);
 }
 
 void wsk_pubsub_conn_gone(struct wsk_ws *c)
@@ -589,6 +606,7 @@ struct pub {
     size_t len;
     unsigned op;
     int compress;
+    int retained;      /* WSK_PUB_RETAINED (for a queuing hold) */
     uint64_t seq;      /* another loop's publish: its number (wsk_group_seq); 0: this loop's */
     const char *topic; /* its topic (for wsk_ws_hold) */
     size_t topic_len;
@@ -682,7 +700,7 @@ static int hold_queue(struct wsk_ws *c, struct wsk_hold *h, const struct pub *p)
                       "messages held for a subscription over the backpressure limit");
         return 0;
     }
-    *m = (struct held_msg){NULL, p->len, p->op, p->compress};
+    *m = (struct held_msg){NULL, p->len, p->op, (uint8_t)p->compress, (uint8_t)p->retained, 0};
     if (p->len) memcpy(m->data, p->data, p->len);
     *h->qtail = m;
     h->qtail = &m->next;
@@ -767,14 +785,16 @@ static void reach_free(struct reach *r)
     if (r->t != r->stack) free(r->t);
 }
 
+/* flags: a publish's WSK_PUB_* (its compress argument). */
 static void pub_init(struct pub *p, wsk_loop *loop, const void *data, size_t len, wsk_opcode op,
-                     int compress)
+                     int flags)
 {
     p->loop = loop;
     p->data = data;
     p->len = len;
     p->op = op;
-    p->compress = compress;
+    p->compress = flags & WSK_PUB_COMPRESS;
+    p->retained = (flags & WSK_PUB_RETAINED) != 0;
     p->seq = 0;
     p->total = wsk_frame_header_size(len, 0) + len;
     p->shared = p->deflated = NULL;

@@ -170,7 +170,9 @@ typedef struct wsk_handlers {
      * memory), handed back here only and counted in wsk_bridge_stats.failed.  Returns the
      * sockets it delivered the message to here, all forms together (what its
      * wsk_server_publish_local calls returned; <0 counts as 0): for that refused message, the
-     * local count its publisher's done hears (wsk_server_publish_history); ignored otherwise. */
+     * local count its publisher's done hears (wsk_server_publish_history); ignored otherwise.
+     * compress holds the publish's WSK_PUB_* flags, to hand on to wsk_server_publish_local
+     * (WSK_PUB_RETAINED: a retained publish). */
     long (*bridged)(wsk_server *srv, const char *topic, size_t tlen, const void *data, size_t len,
                     wsk_opcode op, int compress, const struct wsk_history_pos *at);
 } wsk_handlers;
@@ -585,15 +587,17 @@ WSK_API int wsk_ws_hold_group(wsk_ws *ws, const char *topic, size_t len);
  * hold ends or is released; then they are sent, behind whatever the application sent ws
  * meanwhile and ahead of every later message.  For an application that sends ws something
  * first (a retained message it asked for): nothing is lost, nothing comes twice, the order is
- * kept.  group 1: only the messages of ws's own loop are queued, those other loops of its group
- * publish are left out (as wsk_ws_hold_group holds them back); group 0: those of every loop are
- * queued.  The queue counts against ws's backpressure limit (with its send queue): a message
- * that would cross it closes ws (1008, logged) instead of leaving a gap.  Ending such a hold
- * (wsk_ws_hold_end, wsk_ws_hold_end_topic) is releasing it.  Held anew by this, the queue
- * stays (a hold with group 1 may become one with group 0); by wsk_ws_hold or
- * wsk_ws_hold_group, what it queued is dropped (the application sends it itself then).
- * Returns as wsk_ws_hold. */
-WSK_API int wsk_ws_hold_queue(wsk_ws *ws, const char *topic, size_t len, int group);
+ * kept.  flags WSK_HOLD_GROUP: only the messages of ws's own loop are queued, those other loops
+ * of its group publish are left out (as wsk_ws_hold_group holds them back); 0: those of every
+ * loop are queued.  Each queued message keeps its WSK_PUB_RETAINED flag.  The queue counts against
+ * ws's backpressure limit (with its send queue): a message that would cross it closes ws (1008,
+ * logged) instead of leaving a gap.  Ending such a hold (wsk_ws_hold_end, wsk_ws_hold_end_topic) is
+ * releasing it.  Held anew by this, the queue stays (a hold with WSK_HOLD_GROUP may become one
+ * without) and what it holds so far is marked as queued before that point (the point a retained
+ * read is made: wsk_ws_hold_release_topic with WSK_HOLD_SENT); by wsk_ws_hold or wsk_ws_hold_group,
+ * what it queued is dropped (the application sends it itself then).  Returns as wsk_ws_hold. */
+#define WSK_HOLD_GROUP 1
+WSK_API int wsk_ws_hold_queue(wsk_ws *ws, const char *topic, size_t len, int flags);
 /* Ends every hold of ws: messages published from now on reach ws again; in a server group,
  * those of other loops published before are still held back (as a new subscription does not
  * get them).  Nothing when ws holds nothing. */
@@ -607,7 +611,19 @@ WSK_API void wsk_ws_hold_release(wsk_ws *ws);
 /* wsk_ws_hold_end and wsk_ws_hold_release for the hold of topic[0..len) only (the others
  * stay).  Nothing when ws does not hold that topic. */
 WSK_API void wsk_ws_hold_end_topic(wsk_ws *ws, const char *topic, size_t len);
-WSK_API void wsk_ws_hold_release_topic(wsk_ws *ws, const char *topic, size_t len);
+/* The same as wsk_ws_hold_release for that topic's hold.  For a queuing hold (wsk_ws_hold_queue)
+ * flags say what the application sent ws of the topic's retained message (read from where it
+ * is kept) before this call, so that what the queue holds follows it as the topic's order
+ * wants: 0, the queue goes out as it stands; WSK_HOLD_SENT, the retained message as of the
+ * point the queue was last held anew (or its start), which supersedes the retained publishes
+ * (WSK_PUB_RETAINED) queued before that point: they are dropped (that very one among them), the
+ * others go in order; WSK_HOLD_FIRST, none (the read found none, or one that a retained publish
+ * since replaced): the first retained publish queued goes first, then the others in order (so
+ * the last retained one the socket gets is the topic's).  So a subscriber gets a retained
+ * message first, then the rest in order, none twice. */
+#define WSK_HOLD_SENT  2
+#define WSK_HOLD_FIRST 4
+WSK_API void wsk_ws_hold_release_topic(wsk_ws *ws, const char *topic, size_t len, int flags);
 /* Calls fn(arg, topic, len) for each of the socket's topics, oldest subscription first, and
  * returns their number (fn may be NULL to count only).  The name is NUL-terminated, owned by
  * the library and valid during the call; fn must not subscribe or unsubscribe this socket. */
@@ -618,8 +634,14 @@ WSK_API size_t wsk_ws_subscriptions(const wsk_ws *ws,
 /* Publishes a message (op WSK_OP_TEXT, which must be UTF-8, or WSK_OP_BINARY) to every open
  * subscriber of `topic` (or of a pattern that matches it: once each) except `from` itself,
  * unless the server's publish_to_self option is on.  `from` need not be subscribed.
- * data[0..len) is copied before the call returns.  compress asks for permessage-deflate on the
- * subscribers that negotiated it (compressed once for all those on the shared compressor).
+ * data[0..len) is copied before the call returns.  compress holds flags: WSK_PUB_COMPRESS (any
+ * odd value, 1 as before) asks for permessage-deflate on the subscribers that negotiated it
+ * (compressed once for all those on the shared compressor); WSK_PUB_RETAINED says the message
+ * is a retained publish (MQTT's retain: the topic's last state): a queuing hold knows it
+ * (wsk_ws_hold_release_topic), it travels with the message to the other loops of a group and,
+ * with a bridge whose engine keeps retained messages, the engine keeps it as the topic's
+ * retained message (an empty one clears it), as wsk_server_publish_retained does.  The same
+ * flags go to every publish call below and to the bridged handler.
  * Returns the number of sockets the message was queued for (sockets at their backpressure
  * limit are not counted; a socket past it with close_on_backpressure_limit is closed with 1008,
  * its close handler running before this returns); 0 when the topic has no other subscriber;
@@ -627,6 +649,8 @@ WSK_API size_t wsk_ws_subscriptions(const wsk_ws *ws,
  * WSK_MESSAGE_MAX; WSK_ERR_STATE for a client socket.
  * Unlike Bun, whose publish returns the bytes of the message (or 0 when nobody got it), the
  * count is of sockets: it says how many received the message, which bytes would not. */
+#define WSK_PUB_COMPRESS 1
+#define WSK_PUB_RETAINED 2
 WSK_API long wsk_publish(wsk_ws *from, const char *topic, size_t topic_len, const void *data,
                          size_t len, wsk_opcode op, int compress);
 /* The same from the server: every open subscriber receives the message.  Returns as
@@ -842,7 +866,9 @@ WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t 
  *    delivery at once, then the engine) or as wsk_server_publish_history (history 1: from is
  *    not used), and the engine keeps the message as the topic's retained one in the same step
  *    as its publish (so two nodes' retained publishes leave the one published last); len 0
- *    clears it (MQTT).  Made while the topic's engine connection is down (history 0), it reaches
+ *    clears it (MQTT).  It is the publish call it stands for with WSK_PUB_RETAINED in compress
+ *    (a retained publish, for every subscriber's queuing hold too), after the checks below.
+ *    Made while the topic's engine connection is down (history 0), it reaches
  *    this node's subscribers only; the bridge keeps it (the last one per topic, 8 MiB in all)
  *    for the engine, which keeps it when the connection is back unless a retained publish of
  *    the topic from another node reached it later (Redis: by its clock, against the age of this
@@ -858,8 +884,9 @@ WSK_API int wsk_server_bridge_listen(wsk_server *srv, const char *topic, size_t 
  *    that newer one).  r->ok 0: the engine could not answer (lost meanwhile, or the server
  *    freed).  None arrives twice.  A message published while the read is on its way reaches a
  *    subscriber as it comes (possibly before the retained message), unless the subscriber holds
- *    the topic with wsk_ws_hold_queue from the call until done has sent the answer: then the
- *    retained message comes first, then those, in order. */
+ *    the topic with wsk_ws_hold_queue from the call until done has sent the answer and then
+ *    releases it with WSK_HOLD_SENT (found) or WSK_HOLD_FIRST (none): then a retained message
+ *    comes first (the one read, or the first published meanwhile), then those, in order. */
 typedef struct wsk_retained {
     int ok, found;
     const void *data; /* the message, valid during the call */

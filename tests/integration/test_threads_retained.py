@@ -2,11 +2,13 @@
 """wsserve --pubsub --threads 2 --bridge redis://: a JSON client that subscribes to two topics
 with retained messages in one request gets on each its retained message first; while another
 node keeps publishing retained messages to both, such clients get on each topic the retained
-message first (or none, when a newer one reached them live: the library's rule), then the live
-ones, in order and none twice.  While a retained read goes to loop 0 (the bridge's),
-the socket holds back that topic's live messages, each topic on its own (the second topic of a
-request as much as the first); without, a message loop 0 delivered before it had the read comes
-again as the retained one.  A JSON subscribe's acknowledgement goes once every topic of the
+message first (a newer one that reached them while the read was on its way goes first
+instead: the retained flag travels with each message), then the live ones, in order and none
+twice.  While a retained read goes to loop 0 (the bridge's), the socket holds back that topic's
+live messages, each topic on its own (the second topic of a request as much as the first);
+without, a message loop 0 delivered before it had the read comes again as the retained one (a
+raw subscriber queues them instead, and the retained answer drops the retained ones among
+them).  A JSON subscribe's acknowledgement goes once every topic of the
 request is released: a client that publishes to all of them the moment it has the
 acknowledgement gets its own message back on each (--publish-to-self), none skipped by a hold
 still up on a later topic.  A client that subscribes and at once publishes a retained message to

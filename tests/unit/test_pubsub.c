@@ -1,7 +1,8 @@
 /* Publish/subscribe in one process: receiver counts, the sender left out (or not, with
  * publish_to_self), copied and shared frames arriving intact, topics left on close and freed
  * when empty, patterns (a socket reached once however many match), a topic held back from one
- * socket (wsk_ws_hold) or queued for it until released (wsk_ws_hold_queue), thousands of topics and
+ * socket (wsk_ws_hold) or queued for it until released (wsk_ws_hold_queue, which knows the
+ * retained publishes among what it queued: WSK_PUB_RETAINED), thousands of topics and
  * subscriptions in linear time, and a publish that closes subscribers for backpressure while their
  * close handlers unsubscribe and publish again. The loop runs with EVRUN_NOWAIT; non-blocking
  * sockets play the clients and parse the frames they get. */
@@ -369,7 +370,7 @@ static void test_hold(wsk_loop *loop)
     CHECK(wsk_server_publish(srv, "o.a", 3, "8", 1, WSK_OP_TEXT, 0) == 2 &&
               wsk_server_publish(srv, "o.b", 3, "9", 1, WSK_OP_TEXT, 0) == 0,
           "wsk_ws_hold_end_topic(o.a): o.a reaches a again, o.b stays held");
-    wsk_ws_hold_release_topic(a, "o.b", 3);
+    wsk_ws_hold_release_topic(a, "o.b", 3, 0);
     CHECK(wsk_server_publish(srv, "o.b", 3, "A", 1, WSK_OP_TEXT, 0) == 1,
           "wsk_ws_hold_release_topic(o.b): o.b too");
     SPIN_UNTIL(cl[0].msgs == 5 && cl[1].msgs == 5, spin(1, 2));
@@ -418,14 +419,14 @@ static void test_hold_queue(wsk_loop *loop)
           cl[0].seen);
     wsk_send(a, "r", 1, WSK_OP_TEXT, 0);
     CHECK(wsk_server_publish(srv, "q.a", 3, "3", 1, WSK_OP_TEXT, 0) == 2, "one more, queued");
-    wsk_ws_hold_release_topic(a, "q.a", 3);
+    wsk_ws_hold_release_topic(a, "q.a", 3, 0);
     CHECK(wsk_server_publish(srv, "q.a", 3, "4", 1, WSK_OP_TEXT, 0) == 2, "released: live again");
     SPIN_UNTIL(cl[0].msgs == 6, spin(1, 2));
     CHECK(!strcmp(cl[0].seen, "xr1234"),
           "a got what the application sent, then the queue in order, then live (%s)", cl[0].seen);
-    CHECK(wsk_ws_hold(a, "q.a", 3) == 0 && wsk_ws_hold_queue(a, "q.a", 3, 1) == 0 &&
+    CHECK(wsk_ws_hold(a, "q.a", 3) == 0 && wsk_ws_hold_queue(a, "q.a", 3, WSK_HOLD_GROUP) == 0 &&
               wsk_server_publish(srv, "q.a", 3, "5", 1, WSK_OP_TEXT, 0) == 2,
-          "held anew as a queue (group 1: this loop's own are queued outside a group)");
+          "held anew as a queue (WSK_HOLD_GROUP: this loop's own are queued outside a group)");
     wsk_ws_hold_end(a);
     SPIN_UNTIL(cl[0].msgs == 7, spin(1, 2));
     CHECK(!strcmp(cl[0].seen, "xr12345"), "ending a queuing hold releases it (%s)", cl[0].seen);
@@ -441,6 +442,56 @@ static void test_hold_queue(wsk_loop *loop)
           "a is closed with 1008, nothing of the queue sent (%u)", cl[0].close_code);
     close_all(2);
     SPIN_UNTIL(closes == 2, spin(1, 2));
+    wsk_server_free(srv);
+    closes = 0;
+}
+
+/* Publishes to "k" each character of s: an upper-case one as a retained publish. */
+static void publish_k(wsk_server *srv, const char *s)
+{
+    for (; *s; s++)
+        wsk_server_publish(srv, "k", 1, s, 1, WSK_OP_TEXT,
+                           *s >= 'A' && *s <= 'Z' ? WSK_PUB_RETAINED : 0);
+}
+
+/* A queuing hold knows the retained publishes it queued (WSK_PUB_RETAINED), and releases them
+ * so that a retained message comes first and none twice: with WSK_HOLD_FIRST (the application
+ * sent none) the first one goes first, then the rest in order; with WSK_HOLD_SENT (the
+ * application sent the one of the point the hold was made anew) those queued before that point
+ * are dropped and the later ones stay, in order; with 0 all go as they are. */
+static void test_hold_retained(wsk_loop *loop)
+{
+    /* Published before and after the hold is made anew; the application sends "S" (the answer,
+     * D or newer) before a release with WSK_HOLD_SENT. */
+    static const struct {
+        const char *before, *after;
+        int flags;
+        const char *want, *what;
+    } rounds[] = {
+        {"12A3B4", "", WSK_HOLD_FIRST, "A123B4", "the first retained publish first, then in order"},
+        {"5C6D", "7E8", WSK_HOLD_SENT, "S567E8", "those before the point dropped, the later kept"},
+        {"9F", "", 0, "9F", "the queue as it stands"},
+    };
+    unsigned port;
+    wsk_server *srv = server(loop, 0, 0, 0, &port);
+    CHECK(open_clients(1, port, 0), "1 client open");
+    wsk_ws *a = srv_ws[0];
+    CHECK(wsk_subscribe(a, "k", 1) == 1, "a subscribes to k");
+    for (size_t i = 0; i < sizeof rounds / sizeof rounds[0]; i++) {
+        memset(cl[0].seen, 0, sizeof cl[0].seen);
+        cl[0].msgs = 0;
+        CHECK(wsk_ws_hold_queue(a, "k", 1, 0) == 0, "a queues k");
+        publish_k(srv, rounds[i].before);
+        if (*rounds[i].after && wsk_ws_hold_queue(a, "k", 1, 0) == 0) /* the read's point */
+            publish_k(srv, rounds[i].after);
+        if (rounds[i].flags & WSK_HOLD_SENT) wsk_send(a, "S", 1, WSK_OP_TEXT, 0);
+        wsk_ws_hold_release_topic(a, "k", 1, rounds[i].flags);
+        SPIN_UNTIL(cl[0].msgs == strlen(rounds[i].want), spin(1, 1));
+        CHECK(!strcmp(cl[0].seen, rounds[i].want), "release flags %d: %s (%s)", rounds[i].flags,
+              rounds[i].what, cl[0].seen);
+    }
+    close_all(1);
+    SPIN_UNTIL(closes == 1, spin(1, 1));
     wsk_server_free(srv);
     closes = 0;
 }
@@ -652,6 +703,7 @@ int main(void)
     test_patterns(loop);
     test_hold(loop);
     test_hold_queue(loop);
+    test_hold_retained(loop);
     test_many(loop);
     test_backpressure(loop);
     test_compressed(loop, WSK_COMPRESS_SHARED);
