@@ -1397,6 +1397,13 @@ static void remote_wait(struct broker *b)
                   ev_time() - start);
 }
 
+/* 1 when the bridge's engine keeps retained messages: wsk_server_retained_read answers
+ * WSK_ERR_STATE before its other checks when none does, so an empty topic asks only that. */
+static int engine_retains(wsk_server *srv)
+{
+    return wsk_server_retained_read(srv, "", 0, NULL, NULL) != WSK_ERR_STATE;
+}
+
 /* On loop 0's thread before the loops run, once the bridge is made (wsserve.c): whether the
  * engine keeps history and retained messages, for every thread. */
 static void remote_decide(struct serve *sv)
@@ -1404,9 +1411,7 @@ static void remote_decide(struct serve *sv)
     struct broker *b = sv->state;
     if (sv->threads == 1) return; /* decided at the first use */
     if (sv->bridged && b->cfg->history) remote_wait(b);
-    /* Retained reads are the engine's unless it keeps none: WSK_ERR_STATE before the checks. */
-    atomic_store(&b->home->retains,
-                 wsk_server_retained_read(b->sv->srv, "", 0, NULL, NULL) != WSK_ERR_STATE);
+    atomic_store(&b->home->retains, engine_retains(b->sv->srv));
     remote_history(b);
 }
 
@@ -1927,8 +1932,7 @@ static int retained_read(wsk_server *srv, const char *topic, size_t tlen, struct
     struct serve *sv = serve_of(srv);
     if (sv->threads == 1) {
         rread_ack(rr);
-        if (wsk_server_retained_read(srv, "", 0, NULL, NULL) == WSK_ERR_STATE)
-            return WSK_ERR_STATE;   /* no engine keeps them: this node's, at once */
+        if (!engine_retains(srv)) return WSK_ERR_STATE; /* this node's, at once */
         rread_hold(rr, HOLD_QUEUE); /* the read is made now: every later message waits */
         int r = wsk_server_retained_read(srv, topic, tlen, retained_came, rr);
         if (r < 0) rread_unhold(rr, 0);

@@ -691,13 +691,13 @@ static int held(const struct wsk_ws *c, const struct pub *p, struct wsk_hold **h
  * left with a gap it would not know of. */
 static int hold_queue(struct wsk_ws *c, struct wsk_hold *h, const struct pub *p)
 {
-    struct held_msg *m = NULL;
-    if (c->q.bytes + h->qbytes + p->len <= c->ctx->lim.backpressure_limit)
-        m = malloc(sizeof *m + p->len);
+    int over = c->q.bytes + h->qbytes + p->len > c->ctx->lim.backpressure_limit;
+    struct held_msg *m = over ? NULL : malloc(sizeof *m + p->len);
     if (!m) {
         c->ctx->stats.dropped++;
         wsk_conn_fail(c, WSK_ERR_POLICY, WSK_CLOSE_POLICY,
-                      "messages held for a subscription over the backpressure limit");
+                      over ? "messages held for a subscription over the backpressure limit"
+                           : "out of memory holding messages for a subscription");
         return 0;
     }
     *m = (struct held_msg){NULL, p->len, p->op, (uint8_t)p->compress, (uint8_t)p->retained, 0};
