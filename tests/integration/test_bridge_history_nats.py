@@ -550,8 +550,9 @@ async def no_jetstream():
                    "without JetStream: history is node-local (another node's message has no "
                    "offset)", got)
                 await publish(apub, "n", "again")
-                ok([s.count("history stays node-local: the server has no JetStream")
-                    for s in (a, b)] == [1, 1], "... and each node says so once, a warning",
+                said = "history stays node-local: the server has no JetStream"
+                wait_for(lambda: all(s.count(said) for s in (a, b)))  # logs are read meanwhile
+                ok([s.count(said) for s in (a, b)] == [1, 1], "... and each node says so once, a warning",
                    [s.lines[-2:] for s in (a, b)])
                 await bpub.send(json.dumps({"op": "publish", "topic": "kept", "data": "on b",
                                             "retain": True, "id": "k"}))
