@@ -80,6 +80,26 @@ int main(int argc, char **argv)
     CHECK(bad == 0, "every length 0..300 x alignment 0..15 x offset 0..7 matches a byte loop");
     CHECK(bad_ret == 0, "returns (offset + n) & 3");
 
+    /* Lengths where the widest blocks (128 bytes with AVX-512) leave a 64-byte block, words and
+     * tail bytes, and where they end exactly. */
+    static const size_t wide[] = {319, 320, 383, 384, 447, 448, 449, 511, 512, 575};
+    bad = 0;
+    for (size_t li = 0; li < sizeof wide / sizeof wide[0]; li++)
+        for (size_t align = 0; align < 16; align++)
+            for (size_t off = 0; off < 8; off++) {
+                size_t len = wide[li];
+                fill_random(key, 4, &seed);
+                fill_random(a, 640, &seed);
+                memcpy(b, a, 640);
+                size_t r = wsk_mask(a + align, len, key, off);
+                naive(b + align, len, key, off);
+                bad += !EXPECT(!memcmp(a, b, 640) && r == ((off + len) & 3),
+                               "len %zu align %zu "
+                               "off %zu",
+                               len, align, off);
+            }
+    CHECK(bad == 0, "lengths 319..575 around the 128- and 64-byte blocks match a byte loop");
+
     /* Known answer (RFC 6455 5.7: "Hello" masked with 37 fa 21 3d). */
     uint8_t hello[] = {'H', 'e', 'l', 'l', 'o'};
     const uint8_t k57[4] = {0x37, 0xfa, 0x21, 0x3d};
@@ -151,7 +171,7 @@ int main(int argc, char **argv)
     static const uint8_t hikey[4] = {0x80, 0x81, 0xC2, 0xFF};
     static uint8_t plain[1100], buf[1100];
     for (size_t i = 0; i < sizeof plain; i++) plain[i] = (uint8_t)(rnd(&seed) & 0x7F);
-    static const size_t lens[] = {0, 1, 3, 4, 7, 8, 63, 64, 65, 255, 256, 300, 1100};
+    static const size_t lens[] = {0, 1, 3, 4, 7, 8, 63, 64, 65, 255, 256, 300, 383, 1100};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         size_t len = lens[li];
         for (size_t off = 0; off < 4; off++)
