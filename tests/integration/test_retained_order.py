@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from wstest import (Engine, Server, done, ok, recv_json, sanitized, skip,  # noqa: E402
@@ -44,6 +45,7 @@ class Feed:
 
     def __init__(self, joiners):
         self.joiners = joiners
+        self.subscribed = set()
         self.live = set()
         self.sent = 0
         self.last = None
@@ -51,11 +53,15 @@ class Feed:
 
 async def publisher(url, feed, most):
     """Publishes 1, 2, ... to TOPIC (every RET-th as a retained publish, "R<n>"), a short pause
-    every few, until every joiner had a live message (or `most`), then one more, the last
-    (feed.last, never retained)."""
+    every few, until every joiner had a live message (or `most` more once every joiner has
+    subscribed, or 3 T in all), then one more, the last (feed.last, never retained).  Under
+    valgrind joiners can take longer to subscribe than a few thousand messages take to send:
+    one that subscribes after the last is owed nothing after its retained message."""
+    deadline = time.monotonic() + 3 * T
     async with connect(url, T) as ws:
-        i = 0
-        while len(feed.live) < feed.joiners and i < most:
+        i = after = 0
+        while len(feed.live) < feed.joiners and after < most and time.monotonic() < deadline:
+            after += len(feed.subscribed) == feed.joiners
             i += 1
             kept = i % RET == 0
             await ws.send(json.dumps({"op": "publish", "topic": TOPIC, "retain": kept,
@@ -81,6 +87,7 @@ async def joiner(url, k, feed):
         async with connect(url + (TOPIC if raw else ""), T) as ws:
             if raw:
                 floor = feed.sent
+                feed.subscribed.add(k)
             else:
                 await ws.send(json.dumps({"op": "subscribe", "topic": TOPIC, "id": "s"}))
             while feed.last is None or not got or got[-1] != str(feed.last):
@@ -89,6 +96,7 @@ async def joiner(url, k, feed):
                     m = json.loads(m)
                     if m.get("id") == "s" and floor is None:
                         floor = feed.sent
+                        feed.subscribed.add(k)
                     if m.get("topic") != TOPIC or "data" not in m:
                         continue
                     m = m["data"]
