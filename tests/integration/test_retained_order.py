@@ -56,7 +56,9 @@ async def publisher(url, feed, most):
     every few, until every joiner had a live message (or `most` more once every joiner has
     subscribed, or 3 T in all), then one more, the last (feed.last, never retained).  Under
     valgrind joiners can take longer to subscribe than a few thousand messages take to send:
-    one that subscribes after the last is owed nothing after its retained message."""
+    one that subscribes after the last is owed nothing after its retained message.  Every 64th
+    publish waits for its acknowledgement, so the publisher stays within 64 messages of the
+    server (a slow server, under valgrind, gets no backlog of thousands to deliver)."""
     deadline = time.monotonic() + 3 * T
     async with connect(url, T) as ws:
         i = after = 0
@@ -64,10 +66,15 @@ async def publisher(url, feed, most):
             after += len(feed.subscribed) == feed.joiners
             i += 1
             kept = i % RET == 0
+            pace = i % 64 == 0
             await ws.send(json.dumps({"op": "publish", "topic": TOPIC, "retain": kept,
-                                      "data": f"R{i}" if kept else str(i)}))
+                                      "data": f"R{i}" if kept else str(i),
+                                      **({"id": f"p{i}"} if pace else {})}))
             feed.sent = i
-            if i % 8 == 0:
+            if pace:
+                while (await recv_json(ws, T)).get("id") != f"p{i}":
+                    pass
+            elif i % 8 == 0:
                 await asyncio.sleep(0.001)
         i += 1
         await ws.send(json.dumps({"op": "publish", "topic": TOPIC, "data": str(i), "id": "end"}))
