@@ -110,7 +110,8 @@ static int flush_out(struct conn *c)
     return 1;
 }
 
-/* One writev of iov[0..n); what the kernel does not take goes to out[].  1, 0 (queued), -1. */
+/* One writev of iov[0..n) (none behind a queue); what the kernel does not take goes to out[].
+ * -1 when the socket failed. */
 static int put(struct conn *c, struct iovec *iov, int n)
 {
     size_t total = 0, sent;
@@ -122,7 +123,7 @@ static int put(struct conn *c, struct iovec *iov, int n)
         if (w < 0 && errno != EAGAIN) return -1;
         sent = w < 0 ? 0 : (size_t)w;
     }
-    if (sent == total) return 1;
+    if (sent == total) return 0;
     size_t need = c->olen + total - sent;
     if (need > c->ocap) {
         c->ocap = need * 2;
@@ -155,7 +156,7 @@ static int add(struct conn *c, struct iovec *iov, int *k, uint8_t *q, size_t m)
 {
     if (*k) {
         uint8_t *end = (uint8_t *)iov[*k - 1].iov_base + iov[*k - 1].iov_len;
-        if (end != q && m <= 256) memmove(end, q, m), q = end;
+        if (end != q && m <= 256) q = memmove(end, q, m);
         if (end == q) {
             iov[*k - 1].iov_len += m;
             return 0;
@@ -170,12 +171,12 @@ static int add(struct conn *c, struct iovec *iov, int *k, uint8_t *q, size_t m)
 }
 
 /* The frames in p[0..n), as they arrive: a header when it is whole (rewritten without its mask),
- * the payload bytes as they are.  One writev for the read.  1, 0 (something queued), -1 to
- * close. */
+ * the payload bytes as they are.  One writev for the read; what the kernel did not take is in
+ * out[].  -1 to close. */
 static int echo(struct conn *c, uint8_t *p, size_t n)
 {
     struct iovec iov[MAX_IOV];
-    int k = 0, r = 1;
+    int k = 0;
     size_t pos = 0;
     while (pos < n) {
         if (c->remaining) {
@@ -224,14 +225,12 @@ static int echo(struct conn *c, uint8_t *p, size_t n)
         if (h != c->hdr) {
             if (add(c, iov, &k, o, hl) < 0) return -1;
         } else { /* not in p: out now, before the payload that follows in p */
-            if ((k && (r = put(c, iov, k)) < 0) || (r = put(c, &(struct iovec){o, hl}, 1)) < 0)
-                return -1;
+            if ((k && put(c, iov, k) < 0) || put(c, &(struct iovec){o, hl}, 1) < 0) return -1;
             k = 0;
         }
     }
-    if (k && (r = put(c, iov, k)) < 0) return -1;
-    if (c->closing && !c->remaining) return -1;
-    return c->olen ? 0 : r;
+    if (k && put(c, iov, k) < 0) return -1;
+    return c->closing && !c->remaining ? -1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -263,9 +262,8 @@ int main(int argc, char **argv)
                 }
                 continue;
             }
-            int r = 1;
             if (c->olen) { /* writable again: the rest first, then reading resumes */
-                r = flush_out(c);
+                int r = flush_out(c);
                 if (r == 1) {
                     ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
                     epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -279,10 +277,9 @@ int main(int argc, char **argv)
                 continue;
             }
             if (got < 0) continue;
-            r = c->open ? echo(c, rbuf, (size_t)got) : handshake(c, rbuf, (size_t)got);
-            if (r < 0) {
+            if ((c->open ? echo(c, rbuf, (size_t)got) : handshake(c, rbuf, (size_t)got)) < 0) {
                 drop(ep, c);
-            } else if (r == 0 && c->olen) {
+            } else if (c->olen) {
                 ev = (struct epoll_event){.events = EPOLLOUT, .data.ptr = c};
                 epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
             }
