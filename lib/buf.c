@@ -15,9 +15,10 @@ int wsk_dbuf_reserve(wsk_dbuf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     if (cap > b->max) cap = b->max;
-    uint8_t *p = realloc(b->p, cap);
+    if (cap > SIZE_MAX - b->pre) return WSK_ERR_NOMEM;
+    uint8_t *p = realloc(b->p ? b->p - b->pre : NULL, b->pre + cap);
     if (!p) return WSK_ERR_NOMEM;
-    b->p = p;
+    b->p = p + b->pre;
     b->cap = cap;
     return 0;
 }
@@ -33,7 +34,7 @@ int wsk_dbuf_append(wsk_dbuf *b, const void *data, size_t n)
 
 void wsk_dbuf_free(wsk_dbuf *b)
 {
-    free(b->p);
+    if (b->p) free(b->p - b->pre);
     b->p = NULL;
     b->len = b->cap = 0;
 }

@@ -1,6 +1,8 @@
 /* Growable byte buffers with a cap fixed at birth (internal).
  *
- * A wsk_dbuf owns its bytes (malloc'd, freed by wsk_dbuf_free).  It starts empty and unallocated,
+ * A wsk_dbuf owns its bytes (malloc'd, freed by wsk_dbuf_free), and `pre` bytes in front of them
+ * in the same allocation, for a header of its owner's (the socket's message buffer, lent to the
+ * send queue as a wsk_block: msg_assemble.c).  It starts empty and unallocated,
  * so an idle owner costs only the struct.  Growth stops at `max`: the first byte that would
  * cross it is refused with WSK_ERR_TOO_BIG, so a peer can never make it larger than its limit. */
 #ifndef WSK_BUF_H
@@ -14,6 +16,7 @@ typedef struct wsk_dbuf {
     size_t len; /* bytes in use */
     size_t cap; /* bytes allocated */
     size_t max; /* hard limit on len */
+    size_t pre; /* bytes allocated before p for the owner's use (0 unless the owner sets it) */
 } wsk_dbuf;
 
 /* An empty buffer that may grow to `max` bytes. */
@@ -22,6 +25,7 @@ static inline void wsk_dbuf_init(wsk_dbuf *b, size_t max)
     b->p = NULL;
     b->len = b->cap = 0;
     b->max = max;
+    b->pre = 0;
 }
 
 /* Makes room for `extra` more bytes: 0, WSK_ERR_TOO_BIG past max, or WSK_ERR_NOMEM. */

@@ -62,6 +62,7 @@ wsk_cold *wsk_conn_cold(struct wsk_ws *c)
     if (!k) return NULL;
     wsk_dbuf_init(&k->head, c->ctx->lim.max_header);
     wsk_dbuf_init(&k->msg, c->ctx->lim.max_payload);
+    k->msg.pre = sizeof(wsk_block); /* room to lend it to the send queue (wsk_msg_block) */
     c->cold = k;
     return k;
 }
@@ -89,7 +90,7 @@ static void cold_free(struct wsk_ws *c)
     wsk_cold *k = c->cold;
     if (!k) return;
     wsk_dbuf_free(&k->head);
-    wsk_dbuf_free(&k->msg);
+    wsk_msg_buffer_free(k);
     free(k->protocol);
     wsk_holds_free(k);
     wsk_pmd_conn_free(c);
@@ -295,7 +296,7 @@ static void msg_buffer_sweep(struct wsk_ws *c)
 {
     wsk_cold *k = c->cold;
     if (!k || !k->msg.p || k->msg.len || (c->flags & WSK_F_PAYLOAD) || k->msg_idle++ < 1) return;
-    wsk_dbuf_free(&k->msg);
+    wsk_msg_buffer_free(k);
     wsk_conn_cold_trim(c);
 }
 

@@ -61,17 +61,21 @@
 #define WSK_IOV_MAX            64          /* segments gathered by one writev */
 #define WSK_WRITE_MAX          (1 << 20)   /* bytes one socket may write per loop iteration */
 #define WSK_DIRECT_MIN         (16 * 1024) /* payloads from here on skip the shared buffers */
+#define WSK_SHARE_MIN          (64 * 1024) /* unsent rests from here on are queued, not copied */
 #define WSK_BATCH_MAX          (32 * 1024) /* smaller replies to a read's frames share a write */
 #define WSK_COMPRESS_THRESHOLD 64          /* shorter messages go uncompressed (the default) */
 
 /* ----- send queue (send_queue.c) ----------------------------------------------------------- */
 
 /* A block of bytes to send.  Private blocks belong to one socket's queue and grow at the tail;
- * shared blocks hold one framed message queued to many sockets and are freed by the last. */
+ * shared blocks hold one framed message queued to many sockets and are freed by the last; a
+ * socket's message buffer becomes one when the queue takes the unsent rest of a reply lent from
+ * it (wsk_msg_block). */
 typedef struct wsk_block {
     uint32_t refs;
     uint32_t len; /* bytes filled */
     uint32_t cap;
+    uint32_t pad; /* data 16-byte aligned, as malloc's own */
     uint8_t data[];
 } wsk_block;
 
@@ -254,6 +258,8 @@ typedef struct wsk_cold {
     wsk_dbuf msg;     /* message being assembled across frames or reads; a large one's bytes
                        * stay for the next message until a sweep finds them unused twice */
     uint8_t msg_idle; /* sweeps since msg's kept bytes were last used */
+    uint8_t msg_lent; /* msg's bytes were lent to the send queue: the wsk_block in front of them
+                       * (msg.pre) counts the references, this socket's one of them */
     size_t
         msg_guess;    /* length of the last message, when it was one large frame read into msg:
                        * what the next read expects (wsk_msg_guess); 0 once a read proved it wrong */
@@ -349,6 +355,12 @@ int wsk_msg_guess(struct wsk_ws *c, struct iovec iov[3]);
 /* n bytes (n > 0) were read into wsk_msg_guess's iov: handled as wsk_msg_receive would, the
  * payload where it landed when the guess was right; 0, or < 0 when c was ended. */
 int wsk_msg_guessed(struct wsk_ws *c, const struct iovec iov[3], size_t n);
+/* c's message buffer as a block the send queue may take references to (wsk_queue_share), for
+ * the unsent rest of a reply lent from it; NULL when it cannot be one (then the rest is copied).
+ * The buffer is not written again while the queue holds it: the next message gets another. */
+wsk_block *wsk_msg_block(struct wsk_ws *c);
+/* Frees c's message buffer, or leaves it to the send queue while that still holds it. */
+void wsk_msg_buffer_free(wsk_cold *k);
 
 /* send_msg.c */
 /* The backpressure rule of every send (wsk_server_opts): 1 when `total` more bytes may join c's
@@ -399,14 +411,18 @@ void wsk_queue_clear(struct wsk_ws *c);
  * < 0 when the socket was ended. */
 int wsk_flush(struct wsk_ws *c);
 /* Writes the frame hdr[0..hl) + data[0..len) of a socket whose queue is empty, now, with one
- * writev; copies what the kernel did not take to the queue and arms EV_WRITE.  The bytes are
- * only read during the call.  Returns hl + len when the kernel took all (or the write failed:
+ * writev; copies what the kernel did not take to the queue (or, when data lies in c's message
+ * buffer, queues a reference to it: wsk_msg_block) and arms EV_WRITE.  The bytes are only read
+ * during the call.  Returns hl + len when the kernel took all (or the write failed:
  * the end-of-iteration flush then ends the socket), -1 when part waits in the queue (drain
  * follows), 0 when the socket was ended (no memory for the rest). */
 long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uint8_t *data,
                       size_t len);
-/* The same for the `total` bytes of iov[0..n). */
-long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total);
+/* The same for the `total` bytes of iov[0..n); pieces of at least WSK_SHARE_MIN that lie in
+ * share->data (a block the caller owns a reference to, or NULL) are queued by reference, not
+ * copied. */
+long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total,
+                   wsk_block *share);
 
 /* send_lent.c */
 /* A read of c is about to be handled: its large replies may be held (plain server sockets). */

@@ -125,6 +125,44 @@ static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
     return alive(c) ? 0 : WSK_ERR_CLOSED;
 }
 
+void wsk_msg_buffer_free(wsk_cold *k)
+{
+    wsk_block *b = k->msg_lent ? (wsk_block *)(void *)(k->msg.p - k->msg.pre) : NULL;
+    k->msg_lent = 0;
+    if (b && b->refs > 1) {
+        b->refs--; /* the queue frees it */
+        k->msg.p = NULL;
+        k->msg.len = k->msg.cap = 0;
+        return;
+    }
+    wsk_dbuf_free(&k->msg);
+}
+
+wsk_block *wsk_msg_block(struct wsk_ws *c)
+{
+    wsk_cold *k = c->cold;
+    /* A block of the cached size would go to the loop's cache when the queue frees it. */
+    if (!k || !k->msg.p || k->msg.pre != sizeof(wsk_block) || k->msg.cap == WSK_BLOCK_CACHED)
+        return NULL;
+    wsk_block *b = (wsk_block *)(void *)(k->msg.p - k->msg.pre);
+    if (!k->msg_lent) b->refs = 1;
+    k->msg_lent = 1;
+    /* Full: the queue never appends to it (wsk_queue_reserve). */
+    b->len = b->cap = (uint32_t)k->msg.cap;
+    return b;
+}
+
+/* Before c's message buffer takes new bytes: the replies held from it are written first, and a
+ * buffer whose bytes the send queue still holds is left to the queue; 0 or WSK_ERR_NOMEM. */
+static wsk_cold *msg_writable(struct wsk_ws *c)
+{
+    wsk_lent_settle_msg(c);
+    wsk_cold *k = wsk_conn_cold(c);
+    if (k && k->msg_lent && ((wsk_block *)(void *)(k->msg.p - k->msg.pre))->refs > 1)
+        wsk_msg_buffer_free(k);
+    return k;
+}
+
 /* The message gathered in the cold buffer is complete: to the handler.  A small buffer goes;
  * a large one stays for the next message (the sweep frees it when the socket stops sending
  * large messages): allocating and freeing one per message makes malloc give the top of the heap
@@ -142,7 +180,7 @@ static int deliver_assembled(struct wsk_ws *c)
         k = c->cold;
         k->msg.len = 0;
         k->msg_idle = 0;
-        if (k->msg.cap < WSK_DIRECT_MIN) wsk_dbuf_free(&k->msg);
+        if (k->msg.cap < WSK_DIRECT_MIN) wsk_msg_buffer_free(k);
         wsk_conn_cold_trim(c);
     }
     return r;
@@ -167,8 +205,7 @@ static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int who
     int text = c->msg_op == WSK_OP_TEXT;
 
     if (c->flags & WSK_F_MSG_COMPRESSED) {
-        wsk_lent_settle_msg(c);
-        wsk_cold *k = wsk_conn_cold(c);
+        wsk_cold *k = msg_writable(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         /* A message that inflates whole, nothing of it gathered yet, goes to the loop's buffer
          * rather than a socket's: no allocation per message. */
@@ -196,11 +233,10 @@ static int on_data(struct wsk_ws *c, uint8_t *p, size_t n, size_t after, int who
         /* The common case: a whole unfragmented message in this read, handed over in place. */
         if (whole && end && !(c->cold && c->cold->msg.len)) return deliver(c, p, n);
         /* A reply held from the message buffer leaves before the buffer is written again. */
-        wsk_lent_settle_msg(c);
-        wsk_cold *k = wsk_conn_cold(c);
+        wsk_cold *k = msg_writable(c);
         if (!k) return fail(c, WSK_ERR_NOMEM, "out of memory");
         /* Kept bytes too small for this message: a new buffer, not a copy of nothing. */
-        if (!k->msg.len && k->msg.cap < n + c->remaining) wsk_dbuf_free(&k->msg);
+        if (!k->msg.len && k->msg.cap < n + c->remaining) wsk_msg_buffer_free(k);
         int r = wsk_dbuf_reserve(&k->msg, n + c->remaining);
         if (r < 0)
             return fail(c, r,
@@ -286,6 +322,8 @@ int wsk_msg_guess(struct wsk_ws *c, struct iovec iov[3])
     if (!k || !k->msg_guess || !k->msg.p || k->msg.len || c->dec.have ||
         (c->flags & (WSK_F_PAYLOAD | WSK_F_FRAGMENTED | WSK_F_TLS)))
         return 0;
+    /* The queue still sends the last reply from the buffer: this message goes the general way. */
+    if (k->msg_lent && ((wsk_block *)(void *)(k->msg.p - k->msg.pre))->refs > 1) return 0;
     uint8_t *rbuf = c->ctx->loop->rbuf;
     size_t hl = wsk_frame_header_size(k->msg_guess, c->ctx->role == WSK_ROLE_SERVER);
     size_t len = k->msg_guess < k->msg.cap ? k->msg_guess : k->msg.cap;

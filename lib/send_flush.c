@@ -7,8 +7,10 @@
  *
  * A large message sent on a socket with nothing queued does not wait for the end of the
  * iteration (wsk_flush_direct): header and payload go to the kernel at once from where they lie,
- * and only what the kernel did not take is copied to the queue.  Batching buys nothing for one
- * big message, and the copy it saves is the message. */
+ * and only what the kernel did not take is copied to the queue; when the payload lies in the
+ * socket's own message buffer (an echo), not even that: the queue takes a reference to the
+ * buffer (wsk_msg_block).  Batching buys nothing for one big message, and the copy it saves is
+ * the message. */
 #include "internal.h"
 #include "io_transport.h"
 
@@ -22,7 +24,7 @@ static void want_write(struct wsk_ws *c, int on)
     wsk_conn_io_events(c, on ? EV_READ | EV_WRITE : EV_READ);
 }
 
-long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total)
+long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total, wsk_block *share)
 {
     long w = wsk_io_writev(c, iov, n);
     size_t took = w > 0 ? (size_t)w : 0;
@@ -30,8 +32,14 @@ long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t tota
     for (int i = 0; i < n; i++) {
         size_t skip = took < iov[i].iov_len ? took : iov[i].iov_len;
         took -= skip;
-        if (wsk_queue_write(c, (const uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip) <
-            0) {
+        const uint8_t *p = (const uint8_t *)iov[i].iov_base + skip;
+        size_t len = iov[i].iov_len - skip;
+        int r = 0;
+        if (share && len >= WSK_SHARE_MIN && p >= share->data && p - share->data < share->cap)
+            r = wsk_queue_share(c, share, (size_t)(p - share->data), len);
+        else
+            r = wsk_queue_write(c, p, len);
+        if (r < 0) {
             /* Part of the frames may be on the wire already: the stream cannot go on. */
             wsk_conn_failed(c, WSK_ERR_NOMEM, "out of memory");
             return 0;
@@ -51,7 +59,7 @@ long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uin
                       size_t len)
 {
     struct iovec iov[2] = {{(void *)hdr, hl}, {(void *)data, len}};
-    return wsk_flush_iov(c, iov, 2, hl + len);
+    return wsk_flush_iov(c, iov, 2, hl + len, len >= WSK_SHARE_MIN ? wsk_msg_block(c) : NULL);
 }
 
 int wsk_flush(struct wsk_ws *c)

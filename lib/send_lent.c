@@ -10,7 +10,9 @@
  * queue, as wsk_flush_direct does for one frame.  A message whose frame spanned reads lies in the
  * socket's message buffer (its end read there directly, msg_assemble.c): its reply is held there
  * too, with the replies to the frames read behind it, and written before that buffer takes the
- * bytes of another message (wsk_lent_settle_msg).
+ * bytes of another message (wsk_lent_settle_msg); what the kernel does not take of it is not
+ * copied but queued by reference to that buffer (wsk_msg_block), which the next message then
+ * leaves to the queue (16 MiB echo: 12 of the 16 MiB were copied before).
  *
  * Order: frames are held only while the socket's queue is empty, and any other frame for the
  * socket (a small reply, a pong, a close, a publish, a payload from elsewhere) first writes the
@@ -61,10 +63,12 @@ void wsk_lent_flush(wsk_loop *loop)
     wsk_lent *l = &loop->lent;
     unsigned n = l->n;
     size_t bytes = l->bytes;
+    int from_msg = l->from_msg;
     l->n = 0;
     l->bytes = 0;
     l->from_msg = 0;
-    if (n && l->c->state != WSK_ST_DEAD) wsk_flush_iov(l->c, l->iov, (int)(2 * n), bytes);
+    if (n && l->c->state != WSK_ST_DEAD)
+        wsk_flush_iov(l->c, l->iov, (int)(2 * n), bytes, from_msg ? wsk_msg_block(l->c) : NULL);
 }
 
 void wsk_lent_end(wsk_loop *loop)

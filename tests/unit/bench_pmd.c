@@ -69,7 +69,7 @@ static size_t deflate_all(int codec, const uint8_t *in, size_t n)
     wsk_pmd_isal_deflater *i = codec == 2 ? wsk_pmd_isal_deflater_new(15) : NULL;
     size_t total = 0;
     for (int m = 0; m < BENCH_MSGS; m++) {
-        wsk_dbuf out = {zout[m], 0, ZMAX, ZMAX};
+        wsk_dbuf out = {zout[m], 0, ZMAX, ZMAX, 0};
         const uint8_t *p = in + (size_t)m * n;
         if (z) wsk_pmd_deflate(z, p, n, 0, &out);
         if (i) wsk_pmd_isal_deflate(i, p, n, 0, &out);
@@ -135,7 +135,7 @@ static size_t oneshot_all(int codec, const uint8_t *in, size_t n)
         if (ld) {
             zlen[m] = libdeflate_deflate_compress(ld, p, n, zout[m], ZMAX) + 1;
         } else if (z) {
-            wsk_dbuf out = {zout[m], 0, ZMAX, ZMAX};
+            wsk_dbuf out = {zout[m], 0, ZMAX, ZMAX, 0};
             wsk_pmd_deflate(z, p, n, 1, &out);
             zlen[m] = out.len;
         } else {
@@ -173,7 +173,7 @@ static int oneshot_inflate_all(int codec, const uint8_t *in, size_t n)
     static uint8_t buf[ZMAX];
     int bad = 0;
     for (int m = 0; m < BENCH_MSGS && !bad; m++) {
-        wsk_dbuf out = {buf, 0, sizeof buf, sizeof buf};
+        wsk_dbuf out = {buf, 0, sizeof buf, sizeof buf, 0};
         if (ld) {
             bad = wsk_pmd_oneshot_inflate(ld, zout[m], zlen[m], &out) != 0;
         } else if (z) {

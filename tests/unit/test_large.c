@@ -9,7 +9,8 @@
  * (counted on a SOCK_SEQPACKET pair): held where they lie when their payload is in the loop's
  * buffer, within the backpressure limit (a pong between them writes the held ones first), and so is
  * the reply to a frame whose rest was read in place, where it lies, until its buffer takes another
- * message's bytes. */
+ * message's bytes; the unsent rest of such a reply is queued by reference to that buffer, and the
+ * next message goes to another while the queue holds it. */
 #include "test.h"
 #include "pair.h"
 
@@ -51,17 +52,18 @@ static void text_pattern(uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++) p[i] = seq[i % 5];
 }
 
-/* A masked client frame of payload[0..len) (16-bit length form) into out; its length. */
+/* A masked client frame of payload[0..len) (16-bit length form under 64 KiB, else 64-bit) into
+ * out; its length. */
 static size_t big_frame(uint8_t *out, unsigned fin_op, const uint8_t *payload, size_t len)
 {
     static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+    size_t hl = len < 65536 ? 4 : 10;
     out[0] = (uint8_t)fin_op;
-    out[1] = 0x80 | 126;
-    out[2] = (uint8_t)(len >> 8);
-    out[3] = (uint8_t)len;
-    memcpy(out + 4, key, 4);
-    for (size_t i = 0; i < len; i++) out[8 + i] = payload[i] ^ key[i & 3];
-    return 8 + len;
+    out[1] = 0x80 | (len < 65536 ? 126 : 127);
+    for (size_t i = 2; i < hl; i++) out[i] = (uint8_t)(len >> (8 * (hl - 1 - i)));
+    memcpy(out + hl, key, 4);
+    for (size_t i = 0; i < len; i++) out[hl + 4 + i] = payload[i] ^ key[i & 3];
+    return hl + 4 + len;
 }
 
 static struct wsk_ws *open_conn(wsk_ctx *ctx, int *peer, int sndbuf)
@@ -387,6 +389,68 @@ static void sends(wsk_ctx *ctx)
     SPIN_UNTIL(ctx->nconns == 0, pair_turn());
 }
 
+/* The reply to a message read into the message buffer, partly written: the queue takes the
+ * rest by reference to that buffer, not a copy (wsk_msg_block).  The next message, arriving
+ * while the queue still holds it, goes to another buffer (a guess of its length included), and
+ * both replies arrive whole and in order; once the queue is done with a buffer, the next
+ * message is read into it again.  `limit`: the backpressure limit, above the reply's size (it is
+ * held for the end of the read, send_lent.c) or below it (written at once, wsk_flush_direct). */
+static void shared_rest(wsk_ctx *ctx, size_t limit)
+{
+    enum { LEN = 150000 };
+    static uint8_t a[LEN], b[LEN], fa[LEN + 16], fb[LEN + 16], out[2 * LEN + 64];
+    for (size_t i = 0; i < LEN; i++) a[i] = pair_pattern(i);
+    for (size_t i = 0; i < LEN; i++) b[i] = pair_pattern(i + 3);
+    size_t na = big_frame(fa, 0x82, a, LEN), nb = big_frame(fb, 0x82, b, LEN);
+    int peer, direct;
+    struct wsk_ws *c = open_conn(ctx, &peer, 4096);
+    size_t old_limit = ctx->lim.backpressure_limit;
+    ctx->lim.backpressure_limit = limit;
+    echo = 1;
+    reset();
+    put_split(c, peer, fa, na, 100, &direct);
+    SPIN_UNTIL(messages, pair_turn());
+    const uint8_t *buf = c->cold ? c->cold->msg.p : NULL;
+    int shared = 0, copied = 0;
+    for (wsk_seg *s = c->q.head; s; s = s->next) {
+        shared += buf && s->blk->data == buf;
+        copied += s->blk->cap == WSK_BLOCK_CACHED;
+    }
+    CHECK(direct && messages == 1 && held[0] == (limit > LEN) && c->q.bytes > 0 && shared == 1 &&
+              !copied,
+          "backpressure limit %zu: a partial write of a reply from the message buffer (%s): the "
+          "rest (%zu bytes) is queued by reference to it, nothing copied",
+          limit, held[0] ? "held for the end of the read" : "written at once", c->q.bytes);
+
+    put_split(c, peer, fb, nb, 100, &direct);
+    SPIN_UNTIL(messages == 2, pair_turn());
+    CHECK(direct && messages == 2 && c->cold && c->cold->msg.p != buf,
+          "the next message, with the queue still holding the buffer, is read into another");
+    /* Under the lower limit the second reply is refused (the queue holds more than the limit). */
+    int replies = limit > LEN ? 2 : 1;
+    size_t have = drain_peer(peer, out, sizeof out, (size_t)replies * (10 + LEN));
+    CHECK(have == (size_t)replies * (10 + LEN) && check_frame(out, LEN, a) &&
+              (replies == 1 || check_frame(out + 10 + LEN, LEN, b)),
+          "%s (%zu bytes)",
+          replies == 2 ? "both replies arrive whole, in order" : "the first reply arrives whole",
+          have);
+    SPIN_UNTIL(c->q.bytes == 0, pair_turn());
+
+    /* Nothing queued now: the next message reuses the buffer, and its reply leaves from it. */
+    buf = c->cold->msg.p;
+    reset();
+    put_split(c, peer, fa, na, 100, &direct);
+    SPIN_UNTIL(messages, pair_turn());
+    CHECK(messages == 1 && c->cold && c->cold->msg.p == buf,
+          "with the queue done with it, the next message is read into the same buffer");
+    have = drain_peer(peer, out, sizeof out, 10 + LEN);
+    CHECK(have == 10 + LEN && check_frame(out, LEN, a), "and its reply arrives whole");
+    echo = 0;
+    ctx->lim.backpressure_limit = old_limit;
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+}
+
 /* Echo replies to `count` frames of `len` bytes that the peer writes at once, with a ping
  * after the first when `ping`, or with the first `ahead` bytes of the first frame in a write of
  * their own, read before the rest is written (the rest of that frame is then read in place,
@@ -533,6 +597,8 @@ int main(void)
     guessed(&ctx);
     text(&ctx);
     sends(&ctx);
+    shared_rest(&ctx, 1 << 20);
+    shared_rest(&ctx, 100000);
     batched_replies(&ctx);
     client_sends(&ctx);
     pair_turn();
