@@ -189,6 +189,14 @@ static void on_receive(struct wsk_ws *ws, uint8_t *p, size_t n)
     wb_counts_flush(t);
 }
 
+/* A read into the rest of a large frame, which the library hands on itself (receive follows with
+ * what was read behind it): the clock for the message it may complete. */
+static void on_direct(struct wsk_ws *ws)
+{
+    wb_conn *c = conn_of(ws);
+    if (c) c->t->now = wb_now();
+}
+
 static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
 {
     wb_conn *c = conn_of(ws);
@@ -274,6 +282,7 @@ static void on_open(wsk_ws *ws)
 
 static const wsk_conn_hooks hooks = {
     .receive = on_receive,
+    .direct = on_direct,
     .fill = on_fill,
     .failed = on_failed,
     .gone = on_gone,

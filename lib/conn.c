@@ -228,10 +228,11 @@ static void on_readable(struct wsk_ws *c)
      * what follows the frame to the shared buffer, in one readv.  Between large messages, the
      * next one's payload is guessed into its place (wsk_msg_guess). */
     size_t cap = 0;
-    int ws = (c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING) && !c->ctx->hooks;
-    uint8_t *dst = ws ? wsk_msg_direct(c, &cap) : NULL;
+    const wsk_conn_hooks *hooks = c->ctx->hooks;
+    int ws = c->state == WSK_ST_OPEN || c->state == WSK_ST_CLOSING;
+    uint8_t *dst = ws && (!hooks || hooks->direct) ? wsk_msg_direct(c, &cap) : NULL;
     struct iovec iov[3] = {{dst, cap}, {loop->rbuf, WSK_RBUF_SIZE}};
-    int guess = ws && !dst && wsk_msg_guess(c, iov);
+    int guess = ws && !hooks && !dst && wsk_msg_guess(c, iov);
     long n = dst     ? wsk_io_readv(c, iov, 2)
              : guess ? wsk_io_readv(c, iov, 3)
                      : wsk_io_read(c, loop->rbuf, WSK_RBUF_SIZE);
@@ -247,13 +248,18 @@ static void on_readable(struct wsk_ws *c)
     /* Large replies to this read's frames may point into it: written before the next read. */
     wsk_lent_begin(c);
     if (dst) {
-        size_t direct = (size_t)n < cap ? (size_t)n : cap;
-        if (wsk_msg_direct_received(c, direct, (size_t)n - direct) == 0 && (size_t)n > direct)
-            wsk_msg_receive(c, loop->rbuf, (size_t)n - direct);
+        size_t direct = (size_t)n < cap ? (size_t)n : cap, behind = (size_t)n - direct;
+        if (hooks) hooks->direct(c);
+        if (wsk_msg_direct_received(c, direct, behind) == 0) {
+            if (hooks)
+                hooks->receive(c, loop->rbuf, behind);
+            else if (behind)
+                wsk_msg_receive(c, loop->rbuf, behind);
+        }
     } else if (guess) {
         wsk_msg_guessed(c, iov, (size_t)n);
-    } else if (c->ctx->hooks) {
-        c->ctx->hooks->receive(c, loop->rbuf, (size_t)n);
+    } else if (hooks) {
+        hooks->receive(c, loop->rbuf, (size_t)n);
     } else {
         handle_read(c, (size_t)n);
     }

@@ -186,6 +186,11 @@ typedef struct wsk_limits {
 typedef struct wsk_conn_hooks {
     /* The bytes of every read, in any phase; wsk_msg_receive takes those of an open socket. */
     void (*receive)(struct wsk_ws *c, uint8_t *p, size_t n);
+    /* Optional (NULL: every read goes to receive whole).  A read of an open socket inside a
+     * large frame goes to the rest of that frame in the message buffer (wsk_msg_direct), and
+     * the library hands that on itself: direct is called before, receive after with the bytes
+     * read behind the frame into the loop's buffer (n may be 0). */
+    void (*direct)(struct wsk_ws *c);
     /* Before each write of c (wsk_flush): the program may queue more bytes. */
     void (*fill)(struct wsk_ws *c);
     /* c failed before it opened (TLS handshake, EOF, deadline); wsk_conn_end follows. */

@@ -2,7 +2,9 @@
  * the library's data path for the rest, as wsbench does.  Over a socketpair: every read goes to
  * the receive hook; the fill hook runs before each write and may queue bytes, or end the socket;
  * a failure before open reaches the failed hook; the gone hook runs once per socket; the ctx
- * belongs to the program and outlives its sockets. */
+ * belongs to the program and outlives its sockets.  With a direct hook, the rest of a large
+ * frame is read into the message buffer by the library, direct called before, receive after
+ * with the bytes behind the frame. */
 #include "test.h"
 
 #include "pair.h"
@@ -10,7 +12,11 @@
 static wsk_ctx ctx;
 
 static struct {
-    size_t received; /* bytes the receive hook saw in the HTTP phase */
+    size_t received;  /* bytes the receive hook saw in the HTTP phase */
+    size_t open_read; /* and in the open phase */
+    unsigned directs; /* calls of the direct hook */
+    size_t big_len;   /* the last message longer than msg */
+    uint32_t sum;     /* and a sum of its bytes */
     unsigned fills, failed, gone, messages;
     int fail_err;
     const char *queue_in_fill; /* bytes the next fill queues */
@@ -21,10 +27,18 @@ static struct {
 
 static void on_receive(struct wsk_ws *c, uint8_t *p, size_t n)
 {
-    if (c->state == WSK_ST_HTTP)
+    if (c->state == WSK_ST_HTTP) {
         seen.received += n;
-    else
-        wsk_msg_receive(c, p, n);
+        return;
+    }
+    seen.open_read += n;
+    wsk_msg_receive(c, p, n);
+}
+
+static void on_direct(struct wsk_ws *c)
+{
+    (void)c;
+    seen.directs++;
 }
 
 static void on_fill(struct wsk_ws *c)
@@ -55,12 +69,54 @@ static void on_message(wsk_ws *ws, const void *data, size_t len, wsk_opcode op)
     (void)ws;
     (void)op;
     seen.messages++;
-    seen.msg_len = len < sizeof seen.msg ? len : sizeof seen.msg;
+    if (len > sizeof seen.msg) {
+        seen.big_len = len;
+        seen.sum = 0;
+        for (size_t i = 0; i < len; i++) seen.sum = seen.sum * 31 + ((const uint8_t *)data)[i];
+        return;
+    }
+    seen.msg_len = len;
     memcpy(seen.msg, data, seen.msg_len);
 }
 
 static const wsk_conn_hooks hooks = {
     .receive = on_receive, .fill = on_fill, .failed = on_failed, .gone = on_gone};
+static const wsk_conn_hooks hooks_direct = {.receive = on_receive,
+                                            .direct = on_direct,
+                                            .fill = on_fill,
+                                            .failed = on_failed,
+                                            .gone = on_gone};
+
+/* A server's 100000-byte frame, then "xyz", to an open client socket of ctx with hooks h: the
+ * first 100 bytes read on their own, then the rest.  1 when both messages arrived whole. */
+static int large_in(const wsk_conn_hooks *h)
+{
+    enum { LEN = 100000 };
+    static uint8_t f[LEN + 32];
+    f[0] = 0x82;
+    f[1] = 127;
+    for (int i = 0; i < 8; i++) f[2 + i] = (uint8_t)((uint64_t)LEN >> (56 - 8 * i));
+    uint32_t sum = 0;
+    for (size_t i = 0; i < LEN; i++) f[10 + i] = (uint8_t)(i * 13);
+    for (size_t i = 0; i < LEN; i++) sum = sum * 31 + f[10 + i];
+    memcpy(f + 10 + LEN, "\x82\x03xyz", 5);
+    ctx.hooks = h;
+    int peer;
+    struct wsk_ws *c = pair_conn(&ctx, &peer, 0);
+    wsk_conn_open(c, NULL, 0);
+    seen.messages = seen.directs = 0;
+    seen.open_read = seen.big_len = 0;
+    pair_put(peer, f, 100);
+    SPIN_UNTIL(pair_unread(c) == 0, pair_turn());
+    pair_put(peer, f + 100, LEN - 90 + 5);
+    SPIN_UNTIL(seen.messages == 2, pair_turn());
+    int ok = seen.messages == 2 && seen.big_len == LEN && seen.sum == sum && seen.msg_len == 3 &&
+             !memcmp(seen.msg, "xyz", 3);
+    close(peer);
+    SPIN_UNTIL(ctx.nconns == 0, pair_turn());
+    ctx.hooks = &hooks;
+    return ok;
+}
 
 int main(void)
 {
@@ -147,6 +203,18 @@ int main(void)
           "the peer reads the whole frame (%zu bytes)", n);
     close(peer);
     SPIN_UNTIL(ctx.nconns == 0, pair_turn());
+
+    ctx.role = WSK_ROLE_CLIENT;
+    int ok = large_in(&hooks);
+    CHECK(ok && seen.directs == 0 && seen.open_read == 100000 + 15,
+          "without a direct hook, every byte of a large frame goes through receive (%zu)",
+          seen.open_read);
+    ok = large_in(&hooks_direct);
+    CHECK(ok && seen.directs >= 1 && seen.open_read < 1000,
+          "with one, the rest of the frame is read into the message buffer by the library "
+          "(direct %u times), receive gets %zu bytes (the first read's and those behind), both "
+          "messages whole",
+          seen.directs, seen.open_read);
 
     wsk_loop_free(pair_loop);
     return TEST_DONE();
