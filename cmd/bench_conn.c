@@ -116,13 +116,24 @@ int wb_conn_fail(wb_thread *t, wb_conn *c, int e, const char *fmt, ...)
 
 /* ----- bytes out ---------------------------------------------------------------------------- */
 
-/* Copies the stream's unsent frames (they wrap at ssize) to the send queue. */
+/* sbase[off, off + n) to the send queue: large frames of the thread's pools by reference (no
+ * copy of a 16 MiB message per send), the rest copied. */
+static int stream_piece(wb_thread *t, wb_conn *c, size_t off, size_t n)
+{
+    wsk_block *b = t->pool && c->sbase == t->pool->data     ? t->pool
+                   : t->zpool && c->sbase == t->zpool->data ? t->zpool
+                                                            : NULL;
+    if (b && n >= WSK_DIRECT_MIN) return wsk_queue_share(c->ws, b, off, n);
+    return wsk_queue_write(c->ws, c->sbase + off, n);
+}
+
+/* Queues the stream's unsent frames (they wrap at ssize). */
 static int stream_queue(wb_thread *t, wb_conn *c)
 {
     size_t first = c->ssize - c->soff;
     if (first > c->sunsent) first = (size_t)c->sunsent;
-    int r = wsk_queue_write(c->ws, c->sbase + c->soff, first);
-    if (!r && first < c->sunsent) r = wsk_queue_write(c->ws, c->sbase, (size_t)c->sunsent - first);
+    int r = stream_piece(t, c, c->soff, first);
+    if (!r && first < c->sunsent) r = stream_piece(t, c, 0, (size_t)c->sunsent - first);
     if (r < 0) return wb_conn_fail(t, c, WB_E_RESET, "out of memory for the send queue");
     c->soff = (uint32_t)((c->soff + c->sunsent) % c->ssize);
     c->sunsent = 0;
@@ -497,6 +508,18 @@ static void keep_log(void *arg, int level, const char *msg)
     snprintf(t->log, sizeof t->log, "%s", msg);
 }
 
+/* A copy of pool[0..size) in a send block of the thread's loop: larger than the loop's cached
+ * blocks, so that the last reference frees it (wsk_block_unref). */
+static wsk_block *pool_block(wb_thread *t, const uint8_t *pool, size_t size)
+{
+    size_t cap = size > WSK_BLOCK_CACHED ? size : WSK_BLOCK_CACHED + 1;
+    wsk_block *b = wsk_block_new(t->loop, cap);
+    if (!b) return NULL;
+    memcpy(b->data, pool, size);
+    b->len = b->cap; /* full: no queue appends to it */
+    return b;
+}
+
 int wb_thread_conns_init(wb_thread *t, char *why, size_t cap)
 {
     const wb_state *s = t->s;
@@ -505,6 +528,11 @@ int wb_thread_conns_init(wb_thread *t, char *why, size_t cap)
     t->ctx = calloc(1, sizeof *t->ctx);
     if (!t->loop || !t->ctx) {
         snprintf(why, cap, "out of memory");
+        return -1;
+    }
+    if ((s->pool && !(t->pool = pool_block(t, s->pool, s->pool_size))) ||
+        (s->zpool && !(t->zpool = pool_block(t, s->zpool, s->zpool_size)))) {
+        snprintf(why, cap, "out of memory for the message pool");
         return -1;
     }
     wsk_loop_set_log(t->loop, WSK_LOG_ERROR, keep_log, t);
@@ -543,6 +571,9 @@ void wb_thread_conns_free(wb_thread *t)
             close(c->io.fd);
         }
     }
+    /* The queues of the ended sockets hold the rest of the references to the pools. */
+    if (t->pool) wsk_block_unref(t->loop, t->pool);
+    if (t->zpool) wsk_block_unref(t->loop, t->zpool);
     if (t->loop) wsk_loop_free(t->loop); /* frees the ended sockets */
     if (t->ctx) wsk_tls_ctx_free(t->ctx);
     free(t->ctx);

@@ -85,7 +85,10 @@ struct wb_thread {
     ev_timer timer;  /* deadlines, every 100 ms */
     ev_io tfd_io;    /* timerfd for the open-loop schedule (ns resolution) */
     int tfd;
-    wsk_loop *loop;      /* receive buffer, send blocks, the dirty list (bench_conn.c) */
+    wsk_loop *loop; /* receive buffer, send blocks, the dirty list (bench_conn.c) */
+    /* This thread's copies of s->pool and s->zpool (NULL when there is none), which its send
+     * queues take references to instead of copying large frames (bench_conn.c). */
+    struct wsk_block *pool, *zpool;
     struct wsk_ctx *ctx; /* the sockets: handlers, hooks, limits, TLS configuration */
     char log[200];       /* the library's last log line */
     int verify;          /* --verify, and the scenario echoes */

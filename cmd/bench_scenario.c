@@ -2,6 +2,7 @@
  * bench_engine.h for the hooks and PROTOCOL.md (scripts/bench) for the chat benchmark. */
 #include "bench_engine.h"
 
+#include "internal.h"
 #include "mask.h"
 #include "pmd.h"
 #include "send_frame.h"
@@ -67,12 +68,13 @@ static uint8_t *build_pool(const uint8_t *payload, size_t len, unsigned op, unsi
     return pool;
 }
 
-/* The connection sends from the echo pool, compressed when it negotiated compression and there
- * is a compressed pool; returns the size of one frame of that pool. */
-static uint32_t use_pool(const wb_state *s, wb_conn *c)
+/* The connection sends from the echo pool (its thread's copy), compressed when it negotiated
+ * compression and there is a compressed pool; returns the size of one frame of that pool. */
+static uint32_t use_pool(const wb_thread *t, wb_conn *c)
 {
+    const wb_state *s = t->s;
     int z = c->rsv != 0 && s->zpool;
-    c->sbase = z ? s->zpool : s->pool;
+    c->sbase = z ? t->zpool->data : t->pool->data;
     c->ssize = z ? s->zpool_size : s->pool_size;
     return z ? s->zframe_size : s->frame_size;
 }
@@ -222,7 +224,7 @@ static void echo_open(wb_thread *t, wb_conn *c)
     const wb_state *s = t->s;
     /* The first reply's head is checked against the message (echo_first), then no more. */
     c->flags |= WB_F_HOOK | WB_F_HEAD;
-    uint32_t fs = use_pool(s, c);
+    uint32_t fs = use_pool(t, c);
     /* Connections start at different places in the pool: their keys differ too. */
     c->soff = (uint32_t)((c->id * 2654435761u) % (c->ssize / fs)) * fs;
     c->quota = quota_of(s, c);
@@ -253,7 +255,7 @@ static void echo_start(wb_thread *t)
 static void echo_fill(wb_thread *t, wb_conn *c)
 {
     const wb_state *s = t->s;
-    uint32_t fs = c->sbase == s->zpool ? s->zframe_size : s->frame_size;
+    uint32_t fs = t->zpool && c->sbase == t->zpool->data ? s->zframe_size : s->frame_size;
     uint64_t room = (c->ssize - c->sunsent) / fs;
     uint64_t k = c->owed < room ? c->owed : room;
     if (c->quota) {
@@ -584,7 +586,7 @@ static void connect_open(wb_thread *t, wb_conn *c)
 {
     const wb_state *s = t->s;
     c->flags |= WB_F_HOOK;
-    uint32_t fs = use_pool(s, c);
+    uint32_t fs = use_pool(t, c);
     c->soff = (uint32_t)((c->id + c->sent) % (c->ssize / fs)) * fs;
     c->sunsent = fs;
     wb_add(&t->st.msgs_tx, 1);
