@@ -357,7 +357,9 @@ enum wsk_ready_state { WSK_CONNECTING = 0, WSK_OPEN = 1, WSK_CLOSING = 2, WSK_CL
  * not shrink when the socket's compressor keeps no context).  Sends are batched:
  * everything sent during one loop iteration leaves in one write at its end (wsk_cork: now).
  * A server's message of 16 KiB or more on a socket with nothing queued is written during the
- * call instead, from data itself (plain TCP; only what the kernel does not take is copied).
+ * call instead, from data itself (plain TCP; only what the kernel does not take is copied, and
+ * not even that for the message this socket's handler was given from its message buffer, which
+ * the queue then keeps until it is written).
  * Returns, as Bun's ServerWebSocket.send does:
  *   len  (the payload bytes; 1 for an empty message) when the message goes out with this
  *        iteration's write (or went out during the call);
