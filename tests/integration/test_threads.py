@@ -438,13 +438,18 @@ def exec_shared_order():
         os.unlink(f.name)
 
 
-# Once a client of thread 1 (an odd ID) joins: 600 KB of lines to everyone into a pipe made
-# large enough to hold them, then exit at once: wsserve, reading 64 KiB at a time, sees the exit
-# with lines still to read, which it reads before it tells the clients.
+# Once a client of each thread has joined (an even ID and an odd one; the client of thread 1
+# may be the first, and a client that opens after the program died is owed none of its lines):
+# 600 KB of lines to everyone into a pipe made large enough to hold them, then exit at once:
+# wsserve, reading 64 KiB at a time, sees the exit with lines still to read, which it reads
+# before it tells the clients.
 DYING_LINES = 15000
 DYING_PROG = """import fcntl, os, sys
+joined = set()
 for line in sys.stdin:
-    if line.startswith("+") and int(line[1:].split("\\t", 1)[0]) % 2:
+    if line.startswith("+"):
+        joined.add(int(line[1:].split("\\t", 1)[0]) % 2)
+    if joined == {0, 1}:
         try:
             fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ
         except OSError:
@@ -457,7 +462,8 @@ for line in sys.stdin:
 
 def exec_shared_restart_order():
     """--exec-shared --threads 2: the lines a program wrote before it died reach a client of
-    either thread before the restart message."""
+    either thread before the restart message.  The program writes them once both clients have
+    joined (their join lines say they are subscribed), whichever thread's client opened first."""
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(DYING_PROG)
     try:
