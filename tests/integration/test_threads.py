@@ -47,6 +47,15 @@ def threads_of(srv):
             for m in [OPEN.search(line)] if m}
 
 
+def threads_for(srv, ports):
+    """The threads of the clients on ports, once their open lines have been read: the server
+    writes one before its 101, but the log is read by another thread of this process, which
+    may not have read it when the client hears from the server."""
+    wait_for(lambda: all(p in threads_of(srv) for p in ports), T)
+    by_port = threads_of(srv)
+    return [by_port.get(p) for p in ports]
+
+
 async def spread(srv, url, nthreads, per_thread=2, limit=80):
     """Clients to url until each of nthreads threads has per_thread of them (at most limit):
     a list of (websocket, thread)."""
@@ -119,7 +128,7 @@ async def chat_across_threads():
             ws = await connect(f"{srv.url()}?name=m{k}").__aenter__()
             clients.append(ws)
         firsts = await asyncio.gather(*(asyncio.wait_for(ws.recv(), T) for ws in clients))
-        threads = set(threads_of(srv).values())
+        threads = set(threads_for(srv, [ws.local_address[1] for ws in clients]))
         ok(firsts == ["ready"] * n and threads == {0, 1},
            f"\"ready\" reaches the {n} members on both threads once the room is full",
            (firsts, threads))
@@ -553,6 +562,7 @@ def wsbench_spread():
         by = j.get("connections", {}).get("handshakes_by_thread")
         ok(by == [4, 3, 3], "wsbench -t 3 -c 10: 4, 3 and 3 connections per thread",
            (by, r.stderr[-300:]))
+        wait_for(lambda: len(threads_of(srv)) >= 10, T)  # the log reader has the 10 open lines
         threads = set(threads_of(srv).values())
         if threads != {0, 1} and sanitized():
             # Under valgrind the second thread may not listen yet when wsbench connects.
@@ -595,8 +605,7 @@ async def rooms_on_threads(accept):
                    for k in range(n)]
         firsts = [(await recv_n(ws, 1))[0] for ws in members]
         ok(firsts == ["ready"] * n, f"--accept {accept}: \"ready\" to the {n} members", firsts)
-        by_port = threads_of(srv)
-        got = [by_port.get(ws.local_address[1]) for ws in members]
+        got = threads_for(srv, [ws.local_address[1] for ws in members])
         want = [(k % rooms) % 2 for k in range(n)]
         ok(got == want, f"--accept {accept}: room K's members all on thread K % 2", (got, want))
         for k, ws in enumerate(members):
@@ -614,8 +623,7 @@ async def rooms_in_turn():
         members = [await connect(srv.url(f"/?name=N{k}")).__aenter__() for k in range(4)]
         for ws in members:
             await recv_n(ws, 1)  # "ready"
-        by_port = threads_of(srv)
-        threads = sorted(by_port.get(ws.local_address[1]) for ws in members)
+        threads = sorted(threads_for(srv, [ws.local_address[1] for ws in members]))
         ok(threads == [0, 0, 1, 1], "no ?room=: the rooms in turn, two on each thread", threads)
         # Alone in its room, a member's next line is its own; a member sharing a room would
         # see the other's "1" before its own "2".
