@@ -122,13 +122,16 @@ async def own_retained(url, k):
 
 
 NEAR = 4  # publishers on the subscribers' node
+# Their topic: none of TOPICS, whose last retained messages (no "p:" in them) Redis still holds
+# from main's first node, and a joiner that subscribed before the first near publish got.
+NEAR_TOPIC = "kn"
 
 
 async def near_publisher(url, p, n, sent):
-    """Retained publishes p:1..p:n to ka (sent[p]: how many went), a pause every four."""
+    """Retained publishes p:1..p:n to kn (sent[p]: how many went), a pause every four."""
     async with connect(url, T) as ws:
         for i in range(1, n + 1):
-            await ws.send(json.dumps({"op": "publish", "topic": "ka", "data": f"{p}:{i}",
+            await ws.send(json.dumps({"op": "publish", "topic": NEAR_TOPIC, "data": f"{p}:{i}",
                                       "retain": True, "id": str(i)}))
             sent[p] = i
             if i % 4 == 0:
@@ -138,15 +141,15 @@ async def near_publisher(url, p, n, sent):
 
 
 async def near_joiner(url, k, n, sent):
-    """Subscribes to ka (raw when k is odd): the messages got as (publisher, number, retained)
+    """Subscribes to kn (raw when k is odd): the messages got as (publisher, number, retained)
     until every publisher's last came, and sent as it stood when the subscription took effect
     for the client (the acknowledgement; raw: the first message)."""
     await asyncio.sleep(0.004 * k)
     raw = k % 2
     got, mark = [], None
-    async with connect(url + ("ka" if raw else ""), T) as ws:
+    async with connect(url + (NEAR_TOPIC if raw else ""), T) as ws:
         if not raw:
-            await ws.send(json.dumps({"op": "subscribe", "topic": "ka", "id": "s"}))
+            await ws.send(json.dumps({"op": "subscribe", "topic": NEAR_TOPIC, "id": "s"}))
         try:
             while not all(any(g[:2] == (p, n) for g in got) for p in range(NEAR)):
                 m = await asyncio.wait_for(ws.recv(), T) if raw else await recv_json(ws, T)
