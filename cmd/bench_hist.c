@@ -65,15 +65,18 @@ void wb_hist_sub(wb_hist *dst, const wb_hist *src)
     dst->sum -= src->sum;
     for (unsigned i = 0; i < WB_HIST_BUCKETS; i++) dst->b[i] -= src->b[i];
     /* The extremes of the difference are not known exactly: narrow them to the occupied
-     * buckets so a max from before the window does not show. */
-    if (!dst->count) {
+     * buckets so a max from before the window does not show.  The snapshots are taken while
+     * the threads record (a bucket, then the count), so a window's count may be off by the
+     * values recorded as it was taken: one with a count but no occupied bucket is empty. */
+    unsigned first = 0, last = WB_HIST_BUCKETS - 1;
+    while (first < WB_HIST_BUCKETS && !dst->b[first]) first++;
+    if (!dst->count || first == WB_HIST_BUCKETS) {
+        dst->count = dst->sum = 0;
         dst->min = UINT64_MAX;
         dst->max = 0;
         return;
     }
     uint64_t lo, w;
-    unsigned first = 0, last = WB_HIST_BUCKETS - 1;
-    while (!dst->b[first]) first++;
     while (!dst->b[last]) last--;
     bucket_range(first, &lo, &w);
     if (dst->min < lo) dst->min = lo;

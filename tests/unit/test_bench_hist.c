@@ -1,5 +1,6 @@
 /* wsbench's latency histogram (cmd/bench_hist.c): bucket bounds, quantiles, and the percentile
- * spectrum of --percentiles row for row against HdrHistogram's own output. */
+ * spectrum of --percentiles row for row against HdrHistogram's own output; a window between two
+ * snapshots that disagree on a count. */
 #include "bench.h"
 #include "test.h"
 
@@ -150,9 +151,26 @@ static void test_quantiles(void)
     CHECK(close, "any value is known to within 1/64");
 }
 
+/* A window between two snapshots taken while a thread recorded: the first has a value's bucket
+ * but not its count, so the difference has a count and no occupied bucket. */
+static void test_torn_window(void)
+{
+    static wb_hist before, after;
+    wb_hist_reset(&before);
+    for (uint64_t v = 1; v <= 10; v++) wb_hist_record(&before, v * 1000);
+    after = before;
+    before.count--;
+    before.sum -= 10000;
+    wb_hist_sub(&after, &before);
+    CHECK(after.count == 0 && after.sum == 0 && wb_hist_quantile(&after, .5) == 0,
+          "a window with a count but no occupied bucket is empty (count %llu)",
+          (unsigned long long)after.count);
+}
+
 int main(void)
 {
     test_spectrum();
     test_quantiles();
+    test_torn_window();
     return TEST_DONE();
 }
