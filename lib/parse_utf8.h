@@ -26,7 +26,7 @@ typedef size_t wsk_utf8_chunks_fn(const uint8_t *p, size_t n);
 
 /* The chunk checker for a vector unit (WSK_UTF8_BEST: the widest this CPU has), or NULL when the
  * CPU or the build has none of them. */
-enum { WSK_UTF8_BEST, WSK_UTF8_SSSE3, WSK_UTF8_AVX2 };
+enum { WSK_UTF8_BEST, WSK_UTF8_SSSE3, WSK_UTF8_AVX2, WSK_UTF8_AVX512 };
 wsk_utf8_chunks_fn *wsk_utf8_chunks(int isa);
 
 /* wsk_utf8_validate with a given chunk checker (NULL: none), for the tests and benches. */

@@ -428,6 +428,8 @@ static size_t checkers(struct checker *out)
         out[k++] = (struct checker){"ssse3", wsk_utf8_chunks(WSK_UTF8_SSSE3)};
     if (wsk_utf8_chunks(WSK_UTF8_AVX2))
         out[k++] = (struct checker){"avx2", wsk_utf8_chunks(WSK_UTF8_AVX2)};
+    if (wsk_utf8_chunks(WSK_UTF8_AVX512))
+        out[k++] = (struct checker){"avx512", wsk_utf8_chunks(WSK_UTF8_AVX512)};
     return k;
 }
 
@@ -517,7 +519,7 @@ static void fast_vs_portable(void)
 {
     static uint8_t buf[4096 + 64];
     static const unsigned high_per_1024[] = {0, 1, 10, 100, 340, 512, 1024};
-    struct checker ck[3];
+    struct checker ck[4];
     size_t nck = checkers(ck);
     uint64_t seed = 42;
     for (size_t c = 0; c < nck; c++) {
@@ -565,7 +567,7 @@ static void exhaustive_vectors(void)
 {
     static const uint8_t edge[] = {0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF,
                                    0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xF0, 0xF4, 0xFF};
-    struct checker ck[3];
+    struct checker ck[4];
     size_t nck = checkers(ck);
     uint64_t seed = 5;
     uint8_t base[160], buf[160];
@@ -613,7 +615,7 @@ static double thread_s(void)
 static void bench(void)
 {
     static const size_t sizes[] = {64 << 10, 1 << 20};
-    struct checker ck[3];
+    struct checker ck[4];
     size_t nck = checkers(ck);
     uint64_t seed = 1;
     for (size_t z = 0; z < 2; z++)
