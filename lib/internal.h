@@ -135,6 +135,13 @@ struct wsk_loop {
     struct wsk_gloop *group; /* the loop's place in a server group (group.h), or NULL */
 };
 
+/* 1 when p[0..len) lies in buf[0..cap) (buf NULL: never). */
+static inline int wsk_within(const void *p, size_t len, const void *buf, size_t cap)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)buf;
+    return buf && a >= b && a - b <= cap && len <= cap - (a - b);
+}
+
 /* The loop's time (ev_now) in milliseconds, modulo 2^32: for differences under 49 days. */
 static inline uint32_t wsk_ms(wsk_loop *loop)
 {
@@ -360,9 +367,10 @@ int wsk_msg_guess(struct wsk_ws *c, struct iovec iov[3]);
 /* n bytes (n > 0) were read into wsk_msg_guess's iov: handled as wsk_msg_receive would, the
  * payload where it landed when the guess was right; 0, or < 0 when c was ended. */
 int wsk_msg_guessed(struct wsk_ws *c, const struct iovec iov[3], size_t n);
-/* c's message buffer as a block the send queue may take references to (wsk_queue_share), for
- * the unsent rest of a reply lent from it; NULL when it cannot be one (then the rest is copied).
- * The buffer is not written again while the queue holds it: the next message gets another. */
+/* c's message buffer (allocated) as a block the send queue may take references to
+ * (wsk_queue_share), for the unsent rest of a reply that lies in it (wsk_flush_iov); NULL when
+ * it cannot be one (then the rest is copied).  The buffer is not written again while the queue
+ * holds it: the next message gets another. */
 wsk_block *wsk_msg_block(struct wsk_ws *c);
 /* Frees c's message buffer, or leaves it to the send queue while that still holds it. */
 void wsk_msg_buffer_free(wsk_cold *k);
@@ -423,11 +431,8 @@ int wsk_flush(struct wsk_ws *c);
  * follows), 0 when the socket was ended (no memory for the rest). */
 long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uint8_t *data,
                       size_t len);
-/* The same for the `total` bytes of iov[0..n); pieces of at least WSK_SHARE_MIN that lie in
- * share->data (a block the caller owns a reference to, or NULL) are queued by reference, not
- * copied. */
-long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total,
-                   wsk_block *share);
+/* The same for the `total` bytes of iov[0..n). */
+long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total);
 
 /* send_lent.c */
 /* A read of c is about to be handled: its large replies may be held (plain server sockets). */

@@ -125,26 +125,36 @@ static int on_control(struct wsk_ws *c, const uint8_t *p, size_t n)
     return alive(c) ? 0 : WSK_ERR_CLOSED;
 }
 
+/* The wsk_block in front of k's message buffer (conn.c gives it msg.pre bytes). */
+static wsk_block *msg_blk(const wsk_cold *k)
+{
+    return (wsk_block *)(void *)(k->msg.p - k->msg.pre);
+}
+
+/* 1 while the send queue holds k's message buffer besides k. */
+static int msg_queued(const wsk_cold *k)
+{
+    return k->msg_lent && msg_blk(k)->refs > 1;
+}
+
 void wsk_msg_buffer_free(wsk_cold *k)
 {
-    wsk_block *b = k->msg_lent ? (wsk_block *)(void *)(k->msg.p - k->msg.pre) : NULL;
-    k->msg_lent = 0;
-    if (b && b->refs > 1) {
-        b->refs--; /* the queue frees it */
+    if (msg_queued(k)) {
+        msg_blk(k)->refs--; /* the queue frees it */
         k->msg.p = NULL;
         k->msg.len = k->msg.cap = 0;
-        return;
+    } else {
+        wsk_dbuf_free(&k->msg);
     }
-    wsk_dbuf_free(&k->msg);
+    k->msg_lent = 0;
 }
 
 wsk_block *wsk_msg_block(struct wsk_ws *c)
 {
     wsk_cold *k = c->cold;
     /* A block of the cached size would go to the loop's cache when the queue frees it. */
-    if (!k || !k->msg.p || k->msg.pre != sizeof(wsk_block) || k->msg.cap == WSK_BLOCK_CACHED)
-        return NULL;
-    wsk_block *b = (wsk_block *)(void *)(k->msg.p - k->msg.pre);
+    if (k->msg.cap == WSK_BLOCK_CACHED) return NULL;
+    wsk_block *b = msg_blk(k);
     if (!k->msg_lent) b->refs = 1;
     k->msg_lent = 1;
     /* Full: the queue never appends to it (wsk_queue_reserve). */
@@ -153,13 +163,13 @@ wsk_block *wsk_msg_block(struct wsk_ws *c)
 }
 
 /* Before c's message buffer takes new bytes: the replies held from it are written first, and a
- * buffer whose bytes the send queue still holds is left to the queue; 0 or WSK_ERR_NOMEM. */
+ * buffer whose bytes the send queue still holds is left to the queue.  c's cold state, or NULL
+ * without memory for it. */
 static wsk_cold *msg_writable(struct wsk_ws *c)
 {
     wsk_lent_settle_msg(c);
     wsk_cold *k = wsk_conn_cold(c);
-    if (k && k->msg_lent && ((wsk_block *)(void *)(k->msg.p - k->msg.pre))->refs > 1)
-        wsk_msg_buffer_free(k);
+    if (k && msg_queued(k)) wsk_msg_buffer_free(k);
     return k;
 }
 
@@ -323,7 +333,7 @@ int wsk_msg_guess(struct wsk_ws *c, struct iovec iov[3])
         (c->flags & (WSK_F_PAYLOAD | WSK_F_FRAGMENTED | WSK_F_TLS)))
         return 0;
     /* The queue still sends the last reply from the buffer: this message goes the general way. */
-    if (k->msg_lent && ((wsk_block *)(void *)(k->msg.p - k->msg.pre))->refs > 1) return 0;
+    if (msg_queued(k)) return 0;
     uint8_t *rbuf = c->ctx->loop->rbuf;
     size_t hl = wsk_frame_header_size(k->msg_guess, c->ctx->role == WSK_ROLE_SERVER);
     size_t len = k->msg_guess < k->msg.cap ? k->msg_guess : k->msg.cap;

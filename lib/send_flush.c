@@ -24,21 +24,21 @@ static void want_write(struct wsk_ws *c, int on)
     wsk_conn_io_events(c, on ? EV_READ | EV_WRITE : EV_READ);
 }
 
-long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total, wsk_block *share)
+long wsk_flush_iov(struct wsk_ws *c, const struct iovec *iov, int n, size_t total)
 {
     long w = wsk_io_writev(c, iov, n);
     size_t took = w > 0 ? (size_t)w : 0;
     if (took == total) return (long)total;
+    const wsk_dbuf *m = c->cold ? &c->cold->msg : NULL;
     for (int i = 0; i < n; i++) {
         size_t skip = took < iov[i].iov_len ? took : iov[i].iov_len;
         took -= skip;
         const uint8_t *p = (const uint8_t *)iov[i].iov_base + skip;
         size_t len = iov[i].iov_len - skip;
-        int r = 0;
-        if (share && len >= WSK_SHARE_MIN && p >= share->data && p - share->data < share->cap)
-            r = wsk_queue_share(c, share, (size_t)(p - share->data), len);
-        else
-            r = wsk_queue_write(c, p, len);
+        /* A large rest in the socket's message buffer: a reference to it, not a copy. */
+        wsk_block *b =
+            len >= WSK_SHARE_MIN && m && wsk_within(p, len, m->p, m->cap) ? wsk_msg_block(c) : NULL;
+        int r = b ? wsk_queue_share(c, b, (size_t)(p - b->data), len) : wsk_queue_write(c, p, len);
         if (r < 0) {
             /* Part of the frames may be on the wire already: the stream cannot go on. */
             wsk_conn_failed(c, WSK_ERR_NOMEM, "out of memory");
@@ -59,7 +59,7 @@ long wsk_flush_direct(struct wsk_ws *c, const uint8_t *hdr, size_t hl, const uin
                       size_t len)
 {
     struct iovec iov[2] = {{(void *)hdr, hl}, {(void *)data, len}};
-    return wsk_flush_iov(c, iov, 2, hl + len, len >= WSK_SHARE_MIN ? wsk_msg_block(c) : NULL);
+    return wsk_flush_iov(c, iov, 2, hl + len);
 }
 
 int wsk_flush(struct wsk_ws *c)

@@ -31,13 +31,6 @@ void wsk_lent_begin(struct wsk_ws *c)
     loop->lent.c = plain ? c : NULL;
 }
 
-/* 1 when p[0..len) lies in buf[0..cap). */
-static int within(const void *p, size_t len, const void *buf, size_t cap)
-{
-    uintptr_t a = (uintptr_t)p, b = (uintptr_t)buf;
-    return buf && a >= b && a - b <= cap && len <= cap - (a - b);
-}
-
 int wsk_lent_hold(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *data, size_t len)
 {
     wsk_loop *loop = c->ctx->loop;
@@ -46,8 +39,8 @@ int wsk_lent_hold(struct wsk_ws *c, unsigned opcode, unsigned rsv, const void *d
     if (l->c != c || c->q.bytes || l->n == WSK_LENT_MAX ||
         l->bytes + hl + len > c->ctx->lim.backpressure_limit)
         return 0;
-    int from_msg = c->cold && within(data, len, c->cold->msg.p, c->cold->msg.cap);
-    if (!from_msg && !within(data, len, loop->rbuf, WSK_RBUF_SIZE)) return 0;
+    int from_msg = c->cold && wsk_within(data, len, c->cold->msg.p, c->cold->msg.cap);
+    if (!from_msg && !wsk_within(data, len, loop->rbuf, WSK_RBUF_SIZE)) return 0;
     l->from_msg |= from_msg;
     uint8_t *h = l->hdr[l->n];
     wsk_frame_header(h, 1, rsv, opcode, len, NULL);
@@ -63,12 +56,10 @@ void wsk_lent_flush(wsk_loop *loop)
     wsk_lent *l = &loop->lent;
     unsigned n = l->n;
     size_t bytes = l->bytes;
-    int from_msg = l->from_msg;
     l->n = 0;
     l->bytes = 0;
     l->from_msg = 0;
-    if (n && l->c->state != WSK_ST_DEAD)
-        wsk_flush_iov(l->c, l->iov, (int)(2 * n), bytes, from_msg ? wsk_msg_block(l->c) : NULL);
+    if (n && l->c->state != WSK_ST_DEAD) wsk_flush_iov(l->c, l->iov, (int)(2 * n), bytes);
 }
 
 void wsk_lent_end(wsk_loop *loop)
