@@ -66,9 +66,20 @@ async def recover_one(url, topic, offset, epoch, late=None):
     time.monotonic() after which what is tested may have expired), an ack heard after late may
     be followed by nothing: [] then.  (The ack follows the node's read of the history.)"""
     ack, ws = await resume(url, topic, offset, epoch)
-    got = await messages_unless_late(ws, 1, time.monotonic(), late or float("inf"))
+    acked = time.monotonic()
+    try:
+        got = await messages_unless_late(ws, 1, acked, late or float("inf"))
+    except asyncio.TimeoutError:  # which call, and how far inside its window
+        raise AssertionError(f"recovery of {topic} since {offset}: no message {T} s after {ack}, "
+                             f"heard {(late or acked) - acked:.3f} s before the window closed")
     await ws.close()
     return ack, got
+
+
+def log_on_failure(c):
+    """Prints node c's log when what runs under it raised (a recovery flaked: what the node did)."""
+    for line in c.stderr.splitlines()[-30:]:
+        print(f"# node: {line}", flush=True)
 
 
 async def bulk(a):
@@ -140,6 +151,9 @@ async def ttl(redis):
             await ws.close()
             ok(ack.get("recovered") is False and ack.get("offset") == 0,
                "... and the position is not recovered", ack)
+    except BaseException:
+        log_on_failure(c)
+        raise
     finally:
         c.stop()
 
@@ -171,6 +185,9 @@ async def ttl_each(redis):
             ok(not inside or wait_for(lambda: redis.command("XLEN", "wskit:history:te") == 2),
                "a publish trims the expired entries from Redis",
                redis.command("XLEN", "wskit:history:te"))
+    except BaseException:
+        log_on_failure(c)
+        raise
     finally:
         c.stop()
 
