@@ -207,6 +207,12 @@ typedef struct wb_second {
     double busy;              /* the busiest wsbench thread's CPU share */
 } wb_second;
 
+/* CPU seconds of the whole machine, all its CPUs, as /proc/stat counts them: busy (user,
+ * system, interrupts), idle (with I/O wait), and stolen by the hypervisor. */
+typedef struct wb_cpus {
+    double busy, idle, steal;
+} wb_cpus;
+
 /* One run of one scenario against one server. */
 typedef struct wb_result {
     char url[256];
@@ -224,15 +230,25 @@ typedef struct wb_result {
     double cpu_user, cpu_sys; /* wsbench, measured time */
     double busy_max;          /* the busiest thread's CPU / wall over the measured time */
     double busy_sec_max;      /* the busiest thread in its busiest measured second */
+    unsigned cpus;            /* CPUs wsbench may run on (its affinity) */
     unsigned threads;
     double server_cpu; /* seconds of --pid's CPU over the measured time; < 0: unknown */
+    wb_cpus mach;      /* the machine's, over the measured time; all 0: unknown */
     wb_second *series; /* each measured second */
     size_t nseries, cap_series;
 } wb_result;
 
 void wb_result_free(wb_result *r);
-double wb_rate(const wb_result *r);      /* messages received per second */
-double wb_saturated(const wb_result *r); /* the busy share when wsbench was its own limit, else 0 */
+double wb_rate(const wb_result *r); /* messages received per second */
+/* The busy share when wsbench was its own limit (its busiest thread at 90% of a core or more,
+ * or all of it at 90% of the CPUs it may run on), else 0. */
+double wb_saturated(const wb_result *r);
+/* The share of the machine's CPU time over the run that was idle, stolen, or used by others than
+ * wsbench and --pid's server (all CPUs: 1 is all of them); < 0 each when unknown. */
+typedef struct wb_machine_share {
+    double idle, steal, others;
+} wb_machine_share;
+wb_machine_share wb_machine(const wb_result *r);
 
 /* ----- engine (bench_run.c) ------------------------------------------------------------------ */
 

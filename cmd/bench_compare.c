@@ -114,7 +114,7 @@ static void table(const wb_opts *o, const wb_result *runs, unsigned nt, unsigned
         if (sat)
             fprintf(out,
                     "\nwarning: wsbench was at its own CPU limit in %u of %u runs: those "
-                    "figures are wsbench's, not the server's (try -t)\n",
+                    "figures are wsbench's, not the server's (try -t, or more CPUs for it)\n",
                     sat, nt * rounds);
     }
 }
@@ -161,9 +161,18 @@ int wb_compare(wb_opts *o, const wb_target *t, unsigned nt, volatile int *stop)
                 fprintf(stderr, "round %u/%u  %-10s failed: %s\n", r + 1, o->rounds, t[i].label,
                         res->fail);
             } else if (!o->quiet) {
-                fprintf(stderr, "round %u/%u  %-10s %12s %s/s%s\n", r + 1, o->rounds, t[i].label,
+                /* Where the CPUs went: a round far from the others shows why (the server
+                 * waited, the machine was busy with others or stolen). */
+                char why[96] = "";
+                wb_machine_share m = wb_machine(res);
+                if (m.idle >= 0 && res->server_cpu >= 0)
+                    snprintf(why, sizeof why,
+                             "  server %.0f%%, idle %.0f%%, stolen %.1f%%, others %.0f%%",
+                             res->server_cpu / (res->seconds > 0 ? res->seconds : 1) * 100,
+                             m.idle * 100, m.steal * 100, m.others * 100);
+                fprintf(stderr, "round %u/%u  %-10s %12s %s/s%s%s\n", r + 1, o->rounds, t[i].label,
                         wb_fmt_count(a, sizeof a, (uint64_t)wb_rate(res)),
-                        wb_unit_name(o->scenario),
+                        wb_unit_name(o->scenario), why,
                         wb_saturated(res) ? "  (wsbench saturated)" : "");
             }
         }

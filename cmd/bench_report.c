@@ -332,11 +332,21 @@ void wb_report_text(const wb_opts *o, const wb_result *r, FILE *out)
                         wb_unit_name(r->scenario));
             fputc('\n', out);
         }
-        if (wb_saturated(r))
+        wb_machine_share m = wb_machine(r);
+        if (m.idle >= 0)
+            fprintf(out,
+                    "  %-13s %.0f%% idle, %.1f%% stolen by the hypervisor, %.0f%% used by others\n",
+                    "machine cpu", m.idle * 100, m.steal * 100, m.others * 100);
+        if (wb_saturated(r) && r->busy_max >= 0.9)
             fprintf(out,
                     "\nwarning: wsbench's busiest thread used %.0f%% of a core: the figures may be "
                     "wsbench's own limit, not the server's (try more threads, -t)\n",
                     r->busy_max * 100);
+        else if (wb_saturated(r))
+            fprintf(out,
+                    "\nwarning: wsbench used %.0f%% of the %u CPU%s it may run on: the figures "
+                    "may be wsbench's own limit, not the server's (more CPUs for it: taskset)\n",
+                    wb_saturated(r) * 100, r->cpus, r->cpus == 1 ? "" : "s");
         else if (r->busy_sec_max >= 0.95)
             fprintf(out,
                     "\nnote: wsbench's busiest thread reached %.0f%% of a core in some seconds: "
@@ -405,6 +415,13 @@ static cJSON *result_json(const wb_opts *o, const wb_result *r)
     cJSON_AddNumberToObject(cpu, "busiest_thread", r->busy_max);
     cJSON_AddBoolToObject(cpu, "saturated", wb_saturated(r) > 0);
     if (r->server_cpu >= 0) cJSON_AddNumberToObject(j, "server_cpu_seconds", r->server_cpu);
+    wb_machine_share ms = wb_machine(r);
+    if (ms.idle >= 0) {
+        cJSON *mo = cJSON_AddObjectToObject(j, "machine");
+        cJSON_AddNumberToObject(mo, "idle", ms.idle);
+        cJSON_AddNumberToObject(mo, "steal", ms.steal);
+        cJSON_AddNumberToObject(mo, "others", ms.others);
+    }
     cJSON *s = cJSON_AddArrayToObject(j, "per_second");
     for (size_t i = 0; i < r->nseries; i++)
         cJSON_AddItemToArray(s, cJSON_CreateNumber((double)r->series[i].msgs));

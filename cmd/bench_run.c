@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <netdb.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -129,6 +130,7 @@ typedef struct snap {
     double cpu[WB_MAX_THREADS];
     double user, sys;
     double server;
+    wb_cpus mach;
 } snap;
 
 static double cpu_of(clockid_t id)
@@ -136,6 +138,14 @@ static double cpu_of(clockid_t id)
     struct timespec ts;
     if (clock_gettime(id, &ts) < 0) return 0;
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPUs this process may run on (its affinity: taskset), at least 1. */
+static unsigned cpus_allowed(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    return n > 0 ? (unsigned)n : 1;
 }
 
 /* utime + stime of a process, in seconds; < 0 when unknown. */
@@ -156,6 +166,25 @@ static double proc_cpu(int pid)
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The machine's CPU time so far, all CPUs (the "cpu" line of /proc/stat), in seconds; all 0
+ * when unknown. */
+static wb_cpus machine_cpu(void)
+{
+    wb_cpus m = {0};
+    unsigned long long v[8] = {0}; /* user nice system idle iowait irq softirq steal */
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return m;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 8) return m;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    m.idle = (double)(v[3] + v[4]) / hz;
+    m.steal = (double)v[7] / hz;
+    m.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
+    return m;
 }
 
 static void take(wb_state *s, snap *sn, int hist)
@@ -182,6 +211,7 @@ static void take(wb_state *s, snap *sn, int hist)
     sn->user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
     sn->sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     sn->server = proc_cpu(s->o->pid);
+    sn->mach = machine_cpu();
 }
 
 /* The main thread's view of a run. */
@@ -279,6 +309,9 @@ static void end_run(watch *w)
         }
         r->server_cpu =
             w->cur.server >= 0 && w->base.server >= 0 ? w->cur.server - w->base.server : -1;
+        r->mach =
+            (wb_cpus){w->cur.mach.busy - w->base.mach.busy, w->cur.mach.idle - w->base.mach.idle,
+                      w->cur.mach.steal - w->base.mach.steal};
         r->ok = 1;
         /* The series' last row: what the measured time holds after the last tick (all of
          * it when the run ends before its first).  A sliver is a tick that beat this timer;
@@ -540,6 +573,7 @@ int wb_run(const wb_opts *o, const char *url, wb_result *res, volatile int *stop
         snprintf(res->url, sizeof res->url, "%s", url);
     res->scenario = o->scenario;
     res->server_cpu = -1;
+    res->cpus = cpus_allowed();
     wb_hist_reset(&res->lat);
     wb_hist_reset(&res->conn);
     s->o = o;
@@ -639,5 +673,19 @@ double wb_rate(const wb_result *r)
 
 double wb_saturated(const wb_result *r)
 {
-    return r->busy_max >= 0.9 ? r->busy_max : 0;
+    /* Its busiest thread at a core's limit, or all its threads at the CPUs it may use: -t 2
+     * pinned to one CPU has each thread at half a core, and the two at all of it. */
+    double all = r->cpus && r->seconds > 0 ? (r->cpu_user + r->cpu_sys) / r->seconds / r->cpus : 0;
+    double share = r->busy_max > all ? r->busy_max : all;
+    return share >= 0.9 ? share : 0;
+}
+
+wb_machine_share wb_machine(const wb_result *r)
+{
+    double all = r->mach.busy + r->mach.idle + r->mach.steal;
+    if (all <= 0) return (wb_machine_share){-1, -1, -1};
+    double others =
+        r->mach.busy - r->cpu_user - r->cpu_sys - (r->server_cpu > 0 ? r->server_cpu : 0);
+    return (wb_machine_share){r->mach.idle / all, r->mach.steal / all,
+                              others > 0 ? others / all : 0};
 }

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -291,6 +292,14 @@ def main():
            and all(r["ok"] for r in j), "compare: 2 rounds of 2 targets, in turn", err)
         ran = [ln.split()[2] for ln in err.splitlines() if ln.startswith("round ")]
         ok(ran == ["one", "two", "two", "one"], "... the second round in reverse order", err)
+        rc, j, err = bench_json("compare", "-d", "0.5", "--rounds", "1", "--pause", "0", "-c", "2",
+                                "--pid", str(srv.proc.pid), f"one={url}")
+        m = j[0].get("machine", {}) if rc == 0 and j else {}
+        shares = [m.get(k, -1) for k in ("idle", "steal", "others")]
+        ok(all(0 <= x <= 1 for x in shares) and sum(shares) <= 1.01 and shares[0] < 1,
+           "compare --pid: where the machine's CPU time went in each round", (m, err))
+        ok(re.search(r"round 1/1  one .* msg/s  server \d+%, idle \d+%, stolen [\d.]+%, "
+                     r"others \d+%", err), "... also at the end of the round's line", err)
         rc, out, err = bench("compare", "-d", "0.3", "--rounds", "1", "--pause", "0", "-c", "2",
                              f"one={url}", f"two={url}")
         ok(rc == 0 and "median" in out and "1.00x" in out and "round 1/1" in err,
