@@ -7,9 +7,9 @@
  * gathered in the socket's cold buffer, whose cap is the max payload; once a large frame's
  * header is in, the buffer takes its whole announced length and the rest of the frame is read
  * straight into it (wsk_msg_direct), so its bytes are copied once, by the kernel; after a message
- * of one large frame, the next read guesses another of its length and puts its payload there
- * too (wsk_msg_guess).  Text is validated as it arrives so invalid UTF-8 fails the connection
- * at the first bad byte (RFC 6455 8.1). */
+ * of one frame of WSK_GUESS_MIN bytes or more, the next read guesses another of its length and
+ * puts its payload there too (wsk_msg_guess).  Text is validated as it arrives so invalid UTF-8
+ * fails the connection at the first bad byte (RFC 6455 8.1). */
 #include "internal.h"
 #include "mask.h"
 #include "msg_control.h"
@@ -184,7 +184,8 @@ static int deliver_assembled(struct wsk_ws *c)
     wsk_cold *k = c->cold;
     /* A message of one large frame as it came: the next read expects another of its length. */
     int one = c->frame_op != WSK_OP_CONT && !(c->flags & WSK_F_MSG_COMPRESSED);
-    k->msg_guess = one && k->msg.len >= WSK_DIRECT_MIN ? k->msg.len : 0;
+    size_t guess_min = c->ctx->lim.guess_min ? c->ctx->lim.guess_min : WSK_GUESS_MIN;
+    k->msg_guess = one && k->msg.len >= guess_min ? k->msg.len : 0;
     int r = deliver(c, k->msg.p ? k->msg.p : (const uint8_t *)"", k->msg.len);
     if (c->state != WSK_ST_DEAD && c->cold) {
         k = c->cold;

@@ -185,6 +185,27 @@ static int arm_guess(struct wsk_ws *c, int peer, const uint8_t *f, size_t n)
     return direct && messages == 1 && got_len == BIG && c->cold && c->cold->msg_guess == BIG;
 }
 
+/* By default only a message of WSK_GUESS_MIN bytes or more makes the next read guess: a BIG one,
+ * read in place all the same, does not. */
+static void unguessed(wsk_ctx *ctx)
+{
+    static uint8_t payload[BIG], f[BIG + 16];
+    for (size_t i = 0; i < BIG; i++) payload[i] = pair_pattern(i);
+    size_t n = big_frame(f, 0x82, payload, BIG), min = ctx->lim.guess_min;
+    int peer, direct;
+    struct wsk_ws *c = open_conn(ctx, &peer, 0);
+    ctx->lim.guess_min = 0;
+    reset();
+    put_split(c, peer, f, n, 100, &direct);
+    SPIN_UNTIL(messages, pair_turn());
+    CHECK(direct && messages == 1 && got_len == BIG && c->cold && c->cold->msg_guess == 0,
+          "a frame of %d bytes (< WSK_GUESS_MIN) read in place: the next read guesses nothing",
+          BIG);
+    ctx->lim.guess_min = min;
+    close(peer);
+    SPIN_UNTIL(ctx->nconns == 0, pair_turn());
+}
+
 /* in[0..n) in one write: 1 when it made `count` messages, the first first_len bytes long and
  * equal to p, the last equal to last[0..last_len). */
 static int one_write(struct wsk_ws *c, int peer, const uint8_t *in, size_t n, int count,
@@ -593,7 +614,11 @@ int main(void)
     wsk_handlers h = {.message = on_message, .drain = pair_on_drain, .close = pair_on_close};
     wsk_ctx ctx;
     pair_ctx(&ctx, &h);
+    /* The guess of the next frame from WSK_DIRECT_MIN on, not WSK_GUESS_MIN: BIG frames arm it,
+     * and the socketpair's buffers stay small (unguessed() checks the default). */
+    ctx.lim.guess_min = WSK_DIRECT_MIN;
     split_everywhere(&ctx);
+    unguessed(&ctx);
     guessed(&ctx);
     text(&ctx);
     sends(&ctx);
