@@ -11,8 +11,9 @@
  * threads (connection events, replies to inboxes) only queues (a mutex, a list, a cap on the
  * bytes held) and wakes the loop.
  * NATS cannot say how many subscribers a publish reached: counts are -1 (unknown).
- * The client's first connection attempt blocks (TCP connect, the server's INFO, the PONG: up to
- * its timeout, 2 s), so it too runs on a thread of ours; the loop goes on meanwhile.
+ * A connection attempt blocks (TCP connect, the server's INFO, the PONG: up to the client's
+ * timeout, 2 s), so the attempts before the first connection run on a thread of ours (the
+ * connector); the loop goes on meanwhile.
  * History (append, range) and retained messages (retain, retained, kept) live in JetStream when
  * the server has it: bridge_nats_js.c.  A channel (or pattern) is two subscriptions: its subject
  * and its retained subject ($WSKR. before it), where retained publishes come. */
@@ -41,6 +42,8 @@ void natsMsg_free(void *msg);
 #define QUEUE_MAX (16u << 20)
 #define OUT_MAX   (8u << 20)
 
+#define RETRY_MS 100 /* between attempts, the first connection's (ours) and reconnections' */
+
 struct nsub {
     struct nsub *next;
     natsSubscription *sub;
@@ -60,7 +63,7 @@ struct nats {
     wsk_natsev x;
     wsk_natsjs *js;
     natsOptions *opts;
-    natsConnection *nc; /* the loop's copy of conn, once the first attempt has returned */
+    natsConnection *nc; /* the loop's copy of conn, once the connector has connected */
     int up;             /* the loop's view */
     pthread_t connector;
     int connecting; /* connector was started: nt_close joins it */
@@ -70,13 +73,15 @@ struct nats {
     char rsubj[sizeof WSK_NATSJS_RSUBJ + WSK_BRIDGE_PREFIX_MAX + WSK_TOPIC_MAX];
     /* Filled by NATS' threads and the connector, under x.mu's sibling: */
     pthread_mutex_t mu;
-    natsConnection *conn; /* what the first attempt made (NULL: it failed for good) */
+    natsConnection *conn; /* the connector's, once connected */
     struct nmsg *head, *tail;
     size_t queued;
     uint64_t dropped;
-    int went_down, went_up, connected, closing;
-    int closed;          /* the client's last callback for the connection has run */
-    pthread_cond_t gone; /* signalled with closed */
+    int went_down, connected, closing;
+    int closed;           /* the client's last callback for the connection has run */
+    int gave_up;          /* ... and it came before nt_close: the client stopped retrying */
+    pthread_cond_t gone;  /* signalled with closed */
+    pthread_cond_t retry; /* signalled with closing: the connector stops waiting */
     char why[128];
 };
 
@@ -175,9 +180,7 @@ static void take(natsConnection *nc, natsMsg **msg, void *closure)
 static void conn_event(struct nats *t, int up, const char *why)
 {
     pthread_mutex_lock(&t->mu);
-    if (up) {
-        t->went_up = 1;
-    } else {
+    if (!up) {
         t->went_down = 1;
         snprintf(t->why, sizeof t->why, "%s", why);
     }
@@ -186,13 +189,24 @@ static void conn_event(struct nats *t, int up, const char *why)
     pthread_mutex_unlock(&t->mu);
 }
 
-/* The connection's last callback: nt_close waits for it before freeing what the others use. */
+/* The connection's last callback: nt_close waits for it before freeing what the others use.
+ * Before nt_close, it means the client gave up reconnecting: it does when a server refuses the
+ * credentials twice in a row.  Its reason is then the connection's last error. */
 static void on_closed(natsConnection *nc, void *closure)
 {
     struct nats *t = closure;
-    (void)nc;
+    const char *err = NULL;
+    natsStatus s = natsConnection_GetLastError(nc, &err);
     pthread_mutex_lock(&t->mu);
     t->closed = 1;
+    if (!t->closing) {
+        t->gave_up = 1;
+        snprintf(t->why, sizeof t->why, "%s",
+                 err && *err    ? err
+                 : s != NATS_OK ? natsStatus_GetText(s)
+                                : "closed");
+        wsk_natsev_wake(&t->x);
+    }
     pthread_cond_signal(&t->gone);
     pthread_mutex_unlock(&t->mu);
 }
@@ -240,20 +254,20 @@ static void on_wake(void *arg)
     t->head = t->tail = NULL;
     t->queued = 0;
     t->nc = t->conn;
-    int down = t->went_down, up = t->went_up, connected = t->connected;
+    int down = t->went_down, connected = t->connected, gave_up = t->gave_up;
     char why[sizeof t->why];
     memcpy(why, t->why, sizeof why);
-    t->went_down = t->went_up = 0;
+    t->went_down = t->gave_up = 0;
     pthread_mutex_unlock(&t->mu);
 
-    if (down) { /* logged by the bridge once per outage */
+    if (down || gave_up) { /* logged by the bridge once per outage */
         t->up = 0;
         wsk_natsjs_down(t->js);
         wsk_bridge_down(t->link, why);
     }
-    /* Up may come (the retry's callback) before the first attempt hands us the connection:
-     * then the connector's own wake-up, which follows, finds it connected. */
-    (void)up;
+    if (gave_up)
+        wsk_bridge_log(t->link, WSK_LOG_ERROR,
+                       "the NATS client stopped retrying: %s; restart once that is mended", why);
     if (connected && !t->up && t->nc) {
         t->up = 1;
         prune(t);
@@ -355,8 +369,9 @@ static void nt_close(void *e)
     struct nats *t = e;
     pthread_mutex_lock(&t->mu);
     t->closing = 1;
+    pthread_cond_signal(&t->retry);
     pthread_mutex_unlock(&t->mu);
-    if (t->connecting) pthread_join(t->connector, NULL); /* at most the client's timeout */
+    if (t->connecting) pthread_join(t->connector, NULL); /* at most one attempt's timeout */
     t->nc = t->conn;
     for (size_t i = 0; i < NBUCKETS; i++) {
         for (struct nsub *s = t->subs[i], *next; s; s = next) {
@@ -388,29 +403,45 @@ static void nt_close(void *e)
     }
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->gone);
+    pthread_cond_destroy(&t->retry);
     free(t);
 }
 
-/* The first attempt, on its own thread (see the top); the client retries in the background. */
+/* Until the first connection, on its own thread (see the top), every RETRY_MS; the client
+ * reconnects by itself after that.  The client's own retry of a failed first connection is not
+ * used: it clears the failure's reason as it starts, racing with our read of it, and gives up
+ * at once when the server refused the attempt (a wrong token).  Here a failed attempt leaves
+ * its reason with the thread that made it, and the outage is reported once, with it. */
 static void *connector(void *arg)
 {
     struct nats *t = arg;
-    natsConnection *nc = NULL;
-    natsStatus s = natsConnection_Connect(&nc, t->opts);
-    if (nc) natsConn_setFilterWithClosure(nc, take, t); /* before any subscription */
-    const char *why = NULL; /* the first attempt's reason, when the client kept one */
-    if (s == NATS_NOT_YET_CONNECTED)
-        natsConnection_GetLastError(nc, &why);
-    else if (s != NATS_OK)
-        why = natsStatus_GetText(s); /* no retry: the link stays down */
-    pthread_mutex_lock(&t->mu);
-    t->conn = s == NATS_OK || s == NATS_NOT_YET_CONNECTED ? nc : NULL;
-    /* A retry may have connected already (its callback came first): that stands. */
-    int raced = s != NATS_OK && t->connected;
-    if (raced && !t->closing) wsk_natsev_wake(&t->x);
-    pthread_mutex_unlock(&t->mu);
-    if (!raced) conn_event(t, s == NATS_OK, why && *why ? why : "cannot connect yet, retrying");
-    return NULL;
+    for (int failed = 0;;) {
+        natsConnection *nc = NULL;
+        natsStatus s = natsConnection_Connect(&nc, t->opts);
+        if (s == NATS_OK) {
+            natsConn_setFilterWithClosure(nc, take, t); /* before any subscription */
+            pthread_mutex_lock(&t->mu);
+            t->conn = nc;
+            pthread_mutex_unlock(&t->mu);
+            conn_event(t, 1, NULL);
+            return NULL;
+        }
+        if (!failed++) {
+            const char *why = nats_GetLastError(NULL), *at = why ? strstr(why, "): ") : NULL;
+            if (why && *why == '(' && at) why = at + 3; /* "(conn.c:1905): " is the client's */
+            conn_event(t, 0, why && *why ? why : natsStatus_GetText(s));
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += RETRY_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&t->mu);
+        while (!t->closing && pthread_cond_timedwait(&t->retry, &t->mu, &until) == 0) continue;
+        int closing = t->closing;
+        pthread_mutex_unlock(&t->mu);
+        if (closing) return NULL;
+    }
 }
 
 #define MAX_SEEDS 16
@@ -474,6 +505,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     t->link = link;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->gone, NULL);
+    pthread_cond_init(&t->retry, NULL);
     wsk_natsev_init(&t->x, ev, on_wake, t);
     t->js = wsk_natsjs_new(link, &t->x, on_msg, t, memory);
     natsStatus s = t->js ? natsOptions_Create(&t->opts) : NATS_NO_MEMORY;
@@ -486,7 +518,7 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
      * flusher thread, which waits 1 ms for more before each write (the loop writes instead,
      * once per iteration: nats_libev.h). */
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(t->opts, -1);
-    if (s == NATS_OK) s = natsOptions_SetReconnectWait(t->opts, 100);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(t->opts, RETRY_MS);
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetNoEcho(t->opts, true);
     if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(t->opts, true); /* JetStream's */
@@ -494,7 +526,6 @@ static void *nt_open(wsk_bridge_link *link, struct ev_loop *ev, const char *url,
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(t->opts, on_down, t);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(t->opts, on_up, t);
     if (s == NATS_OK) s = natsOptions_SetClosedCB(t->opts, on_closed, t);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(t->opts, true, on_up, t);
     if (s == NATS_OK && pthread_create(&t->connector, NULL, connector, t) != 0) s = NATS_NO_MEMORY;
     if (s != NATS_OK) {
         snprintf(err, cap, "%s", natsStatus_GetText(s));

@@ -723,16 +723,19 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
  *    wsk_bridge_stats.failed; wsk_server_bridged says 0), the outage is logged once with its
  *    reason (WSK_LOG_WARN) and again when it ends; the bridge reconnects (Redis: with backoff,
  *    0.1 s doubling to 5 s; NATS: every 0.1 s, over the seed URLs) and subscribes again to
- *    every live topic.  Publishes beyond 8 MiB that the engine has not taken yet (Redis: not
- *    acknowledged; NATS: in the client's buffer) fail too: memory stays bounded.
+ *    every live topic.  An exception: once connected, the NATS client gives up reconnecting
+ *    when a server refuses the credentials twice in a row; that is logged with its reason
+ *    (WSK_LOG_ERROR), and the link stays down.  Publishes beyond 8 MiB that the engine has
+ *    not taken yet (Redis: not acknowledged; NATS: in the client's buffer) fail too: memory
+ *    stays bounded.
  *  - The engine connections keep the loop running until wsk_server_free closes them.
  * Engines: "redis://[[USER]:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name,
  * resolved again before each connection attempt, off the loop's thread), and
  * "nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT
  * ...]" (TOKEN: NATS token authentication; a NATS cluster's seed URLs, at most 16, one connection
- * that fails over; the NATS client runs threads of its own, the first connection attempt among
- * them, which only queue for the loop; wsk_server_free waits for that attempt, up to the
- * client's 2 s timeout).
+ * that fails over; the NATS client runs threads of its own, the attempts before the first
+ * connection among them, which only queue for the loop; wsk_server_free waits for the attempt
+ * under way, up to the client's 2 s timeout).
  */
 /* Bridges the server's topics through the engines at urls[0..nurls) (NUL-terminated, read
  * during the call; 1 to 16, all with the same scheme), naming channels prefix + topic (prefix
