@@ -415,6 +415,18 @@ def wait_for(cond, timeout=5.0, interval=0.01):
         time.sleep(interval)
 
 
+async def wait_for_async(cond, timeout=5.0, interval=0.01):
+    """wait_for inside an asyncio loop: polls with asyncio.sleep, so that the loop's other
+    tasks (tests run side by side in one loop) go on meanwhile."""
+    import asyncio
+    end = time.monotonic() + timeout * (4 if sanitized() else 1)
+    while True:
+        v = cond()
+        if v or time.monotonic() >= end:
+            return v
+        await asyncio.sleep(interval)
+
+
 class Certs:
     """Test certificates made by scripts/mkcerts in a new temporary folder, `dir`: path(name)
     is where one is ("ca.crt", "server.crt", "client-pass.key", ...).  When mkcerts failed,
