@@ -370,7 +370,13 @@ void wsk_pmd_oneshot_inflater_free(wsk_pmd_oneshot_inflater *i);
  * Returns 0; WSK_ERR_DEFLATE for data that does not inflate or a message that does not end on a
  * block boundary; WSK_ERR_NOMEM; or WSK_PMD_USE_ZLIB when the message continues after a BFINAL
  * block (out is unchanged: inflate it with a fresh zlib inflater).  An empty payload is an empty
- * message.  On an error out may hold part of the message.  Keeps no pointer to `in`. */
+ * message.  On an error out may hold part of the message.  Keeps no pointer to `in`.
+ * Leniency: libdeflate reads some invalid DEFLATE that zlib refuses (WSK_ERR_DEFLATE there):
+ * the reserved length symbols 286 and 287 (as 285, length 258) and distance symbols 30 and 31
+ * (as 29's range), up to 288 and 32 code lengths where DEFLATE has 286 and 30 symbols, and a code
+ * of one codeword (the precode's too) whose unused codeword is sent (as the one).  No compressor
+ * makes these; the message is then what libdeflate makes of them.  fuzz_pmd checks that nothing
+ * else differs from zlib. */
 int wsk_pmd_oneshot_inflate(wsk_pmd_oneshot_inflater *i, uint8_t *in, size_t n, wsk_dbuf *out);
 
 /* Inflates run again because the message did not fit the first output size (for tests). */
