@@ -42,7 +42,11 @@ void natsMsg_free(void *msg);
 #define QUEUE_MAX (16u << 20)
 #define OUT_MAX   (8u << 20)
 
-#define RETRY_MS 100 /* between attempts, the first connection's (ours) and reconnections' */
+/* Between the attempts before the first connection (ours): from RETRY_MS, doubling up to
+ * RETRY_MAX_MS, as the Redis engine's backoff, so that a refused node does not flood the server's
+ * log; between reconnections (the client's): RETRY_MS. */
+#define RETRY_MS     100
+#define RETRY_MAX_MS 5000
 
 struct nsub {
     struct nsub *next;
@@ -407,7 +411,7 @@ static void nt_close(void *e)
     free(t);
 }
 
-/* Until the first connection, on its own thread (see the top), every RETRY_MS; the client
+/* Until the first connection, on its own thread (see the top), with a backoff; the client
  * reconnects by itself after that.  The client's own retry of a failed first connection is not
  * used: it clears the failure's reason as it starts, racing with our read of it, and gives up
  * at once when the server refused the attempt (a wrong token).  Here a failed attempt leaves
@@ -415,7 +419,7 @@ static void nt_close(void *e)
 static void *connector(void *arg)
 {
     struct nats *t = arg;
-    for (int failed = 0;;) {
+    for (long wait_ms = RETRY_MS;;) {
         natsConnection *nc = NULL;
         natsStatus s = natsConnection_Connect(&nc, t->opts);
         if (s == NATS_OK) {
@@ -426,14 +430,14 @@ static void *connector(void *arg)
             conn_event(t, 1, NULL);
             return NULL;
         }
-        if (!failed++) {
+        if (wait_ms == RETRY_MS) { /* the first failure: the outage, with its reason */
             const char *why = nats_GetLastError(NULL), *at = why ? strstr(why, "): ") : NULL;
             if (why && *why == '(' && at) why = at + 3; /* "(conn.c:1905): " is the client's */
             conn_event(t, 0, why && *why ? why : natsStatus_GetText(s));
         }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += RETRY_MS * 1000000L;
+        until.tv_nsec += wait_ms * 1000000L;
         until.tv_sec += until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
         pthread_mutex_lock(&t->mu);
@@ -441,6 +445,7 @@ static void *connector(void *arg)
         int closing = t->closing;
         pthread_mutex_unlock(&t->mu);
         if (closing) return NULL;
+        wait_ms = wait_ms * 2 < RETRY_MAX_MS ? wait_ms * 2 : RETRY_MAX_MS;
     }
 }
 

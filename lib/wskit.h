@@ -722,12 +722,12 @@ WSK_API size_t wsk_server_each_subscriber(const wsk_server *srv, const char *top
  *  - An engine that is down: local delivery goes on; forwarded publishes fail (counted in
  *    wsk_bridge_stats.failed; wsk_server_bridged says 0), the outage is logged once with its
  *    reason (WSK_LOG_WARN) and again when it ends; the bridge reconnects (Redis: with backoff,
- *    0.1 s doubling to 5 s; NATS: every 0.1 s, over the seed URLs) and subscribes again to
- *    every live topic.  An exception: once connected, the NATS client gives up reconnecting
- *    when a server refuses the credentials twice in a row; that is logged with its reason
- *    (WSK_LOG_ERROR), and the link stays down.  Publishes beyond 8 MiB that the engine has
- *    not taken yet (Redis: not acknowledged; NATS: in the client's buffer) fail too: memory
- *    stays bounded.
+ *    0.1 s doubling to 5 s; NATS: the same until the first connection, then every 0.1 s, over the
+ *    seed URLs) and subscribes again to every live topic.  An exception: once connected, the
+ *    NATS client gives up reconnecting when a server refuses the credentials twice in a row;
+ *    that is logged with its reason (WSK_LOG_ERROR), and the link stays down.  Publishes beyond
+ *    8 MiB that the engine has not taken yet (Redis: not acknowledged; NATS: in the client's
+ *    buffer) fail too: memory stays bounded.
  *  - The engine connections keep the loop running until wsk_server_free closes them.
  * Engines: "redis://[[USER]:PASSWORD@]HOST:PORT[/DB]" (HOST an address literal or a name,
  * resolved again before each connection attempt, off the loop's thread), and
