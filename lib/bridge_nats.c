@@ -205,6 +205,7 @@ static void on_closed(natsConnection *nc, void *closure)
     t->closed = 1;
     if (!t->closing) {
         t->gave_up = 1;
+        t->connected = 0;
         snprintf(t->why, sizeof t->why, "%s",
                  err && *err    ? err
                  : s != NATS_OK ? natsStatus_GetText(s)
