@@ -23,6 +23,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define STREAM_MAX (160 * 1024) /* what the socket pair holds (its buffers are set to more) */
+/* Writes into the socket pair at most: each costs its buffer about a kilobyte besides its bytes
+ * (the kernel's accounting), so that thousands of small records would fill it before STREAM_MAX
+ * and a write would then come back short. */
+#define WRITES_MAX 256
 
 static const size_t caps[] = {1, 7, 100, 16383, 16384, 16385, 70000, 512 * 1024};
 
@@ -70,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     size_t sent = 0, nwant = 0, i = 1;
     int clean = 1; /* no raw bytes yet: what was sealed must come out */
-    while (i < size && sent < STREAM_MAX - TLS_REC_MAX) {
+    for (int writes = 0; i < size && sent < STREAM_MAX - TLS_REC_MAX && writes < WRITES_MAX;
+         writes++) {
         uint8_t op = data[i++];
         if (op < 0x80) {
             size_t len = ((size_t)op << 8 | (i < size ? data[i++] : 0)) & 0x7fff;
